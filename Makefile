@@ -1,0 +1,47 @@
+# ledgerlm: `make demo` and `make test` set everything up on a fresh machine, then run.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+NODE_STAMP := contracts/node_modules/.installed
+
+.PHONY: install test test-all test-slow demo bench contracts clean lint
+
+install: $(STAMP) $(NODE_STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+# Node packages give the compiler, OpenZeppelin, the Merkle reference and anvil for the tests;
+# the Python runtime never needs them.
+$(NODE_STAMP): contracts/package.json contracts/package-lock.json
+	@if command -v npm >/dev/null; then cd contracts && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else echo "npm not found: anvil and OpenZeppelin cross-checks will be skipped"; fi
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow
+
+test-all: install
+	$(BIN)/python -m pytest -q -m ""
+
+demo: install
+	bash scripts/demo.sh
+
+bench: install
+	$(BIN)/python benchmarks/ingest.py
+
+contracts: $(NODE_STAMP)
+	cd contracts && npm run compile
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) contracts/node_modules .pytest_cache

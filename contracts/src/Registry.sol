@@ -1,0 +1,282 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+
+/// @title Registry
+/// @notice On-chain record of Datanets, their published versions (Merkle roots over accepted
+///         contributions), fine-tuned models with their lineage, and each model's fee policy.
+/// @dev The node relays actions that users signed off-chain, so writes are gated by REGISTRAR_ROLE;
+///      a model's developer may also set that model's fee policy directly.
+contract Registry is AccessControl {
+    /// @notice Role held by nodes that relay signed user actions.
+    bytes32 public constant REGISTRAR_ROLE = keccak256("REGISTRAR_ROLE");
+
+    /// @notice Fee shares are basis points of one fee; the four shares always sum to this.
+    uint16 public constant TOTAL_BPS = 10_000;
+
+    struct Datanet {
+        address owner;
+        string name;
+        bytes32 metadataHash;
+        string licence;
+        uint64 latestVersion;
+        uint64 createdAt;
+    }
+
+    struct DatanetVersion {
+        bytes32 root;
+        uint64 count;
+        bytes32 manifestHash;
+        uint64 publishedAt;
+    }
+
+    struct Model {
+        address developer;
+        string baseModel;
+        bytes32 baseModelHash;
+        bytes32 adapterHash;
+        bytes32[] datanetVersionRoots;
+        bytes32 trainingConfigHash;
+        bytes32 evalMetricsHash;
+        uint64 registeredAt;
+    }
+
+    struct FeePolicy {
+        uint16 nodeBps;
+        uint16 developerBps;
+        uint16 contributorsBps;
+        uint16 validatorsBps;
+    }
+
+    /// @dev Where a version root was first published; version 0 means "never published".
+    struct RootPublication {
+        bytes32 datanetId;
+        uint64 version;
+    }
+
+    mapping(bytes32 datanetId => Datanet) private _datanets;
+    mapping(bytes32 datanetId => mapping(uint64 version => DatanetVersion)) private _versions;
+    mapping(bytes32 modelId => Model) private _models;
+
+    /// @notice Fee policy of a model; all four shares are zero until one is set.
+    mapping(bytes32 modelId => FeePolicy) public feePolicy;
+
+    /// @notice The first (datanet, version) that published a given Merkle root; version 0 if none did.
+    mapping(bytes32 root => RootPublication) public rootPublication;
+
+    event DatanetRegistered(
+        bytes32 indexed datanetId, address indexed owner, string name, bytes32 metadataHash, string licence
+    );
+    event VersionPublished(
+        bytes32 indexed datanetId, uint64 indexed version, bytes32 root, uint64 count, bytes32 manifestHash
+    );
+    event ModelRegistered(
+        bytes32 indexed modelId,
+        address indexed developer,
+        string baseModel,
+        bytes32 baseModelHash,
+        bytes32 adapterHash,
+        bytes32[] datanetVersionRoots,
+        bytes32 trainingConfigHash,
+        bytes32 evalMetricsHash
+    );
+    event FeePolicySet(
+        bytes32 indexed modelId, uint16 nodeBps, uint16 developerBps, uint16 contributorsBps, uint16 validatorsBps
+    );
+
+    error ZeroAddress();
+    error ZeroId();
+    error ZeroRoot();
+    error DatanetAlreadyRegistered(bytes32 datanetId);
+    error UnknownDatanet(bytes32 datanetId);
+    error NonSequentialVersion(bytes32 datanetId, uint64 expected, uint64 given);
+    error UnknownVersion(bytes32 datanetId, uint64 version);
+    error ModelAlreadyRegistered(bytes32 modelId);
+    error UnknownModel(bytes32 modelId);
+    error UnknownVersionRoot(bytes32 root);
+    error NotRegistrarOrDeveloper(bytes32 modelId, address caller);
+    error FeeSharesMustSumTo10000(uint256 sum);
+
+    /// @param admin Receives DEFAULT_ADMIN_ROLE (grants REGISTRAR_ROLE to nodes).
+    constructor(address admin) {
+        if (admin == address(0)) revert ZeroAddress();
+        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+    }
+
+    /// @notice Records a new Datanet. Reverts with {DatanetAlreadyRegistered} if the id is taken.
+    /// @param datanetId Content-derived id chosen off-chain (non-zero).
+    /// @param owner The Datanet owner's account.
+    /// @param name Human-readable name.
+    /// @param metadataHash Hash of the off-chain metadata (domain, schema, access rules).
+    /// @param licence Licence identifier of the data (e.g. an SPDX id).
+    function registerDatanet(
+        bytes32 datanetId,
+        address owner,
+        string calldata name,
+        bytes32 metadataHash,
+        string calldata licence
+    ) external onlyRole(REGISTRAR_ROLE) {
+        if (datanetId == bytes32(0)) revert ZeroId();
+        if (owner == address(0)) revert ZeroAddress();
+        Datanet storage d = _datanets[datanetId];
+        if (d.owner != address(0)) revert DatanetAlreadyRegistered(datanetId);
+        d.owner = owner;
+        d.name = name;
+        d.metadataHash = metadataHash;
+        d.licence = licence;
+        d.createdAt = uint64(block.timestamp);
+        emit DatanetRegistered(datanetId, owner, name, metadataHash, licence);
+    }
+
+    /// @notice Publishes the next version of a Datanet. Versions start at 1 and increase by exactly one.
+    /// @param datanetId A registered Datanet.
+    /// @param version Must equal latestVersion(datanetId) + 1.
+    /// @param root Merkle root over the accepted contribution hashes (non-zero).
+    /// @param count Number of contributions under the root.
+    /// @param manifestHash Hash of the off-chain version manifest.
+    function publishVersion(bytes32 datanetId, uint64 version, bytes32 root, uint64 count, bytes32 manifestHash)
+        external
+        onlyRole(REGISTRAR_ROLE)
+    {
+        Datanet storage d = _requireDatanet(datanetId);
+        uint64 expected = d.latestVersion + 1;
+        if (version != expected) revert NonSequentialVersion(datanetId, expected, version);
+        if (root == bytes32(0)) revert ZeroRoot();
+        d.latestVersion = version;
+        _versions[datanetId][version] =
+            DatanetVersion({root: root, count: count, manifestHash: manifestHash, publishedAt: uint64(block.timestamp)});
+        if (rootPublication[root].version == 0) {
+            rootPublication[root] = RootPublication({datanetId: datanetId, version: version});
+        }
+        emit VersionPublished(datanetId, version, root, count, manifestHash);
+    }
+
+    /// @notice Records a fine-tuned model and its lineage. Every root in `datanetVersionRoots` must be a
+    ///         published Datanet version root, so lineage always points at data the registry knows.
+    /// @param modelId Id chosen off-chain (non-zero, unused).
+    /// @param developer The model developer's account.
+    /// @param baseModel Name of the base model.
+    /// @param baseModelHash Hash of the base model weights.
+    /// @param adapterHash Hash of the trained adapter weights.
+    /// @param datanetVersionRoots Version roots of the Datanets the model was trained on.
+    /// @param trainingConfigHash Hash of the training configuration.
+    /// @param evalMetricsHash Hash of the evaluation report.
+    function registerModel(
+        bytes32 modelId,
+        address developer,
+        string calldata baseModel,
+        bytes32 baseModelHash,
+        bytes32 adapterHash,
+        bytes32[] calldata datanetVersionRoots,
+        bytes32 trainingConfigHash,
+        bytes32 evalMetricsHash
+    ) external onlyRole(REGISTRAR_ROLE) {
+        if (modelId == bytes32(0)) revert ZeroId();
+        if (developer == address(0)) revert ZeroAddress();
+        Model storage m = _models[modelId];
+        if (m.developer != address(0)) revert ModelAlreadyRegistered(modelId);
+        for (uint256 i = 0; i < datanetVersionRoots.length; ++i) {
+            if (rootPublication[datanetVersionRoots[i]].version == 0) {
+                revert UnknownVersionRoot(datanetVersionRoots[i]);
+            }
+        }
+        m.developer = developer;
+        m.baseModel = baseModel;
+        m.baseModelHash = baseModelHash;
+        m.adapterHash = adapterHash;
+        m.datanetVersionRoots = datanetVersionRoots;
+        m.trainingConfigHash = trainingConfigHash;
+        m.evalMetricsHash = evalMetricsHash;
+        m.registeredAt = uint64(block.timestamp);
+        emit ModelRegistered(
+            modelId,
+            developer,
+            baseModel,
+            baseModelHash,
+            adapterHash,
+            datanetVersionRoots,
+            trainingConfigHash,
+            evalMetricsHash
+        );
+    }
+
+    /// @notice Sets how a model's fees are split. Callable by a registrar or the model's developer.
+    ///         The four shares are basis points and must sum to exactly 10_000.
+    /// @param modelId A registered model.
+    /// @param nodeBps Share of the serving node operator.
+    /// @param developerBps Share of the model developer.
+    /// @param contributorsBps Share of the data contributors (by attribution).
+    /// @param validatorsBps Share of the validators.
+    function setFeePolicy(
+        bytes32 modelId,
+        uint16 nodeBps,
+        uint16 developerBps,
+        uint16 contributorsBps,
+        uint16 validatorsBps
+    ) external {
+        Model storage m = _models[modelId];
+        if (m.developer == address(0)) revert UnknownModel(modelId);
+        if (msg.sender != m.developer && !hasRole(REGISTRAR_ROLE, msg.sender)) {
+            revert NotRegistrarOrDeveloper(modelId, msg.sender);
+        }
+        uint256 sum = uint256(nodeBps) + developerBps + contributorsBps + validatorsBps;
+        if (sum != TOTAL_BPS) revert FeeSharesMustSumTo10000(sum);
+        feePolicy[modelId] = FeePolicy(nodeBps, developerBps, contributorsBps, validatorsBps);
+        emit FeePolicySet(modelId, nodeBps, developerBps, contributorsBps, validatorsBps);
+    }
+
+    /// @notice Returns a registered Datanet; reverts with {UnknownDatanet} otherwise.
+    /// @param datanetId The Datanet id.
+    function getDatanet(bytes32 datanetId) external view returns (Datanet memory) {
+        return _requireDatanet(datanetId);
+    }
+
+    /// @notice Whether a Datanet with this id is registered.
+    /// @param datanetId The Datanet id.
+    function datanetExists(bytes32 datanetId) external view returns (bool) {
+        return _datanets[datanetId].owner != address(0);
+    }
+
+    /// @notice Latest published version of a Datanet (0 if none yet); reverts for unknown Datanets.
+    /// @param datanetId The Datanet id.
+    function latestVersion(bytes32 datanetId) external view returns (uint64) {
+        return _requireDatanet(datanetId).latestVersion;
+    }
+
+    /// @notice Returns one published version; reverts with {UnknownVersion} if it was never published.
+    /// @param datanetId The Datanet id.
+    /// @param version The version number (1-based).
+    /// @return root Merkle root over the accepted contribution hashes.
+    /// @return count Number of contributions under the root.
+    /// @return manifestHash Hash of the version manifest.
+    /// @return publishedAt Block timestamp of publication.
+    function getVersion(bytes32 datanetId, uint64 version)
+        external
+        view
+        returns (bytes32 root, uint64 count, bytes32 manifestHash, uint64 publishedAt)
+    {
+        DatanetVersion storage v = _versions[datanetId][version];
+        if (v.root == bytes32(0)) revert UnknownVersion(datanetId, version);
+        return (v.root, v.count, v.manifestHash, v.publishedAt);
+    }
+
+    /// @notice Returns a registered model with its lineage; reverts with {UnknownModel} otherwise.
+    /// @param modelId The model id.
+    function getModel(bytes32 modelId) external view returns (Model memory) {
+        Model storage m = _models[modelId];
+        if (m.developer == address(0)) revert UnknownModel(modelId);
+        return m;
+    }
+
+    /// @notice Whether a model with this id is registered.
+    /// @param modelId The model id.
+    function modelExists(bytes32 modelId) external view returns (bool) {
+        return _models[modelId].developer != address(0);
+    }
+
+    function _requireDatanet(bytes32 datanetId) private view returns (Datanet storage d) {
+        d = _datanets[datanetId];
+        if (d.owner == address(0)) revert UnknownDatanet(datanetId);
+    }
+}

@@ -1,0 +1,53 @@
+"""The FastAPI application: one router per room, errors turned into JSON with the same message."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import Callable
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from ledgerlm import __version__
+from ledgerlm.errors import LedgerError
+
+
+def create_app(open_node: Callable[[], "object"]) -> FastAPI:
+    """`open_node` is called once at startup; the node is closed at shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.node = open_node()
+        try:
+            yield
+        finally:
+            app.state.node.close()
+
+    app = FastAPI(
+        title="ledgerlm node",
+        version=__version__,
+        description="Datanets, validation, models, attributed inference and settlement.",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(LedgerError)
+    async def ledger_error(_request: Request, exc: LedgerError):
+        return JSONResponse(status_code=exc.status, content={"error": exc.to_dict()})
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError):
+        first = exc.errors()[0]
+        location = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body",))
+        field = str(first["loc"][-1]) if first.get("loc") else None
+        message = f"{location or 'request'}: {first.get('msg', 'invalid')}"
+        return JSONResponse(
+            status_code=422,
+            content={"error": {"type": "ValidationError", "message": message, "field": field}},
+        )
+
+    from ledgerlm.api import datanets, node
+
+    app.include_router(node.router)
+    app.include_router(datanets.router)
+    return app

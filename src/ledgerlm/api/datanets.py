@@ -1,0 +1,140 @@
+"""Datanet routes: the same signed actions the CLI sends, over HTTP."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import orjson
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, ValidationError
+from starlette.background import BackgroundTask
+
+from ledgerlm.api.deps import get_node
+from ledgerlm.datanets import (
+    Contribution,
+    Datanet,
+    DatanetError,
+    DatanetSpec,
+    DatanetVersion,
+    IncomingFile,
+    UploadReceipt,
+)
+from ledgerlm.errors import AuthError
+from ledgerlm.identity import SignedAction
+from ledgerlm.node import Node
+
+router = APIRouter(tags=["datanets"])
+
+
+class CreateDatanetRequest(BaseModel):
+    spec: DatanetSpec
+    action: SignedAction
+
+
+class ActionRequest(BaseModel):
+    action: SignedAction
+
+
+@router.post("/datanets", response_model=Datanet, status_code=201)
+def create_datanet(body: CreateDatanetRequest, node: Node = Depends(get_node)):
+    """Create a Datanet; `action` is the owner's signed CreateDatanet over the spec's hash."""
+    return node.datanets.create(body.spec, body.action)
+
+
+@router.get("/datanets", response_model=list[Datanet])
+def list_datanets(node: Node = Depends(get_node)):
+    return node.datanets.list()
+
+
+@router.get("/datanets/{name}", response_model=Datanet)
+def show_datanet(name: str, node: Node = Depends(get_node)):
+    return node.datanets.get(name)
+
+
+@router.post("/datanets/{name}/contributions", response_model=UploadReceipt, status_code=201)
+def contribute(
+    name: str,
+    action: str = Form(..., description="the contributor's signed Contribute action, as JSON"),
+    files: list[UploadFile] = File(...),
+    skip_duplicates: bool = Form(False),
+    node: Node = Depends(get_node),
+):
+    """Upload files as one signed batch: every contribution in it is stored, or none."""
+    try:
+        signed = SignedAction.model_validate(orjson.loads(action))
+    except (orjson.JSONDecodeError, ValidationError) as exc:
+        raise AuthError(f"action is not a signed action JSON object: {exc}", field="action") from exc
+    incoming = [IncomingFile(name=f.filename or "", stream=f.file) for f in files]
+    return node.datanets.contribute(name, signed, incoming, skip_duplicates=skip_duplicates)
+
+
+@router.get("/datanets/{name}/contributions", response_model=list[Contribution])
+def list_contributions(
+    name: str,
+    state: str | None = None,
+    limit: int = Query(100, ge=1, le=10_000),
+    offset: int = Query(0, ge=0),
+    payload: bool = False,
+    events: bool = False,
+    node: Node = Depends(get_node),
+):
+    return node.datanets.contributions(
+        name, state=state, limit=limit, offset=offset, with_payload=payload, with_events=events
+    )
+
+
+@router.get("/contributions/{contribution_id}", response_model=Contribution)
+def show_contribution(contribution_id: int, node: Node = Depends(get_node)):
+    return node.datanets.contribution(contribution_id)
+
+
+@router.post("/contributions/{contribution_id}/withdraw", response_model=Contribution)
+def withdraw(contribution_id: int, body: ActionRequest, node: Node = Depends(get_node)):
+    """The contributor removes their data from every future version (signed WithdrawContribution)."""
+    return node.datanets.withdraw(contribution_id, body.action)
+
+
+@router.post("/contributions/{contribution_id}/review", response_model=Contribution)
+def review(contribution_id: int, body: ActionRequest, node: Node = Depends(get_node)):
+    """The Datanet owner accepts or rejects a pending contribution (signed ReviewContribution)."""
+    return node.datanets.review(contribution_id, body.action)
+
+
+@router.post("/datanets/{name}/versions", response_model=DatanetVersion, status_code=201)
+def publish(name: str, body: ActionRequest, node: Node = Depends(get_node)):
+    """Publish the accepted contributions as a new immutable version with its Merkle root."""
+    return node.datanets.publish(name, body.action)
+
+
+@router.get("/datanets/{name}/versions/{number}", response_model=DatanetVersion)
+def show_version(name: str, number: int, node: Node = Depends(get_node)):
+    return node.datanets.version(name, number)
+
+
+@router.get("/datanets/{name}/versions/{number}/manifest")
+def version_manifest(name: str, number: int, node: Node = Depends(get_node)) -> dict:
+    """The version's leaves (contribution id, content hash, contributor) and root."""
+    return node.datanets.manifest(name, number)
+
+
+@router.get("/datanets/{name}/versions/{number}/export")
+def export_version(name: str, number: int, format: str = "jsonl", node: Node = Depends(get_node)):
+    """Download exactly the data of one version as JSONL or Parquet."""
+    if format not in ("jsonl", "parquet"):
+        raise DatanetError("the API exports jsonl or parquet; the CLI turns parquet into hf", field="format")
+    workdir = Path(tempfile.mkdtemp(prefix="ledgerlm-export-"))
+    target = workdir / f"{name}-v{number}.{format}"
+    node.datanets.export(name, number, format, target)
+    return FileResponse(
+        target,
+        filename=target.name,
+        background=BackgroundTask(_cleanup, workdir),
+    )
+
+
+def _cleanup(workdir: Path) -> None:
+    import shutil
+
+    shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,540 @@
+"""Typed clients for the settlement contracts: domain names in, integers and records out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from functools import cached_property
+from typing import Any, Sequence
+
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+from web3.contract import Contract
+
+from ledgerlm.chain.deploy import Deployment, role_id
+from ledgerlm.chain.port import Chain, ChainError, TxResult
+
+Bytes32 = bytes | str
+
+
+def as_bytes32(value: Bytes32, field: str) -> bytes:
+    """Accept 32 raw bytes or their 0x-hex form; anything else is the caller's mistake."""
+    raw = value
+    if isinstance(value, str):
+        try:
+            raw = bytes.fromhex(value.removeprefix("0x"))
+        except ValueError:
+            raw = b""
+    if not isinstance(raw, (bytes, bytearray)) or len(raw) != 32:
+        raise ChainError(f"{field} must be 32 bytes (or 64 hex digits), got {value!r}",
+                         field=field)
+    return bytes(raw)
+
+
+def _hex(value: bytes) -> str:
+    return "0x" + bytes(value).hex()
+
+
+class StakeRole(IntEnum):
+    """What a stake backs; the numbers are the contract's role codes."""
+
+    VALIDATOR = 0
+    AGENT = 1
+    CONTRIBUTOR_BOND = 2
+
+
+@dataclass(frozen=True)
+class DatanetRecord:
+    datanet_id: str
+    owner: str
+    name: str
+    metadata_hash: str
+    licence: str
+    latest_version: int
+    created_at: int
+
+
+@dataclass(frozen=True)
+class DatanetVersionRecord:
+    datanet_id: str
+    version: int
+    root: str
+    count: int
+    manifest_hash: str
+    published_at: int
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    model_id: str
+    developer: str
+    base_model: str
+    base_model_hash: str
+    adapter_hash: str
+    datanet_version_roots: tuple[str, ...]
+    training_config_hash: str
+    eval_metrics_hash: str
+    registered_at: int
+
+
+@dataclass(frozen=True)
+class FeePolicy:
+    """Shares of one fee in basis points; the contract insists they sum to 10,000."""
+
+    node_bps: int
+    developer_bps: int
+    contributors_bps: int
+    validators_bps: int
+
+    @property
+    def total(self) -> int:
+        return self.node_bps + self.developer_bps + self.contributors_bps + self.validators_bps
+
+
+@dataclass(frozen=True)
+class PendingAmount:
+    """Stake cooling down, or an escrow withdrawal waiting; usable from `available_at`."""
+
+    amount: int
+    available_at: int
+
+
+@dataclass(frozen=True)
+class EpochFunding:
+    epoch: int
+    root: str
+    total: int
+    claimed: int
+
+    @property
+    def unclaimed(self) -> int:
+        return self.total - self.claimed
+
+
+@dataclass(frozen=True)
+class PermitSignature:
+    """An ERC-2612 permit, signed locally by the token holder."""
+
+    owner: str
+    spender: str
+    value: int
+    deadline: int
+    v: int
+    r: bytes
+    s: bytes
+
+
+@dataclass(frozen=True)
+class Debit:
+    """One consumer's charge in an epoch settlement, with the spending cap they signed."""
+
+    consumer: str
+    amount: int
+    cap: int
+    deadline: int
+    signature: bytes
+
+    def as_tuple(self) -> tuple:
+        return (to_checksum_address(self.consumer), int(self.amount), int(self.cap),
+                int(self.deadline), bytes(self.signature))
+
+
+class _Client:
+    """What every settlement contract client shares: its contract, its chain, AccessControl."""
+
+    artifact_name = ""
+
+    def __init__(self, chain: Chain, address: str):
+        self.chain = chain
+        self.address = to_checksum_address(address)
+        self.contract: Contract = chain.contract(self.artifact_name, self.address)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.address})"
+
+    def _call(self, name: str, *args: Any) -> Any:
+        return self.chain.call(self.contract.functions[name](*args))
+
+    def _send(self, sender: LocalAccount, name: str, *args: Any) -> TxResult:
+        return self.chain.transact(self.contract.functions[name](*args), sender)
+
+    def has_role(self, role: str, account: str) -> bool:
+        return bool(self._call("hasRole", role_id(role), to_checksum_address(account)))
+
+    def grant_role(self, sender: LocalAccount, role: str, account: str) -> TxResult:
+        return self._send(sender, "grantRole", role_id(role), to_checksum_address(account))
+
+    def revoke_role(self, sender: LocalAccount, role: str, account: str) -> TxResult:
+        return self._send(sender, "revokeRole", role_id(role), to_checksum_address(account))
+
+    def renounce_role(self, sender: LocalAccount, role: str) -> TxResult:
+        return self._send(sender, "renounceRole", role_id(role), sender.address)
+
+    @cached_property
+    def eip712_domain(self) -> dict[str, Any]:
+        """The contract's own EIP-712 domain (ERC-5267), so signatures always match it."""
+        _, name, version, chain_id, verifying_contract, _, _ = self._call("eip712Domain")
+        return {"name": name, "version": version, "chainId": int(chain_id),
+                "verifyingContract": to_checksum_address(verifying_contract)}
+
+
+class TokenClient(_Client):
+    """LedgerToken: the ERC-20 (with ERC-2612 permit) that payments, stakes and rewards use."""
+
+    artifact_name = "LedgerToken"
+
+    def name(self) -> str:
+        return self._call("name")
+
+    def symbol(self) -> str:
+        return self._call("symbol")
+
+    def decimals(self) -> int:
+        return int(self._call("decimals"))
+
+    def total_supply(self) -> int:
+        return int(self._call("totalSupply"))
+
+    def balance_of(self, account: str) -> int:
+        return int(self._call("balanceOf", to_checksum_address(account)))
+
+    def allowance(self, owner: str, spender: str) -> int:
+        return int(self._call("allowance", to_checksum_address(owner),
+                              to_checksum_address(spender)))
+
+    def nonce_of(self, owner: str) -> int:
+        return int(self._call("nonces", to_checksum_address(owner)))
+
+    def mint(self, sender: LocalAccount, to: str, amount: int) -> TxResult:
+        return self._send(sender, "mint", to_checksum_address(to), int(amount))
+
+    def transfer(self, sender: LocalAccount, to: str, amount: int) -> TxResult:
+        return self._send(sender, "transfer", to_checksum_address(to), int(amount))
+
+    def approve(self, sender: LocalAccount, spender: str, amount: int) -> TxResult:
+        return self._send(sender, "approve", to_checksum_address(spender), int(amount))
+
+    def transfer_from(self, sender: LocalAccount, owner: str, to: str, amount: int) -> TxResult:
+        return self._send(sender, "transferFrom", to_checksum_address(owner),
+                          to_checksum_address(to), int(amount))
+
+    def ensure_allowance(self, owner: LocalAccount, spender: str, amount: int) -> TxResult | None:
+        """Approve `spender` for exactly `amount` unless it may already spend that much."""
+        if self.allowance(owner.address, spender) >= amount:
+            return None
+        return self.approve(owner, spender, amount)
+
+    def sign_permit(self, owner: LocalAccount, spender: str, value: int,
+                    deadline: int) -> PermitSignature:
+        """Sign an ERC-2612 permit locally; anyone may submit it (`permit`, `*_with_permit`)."""
+        spender = to_checksum_address(spender)
+        message = {"owner": owner.address, "spender": spender, "value": int(value),
+                   "nonce": self.nonce_of(owner.address), "deadline": int(deadline)}
+        types = {"Permit": [
+            {"name": "owner", "type": "address"}, {"name": "spender", "type": "address"},
+            {"name": "value", "type": "uint256"}, {"name": "nonce", "type": "uint256"},
+            {"name": "deadline", "type": "uint256"},
+        ]}
+        signed = owner.sign_typed_data(self.eip712_domain, types, message)
+        return PermitSignature(owner.address, spender, int(value), int(deadline), signed.v,
+                               signed.r.to_bytes(32, "big"), signed.s.to_bytes(32, "big"))
+
+    def permit(self, sender: LocalAccount, permit: PermitSignature) -> TxResult:
+        return self._send(sender, "permit", permit.owner, permit.spender, permit.value,
+                          permit.deadline, permit.v, permit.r, permit.s)
+
+
+class RegistryClient(_Client):
+    """Registry: Datanets, their version roots, models with lineage, and fee policies."""
+
+    artifact_name = "Registry"
+
+    def register_datanet(self, sender: LocalAccount, datanet_id: Bytes32, owner: str, name: str,
+                         metadata_hash: Bytes32, licence: str) -> TxResult:
+        return self._send(sender, "registerDatanet", as_bytes32(datanet_id, "datanet_id"),
+                          to_checksum_address(owner), name,
+                          as_bytes32(metadata_hash, "metadata_hash"), licence)
+
+    def publish_version(self, sender: LocalAccount, datanet_id: Bytes32, version: int,
+                        root: Bytes32, count: int, manifest_hash: Bytes32) -> TxResult:
+        return self._send(sender, "publishVersion", as_bytes32(datanet_id, "datanet_id"),
+                          int(version), as_bytes32(root, "root"), int(count),
+                          as_bytes32(manifest_hash, "manifest_hash"))
+
+    def register_model(
+        self,
+        sender: LocalAccount,
+        model_id: Bytes32,
+        developer: str,
+        base_model: str,
+        base_model_hash: Bytes32,
+        adapter_hash: Bytes32,
+        datanet_version_roots: Sequence[Bytes32],
+        training_config_hash: Bytes32,
+        eval_metrics_hash: Bytes32,
+    ) -> TxResult:
+        roots = [as_bytes32(r, "datanet_version_roots") for r in datanet_version_roots]
+        return self._send(sender, "registerModel", as_bytes32(model_id, "model_id"),
+                          to_checksum_address(developer), base_model,
+                          as_bytes32(base_model_hash, "base_model_hash"),
+                          as_bytes32(adapter_hash, "adapter_hash"), roots,
+                          as_bytes32(training_config_hash, "training_config_hash"),
+                          as_bytes32(eval_metrics_hash, "eval_metrics_hash"))
+
+    def set_fee_policy(self, sender: LocalAccount, model_id: Bytes32,
+                       policy: FeePolicy) -> TxResult:
+        return self._send(sender, "setFeePolicy", as_bytes32(model_id, "model_id"),
+                          policy.node_bps, policy.developer_bps, policy.contributors_bps,
+                          policy.validators_bps)
+
+    def datanet_exists(self, datanet_id: Bytes32) -> bool:
+        return bool(self._call("datanetExists", as_bytes32(datanet_id, "datanet_id")))
+
+    def get_datanet(self, datanet_id: Bytes32) -> DatanetRecord:
+        raw_id = as_bytes32(datanet_id, "datanet_id")
+        owner, name, metadata_hash, licence, latest, created = _found(
+            lambda: self._call("getDatanet", raw_id))
+        return DatanetRecord(_hex(raw_id), owner, name, _hex(metadata_hash), licence,
+                             int(latest), int(created))
+
+    def latest_version(self, datanet_id: Bytes32) -> int:
+        return int(_found(lambda: self._call("latestVersion",
+                                             as_bytes32(datanet_id, "datanet_id"))))
+
+    def get_version(self, datanet_id: Bytes32, version: int) -> DatanetVersionRecord:
+        raw_id = as_bytes32(datanet_id, "datanet_id")
+        root, count, manifest_hash, published_at = _found(
+            lambda: self._call("getVersion", raw_id, int(version)))
+        return DatanetVersionRecord(_hex(raw_id), int(version), _hex(root), int(count),
+                                    _hex(manifest_hash), int(published_at))
+
+    def root_publication(self, root: Bytes32) -> tuple[str, int] | None:
+        """(datanet id, version) that first published `root`, or None if none did."""
+        datanet_id, version = self._call("rootPublication", as_bytes32(root, "root"))
+        return (_hex(datanet_id), int(version)) if version else None
+
+    def model_exists(self, model_id: Bytes32) -> bool:
+        return bool(self._call("modelExists", as_bytes32(model_id, "model_id")))
+
+    def get_model(self, model_id: Bytes32) -> ModelRecord:
+        raw_id = as_bytes32(model_id, "model_id")
+        (developer, base_model, base_hash, adapter_hash, roots, config_hash, metrics_hash,
+         registered_at) = _found(lambda: self._call("getModel", raw_id))
+        return ModelRecord(_hex(raw_id), developer, base_model, _hex(base_hash),
+                           _hex(adapter_hash), tuple(_hex(r) for r in roots), _hex(config_hash),
+                           _hex(metrics_hash), int(registered_at))
+
+    def fee_policy(self, model_id: Bytes32) -> FeePolicy:
+        """The model's fee policy; all zeros until one is set."""
+        return FeePolicy(*(int(v) for v in self._call("feePolicy",
+                                                      as_bytes32(model_id, "model_id"))))
+
+
+class StakingClient(_Client):
+    """Staking: stake under a role, unstake through a cooldown, slashing by the SLASHER role."""
+
+    artifact_name = "Staking"
+
+    def __init__(self, chain: Chain, address: str, token: TokenClient):
+        super().__init__(chain, address)
+        self.token = token
+
+    def stake(self, sender: LocalAccount, role: StakeRole | int, amount: int) -> TxResult:
+        """Approve (if needed) and stake `amount` of the sender's tokens under `role`."""
+        self.token.ensure_allowance(sender, self.address, int(amount))
+        return self._send(sender, "stake", int(StakeRole(role)), int(amount))
+
+    def stake_with_permit(self, sender: LocalAccount, role: StakeRole | int, amount: int,
+                          deadline: int) -> TxResult:
+        """Stake in one transaction, authorising the transfer with a locally signed permit."""
+        permit = self.token.sign_permit(sender, self.address, int(amount), int(deadline))
+        return self._send(sender, "stakeWithPermit", int(StakeRole(role)), int(amount),
+                          permit.deadline, permit.v, permit.r, permit.s)
+
+    def request_unstake(self, sender: LocalAccount, role: StakeRole | int,
+                        amount: int) -> TxResult:
+        return self._send(sender, "requestUnstake", int(StakeRole(role)), int(amount))
+
+    def withdraw(self, sender: LocalAccount, role: StakeRole | int) -> TxResult:
+        return self._send(sender, "withdraw", int(StakeRole(role)))
+
+    def slash(self, sender: LocalAccount, account: str, role: StakeRole | int, amount: int,
+              reason: Bytes32) -> TxResult:
+        return self._send(sender, "slash", to_checksum_address(account), int(StakeRole(role)),
+                          int(amount), as_bytes32(reason, "reason"))
+
+    def set_treasury(self, sender: LocalAccount, treasury: str) -> TxResult:
+        return self._send(sender, "setTreasury", to_checksum_address(treasury))
+
+    def pause(self, sender: LocalAccount) -> TxResult:
+        return self._send(sender, "pause")
+
+    def unpause(self, sender: LocalAccount) -> TxResult:
+        return self._send(sender, "unpause")
+
+    def stake_of(self, account: str, role: StakeRole | int) -> int:
+        return int(self._call("stakeOf", to_checksum_address(account), int(StakeRole(role))))
+
+    def pending_of(self, account: str, role: StakeRole | int) -> PendingAmount:
+        amount, release_at = self._call("pendingOf", to_checksum_address(account),
+                                        int(StakeRole(role)))
+        return PendingAmount(int(amount), int(release_at))
+
+    def total_staked(self, role: StakeRole | int) -> int:
+        return int(self._call("totalStaked", int(StakeRole(role))))
+
+    def treasury(self) -> str:
+        return self._call("treasury")
+
+    def cooldown_seconds(self) -> int:
+        return int(self._call("cooldownSeconds"))
+
+    def paused(self) -> bool:
+        return bool(self._call("paused"))
+
+
+class DistributorClient(_Client):
+    """EpochDistributor: per-epoch payout roots funded up front; one claim per account."""
+
+    artifact_name = "EpochDistributor"
+
+    def __init__(self, chain: Chain, address: str, token: TokenClient):
+        super().__init__(chain, address)
+        self.token = token
+
+    def fund_epoch(self, sender: LocalAccount, epoch: int, root: Bytes32,
+                   total: int) -> TxResult:
+        """Approve (if needed) and fund `epoch` with `total` under payout `root`."""
+        self.token.ensure_allowance(sender, self.address, int(total))
+        return self._send(sender, "fundEpoch", int(epoch), as_bytes32(root, "root"), int(total))
+
+    def claim(self, sender: LocalAccount, epoch: int, account: str, amount: int,
+              proof: Sequence[Bytes32]) -> TxResult:
+        """Pay `account` its `amount` for `epoch`; `sender` only pays the gas."""
+        return self._send(sender, "claim", int(epoch), to_checksum_address(account), int(amount),
+                          [as_bytes32(p, "proof") for p in proof])
+
+    def is_claimed(self, epoch: int, account: str) -> bool:
+        return bool(self._call("isClaimed", int(epoch), to_checksum_address(account)))
+
+    def epoch(self, epoch: int) -> EpochFunding | None:
+        """The funded epoch, or None if nobody funded it yet."""
+        root, total, claimed = self._call("epochs", int(epoch))
+        if root == b"\x00" * 32:
+            return None
+        return EpochFunding(int(epoch), _hex(root), int(total), int(claimed))
+
+
+class EscrowClient(_Client):
+    """PaymentEscrow: consumer deposits, delayed withdrawals, capped epoch settlement."""
+
+    artifact_name = "PaymentEscrow"
+
+    SPENDING_CAP_TYPES = {"SpendingCap": [
+        {"name": "consumer", "type": "address"}, {"name": "settler", "type": "address"},
+        {"name": "epoch", "type": "uint256"}, {"name": "cap", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ]}
+
+    def __init__(self, chain: Chain, address: str, token: TokenClient):
+        super().__init__(chain, address)
+        self.token = token
+
+    def deposit(self, sender: LocalAccount, amount: int) -> TxResult:
+        """Approve (if needed) and move `amount` of the sender's tokens into escrow."""
+        self.token.ensure_allowance(sender, self.address, int(amount))
+        return self._send(sender, "deposit", int(amount))
+
+    def deposit_with_permit(self, sender: LocalAccount, amount: int, deadline: int) -> TxResult:
+        permit = self.token.sign_permit(sender, self.address, int(amount), int(deadline))
+        return self._send(sender, "depositWithPermit", int(amount), permit.deadline, permit.v,
+                          permit.r, permit.s)
+
+    def request_withdrawal(self, sender: LocalAccount, amount: int) -> TxResult:
+        return self._send(sender, "requestWithdrawal", int(amount))
+
+    def cancel_withdrawal(self, sender: LocalAccount) -> TxResult:
+        return self._send(sender, "cancelWithdrawal")
+
+    def withdraw(self, sender: LocalAccount) -> TxResult:
+        return self._send(sender, "withdraw")
+
+    def settle_epoch(self, sender: LocalAccount, epoch: int, payout_root: Bytes32,
+                     debits: Sequence[Debit]) -> TxResult:
+        """Debit each consumer within their signed cap and fund the epoch's payout root."""
+        return self._send(sender, "settleEpoch", int(epoch),
+                          as_bytes32(payout_root, "payout_root"), [d.as_tuple() for d in debits])
+
+    def spending_cap_typed_data(self, consumer: str, settler: str, epoch: int, cap: int,
+                                deadline: int) -> dict[str, Any]:
+        """The full EIP-712 message a consumer's wallet signs to let `settler` charge them."""
+        return {
+            "types": {"EIP712Domain": [
+                {"name": "name", "type": "string"}, {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ], **self.SPENDING_CAP_TYPES},
+            "primaryType": "SpendingCap",
+            "domain": self.eip712_domain,
+            "message": {"consumer": to_checksum_address(consumer),
+                        "settler": to_checksum_address(settler), "epoch": int(epoch),
+                        "cap": int(cap), "deadline": int(deadline)},
+        }
+
+    def sign_spending_cap(self, consumer: LocalAccount, settler: str, epoch: int, cap: int,
+                          deadline: int) -> bytes:
+        """Sign, locally, the consumer's permission for `settler` to debit up to `cap`."""
+        typed = self.spending_cap_typed_data(consumer.address, settler, epoch, cap, deadline)
+        return bytes(consumer.sign_typed_data(full_message=typed).signature)
+
+    def spending_cap_digest(self, consumer: str, settler: str, epoch: int, cap: int,
+                            deadline: int) -> str:
+        return _hex(self._call("spendingCapDigest", to_checksum_address(consumer),
+                               to_checksum_address(settler), int(epoch), int(cap),
+                               int(deadline)))
+
+    def balance_of(self, consumer: str) -> int:
+        return int(self._call("balanceOf", to_checksum_address(consumer)))
+
+    def pending_withdrawal(self, consumer: str) -> PendingAmount:
+        amount, available_at = self._call("pendingWithdrawal", to_checksum_address(consumer))
+        return PendingAmount(int(amount), int(available_at))
+
+    def spent(self, consumer: str, epoch: int) -> int:
+        return int(self._call("spent", to_checksum_address(consumer), int(epoch)))
+
+    def withdraw_delay_seconds(self) -> int:
+        return int(self._call("withdrawDelaySeconds"))
+
+
+def _found(read: Any) -> Any:
+    """Run a registry read; its Unknown* reverts mean "not found" to a caller."""
+    try:
+        return read()
+    except ChainError as exc:
+        if exc.error_name and exc.error_name.startswith("Unknown"):
+            exc.status = 404
+        raise
+
+
+class Contracts:
+    """The deployed settlement contracts on one chain, as typed clients."""
+
+    def __init__(self, chain: Chain, deployment: Deployment):
+        if chain.chain_id != deployment.chain_id:
+            raise ChainError(
+                f"the deployment belongs to chain id {deployment.chain_id}, but the connected "
+                f"chain has id {chain.chain_id}; connect to the right chain or redeploy",
+                field="chain_id",
+            )
+        self.chain = chain
+        self.deployment = deployment
+        self.token = TokenClient(chain, deployment.address_of("LedgerToken"))
+        self.registry = RegistryClient(chain, deployment.address_of("Registry"))
+        self.staking = StakingClient(chain, deployment.address_of("Staking"), self.token)
+        self.distributor = DistributorClient(chain, deployment.address_of("EpochDistributor"),
+                                             self.token)
+        self.escrow = EscrowClient(chain, deployment.address_of("PaymentEscrow"), self.token)
+
+    def __repr__(self) -> str:
+        return f"Contracts(chain_id={self.chain.chain_id}, token={self.token.address})"

@@ -1,0 +1,55 @@
+"""The Chain port over any EVM JSON-RPC node (anvil in tests, an OP Stack L2 in production)."""
+
+from __future__ import annotations
+
+import requests
+from web3 import Web3
+from web3.exceptions import Web3Exception
+
+from ledgerlm.chain.port import Chain, ChainError
+
+
+def open_rpc(
+    url: str,
+    *,
+    expected_chain_id: int | None = None,
+    request_timeout: float = 30.0,
+    receipt_timeout: float = 120.0,
+) -> Chain:
+    """Connect to the node at `url`, check it answers and, if given, that its chain id matches."""
+    session = requests.Session()
+    w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": request_timeout},
+                                session=session))
+    try:
+        chain_id = int(w3.eth.chain_id)
+    except (Web3Exception, OSError, ValueError) as exc:
+        session.close()
+        raise ChainError(
+            f"cannot reach an EVM node at {url} ({type(exc).__name__}: {exc}); "
+            "check that the node runs and the URL (scheme, host, port) is right",
+            field="chain_url",
+            status=503,
+        ) from exc
+    if expected_chain_id is not None and chain_id != expected_chain_id:
+        session.close()
+        raise ChainError(
+            f"the node at {url} serves chain id {chain_id}, but {expected_chain_id} was "
+            "expected; point --chain-url at the right network or update the configured chain id",
+            field="chain_id",
+        )
+
+    def advance_time(seconds: int) -> None:
+        # anvil and hardhat both speak these; production nodes refuse them, which is right.
+        try:
+            w3.provider.make_request("evm_increaseTime", [seconds])
+            response = w3.provider.make_request("evm_mine", [])
+        except (Web3Exception, OSError) as exc:
+            raise ChainError(f"the node at {url} cannot move its clock: {exc}",
+                             status=501) from exc
+        if isinstance(response, dict) and response.get("error"):
+            raise ChainError(
+                f"the node at {url} cannot move its clock: {response['error']}", status=501
+            )
+
+    return Chain(w3, kind="rpc", chain_id=chain_id, advance_time=advance_time,
+                 receipt_timeout=receipt_timeout, on_close=session.close)

@@ -1,0 +1,220 @@
+"""`ledgerlm datanet`: create Datanets, contribute signed data, review, publish and export versions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from ledgerlm.cli.session import console, session
+from ledgerlm.datanets import DatanetError, DatanetSpec
+from ledgerlm.errors import LedgerError
+
+app = typer.Typer(help="Datanets: community datasets built from signed contributions.", no_args_is_help=True)
+
+
+def _when(ts: int) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+@app.command()
+def create(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Lowercase name, e.g. med-qa."),
+    as_key: str = typer.Option(..., "--as", help="Key of the owner who signs."),
+    description: str = typer.Option("", help="What the Datanet is for."),
+    tags: str = typer.Option("", help="Comma-separated tags."),
+    licence: str = typer.Option("CC-BY-4.0", help="Licence of the data (SPDX id)."),
+    schema: Optional[Path] = typer.Option(None, help="JSON Schema file for records; omit for a documents Datanet."),
+    visibility: str = typer.Option("public", help="public or private."),
+):
+    """Create a Datanet owned by the signing key."""
+    s = session(ctx)
+    if schema is not None:
+        try:
+            schema_value = json.loads(schema.read_text())
+        except FileNotFoundError as exc:
+            raise DatanetError(f"schema file {schema} does not exist", field="schema") from exc
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DatanetError(f"schema file {schema} is not valid JSON: {exc}", field="schema") from exc
+    else:
+        schema_value = "documents"
+    try:
+        spec = DatanetSpec(
+            name=name, description=description, tags=[t.strip() for t in tags.split(",") if t.strip()],
+            licence=licence, schema=schema_value, visibility=visibility,
+        )
+    except Exception as exc:  # pydantic's ValidationError: report the first field
+        raise _spec_error(exc) from exc
+    account = s.unlock(as_key)
+    datanet = s.client().create_datanet(spec, account)
+    s.emit(datanet, lambda d: console.print(f"[green]created Datanet {d.name}[/] ({d.kind}) owned by {d.owner}"
+                                            + (f"\n  on chain: tx {d.chain_tx}" if d.chain_tx else "")))
+
+
+def _spec_error(exc: Exception) -> LedgerError:
+    errors = getattr(exc, "errors", None)
+    if errors:
+        first = errors()[0]
+        field = str(first["loc"][0]) if first.get("loc") else None
+        message = str(first["msg"]).removeprefix("Value error, ")
+        return DatanetError(f"{field}: {message}", field=field)
+    return DatanetError(str(exc))
+
+
+@app.command("list")
+def list_datanets(ctx: typer.Context):
+    """List Datanets with their contribution counts and latest version."""
+    s = session(ctx)
+
+    def render(items):
+        table = Table("name", "kind", "owner", "pending", "accepted", "rejected", "versions", "latest root")
+        for d in items:
+            latest = d.versions[-1].root[:18] + "…" if d.versions else "-"
+            table.add_row(d.name, d.kind, d.owner[:10] + "…", str(d.counts["pending"]), str(d.counts["accepted"]),
+                          str(d.counts["rejected"]), str(len(d.versions)), latest)
+        console.print(table)
+
+    s.emit(s.client().datanets(), render)
+
+
+@app.command()
+def show(ctx: typer.Context, name: str):
+    """Show one Datanet: spec, counts, versions with Merkle roots and chain transactions."""
+    s = session(ctx)
+
+    def render(d):
+        console.print(f"[bold]{d.name}[/] ({d.kind}, {d.visibility}, licence {d.licence})  owner {d.owner}")
+        if d.description:
+            console.print(f"  {d.description}")
+        console.print(f"  tags: {', '.join(d.tags) or '-'}   created {_when(d.created_at)}   chain tx: {d.chain_tx or '-'}")
+        console.print("  contributions: " + ", ".join(f"{k} {v}" for k, v in d.counts.items()))
+        if d.versions:
+            table = Table("version", "root", "contributions", "contributors", "published", "chain tx")
+            for v in d.versions:
+                table.add_row(str(v.number), v.root, str(v.contribution_count), str(v.contributor_count),
+                              _when(v.created_at), v.chain_tx or "-")
+            console.print(table)
+
+    s.emit(s.client().datanet(name), render)
+
+
+@app.command()
+def contribute(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Datanet to contribute to."),
+    paths: List[Path] = typer.Argument(..., help="Files: JSONL, JSON, CSV, Parquet, text, Markdown, PDF, DOCX."),
+    as_key: str = typer.Option(..., "--as", help="Key of the contributor who signs."),
+    skip_duplicates: bool = typer.Option(False, "--skip-duplicates", help="Store only records not already in the Datanet."),
+):
+    """Upload files as one signed contribution batch (all stored, or none)."""
+    s = session(ctx)
+    for p in paths:
+        if not p.is_file():
+            raise DatanetError(f"{p} is not a readable file", field="paths")
+    account = s.unlock(as_key)
+    total = sum(p.stat().st_size for p in paths)
+    with console.status(f"uploading {len(paths)} file(s), {total:,} bytes…", spinner="dots"):
+        receipt = s.client().contribute(name, paths, account, skip_duplicates=skip_duplicates)
+    s.emit(receipt, lambda r: console.print(
+        f"[green]stored {r.contribution_count} contribution(s)[/] in {r.datanet} "
+        f"(ids {r.first_contribution_id}–{r.first_contribution_id + r.contribution_count - 1}, upload {r.upload_id})"
+        + (f", skipped {r.skipped_duplicates} duplicate(s)" if r.skipped_duplicates else "")
+        + f"\n  receipt signed by node {r.node}: {r.node_signature[:20]}…"
+    ))
+
+
+@app.command()
+def contributions(
+    ctx: typer.Context,
+    name: str,
+    state: Optional[str] = typer.Option(None, help="pending, accepted, rejected or withdrawn."),
+    limit: int = typer.Option(50, help="How many to list."),
+    offset: int = typer.Option(0, help="Skip this many."),
+    payload: bool = typer.Option(False, "--payload", help="Include the data itself."),
+):
+    """List contributions, with the reasons and history behind their state."""
+    s = session(ctx)
+    items = s.client().contributions(name, state=state, limit=limit, offset=offset, payload=payload, events=True)
+
+    def render(items):
+        table = Table("id", "state", "contributor", "source", "content hash", "reason")
+        for c in items:
+            table.add_row(str(c.id), c.state, c.contributor[:10] + "…", c.source, c.content_hash[:16] + "…", c.reason or "")
+        console.print(table)
+
+    s.emit(items, render)
+
+
+@app.command()
+def contribution(ctx: typer.Context, contribution_id: int):
+    """Show one contribution with its data and history."""
+    s = session(ctx)
+    s.emit(s.client().contribution(contribution_id), lambda c: console.print_json(data=c.model_dump()))
+
+
+@app.command()
+def withdraw(ctx: typer.Context, contribution_id: int, as_key: str = typer.Option(..., "--as")):
+    """Withdraw your contribution: its data is deleted and leaves every future version."""
+    s = session(ctx)
+    c = s.client().withdraw(contribution_id, s.unlock(as_key))
+    s.emit(c, lambda c: console.print(f"[yellow]contribution {c.id} withdrawn[/]"))
+
+
+def _review(ctx: typer.Context, contribution_id: int, as_key: str, accept: bool, reason: str):
+    s = session(ctx)
+    c = s.client().review(contribution_id, s.unlock(as_key), accept=accept, reason=reason)
+    s.emit(c, lambda c: console.print(f"contribution {c.id} is now [bold]{c.state}[/]"))
+
+
+@app.command()
+def accept(ctx: typer.Context, contribution_id: int, as_key: str = typer.Option(..., "--as"),
+           reason: str = typer.Option("", help="Why.")):
+    """Accept a pending contribution (Datanet owner)."""
+    _review(ctx, contribution_id, as_key, True, reason)
+
+
+@app.command()
+def reject(ctx: typer.Context, contribution_id: int, as_key: str = typer.Option(..., "--as"),
+           reason: str = typer.Option("", help="Why.")):
+    """Reject a pending contribution (Datanet owner)."""
+    _review(ctx, contribution_id, as_key, False, reason)
+
+
+@app.command()
+def publish(ctx: typer.Context, name: str, as_key: str = typer.Option(..., "--as", help="The owner's key.")):
+    """Publish accepted contributions as a new immutable version with a Merkle root."""
+    s = session(ctx)
+    v = s.client().publish(name, s.unlock(as_key))
+    s.emit(v, lambda v: console.print(
+        f"[green]{v.datanet} version {v.number}[/]: {v.contribution_count} contributions from "
+        f"{v.contributor_count} contributors\n  root {v.root}" + (f"\n  on chain: tx {v.chain_tx}" if v.chain_tx else "")
+    ))
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    name: str,
+    version: int = typer.Option(..., "--version", help="Version number."),
+    fmt: str = typer.Option("jsonl", "--format", help="jsonl, parquet or hf (a datasets.load_from_disk directory)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output path [default: NAME-vN.FORMAT]."),
+):
+    """Write exactly the data of one version."""
+    s = session(ctx)
+    if fmt not in ("jsonl", "parquet", "hf"):
+        raise DatanetError(f"unknown format {fmt!r}: use jsonl, parquet or hf", field="format")
+    out = out or Path(f"{name}-v{version}" + ("" if fmt == "hf" else f".{fmt}"))
+    result = s.client().export(name, version, fmt, out)
+    s.emit(result, lambda r: console.print(f"[green]wrote[/] {r['path']} ({fmt})"))
+
+
+@app.command()
+def manifest(ctx: typer.Context, name: str, version: int = typer.Option(..., "--version")):
+    """Print a version's manifest: its leaves (id, content hash, contributor) and root."""
+    s = session(ctx)
+    s.emit(s.client().manifest(name, version))

@@ -1,0 +1,49 @@
+"""`ledgerlm keys`: create and inspect the encrypted keys that sign every action."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.table import Table
+
+from ledgerlm.cli.session import console, session
+from ledgerlm.errors import LedgerError
+from ledgerlm.identity import passphrase_from_env
+
+app = typer.Typer(help="Manage signing keys (encrypted keystore v3 files in the home).", no_args_is_help=True)
+
+
+@app.command("new")
+def new(ctx: typer.Context, name: str = typer.Argument(..., help="A name for the key, e.g. alice.")):
+    """Create a secp256k1 key; the passphrase comes from LEDGERLM_PASSPHRASE or a prompt."""
+    s = session(ctx)
+    passphrase = passphrase_from_env()
+    if passphrase is None:
+        if not sys.stdin.isatty():
+            raise LedgerError("a new key needs a passphrase: set LEDGERLM_PASSPHRASE", field="passphrase")
+        passphrase = typer.prompt("Passphrase", hide_input=True, confirmation_prompt=True)
+    info = s.keyring().new(name, passphrase)
+    s.emit(info, lambda i: console.print(f"[green]key {i.name}[/] {i.address}\n  stored at {i.path}"))
+
+
+@app.command("list")
+def list_keys(ctx: typer.Context):
+    """List the keys in this home."""
+    s = session(ctx)
+    keys = s.keyring().list()
+
+    def render(items):
+        table = Table("name", "address")
+        for k in items:
+            table.add_row(k.name, k.address)
+        console.print(table)
+
+    s.emit(keys, render)
+
+
+@app.command("show")
+def show(ctx: typer.Context, name: str):
+    """Show one key's address and file."""
+    s = session(ctx)
+    s.emit(s.keyring().show(name), lambda i: console.print(f"{i.name} {i.address}\n  {i.path}"))

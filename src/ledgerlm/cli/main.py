@@ -1,0 +1,96 @@
+"""The `ledgerlm` command: global options, `init`, `serve`, and the room sub-commands."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ledgerlm.cli.session import LedgerGroup, Session, console, session
+from ledgerlm.config import EMBEDDED, Home
+
+app = typer.Typer(
+    cls=LedgerGroup,
+    help="ledgerlm: Datanets, validation, fine-tuning, attributed inference and on-chain settlement.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    home: Optional[Path] = typer.Option(None, "--home", envvar="LEDGERLM_HOME", help="Node home directory [default: ~/.ledgerlm]"),
+    node: Optional[str] = typer.Option(None, "--node", envvar="LEDGERLM_NODE", help="Talk to a running node at this URL instead of the home."),
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+):
+    s = Session(Home.resolve(home), node, as_json)
+    ctx.obj = s
+    ctx.call_on_close(s.close)
+
+
+@app.command()
+def init(
+    ctx: typer.Context,
+    chain: str = typer.Option(EMBEDDED, "--chain-url", help="'embedded' (in-process EVM) or a JSON-RPC URL."),
+    chain_id: int = typer.Option(1337, "--chain-id", help="Chain id of the embedded chain."),
+):
+    """Create the node home: config, SQLite database (migrated), blob store, node key."""
+    from ledgerlm.node import Node
+
+    s = session(ctx)
+    node = Node.init(s.home, chain=chain, chain_id=chain_id)
+    try:
+        info = node.info()
+    finally:
+        node.close()
+    s.emit(info, lambda i: console.print(
+        f"[green]ledgerlm home ready[/] at {i['home']}\n  node address {i['node_address']}\n"
+        f"  chain {i['chain']} (id {i['chain_id']}), schema revision {i['schema_revision']}"
+    ))
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Optional[str] = typer.Option(None, help="Interface to bind [default: config host, 127.0.0.1]."),
+    port: Optional[int] = typer.Option(None, help="Port [default: config port, 8547]."),
+):
+    """Run the node's HTTP API (OpenAPI docs at /docs); CLI calls on this home go through it."""
+    import uvicorn
+
+    from ledgerlm.api import create_app
+    from ledgerlm.node import Node
+
+    s = session(ctx)
+    config = s.home.load_config()
+    host = host or config.host
+    port = port or config.port
+    record = s.home.running_path
+    record.write_text(json.dumps({"url": f"http://{host}:{port}", "pid": os.getpid()}))
+    try:
+        console.print(f"[green]ledgerlm node[/] on http://{host}:{port}  (docs: /docs)")
+        uvicorn.run(create_app(lambda: Node.open(s.home)), host=host, port=port, log_level="info")
+    finally:
+        record.unlink(missing_ok=True)
+
+
+@app.command()
+def info(ctx: typer.Context):
+    """Show the node's version, chain id and address."""
+    s = session(ctx)
+    s.emit(s.client().info(), lambda i: console.print_json(data=i))
+
+
+def _register_rooms() -> None:
+    from ledgerlm.cli import datanet, keys
+
+    app.add_typer(keys.app, name="keys")
+    app.add_typer(datanet.app, name="datanet")
+
+
+_register_rooms()

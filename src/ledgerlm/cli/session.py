@@ -1,0 +1,129 @@
+"""What every CLI command shares: the home, the node it talks to, and how results are printed."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import orjson
+import typer
+from typer.core import TyperGroup
+from pydantic import BaseModel
+from rich.console import Console
+from rich.markup import escape
+
+from ledgerlm.config import Home
+from ledgerlm.errors import LedgerError
+from ledgerlm.identity import Keyring, passphrase_from_env
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@dataclass
+class Session:
+    home: Home
+    node_url: str | None
+    as_json: bool
+    _client: Any = None
+    _closers: list = field(default_factory=list)
+
+    def client(self):
+        """A client of the running node: `--node URL`, the server already serving this home, or
+        the same app run in-process over the home."""
+        if self._client is not None:
+            return self._client
+        from ledgerlm.client import NodeClient
+
+        url = self.node_url or running_node_url(self.home)
+        if url:
+            self._client = NodeClient.connect(url)
+        else:
+            from fastapi.testclient import TestClient
+
+            from ledgerlm.api import create_app
+            from ledgerlm.node import Node
+
+            self.home.require()
+            app = create_app(lambda: Node.open(self.home))
+            http = TestClient(app, base_url="http://ledgerlm.local")
+            http.__enter__()
+            self._closers.append(lambda: http.__exit__(None, None, None))
+            self._client = NodeClient(http)
+        self._closers.append(self._client.close)
+        return self._client
+
+    def keyring(self) -> Keyring:
+        return Keyring(self.home.keys)
+
+    def unlock(self, name: str):
+        passphrase = passphrase_from_env()
+        if passphrase is None:
+            if not sys.stdin.isatty():
+                raise LedgerError(f"key {name!r} needs a passphrase: set LEDGERLM_PASSPHRASE", field="passphrase")
+            passphrase = typer.prompt(f"Passphrase for key {name!r}", hide_input=True)
+        return self.keyring().unlock(name, passphrase)
+
+    def close(self) -> None:
+        for closer in reversed(self._closers):
+            try:
+                closer()
+            except Exception:
+                pass
+
+    def emit(self, data: Any, render: Callable[[Any], None] | None = None) -> None:
+        if self.as_json or render is None:
+            sys.stdout.write(orjson.dumps(_plain(data), option=orjson.OPT_INDENT_2).decode() + "\n")
+        else:
+            render(data)
+
+
+def _plain(data: Any) -> Any:
+    if isinstance(data, BaseModel):
+        return data.model_dump(by_alias=True)
+    if isinstance(data, list):
+        return [_plain(d) for d in data]
+    if isinstance(data, dict):
+        return {k: _plain(v) for k, v in data.items()}
+    if hasattr(data, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return asdict(data)
+    return data
+
+
+def running_node_url(home: Home) -> str | None:
+    """The URL `ledgerlm serve` recorded for this home, if that process is still alive."""
+    try:
+        record = json.loads(home.running_path.read_text())
+        os.kill(int(record["pid"]), 0)
+        return record["url"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def session(ctx: typer.Context) -> Session:
+    return ctx.find_root().obj
+
+
+def report(s: "Session | None", exc: LedgerError) -> None:
+    """Print a LedgerError the way every command does: same message, on stderr or as JSON."""
+    if s is not None and s.as_json:
+        sys.stdout.write(orjson.dumps({"error": exc.to_dict()}).decode() + "\n")
+    else:
+        where = f" ({exc.field})" if exc.field else ""
+        err_console.print(f"[bold red]error{escape(where)}:[/] {escape(exc.message)}", highlight=False)
+
+
+class LedgerGroup(TyperGroup):
+    """The root command group: any LedgerError from any command exits 1 with its message."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except LedgerError as exc:
+            report(ctx.obj, exc)
+            ctx.exit(1)

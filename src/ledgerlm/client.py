@@ -1,0 +1,165 @@
+"""The Python SDK: signs actions locally and talks to a node over HTTP (the CLI and agents use it)."""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from eth_account.signers.local import LocalAccount
+
+from ledgerlm.datanets import (
+    Contribution,
+    Datanet,
+    DatanetSpec,
+    DatanetVersion,
+    FileEntry,
+    UploadReceipt,
+    manifest_hash,
+)
+from ledgerlm.errors import AuthError, ConflictError, LedgerError, NotFoundError
+from ledgerlm.identity import sign_action
+
+_BY_STATUS = {401: AuthError, 403: AuthError, 404: NotFoundError, 409: ConflictError}
+
+
+class NodeClient:
+    """Wraps any httpx.Client: a real server (`NodeClient.connect(url)`) or the in-process app."""
+
+    def __init__(self, http: httpx.Client):
+        self.http = http
+        self._info: dict | None = None
+
+    @classmethod
+    def connect(cls, url: str, *, timeout: float = 600.0) -> "NodeClient":
+        return cls(httpx.Client(base_url=url.rstrip("/"), timeout=timeout))
+
+    def close(self) -> None:
+        self.http.close()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _request(self, method: str, path: str, **kwargs) -> Any:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise LedgerError(f"cannot reach the node at {self.http.base_url}: {exc}", field="node", status=503) from exc
+        if response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+            except Exception:
+                raise LedgerError(f"node answered HTTP {response.status_code}: {response.text[:500]}",
+                                  status=response.status_code) from None
+            kind = _BY_STATUS.get(response.status_code, LedgerError)
+            raise kind(error.get("message", "request failed"), field=error.get("field"), status=response.status_code)
+        if response.headers.get("content-type", "").startswith("application/json"):
+            return response.json()
+        return response
+
+    def info(self) -> dict:
+        if self._info is None:
+            self._info = self._request("GET", "/node/info")
+        return self._info
+
+    @property
+    def chain_id(self) -> int:
+        return int(self.info()["chain_id"])
+
+    def _sign(self, account: LocalAccount, action: str, fields: dict) -> dict:
+        return sign_action(account, action, fields, chain_id=self.chain_id).model_dump()
+
+    # ------------------------------------------------------------------ Datanets
+
+    def create_datanet(self, spec: DatanetSpec, account: LocalAccount) -> Datanet:
+        action = self._sign(account, "CreateDatanet", {"name": spec.name, "specHash": spec.spec_hash()})
+        body = {"spec": spec.model_dump(by_alias=True), "action": action}
+        return Datanet.model_validate(self._request("POST", "/datanets", json=body))
+
+    def datanets(self) -> list[Datanet]:
+        return [Datanet.model_validate(d) for d in self._request("GET", "/datanets")]
+
+    def datanet(self, name: str) -> Datanet:
+        return Datanet.model_validate(self._request("GET", f"/datanets/{name}"))
+
+    def contribute(
+        self, name: str, paths: list[Path], account: LocalAccount, *, skip_duplicates: bool = False
+    ) -> UploadReceipt:
+        """Hash the files, sign their manifest once, upload them as one batch."""
+        paths = [Path(p) for p in paths]
+        entries = [FileEntry(name=p.name, sha256=_sha256(p), size=p.stat().st_size) for p in paths]
+        action = self._sign(account, "Contribute", {"datanet": name, "manifestHash": manifest_hash(entries)})
+        with ExitStack() as stack:
+            files = [("files", (p.name, stack.enter_context(open(p, "rb")))) for p in paths]
+            data = {"action": orjson.dumps(action).decode(), "skip_duplicates": str(skip_duplicates).lower()}
+            result = self._request("POST", f"/datanets/{name}/contributions", data=data, files=files)
+        return UploadReceipt.model_validate(result)
+
+    def contributions(
+        self, name: str, *, state: str | None = None, limit: int = 100, offset: int = 0,
+        payload: bool = False, events: bool = False,
+    ) -> list[Contribution]:
+        params: dict[str, Any] = {"limit": limit, "offset": offset, "payload": payload, "events": events}
+        if state:
+            params["state"] = state
+        return [Contribution.model_validate(c) for c in self._request("GET", f"/datanets/{name}/contributions", params=params)]
+
+    def contribution(self, contribution_id: int) -> Contribution:
+        return Contribution.model_validate(self._request("GET", f"/contributions/{contribution_id}"))
+
+    def withdraw(self, contribution_id: int, account: LocalAccount) -> Contribution:
+        action = self._sign(account, "WithdrawContribution", {"contributionId": contribution_id})
+        return Contribution.model_validate(
+            self._request("POST", f"/contributions/{contribution_id}/withdraw", json={"action": action})
+        )
+
+    def review(self, contribution_id: int, account: LocalAccount, *, accept: bool, reason: str = "") -> Contribution:
+        action = self._sign(
+            account, "ReviewContribution", {"contributionId": contribution_id, "accept": accept, "reason": reason}
+        )
+        return Contribution.model_validate(
+            self._request("POST", f"/contributions/{contribution_id}/review", json={"action": action})
+        )
+
+    def publish(self, name: str, account: LocalAccount) -> DatanetVersion:
+        action = self._sign(account, "PublishVersion", {"datanet": name})
+        return DatanetVersion.model_validate(self._request("POST", f"/datanets/{name}/versions", json={"action": action}))
+
+    def version(self, name: str, number: int) -> DatanetVersion:
+        return DatanetVersion.model_validate(self._request("GET", f"/datanets/{name}/versions/{number}"))
+
+    def manifest(self, name: str, number: int) -> dict:
+        return self._request("GET", f"/datanets/{name}/versions/{number}/manifest")
+
+    def export(self, name: str, number: int, fmt: str, out: Path) -> dict:
+        """Write one version to `out`; `hf` is built locally from the node's Parquet."""
+        out = Path(out)
+        wire = "parquet" if fmt == "hf" else fmt
+        response = self._request("GET", f"/datanets/{name}/versions/{number}/export", params={"format": wire})
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if fmt != "hf":
+            tmp = out.with_name(out.name + ".partial")
+            tmp.write_bytes(response.content)
+            tmp.replace(out)
+            return {"datanet": name, "version": number, "format": fmt, "path": str(out), "bytes": out.stat().st_size}
+        import tempfile
+
+        import pyarrow.parquet as pq
+
+        from ledgerlm.datanets.export import write_export
+
+        with tempfile.NamedTemporaryFile(suffix=".parquet") as tmp:
+            tmp.write(response.content)
+            tmp.flush()
+            rows = pq.read_table(tmp.name).to_pylist()
+        return write_export(iter(rows), "hf", out, version=self.version(name, number))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,136 @@
+"""The node home directory and its config file: where every room keeps its state."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from ledgerlm.errors import LedgerError
+
+DEFAULT_HOME = Path("~/.ledgerlm")
+EMBEDDED = "embedded"
+
+
+class ConfigError(LedgerError):
+    pass
+
+
+@dataclass
+class NodeConfig:
+    """Settings read from `<home>/config.toml`; every value has a working default."""
+
+    chain: str = EMBEDDED  # "embedded" or a JSON-RPC URL
+    chain_id: int = 1337
+    max_upload_bytes: int = 50 * 1024 * 1024
+    host: str = "127.0.0.1"
+    port: int = 8547
+    database_url: str = ""  # empty: SQLite file in the home
+    extra: dict = field(default_factory=dict)
+
+    def to_toml(self) -> str:
+        lines = ["# ledgerlm node configuration"]
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "extra":
+                continue
+            lines.append(f"{f.name} = {_toml_value(value)}")
+        for key, value in sorted(self.extra.items()):
+            lines.append(f"{key} = {_toml_value(value)}")
+        return "\n".join(lines) + "\n"
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+@dataclass(frozen=True)
+class Home:
+    """Paths inside one node home; nothing here touches the disk until `init`."""
+
+    root: Path
+
+    @classmethod
+    def resolve(cls, home: str | Path | None = None) -> "Home":
+        raw = home or os.environ.get("LEDGERLM_HOME") or DEFAULT_HOME
+        return cls(Path(raw).expanduser().resolve())
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.toml"
+
+    @property
+    def database_path(self) -> Path:
+        return self.root / "ledger.db"
+
+    @property
+    def blobs(self) -> Path:
+        return self.root / "blobs"
+
+    @property
+    def keys(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def chain_dir(self) -> Path:
+        return self.root / "chain"
+
+    @property
+    def deployment_path(self) -> Path:
+        return self.root / "deployment.json"
+
+    @property
+    def node_key_path(self) -> Path:
+        return self.root / "node_key"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def running_path(self) -> Path:
+        """Written by `ledgerlm serve` so local CLI calls go through the running node."""
+        return self.root / "node.json"
+
+    def exists(self) -> bool:
+        return self.config_path.exists()
+
+    def require(self) -> None:
+        if not self.exists():
+            raise ConfigError(
+                f"no ledgerlm home at {self.root}: run `ledgerlm init --home {self.root}` first",
+                field="home",
+            )
+
+    def load_config(self) -> NodeConfig:
+        self.require()
+        try:
+            raw = tomllib.loads(self.config_path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{self.config_path}: {exc}", field="config") from exc
+        known = {f.name for f in fields(NodeConfig)} - {"extra"}
+        values = {k: v for k, v in raw.items() if k in known}
+        extra = {k: v for k, v in raw.items() if k not in known}
+        try:
+            config = NodeConfig(**values, extra=extra)
+        except TypeError as exc:
+            raise ConfigError(f"{self.config_path}: {exc}", field="config") from exc
+        for name in ("chain_id", "max_upload_bytes", "port"):
+            if not isinstance(getattr(config, name), int) or getattr(config, name) <= 0:
+                raise ConfigError(f"{self.config_path}: {name} must be a positive integer", field=name)
+        return config
+
+    def save_config(self, config: NodeConfig) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.write_text(config.to_toml())
+        os.replace(tmp, self.config_path)
+
+
+__all__ = ["Home", "NodeConfig", "ConfigError", "EMBEDDED", "asdict"]

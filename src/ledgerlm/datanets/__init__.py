@@ -1,0 +1,36 @@
+"""Datanet lifecycle, parsers for uploaded formats, versions and their Merkle roots."""
+
+from ledgerlm.datanets.export import FORMATS as EXPORT_FORMATS
+from ledgerlm.datanets.models import (
+    DOCUMENTS,
+    Contribution,
+    Datanet,
+    DatanetError,
+    DatanetSpec,
+    DatanetVersion,
+    DuplicateContribution,
+    FileEntry,
+    UnknownDatanet,
+    UploadReceipt,
+    manifest_hash,
+)
+from ledgerlm.datanets.service import LEAF_TYPES, ChainAnchor, Datanets, IncomingFile
+
+__all__ = [
+    "DOCUMENTS",
+    "EXPORT_FORMATS",
+    "LEAF_TYPES",
+    "ChainAnchor",
+    "Contribution",
+    "Datanet",
+    "DatanetError",
+    "DatanetSpec",
+    "DatanetVersion",
+    "Datanets",
+    "DuplicateContribution",
+    "FileEntry",
+    "IncomingFile",
+    "UnknownDatanet",
+    "UploadReceipt",
+    "manifest_hash",
+]

@@ -1,0 +1,147 @@
+"""Datanet domain types: specs, Datanets, contributions, uploads, versions."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, Field, field_validator
+
+from ledgerlm.errors import ConflictError, LedgerError, NotFoundError
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}[a-z0-9]$")
+STATES = ("pending", "accepted", "rejected", "withdrawn")
+DOCUMENTS = "documents"
+
+
+class DatanetError(LedgerError):
+    pass
+
+
+class UnknownDatanet(NotFoundError, DatanetError):
+    pass
+
+
+class DuplicateContribution(ConflictError, DatanetError):
+    pass
+
+
+class DatanetSpec(BaseModel):
+    """What a Datanet owner declares at creation; its hash is what the owner signs."""
+
+    name: str
+    description: str = ""
+    tags: list[str] = Field(default_factory=list)
+    licence: str = "CC-BY-4.0"
+    schema_: dict[str, Any] | Literal["documents"] = Field(default=DOCUMENTS, alias="schema")
+    visibility: Literal["public", "private"] = "public"
+
+    model_config = {"populate_by_name": True}
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME.match(value):
+            raise ValueError(
+                "must be 2-64 characters of lowercase letters, digits and '-', "
+                "starting and ending with a letter or digit"
+            )
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str]:
+        if len(value) > 32 or any(not t or len(t) > 64 for t in value):
+            raise ValueError("at most 32 tags of 1-64 characters")
+        return value
+
+    @property
+    def kind(self) -> str:
+        return DOCUMENTS if self.schema_ == DOCUMENTS else "records"
+
+    def spec_hash(self) -> str:
+        body = self.model_dump(by_alias=True)
+        return "0x" + hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+class Datanet(BaseModel):
+    id: int
+    name: str
+    owner: str
+    description: str
+    tags: list[str]
+    licence: str
+    kind: str
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    visibility: str
+    spec_hash: str
+    chain_tx: str | None
+    created_at: int
+    counts: dict[str, int] = Field(default_factory=dict)
+    versions: list["DatanetVersion"] = Field(default_factory=list)
+
+    model_config = {"populate_by_name": True}
+
+
+class Contribution(BaseModel):
+    id: int
+    datanet: str
+    upload_id: int
+    contributor: str
+    content_hash: str
+    source: str
+    state: str
+    reason: str | None
+    created_at: int
+    updated_at: int
+    payload: Any = None
+    events: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class FileEntry(BaseModel):
+    name: str
+    sha256: str
+    size: int
+
+
+class UploadReceipt(BaseModel):
+    """Node-signed proof that an upload was stored: which files, how many contributions."""
+
+    upload_id: int
+    datanet: str
+    contributor: str
+    manifest_hash: str
+    files: list[FileEntry]
+    contribution_ids: list[int] = Field(default_factory=list)
+    first_contribution_id: int
+    contribution_count: int
+    skipped_duplicates: int = 0
+    byte_count: int
+    created_at: int
+    node: str
+    node_signature: str
+
+
+class DatanetVersion(BaseModel):
+    datanet: str
+    number: int
+    root: str
+    contribution_count: int
+    contributor_count: int
+    manifest_hash: str
+    chain_tx: str | None
+    created_at: int
+
+
+def manifest_hash(files: list[FileEntry] | list[dict]) -> str:
+    """The hash a contributor signs: file names, sha256 digests and sizes in upload order."""
+    rows = [
+        [f.name, f.sha256, f.size] if isinstance(f, FileEntry) else [f["name"], f["sha256"], f["size"]]
+        for f in files
+    ]
+    return "0x" + hashlib.sha256(orjson.dumps(rows)).hexdigest()
+
+
+Datanet.model_rebuild()

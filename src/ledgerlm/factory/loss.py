@@ -1,0 +1,83 @@
+"""The training objective: next-token cross-entropy on the labelled tokens of packed blocks.
+
+Training, evaluation and attribution all score tokens through `token_losses`, so the number a
+user sees in the progress bar, the held-out loss and the per-example influence all measure the same
+thing. Only labelled positions go through the output head: for instruction data most tokens are
+prompt, and the vocabulary projection is a large share of a small model's compute.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ledgerlm.factory.dataset import IGNORE, PackedBatch
+
+if TYPE_CHECKING:
+    import torch
+
+# Models whose head is not a plain projection of the last hidden state (soft-capped or rescaled
+# logits) take the full forward pass instead.
+_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
+
+
+def causal_lm_of(model):
+    """The transformers causal LM inside a PEFT wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def token_losses(model, batch: PackedBatch) -> torch.Tensor:
+    """Loss of every labelled token given the tokens before it in its own example, shape (n,).
+
+    Order is row-major over the batch's target positions `labels[:, 1:] != IGNORE`.
+    """
+    import torch.nn.functional as F
+
+    targets = batch.labels[:, 1:]
+    keep = targets != IGNORE
+    lm = causal_lm_of(model)
+    trunk = _trunk(lm)
+    # attention_mask stays None: transformers then reads example boundaries from the restarting
+    # position ids and masks attention block-diagonally.
+    if trunk is not None:
+        hidden = trunk(
+            input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False
+        ).last_hidden_state
+        logits = lm.get_output_embeddings()(hidden[:, :-1][keep])
+    else:
+        logits = model(
+            input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False
+        ).logits[:, :-1][keep]
+    return F.cross_entropy(logits.float(), targets[keep], reduction="none")
+
+
+def token_owners(batch: PackedBatch) -> torch.Tensor:
+    """The record index of each entry of `token_losses(model, batch)`."""
+    keep = batch.labels[:, 1:] != IGNORE
+    return batch.example_index[:, 1:][keep]
+
+
+def example_losses(model, batch: PackedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(record indices, mean token loss of each) for the examples with labelled tokens in `batch`.
+
+    Keeps the autograd graph, so `example_losses(...)[1].sum().backward()` gives every example's
+    own gradient inside one batched pass (examples in a block do not attend to each other).
+    """
+    import torch
+
+    losses = token_losses(model, batch)
+    owners = token_owners(batch)
+    examples, slot = torch.unique(owners, return_inverse=True)
+    totals = torch.zeros(len(examples), dtype=losses.dtype, device=losses.device)
+    totals = totals.index_add(0, slot, losses)
+    counts = torch.bincount(slot, minlength=len(examples)).to(losses.dtype)
+    return examples, totals / counts
+
+
+def _trunk(lm):
+    config = lm.config
+    if any(getattr(config, name, None) not in (None, 1, 1.0) for name in _LOGIT_TRANSFORMS):
+        return None
+    if lm.get_output_embeddings() is None:
+        return None
+    trunk = getattr(lm, getattr(lm, "base_model_prefix", ""), None)
+    return trunk if trunk is not None and trunk is not lm else None

@@ -1,0 +1,502 @@
+"""The LoRA / QLoRA training loop: config, checkpoints, resume, stop, and the attribution hook.
+
+One loop, read top to bottom in `train`: packed blocks are shuffled per epoch with a seeded
+generator, so a step number alone says where in the data a run is, and resuming a checkpoint
+replays nothing and skips nothing. The loss of an optimizer step is the mean over all labelled
+tokens of its micro-batches, however they were packed.
+
+Artifacts in `out_dir`: the adapter in standard PEFT format (`adapter_model.safetensors`,
+`adapter_config.json`), `training.json` (config, data split, loss history), and
+`checkpoints/step-N/` (adapter + optimizer + step + RNG state) every `checkpoint_every` steps,
+when `should_stop()` turns true, and at the end.
+
+Attribution hook: pass `on_batch_end`; each training micro-batch then runs inside
+`capture_lora_grads` and the callback receives a `BatchEnd` with the batch, its per-example LoRA
+gradients and the factor the training loss applied to them (see `grads.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from ledgerlm.factory.basemodels import BaseModel
+from ledgerlm.factory.dataset import PackedBatch, TrainingData, build_training_data, collate
+from ledgerlm.factory.digest import canonical_json_sha256
+from ledgerlm.factory.errors import FactoryError, TrainConfigError
+from ledgerlm.factory.grads import LoraGradCapture, capture_lora_grads
+from ledgerlm.factory.loading import (
+    load_base_model,
+    load_tokenizer,
+    pick_device,
+    require_qlora_support,
+)
+from ledgerlm.factory.loss import token_losses
+
+METHODS = ("lora", "qlora")
+# Attention and MLP projections under the names common decoder families give them.
+PROJECTION_NAMES = (
+    "q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "gate_proj", "up_proj", "down_proj",
+    "gate_up_proj", "c_attn", "c_proj", "c_fc", "query_key_value", "dense", "dense_h_to_4h",
+    "dense_4h_to_h", "fc1", "fc2", "out_proj", "Wqkv", "W_pack", "w1", "w2", "w3",
+)
+CHECKPOINTS = "checkpoints"
+STATE_FILE = "state.pt"
+TRAINING_FILE = "training.json"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting that changes the trained adapter; its hash goes into the lineage.
+
+    `batch_size` counts packed blocks of `max_len` tokens per micro-batch; `warmup` is the
+    fraction of optimizer steps over which the learning rate ramps up before decaying linearly.
+    `target_modules=None` means every attention and MLP projection the model has.
+    """
+
+    method: str = "lora"
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] | None = None
+    epochs: int = 1
+    lr: float = 2e-4
+    batch_size: int = 4
+    max_len: int = 512
+    eval_split: float = 0.1
+    seed: int = 0
+    grad_accum: int = 1
+    warmup: float = 0.05
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    max_steps: int | None = None
+
+    def validate(self) -> None:
+        """Raise a TrainConfigError naming the first setting that is out of range."""
+        if self.method not in METHODS:
+            raise TrainConfigError(
+                f"method must be one of {', '.join(METHODS)}, not {self.method!r}", field="method"
+            )
+        for name in ("rank", "epochs", "batch_size", "grad_accum", "max_len"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise TrainConfigError(f"{name} must be a whole number of at least 1, not {value!r}",
+                                       field=name)
+        checks = [
+            ("alpha", self.alpha > 0, "must be positive"),
+            ("dropout", 0 <= self.dropout < 1, "must be in [0, 1)"),
+            ("lr", 0 < self.lr < 1, "must be in (0, 1)"),
+            ("eval_split", 0 <= self.eval_split < 1, "must be in [0, 1)"),
+            ("warmup", 0 <= self.warmup < 1, "must be in [0, 1)"),
+            ("weight_decay", self.weight_decay >= 0, "must not be negative"),
+            ("max_grad_norm", self.max_grad_norm > 0, "must be positive"),
+            ("max_steps", self.max_steps is None or self.max_steps >= 1, "must be at least 1"),
+        ]
+        for name, ok, reason in checks:
+            if not ok:
+                raise TrainConfigError(f"{name} {reason}, not {getattr(self, name)!r}", field=name)
+        if self.target_modules is not None and not self.target_modules:
+            raise TrainConfigError("target_modules must name at least one module", field="target_modules")
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        if self.target_modules is not None:
+            data["target_modules"] = list(self.target_modules)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise TrainConfigError(f"unknown training settings: {', '.join(unknown)}",
+                                   field=unknown[0])
+        values = dict(data)
+        if values.get("target_modules") is not None:
+            values["target_modules"] = tuple(values["target_modules"])
+        return cls(**values)
+
+    def sha256(self) -> str:
+        """sha256 of the canonical JSON of these settings: the training-config hash in lineage."""
+        return canonical_json_sha256(self.to_dict())
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    """One optimizer step done: what a progress bar shows."""
+
+    step: int
+    total_steps: int
+    epoch: int
+    loss: float
+    lr: float
+    tokens_per_s: float
+    eta_s: float
+    tokens_seen: int
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    step: int
+    loss: float
+    lr: float
+    tokens_seen: int
+    seconds: float
+
+
+@dataclass
+class BatchEnd:
+    """A training micro-batch after its backward pass, before the optimizer step.
+
+    `capture.grads` holds per-example gradients of `token_weight * (sum of that example's token
+    losses)`; divide by `token_weight` for the unweighted sum.
+    """
+
+    step: int
+    epoch: int
+    batch: PackedBatch
+    capture: LoraGradCapture
+    token_weight: float
+    model: object
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced and how it went."""
+
+    out_dir: Path
+    config: TrainConfig
+    data_sha256: str
+    steps: int
+    total_steps: int
+    stopped: bool
+    history: list[StepRecord]
+    tokens_seen: int
+    train_seconds: float
+    device: str
+    train_indices: list[int] = field(default_factory=list)
+    eval_indices: list[int] = field(default_factory=list)
+    truncated: list[int] = field(default_factory=list)
+    dropped: list[int] = field(default_factory=list)
+
+    @property
+    def config_sha256(self) -> str:
+        return self.config.sha256()
+
+    @property
+    def final_loss(self) -> float | None:
+        return self.history[-1].loss if self.history else None
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens_seen / self.train_seconds if self.train_seconds else 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "config": self.config.to_dict(),
+            "config_sha256": self.config_sha256,
+            "data_sha256": self.data_sha256,
+            "steps": self.steps,
+            "total_steps": self.total_steps,
+            "stopped": self.stopped,
+            "tokens_seen": self.tokens_seen,
+            "train_seconds": self.train_seconds,
+            "tokens_per_s": self.tokens_per_s,
+            "device": self.device,
+            "history": [asdict(r) for r in self.history],
+            "train_indices": self.train_indices,
+            "eval_indices": self.eval_indices,
+            "truncated": self.truncated,
+            "dropped": self.dropped,
+        }
+
+
+def linear_module_names(model) -> list[str]:
+    """Short names of the linear layers LoRA can adapt (the output head excluded)."""
+    import torch
+
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    names = set()
+    for name, module in model.named_modules():
+        is_linear = isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D"
+        if is_linear and module is not head:
+            names.add(name.rsplit(".", 1)[-1])
+    return sorted(names)
+
+
+def resolve_target_modules(model, config: TrainConfig) -> tuple[str, ...]:
+    """The configured target modules, checked against the model, or its projections by default."""
+    available = linear_module_names(model)
+    if config.target_modules is None:
+        chosen = [n for n in PROJECTION_NAMES if n in available]
+        return tuple(chosen or available)
+    missing = [n for n in config.target_modules if n not in available]
+    if missing:
+        raise TrainConfigError(
+            f"target module {', '.join(map(repr, missing))} does not exist in this model; "
+            f"available linear modules: {', '.join(available)}",
+            field="target_modules",
+        )
+    return tuple(config.target_modules)
+
+
+def check_training_setup(base: BaseModel, config: TrainConfig) -> TrainConfig:
+    """Validate `config` against `base` and this machine without loading weights.
+
+    Returns the config with target modules resolved, the form whose hash lineage records.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config.validate()
+    if config.method == "qlora":
+        require_qlora_support()
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(base.path))
+    return replace(config, target_modules=resolve_target_modules(skeleton, config))
+
+
+def train(
+    base: BaseModel,
+    records: list[dict],
+    config: TrainConfig,
+    out_dir: Path,
+    *,
+    progress: Callable[[TrainProgress], None] | None = None,
+    resume: bool = False,
+    should_stop: Callable[[], bool] | None = None,
+    on_batch_end: Callable[[BatchEnd], None] | None = None,
+    checkpoint_every: int | None = None,
+    keep_checkpoints: int = 2,
+    device: str | None = None,
+) -> TrainResult:
+    """Fine-tune a LoRA adapter of `base` on `records` and save it in `out_dir`."""
+    import torch
+
+    out_dir = Path(out_dir)
+    config = check_training_setup(base, config)
+    checkpoint = _latest_checkpoint(out_dir) if resume else None
+    if resume and checkpoint is None:
+        raise FactoryError(f"there is no checkpoint to resume in {out_dir / CHECKPOINTS}",
+                           field="resume")
+    if not resume and (out_dir / CHECKPOINTS).exists():
+        raise FactoryError(
+            f"{out_dir} already holds a training run; resume it or choose another output directory",
+            field="out_dir", status=409,
+        )
+    dev = pick_device(device)
+    tokenizer = load_tokenizer(base)
+    data = build_training_data(records, tokenizer, config.max_len, config.eval_split, config.seed)
+    data_sha256 = canonical_json_sha256(records)
+    model = _adapted_for_training(base, config, dev)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+
+    steps_per_epoch = math.ceil(math.ceil(len(data.train_blocks) / config.batch_size) / config.grad_accum)
+    total_steps = steps_per_epoch * config.epochs
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
+    every = checkpoint_every or max(1, total_steps // 10)
+
+    step, history, tokens_seen, seconds = 0, [], 0, 0.0
+    if checkpoint is not None:
+        step, history, tokens_seen, seconds = _restore(
+            checkpoint, model, optimizer, config, data_sha256
+        )
+    first_step = step
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
+                if dev.type == "cuda" and torch.cuda.is_bf16_supported() else nullcontext())
+    model.train()
+    started, session_tokens = time.perf_counter(), 0
+    stopped = False
+    while step < total_steps:
+        epoch = step // steps_per_epoch
+        micro_batches = [collate(blocks).to(dev) for blocks in
+                         _step_blocks(data, config, epoch, step % steps_per_epoch)]
+        n_labelled = sum(b.n_label_tokens for b in micro_batches)
+        step_loss = 0.0
+        for batch in micro_batches:
+            capture = (capture_lora_grads(model, batch.segments) if on_batch_end else nullcontext())
+            with capture as grads:
+                with autocast:
+                    loss = token_losses(model, batch).sum() / n_labelled
+                loss.backward()
+            step_loss += loss.item()
+            if on_batch_end:
+                on_batch_end(BatchEnd(step, epoch, batch, grads, 1.0 / n_labelled, model))
+        torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+        lr = _lr_at(step, total_steps, config)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+
+        step_tokens = sum(b.n_tokens for b in micro_batches)
+        tokens_seen += step_tokens
+        session_tokens += step_tokens
+        elapsed = time.perf_counter() - started
+        history.append(StepRecord(step, step_loss, lr, tokens_seen, seconds + elapsed))
+        if progress:
+            progress(TrainProgress(
+                step=step, total_steps=total_steps, epoch=epoch, loss=step_loss, lr=lr,
+                tokens_per_s=session_tokens / elapsed if elapsed else 0.0,
+                eta_s=elapsed / (step - first_step) * (total_steps - step),
+                tokens_seen=tokens_seen,
+            ))
+        stopped = step < total_steps and should_stop is not None and should_stop()
+        if step % every == 0 or step == total_steps or stopped:
+            _save_checkpoint(out_dir, model, optimizer, step, history, tokens_seen,
+                             seconds + (time.perf_counter() - started), config, data_sha256,
+                             keep_checkpoints)
+        if stopped:
+            break
+
+    result = TrainResult(
+        out_dir=out_dir, config=config, data_sha256=data_sha256, steps=step,
+        total_steps=total_steps, stopped=stopped, history=history, tokens_seen=tokens_seen,
+        train_seconds=seconds + (time.perf_counter() - started), device=str(dev),
+        train_indices=data.train_indices, eval_indices=data.eval_indices,
+        truncated=data.truncated, dropped=data.dropped,
+    )
+    if not stopped:
+        model.save_pretrained(out_dir, safe_serialization=True)
+    _write_json(out_dir / TRAINING_FILE, result.to_dict())
+    return result
+
+
+def read_training(out_dir: Path) -> dict:
+    """The `training.json` a run left in `out_dir`."""
+    path = Path(out_dir) / TRAINING_FILE
+    if not path.is_file():
+        raise FactoryError(f"{out_dir} holds no training run ({TRAINING_FILE} missing)",
+                           field="model_dir", status=404)
+    return json.loads(path.read_text())
+
+
+def _adapted_for_training(base: BaseModel, config: TrainConfig, device):
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    torch.manual_seed(config.seed)
+    model = load_base_model(base, device, quantize_4bit=config.method == "qlora")
+    if config.method == "qlora":
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=True,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    lora = LoraConfig(
+        r=config.rank,
+        lora_alpha=config.alpha,
+        lora_dropout=config.dropout,
+        target_modules=list(config.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+def _step_blocks(data: TrainingData, config: TrainConfig, epoch: int, step_in_epoch: int):
+    """The micro-batches (lists of blocks) of one optimizer step, reproducible from the step alone."""
+    import torch
+
+    order = torch.randperm(
+        len(data.train_blocks), generator=torch.Generator().manual_seed(config.seed + epoch)
+    ).tolist()
+    per_step = config.batch_size * config.grad_accum
+    chosen = order[step_in_epoch * per_step:(step_in_epoch + 1) * per_step]
+    return [[data.train_blocks[i] for i in chosen[j:j + config.batch_size]]
+            for j in range(0, len(chosen), config.batch_size)]
+
+
+def _lr_at(step: int, total: int, config: TrainConfig) -> float:
+    warm = round(config.warmup * total)
+    if step < warm:
+        return config.lr * (step + 1) / warm
+    return config.lr * (total - step) / max(1, total - warm)
+
+
+def _start_step(checkpoint: Path | None) -> int:
+    return int(checkpoint.name.split("-")[1]) if checkpoint is not None else 0
+
+
+def _latest_checkpoint(out_dir: Path) -> Path | None:
+    found = sorted((out_dir / CHECKPOINTS).glob("step-*"), key=_start_step)
+    found = [p for p in found if (p / STATE_FILE).is_file()]
+    return found[-1] if found else None
+
+
+def _save_checkpoint(out_dir, model, optimizer, step, history, tokens_seen, seconds, config,
+                     data_sha256, keep):
+    import torch
+
+    root = out_dir / CHECKPOINTS
+    final = root / f"step-{step:08d}"
+    staging = root / f".step-{step:08d}.tmp"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    model.save_pretrained(staging, safe_serialization=True)
+    rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    torch.save({
+        "step": step,
+        "optimizer": optimizer.state_dict(),
+        "rng": rng,
+        "history": [asdict(r) for r in history],
+        "tokens_seen": tokens_seen,
+        "seconds": seconds,
+        "config_sha256": config.sha256(),
+        "data_sha256": data_sha256,
+    }, staging / STATE_FILE)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staging, final)
+    for old in sorted(root.glob("step-*"), key=_start_step)[:-keep]:
+        shutil.rmtree(old)
+
+
+def _restore(checkpoint: Path, model, optimizer, config: TrainConfig, data_sha256: str):
+    import torch
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    state = torch.load(checkpoint / STATE_FILE, map_location="cpu", weights_only=False)
+    if state["config_sha256"] != config.sha256():
+        raise FactoryError(
+            f"the checkpoint in {checkpoint} was made with different training settings; "
+            "resume with the same settings or choose another output directory",
+            field="resume", status=409,
+        )
+    if state["data_sha256"] != data_sha256:
+        raise FactoryError(
+            f"the checkpoint in {checkpoint} was trained on different records; "
+            "resume with the same Datanet version or choose another output directory",
+            field="resume", status=409,
+        )
+    weights = load_file(str(checkpoint / "adapter_model.safetensors"))
+    set_peft_model_state_dict(model, weights)
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"]["torch"])
+    random.setstate(state["rng"]["python"])
+    if "cuda" in state["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    history = [StepRecord(**r) for r in state["history"]]
+    return state["step"], history, state["tokens_seen"], state["seconds"]
+
+
+def _write_json(path: Path, value: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value, indent=2))
+    os.replace(tmp, path)

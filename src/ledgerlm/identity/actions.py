@@ -1,0 +1,184 @@
+"""EIP-712 typed messages for every state-changing action, and their verification."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from eth_account.signers.local import LocalAccount
+from eth_utils import is_address, to_checksum_address
+from pydantic import BaseModel
+
+from ledgerlm.errors import AuthError, LedgerError
+
+DOMAIN_NAME = "ledgerlm"
+DOMAIN_VERSION = "1"
+DEFAULT_TTL = 3600
+
+# The first field of every action is the actor who must have signed it.
+ACTIONS: dict[str, list[tuple[str, str]]] = {
+    "CreateDatanet": [
+        ("owner", "address"),
+        ("name", "string"),
+        ("specHash", "bytes32"),
+        ("nonce", "uint256"),
+        ("deadline", "uint256"),
+    ],
+    "Contribute": [
+        ("contributor", "address"),
+        ("datanet", "string"),
+        ("manifestHash", "bytes32"),
+        ("nonce", "uint256"),
+        ("deadline", "uint256"),
+    ],
+    "WithdrawContribution": [
+        ("contributor", "address"),
+        ("contributionId", "uint256"),
+        ("nonce", "uint256"),
+        ("deadline", "uint256"),
+    ],
+    "ReviewContribution": [
+        ("owner", "address"),
+        ("contributionId", "uint256"),
+        ("accept", "bool"),
+        ("reason", "string"),
+        ("nonce", "uint256"),
+        ("deadline", "uint256"),
+    ],
+    "PublishVersion": [
+        ("owner", "address"),
+        ("datanet", "string"),
+        ("nonce", "uint256"),
+        ("deadline", "uint256"),
+    ],
+}
+
+
+class SignedAction(BaseModel):
+    """What a client sends: the action's name, its message fields and the actor's signature."""
+
+    action: str
+    message: dict[str, Any]
+    signature: str
+
+    @property
+    def actor(self) -> str:
+        return self.message[ACTIONS[self.action][0][0]]
+
+
+def register_action(name: str, fields: list[tuple[str, str]]) -> None:
+    """Rooms added later (validation, staking, serving) declare their actions here."""
+    if name in ACTIONS and ACTIONS[name] != fields:
+        raise ValueError(f"action {name} is already declared with other fields")
+    ACTIONS[name] = fields
+
+
+def typed_data(action: str, message: dict[str, Any], chain_id: int) -> dict[str, Any]:
+    if action not in ACTIONS:
+        raise AuthError(f"unknown action {action!r}; known: {', '.join(sorted(ACTIONS))}", field="action")
+    return {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+            ],
+            action: [{"name": n, "type": t} for n, t in ACTIONS[action]],
+        },
+        "primaryType": action,
+        "domain": {"name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": chain_id},
+        "message": message,
+    }
+
+
+def new_nonce() -> int:
+    return secrets.randbits(63)
+
+
+def sign_action(
+    account: LocalAccount,
+    action: str,
+    fields: dict[str, Any],
+    *,
+    chain_id: int,
+    ttl: int = DEFAULT_TTL,
+    nonce: int | None = None,
+    deadline: int | None = None,
+) -> SignedAction:
+    """Fill in actor, nonce and deadline, then sign: the client side of every action."""
+    actor_field = ACTIONS[action][0][0]
+    message = {
+        actor_field: account.address,
+        **fields,
+        "nonce": new_nonce() if nonce is None else nonce,
+        "deadline": int(time.time()) + ttl if deadline is None else deadline,
+    }
+    signed = account.sign_message(encode_typed_data(full_message=typed_data(action, message, chain_id)))
+    return SignedAction(action=action, message=message, signature="0x" + signed.signature.hex().removeprefix("0x"))
+
+
+def verify_action(signed: SignedAction, *, expected: str, chain_id: int, now: int | None = None) -> str:
+    """Check shape, deadline and signature; returns the checksummed signer.
+
+    Replays are rejected by the store's unique (signer, nonce) constraint when the action is
+    recorded, in the same transaction as its effect.
+    """
+    if signed.action != expected:
+        raise AuthError(f"expected a signed {expected} action, got {signed.action!r}", field="action")
+    fields = ACTIONS[expected]
+    names = [n for n, _ in fields]
+    missing = [n for n in names if n not in signed.message]
+    extra = [n for n in signed.message if n not in names]
+    if missing or extra:
+        raise AuthError(
+            f"{expected} message fields are wrong: missing {missing or 'none'}, unexpected {extra or 'none'}",
+            field="message",
+        )
+    for name, kind in fields:
+        _check_field(expected, name, kind, signed.message[name])
+    now = int(time.time()) if now is None else now
+    if int(signed.message["deadline"]) < now:
+        raise AuthError(f"{expected} signature expired at {signed.message['deadline']} (now {now})", field="deadline")
+    try:
+        signer = Account.recover_message(
+            encode_typed_data(full_message=typed_data(expected, signed.message, chain_id)),
+            signature=signed.signature,
+        )
+    except Exception as exc:  # malformed signatures raise a variety of errors
+        raise AuthError(f"{expected} signature is malformed: {exc}", field="signature") from exc
+    actor = to_checksum_address(signed.message[names[0]])
+    if signer != actor:
+        # A wrong chain id recovers some other address, so it lands here too.
+        raise AuthError(
+            f"{expected} signature does not match {names[0]} {actor} for chain id {chain_id}",
+            field="signature",
+        )
+    return signer
+
+
+def _check_field(action: str, name: str, kind: str, value: Any) -> None:
+    ok = True
+    if kind == "address":
+        ok = isinstance(value, str) and is_address(value)
+    elif kind.startswith("uint"):
+        ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**256
+    elif kind == "bytes32":
+        ok = isinstance(value, str) and value.startswith("0x") and len(value) == 66
+        if ok:
+            try:
+                bytes.fromhex(value[2:])
+            except ValueError:
+                ok = False
+    elif kind == "string":
+        ok = isinstance(value, str)
+    elif kind == "bool":
+        ok = isinstance(value, bool)
+    if not ok:
+        raise AuthError(f"{action}.{name} must be a valid {kind}, got {value!r}", field=name)
+
+
+class IdentityError(LedgerError):
+    pass

@@ -1,0 +1,136 @@
+"""The relational schema every room reads and writes (SQLAlchemy Core tables)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+metadata = MetaData()
+
+# Every state-changing action an actor signed, kept with its signature; (signer, nonce) is unique,
+# which is what rejects a replayed message even across restarts.
+signed_actions = Table(
+    "signed_actions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("action", String(64), nullable=False),
+    Column("signer", String(42), nullable=False),
+    Column("nonce", String(80), nullable=False),
+    Column("deadline", BigInteger, nullable=False),
+    Column("chain_id", BigInteger, nullable=False),
+    Column("message", JSON, nullable=False),
+    Column("signature", String(140), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("signer", "nonce", name="uq_signed_actions_signer_nonce"),
+)
+
+datanets = Table(
+    "datanets",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("owner", String(42), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("tags", JSON, nullable=False),
+    Column("licence", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),  # "records" | "documents"
+    Column("schema", JSON, nullable=True),
+    Column("visibility", String(16), nullable=False),
+    Column("spec_hash", String(66), nullable=False),
+    Column("action_id", Integer, ForeignKey("signed_actions.id"), nullable=False),
+    Column("chain_tx", String(66), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("datanet_id", Integer, ForeignKey("datanets.id"), nullable=False),
+    Column("contributor", String(42), nullable=False),
+    Column("manifest_hash", String(66), nullable=False),
+    Column("files", JSON, nullable=False),
+    Column("contribution_count", Integer, nullable=False),
+    Column("byte_count", BigInteger, nullable=False),
+    Column("action_id", Integer, ForeignKey("signed_actions.id"), nullable=False),
+    Column("receipt", JSON, nullable=False),
+    Column("receipt_signature", String(140), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+contributions = Table(
+    "contributions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("datanet_id", Integer, ForeignKey("datanets.id"), nullable=False),
+    Column("upload_id", Integer, ForeignKey("uploads.id"), nullable=False),
+    Column("contributor", String(42), nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("source", String(300), nullable=False),  # "file.jsonl line 3": where it came from
+    Column("blob", String(64), nullable=False),  # sha256 of the uploaded file holding it
+    Column("payload", Text, nullable=True),  # canonical record JSON or document text; NULL once withdrawn
+    Column("state", String(16), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+# Live content is unique per Datanet; withdrawn or rejected content may come back in a new upload.
+Index(
+    "uq_contributions_live_content",
+    contributions.c.datanet_id,
+    contributions.c.content_hash,
+    unique=True,
+    sqlite_where=text("state IN ('pending', 'accepted')"),
+    postgresql_where=text("state IN ('pending', 'accepted')"),
+)
+Index("ix_contributions_datanet_state", contributions.c.datanet_id, contributions.c.state)
+
+# Every state change of a contribution, with who caused it: the explanation behind its state.
+contribution_events = Table(
+    "contribution_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("contribution_id", Integer, ForeignKey("contributions.id"), nullable=False, index=True),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("actor", String(42), nullable=True),
+    Column("action_id", Integer, ForeignKey("signed_actions.id"), nullable=True),
+    Column("details", JSON, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+versions = Table(
+    "versions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("datanet_id", Integer, ForeignKey("datanets.id"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("root", String(66), nullable=False),
+    Column("contribution_count", Integer, nullable=False),
+    Column("contributor_count", Integer, nullable=False),
+    Column("manifest_blob", String(64), nullable=False),
+    Column("manifest_hash", String(66), nullable=False),
+    Column("action_id", Integer, ForeignKey("signed_actions.id"), nullable=False),
+    Column("chain_tx", String(66), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("datanet_id", "number", name="uq_versions_datanet_number"),
+)
+
+version_members = Table(
+    "version_members",
+    metadata,
+    Column("version_id", Integer, ForeignKey("versions.id"), primary_key=True),
+    Column("contribution_id", Integer, ForeignKey("contributions.id"), primary_key=True),
+)

