@@ -56,6 +56,9 @@ class Home:
 
     root: Path
 
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
+
     @classmethod
     def resolve(cls, home: str | Path | None = None) -> "Home":
         raw = home or os.environ.get("LEDGERLM_HOME") or DEFAULT_HOME

@@ -236,8 +236,16 @@ def _hashed(record: dict, location: str, validator, where: str | None = None) ->
     try:
         canonical = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
     except TypeError as exc:
-        raise ParseError(f"{where or location}: {exc}") from None
+        raise ParseError(f"{where or location}: {_unserialisable(exc)}") from None
     return ParsedRecord(record, canonical, hashlib.sha256(canonical).hexdigest(), location)
+
+
+def _unserialisable(exc: TypeError) -> str:
+    if "Recursion" in str(exc):
+        return "the record is nested more than 254 levels deep"
+    if "64-bit" in str(exc):
+        return "an integer in the record is outside the 64-bit range; write it as a string"
+    return f"the record cannot be written as JSON ({exc})"
 
 
 def _iter_jsonl(path: Path, name: str, validator) -> Iterator[ParsedRecord]:
@@ -250,6 +258,7 @@ def _iter_jsonl(path: Path, name: str, validator) -> Iterator[ParsedRecord]:
             offset += len(line)
             if lineno == 1 and line.startswith(_BOM):
                 line = line[3:]
+                start = 3
             try:
                 record = loads(line)
             except JSONDecodeError as exc:
@@ -284,23 +293,32 @@ def _bad_utf8(where: str, exc: UnicodeDecodeError, base: int) -> str:
 
 
 def _check_int_range(text: bytes, location: str) -> None:
+    """Refuse integers orjson would have read as floats; a top-level array is checked per item."""
     import json  # the standard parser keeps big integers exact, which is what the check needs
 
-    def walk(value, field: str) -> None:
+    def walk(value, field: str, where: str) -> None:
         if type(value) is int and not _INT_MIN <= value <= _INT_MAX:
-            where = f"field '{field}': " if field else ""
+            shown = field if len(field) <= 80 else field[:77] + "..."
             raise ParseError(
-                f"{location}: {where}integer {value} is outside the 64-bit range;"
-                " write it as a string"
+                f"{where}: {f'field {shown!r}: ' if shown else ''}integer {value} is outside"
+                " the 64-bit range; write it as a string"
             )
         if type(value) is dict:
             for key, item in value.items():
-                walk(item, f"{field}.{key}" if field else key)
+                walk(item, f"{field}.{key}" if field else key, where)
         elif type(value) is list:
             for i, item in enumerate(value):
-                walk(item, f"{field}[{i}]")
+                walk(item, f"{field}[{i}]", where)
 
-    walk(json.loads(text.decode("utf-8")), "")
+    try:
+        value = json.loads(text.decode("utf-8"))
+        if type(value) is list:
+            for i, item in enumerate(value, 1):
+                walk(item, "", f"{location} item {i}")
+        else:
+            walk(value, "", location)
+    except RecursionError:
+        raise ParseError(f"{location}: the record is nested too deeply") from None
 
 
 def _json_kind(value) -> str:
@@ -336,17 +354,15 @@ def _iter_json(path: Path, name: str, validator) -> Iterator[ParsedRecord]:
         raise ParseError(
             f"{name} line {exc.lineno} column {exc.colno}: malformed JSON: {exc.msg}"
         ) from None
-    if isinstance(value, dict):
-        if _LONG_DIGITS.search(data):
-            _check_int_range(data, name)
-        yield _hashed(value, name, validator)
-        return
-    if not isinstance(value, list):
+    if not isinstance(value, (dict, list)):
         raise ParseError(f"{name}: expected an array of JSON objects, got {_json_kind(value)}")
-    if not value:
+    if not value and isinstance(value, list):
         raise ParseError(f"{name}: no records (the array is empty)")
     if _LONG_DIGITS.search(data):
         _check_int_range(data, name)
+    if isinstance(value, dict):
+        yield _hashed(value, name, validator)
+        return
     for i, record in enumerate(value, 1):
         location = f"{name} item {i}"
         if type(record) is not dict:
@@ -362,7 +378,7 @@ def _iter_csv(path: Path, name: str, validator) -> Iterator[ParsedRecord]:
             header = next((row for row in reader if row), None)
             if header is None:
                 raise ParseError(f"{name}: file is empty (a CSV needs a header row)")
-            header = _csv_header(name, header)
+            header = _csv_header(f"{name} line {reader.line_num}", header)
             rowno = 0
             for cells in reader:
                 if not any(cell.strip() for cell in cells):
@@ -370,8 +386,10 @@ def _iter_csv(path: Path, name: str, validator) -> Iterator[ParsedRecord]:
                 rowno += 1
                 where = f"{name} row {rowno} (line {reader.line_num})"
                 if len(cells) != len(header):
+                    cells_word = "cell" if len(cells) == 1 else "cells"
                     raise ParseError(
-                        f"{where}: has {len(cells)} cells but the header has {len(header)} columns"
+                        f"{where}: has {len(cells)} {cells_word} but the header has"
+                        f" {len(header)} columns"
                     )
                 record = dict(zip(header, cells, strict=True))
                 if coercer is not None:
@@ -385,16 +403,16 @@ def _iter_csv(path: Path, name: str, validator) -> Iterator[ParsedRecord]:
         raise ParseError(f"{name}: no records (only a header row)")
 
 
-def _csv_header(name: str, header: list[str]) -> list[str]:
+def _csv_header(where: str, header: list[str]) -> list[str]:
     # Surrounding spaces in a column name are invisible in a spreadsheet and never meant.
     header = [column.strip() for column in header]
     for i, column in enumerate(header, 1):
         if not column:
-            raise ParseError(f"{name} line 1: header column {i} has no name")
+            raise ParseError(f"{where}: header column {i} has no name")
     seen = set()
     for column in header:
         if column in seen:
-            raise ParseError(f"{name} line 1: column '{column}' appears twice in the header")
+            raise ParseError(f"{where}: column '{column}' appears twice in the header")
         seen.add(column)
     return header
 
@@ -534,7 +552,7 @@ def _fastjsonschema_reason(exc) -> str:
         if missing:
             return f"field '{_join(field, missing[0])}': is required but missing"
     message = exc.message
-    reason = message[len(name):].strip() if message.startswith(name) else message
+    reason = message[len(name) :].strip() if message.startswith(name) else message
     if isinstance(exc.value, (str, int, float, bool)) or exc.value is None:
         reason += f" (got {_preview(exc.value)})"
     return f"field '{field}': {reason}" if field else f"record {reason}"

@@ -186,6 +186,7 @@ class TrainResult:
     eval_indices: list[int] = field(default_factory=list)
     truncated: list[int] = field(default_factory=list)
     dropped: list[int] = field(default_factory=list)
+    model: object = field(default=None, repr=False, compare=False)
 
     @property
     def config_sha256(self) -> str:
@@ -367,7 +368,7 @@ def train(
         total_steps=total_steps, stopped=stopped, history=history, tokens_seen=tokens_seen,
         train_seconds=seconds + (time.perf_counter() - started), device=str(dev),
         train_indices=data.train_indices, eval_indices=data.eval_indices,
-        truncated=data.truncated, dropped=data.dropped,
+        truncated=data.truncated, dropped=data.dropped, model=model.eval(),
     )
     if not stopped:
         model.save_pretrained(out_dir, safe_serialization=True)

@@ -64,10 +64,13 @@ class HashedTfidfEmbedder:
         hashes = np.fromiter((h for f in per_doc for h in f), dtype=np.uint64, count=int(lengths.sum()))
         docs = np.repeat(np.arange(n_docs, dtype=np.uint64), lengths)
         # (doc, feature) pairs give term frequencies; distinct docs per feature give IDF.
-        pair_keys, tf = np.unique((docs << np.uint64(32)) | hashes, return_counts=True)
+        pair_keys, tf = sorted_unique((docs << np.uint64(32)) | hashes)
         pair_docs = (pair_keys >> np.uint64(32)).astype(np.int64)
         pair_hashes = pair_keys & np.uint64(0xFFFFFFFF)
-        _, feat_index, df = np.unique(pair_hashes, return_inverse=True, return_counts=True)
+        order = np.argsort(pair_hashes, kind="stable")
+        feats, df = sorted_unique(pair_hashes[order], presorted=True)
+        feat_index = np.empty(len(pair_hashes), dtype=np.int64)
+        feat_index[order] = np.repeat(np.arange(len(feats)), df)
         idf = np.log((1.0 + n_docs) / (1.0 + df)) + 1.0
         weight = (1.0 + np.log(tf)) * idf[feat_index]
         sign = np.where((pair_hashes >> np.uint64(31)) & np.uint64(1), 1.0, -1.0)
@@ -151,6 +154,15 @@ def resolve_embedder(embedder: str | Embedder) -> Embedder:
     if not isinstance(embedder, Embedder):
         raise ValidationError("embedder must be a name or have .name and .embed(texts)", field="embedder")
     return embedder
+
+
+def sorted_unique(values: np.ndarray, presorted: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values and their counts by sorting (numpy's hash-based `unique` is far slower here)."""
+    v = values if presorted else np.sort(values)
+    if len(v) == 0:
+        return v, np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, v[1:] != v[:-1]])
+    return v[starts], np.diff(np.r_[starts, len(v)])
 
 
 def l2_normalise(matrix: np.ndarray) -> np.ndarray:

@@ -538,20 +538,19 @@ def run_gates(
     nd = policy.near_duplicate
     if nd.action != "off":
         base = near_dup_index
-        params = ({"threshold": min(base.threshold, nd.threshold), "num_perm": base.num_perm,
-                   "shingle_size": base.shingle_size, "seed": base.seed} if base is not None
-                  else {"threshold": min(0.5, nd.threshold)})
         if base is not None and nd.threshold < base.threshold:
             raise ValidationError(
                 f"near-duplicate threshold {nd.threshold} is below the index's LSH threshold "
                 f"{base.threshold}; rebuild the index with a lower threshold",
                 field="gates.near_duplicate.threshold")
+        params = ({"threshold": base.threshold, "num_perm": base.num_perm,
+                   "shingle_size": base.shingle_size, "seed": base.seed} if base is not None
+                  else {"threshold": min(0.5, nd.threshold)})
         scratch = NearDuplicateIndex(**params)
-        for c in candidates:
+        todo = [c for c in candidates if c.contribution_id not in rejected
+                and not any(f.gate == "exact_duplicate" for f in findings[c.contribution_id])]
+        for c, sig in zip(todo, scratch.signatures([texts[c.contribution_id] for c in todo])):
             cid = c.contribution_id
-            if cid in rejected or any(f.gate == "exact_duplicate" for f in findings[cid]):
-                continue
-            sig = scratch.signature(texts[cid])
             if sig is None:
                 continue
             hits = base.query_signature(sig, nd.threshold) if base is not None else []

@@ -5,35 +5,69 @@ from __future__ import annotations
 import io
 import json
 import re
-import zlib
 from pathlib import Path
 from typing import Hashable, Iterable
 
 import numpy as np
 from datasketch import MinHash, MinHashLSH
 
+from ledgerlm.validation.embeddings import sorted_unique
 from ledgerlm.validation.errors import ValidationError
 
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 _SCHEME = "affine32"
 
 
-def shingles(text: str, size: int = 5) -> set[bytes]:
-    """Character `size`-grams of the text with case, punctuation and spacing normalised away.
+def normalise(text: str) -> str:
+    """Lower-case, punctuation and runs of spacing folded to one space: what shingles are cut from."""
+    return _NON_WORD.sub(" ", text.lower()).strip()
+
+
+def shingles(text: str, size: int = 5) -> set[str]:
+    """Character `size`-grams of the normalised text (a text shorter than `size` is one shingle).
 
     Character shingles (Broder, 1997) keep a typo or a swapped word from hiding a copy: one edit
     changes only about `size` shingles of a few hundred.
     """
-    norm = _NON_WORD.sub(" ", text.lower()).strip()
+    norm = normalise(text)
     if not norm:
         return set()
-    if len(norm) <= size:
-        return {norm.encode("utf-8")}
-    return {norm[i : i + size].encode("utf-8") for i in range(len(norm) - size + 1)}
+    norm = norm.ljust(size)
+    return {norm[i : i + size] for i in range(len(norm) - size + 1)}
 
 
-def _crc32(b: bytes) -> int:
-    return zlib.crc32(b)
+# polynomial weights for a 64-bit rolling hash of `size` code points
+_POLY = 0x100000001B3
+
+
+def _shingle_hashes(norms: list[str], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (doc, 32-bit shingle hash) pairs for non-empty normalised texts, vectorised."""
+    norms = [n.ljust(size) if n else "" for n in norms]
+    lengths = np.fromiter(map(len, norms), dtype=np.int64, count=len(norms))
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    codes = np.frombuffer("".join(norms).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    n_win = len(codes) - size + 1
+    if n_win <= 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.uint32)
+    h = np.zeros(n_win, dtype=np.uint64)
+    for j in range(size):
+        h = h * np.uint64(_POLY) + codes[j : j + n_win]
+    h ^= h >> np.uint64(32)
+    win_start = np.arange(n_win)
+    doc = np.searchsorted(ends, win_start, side="right")
+    valid = win_start + size <= ends[np.minimum(doc, len(ends) - 1)]
+    keys, _ = sorted_unique((doc[valid].astype(np.uint64) << np.uint64(32)) | (h[valid] & np.uint64(0xFFFFFFFF)))
+    return (keys >> np.uint64(32)).astype(np.int64), (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+
+
+def _fmix32(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 32-bit finalizer, the same pre-mix datasketch's affine32 scheme applies."""
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(0x85EBCA6B)
+    h = h ^ (h >> np.uint32(13))
+    h = h * np.uint32(0xC2B2AE35)
+    return h ^ (h >> np.uint32(16))
 
 
 class NearDuplicateIndex:
@@ -63,17 +97,43 @@ class NearDuplicateIndex:
     def __contains__(self, key: Hashable) -> bool:
         return key in self._signatures
 
+    def signatures(self, texts: list[str]) -> list[MinHash | None]:
+        """MinHash signatures of many texts at once (None for a text with no shingles).
+
+        Equal to feeding each text's 32-bit shingle hashes to `MinHash.update_batch` with the
+        identity hash function; computed for the whole batch with numpy instead of per text.
+        """
+        docs, hashes = _shingle_hashes([normalise(t) for t in texts], self.shingle_size)
+        out: list[MinHash | None] = [None] * len(texts)
+        if len(docs) == 0:
+            return out
+        a, b = self._permutations
+        mixed = _fmix32(hashes)
+        boundaries = np.flatnonzero(np.r_[True, docs[1:] != docs[:-1]])
+        # chunks of whole documents keep the (shingles x permutations) matrix small
+        chunk_rows = 65_536
+        i = 0
+        while i < len(boundaries):
+            j = i
+            while j + 1 < len(boundaries) and boundaries[j + 1] - boundaries[i] < chunk_rows:
+                j += 1
+            lo = boundaries[i]
+            hi = boundaries[j + 1] if j + 1 < len(boundaries) else len(docs)
+            # permutations x shingles, so the per-document min runs along contiguous memory
+            phv = a[:, None] * mixed[None, lo:hi] + b[:, None]
+            mins = np.minimum.reduceat(phv, boundaries[i : j + 1] - lo, axis=1).T
+            for row, d in zip(mins, docs[boundaries[i : j + 1]]):
+                out[int(d)] = self._wrap(row)
+            i = j + 1
+        return out
+
+    def _wrap(self, hashvalues: np.ndarray) -> MinHash:
+        return MinHash(seed=self.seed, hashfunc=int, hashvalues=hashvalues,
+                       permutations=self._permutations, scheme=_SCHEME)
+
     def signature(self, text: str) -> MinHash | None:
-        """The MinHash of the text's shingles, or None for a text with no shingles (empty)."""
-        sh = shingles(text, self.shingle_size)
-        if not sh:
-            return None
-        mh = MinHash(
-            num_perm=self.num_perm, seed=self.seed, hashfunc=_crc32,
-            permutations=self._permutations, scheme=_SCHEME,
-        )
-        mh.update_batch(sh)
-        return mh
+        """The MinHash of one text's shingles, or None for a text with no shingles (empty)."""
+        return self.signatures([text])[0]
 
     def add(self, key: Hashable, text: str) -> None:
         """Index one accepted text; re-adding an existing key is a no-op, empty texts are skipped."""
@@ -107,11 +167,16 @@ class NearDuplicateIndex:
         mh = self.signature(text)
         return [] if mh is None else self.query_signature(mh, min_jaccard)
 
+    def add_many(self, items: Iterable[tuple[Hashable, str]]) -> None:
+        items = [(k, t) for k, t in items if k not in self._signatures]
+        for (key, _), mh in zip(items, self.signatures([t for _, t in items])):
+            if mh is not None and key not in self._signatures:
+                self._insert(key, mh)
+
     @classmethod
     def from_texts(cls, items: Iterable[tuple[Hashable, str]], **params) -> "NearDuplicateIndex":
         index = cls(**params)
-        for key, text in items:
-            index.add(key, text)
+        index.add_many(items)
         return index
 
     def to_bytes(self) -> bytes:
@@ -134,10 +199,7 @@ class NearDuplicateIndex:
         keys = meta.pop("keys")
         index = cls(**meta)
         for key, row in zip(keys, sigs):
-            index._insert(key, MinHash(
-                seed=index.seed, hashfunc=_crc32, hashvalues=row,
-                permutations=index._permutations, scheme=_SCHEME,
-            ))
+            index._insert(key, index._wrap(row))
         return index
 
     def save(self, path: str | Path) -> None:

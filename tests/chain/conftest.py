@@ -1,0 +1,110 @@
+"""Chain fixtures: funded local keys, the embedded chain, and an anvil node started per session.
+
+`fixtures/Probe.json` is a small test-only contract compiled from `fixtures/Probe.sol`
+(rebuild with `python tests/chain/fixtures/build_probe.py`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+
+from ledgerlm.chain import Chain, load_artifact, open_embedded, open_rpc
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ANVIL = Path(__file__).resolve().parents[2] / "contracts" / "node_modules" / ".bin" / "anvil"
+ETHER = 10**18
+# anvil's first dev account: the documented, public test key every anvil node prefunds.
+ANVIL_FUNDER_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+
+
+def account(seed: int):
+    return Account.from_key(seed.to_bytes(32, "big"))
+
+
+@pytest.fixture
+def payer():
+    return account(0x5EED01)
+
+
+@pytest.fixture
+def other():
+    return account(0x5EED02)
+
+
+@pytest.fixture
+def treasury():
+    return account(0x7EA5)
+
+
+@pytest.fixture
+def probe_artifact():
+    return load_artifact("Probe", FIXTURES)
+
+
+@pytest.fixture
+def embedded_chain(tmp_path, payer, other):
+    chain = open_embedded(tmp_path / "chain",
+                          prefund={payer.address: 1000 * ETHER, other.address: 10 * ETHER})
+    yield chain
+    chain.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def anvil_url():
+    if not ANVIL.exists() or shutil.which("node") is None:
+        pytest.skip("anvil is not installed (run `npm ci` in contracts/)")
+    port = _free_port()
+    process = subprocess.Popen(
+        [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--chain-id", "31337",
+         "--quiet"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"anvil did not start: {process.stderr.read().decode()[-2000:]}")
+            time.sleep(0.1)
+    yield url
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def anvil_chain(anvil_url, payer, other):
+    chain = open_rpc(anvil_url, expected_chain_id=31337)
+    funder = Account.from_key(ANVIL_FUNDER_KEY)
+    for recipient, wei in ((payer, 1000 * ETHER), (other, 10 * ETHER)):
+        missing = wei - chain.eth_balance(recipient.address)
+        if missing > 0:
+            chain.send_eth(funder, recipient.address, missing)
+    yield chain
+    chain.close()
+
+
+@pytest.fixture(params=["embedded", pytest.param("anvil", marks=pytest.mark.anvil)])
+def chain(request) -> Chain:
+    """The same port on both backends: a test using this runs on the embedded EVM and on anvil."""
+    return request.getfixturevalue(f"{request.param}_chain")

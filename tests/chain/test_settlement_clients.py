@@ -1,0 +1,170 @@
+"""deploy_all and the typed clients drive the settlement contracts end to end, on every backend."""
+
+from __future__ import annotations
+
+import pytest
+from eth_abi import encode
+from eth_utils import keccak
+
+from ledgerlm.chain import (
+    ChainError,
+    Contracts,
+    Debit,
+    Deployment,
+    FeePolicy,
+    StakeRole,
+    deploy_all,
+)
+
+TOKEN = 10**18
+
+
+@pytest.fixture
+def node(chain, payer):
+    return payer
+
+
+@pytest.fixture
+def contracts(chain, node, treasury):
+    deployment = deploy_all(chain, node, treasury=treasury.address, cooldown=3600,
+                            withdraw_delay=600)
+    return Contracts(chain, deployment)
+
+
+def test_deployment_record_round_trips_and_matches_its_chain(chain, contracts, tmp_path):
+    path = tmp_path / "deployment.json"
+    contracts.deployment.save(path)
+    loaded = Deployment.load(path)
+
+    assert loaded == contracts.deployment
+    loaded.check(chain)
+    for role, client in [("MINTER_ROLE", contracts.token), ("REGISTRAR_ROLE", contracts.registry),
+                         ("SLASHER_ROLE", contracts.staking),
+                         ("FUNDER_ROLE", contracts.distributor),
+                         ("SETTLER_ROLE", contracts.escrow)]:
+        assert client.has_role(role, loaded.node)
+    assert contracts.distributor.has_role("FUNDER_ROLE", contracts.escrow.address)
+
+
+def test_a_deployment_from_another_chain_is_refused(chain, contracts):
+    foreign = Deployment(chain_id=chain.chain_id + 1, addresses=contracts.deployment.addresses,
+                         deployer=contracts.deployment.deployer, block=1)
+    with pytest.raises(ChainError) as refused:
+        Contracts(chain, foreign)
+    assert refused.value.field == "chain_id"
+
+
+def test_stake_cooldown_withdraw_and_slash_to_treasury(chain, contracts, node, other, treasury):
+    contracts.token.mint(node, other.address, 100 * TOKEN)
+    contracts.staking.stake(other, StakeRole.VALIDATOR, 60 * TOKEN)
+    contracts.staking.slash(node, other.address, StakeRole.VALIDATOR, 10 * TOKEN, b"\x01" * 32)
+    contracts.staking.request_unstake(other, StakeRole.VALIDATOR, 20 * TOKEN)
+
+    with pytest.raises(ChainError) as too_soon:
+        contracts.staking.withdraw(other, StakeRole.VALIDATOR)
+    with pytest.raises(ChainError) as not_slasher:
+        contracts.staking.slash(other, other.address, StakeRole.VALIDATOR, 1, b"\x02" * 32)
+    chain.advance_time(3600)
+    contracts.staking.withdraw(other, StakeRole.VALIDATOR)
+
+    assert too_soon.value.error_name == "CooldownNotElapsed"
+    assert "SLASHER_ROLE" in not_slasher.value.reason
+    assert contracts.staking.stake_of(other.address, StakeRole.VALIDATOR) == 30 * TOKEN
+    assert contracts.token.balance_of(other.address) == 60 * TOKEN
+    assert contracts.token.balance_of(treasury.address) == 10 * TOKEN
+    assert contracts.token.total_supply() == 100 * TOKEN
+
+
+def test_stake_with_a_locally_signed_permit_needs_one_transaction(chain, contracts, node, other):
+    contracts.token.mint(node, other.address, 5 * TOKEN)
+    nonce = chain.nonce(other.address)
+
+    contracts.staking.stake_with_permit(other, StakeRole.AGENT, 5 * TOKEN,
+                                        deadline=chain.head().timestamp + 3600)
+
+    assert chain.nonce(other.address) == nonce + 1
+    assert contracts.staking.stake_of(other.address, StakeRole.AGENT) == 5 * TOKEN
+
+
+def test_registry_records_datanet_versions_models_and_fee_policy(contracts, node, other):
+    datanet = keccak(text="datanet:medical-qa")
+    root = keccak(text="root-v1")
+    contracts.registry.register_datanet(node, datanet, other.address, "medical-qa",
+                                        keccak(text="meta"), "CC-BY-4.0")
+    contracts.registry.publish_version(node, datanet, 1, root, 12, keccak(text="manifest"))
+    model = keccak(text="model:1")
+    contracts.registry.register_model(node, model, other.address, "SmolLM2-135M-Instruct",
+                                      keccak(text="base"), keccak(text="adapter"), [root],
+                                      keccak(text="config"), keccak(text="metrics"))
+    contracts.registry.set_fee_policy(other, model, FeePolicy(500, 4000, 4500, 1000))
+
+    with pytest.raises(ChainError) as skipped:
+        contracts.registry.publish_version(node, datanet, 3, root, 1, keccak(text="m"))
+    with pytest.raises(ChainError) as unknown:
+        contracts.registry.get_datanet(keccak(text="nope"))
+    with pytest.raises(ChainError) as bad_id:
+        contracts.registry.get_datanet("0x1234")
+
+    record = contracts.registry.get_datanet(datanet)
+    assert (record.owner, record.name, record.licence, record.latest_version) == (
+        other.address, "medical-qa", "CC-BY-4.0", 1)
+    version = contracts.registry.get_version("0x" + datanet.hex(), 1)
+    assert (version.root, version.count) == ("0x" + root.hex(), 12)
+    assert contracts.registry.root_publication(root) == ("0x" + datanet.hex(), 1)
+    assert contracts.registry.get_model(model).datanet_version_roots == ("0x" + root.hex(),)
+    assert contracts.registry.fee_policy(model).total == 10_000
+    assert skipped.value.reason.startswith("NonSequentialVersion(")
+    assert skipped.value.error_args["expected"] == 2
+    assert unknown.value.error_name == "UnknownDatanet" and unknown.value.status == 404
+    assert bad_id.value.field == "datanet_id"
+
+
+def _leaf(address: str, amount: int) -> bytes:
+    return keccak(keccak(encode(["address", "uint256"], [address, amount])))
+
+
+def test_settled_epoch_pays_out_by_proof_once_and_never_above_the_signed_cap(
+    chain, contracts, node, other, treasury
+):
+    consumer, contributor = other, treasury
+    contracts.token.mint(node, consumer.address, 50 * TOKEN)
+    contracts.escrow.deposit(consumer, 50 * TOKEN)
+    deadline = chain.head().timestamp + 3600
+    cap = 20 * TOKEN
+    signature = contracts.escrow.sign_spending_cap(consumer, node.address, 1, cap, deadline)
+    payouts = [(contributor.address, 12 * TOKEN), (node.address, 3 * TOKEN)]
+    leaves = [_leaf(a, v) for a, v in payouts]
+    root = keccak(b"".join(sorted(leaves)))
+
+    with pytest.raises(ChainError) as over_cap:
+        contracts.escrow.settle_epoch(node, 1, root,
+                                      [Debit(consumer.address, 21 * TOKEN, cap, deadline, signature)])
+    contracts.escrow.settle_epoch(node, 1, root,
+                                  [Debit(consumer.address, 15 * TOKEN, cap, deadline, signature)])
+    contracts.distributor.claim(node, 1, contributor.address, 12 * TOKEN, [leaves[1]])
+    with pytest.raises(ChainError) as twice:
+        contracts.distributor.claim(node, 1, contributor.address, 12 * TOKEN, [leaves[1]])
+
+    assert over_cap.value.error_name == "CapExceeded"
+    assert contracts.escrow.balance_of(consumer.address) == 35 * TOKEN
+    assert contracts.escrow.spent(consumer.address, 1) == 15 * TOKEN
+    assert contracts.token.balance_of(contributor.address) == 12 * TOKEN
+    assert contracts.distributor.is_claimed(1, contributor.address)
+    assert contracts.distributor.epoch(1).unclaimed == 3 * TOKEN
+    assert contracts.distributor.epoch(2) is None
+    assert twice.value.error_name == "AlreadyClaimed"
+
+
+def test_escrow_withdrawal_waits_for_its_delay(chain, contracts, node, other):
+    contracts.token.mint(node, other.address, 10 * TOKEN)
+    contracts.escrow.deposit_with_permit(other, 10 * TOKEN, deadline=chain.head().timestamp + 60)
+    contracts.escrow.request_withdrawal(other, 4 * TOKEN)
+
+    with pytest.raises(ChainError) as early:
+        contracts.escrow.withdraw(other)
+    chain.advance_time(600)
+    contracts.escrow.withdraw(other)
+
+    assert early.value.error_name == "WithdrawalNotReady"
+    assert contracts.escrow.balance_of(other.address) == 6 * TOKEN
+    assert contracts.token.balance_of(other.address) == 4 * TOKEN

@@ -1,0 +1,146 @@
+"""Training: loss falls, adapters reload with plain PEFT, resume/stop, and clear config errors."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from ledgerlm.factory import (
+    DatasetError,
+    FactoryError,
+    TrainConfig,
+    TrainConfigError,
+    check_training_setup,
+    collate,
+    token_losses,
+    train,
+)
+
+
+def test_loss_goes_down_on_a_small_qa_set(tiny_base, records, fast_config, tmp_path):
+    seen = []
+    result = train(tiny_base, records, fast_config, tmp_path / "m", progress=seen.append)
+    assert result.steps == result.total_steps == len(seen) > 4
+    assert not result.stopped
+    first, last = result.history[0].loss, result.history[-1].loss
+    assert last < first - 0.5, (first, last)
+    assert seen[-1].step == seen[-1].total_steps and seen[-1].eta_s == 0
+    assert seen[0].tokens_per_s > 0 and seen[0].tokens_seen > 0
+    saved = json.loads((tmp_path / "m" / "training.json").read_text())
+    assert saved["config"]["target_modules"] == [
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    assert sorted(saved["train_indices"] + saved["eval_indices"]) == list(range(len(records)))
+
+
+def test_saved_adapter_reloads_with_plain_peft_and_gives_identical_logits(
+    tiny_base, records, fast_config, tmp_path
+):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    result = train(tiny_base, records, replace(fast_config, epochs=1), tmp_path / "m")
+    assert (tmp_path / "m" / "adapter_model.safetensors").is_file()
+    assert (tmp_path / "m" / "adapter_config.json").is_file()
+    reloaded = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_base.path), str(tmp_path / "m")).eval()
+    ids = torch.tensor([[5, 17, 42, 99, 7, 3, 250]])
+    with torch.no_grad():
+        expected = result.model(input_ids=ids).logits
+        actual = reloaded(input_ids=ids).logits
+        plain = reloaded.get_base_model()
+        with reloaded.disable_adapter():
+            untrained = plain(input_ids=ids).logits
+    assert torch.equal(expected, actual)
+    assert not torch.allclose(expected, untrained)
+
+
+def test_packed_examples_score_as_if_alone(tiny_base, tokenizer, records, fast_config, tmp_path):
+    import torch
+
+    from ledgerlm.factory import pack_examples, tokenize_record
+
+    result = train(tiny_base, records, replace(fast_config, epochs=1), tmp_path / "m")
+    examples = [tokenize_record(records[i], i, tokenizer, 64)[0] for i in range(3)]
+    packed = collate(pack_examples(examples, 256, tokenizer.pad_token_id))
+    with torch.no_grad():
+        together = token_losses(result.model, packed)
+        alone = torch.cat([token_losses(result.model, collate(pack_examples([e], 64, 0)))
+                           for e in sorted(examples, key=lambda e: e.index)])
+    assert torch.allclose(together, alone, atol=1e-5)
+
+
+def test_stop_leaves_a_checkpoint_and_resume_finishes_like_an_unbroken_run(
+    tiny_base, records, fast_config, tmp_path
+):
+    import torch
+    from safetensors.torch import load_file
+
+    config = replace(fast_config, dropout=0.1, epochs=2)
+    unbroken = train(tiny_base, records, config, tmp_path / "unbroken")
+
+    stopped = train(tiny_base, records, config, tmp_path / "split",
+                    should_stop=lambda: True, checkpoint_every=100)
+    assert stopped.stopped and stopped.steps == 1
+    assert (tmp_path / "split" / "checkpoints" / "step-00000001" / "state.pt").is_file()
+    assert not (tmp_path / "split" / "adapter_model.safetensors").exists()
+
+    resumed = train(tiny_base, records, config, tmp_path / "split", resume=True)
+    assert not resumed.stopped
+    assert resumed.steps == unbroken.steps
+    assert [r.step for r in resumed.history] == list(range(1, unbroken.steps + 1))
+    a = load_file(str(tmp_path / "unbroken" / "adapter_model.safetensors"))
+    b = load_file(str(tmp_path / "split" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_resume_refuses_other_settings(tiny_base, records, fast_config, tmp_path):
+    train(tiny_base, records, fast_config, tmp_path / "m", should_stop=lambda: True)
+    with pytest.raises(FactoryError, match="different training settings"):
+        train(tiny_base, records, replace(fast_config, lr=1e-3), tmp_path / "m", resume=True)
+    with pytest.raises(FactoryError, match="already holds a training run"):
+        train(tiny_base, records, fast_config, tmp_path / "m")
+    with pytest.raises(FactoryError, match="no checkpoint to resume"):
+        train(tiny_base, records, fast_config, tmp_path / "fresh", resume=True)
+
+
+def test_rank_zero_is_rejected_by_name(tiny_base, records, tmp_path):
+    with pytest.raises(TrainConfigError, match="rank") as err:
+        train(tiny_base, records, TrainConfig(rank=0), tmp_path / "m")
+    assert err.value.field == "rank"
+    assert not (tmp_path / "m").exists()
+
+
+def test_missing_target_module_lists_the_available_ones(tiny_base):
+    with pytest.raises(TrainConfigError) as err:
+        check_training_setup(tiny_base, TrainConfig(target_modules=("q_proj", "query")))
+    assert err.value.field == "target_modules"
+    assert "'query' does not exist" in err.value.message
+    assert "q_proj" in err.value.message.split("available linear modules:")[1]
+
+
+def test_qlora_without_cuda_says_what_to_do(tiny_base, records, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(TrainConfigError) as err:
+        train(tiny_base, records, TrainConfig(method="qlora"), tmp_path / "m")
+    assert err.value.field == "method"
+    assert "CUDA" in err.value.message and "--method lora" in err.value.message
+
+
+def test_empty_records_are_a_clear_error(tiny_base, tmp_path):
+    with pytest.raises(DatasetError, match="empty"):
+        train(tiny_base, [], TrainConfig(), tmp_path / "m")
+
+
+def test_config_round_trips_and_hash_tracks_settings():
+    config = TrainConfig(target_modules=("q_proj", "v_proj"), rank=16)
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    assert config.sha256() != replace(config, rank=8).sha256()
+    with pytest.raises(TrainConfigError, match="unknown training settings: colour"):
+        TrainConfig.from_dict({"colour": "red"})
