@@ -38,7 +38,7 @@ from ledgerlm.validation.near_duplicates import NearDuplicateIndex  # noqa: E402
 from ledgerlm.validation.policy import GatePolicy  # noqa: E402
 from ledgerlm.validation.valuation import data_oob, knn_shapley  # noqa: E402
 
-console = Console()
+console = Console(width=150)
 TOKEN = 10**18
 
 # --------------------------------------------------------------------------- synthetic corpus
@@ -150,16 +150,23 @@ QUESTIONS = [
 LEET = {"a": "4", "e": "3"}
 
 
-def _fill(template: str, topic: dict, rng: random.Random) -> str:
+def _fill(template: str, topic: dict, rng: random.Random, mix: float = 0.0) -> str:
+    """Fill a sentence template; each slot draws from another topic with probability `mix`,
+    so topics overlap the way real categories do and label noise is not trivially separable."""
     pick = rng.choice
-    noun, noun2 = rng.sample(topic["nouns"], 2)
-    adj, adj2 = rng.sample(topic["adjs"], 2)
-    verb, verb2 = rng.sample(topic["verbs"], 2)
+
+    def vocab(kind: str) -> list[str]:
+        src = TOPICS[pick(list(TOPICS))] if rng.random() < mix else topic
+        return src[kind]
+
+    noun, noun2 = pick(vocab("nouns")), pick(vocab("nouns"))
+    adj, adj2 = pick(vocab("adjs")), pick(vocab("adjs"))
+    verb, verb2 = pick(vocab("verbs")), pick(vocab("verbs"))
     person, person2 = rng.sample(PEOPLE, 2)
     time_ = pick(TIMES).format(y=rng.randint(1990, 2025), n=rng.randint(2, 90), m=pick(MONTHS))
     return template.format(
         noun=noun, noun2=noun2, adj=adj, adj2=adj2, verb=verb, verb2=verb2, person=person,
-        person2=person2, name=pick(topic["names"]), gnoun=pick(GENERIC_NOUNS), time=time_,
+        person2=person2, name=pick(vocab("names")), gnoun=pick(GENERIC_NOUNS), time=time_,
         n=rng.randint(2, 400), adv=pick(ADVERBS))
 
 
@@ -169,7 +176,7 @@ def _cap(s: str) -> str:
 
 def make_classification(topic: str, rng: random.Random) -> dict:
     t = TOPICS[topic]
-    sents = [_cap(_fill(s, t, rng)) for s in rng.sample(SENTENCES, rng.randint(2, 4))]
+    sents = [_cap(_fill(s, t, rng, mix=0.4)) for s in rng.sample(SENTENCES, rng.randint(2, 4))]
     return {"text": " ".join(sents), "label": topic}
 
 
@@ -339,13 +346,10 @@ def make_injection(rng: random.Random, base: dict) -> dict:
         return _with(base, _insert_sentence(text, rng.choice(INJECTIONS), rng), field)
     if kind == 3:  # hidden characters inside words
         words = text.split(" ")
-        for _ in range(rng.randint(1, 4)):
-            i = rng.randrange(len(words))
-            if len(words[i]) > 3:
-                j = rng.randint(1, len(words[i]) - 1)
-                words[i] = words[i][:j] + rng.choice(["\u200b", "\u200d", "\u2060", "\u202e", "\u2066"]) + words[i][j:]
-        if all(len(w) <= 3 for w in words):
-            words.append("in\u200bject")
+        long_words = [i for i, w in enumerate(words) if len(w) > 3]
+        for i in rng.sample(long_words, min(len(long_words), rng.randint(1, 4))):
+            j = rng.randint(1, len(words[i]) - 1)
+            words[i] = words[i][:j] + rng.choice(["\u200b", "\u200d", "\u2060", "\u202e", "\u2066"]) + words[i][j:]
         return _with(base, " ".join(words), field)
     if kind == 4:  # Cyrillic homoglyphs
         homo = {"a": "\u0430", "e": "\u0435", "o": "\u043e", "p": "\u0440", "c": "\u0441"}

@@ -16,15 +16,17 @@ def qa_records(n: int = 24) -> list[dict]:
     ]
 
 
-@pytest.fixture(scope="session")
-def torch_threads():
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    # Tiny models gain nothing from threads, and on a busy machine spinning OpenMP workers
+    # make every small matmul wait for a descheduled sibling.
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
-def tiny_base(tmp_path_factory, torch_threads):
+def tiny_base(tmp_path_factory):
     from ledgerlm.factory import register_local, tiny_random_model
 
     root = tmp_path_factory.mktemp("factory")
@@ -40,12 +42,12 @@ def tokenizer(tiny_base):
     return load_tokenizer(tiny_base)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def records() -> list[dict]:
     return qa_records()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def fast_config():
     from ledgerlm.factory import TrainConfig
 

@@ -1,5 +1,6 @@
 """ledgerlm chain: the Chain port (embedded EVM or any JSON-RPC node) and typed contract clients."""
 
+from ledgerlm.chain.abi import Artifact, ChainEvent, load_artifact
 from ledgerlm.chain.contracts import (
     Contracts,
     DatanetRecord,
@@ -14,15 +15,8 @@ from ledgerlm.chain.contracts import (
 )
 from ledgerlm.chain.deploy import Deployment, deploy_all, role_id
 from ledgerlm.chain.embedded import open_embedded
-from ledgerlm.chain.port import (
-    Artifact,
-    Chain,
-    ChainError,
-    ChainEvent,
-    ChainHead,
-    TxResult,
-    load_artifact,
-)
+from ledgerlm.chain.errors import ChainError
+from ledgerlm.chain.port import Chain, ChainHead, TxResult
 from ledgerlm.chain.rpc import open_rpc
 
 __all__ = [

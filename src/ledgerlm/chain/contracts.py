@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import cached_property
-from typing import Any, Sequence
+from typing import Any, ClassVar
 
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 from web3.contract import Contract
 
 from ledgerlm.chain.deploy import Deployment, role_id
-from ledgerlm.chain.port import Chain, ChainError, TxResult
+from ledgerlm.chain.errors import ChainError
+from ledgerlm.chain.port import Chain, TxResult
 
 Bytes32 = bytes | str
 
@@ -430,7 +432,7 @@ class EscrowClient(_Client):
 
     artifact_name = "PaymentEscrow"
 
-    SPENDING_CAP_TYPES = {"SpendingCap": [
+    SPENDING_CAP_TYPES: ClassVar[dict[str, list[dict[str, str]]]] = {"SpendingCap": [
         {"name": "consumer", "type": "address"}, {"name": "settler", "type": "address"},
         {"name": "epoch", "type": "uint256"}, {"name": "cap", "type": "uint256"},
         {"name": "deadline", "type": "uint256"},

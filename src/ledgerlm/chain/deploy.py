@@ -9,7 +9,8 @@ from pathlib import Path
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 
-from ledgerlm.chain.port import Chain, ChainError
+from ledgerlm.chain.errors import ChainError
+from ledgerlm.chain.port import Chain
 
 CONTRACT_NAMES = ("LedgerToken", "Registry", "Staking", "EpochDistributor", "PaymentEscrow")
 

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from eth.chains.base import MiningChain
-from eth.exceptions import Revert as EVMRevert
-from eth.exceptions import TransactionNotFound as EVMTransactionNotFound
 from eth.db.atomic import AtomicDB
 from eth.db.backends.base import BaseDB
 from eth.estimators.gas import binary_gas_search
+from eth.exceptions import Revert as EVMRevert
+from eth.exceptions import TransactionNotFound as EVMTransactionNotFound
 from eth.vm.forks import PragueVM
 from eth.vm.spoof import SpoofTransaction
 from eth_tester import EthereumTester
@@ -41,7 +41,8 @@ from web3 import Web3
 from web3.providers.eth_tester import EthereumTesterProvider
 from web3.providers.eth_tester.defaults import API_ENDPOINTS, static_return
 
-from ledgerlm.chain.port import Chain, ChainError, RevertSignal
+from ledgerlm.chain.errors import ChainError, RevertSignal
+from ledgerlm.chain.port import Chain
 
 DEFAULT_CHAIN_ID = 1337
 DB_FILE = "evm.sqlite"

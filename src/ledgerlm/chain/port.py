@@ -2,158 +2,38 @@
 
 from __future__ import annotations
 
-import ast
-import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-from eth_abi import abi as eth_abi
-from eth_abi.exceptions import DecodingError
 from eth_account.signers.local import LocalAccount
-from eth_utils import (
-    collapse_if_tuple,
-    event_abi_to_log_topic,
-    function_signature_to_4byte_selector,
-    keccak,
-    to_checksum_address,
-)
+from eth_utils import to_checksum_address
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
-from web3.exceptions import (
-    ContractLogicError,
-    MismatchedABI,
-    Web3Exception,
-    Web3RPCError,
-    Web3ValidationError,
-)
+from web3.exceptions import MismatchedABI, Web3Exception, Web3RPCError, Web3ValidationError
 from web3.logs import DISCARD
 
-from ledgerlm.errors import LedgerError
-
-ARTIFACTS_DIR = Path(__file__).parent / "artifacts"
+from ledgerlm.chain.abi import (
+    AbiBook,
+    Artifact,
+    ChainEvent,
+    known_artifacts,
+    load_artifact,
+    revert_data_of,
+)
+from ledgerlm.chain.errors import ChainError
 
 # Fee headroom over the node's current base fee: two doublings of the base fee still get mined,
 # which is what EIP-1559 wallets do.
 BASE_FEE_MULTIPLIER = 2
 DEFAULT_PRIORITY_FEE = 10**9
-# Estimates are exact on py-evm and anvil, but storage refunds and warm/cold slot changes between
-# estimate and inclusion can push real use slightly higher.
+# A transaction can need more gas at inclusion than at estimation: state may change in between
+# (a first write to a slot costs more than an update), so give it a fifth more.
 GAS_HEADROOM_NUMERATOR, GAS_HEADROOM_DENOMINATOR = 6, 5
-
-ERROR_STRING_SELECTOR = bytes.fromhex("08c379a0")
-PANIC_SELECTOR = bytes.fromhex("4e487b71")
-PANIC_CODES = {
-    0x00: "generic compiler panic",
-    0x01: "assert(false)",
-    0x11: "arithmetic overflow or underflow",
-    0x12: "division or modulo by zero",
-    0x21: "invalid enum value",
-    0x22: "corrupted storage byte array",
-    0x31: "pop on an empty array",
-    0x32: "array index out of bounds",
-    0x41: "out of memory",
-    0x51: "call to an uninitialised function",
-}
-
-
-class ChainError(LedgerError):
-    """A chain operation failed: a revert (decoded to the contract's error), or an unusable node.
-
-    `reason` is the decoded revert (`ExceedsCap(cap=100, requested=150)`, a require message, a
-    panic), or the node's own message; `error_name`/`error_args` carry a decoded custom error.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        reason: str | None = None,
-        error_name: str | None = None,
-        error_args: dict[str, Any] | None = None,
-        data: str | None = None,
-        tx_hash: str | None = None,
-        field: str | None = None,
-        status: int | None = None,
-    ):
-        super().__init__(message, field=field, status=status)
-        self.reason = reason if reason is not None else message
-        self.error_name = error_name
-        self.error_args = error_args or {}
-        self.data = data
-        self.tx_hash = tx_hash
-
-    def to_dict(self) -> dict:
-        return {**super().to_dict(), "reason": self.reason, "error": self.error_name}
-
-
-class RevertSignal(Exception):
-    """Raised inside an in-process backend with the raw revert bytes, before any lossy formatting."""
-
-    def __init__(self, data: bytes, message: str = "execution reverted"):
-        super().__init__(message)
-        self.data = bytes(data)
-
-
-@dataclass(frozen=True)
-class Artifact:
-    """A compiled contract as committed under chain/artifacts/<Name>.json."""
-
-    name: str
-    abi: list[dict]
-    bytecode: str
-    deployed_bytecode: str = ""
-    compiler: Any = ""
-    source_hash: str = ""
-
-    @classmethod
-    def from_json(cls, payload: dict) -> Artifact:
-        return cls(
-            name=payload["contractName"],
-            abi=payload["abi"],
-            bytecode=payload.get("bytecode", ""),
-            deployed_bytecode=payload.get("deployedBytecode", ""),
-            compiler=payload.get("compiler", ""),
-            source_hash=payload.get("sourceHash", ""),
-        )
-
-
-def load_artifact(name: str, directory: Path | None = None) -> Artifact:
-    """Read `<directory>/<name>.json` (default: the package's committed artifacts)."""
-    path = (directory or ARTIFACTS_DIR) / f"{name}.json"
-    try:
-        payload = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ChainError(
-            f"no compiled artifact for contract {name!r} at {path}; "
-            "compile the contracts (npm run compile in contracts/)",
-            field="artifact",
-            status=500,
-        ) from None
-    return Artifact.from_json(payload)
-
-
-def known_artifacts(directory: Path | None = None) -> list[Artifact]:
-    folder = directory or ARTIFACTS_DIR
-    if not folder.is_dir():
-        return []
-    return [load_artifact(p.stem, folder) for p in sorted(folder.glob("*.json"))]
-
-
-@dataclass(frozen=True)
-class ChainEvent:
-    """One log of a mined transaction, decoded when a known ABI describes it."""
-
-    address: str
-    name: str | None
-    args: dict[str, Any]
-    log_index: int
-    topics: tuple[str, ...] = ()
-    data: str = "0x"
 
 
 @dataclass(frozen=True)
@@ -188,174 +68,6 @@ class ChainHead:
     timestamp: int
 
 
-class AbiBook:
-    """Errors and events of every ABI the port knows, indexed by selector / topic for decoding."""
-
-    def __init__(self) -> None:
-        self._names_by_abi: dict[str, str] = {}
-        self._errors: dict[bytes, dict] = {}
-        self._events: dict[bytes, list[dict]] = {}
-        self._contract_names: dict[str, str] = {}
-        self._role_names: dict[bytes, str] = {b"\x00" * 32: "DEFAULT_ADMIN_ROLE"}
-        self._seen: set[str] = set()
-
-    def add(self, artifact: Artifact) -> None:
-        if artifact.name in self._seen:
-            return
-        self._seen.add(artifact.name)
-        for item in artifact.abi:
-            if item.get("type") == "error":
-                self._errors.setdefault(_selector(item), item)
-            elif item.get("type") == "function" and item.get("name", "").endswith("_ROLE"):
-                self._role_names[bytes(keccak(text=item["name"]))] = item["name"]
-            elif item.get("type") == "event" and not item.get("anonymous"):
-                topic = bytes(event_abi_to_log_topic(item))
-                candidates = self._events.setdefault(topic, [])
-                if item not in candidates:
-                    candidates.append(item)
-
-    def name_contract(self, address: str, name: str) -> None:
-        self._contract_names[address.lower()] = name
-
-    def contract_name(self, address: str | None) -> str | None:
-        return self._contract_names.get((address or "").lower())
-
-    def decode_revert(self, data: bytes) -> tuple[str, str | None, dict[str, Any]]:
-        """Return (reason text, custom error name or None, its arguments)."""
-        if not data:
-            return "reverted without a reason", None, {}
-        selector, body = data[:4], data[4:]
-        try:
-            if selector == ERROR_STRING_SELECTOR:
-                return eth_abi.decode(["string"], body)[0], None, {}
-            if selector == PANIC_SELECTOR:
-                code = eth_abi.decode(["uint256"], body)[0]
-                return f"Panic(0x{code:02x}: {PANIC_CODES.get(code, 'unknown panic')})", None, {}
-            item = self._errors.get(selector)
-            if item is not None:
-                types = [collapse_if_tuple(i) for i in item["inputs"]]
-                values = eth_abi.decode(types, body)
-                names = [i.get("name") or f"arg{n}" for n, i in enumerate(item["inputs"])]
-                args = {n: _plain(v) for n, v in zip(names, values)}
-                shown = ", ".join(f"{n}={self._show(v)}" for n, v in args.items())
-                return f"{item['name']}({shown})", item["name"], args
-        except DecodingError:
-            pass
-        return f"reverted with unknown error data 0x{data.hex()}", None, {}
-
-    def _show(self, value: Any) -> str:
-        # AccessControl errors carry role hashes; a role's name tells the user what is missing.
-        if isinstance(value, bytes) and value in self._role_names:
-            return self._role_names[value]
-        if isinstance(value, (list, tuple)):
-            return "[" + ", ".join(self._show(v) for v in value) + "]"
-        return _show(value)
-
-    def decode_log(self, log: Any) -> ChainEvent:
-        topics = [bytes(t) for t in log["topics"]]
-        data = bytes(log["data"])
-        event = ChainEvent(
-            address=log["address"],
-            name=None,
-            args={},
-            log_index=int(log["logIndex"]),
-            topics=tuple("0x" + t.hex() for t in topics),
-            data="0x" + data.hex(),
-        )
-        if not topics:
-            return event
-        for item in self._events.get(topics[0], []):
-            args = _decode_event(item, topics, data)
-            if args is not None:
-                return ChainEvent(event.address, item["name"], args, event.log_index,
-                                  event.topics, event.data)
-        return event
-
-
-def _selector(error_abi: dict) -> bytes:
-    types = ",".join(collapse_if_tuple(i) for i in error_abi["inputs"])
-    return bytes(function_signature_to_4byte_selector(f"{error_abi['name']}({types})"))
-
-
-def _decode_event(item: dict, topics: list[bytes], data: bytes) -> dict[str, Any] | None:
-    inputs = item["inputs"]
-    indexed = [i for i in inputs if i.get("indexed")]
-    plain = [i for i in inputs if not i.get("indexed")]
-    if len(topics) != 1 + len(indexed):
-        return None
-    try:
-        values: dict[str, Any] = {}
-        for inp, topic in zip(indexed, topics[1:]):
-            kind = collapse_if_tuple(inp)
-            dynamic = kind in ("string", "bytes") or kind.endswith("]") or kind.startswith("(")
-            # Dynamic indexed values are stored as their keccak hash, not the value itself.
-            values[inp["name"]] = topic if dynamic else _plain(eth_abi.decode([kind], topic)[0])
-        decoded = eth_abi.decode([collapse_if_tuple(i) for i in plain], data)
-        values.update({i["name"]: _plain(v) for i, v in zip(plain, decoded)})
-    except DecodingError:
-        return None
-    return {i["name"]: values[i["name"]] for i in inputs}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, str) and len(value) == 42 and value.startswith("0x"):
-        return to_checksum_address(value)
-    if isinstance(value, (list, tuple)):
-        return type(value)(_plain(v) for v in value)
-    return value
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, (bytes, bytearray)):
-        return "0x" + bytes(value).hex()
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_show(v) for v in value) + "]"
-    return str(value)
-
-
-def revert_data_of(exc: BaseException) -> bytes | None:
-    """Dig the raw revert bytes out of whatever a backend raised, or None if there are none."""
-    if isinstance(exc, RevertSignal):
-        return exc.data
-    candidates: list[Any] = []
-    if isinstance(exc, ContractLogicError):
-        candidates.append(exc.data)
-    if isinstance(exc, Web3RPCError) and isinstance(exc.rpc_response, dict):
-        error = exc.rpc_response.get("error") or {}
-        candidates.append(error.get("data") if isinstance(error, dict) else None)
-    candidates.extend(exc.args)
-    for candidate in candidates:
-        data = _as_revert_bytes(candidate)
-        if data is not None:
-            return data
-    return None
-
-
-def _as_revert_bytes(candidate: Any) -> bytes | None:
-    if isinstance(candidate, (bytes, bytearray)):
-        return bytes(candidate)
-    if isinstance(candidate, dict):
-        return _as_revert_bytes(candidate.get("data"))
-    if not isinstance(candidate, str):
-        return None
-    text = candidate.strip()
-    if text.startswith("execution reverted: "):
-        text = text.removeprefix("execution reverted: ").strip()
-    if text.startswith("0x"):
-        try:
-            return bytes.fromhex(text[2:])
-        except ValueError:
-            return None
-    # eth-tester renders revert bytes with repr(): "b'\\x08\\xc3y\\xa0...'".
-    if text.startswith(("b'", 'b"')):
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            return None
-        return value if isinstance(value, bytes) else None
-    return None
-
-
 class Chain:
     """One connection to an EVM chain. The same methods work on the embedded chain and any node.
 
@@ -383,14 +95,15 @@ class Chain:
         self._advance_time = advance_time
         self._on_close = on_close
         self._artifacts_dir = artifacts_dir
-        self._write_lock = threading.RLock()
+        self._locks_lock = threading.Lock()
+        self._sender_locks: dict[str, threading.Lock] = {}
         self._next_nonce: dict[str, int] = {}
         self._closed = False
 
     def __repr__(self) -> str:
         return f"Chain(kind={self.kind!r}, chain_id={self.chain_id})"
 
-    def __enter__(self) -> Chain:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -424,7 +137,7 @@ class Chain:
         if not found.bytecode or found.bytecode in ("0x", ""):
             raise ChainError(f"artifact {found.name} has no bytecode to deploy", field="artifact")
         factory = self.w3.eth.contract(abi=found.abi, bytecode=found.bytecode)
-        result = self.transact(factory.constructor(*args), sender)
+        result = self._transact(factory.constructor(*args), sender, 0, f"deploying {found.name}")
         if not result.contract_address:
             raise ChainError(f"deploying {found.name} produced no contract address",
                              tx_hash=result.tx_hash, status=502)
@@ -434,30 +147,50 @@ class Chain:
     # -- writes ------------------------------------------------------------------------------
 
     def transact(self, fn: Any, sender: LocalAccount, value: int = 0) -> TxResult:
-        """Send a bound contract function (or constructor) as a locally signed transaction."""
-        target = self._describe(fn)
-        with self._write_lock:
-            draft = fn.build_transaction(self._placeholder_fields(sender, value))
-            request = {"from": sender.address, "value": value, "data": draft["data"]}
-            if draft.get("to"):
-                request["to"] = draft["to"]
-            return self._send(request, sender, target)
+        """Send a bound contract function (or constructor) as a locally signed transaction.
+
+        Waits until it is mined; a revert raises ChainError with the decoded reason and costs
+        nothing, because it is caught while estimating gas, before anything is sent.
+        """
+        return self._transact(fn, sender, value, self._describe(fn))
 
     def send_eth(self, sender: LocalAccount, to: str, wei: int) -> TxResult:
         request = {"from": sender.address, "to": to_checksum_address(to), "value": int(wei),
                    "data": b""}
-        with self._write_lock:
-            return self._send(request, sender, f"transfer to {to}")
+        return self._send(request, sender, f"transfer to {to}")
+
+    def _transact(self, fn: Any, sender: LocalAccount, value: int, target: str) -> TxResult:
+        draft = fn.build_transaction(self._placeholder_fields(sender, value))
+        request = {"from": sender.address, "value": int(value), "data": draft["data"]}
+        if draft.get("to"):
+            request["to"] = draft["to"]
+        return self._send(request, sender, target)
 
     def _placeholder_fields(self, sender: LocalAccount, value: int) -> dict:
         # Every field filled so web3 encodes the call without asking the node for anything.
         return {"from": sender.address, "value": value, "gas": 1, "nonce": 0,
                 "chainId": self.chain_id, "maxFeePerGas": 1, "maxPriorityFeePerGas": 1}
 
+    def _sender_lock(self, address: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._sender_locks.setdefault(address, threading.Lock())
+
     def _send(self, request: dict, sender: LocalAccount, target: str) -> TxResult:
+        # One sender's transactions go out one at a time, so each gets the next nonce; different
+        # senders do not wait for each other.
+        with self._sender_lock(sender.address):
+            tx_hash, tx = self._sign_and_send(request, sender, target)
+        receipt = self._wait(tx_hash, target)
+        result = self._result(receipt)
+        if result.status != 1:
+            raise self._explain_failed(tx, receipt, target)
+        return result
+
+    def _sign_and_send(self, request: dict, sender: LocalAccount,
+                       target: str) -> tuple[bytes, dict]:
         try:
             estimate = self.w3.eth.estimate_gas(request)
-        except Exception as exc:  # noqa: BLE001 - every backend raises its own revert type
+        except Exception as exc:  # every backend raises its own revert type
             raise self._as_chain_error(exc, target) from exc
         latest = self.w3.eth.get_block("latest")
         tx = dict(request)
@@ -466,18 +199,22 @@ class Chain:
         tx["chainId"] = self.chain_id
         tx["nonce"] = self._nonce_for(sender.address)
         tx.update(self._fee_fields(latest))
+        most = tx["value"] + tx["gas"] * tx.get("maxFeePerGas", tx.get("gasPrice", 0))
+        balance = self.eth_balance(sender.address)
+        if balance < most:
+            raise ChainError(
+                f"{target}: account {sender.address} holds {balance} wei but the transaction "
+                f"may cost up to {most} wei (value plus gas); fund the account with ETH first",
+                field="sender", status=402,
+            )
         signed = sender.sign_transaction(tx)
         try:
             tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self._next_nonce.pop(sender.address, None)
             raise self._as_chain_error(exc, target) from exc
         self._next_nonce[sender.address] = tx["nonce"] + 1
-        receipt = self._wait(tx_hash, target)
-        result = self._result(receipt)
-        if result.status != 1:
-            raise self._explain_failed(tx, receipt, target)
-        return result
+        return tx_hash, tx
 
     def _nonce_for(self, address: str) -> int:
         on_chain = self.w3.eth.get_transaction_count(address, "pending")
@@ -525,7 +262,7 @@ class Chain:
         replay = {k: tx[k] for k in ("from", "to", "value", "data") if k in tx}
         try:
             self.w3.eth.call(replay, block_identifier=max(int(receipt["blockNumber"]) - 1, 0))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - the replay's failure is the explanation
             error = self._as_chain_error(exc, target)
             error.tx_hash = tx_hash
             return error
@@ -539,7 +276,7 @@ class Chain:
             return fn.call(block_identifier=block)
         except (MismatchedABI, Web3ValidationError, TypeError):
             raise
-        except Exception as exc:  # noqa: BLE001 - every backend raises its own revert type
+        except Exception as exc:  # every backend raises its own revert type
             raise self._as_chain_error(exc, self._describe(fn)) from exc
 
     def eth_balance(self, address: str) -> int:
@@ -559,7 +296,7 @@ class Chain:
     def receipt(self, tx_hash: str) -> TxResult:
         try:
             return self._result(self.w3.eth.get_transaction_receipt(HexBytes(tx_hash)))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise ChainError(f"no mined transaction {tx_hash} on this chain", field="tx_hash",
                              status=404) from exc
 
@@ -578,8 +315,7 @@ class Chain:
                              field="seconds")
         if self._advance_time is None:
             raise ChainError(f"this {self.kind} chain cannot move its clock", status=501)
-        with self._write_lock:
-            self._advance_time(int(seconds))
+        self._advance_time(int(seconds))
         return self.head()
 
     def close(self) -> None:

@@ -6,7 +6,8 @@ import requests
 from web3 import Web3
 from web3.exceptions import Web3Exception
 
-from ledgerlm.chain.port import Chain, ChainError
+from ledgerlm.chain.errors import ChainError
+from ledgerlm.chain.port import Chain
 
 
 def open_rpc(

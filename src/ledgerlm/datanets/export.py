@@ -82,6 +82,7 @@ def _hf(rows: Iterable[dict], path: Path) -> int:
         import datasets
     except ImportError as exc:  # the ML extra brings it
         raise DatanetError("format hf needs the `datasets` package: pip install 'ledgerlm[ml]'", field="format") from exc
+    datasets.disable_progress_bars()
     data = list(rows)
     if not data:
         raise DatanetError("the version has no rows left to export", field="version")

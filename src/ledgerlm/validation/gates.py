@@ -60,7 +60,11 @@ class Candidate:
     def answer_text(self) -> str:
         if self.record is None:
             return ""
-        return "\n".join(_flatten(v) for k, v in self.record.items() if str(k).lower() in ANSWER_FIELDS)
+        return "\n".join(_flatten(self.record[k]) for k in _answer_fields(self.record))
+
+
+def _answer_fields(record: dict) -> list[str]:
+    return [k for k in record if str(k).lower() in ANSWER_FIELDS]
 
 
 def _flatten(value: Any) -> str:
@@ -126,7 +130,11 @@ _MOJIBAKE = re.compile(f"[\u00c2-\u00df][{_CP1252_CONT}]|[\u00e0-\u00ef][{_CP125
 _LATIN_WORD = re.compile(r"[A-Za-z]+")
 _WORD = re.compile(r"\w+", re.UNICODE)
 _NON_LATIN_LETTERS = re.compile(r"[^\W\d_A-Za-z]", re.UNICODE)
-_CONSONANT_RUN = re.compile(r"[bcdfghjklmnpqrstvwxz]{6,}")
+_C = "bcdfghjklmnpqrstvwxz"
+_LONG_WORD = re.compile(r"(?<![a-z])[a-z]{4,}(?![a-z])")
+# no vowel at all, six consonants in a row, or thirty letters: no language writes such words
+_IMPLAUSIBLE_WORD = re.compile(
+    rf"(?<![a-z])(?:[{_C}]{{4,}}|[a-z]*[{_C}]{{6,}}[a-z]*|[a-z]{{30,}})(?![a-z])")
 _VOWELS = "aeiouy"
 
 
@@ -169,20 +177,17 @@ def junk_findings(text: str, rule: JunkRule) -> list[tuple[str, float, str]]:
     if latin_letters >= 20 and latin_letters > 4 * non_latin and len(set(latin_words)) >= 3:
         vowels = sum(lower.count(v) for v in _VOWELS)
         vowel_ratio = vowels / latin_letters
-        implausible = sum(
-            1 for w in latin_words
-            if len(w) >= 4 and (not any(v in w for v in _VOWELS) or _CONSONANT_RUN.search(w)
-                                or len(w) >= 30)
-        )
-        words_4plus = sum(1 for w in latin_words if len(w) >= 4)
-        impl_ratio = implausible / words_4plus if words_4plus else 0.0
         if vowel_ratio < rule.min_vowel_ratio:
             out.append(("gibberish", _strength(rule.min_vowel_ratio - vowel_ratio, 0.0,
                                                rule.min_vowel_ratio),
                         f"vowels are {vowel_ratio:.0%} of letters; prose has about 38%"))
-        elif words_4plus >= 3 and impl_ratio > rule.max_implausible_word_ratio:
-            out.append(("gibberish", _strength(impl_ratio, rule.max_implausible_word_ratio, 1.0),
-                        f"{implausible} of {words_4plus} words are unpronounceable letter runs"))
+        else:
+            words_4plus = len(_LONG_WORD.findall(lower))
+            implausible = len(_IMPLAUSIBLE_WORD.findall(lower))
+            if words_4plus >= 3 and implausible / words_4plus > rule.max_implausible_word_ratio:
+                out.append(("gibberish", _strength(implausible / words_4plus,
+                                                   rule.max_implausible_word_ratio, 1.0),
+                            f"{implausible} of {words_4plus} words are unpronounceable letter runs"))
 
     words = _WORD.findall(lower)
     if len(words) >= 8:
@@ -196,7 +201,7 @@ def junk_findings(text: str, rule: JunkRule) -> list[tuple[str, float, str]]:
             out.append(("repetition", _strength(top_count / len(words), 0.5, 1.0),
                         f"the word {top_word!r} is {top_count} of {len(words)} words"))
     raw = text.encode("utf-8", "surrogatepass")
-    if len(raw) >= 200 and not any(code == "repetition" for code, _, _ in out):
+    if len(raw) >= 64 and not any(code == "repetition" for code, _, _ in out):
         ratio = len(zlib.compress(raw, 6)) / len(raw)
         if ratio < rule.min_compression_ratio:
             out.append(("repetition", _strength(rule.min_compression_ratio - ratio, 0.0,
@@ -527,7 +532,15 @@ def run_gates(
 
     if policy.action("junk") != "off":
         for c in candidates:
-            for code, score, detail in junk_findings(texts[c.contribution_id], policy.junk):
+            # the label alone is not content; an answer that is junk spoils the record
+            found = junk_findings(c.feature_text(), policy.junk)
+            if not found and c.record is not None:
+                for name in _answer_fields(c.record):
+                    found = [(code, score, f"field {name!r}: {detail}") for code, score, detail
+                             in junk_findings(_flatten(c.record[name]), policy.junk)]
+                    if found:
+                        break
+            for code, score, detail in found:
                 add(c, "junk", code, score, detail)
 
     def refresh_rejected() -> None:
@@ -543,10 +556,10 @@ def run_gates(
                 f"near-duplicate threshold {nd.threshold} is below the index's LSH threshold "
                 f"{base.threshold}; rebuild the index with a lower threshold",
                 field="gates.near_duplicate.threshold")
-        params = ({"threshold": base.threshold, "num_perm": base.num_perm,
-                   "shingle_size": base.shingle_size, "seed": base.seed} if base is not None
-                  else {"threshold": min(0.5, nd.threshold)})
-        scratch = NearDuplicateIndex(**params)
+        # the scratch index only needs to find pairs at the policy's own threshold: fewer LSH bands
+        params = ({"num_perm": base.num_perm, "shingle_size": base.shingle_size, "seed": base.seed}
+                  if base is not None else {})
+        scratch = NearDuplicateIndex(threshold=min(nd.threshold, 0.95), **params)
         todo = [c for c in candidates if c.contribution_id not in rejected
                 and not any(f.gate == "exact_duplicate" for f in findings[c.contribution_id])]
         for c, sig in zip(todo, scratch.signatures([texts[c.contribution_id] for c in todo])):

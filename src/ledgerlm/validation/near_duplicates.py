@@ -80,7 +80,7 @@ class NearDuplicateIndex:
     from texts with `from_texts`; all give the same answers for the same parameters.
     """
 
-    def __init__(self, threshold: float = 0.5, num_perm: int = 128, shingle_size: int = 5, seed: int = 1):
+    def __init__(self, threshold: float = 0.7, num_perm: int = 128, shingle_size: int = 5, seed: int = 1):
         if not 0.0 < threshold < 1.0:
             raise ValidationError("near-duplicate index threshold must be in (0, 1)", field="threshold")
         self.threshold = threshold
