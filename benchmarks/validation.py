@@ -30,99 +30,103 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from ledgerlm.validation import consensus as cs  # noqa: E402
-from ledgerlm.validation import reputation as rep  # noqa: E402
-from ledgerlm.validation.embeddings import HashedTfidfEmbedder, resolve_embedder  # noqa: E402
-from ledgerlm.validation.gates import Candidate, knn_label_disagreement, run_gates  # noqa: E402
-from ledgerlm.validation.near_duplicates import NearDuplicateIndex  # noqa: E402
-from ledgerlm.validation.policy import GatePolicy  # noqa: E402
-from ledgerlm.validation.valuation import data_oob, knn_shapley  # noqa: E402
+from ledgerlm.validation import consensus as cs
+from ledgerlm.validation import reputation as rep
+from ledgerlm.validation.embeddings import resolve_embedder
+from ledgerlm.validation.gates import Candidate, knn_label_disagreement, run_gates
+from ledgerlm.validation.near_duplicates import NearDuplicateIndex
+from ledgerlm.validation.policy import GatePolicy
+from ledgerlm.validation.valuation import data_oob, knn_shapley
 
 console = Console(width=150)
 TOKEN = 10**18
 
 # --------------------------------------------------------------------------- synthetic corpus
 
+def _words(s: str) -> list[str]:
+    return s.split()
+
+
 TOPICS = {
-    "sports": dict(
-        nouns="match team coach striker goalkeeper league season stadium referee tournament "
-              "championship defender midfielder trophy fans training injury transfer penalty "
-              "playoff captain marathon sprinter racket court".split(),
-        verbs="won lost defended scored trained qualified celebrated tackled substituted "
-              "dominated equalised appealed".split(),
-        adjs="decisive unbeaten physical tactical dramatic fierce rookie veteran "
-             "offensive defensive".split(),
-        names="United Rovers Athletic Wanderers Falcons Tigers Olympians Harriers".split()),
-    "science": dict(
-        nouns="experiment hypothesis molecule protein telescope galaxy enzyme genome particle "
-              "laboratory sample reactor fossil climate neuron bacteria isotope orbit vaccine "
-              "catalyst crystal microscope spectrum".split(),
-        verbs="measured observed synthesised sequenced detected replicated modelled isolated "
-              "calibrated published predicted confirmed".split(),
-        adjs="peer-reviewed quantum molecular cellular experimental theoretical genetic "
-             "thermal statistical robust".split(),
-        names="CERN Hubble Curie Darwin Kepler Mendel Faraday Planck".split()),
-    "finance": dict(
-        nouns="portfolio dividend bond equity inflation interest mortgage budget revenue "
-              "earnings shareholder merger audit liquidity pension loan credit deficit tariff "
-              "currency valuation broker hedge".split(),
-        verbs="invested hedged audited borrowed diversified refinanced repaid forecast "
-              "underwrote rebalanced taxed traded".split(),
-        adjs="quarterly fiscal volatile long-term leveraged regulatory annual taxable "
-             "bullish bearish".split(),
-        names="Nasdaq Treasury Moody FTSE Nikkei Eurostat Fed Basel".split()),
-    "cooking": dict(
-        nouns="recipe dough sauce oven skillet garlic onion broth pastry marinade spice "
-              "flour butter basil risotto dumpling omelette simmer casserole glaze vinegar "
-              "saffron yeast".split(),
-        verbs="baked simmered roasted whisked kneaded seasoned grilled braised sauteed "
-              "marinated folded caramelised".split(),
-        adjs="crispy tender savoury fragrant creamy golden rustic spicy homemade "
-             "slow-cooked".split(),
-        names="Provence Tuscany Oaxaca Sichuan Normandy Kyoto Bombay Andalusia".split()),
-    "travel": dict(
-        nouns="itinerary passport hostel flight luggage ferry museum beach village hike "
-              "visa backpack railway guidebook airport cathedral harbour island trail "
-              "souvenir excursion lagoon".split(),
-        verbs="booked explored visited toured hiked boarded wandered photographed camped "
-              "sailed navigated checked".split(),
-        adjs="scenic remote crowded historic budget coastal mountainous tropical "
-             "overnight guided".split(),
-        names="Lisbon Patagonia Kyoto Marrakesh Reykjavik Bali Dubrovnik Cusco".split()),
-    "technology": dict(
-        nouns="server database compiler laptop smartphone firmware algorithm network router "
-              "processor kernel browser encryption cloud cluster interface sensor battery "
-              "chipset framework repository container bandwidth".split(),
-        verbs="deployed compiled debugged encrypted upgraded benchmarked patched rebooted "
-              "virtualised indexed cached refactored".split(),
-        adjs="open-source scalable wireless embedded distributed latency-sensitive "
-             "lightweight modular legacy secure".split(),
-        names="Linux Postgres Kubernetes Rust Python Android ARM RISC-V".split()),
-    "health": dict(
-        nouns="patient clinic diagnosis therapy symptom nutrition vitamin exercise sleep "
-              "blood pressure allergy surgeon nurse prescription recovery diet fever "
-              "hospital screening cholesterol posture hydration".split(),
-        verbs="prescribed diagnosed treated monitored vaccinated rehabilitated screened "
-              "examined recovered stretched consulted referred".split(),
-        adjs="chronic acute preventive clinical mental cardiovascular dietary "
-             "postoperative paediatric moderate".split(),
-        names="WHO Mayo Hopkins NHS Cochrane Lancet Pasteur Salk".split()),
-    "music": dict(
-        nouns="album guitar melody chorus orchestra concert drummer lyric symphony vinyl "
-              "festival rhythm harmony tempo pianist violin producer studio ballad "
-              "soundtrack encore choir".split(),
-        verbs="recorded composed performed rehearsed mixed toured sampled arranged improvised "
-              "released conducted harmonised".split(),
-        adjs="acoustic melodic upbeat orchestral experimental soulful live classical "
-             "electronic haunting".split(),
-        names="Abbey Motown Vienna Nashville Berklee Juilliard Glastonbury Montreux".split()),
+    "sports": {
+        "nouns": _words("match team coach striker goalkeeper league season stadium referee tournament "
+                        "championship defender midfielder trophy fans training injury transfer penalty "
+                        "playoff captain marathon sprinter racket court"),
+        "verbs": _words("won lost defended scored trained qualified celebrated tackled substituted "
+                        "dominated equalised appealed"),
+        "adjs": _words("decisive unbeaten physical tactical dramatic fierce rookie veteran "
+                        "offensive defensive"),
+        "names": _words("United Rovers Athletic Wanderers Falcons Tigers Olympians Harriers")},
+    "science": {
+        "nouns": _words("experiment hypothesis molecule protein telescope galaxy enzyme genome particle "
+                        "laboratory sample reactor fossil climate neuron bacteria isotope orbit vaccine "
+                        "catalyst crystal microscope spectrum"),
+        "verbs": _words("measured observed synthesised sequenced detected replicated modelled isolated "
+                        "calibrated published predicted confirmed"),
+        "adjs": _words("peer-reviewed quantum molecular cellular experimental theoretical genetic "
+                        "thermal statistical robust"),
+        "names": _words("CERN Hubble Curie Darwin Kepler Mendel Faraday Planck")},
+    "finance": {
+        "nouns": _words("portfolio dividend bond equity inflation interest mortgage budget revenue "
+                        "earnings shareholder merger audit liquidity pension loan credit deficit tariff "
+                        "currency valuation broker hedge"),
+        "verbs": _words("invested hedged audited borrowed diversified refinanced repaid forecast "
+                        "underwrote rebalanced taxed traded"),
+        "adjs": _words("quarterly fiscal volatile long-term leveraged regulatory annual taxable "
+                        "bullish bearish"),
+        "names": _words("Nasdaq Treasury Moody FTSE Nikkei Eurostat Fed Basel")},
+    "cooking": {
+        "nouns": _words("recipe dough sauce oven skillet garlic onion broth pastry marinade spice "
+                        "flour butter basil risotto dumpling omelette simmer casserole glaze vinegar "
+                        "saffron yeast"),
+        "verbs": _words("baked simmered roasted whisked kneaded seasoned grilled braised sauteed "
+                        "marinated folded caramelised"),
+        "adjs": _words("crispy tender savoury fragrant creamy golden rustic spicy homemade "
+                        "slow-cooked"),
+        "names": _words("Provence Tuscany Oaxaca Sichuan Normandy Kyoto Bombay Andalusia")},
+    "travel": {
+        "nouns": _words("itinerary passport hostel flight luggage ferry museum beach village hike "
+                        "visa backpack railway guidebook airport cathedral harbour island trail "
+                        "souvenir excursion lagoon"),
+        "verbs": _words("booked explored visited toured hiked boarded wandered photographed camped "
+                        "sailed navigated checked"),
+        "adjs": _words("scenic remote crowded historic budget coastal mountainous tropical "
+                        "overnight guided"),
+        "names": _words("Lisbon Patagonia Kyoto Marrakesh Reykjavik Bali Dubrovnik Cusco")},
+    "technology": {
+        "nouns": _words("server database compiler laptop smartphone firmware algorithm network router "
+                        "processor kernel browser encryption cloud cluster interface sensor battery "
+                        "chipset framework repository container bandwidth"),
+        "verbs": _words("deployed compiled debugged encrypted upgraded benchmarked patched rebooted "
+                        "virtualised indexed cached refactored"),
+        "adjs": _words("open-source scalable wireless embedded distributed latency-sensitive "
+                        "lightweight modular legacy secure"),
+        "names": _words("Linux Postgres Kubernetes Rust Python Android ARM RISC-V")},
+    "health": {
+        "nouns": _words("patient clinic diagnosis therapy symptom nutrition vitamin exercise sleep "
+                        "blood pressure allergy surgeon nurse prescription recovery diet fever "
+                        "hospital screening cholesterol posture hydration"),
+        "verbs": _words("prescribed diagnosed treated monitored vaccinated rehabilitated screened "
+                        "examined recovered stretched consulted referred"),
+        "adjs": _words("chronic acute preventive clinical mental cardiovascular dietary "
+                        "postoperative paediatric moderate"),
+        "names": _words("WHO Mayo Hopkins NHS Cochrane Lancet Pasteur Salk")},
+    "music": {
+        "nouns": _words("album guitar melody chorus orchestra concert drummer lyric symphony vinyl "
+                        "festival rhythm harmony tempo pianist violin producer studio ballad "
+                        "soundtrack encore choir"),
+        "verbs": _words("recorded composed performed rehearsed mixed toured sampled arranged improvised "
+                        "released conducted harmonised"),
+        "adjs": _words("acoustic melodic upbeat orchestral experimental soulful live classical "
+                        "electronic haunting"),
+        "names": _words("Abbey Motown Vienna Nashville Berklee Juilliard Glastonbury Montreux")},
 }
-GENERIC_NOUNS = "report plan week group city result change idea reason story family evening".split()
-PEOPLE = ("Ana Ben Chloe Dmitri Elena Farid Grace Hiro Ines Jonas Kemi Luca Maya Nikhil Olga Pedro "
-          "Quinn Rosa Sami Tara Umar Vera Wen Xavier Yara Zoe").split()
+GENERIC_NOUNS = _words("report plan week group city result change idea reason story family evening")
+PEOPLE = _words("Ana Ben Chloe Dmitri Elena Farid Grace Hiro Ines Jonas Kemi Luca Maya Nikhil Olga "
+                "Pedro Quinn Rosa Sami Tara Umar Vera Wen Xavier Yara Zoe")
 TIMES = ["last week", "in {y}", "on Monday", "this spring", "after {n} days", "before the deadline",
          "during the night", "over the weekend", "in early {m}", "for {n} hours"]
-MONTHS = "January February March April May June July August September October November December".split()
+MONTHS = _words("January February March April May June July August September October November December")
 
 SENTENCES = [
     "The {adj} {noun} {verb} the {noun2} {time}.",
@@ -138,7 +142,7 @@ SENTENCES = [
     "{person} {verb} the {noun2} {adv}, then compared it with the {adj} {noun}.",
     "Nobody expected the {noun} to be this {adj}, {person} admitted {time}.",
 ]
-ADVERBS = "quickly carefully rarely openly slowly boldly quietly twice again finally".split()
+ADVERBS = _words("quickly carefully rarely openly slowly boldly quietly twice again finally")
 QUESTIONS = [
     "How should I handle a {adj} {noun} when the {noun2} is {adj2}?",
     "What is the difference between a {noun} and a {adj} {noun2}?",
@@ -430,7 +434,7 @@ def build_dataset(n_clean: int, seed: int, per_defect: int, n_existing: int):
         items.append((rng.random(), "junk", make_junk(rng, make_clean(rng)), rng.choice(contributors)))
         items.append((rng.random(), "personal_data", make_pii(rng, make_clean(rng)), rng.choice(contributors)))
         items.append((rng.random(), "injection", make_injection(rng, make_clean(rng)), rng.choice(contributors)))
-    n_mislabelled = int(round(len(labelled_clean) * 0.1))
+    n_mislabelled = round(len(labelled_clean) * 0.1)
     for _ in range(n_mislabelled):
         topic = rng.choice(list(TOPICS))
         who = rng.choice(noisy_contributors) if rng.random() < 0.7 else rng.choice(contributors[:-5])
@@ -521,7 +525,7 @@ def evaluate_valuation(candidates, truth, validation, noisy_contributors, embedd
     train = [c for c in candidates if c.label is not None and truth[c.contribution_id] in ("clean", "label_noise")]
     is_noisy = np.array([truth[c.contribution_id] == "label_noise" for c in train])
     rate = is_noisy.mean()
-    n_flag = int(round(rate * len(train)))
+    n_flag = round(float(rate) * len(train))
     embedder = resolve_embedder(embedder_name)
     t0 = time.perf_counter()
     vectors = embedder.embed([c.feature_text() for c in train + list(validation)])
@@ -616,7 +620,7 @@ def simulate_validators(seed: int, rounds: int = 30, per_round: int = 40, k: int
         assignments = cs.assign_validators(cids, active, k, seed=f"block-{seed}-{r}")
         guess = round(statistics.fmean(past_consensus)) if past_consensus else 50
 
-        def honest_vote(cid: int) -> int:
+        def honest_vote(cid: int, quality: dict[int, int] = quality) -> int:
             return max(0, min(100, round(rng.gauss(quality[cid], 7))))
 
         commits, reveals = {}, {}

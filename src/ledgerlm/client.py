@@ -65,6 +65,10 @@ class NodeClient:
         return self._info
 
     @property
+    def chain(self) -> "ChainActions":
+        return ChainActions(self)
+
+    @property
     def chain_id(self) -> int:
         return int(self.info()["chain_id"])
 
@@ -155,6 +159,71 @@ class NodeClient:
             tmp.flush()
             rows = pq.read_table(tmp.name).to_pylist()
         return write_export(iter(rows), "hf", out, version=self.version(name, number))
+
+
+ROLES = {"validator": 0, "agent": 1, "contributor_bond": 2}
+
+
+class ChainActions:
+    """Chain writes signed by the user's own key and relayed by the node (`NodeClient.chain`)."""
+
+    def __init__(self, node: NodeClient):
+        self.node = node
+
+    def info(self) -> dict:
+        return self.node._request("GET", "/chain/info")
+
+    def account(self, address: str) -> dict:
+        return self.node._request("GET", f"/chain/accounts/{address}")
+
+    def faucet(self, address: str, *, eth_wei: int = 0, tokens: int = 0) -> dict:
+        return self.node._request("POST", "/chain/faucet", json={"address": address, "eth_wei": eth_wei, "tokens": tokens})
+
+    def _address(self, contract: str) -> str:
+        contracts = self.info().get("contracts")
+        if not contracts:
+            raise LedgerError("the node has no contracts deployed", field="chain", status=409)
+        return contracts[contract]
+
+    def send(self, account: LocalAccount, contract: str, function: str, args: list, *, value: int = 0) -> dict:
+        """Encode a call with the contract's ABI, let the node estimate it (a revert stops here,
+        before signing), sign it locally, and have the node relay it."""
+        from web3 import Web3
+
+        from ledgerlm.chain import load_artifact
+
+        to = self._address(contract)
+        data = Web3().eth.contract(abi=load_artifact(contract).abi).encode_abi(function, args=args)
+        quote = self.node._request(
+            "POST", "/chain/estimate", json={"from": account.address, "to": to, "data": data, "value": value}
+        )
+        tx = {"to": to, "data": data, "value": value, "gas": quote["gas"], "nonce": quote["nonce"],
+              "chainId": quote["chain_id"], **quote["fees"]}
+        raw = account.sign_transaction(tx).raw_transaction
+        return self.node._request("POST", "/chain/transactions", json={"raw": "0x" + bytes(raw).hex()})
+
+    def approve(self, account: LocalAccount, spender_contract: str, amount: int) -> dict | None:
+        spender = self._address(spender_contract)
+        return self.send(account, "LedgerToken", "approve", [spender, amount])
+
+    def stake(self, account: LocalAccount, role: str, amount: int) -> list[dict]:
+        role_id = _role(role)
+        return [self.approve(account, "Staking", amount), self.send(account, "Staking", "stake", [role_id, amount])]
+
+    def request_unstake(self, account: LocalAccount, role: str, amount: int) -> dict:
+        return self.send(account, "Staking", "requestUnstake", [_role(role), amount])
+
+    def withdraw_stake(self, account: LocalAccount, role: str) -> dict:
+        return self.send(account, "Staking", "withdraw", [_role(role)])
+
+    def transfer(self, account: LocalAccount, to: str, amount: int) -> dict:
+        return self.send(account, "LedgerToken", "transfer", [to, amount])
+
+
+def _role(role: str) -> int:
+    if role not in ROLES:
+        raise LedgerError(f"unknown stake role {role!r}: use {', '.join(ROLES)}", field="role")
+    return ROLES[role]
 
 
 def _sha256(path: Path) -> str:

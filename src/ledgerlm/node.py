@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
 
 from ledgerlm import __version__
 from ledgerlm.config import EMBEDDED, Home, NodeConfig
-from ledgerlm.datanets import Datanets
+from ledgerlm.datanets import ChainAnchor, Datanet, Datanets, DatanetVersion
+from ledgerlm.errors import LedgerError
 from ledgerlm.store import BlobStore, Database
+
+# The embedded chain's genesis gives the node enough ETH to pay gas for years of relaying and
+# for the development faucet.
+NODE_GENESIS_WEI = 10**9 * 10**18
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -21,6 +28,48 @@ def _write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as out:
         out.write(text)
     os.replace(tmp, path)
+
+
+def datanet_chain_id(name: str) -> bytes:
+    """A Datanet's id in the Registry: keccak256 of its unique name."""
+    return keccak(text=name)
+
+
+class RegistryAnchor(ChainAnchor):
+    """Mirrors Datanets and their versions into the Registry contract, relayed by the node."""
+
+    def __init__(self, node: "Node"):
+        self.node = node
+
+    def register_datanet(self, datanet: Datanet) -> str:
+        registry = self.node.contracts.registry
+        datanet_id = datanet_chain_id(datanet.name)
+        if registry.datanet_exists(datanet_id):  # anchored before a crash lost the tx hash
+            return self._find("DatanetRegistered", datanet_id)
+        return registry.register_datanet(
+            self.node.account, datanet_id, datanet.owner, datanet.name, datanet.spec_hash, datanet.licence
+        ).tx_hash
+
+    def publish_version(self, datanet: Datanet, version: DatanetVersion) -> str:
+        registry = self.node.contracts.registry
+        datanet_id = datanet_chain_id(datanet.name)
+        if not registry.datanet_exists(datanet_id):
+            self.register_datanet(datanet)
+        if registry.latest_version(datanet_id) >= version.number:
+            return self._find("VersionPublished", datanet_id, version.number)
+        return registry.publish_version(
+            self.node.account, datanet_id, version.number, version.root, version.contribution_count,
+            version.manifest_hash,
+        ).tx_hash
+
+    def _find(self, event: str, datanet_id: bytes, number: int | None = None) -> str:
+        contract = self.node.contracts.registry.contract
+        for log in contract.events[event]().get_logs(from_block=self.node.deployment.block):
+            if bytes(log["args"]["datanetId"]) == datanet_id and (
+                number is None or int(log["args"]["version"]) == number
+            ):
+                return "0x" + bytes(log["transactionHash"]).hex()
+        raise LedgerError(f"{event} for {datanet_id.hex()} is on chain but its log was not found", status=500)
 
 
 @dataclass
@@ -35,7 +84,8 @@ class Node:
 
     @classmethod
     def init(cls, home: Home, *, chain: str = EMBEDDED, chain_id: int = 1337) -> "Node":
-        """Create the home (config, database, blob store, node key); safe to run twice."""
+        """Create the home (config, database, blob store, node key, embedded chain with the
+        contracts deployed); running it again on an existing home changes nothing."""
         home.root.mkdir(parents=True, exist_ok=True)
         if not home.exists():
             home.save_config(NodeConfig(chain=chain, chain_id=chain_id))
@@ -48,7 +98,10 @@ class Node:
         db = Database.at(home.database_path)
         db.upgrade()
         db.close()
-        return cls.open(home)
+        node = cls.open(home)
+        if node.config.chain == EMBEDDED and not home.deployment_path.exists():
+            node.deploy_contracts(node.account)
+        return node
 
     @classmethod
     def open(cls, home: Home) -> "Node":
@@ -63,10 +116,77 @@ class Node:
             db, blobs, chain_id=config.chain_id, node_account=account,
             max_upload_bytes=config.max_upload_bytes,
         )
-        return cls(home, config, db, blobs, account, datanets)
+        node = cls(home, config, db, blobs, account, datanets)
+        if home.deployment_path.exists():
+            datanets.anchor = RegistryAnchor(node)
+        return node
+
+    # ------------------------------------------------------------------ chain
+
+    @cached_property
+    def chain(self):
+        """The chain, opened on first use (the embedded one is locked to this process)."""
+        from ledgerlm.chain import open_embedded, open_rpc
+
+        if self.config.chain == EMBEDDED:
+            chain = open_embedded(
+                self.home.chain_dir, chain_id=self.config.chain_id,
+                prefund={self.account.address: NODE_GENESIS_WEI},
+            )
+        else:
+            chain = open_rpc(self.config.chain, expected_chain_id=self.config.chain_id)
+        self.closers.append(chain.close)
+        return chain
+
+    @cached_property
+    def deployment(self):
+        from ledgerlm.chain import Deployment
+
+        if not self.home.deployment_path.exists():
+            raise LedgerError(
+                "no contracts are deployed for this home: run `ledgerlm chain deploy --chain-url URL --key NAME`",
+                field="chain", status=409,
+            )
+        return Deployment.load(self.home.deployment_path)
+
+    @cached_property
+    def contracts(self):
+        from ledgerlm.chain import Contracts
+
+        return Contracts(self.chain, self.deployment)
+
+    @property
+    def on_chain(self) -> bool:
+        return self.home.deployment_path.exists()
+
+    def deploy_contracts(self, deployer: LocalAccount):
+        """Deploy the settlement contracts (the node gets its roles) and record them in the home."""
+        from ledgerlm.chain import deploy_all
+
+        deployment = deploy_all(self.chain, deployer, treasury=self.account.address, node=self.account.address)
+        deployment.save(self.home.deployment_path)
+        self.__dict__.pop("deployment", None)
+        self.__dict__.pop("contracts", None)
+        self.datanets.anchor = RegistryAnchor(self)
+        return deployment
+
+    def reconcile(self) -> dict:
+        """Anchor Datanets and versions whose chain write a crash or an outage interrupted."""
+        if not self.on_chain:
+            return {"datanets": 0, "versions": 0}
+        done = {"datanets": 0, "versions": 0}
+        for datanet in self.datanets.list():
+            if datanet.chain_tx is None:
+                self.datanets._anchor_datanet(datanet)
+                done["datanets"] += 1
+            for version in datanet.versions:
+                if version.chain_tx is None:
+                    self.datanets.anchor_version(datanet.name, version.number)
+                    done["versions"] += 1
+        return done
 
     def info(self) -> dict:
-        return {
+        info = {
             "ledgerlm": __version__,
             "home": str(self.home.root),
             "chain": self.config.chain,
@@ -74,9 +194,14 @@ class Node:
             "node_address": self.account.address,
             "schema_revision": self.db.revision(),
             "max_upload_bytes": self.config.max_upload_bytes,
+            "contracts": None,
         }
+        if self.on_chain:
+            info["contracts"] = self.deployment.addresses
+        return info
 
     def close(self) -> None:
         for closer in reversed(self.closers):
             closer()
+        self.closers.clear()
         self.db.close()

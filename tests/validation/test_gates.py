@@ -95,7 +95,7 @@ def test_same_template_different_facts_is_not_a_near_duplicate():
 
 def test_near_duplicate_index_persists_and_rebuilds_with_the_same_answers(tmp_path):
     rng = random.Random(3)
-    words = "river stone cloud forest market engine garden letter window harbour".split()
+    words = ["river", "stone", "cloud", "forest", "market", "engine", "garden", "letter", "window", "harbour"]
     texts = {i: " ".join(rng.choice(words) for _ in range(30)) for i in range(40)}
     index = NearDuplicateIndex.from_texts(texts.items())
     path = tmp_path / "neardup.npz"
@@ -140,10 +140,12 @@ def test_junk_is_rejected_with_a_named_reason(text, code):
 
 
 def test_junk_answer_in_a_qa_record_spoils_the_record():
-    rec = {"question": "What is the boiling point of water at sea level?",
-           "answer": "qwrtzp lkjhgf mnbvcx zxcvbn plkmnj hgfdsw"}
+    rec = {"question": "What is the boiling point of water at sea level, and why does it drop on "
+                       "a high mountain where the air pressure is lower than at the coast?",
+           "answer": "ok" * 40}
     report = _run([candidate(1, record=rec)])[1]
-    assert report.decision == "reject" and "answer" in report.findings[0].detail
+    assert report.decision == "reject"
+    assert report.findings[0].gate == "junk" and "'answer'" in report.findings[0].detail
 
 
 def test_a_label_alone_is_not_content():
@@ -241,9 +243,9 @@ def test_trigger_list_is_configurable():
 # --------------------------------------------------------------------------- label noise
 
 TOPIC_WORDS = {
-    "sports": "match goal striker league coach referee stadium season penalty trophy".split(),
-    "cooking": "recipe oven garlic sauce dough simmer basil butter skillet pastry".split(),
-    "finance": "bond equity dividend inflation mortgage portfolio interest budget audit loan".split(),
+    "sports": ["match", "goal", "striker", "league", "coach", "referee", "stadium", "season", "penalty", "trophy"],
+    "cooking": ["recipe", "oven", "garlic", "sauce", "dough", "simmer", "basil", "butter", "skillet", "pastry"],
+    "finance": ["bond", "equity", "dividend", "inflation", "mortgage", "portfolio", "interest", "budget", "audit", "loan"],
 }
 
 

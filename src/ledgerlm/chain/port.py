@@ -159,6 +159,34 @@ class Chain:
                    "data": b""}
         return self._send(request, sender, f"transfer to {to}")
 
+    # -- relaying transactions that clients signed themselves ----------------------------------
+
+    def fee_fields(self) -> dict:
+        """Fee fields a client should put in a transaction it signs for this chain."""
+        return self._fee_fields(self.w3.eth.get_block("latest"))
+
+    def estimate(self, request: dict, target: str = "transaction") -> int:
+        """Gas for `request` with headroom; a revert raises ChainError before anything is signed."""
+        try:
+            estimate = self.w3.eth.estimate_gas(request)
+        except Exception as exc:  # every backend raises its own revert type
+            raise self._as_chain_error(exc, target) from exc
+        limit = int(self.w3.eth.get_block("latest")["gasLimit"])
+        return max(min(estimate * GAS_HEADROOM_NUMERATOR // GAS_HEADROOM_DENOMINATOR, limit), estimate)
+
+    def send_raw(self, raw: bytes, target: str = "transaction") -> TxResult:
+        """Send a transaction a client signed with its own key and wait until it is mined."""
+        try:
+            tx_hash = self.w3.eth.send_raw_transaction(raw)
+        except Exception as exc:
+            raise self._as_chain_error(exc, target) from exc
+        receipt = self._wait(tx_hash, target)
+        result = self._result(receipt)
+        if result.status != 1:
+            tx = self.w3.eth.get_transaction(tx_hash)
+            raise self._explain_failed(dict(tx), receipt, target)
+        return result
+
     def _transact(self, fn: Any, sender: LocalAccount, value: int, target: str) -> TxResult:
         draft = fn.build_transaction(self._placeholder_fields(sender, value))
         request = {"from": sender.address, "value": int(value), "data": draft["data"]}

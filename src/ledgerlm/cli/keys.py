@@ -47,3 +47,27 @@ def show(ctx: typer.Context, name: str):
     """Show one key's address and file."""
     s = session(ctx)
     s.emit(s.keyring().show(name), lambda i: console.print(f"{i.name} {i.address}\n  {i.path}"))
+
+
+@app.command("import")
+def import_key(ctx: typer.Context, name: str = typer.Argument(..., help="A name for the key.")):
+    """Import a private key (hex) from LEDGERLM_PRIVATE_KEY or a prompt, e.g. a funded dev account."""
+    import os
+
+    s = session(ctx)
+    secret = os.environ.get("LEDGERLM_PRIVATE_KEY")
+    if secret is None:
+        if not sys.stdin.isatty():
+            raise LedgerError("set LEDGERLM_PRIVATE_KEY to the hex private key to import", field="private_key")
+        secret = typer.prompt("Private key (hex)", hide_input=True)
+    passphrase = passphrase_from_env()
+    if passphrase is None:
+        passphrase = typer.prompt("Passphrase", hide_input=True, confirmation_prompt=True)
+    try:
+        key = bytes.fromhex(secret.strip().removeprefix("0x"))
+        if len(key) != 32:
+            raise ValueError
+    except ValueError:
+        raise LedgerError("the private key must be 32 bytes of hex", field="private_key") from None
+    info = s.keyring().new(name, passphrase, private_key=key)
+    s.emit(info, lambda i: console.print(f"[green]imported key {i.name}[/] {i.address}"))

@@ -87,10 +87,13 @@ def info(ctx: typer.Context):
 
 
 def _register_rooms() -> None:
-    from ledgerlm.cli import datanet, keys
+    from ledgerlm.cli import chain, datanet, keys
 
     app.add_typer(keys.app, name="keys")
     app.add_typer(datanet.app, name="datanet")
+    app.add_typer(chain.app, name="chain")
+    for command in (chain.balance, chain.stake, chain.unstake, chain.withdraw, chain.transfer):
+        app.command()(command)
 
 
 _register_rooms()

@@ -127,3 +127,9 @@ class LedgerGroup(TyperGroup):
         except LedgerError as exc:
             report(ctx.obj, exc)
             ctx.exit(1)
+        except Exception as exc:
+            # Usage errors and exits belong to the CLI framework; LEDGERLM_DEBUG shows tracebacks.
+            if type(exc).__module__.startswith(("typer", "click")) or os.environ.get("LEDGERLM_DEBUG"):
+                raise
+            report(ctx.obj, LedgerError(f"unexpected {type(exc).__name__}: {exc} (set LEDGERLM_DEBUG=1 for the traceback)"))
+            ctx.exit(2)

@@ -6,8 +6,8 @@ agreement are integers in basis points (bps, 10_000 = 100%).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 from eth_abi import encode as abi_encode
 from eth_utils import is_address, keccak, to_checksum_address

@@ -6,7 +6,9 @@ import os
 import re
 import threading
 import zlib
-from typing import Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from itertools import pairwise
+from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -45,7 +47,7 @@ class HashedTfidfEmbedder:
     def _features(self, text: str) -> list[int]:
         tokens = _TOKEN.findall(text.lower())
         feats = ["w:" + t for t in tokens]
-        feats += ["b:" + a + " " + b for a, b in zip(tokens, tokens[1:])]
+        feats += ["b:" + a + " " + b for a, b in pairwise(tokens)]
         joined = " " + " ".join(tokens) + " "
         n = self.char_ngram
         feats += [joined[i : i + n] for i in range(len(joined) - n + 1)]
@@ -88,8 +90,8 @@ class MiniLMEmbedder:
     """
 
     name = "minilm"
-    _cache: dict[str, tuple[object, object]] = {}
-    _lock = threading.Lock()
+    _cache: ClassVar[dict[str, tuple[object, object]]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, device: str | None = None, batch_size: int = 64, max_length: int = 256):
         self.device = device

@@ -7,15 +7,16 @@ import re
 import unicodedata
 import zlib
 from collections import Counter
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Collection, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 from ledgerlm.validation.embeddings import Embedder, resolve_embedder
 from ledgerlm.validation.errors import ValidationError
 from ledgerlm.validation.near_duplicates import NearDuplicateIndex
-from ledgerlm.validation.policy import GatePolicy, JunkRule, InjectionRule
+from ledgerlm.validation.policy import GatePolicy, InjectionRule, JunkRule
 
 SEVERITIES = ("reject", "flag")
 DECISIONS = ("pass", "flag", "reject")
@@ -343,27 +344,27 @@ _INJECTION_PATTERNS: list[tuple[re.Pattern, str, float]] = [
     (re.compile(
         r"\b(?:ignore|disregard|forget|override|bypass|skip)\b[^.\n]{0,40}?\b(?:previous|prior|above|earlier|"
         r"preceding|all|any|your|the|system|original)\b[^.\n]{0,30}?\b(?:instructions?|prompts?|"
-        r"directions?|rules|guidelines|directives|context|messages?|programming)\b", re.I),
+        r"directions?|rules|guidelines|directives|context|messages?|programming)\b", re.IGNORECASE),
      "instruction_override", 1.0),
-    (re.compile(r"\b(?:new|updated|real|actual) (?:system )?instructions?\s*:", re.I), "instruction_override", 0.8),
-    (re.compile(r"\byou are (?:now|no longer)\b[^.\n]{0,60}", re.I), "role_override", 0.8),
+    (re.compile(r"\b(?:new|updated|real|actual) (?:system )?instructions?\s*:", re.IGNORECASE), "instruction_override", 0.8),
+    (re.compile(r"\byou are (?:now|no longer)\b[^.\n]{0,60}", re.IGNORECASE), "role_override", 0.8),
     (re.compile(
         r"\b(?:act|behave|pretend|roleplay|role-play|respond)\b[^.\n]{0,30}\b(?:as|to be|like|you are)\b"
         r"[^.\n]{0,40}\b(?:DAN|unfiltered|uncensored|unrestricted|jailbroken|evil|without (?:any )?"
-        r"(?:restrictions|limits|limitations|filters|rules|ethics))", re.I), "role_override", 0.9),
-    (re.compile(r"\b(?:developer|god|jailbreak|DAN|sudo|admin) mode\b|\bdo anything now\b", re.I),
+        r"(?:restrictions|limits|limitations|filters|rules|ethics))", re.IGNORECASE), "role_override", 0.9),
+    (re.compile(r"\b(?:developer|god|jailbreak|DAN|sudo|admin) mode\b|\bdo anything now\b", re.IGNORECASE),
      "role_override", 0.9),
     (re.compile(r"\b(?:reveal|print|show|repeat|output|leak|tell me)\b[^.\n]{0,30}\b(?:system prompt|"
-                r"hidden instructions|initial instructions|your instructions|your prompt)\b", re.I),
+                r"hidden instructions|initial instructions|your instructions|your prompt)\b", re.IGNORECASE),
      "prompt_exfiltration", 0.9),
     (re.compile(r"<\|(?:im_start|im_end|system|user|assistant|endoftext|eot_id|start_header_id|"
                 r"end_header_id)\|>|\[/?INST\]|<</?SYS>>|^\s*#{2,3}\s*(?:system|instruction)s?\s*:",
-                re.I | re.M), "template_tokens", 0.8),
+                re.IGNORECASE | re.MULTILINE), "template_tokens", 0.8),
 ]
 _ANSWER_INSTRUCTION = re.compile(
     r"\b(?:from now on|whenever (?:someone|anyone|the user|a user|you (?:see|are asked|read))|"
     r"always (?:respond|answer|reply|say|recommend|mention|include)|never (?:mention|reveal|tell|say)|"
-    r"respond only with|(?:the|your) (?:next|following) (?:answer|response) must)\b", re.I)
+    r"respond only with|(?:the|your) (?:next|following) (?:answer|response) must)\b", re.IGNORECASE)
 _ZERO_WIDTH = re.compile(r"(?<=[A-Za-z0-9])[\u200b\u200c\u200d\u2060\u180e\ufeff](?=[A-Za-z0-9])")
 _ZERO_WIDTH_ANY = re.compile(r"[\u200b\u2060\u180e]|(?<=.)\ufeff")
 _BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
@@ -413,8 +414,8 @@ def injection_findings(text: str, answer_text: str, rule: InjectionRule) -> list
         out.append(("hidden_unicode", 1.0, "Unicode tag characters (invisible ASCII smuggling)"))
     n_bidi = len(_BIDI.findall(text))
     if n_bidi:
-        out.append(("hidden_unicode", 0.9, f"{n_bidi} bidirectional control character(s) that can "
-                                           "reorder what a reader sees (Trojan Source)"))
+        out.append(("hidden_unicode", 0.9, (f"{n_bidi} bidirectional control character(s) that "
+                                            "can reorder what a reader sees (Trojan Source)")))
     n_zw = len({m.start() for m in _ZERO_WIDTH.finditer(text)}
                | {m.start() for m in _ZERO_WIDTH_ANY.finditer(text)})
     if n_zw:
@@ -425,8 +426,8 @@ def injection_findings(text: str, answer_text: str, rule: InjectionRule) -> list
         if "LATIN" in scripts and scripts & {"CYRILLIC", "GREEK"}:
             mixed.append(word)
     if mixed:
-        out.append(("homoglyph", 0.7, f"{len(mixed)} word(s) mix Latin with Cyrillic/Greek letters, "
-                                      f"e.g. {mixed[0]!r}"))
+        out.append(("homoglyph", 0.7, (f"{len(mixed)} word(s) mix Latin with Cyrillic/Greek "
+                                       f"letters, e.g. {mixed[0]!r}")))
     return out
 
 
@@ -509,7 +510,7 @@ def run_gates(
     policy = policy or GatePolicy()
     findings: dict[int, list[Finding]] = {c.contribution_id: [] for c in candidates}
     if len(findings) != len(candidates):
-        dup = [cid for cid, n in Counter(c.contribution_id for c in candidates).items() if n > 1][0]
+        dup = next(cid for cid, n in Counter(c.contribution_id for c in candidates).items() if n > 1)
         raise ValidationError(f"contribution {dup} appears twice in the batch", field="candidates")
 
     def add(c: Candidate, gate: str, code: str, score: float, detail: str) -> None:

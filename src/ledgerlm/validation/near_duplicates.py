@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections.abc import Hashable, Iterable
 from pathlib import Path
-from typing import Hashable, Iterable
 
 import numpy as np
 from datasketch import MinHash, MinHashLSH
@@ -45,7 +45,6 @@ def _shingle_hashes(norms: list[str], size: int) -> tuple[np.ndarray, np.ndarray
     norms = [n.ljust(size) if n else "" for n in norms]
     lengths = np.fromiter(map(len, norms), dtype=np.int64, count=len(norms))
     ends = np.cumsum(lengths)
-    starts = ends - lengths
     codes = np.frombuffer("".join(norms).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
     n_win = len(codes) - size + 1
     if n_win <= 0:
@@ -174,7 +173,7 @@ class NearDuplicateIndex:
                 self._insert(key, mh)
 
     @classmethod
-    def from_texts(cls, items: Iterable[tuple[Hashable, str]], **params) -> "NearDuplicateIndex":
+    def from_texts(cls, items: Iterable[tuple[Hashable, str]], **params) -> NearDuplicateIndex:
         index = cls(**params)
         index.add_many(items)
         return index
@@ -192,7 +191,7 @@ class NearDuplicateIndex:
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "NearDuplicateIndex":
+    def from_bytes(cls, data: bytes) -> NearDuplicateIndex:
         with np.load(io.BytesIO(data)) as npz:
             meta = json.loads(npz["meta"].tobytes())
             sigs = npz["signatures"]
@@ -206,5 +205,5 @@ class NearDuplicateIndex:
         Path(path).write_bytes(self.to_bytes())
 
     @classmethod
-    def load(cls, path: str | Path) -> "NearDuplicateIndex":
+    def load(cls, path: str | Path) -> NearDuplicateIndex:
         return cls.from_bytes(Path(path).read_bytes())

@@ -82,7 +82,7 @@ class LabelNoiseRule:
 
     action: str = "flag"
     k: int = _bounded(10, 1, 200)
-    min_disagreement: float = _bounded(0.6, 0.5, 1.0)
+    min_disagreement: float = _bounded(0.7, 0.5, 1.0)
     min_records: int = _bounded(20, 2, 1_000_000)
     embedder: str = "hashed"
 
@@ -126,7 +126,7 @@ class GatePolicy:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "GatePolicy":
+    def from_json(cls, text: str) -> GatePolicy:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -135,14 +135,15 @@ class GatePolicy:
         return cls.from_dict(data)
 
     @classmethod
-    def from_dict(cls, data: Any) -> "GatePolicy":
+    def from_dict(cls, data: Any) -> GatePolicy:
         """Build a policy from `{"gates": {gate: {field: value}}}`; unnamed gates and fields keep defaults."""
         if not isinstance(data, dict):
             raise GatePolicyError("gate policy must be an object like {\"gates\": {...}}", field="policy")
         unknown_top = set(data) - {"gates"}
         if unknown_top:
-            raise GatePolicyError(f"unknown key {sorted(unknown_top)[0]!r} in gate policy; "
-                                  "only 'gates' is allowed", field=sorted(unknown_top)[0])
+            key = min(unknown_top)
+            raise GatePolicyError(f"unknown key {key!r} in gate policy; only 'gates' is allowed",
+                                  field=key)
         gates = data.get("gates", {})
         if not isinstance(gates, dict):
             raise GatePolicyError("'gates' must be an object mapping gate names to settings", field="gates")

@@ -12,8 +12,8 @@ Sources:
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -157,7 +157,7 @@ class ValuationReport:
 
     def lowest(self, fraction: float) -> list[int]:
         """Contribution ids in the lowest-valued `fraction` of the batch (ties by id)."""
-        n = int(round(len(self.values) * fraction))
+        n = round(len(self.values) * fraction)
         return [cid for cid, _ in sorted(self.values.items(), key=lambda kv: (kv[1], kv[0]))[:n]]
 
     def to_dict(self) -> dict:
@@ -217,7 +217,7 @@ def value_contributions(
         y = np.asarray(labels, dtype=object)
     else:
         label_source = "cluster_proxy"
-        n_clusters = n_clusters or max(2, int(round(np.sqrt(len(rows) / 2))))
+        n_clusters = n_clusters or max(2, round(float(np.sqrt(len(rows) / 2))))
         y = cluster_labels(vectors, n_clusters, seed=seed)
     n = len(candidates)
     if method == "knn_shapley":

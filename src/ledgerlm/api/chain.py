@@ -1,0 +1,143 @@
+"""Chain routes: status, balances, and relaying transactions that clients signed themselves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eth_utils import is_address, to_checksum_address
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
+
+from ledgerlm.api.deps import get_node
+from ledgerlm.config import EMBEDDED
+from ledgerlm.errors import LedgerError
+from ledgerlm.node import Node
+
+router = APIRouter(prefix="/chain", tags=["chain"])
+
+ROLES = {"validator": 0, "agent": 1, "contributor_bond": 2}
+
+
+class TxRequest(BaseModel):
+    to: str
+    data: str = "0x"
+    value: int = 0
+    sender: str = Field(alias="from")
+
+    model_config = {"populate_by_name": True}
+
+
+class RawTransaction(BaseModel):
+    raw: str
+
+
+class FaucetRequest(BaseModel):
+    address: str
+    eth_wei: int = Field(0, ge=0, le=10**24)
+    tokens: int = Field(0, ge=0, le=10**30)
+
+
+def tx_json(result) -> dict[str, Any]:
+    return {
+        "tx_hash": result.tx_hash,
+        "block_number": result.block_number,
+        "gas_used": result.gas_used,
+        "status": result.status,
+        "events": [
+            {"name": e.name, "address": e.address, "args": _plain(e.args)} for e in result.logs
+        ],
+    }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _address(value: str, field: str = "address") -> str:
+    if not is_address(value):
+        raise LedgerError(f"{field} {value!r} is not an Ethereum address", field=field)
+    return to_checksum_address(value)
+
+
+@router.get("/info")
+def chain_info(node: Node = Depends(get_node)) -> dict:
+    """Backend, chain id, head block, contract addresses, the node's address and fees."""
+    head = node.chain.head()
+    info: dict[str, Any] = {
+        "kind": node.chain.kind,
+        "url": node.config.chain,
+        "chain_id": node.chain.chain_id,
+        "head": {"number": head.number, "hash": head.hash, "timestamp": head.timestamp},
+        "node_address": node.account.address,
+        "node_eth_wei": node.chain.eth_balance(node.account.address),
+        "fees": node.chain.fee_fields(),
+        "contracts": None,
+        "faucet": node.config.chain == EMBEDDED,
+    }
+    if node.on_chain:
+        info["contracts"] = node.deployment.addresses
+        info["deployment_block"] = node.deployment.block
+        info["token_supply"] = node.contracts.token.total_supply()
+    return info
+
+
+@router.get("/accounts/{address}")
+def account(address: str, node: Node = Depends(get_node)) -> dict:
+    """ETH and token balances, nonce, stake per role and escrow balance of one address."""
+    address = _address(address)
+    result: dict[str, Any] = {
+        "address": address,
+        "eth_wei": node.chain.eth_balance(address),
+        "nonce": node.chain.nonce(address),
+    }
+    if node.on_chain:
+        c = node.contracts
+        result["tokens"] = c.token.balance_of(address)
+        result["stake"] = {name: c.staking.stake_of(address, role) for name, role in ROLES.items()}
+        result["unstaking"] = {}
+        for name, role in ROLES.items():
+            pending = c.staking.pending_of(address, role)
+            if pending.amount:
+                result["unstaking"][name] = {"amount": pending.amount, "release_at": pending.available_at}
+        result["escrow"] = c.escrow.balance_of(address)
+    return result
+
+
+@router.post("/estimate")
+def estimate(body: TxRequest, node: Node = Depends(get_node)) -> dict:
+    """Gas for a transaction before the client signs it; a revert answers 400 with its reason."""
+    request = {"from": _address(body.sender, "from"), "to": _address(body.to, "to"),
+               "data": body.data, "value": body.value}
+    return {"gas": node.chain.estimate(request), "fees": node.chain.fee_fields(),
+            "nonce": node.chain.w3.eth.get_transaction_count(request["from"], "pending"),
+            "chain_id": node.chain.chain_id}
+
+
+@router.post("/transactions")
+def send(body: RawTransaction, node: Node = Depends(get_node)) -> dict:
+    """Relay a transaction the sender signed with their own key; answers once it is mined."""
+    try:
+        raw = bytes.fromhex(body.raw.removeprefix("0x"))
+    except ValueError as exc:
+        raise LedgerError("raw must be a hex-encoded signed transaction", field="raw") from exc
+    return tx_json(node.chain.send_raw(raw))
+
+
+@router.post("/faucet")
+def faucet(body: FaucetRequest, node: Node = Depends(get_node)) -> dict:
+    """Development chains only: the node sends ETH for gas and mints tokens to an address."""
+    if node.config.chain != EMBEDDED:
+        raise LedgerError("the faucet exists only on the embedded development chain", field="chain", status=403)
+    address = _address(body.address)
+    done: dict[str, Any] = {"address": address}
+    if body.eth_wei:
+        done["eth_tx"] = node.chain.send_eth(node.account, address, body.eth_wei).tx_hash
+    if body.tokens:
+        done["token_tx"] = node.contracts.token.mint(node.account, address, body.tokens).tx_hash
+    return done

@@ -1,0 +1,291 @@
+"""Attribution of one answer: which training examples, contributions and contributors shaped it, in basis points.
+
+Per answer: (1) the gradient of the answer's loss, projected like the index rows, scored against
+every indexed example (`AttributionIndex.search`); (2) the answer's tokens matched against the
+span index. The two signals are put on one scale before they are added:
+
+  gradient evidence  rows whose score is positive *and* stands `min_z` standard deviations above
+                     the index-wide mean score earn (z - min_z); these are normalised to sum to 1.
+                     Only positive influence earns; an answer that no example stands out for
+                     gives no gradient evidence at all.
+  span evidence      the fraction of the answer's tokens a row explains with long, rare spans
+                     (see spans.py); sums to at most 1.
+
+  combined = gradient evidence + span_weight x span evidence
+
+So a memorised answer (span coverage near 1) splits its credit between the two signals, and a
+paraphrase (no spans) is credited by gradient influence alone. The top `top_k` rows by combined
+score are rolled up: each row's owner contribution (duplicates of the same content were merged
+into the earliest contribution when the index was built), then contributors. Shares are integer
+basis points summing to exactly 10,000: scores are quantised to integers, then split by largest
+remainder with ties going to the lower (contributor address, contribution id). Contributor shares
+are the sums of their contributions' shares, so a receipt's two levels always agree. When no row
+earns anything the result is `unattributed` and the contributor share goes to the Datanet
+treasury (economy's rule).
+
+Everything is deterministic for the same model, index and inputs: no sampling, dropout off,
+ties broken by row.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ledgerlm.attribution.errors import AttributionError
+from ledgerlm.attribution.features import answer_example, answer_feature
+from ledgerlm.attribution.index import AttributionIndex, ScoreMode, top_hits
+
+BPS = 10_000
+_QUANTUM = 10**9  # score units per 1.0 when scores become integers for the split
+
+
+@dataclass(frozen=True)
+class AttributionSettings:
+    """The knobs of `attribute`; a model publishes the ones its receipts were computed with."""
+
+    top_k: int = 10
+    score_mode: ScoreMode | None = None  # None: the mode the index was built with
+    min_z: float = 3.0
+    span_weight: float = 1.0
+    min_span: int = 4
+    max_span_examples: int = 64
+
+
+@dataclass(frozen=True)
+class ExampleAttribution:
+    """One training example's evidence for the answer."""
+
+    row: int
+    record: int
+    contribution_id: int | str
+    contributor: str
+    content_hash: str
+    gradient: float
+    gradient_z: float
+    span: float
+    longest_span: int
+    combined: float
+
+
+@dataclass(frozen=True)
+class ContributionShare:
+    contribution_id: int | str
+    contributor: str
+    content_hash: str
+    score: float
+    bps: int
+
+
+@dataclass(frozen=True)
+class ContributorShare:
+    contributor: str
+    score: float
+    bps: int
+
+
+@dataclass(frozen=True)
+class AttributionResult:
+    """Who shaped one answer: the top examples with each signal's score, and the integer split."""
+
+    examples: tuple[ExampleAttribution, ...]
+    contributions: tuple[ContributionShare, ...]
+    contributors: tuple[ContributorShare, ...]
+    unattributed: bool
+    answer_tokens: int
+    index_adapter_sha256: str
+    settings: AttributionSettings
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def split_bps(weights: dict[tuple, int]) -> dict[tuple, int]:
+    """Integer shares of 10,000 proportional to positive integer `weights`, summing to exactly 10,000.
+
+    Largest remainder (Hamilton) method; equal remainders go to the smaller key.
+    """
+    total = sum(weights.values())
+    if total <= 0 or any(w < 0 for w in weights.values()):
+        raise AttributionError("shares need positive weights", field="weights")
+    shares = {k: BPS * w // total for k, w in weights.items()}
+    left = BPS - sum(shares.values())
+    by_remainder = sorted(weights, key=lambda k: (-(BPS * weights[k] % total), k))
+    for key in by_remainder[:left]:
+        shares[key] += 1
+    return shares
+
+
+def roll_up(examples: list[ExampleAttribution]) -> tuple[tuple[ContributionShare, ...],
+                                                         tuple[ContributorShare, ...]]:
+    """Contribution and contributor shares of the examples with a positive combined score."""
+    scores: dict[tuple, float] = {}
+    owners: dict[tuple, ExampleAttribution] = {}
+    for e in examples:
+        if e.combined <= 0:
+            continue
+        key = (e.contributor, _sortable(e.contribution_id))
+        scores[key] = scores.get(key, 0.0) + e.combined
+        owners[key] = e
+    weights = {k: int(round(s * _QUANTUM)) for k, s in scores.items()}
+    weights = {k: w for k, w in weights.items() if w > 0}
+    if not weights:
+        return (), ()
+    bps = split_bps(weights)
+    contributions = tuple(sorted(
+        (ContributionShare(owners[k].contribution_id, owners[k].contributor,
+                           owners[k].content_hash, scores[k], bps[k]) for k in weights),
+        key=lambda c: (-c.bps, c.contributor, _sortable(c.contribution_id)),
+    ))
+    by_person: dict[str, tuple[float, int]] = {}
+    for c in contributions:
+        score, points = by_person.get(c.contributor, (0.0, 0))
+        by_person[c.contributor] = (score + c.score, points + c.bps)
+    contributors = tuple(sorted(
+        (ContributorShare(who, s, p) for who, (s, p) in by_person.items()),
+        key=lambda c: (-c.bps, c.contributor),
+    ))
+    return contributions, contributors
+
+
+def _sortable(contribution_id) -> tuple:
+    return (0, contribution_id, "") if isinstance(contribution_id, int) else (1, 0, str(contribution_id))
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Both signals for every candidate row of one answer, before the roll-up."""
+
+    rows: np.ndarray
+    gradient: np.ndarray
+    gradient_z: np.ndarray
+    span: np.ndarray
+    longest_span: np.ndarray
+    combined: np.ndarray
+    answer_tokens: int
+
+
+def gather_evidence(
+    index: AttributionIndex, feature: np.ndarray, answer_ids: list[int],
+    settings: AttributionSettings,
+) -> Evidence:
+    """Score the answer's feature and tokens against the index and combine the two signals."""
+    scores = index.gradient_scores(feature, settings.score_mode)
+    hits = top_hits(scores, settings.top_k)
+    spans = index.spans.explain(answer_ids, min_len=settings.min_span,
+                                max_examples=settings.max_span_examples)
+    rows = np.union1d(hits.rows, spans.rows).astype(np.int64)
+    gradient = scores[rows].astype(np.float64)
+    z = (gradient - hits.mean) / (hits.std if hits.std > 0 else 1.0)
+    earned = np.where(gradient > 0, np.maximum(z - settings.min_z, 0.0), 0.0)
+    total = earned.sum()
+    grad_evidence = earned / total if total > 0 else earned
+    span = np.zeros(len(rows))
+    longest = np.zeros(len(rows), dtype=np.int64)
+    position = {r: i for i, r in enumerate(rows.tolist())}
+    for r, c, n in zip(spans.rows.tolist(), spans.credit.tolist(), spans.longest.tolist()):
+        span[position[r]], longest[position[r]] = c, n
+    combined = grad_evidence + settings.span_weight * span
+    return Evidence(rows, gradient, z, span, longest, combined, len(answer_ids))
+
+
+def attribute(
+    model,
+    prompt: str | list[dict],
+    answer: str,
+    *,
+    index: AttributionIndex,
+    tokenizer=None,
+    top_k: int = 10,
+    settings: AttributionSettings | None = None,
+) -> AttributionResult:
+    """Which training examples, contributions and contributors shaped `answer` to `prompt`.
+
+    `model` is the fine-tuned (PEFT) model the index was built for, `prompt` a user message or a
+    list of chat messages, `tokenizer` defaults to the one loaded with the index.
+    """
+    settings = settings or AttributionSettings(top_k=top_k)
+    tokenizer = tokenizer or index.tokenizer
+    if tokenizer is None:
+        raise AttributionError("attribute needs the model's tokenizer", field="tokenizer")
+    index.projector.check_model(model)
+    example = answer_example(tokenizer, prompt, answer)
+    answer_ids = [t for t, label in zip(example.input_ids, example.labels) if label != -100]
+    feature = answer_feature(model, index.projector, example)
+    evidence = gather_evidence(index, feature, answer_ids, settings)
+    return result_from_evidence(index, evidence, settings)
+
+
+def result_from_evidence(index: AttributionIndex, evidence: Evidence,
+                         settings: AttributionSettings) -> AttributionResult:
+    order = sorted(range(len(evidence.rows)),
+                   key=lambda i: (-evidence.combined[i], -evidence.gradient[i], evidence.rows[i]))
+    listed = []
+    for i in order[:settings.top_k]:
+        e = index.example(int(evidence.rows[i]))
+        listed.append(ExampleAttribution(
+            row=e.row, record=e.record, contribution_id=e.contribution_id,
+            contributor=e.contributor, content_hash=e.content_hash,
+            gradient=float(evidence.gradient[i]), gradient_z=float(evidence.gradient_z[i]),
+            span=float(evidence.span[i]), longest_span=int(evidence.longest_span[i]),
+            combined=float(evidence.combined[i]),
+        ))
+    contributions, contributors = roll_up(listed)
+    return AttributionResult(
+        examples=tuple(listed), contributions=contributions, contributors=contributors,
+        unattributed=not contributions, answer_tokens=evidence.answer_tokens,
+        index_adapter_sha256=index.config.adapter_sha256, settings=settings,
+    )
+
+
+# ------------------------------------------------------------------------------ serving
+
+
+def load_model(model_dir: Path, base=None, device=None):
+    """The fine-tuned model in `model_dir` (adapter on its base) and its tokenizer, for inference."""
+    from ledgerlm.factory import BaseModel, load_adapted_model, load_tokenizer
+
+    model_dir = Path(model_dir)
+    if base is None:
+        config_path = model_dir / "adapter_config.json"
+        if not config_path.is_file():
+            raise AttributionError(f"{model_dir} holds no adapter (adapter_config.json missing)",
+                                   field="model_dir")
+        path = json.loads(config_path.read_text()).get("base_model_name_or_path")
+        if not path or not Path(path).is_dir():
+            raise AttributionError(
+                f"the base model of {model_dir} ({path!r}) is not on this machine; pass base=",
+                field="base",
+            )
+        base = BaseModel(name=Path(path).name, path=Path(path), sha256="", n_params=0,
+                         source="adapter_config")
+    return load_adapted_model(base, model_dir, device), load_tokenizer(base)
+
+
+class Attributor:
+    """A model and its attribution index kept in memory, answering `attribute` per request."""
+
+    def __init__(self, model, tokenizer, index: AttributionIndex,
+                 settings: AttributionSettings | None = None):
+        index.projector.check_model(model)
+        index.tokenizer = tokenizer
+        self.model = model
+        self.tokenizer = tokenizer
+        self.index = index
+        self.settings = settings or AttributionSettings()
+
+    def attribute(self, prompt: str | list[dict], answer: str) -> AttributionResult:
+        return attribute(self.model, prompt, answer, index=self.index, tokenizer=self.tokenizer,
+                         settings=self.settings)
+
+
+def load_attributor(model_dir: Path, *, base=None, device=None, model=None, tokenizer=None,
+                    settings: AttributionSettings | None = None) -> Attributor:
+    """Load a model's index (and the model, unless the caller already holds it) for serving."""
+    index = AttributionIndex.load(model_dir)
+    if model is None or tokenizer is None:
+        model, tokenizer = load_model(model_dir, base, device)
+    return Attributor(model, tokenizer, index, settings)

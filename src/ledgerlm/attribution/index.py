@@ -1,0 +1,390 @@
+"""The attribution index of one fine-tuned model: a gradient feature and the tokens of every trained example.
+
+Built once, right after training (`build_index`), from the adapter as trained — TRAK (Park et
+al., 2023) and LoGra (Choe et al., 2024) both score against the final model, which costs one
+extra forward and backward pass over the training set instead of TracIn's (Pruthi et al., 2020)
+sum over many checkpoints. Saved next to the adapter as `attribution/index.npz` (arrays) and
+`attribution/meta.json` (which row belongs to which contribution, contributor and content hash).
+
+Only examples the model was actually trained on are indexed: the held-out split of
+`training.json` is left out, so a record the model never saw can never be paid.
+
+Duplicates. Rows are keyed by content hash. When the same content was contributed more than once
+(under one identity or several), it is indexed once and owned by the earliest contribution (the
+lowest contribution id, i.e. the first one the Datanet accepted); the later ones are listed as
+duplicates and earn nothing. Splitting would reward copying someone's record under many
+identities; first-come keeps the total credit of a piece of content the same however often it
+was submitted.
+
+Search. The embedded default is a flat float32 matrix: one matrix-vector product and a partial
+sort, about 100k x 1024 multiply-adds per query (tens of milliseconds on a laptop CPU); FAISS
+or a sharded index can replace `gradient_scores` at larger scale.
+
+Scores (`ScoreMode`):
+  dot          projected TracIn: <phi_i, q>
+  cosine       <phi_i, q> / (|phi_i| |q|) — unit-normalised, as in Akyürek et al. (2022)
+               and LESS (Xia et al., 2024), so high-loss outliers do not win every query
+  trak         <phi_i, H^-1 q> with H = Phi^T Phi / n + lambda I, the damped inverse of the
+               feature covariance (TRAK's (Phi^T Phi)^-1, DataInf's damped inverse-Hessian
+               view, Kwon et al., 2023)
+  trak_cosine  trak, normalised in the H^-1 metric (the default: best on our fact-tracing and
+               LDS benchmark, see benchmarks/attribution.py)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from ledgerlm.attribution.errors import AttributionError, IndexNotFoundError
+from ledgerlm.attribution.features import LoraProjector, example_features, record_examples
+from ledgerlm.attribution.spans import SpanIndex
+
+INDEX_DIR = "attribution"
+ARRAYS_FILE = "index.npz"
+META_FILE = "meta.json"
+SCORE_MODES = ("dot", "cosine", "trak", "trak_cosine")
+ScoreMode = Literal["dot", "cosine", "trak", "trak_cosine"]
+DEFAULT_MODE: ScoreMode = "trak_cosine"
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class IndexedExample:
+    """One indexed row: the training record it is and the contribution that owns it."""
+
+    row: int
+    record: int
+    contribution_id: int | str
+    contributor: str
+    content_hash: str
+    duplicates: tuple[int | str, ...] = ()
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """How the index was built; recorded in meta.json and checked when it is loaded."""
+
+    dim: int
+    seed: int
+    damping: float
+    max_len: int
+    score_mode: str = DEFAULT_MODE
+    adapter_sha256: str = ""
+    data_sha256: str = ""
+    n_records: int = 0
+    build_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class SearchHits:
+    """The top rows for one query feature, best first, with the whole index's score statistics."""
+
+    rows: np.ndarray
+    scores: np.ndarray
+    mean: float
+    std: float
+
+    @property
+    def z(self) -> np.ndarray:
+        return (self.scores - self.mean) / (self.std if self.std > 0 else 1.0)
+
+
+@dataclass
+class AttributionIndex:
+    """Gradient features, preconditioner and span index of every example a model was trained on."""
+
+    examples: list[IndexedExample]
+    features: np.ndarray
+    preconditioner: np.ndarray
+    projector: LoraProjector
+    spans: SpanIndex
+    config: IndexConfig
+    norms: dict[str, np.ndarray] = field(default_factory=dict)
+    tokenizer: object | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def query_vector(self, feature: np.ndarray, mode: ScoreMode | None = None) -> np.ndarray:
+        """The vector the index rows are multiplied with: q, or H^-1 q for the trak modes."""
+        mode = _check_mode(mode or self.config.score_mode)
+        q = np.asarray(feature, dtype=np.float32)
+        return self.preconditioner @ q if mode.startswith("trak") else q
+
+    def gradient_scores(self, feature: np.ndarray, mode: ScoreMode | None = None) -> np.ndarray:
+        """Score of every row against an answer's feature: one matrix-vector product."""
+        mode = _check_mode(mode or self.config.score_mode)
+        v = self.query_vector(feature, mode)
+        scores = self.features @ v
+        if mode.endswith("cosine"):
+            q_norm = float(np.sqrt(max(float(np.dot(feature, v)), 0.0)))
+            scores = scores * self.row_inverse_norms(mode) / (q_norm if q_norm > 0 else 1.0)
+        return scores
+
+    def search(self, feature: np.ndarray, top_k: int = 10, mode: ScoreMode | None = None) -> SearchHits:
+        return top_hits(self.gradient_scores(feature, mode), top_k)
+
+    def row_inverse_norms(self, mode: ScoreMode) -> np.ndarray:
+        key = "trak" if mode.startswith("trak") else "plain"
+        if key not in self.norms:
+            self.norms[key] = _inverse_norms(self.features, self.preconditioner if key == "trak" else None)
+        return self.norms[key]
+
+    def example(self, row: int) -> IndexedExample:
+        return self.examples[row]
+
+    # -------------------------------------------------------------------------- persistence
+
+    def save(self, model_dir: Path) -> Path:
+        """Write `<model_dir>/attribution/` atomically; returns that directory."""
+        target = Path(model_dir) / INDEX_DIR
+        staging = Path(model_dir) / f".{INDEX_DIR}.tmp"
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+        for mode in ("cosine", "trak_cosine"):
+            self.row_inverse_norms(mode)
+        arrays = {
+            "features": self.features,
+            "preconditioner": self.preconditioner,
+            **{f"norm_{k}": v for k, v in self.norms.items()},
+            **{f"proj|{k}": v for k, v in self.projector.weights.items()},
+            **self.spans.arrays(),
+        }
+        np.savez(staging / ARRAYS_FILE, **arrays)
+        meta = {
+            "format": FORMAT,
+            "config": asdict(self.config),
+            "projections": self.projector.to_meta(),
+            "examples": [_example_meta(e) for e in self.examples],
+        }
+        (staging / META_FILE).write_text(json.dumps(meta, indent=1))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+        return target
+
+    @classmethod
+    def load(cls, model_dir: Path) -> AttributionIndex:
+        where = Path(model_dir) / INDEX_DIR
+        if not (where / META_FILE).is_file() or not (where / ARRAYS_FILE).is_file():
+            raise IndexNotFoundError(
+                f"{model_dir} has no attribution index; build it with "
+                "`ledgerlm.attribution.build_index(model_dir, records)` after training",
+                field="model_dir",
+            )
+        meta = json.loads((where / META_FILE).read_text())
+        if meta.get("format") != FORMAT:
+            raise AttributionError(
+                f"the attribution index in {where} has format {meta.get('format')}, this "
+                f"version reads format {FORMAT}; rebuild it",
+                field="model_dir",
+            )
+        with np.load(where / ARRAYS_FILE) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        weights = {k.split("|", 1)[1]: v for k, v in arrays.items() if k.startswith("proj|")}
+        norms = {k[len("norm_"):]: v for k, v in arrays.items() if k.startswith("norm_")}
+        return cls(
+            examples=[_example_from_meta(e) for e in meta["examples"]],
+            features=arrays["features"],
+            preconditioner=arrays["preconditioner"],
+            projector=LoraProjector.from_meta(meta["projections"], weights),
+            spans=SpanIndex.from_arrays(arrays),
+            config=IndexConfig(**meta["config"]),
+            norms=norms,
+        )
+
+
+def top_hits(scores: np.ndarray, top_k: int) -> SearchHits:
+    """The `top_k` best rows of a score vector, best first, ties broken by row."""
+    k = min(top_k, len(scores))
+    if k == 0:
+        return SearchHits(np.zeros(0, np.int64), np.zeros(0, np.float32), 0.0, 0.0)
+    top = np.argpartition(-scores, k - 1)[:k]
+    top = top[np.lexsort((top, -scores[top]))]
+    return SearchHits(top.astype(np.int64), scores[top], float(scores.mean()), float(scores.std()))
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in SCORE_MODES:
+        raise AttributionError(f"score mode must be one of {', '.join(SCORE_MODES)}, not {mode!r}",
+                               field="score_mode")
+    return mode
+
+
+def _inverse_norms(features: np.ndarray, preconditioner: np.ndarray | None) -> np.ndarray:
+    if preconditioner is None:
+        squared = np.einsum("ij,ij->i", features, features)
+    else:
+        squared = np.empty(len(features), dtype=np.float32)
+        for start in range(0, len(features), 4096):
+            chunk = features[start:start + 4096]
+            squared[start:start + 4096] = np.einsum("ij,ij->i", chunk @ preconditioner, chunk)
+    norms = np.sqrt(np.maximum(squared, 0.0))
+    return np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 0.0).astype(np.float32)
+
+
+def damped_inverse_covariance(features: np.ndarray, damping: float) -> np.ndarray:
+    """(Phi^T Phi / n + lambda I)^-1 with lambda = damping x the mean eigenvalue (trace / dim).
+
+    Scaling the damping by the mean eigenvalue makes one setting work for features of any
+    magnitude; it is symmetric positive definite for any damping > 0, so it always exists.
+    """
+    n, dim = features.shape
+    phi = features.astype(np.float64)
+    covariance = phi.T @ phi / max(n, 1)
+    lam = damping * (np.trace(covariance) / dim if n else 1.0) or damping
+    values, vectors = np.linalg.eigh(covariance + lam * np.eye(dim))
+    return ((vectors / values) @ vectors.T).astype(np.float32)
+
+
+def _example_meta(e: IndexedExample) -> dict:
+    return {"row": e.row, "record": e.record, "contribution_id": e.contribution_id,
+            "contributor": e.contributor, "content_hash": e.content_hash,
+            "duplicates": list(e.duplicates)}
+
+
+def _example_from_meta(data: dict) -> IndexedExample:
+    return IndexedExample(data["row"], data["record"], data["contribution_id"], data["contributor"],
+                          data["content_hash"], tuple(data.get("duplicates", ())))
+
+
+# ------------------------------------------------------------------------------ building
+
+
+def record_content_hash(record: dict) -> str:
+    """The Datanet content hash a version export put on the record, else sha256 of its fields."""
+    given = record.get("_content_hash")
+    if isinstance(given, str) and given:
+        return given
+    plain = {k: v for k, v in record.items() if not k.startswith("_")}
+    text = json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "0x" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def owners_by_content(records: list[dict], indices: list[int]) -> list[IndexedExample]:
+    """One row per distinct content among `records[indices]`, owned by its earliest contribution."""
+    groups: dict[str, list[int]] = {}
+    for i in indices:
+        record = records[i]
+        contributor = record.get("_contributor")
+        if not isinstance(contributor, str) or not contributor:
+            raise AttributionError(
+                f"record {i} has no _contributor; build the index from a Datanet version export, "
+                "whose records carry _contribution_id, _contributor and _content_hash",
+                field=f"records[{i}]._contributor",
+            )
+        groups.setdefault(record_content_hash(record), []).append(i)
+    rows = []
+    for content_hash, members in groups.items():
+        members.sort(key=lambda i: (_id_order(records[i].get("_contribution_id", i)), i))
+        first = members[0]
+        rows.append((first, content_hash, members))
+    rows.sort()
+    return [
+        IndexedExample(
+            row=row, record=first,
+            contribution_id=records[first].get("_contribution_id", first),
+            contributor=records[first]["_contributor"],
+            content_hash=content_hash,
+            duplicates=tuple(records[i].get("_contribution_id", i) for i in members[1:]),
+        )
+        for row, (first, content_hash, members) in enumerate(rows)
+    ]
+
+
+def _id_order(value) -> tuple:
+    return (0, value, "") if isinstance(value, int) else (1, 0, str(value))
+
+
+def build_index(
+    source,
+    records: list[dict],
+    *,
+    base=None,
+    train_indices: list[int] | None = None,
+    max_len: int | None = None,
+    dim: int = 1024,
+    seed: int = 0,
+    damping: float = 0.1,
+    batch_size: int = 8,
+    score_mode: ScoreMode = DEFAULT_MODE,
+    save: bool | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> AttributionIndex:
+    """Index the examples a model was trained on, for attribution of its answers.
+
+    `source` is a factory output directory (the adapter plus training.json, whose data hash must
+    match `records` and whose train split and max_len are used; saved there unless save=False) or
+    a `(model, tokenizer)` pair (all records are indexed unless `train_indices` says otherwise;
+    nothing is saved). `records` are the Datanet version export the model was trained on.
+    """
+    _check_mode(score_mode)
+    started = time.perf_counter()
+    adapter_sha = data_sha = ""
+    model_dir = None
+    if isinstance(source, (str, os.PathLike)):
+        from ledgerlm.attribution.attribute import load_model
+        from ledgerlm.factory import adapter_sha256, read_training
+        from ledgerlm.factory.digest import canonical_json_sha256
+
+        model_dir = Path(source)
+        training = read_training(model_dir)
+        data_sha = canonical_json_sha256(records)
+        if data_sha != training["data_sha256"]:
+            raise AttributionError(
+                f"these records are not the ones {model_dir} was trained on (data hash "
+                f"{data_sha[:12]} vs {training['data_sha256'][:12]}); pass the same Datanet "
+                "version export",
+                field="records",
+            )
+        train_indices = training["train_indices"] if train_indices is None else train_indices
+        max_len = max_len or training["config"]["max_len"]
+        model, tokenizer = load_model(model_dir, base)
+        adapter_sha = adapter_sha256(model_dir)
+        save = True if save is None else save
+    else:
+        model, tokenizer = source
+        if save:
+            raise AttributionError("save=True needs a model directory as the source", field="save")
+    indices = sorted(range(len(records)) if train_indices is None else train_indices)
+    max_len = max_len or 512
+    examples = owners_by_content(records, indices)
+    if not examples:
+        raise AttributionError("there are no trained records to index", field="records")
+
+    projector = LoraProjector.for_model(model, dim, seed)
+    owned = [e.record for e in examples]
+    tokenized = record_examples(records, owned, tokenizer, max_len)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    by_record = example_features(model, tokenized, projector, max_len=max_len, pad_id=pad_id,
+                                 batch_size=batch_size, progress=progress)
+    features = np.zeros((len(examples), projector.dim), dtype=np.float32)
+    tokens: dict[int, list[int]] = {}
+    for piece in tokenized:
+        tokens.setdefault(piece.index, []).extend(piece.input_ids)
+    for e in examples:
+        if e.record in by_record:
+            features[e.row] = by_record[e.record]
+    spans = SpanIndex.build([tokens.get(e.record, []) for e in examples])
+    preconditioner = damped_inverse_covariance(features, damping)
+    config = IndexConfig(
+        dim=projector.dim, seed=seed, damping=damping, max_len=max_len, score_mode=score_mode,
+        adapter_sha256=adapter_sha, data_sha256=data_sha, n_records=len(records),
+        build_seconds=time.perf_counter() - started,
+    )
+    index = AttributionIndex(examples, features, preconditioner, projector, spans, config,
+                             tokenizer=tokenizer)
+    if save and model_dir is not None:
+        index.save(model_dir)
+    return index

@@ -1,0 +1,161 @@
+"""Span matching: which training examples contain the longest stretches of an answer's tokens.
+
+The index is a suffix array over the token ids of every indexed example, each followed by a
+separator that no answer contains, built with libdivsufsort (through `pydivsufsort`), the same
+approach as infini-gram (Liu et al., 2024): the suffixes that start with any token sequence form
+one contiguous range of the suffix array, so "how often, and where, does this span occur" is a
+binary search, and the longest match starting at an answer position is found by narrowing that
+range one token at a time.
+
+Scoring. For every answer position we take the longest span starting there that occurs in the
+training data; each answer token is then explained by the longest span that covers it. A token's
+unit of credit is split equally between the distinct examples containing that span, so a long
+span unique to one example gives that example the whole span's worth, while a phrase found in
+fifty examples gives each a fiftieth. Spans shorter than `min_len` tokens, or occurring in more
+than `max_examples` examples, are treated as chance and earn nothing. An example's span score is
+the fraction of the answer's tokens it explains, so scores are comparable across answers and sum
+to at most 1. Verbatim recall scores near 1; a paraphrase scores near 0, which is why the span
+signal is combined with gradient influence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SEPARATOR = np.iinfo(np.int32).max
+
+
+@dataclass(frozen=True)
+class SpanEvidence:
+    """What span matching found for one answer: per-row credit and the longest span per row."""
+
+    rows: np.ndarray          # indexed rows with credit, ascending
+    credit: np.ndarray        # fraction of the answer's tokens each row explains
+    longest: np.ndarray       # longest shared span (tokens) of each row
+    n_tokens: int
+
+    def as_dict(self) -> dict[int, tuple[float, int]]:
+        return {int(r): (float(c), int(n)) for r, c, n in zip(self.rows, self.credit, self.longest)}
+
+
+class SpanIndex:
+    """A suffix array over the tokens of the indexed examples, row i being example i."""
+
+    def __init__(self, tokens: np.ndarray, offsets: np.ndarray, suffix_array: np.ndarray):
+        self.tokens = tokens
+        self.offsets = offsets
+        self.suffix_array = suffix_array
+
+    @classmethod
+    def build(cls, rows: list[list[int]]) -> SpanIndex:
+        from pydivsufsort import divsufsort
+
+        lengths = np.array([len(r) + 1 for r in rows], dtype=np.int64)
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        tokens = np.full(int(offsets[-1]), SEPARATOR, dtype=np.int32)
+        for start, row in zip(offsets[:-1], rows):
+            tokens[start:start + len(row)] = row
+        if len(tokens) == 0:
+            return cls(tokens, offsets, np.zeros(0, dtype=np.int64))
+        return cls(tokens, offsets, divsufsort(tokens).astype(np.int64))
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.offsets) - 1
+
+    def count(self, span: list[int]) -> int:
+        """How many times `span` occurs in the indexed tokens."""
+        lo, hi = 0, len(self.suffix_array)
+        for k, token in enumerate(span):
+            lo, hi = self._narrow(lo, hi, k, token)
+            if lo == hi:
+                return 0
+        return hi - lo
+
+    def _narrow(self, lo: int, hi: int, k: int, token: int) -> tuple[int, int]:
+        # Within [lo, hi) all suffixes share their first k tokens, so their k-th tokens are sorted.
+        column = self.tokens[self.suffix_array[lo:hi] + k]
+        return (lo + int(np.searchsorted(column, token, "left")),
+                lo + int(np.searchsorted(column, token, "right")))
+
+    def longest_matches(self, query: list[int]) -> list[tuple[int, int, int]]:
+        """For each query position, (length, lo, hi) of the longest span starting there that occurs.
+
+        [lo, hi) is the suffix-array range of that span's occurrences.
+        """
+        out = []
+        n = len(self.suffix_array)
+        for i in range(len(query)):
+            lo, hi, k = 0, n, 0
+            while i + k < len(query):
+                new_lo, new_hi = self._narrow(lo, hi, k, query[i + k])
+                if new_lo == new_hi:
+                    break
+                lo, hi, k = new_lo, new_hi, k + 1
+            out.append((k, lo, hi) if k else (0, 0, 0))
+        return out
+
+    def rows_of(self, lo: int, hi: int) -> np.ndarray:
+        """The distinct rows whose tokens contain the occurrences at suffix-array range [lo, hi)."""
+        positions = self.suffix_array[lo:hi]
+        return np.unique(np.searchsorted(self.offsets, positions, side="right") - 1)
+
+    def explain(self, query: list[int], *, min_len: int = 4, max_examples: int = 64) -> SpanEvidence:
+        """Credit each row with the fraction of `query`'s tokens that spans unique to it explain."""
+        query = [int(t) for t in query]
+        m = len(query)
+        empty = SpanEvidence(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64), m)
+        if m == 0 or len(self.suffix_array) == 0:
+            return empty
+        matches = self.longest_matches(query)
+        # Every token takes the longest span covering it; among equally long ones, the rarest.
+        best: list[tuple[int, int] | None] = [None] * m  # (length, -occurrences) per token
+        owner: list[int] = [-1] * m  # start of the chosen span per token
+        reach = 0
+        for start, (length, lo, hi) in enumerate(matches):
+            if length < min_len or start + length <= reach:
+                continue  # too short, or inside the previous span (not maximal)
+            reach = start + length
+            key = (length, -(hi - lo))
+            for t in range(start, start + length):
+                if best[t] is None or key > best[t]:
+                    best[t], owner[t] = key, start
+        credit: dict[int, float] = {}
+        longest: dict[int, int] = {}
+        rows_cache: dict[int, np.ndarray] = {}
+        for t in range(m):
+            start = owner[t]
+            if start < 0:
+                continue
+            length, lo, hi = matches[start]
+            if start not in rows_cache:
+                rows_cache[start] = (self.rows_of(lo, hi) if hi - lo <= max_examples * 4
+                                     else np.zeros(0, np.int64))
+            rows = rows_cache[start]
+            if len(rows) == 0 or len(rows) > max_examples:
+                continue
+            share = 1.0 / len(rows)
+            for r in rows.tolist():
+                credit[r] = credit.get(r, 0.0) + share
+                longest[r] = max(longest.get(r, 0), length)
+        if not credit:
+            return empty
+        rows = np.array(sorted(credit), dtype=np.int64)
+        return SpanEvidence(
+            rows=rows,
+            credit=np.array([credit[r] / m for r in rows.tolist()]),
+            longest=np.array([longest[r] for r in rows.tolist()], dtype=np.int64),
+            n_tokens=m,
+        )
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"span_tokens": self.tokens, "span_offsets": self.offsets,
+                "span_suffix_array": self.suffix_array}
+
+    @classmethod
+    def from_arrays(cls, arrays) -> SpanIndex:
+        return cls(np.asarray(arrays["span_tokens"]), np.asarray(arrays["span_offsets"]),
+                   np.asarray(arrays["span_suffix_array"]))

@@ -1,0 +1,171 @@
+"""`ledgerlm chain`, `balance`, `stake`, `unstake`, `withdraw`: the settlement layer from the shell."""
+
+from __future__ import annotations
+
+import typer
+from eth_utils import is_address
+from rich.table import Table
+
+from ledgerlm.cli.session import Session, console, session
+from ledgerlm.errors import LedgerError
+from ledgerlm.units import format_amount, parse_amount
+
+app = typer.Typer(help="The EVM chain: status, deployment, development faucet.", no_args_is_help=True)
+
+def _when(ts: int) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+ROLE_HELP = "validator, agent or contributor_bond."
+
+
+def resolve_address(s: Session, who: str) -> str:
+    """An address as given, or the address of a key in this home."""
+    if is_address(who):
+        return who
+    return s.keyring().show(who).address
+
+
+@app.command()
+def status(ctx: typer.Context):
+    """Backend, chain id, head block and where the contracts live."""
+    s = session(ctx)
+    info = s.client().chain.info()
+
+    def render(i):
+        console.print(f"[bold]{i['kind']}[/] chain (id {i['chain_id']})  {i['url']}")
+        console.print(f"  head block {i['head']['number']}  {i['head']['hash']}")
+        console.print(f"  node {i['node_address']}  {format_amount(i['node_eth_wei'])} ETH for gas")
+        if i["contracts"]:
+            table = Table("contract", "address")
+            for name, address in i["contracts"].items():
+                table.add_row(name, address)
+            console.print(table)
+            console.print(f"  LGR supply {format_amount(i['token_supply'])}")
+        else:
+            console.print("  no contracts deployed: run `ledgerlm chain deploy --chain-url URL --key NAME`")
+
+    s.emit(info, render)
+
+
+@app.command()
+def deploy(
+    ctx: typer.Context,
+    chain_url: str = typer.Option(..., "--chain-url", help="JSON-RPC URL of the chain, e.g. http://127.0.0.1:8545."),
+    key: str = typer.Option(..., "--key", help="Key that pays for and administers the deployment."),
+    node_eth: str = typer.Option("1", help="ETH the deployer sends the node for relaying gas."),
+):
+    """Deploy the contracts on any EVM chain and point this home at it."""
+    from ledgerlm.chain import deploy_all, open_rpc
+    from ledgerlm.node import Node
+
+    s = session(ctx)
+    s.home.require()
+    deployer = s.unlock(key)
+    chain = open_rpc(chain_url)
+    try:
+        node = Node.open(s.home)
+        try:
+            with console.status(f"deploying 5 contracts to chain {chain.chain_id}…"):
+                deployment = deploy_all(chain, deployer, treasury=node.account.address, node=node.account.address)
+                wei = parse_amount(node_eth, field="node_eth")
+                if wei and chain.eth_balance(node.account.address) < wei:
+                    chain.send_eth(deployer, node.account.address, wei)
+            deployment.save(s.home.deployment_path)
+            config = node.config
+            config.chain, config.chain_id = chain_url, chain.chain_id
+            s.home.save_config(config)
+        finally:
+            node.close()
+    finally:
+        chain.close()
+    s.emit({"chain_url": chain_url, "chain_id": deployment.chain_id, "contracts": deployment.addresses,
+            "block": deployment.block},
+           lambda d: console.print(f"[green]deployed[/] on chain {d['chain_id']} at block {d['block']}: "
+                                   + ", ".join(f"{k} {v}" for k, v in d["contracts"].items())))
+
+
+@app.command()
+def faucet(
+    ctx: typer.Context,
+    who: str = typer.Argument(..., help="Address or key name."),
+    eth: str = typer.Option("1", help="ETH to send for gas."),
+    tokens: str = typer.Option("1000", help="LGR tokens to mint."),
+):
+    """Development chain only: give an account ETH for gas and LGR tokens."""
+    s = session(ctx)
+    address = resolve_address(s, who)
+    result = s.client().chain.faucet(address, eth_wei=parse_amount(eth, field="eth"),
+                                     tokens=parse_amount(tokens, field="tokens"))
+    s.emit(result, lambda r: console.print(f"[green]funded[/] {address}: {eth} ETH, {tokens} LGR"))
+
+
+def balance(ctx: typer.Context, who: str = typer.Argument(..., help="Address or key name.")):
+    """ETH, LGR, stake per role and escrow balance of an account."""
+    s = session(ctx)
+    account = s.client().chain.account(resolve_address(s, who))
+
+    def render(a):
+        console.print(f"[bold]{a['address']}[/]  nonce {a['nonce']}")
+        console.print(f"  ETH {format_amount(a['eth_wei'])}")
+        if "tokens" in a:
+            console.print(f"  LGR {format_amount(a['tokens'])}   in escrow {format_amount(a['escrow'])}")
+            for role, amount in a["stake"].items():
+                if amount:
+                    console.print(f"  staked as {role}: {format_amount(amount)}")
+            for role, p in a["unstaking"].items():
+                console.print(f"  unstaking {role}: {format_amount(p['amount'])} (release at {_when(p['release_at'])})")
+
+    s.emit(account, render)
+
+
+def stake(
+    ctx: typer.Context,
+    amount: str = typer.Argument(..., help="LGR to stake, e.g. 100 or 2.5."),
+    role: str = typer.Option("validator", help=ROLE_HELP),
+    as_key: str = typer.Option(..., "--as", help="Key that stakes (signs the transactions)."),
+):
+    """Stake LGR for a role (approves the Staking contract, then stakes)."""
+    s = session(ctx)
+    txs = s.client().chain.stake(s.unlock(as_key), role, parse_amount(amount))
+    s.emit(txs, lambda t: console.print(f"[green]staked[/] {amount} LGR as {role} (tx {t[-1]['tx_hash']})"))
+
+
+def unstake(
+    ctx: typer.Context,
+    amount: str = typer.Argument(..., help="LGR to unstake."),
+    role: str = typer.Option("validator", help=ROLE_HELP),
+    as_key: str = typer.Option(..., "--as"),
+):
+    """Request to unstake; the amount can be withdrawn after the cooldown."""
+    s = session(ctx)
+    tx = s.client().chain.request_unstake(s.unlock(as_key), role, parse_amount(amount))
+    s.emit(tx, lambda t: console.print(f"unstake of {amount} LGR requested (tx {t['tx_hash']})"))
+
+
+def withdraw(
+    ctx: typer.Context,
+    role: str = typer.Option("validator", help=ROLE_HELP),
+    as_key: str = typer.Option(..., "--as"),
+):
+    """Withdraw unstaked LGR whose cooldown has passed."""
+    s = session(ctx)
+    tx = s.client().chain.withdraw_stake(s.unlock(as_key), role)
+    s.emit(tx, lambda t: console.print(f"[green]withdrawn[/] (tx {t['tx_hash']})"))
+
+
+def transfer(
+    ctx: typer.Context,
+    to: str = typer.Argument(..., help="Address or key name."),
+    amount: str = typer.Argument(..., help="LGR to send."),
+    as_key: str = typer.Option(..., "--as"),
+):
+    """Send LGR to another account."""
+    s = session(ctx)
+    tx = s.client().chain.transfer(s.unlock(as_key), resolve_address(s, to), parse_amount(amount))
+    s.emit(tx, lambda t: console.print(f"sent {amount} LGR (tx {t['tx_hash']})"))
+
+
+__all__ = ["app", "balance", "stake", "unstake", "withdraw", "transfer", "LedgerError"]

