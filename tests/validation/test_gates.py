@@ -24,6 +24,8 @@ CLEAN = [
     "def add(a, b):\n    return a + b  # small helper used by the tests",
     "Family photo 👨\u200d👩\u200d👧 from the 2019 reunion in Lisbon, taken at 10:45 on 12/08.",
     "Call the front desk if the heating fails; the building manager answers within an hour.",
+    "Przemysl, Szczecin and Wroclaw: see https://www.example.pl/rhythms_twelfths?q=strengths for routes.",
+    "kubectl get pods -n kube-system --kubeconfig ~/.kube/cfg lists the AAPL MSFT NVDA dashboards.",
 ]
 
 
@@ -108,6 +110,24 @@ def test_near_duplicate_index_persists_and_rebuilds_with_the_same_answers(tmp_pa
         assert index.query(text)[0][1] == 1.0
 
 
+def test_signatures_match_datasketch_minhash_of_the_same_shingles():
+    import numpy as np
+    from datasketch import MinHash
+
+    from ledgerlm.validation.near_duplicates import _shingle_hashes, normalise
+
+    index = NearDuplicateIndex()
+    texts = [BASE, "Привет, мир: это тест", "ab", ""]
+    for text, sig in zip(texts, index.signatures(texts), strict=True):
+        if not text:
+            assert sig is None
+            continue
+        _, hashes = _shingle_hashes([normalise(text)], index.shingle_size)
+        reference = MinHash(num_perm=index.num_perm, seed=index.seed, hashfunc=int, scheme="affine32")
+        reference.update_batch(hashes.tolist())
+        assert np.array_equal(sig.hashvalues, reference.hashvalues)
+
+
 def test_policy_threshold_below_the_index_threshold_is_refused():
     index = NearDuplicateIndex(threshold=0.7)
     policy = GatePolicy.from_dict({"gates": {"near_duplicate": {"threshold": 0.5}}})
@@ -126,6 +146,7 @@ def test_policy_threshold_below_the_index_threshold_is_refused():
     ("xkcd qwrtz plmnb vcxzq wrtpsdfg hjklmnbv", "gibberish"),
     ("bhezoftyfsdy kpchggranj leafgxtkl feosbdxmcwg yeuyzblurfb kbvhl xuusjpfo roalh", "gibberish"),
     ("!@#$ %^&* ()_+ {}|: <>?~ `-=[ ];',./", "gibberish"),
+    ("iovm deudiykt auhg xdjxrctgr jhbwa qzpqyumeqbh hyqdohp cmrhixed voypyvzbe zxmes", "gibberish"),
     ("CafÃ© rÃ©sumÃ© and the naÃ¯ve faÃ§ade â€œquotedâ€\x9d text", "encoding_garbage"),
     ("Broken \ufffd\ufffd text \ufffd with \ufffd replacement characters", "encoding_garbage"),
     ("control\x00chars\x07 in\x1b the\x08 middle\x01 of\x02 text", "encoding_garbage"),

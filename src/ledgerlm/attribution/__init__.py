@@ -1,1 +1,34 @@
-"""ledgerlm attribution."""
+"""Proof of Attribution: which contributions shaped an answer, from gradient influence and span matching."""
+
+from ledgerlm.attribution.attribute import (
+    AttributionResult,
+    AttributionSettings,
+    Attributor,
+    ContributionShare,
+    ContributorShare,
+    ExampleAttribution,
+    attribute,
+    load_attributor,
+    roll_up,
+    split_bps,
+)
+from ledgerlm.attribution.errors import AttributionError, IndexNotFoundError
+from ledgerlm.attribution.features import LoraProjector
+from ledgerlm.attribution.index import (
+    SCORE_MODES,
+    AttributionIndex,
+    IndexConfig,
+    IndexedExample,
+    build_index,
+)
+from ledgerlm.attribution.spans import SpanIndex
+
+__all__ = [
+    "AttributionResult", "AttributionSettings", "Attributor", "ContributionShare",
+    "ContributorShare", "ExampleAttribution", "attribute", "load_attributor", "roll_up",
+    "split_bps",
+    "AttributionError", "IndexNotFoundError",
+    "LoraProjector",
+    "SCORE_MODES", "AttributionIndex", "IndexConfig", "IndexedExample", "build_index",
+    "SpanIndex",
+]

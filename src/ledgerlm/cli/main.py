@@ -97,3 +97,4 @@ def _register_rooms() -> None:
 
 
 _register_rooms()
+

@@ -76,7 +76,8 @@ class Session:
 
     def emit(self, data: Any, render: Callable[[Any], None] | None = None) -> None:
         if self.as_json or render is None:
-            sys.stdout.write(orjson.dumps(_plain(data), option=orjson.OPT_INDENT_2).decode() + "\n")
+            # stdlib json: balances in wei exceed the 64-bit integers orjson writes.
+            sys.stdout.write(json.dumps(_plain(data), indent=2) + "\n")
         else:
             render(data)
 

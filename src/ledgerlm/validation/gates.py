@@ -15,6 +15,7 @@ import numpy as np
 
 from ledgerlm.validation.embeddings import Embedder, resolve_embedder
 from ledgerlm.validation.errors import ValidationError
+from ledgerlm.validation.letter_bigrams import mean_surprisal_bits
 from ledgerlm.validation.near_duplicates import NearDuplicateIndex
 from ledgerlm.validation.policy import GatePolicy, InjectionRule, JunkRule
 
@@ -182,6 +183,9 @@ def junk_findings(text: str, rule: JunkRule) -> list[tuple[str, float, str]]:
             out.append(("gibberish", _strength(rule.min_vowel_ratio - vowel_ratio, 0.0,
                                                rule.min_vowel_ratio),
                         f"vowels are {vowel_ratio:.0%} of letters; prose has about 38%"))
+        elif latin_letters >= 40 and (bits := mean_surprisal_bits(lower)[0]) > rule.max_letter_pair_bits:
+            out.append(("gibberish", _strength(bits, rule.max_letter_pair_bits, 8.0),
+                        f"letter pairs average {bits:.1f} bits of surprise; English prose has about 3.6"))
         else:
             words_4plus = len(_LONG_WORD.findall(lower))
             implausible = len(_IMPLAUSIBLE_WORD.findall(lower))

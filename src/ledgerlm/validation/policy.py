@@ -27,7 +27,7 @@ class NearDuplicateRule:
     """Estimated Jaccard of character 5-gram shingles at or above `threshold`."""
 
     action: str = "reject"
-    threshold: float = _bounded(0.8, 0.05, 1.0)
+    threshold: float = _bounded(0.75, 0.05, 1.0)
     within_batch: bool = True
 
 
@@ -42,7 +42,10 @@ class JunkRule:
     # share of non-space characters that are letters or digits
     min_alnum_ratio: float = _bounded(0.5, 0.0, 1.0)
     # vowels among Latin letters; English prose sits near 0.38, random letters near 0.23
-    min_vowel_ratio: float = _bounded(0.27, 0.0, 1.0)
+    min_vowel_ratio: float = _bounded(0.2, 0.0, 1.0)
+    # mean English letter-pair surprisal (bits) for texts with 40+ Latin letters; prose ~3.6,
+    # names and URLs up to ~6, random letters ~7
+    max_letter_pair_bits: float = _bounded(6.2, 0.0, 25.0)
     # share of Latin words that no language writes (no vowel, 6+ consonants in a row, 30+ letters)
     max_implausible_word_ratio: float = _bounded(0.35, 0.0, 1.0)
     # share of word 3-grams that repeat an earlier one
@@ -81,8 +84,8 @@ class LabelNoiseRule:
     """The label disagrees with most of its k nearest labelled records in embedding space."""
 
     action: str = "flag"
-    k: int = _bounded(10, 1, 200)
-    min_disagreement: float = _bounded(0.7, 0.5, 1.0)
+    k: int = _bounded(20, 1, 200)
+    min_disagreement: float = _bounded(0.8, 0.5, 1.0)
     min_records: int = _bounded(20, 2, 1_000_000)
     embedder: str = "hashed"
 

@@ -1,0 +1,5 @@
+"""`python -m ledgerlm` runs the command line."""
+
+from ledgerlm.cli import main
+
+main()

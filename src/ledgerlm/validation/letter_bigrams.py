@@ -1,0 +1,71 @@
+"""English letter-bigram surprisal, the yardstick the junk gate uses to tell prose from random letters.
+
+BITS[i * 27 + j] is -log2 P(next = ALPHABET[j] | previous = ALPHABET[i]) rounded to whole bits and
+written as a letter ('a' = 0 bits ... 'z' = 25), with " " standing for any word boundary. It was
+counted (add-one smoothing) from the English text of Python's own documentation
+(`pydoc_data.topics`, shipped with CPython); `build_table()` regenerates it. English prose
+averages about 3.6 bits per letter pair, uniformly random letters about 7.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from itertools import pairwise
+
+ALPHABET = " abcdefghijklmnopqrstuvwxyz"
+_INDEX = {c: i for i, c in enumerate(ALPHABET)}
+_NON_LETTER = re.compile(r"[^a-z]+")
+
+BITS = (
+    "qdfeffehhdjhfffeflfedggfhij"
+    "epfegkihofphdedpgndddghjigl"
+    "fejgicmmmfdmdklehmfgjdmmmdm"
+    "fdogldooefofdkldjmfjcfooojo"
+    "bghkgcnnndmnhmlfnnkfifkmmhn"
+    "cgieegfijioogfemfgdeenhhfgp"
+    "bflnmfflndnlgmncjnelgennnhn"
+    "bgjjmckgfemmfiehjmffgelmmmm"
+    "ddnnnbmnmennkimdnnhlhjnnnjn"
+    "hggegfegpkpiffcdgmgddpgpiph"
+    "ehkikakkkkkkkkkhkkkkkfkkkkk"
+    "cgkikbjhjekkikhjfkhejfkgkkk"
+    "ddmjfcgkodnmdllejokefejioeo"
+    "ddfllbmnnfnllfjednjghfnnnjn"
+    "celedeidjgnlghhekomedghmnhm"
+    "diefeieiohohgfcgfodgeegflml"
+    "ednkhcknifnkdljeendhdhnmnfm"
+    "ejjjjjjjjjjjjjjjjjjjjajjjjj"
+    "cdihgcjfmdnjjffeiofefgjimfo"
+    "bgogldkngenkhkkfflnedfologo"
+    "celikdlpcdppijlekpeffgmingp"
+    "gfffhdjgnenmdedieneddnnnnnn"
+    "hblllbllldlllhlflllkkklllll"
+    "demmjemmccmmhmgdmmfgmmmimmk"
+    "celcjdlljelllklhcllhellkhil"
+    "bkjhmhmmmfmmjiegdmmeemlfmmm"
+    "ddiiibgiieiiiiigiiihiiiiihi"
+)
+_COST = [ord(c) - 97 for c in BITS]
+
+
+def mean_surprisal_bits(text: str) -> tuple[float, int]:
+    """Mean bits per letter pair (word boundaries included) over the text's a-z letters, and the pair count."""
+    s = " " + _NON_LETTER.sub(" ", text.lower()) + " "
+    idx = [_INDEX[c] for c in s]
+    costs = [_COST[a * 27 + b] for a, b in pairwise(idx) if a or b]
+    return (sum(costs) / len(costs), len(costs)) if costs else (0.0, 0)
+
+
+def build_table(corpus: str) -> str:
+    """Recount BITS from a corpus (e.g. " ".join(pydoc_data.topics.topics.values()))."""
+    s = _NON_LETTER.sub(" ", corpus.lower())
+    counts = [[1] * 27 for _ in range(27)]
+    for a, b in pairwise(s):
+        counts[_INDEX[a]][_INDEX[b]] += 1
+    counts[0][0] = 1
+    out = []
+    for row in counts:
+        total = sum(row)
+        out.append("".join(chr(97 + min(25, round(-math.log2(c / total)))) for c in row))
+    return "".join(out)

@@ -1,0 +1,177 @@
+"""The node on its chain: Datanets and versions anchored in the Registry, user-signed staking
+relayed, the embedded chain surviving restarts and kills, one owner of the chain at a time."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import httpx
+import pytest
+from eth_utils import keccak
+from fastapi.testclient import TestClient
+
+from ledgerlm.api import create_app
+from ledgerlm.chain import ChainError
+from ledgerlm.client import NodeClient
+from ledgerlm.datanets import DatanetSpec
+from ledgerlm.errors import LedgerError
+from ledgerlm.node import Node
+
+from ..datanets.conftest import QA_SCHEMA, write_jsonl
+
+UNIT = 10**18
+
+
+def _publish_one(client, alice, bob, tmp_path, name="qa"):
+    client.create_datanet(DatanetSpec(name=name, schema=QA_SCHEMA), alice)
+    client.contribute(name, [write_jsonl(tmp_path / f"{name}.jsonl", [{"question": "q?", "answer": "a"}])], bob)
+    for c in client.contributions(name):
+        client.review(c.id, alice, accept=True)
+    return client.publish(name, alice)
+
+
+def test_datanet_and_version_are_anchored_in_the_registry(home, client, alice, bob, tmp_path):
+    version = _publish_one(client, alice, bob, tmp_path)
+    shown = client.datanet("qa")
+    assert shown.chain_tx and version.chain_tx  # `datanet show` reports the transactions
+    node = client.http.app.state.node  # the serving node owns the chain
+    record = node.contracts.registry.get_version(keccak(text="qa"), 1)
+    assert record.root == version.root and record.count == 1
+    assert node.contracts.registry.get_datanet(keccak(text="qa")).owner == alice.address
+
+
+def test_reconcile_anchors_what_a_crash_left_behind(home, alice, bob, tmp_path):
+    node = Node.open(home)
+    node.datanets.anchor = None  # as if the process died right after the database commit
+    with TestClient(create_app(lambda: node)) as http:
+        _publish_one(NodeClient(http), alice, bob, tmp_path)
+    node = Node.open(home)
+    try:
+        assert node.datanets.get("qa").chain_tx is None
+        assert node.reconcile() == {"datanets": 1, "versions": 1}
+        assert node.datanets.get("qa").versions[0].chain_tx
+        assert node.contracts.registry.latest_version(keccak(text="qa")) == 1
+        assert node.reconcile() == {"datanets": 0, "versions": 0}
+    finally:
+        node.close()
+
+
+def test_stake_is_signed_by_the_staker_and_relayed(client, bob):
+    chain = client.chain
+    chain.faucet(bob.address, eth_wei=UNIT, tokens=100 * UNIT)
+    chain.stake(bob, "validator", 60 * UNIT)
+    chain.request_unstake(bob, "validator", 10 * UNIT)
+    account = chain.account(bob.address)
+    assert account["tokens"] == 40 * UNIT
+    assert account["stake"]["validator"] == 50 * UNIT
+    assert account["unstaking"]["validator"]["amount"] == 10 * UNIT
+    with pytest.raises(LedgerError, match="CooldownNotElapsed"):
+        chain.withdraw_stake(bob, "validator")
+    with pytest.raises(LedgerError, match="ERC20InsufficientAllowance"):
+        chain.send(bob, "Staking", "stake", [0, 1000 * UNIT])
+    assert chain.account(bob.address)["stake"]["validator"] == 50 * UNIT
+
+
+def test_state_survives_restart(home, alice, bob, tmp_path):
+    with TestClient(create_app(lambda: Node.open(home))) as http:
+        client = NodeClient(http)
+        version = _publish_one(client, alice, bob, tmp_path)
+        client.chain.faucet(bob.address, eth_wei=UNIT, tokens=7 * UNIT)
+        before = client.chain.info()["head"]
+    with TestClient(create_app(lambda: Node.open(home))) as http:
+        again = NodeClient(http)
+        assert again.chain.info()["head"] == before
+        assert again.chain.account(bob.address)["tokens"] == 7 * UNIT
+        assert again.datanet("qa").versions[0].root == version.root
+
+
+def test_one_process_owns_the_embedded_chain(home):
+    first = Node.open(home)
+    first.chain  # noqa: B018 - opening takes the lock
+    second = Node.open(home)
+    try:
+        with pytest.raises(ChainError, match="in use by process"):
+            second.chain  # noqa: B018
+    finally:
+        second.close()
+        first.close()
+
+
+KILLER = textwrap.dedent(
+    """
+    import sys, itertools
+    from eth_account import Account
+    from ledgerlm.config import Home
+    from ledgerlm.node import Node
+    node = Node.open(Home(sys.argv[1]))
+    accounts = [Account.from_key(bytes([i + 1]) * 32).address for i in range(3)]
+    print("ready", flush=True)
+    for n in itertools.count():
+        node.contracts.token.mint(node.account, accounts[n % 3], 10**18)
+        node.chain.send_eth(node.account, accounts[n % 3], 1)
+        print(n, flush=True)
+    """
+)
+
+
+def test_kill_between_writes_loses_nothing_acknowledged(home, tmp_path):
+    from eth_account import Account
+
+    script = tmp_path / "writer.py"
+    script.write_text(KILLER)
+    acknowledged = 0
+    for delay in (0.3, 0.8):
+        proc = subprocess.Popen([sys.executable, str(script), str(home.root)], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(delay)
+        os.kill(proc.pid, signal.SIGKILL)
+        lines = proc.stdout.read().split()
+        proc.wait()
+        acknowledged += len(lines)
+        node = Node.open(home)
+        try:
+            accounts = [Account.from_key(bytes([i + 1]) * 32).address for i in range(3)]
+            minted = sum(node.contracts.token.balance_of(a) for a in accounts)
+            supply = node.contracts.token.total_supply()
+            # Every acknowledged mint is there; at most the one in flight may also have landed.
+            assert supply == minted
+            assert acknowledged * 10**18 <= minted <= (acknowledged + 1) * 10**18
+            acknowledged = minted // 10**18
+        finally:
+            node.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_cli_goes_through_the_running_server(home, tmp_path, monkeypatch):
+    """While `ledgerlm serve` owns the home, local CLI calls use its API instead of the chain."""
+    port = _free_port()
+    env = {**os.environ, "LEDGERLM_HOME": str(home.root)}
+    server = subprocess.Popen([sys.executable, "-m", "ledgerlm", "serve", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/node/info").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("server did not start")
+        result = subprocess.run([sys.executable, "-m", "ledgerlm", "--json", "chain", "status"],
+                                env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert '"kind": "embedded"' in result.stdout
+        assert httpx.get(f"http://127.0.0.1:{port}/docs").status_code == 200
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=20)
+    assert not home.running_path.exists()
