@@ -34,21 +34,27 @@ for id in 1 2 3 4 5 6; do run ledgerlm datanet accept "$id" --as alice; done
 run ledgerlm datanet reject 7 --as alice --reason "unverified claim"
 run ledgerlm datanet contributions reef-facts
 
-step "7. alice publishes version 1: a Merkle root over accepted contributions"
+step "7. alice publishes version 1: a Merkle root over accepted contributions, anchored on chain"
 run ledgerlm datanet publish reef-facts --as alice
+run ledgerlm chain status
 
 step "8. bob withdraws one record: it leaves every future version"
 run ledgerlm datanet withdraw 2 --as bob
 run ledgerlm datanet publish reef-facts --as alice
 run ledgerlm datanet show reef-facts
 
-step "9. Export version 2 for training"
+step "9. bob gets tokens from the development faucet and stakes as a validator"
+run ledgerlm chain faucet bob --eth 1 --tokens 500
+run ledgerlm stake 200 --as bob --role validator
+run ledgerlm balance bob
+
+step "10. Export version 2 for training"
 run ledgerlm datanet export reef-facts --version 2 --format jsonl --out "$OUT/reef-facts-v2.jsonl"
 run ledgerlm datanet export reef-facts --version 2 --format hf --out "$OUT/reef-facts-v2-hf"
 head -n 2 "$OUT/reef-facts-v2.jsonl"
 
 if command -v node >/dev/null && [ -d contracts/node_modules/@openzeppelin/merkle-tree ]; then
-  step "10. An independent check: OpenZeppelin's merkle-tree rebuilds the published root"
+  step "11. An independent check: OpenZeppelin's merkle-tree rebuilds the published root"
   ledgerlm --json datanet manifest reef-facts --version 2 | .venv/bin/python -c '
 import json, sys
 m = json.load(sys.stdin)
