@@ -43,11 +43,9 @@ CAPITALS = {
     "Brazil": "Brasilia", "Colombia": "Bogota", "Nigeria": "Abuja", "Morocco": "Rabat",
     "Ukraine": "Kyiv", "Switzerland": "Bern",
 }
-WORDS = ("apple pear fig plum grape lemon mango kiwi cherry peach melon lime olive date guava "
-         "quince apricot banana papaya orange").split()
-ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen " \
-       "fifteen sixteen seventeen eighteen nineteen".split()
-TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+WORDS = ["apple", "pear", "fig", "plum", "grape", "lemon", "mango", "kiwi", "cherry", "peach", "melon", "lime", "olive", "date", "guava", "quince", "apricot", "banana", "papaya", "orange"]
+ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 
 
 def in_words(n: int) -> str:
@@ -93,8 +91,28 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class StepClock:
+    """Wall and CPU time at the end of every optimizer step, with the real tokens it trained on.
+
+    Throughput is taken from the end of step 1 to the end of the last step, the same way for both
+    runs, so model loading, data preparation and first-call warm-up count for neither.
+    """
+
+    def __init__(self):
+        self.marks: list[tuple[float, float, int]] = []
+
+    def mark(self, tokens: int) -> None:
+        self.marks.append((time.perf_counter(), time.process_time(), tokens))
+
+    def summary(self) -> dict:
+        (w0, c0, _), (w1, c1, _) = self.marks[0], self.marks[-1]
+        tokens = sum(t for _, _, t in self.marks[1:])
+        return {"steady_tokens": tokens, "steady_seconds": w1 - w0,
+                "tokens_per_s": tokens / (w1 - w0), "tokens_per_cpu_s": tokens / (c1 - c0)}
+
+
 def run_ours(spec: dict, work: Path) -> dict:
-    from ledgerlm.factory import BaseModel, TrainConfig, train
+    from ledgerlm.factory import BaseModel, TrainConfig, build_training_data, load_tokenizer, train
 
     base = BaseModel.from_dict(spec["base"])
     hp = spec["hp"]
@@ -103,16 +121,24 @@ def run_ours(spec: dict, work: Path) -> dict:
         batch_size=hp["blocks"], max_len=hp["pack_len"], eval_split=0.0, seed=hp["seed"],
         warmup=hp["warmup"], max_grad_norm=1.0,
     )
+    clock, seen = StepClock(), [0]
+
+    def on_step(p):
+        clock.mark(p.tokens_seen - seen[0])
+        seen[0] = p.tokens_seen
+
     result = train(base, spec["train_records"], config, work / "ledgerlm-model",
-                   checkpoint_every=10**9)
+                   progress=on_step, checkpoint_every=10**9)
+    blocks = build_training_data(spec["train_records"], load_tokenizer(base), hp["pack_len"],
+                                 0.0).train_blocks
     return {
         "optimizer_steps": result.steps,
         "real_tokens": result.tokens_seen,
-        "seconds": result.train_seconds,
-        "tokens_per_s": result.tokens_per_s,
+        "padding_fraction": 1 - result.tokens_seen / (len(blocks) * hp["pack_len"]),
         "first_loss": result.history[0].loss,
         "final_loss": result.history[-1].loss,
         "peak_rss_mb": peak_rss_mb(),
+        **clock.summary(),
     }
 
 
@@ -125,6 +151,7 @@ def run_baseline(spec: dict, work: Path) -> dict:
         AutoTokenizer,
         DataCollatorForSeq2Seq,
         Trainer,
+        TrainerCallback,
         TrainingArguments,
     )
 
@@ -149,22 +176,33 @@ def run_baseline(spec: dict, work: Path) -> dict:
         logging_steps=1, save_strategy="no", report_to="none", use_cpu=True,
         dataloader_num_workers=0, disable_tqdm=True,
     )
-    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+    pad_collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+    batch_tokens: list[int] = []
+    batch_slots: list[int] = []
+    clock = StepClock()
+
+    def collate(features):
+        batch = pad_collator(features)
+        batch_tokens.append(int(batch["attention_mask"].sum()))
+        batch_slots.append(batch["attention_mask"].numel())
+        return batch
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, *_args, **_kwargs):
+            clock.mark(batch_tokens[len(clock.marks)])
+
     trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
-                      data_collator=collator)
-    started = time.perf_counter()
+                      data_collator=collate, callbacks=[Clock()])
     trainer.train()
-    seconds = time.perf_counter() - started
-    real = sum(len(r["input_ids"]) for r in rows)
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     return {
         "optimizer_steps": trainer.state.global_step,
-        "real_tokens": real,
-        "seconds": seconds,
-        "tokens_per_s": real / seconds,
+        "real_tokens": sum(len(r["input_ids"]) for r in rows),
         "first_loss": losses[0] if losses else None,
         "final_loss": losses[-1] if losses else None,
         "peak_rss_mb": peak_rss_mb(),
+        "padding_fraction": 1 - sum(batch_tokens) / sum(batch_slots),
+        **clock.summary(),
     }
 
 
@@ -183,7 +221,7 @@ def prepare_base(kind: str, models_dir: Path, work: Path):
 def child(name: str, work: Path, threads: int) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
     cmd = [sys.executable, __file__, "--child", name, "--work", str(work), "--threads", str(threads)]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    done = subprocess.run(cmd, env=env, check=False, capture_output=True, text=True)
     if done.returncode != 0:
         sys.stderr.write(done.stdout[-3000:] + done.stderr[-6000:])
         raise SystemExit(f"{name} run failed")
@@ -193,13 +231,15 @@ def child(name: str, work: Path, threads: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", choices=["smollm2", "tiny"], default="smollm2")
-    parser.add_argument("--steps", type=int, default=40, help="baseline optimizer steps")
+    parser.add_argument("--steps", type=int, default=30, help="baseline optimizer steps")
     parser.add_argument("--batch-size", type=int, default=8, help="baseline examples per step")
     parser.add_argument("--pack-len", type=int, default=256, help="ledgerlm block length")
     parser.add_argument("--blocks", type=int, default=2, help="ledgerlm blocks per step")
     parser.add_argument("--records", type=int, default=400)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="alternate the two runs this many times; the best of each is reported")
     parser.add_argument("--models-dir", type=Path,
                         default=Path(os.environ.get("LEDGERLM_HOME", "~/.ledgerlm")).expanduser() / "models")
     parser.add_argument("--work", type=Path, default=ROOT / "results" / "train-work")
@@ -226,7 +266,7 @@ def main() -> None:
     from ledgerlm.factory.dataset import split_indices
     from ledgerlm.factory.train import PROJECTION_NAMES
 
-    console = Console(width=max(110, Console().width))
+    console = Console(width=max(130, Console().width))
     if args.work.exists():
         shutil.rmtree(args.work)
     args.work.mkdir(parents=True)
@@ -244,25 +284,35 @@ def main() -> None:
     spec = {"base": base.to_dict(), "hp": hp, "train_records": [records[i] for i in used]}
     (args.work / "spec.json").write_text(json.dumps(spec))
 
+    # The machine may be shared: alternating the runs and keeping each one's best filters out
+    # most of the interference from other work.
     load_start = os.getloadavg()
-    runs = {}
-    for name in ("baseline", "ledgerlm"):
-        console.print(f"training: {name} ...")
-        runs[name] = child(name, args.work, args.threads)
+    attempts: dict[str, list[dict]] = {"baseline": [], "ledgerlm": []}
+    for repeat in range(args.repeats):
+        for name, tries in attempts.items():
+            console.print(f"training {name} ({repeat + 1}/{args.repeats}) ...")
+            r = child(name, args.work, args.threads)
+            tries.append(r)
+            console.print(f"  {r['tokens_per_s']:.1f} tokens/s, {r['tokens_per_cpu_s']:.1f} tokens/CPU-s")
     load_end = os.getloadavg()
+    runs = {name: max(rs, key=lambda r: r["tokens_per_s"]) for name, rs in attempts.items()}
     ratio = runs["ledgerlm"]["tokens_per_s"] / runs["baseline"]["tokens_per_s"]
+    cpu_ratio = runs["ledgerlm"]["tokens_per_cpu_s"] / runs["baseline"]["tokens_per_cpu_s"]
 
     table = Table(title=f"LoRA on {base.name}, CPU, {args.threads} torch threads")
-    for col in ("run", "opt. steps", "real tokens", "seconds", "tokens/s", "peak RSS MB",
-                "first → last loss"):
+    for col in ("run", "opt. steps", "real tokens", "padding", "tokens/s", "tokens/CPU-s",
+                "peak RSS MB", "first → last loss"):
         table.add_column(col, justify="right")
     for name, r in (("baseline: Trainer + PEFT", runs["baseline"]),
                     ("ledgerlm: factory.train", runs["ledgerlm"])):
-        table.add_row(name, str(r["optimizer_steps"]), f"{r['real_tokens']:,}", f"{r['seconds']:.1f}",
-                      f"{r['tokens_per_s']:.1f}", f"{r['peak_rss_mb']:.0f}",
+        table.add_row(name, str(r["optimizer_steps"]), f"{r['real_tokens']:,}",
+                      f"{r['padding_fraction']:.0%}", f"{r['tokens_per_s']:.1f}",
+                      f"{r['tokens_per_cpu_s']:.1f}", f"{r['peak_rss_mb']:.0f}",
                       f"{r['first_loss']:.3f} → {r['final_loss']:.3f}")
     console.print(table)
-    console.print(f"throughput ratio ledgerlm / baseline: [bold]{ratio:.2f}×[/bold] (goal ≥ 1.3×)")
+    console.print(f"throughput ratio ledgerlm / baseline: [bold]{ratio:.2f}×[/bold] wall, "
+                  f"{cpu_ratio:.2f}× per CPU-second (goal ≥ 1.3×); "
+                  f"load average {load_start[0]:.1f} → {load_end[0]:.1f} on {os.cpu_count()} cores")
 
     quality = None
     if not args.no_quality:
@@ -296,7 +346,9 @@ def main() -> None:
         "train_examples": len(used),
         "heldout_examples": len(heldout_idx),
         "runs": runs,
+        "attempts": attempts,
         "tokens_per_s_ratio": ratio,
+        "tokens_per_cpu_s_ratio": cpu_ratio,
         "goal_ratio": 1.3,
         "goal_met": ratio >= 1.3,
         "quality": quality,

@@ -65,6 +65,10 @@ class NodeClient:
         return self._info
 
     @property
+    def factory(self) -> "FactoryActions":
+        return FactoryActions(self)
+
+    @property
     def chain(self) -> "ChainActions":
         return ChainActions(self)
 
@@ -162,6 +166,63 @@ class NodeClient:
 
 
 ROLES = {"validator": 0, "agent": 1, "contributor_bond": 2}
+
+
+class FactoryActions:
+    """ModelFactory through the node: base models, training jobs, fine-tuned models."""
+
+    def __init__(self, node: NodeClient):
+        self.node = node
+
+    def base_models(self) -> list[dict]:
+        return self.node._request("GET", "/models/base")
+
+    def pull(self, name: str = "smollm2-135m") -> dict:
+        return self.node._request("POST", "/models/base/pull", json={"name": name})
+
+    def register_base(self, name: str, path: str) -> dict:
+        return self.node._request("POST", "/models/base", json={"name": name, "path": path})
+
+    def models(self) -> list[dict]:
+        return self.node._request("GET", "/models")
+
+    def model(self, model_id: str, *, verify: bool = True) -> dict:
+        return self.node._request("GET", f"/models/{model_id}", params={"verify": verify})
+
+    def train(self, account: LocalAccount, request: dict) -> dict:
+        from ledgerlm.factory.jobs import TrainRequest
+
+        parsed = TrainRequest(**request)
+        action = self.node._sign(account, "TrainModel", {
+            "modelId": parsed.model_id, "datanet": parsed.datanet, "version": parsed.version,
+            "configHash": parsed.config_hash(),
+        })
+        return self.node._request("POST", "/factory/jobs", json={"request": parsed.model_dump(), "action": action})
+
+    def jobs(self) -> list[dict]:
+        return self.node._request("GET", "/factory/jobs")
+
+    def job(self, job_id: int) -> dict:
+        return self.node._request("GET", f"/factory/jobs/{job_id}")
+
+    def control(self, account: LocalAccount, job_id: int, command: str) -> dict:
+        action = self.node._sign(account, "ControlJob", {"jobId": job_id, "command": command})
+        return self.node._request("POST", f"/factory/jobs/{job_id}/control", json={"action": action})
+
+    def publish(self, account: LocalAccount, model_id: str, policy: dict | None = None) -> dict:
+        from ledgerlm.factory.jobs import DEFAULT_FEE_POLICY
+
+        policy = policy or DEFAULT_FEE_POLICY
+        model = self.model(model_id, verify=False)
+        action = self.node._sign(account, "PublishModel", {
+            "modelId": model_id, "adapterHash": "0x" + model["card"]["adapter_sha256"],
+            "nodeBps": policy["node_bps"], "developerBps": policy["developer_bps"],
+            "contributorsBps": policy["contributors_bps"], "validatorsBps": policy["validators_bps"],
+        })
+        return self.node._request("POST", f"/models/{model_id}/publish", json={"action": action})
+
+    def merge(self, model_id: str) -> dict:
+        return self.node._request("POST", f"/models/{model_id}/merge")
 
 
 class ChainActions:

@@ -72,6 +72,28 @@ class RegistryAnchor(ChainAnchor):
         raise LedgerError(f"{event} for {datanet_id.hex()} is on chain but its log was not found", status=500)
 
 
+def _register_model(node: "Node"):
+    def register(record, policy: dict) -> str:
+        import hashlib
+
+        import orjson
+
+        from ledgerlm.chain import FeePolicy
+
+        registry = node.contracts.registry
+        model_id = keccak(text=record.id)
+        card = record.card
+        metrics_hash = hashlib.sha256(orjson.dumps(record.metrics, option=orjson.OPT_SORT_KEYS)).digest()
+        tx = registry.register_model(
+            node.account, model_id, record.developer, record.base_model, "0x" + card["base_sha256"],
+            "0x" + card["adapter_sha256"], [record.version_root], "0x" + card["config_sha256"], metrics_hash,
+        ).tx_hash
+        registry.set_fee_policy(node.account, model_id, FeePolicy(**policy))
+        return tx
+
+    return register
+
+
 @dataclass
 class Node:
     home: Home
@@ -120,6 +142,16 @@ class Node:
         if home.deployment_path.exists():
             datanets.anchor = RegistryAnchor(node)
         return node
+
+    @cached_property
+    def factory(self):
+        """Training jobs and fine-tuned models (torch loads only when a job runs)."""
+        from ledgerlm.factory.jobs import ModelFactory
+
+        factory = ModelFactory(self.db, self.home.models, self.datanets, chain_id=self.config.chain_id,
+                               register_model=_register_model(self))
+        self.closers.append(factory.close)
+        return factory
 
     # ------------------------------------------------------------------ chain
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 COLOURS = ["red", "blue", "green", "amber", "violet", "silver", "black", "white"]

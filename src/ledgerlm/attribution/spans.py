@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 SEPARATOR = np.iinfo(np.int32).max
+_GATHER = 2048  # ranges up to this many suffixes are narrowed with one vectorised gather
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,23 @@ class SpanIndex:
 
     def _narrow(self, lo: int, hi: int, k: int, token: int) -> tuple[int, int]:
         # Within [lo, hi) all suffixes share their first k tokens, so their k-th tokens are sorted.
-        column = self.tokens[self.suffix_array[lo:hi] + k]
-        return (lo + int(np.searchsorted(column, token, "left")),
-                lo + int(np.searchsorted(column, token, "right")))
+        if hi - lo <= _GATHER:
+            column = self.tokens[self.suffix_array[lo:hi] + k]
+            return (lo + int(np.searchsorted(column, token, "left")),
+                    lo + int(np.searchsorted(column, token, "right")))
+        # A wide range (the first token, or a very common one): probe only O(log n) suffixes.
+        return self._bound(lo, hi, k, token, strict=False), self._bound(lo, hi, k, token, strict=True)
+
+    def _bound(self, lo: int, hi: int, k: int, token: int, *, strict: bool) -> int:
+        tokens, sa = self.tokens, self.suffix_array
+        while lo < hi:
+            mid = (lo + hi) // 2
+            value = tokens[sa[mid] + k]
+            if value < token or (strict and value == token):
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
 
     def longest_matches(self, query: list[int]) -> list[tuple[int, int, int]]:
         """For each query position, (length, lo, hi) of the longest span starting there that occurs.

@@ -87,11 +87,13 @@ def info(ctx: typer.Context):
 
 
 def _register_rooms() -> None:
-    from ledgerlm.cli import chain, datanet, keys
+    from ledgerlm.cli import chain, datanet, factory, keys
 
     app.add_typer(keys.app, name="keys")
     app.add_typer(datanet.app, name="datanet")
     app.add_typer(chain.app, name="chain")
+    app.add_typer(factory.models_app, name="models")
+    app.add_typer(factory.app, name="factory")
     for command in (chain.balance, chain.stake, chain.unstake, chain.withdraw, chain.transfer):
         app.command()(command)
 

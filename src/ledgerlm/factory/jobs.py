@@ -1,0 +1,347 @@
+"""Training jobs on a node: signed requests, one worker, progress, cancel/resume, published models."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import time
+import traceback
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import orjson
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import insert, select, update
+
+from ledgerlm.datanets import Datanets
+from ledgerlm.errors import AuthError, ConflictError, NotFoundError
+from ledgerlm.factory.basemodels import get_model, verify_model
+from ledgerlm.factory.errors import FactoryError
+from ledgerlm.factory.train import TrainConfig
+from ledgerlm.identity import SignedAction, register_action, verify_action
+from ledgerlm.store import Database
+from ledgerlm.store.schema import models, signed_actions, training_jobs
+
+MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}[a-z0-9]$")
+TERMINAL = ("stopped", "failed", "done")
+DEFAULT_FEE_POLICY = {"node_bps": 500, "developer_bps": 4000, "contributors_bps": 4500, "validators_bps": 1000}
+
+register_action(
+    "TrainModel",
+    [("developer", "address"), ("modelId", "string"), ("datanet", "string"), ("version", "uint256"),
+     ("configHash", "bytes32"), ("nonce", "uint256"), ("deadline", "uint256")],
+)
+register_action(
+    "ControlJob",
+    [("developer", "address"), ("jobId", "uint256"), ("command", "string"), ("nonce", "uint256"),
+     ("deadline", "uint256")],
+)
+register_action(
+    "PublishModel",
+    [("developer", "address"), ("modelId", "string"), ("adapterHash", "bytes32"), ("nodeBps", "uint256"),
+     ("developerBps", "uint256"), ("contributorsBps", "uint256"), ("validatorsBps", "uint256"),
+     ("nonce", "uint256"), ("deadline", "uint256")],
+)
+
+
+class TrainRequest(BaseModel):
+    """What a developer asks for: which data, which base model, which hyper-parameters."""
+
+    model_id: str
+    datanet: str
+    version: int = Field(ge=1)
+    base: str = "smollm2-135m"
+    config: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("model_id")
+    @classmethod
+    def _model_id(cls, value: str) -> str:
+        if not MODEL_ID.match(value):
+            raise ValueError("must be 3-64 characters of lowercase letters, digits, '.', '_' or '-'")
+        return value
+
+    def train_config(self) -> TrainConfig:
+        known = {f.name for f in fields(TrainConfig)}
+        unknown = sorted(set(self.config) - known)
+        if unknown:
+            raise FactoryError(f"unknown training setting(s): {', '.join(unknown)}", field=unknown[0])
+        values = dict(self.config)
+        if values.get("target_modules") is not None:
+            values["target_modules"] = tuple(values["target_modules"])
+        config = TrainConfig(**values)
+        config.validate()
+        return config
+
+    def config_hash(self) -> str:
+        return "0x" + hashlib.sha256(orjson.dumps(self.config, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+class Job(BaseModel):
+    id: int
+    model_id: str
+    developer: str
+    datanet: str
+    version: int
+    base_model: str
+    config: dict[str, Any]
+    state: str
+    progress: dict[str, Any] | None
+    error: str | None
+    created_at: int
+    updated_at: int
+
+
+class ModelRecord(BaseModel):
+    id: str
+    developer: str
+    base_model: str
+    datanet: str
+    version: int
+    version_root: str
+    card: dict[str, Any]
+    metrics: dict[str, Any]
+    path: str
+    job_id: int | None
+    fee_policy: dict[str, int] | None
+    chain_tx: str | None
+    created_at: int
+    lineage_ok: bool | None = None
+    lineage_problems: list[str] = Field(default_factory=list)
+
+
+class ModelFactory:
+    """Runs one training job at a time in a background thread of the node process."""
+
+    def __init__(self, db: Database, models_dir: Path, datanets: Datanets, *, chain_id: int,
+                 register_model: Callable[[ModelRecord, dict], str] | None = None):
+        self.db = db
+        self.models_dir = Path(models_dir)
+        self.datanets = datanets
+        self.chain_id = chain_id
+        self.register_model = register_model
+        self._cancel: set[int] = set()
+        self._wake = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._closing = False
+        with self.db.begin() as conn:  # a job that was running when the node died can be resumed
+            conn.execute(update(training_jobs).where(training_jobs.c.state.in_(("running", "queued")))
+                         .values(state="stopped", error="interrupted by a node restart; resume it"))
+
+    # ------------------------------------------------------------------ submit and control
+
+    def _record_action(self, conn, signed: SignedAction, signer: str) -> int:
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            with conn.begin_nested():
+                return conn.execute(insert(signed_actions).values(
+                    action=signed.action, signer=signer, nonce=str(signed.message["nonce"]),
+                    deadline=int(signed.message["deadline"]), chain_id=self.chain_id,
+                    message=signed.message, signature=signed.signature, created_at=int(time.time()),
+                )).inserted_primary_key[0]
+        except IntegrityError as exc:
+            raise AuthError(f"nonce {signed.message['nonce']} was already used: replay rejected", field="nonce") from exc
+
+    def submit(self, request: TrainRequest, signed: SignedAction) -> Job:
+        developer = verify_action(signed, expected="TrainModel", chain_id=self.chain_id)
+        m = signed.message
+        if (m["modelId"], m["datanet"], m["version"], m["configHash"]) != (
+            request.model_id, request.datanet, request.version, request.config_hash()
+        ):
+            raise AuthError("the signature does not cover this training request", field="configHash")
+        request.train_config()  # bad settings fail now, not minutes later in the worker
+        get_model(self.models_dir, request.base)
+        version = self.datanets.version(request.datanet, request.version)
+        if version.contribution_count == 0:
+            raise FactoryError(f"{request.datanet} version {request.version} is empty", field="version")
+        now = int(time.time())
+        with self.db.begin() as conn:
+            taken = conn.execute(select(models.c.id).where(models.c.id == request.model_id)).first() or \
+                conn.execute(select(training_jobs.c.id).where(
+                    (training_jobs.c.model_id == request.model_id) & (training_jobs.c.state != "failed"))).first()
+            if taken:
+                raise ConflictError(f"model id {request.model_id!r} is already taken", field="model_id")
+            action_id = self._record_action(conn, signed, developer)
+            job_id = conn.execute(insert(training_jobs).values(
+                model_id=request.model_id, developer=developer, datanet=request.datanet,
+                version=request.version, base_model=request.base, config=request.config, state="queued",
+                progress=None, error=None, action_id=action_id, created_at=now, updated_at=now,
+            )).inserted_primary_key[0]
+        self._start_worker()
+        return self.job(job_id)
+
+    def control(self, job_id: int, signed: SignedAction) -> Job:
+        """`cancel` stops a job at the next step, leaving a resumable checkpoint; `resume` requeues it."""
+        developer = verify_action(signed, expected="ControlJob", chain_id=self.chain_id)
+        job = self.job(job_id)
+        if signed.message["jobId"] != job_id:
+            raise AuthError("the signature is for another job", field="jobId")
+        if developer != job.developer:
+            raise AuthError(f"only the developer ({job.developer}) may control job {job_id}", field="developer", status=403)
+        command = signed.message["command"]
+        with self.db.begin() as conn:
+            self._record_action(conn, signed, developer)
+            if command == "cancel":
+                if job.state in TERMINAL:
+                    raise ConflictError(f"job {job_id} is already {job.state}", field="jobId")
+                self._cancel.add(job_id)
+                if job.state == "queued":
+                    conn.execute(update(training_jobs).where(training_jobs.c.id == job_id)
+                                 .values(state="stopped", updated_at=int(time.time())))
+            elif command == "resume":
+                if job.state != "stopped":
+                    raise ConflictError(f"only a stopped job can resume; job {job_id} is {job.state}", field="jobId")
+                self._cancel.discard(job_id)
+                conn.execute(update(training_jobs).where(training_jobs.c.id == job_id)
+                             .values(state="queued", error=None, updated_at=int(time.time())))
+            else:
+                raise FactoryError(f"unknown job command {command!r}: use cancel or resume", field="command")
+        self._start_worker()
+        return self.job(job_id)
+
+    def job(self, job_id: int) -> Job:
+        with self.db.connect() as conn:
+            row = conn.execute(select(training_jobs).where(training_jobs.c.id == job_id)).mappings().first()
+        if row is None:
+            raise NotFoundError(f"no training job {job_id}", field="job")
+        return Job(**{k: row[k] for k in Job.model_fields})
+
+    def jobs(self) -> list[Job]:
+        with self.db.connect() as conn:
+            rows = conn.execute(select(training_jobs).order_by(training_jobs.c.id.desc())).mappings().all()
+        return [Job(**{k: r[k] for k in Job.model_fields}) for r in rows]
+
+    # ------------------------------------------------------------------ the worker
+
+    def _start_worker(self) -> None:
+        self._wake.set()
+        if self._worker is None or not self._worker.is_alive():
+            self._worker = threading.Thread(target=self._run, name="ledgerlm-training", daemon=True)
+            self._worker.start()
+
+    def _next_job(self) -> Job | None:
+        with self.db.connect() as conn:
+            row = conn.execute(select(training_jobs.c.id).where(training_jobs.c.state == "queued")
+                               .order_by(training_jobs.c.id).limit(1)).first()
+        return self.job(row.id) if row else None
+
+    def _run(self) -> None:
+        while not self._closing:
+            job = self._next_job()
+            if job is None:
+                self._wake.wait(timeout=1.0)
+                self._wake.clear()
+                continue
+            self._train(job)
+
+    def _set(self, job_id: int, **values) -> None:
+        values["updated_at"] = int(time.time())
+        with self.db.begin() as conn:
+            conn.execute(update(training_jobs).where(training_jobs.c.id == job_id).values(**values))
+
+    def _train(self, job: Job) -> None:
+        from ledgerlm.factory.finetune import fine_tune
+
+        self._set(job.id, state="running", error=None)
+        out_dir = self.models_dir / "trained" / job.model_id
+        last_write = [0.0]
+
+        def progress(p) -> None:
+            if time.time() - last_write[0] >= 1.0 or p.step == p.total_steps:
+                last_write[0] = time.time()
+                self._set(job.id, progress={k: v for k, v in asdict(p).items()})
+
+        try:
+            request = TrainRequest(model_id=job.model_id, datanet=job.datanet, version=job.version,
+                                   base=job.base_model, config=job.config)
+            base = get_model(self.models_dir, job.base_model)
+            version = self.datanets.version(job.datanet, job.version)
+            records = list(self.datanets.iter_version(job.datanet, job.version))
+            result = fine_tune(
+                base, records, request.train_config(), out_dir, model_id=job.model_id,
+                datanet_roots=[version.root], progress=progress,
+                resume=any((out_dir / "checkpoints").glob("step-*")),
+                should_stop=lambda: job.id in self._cancel or self._closing,
+            )
+        except Exception as exc:  # a failed job reports why; the node keeps serving
+            self._set(job.id, state="failed", error=f"{type(exc).__name__}: {exc}")
+            traceback.print_exc()
+            return
+        if result.card is None:
+            self._set(job.id, state="stopped", error="cancelled; a checkpoint was kept, resume to continue")
+            return
+        card = result.card.to_dict()
+        with self.db.begin() as conn:
+            conn.execute(insert(models).values(
+                id=job.model_id, developer=job.developer, base_model=job.base_model, datanet=job.datanet,
+                version=job.version, version_root=version.root, card=card, metrics=card.get("metrics", {}),
+                path=str(out_dir), job_id=job.id, fee_policy=None, chain_tx=None, created_at=int(time.time()),
+            ))
+        self._set(job.id, state="done")
+
+    def wait(self, job_id: int, timeout: float = 3600) -> Job:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            job = self.job(job_id)
+            if job.state in TERMINAL:
+                return job
+            time.sleep(0.2)
+        raise FactoryError(f"job {job_id} did not finish within {timeout:.0f}s", field="job", status=504)
+
+    def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._worker is not None:
+            self._worker.join(timeout=60)
+
+    # ------------------------------------------------------------------ models
+
+    def model(self, model_id: str, *, verify: bool = False) -> ModelRecord:
+        with self.db.connect() as conn:
+            row = conn.execute(select(models).where(models.c.id == model_id)).mappings().first()
+        if row is None:
+            raise NotFoundError(f"no fine-tuned model {model_id!r}", field="model")
+        record = ModelRecord(**dict(row))
+        if verify:
+            from ledgerlm.factory.lineage import verify_lineage
+
+            problems = verify_lineage(Path(record.path))
+            base_ok = verify_model(get_model(self.models_dir, record.base_model))
+            record.lineage_problems = [str(p) for p in problems] + ([] if base_ok else ["base model weights changed"])
+            record.lineage_ok = not record.lineage_problems
+        return record
+
+    def list(self) -> list[ModelRecord]:
+        with self.db.connect() as conn:
+            rows = conn.execute(select(models).order_by(models.c.created_at)).mappings().all()
+        return [ModelRecord(**dict(r)) for r in rows]
+
+    def publish(self, model_id: str, signed: SignedAction) -> ModelRecord:
+        """Register the model, its lineage and its fee policy on chain (the developer signs)."""
+        developer = verify_action(signed, expected="PublishModel", chain_id=self.chain_id)
+        record = self.model(model_id, verify=True)
+        m = signed.message
+        if m["modelId"] != model_id:
+            raise AuthError("the signature is for another model", field="modelId")
+        if developer != record.developer:
+            raise AuthError(f"only the developer ({record.developer}) may publish {model_id}", field="developer", status=403)
+        if not record.lineage_ok:
+            raise FactoryError(f"lineage of {model_id} does not verify: {'; '.join(record.lineage_problems)}", field="model")
+        if m["adapterHash"] != "0x" + record.card["adapter_sha256"]:
+            raise AuthError("the signed adapter hash differs from the model's adapter", field="adapterHash")
+        policy = {"node_bps": m["nodeBps"], "developer_bps": m["developerBps"],
+                  "contributors_bps": m["contributorsBps"], "validators_bps": m["validatorsBps"]}
+        if sum(policy.values()) != 10_000:
+            raise FactoryError(f"fee shares must sum to 10000 basis points, not {sum(policy.values())}", field="fee_policy")
+        if record.chain_tx:
+            raise ConflictError(f"{model_id} is already published (tx {record.chain_tx})", field="model")
+        if self.register_model is None:
+            raise FactoryError("this node has no chain to publish on", field="chain", status=409)
+        with self.db.begin() as conn:
+            self._record_action(conn, signed, developer)
+        tx = self.register_model(record, policy)
+        with self.db.begin() as conn:
+            conn.execute(update(models).where(models.c.id == model_id).values(chain_tx=tx, fee_policy=policy))
+        return self.model(model_id)

@@ -1,0 +1,113 @@
+"""attribute(): result shape, determinism, integer roll-up, and answers that nothing explains."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from ledgerlm.attribution import (
+    AttributionError,
+    AttributionIndex,
+    AttributionSettings,
+    ExampleAttribution,
+    attribute,
+    load_attributor,
+    roll_up,
+    split_bps,
+)
+
+from .conftest import ALICE, BOB, CAROL, SECRET, SOLO
+
+
+def test_result_lists_top_examples_and_splits_exactly_10000_bps(trained, index):
+    result = attribute(trained.model, "What colour is crate 7?", "Crate 7 is white.", index=index,
+                       top_k=5)
+    assert not result.unattributed
+    assert 0 < len(result.examples) <= 5
+    combined = [e.combined for e in result.examples]
+    assert combined == sorted(combined, reverse=True)
+    assert all(isinstance(c.bps, int) and c.bps > 0 for c in result.contributions)
+    assert sum(c.bps for c in result.contributions) == 10_000
+    assert sum(c.bps for c in result.contributors) == 10_000
+    assert {c.contributor for c in result.contributors} <= {ALICE, BOB, CAROL, SOLO}
+    per_person = {}
+    for c in result.contributions:
+        per_person[c.contributor] = per_person.get(c.contributor, 0) + c.bps
+    assert per_person == {c.contributor: c.bps for c in result.contributors}
+    assert result.index_adapter_sha256 == index.config.adapter_sha256 != ""
+
+
+def test_same_inputs_give_identical_results(trained, index):
+    first = attribute(trained.model, "What colour is crate 3?", "Crate 3 is amber.", index=index)
+    again = attribute(trained.model, "What colour is crate 3?", "Crate 3 is amber.", index=index)
+    assert first == again
+    assert first.to_dict() == again.to_dict()
+
+
+def test_saved_index_and_warm_attributor_reproduce_the_in_memory_result(trained, index):
+    expected = attribute(trained.model, SECRET["question"], SECRET["answer"], index=index)
+    loaded = AttributionIndex.load(trained.model_dir)
+    assert (loaded.features == index.features).all()
+    attributor = load_attributor(trained.model_dir, model=trained.model,
+                                 tokenizer=trained.tokenizer)
+    assert attributor.attribute(SECRET["question"], SECRET["answer"]) == expected
+    from_disk = load_attributor(trained.model_dir)  # loads base + adapter itself
+    assert from_disk.attribute(SECRET["question"], SECRET["answer"]).contributors == \
+        expected.contributors
+
+
+def test_rebuilding_the_index_gives_the_same_scores(trained, index):
+    from ledgerlm.attribution import build_index
+
+    rebuilt = build_index(trained.model_dir, trained.records, dim=256, save=False)
+    assert (rebuilt.features == index.features).all()
+    question, answer = "What colour is crate 11?", "Crate 11 is black."
+    assert attribute(trained.model, question, answer, index=rebuilt) == \
+        attribute(trained.model, question, answer, index=index)
+
+
+def test_nothing_clears_the_threshold_means_unattributed(trained, index):
+    strict = AttributionSettings(min_z=1e9, min_span=10_000)
+    result = attribute(trained.model, "What colour is crate 2?", "Crate 2 is blue.", index=index,
+                       settings=strict)
+    assert result.unattributed
+    assert result.contributions == () and result.contributors == ()
+    assert result.examples  # the evidence is still shown, it just earns nothing
+
+
+def test_empty_answer_is_refused_with_the_field_named(trained, index):
+    with pytest.raises(AttributionError) as err:
+        attribute(trained.model, "Hello?", "   ", index=index)
+    assert err.value.field == "answer"
+
+
+def test_split_bps_is_exact_integer_and_proportional():
+    rng = random.Random(0)
+    for _ in range(300):
+        weights = {(f"0x{i:02x}",): rng.randint(1, 10**12) for i in range(rng.randint(1, 40))}
+        shares = split_bps(weights)
+        assert sum(shares.values()) == 10_000
+        total = sum(weights.values())
+        for key, w in weights.items():
+            assert isinstance(shares[key], int)
+            assert abs(shares[key] - 10_000 * w / total) < 1  # largest remainder: off by < 1 bp
+
+
+def test_split_bps_breaks_ties_by_address():
+    shares = split_bps({("0xbb",): 1, ("0xaa",): 1, ("0xcc",): 1})
+    assert shares == {("0xaa",): 3334, ("0xbb",): 3333, ("0xcc",): 3333}
+
+
+def test_roll_up_pays_only_positive_evidence():
+    def example(row, contributor, combined):
+        return ExampleAttribution(row, row, row + 1, contributor, f"h{row}", 0.0, 0.0, 0.0, 0,
+                                  combined)
+
+    contributions, contributors = roll_up(
+        [example(0, ALICE, 0.6), example(1, BOB, 0.0), example(2, ALICE, 0.2),
+         example(3, CAROL, -0.5)])
+    assert [c.contributor for c in contributors] == [ALICE]
+    assert contributors[0].bps == 10_000
+    assert sorted(c.bps for c in contributions) == [2500, 7500]
+    assert roll_up([example(0, ALICE, 0.0)]) == ((), ())

@@ -1,0 +1,68 @@
+"""Gradient features: the projection is exact when nothing is dropped, and reproducible."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ledgerlm.attribution import AttributionError, LoraProjector, build_index
+from ledgerlm.attribution.features import example_features, record_examples
+
+
+def test_unprojected_features_are_the_per_example_lora_gradients(trained):
+    import torch
+
+    from ledgerlm.factory import capture_lora_grads, collate, pack_examples, token_losses
+
+    examples = record_examples(trained.records, [1, 4, 9, 24], trained.tokenizer, 64)
+    exact = LoraProjector.for_model(trained.model, dim=10**8)
+    assert not exact.weights  # every side fits the budget: identity
+    features = example_features(trained.model, examples, exact, max_len=96, pad_id=0)
+    batch = collate(pack_examples(examples, 96, 0))
+    with capture_lora_grads(trained.model, batch.segments) as capture:
+        with torch.enable_grad():
+            for p in trained.model.parameters():
+                p.grad = None
+            token_losses(trained.model, batch).sum().backward()
+    full = capture.flat().numpy()
+    ours = np.stack([features[i] for i in capture.examples])
+    assert np.allclose(ours @ ours.T, full @ full.T, rtol=1e-4, atol=1e-4)
+    for p in trained.model.parameters():
+        p.grad = None
+
+
+def test_random_projection_keeps_the_gradient_geometry(trained):
+    examples = record_examples(trained.records, list(range(12)), trained.tokenizer, 64)
+    exact = LoraProjector.for_model(trained.model, dim=10**8)
+    small = LoraProjector.for_model(trained.model, dim=2048, seed=3)
+    assert small.dim <= 2048 and small.weights
+    full = example_features(trained.model, examples, exact, max_len=64, pad_id=0)
+    projected = example_features(trained.model, examples, small, max_len=64, pad_id=0)
+    a = np.stack([full[i] for i in sorted(full)])
+    b = np.stack([projected[i] for i in sorted(projected)])
+    gram_a, gram_b = (a @ a.T).ravel(), (b @ b.T).ravel()
+    assert np.corrcoef(gram_a, gram_b)[0, 1] > 0.9
+
+
+def test_same_seed_draws_the_same_projection(trained):
+    one = LoraProjector.for_model(trained.model, dim=256, seed=7)
+    two = LoraProjector.for_model(trained.model, dim=256, seed=7)
+    other = LoraProjector.for_model(trained.model, dim=256, seed=8)
+    assert one.weights.keys() == two.weights.keys()
+    assert all((one.weights[k] == two.weights[k]).all() for k in one.weights)
+    assert any((one.weights[k] != other.weights[k]).any() for k in one.weights)
+
+
+def test_index_refuses_records_the_model_was_not_trained_on(trained):
+    changed = [dict(r) for r in trained.records]
+    changed[0]["answer"] = "Crate 0 is purple."
+    with pytest.raises(AttributionError) as err:
+        build_index(trained.model_dir, changed)
+    assert err.value.field == "records"
+
+
+def test_records_without_provenance_are_refused(trained):
+    plain = [{k: v for k, v in r.items() if k != "_contributor"} for r in trained.records]
+    with pytest.raises(AttributionError) as err:
+        build_index((trained.model, trained.tokenizer), plain)
+    assert "_contributor" in err.value.field

@@ -1,0 +1,81 @@
+"""Fine-tuning through the node: a signed job trains a tiny model on a Datanet version, the
+model's lineage verifies, and publishing registers it on chain with its fee policy."""
+
+import pytest
+from eth_utils import keccak
+
+from ledgerlm.datanets import DatanetSpec
+from ledgerlm.errors import AuthError, LedgerError
+
+from ..datanets.conftest import QA_SCHEMA, write_jsonl
+
+pytest.importorskip("torch")
+
+FACTS = [{"question": f"What colour is the {thing}?", "answer": f"The {thing} is {colour}."}
+         for thing, colour in [("reef", "copper"), ("gull", "grey"), ("tide", "green"), ("moon", "pale"),
+                               ("kelp", "brown"), ("crab", "amber"), ("storm", "black"), ("sand", "gold")]]
+
+
+@pytest.fixture
+def trained(client, alice, bob, carol, tmp_path):
+    from ledgerlm.factory import tiny_random_model
+
+    texts = [f"{r['question']} {r['answer']}" for r in FACTS]
+    tiny = tiny_random_model(tmp_path / "tiny", texts)
+    client.factory.register_base("tiny", str(tiny))
+    client.create_datanet(DatanetSpec(name="colours", schema=QA_SCHEMA), alice)
+    client.contribute("colours", [write_jsonl(tmp_path / "c.jsonl", FACTS)], bob)
+    for c in client.contributions("colours"):
+        client.review(c.id, alice, accept=True)
+    version = client.publish("colours", alice)
+    job = client.factory.train(carol, {
+        "model_id": "colours-tiny", "datanet": "colours", "version": 1, "base": "tiny",
+        "config": {"epochs": 8, "lr": 5e-3, "batch_size": 2, "max_len": 64, "eval_split": 0.25, "rank": 4},
+    })
+    node = client.http.app.state.node
+    done = node.factory.wait(job["id"], timeout=300)
+    assert done.state == "done", done.error
+    return version, client.factory.model("colours-tiny")
+
+
+def test_train_verify_publish_tamper(trained, client, carol, bob):
+    """One training run (they take a while on two cores) checked end to end."""
+    from pathlib import Path
+
+    version, model = trained
+    assert model["lineage_ok"] and model["version_root"] == version.root
+    assert model["card"]["datanet_roots"] == [version.root]
+    assert model["metrics"]["train"]["steps"] >= 8
+    ev = model["metrics"]["eval"]
+    assert ev["after"]["loss"] < ev["before"]["loss"]  # it learned something held out too
+    job = client.factory.jobs()[0]
+    assert job["state"] == "done" and job["progress"]["step"] == job["progress"]["total_steps"]
+
+    with pytest.raises(AuthError, match="only the developer"):
+        client.factory.publish(bob, "colours-tiny")
+    with pytest.raises(LedgerError, match="sum to 10000"):
+        client.factory.publish(carol, "colours-tiny", {"node_bps": 1, "developer_bps": 1,
+                                                        "contributors_bps": 1, "validators_bps": 1})
+    published = client.factory.publish(carol, "colours-tiny")
+    assert published["chain_tx"]
+    registry = client.http.app.state.node.contracts.registry
+    record = registry.get_model(keccak(text="colours-tiny"))
+    assert record.developer == carol.address
+    assert record.adapter_hash == "0x" + model["card"]["adapter_sha256"]
+    policy = registry.fee_policy(keccak(text="colours-tiny"))
+    assert (policy.node_bps, policy.developer_bps, policy.contributors_bps, policy.validators_bps) == (500, 4000, 4500, 1000)
+
+    weights = Path(model["path"]) / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
+    shown = client.factory.model("colours-tiny")
+    assert not shown["lineage_ok"] and shown["lineage_problems"]
+
+
+def test_bad_requests(client, alice, carol, tmp_path):
+    with pytest.raises(LedgerError, match="no base model named 'tiny'"):
+        client.factory.train(carol, {"model_id": "m-1", "datanet": "missing", "version": 1, "base": "tiny",
+                                     "config": {}})
+    with pytest.raises(LedgerError, match="rank"):
+        client.factory.train(carol, {"model_id": "m-2", "datanet": "missing", "version": 1, "config": {"rank": 0}})
+    with pytest.raises(LedgerError, match="unknown training setting"):
+        client.factory.train(carol, {"model_id": "m-3", "datanet": "x", "version": 1, "config": {"rnak": 4}})
