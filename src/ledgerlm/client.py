@@ -65,6 +65,10 @@ class NodeClient:
         return self._info
 
     @property
+    def validation(self) -> "ValidationActions":
+        return ValidationActions(self)
+
+    @property
     def factory(self) -> "FactoryActions":
         return FactoryActions(self)
 
@@ -166,6 +170,58 @@ class NodeClient:
 
 
 ROLES = {"validator": 0, "agent": 1, "contributor_bond": 2}
+
+
+class ValidationActions:
+    """Gate policy and validator rounds; commit keeps the votes and salt for the reveal."""
+
+    def __init__(self, node: NodeClient):
+        self.node = node
+
+    def policy(self, name: str) -> dict:
+        return self.node._request("GET", f"/datanets/{name}/gate-policy")
+
+    def set_policy(self, account: LocalAccount, name: str, policy: dict) -> dict:
+        from ledgerlm.validation.rounds import policy_hash
+
+        action = self.node._sign(account, "SetGatePolicy", {"datanet": name, "policyHash": policy_hash(policy)})
+        return self.node._request("PUT", f"/datanets/{name}/gate-policy", json={"policy": policy, "action": action})
+
+    def open_round(self, account: LocalAccount, name: str) -> dict:
+        action = self.node._sign(account, "OpenRound", {"datanet": name})
+        return self.node._request("POST", f"/datanets/{name}/rounds", json={"action": action})
+
+    def queue(self, address: str) -> list[dict]:
+        return self.node._request("GET", f"/validation/queue/{address}")
+
+    def round(self, round_id: int) -> dict:
+        return self.node._request("GET", f"/validation/rounds/{round_id}")
+
+    def commit(self, account: LocalAccount, round_id: int, votes: dict[int, int], salt: bytes | None = None) -> tuple[dict, bytes]:
+        """Returns the round and the salt: keep it (with the votes) for the reveal."""
+        import secrets
+
+        from ledgerlm.validation.consensus import commit_hash
+
+        salt = salt or secrets.token_bytes(32)
+        commit = commit_hash(round_id, account.address, votes, salt)
+        action = self.node._sign(account, "CommitVotes", {"roundId": round_id, "commit": commit})
+        return self.node._request("POST", f"/validation/rounds/{round_id}/commit", json={"action": action}), salt
+
+    def reveal(self, account: LocalAccount, round_id: int, votes: dict[int, int], salt: bytes) -> dict:
+        from ledgerlm.validation.consensus import commit_hash
+
+        commit = commit_hash(round_id, account.address, votes, salt)
+        action = self.node._sign(account, "RevealVotes", {"roundId": round_id, "commit": commit})
+        body = {"votes": {str(k): v for k, v in votes.items()}, "salt": "0x" + salt.hex(), "action": action}
+        return self.node._request("POST", f"/validation/rounds/{round_id}/reveal", json=body)
+
+    def tally(self, account: LocalAccount, round_id: int) -> dict:
+        action = self.node._sign(account, "TallyRound", {"roundId": round_id})
+        return self.node._request("POST", f"/validation/rounds/{round_id}/tally", json={"action": action})
+
+    def reputation(self, address: str) -> dict:
+        return self.node._request("GET", f"/reputation/{address}")
 
 
 class FactoryActions:

@@ -144,6 +144,39 @@ class Node:
         return node
 
     @cached_property
+    def validation(self):
+        """Gates and staked validator rounds; stakes and slashing go through the chain."""
+        from ledgerlm.validation.rounds import ValidationRounds
+
+        return ValidationRounds(
+            self.db, self.datanets, chain_id=self.config.chain_id,
+            validator_stakes=lambda: self.stakes(0), contributor_bonds=self._bonds,
+            slash=self._slash if self.on_chain else None, seed_source=lambda: self.chain.head().hash,
+        )
+
+    def stakes(self, role: int) -> dict[str, int]:
+        """Current stake of every address that ever staked in `role` (from Staked events)."""
+        if not self.on_chain:
+            return {}
+        staking = self.contracts.staking
+        stakers = {
+            log["args"]["account"]
+            for log in staking.contract.events["Staked"]().get_logs(from_block=self.deployment.block)
+            if int(log["args"]["role"]) == role
+        }
+        return {a: staking.stake_of(a, role) for a in sorted(stakers)}
+
+    def _bonds(self, addresses: list[str]) -> dict[str, int]:
+        return {a: self.contracts.staking.stake_of(a, 2) for a in addresses} if self.on_chain else {}
+
+    def _slash(self, account: str, role: int, amount: int, reason: str) -> str:
+        staking = self.contracts.staking
+        amount = min(amount, staking.stake_of(account, role) + staking.pending_of(account, role).amount)
+        if amount <= 0:
+            return ""
+        return staking.slash(self.account, account, role, amount, keccak(text=reason)).tx_hash
+
+    @cached_property
     def factory(self):
         """Training jobs and fine-tuned models (torch loads only when a job runs)."""
         from ledgerlm.factory.jobs import ModelFactory

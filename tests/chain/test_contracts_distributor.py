@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from test_contracts_world import TOKEN, reverts, unauthorised, world  # noqa: F401
+from collections.abc import Iterator
+
+import pytest
+from test_contracts_world import BACKENDS, TOKEN, World, open_world, reverts, unauthorised
 
 from ledgerlm.chain import EpochFunding
 from ledgerlm.chain.merkle import StandardMerkleTree
@@ -10,6 +13,11 @@ from ledgerlm.chain.merkle import StandardMerkleTree
 ZERO = "0x" + "00" * 20
 ZERO32 = b"\x00" * 32
 TYPES = ["address", "uint256"]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def world(request, tmp_path_factory) -> Iterator[World]:
+    yield from open_world(request, tmp_path_factory)
 
 
 def payees(world, *amounts: int) -> list[tuple[str, int]]:

@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
-from test_contracts_world import (  # noqa: F401
+from test_contracts_world import (
+    BACKENDS,
     PAYOUT_TYPES,
     TOKEN,
     WITHDRAW_DELAY,
+    World,
+    open_world,
     reverts,
     unauthorised,
-    world,
 )
 
 from ledgerlm.chain import Debit, EpochFunding, PendingAmount
 from ledgerlm.chain.merkle import StandardMerkleTree
 
 ZERO = "0x" + "00" * 20
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def world(request, tmp_path_factory) -> Iterator[World]:
+    yield from open_world(request, tmp_path_factory)
 
 
 def consumer_with_deposit(world, amount: int):

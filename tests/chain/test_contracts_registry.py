@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from eth_utils import keccak
-from test_contracts_world import reverts, unauthorised, world  # noqa: F401
+from test_contracts_world import BACKENDS, World, open_world, reverts, unauthorised
 
 from ledgerlm.chain import FeePolicy
 
 ZERO = "0x" + "00" * 20
 ZERO32 = b"\x00" * 32
 DEFAULT_POLICY = FeePolicy(500, 4000, 4500, 1000)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def world(request, tmp_path_factory) -> Iterator[World]:
+    yield from open_world(request, tmp_path_factory)
 
 
 def _hex(raw: bytes) -> str:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from test_contracts_world import COOLDOWN, TOKEN, reverts, unauthorised, world  # noqa: F401
+from test_contracts_world import BACKENDS, COOLDOWN, TOKEN, World, open_world, reverts, unauthorised
 
 from ledgerlm.chain import PendingAmount, StakeRole
 
@@ -22,6 +23,11 @@ def paused(world):
         yield
     finally:
         world.contracts.staking.unpause(world.admin)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def world(request, tmp_path_factory) -> Iterator[World]:
+    yield from open_world(request, tmp_path_factory)
 
 
 def test_a_stake_moves_tokens_into_the_bond_of_that_role(world):

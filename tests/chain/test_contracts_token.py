@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from test_contracts_world import TOKEN, reverts, unauthorised, world  # noqa: F401
+from collections.abc import Iterator
+
+import pytest
+from test_contracts_world import BACKENDS, TOKEN, World, open_world, reverts, unauthorised
 
 from ledgerlm.chain import role_id
 
 ZERO = "0x" + "00" * 20
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def world(request, tmp_path_factory) -> Iterator[World]:
+    yield from open_world(request, tmp_path_factory)
 
 
 def test_token_identity_matches_the_permit_domain(world):

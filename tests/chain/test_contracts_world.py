@@ -1,7 +1,7 @@
 """A deployed settlement world for the contract unit tests: one deployment per test module and backend.
 
-Each contract module imports `world` (a module-scoped fixture parametrised over the embedded chain
-and anvil) and `reverts`. Tests stay independent without redeploying: every test takes fresh,
+Each contract module builds its own module-scoped `world` fixture with `open_world`, parametrised
+over `BACKENDS` (the embedded chain and anvil), and checks refusals with `reverts`. Tests stay independent without redeploying: every test takes fresh,
 gas-funded accounts from `world.actor()` and fresh ids or epoch numbers from `world.fresh_id()` /
 `world.fresh_epoch()`, so nothing one test does is visible to another. This module holds no tests.
 """
@@ -108,11 +108,6 @@ def open_world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
                             cooldown=COOLDOWN, withdraw_delay=WITHDRAW_DELAY)
     yield World(chain, Contracts(chain, deployment), admin, node, treasury, salt)
     chain.close()
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def world(request, tmp_path_factory) -> Iterator[World]:
-    yield from open_world(request, tmp_path_factory)
 
 
 @contextmanager

@@ -10,11 +10,12 @@ import json
 import random
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from eth_account import Account
-from test_contracts_world import PAYOUT_TYPES, TOKEN, reverts, world  # noqa: F401
+from test_contracts_world import BACKENDS, PAYOUT_TYPES, TOKEN, World, open_world, reverts
 
 from ledgerlm.chain.merkle import StandardMerkleTree, leaf_hash, verify_proof
 
@@ -29,6 +30,11 @@ needs_reference = pytest.mark.skipif(
     or not (CONTRACTS / "node_modules" / "@openzeppelin" / "merkle-tree").is_dir(),
     reason="node or contracts/node_modules is missing (run `npm ci` in contracts/)",
 )
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def world(request, tmp_path_factory) -> Iterator[World]:
+    yield from open_world(request, tmp_path_factory)
 
 
 def random_values(types: list[str], count: int, seed: int) -> list[list]:

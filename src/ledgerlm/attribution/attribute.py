@@ -2,26 +2,34 @@
 
 Per answer: (1) the gradient of the answer's loss, projected like the index rows, scored against
 every indexed example (`AttributionIndex.search`); (2) the answer's tokens matched against the
-span index. The two signals are put on one scale before they are added:
+span index. The two signals are put on one scale, "share of the answer explained", before they
+are added:
 
-  gradient evidence  rows whose score is positive *and* stands `min_z` standard deviations above
-                     the index-wide mean score earn (z - min_z); these are normalised to sum to 1.
-                     Only positive influence earns; an answer that no example stands out for
-                     gives no gradient evidence at all.
   span evidence      the fraction of the answer's tokens a row explains with long, rare spans
-                     (see spans.py); sums to at most 1.
+                     (see spans.py); sums to at most 1. Verbatim recall is near-deterministic
+                     evidence, so it is taken at face value.
+  gradient evidence  rows whose score is positive *and* stands `min_z` standard deviations above
+                     the index-wide mean score earn (z - min_z), normalised to sum to 1, and
+                     weighted by the part of the answer that no span explains (1 - coverage,
+                     coverage = fraction of the answer's tokens covered by long, rare spans).
+                     Only positive influence earns; an answer that no example stands out for gets
+                     no gradient evidence at all.
 
-  combined = gradient evidence + span_weight x span evidence
+  combined = span_weight x span + (1 - coverage) x gradient
 
-So a memorised answer (span coverage near 1) splits its credit between the two signals, and a
-paraphrase (no spans) is credited by gradient influence alone. The top `top_k` rows by combined
-score are rolled up: each row's owner contribution (duplicates of the same content were merged
-into the earliest contribution when the index was built), then contributors. Shares are integer
-basis points summing to exactly 10,000: scores are quantised to integers, then split by largest
-remainder with ties going to the lower (contributor address, contribution id). Contributor shares
-are the sums of their contributions' shares, so a receipt's two levels always agree. When no row
-earns anything the result is `unattributed` and the contributor share goes to the Datanet
-treasury (economy's rule).
+Tokens copied from training data are paid to the examples containing them; what the model
+produced by generalising (a paraphrase, a format, a fact asked about in new words) is paid by
+influence, and among examples that share a copied span equally the gradient score orders them.
+On the fact-tracing benchmark this residual rule keeps the combination close to the better
+signal of each query kind; adding both at equal weight let a weak gradient ranking dilute exact
+span matches (benchmarks/attribution.py). The top `top_k` rows by combined score are rolled up: each
+row's owner contribution (duplicates of the same content were merged into the earliest
+contribution when the index was built), then contributors. Shares are integer basis points
+summing to exactly 10,000: scores are quantised to integers, then split by largest remainder
+with ties going to the lower (contributor address, contribution id). Contributor shares are the
+sums of their contributions' shares, so a receipt's two levels always agree. When no row earns
+anything the result is `unattributed` and the contributor share goes to the Datanet treasury
+(economy's rule).
 
 Everything is deterministic for the same model, index and inputs: no sampling, dropout off,
 ties broken by row.
@@ -188,7 +196,7 @@ def gather_evidence(
     position = {r: i for i, r in enumerate(rows.tolist())}
     for r, c, n in zip(spans.rows.tolist(), spans.credit.tolist(), spans.longest.tolist()):
         span[position[r]], longest[position[r]] = c, n
-    combined = grad_evidence + settings.span_weight * span
+    combined = settings.span_weight * span + max(0.0, 1.0 - spans.coverage) * grad_evidence
     return Evidence(rows, gradient, z, span, longest, combined, len(answer_ids))
 
 
@@ -221,7 +229,7 @@ def attribute(
 
 def result_from_evidence(index: AttributionIndex, evidence: Evidence,
                          settings: AttributionSettings) -> AttributionResult:
-    order = sorted(range(len(evidence.rows)),
+    order = sorted(range(len(evidence.rows)),  # equal combined: the stronger gradient first
                    key=lambda i: (-evidence.combined[i], -evidence.gradient[i], evidence.rows[i]))
     listed = []
     for i in order[:settings.top_k]:
@@ -280,6 +288,21 @@ class Attributor:
     def attribute(self, prompt: str | list[dict], answer: str) -> AttributionResult:
         return attribute(self.model, prompt, answer, index=self.index, tokenizer=self.tokenizer,
                          settings=self.settings)
+
+    def generate(self, prompt: str | list[dict], max_new_tokens: int = 64) -> str:
+        """The model's greedy answer, for `ledgerlm attribute` without --answer."""
+        import torch
+
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        ids = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True,
+                                                 tokenize=True, return_dict=False)
+        device = next(self.model.parameters()).device
+        ids = torch.tensor([list(ids)], device=device)
+        with torch.no_grad():
+            out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                      max_new_tokens=max_new_tokens, do_sample=False,
+                                      pad_token_id=self.tokenizer.pad_token_id)
+        return self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
 
 
 def load_attributor(model_dir: Path, *, base=None, device=None, model=None, tokenizer=None,

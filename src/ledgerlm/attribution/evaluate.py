@@ -644,8 +644,7 @@ def search_scaling(sizes: tuple[int, ...], dim: int, *, seed: int = 0, queries: 
         )
         index.row_inverse_norms("trak_cosine")
         search_times, span_times = [], []
-        tracemalloc.start()
-        for qi in range(queries):
+        for _ in range(queries):
             q = rng.standard_normal(dim, dtype=np.float32)
             t0 = time.perf_counter()
             top_hits(index.gradient_scores(q, "trak_cosine"), 10)
@@ -656,6 +655,10 @@ def search_scaling(sizes: tuple[int, ...], dim: int, *, seed: int = 0, queries: 
             t0 = time.perf_counter()
             spans.explain(answer)
             span_times.append(time.perf_counter() - t0)
+        # Memory is measured on separate queries: tracing allocations slows the timed ones.
+        tracemalloc.start()
+        top_hits(index.gradient_scores(rng.standard_normal(dim, dtype=np.float32), "trak_cosine"), 10)
+        spans.explain(token_rows[0][:answer_tokens].tolist())
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         out.append({
@@ -670,3 +673,151 @@ def search_scaling(sizes: tuple[int, ...], dim: int, *, seed: int = 0, queries: 
         })
         del features, index, spans
     return out
+
+
+def serving_latency(base, *, rank: int = 8, dim: int = 1024, rows: int = 100_000,
+                    answer_tokens: int = 32, repeats: int = 5, seed: int = 0) -> dict:
+    """Per-answer attribution cost on a real base model against generating the same answer.
+
+    The adapter is freshly initialised (B = 0 gives zero lora_A gradients, but every matmul and
+    hook still runs, so the cost is the trained one); the index is `rows` synthetic rows of the
+    projector's width, with a span index of the same number of 48-token examples.
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from ledgerlm.attribution.features import LoraProjector
+    from ledgerlm.factory import load_base_model, load_tokenizer
+
+    tokenizer = load_tokenizer(base)
+    model = get_peft_model(load_base_model(base, torch.device("cpu")), LoraConfig(
+        r=rank, lora_alpha=2 * rank, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                        "down_proj"])).eval()
+    projector = LoraProjector.for_model(model, dim, seed)
+    prompt = "Where was the cartographer who keeps a heron born, and what is the town known for?"
+    messages = [{"role": "user", "content": prompt}]
+    prompt_ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                               return_dict=False)
+    ids = torch.tensor([list(prompt_ids)])
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                             max_new_tokens=answer_tokens, min_new_tokens=answer_tokens,
+                             do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    answer = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+    example = answer_example(tokenizer, prompt, answer)
+    answer_ids = [t for t, label in zip(example.input_ids, example.labels) if label != -100]
+
+    rng = np.random.default_rng(seed)
+    features = rng.standard_normal((rows, projector.dim), dtype=np.float32)
+    preconditioner = damped_inverse_covariance(features[:4096], 0.1)
+    index = AttributionIndex(
+        examples=[IndexedExample(i, i, i, "0x0", "") for i in range(rows)], features=features,
+        preconditioner=preconditioner, projector=projector,
+        spans=SpanIndex.build(rng.integers(0, len(tokenizer), (rows, 48)).tolist()),
+        config=IndexConfig(dim=projector.dim, seed=seed, damping=0.1, max_len=0),
+    )
+    index.row_inverse_norms("trak_cosine")
+    generate, feature, search, span = [], [], [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                           max_new_tokens=answer_tokens, min_new_tokens=answer_tokens,
+                           do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        t1 = time.perf_counter()
+        q = answer_feature(model, projector, example)
+        t2 = time.perf_counter()
+        top_hits(index.gradient_scores(q, "trak_cosine"), 10)
+        t3 = time.perf_counter()
+        index.spans.explain(answer_ids)
+        t4 = time.perf_counter()
+        generate.append(t1 - t0)
+        feature.append(t2 - t1)
+        search.append(t3 - t2)
+        span.append(t4 - t3)
+    median = lambda xs: 1e3 * float(np.median(xs))  # noqa: E731
+    result = {
+        "base": base.name, "rows": rows, "feature_dim": projector.dim,
+        "prompt_tokens": len(prompt_ids), "answer_tokens": len(answer_ids),
+        "generate_ms": median(generate), "feature_ms": median(feature),
+        "search_ms": median(search), "span_ms": median(span),
+        "torch_threads": torch.get_num_threads(),
+    }
+    result["attribution_ms"] = result["feature_ms"] + result["search_ms"] + result["span_ms"]
+    return result
+
+
+def report_tables(report: EvalReport) -> list:
+    """The report as rich tables, for `ledgerlm eval attribution` and benchmarks/attribution.py."""
+    from rich.table import Table
+
+    tables = []
+    kinds = ("all",) + QUERY_KINDS
+    for level in ("contributor", "record"):
+        table = Table(title=f"Fact tracing — responsible {level}: precision@1 / MRR "
+                            f"(queries: {report.dataset['queries']})")
+        table.add_column("method")
+        for kind in kinds:
+            table.add_column(kind, justify="right")
+        for method in report.tracing["all"]:
+            cells = []
+            for kind in kinds:
+                m = report.tracing[kind][method]
+                cells.append(f"{m[f'{level}_p1']:.2f} / {m[f'{level}_mrr']:.2f}")
+            table.add_row(method, *cells)
+        tables.append(table)
+    paid = Table(title="Mean share of the fee (bps of 10,000) paid to the responsible contributor")
+    for kind in kinds:
+        paid.add_column(kind, justify="right")
+    paid.add_row(*[f"{report.paid_share[k]:.0f}" for k in kinds])
+    tables.append(paid)
+
+    lds = report.lds
+    table = Table(title=f"Linear datamodeling score: {lds['subsets']} retrains on random "
+                        f"{lds['fraction']:.0%} subsets of {lds['records']} records, "
+                        f"{lds['queries']} queries")
+    table.add_column("method")
+    table.add_column("LDS (Spearman)", justify="right")
+    table.add_column("± s.e.", justify="right")
+    for name, value in lds["methods"].items():
+        table.add_row(name, f"{value['mean']:.3f}", f"{value['sem']:.3f}")
+    tables.append(table)
+
+    cost = report.cost
+    table = Table(title="Cost on this machine")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("fine-tuning (s)", f"{cost['train_seconds']:.1f}")
+    table.add_row("feature index build (s)", f"{cost['index_build_seconds']:.1f}")
+    table.add_row("index build / training", f"{cost['index_over_train']:.2f}")
+    table.add_row("feature dim (full LoRA gradient dim)",
+                  f"{cost['feature_dim']} ({cost['full_gradient_dim']})")
+    per = cost["per_answer"]
+    table.add_row("per answer: gradient feature (ms)", f"{per['feature_ms']:.1f}")
+    table.add_row("per answer: index search (ms)", f"{per['search_ms']:.2f}")
+    table.add_row("per answer: span match (ms)", f"{per['span_ms']:.2f}")
+    table.add_row("per answer: attribution total (ms)", f"{per['attribution_ms']:.1f}")
+    table.add_row("per answer: generating it (ms)", f"{per['generate_ms']:.1f}")
+    tables.append(table)
+
+    table = Table(title="Search at scale (synthetic rows, trak_cosine, top-10)")
+    for col in ("examples", "search ms (median)", "search ms (p95)", "span ms (median)",
+                "feature index MB", "span index MB", "query peak MB"):
+        table.add_column(col, justify="right")
+    for row in cost["scale"]:
+        table.add_row(f"{row['examples']:,}", f"{row['search_ms_median']:.1f}",
+                      f"{row['search_ms_p95']:.1f}", f"{row['span_ms_median']:.1f}",
+                      f"{row['index_mb']:.0f}", f"{row['span_index_mb']:.0f}",
+                      f"{row['query_peak_mb']:.1f}")
+    tables.append(table)
+    serving = cost.get("serving")
+    if serving:
+        table = Table(title=f"Serving {serving['base']}: attribution vs generation "
+                            f"({serving['answer_tokens']} answer tokens, {serving['rows']:,} rows)")
+        table.add_column("what")
+        table.add_column("ms", justify="right")
+        for key in ("generate_ms", "feature_ms", "search_ms", "span_ms", "attribution_ms"):
+            table.add_row(key[:-3], f"{serving[key]:.1f}")
+        tables.append(table)
+    return tables

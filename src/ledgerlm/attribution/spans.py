@@ -37,6 +37,11 @@ class SpanEvidence:
     longest: np.ndarray       # longest shared span (tokens) of each row
     n_tokens: int
 
+    @property
+    def coverage(self) -> float:
+        """Fraction of the answer's tokens that some long, rare span explains."""
+        return float(self.credit.sum())
+
     def as_dict(self) -> dict[int, tuple[float, int]]:
         return {int(r): (float(c), int(n)) for r, c, n in zip(self.rows, self.credit, self.longest)}
 

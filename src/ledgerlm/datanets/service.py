@@ -191,7 +191,7 @@ class Datanets:
             )
             found = self._versions(conn, row)
         return Datanet(
-            **{k: row[k] for k in row.keys() if k != "action_id"},
+            **{k: row[k] for k in row.keys() if k not in ("action_id", "gate_policy")},
             counts={s: counts.get(s, 0) for s in ("pending", "accepted", "rejected", "withdrawn")},
             versions=found,
         )

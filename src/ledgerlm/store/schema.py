@@ -52,6 +52,7 @@ datanets = Table(
     Column("action_id", Integer, ForeignKey("signed_actions.id"), nullable=False),
     Column("chain_tx", String(66), nullable=True),
     Column("created_at", BigInteger, nullable=False),
+    Column("gate_policy", JSON, nullable=True),  # the owner's gate settings; NULL: defaults
 )
 
 uploads = Table(
@@ -171,4 +172,61 @@ models = Table(
     Column("fee_policy", JSON, nullable=True),
     Column("chain_tx", String(66), nullable=True),
     Column("created_at", BigInteger, nullable=False),
+)
+
+# What the automatic gates said about each contribution (and its measured value).
+gate_reports = Table(
+    "gate_reports",
+    metadata,
+    Column("contribution_id", Integer, ForeignKey("contributions.id"), primary_key=True),
+    Column("decision", String(16), nullable=False),  # pass | flag | reject
+    Column("findings", JSON, nullable=False),
+    Column("value", JSON, nullable=True),  # data valuation score, when computed
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# A staked validator round over one Datanet's pending contributions: commit, reveal, tally.
+validation_rounds = Table(
+    "validation_rounds",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("datanet_id", Integer, ForeignKey("datanets.id"), nullable=False),
+    Column("seed", String(66), nullable=False),
+    Column("commit_deadline", BigInteger, nullable=False),
+    Column("reveal_deadline", BigInteger, nullable=False),
+    Column("rules", JSON, nullable=False),
+    Column("stakes", JSON, nullable=False),  # validator -> stake (decimal string), at opening
+    Column("state", String(16), nullable=False),  # open | tallied
+    Column("tally", JSON, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+round_assignments = Table(
+    "round_assignments",
+    metadata,
+    Column("round_id", Integer, ForeignKey("validation_rounds.id"), primary_key=True),
+    Column("contribution_id", Integer, ForeignKey("contributions.id"), primary_key=True),
+    Column("validator", String(42), primary_key=True),
+)
+
+round_votes = Table(
+    "round_votes",
+    metadata,
+    Column("round_id", Integer, ForeignKey("validation_rounds.id"), primary_key=True),
+    Column("validator", String(42), primary_key=True),
+    Column("commit", String(66), nullable=False),
+    Column("votes", JSON, nullable=True),  # filled at reveal
+    Column("salt", String(66), nullable=True),
+    Column("committed_at", BigInteger, nullable=False),
+    Column("revealed_at", BigInteger, nullable=True),
+)
+
+# Exponential moving averages of outcomes, in basis points, per address and role.
+reputation = Table(
+    "reputation",
+    metadata,
+    Column("address", String(42), primary_key=True),
+    Column("role", String(16), primary_key=True),  # contributor | validator
+    Column("bps", Integer, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
 )

@@ -1,0 +1,81 @@
+"""Validation routes: gate policy, validator rounds (open, commit, reveal, tally), reputation."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel
+
+from ledgerlm.api.deps import get_node
+from ledgerlm.identity import SignedAction
+from ledgerlm.node import Node
+
+router = APIRouter(tags=["validation"])
+
+
+class ActionBody(BaseModel):
+    action: SignedAction
+
+
+class PolicyBody(BaseModel):
+    policy: dict
+    action: SignedAction
+
+
+class RevealBody(BaseModel):
+    votes: dict[int, int]
+    salt: str
+    action: SignedAction
+
+
+@router.get("/datanets/{name}/gate-policy")
+def get_policy(name: str, node: Node = Depends(get_node)) -> dict:
+    """Which gates reject, which only flag, and their thresholds."""
+    return node.validation.policy(name).to_dict()
+
+
+@router.put("/datanets/{name}/gate-policy")
+def set_policy(name: str, body: PolicyBody, node: Node = Depends(get_node)) -> dict:
+    """The owner configures the gates (signed SetGatePolicy over the policy's hash)."""
+    return node.validation.set_policy(name, body.policy, body.action)
+
+
+@router.post("/datanets/{name}/rounds", status_code=201)
+def open_round(name: str, body: ActionBody, node: Node = Depends(get_node)) -> dict:
+    """Run the gates on pending data, then assign what passed to validators sampled by stake."""
+    return node.validation.open_round(name, body.action).model_dump()
+
+
+@router.get("/validation/queue/{address}")
+def queue(address: str, node: Node = Depends(get_node)) -> list[dict]:
+    """What a validator has to score in open rounds, with the data and any gate flags."""
+    return node.validation.queue(address)
+
+
+@router.get("/validation/rounds/{round_id}")
+def show_round(round_id: int, node: Node = Depends(get_node)) -> dict:
+    return node.validation.round(round_id).model_dump()
+
+
+@router.post("/validation/rounds/{round_id}/commit")
+def commit(round_id: int, body: ActionBody, node: Node = Depends(get_node)) -> dict:
+    """Post the hash of your votes (signed CommitVotes); nobody can read them until the reveal."""
+    return node.validation.commit(round_id, body.action).model_dump()
+
+
+@router.post("/validation/rounds/{round_id}/reveal")
+def reveal(round_id: int, body: RevealBody, node: Node = Depends(get_node)) -> dict:
+    """Reveal the votes and salt that hash to your commit (signed RevealVotes)."""
+    return node.validation.reveal(round_id, body.votes, body.salt, body.action).model_dump()
+
+
+@router.post("/validation/rounds/{round_id}/tally")
+def tally(round_id: int, body: ActionBody, node: Node = Depends(get_node)) -> dict:
+    """Close the round after its reveal deadline: consensus, decisions, reputation, slashing."""
+    return node.validation.tally(round_id, body.action).model_dump()
+
+
+@router.get("/reputation/{address}")
+def reputation(address: str, node: Node = Depends(get_node)) -> dict:
+    v = node.validation
+    return {"address": address, "contributor_bps": v.reputation(address, "contributor"),
+            "validator_bps": v.reputation(address, "validator")}

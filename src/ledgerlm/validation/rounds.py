@@ -1,0 +1,455 @@
+"""Validator rounds on a node: gates on pending data, stake-sampled assignment, commit–reveal
+votes, stake-weighted consensus, reputation and slashing — stored, signed and explained."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any, Callable, Mapping
+
+import orjson
+from eth_utils import keccak
+from pydantic import BaseModel, Field
+from sqlalchemy import and_, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ledgerlm.datanets import DOCUMENTS, Datanets
+from ledgerlm.errors import AuthError, ConflictError, NotFoundError
+from ledgerlm.identity import SignedAction, register_action, verify_action
+from ledgerlm.store import Database
+from ledgerlm.store.schema import (
+    contributions,
+    datanets,
+    gate_reports,
+    reputation,
+    round_assignments,
+    round_votes,
+    signed_actions,
+    validation_rounds,
+)
+from ledgerlm.validation.consensus import (
+    BPS,
+    Reveal,
+    Round,
+    RoundRules,
+    RoundTally,
+    SlashPolicy,
+    ValidatorOutcome,
+    assign_validators,
+    check_commit,
+    check_reveal,
+    slashing_decisions,
+    tally,
+)
+from ledgerlm.validation.errors import ValidationError
+from ledgerlm.validation.gates import Candidate, run_gates
+from ledgerlm.validation.near_duplicates import NearDuplicateIndex
+from ledgerlm.validation.policy import GatePolicy
+from ledgerlm.validation.reputation import (
+    NEUTRAL_BPS,
+    contributor_outcome_bps,
+    validator_outcome_bps,
+)
+from ledgerlm.validation.reputation import update as update_reputation
+
+register_action("SetGatePolicy", [("owner", "address"), ("datanet", "string"), ("policyHash", "bytes32"),
+                                  ("nonce", "uint256"), ("deadline", "uint256")])
+register_action("OpenRound", [("owner", "address"), ("datanet", "string"), ("nonce", "uint256"),
+                              ("deadline", "uint256")])
+register_action("CommitVotes", [("validator", "address"), ("roundId", "uint256"), ("commit", "bytes32"),
+                                ("nonce", "uint256"), ("deadline", "uint256")])
+register_action("RevealVotes", [("validator", "address"), ("roundId", "uint256"), ("commit", "bytes32"),
+                                ("nonce", "uint256"), ("deadline", "uint256")])
+register_action("TallyRound", [("caller", "address"), ("roundId", "uint256"), ("nonce", "uint256"),
+                               ("deadline", "uint256")])
+
+
+def policy_hash(policy: dict) -> str:
+    return "0x" + hashlib.sha256(orjson.dumps(policy, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+class RoundSettings(BaseModel):
+    validators_per_contribution: int = Field(3, ge=1, le=50)
+    commit_seconds: int = Field(3600, ge=1)
+    reveal_seconds: int = Field(3600, ge=1)
+    accept_threshold: int = Field(60, ge=0, le=100)
+    clip_distance: int = Field(25, ge=0, le=100)
+    quorum_bps: int = Field(5000, ge=1, le=BPS)
+    contributor_bond_slash_bps: int = Field(5000, ge=0, le=BPS)
+    bond_per_contribution: int = Field(10**18, ge=0)  # LGR base units at stake per contribution
+
+
+class RoundView(BaseModel):
+    id: int
+    datanet: str
+    state: str
+    commit_deadline: int
+    reveal_deadline: int
+    rules: dict[str, int]
+    stakes: dict[str, str]
+    assignments: dict[int, list[str]]
+    committed: list[str]
+    revealed: list[str]
+    tally: dict[str, Any] | None
+    gated: dict[str, int] = Field(default_factory=dict)
+
+
+class ValidationRounds:
+    def __init__(
+        self,
+        db: Database,
+        datanets_: Datanets,
+        *,
+        chain_id: int,
+        validator_stakes: Callable[[], Mapping[str, int]],
+        contributor_bonds: Callable[[list[str]], Mapping[str, int]] = lambda addresses: {},
+        slash: Callable[[str, int, int, str], str] | None = None,
+        settings: RoundSettings | None = None,
+        clock: Callable[[], float] = time.time,
+        seed_source: Callable[[], str] = lambda: "0x" + "00" * 32,
+    ):
+        self.db = db
+        self.datanets = datanets_
+        self.chain_id = chain_id
+        self.validator_stakes = validator_stakes
+        self.contributor_bonds = contributor_bonds
+        self.slash = slash
+        self.settings = settings or RoundSettings()
+        self.clock = clock
+        self.seed_source = seed_source
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    def _record(self, conn, signed: SignedAction, signer: str) -> int:
+        try:
+            with conn.begin_nested():
+                return conn.execute(insert(signed_actions).values(
+                    action=signed.action, signer=signer, nonce=str(signed.message["nonce"]),
+                    deadline=int(signed.message["deadline"]), chain_id=self.chain_id, message=signed.message,
+                    signature=signed.signature, created_at=self.now(),
+                )).inserted_primary_key[0]
+        except IntegrityError as exc:
+            raise AuthError(f"nonce {signed.message['nonce']} was already used: replay rejected", field="nonce") from exc
+
+    def _datanet(self, conn, name: str):
+        row = conn.execute(select(datanets).where(datanets.c.name == name)).mappings().first()
+        if row is None:
+            raise NotFoundError(f"no Datanet named {name!r}", field="datanet")
+        return row
+
+    # ------------------------------------------------------------------ gate policy
+
+    def set_policy(self, name: str, policy: dict, signed: SignedAction) -> dict:
+        owner = verify_action(signed, expected="SetGatePolicy", chain_id=self.chain_id)
+        parsed = GatePolicy.from_dict(policy)  # names the unknown gate or field
+        if signed.message["datanet"] != name or signed.message["policyHash"] != policy_hash(policy):
+            raise AuthError("the signature does not cover this gate policy", field="policyHash")
+        with self.db.begin() as conn:
+            row = self._datanet(conn, name)
+            if row["owner"] != owner:
+                raise AuthError(f"only the owner of {name!r} may set its gate policy", field="owner", status=403)
+            self._record(conn, signed, owner)
+            conn.execute(update(datanets).where(datanets.c.id == row["id"]).values(gate_policy=parsed.to_dict()))
+        return parsed.to_dict()
+
+    def policy(self, name: str) -> GatePolicy:
+        with self.db.connect() as conn:
+            row = self._datanet(conn, name)
+        return GatePolicy.from_dict(row["gate_policy"]) if row["gate_policy"] else GatePolicy()
+
+    # ------------------------------------------------------------------ gates
+
+    def run_gates(self, name: str) -> dict[str, int]:
+        """Gate every pending contribution not gated yet; gate rejections are final, with findings."""
+        policy = self.policy(name)
+        with self.db.connect() as conn:
+            row = self._datanet(conn, name)
+            pending = conn.execute(
+                select(contributions.c.id, contributions.c.contributor, contributions.c.content_hash,
+                       contributions.c.payload)
+                .outerjoin(gate_reports, gate_reports.c.contribution_id == contributions.c.id)
+                .where(and_(contributions.c.datanet_id == row["id"], contributions.c.state == "pending",
+                            gate_reports.c.contribution_id.is_(None)))
+                .order_by(contributions.c.id)
+            ).all()
+            accepted = conn.execute(
+                select(contributions.c.id, contributions.c.contributor, contributions.c.content_hash,
+                       contributions.c.payload)
+                .where(and_(contributions.c.datanet_id == row["id"], contributions.c.state == "accepted"))
+            ).all()
+        if not pending:
+            return {"pass": 0, "flag": 0, "reject": 0}
+        documents = row["kind"] == DOCUMENTS
+
+        def candidate(r) -> Candidate:
+            record = None if documents else orjson.loads(r.payload)
+            return Candidate(r.id, r.contributor, r.content_hash, r.payload, record)
+
+        index = NearDuplicateIndex()
+        for a in accepted:
+            index.add(a.id, candidate(a).scan_text() if not documents else a.payload)
+        reports = run_gates([candidate(r) for r in pending], policy, {a.content_hash for a in accepted}, index)
+        counts = {"pass": 0, "flag": 0, "reject": 0}
+        now = self.now()
+        rejected: list[tuple[int, str]] = []
+        with self.db.begin() as conn:
+            for cid, report in reports.items():
+                counts[report.decision] += 1
+                conn.execute(insert(gate_reports).values(
+                    contribution_id=cid, decision=report.decision,
+                    findings=[f.to_dict() for f in report.findings], value=None, created_at=now,
+                ))
+                if report.decision == "reject":
+                    self.datanets.set_state(
+                        conn, cid, "rejected", reason="gates: " + "; ".join(report.reasons), actor=None,
+                        details=report.to_dict(), allowed_from=("pending",),
+                    )
+                    rejected.append((cid, next(r.contributor for r in pending if r.id == cid)))
+        self._contributor_outcomes([(c, a, "reject", None) for c, a in rejected])
+        return counts
+
+    # ------------------------------------------------------------------ rounds
+
+    def open_round(self, name: str, signed: SignedAction) -> RoundView:
+        owner = verify_action(signed, expected="OpenRound", chain_id=self.chain_id)
+        if signed.message["datanet"] != name:
+            raise AuthError("the signature is for another Datanet", field="datanet")
+        with self.db.connect() as conn:
+            row = self._datanet(conn, name)
+        if row["owner"] != owner:
+            raise AuthError(f"only the owner of {name!r} may open a validator round", field="owner", status=403)
+        gated = self.run_gates(name)
+        stakes = {a: s for a, s in self.validator_stakes().items() if s > 0}
+        if not stakes:
+            raise ValidationError("no validator has stake: stake as a validator first (`ledgerlm stake`)",
+                                  field="validators", status=409)
+        now = self.now()
+        s = self.settings
+        with self.db.begin() as conn:
+            busy = select(round_assignments.c.contribution_id).join(
+                validation_rounds, validation_rounds.c.id == round_assignments.c.round_id
+            ).where(validation_rounds.c.state == "open")
+            queue = conn.execute(
+                select(contributions.c.id).where(and_(
+                    contributions.c.datanet_id == row["id"], contributions.c.state == "pending",
+                    contributions.c.id.not_in(busy),
+                )).order_by(contributions.c.id)
+            ).scalars().all()
+            if not queue:
+                raise ValidationError(f"{name!r} has no pending contributions left after the gates "
+                                      f"({gated['reject']} rejected by gates)", field="datanet", status=409)
+            self._record(conn, signed, owner)
+            rules = RoundRules(s.accept_threshold, s.clip_distance, s.quorum_bps)
+            round_id = conn.execute(insert(validation_rounds).values(
+                datanet_id=row["id"], seed="0x" + "00" * 32, commit_deadline=now + s.commit_seconds,
+                reveal_deadline=now + s.commit_seconds + s.reveal_seconds, rules=rules.__dict__,
+                stakes={a: str(v) for a, v in stakes.items()}, state="open", tally=None, created_at=now,
+            )).inserted_primary_key[0]
+            # The seed mixes a chain value the node cannot choose with the round id.
+            seed = "0x" + keccak(bytes.fromhex(self.seed_source().removeprefix("0x")) + round_id.to_bytes(32, "big")).hex()
+            assignments = assign_validators(queue, stakes, min(s.validators_per_contribution, len(stakes)), seed)
+            conn.execute(update(validation_rounds).where(validation_rounds.c.id == round_id).values(seed=seed))
+            conn.execute(insert(round_assignments), [
+                {"round_id": round_id, "contribution_id": cid, "validator": v}
+                for cid, validators in assignments.items() for v in validators
+            ])
+        view = self.round(round_id)
+        view.gated = gated
+        return view
+
+    def _load(self, conn, round_id: int):
+        row = conn.execute(select(validation_rounds).where(validation_rounds.c.id == round_id)).mappings().first()
+        if row is None:
+            raise NotFoundError(f"no validator round {round_id}", field="round")
+        assignments: dict[int, list[str]] = {}
+        for a in conn.execute(select(round_assignments).where(round_assignments.c.round_id == round_id)):
+            assignments.setdefault(a.contribution_id, []).append(a.validator)
+        votes = conn.execute(select(round_votes).where(round_votes.c.round_id == round_id)).mappings().all()
+        rnd = Round(
+            round_id=round_id,
+            assignments={c: tuple(sorted(v)) for c, v in assignments.items()},
+            stakes={a: int(v) for a, v in row["stakes"].items()},
+            commit_deadline=row["commit_deadline"], reveal_deadline=row["reveal_deadline"],
+            rules=RoundRules(**row["rules"]),
+            commits={v["validator"]: v["commit"] for v in votes},
+            reveals={v["validator"]: Reveal(v["validator"], {int(k): s for k, s in v["votes"].items()},
+                                            bytes.fromhex(v["salt"][2:]))
+                     for v in votes if v["votes"] is not None},
+        )
+        return row, rnd
+
+    def round(self, round_id: int) -> RoundView:
+        with self.db.connect() as conn:
+            row, rnd = self._load(conn, round_id)
+            name = conn.execute(select(datanets.c.name).where(datanets.c.id == row["datanet_id"])).scalar()
+        return RoundView(
+            id=round_id, datanet=name, state=row["state"], commit_deadline=row["commit_deadline"],
+            reveal_deadline=row["reveal_deadline"], rules=row["rules"], stakes=row["stakes"],
+            assignments={c: list(v) for c, v in rnd.assignments.items()}, committed=sorted(rnd.commits),
+            revealed=sorted(rnd.reveals), tally=row["tally"],
+        )
+
+    def queue(self, validator: str) -> list[dict]:
+        """Open rounds where `validator` has contributions to score, with the data to read."""
+        now = self.now()
+        with self.db.connect() as conn:
+            rows = conn.execute(
+                select(round_assignments.c.round_id, contributions.c.id, contributions.c.payload,
+                       contributions.c.source, validation_rounds.c.commit_deadline,
+                       validation_rounds.c.reveal_deadline, gate_reports.c.findings)
+                .join(validation_rounds, validation_rounds.c.id == round_assignments.c.round_id)
+                .join(contributions, contributions.c.id == round_assignments.c.contribution_id)
+                .outerjoin(gate_reports, gate_reports.c.contribution_id == contributions.c.id)
+                .where(and_(round_assignments.c.validator == validator, validation_rounds.c.state == "open"))
+                .order_by(round_assignments.c.round_id, contributions.c.id)
+            ).all()
+        return [{"round_id": r.round_id, "contribution_id": r.id, "source": r.source, "payload": r.payload,
+                 "flags": r.findings or [], "phase": "commit" if now <= r.commit_deadline else
+                 "reveal" if now <= r.reveal_deadline else "closed",
+                 "commit_deadline": r.commit_deadline, "reveal_deadline": r.reveal_deadline} for r in rows]
+
+    def commit(self, round_id: int, signed: SignedAction) -> RoundView:
+        validator = verify_action(signed, expected="CommitVotes", chain_id=self.chain_id)
+        if signed.message["roundId"] != round_id:
+            raise AuthError("the signature is for another round", field="roundId")
+        with self.db.begin() as conn:
+            _, rnd = self._load(conn, round_id)
+            commit = check_commit(rnd, validator, signed.message["commit"], self.now())
+            self._record(conn, signed, validator)
+            existing = conn.execute(select(round_votes.c.validator).where(and_(
+                round_votes.c.round_id == round_id, round_votes.c.validator == validator))).first()
+            if existing:  # replacing a commit before the deadline reveals nothing to anyone
+                conn.execute(update(round_votes).where(and_(round_votes.c.round_id == round_id,
+                                                            round_votes.c.validator == validator))
+                             .values(commit=commit, committed_at=self.now()))
+            else:
+                conn.execute(insert(round_votes).values(round_id=round_id, validator=validator, commit=commit,
+                                                        votes=None, salt=None, committed_at=self.now()))
+        return self.round(round_id)
+
+    def reveal(self, round_id: int, votes: Mapping[int, int], salt: str, signed: SignedAction) -> RoundView:
+        validator = verify_action(signed, expected="RevealVotes", chain_id=self.chain_id)
+        if signed.message["roundId"] != round_id:
+            raise AuthError("the signature is for another round", field="roundId")
+        try:
+            salt_bytes = bytes.fromhex(salt.removeprefix("0x"))
+        except ValueError:
+            raise ValidationError("salt must be 32 bytes of hex", field="salt") from None
+        votes = {int(k): int(v) for k, v in votes.items()}
+        with self.db.begin() as conn:
+            _, rnd = self._load(conn, round_id)
+            check_reveal(rnd, Reveal(validator, votes, salt_bytes), self.now())
+            self._record(conn, signed, validator)
+            conn.execute(update(round_votes).where(and_(round_votes.c.round_id == round_id,
+                                                        round_votes.c.validator == validator))
+                         .values(votes={str(k): v for k, v in votes.items()}, salt="0x" + salt_bytes.hex(),
+                                 revealed_at=self.now()))
+        return self.round(round_id)
+
+    def tally(self, round_id: int, signed: SignedAction) -> RoundView:
+        """After the reveal deadline anyone may close the round; the outcome is deterministic."""
+        caller = verify_action(signed, expected="TallyRound", chain_id=self.chain_id)
+        with self.db.begin() as conn:
+            row, rnd = self._load(conn, round_id)
+            if row["state"] != "open":
+                raise ConflictError(f"round {round_id} is already {row['state']}", field="round")
+            if self.now() <= rnd.reveal_deadline:
+                raise ValidationError(f"round {round_id} can be tallied after {rnd.reveal_deadline} "
+                                      f"(now {self.now()})", field="round", status=409)
+            action_id = self._record(conn, signed, caller)
+            result = tally(rnd)
+            contributor_outcomes = []
+            for cid, outcome in result.contributions.items():
+                state = conn.execute(select(contributions.c.state, contributions.c.contributor)
+                                     .where(contributions.c.id == cid)).first()
+                details = {"round": round_id, "consensus": outcome.consensus, "votes": dict(outcome.votes),
+                           "revealed_stake": str(outcome.revealed_stake)}
+                if outcome.decision == "undecided" or state.state != "pending":
+                    continue  # undecided stays pending for the next round; withdrawn stays withdrawn
+                accept = outcome.decision == "accept"
+                self.datanets.set_state(
+                    conn, cid, "accepted" if accept else "rejected",
+                    reason=f"validators: consensus {outcome.consensus} "
+                           f"{'>=' if accept else '<'} threshold {rnd.rules.accept_threshold}",
+                    actor=caller, action_id=action_id, details=details, allowed_from=("pending",),
+                )
+                contributor_outcomes.append((cid, state.contributor, outcome.decision, outcome.consensus))
+            summary = _tally_json(result)
+            conn.execute(update(validation_rounds).where(validation_rounds.c.id == round_id)
+                         .values(state="tallied", tally=summary))
+        self._validator_outcomes(result)
+        self._contributor_outcomes(contributor_outcomes)
+        summary["slashed"] = self._slash_validators(rnd)
+        with self.db.begin() as conn:
+            conn.execute(update(validation_rounds).where(validation_rounds.c.id == round_id).values(tally=summary))
+        return self.round(round_id)
+
+    # ------------------------------------------------------------------ reputation and slashing
+
+    def reputation(self, address: str, role: str) -> int:
+        with self.db.connect() as conn:
+            bps = conn.execute(select(reputation.c.bps).where(and_(reputation.c.address == address,
+                                                                   reputation.c.role == role))).scalar()
+        return NEUTRAL_BPS if bps is None else bps
+
+    def _bump(self, address: str, role: str, outcome_bps: int) -> None:
+        new = update_reputation(self.reputation(address, role), outcome_bps)
+        with self.db.begin() as conn:
+            if conn.execute(update(reputation).where(and_(reputation.c.address == address, reputation.c.role == role))
+                            .values(bps=new, updated_at=self.now())).rowcount == 0:
+                conn.execute(insert(reputation).values(address=address, role=role, bps=new, updated_at=self.now()))
+
+    def _validator_outcomes(self, result: RoundTally) -> None:
+        for v, outcome in result.validators.items():
+            if outcome.assigned:
+                self._bump(v, "validator", validator_outcome_bps(outcome))
+
+    def _contributor_outcomes(self, outcomes: list[tuple[int, str, str, int | None]]) -> None:
+        """Reputation for each decided contribution; rejected ones cost part of the contributor's bond."""
+        for _cid, contributor, decision, consensus in outcomes:
+            self._bump(contributor, "contributor", contributor_outcome_bps(decision, consensus))
+        rejected = [c for _, c, d, _ in outcomes if d == "reject"]
+        if not rejected or self.slash is None:
+            return
+        bonds = self.contributor_bonds(sorted(set(rejected)))
+        for contributor in sorted(set(rejected)):
+            due = rejected.count(contributor) * self.settings.bond_per_contribution * \
+                self.settings.contributor_bond_slash_bps // BPS
+            amount = min(due, bonds.get(contributor, 0))
+            if amount > 0:
+                self.slash(contributor, 2, amount, f"{rejected.count(contributor)} rejected contribution(s)")
+
+    def _slash_validators(self, latest: Round) -> list[dict]:
+        with self.db.connect() as conn:
+            tallied = conn.execute(select(validation_rounds.c.id, validation_rounds.c.tally)
+                                   .where(validation_rounds.c.state == "tallied").order_by(validation_rounds.c.id)).all()
+        history = [_tally_from_json(r.id, r.tally) for r in tallied if r.tally]
+        last_slashed: dict[str, int] = {}
+        for r in tallied:
+            for s in (r.tally or {}).get("slashed", []):
+                last_slashed[s["account"]] = r.id
+        stakes = dict(self.validator_stakes())
+        done = []
+        for s in slashing_decisions(history, stakes, SlashPolicy(), last_slashed):
+            tx = self.slash(s.account, 0, s.amount, s.reason) if self.slash else None
+            done.append({"account": s.account, "amount": str(s.amount), "reason": s.reason, "tx": tx})
+        return done
+
+
+def _tally_json(result: RoundTally) -> dict:
+    return {
+        "contributions": {str(c): {"decision": o.decision, "consensus": o.consensus, "votes": dict(o.votes)}
+                          for c, o in result.contributions.items()},
+        "validators": {v: {"stake": str(o.stake), "assigned": o.assigned, "revealed": o.revealed,
+                           "clipped": o.clipped, "agreement_points": o.agreement_points,
+                           "reward_weight": str(o.stake * o.agreement_points)}
+                       for v, o in result.validators.items()},
+    }
+
+
+def _tally_from_json(round_id: int, data: dict) -> RoundTally:
+    return RoundTally(round_id, {}, {
+        v: ValidatorOutcome(v, int(o["stake"]), o["assigned"], o["revealed"], o["clipped"], o["agreement_points"])
+        for v, o in data.get("validators", {}).items()
+    })

@@ -1,0 +1,141 @@
+"""Validator rounds on a real node and chain: gates reject junk and personal data, staked
+validators commit and reveal, stake-weighted consensus decides, outliers are clipped, persistent
+outliers are slashed on chain, and every decision is explained."""
+
+import pytest
+
+from ledgerlm.datanets import DatanetSpec
+from ledgerlm.errors import LedgerError
+
+from ..datanets.conftest import QA_SCHEMA, write_jsonl
+
+UNIT = 10**18
+CLEAN = [{"question": f"Which harbour does ferry {n} serve?", "answer": f"Ferry {n} serves the {h} harbour."}
+         for n, h in enumerate(["north", "south", "old", "east", "river", "island"])]
+JUNK = {"question": "asdf qwer zxcv?", "answer": "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"}
+PII = {"question": "Who runs the ferry office?", "answer": "Call Jo at jo.smith@example.com or card 4111 1111 1111 1111."}
+
+
+class Clock:
+    def __init__(self):
+        import time
+
+        self.now = int(time.time())
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def setup(client, alice, bob, tmp_path):
+    from eth_account import Account
+
+    validators = [Account.from_key(bytes([40 + i]) * 32) for i in range(3)]
+    for v, stake in zip(validators, (300, 200, 100)):
+        client.chain.faucet(v.address, eth_wei=UNIT, tokens=stake * UNIT)
+        client.chain.stake(v, "validator", stake * UNIT)
+    client.chain.faucet(bob.address, eth_wei=UNIT, tokens=10 * UNIT)
+    client.chain.stake(bob, "contributor_bond", 10 * UNIT)
+    client.create_datanet(DatanetSpec(name="ferries", schema=QA_SCHEMA), alice)
+    node = client.http.app.state.node
+    clock = Clock()
+    node.validation.clock = clock
+    return validators, node, clock
+
+
+def _round(client, alice, validators, clock, scores, *, tamper=None):
+    """Open a round, commit `scores[i](cid)` for validator i, reveal, tally; returns the tally."""
+    opened = client.validation.open_round(alice, "ferries")
+    rid = opened["id"]
+    salts = {}
+    votes = {}
+    for i, v in enumerate(validators):
+        mine = {int(c): scores[i](int(c)) for c, vs in opened["assignments"].items() if v.address in vs}
+        votes[v.address] = mine
+        _, salts[v.address] = client.validation.commit(v, rid, mine)
+    clock.now = opened["commit_deadline"] + 1
+    for v in validators:
+        client.validation.reveal(v, rid, votes[v.address], salts[v.address])
+    clock.now = opened["reveal_deadline"] + 1
+    return opened, client.validation.tally(alice, rid)
+
+
+def test_gates_then_consensus_with_an_outlier(client, alice, bob, setup, tmp_path):
+    validators, node, clock = setup
+    client.contribute("ferries", [write_jsonl(tmp_path / "a.jsonl", CLEAN[:4] + [JUNK, PII])], bob)
+    ids = [c.id for c in client.contributions("ferries")]
+    good, bad = ids[:3], ids[3]  # honest validators like the first three, dislike the fourth
+    honest = lambda cid: 90 if cid in good else 10  # noqa: E731
+    outlier = lambda cid: 0 if cid in good else 100  # noqa: E731
+    opened, closed = _round(client, alice, validators, clock, [honest, honest, outlier])
+
+    assert opened["gated"] == {"pass": 4, "flag": 0, "reject": 2}
+    rejected = {c.id: c for c in client.contributions("ferries", state="rejected", events=True)}
+    assert ids[4] in rejected and "junk" in rejected[ids[4]].reason
+    assert ids[5] in rejected and "personal_data" in rejected[ids[5]].reason
+    assert rejected[ids[5]].events[-1]["details"]["findings"]  # the evidence behind the decision
+
+    assert sorted(c.id for c in client.contributions("ferries", state="accepted")) == good
+    assert bad in rejected
+    votes = rejected[bad].events[-1]["details"]["votes"]
+    assert votes[validators[2].address] == 100 and rejected[bad].events[-1]["details"]["consensus"] == 10
+    outcome = closed["tally"]["validators"]
+    assert outcome[validators[2].address]["clipped"] == 4 and outcome[validators[2].address]["agreement_points"] == 0
+    assert outcome[validators[0].address]["clipped"] == 0
+    rep = client.validation.reputation(validators[2].address)
+    assert rep["validator_bps"] < client.validation.reputation(validators[0].address)["validator_bps"]
+    # Rejected data cost the contributor part of the bond (3 rejections x 0.5 LGR).
+    assert client.chain.account(bob.address)["stake"]["contributor_bond"] == 10 * UNIT - 3 * UNIT // 2
+    # No contribution is lost: everything ended accepted or rejected with reasons.
+    assert all(c.state in ("accepted", "rejected") and c.reason for c in client.contributions("ferries"))
+
+
+def test_commit_reveal_rules(client, alice, bob, setup, tmp_path):
+    validators, node, clock = setup
+    client.contribute("ferries", [write_jsonl(tmp_path / "a.jsonl", CLEAN[:2])], bob)
+    opened = client.validation.open_round(alice, "ferries")
+    rid = opened["id"]
+    v = validators[0]
+    mine = {int(c): 80 for c, vs in opened["assignments"].items() if v.address in vs}
+    with pytest.raises(LedgerError, match="reveal phase .* opens after"):
+        client.validation.reveal(v, rid, mine, b"\x01" * 32)
+    _, salt = client.validation.commit(v, rid, mine)
+    clock.now = opened["commit_deadline"] + 1
+    with pytest.raises(LedgerError, match="commit phase .* closed"):
+        client.validation.commit(validators[1], rid, mine)
+    with pytest.raises(LedgerError, match="do not hash to"):
+        client.validation.reveal(v, rid, {c: 20 for c in mine}, salt)  # not what was committed
+    client.validation.reveal(v, rid, mine, salt)
+    clock.now = opened["reveal_deadline"] + 1
+    with pytest.raises(LedgerError, match="closed"):
+        client.validation.reveal(validators[1], rid, mine, salt)
+    closed = client.validation.tally(alice, rid)
+    # One validator of three revealed: below the 50% stake quorum? 300 of 600 is exactly half.
+    assert closed["state"] == "tallied"
+    with pytest.raises(LedgerError, match="already tallied"):
+        client.validation.tally(alice, rid)
+
+
+def test_persistent_outlier_is_slashed_on_chain(client, alice, bob, setup, tmp_path):
+    validators, node, clock = setup
+    honest = lambda cid: 90  # noqa: E731
+    outlier = lambda cid: 0  # noqa: E731
+    before = client.chain.account(validators[2].address)["stake"]["validator"]
+    slashed = []
+    for r in range(3):
+        client.contribute("ferries", [write_jsonl(tmp_path / f"r{r}.jsonl", [CLEAN[r]])], bob)
+        _, closed = _round(client, alice, validators, clock, [honest, honest, outlier])
+        slashed += closed["tally"]["slashed"]
+    assert [s["account"] for s in slashed] == [validators[2].address]
+    after = client.chain.account(validators[2].address)["stake"]["validator"]
+    assert after == before - before // 10  # 10% of stake, sent to the treasury
+    assert client.chain.account(validators[0].address)["stake"]["validator"] == 300 * UNIT
+
+
+def test_gate_policy_is_the_owners(client, alice, bob, setup):
+    with pytest.raises(LedgerError, match="only the owner"):
+        client.validation.set_policy(bob, "ferries", {"gates": {"junk": "flag"}})
+    with pytest.raises(LedgerError, match="unknown gate .nonsense."):
+        client.validation.set_policy(alice, "ferries", {"gates": {"nonsense": "flag"}})
+    policy = client.validation.set_policy(alice, "ferries", {"gates": {"junk": "flag"}})
+    assert client.validation.policy("ferries") == policy
