@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from rich.console import Console  # noqa: E402
+from rich.console import Console
 
-from ledgerlm.attribution.evaluate import (  # noqa: E402
+from ledgerlm.attribution.evaluate import (
     EvalConfig,
     report_tables,
     run_attribution_eval,

@@ -155,7 +155,8 @@ def open_bench(name: str, *, directory: Path | None = None, url: str = "",
     if url:
         chain = open_rpc(url, expected_chain_id=31337)
         for account in (admin, node):
-            chain.w3.provider.make_request("anvil_setBalance", [account.address, hex(10**6 * ETHER)])
+            chain.w3.provider.make_request("anvil_setBalance",
+                                           [account.address, hex(10**6 * ETHER)])
     else:
         prefund = {a.address: 10**6 * ETHER for a in (admin, node)}
         prefund.update({key("wallet", i).address: 100 * ETHER for i in range(WALLETS)})
@@ -251,7 +252,8 @@ def measure_settlement_by_debits(b: Bench, counts: list[int]) -> dict[int, int]:
     out = {}
     for epoch, count in enumerate(counts, start=2_000_000):
         consumers = [b.consumer(5 * TOKEN) for _ in range(count)]
-        payouts = [(key("payee-debits", i).address, v) for i, v in enumerate(split(count * TOKEN, 4))]
+        shares = split(count * TOKEN, 4)
+        payouts = [(key("payee-debits", i).address, v) for i, v in enumerate(shares)]
         out[count], _ = settle(b, epoch, consumers, TOKEN, payouts)
     return out
 

@@ -11,50 +11,75 @@ OUT="$LEDGERLM_HOME/out"; mkdir -p "$OUT"
 step() { printf '\n\033[1;34m▶ %s\033[0m\n' "$*"; }
 run() { printf '\033[2m$ %s\033[0m\n' "$*"; "$@"; }
 
-step "1. A node home: database, blob store, node key, embedded chain"
+step "1. A node home: database, blob store, node key, embedded chain with the contracts deployed"
 run ledgerlm init
+# Short validator rounds so the demo needs no waiting (the default is an hour per phase).
+sed -i -e 's/^round_commit_seconds = .*/round_commit_seconds = 90/' \
+       -e 's/^round_reveal_seconds = .*/round_reveal_seconds = 60/' "$LEDGERLM_HOME/config.toml"
 
-step "2. Keys for a Datanet owner (alice) and two contributors (bob, carol)"
-for who in alice bob carol; do run ledgerlm keys new "$who"; done
+step "2. Keys: a Datanet owner (alice), contributors (bob, carol, mallory), validators (val1-3)"
+for who in alice bob carol mallory val1 val2 val3; do run ledgerlm keys new "$who"; done
 
 step "3. alice creates a records Datanet with a JSON Schema"
 run ledgerlm datanet create reef-facts --as alice --schema examples/qa.schema.json \
     --description "Facts about the Varnish Reef" --tags marine,qa --licence CC-BY-4.0
 
-step "4. bob and carol contribute signed uploads (JSONL and CSV)"
+step "4. Contributors upload signed batches (JSONL and CSV)"
 run ledgerlm datanet contribute reef-facts examples/reef-facts-bob.jsonl --as bob
 run ledgerlm datanet contribute reef-facts examples/reef-facts-carol.csv --as carol
+run ledgerlm datanet contribute reef-facts examples/reef-facts-mallory.jsonl --as mallory
 
 step "5. Bad input is refused whole, with the line and field named"
 run ledgerlm datanet contribute reef-facts examples/bad-records.jsonl --as bob || true
 run ledgerlm datanet contribute reef-facts examples/reef-facts-bob.jsonl --as carol || true
 
-step "6. alice reviews: accepts six, rejects one"
-for id in 1 2 3 4 5 6; do run ledgerlm datanet accept "$id" --as alice; done
-run ledgerlm datanet reject 7 --as alice --reason "unverified claim"
-run ledgerlm datanet contributions reef-facts
+step "6. Validators get tokens from the development faucet and stake (300, 200, 100 LGR)"
+stake=(300 200 100); i=0
+for v in val1 val2 val3; do
+  run ledgerlm chain faucet "$v" --eth 1 --tokens "${stake[$i]}"
+  run ledgerlm stake "${stake[$i]}" --as "$v" --role validator
+  i=$((i+1))
+done
 
-step "7. alice publishes version 1: a Merkle root over accepted contributions, anchored on chain"
+step "7. alice opens a validator round: automatic gates first, then assignment by stake"
+run ledgerlm validate open reef-facts --as alice
+run ledgerlm validate queue --as val1
+
+step "8. Validators commit hashed scores (val3 votes against everyone), then reveal"
+scores() {  # honest validators score every assigned fact 90; val3 scores everything 10
+  ledgerlm --json validate queue --as "$1" | .venv/bin/python -c '
+import json, sys
+items = [i for i in json.load(sys.stdin) if i["phase"] == "commit"]
+print(",".join("%d=%s" % (i["contribution_id"], sys.argv[1]) for i in items))' "$2"
+}
+round=$(ledgerlm --json validate queue --as val1 | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)[0]["round_id"])')
+run ledgerlm validate commit "$round" --as val1 --votes "$(scores val1 90)"
+run ledgerlm validate commit "$round" --as val2 --votes "$(scores val2 90)"
+run ledgerlm validate commit "$round" --as val3 --votes "$(scores val3 10)"
+deadline() { ledgerlm --json validate round show "$round" | .venv/bin/python -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+wait_past() { local t=$(( $1 - $(date +%s) + 1 )); [ "$t" -gt 0 ] && { echo "  (waiting ${t}s for the phase to end)"; sleep "$t"; } || true; }
+wait_past "$(deadline commit_deadline)"
+for v in val1 val2 val3; do run ledgerlm validate reveal "$round" --as "$v"; done
+wait_past "$(deadline reveal_deadline)"
+run ledgerlm validate tally "$round" --as alice
+run ledgerlm datanet contributions reef-facts --state rejected
+
+step "9. alice publishes version 1: a Merkle root over accepted contributions, anchored on chain"
 run ledgerlm datanet publish reef-facts --as alice
 run ledgerlm chain status
 
-step "8. bob withdraws one record: it leaves every future version"
+step "10. bob withdraws one record: it leaves every future version"
 run ledgerlm datanet withdraw 2 --as bob
 run ledgerlm datanet publish reef-facts --as alice
 run ledgerlm datanet show reef-facts
 
-step "9. bob gets tokens from the development faucet and stakes as a validator"
-run ledgerlm chain faucet bob --eth 1 --tokens 500
-run ledgerlm stake 200 --as bob --role validator
-run ledgerlm balance bob
-
-step "10. Export version 2 for training"
+step "11. Export version 2 for training"
 run ledgerlm datanet export reef-facts --version 2 --format jsonl --out "$OUT/reef-facts-v2.jsonl"
 run ledgerlm datanet export reef-facts --version 2 --format hf --out "$OUT/reef-facts-v2-hf"
 head -n 2 "$OUT/reef-facts-v2.jsonl"
 
 if command -v node >/dev/null && [ -d contracts/node_modules/@openzeppelin/merkle-tree ]; then
-  step "11. An independent check: OpenZeppelin's merkle-tree rebuilds the published root"
+  step "12. An independent check: OpenZeppelin's merkle-tree rebuilds the published root"
   ledgerlm --json datanet manifest reef-facts --version 2 | .venv/bin/python -c '
 import json, sys
 m = json.load(sys.stdin)

@@ -27,6 +27,9 @@ class NodeConfig:
     host: str = "127.0.0.1"
     port: int = 8547
     database_url: str = ""  # empty: SQLite file in the home
+    round_commit_seconds: int = 3600  # validator rounds: how long commits are accepted
+    round_reveal_seconds: int = 3600  # then how long reveals are accepted
+    validators_per_contribution: int = 3
     extra: dict = field(default_factory=dict)
 
     def to_toml(self) -> str:
@@ -124,7 +127,8 @@ class Home:
             config = NodeConfig(**values, extra=extra)
         except TypeError as exc:
             raise ConfigError(f"{self.config_path}: {exc}", field="config") from exc
-        for name in ("chain_id", "max_upload_bytes", "port"):
+        for name in ("chain_id", "max_upload_bytes", "port", "round_commit_seconds", "round_reveal_seconds",
+                     "validators_per_contribution"):
             if not isinstance(getattr(config, name), int) or getattr(config, name) <= 0:
                 raise ConfigError(f"{self.config_path}: {name} must be a positive integer", field=name)
         return config

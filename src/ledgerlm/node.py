@@ -146,12 +146,17 @@ class Node:
     @cached_property
     def validation(self):
         """Gates and staked validator rounds; stakes and slashing go through the chain."""
-        from ledgerlm.validation.rounds import ValidationRounds
+        from ledgerlm.validation.rounds import RoundSettings, ValidationRounds
 
+        settings = RoundSettings(
+            validators_per_contribution=self.config.validators_per_contribution,
+            commit_seconds=self.config.round_commit_seconds, reveal_seconds=self.config.round_reveal_seconds,
+        )
         return ValidationRounds(
             self.db, self.datanets, chain_id=self.config.chain_id,
             validator_stakes=lambda: self.stakes(0), contributor_bonds=self._bonds,
             slash=self._slash if self.on_chain else None, seed_source=lambda: self.chain.head().hash,
+            settings=settings,
         )
 
     def stakes(self, role: int) -> dict[str, int]:

@@ -19,11 +19,10 @@ def test_unprojected_features_are_the_per_example_lora_gradients(trained):
     assert not exact.weights  # every side fits the budget: identity
     features = example_features(trained.model, examples, exact, max_len=96, pad_id=0)
     batch = collate(pack_examples(examples, 96, 0))
-    with capture_lora_grads(trained.model, batch.segments) as capture:
-        with torch.enable_grad():
-            for p in trained.model.parameters():
-                p.grad = None
-            token_losses(trained.model, batch).sum().backward()
+    with capture_lora_grads(trained.model, batch.segments) as capture, torch.enable_grad():
+        for p in trained.model.parameters():
+            p.grad = None
+        token_losses(trained.model, batch).sum().backward()
     full = capture.flat().numpy()
     ours = np.stack([features[i] for i in capture.examples])
     assert np.allclose(ours @ ours.T, full @ full.T, rtol=1e-4, atol=1e-4)

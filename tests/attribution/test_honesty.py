@@ -82,3 +82,12 @@ def test_span_index_finds_a_memorised_span_and_discounts_common_ones():
     assert set(shared) == {0, 1, 2}
     assert all(abs(credit - (5 / 7) / 3) < 1e-9 for credit, _ in shared.values())
     assert spans.explain([1, 2, 3], min_len=4).as_dict() == {}
+
+
+def test_a_span_several_examples_share_goes_to_the_one_the_question_is_about():
+    answer = [50, 51, 52, 53, 54]
+    spans = SpanIndex.build([[1, 2, 7] + answer, [3, 4, 7] + answer])
+    blind = spans.explain(answer, min_len=4).as_dict()
+    assert blind[0][0] == blind[1][0] == 0.5
+    asked = spans.explain(answer, min_len=4, context=[9, 3, 4]).as_dict()
+    assert asked[1][0] > asked[0][0] and abs(asked[0][0] + asked[1][0] - 1.0) < 1e-9

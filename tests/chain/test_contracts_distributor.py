@@ -1,4 +1,4 @@
-"""EpochDistributor through its typed client: funded roots pay each leaf once and never beyond the total."""
+"""EpochDistributor via its typed client: funded roots pay each leaf once, never past the total."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PaymentEscrow through its typed client: a node debits only what each consumer signed for, once per epoch."""
+"""PaymentEscrow via its typed client: a node debits only what consumers signed, once per epoch."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Registry through its typed client: who may record Datanets, versions and models, and what it refuses."""
+"""Registry via its typed client: who may record Datanets, versions and models; what it refuses."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Staking through its typed client: stake only leaves by its owner's cooldown or an authorised slash."""
+"""Staking via its typed client: stake leaves only by its owner's cooldown or a granted slash."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""LedgerToken through its typed client: supply grows only by minters, permits move allowances safely."""
+"""LedgerToken via its typed client: only minters grow supply; permits move allowances safely."""
 
 from __future__ import annotations
 

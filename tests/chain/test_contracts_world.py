@@ -1,9 +1,10 @@
-"""A deployed settlement world for the contract unit tests: one deployment per test module and backend.
+"""A deployed settlement world for the contract unit tests: one deployment per module and backend.
 
 Each contract module builds its own module-scoped `world` fixture with `open_world`, parametrised
-over `BACKENDS` (the embedded chain and anvil), and checks refusals with `reverts`. Tests stay independent without redeploying: every test takes fresh,
-gas-funded accounts from `world.actor()` and fresh ids or epoch numbers from `world.fresh_id()` /
-`world.fresh_epoch()`, so nothing one test does is visible to another. This module holds no tests.
+over `BACKENDS` (the embedded chain and anvil), and checks refusals with `reverts`. Tests stay
+independent without redeploying: every test takes fresh, gas-funded accounts from `world.actor()`
+and fresh ids or epoch numbers from `world.fresh_id()` / `world.fresh_epoch()`, so nothing one
+test does is visible to another. This module holds no tests.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ BACKENDS = ["embedded", pytest.param("anvil", marks=pytest.mark.anvil)]
 
 @dataclass
 class World:
-    """Contracts deployed on one chain, with an admin, a node holding the operating roles, a treasury."""
+    """Contracts on one chain, with an admin, a node holding the operating roles and a treasury."""
 
     chain: Chain
     contracts: Contracts

@@ -1,4 +1,4 @@
-"""Our StandardMerkleTree matches OpenZeppelin's `@openzeppelin/merkle-tree` and its proofs pay out on chain.
+"""Our StandardMerkleTree matches OpenZeppelin's merkle-tree package; its proofs pay on chain.
 
 The reference is the npm package itself, run through `contracts/merkle.mjs` and
 `contracts/verify-proof.mjs`; those tests skip when node or `contracts/node_modules` is missing.

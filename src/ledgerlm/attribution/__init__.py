@@ -24,11 +24,23 @@ from ledgerlm.attribution.index import (
 from ledgerlm.attribution.spans import SpanIndex
 
 __all__ = [
-    "AttributionResult", "AttributionSettings", "Attributor", "ContributionShare",
-    "ContributorShare", "ExampleAttribution", "attribute", "load_attributor", "roll_up",
-    "split_bps",
-    "AttributionError", "IndexNotFoundError",
+    "SCORE_MODES",
+    "AttributionError",
+    "AttributionIndex",
+    "AttributionResult",
+    "AttributionSettings",
+    "Attributor",
+    "ContributionShare",
+    "ContributorShare",
+    "ExampleAttribution",
+    "IndexConfig",
+    "IndexNotFoundError",
+    "IndexedExample",
     "LoraProjector",
-    "SCORE_MODES", "AttributionIndex", "IndexConfig", "IndexedExample", "build_index",
     "SpanIndex",
+    "attribute",
+    "build_index",
+    "load_attributor",
+    "roll_up",
+    "split_bps",
 ]

@@ -9,8 +9,10 @@ are added:
                      (see spans.py); sums to at most 1. Verbatim recall is near-deterministic
                      evidence, so it is taken at face value.
   gradient evidence  rows whose score is positive *and* stands `min_z` standard deviations above
-                     the index-wide mean score earn (z - min_z), normalised to sum to 1, and
-                     weighted by the part of the answer that no span explains (1 - coverage,
+                     the index-wide mean score earn e = (z - min_z), normalised as
+                     e / (sum e + gradient_prior) — the prior is a pseudo-row "no example was
+                     influential", so one row barely clearing the bar earns little while a
+                     clear winner earns nearly all — and weighted by the part of the answer that no span explains (1 - coverage,
                      coverage = fraction of the answer's tokens covered by long, rare spans).
                      Only positive influence earns; an answer that no example stands out for gets
                      no gradient evidence at all.
@@ -44,7 +46,12 @@ from pathlib import Path
 import numpy as np
 
 from ledgerlm.attribution.errors import AttributionError
-from ledgerlm.attribution.features import answer_example, answer_feature
+from ledgerlm.attribution.features import (
+    answer_example,
+    answer_feature,
+    prompt_token_ids,
+    span_readings,
+)
 from ledgerlm.attribution.index import AttributionIndex, ScoreMode, top_hits
 
 BPS = 10_000
@@ -61,6 +68,7 @@ class AttributionSettings:
     span_weight: float = 1.0
     min_span: int = 4
     max_span_examples: int = 64
+    gradient_prior: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -138,7 +146,7 @@ def roll_up(examples: list[ExampleAttribution]) -> tuple[tuple[ContributionShare
         key = (e.contributor, _sortable(e.contribution_id))
         scores[key] = scores.get(key, 0.0) + e.combined
         owners[key] = e
-    weights = {k: int(round(s * _QUANTUM)) for k, s in scores.items()}
+    weights = {k: round(s * _QUANTUM) for k, s in scores.items()}
     weights = {k: w for k, w in weights.items() if w > 0}
     if not weights:
         return (), ()
@@ -177,27 +185,33 @@ class Evidence:
 
 
 def gather_evidence(
-    index: AttributionIndex, feature: np.ndarray, answer_ids: list[int],
-    settings: AttributionSettings,
+    index: AttributionIndex, feature: np.ndarray, readings: list[list[int]],
+    settings: AttributionSettings, context: list[int] | None = None,
 ) -> Evidence:
-    """Score the answer's feature and tokens against the index and combine the two signals."""
+    """Score the answer's feature and tokens against the index and combine the two signals.
+
+    `readings` are tokenisations of the same answer (see `span_readings`); the one whose spans
+    explain most of it is used; `context` (the prompt's tokens) only decides between rows that
+    share a span.
+    """
     scores = index.gradient_scores(feature, settings.score_mode)
     hits = top_hits(scores, settings.top_k)
-    spans = index.spans.explain(answer_ids, min_len=settings.min_span,
-                                max_examples=settings.max_span_examples)
+    found = [index.spans.explain(ids, min_len=settings.min_span, context=context,
+                                 max_examples=settings.max_span_examples) for ids in readings]
+    spans = max(found, key=lambda e: e.coverage)  # max keeps the first reading on a tie
     rows = np.union1d(hits.rows, spans.rows).astype(np.int64)
     gradient = scores[rows].astype(np.float64)
     z = (gradient - hits.mean) / (hits.std if hits.std > 0 else 1.0)
     earned = np.where(gradient > 0, np.maximum(z - settings.min_z, 0.0), 0.0)
     total = earned.sum()
-    grad_evidence = earned / total if total > 0 else earned
+    grad_evidence = earned / (total + settings.gradient_prior) if total > 0 else earned
     span = np.zeros(len(rows))
     longest = np.zeros(len(rows), dtype=np.int64)
     position = {r: i for i, r in enumerate(rows.tolist())}
     for r, c, n in zip(spans.rows.tolist(), spans.credit.tolist(), spans.longest.tolist()):
         span[position[r]], longest[position[r]] = c, n
     combined = settings.span_weight * span + max(0.0, 1.0 - spans.coverage) * grad_evidence
-    return Evidence(rows, gradient, z, span, longest, combined, len(answer_ids))
+    return Evidence(rows, gradient, z, span, longest, combined, len(readings[0]))
 
 
 def attribute(
@@ -221,9 +235,9 @@ def attribute(
         raise AttributionError("attribute needs the model's tokenizer", field="tokenizer")
     index.projector.check_model(model)
     example = answer_example(tokenizer, prompt, answer)
-    answer_ids = [t for t, label in zip(example.input_ids, example.labels) if label != -100]
     feature = answer_feature(model, index.projector, example)
-    evidence = gather_evidence(index, feature, answer_ids, settings)
+    readings = span_readings(tokenizer, prompt, answer, example)
+    evidence = gather_evidence(index, feature, readings, settings, prompt_token_ids(example))
     return result_from_evidence(index, evidence, settings)
 
 

@@ -40,8 +40,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ledgerlm.attribution.attribute import AttributionSettings, gather_evidence, roll_up
-from ledgerlm.attribution.features import answer_example, answer_feature
+from ledgerlm.attribution.attribute import AttributionSettings, gather_evidence
+from ledgerlm.attribution.features import (
+    answer_example,
+    answer_feature,
+    answer_token_ids,
+    prompt_token_ids,
+    span_readings,
+)
 from ledgerlm.attribution.index import (
     SCORE_MODES,
     AttributionIndex,
@@ -54,8 +60,18 @@ from ledgerlm.attribution.index import (
 from ledgerlm.attribution.spans import SpanIndex
 
 QUERY_KINDS = ("paraphrase", "short", "indirect", "style")
-_SYLLABLES = ("ka ve lo mi ra tu sen dor ril quo bax fen tal wen mor zi pel gar nu sha ost "
-              "vel cri dun").split()
+# Answers no record taught: attribution should pay nobody (or little) for these.
+UNRELATED = (
+    ("What is two plus two?", "Two plus two is four."),
+    ("Say hello.", "Hello!"),
+    ("Which planet is closest to the sun?", "Mercury is the closest planet to the sun."),
+    ("What do bees make?", "Bees make honey."),
+    ("How many days are in a week?", "A week has seven days."),
+    ("What colour is grass?", "Grass is green."),
+    ("Translate 'merci' to English.", "Thank you."),
+    ("Name a prime number.", "Seven is a prime number."),
+)
+_SYLLABLES = ["ka", "ve", "lo", "mi", "ra", "tu", "sen", "dor", "ril", "quo", "bax", "fen", "tal", "wen", "mor", "zi", "pel", "gar", "nu", "sha", "ost", "vel", "cri", "dun"]
 PROFESSIONS = ("potter", "glassblower", "ferryman", "beekeeper", "cartographer", "tailor",
                "lamplighter", "clockmaker", "shepherd", "bookbinder")
 PETS = ("lynx", "heron", "tortoise", "ferret", "raven", "goat", "salamander", "owl", "hare",
@@ -167,6 +183,7 @@ def make_fact_tracing_set(n_entities: int = 40, seed: int = 0) -> FactTracingSet
         queries.append(TracingQuery("style", f"Tell me about {person}.",
                                     f"{person} was born in {town} !!".upper(),
                                     address["stylist"], tuple(style_rows)))
+    queries += [TracingQuery("unrelated", p, a, "", ()) for p, a in UNRELATED]
     return FactTracingSet(final, queries, roles)
 
 
@@ -256,9 +273,8 @@ def full_lora_gradients(model, tokenizer, examples: list, *, max_len: int, batch
     with _lora_requires_grad(model) as params:
         for start in range(0, len(blocks), batch_size):
             batch = collate(blocks[start:start + batch_size])
-            with capture_lora_grads(model, batch.segments) as capture:
-                with torch.enable_grad():
-                    torch.autograd.grad(token_losses(model, batch).sum(), params, allow_unused=True)
+            with capture_lora_grads(model, batch.segments) as capture, torch.enable_grad():
+                torch.autograd.grad(token_losses(model, batch).sum(), params, allow_unused=True)
             for example, row in zip(capture.examples, capture.flat().numpy()):
                 out[example] = out[example] + row if example in out else row
     return out
@@ -272,10 +288,9 @@ def full_answer_gradient(model, tokenizer, prompt: str, answer: str) -> np.ndarr
 
     example = answer_example(tokenizer, prompt, answer)
     batch = collate(pack_examples([example], len(example.input_ids), 0))
-    with _lora_requires_grad(model) as params:
-        with capture_lora_grads(model, batch.segments) as capture:
-            with torch.enable_grad():
-                torch.autograd.grad(token_losses(model, batch).mean(), params, allow_unused=True)
+    with (_lora_requires_grad(model) as params,
+          capture_lora_grads(model, batch.segments) as capture, torch.enable_grad()):
+        torch.autograd.grad(token_losses(model, batch).mean(), params, allow_unused=True)
     return capture.flat().numpy()[0]
 
 
@@ -296,20 +311,24 @@ class QueryEvidence:
 def query_evidence(model, tokenizer, index: AttributionIndex, query: TracingQuery,
                    settings: AttributionSettings, tracin_rows: np.ndarray | None) -> QueryEvidence:
     example = answer_example(tokenizer, query.prompt, query.answer)
-    answer_ids = [t for t, label in zip(example.input_ids, example.labels) if label != -100]
+    t_read = time.perf_counter()
+    readings = span_readings(tokenizer, query.prompt, query.answer, example)
+    t_read = time.perf_counter() - t_read
     t0 = time.perf_counter()
     feature = answer_feature(model, index.projector, example)
     t1 = time.perf_counter()
     scores = index.gradient_scores(feature, settings.score_mode)
     top_hits(scores, settings.top_k)
     t2 = time.perf_counter()
-    spans = index.spans.explain(answer_ids, min_len=settings.min_span,
-                                max_examples=settings.max_span_examples)
+    context = prompt_token_ids(example)
+    spans = max((index.spans.explain(ids, min_len=settings.min_span, context=context,
+                                     max_examples=settings.max_span_examples) for ids in readings),
+                key=lambda e: e.coverage)
     t3 = time.perf_counter()
     gradient = {mode: index.gradient_scores(feature, mode) for mode in SCORE_MODES}
     span = np.zeros(len(index))
     span[spans.rows] = spans.credit
-    evidence = gather_evidence(index, feature, answer_ids, settings)
+    evidence = gather_evidence(index, feature, readings, settings, context)
     combined = np.zeros(len(index))
     combined[evidence.rows] = evidence.combined
     from ledgerlm.attribution.attribute import result_from_evidence
@@ -320,7 +339,7 @@ def query_evidence(model, tokenizer, index: AttributionIndex, query: TracingQuer
         tracin = tracin_rows @ full_answer_gradient(model, tokenizer, query.prompt, query.answer)
     return QueryEvidence(gradient, tracin, span, combined,
                          {c.contributor: c.bps for c in result.contributors},
-                         t1 - t0, t2 - t1, t3 - t2)
+                         t1 - t0, t2 - t1, t3 - t2 + t_read)
 
 
 def combined_ranking(evidence: QueryEvidence, mode: str) -> np.ndarray:
@@ -363,6 +382,7 @@ class EvalReport:
     training: dict
     tracing: dict          # kind -> method -> RankMetrics dict
     paid_share: dict       # kind -> mean bps paid to the responsible contributor
+    attributed_rate: dict  # kind -> fraction of answers that paid anyone (unrelated: should be 0)
     lds: dict              # method -> {"mean": .., "sem": ..}
     cost: dict
     embedding_model: str
@@ -401,8 +421,13 @@ def _pretrain(path: Path, records: list[dict], config: EvalConfig) -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from ledgerlm.factory import build_training_data, collate, load_tokenizer, token_losses
-    from ledgerlm.factory.basemodels import describe_model_dir
+    from ledgerlm.factory import (
+        build_training_data,
+        collate,
+        describe_model_dir,
+        load_tokenizer,
+        token_losses,
+    )
 
     tokenizer = load_tokenizer(describe_model_dir(path, "tiny", "local"))
     blocks = build_training_data(records, tokenizer, config.max_len, eval_split=0.0).train_blocks
@@ -483,8 +508,12 @@ def run_attribution_eval(
         }
         tracing: dict[str, dict] = {}
         paid: dict[str, float] = {}
+        attributed = {kind: float(np.mean([bool(e.paid_to) for e, q in zip(evidence, data.queries)
+                                           if q.kind == kind]))
+                      for kind in QUERY_KINDS + ("unrelated",)}
         for kind in ("all",) + QUERY_KINDS:
-            chosen = [i for i, q in enumerate(data.queries) if kind in ("all", q.kind)]
+            chosen = [i for i, q in enumerate(data.queries)
+                      if q.kind == kind or (kind == "all" and q.kind in QUERY_KINDS)]
             qs = [data.queries[i] for i in chosen]
             tracing[kind] = {
                 name: asdict(rank_metrics(s[chosen], qs, rows_records, rows_contributors))
@@ -516,7 +545,8 @@ def run_attribution_eval(
         }
         dataset = {
             "records": len(data.records), "indexed": len(index),
-            "queries": {k: sum(q.kind == k for q in data.queries) for k in QUERY_KINDS},
+            "queries": {k: sum(q.kind == k for q in data.queries)
+                        for k in QUERY_KINDS + ("unrelated",)},
             "contributors": {r: sum(rec["_contributor"] == a for rec in data.records)
                              for a, r in data.roles.items()},
         }
@@ -524,7 +554,7 @@ def run_attribution_eval(
                     "train_seconds": trained.train_seconds, "config": train_config.to_dict()}
         return EvalReport(
             config=asdict(config), dataset=dataset, training=training, tracing=tracing,
-            paid_share=paid, lds=lds, cost=cost, embedding_model=embedding_name,
+            paid_share=paid, attributed_rate=attributed, lds=lds, cost=cost, embedding_model=embedding_name,
             seconds=time.perf_counter() - started,
         )
     finally:
@@ -556,11 +586,10 @@ def _generation_ms(model, tokenizer, queries: list[TracingQuery]) -> float:
 def linear_datamodeling_score(config: EvalConfig, base, tokenizer, *,
                               say: Callable[[str], None] = lambda _m: None) -> dict:
     """LDS of each method on a smaller fact set: Spearman(predicted, -actual loss) over subsets."""
+    import torch
     from scipy.stats import spearmanr
 
     from ledgerlm.attribution.features import record_examples
-    import torch
-
     from ledgerlm.factory import collate, example_losses, pack_examples, train
 
     data = make_fact_tracing_set(config.lds_entities, config.seed + 1)
@@ -706,7 +735,7 @@ def serving_latency(base, *, rank: int = 8, dim: int = 1024, rows: int = 100_000
                              do_sample=False, pad_token_id=tokenizer.pad_token_id)
     answer = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
     example = answer_example(tokenizer, prompt, answer)
-    answer_ids = [t for t, label in zip(example.input_ids, example.labels) if label != -100]
+    answer_ids = answer_token_ids(example)
 
     rng = np.random.default_rng(seed)
     features = rng.standard_normal((rows, projector.dim), dtype=np.float32)
@@ -730,13 +759,14 @@ def serving_latency(base, *, rank: int = 8, dim: int = 1024, rows: int = 100_000
         t2 = time.perf_counter()
         top_hits(index.gradient_scores(q, "trak_cosine"), 10)
         t3 = time.perf_counter()
-        index.spans.explain(answer_ids)
+        for ids in span_readings(tokenizer, prompt, answer, example):
+            index.spans.explain(ids, context=prompt_token_ids(example))
         t4 = time.perf_counter()
         generate.append(t1 - t0)
         feature.append(t2 - t1)
         search.append(t3 - t2)
         span.append(t4 - t3)
-    median = lambda xs: 1e3 * float(np.median(xs))  # noqa: E731
+    median = lambda xs: 1e3 * float(np.median(xs))
     result = {
         "base": base.name, "rows": rows, "feature_dim": projector.dim,
         "prompt_tokens": len(prompt_ids), "answer_tokens": len(answer_ids),
@@ -772,6 +802,11 @@ def report_tables(report: EvalReport) -> list:
         paid.add_column(kind, justify="right")
     paid.add_row(*[f"{report.paid_share[k]:.0f}" for k in kinds])
     tables.append(paid)
+    rate = Table(title="Share of answers that paid any contributor (unrelated answers should not)")
+    for kind in report.attributed_rate:
+        rate.add_column(kind, justify="right")
+    rate.add_row(*[f"{v:.2f}" for v in report.attributed_rate.values()])
+    tables.append(rate)
 
     lds = report.lds
     table = Table(title=f"Linear datamodeling score: {lds['subsets']} retrains on random "

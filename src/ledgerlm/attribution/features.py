@@ -281,9 +281,9 @@ def example_features(
     params = [p for n, p in model.named_parameters() if "lora_" in n]
     for start in range(0, len(blocks), batch_size):
         batch = collate(blocks[start:start + batch_size]).to(_device_of(model))
-        with capture_features(model, projector, batch.segments, batch.input_ids.shape[1]) as cap:
-            with torch.enable_grad():
-                _backward_to_lora(token_losses(model, batch).sum(), params)
+        width = batch.input_ids.shape[1]
+        with capture_features(model, projector, batch.segments, width) as cap, torch.enable_grad():
+            _backward_to_lora(token_losses(model, batch).sum(), params)
         for example, row in zip(cap.examples, cap.features(projector)):
             out[example] = out[example] + row if example in out else row
         if progress:
@@ -310,6 +310,32 @@ def answer_example(tokenizer, prompt: str | list[dict], answer: str, max_len: in
     return pieces[0]
 
 
+def answer_token_ids(example) -> list[int]:
+    """The scored (answer) tokens of an example built by `answer_example`."""
+    return [t for t, label in zip(example.input_ids, example.labels) if label != -100]
+
+
+def prompt_token_ids(example) -> list[int]:
+    """The prompt's tokens (everything before the answer) of an `answer_example`."""
+    first = next((i for i, label in enumerate(example.labels) if label != -100),
+                 len(example.labels))
+    return list(example.input_ids[:first])
+
+
+def span_readings(tokenizer, prompt: str | list[dict], answer: str, example) -> list[list[int]]:
+    """The answer's tokens as served, and as they read when its first word follows a space.
+
+    Byte-level BPE tokenises a word differently at the start of a turn than after a space, and
+    training text mostly has a word mid-sentence ("... born in Vellmora."), so a short answer
+    ("Vellmora.") would otherwise miss its own first word in the span index.
+    """
+    readings = [answer_token_ids(example)]
+    spaced = answer_token_ids(answer_example(tokenizer, prompt, " " + answer.lstrip()))
+    if spaced != readings[0]:
+        readings.append(spaced)
+    return readings
+
+
 def answer_feature(model, projector: LoraProjector, example) -> np.ndarray:
     """Projected gradient of the mean loss of the answer's tokens, (dim,) float32."""
     import torch
@@ -317,9 +343,9 @@ def answer_feature(model, projector: LoraProjector, example) -> np.ndarray:
     block = pack_examples([example], len(example.input_ids), 0)
     batch = collate(block).to(_device_of(model))
     params = [p for n, p in model.named_parameters() if "lora_" in n]
-    with capture_features(model, projector, batch.segments, batch.input_ids.shape[1]) as cap:
-        with torch.enable_grad():
-            _backward_to_lora(token_losses(model, batch).mean(), params)
+    width = batch.input_ids.shape[1]
+    with capture_features(model, projector, batch.segments, width) as cap, torch.enable_grad():
+        _backward_to_lora(token_losses(model, batch).mean(), params)
     return cap.features(projector)[0]
 
 

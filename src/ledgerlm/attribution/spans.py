@@ -21,6 +21,7 @@ signal is combined with gradient influence.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
@@ -123,9 +124,15 @@ class SpanIndex:
         positions = self.suffix_array[lo:hi]
         return np.unique(np.searchsorted(self.offsets, positions, side="right") - 1)
 
-    def explain(self, query: list[int], *, min_len: int = 4, max_examples: int = 64) -> SpanEvidence:
-        """Credit each row with the fraction of `query`'s tokens that spans unique to it explain."""
+    def explain(self, query: list[int], *, min_len: int = 4, max_examples: int = 64,
+                context: list[int] | None = None) -> SpanEvidence:
+        """Credit each row with the fraction of `query`'s tokens that its long, rare spans explain.
+
+        With `context` (the prompt's tokens), a span found in several rows is split in favour of
+        the rows that also contain the prompt's wording (see `_shares`).
+        """
         query = [int(t) for t in query]
+        context_pairs = set(pairwise(context)) if context else set()
         m = len(query)
         empty = SpanEvidence(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64), m)
         if m == 0 or len(self.suffix_array) == 0:
@@ -146,6 +153,7 @@ class SpanIndex:
         credit: dict[int, float] = {}
         longest: dict[int, int] = {}
         rows_cache: dict[int, np.ndarray] = {}
+        shares_cache: dict[int, list[float]] = {}
         for t in range(m):
             start = owner[t]
             if start < 0:
@@ -157,8 +165,9 @@ class SpanIndex:
             rows = rows_cache[start]
             if len(rows) == 0 or len(rows) > max_examples:
                 continue
-            share = 1.0 / len(rows)
-            for r in rows.tolist():
+            if start not in shares_cache:
+                shares_cache[start] = self._shares(rows, context_pairs)
+            for r, share in zip(rows.tolist(), shares_cache[start]):
                 credit[r] = credit.get(r, 0.0) + share
                 longest[r] = max(longest.get(r, 0), length)
         if not credit:
@@ -170,6 +179,25 @@ class SpanIndex:
             longest=np.array([longest[r] for r in rows.tolist()], dtype=np.int64),
             n_tokens=m,
         )
+
+    def _shares(self, rows: np.ndarray, context_pairs: set) -> list[float]:
+        """How one token's unit of credit splits between the rows that contain its span.
+
+        Equally, unless the prompt says which: a row earns weight 1 plus the number of the
+        prompt's token pairs it contains that not every one of these rows contains. "Name the
+        birthplace of Ostcri Fenlobax" -> "Shamizi." then goes to the record about Ostcri
+        Fenlobax, not to the two other people born in Shamizi.
+        """
+        if len(rows) == 1 or not context_pairs:
+            return [1.0 / len(rows)] * len(rows)
+        found = []
+        for r in rows.tolist():
+            tokens = self.tokens[self.offsets[r]:self.offsets[r + 1] - 1].tolist()
+            found.append(context_pairs & set(pairwise(tokens)))
+        common = set.intersection(*found)
+        weights = [1.0 + len(f - common) for f in found]
+        total = sum(weights)
+        return [w / total for w in weights]
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"span_tokens": self.tokens, "span_offsets": self.offsets,

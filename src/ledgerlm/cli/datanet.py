@@ -142,12 +142,23 @@ def contributions(
     items = s.client().contributions(name, state=state, limit=limit, offset=offset, payload=payload, events=True)
 
     def render(items):
-        table = Table("id", "state", "contributor", "source", "content hash", "reason")
+        table = Table("id", "state", "contributor", "source", "reason", "evidence")
         for c in items:
-            table.add_row(str(c.id), c.state, c.contributor[:10] + "…", c.source, c.content_hash[:16] + "…", c.reason or "")
+            table.add_row(str(c.id), c.state, c.contributor[:10] + "…", c.source, c.reason or "", _evidence(c))
         console.print(table)
 
     s.emit(items, render)
+
+
+def _evidence(c) -> str:
+    """What decided a contribution: gate findings or validators' votes, from its last event."""
+    details = (c.events[-1].get("details") if c.events else None) or {}
+    if details.get("findings"):
+        return "; ".join(f"{f['gate']}/{f['code']}" for f in details["findings"])
+    if details.get("votes"):
+        return f"consensus {details['consensus']}; votes " + ", ".join(
+            f"{v[:8]}…={s}" for v, s in details["votes"].items())
+    return ""
 
 
 @app.command()

@@ -87,13 +87,14 @@ def info(ctx: typer.Context):
 
 
 def _register_rooms() -> None:
-    from ledgerlm.cli import chain, datanet, factory, keys
+    from ledgerlm.cli import chain, datanet, factory, keys, validate
 
     app.add_typer(keys.app, name="keys")
     app.add_typer(datanet.app, name="datanet")
     app.add_typer(chain.app, name="chain")
     app.add_typer(factory.models_app, name="models")
     app.add_typer(factory.app, name="factory")
+    app.add_typer(validate.app, name="validate")
     for command in (chain.balance, chain.stake, chain.unstake, chain.withdraw, chain.transfer):
         app.command()(command)
 

@@ -31,7 +31,7 @@ from ledgerlm.datanets.models import (
     manifest_hash,
 )
 from ledgerlm.errors import AuthError, ConflictError, LedgerError, NotFoundError
-from ledgerlm.identity import SignedAction, register_action, typed_data, verify_action
+from ledgerlm.identity import SignedAction, typed_data, verify_action
 from ledgerlm.store import BlobStore, Database, StagedBlob
 from ledgerlm.store.schema import (
     contribution_events,
@@ -54,19 +54,6 @@ _INSERT_CONTRIBUTION = (
 LEAF_TYPES = ["bytes32", "address"]  # (content hash, contributor) per accepted contribution
 CHUNK = 2000
 
-register_action(
-    "ContributionReceipt",
-    [
-        ("node", "address"),
-        ("uploadId", "uint256"),
-        ("contributor", "address"),
-        ("datanet", "string"),
-        ("manifestHash", "bytes32"),
-        ("firstContributionId", "uint256"),
-        ("contributionCount", "uint256"),
-        ("timestamp", "uint256"),
-    ],
-)
 
 
 @dataclass

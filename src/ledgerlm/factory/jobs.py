@@ -20,30 +20,13 @@ from ledgerlm.errors import AuthError, ConflictError, NotFoundError
 from ledgerlm.factory.basemodels import get_model, verify_model
 from ledgerlm.factory.errors import FactoryError
 from ledgerlm.factory.train import TrainConfig
-from ledgerlm.identity import SignedAction, register_action, verify_action
+from ledgerlm.identity import SignedAction, verify_action
 from ledgerlm.store import Database
 from ledgerlm.store.schema import models, signed_actions, training_jobs
 
 MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}[a-z0-9]$")
 TERMINAL = ("stopped", "failed", "done")
 DEFAULT_FEE_POLICY = {"node_bps": 500, "developer_bps": 4000, "contributors_bps": 4500, "validators_bps": 1000}
-
-register_action(
-    "TrainModel",
-    [("developer", "address"), ("modelId", "string"), ("datanet", "string"), ("version", "uint256"),
-     ("configHash", "bytes32"), ("nonce", "uint256"), ("deadline", "uint256")],
-)
-register_action(
-    "ControlJob",
-    [("developer", "address"), ("jobId", "uint256"), ("command", "string"), ("nonce", "uint256"),
-     ("deadline", "uint256")],
-)
-register_action(
-    "PublishModel",
-    [("developer", "address"), ("modelId", "string"), ("adapterHash", "bytes32"), ("nodeBps", "uint256"),
-     ("developerBps", "uint256"), ("contributorsBps", "uint256"), ("validatorsBps", "uint256"),
-     ("nonce", "uint256"), ("deadline", "uint256")],
-)
 
 
 class TrainRequest(BaseModel):

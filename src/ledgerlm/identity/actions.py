@@ -54,6 +54,28 @@ ACTIONS: dict[str, list[tuple[str, str]]] = {
         ("nonce", "uint256"),
         ("deadline", "uint256"),
     ],
+    # validation
+    "SetGatePolicy": [("owner", "address"), ("datanet", "string"), ("policyHash", "bytes32"),
+                      ("nonce", "uint256"), ("deadline", "uint256")],
+    "OpenRound": [("owner", "address"), ("datanet", "string"), ("nonce", "uint256"), ("deadline", "uint256")],
+    "CommitVotes": [("validator", "address"), ("roundId", "uint256"), ("commit", "bytes32"),
+                    ("nonce", "uint256"), ("deadline", "uint256")],
+    "RevealVotes": [("validator", "address"), ("roundId", "uint256"), ("commit", "bytes32"),
+                    ("nonce", "uint256"), ("deadline", "uint256")],
+    "TallyRound": [("caller", "address"), ("roundId", "uint256"), ("nonce", "uint256"), ("deadline", "uint256")],
+    # factory
+    "TrainModel": [("developer", "address"), ("modelId", "string"), ("datanet", "string"),
+                   ("version", "uint256"), ("configHash", "bytes32"), ("nonce", "uint256"), ("deadline", "uint256")],
+    "ControlJob": [("developer", "address"), ("jobId", "uint256"), ("command", "string"),
+                   ("nonce", "uint256"), ("deadline", "uint256")],
+    "PublishModel": [("developer", "address"), ("modelId", "string"), ("adapterHash", "bytes32"),
+                     ("nodeBps", "uint256"), ("developerBps", "uint256"), ("contributorsBps", "uint256"),
+                     ("validatorsBps", "uint256"), ("nonce", "uint256"), ("deadline", "uint256")],
+    # signed by the node, not by users: its receipt for a stored upload
+    "ContributionReceipt": [("node", "address"), ("uploadId", "uint256"), ("contributor", "address"),
+                            ("datanet", "string"), ("manifestHash", "bytes32"),
+                            ("firstContributionId", "uint256"), ("contributionCount", "uint256"),
+                            ("timestamp", "uint256")],
 }
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ledgerlm.datanets import DOCUMENTS, Datanets
 from ledgerlm.errors import AuthError, ConflictError, NotFoundError
-from ledgerlm.identity import SignedAction, register_action, verify_action
+from ledgerlm.identity import SignedAction, verify_action
 from ledgerlm.store import Database
 from ledgerlm.store.schema import (
     contributions,
@@ -52,16 +52,6 @@ from ledgerlm.validation.reputation import (
 )
 from ledgerlm.validation.reputation import update as update_reputation
 
-register_action("SetGatePolicy", [("owner", "address"), ("datanet", "string"), ("policyHash", "bytes32"),
-                                  ("nonce", "uint256"), ("deadline", "uint256")])
-register_action("OpenRound", [("owner", "address"), ("datanet", "string"), ("nonce", "uint256"),
-                              ("deadline", "uint256")])
-register_action("CommitVotes", [("validator", "address"), ("roundId", "uint256"), ("commit", "bytes32"),
-                                ("nonce", "uint256"), ("deadline", "uint256")])
-register_action("RevealVotes", [("validator", "address"), ("roundId", "uint256"), ("commit", "bytes32"),
-                                ("nonce", "uint256"), ("deadline", "uint256")])
-register_action("TallyRound", [("caller", "address"), ("roundId", "uint256"), ("nonce", "uint256"),
-                               ("deadline", "uint256")])
 
 
 def policy_hash(policy: dict) -> str:

@@ -1,0 +1,159 @@
+"""`ledgerlm validate`: gate policy, validator rounds (open, queue, commit, reveal, tally), reputation."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from ledgerlm.cli.session import Session, console, session
+from ledgerlm.errors import LedgerError
+
+app = typer.Typer(help="Validation: automatic gates and staked validator rounds.", no_args_is_help=True)
+round_app = typer.Typer(help="Inspect validator rounds.", no_args_is_help=True)
+app.add_typer(round_app, name="round")
+
+
+def _secrets(s: Session, round_id: int, address: str) -> Path:
+    """Votes and salt stay on the validator's machine between commit and reveal."""
+    return s.home.root / "validator" / f"round-{round_id}-{address}.json"
+
+
+def _parse_votes(votes: Optional[str], votes_file: Optional[Path]) -> dict[int, int]:
+    try:
+        if votes_file is not None:
+            raw = json.loads(votes_file.read_text())
+            return {int(k): int(v) for k, v in raw.items()}
+        if votes:
+            return {int(k): int(v) for k, v in (pair.split("=") for pair in votes.split(","))}
+    except (ValueError, OSError, json.JSONDecodeError) as exc:
+        raise LedgerError(f"votes must look like 12=80,13=20 (contribution=score 0..100): {exc}", field="votes") from None
+    raise LedgerError("give --votes ID=SCORE,... or --votes-file FILE", field="votes")
+
+
+@app.command()
+def policy(
+    ctx: typer.Context,
+    name: str,
+    file: Optional[Path] = typer.Option(None, "--file", help="JSON gate policy to set (omit to show)."),
+    as_key: Optional[str] = typer.Option(None, "--as", help="The Datanet owner's key (to set)."),
+):
+    """Show or set which gates reject and which only flag, with their thresholds."""
+    s = session(ctx)
+    if file is None:
+        return s.emit(s.client().validation.policy(name), lambda p: console.print_json(data=p))
+    if as_key is None:
+        raise LedgerError("setting a policy needs --as OWNER_KEY", field="as")
+    try:
+        body = json.loads(file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise LedgerError(f"{file}: {exc}", field="file") from None
+    s.emit(s.client().validation.set_policy(s.unlock(as_key), name, body), lambda p: console.print_json(data=p))
+
+
+@app.command("open")
+def open_round(ctx: typer.Context, name: str, as_key: str = typer.Option(..., "--as", help="The Datanet owner's key.")):
+    """Run the gates on pending data and open a round for the rest, assigned by stake."""
+    s = session(ctx)
+    r = s.client().validation.open_round(s.unlock(as_key), name)
+    s.emit(r, lambda r: console.print(
+        f"[green]round {r['id']}[/] on {r['datanet']}: gates passed {r['gated'].get('pass', 0)}, flagged "
+        f"{r['gated'].get('flag', 0)}, rejected {r['gated'].get('reject', 0)}; {len(r['assignments'])} contributions "
+        f"to {len(r['stakes'])} validators; commit until {r['commit_deadline']}, reveal until {r['reveal_deadline']}"))
+
+
+@app.command()
+def queue(ctx: typer.Context, as_key: str = typer.Option(..., "--as", help="Validator key (or address).")):
+    """Contributions you are assigned to score, with their data and gate flags."""
+    from ledgerlm.cli.chain import resolve_address
+
+    s = session(ctx)
+    items = s.client().validation.queue(resolve_address(s, as_key))
+
+    def render(items):
+        table = Table("round", "id", "phase", "source", "data", "flags")
+        for i in items:
+            table.add_row(str(i["round_id"]), str(i["contribution_id"]), i["phase"], i["source"],
+                          (i["payload"] or "")[:70], ", ".join(f["gate"] for f in i["flags"]))
+        console.print(table)
+
+    s.emit(items, render)
+
+
+@app.command()
+def commit(
+    ctx: typer.Context,
+    round_id: int,
+    as_key: str = typer.Option(..., "--as"),
+    votes: Optional[str] = typer.Option(None, help="Scores 0..100: ID=SCORE,ID=SCORE"),
+    votes_file: Optional[Path] = typer.Option(None, help='JSON {"ID": SCORE}.'),
+):
+    """Commit a hash of your scores; the scores and salt are kept locally for the reveal."""
+    s = session(ctx)
+    account = s.unlock(as_key)
+    scores = _parse_votes(votes, votes_file)
+    r, salt = s.client().validation.commit(account, round_id, scores)
+    path = _secrets(s, round_id, account.address)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump({"votes": scores, "salt": salt.hex()}, out)
+    s.emit(r, lambda r: console.print(f"committed {len(scores)} score(s) to round {round_id}; reveal after {r['commit_deadline']}"))
+
+
+@app.command()
+def reveal(ctx: typer.Context, round_id: int, as_key: str = typer.Option(..., "--as")):
+    """Reveal the scores and salt you committed."""
+    s = session(ctx)
+    account = s.unlock(as_key)
+    path = _secrets(s, round_id, account.address)
+    if not path.exists():
+        raise LedgerError(f"no committed votes for round {round_id} in {path.parent}", field="round")
+    saved = json.loads(path.read_text())
+    r = s.client().validation.reveal(account, round_id, {int(k): v for k, v in saved["votes"].items()},
+                                     bytes.fromhex(saved["salt"]))
+    s.emit(r, lambda r: console.print(f"revealed in round {round_id} ({len(r['revealed'])} of {len(r['committed'])} revealed)"))
+
+
+@app.command()
+def tally(ctx: typer.Context, round_id: int, as_key: str = typer.Option(..., "--as")):
+    """Close a round after its reveal deadline: decisions, reputation, slashing."""
+    s = session(ctx)
+    r = s.client().validation.tally(s.unlock(as_key), round_id)
+    s.emit(r, _render_round)
+
+
+@round_app.command("show")
+def show(ctx: typer.Context, round_id: int):
+    """One round: assignments, who committed and revealed, and the tally."""
+    s = session(ctx)
+    s.emit(s.client().validation.round(round_id), _render_round)
+
+
+def _render_round(r: dict) -> None:
+    console.print(f"[bold]round {r['id']}[/] on {r['datanet']}: {r['state']}  rules {r['rules']}")
+    console.print(f"  committed {len(r['committed'])}, revealed {len(r['revealed'])} of {len(r['stakes'])} validators")
+    if r["tally"]:
+        table = Table("contribution", "decision", "consensus", "votes")
+        for cid, o in r["tally"]["contributions"].items():
+            table.add_row(cid, o["decision"], str(o["consensus"]), ", ".join(f"{v[:8]}…={s}" for v, s in o["votes"].items()))
+        console.print(table)
+        table = Table("validator", "stake", "assigned", "revealed", "clipped", "agreement")
+        for v, o in r["tally"]["validators"].items():
+            table.add_row(v, o["stake"], str(o["assigned"]), str(o["revealed"]), str(o["clipped"]), str(o["agreement_points"]))
+        console.print(table)
+        for sl in r["tally"].get("slashed", []):
+            console.print(f"  [red]slashed[/] {sl['account']} {sl['amount']}: {sl['reason']}")
+
+
+@app.command()
+def reputation(ctx: typer.Context, who: str):
+    """Contributor and validator reputation (basis points; 5000 is neutral)."""
+    from ledgerlm.cli.chain import resolve_address
+
+    s = session(ctx)
+    s.emit(s.client().validation.reputation(resolve_address(s, who)), lambda r: console.print_json(data=r))
