@@ -247,6 +247,18 @@ def split(total: int, parts: int) -> list[int]:
     return shares
 
 
+def debit_capacity(settle_by_debits: dict[int, int], block_gas_limit: int) -> dict[str, float]:
+    """Marginal gas per debit, and the most debits one settleEpoch fits under the block gas limit.
+
+    Each epoch is funded once, so an epoch's consumers must all be debited in one transaction.
+    """
+    few, many = min(settle_by_debits), max(settle_by_debits)
+    per_debit = (settle_by_debits[many] - settle_by_debits[few]) / (many - few)
+    fixed = settle_by_debits[few] - per_debit * few
+    return {"gas_per_debit": per_debit, "fixed_gas": fixed, "block_gas_limit": block_gas_limit,
+            "max_debits_per_epoch": int((block_gas_limit - fixed) // per_debit)}
+
+
 def measure_settlement_by_debits(b: Bench, counts: list[int]) -> dict[int, int]:
     """settleEpoch gas as the number of consumers charged in the epoch grows."""
     out = {}
@@ -338,6 +350,8 @@ def run_backend(b: Bench, profile: Profile, *, full: bool = True) -> dict:
         result["gas"] = measure_operations(b)
         console.log(f"[{b.name}] settlement gas by debits {profile.settle_debits}")
         result["settle_by_debits"] = measure_settlement_by_debits(b, profile.settle_debits)
+        result["debit_capacity"] = debit_capacity(
+            result["settle_by_debits"], int(b.chain.w3.eth.get_block("latest")["gasLimit"]))
         console.log(f"[{b.name}] epochs for M = {profile.contributors}")
         consumers = [b.consumer(len(profile.contributors) * 2 * TOKEN)
                      for _ in range(profile.consumers)]
@@ -391,6 +405,14 @@ def print_report(results: dict, profile: Profile) -> None:
         gas_table.add_row(f"settle epoch ({count} debit{'s' if count > 1 else ''})",
                           *(f"{v:,}" for v in values))
     console.print(gas_table)
+    console.print("settleEpoch gas moves by a few dozen between runs and backends: its calldata "
+                  "carries fresh signatures, and zero bytes cost 4 gas where others cost 16.")
+    for name in names:
+        cap = results["backends"][name]["debit_capacity"]
+        console.print(f"{name}: settleEpoch costs {cap['fixed_gas']:,.0f} + "
+                      f"{cap['gas_per_debit']:,.0f} per debit, so one epoch can charge at most "
+                      f"{cap['max_debits_per_epoch']:,} consumers under the "
+                      f"{cap['block_gas_limit']:,} block gas limit (each epoch settles once).")
     if mismatches:
         console.print(f"[red]gas differs between backends for: {', '.join(mismatches)}")
 
@@ -438,6 +460,8 @@ def print_report(results: dict, profile: Profile) -> None:
         tps.add_row(name, str(t["claims"]), f"{t['claim_seconds']:.2f}", f"{t['tx_per_s']:.1f}",
                     f"{t['calls_per_s']:.0f}")
     console.print(tps)
+    console.print(f"load average at start: {results['machine']['load_average_at_start']:.2f} on "
+                  f"{results['machine']['cores']} cores")
 
 
 def main() -> None:
@@ -448,6 +472,7 @@ def main() -> None:
                         "settlement.json")
     args = parser.parse_args()
     profile = QUICK if args.quick else FULL
+    load = os.getloadavg()[0]  # tx/s depends on what else the machine runs; record it
     use_anvil = not args.no_anvil and ANVIL.exists() and shutil.which("node") is not None
     if not args.no_anvil and not use_anvil:
         console.print("[yellow]anvil not installed (npm ci in contracts/): embedded chain only")
@@ -477,7 +502,7 @@ def main() -> None:
         "benchmark": "settlement",
         "profile": "quick" if args.quick else "full",
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
+                    "platform": platform.platform(), "load_average_at_start": load},
         "assumptions": {
             "consumers_per_epoch": profile.consumers,
             "fixed_payees": FIXED_PAYEES,
@@ -491,6 +516,7 @@ def main() -> None:
         "backends": {name: {
             "gas": b.get("gas", {}),
             "settle_by_debits": b.get("settle_by_debits", {}),
+            "debit_capacity": b.get("debit_capacity", {}),
             "epochs": [asdict(e) | {"epoch_gas": e.epoch_gas, "sampled": e.sampled}
                        for e in b.get("epochs", [])],
             "throughput": b["throughput"],

@@ -552,4 +552,4 @@ def test_settlement_invariants_hold_on_anvil(anvil_template):
 def test_settlement_invariants_hold_over_long_random_runs(backend, request):
     template = request.getfixturevalue(f"{backend}_template")
     run_state_machine_as_test(lambda: SettlementMachine(template),
-                              settings=_settings(60, 40, quick=False))
+                              settings=_settings(40, 30, quick=False))

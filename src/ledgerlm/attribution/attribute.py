@@ -67,6 +67,7 @@ class AttributionSettings:
     min_z: float = 3.0
     span_weight: float = 1.0
     min_span: int = 4
+    min_span_chars: int = 8
     max_span_examples: int = 64
     gradient_prior: float = 1.0
 
@@ -197,6 +198,7 @@ def gather_evidence(
     scores = index.gradient_scores(feature, settings.score_mode)
     hits = top_hits(scores, settings.top_k)
     found = [index.spans.explain(ids, min_len=settings.min_span, context=context,
+                                 min_chars=settings.min_span_chars,
                                  max_examples=settings.max_span_examples) for ids in readings]
     spans = max(found, key=lambda e: e.coverage)  # max keeps the first reading on a tie
     rows = np.union1d(hits.rows, spans.rows).astype(np.int64)

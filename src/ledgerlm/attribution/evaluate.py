@@ -57,7 +57,7 @@ from ledgerlm.attribution.index import (
     damped_inverse_covariance,
     top_hits,
 )
-from ledgerlm.attribution.spans import SpanIndex
+from ledgerlm.attribution.spans import SpanIndex, token_char_lengths
 
 QUERY_KINDS = ("paraphrase", "short", "indirect", "style")
 # Answers no record taught: attribution should pay nobody (or little) for these.
@@ -322,6 +322,7 @@ def query_evidence(model, tokenizer, index: AttributionIndex, query: TracingQuer
     t2 = time.perf_counter()
     context = prompt_token_ids(example)
     spans = max((index.spans.explain(ids, min_len=settings.min_span, context=context,
+                                     min_chars=settings.min_span_chars,
                                      max_examples=settings.max_span_examples) for ids in readings),
                 key=lambda e: e.coverage)
     t3 = time.perf_counter()
@@ -743,7 +744,8 @@ def serving_latency(base, *, rank: int = 8, dim: int = 1024, rows: int = 100_000
     index = AttributionIndex(
         examples=[IndexedExample(i, i, i, "0x0", "") for i in range(rows)], features=features,
         preconditioner=preconditioner, projector=projector,
-        spans=SpanIndex.build(rng.integers(0, len(tokenizer), (rows, 48)).tolist()),
+        spans=SpanIndex.build(rng.integers(0, len(tokenizer), (rows, 48)).tolist(),
+                              token_char_lengths(tokenizer)),
         config=IndexConfig(dim=projector.dim, seed=seed, damping=0.1, max_len=0),
     )
     index.row_inverse_norms("trak_cosine")
@@ -760,7 +762,7 @@ def serving_latency(base, *, rank: int = 8, dim: int = 1024, rows: int = 100_000
         top_hits(index.gradient_scores(q, "trak_cosine"), 10)
         t3 = time.perf_counter()
         for ids in span_readings(tokenizer, prompt, answer, example):
-            index.spans.explain(ids, context=prompt_token_ids(example))
+            index.spans.explain(ids, context=prompt_token_ids(example), min_chars=8)
         t4 = time.perf_counter()
         generate.append(t1 - t0)
         feature.append(t2 - t1)

@@ -50,13 +50,15 @@ class SpanEvidence:
 class SpanIndex:
     """A suffix array over the tokens of the indexed examples, row i being example i."""
 
-    def __init__(self, tokens: np.ndarray, offsets: np.ndarray, suffix_array: np.ndarray):
+    def __init__(self, tokens: np.ndarray, offsets: np.ndarray, suffix_array: np.ndarray,
+                 char_lengths: np.ndarray | None = None):
         self.tokens = tokens
         self.offsets = offsets
         self.suffix_array = suffix_array
+        self.char_lengths = char_lengths  # visible characters of each token id; None: unknown
 
     @classmethod
-    def build(cls, rows: list[list[int]]) -> SpanIndex:
+    def build(cls, rows: list[list[int]], char_lengths: np.ndarray | None = None) -> SpanIndex:
         from pydivsufsort import divsufsort
 
         lengths = np.array([len(r) + 1 for r in rows], dtype=np.int64)
@@ -66,8 +68,8 @@ class SpanIndex:
         for start, row in zip(offsets[:-1], rows):
             tokens[start:start + len(row)] = row
         if len(tokens) == 0:
-            return cls(tokens, offsets, np.zeros(0, dtype=np.int64))
-        return cls(tokens, offsets, divsufsort(tokens).astype(np.int64))
+            return cls(tokens, offsets, np.zeros(0, dtype=np.int64), char_lengths)
+        return cls(tokens, offsets, divsufsort(tokens).astype(np.int64), char_lengths)
 
     @property
     def n_rows(self) -> int:
@@ -125,11 +127,14 @@ class SpanIndex:
         return np.unique(np.searchsorted(self.offsets, positions, side="right") - 1)
 
     def explain(self, query: list[int], *, min_len: int = 4, max_examples: int = 64,
-                context: list[int] | None = None) -> SpanEvidence:
+                context: list[int] | None = None, min_chars: int = 0) -> SpanEvidence:
         """Credit each row with the fraction of `query`'s tokens that its long, rare spans explain.
 
         With `context` (the prompt's tokens), a span found in several rows is split in favour of
-        the rows that also contain the prompt's wording (see `_shares`).
+        the rows that also contain the prompt's wording (see `_shares`). `min_chars` also asks
+        for that many visible characters (special tokens and whitespace count zero), so that a
+        shared end-of-turn marker plus a few letters is not taken for recall; it needs the
+        `char_lengths` the index was built with.
         """
         query = [int(t) for t in query]
         context_pairs = set(pairwise(context)) if context else set()
@@ -145,6 +150,8 @@ class SpanIndex:
         for start, (length, lo, hi) in enumerate(matches):
             if length < min_len or start + length <= reach:
                 continue  # too short, or inside the previous span (not maximal)
+            if min_chars and self._chars(query[start:start + length]) < min_chars:
+                continue
             reach = start + length
             key = (length, -(hi - lo))
             for t in range(start, start + length):
@@ -180,6 +187,13 @@ class SpanIndex:
             n_tokens=m,
         )
 
+    def _chars(self, span: list[int]) -> int:
+        if self.char_lengths is None:
+            return 1 << 30
+        ids = np.asarray(span)
+        known = ids < len(self.char_lengths)
+        return int(self.char_lengths[ids[known]].sum())
+
     def _shares(self, rows: np.ndarray, context_pairs: set) -> list[float]:
         """How one token's unit of credit splits between the rows that contain its span.
 
@@ -200,10 +214,23 @@ class SpanIndex:
         return [w / total for w in weights]
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {"span_tokens": self.tokens, "span_offsets": self.offsets,
-                "span_suffix_array": self.suffix_array}
+        arrays = {"span_tokens": self.tokens, "span_offsets": self.offsets,
+                  "span_suffix_array": self.suffix_array}
+        if self.char_lengths is not None:
+            arrays["span_char_lengths"] = self.char_lengths
+        return arrays
 
     @classmethod
     def from_arrays(cls, arrays) -> SpanIndex:
+        chars = arrays["span_char_lengths"] if "span_char_lengths" in arrays else None
         return cls(np.asarray(arrays["span_tokens"]), np.asarray(arrays["span_offsets"]),
-                   np.asarray(arrays["span_suffix_array"]))
+                   np.asarray(arrays["span_suffix_array"]), chars)
+
+
+def token_char_lengths(tokenizer) -> np.ndarray:
+    """Visible characters of every token id of `tokenizer`; special tokens count zero."""
+    ids = list(range(len(tokenizer)))
+    texts = tokenizer.batch_decode([[i] for i in ids], skip_special_tokens=True)
+    lengths = np.array([len("".join(t.split())) for t in texts], dtype=np.int16)
+    lengths[[i for i in tokenizer.all_special_ids if i < len(lengths)]] = 0
+    return lengths

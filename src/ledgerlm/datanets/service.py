@@ -51,6 +51,7 @@ _INSERT_CONTRIBUTION = (
     f"INSERT INTO contributions ({', '.join(_CONTRIBUTION_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(_CONTRIBUTION_COLUMNS))})"
 )
+_HASH, _SOURCE = _CONTRIBUTION_COLUMNS.index("content_hash"), _CONTRIBUTION_COLUMNS.index("source")
 LEAF_TYPES = ["bytes32", "address"]  # (content hash, contributor) per accepted contribution
 CHUNK = 2000
 
@@ -276,35 +277,15 @@ class Datanets:
                 ).inserted_primary_key[0]
                 first_id = (conn.execute(select(func.max(contributions.c.id))).scalar() or 0) + 1
                 next_id = first_id
-                seen: dict[bytes, str] = {}
                 skipped = 0
-                batch: list[dict] = []
+                batch: list[tuple] = []
+                datanet_id = row["id"]
+                # No per-upload set of hashes: duplicates, within the upload too, are caught by the
+                # unique index on live content, so memory stays flat however long the upload is.
                 for content_hash, payload, source, blob_hash in self._iter_items(row, staged):
-                    key = bytes.fromhex(content_hash)
-                    if key in seen:
-                        if skip_duplicates:
-                            skipped += 1
-                            continue
-                        raise DuplicateContribution(
-                            f"{source} duplicates {seen[key]} in the same upload", field="files"
-                        )
-                    seen[key] = source
-                    batch.append(
-                        dict(
-                            id=next_id,
-                            datanet_id=row["id"],
-                            upload_id=upload_id,
-                            contributor=contributor,
-                            content_hash=content_hash,
-                            source=source[:300],
-                            blob=blob_hash,
-                            payload=payload,
-                            state="pending",
-                            reason=None,
-                            created_at=now,
-                            updated_at=now,
-                        )
-                    )
+                    # Tuples in _CONTRIBUTION_COLUMNS order: the insert below is a plain executemany.
+                    batch.append((next_id, datanet_id, upload_id, contributor, content_hash, source[:300],
+                                  blob_hash, payload, "pending", None, now, now))
                     next_id += 1
                     if len(batch) >= CHUNK:
                         batch, dropped = self._insert_chunk(conn, row, batch, skip_duplicates)
@@ -347,43 +328,62 @@ class Datanets:
             raise
         return receipt
 
-    def _insert_chunk(self, conn, row, batch: list[dict], skip_duplicates: bool) -> tuple[list, int]:
+    def _insert_chunk(self, conn, row, batch: list[tuple], skip_duplicates: bool) -> tuple[list, int]:
         dropped = 0
+        first_seen: dict[str, tuple] = {}
+        kept = []
+        for r in batch:  # duplicates inside this chunk: the index would only name the first one
+            if r[_HASH] in first_seen:
+                if not skip_duplicates:
+                    raise DuplicateContribution(
+                        f"{r[_SOURCE]} duplicates {first_seen[r[_HASH]][_SOURCE]} in the same upload", field="files")
+                dropped += 1
+                continue
+            first_seen[r[_HASH]] = r
+            kept.append(r)
+        batch = kept
         if skip_duplicates:
             existing = self._live_duplicates(conn, row, batch)
-            kept = [r for r in batch if r["content_hash"] not in existing]
-            dropped = len(batch) - len(kept)
+            kept = [r for r in batch if r[_HASH] not in existing]
+            dropped += len(batch) - len(kept)
             batch = kept
         if not batch:
             return [], dropped
         try:
             # Plain DBAPI executemany keeps ingest near raw sqlite3 speed; the partial unique index
             # catches content already live in the Datanet, so no lookup is paid on the happy path.
-            conn.exec_driver_sql(_INSERT_CONTRIBUTION, [tuple(r[c] for c in _CONTRIBUTION_COLUMNS) for r in batch])
+            conn.exec_driver_sql(_INSERT_CONTRIBUTION, batch)
         except IntegrityError:
             existing = self._live_duplicates(conn, row, batch)
-            first = next((r for r in batch if r["content_hash"] in existing), None)
+            first = next((r for r in batch if r[_HASH] in existing), None)
             if first is None:
                 raise
+            other_id, other_source, other_upload = existing[first[_HASH]]
+            if other_upload == first[2]:
+                raise DuplicateContribution(
+                    f"{first[_SOURCE]} duplicates {other_source} in the same upload", field="files") from None
             raise DuplicateContribution(
-                f"{first['source']} is already in Datanet {row['name']!r} as contribution "
-                f"{existing[first['content_hash']]} (use --skip-duplicates to store only new ones)",
+                f"{first[_SOURCE]} is already in Datanet {row['name']!r} as contribution "
+                f"{other_id} (use --skip-duplicates to store only new ones)",
                 field="files",
             ) from None
         return [], dropped
 
-    def _live_duplicates(self, conn, row, batch: list[dict]) -> dict[str, int]:
-        return dict(
-            conn.execute(
-                select(contributions.c.content_hash, contributions.c.id).where(
+    def _live_duplicates(self, conn, row, batch: list[tuple]) -> dict[str, tuple[int, str, int]]:
+        """content hash -> (contribution id, source, upload id) of live contributions in the batch."""
+        return {
+            r.content_hash: (r.id, r.source, r.upload_id)
+            for r in conn.execute(
+                select(contributions.c.content_hash, contributions.c.id, contributions.c.source,
+                       contributions.c.upload_id).where(
                     and_(
                         contributions.c.datanet_id == row["id"],
                         contributions.c.state.in_(("pending", "accepted")),
-                        contributions.c.content_hash.in_([r["content_hash"] for r in batch]),
+                        contributions.c.content_hash.in_([r[_HASH] for r in batch]),
                     )
                 )
-            ).all()
-        )
+            )
+        }
 
     def _sign_receipt(self, upload_id, datanet, contributor, mhash, entries, first_id, count, skipped, now):
         message = {

@@ -69,5 +69,5 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     # Content hashes arrive in random order, so index inserts touch random pages: keep them cached.
-    cursor.execute("PRAGMA cache_size=-131072")
+    cursor.execute("PRAGMA cache_size=-65536")
     cursor.close()
