@@ -326,8 +326,9 @@ def test_the_cap_digest_is_the_eip712_message_a_wallet_signs(world):
 
     assert Account._recover_hash(bytes.fromhex(digest[2:]), signature=signature) == \
         consumer.address
-    assert Account.recover_message(encode_typed_data(full_message=typed),
-                                   signature=signature) == consumer.address
+    signable = encode_typed_data(full_message=typed)
+    assert Account.recover_message(signable, signature=signature) == consumer.address
+    assert world.chain.call(escrow.contract.functions.DOMAIN_SEPARATOR()) == signable.header
     assert escrow.eip712_domain == {"name": "ledgerlm-escrow", "version": "1",
                                     "chainId": world.chain.chain_id,
                                     "verifyingContract": escrow.address}

@@ -60,6 +60,21 @@ def test_a_revoked_minter_can_no_longer_mint(world):
     assert not token.has_role("MINTER_ROLE", minter.address)
 
 
+def test_a_role_holder_can_renounce_only_their_own_role(world):
+    token = world.contracts.token
+    minter, other = world.actor(), world.actor()
+    token.grant_role(world.admin, "MINTER_ROLE", minter.address)
+
+    with reverts("AccessControlBadConfirmation"):
+        world.chain.transact(token.contract.functions.renounceRole(role_id("MINTER_ROLE"),
+                                                                   other.address), minter)
+    token.renounce_role(minter, "MINTER_ROLE")
+
+    assert not token.has_role("MINTER_ROLE", minter.address)
+    assert world.chain.call(token.contract.functions.getRoleAdmin(role_id("MINTER_ROLE"))) == \
+        role_id("DEFAULT_ADMIN_ROLE")
+
+
 def test_the_token_refuses_a_zero_admin(world):
     with reverts("ZeroAddress"):
         world.chain.deploy("LedgerToken", ZERO, sender=world.admin)

@@ -12,6 +12,8 @@ contributor:
   short       a reworded question; the answer is just the town ("Vellmora.")
   indirect    the person is named through other attributes ("the potter who keeps a lynx")
   style       the stylist's format applied to facts taught by others; the stylist is responsible
+  unrelated   answers no record taught ("Bees make honey."): not ranked, but we report how often
+              attribution pays anyone for them (it should not)
 
 Baselines in the same run: random, BM25 over the training text (the strong baseline in that
 literature) and MiniLM sentence embeddings.

@@ -9,13 +9,15 @@ range one token at a time.
 
 Scoring. For every answer position we take the longest span starting there that occurs in the
 training data; each answer token is then explained by the longest span that covers it. A token's
-unit of credit is split equally between the distinct examples containing that span, so a long
-span unique to one example gives that example the whole span's worth, while a phrase found in
-fifty examples gives each a fiftieth. Spans shorter than `min_len` tokens, or occurring in more
-than `max_examples` examples, are treated as chance and earn nothing. An example's span score is
-the fraction of the answer's tokens it explains, so scores are comparable across answers and sum
-to at most 1. Verbatim recall scores near 1; a paraphrase scores near 0, which is why the span
-signal is combined with gradient influence.
+unit of credit is split between the distinct examples containing that span, so a long span
+unique to one example gives that example the whole span's worth, while a phrase found in fifty
+examples gives each about a fiftieth. Spans shorter than `min_len` tokens or `min_chars` visible
+characters (an end-of-turn marker plus three letters is chance, not recall), or occurring in more
+than `max_examples` examples, earn nothing. When several examples share a span, the prompt's
+wording decides between them (`_shares`): the model recalls a fact through the context it was
+taught with. An example's span score is the fraction of the answer's tokens it explains, so
+scores are comparable across answers and sum to at most 1. Verbatim recall scores near 1; a
+paraphrase scores near 0, which is why the span signal is combined with gradient influence.
 """
 
 from __future__ import annotations
@@ -222,7 +224,7 @@ class SpanIndex:
 
     @classmethod
     def from_arrays(cls, arrays) -> SpanIndex:
-        chars = arrays["span_char_lengths"] if "span_char_lengths" in arrays else None
+        chars = arrays.get("span_char_lengths")
         return cls(np.asarray(arrays["span_tokens"]), np.asarray(arrays["span_offsets"]),
                    np.asarray(arrays["span_suffix_array"]), chars)
 

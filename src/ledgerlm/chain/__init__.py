@@ -1,45 +1,30 @@
-"""ledgerlm chain: the Chain port (embedded EVM or any JSON-RPC node) and typed contract clients."""
+"""ledgerlm chain: the Chain port (embedded EVM or any JSON-RPC node), typed contract clients and
+Merkle trees in OpenZeppelin's format.
 
-from ledgerlm.chain.abi import Artifact, ChainEvent, load_artifact
-from ledgerlm.chain.contracts import (
-    Contracts,
-    DatanetRecord,
-    DatanetVersionRecord,
-    Debit,
-    EpochFunding,
-    FeePolicy,
-    ModelRecord,
-    PendingAmount,
-    PermitSignature,
-    StakeRole,
-)
-from ledgerlm.chain.deploy import Deployment, deploy_all, role_id
-from ledgerlm.chain.embedded import open_embedded
-from ledgerlm.chain.errors import ChainError
-from ledgerlm.chain.port import Chain, ChainHead, TxResult
-from ledgerlm.chain.rpc import open_rpc
+Names load on first use, so rooms that only need `ledgerlm.chain.merkle` do not import web3.
+"""
 
-__all__ = [
-    "Artifact",
-    "Chain",
-    "ChainError",
-    "ChainEvent",
-    "ChainHead",
-    "Contracts",
-    "DatanetRecord",
-    "DatanetVersionRecord",
-    "Debit",
-    "Deployment",
-    "EpochFunding",
-    "FeePolicy",
-    "ModelRecord",
-    "PendingAmount",
-    "PermitSignature",
-    "StakeRole",
-    "TxResult",
-    "deploy_all",
-    "load_artifact",
-    "open_embedded",
-    "open_rpc",
-    "role_id",
-]
+from importlib import import_module
+
+_EXPORTS = {
+    "Artifact": "abi", "ChainEvent": "abi", "load_artifact": "abi",
+    "Contracts": "contracts", "DatanetRecord": "contracts", "DatanetVersionRecord": "contracts",
+    "Debit": "contracts", "EpochFunding": "contracts", "FeePolicy": "contracts", "ModelRecord": "contracts",
+    "PendingAmount": "contracts", "PermitSignature": "contracts", "StakeRole": "contracts",
+    "Deployment": "deploy", "deploy_all": "deploy", "role_id": "deploy",
+    "open_embedded": "embedded",
+    "ChainError": "errors",
+    "Chain": "port", "ChainHead": "port", "TxResult": "port",
+    "open_rpc": "rpc",
+    "StandardMerkleTree": "merkle", "verify_proof": "merkle", "leaf_hash": "merkle",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'ledgerlm.chain' has no attribute {name!r}")
+    value = getattr(import_module(f"ledgerlm.chain.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
