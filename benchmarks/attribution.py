@@ -1,7 +1,7 @@
 """Benchmark of Proof of Attribution: fact tracing, counterfactual LDS and cost, against baselines.
 
 Run:  .venv/bin/python benchmarks/attribution.py [--model tiny|smollm2] [--entities 24]
-                                                 [--lds-subsets 12] [--no-serving]
+                                                 [--lds-subsets 12 (0 skips LDS)] [--no-serving]
 
 Fine-tunes a model on a generated Datanet (four fact contributors, a gazetteer with look-alike
 near-duplicates, a stylist), then ranks training records for paraphrased, short, indirect and
@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=EvalConfig.epochs)
     parser.add_argument("--lds-subsets", type=int, default=EvalConfig.lds_subsets)
     parser.add_argument("--dim", type=int, default=EvalConfig.dim)
+    parser.add_argument("--scale", default=",".join(map(str, EvalConfig.scale_sizes)),
+                        help="index sizes for the search timing, comma-separated")
     parser.add_argument("--seed", type=int, default=EvalConfig.seed)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1 keeps timings stable on a shared machine)")
@@ -70,6 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     config = replace(EvalConfig(), model=args.model, entities=args.entities, epochs=args.epochs,
                      lds_subsets=args.lds_subsets, dim=args.dim, seed=args.seed,
+                     scale_sizes=tuple(int(n) for n in args.scale.split(",") if n),
                      models_dir=str(args.models_dir) if args.models_dir else None)
     started = time.perf_counter()
     report = run_attribution_eval(

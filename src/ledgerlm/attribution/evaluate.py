@@ -590,6 +590,9 @@ def linear_datamodeling_score(config: EvalConfig, base, tokenizer, *,
                               say: Callable[[str], None] = lambda _m: None) -> dict:
     """LDS of each method on a smaller fact set: Spearman(predicted, -actual loss) over subsets."""
     import torch
+    if config.lds_subsets < 2:
+        return {"methods": {}, "subsets": config.lds_subsets, "queries": 0, "records": 0,
+                "fraction": 0.5, "skipped": True}
     from scipy.stats import spearmanr
 
     from ledgerlm.attribution.features import record_examples
@@ -763,8 +766,8 @@ def serving_latency(base, *, rank: int = 8, dim: int = 1024, rows: int = 100_000
         t2 = time.perf_counter()
         top_hits(index.gradient_scores(q, "trak_cosine"), 10)
         t3 = time.perf_counter()
-        for ids in span_readings(tokenizer, prompt, answer, example):
-            index.spans.explain(ids, context=prompt_token_ids(example), min_chars=8)
+        for reading in span_readings(tokenizer, prompt, answer, example):
+            index.spans.explain(reading, context=prompt_token_ids(example), min_chars=8)
         t4 = time.perf_counter()
         generate.append(t1 - t0)
         feature.append(t2 - t1)

@@ -33,11 +33,11 @@ from ledgerlm.datanets.models import (
 from ledgerlm.errors import AuthError, ConflictError, LedgerError, NotFoundError
 from ledgerlm.identity import SignedAction, typed_data, verify_action
 from ledgerlm.store import BlobStore, Database, StagedBlob
+from ledgerlm.store.actions import record_action
 from ledgerlm.store.schema import (
     contribution_events,
     contributions,
     datanets,
-    signed_actions,
     uploads,
     version_members,
     versions,
@@ -95,25 +95,7 @@ class Datanets:
     # ---------------------------------------------------------------- signed actions
 
     def _record_action(self, conn, signed: SignedAction, signer: str, now: int) -> int:
-        try:
-            with conn.begin_nested():
-                return conn.execute(
-                    insert(signed_actions).values(
-                        action=signed.action,
-                        signer=signer,
-                        nonce=str(signed.message["nonce"]),
-                        deadline=int(signed.message["deadline"]),
-                        chain_id=self.chain_id,
-                        message=signed.message,
-                        signature=signed.signature,
-                        created_at=now,
-                    )
-                ).inserted_primary_key[0]
-        except IntegrityError as exc:
-            raise AuthError(
-                f"nonce {signed.message['nonce']} was already used by {signer}: replayed {signed.action} rejected",
-                field="nonce",
-            ) from exc
+        return record_action(conn, signed, signer, chain_id=self.chain_id, now=now)
 
     def _verify(self, signed: SignedAction, expected: str) -> str:
         return verify_action(signed, expected=expected, chain_id=self.chain_id)

@@ -22,7 +22,8 @@ from ledgerlm.factory.errors import FactoryError
 from ledgerlm.factory.train import TrainConfig
 from ledgerlm.identity import SignedAction, verify_action
 from ledgerlm.store import Database
-from ledgerlm.store.schema import models, signed_actions, training_jobs
+from ledgerlm.store.actions import record_action
+from ledgerlm.store.schema import models, training_jobs
 
 MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}[a-z0-9]$")
 TERMINAL = ("stopped", "failed", "done")
@@ -115,17 +116,7 @@ class ModelFactory:
     # ------------------------------------------------------------------ submit and control
 
     def _record_action(self, conn, signed: SignedAction, signer: str) -> int:
-        from sqlalchemy.exc import IntegrityError
-
-        try:
-            with conn.begin_nested():
-                return conn.execute(insert(signed_actions).values(
-                    action=signed.action, signer=signer, nonce=str(signed.message["nonce"]),
-                    deadline=int(signed.message["deadline"]), chain_id=self.chain_id,
-                    message=signed.message, signature=signed.signature, created_at=int(time.time()),
-                )).inserted_primary_key[0]
-        except IntegrityError as exc:
-            raise AuthError(f"nonce {signed.message['nonce']} was already used: replay rejected", field="nonce") from exc
+        return record_action(conn, signed, signer, chain_id=self.chain_id)
 
     def submit(self, request: TrainRequest, signed: SignedAction) -> Job:
         developer = verify_action(signed, expected="TrainModel", chain_id=self.chain_id)

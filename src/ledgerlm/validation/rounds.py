@@ -11,12 +11,12 @@ import orjson
 from eth_utils import keccak
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, insert, select, update
-from sqlalchemy.exc import IntegrityError
 
 from ledgerlm.datanets import DOCUMENTS, Datanets
 from ledgerlm.errors import AuthError, ConflictError, NotFoundError
 from ledgerlm.identity import SignedAction, verify_action
 from ledgerlm.store import Database
+from ledgerlm.store.actions import record_action
 from ledgerlm.store.schema import (
     contributions,
     datanets,
@@ -24,7 +24,6 @@ from ledgerlm.store.schema import (
     reputation,
     round_assignments,
     round_votes,
-    signed_actions,
     validation_rounds,
 )
 from ledgerlm.validation.consensus import (
@@ -112,15 +111,7 @@ class ValidationRounds:
         return int(self.clock())
 
     def _record(self, conn, signed: SignedAction, signer: str) -> int:
-        try:
-            with conn.begin_nested():
-                return conn.execute(insert(signed_actions).values(
-                    action=signed.action, signer=signer, nonce=str(signed.message["nonce"]),
-                    deadline=int(signed.message["deadline"]), chain_id=self.chain_id, message=signed.message,
-                    signature=signed.signature, created_at=self.now(),
-                )).inserted_primary_key[0]
-        except IntegrityError as exc:
-            raise AuthError(f"nonce {signed.message['nonce']} was already used: replay rejected", field="nonce") from exc
+        return record_action(conn, signed, signer, chain_id=self.chain_id, now=self.now())
 
     def _datanet(self, conn, name: str):
         row = conn.execute(select(datanets).where(datanets.c.name == name)).mappings().first()
