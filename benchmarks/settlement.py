@@ -162,7 +162,7 @@ def open_bench(name: str, *, directory: Path | None = None, url: str = "",
         prefund.update({key("wallet", i).address: 100 * ETHER for i in range(WALLETS)})
         chain = open_embedded(directory, prefund=prefund, durable=durable)
     deployment = deploy_all(chain, admin, treasury=key("treasury").address, node=node.address,
-                            cooldown=COOLDOWN, withdraw_delay=WITHDRAW_DELAY)
+                            cooldown=COOLDOWN, withdraw_delay=WITHDRAW_DELAY, node_funds_epochs=True)
     return Bench(name, chain, Contracts(chain, deployment), admin, node)
 
 

@@ -156,6 +156,8 @@ contract Staking is AccessControl, ReentrancyGuard, Pausable {
         uint256 fromPending = amount - fromActive;
         p.active -= fromActive;
         p.pending -= fromPending;
+        // Nothing left cooling down: clear the release time so pendingOf reads (0, 0).
+        if (p.pending == 0) p.releaseAt = 0;
         _totalActive[role] -= fromActive;
         token.safeTransfer(treasury, amount);
         emit Slashed(account, role, amount, fromActive, fromPending, reason);

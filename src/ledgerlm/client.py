@@ -64,6 +64,9 @@ class NodeClient:
             self._info = self._request("GET", "/node/info")
         return self._info
 
+    def attribute(self, model: str, prompt, answer: str | None = None, max_new_tokens: int = 64) -> dict:
+        return attribute(self, model, prompt, answer, max_new_tokens)
+
     @property
     def validation(self) -> "ValidationActions":
         return ValidationActions(self)
@@ -170,6 +173,12 @@ class NodeClient:
 
 
 ROLES = {"validator": 0, "agent": 1, "contributor_bond": 2}
+
+
+def attribute(node: "NodeClient", model: str, prompt, answer: str | None = None, max_new_tokens: int = 64) -> dict:
+    """Which contributions shaped an answer (generated first when `answer` is None)."""
+    body = {"model": model, "prompt": prompt, "answer": answer, "max_new_tokens": max_new_tokens}
+    return node._request("POST", "/attribution", json=body)
 
 
 class ValidationActions:

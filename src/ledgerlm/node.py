@@ -94,6 +94,17 @@ def _register_model(node: "Node"):
     return register
 
 
+def _build_attribution_index(model_dir: Path, records: list[dict], base) -> dict:
+    """Right after training: per-example gradient features and the span index, saved with the model."""
+    import time
+
+    from ledgerlm.attribution import build_index
+
+    started = time.perf_counter()
+    index = build_index(model_dir, records, base=base)
+    return {"indexed_examples": len(index.examples), "seconds": round(time.perf_counter() - started, 3)}
+
+
 @dataclass
 class Node:
     home: Home
@@ -159,6 +170,21 @@ class Node:
             settings=settings,
         )
 
+    def attributor(self, model_id: str):
+        """A warm attributor per fine-tuned model (model, tokenizer and index loaded once), with
+        the lock that serialises requests on it."""
+        import threading
+
+        from ledgerlm.attribution import load_attributor
+        from ledgerlm.factory.basemodels import get_model
+
+        cache = self.__dict__.setdefault("_attributors", {})
+        if model_id not in cache:
+            record = self.factory.model(model_id)
+            attributor = load_attributor(Path(record.path), base=get_model(self.home.models, record.base_model))
+            cache[model_id] = (attributor, threading.Lock())
+        return cache[model_id]
+
     def stakes(self, role: int) -> dict[str, int]:
         """Current stake of every address that ever staked in `role` (from Staked events)."""
         if not self.on_chain:
@@ -187,7 +213,7 @@ class Node:
         from ledgerlm.factory.jobs import ModelFactory
 
         factory = ModelFactory(self.db, self.home.models, self.datanets, chain_id=self.config.chain_id,
-                               register_model=_register_model(self))
+                               register_model=_register_model(self), after_training=_build_attribution_index)
         self.closers.append(factory.close)
         return factory
 

@@ -216,8 +216,6 @@ def test_a_slash_of_all_pending_stake_leaves_nothing_to_withdraw(world):
     assert staking.pending_of(staker.address, VALIDATOR).amount == 0
 
 
-@pytest.mark.xfail(strict=True, reason="Staking.slash leaves releaseAt set when it takes all "
-                   "pending stake, while pendingOf documents releaseAt 0 if nothing is pending")
 def test_pending_of_reports_no_release_time_once_a_slash_emptied_it(world):
     staking = world.contracts.staking
     staker = world.actor(TOKEN)

@@ -106,7 +106,7 @@ def open_world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
         for a in (admin, node):
             chain.w3.provider.make_request("anvil_setBalance", [a.address, hex(1000 * ETHER)])
     deployment = deploy_all(chain, admin, treasury=treasury.address, node=node.address,
-                            cooldown=COOLDOWN, withdraw_delay=WITHDRAW_DELAY)
+                            cooldown=COOLDOWN, withdraw_delay=WITHDRAW_DELAY, node_funds_epochs=True)
     yield World(chain, Contracts(chain, deployment), admin, node, treasury, salt)
     chain.close()
 

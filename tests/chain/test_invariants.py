@@ -119,7 +119,7 @@ def _deploy(chain) -> Deployment:
     """Deploy the contracts and play the opening every example starts from."""
     admin, node = ACCOUNTS["admin"], ACCOUNTS["node"]
     deployment = deploy_all(chain, admin, treasury=ACCOUNTS["treasury"].address,
-                            node=node.address, cooldown=COOLDOWN, withdraw_delay=WITHDRAW_DELAY)
+                            node=node.address, cooldown=COOLDOWN, withdraw_delay=WITHDRAW_DELAY, node_funds_epochs=True)
     c = Contracts(chain, deployment)
     for name, amount in OPENING_WALLETS.items():
         c.token.mint(node, ACCOUNTS[name].address, amount)

@@ -27,7 +27,7 @@ def node(chain, payer):
 @pytest.fixture
 def contracts(chain, node, treasury):
     deployment = deploy_all(chain, node, treasury=treasury.address, cooldown=3600,
-                            withdraw_delay=600)
+                            withdraw_delay=600, node_funds_epochs=True)
     return Contracts(chain, deployment)
 
 

@@ -79,3 +79,19 @@ def test_bad_requests(client, alice, carol, tmp_path):
         client.factory.train(carol, {"model_id": "m-2", "datanet": "missing", "version": 1, "config": {"rank": 0}})
     with pytest.raises(LedgerError, match="unknown training setting"):
         client.factory.train(carol, {"model_id": "m-3", "datanet": "x", "version": 1, "config": {"rnak": 4}})
+
+
+def test_attribution_through_the_api(trained, client, bob):
+    """Training also indexed the examples: an answer copied from the Datanet pays its contributor."""
+    _, model = trained
+    assert model["metrics"]["attribution"]["indexed_examples"] >= 1
+    fact = FACTS[0]
+    result = client.attribute("colours-tiny", fact["question"], fact["answer"])
+    assert result["generated"] is False
+    assert not result["unattributed"]  # the answer is copied verbatim from bob's record
+    assert sum(c["bps"] for c in result["contributors"]) == 10_000
+    assert [c["contributor"] for c in result["contributors"]] == [bob.address]
+    again = client.attribute("colours-tiny", fact["question"], fact["answer"])
+    assert again["contributors"] == result["contributors"]  # deterministic
+    generated = client.attribute("colours-tiny", fact["question"], max_new_tokens=8)
+    assert generated["generated"] is True

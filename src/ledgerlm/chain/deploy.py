@@ -101,11 +101,13 @@ def deploy_all(
     node: str | None = None,
     cooldown: int = DEFAULT_COOLDOWN_SECONDS,
     withdraw_delay: int = DEFAULT_WITHDRAW_DELAY_SECONDS,
+    node_funds_epochs: bool = False,
 ) -> Deployment:
     """Deploy the five settlement contracts and grant the node its roles.
 
     `deployer` holds every admin role. `node` (default: the deployer) gets MINTER, REGISTRAR,
-    SLASHER, SETTLER and FUNDER; the escrow gets FUNDER on the distributor so settlements can fund
+    SLASHER and SETTLER (not FUNDER: epochs are funded only by settlement, so no direct funding can
+    take an epoch number a settlement needs); the escrow gets FUNDER on the distributor so settlements can fund
     epochs. Slashed stake goes to `treasury`.
     """
     node_address = to_checksum_address(node or deployer.address)
@@ -125,9 +127,10 @@ def deploy_all(
         ("Registry", "REGISTRAR_ROLE", node_address),
         ("Staking", "SLASHER_ROLE", node_address),
         ("EpochDistributor", "FUNDER_ROLE", escrow),
-        ("EpochDistributor", "FUNDER_ROLE", node_address),
         ("PaymentEscrow", "SETTLER_ROLE", node_address),
     ]
+    if node_funds_epochs:  # for tooling that funds payout epochs directly, outside the escrow
+        grants.append(("EpochDistributor", "FUNDER_ROLE", node_address))
     if node_address != admin:
         grants.append(("LedgerToken", "MINTER_ROLE", node_address))
     for name, role, account in grants:

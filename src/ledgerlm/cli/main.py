@@ -87,7 +87,7 @@ def info(ctx: typer.Context):
 
 
 def _register_rooms() -> None:
-    from ledgerlm.cli import chain, datanet, factory, keys, validate
+    from ledgerlm.cli import attribution, chain, datanet, factory, keys, validate
 
     app.add_typer(keys.app, name="keys")
     app.add_typer(datanet.app, name="datanet")
@@ -95,6 +95,8 @@ def _register_rooms() -> None:
     app.add_typer(factory.models_app, name="models")
     app.add_typer(factory.app, name="factory")
     app.add_typer(validate.app, name="validate")
+    app.add_typer(attribution.eval_app, name="eval")
+    app.command()(attribution.attribute)
     for command in (chain.balance, chain.stake, chain.unstake, chain.withdraw, chain.transfer):
         app.command()(command)
 

@@ -99,12 +99,15 @@ class ModelFactory:
     """Runs one training job at a time in a background thread of the node process."""
 
     def __init__(self, db: Database, models_dir: Path, datanets: Datanets, *, chain_id: int,
-                 register_model: Callable[[ModelRecord, dict], str] | None = None):
+                 register_model: Callable[[ModelRecord, dict], str] | None = None,
+                 after_training: Callable[[Path, list[dict], Any], dict] | None = None):
         self.db = db
         self.models_dir = Path(models_dir)
         self.datanets = datanets
         self.chain_id = chain_id
         self.register_model = register_model
+        # Later rooms (attribution) hook in here; the node wires them, so factory never imports them.
+        self.after_training = after_training
         self._cancel: set[int] = set()
         self._wake = threading.Event()
         self._worker: threading.Thread | None = None
@@ -247,10 +250,18 @@ class ModelFactory:
             self._set(job.id, state="stopped", error="cancelled; a checkpoint was kept, resume to continue")
             return
         card = result.card.to_dict()
+        metrics = dict(card.get("metrics", {}))
+        if self.after_training is not None:
+            self._set(job.id, progress={**(self.job(job.id).progress or {}), "stage": "indexing for attribution"})
+            try:
+                metrics["attribution"] = self.after_training(out_dir, records, base)
+            except Exception as exc:  # the model is still usable; attribution reports it missing
+                metrics["attribution"] = {"error": f"{type(exc).__name__}: {exc}"}
+                traceback.print_exc()
         with self.db.begin() as conn:
             conn.execute(insert(models).values(
                 id=job.model_id, developer=job.developer, base_model=job.base_model, datanet=job.datanet,
-                version=job.version, version_root=version.root, card=card, metrics=card.get("metrics", {}),
+                version=job.version, version_root=version.root, card=card, metrics=metrics,
                 path=str(out_dir), job_id=job.id, fee_policy=None, chain_tx=None, created_at=int(time.time()),
             ))
         self._set(job.id, state="done")
