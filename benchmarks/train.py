@@ -23,6 +23,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -127,7 +128,10 @@ def run_ours(spec: dict, work: Path) -> dict:
         clock.mark(p.tokens_seen - seen[0])
         seen[0] = p.tokens_seen
 
-    result = train(base, spec["train_records"], config, work / "ledgerlm-model",
+    out_dir = work / "ledgerlm-model"
+    if out_dir.exists():
+        shutil.rmtree(out_dir)  # an earlier repeat's model; this run trains afresh
+    result = train(base, spec["train_records"], config, out_dir,
                    progress=on_step, checkpoint_every=10**9)
     blocks = build_training_data(spec["train_records"], load_tokenizer(base), hp["pack_len"],
                                  0.0).train_blocks
@@ -256,8 +260,6 @@ def main() -> None:
         out = runner(spec, args.work)
         (args.work / f"{args.child}.json").write_text(json.dumps(out))
         return
-
-    import shutil
 
     from rich.console import Console
     from rich.table import Table

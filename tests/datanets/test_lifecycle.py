@@ -140,3 +140,26 @@ def test_skip_duplicates_stores_only_new_records(client, qa, bob, carol, tmp_pat
 def test_private_spec_round_trips(client, alice):
     d = client.create_datanet(DatanetSpec(name="secret-notes", visibility="private", licence="proprietary"), alice)
     assert d.visibility == "private" and d.kind == "documents" and d.licence == "proprietary"
+
+
+def test_published_root_matches_openzeppelin(client, qa, alice, bob, carol, tmp_path):
+    """`datanet show --json` roots are reproduced by @openzeppelin/merkle-tree, an independent
+    implementation, from the version's manifest."""
+    import json
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    contracts = Path(__file__).resolve().parents[2] / "contracts"
+    if not shutil.which("node") or not (contracts / "node_modules" / "@openzeppelin" / "merkle-tree").exists():
+        pytest.skip("node and contracts/node_modules are needed (npm ci in contracts/)")
+    client.contribute("qa", [write_jsonl(tmp_path / "b.jsonl", _records(5, "b"))], bob)
+    client.contribute("qa", [write_jsonl(tmp_path / "c.jsonl", _records(4, "c"))], carol)
+    for c in client.contributions("qa"):
+        client.review(c.id, alice, accept=True)
+    version = client.publish("qa", alice)
+    manifest = client.manifest("qa", 1)
+    request = {"types": manifest["leaf_types"], "values": [[h, a] for _, h, a in manifest["contributions"]]}
+    out = subprocess.run(["node", str(contracts / "merkle.mjs")], input=json.dumps(request), capture_output=True,
+                         text=True, check=True, cwd=contracts)
+    assert json.loads(out.stdout)["root"] == version.root == client.datanet("qa").versions[0].root

@@ -69,7 +69,11 @@ def test_gates_then_consensus_with_an_outlier(client, alice, bob, setup, tmp_pat
     outlier = lambda cid: 0 if cid in good else 100  # noqa: E731
     opened, closed = _round(client, alice, validators, clock, [honest, honest, outlier])
 
-    assert opened["gated"] == {"pass": 4, "flag": 0, "reject": 2}
+    gated = opened["gated"]
+    assert (gated["pass"], gated["flag"], gated["reject"]) == (4, 0, 2)
+    # What passed the gates was also valued (Data-OOB here: nothing is accepted yet to compare with).
+    assert gated["valuation"]["method"] == "data_oob"
+    assert set(gated["valuation"]["by_contributor"]) == {bob.address}
     rejected = {c.id: c for c in client.contributions("ferries", state="rejected", events=True)}
     assert ids[4] in rejected and "junk" in rejected[ids[4]].reason
     assert ids[5] in rejected and "personal_data" in rejected[ids[5]].reason
@@ -84,8 +88,9 @@ def test_gates_then_consensus_with_an_outlier(client, alice, bob, setup, tmp_pat
     assert outcome[validators[0].address]["clipped"] == 0
     rep = client.validation.reputation(validators[2].address)
     assert rep["validator_bps"] < client.validation.reputation(validators[0].address)["validator_bps"]
-    # Rejected data cost the contributor part of the bond (3 rejections x 0.5 LGR).
-    assert client.chain.account(bob.address)["stake"]["contributor_bond"] == 10 * UNIT - 3 * UNIT // 2
+    # Rejected data cost the contributor part of the bond: at least 0.5 LGR per rejection, more as
+    # the contributor's reputation falls.
+    assert client.chain.account(bob.address)["stake"]["contributor_bond"] <= 10 * UNIT - 3 * UNIT // 2
     # No contribution is lost: everything ended accepted or rejected with reasons.
     assert all(c.state in ("accepted", "rejected") and c.reason for c in client.contributions("ferries"))
 

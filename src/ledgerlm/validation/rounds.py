@@ -46,6 +46,7 @@ from ledgerlm.validation.near_duplicates import NearDuplicateIndex
 from ledgerlm.validation.policy import GatePolicy
 from ledgerlm.validation.reputation import (
     NEUTRAL_BPS,
+    required_bond,
     contributor_outcome_bps,
     validator_outcome_bps,
 )
@@ -80,7 +81,7 @@ class RoundView(BaseModel):
     committed: list[str]
     revealed: list[str]
     tally: dict[str, Any] | None
-    gated: dict[str, int] = Field(default_factory=dict)
+    gated: dict[str, Any] = Field(default_factory=dict)
 
 
 class ValidationRounds:
@@ -141,7 +142,7 @@ class ValidationRounds:
 
     # ------------------------------------------------------------------ gates
 
-    def run_gates(self, name: str) -> dict[str, int]:
+    def run_gates(self, name: str) -> dict[str, Any]:
         """Gate every pending contribution not gated yet; gate rejections are final, with findings."""
         policy = self.policy(name)
         with self.db.connect() as conn:
@@ -188,7 +189,32 @@ class ValidationRounds:
                     )
                     rejected.append((cid, next(r.contributor for r in pending if r.id == cid)))
         self._contributor_outcomes([(c, a, "reject", None) for c, a in rejected])
+        counts["valuation"] = self._value(
+            [candidate(r) for r in pending if r.id not in dict(rejected)], [candidate(a) for a in accepted], now)
         return counts
+
+    def _value(self, batch: list[Candidate], accepted: list[Candidate], now: int) -> dict | None:
+        """Measured usefulness of what passed the gates: KNN-Shapley against the accepted data when
+        there is enough of it, else Data-OOB within the batch; stored per contribution."""
+        from ledgerlm.validation.errors import ValuationError
+        from ledgerlm.validation.valuation import value_contributions
+
+        if len(batch) < 2:
+            return None
+        try:
+            if len(accepted) >= 5:
+                report = value_contributions(batch, accepted, method="knn_shapley", k=min(10, len(batch)))
+            else:
+                report = value_contributions(batch, method="data_oob", k=min(5, len(batch) - 1))
+        except (ValuationError, ValueError) as exc:
+            return {"error": str(exc)}
+        with self.db.begin() as conn:
+            for cid, value in report.values.items():
+                conn.execute(update(gate_reports).where(gate_reports.c.contribution_id == cid)
+                             .values(value={"method": report.method, "value": value}))
+        summary = report.to_dict()
+        summary.pop("values")
+        return summary
 
     # ------------------------------------------------------------------ rounds
 
@@ -395,8 +421,9 @@ class ValidationRounds:
             return
         bonds = self.contributor_bonds(sorted(set(rejected)))
         for contributor in sorted(set(rejected)):
-            due = rejected.count(contributor) * self.settings.bond_per_contribution * \
-                self.settings.contributor_bond_slash_bps // BPS
+            # A contributor with a poor record has more at stake per contribution (reputation).
+            bond = required_bond(self.settings.bond_per_contribution, self.reputation(contributor, "contributor"))
+            due = rejected.count(contributor) * bond * self.settings.contributor_bond_slash_bps // BPS
             amount = min(due, bonds.get(contributor, 0))
             if amount > 0:
                 self.slash(contributor, 2, amount, f"{rejected.count(contributor)} rejected contribution(s)")
