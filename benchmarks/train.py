@@ -247,6 +247,7 @@ def main() -> None:
     parser.add_argument("--models-dir", type=Path,
                         default=Path(os.environ.get("LEDGERLM_HOME", "~/.ledgerlm")).expanduser() / "models")
     parser.add_argument("--work", type=Path, default=ROOT / "results" / "train-work")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
     parser.add_argument("--no-quality", action="store_true", help="skip the before/after evaluation")
     parser.add_argument("--child", choices=["ledgerlm", "baseline"], help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -357,9 +358,9 @@ def main() -> None:
         "load_average": {"start": load_start, "end": load_end},
         "cpu_count": os.cpu_count(),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
-    console.print(f"wrote {RESULTS.relative_to(ROOT.parent)}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    console.print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
