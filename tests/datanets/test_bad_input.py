@@ -9,7 +9,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from ledgerlm.api import create_app
-from ledgerlm.client import NodeClient
 from ledgerlm.datanets import FileEntry, manifest_hash
 from ledgerlm.identity import sign_action
 from ledgerlm.node import Node
