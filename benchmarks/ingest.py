@@ -119,9 +119,10 @@ def run_ledgerlm(n: int, workdir: Path) -> dict:
 def run_files(count: int, workdir: Path) -> dict:
     """Mixed documents (text, Markdown, PDF, DOCX) uploaded in batches of 10 files."""
     sys.path.insert(0, str(ROOT.parent))
+    from tests.datanets.fixtures import make_docx, make_pdf
+
     from ledgerlm.datanets import DatanetSpec
     from ledgerlm.identity import sign_action
-    from tests.datanets.fixtures import make_docx, make_pdf
 
     files = []
     for i in range(count):

@@ -34,7 +34,7 @@ class NodeClient:
         self._info: dict | None = None
 
     @classmethod
-    def connect(cls, url: str, *, timeout: float = 600.0) -> "NodeClient":
+    def connect(cls, url: str, *, timeout: float = 600.0) -> NodeClient:
         return cls(httpx.Client(base_url=url.rstrip("/"), timeout=timeout))
 
     def close(self) -> None:
@@ -68,15 +68,15 @@ class NodeClient:
         return attribute(self, model, prompt, answer, max_new_tokens)
 
     @property
-    def validation(self) -> "ValidationActions":
+    def validation(self) -> ValidationActions:
         return ValidationActions(self)
 
     @property
-    def factory(self) -> "FactoryActions":
+    def factory(self) -> FactoryActions:
         return FactoryActions(self)
 
     @property
-    def chain(self) -> "ChainActions":
+    def chain(self) -> ChainActions:
         return ChainActions(self)
 
     @property
@@ -175,7 +175,7 @@ class NodeClient:
 ROLES = {"validator": 0, "agent": 1, "contributor_bond": 2}
 
 
-def attribute(node: "NodeClient", model: str, prompt, answer: str | None = None, max_new_tokens: int = 64) -> dict:
+def attribute(node: NodeClient, model: str, prompt, answer: str | None = None, max_new_tokens: int = 64) -> dict:
     """Which contributions shaped an answer (generated first when `answer` is None)."""
     body = {"model": model, "prompt": prompt, "answer": answer, "max_new_tokens": max_new_tokens}
     return node._request("POST", "/attribution", json=body)

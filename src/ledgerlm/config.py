@@ -63,7 +63,7 @@ class Home:
         object.__setattr__(self, "root", Path(self.root))
 
     @classmethod
-    def resolve(cls, home: str | Path | None = None) -> "Home":
+    def resolve(cls, home: str | Path | None = None) -> Home:
         raw = home or os.environ.get("LEDGERLM_HOME") or DEFAULT_HOME
         return cls(Path(raw).expanduser().resolve())
 

@@ -38,7 +38,7 @@ def datanet_chain_id(name: str) -> bytes:
 class RegistryAnchor(ChainAnchor):
     """Mirrors Datanets and their versions into the Registry contract, relayed by the node."""
 
-    def __init__(self, node: "Node"):
+    def __init__(self, node: Node):
         self.node = node
 
     def register_datanet(self, datanet: Datanet) -> str:
@@ -72,7 +72,7 @@ class RegistryAnchor(ChainAnchor):
         raise LedgerError(f"{event} for {datanet_id.hex()} is on chain but its log was not found", status=500)
 
 
-def _register_model(node: "Node"):
+def _register_model(node: Node):
     def register(record, policy: dict) -> str:
         import hashlib
 
@@ -116,7 +116,7 @@ class Node:
     closers: list = field(default_factory=list)
 
     @classmethod
-    def init(cls, home: Home, *, chain: str = EMBEDDED, chain_id: int = 1337) -> "Node":
+    def init(cls, home: Home, *, chain: str = EMBEDDED, chain_id: int = 1337) -> Node:
         """Create the home (config, database, blob store, node key, embedded chain with the
         contracts deployed); running it again on an existing home changes nothing."""
         home.root.mkdir(parents=True, exist_ok=True)
@@ -137,7 +137,7 @@ class Node:
         return node
 
     @classmethod
-    def open(cls, home: Home) -> "Node":
+    def open(cls, home: Home) -> Node:
         config = home.load_config()
         db = Database(config.database_url) if config.database_url else Database.at(home.database_path)
         if db.revision() != db.head_revision():

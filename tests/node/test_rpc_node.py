@@ -9,12 +9,13 @@ from typer.testing import CliRunner
 from ledgerlm.chain import Deployment, open_rpc
 from ledgerlm.cli import app
 
-from ..chain.conftest import ANVIL_FUNDER_KEY as ANVIL_KEY, anvil_url  # noqa: F401 - the session's anvil node
+from ..chain.conftest import ANVIL_FUNDER_KEY as ANVIL_KEY
+from ..chain.conftest import anvil_url  # noqa: F401 - the fixture that starts the session's anvil node
 
 pytestmark = pytest.mark.anvil
 
 
-def test_cli_deploys_on_anvil_and_anchors_there(anvil_url, tmp_path, monkeypatch):  # noqa: F811
+def test_cli_deploys_on_anvil_and_anchors_there(anvil_url, tmp_path, monkeypatch):  # noqa: F811 - the fixture
     monkeypatch.setenv("LEDGERLM_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("LEDGERLM_PASSPHRASE", "pw")
     runner = CliRunner()
@@ -46,7 +47,7 @@ def test_cli_deploys_on_anvil_and_anchors_there(anvil_url, tmp_path, monkeypatch
         chain.close()
 
 
-def test_wrong_chain_id_is_refused(anvil_url, tmp_path, monkeypatch):  # noqa: F811
+def test_wrong_chain_id_is_refused(anvil_url, tmp_path, monkeypatch):  # noqa: F811 - the fixture
     monkeypatch.setenv("LEDGERLM_HOME", str(tmp_path / "home"))
     runner = CliRunner()
     assert runner.invoke(app, ["init", "--chain-url", anvil_url, "--chain-id", "5"]).exit_code == 0

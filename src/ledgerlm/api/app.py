@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import asynccontextmanager
-from typing import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -13,7 +13,7 @@ from ledgerlm import __version__
 from ledgerlm.errors import LedgerError
 
 
-def create_app(open_node: Callable[[], "object"]) -> FastAPI:
+def create_app(open_node: Callable[[], object]) -> FastAPI:
     """`open_node` is called once at startup; the node is closed at shutdown."""
 
     @asynccontextmanager

@@ -773,7 +773,9 @@ def serving_latency(base, *, rank: int = 8, dim: int = 1024, rows: int = 100_000
         feature.append(t2 - t1)
         search.append(t3 - t2)
         span.append(t4 - t3)
-    median = lambda xs: 1e3 * float(np.median(xs))
+    def median(xs) -> float:
+        return 1e3 * float(np.median(xs))
+
     result = {
         "base": base.name, "rows": rows, "feature_dim": projector.dim,
         "prompt_tokens": len(prompt_ids), "answer_tokens": len(answer_ids),

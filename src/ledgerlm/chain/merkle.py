@@ -7,8 +7,9 @@ children sorted; leaves sorted by hash; the tree is laid out in one array as in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from eth_abi import encode
 from eth_utils import keccak
@@ -36,7 +37,7 @@ class StandardMerkleTree:
     leaf_index: list[int]  # value i sits at tree[leaf_index[i]]
 
     @classmethod
-    def of(cls, values: Sequence[Sequence[Any]], types: Sequence[str]) -> "StandardMerkleTree":
+    def of(cls, values: Sequence[Sequence[Any]], types: Sequence[str]) -> StandardMerkleTree:
         if not values:
             raise ValueError("a Merkle tree needs at least one leaf")
         hashed = sorted(

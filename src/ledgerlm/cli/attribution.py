@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -18,7 +17,7 @@ def attribute(
     ctx: typer.Context,
     model: str = typer.Option(..., "--model", help="A fine-tuned model id (see `ledgerlm models list`)."),
     prompt: str = typer.Option(..., "--prompt", help="The question or instruction."),
-    answer: Optional[str] = typer.Option(None, "--answer", help="The answer to attribute [default: generate it]."),
+    answer: str | None = typer.Option(None, "--answer", help="The answer to attribute [default: generate it]."),
     max_new_tokens: int = typer.Option(64, help="Tokens to generate when no --answer is given."),
 ):
     """Which contributions shaped this answer: top examples, contributions and contributors (bps)."""

@@ -15,7 +15,7 @@ app = typer.Typer(help="The EVM chain: status, deployment, development faucet.",
 def _when(ts: int) -> str:
     import datetime as dt
 
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 ROLE_HELP = "validator, agent or contributor_bond."

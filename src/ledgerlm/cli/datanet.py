@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.table import Table
@@ -18,7 +17,7 @@ app = typer.Typer(help="Datanets: community datasets built from signed contribut
 
 
 def _when(ts: int) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 @app.command()
@@ -29,7 +28,7 @@ def create(
     description: str = typer.Option("", help="What the Datanet is for."),
     tags: str = typer.Option("", help="Comma-separated tags."),
     licence: str = typer.Option("CC-BY-4.0", help="Licence of the data (SPDX id)."),
-    schema: Optional[Path] = typer.Option(None, help="JSON Schema file for records; omit for a documents Datanet."),
+    schema: Path | None = typer.Option(None, help="JSON Schema file for records; omit for a documents Datanet."),
     visibility: str = typer.Option("public", help="public or private."),
 ):
     """Create a Datanet owned by the signing key."""
@@ -107,7 +106,7 @@ def show(ctx: typer.Context, name: str):
 def contribute(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Datanet to contribute to."),
-    paths: List[Path] = typer.Argument(..., help="Files: JSONL, JSON, CSV, Parquet, text, Markdown, PDF, DOCX."),
+    paths: list[Path] = typer.Argument(..., help="Files: JSONL, JSON, CSV, Parquet, text, Markdown, PDF, DOCX."),
     as_key: str = typer.Option(..., "--as", help="Key of the contributor who signs."),
     skip_duplicates: bool = typer.Option(False, "--skip-duplicates", help="Store only records not already in the Datanet."),
 ):
@@ -132,7 +131,7 @@ def contribute(
 def contributions(
     ctx: typer.Context,
     name: str,
-    state: Optional[str] = typer.Option(None, help="pending, accepted, rejected or withdrawn."),
+    state: str | None = typer.Option(None, help="pending, accepted, rejected or withdrawn."),
     limit: int = typer.Option(50, help="How many to list."),
     offset: int = typer.Option(0, help="Skip this many."),
     payload: bool = typer.Option(False, "--payload", help="Include the data itself."),
@@ -213,7 +212,7 @@ def export(
     name: str,
     version: int = typer.Option(..., "--version", help="Version number."),
     fmt: str = typer.Option("jsonl", "--format", help="jsonl, parquet or hf (a datasets.load_from_disk directory)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output path [default: NAME-vN.FORMAT]."),
+    out: Path | None = typer.Option(None, "--out", help="Output path [default: NAME-vN.FORMAT]."),
 ):
     """Write exactly the data of one version."""
     s = session(ctx)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -94,19 +93,19 @@ def train(
     version: int = typer.Option(..., help="Its published version."),
     as_key: str = typer.Option(..., "--as", help="The model developer's key."),
     base: str = typer.Option("smollm2-135m", help="Base model (see `ledgerlm models list`)."),
-    name: Optional[str] = typer.Option(None, help="Model id [default: DATANET-vN-METHOD]."),
+    name: str | None = typer.Option(None, help="Model id [default: DATANET-vN-METHOD]."),
     method: str = typer.Option("lora", help="lora, or qlora (4-bit base; needs a CUDA GPU)."),
     rank: int = typer.Option(8, help="LoRA rank."),
     alpha: float = typer.Option(16.0, help="LoRA alpha."),
     dropout: float = typer.Option(0.05, help="LoRA dropout."),
-    target_modules: Optional[str] = typer.Option(None, help="Comma-separated module names [default: all projections]."),
+    target_modules: str | None = typer.Option(None, help="Comma-separated module names [default: all projections]."),
     epochs: int = typer.Option(1, help="Passes over the data."),
     lr: float = typer.Option(2e-4, help="Peak learning rate."),
     batch_size: int = typer.Option(4, help="Packed blocks per step."),
     max_len: int = typer.Option(512, help="Tokens per packed block."),
     eval_split: float = typer.Option(0.1, help="Held-out fraction for before/after evaluation."),
     seed: int = typer.Option(0, help="Seed for the split and initialisation."),
-    max_steps: Optional[int] = typer.Option(None, help="Stop after this many optimizer steps."),
+    max_steps: int | None = typer.Option(None, help="Stop after this many optimizer steps."),
     detach: bool = typer.Option(False, "--detach", help="Return once queued (needs a running node)."),
 ):
     """Fine-tune a base model on a Datanet version; Ctrl-C cancels and keeps a resumable checkpoint."""
@@ -157,9 +156,11 @@ def _render_done(m: dict) -> None:
     before, after = ev.get("before", {}), ev.get("after", {})
     console.print(f"[green]model {m['id']}[/] trained on {m['datanet']} v{m['version']}")
     table = Table("held-out", "base model", "fine-tuned")
+    def fmt(v) -> str:
+        return "-" if v is None else f"{v:.4f}"
+
     for key in ("loss", "perplexity", "exact_match", "token_f1"):
         if before.get(key) is not None or after.get(key) is not None:
-            fmt = (lambda v: "-" if v is None else f"{v:.4f}")
             table.add_row(key, fmt(before.get(key)), fmt(after.get(key)))
     console.print(table)
     console.print(f"  adapter {m['path']}  (lineage {'verified' if m['lineage_ok'] else 'NOT verified'})")

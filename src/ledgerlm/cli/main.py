@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -24,8 +23,8 @@ app = typer.Typer(
 @app.callback()
 def root(
     ctx: typer.Context,
-    home: Optional[Path] = typer.Option(None, "--home", envvar="LEDGERLM_HOME", help="Node home directory [default: ~/.ledgerlm]"),
-    node: Optional[str] = typer.Option(None, "--node", envvar="LEDGERLM_NODE", help="Talk to a running node at this URL instead of the home."),
+    home: Path | None = typer.Option(None, "--home", envvar="LEDGERLM_HOME", help="Node home directory [default: ~/.ledgerlm]"),
+    node: str | None = typer.Option(None, "--node", envvar="LEDGERLM_NODE", help="Talk to a running node at this URL instead of the home."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ):
     s = Session(Home.resolve(home), node, as_json)
@@ -57,8 +56,8 @@ def init(
 @app.command()
 def serve(
     ctx: typer.Context,
-    host: Optional[str] = typer.Option(None, help="Interface to bind [default: config host, 127.0.0.1]."),
-    port: Optional[int] = typer.Option(None, help="Port [default: config port, 8547]."),
+    host: str | None = typer.Option(None, help="Interface to bind [default: config host, 127.0.0.1]."),
+    port: int | None = typer.Option(None, help="Port [default: config port, 8547]."),
 ):
     """Run the node's HTTP API (OpenAPI docs at /docs); CLI calls on this home go through it."""
     import uvicorn

@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 import typer
-from typer.core import TyperGroup
 from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from ledgerlm.config import Home
 from ledgerlm.errors import LedgerError
@@ -110,7 +111,7 @@ def session(ctx: typer.Context) -> Session:
     return ctx.find_root().obj
 
 
-def report(s: "Session | None", exc: LedgerError) -> None:
+def report(s: Session | None, exc: LedgerError) -> None:
     """Print a LedgerError the way every command does: same message, on stderr or as JSON."""
     if s is not None and s.as_json:
         sys.stdout.write(orjson.dumps({"error": exc.to_dict()}).decode() + "\n")

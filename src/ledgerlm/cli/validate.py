@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -23,7 +22,7 @@ def _secrets(s: Session, round_id: int, address: str) -> Path:
     return s.home.root / "validator" / f"round-{round_id}-{address}.json"
 
 
-def _parse_votes(votes: Optional[str], votes_file: Optional[Path]) -> dict[int, int]:
+def _parse_votes(votes: str | None, votes_file: Path | None) -> dict[int, int]:
     try:
         if votes_file is not None:
             raw = json.loads(votes_file.read_text())
@@ -39,8 +38,8 @@ def _parse_votes(votes: Optional[str], votes_file: Optional[Path]) -> dict[int, 
 def policy(
     ctx: typer.Context,
     name: str,
-    file: Optional[Path] = typer.Option(None, "--file", help="JSON gate policy to set (omit to show)."),
-    as_key: Optional[str] = typer.Option(None, "--as", help="The Datanet owner's key (to set)."),
+    file: Path | None = typer.Option(None, "--file", help="JSON gate policy to set (omit to show)."),
+    as_key: str | None = typer.Option(None, "--as", help="The Datanet owner's key (to set)."),
 ):
     """Show or set which gates reject and which only flag, with their thresholds."""
     s = session(ctx)
@@ -89,8 +88,8 @@ def commit(
     ctx: typer.Context,
     round_id: int,
     as_key: str = typer.Option(..., "--as"),
-    votes: Optional[str] = typer.Option(None, help="Scores 0..100: ID=SCORE,ID=SCORE"),
-    votes_file: Optional[Path] = typer.Option(None, help='JSON {"ID": SCORE}.'),
+    votes: str | None = typer.Option(None, help="Scores 0..100: ID=SCORE,ID=SCORE"),
+    votes_file: Path | None = typer.Option(None, help='JSON {"ID": SCORE}.'),
 ):
     """Commit a hash of your scores; the scores and salt are kept locally for the reveal."""
     s = session(ctx)

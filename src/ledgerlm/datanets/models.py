@@ -80,7 +80,7 @@ class Datanet(BaseModel):
     chain_tx: str | None
     created_at: int
     counts: dict[str, int] = Field(default_factory=dict)
-    versions: list["DatanetVersion"] = Field(default_factory=list)
+    versions: list[DatanetVersion] = Field(default_factory=list)
 
     model_config = {"populate_by_name": True}
 

@@ -7,9 +7,10 @@ import re
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 from pydantic import BaseModel, Field, field_validator

@@ -27,7 +27,7 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
 
     @classmethod
-    def at(cls, path: Path) -> "Database":
+    def at(cls, path: Path) -> Database:
         return cls(f"sqlite:///{path}")
 
     def _alembic(self, connection: Connection) -> Config:

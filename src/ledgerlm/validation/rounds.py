@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import orjson
 from eth_utils import keccak
@@ -46,12 +47,11 @@ from ledgerlm.validation.near_duplicates import NearDuplicateIndex
 from ledgerlm.validation.policy import GatePolicy
 from ledgerlm.validation.reputation import (
     NEUTRAL_BPS,
-    required_bond,
     contributor_outcome_bps,
+    required_bond,
     validator_outcome_bps,
 )
 from ledgerlm.validation.reputation import update as update_reputation
-
 
 
 def policy_hash(policy: dict) -> str:
