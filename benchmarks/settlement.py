@@ -26,13 +26,10 @@ import json
 import os
 import platform
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -55,6 +52,7 @@ from ledgerlm.chain import (
     open_embedded,
     open_rpc,
 )
+from ledgerlm.chain.anvil import anvil_node
 from ledgerlm.chain.merkle import StandardMerkleTree
 
 console = Console(width=150)
@@ -120,33 +118,6 @@ class Bench:
 
 
 WALLETS = 400  # enough for the full profile's consumers and one-off accounts
-
-
-@contextmanager
-def anvil_node() -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    process = subprocess.Popen([str(ANVIL), "--host", "127.0.0.1", "--port", str(port),
-                                "--chain-id", "31337", "--quiet"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("anvil did not start") from None
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def open_bench(name: str, *, directory: Path | None = None, url: str = "",
@@ -490,7 +461,7 @@ def main() -> None:
         finally:
             fast.chain.close()
     if use_anvil:
-        with anvil_node() as url:
+        with anvil_node(ANVIL) as url:
             bench = open_bench("anvil", url=url)
             try:
                 backends["anvil"] = run_backend(bench, profile)

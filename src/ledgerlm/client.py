@@ -172,9 +172,6 @@ class NodeClient:
         return write_export(iter(rows), "hf", out, version=self.version(name, number))
 
 
-ROLES = {"validator": 0, "agent": 1, "contributor_bond": 2}
-
-
 def attribute(node: NodeClient, model: str, prompt, answer: str | None = None, max_new_tokens: int = 64) -> dict:
     """Which contributions shaped an answer (generated first when `answer` is None)."""
     body = {"model": model, "prompt": prompt, "answer": answer, "max_new_tokens": max_new_tokens}
@@ -306,7 +303,8 @@ class ChainActions:
         return self.node._request("POST", "/chain/faucet", json={"address": address, "eth_wei": eth_wei, "tokens": tokens})
 
     def _address(self, contract: str) -> str:
-        contracts = self.info().get("contracts")
+        # /node/info carries the addresses and is fetched once per client; /chain/info reads the chain.
+        contracts = self.node.info().get("contracts")
         if not contracts:
             raise LedgerError("the node has no contracts deployed", field="chain", status=409)
         return contracts[contract]
@@ -347,9 +345,12 @@ class ChainActions:
 
 
 def _role(role: str) -> int:
-    if role not in ROLES:
-        raise LedgerError(f"unknown stake role {role!r}: use {', '.join(ROLES)}", field="role")
-    return ROLES[role]
+    from ledgerlm.chain import StakeRole
+
+    names = {r.name.lower(): int(r) for r in StakeRole}
+    if role not in names:
+        raise LedgerError(f"unknown stake role {role!r}: use {', '.join(names)}", field="role")
+    return names[role]
 
 
 def _sha256(path: Path) -> str:

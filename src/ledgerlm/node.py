@@ -157,6 +157,7 @@ class Node:
     @cached_property
     def validation(self):
         """Gates and staked validator rounds; stakes and slashing go through the chain."""
+        from ledgerlm.chain import StakeRole
         from ledgerlm.validation.rounds import RoundSettings, ValidationRounds
 
         settings = RoundSettings(
@@ -165,7 +166,7 @@ class Node:
         )
         return ValidationRounds(
             self.db, self.datanets, chain_id=self.config.chain_id,
-            validator_stakes=lambda: self.stakes(0), contributor_bonds=self._bonds,
+            validator_stakes=lambda: self.stakes(StakeRole.VALIDATOR), contributor_bonds=self._bonds,
             slash=self._slash if self.on_chain else None, seed_source=lambda: self.chain.head().hash,
             settings=settings,
         )
@@ -198,7 +199,11 @@ class Node:
         return {a: staking.stake_of(a, role) for a in sorted(stakers)}
 
     def _bonds(self, addresses: list[str]) -> dict[str, int]:
-        return {a: self.contracts.staking.stake_of(a, 2) for a in addresses} if self.on_chain else {}
+        from ledgerlm.chain import StakeRole
+
+        if not self.on_chain:
+            return {}
+        return {a: self.contracts.staking.stake_of(a, StakeRole.CONTRIBUTOR_BOND) for a in addresses}
 
     def _slash(self, account: str, role: int, amount: int, reason: str) -> str:
         staking = self.contracts.staking
@@ -273,7 +278,7 @@ class Node:
         done = {"datanets": 0, "versions": 0}
         for datanet in self.datanets.list():
             if datanet.chain_tx is None:
-                self.datanets._anchor_datanet(datanet)
+                self.datanets.anchor_datanet(datanet)
                 done["datanets"] += 1
             for version in datanet.versions:
                 if version.chain_tx is None:

@@ -7,15 +7,13 @@
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from eth_account import Account
 
-from ledgerlm.chain import Chain, load_artifact, open_embedded, open_rpc
+from ledgerlm.chain import Chain, ChainError, load_artifact, open_embedded, open_rpc
+from ledgerlm.chain.anvil import anvil_node
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ANVIL = Path(__file__).resolve().parents[2] / "contracts" / "node_modules" / ".bin" / "anvil"
@@ -56,40 +54,15 @@ def embedded_chain(tmp_path, payer, other):
     chain.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def anvil_url():
     if not ANVIL.exists() or shutil.which("node") is None:
         pytest.skip("anvil is not installed (run `npm ci` in contracts/)")
-    port = _free_port()
-    process = subprocess.Popen(
-        [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--chain-id", "31337",
-         "--quiet"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"anvil did not start: {process.stderr.read().decode()[-2000:]}")
-            time.sleep(0.1)
-    yield url
-    process.terminate()
     try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        with anvil_node(ANVIL) as url:
+            yield url
+    except ChainError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture

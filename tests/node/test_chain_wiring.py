@@ -3,7 +3,6 @@ relayed, the embedded chain surviving restarts and kills, one owner of the chain
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -16,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from ledgerlm.api import create_app
 from ledgerlm.chain import ChainError
+from ledgerlm.chain.anvil import free_port
 from ledgerlm.client import NodeClient
 from ledgerlm.datanets import DatanetSpec
 from ledgerlm.errors import LedgerError
@@ -145,15 +145,9 @@ def test_kill_between_writes_loses_nothing_acknowledged(home, tmp_path):
             node.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_cli_goes_through_the_running_server(home, tmp_path, monkeypatch):
     """While `ledgerlm serve` owns the home, local CLI calls use its API instead of the chain."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "LEDGERLM_HOME": str(home.root)}
     server = subprocess.Popen([sys.executable, "-m", "ledgerlm", "serve", "--port", str(port)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

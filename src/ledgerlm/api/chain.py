@@ -9,13 +9,14 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from ledgerlm.api.deps import get_node
+from ledgerlm.chain import StakeRole
 from ledgerlm.config import EMBEDDED
 from ledgerlm.errors import LedgerError
 from ledgerlm.node import Node
 
 router = APIRouter(prefix="/chain", tags=["chain"])
 
-ROLES = {"validator": 0, "agent": 1, "contributor_bond": 2}
+ROLES = {r.name.lower(): r for r in StakeRole}
 
 
 class TxRequest(BaseModel):

@@ -6,17 +6,11 @@ import typer
 from eth_utils import is_address
 from rich.table import Table
 
-from ledgerlm.cli.session import Session, console, session
+from ledgerlm.cli.session import Session, console, session, when
 from ledgerlm.errors import LedgerError
 from ledgerlm.units import format_amount, parse_amount
 
 app = typer.Typer(help="The EVM chain: status, deployment, development faucet.", no_args_is_help=True)
-
-def _when(ts: int) -> str:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
 
 ROLE_HELP = "validator, agent or contributor_bond."
 
@@ -116,7 +110,7 @@ def balance(ctx: typer.Context, who: str = typer.Argument(..., help="Address or 
                 if amount:
                     console.print(f"  staked as {role}: {format_amount(amount)}")
             for role, p in a["unstaking"].items():
-                console.print(f"  unstaking {role}: {format_amount(p['amount'])} (release at {_when(p['release_at'])})")
+                console.print(f"  unstaking {role}: {format_amount(p['amount'])} (release at {when(p['release_at'])})")
 
     s.emit(account, render)
 

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from ledgerlm.cli.session import console, session
+from ledgerlm.cli.session import console, session, when
 from ledgerlm.datanets import DatanetError, DatanetSpec
 from ledgerlm.errors import LedgerError
 
 app = typer.Typer(help="Datanets: community datasets built from signed contributions.", no_args_is_help=True)
-
-
-def _when(ts: int) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 @app.command()
@@ -90,13 +85,13 @@ def show(ctx: typer.Context, name: str):
         console.print(f"[bold]{d.name}[/] ({d.kind}, {d.visibility}, licence {d.licence})  owner {d.owner}")
         if d.description:
             console.print(f"  {d.description}")
-        console.print(f"  tags: {', '.join(d.tags) or '-'}   created {_when(d.created_at)}   chain tx: {d.chain_tx or '-'}")
+        console.print(f"  tags: {', '.join(d.tags) or '-'}   created {when(d.created_at)}   chain tx: {d.chain_tx or '-'}")
         console.print("  contributions: " + ", ".join(f"{k} {v}" for k, v in d.counts.items()))
         if d.versions:
             table = Table("version", "root", "contributions", "contributors", "published", "chain tx")
             for v in d.versions:
                 table.add_row(str(v.number), v.root, str(v.contribution_count), str(v.contributor_count),
-                              _when(v.created_at), v.chain_tx or "-")
+                              when(v.created_at), v.chain_tx or "-")
             console.print(table)
 
     s.emit(s.client().datanet(name), render)

@@ -83,6 +83,13 @@ class Session:
             render(data)
 
 
+def when(ts: int) -> str:
+    """A unix time as the UTC timestamp every command prints."""
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
 def _plain(data: Any) -> Any:
     if isinstance(data, BaseModel):
         return data.model_dump(by_alias=True)

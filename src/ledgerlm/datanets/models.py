@@ -135,12 +135,9 @@ class DatanetVersion(BaseModel):
     created_at: int
 
 
-def manifest_hash(files: list[FileEntry] | list[dict]) -> str:
+def manifest_hash(files: list[FileEntry]) -> str:
     """The hash a contributor signs: file names, sha256 digests and sizes in upload order."""
-    rows = [
-        [f.name, f.sha256, f.size] if isinstance(f, FileEntry) else [f["name"], f["sha256"], f["size"]]
-        for f in files
-    ]
+    rows = [[f.name, f.sha256, f.size] for f in files]
     return "0x" + hashlib.sha256(orjson.dumps(rows)).hexdigest()
 
 

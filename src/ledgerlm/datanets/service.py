@@ -135,11 +135,11 @@ class Datanets:
             )
         datanet = self.get(spec.name)
         if self.anchor is not None:
-            self._anchor_datanet(datanet)
+            self.anchor_datanet(datanet)
             datanet = self.get(spec.name)
         return datanet
 
-    def _anchor_datanet(self, datanet: Datanet) -> None:
+    def anchor_datanet(self, datanet: Datanet) -> None:
         tx = self.anchor.register_datanet(datanet)
         with self.db.begin() as conn:
             conn.execute(update(datanets).where(datanets.c.id == datanet.id).values(chain_tx=tx))
@@ -162,7 +162,7 @@ class Datanets:
             )
             found = self._versions(conn, row)
         return Datanet(
-            **{k: row[k] for k in row.keys() if k not in ("action_id", "gate_policy")},
+            **row,
             counts={s: counts.get(s, 0) for s in ("pending", "accepted", "rejected", "withdrawn")},
             versions=found,
         )

@@ -221,6 +221,7 @@ class ModelFactory:
 
     def _train(self, job: Job) -> None:
         from ledgerlm.factory.finetune import fine_tune
+        from ledgerlm.factory.train import has_checkpoint
 
         self._set(job.id, state="running", error=None)
         out_dir = self.models_dir / "trained" / job.model_id
@@ -240,7 +241,7 @@ class ModelFactory:
             result = fine_tune(
                 base, records, request.train_config(), out_dir, model_id=job.model_id,
                 datanet_roots=[version.root], progress=progress,
-                resume=any((out_dir / "checkpoints").glob("step-*")),
+                resume=has_checkpoint(out_dir),
                 should_stop=lambda: job.id in self._cancel or self._closing,
             )
         except Exception as exc:  # a failed job reports why; the node keeps serving

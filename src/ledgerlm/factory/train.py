@@ -431,6 +431,11 @@ def _start_step(checkpoint: Path | None) -> int:
     return int(checkpoint.name.split("-")[1]) if checkpoint is not None else 0
 
 
+def has_checkpoint(out_dir: Path) -> bool:
+    """Whether `out_dir` holds a complete checkpoint that `train(..., resume=True)` can continue."""
+    return _latest_checkpoint(Path(out_dir)) is not None
+
+
 def _latest_checkpoint(out_dir: Path) -> Path | None:
     found = sorted((out_dir / CHECKPOINTS).glob("step-*"), key=_start_step)
     found = [p for p in found if (p / STATE_FILE).is_file()]

@@ -13,6 +13,7 @@ from eth_utils import keccak
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, insert, select, update
 
+from ledgerlm.chain import StakeRole
 from ledgerlm.datanets import DOCUMENTS, Datanets
 from ledgerlm.errors import AuthError, ConflictError, NotFoundError
 from ledgerlm.identity import SignedAction, verify_action
@@ -168,10 +169,13 @@ class ValidationRounds:
             record = None if documents else orjson.loads(r.payload)
             return Candidate(r.id, r.contributor, r.content_hash, r.payload, record)
 
+        # Each payload is parsed once: the same candidates feed the gates and the valuation.
+        batch = {r.id: candidate(r) for r in pending}
+        reference = [candidate(a) for a in accepted]
         index = NearDuplicateIndex()
-        for a in accepted:
-            index.add(a.id, candidate(a).scan_text() if not documents else a.payload)
-        reports = run_gates([candidate(r) for r in pending], policy, {a.content_hash for a in accepted}, index)
+        for a in reference:
+            index.add(a.contribution_id, a.scan_text())
+        reports = run_gates(list(batch.values()), policy, {a.content_hash for a in reference}, index)
         counts = {"pass": 0, "flag": 0, "reject": 0}
         now = self.now()
         rejected: list[tuple[int, str]] = []
@@ -187,10 +191,10 @@ class ValidationRounds:
                         conn, cid, "rejected", reason="gates: " + "; ".join(report.reasons), actor=None,
                         details=report.to_dict(), allowed_from=("pending",),
                     )
-                    rejected.append((cid, next(r.contributor for r in pending if r.id == cid)))
+                    rejected.append((cid, batch[cid].contributor))
         self._contributor_outcomes([(c, a, "reject", None) for c, a in rejected])
-        counts["valuation"] = self._value(
-            [candidate(r) for r in pending if r.id not in dict(rejected)], [candidate(a) for a in accepted], now)
+        gone = {cid for cid, _ in rejected}
+        counts["valuation"] = self._value([c for cid, c in batch.items() if cid not in gone], reference, now)
         return counts
 
     def _value(self, batch: list[Candidate], accepted: list[Candidate], now: int) -> dict | None:
@@ -426,7 +430,7 @@ class ValidationRounds:
             due = rejected.count(contributor) * bond * self.settings.contributor_bond_slash_bps // BPS
             amount = min(due, bonds.get(contributor, 0))
             if amount > 0:
-                self.slash(contributor, 2, amount, f"{rejected.count(contributor)} rejected contribution(s)")
+                self.slash(contributor, StakeRole.CONTRIBUTOR_BOND, amount, f"{rejected.count(contributor)} rejected contribution(s)")
 
     def _slash_validators(self, latest: Round) -> list[dict]:
         with self.db.connect() as conn:
@@ -440,7 +444,7 @@ class ValidationRounds:
         stakes = dict(self.validator_stakes())
         done = []
         for s in slashing_decisions(history, stakes, SlashPolicy(), last_slashed):
-            tx = self.slash(s.account, 0, s.amount, s.reason) if self.slash else None
+            tx = self.slash(s.account, StakeRole.VALIDATOR, s.amount, s.reason) if self.slash else None
             done.append({"account": s.account, "amount": str(s.amount), "reason": s.reason, "tx": tx})
         return done
 
