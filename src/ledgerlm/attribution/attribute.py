@@ -53,8 +53,8 @@ from ledgerlm.attribution.features import (
     span_readings,
 )
 from ledgerlm.attribution.index import AttributionIndex, ScoreMode, top_hits
+from ledgerlm.money import BPS, split_by_weight
 
-BPS = 10_000
 _QUANTUM = 10**9  # score units per 1.0 when scores become integers for the split
 
 
@@ -121,19 +121,10 @@ class AttributionResult:
 
 
 def split_bps(weights: dict[tuple, int]) -> dict[tuple, int]:
-    """Integer shares of 10,000 proportional to positive integer `weights`, summing to exactly 10,000.
-
-    Largest remainder (Hamilton) method; equal remainders go to the smaller key.
-    """
-    total = sum(weights.values())
-    if total <= 0 or any(w < 0 for w in weights.values()):
+    """Integer shares of 10,000 proportional to positive integer `weights`, summing to exactly 10,000."""
+    if not weights or any(w <= 0 for w in weights.values()):
         raise AttributionError("shares need positive weights", field="weights")
-    shares = {k: BPS * w // total for k, w in weights.items()}
-    left = BPS - sum(shares.values())
-    by_remainder = sorted(weights, key=lambda k: (-(BPS * weights[k] % total), k))
-    for key in by_remainder[:left]:
-        shares[key] += 1
-    return shares
+    return split_by_weight(BPS, weights)
 
 
 def roll_up(examples: list[ExampleAttribution]) -> tuple[tuple[ContributionShare, ...],

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from eth_abi import encode as abi_encode
 from eth_utils import is_address, keccak, to_checksum_address
 
+from ledgerlm.money import SplitError, split_by_weight
 from ledgerlm.validation.errors import ConsensusError, PhaseError, RevealMismatchError
 
 BPS = 10_000
@@ -331,28 +332,6 @@ def tally(rnd: Round) -> RoundTally:
 # --------------------------------------------------------------------------- money
 
 
-def split_by_weight(total: int, weights: Mapping[str, int]) -> dict[str, int]:
-    """Split an integer total in proportion to integer weights, summing exactly to the total.
-
-    Hamilton's largest-remainder method: everyone gets floor(total * w / W); the units left over
-    go one each to the largest remainders, ties to the lower-cased address first. Zero-weight
-    accounts get nothing. Raises when every weight is zero.
-    """
-    if not isinstance(total, int) or total < 0:
-        raise ConsensusError("the amount to split must be a non-negative integer", field="pool")
-    if any(not isinstance(w, int) or w < 0 for w in weights.values()):
-        raise ConsensusError("weights must be non-negative integers", field="weights")
-    W = sum(weights.values())
-    if W == 0:
-        raise ConsensusError("nobody has a positive weight to share the amount", field="weights")
-    shares = {a: total * w // W for a, w in weights.items() if w > 0}
-    left = total - sum(shares.values())
-    by_remainder = sorted(shares, key=lambda a: (-(total * weights[a] % W), a.lower(), a))
-    for a in by_remainder[:left]:
-        shares[a] += 1
-    return shares
-
-
 def validator_rewards(pool: int, round_tally: RoundTally, *, multipliers_bps: Mapping[str, int] | None = None,
                       remainder_to: str | None = None) -> dict[str, int]:
     """Split the round's validator pool by stake × agreement (× reputation multiplier, if given).
@@ -371,7 +350,10 @@ def validator_rewards(pool: int, round_tally: RoundTally, *, multipliers_bps: Ma
             raise ConsensusError("no validator agreed with consensus in this round; pass remainder_to "
                                  "to send the pool elsewhere", field="pool")
         return {remainder_to: pool}
-    return split_by_weight(pool, weights)
+    try:
+        return split_by_weight(pool, weights)
+    except SplitError as err:
+        raise ConsensusError(str(err), field=err.field) from err
 
 
 @dataclass(frozen=True)
