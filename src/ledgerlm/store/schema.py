@@ -230,3 +230,33 @@ reputation = Table(
     Column("bps", Integer, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
 )
+
+# One row per paid (or free) completion: what was served, what it cost, and who is owed what.
+# Written by serving before the response completes; read by the economy at epoch close.
+# Amounts are decimal strings of integer base units (they overflow 64-bit integers).
+receipts = Table(
+    "receipts",
+    metadata,
+    Column("id", String(64), primary_key=True),  # the request id returned to the client
+    Column("epoch", Integer, nullable=False),  # the settlement epoch the fee belongs to
+    Column("consumer", String(42), nullable=True),  # the paying account; NULL for a free call
+    Column("model_id", String(64), nullable=False),
+    Column("adapter_sha256", String(64), nullable=True),  # NULL for a base model
+    Column("prompt_tokens", Integer, nullable=False),
+    Column("completion_tokens", Integer, nullable=False),
+    Column("price_per_1k", String(80), nullable=False),
+    Column("fee", String(80), nullable=False),
+    Column("fee_policy", JSON, nullable=False),  # the bps split in force: node, developer, contributors, validators
+    # [{"role": node|developer|contributor|data_pool|validators, "account": address|null,
+    #   "datanet": name|null, "amount": "123"}]; amounts sum exactly to `fee`.
+    Column("payouts", JSON, nullable=False),
+    Column("datanet_roots", JSON, nullable=False),  # [{"datanet", "version", "root"}] the model was trained on
+    Column("attribution", JSON, nullable=True),  # the attribution result the contributor part was split by
+    Column("state", String(16), nullable=False),  # attributing | final
+    Column("body", JSON, nullable=False),  # the canonical receipt the node signed
+    Column("signature", String(140), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("finalized_at", BigInteger, nullable=True),
+)
+Index("ix_receipts_epoch_state", receipts.c.epoch, receipts.c.state)
+Index("ix_receipts_consumer", receipts.c.consumer)
