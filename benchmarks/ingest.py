@@ -180,8 +180,7 @@ def main() -> None:
     if args.one:
         return one(args.one, args.n)
 
-    from rich.console import Console
-    from rich.table import Table
+    from report import ResultTable, write_result
 
     small = max(args.records // 5, 1000)
     rows = {
@@ -192,20 +191,18 @@ def main() -> None:
     }
     base = rows[f"baseline json+sqlite3, {args.records:,} records"]
     base_rate = base["records"] / base["seconds"]
-    table = Table(title="ingest (2-core CPU)")
-    for col in ("run", "items", "seconds", "items/s", "MB/s", "peak RSS MB", "vs baseline"):
-        table.add_column(col, justify="right" if col != "run" else "left")
+    table = ResultTable("ingest", ["run", "items", "seconds", "items/s", "MB/s", "peak RSS MB", "vs baseline"])
     for name, r in rows.items():
         r["per_second"] = r["records"] / r["seconds"]
         r["mb_per_second"] = r["bytes"] / r["seconds"] / 1e6
-        ratio = "" if "files" in name else f"{r['per_second'] / base_rate:.2f}x"
         r["ratio_to_baseline"] = None if "files" in name else r["per_second"] / base_rate
+        ratio = "" if r["ratio_to_baseline"] is None else f"{r['ratio_to_baseline']:.2f}x"
         table.add_row(name, f"{r['records']:,}", f"{r['seconds']:.2f}", f"{r['per_second']:,.0f}",
                       f"{r['mb_per_second']:.1f}", f"{r['peak_rss_mb']:.0f}", ratio)
-    Console().print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"benchmark": "ingest", "cores": os.cpu_count(), "runs": rows}, indent=2))
-    print(f"wrote {args.out}")
+    table.print()
+    write_result("ingest", {"runs": rows}, [table], json_path=args.out,
+                 notes=["each run in a fresh process; baseline = json.loads + sha256 + sqlite3 executemany "
+                        "of the same rows, no signature, schema or duplicate checks"])
 
 
 if __name__ == "__main__":
