@@ -64,3 +64,19 @@ def test_policy_must_sum_to_10000():
     with pytest.raises(EconomyError) as err:
         FeeShares(500, 4000, 4500, 999)
     assert err.value.field == "fee_policy"
+
+
+def test_one_epoch_is_open_and_survives_a_restart(tmp_path):
+    from ledgerlm.economy import open_epoch
+    from ledgerlm.store.db import Database
+
+    db = Database.at(tmp_path / "ledger.db")
+    db.upgrade()
+    with db.begin() as conn:
+        assert open_epoch(conn) == 1
+    with db.begin() as conn:
+        assert open_epoch(conn) == 1
+    db.close()
+    again = Database.at(tmp_path / "ledger.db")
+    with again.begin() as conn:
+        assert open_epoch(conn) == 1

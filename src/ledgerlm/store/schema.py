@@ -260,3 +260,16 @@ receipts = Table(
 )
 Index("ix_receipts_epoch_state", receipts.c.epoch, receipts.c.state)
 Index("ix_receipts_consumer", receipts.c.consumer)
+
+# Settlement epochs. Exactly one is open at a time: receipts written now belong to it. Closing
+# freezes its receipts, builds the payout tree and settles it on chain, step by step (`state`
+# records how far a close got, so a rerun after a crash resumes instead of paying twice).
+epochs = Table(
+    "epochs",
+    metadata,
+    Column("number", Integer, primary_key=True),
+    Column("state", String(16), nullable=False),  # open | closing | settled
+    Column("opened_at", BigInteger, nullable=False),
+    Column("closed_at", BigInteger, nullable=True),
+    Column("details", JSON, nullable=True),
+)
