@@ -119,11 +119,28 @@ def test_unlabelled_text_is_valued_through_a_cluster_proxy():
     assert report.values[99] < min(v for cid, v in report.values.items() if cid != 99)
 
 
-def test_data_oob_needs_no_validation_set():
+def test_data_oob_needs_no_validation_set_and_ranks_flipped_labels_lowest():
     rng = random.Random(2)
-    batch = _texts(SPORT, 10, rng, "sports") + _texts(FOOD, 10, rng, "food", start=10)
-    report = value_contributions(batch, method="data_oob", k=3)
+    batch = _texts(SPORT, 12, rng, "sports") + _texts(FOOD, 12, rng, "food", start=12)
+    flipped = [candidate(50 + i, record={"text": c.record["text"], "label": "food"}, label_field="label",
+                         contributor="0xbad") for i, c in enumerate(_texts(SPORT, 3, rng))]
+    report = value_contributions(batch + flipped, method="data_oob", k=3)
     assert report.method == "data_oob" and all(0.0 <= v <= 1.0 for v in report.values.values())
+    assert set(report.lowest(3 / 27)) == {50, 51, 52}
+    assert report.by_contributor["0xbad"].mean < report.by_contributor["0xa"].mean
+
+
+def test_a_better_validation_match_earns_more():
+    """Values follow the validation set: the same batch is valued by what the validation data needs."""
+    rng = random.Random(4)
+    batch = _texts(SPORT, 8, rng, "sports") + _texts(FOOD, 8, rng, "food", start=8)
+    sport_val = _texts(SPORT, 10, rng, "sports", start=500) + _texts(FOOD, 2, rng, "food", start=600)
+    food_val = _texts(FOOD, 10, rng, "food", start=700) + _texts(SPORT, 2, rng, "sports", start=800)
+    by_sport = value_contributions(batch, sport_val, k=3).values
+    by_food = value_contributions(batch, food_val, k=3).values
+    sport_ids, food_ids = range(8), range(8, 16)
+    assert min(by_sport[i] for i in sport_ids) > max(by_sport[i] for i in food_ids)
+    assert min(by_food[i] for i in food_ids) > max(by_food[i] for i in sport_ids)
 
 
 @pytest.mark.parametrize("kwargs,field", [
