@@ -1,7 +1,8 @@
 """Datanet lifecycle, parsers for uploaded formats, versions and their Merkle roots."""
 
 from ledgerlm.datanets.export import FORMATS as EXPORT_FORMATS
-from ledgerlm.datanets.models import (
+from ledgerlm.datanets.ingest import IncomingFile
+from ledgerlm.datanets.schemas import (
     DOCUMENTS,
     Contribution,
     Datanet,
@@ -14,7 +15,8 @@ from ledgerlm.datanets.models import (
     UploadReceipt,
     manifest_hash,
 )
-from ledgerlm.datanets.service import LEAF_TYPES, ChainAnchor, Datanets, IncomingFile
+from ledgerlm.datanets.service import ChainAnchor, Datanets
+from ledgerlm.datanets.versions import LEAF_TYPES
 
 __all__ = [
     "DOCUMENTS",

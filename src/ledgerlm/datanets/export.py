@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-from ledgerlm.datanets.models import DatanetError, DatanetVersion
+from ledgerlm.datanets.schemas import DatanetError, DatanetVersion
 
 FORMATS = ("jsonl", "parquet", "hf")
 BATCH = 5000

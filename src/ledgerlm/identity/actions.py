@@ -91,13 +91,6 @@ class SignedAction(BaseModel):
         return self.message[ACTIONS[self.action][0][0]]
 
 
-def register_action(name: str, fields: list[tuple[str, str]]) -> None:
-    """Rooms added later (validation, staking, serving) declare their actions here."""
-    if name in ACTIONS and ACTIONS[name] != fields:
-        raise ValueError(f"action {name} is already declared with other fields")
-    ACTIONS[name] = fields
-
-
 def typed_data(action: str, message: dict[str, Any], chain_id: int) -> dict[str, Any]:
     if action not in ACTIONS:
         raise AuthError(f"unknown action {action!r}; known: {', '.join(sorted(ACTIONS))}", field="action")

@@ -1,0 +1,329 @@
+"""Records of a JSONL, JSON, CSV or Parquet upload, validated against the schema and hashed."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import math
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+
+from ledgerlm.datanets.parsers.formats import BOM, DOCUMENT_FORMATS, LABEL, ParseError, bad_utf8
+from ledgerlm.datanets.parsers.schema_errors import CsvCoercer, validate_record
+
+# orjson turns integers beyond 64 bits into floats without a word; a run of 19+ digits is the
+# only way such a number can appear, so only those lines pay for a range check. Counting digits
+# first is ten times cheaper than the regex search it spares on ordinary lines.
+_LONG_DIGITS = re.compile(rb"\d{19}")
+_DIGITS = b"0123456789"
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+_PARQUET_BATCH_ROWS = 4096
+
+
+@dataclass(frozen=True)
+class ParsedRecord:
+    """One record of a records Datanet, with the canonical bytes its content hash is taken over."""
+
+    record: dict
+    canonical: bytes
+    content_hash: str
+    location: str
+
+
+
+
+def iter_records(
+    path: Path,
+    name: str,
+    fmt: str,
+    *,
+    validator: Callable[[dict], object] | None = None,
+) -> Iterator[ParsedRecord]:
+    """Stream the records of a JSONL, JSON, CSV or Parquet file, validated and hashed.
+
+    Memory stays flat in the number of records except for `.json` (one top-level array, read
+    whole). `validator` raises on a schema violation (a fastjsonschema-compiled function or a
+    jsonschema `validate`); the error is re-raised as ParseError naming file, line/row and field.
+    The record is hashed after validation, so schema defaults a validator fills in are part of it.
+
+    CSV cells stay strings unless the validator rejects a cell for its type: then the cell is
+    read as the type(s) the schema asks for (integer, number, boolean, null) and the record is
+    validated again; an empty cell the schema rejects counts as absent.
+    """
+    path = Path(path)
+    if fmt == "jsonl":
+        return _iter_jsonl(path, name, validator)
+    if fmt == "json":
+        return _iter_json(path, name, validator)
+    if fmt == "csv":
+        return _iter_csv(path, name, validator)
+    if fmt == "parquet":
+        return _iter_parquet(path, name, validator)
+    if fmt in DOCUMENT_FORMATS:
+        raise ParseError(f"{name}: a {LABEL[fmt]} file holds a document, not records")
+    raise ParseError(f"{name}: unknown format '{fmt}'")
+
+
+def _hashed(record: dict, location: str, validator, where: str | None = None) -> ParsedRecord:
+    if validator is not None:
+        validate_record(validator, record, where or location)
+    try:
+        canonical = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+    except TypeError as exc:
+        raise ParseError(f"{where or location}: {_unserialisable(exc)}") from None
+    return ParsedRecord(record, canonical, hashlib.sha256(canonical).hexdigest(), location)
+
+
+def _unserialisable(exc: TypeError) -> str:
+    if "Recursion" in str(exc):
+        return "the record is nested more than 254 levels deep"
+    if "64-bit" in str(exc):
+        return "an integer in the record is outside the 64-bit range; write it as a string"
+    return f"the record cannot be written as JSON ({exc})"
+
+
+def _iter_jsonl(path: Path, name: str, validator) -> Iterator[ParsedRecord]:
+    loads, JSONDecodeError = orjson.loads, orjson.JSONDecodeError
+    offset = 0
+    count = 0
+    with open(path, "rb") as lines:
+        for lineno, line in enumerate(lines, 1):
+            start = offset
+            offset += len(line)
+            if lineno == 1 and line.startswith(BOM):
+                line = line[3:]
+                start = 3
+            try:
+                record = loads(line)
+            except JSONDecodeError as exc:
+                if not line.strip():
+                    continue
+                raise _json_line_error(name, lineno, line, start, exc) from None
+            location = f"{name} line {lineno}"
+            if type(record) is not dict:
+                raise ParseError(f"{location}: expected a JSON object, got {_json_kind(record)}")
+            if len(line) - len(line.translate(None, _DIGITS)) >= 19 and _LONG_DIGITS.search(line):
+                _check_int_range(line, location)
+            count += 1
+            yield _hashed(record, location, validator)
+    if count == 0:
+        reason = "file is empty" if offset == 0 else "no records (only blank lines)"
+        raise ParseError(f"{name}: {reason}")
+
+
+def _json_line_error(name: str, lineno: int, line: bytes, start: int, exc) -> ParseError:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return ParseError(bad_utf8(f"{name} line {lineno}", bad, start))
+    return ParseError(f"{name} line {lineno}: malformed JSON: {exc.msg} (column {exc.colno})")
+
+
+def _check_int_range(text: bytes, location: str) -> None:
+    """Refuse integers orjson would have read as floats; a top-level array is checked per item."""
+    import json  # the standard parser keeps big integers exact, which is what the check needs
+
+    def walk(value, field: str, where: str) -> None:
+        if type(value) is int and not _INT_MIN <= value <= _INT_MAX:
+            shown = field if len(field) <= 80 else field[:77] + "..."
+            raise ParseError(
+                f"{where}: {f'field {shown!r}: ' if shown else ''}integer {value} is outside"
+                " the 64-bit range; write it as a string"
+            )
+        if type(value) is dict:
+            for key, item in value.items():
+                walk(item, f"{field}.{key}" if field else key, where)
+        elif type(value) is list:
+            for i, item in enumerate(value):
+                walk(item, f"{field}[{i}]", where)
+
+    try:
+        value = json.loads(text.decode("utf-8"))
+        if type(value) is list:
+            for i, item in enumerate(value, 1):
+                walk(item, "", f"{location} item {i}")
+        else:
+            walk(value, "", location)
+    except RecursionError:
+        raise ParseError(f"{location}: the record is nested too deeply") from None
+
+
+def _json_kind(value) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    return "a number"
+
+
+def _iter_json(path: Path, name: str, validator) -> Iterator[ParsedRecord]:
+    data = path.read_bytes()
+    bom = len(BOM) if data.startswith(BOM) else 0
+    data = data[bom:]
+    if not data.strip():
+        raise ParseError(f"{name}: file is empty")
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        # A first complete value followed by more is JSON Lines saved under a .json name.
+        if data.lstrip()[:1] == b"{" and exc.msg.startswith("unexpected content after document"):
+            yield from _iter_jsonl(path, name, validator)
+            return
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            line = data.count(b"\n", 0, bad.start) + 1
+            raise ParseError(bad_utf8(f"{name} line {line}", bad, bom)) from None
+        raise ParseError(
+            f"{name} line {exc.lineno} column {exc.colno}: malformed JSON: {exc.msg}"
+        ) from None
+    if not isinstance(value, (dict, list)):
+        raise ParseError(f"{name}: expected an array of JSON objects, got {_json_kind(value)}")
+    if not value and isinstance(value, list):
+        raise ParseError(f"{name}: no records (the array is empty)")
+    if _LONG_DIGITS.search(data):
+        _check_int_range(data, name)
+    if isinstance(value, dict):
+        yield _hashed(value, name, validator)
+        return
+    for i, record in enumerate(value, 1):
+        location = f"{name} item {i}"
+        if type(record) is not dict:
+            raise ParseError(f"{location}: expected a JSON object, got {_json_kind(record)}")
+        yield _hashed(record, location, validator)
+
+
+def _iter_csv(path: Path, name: str, validator) -> Iterator[ParsedRecord]:
+    coercer = CsvCoercer(validator) if validator is not None else None
+    with open(path, encoding="utf-8-sig", newline="") as text:
+        reader = csv.reader(text, strict=True)
+        try:
+            header = next((row for row in reader if row), None)
+            if header is None:
+                raise ParseError(f"{name}: file is empty (a CSV needs a header row)")
+            header = _csv_header(f"{name} line {reader.line_num}", header)
+            rowno = 0
+            for cells in reader:
+                if not any(cell.strip() for cell in cells):
+                    continue  # blank lines and all-empty rows (",,,") carry no data
+                rowno += 1
+                where = f"{name} row {rowno} (line {reader.line_num})"
+                if len(cells) != len(header):
+                    cells_word = "cell" if len(cells) == 1 else "cells"
+                    raise ParseError(
+                        f"{where}: has {len(cells)} {cells_word} but the header has"
+                        f" {len(header)} columns"
+                    )
+                record = dict(zip(header, cells, strict=True))
+                if coercer is not None:
+                    coercer.validate(record, where)
+                yield _hashed(record, f"{name} row {rowno}", None, where)
+        except UnicodeDecodeError:
+            raise ParseError(_locate_bad_utf8(path, name)) from None
+        except csv.Error as exc:
+            raise ParseError(f"{name} line {reader.line_num}: malformed CSV: {exc}") from None
+    if rowno == 0:
+        raise ParseError(f"{name}: no records (only a header row)")
+
+
+def _csv_header(where: str, header: list[str]) -> list[str]:
+    # Surrounding spaces in a column name are invisible in a spreadsheet and never meant.
+    header = [column.strip() for column in header]
+    for i, column in enumerate(header, 1):
+        if not column:
+            raise ParseError(f"{where}: header column {i} has no name")
+    seen = set()
+    for column in header:
+        if column in seen:
+            raise ParseError(f"{where}: column '{column}' appears twice in the header")
+        seen.add(column)
+    return header
+
+
+def _locate_bad_utf8(path: Path, name: str) -> str:
+    offset = 0
+    with open(path, "rb") as lines:
+        for lineno, line in enumerate(lines, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                return bad_utf8(f"{name} line {lineno}", bad, offset)
+            offset += len(line)
+    return f"{name}: invalid UTF-8; save the file as UTF-8"
+
+
+def _iter_parquet(path: Path, name: str, validator) -> Iterator[ParsedRecord]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+        batches = parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS)
+    except (pa.ArrowException, OSError) as exc:
+        raise ParseError(f"{name}: not a readable Parquet file ({exc})") from None
+    rowno = 0
+    with parquet:
+        while True:
+            try:
+                batch = next(batches, None)
+                rows = batch.to_pylist(maps_as_pydicts="strict") if batch is not None else None
+            except (pa.ArrowException, OSError, KeyError) as exc:
+                raise ParseError(f"{name} row {rowno + 1}: corrupt Parquet data ({exc})") from None
+            if rows is None:
+                break
+            for row in rows:
+                rowno += 1
+                location = f"{name} row {rowno}"
+                # Parquet has no "absent": every row has every column, so a top-level null is
+                # read as a missing field, as a JSON Lines record that left it out.
+                record = {}
+                for key, value in row.items():
+                    value = _json_value(value, location, key)
+                    if value is not None:
+                        record[key] = value
+                yield _hashed(record, location, validator)
+    if rowno == 0:
+        raise ParseError(f"{name}: no records (the table has no rows)")
+
+
+def _json_value(value, location: str, field: str):
+    """A Parquet cell as a JSON value: dates as ISO 8601 strings, NaN as null, bytes refused."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        if math.isnan(value):
+            return None  # NaN is how pandas writes a missing number
+        if math.isinf(value):
+            raise ParseError(f"{location}: field '{field}': infinity has no JSON form")
+        return value
+    if kind is dict:
+        return {str(k): _json_value(v, location, f"{field}.{k}") for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [_json_value(v, location, f"{field}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ParseError(f"{location}: field '{field}': {value} has no JSON form")
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raise ParseError(
+            f"{location}: field '{field}': binary values cannot be stored in a record;"
+            " encode them (e.g. base64) as a string column"
+        )
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        return _json_value(value.item(), location, field)
+    raise ParseError(
+        f"{location}: field '{field}': values of type {kind.__name__} have no JSON form"
+    )

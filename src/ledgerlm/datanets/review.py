@@ -1,0 +1,150 @@
+"""Review: reading contributions and moving them between states (owner review, withdrawal)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from sqlalchemy import insert, select, update
+
+from ledgerlm.datanets.schemas import DOCUMENTS, Contribution, DatanetError
+from ledgerlm.errors import AuthError, ConflictError, NotFoundError
+from ledgerlm.identity import SignedAction
+from ledgerlm.store.schema import contribution_events, contributions, datanets
+
+
+class Review:
+    """Contributions as users see them, and the single place their state changes."""
+
+    def contribution(self, contribution_id: int, *, with_payload: bool = True) -> Contribution:
+        with self.db.connect() as conn:
+            row = conn.execute(
+                select(contributions, datanets.c.name.label("datanet"), datanets.c.kind)
+                .join(datanets, datanets.c.id == contributions.c.datanet_id)
+                .where(contributions.c.id == contribution_id)
+            ).mappings().first()
+            if row is None:
+                raise NotFoundError(f"no contribution with id {contribution_id}", field="id")
+            events = conn.execute(
+                select(contribution_events).where(contribution_events.c.contribution_id == contribution_id)
+                .order_by(contribution_events.c.id)
+            ).mappings().all()
+        return _contribution(row, with_payload, [dict(e) for e in events])
+
+    def contributions(
+        self, name: str, *, state: str | None = None, limit: int = 100, offset: int = 0,
+        with_payload: bool = False, with_events: bool = False,
+    ) -> list[Contribution]:
+        if state is not None and state not in ("pending", "accepted", "rejected", "withdrawn"):
+            raise DatanetError(
+                f"unknown state {state!r}: use pending, accepted, rejected or withdrawn", field="state"
+            )
+        if limit < 1 or limit > 10_000:
+            raise DatanetError("limit must be between 1 and 10000", field="limit")
+        with self.db.connect() as conn:
+            row = self._row(conn, name)
+            query = (
+                select(contributions, datanets.c.name.label("datanet"), datanets.c.kind)
+                .join(datanets, datanets.c.id == contributions.c.datanet_id)
+                .where(contributions.c.datanet_id == row["id"])
+            )
+            if state:
+                query = query.where(contributions.c.state == state)
+            rows = conn.execute(query.order_by(contributions.c.id).limit(limit).offset(offset)).mappings().all()
+            events: dict[int, list] = {}
+            if with_events and rows:
+                for e in conn.execute(
+                    select(contribution_events)
+                    .where(contribution_events.c.contribution_id.in_([r["id"] for r in rows]))
+                    .order_by(contribution_events.c.id)
+                ).mappings():
+                    events.setdefault(e["contribution_id"], []).append(dict(e))
+        return [_contribution(r, with_payload, events.get(r["id"], [])) for r in rows]
+
+    def set_state(
+        self, conn, contribution_id: int, state: str, *, reason: str | None, actor: str | None,
+        action_id: int | None = None, details: dict | None = None, allowed_from: tuple[str, ...],
+    ) -> None:
+        """Move one contribution to a new state and record why: the single place states change."""
+        row = conn.execute(
+            select(contributions.c.state).where(contributions.c.id == contribution_id)
+        ).first()
+        if row is None:
+            raise NotFoundError(f"no contribution with id {contribution_id}", field="id")
+        if row.state not in allowed_from:
+            raise ConflictError(
+                f"contribution {contribution_id} is {row.state}; it must be {' or '.join(allowed_from)} to become {state}",
+                field="state",
+            )
+        now = int(time.time())
+        values: dict[str, Any] = dict(state=state, reason=reason, updated_at=now)
+        if state == "withdrawn":
+            values["payload"] = None  # the right to be forgotten: the data leaves, its hash stays
+        conn.execute(update(contributions).where(contributions.c.id == contribution_id).values(**values))
+        conn.execute(
+            insert(contribution_events).values(
+                contribution_id=contribution_id, state=state, reason=reason, actor=actor,
+                action_id=action_id, details=details, created_at=now,
+            )
+        )
+
+    def review(self, contribution_id: int, signed: SignedAction) -> Contribution:
+        """The owner's direct accept/reject, until validator rounds take this over."""
+        owner = self._verify(signed, "ReviewContribution")
+        if signed.message["contributionId"] != contribution_id:
+            raise AuthError("the signature is for another contribution", field="contributionId")
+        with self.db.begin() as conn:
+            target = self.contribution_owner(conn, contribution_id)
+            if target["owner"] != owner:
+                raise AuthError(
+                    f"only the owner of Datanet {target['datanet']!r} ({target['owner']}) may review it",
+                    field="owner", status=403,
+                )
+            action_id = self._record_action(conn, signed, owner, int(time.time()))
+            accept = signed.message["accept"]
+            self.set_state(
+                conn, contribution_id, "accepted" if accept else "rejected",
+                reason=signed.message["reason"] or ("accepted by owner" if accept else "rejected by owner"),
+                actor=owner, action_id=action_id, allowed_from=("pending",),
+            )
+        return self.contribution(contribution_id)
+
+    def contribution_owner(self, conn, contribution_id: int):
+        row = conn.execute(
+            select(contributions.c.contributor, datanets.c.owner, datanets.c.name.label("datanet"))
+            .join(datanets, datanets.c.id == contributions.c.datanet_id)
+            .where(contributions.c.id == contribution_id)
+        ).mappings().first()
+        if row is None:
+            raise NotFoundError(f"no contribution with id {contribution_id}", field="id")
+        return row
+
+    def withdraw(self, contribution_id: int, signed: SignedAction) -> Contribution:
+        contributor = self._verify(signed, "WithdrawContribution")
+        if signed.message["contributionId"] != contribution_id:
+            raise AuthError("the signature is for another contribution", field="contributionId")
+        with self.db.begin() as conn:
+            target = self.contribution_owner(conn, contribution_id)
+            if target["contributor"] != contributor:
+                raise AuthError(
+                    f"only the contributor ({target['contributor']}) may withdraw contribution {contribution_id}",
+                    field="contributor", status=403,
+                )
+            action_id = self._record_action(conn, signed, contributor, int(time.time()))
+            self.set_state(
+                conn, contribution_id, "withdrawn", reason="withdrawn by contributor", actor=contributor,
+                action_id=action_id, allowed_from=("pending", "accepted", "rejected"),
+            )
+        return self.contribution(contribution_id, with_payload=False)
+
+
+def _contribution(row, with_payload: bool, events: list[dict]) -> Contribution:
+    payload = None
+    if with_payload and row["payload"] is not None:
+        payload = row["payload"] if row["kind"] == DOCUMENTS else orjson.loads(row["payload"])
+    return Contribution(
+        id=row["id"], datanet=row["datanet"], upload_id=row["upload_id"], contributor=row["contributor"],
+        content_hash=row["content_hash"], source=row["source"], state=row["state"], reason=row["reason"],
+        created_at=row["created_at"], updated_at=row["updated_at"], payload=payload, events=events,
+    )
