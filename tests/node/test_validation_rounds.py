@@ -144,3 +144,48 @@ def test_gate_policy_is_the_owners(client, alice, bob, setup):
         client.validation.set_policy(alice, "ferries", {"gates": {"nonsense": "flag"}})
     policy = client.validation.set_policy(alice, "ferries", {"gates": {"junk": "flag"}})
     assert client.validation.policy("ferries") == policy
+
+
+TOPICS = {
+    "sports": "match goal striker league coach referee stadium season penalty trophy".split(),
+    "cooking": "recipe oven garlic sauce dough simmer basil butter skillet pastry".split(),
+    "finance": "bond equity dividend inflation mortgage portfolio interest budget audit loan".split(),
+}
+
+
+def test_the_schema_names_the_label_field_and_flipped_labels_are_flagged_end_to_end(client, alice, bob, setup,
+                                                                                     tmp_path):
+    import random
+
+    rng = random.Random(5)
+    schema = {"type": "object", "x-label-field": "topic", "required": ["text", "topic"],
+              "properties": {"text": {"type": "string"}, "topic": {"type": "string"}}}
+    client.create_datanet(DatanetSpec(name="topics", schema=schema), alice)
+    names = list(TOPICS)
+    records, flipped = [], set()
+    for i in range(36):
+        topic = names[i % 3]
+        text = "The " + " ".join(rng.choice(TOPICS[topic]) for _ in range(12)) + f" (note {i})."
+        if i in (4, 17, 29):
+            flipped.add(i)
+            topic = names[(i + 1) % 3]
+        records.append({"text": text, "topic": topic})
+    client.contribute("topics", [write_jsonl(tmp_path / "t.jsonl", records)], bob)
+    ids = [c.id for c in client.contributions("topics")]
+    opened = client.validation.open_round(alice, "topics")
+    assert opened["gated"]["flag"] == len(flipped) and opened["gated"]["reject"] == 0
+    flags = {item["contribution_id"]: item["flags"] for v in setup[0] for item in client.validation.queue(v.address)}
+    flagged = {cid for cid, fs in flags.items() if any(f["gate"] == "label_noise" for f in fs)}
+    assert flagged == {ids[i] for i in flipped}
+
+
+def test_a_copy_of_a_record_pending_in_an_open_round_is_rejected(client, alice, bob, setup, tmp_path):
+    client.contribute("ferries", [write_jsonl(tmp_path / "a.jsonl", CLEAN[:3])], bob)
+    client.validation.open_round(alice, "ferries")
+    first = client.contributions("ferries")[0]
+    copy = {k: v.upper() for k, v in CLEAN[0].items()}
+    client.contribute("ferries", [write_jsonl(tmp_path / "b.jsonl", [copy, CLEAN[4]])], bob)
+    opened = client.validation.open_round(alice, "ferries")
+    assert (opened["gated"]["pass"], opened["gated"]["reject"]) == (1, 1)
+    (rejected,) = client.contributions("ferries", state="rejected")
+    assert "near_duplicate" in rejected.reason and f"pending contribution {first.id}" in rejected.reason

@@ -29,6 +29,9 @@ class NearDuplicateRule:
     action: str = "reject"
     threshold: float = _bounded(0.75, 0.05, 1.0)
     within_batch: bool = True
+    # a pair whose word diff adds or removes more words than this (or 10% of the shorter text)
+    # is a different record, as is any substituted word that is not a typo
+    max_inserted_words: int = _bounded(5, 0, 10_000)
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,19 @@ class LabelNoiseRule:
     embedder: str = "hashed"
 
 
+@dataclass(frozen=True)
+class QaConsistencyRule:
+    """The answer does not fit its question, judged against the Datanet's own question–answer pairs."""
+
+    action: str = "flag"
+    # the record's own similarity must reach this quantile of mismatched-pair similarities
+    null_quantile: float = _bounded(0.5, 0.0, 1.0)
+    # another record's question may fit the answer better by less than this
+    margin: float = _bounded(0.15, 0.0, 2.0)
+    min_records: int = _bounded(20, 3, 1_000_000)
+    embedder: str = "hashed"
+
+
 _RULES: dict[str, type] = {
     "exact_duplicate": ExactDuplicateRule,
     "near_duplicate": NearDuplicateRule,
@@ -97,6 +113,7 @@ _RULES: dict[str, type] = {
     "personal_data": PersonalDataRule,
     "injection": InjectionRule,
     "label_noise": LabelNoiseRule,
+    "qa_consistency": QaConsistencyRule,
 }
 GATES: tuple[str, ...] = tuple(_RULES)
 
@@ -111,6 +128,7 @@ class GatePolicy:
     personal_data: PersonalDataRule = PersonalDataRule()
     injection: InjectionRule = InjectionRule()
     label_noise: LabelNoiseRule = LabelNoiseRule()
+    qa_consistency: QaConsistencyRule = QaConsistencyRule()
 
     def rule(self, gate: str):
         return getattr(self, gate)

@@ -43,8 +43,7 @@ from ledgerlm.validation.consensus import (
     tally,
 )
 from ledgerlm.validation.errors import ValidationError
-from ledgerlm.validation.gates import Candidate, run_gates
-from ledgerlm.validation.near_duplicates import NearDuplicateIndex
+from ledgerlm.validation.gates import Candidate, label_field, run_gates
 from ledgerlm.validation.policy import GatePolicy
 from ledgerlm.validation.reputation import (
     NEUTRAL_BPS,
@@ -144,38 +143,42 @@ class ValidationRounds:
     # ------------------------------------------------------------------ gates
 
     def run_gates(self, name: str) -> dict[str, Any]:
-        """Gate every pending contribution not gated yet; gate rejections are final, with findings."""
+        """Gate every pending contribution not gated yet; gate rejections are final, with findings.
+
+        The batch is compared with the accepted records and with earlier uploads still pending
+        (gated, waiting for a round), so a copy of either is caught.
+        """
         policy = self.policy(name)
+        columns = (contributions.c.id, contributions.c.contributor, contributions.c.content_hash,
+                   contributions.c.payload)
         with self.db.connect() as conn:
             row = self._datanet(conn, name)
+            in_datanet = contributions.c.datanet_id == row["id"]
             pending = conn.execute(
-                select(contributions.c.id, contributions.c.contributor, contributions.c.content_hash,
-                       contributions.c.payload)
+                select(*columns, gate_reports.c.decision)
                 .outerjoin(gate_reports, gate_reports.c.contribution_id == contributions.c.id)
-                .where(and_(contributions.c.datanet_id == row["id"], contributions.c.state == "pending",
-                            gate_reports.c.contribution_id.is_(None)))
+                .where(and_(in_datanet, contributions.c.state == "pending"))
                 .order_by(contributions.c.id)
             ).all()
             accepted = conn.execute(
-                select(contributions.c.id, contributions.c.contributor, contributions.c.content_hash,
-                       contributions.c.payload)
-                .where(and_(contributions.c.datanet_id == row["id"], contributions.c.state == "accepted"))
+                select(*columns).where(and_(in_datanet, contributions.c.state == "accepted"))
+                .order_by(contributions.c.id)
             ).all()
-        if not pending:
+        fresh = [r for r in pending if r.decision is None]
+        if not fresh:
             return {"pass": 0, "flag": 0, "reject": 0}
         documents = row["kind"] == DOCUMENTS
+        labels = label_field(row["schema"])
 
         def candidate(r) -> Candidate:
             record = None if documents else orjson.loads(r.payload)
-            return Candidate(r.id, r.contributor, r.content_hash, r.payload, record)
+            return Candidate(r.id, r.contributor, r.content_hash, r.payload, record, labels)
 
         # Each payload is parsed once: the same candidates feed the gates and the valuation.
-        batch = {r.id: candidate(r) for r in pending}
+        batch = {r.id: candidate(r) for r in fresh}
         reference = [candidate(a) for a in accepted]
-        index = NearDuplicateIndex()
-        for a in reference:
-            index.add(a.contribution_id, a.scan_text())
-        reports = run_gates(list(batch.values()), policy, {a.content_hash for a in reference}, index)
+        waiting = [candidate(r) for r in pending if r.decision is not None and r.decision != "reject"]
+        reports = run_gates(list(batch.values()), policy, accepted=reference, pending=waiting)
         counts = {"pass": 0, "flag": 0, "reject": 0}
         now = self.now()
         rejected: list[tuple[int, str]] = []

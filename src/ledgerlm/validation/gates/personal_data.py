@@ -1,0 +1,145 @@
+"""The personal-data gate: contacts, payment and identity numbers, keys and secrets, reported masked."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Collection
+
+
+def luhn_valid(digits: str) -> bool:
+    """The Luhn mod-10 check every payment card number carries (ISO/IEC 7812)."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2 == 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def _card_shaped(number: str, before: str) -> bool:
+    """A Luhn-failing number still reads as a card when grouped like one or introduced as one.
+
+    A mistyped or deliberately altered card number still discloses most of a real one, so such
+    a number is personal payment data; a bare digit run that fails Luhn is far more often an
+    order, tracking or account reference, and passes.
+    """
+    return bool(_CARD_GROUPS.match(number.strip()) or _CARD_CONTEXT.search(before))
+
+
+def iban_valid(iban: str) -> bool:
+    """ISO 13616 mod-97 check: move the first four characters to the end, letters to numbers."""
+    s = iban.replace(" ", "").upper()
+    if not 15 <= len(s) <= 34 or not s.isalnum():
+        return False
+    rearranged = s[4:] + s[:4]
+    number = "".join(str(int(ch, 36)) for ch in rearranged)
+    return int(number) % 97 == 1
+
+
+def _entropy(s: str) -> float:
+    counts = Counter(s)
+    n = len(s)
+    return -sum(c / n * math.log2(c / n) for c in counts.values())
+
+
+def _mask(s: str, keep: int = 2) -> str:
+    s = s.strip()
+    return f"{s[:keep]}…({len(s)} chars)"
+
+
+_EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}\b")
+_PHONE_INTL = re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .\-]?\(?\d{1,5}\)?){2,6}(?!\w)")
+_PHONE_NANP = re.compile(r"(?<![\w+])(?:\(\d{3}\)[ ]?|\d{3}[\-. ])\d{3}[\-. ]\d{4}(?!\w|-\d)")
+_PHONE_CONTEXT = re.compile(
+    r"\b(?:phone|tel|telephone|mobile|cell|call|whatsapp|fax)\b\W{0,4}(?:no\.?|number|#)?\W{0,4}"
+    r"(\+?[\d][\d ().\-]{7,20}\d)", re.IGNORECASE)
+_CARD = re.compile(r"(?<![\d\-])(?:\d[ \-]?){12,18}\d(?![\d\-])")
+# a card as people write it: 4-4-4-4(-3), or American Express's 4-6-5, with spaces or dashes
+_CARD_GROUPS = re.compile(r"^\d{4}([ \-])\d{4}\1\d{4}\1\d{4}(?:\1\d{1,3})?$|^\d{4}([ \-])\d{6}\2\d{5}$")
+_CARD_CONTEXT = re.compile(r"\b(?:card|visa|mastercard|master card|amex|american express|discover|maestro|"
+                           r"credit|debit|cc|pan)\b\W{0,12}(?:number|no\.?|#)?\W{0,4}$", re.IGNORECASE)
+_CARD_PREFIX = re.compile(r"^(?:4|5[1-5]|2[2-7]|3[47]|3[0689]|6(?:011|4[4-9]|5|2))")
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
+_SSN = re.compile(r"(?<![\d\-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d\-])")
+_PRIVATE_KEY_BLOCK = re.compile(r"-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?-----")
+_HEX64 = re.compile(r"(?<![0-9A-Za-z])(?:0x)?[0-9a-fA-F]{64}(?![0-9A-Za-z])")
+_HASH_CONTEXT = re.compile(
+    r"(?:hash|tx|txid|transaction|block|root|digest|sha|commit|checksum|merkle|cid)\W{0,12}$",
+    re.IGNORECASE)
+_AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b")
+_TOKEN_FORMATS = re.compile(
+    r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{50,}|xox[abposr]-[A-Za-z0-9\-]{10,}"
+    r"|sk-(?:proj-|ant-)?[A-Za-z0-9_\-]{20,}|[sr]k_(?:live|test)_[A-Za-z0-9]{16,}"
+    r"|AIza[0-9A-Za-z_\-]{35}|glpat-[A-Za-z0-9_\-]{20})")
+_SECRET_ASSIGN = re.compile(
+    r"\b(?:api[_\-]?key|apikey|secret(?:[_\-]?key)?|access[_\-]?key|auth[_\-]?token|token|"
+    r"passw(?:or)?d|private[_\-]?key)\b[\"']?\s*[:=]\s*[\"']?([^\s\"',;]{12,})", re.IGNORECASE)
+
+
+def personal_data_findings(text: str, kinds: Collection[str]) -> list[tuple[str, float, str]]:
+    """(kind, score, masked detail) for each personal datum or secret; never echoes it in full."""
+    out: list[tuple[str, float, str]] = []
+    has_digit = any(ch.isdigit() for ch in text)
+    if "email" in kinds and "@" in text:
+        for m in _EMAIL.finditer(text):
+            out.append(("email", 1.0, f"email address {_mask(m.group())} at offset {m.start()}"))
+    if "private_key_block" in kinds and "PRIVATE KEY" in text:
+        for m in _PRIVATE_KEY_BLOCK.finditer(text):
+            out.append(("private_key_block", 1.0, f"PEM private key block at offset {m.start()}"))
+    if "aws_access_key" in kinds:
+        for m in _AWS_KEY_ID.finditer(text):
+            out.append(("aws_access_key", 1.0, f"AWS access key id {_mask(m.group(), 4)}"))
+    if "api_key" in kinds:
+        for m in _TOKEN_FORMATS.finditer(text):
+            out.append(("api_key", 1.0, f"API token {_mask(m.group(), 4)} at offset {m.start()}"))
+        for m in _SECRET_ASSIGN.finditer(text):
+            value = m.group(1)
+            if _entropy(value) >= 3.0 and not _TOKEN_FORMATS.search(value):
+                out.append(("api_key", 0.9, f"secret assigned in text: {_mask(value)}"))
+    if "hex_private_key" in kinds and has_digit:
+        for m in _HEX64.finditer(text):
+            before = text[max(0, m.start() - 40) : m.start()]
+            if _HASH_CONTEXT.search(before):
+                continue  # transaction and content hashes are public, not secrets
+            out.append(("hex_private_key", 0.9,
+                        f"64-hex-digit value {_mask(m.group(), 4)} that is not labelled as a hash"))
+    if not has_digit:
+        return out
+    card_spans = []
+    if "credit_card" in kinds:
+        for m in _CARD.finditer(text):
+            digits = re.sub(r"[ \-]", "", m.group())
+            if not (13 <= len(digits) <= 19 and _CARD_PREFIX.match(digits)):
+                continue
+            if luhn_valid(digits):
+                card_spans.append(m.span())
+                out.append(("credit_card", 1.0, f"payment card number ending {digits[-4:]} (Luhn valid)"))
+            elif _card_shaped(m.group(), text[max(0, m.start() - 30) : m.start()]):
+                card_spans.append(m.span())
+                out.append(("credit_card", 0.8, f"likely payment card number ending {digits[-4:]} "
+                                                "(written as a card but fails the Luhn check)"))
+    if "iban" in kinds:
+        for m in _IBAN.finditer(text):
+            if iban_valid(m.group()):
+                out.append(("iban", 1.0, f"IBAN {_mask(m.group(), 4)} (mod-97 valid)"))
+    if "national_id" in kinds:
+        for m in _SSN.finditer(text):
+            out.append(("national_id", 0.8, f"US social security number pattern ending {m.group()[-4:]}"))
+    if "phone" in kinds:
+        seen: list[tuple[int, int]] = list(card_spans)
+        for pattern in (_PHONE_INTL, _PHONE_NANP, _PHONE_CONTEXT):
+            for m in pattern.finditer(text):
+                span = m.span(m.lastindex or 0)
+                number = m.group(m.lastindex or 0)
+                n_digits = sum(ch.isdigit() for ch in number)
+                if not 9 <= n_digits <= 15 or any(s < span[1] and span[0] < e for s, e in seen):
+                    continue
+                seen.append(span)
+                tail = re.sub(r"\D", "", number)[-2:]
+                out.append(("phone", 0.9, f"phone number ending {tail} at offset {span[0]}"))
+    return out

@@ -1,0 +1,199 @@
+"""Runs every enabled gate over a batch of pending contributions and decides each one."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection, Hashable, Sequence
+
+from ledgerlm.validation.embeddings import Embedder, resolve_embedder
+from ledgerlm.validation.errors import ValidationError
+from ledgerlm.validation.gates.candidate import Candidate, Finding, GateReport, answer_fields, decide, flatten
+from ledgerlm.validation.gates.duplicates import KeptRecords, find_duplicates
+from ledgerlm.validation.gates.injection import injection_findings
+from ledgerlm.validation.gates.junk import junk_findings
+from ledgerlm.validation.gates.label_noise import knn_label_disagreement
+from ledgerlm.validation.gates.personal_data import personal_data_findings
+from ledgerlm.validation.gates.qa_consistency import qa_mismatches
+from ledgerlm.validation.near_duplicates import NearDuplicateIndex, normalise
+from ledgerlm.validation.policy import GatePolicy
+
+_KIND = {"in_datanet": "accepted record", "in_pending": "pending contribution", "in_batch": "contribution"}
+
+
+def run_gates(
+    candidates: Sequence[Candidate],
+    policy: GatePolicy | None = None,
+    existing_hashes: Collection[str] = frozenset(),
+    near_dup_index: NearDuplicateIndex | None = None,
+    *,
+    accepted: Sequence[Candidate] = (),
+    pending: Sequence[Candidate] = (),
+    labelled_reference: Sequence[Candidate] = (),
+    embedder: str | Embedder | None = None,
+) -> dict[int, GateReport]:
+    """Run every enabled gate over a batch and decide each contribution; every candidate gets a report.
+
+    - `accepted`: the Datanet's accepted records. Copies of them are rejected; they give the
+      label-noise and question–answer gates neighbours and a distribution; they get no report.
+    - `pending`: contributions from earlier uploads that passed the gates and still wait for a
+      round; copies of them are rejected too.
+    - `existing_hashes` / `near_dup_index`: accepted content hashes and a prebuilt MinHash index
+      of accepted texts, for callers that keep no records (the index is never modified here).
+    - `labelled_reference`: more accepted labelled records for the label-noise gate.
+    - `embedder`: overrides the policy's embedder for label noise and Q&A consistency.
+    """
+    policy = policy or GatePolicy()
+    findings: dict[int, list[Finding]] = {c.contribution_id: [] for c in candidates}
+    if len(findings) != len(candidates):
+        dup = next(cid for cid, n in Counter(c.contribution_id for c in candidates).items() if n > 1)
+        raise ValidationError(f"contribution {dup} appears twice in the batch", field="candidates")
+
+    def add(c: Candidate, gate: str, code: str, score: float, detail: str) -> None:
+        findings[c.contribution_id].append(Finding(gate, code, float(score), policy.action(gate), detail))
+
+    def rejected() -> set[int]:
+        return {cid for cid, fs in findings.items() if decide(fs) == "reject"}
+
+    texts = {c.contribution_id: c.scan_text() for c in candidates}
+
+    # content gates first, so a duplicate group keeps a copy these gates accept
+    if policy.action("junk") != "off":
+        for c in candidates:
+            # the label alone is not content; an answer that is junk spoils the record
+            found = junk_findings(c.feature_text(), policy.junk)
+            if not found and c.record is not None:
+                for name in answer_fields(c.record):
+                    found = [(code, score, f"field {name!r}: {detail}") for code, score, detail
+                             in junk_findings(flatten(c.record[name]), policy.junk)]
+                    if found:
+                        break
+            for code, score, detail in found:
+                add(c, "junk", code, score, detail)
+
+    pd = policy.personal_data
+    if pd.action != "off":
+        kinds = frozenset(pd.kinds)
+        for c in candidates:
+            for code, score, detail in personal_data_findings(texts[c.contribution_id], kinds):
+                add(c, "personal_data", code, score, detail)
+
+    inj = policy.injection
+    if inj.action != "off":
+        for c in candidates:
+            for code, score, detail in injection_findings(texts[c.contribution_id], c.answer_text(), inj):
+                if score >= inj.min_score:
+                    add(c, "injection", code, score, detail)
+
+    _duplicates(candidates, texts, policy, existing_hashes, near_dup_index, accepted, pending, rejected(), add)
+
+    resolved = None
+
+    def embedder_for(name: str) -> Embedder:
+        nonlocal resolved
+        if embedder is not None:
+            resolved = resolved or resolve_embedder(embedder)
+            return resolved
+        return resolve_embedder(name)
+
+    ln = policy.label_noise
+    if ln.action != "off":
+        out = rejected()
+        labelled = [c for c in candidates if c.label is not None and c.contribution_id not in out]
+        seen = {c.contribution_id for c in labelled}
+        reference = [c for c in list(accepted) + list(labelled_reference)
+                     if c.label is not None and c.contribution_id not in seen and not seen.add(c.contribution_id)]
+        pool = labelled + reference
+        if labelled and len(pool) >= max(ln.min_records, 3) and len({c.label for c in pool}) >= 2:
+            vectors = embedder_for(ln.embedder).embed([c.feature_text() for c in pool])
+            labels = [c.label for c in pool]
+            k = _neighbourhood_size(labels, ln.k)
+            hoods = knn_label_disagreement(vectors, labels, k, rows=range(len(labelled)))
+            for i, c in enumerate(labelled):
+                hood = hoods.get(i)
+                if hood and hood.majority_label != hood.label and hood.disagreement >= ln.min_disagreement:
+                    add(c, "label_noise", "disagrees_with_neighbours", hood.disagreement,
+                        f"labelled {hood.label!r} but {hood.counts.get(hood.majority_label, 0)} of "
+                        f"{sum(hood.counts.values())} nearest records are labelled {hood.majority_label!r}")
+
+    qa = policy.qa_consistency
+    if qa.action != "off":
+        out = rejected()
+        judged = [c for c in candidates if c.contribution_id not in out and _has_qa(c)]
+        informing = [c for c in accepted if _has_qa(c)]
+        pool = judged + informing
+        if judged and len(pool) >= qa.min_records:
+            mismatches = qa_mismatches([c.question_text() for c in pool], [c.answer_text() for c in pool],
+                                       len(judged), embedder_for(qa.embedder), qa)
+            for row, m in mismatches.items():
+                c = judged[row]
+                if m.code == "answers_another_question":
+                    other = pool[m.other]
+                    whose = "accepted record" if m.other >= len(judged) else "contribution"
+                    add(c, "qa_consistency", m.code, m.score,
+                        f"the answer fits the question of {whose} {other.contribution_id} better "
+                        f"(similarity {m.reference:.2f}) than its own question ({m.own:.2f})")
+                else:
+                    add(c, "qa_consistency", m.code, m.score,
+                        f"the answer shares no more with its question (similarity {m.own:.2f}) than "
+                        f"answers of other records typically do ({m.reference:.2f})")
+
+    return {c.contribution_id: GateReport(c.contribution_id, decide(findings[c.contribution_id]),
+                                          tuple(findings[c.contribution_id]))
+            for c in candidates}
+
+
+def _has_qa(c: Candidate) -> bool:
+    return bool(c.question_text().strip() and c.answer_text().strip())
+
+
+def _neighbourhood_size(labels: list, k: int) -> int:
+    """At most `k`, and at most the typical class size: neighbours beyond a record's class only add noise.
+
+    With k larger than a class, even a correctly labelled record's neighbourhood is mostly other
+    classes; capping at the median class size keeps small Datanets judgeable.
+    """
+    sizes = sorted(Counter(labels).values())
+    return max(1, min(k, sizes[len(sizes) // 2]))
+
+
+def _duplicates(candidates, texts, policy, existing_hashes, near_dup_index, accepted, pending, out, add) -> None:
+    ex, nd = policy.exact_duplicate, policy.near_duplicate
+    if ex.action == "off" and nd.action == "off":
+        return
+    base = near_dup_index
+    if nd.action != "off" and base is not None and nd.threshold < base.threshold:
+        raise ValidationError(
+            f"near-duplicate threshold {nd.threshold} is below the index's LSH threshold "
+            f"{base.threshold}; rebuild the index with a lower threshold",
+            field="gates.near_duplicate.threshold")
+    params = ({"num_perm": base.num_perm, "shingle_size": base.shingle_size, "seed": base.seed}
+              if base is not None else {})
+    near = nd.action != "off"
+
+    def pool(code: str, records: Sequence[Candidate], index: NearDuplicateIndex | None,
+             hashes: Collection[str] = ()) -> KeptRecords:
+        hashed: dict[str, Hashable | None] = dict.fromkeys(hashes)
+        hashed.update({c.content_hash: c.contribution_id for c in records})
+        kept_texts = {c.contribution_id: c.scan_text() for c in records}
+        if near and index is None and records:
+            index = NearDuplicateIndex(threshold=min(nd.threshold, 0.95), **params)
+            index.add_many(kept_texts.items())
+        return KeptRecords(code, hashed, index if near else None, kept_texts)
+
+    kept = [pool("in_datanet", accepted, base, existing_hashes), pool("in_pending", pending, None)]
+    vocabulary = Counter(w for t in texts.values() for w in normalise(t).split())
+    matches = find_duplicates(candidates, texts, out, kept, exact=ex.action != "off", near=near,
+                              within_batch=nd.within_batch, threshold=nd.threshold,
+                              max_inserted_words=nd.max_inserted_words, vocabulary=vocabulary)
+    for c in candidates:
+        m = matches.get(c.contribution_id)
+        if m is None:
+            continue
+        where = _KIND[m.code] if m.key is not None else "an " + _KIND[m.code]
+        name = f"{where} {m.key}" if m.key is not None else where
+        if m.exact:
+            add(c, "exact_duplicate", m.code, 1.0, f"same content hash as {name}")
+        else:
+            add(c, "near_duplicate", m.code, m.similarity,
+                f"estimated Jaccard {m.similarity:.2f} with {name}; they differ only in case, "
+                "punctuation, typos or a few added words")

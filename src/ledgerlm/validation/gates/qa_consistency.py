@@ -1,0 +1,65 @@
+"""The question–answer consistency gate: an answer that answers a different question.
+
+The most common defect in instruction data is a correct-looking answer attached to the wrong
+question. Questions and answers are embedded together (hashed TF-IDF by default, MiniLM on
+request), and each record's own question–answer similarity is judged against the Datanet's
+own distribution rather than a fixed cut-off:
+
+- `unrelated_answer`: the pair is no more alike than the question is to the Datanet's other
+  answers — below the `null_quantile` of similarities between questions and answers of
+  different records;
+- `answers_another_question`: another record's question matches this answer better than its
+  own question does, by at least `margin`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ledgerlm.validation.embeddings import Embedder
+from ledgerlm.validation.policy import QaConsistencyRule
+
+
+@dataclass(frozen=True)
+class QaMismatch:
+    """Why a record's answer does not fit its question; `other` is the row of a better-fitting question."""
+
+    code: str
+    score: float
+    own: float
+    reference: float
+    other: int | None = None
+
+
+# how many shifted pairings sample the Datanet's mismatched-pair similarities
+_NULL_SHIFTS = 8
+
+
+def qa_mismatches(questions: Sequence[str], answers: Sequence[str], n_judged: int, embedder: Embedder,
+                  rule: QaConsistencyRule, chunk: int = 2048) -> dict[int, QaMismatch]:
+    """Mismatches among the first `n_judged` rows; the other rows are accepted pairs that only inform the distribution."""
+    n = len(questions)
+    vectors = embedder.embed(list(questions) + list(answers))
+    q, a = vectors[:n], vectors[n:]
+    own = np.einsum("ij,ij->i", q, a)
+    shifts = range(1, min(_NULL_SHIFTS, n - 1) + 1)
+    null = np.concatenate([np.einsum("ij,ij->i", q, np.roll(a, s, axis=0)) for s in shifts])
+    floor = float(np.quantile(null, rule.null_quantile))
+    out: dict[int, QaMismatch] = {}
+    for start in range(0, n_judged, chunk):
+        rows = np.arange(start, min(n_judged, start + chunk))
+        sims = a[rows] @ q.T
+        sims[np.arange(len(rows)), rows] = -np.inf
+        best = sims.argmax(axis=1)
+        best_sim = sims[np.arange(len(rows)), best]
+        for r, b, bs in zip(rows.tolist(), best.tolist(), best_sim.tolist()):
+            if bs - own[r] >= rule.margin:
+                out[r] = QaMismatch("answers_another_question", min(1.0, 0.5 + float(bs - own[r])),
+                                    float(own[r]), float(bs), b)
+            elif own[r] < floor:
+                out[r] = QaMismatch("unrelated_answer", min(1.0, 0.5 + float(floor - own[r])),
+                                    float(own[r]), floor)
+    return out
