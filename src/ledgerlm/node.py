@@ -116,12 +116,25 @@ class Node:
     closers: list = field(default_factory=list)
 
     @classmethod
-    def init(cls, home: Home, *, chain: str = EMBEDDED, chain_id: int = 1337) -> Node:
+    def init(cls, home: Home, *, chain: str = EMBEDDED, chain_id: int | None = None) -> Node:
         """Create the home (config, database, blob store, node key, embedded chain with the
         contracts deployed); running it again on an existing home changes nothing."""
+        if chain != EMBEDDED and not home.exists():
+            # Check the node before writing anything: a mistyped URL should fail here, not at the
+            # first signed action, and signatures must name the chain's real id.
+            from ledgerlm.chain import ChainError, open_rpc
+
+            rpc = open_rpc(chain)
+            try:
+                if chain_id is not None and chain_id != rpc.chain_id:
+                    raise ChainError(f"the chain at {chain} has chain id {rpc.chain_id}, not {chain_id}",
+                                     field="chain_id")
+                chain_id = rpc.chain_id
+            finally:
+                rpc.close()
         home.root.mkdir(parents=True, exist_ok=True)
         if not home.exists():
-            home.save_config(NodeConfig(chain=chain, chain_id=chain_id))
+            home.save_config(NodeConfig(chain=chain, chain_id=1337 if chain_id is None else chain_id))
         for directory in (home.blobs, home.keys, home.models):
             directory.mkdir(parents=True, exist_ok=True)
         if not home.node_key_path.exists():

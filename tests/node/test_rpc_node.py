@@ -50,6 +50,6 @@ def test_cli_deploys_on_anvil_and_anchors_there(anvil_url, tmp_path, monkeypatch
 def test_wrong_chain_id_is_refused(anvil_url, tmp_path, monkeypatch):  # noqa: F811 - the fixture
     monkeypatch.setenv("LEDGERLM_HOME", str(tmp_path / "home"))
     runner = CliRunner()
-    assert runner.invoke(app, ["init", "--chain-url", anvil_url, "--chain-id", "5"]).exit_code == 0
-    result = runner.invoke(app, ["chain", "status"])
-    assert result.exit_code == 1 and "chain id 31337" in result.stderr
+    result = runner.invoke(app, ["init", "--chain-url", anvil_url, "--chain-id", "5"])
+    assert result.exit_code == 1 and "chain id 31337, not 5" in result.stderr
+    assert not (tmp_path / "home").exists()  # nothing written for a chain the home cannot use

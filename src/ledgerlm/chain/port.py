@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from ledgerlm.chain.abi import (
     revert_data_of,
 )
 from ledgerlm.chain.errors import ChainError
+from ledgerlm.units import format_amount
 
 # Fee headroom over the node's current base fee: two doublings of the base fee still get mined,
 # which is what EIP-1559 wallets do.
@@ -374,7 +377,19 @@ class Chain:
         reason = _message_of(exc)
         if "revert" in reason.lower():
             return ChainError(f"{target} reverted: {reason}", reason=reason)
+        no_gas = _NO_GAS.search(reason)
+        if no_gas:
+            # py-evm names the sender as a bytes literal; people need the address and what to do.
+            sender = to_checksum_address(ast.literal_eval(no_gas["sender"]))
+            return ChainError(
+                f"{target}: {sender} has {format_amount(int(no_gas['balance']))} ETH but the gas costs up to "
+                f"{format_amount(int(no_gas['gas']))} ETH; send it ETH first (on the embedded chain: "
+                f"`ledgerlm chain faucet {sender}`)", reason=reason, field="gas")
         return ChainError(f"{target} was rejected by the chain: {reason}", reason=reason)
+
+
+_NO_GAS = re.compile(r"""Sender (?P<sender>b'(?:[^'\\]|\\.)*'|b"(?:[^"\\]|\\.)*") cannot afford txn gas """
+                     r"(?P<gas>\d+) with account balance (?P<balance>\d+)")
 
 
 def _message_of(exc: BaseException) -> str:

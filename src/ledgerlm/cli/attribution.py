@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from ledgerlm.cli.session import console, session
+from ledgerlm.errors import LedgerError
 
 eval_app = typer.Typer(help="Measure the system against ground truth.", no_args_is_help=True)
 
@@ -53,6 +54,10 @@ def eval_attribution(
     """Fact tracing (precision@1, MRR vs random, BM25, MiniLM), counterfactual LDS, and cost."""
     from dataclasses import asdict, replace
 
+    if model not in ("tiny", "smollm2"):
+        raise LedgerError(f"unknown model {model!r}: use tiny or smollm2", field="model")
+    if not out.parent.is_dir():
+        raise LedgerError(f"{out.parent} is not a directory to write the report in", field="out")
     from ledgerlm.attribution.evaluate import EvalConfig, report_tables, run_attribution_eval
 
     config = replace(EvalConfig(), model=model, entities=entities, epochs=epochs, lds_subsets=lds_subsets)

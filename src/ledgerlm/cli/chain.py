@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import typer
-from eth_utils import is_address
+from eth_utils import is_address, to_checksum_address
 from rich.table import Table
 
-from ledgerlm.cli.session import Session, console, session, when
+from ledgerlm.cli.session import Session, console, session
 from ledgerlm.errors import LedgerError
+from ledgerlm.times import format_time
 from ledgerlm.units import format_amount, parse_amount
 
 app = typer.Typer(help="The EVM chain: status, deployment, development faucet.", no_args_is_help=True)
@@ -18,7 +19,7 @@ ROLE_HELP = "validator, agent or contributor_bond."
 def resolve_address(s: Session, who: str) -> str:
     """An address as given, or the address of a key in this home."""
     if is_address(who):
-        return who
+        return to_checksum_address(who)  # web3 refuses lower-case addresses; people paste them anyway
     return s.keyring().show(who).address
 
 
@@ -110,7 +111,7 @@ def balance(ctx: typer.Context, who: str = typer.Argument(..., help="Address or 
                 if amount:
                     console.print(f"  staked as {role}: {format_amount(amount)}")
             for role, p in a["unstaking"].items():
-                console.print(f"  unstaking {role}: {format_amount(p['amount'])} (release at {when(p['release_at'])})")
+                console.print(f"  unstaking {role}: {format_amount(p['amount'])} (withdrawable {format_time(p['release_at'])})")
 
     s.emit(account, render)
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ledgerlm.cli.session import console, session, when
+from ledgerlm.cli.session import console, session
 from ledgerlm.datanets import DatanetError, DatanetSpec
 from ledgerlm.errors import LedgerError
+from ledgerlm.times import format_time
 
 app = typer.Typer(help="Datanets: community datasets built from signed contributions.", no_args_is_help=True)
 
@@ -85,13 +86,13 @@ def show(ctx: typer.Context, name: str):
         console.print(f"[bold]{d.name}[/] ({d.kind}, {d.visibility}, licence {d.licence})  owner {d.owner}")
         if d.description:
             console.print(f"  {d.description}")
-        console.print(f"  tags: {', '.join(d.tags) or '-'}   created {when(d.created_at)}   chain tx: {d.chain_tx or '-'}")
+        console.print(f"  tags: {', '.join(d.tags) or '-'}   created {format_time(d.created_at)}   chain tx: {d.chain_tx or '-'}")
         console.print("  contributions: " + ", ".join(f"{k} {v}" for k, v in d.counts.items()))
         if d.versions:
             table = Table("version", "root", "contributions", "contributors", "published", "chain tx")
             for v in d.versions:
                 table.add_row(str(v.number), v.root, str(v.contribution_count), str(v.contributor_count),
-                              when(v.created_at), v.chain_tx or "-")
+                              format_time(v.created_at), v.chain_tx or "-")
             console.print(table)
 
     s.emit(s.client().datanet(name), render)

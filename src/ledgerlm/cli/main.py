@@ -36,7 +36,8 @@ def root(
 def init(
     ctx: typer.Context,
     chain: str = typer.Option(EMBEDDED, "--chain-url", help="'embedded' (in-process EVM) or a JSON-RPC URL."),
-    chain_id: int = typer.Option(1337, "--chain-id", help="Chain id of the embedded chain."),
+    chain_id: int | None = typer.Option(
+        None, "--chain-id", help="Chain id: of the embedded chain [default: 1337]; for --chain-url, checked against the chain."),
 ):
     """Create the node home: config, SQLite database (migrated), blob store, node key."""
     from ledgerlm.node import Node

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import typer
 from pydantic import BaseModel
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 from typer.core import TyperGroup
 
@@ -20,8 +20,35 @@ from ledgerlm.config import Home
 from ledgerlm.errors import LedgerError
 from ledgerlm.identity import Keyring, passphrase_from_env
 
-console = Console()
-err_console = Console(stderr=True)
+# Wide enough that no hash, address or error line is ever folded, and tables take their natural width.
+PIPE_WIDTH = 100_000
+
+
+class Output(Console):
+    """A rich console that wraps to the terminal for people and never wraps when piped to a file or program.
+
+    Output that may be piped carries hashes, addresses and one-line errors that people copy and grep;
+    a fold at column 80 (or at whatever `COLUMNS` says) would break them.
+    """
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        if self.is_terminal:
+            return super().size
+        return ConsoleDimensions(PIPE_WIDTH, super().size.height)
+
+    @size.setter
+    def size(self, new_size) -> None:
+        Console.size.fset(self, new_size)
+
+    def print(self, *objects, **kwargs) -> None:
+        if not self.is_terminal:
+            kwargs.setdefault("soft_wrap", True)
+        super().print(*objects, **kwargs)
+
+
+console = Output()
+err_console = Output(stderr=True)
 
 
 @dataclass
@@ -81,13 +108,6 @@ class Session:
             sys.stdout.write(json.dumps(_plain(data), indent=2) + "\n")
         else:
             render(data)
-
-
-def when(ts: int) -> str:
-    """A unix time as the UTC timestamp every command prints."""
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _plain(data: Any) -> Any:

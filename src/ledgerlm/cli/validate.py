@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ledgerlm.cli.session import Session, console, session
 from ledgerlm.errors import LedgerError
+from ledgerlm.times import format_time
 
 app = typer.Typer(help="Validation: automatic gates and staked validator rounds.", no_args_is_help=True)
 round_app = typer.Typer(help="Inspect validator rounds.", no_args_is_help=True)
@@ -62,7 +63,7 @@ def open_round(ctx: typer.Context, name: str, as_key: str = typer.Option(..., "-
     s.emit(r, lambda r: console.print(
         f"[green]round {r['id']}[/] on {r['datanet']}: gates passed {r['gated'].get('pass', 0)}, flagged "
         f"{r['gated'].get('flag', 0)}, rejected {r['gated'].get('reject', 0)}; {len(r['assignments'])} contributions "
-        f"to {len(r['stakes'])} validators; commit until {r['commit_deadline']}, reveal until {r['reveal_deadline']}"))
+        f"to {len(r['stakes'])} validators; commit until {format_time(r['commit_deadline'])}, reveal until {format_time(r['reveal_deadline'])}"))
 
 
 @app.command()
@@ -101,7 +102,7 @@ def commit(
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
         json.dump({"votes": scores, "salt": salt.hex()}, out)
-    s.emit(r, lambda r: console.print(f"committed {len(scores)} score(s) to round {round_id}; reveal after {r['commit_deadline']}"))
+    s.emit(r, lambda r: console.print(f"committed {len(scores)} score(s) to round {round_id}; reveal after {format_time(r['commit_deadline'])}"))
 
 
 @app.command()
@@ -135,6 +136,8 @@ def show(ctx: typer.Context, round_id: int):
 
 def _render_round(r: dict) -> None:
     console.print(f"[bold]round {r['id']}[/] on {r['datanet']}: {r['state']}  rules {r['rules']}")
+    if r["state"] == "open":
+        console.print(f"  commit until {format_time(r['commit_deadline'])}, reveal until {format_time(r['reveal_deadline'])}")
     console.print(f"  committed {len(r['committed'])}, revealed {len(r['revealed'])} of {len(r['stakes'])} validators")
     if r["tally"]:
         table = Table("contribution", "decision", "consensus", "votes")

@@ -13,6 +13,7 @@ from eth_utils import is_address, to_checksum_address
 from pydantic import BaseModel
 
 from ledgerlm.errors import AuthError, LedgerError
+from ledgerlm.times import format_time
 
 DOMAIN_NAME = "ledgerlm"
 DOMAIN_VERSION = "1"
@@ -156,7 +157,7 @@ def verify_action(signed: SignedAction, *, expected: str, chain_id: int, now: in
         _check_field(expected, name, kind, signed.message[name])
     now = int(time.time()) if now is None else now
     if int(signed.message["deadline"]) < now:
-        raise AuthError(f"{expected} signature expired at {signed.message['deadline']} (now {now})", field="deadline")
+        raise AuthError(f"{expected} signature expired at {format_time(int(signed.message['deadline']), now)}", field="deadline")
     try:
         signer = Account.recover_message(
             encode_typed_data(full_message=typed_data(expected, signed.message, chain_id)),

@@ -13,6 +13,7 @@ from eth_abi import encode as abi_encode
 from eth_utils import is_address, keccak, to_checksum_address
 
 from ledgerlm.money import SplitError, split_by_weight
+from ledgerlm.times import format_time
 from ledgerlm.validation.errors import ConsensusError, PhaseError, RevealMismatchError
 
 BPS = 10_000
@@ -174,8 +175,8 @@ def check_commit(rnd: Round, validator: str, commit: str, now: int) -> str:
     nothing to gain from forbidding that.
     """
     if now > rnd.commit_deadline:
-        raise PhaseError(f"the commit phase of round {rnd.round_id} closed at {rnd.commit_deadline} "
-                         f"(now {now})", field="commit")
+        raise PhaseError(f"the commit phase of round {rnd.round_id} closed at "
+                         f"{format_time(rnd.commit_deadline, now)}", field="commit")
     if not rnd.assigned_to(validator):
         raise ConsensusError(f"{validator} has no contributions assigned in round {rnd.round_id}",
                              field="validator")
@@ -190,11 +191,11 @@ def check_reveal(rnd: Round, reveal: Reveal, now: int) -> Reveal:
     and hashing to the validator's commit. Raises PhaseError or RevealMismatchError otherwise."""
     v = reveal.validator
     if now <= rnd.commit_deadline:
-        raise PhaseError(f"the reveal phase of round {rnd.round_id} opens after {rnd.commit_deadline} "
-                         f"(now {now})", field="reveal")
+        raise PhaseError(f"the reveal phase of round {rnd.round_id} opens after "
+                         f"{format_time(rnd.commit_deadline, now)}", field="reveal")
     if now > rnd.reveal_deadline:
-        raise PhaseError(f"the reveal phase of round {rnd.round_id} closed at {rnd.reveal_deadline} "
-                         f"(now {now})", field="reveal")
+        raise PhaseError(f"the reveal phase of round {rnd.round_id} closed at "
+                         f"{format_time(rnd.reveal_deadline, now)}", field="reveal")
     if v not in rnd.commits:
         raise ConsensusError(f"{v} did not commit in round {rnd.round_id}", field="validator")
     assigned = rnd.assigned_to(v)

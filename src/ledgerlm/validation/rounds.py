@@ -28,6 +28,7 @@ from ledgerlm.store.schema import (
     round_votes,
     validation_rounds,
 )
+from ledgerlm.times import format_time
 from ledgerlm.validation.consensus import (
     BPS,
     Reveal,
@@ -369,8 +370,8 @@ class ValidationRounds:
             if row["state"] != "open":
                 raise ConflictError(f"round {round_id} is already {row['state']}", field="round")
             if self.now() <= rnd.reveal_deadline:
-                raise ValidationError(f"round {round_id} can be tallied after {rnd.reveal_deadline} "
-                                      f"(now {self.now()})", field="round", status=409)
+                raise ValidationError(f"round {round_id} can be tallied after "
+                                      f"{format_time(rnd.reveal_deadline, self.now())}", field="round", status=409)
             action_id = self._record(conn, signed, caller)
             result = tally(rnd)
             contributor_outcomes = []

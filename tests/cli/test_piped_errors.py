@@ -1,0 +1,142 @@
+"""Every command's error path through real pipes, with a home path longer than any terminal line.
+
+Scripts and people grep the one-line errors and copy the paths, hashes and addresses in them; a fold
+at 80 columns (or at whatever COLUMNS says) would break both. The CLI runs in a child process whose
+stdout and stderr are files, once with COLUMNS set and once without.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ledgerlm.config import Home
+from ledgerlm.identity import Keyring
+from ledgerlm.node import Node
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+DRIVER = Path(__file__).resolve().parent / "pipe_driver.py"
+NOT_CHECKSUMMED = "0x" + "ab" * 20
+
+
+def _long_dir(base: Path) -> Path:
+    path = base / ("d" * 70) / ("e" * 70)
+    assert len(str(path)) > 150
+    return path
+
+
+def _cases(home: Path, never: Path) -> list[tuple[list[str], str, dict]]:
+    """(arguments, a fragment the one-line error must hold, extra environment) for every command."""
+    missing_file = str(home.parent / "missing.jsonl")
+    on_home = [
+        (["keys", "new", "alice"], f"already exists at {home}/keys/alice.json", {}),
+        (["keys", "show", "nobody"], f"no key named 'nobody' in {home}/keys", {}),
+        (["keys", "import", "imp"], "the private key must be 32 bytes of hex", {"LEDGERLM_PRIVATE_KEY": "zz"}),
+        (["datanet", "create", "Bad_Name", "--as", "alice"], "must be 2-64 characters", {}),
+        (["datanet", "show", "missing"], "no Datanet named 'missing'", {}),
+        (["datanet", "contribute", "missing", missing_file, "--as", "alice"], f"{missing_file} is not a readable file",
+         {}),
+        (["datanet", "contributions", "missing"], "no Datanet named 'missing'", {}),
+        (["datanet", "contribution", "999"], "no contribution with id 999", {}),
+        (["datanet", "accept", "999", "--as", "alice"], "no contribution with id 999", {}),
+        (["datanet", "reject", "999", "--as", "alice"], "no contribution with id 999", {}),
+        (["datanet", "withdraw", "999", "--as", "alice"], "no contribution with id 999", {}),
+        (["datanet", "publish", "missing", "--as", "alice"], "no Datanet named 'missing'", {}),
+        (["datanet", "manifest", "missing", "--version", "1"], "no Datanet named 'missing'", {}),
+        (["datanet", "export", "missing", "--version", "1"], "no Datanet named 'missing'", {}),
+        (["chain", "deploy", "--chain-url", "http://127.0.0.1:9", "--key", "alice"],
+         "cannot reach an EVM node at http://127.0.0.1:9", {}),
+        (["chain", "faucet", "nobody"], f"no key named 'nobody' in {home}/keys", {}),
+        (["balance", "nobody"], f"no key named 'nobody' in {home}/keys", {}),
+        (["stake", "1", "--as", "alice"], "ledgerlm chain faucet 0x", {}),
+        (["unstake", "5", "--as", "alice"], "InsufficientStake(available=0, requested=5000000000000000000)", {}),
+        (["withdraw", "--as", "alice"], "NothingToWithdraw()", {}),
+        (["transfer", NOT_CHECKSUMMED, "1", "--as", "alice"], "ERC20InsufficientBalance(sender=0x", {}),
+        (["validate", "policy", "missing"], "no Datanet named 'missing'", {}),
+        (["validate", "open", "missing", "--as", "alice"], "no Datanet named 'missing'", {}),
+        (["validate", "queue", "--as", "nobody"], f"no key named 'nobody' in {home}/keys", {}),
+        (["validate", "commit", "99", "--votes", "1=50", "--as", "alice"], "no validator round 99", {}),
+        (["validate", "reveal", "99", "--as", "alice"], f"no committed votes for round 99 in {home}/validator", {}),
+        (["validate", "tally", "99", "--as", "alice"], "no validator round 99", {}),
+        (["validate", "round", "show", "99"], "no validator round 99", {}),
+        (["validate", "reputation", "nobody"], f"no key named 'nobody' in {home}/keys", {}),
+        (["models", "pull", "unknown-model"], "only smollm2-135m can be pulled", {}),
+        (["models", "register", "x", missing_file], f"{missing_file} is not a Hugging Face model directory", {}),
+        (["models", "show", "missing"], "no fine-tuned model 'missing'", {}),
+        (["factory", "train", "--datanet", "missing", "--version", "1", "--as", "alice"],
+         "no base model named 'smollm2-135m'", {}),
+        (["factory", "job", "99"], "no training job 99", {}),
+        (["factory", "cancel", "99", "--as", "alice"], "no training job 99", {}),
+        (["factory", "resume", "99", "--as", "alice"], "no training job 99", {}),
+        (["factory", "merge", "missing"], "no fine-tuned model 'missing'", {}),
+        (["factory", "publish", "missing", "--as", "alice"], "no fine-tuned model 'missing'", {}),
+        (["attribute", "--model", "missing", "--prompt", "hi"], "no fine-tuned model 'missing'", {}),
+        (["eval", "attribution", "--model", "nope"], "unknown model 'nope'", {}),
+        (["eval", "attribution", "--out", missing_file + "/x.json"], f"{missing_file} is not a directory", {}),
+    ]
+    before_init = f"run `ledgerlm init --home {never}` first"
+    no_home = [(cmd, before_init, {}) for cmd in (
+        ["info"], ["serve"], ["datanet", "list"], ["chain", "status"], ["models", "list"], ["factory", "jobs"])]
+    no_home.append((["init", "--chain-url", "http://127.0.0.1:9"], "cannot reach an EVM node at http://127.0.0.1:9", {}))
+    return ([(["--home", str(home), *args], fragment, env) for args, fragment, env in on_home]
+            + [(["--home", str(never), *args], fragment, env) for args, fragment, env in no_home])
+
+
+@pytest.fixture(scope="module")
+def long_home(tmp_path_factory) -> tuple[Path, Path]:
+    base = _long_dir(tmp_path_factory.mktemp("piped"))
+    home = Home(base / "home")
+    Node.init(home).close()
+    Keyring(home.keys).new("alice", "pw")
+    return home.root, base / "never"
+
+
+def _run_piped(runs: list[dict], tmp_path: Path, columns: str | None) -> list[tuple[int, str, str]]:
+    (tmp_path / "runs.json").write_text(json.dumps(runs))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LEDGERLM_NODE", "LEDGERLM_HOME")}
+    env.update(LEDGERLM_PASSPHRASE="pw", PYTHONPATH=os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")]))
+    if columns is not None:
+        env["COLUMNS"] = columns
+    with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+        done = subprocess.run([sys.executable, str(DRIVER), str(tmp_path / "runs.json")], stdout=out, stderr=err,
+                              stdin=subprocess.DEVNULL, env=env, timeout=600)
+    err_text = (tmp_path / "err").read_text()
+    assert done.returncode == 0, err_text[-3000:]
+
+    def split(text: str) -> list[tuple[int, str]]:
+        parts, current = [], []
+        for line in text.splitlines():
+            if line.startswith("@@@ "):
+                parts.append((int(line.split()[2]), "\n".join(current).strip("\n")))
+                current = []
+            else:
+                current.append(line)
+        return parts
+
+    outs, errs = split((tmp_path / "out").read_text()), split(err_text)
+    assert len(outs) == len(errs) == len(runs)
+    return [(code, out, err) for (code, out), (_, err) in zip(outs, errs)]
+
+
+@pytest.mark.parametrize("columns", [None, "60"], ids=["no-COLUMNS", "COLUMNS=60"])
+def test_every_error_is_one_unbroken_line_through_a_pipe(long_home, tmp_path, columns):
+    home, never = long_home
+    cases = _cases(home, never)
+    runs = []
+    for args, _, env in cases:
+        runs += [{"args": args, "env": env}, {"args": ["--json", *args], "env": env}]
+    results = _run_piped(runs, tmp_path, columns)
+    for k, (args, fragment, _) in enumerate(cases):
+        command = " ".join(args[2:])
+        (code, out, err), (json_code, json_out, json_err) = results[2 * k], results[2 * k + 1]
+        assert code == 1 and out == "", f"{command}: exit {code}, stdout {out!r}"
+        assert "\n" not in err and err.startswith("error"), f"{command}: stderr is not one error line:\n{err}"
+        assert fragment in err, f"{command}: {fragment!r} not in {err!r}"
+        assert json_code == 1 and json_err == "", f"--json {command}: exit {json_code}, stderr {json_err!r}"
+        assert "\n" not in json_out, f"--json {command}: not one line:\n{json_out}"
+        assert fragment in json.loads(json_out)["error"]["message"]
