@@ -1,8 +1,9 @@
-"""attribute(): result shape, determinism, integer roll-up, and answers that nothing explains."""
+"""attribute(): result shape, determinism, integer roll-up in proportion to evidence, and answers that nothing explains."""
 
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -20,7 +21,7 @@ from ledgerlm.attribution import (
 from .conftest import ALICE, BOB, CAROL, SECRET, SOLO
 
 
-def test_result_lists_top_examples_and_splits_exactly_10000_bps(trained, index):
+def test_result_splits_the_evidence_bps_and_gives_the_rest_to_the_pool(trained, index):
     result = attribute(trained.model, "What colour is crate 7?", "Crate 7 is white.", index=index,
                        top_k=5)
     assert not result.unattributed
@@ -28,8 +29,11 @@ def test_result_lists_top_examples_and_splits_exactly_10000_bps(trained, index):
     combined = [e.combined for e in result.examples]
     assert combined == sorted(combined, reverse=True)
     assert all(isinstance(c.bps, int) and c.bps > 0 for c in result.contributions)
-    assert sum(c.bps for c in result.contributions) == 10_000
-    assert sum(c.bps for c in result.contributors) == 10_000
+    assert 0 < result.evidence_bps <= 10_000
+    assert result.evidence_bps + result.pool_bps == 10_000
+    assert result.evidence_bps == int(sum(combined) * 10_000 + 1e-9)
+    assert sum(c.bps for c in result.contributions) == result.evidence_bps
+    assert sum(c.bps for c in result.contributors) == result.evidence_bps
     assert {c.contributor for c in result.contributors} <= {ALICE, BOB, CAROL, SOLO}
     per_person = {}
     for c in result.contributions:
@@ -67,13 +71,35 @@ def test_rebuilding_the_index_gives_the_same_scores(trained, index):
         attribute(trained.model, question, answer, index=index)
 
 
-def test_nothing_clears_the_threshold_means_unattributed(trained, index):
-    strict = AttributionSettings(min_z=1e9, min_span=10_000)
-    result = attribute(trained.model, "What colour is crate 2?", "Crate 2 is blue.", index=index,
-                       settings=strict)
+def test_nothing_clears_the_bars_means_unattributed_and_all_to_the_pool(trained, index):
+    strict = replace(index, calibration=replace(index.calibration, span_min_tokens=10_000,
+                                                gradient_bar={"cosine": 1.0, "trak_cosine": 1.0}))
+    result = attribute(trained.model, "What colour is crate 2?", "Crate 2 is blue.", index=strict)
     assert result.unattributed
+    assert result.evidence_bps == 0 and result.pool_bps == 10_000
     assert result.contributions == () and result.contributors == ()
     assert result.examples  # the evidence is still shown, it just earns nothing
+
+
+def test_a_score_mode_without_a_bar_cannot_pay(trained, index):
+    with pytest.raises(AttributionError) as err:
+        attribute(trained.model, "What colour is crate 2?", "Crate 2 is blue.", index=index,
+                  settings=AttributionSettings(score_mode="dot"))
+    assert err.value.field == "score_mode"
+
+
+def test_the_split_is_identical_with_one_and_two_threads(trained, index):
+    import torch
+
+    question, answer = "Which colour does crate 4 have?", "Crate 4 is violet, I believe."
+    try:
+        torch.set_num_threads(2)
+        two = attribute(trained.model, question, answer, index=index)
+    finally:
+        torch.set_num_threads(1)
+    one = attribute(trained.model, question, answer, index=index)
+    assert one.to_dict() == two.to_dict()
+    assert one.evidence_bps > 0  # the comparison covers a split, not two empty results
 
 
 def test_empty_answer_is_refused_with_the_field_named(trained, index):
@@ -99,15 +125,18 @@ def test_split_bps_breaks_ties_by_address():
     assert shares == {("0xaa",): 3334, ("0xbb",): 3333, ("0xcc",): 3333}
 
 
-def test_roll_up_pays_only_positive_evidence():
+def test_roll_up_pays_evidence_and_only_positive_evidence():
     def example(row, contributor, combined):
         return ExampleAttribution(row, row, row + 1, contributor, f"h{row}", 0.0, 0.0, 0.0, 0,
                                   combined)
 
-    contributions, contributors = roll_up(
+    evidence_bps, contributions, contributors = roll_up(
         [example(0, ALICE, 0.6), example(1, BOB, 0.0), example(2, ALICE, 0.2),
          example(3, CAROL, -0.5)])
+    assert evidence_bps == 8_000
     assert [c.contributor for c in contributors] == [ALICE]
-    assert contributors[0].bps == 10_000
-    assert sorted(c.bps for c in contributions) == [2500, 7500]
-    assert roll_up([example(0, ALICE, 0.0)]) == ((), ())
+    assert contributors[0].bps == 8_000
+    assert sorted(c.bps for c in contributions) == [2000, 6000]
+    assert roll_up([example(0, ALICE, 0.0)]) == (0, (), ())
+    # one weak row pays a small part, not the whole share
+    assert roll_up([example(0, BOB, 0.03)])[0] == 300

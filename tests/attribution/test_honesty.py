@@ -1,21 +1,76 @@
-"""Honesty checks: only trained data earns, copies earn nothing extra, memorised spans are found."""
+"""Honesty: only trained data earns, pay follows evidence, unrelated and contradicted answers earn little or nothing, copies earn nothing extra."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
 from ledgerlm.attribution import SpanIndex, attribute, build_index
+from ledgerlm.attribution.null_queries import NULL_QUERIES
 
 from .conftest import SECRET, SOLO, attributed, fine_tuned
 
+# Prompts no record taught and none of the shipped null queries asks (those set the bars).
+UNRELATED = (
+    ("What is the capital of Peru?", "Lima is the capital of Peru."),
+    ("How many wheels does a bicycle have?", "A bicycle has two wheels."),
+    ("Name a fruit that is yellow.", "A banana is yellow."),
+)
 
-def test_verbatim_answer_is_credited_to_the_record_it_was_learned_from(trained, index):
+
+def paid(result, people) -> int:
+    return sum(c.bps for c in result.contributors if c.contributor in people)
+
+
+def test_verbatim_answer_is_paid_to_the_record_it_was_learned_from(trained, index):
     result = attribute(trained.model, SECRET["question"], SECRET["answer"], index=index)
     top = result.examples[0]
     assert top.contributor == SOLO
     assert top.span > 0.9 and top.longest_span >= 10
     assert result.contributors[0].contributor == SOLO
-    assert result.contributors[0].bps > 5_000
+    assert result.evidence_bps > 9_000  # memorised text is near-complete evidence
+    assert paid(result, {SOLO}) > 0.9 * result.evidence_bps
+
+
+def test_an_unrelated_prompt_pays_nobody(trained, index):
+    assert not set(UNRELATED) & set(NULL_QUERIES)  # calibrated on other answers than these
+    for question, answer in UNRELATED:
+        result = attribute(trained.model, question, answer, index=index)
+        assert result.unattributed, (answer, result.contributors)
+        assert result.evidence_bps == 0 and result.pool_bps == 10_000
+
+
+def test_a_contradicted_answer_pays_less_than_a_supported_one(trained, index):
+    question = "What colour is crate 7?"
+    supported = attribute(trained.model, question, "Crate 7 is white.", index=index)
+    contradicted = attribute(trained.model, question, "Crate 7 is red.", index=index)
+    crate_7 = trained.records[7]["_contribution_id"]
+
+    def to_record(result) -> int:
+        return sum(c.bps for c in result.contributions if c.contribution_id == crate_7)
+
+    assert to_record(supported) > 5_000
+    assert to_record(contradicted) < to_record(supported) / 4
+    assert contradicted.evidence_bps < supported.evidence_bps
+
+
+def test_a_span_covering_only_the_restated_question_earns_little(trained, index):
+    question = SECRET["question"]  # "What is the vault phrase of Quorrin?"
+    restating = attribute(trained.model, question, "The vault phrase of Quorrin is unknown to me.",
+                          index=index)
+    span = sum(e.span for e in restating.examples if e.contributor == SOLO)
+    assert 0 < span < 0.1
+
+
+def test_a_four_token_shared_span_pays_a_small_part_of_the_share(trained, index):
+    tokenizer = trained.tokenizer
+    secret = tokenizer(SECRET["answer"])["input_ids"]
+    piece = tokenizer.decode(secret[6:10])  # four tokens from the middle of the vault phrase
+    answer = f"Honestly,{piece}zq is what the old farmer kept telling me about his barn."
+    result = attribute(trained.model, "Tell me a story.", answer, index=index)
+    solo = [e for e in result.examples if e.contributor == SOLO and e.span > 0]
+    assert solo and max(e.longest_span for e in solo) == index.calibration.span_min_tokens == 4
+    assert 0 < paid(result, {SOLO}) < 1_500
+    assert result.pool_bps > 8_500
 
 
 def test_an_example_removed_from_training_gets_no_credit_once_retrained(
@@ -38,13 +93,14 @@ def test_held_out_records_are_not_indexed_and_cannot_earn(tiny_base, train_confi
     split = read_training(held.model_dir)
     index = build_index(held.model_dir, trained.records, dim=256)
     assert sorted(e.record for e in index.examples) == sorted(split["train_indices"])
-    solo_row = len(trained.records) - 1
-    if solo_row in split["eval_indices"]:
-        result = attribute(held.model, SECRET["question"], SECRET["answer"], index=index)
-        assert SOLO not in {c.contributor for c in result.contributors}
+    assert split["eval_indices"]
+    for i in split["eval_indices"]:  # each held-out record's own text, verbatim
+        record = trained.records[i]
+        result = attribute(held.model, record["question"], record["answer"], index=index)
+        assert record["_contribution_id"] not in {c.contribution_id for c in result.contributions}
 
 
-def test_a_copy_under_a_second_identity_does_not_increase_total_credit(trained, index):
+def test_an_exact_copy_under_a_second_identity_is_merged_into_the_first(trained, index):
     sock_puppet = "0x" + "e5" * 20
     copy = attributed(SECRET, 99, sock_puppet)
     assert copy["_content_hash"] == trained.records[-1]["_content_hash"]
@@ -53,16 +109,23 @@ def test_a_copy_under_a_second_identity_does_not_increase_total_credit(trained, 
     assert len(with_copy) == len(index)
     owner = next(e for e in with_copy.examples if e.content_hash == copy["_content_hash"])
     assert owner.contributor == SOLO and owner.duplicates == (99,)
+    result = attribute(trained.model, SECRET["question"], SECRET["answer"], index=with_copy)
+    assert paid(result, {sock_puppet}) == 0
 
+
+def test_a_near_copy_under_a_second_identity_does_not_increase_total_credit(trained):
+    sock_puppet = "0x" + "e5" * 20
+    near = attributed({**SECRET, "question": "Tell me the vault phrase of Quorrin."}, 99,
+                      sock_puppet)
+    assert near["_content_hash"] != trained.records[-1]["_content_hash"]
     alone = build_index((trained.model, trained.tokenizer), trained.records, dim=256, max_len=64)
+    with_near = build_index((trained.model, trained.tokenizer), trained.records + [near],
+                            dim=256, max_len=64)
+    assert len(with_near) == len(alone) + 1
     before = attribute(trained.model, SECRET["question"], SECRET["answer"], index=alone)
-    after = attribute(trained.model, SECRET["question"], SECRET["answer"], index=with_copy)
-
-    def credit(result, people):
-        return sum(c.bps for c in result.contributors if c.contributor in people)
-
-    assert credit(after, {SOLO, sock_puppet}) == credit(before, {SOLO})
-    assert credit(after, {sock_puppet}) == 0
+    after = attribute(trained.model, SECRET["question"], SECRET["answer"], index=with_near)
+    assert paid(after, {sock_puppet}) > 0  # the near-copy is indexed and shares the evidence
+    assert paid(after, {SOLO, sock_puppet}) <= paid(before, {SOLO}) + 100
 
 
 def test_span_index_finds_a_memorised_span_and_discounts_common_ones():
@@ -77,15 +140,27 @@ def test_span_index_finds_a_memorised_span_and_discounts_common_ones():
     found = memorised.as_dict()
     assert set(found) == {0}
     assert found[0][1] == 10  # the longest shared span: tokens 4..17 of row 0
+    assert abs(found[0][0] - 10 / 12) < 1e-9  # 10 tokens of 12, a span long enough to count fully
 
     shared = spans.explain(common + [77, 78], min_len=4).as_dict()
     assert set(shared) == {0, 1, 2}
-    assert all(abs(credit - (5 / 7) / 3) < 1e-9 for credit, _ in shared.values())
+    strength = (5 - 4 + 1) / 4  # a 5-token span with a 4-token bar earns half its tokens' weight
+    assert all(abs(credit - strength * (5 / 7) / 3) < 1e-9 for credit, _ in shared.values())
     assert spans.explain([1, 2, 3], min_len=4).as_dict() == {}
+    assert spans.explain(common + [77, 78], min_len=4, max_examples=2).as_dict() == {}
+
+
+def test_a_span_at_the_bar_earns_a_quarter_and_weights_discount_restated_tokens():
+    spans = SpanIndex.build([[10, 11, 12, 13, 14, 15, 16, 17], [50, 51]])
+    four = spans.explain([10, 11, 12, 13, 90, 91, 92, 93], min_len=4).as_dict()
+    assert abs(four[0][0] - 0.25 * 4 / 8) < 1e-9
+    restated = spans.explain([10, 11, 12, 13, 90, 91, 92, 93], min_len=4,
+                             weights=[0.2] * 4 + [1.0] * 4).as_dict()
+    assert abs(restated[0][0] - 0.25 * 0.8 / 4.8) < 1e-9
 
 
 def test_a_span_several_examples_share_goes_to_the_one_the_question_is_about():
-    answer = [50, 51, 52, 53, 54]
+    answer = [50, 51, 52, 53, 54, 55, 56]
     spans = SpanIndex.build([[1, 2, 7] + answer, [3, 4, 7] + answer])
     blind = spans.explain(answer, min_len=4).as_dict()
     assert blind[0][0] == blind[1][0] == 0.5

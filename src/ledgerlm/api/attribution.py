@@ -20,8 +20,9 @@ class AttributeRequest(BaseModel):
 
 @router.post("/attribution")
 def attribute(body: AttributeRequest, node: Node = Depends(get_node)) -> dict:
-    """Top training examples with gradient and span scores, rolled up to contributions and
-    contributors as integer basis points summing to 10,000 (or `unattributed`)."""
+    """Top training examples with gradient and span evidence, rolled up to contributions and
+    contributors as integer basis points summing to `evidence_bps`; the remaining `pool_bps`
+    of the contributor share go to the Datanet's data pool (all of it when `unattributed`)."""
     attributor, lock = node.attributor(body.model)
     with lock:  # attribution toggles the adapter's gradients: one request per model at a time
         answer = body.answer

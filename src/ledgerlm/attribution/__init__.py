@@ -12,6 +12,7 @@ from ledgerlm.attribution.attribute import (
     roll_up,
     split_bps,
 )
+from ledgerlm.attribution.calibration import Calibration, CalibrationSettings, calibrate
 from ledgerlm.attribution.errors import AttributionError, IndexNotFoundError
 from ledgerlm.attribution.features import LoraProjector
 from ledgerlm.attribution.index import (
@@ -30,6 +31,8 @@ __all__ = [
     "AttributionResult",
     "AttributionSettings",
     "Attributor",
+    "Calibration",
+    "CalibrationSettings",
     "ContributionShare",
     "ContributorShare",
     "ExampleAttribution",
@@ -40,6 +43,7 @@ __all__ = [
     "SpanIndex",
     "attribute",
     "build_index",
+    "calibrate",
     "load_attributor",
     "roll_up",
     "split_bps",

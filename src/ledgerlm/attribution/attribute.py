@@ -1,40 +1,34 @@
 """Attribution of one answer: which training examples, contributions and contributors shaped it, in basis points.
 
 Per answer: (1) the gradient of the answer's loss, projected like the index rows, scored against
-every indexed example (`AttributionIndex.search`); (2) the answer's tokens matched against the
-span index. The two signals are put on one scale, "share of the answer explained", before they
-are added:
+every indexed example; (2) the answer's tokens matched against the span index. Both are weighed
+by what the answer says: tokens that only restate the question count `restated_weight`, content
+tokens count 1 (restatement.py), so a record that merely talks about the same subject — or
+contradicts the answer — earns little. Each signal is evidence only as far as it clears the
+index's calibrated bar (calibration.py):
 
-  span evidence      the fraction of the answer's tokens a row explains with long, rare spans
-                     (see spans.py); sums to at most 1. Verbatim recall is near-deterministic
-                     evidence, so it is taken at face value.
-  gradient evidence  rows whose score is positive *and* stands `min_z` standard deviations above
-                     the index-wide mean score earn e = (z - min_z), normalised as
-                     e / (sum e + gradient_prior) — the prior is a pseudo-row "no example was
-                     influential", so one row barely clearing the bar earns little while a
-                     clear winner earns nearly all — and weighted by the part of the answer that no span explains (1 - coverage,
-                     coverage = fraction of the answer's tokens covered by long, rare spans).
-                     Only positive influence earns; an answer that no example stands out for gets
-                     no gradient evidence at all.
+  span evidence      the (weighted) fraction of the answer's tokens a row explains with rare spans
+                     at least `span_min_tokens` long; a span just at the bar earns 1/bar of its
+                     tokens' weight, one of twice the bar earns in full (spans.py). Sums to at
+                     most 1 over rows: that sum is the answer's coverage.
+  gradient evidence  a row whose score s clears the bar b earns g = (s - b) / (1 - b) in [0, 1]:
+                     nothing at the bar, all of it at a perfect match. The answer's gradient
+                     evidence is the largest g, shared among the rows that cleared the bar in
+                     proportion to their g, and it explains only what spans left unexplained.
 
-  combined = span_weight x span + (1 - coverage) x gradient
+  combined(row) = span(row) + (1 - coverage) x gradient(row)
+  evidence      = sum of combined over rows, in [0, 1]
 
-Tokens copied from training data are paid to the examples containing them; what the model
-produced by generalising (a paraphrase, a format, a fact asked about in new words) is paid by
-influence, and among examples that share a copied span equally the gradient score orders them.
-On the fact-tracing benchmark this residual rule keeps the combination close to the better
-signal of each query kind; adding both at equal weight let a weak gradient ranking dilute exact
-span matches (benchmarks/attribution.py). The top `top_k` rows by combined score are rolled up: each
-row's owner contribution (duplicates of the same content were merged into the earliest
-contribution when the index was built), then contributors. Shares are integer basis points
-summing to exactly 10,000: scores are quantised to integers, then split by largest remainder
-with ties going to the lower (contributor address, contribution id). Contributor shares are the
-sums of their contributions' shares, so a receipt's two levels always agree. When no row earns
-anything the result is `unattributed` and the contributor share goes to the Datanet treasury
-(economy's rule).
+Payment is in proportion to evidence. Of the contributor share of an answer's fee, `evidence_bps`
+(= floor(evidence x 10,000)) goes to the contributions with evidence, split by their combined
+scores; the remaining `pool_bps` goes to the Datanet's data pool, which the economy pays by data
+valuation. A 4-token span or a row just over the bar therefore earns a small part of the share,
+not all of it, and an answer nothing explains pays its whole share to the pool (`unattributed`).
 
-Everything is deterministic for the same model, index and inputs: no sampling, dropout off,
-ties broken by row.
+Reproducible: the attribution is a pure function of (model files, index, prompt, answer,
+settings). Features accumulate in float64, scores are rounded to `SCORE_DECIMALS` before any bar
+or ranking, evidence is converted to integers before it is split, and ties break by row, so the
+split is the same bit for bit on any thread count (`ledgerlm attribute --verify` recomputes it).
 """
 
 from __future__ import annotations
@@ -45,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ledgerlm.attribution.calibration import PAYING_MODES, rounded
 from ledgerlm.attribution.errors import AttributionError
 from ledgerlm.attribution.features import (
     answer_example,
@@ -52,24 +47,22 @@ from ledgerlm.attribution.features import (
     prompt_token_ids,
     span_readings,
 )
-from ledgerlm.attribution.index import AttributionIndex, ScoreMode, top_hits
+from ledgerlm.attribution.index import AttributionIndex, ScoreMode, top_rows
+from ledgerlm.attribution.restatement import content_weights
 from ledgerlm.money import BPS, split_by_weight
 
-_QUANTUM = 10**9  # score units per 1.0 when scores become integers for the split
+_QUANTUM = 10**6  # evidence units per 1.0 when evidence becomes integers for the split
 
 
 @dataclass(frozen=True)
 class AttributionSettings:
-    """The knobs of `attribute`; a model publishes the ones its receipts were computed with."""
+    """The knobs of `attribute`; a model publishes the ones its receipts were computed with.
+
+    The bars themselves are not here: they belong to the index (`index.calibration`).
+    """
 
     top_k: int = 10
     score_mode: ScoreMode | None = None  # None: the mode the index was built with
-    min_z: float = 3.0
-    span_weight: float = 1.0
-    min_span: int = 4
-    min_span_chars: int = 8
-    max_span_examples: int = 64
-    gradient_prior: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -81,9 +74,9 @@ class ExampleAttribution:
     contribution_id: int | str
     contributor: str
     content_hash: str
-    gradient: float
-    gradient_z: float
-    span: float
+    gradient: float      # score against the answer (rounded)
+    gradient_evidence: float
+    span: float          # span evidence
     longest_span: int
     combined: float
 
@@ -106,11 +99,21 @@ class ContributorShare:
 
 @dataclass(frozen=True)
 class AttributionResult:
-    """Who shaped one answer: the top examples with each signal's score, and the integer split."""
+    """Who shaped one answer, and how much of the contributor share that evidence covers.
+
+    `evidence_bps` of the contributor share (10,000) is paid to `contributions` /
+    `contributors` (their bps sum to exactly `evidence_bps`); `pool_bps` = 10,000 -
+    `evidence_bps` goes to the Datanet's data pool.
+    """
 
     examples: tuple[ExampleAttribution, ...]
     contributions: tuple[ContributionShare, ...]
     contributors: tuple[ContributorShare, ...]
+    evidence_bps: int
+    pool_bps: int
+    span_coverage: float
+    gradient_bar: float
+    span_min_tokens: int
     unattributed: bool
     answer_tokens: int
     index_adapter_sha256: str
@@ -120,32 +123,44 @@ class AttributionResult:
         return asdict(self)
 
 
-def split_bps(weights: dict[tuple, int]) -> dict[tuple, int]:
-    """Integer shares of 10,000 proportional to positive integer `weights`, summing to exactly 10,000."""
+def split_bps(weights: dict[tuple, int], total: int = BPS) -> dict[tuple, int]:
+    """Integer shares of `total` proportional to positive integer `weights`, summing to exactly it."""
     if not weights or any(w <= 0 for w in weights.values()):
         raise AttributionError("shares need positive weights", field="weights")
-    return split_by_weight(BPS, weights)
+    return split_by_weight(total, weights)
 
 
-def roll_up(examples: list[ExampleAttribution]) -> tuple[tuple[ContributionShare, ...],
+def evidence_units(combined: float) -> int:
+    """A row's combined evidence as an integer number of `_QUANTUM` units (what is split)."""
+    return max(0, int(round(combined * _QUANTUM)))
+
+
+def roll_up(examples: list[ExampleAttribution]) -> tuple[int, tuple[ContributionShare, ...],
                                                          tuple[ContributorShare, ...]]:
-    """Contribution and contributor shares of the examples with a positive combined score."""
+    """Evidence bps and the contribution and contributor shares of the examples' evidence.
+
+    Evidence bps is floor(sum of combined x 10,000) (at most 10,000), split over contributions
+    in proportion to their combined evidence; contributor shares are the sums of their
+    contributions' shares, so a receipt's two levels always agree.
+    """
+    units: dict[tuple, int] = {}
     scores: dict[tuple, float] = {}
     owners: dict[tuple, ExampleAttribution] = {}
     for e in examples:
-        if e.combined <= 0:
+        u = evidence_units(e.combined)
+        if u <= 0:
             continue
         key = (e.contributor, _sortable(e.contribution_id))
+        units[key] = units.get(key, 0) + u
         scores[key] = scores.get(key, 0.0) + e.combined
         owners[key] = e
-    weights = {k: round(s * _QUANTUM) for k, s in scores.items()}
-    weights = {k: w for k, w in weights.items() if w > 0}
-    if not weights:
-        return (), ()
-    bps = split_bps(weights)
+    evidence_bps = min(BPS, sum(units.values()) * BPS // _QUANTUM)
+    if evidence_bps == 0:
+        return 0, (), ()
+    bps = split_bps(units, evidence_bps)
     contributions = tuple(sorted(
         (ContributionShare(owners[k].contribution_id, owners[k].contributor,
-                           owners[k].content_hash, scores[k], bps[k]) for k in weights),
+                           owners[k].content_hash, scores[k], bps[k]) for k in units if bps[k]),
         key=lambda c: (-c.bps, c.contributor, _sortable(c.contribution_id)),
     ))
     by_person: dict[str, tuple[float, int]] = {}
@@ -156,7 +171,7 @@ def roll_up(examples: list[ExampleAttribution]) -> tuple[tuple[ContributionShare
         (ContributorShare(who, s, p) for who, (s, p) in by_person.items()),
         key=lambda c: (-c.bps, c.contributor),
     ))
-    return contributions, contributors
+    return evidence_bps, contributions, contributors
 
 
 def _sortable(contribution_id) -> tuple:
@@ -169,42 +184,69 @@ class Evidence:
 
     rows: np.ndarray
     gradient: np.ndarray
-    gradient_z: np.ndarray
+    gradient_evidence: np.ndarray
     span: np.ndarray
     longest_span: np.ndarray
     combined: np.ndarray
+    coverage: float
+    bar: float
+    span_min_tokens: int
     answer_tokens: int
 
 
-def gather_evidence(
-    index: AttributionIndex, feature: np.ndarray, readings: list[list[int]],
-    settings: AttributionSettings, context: list[int] | None = None,
-) -> Evidence:
-    """Score the answer's feature and tokens against the index and combine the two signals.
+@dataclass(frozen=True)
+class AnswerQuery:
+    """An answer prepared for attribution: its example, span readings, token weights, context."""
 
-    `readings` are tokenisations of the same answer (see `span_readings`); the one whose spans
-    explain most of it is used; `context` (the prompt's tokens) only decides between rows that
-    share a span.
-    """
-    scores = index.gradient_scores(feature, settings.score_mode)
-    hits = top_hits(scores, settings.top_k)
-    found = [index.spans.explain(ids, min_len=settings.min_span, context=context,
-                                 min_chars=settings.min_span_chars,
-                                 max_examples=settings.max_span_examples) for ids in readings]
+    example: object
+    readings: list[list[int]]
+    weights: list[list[float]]
+    context: list[int]
+
+
+def prepare_answer(tokenizer, prompt: str | list[dict], answer: str,
+                   restated_weight: float) -> AnswerQuery:
+    """Tokenize the answer as training did, in both readings, with content weights per token."""
+    example = answer_example(tokenizer, prompt, answer)
+    readings = span_readings(tokenizer, prompt, answer, example)
+    context = prompt_token_ids(example)
+    weights = [content_weights(tokenizer, context, ids, restated_weight) for ids in readings]
+    return AnswerQuery(example, readings, weights, context)
+
+
+def gather_evidence(index: AttributionIndex, feature: np.ndarray, query: AnswerQuery,
+                    settings: AttributionSettings) -> Evidence:
+    """Score the answer's feature and tokens against the index and combine the two signals."""
+    calibration = index.calibration
+    if calibration is None:
+        raise AttributionError("this index has no calibrated bars; rebuild it with calibration",
+                               field="index")
+    mode = settings.score_mode or index.config.score_mode
+    if mode not in PAYING_MODES:
+        raise AttributionError(f"score mode {mode!r} cannot pay: its scores are unbounded; use "
+                               f"one of {', '.join(PAYING_MODES)}", field="score_mode")
+    bar = calibration.bar(mode)
+    scores = rounded(index.gradient_scores(feature, mode))
+    hits = top_rows(scores, settings.top_k)
+    found = [index.spans.explain(ids, min_len=calibration.span_min_tokens,
+                                 max_examples=calibration.span_max_rows, context=query.context,
+                                 min_chars=calibration.settings.min_span_chars, weights=w)
+             for ids, w in zip(query.readings, query.weights)]
     spans = max(found, key=lambda e: e.coverage)  # max keeps the first reading on a tie
-    rows = np.union1d(hits.rows, spans.rows).astype(np.int64)
-    gradient = scores[rows].astype(np.float64)
-    z = (gradient - hits.mean) / (hits.std if hits.std > 0 else 1.0)
-    earned = np.where(gradient > 0, np.maximum(z - settings.min_z, 0.0), 0.0)
-    total = earned.sum()
-    grad_evidence = earned / (total + settings.gradient_prior) if total > 0 else earned
+    coverage = min(1.0, spans.coverage)
+    rows = np.union1d(hits, spans.rows).astype(np.int64)
+    gradient = scores[rows]
+    cleared = np.clip((gradient - bar) / (1.0 - bar), 0.0, 1.0) if bar < 1 else 0 * gradient
+    total = float(cleared.sum())
+    grad_evidence = cleared * (float(cleared.max()) / total) if total > 0 else cleared
     span = np.zeros(len(rows))
     longest = np.zeros(len(rows), dtype=np.int64)
     position = {r: i for i, r in enumerate(rows.tolist())}
     for r, c, n in zip(spans.rows.tolist(), spans.credit.tolist(), spans.longest.tolist()):
         span[position[r]], longest[position[r]] = c, n
-    combined = settings.span_weight * span + max(0.0, 1.0 - spans.coverage) * grad_evidence
-    return Evidence(rows, gradient, z, span, longest, combined, len(readings[0]))
+    combined = span + (1.0 - coverage) * grad_evidence
+    return Evidence(rows, gradient, grad_evidence, span, longest, combined, coverage, bar,
+                    calibration.span_min_tokens, len(query.readings[0]))
 
 
 def attribute(
@@ -220,38 +262,47 @@ def attribute(
     """Which training examples, contributions and contributors shaped `answer` to `prompt`.
 
     `model` is the fine-tuned (PEFT) model the index was built for, `prompt` a user message or a
-    list of chat messages, `tokenizer` defaults to the one loaded with the index.
+    list of chat messages, `tokenizer` defaults to the one loaded with the index. The result
+    says how much of the contributor share evidence covers (`evidence_bps`, split over
+    `contributors`) and how much goes to the data pool (`pool_bps`).
     """
     settings = settings or AttributionSettings(top_k=top_k)
     tokenizer = tokenizer or index.tokenizer
     if tokenizer is None:
         raise AttributionError("attribute needs the model's tokenizer", field="tokenizer")
+    if index.calibration is None:
+        raise AttributionError("this index has no calibrated bars; rebuild it with calibration",
+                               field="index")
     index.projector.check_model(model)
-    example = answer_example(tokenizer, prompt, answer)
-    feature = answer_feature(model, index.projector, example)
-    readings = span_readings(tokenizer, prompt, answer, example)
-    evidence = gather_evidence(index, feature, readings, settings, prompt_token_ids(example))
+    query = prepare_answer(tokenizer, prompt, answer, index.calibration.settings.restated_weight)
+    feature = answer_feature(model, index.projector, query.example, query.weights[0])
+    evidence = gather_evidence(index, feature, query, settings)
     return result_from_evidence(index, evidence, settings)
 
 
 def result_from_evidence(index: AttributionIndex, evidence: Evidence,
                          settings: AttributionSettings) -> AttributionResult:
-    order = sorted(range(len(evidence.rows)),  # equal combined: the stronger gradient first
-                   key=lambda i: (-evidence.combined[i], -evidence.gradient[i], evidence.rows[i]))
+    units = [evidence_units(c) for c in evidence.combined]
+    order = sorted(range(len(evidence.rows)),  # equal evidence: the stronger gradient first
+                   key=lambda i: (-units[i], -evidence.gradient[i], evidence.rows[i]))
     listed = []
     for i in order[:settings.top_k]:
         e = index.example(int(evidence.rows[i]))
         listed.append(ExampleAttribution(
             row=e.row, record=e.record, contribution_id=e.contribution_id,
             contributor=e.contributor, content_hash=e.content_hash,
-            gradient=float(evidence.gradient[i]), gradient_z=float(evidence.gradient_z[i]),
-            span=float(evidence.span[i]), longest_span=int(evidence.longest_span[i]),
-            combined=float(evidence.combined[i]),
+            gradient=float(evidence.gradient[i]),
+            gradient_evidence=round(float(evidence.gradient_evidence[i]), 6),
+            span=round(float(evidence.span[i]), 6), longest_span=int(evidence.longest_span[i]),
+            combined=units[i] / _QUANTUM,
         ))
-    contributions, contributors = roll_up(listed)
+    evidence_bps, contributions, contributors = roll_up(listed)
     return AttributionResult(
         examples=tuple(listed), contributions=contributions, contributors=contributors,
-        unattributed=not contributions, answer_tokens=evidence.answer_tokens,
+        evidence_bps=evidence_bps, pool_bps=BPS - evidence_bps,
+        span_coverage=round(evidence.coverage, 6), gradient_bar=evidence.bar,
+        span_min_tokens=evidence.span_min_tokens, unattributed=evidence_bps == 0,
+        answer_tokens=evidence.answer_tokens,
         index_adapter_sha256=index.config.adapter_sha256, settings=settings,
     )
 

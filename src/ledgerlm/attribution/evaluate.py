@@ -42,11 +42,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ledgerlm.attribution.attribute import AttributionSettings, gather_evidence
+from ledgerlm.attribution.attribute import AttributionSettings, gather_evidence, prepare_answer
 from ledgerlm.attribution.features import (
     answer_example,
     answer_feature,
     answer_token_ids,
+    lora_gradients_enabled,
     prompt_token_ids,
     span_readings,
 )
@@ -57,7 +58,7 @@ from ledgerlm.attribution.index import (
     IndexedExample,
     build_index,
     damped_inverse_covariance,
-    top_hits,
+    top_rows,
 )
 from ledgerlm.attribution.spans import SpanIndex, token_char_lengths
 
@@ -267,12 +268,11 @@ def full_lora_gradients(model, tokenizer, examples: list, *, max_len: int, batch
     """Unprojected per-example LoRA gradients (TracIn's features): record index -> vector."""
     import torch
 
-    from ledgerlm.attribution.features import _lora_requires_grad
     from ledgerlm.factory import capture_lora_grads, collate, pack_examples, token_losses
 
     blocks = pack_examples(examples, max_len, tokenizer.pad_token_id or 0)
     out: dict[int, np.ndarray] = {}
-    with _lora_requires_grad(model) as params:
+    with lora_gradients_enabled(model) as params:
         for start in range(0, len(blocks), batch_size):
             batch = collate(blocks[start:start + batch_size])
             with capture_lora_grads(model, batch.segments) as capture, torch.enable_grad():
@@ -285,12 +285,11 @@ def full_lora_gradients(model, tokenizer, examples: list, *, max_len: int, batch
 def full_answer_gradient(model, tokenizer, prompt: str, answer: str) -> np.ndarray:
     import torch
 
-    from ledgerlm.attribution.features import _lora_requires_grad
     from ledgerlm.factory import capture_lora_grads, collate, pack_examples, token_losses
 
     example = answer_example(tokenizer, prompt, answer)
     batch = collate(pack_examples([example], len(example.input_ids), 0))
-    with (_lora_requires_grad(model) as params,
+    with (lora_gradients_enabled(model) as params,
           capture_lora_grads(model, batch.segments) as capture, torch.enable_grad()):
         torch.autograd.grad(token_losses(model, batch).mean(), params, allow_unused=True)
     return capture.flat().numpy()[0]
@@ -312,30 +311,31 @@ class QueryEvidence:
 
 def query_evidence(model, tokenizer, index: AttributionIndex, query: TracingQuery,
                    settings: AttributionSettings, tracin_rows: np.ndarray | None) -> QueryEvidence:
-    example = answer_example(tokenizer, query.prompt, query.answer)
+    from ledgerlm.attribution.attribute import result_from_evidence
+
     t_read = time.perf_counter()
-    readings = span_readings(tokenizer, query.prompt, query.answer, example)
+    prepared = prepare_answer(tokenizer, query.prompt, query.answer,
+                              index.calibration.settings.restated_weight)
     t_read = time.perf_counter() - t_read
     t0 = time.perf_counter()
-    feature = answer_feature(model, index.projector, example)
+    feature = answer_feature(model, index.projector, prepared.example, prepared.weights[0])
     t1 = time.perf_counter()
-    scores = index.gradient_scores(feature, settings.score_mode)
-    top_hits(scores, settings.top_k)
+    top_rows(index.gradient_scores(feature, settings.score_mode), settings.top_k)
     t2 = time.perf_counter()
-    context = prompt_token_ids(example)
-    spans = max((index.spans.explain(ids, min_len=settings.min_span, context=context,
-                                     min_chars=settings.min_span_chars,
-                                     max_examples=settings.max_span_examples) for ids in readings),
+    calibration = index.calibration
+    spans = max((index.spans.explain(ids, min_len=calibration.span_min_tokens,
+                                     max_examples=calibration.span_max_rows,
+                                     context=prepared.context,
+                                     min_chars=calibration.settings.min_span_chars, weights=w)
+                 for ids, w in zip(prepared.readings, prepared.weights)),
                 key=lambda e: e.coverage)
     t3 = time.perf_counter()
     gradient = {mode: index.gradient_scores(feature, mode) for mode in SCORE_MODES}
     span = np.zeros(len(index))
     span[spans.rows] = spans.credit
-    evidence = gather_evidence(index, feature, readings, settings, context)
+    evidence = gather_evidence(index, feature, prepared, settings)
     combined = np.zeros(len(index))
     combined[evidence.rows] = evidence.combined
-    from ledgerlm.attribution.attribute import result_from_evidence
-
     result = result_from_evidence(index, evidence, settings)
     tracin = None
     if tracin_rows is not None:
@@ -682,7 +682,7 @@ def search_scaling(sizes: tuple[int, ...], dim: int, *, seed: int = 0, queries: 
         for _ in range(queries):
             q = rng.standard_normal(dim, dtype=np.float32)
             t0 = time.perf_counter()
-            top_hits(index.gradient_scores(q, "trak_cosine"), 10)
+            top_rows(index.gradient_scores(q, "trak_cosine"), 10)
             search_times.append(time.perf_counter() - t0)
             source = token_rows[rng.integers(n)]
             answer = np.concatenate([source[5:5 + answer_tokens // 2],
@@ -692,7 +692,7 @@ def search_scaling(sizes: tuple[int, ...], dim: int, *, seed: int = 0, queries: 
             span_times.append(time.perf_counter() - t0)
         # Memory is measured on separate queries: tracing allocations slows the timed ones.
         tracemalloc.start()
-        top_hits(index.gradient_scores(rng.standard_normal(dim, dtype=np.float32), "trak_cosine"), 10)
+        top_rows(index.gradient_scores(rng.standard_normal(dim, dtype=np.float32), "trak_cosine"), 10)
         spans.explain(token_rows[0][:answer_tokens].tolist())
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
@@ -764,7 +764,7 @@ def serving_latency(base, *, rank: int = 8, dim: int = 1024, rows: int = 100_000
         t1 = time.perf_counter()
         q = answer_feature(model, projector, example)
         t2 = time.perf_counter()
-        top_hits(index.gradient_scores(q, "trak_cosine"), 10)
+        top_rows(index.gradient_scores(q, "trak_cosine"), 10)
         t3 = time.perf_counter()
         for reading in span_readings(tokenizer, prompt, answer, example):
             index.spans.explain(reading, context=prompt_token_ids(example), min_chars=8)

@@ -3,24 +3,30 @@
 What a feature is. Influence methods of the TracIn / TRAK / LoGra family compare the gradient of
 an answer's loss with the gradient of each training example's loss. TracIn (Pruthi et al., 2020)
 uses the raw dot product; TRAK (Park et al., 2023) first projects every gradient to a few thousand
-dimensions with a random matrix (Johnson-Lindenstrauss keeps inner products) and then
-preconditions with the inverse of the projected gradients' covariance. Projecting a full gradient
-with a dense matrix costs (parameters x k) per example; LoGra (Choe et al., 2024) makes it cheap
-by using the structure of a linear layer: its weight gradient is a sum over tokens of outer
-products `g_t x_t^T` (output gradient times input activation), so a Kronecker-factored projection
-`P_out (sum_t g_t x_t^T) P_in^T = sum_t (P_out g_t)(P_in x_t)^T` needs only the projected
-activations and output gradients, which hooks see during one batched forward and backward pass.
+dimensions with a random matrix (Johnson-Lindenstrauss keeps inner products). Projecting a full
+gradient with a dense matrix costs (parameters x k) per example; LoGra (Choe et al., 2024) makes
+it cheap by using the structure of a linear layer: its weight gradient is a sum over tokens of
+outer products `g_t x_t^T` (output gradient times input activation), so a Kronecker-factored
+projection `P_out (sum_t g_t x_t^T) P_in^T = sum_t (P_out g_t)(P_in x_t)^T` needs only the
+projected activations and output gradients, which hooks see during one batched backward pass.
 
-Here every LoRA layer contributes two linear maps, `lora_A` (r x d_in) and `lora_B` (d_out x r).
-Each gets its own pair of fixed Gaussian matrices, scaled by 1/sqrt(k) so that projected inner
-products are unbiased estimates of the true ones; a side whose size already fits the budget is
-kept exactly (identity). The per-example feature is the concatenation of all projected blocks.
-The matrices are drawn from a generator seeded by (seed, parameter name) and stored with the index,
-so query features are projected with exactly the matrices the index was built with.
+Every LoRA layer contributes two linear maps, `lora_A` (r x d_in) and `lora_B` (d_out x r). Two
+layouts:
 
-Why the hooks live here rather than in `factory.capture_lora_grads`: that capture forms the full
-(out x in) gradient per example; projecting inside the hooks keeps only k_out + k_in numbers per
-token, which is what lets a 135M model's index be built in the memory of a laptop.
+  exact   when all LoRA weights together fit in `dim` numbers, every gradient is kept as it is
+          and the blocks are concatenated: the feature *is* the per-example LoRA gradient.
+  sketch  otherwise every weight is sketched into the *whole* feature: its rank side (r) is kept
+          exactly and its wide side is projected by a fixed Gaussian matrix to dim // r, and the
+          sketches of all weights are added. The result is one Johnson-Lindenstrauss projection
+          of the whole LoRA gradient to `dim` numbers (the cross terms between weights have
+          independent projections, so they vanish in expectation). Concatenating per-weight
+          blocks instead leaves each of SmolLM2's 420 LoRA weights a 1 x 2 Kronecker block at
+          dim 1,024 — a product of two scalar Gaussians, so heavy-tailed that the signal is lost.
+
+The Gaussian matrices are drawn from a generator seeded by (seed, parameter name), scaled by
+1/sqrt(k) so projected inner products are unbiased, and stored with the index, so query features
+are projected with exactly the matrices the index was built with. Accumulation is in float64:
+a feature is a sum over many tokens, and anyone recomputing a receipt must get the same numbers.
 
 Examples in a packed block never attend to each other (position ids restart), and the loss is a
 sum of per-example losses, so grouping tokens by the example they belong to yields every
@@ -33,29 +39,39 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from math import isqrt
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ledgerlm.attribution.errors import AttributionError
-from ledgerlm.factory import collate, lora_layers, pack_examples, token_losses, tokenize_record
+from ledgerlm.factory import (
+    IGNORE,
+    collate,
+    lora_linears,
+    on_lora_backward,
+    pack_examples,
+    token_losses,
+    tokenize_record,
+)
 
 if TYPE_CHECKING:
     import torch
 
     from ledgerlm.factory import Segment
 
+EXACT, SKETCH = "exact", "sketch"
+
 
 @dataclass(frozen=True)
 class MatrixProjection:
-    """How one LoRA weight (rows x cols) is projected: to a k_out x k_in block of the feature."""
+    """How one LoRA weight (rows x cols) enters the feature: a k_out x k_in block at `offset`."""
 
     name: str
     rows: int
     cols: int
     k_out: int
     k_in: int
+    offset: int = 0
 
     @property
     def dim(self) -> int:
@@ -65,23 +81,19 @@ class MatrixProjection:
 class LoraProjector:
     """Fixed random projections for every LoRA weight of one adapter; `dim` numbers per example."""
 
-    def __init__(self, matrices: list[MatrixProjection], weights: dict[str, np.ndarray]):
+    def __init__(self, matrices: list[MatrixProjection], weights: dict[str, np.ndarray],
+                 dim: int | None = None, layout: str = EXACT):
         self.matrices = matrices
         self.weights = weights  # "<name>|out" / "<name>|in" -> (k, size) float32; absent = identity
+        self.layout = layout
+        self.dim = dim if dim is not None else sum(m.dim for m in matrices)
         self._torch: dict[tuple[str, str], torch.Tensor] = {}
 
-    @property
-    def dim(self) -> int:
-        return sum(m.dim for m in self.matrices)
-
     @classmethod
-    def for_model(cls, model, dim: int = 1024, seed: int = 0) -> LoraProjector:
-        """Spread a budget of about `dim` numbers evenly over the model's LoRA weights."""
-        shapes = []
-        for layer in lora_layers(model):
-            for part, linear in (("lora_A", layer.lora_A), ("lora_B", layer.lora_B)):
-                shapes.append((f"{layer.name}.{part}.default.weight",
-                               linear.out_features, linear.in_features))
+    def for_model(cls, model, dim: int = 2048, seed: int = 0) -> LoraProjector:
+        """The exact layout when the adapter fits in `dim` numbers, else a `dim`-wide sketch."""
+        shapes = [(name, linear.out_features, linear.in_features)
+                  for name, linear in lora_linears(model)]
         if not shapes:
             raise AttributionError(
                 "the model has no LoRA layers; attribution needs a fine-tuned adapter",
@@ -89,31 +101,42 @@ class LoraProjector:
             )
         if dim < 1:
             raise AttributionError(f"feature dim must be at least 1, not {dim}", field="dim")
-        budget = max(1, dim // len(shapes))
+        if sum(rows * cols for _, rows, cols in shapes) <= dim:
+            matrices, offset = [], 0
+            for name, rows, cols in shapes:
+                matrices.append(MatrixProjection(name, rows, cols, rows, cols, offset))
+                offset += rows * cols
+            return cls(matrices, {}, offset, EXACT)
         matrices, weights = [], {}
         for name, rows, cols in shapes:
-            k_out = min(rows, max(1, isqrt(budget)))
-            k_in = min(cols, max(1, budget // k_out))
-            matrices.append(MatrixProjection(name, rows, cols, k_out, k_in))
-            for side, k, size in (("out", k_out, rows), ("in", k_in, cols)):
-                if k < size:
-                    weights[f"{name}|{side}"] = _gaussian(seed, name, side, k, size)
-        return cls(matrices, weights)
+            wide_in = rows <= cols  # lora_A (r x d_in): the input side is wide; lora_B the output
+            rank, wide = (rows, cols) if wide_in else (cols, rows)
+            k_rank = min(rank, dim)
+            k_wide = max(1, dim // k_rank)
+            k_out, k_in = (k_rank, k_wide) if wide_in else (k_wide, k_rank)
+            matrices.append(MatrixProjection(name, rows, cols, k_out, k_in, 0))
+            wide_side, rank_side = ("in", "out") if wide_in else ("out", "in")
+            # The wide side is always drawn at random, even when k_wide >= its size: the sketches
+            # of different weights share coordinates, and only independent random matrices make
+            # their cross terms vanish.
+            weights[f"{name}|{wide_side}"] = _gaussian(seed, name, wide_side, k_wide, wide)
+            if k_rank < rank:
+                weights[f"{name}|{rank_side}"] = _gaussian(seed, name, rank_side, k_rank, rank)
+        return cls(matrices, weights, dim, SKETCH)
 
-    def to_meta(self) -> list[dict]:
-        return [vars(m).copy() for m in self.matrices]
+    def to_meta(self) -> dict:
+        return {"layout": self.layout, "dim": self.dim,
+                "matrices": [vars(m).copy() for m in self.matrices]}
 
     @classmethod
-    def from_meta(cls, meta: list[dict], weights: dict[str, np.ndarray]) -> LoraProjector:
-        return cls([MatrixProjection(**m) for m in meta], weights)
+    def from_meta(cls, meta: dict, weights: dict[str, np.ndarray]) -> LoraProjector:
+        return cls([MatrixProjection(**m) for m in meta["matrices"]], weights, meta["dim"],
+                   meta["layout"])
 
     def check_model(self, model) -> None:
         """Raise unless `model` has exactly the LoRA weights this projector was built for."""
-        found = {}
-        for layer in lora_layers(model):
-            for part, linear in (("lora_A", layer.lora_A), ("lora_B", layer.lora_B)):
-                found[f"{layer.name}.{part}.default.weight"] = (linear.out_features,
-                                                                linear.in_features)
+        found = {name: (linear.out_features, linear.in_features)
+                 for name, linear in lora_linears(model)}
         expected = {m.name: (m.rows, m.cols) for m in self.matrices}
         if found != expected:
             raise AttributionError(
@@ -144,32 +167,16 @@ def _gaussian(seed: int, name: str, side: str, k: int, size: int) -> np.ndarray:
     return (rng.standard_normal((k, size)) / np.sqrt(k)).astype(np.float32)
 
 
-@dataclass
-class FeatureCapture:
-    """Projected per-example gradient blocks collected by one backward pass."""
-
-    examples: list[int]
-    blocks: dict[str, torch.Tensor]
-
-    def features(self, projector: LoraProjector) -> np.ndarray:
-        """(len(examples), projector.dim) in the projector's fixed block order."""
-        import torch
-
-        if not self.blocks:
-            return np.zeros((len(self.examples), projector.dim), dtype=np.float32)
-        parts = [self.blocks[m.name] if m.name in self.blocks
-                 else torch.zeros(len(self.examples), m.dim) for m in projector.matrices]
-        return torch.cat(parts, dim=1).cpu().numpy().astype(np.float32, copy=False)
-
-
 @contextmanager
 def capture_features(
     model, projector: LoraProjector, segments: list[tuple[Segment, ...]], seq_len: int
-) -> Iterator[FeatureCapture]:
+) -> Iterator[dict]:
     """Collect projected per-example LoRA gradients of the backward pass run inside.
 
     `segments` are the `PackedBatch.segments` of the batch (row b holds `segments[b]`) and
-    `seq_len` its width; tokens outside every segment (padding) contribute nothing.
+    `seq_len` its width; tokens outside every segment (padding) contribute nothing. Yields a dict
+    that holds, after the backward pass, "examples" (record indices) and "features"
+    (len(examples), dim) float64.
     """
     import torch
 
@@ -182,53 +189,28 @@ def capture_features(
     slots = slots.flatten()
     keep = slots >= 0
     slots = slots[keep]
-    capture = FeatureCapture(examples=examples, blocks={})
+    features = torch.zeros(len(examples), projector.dim, dtype=torch.float64)
     by_name = {m.name: m for m in projector.matrices}
-    handles = []
-    with _lora_requires_grad(model):
-        for layer in lora_layers(model):
-            for part, linear in (("lora_A", layer.lora_A), ("lora_B", layer.lora_B)):
-                matrix = by_name.get(f"{layer.name}.{part}.default.weight")
-                if matrix is None:
-                    raise AttributionError(
-                        f"LoRA weight {layer.name}.{part} is not in the attribution index",
-                        field="model",
-                    )
-                hook = _projecting_hook(capture, matrix, projector, slots, keep, len(examples))
-                handles.append(linear.register_forward_hook(hook))
-        try:
-            yield capture
-        finally:
-            for handle in handles:
-                handle.remove()
 
+    def receive(param: str, x, grad) -> None:
+        matrix = by_name.get(param)
+        if matrix is None:
+            raise AttributionError(f"LoRA weight {param} is not in the attribution index",
+                                   field="model")
+        mask = keep.to(x.device)
+        x = projector.project(param, "in", x.float()).reshape(-1, matrix.k_in)[mask]
+        g = projector.project(param, "out", grad.float()).reshape(-1, matrix.k_out)[mask]
+        outer = (g.unsqueeze(2) * x.unsqueeze(1)).reshape(len(g), -1).double().cpu()
+        block = features[:, matrix.offset:matrix.offset + matrix.dim]
+        block.index_add_(0, slots, outer)
 
-def _projecting_hook(capture, matrix: MatrixProjection, projector, slots, keep, n_examples):
-    def on_forward(module, inputs, output):
-        if not output.requires_grad:
-            return
-        x = projector.project(matrix.name, "in", inputs[0].detach().float())
-        x = x.reshape(-1, matrix.k_in)[keep.to(x.device)]
-
-        def on_grad(grad):
-            import torch
-
-            g = projector.project(matrix.name, "out", grad.detach().float())
-            g = g.reshape(-1, matrix.k_out)[keep.to(g.device)]
-            outer = (g.unsqueeze(2) * x.unsqueeze(1)).reshape(len(g), -1)
-            block = capture.blocks.get(matrix.name)
-            if block is None:
-                block = capture.blocks[matrix.name] = torch.zeros(
-                    n_examples, matrix.dim, dtype=torch.float32, device=g.device)
-            block.index_add_(0, slots.to(g.device), outer)
-
-        output.register_hook(on_grad)
-
-    return on_forward
+    capture = {"examples": examples, "features": features}
+    with lora_gradients_enabled(model), on_lora_backward(model, receive):
+        yield capture
 
 
 @contextmanager
-def _lora_requires_grad(model):
+def lora_gradients_enabled(model):
     """Let backward reach the LoRA weights of a model loaded for inference, then restore it."""
     params = [p for n, p in model.named_parameters() if "lora_" in n]
     before = [p.requires_grad for p in params]
@@ -244,7 +226,7 @@ def _lora_requires_grad(model):
         model.train(was_training)
 
 
-def _backward_to_lora(loss, params) -> None:
+def backward_to_lora(loss, params) -> None:
     """Run backward for the hooks without accumulating `.grad` on the model's parameters."""
     import torch
 
@@ -267,28 +249,51 @@ def example_features(
     max_len: int,
     pad_id: int,
     batch_size: int = 8,
+    token_weights: dict[int, list[float]] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[int, np.ndarray]:
-    """Projected gradient of each record's summed token loss: record index -> (dim,) float32.
+    """Projected gradient of each example's token loss: example index -> (dim,) float64.
 
-    Examples are packed into blocks of `max_len` tokens; each batch of `batch_size` blocks takes one
-    forward and one backward pass. Chunks of one record are summed (the gradient of their sum).
+    The loss is the sum over the example's labelled tokens, or, with `token_weights` (example
+    index -> one weight per labelled token), the weighted mean. Examples are packed into blocks
+    of `max_len` tokens; each batch of `batch_size` blocks takes one forward and one backward
+    pass. Chunks of one record are summed (the gradient of their sum).
     """
     import torch
 
     blocks = pack_examples(examples, max_len, pad_id)
     out: dict[int, np.ndarray] = {}
-    params = [p for n, p in model.named_parameters() if "lora_" in n]
     for start in range(0, len(blocks), batch_size):
         batch = collate(blocks[start:start + batch_size]).to(_device_of(model))
         width = batch.input_ids.shape[1]
-        with capture_features(model, projector, batch.segments, width) as cap, torch.enable_grad():
-            _backward_to_lora(token_losses(model, batch).sum(), params)
-        for example, row in zip(cap.examples, cap.features(projector)):
+        with (capture_features(model, projector, batch.segments, width) as cap,
+              torch.enable_grad()):
+            losses = token_losses(model, batch)
+            if token_weights is not None:
+                losses = losses * _loss_weights(batch, token_weights).to(losses.device)
+            backward_to_lora(losses.sum(), [p for n, p in model.named_parameters()
+                                            if "lora_" in n])
+        for example, row in zip(cap["examples"], cap["features"].numpy()):
             out[example] = out[example] + row if example in out else row
         if progress:
             progress(min(start + batch_size, len(blocks)), len(blocks))
     return out
+
+
+def _loss_weights(batch, token_weights: dict[int, list[float]]):
+    """Per-entry weights of `token_losses(model, batch)`: w_t / sum(w) of the token's example."""
+    import torch
+
+    weights = torch.zeros(batch.labels.shape, dtype=torch.float32)
+    labels = batch.labels.cpu()
+    for b, row in enumerate(batch.segments):
+        for seg in row:
+            given = token_weights[seg.example]
+            total = float(sum(given)) or 1.0
+            positions = [p for p in range(seg.start, seg.end) if int(labels[b, p]) != IGNORE]
+            for p, w in zip(positions, given):
+                weights[b, p] = w / total
+    return weights[:, 1:][labels[:, 1:] != IGNORE]
 
 
 def answer_example(tokenizer, prompt: str | list[dict], answer: str, max_len: int | None = None):
@@ -336,17 +341,14 @@ def span_readings(tokenizer, prompt: str | list[dict], answer: str, example) -> 
     return readings
 
 
-def answer_feature(model, projector: LoraProjector, example) -> np.ndarray:
-    """Projected gradient of the mean loss of the answer's tokens, (dim,) float32."""
-    import torch
-
-    block = pack_examples([example], len(example.input_ids), 0)
-    batch = collate(block).to(_device_of(model))
-    params = [p for n, p in model.named_parameters() if "lora_" in n]
-    width = batch.input_ids.shape[1]
-    with capture_features(model, projector, batch.segments, width) as cap, torch.enable_grad():
-        _backward_to_lora(token_losses(model, batch).mean(), params)
-    return cap.features(projector)[0]
+def answer_feature(model, projector: LoraProjector, example,
+                   weights: list[float] | None = None) -> np.ndarray:
+    """Projected gradient of the (weighted) mean loss of the answer's tokens, (dim,) float64."""
+    n = len(answer_token_ids(example))
+    weights = list(weights) if weights is not None else [1.0] * n
+    features = example_features(model, [example], projector, max_len=len(example.input_ids),
+                                pad_id=0, batch_size=1, token_weights={example.index: weights})
+    return features[example.index]
 
 
 def _device_of(model):

@@ -16,9 +16,13 @@ duplicates and earn nothing. Splitting would reward copying someone's record und
 identities; first-come keeps the total credit of a piece of content the same however often it
 was submitted.
 
-Search. The embedded default is a flat float32 matrix: one matrix-vector product and a partial
-sort, about 100k x 1024 multiply-adds per query (tens of milliseconds on a laptop CPU); FAISS
-or a sharded index can replace `gradient_scores` at larger scale.
+Search. The embedded default is a flat float32 matrix, multiplied with the query in float64 chunks
+(about 100k x 2048 multiply-adds per query, tens of milliseconds on a laptop CPU); FAISS or a
+sharded index can replace `gradient_scores` at larger scale.
+
+Calibration. Right after the features, the shipped null answers are attributed against the new
+index and the payment bars are set above what they reach (calibration.py); the bars are saved
+with the index.
 
 Scores (`ScoreMode`):
   dot          projected TracIn: <phi_i, q>
@@ -27,9 +31,11 @@ Scores (`ScoreMode`):
   trak         <phi_i, H^-1 q> with H = Phi^T Phi / n + lambda I, the damped inverse of the
                feature covariance (TRAK's (Phi^T Phi)^-1, DataInf's damped inverse-Hessian
                view, Kwon et al., 2023)
-  trak_cosine  trak, normalised in the H^-1 metric (the default: of the four, the best
-               contributor precision@1 and LDS on benchmarks/attribution.py; both
-               preconditioned modes beat raw and unprojected TracIn there by a wide margin)
+  trak_cosine  trak, normalised in the H^-1 metric
+
+Only the two cosine modes pay (their scores are bounded, so "how far above the bar" has a
+scale); the default is chosen on the evaluation's tuning split (ledgerlm.evals.attribution), never
+on the split it reports.
 """
 
 from __future__ import annotations
@@ -40,12 +46,13 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
+from ledgerlm.attribution.calibration import Calibration, CalibrationSettings, calibrate
 from ledgerlm.attribution.errors import AttributionError, IndexNotFoundError
 from ledgerlm.attribution.features import LoraProjector, example_features, record_examples
 from ledgerlm.attribution.spans import SpanIndex, token_char_lengths
@@ -55,8 +62,10 @@ ARRAYS_FILE = "index.npz"
 META_FILE = "meta.json"
 SCORE_MODES = ("dot", "cosine", "trak", "trak_cosine")
 ScoreMode = Literal["dot", "cosine", "trak", "trak_cosine"]
-DEFAULT_MODE: ScoreMode = "trak_cosine"
-FORMAT = 1
+DEFAULT_MODE: ScoreMode = "cosine"
+DEFAULT_DIM = 2048
+FORMAT = 2
+_CHUNK = 8192  # rows per float64 block when scoring
 
 
 @dataclass(frozen=True)
@@ -86,20 +95,6 @@ class IndexConfig:
     build_seconds: float = 0.0
 
 
-@dataclass(frozen=True)
-class SearchHits:
-    """The top rows for one query feature, best first, with the whole index's score statistics."""
-
-    rows: np.ndarray
-    scores: np.ndarray
-    mean: float
-    std: float
-
-    @property
-    def z(self) -> np.ndarray:
-        return (self.scores - self.mean) / (self.std if self.std > 0 else 1.0)
-
-
 @dataclass
 class AttributionIndex:
     """Gradient features, preconditioner and span index of every example a model was trained on."""
@@ -110,6 +105,7 @@ class AttributionIndex:
     projector: LoraProjector
     spans: SpanIndex
     config: IndexConfig
+    calibration: Calibration | None = None
     norms: dict[str, np.ndarray] = field(default_factory=dict)
     tokenizer: object | None = field(default=None, repr=False)
 
@@ -119,21 +115,20 @@ class AttributionIndex:
     def query_vector(self, feature: np.ndarray, mode: ScoreMode | None = None) -> np.ndarray:
         """The vector the index rows are multiplied with: q, or H^-1 q for the trak modes."""
         mode = _check_mode(mode or self.config.score_mode)
-        q = np.asarray(feature, dtype=np.float32)
-        return self.preconditioner @ q if mode.startswith("trak") else q
+        q = np.asarray(feature, dtype=np.float64)
+        return self.preconditioner.astype(np.float64) @ q if mode.startswith("trak") else q
 
     def gradient_scores(self, feature: np.ndarray, mode: ScoreMode | None = None) -> np.ndarray:
-        """Score of every row against an answer's feature: one matrix-vector product."""
+        """Score of every row against an answer's feature, in float64."""
         mode = _check_mode(mode or self.config.score_mode)
         v = self.query_vector(feature, mode)
-        scores = self.features @ v
+        scores = np.empty(len(self.features), dtype=np.float64)
+        for start in range(0, len(self.features), _CHUNK):
+            scores[start:start + _CHUNK] = self.features[start:start + _CHUNK].astype(np.float64) @ v
         if mode.endswith("cosine"):
-            q_norm = float(np.sqrt(max(float(np.dot(feature, v)), 0.0)))
+            q_norm = float(np.sqrt(max(float(np.dot(np.asarray(feature, np.float64), v)), 0.0)))
             scores = scores * self.row_inverse_norms(mode) / (q_norm if q_norm > 0 else 1.0)
         return scores
-
-    def search(self, feature: np.ndarray, top_k: int = 10, mode: ScoreMode | None = None) -> SearchHits:
-        return top_hits(self.gradient_scores(feature, mode), top_k)
 
     def row_inverse_norms(self, mode: ScoreMode) -> np.ndarray:
         key = "trak" if mode.startswith("trak") else "plain"
@@ -166,6 +161,7 @@ class AttributionIndex:
         meta = {
             "format": FORMAT,
             "config": asdict(self.config),
+            "calibration": self.calibration.to_dict() if self.calibration else None,
             "projections": self.projector.to_meta(),
             "examples": [_example_meta(e) for e in self.examples],
         }
@@ -202,18 +198,21 @@ class AttributionIndex:
             projector=LoraProjector.from_meta(meta["projections"], weights),
             spans=SpanIndex.from_arrays(arrays),
             config=IndexConfig(**meta["config"]),
+            calibration=(Calibration.from_dict(meta["calibration"]) if meta.get("calibration")
+                         else None),
             norms=norms,
         )
 
 
-def top_hits(scores: np.ndarray, top_k: int) -> SearchHits:
+def top_rows(scores: np.ndarray, top_k: int) -> np.ndarray:
     """The `top_k` best rows of a score vector, best first, ties broken by row."""
     k = min(top_k, len(scores))
     if k == 0:
-        return SearchHits(np.zeros(0, np.int64), np.zeros(0, np.float32), 0.0, 0.0)
+        return np.zeros(0, np.int64)
     top = np.argpartition(-scores, k - 1)[:k]
-    top = top[np.lexsort((top, -scores[top]))]
-    return SearchHits(top.astype(np.int64), scores[top], float(scores.mean()), float(scores.std()))
+    # argpartition may cut through a tie: widen to every row scoring at least the k-th score
+    top = np.flatnonzero(scores >= scores[top].min())
+    return top[np.lexsort((top, -scores[top]))][:k].astype(np.int64)
 
 
 def _check_mode(mode: str) -> str:
@@ -224,15 +223,15 @@ def _check_mode(mode: str) -> str:
 
 
 def _inverse_norms(features: np.ndarray, preconditioner: np.ndarray | None) -> np.ndarray:
-    if preconditioner is None:
-        squared = np.einsum("ij,ij->i", features, features)
-    else:
-        squared = np.empty(len(features), dtype=np.float32)
-        for start in range(0, len(features), 4096):
-            chunk = features[start:start + 4096]
-            squared[start:start + 4096] = np.einsum("ij,ij->i", chunk @ preconditioner, chunk)
+    """1 / |phi_i| (or 1 / |phi_i|_H^-1) of every row, float64; 0 for a zero row."""
+    squared = np.empty(len(features), dtype=np.float64)
+    h = None if preconditioner is None else preconditioner.astype(np.float64)
+    for start in range(0, len(features), _CHUNK):
+        chunk = features[start:start + _CHUNK].astype(np.float64)
+        squared[start:start + _CHUNK] = np.einsum("ij,ij->i", chunk if h is None else chunk @ h,
+                                                  chunk)
     norms = np.sqrt(np.maximum(squared, 0.0))
-    return np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 0.0).astype(np.float32)
+    return np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 0.0)
 
 
 def damped_inverse_covariance(features: np.ndarray, damping: float) -> np.ndarray:
@@ -315,11 +314,12 @@ def build_index(
     base=None,
     train_indices: list[int] | None = None,
     max_len: int | None = None,
-    dim: int = 1024,
+    dim: int = DEFAULT_DIM,
     seed: int = 0,
     damping: float = 0.1,
     batch_size: int = 8,
     score_mode: ScoreMode = DEFAULT_MODE,
+    calibration: CalibrationSettings | None = CalibrationSettings(),
     save: bool | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> AttributionIndex:
@@ -329,6 +329,8 @@ def build_index(
     match `records` and whose train split and max_len are used; saved there unless save=False) or
     a `(model, tokenizer)` pair (all records are indexed unless `train_indices` says otherwise;
     nothing is saved). `records` are the Datanet version export the model was trained on.
+    `calibration` sets what the payment bars are calibrated for (None: no bars, the index can
+    rank but not pay).
     """
     _check_mode(score_mode)
     started = time.perf_counter()
@@ -370,7 +372,7 @@ def build_index(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     by_record = example_features(model, tokenized, projector, max_len=max_len, pad_id=pad_id,
                                  batch_size=batch_size, progress=progress)
-    features = np.zeros((len(examples), projector.dim), dtype=np.float32)
+    features = np.zeros((len(examples), projector.dim), dtype=np.float32)  # stored: half the bytes
     tokens: dict[int, list[int]] = {}
     for piece in tokenized:
         tokens.setdefault(piece.index, []).extend(piece.input_ids)
@@ -383,10 +385,13 @@ def build_index(
     config = IndexConfig(
         dim=projector.dim, seed=seed, damping=damping, max_len=max_len, score_mode=score_mode,
         adapter_sha256=adapter_sha, data_sha256=data_sha, n_records=len(records),
-        build_seconds=time.perf_counter() - started,
     )
     index = AttributionIndex(examples, features, preconditioner, projector, spans, config,
                              tokenizer=tokenizer)
+    if calibration is not None:
+        index.calibration = calibrate(index, model, tokenizer, calibration,
+                                      batch_size=batch_size)
+    index.config = replace(config, build_seconds=time.perf_counter() - started)
     if save and model_dir is not None:
         index.save(model_dir)
     return index

@@ -13,10 +13,11 @@ unit of credit is split between the distinct examples containing that span, so a
 unique to one example gives that example the whole span's worth, while a phrase found in fifty
 examples gives each about a fiftieth. Spans shorter than `min_len` tokens or `min_chars` visible
 characters (an end-of-turn marker plus three letters is chance, not recall), or occurring in more
-than `max_examples` examples, earn nothing. When several examples share a span, the prompt's
+than `max_examples` examples, earn nothing; a span just long enough earns only part of its
+tokens' credit (short matches happen by chance). When several examples share a span, the prompt's
 wording decides between them (`_shares`): the model recalls a fact through the context it was
-taught with. An example's span score is the fraction of the answer's tokens it explains, so
-scores are comparable across answers and sum to at most 1. Verbatim recall scores near 1; a
+taught with. An example's span score is the (weighted) fraction of the answer's tokens it explains,
+so scores are comparable across answers and sum to at most 1. Verbatim recall scores near 1; a
 paraphrase scores near 0, which is why the span signal is combined with gradient influence.
 """
 
@@ -129,20 +130,27 @@ class SpanIndex:
         return np.unique(np.searchsorted(self.offsets, positions, side="right") - 1)
 
     def explain(self, query: list[int], *, min_len: int = 4, max_examples: int = 64,
-                context: list[int] | None = None, min_chars: int = 0) -> SpanEvidence:
-        """Credit each row with the fraction of `query`'s tokens that its long, rare spans explain.
+                context: list[int] | None = None, min_chars: int = 0,
+                weights: list[float] | None = None) -> SpanEvidence:
+        """Credit each row with the share of `query` that its long, rare spans explain.
 
-        With `context` (the prompt's tokens), a span found in several rows is split in favour of
-        the rows that also contain the prompt's wording (see `_shares`). `min_chars` also asks
-        for that many visible characters (special tokens and whitespace count zero), so that a
-        shared end-of-turn marker plus a few letters is not taken for recall; it needs the
-        `char_lengths` the index was built with.
+        A token's credit is its weight (`weights`, default 1: see restatement.py) times the
+        strength of the span that covers it: a span of `min_len` tokens is weak evidence (chance
+        finds short matches) and earns 1/min_len of its tokens' weight, each further token adds
+        as much, and from 2 x min_len - 1 tokens on a span counts in full. Credits are divided by
+        the total weight, so they sum to at most 1. With `context` (the prompt's tokens), a span
+        found in several rows is split in favour of the rows that also contain the prompt's
+        wording (see `_shares`). `min_chars` also asks for that many visible characters (special
+        tokens and whitespace count zero), so that a shared end-of-turn marker plus a few letters
+        is not taken for recall; it needs the `char_lengths` the index was built with.
         """
         query = [int(t) for t in query]
+        weights = [1.0] * len(query) if weights is None else [float(w) for w in weights]
         context_pairs = set(pairwise(context)) if context else set()
         m = len(query)
         empty = SpanEvidence(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64), m)
-        if m == 0 or len(self.suffix_array) == 0:
+        total_weight = sum(weights)
+        if m == 0 or len(self.suffix_array) == 0 or total_weight <= 0:
             return empty
         matches = self.longest_matches(query)
         # Every token takes the longest span covering it; among equally long ones, the rarest.
@@ -176,18 +184,33 @@ class SpanIndex:
                 continue
             if start not in shares_cache:
                 shares_cache[start] = self._shares(rows, context_pairs)
+            strength = min(1.0, (length - min_len + 1) / max(1, min_len))
             for r, share in zip(rows.tolist(), shares_cache[start]):
-                credit[r] = credit.get(r, 0.0) + share
+                credit[r] = credit.get(r, 0.0) + share * strength * weights[t]
                 longest[r] = max(longest.get(r, 0), length)
         if not credit:
             return empty
         rows = np.array(sorted(credit), dtype=np.int64)
         return SpanEvidence(
             rows=rows,
-            credit=np.array([credit[r] / m for r in rows.tolist()]),
+            credit=np.array([credit[r] / total_weight for r in rows.tolist()]),
             longest=np.array([longest[r] for r in rows.tolist()], dtype=np.int64),
             n_tokens=m,
         )
+
+    def longest_rare_span(self, query: list[int], *, max_examples: int, min_chars: int = 0) -> int:
+        """Length of the longest span of `query` found in 1..max_examples rows (calibration)."""
+        query = [int(t) for t in query]
+        best = 0
+        for start, (length, lo, hi) in enumerate(self.longest_matches(query)):
+            if length <= best or hi - lo > max_examples * 4:
+                continue
+            if len(self.rows_of(lo, hi)) > max_examples:
+                continue
+            if min_chars and self._chars(query[start:start + length]) < min_chars:
+                continue
+            best = length
+        return best
 
     def _chars(self, span: list[int]) -> int:
         if self.char_lengths is None:

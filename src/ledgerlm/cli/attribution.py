@@ -27,13 +27,18 @@ def attribute(
 
     def render(r):
         console.print(f"[bold]answer[/]{' (generated)' if r['generated'] else ''}: {r['answer']}")
+        console.print(f"evidence covers {r['evidence_bps']} bps of the contributor share (paid to "
+                      f"contributors); {r['pool_bps']} bps go to the Datanet's data pool")
         if r["unattributed"]:
-            console.print("[yellow]unattributed[/]: no training example cleared the threshold; the "
-                          "contributor share goes to the Datanet treasury")
-        table = Table("contribution", "contributor", "gradient z", "span credit", "longest span (tokens)", "combined")
+            console.print("[yellow]unattributed[/]: no training example cleared the calibrated bars "
+                          f"(gradient score {r['gradient_bar']:.4f}, spans of "
+                          f"{r['span_min_tokens']} tokens)")
+        table = Table("contribution", "contributor", "gradient score", "gradient evidence", "span evidence",
+                      "longest span (tokens)", "combined")
         for e in r["examples"]:
-            table.add_row(str(e["contribution_id"]), e["contributor"][:12] + "…", f"{e['gradient_z']:.2f}",
-                          f"{e['span']:.3f}", str(e["longest_span"]), f"{e['combined']:.3f}")
+            table.add_row(str(e["contribution_id"]), e["contributor"][:12] + "…", f"{e['gradient']:.4f}",
+                          f"{e['gradient_evidence']:.3f}", f"{e['span']:.3f}", str(e["longest_span"]),
+                          f"{e['combined']:.3f}")
         console.print(table)
         table = Table("contributor", "share (bps)")
         for c in r["contributors"]:

@@ -40,7 +40,15 @@ from ledgerlm.factory.evaluate import (
     token_f1,
 )
 from ledgerlm.factory.finetune import FineTuneResult, fine_tune
-from ledgerlm.factory.grads import LoraGradCapture, LoraLayer, capture_lora_grads, lora_layers
+from ledgerlm.factory.grads import (
+    LoraGradCapture,
+    LoraLayer,
+    active_adapter,
+    capture_lora_grads,
+    lora_layers,
+    lora_linears,
+    on_lora_backward,
+)
 from ledgerlm.factory.lineage import (
     Mismatch,
     ModelCard,
@@ -92,6 +100,7 @@ __all__ = [
     "TrainingData",
     "adapter_sha256",
     "build_training_data",
+    "active_adapter",
     "capture_lora_grads",
     "check_training_setup",
     "collate",
@@ -108,8 +117,10 @@ __all__ = [
     "load_base_model",
     "load_tokenizer",
     "lora_layers",
+    "lora_linears",
     "loss_curve_png",
     "merge",
+    "on_lora_backward",
     "pack_examples",
     "pull_smollm2",
     "read_lineage",

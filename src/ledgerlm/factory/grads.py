@@ -27,7 +27,7 @@ training loop.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -68,8 +68,15 @@ class LoraGradCapture:
         return torch.cat([g.flatten(1) for _, g in sorted(self.grads.items())], dim=1)
 
 
-def lora_layers(model, adapter: str = "default") -> list[LoraLayer]:
-    """Every LoRA-adapted projection of a PEFT model, in module order."""
+def active_adapter(model) -> str:
+    """The name of the adapter a PEFT model is running ("default" unless the caller named one)."""
+    name = getattr(model, "active_adapter", "default")
+    return name[0] if isinstance(name, (list, tuple)) else str(name)
+
+
+def lora_layers(model, adapter: str | None = None) -> list[LoraLayer]:
+    """Every LoRA-adapted projection of a PEFT model, in module order (the active adapter's)."""
+    adapter = adapter or active_adapter(model)
     layers = []
     for name, module in model.named_modules():
         lora_a = getattr(module, "lora_A", None)
@@ -81,9 +88,52 @@ def lora_layers(model, adapter: str = "default") -> list[LoraLayer]:
     return layers
 
 
+def lora_linears(model, adapter: str | None = None) -> list[tuple[str, object]]:
+    """(parameter name, linear map) of every lora_A and lora_B weight, in module order."""
+    adapter = adapter or active_adapter(model)
+    return [(f"{layer.name}.{part}.{adapter}.weight", linear)
+            for layer in lora_layers(model, adapter)
+            for part, linear in (("lora_A", layer.lora_A), ("lora_B", layer.lora_B))]
+
+
+@contextmanager
+def on_lora_backward(
+    model, receive: Callable[[str, torch.Tensor, torch.Tensor], None], adapter: str | None = None
+) -> Iterator[list[str]]:
+    """Call `receive(param, x, grad)` for every LoRA linear map the backward run inside reaches.
+
+    `x` is the map's input (batch, seq, in) and `grad` the loss gradient at its output
+    (batch, seq, out), both detached: their outer products summed over tokens are the weight's
+    gradient. Yields the parameter names hooked. This is the one place that walks the LoRA maps;
+    per-example gradients (`capture_lora_grads`) and attribution's projected features both build
+    on it.
+    """
+    handles, names = [], []
+    for param, linear in lora_linears(model, adapter):
+        names.append(param)
+        handles.append(linear.register_forward_hook(_forward_hook(param, receive)))
+    try:
+        yield names
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _forward_hook(param: str, receive):
+    def on_forward(module, inputs, output):
+        if not output.requires_grad:
+            return
+        x = inputs[0].detach()
+        # Registered per call: with gradient checkpointing the recomputed forward registers
+        # again, and only the tensors that backward actually reaches fire.
+        output.register_hook(lambda grad: receive(param, x, grad.detach()))
+
+    return on_forward
+
+
 @contextmanager
 def capture_lora_grads(
-    model, segments: list[tuple[Segment, ...]] | None = None, adapter: str = "default"
+    model, segments: list[tuple[Segment, ...]] | None = None, adapter: str | None = None
 ) -> Iterator[LoraGradCapture]:
     """Record per-example (or per-token) LoRA weight gradients of the backward run inside.
 
@@ -93,36 +143,15 @@ def capture_lora_grads(
     examples = sorted({s.example for row in segments for s in row}) if segments else []
     capture = LoraGradCapture(examples=examples)
     slot = {example: i for i, example in enumerate(examples)}
-    handles = []
-    for layer in lora_layers(model, adapter):
-        for part, linear in (("lora_A", layer.lora_A), ("lora_B", layer.lora_B)):
-            key = f"{layer.name}.{part}.{adapter}.weight"
-            hook = _make_hook(capture, key, segments, slot)
-            handles.append(linear.register_forward_hook(hook))
-    try:
+
+    def receive(param: str, x, grad) -> None:
+        if segments is None:
+            capture.pairs.setdefault(param, []).append((x, grad))
+        else:
+            _accumulate(capture, param, x, grad, segments, slot)
+
+    with on_lora_backward(model, receive, adapter):
         yield capture
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def _make_hook(capture: LoraGradCapture, key: str, segments, slot):
-    def on_forward(module, inputs, output):
-        if not output.requires_grad:
-            return
-        x = inputs[0].detach()
-
-        def on_grad(grad):
-            if segments is None:
-                capture.pairs.setdefault(key, []).append((x, grad.detach()))
-            else:
-                _accumulate(capture, key, x, grad.detach(), segments, slot)
-
-        # Registered per call: with gradient checkpointing the recomputed forward registers
-        # again, and only the tensors that backward actually reaches fire.
-        output.register_hook(on_grad)
-
-    return on_forward
 
 
 def _accumulate(capture: LoraGradCapture, key: str, x, grad, segments, slot) -> None:

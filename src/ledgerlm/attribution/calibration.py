@@ -1,0 +1,129 @@
+"""Payment bars of one index, calibrated when it is built on answers that no training record taught.
+
+A fixed bar cannot be right for every index: the largest of n roughly normal scores grows with n
+(a z > 3 bar is cleared by some row of almost any 100k-row index, and by none of a 10-row one),
+and how long a span an unrelated answer shares with the training text depends on how much text
+there is. So every index attributes the shipped null answers (null_queries.py) at build time and
+keeps, per null answer, the best gradient score of any row and the longest rare span. The bars are
+the (1 - false_payout_rate) quantiles of those: an answer unrelated to the Datanet clears a bar
+with about that probability, and then only just, which pays almost nothing (attribute.py pays in
+proportion to how far evidence clears its bar). The bars, the null statistics and the settings
+they were computed with are stored with the index and published with the model, so anyone can
+check them.
+
+"Rare" is relative to the index too: a span that occurs in more than `rare_fraction` of the rows
+(and at least two) is a common phrase of this Datanet, not recall of one contribution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ledgerlm.attribution.errors import AttributionError
+from ledgerlm.attribution.features import (
+    answer_example,
+    example_features,
+    prompt_token_ids,
+    span_readings,
+)
+from ledgerlm.attribution.null_queries import NULL_QUERIES
+from ledgerlm.attribution.restatement import content_weights
+
+PAYING_MODES = ("cosine", "trak_cosine")  # bounded scores: "how far above the bar" has a scale
+SCORE_DECIMALS = 4  # scores are rounded before any comparison, so thread counts cannot flip one
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """What the bars are calibrated for; published with the model."""
+
+    false_payout_rate: float = 0.01
+    min_span: int = 4           # the span bar never goes below this many tokens
+    min_span_chars: int = 8
+    rare_fraction: float = 0.01
+    restated_weight: float = 0.2
+
+    def __post_init__(self):
+        if not 0 < self.false_payout_rate < 1:
+            raise AttributionError("false_payout_rate must be between 0 and 1",
+                                   field="false_payout_rate")
+        if not 0 <= self.restated_weight <= 1:
+            raise AttributionError("restated_weight must be between 0 and 1",
+                                   field="restated_weight")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The bars of one index and the null statistics they come from."""
+
+    settings: CalibrationSettings
+    gradient_bar: dict[str, float]          # score mode -> bar on that mode's score
+    span_min_tokens: int                    # spans shorter than this earn nothing
+    span_max_rows: int                      # spans in more rows than this are common phrases
+    null_queries: int = 0
+    null_gradient_max: dict[str, list[float]] = field(default_factory=dict)
+    null_longest_span: list[int] = field(default_factory=list)
+
+    def bar(self, mode: str) -> float:
+        if mode not in self.gradient_bar:
+            raise AttributionError(
+                f"score mode {mode!r} has no calibrated bar; paying modes are "
+                f"{', '.join(PAYING_MODES)}", field="score_mode")
+        return self.gradient_bar[mode]
+
+    def to_dict(self) -> dict:
+        return {"settings": vars(self.settings).copy(), "gradient_bar": dict(self.gradient_bar),
+                "span_min_tokens": self.span_min_tokens, "span_max_rows": self.span_max_rows,
+                "null_queries": self.null_queries,
+                "null_gradient_max": {k: list(v) for k, v in self.null_gradient_max.items()},
+                "null_longest_span": list(self.null_longest_span)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Calibration:
+        return cls(CalibrationSettings(**data["settings"]), dict(data["gradient_bar"]),
+                   int(data["span_min_tokens"]), int(data["span_max_rows"]),
+                   int(data.get("null_queries", 0)),
+                   {k: list(v) for k, v in data.get("null_gradient_max", {}).items()},
+                   list(data.get("null_longest_span", [])))
+
+
+def rounded(scores: np.ndarray) -> np.ndarray:
+    """Scores at the fixed precision every bar and ranking uses."""
+    return np.round(np.asarray(scores, dtype=np.float64), SCORE_DECIMALS)
+
+
+def span_max_rows(n_rows: int, rare_fraction: float) -> int:
+    return max(2, int(np.floor(rare_fraction * n_rows)))
+
+
+def calibrate(index, model, tokenizer, settings: CalibrationSettings = CalibrationSettings(),
+              *, queries: tuple[tuple[str, str], ...] = NULL_QUERIES,
+              batch_size: int = 8) -> Calibration:
+    """Attribute every null answer against `index` and set the bars above what they reach."""
+    max_rows = span_max_rows(len(index), settings.rare_fraction)
+    examples, weights, longest = [], {}, []
+    for i, (prompt, answer) in enumerate(queries):
+        example = replace(answer_example(tokenizer, prompt, answer), index=i)
+        readings = span_readings(tokenizer, prompt, answer, example)
+        context = prompt_token_ids(example)
+        weights[i] = content_weights(tokenizer, context, readings[0], settings.restated_weight)
+        examples.append(example)
+        longest.append(max(index.spans.longest_rare_span(ids, max_examples=max_rows,
+                                                         min_chars=settings.min_span_chars)
+                           for ids in readings))
+    width = max(len(e.input_ids) for e in examples)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    features = example_features(model, examples, index.projector, max_len=width, pad_id=pad,
+                                batch_size=batch_size, token_weights=weights)
+    q = 1 - settings.false_payout_rate
+    null_max, bars = {}, {}
+    for mode in PAYING_MODES:
+        best = [float(rounded(index.gradient_scores(features[i], mode)).max())
+                for i in range(len(examples))]
+        null_max[mode] = best
+        bars[mode] = max(0.0, float(np.quantile(best, q, method="higher")))
+    span_bar = int(np.quantile(longest, q, method="higher")) + 1
+    return Calibration(settings, bars, max(settings.min_span, span_bar), max_rows, len(queries),
+                       null_max, longest)
