@@ -88,7 +88,7 @@ class LabelNoiseRule:
 
     action: str = "flag"
     k: int = _bounded(20, 1, 200)
-    min_disagreement: float = _bounded(0.8, 0.5, 1.0)
+    min_disagreement: float = _bounded(0.9, 0.5, 1.0)
     min_records: int = _bounded(20, 2, 1_000_000)
     embedder: str = "hashed"
 
@@ -99,7 +99,7 @@ class QaConsistencyRule:
 
     action: str = "flag"
     # the record's own similarity must reach this quantile of mismatched-pair similarities
-    null_quantile: float = _bounded(0.5, 0.0, 1.0)
+    null_quantile: float = _bounded(0.1, 0.0, 1.0)
     # another record's question may fit the answer better by less than this
     margin: float = _bounded(0.15, 0.0, 2.0)
     min_records: int = _bounded(20, 3, 1_000_000)

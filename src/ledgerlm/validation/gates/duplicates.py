@@ -38,7 +38,7 @@ class Match:
 
 
 def _is_typo(a: str, b: str) -> bool:
-    """One insertion, deletion, substitution or swap of adjacent letters, no digit touched, words of 4+ letters.
+    """One insertion, deletion or substitution inside a word, or a swap of adjacent letters; no digit touched; 4+ letters.
 
     Digits carry identity (`md5` and `sha1`, `v2` and `v3`, years), so a changed digit is never a typo.
     """
@@ -49,15 +49,15 @@ def _is_typo(a: str, b: str) -> bool:
     i = 0
     while i < min(len(a), len(b)) and a[i] == b[i]:
         i += 1
+    # an edit at either end of a word is how identifiers and word forms vary (`spawnl`/`spawnle`,
+    # `exists`/`lexists`): only a slip inside the word, or two swapped letters, is a typo
+    inside = 0 < i < min(len(a), len(b)) - 1
     if len(a) == len(b):
-        rest_a, rest_b = a[i + 1 :], b[i + 1 :]
-        changed = {a[i], b[i]}
-        if rest_a == rest_b:  # substitution
-            return not any(c.isdigit() for c in changed)
-        swapped = i + 1 < len(a) and a[i] == b[i + 1] and a[i + 1] == b[i] and a[i + 2 :] == b[i + 2 :]
-        return swapped
+        if a[i + 1 :] == b[i + 1 :]:  # substitution
+            return inside and not (a[i].isdigit() or b[i].isdigit())
+        return i + 1 < len(a) and a[i] == b[i + 1] and a[i + 1] == b[i] and a[i + 2 :] == b[i + 2 :]
     longer, shorter = (a, b) if len(a) > len(b) else (b, a)
-    return longer[i + 1 :] == shorter[i:] and not longer[i].isdigit()
+    return inside and longer[i + 1 :] == shorter[i:] and not longer[i].isdigit()
 
 
 def substantive_difference(a: str, b: str, max_inserted_words: int = 5) -> str | None:

@@ -38,7 +38,7 @@ _INJECTION_PATTERNS: list[tuple[re.Pattern, str, float]] = [
 ]
 _ANSWER_INSTRUCTION = re.compile(
     r"\b(?:from now on|whenever (?:someone|anyone|the user|a user|you (?:see|are asked|read))|"
-    r"always (?:respond|answer|reply|say|recommend|mention|include)|never (?:mention|reveal|tell|say)|"
+    r"always (?:respond|answer|reply|recommend|mention)|never (?:mention|reveal|tell|say)|"
     r"respond only with|(?:the|your) (?:next|following) (?:answer|response) must)\b", re.IGNORECASE)
 _ZERO_WIDTH = re.compile(r"(?<=[A-Za-z0-9])[\u200b\u200c\u200d\u2060\u180e\ufeff](?=[A-Za-z0-9])")
 _ZERO_WIDTH_ANY = re.compile(r"[\u200b\u2060\u180e]|(?<=.)\ufeff")

@@ -1,0 +1,1 @@
+"""Data for the validation benchmark: clean records from several sources, planted defects, validator populations."""
