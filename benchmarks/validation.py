@@ -38,9 +38,8 @@ from pathlib import Path
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-from report import ResultTable, write_result  # noqa: E402  (benchmarks/ is the script's directory)
-
 import numpy as np  # noqa: E402
+from report import ResultTable, write_result  # noqa: E402  (benchmarks/ is the script's directory)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
