@@ -30,6 +30,9 @@ class NodeConfig:
     round_commit_seconds: int = 3600  # validator rounds: how long commits are accepted
     round_reveal_seconds: int = 3600  # then how long reveals are accepted
     validators_per_contribution: int = 3
+    # torch CPU threads for training, serving and attribution; 0: half the cores (at least 1).
+    # More threads than free cores makes every request slower under contention, not faster.
+    torch_threads: int = 0
     extra: dict = field(default_factory=dict)
 
     def to_toml(self) -> str:
@@ -131,6 +134,9 @@ class Home:
                      "validators_per_contribution"):
             if not isinstance(getattr(config, name), int) or getattr(config, name) <= 0:
                 raise ConfigError(f"{self.config_path}: {name} must be a positive integer", field=name)
+        if not isinstance(config.torch_threads, int) or config.torch_threads < 0:
+            raise ConfigError(f"{self.config_path}: torch_threads must be 0 (half the cores) or a "
+                              "positive integer", field="torch_threads")
         return config
 
     def save_config(self, config: NodeConfig) -> None:

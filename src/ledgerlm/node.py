@@ -94,6 +94,23 @@ def _register_model(node: Node):
     return register
 
 
+def set_torch_threads(configured: int) -> int:
+    """Fix this process's torch CPU thread count from the config (0: half the cores); returns it.
+
+    torch otherwise takes every core, and one busy neighbour then makes each request several
+    times slower. Before torch is imported the count goes through OMP_NUM_THREADS, which torch
+    reads when it loads (the node imports torch only when a model is first used).
+    """
+    import sys
+
+    threads = configured or max(1, (os.cpu_count() or 2) // 2)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+    return threads
+
+
 def _build_attribution_index(model_dir: Path, records: list[dict], base) -> dict:
     """Right after training: per-example gradient features and the span index, saved with the model."""
     import time
@@ -152,6 +169,7 @@ class Node:
     @classmethod
     def open(cls, home: Home) -> Node:
         config = home.load_config()
+        set_torch_threads(config.torch_threads)
         db = Database(config.database_url) if config.database_url else Database.at(home.database_path)
         if db.revision() != db.head_revision():
             db.upgrade()

@@ -1,6 +1,8 @@
 """Fine-tuning through the node: a signed job trains a tiny model on a Datanet version, the
 model's lineage verifies, and publishing registers it on chain with its fee policy."""
 
+import json
+
 import pytest
 from eth_utils import keccak
 
@@ -81,7 +83,7 @@ def test_bad_requests(client, alice, carol, tmp_path):
         client.factory.train(carol, {"model_id": "m-3", "datanet": "x", "version": 1, "config": {"rnak": 4}})
 
 
-def test_attribution_through_the_api(trained, client, bob):
+def test_attribution_through_the_api(trained, client, bob, tmp_path):
     """Training also indexed the examples: an answer copied from the Datanet pays its contributor."""
     _, model = trained
     assert model["metrics"]["attribution"]["indexed_examples"] >= 1
@@ -94,5 +96,17 @@ def test_attribution_through_the_api(trained, client, bob):
     assert [c["contributor"] for c in result["contributors"]] == [bob.address]
     again = client.attribute("colours-tiny", fact["question"], fact["answer"])
     assert again["contributors"] == result["contributors"]  # deterministic
+
+    from ledgerlm.attribution.verify import read_receipt, verify_receipt
+
+    receipt_path = tmp_path / "receipt.json"
+    receipt_path.write_text(json.dumps(result))  # what `ledgerlm attribute --json` prints
+    check = verify_receipt(read_receipt(receipt_path), client.attribute)
+    assert check.verified and check.differences == []
+    forged = {**result, "contributors": [{**result["contributors"][0],
+                                          "bps": result["contributors"][0]["bps"] - 1}]}
+    receipt_path.write_text(json.dumps(forged))
+    check = verify_receipt(read_receipt(receipt_path), client.attribute)
+    assert not check.verified and "contributors" in check.differences[0]
     generated = client.attribute("colours-tiny", fact["question"], max_new_tokens=8)
     assert generated["generated"] is True

@@ -30,4 +30,5 @@ def attribute(body: AttributeRequest, node: Node = Depends(get_node)) -> dict:
         if generated:
             answer = attributor.generate(body.prompt, max_new_tokens=body.max_new_tokens)
         result = attributor.attribute(body.prompt, answer)
-    return {"model": body.model, "answer": answer, "generated": generated, **result.to_dict()}
+    return {"model": body.model, "prompt": body.prompt, "answer": answer, "generated": generated,
+            **result.to_dict()}

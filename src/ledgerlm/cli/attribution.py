@@ -16,13 +16,24 @@ eval_app = typer.Typer(help="Measure the system against ground truth.", no_args_
 
 def attribute(
     ctx: typer.Context,
-    model: str = typer.Option(..., "--model", help="A fine-tuned model id (see `ledgerlm models list`)."),
-    prompt: str = typer.Option(..., "--prompt", help="The question or instruction."),
+    model: str | None = typer.Option(None, "--model", help="A fine-tuned model id (see `ledgerlm models list`)."),
+    prompt: str | None = typer.Option(None, "--prompt", help="The question or instruction."),
     answer: str | None = typer.Option(None, "--answer", help="The answer to attribute [default: generate it]."),
     max_new_tokens: int = typer.Option(64, help="Tokens to generate when no --answer is given."),
+    verify: Path | None = typer.Option(
+        None, "--verify", metavar="RECEIPT",
+        help="Recompute the attribution of a receipt file (the JSON `attribute --json` prints) and "
+             "compare the split; exit status 1 when it differs."),
 ):
-    """Which contributions shaped this answer: top examples, contributions and contributors (bps)."""
+    """Which contributions shaped this answer: top examples, the evidence-backed share (bps) per
+    contribution and contributor, and the part left to the Datanet's data pool."""
     s = session(ctx)
+    if verify is not None:
+        _verify(s, verify)
+        return
+    if not model or not prompt:
+        raise LedgerError("--model and --prompt are required (or --verify RECEIPT)",
+                          field="model" if not model else "prompt")
     result = s.client().attribute(model, prompt, answer, max_new_tokens)
 
     def render(r):
@@ -46,6 +57,29 @@ def attribute(
         console.print(table)
 
     s.emit(result, render)
+
+
+def _verify(s, path: Path) -> None:
+    from ledgerlm.attribution.verify import read_receipt, verify_receipt
+
+    receipt = read_receipt(path)
+    check = verify_receipt(receipt, lambda m, p, a: s.client().attribute(m, p, a))
+    outcome = {"verified": check.verified, "model": check.model, "differences": check.differences,
+               "evidence_bps": check.recomputed["evidence_bps"], "pool_bps": check.recomputed["pool_bps"],
+               "contributors": check.recomputed["contributors"]}
+
+    def render(r):
+        if r["verified"]:
+            console.print(f"verified: the recomputed split matches the receipt ({r['evidence_bps']} bps "
+                          f"to {len(r['contributors'])} contributors, {r['pool_bps']} bps to the pool)")
+        else:
+            console.print("[red]differs[/] from the receipt:")
+            for line in r["differences"]:
+                console.print(f"  {line}")
+
+    s.emit(outcome, render)
+    if not check.verified:
+        raise typer.Exit(1)
 
 
 @eval_app.command("attribution")
