@@ -17,6 +17,7 @@ from ledgerlm.datanets import (
     DatanetSpec,
     DatanetVersion,
     FileEntry,
+    ReviewBatch,
     UploadReceipt,
     manifest_hash,
 )
@@ -137,6 +138,13 @@ class NodeClient:
         return Contribution.model_validate(
             self._request("POST", f"/contributions/{contribution_id}/review", json={"action": action})
         )
+
+    def review_many(self, name: str, contribution_ids: list[int], account: LocalAccount, *, accept: bool,
+                    reason: str = "") -> ReviewBatch:
+        """Accept or reject these pending contributions of one Datanet under a single signature."""
+        action = self._sign(account, "ReviewContributions", {
+            "datanet": name, "contributionIds": list(contribution_ids), "accept": accept, "reason": reason})
+        return ReviewBatch.model_validate(self._request("POST", f"/datanets/{name}/reviews", json={"action": action}))
 
     def publish(self, name: str, account: LocalAccount) -> DatanetVersion:
         action = self._sign(account, "PublishVersion", {"datanet": name})

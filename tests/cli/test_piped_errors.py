@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from ledgerlm.config import Home
-from ledgerlm.identity import Keyring
+from ledgerlm.datanets import DatanetSpec
+from ledgerlm.identity import Keyring, sign_action
 from ledgerlm.node import Node
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -43,7 +44,12 @@ def _cases(home: Path, never: Path) -> list[tuple[list[str], str, dict]]:
          {}),
         (["datanet", "contributions", "missing"], "no Datanet named 'missing'", {}),
         (["datanet", "contribution", "999"], "no contribution with id 999", {}),
+        (["datanet", "contribute", "docs", str(home.parent / "broken.pdf"), "--as", "alice"],
+         "broken.pdf: unreadable PDF", {}),
         (["datanet", "accept", "999", "--as", "alice"], "no contribution with id 999", {}),
+        (["datanet", "accept", "998-1000", "--as", "alice"], "no contribution with id 998", {}),
+        (["datanet", "accept", "--all-pending", "docs", "--as", "alice"], "Datanet 'docs' has no pending contributions",
+         {}),
         (["datanet", "reject", "999", "--as", "alice"], "no contribution with id 999", {}),
         (["datanet", "withdraw", "999", "--as", "alice"], "no contribution with id 999", {}),
         (["datanet", "publish", "missing", "--as", "alice"], "no Datanet named 'missing'", {}),
@@ -91,8 +97,16 @@ def _cases(home: Path, never: Path) -> list[tuple[list[str], str, dict]]:
 def long_home(tmp_path_factory) -> tuple[Path, Path]:
     base = _long_dir(tmp_path_factory.mktemp("piped"))
     home = Home(base / "home")
-    Node.init(home).close()
-    Keyring(home.keys).new("alice", "pw")
+    node = Node.init(home)
+    try:
+        Keyring(home.keys).new("alice", "pw")
+        owner = Keyring(home.keys).unlock("alice", "pw")
+        spec = DatanetSpec(name="docs", schema="documents")
+        node.datanets.create(spec, sign_action(owner, "CreateDatanet", {"name": "docs", "specHash": spec.spec_hash()},
+                                               chain_id=node.config.chain_id))
+    finally:
+        node.close()
+    (base / "broken.pdf").write_bytes(b"%PDF-1.4\n" + b"garbage " * 50)  # pypdf logs repairs it tries on this
     return home.root, base / "never"
 
 

@@ -19,6 +19,7 @@ from ledgerlm.datanets import (
     DatanetSpec,
     DatanetVersion,
     IncomingFile,
+    ReviewBatch,
     UploadReceipt,
 )
 from ledgerlm.errors import AuthError
@@ -100,6 +101,12 @@ def withdraw(contribution_id: int, body: ActionRequest, node: Node = Depends(get
 def review(contribution_id: int, body: ActionRequest, node: Node = Depends(get_node)):
     """The Datanet owner accepts or rejects a pending contribution (signed ReviewContribution)."""
     return node.datanets.review(contribution_id, body.action)
+
+
+@router.post("/datanets/{name}/reviews", response_model=ReviewBatch)
+def review_many(name: str, body: ActionRequest, node: Node = Depends(get_node)):
+    """The owner accepts or rejects many pending contributions at once (signed ReviewContributions)."""
+    return node.datanets.review_many(name, body.action)
 
 
 @router.post("/datanets/{name}/versions", response_model=DatanetVersion, status_code=201)

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ledgerlm.cli.session import console, session
-from ledgerlm.datanets import DatanetError, DatanetSpec
+from ledgerlm.datanets import MAX_REVIEW_BATCH, DatanetError, DatanetSpec
 from ledgerlm.errors import LedgerError
 from ledgerlm.times import format_time
 
@@ -171,24 +171,91 @@ def withdraw(ctx: typer.Context, contribution_id: int, as_key: str = typer.Optio
     s.emit(c, lambda c: console.print(f"[yellow]contribution {c.id} withdrawn[/]"))
 
 
-def _review(ctx: typer.Context, contribution_id: int, as_key: str, accept: bool, reason: str):
+def _review(ctx: typer.Context, ids: list[str], all_pending: str | None, as_key: str, accept: bool, reason: str):
     s = session(ctx)
-    c = s.client().review(contribution_id, s.unlock(as_key), accept=accept, reason=reason)
-    s.emit(c, lambda c: console.print(f"contribution {c.id} is now [bold]{c.state}[/]"))
+    if bool(ids) == bool(all_pending):
+        raise DatanetError("give contribution ids (e.g. 7 or 3-40,45) or --all-pending DATANET, not both",
+                           field="ids")
+    client = s.client()
+    if all_pending:
+        wanted, name = _pending_ids(client, all_pending), all_pending
+        if not wanted:
+            raise DatanetError(f"Datanet {all_pending!r} has no pending contributions", field="all_pending")
+    else:
+        wanted = parse_ids(ids)
+        if len(wanted) == 1:
+            c = client.review(wanted[0], s.unlock(as_key), accept=accept, reason=reason)
+            return s.emit(c, lambda c: console.print(f"contribution {c.id} is now [bold]{c.state}[/]"))
+        name = client.contribution(wanted[0]).datanet
+    account = s.unlock(as_key)
+    # One signature per batch; a review larger than the node takes at once is signed in parts.
+    batches = [client.review_many(name, wanted[k:k + MAX_REVIEW_BATCH], account, accept=accept, reason=reason)
+               for k in range(0, len(wanted), MAX_REVIEW_BATCH)]
+    result = batches[0].model_copy(update={"contribution_ids": [i for b in batches for i in b.contribution_ids]})
+    s.emit(result, lambda r: console.print(
+        f"{len(r.contribution_ids)} contributions of {r.datanet} are now [bold]{r.state}[/]: "
+        f"{format_ids(r.contribution_ids)}"))
+
+
+def _pending_ids(client, name: str) -> list[int]:
+    ids: list[int] = []
+    while True:
+        page = client.contributions(name, state="pending", limit=MAX_REVIEW_BATCH, offset=len(ids))
+        ids += [c.id for c in page]
+        if len(page) < MAX_REVIEW_BATCH:
+            return ids
+
+
+def parse_ids(tokens: list[str]) -> list[int]:
+    """"3-40,45 50" -> [3, ..., 40, 45, 50]: ids and inclusive ranges, each id once, in the order given."""
+    ids: dict[int, None] = {}
+    for token in (t for arg in tokens for t in arg.split(",") if t.strip()):
+        first, _, last = token.strip().partition("-")
+        try:
+            lo, hi = int(first), int(last or first)
+        except ValueError:
+            raise DatanetError(f"{token!r} is not a contribution id or a range like 3-40", field="ids") from None
+        if lo < 1 or hi < lo:
+            raise DatanetError(f"{token!r}: a range runs from a positive id up to a larger one", field="ids")
+        if hi - lo >= 1_000_000:
+            raise DatanetError(f"{token!r} spans more than a million ids", field="ids")
+        ids.update(dict.fromkeys(range(lo, hi + 1)))
+    if not ids:
+        raise DatanetError("no contribution ids given", field="ids")
+    return list(ids)
+
+
+def format_ids(ids: list[int]) -> str:
+    """[3, 4, 5, 9] -> "3-5, 9"."""
+    runs: list[list[int]] = []
+    for i in sorted(ids):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+IDS_HELP = "Contribution ids and ranges: 7, 3-40, or 3-40,45."
+ALL_PENDING_HELP = "Every pending contribution of this Datanet (instead of ids)."
 
 
 @app.command()
-def accept(ctx: typer.Context, contribution_id: int, as_key: str = typer.Option(..., "--as"),
+def accept(ctx: typer.Context, ids: list[str] = typer.Argument(None, help=IDS_HELP, show_default=False),
+           as_key: str = typer.Option(..., "--as", help="The Datanet owner's key."),
+           all_pending: str | None = typer.Option(None, "--all-pending", metavar="DATANET", help=ALL_PENDING_HELP),
            reason: str = typer.Option("", help="Why.")):
-    """Accept a pending contribution (Datanet owner)."""
-    _review(ctx, contribution_id, as_key, True, reason)
+    """Accept pending contributions (Datanet owner); many at once are signed as one action."""
+    _review(ctx, ids or [], all_pending, as_key, True, reason)
 
 
 @app.command()
-def reject(ctx: typer.Context, contribution_id: int, as_key: str = typer.Option(..., "--as"),
+def reject(ctx: typer.Context, ids: list[str] = typer.Argument(None, help=IDS_HELP, show_default=False),
+           as_key: str = typer.Option(..., "--as", help="The Datanet owner's key."),
+           all_pending: str | None = typer.Option(None, "--all-pending", metavar="DATANET", help=ALL_PENDING_HELP),
            reason: str = typer.Option("", help="Why.")):
-    """Reject a pending contribution (Datanet owner)."""
-    _review(ctx, contribution_id, as_key, False, reason)
+    """Reject pending contributions (Datanet owner); many at once are signed as one action."""
+    _review(ctx, ids or [], all_pending, as_key, False, reason)
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
 from ledgerlm.datanets.export import FORMATS as EXPORT_FORMATS
 from ledgerlm.datanets.ingest import IncomingFile
+from ledgerlm.datanets.review import MAX_REVIEW_BATCH
 from ledgerlm.datanets.schemas import (
     DOCUMENTS,
     Contribution,
@@ -11,6 +12,7 @@ from ledgerlm.datanets.schemas import (
     DatanetVersion,
     DuplicateContribution,
     FileEntry,
+    ReviewBatch,
     UnknownDatanet,
     UploadReceipt,
     manifest_hash,
@@ -22,6 +24,7 @@ __all__ = [
     "DOCUMENTS",
     "EXPORT_FORMATS",
     "LEAF_TYPES",
+    "MAX_REVIEW_BATCH",
     "ChainAnchor",
     "Contribution",
     "Datanet",
@@ -32,6 +35,7 @@ __all__ = [
     "DuplicateContribution",
     "FileEntry",
     "IncomingFile",
+    "ReviewBatch",
     "UnknownDatanet",
     "UploadReceipt",
     "manifest_hash",

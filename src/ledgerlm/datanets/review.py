@@ -8,10 +8,13 @@ from typing import Any
 import orjson
 from sqlalchemy import insert, select, update
 
-from ledgerlm.datanets.schemas import DOCUMENTS, Contribution, DatanetError
+from ledgerlm.datanets.schemas import DOCUMENTS, Contribution, DatanetError, ReviewBatch
 from ledgerlm.errors import AuthError, ConflictError, NotFoundError
 from ledgerlm.identity import SignedAction
 from ledgerlm.store.schema import contribution_events, contributions, datanets
+
+# One signature may cover this many contributions; larger reviews are split by the client.
+MAX_REVIEW_BATCH = 10_000
 
 
 class Review:
@@ -110,6 +113,44 @@ class Review:
             )
         return self.contribution(contribution_id)
 
+    def review_many(self, name: str, signed: SignedAction) -> ReviewBatch:
+        """The owner's accept/reject of many pending contributions under one signature, all or none."""
+        owner = self._verify(signed, "ReviewContributions")
+        if signed.message["datanet"] != name:
+            raise AuthError(f"the signature is for Datanet {signed.message['datanet']!r}", field="datanet")
+        ids = signed.message["contributionIds"]
+        if not ids:
+            raise DatanetError("contributionIds is empty: name at least one contribution", field="contributionIds")
+        if len(ids) > MAX_REVIEW_BATCH:
+            raise DatanetError(f"contributionIds lists {len(ids)} contributions; at most {MAX_REVIEW_BATCH} "
+                               "per signature", field="contributionIds")
+        if len(set(ids)) != len(ids):
+            raise DatanetError("contributionIds lists a contribution more than once", field="contributionIds")
+        accept = signed.message["accept"]
+        state = "accepted" if accept else "rejected"
+        reason = signed.message["reason"] or ("accepted by owner" if accept else "rejected by owner")
+        with self.db.begin() as conn:
+            row = self._row(conn, name)
+            if row["owner"] != owner:
+                raise AuthError(f"only the owner of Datanet {name!r} ({row['owner']}) may review it",
+                                field="owner", status=403)
+            found = dict(conn.execute(
+                select(contributions.c.id, contributions.c.state)
+                .where(contributions.c.datanet_id == row["id"], contributions.c.id.in_(ids))
+            ).all())
+            foreign = [i for i in ids if i not in found]
+            if foreign:
+                raise NotFoundError(f"{_some(foreign)} not in Datanet {name!r}", field="contributionIds")
+            settled = [i for i in ids if found[i] != "pending"]
+            if settled:
+                raise ConflictError(f"{_some(settled)} no longer pending ({settled[0]} is "
+                                    f"{found[settled[0]]}); nothing was changed", field="contributionIds")
+            action_id = self._record_action(conn, signed, owner, int(time.time()))
+            for cid in ids:
+                self.set_state(conn, cid, state, reason=reason, actor=owner, action_id=action_id,
+                               allowed_from=("pending",))
+        return ReviewBatch(datanet=name, state=state, reason=reason, contribution_ids=ids)
+
     def contribution_owner(self, conn, contribution_id: int):
         row = conn.execute(
             select(contributions.c.contributor, datanets.c.owner, datanets.c.name.label("datanet"))
@@ -137,6 +178,13 @@ class Review:
                 action_id=action_id, allowed_from=("pending", "accepted", "rejected"),
             )
         return self.contribution(contribution_id, with_payload=False)
+
+
+def _some(ids: list[int], shown: int = 10) -> str:
+    """"contributions 4, 9 and 3 more are" — a bounded list for a one-line error."""
+    head = ", ".join(str(i) for i in ids[:shown])
+    more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
+    return f"contribution{'s' if len(ids) > 1 else ''} {head}{more} {'are' if len(ids) > 1 else 'is'}"
 
 
 def _contribution(row, with_payload: bool, events: list[dict]) -> Contribution:

@@ -100,6 +100,15 @@ class Contribution(BaseModel):
     events: list[dict[str, Any]] = Field(default_factory=list)
 
 
+class ReviewBatch(BaseModel):
+    """The outcome of one signed review of many contributions: all moved to `state`, or none."""
+
+    datanet: str
+    state: str
+    reason: str
+    contribution_ids: list[int]
+
+
 class FileEntry(BaseModel):
     name: str
     sha256: str

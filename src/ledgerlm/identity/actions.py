@@ -49,6 +49,16 @@ ACTIONS: dict[str, list[tuple[str, str]]] = {
         ("nonce", "uint256"),
         ("deadline", "uint256"),
     ],
+    # one signature for a whole batch: the ids are listed, so nothing uploaded after signing is included
+    "ReviewContributions": [
+        ("owner", "address"),
+        ("datanet", "string"),
+        ("contributionIds", "uint256[]"),
+        ("accept", "bool"),
+        ("reason", "string"),
+        ("nonce", "uint256"),
+        ("deadline", "uint256"),
+    ],
     "PublishVersion": [
         ("owner", "address"),
         ("datanet", "string"),
@@ -177,6 +187,12 @@ def verify_action(signed: SignedAction, *, expected: str, chain_id: int, now: in
 
 def _check_field(action: str, name: str, kind: str, value: Any) -> None:
     ok = True
+    if kind.endswith("[]"):
+        if not isinstance(value, list):
+            raise AuthError(f"{action}.{name} must be a list of {kind[:-2]}, got {value!r}", field=name)
+        for item in value:
+            _check_field(action, name, kind[:-2], item)
+        return
     if kind == "address":
         ok = isinstance(value, str) and is_address(value)
     elif kind.startswith("uint"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,9 @@ _MEDIA_TYPE = {
     "pdf": "application/pdf",
     "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
 }
+# pypdf logs each repair it tries on a damaged file ("EOF marker not found") to stderr; the one-line
+# ParseError is what the uploader should read, so those records stop here.
+logging.getLogger("pypdf").addHandler(logging.NullHandler())
 # A DOCX is a zip; a 50 MB upload could otherwise expand to many GB inside python-docx.
 MAX_DOCX_EXPANDED_BYTES = 512 * 1024 * 1024
 
