@@ -87,7 +87,7 @@ def _upload(node, account, datanet: str, paths: list[Path]):
     entries = [FileEntry(name=p.name, sha256=hashlib.sha256(p.read_bytes()).hexdigest(), size=p.stat().st_size)
                for p in paths]
     signed = sign_action(account, "Contribute", {"datanet": datanet, "manifestHash": manifest_hash(entries)},
-                         chain_id=node.config.chain_id)
+                         domain=node.domain)
     handles = [open(p, "rb") for p in paths]
     try:
         return node.datanets.contribute(datanet, signed, [IncomingFile(p.name, h) for p, h in zip(paths, handles)])
@@ -107,7 +107,7 @@ def run_ledgerlm(n: int, workdir: Path) -> dict:
     node, owner, contributor = _node(workdir)
     spec = DatanetSpec(name="bench", schema=SCHEMA)
     node.datanets.create(spec, sign_action(owner, "CreateDatanet", {"name": "bench", "specHash": spec.spec_hash()},
-                                           chain_id=node.config.chain_id))
+                                           domain=node.domain))
     start = time.perf_counter()
     receipt = _upload(node, contributor, "bench", [data])
     seconds = time.perf_counter() - start
@@ -142,7 +142,7 @@ def run_files(count: int, workdir: Path) -> dict:
     node, owner, contributor = _node(workdir)
     spec = DatanetSpec(name="docs-bench", schema="documents")
     node.datanets.create(spec, sign_action(owner, "CreateDatanet", {"name": "docs-bench", "specHash": spec.spec_hash()},
-                                           chain_id=node.config.chain_id))
+                                           domain=node.domain))
     start = time.perf_counter()
     stored = 0
     for k in range(0, count, 10):

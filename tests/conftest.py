@@ -32,8 +32,9 @@ def http(home):
 
 
 @pytest.fixture
-def client(http) -> NodeClient:
-    return NodeClient(http)
+def client(http, home) -> NodeClient:
+    """The node operator's client: it sends the home's operator token, as the CLI does."""
+    return NodeClient(http, operator_token=home.operator_token_path.read_text().strip())
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from ledgerlm.datanets import (
     manifest_hash,
 )
 from ledgerlm.errors import AuthError, ConflictError, LedgerError, NotFoundError
-from ledgerlm.identity import sign_action
+from ledgerlm.identity import SigningDomain, sign_action
 
 _BY_STATUS = {401: AuthError, 403: AuthError, 404: NotFoundError, 409: ConflictError}
 
@@ -30,13 +30,15 @@ _BY_STATUS = {401: AuthError, 403: AuthError, 404: NotFoundError, 409: ConflictE
 class NodeClient:
     """Wraps any httpx.Client: a real server (`NodeClient.connect(url)`) or the in-process app."""
 
-    def __init__(self, http: httpx.Client):
+    def __init__(self, http: httpx.Client, *, operator_token: str | None = None):
         self.http = http
         self._info: dict | None = None
+        if operator_token:
+            self.http.headers["Authorization"] = f"Bearer {operator_token}"
 
     @classmethod
-    def connect(cls, url: str, *, timeout: float = 600.0) -> NodeClient:
-        return cls(httpx.Client(base_url=url.rstrip("/"), timeout=timeout))
+    def connect(cls, url: str, *, timeout: float = 600.0, operator_token: str | None = None) -> NodeClient:
+        return cls(httpx.Client(base_url=url.rstrip("/"), timeout=timeout), operator_token=operator_token)
 
     def close(self) -> None:
         self.http.close()
@@ -65,8 +67,11 @@ class NodeClient:
             self._info = self._request("GET", "/node/info")
         return self._info
 
-    def attribute(self, model: str, prompt, answer: str | None = None, max_new_tokens: int = 64) -> dict:
-        return attribute(self, model, prompt, answer, max_new_tokens)
+    def attribute(
+        self, model: str, prompt, answer: str | None = None, max_new_tokens: int = 64,
+        account: LocalAccount | None = None,
+    ) -> dict:
+        return attribute(self, model, prompt, answer, max_new_tokens, account)
 
     @property
     def validation(self) -> ValidationActions:
@@ -84,8 +89,13 @@ class NodeClient:
     def chain_id(self) -> int:
         return int(self.info()["chain_id"])
 
+    @property
+    def domain(self) -> SigningDomain:
+        """The node's EIP-712 domain (chain id and Registry): signatures are valid only there."""
+        return SigningDomain.from_dict(self.info()["signing_domain"])
+
     def _sign(self, account: LocalAccount, action: str, fields: dict) -> dict:
-        return sign_action(account, action, fields, chain_id=self.chain_id).model_dump()
+        return sign_action(account, action, fields, domain=self.domain).model_dump()
 
     # ------------------------------------------------------------------ Datanets
 
@@ -180,9 +190,17 @@ class NodeClient:
         return write_export(iter(rows), "hf", out, version=self.version(name, number))
 
 
-def attribute(node: NodeClient, model: str, prompt, answer: str | None = None, max_new_tokens: int = 64) -> dict:
-    """Which contributions shaped an answer (generated first when `answer` is None)."""
-    body = {"model": model, "prompt": prompt, "answer": answer, "max_new_tokens": max_new_tokens}
+def attribute(
+    node: NodeClient, model: str, prompt, answer: str | None = None, max_new_tokens: int = 64,
+    account: LocalAccount | None = None,
+) -> dict:
+    """Which contributions shaped an answer (generated first when `answer` is None).
+
+    Without the operator token, `account` signs a RequestAttribution over the request."""
+    body: dict[str, Any] = {"model": model, "prompt": prompt, "answer": answer, "max_new_tokens": max_new_tokens}
+    if account is not None:
+        request_hash = "0x" + hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        body["action"] = node._sign(account, "RequestAttribution", {"model": model, "requestHash": request_hash})
     return node._request("POST", "/attribution", json=body)
 
 

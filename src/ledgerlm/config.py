@@ -24,6 +24,8 @@ class NodeConfig:
     chain: str = EMBEDDED  # "embedded" or a JSON-RPC URL
     chain_id: int = 1337
     max_upload_bytes: int = 50 * 1024 * 1024
+    storage_quota_bytes: int = 1024 * 1024 * 1024  # what one account may store across uploads
+    max_signature_ttl_seconds: int = 24 * 3600  # how far ahead a signed action's deadline may lie
     host: str = "127.0.0.1"
     port: int = 8547
     database_url: str = ""  # empty: SQLite file in the home
@@ -99,6 +101,11 @@ class Home:
         return self.root / "node_key"
 
     @property
+    def operator_token_path(self) -> Path:
+        """The node operator's credential (mode 0600), sent as `Authorization: Bearer <token>`."""
+        return self.root / "operator_token"
+
+    @property
     def models(self) -> Path:
         return self.root / "models"
 
@@ -130,7 +137,7 @@ class Home:
             config = NodeConfig(**values, extra=extra)
         except TypeError as exc:
             raise ConfigError(f"{self.config_path}: {exc}", field="config") from exc
-        for name in ("chain_id", "max_upload_bytes", "port", "round_commit_seconds", "round_reveal_seconds",
+        for name in ("chain_id", "max_upload_bytes", "storage_quota_bytes", "max_signature_ttl_seconds", "port", "round_commit_seconds", "round_reveal_seconds",
                      "validators_per_contribution"):
             if not isinstance(getattr(config, name), int) or getattr(config, name) <= 0:
                 raise ConfigError(f"{self.config_path}: {name} must be a positive integer", field=name)

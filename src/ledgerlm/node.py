@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hmac
 import os
+import secrets
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -14,7 +16,8 @@ from eth_utils import keccak
 from ledgerlm import __version__
 from ledgerlm.config import EMBEDDED, Home, NodeConfig
 from ledgerlm.datanets import ChainAnchor, Datanet, Datanets, DatanetVersion
-from ledgerlm.errors import LedgerError
+from ledgerlm.errors import AuthError, LedgerError
+from ledgerlm.identity import SigningDomain
 from ledgerlm.store import BlobStore, Database
 
 # The embedded chain's genesis gives the node enough ETH to pay gas for years of relaying and
@@ -28,6 +31,31 @@ def _write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as out:
         out.write(text)
     os.replace(tmp, path)
+
+
+# Operator tokens never look like the `sk-lgr-` API keys consumers get, so logs and errors can
+# tell the two apart.
+OPERATOR_TOKEN_PREFIX = "lgr-operator-"
+
+
+def new_operator_token() -> str:
+    return OPERATOR_TOKEN_PREFIX + secrets.token_hex(32)
+
+
+def read_operator_token(home: Home) -> str:
+    """The operator credential `ledgerlm init` wrote; a home created before it gets one now."""
+    if not home.operator_token_path.exists():
+        _write_private(home.operator_token_path, new_operator_token() + "\n")
+    return home.operator_token_path.read_text().strip()
+
+
+def _signing_domain(home: Home, config: NodeConfig) -> SigningDomain:
+    registry = None
+    if home.deployment_path.exists():
+        from ledgerlm.chain import Deployment
+
+        registry = Deployment.load(home.deployment_path).addresses["Registry"]
+    return SigningDomain(config.chain_id, registry, config.max_signature_ttl_seconds)
 
 
 def datanet_chain_id(name: str) -> bytes:
@@ -154,6 +182,8 @@ class Node:
             home.save_config(NodeConfig(chain=chain, chain_id=1337 if chain_id is None else chain_id))
         for directory in (home.blobs, home.keys, home.models):
             directory.mkdir(parents=True, exist_ok=True)
+        if not home.operator_token_path.exists():
+            _write_private(home.operator_token_path, new_operator_token() + "\n")
         if not home.node_key_path.exists():
             # The node signs receipts and relays chain writes; it must start unattended, so its
             # key is a 0600 file like other node daemons' keys, not a passphrase-locked keystore.
@@ -177,7 +207,7 @@ class Node:
         blobs.clear_staging()
         account = Account.from_key(home.node_key_path.read_text().strip())
         datanets = Datanets(
-            db, blobs, chain_id=config.chain_id, node_account=account,
+            db, blobs, domain=_signing_domain(home, config), node_account=account,
             max_upload_bytes=config.max_upload_bytes,
         )
         node = cls(home, config, db, blobs, account, datanets)
@@ -196,7 +226,7 @@ class Node:
             commit_seconds=self.config.round_commit_seconds, reveal_seconds=self.config.round_reveal_seconds,
         )
         return ValidationRounds(
-            self.db, self.datanets, chain_id=self.config.chain_id,
+            self.db, self.datanets, domain=self.domain,
             validator_stakes=lambda: self.stakes(StakeRole.VALIDATOR), contributor_bonds=self._bonds,
             slash=self._slash if self.on_chain else None, seed_source=lambda: self.chain.head().hash,
             settings=settings,
@@ -248,7 +278,7 @@ class Node:
         """Training jobs and fine-tuned models (torch loads only when a job runs)."""
         from ledgerlm.factory.jobs import ModelFactory
 
-        factory = ModelFactory(self.db, self.home.models, self.datanets, chain_id=self.config.chain_id,
+        factory = ModelFactory(self.db, self.home.models, self.datanets, domain=self.domain,
                                register_model=_register_model(self), after_training=_build_attribution_index)
         self.closers.append(factory.close)
         return factory
@@ -300,7 +330,36 @@ class Node:
         self.__dict__.pop("deployment", None)
         self.__dict__.pop("contracts", None)
         self.datanets.anchor = RegistryAnchor(self)
+        # Signatures are bound to the Registry from now on; every room verifies against it.
+        domain = _signing_domain(self.home, self.config)
+        for room in (self.datanets, self.__dict__.get("validation"), self.__dict__.get("factory")):
+            if room is not None:
+                room.domain = domain
         return deployment
+
+    @property
+    def domain(self) -> SigningDomain:
+        """The EIP-712 domain of this deployment (the rooms hold the same value)."""
+        return self.datanets.domain
+
+    def accept_action(self, signed, expected: str, fields: dict) -> str:
+        """Verify and record a signed action whose effect is compute, not stored state; returns the signer."""
+        import time
+
+        from ledgerlm.identity import verify_action
+        from ledgerlm.store.actions import record_action
+
+        signer = verify_action(signed, expected=expected, domain=self.domain)
+        for name, value in fields.items():
+            if signed.message[name] != value:
+                raise AuthError(f"the signed {expected} does not cover this request ({name} differs)", field=name)
+        with self.db.begin() as conn:
+            record_action(conn, signed, signer, chain_id=self.domain.chain_id, now=int(time.time()))
+        return signer
+
+    def is_operator(self, token: str | None) -> bool:
+        """True when `token` is this home's operator credential (compared in constant time)."""
+        return token is not None and hmac.compare_digest(token, read_operator_token(self.home))
 
     def reconcile(self) -> dict:
         """Anchor Datanets and versions whose chain write a crash or an outage interrupted."""
@@ -326,6 +385,8 @@ class Node:
             "node_address": self.account.address,
             "schema_revision": self.db.revision(),
             "max_upload_bytes": self.config.max_upload_bytes,
+            "storage_quota_bytes": self.config.storage_quota_bytes,
+            "signing_domain": self.domain.to_dict(),
             "contracts": None,
         }
         if self.on_chain:

@@ -9,22 +9,27 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from ledgerlm.api import create_app
+from ledgerlm.config import Home
 from ledgerlm.datanets import FileEntry, manifest_hash
-from ledgerlm.identity import sign_action
+from ledgerlm.identity import SigningDomain, sign_action
 from ledgerlm.node import Node
 from ledgerlm.store.schema import contributions, signed_actions, uploads
 
 from .conftest import write_jsonl
 
 
-def upload(http, name, account, files, *, chain_id=1337, tamper=None, signed=None):
-    """POST raw (name, bytes) files with a Contribute signature over them."""
+def node_domain(http) -> SigningDomain:
+    return SigningDomain.from_dict(http.get("/node/info").json()["signing_domain"])
+
+
+def upload(http, name, account, files, *, domain=None, tamper=None, signed=None):
+    """POST raw (name, bytes) files with a Contribute signature over them (for this node's domain)."""
     import hashlib
 
     entries = [FileEntry(name=n, sha256=hashlib.sha256(b).hexdigest(), size=len(b)) for n, b in files]
     if signed is None:
         signed = sign_action(account, "Contribute", {"datanet": name, "manifestHash": manifest_hash(entries)},
-                             chain_id=chain_id)
+                             domain=domain or node_domain(http))
     action = signed.model_dump()
     if tamper:
         tamper(action)
@@ -130,7 +135,8 @@ def test_signature_must_cover_the_files(http, qa, bob):
     import hashlib
 
     entries = [FileEntry(name="a.jsonl", sha256=hashlib.sha256(b"other").hexdigest(), size=5)]
-    signed = sign_action(bob, "Contribute", {"datanet": "qa", "manifestHash": manifest_hash(entries)}, chain_id=1337)
+    signed = sign_action(bob, "Contribute", {"datanet": "qa", "manifestHash": manifest_hash(entries)},
+                         domain=node_domain(http))
     response, _ = upload(http, "qa", bob, [("a.jsonl", GOOD)], signed=signed)
     assert_error(response, 401, "does not cover these files")
 
@@ -145,8 +151,37 @@ def test_replayed_signature(http, home, qa, bob):
 
 
 def test_wrong_chain_id(http, qa, bob):
-    response, _ = upload(http, "qa", bob, [("a.jsonl", GOOD)], chain_id=1)
+    right = node_domain(http)
+    wrong = SigningDomain(1, right.verifying_contract)
+    response, _ = upload(http, "qa", bob, [("a.jsonl", GOOD)], domain=wrong)
     assert_error(response, 401, "chain id 1337")
+
+
+def test_signature_for_another_deployment_is_refused(http, home, qa, bob, tmp_path):
+    """Two embedded nodes share chain id 1337; their Registries differ, so signatures do not travel."""
+    other_home = Home(tmp_path / "other")
+    Node.init(other_home).close()
+    with TestClient(create_app(lambda: Node.open(other_home))) as other:
+        other_domain = node_domain(other)
+    here = node_domain(http)
+    assert other_domain.chain_id == here.chain_id and other_domain.verifying_contract != here.verifying_contract
+    before = stored(home)
+    response, _ = upload(http, "qa", bob, [("a.jsonl", GOOD)], domain=other_domain)
+    assert_error(response, 401, "signature does not match", here.verifying_contract)
+    assert stored(home) == before
+
+
+def test_deadline_beyond_the_cap_is_refused(http, qa, bob):
+    import hashlib
+
+    entries = [FileEntry(name="a.jsonl", sha256=hashlib.sha256(GOOD).hexdigest(), size=len(GOOD))]
+    century = int(time.time()) + 100 * 365 * 24 * 3600
+    signed = sign_action(bob, "Contribute", {"datanet": "qa", "manifestHash": manifest_hash(entries)},
+                         domain=node_domain(http), deadline=century)
+    response, _ = upload(http, "qa", bob, [("a.jsonl", GOOD)], signed=signed)
+    assert_error(response, 401, "deadline", "at most 86400")
+    ok, _ = upload(http, "qa", bob, [("a.jsonl", GOOD)])
+    assert ok.status_code == 201, ok.text
 
 
 def test_expired_deadline(http, qa, bob):
@@ -154,7 +189,7 @@ def test_expired_deadline(http, qa, bob):
 
     entries = [FileEntry(name="a.jsonl", sha256=hashlib.sha256(GOOD).hexdigest(), size=len(GOOD))]
     signed = sign_action(bob, "Contribute", {"datanet": "qa", "manifestHash": manifest_hash(entries)},
-                         chain_id=1337, deadline=int(time.time()) - 5)
+                         domain=node_domain(http), deadline=int(time.time()) - 5)
     response, _ = upload(http, "qa", bob, [("a.jsonl", GOOD)], signed=signed)
     assert_error(response, 401, "expired")
 

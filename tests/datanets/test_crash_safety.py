@@ -25,12 +25,12 @@ WRITER = textwrap.dedent(
     owner, contributor = Account.from_key(b"\\x01" * 32), Account.from_key(b"\\x02" * 32)
     spec = DatanetSpec(name="crash", schema={"type": "object"})
     if not any(d.name == "crash" for d in node.datanets.list()):
-        node.datanets.create(spec, sign_action(owner, "CreateDatanet", {"name": "crash", "specHash": spec.spec_hash()}, chain_id=1337))
+        node.datanets.create(spec, sign_action(owner, "CreateDatanet", {"name": "crash", "specHash": spec.spec_hash()}, domain=node.domain))
     print("ready", flush=True)
     for n in itertools.count():
         body = b"".join(orjson.dumps({"upload": n, "i": i, "pad": "x" * 50}) + b"\\n" for i in range(5000))
         entries = [FileEntry(name=f"u{n}.jsonl", sha256=hashlib.sha256(body).hexdigest(), size=len(body))]
-        signed = sign_action(contributor, "Contribute", {"datanet": "crash", "manifestHash": manifest_hash(entries)}, chain_id=1337)
+        signed = sign_action(contributor, "Contribute", {"datanet": "crash", "manifestHash": manifest_hash(entries)}, domain=node.domain)
         node.datanets.contribute("crash", signed, [IncomingFile(f"u{n}.jsonl", io.BytesIO(body))])
         print(n, flush=True)
     """

@@ -110,3 +110,25 @@ def test_attribution_through_the_api(trained, client, bob, tmp_path):
     assert not check.verified and "contributors" in check.differences[0]
     generated = client.attribute("colours-tiny", fact["question"], max_new_tokens=8)
     assert generated["generated"] is True
+
+
+def test_attribution_needs_a_signature_or_the_operator(trained, client, bob):
+    """Attribution is compute on the node: anonymous callers are refused, a signed request works once."""
+    from ledgerlm.client import NodeClient
+
+    fact = FACTS[0]
+    anonymous = NodeClient(client.http.__class__(app=client.http.app, base_url=str(client.http.base_url)))
+    body = {"model": "colours-tiny", "prompt": fact["question"], "answer": fact["answer"], "max_new_tokens": 64}
+    refused = anonymous.http.post("/attribution", json=body)
+    assert refused.status_code == 401 and "RequestAttribution" in refused.json()["error"]["message"]
+    from ledgerlm.api.attribution import AttributeRequest
+
+    action = anonymous._sign(bob, "RequestAttribution",
+                             {"model": "colours-tiny", "requestHash": AttributeRequest(**body).request_hash()})
+    signed = anonymous.http.post("/attribution", json={**body, "action": action})
+    assert signed.status_code == 200, signed.text
+    assert [c["contributor"] for c in signed.json()["contributors"]] == [bob.address]
+    replayed = anonymous.http.post("/attribution", json={**body, "action": action})
+    assert replayed.status_code == 401 and "already used" in replayed.json()["error"]["message"]
+    other = anonymous.http.post("/attribution", json={**body, "answer": "The reef is blue.", "action": action})
+    assert other.status_code == 401 and "requestHash" in other.json()["error"]["message"]

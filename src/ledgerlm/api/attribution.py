@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+
+import orjson
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from ledgerlm.api.deps import get_node
+from ledgerlm.api.deps import get_node, is_operator
+from ledgerlm.errors import AuthError
+from ledgerlm.identity import SignedAction
 from ledgerlm.node import Node
 
 router = APIRouter(tags=["attribution"])
@@ -16,13 +21,32 @@ class AttributeRequest(BaseModel):
     prompt: str | list[dict]
     answer: str | None = Field(None, description="Omit to have the model generate the answer first.")
     max_new_tokens: int = Field(64, ge=1, le=1024)
+    action: SignedAction | None = Field(
+        None, description="A signed RequestAttribution over request_hash(); not needed with the operator token."
+    )
+
+    def request_hash(self) -> str:
+        """sha256 of the canonical JSON of model, prompt, answer and max_new_tokens: what the caller signs."""
+        body = self.model_dump(exclude={"action"})
+        return "0x" + hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 @router.post("/attribution")
-def attribute(body: AttributeRequest, node: Node = Depends(get_node)) -> dict:
+def attribute(body: AttributeRequest, node: Node = Depends(get_node), operator: bool = Depends(is_operator)) -> dict:
     """Top training examples with gradient and span evidence, rolled up to contributions and
     contributors as integer basis points summing to `evidence_bps`; the remaining `pool_bps`
-    of the contributor share go to the Datanet's data pool (all of it when `unattributed`)."""
+    of the contributor share go to the Datanet's data pool (all of it when `unattributed`).
+
+    Compute-heavy: the caller sends a signed RequestAttribution (recorded, so a nonce works
+    once) or the node operator's bearer token."""
+    if not operator:
+        node.factory.model(body.model, verify=False)  # an unknown model fails before a nonce is spent
+        if body.action is None:
+            raise AuthError(
+                "attribution needs a signed RequestAttribution action or the node operator's credential",
+                field="action",
+            )
+        node.accept_action(body.action, "RequestAttribution", {"model": body.model, "requestHash": body.request_hash()})
     attributor, lock = node.attributor(body.model)
     with lock:  # attribution toggles the adapter's gradients: one request per model at a time
         answer = body.answer

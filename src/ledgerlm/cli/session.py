@@ -68,7 +68,7 @@ class Session:
 
         url = self.node_url or running_node_url(self.home)
         if url:
-            self._client = NodeClient.connect(url)
+            self._client = NodeClient.connect(url, operator_token=self.operator_token())
         else:
             from fastapi.testclient import TestClient
 
@@ -80,9 +80,20 @@ class Session:
             http = TestClient(app, base_url="http://ledgerlm.local")
             http.__enter__()
             self._closers.append(lambda: http.__exit__(None, None, None))
-            self._client = NodeClient(http)
+            self._client = NodeClient(http, operator_token=self.operator_token())
         self._closers.append(self._client.close)
         return self._client
+
+    def operator_token(self) -> str | None:
+        """The home's operator credential, sent with every request so operator routes work."""
+        path = self.home.operator_token_path
+        if path.exists():
+            return path.read_text().strip()
+        if self.home.exists() and not (self.node_url or running_node_url(self.home)):
+            from ledgerlm.node import read_operator_token
+
+            return read_operator_token(self.home)  # a home created before operator tokens existed
+        return None
 
     def keyring(self) -> Keyring:
         return Keyring(self.home.keys)

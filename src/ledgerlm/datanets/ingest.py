@@ -255,7 +255,7 @@ class Ingest:
             "timestamp": now,
         }
         signature = self.node_account.sign_message(
-            encode_typed_data(full_message=typed_data("ContributionReceipt", message, self.chain_id))
+            encode_typed_data(full_message=typed_data("ContributionReceipt", message, self.domain))
         ).signature.hex()
         return UploadReceipt(
             upload_id=upload_id,

@@ -23,7 +23,7 @@ from ledgerlm.datanets.schemas import (
 )
 from ledgerlm.datanets.versions import Versions
 from ledgerlm.errors import AuthError, ConflictError
-from ledgerlm.identity import SignedAction, verify_action
+from ledgerlm.identity import SignedAction, SigningDomain, verify_action
 from ledgerlm.store import BlobStore, Database
 from ledgerlm.store.actions import record_action
 from ledgerlm.store.schema import contributions, datanets
@@ -45,14 +45,14 @@ class Datanets(Ingest, Review, Versions):
         db: Database,
         blobs: BlobStore,
         *,
-        chain_id: int,
+        domain: SigningDomain,
         node_account: LocalAccount,
         max_upload_bytes: int = 50 * 1024 * 1024,
         anchor: ChainAnchor | None = None,
     ):
         self.db = db
         self.blobs = blobs
-        self.chain_id = chain_id
+        self.domain = domain
         self.node_account = node_account
         self.max_upload_bytes = max_upload_bytes
         self.anchor = anchor
@@ -61,10 +61,10 @@ class Datanets(Ingest, Review, Versions):
     # ---------------------------------------------------------------- signed actions
 
     def _record_action(self, conn, signed: SignedAction, signer: str, now: int) -> int:
-        return record_action(conn, signed, signer, chain_id=self.chain_id, now=now)
+        return record_action(conn, signed, signer, chain_id=self.domain.chain_id, now=now)
 
     def _verify(self, signed: SignedAction, expected: str) -> str:
-        return verify_action(signed, expected=expected, chain_id=self.chain_id)
+        return verify_action(signed, expected=expected, domain=self.domain)
 
     # ---------------------------------------------------------------- Datanets
 

@@ -21,7 +21,7 @@ from ledgerlm.errors import AuthError, ConflictError, NotFoundError
 from ledgerlm.factory.basemodels import get_model, verify_model
 from ledgerlm.factory.errors import FactoryError
 from ledgerlm.factory.train import TrainConfig
-from ledgerlm.identity import SignedAction, verify_action
+from ledgerlm.identity import SignedAction, SigningDomain, verify_action
 from ledgerlm.store import Database
 from ledgerlm.store.actions import record_action
 from ledgerlm.store.schema import models, training_jobs
@@ -99,13 +99,13 @@ class ModelRecord(BaseModel):
 class ModelFactory:
     """Runs one training job at a time in a background thread of the node process."""
 
-    def __init__(self, db: Database, models_dir: Path, datanets: Datanets, *, chain_id: int,
+    def __init__(self, db: Database, models_dir: Path, datanets: Datanets, *, domain: SigningDomain,
                  register_model: Callable[[ModelRecord, dict], str] | None = None,
                  after_training: Callable[[Path, list[dict], Any], dict] | None = None):
         self.db = db
         self.models_dir = Path(models_dir)
         self.datanets = datanets
-        self.chain_id = chain_id
+        self.domain = domain
         self.register_model = register_model
         # Later rooms (attribution) hook in here; the node wires them, so factory never imports them.
         self.after_training = after_training
@@ -120,10 +120,10 @@ class ModelFactory:
     # ------------------------------------------------------------------ submit and control
 
     def _record_action(self, conn, signed: SignedAction, signer: str) -> int:
-        return record_action(conn, signed, signer, chain_id=self.chain_id)
+        return record_action(conn, signed, signer, chain_id=self.domain.chain_id)
 
     def submit(self, request: TrainRequest, signed: SignedAction) -> Job:
-        developer = verify_action(signed, expected="TrainModel", chain_id=self.chain_id)
+        developer = verify_action(signed, expected="TrainModel", domain=self.domain)
         m = signed.message
         if (m["modelId"], m["datanet"], m["version"], m["configHash"]) != (
             request.model_id, request.datanet, request.version, request.config_hash()
@@ -152,7 +152,7 @@ class ModelFactory:
 
     def control(self, job_id: int, signed: SignedAction) -> Job:
         """`cancel` stops a job at the next step, leaving a resumable checkpoint; `resume` requeues it."""
-        developer = verify_action(signed, expected="ControlJob", chain_id=self.chain_id)
+        developer = verify_action(signed, expected="ControlJob", domain=self.domain)
         job = self.job(job_id)
         if signed.message["jobId"] != job_id:
             raise AuthError("the signature is for another job", field="jobId")
@@ -307,7 +307,7 @@ class ModelFactory:
 
     def publish(self, model_id: str, signed: SignedAction) -> ModelRecord:
         """Register the model, its lineage and its fee policy on chain (the developer signs)."""
-        developer = verify_action(signed, expected="PublishModel", chain_id=self.chain_id)
+        developer = verify_action(signed, expected="PublishModel", domain=self.domain)
         record = self.model(model_id, verify=True)
         m = signed.message
         if m["modelId"] != model_id:

@@ -8,6 +8,7 @@ from ledgerlm.identity.actions import (
     typed_data,
     verify_action,
 )
+from ledgerlm.identity.domain import SigningDomain
 from ledgerlm.identity.keys import KeyInfo, Keyring, KeyringError, passphrase_from_env
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "Keyring",
     "KeyringError",
     "SignedAction",
+    "SigningDomain",
     "new_nonce",
     "passphrase_from_env",
     "sign_action",

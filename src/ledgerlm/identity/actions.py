@@ -13,10 +13,9 @@ from eth_utils import is_address, to_checksum_address
 from pydantic import BaseModel
 
 from ledgerlm.errors import AuthError, LedgerError
-from ledgerlm.times import format_time
+from ledgerlm.identity.domain import SigningDomain
+from ledgerlm.times import duration, format_time
 
-DOMAIN_NAME = "ledgerlm"
-DOMAIN_VERSION = "1"
 DEFAULT_TTL = 3600
 
 # The first field of every action is the actor who must have signed it.
@@ -82,6 +81,9 @@ ACTIONS: dict[str, list[tuple[str, str]]] = {
     "PublishModel": [("developer", "address"), ("modelId", "string"), ("adapterHash", "bytes32"),
                      ("nodeBps", "uint256"), ("developerBps", "uint256"), ("contributorsBps", "uint256"),
                      ("validatorsBps", "uint256"), ("nonce", "uint256"), ("deadline", "uint256")],
+    # attribution: compute on the node, so a caller signs for it (or holds the operator credential)
+    "RequestAttribution": [("caller", "address"), ("model", "string"), ("requestHash", "bytes32"),
+                           ("nonce", "uint256"), ("deadline", "uint256")],
     # signed by the node, not by users: its receipt for a stored upload
     "ContributionReceipt": [("node", "address"), ("uploadId", "uint256"), ("contributor", "address"),
                             ("datanet", "string"), ("manifestHash", "bytes32"),
@@ -102,20 +104,17 @@ class SignedAction(BaseModel):
         return self.message[ACTIONS[self.action][0][0]]
 
 
-def typed_data(action: str, message: dict[str, Any], chain_id: int) -> dict[str, Any]:
+def typed_data(action: str, message: dict[str, Any], domain: SigningDomain) -> dict[str, Any]:
     if action not in ACTIONS:
         raise AuthError(f"unknown action {action!r}; known: {', '.join(sorted(ACTIONS))}", field="action")
+    domain_fields, domain_values = domain.eip712()
     return {
         "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-            ],
+            "EIP712Domain": domain_fields,
             action: [{"name": n, "type": t} for n, t in ACTIONS[action]],
         },
         "primaryType": action,
-        "domain": {"name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": chain_id},
+        "domain": domain_values,
         "message": message,
     }
 
@@ -129,7 +128,7 @@ def sign_action(
     action: str,
     fields: dict[str, Any],
     *,
-    chain_id: int,
+    domain: SigningDomain,
     ttl: int = DEFAULT_TTL,
     nonce: int | None = None,
     deadline: int | None = None,
@@ -142,12 +141,12 @@ def sign_action(
         "nonce": new_nonce() if nonce is None else nonce,
         "deadline": int(time.time()) + ttl if deadline is None else deadline,
     }
-    signed = account.sign_message(encode_typed_data(full_message=typed_data(action, message, chain_id)))
+    signed = account.sign_message(encode_typed_data(full_message=typed_data(action, message, domain)))
     return SignedAction(action=action, message=message, signature="0x" + signed.signature.hex().removeprefix("0x"))
 
 
-def verify_action(signed: SignedAction, *, expected: str, chain_id: int, now: int | None = None) -> str:
-    """Check shape, deadline and signature; returns the checksummed signer.
+def verify_action(signed: SignedAction, *, expected: str, domain: SigningDomain, now: int | None = None) -> str:
+    """Check shape, deadline (not past, not beyond the domain's cap) and signature; returns the signer.
 
     Replays are rejected by the store's unique (signer, nonce) constraint when the action is
     recorded, in the same transaction as its effect.
@@ -166,23 +165,35 @@ def verify_action(signed: SignedAction, *, expected: str, chain_id: int, now: in
     for name, kind in fields:
         _check_field(expected, name, kind, signed.message[name])
     now = int(time.time()) if now is None else now
-    if int(signed.message["deadline"]) < now:
-        raise AuthError(f"{expected} signature expired at {format_time(int(signed.message['deadline']), now)}", field="deadline")
+    check_deadline(expected, int(signed.message["deadline"]), domain, now)
     try:
         signer = Account.recover_message(
-            encode_typed_data(full_message=typed_data(expected, signed.message, chain_id)),
+            encode_typed_data(full_message=typed_data(expected, signed.message, domain)),
             signature=signed.signature,
         )
     except Exception as exc:  # malformed signatures raise a variety of errors
         raise AuthError(f"{expected} signature is malformed: {exc}", field="signature") from exc
     actor = to_checksum_address(signed.message[names[0]])
     if signer != actor:
-        # A wrong chain id recovers some other address, so it lands here too.
+        # A message signed for another chain or another deployment recovers some other address.
         raise AuthError(
-            f"{expected} signature does not match {names[0]} {actor} for chain id {chain_id}",
+            f"{expected} signature does not match {names[0]} {actor} for this node ({domain.describe()});"
+            " sign with the domain from /node/info",
             field="signature",
         )
     return signer
+
+
+def check_deadline(what: str, deadline: int, domain: SigningDomain, now: int) -> None:
+    """A deadline must not have passed and must not lie further ahead than the domain allows."""
+    if deadline < now:
+        raise AuthError(f"{what} signature expired at {format_time(deadline, now)}", field="deadline")
+    if deadline > now + domain.max_ttl:
+        raise AuthError(
+            f"{what} deadline is {duration(deadline - now)} ahead ({deadline - now} s); this node accepts"
+            f" at most {domain.max_ttl} s",
+            field="deadline",
+        )
 
 
 def _check_field(action: str, name: str, kind: str, value: Any) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy import and_, insert, select, update
 from ledgerlm.chain import StakeRole
 from ledgerlm.datanets import DOCUMENTS, Datanets
 from ledgerlm.errors import AuthError, ConflictError, NotFoundError
-from ledgerlm.identity import SignedAction, verify_action
+from ledgerlm.identity import SignedAction, SigningDomain, verify_action
 from ledgerlm.store import Database
 from ledgerlm.store.actions import record_action
 from ledgerlm.store.schema import (
@@ -91,7 +91,7 @@ class ValidationRounds:
         db: Database,
         datanets_: Datanets,
         *,
-        chain_id: int,
+        domain: SigningDomain,
         validator_stakes: Callable[[], Mapping[str, int]],
         contributor_bonds: Callable[[list[str]], Mapping[str, int]] = lambda addresses: {},
         slash: Callable[[str, int, int, str], str] | None = None,
@@ -101,7 +101,7 @@ class ValidationRounds:
     ):
         self.db = db
         self.datanets = datanets_
-        self.chain_id = chain_id
+        self.domain = domain
         self.validator_stakes = validator_stakes
         self.contributor_bonds = contributor_bonds
         self.slash = slash
@@ -113,7 +113,7 @@ class ValidationRounds:
         return int(self.clock())
 
     def _record(self, conn, signed: SignedAction, signer: str) -> int:
-        return record_action(conn, signed, signer, chain_id=self.chain_id, now=self.now())
+        return record_action(conn, signed, signer, chain_id=self.domain.chain_id, now=self.now())
 
     def _datanet(self, conn, name: str):
         row = conn.execute(select(datanets).where(datanets.c.name == name)).mappings().first()
@@ -124,7 +124,7 @@ class ValidationRounds:
     # ------------------------------------------------------------------ gate policy
 
     def set_policy(self, name: str, policy: dict, signed: SignedAction) -> dict:
-        owner = verify_action(signed, expected="SetGatePolicy", chain_id=self.chain_id)
+        owner = verify_action(signed, expected="SetGatePolicy", domain=self.domain)
         parsed = GatePolicy.from_dict(policy)  # names the unknown gate or field
         if signed.message["datanet"] != name or signed.message["policyHash"] != policy_hash(policy):
             raise AuthError("the signature does not cover this gate policy", field="policyHash")
@@ -227,7 +227,7 @@ class ValidationRounds:
     # ------------------------------------------------------------------ rounds
 
     def open_round(self, name: str, signed: SignedAction) -> RoundView:
-        owner = verify_action(signed, expected="OpenRound", chain_id=self.chain_id)
+        owner = verify_action(signed, expected="OpenRound", domain=self.domain)
         if signed.message["datanet"] != name:
             raise AuthError("the signature is for another Datanet", field="datanet")
         with self.db.connect() as conn:
@@ -325,7 +325,7 @@ class ValidationRounds:
                  "commit_deadline": r.commit_deadline, "reveal_deadline": r.reveal_deadline} for r in rows]
 
     def commit(self, round_id: int, signed: SignedAction) -> RoundView:
-        validator = verify_action(signed, expected="CommitVotes", chain_id=self.chain_id)
+        validator = verify_action(signed, expected="CommitVotes", domain=self.domain)
         if signed.message["roundId"] != round_id:
             raise AuthError("the signature is for another round", field="roundId")
         with self.db.begin() as conn:
@@ -344,7 +344,7 @@ class ValidationRounds:
         return self.round(round_id)
 
     def reveal(self, round_id: int, votes: Mapping[int, int], salt: str, signed: SignedAction) -> RoundView:
-        validator = verify_action(signed, expected="RevealVotes", chain_id=self.chain_id)
+        validator = verify_action(signed, expected="RevealVotes", domain=self.domain)
         if signed.message["roundId"] != round_id:
             raise AuthError("the signature is for another round", field="roundId")
         try:
@@ -364,7 +364,7 @@ class ValidationRounds:
 
     def tally(self, round_id: int, signed: SignedAction) -> RoundView:
         """After the reveal deadline anyone may close the round; the outcome is deterministic."""
-        caller = verify_action(signed, expected="TallyRound", chain_id=self.chain_id)
+        caller = verify_action(signed, expected="TallyRound", domain=self.domain)
         with self.db.begin() as conn:
             row, rnd = self._load(conn, round_id)
             if row["state"] != "open":

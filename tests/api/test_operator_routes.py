@@ -1,0 +1,46 @@
+"""Routes that read server files or start heavy work answer only to the node operator's credential."""
+
+import os
+import stat
+
+import pytest
+
+from ledgerlm.node import OPERATOR_TOKEN_PREFIX
+
+
+def operator_header(home) -> dict:
+    return {"Authorization": f"Bearer {home.operator_token_path.read_text().strip()}"}
+
+
+def test_init_writes_a_private_operator_token(home):
+    token = home.operator_token_path.read_text().strip()
+    assert token.startswith(OPERATOR_TOKEN_PREFIX) and not token.startswith("sk-lgr-")
+    assert len(token) > len(OPERATOR_TOKEN_PREFIX) + 32
+    assert stat.S_IMODE(os.stat(home.operator_token_path).st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    "method, path, body",
+    [
+        ("POST", "/models/base", {"name": "etc", "path": "/etc"}),
+        ("POST", "/models/base/pull", {"name": "smollm2-135m"}),
+        ("POST", "/models/some-model/merge", None),
+    ],
+)
+def test_heavy_routes_refuse_anonymous_and_wrong_tokens(http, home, method, path, body):
+    for headers in ({}, {"Authorization": "Bearer lgr-operator-wrong"}, {"Authorization": "Basic abc"}):
+        response = http.request(method, path, json=body, headers=headers)
+        assert response.status_code == 401, response.text
+        error = response.json()["error"]
+        assert error["field"] == "authorization" and "operator" in error["message"]
+
+
+def test_operator_gets_past_the_check(http, home, tmp_path):
+    headers = operator_header(home)
+    registered = http.post("/models/base", json={"name": "empty", "path": str(tmp_path)}, headers=headers)
+    assert registered.status_code == 400, registered.text  # refused for what it is, not for who asks
+    assert "authorization" != registered.json()["error"]["field"]
+    merged = http.post("/models/no-such-model/merge", headers=headers)
+    assert merged.status_code == 404, merged.text
+    assert http.get("/models/base").status_code == 200  # reading the list stays open
+
