@@ -103,7 +103,7 @@ def long_home(tmp_path_factory) -> tuple[Path, Path]:
         owner = Keyring(home.keys).unlock("alice", "pw")
         spec = DatanetSpec(name="docs", schema="documents")
         node.datanets.create(spec, sign_action(owner, "CreateDatanet", {"name": "docs", "specHash": spec.spec_hash()},
-                                               chain_id=node.config.chain_id))
+                                               domain=node.domain))
     finally:
         node.close()
     (base / "broken.pdf").write_bytes(b"%PDF-1.4\n" + b"garbage " * 50)  # pypdf logs repairs it tries on this

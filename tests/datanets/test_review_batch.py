@@ -67,7 +67,7 @@ def test_only_the_owner_signs_and_a_signature_counts_once(client, http, qa, alic
     with pytest.raises(AuthError, match="only the owner"):
         client.review_many("qa", ids, bob, accept=True)
     action = sign_action(alice, "ReviewContributions", {"datanet": "qa", "contributionIds": ids[:1], "accept": True,
-                                                        "reason": ""}, chain_id=client.chain_id).model_dump()
+                                                        "reason": ""}, domain=client.domain).model_dump()
     assert http.post("/datanets/qa/reviews", json={"action": action}).status_code == 200
     replay = http.post("/datanets/qa/reviews", json={"action": action})
     assert replay.status_code == 409 and "no longer pending" in replay.json()["error"]["message"]
