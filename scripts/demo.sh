@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 export LEDGERLM_HOME="${LEDGERLM_HOME:-$(mktemp -d -t ledgerlm-demo-XXXX)}"
 export LEDGERLM_PASSPHRASE="${LEDGERLM_PASSPHRASE:-demo-passphrase}"
+export LEDGERLM_NODE_PASSPHRASE="${LEDGERLM_NODE_PASSPHRASE:-demo-node-passphrase}"
+export LEDGERLM_ADMIN_PASSPHRASE="${LEDGERLM_ADMIN_PASSPHRASE:-demo-admin-passphrase}"
 export LEDGERLM_KDF_ITERATIONS="${LEDGERLM_KDF_ITERATIONS:-16384}"
 OUT="$LEDGERLM_HOME/out"; mkdir -p "$OUT"
 

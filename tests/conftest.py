@@ -9,6 +9,8 @@ from eth_account import Account
 from fastapi.testclient import TestClient
 
 os.environ.setdefault("LEDGERLM_KDF_ITERATIONS", "1024")  # keystores stay real, unlock stays fast
+os.environ.setdefault("LEDGERLM_NODE_PASSPHRASE", "node-passphrase-for-tests")
+os.environ.setdefault("LEDGERLM_ADMIN_PASSPHRASE", "admin-passphrase-for-tests")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -27,7 +29,9 @@ def home(tmp_path) -> Home:
 
 @pytest.fixture
 def http(home):
-    with TestClient(create_app(lambda: Node.open(home)), base_url="http://ledgerlm.test") as c:
+    # A loopback client address, as for a local CLI; the faucet answers only on loopback.
+    with TestClient(create_app(lambda: Node.open(home)), base_url="http://ledgerlm.test",
+                    client=("127.0.0.1", 50000)) as c:
         yield c
 
 

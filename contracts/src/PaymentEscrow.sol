@@ -14,7 +14,9 @@ import {EpochDistributor} from "./EpochDistributor.sol";
 /// @title PaymentEscrow
 /// @notice Holds consumers' prepaid balances. At epoch close the node (SETTLER_ROLE) debits what each
 ///         consumer owes, bounded by a spending cap the consumer signed for that node and epoch, and
-///         forwards the sum to the EpochDistributor under the epoch's payout root.
+///         forwards the sum to the epoch in the EpochDistributor. A settlement comes in numbered
+///         chunks, each accepted once, so any number of consumers can be settled in one epoch and a
+///         settlement interrupted half-way resumes without charging anyone twice.
 /// @dev Withdrawals wait `withdrawDelaySeconds` and the requested funds stay debitable meanwhile, so a
 ///      node that settles within the delay is never short. The escrow must hold FUNDER_ROLE on the
 ///      distributor. Signatures are checked with SignatureChecker, so ERC-1271 contract wallets work.
@@ -59,18 +61,21 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
     mapping(address consumer => uint256) private _balances;
     mapping(address consumer => Withdrawal) private _withdrawals;
     mapping(address consumer => mapping(uint256 epoch => uint256)) private _spent;
+    mapping(uint256 epoch => mapping(uint256 chunk => bool)) private _chunks;
 
     event Deposited(address indexed consumer, uint256 amount, uint256 balance);
     event WithdrawalRequested(address indexed consumer, uint256 amount, uint256 pendingTotal, uint64 availableAt);
     event WithdrawalCancelled(address indexed consumer, uint256 amount);
     event Withdrawn(address indexed consumer, uint256 amount);
     event Debited(uint256 indexed epoch, address indexed consumer, uint256 amount, uint256 spentInEpoch);
-    event EpochSettled(
-        uint256 indexed epoch, bytes32 payoutRoot, uint256 total, uint256 debitCount, address indexed settler
+    event ChunkSettled(
+        uint256 indexed epoch, uint256 indexed chunk, uint256 total, uint256 debitCount, address indexed settler
     );
 
     error ZeroAddress();
     error ZeroAmount();
+    error EmptyChunk(uint256 epoch, uint256 chunk);
+    error ChunkAlreadySettled(uint256 epoch, uint256 chunk);
     error InsufficientBalance(address consumer, uint256 balance, uint256 amount);
     error NoWithdrawalPending();
     error WithdrawalNotReady(uint64 availableAt);
@@ -152,25 +157,36 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
         emit Withdrawn(msg.sender, amount);
     }
 
-    /// @notice Debits consumers for `epoch` and funds the distributor with the sum under `payoutRoot`.
-    ///         Each debit needs the consumer's signature over SpendingCap(consumer, msg.sender, epoch, cap,
-    ///         deadline); the consumer's total debits in the epoch never exceed `cap`. Reverts as a whole
-    ///         if any debit is invalid. The distributor accepts each epoch once.
-    /// @param epoch Epoch number.
-    /// @param payoutRoot StandardMerkleTree root over (address, uint256) payouts summing to the debits.
-    /// @param debits The charges with their signed authorisations.
-    function settleEpoch(uint256 epoch, bytes32 payoutRoot, Debit[] calldata debits)
+    /// @notice Debits consumers for `epoch` and adds the sum to that epoch in the distributor. Each debit
+    ///         needs the consumer's signature over SpendingCap(consumer, msg.sender, epoch, cap, deadline);
+    ///         the consumer's total debits in the epoch never exceed `cap`. Reverts as a whole if any
+    ///         debit is invalid. Each (epoch, chunk) is accepted once; the epoch's root is posted on the
+    ///         distributor after the last chunk.
+    /// @param epoch Epoch number (its root not posted yet).
+    /// @param chunk Chunk number within the epoch, chosen by the settler.
+    /// @param debits The charges with their signed authorisations (at least one, summing above zero).
+    function settle(uint256 epoch, uint256 chunk, Debit[] calldata debits)
         external
         nonReentrant
         onlyRole(SETTLER_ROLE)
     {
+        if (_chunks[epoch][chunk]) revert ChunkAlreadySettled(epoch, chunk);
         uint256 total = 0;
         for (uint256 i = 0; i < debits.length; ++i) {
             total += _debit(epoch, debits[i]);
         }
+        if (total == 0) revert EmptyChunk(epoch, chunk);
+        _chunks[epoch][chunk] = true;
         token.forceApprove(address(distributor), total);
-        distributor.fundEpoch(epoch, payoutRoot, total);
-        emit EpochSettled(epoch, payoutRoot, total, debits.length, msg.sender);
+        distributor.fund(epoch, total);
+        emit ChunkSettled(epoch, chunk, total, debits.length, msg.sender);
+    }
+
+    /// @notice Whether chunk `chunk` of `epoch` was settled.
+    /// @param epoch Epoch number.
+    /// @param chunk Chunk number.
+    function isChunkSettled(uint256 epoch, uint256 chunk) external view returns (bool) {
+        return _chunks[epoch][chunk];
     }
 
     /// @notice Escrow balance of `consumer`, including any amount requested for withdrawal.

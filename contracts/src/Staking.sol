@@ -8,16 +8,27 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 
+import {EpochDistributor} from "./EpochDistributor.sol";
+
 /// @title Staking
 /// @notice Bonds of validators, agents and contributors. Stake leaves only two ways: its owner
-///         unstakes through a cooldown, or a SLASHER_ROLE holder slashes it to the treasury.
+///         unstakes through a cooldown, or it is slashed for a validation outcome recorded here
+///         first (round id and evidence hash), at most once per (round, account, role) and at most
+///         `slashCapBps` of the bond per round. Slashed stake never leaves to any key: it goes to the
+///         validators' reward pool, which is paid out only into an EpochDistributor epoch.
 /// @dev Slashing reaches pending (cooling-down) stake too, so unstaking cannot dodge a slash that is
 ///      decided within the cooldown.
 contract Staking is AccessControl, ReentrancyGuard, Pausable {
     using SafeERC20 for IERC20;
 
-    /// @notice Role allowed to slash stake (the node's validation and governance logic).
+    /// @notice Role allowed to record validation outcomes and slash within them (the node).
     bytes32 public constant SLASHER_ROLE = keccak256("SLASHER_ROLE");
+
+    /// @notice Role allowed to move the reward pool into an epoch of the distributor (the node).
+    bytes32 public constant REWARDS_ROLE = keccak256("REWARDS_ROLE");
+
+    /// @notice Basis points in a whole.
+    uint256 public constant BPS = 10_000;
 
     uint8 public constant ROLE_VALIDATOR = 0;
     uint8 public constant ROLE_AGENT = 1;
@@ -35,45 +46,78 @@ contract Staking is AccessControl, ReentrancyGuard, Pausable {
     /// @notice Seconds between an unstake request and the moment it can be withdrawn.
     uint64 public immutable cooldownSeconds;
 
-    /// @notice Receives slashed stake.
-    address public treasury;
+    /// @notice Most of a bond (active plus pending) one round's slash may take, in basis points.
+    uint256 public immutable slashCapBps;
+
+    /// @notice Where the reward pool is paid out; this contract must hold its FUNDER_ROLE.
+    EpochDistributor public immutable distributor;
+
+    /// @notice Slashed stake not yet paid out to validators.
+    uint256 public rewardPool;
+
+    /// @notice Evidence hash of each recorded validation outcome (zero: none recorded).
+    mapping(uint256 roundId => bytes32) public outcomes;
+
+    /// @notice Whether the reward pool was already paid into an epoch.
+    mapping(uint256 epoch => bool) public rewardsReleased;
 
     mapping(address account => mapping(uint8 role => Position)) private _positions;
     mapping(uint8 role => uint256) private _totalActive;
+    mapping(uint256 roundId => mapping(address account => mapping(uint8 role => bool))) private _slashed;
 
     event Staked(address indexed account, uint8 indexed role, uint256 amount, uint256 activeStake);
     event UnstakeRequested(
         address indexed account, uint8 indexed role, uint256 amount, uint256 pendingTotal, uint64 releaseAt
     );
     event Withdrawn(address indexed account, uint8 indexed role, uint256 amount);
+    event OutcomeRecorded(uint256 indexed roundId, bytes32 evidenceHash, address indexed recorder);
     event Slashed(
         address indexed account,
         uint8 indexed role,
+        uint256 indexed roundId,
         uint256 amount,
         uint256 fromActive,
         uint256 fromPending,
-        bytes32 reason
+        bytes32 evidenceHash
     );
-    event TreasuryUpdated(address indexed previousTreasury, address indexed newTreasury);
+    event RewardsReleased(uint256 indexed epoch, uint256 amount, uint256 poolLeft);
 
     error ZeroAddress();
     error ZeroAmount();
+    error ZeroEvidence();
+    error InvalidSlashCap(uint256 slashCapBps);
     error UnknownRole(uint8 role);
     error InsufficientStake(uint256 available, uint256 requested);
     error NothingToWithdraw();
     error CooldownNotElapsed(uint64 releaseAt);
+    error OutcomeAlreadyRecorded(uint256 roundId);
+    error UnknownOutcome(uint256 roundId);
+    error AlreadySlashed(uint256 roundId, address account, uint8 role);
+    error SlashAboveCap(uint256 roundId, address account, uint256 amount, uint256 cap);
+    error RewardsAlreadyReleased(uint256 epoch);
+    error InsufficientRewardPool(uint256 pool, uint256 amount);
 
     /// @param token_ The staked token.
-    /// @param admin Receives DEFAULT_ADMIN_ROLE (grants SLASHER_ROLE, sets the treasury, pauses).
-    /// @param treasury_ Receives slashed stake.
+    /// @param distributor_ Where the reward pool is paid out (grant this contract its FUNDER_ROLE).
+    /// @param admin Receives DEFAULT_ADMIN_ROLE (grants SLASHER_ROLE and REWARDS_ROLE, pauses).
     /// @param cooldownSeconds_ Unstake cooldown in seconds.
-    constructor(IERC20 token_, address admin, address treasury_, uint64 cooldownSeconds_) {
-        if (address(token_) == address(0) || admin == address(0) || treasury_ == address(0)) revert ZeroAddress();
+    /// @param slashCapBps_ Most of a bond one round may slash, in basis points (1..10000).
+    constructor(
+        IERC20 token_,
+        EpochDistributor distributor_,
+        address admin,
+        uint64 cooldownSeconds_,
+        uint256 slashCapBps_
+    ) {
+        if (address(token_) == address(0) || address(distributor_) == address(0) || admin == address(0)) {
+            revert ZeroAddress();
+        }
+        if (slashCapBps_ == 0 || slashCapBps_ > BPS) revert InvalidSlashCap(slashCapBps_);
         token = token_;
+        distributor = distributor_;
         cooldownSeconds = cooldownSeconds_;
-        treasury = treasury_;
+        slashCapBps = slashCapBps_;
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
-        emit TreasuryUpdated(address(0), treasury_);
     }
 
     modifier knownRole(uint8 role) {
@@ -136,22 +180,39 @@ contract Staking is AccessControl, ReentrancyGuard, Pausable {
         emit Withdrawn(msg.sender, role, amount);
     }
 
-    /// @notice Takes `amount` from `account`'s stake under `role` (active first, then pending) and sends it
-    ///         to the treasury. Reverts with {InsufficientStake} if both together are smaller.
+    /// @notice Records the outcome of validation round `roundId`: the hash of its published evidence
+    ///         (the tally, votes and decisions). Slashes for the round are possible only after this, and
+    ///         the record can never be changed.
+    /// @param roundId The validation round.
+    /// @param evidenceHash Hash of the round's published evidence (non-zero).
+    function recordOutcome(uint256 roundId, bytes32 evidenceHash) external onlyRole(SLASHER_ROLE) {
+        if (evidenceHash == bytes32(0)) revert ZeroEvidence();
+        if (outcomes[roundId] != bytes32(0)) revert OutcomeAlreadyRecorded(roundId);
+        outcomes[roundId] = evidenceHash;
+        emit OutcomeRecorded(roundId, evidenceHash, msg.sender);
+    }
+
+    /// @notice Takes `amount` from `account`'s stake under `role` (active first, then pending) for the
+    ///         recorded outcome of round `roundId`, into the validators' reward pool. At most once per
+    ///         (round, account, role) and at most `slashCapBps` of the bond.
+    /// @param roundId A round whose outcome is recorded.
     /// @param account The slashed staker.
     /// @param role 0 Validator, 1 Agent, 2 ContributorBond.
-    /// @param amount Amount in base units (non-zero).
-    /// @param reason Off-chain reference of the decision (e.g. hash of the round or rejection record).
-    function slash(address account, uint8 role, uint256 amount, bytes32 reason)
+    /// @param amount Amount in base units (non-zero, within the cap).
+    function slash(uint256 roundId, address account, uint8 role, uint256 amount)
         external
         nonReentrant
         onlyRole(SLASHER_ROLE)
         knownRole(role)
     {
         if (amount == 0) revert ZeroAmount();
+        bytes32 evidence = outcomes[roundId];
+        if (evidence == bytes32(0)) revert UnknownOutcome(roundId);
+        if (_slashed[roundId][account][role]) revert AlreadySlashed(roundId, account, role);
         Position storage p = _positions[account][role];
-        uint256 available = p.active + p.pending;
-        if (amount > available) revert InsufficientStake(available, amount);
+        uint256 cap = (p.active + p.pending) * slashCapBps / BPS;
+        if (amount > cap) revert SlashAboveCap(roundId, account, amount, cap);
+        _slashed[roundId][account][role] = true;
         uint256 fromActive = amount <= p.active ? amount : p.active;
         uint256 fromPending = amount - fromActive;
         p.active -= fromActive;
@@ -159,16 +220,31 @@ contract Staking is AccessControl, ReentrancyGuard, Pausable {
         // Nothing left cooling down: clear the release time so pendingOf reads (0, 0).
         if (p.pending == 0) p.releaseAt = 0;
         _totalActive[role] -= fromActive;
-        token.safeTransfer(treasury, amount);
-        emit Slashed(account, role, amount, fromActive, fromPending, reason);
+        rewardPool += amount;
+        emit Slashed(account, role, roundId, amount, fromActive, fromPending, evidence);
     }
 
-    /// @notice Changes where slashed stake goes.
-    /// @param newTreasury The new treasury (non-zero).
-    function setTreasury(address newTreasury) external onlyRole(DEFAULT_ADMIN_ROLE) {
-        if (newTreasury == address(0)) revert ZeroAddress();
-        emit TreasuryUpdated(treasury, newTreasury);
-        treasury = newTreasury;
+    /// @notice Pays `amount` of the reward pool into `epoch` of the distributor, once per epoch; the
+    ///         epoch's payout root then owes it to validators.
+    /// @param epoch An epoch whose root is not posted yet.
+    /// @param amount Amount in base units (non-zero, at most the pool).
+    function releaseRewards(uint256 epoch, uint256 amount) external nonReentrant onlyRole(REWARDS_ROLE) {
+        if (amount == 0) revert ZeroAmount();
+        if (rewardsReleased[epoch]) revert RewardsAlreadyReleased(epoch);
+        if (amount > rewardPool) revert InsufficientRewardPool(rewardPool, amount);
+        rewardsReleased[epoch] = true;
+        rewardPool -= amount;
+        token.forceApprove(address(distributor), amount);
+        distributor.fund(epoch, amount);
+        emit RewardsReleased(epoch, amount, rewardPool);
+    }
+
+    /// @notice Whether `account` was already slashed under `role` for round `roundId`.
+    /// @param roundId The validation round.
+    /// @param account The staker.
+    /// @param role 0 Validator, 1 Agent, 2 ContributorBond.
+    function isSlashed(uint256 roundId, address account, uint8 role) external view returns (bool) {
+        return _slashed[roundId][account][role];
     }
 
     /// @notice Stops new stakes and unstake requests; withdrawals and slashing continue.

@@ -35,6 +35,10 @@ class NodeConfig:
     # torch CPU threads for training, serving and attribution; 0: half the cores (at least 1).
     # More threads than free cores makes every request slower under contention, not faster.
     torch_threads: int = 0
+    epoch_seconds: int = 0  # `serve` closes the open epoch this often; 0: only `ledgerlm epoch close`
+    settle_chunk_size: int = 200  # consumers debited per settlement transaction
+    faucet_max_tokens: int = 10_000 * 10**18  # embedded faucet: most LGR one address ever receives
+    faucet_max_eth_wei: int = 10 * 10**18  # and most ETH
     extra: dict = field(default_factory=dict)
 
     def to_toml(self) -> str:
@@ -98,12 +102,33 @@ class Home:
 
     @property
     def node_key_path(self) -> Path:
+        """The node's hot key (relays, anchors, settles), an encrypted keystore."""
+        return self.root / "node_key.json"
+
+    @property
+    def legacy_node_key_path(self) -> Path:
+        """Where older homes kept the hot key as plain hex; encrypted on the next start."""
         return self.root / "node_key"
 
     @property
     def operator_token_path(self) -> Path:
         """The node operator's credential (mode 0600), sent as `Authorization: Bearer <token>`."""
         return self.root / "operator_token"
+
+    @property
+    def admin_key_path(self) -> Path:
+        """The admin key (deploys, grants roles), an encrypted keystore; never loaded by `serve`."""
+        return self.root / "admin_key.json"
+
+    @property
+    def faucet_key_path(self) -> Path:
+        """Embedded chain only: the treasury account that holds LGR's supply and runs the faucet."""
+        return self.root / "faucet_key.json"
+
+    @property
+    def epochs(self) -> Path:
+        """Published payout files, one directory per settled epoch."""
+        return self.root / "epochs"
 
     @property
     def models(self) -> Path:
@@ -138,12 +163,15 @@ class Home:
         except TypeError as exc:
             raise ConfigError(f"{self.config_path}: {exc}", field="config") from exc
         for name in ("chain_id", "max_upload_bytes", "storage_quota_bytes", "max_signature_ttl_seconds", "port", "round_commit_seconds", "round_reveal_seconds",
-                     "validators_per_contribution"):
+                     "validators_per_contribution", "settle_chunk_size"):
             if not isinstance(getattr(config, name), int) or getattr(config, name) <= 0:
                 raise ConfigError(f"{self.config_path}: {name} must be a positive integer", field=name)
         if not isinstance(config.torch_threads, int) or config.torch_threads < 0:
             raise ConfigError(f"{self.config_path}: torch_threads must be 0 (half the cores) or a "
                               "positive integer", field="torch_threads")
+        for name in ("epoch_seconds", "faucet_max_tokens", "faucet_max_eth_wei"):
+            if not isinstance(getattr(config, name), int) or getattr(config, name) < 0:
+                raise ConfigError(f"{self.config_path}: {name} must be a non-negative integer", field=name)
         return config
 
     def save_config(self, config: NodeConfig) -> None:

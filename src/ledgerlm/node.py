@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
@@ -18,11 +17,21 @@ from ledgerlm.config import EMBEDDED, Home, NodeConfig
 from ledgerlm.datanets import ChainAnchor, Datanet, Datanets, DatanetVersion
 from ledgerlm.errors import AuthError, LedgerError
 from ledgerlm.identity import SigningDomain
+from ledgerlm.identity.node_keys import (
+    ADMIN_PASSPHRASE_ENV,
+    NODE_PASSPHRASE_ENV,
+    create_keystore,
+    keystore_address,
+    node_passphrase,
+    unlock_keystore,
+)
 from ledgerlm.store import BlobStore, Database
 
-# The embedded chain's genesis gives the node enough ETH to pay gas for years of relaying and
-# for the development faucet.
+# The embedded chain's genesis gives the node enough ETH to pay gas for years of relaying, the
+# faucet account ETH to hand out, and the admin key enough to deploy.
 NODE_GENESIS_WEI = 10**9 * 10**18
+FAUCET_GENESIS_WEI = 10**9 * 10**18
+ADMIN_GENESIS_WEI = 10**3 * 10**18
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -31,6 +40,17 @@ def _write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as out:
         out.write(text)
     os.replace(tmp, path)
+
+
+def _node_key(home: Home) -> LocalAccount:
+    """Unlock the hot key, first encrypting a plain-hex key an older home kept."""
+    passphrase = node_passphrase(NODE_PASSPHRASE_ENV, "node")
+    legacy = home.legacy_node_key_path
+    if legacy.exists() and not home.node_key_path.exists():
+        create_keystore(home.node_key_path, passphrase, private_key=bytes.fromhex(
+            legacy.read_text().strip().removeprefix("0x")))
+        legacy.unlink()
+    return unlock_keystore(home.node_key_path, passphrase, "node")
 
 
 # Operator tokens never look like the `sk-lgr-` API keys consumers get, so logs and errors can
@@ -162,8 +182,13 @@ class Node:
 
     @classmethod
     def init(cls, home: Home, *, chain: str = EMBEDDED, chain_id: int | None = None) -> Node:
-        """Create the home (config, database, blob store, node key, embedded chain with the
-        contracts deployed); running it again on an existing home changes nothing."""
+        """Create the home (config, database, blob store, encrypted node key; on the embedded
+        chain also the admin and faucet keys and the deployed contracts); running it again on an
+        existing home changes nothing.
+
+        The hot key is unlocked with LEDGERLM_NODE_PASSPHRASE, the admin key (created and used
+        only here and by `chain deploy`) with LEDGERLM_ADMIN_PASSPHRASE; a terminal is prompted.
+        """
         if chain != EMBEDDED and not home.exists():
             # Check the node before writing anything: a mistyped URL should fail here, not at the
             # first signed action, and signatures must name the chain's real id.
@@ -184,16 +209,25 @@ class Node:
             directory.mkdir(parents=True, exist_ok=True)
         if not home.operator_token_path.exists():
             _write_private(home.operator_token_path, new_operator_token() + "\n")
-        if not home.node_key_path.exists():
-            # The node signs receipts and relays chain writes; it must start unattended, so its
-            # key is a 0600 file like other node daemons' keys, not a passphrase-locked keystore.
-            _write_private(home.node_key_path, Account.create().key.hex() + "\n")
+        if not home.node_key_path.exists() and not home.legacy_node_key_path.exists():
+            create_keystore(home.node_key_path, node_passphrase(NODE_PASSPHRASE_ENV, "node"))
+        embedded = home.load_config().chain == EMBEDDED
+        admin = None
+        if embedded and not home.deployment_path.exists():
+            admin_passphrase = node_passphrase(ADMIN_PASSPHRASE_ENV, "admin")
+            if not home.admin_key_path.exists():
+                create_keystore(home.admin_key_path, admin_passphrase)
+            admin = unlock_keystore(home.admin_key_path, admin_passphrase, "admin")
+            if not home.faucet_key_path.exists():
+                # Development only: the node process runs the faucet, so the faucet key shares the
+                # hot key's passphrase; on any RPC chain there is no faucet key at all.
+                create_keystore(home.faucet_key_path, node_passphrase(NODE_PASSPHRASE_ENV, "node"))
         db = Database.at(home.database_path)
         db.upgrade()
         db.close()
         node = cls.open(home)
-        if node.config.chain == EMBEDDED and not home.deployment_path.exists():
-            node.deploy_contracts(node.account)
+        if admin is not None:
+            node.deploy_contracts(admin, treasury=keystore_address(home.faucet_key_path))
         return node
 
     @classmethod
@@ -205,7 +239,7 @@ class Node:
             db.upgrade()
         blobs = BlobStore(home.blobs)
         blobs.clear_staging()
-        account = Account.from_key(home.node_key_path.read_text().strip())
+        account = _node_key(home)
         datanets = Datanets(
             db, blobs, domain=_signing_domain(home, config), node_account=account,
             max_upload_bytes=config.max_upload_bytes,
@@ -266,12 +300,22 @@ class Node:
             return {}
         return {a: self.contracts.staking.stake_of(a, StakeRole.CONTRIBUTOR_BOND) for a in addresses}
 
-    def _slash(self, account: str, role: int, amount: int, reason: str) -> str:
+    def _slash(self, round_id: int, evidence: str, account: str, role: int, amount: int) -> tuple[str, int]:
+        """Slash for a validation round: record its outcome on chain first, then take at most the
+        contract's per-round cap; a (round, account, role) slashed before is not slashed again."""
         staking = self.contracts.staking
-        amount = min(amount, staking.stake_of(account, role) + staking.pending_of(account, role).amount)
+        if staking.outcome(round_id) is None:
+            staking.record_outcome(self.account, round_id, evidence)
+        if staking.is_slashed(round_id, account, role):
+            for log in staking.contract.events["Slashed"]().get_logs(
+                    from_block=self.deployment.block, argument_filters={"roundId": round_id}):
+                if log["args"]["account"] == account and int(log["args"]["role"]) == role:
+                    return "0x" + bytes(log["transactionHash"]).hex(), int(log["args"]["amount"])
+        bond = staking.stake_of(account, role) + staking.pending_of(account, role).amount
+        amount = min(amount, bond * staking.slash_cap_bps() // 10_000)
         if amount <= 0:
-            return ""
-        return staking.slash(self.account, account, role, amount, keccak(text=reason)).tx_hash
+            return "", 0
+        return staking.slash(self.account, round_id, account, role, amount).tx_hash, amount
 
     @cached_property
     def factory(self):
@@ -291,10 +335,12 @@ class Node:
         from ledgerlm.chain import open_embedded, open_rpc
 
         if self.config.chain == EMBEDDED:
-            chain = open_embedded(
-                self.home.chain_dir, chain_id=self.config.chain_id,
-                prefund={self.account.address: NODE_GENESIS_WEI},
-            )
+            prefund = {self.account.address: NODE_GENESIS_WEI}
+            for path, wei in ((self.home.faucet_key_path, FAUCET_GENESIS_WEI),
+                              (self.home.admin_key_path, ADMIN_GENESIS_WEI)):
+                if path.exists():
+                    prefund[keystore_address(path)] = wei
+            chain = open_embedded(self.home.chain_dir, chain_id=self.config.chain_id, prefund=prefund)
         else:
             chain = open_rpc(self.config.chain, expected_chain_id=self.config.chain_id)
         self.closers.append(chain.close)
@@ -321,11 +367,31 @@ class Node:
     def on_chain(self) -> bool:
         return self.home.deployment_path.exists()
 
-    def deploy_contracts(self, deployer: LocalAccount):
-        """Deploy the settlement contracts (the node gets its roles) and record them in the home."""
+    @cached_property
+    def faucet_account(self) -> LocalAccount:
+        """Embedded chain only: the treasury account the development faucet pays from."""
+        if self.config.chain != EMBEDDED or not self.home.faucet_key_path.exists():
+            raise LedgerError("the faucet exists only on the embedded development chain", field="chain",
+                              status=403)
+        return unlock_keystore(self.home.faucet_key_path, node_passphrase(NODE_PASSPHRASE_ENV, "node"), "faucet")
+
+    @cached_property
+    def faucet(self):
+        """The development faucet (refuses on any chain but the embedded one)."""
+        from ledgerlm.economy.faucet import Faucet
+
+        embedded = self.config.chain == EMBEDDED and self.home.faucet_key_path.exists()
+        return Faucet(self.db, embedded=embedded, chain=self.chain if embedded else None,
+                      token=self.contracts.token if embedded else None,
+                      account=self.faucet_account if embedded else None,
+                      max_eth_wei=self.config.faucet_max_eth_wei, max_tokens=self.config.faucet_max_tokens)
+
+    def deploy_contracts(self, admin: LocalAccount, *, treasury: str):
+        """Deploy the settlement contracts with the admin key (the node gets only its operating roles,
+        LGR's fixed supply goes to `treasury`) and record them in the home."""
         from ledgerlm.chain import deploy_all
 
-        deployment = deploy_all(self.chain, deployer, treasury=self.account.address, node=self.account.address)
+        deployment = deploy_all(self.chain, admin, treasury=treasury, node=self.account.address)
         deployment.save(self.home.deployment_path)
         self.__dict__.pop("deployment", None)
         self.__dict__.pop("contracts", None)
@@ -364,8 +430,8 @@ class Node:
     def reconcile(self) -> dict:
         """Anchor Datanets and versions whose chain write a crash or an outage interrupted."""
         if not self.on_chain:
-            return {"datanets": 0, "versions": 0}
-        done = {"datanets": 0, "versions": 0}
+            return {"datanets": 0, "versions": 0, "slashes": 0}
+        done = {"datanets": 0, "versions": 0, "slashes": self.validation.execute_slashes()}
         for datanet in self.datanets.list():
             if datanet.chain_tx is None:
                 self.datanets.anchor_datanet(datanet)

@@ -68,16 +68,19 @@ def test_every_artifact_deploys_and_answers_on_the_embedded_evm():
         assert receipt.status == 1, f"{name} constructor reverted"
         return w3.eth.contract(address=receipt.contractAddress, abi=artifacts[name]["abi"])
 
-    token = deploy("LedgerToken", admin)
+    token = deploy("LedgerToken", treasury, 10**27)
     registry = deploy("Registry", admin)
-    staking = deploy("Staking", token.address, admin, treasury, 3600)
-    distributor = deploy("EpochDistributor", token.address, admin)
+    distributor = deploy("EpochDistributor", token.address, admin, treasury, 3600)
+    staking = deploy("Staking", token.address, distributor.address, admin, 3600, 1000)
     escrow = deploy("PaymentEscrow", token.address, distributor.address, admin, 600)
 
     assert token.functions.symbol().call() == "LGR"
     assert token.functions.decimals().call() == 18
+    assert token.functions.totalSupply().call() == token.functions.balanceOf(treasury).call() == 10**27
     assert registry.functions.TOTAL_BPS().call() == 10_000
-    assert staking.functions.treasury().call() == treasury
+    assert staking.functions.slashCapBps().call() == 1000
+    assert staking.functions.distributor().call() == distributor.address
     assert distributor.functions.token().call() == token.address
+    assert distributor.functions.treasury().call() == treasury
     domain = escrow.functions.eip712Domain().call()
     assert (domain[1], domain[2], domain[4]) == ("ledgerlm-escrow", "1", escrow.address)

@@ -1,4 +1,5 @@
-"""EpochDistributor via its typed client: funded roots pay each leaf once, never past the total."""
+"""EpochDistributor via its typed client: epochs funded in parts, a root posted once for the exact total,
+each leaf paid once and never past the total, unclaimed funds swept to the treasury after the window."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from collections.abc import Iterator
 import pytest
 from test_contracts_world import BACKENDS, TOKEN, World, open_world, reverts, unauthorised
 
-from ledgerlm.chain import EpochFunding
 from ledgerlm.chain.merkle import StandardMerkleTree
 
 ZERO = "0x" + "00" * 20
@@ -24,46 +24,93 @@ def payees(world, *amounts: int) -> list[tuple[str, int]]:
     return [(world.actor().address, amount) for amount in amounts]
 
 
-def test_funding_pulls_the_total_and_records_the_root(world):
+def test_an_epoch_is_funded_in_parts_then_its_root_is_posted_once_for_the_exact_total(world):
     token, distributor = world.contracts.token, world.contracts.distributor
     tree = StandardMerkleTree.of([[world.actor().address, 5 * TOKEN]], TYPES)
     epoch = world.fresh_epoch()
-    token.mint(world.node, world.node.address, 5 * TOKEN)
     held = token.balance_of(distributor.address)
 
-    result = distributor.fund_epoch(world.node, epoch, tree.root, 5 * TOKEN)
+    first = distributor.fund(world.treasury, epoch, 2 * TOKEN)
+    distributor.fund(world.treasury, epoch, 3 * TOKEN)  # a top-up before the root is final
+    with reverts("FundingMismatch", epoch=epoch, funded=5 * TOKEN, total=6 * TOKEN):
+        distributor.post_root(world.node, epoch, tree.root, 6 * TOKEN)
+    posted = distributor.post_root(world.node, epoch, tree.root, 5 * TOKEN)
+    with reverts("EpochFinal", epoch=epoch):
+        distributor.fund(world.treasury, epoch, TOKEN)
+    with reverts("EpochFinal", epoch=epoch):
+        distributor.post_root(world.node, epoch, tree.root, 5 * TOKEN)
 
-    assert distributor.epoch(epoch) == EpochFunding(epoch, tree.root, 5 * TOKEN, 0)
+    funding = distributor.epoch(epoch)
+    assert (funding.root, funding.total, funding.claimed, funding.swept) == (tree.root, 5 * TOKEN, 0, False)
     assert token.balance_of(distributor.address) == held + 5 * TOKEN
-    assert token.balance_of(world.node.address) == 0
-    assert result.events(distributor.contract, "EpochFunded") == [{
-        "epoch": epoch, "root": bytes.fromhex(tree.root[2:]), "total": 5 * TOKEN,
-        "funder": world.node.address}]
+    assert first.events(distributor.contract, "EpochFunded") == [{
+        "epoch": epoch, "amount": 2 * TOKEN, "total": 2 * TOKEN, "funder": world.treasury.address}]
+    [event] = posted.events(distributor.contract, "RootPosted")
+    assert (event["root"], event["total"], event["poster"]) == (bytes.fromhex(tree.root[2:]), 5 * TOKEN,
+                                                               world.node.address)
 
 
-def test_an_epoch_is_funded_once_by_a_funder_with_a_root_and_the_tokens(world):
+def test_only_funders_fund_only_posters_post_and_an_empty_epoch_takes_no_number(world):
     token, distributor = world.contracts.token, world.contracts.distributor
     stranger = world.actor(3 * TOKEN)
     root = world.fresh_id("root")
-    epoch, _ = world.fund_payouts(payees(world, TOKEN))
     fresh = world.fresh_epoch()
 
     with unauthorised(stranger.address, "FUNDER_ROLE"):
-        distributor.fund_epoch(stranger, fresh, root, TOKEN)
-    with reverts("EpochAlreadyFunded", epoch=epoch):
-        distributor.fund_epoch(world.node, epoch, root, 0)
+        distributor.fund(stranger, fresh, TOKEN)
+    with unauthorised(world.node.address, "FUNDER_ROLE"):  # the node funds only through the escrow
+        distributor.fund(world.node, fresh, TOKEN)
+    with reverts("ZeroAmount"):
+        distributor.fund(world.treasury, fresh, 0)
+    with reverts("EmptyEpoch", epoch=fresh):
+        distributor.post_root(world.node, fresh, root, 0)
     with reverts("ZeroRoot"):
-        distributor.fund_epoch(world.node, fresh, ZERO32, 0)
-    with reverts("ERC20InsufficientBalance"):
-        token.approve(world.node, distributor.address, TOKEN)
-        distributor.fund_epoch(world.node, fresh, root, TOKEN)
-    with reverts("ERC20InsufficientAllowance"):
-        token.mint(world.node, world.node.address, TOKEN)
-        world.chain.transact(distributor.contract.functions.fundEpoch(fresh, root, 2 * TOKEN),
-                             world.node)
+        distributor.post_root(world.node, fresh, ZERO32, 0)
+    distributor.fund(world.treasury, fresh, TOKEN)
+    with unauthorised(stranger.address, "POSTER_ROLE"):
+        distributor.post_root(stranger, fresh, root, TOKEN)
 
-    assert distributor.epoch(fresh) is None
+    assert distributor.epoch(fresh).root is None  # still open: a later settlement can finish it
     assert token.balance_of(stranger.address) == 3 * TOKEN
+
+
+def test_after_the_claim_window_the_sweeper_sends_what_is_unclaimed_to_the_treasury(world):
+    token, distributor = world.contracts.token, world.contracts.distributor
+    payouts = payees(world, 2 * TOKEN, TOKEN)
+    epoch, tree = world.fund_payouts(payouts)
+    distributor.claim(world.node, epoch, *payouts[0], tree.proof(0))
+    sweepable_at = distributor.epoch(epoch).posted_at + distributor.claim_window_seconds()
+
+    with reverts("ClaimWindowOpen", epoch=epoch, sweepableAt=sweepable_at):
+        distributor.sweep(world.admin, epoch)
+    world.chain.advance_time(distributor.claim_window_seconds() + 1)
+    with unauthorised(world.node.address, "SWEEPER_ROLE"):
+        distributor.sweep(world.node, epoch)
+    treasury_before = token.balance_of(world.treasury.address)
+    swept = distributor.sweep(world.admin, epoch)
+    with reverts("EpochSwept", epoch=epoch):
+        distributor.claim(world.node, epoch, *payouts[1], tree.proof(1))
+    with reverts("EpochSwept", epoch=epoch):
+        distributor.sweep(world.admin, epoch)
+
+    assert token.balance_of(world.treasury.address) == treasury_before + TOKEN
+    assert distributor.epoch(epoch).swept and distributor.epoch(epoch).unclaimed == 0
+    assert swept.events(distributor.contract, "Swept") == [
+        {"epoch": epoch, "treasury": world.treasury.address, "amount": TOKEN}]
+
+
+def test_an_epoch_whose_root_never_came_can_be_swept_a_window_after_funding(world):
+    token, distributor = world.contracts.token, world.contracts.distributor
+    epoch = world.fresh_epoch()
+    distributor.fund(world.treasury, epoch, 2 * TOKEN)
+    world.chain.advance_time(distributor.claim_window_seconds() + 1)
+    before = token.balance_of(world.treasury.address)
+
+    distributor.sweep(world.admin, epoch)
+    with reverts("EpochFinal", epoch=epoch):
+        distributor.post_root(world.node, epoch, world.fresh_id("late"), 2 * TOKEN)
+
+    assert token.balance_of(world.treasury.address) == before + 2 * TOKEN
 
 
 def test_anyone_can_submit_a_claim_and_the_account_in_the_leaf_is_paid(world):
@@ -138,12 +185,13 @@ def test_an_underfunded_epoch_never_pays_out_more_than_its_total(world):
     with reverts("EpochOverclaimed", epoch=epoch, remaining=TOKEN, amount=3 * TOKEN):
         distributor.claim(world.node, epoch, *payouts[2], tree.proof(2))
 
-    assert distributor.epoch(epoch) == EpochFunding(epoch, tree.root, 10 * TOKEN, 9 * TOKEN)
+    funding = distributor.epoch(epoch)
+    assert (funding.root, funding.total, funding.claimed) == (tree.root, 10 * TOKEN, 9 * TOKEN)
     assert token.balance_of(distributor.address) == held - 9 * TOKEN
     assert not distributor.is_claimed(epoch, payouts[2][0])
 
 
-def test_unclaimed_rewards_stay_claimable_after_later_epochs_and_time(world):
+def test_unclaimed_rewards_stay_claimable_after_later_epochs_and_time_until_swept(world):
     token, distributor = world.contracts.token, world.contracts.distributor
     payouts = payees(world, 2 * TOKEN, TOKEN)
     old_epoch, old_tree = world.fund_payouts(payouts)
@@ -169,8 +217,7 @@ def test_a_leaf_for_the_zero_address_cannot_burn_funds(world):
 
 
 def test_the_distributor_refuses_zero_addresses_at_deployment(world):
-    with reverts("ZeroAddress"):
-        world.chain.deploy("EpochDistributor", ZERO, world.admin.address, sender=world.admin)
-    with reverts("ZeroAddress"):
-        world.chain.deploy("EpochDistributor", world.contracts.token.address, ZERO,
-                           sender=world.admin)
+    token, admin, treasury = world.contracts.token.address, world.admin.address, world.treasury.address
+    for args in ((ZERO, admin, treasury), (token, ZERO, treasury), (token, admin, ZERO)):
+        with reverts("ZeroAddress"):
+            world.chain.deploy("EpochDistributor", *args, 3600, sender=world.admin)

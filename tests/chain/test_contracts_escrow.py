@@ -1,4 +1,5 @@
-"""PaymentEscrow via its typed client: a node debits only what consumers signed, once per epoch."""
+"""PaymentEscrow via its typed client: a node debits only what consumers signed, in chunks each
+accepted once, into an epoch that stays open to top-ups until its root is posted."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from test_contracts_world import (
     unauthorised,
 )
 
-from ledgerlm.chain import Debit, EpochFunding, PendingAmount
+from ledgerlm.chain import Debit, PendingAmount
 from ledgerlm.chain.merkle import StandardMerkleTree
 
 ZERO = "0x" + "00" * 20
@@ -159,9 +160,10 @@ def test_a_settlement_debits_within_caps_and_funds_the_epochs_payouts(world):
     payouts, tree = payout_tree(world, 9 * TOKEN)
     escrow_held = token.balance_of(escrow.address)
 
-    result = escrow.settle_epoch(world.node, epoch, tree.root, [
+    result = escrow.settle(world.node, epoch, 0, [
         debit(world, alice, 4 * TOKEN, 5 * TOKEN, epoch),
         debit(world, bob, 5 * TOKEN, 5 * TOKEN, epoch)])
+    distributor.post_root(world.node, epoch, tree.root, 9 * TOKEN)
     for i, (account, amount) in enumerate(payouts):
         distributor.claim(world.node, epoch, account, amount, tree.proof(i))
 
@@ -171,13 +173,13 @@ def test_a_settlement_debits_within_caps_and_funds_the_epochs_payouts(world):
         4 * TOKEN, 5 * TOKEN)
     assert escrow.spent(alice.address, epoch + 1) == 0
     assert token.balance_of(escrow.address) == escrow_held - 9 * TOKEN
-    assert distributor.epoch(epoch) == EpochFunding(epoch, tree.root, 9 * TOKEN, 9 * TOKEN)
+    funding = distributor.epoch(epoch)
+    assert (funding.root, funding.total, funding.claimed) == (tree.root, 9 * TOKEN, 9 * TOKEN)
     assert [token.balance_of(a) for a, _ in payouts] == [v for _, v in payouts]
     assert [e["spentInEpoch"] for e in result.events(escrow.contract, "Debited")] == [
         4 * TOKEN, 5 * TOKEN]
-    assert result.events(escrow.contract, "EpochSettled") == [{
-        "epoch": epoch, "payoutRoot": bytes.fromhex(tree.root[2:]), "total": 9 * TOKEN,
-        "debitCount": 2, "settler": world.node.address}]
+    assert result.events(escrow.contract, "ChunkSettled") == [{
+        "epoch": epoch, "chunk": 0, "total": 9 * TOKEN, "debitCount": 2, "settler": world.node.address}]
 
 
 def test_only_a_settler_settles(world):
@@ -189,7 +191,7 @@ def test_only_a_settler_settles(world):
     for sender in (consumer, world.admin):
         charge = debit(world, consumer, TOKEN, TOKEN, epoch, settler=sender.address)
         with unauthorised(sender.address, "SETTLER_ROLE"):
-            escrow.settle_epoch(sender, epoch, tree.root, [charge])
+            escrow.settle(sender, epoch, 0, [charge])
 
     assert escrow.balance_of(consumer.address) == 2 * TOKEN
 
@@ -203,7 +205,7 @@ def test_an_expired_authorisation_cannot_be_used(world):
     world.chain.advance_time(61)
 
     with reverts("AuthorisationExpired", consumer=consumer.address, deadline=charge.deadline):
-        escrow.settle_epoch(world.node, epoch, tree.root, [charge])
+        escrow.settle(world.node, epoch, 0, [charge])
 
     assert escrow.balance_of(consumer.address) == 2 * TOKEN
 
@@ -229,12 +231,12 @@ def test_a_signature_binds_the_consumer_settler_epoch_cap_and_deadline(world):
 
     for forged in tampered:
         with reverts("InvalidSignature", consumer=consumer.address):
-            escrow.settle_epoch(world.node, epoch, tree.root, [forged])
+            escrow.settle(world.node, epoch, 0, [forged])
     with reverts("InvalidSignature", consumer=consumer.address):
-        escrow.settle_epoch(rival, epoch, tree.root, [genuine])  # signed for the node, not rival
+        escrow.settle(rival, epoch, 0, [genuine])  # signed for the node, not rival
 
     assert escrow.balance_of(consumer.address) == 5 * TOKEN
-    escrow.settle_epoch(world.node, epoch, tree.root, [genuine])
+    escrow.settle(world.node, epoch, 0, [genuine])
     assert escrow.balance_of(consumer.address) == 4 * TOKEN
 
 
@@ -247,26 +249,43 @@ def test_the_cap_bounds_the_epochs_total_across_debits_and_settlements(world):
 
     with reverts("CapExceeded", consumer=consumer.address, epoch=epoch, spentAfter=cap + 1,
                  cap=cap):
-        escrow.settle_epoch(world.node, epoch, tree.root, [debit(world, consumer, cap + 1, cap,
+        escrow.settle(world.node, epoch, 0, [debit(world, consumer, cap + 1, cap,
                                                                  epoch)])
     with reverts("CapExceeded", spentAfter=6 * TOKEN):  # two debits in one settlement add up
-        escrow.settle_epoch(world.node, epoch, tree.root, [
+        escrow.settle(world.node, epoch, 0, [
             debit(world, consumer, 3 * TOKEN, cap, epoch),
             debit(world, consumer, 3 * TOKEN, cap, epoch)])
-    escrow.settle_epoch(world.node, epoch, tree.root, [debit(world, consumer, 3 * TOKEN, cap,
-                                                             epoch)])
-    # A second settlement of the same epoch is measured against what the first already spent...
+    escrow.settle(world.node, epoch, 0, [debit(world, consumer, 3 * TOKEN, cap, epoch)])
+    # A second chunk of the same epoch is measured against what the first already spent...
     with reverts("CapExceeded", spentAfter=6 * TOKEN, cap=cap):
-        escrow.settle_epoch(world.node, epoch, tree.root, [debit(world, consumer, 3 * TOKEN, cap,
-                                                                 epoch)])
-    # ...and even within the cap the distributor takes each epoch once.
-    with reverts("EpochAlreadyFunded", epoch=epoch):
-        escrow.settle_epoch(world.node, epoch, tree.root, [debit(world, consumer, TOKEN, cap,
-                                                                 epoch)])
+        escrow.settle(world.node, epoch, 1, [debit(world, consumer, 3 * TOKEN, cap, epoch)])
+    # ...a chunk number is accepted once, so a resumed settlement cannot charge twice...
+    with reverts("ChunkAlreadySettled", epoch=epoch, chunk=0):
+        escrow.settle(world.node, epoch, 0, [debit(world, consumer, TOKEN, cap, epoch)])
+    # ...and a new chunk within the cap tops the epoch up until its root is posted.
+    escrow.settle(world.node, epoch, 1, [debit(world, consumer, TOKEN, cap, epoch)])
+    distributor.post_root(world.node, epoch, tree.root, 4 * TOKEN)
+    with reverts("EpochFinal", epoch=epoch):
+        escrow.settle(world.node, epoch, 2, [debit(world, consumer, TOKEN, cap, epoch)])
 
-    assert escrow.spent(consumer.address, epoch) == 3 * TOKEN
-    assert escrow.balance_of(consumer.address) == 7 * TOKEN
-    assert distributor.epoch(epoch).total == 3 * TOKEN
+    assert escrow.is_chunk_settled(epoch, 0) and escrow.is_chunk_settled(epoch, 1)
+    assert not escrow.is_chunk_settled(epoch, 2)
+    assert escrow.spent(consumer.address, epoch) == 4 * TOKEN
+    assert escrow.balance_of(consumer.address) == 6 * TOKEN
+    assert distributor.epoch(epoch).total == 4 * TOKEN
+
+
+def test_a_chunk_must_charge_something(world):
+    escrow = world.contracts.escrow
+    consumer = consumer_with_deposit(world, TOKEN)
+    epoch = world.fresh_epoch()
+
+    with reverts("EmptyChunk", epoch=epoch, chunk=0):
+        escrow.settle(world.node, epoch, 0, [])
+    with reverts("EmptyChunk", epoch=epoch, chunk=0):
+        escrow.settle(world.node, epoch, 0, [debit(world, consumer, 0, TOKEN, epoch)])
+
+    assert world.contracts.distributor.epoch(epoch) is None
 
 
 def test_a_debit_beyond_the_balance_fails_the_whole_settlement(world):
@@ -276,7 +295,7 @@ def test_a_debit_beyond_the_balance_fails_the_whole_settlement(world):
     _, tree = payout_tree(world, 4 * TOKEN)
 
     with reverts("InsufficientBalance", consumer=poor.address, balance=TOKEN, amount=2 * TOKEN):
-        escrow.settle_epoch(world.node, epoch, tree.root, [
+        escrow.settle(world.node, epoch, 0, [
             debit(world, rich, 2 * TOKEN, 5 * TOKEN, epoch),
             debit(world, poor, 2 * TOKEN, 5 * TOKEN, epoch)])
 
@@ -292,7 +311,7 @@ def test_a_pending_withdrawal_stays_debitable_and_pays_what_is_left(world):
     _, tree = payout_tree(world, 7 * TOKEN)
     escrow.request_withdrawal(consumer, 9 * TOKEN)
 
-    escrow.settle_epoch(world.node, epoch, tree.root, [debit(world, consumer, 7 * TOKEN,
+    escrow.settle(world.node, epoch, 0, [debit(world, consumer, 7 * TOKEN,
                                                              7 * TOKEN, epoch)])
     world.chain.advance_time(WITHDRAW_DELAY)
     paid = escrow.withdraw(consumer)
@@ -302,14 +321,13 @@ def test_a_pending_withdrawal_stays_debitable_and_pays_what_is_left(world):
     assert escrow.balance_of(consumer.address) == 0
 
 
-def test_an_epoch_funded_directly_can_no_longer_be_settled_through_the_escrow(world):
+def test_an_epoch_whose_root_is_posted_can_no_longer_be_settled(world):
     escrow = world.contracts.escrow
     consumer = consumer_with_deposit(world, 2 * TOKEN)
-    epoch, tree = world.fund_payouts([(world.actor().address, TOKEN)])
+    epoch, _ = world.fund_payouts([(world.actor().address, TOKEN)])
 
-    with reverts("EpochAlreadyFunded", epoch=epoch):
-        escrow.settle_epoch(world.node, epoch, tree.root, [debit(world, consumer, TOKEN, TOKEN,
-                                                                 epoch)])
+    with reverts("EpochFinal", epoch=epoch):
+        escrow.settle(world.node, epoch, 0, [debit(world, consumer, TOKEN, TOKEN, epoch)])
 
     assert escrow.balance_of(consumer.address) == 2 * TOKEN
 

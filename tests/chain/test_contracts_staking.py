@@ -1,4 +1,5 @@
-"""Staking via its typed client: stake leaves only by its owner's cooldown or a granted slash."""
+"""Staking via its typed client: stake leaves only by its owner's cooldown or a capped slash, once per
+recorded validation outcome, into the validators' reward pool."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from test_contracts_world import BACKENDS, COOLDOWN, TOKEN, World, open_world, r
 from ledgerlm.chain import PendingAmount, StakeRole
 
 ZERO = "0x" + "00" * 20
-REASON = b"\x0b" * 32
+EVIDENCE = b"\x0b" * 32
 VALIDATOR, AGENT, BOND = StakeRole.VALIDATOR, StakeRole.AGENT, StakeRole.CONTRIBUTOR_BOND
 
 
@@ -150,102 +151,125 @@ def test_withdraw_pays_pending_stake_only_after_the_cooldown(world):
         {"account": staker.address, "role": VALIDATOR, "amount": 4 * TOKEN}]
 
 
-def test_a_slash_takes_active_stake_first_then_pending_and_pays_the_treasury(world):
+def recorded_round(world) -> int:
+    """A fresh validation round whose outcome the node recorded on chain."""
+    round_id = world.fresh_epoch()
+    world.contracts.staking.record_outcome(world.node, round_id, EVIDENCE)
+    return round_id
+
+
+def test_a_slash_takes_active_stake_first_then_pending_into_the_reward_pool(world):
     staking, token = world.contracts.staking, world.contracts.token
     staker = world.actor(10 * TOKEN)
-    treasury = staking.treasury()
     staking.stake(staker, VALIDATOR, 10 * TOKEN)
-    staking.request_unstake(staker, VALIDATOR, 4 * TOKEN)
-    treasury_before = token.balance_of(treasury)
+    staking.request_unstake(staker, VALIDATOR, 9 * TOKEN + TOKEN // 2)
+    pool_before, node_before = staking.reward_pool(), token.balance_of(world.node.address)
     total_before = staking.total_staked(VALIDATOR)
+    round_id = recorded_round(world)
 
-    result = staking.slash(world.node, staker.address, VALIDATOR, 8 * TOKEN, REASON)
+    result = staking.slash(world.node, round_id, staker.address, VALIDATOR, TOKEN)
 
     assert staking.stake_of(staker.address, VALIDATOR) == 0
-    assert staking.pending_of(staker.address, VALIDATOR).amount == 2 * TOKEN
-    assert staking.total_staked(VALIDATOR) == total_before - 6 * TOKEN
-    assert token.balance_of(treasury) == treasury_before + 8 * TOKEN
-    assert token.balance_of(staker.address) == 0
+    assert staking.pending_of(staker.address, VALIDATOR).amount == 9 * TOKEN
+    assert staking.total_staked(VALIDATOR) == total_before - TOKEN // 2
+    assert staking.reward_pool() == pool_before + TOKEN
+    assert token.balance_of(world.node.address) == node_before  # the slasher gains nothing
     assert result.events(staking.contract, "Slashed") == [{
-        "account": staker.address, "role": VALIDATOR, "amount": 8 * TOKEN,
-        "fromActive": 6 * TOKEN, "fromPending": 2 * TOKEN, "reason": REASON}]
+        "account": staker.address, "role": VALIDATOR, "roundId": round_id, "amount": TOKEN,
+        "fromActive": TOKEN // 2, "fromPending": TOKEN // 2, "evidenceHash": EVIDENCE}]
 
 
-def test_a_slash_cannot_take_more_than_the_bond_or_nothing(world):
+def test_a_slash_needs_a_recorded_outcome_and_happens_once_per_round(world):
+    staking = world.contracts.staking
+    staker = world.actor(20 * TOKEN)
+    staking.stake(staker, VALIDATOR, 20 * TOKEN)
+    unrecorded = world.fresh_epoch()
+
+    with reverts("UnknownOutcome", roundId=unrecorded):
+        staking.slash(world.node, unrecorded, staker.address, VALIDATOR, TOKEN)
+    round_id = recorded_round(world)
+    with reverts("OutcomeAlreadyRecorded", roundId=round_id):
+        staking.record_outcome(world.node, round_id, b"\x0c" * 32)  # evidence cannot be rewritten
+    with reverts("ZeroEvidence"):
+        staking.record_outcome(world.node, world.fresh_epoch(), b"\x00" * 32)
+    staking.slash(world.node, round_id, staker.address, VALIDATOR, TOKEN)
+    with reverts("AlreadySlashed", roundId=round_id, account=staker.address, role=VALIDATOR):
+        staking.slash(world.node, round_id, staker.address, VALIDATOR, TOKEN)
+
+    assert staking.outcome(round_id) == "0x" + EVIDENCE.hex()
+    assert staking.is_slashed(round_id, staker.address, VALIDATOR)
+    assert staking.stake_of(staker.address, VALIDATOR) == 19 * TOKEN
+
+
+def test_a_slash_is_capped_per_round_and_needs_an_amount_and_a_known_role(world):
     staking = world.contracts.staking
     staker = world.actor(5 * TOKEN)
     staking.stake(staker, BOND, 5 * TOKEN)
     staking.request_unstake(staker, BOND, 2 * TOKEN)
+    round_id = recorded_round(world)
+    cap = 5 * TOKEN * staking.slash_cap_bps() // 10_000
 
-    with reverts("InsufficientStake", available=5 * TOKEN, requested=5 * TOKEN + 1):
-        staking.slash(world.node, staker.address, BOND, 5 * TOKEN + 1, REASON)
+    with reverts("SlashAboveCap", roundId=round_id, account=staker.address, amount=cap + 1, cap=cap):
+        staking.slash(world.node, round_id, staker.address, BOND, cap + 1)
     with reverts("ZeroAmount"):
-        staking.slash(world.node, staker.address, BOND, 0, REASON)
-    with reverts("InsufficientStake", available=0, requested=TOKEN):
-        staking.slash(world.node, staker.address, AGENT, TOKEN, REASON)
+        staking.slash(world.node, round_id, staker.address, BOND, 0)
+    with reverts("SlashAboveCap", roundId=round_id, account=staker.address, amount=TOKEN, cap=0):
+        staking.slash(world.node, round_id, staker.address, AGENT, TOKEN)
     with reverts("UnknownRole", role=3):
-        world.chain.transact(staking.contract.functions.slash(staker.address, 3, TOKEN, REASON),
-                             world.node)
+        world.chain.transact(staking.contract.functions.slash(round_id, staker.address, 3, TOKEN), world.node)
 
     assert staking.stake_of(staker.address, BOND) == 3 * TOKEN
     assert staking.pending_of(staker.address, BOND).amount == 2 * TOKEN
 
 
-def test_only_the_slasher_role_can_slash(world):
+def test_only_the_slasher_role_can_record_or_slash(world):
     staking = world.contracts.staking
     staker, attacker = world.actor(3 * TOKEN), world.actor()
     staking.stake(staker, VALIDATOR, 3 * TOKEN)
+    round_id = recorded_round(world)
 
     for sender in (attacker, staker, world.admin):  # not even the admin, who lacks SLASHER_ROLE
         with unauthorised(sender.address, "SLASHER_ROLE"):
-            staking.slash(sender, staker.address, VALIDATOR, TOKEN, REASON)
+            staking.slash(sender, round_id, staker.address, VALIDATOR, TOKEN // 10)
+        with unauthorised(sender.address, "SLASHER_ROLE"):
+            staking.record_outcome(sender, world.fresh_epoch(), EVIDENCE)
 
     assert staking.stake_of(staker.address, VALIDATOR) == 3 * TOKEN
 
 
-def test_a_slash_of_all_pending_stake_leaves_nothing_to_withdraw(world):
+def test_the_reward_pool_leaves_only_into_a_distributor_epoch_once(world):
+    staking, distributor = world.contracts.staking, world.contracts.distributor
+    staker = world.actor(10 * TOKEN)
+    staking.stake(staker, VALIDATOR, 10 * TOKEN)
+    staking.slash(world.node, recorded_round(world), staker.address, VALIDATOR, TOKEN)
+    pool = staking.reward_pool()
+    epoch = world.fresh_epoch()
+
+    with unauthorised(world.admin.address, "REWARDS_ROLE"):
+        staking.release_rewards(world.admin, epoch, TOKEN)
+    with reverts("InsufficientRewardPool", pool=pool, amount=pool + 1):
+        staking.release_rewards(world.node, epoch, pool + 1)
+    released = staking.release_rewards(world.node, epoch, TOKEN)
+    with reverts("RewardsAlreadyReleased", epoch=epoch):
+        staking.release_rewards(world.node, epoch, 1)
+
+    assert staking.reward_pool() == pool - TOKEN
+    assert distributor.epoch(epoch).total == TOKEN
+    assert released.events(staking.contract, "RewardsReleased") == [
+        {"epoch": epoch, "amount": TOKEN, "poolLeft": pool - TOKEN}]
+
+
+def test_a_slash_of_pending_stake_leaves_only_the_rest_to_withdraw(world):
     staking = world.contracts.staking
-    staker = world.actor(3 * TOKEN)
-    staking.stake(staker, VALIDATOR, 3 * TOKEN)
-    staking.request_unstake(staker, VALIDATOR, 3 * TOKEN)
-    staking.slash(world.node, staker.address, VALIDATOR, 3 * TOKEN, REASON)
+    staker = world.actor(10 * TOKEN)
+    staking.stake(staker, VALIDATOR, 10 * TOKEN)
+    staking.request_unstake(staker, VALIDATOR, 10 * TOKEN)
+    staking.slash(world.node, recorded_round(world), staker.address, VALIDATOR, TOKEN)
     world.chain.advance_time(COOLDOWN)
 
-    with reverts("NothingToWithdraw"):
-        staking.withdraw(staker, VALIDATOR)
-    assert staking.pending_of(staker.address, VALIDATOR).amount == 0
-
-
-def test_pending_of_reports_no_release_time_once_a_slash_emptied_it(world):
-    staking = world.contracts.staking
-    staker = world.actor(TOKEN)
-    staking.stake(staker, VALIDATOR, TOKEN)
-    staking.request_unstake(staker, VALIDATOR, TOKEN)
-    staking.slash(world.node, staker.address, VALIDATOR, TOKEN, REASON)
-
+    staking.withdraw(staker, VALIDATOR)
+    assert world.contracts.token.balance_of(staker.address) == 9 * TOKEN
     assert staking.pending_of(staker.address, VALIDATOR) == PendingAmount(0, 0)
-
-
-def test_the_admin_moves_the_treasury_and_slashes_follow_it(world):
-    staking, token = world.contracts.staking, world.contracts.token
-    staker, new_treasury = world.actor(2 * TOKEN), world.actor()
-    old_treasury = staking.treasury()
-    staking.stake(staker, VALIDATOR, 2 * TOKEN)
-
-    with unauthorised(world.node.address, "DEFAULT_ADMIN_ROLE"):
-        staking.set_treasury(world.node, new_treasury.address)
-    with reverts("ZeroAddress"):
-        staking.set_treasury(world.admin, ZERO)
-    moved = staking.set_treasury(world.admin, new_treasury.address)
-    try:
-        staking.slash(world.node, staker.address, VALIDATOR, TOKEN, REASON)
-    finally:
-        staking.set_treasury(world.admin, old_treasury)
-
-    assert token.balance_of(new_treasury.address) == TOKEN
-    assert moved.events(staking.contract, "TreasuryUpdated") == [
-        {"previousTreasury": old_treasury, "newTreasury": new_treasury.address}]
-    assert staking.treasury() == old_treasury
 
 
 def test_pausing_stops_new_stakes_and_unstakes_but_not_withdrawals_or_slashes(world):
@@ -267,11 +291,11 @@ def test_pausing_stops_new_stakes_and_unstakes_but_not_withdrawals_or_slashes(wo
         with reverts("EnforcedPause"):
             staking.pause(world.admin)
         staking.withdraw(staker, VALIDATOR)
-        staking.slash(world.node, staker.address, VALIDATOR, TOKEN, REASON)
+        staking.slash(world.node, recorded_round(world), staker.address, VALIDATOR, TOKEN // 10)
 
     assert not staking.paused()
     staking.stake(staker, VALIDATOR, TOKEN)
-    assert staking.stake_of(staker.address, VALIDATOR) == 2 * TOKEN
+    assert staking.stake_of(staker.address, VALIDATOR) == 3 * TOKEN - TOKEN // 10
     assert token.balance_of(staker.address) == 3 * TOKEN
 
 
@@ -299,14 +323,19 @@ def test_views_refuse_unknown_roles_and_report_settings(world):
         world.chain.call(staking.contract.functions.totalStaked(255))
 
     assert staking.cooldown_seconds() == COOLDOWN
-    assert staking.treasury() == world.treasury.address
+    assert staking.slash_cap_bps() == 1_000
+    assert world.chain.call(staking.contract.functions.distributor()) == world.contracts.distributor.address
     assert world.chain.call(staking.contract.functions.token()) == world.contracts.token.address
 
 
-@pytest.mark.parametrize("zero", ["token", "admin", "treasury"])
-def test_staking_refuses_zero_addresses_at_deployment(world, zero):
+@pytest.mark.parametrize("zero", ["token", "distributor", "admin"])
+def test_staking_refuses_zero_addresses_and_a_bad_cap_at_deployment(world, zero):
     args = {"token": world.contracts.token.address, "admin": world.admin.address,
-            "treasury": world.treasury.address, zero: ZERO}
+            "distributor": world.contracts.distributor.address}
     with reverts("ZeroAddress"):
-        world.chain.deploy("Staking", args["token"], args["admin"], args["treasury"], COOLDOWN,
-                           sender=world.admin)
+        world.chain.deploy("Staking", *({**args, zero: ZERO}[k] for k in ("token", "distributor", "admin")),
+                           COOLDOWN, 1000, sender=world.admin)
+    for cap in (0, 10_001):
+        with reverts("InvalidSlashCap", slashCapBps=cap):
+            world.chain.deploy("Staking", args["token"], args["distributor"], args["admin"], COOLDOWN, cap,
+                               sender=world.admin)

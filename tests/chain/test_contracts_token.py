@@ -1,4 +1,5 @@
-"""LedgerToken via its typed client: only minters grow supply; permits move allowances safely."""
+"""LedgerToken via its typed client: a fixed supply nobody can grow; permits move allowances safely;
+roles on the other contracts are granted only by the admin."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from test_contracts_world import BACKENDS, TOKEN, World, open_world, reverts, unauthorised
 
-from ledgerlm.chain import role_id
+from ledgerlm.chain import ChainError, role_id
 
 ZERO = "0x" + "00" * 20
 
@@ -26,58 +27,58 @@ def test_token_identity_matches_the_permit_domain(world):
     assert token.eip712_domain["chainId"] == world.chain.chain_id
 
 
-def test_minters_create_supply_and_nobody_else_can(world):
+def test_the_whole_fixed_supply_sits_in_the_treasury_and_no_key_can_mint(world):
     token = world.contracts.token
-    holder, stranger = world.actor(), world.actor()
-    supply = token.total_supply()
+    supply = world.contracts.deployment.settings["supply"]
+    mint_abi = [{"type": "function", "name": "mint", "stateMutability": "nonpayable", "outputs": [],
+                 "inputs": [{"name": "to", "type": "address"}, {"name": "amount", "type": "uint256"}]}]
+    as_mintable = world.chain.w3.eth.contract(address=token.address, abi=mint_abi)
 
-    minted = token.mint(world.node, holder.address, 7 * TOKEN)
-    token.mint(world.admin, holder.address, 3 * TOKEN)
-    with unauthorised(stranger.address, "MINTER_ROLE"):
-        token.mint(stranger, stranger.address, TOKEN)
-    with reverts("ERC20InvalidReceiver", receiver=ZERO):
-        token.mint(world.node, ZERO, TOKEN)
-
-    assert token.balance_of(holder.address) == 10 * TOKEN
-    assert token.total_supply() == supply + 10 * TOKEN
-    assert minted.events(token.contract, "Transfer") == [
-        {"from": ZERO, "to": holder.address, "value": 7 * TOKEN}]
+    assert token.total_supply() == supply
+    assert not [f for f in token.contract.abi if f.get("name") in ("mint", "MINTER_ROLE", "grantRole")]
+    for key in (world.node, world.admin, world.treasury):
+        # mint(address,uint256) by selector: the token has no such function and no fallback.
+        with pytest.raises(ChainError):
+            world.chain.transact(as_mintable.functions.mint(key.address, TOKEN), key)
+    assert token.total_supply() == supply
 
 
-def test_a_revoked_minter_can_no_longer_mint(world):
-    token = world.contracts.token
-    minter = world.actor()
-    token.grant_role(world.admin, "MINTER_ROLE", minter.address)
-    token.mint(minter, minter.address, TOKEN)
-    token.revoke_role(world.admin, "MINTER_ROLE", minter.address)
+def test_a_revoked_role_can_no_longer_act_and_only_the_admin_grants(world):
+    distributor = world.contracts.distributor
+    poster, payee = world.actor(), world.actor()
+    distributor.grant_role(world.admin, "POSTER_ROLE", poster.address)
+    distributor.revoke_role(world.admin, "POSTER_ROLE", poster.address)
+    epoch = world.fresh_epoch()
+    distributor.fund(world.treasury, epoch, TOKEN)
 
-    with unauthorised(minter.address, "MINTER_ROLE"):
-        token.mint(minter, minter.address, TOKEN)
+    with unauthorised(poster.address, "POSTER_ROLE"):
+        distributor.post_root(poster, epoch, b"\x01" * 32, TOKEN)
     with unauthorised(world.node.address, "DEFAULT_ADMIN_ROLE"):
-        token.grant_role(world.node, "MINTER_ROLE", minter.address)
+        distributor.grant_role(world.node, "POSTER_ROLE", payee.address)
 
-    assert token.balance_of(minter.address) == TOKEN
-    assert not token.has_role("MINTER_ROLE", minter.address)
+    assert not distributor.has_role("POSTER_ROLE", poster.address)
 
 
 def test_a_role_holder_can_renounce_only_their_own_role(world):
-    token = world.contracts.token
-    minter, other = world.actor(), world.actor()
-    token.grant_role(world.admin, "MINTER_ROLE", minter.address)
+    distributor = world.contracts.distributor
+    poster, other = world.actor(), world.actor()
+    distributor.grant_role(world.admin, "POSTER_ROLE", poster.address)
 
     with reverts("AccessControlBadConfirmation"):
-        world.chain.transact(token.contract.functions.renounceRole(role_id("MINTER_ROLE"),
-                                                                   other.address), minter)
-    token.renounce_role(minter, "MINTER_ROLE")
+        world.chain.transact(distributor.contract.functions.renounceRole(role_id("POSTER_ROLE"),
+                                                                         other.address), poster)
+    distributor.renounce_role(poster, "POSTER_ROLE")
 
-    assert not token.has_role("MINTER_ROLE", minter.address)
-    assert world.chain.call(token.contract.functions.getRoleAdmin(role_id("MINTER_ROLE"))) == \
+    assert not distributor.has_role("POSTER_ROLE", poster.address)
+    assert world.chain.call(distributor.contract.functions.getRoleAdmin(role_id("POSTER_ROLE"))) == \
         role_id("DEFAULT_ADMIN_ROLE")
 
 
-def test_the_token_refuses_a_zero_admin(world):
+def test_the_token_refuses_a_zero_treasury_or_supply(world):
     with reverts("ZeroAddress"):
-        world.chain.deploy("LedgerToken", ZERO, sender=world.admin)
+        world.chain.deploy("LedgerToken", ZERO, TOKEN, sender=world.admin)
+    with reverts("ZeroSupply"):
+        world.chain.deploy("LedgerToken", world.treasury.address, 0, sender=world.admin)
 
 
 def test_transfers_never_exceed_balance_or_allowance(world):
@@ -131,6 +132,9 @@ def test_a_permit_is_refused_when_expired_or_signed_by_someone_else(world):
 
 
 def test_role_ids_match_the_contract_constants(world):
-    token = world.contracts.token
-    for name in ("MINTER_ROLE", "DEFAULT_ADMIN_ROLE"):
-        assert world.chain.call(token.contract.functions[name]()) == role_id(name)
+    c = world.contracts
+    for client, names in ((c.staking, ("SLASHER_ROLE", "REWARDS_ROLE", "DEFAULT_ADMIN_ROLE")),
+                          (c.distributor, ("FUNDER_ROLE", "POSTER_ROLE", "SWEEPER_ROLE")),
+                          (c.escrow, ("SETTLER_ROLE",))):
+        for name in names:
+            assert world.chain.call(client.contract.functions[name]()) == role_id(name)

@@ -35,6 +35,7 @@ TOKEN = 10**18
 ETHER = 10**18
 COOLDOWN = 3600
 WITHDRAW_DELAY = 600
+CLAIM_WINDOW = 7200
 # Embedded accounts are prefunded at genesis, so the pool is fixed up front; anvil funds on demand.
 POOL_SIZE = 160
 PAYOUT_TYPES = ["address", "uint256"]
@@ -44,7 +45,8 @@ BACKENDS = ["embedded", pytest.param("anvil", marks=pytest.mark.anvil)]
 
 @dataclass
 class World:
-    """Contracts on one chain, with an admin, a node holding the operating roles and a treasury."""
+    """Contracts on one chain, with an admin, a node holding the operating roles and a treasury that
+    holds LGR's fixed supply (and, in these tests only, may fund epochs directly)."""
 
     chain: Chain
     contracts: Contracts
@@ -56,7 +58,7 @@ class World:
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def actor(self, tokens: int = 0) -> LocalAccount:
-        """A fresh account with gas money and `tokens` base units minted to it."""
+        """A fresh account with gas money and `tokens` base units sent to it from the treasury."""
         index = next(self._pool)
         account = pool_account(self.salt, index)
         if self.chain.kind == "embedded" and index >= POOL_SIZE:
@@ -65,7 +67,7 @@ class World:
             self.chain.w3.provider.make_request("anvil_setBalance",
                                                 [account.address, hex(100 * ETHER)])
         if tokens:
-            self.contracts.token.mint(self.node, account.address, tokens)
+            self.contracts.token.transfer(self.treasury, account.address, tokens)
         return account
 
     def fresh_id(self, label: str = "id") -> bytes:
@@ -79,12 +81,16 @@ class World:
 
     def fund_payouts(self, payouts: list[tuple[str, int]], total: int | None = None,
                      ) -> tuple[int, StandardMerkleTree]:
-        """Fund a fresh epoch directly from the node with a payout tree; return (epoch, tree)."""
+        """Fund a fresh epoch from the treasury and post its payout tree; return (epoch, tree).
+
+        `total` (default: the payouts' sum) is what the epoch is funded with and what the root is
+        posted for, so a test can build an epoch whose leaves ask for more than it holds.
+        """
         tree = StandardMerkleTree.of([[a, v] for a, v in payouts], PAYOUT_TYPES)
         amount = sum(v for _, v in payouts) if total is None else total
-        self.contracts.token.mint(self.node, self.node.address, amount)
         epoch = self.fresh_epoch()
-        self.contracts.distributor.fund_epoch(self.node, epoch, tree.root, amount)
+        self.contracts.distributor.fund(self.treasury, epoch, amount)
+        self.contracts.distributor.post_root(self.node, epoch, tree.root, amount)
         return epoch, tree
 
 
@@ -98,16 +104,18 @@ def open_world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     salt = request.module.__name__.encode() + b"/" + request.param.encode()
     admin, node, treasury = (pool_account(salt + b"/role", i) for i in range(3))
     if request.param == "embedded":
-        prefund = {a.address: 1000 * ETHER for a in (admin, node)}
+        prefund = {a.address: 1000 * ETHER for a in (admin, node, treasury)}
         prefund.update({pool_account(salt, i).address: 100 * ETHER for i in range(POOL_SIZE)})
         chain = open_embedded(tmp_path_factory.mktemp("chain"), prefund=prefund, durable=False)
     else:
         chain = open_rpc(request.getfixturevalue("anvil_url"), expected_chain_id=31337)
-        for a in (admin, node):
+        for a in (admin, node, treasury):
             chain.w3.provider.make_request("anvil_setBalance", [a.address, hex(1000 * ETHER)])
     deployment = deploy_all(chain, admin, treasury=treasury.address, node=node.address,
-                            cooldown=COOLDOWN, withdraw_delay=WITHDRAW_DELAY, node_funds_epochs=True)
-    yield World(chain, Contracts(chain, deployment), admin, node, treasury, salt)
+                            cooldown=COOLDOWN, withdraw_delay=WITHDRAW_DELAY, claim_window=CLAIM_WINDOW)
+    contracts = Contracts(chain, deployment)
+    contracts.distributor.grant_role(admin, "FUNDER_ROLE", treasury.address)
+    yield World(chain, contracts, admin, node, treasury, salt)
     chain.close()
 
 

@@ -140,3 +140,20 @@ def test_every_payout_in_a_python_built_tree_claims_on_chain(world, size):
 
     assert [token.balance_of(a) for a, _ in payouts] == [v for _, v in payouts]
     assert distributor.epoch(epoch).unclaimed == 0
+
+
+@needs_reference
+def test_proofs_built_by_openzeppelin_merkle_tree_claim_on_chain(world):
+    token, distributor = world.contracts.token, world.contracts.distributor
+    payouts = [[world.actor().address, 3 * TOKEN], [world.actor().address, 2 * TOKEN], [world.actor().address, 1]]
+    theirs = reference_tree(PAYOUT_TYPES, payouts)
+    epoch = world.fresh_epoch()
+    total = sum(v for _, v in payouts)
+    distributor.fund(world.treasury, epoch, total)
+    distributor.post_root(world.node, epoch, theirs["root"], total)
+
+    for (account, amount), proof in zip(payouts, theirs["proofs"]):
+        distributor.claim(world.node, epoch, account, amount, proof)
+
+    assert [token.balance_of(a) for a, _ in payouts] == [v for _, v in payouts]
+    assert distributor.epoch(epoch).unclaimed == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from eth_abi import encode
+from eth_account import Account
 from eth_utils import keccak
 
 from ledgerlm.chain import (
@@ -19,15 +20,27 @@ from ledgerlm.chain import (
 TOKEN = 10**18
 
 
+SUPPLY = 1000 * TOKEN
+
+
 @pytest.fixture
-def node(chain, payer):
+def admin(payer):
     return payer
 
 
 @pytest.fixture
-def contracts(chain, node, treasury):
-    deployment = deploy_all(chain, node, treasury=treasury.address, cooldown=3600,
-                            withdraw_delay=600, node_funds_epochs=True)
+def node(chain, admin):
+    """The node's hot key: a separate account from the admin, with gas money only."""
+    hot = Account.from_key(keccak(text="settlement-clients:node"))
+    chain.send_eth(admin, hot.address, 10**18)
+    return hot
+
+
+@pytest.fixture
+def contracts(chain, admin, node, treasury):
+    chain.send_eth(admin, treasury.address, 10**18)
+    deployment = deploy_all(chain, admin, treasury=treasury.address, node=node.address, supply=SUPPLY,
+                            cooldown=3600, withdraw_delay=600)
     return Contracts(chain, deployment)
 
 
@@ -38,12 +51,21 @@ def test_deployment_record_round_trips_and_matches_its_chain(chain, contracts, t
 
     assert loaded == contracts.deployment
     loaded.check(chain)
-    for role, client in [("MINTER_ROLE", contracts.token), ("REGISTRAR_ROLE", contracts.registry),
-                         ("SLASHER_ROLE", contracts.staking),
-                         ("FUNDER_ROLE", contracts.distributor),
+    for role, client in [("REGISTRAR_ROLE", contracts.registry), ("SLASHER_ROLE", contracts.staking),
+                         ("REWARDS_ROLE", contracts.staking), ("POSTER_ROLE", contracts.distributor),
                          ("SETTLER_ROLE", contracts.escrow)]:
         assert client.has_role(role, loaded.node)
+        assert not client.has_role("DEFAULT_ADMIN_ROLE", loaded.node)
+    assert not contracts.distributor.has_role("FUNDER_ROLE", loaded.node)
     assert contracts.distributor.has_role("FUNDER_ROLE", contracts.escrow.address)
+    assert contracts.distributor.has_role("FUNDER_ROLE", contracts.staking.address)
+    assert contracts.distributor.has_role("SWEEPER_ROLE", loaded.deployer)
+
+
+def test_the_node_key_must_not_be_the_admin_key(chain, admin):
+    with pytest.raises(ChainError) as refused:
+        deploy_all(chain, admin, treasury=admin.address, node=admin.address)
+    assert refused.value.field == "node"
 
 
 def test_a_deployment_from_another_chain_is_refused(chain, contracts):
@@ -54,29 +76,32 @@ def test_a_deployment_from_another_chain_is_refused(chain, contracts):
     assert refused.value.field == "chain_id"
 
 
-def test_stake_cooldown_withdraw_and_slash_to_treasury(chain, contracts, node, other, treasury):
-    contracts.token.mint(node, other.address, 100 * TOKEN)
+def test_stake_cooldown_withdraw_and_a_recorded_slash_into_the_reward_pool(chain, contracts, node, other,
+                                                                          treasury):
+    contracts.token.transfer(treasury, other.address, 100 * TOKEN)
     contracts.staking.stake(other, StakeRole.VALIDATOR, 60 * TOKEN)
-    contracts.staking.slash(node, other.address, StakeRole.VALIDATOR, 10 * TOKEN, b"\x01" * 32)
+    contracts.staking.record_outcome(node, 7, b"\x01" * 32)
+    contracts.staking.slash(node, 7, other.address, StakeRole.VALIDATOR, 6 * TOKEN)
     contracts.staking.request_unstake(other, StakeRole.VALIDATOR, 20 * TOKEN)
 
     with pytest.raises(ChainError) as too_soon:
         contracts.staking.withdraw(other, StakeRole.VALIDATOR)
     with pytest.raises(ChainError) as not_slasher:
-        contracts.staking.slash(other, other.address, StakeRole.VALIDATOR, 1, b"\x02" * 32)
+        contracts.staking.slash(other, 7, other.address, StakeRole.VALIDATOR, 1)
     chain.advance_time(3600)
     contracts.staking.withdraw(other, StakeRole.VALIDATOR)
 
     assert too_soon.value.error_name == "CooldownNotElapsed"
     assert "SLASHER_ROLE" in not_slasher.value.reason
-    assert contracts.staking.stake_of(other.address, StakeRole.VALIDATOR) == 30 * TOKEN
+    assert contracts.staking.stake_of(other.address, StakeRole.VALIDATOR) == 34 * TOKEN
     assert contracts.token.balance_of(other.address) == 60 * TOKEN
-    assert contracts.token.balance_of(treasury.address) == 10 * TOKEN
-    assert contracts.token.total_supply() == 100 * TOKEN
+    assert contracts.staking.reward_pool() == 6 * TOKEN
+    assert contracts.token.balance_of(node.address) == 0
+    assert contracts.token.total_supply() == SUPPLY
 
 
-def test_stake_with_a_locally_signed_permit_needs_one_transaction(chain, contracts, node, other):
-    contracts.token.mint(node, other.address, 5 * TOKEN)
+def test_stake_with_a_locally_signed_permit_needs_one_transaction(chain, contracts, treasury, other):
+    contracts.token.transfer(treasury, other.address, 5 * TOKEN)
     nonce = chain.nonce(other.address)
 
     contracts.staking.stake_with_permit(other, StakeRole.AGENT, 5 * TOKEN,
@@ -126,8 +151,8 @@ def _leaf(address: str, amount: int) -> bytes:
 def test_settled_epoch_pays_out_by_proof_once_and_never_above_the_signed_cap(
     chain, contracts, node, other, treasury
 ):
-    consumer, contributor = other, treasury
-    contracts.token.mint(node, consumer.address, 50 * TOKEN)
+    consumer, contributor = other, Account.from_key(keccak(text="settlement-clients:contributor"))
+    contracts.token.transfer(treasury, consumer.address, 50 * TOKEN)
     contracts.escrow.deposit(consumer, 50 * TOKEN)
     deadline = chain.head().timestamp + 3600
     cap = 20 * TOKEN
@@ -137,10 +162,9 @@ def test_settled_epoch_pays_out_by_proof_once_and_never_above_the_signed_cap(
     root = keccak(b"".join(sorted(leaves)))
 
     with pytest.raises(ChainError) as over_cap:
-        contracts.escrow.settle_epoch(node, 1, root,
-                                      [Debit(consumer.address, 21 * TOKEN, cap, deadline, signature)])
-    contracts.escrow.settle_epoch(node, 1, root,
-                                  [Debit(consumer.address, 15 * TOKEN, cap, deadline, signature)])
+        contracts.escrow.settle(node, 1, 0, [Debit(consumer.address, 21 * TOKEN, cap, deadline, signature)])
+    contracts.escrow.settle(node, 1, 0, [Debit(consumer.address, 15 * TOKEN, cap, deadline, signature)])
+    contracts.distributor.post_root(node, 1, root, 15 * TOKEN)
     contracts.distributor.claim(node, 1, contributor.address, 12 * TOKEN, [leaves[1]])
     with pytest.raises(ChainError) as twice:
         contracts.distributor.claim(node, 1, contributor.address, 12 * TOKEN, [leaves[1]])
@@ -155,8 +179,8 @@ def test_settled_epoch_pays_out_by_proof_once_and_never_above_the_signed_cap(
     assert twice.value.error_name == "AlreadyClaimed"
 
 
-def test_escrow_withdrawal_waits_for_its_delay(chain, contracts, node, other):
-    contracts.token.mint(node, other.address, 10 * TOKEN)
+def test_escrow_withdrawal_waits_for_its_delay(chain, contracts, treasury, other):
+    contracts.token.transfer(treasury, other.address, 10 * TOKEN)
     contracts.escrow.deposit_with_permit(other, 10 * TOKEN, deadline=chain.head().timestamp + 60)
     contracts.escrow.request_withdrawal(other, 4 * TOKEN)
 

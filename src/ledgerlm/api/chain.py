@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from eth_utils import is_address, to_checksum_address
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from ledgerlm.api.deps import get_node
@@ -131,14 +132,9 @@ def send(body: RawTransaction, node: Node = Depends(get_node)) -> dict:
 
 
 @router.post("/faucet")
-def faucet(body: FaucetRequest, node: Node = Depends(get_node)) -> dict:
-    """Development chains only: the node sends ETH for gas and mints tokens to an address."""
-    if node.config.chain != EMBEDDED:
-        raise LedgerError("the faucet exists only on the embedded development chain", field="chain", status=403)
-    address = _address(body.address)
-    done: dict[str, Any] = {"address": address}
-    if body.eth_wei:
-        done["eth_tx"] = node.chain.send_eth(node.account, address, body.eth_wei).tx_hash
-    if body.tokens:
-        done["token_tx"] = node.contracts.token.mint(node.account, address, body.tokens).tx_hash
-    return done
+def faucet(body: FaucetRequest, request: Request, node: Node = Depends(get_node)) -> dict:
+    """Embedded development chain only, loopback clients only: ETH for gas and LGR from the treasury
+    account, up to a per-address limit."""
+    grant = node.faucet.grant(_address(body.address), eth_wei=body.eth_wei, tokens=body.tokens,
+                              client_host=request.client.host if request.client else None)
+    return asdict(grant)

@@ -103,10 +103,15 @@ class PendingAmount:
 
 @dataclass(frozen=True)
 class EpochFunding:
+    """An epoch in the distributor: funded total, root once posted, claims and sweep so far."""
+
     epoch: int
-    root: str
+    root: str | None  # None until the root is posted
     total: int
     claimed: int
+    funded_at: int
+    posted_at: int
+    swept: bool
 
     @property
     def unclaimed(self) -> int:
@@ -206,9 +211,6 @@ class TokenClient(_Client):
 
     def nonce_of(self, owner: str) -> int:
         return int(self._call("nonces", to_checksum_address(owner)))
-
-    def mint(self, sender: LocalAccount, to: str, amount: int) -> TxResult:
-        return self._send(sender, "mint", to_checksum_address(to), int(amount))
 
     def transfer(self, sender: LocalAccount, to: str, amount: int) -> TxResult:
         return self._send(sender, "transfer", to_checksum_address(to), int(amount))
@@ -360,13 +362,38 @@ class StakingClient(_Client):
     def withdraw(self, sender: LocalAccount, role: StakeRole | int) -> TxResult:
         return self._send(sender, "withdraw", int(StakeRole(role)))
 
-    def slash(self, sender: LocalAccount, account: str, role: StakeRole | int, amount: int,
-              reason: Bytes32) -> TxResult:
-        return self._send(sender, "slash", to_checksum_address(account), int(StakeRole(role)),
-                          int(amount), as_bytes32(reason, "reason"))
+    def record_outcome(self, sender: LocalAccount, round_id: int, evidence_hash: Bytes32) -> TxResult:
+        """Record a validation round's evidence hash, once; slashes for the round need it."""
+        return self._send(sender, "recordOutcome", int(round_id),
+                          as_bytes32(evidence_hash, "evidence_hash"))
 
-    def set_treasury(self, sender: LocalAccount, treasury: str) -> TxResult:
-        return self._send(sender, "setTreasury", to_checksum_address(treasury))
+    def slash(self, sender: LocalAccount, round_id: int, account: str, role: StakeRole | int,
+              amount: int) -> TxResult:
+        """Slash `account` for round `round_id`'s recorded outcome into the validators' reward pool."""
+        return self._send(sender, "slash", int(round_id), to_checksum_address(account),
+                          int(StakeRole(role)), int(amount))
+
+    def release_rewards(self, sender: LocalAccount, epoch: int, amount: int) -> TxResult:
+        """Pay `amount` of the reward pool into `epoch` of the distributor (once per epoch)."""
+        return self._send(sender, "releaseRewards", int(epoch), int(amount))
+
+    def outcome(self, round_id: int) -> str | None:
+        """The evidence hash recorded for a round, or None."""
+        raw = self._call("outcomes", int(round_id))
+        return None if raw == b"\x00" * 32 else _hex(raw)
+
+    def is_slashed(self, round_id: int, account: str, role: StakeRole | int) -> bool:
+        return bool(self._call("isSlashed", int(round_id), to_checksum_address(account),
+                               int(StakeRole(role))))
+
+    def reward_pool(self) -> int:
+        return int(self._call("rewardPool"))
+
+    def rewards_released(self, epoch: int) -> bool:
+        return bool(self._call("rewardsReleased", int(epoch)))
+
+    def slash_cap_bps(self) -> int:
+        return int(self._call("slashCapBps"))
 
     def pause(self, sender: LocalAccount) -> TxResult:
         return self._send(sender, "pause")
@@ -385,9 +412,6 @@ class StakingClient(_Client):
     def total_staked(self, role: StakeRole | int) -> int:
         return int(self._call("totalStaked", int(StakeRole(role))))
 
-    def treasury(self) -> str:
-        return self._call("treasury")
-
     def cooldown_seconds(self) -> int:
         return int(self._call("cooldownSeconds"))
 
@@ -404,11 +428,14 @@ class DistributorClient(_Client):
         super().__init__(chain, address)
         self.token = token
 
-    def fund_epoch(self, sender: LocalAccount, epoch: int, root: Bytes32,
-                   total: int) -> TxResult:
-        """Approve (if needed) and fund `epoch` with `total` under payout `root`."""
-        self.token.ensure_allowance(sender, self.address, int(total))
-        return self._send(sender, "fundEpoch", int(epoch), as_bytes32(root, "root"), int(total))
+    def fund(self, sender: LocalAccount, epoch: int, amount: int) -> TxResult:
+        """Approve (if needed) and add `amount` to `epoch` (the sender needs FUNDER_ROLE)."""
+        self.token.ensure_allowance(sender, self.address, int(amount))
+        return self._send(sender, "fund", int(epoch), int(amount))
+
+    def post_root(self, sender: LocalAccount, epoch: int, root: Bytes32, total: int) -> TxResult:
+        """Post `epoch`'s payout root for exactly its funded `total`; claims open."""
+        return self._send(sender, "postRoot", int(epoch), as_bytes32(root, "root"), int(total))
 
     def claim(self, sender: LocalAccount, epoch: int, account: str, amount: int,
               proof: Sequence[Bytes32]) -> TxResult:
@@ -416,15 +443,26 @@ class DistributorClient(_Client):
         return self._send(sender, "claim", int(epoch), to_checksum_address(account), int(amount),
                           [as_bytes32(p, "proof") for p in proof])
 
+    def sweep(self, sender: LocalAccount, epoch: int) -> TxResult:
+        """After the claim window, send what `epoch` still holds to the treasury."""
+        return self._send(sender, "sweep", int(epoch))
+
     def is_claimed(self, epoch: int, account: str) -> bool:
         return bool(self._call("isClaimed", int(epoch), to_checksum_address(account)))
 
     def epoch(self, epoch: int) -> EpochFunding | None:
-        """The funded epoch, or None if nobody funded it yet."""
-        root, total, claimed = self._call("epochs", int(epoch))
-        if root == b"\x00" * 32:
+        """The epoch as the distributor holds it, or None if nobody funded it yet."""
+        root, total, claimed, funded_at, posted_at, swept = self._call("epochs", int(epoch))
+        if int(total) == 0 and not swept:
             return None
-        return EpochFunding(int(epoch), _hex(root), int(total), int(claimed))
+        return EpochFunding(int(epoch), None if root == b"\x00" * 32 or not posted_at else _hex(root),
+                            int(total), int(claimed), int(funded_at), int(posted_at), bool(swept))
+
+    def treasury(self) -> str:
+        return self._call("treasury")
+
+    def claim_window_seconds(self) -> int:
+        return int(self._call("claimWindowSeconds"))
 
 
 class EscrowClient(_Client):
@@ -461,11 +499,13 @@ class EscrowClient(_Client):
     def withdraw(self, sender: LocalAccount) -> TxResult:
         return self._send(sender, "withdraw")
 
-    def settle_epoch(self, sender: LocalAccount, epoch: int, payout_root: Bytes32,
-                     debits: Sequence[Debit]) -> TxResult:
-        """Debit each consumer within their signed cap and fund the epoch's payout root."""
-        return self._send(sender, "settleEpoch", int(epoch),
-                          as_bytes32(payout_root, "payout_root"), [d.as_tuple() for d in debits])
+    def settle(self, sender: LocalAccount, epoch: int, chunk: int,
+               debits: Sequence[Debit]) -> TxResult:
+        """Debit each consumer within their signed cap and add the sum to `epoch` (chunk once)."""
+        return self._send(sender, "settle", int(epoch), int(chunk), [d.as_tuple() for d in debits])
+
+    def is_chunk_settled(self, epoch: int, chunk: int) -> bool:
+        return bool(self._call("isChunkSettled", int(epoch), int(chunk)))
 
     def spending_cap_typed_data(self, consumer: str, settler: str, epoch: int, cap: int,
                                 deadline: int) -> dict[str, Any]:

@@ -18,6 +18,12 @@ CONTRACT_NAMES = ("LedgerToken", "Registry", "Staking", "EpochDistributor", "Pay
 DEFAULT_COOLDOWN_SECONDS = 7 * 24 * 3600
 # Longer than an epoch, so a consumer cannot pull funds out from under a settlement in progress.
 DEFAULT_WITHDRAW_DELAY_SECONDS = 2 * 24 * 3600
+# How long payees have to claim an epoch before its unclaimed rest may be swept to the treasury.
+DEFAULT_CLAIM_WINDOW_SECONDS = 90 * 24 * 3600
+# LGR's fixed supply: one billion tokens, minted once to the treasury at deployment.
+DEFAULT_SUPPLY = 10**9 * 10**18
+# The most one validation round may slash from one bond (the 10% policy), enforced by Staking.
+DEFAULT_SLASH_CAP_BPS = 1_000
 
 
 def role_id(name: str) -> bytes:
@@ -35,6 +41,7 @@ class Deployment:
     block: int
     node: str = ""
     settings: dict[str, int] = field(default_factory=dict)
+    treasury: str = ""
 
     def address_of(self, name: str) -> str:
         try:
@@ -62,6 +69,7 @@ class Deployment:
                 block=int(payload["block"]),
                 node=to_checksum_address(payload["node"]) if payload.get("node") else "",
                 settings={k: int(v) for k, v in payload.get("settings", {}).items()},
+                treasury=to_checksum_address(payload["treasury"]) if payload.get("treasury") else "",
             )
         except FileNotFoundError:
             raise ChainError(f"no contract deployment recorded at {path}; run `ledgerlm init` "
@@ -95,53 +103,63 @@ class Deployment:
 
 def deploy_all(
     chain: Chain,
-    deployer: LocalAccount,
+    admin: LocalAccount,
     *,
     treasury: str,
-    node: str | None = None,
+    node: str,
+    supply: int = DEFAULT_SUPPLY,
     cooldown: int = DEFAULT_COOLDOWN_SECONDS,
     withdraw_delay: int = DEFAULT_WITHDRAW_DELAY_SECONDS,
-    node_funds_epochs: bool = False,
+    claim_window: int = DEFAULT_CLAIM_WINDOW_SECONDS,
+    slash_cap_bps: int = DEFAULT_SLASH_CAP_BPS,
 ) -> Deployment:
-    """Deploy the five settlement contracts and grant the node its roles.
+    """Deploy the five settlement contracts with `admin` and grant the node only its operating roles.
 
-    `deployer` holds every admin role. `node` (default: the deployer) gets MINTER, REGISTRAR,
-    SLASHER and SETTLER (not FUNDER: epochs are funded only by settlement, so no direct funding can
-    take an epoch number a settlement needs); the escrow gets FUNDER on the distributor so settlements can fund
-    epochs. Slashed stake goes to `treasury`.
+    `admin` holds every admin role and the sweeper role; LGR's whole `supply` is minted once to
+    `treasury`, which also receives swept funds. The node (the hot key) may register, relay roots,
+    record validation outcomes and slash within them, settle within consumers' signed caps and post
+    payout roots; it cannot mint (nobody can), fund an epoch except from escrow or the slashed-stake
+    pool, or move anyone's stake to itself.
     """
-    node_address = to_checksum_address(node or deployer.address)
+    node_address = to_checksum_address(node)
     treasury = to_checksum_address(treasury)
+    if node_address == admin.address:
+        raise ChainError("the node's hot key must not be the admin key: use a separate admin key",
+                         field="node")
     start = chain.block_number() + 1
-    admin = deployer.address
-    token = chain.deploy("LedgerToken", admin, sender=deployer)
-    registry = chain.deploy("Registry", admin, sender=deployer)
-    staking = chain.deploy("Staking", token, admin, treasury, int(cooldown), sender=deployer)
-    distributor = chain.deploy("EpochDistributor", token, admin, sender=deployer)
-    escrow = chain.deploy("PaymentEscrow", token, distributor, admin, int(withdraw_delay),
-                          sender=deployer)
+    token = chain.deploy("LedgerToken", treasury, int(supply), sender=admin)
+    registry = chain.deploy("Registry", admin.address, sender=admin)
+    distributor = chain.deploy("EpochDistributor", token, admin.address, treasury, int(claim_window),
+                               sender=admin)
+    staking = chain.deploy("Staking", token, distributor, admin.address, int(cooldown),
+                           int(slash_cap_bps), sender=admin)
+    escrow = chain.deploy("PaymentEscrow", token, distributor, admin.address, int(withdraw_delay),
+                          sender=admin)
     addresses = {"LedgerToken": token, "Registry": registry, "Staking": staking,
                  "EpochDistributor": distributor, "PaymentEscrow": escrow}
 
     grants = [
         ("Registry", "REGISTRAR_ROLE", node_address),
         ("Staking", "SLASHER_ROLE", node_address),
+        ("Staking", "REWARDS_ROLE", node_address),
         ("EpochDistributor", "FUNDER_ROLE", escrow),
+        ("EpochDistributor", "FUNDER_ROLE", staking),
+        ("EpochDistributor", "POSTER_ROLE", node_address),
+        ("EpochDistributor", "SWEEPER_ROLE", admin.address),
         ("PaymentEscrow", "SETTLER_ROLE", node_address),
     ]
-    if node_funds_epochs:  # for tooling that funds payout epochs directly, outside the escrow
-        grants.append(("EpochDistributor", "FUNDER_ROLE", node_address))
-    if node_address != admin:
-        grants.append(("LedgerToken", "MINTER_ROLE", node_address))
     for name, role, account in grants:
         contract = chain.contract(name, addresses[name])
-        chain.transact(contract.functions.grantRole(role_id(role), account), deployer)
+        chain.transact(contract.functions.grantRole(role_id(role), account), admin)
 
     return Deployment(
         chain_id=chain.chain_id,
         addresses=addresses,
-        deployer=admin,
+        deployer=admin.address,
         block=start,
         node=node_address,
-        settings={"cooldown": int(cooldown), "withdraw_delay": int(withdraw_delay)},
+        settings={"cooldown": int(cooldown), "withdraw_delay": int(withdraw_delay),
+                  "claim_window": int(claim_window), "slash_cap_bps": int(slash_cap_bps),
+                  "supply": int(supply)},
+        treasury=treasury,
     )

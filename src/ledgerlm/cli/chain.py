@@ -49,10 +49,13 @@ def status(ctx: typer.Context):
 def deploy(
     ctx: typer.Context,
     chain_url: str = typer.Option(..., "--chain-url", help="JSON-RPC URL of the chain, e.g. http://127.0.0.1:8545."),
-    key: str = typer.Option(..., "--key", help="Key that pays for and administers the deployment."),
+    key: str = typer.Option(..., "--key", help="Admin key: pays for the deployment and holds the admin roles "
+                                               "(must not be the node's key)."),
+    treasury: str = typer.Option("", "--treasury", help="Address or key name that receives LGR's fixed supply "
+                                                        "and swept funds [default: the admin key]."),
     node_eth: str = typer.Option("1", help="ETH the deployer sends the node for relaying gas."),
 ):
-    """Deploy the contracts on any EVM chain and point this home at it."""
+    """Deploy the contracts on any EVM chain with an admin key and point this home at it."""
     from ledgerlm.chain import deploy_all, open_rpc
     from ledgerlm.node import Node
 
@@ -64,7 +67,8 @@ def deploy(
         node = Node.open(s.home)
         try:
             with console.status(f"deploying 5 contracts to chain {chain.chain_id}…"):
-                deployment = deploy_all(chain, deployer, treasury=node.account.address, node=node.account.address)
+                deployment = deploy_all(chain, deployer, node=node.account.address,
+                                        treasury=resolve_address(s, treasury) if treasury else deployer.address)
                 wei = parse_amount(node_eth, field="node_eth")
                 if wei and chain.eth_balance(node.account.address) < wei:
                     chain.send_eth(deployer, node.account.address, wei)
@@ -77,7 +81,7 @@ def deploy(
     finally:
         chain.close()
     s.emit({"chain_url": chain_url, "chain_id": deployment.chain_id, "contracts": deployment.addresses,
-            "block": deployment.block},
+            "block": deployment.block, "treasury": deployment.treasury, "admin": deployment.deployer},
            lambda d: console.print(f"[green]deployed[/] on chain {d['chain_id']} at block {d['block']}: "
                                    + ", ".join(f"{k} {v}" for k, v in d["contracts"].items())))
 
@@ -87,9 +91,9 @@ def faucet(
     ctx: typer.Context,
     who: str = typer.Argument(..., help="Address or key name."),
     eth: str = typer.Option("1", help="ETH to send for gas."),
-    tokens: str = typer.Option("1000", help="LGR tokens to mint."),
+    tokens: str = typer.Option("1000", help="LGR tokens to send from the treasury account."),
 ):
-    """Development chain only: give an account ETH for gas and LGR tokens."""
+    """Embedded development chain only: give an account ETH for gas and LGR (per-address limit)."""
     s = session(ctx)
     address = resolve_address(s, who)
     result = s.client().chain.faucet(address, eth_wei=parse_amount(eth, field="eth"),

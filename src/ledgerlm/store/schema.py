@@ -199,6 +199,7 @@ validation_rounds = Table(
     Column("state", String(16), nullable=False),  # open | tallied
     Column("tally", JSON, nullable=True),
     Column("created_at", BigInteger, nullable=False),
+    Column("rewarded_epoch", Integer, nullable=True),  # the epoch close that paid its validators
 )
 
 round_assignments = Table(
@@ -257,6 +258,7 @@ receipts = Table(
     Column("signature", String(140), nullable=True),
     Column("created_at", BigInteger, nullable=False),
     Column("finalized_at", BigInteger, nullable=True),
+    Column("settled_epoch", Integer, nullable=True),  # the epoch close that paid it; NULL: not yet
 )
 Index("ix_receipts_epoch_state", receipts.c.epoch, receipts.c.state)
 Index("ix_receipts_consumer", receipts.c.consumer)
@@ -268,8 +270,70 @@ epochs = Table(
     "epochs",
     metadata,
     Column("number", Integer, primary_key=True),
-    Column("state", String(16), nullable=False),  # open | closing | settled
+    Column("state", String(16), nullable=False),  # open | planned | settled | posted | published
     Column("opened_at", BigInteger, nullable=False),
     Column("closed_at", BigInteger, nullable=True),
     Column("details", JSON, nullable=True),
+    Column("root", String(66), nullable=True),  # the payout tree's root, once planned
+    Column("total", String(80), nullable=True),  # what the tree pays out in all
+)
+Index("ix_receipts_settled_epoch", receipts.c.settled_epoch)
+
+# A consumer's signed permission for the node to debit up to `cap` from their escrow in `epoch`
+# (EIP-712 SpendingCap of the PaymentEscrow); the epoch close settles within it.
+spending_caps = Table(
+    "spending_caps",
+    metadata,
+    Column("consumer", String(42), primary_key=True),
+    Column("epoch", Integer, primary_key=True),
+    Column("settler", String(42), nullable=False),
+    Column("cap", String(80), nullable=False),
+    Column("deadline", BigInteger, nullable=False),
+    Column("signature", String(140), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# What an epoch close charges each consumer, in which settlement chunk; `unpaid` consumers (no
+# valid cap, too little in escrow) are charged nothing and their receipts wait for a later epoch.
+epoch_debits = Table(
+    "epoch_debits",
+    metadata,
+    Column("epoch", Integer, primary_key=True),
+    Column("consumer", String(42), primary_key=True),
+    Column("amount", String(80), nullable=False),
+    Column("chunk", Integer, nullable=True),
+    Column("state", String(16), nullable=False),  # planned | unpaid
+    Column("reason", Text, nullable=True),
+)
+
+# One settlement transaction of an epoch: its consumers are the epoch_debits rows with its number.
+epoch_chunks = Table(
+    "epoch_chunks",
+    metadata,
+    Column("epoch", Integer, primary_key=True),
+    Column("chunk", Integer, primary_key=True),
+    Column("total", String(80), nullable=False),
+    Column("state", String(16), nullable=False),  # planned | settled
+    Column("tx", String(66), nullable=True),
+)
+
+# An epoch's payout tree: one leaf per account, with its proof and where the amount came from.
+epoch_payouts = Table(
+    "epoch_payouts",
+    metadata,
+    Column("epoch", Integer, primary_key=True),
+    Column("account", String(42), primary_key=True),
+    Column("amount", String(80), nullable=False),
+    Column("proof", JSON, nullable=False),
+    Column("sources", JSON, nullable=False),
+)
+
+# What the embedded chain's development faucet has given each address, against its limits.
+faucet_grants = Table(
+    "faucet_grants",
+    metadata,
+    Column("address", String(42), primary_key=True),
+    Column("eth_wei", String(80), nullable=False),
+    Column("tokens", String(80), nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
 )

@@ -94,7 +94,7 @@ class ValidationRounds:
         domain: SigningDomain,
         validator_stakes: Callable[[], Mapping[str, int]],
         contributor_bonds: Callable[[list[str]], Mapping[str, int]] = lambda addresses: {},
-        slash: Callable[[str, int, int, str], str] | None = None,
+        slash: Callable[[int, str, str, int, int], tuple[str, int]] | None = None,
         settings: RoundSettings | None = None,
         clock: Callable[[], float] = time.time,
         seed_source: Callable[[], str] = lambda: "0x" + "00" * 32,
@@ -395,9 +395,8 @@ class ValidationRounds:
                          .values(state="tallied", tally=summary))
         self._validator_outcomes(result)
         self._contributor_outcomes(contributor_outcomes)
-        summary["slashed"] = self._slash_validators(rnd)
-        with self.db.begin() as conn:
-            conn.execute(update(validation_rounds).where(validation_rounds.c.id == round_id).values(tally=summary))
+        self._plan_slashes(round_id, contributor_outcomes)
+        self.execute_slashes(round_id)
         return self.round(round_id)
 
     # ------------------------------------------------------------------ reputation and slashing
@@ -421,36 +420,122 @@ class ValidationRounds:
                 self._bump(v, "validator", validator_outcome_bps(outcome))
 
     def _contributor_outcomes(self, outcomes: list[tuple[int, str, str, int | None]]) -> None:
-        """Reputation for each decided contribution; rejected ones cost part of the contributor's bond."""
         for _cid, contributor, decision, consensus in outcomes:
             self._bump(contributor, "contributor", contributor_outcome_bps(decision, consensus))
-        rejected = [c for _, c, d, _ in outcomes if d == "reject"]
-        if not rejected or self.slash is None:
+
+    def _plan_slashes(self, round_id: int, contributor_outcomes: list[tuple[int, str, str, int | None]]) -> None:
+        """Decide the round's slashes and record them, with the evidence hash, before any chain write.
+
+        A recorded plan is never decided again, and the chain slashes each (round, account, role) at
+        most once, so a crash or a failed slash followed by a rerun cannot slash the same round twice.
+        """
+        with self.db.connect() as conn:
+            summary = conn.execute(select(validation_rounds.c.tally)
+                                   .where(validation_rounds.c.id == round_id)).scalar()
+        if summary is None or "slashed" in summary:
             return
-        bonds = self.contributor_bonds(sorted(set(rejected)))
-        for contributor in sorted(set(rejected)):
-            # A contributor with a poor record has more at stake per contribution (reputation).
+        rejected = [(cid, c) for cid, c, d, _ in contributor_outcomes if d == "reject"]
+        planned = (self._contributor_bond_slashes(rejected + self._gate_rejections(round_id))
+                   + self._validator_slashes(round_id))
+        summary = dict(summary)
+        summary["slashed"] = planned
+        summary["evidence_hash"] = evidence_hash(round_id, summary)
+        with self.db.begin() as conn:
+            conn.execute(update(validation_rounds).where(validation_rounds.c.id == round_id).values(tally=summary))
+
+    def _gate_rejections(self, round_id: int) -> list[tuple[int, str]]:
+        """Contributions the gates rejected when this round (or an earlier one that planned no slash
+        for them) opened: their bonds answer to this round's recorded outcome."""
+        with self.db.connect() as conn:
+            rnd = conn.execute(select(validation_rounds.c.datanet_id, validation_rounds.c.created_at)
+                               .where(validation_rounds.c.id == round_id)).first()
+            rows = conn.execute(
+                select(contributions.c.id, contributions.c.contributor)
+                .join(gate_reports, gate_reports.c.contribution_id == contributions.c.id)
+                .where(and_(contributions.c.datanet_id == rnd.datanet_id, gate_reports.c.decision == "reject",
+                            gate_reports.c.created_at <= rnd.created_at))
+            ).all()
+            earlier = conn.execute(select(validation_rounds.c.tally).where(and_(
+                validation_rounds.c.datanet_id == rnd.datanet_id, validation_rounds.c.id != round_id,
+                validation_rounds.c.state == "tallied"))).scalars().all()
+        answered = {cid for t in earlier for s in (t or {}).get("slashed", []) for cid in s.get("contributions", [])}
+        return [(r.id, r.contributor) for r in rows if r.id not in answered]
+
+    def _contributor_bond_slashes(self, rejected: list[tuple[int, str]]) -> list[dict]:
+        """Rejected contributions cost part of their contributor's bond (more with a poor reputation)."""
+        if not rejected:
+            return []
+        by_contributor: dict[str, list[int]] = {}
+        for cid, contributor in rejected:
+            by_contributor.setdefault(contributor, []).append(cid)
+        bonds = self.contributor_bonds(sorted(by_contributor))
+        planned = []
+        for contributor, cids in sorted(by_contributor.items()):
             bond = required_bond(self.settings.bond_per_contribution, self.reputation(contributor, "contributor"))
-            due = rejected.count(contributor) * bond * self.settings.contributor_bond_slash_bps // BPS
+            due = len(cids) * bond * self.settings.contributor_bond_slash_bps // BPS
             amount = min(due, bonds.get(contributor, 0))
             if amount > 0:
-                self.slash(contributor, StakeRole.CONTRIBUTOR_BOND, amount, f"{rejected.count(contributor)} rejected contribution(s)")
+                planned.append({"account": contributor, "role": int(StakeRole.CONTRIBUTOR_BOND), "amount": str(amount),
+                                "reason": f"{len(cids)} rejected contribution(s)", "contributions": sorted(cids),
+                                "tx": None})
+        return planned
 
-    def _slash_validators(self, latest: Round) -> list[dict]:
+    def _validator_slashes(self, round_id: int) -> list[dict]:
         with self.db.connect() as conn:
             tallied = conn.execute(select(validation_rounds.c.id, validation_rounds.c.tally)
-                                   .where(validation_rounds.c.state == "tallied").order_by(validation_rounds.c.id)).all()
+                                   .where(and_(validation_rounds.c.state == "tallied",
+                                               validation_rounds.c.id <= round_id))
+                                   .order_by(validation_rounds.c.id)).all()
         history = [_tally_from_json(r.id, r.tally) for r in tallied if r.tally]
         last_slashed: dict[str, int] = {}
         for r in tallied:
             for s in (r.tally or {}).get("slashed", []):
-                last_slashed[s["account"]] = r.id
+                if s.get("role", int(StakeRole.VALIDATOR)) == int(StakeRole.VALIDATOR):
+                    last_slashed[s["account"]] = r.id
         stakes = dict(self.validator_stakes())
-        done = []
-        for s in slashing_decisions(history, stakes, SlashPolicy(), last_slashed):
-            tx = self.slash(s.account, StakeRole.VALIDATOR, s.amount, s.reason) if self.slash else None
-            done.append({"account": s.account, "amount": str(s.amount), "reason": s.reason, "tx": tx})
+        return [{"account": s.account, "role": int(StakeRole.VALIDATOR), "amount": str(s.amount),
+                 "reason": s.reason, "tx": None}
+                for s in slashing_decisions(history, stakes, SlashPolicy(), last_slashed)]
+
+    def execute_slashes(self, round_id: int | None = None) -> int:
+        """Carry out recorded slashes that have no transaction yet (all rounds, or one); returns how many.
+
+        Rounds tallied before a crash that lost their plan are planned first.
+        """
+        if self.slash is None:
+            return 0
+        query = select(validation_rounds.c.id, validation_rounds.c.tally).where(validation_rounds.c.state == "tallied")
+        if round_id is not None:
+            query = query.where(validation_rounds.c.id == round_id)
+        with self.db.connect() as conn:
+            rows = conn.execute(query.order_by(validation_rounds.c.id)).all()
+        done = 0
+        for row in rows:
+            if row.tally is not None and "slashed" not in row.tally:
+                self._plan_slashes(row.id, [])
+                with self.db.connect() as conn:
+                    row = conn.execute(query.where(validation_rounds.c.id == row.id)).first()
+            summary = dict(row.tally or {})
+            pending = [s for s in summary.get("slashed", []) if s.get("tx") is None]
+            if not pending:
+                continue
+            for entry in pending:
+                tx, taken = self.slash(row.id, summary["evidence_hash"], entry["account"], entry["role"],
+                                       int(entry["amount"]))
+                entry["tx"], entry["taken"] = tx, str(taken)
+                done += 1
+            with self.db.begin() as conn:
+                conn.execute(update(validation_rounds).where(validation_rounds.c.id == row.id).values(tally=summary))
         return done
+
+
+def evidence_hash(round_id: int, summary: dict) -> str:
+    """keccak256 of the round's published outcome (decisions, validator outcomes, planned slashes)."""
+    body = {"round": round_id, "contributions": summary.get("contributions", {}),
+            "validators": summary.get("validators", {}),
+            "slashed": [{k: v for k, v in s.items() if k not in ("tx", "taken")}
+                        for s in summary.get("slashed", [])]}
+    return "0x" + keccak(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hex()
 
 
 def _tally_json(result: RoundTally) -> dict:
