@@ -376,6 +376,14 @@ class Node:
         return unlock_keystore(self.home.faucet_key_path, node_passphrase(NODE_PASSPHRASE_ENV, "node"), "faucet")
 
     @cached_property
+    def economy(self):
+        """Epoch closes: plan, settle, release slashed stake, post the root, publish the payout file."""
+        from ledgerlm.economy.close import EpochCloser
+
+        return EpochCloser(self.db, self.contracts, self.account, self.home.epochs,
+                           chunk_size=self.config.settle_chunk_size)
+
+    @cached_property
     def faucet(self):
         """The development faucet (refuses on any chain but the embedded one)."""
         from ledgerlm.economy.faucet import Faucet

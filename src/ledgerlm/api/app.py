@@ -46,11 +46,12 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
             content={"error": {"type": "ValidationError", "message": message, "field": field}},
         )
 
-    from ledgerlm.api import attribution, chain, datanets, factory, node, validation
+    from ledgerlm.api import attribution, chain, datanets, economy, factory, node, validation
 
     app.include_router(node.router)
     app.include_router(datanets.router)
     app.include_router(chain.router)
+    app.include_router(economy.router)
     app.include_router(factory.router)
     app.include_router(validation.router)
     app.include_router(attribution.router)

@@ -1,0 +1,128 @@
+"""`ledgerlm epoch close|verify|list`, `claim`, `earnings`: settlement from the shell."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from ledgerlm.cli.chain import resolve_address
+from ledgerlm.cli.session import console, session
+from ledgerlm.errors import LedgerError
+from ledgerlm.units import format_amount
+
+epoch_app = typer.Typer(help="Settlement epochs: close, verify, list.", no_args_is_help=True)
+
+
+@epoch_app.command("close")
+def close(ctx: typer.Context):
+    """Close the open epoch (or finish one a crash interrupted): settle, post the root, publish payouts."""
+    s = session(ctx)
+    result = s.client()._request("POST", "/economy/epochs/close")
+
+    def render(r):
+        if r["state"] == "empty":
+            console.print(r["message"])
+            return
+        console.print(f"[green]epoch {r['epoch']} {r['state']}[/]: {r['receipts']} receipts, {r['consumers']} "
+                      f"consumers charged {format_amount(int(r['charged']))} LGR, slashed stake "
+                      f"{format_amount(int(r['rewards']))}, {r['chunks']} settlement chunks")
+        console.print(f"  root {r['root']}  total {format_amount(int(r['total']))} LGR  files {r['files']}")
+
+    s.emit(result, render)
+
+
+@epoch_app.command("list")
+def list_epochs(ctx: typer.Context):
+    """Every epoch with its state, root and totals."""
+    s = session(ctx)
+    rows = s.client()._request("GET", "/economy/epochs")
+
+    def render(rs):
+        table = Table("epoch", "state", "receipts", "total LGR", "root")
+        for r in rs:
+            table.add_row(str(r["epoch"]), r["state"], str(r.get("receipts", "")),
+                          format_amount(int(r["total"])) if r["total"] else "", r["root"] or "")
+        console.print(table)
+
+    s.emit(rows, render)
+
+
+@epoch_app.command("verify")
+def verify(
+    ctx: typer.Context,
+    number: int = typer.Argument(..., help="Epoch number."),
+    payouts: Path | None = typer.Option(None, help="A published payouts.json to check instead of the node's."),
+    receipts: Path | None = typer.Option(None, help="A published receipts.json to check instead of the node's."),
+):
+    """Recompute the payouts and root from the published receipts and payout file and check the chain."""
+    from ledgerlm.economy.verify import verify_epoch
+
+    s = session(ctx)
+    client = s.client()
+    payout_file = json.loads(payouts.read_text()) if payouts else client._request(
+        "GET", f"/economy/epochs/{number}/payouts")
+    receipt_file = json.loads(receipts.read_text()) if receipts else client._request(
+        "GET", f"/economy/epochs/{number}/receipts")
+    record = client._request("GET", f"/economy/epochs/{number}/chain")
+    funding = None
+    if record:
+        from ledgerlm.chain import EpochFunding
+
+        funding = EpochFunding(number, record["root"], int(record["total"]), int(record["claimed"]),
+                               int(record["funded_at"]), int(record["posted_at"]), bool(record["swept"]))
+    problems = verify_epoch(payout_file, receipt_file, funding)
+    result = {"epoch": number, "ok": not problems, "root": payout_file["root"], "problems": problems}
+    s.emit(result, lambda r: console.print(
+        f"[green]epoch {number} verified[/]: root {r['root']} matches the receipts, the payout file and the chain"
+        if r["ok"] else f"[red]epoch {number} does not verify[/]\n  " + "\n  ".join(r["problems"])))
+    if problems:
+        raise typer.Exit(1)
+
+
+def claim(
+    ctx: typer.Context,
+    as_key: str = typer.Option(..., "--as", help="Key whose payouts to claim (signs and pays the gas)."),
+    epoch: int | None = typer.Option(None, "--epoch", help="Claim this epoch only."),
+    all_epochs: bool = typer.Option(False, "--all", help="Claim every unclaimed epoch."),
+):
+    """Claim your payouts from the EpochDistributor with their Merkle proofs."""
+    s = session(ctx)
+    if (epoch is None) == (not all_epochs):
+        raise LedgerError("give exactly one of --epoch N or --all", field="epoch")
+    account = s.unlock(as_key)
+    client = s.client()
+    owed = client._request("GET", f"/economy/earnings/{account.address}")["epochs"]
+    todo = [e for e in owed if e["claimable"] and not e["claimed"] and (epoch is None or e["epoch"] == epoch)]
+    if epoch is not None and not todo:
+        raise LedgerError(f"{account.address} has nothing to claim in epoch {epoch}", field="epoch", status=404)
+    done = []
+    for e in todo:
+        tx = client.chain.send(account, "EpochDistributor", "claim",
+                               [e["epoch"], account.address, int(e["amount"]), e["proof"]])
+        done.append({"epoch": e["epoch"], "amount": e["amount"], "tx_hash": tx["tx_hash"]})
+    s.emit({"account": account.address, "claimed": done}, lambda r: console.print(
+        "\n".join(f"[green]claimed[/] epoch {c['epoch']}: {format_amount(int(c['amount']))} LGR (tx {c['tx_hash']})"
+                  for c in r["claimed"]) or "nothing left to claim"))
+
+
+def earnings(ctx: typer.Context, who: str = typer.Argument(..., help="Address or key name.")):
+    """What an account earned, per epoch and per source, and what it has not claimed yet."""
+    s = session(ctx)
+    result = s.client()._request("GET", f"/economy/earnings/{resolve_address(s, who)}")
+
+    def render(r):
+        table = Table("epoch", "LGR", "claimed", "roles", "datanets", "models", "rounds", "receipts")
+        for e in r["epochs"]:
+            src = e["sources"]
+            table.add_row(str(e["epoch"]), format_amount(int(e["amount"])), "yes" if e["claimed"] else "no",
+                          ", ".join(f"{k} {format_amount(int(v))}" for k, v in src["roles"].items()),
+                          ", ".join(src["datanets"]), ", ".join(src["models"]),
+                          ", ".join(map(str, src["rounds"])), str(len(src["receipts"])))
+        console.print(f"[bold]{r['address']}[/]  earned {format_amount(int(r['total']))} LGR, "
+                      f"unclaimed {format_amount(int(r['unclaimed']))}")
+        console.print(table)
+
+    s.emit(result, render)

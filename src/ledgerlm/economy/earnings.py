@@ -1,0 +1,53 @@
+"""What consumers sign and payees read: spending caps the settlement may use, and each account's earnings."""
+
+from __future__ import annotations
+
+import time
+
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from eth_utils import to_checksum_address
+from sqlalchemy import and_, delete, insert, select
+
+from ledgerlm.economy.errors import EconomyError
+from ledgerlm.store import Database
+from ledgerlm.store.schema import epoch_payouts, epochs, spending_caps
+
+
+def record_spending_cap(db: Database, escrow, *, consumer: str, settler: str, epoch: int, cap: int, deadline: int,
+                        signature: str) -> dict:
+    """Store a consumer's signed SpendingCap after checking it recovers to the consumer; a newer one for the
+    same epoch replaces the older."""
+    consumer, settler = to_checksum_address(consumer), to_checksum_address(settler)
+    typed = escrow.spending_cap_typed_data(consumer, settler, epoch, cap, deadline)
+    try:
+        signer = Account.recover_message(encode_typed_data(full_message=typed),
+                                         signature=bytes.fromhex(signature.removeprefix("0x")))
+    except ValueError as exc:
+        raise EconomyError(f"signature is not a valid signature: {exc}", field="signature", status=401) from exc
+    if signer != consumer:
+        raise EconomyError(f"the spending cap is signed by {signer}, not the consumer {consumer}", field="signature",
+                           status=401)
+    with db.begin() as conn:
+        conn.execute(delete(spending_caps).where(and_(spending_caps.c.consumer == consumer,
+                                                      spending_caps.c.epoch == epoch)))
+        conn.execute(insert(spending_caps).values(consumer=consumer, epoch=epoch, settler=settler, cap=str(cap),
+                                                  deadline=deadline, signature=signature, created_at=int(time.time())))
+    return {"consumer": consumer, "settler": settler, "epoch": epoch, "cap": str(cap), "deadline": deadline}
+
+
+def earnings(db: Database, distributor, address: str) -> dict:
+    """Per epoch: the amount, whether it is claimed on chain, the proof, and where it came from."""
+    address = to_checksum_address(address)
+    with db.connect() as conn:
+        rows = conn.execute(select(epoch_payouts, epochs.c.state).join(epochs, epochs.c.number == epoch_payouts.c.epoch)
+                            .where(epoch_payouts.c.account == address).order_by(epoch_payouts.c.epoch)).mappings().all()
+    out = []
+    for r in rows:
+        claimable = r["state"] in ("posted", "published")
+        out.append({"epoch": r["epoch"], "amount": r["amount"], "state": r["state"], "claimable": claimable,
+                    "claimed": claimable and distributor.is_claimed(r["epoch"], address), "proof": r["proof"],
+                    "sources": r["sources"]})
+    return {"address": address, "total": str(sum(int(e["amount"]) for e in out)),
+            "unclaimed": str(sum(int(e["amount"]) for e in out if e["claimable"] and not e["claimed"])),
+            "epochs": out}

@@ -1,0 +1,168 @@
+"""Paying an epoch's pools: each receipt's direct payouts, the validators' share by stake × agreement ×
+reputation, slashed stake to the epoch's validators, and each Datanet's data pool by data valuation."""
+
+from __future__ import annotations
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.engine import Connection
+
+from ledgerlm.economy.payouts import Ledger
+from ledgerlm.store.schema import (
+    contribution_events,
+    contributions,
+    datanets,
+    gate_reports,
+    reputation,
+    validation_rounds,
+)
+from ledgerlm.validation.reputation import NEUTRAL_BPS, reward_multiplier_bps
+
+DEAD_STATES = ("rejected", "withdrawn")
+VALUE_SCALE = 10**9  # valuation scores are floats; integer weights keep the split exact
+
+
+class PoolPayer:
+    """Collects one epoch's receipts into direct credits and per-Datanet pools, then pays the pools."""
+
+    def __init__(self, conn: Connection, epoch: int):
+        self.conn = conn
+        self.epoch = epoch
+        self.validator_pools: dict[str, int] = {}
+        self.data_pools: dict[str, int] = {}
+        self.redirected: list[dict] = []
+        self.paid: list[dict] = []
+        self._rounds_used: set[int] = set()
+        self._dead_since: dict[int, int] | None = None
+
+    # ------------------------------------------------------------------ receipts
+
+    def add_receipt(self, ledger: Ledger, receipt) -> None:
+        rid, model = receipt["id"], receipt["model_id"]
+        for p in receipt["payouts"] or []:
+            amount, datanet = int(p["amount"]), p.get("datanet")
+            if p["role"] in ("node", "developer"):
+                ledger.credit(p["account"], amount, p["role"], receipt=rid, model=model)
+            elif p["role"] == "contributor":
+                kept = self._live_share(receipt, p["account"], amount)
+                ledger.credit(p["account"], kept, "contributor", receipt=rid, datanet=datanet, model=model)
+                if amount - kept:
+                    self.data_pools[datanet] = self.data_pools.get(datanet, 0) + amount - kept
+                    self.redirected.append({"receipt": rid, "account": p["account"], "datanet": datanet,
+                                            "amount": str(amount - kept)})
+            elif p["role"] == "validators":
+                self.validator_pools[datanet] = self.validator_pools.get(datanet, 0) + amount
+            elif p["role"] == "data_pool":
+                self.data_pools[datanet] = self.data_pools.get(datanet, 0) + amount
+
+    def _live_share(self, receipt, account: str, amount: int) -> int:
+        """The part of a contributor payout backed by contributions still live when the call was served:
+        rejected or withdrawn data earns nothing after its state changed."""
+        attribution = receipt["attribution"] or {}
+        shares = [c for c in attribution.get("contributions", []) if c.get("contributor") == account]
+        whole = sum(int(c.get("bps", 0)) for c in shares)
+        if not whole:
+            return amount
+        dead = self._dead()
+        live = sum(int(c.get("bps", 0)) for c in shares
+                   if dead.get(int(c["contribution_id"]), receipt["created_at"] + 1) > receipt["created_at"])
+        return amount * live // whole
+
+    def _dead(self) -> dict[int, int]:
+        if self._dead_since is None:
+            self._dead_since = {}
+            for cid, at in self.conn.execute(select(contribution_events.c.contribution_id,
+                                                    contribution_events.c.created_at)
+                                             .where(contribution_events.c.state.in_(DEAD_STATES))):
+                self._dead_since[cid] = min(at, self._dead_since.get(cid, at))
+        return self._dead_since
+
+    # ------------------------------------------------------------------ validators
+
+    def _rounds(self, datanet: str | None) -> list:
+        """This epoch's tallied rounds (of one Datanet, or all); for a Datanet without any this epoch,
+        every round it ever had, so the validators who built its data keep earning from it."""
+        query = (select(validation_rounds.c.id, validation_rounds.c.tally, validation_rounds.c.rewarded_epoch)
+                 .join(datanets, datanets.c.id == validation_rounds.c.datanet_id)
+                 .where(validation_rounds.c.state == "tallied"))
+        if datanet is not None:
+            query = query.where(datanets.c.name == datanet)
+        rows = self.conn.execute(query.order_by(validation_rounds.c.id)).all()
+        fresh = [r for r in rows if r.rewarded_epoch is None]
+        return fresh if fresh or datanet is None else rows
+
+    def _validator_weights(self, rounds) -> dict[str, int]:
+        weights: dict[str, int] = {}
+        for r in rounds:
+            for validator, outcome in ((r.tally or {}).get("validators") or {}).items():
+                weight = int(outcome.get("reward_weight", 0))
+                if weight:
+                    weights[validator] = weights.get(validator, 0) + weight
+        for validator in list(weights):
+            rep = self.conn.execute(select(reputation.c.bps).where(and_(
+                reputation.c.address == validator, reputation.c.role == "validator"))).scalar()
+            weights[validator] *= reward_multiplier_bps(NEUTRAL_BPS if rep is None else rep)
+        return weights
+
+    def pay_slashed_stake(self, ledger: Ledger, pool: int) -> int:
+        """Slashed stake goes to the validators of this epoch's rounds; returns how much was paid (0 when
+        no round this epoch earned any weight: the pool waits on chain for the next epoch)."""
+        rounds = [r for r in self._rounds(None) if r.rewarded_epoch is None]
+        weights = self._validator_weights(rounds)
+        if not pool or not weights:
+            return 0
+        ids = [r.id for r in rounds]
+        split = ledger.credit_split(pool, weights, "slashed_stake", rounds=ids)
+        self._rounds_used.update(ids)
+        self.paid.append({"kind": "slashed_stake", "datanet": None, "amount": str(pool), "rounds": ids,
+                          "split": {a: str(v) for a, v in sorted(split.items())}})
+        return pool
+
+    # ------------------------------------------------------------------ pools
+
+    def pay_pools(self, ledger: Ledger) -> None:
+        for datanet, amount in sorted(self.validator_pools.items()):
+            rounds = self._rounds(datanet)
+            weights = self._validator_weights(rounds)
+            if not weights:  # nobody validated this Datanet: its data earns the share instead
+                self.data_pools[datanet] = self.data_pools.get(datanet, 0) + amount
+                continue
+            ids = [r.id for r in rounds]
+            split = ledger.credit_split(amount, weights, "validator", datanet=datanet, rounds=ids)
+            self._rounds_used.update(r.id for r in rounds if r.rewarded_epoch is None)
+            self.paid.append({"kind": "validators", "datanet": datanet, "amount": str(amount), "rounds": ids,
+                              "split": {a: str(v) for a, v in sorted(split.items())}})
+        for datanet, amount in sorted(self.data_pools.items()):
+            weights = self._data_weights(datanet)
+            split = ledger.credit_split(amount, weights, "data_pool", datanet=datanet)
+            self.paid.append({"kind": "data_pool", "datanet": datanet, "amount": str(amount), "rounds": [],
+                              "split": {a: str(v) for a, v in sorted(split.items())}})
+
+    def _data_weights(self, datanet: str) -> dict[str, int]:
+        """Contributors of the Datanet's accepted data, by data valuation; by accepted count when nothing
+        was valued; the owner when nothing is accepted."""
+        rows = self.conn.execute(
+            select(contributions.c.contributor, gate_reports.c.value)
+            .join(datanets, datanets.c.id == contributions.c.datanet_id)
+            .outerjoin(gate_reports, gate_reports.c.contribution_id == contributions.c.id)
+            .where(and_(datanets.c.name == datanet, contributions.c.state == "accepted"))).all()
+        valued: dict[str, int] = {}
+        counted: dict[str, int] = {}
+        for contributor, value in rows:
+            counted[contributor] = counted.get(contributor, 0) + 1
+            score = (value or {}).get("value") if isinstance(value, dict) else None
+            if isinstance(score, (int, float)) and score > 0:
+                valued[contributor] = valued.get(contributor, 0) + int(score * VALUE_SCALE)
+        if any(valued.values()):
+            return valued
+        if counted:
+            return counted
+        owner = self.conn.execute(select(datanets.c.owner).where(datanets.c.name == datanet)).scalar()
+        return {owner: 1}
+
+    def mark_rounds(self, conn: Connection) -> None:
+        if self._rounds_used:
+            conn.execute(update(validation_rounds).where(validation_rounds.c.id.in_(sorted(self._rounds_used)))
+                         .values(rewarded_epoch=self.epoch))
+
+    def published(self) -> list[dict]:
+        return self.paid + [{"kind": "redirected", **r} for r in self.redirected]

@@ -1,0 +1,77 @@
+"""`epoch verify`: recompute an epoch's payouts and root from its published receipts and payout file,
+and check them against the chain — anyone can run it."""
+
+from __future__ import annotations
+
+from ledgerlm.economy.payouts import payout_tree
+
+
+def verify_epoch(payout_file: dict, receipt_file: dict, funding=None) -> list[str]:
+    """Every disagreement found (empty: the epoch checks out). `funding` is the distributor's record."""
+    problems: list[str] = []
+    expected: dict[str, int] = {}
+
+    def credit(account: str, amount: int) -> None:
+        expected[account] = expected.get(account, 0) + amount
+
+    pool_in: dict[tuple[str, str], int] = {}
+    for r in receipt_file["receipts"]:
+        paid = sum(int(p["amount"]) for p in r["payouts"])
+        if paid != int(r["fee"]):
+            problems.append(f"receipt {r['id']}: payouts sum to {paid}, not its fee {r['fee']}")
+        for p in r["payouts"]:
+            if p["role"] in ("node", "developer", "contributor"):
+                credit(p["account"], int(p["amount"]))
+            else:
+                key = ("validators" if p["role"] == "validators" else "data_pool", p["datanet"])
+                pool_in[key] = pool_in.get(key, 0) + int(p["amount"])
+    pool_out: dict[tuple[str, str], int] = {}
+    for pool in payout_file["pools"]:
+        if pool["kind"] == "redirected":
+            credit(pool["account"], -int(pool["amount"]))
+            pool_in[("data_pool", pool["datanet"])] = pool_in.get(("data_pool", pool["datanet"]), 0) + int(pool["amount"])
+            continue
+        split = {a: int(v) for a, v in pool["split"].items()}
+        if sum(split.values()) != int(pool["amount"]):
+            problems.append(f"{pool['kind']} pool of {pool['datanet']}: split sums to {sum(split.values())}, "
+                            f"not {pool['amount']}")
+        for account, amount in split.items():
+            credit(account, amount)
+        if pool["kind"] != "slashed_stake":
+            key = (pool["kind"], pool["datanet"])
+            pool_out[key] = pool_out.get(key, 0) + int(pool["amount"])
+    # A Datanet nobody validated pays its validators' share to its data pool.
+    for (kind, datanet), amount in sorted(pool_in.items()):
+        if kind == "validators" and pool_out.get(("validators", datanet)) is None:
+            pool_in[("data_pool", datanet)] = pool_in.get(("data_pool", datanet), 0) + amount
+    for key in sorted(set(pool_in) | set(pool_out)):
+        if key[0] == "validators" and key not in pool_out:
+            continue
+        if pool_in.get(key, 0) != pool_out.get(key, 0):
+            problems.append(f"{key[0]} pool of {key[1]}: receipts put in {pool_in.get(key, 0)}, the file pays out "
+                            f"{pool_out.get(key, 0)}")
+    listed = {p["account"]: int(p["amount"]) for p in payout_file["payouts"]}
+    for account in sorted(set(expected) | set(listed)):
+        if expected.get(account, 0) != listed.get(account, 0):
+            problems.append(f"{account}: the receipts and pools owe {expected.get(account, 0)}, "
+                            f"the payout file says {listed.get(account, 0)}")
+    total = sum(listed.values())
+    if str(total) != str(payout_file["total"]):
+        problems.append(f"payout file total {payout_file['total']} but its leaves sum to {total}")
+    if int(payout_file["charged"]) + int(payout_file["rewards"]) != total:
+        problems.append(f"charged {payout_file['charged']} + rewards {payout_file['rewards']} != payouts {total}")
+    try:
+        root = payout_tree(listed.items()).root
+    except Exception as exc:  # a damaged file: report, do not crash the verifier
+        problems.append(f"payout tree cannot be built: {exc}")
+        root = None
+    if root and root != payout_file["root"]:
+        problems.append(f"the leaves hash to root {root}, the payout file says {payout_file['root']}")
+    if funding is None:
+        problems.append("the distributor has no such epoch")
+    else:
+        if funding.root != root:
+            problems.append(f"the chain's root is {funding.root}, the published payouts hash to {root}")
+        if funding.total != total:
+            problems.append(f"the chain funded {funding.total}, the payouts add up to {total}")
+    return problems

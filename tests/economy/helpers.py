@@ -1,0 +1,47 @@
+"""Economy test helpers: funded consumers with signed caps, and receipts written as serving writes them."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from eth_account import Account
+from eth_utils import keccak
+
+from ledgerlm.economy import FeeShares, open_epoch, split_fee
+from ledgerlm.economy.earnings import record_spending_cap
+from ledgerlm.store.schema import receipts
+
+SHARES = FeeShares(500, 4000, 4500, 1000)
+
+
+def key(label: str):
+    return Account.from_key(keccak(text=f"economy-tests:{label}"))
+
+
+def fund_consumer(node, consumer, deposit: int, cap: int, epoch: int) -> None:
+    """Gas and LGR from the faucet account, a deposit into escrow and a signed cap for `epoch`."""
+    c = node.contracts
+    node.chain.send_eth(node.faucet_account, consumer.address, 10**18)
+    c.token.transfer(node.faucet_account, consumer.address, deposit)
+    c.escrow.deposit(consumer, deposit)
+    deadline = node.chain.head().timestamp + 30 * 24 * 3600
+    signature = c.escrow.sign_spending_cap(consumer, node.account.address, epoch, cap, deadline)
+    record_spending_cap(node.db, c.escrow, consumer=consumer.address, settler=node.account.address, epoch=epoch,
+                        cap=cap, deadline=deadline, signature="0x" + signature.hex())
+
+
+def write_receipt(node, consumer: str, fee: int, developer: str, *, datanet: str | None = None,
+                  contributors: dict[str, int] | None = None, evidence_bps: int = 0) -> str:
+    """One final receipt in the open epoch, split with the real fee split."""
+    payouts = split_fee(fee, SHARES, node=node.account.address, developer=developer, datanet=datanet,
+                        contributor_bps=contributors, evidence_bps=evidence_bps)
+    rid = uuid.uuid4().hex
+    now = int(time.time())
+    with node.db.begin() as conn:
+        conn.execute(receipts.insert().values(
+            id=rid, epoch=open_epoch(conn), consumer=consumer, model_id="m1", adapter_sha256=None, prompt_tokens=10,
+            completion_tokens=10, price_per_1k="1", fee=str(fee), fee_policy=SHARES.to_dict(),
+            payouts=[p.to_dict() for p in payouts], datanet_roots=[], attribution=None, state="final", body={},
+            signature=None, created_at=now, finalized_at=now))
+    return rid
