@@ -11,7 +11,6 @@ import sys
 import textwrap
 
 import pytest
-from tests.economy.helpers import fund_consumer, key, write_receipt
 from sqlalchemy import select
 
 from ledgerlm.economy.close import published_files
@@ -21,6 +20,7 @@ from ledgerlm.economy.verify import verify_epoch
 from ledgerlm.errors import LedgerError
 from ledgerlm.node import Node
 from ledgerlm.store.schema import receipts
+from tests.economy.helpers import fund_consumer, key, write_receipt
 
 UNIT = 10**18
 DEV = key("developer")
