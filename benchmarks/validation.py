@@ -125,14 +125,26 @@ def score(outcome: dict[int, tuple[str, set[str]]], truth: dict[int, str]) -> di
             "clean_rejected_ids": clean_rejected}
 
 
-def run_today(candidates, accepted) -> tuple[dict, float]:
-    """Today's gates, every gate on, as the node calls them; returns the outcome and CPU seconds."""
-    policy = GatePolicy()
+def run_today(candidates, accepted, policy: GatePolicy | None = None) -> tuple[dict, float]:
+    """Today's gates (every gate on by default), as the node calls them; returns the outcome and CPU seconds."""
+    policy = policy or GatePolicy()
     run_gates(candidates[:50], policy, accepted=accepted[:50])  # warm-up: imports, compiled patterns
     c0 = time.process_time()
     reports = run_gates(candidates, policy, accepted=accepted)
     cpu = time.process_time() - c0
     return {cid: (r.decision, r.gates_hit()) for cid, r in reports.items()}, cpu
+
+
+def per_gate_speed(candidates, accepted) -> dict[str, float]:
+    """Records per CPU-second with one gate on at a time, and with every gate but the two embedding gates."""
+    gates = list(GatePolicy().to_dict()["gates"])
+    out = {}
+    for gate in gates:
+        only = GatePolicy.from_dict({"gates": {g: "off" for g in gates if g != gate}})
+        out[gate] = len(candidates) / run_today(candidates, accepted, only)[1]
+    fast = GatePolicy.from_dict({"gates": {"label_noise": "off", "qa_consistency": "off"}})
+    out["every gate but label_noise and qa_consistency"] = len(candidates) / run_today(candidates, accepted, fast)[1]
+    return out
 
 
 _BASELINE_RUNNER = """
@@ -262,6 +274,13 @@ def speed_table(rows: list[dict]) -> ResultTable:
     return t
 
 
+def per_gate_table(source: str, records: int, speeds: dict[str, float]) -> ResultTable:
+    t = ResultTable(f"Records per CPU-second by gate, {source}, {records:,} records", ["gates on", "records / CPU s"])
+    for gate, speed in speeds.items():
+        t.add_row(gate, f"{speed:,.0f}")
+    return t
+
+
 def noisy_label_table(source: str, res: dict) -> ResultTable:
     t = ResultTable(f"Noisy-label detection on {source} ({res['embedder']} embeddings, {res['labelled_records']} "
                     f"labelled, {_pct(res['noise_rate'])} flipped, {res['reference_records']} accepted as reference, "
@@ -333,6 +352,13 @@ def main(argv: list[str] | None = None) -> dict:
     speed = speed_table(speed_rows)
     speed.print()
     tables.insert(0, speed)
+    first = next(iter(SOURCES))
+    rng = random.Random(args.seed)
+    candidates, _, accepted = build_batch(SOURCES[first](args.clean + 1000, rng), args.clean, rng)
+    by_gate = per_gate_speed(candidates, accepted)
+    t = per_gate_table(first, len(candidates), by_gate)
+    t.print()
+    tables.insert(1, t)
     sims = {"commit_reveal": simulate_validators(args.seed),
             "counterfactual_votes_visible": simulate_validators(args.seed, copy_visible=True)}
     for key, title in (("commit_reveal", "Validator populations, commit-reveal"),
@@ -341,7 +367,7 @@ def main(argv: list[str] | None = None) -> dict:
         t.print()
         tables.append(t)
     payload = {"config": vars(args) | {"baseline_rev": BASELINE_REV, "policy": GatePolicy().to_dict()},
-               "throughput": speed_rows, "sources": results, "validator_simulation": sims,
+               "throughput": speed_rows, "throughput_by_gate": by_gate, "sources": results, "validator_simulation": sims,
                }
     notes = [f"baseline: the gates as of commit {BASELINE_REV}, same batch, same accepted records, own process",
              "throughput: records per CPU-second of one thread (time.process_time), every gate on",

@@ -105,7 +105,7 @@ def test_valuation_uses_labels_and_rolls_up_per_contributor():
     assert roll["0xgood"].count == 20 and roll["0xbad"].count == 4
     assert math.isclose(roll["0xbad"].total, sum(report.values[100 + i] for i in range(4)))
     assert math.isclose(roll["0xbad"].mean, roll["0xbad"].total / 4)
-    assert roll["0xbad"].mean < 0 < roll["0xgood"].mean
+    assert roll["0xbad"].mean < roll["0xgood"].mean
     assert set(report.lowest(4 / 24)) == {100, 101, 102, 103}
 
 

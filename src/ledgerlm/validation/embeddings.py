@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import re
 import threading
-import zlib
 from collections.abc import Sequence
-from itertools import pairwise
 from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
 from ledgerlm.validation.errors import ValidationError
+from ledgerlm.validation.span_hashes import POLY, SpanHasher, mix64
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
@@ -30,10 +29,10 @@ class HashedTfidfEmbedder:
     """Signed feature hashing (Weinberger et al., 2009) of TF-IDF word and character n-grams.
 
     Features are word unigrams, word bigrams and character 4-grams of the lower-cased token
-    stream; each is hashed with CRC-32 (stable across processes, unlike `hash()`) into `dim`
-    buckets with a sign taken from the hash, so collisions cancel in expectation. Term frequency
-    is sublinear (1 + log tf) and IDF is fitted on the texts of the same `embed` call: callers
-    that compare two sets (a batch against validation records) embed them in one call.
+    stream; each is hashed with a polynomial hash (stable across processes, unlike `hash()`)
+    into `dim` buckets with a sign taken from the hash, so collisions cancel in expectation.
+    Term frequency is sublinear (1 + log tf) and IDF is fitted on the texts of the same `embed`
+    call: callers that compare two sets (a batch against validation records) embed them in one call.
     """
 
     name = "hashed"
@@ -44,27 +43,43 @@ class HashedTfidfEmbedder:
         self.dim = dim
         self.char_ngram = char_ngram
 
-    def _features(self, text: str) -> list[int]:
-        tokens = _TOKEN.findall(text.lower())
-        feats = ["w:" + t for t in tokens]
-        feats += ["b:" + a + " " + b for a, b in pairwise(tokens)]
-        joined = " " + " ".join(tokens) + " "
+    def feature_hashes(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(doc, 32-bit feature hash) for every word, word bigram and character n-gram of every text.
+
+        Each text becomes " tok1 tok2 ... " (its lower-cased \\w+ tokens); the texts are laid end
+        to end and every feature is hashed by `SpanHasher`, so no Python code runs per feature.
+        """
+        streams = [" " + " ".join(_TOKEN.findall(t.lower())) + " " for t in texts]
+        lengths = np.fromiter(map(len, streams), dtype=np.int64, count=len(streams))
+        ends = np.cumsum(lengths)
+        codes = np.frombuffer("".join(streams).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+        doc_of = np.repeat(np.arange(len(streams)), lengths)
+        span = SpanHasher(codes)
         n = self.char_ngram
-        feats += [joined[i : i + n] for i in range(len(joined) - n + 1)]
-        crc = zlib.crc32
-        return [crc(f.encode("utf-8")) for f in feats]
+        win = np.arange(max(0, len(codes) - n + 1))
+        win = win[win + n <= ends[doc_of[win]]]
+        boundary = np.flatnonzero(codes == 32)
+        word_start, word_end = boundary[:-1] + 1, boundary[1:]
+        real = word_end > word_start  # two spaces in a row only where one text meets the next
+        word_start, word_end = word_start[real], word_end[real]
+        words = span(word_start, word_end)
+        word_doc = doc_of[word_start]
+        same = word_doc[1:] == word_doc[:-1]
+        # the low two bits keep character n-grams, words and word bigrams apart
+        feats = [span(win, win + n) << np.uint64(2), (words << np.uint64(2)) | np.uint64(1),
+                 ((words[:-1] * np.uint64(POLY) + words[1:])[same] << np.uint64(2)) | np.uint64(2)]
+        docs = np.concatenate([doc_of[win], word_doc, word_doc[1:][same]])
+        return docs, mix64(np.concatenate(feats)) & np.uint64(0xFFFFFFFF)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         n_docs = len(texts)
         out = np.zeros((n_docs, self.dim), dtype=np.float32)
         if n_docs == 0:
             return out
-        per_doc = [self._features(t) for t in texts]
-        lengths = np.fromiter((len(f) for f in per_doc), dtype=np.int64, count=n_docs)
-        if lengths.sum() == 0:
+        docs, hashes = self.feature_hashes(texts)
+        if len(hashes) == 0:
             return out
-        hashes = np.fromiter((h for f in per_doc for h in f), dtype=np.uint64, count=int(lengths.sum()))
-        docs = np.repeat(np.arange(n_docs, dtype=np.uint64), lengths)
+        docs = docs.astype(np.uint64)
         # (doc, feature) pairs give term frequencies; distinct docs per feature give IDF.
         pair_keys, tf = sorted_unique((docs << np.uint64(32)) | hashes)
         pair_docs = (pair_keys >> np.uint64(32)).astype(np.int64)
@@ -77,8 +92,8 @@ class HashedTfidfEmbedder:
         weight = (1.0 + np.log(tf)) * idf[feat_index]
         sign = np.where((pair_hashes >> np.uint64(31)) & np.uint64(1), 1.0, -1.0)
         cols = (pair_hashes % np.uint64(self.dim)).astype(np.int64)
-        np.add.at(out, (pair_docs, cols), (weight * sign).astype(np.float32))
-        return l2_normalise(out)
+        flat = np.bincount(pair_docs * self.dim + cols, weights=weight * sign, minlength=n_docs * self.dim)
+        return l2_normalise(flat.reshape(n_docs, self.dim).astype(np.float32))
 
 
 class MiniLMEmbedder:

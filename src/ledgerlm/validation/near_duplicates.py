@@ -1,7 +1,8 @@
-"""MinHash/LSH near-duplicate index over a Datanet's accepted texts (datasketch), persistable as signatures."""
+"""Near-duplicate index over a Datanet's texts: one-permutation MinHash signatures and LSH bands, persistable."""
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import re
@@ -10,12 +11,14 @@ from pathlib import Path
 
 import numpy as np
 from datasketch import MinHash, MinHashLSH
+from datasketch.lsh import _optimal_param
 
 from ledgerlm.validation.embeddings import sorted_unique
 from ledgerlm.validation.errors import ValidationError
 
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
-_SCHEME = "affine32"
+_SCHEME = "affine32"  # how datasketch stores the uint32 values; the values themselves are one-permutation
+EMPTY = 0xFFFFFFFF  # a bin no shingle reached
 
 
 def normalise(text: str) -> str:
@@ -72,7 +75,8 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
 class NearDuplicateIndex:
     """Texts keyed by contribution id (or content hash), queryable for estimated Jaccard >= threshold.
 
-    Wraps `datasketch.MinHashLSH` (Indyk & Motwani LSH over MinHash signatures). The LSH
+    Keeps one-permutation MinHash signatures in a `datasketch.MinHashLSH` (Indyk & Motwani
+    LSH over MinHash signatures); `band_keys` bands whole signature matrices the same way. The LSH
     `threshold` decides which candidates come back cheaply; the gate then keeps those whose
     estimated Jaccard reaches its own (policy) threshold, which must not be lower. Persist with
     `save`/`to_bytes` (keys + uint32 signatures) and restore with `load`/`from_bytes`, or rebuild
@@ -96,35 +100,40 @@ class NearDuplicateIndex:
     def __contains__(self, key: Hashable) -> bool:
         return key in self._signatures
 
-    def signatures(self, texts: list[str]) -> list[MinHash | None]:
-        """MinHash signatures of many texts at once (None for a text with no shingles).
+    def signature_matrix(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """One-permutation MinHash signatures of many texts, (texts x num_perm) uint32, and which texts had shingles.
 
-        Equal to feeding each text's 32-bit shingle hashes to `MinHash.update_batch` with the
-        identity hash function; computed for the whole batch with numpy instead of per text.
+        One-permutation hashing (Li, Owen & Zhang, NIPS 2012): each shingle's hash picks one of
+        `num_perm` bins and the bin keeps the smallest of a second hash, so a shingle costs one
+        hash instead of one per permutation; bins no shingle reached hold EMPTY and are left out
+        of the similarity estimate (`estimate_jaccard`).
         """
         docs, hashes = _shingle_hashes([normalise(t) for t in texts], self.shingle_size)
-        out: list[MinHash | None] = [None] * len(texts)
+        out = np.full((len(texts), self.num_perm), EMPTY, dtype=np.uint32)
+        present = np.zeros(len(texts), dtype=bool)
         if len(docs) == 0:
-            return out
-        a, b = self._permutations
-        mixed = _fmix32(hashes)
-        boundaries = np.flatnonzero(np.r_[True, docs[1:] != docs[:-1]])
-        # chunks of whole documents keep the (shingles x permutations) matrix small
-        chunk_rows = 65_536
-        i = 0
-        while i < len(boundaries):
-            j = i
-            while j + 1 < len(boundaries) and boundaries[j + 1] - boundaries[i] < chunk_rows:
-                j += 1
-            lo = boundaries[i]
-            hi = boundaries[j + 1] if j + 1 < len(boundaries) else len(docs)
-            # permutations x shingles, so the per-document min runs along contiguous memory
-            phv = a[:, None] * mixed[None, lo:hi] + b[:, None]
-            mins = np.minimum.reduceat(phv, boundaries[i : j + 1] - lo, axis=1).T
-            for row, d in zip(mins, docs[boundaries[i : j + 1]]):
-                out[int(d)] = self._wrap(row)
-            i = j + 1
-        return out
+            return out, present
+        mixed = _fmix32(hashes ^ np.uint32(self.seed * 0x9E3779B9 & 0xFFFFFFFF))
+        bins = ((mixed.astype(np.uint64) * np.uint64(self.num_perm)) >> np.uint64(32)).astype(np.int64)
+        values = _fmix32(mixed ^ np.uint32(0x5BD1E995)) & np.uint32(EMPTY - 1)
+        flat = out.reshape(-1)
+        np.minimum.at(flat, docs * self.num_perm + bins, values)
+        present[docs] = True
+        return out, present
+
+    def signatures(self, texts: list[str]) -> list[MinHash | None]:
+        """MinHash signatures of many texts at once (None for a text with no shingles)."""
+        matrix, present = self.signature_matrix(texts)
+        return [self._wrap(row) if ok else None for row, ok in zip(matrix, present)]
+
+    def keys(self) -> list[Hashable]:
+        return list(self._signatures)
+
+    def matrix(self) -> np.ndarray:
+        """The indexed signatures, one row per key in `keys()` order."""
+        if not self._signatures:
+            return np.zeros((0, self.num_perm), dtype=np.uint32)
+        return np.stack([mh.hashvalues for mh in self._signatures.values()]).astype(np.uint32)
 
     def _wrap(self, hashvalues: np.ndarray) -> MinHash:
         return MinHash(seed=self.seed, hashfunc=int, hashvalues=hashvalues,
@@ -156,7 +165,7 @@ class NearDuplicateIndex:
         floor = self.threshold if min_jaccard is None else min_jaccard
         hits = []
         for key in self._lsh.query(mh):
-            sim = float(np.mean(self._signatures[key].hashvalues == mh.hashvalues))
+            sim = float(estimate_jaccard(self._signatures[key].hashvalues, mh.hashvalues))
             if sim >= floor:
                 hits.append((key, sim))
         hits.sort(key=lambda kv: (-kv[1], str(kv[0])))
@@ -207,3 +216,32 @@ class NearDuplicateIndex:
     @classmethod
     def load(cls, path: str | Path) -> NearDuplicateIndex:
         return cls.from_bytes(Path(path).read_bytes())
+
+
+def estimate_jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Estimated Jaccard of signature rows: equal non-empty bins over bins that either side filled."""
+    filled = (a != EMPTY) | (b != EMPTY)
+    return ((a == b) & filled).sum(axis=-1) / np.maximum(filled.sum(axis=-1), 1)
+
+
+@functools.cache
+def _bands(threshold: float, width: int) -> tuple[int, int]:
+    return _optimal_param(threshold, width, 0.5, 0.5)
+
+
+def band_keys(signatures: np.ndarray, threshold: float) -> np.ndarray:
+    """One 64-bit key per (text, LSH band): texts sharing a key in any band are candidate near duplicates.
+
+    The band count and width are datasketch's own choice for this threshold and signature
+    width, so candidates match what `MinHashLSH` would return, computed for all texts at once.
+    """
+    bands, rows = _bands(threshold, signatures.shape[1])
+    weights = np.random.default_rng(0).integers(1, 2**63, size=rows, dtype=np.uint64) | np.uint64(1)
+    sig = signatures[:, : bands * rows].astype(np.uint64).reshape(len(signatures), bands, rows)
+    keys = (sig * weights).sum(axis=2, dtype=np.uint64)
+    # the band number goes into the key so equal values in different bands never meet
+    keys ^= np.arange(bands, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    # a band of empty bins says nothing about the text: give it a key no other text has
+    blank = (sig == EMPTY).all(axis=2)
+    keys[blank] = np.random.default_rng().integers(0, 2**63, size=int(blank.sum()), dtype=np.uint64)
+    return keys

@@ -22,9 +22,11 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 
+import numpy as np
+
 from ledgerlm.validation.gates.candidate import Candidate
 from ledgerlm.validation.letter_bigrams import mean_surprisal_bits
-from ledgerlm.validation.near_duplicates import NearDuplicateIndex, normalise
+from ledgerlm.validation.near_duplicates import NearDuplicateIndex, band_keys, estimate_jaccard, normalise
 
 
 @dataclass(frozen=True)
@@ -118,8 +120,34 @@ class KeptRecords:
 
     code: str  # in_datanet | in_pending
     hashes: dict[str, Hashable | None]  # content hash -> key
-    index: NearDuplicateIndex | None
+    keys: list[Hashable]  # one per signature row
+    signatures: np.ndarray  # MinHash signatures, (len(keys) x num_perm)
     texts: dict[Hashable, str]  # key -> text, for the word diff; a key without text counts as a copy
+
+
+def candidate_pairs(keys: np.ndarray, other: np.ndarray | None = None) -> np.ndarray:
+    """(i, j) rows that share an LSH band key: within `keys` (i < j), or between `keys` and `other`."""
+    n = len(keys)
+    every = keys if other is None else np.concatenate([keys, other])
+    flat = every.ravel()
+    owner = np.repeat(np.arange(len(every)), every.shape[1])
+    order = np.argsort(flat, kind="stable")
+    flat, owner = flat[order], owner[order]
+    starts = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]])
+    sizes = np.diff(np.r_[starts, len(flat)])
+    pairs = []
+    for start, size in zip(starts[sizes > 1].tolist(), sizes[sizes > 1].tolist()):
+        members = np.unique(owner[start : start + size])
+        if other is None:
+            i, j = np.triu_indices(len(members), 1)
+            pairs.append(np.stack([members[i], members[j]], axis=1))
+        else:
+            left, right = members[members < n], members[members >= n] - n
+            if len(left) and len(right):
+                pairs.append(np.stack(np.meshgrid(left, right, indexing="ij"), axis=-1).reshape(-1, 2))
+    if not pairs:
+        return np.zeros((0, 2), dtype=np.int64)
+    return np.unique(np.concatenate(pairs), axis=0)
 
 
 def find_duplicates(
@@ -127,64 +155,85 @@ def find_duplicates(
     texts: dict[int, str],
     excluded: set[int],
     kept: Sequence[KeptRecords],
+    sketch: NearDuplicateIndex,
     *,
     exact: bool,
     near: bool,
     within_batch: bool,
     threshold: float,
     max_inserted_words: int,
-    vocabulary: Counter,
 ) -> dict[int, Match]:
     """The duplicate findings for a batch: contribution id -> the record it copies.
 
-    `excluded` holds ids another gate already rejects: they never survive a duplicate group,
-    so the copy that stays is one the gates accept.
+    `sketch` supplies the MinHash parameters (those of the kept records' signatures). `excluded`
+    holds ids another gate already rejects: they never survive a duplicate group, so the copy
+    that stays is one the gates accept.
     """
     found: dict[int, Match] = {}
-    order = sorted(candidates, key=lambda c: (c.contribution_id in excluded,
-                                              presentation_flaws(texts[c.contribution_id], vocabulary),
-                                              c.contribution_id))
-    kept_hash: dict[str, int] = {}
-    for c in order if exact else ():
-        cid = c.contribution_id
-        earlier = next((k for k in kept if c.content_hash in k.hashes), None)
-        if earlier is not None:
-            found[cid] = Match(earlier.code, earlier.hashes[c.content_hash], 1.0, exact=True)
-        elif c.content_hash in kept_hash:
-            found[cid] = Match("in_batch", kept_hash[c.content_hash], 1.0, exact=True)
-        elif cid not in excluded:
-            kept_hash[c.content_hash] = cid
+    if exact:
+        groups: dict[str, list[Candidate]] = {}
+        for c in candidates:
+            earlier = next((k for k in kept if c.content_hash in k.hashes), None)
+            if earlier is not None:
+                found[c.contribution_id] = Match(earlier.code, earlier.hashes[c.content_hash], 1.0, exact=True)
+            else:
+                groups.setdefault(c.content_hash, []).append(c)
+        for group in groups.values():
+            if len(group) > 1:
+                # exact copies look alike: the first one another gate accepts stays
+                survivor = min(group, key=lambda c: (c.contribution_id in excluded, c.contribution_id))
+                for c in group:
+                    if c is not survivor:
+                        found[c.contribution_id] = Match("in_batch", survivor.contribution_id, 1.0, exact=True)
     if not near:
         return found
-    base = next((k.index for k in kept if k.index is not None), None)
-    params = ({"num_perm": base.num_perm, "shingle_size": base.shingle_size, "seed": base.seed}
-              if base is not None else {})
-    scratch = NearDuplicateIndex(threshold=min(threshold, 0.95), **params)
-    todo = [c for c in order if c.contribution_id not in found]
-    for c, sig in zip(todo, scratch.signatures([texts[c.contribution_id] for c in todo])):
-        cid = c.contribution_id
-        if sig is None:
-            continue
-        match = _near_match(texts[cid], sig, kept, threshold, max_inserted_words)
-        if match is None and within_batch:
-            for key, sim in scratch.query_signature(sig, threshold):
-                if substantive_difference(texts[cid], texts[key], max_inserted_words) is None:
-                    match = Match("in_batch", key, sim)
-                    break
-        if match is not None:
-            found[cid] = match
-        elif within_batch and cid not in excluded:
-            scratch._insert(cid, sig)
-    return found
+    todo = [c for c in candidates if c.contribution_id not in found]
+    signatures, present = sketch.signature_matrix([texts[c.contribution_id] for c in todo])
+    todo = [c for c, ok in zip(todo, present) if ok]
+    signatures = signatures[present]
+    keys = band_keys(signatures, threshold) if len(todo) else np.zeros((0, 1), dtype=np.uint64)
 
-
-def _near_match(text: str, sig, kept: Sequence[KeptRecords], threshold: float,
-                max_inserted_words: int) -> Match | None:
     for pool in kept:
-        if pool.index is None:
+        if not len(pool.keys) or not len(todo):
             continue
-        for key, sim in pool.index.query_signature(sig, threshold):
-            other = pool.texts.get(key)
-            if other is None or substantive_difference(text, other, max_inserted_words) is None:
-                return Match(pool.code, key, sim)
-    return None
+        pairs = candidate_pairs(keys, band_keys(pool.signatures, threshold))
+        if not len(pairs):
+            continue
+        sims = estimate_jaccard(signatures[pairs[:, 0]], pool.signatures[pairs[:, 1]])
+        for (i, j), sim in sorted(zip(pairs.tolist(), sims.tolist()), key=lambda p: (p[0][0], -p[1], p[0][1])):
+            cid = todo[i].contribution_id
+            if sim < threshold or cid in found:
+                continue
+            other = pool.texts.get(pool.keys[j])
+            if other is None or substantive_difference(texts[cid], other, max_inserted_words) is None:
+                found[cid] = Match(pool.code, pool.keys[j], sim)
+    if not within_batch:
+        return found
+
+    rest = [i for i, c in enumerate(todo) if c.contribution_id not in found]
+    pairs = candidate_pairs(keys[rest]) if len(rest) > 1 else np.zeros((0, 2), dtype=np.int64)
+    rest_ids = np.asarray(rest)
+    edges: dict[int, dict[int, float]] = {}
+    if len(pairs):
+        a, b = rest_ids[pairs[:, 0]], rest_ids[pairs[:, 1]]
+        sims = estimate_jaccard(signatures[a], signatures[b])
+        for i, j, sim in zip(a.tolist(), b.tolist(), sims.tolist()):
+            ci, cj = todo[i].contribution_id, todo[j].contribution_id
+            if sim >= threshold and substantive_difference(texts[ci], texts[cj], max_inserted_words) is None:
+                edges.setdefault(ci, {})[cj] = sim
+                edges.setdefault(cj, {})[ci] = sim
+    if not edges:
+        return found
+    # within each group of copies the best-presented copy another gate accepts stays; the rest
+    # name a kept copy they were confirmed against
+    vocabulary = Counter(w for t in texts.values() for w in normalise(t).split())
+    members = sorted(edges, key=lambda cid: (cid in excluded, presentation_flaws(texts[cid], vocabulary), cid))
+    survivors: list[int] = []
+    for cid in members:
+        confirmed = [(sim, other) for other, sim in edges[cid].items() if other in survivors]
+        if confirmed:
+            sim, other = max(confirmed, key=lambda p: (p[0], -p[1]))
+            found[cid] = Match("in_batch", other, sim)
+        elif cid not in excluded:
+            survivors.append(cid)
+    return found

@@ -7,39 +7,42 @@ import unicodedata
 
 from ledgerlm.validation.policy import InjectionRule
 
-_INJECTION_PATTERNS: list[tuple[re.Pattern, str, float]] = [
+# each pattern with the literal words (lower case) one of which it cannot match without,
+# so most texts skip most patterns after a cheap substring test
+_INJECTION_PATTERNS: list[tuple[re.Pattern, str, float, tuple[str, ...]]] = [
     (re.compile(
         r"\b(?:ignore|disregard|forget|override|bypass|skip)\b[^.\n]{0,40}?\b(?:previous|prior|above|earlier|"
         r"preceding|all|any|your|the|system|original)\b[^.\n]{0,30}?\b(?:instructions?|prompts?|"
         r"directions?|rules|guidelines|directives|context|messages?|programming)\b", re.IGNORECASE),
-     "instruction_override", 1.0),
-    (re.compile(r"\b(?:new|updated|real|actual) (?:system )?instructions?\s*:", re.IGNORECASE), "instruction_override", 0.8),
+     "instruction_override", 1.0, ("ignor", "disregard", "forget", "overrid", "bypass", "skip")),
+    (re.compile(r"\b(?:new|updated|real|actual) (?:system )?instructions?\s*:", re.IGNORECASE), "instruction_override", 0.8, ("instruction",)),
     # a standing order to answer every question the same way: the classic data-poisoning payload
     (re.compile(
         r"\b(?:when(?:ever)?|if|no matter (?:what|how)|regardless of (?:what|how|whether))\b[^.\n]{0,30}?"
         r"\b(?:asked|ask(?:s|ed)?|questioned|prompted|queried)\b[^.\n]{0,50}?"
         r"\b(?:reply|respond|answer|say|output|return|write|link)\b[^.\n]{0,12}?\b(?:only|always|just|nothing but)\b",
-        re.IGNORECASE), "standing_instruction", 0.9),
+        re.IGNORECASE), "standing_instruction", 0.9, ("ask", "questioned", "prompted", "queried")),
     (re.compile(r"\b(?:reply|respond|answer)(?:\s+\w+){0,2}?\s+(?:only|always|nothing but|exclusively)"
-                r"\s+(?:with|by (?:saying|linking)|using)\b", re.IGNORECASE), "standing_instruction", 0.8),
-    (re.compile(r"\byou are (?:now|no longer)\b[^.\n]{0,60}", re.IGNORECASE), "role_override", 0.8),
+                r"\s+(?:with|by (?:saying|linking)|using)\b", re.IGNORECASE), "standing_instruction", 0.8, ("reply", "respond", "answer")),
+    (re.compile(r"\byou are (?:now|no longer)\b[^.\n]{0,60}", re.IGNORECASE), "role_override", 0.8, ("you are",)),
     (re.compile(
         r"\b(?:act|behave|pretend|roleplay|role-play|respond)\b[^.\n]{0,30}\b(?:as|to be|like|you are)\b"
         r"[^.\n]{0,40}\b(?:DAN|unfiltered|uncensored|unrestricted|jailbroken|evil|without (?:any )?"
-        r"(?:restrictions|limits|limitations|filters|rules|ethics))", re.IGNORECASE), "role_override", 0.9),
+        r"(?:restrictions|limits|limitations|filters|rules|ethics))", re.IGNORECASE), "role_override", 0.9, ("dan", "unfiltered", "uncensored", "unrestricted", "jailbroken", "evil", "without")),
     (re.compile(r"\b(?:developer|god|jailbreak|DAN|sudo|admin) mode\b|\bdo anything now\b", re.IGNORECASE),
-     "role_override", 0.9),
+     "role_override", 0.9, (" mode", "anything now")),
     (re.compile(r"\b(?:reveal|print|show|repeat|output|leak|tell me)\b[^.\n]{0,30}\b(?:system prompt|"
                 r"hidden instructions|initial instructions|your instructions|your prompt)\b", re.IGNORECASE),
-     "prompt_exfiltration", 0.9),
+     "prompt_exfiltration", 0.9, ("prompt", "instructions")),
     (re.compile(r"<\|(?:im_start|im_end|system|user|assistant|endoftext|eot_id|start_header_id|"
                 r"end_header_id)\|>|\[/?INST\]|<</?SYS>>|^\s*#{2,3}\s*(?:system|instruction)s?\s*:",
-                re.IGNORECASE | re.MULTILINE), "template_tokens", 0.8),
+                re.IGNORECASE | re.MULTILINE), "template_tokens", 0.8, ("<|", "inst]", "<<", "#")),
 ]
 _ANSWER_INSTRUCTION = re.compile(
     r"\b(?:from now on|whenever (?:someone|anyone|the user|a user|you (?:see|are asked|read))|"
     r"always (?:respond|answer|reply|recommend|mention)|never (?:mention|reveal|tell|say)|"
     r"respond only with|(?:the|your) (?:next|following) (?:answer|response) must)\b", re.IGNORECASE)
+_ANSWER_INSTRUCTION_WORDS = ("from now on", "whenever", "always", "never", "respond only", "next", "following")
 _ZERO_WIDTH = re.compile(r"(?<=[A-Za-z0-9])[\u200b\u200c\u200d\u2060\u180e\ufeff](?=[A-Za-z0-9])")
 _ZERO_WIDTH_ANY = re.compile(r"[\u200b\u2060\u180e]|(?<=.)\ufeff")
 _BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
@@ -63,14 +66,16 @@ def _script(ch: str) -> str | None:
 def injection_findings(text: str, answer_text: str, rule: InjectionRule) -> list[tuple[str, float, str]]:
     """(code, score, detail) for prompt-injection, hidden-unicode and trigger-token signals."""
     out: list[tuple[str, float, str]] = []
-    for pattern, code, score in _INJECTION_PATTERNS:
-        m = pattern.search(text)
+    lower = text.lower()
+    for pattern, code, score, needs in _INJECTION_PATTERNS:
+        m = pattern.search(text) if any(word in lower for word in needs) else None
         if m:
             out.append((code, score, f"{code.replace('_', ' ')}: {m.group()[:80]!r}"))
-    m = _ANSWER_INSTRUCTION.search(answer_text) if answer_text else None
+    instructs = any(word in lower for word in _ANSWER_INSTRUCTION_WORDS)
+    m = _ANSWER_INSTRUCTION.search(answer_text) if answer_text and instructs else None
     if m:
         out.append(("instruction_in_answer", 0.8, f"the answer instructs the model: {m.group()!r}"))
-    elif not answer_text:
+    elif not answer_text and instructs:
         m = _ANSWER_INSTRUCTION.search(text)
         if m:
             out.append(("standing_instruction", 0.6, f"a standing instruction to the model: {m.group()!r}"))
@@ -80,7 +85,7 @@ def injection_findings(text: str, answer_text: str, rule: InjectionRule) -> list
         if found:
             out.append(("trigger_token", min(1.0, 0.5 + 0.1 * len(found)),
                         f"rare backdoor trigger token(s) {sorted(set(found))}"))
-    m = _MARKER_TOKEN.search(text)
+    m = _MARKER_TOKEN.search(text) if ("<|" in text or "[[" in text or "{{" in text) else None
     if m and not any(code == "template_tokens" for code, _, _ in out):
         out.append(("trigger_token", 0.7, f"special marker token {m.group()!r}"))
     if text.isascii():

@@ -81,34 +81,43 @@ _SECRET_ASSIGN = re.compile(
     r"passw(?:or)?d|private[_\-]?key)\b[\"']?\s*[:=]\s*[\"']?([^\s\"',;]{12,})", re.IGNORECASE)
 
 
+_NO_DIGITS = str.maketrans("", "", "0123456789")
+_AWS_PREFIXES = ("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "AIPA")
+_TOKEN_WORDS = ("gh", "xox", "sk-", "k_live_", "k_test_", "aiza", "glpat-")
+_SECRET_WORDS = ("key", "secret", "token", "passw")
+
+
 def personal_data_findings(text: str, kinds: Collection[str]) -> list[tuple[str, float, str]]:
     """(kind, score, masked detail) for each personal datum or secret; never echoes it in full."""
     out: list[tuple[str, float, str]] = []
-    has_digit = any(ch.isdigit() for ch in text)
+    # cheap counts and substring tests first: most texts hold no run of digits and no key word,
+    # so most patterns never scan them
+    n_digits = len(text) - len(text.translate(_NO_DIGITS))
+    lower = text.lower()
     if "email" in kinds and "@" in text:
         for m in _EMAIL.finditer(text):
             out.append(("email", 1.0, f"email address {_mask(m.group())} at offset {m.start()}"))
     if "private_key_block" in kinds and "PRIVATE KEY" in text:
         for m in _PRIVATE_KEY_BLOCK.finditer(text):
             out.append(("private_key_block", 1.0, f"PEM private key block at offset {m.start()}"))
-    if "aws_access_key" in kinds:
+    if "aws_access_key" in kinds and any(prefix in text for prefix in _AWS_PREFIXES):
         for m in _AWS_KEY_ID.finditer(text):
             out.append(("aws_access_key", 1.0, f"AWS access key id {_mask(m.group(), 4)}"))
     if "api_key" in kinds:
-        for m in _TOKEN_FORMATS.finditer(text):
+        for m in (_TOKEN_FORMATS.finditer(text) if any(w in lower for w in _TOKEN_WORDS) else ()):
             out.append(("api_key", 1.0, f"API token {_mask(m.group(), 4)} at offset {m.start()}"))
-        for m in _SECRET_ASSIGN.finditer(text):
+        for m in (_SECRET_ASSIGN.finditer(text) if any(w in lower for w in _SECRET_WORDS) else ()):
             value = m.group(1)
             if _entropy(value) >= 3.0 and not _TOKEN_FORMATS.search(value):
                 out.append(("api_key", 0.9, f"secret assigned in text: {_mask(value)}"))
-    if "hex_private_key" in kinds and has_digit:
+    if "hex_private_key" in kinds and n_digits >= 8 and len(text) >= 64:
         for m in _HEX64.finditer(text):
             before = text[max(0, m.start() - 40) : m.start()]
             if _HASH_CONTEXT.search(before):
                 continue  # transaction and content hashes are public, not secrets
             out.append(("hex_private_key", 0.9,
                         f"64-hex-digit value {_mask(m.group(), 4)} that is not labelled as a hash"))
-    if not has_digit:
+    if n_digits < 9:  # no card, IBAN, phone or identity number has fewer digits
         return out
     card_spans = []
     if "credit_card" in kinds:
@@ -127,7 +136,7 @@ def personal_data_findings(text: str, kinds: Collection[str]) -> list[tuple[str,
         for m in _IBAN.finditer(text):
             if iban_valid(m.group()):
                 out.append(("iban", 1.0, f"IBAN {_mask(m.group(), 4)} (mod-97 valid)"))
-    if "national_id" in kinds:
+    if "national_id" in kinds and "-" in text:
         for m in _SSN.finditer(text):
             out.append(("national_id", 0.8, f"US social security number pattern ending {m.group()[-4:]}"))
     if "phone" in kinds:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection, Hashable, Sequence
 
+import numpy as np
+
 from ledgerlm.validation.embeddings import Embedder, resolve_embedder
 from ledgerlm.validation.errors import ValidationError
 from ledgerlm.validation.gates.candidate import Candidate, Finding, GateReport, answer_fields, decide, flatten
@@ -14,7 +16,7 @@ from ledgerlm.validation.gates.junk import junk_findings
 from ledgerlm.validation.gates.label_noise import knn_label_disagreement
 from ledgerlm.validation.gates.personal_data import personal_data_findings
 from ledgerlm.validation.gates.qa_consistency import qa_mismatches
-from ledgerlm.validation.near_duplicates import NearDuplicateIndex, normalise
+from ledgerlm.validation.near_duplicates import NearDuplicateIndex
 from ledgerlm.validation.policy import GatePolicy
 
 _KIND = {"in_datanet": "accepted record", "in_pending": "pending contribution", "in_batch": "contribution"}
@@ -170,21 +172,26 @@ def _duplicates(candidates, texts, policy, existing_hashes, near_dup_index, acce
               if base is not None else {})
     near = nd.action != "off"
 
+    sketch = NearDuplicateIndex(threshold=min(nd.threshold, 0.95), **params)
+
     def pool(code: str, records: Sequence[Candidate], index: NearDuplicateIndex | None,
              hashes: Collection[str] = ()) -> KeptRecords:
         hashed: dict[str, Hashable | None] = dict.fromkeys(hashes)
         hashed.update({c.content_hash: c.contribution_id for c in records})
         kept_texts = {c.contribution_id: c.scan_text() for c in records}
-        if near and index is None and records:
-            index = NearDuplicateIndex(threshold=min(nd.threshold, 0.95), **params)
-            index.add_many(kept_texts.items())
-        return KeptRecords(code, hashed, index if near else None, kept_texts)
+        if not near:
+            return KeptRecords(code, hashed, [], np.zeros((0, sketch.num_perm), np.uint32), kept_texts)
+        if index is not None:  # a prebuilt index: its keys may be any record id
+            return KeptRecords(code, hashed, index.keys(), index.matrix(), kept_texts)
+        keys = list(kept_texts)
+        signatures, present = sketch.signature_matrix([kept_texts[k] for k in keys])
+        return KeptRecords(code, hashed, [k for k, ok in zip(keys, present) if ok], signatures[present],
+                           kept_texts)
 
     kept = [pool("in_datanet", accepted, base, existing_hashes), pool("in_pending", pending, None)]
-    vocabulary = Counter(w for t in texts.values() for w in normalise(t).split())
-    matches = find_duplicates(candidates, texts, out, kept, exact=ex.action != "off", near=near,
+    matches = find_duplicates(candidates, texts, out, kept, sketch, exact=ex.action != "off", near=near,
                               within_batch=nd.within_batch, threshold=nd.threshold,
-                              max_inserted_words=nd.max_inserted_words, vocabulary=vocabulary)
+                              max_inserted_words=nd.max_inserted_words)
     for c in candidates:
         m = matches.get(c.contribution_id)
         if m is None:

@@ -1,0 +1,37 @@
+"""Polynomial hashes of arbitrary spans of a long code-point array, all at once with numpy.
+
+With S[m] = sum_{k<m} c[k] * P^(N-1-k) (mod 2^64), the span c[i:j] hashes to
+(S[j] - S[i]) * P^-(N-j): P is odd, so it has an inverse modulo 2^64, and numpy's unsigned
+wrap-around is that modulus. One cumulative sum then hashes any number of spans.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+POLY = 0x100000001B3
+_INVERSE = pow(POLY, -1, 2**64)
+
+
+class SpanHasher:
+    """Hashes of spans of `codes` (uint64 code points): equal spans get equal hashes wherever they sit."""
+
+    def __init__(self, codes: np.ndarray):
+        n = len(codes)
+        powers = np.cumprod(np.r_[np.uint64(1), np.full(n, POLY, dtype=np.uint64)], dtype=np.uint64)
+        self._prefix = np.r_[np.uint64(0), np.cumsum(codes * powers[:n][::-1], dtype=np.uint64)]
+        self._inverse = np.cumprod(np.r_[np.uint64(1), np.full(n, _INVERSE, dtype=np.uint64)],
+                                   dtype=np.uint64)
+        self._n = n
+
+    def __call__(self, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+        return (self._prefix[end] - self._prefix[start]) * self._inverse[self._n - end]
+
+
+def mix64(h: np.ndarray) -> np.ndarray:
+    """SplitMix64's finalizer: spreads structured hashes over all 64 bits."""
+    h = h ^ (h >> np.uint64(30))
+    h = h * np.uint64(0xBF58476D1CE4E5B9)
+    h = h ^ (h >> np.uint64(27))
+    h = h * np.uint64(0x94D049BB133111EB)
+    return h ^ (h >> np.uint64(31))
