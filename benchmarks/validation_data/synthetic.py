@@ -116,9 +116,10 @@ QUESTIONS = [
 LEET = {"a": "4", "e": "3"}
 
 
-def _fill(template: str, topic: dict, rng: random.Random, mix: float = 0.0) -> str:
+def _fill(template: str, topic: dict, rng: random.Random, mix: float = 0.0, about: dict | None = None) -> str:
     """Fill a sentence template; each slot draws from another topic with probability `mix`,
-    so topics overlap the way real categories do and label noise is not trivially separable."""
+    so topics overlap the way real categories do and label noise is not trivially separable.
+    `about` fixes some slots (an answer speaks of what its question asked)."""
     pick = rng.choice
 
     def vocab(kind: str) -> list[str]:
@@ -130,10 +131,10 @@ def _fill(template: str, topic: dict, rng: random.Random, mix: float = 0.0) -> s
     verb, verb2 = pick(vocab("verbs")), pick(vocab("verbs"))
     person, person2 = rng.sample(PEOPLE, 2)
     time_ = pick(TIMES).format(y=rng.randint(1990, 2025), n=rng.randint(2, 90), m=pick(MONTHS))
-    return template.format(
-        noun=noun, noun2=noun2, adj=adj, adj2=adj2, verb=verb, verb2=verb2, person=person,
-        person2=person2, name=pick(vocab("names")), gnoun=pick(GENERIC_NOUNS), time=time_,
-        n=rng.randint(2, 400), adv=pick(ADVERBS))
+    slots = dict(noun=noun, noun2=noun2, adj=adj, adj2=adj2, verb=verb, verb2=verb2, person=person,
+                 person2=person2, name=pick(vocab("names")), gnoun=pick(GENERIC_NOUNS), time=time_,
+                 n=rng.randint(2, 400), adv=pick(ADVERBS))
+    return template.format(**(slots | (about or {})))
 
 
 def _cap(s: str) -> str:
@@ -148,8 +149,11 @@ def make_classification(topic: str, rng: random.Random) -> dict:
 
 def make_qa(topic: str, rng: random.Random) -> dict:
     t = TOPICS[topic]
-    q = _cap(_fill(rng.choice(QUESTIONS), t, rng))
-    a = " ".join(_cap(_fill(s, t, rng)) for s in rng.sample(SENTENCES, rng.randint(2, 3)))
+    pick = rng.choice
+    # the answer talks about the things the question asks about, as answers do
+    about = {"noun": pick(t["nouns"]), "noun2": pick(t["nouns"]), "adj": pick(t["adjs"]), "name": pick(t["names"])}
+    q = _cap(_fill(rng.choice(QUESTIONS), t, rng, about=about))
+    a = " ".join(_cap(_fill(s, t, rng, about=about)) for s in rng.sample(SENTENCES, rng.randint(2, 3)))
     return {"question": q, "answer": a}
 
 

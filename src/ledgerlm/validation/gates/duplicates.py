@@ -40,24 +40,25 @@ class Match:
 
 
 def _is_typo(a: str, b: str) -> bool:
-    """One insertion, deletion or substitution inside a word, or a swap of adjacent letters; no digit touched; 4+ letters.
+    """One insertion, deletion or substitution inside a word of 4+ letters, or two adjacent letters swapped (`teh`); no digit touched.
 
     Digits carry identity (`md5` and `sha1`, `v2` and `v3`, years), so a changed digit is never a typo.
     """
     if a == b:
         return True
-    if min(len(a), len(b)) < 4 or abs(len(a) - len(b)) > 1:
+    if min(len(a), len(b)) < 3 or abs(len(a) - len(b)) > 1:
         return False
     i = 0
     while i < min(len(a), len(b)) and a[i] == b[i]:
         i += 1
     # an edit at either end of a word is how identifiers and word forms vary (`spawnl`/`spawnle`,
     # `exists`/`lexists`): only a slip inside the word, or two swapped letters, is a typo
-    inside = 0 < i < min(len(a), len(b)) - 1
+    inside = 0 < i < min(len(a), len(b)) - 1 and min(len(a), len(b)) >= 4
     if len(a) == len(b):
         if a[i + 1 :] == b[i + 1 :]:  # substitution
             return inside and not (a[i].isdigit() or b[i].isdigit())
-        return i + 1 < len(a) and a[i] == b[i + 1] and a[i + 1] == b[i] and a[i + 2 :] == b[i + 2 :]
+        swapped = i + 1 < len(a) and a[i] == b[i + 1] and a[i + 1] == b[i] and a[i + 2 :] == b[i + 2 :]
+        return swapped and not (a[i].isdigit() or a[i + 1].isdigit())
     longer, shorter = (a, b) if len(a) > len(b) else (b, a)
     return inside and longer[i + 1 :] == shorter[i:] and not longer[i].isdigit()
 
