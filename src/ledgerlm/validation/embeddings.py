@@ -79,21 +79,20 @@ class HashedTfidfEmbedder:
         docs, hashes = self.feature_hashes(texts)
         if len(hashes) == 0:
             return out
-        docs = docs.astype(np.uint64)
-        # (doc, feature) pairs give term frequencies; distinct docs per feature give IDF.
-        pair_keys, tf = sorted_unique((docs << np.uint64(32)) | hashes)
-        pair_docs = (pair_keys >> np.uint64(32)).astype(np.int64)
-        pair_hashes = pair_keys & np.uint64(0xFFFFFFFF)
-        order = np.argsort(pair_hashes, kind="stable")
-        feats, df = sorted_unique(pair_hashes[order], presorted=True)
-        feat_index = np.empty(len(pair_hashes), dtype=np.int64)
-        feat_index[order] = np.repeat(np.arange(len(feats)), df)
+        # one sort of (feature, doc) keys gives term frequencies (equal keys) and document
+        # frequencies (runs of one feature) together
+        keys, tf = sorted_unique((hashes << np.uint64(32)) | docs.astype(np.uint64))
+        pair_hashes = keys >> np.uint64(32)
+        pair_docs = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        _, df = sorted_unique(pair_hashes, presorted=True)
         idf = np.log((1.0 + n_docs) / (1.0 + df)) + 1.0
-        weight = (1.0 + np.log(tf)) * idf[feat_index]
+        weight = (1.0 + np.log(tf)) * np.repeat(idf, df)
         sign = np.where((pair_hashes >> np.uint64(31)) & np.uint64(1), 1.0, -1.0)
         cols = (pair_hashes % np.uint64(self.dim)).astype(np.int64)
-        flat = np.bincount(pair_docs * self.dim + cols, weights=weight * sign, minlength=n_docs * self.dim)
-        return l2_normalise(flat.reshape(n_docs, self.dim).astype(np.float32))
+        np.add.at(out.reshape(-1), pair_docs * self.dim + cols, (weight * sign).astype(np.float32))
+        norms = np.sqrt(np.einsum("ij,ij->i", out, out))
+        out /= np.where(norms == 0, 1.0, norms)[:, None]
+        return out
 
 
 class MiniLMEmbedder:
@@ -183,8 +182,3 @@ def sorted_unique(values: np.ndarray, presorted: bool = False) -> tuple[np.ndarr
         return v, np.zeros(0, dtype=np.int64)
     starts = np.flatnonzero(np.r_[True, v[1:] != v[:-1]])
     return v[starts], np.diff(np.r_[starts, len(v)])
-
-
-def l2_normalise(matrix: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return matrix / np.where(norms == 0, 1.0, norms)

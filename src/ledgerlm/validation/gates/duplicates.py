@@ -136,19 +136,21 @@ def candidate_pairs(keys: np.ndarray, other: np.ndarray | None = None) -> np.nda
     flat, owner = flat[order], owner[order]
     starts = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]])
     sizes = np.diff(np.r_[starts, len(flat)])
-    pairs = []
-    for start, size in zip(starts[sizes > 1].tolist(), sizes[sizes > 1].tolist()):
+    # most shared keys join exactly two rows: pair those without a Python loop
+    two = starts[sizes == 2]
+    pairs = [np.stack([np.minimum(owner[two], owner[two + 1]), np.maximum(owner[two], owner[two + 1])], axis=1)]
+    for start, size in zip(starts[sizes > 2].tolist(), sizes[sizes > 2].tolist()):
         members = np.unique(owner[start : start + size])
-        if other is None:
-            i, j = np.triu_indices(len(members), 1)
-            pairs.append(np.stack([members[i], members[j]], axis=1))
-        else:
-            left, right = members[members < n], members[members >= n] - n
-            if len(left) and len(right):
-                pairs.append(np.stack(np.meshgrid(left, right, indexing="ij"), axis=-1).reshape(-1, 2))
-    if not pairs:
+        i, j = np.triu_indices(len(members), 1)
+        pairs.append(np.stack([members[i], members[j]], axis=1))
+    pairs = np.concatenate(pairs)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    if other is not None:  # keep the pairs that join a row of `keys` with a row of `other`
+        pairs = pairs[(pairs[:, 0] < n) & (pairs[:, 1] >= n)]
+        pairs[:, 1] -= n
+    if not len(pairs):
         return np.zeros((0, 2), dtype=np.int64)
-    return np.unique(np.concatenate(pairs), axis=0)
+    return np.unique(pairs, axis=0)
 
 
 def find_duplicates(
@@ -227,7 +229,9 @@ def find_duplicates(
         return found
     # within each group of copies the best-presented copy another gate accepts stays; the rest
     # name a kept copy they were confirmed against
-    vocabulary = Counter(w for t in texts.values() for w in normalise(t).split())
+    # words counted across the copies only: a typo is the copy's own word, the original's word
+    # is the other copy's, and letter-pair surprisal tells which of the two is the slip
+    vocabulary = Counter(w for cid in edges for w in normalise(texts[cid]).split())
     members = sorted(edges, key=lambda cid: (cid in excluded, presentation_flaws(texts[cid], vocabulary), cid))
     survivors: list[int] = []
     for cid in members:

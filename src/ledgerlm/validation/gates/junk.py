@@ -9,7 +9,7 @@ from collections import Counter
 from ledgerlm.validation.letter_bigrams import mean_surprisal_bits
 from ledgerlm.validation.policy import JunkRule
 
-_CONTROL_ASCII = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_DROP_CONTROL_ASCII = dict.fromkeys([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 _CONTROL_OTHER = re.compile(r"[\x80-\x9f\ufffd\ufff9-\ufffc\ue000-\uf8ff]")
 # UTF-8 bytes decoded as Latin-1/cp1252: a lead byte shown as Â..ï followed by continuation bytes
 _CP1252_CONT = "\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc" \
@@ -23,6 +23,7 @@ _LONG_WORD = re.compile(r"(?<![a-z])[a-z]{4,}(?![a-z])")
 # no vowel at all, six consonants in a row, or thirty letters: no language writes such words
 _IMPLAUSIBLE_WORD = re.compile(
     rf"(?<![a-z])(?:[{_C}]{{4,}}|[a-z]*[{_C}]{{6,}}[a-z]*|[a-z]{{30,}})(?![a-z])")
+_IMPLAUSIBLE_HINT = re.compile(rf"[{_C}]{{4}}|[a-z]{{30}}")
 _VOWELS = "aeiouy"
 
 
@@ -43,7 +44,7 @@ def junk_findings(text: str, rule: JunkRule) -> list[tuple[str, float, str]]:
     out = []
     n = len(text)
 
-    bad = len(_CONTROL_ASCII.findall(text))
+    bad = len(text) - len(text.translate(_DROP_CONTROL_ASCII))
     if not text.isascii():
         bad += len(_CONTROL_OTHER.findall(text)) + sum(len(m) for m in _MOJIBAKE.findall(text))
     if bad and bad / n > rule.max_garbage_ratio:
@@ -74,7 +75,9 @@ def junk_findings(text: str, rule: JunkRule) -> list[tuple[str, float, str]]:
               and (bits := mean_surprisal_bits(lower)[0]) > rule.max_letter_pair_bits):
             out.append(("gibberish", _strength(bits, rule.max_letter_pair_bits, 8.0),
                         f"letter pairs average {bits:.1f} bits of surprise; English prose has about 3.6"))
-        else:
+        # a plain four-consonant run or a 30-letter word is needed for any implausible word, and
+        # scanning for those is far cheaper than the full word test
+        elif _IMPLAUSIBLE_HINT.search(lower):
             words_4plus = len(_LONG_WORD.findall(lower))
             implausible = len(_IMPLAUSIBLE_WORD.findall(lower))
             if words_4plus >= 3 and implausible / words_4plus > rule.max_implausible_word_ratio:
@@ -89,13 +92,18 @@ def junk_findings(text: str, rule: JunkRule) -> list[tuple[str, float, str]]:
         if repeated > rule.max_repeated_ngram_ratio:
             out.append(("repetition", _strength(repeated, rule.max_repeated_ngram_ratio, 1.0),
                         f"{repeated:.0%} of word 3-grams repeat an earlier one"))
-        elif len(words) >= 10 and (top := Counter(words).most_common(1)[0])[1] / len(words) > 0.5 \
-                and len(top[0]) > 1:
+        # one word can fill half the text only when at most half the words are distinct
+        elif len(words) >= 10 and len(set(words)) <= len(words) / 2 + 1 \
+                and (top := Counter(words).most_common(1)[0])[1] / len(words) > 0.5 and len(top[0]) > 1:
             top_word, top_count = top
             out.append(("repetition", _strength(top_count / len(words), 0.5, 1.0),
                         f"the word {top_word!r} is {top_count} of {len(words)} words"))
     raw = text.encode("utf-8", "surrogatepass")
-    if len(raw) >= 64 and not any(code == "repetition" for code, _, _ in out):
+    # mostly distinct, ordinary-length words in mostly word text cannot compress below a fifth
+    # of their size: skip the compressor
+    varied = (len(words) >= 8 and len(set(words)) > 0.5 * len(words) and max(map(len, words)) <= 30
+              and alnum >= 0.6 * non_space)
+    if len(raw) >= 64 and not varied and not any(code == "repetition" for code, _, _ in out):
         ratio = len(zlib.compress(raw, 6)) / len(raw)
         if ratio < rule.min_compression_ratio:
             out.append(("repetition", _strength(rule.min_compression_ratio - ratio, 0.0,
