@@ -56,6 +56,7 @@ from ledgerlm.validation.valuation import data_oob, knn_shapley  # noqa: E402
 # the gates before the per-gate package, the word-diff near duplicates and the vectorised checks
 BASELINE_REV = "ad6b73e"
 K = 10  # neighbours for every noisy-label method
+REPEATS = 3  # timed runs per configuration; the fastest counts
 
 # --------------------------------------------------------------------------- sources
 
@@ -129,9 +130,11 @@ def run_today(candidates, accepted, policy: GatePolicy | None = None) -> tuple[d
     """Today's gates (every gate on by default), as the node calls them; returns the outcome and CPU seconds."""
     policy = policy or GatePolicy()
     run_gates(candidates[:50], policy, accepted=accepted[:50])  # warm-up: imports, compiled patterns
-    c0 = time.process_time()
-    reports = run_gates(candidates, policy, accepted=accepted)
-    cpu = time.process_time() - c0
+    cpu = float("inf")
+    for _ in range(REPEATS):  # the fastest of a few runs: other work on the machine only slows a run down
+        c0 = time.process_time()
+        reports = run_gates(candidates, policy, accepted=accepted)
+        cpu = min(cpu, time.process_time() - c0)
     return {cid: (r.decision, r.gates_hit()) for cid, r in reports.items()}, cpu
 
 
@@ -162,9 +165,11 @@ def gates(cands, accepted):
     return run_gates(cands, GatePolicy(), {c.content_hash for c in accepted}, index,
                      labelled_reference=[c for c in accepted if c.label is not None])
 gates(cands[:50], accepted[:50])
-c0 = time.process_time()
-reports = gates(cands, accepted)
-cpu = time.process_time() - c0
+cpu = float("inf")
+for _ in range(data["repeats"]):
+    c0 = time.process_time()
+    reports = gates(cands, accepted)
+    cpu = min(cpu, time.process_time() - c0)
 json.dump({"cpu": cpu, "outcome": {r.contribution_id: [r.decision, sorted(r.gates_hit())] for r in reports.values()}},
           sys.stdout)
 """
@@ -186,7 +191,8 @@ def run_baseline(src: Path, candidates, accepted) -> tuple[dict, float]:
     rows = lambda cs: [[c.contribution_id, c.contributor, c.content_hash, c.text, c.record] for c in cs]  # noqa: E731
     env = dict(os.environ, PYTHONPATH=str(src))
     done = subprocess.run([sys.executable, "-c", _BASELINE_RUNNER], env=env, check=True, capture_output=True,
-                          input=json.dumps({"candidates": rows(candidates), "accepted": rows(accepted)}).encode())
+                          input=json.dumps({"candidates": rows(candidates), "accepted": rows(accepted),
+                                            "repeats": REPEATS}).encode())
     out = json.loads(done.stdout)
     return {int(cid): (d, set(g)) for cid, (d, g) in out["outcome"].items()}, out["cpu"]
 
@@ -369,8 +375,9 @@ def main(argv: list[str] | None = None) -> dict:
     payload = {"config": vars(args) | {"baseline_rev": BASELINE_REV, "policy": GatePolicy().to_dict()},
                "throughput": speed_rows, "throughput_by_gate": by_gate, "sources": results, "validator_simulation": sims,
                }
-    notes = [f"baseline: the gates as of commit {BASELINE_REV}, same batch, same accepted records, own process",
-             "throughput: records per CPU-second of one thread (time.process_time), every gate on",
+    notes = [f"baseline: the gates as of commit {BASELINE_REV}, same batch, same accepted records, own process; "
+             "it has no qa_consistency gate, which today's figures include",
+             f"throughput: records per CPU-second of one thread (time.process_time), fastest of {REPEATS} runs",
              "stdlib docstrings are split by module; thresholds may only be chosen on the tuning split"]
     write_result("validation", payload, tables, notes=notes, json_path=Path(args.out) if args.out else None)
     return payload
