@@ -1,6 +1,6 @@
 """Benchmark of the validation room: gate precision/recall and speed on three clean sources against the earlier gates, noisy-label detection, validator economics.
 
-Run:  .venv/bin/python benchmarks/validation.py [--clean 3000] [--seed 7] [--minilm] [--tuning]
+Run:  .venv/bin/python benchmarks/validation.py [--clean 3000] [--seed 7] [--minilm] [--tuning] [--no-baseline] [--no-node]
 
 Clean sources (`validation_data`): generated template records (the source the gates were first
 tuned on), docstrings of half of Python's standard-library modules and prose paragraphs of the
@@ -12,6 +12,9 @@ accepted records, personal data, injections, flipped labels, answers swapped bet
 The same batch, with the same accepted records, goes through today's gates and through the gates
 as of BASELINE_REV (extracted from git and run in a subprocess): per-class precision and recall,
 clean records rejected, and records per CPU-second for both.
+
+The same gates are also measured end to end through a real node (`validation_data.through_node`):
+signed uploads, the label field named by the Datanet's schema, copies of accepted and pending records.
 
 Noisy-label detection compares KNN-Shapley, Data-OOB and kNN label disagreement with a random
 baseline on the same labelled records, the same accepted records as reference and the same k;
@@ -46,6 +49,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from validation_data import real_text, synthetic  # noqa: E402
 from validation_data.defects import DEFECTS, plant  # noqa: E402
+from validation_data.through_node import gates_through_node  # noqa: E402
 from validation_data.validator_population import simulate_validators  # noqa: E402
 
 from ledgerlm.validation.embeddings import resolve_embedder  # noqa: E402
@@ -287,6 +291,17 @@ def per_gate_table(source: str, records: int, speeds: dict[str, float]) -> Resul
     return t
 
 
+def node_table(rows: dict[str, dict]) -> ResultTable:
+    t = ResultTable("Through a real node: signed uploads, label field named in the schema, copies of accepted and "
+                    "pending records (the node's own gate run)",
+                    ["source", "class", "support", "precision", "recall", "clean rejected", "clean flagged"])
+    for source, res in rows.items():
+        for cls, m in res["per_class"].items():
+            t.add_row(source, cls, m["support"], f"{m['precision']:.3f}", f"{m['recall']:.3f}",
+                      _pct(res["clean_rejected_rate"]), _pct(res["clean_flagged_rate"]))
+    return t
+
+
 def noisy_label_table(source: str, res: dict) -> ResultTable:
     t = ResultTable(f"Noisy-label detection on {source} ({res['embedder']} embeddings, {res['labelled_records']} "
                     f"labelled, {_pct(res['noise_rate'])} flipped, {res['reference_records']} accepted as reference, "
@@ -317,6 +332,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--minilm", action="store_true", help="also detect noisy labels on all-MiniLM-L6-v2 embeddings")
     ap.add_argument("--tuning", action="store_true", help="also report the standard-library tuning split")
     ap.add_argument("--no-baseline", action="store_true", help=f"skip the gates as of {BASELINE_REV}")
+    ap.add_argument("--no-node", action="store_true", help="skip the measurement through a real node")
     ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/validation.json)")
     args = ap.parse_args(argv)
 
@@ -365,6 +381,13 @@ def main(argv: list[str] | None = None) -> dict:
     t = per_gate_table(first, len(candidates), by_gate)
     t.print()
     tables.insert(1, t)
+    node_rows = {} if args.no_node else {
+        name: gates_through_node(SOURCES[name](0, random.Random(args.seed)), args.seed)
+        for name in ("stdlib docstrings (reporting split)", "package READMEs")}
+    if node_rows:
+        t = node_table(node_rows)
+        t.print()
+        tables.insert(2, t)
     sims = {"commit_reveal": simulate_validators(args.seed),
             "counterfactual_votes_visible": simulate_validators(args.seed, copy_visible=True)}
     for key, title in (("commit_reveal", "Validator populations, commit-reveal"),
@@ -373,7 +396,8 @@ def main(argv: list[str] | None = None) -> dict:
         t.print()
         tables.append(t)
     payload = {"config": vars(args) | {"baseline_rev": BASELINE_REV, "policy": GatePolicy().to_dict()},
-               "throughput": speed_rows, "throughput_by_gate": by_gate, "sources": results, "validator_simulation": sims,
+               "throughput": speed_rows, "throughput_by_gate": by_gate, "sources": results,
+               "through_node": node_rows, "validator_simulation": sims,
                }
     notes = [f"baseline: the gates as of commit {BASELINE_REV}, same batch, same accepted records, own process; "
              "it has no qa_consistency gate, which today's figures include",
