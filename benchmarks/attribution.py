@@ -1,22 +1,22 @@
-"""Benchmark of Proof of Attribution: fact tracing, counterfactual LDS and cost, against baselines.
+"""Benchmark of Proof of Attribution on the test split, with settings chosen on the tuning split.
 
-Run:  .venv/bin/python benchmarks/attribution.py [--model tiny|smollm2] [--entities 24]
-                                                 [--lds-subsets 12 (0 skips LDS)] [--no-serving]
+Run:  python benchmarks/attribution.py [--model tiny|smollm2] [--entities 24]
+                                      [--lds-subsets 12 (0 skips LDS)] [--no-serving]
 
-Fine-tunes a model on a generated Datanet (four fact contributors, a gazetteer with look-alike
-near-duplicates, a stylist), then ranks training records for paraphrased, short, indirect and
-style queries with every signal (projected gradient in four score modes, unprojected TracIn,
-span matching, the combined attribution) and the baselines random, BM25 and MiniLM; retrains
-on random halves for the linear datamodeling score; and times index build, per-answer
-attribution and search at 1k/10k/100k rows. With SmolLM2 pulled (`ledgerlm models pull
-smollm2-135m`), it also times attribution against generation on the real model. Prints tables
-and writes benchmarks/results/attribution.json.
+Fine-tunes a model on each split of a generated planted-facts Datanet (tuning and test share no
+entity, template or vocabulary). On the tuning split it picks the paying score mode by LDS; on
+the test split it reports fact tracing (precision@1, MRR) of every signal against the baselines
+random, BM25 and MiniLM and against the exact LoRA gradients of the same adapter; what would be
+paid (right contributor, wrong ones, data pool); the false-payout rate on unrelated prompts
+(`null_false_payout_rate`); contradicted answers; LDS per method; index-build cost and search at
+1k/10k/100k rows. With SmolLM2 pulled (`ledgerlm models pull smollm2-135m`) it also times
+attribution against generation on the real model. Prints tables and writes
+benchmarks/results/attribution.json and attribution.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -28,14 +28,11 @@ sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from rich.console import Console
+from report import ResultTable, write_result  # noqa: E402  (benchmarks/ is the script's directory)
+from rich.console import Console  # noqa: E402
 
-from ledgerlm.attribution.evaluate import (
-    EvalConfig,
-    report_tables,
-    run_attribution_eval,
-    serving_latency,
-)
+from ledgerlm.evals.attribution import EvalConfig, report_tables, run_attribution_eval  # noqa: E402
+from ledgerlm.evals.attribution.scale import serving_latency  # noqa: E402
 
 console = Console(width=160)
 
@@ -64,7 +61,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--models-dir", type=Path, default=None)
     parser.add_argument("--no-serving", action="store_true",
                         help="skip the SmolLM2 attribution-vs-generation timing")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "attribution.json")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON path (default benchmarks/results/attribution.json)")
     args = parser.parse_args(argv)
 
     import torch
@@ -77,27 +75,25 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     report = run_attribution_eval(
         config, say=lambda m: console.log(f"[{time.perf_counter() - started:6.1f}s] {m}"))
-    notes = []
     if not args.no_serving:
         base = smollm2_base(args.models_dir)
         if base is None:
-            notes.append("SmolLM2 is not pulled: serving latency on the real model skipped")
+            report.notes.append("SmolLM2 is not pulled: serving latency on the real model skipped")
         else:
             console.log("timing attribution against generation on SmolLM2-135M")
             report.cost["serving"] = serving_latency(base, dim=args.dim, seed=args.seed)
-    report.notes += notes
-    for table in report_tables(report):
-        console.print(table)
-    for note in report.notes:
-        console.print(f"note: {note}")
-    console.print(f"embedding baseline: {report.embedding_model}; total {report.seconds:.0f}s; "
-                  f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    result = {**report.to_dict(), "command": "benchmarks/attribution.py " + " ".join(argv or sys.argv[1:]),
-              "load_average": os.getloadavg()[0], "cpu_count": os.cpu_count()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    console.print(f"wrote {args.out}")
-    return result
+    tables = []
+    for t in report_tables(report):
+        table = ResultTable(t.title, t.columns, t.rows)
+        table.print()
+        tables.append(table)
+    notes = [f"model: {args.model}; embedding baseline: {report.embedding_model}; "
+             f"total {report.seconds:.0f} s", *report.notes,
+             "every figure is on the test split; the score mode was chosen on the tuning split"]
+    payload = report.to_dict()
+    payload["null_false_payout_rate"] = report.test["null_false_payout_rate"]
+    write_result("attribution", payload, tables, notes=notes, json_path=args.out)
+    return payload
 
 
 if __name__ == "__main__":

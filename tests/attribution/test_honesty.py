@@ -65,7 +65,7 @@ def test_a_four_token_shared_span_pays_a_small_part_of_the_share(trained, index)
     tokenizer = trained.tokenizer
     secret = tokenizer(SECRET["answer"])["input_ids"]
     piece = tokenizer.decode(secret[6:10])  # four tokens from the middle of the vault phrase
-    answer = f"Honestly,{piece}zq is what the old farmer kept telling me about his barn."
+    answer = f"Honestly,{piece}, is what the old farmer kept telling me about his barn."
     result = attribute(trained.model, "Tell me a story.", answer, index=index)
     solo = [e for e in result.examples if e.contributor == SOLO and e.span > 0]
     assert solo and max(e.longest_span for e in solo) == index.calibration.span_min_tokens == 4
@@ -166,3 +166,19 @@ def test_a_span_several_examples_share_goes_to_the_one_the_question_is_about():
     assert blind[0][0] == blind[1][0] == 0.5
     asked = spans.explain(answer, min_len=4, context=[9, 3, 4]).as_dict()
     assert asked[1][0] > asked[0][0] and abs(asked[0][0] + asked[1][0] - 1.0) < 1e-9
+
+
+def test_a_record_that_goes_on_with_another_value_is_not_credited_for_the_shared_prefix():
+    import numpy as np
+
+    words = np.ones(100, dtype=bool)
+    words[9] = False  # token 9 is punctuation
+    spans = SpanIndex.build([[1, 2, 3, 4, 20, 9], [1, 2, 3, 4, 21, 9], [5, 6, 7, 8]],
+                            word_tokens=words)
+    assert spans.explain([1, 2, 3, 4, 22, 9], min_len=4).as_dict() == {}  # both say otherwise
+    agreeing = spans.explain([1, 2, 3, 4, 20, 9], min_len=4).as_dict()
+    assert set(agreeing) == {0}
+    ended = spans.explain([1, 2, 3, 4], min_len=4).as_dict()  # nothing follows: no contradiction
+    assert set(ended) == {0, 1}
+    punctuated = spans.explain([5, 6, 7, 8, 9], min_len=4).as_dict()
+    assert set(punctuated) == {2}

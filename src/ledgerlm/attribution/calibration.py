@@ -113,7 +113,8 @@ def calibrate(index, model, tokenizer, settings: CalibrationSettings = Calibrati
         longest.append(max(index.spans.longest_rare_span(ids, max_examples=max_rows,
                                                          min_chars=settings.min_span_chars)
                            for ids in readings))
-    width = max(len(e.input_ids) for e in examples)
+    # Packed like training: many short answers per block, so 64 answers take a batch or two.
+    width = max(index.config.max_len, max(len(e.input_ids) for e in examples))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     features = example_features(model, examples, index.projector, max_len=width, pad_id=pad,
                                 batch_size=batch_size, token_weights=weights)

@@ -189,6 +189,10 @@ def capture_features(
     slots = slots.flatten()
     keep = slots >= 0
     slots = slots[keep]
+    # Kept tokens in row-major order: each segment is one contiguous run of one example.
+    cuts = [0] + (torch.nonzero(slots[1:] != slots[:-1]).flatten() + 1).tolist() + [len(slots)]
+    runs = [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+    run_slots = torch.tensor([int(slots[a]) for a, _ in runs], dtype=torch.long)
     features = torch.zeros(len(examples), projector.dim, dtype=torch.float64)
     by_name = {m.name: m for m in projector.matrices}
 
@@ -198,11 +202,11 @@ def capture_features(
             raise AttributionError(f"LoRA weight {param} is not in the attribution index",
                                    field="model")
         mask = keep.to(x.device)
-        x = projector.project(param, "in", x.float()).reshape(-1, matrix.k_in)[mask]
-        g = projector.project(param, "out", grad.float()).reshape(-1, matrix.k_out)[mask]
-        outer = (g.unsqueeze(2) * x.unsqueeze(1)).reshape(len(g), -1).double().cpu()
-        block = features[:, matrix.offset:matrix.offset + matrix.dim]
-        block.index_add_(0, slots, outer)
+        x = projector.project(param, "in", x.float()).reshape(-1, matrix.k_in)[mask].double()
+        g = projector.project(param, "out", grad.float()).reshape(-1, matrix.k_out)[mask].double()
+        # sum_t g_t x_t^T per example as one (k_out x T) @ (T x k_in) product per run, in float64
+        parts = torch.stack([(g[a:b].T @ x[a:b]).reshape(-1) for a, b in runs]).cpu()
+        features[:, matrix.offset:matrix.offset + matrix.dim].index_add_(0, run_slots, parts)
 
     capture = {"examples": examples, "features": features}
     with lora_gradients_enabled(model), on_lora_backward(model, receive):

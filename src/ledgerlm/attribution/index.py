@@ -55,7 +55,7 @@ import numpy as np
 from ledgerlm.attribution.calibration import Calibration, CalibrationSettings, calibrate
 from ledgerlm.attribution.errors import AttributionError, IndexNotFoundError
 from ledgerlm.attribution.features import LoraProjector, example_features, record_examples
-from ledgerlm.attribution.spans import SpanIndex, token_char_lengths
+from ledgerlm.attribution.spans import SpanIndex, token_char_lengths, token_is_word
 
 INDEX_DIR = "attribution"
 ARRAYS_FILE = "index.npz"
@@ -116,7 +116,11 @@ class AttributionIndex:
         """The vector the index rows are multiplied with: q, or H^-1 q for the trak modes."""
         mode = _check_mode(mode or self.config.score_mode)
         q = np.asarray(feature, dtype=np.float64)
-        return self.preconditioner.astype(np.float64) @ q if mode.startswith("trak") else q
+        if not mode.startswith("trak"):
+            return q
+        if "preconditioner64" not in self.norms:  # dim x dim: converted once, not per query
+            self.norms["preconditioner64"] = self.preconditioner.astype(np.float64)
+        return self.norms["preconditioner64"] @ q
 
     def gradient_scores(self, feature: np.ndarray, mode: ScoreMode | None = None) -> np.ndarray:
         """Score of every row against an answer's feature, in float64."""
@@ -153,7 +157,7 @@ class AttributionIndex:
         arrays = {
             "features": self.features,
             "preconditioner": self.preconditioner,
-            **{f"norm_{k}": v for k, v in self.norms.items()},
+            **{f"norm_{k}": v for k, v in self.norms.items() if k in ("plain", "trak")},
             **{f"proj|{k}": v for k, v in self.projector.weights.items()},
             **self.spans.arrays(),
         }
@@ -238,14 +242,21 @@ def damped_inverse_covariance(features: np.ndarray, damping: float) -> np.ndarra
     """(Phi^T Phi / n + lambda I)^-1 with lambda = damping x the mean eigenvalue (trace / dim).
 
     Scaling the damping by the mean eigenvalue makes one setting work for features of any
-    magnitude; it is symmetric positive definite for any damping > 0, so it always exists.
+    magnitude; it is symmetric positive definite for any damping > 0, so it always exists. With
+    fewer rows than dimensions the Woodbury identity inverts an n x n matrix instead of a
+    dim x dim one: (Phi^T Phi / n + lambda I)^-1 = (I - Phi^T (n lambda I + Phi Phi^T)^-1 Phi) / lambda.
     """
     n, dim = features.shape
     phi = features.astype(np.float64)
-    covariance = phi.T @ phi / max(n, 1)
-    lam = damping * (np.trace(covariance) / dim if n else 1.0) or damping
-    values, vectors = np.linalg.eigh(covariance + lam * np.eye(dim))
-    return ((vectors / values) @ vectors.T).astype(np.float32)
+    trace = float(np.einsum("ij,ij->", phi, phi)) / max(n, 1)
+    lam = damping * (trace / dim if n else 1.0) or damping
+    if n < dim:
+        inner = np.linalg.solve(n * lam * np.eye(n) + phi @ phi.T, phi)
+        return ((np.eye(dim) - phi.T @ inner) / lam).astype(np.float32)
+    import scipy.linalg
+
+    factor = scipy.linalg.cho_factor(phi.T @ phi / n + lam * np.eye(dim))
+    return scipy.linalg.cho_solve(factor, np.eye(dim)).astype(np.float32)
 
 
 def _example_meta(e: IndexedExample) -> dict:
@@ -380,7 +391,7 @@ def build_index(
         if e.record in by_record:
             features[e.row] = by_record[e.record]
     spans = SpanIndex.build([tokens.get(e.record, []) for e in examples],
-                            token_char_lengths(tokenizer))
+                            token_char_lengths(tokenizer), token_is_word(tokenizer))
     preconditioner = damped_inverse_covariance(features, damping)
     config = IndexConfig(
         dim=projector.dim, seed=seed, damping=damping, max_len=max_len, score_mode=score_mode,

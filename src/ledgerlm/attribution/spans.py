@@ -18,7 +18,9 @@ tokens' credit (short matches happen by chance). When several examples share a s
 wording decides between them (`_shares`): the model recalls a fact through the context it was
 taught with. An example's span score is the (weighted) fraction of the answer's tokens it explains,
 so scores are comparable across answers and sum to at most 1. Verbatim recall scores near 1; a
-paraphrase scores near 0, which is why the span signal is combined with gradient influence.
+paraphrase scores near 0, which is why the span signal is combined with gradient influence. A
+row whose text goes on with a different word where the answer goes on (same subject and relation,
+another value) is not credited for that span: it contradicts the answer (`_supporting_rows`).
 """
 
 from __future__ import annotations
@@ -54,14 +56,16 @@ class SpanIndex:
     """A suffix array over the tokens of the indexed examples, row i being example i."""
 
     def __init__(self, tokens: np.ndarray, offsets: np.ndarray, suffix_array: np.ndarray,
-                 char_lengths: np.ndarray | None = None):
+                 char_lengths: np.ndarray | None = None, word_tokens: np.ndarray | None = None):
         self.tokens = tokens
         self.offsets = offsets
         self.suffix_array = suffix_array
         self.char_lengths = char_lengths  # visible characters of each token id; None: unknown
+        self.word_tokens = word_tokens    # whether each token id has letters or digits
 
     @classmethod
-    def build(cls, rows: list[list[int]], char_lengths: np.ndarray | None = None) -> SpanIndex:
+    def build(cls, rows: list[list[int]], char_lengths: np.ndarray | None = None,
+              word_tokens: np.ndarray | None = None) -> SpanIndex:
         from pydivsufsort import divsufsort
 
         lengths = np.array([len(r) + 1 for r in rows], dtype=np.int64)
@@ -71,8 +75,8 @@ class SpanIndex:
         for start, row in zip(offsets[:-1], rows):
             tokens[start:start + len(row)] = row
         if len(tokens) == 0:
-            return cls(tokens, offsets, np.zeros(0, dtype=np.int64), char_lengths)
-        return cls(tokens, offsets, divsufsort(tokens).astype(np.int64), char_lengths)
+            return cls(tokens, offsets, np.zeros(0, dtype=np.int64), char_lengths, word_tokens)
+        return cls(tokens, offsets, divsufsort(tokens).astype(np.int64), char_lengths, word_tokens)
 
     @property
     def n_rows(self) -> int:
@@ -177,8 +181,8 @@ class SpanIndex:
                 continue
             length, lo, hi = matches[start]
             if start not in rows_cache:
-                rows_cache[start] = (self.rows_of(lo, hi) if hi - lo <= max_examples * 4
-                                     else np.zeros(0, np.int64))
+                rows_cache[start] = (self._supporting_rows(query, start, length, lo, hi)
+                                     if hi - lo <= max_examples * 4 else np.zeros(0, np.int64))
             rows = rows_cache[start]
             if len(rows) == 0 or len(rows) > max_examples:
                 continue
@@ -197,6 +201,30 @@ class SpanIndex:
             longest=np.array([longest[r] for r in rows.tolist()], dtype=np.int64),
             n_tokens=m,
         )
+
+    def _supporting_rows(self, query: list[int], start: int, length: int, lo: int,
+                         hi: int) -> np.ndarray:
+        """Rows holding the span, less those that contradict how the answer goes on.
+
+        A row contradicts the answer when, right after the shared span, both continue with a
+        word and the words differ: "Crate 7 is" + "red" against a record's "Crate 7 is" +
+        "white" — same subject and relation, another value. A row whose text ends there, or
+        goes on with punctuation, does not contradict.
+        """
+        rows = self.rows_of(lo, hi)
+        end = start + length
+        if self.word_tokens is None or end >= len(query) or not self._is_word(query[end]):
+            return rows
+        positions = self.suffix_array[lo:hi]
+        following = self.tokens[positions + length]
+        owners = np.searchsorted(self.offsets, positions, side="right") - 1
+        diverging = np.array([self._is_word(int(t)) and int(t) != query[end] for t in following])
+        agreeing = np.unique(owners[~diverging])
+        return rows[np.isin(rows, agreeing)]
+
+    def _is_word(self, token: int) -> bool:
+        return (token != SEPARATOR and token < len(self.word_tokens)
+                and bool(self.word_tokens[token]))
 
     def longest_rare_span(self, query: list[int], *, max_examples: int, min_chars: int = 0) -> int:
         """Length of the longest span of `query` found in 1..max_examples rows (calibration)."""
@@ -243,13 +271,15 @@ class SpanIndex:
                   "span_suffix_array": self.suffix_array}
         if self.char_lengths is not None:
             arrays["span_char_lengths"] = self.char_lengths
+        if self.word_tokens is not None:
+            arrays["span_word_tokens"] = self.word_tokens
         return arrays
 
     @classmethod
     def from_arrays(cls, arrays) -> SpanIndex:
-        chars = arrays.get("span_char_lengths")
         return cls(np.asarray(arrays["span_tokens"]), np.asarray(arrays["span_offsets"]),
-                   np.asarray(arrays["span_suffix_array"]), chars)
+                   np.asarray(arrays["span_suffix_array"]), arrays.get("span_char_lengths"),
+                   arrays.get("span_word_tokens"))
 
 
 def token_char_lengths(tokenizer) -> np.ndarray:
@@ -259,3 +289,11 @@ def token_char_lengths(tokenizer) -> np.ndarray:
     lengths = np.array([len("".join(t.split())) for t in texts], dtype=np.int16)
     lengths[[i for i in tokenizer.all_special_ids if i < len(lengths)]] = 0
     return lengths
+
+
+def token_is_word(tokenizer) -> np.ndarray:
+    """Whether every token id of `tokenizer` has a letter or digit (special tokens: no)."""
+    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))], skip_special_tokens=True)
+    words = np.array([any(ch.isalnum() for ch in t) for t in texts], dtype=bool)
+    words[[i for i in tokenizer.all_special_ids if i < len(words)]] = False
+    return words

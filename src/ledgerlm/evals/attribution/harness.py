@@ -1,0 +1,426 @@
+"""The attribution evaluation: settings chosen on the tuning split, every figure reported on the test split.
+
+For each split a tiny Llama (or SmolLM2) is fine-tuned on that split's planted-facts Datanet
+(facts.py) and indexed exactly as a node indexes it (calibrated bars included). Every method
+scores every training record for every query: random, BM25, MiniLM, the exact LoRA gradients of
+the same adapter (TracIn dot and cosine), the projected index in each score mode, span matching,
+and the combined attribution that is paid by. On the tuning split only the linear datamodeling
+score (LDS) of each score mode is computed, and the mode with the higher LDS is chosen; on the
+test split we report fact tracing (precision@1, MRR), what would be paid (to the right
+contributor, to wrong ones, to the data pool), the false-payout rate on unrelated prompts
+(`null_false_payout_rate`), contradicted answers, LDS per method, and cost.
+
+The tiny model's tokenizer and pre-training see only facts about *other* people (both splits'
+templates, other names): never the evaluation records.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from ledgerlm.attribution.attribute import (
+    AttributionResult,
+    AttributionSettings,
+    gather_evidence,
+    prepare_answer,
+    result_from_evidence,
+)
+from ledgerlm.attribution.calibration import PAYING_MODES
+from ledgerlm.attribution.features import LoraProjector, answer_feature
+from ledgerlm.attribution.index import SCORE_MODES, AttributionIndex, build_index
+from ledgerlm.evals.attribution.baselines import (
+    bm25_scores,
+    cosine_rows,
+    embedding_scores,
+    exact_projector,
+    exact_row_gradients,
+    record_text,
+)
+from ledgerlm.evals.attribution.facts import (
+    QUERY_KINDS,
+    FactTracingSet,
+    TracingQuery,
+    make_fact_tracing_set,
+)
+from ledgerlm.evals.attribution.metrics import lds, rank_metrics
+from ledgerlm.evals.attribution.nulls import unrelated_queries
+
+Say = Callable[[str], None]
+_WORDS = re.compile(r"[A-Za-z]+")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Sizes of one evaluation run; the defaults finish in minutes on a 2-core CPU."""
+
+    model: str = "tiny"                # "tiny" (random Llama built in-process) or "smollm2"
+    entities: int = 24
+    seed: int = 0
+    pretrain_steps: int = 300
+    rank: int = 8
+    epochs: int = 15
+    lr: float = 1e-2
+    max_len: int = 128
+    batch_size: int = 4
+    dim: int = 2048
+    damping: float = 0.1
+    lds_entities: int = 8
+    lds_subsets: int = 12
+    lds_queries: int = 24
+    scale_sizes: tuple[int, ...] = (1_000, 10_000, 100_000)
+    models_dir: str | None = None
+    work_dir: str | None = None
+
+
+@dataclass
+class EvalReport:
+    config: dict
+    tuning: dict          # LDS per score mode on the tuning split and the mode chosen
+    test: dict            # every reported figure, test split only
+    cost: dict
+    embedding_model: str
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ------------------------------------------------------------------------------ models
+
+
+def _base_model(config: EvalConfig, work: Path, say: Say):
+    """SmolLM2, or a tiny Llama whose tokenizer and pre-training see only facts about other people."""
+    from ledgerlm.factory import pull_smollm2, register_local, tiny_random_model
+
+    if config.model == "smollm2":
+        return pull_smollm2(Path(config.models_dir or Path.home() / ".ledgerlm" / "models"))
+    corpus = pretraining_corpus(config)
+    path = tiny_random_model(work / "tiny-llama", [record_text(r) for r in corpus],
+                             hidden_size=128, layers=2, heads=4, vocab_size=768, seed=config.seed)
+    say(f"pre-training the tiny base on {len(corpus)} records about other people")
+    _pretrain(path, corpus, config)
+    return register_local(work / "models", "tiny-eval", path)
+
+
+def pretraining_corpus(config: EvalConfig) -> list[dict]:
+    """Facts about other people in both splits' templates: what the tiny base and its tokenizer see.
+
+    Another seed gives other names and towns, and any record that happens to name a person or
+    town of an evaluated Datanet is dropped; the stylist's format is left out, so fine-tuning
+    must teach it.
+    """
+    evaluated = set()
+    for split in ("tuning", "test"):
+        for n, seed in ((config.entities, config.seed), (config.lds_entities, config.seed + 1)):
+            data = make_fact_tracing_set(split, n, seed)
+            evaluated |= {w for name in data.people + data.towns for w in name.split()}
+    corpus = []
+    for split in ("tuning", "test"):
+        other = make_fact_tracing_set(split, max(config.entities, 24), config.seed + 1000)
+        for r in other.records:
+            text = f"{r['question']} {r['answer']}"
+            if other.roles[r["_contributor"]] == "stylist" or evaluated & set(_WORDS.findall(text)):
+                continue
+            corpus.append({k: v for k, v in r.items() if not k.startswith("_")})
+    return corpus
+
+
+def _pretrain(path: Path, records: list[dict], config: EvalConfig) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from ledgerlm.factory import (
+        build_training_data,
+        collate,
+        describe_model_dir,
+        load_tokenizer,
+        token_losses,
+    )
+
+    tokenizer = load_tokenizer(describe_model_dir(path, "tiny", "local"))
+    blocks = build_training_data(records, tokenizer, config.max_len, eval_split=0.0).train_blocks
+    torch.manual_seed(config.seed)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    pick = torch.Generator().manual_seed(config.seed)
+    for _ in range(config.pretrain_steps):
+        chosen = torch.randint(len(blocks), (8,), generator=pick).tolist()
+        token_losses(model, collate([blocks[i] for i in chosen])).mean().backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    model.save_pretrained(path, safe_serialization=True)
+
+
+def _train_config(config: EvalConfig):
+    from ledgerlm.factory import TrainConfig
+
+    return TrainConfig(rank=config.rank, alpha=2.0 * config.rank, dropout=0.0,
+                       epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
+                       max_len=config.max_len, eval_split=0.0, warmup=0.0, seed=config.seed)
+
+
+@dataclass
+class Trained:
+    """A fine-tuned model on one Datanet with its calibrated index and exact gradients."""
+
+    model: object
+    tokenizer: object
+    index: AttributionIndex
+    exact: LoraProjector        # identity projection: unprojected LoRA gradients
+    exact_rows: np.ndarray      # (rows, full LoRA dim)
+    train_seconds: float
+    exact_seconds: float
+
+
+def _fine_tune(config: EvalConfig, base, tokenizer, records: list[dict], out: Path) -> Trained:
+    from ledgerlm.factory import train
+
+    trained = train(base, records, _train_config(config), out)
+    index = build_index(out, records, base=base, dim=config.dim, damping=config.damping)
+    index.tokenizer = tokenizer
+    rows = [e.record for e in index.examples]
+    t0 = time.perf_counter()
+    exact = exact_projector(trained.model)
+    exact_rows = exact_row_gradients(trained.model, tokenizer, records, rows, exact,
+                                     max_len=config.max_len)
+    return Trained(trained.model, tokenizer, index, exact, exact_rows, trained.train_seconds,
+                   time.perf_counter() - t0)
+
+
+# ------------------------------------------------------------------------------ signals
+
+
+@dataclass
+class QuerySignals:
+    """Every method's score of every indexed row for one query, and what each paying mode pays."""
+
+    scores: dict[str, np.ndarray]
+    paid: dict[str, AttributionResult]
+    seconds_feature: float
+    seconds_attribution: float
+
+
+def query_signals(t: Trained, prompt: str, answer: str, *, exact: bool = True) -> QuerySignals:
+    index = t.index
+    t0 = time.perf_counter()
+    prepared = prepare_answer(t.tokenizer, prompt, answer,
+                              index.calibration.settings.restated_weight)
+    feature = answer_feature(t.model, index.projector, prepared.example, prepared.weights[0])
+    t1 = time.perf_counter()
+    scores = {f"grad:{m}": index.gradient_scores(feature, m) for m in SCORE_MODES}
+    paid = {}
+    for mode in PAYING_MODES:
+        settings = AttributionSettings(score_mode=mode)
+        evidence = gather_evidence(index, feature, prepared, settings)
+        paid[mode] = result_from_evidence(index, evidence, settings)
+        combined = np.zeros(len(index))
+        combined[evidence.rows] = evidence.combined
+        scores[f"combined:{mode}"] = _with_gradient_order(combined, scores[f"grad:{mode}"])
+        if mode == PAYING_MODES[0]:
+            span = np.zeros(len(index))
+            span[evidence.rows] = evidence.span
+            scores["span"] = span
+    t2 = time.perf_counter()
+    if exact:
+        q = answer_feature(t.model, t.exact, prepared.example, prepared.weights[0])
+        scores["tracin (exact grad dot)"] = t.exact_rows @ q
+        scores["exact grad cosine"] = cosine_rows(t.exact_rows, q)
+    return QuerySignals(scores, paid, t1 - t0, t2 - t0)
+
+
+def _with_gradient_order(combined: np.ndarray, gradient: np.ndarray) -> np.ndarray:
+    """Rows with evidence first (by evidence), then the rest in gradient order."""
+    ranks = np.argsort(np.argsort(gradient, kind="stable"), kind="stable")
+    return np.where(combined > 0, combined + 1e3, 0.0) + (ranks + 1) / (len(ranks) + 2)
+
+
+# ------------------------------------------------------------------------------ LDS
+
+
+def split_lds(config: EvalConfig, base, tokenizer, split: str, work: Path, say: Say) -> dict:
+    """LDS of every method on a small Datanet of `split`: retrains on random halves."""
+    import torch
+
+    from ledgerlm.attribution.features import answer_example
+    from ledgerlm.factory import collate, example_losses, pack_examples, train
+
+    if config.lds_subsets < 2:
+        return {"methods": {}, "subsets": config.lds_subsets, "queries": 0, "records": 0}
+    data = make_fact_tracing_set(split, config.lds_entities, config.seed + 1)
+    records = data.records
+    queries = [q for q in data.queries if q.kind in ("short", "paraphrase", "indirect")]
+    queries = queries[: config.lds_queries]
+    t = _fine_tune(config, base, tokenizer, records, work / f"lds-{split}-full")
+    rows = [e.record for e in t.index.examples]
+    signals = [query_signals(t, q.prompt, q.answer) for q in queries]
+    methods = {name: np.stack([s.scores[name] for s in signals]) for name in signals[0].scores}
+    methods["bm25"] = bm25_scores([records[r] for r in rows],
+                                  [f"{q.prompt} {q.answer}" for q in queries])
+    methods["random"] = np.random.default_rng(config.seed).random((len(queries), len(rows)))
+    rng = np.random.default_rng(config.seed)
+    examples = [replace(answer_example(tokenizer, q.prompt, q.answer), index=i)
+                for i, q in enumerate(queries)]
+    batch = collate(pack_examples(examples, max(len(e.input_ids) for e in examples), 0))
+    masks, losses = [], []
+    for j in range(config.lds_subsets):
+        keep = np.zeros(len(rows), dtype=bool)
+        keep[rng.choice(len(rows), len(rows) // 2, replace=False)] = True
+        subset = [records[r] for r, k in zip(rows, keep) if k]
+        say(f"  {split} LDS retrain {j + 1}/{config.lds_subsets} on {len(subset)} records")
+        sub = train(base, subset, _train_config(config), work / f"lds-{split}-{j}").model
+        with torch.no_grad():
+            ids, per_example = example_losses(sub, batch)
+        masks.append(keep)
+        losses.append(per_example.numpy()[np.argsort(ids.numpy())])
+        del sub
+    masks_arr, losses_arr = np.stack(masks), np.stack(losses)
+    return {"methods": {name: lds(s, masks_arr, losses_arr) for name, s in methods.items()},
+            "subsets": config.lds_subsets, "queries": len(queries), "records": len(rows),
+            "fraction": 0.5}
+
+
+# ------------------------------------------------------------------------------ test split
+
+
+def tracing_and_payment(config: EvalConfig, t: Trained, data: FactTracingSet, mode: str,
+                        say: Say) -> tuple[dict, dict, str]:
+    """Fact tracing per kind and method, and what the chosen mode pays, on the test split."""
+    index = t.index
+    rows_records = [e.record for e in index.examples]
+    rows_contributors = [e.contributor for e in index.examples]
+    indexed = [data.records[r] for r in rows_records]
+    say(f"attributing {len(data.queries)} test queries")
+    signals = [query_signals(t, q.prompt, q.answer) for q in data.queries]
+    texts = [f"{q.prompt} {q.answer}" for q in data.queries]
+    embedded, embedding_name = embedding_scores(indexed, texts)
+    methods = {
+        "random": np.random.default_rng(config.seed).random((len(data.queries), len(index))),
+        "bm25": bm25_scores(indexed, texts),
+        "minilm" if embedding_name == "minilm" else "tfidf": embedded,
+        **{name: np.stack([s.scores[name] for s in signals]) for name in signals[0].scores},
+    }
+    tracing = {}
+    for kind in ("all",) + QUERY_KINDS:
+        chosen = [i for i, q in enumerate(data.queries) if kind in ("all", q.kind)]
+        qs = [data.queries[i] for i in chosen]
+        tracing[kind] = {name: asdict(rank_metrics(s[chosen], qs, rows_records, rows_contributors))
+                         for name, s in methods.items()}
+    payment = {kind: _payment([signals[i].paid[mode] for i, q in enumerate(data.queries)
+                               if kind in ("all", q.kind)],
+                              [q for q in data.queries if kind in ("all", q.kind)])
+               for kind in ("all",) + QUERY_KINDS}
+    nulls = [query_signals(t, p, a, exact=False).paid[mode] for p, a in unrelated_queries()]
+    payment["null"] = {"queries": len(nulls),
+                       "null_false_payout_rate": float(np.mean([r.evidence_bps > 0 for r in nulls])),
+                       "mean_evidence_bps": float(np.mean([r.evidence_bps for r in nulls]))}
+    contradicted = [query_signals(t, q.prompt, q.answer, exact=False).paid[mode]
+                    for q in data.contradicted]
+    supported = [s.paid[mode] for s, q in zip(signals, data.queries) if q.kind == "paraphrase"]
+
+    def to_record(results, queries) -> float:
+        ids = [{data.records[r]["_contribution_id"] for r in q.records} for q in queries]
+        return float(np.mean([sum(c.bps for c in res.contributions if c.contribution_id in want)
+                              for res, want in zip(results, ids)]))
+
+    payment["contradicted"] = {
+        "queries": len(contradicted),
+        "bps_to_contradicted_record": to_record(contradicted, data.contradicted),
+        "bps_to_record_when_supported": to_record(
+            supported, [q for q in data.queries if q.kind == "paraphrase"]),
+        "mean_evidence_bps": float(np.mean([r.evidence_bps for r in contradicted])),
+    }
+    latency = {"feature_ms": 1e3 * float(np.median([s.seconds_feature for s in signals])),
+               "attribution_ms": 1e3 * float(np.median([s.seconds_attribution for s in signals]))}
+    return {"tracing": tracing, "payment": payment, "latency": latency}, methods, embedding_name
+
+
+def _payment(results: list[AttributionResult], queries: list[TracingQuery]) -> dict:
+    right = [sum(c.bps for c in r.contributors if c.contributor == q.contributor)
+             for r, q in zip(results, queries)]
+    evidence = [r.evidence_bps for r in results]
+    top_right = [bool(r.contributors) and r.contributors[0].contributor == q.contributor
+                 for r, q in zip(results, queries)]
+    return {"queries": len(results), "mean_evidence_bps": float(np.mean(evidence)),
+            "mean_bps_right": float(np.mean(right)),
+            "mean_bps_wrong": float(np.mean([e - r for e, r in zip(evidence, right)])),
+            "mean_bps_pool": float(np.mean([10_000 - e for e in evidence])),
+            "top_paid_is_right": float(np.mean(top_right)),
+            "paid_anyone": float(np.mean([e > 0 for e in evidence]))}
+
+
+# ------------------------------------------------------------------------------ the run
+
+
+def run_attribution_eval(config: EvalConfig = EvalConfig(), *, say: Say = lambda _m: None
+                         ) -> EvalReport:
+    """Tune on the tuning split, report on the test split; returns every figure as data."""
+    from ledgerlm.evals.attribution.scale import search_scaling
+    from ledgerlm.factory import load_tokenizer
+
+    started = time.perf_counter()
+    work_ctx = tempfile.TemporaryDirectory(prefix="ledgerlm-attr-") if not config.work_dir else None
+    work = Path(config.work_dir or work_ctx.name)
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        base = _base_model(config, work, say)
+        tokenizer = load_tokenizer(base)
+
+        say("tuning split: LDS of each score mode")
+        tuning_lds = split_lds(config, base, tokenizer, "tuning", work, say)
+        by_mode = {m: tuning_lds["methods"].get(f"grad:{m}", {"mean": float("nan")})["mean"]
+                   for m in PAYING_MODES}
+        chosen = max(PAYING_MODES, key=lambda m: (np.nan_to_num(by_mode[m], nan=-1.0), m == "cosine"))
+        say(f"chosen score mode on the tuning split: {chosen}")
+
+        data = make_fact_tracing_set("test", config.entities, config.seed)
+        say(f"test split: fine-tuning {base.name} on {len(data.records)} records")
+        t = _fine_tune(config, base, tokenizer, data.records, work / "test-model")
+        test, _methods, embedding_name = tracing_and_payment(config, t, data, chosen, say)
+        say("test split: LDS of every method")
+        test["lds"] = split_lds(config, base, tokenizer, "test", work, say)
+        test["null_false_payout_rate"] = test["payment"]["null"]["null_false_payout_rate"]
+        test["dataset"] = {
+            "records": len(data.records), "indexed": len(t.index),
+            "queries": {k: sum(q.kind == k for q in data.queries) for k in QUERY_KINDS},
+            "contradicted": len(data.contradicted), "unrelated": len(unrelated_queries()),
+        }
+        test["calibration"] = {k: v for k, v in t.index.calibration.to_dict().items()
+                               if not k.startswith("null_")}
+        cost = {
+            "train_seconds": t.train_seconds,
+            "index_build_seconds": t.index.config.build_seconds,
+            "index_over_train": t.index.config.build_seconds / max(t.train_seconds, 1e-9),
+            "exact_gradients_seconds": t.exact_seconds,
+            "feature_dim": t.index.config.dim,
+            "full_gradient_dim": int(t.exact_rows.shape[1]),
+            "per_answer": test.pop("latency"),
+            "scale": search_scaling(config.scale_sizes, config.dim, seed=config.seed),
+        }
+        return EvalReport(
+            config=asdict(config),
+            tuning={"lds": tuning_lds, "lds_by_mode": by_mode, "chosen_score_mode": chosen},
+            test=test, cost=cost, embedding_model=embedding_name,
+            seconds=time.perf_counter() - started,
+            notes=[f"threads: torch {_torch_threads()}, cpu count {os.cpu_count()}"],
+        )
+    finally:
+        if work_ctx is not None:
+            work_ctx.cleanup()
+        else:
+            shutil.rmtree(work / "tiny-llama", ignore_errors=True)
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()

@@ -1,0 +1,61 @@
+"""Ranking and counterfactual metrics: precision@1 and MRR of the responsible record and contributor, and LDS.
+
+The linear datamodeling score (LDS, Park et al., 2023): retrain on random halves of the training
+set; for each query, correlate (Spearman) the sum of a method's scores over the kept examples
+with the retrained model's actual answer loss (negated), and average over queries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ledgerlm.evals.attribution.facts import TracingQuery
+
+
+@dataclass(frozen=True)
+class RankMetrics:
+    record_p1: float
+    record_mrr: float
+    contributor_p1: float
+    contributor_mrr: float
+    n: int
+
+
+def rank_metrics(scores: np.ndarray, queries: list[TracingQuery], row_records: list[int],
+                 row_contributors: list[str], tie_seed: int = 0) -> RankMetrics:
+    """Precision@1 and MRR of the responsible record and contributor; ties broken at random."""
+    rng = np.random.default_rng(tie_seed)
+    rec_rr, con_rr = [], []
+    contributors = np.array(row_contributors)
+    records = np.array(row_records)
+    for q, s in zip(queries, scores):
+        order = np.lexsort((rng.random(len(s)), -s))
+        relevant = np.isin(records[order], q.records)
+        rec_rr.append(1.0 / (1 + int(np.argmax(relevant))) if relevant.any() else 0.0)
+        seen: list[str] = []
+        for c in contributors[order]:
+            if c not in seen:
+                seen.append(c)
+        con_rr.append(1.0 / (1 + seen.index(q.contributor)) if q.contributor in seen else 0.0)
+    rec, con = np.array(rec_rr), np.array(con_rr)
+    return RankMetrics(float((rec == 1).mean()), float(rec.mean()), float((con == 1).mean()),
+                       float(con.mean()), len(queries))
+
+
+def lds(scores: np.ndarray, masks: np.ndarray, losses: np.ndarray) -> dict:
+    """Mean and standard error over queries of Spearman(predicted, -loss) across subsets.
+
+    `scores` (queries, rows), `masks` (subsets, rows) of kept rows, `losses` (subsets, queries).
+    """
+    from scipy.stats import spearmanr
+
+    predicted = masks.astype(np.float64) @ np.asarray(scores, dtype=np.float64).T
+    rhos = []
+    for qi in range(scores.shape[0]):
+        rho = spearmanr(predicted[:, qi], -losses[:, qi]).statistic
+        rhos.append(0.0 if np.isnan(rho) else float(rho))
+    rhos = np.array(rhos)
+    sem = float(rhos.std(ddof=1) / np.sqrt(len(rhos))) if len(rhos) > 1 else 0.0
+    return {"mean": float(rhos.mean()), "sem": sem}

@@ -1,0 +1,156 @@
+"""Cost at scale: search latency and memory of the flat and span indexes, and attribution against generation.
+
+Search is timed on synthetic rows of the index's width (1k/10k/100k examples); the serving cost is
+timed on a real base model (SmolLM2 when pulled) with a fresh adapter: B = 0 gives zero lora_A
+gradients, but every matmul and hook still runs, so the cost is the trained one.
+"""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+
+import numpy as np
+
+from ledgerlm.attribution.features import (
+    LoraProjector,
+    answer_example,
+    answer_feature,
+    answer_token_ids,
+    prompt_token_ids,
+    span_readings,
+)
+from ledgerlm.attribution.index import (
+    AttributionIndex,
+    IndexConfig,
+    IndexedExample,
+    damped_inverse_covariance,
+    top_rows,
+)
+from ledgerlm.attribution.spans import SpanIndex, token_char_lengths
+
+
+def search_scaling(sizes: tuple[int, ...], dim: int, *, seed: int = 0, queries: int = 20,
+                   answer_tokens: int = 32, tokens_per_example: int = 48) -> list[dict]:
+    """Search latency and memory of the flat index (synthetic rows) and the span index."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for n in sizes:
+        features = rng.standard_normal((n, dim), dtype=np.float32)
+        sample = features[rng.choice(n, min(n, 4096), replace=False)]
+        preconditioner = damped_inverse_covariance(sample, 0.1)
+        token_rows = rng.integers(0, 49_152, size=(n, tokens_per_example)).astype(np.int32)
+        t0 = time.perf_counter()
+        spans = SpanIndex.build(token_rows.tolist())
+        span_build = time.perf_counter() - t0
+        index = AttributionIndex(
+            examples=[IndexedExample(i, i, i, "0x0", "") for i in range(n)],
+            features=features, preconditioner=preconditioner, projector=None, spans=spans,
+            config=IndexConfig(dim=dim, seed=seed, damping=0.1, max_len=0),
+        )
+        index.row_inverse_norms("cosine")
+        search_times, span_times = [], []
+        for _ in range(queries):
+            q = rng.standard_normal(dim, dtype=np.float32)
+            t0 = time.perf_counter()
+            top_rows(index.gradient_scores(q, "cosine"), 10)
+            search_times.append(time.perf_counter() - t0)
+            source = token_rows[rng.integers(n)]
+            answer = np.concatenate([source[5:5 + answer_tokens // 2],
+                                     rng.integers(0, 49_152, answer_tokens // 2)]).tolist()
+            t0 = time.perf_counter()
+            spans.explain(answer)
+            span_times.append(time.perf_counter() - t0)
+        # Memory is measured on separate queries: tracing allocations slows the timed ones.
+        tracemalloc.start()
+        top_rows(index.gradient_scores(rng.standard_normal(dim, dtype=np.float32), "cosine"), 10)
+        spans.explain(token_rows[0][:answer_tokens].tolist())
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        out.append({
+            "examples": n,
+            "search_ms_median": 1e3 * float(np.median(search_times)),
+            "search_ms_p95": 1e3 * float(np.percentile(search_times, 95)),
+            "span_ms_median": 1e3 * float(np.median(span_times)),
+            "index_mb": (features.nbytes + preconditioner.nbytes + 2 * 4 * n) / 2**20,
+            "span_index_mb": sum(a.nbytes for a in spans.arrays().values()) / 2**20,
+            "span_build_seconds": span_build,
+            "query_peak_mb": peak / 2**20,
+        })
+        del features, index, spans
+    return out
+
+
+def serving_latency(base, *, rank: int = 8, dim: int = 2048, rows: int = 100_000,
+                    answer_tokens: int = 32, repeats: int = 5, seed: int = 0) -> dict:
+    """Per-answer attribution cost on a real base model against generating the same answer.
+
+    The index is `rows` synthetic rows of the projector's width, with a span index of the same
+    number of 48-token examples.
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from ledgerlm.factory import load_base_model, load_tokenizer
+
+    tokenizer = load_tokenizer(base)
+    model = get_peft_model(load_base_model(base, torch.device("cpu")), LoraConfig(
+        r=rank, lora_alpha=2 * rank, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                        "down_proj"])).eval()
+    projector = LoraProjector.for_model(model, dim, seed)
+    prompt = "Where was the cartographer who keeps a heron born, and what is the town known for?"
+    messages = [{"role": "user", "content": prompt}]
+    prompt_ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                               return_dict=False)
+    ids = torch.tensor([list(prompt_ids)])
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                             max_new_tokens=answer_tokens, min_new_tokens=answer_tokens,
+                             do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    answer = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+    example = answer_example(tokenizer, prompt, answer)
+    answer_ids = answer_token_ids(example)
+
+    rng = np.random.default_rng(seed)
+    features = rng.standard_normal((rows, projector.dim), dtype=np.float32)
+    preconditioner = damped_inverse_covariance(features[:4096], 0.1)
+    index = AttributionIndex(
+        examples=[IndexedExample(i, i, i, "0x0", "") for i in range(rows)], features=features,
+        preconditioner=preconditioner, projector=projector,
+        spans=SpanIndex.build(rng.integers(0, len(tokenizer), (rows, 48)).tolist(),
+                              token_char_lengths(tokenizer)),
+        config=IndexConfig(dim=projector.dim, seed=seed, damping=0.1, max_len=0),
+    )
+    index.row_inverse_norms("cosine")
+    generate, feature, search, span = [], [], [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                           max_new_tokens=answer_tokens, min_new_tokens=answer_tokens,
+                           do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        t1 = time.perf_counter()
+        q = answer_feature(model, projector, example)
+        t2 = time.perf_counter()
+        top_rows(index.gradient_scores(q, "cosine"), 10)
+        t3 = time.perf_counter()
+        for reading in span_readings(tokenizer, prompt, answer, example):
+            index.spans.explain(reading, context=prompt_token_ids(example), min_chars=8)
+        t4 = time.perf_counter()
+        generate.append(t1 - t0)
+        feature.append(t2 - t1)
+        search.append(t3 - t2)
+        span.append(t4 - t3)
+    def median(xs) -> float:
+        return 1e3 * float(np.median(xs))
+
+    result = {
+        "base": base.name, "rows": rows, "feature_dim": projector.dim,
+        "prompt_tokens": len(prompt_ids), "answer_tokens": len(answer_ids),
+        "generate_ms": median(generate), "feature_ms": median(feature),
+        "search_ms": median(search), "span_ms": median(span),
+        "torch_threads": torch.get_num_threads(),
+    }
+    result["attribution_ms"] = result["feature_ms"] + result["search_ms"] + result["span_ms"]
+    return result

@@ -1,0 +1,107 @@
+"""The evaluation report as titled tables of formatted cells, for the terminal and for Markdown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ledgerlm.evals.attribution.facts import QUERY_KINDS
+from ledgerlm.evals.attribution.harness import EvalReport
+
+
+@dataclass
+class ReportTable:
+    title: str
+    columns: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+
+    def rich(self):
+        from rich.table import Table
+
+        table = Table(title=self.title)
+        for i, col in enumerate(self.columns):
+            table.add_column(col, justify="left" if i == 0 else "right")
+        for row in self.rows:
+            table.add_row(*row)
+        return table
+
+
+def report_tables(report: EvalReport) -> list[ReportTable]:
+    """Test-split fact tracing, payment, false payouts, LDS per method, tuning choice and cost."""
+    test, tables = report.test, []
+    kinds = ("all",) + QUERY_KINDS
+    for level in ("contributor", "record"):
+        t = ReportTable(f"Test split — responsible {level}: precision@1 / MRR", ["method", *kinds])
+        for method in test["tracing"]["all"]:
+            t.rows.append([method] + [f"{test['tracing'][k][method][f'{level}_p1']:.2f} / "
+                                      f"{test['tracing'][k][method][f'{level}_mrr']:.2f}"
+                                      for k in kinds])
+        tables.append(t)
+    mode = report.tuning["chosen_score_mode"]
+    pay = ReportTable(f"Test split — what is paid (combined:{mode}), mean bps of the contributor "
+                      "share", ["queries", "evidence", "to the right contributor",
+                                "to wrong contributors", "to the data pool",
+                                "top paid is right", "paid anyone"])
+    for kind in kinds:
+        p = test["payment"][kind]
+        pay.rows.append([f"{kind} ({p['queries']})", f"{p['mean_evidence_bps']:.0f}",
+                         f"{p['mean_bps_right']:.0f}", f"{p['mean_bps_wrong']:.0f}",
+                         f"{p['mean_bps_pool']:.0f}", f"{p['top_paid_is_right']:.2f}",
+                         f"{p['paid_anyone']:.2f}"])
+    tables.append(pay)
+    null, contra = test["payment"]["null"], test["payment"]["contradicted"]
+    honesty = ReportTable("Test split — unrelated and contradicted answers", ["what", "value"])
+    honesty.rows += [
+        [f"null_false_payout_rate ({null['queries']} unrelated prompts)",
+         f"{null['null_false_payout_rate']:.3f}"],
+        ["mean evidence bps on unrelated prompts", f"{null['mean_evidence_bps']:.0f}"],
+        [f"bps to the record a contradicted answer contradicts ({contra['queries']})",
+         f"{contra['bps_to_contradicted_record']:.0f}"],
+        ["bps to the same record when the answer agrees (paraphrase)",
+         f"{contra['bps_to_record_when_supported']:.0f}"],
+    ]
+    tables.append(honesty)
+    tables.append(_lds_table("Test split", test["lds"]))
+    tuning = ReportTable("Tuning split — LDS of each paying score mode (the higher is used)",
+                         ["score mode", "LDS", "chosen"])
+    for m, value in report.tuning["lds_by_mode"].items():
+        tuning.rows.append([m, f"{value:.3f}", "yes" if m == mode else ""])
+    tables.append(tuning)
+    cost = report.cost
+    c = ReportTable("Cost on this machine (test-split model)", ["what", "value"])
+    c.rows += [
+        ["fine-tuning (s)", f"{cost['train_seconds']:.1f}"],
+        ["index build incl. calibration (s)", f"{cost['index_build_seconds']:.1f}"],
+        ["index build / training", f"{cost['index_over_train']:.2f}"],
+        ["feature dim (full LoRA gradient dim)",
+         f"{cost['feature_dim']} ({cost['full_gradient_dim']})"],
+        ["per answer: gradient feature (ms)", f"{cost['per_answer']['feature_ms']:.1f}"],
+        ["per answer: attribution total (ms)", f"{cost['per_answer']['attribution_ms']:.1f}"],
+    ]
+    tables.append(c)
+    scale = ReportTable("Search at scale (synthetic rows, cosine, top-10)",
+                        ["examples", "search ms (median)", "search ms (p95)", "span ms (median)",
+                         "feature index MB", "span index MB", "query peak MB"])
+    for row in cost["scale"]:
+        scale.rows.append([f"{row['examples']:,}", f"{row['search_ms_median']:.1f}",
+                           f"{row['search_ms_p95']:.1f}", f"{row['span_ms_median']:.1f}",
+                           f"{row['index_mb']:.0f}", f"{row['span_index_mb']:.0f}",
+                           f"{row['query_peak_mb']:.1f}"])
+    tables.append(scale)
+    serving = cost.get("serving")
+    if serving:
+        s = ReportTable(f"Serving {serving['base']}: attribution vs generation "
+                        f"({serving['answer_tokens']} answer tokens, {serving['rows']:,} rows)",
+                        ["what", "ms"])
+        for key in ("generate_ms", "feature_ms", "search_ms", "span_ms", "attribution_ms"):
+            s.rows.append([key[:-3], f"{serving[key]:.1f}"])
+        tables.append(s)
+    return tables
+
+
+def _lds_table(split: str, result: dict) -> ReportTable:
+    t = ReportTable(f"{split} — linear datamodeling score: {result['subsets']} retrains on random "
+                    f"halves of {result['records']} records, {result['queries']} queries",
+                    ["method", "LDS (Spearman)", "± s.e."])
+    for name, value in sorted(result["methods"].items(), key=lambda kv: -kv[1]["mean"]):
+        t.rows.append([name, f"{value['mean']:.3f}", f"{value['sem']:.3f}"])
+    return t

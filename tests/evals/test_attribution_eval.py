@@ -1,0 +1,101 @@
+"""The attribution evaluation: disjoint tuning and test splits, its own null set, and metrics that can tell good from bad."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from ledgerlm.attribution.null_queries import NULL_QUERIES
+from ledgerlm.evals.attribution.facts import (
+    TEST,
+    TUNING,
+    make_fact_tracing_set,
+    templates,
+    vocabulary,
+)
+from ledgerlm.evals.attribution.harness import EvalConfig, pretraining_corpus
+from ledgerlm.evals.attribution.metrics import lds, rank_metrics
+from ledgerlm.evals.attribution.nulls import unrelated_queries
+
+
+def _words(texts) -> set[str]:
+    return {w for t in texts for w in re.findall(r"[A-Za-z]+", t)}
+
+
+def test_tuning_and_test_splits_share_no_entity_template_or_vocabulary():
+    tuning, test = make_fact_tracing_set("tuning", 24), make_fact_tracing_set("test", 24)
+    assert not set(tuning.people) & set(test.people)
+    assert not set(tuning.towns) & set(test.towns)
+    assert not templates(TUNING) & templates(TEST)
+    assert not vocabulary(TUNING) & vocabulary(TEST)
+    names = {w for n in tuning.people + tuning.towns for w in n.split()}
+    test_text = " ".join(q.prompt + " " + q.answer for q in test.queries) + " ".join(
+        r["question"] + " " + r["answer"] for r in test.records)
+    assert not names & _words([test_text])
+
+
+def test_queries_name_the_records_and_contributors_responsible():
+    data = make_fact_tracing_set("test", 6)
+    for q in data.queries:
+        assert q.records and all(data.records[r]["_contributor"] == q.contributor or
+                                 q.kind == "style" for r in q.records)
+        if q.kind in ("paraphrase", "short"):
+            assert q.answer.rstrip(".").split()[-1] in data.records[q.records[0]]["answer"]
+    for q in data.contradicted:
+        assert q.answer not in {r["answer"] for r in data.records}
+
+
+def test_the_tiny_base_never_sees_an_evaluation_entity():
+    config = EvalConfig()
+    seen = _words(r["question"] + " " + r["answer"] for r in pretraining_corpus(config))
+    for split in ("tuning", "test"):
+        data = make_fact_tracing_set(split, config.entities, config.seed)
+        entities = {w for n in data.people + data.towns for w in n.split()}
+        assert not entities & seen, split
+
+
+def test_false_payouts_are_measured_on_prompts_the_bars_were_not_calibrated_on():
+    measured = unrelated_queries()
+    assert len(measured) >= 30
+    assert not {q for q, _ in measured} & {q for q, _ in NULL_QUERIES}
+    assert not {a for _, a in measured} & {a for _, a in NULL_QUERIES}
+
+
+def test_rank_metrics_reward_the_responsible_record_and_contributor():
+    data = make_fact_tracing_set("test", 4)
+    queries = [q for q in data.queries if q.kind == "short"]
+    rows = list(range(len(data.records)))
+    contributors = [r["_contributor"] for r in data.records]
+    perfect = np.zeros((len(queries), len(rows)))
+    for i, q in enumerate(queries):
+        perfect[i, q.records[0]] = 1.0
+    good = rank_metrics(perfect, queries, rows, contributors)
+    assert good.record_p1 == good.contributor_p1 == 1.0
+    bad = rank_metrics(-perfect, queries, rows, contributors)
+    assert bad.record_p1 == 0.0 and bad.record_mrr < 0.2
+
+
+def test_lds_is_one_for_a_true_datamodel_and_minus_one_for_its_opposite():
+    rng = np.random.default_rng(0)
+    influence = rng.random((5, 30))                     # (queries, rows)
+    masks = rng.random((20, 30)) < 0.5                  # (subsets, rows)
+    losses = -(masks @ influence.T)                     # more helpful rows kept: lower loss
+    assert lds(influence, masks, losses)["mean"] == pytest.approx(1.0)
+    assert lds(-influence, masks, losses)["mean"] == pytest.approx(-1.0)
+
+
+@pytest.mark.slow
+def test_a_small_run_reports_test_split_figures(tmp_path):
+    from ledgerlm.evals.attribution import report_tables, run_attribution_eval
+
+    config = replace(EvalConfig(), entities=4, epochs=3, lds_entities=4, lds_subsets=3,
+                     lds_queries=6, pretrain_steps=20, scale_sizes=(200,),
+                     work_dir=str(tmp_path))
+    report = run_attribution_eval(config)
+    assert 0.0 <= report.test["null_false_payout_rate"] <= 1.0
+    assert report.tuning["chosen_score_mode"] in report.tuning["lds_by_mode"]
+    assert {"bm25", "exact grad cosine", "grad:cosine", "span"} <= set(report.test["lds"]["methods"])
+    assert report_tables(report)
