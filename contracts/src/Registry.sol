@@ -62,6 +62,10 @@ contract Registry is AccessControl {
     /// @notice Fee policy of a model; all four shares are zero until one is set.
     mapping(bytes32 modelId => FeePolicy) public feePolicy;
 
+    /// @notice Price of calling a model, in base units of the payment token per 1,000 tokens (prompt and
+    ///         completion together); zero until set, which serves the model for free.
+    mapping(bytes32 modelId => uint256) public pricePer1k;
+
     /// @notice The first (datanet, version) that published a given Merkle root; version 0 if none did.
     mapping(bytes32 root => RootPublication) public rootPublication;
 
@@ -84,6 +88,8 @@ contract Registry is AccessControl {
     event FeePolicySet(
         bytes32 indexed modelId, uint16 nodeBps, uint16 developerBps, uint16 contributorsBps, uint16 validatorsBps
     );
+
+    event PriceSet(bytes32 indexed modelId, uint256 pricePer1k);
 
     error ZeroAddress();
     error ZeroId();
@@ -224,6 +230,19 @@ contract Registry is AccessControl {
         if (sum != TOTAL_BPS) revert FeeSharesMustSumTo10000(sum);
         feePolicy[modelId] = FeePolicy(nodeBps, developerBps, contributorsBps, validatorsBps);
         emit FeePolicySet(modelId, nodeBps, developerBps, contributorsBps, validatorsBps);
+    }
+
+    /// @notice Sets the price of calling a model. Callable by a registrar or the model's developer.
+    /// @param modelId A registered model.
+    /// @param price Base units of the payment token per 1,000 tokens.
+    function setPrice(bytes32 modelId, uint256 price) external {
+        Model storage m = _models[modelId];
+        if (m.developer == address(0)) revert UnknownModel(modelId);
+        if (msg.sender != m.developer && !hasRole(REGISTRAR_ROLE, msg.sender)) {
+            revert NotRegistrarOrDeveloper(modelId, msg.sender);
+        }
+        pricePer1k[modelId] = price;
+        emit PriceSet(modelId, price);
     }
 
     /// @notice Returns a registered Datanet; reverts with {UnknownDatanet} otherwise.

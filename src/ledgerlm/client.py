@@ -86,6 +86,10 @@ class NodeClient:
         return ChainActions(self)
 
     @property
+    def serving(self) -> ServingActions:
+        return ServingActions(self)
+
+    @property
     def chain_id(self) -> int:
         return int(self.info()["chain_id"])
 
@@ -297,7 +301,9 @@ class FactoryActions:
         action = self.node._sign(account, "ControlJob", {"jobId": job_id, "command": command})
         return self.node._request("POST", f"/factory/jobs/{job_id}/control", json={"action": action})
 
-    def publish(self, account: LocalAccount, model_id: str, policy: dict | None = None) -> dict:
+    def publish(self, account: LocalAccount, model_id: str, policy: dict | None = None,
+                price_per_1k: int = 0) -> dict:
+        """Publish with a fee policy (bps) and a price in base units per 1,000 tokens (0: free)."""
         from ledgerlm.factory.jobs import DEFAULT_FEE_POLICY
 
         policy = policy or DEFAULT_FEE_POLICY
@@ -306,11 +312,65 @@ class FactoryActions:
             "modelId": model_id, "adapterHash": "0x" + model["card"]["adapter_sha256"],
             "nodeBps": policy["node_bps"], "developerBps": policy["developer_bps"],
             "contributorsBps": policy["contributors_bps"], "validatorsBps": policy["validators_bps"],
+            "pricePer1k": price_per_1k,
         })
         return self.node._request("POST", f"/models/{model_id}/publish", json={"action": action})
 
     def merge(self, model_id: str) -> dict:
         return self.node._request("POST", f"/models/{model_id}/merge")
+
+
+class ServingActions:
+    """API keys (made and signed locally; the node stores only their hash) and receipts."""
+
+    def __init__(self, node: NodeClient):
+        self.node = node
+
+    def create_key(self, account: LocalAccount, cap: int, *, days: int = 30) -> tuple[str, dict]:
+        """A new `sk-lgr-` key spending up to `cap` base units in the open epoch: (the key, its record)."""
+        import time
+
+        from eth_account.messages import encode_typed_data
+
+        from ledgerlm.serving.keys import key_sha256, new_api_key
+
+        terms = self.node._request("GET", "/apikeys/terms")
+        key = new_api_key()
+        deadline = int(time.time()) + days * 86_400
+        cap_message = {"consumer": account.address, "settler": terms["settler"], "epoch": terms["epoch"],
+                       "cap": int(cap), "deadline": deadline}
+        typed = {"types": terms["spending_cap_types"], "primaryType": "SpendingCap",
+                 "domain": terms["spending_cap_domain"], "message": cap_message}
+        cap_signature = "0x" + account.sign_message(encode_typed_data(full_message=typed)).signature.hex().removeprefix("0x")
+        action = self.node._sign(account, "CreateApiKey", {
+            "keyHash": "0x" + key_sha256(key), "epoch": terms["epoch"], "cap": int(cap), "capDeadline": deadline})
+        record = self.node._request("POST", "/apikeys", json={"action": action, "cap_signature": cap_signature})
+        return key, record
+
+    def keys(self, consumer: str | None = None) -> list[dict]:
+        return self.node._request("GET", "/apikeys", params={"consumer": consumer} if consumer else None)
+
+    def revoke_key(self, account: LocalAccount, key_id: int) -> dict:
+        action = self.node._sign(account, "RevokeApiKey", {"keyId": key_id})
+        return self.node._request("POST", f"/apikeys/{key_id}/revoke", json={"action": action})
+
+    def budget(self, key: str) -> dict:
+        return self.node._request("GET", "/apikeys/me", headers={"Authorization": f"Bearer {key}"})
+
+    def receipts(self, *, account: str | None = None, model: str | None = None, state: str | None = None,
+                 limit: int = 100) -> list[dict]:
+        params = {k: v for k, v in {"account": account, "model": model, "state": state, "limit": limit}.items()
+                  if v is not None}
+        return self.node._request("GET", "/receipts", params=params)
+
+    def receipt(self, receipt_id: str) -> dict:
+        """The receipt, the node's checks, and this client's own: split recomputed, signer recovered."""
+        from ledgerlm.serving.receipts import Receipt, verify_receipt
+
+        shown = self.node._request("GET", f"/receipts/{receipt_id}")
+        local = verify_receipt(Receipt(**shown["receipt"]), domain=self.node.domain)
+        local["signed_by_this_node"] = local["signer"] == self.node.info()["node_address"]
+        return {**shown, "checks": local}
 
 
 class ChainActions:

@@ -39,6 +39,15 @@ class NodeConfig:
     settle_chunk_size: int = 200  # consumers debited per settlement transaction
     faucet_max_tokens: int = 10_000 * 10**18  # embedded faucet: most LGR one address ever receives
     faucet_max_eth_wei: int = 10 * 10**18  # and most ETH
+    serving_base_model: str = ""  # empty: the base model most published adapters use
+    serving_base_price: str = "0"  # base units per 1,000 tokens for calls to the base model itself
+    serving_max_batch: int = 32  # rows decoded together
+    serving_device_adapters: int = 16  # adapter slots on the device
+    serving_host_adapters: int = 64  # adapters kept read in host memory
+    serving_default_max_tokens: int = 256  # chat completions without max_tokens
+    serving_requests_per_minute: int = 120  # per API key
+    serving_max_concurrent: int = 8  # calls running at once per API key
+    serving_attribution: bool = True  # attribute every answer of a fine-tuned model
     extra: dict = field(default_factory=dict)
 
     def to_toml(self) -> str:
@@ -163,7 +172,9 @@ class Home:
         except TypeError as exc:
             raise ConfigError(f"{self.config_path}: {exc}", field="config") from exc
         for name in ("chain_id", "max_upload_bytes", "storage_quota_bytes", "max_signature_ttl_seconds", "port", "round_commit_seconds", "round_reveal_seconds",
-                     "validators_per_contribution", "settle_chunk_size"):
+                     "validators_per_contribution", "settle_chunk_size", "serving_max_batch",
+                     "serving_device_adapters", "serving_host_adapters", "serving_default_max_tokens",
+                     "serving_requests_per_minute", "serving_max_concurrent"):
             if not isinstance(getattr(config, name), int) or getattr(config, name) <= 0:
                 raise ConfigError(f"{self.config_path}: {name} must be a positive integer", field=name)
         if not isinstance(config.torch_threads, int) or config.torch_threads < 0:
@@ -172,6 +183,9 @@ class Home:
         for name in ("epoch_seconds", "faucet_max_tokens", "faucet_max_eth_wei"):
             if not isinstance(getattr(config, name), int) or getattr(config, name) < 0:
                 raise ConfigError(f"{self.config_path}: {name} must be a non-negative integer", field=name)
+        if not str(config.serving_base_price).isdigit():
+            raise ConfigError(f"{self.config_path}: serving_base_price must be a whole number of base units",
+                              field="serving_base_price")
         return config
 
     def save_config(self, config: NodeConfig) -> None:

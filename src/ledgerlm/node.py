@@ -121,7 +121,7 @@ class RegistryAnchor(ChainAnchor):
 
 
 def _register_model(node: Node):
-    def register(record, policy: dict) -> str:
+    def register(record, policy: dict, price_per_1k: int) -> str:
         import hashlib
 
         import orjson
@@ -137,6 +137,7 @@ def _register_model(node: Node):
             "0x" + card["adapter_sha256"], [record.version_root], "0x" + card["config_sha256"], metrics_hash,
         ).tx_hash
         registry.set_fee_policy(node.account, model_id, FeePolicy(**policy))
+        registry.set_price(node.account, model_id, price_per_1k)
         return tx
 
     return register
@@ -327,6 +328,54 @@ class Node:
         self.closers.append(factory.close)
         return factory
 
+    @cached_property
+    def serving(self):
+        """The OpenAI-compatible engine with keys, budgets and receipts (the base model loads on first call)."""
+        from ledgerlm.factory.basemodels import get_model
+        from ledgerlm.serving import (
+            ApiKeys,
+            AttributionWorker,
+            Budget,
+            Catalog,
+            Engine,
+            EngineSettings,
+            ReceiptLog,
+            Serving,
+            ServingSettings,
+        )
+
+        c = self.config
+        settings = ServingSettings(
+            base_model=c.serving_base_model, base_price_per_1k=int(c.serving_base_price),
+            max_batch=c.serving_max_batch, device_adapters=c.serving_device_adapters,
+            host_adapters=c.serving_host_adapters, default_max_tokens=c.serving_default_max_tokens,
+            requests_per_minute=c.serving_requests_per_minute, max_concurrent_per_key=c.serving_max_concurrent,
+            attribution=c.serving_attribution,
+        )
+        escrow = self.contracts.escrow if self.on_chain else None
+        keys = ApiKeys(self.db, domain=self.domain, settler=self.account.address,
+                       spending_cap_typed_data=escrow.spending_cap_typed_data if escrow else None)
+        log = ReceiptLog(self.db, self.account, domain=self.domain)
+
+        def attribute(model_id: str, prompt, answer: str):
+            attributor, lock = self.attributor(model_id)
+            with lock:
+                return attributor.attribute(prompt, answer)
+
+        def load_engine(base_name: str):
+            engine_settings = EngineSettings(max_batch=settings.max_batch, device_adapters=settings.device_adapters,
+                                             host_adapters=settings.host_adapters)
+            return Engine.load(get_model(self.home.models, base_name), settings=engine_settings)
+
+        serving = Serving(
+            Catalog(self.factory, self.home.models, configured_base=settings.base_model,
+                    base_price_per_1k=settings.base_price_per_1k),
+            keys, Budget(self.db, escrow.balance_of if escrow else None), log,
+            AttributionWorker(log, attribute), settings, load_engine,
+        )
+        self.closers.append(serving.close)
+        return serving
+
     # ------------------------------------------------------------------ chain
 
     @cached_property
@@ -409,6 +458,9 @@ class Node:
         for room in (self.datanets, self.__dict__.get("validation"), self.__dict__.get("factory")):
             if room is not None:
                 room.domain = domain
+        serving = self.__dict__.pop("serving", None)  # rebuilt with the escrow on next use
+        if serving is not None:
+            serving.close()
         return deployment
 
     @property

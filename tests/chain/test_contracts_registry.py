@@ -215,6 +215,26 @@ def test_the_developer_or_a_registrar_sets_a_fee_policy_summing_to_10000(world):
     assert world.chain.call(registry.contract.functions.TOTAL_BPS()) == 10_000
 
 
+def test_the_developer_or_a_registrar_prices_a_model_and_nobody_else(world):
+    registry = world.contracts.registry
+    developer, stranger = world.actor(), world.actor()
+    model = register_model(world, developer.address, [])
+    assert registry.price_per_1k(model) == 0
+
+    priced = registry.set_price(developer, model, 3 * 10**15)
+    assert registry.price_per_1k(model) == 3 * 10**15
+    assert priced.events(registry.contract, "PriceSet") == [{"modelId": model, "pricePer1k": 3 * 10**15}]
+    registry.set_price(world.node, model, 0)
+    assert registry.price_per_1k(model) == 0
+
+    with reverts("NotRegistrarOrDeveloper", modelId=model, caller=stranger.address):
+        registry.set_price(stranger, model, 1)
+    unknown = world.fresh_id()
+    with reverts("UnknownModel", modelId=unknown):
+        registry.set_price(developer, unknown, 1)
+    assert registry.price_per_1k(model) == 0
+
+
 @pytest.mark.parametrize("policy, total", [
     (FeePolicy(500, 4000, 4500, 999), 9_999),
     (FeePolicy(500, 4000, 4500, 1001), 10_001),

@@ -46,7 +46,7 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
             content={"error": {"type": "ValidationError", "message": message, "field": field}},
         )
 
-    from ledgerlm.api import attribution, chain, datanets, economy, factory, node, validation
+    from ledgerlm.api import attribution, chain, datanets, economy, factory, node, openai, serving, validation
 
     app.include_router(node.router)
     app.include_router(datanets.router)
@@ -55,4 +55,6 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
     app.include_router(factory.router)
     app.include_router(validation.router)
     app.include_router(attribution.router)
+    app.include_router(openai.router)
+    app.include_router(serving.router)
     return app

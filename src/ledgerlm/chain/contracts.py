@@ -291,6 +291,9 @@ class RegistryClient(_Client):
                           policy.node_bps, policy.developer_bps, policy.contributors_bps,
                           policy.validators_bps)
 
+    def set_price(self, sender: LocalAccount, model_id: Bytes32, price_per_1k: int) -> TxResult:
+        return self._send(sender, "setPrice", as_bytes32(model_id, "model_id"), int(price_per_1k))
+
     def datanet_exists(self, datanet_id: Bytes32) -> bool:
         return bool(self._call("datanetExists", as_bytes32(datanet_id, "datanet_id")))
 
@@ -332,6 +335,10 @@ class RegistryClient(_Client):
         """The model's fee policy; all zeros until one is set."""
         return FeePolicy(*(int(v) for v in self._call("feePolicy",
                                                       as_bytes32(model_id, "model_id"))))
+
+    def price_per_1k(self, model_id: Bytes32) -> int:
+        """Base units per 1,000 tokens the model's calls cost; 0 until set."""
+        return int(self._call("pricePer1k", as_bytes32(model_id, "model_id")))
 
 
 class StakingClient(_Client):

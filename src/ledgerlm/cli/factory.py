@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ledgerlm.cli.session import console, session
 from ledgerlm.errors import LedgerError
+from ledgerlm.units import format_amount, parse_amount
 
 models_app = typer.Typer(help="Base models and fine-tuned models with their lineage.", no_args_is_help=True)
 app = typer.Typer(help="ModelFactory: LoRA / QLoRA fine-tuning on Datanet versions.", no_args_is_help=True)
@@ -225,8 +226,9 @@ def publish(
     model_id: str,
     as_key: str = typer.Option(..., "--as", help="The model developer's key."),
     fee_policy: str = typer.Option("500,4000,4500,1000", help="node,developer,contributors,validators in basis points."),
+    price: str = typer.Option("0", "--price", help="LGR per 1,000 tokens (prompt and completion) a call costs; 0 serves it free."),
 ):
-    """Register the model, its lineage and its fee policy on chain."""
+    """Register the model, its lineage, its fee policy and its price on chain."""
     s = session(ctx)
     try:
         parts = [int(p) for p in fee_policy.split(",")]
@@ -235,5 +237,8 @@ def publish(
     except ValueError:
         raise LedgerError("fee policy must be four integers: node,developer,contributors,validators", field="fee_policy") from None
     policy = dict(zip(("node_bps", "developer_bps", "contributors_bps", "validators_bps"), parts))
-    model = s.client().factory.publish(s.unlock(as_key), model_id, policy)
-    s.emit(model, lambda m: console.print(f"[green]published {m['id']}[/] on chain (tx {m['chain_tx']}), fee policy {m['fee_policy']}"))
+    price_per_1k = parse_amount(price, field="price")
+    model = s.client().factory.publish(s.unlock(as_key), model_id, policy, price_per_1k)
+    s.emit(model, lambda m: console.print(
+        f"[green]published {m['id']}[/] on chain (tx {m['chain_tx']}), fee policy {m['fee_policy']}, "
+        f"price {format_amount(int(m['price_per_1k'] or 0))} LGR per 1k tokens"))

@@ -64,7 +64,6 @@ def serve(
     import uvicorn
 
     from ledgerlm.api import create_app
-    from ledgerlm.node import Node
 
     s = session(ctx)
     config = s.home.load_config()
@@ -74,9 +73,20 @@ def serve(
     record.write_text(json.dumps({"url": f"http://{host}:{port}", "pid": os.getpid()}))
     try:
         console.print(f"[green]ledgerlm node[/] on http://{host}:{port}  (docs: /docs)")
-        uvicorn.run(create_app(lambda: Node.open(s.home)), host=host, port=port, log_level="info")
+        uvicorn.run(create_app(lambda: _open_serving(s.home)), host=host, port=port, log_level="info")
     finally:
         record.unlink(missing_ok=True)
+
+
+def _open_serving(home: Home):
+    """The node `serve` runs: receipts a crash left `attributing` are queued for attribution again."""
+    from ledgerlm.node import Node
+
+    node = Node.open(home)
+    resumed = node.serving.attribution.resume()
+    if resumed:
+        console.print(f"resuming attribution of {resumed} receipt(s) a previous run left unfinished")
+    return node
 
 
 @app.command()
@@ -87,7 +97,7 @@ def info(ctx: typer.Context):
 
 
 def _register_rooms() -> None:
-    from ledgerlm.cli import attribution, chain, datanet, economy, factory, keys, validate
+    from ledgerlm.cli import attribution, chain, datanet, economy, factory, keys, serving, validate
 
     app.add_typer(keys.app, name="keys")
     app.add_typer(datanet.app, name="datanet")
@@ -99,6 +109,8 @@ def _register_rooms() -> None:
     app.add_typer(factory.app, name="factory")
     app.add_typer(validate.app, name="validate")
     app.add_typer(attribution.eval_app, name="eval")
+    app.add_typer(serving.apikey_app, name="apikey")
+    app.add_typer(serving.receipts_app, name="receipts")
     app.command()(attribution.attribute)
     for command in (chain.balance, chain.stake, chain.unstake, chain.withdraw, chain.transfer):
         app.command()(command)

@@ -92,6 +92,7 @@ class ModelRecord(BaseModel):
     fee_policy: dict[str, int] | None
     chain_tx: str | None
     created_at: int
+    price_per_1k: str | None = None  # base units per 1,000 tokens, set at publish
     lineage_ok: bool | None = None
     lineage_problems: list[str] = Field(default_factory=list)
 
@@ -100,7 +101,7 @@ class ModelFactory:
     """Runs one training job at a time in a background thread of the node process."""
 
     def __init__(self, db: Database, models_dir: Path, datanets: Datanets, *, domain: SigningDomain,
-                 register_model: Callable[[ModelRecord, dict], str] | None = None,
+                 register_model: Callable[[ModelRecord, dict, int], str] | None = None,
                  after_training: Callable[[Path, list[dict], Any], dict] | None = None):
         self.db = db
         self.models_dir = Path(models_dir)
@@ -306,7 +307,7 @@ class ModelFactory:
         return [ModelRecord(**dict(r)) for r in rows]
 
     def publish(self, model_id: str, signed: SignedAction) -> ModelRecord:
-        """Register the model, its lineage and its fee policy on chain (the developer signs)."""
+        """Register the model, its lineage, its fee policy and its price on chain (the developer signs)."""
         developer = verify_action(signed, expected="PublishModel", domain=self.domain)
         record = self.model(model_id, verify=True)
         m = signed.message
@@ -328,7 +329,9 @@ class ModelFactory:
             raise FactoryError("this node has no chain to publish on", field="chain", status=409)
         with self.db.begin() as conn:
             self._record_action(conn, signed, developer)
-        tx = self.register_model(record, policy)
+        price = int(m["pricePer1k"])
+        tx = self.register_model(record, policy, price)
         with self.db.begin() as conn:
-            conn.execute(update(models).where(models.c.id == model_id).values(chain_tx=tx, fee_policy=policy))
+            conn.execute(update(models).where(models.c.id == model_id)
+                         .values(chain_tx=tx, fee_policy=policy, price_per_1k=str(price)))
         return self.model(model_id)

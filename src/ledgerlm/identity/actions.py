@@ -80,10 +80,22 @@ ACTIONS: dict[str, list[tuple[str, str]]] = {
                    ("nonce", "uint256"), ("deadline", "uint256")],
     "PublishModel": [("developer", "address"), ("modelId", "string"), ("adapterHash", "bytes32"),
                      ("nodeBps", "uint256"), ("developerBps", "uint256"), ("contributorsBps", "uint256"),
-                     ("validatorsBps", "uint256"), ("nonce", "uint256"), ("deadline", "uint256")],
+                     ("validatorsBps", "uint256"), ("pricePer1k", "uint256"), ("nonce", "uint256"),
+                     ("deadline", "uint256")],
     # attribution: compute on the node, so a caller signs for it (or holds the operator credential)
     "RequestAttribution": [("caller", "address"), ("model", "string"), ("requestHash", "bytes32"),
                            ("nonce", "uint256"), ("deadline", "uint256")],
+    # serving: a consumer binds a new API key (by its sha256) to the escrow spending cap they signed
+    "CreateApiKey": [("consumer", "address"), ("keyHash", "bytes32"), ("epoch", "uint256"), ("cap", "uint256"),
+                     ("capDeadline", "uint256"), ("nonce", "uint256"), ("deadline", "uint256")],
+    "RevokeApiKey": [("consumer", "address"), ("keyId", "uint256"), ("nonce", "uint256"), ("deadline", "uint256")],
+    # signed by the node, not by users: its receipt for one completion (hashes cover the stored JSON)
+    "InferenceReceipt": [("node", "address"), ("receiptId", "string"), ("epoch", "uint256"),
+                         ("consumer", "address"), ("modelId", "string"), ("adapterHash", "bytes32"),
+                         ("promptTokens", "uint256"), ("completionTokens", "uint256"), ("pricePer1k", "uint256"),
+                         ("fee", "uint256"), ("feePolicyHash", "bytes32"), ("payoutsHash", "bytes32"),
+                         ("datanetRootsHash", "bytes32"), ("attributionHash", "bytes32"),
+                         ("requestHash", "bytes32"), ("state", "string"), ("createdAt", "uint256")],
     # signed by the node, not by users: its receipt for a stored upload
     "ContributionReceipt": [("node", "address"), ("uploadId", "uint256"), ("contributor", "address"),
                             ("datanet", "string"), ("manifestHash", "bytes32"),

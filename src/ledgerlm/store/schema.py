@@ -172,6 +172,7 @@ models = Table(
     Column("fee_policy", JSON, nullable=True),
     Column("chain_tx", String(66), nullable=True),
     Column("created_at", BigInteger, nullable=False),
+    Column("price_per_1k", String(80), nullable=True),  # base units per 1,000 tokens, set at publish
 )
 
 # What the automatic gates said about each contribution (and its measured value).
@@ -259,9 +260,33 @@ receipts = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("finalized_at", BigInteger, nullable=True),
     Column("settled_epoch", Integer, nullable=True),  # the epoch close that paid it; NULL: not yet
+    # {"prompt" | "messages", "completion", "params"}: what attribution reads, also after a restart
+    Column("request", JSON, nullable=True),
 )
 Index("ix_receipts_epoch_state", receipts.c.epoch, receipts.c.state)
 Index("ix_receipts_consumer", receipts.c.consumer)
+Index("ix_receipts_model", receipts.c.model_id)
+
+# Consumer API keys: bearer tokens (`sk-lgr-...`, stored as sha256) bound to an account and to the
+# escrow spending cap it signed for one epoch (consumer, settler, epoch, cap, deadline, signature),
+# which the epoch close submits to PaymentEscrow.settleEpoch.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key_sha256", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),  # the key's first characters, to tell keys apart
+    Column("consumer", String(42), nullable=False),
+    Column("settler", String(42), nullable=False),
+    Column("epoch", Integer, nullable=False),
+    Column("cap", String(80), nullable=False),
+    Column("deadline", BigInteger, nullable=False),
+    Column("signature", String(140), nullable=False),
+    Column("action_id", Integer, ForeignKey("signed_actions.id"), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger, nullable=True),
+)
+Index("ix_api_keys_consumer_epoch", api_keys.c.consumer, api_keys.c.epoch)
 
 # Settlement epochs. Exactly one is open at a time: receipts written now belong to it. Closing
 # freezes its receipts, builds the payout tree and settles it on chain, step by step (`state`

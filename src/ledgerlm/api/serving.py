@@ -1,0 +1,71 @@
+"""Serving routes beside the OpenAI ones: consumer API keys and their budget, and receipts."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
+
+from ledgerlm.api.deps import get_node
+from ledgerlm.identity import SignedAction
+from ledgerlm.node import Node
+from ledgerlm.serving import ApiKeyError
+from ledgerlm.serving.receipts import public
+
+router = APIRouter(tags=["serving"])
+
+
+class CreateKeyBody(BaseModel):
+    action: SignedAction  # CreateApiKey over the key's sha256 and the cap
+    cap_signature: str  # the consumer's PaymentEscrow SpendingCap signature
+
+
+class ActionBody(BaseModel):
+    action: SignedAction
+
+
+@router.get("/apikeys/terms")
+def key_terms(node: Node = Depends(get_node)) -> dict:
+    """What a consumer signs for a key: this node as settler, the open epoch, the escrow's EIP-712 domain."""
+    return node.serving.keys.terms()
+
+
+@router.post("/apikeys", status_code=201)
+def create_key(body: CreateKeyBody, node: Node = Depends(get_node)) -> dict:
+    """Register a key (by its sha256) under the consumer's signed spending cap for the open epoch."""
+    return node.serving.keys.create(body.action, body.cap_signature).model_dump()
+
+
+@router.get("/apikeys")
+def list_keys(consumer: str | None = None, node: Node = Depends(get_node)) -> list[dict]:
+    return [k.model_dump() for k in node.serving.keys.list(consumer)]
+
+
+@router.post("/apikeys/{key_id}/revoke")
+def revoke_key(key_id: int, body: ActionBody, node: Node = Depends(get_node)) -> dict:
+    if body.action.message.get("keyId") != key_id:
+        raise ApiKeyError("the signature is for another key", field="keyId")
+    return node.serving.keys.revoke(body.action).model_dump()
+
+
+@router.get("/apikeys/me")
+def my_budget(request: Request, node: Node = Depends(get_node)) -> dict:
+    """The calling key's cap, what it spent, its escrow balance and what is left (Bearer sk-lgr-...)."""
+    key = node.serving.keys.authenticate(request.headers.get("authorization"))
+    if key is None:
+        raise ApiKeyError("send the key as `Authorization: Bearer sk-lgr-...`", field="authorization")
+    return {"key": key.model_dump(), **node.serving.budget.remaining(key)}
+
+
+@router.get("/receipts")
+def list_receipts(account: str | None = None, model: str | None = None, state: str | None = None,
+                  limit: int = 100, node: Node = Depends(get_node)) -> list[dict]:
+    """Receipts, newest first; `account` matches the consumer or anyone the receipt pays."""
+    return [public(r) for r in node.serving.receipts.list(account=account, model=model, state=state, limit=limit)]
+
+
+@router.get("/receipts/{receipt_id}")
+def show_receipt(receipt_id: str, node: Node = Depends(get_node)) -> dict:
+    """One receipt with the node's own check: split recomputed, signature recovered."""
+    log = node.serving.receipts
+    receipt = log.get(receipt_id)
+    return {"receipt": public(receipt), "checks": log.verify(receipt)}

@@ -1,0 +1,133 @@
+"""`ledgerlm apikey` and `ledgerlm receipts`: paying for calls and reading what each call paid whom."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from ledgerlm.cli.chain import resolve_address
+from ledgerlm.cli.session import console, session, when
+from ledgerlm.units import format_amount, parse_amount
+
+apikey_app = typer.Typer(help="Consumer API keys for the OpenAI-compatible API, each under a signed spending cap.",
+                         no_args_is_help=True)
+receipts_app = typer.Typer(help="Signed receipts: one per completion, with its fee split.", no_args_is_help=True)
+
+
+@apikey_app.command("create")
+def create(
+    ctx: typer.Context,
+    as_key: str = typer.Option(..., "--as", help="The consumer's key: it signs the escrow spending cap."),
+    cap: str | None = typer.Option(None, "--cap", help="Most LGR the key may spend in the open epoch "
+                                                       "[default: the consumer's escrow balance]."),
+    days: int = typer.Option(30, help="Days until the signed cap expires."),
+):
+    """Make an `sk-lgr-` API key bound to a spending cap you sign for the open epoch; shown once."""
+    s = session(ctx)
+    account = s.unlock(as_key)
+    client = s.client()
+    if cap is None:
+        amount = int(client.chain.account(account.address).get("escrow", 0))
+    else:
+        amount = parse_amount(cap, field="cap")
+    key, record = client.serving.create_key(account, amount, days=days)
+    s.emit({"api_key": key, **record}, lambda r: console.print(
+        f"[green]API key[/] {r['api_key']}\n  for {r['consumer']}, cap {format_amount(int(r['cap']))} LGR in epoch "
+        f"{r['epoch']}, until {when(r['deadline'])}\n  [yellow]store it now: the node keeps only its hash[/]"))
+
+
+@apikey_app.command("list")
+def list_keys(
+    ctx: typer.Context,
+    consumer: str | None = typer.Option(None, help="Only this address or key name's API keys."),
+):
+    """API keys by id: prefix of their hash, consumer, epoch, cap and whether revoked."""
+    s = session(ctx)
+    keys = s.client().serving.keys(resolve_address(s, consumer) if consumer else None)
+
+    def render(rows):
+        table = Table("id", "hash prefix", "consumer", "epoch", "cap (LGR)", "cap until", "revoked")
+        for k in rows:
+            table.add_row(str(k["id"]), k["prefix"], k["consumer"], str(k["epoch"]), format_amount(int(k["cap"])),
+                          when(k["deadline"]), when(k["revoked_at"]) if k["revoked_at"] else "")
+        console.print(table)
+
+    s.emit(keys, render)
+
+
+@apikey_app.command("revoke")
+def revoke(
+    ctx: typer.Context,
+    key_id: int = typer.Argument(..., help="The key's id (see `apikey list`)."),
+    as_key: str = typer.Option(..., "--as", help="The consumer the key belongs to."),
+):
+    """Revoke an API key: calls with it are refused from now on."""
+    s = session(ctx)
+    record = s.client().serving.revoke_key(s.unlock(as_key), key_id)
+    s.emit(record, lambda r: console.print(f"[green]revoked[/] key {r['id']} ({r['prefix']}…)"))
+
+
+@apikey_app.command("budget")
+def budget(
+    ctx: typer.Context,
+    api_key: str = typer.Option(..., "--key", envvar="LEDGERLM_API_KEY", help="The sk-lgr- key [env LEDGERLM_API_KEY]."),
+):
+    """What a key may still spend: cap, spent this epoch, escrow balance, unsettled fees, remaining."""
+    s = session(ctx)
+    standing = s.client().serving.budget(api_key)
+    s.emit(standing, lambda b: console.print(
+        f"key {b['key']['prefix']}… of {b['consumer']}, epoch {b['epoch']} (open: {b['open_epoch']})\n"
+        f"  cap {format_amount(int(b['cap']))}  spent {format_amount(int(b['spent']))}  "
+        f"escrow {format_amount(int(b['escrow_balance']))}  unsettled {format_amount(int(b['unsettled']))}\n"
+        f"  [bold]remaining {format_amount(int(b['remaining']))} LGR[/]"))
+
+
+@receipts_app.command("list")
+def list_receipts(
+    ctx: typer.Context,
+    account: str | None = typer.Option(None, "--account", help="Consumer or payee address, or a key name."),
+    model: str | None = typer.Option(None, "--model", help="Only this model's receipts."),
+    state: str | None = typer.Option(None, "--state", help="attributing or final."),
+    limit: int = typer.Option(50, help="At most this many, newest first."),
+):
+    """Receipts newest first: model, consumer, tokens, fee and state."""
+    s = session(ctx)
+    rows = s.client().serving.receipts(account=resolve_address(s, account) if account else None, model=model,
+                                       state=state, limit=limit)
+
+    def render(receipts):
+        table = Table("id", "created", "model", "consumer", "tokens (in+out)", "fee (LGR)", "epoch", "state")
+        for r in receipts:
+            table.add_row(r["id"], when(r["created_at"]), r["model_id"], r["consumer"] or "free",
+                          f"{r['prompt_tokens']}+{r['completion_tokens']}", format_amount(int(r["fee"])),
+                          str(r["epoch"]), r["state"])
+        console.print(table)
+
+    s.emit(rows, render)
+
+
+@receipts_app.command("show")
+def show(ctx: typer.Context, receipt_id: str = typer.Argument(..., help="The receipt id (the response's id).")):
+    """One receipt: its split recomputed here and the node's signature checked here."""
+    s = session(ctx)
+    shown = s.client().serving.receipt(receipt_id)
+
+    def render(data):
+        r, checks = data["receipt"], data["checks"]
+        console.print(f"[bold]{r['id']}[/]  {r['model_id']}  epoch {r['epoch']}  {r['state']}  {when(r['created_at'])}")
+        console.print(f"  consumer {r['consumer'] or 'free call'}   tokens {r['prompt_tokens']} + "
+                      f"{r['completion_tokens']} at {format_amount(int(r['price_per_1k']))} LGR per 1k = "
+                      f"[bold]{format_amount(int(r['fee']))} LGR[/]")
+        table = Table("role", "account", "datanet", "amount (LGR)")
+        for p in r["payouts"]:
+            table.add_row(p["role"], p["account"] or "(pool)", p["datanet"] or "", format_amount(int(p["amount"])))
+        console.print(table)
+        for root in r["datanet_roots"]:
+            console.print(f"  trained on {root['datanet']} v{root['version']} root {root['root']}")
+        ok = lambda v: "[green]yes[/]" if v else "[red]NO[/]"  # noqa: E731
+        console.print(f"  split sums to fee {ok(checks['split_sums_to_fee'])}   split recomputed "
+                      f"{ok(checks['split_recomputed'])}   body matches {ok(checks['body_matches'])}")
+        console.print(f"  signature valid {ok(checks['signature_valid'])} (signer {checks['signer']}), "
+                      f"signed by this node {ok(checks['signed_by_this_node'])}")
+
+    s.emit(shown, render)

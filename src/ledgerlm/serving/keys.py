@@ -1,0 +1,151 @@
+"""Consumer API keys: bearer tokens bound to an account and to the escrow spending cap it signed.
+
+The consumer makes the key (`sk-lgr-` + 32 random bytes) on their own machine and signs two
+messages: the PaymentEscrow `SpendingCap(consumer, settler, epoch, cap, deadline)` that lets this
+node charge them up to `cap` in the open epoch, and a `CreateApiKey` action binding the key's
+sha256 to that cap. The node stores only the hash, the cap and its signature (which the epoch close
+submits to `settleEpoch`), so the key itself never crosses the wire until it is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from eth_utils import to_checksum_address
+from pydantic import BaseModel
+from sqlalchemy import insert, select, update
+
+from ledgerlm.economy import open_epoch
+from ledgerlm.identity import SignedAction, SigningDomain, verify_action
+from ledgerlm.serving.errors import ApiKeyError, ServingError
+from ledgerlm.store import Database
+from ledgerlm.store.actions import record_action
+from ledgerlm.store.schema import api_keys
+
+KEY_PREFIX = "sk-lgr-"
+
+
+def new_api_key() -> str:
+    import secrets
+
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def key_sha256(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class ApiKey(BaseModel):
+    """A stored key: never the secret, only its hash prefix and the cap it spends under."""
+
+    id: int
+    prefix: str
+    consumer: str
+    settler: str
+    epoch: int
+    cap: str
+    deadline: int
+    signature: str
+    created_at: int
+    revoked_at: int | None = None
+
+
+class ApiKeys:
+    """Creates, authenticates, lists and revokes consumer keys."""
+
+    def __init__(self, db: Database, *, domain: SigningDomain, settler: str,
+                 spending_cap_typed_data: Callable[[str, str, int, int, int], dict] | None):
+        self.db = db
+        self.domain = domain
+        self.settler = to_checksum_address(settler)
+        # None when the node has no escrow contract (no chain): then keys cannot be created.
+        self.spending_cap_typed_data = spending_cap_typed_data
+
+    def terms(self) -> dict:
+        """What a consumer needs to sign a cap and a key for this node: settler, open epoch, escrow domain."""
+        with self.db.begin() as conn:
+            epoch = open_epoch(conn)
+        typed = self._cap_typed_data(self.settler, self.settler, epoch, 0, 0)
+        return {"settler": self.settler, "epoch": epoch, "chain_id": self.domain.chain_id, "key_prefix": KEY_PREFIX,
+                "spending_cap_domain": typed["domain"], "spending_cap_types": typed["types"]}
+
+    def create(self, signed: SignedAction, cap_signature: str) -> ApiKey:
+        consumer = verify_action(signed, expected="CreateApiKey", domain=self.domain)
+        m = signed.message
+        cap, cap_deadline, epoch = int(m["cap"]), int(m["capDeadline"]), int(m["epoch"])
+        if cap <= 0:
+            raise ServingError("cap must be a positive amount in base units", field="cap")
+        if cap_deadline <= int(time.time()):
+            raise ServingError(f"the spending cap's deadline {cap_deadline} has passed", field="capDeadline")
+        typed = self._cap_typed_data(consumer, self.settler, epoch, cap, cap_deadline)
+        try:
+            signer = Account.recover_message(encode_typed_data(full_message=typed), signature=cap_signature)
+        except Exception as exc:  # malformed signatures raise a variety of errors
+            raise ApiKeyError(f"the spending cap signature is malformed: {exc}", field="cap_signature") from exc
+        if signer != consumer:
+            raise ApiKeyError(f"the spending cap is not signed by {consumer} for settler {self.settler}, "
+                              f"epoch {epoch}, cap {cap}, deadline {cap_deadline}", field="cap_signature")
+        now = int(time.time())
+        with self.db.begin() as conn:
+            current = open_epoch(conn)
+            if epoch != current:
+                raise ServingError(f"the cap is for epoch {epoch}; the open epoch is {current}", field="epoch")
+            action_id = record_action(conn, signed, consumer, chain_id=self.domain.chain_id)
+            digest = m["keyHash"].removeprefix("0x").lower()
+            if conn.execute(select(api_keys.c.id).where(api_keys.c.key_sha256 == digest)).first():
+                raise ServingError("this key is already registered; make a new one", field="keyHash", status=409)
+            key_id = conn.execute(insert(api_keys).values(
+                key_sha256=digest, prefix=digest[:12], consumer=consumer, settler=self.settler, epoch=epoch,
+                cap=str(cap), deadline=cap_deadline, signature=cap_signature, action_id=action_id,
+                created_at=now, revoked_at=None,
+            )).inserted_primary_key[0]
+        return self.get(key_id)
+
+    def revoke(self, signed: SignedAction) -> ApiKey:
+        consumer = verify_action(signed, expected="RevokeApiKey", domain=self.domain)
+        key = self.get(int(signed.message["keyId"]))
+        if key.consumer != consumer:
+            raise ApiKeyError(f"key {key.id} belongs to {key.consumer}, not {consumer}", field="keyId", status=403)
+        with self.db.begin() as conn:
+            record_action(conn, signed, consumer, chain_id=self.domain.chain_id)
+            conn.execute(update(api_keys).where(api_keys.c.id == key.id).values(revoked_at=int(time.time())))
+        return self.get(key.id)
+
+    def authenticate(self, authorization: str | None) -> ApiKey | None:
+        """The key behind an `Authorization: Bearer sk-lgr-...` header; None when no consumer key is given."""
+        token = (authorization or "").removeprefix("Bearer ").strip()
+        if not token.startswith(KEY_PREFIX):
+            return None
+        with self.db.connect() as conn:
+            row = conn.execute(select(api_keys).where(api_keys.c.key_sha256 == key_sha256(token))).mappings().first()
+        if row is None:
+            raise ApiKeyError("unknown API key; create one with `ledgerlm apikey create --as KEY`",
+                              field="authorization")
+        if row["revoked_at"] is not None:
+            raise ApiKeyError(f"API key {row['prefix']}… was revoked", field="authorization")
+        return ApiKey(**{k: row[k] for k in ApiKey.model_fields})
+
+    def get(self, key_id: int) -> ApiKey:
+        with self.db.connect() as conn:
+            row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).mappings().first()
+        if row is None:
+            raise ServingError(f"no API key {key_id}", field="keyId", status=404)
+        return ApiKey(**{k: row[k] for k in ApiKey.model_fields})
+
+    def list(self, consumer: str | None = None) -> list[ApiKey]:
+        query = select(api_keys).order_by(api_keys.c.id)
+        if consumer:
+            query = query.where(api_keys.c.consumer == to_checksum_address(consumer))
+        with self.db.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [ApiKey(**{k: r[k] for k in ApiKey.model_fields}) for r in rows]
+
+    def _cap_typed_data(self, consumer: str, settler: str, epoch: int, cap: int, deadline: int) -> dict:
+        if self.spending_cap_typed_data is None:
+            raise ServingError("this node has no escrow contract: deploy the contracts first", field="chain",
+                               status=409)
+        return self.spending_cap_typed_data(consumer, settler, epoch, cap, deadline)

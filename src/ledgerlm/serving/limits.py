@@ -1,0 +1,38 @@
+"""Per-key request rate (a token bucket) and concurrency cap, enforced before a call is queued."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from ledgerlm.serving.errors import RateLimitError
+
+
+class KeyLimits:
+    def __init__(self, *, requests_per_minute: int, max_concurrent: int):
+        self.rate = requests_per_minute / 60.0
+        self.burst = max(1, requests_per_minute)
+        self.max_concurrent = max_concurrent
+        self._buckets: dict[str, tuple[float, float]] = {}  # key → (tokens, last refill time)
+        self._running: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, key: str) -> None:
+        """Admit one call on `key`, or raise 429 naming the limit it hit."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+            if self._running.get(key, 0) >= self.max_concurrent:
+                raise RateLimitError(f"this key already has {self.max_concurrent} calls running, the most allowed "
+                                     "at once; wait for one to finish", field="authorization")
+            if tokens < 1.0:
+                wait = (1.0 - tokens) / self.rate
+                raise RateLimitError(f"rate limit of {self.burst} requests per minute reached; retry in "
+                                     f"{wait:.1f}s", field="authorization")
+            self._buckets[key] = (tokens - 1.0, now)
+            self._running[key] = self._running.get(key, 0) + 1
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            self._running[key] -= 1

@@ -1,0 +1,306 @@
+"""Receipts: one per completion, written durably before the response completes and signed by the node.
+
+A receipt is first written `attributing`: fee, fee split (the contributor share still in the data
+pool), token counts, Datanet roots and the request text, signed. Attribution then runs on a worker
+after the last token; attaching its result re-splits the contributor share by evidence, re-signs
+and marks the receipt `final`. A node that dies in between finds the receipt still `attributing`
+at the next start and resumes it, so no receipt is ever dropped. Anyone holding the receipt can
+recompute its split from its stored inputs and check the node's EIP-712 signature (`verify`).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak, to_checksum_address
+from pydantic import BaseModel
+from sqlalchemy import insert, select, update
+
+from ledgerlm.economy import FeeShares, Payout, open_epoch, price_fee, split_fee
+from ledgerlm.identity import SigningDomain, typed_data
+from ledgerlm.money import BPS
+from ledgerlm.serving.catalog import ServedModel
+from ledgerlm.serving.errors import ReceiptError
+from ledgerlm.store import Database
+from ledgerlm.store.schema import receipts
+
+ZERO_ADDRESS = "0x" + "00" * 20
+ZERO_HASH = "0x" + "00" * 32
+
+
+def json_hash(value) -> str:
+    """keccak256 of canonical JSON (sorted keys): what a signed receipt commits to for each stored field."""
+    if value is None:
+        return ZERO_HASH
+    return "0x" + keccak(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hex()
+
+
+class Receipt(BaseModel):
+    id: str
+    epoch: int
+    consumer: str | None
+    model_id: str
+    adapter_sha256: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    price_per_1k: str
+    fee: str
+    fee_policy: dict
+    payouts: list[dict]
+    datanet_roots: list[dict]
+    attribution: dict | None
+    state: str
+    body: dict
+    signature: str | None
+    created_at: int
+    finalized_at: int | None
+    request: dict | None = None
+
+
+@dataclass(frozen=True)
+class Completed:
+    """What a finished call hands the log: who called which model, the tokens spent, the text."""
+
+    id: str
+    consumer: str | None
+    model: ServedModel
+    prompt_tokens: int
+    completion_tokens: int
+    request: dict  # {"prompt" | "messages", "completion", "finish_reason"}
+
+
+def contributor_split(result) -> tuple[dict[str, int], int, dict]:
+    """From an attribution result: contributor bps, the bps of the contributor share evidence backs, and
+    the JSON kept on the receipt."""
+    shares = {c.contributor: c.bps for c in result.contributors}
+    evidence = getattr(result, "evidence_bps", None)
+    if evidence is None:  # results that do not state their evidence: all of it when attributed
+        evidence = 0 if result.unattributed else BPS
+    # the whole result, so `ledgerlm attribute --verify` can recompute it from the receipt
+    return shares, int(evidence), {**orjson.loads(orjson.dumps(result.to_dict())), "contributor_bps": shares,
+                                   "evidence_bps": int(evidence)}
+
+
+class ReceiptLog:
+    """Writes, finalises, reads and verifies receipts; the node's key signs them."""
+
+    def __init__(self, db: Database, account: LocalAccount, *, domain: SigningDomain):
+        self.db = db
+        self.account = account
+        self.domain = domain
+
+    # ------------------------------------------------------------------ writing
+
+    def write(self, call: Completed, *, attributing: bool) -> Receipt:
+        """Price the call, split its fee, sign, and commit; `attributing` leaves it to the worker to finish."""
+        model = call.model
+        fee = price_fee(call.prompt_tokens, call.completion_tokens, model.price_per_1k)
+        parties = {"node": self.account.address, "developer": model.developer or self.account.address,
+                   "datanet": model.datanet}
+        request = {**call.request, "split": parties}
+        payouts = split_fee(fee, model.fee_shares, **parties)
+        now = int(time.time())
+        row = {
+            "id": call.id, "consumer": call.consumer, "model_id": model.id, "adapter_sha256": model.adapter_sha256,
+            "prompt_tokens": call.prompt_tokens, "completion_tokens": call.completion_tokens,
+            "price_per_1k": str(model.price_per_1k), "fee": str(fee), "fee_policy": model.fee_shares.to_dict(),
+            "payouts": [p.to_dict() for p in payouts], "datanet_roots": list(model.datanet_roots),
+            "attribution": None, "state": "attributing" if attributing else "final", "created_at": now,
+            "finalized_at": None if attributing else now, "request": request,
+        }
+        with self.db.begin() as conn:
+            row["epoch"] = open_epoch(conn)
+            row["body"], row["signature"] = self._sign(row)
+            conn.execute(insert(receipts).values(**row))
+        return Receipt(**row)
+
+    def attach(self, receipt_id: str, result) -> Receipt:
+        """Attach an attribution result (None: nothing could be attributed), re-split, re-sign, finalise."""
+        current = self.get(receipt_id)
+        if current.state != "attributing":
+            return current
+        if result is None:
+            shares, evidence, attribution = {}, 0, {"contributor_bps": {}, "evidence_bps": 0, "unattributed": True}
+        elif isinstance(result, dict):  # an attribution that failed: say why, pay the data pool
+            shares, evidence, attribution = {}, 0, {"contributor_bps": {}, "evidence_bps": 0, "unattributed": True,
+                                                     **result}
+        else:
+            shares, evidence, attribution = contributor_split(result)
+        parties = current.request["split"]
+        payouts = split_fee(int(current.fee), FeeShares.from_dict(current.fee_policy), **parties,
+                            contributor_bps=shares, evidence_bps=evidence)
+        row = {**current.model_dump(), "payouts": [p.to_dict() for p in payouts], "attribution": attribution,
+               "state": "final", "finalized_at": int(time.time())}
+        row["body"], row["signature"] = self._sign(row)
+        with self.db.begin() as conn:
+            conn.execute(update(receipts).where((receipts.c.id == receipt_id) & (receipts.c.state == "attributing"))
+                         .values(payouts=row["payouts"], attribution=attribution, state="final",
+                                 finalized_at=row["finalized_at"], body=row["body"], signature=row["signature"]))
+        return self.get(receipt_id)
+
+    def _sign(self, row: dict) -> tuple[dict, str]:
+        message = receipt_message(row, self.account.address)
+        signed = self.account.sign_message(encode_typed_data(
+            full_message=typed_data("InferenceReceipt", message, self.domain)))
+        return message, "0x" + signed.signature.hex().removeprefix("0x")
+
+    # ------------------------------------------------------------------ reading
+
+    def get(self, receipt_id: str) -> Receipt:
+        with self.db.connect() as conn:
+            row = conn.execute(select(receipts).where(receipts.c.id == receipt_id)).mappings().first()
+        if row is None:
+            raise ReceiptError(f"no receipt {receipt_id!r}", field="receipt", status=404)
+        return Receipt(**row)
+
+    def list(self, *, account: str | None = None, model: str | None = None, state: str | None = None,
+             limit: int = 100) -> list[Receipt]:
+        """Newest first; `account` matches the consumer or anyone paid by the receipt."""
+        query = select(receipts).order_by(receipts.c.created_at.desc(), receipts.c.id)
+        if model:
+            query = query.where(receipts.c.model_id == model)
+        if state:
+            query = query.where(receipts.c.state == state)
+        with self.db.connect() as conn:
+            rows = [Receipt(**r) for r in conn.execute(query).mappings()]
+        if account:
+            who = to_checksum_address(account)
+            rows = [r for r in rows if r.consumer == who or any(p["account"] == who for p in r.payouts)]
+        return rows[:limit]
+
+    def pending(self) -> list[str]:
+        with self.db.connect() as conn:
+            return list(conn.execute(select(receipts.c.id).where(receipts.c.state == "attributing")
+                                     .order_by(receipts.c.created_at)).scalars())
+
+    def verify(self, receipt: Receipt) -> dict:
+        checks = verify_receipt(receipt, domain=self.domain)
+        checks["signed_by_this_node"] = checks["signer"] == self.account.address
+        return checks
+
+
+def public(receipt: Receipt) -> dict:
+    """A receipt as shown to anyone but its consumer: the prompt and answer left out (their hash stays
+    in the signed body), the parties the split is computed for kept."""
+    data = receipt.model_dump()
+    data["request"] = {"split": (receipt.request or {}).get("split")}
+    return data
+
+
+def receipt_message(row: dict, node: str) -> dict:
+    """The EIP-712 `InferenceReceipt` message the node signs for a receipt row."""
+    return {
+        "node": node, "receiptId": row["id"], "epoch": int(row["epoch"]),
+        "consumer": row["consumer"] or ZERO_ADDRESS, "modelId": row["model_id"],
+        "adapterHash": "0x" + row["adapter_sha256"] if row["adapter_sha256"] else ZERO_HASH,
+        "promptTokens": row["prompt_tokens"], "completionTokens": row["completion_tokens"],
+        "pricePer1k": int(row["price_per_1k"]), "fee": int(row["fee"]),
+        "feePolicyHash": json_hash(row["fee_policy"]), "payoutsHash": json_hash(row["payouts"]),
+        "datanetRootsHash": json_hash(row["datanet_roots"]), "attributionHash": json_hash(row["attribution"]),
+        "requestHash": json_hash(row["request"]), "state": row["state"], "createdAt": row["created_at"],
+    }
+
+
+def verify_receipt(receipt: Receipt, *, domain: SigningDomain) -> dict:
+    """Check a receipt without trusting the node: the split sums to the fee and is recomputed from the
+    receipt's own inputs, the signed body matches the stored fields, and who signed it.
+
+    The request hash is checked only when the receipt carries its prompt and answer (its consumer's copy).
+    """
+    payouts = [Payout.from_dict(p) for p in receipt.payouts]
+    attribution = receipt.attribution or {}
+    parties = (receipt.request or {}).get("split") or {}
+    recomputed = split_fee(int(receipt.fee), FeeShares.from_dict(receipt.fee_policy), **parties,
+                           contributor_bps=attribution.get("contributor_bps"),
+                           evidence_bps=attribution.get("evidence_bps", 0))
+    expected = receipt_message(receipt.model_dump(), receipt.body.get("node", ""))
+    has_text = "completion" in (receipt.request or {})
+    fields = [k for k in expected if has_text or k != "requestHash"]
+    try:
+        signer = Account.recover_message(encode_typed_data(
+            full_message=typed_data("InferenceReceipt", receipt.body, domain)), signature=receipt.signature)
+    except Exception:  # a mangled signature verifies as nobody
+        signer = None
+    return {
+        "split_sums_to_fee": sum(p.amount for p in payouts) == int(receipt.fee),
+        "split_recomputed": recomputed == payouts,
+        "body_matches": all(expected[k] == receipt.body.get(k) for k in fields),
+        "request_checked": has_text,
+        "signer": signer,
+        "signature_valid": signer is not None and signer == receipt.body.get("node"),
+    }
+
+
+class AttributionWorker:
+    """Attributes finished answers one at a time, after their responses were sent, and finalises receipts."""
+
+    def __init__(self, log: ReceiptLog, attribute: Callable[[str, object, str], object]):
+        self.log = log
+        self.attribute = attribute  # (model id, prompt or messages, answer) -> AttributionResult
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, receipt_id: str) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="ledgerlm-attribution", daemon=True)
+                self._thread.start()
+        self._queue.put(receipt_id)
+
+    def resume(self) -> int:
+        """Queue every receipt a previous run left `attributing`; returns how many."""
+        pending = self.log.pending()
+        for receipt_id in pending:
+            self.submit(receipt_id)
+        return len(pending)
+
+    def drain(self, timeout: float = 120.0) -> None:
+        """Wait until every queued receipt is final (tests, benchmarks, shutdown)."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while True:
+            receipt_id = self._queue.get()
+            try:
+                if receipt_id is None:
+                    return
+                self._finish(receipt_id)
+            except Exception:  # the receipt stays `attributing` and is retried at the next start
+                traceback.print_exc()
+            finally:
+                self._queue.task_done()
+
+    def _finish(self, receipt_id: str) -> None:
+        from ledgerlm.errors import LedgerError
+
+        receipt = self.log.get(receipt_id)
+        if receipt.state != "attributing":
+            return
+        request = receipt.request or {}
+        prompt = request.get("messages") or request.get("prompt") or ""
+        answer = request.get("completion", "")
+        if not answer.strip():  # nothing was said, so nobody shaped it
+            result = None
+        else:
+            try:
+                result = self.attribute(receipt.model_id, prompt, answer)
+            except LedgerError as exc:  # no index, or an answer attribution cannot read: pay the data pool
+                result = {"error": exc.message}
+        self.log.attach(receipt_id, result)

@@ -1,0 +1,59 @@
+"""Choosing the next token: greedy at temperature 0, otherwise temperature and nucleus (top-p) sampling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ledgerlm.serving.errors import ServingError
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How one request decodes; `seed` makes sampled output repeatable."""
+
+    max_tokens: int = 16
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self):
+        if self.max_tokens < 1:
+            raise ServingError("max_tokens must be at least 1", field="max_tokens")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise ServingError("temperature must be between 0 and 2", field="temperature")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ServingError("top_p must be in (0, 1]", field="top_p")
+        if len(self.stop) > 4 or any(not s for s in self.stop):
+            raise ServingError("stop takes at most 4 non-empty strings", field="stop")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+def new_generator(seed: int | None):
+    import torch
+
+    generator = torch.Generator(device="cpu")
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return generator
+
+
+def next_token(logits, params: SamplingParams, generator) -> int:
+    """One token id from a row of logits (vocab,), a torch tensor."""
+    import torch
+
+    if params.greedy:
+        return int(torch.argmax(logits))
+    probs = torch.softmax(logits.float().cpu() / params.temperature, dim=-1)
+    if params.top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, descending=True)
+        # keep the smallest prefix whose mass reaches top_p (always at least the top token)
+        outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs >= params.top_p
+        sorted_probs[outside] = 0.0
+        probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
+    return int(torch.multinomial(probs, 1, generator=generator))

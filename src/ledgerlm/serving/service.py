@@ -1,0 +1,200 @@
+"""One call from request to receipt: key, model, prompt limits, budget, generation, receipt, attribution.
+
+`Serving.start` does every check that can refuse a call (unknown key 401, unknown model 404, prompt
+too long 400, rate 429, payment 402) before the engine sees it. Events come back through the
+caller's `deliver` function; when the generation ends, a single writer thread writes the receipt
+(also when the client went away: it pays for the tokens generated until then), releases the
+budget reservation, hands the receipt to attribution and delivers it as the last event.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ledgerlm.economy import price_fee
+from ledgerlm.errors import LedgerError
+from ledgerlm.serving.budget import Budget, Reservation
+from ledgerlm.serving.catalog import Catalog, ServedModel
+from ledgerlm.serving.errors import ServingError
+from ledgerlm.serving.keys import ApiKey, ApiKeys
+from ledgerlm.serving.limits import KeyLimits
+from ledgerlm.serving.receipts import AttributionWorker, Completed, Receipt, ReceiptLog
+from ledgerlm.serving.sampling import SamplingParams
+from ledgerlm.units import format_amount
+
+if TYPE_CHECKING:  # the engine imports torch; keys and receipts must not need it
+    from ledgerlm.serving.engine import Engine, Generation, GenerationEvent
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """The node's serving knobs (config.toml keys prefixed `serving_`)."""
+
+    base_model: str = ""
+    base_price_per_1k: int = 0
+    max_batch: int = 32
+    device_adapters: int = 16
+    host_adapters: int = 64
+    default_max_tokens: int = 256
+    requests_per_minute: int = 120
+    max_concurrent_per_key: int = 8
+    attribution: bool = True
+
+
+@dataclass(frozen=True)
+class CallEvent:
+    """A piece of the answer, or the end: the receipt (with usage), or the error that ended the call."""
+
+    kind: str  # "text" | "done" | "error"
+    text: str = ""
+    finish_reason: str | None = None
+    receipt: Receipt | None = None
+    error: LedgerError | None = None
+
+
+@dataclass
+class Call:
+    id: str
+    model: ServedModel
+    key: ApiKey | None
+    prompt_tokens: int
+    request: dict
+    reservation: Reservation
+    deliver: Callable[[CallEvent], None]
+    created: int = field(default_factory=lambda: int(time.time()))
+    text: list[str] = field(default_factory=list)
+    generation: Generation | None = None
+
+    def cancel(self) -> None:
+        if self.generation is not None:
+            self.generation.cancel()
+
+
+class Serving:
+    def __init__(self, catalog: Catalog, keys: ApiKeys, budget: Budget, receipts: ReceiptLog,
+                 attribution: AttributionWorker | None, settings: ServingSettings,
+                 load_engine: Callable[[str], Engine]):
+        self.catalog = catalog
+        self.keys = keys
+        self.budget = budget
+        self.receipts = receipts
+        self.attribution = attribution
+        self.settings = settings
+        self.limits = KeyLimits(requests_per_minute=settings.requests_per_minute,
+                                max_concurrent=settings.max_concurrent_per_key)
+        self._load_engine = load_engine
+        self._engine: Engine | None = None
+        self._engine_lock = threading.Lock()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledgerlm-receipts")
+
+    @property
+    def engine(self) -> Engine:
+        """The resident base model, loaded on first use; the catalog is then pinned to it."""
+        with self._engine_lock:
+            if self._engine is None:
+                base = self.catalog.base_name()
+                self._engine = self._load_engine(base)
+                self.catalog.configured_base = base
+            return self._engine
+
+    def models(self) -> list[ServedModel]:
+        return self.catalog.list()
+
+    def start(self, *, model: str, authorization: str | None, deliver: Callable[[CallEvent], None],
+              messages: list[dict] | None = None, prompt: str | None = None, max_tokens: int | None = None,
+              temperature: float | None = None, top_p: float | None = None, seed: int | None = None,
+              stop: tuple[str, ...] = ()) -> Call:
+        """Check and queue one call; raises before any compute when it cannot be served or paid for."""
+        key = self.keys.authenticate(authorization)
+        served = self.catalog.get(model)
+        engine = self.engine
+        ids = engine.chat_ids(messages) if messages is not None else engine.prompt_ids(prompt or "")
+        engine.check_prompt(ids)
+        room = engine.context - len(ids)
+        wanted = max_tokens or (self.settings.default_max_tokens if messages is not None else 16)
+        params = SamplingParams(max_tokens=min(wanted, room), temperature=1.0 if temperature is None else temperature,
+                                top_p=1.0 if top_p is None else top_p, seed=seed, stop=stop)
+        cost = price_fee(len(ids), params.max_tokens, served.price_per_1k)
+        what = (f"this call to {model} ({len(ids)} prompt + up to {params.max_tokens} completion tokens at "
+                f"{format_amount(served.price_per_1k)} LGR per 1k)")
+        limit_key = key.prefix if key else None
+        if limit_key:
+            self.limits.acquire(limit_key)
+        try:
+            reservation = self.budget.reserve(key, cost, what)
+        except LedgerError:
+            if limit_key:
+                self.limits.release(limit_key)
+            raise
+        request = {"messages": messages} if messages is not None else {"prompt": prompt}
+        call = Call("lgr-" + uuid.uuid4().hex, served, key, len(ids), request, reservation, deliver)
+        try:
+            call.generation = engine.submit(ids, served.adapter, params, sink=lambda e: self._on_event(call, e))
+        except LedgerError:
+            self._release(call)
+            raise
+        return call
+
+    def complete(self, **kwargs) -> tuple[str, Receipt, str]:
+        """Blocking call: (answer, receipt, finish_reason); raises the error that ended the call."""
+        events: queue.SimpleQueue[CallEvent] = queue.SimpleQueue()
+        self.start(deliver=events.put, **kwargs)
+        text = []
+        while True:
+            event = events.get()
+            if event.kind == "text":
+                text.append(event.text)
+            elif event.kind == "error":
+                raise event.error
+            else:
+                return "".join(text), event.receipt, event.finish_reason
+
+    def _on_event(self, call: Call, event: GenerationEvent) -> None:
+        """On the engine's worker thread: pass text on; hand the end to the receipt writer."""
+        if event.kind == "text":
+            call.text.append(event.text)
+            call.deliver(CallEvent("text", event.text))
+        else:
+            self._writer.submit(self._settle, call, event)
+
+    def _settle(self, call: Call, event: GenerationEvent) -> None:
+        try:
+            if event.error is not None:  # the node failed the call: no receipt, no charge
+                call.deliver(CallEvent("error", error=event.error))
+                return
+            attributing = self.settings.attribution and call.model.adapter is not None
+            receipt = self.receipts.write(Completed(
+                call.id, call.key.consumer if call.key else None, call.model, call.prompt_tokens,
+                event.completion_tokens,
+                {**call.request, "completion": "".join(call.text), "finish_reason": event.finish_reason},
+            ), attributing=attributing)
+            if attributing and self.attribution is not None:
+                self.attribution.submit(receipt.id)
+            call.deliver(CallEvent("done", finish_reason=event.finish_reason, receipt=receipt))
+        except Exception as exc:  # report, never leave the client waiting
+            traceback.print_exc()
+            error = exc if isinstance(exc, LedgerError) else ServingError(
+                f"writing the receipt failed: {type(exc).__name__}: {exc}", field="receipt", status=500)
+            call.deliver(CallEvent("error", error=error))
+        finally:
+            self._release(call)
+
+    def _release(self, call: Call) -> None:
+        self.budget.release(call.reservation)
+        if call.key is not None:
+            self.limits.release(call.key.prefix)
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+        self._writer.shutdown(wait=True)
+        if self.attribution is not None:
+            self.attribution.close()

@@ -1,0 +1,168 @@
+"""The engine on a tiny random Llama with random LoRA adapters: mixed-adapter batches decode exactly
+like one-adapter runs and like PEFT, sampling is repeatable with a seed, stop strings and limits end
+answers, and a broken adapter fails its request without poisoning the cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from ledgerlm.serving import AdapterLoadError, AdapterRef, SamplingParams  # noqa: E402
+from ledgerlm.serving.engine import Engine, EngineSettings  # noqa: E402
+
+GREEDY = SamplingParams(max_tokens=10, temperature=0.0)
+PROMPTS = ["What colour is the sky?", "hi", "Ledgers record who contributed which data, and why it matters."]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    from ledgerlm.factory import tiny_random_model
+
+    torch.set_num_threads(1)
+    return tiny_random_model(tmp_path_factory.mktemp("engine") / "tiny")
+
+
+def random_adapter(base: Path, out: Path, seed: int, rank: int, targets: list[str]) -> Path:
+    """A PEFT adapter with non-zero A and B (PEFT starts B at zero, which would change nothing)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
+                           LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=targets, init_lora_weights=False))
+    for name, parameter in model.named_parameters():
+        if "lora_B" in name:
+            parameter.data.normal_(0, 0.5)
+    model.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def adapters(tiny, tmp_path_factory) -> list[AdapterRef]:
+    root = tmp_path_factory.mktemp("adapters")
+    return [
+        AdapterRef("one", random_adapter(tiny, root / "one", 1, 4, ["q_proj", "v_proj"])),
+        AdapterRef("two", random_adapter(tiny, root / "two", 2, 8, ["q_proj", "o_proj", "up_proj", "down_proj"])),
+        AdapterRef("three", random_adapter(tiny, root / "three", 3, 2, ["k_proj", "gate_proj"])),
+    ]
+
+
+def load_engine(tiny: Path, **settings) -> Engine:
+    from transformers import AutoModelForCausalLM
+
+    from ledgerlm.factory import load_tokenizer
+    from ledgerlm.factory.basemodels import BaseModel
+
+    base = BaseModel(name="tiny", path=tiny, sha256="", n_params=0, source="test")
+    return Engine(AutoModelForCausalLM.from_pretrained(tiny), load_tokenizer(base), EngineSettings(**settings))
+
+
+@pytest.fixture(scope="module")
+def engine(tiny):
+    engine = load_engine(tiny, device_adapters=2, host_adapters=2)
+    yield engine
+    engine.close()
+
+
+def prompt_ids(engine, text: str) -> list[int]:
+    return engine.chat_ids([{"role": "user", "content": text}])
+
+
+def test_a_mixed_adapter_batch_decodes_exactly_like_one_adapter_runs_and_like_peft(engine, adapters, tiny):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    choices = [None, *adapters]
+    alone = {(p, a.model_id if a else None): engine.generate(prompt_ids(engine, p), a, GREEDY).token_ids
+             for p in PROMPTS for a in choices}
+    # all twelve at once: one batch mixing the base model and three adapters over two device slots
+    queued = {(p, a.model_id if a else None): engine.submit(prompt_ids(engine, p), a, GREEDY)
+              for p in PROMPTS for a in choices}
+    together = {k: g.result(timeout=120).token_ids for k, g in queued.items()}
+    assert together == alone
+    assert len({tuple(v) for v in alone.values()}) > len(PROMPTS)  # the adapters do change the answers
+
+    for adapter in adapters:
+        peft_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny), str(adapter.path)).eval()
+        merged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny),
+                                           str(adapter.path)).merge_and_unload().eval()
+        for p in PROMPTS:
+            ids = torch.tensor([prompt_ids(engine, p)])
+            for reference in (peft_model, merged):
+                out = reference.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=10,
+                                         do_sample=False, eos_token_id=sorted(engine.eos),
+                                         pad_token_id=engine.tokenizer.pad_token_id)
+                assert out[0, ids.shape[1]:].tolist() == alone[(p, adapter.model_id)]
+
+
+def test_seeded_sampling_repeats_and_different_seeds_differ(engine, adapters):
+    ids = prompt_ids(engine, PROMPTS[0])
+    params = lambda seed: SamplingParams(max_tokens=12, temperature=1.5, top_p=0.95, seed=seed)  # noqa: E731
+    first = engine.generate(ids, adapters[0], params(7)).token_ids
+    assert engine.generate(ids, adapters[0], params(7)).token_ids == first
+    assert any(engine.generate(ids, adapters[0], params(s)).token_ids != first for s in (8, 9, 10))
+
+
+def test_max_tokens_and_stop_strings_end_the_answer(engine):
+    ids = prompt_ids(engine, PROMPTS[1])
+    full = engine.generate(ids, None, SamplingParams(max_tokens=12, temperature=0.0))
+    assert full.finish_reason == "length" and full.completion_tokens == 12
+    assert full.text
+    stop = full.text[len(full.text) // 2:][:3]
+    stopped = engine.generate(ids, None, SamplingParams(max_tokens=12, temperature=0.0, stop=(stop,)))
+    assert stopped.finish_reason == "stop"
+    assert stop not in stopped.text and full.text.startswith(stopped.text)
+    assert stopped.completion_tokens < 12
+
+
+def test_streamed_text_is_the_whole_answer(engine, adapters):
+    generation = engine.submit(prompt_ids(engine, PROMPTS[2]), adapters[1], GREEDY)
+    events = list(generation.events(timeout=60))
+    assert events[-1].kind == "done" and events[-1].completion_tokens == 10
+    pieces = "".join(e.text for e in events)
+    assert pieces == engine.tokenizer.decode(generation.token_ids, skip_special_tokens=True)
+
+
+def test_a_broken_adapter_fails_its_request_and_does_not_poison_the_cache(tiny, adapters, tmp_path):
+    import shutil
+
+    engine = load_engine(tiny, device_adapters=1, host_adapters=1)
+    try:
+        broken = tmp_path / "broken"
+        shutil.copytree(adapters[0].path, broken)
+        (broken / "adapter_model.safetensors").write_bytes(b"not a safetensors file")
+        ref = AdapterRef("broken", broken)
+        ids = prompt_ids(engine, PROMPTS[0])
+        with pytest.raises(AdapterLoadError, match="broken.*cannot be read"):
+            engine.generate(ids, ref, GREEDY)
+        assert "broken" not in engine.adapters.host and "broken" not in engine.adapters.slots
+        # the only slot is still usable, and the same name loads once its files are repaired
+        assert engine.generate(ids, adapters[1], GREEDY).token_ids
+        shutil.copy(adapters[0].path / "adapter_model.safetensors", broken / "adapter_model.safetensors")
+        assert engine.generate(ids, ref, GREEDY).token_ids == engine.generate(ids, adapters[0], GREEDY).token_ids
+    finally:
+        engine.close()
+
+
+def test_an_adapter_for_another_base_model_is_refused_with_the_reason(tiny, engine, tmp_path):
+    from ledgerlm.factory import tiny_random_model
+
+    other = tiny_random_model(tmp_path / "wide", hidden_size=96)
+    ref = AdapterRef("wide", random_adapter(other, tmp_path / "wide-adapter", 4, 4, ["q_proj"]))
+    with pytest.raises(AdapterLoadError, match="shape"):
+        engine.generate(prompt_ids(engine, "hi"), ref, GREEDY)
+    assert engine.generate(prompt_ids(engine, "hi"), None, GREEDY).token_ids
+
+
+def test_a_prompt_longer_than_the_context_is_refused_naming_the_limit(tiny):
+    engine = load_engine(tiny, context=32)
+    try:
+        from ledgerlm.serving import ServingError
+
+        with pytest.raises(ServingError, match="context is 32 tokens"):
+            engine.submit(list(range(5, 45)), None, GREEDY)
+    finally:
+        engine.close()
