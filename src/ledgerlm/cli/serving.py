@@ -6,7 +6,8 @@ import typer
 from rich.table import Table
 
 from ledgerlm.cli.chain import resolve_address
-from ledgerlm.cli.session import console, session, when
+from ledgerlm.cli.session import console, session
+from ledgerlm.times import format_time as when
 from ledgerlm.units import format_amount, parse_amount
 
 apikey_app = typer.Typer(help="Consumer API keys for the OpenAI-compatible API, each under a signed spending cap.",

@@ -1,0 +1,114 @@
+"""A node serving a tiny random Llama with two adapters fine-tuned and published through the node,
+a consumer with LGR in escrow and an API key, and a real HTTP server for the `openai` client."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+from fastapi.testclient import TestClient
+
+from ledgerlm.api import create_app
+from ledgerlm.client import NodeClient
+from ledgerlm.config import Home
+from ledgerlm.datanets import DatanetSpec
+from ledgerlm.node import Node
+
+from ..datanets.conftest import QA_SCHEMA, write_jsonl
+
+FACTS = [{"question": f"What colour is the {thing}?", "answer": f"The {thing} is {colour}."}
+         for thing, colour in [("reef", "copper"), ("gull", "grey"), ("tide", "green"), ("moon", "pale"),
+                               ("kelp", "brown"), ("crab", "amber"), ("storm", "black"), ("sand", "gold")]]
+PRICES = {"facts-a": 10**15, "facts-b": 2 * 10**15}  # base units per 1k tokens
+BASE_PRICE = 10**12
+DEPOSIT = 10 * 10**18
+CAP = 10**18
+
+
+@dataclass
+class World:
+    home: Home
+    spare: Path  # a copy of the home taken before any server ran, for the crash tests
+    consumer: object
+    key: str
+    node_address: str
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory) -> World:
+    pytest.importorskip("torch")
+    from ledgerlm.factory import tiny_random_model
+
+    root = tmp_path_factory.mktemp("serving")
+    home = Home(root / "home")
+    Node.init(home).close()
+    config = home.load_config()
+    config.serving_base_price = str(BASE_PRICE)
+    config.torch_threads = 1
+    home.save_config(config)
+    consumer = Account.from_key(b"\x05" * 32)
+    developer, owner, contributor = (Account.from_key(bytes([i]) * 32) for i in (6, 7, 8))
+    with TestClient(create_app(lambda: Node.open(home)), base_url="http://ledgerlm.test") as http:
+        client = NodeClient(http, operator_token=home.operator_token_path.read_text().strip())
+        tiny = tiny_random_model(root / "tiny", [f"{r['question']} {r['answer']}" for r in FACTS])
+        client.factory.register_base("tiny", str(tiny))
+        client.create_datanet(DatanetSpec(name="colours", schema=QA_SCHEMA), owner)
+        client.contribute("colours", [write_jsonl(root / "facts.jsonl", FACTS)], contributor)
+        for c in client.contributions("colours"):
+            client.review(c.id, owner, accept=True)
+        client.publish("colours", owner)
+        node = http.app.state.node
+        for model_id, rank in (("facts-a", 4), ("facts-b", 8)):
+            job = client.factory.train(developer, {
+                "model_id": model_id, "datanet": "colours", "version": 1, "base": "tiny",
+                "config": {"epochs": 4, "lr": 1e-2, "batch_size": 2, "max_len": 64, "eval_split": 0.0,
+                           "rank": rank, "seed": rank, "max_steps": 12},
+            })
+            done = node.factory.wait(job["id"], timeout=300)
+            assert done.state == "done", done.error
+            client.factory.publish(developer, model_id, price_per_1k=PRICES[model_id])
+        client.chain.faucet(consumer.address, eth_wei=10**18, tokens=100 * 10**18)
+        node.contracts.escrow.deposit(consumer, DEPOSIT)
+        key, _ = client.serving.create_key(consumer, CAP)
+        node_address = node.account.address
+    spare = root / "spare"
+    shutil.copytree(home.root, spare)
+    return World(home, spare, consumer, key, node_address)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server(world):
+    """The node's app under uvicorn on a loopback port, in a thread of the test process."""
+    import uvicorn
+
+    port = free_port()
+    app = create_app(lambda: Node.open(world.home))
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not uv.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    uv.should_exit = True
+    thread.join(timeout=30)
+
+
+@pytest.fixture
+def node_client(server, world) -> NodeClient:
+    client = NodeClient.connect(server)
+    yield client
+    client.close()
