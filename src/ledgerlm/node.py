@@ -353,8 +353,7 @@ class Node:
             attribution=c.serving_attribution,
         )
         escrow = self.contracts.escrow if self.on_chain else None
-        keys = ApiKeys(self.db, domain=self.domain, settler=self.account.address,
-                       spending_cap_typed_data=escrow.spending_cap_typed_data if escrow else None)
+        keys = ApiKeys(self.db, domain=self.domain, settler=self.account.address, escrow=escrow)
         log = ReceiptLog(self.db, self.account, domain=self.domain)
 
         def attribute(model_id: str, prompt, answer: str):
@@ -370,7 +369,7 @@ class Node:
         serving = Serving(
             Catalog(self.factory, self.home.models, configured_base=settings.base_model,
                     base_price_per_1k=settings.base_price_per_1k),
-            keys, Budget(self.db, escrow.balance_of if escrow else None), log,
+            keys, Budget(self.db, self.account.address, escrow.balance_of if escrow else None), log,
             AttributionWorker(log, attribute), settings, load_engine,
         )
         self.closers.append(serving.close)

@@ -86,9 +86,13 @@ def test_openai_client_streams_and_not_with_signed_receipts(server, world, node_
 
 
 def test_an_unaffordable_call_gets_402_before_any_compute_and_costs_nothing(server, world, node_client):
-    key, record = node_client.serving.create_key(world.consumer, 10**12)
+    from eth_account import Account
+
+    thrifty = Account.from_key(b"\x09" * 32)  # a cap of 0.000001 LGR and nothing in escrow
+    key, record = node_client.serving.create_key(thrifty, 10**12)
     before = node_client.serving.budget(key)
-    count = len(node_client.serving.receipts(account=world.consumer.address, limit=1000))
+    assert before["cap"] == str(10**12) and before["remaining"] == "0"
+    count = len(node_client.serving.receipts(account=thrifty.address, limit=1000))
     client = openai.OpenAI(base_url=f"{server}/v1", api_key=key, max_retries=0)
     with pytest.raises(openai.APIStatusError) as refused:
         client.chat.completions.create(model="facts-b", messages=QUESTION, max_tokens=200)
@@ -96,7 +100,7 @@ def test_an_unaffordable_call_gets_402_before_any_compute_and_costs_nothing(serv
     message = refused.value.response.json()["error"]["message"]
     assert "may cost up to" in message and "is left" in message
     assert node_client.serving.budget(key) == before
-    assert len(node_client.serving.receipts(account=world.consumer.address, limit=1000)) == count
+    assert len(node_client.serving.receipts(account=thrifty.address, limit=1000)) == count
 
 
 def test_unknown_model_long_prompt_and_missing_key_say_why(server, world):

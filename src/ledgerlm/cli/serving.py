@@ -77,7 +77,7 @@ def budget(
     s = session(ctx)
     standing = s.client().serving.budget(api_key)
     s.emit(standing, lambda b: console.print(
-        f"key {b['key']['prefix']}… of {b['consumer']}, epoch {b['epoch']} (open: {b['open_epoch']})\n"
+        f"key {b['key']['prefix']}… of {b['consumer']}, open epoch {b['epoch']}\n"
         f"  cap {format_amount(int(b['cap']))}  spent {format_amount(int(b['spent']))}  "
         f"escrow {format_amount(int(b['escrow_balance']))}  unsettled {format_amount(int(b['unsettled']))}\n"
         f"  [bold]remaining {format_amount(int(b['remaining']))} LGR[/]"))

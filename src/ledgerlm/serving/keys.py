@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
@@ -20,6 +19,7 @@ from pydantic import BaseModel
 from sqlalchemy import insert, select, update
 
 from ledgerlm.economy import open_epoch
+from ledgerlm.economy.earnings import record_spending_cap
 from ledgerlm.identity import SignedAction, SigningDomain, verify_action
 from ledgerlm.serving.errors import ApiKeyError, ServingError
 from ledgerlm.store import Database
@@ -57,13 +57,11 @@ class ApiKey(BaseModel):
 class ApiKeys:
     """Creates, authenticates, lists and revokes consumer keys."""
 
-    def __init__(self, db: Database, *, domain: SigningDomain, settler: str,
-                 spending_cap_typed_data: Callable[[str, str, int, int, int], dict] | None):
+    def __init__(self, db: Database, *, domain: SigningDomain, settler: str, escrow=None):
         self.db = db
         self.domain = domain
         self.settler = to_checksum_address(settler)
-        # None when the node has no escrow contract (no chain): then keys cannot be created.
-        self.spending_cap_typed_data = spending_cap_typed_data
+        self.escrow = escrow  # None when the node has no escrow contract (no chain): keys cannot be created
 
     def terms(self) -> dict:
         """What a consumer needs to sign a cap and a key for this node: settler, open epoch, escrow domain."""
@@ -89,11 +87,16 @@ class ApiKeys:
         if signer != consumer:
             raise ApiKeyError(f"the spending cap is not signed by {consumer} for settler {self.settler}, "
                               f"epoch {epoch}, cap {cap}, deadline {cap_deadline}", field="cap_signature")
-        now = int(time.time())
         with self.db.begin() as conn:
             current = open_epoch(conn)
-            if epoch != current:
-                raise ServingError(f"the cap is for epoch {epoch}; the open epoch is {current}", field="epoch")
+        if epoch != current:
+            raise ServingError(f"the cap is for epoch {epoch}; the open epoch is {current}", field="epoch")
+        # The cap goes where the epoch close looks for it first; a crash before the key is stored
+        # leaves only a valid cap behind.
+        record_spending_cap(self.db, self.escrow, consumer=consumer, settler=self.settler, epoch=epoch, cap=cap,
+                            deadline=cap_deadline, signature=cap_signature)
+        now = int(time.time())
+        with self.db.begin() as conn:
             action_id = record_action(conn, signed, consumer, chain_id=self.domain.chain_id)
             digest = m["keyHash"].removeprefix("0x").lower()
             if conn.execute(select(api_keys.c.id).where(api_keys.c.key_sha256 == digest)).first():
@@ -145,7 +148,7 @@ class ApiKeys:
         return [ApiKey(**{k: r[k] for k in ApiKey.model_fields}) for r in rows]
 
     def _cap_typed_data(self, consumer: str, settler: str, epoch: int, cap: int, deadline: int) -> dict:
-        if self.spending_cap_typed_data is None:
+        if self.escrow is None:
             raise ServingError("this node has no escrow contract: deploy the contracts first", field="chain",
                                status=409)
-        return self.spending_cap_typed_data(consumer, settler, epoch, cap, deadline)
+        return self.escrow.spending_cap_typed_data(consumer, settler, epoch, cap, deadline)
