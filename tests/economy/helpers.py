@@ -32,8 +32,10 @@ def fund_consumer(node, consumer, deposit: int, cap: int, epoch: int) -> None:
 
 
 def write_receipt(node, consumer: str, fee: int, developer: str, *, datanet: str | None = None,
-                  contributors: dict[str, int] | None = None, evidence_bps: int = 0) -> str:
-    """One final receipt in the open epoch, split with the real fee split."""
+                  contributors: dict[str, int] | None = None, evidence_bps: int = 0,
+                  attribution: dict | None = None) -> str:
+    """One final receipt in the open epoch, split with the real fee split (`attribution` as serving stores it:
+    `{"contributions": [{"contribution_id", "contributor", "bps"}]}`)."""
     payouts = split_fee(fee, SHARES, node=node.account.address, developer=developer, datanet=datanet,
                         contributor_bps=contributors, evidence_bps=evidence_bps)
     rid = uuid.uuid4().hex
@@ -42,6 +44,6 @@ def write_receipt(node, consumer: str, fee: int, developer: str, *, datanet: str
         conn.execute(receipts.insert().values(
             id=rid, epoch=open_epoch(conn), consumer=consumer, model_id="m1", adapter_sha256=None, prompt_tokens=10,
             completion_tokens=10, price_per_1k="1", fee=str(fee), fee_policy=SHARES.to_dict(),
-            payouts=[p.to_dict() for p in payouts], datanet_roots=[], attribution=None, state="final", body={},
+            payouts=[p.to_dict() for p in payouts], datanet_roots=[], attribution=attribution, state="final", body={},
             signature=None, created_at=now, finalized_at=now))
     return rid

@@ -32,6 +32,10 @@ def test_cli_deploys_on_anvil_and_anchors_there(anvil_url, tmp_path, monkeypatch
     assert deployed["chain_id"] == 31337
     status = json.loads(run("--json", "chain", "status"))
     assert status["kind"] == "rpc" and status["contracts"] == deployed["contracts"]
+    assert deployed["treasury"] == deployed["admin"] != status["node_address"]
+    # No development faucet on a real chain: accounts are funded from the treasury.
+    refused = runner.invoke(app, ["chain", "faucet", "alice"])
+    assert refused.exit_code == 1 and "only on the embedded development chain" in refused.stderr
 
     run("datanet", "create", "anvil-notes", "--as", "alice")
     shown = json.loads(run("--json", "datanet", "show", "anvil-notes"))

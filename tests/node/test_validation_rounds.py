@@ -133,7 +133,8 @@ def test_persistent_outlier_is_slashed_on_chain(client, alice, bob, setup, tmp_p
         slashed += closed["tally"]["slashed"]
     assert [s["account"] for s in slashed] == [validators[2].address]
     after = client.chain.account(validators[2].address)["stake"]["validator"]
-    assert after == before - before // 10  # 10% of stake, sent to the treasury
+    assert after == before - before // 10  # 10% of stake, into the validators' reward pool
+    assert node.contracts.staking.reward_pool() == before // 10
     assert client.chain.account(validators[0].address)["stake"]["validator"] == 300 * UNIT
 
 
@@ -189,3 +190,36 @@ def test_a_copy_of_a_record_pending_in_an_open_round_is_rejected(client, alice, 
     assert (opened["gated"]["pass"], opened["gated"]["reject"]) == (1, 1)
     (rejected,) = client.contributions("ferries", state="rejected")
     assert "near_duplicate" in rejected.reason and f"pending contribution {first.id}" in rejected.reason
+
+
+def test_a_slash_that_fails_half_way_is_finished_once_and_never_repeated(client, alice, bob, setup, tmp_path,
+                                                                        monkeypatch):
+    from ledgerlm.chain import ChainError
+
+    validators, node, clock = setup
+    honest = lambda cid: 90  # noqa: E731
+    outlier = lambda cid: 0  # noqa: E731
+    before = client.chain.account(validators[2].address)["stake"]["validator"]
+    staking = node.contracts.staking
+    real_slash = staking.slash
+
+    def chain_down(*args, **kwargs):
+        raise ChainError("the chain went away", field="chain")
+
+    for r in range(3):
+        client.contribute("ferries", [write_jsonl(tmp_path / f"r{r}.jsonl", [CLEAN[r]])], bob)
+        if r == 2:  # the round that slashes: its outcome is recorded, then the slash itself fails
+            monkeypatch.setattr(staking, "slash", chain_down)
+            with pytest.raises(LedgerError, match="went away"):
+                _round(client, alice, validators, clock, [honest, honest, outlier])
+            monkeypatch.setattr(staking, "slash", real_slash)
+        else:
+            _round(client, alice, validators, clock, [honest, honest, outlier])
+
+    planned = node.validation.round(3).tally["slashed"]
+    assert [s["account"] for s in planned] == [validators[2].address] and planned[0]["tx"] is None
+    assert node.reconcile()["slashes"] == 1  # the restart finishes the recorded plan...
+    assert node.reconcile()["slashes"] == 0  # ...once
+    node.validation.execute_slashes(3)
+    assert client.chain.account(validators[2].address)["stake"]["validator"] == before - before // 10
+    assert staking.outcome(3) == node.validation.round(3).tally["evidence_hash"]

@@ -19,9 +19,13 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.node = open_node()
+        from ledgerlm.api.economy import start_epoch_cadence
+
+        stop_cadence = start_epoch_cadence(app.state.node)
         try:
             yield
         finally:
+            stop_cadence()
             app.state.node.close()
 
     app = FastAPI(

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Callable
 from dataclasses import asdict
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from ledgerlm.api.deps import get_node
+from ledgerlm.api.deps import get_node, require_operator
 from ledgerlm.economy.close import published_files
 from ledgerlm.economy.earnings import earnings, record_spending_cap
-from ledgerlm.economy.errors import EconomyError
-from ledgerlm.economy.faucet import is_loopback
+from ledgerlm.errors import LedgerError
 from ledgerlm.node import Node
+
+log = logging.getLogger("ledgerlm.economy")
 
 router = APIRouter(prefix="/economy", tags=["economy"])
 
@@ -32,12 +36,9 @@ def submit_cap(body: SpendingCapRequest, node: Node = Depends(get_node)) -> dict
                                epoch=body.epoch, cap=body.cap, deadline=body.deadline, signature=body.signature)
 
 
-@router.post("/epochs/close")
-def close_epoch(request: Request, node: Node = Depends(get_node)) -> dict:
-    """Operator only (loopback): close the open epoch, or finish one a crash interrupted."""
-    host = request.client.host if request.client else None
-    if not is_loopback(host):
-        raise EconomyError(f"only the node operator closes epochs (loopback), not {host}", field="client", status=403)
+@router.post("/epochs/close", dependencies=[Depends(require_operator)])
+def close_epoch(node: Node = Depends(get_node)) -> dict:
+    """Operator only: close the open epoch, or finish one a crash interrupted."""
     return node.economy.close()
 
 
@@ -77,3 +78,28 @@ def chain_record(number: int, node: Node = Depends(get_node)) -> dict | None:
 def account_earnings(address: str, node: Node = Depends(get_node)) -> dict:
     """Per epoch and per source: what the account earned, and whether it has claimed it."""
     return earnings(node.db, node.contracts.distributor, address)
+
+
+def start_epoch_cadence(node) -> Callable[[], None]:
+    """With `epoch_seconds` set, close the open epoch that often in the background; returns a stopper."""
+    seconds = getattr(getattr(node, "config", None), "epoch_seconds", 0)
+    if not seconds or not node.on_chain:
+        return lambda: None
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(seconds):
+            try:
+                result = node.economy.close()
+                log.info("epoch close: %s", result.get("state"))
+            except LedgerError as exc:  # a failed close is retried at the next tick, resuming where it stopped
+                log.warning("epoch close failed: %s", exc.message)
+
+    thread = threading.Thread(target=loop, name="epoch-cadence", daemon=True)
+    thread.start()
+
+    def stopper() -> None:
+        stop.set()
+        thread.join(timeout=120)
+
+    return stopper

@@ -4,9 +4,10 @@ post on chain in steps that are each idempotent, so a rerun after a crash finish
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import and_, insert, select, update
@@ -34,9 +35,14 @@ class EpochCloser:
     epochs_dir: Path
     chunk_size: int = 200
     after_step: Callable[[int, str], None] | None = None  # called after each committed step
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def close(self) -> dict:
         """Close the open epoch, or finish one a crash interrupted; returns the epoch's summary."""
+        with self._lock:  # the cadence thread and an operator's request never close at once
+            return self._close()
+
+    def _close(self) -> dict:
         unfinished = self._unfinished()
         number = unfinished if unfinished is not None else self._plan()
         if number is None:

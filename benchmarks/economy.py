@@ -1,0 +1,237 @@
+"""Epoch close at scale: wall time and gas to settle R receipts from C consumers, claim gas, and the
+amortised gas per receipt against the baseline of one ERC-20 transfer per payee per inference.
+
+    python benchmarks/economy.py             # embedded: 1k and 10k receipts from 10 consumers;
+                                             # anvil (if installed): also 1k consumers
+    python benchmarks/economy.py --full      # anvil: adds 100k receipts and 10k consumers
+    python benchmarks/economy.py --no-anvil  # the embedded chain only
+
+Each run builds a fresh chain with the real contracts, funds C consumers (tokens from the treasury,
+a permit deposit, a signed spending cap each), writes R final receipts as serving writes them
+(node 5%, developer 40% of each fee; D developers in rotation), then times `EpochCloser.close()`
+(plan, chunked settlement, root posting, publication) and sums the gas of every transaction it sent.
+The baseline pays each receipt's payees directly: one LGR `transfer` per payee per inference,
+measured on the same chain in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from report import ResultTable, write_result
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from eth_account import Account  # noqa: E402
+from eth_utils import keccak  # noqa: E402
+
+from ledgerlm.chain import Contracts, deploy_all, open_embedded, open_rpc  # noqa: E402
+from ledgerlm.economy import FeeShares, open_epoch, split_fee  # noqa: E402
+from ledgerlm.economy.close import EpochCloser  # noqa: E402
+from ledgerlm.economy.earnings import earnings  # noqa: E402
+from ledgerlm.store import Database  # noqa: E402
+from ledgerlm.store.schema import receipts, spending_caps  # noqa: E402
+
+UNIT = 10**18
+ETHER = 10**18
+SHARES = FeeShares(500, 4000, 4500, 1000)
+DEVELOPERS = 10
+
+
+def account(label: str):
+    return Account.from_key(keccak(text=f"economy-benchmark:{label}"))
+
+
+class Setup:
+    """A fresh chain with the contracts, a database, and C funded consumers with signed caps."""
+
+    def __init__(self, backend: str, consumers: int, workdir: Path, anvil_url: str | None):
+        self.admin, self.node, self.treasury = account("admin"), account("node"), account("treasury")
+        self.consumers = [account(f"consumer-{i}") for i in range(consumers)]
+        gas_money = [self.admin, self.node, self.treasury, *self.consumers]
+        if backend == "embedded":
+            self.chain = open_embedded(workdir / "chain", prefund={a.address: 100 * ETHER for a in gas_money},
+                                       durable=False)
+        else:
+            self.chain = open_rpc(anvil_url, expected_chain_id=31337)
+            for a in gas_money:
+                self.chain.w3.provider.make_request("anvil_setBalance", [a.address, hex(100 * ETHER)])
+        deployment = deploy_all(self.chain, self.admin, treasury=self.treasury.address, node=self.node.address)
+        self.c = Contracts(self.chain, deployment)
+        self.db = Database.at(workdir / "ledger.db")
+        self.db.upgrade()
+        self.workdir = workdir
+
+    def fund(self, deposit: int) -> float:
+        started = time.perf_counter()
+        deadline = self.chain.head().timestamp + 30 * 24 * 3600
+        if self.chain.kind == "embedded":
+            for consumer in self.consumers:
+                self.c.token.transfer(self.treasury, consumer.address, deposit)
+                self.c.escrow.deposit_with_permit(consumer, deposit, deadline)
+        else:
+            self._fund_without_waiting(deposit, deadline)
+        rows = []
+        for consumer in self.consumers:
+            signature = self.c.escrow.sign_spending_cap(consumer, self.node.address, 1, deposit, deadline)
+            rows.append({"consumer": consumer.address, "epoch": 1, "settler": self.node.address, "cap": str(deposit),
+                         "deadline": deadline, "signature": "0x" + signature.hex(), "created_at": 0})
+        with self.db.begin() as conn:
+            conn.execute(spending_caps.insert(), rows)
+        return time.perf_counter() - started
+
+    def _fund_without_waiting(self, deposit: int, deadline: int) -> None:
+        """Setup only: sign every funding transaction locally and let anvil mine them in send order, waiting
+        once at the end (one round trip per transaction instead of a poll per receipt)."""
+        w3, token, escrow = self.chain.w3, self.c.token.contract, self.c.escrow.contract
+        fees = {"maxFeePerGas": 2 * 10**9, "maxPriorityFeePerGas": 1, "chainId": self.chain.chain_id}
+        nonce = w3.eth.get_transaction_count(self.treasury.address)
+        last = None
+        for consumer in self.consumers:
+            tx = token.functions.transfer(consumer.address, deposit).build_transaction(
+                {"from": self.treasury.address, "nonce": nonce, "gas": 80_000, **fees})
+            w3.eth.send_raw_transaction(self.treasury.sign_transaction(tx).raw_transaction)
+            nonce += 1
+            permit = self.c.token.sign_permit(consumer, self.c.escrow.address, deposit, deadline)
+            tx = escrow.functions.depositWithPermit(deposit, permit.deadline, permit.v, permit.r, permit.s) \
+                .build_transaction({"from": consumer.address, "nonce": w3.eth.get_transaction_count(consumer.address),
+                                    "gas": 150_000, **fees})
+            last = w3.eth.send_raw_transaction(consumer.sign_transaction(tx).raw_transaction)
+        if last is not None:
+            w3.eth.wait_for_transaction_receipt(last, timeout=600)
+        assert all(self.c.escrow.balance_of(c.address) >= deposit for c in self.consumers[-3:])
+
+    def write_receipts(self, count: int, rng: random.Random) -> int:
+        """R final receipts spread over the consumers; returns the total fee."""
+        developers = [account(f"developer-{i}").address for i in range(DEVELOPERS)]
+        rows, total = [], 0
+        with self.db.begin() as conn:
+            epoch = open_epoch(conn)
+            for i in range(count):
+                fee = rng.randrange(10**13, 10**15)
+                consumer = self.consumers[i % len(self.consumers)].address
+                payouts = split_fee(fee, SHARES, node=self.node.address, developer=developers[i % DEVELOPERS],
+                                    datanet=None)
+                rows.append({"id": uuid.uuid4().hex, "epoch": epoch, "consumer": consumer, "model_id": "m",
+                             "adapter_sha256": None, "prompt_tokens": 100, "completion_tokens": 100,
+                             "price_per_1k": "1", "fee": str(fee), "fee_policy": SHARES.to_dict(),
+                             "payouts": [p.to_dict() for p in payouts], "datanet_roots": [], "attribution": None,
+                             "state": "final", "body": {}, "signature": None, "created_at": i, "finalized_at": i})
+                total += fee
+            for start in range(0, len(rows), 5000):
+                conn.execute(receipts.insert(), rows[start:start + 5000])
+        return total
+
+    def gas_sent_by(self, sender: str, first_block: int) -> int:
+        total = 0
+        for number in range(first_block, self.chain.block_number() + 1):
+            block = self.chain.w3.eth.get_block(number, full_transactions=True)
+            for tx in block["transactions"]:
+                if tx["from"] == sender:
+                    total += self.chain.w3.eth.get_transaction_receipt(tx["hash"])["gasUsed"]
+        return total
+
+    def close(self) -> None:
+        self.chain.close()
+        self.db.close()
+
+
+def transfer_gas(s: Setup) -> tuple[int, int]:
+    """One LGR transfer to a payee that holds none yet, and to one that already holds some."""
+    payee = account(f"baseline-{uuid.uuid4().hex}").address
+    cold = s.c.token.transfer(s.treasury, payee, 1).gas_used
+    warm = s.c.token.transfer(s.treasury, payee, 1).gas_used
+    return cold, warm
+
+
+def run(backend: str, receipt_count: int, consumer_count: int, anvil_url: str | None, seed: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        s = Setup(backend, consumer_count, Path(tmp), anvil_url)
+        try:
+            funding_s = s.fund(10 * UNIT)
+            fees = s.write_receipts(receipt_count, random.Random(seed))
+            closer = EpochCloser(s.db, s.c, s.node, Path(tmp) / "epochs", chunk_size=200)
+            first = s.chain.block_number() + 1
+            started = time.perf_counter()
+            summary = closer.close()
+            close_s = time.perf_counter() - started
+            close_gas = s.gas_sent_by(s.node.address, first)
+            assert int(summary["charged"]) == fees, summary
+            payees = earnings(s.db, s.c.distributor, s.node.address)["epochs"][0]
+            claim_gas = s.c.distributor.claim(s.node, 1, s.node.address, int(payees["amount"]),
+                                              payees["proof"]).gas_used
+            cold, warm = transfer_gas(s)
+        finally:
+            s.close()
+    leaves = 1 + DEVELOPERS
+    ours = close_gas + claim_gas * leaves
+    payees_per_receipt = 2  # node and developer
+    # Baseline: every inference pays its payees directly; the first payment to a payee is a cold write.
+    baseline = payees_per_receipt * receipt_count * warm + leaves * (cold - warm)
+    return {"backend": backend, "receipts": receipt_count, "consumers": consumer_count, "chunks": summary["chunks"],
+            "funding_s": round(funding_s, 2), "close_s": round(close_s, 2), "close_gas": close_gas,
+            "claim_gas": claim_gas, "payout_leaves": leaves, "transfer_gas_cold": cold, "transfer_gas_warm": warm,
+            "ours_per_receipt": ours / receipt_count, "baseline_per_receipt": baseline / receipt_count}
+
+
+ANVIL = Path(__file__).resolve().parents[1] / "contracts" / "node_modules" / ".bin" / "anvil"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-anvil", action="store_true", help="skip the anvil runs")
+    parser.add_argument("--full", action="store_true", help="anvil: add 100k receipts and 10k consumers")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    # py-evm funds a consumer in about half a second, so the embedded chain keeps to few consumers.
+    plan = [("embedded", r, c) for r, c in ((1_000, 10), (10_000, 10))]
+    use_anvil = not args.no_anvil and ANVIL.exists()
+    if use_anvil:
+        sizes = [(1_000, 10), (10_000, 10), (1_000, 1_000), (10_000, 1_000)]
+        if args.full:
+            sizes += [(100_000, 1_000), (10_000, 10_000)]
+        plan += [("anvil", r, c) for r, c in sizes]
+    rows = []
+    anvil = None
+    url = None
+    try:
+        for backend, receipt_count, consumer_count in plan:
+            if backend == "anvil" and anvil is None:
+                from ledgerlm.chain.anvil import anvil_node
+
+                anvil = anvil_node(ANVIL)
+                url = anvil.__enter__()
+            row = run(backend, receipt_count, consumer_count, url, args.seed)
+            print(row, flush=True)
+            rows.append(row)
+    finally:
+        if anvil is not None:
+            anvil.__exit__(None, None, None)
+    table = ResultTable("Epoch close: wall time and gas", [
+        "chain", "receipts", "consumers", "chunks", "close s", "close gas", "claim gas", "gas/receipt (ours)",
+        "gas/receipt (1 transfer per payee per inference)", "ratio"])
+    for r in rows:
+        table.add_row(r["backend"], f"{r['receipts']:,}", f"{r['consumers']:,}", r["chunks"], f"{r['close_s']:.1f}",
+                      f"{r['close_gas']:,}", f"{r['claim_gas']:,}", f"{r['ours_per_receipt']:,.0f}",
+                      f"{r['baseline_per_receipt']:,.0f}",
+                      f"{r['baseline_per_receipt'] / r['ours_per_receipt']:.1f}x less")
+    table.print()
+    notes = [
+        "close = plan (one DB transaction, escrow reads per consumer) + settlement chunks of 200 consumers + "
+        "root posting + payout file; gas = every transaction the node sent during the close.",
+        f"ours per receipt = (close gas + one claim per payout leaf ({DEVELOPERS} developers + node)) / receipts.",
+        "baseline per receipt = 2 payees (node, developer) x one LGR transfer to a holder, plus one cold first "
+        "transfer per payee; consumers' deposits and caps are set up before the timer in both cases."]
+    if not use_anvil:
+        notes.append("anvil runs skipped (--no-anvil, or contracts/node_modules/.bin/anvil missing).")
+    write_result("economy", {"runs": rows}, [table], notes=notes)
+
+
+if __name__ == "__main__":
+    main()

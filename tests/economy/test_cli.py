@@ -1,0 +1,72 @@
+"""`ledgerlm epoch close | list | verify`, `earnings` and `claim` as users script them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from ledgerlm.cli import app
+from ledgerlm.config import Home
+from ledgerlm.node import Node
+from tests.economy.helpers import fund_consumer, key, write_receipt
+
+UNIT = 10**18
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEDGERLM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LEDGERLM_PASSPHRASE", "pw")
+    monkeypatch.delenv("LEDGERLM_NODE", raising=False)
+    runner = CliRunner()
+
+    def run(*args, code=0):
+        result = runner.invoke(app, list(args), catch_exceptions=False)
+        assert result.exit_code == code, result.output
+        return result
+
+    return run
+
+
+def test_close_verify_earnings_and_claim_from_the_command_line(cli, tmp_path):
+    cli("init")
+    developer = json.loads(cli("--json", "keys", "new", "dev").stdout)["address"]
+    assert json.loads(cli("--json", "epoch", "close").stdout)["state"] == "empty"
+    node = Node.open(Home(tmp_path / "home"))
+    try:
+        consumer = key("cli-consumer")
+        fund_consumer(node, consumer, 10 * UNIT, 5 * UNIT, 1)
+        write_receipt(node, consumer.address, 3 * UNIT, developer)
+    finally:
+        node.close()
+    cli("chain", "faucet", "dev", "--eth", "1", "--tokens", "0")
+
+    closed = json.loads(cli("--json", "epoch", "close").stdout)
+    listed = json.loads(cli("--json", "epoch", "list").stdout)
+    verified = json.loads(cli("--json", "epoch", "verify", "1").stdout)
+    owed = json.loads(cli("--json", "earnings", "dev").stdout)
+    claimed = json.loads(cli("--json", "claim", "--as", "dev", "--all").stdout)
+    after = json.loads(cli("--json", "earnings", developer).stdout)
+
+    assert closed["state"] == "published" and int(closed["total"]) == 3 * UNIT
+    assert [e["state"] for e in listed] == ["published", "open"]
+    assert verified["ok"] and verified["problems"] == []
+    assert owed["epochs"][0]["amount"] == str(3 * UNIT * 4000 // 10_000)
+    assert owed["epochs"][0]["sources"]["models"] == ["m1"]
+    assert claimed["claimed"][0]["amount"] == owed["epochs"][0]["amount"]
+    assert after["unclaimed"] == "0" and after["epochs"][0]["claimed"]
+    assert json.loads(cli("--json", "balance", "dev").stdout)["tokens"] == 3 * UNIT * 4000 // 10_000
+    assert json.loads(cli("--json", "claim", "--as", "dev", "--all").stdout)["claimed"] == []
+
+    payouts = json.loads((tmp_path / "home" / "epochs" / "1" / "payouts.json").read_text())
+    payouts["payouts"][0]["amount"] = str(int(payouts["payouts"][0]["amount"]) + 1)
+    (tmp_path / "tampered.json").write_text(json.dumps(payouts))
+    refused = cli("--json", "epoch", "verify", "1", "--payouts", str(tmp_path / "tampered.json"), code=1)
+    assert not json.loads(refused.stdout)["ok"]
+
+
+def test_every_economy_command_has_help(cli):
+    for command in (["epoch", "close"], ["epoch", "list"], ["epoch", "verify"], ["claim"], ["earnings"]):
+        assert "Usage" in cli(*command, "--help").stdout

@@ -1,0 +1,177 @@
+"""Every token is accounted for across the whole flow: random sequences of deposits, signed caps, calls
+(receipts), slashes, withdrawals, epoch closes and claims on a real node and chain keep
+
+    claims + unclaimed + unspent deposits + stakes and the slashed pool + wallets + treasury == supply
+
+to the base unit, and every balance matches what a plain model of the policy predicts."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+
+from ledgerlm.chain import StakeRole
+from ledgerlm.config import Home
+from ledgerlm.economy.earnings import earnings, record_spending_cap
+from ledgerlm.node import Node
+from tests.economy.helpers import key, write_receipt
+
+UNIT = 10**18
+CONSUMERS = [key(f"consumer-{i}") for i in range(3)]
+DEV = key("developer")
+VALIDATOR = key("validator")
+CAP_LIFETIME = 365 * 24 * 3600
+
+
+@dataclass
+class Consumer:
+    wallet: int = 0
+    escrow: int = 0
+    owed: int = 0  # receipts not yet settled
+    caps: dict[int, int] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Home:
+    """A node home with the contracts deployed, copied afresh for every example."""
+    home = Home(tmp_path_factory.mktemp("template") / "home")
+    node = Node.init(home)
+    try:
+        node.chain.send_eth(node.faucet_account, VALIDATOR.address, 10**18)
+        for consumer in CONSUMERS:
+            node.chain.send_eth(node.faucet_account, consumer.address, 10**18)
+    finally:
+        node.close()
+    return home
+
+
+class Economy(RuleBasedStateMachine):
+    home: Home
+
+    @initialize()
+    def start(self):
+        self.node = Node.open(self.home)
+        self.c = self.node.contracts
+        self.supply = self.c.token.total_supply()
+        self.consumers = {a.address: Consumer() for a in CONSUMERS}
+        self.keys = {a.address: a for a in CONSUMERS}
+        self.payees = {self.node.account.address: 0, DEV.address: 0}  # claimed so far
+        self.epoch = 1
+        self.staked = 0
+        self.slashed = 0
+        self.round = 0
+
+    def teardown(self):
+        self.node.close()
+
+    @rule(who=st.sampled_from(CONSUMERS), amount=st.integers(1, 20).map(lambda n: n * UNIT // 2))
+    def deposit(self, who, amount):
+        self.c.token.transfer(self.node.faucet_account, who.address, amount)
+        self.c.escrow.deposit(who, amount)
+        self.consumers[who.address].escrow += amount
+
+    @rule(who=st.sampled_from(CONSUMERS), cap=st.integers(0, 12).map(lambda n: n * UNIT))
+    def sign_cap(self, who, cap):
+        deadline = self.node.chain.head().timestamp + CAP_LIFETIME
+        signature = self.c.escrow.sign_spending_cap(who, self.node.account.address, self.epoch, cap, deadline)
+        record_spending_cap(self.node.db, self.c.escrow, consumer=who.address, settler=self.node.account.address,
+                            epoch=self.epoch, cap=cap, deadline=deadline, signature="0x" + signature.hex())
+        self.consumers[who.address].caps[self.epoch] = cap
+
+    @rule(who=st.sampled_from(CONSUMERS), fee=st.one_of(st.integers(1, 3 * UNIT), st.integers(1, 99)))
+    def call(self, who, fee):
+        write_receipt(self.node, who.address, fee, DEV.address)
+        self.consumers[who.address].owed += fee
+
+    @rule(who=st.sampled_from(CONSUMERS), share=st.integers(1, 4))
+    def withdraw(self, who, share):
+        model = self.consumers[who.address]
+        amount = model.escrow * share // 4
+        if amount == 0:
+            return
+        self.c.escrow.request_withdrawal(who, amount)
+        self.node.chain.advance_time(self.c.escrow.withdraw_delay_seconds())
+        self.c.escrow.withdraw(who)
+        model.escrow -= amount
+        model.wallet += amount
+
+    @rule(amount=st.integers(1, 50).map(lambda n: n * UNIT))
+    def slash_a_validator(self, amount):
+        """A validator stakes; a recorded round outcome slashes them (at most the contract's 10% cap)."""
+        self.c.token.transfer(self.node.faucet_account, VALIDATOR.address, amount)
+        self.c.staking.stake(VALIDATOR, StakeRole.VALIDATOR, amount)
+        self.staked += amount
+        self.round += 1
+        _, taken = self.node._slash(self.round, "0x" + "11" * 32, VALIDATOR.address, int(StakeRole.VALIDATOR), amount)
+        self.staked -= taken
+        self.slashed += taken
+
+    @rule()
+    def close(self):
+        result = self.node.economy.close()
+        payable = {a: m.owed for a, m in self.consumers.items()
+                   if m.owed and m.caps.get(self.epoch, -1) >= m.owed and m.escrow >= m.owed}
+        if not payable:
+            assert result["state"] == "empty"
+            return
+        assert result["epoch"] == self.epoch and int(result["charged"]) == sum(payable.values())
+        for address, owed in payable.items():
+            self.consumers[address].escrow -= owed
+            self.consumers[address].owed = 0
+        self.epoch += 1
+
+    @rule(payee=st.sampled_from(["node", "developer"]))
+    def claim(self, payee):
+        address = self.node.account.address if payee == "node" else DEV.address
+        for e in earnings(self.node.db, self.c.distributor, address)["epochs"]:
+            if e["claimable"] and not e["claimed"]:
+                self.c.distributor.claim(self.node.account, e["epoch"], address, int(e["amount"]), e["proof"])
+                self.payees[address] += int(e["amount"])
+
+    @invariant()
+    def every_token_is_accounted_for(self):
+        if not hasattr(self, "node"):
+            return
+        c, t = self.c, self.c.token
+        for address, model in self.consumers.items():
+            assert c.escrow.balance_of(address) == model.escrow
+            assert t.balance_of(address) == model.wallet
+        for address, claimed in self.payees.items():
+            assert t.balance_of(address) == claimed
+        assert t.balance_of(c.staking.address) == self.staked + c.staking.reward_pool()
+        unclaimed = t.balance_of(c.distributor.address)
+        deposits = t.balance_of(c.escrow.address)
+        assert deposits == sum(m.escrow for m in self.consumers.values())
+        treasury = t.balance_of(self.node.faucet_account.address)
+        wallets = sum(m.wallet for m in self.consumers.values())
+        claims = sum(self.payees.values())
+        assert claims + unclaimed + deposits + t.balance_of(c.staking.address) + wallets + treasury == self.supply
+
+
+def _run(template, tmp_path, examples: int, steps: int) -> None:
+    counter = iter(range(10**6))
+
+    class FreshEconomy(Economy):
+        def __init__(self):
+            home = Home(tmp_path / f"example-{next(counter)}")
+            shutil.copytree(template.root, home.root)
+            type(self).home = home
+            super().__init__()
+
+    run_state_machine_as_test(FreshEconomy, settings=settings(
+        max_examples=examples, stateful_step_count=steps, deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+
+
+def test_tokens_in_equal_tokens_out_over_random_sequences(template, tmp_path):
+    _run(template, tmp_path, examples=3, steps=10)
+
+
+@pytest.mark.slow
+def test_tokens_in_equal_tokens_out_over_many_long_sequences(template, tmp_path):
+    _run(template, tmp_path, examples=40, steps=30)

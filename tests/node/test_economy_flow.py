@@ -1,0 +1,66 @@
+"""The whole economy on a real node: validator rounds, a slashed outlier, receipts with attributed
+contributors, an epoch close, and claims that pay everyone exactly what the policy says."""
+
+from __future__ import annotations
+
+import time
+
+from ledgerlm.economy.close import published_files
+from ledgerlm.economy.earnings import earnings
+from ledgerlm.economy.verify import verify_epoch
+
+from ..datanets.conftest import write_jsonl
+from ..economy.helpers import fund_consumer, key, write_receipt
+from .test_validation_rounds import CLEAN, UNIT, _round, setup  # noqa: F401 - the fixture
+
+DEV = key("developer")
+
+
+def test_fees_slashed_stake_and_the_data_pool_reach_the_right_people(client, alice, bob, carol, setup, tmp_path):
+    validators, node, clock = setup
+    honest, outlier = (lambda cid: 90), (lambda cid: 0)
+    client.contribute("ferries", [write_jsonl(tmp_path / "c.jsonl", [CLEAN[3]])], carol)
+    for r in range(3):  # the third round slashes the persistent outlier
+        client.contribute("ferries", [write_jsonl(tmp_path / f"r{r}.jsonl", [CLEAN[r]])], bob)
+        _round(client, alice, validators, clock, [honest, honest, outlier])
+    c = node.contracts
+    slashed = c.staking.reward_pool()
+    assert slashed == 10 * UNIT  # 10% of the outlier's 100 LGR, held for the validators
+    accepted = {x.contributor: x.id for x in client.contributions("ferries", state="accepted")}
+    client.withdraw(accepted[carol.address], carol)  # carol's data earns nothing from now on
+    time.sleep(1.1)  # receipts below are served strictly after the withdrawal
+
+    consumer = key("consumer")
+    fund_consumer(node, consumer, 100 * UNIT, 50 * UNIT, 1)
+    attribution = {"contributions": [
+        {"contribution_id": accepted[bob.address], "contributor": bob.address, "bps": 5000},
+        {"contribution_id": accepted[carol.address], "contributor": carol.address, "bps": 5000}]}
+    fees = [10 * UNIT, 7 * UNIT + 3]
+    for fee in fees:
+        write_receipt(node, consumer.address, fee, DEV.address, datanet="ferries",
+                      contributors={bob.address: 5000, carol.address: 5000}, evidence_bps=8000,
+                      attribution=attribution)
+
+    summary = node.economy.close()
+
+    assert int(summary["total"]) == sum(fees) + slashed
+    assert c.staking.reward_pool() == 0 and c.distributor.epoch(1).total == sum(fees) + slashed
+    owed = {a: int(e["epochs"][0]["amount"]) if e["epochs"] else 0
+            for a, e in ((a, earnings(node.db, c.distributor, a))
+                         for a in (node.account.address, DEV.address, bob.address, carol.address,
+                                   *(v.address for v in validators)))}
+    assert owed[carol.address] == 0  # withdrawn: no contributor share, no data pool
+    assert owed[validators[2].address] == 0  # clipped in every round: no agreement, no reward
+    assert owed[validators[0].address] > owed[validators[1].address] > 0  # stake 300 vs 200
+    assert owed[DEV.address] == sum(f * 4000 // 10_000 for f in fees)
+    validators_share = sum(f * 1000 // 10_000 for f in fees)
+    assert owed[validators[0].address] + owed[validators[1].address] == validators_share + slashed
+    assert sum(owed.values()) == sum(fees) + slashed  # everything else went to bob: his share and the pool
+    before = {a: c.token.balance_of(a) for a in owed}
+    for account, amount in owed.items():
+        if amount:
+            proof = earnings(node.db, c.distributor, account)["epochs"][0]["proof"]
+            c.distributor.claim(node.account, 1, account, amount, proof)
+    assert all(c.token.balance_of(a) == before[a] + owed[a] for a in owed)
+    assert c.distributor.epoch(1).unclaimed == 0
+    assert verify_epoch(*published_files(node.db, 1, c).values(), c.distributor.epoch(1)) == []
