@@ -16,7 +16,8 @@ from .test_validation_rounds import CLEAN, UNIT, _round, setup  # noqa: F401 - t
 DEV = key("developer")
 
 
-def test_fees_slashed_stake_and_the_data_pool_reach_the_right_people(client, alice, bob, carol, setup, tmp_path):
+def test_fees_slashed_stake_and_the_data_pool_reach_the_right_people(client, alice, bob, carol, setup,  # noqa: F811
+                                                                    tmp_path):
     validators, node, clock = setup
     honest, outlier = (lambda cid: 90), (lambda cid: 0)
     client.contribute("ferries", [write_jsonl(tmp_path / "c.jsonl", [CLEAN[3]])], carol)
