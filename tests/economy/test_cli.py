@@ -66,7 +66,19 @@ def test_close_verify_earnings_and_claim_from_the_command_line(cli, tmp_path):
     refused = cli("--json", "epoch", "verify", "1", "--payouts", str(tmp_path / "tampered.json"), code=1)
     assert not json.loads(refused.stdout)["ok"]
 
+    early = cli("epoch", "sweep", "1", code=1)  # the claim window (90 days) is still open
+    assert "ClaimWindowOpen" in early.stderr
+    node = Node.open(Home(tmp_path / "home"))
+    try:
+        node.chain.advance_time(node.contracts.distributor.claim_window_seconds() + 1)
+        treasury = node.faucet_account.address
+    finally:
+        node.close()
+    swept = json.loads(cli("--json", "epoch", "sweep", "1").stdout)
+    assert swept["treasury"] == treasury and int(swept["amount"]) == 3 * UNIT - 3 * UNIT * 4000 // 10_000
+
 
 def test_every_economy_command_has_help(cli):
-    for command in (["epoch", "close"], ["epoch", "list"], ["epoch", "verify"], ["claim"], ["earnings"]):
+    for command in (["epoch", "close"], ["epoch", "list"], ["epoch", "verify"], ["epoch", "sweep"], ["claim"],
+                    ["earnings"]):
         assert "Usage" in cli(*command, "--help").stdout

@@ -13,7 +13,7 @@ from ledgerlm.cli.session import console, session
 from ledgerlm.errors import LedgerError
 from ledgerlm.units import format_amount
 
-epoch_app = typer.Typer(help="Settlement epochs: close, verify, list.", no_args_is_help=True)
+epoch_app = typer.Typer(help="Settlement epochs: close, list, verify, sweep.", no_args_is_help=True)
 
 
 @epoch_app.command("close")
@@ -80,6 +80,29 @@ def verify(
         if r["ok"] else f"[red]epoch {number} does not verify[/]\n  " + "\n  ".join(r["problems"])))
     if problems:
         raise typer.Exit(1)
+
+
+@epoch_app.command("sweep")
+def sweep(
+    ctx: typer.Context,
+    number: int = typer.Argument(..., help="Epoch number."),
+    key: str | None = typer.Option(None, "--key", help="Keyring key holding SWEEPER_ROLE [default: the home's "
+                                                      "admin key, unlocked with LEDGERLM_ADMIN_PASSPHRASE]."),
+):
+    """After the claim window, send what an epoch left unclaimed to the treasury (admin only)."""
+    from ledgerlm.identity.node_keys import ADMIN_PASSPHRASE_ENV, node_passphrase, unlock_keystore
+
+    s = session(ctx)
+    if key:
+        admin = s.unlock(key)
+    else:
+        admin = unlock_keystore(s.home.admin_key_path, node_passphrase(ADMIN_PASSPHRASE_ENV, "admin"), "admin")
+    tx = s.client().chain.send(admin, "EpochDistributor", "sweep", [number])
+    swept = next((e["args"] for e in tx.get("events", []) if e["name"] == "Swept"), {})
+    result = {"epoch": number, "tx_hash": tx["tx_hash"], "amount": str(swept.get("amount", 0)),
+              "treasury": swept.get("treasury")}
+    s.emit(result, lambda r: console.print(f"[green]swept[/] epoch {number}: {format_amount(int(r['amount']))} LGR "
+                                           f"to {r['treasury']} (tx {r['tx_hash']})"))
 
 
 def claim(
