@@ -1,5 +1,5 @@
 """Every token is accounted for across the whole flow: random sequences of deposits, signed caps, calls
-(receipts), slashes, withdrawals, epoch closes and claims on a real node and chain keep
+(receipts), slashes, withdrawals, epoch closes and claims on a real node and chain (the embedded EVM, and anvil when installed) keep
 
     claims + unclaimed + unspent deposits + stakes and the slashed pool + wallets + treasury == supply
 
@@ -19,6 +19,7 @@ from ledgerlm.chain import StakeRole
 from ledgerlm.config import Home
 from ledgerlm.economy.earnings import earnings, record_spending_cap
 from ledgerlm.node import Node
+from tests.chain.conftest import anvil_url  # noqa: F401 - the fixture that starts the session's anvil node
 from tests.economy.helpers import key, write_receipt
 
 UNIT = 10**18
@@ -36,26 +37,57 @@ class Consumer:
     caps: dict[int, int] = field(default_factory=dict)
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory) -> Home:
-    """A node home with the contracts deployed, copied afresh for every example."""
+TREASURY = key("treasury")
+ADMIN = key("admin")
+
+
+@dataclass
+class Template:
+    """A node home with the contracts deployed, copied afresh for every example; on anvil also the chain
+    snapshot every example starts from."""
+
+    home: Home
+    url: str = ""
+    snapshot: str = ""
+
+    def treasury(self, node: Node):
+        return node.faucet_account if not self.url else TREASURY
+
+
+@pytest.fixture(scope="module", params=["embedded", pytest.param("anvil", marks=pytest.mark.anvil)])
+def template(request, tmp_path_factory) -> Template:
     home = Home(tmp_path_factory.mktemp("template") / "home")
-    node = Node.init(home)
+    if request.param == "embedded":
+        node = Node.init(home)
+        try:
+            for account in (VALIDATOR, *CONSUMERS):
+                node.chain.send_eth(node.faucet_account, account.address, 10**18)
+        finally:
+            node.close()
+        return Template(home)
+    from ledgerlm.chain import deploy_all
+
+    url = request.getfixturevalue("anvil_url")
+    node = Node.init(home, chain=url)
     try:
-        node.chain.send_eth(node.faucet_account, VALIDATOR.address, 10**18)
-        for consumer in CONSUMERS:
-            node.chain.send_eth(node.faucet_account, consumer.address, 10**18)
+        for account in (ADMIN, TREASURY, VALIDATOR, *CONSUMERS, node.account):
+            node.chain.w3.provider.make_request("anvil_setBalance", [account.address, hex(10 * 10**18)])
+        deploy_all(node.chain, ADMIN, treasury=TREASURY.address, node=node.account.address).save(
+            home.deployment_path)
+        snapshot = node.chain.w3.provider.make_request("evm_snapshot", [])["result"]
     finally:
         node.close()
-    return home
+    return Template(home, url, snapshot)
 
 
 class Economy(RuleBasedStateMachine):
     home: Home
+    template: Template
 
     @initialize()
     def start(self):
         self.node = Node.open(self.home)
+        self.treasury = self.template.treasury(self.node)
         self.c = self.node.contracts
         self.supply = self.c.token.total_supply()
         self.consumers = {a.address: Consumer() for a in CONSUMERS}
@@ -71,7 +103,7 @@ class Economy(RuleBasedStateMachine):
 
     @rule(who=st.sampled_from(CONSUMERS), amount=st.integers(1, 20).map(lambda n: n * UNIT // 2))
     def deposit(self, who, amount):
-        self.c.token.transfer(self.node.faucet_account, who.address, amount)
+        self.c.token.transfer(self.treasury, who.address, amount)
         self.c.escrow.deposit(who, amount)
         self.consumers[who.address].escrow += amount
 
@@ -103,7 +135,7 @@ class Economy(RuleBasedStateMachine):
     @rule(amount=st.integers(1, 50).map(lambda n: n * UNIT))
     def slash_a_validator(self, amount):
         """A validator stakes; a recorded round outcome slashes them (at most the contract's 10% cap)."""
-        self.c.token.transfer(self.node.faucet_account, VALIDATOR.address, amount)
+        self.c.token.transfer(self.treasury, VALIDATOR.address, amount)
         self.c.staking.stake(VALIDATOR, StakeRole.VALIDATOR, amount)
         self.staked += amount
         self.round += 1
@@ -147,20 +179,29 @@ class Economy(RuleBasedStateMachine):
         unclaimed = t.balance_of(c.distributor.address)
         deposits = t.balance_of(c.escrow.address)
         assert deposits == sum(m.escrow for m in self.consumers.values())
-        treasury = t.balance_of(self.node.faucet_account.address)
+        treasury = t.balance_of(self.treasury.address)
         wallets = sum(m.wallet for m in self.consumers.values())
         claims = sum(self.payees.values())
         assert claims + unclaimed + deposits + t.balance_of(c.staking.address) + wallets + treasury == self.supply
 
 
-def _run(template, tmp_path, examples: int, steps: int) -> None:
+def _run(template: Template, tmp_path, examples: int, steps: int) -> None:
     counter = iter(range(10**6))
 
     class FreshEconomy(Economy):
         def __init__(self):
             home = Home(tmp_path / f"example-{next(counter)}")
-            shutil.copytree(template.root, home.root)
-            type(self).home = home
+            shutil.copytree(template.home.root, home.root)
+            if template.url:  # back to the deployed opening, and a new snapshot for the next example
+                import httpx
+
+                def rpc(method, params):
+                    return httpx.post(template.url, json={"jsonrpc": "2.0", "id": 1, "method": method,
+                                                          "params": params}).json()["result"]
+
+                assert rpc("evm_revert", [template.snapshot])
+                template.snapshot = rpc("evm_snapshot", [])
+            type(self).home, type(self).template = home, template
             super().__init__()
 
     run_state_machine_as_test(FreshEconomy, settings=settings(
