@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ledgerlm.cli.session import console, session
+from ledgerlm.cli.session import Session, console, running_node_url, session
 from ledgerlm.errors import LedgerError
 from ledgerlm.units import format_amount, parse_amount
 
@@ -111,6 +111,8 @@ def train(
 ):
     """Fine-tune a base model on a Datanet version; Ctrl-C cancels and keeps a resumable checkpoint."""
     s = session(ctx)
+    if detach:
+        _require_running_node(s)
     account = s.unlock(as_key)
     request = {
         "model_id": name or f"{datanet}-v{version}-{method}",
@@ -122,6 +124,13 @@ def train(
     if detach:
         return s.emit(job, lambda j: console.print(f"queued job {j['id']} for model {j['model_id']}"))
     _follow(s, account, job["id"])
+
+
+def _require_running_node(s: Session) -> None:
+    """A job started by this process would stop when the command exits, so --detach needs a served node."""
+    if not (s.node_url or running_node_url(s.home)):
+        raise LedgerError("--detach needs a running node (`ledgerlm serve` on this home, or --node URL); "
+                          "without one the job stops when this command exits", field="detach")
 
 
 def _follow(s, account, job_id: int) -> None:
@@ -204,6 +213,8 @@ def resume(ctx: typer.Context, job_id: int, as_key: str = typer.Option(..., "--a
            detach: bool = typer.Option(False, "--detach")):
     """Resume a stopped job from its last checkpoint."""
     s = session(ctx)
+    if detach:
+        _require_running_node(s)
     account = s.unlock(as_key)
     job = s.client().factory.control(account, job_id, "resume")
     if detach:

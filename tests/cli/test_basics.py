@@ -1,0 +1,62 @@
+"""`ledgerlm init`, `keys`, `info` and what every command does before a home exists."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from ledgerlm.cli import app
+
+
+@pytest.fixture
+def bare(tmp_path, monkeypatch):
+    """The CLI over a home that does not exist yet."""
+    monkeypatch.setenv("LEDGERLM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LEDGERLM_PASSPHRASE", "pw")
+    monkeypatch.delenv("LEDGERLM_NODE", raising=False)
+    runner = CliRunner()
+
+    def run(*args, ok=True):
+        result = runner.invoke(app, list(args), catch_exceptions=False)
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    return run
+
+
+def test_init_keys_and_info(bare):
+    assert json.loads(bare("--json", "init").stdout)["chain_id"] == 1337
+    for who in ("alice", "bob"):
+        bare("keys", "new", who)
+    keys = json.loads(bare("--json", "keys", "list").stdout)
+    assert [k["name"] for k in keys] == ["alice", "bob"]
+    shown = json.loads(bare("--json", "keys", "show", "alice").stdout)
+    assert shown["address"] == keys[0]["address"] and shown["address"] in bare("keys", "list").stdout
+    info = json.loads(bare("--json", "info").stdout)
+    assert info["chain_id"] == 1337 and info["node_address"].startswith("0x")
+    result = bare("keys", "new", "alice", ok=False)
+    assert result.exit_code == 1 and "already exists" in result.stderr
+
+
+def test_import_a_private_key(bare, monkeypatch):
+    bare("init")
+    monkeypatch.setenv("LEDGERLM_PRIVATE_KEY", "0x" + "01" * 32)
+    imported = json.loads(bare("--json", "keys", "import", "dev").stdout)
+    assert imported["address"] == "0x1a642f0E3c3aF545E7AcBD38b07251B3990914F1"
+    monkeypatch.setenv("LEDGERLM_PRIVATE_KEY", "0x1234")
+    result = bare("keys", "import", "short", ok=False)
+    assert result.exit_code == 1 and "32 bytes of hex" in result.stderr
+
+
+def test_wrong_passphrase(bare, monkeypatch):
+    bare("init")
+    bare("keys", "new", "alice")
+    monkeypatch.setenv("LEDGERLM_PASSPHRASE", "nope")
+    result = bare("datanet", "create", "x1", "--as", "alice", ok=False)
+    assert result.exit_code == 1 and "wrong passphrase" in result.stderr
+
+
+def test_commands_before_init_say_what_to_do(bare, tmp_path):
+    result = bare("datanet", "list", ok=False)
+    assert result.exit_code == 1 and f"ledgerlm init --home {tmp_path / 'home'}" in result.stderr

@@ -1,0 +1,52 @@
+"""`ledgerlm chain status|faucet|deploy`, `balance`, `stake`, `unstake`, `withdraw`, `transfer`."""
+
+from __future__ import annotations
+
+import re
+
+UNIT = 10**18
+ISO_IN = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(in 7 d\)")
+
+
+def test_status_prints_every_address_and_hash_whole(cli):
+    info = cli.json("chain", "status")
+    assert info["kind"] == "embedded" and set(info["contracts"]) >= {"Staking", "Registry"}
+    text = cli("chain", "status").stdout
+    lines = text.splitlines()
+    assert any(info["head"]["hash"] in line for line in lines)
+    for address in info["contracts"].values():
+        assert any(address in line for line in lines)
+
+
+def test_faucet_stake_unstake_withdraw_transfer(cli):
+    alice, bob = cli.address("alice"), cli.address("bob")
+    cli("chain", "faucet", "alice", "--tokens", "500")
+    account = cli.json("balance", alice)
+    assert account["tokens"] == 500 * UNIT and account["eth_wei"] >= UNIT
+
+    cli("stake", "200", "--as", "alice")
+    cli.fails("stake", "1000", "--as", "alice", match="ERC20InsufficientBalance")
+    assert cli.json("balance", "alice")["stake"]["validator"] == 200 * UNIT
+
+    cli("unstake", "50", "--as", "alice")
+    cli.fails("unstake", "500", "--as", "alice", match="InsufficientStake")
+    pending = cli.json("balance", "alice")["unstaking"]["validator"]
+    assert pending["amount"] == 50 * UNIT
+    assert ISO_IN.search(cli("balance", "alice").stdout)  # when it frees up, in words, not Unix seconds
+
+    cli.fails("withdraw", "--as", "alice", match="reverted")  # the cooldown has not passed
+    with cli.node() as node:
+        node.chain.advance_time(8 * 86_400)
+    cli("withdraw", "--as", "alice")
+    after = cli.json("balance", "alice")
+    assert after["tokens"] == 350 * UNIT and "validator" not in after["unstaking"]
+
+    cli("transfer", bob.lower(), "25", "--as", "alice")  # a lower-case address is accepted
+    assert cli.json("balance", "bob")["tokens"] == 25 * UNIT
+    cli.fails("transfer", "bob", "1", "--as", "carol", match="ERC20InsufficientBalance")
+    cli.fails("stake", "1", "--as", "carol", match="ledgerlm chain faucet 0x")  # no ETH for gas: what to do
+
+
+def test_deploy_refuses_an_unreachable_chain(cli):
+    cli.fails("chain", "deploy", "--chain-url", "http://127.0.0.1:9", "--key", "alice",
+              match="cannot reach an EVM node at http://127.0.0.1:9")

@@ -1,0 +1,112 @@
+"""`ledgerlm models register|list|show`, `factory train|jobs|job|cancel|resume|merge|publish` and `attribute`
+on a tiny random Llama trained for a few steps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+FACTS = [{"question": f"What colour is the {thing}?", "answer": f"The {thing} is {colour}."}
+         for thing, colour in [("reef", "copper"), ("gull", "grey"), ("tide", "green"), ("moon", "pale"),
+                               ("kelp", "brown"), ("crab", "amber"), ("storm", "black"), ("sand", "gold")]]
+TRAIN = ["--datanet", "colours", "--version", "1", "--base", "tiny", "--epochs", "1", "--max-steps", "3",
+         "--batch-size", "2", "--max-len", "64", "--rank", "4", "--lr", "5e-3", "--eval-split", "0.25"]
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    from ledgerlm.factory import tiny_random_model
+
+    texts = [f"{r['question']} {r['answer']}" for r in FACTS]
+    return tiny_random_model(tmp_path_factory.mktemp("tiny") / "tiny", texts)
+
+
+def test_register_train_publish_attribute(cli, tiny_dir, tmp_path):
+    registered = cli.json("models", "register", "tiny", tiny_dir)
+    assert registered["name"] == "tiny" and registered["n_params"] > 0
+    cli.fails("models", "register", "tiny2", tmp_path, match="is not a Hugging Face model directory")
+
+    schema = {"type": "object", "properties": {"question": {"type": "string"}, "answer": {"type": "string"}},
+              "required": ["question", "answer"]}
+    (tmp_path / "schema.json").write_text(json.dumps(schema))
+    (tmp_path / "facts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in FACTS))
+    cli("datanet", "create", "colours", "--as", "alice", "--schema", tmp_path / "schema.json")
+    cli("datanet", "contribute", "colours", tmp_path / "facts.jsonl", "--as", "bob")
+    cli("datanet", "accept", "--all-pending", "colours", "--as", "alice")
+    cli("datanet", "publish", "colours", "--as", "alice")
+
+    cli.fails("factory", "train", *TRAIN[:2], "--version", "9", *TRAIN[4:], "--as", "carol", match="version 9")
+    model = cli.json("factory", "train", *TRAIN, "--name", "colours-tiny", "--as", "carol")
+    assert model["id"] == "colours-tiny" and model["lineage_ok"] and 1 <= model["metrics"]["train"]["steps"] <= 3
+
+    jobs = cli.json("factory", "jobs")
+    assert [(j["model_id"], j["state"]) for j in jobs] == [("colours-tiny", "done")]
+    job = cli.json("factory", "job", jobs[0]["id"])
+    assert job["progress"]["step"] == job["progress"]["total_steps"] == model["metrics"]["train"]["steps"]
+    cli.fails("factory", "job", "99", match="no training job 99")
+    cli.fails("factory", "cancel", jobs[0]["id"], "--as", "carol", match="already done")
+    cli.fails("factory", "resume", jobs[0]["id"], "--as", "carol", match="only a stopped job can resume")
+
+    listed = cli.json("models", "list")
+    assert [m["name"] for m in listed["base"]] == ["tiny"] and [m["id"] for m in listed["fine_tuned"]] == ["colours-tiny"]
+    shown = cli("models", "show", "colours-tiny").stdout
+    assert "verified" in shown and model["version_root"] in shown  # the whole root on one line
+    cli.fails("models", "show", "nope", match="no fine-tuned model 'nope'")
+
+    merged = cli.json("factory", "merge", "colours-tiny")
+    assert (Path(merged["path"]) / "config.json").exists()
+    cli.fails("factory", "merge", "nope", match="no fine-tuned model 'nope'")
+
+    cli.fails("factory", "publish", "colours-tiny", "--as", "carol", "--fee-policy", "1,2,3",
+              match="four integers")
+    cli.fails("factory", "publish", "colours-tiny", "--as", "bob", match="only the developer")
+    text = cli("factory", "publish", "colours-tiny", "--as", "carol").stdout
+    published = cli.json("models", "show", "colours-tiny")
+    assert published["chain_tx"] and published["chain_tx"] in text
+
+    answer = cli.json("attribute", "--model", "colours-tiny", "--prompt", "What colour is the reef?",
+                      "--answer", "The reef is copper.")
+    assert answer["answer"] == "The reef is copper." and not answer["generated"]
+    bob = cli.address("bob")
+    assert {c["contributor"] for c in answer["contributors"]} <= {bob}
+    cli.fails("attribute", "--model", "nope", "--prompt", "hi", match="no fine-tuned model 'nope'")
+
+
+def test_cancel_and_resume_a_detached_job(cli, tiny_dir, tmp_path):
+    """On a served node a detached job is stopped by cancel and continues after resume; without one,
+    --detach is refused, since the job would stop when the command exits."""
+    cli("models", "register", "tiny", tiny_dir)
+    schema = {"type": "object", "properties": {"question": {"type": "string"}, "answer": {"type": "string"}},
+              "required": ["question", "answer"]}
+    (tmp_path / "schema.json").write_text(json.dumps(schema))
+    (tmp_path / "facts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in FACTS))
+    cli("datanet", "create", "colours", "--as", "alice", "--schema", tmp_path / "schema.json")
+    cli("datanet", "contribute", "colours", tmp_path / "facts.jsonl", "--as", "bob")
+    cli("datanet", "accept", "1-8", "--as", "alice")
+    cli("datanet", "publish", "colours", "--as", "alice")
+
+    if cli.mode == "in-process":
+        cli.fails("factory", "train", *TRAIN, "--as", "carol", "--detach", match="--detach needs a running node")
+        return
+    long_run = [a for a in TRAIN if a not in ("--max-steps", "3")]
+    long_run[long_run.index("--epochs") + 1] = "500"  # so cancel always lands while it runs
+    queued = cli.json("factory", "train", *long_run, "--name", "later", "--as", "carol", "--detach")
+    cli.fails("factory", "cancel", queued["id"], "--as", "bob", match="only the developer")
+    cancelled = cli.json("factory", "cancel", queued["id"], "--as", "carol")
+    assert cancelled["state"] in ("stopped", "running")  # a running job stops at its next step
+    with cli.node() as node:
+        assert node.factory.wait(queued["id"], timeout=300).state == "stopped"
+    cli.fails("factory", "cancel", queued["id"], "--as", "carol", match="already stopped")
+    before = cli.json("factory", "job", queued["id"])["progress"] or {"step": 0}
+
+    resumed = cli.json("factory", "resume", queued["id"], "--as", "carol", "--detach")
+    assert resumed["state"] in ("queued", "running")
+    cli("factory", "cancel", queued["id"], "--as", "carol")
+    with cli.node() as node:
+        assert node.factory.wait(queued["id"], timeout=300).state == "stopped"
+    after = cli.json("factory", "job", queued["id"])["progress"] or {"step": 0}
+    assert after["step"] >= before["step"]  # resumed from its checkpoint, not from step 0

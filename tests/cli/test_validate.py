@@ -1,0 +1,70 @@
+"""`ledgerlm validate policy|open|queue|commit|reveal|tally|round show|reputation` on a real round.
+
+Rounds run on the node's wall clock, so this home uses a short commit and reveal window.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+UNIT = 10**18
+RECORDS = [{"question": f"Which harbour does ferry {n} serve?", "answer": f"Ferry {n} serves the {h} harbour."}
+           for n, h in enumerate(["north", "south", "old"])]
+ISO_IN = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(in \d+ s\)")
+
+
+def _wait_past(deadline: int) -> None:
+    time.sleep(max(0.0, deadline + 1.1 - time.time()))
+
+
+def test_a_round_from_policy_to_reputation(cli_for, tmp_path):
+    cli = cli_for({"round_commit_seconds": 10, "round_reveal_seconds": 4, "validators_per_contribution": 2})
+    schema = {"type": "object", "properties": {"question": {"type": "string"}, "answer": {"type": "string"}},
+              "required": ["question", "answer"]}
+    (tmp_path / "schema.json").write_text(json.dumps(schema))
+    cli("datanet", "create", "ferries", "--as", "alice", "--schema", tmp_path / "schema.json")
+    for validator in ("bob", "carol"):
+        cli("chain", "faucet", validator, "--tokens", "100")
+        cli("stake", "100", "--as", validator)
+
+    policy = cli.json("validate", "policy", "ferries")
+    (tmp_path / "policy.json").write_text(json.dumps(policy))
+    cli.fails("validate", "policy", "ferries", "--file", tmp_path / "policy.json", match="needs --as OWNER_KEY")
+    assert cli.json("validate", "policy", "ferries", "--file", tmp_path / "policy.json", "--as", "alice") == policy
+
+    (tmp_path / "ferries.jsonl").write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
+    cli("datanet", "contribute", "ferries", tmp_path / "ferries.jsonl", "--as", "alice")
+    cli.fails("validate", "open", "ferries", "--as", "bob", match="owner")
+    opened = cli.json("validate", "open", "ferries", "--as", "alice")
+    rid = opened["id"]
+    assert sorted(int(c) for c in opened["assignments"]) == [1, 2, 3]
+
+    queue = cli.json("validate", "queue", "--as", "bob")
+    assert {q["contribution_id"] for q in queue} == {1, 2, 3} and {q["round_id"] for q in queue} == {rid}
+    assert "Which harbour" in cli("validate", "queue", "--as", "carol").stdout
+
+    cli.fails("validate", "commit", rid, "--votes", "one=ninety", "--as", "bob", match="votes must look like")
+    committed = cli("validate", "commit", rid, "--votes", "1=90,2=85,3=10", "--as", "bob").stdout
+    assert ISO_IN.search(committed), committed  # "reveal after <ISO 8601> (in N s)"
+    cli("validate", "commit", rid, "--votes", "1=80,2=95,3=5", "--as", "carol")
+    error = cli.fails("validate", "reveal", rid, "--as", "bob", match="opens after")
+    assert ISO_IN.search(error), error
+
+    _wait_past(opened["commit_deadline"])
+    cli("validate", "reveal", rid, "--as", "bob")
+    cli("validate", "reveal", rid, "--as", "carol")
+    cli.fails("validate", "tally", rid, "--as", "alice", match="can be tallied after")
+
+    _wait_past(opened["reveal_deadline"])
+    tallied = cli.json("validate", "tally", rid, "--as", "alice")
+    decisions = {int(c): o["decision"] for c, o in tallied["tally"]["contributions"].items()}
+    assert decisions == {1: "accept", 2: "accept", 3: "reject"}
+    shown = cli("validate", "round", "show", rid).stdout
+    assert "closed" in shown or "tallied" in shown
+    cli.fails("validate", "round", "show", rid + 1, match=f"no validator round {rid + 1}")
+
+    bob = cli.json("validate", "reputation", "bob")
+    assert bob["validator_bps"] > 5000  # agreeing with consensus earns reputation
+    cli.fails("validate", "reputation", "nobody", match="no key named 'nobody'")
