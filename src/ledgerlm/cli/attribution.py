@@ -98,6 +98,11 @@ def eval_attribution(
     """Attribution quality on the test split (settings chosen on the tuning split): fact tracing
     against random, BM25 and MiniLM, what is paid, the false-payout rate on unrelated prompts,
     contradicted answers, LDS per method, and cost."""
+    # Checked before minutes of training, not after.
+    if model not in ("tiny", "smollm2"):
+        raise LedgerError(f"unknown model {model!r}: use tiny or smollm2", field="model")
+    if not out.parent.is_dir():
+        raise LedgerError(f"{out.parent} is not a directory to write the report in", field="out")
     from dataclasses import asdict, replace
 
     from ledgerlm.evals.attribution import EvalConfig, report_tables, run_attribution_eval
