@@ -100,13 +100,88 @@ if [ "${DEMO_TRAIN:-1}" = "1" ]; then
       --max-steps 12 --max-len 128 --batch-size 2 --epochs 4 --lr 5e-4 --eval-split 0.2
   run ledgerlm models show reef-smollm2
 
-  step "14. carol publishes the model on chain with its fee policy and lineage"
-  run ledgerlm factory publish reef-smollm2 --as carol
+  step "14. carol publishes the model on chain with its fee policy, lineage and a price"
+  run ledgerlm factory publish reef-smollm2 --as carol --price 0.01
 
   step "15. Proof of Attribution: which contributions shaped an answer"
   run ledgerlm attribute --model reef-smollm2 --prompt "How deep is the Varnish Reef?"
   run ledgerlm attribute --model reef-smollm2 --prompt "Who first mapped the Varnish Reef?" \
       --answer "Captain Ilse Moravec mapped it in 1931."
+fi
+
+if [ "${DEMO_TRAIN:-1}" = "1" ]; then
+  step "16. A consumer (dave) deposits into escrow and signs a spending cap with an API key"
+  run ledgerlm keys new dave
+  run ledgerlm chain faucet dave --eth 1 --tokens 50
+  run ledgerlm deposit 20 --as dave
+  KEY=$(ledgerlm --json apikey create --as dave --cap 5 | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
+
+  step "17. The node serves the model; dave calls it through the official openai client"
+  PORT=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  ledgerlm serve --port "$PORT" > "$OUT/serve.log" 2>&1 &
+  SERVER=$!
+  trap 'kill $SERVER 2>/dev/null || true' EXIT
+  for _ in $(seq 300); do curl -sf "http://127.0.0.1:$PORT/node/info" >/dev/null && break; sleep 0.5; done
+  .venv/bin/python - "$PORT" "$KEY" > "$OUT/receipt-ids.txt" <<'PY'
+import sys
+
+import openai
+
+client = openai.OpenAI(base_url=f"http://127.0.0.1:{sys.argv[1]}/v1", api_key=sys.argv[2], max_retries=0)
+for question in ["How deep is the Varnish Reef?", "Who first mapped the Varnish Reef?", "What lives on the reef?"]:
+    answer = client.chat.completions.create(model="reef-smollm2", max_tokens=24, temperature=0,
+                                            messages=[{"role": "user", "content": question}])
+    receipt = answer.model_extra["x_ledgerlm_receipt"]
+    print(answer.id)
+    print(f"Q: {question}\nA: {answer.choices[0].message.content}\n   fee {receipt['fee']} base units, "
+          f"{len(receipt['payouts'])} payouts", file=sys.stderr)
+PY
+  step "18. Each answer carries a receipt; attribution finishes it after the answer"
+  for id in $(cat "$OUT/receipt-ids.txt"); do
+    for _ in $(seq 600); do
+      state=$(ledgerlm --json receipts show "$id" | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["receipt"]["state"])')
+      [ "$state" = "final" ] && break; sleep 0.5
+    done
+  done
+  run ledgerlm receipts list --account dave
+
+  step "19. The epoch closes: dave is charged within his cap, the payout root goes on chain; anyone verifies it"
+  run ledgerlm epoch close
+  run ledgerlm epoch verify 1
+
+  step "20. Everyone claims (alice pays the gas for the node's own claim)"
+  for who in alice bob carol mallory; do run ledgerlm chain faucet "$who" --eth 1 --tokens 0; done
+  for who in alice bob carol mallory val1 val2 val3 dave; do run ledgerlm claim --as "$who" --all; done
+  run ledgerlm claim --as alice --all --account "$(ledgerlm --json info | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["node_address"])')"
+
+  step "21. Who earned what, and why; tokens in = tokens out"
+  NODE_ADDRESS=$(ledgerlm --json info | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["node_address"])')
+  for who in alice bob carol mallory val1 val2 val3 dave "$NODE_ADDRESS"; do
+    ledgerlm --json earnings "$who" > "$OUT/earnings-$who.json"
+  done
+  ledgerlm --json epoch list > "$OUT/epochs.json"
+  .venv/bin/python - "$OUT" <<'PY'
+import json
+import sys
+from pathlib import Path
+
+out = Path(sys.argv[1])
+claimed = 0
+print(f"{'account':44} {'earned LGR':>12}  claimed  why")
+for path in sorted(out.glob("earnings-*.json")):
+    r = json.loads(path.read_text())
+    for e in r["epochs"]:
+        why = ", ".join(f"{role} {int(v) / 1e18:.6f}" for role, v in e["sources"]["roles"].items())
+        print(f"{r['address']:44} {int(e['amount']) / 1e18:>12.6f}  {str(e['claimed']):7}  {why}")
+        claimed += int(e["amount"]) if e["claimed"] else 0
+epoch = json.loads((out / "epochs.json").read_text())[0]
+charged, slashed, total = int(epoch["charged"]), int(epoch["rewards"]), int(epoch["total"])
+print(f"tokens in: consumers charged {charged} + slashed stake {slashed} = {charged + slashed} base units")
+print(f"tokens out: payouts {total}, claimed {claimed} base units")
+assert charged + slashed == total == claimed, "tokens in != tokens out"
+print("tokens in = tokens out, to the base unit")
+PY
+  kill $SERVER 2>/dev/null || true
 fi
 
 printf '\n\033[1;32mdone.\033[0m home: %s\n' "$LEDGERLM_HOME"

@@ -110,23 +110,25 @@ def claim(
     as_key: str = typer.Option(..., "--as", help="Key whose payouts to claim (signs and pays the gas)."),
     epoch: int | None = typer.Option(None, "--epoch", help="Claim this epoch only."),
     all_epochs: bool = typer.Option(False, "--all", help="Claim every unclaimed epoch."),
+    for_account: str | None = typer.Option(None, "--account", help="Claim for another address or key (the tokens "
+                                                                   "still go to it; you only pay the gas)."),
 ):
-    """Claim your payouts from the EpochDistributor with their Merkle proofs."""
+    """Claim payouts from the EpochDistributor with their Merkle proofs."""
     s = session(ctx)
     if (epoch is None) == (not all_epochs):
         raise LedgerError("give exactly one of --epoch N or --all", field="epoch")
-    account = s.unlock(as_key)
+    signer = s.unlock(as_key)
     client = s.client()
-    owed = client._request("GET", f"/economy/earnings/{account.address}")["epochs"]
+    payee = resolve_address(s, for_account) if for_account else signer.address
+    owed = client._request("GET", f"/economy/earnings/{payee}")["epochs"]
     todo = [e for e in owed if e["claimable"] and not e["claimed"] and (epoch is None or e["epoch"] == epoch)]
     if epoch is not None and not todo:
-        raise LedgerError(f"{account.address} has nothing to claim in epoch {epoch}", field="epoch", status=404)
+        raise LedgerError(f"{payee} has nothing to claim in epoch {epoch}", field="epoch", status=404)
     done = []
     for e in todo:
-        tx = client.chain.send(account, "EpochDistributor", "claim",
-                               [e["epoch"], account.address, int(e["amount"]), e["proof"]])
+        tx = client.chain.send(signer, "EpochDistributor", "claim", [e["epoch"], payee, int(e["amount"]), e["proof"]])
         done.append({"epoch": e["epoch"], "amount": e["amount"], "tx_hash": tx["tx_hash"]})
-    s.emit({"account": account.address, "claimed": done}, lambda r: console.print(
+    s.emit({"account": payee, "claimed": done}, lambda r: console.print(
         "\n".join(f"[green]claimed[/] epoch {c['epoch']}: {format_amount(int(c['amount']))} LGR (tx {c['tx_hash']})"
                   for c in r["claimed"]) or "nothing left to claim"))
 
@@ -149,3 +151,24 @@ def earnings(ctx: typer.Context, who: str = typer.Argument(..., help="Address or
         console.print(table)
 
     s.emit(result, render)
+
+
+def deposit(
+    ctx: typer.Context,
+    amount: str = typer.Argument(..., help="LGR to move into escrow, e.g. 20 or 2.5."),
+    as_key: str = typer.Option(..., "--as", help="The consumer's key (approves, then deposits)."),
+):
+    """Deposit LGR into the PaymentEscrow, from which epoch closes settle your calls."""
+    from ledgerlm.units import parse_amount
+
+    s = session(ctx)
+    consumer = s.unlock(as_key)
+    client = s.client()
+    wei = parse_amount(amount, field="amount")
+    escrow = client.chain.info()["contracts"]["PaymentEscrow"]
+    client.chain.send(consumer, "LedgerToken", "approve", [escrow, wei])
+    tx = client.chain.send(consumer, "PaymentEscrow", "deposit", [wei])
+    balance = client.chain.account(consumer.address)["escrow"]
+    s.emit({"consumer": consumer.address, "amount": str(wei), "escrow": str(balance), "tx_hash": tx["tx_hash"]},
+           lambda r: console.print(f"[green]deposited[/] {amount} LGR; escrow balance "
+                                   f"{format_amount(int(r['escrow']))} LGR (tx {r['tx_hash']})"))

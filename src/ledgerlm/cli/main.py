@@ -97,13 +97,15 @@ def info(ctx: typer.Context):
 
 
 def _register_rooms() -> None:
-    from ledgerlm.cli import attribution, chain, datanet, economy, factory, keys, serving, validate
+    from ledgerlm.cli import attribution, chain, datanet, demo, economy, factory, keys, serving, validate
 
     app.add_typer(keys.app, name="keys")
     app.add_typer(datanet.app, name="datanet")
     app.add_typer(chain.app, name="chain")
     app.add_typer(economy.epoch_app, name="epoch")
     app.command()(economy.claim)
+    app.command()(economy.deposit)
+    app.command()(demo.demo)
     app.command()(economy.earnings)
     app.add_typer(factory.models_app, name="models")
     app.add_typer(factory.app, name="factory")
