@@ -220,6 +220,8 @@ def test_malformed_action_field(http, qa):
     [
         ({"type": "object", "properties": {"a": {"type": "strin"}}}, ["schema", "properties/a/type"]),
         ({"type": "array"}, ['"type": "object"']),
+        ({"type": "object", "x-label-field": "topic", "properties": {"text": {"type": "string"}}},
+         ['"x-label-field" must name one of the schema\'s properties', "'topic'"]),
     ],
 )
 def test_bad_schema(client, alice, schema, words):

@@ -5,6 +5,7 @@ from ledgerlm.datanets.ingest import IncomingFile
 from ledgerlm.datanets.review import MAX_REVIEW_BATCH
 from ledgerlm.datanets.schemas import (
     DOCUMENTS,
+    LABEL_FIELD_ANNOTATION,
     Contribution,
     Datanet,
     DatanetError,
@@ -23,6 +24,7 @@ from ledgerlm.datanets.versions import LEAF_TYPES
 __all__ = [
     "DOCUMENTS",
     "EXPORT_FORMATS",
+    "LABEL_FIELD_ANNOTATION",
     "LEAF_TYPES",
     "MAX_REVIEW_BATCH",
     "ChainAnchor",

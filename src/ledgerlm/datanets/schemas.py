@@ -14,6 +14,8 @@ from ledgerlm.errors import ConflictError, LedgerError, NotFoundError
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}[a-z0-9]$")
 STATES = ("pending", "accepted", "rejected", "withdrawn")
 DOCUMENTS = "documents"
+# the JSON Schema annotation with which an owner names the field that holds a record's label
+LABEL_FIELD_ANNOTATION = "x-label-field"
 
 
 class DatanetError(LedgerError):

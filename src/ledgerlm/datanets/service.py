@@ -15,6 +15,7 @@ from ledgerlm.datanets.ingest import Ingest
 from ledgerlm.datanets.review import Review
 from ledgerlm.datanets.schemas import (
     DOCUMENTS,
+    LABEL_FIELD_ANNOTATION,
     Datanet,
     DatanetError,
     DatanetSpec,
@@ -148,6 +149,11 @@ def _check_schema(schema: Any) -> None:
         raise DatanetError(f"schema is not valid JSON Schema at {where}: {exc.message}", field="schema") from exc
     if schema.get("type") != "object":
         raise DatanetError('a record schema must have "type": "object"', field="schema")
+    label = schema.get(LABEL_FIELD_ANNOTATION)
+    properties = schema.get("properties")
+    if label is not None and not (isinstance(label, str) and isinstance(properties, dict) and label in properties):
+        raise DatanetError(f'"{LABEL_FIELD_ANNOTATION}" must name one of the schema\'s properties, got {label!r}',
+                           field=f"schema.{LABEL_FIELD_ANNOTATION}")
     try:
         fastjsonschema.compile(schema)
     except Exception as exc:  # fastjsonschema raises several kinds on unsupported constructs

@@ -6,14 +6,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ledgerlm.datanets.schemas import LABEL_FIELD_ANNOTATION
+
 SEVERITIES = ("reject", "flag")
 DECISIONS = ("pass", "flag", "reject")
 # fields whose text a model learns to say; instructions planted there steer answers
 ANSWER_FIELDS = frozenset({"answer", "output", "response", "completion", "assistant", "target", "chosen"})
 # fields that ask what the answer fields answer (alpaca's `input` is part of the question)
 QUESTION_FIELDS = frozenset({"question", "instruction", "prompt", "input", "query", "user"})
-# the JSON Schema annotation a Datanet owner uses to name the field that holds a record's label
-LABEL_ANNOTATION = "x-label-field"
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def label_field(schema: dict | str | None) -> str | None:
     """
     if not isinstance(schema, dict):
         return None
-    named = schema.get(LABEL_ANNOTATION)
+    named = schema.get(LABEL_FIELD_ANNOTATION)
     if isinstance(named, str) and named:
         return named
     properties = schema.get("properties")
