@@ -26,7 +26,9 @@ def trained(client, alice, bob, carol, tmp_path):
     tiny = tiny_random_model(tmp_path / "tiny", texts)
     client.factory.register_base("tiny", str(tiny))
     client.create_datanet(DatanetSpec(name="colours", schema=QA_SCHEMA), alice)
-    client.contribute("colours", [write_jsonl(tmp_path / "c.jsonl", FACTS)], bob)
+    # Two contributors, so attribution has someone to get wrong: bob the first half, carol the rest.
+    client.contribute("colours", [write_jsonl(tmp_path / "b.jsonl", FACTS[:4])], bob)
+    client.contribute("colours", [write_jsonl(tmp_path / "c.jsonl", FACTS[4:])], carol)
     for c in client.contributions("colours"):
         client.review(c.id, alice, accept=True)
     version = client.publish("colours", alice)
@@ -83,7 +85,7 @@ def test_bad_requests(client, alice, carol, tmp_path):
         client.factory.train(carol, {"model_id": "m-3", "datanet": "x", "version": 1, "config": {"rnak": 4}})
 
 
-def test_attribution_through_the_api(trained, client, bob, tmp_path):
+def test_attribution_through_the_api(trained, client, bob, carol, tmp_path):
     """Training also indexed the examples: an answer copied from the Datanet pays its contributor."""
     _, model = trained
     assert model["metrics"]["attribution"]["indexed_examples"] >= 1
@@ -93,7 +95,9 @@ def test_attribution_through_the_api(trained, client, bob, tmp_path):
     assert not result["unattributed"]  # the answer is copied verbatim from bob's record
     assert result["evidence_bps"] + result["pool_bps"] == 10_000
     assert sum(c["bps"] for c in result["contributors"]) == result["evidence_bps"] > 5_000
-    assert [c["contributor"] for c in result["contributors"]] == [bob.address]
+    shares = {c["contributor"]: c["bps"] for c in result["contributors"]}
+    assert max(shares, key=shares.get) == bob.address  # bob wrote it; carol's records only rhyme
+    assert shares[bob.address] > 2 * shares.get(carol.address, 0), shares
     again = client.attribute("colours-tiny", fact["question"], fact["answer"])
     assert again["contributors"] == result["contributors"]  # deterministic
 

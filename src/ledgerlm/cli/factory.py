@@ -76,14 +76,16 @@ def show(ctx: typer.Context, model_id: str):
     s.emit(model, render)
 
 
-def _config(method, rank, alpha, dropout, target_modules, epochs, lr, batch_size, max_len, eval_split, seed,
-            max_steps) -> dict:
-    config = {"method": method, "rank": rank, "alpha": alpha, "dropout": dropout, "epochs": epochs, "lr": lr,
-              "batch_size": batch_size, "max_len": max_len, "eval_split": eval_split, "seed": seed}
-    if target_modules:
-        config["target_modules"] = [t.strip() for t in target_modules.split(",") if t.strip()]
-    if max_steps:
-        config["max_steps"] = max_steps
+# Option name -> TrainConfig field; an option left unset is not sent, so the training config's own
+# defaults (one place, `ledgerlm.factory.TrainConfig`) apply.
+_TRAIN_SETTINGS = ("method", "rank", "alpha", "dropout", "target_modules", "epochs", "lr", "scheduler", "warmup",
+                   "max_grad_norm", "weight_decay", "batch_size", "max_len", "eval_split", "seed", "max_steps")
+
+
+def _config(values: dict) -> dict:
+    config = {k: values[k] for k in _TRAIN_SETTINGS if values.get(k) is not None}
+    if "target_modules" in config:
+        config["target_modules"] = [t.strip() for t in config["target_modules"].split(",") if t.strip()]
     return config
 
 
@@ -94,18 +96,27 @@ def train(
     version: int = typer.Option(..., help="Its published version."),
     as_key: str = typer.Option(..., "--as", help="The model developer's key."),
     base: str = typer.Option("smollm2-135m", help="Base model (see `ledgerlm models list`)."),
-    name: str | None = typer.Option(None, help="Model id [default: DATANET-vN-METHOD]."),
-    method: str = typer.Option("lora", help="lora, or qlora (4-bit base; needs a CUDA GPU)."),
-    rank: int = typer.Option(8, help="LoRA rank."),
-    alpha: float = typer.Option(16.0, help="LoRA alpha."),
-    dropout: float = typer.Option(0.05, help="LoRA dropout."),
-    target_modules: str | None = typer.Option(None, help="Comma-separated module names [default: all projections]."),
-    epochs: int = typer.Option(1, help="Passes over the data."),
-    lr: float = typer.Option(2e-4, help="Peak learning rate."),
-    batch_size: int = typer.Option(4, help="Packed blocks per step."),
-    max_len: int = typer.Option(512, help="Tokens per packed block."),
-    eval_split: float = typer.Option(0.1, help="Held-out fraction for before/after evaluation."),
-    seed: int = typer.Option(0, help="Seed for the split and initialisation."),
+    name: str | None = typer.Option(None, help="Model id \\[default: DATANET-vN-METHOD]."),
+    method: str | None = typer.Option(None, help="lora, or qlora (4-bit base; needs a CUDA GPU) \\[default: lora]."),
+    rank: int | None = typer.Option(None, help="LoRA rank \\[default: 16]."),
+    alpha: float | None = typer.Option(None, help="LoRA alpha \\[default: 32]."),
+    dropout: float | None = typer.Option(None, help="LoRA dropout \\[default: 0]."),
+    target_modules: str | None = typer.Option(None, help="Comma-separated module names \\[default: all projections]."),
+    epochs: int | None = typer.Option(None, help="Passes over the data \\[default: 5]."),
+    lr: float | None = typer.Option(None, help="Peak learning rate \\[default: 0.001]."),
+    scheduler: str | None = typer.Option(
+        None, help="Learning rate after warm-up: constant, linear (decay to 0) or cosine (to 0) \\[default: constant]."),
+    warmup: float | None = typer.Option(None, help="Fraction of steps to ramp the learning rate up over \\[default: 0]."),
+    max_grad_norm: float | None = typer.Option(None, help="Clip the gradient norm of each step to this \\[default: no clipping]."),
+    weight_decay: float | None = typer.Option(None, help="AdamW weight decay \\[default: 0]."),
+    batch_size: int | None = typer.Option(
+        None, help="Examples per optimizer step; they are packed into rows of at most --max-len tokens, "
+                   "so padding costs nothing \\[default: 8]."),
+    max_len: int | None = typer.Option(
+        None, help="Tokens per packed row; longer examples are cut to it \\[default: 512]."),
+    eval_split: float | None = typer.Option(
+        None, help="Held-out fraction for the before/after evaluation \\[default: 0.1]."),
+    seed: int | None = typer.Option(None, help="Seed for the split, the shuffle and initialisation \\[default: 0]."),
     max_steps: int | None = typer.Option(None, help="Stop after this many optimizer steps."),
     detach: bool = typer.Option(False, "--detach", help="Return once queued (needs a running node)."),
 ):
@@ -115,10 +126,9 @@ def train(
         _require_running_node(s)
     account = s.unlock(as_key)
     request = {
-        "model_id": name or f"{datanet}-v{version}-{method}",
+        "model_id": name or f"{datanet}-v{version}-{method or 'lora'}",
         "datanet": datanet, "version": version, "base": base,
-        "config": _config(method, rank, alpha, dropout, target_modules, epochs, lr, batch_size, max_len,
-                          eval_split, seed, max_steps),
+        "config": _config(locals()),
     }
     job = s.client().factory.train(account, request)
     if detach:
@@ -162,18 +172,27 @@ def _follow(s, account, job_id: int) -> None:
 
 
 def _render_done(m: dict) -> None:
-    ev = m["metrics"].get("eval", {})
-    before, after = ev.get("before", {}), ev.get("after", {})
     console.print(f"[green]model {m['id']}[/] trained on {m['datanet']} v{m['version']}")
-    table = Table("held-out", "base model", "fine-tuned")
-    def fmt(v) -> str:
-        return "-" if v is None else f"{v:.4f}"
-
-    for key in ("loss", "perplexity", "exact_match", "token_f1"):
-        if before.get(key) is not None or after.get(key) is not None:
-            table.add_row(key, fmt(before.get(key)), fmt(after.get(key)))
+    table = Table("quality", "base model", "fine-tuned", title="did it learn?")
+    for label, key in (("trained records (sample)", "trained_sample"), ("held-out records", "eval")):
+        report = m["metrics"].get(key)
+        if not report:
+            continue
+        before, after = report["before"], report["after"]
+        table.add_row(f"{label}: answer loss", _number(before.get("loss")), _number(after.get("loss")))
+        if after.get("exact_match") is not None:
+            table.add_row(f"{label}: exact match ({after['n_generated']})", _percent(before.get("exact_match")),
+                          _percent(after.get("exact_match")))
     console.print(table)
     console.print(f"  adapter {m['path']}  (lineage {'verified' if m['lineage_ok'] else 'NOT verified'})")
+
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _percent(value) -> str:
+    return "-" if value is None else f"{value:.0%}"
 
 
 @app.command()

@@ -113,6 +113,8 @@ class TrainingData:
     kinds: dict[str, int]
     truncated: list[int] = field(default_factory=list)
     dropped: list[int] = field(default_factory=list)
+    train_examples: list[TokenizedExample] = field(default_factory=list)
+    pad_id: int = 0
 
     @property
     def n_train_tokens(self) -> int:
@@ -207,8 +209,14 @@ def split_indices(n: int, eval_split: float, seed: int) -> tuple[list[int], list
     return sorted(order[n_eval:]), sorted(order[:n_eval])
 
 
-def pack_examples(examples: list[TokenizedExample], max_len: int, pad_id: int) -> list[PackedBlock]:
-    """Best-fit-decreasing packing: each example goes whole into the fullest block it still fits."""
+def pack_examples(
+    examples: list[TokenizedExample], max_len: int, pad_id: int, *, tight: bool = False
+) -> list[PackedBlock]:
+    """Best-fit-decreasing packing: each example goes whole into the fullest block it still fits.
+
+    Blocks hold at most `max_len` tokens; `tight` pads them only to the fullest block's length
+    instead of `max_len`, so a batch of short examples carries no columns of pure padding.
+    """
     ordered = sorted(examples, key=lambda e: (-len(e.input_ids), e.index))
     contents: list[list[TokenizedExample]] = []
     free: list[tuple[int, int]] = []  # (free tokens, block number), kept sorted
@@ -223,6 +231,8 @@ def pack_examples(examples: list[TokenizedExample], max_len: int, pad_id: int) -
         contents[block].append(example)
         if room - size > 0:
             bisect.insort(free, (room - size, block))
+    if tight and contents:
+        max_len = max(sum(len(e.input_ids) for e in block) for block in contents)
     return [_assemble(block, max_len, pad_id) for block in contents]
 
 
@@ -277,6 +287,8 @@ def build_training_data(
         kinds=dict(kinds),
         truncated=truncated,
         dropped=dropped,
+        train_examples=train,
+        pad_id=pad_id,
     )
 
 

@@ -1,4 +1,9 @@
-"""One fine-tuning job end to end: train, compare with the base on held-out records, record lineage."""
+"""One fine-tuning job end to end: train, compare with the base on held-out and trained records, record lineage.
+
+The comparison on a sample of the trained records answers "did it learn the data?" (a Datanet of
+facts has nothing to generalise to on held-out facts); the held-out one answers "does it
+generalise?". Both score the same way (`evaluate.compare_before_after`).
+"""
 
 from __future__ import annotations
 
@@ -12,17 +17,19 @@ from ledgerlm.factory.lineage import ModelCard, make_card, write_lineage
 from ledgerlm.factory.train import BatchEnd, TrainConfig, TrainProgress, TrainResult, train
 
 LOSS_CURVE_FILE = "loss_curve.png"
+TRAIN_SAMPLE = 32
 
 
 @dataclass
 class FineTuneResult:
-    """A finished (or stopped) job; `card` and `evaluation` are None when it was stopped."""
+    """A finished (or stopped) job; `card` and the reports are None when it was stopped."""
 
     model_dir: Path
     training: TrainResult
     evaluation: EvalReport | None
     card: ModelCard | None
     loss_curve: Path | None
+    trained_sample: EvalReport | None = None
 
 
 def fine_tune(
@@ -53,12 +60,16 @@ def fine_tune(
         report = compare_before_after(base, out_dir, records, result.eval_indices,
                                       result.config.max_len, generate=generate,
                                       max_generate=max_generate, model=result.model)
+    sample = result.train_indices[::max(1, len(result.train_indices) // TRAIN_SAMPLE)][:TRAIN_SAMPLE]
+    seen = compare_before_after(base, out_dir, records, sample, result.config.max_len,
+                                generate=generate, max_generate=None, model=result.model)
     metrics = {
         "train": {"steps": result.steps, "final_loss": result.final_loss,
                   "tokens_seen": result.tokens_seen, "tokens_per_s": result.tokens_per_s},
+        "trained_sample": seen.to_dict(),
         **({"eval": report.to_dict()} if report else {}),
     }
     card = make_card(model_id, base, out_dir, result.config.to_dict(), result.data_sha256,
                      list(datanet_roots), metrics)
     write_lineage(out_dir, card)
-    return FineTuneResult(out_dir, result, report, card, curve)
+    return FineTuneResult(out_dir, result, report, card, curve, seen)
