@@ -55,7 +55,7 @@ import numpy as np
 from ledgerlm.attribution.calibration import Calibration, CalibrationSettings, calibrate
 from ledgerlm.attribution.errors import AttributionError, IndexNotFoundError
 from ledgerlm.attribution.features import LoraProjector, example_features, record_examples
-from ledgerlm.attribution.spans import SpanIndex, token_char_lengths, token_is_word
+from ledgerlm.attribution.spans import SpanIndex, token_classes
 
 INDEX_DIR = "attribution"
 ARRAYS_FILE = "index.npz"
@@ -390,8 +390,7 @@ def build_index(
     for e in examples:
         if e.record in by_record:
             features[e.row] = by_record[e.record]
-    spans = SpanIndex.build([tokens.get(e.record, []) for e in examples],
-                            token_char_lengths(tokenizer), token_is_word(tokenizer))
+    spans = SpanIndex.build([tokens.get(e.record, []) for e in examples], *token_classes(tokenizer))
     preconditioner = damped_inverse_covariance(features, damping)
     config = IndexConfig(
         dim=projector.dim, seed=seed, damping=damping, max_len=max_len, score_mode=score_mode,

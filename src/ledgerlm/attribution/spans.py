@@ -284,16 +284,14 @@ class SpanIndex:
 
 def token_char_lengths(tokenizer) -> np.ndarray:
     """Visible characters of every token id of `tokenizer`; special tokens count zero."""
-    ids = list(range(len(tokenizer)))
-    texts = tokenizer.batch_decode([[i] for i in ids], skip_special_tokens=True)
-    lengths = np.array([len("".join(t.split())) for t in texts], dtype=np.int16)
-    lengths[[i for i in tokenizer.all_special_ids if i < len(lengths)]] = 0
-    return lengths
+    return token_classes(tokenizer)[0]
 
 
-def token_is_word(tokenizer) -> np.ndarray:
-    """Whether every token id of `tokenizer` has a letter or digit (special tokens: no)."""
+def token_classes(tokenizer) -> tuple[np.ndarray, np.ndarray]:
+    """(visible characters, has a letter or digit) of every token id, from one decode of the vocabulary."""
     texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))], skip_special_tokens=True)
+    lengths = np.array([len("".join(t.split())) for t in texts], dtype=np.int16)
     words = np.array([any(ch.isalnum() for ch in t) for t in texts], dtype=bool)
-    words[[i for i in tokenizer.all_special_ids if i < len(words)]] = False
-    return words
+    special = [i for i in tokenizer.all_special_ids if i < len(lengths)]
+    lengths[special], words[special] = 0, False
+    return lengths, words

@@ -5,8 +5,9 @@ For each split a tiny Llama (or SmolLM2) is fine-tuned on that split's planted-f
 scores every training record for every query: random, BM25, MiniLM, the exact LoRA gradients of
 the same adapter (TracIn dot and cosine), the projected index in each score mode, span matching,
 and the combined attribution that is paid by. On the tuning split only the linear datamodeling
-score (LDS) of each score mode is computed, and the mode with the higher LDS is chosen; on the
-test split we report fact tracing (precision@1, MRR), what would be paid (to the right
+score (LDS) of each score mode is computed, and the mode with the higher LDS is chosen, then the
+smallest row count a span may occur in and still count as rare (`min_span_rows`) by contributor
+precision@1 of the paid attribution; on the test split we report fact tracing (precision@1, MRR), what would be paid (to the right
 contributor, to wrong ones, to the data pool), the false-payout rate on unrelated prompts
 (`null_false_payout_rate`), contradicted answers, LDS per method, and cost.
 
@@ -34,7 +35,7 @@ from ledgerlm.attribution.attribute import (
     prepare_answer,
     result_from_evidence,
 )
-from ledgerlm.attribution.calibration import PAYING_MODES
+from ledgerlm.attribution.calibration import PAYING_MODES, CalibrationSettings, calibrate
 from ledgerlm.attribution.features import LoraProjector, answer_feature
 from ledgerlm.attribution.index import SCORE_MODES, AttributionIndex, build_index
 from ledgerlm.evals.attribution.baselines import (
@@ -182,11 +183,13 @@ class Trained:
     exact_seconds: float
 
 
-def _fine_tune(config: EvalConfig, base, tokenizer, records: list[dict], out: Path) -> Trained:
+def _fine_tune(config: EvalConfig, base, tokenizer, records: list[dict], out: Path,
+               calibration: CalibrationSettings = CalibrationSettings()) -> Trained:
     from ledgerlm.factory import train
 
     trained = train(base, records, _train_config(config), out)
-    index = build_index(out, records, base=base, dim=config.dim, damping=config.damping)
+    index = build_index(out, records, base=base, dim=config.dim, damping=config.damping,
+                        calibration=calibration)
     index.tokenizer = tokenizer
     rows = [e.record for e in index.examples]
     t0 = time.perf_counter()
@@ -289,6 +292,29 @@ def split_lds(config: EvalConfig, base, tokenizer, split: str, work: Path, say: 
             "fraction": 0.5}
 
 
+# ------------------------------------------------------------------------------ tuning split
+
+SPAN_ROW_CHOICES = (2, 4, 8)
+
+
+def tune_span_rows(config: EvalConfig, base, tokenizer, mode: str, work: Path, say: Say) -> dict:
+    """Contributor precision@1 of the paid attribution for each `min_span_rows`, tuning split."""
+    data = make_fact_tracing_set("tuning", config.entities, config.seed)
+    say(f"tuning split: fine-tuning on {len(data.records)} records")
+    t = _fine_tune(config, base, tokenizer, data.records, work / "tuning-model")
+    rows = [e.record for e in t.index.examples]
+    owners = [e.contributor for e in t.index.examples]
+    p1 = {}
+    for choice in SPAN_ROW_CHOICES:
+        settings = replace(CalibrationSettings(), min_span_rows=choice)
+        t.index.calibration = calibrate(t.index, t.model, tokenizer, settings)
+        scores = np.stack([query_signals(t, q.prompt, q.answer, exact=False).scores[
+            f"combined:{mode}"] for q in data.queries])
+        p1[choice] = rank_metrics(scores, data.queries, rows, owners).contributor_p1
+    chosen = max(SPAN_ROW_CHOICES, key=lambda c: (p1[c], -c))  # ties: the stricter bar
+    return {"contributor_p1_by_min_span_rows": p1, "chosen_min_span_rows": chosen}
+
+
 # ------------------------------------------------------------------------------ test split
 
 
@@ -381,10 +407,13 @@ def run_attribution_eval(config: EvalConfig = EvalConfig(), *, say: Say = lambda
                    for m in PAYING_MODES}
         chosen = max(PAYING_MODES, key=lambda m: (np.nan_to_num(by_mode[m], nan=-1.0), m == "cosine"))
         say(f"chosen score mode on the tuning split: {chosen}")
+        span_rows = tune_span_rows(config, base, tokenizer, chosen, work, say)
+        calibration = replace(CalibrationSettings(),
+                              min_span_rows=span_rows["chosen_min_span_rows"])
 
         data = make_fact_tracing_set("test", config.entities, config.seed)
         say(f"test split: fine-tuning {base.name} on {len(data.records)} records")
-        t = _fine_tune(config, base, tokenizer, data.records, work / "test-model")
+        t = _fine_tune(config, base, tokenizer, data.records, work / "test-model", calibration)
         test, _methods, embedding_name = tracing_and_payment(config, t, data, chosen, say)
         say("test split: LDS of every method")
         test["lds"] = split_lds(config, base, tokenizer, "test", work, say)
@@ -408,7 +437,8 @@ def run_attribution_eval(config: EvalConfig = EvalConfig(), *, say: Say = lambda
         }
         return EvalReport(
             config=asdict(config),
-            tuning={"lds": tuning_lds, "lds_by_mode": by_mode, "chosen_score_mode": chosen},
+            tuning={"lds": tuning_lds, "lds_by_mode": by_mode, "chosen_score_mode": chosen,
+                    **span_rows},
             test=test, cost=cost, embedding_model=embedding_name,
             seconds=time.perf_counter() - started,
             notes=[f"threads: torch {_torch_threads()}, cpu count {os.cpu_count()}"],

@@ -66,6 +66,13 @@ def report_tables(report: EvalReport) -> list[ReportTable]:
     for m, value in report.tuning["lds_by_mode"].items():
         tuning.rows.append([m, f"{value:.3f}", "yes" if m == mode else ""])
     tables.append(tuning)
+    rows = ReportTable("Tuning split — contributor precision@1 of the paid attribution by "
+                       "min_span_rows (the higher is used)", ["min_span_rows", "precision@1",
+                                                              "chosen"])
+    for choice, value in report.tuning["contributor_p1_by_min_span_rows"].items():
+        rows.rows.append([str(choice), f"{value:.2f}",
+                          "yes" if choice == report.tuning["chosen_min_span_rows"] else ""])
+    tables.append(rows)
     cost = report.cost
     c = ReportTable("Cost on this machine (test-split model)", ["what", "value"])
     c.rows += [
