@@ -18,6 +18,12 @@ run ledgerlm init
 # Short validator rounds so the demo needs no waiting (the default is an hour per phase).
 sed -i -e 's/^round_commit_seconds = .*/round_commit_seconds = 90/' \
        -e 's/^round_reveal_seconds = .*/round_reveal_seconds = 60/' "$LEDGERLM_HOME/config.toml"
+# The node runs from here on; every command below is a client of its API (as a second terminal would be).
+PORT=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+ledgerlm serve --port "$PORT" > "$OUT/serve.log" 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 300); do curl -sf "http://127.0.0.1:$PORT/node/info" >/dev/null && break; sleep 0.5; done
 
 step "2. Keys: a Datanet owner (alice), contributors (bob, carol, mallory), validators (val1-3)"
 for who in alice bob carol mallory val1 val2 val3; do run ledgerlm keys new "$who"; done
@@ -117,11 +123,6 @@ if [ "${DEMO_TRAIN:-1}" = "1" ]; then
   KEY=$(ledgerlm --json apikey create --as dave --cap 5 | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
 
   step "17. The node serves the model; dave calls it through the official openai client"
-  PORT=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  ledgerlm serve --port "$PORT" > "$OUT/serve.log" 2>&1 &
-  SERVER=$!
-  trap 'kill $SERVER 2>/dev/null || true' EXIT
-  for _ in $(seq 300); do curl -sf "http://127.0.0.1:$PORT/node/info" >/dev/null && break; sleep 0.5; done
   .venv/bin/python - "$PORT" "$KEY" > "$OUT/receipt-ids.txt" <<'PY'
 import sys
 
@@ -181,7 +182,6 @@ print(f"tokens out: payouts {total}, claimed {claimed} base units")
 assert charged + slashed == total == claimed, "tokens in != tokens out"
 print("tokens in = tokens out, to the base unit")
 PY
-  kill $SERVER 2>/dev/null || true
 fi
 
 printf '\n\033[1;32mdone.\033[0m home: %s\n' "$LEDGERLM_HOME"

@@ -59,7 +59,7 @@ def run_quick_demo(home: Path, say: Callable[[str], None] = print) -> DemoResult
     from ledgerlm.client import NodeClient
     from ledgerlm.config import Home
     from ledgerlm.datanets import DatanetSpec
-    from ledgerlm.economy.verify import verify_epoch
+    from ledgerlm.economy import verify_epoch
     from ledgerlm.factory import tiny_random_model
     from ledgerlm.node import Node
 

@@ -426,7 +426,7 @@ class Node:
     @cached_property
     def economy(self):
         """Epoch closes: plan, settle, release slashed stake, post the root, publish the payout file."""
-        from ledgerlm.economy.close import EpochCloser
+        from ledgerlm.economy import EpochCloser
 
         return EpochCloser(self.db, self.contracts, self.account, self.home.epochs,
                            chunk_size=self.config.settle_chunk_size)
@@ -434,7 +434,7 @@ class Node:
     @cached_property
     def faucet(self):
         """The development faucet (refuses on any chain but the embedded one)."""
-        from ledgerlm.economy.faucet import Faucet
+        from ledgerlm.economy import Faucet
 
         embedded = self.config.chain == EMBEDDED and self.home.faucet_key_path.exists()
         return Faucet(self.db, embedded=embedded, chain=self.chain if embedded else None,

@@ -11,8 +11,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from ledgerlm.api.deps import get_node, require_operator
-from ledgerlm.economy.close import published_files
-from ledgerlm.economy.earnings import earnings, record_spending_cap
+from ledgerlm.economy import earnings, published_files, record_spending_cap
 from ledgerlm.errors import LedgerError
 from ledgerlm.node import Node
 
@@ -44,6 +43,7 @@ def close_epoch(node: Node = Depends(get_node)) -> dict:
 
 @router.get("/epochs")
 def list_epochs(node: Node = Depends(get_node)) -> list[dict]:
+    """Every epoch: state, root, total and the close's counts (the pools are in the payout file)."""
     from sqlalchemy import select
 
     from ledgerlm.store.schema import epochs
@@ -51,7 +51,8 @@ def list_epochs(node: Node = Depends(get_node)) -> list[dict]:
     with node.db.connect() as conn:
         rows = conn.execute(select(epochs).order_by(epochs.c.number)).mappings().all()
     return [{"epoch": r["number"], "state": r["state"], "opened_at": r["opened_at"], "closed_at": r["closed_at"],
-             "root": r["root"], "total": r["total"], **(r["details"] or {})} for r in rows]
+             "root": r["root"], "total": r["total"],
+             **{k: v for k, v in (r["details"] or {}).items() if k != "pools"}} for r in rows]
 
 
 @router.get("/epochs/{number}/payouts")

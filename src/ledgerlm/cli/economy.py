@@ -58,7 +58,7 @@ def verify(
     receipts: Path | None = typer.Option(None, help="A published receipts.json to check instead of the node's."),
 ):
     """Recompute the payouts and root from the published receipts and payout file and check the chain."""
-    from ledgerlm.economy.verify import verify_epoch
+    from ledgerlm.economy import verify_epoch
 
     s = session(ctx)
     client = s.client()

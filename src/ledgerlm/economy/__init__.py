@@ -1,7 +1,33 @@
-"""ledgerlm economy: fee policy, epochs, integer reward math and Merkle payout trees."""
+"""ledgerlm economy: fee policy, epochs, integer reward math and Merkle payout trees.
+
+The settlement names (closing an epoch, earnings, verification, the faucet) load on first use, so rooms
+that only price and split fees do not import the chain clients.
+"""
+
+from importlib import import_module
 
 from ledgerlm.economy.epochs import open_epoch
 from ledgerlm.economy.errors import EconomyError
 from ledgerlm.economy.fees import ROLES, FeeShares, Payout, price_fee, split_fee
 
-__all__ = ["ROLES", "EconomyError", "FeeShares", "Payout", "open_epoch", "price_fee", "split_fee"]
+_LAZY = {
+    "EpochCloser": "close", "published_files": "close",
+    "earnings": "earnings", "record_spending_cap": "earnings",
+    "Faucet": "faucet", "is_loopback": "faucet",
+    "payout_tree": "payouts", "PAYOUT_TYPES": "payouts",
+    "verify_epoch": "verify",
+}
+
+__all__ = [  # noqa: F822 - the settlement names resolve through __getattr__
+    "PAYOUT_TYPES", "ROLES", "EconomyError", "EpochCloser", "Faucet", "FeeShares", "Payout", "earnings",
+    "is_loopback", "open_epoch", "payout_tree", "price_fee", "published_files", "record_spending_cap",
+    "split_fee", "verify_epoch",
+]
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'ledgerlm.economy' has no attribute {name!r}")
+    value = getattr(import_module(f"ledgerlm.economy.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value

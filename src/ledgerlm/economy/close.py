@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import and_, insert, select, update
-from sqlalchemy.engine import Connection
 
 from ledgerlm.chain import Debit
+from ledgerlm.economy.epochs import open_epoch
 from ledgerlm.economy.errors import EconomyError
 from ledgerlm.economy.payouts import Ledger, payout_tree
 from ledgerlm.economy.pools import PoolPayer
@@ -73,7 +73,7 @@ class EpochCloser:
         c = self.contracts
         now = c.chain.head().timestamp
         with self.db.connect() as conn:
-            number = _open_epoch_number(conn)
+            number = open_epoch(conn)
             rows = conn.execute(select(receipts).where(and_(
                 receipts.c.state == "final", receipts.c.settled_epoch.is_(None), receipts.c.epoch <= number,
             )).order_by(receipts.c.created_at, receipts.c.id)).mappings().all()
@@ -107,7 +107,7 @@ class EpochCloser:
         leaves = {v[0]: i for i, v in enumerate(tree.values)}
         chunks = [sorted(debits)[i:i + self.chunk_size] for i in range(0, len(debits), self.chunk_size)]
         with self.db.begin() as conn:
-            if _open_epoch_number(conn) != number:
+            if open_epoch(conn) != number:
                 raise EconomyError("another close planned this epoch meanwhile; run it again", field="epoch",
                                    status=409)
             for i, members in enumerate(chunks):
@@ -228,12 +228,6 @@ class EpochCloser:
         return {"epoch": number, "state": row["state"], "root": row["root"], "total": row["total"],
                 **{k: details.get(k) for k in ("receipts", "consumers", "unpaid", "charged", "rewards", "chunks")},
                 "files": str(self.epochs_dir / str(number))}
-
-
-def _open_epoch_number(conn: Connection) -> int:
-    from ledgerlm.economy.epochs import open_epoch
-
-    return open_epoch(conn)
 
 
 def published_files(db: Database, number: int, contracts=None) -> dict[str, dict]:
