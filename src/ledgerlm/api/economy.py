@@ -11,7 +11,8 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from ledgerlm.api.deps import get_node, require_operator
-from ledgerlm.economy import earnings, published_files, record_spending_cap
+from ledgerlm.economy import published_files, record_spending_cap
+from ledgerlm.economy.earnings import earnings
 from ledgerlm.errors import LedgerError
 from ledgerlm.node import Node
 

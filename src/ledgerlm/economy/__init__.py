@@ -1,7 +1,8 @@
 """ledgerlm economy: fee policy, epochs, integer reward math and Merkle payout trees.
 
-The settlement names (closing an epoch, earnings, verification, the faucet) load on first use, so rooms
-that only price and split fees do not import the chain clients.
+The settlement names (closing an epoch, verification, the faucet) load on first use, so rooms that only
+price and split fees do not import the chain clients. An account's earnings: `ledgerlm.economy.earnings.earnings`
+(the module shares the function's name).
 """
 
 from importlib import import_module
@@ -12,14 +13,14 @@ from ledgerlm.economy.fees import ROLES, FeeShares, Payout, price_fee, split_fee
 
 _LAZY = {
     "EpochCloser": "close", "published_files": "close",
-    "earnings": "earnings", "record_spending_cap": "earnings",
+    "record_spending_cap": "earnings",
     "Faucet": "faucet", "is_loopback": "faucet",
     "payout_tree": "payouts", "PAYOUT_TYPES": "payouts",
     "verify_epoch": "verify",
 }
 
 __all__ = [  # noqa: F822 - the settlement names resolve through __getattr__
-    "PAYOUT_TYPES", "ROLES", "EconomyError", "EpochCloser", "Faucet", "FeeShares", "Payout", "earnings",
+    "PAYOUT_TYPES", "ROLES", "EconomyError", "EpochCloser", "Faucet", "FeeShares", "Payout",
     "is_loopback", "open_epoch", "payout_tree", "price_fee", "published_files", "record_spending_cap",
     "split_fee", "verify_epoch",
 ]
