@@ -16,8 +16,8 @@ run() { printf '\033[2m$ %s\033[0m\n' "$*"; "$@"; }
 step "1. A node home: database, blob store, node key, embedded chain with the contracts deployed"
 run ledgerlm init
 # Short validator rounds so the demo needs no waiting (the default is an hour per phase).
-sed -i -e 's/^round_commit_seconds = .*/round_commit_seconds = 90/' \
-       -e 's/^round_reveal_seconds = .*/round_reveal_seconds = 60/' "$LEDGERLM_HOME/config.toml"
+sed -i -e 's/^round_commit_seconds = .*/round_commit_seconds = 180/' \
+       -e 's/^round_reveal_seconds = .*/round_reveal_seconds = 120/' "$LEDGERLM_HOME/config.toml"
 # The node runs from here on; every command below is a client of its API (as a second terminal would be).
 PORT=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 ledgerlm serve --port "$PORT" > "$OUT/serve.log" 2>&1 &
