@@ -29,25 +29,34 @@ class AttributionReceipt:
 
 
 def read_receipt(path: Path) -> AttributionReceipt:
-    """A receipt file: `attribute --json` output, or a receipt with `attribution`, `prompt`, `answer`."""
+    """A receipt file: `attribute --json` output, or a serving receipt (`receipts show --json`).
+
+    A serving receipt keeps the prompt and answer in `request` (`prompt` or `messages`, and
+    `completion`) only in its consumer's copy; the public copy cannot be recomputed.
+    """
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
         raise AttributionError(f"cannot read receipt {path}: {exc}", field="receipt") from exc
     if not isinstance(data, dict):
         raise AttributionError(f"receipt {path} is not a JSON object", field="receipt")
+    if isinstance(data.get("receipt"), dict):  # `ledgerlm receipts show --json`
+        data = data["receipt"]
+    request = data.get("request") if isinstance(data.get("request"), dict) else {}
     attribution = data.get("attribution") if isinstance(data.get("attribution"), dict) else data
     model = data.get("model") or data.get("model_id")
-    for name, value in (("model", model), ("prompt", data.get("prompt")),
-                        ("answer", data.get("answer"))):
+    prompt = data.get("prompt") or request.get("messages") or request.get("prompt")
+    answer = data.get("answer") or request.get("completion")
+    for name, value in (("model", model), ("prompt", prompt), ("answer", answer)):
         if not value:
             raise AttributionError(f"receipt {path} has no {name}; verification recomputes the "
-                                   "attribution from the model, prompt and answer",
+                                   "attribution from the model, prompt and answer (a public "
+                                   "receipt leaves the prompt and answer out)",
                                    field=f"receipt.{name}")
     if "evidence_bps" not in attribution or "contributions" not in attribution:
         raise AttributionError(f"receipt {path} holds no attribution result (evidence_bps, "
                                "contributions)", field="receipt.attribution")
-    return AttributionReceipt(str(model), data["prompt"], data["answer"], attribution)
+    return AttributionReceipt(str(model), prompt, answer, attribution)
 
 
 def differences(expected: dict, actual: dict) -> list[str]:
