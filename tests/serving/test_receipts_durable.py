@@ -123,3 +123,26 @@ def test_a_tampered_receipt_does_not_verify(world, tmp_path):
         assert not node.serving.receipts.verify(forged)["signed_by_this_node"]
     finally:
         node.close()
+
+
+def test_apikey_commands_make_list_budget_and_revoke_a_key(world, tmp_path, monkeypatch):
+    home = copy_home(world, tmp_path)
+    monkeypatch.setenv("LEDGERLM_PASSPHRASE", "pass")
+    monkeypatch.setenv("LEDGERLM_PRIVATE_KEY", "0x" + "05" * 32)  # the funded consumer of the fixture
+    cli(home, "keys", "import", "consumer")
+
+    made = cli(home, "apikey", "create", "--as", "consumer", "--cap", "2.5")
+    assert made["api_key"].startswith("sk-lgr-") and made["cap"] == str(25 * 10**17)
+    assert made["consumer"] == world.consumer.address
+    listed = cli(home, "apikey", "list", "--consumer", "consumer")
+    assert made["id"] in [k["id"] for k in listed]
+    assert all(made["api_key"] not in json.dumps(k) for k in listed)  # only the hash is kept
+    budget = cli(home, "apikey", "budget", "--key", made["api_key"])
+    assert budget["cap"] == str(25 * 10**17) and int(budget["remaining"]) > 0
+
+    revoked = cli(home, "apikey", "revoke", str(made["id"]), "--as", "consumer")
+    assert revoked["revoked_at"] is not None
+    result = CliRunner().invoke(app, ["--home", str(home.root), "apikey", "budget", "--key", made["api_key"]])
+    assert result.exit_code == 1 and "revoked" in result.output
+    for group in ("apikey", "receipts"):
+        assert CliRunner().invoke(app, [group, "--help"]).exit_code == 0

@@ -303,4 +303,7 @@ class AttributionWorker:
                 result = self.attribute(receipt.model_id, prompt, answer)
             except LedgerError as exc:  # no index, or an answer attribution cannot read: pay the data pool
                 result = {"error": exc.message}
+            except Exception as exc:  # a receipt that can never finish would never be settled: say why, finish
+                traceback.print_exc()
+                result = {"error": f"attribution failed: {type(exc).__name__}: {exc}"}
         self.log.attach(receipt_id, result)
