@@ -36,6 +36,7 @@ MODELS = {  # random Llama weights; "small" is wide enough that the LoRA matmuls
     "tiny": {"hidden_size": 64, "layers": 2, "heads": 4},
     "small": {"hidden_size": 256, "layers": 4, "heads": 8},
 }
+CLIENT_THREADS = 4  # concurrent callers in the receipts part, under the key's concurrency cap
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -351,7 +352,7 @@ def receipts_rate(workdir: Path, calls: int) -> list[dict]:
             node.serving.attribution.drain()
             before = len(node.serving.receipts.list(limit=10**6))
             started = time.perf_counter()
-            with ThreadPoolExecutor(max_workers=8) as pool:
+            with ThreadPoolExecutor(max_workers=CLIENT_THREADS) as pool:
                 ids = [receipt.id for _, receipt, _ in pool.map(ask, range(calls))]
             node.serving.attribution.drain(timeout=1800)
             seconds = time.perf_counter() - started
@@ -395,12 +396,12 @@ def main() -> None:
         tmp = Path(tmp)
         base = make_base(tmp, args.model)
         adapters = make_adapters(base, tmp / "adapters", max(counts), args.rank)
+        receipts = [] if args.no_receipts else receipts_rate(tmp / "receipts", args.receipt_calls)
         runs = [run_engine("ledgerlm", base, adapters, 0, args)]
         for n in counts:
             for engine in ("ledgerlm", "peft"):
                 runs.append(run_engine(engine, base, adapters, n, args))
                 print(f"{engine} with {n} adapter(s): {runs[-1]['tokens_per_s']:.0f} tokens/s", flush=True)
-        receipts = [] if args.no_receipts else receipts_rate(tmp / "receipts", args.receipt_calls)
 
     base_rate = runs[0]["tokens_per_s"]
     one = {r["engine"]: r["tokens_per_s"] for r in runs if r["adapters"] == counts[0]}
@@ -430,7 +431,7 @@ def main() -> None:
                       len(peft["load_seconds"]))
     tables = [table, loads]
     if receipts:
-        rtable = ResultTable("Receipts through a real node (tiny model, one published adapter, 8 client threads, "
+        rtable = ResultTable(f"Receipts through a real node (tiny model, one published adapter, {CLIENT_THREADS} client threads, "
                              "8 output tokens)", ["attribution", "calls", "receipts final/s", "lost receipts"])
         for r in receipts:
             rtable.add_row("on" if r["attribution"] else "off", r["calls"], f"{r['receipts_per_s']:.2f}", r["lost"])

@@ -168,24 +168,26 @@ class Serving:
     def _settle(self, call: Call, event: GenerationEvent) -> None:
         try:
             if event.error is not None:  # the node failed the call: no receipt, no charge
-                call.deliver(CallEvent("error", error=event.error))
-                return
-            attributing = self.settings.attribution and call.model.adapter is not None
-            receipt = self.receipts.write(Completed(
-                call.id, call.key.consumer if call.key else None, call.model, call.prompt_tokens,
-                event.completion_tokens,
-                {**call.request, "completion": "".join(call.text), "finish_reason": event.finish_reason},
-            ), attributing=attributing)
-            if attributing and self.attribution is not None:
-                self.attribution.submit(receipt.id)
-            call.deliver(CallEvent("done", finish_reason=event.finish_reason, receipt=receipt))
+                outcome = CallEvent("error", error=event.error)
+            else:
+                attributing = self.settings.attribution and call.model.adapter is not None
+                receipt = self.receipts.write(Completed(
+                    call.id, call.key.consumer if call.key else None, call.model, call.prompt_tokens,
+                    event.completion_tokens,
+                    {**call.request, "completion": "".join(call.text), "finish_reason": event.finish_reason},
+                ), attributing=attributing)
+                if attributing and self.attribution is not None:
+                    self.attribution.submit(receipt.id)
+                outcome = CallEvent("done", finish_reason=event.finish_reason, receipt=receipt)
         except Exception as exc:  # report, never leave the client waiting
             traceback.print_exc()
             error = exc if isinstance(exc, LedgerError) else ServingError(
                 f"writing the receipt failed: {type(exc).__name__}: {exc}", field="receipt", status=500)
-            call.deliver(CallEvent("error", error=error))
+            outcome = CallEvent("error", error=error)
         finally:
+            # before the client hears the end: its next call must find the budget and the slot free
             self._release(call)
+        call.deliver(outcome)
 
     def _release(self, call: Call) -> None:
         self.budget.release(call.reservation)
