@@ -148,3 +148,21 @@ def test_kill_9_after_any_step_then_a_rerun_finishes_without_paying_twice(home, 
         assert (home.epochs / "1" / "payouts.json").exists()
     finally:
         node.close()
+
+
+def test_serve_closes_epochs_on_its_cadence(node):
+    import time
+
+    from ledgerlm.api.economy import start_epoch_cadence
+
+    _world(node)
+    node.config.epoch_seconds = 1
+    stop = start_epoch_cadence(node)
+    try:
+        deadline = time.monotonic() + 120
+        while node.contracts.distributor.epoch(1) is None or node.contracts.distributor.epoch(1).root is None:
+            assert time.monotonic() < deadline, "the cadence never closed the epoch"
+            time.sleep(0.5)
+    finally:
+        stop()
+    assert node.economy.summary(1)["state"] == "published"
