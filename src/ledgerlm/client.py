@@ -404,6 +404,13 @@ class ChainActions:
 
         to = self._address(contract)
         data = Web3().eth.contract(abi=load_artifact(contract).abi).encode_abi(function, args=args)
+        return self._relay(account, to, data, value)
+
+    def send_eth(self, account: LocalAccount, to: str, wei: int) -> dict:
+        """Pay `wei` of the chain's native coin (gas money) from the user's own key."""
+        return self._relay(account, to, "0x", int(wei))
+
+    def _relay(self, account: LocalAccount, to: str, data: str, value: int) -> dict:
         quote = self.node._request(
             "POST", "/chain/estimate", json={"from": account.address, "to": to, "data": data, "value": value}
         )

@@ -1,1 +1,14 @@
-"""ledgerlm agents."""
+"""Agents as economic participants: their own keys, owner-set policies, guarded tools and an audit trail."""
+
+from ledgerlm.agents.audit import AuditEntry, AuditLog
+from ledgerlm.agents.errors import AgentError, PolicyRefusal
+from ledgerlm.agents.funding import FundingPlan, agent_key_name, create_agent
+from ledgerlm.agents.policy import TOOLS, AgentPolicy, make_policy, parse_names, worst_case_cost
+from ledgerlm.agents.registry import AgentRecord, AgentRegistry
+from ledgerlm.agents.wallet import AgentWallet
+
+__all__ = [
+    "TOOLS", "AgentError", "AgentPolicy", "AgentRecord", "AgentRegistry", "AgentWallet", "AuditEntry", "AuditLog",
+    "FundingPlan", "PolicyRefusal", "agent_key_name", "create_agent", "make_policy", "parse_names",
+    "worst_case_cost",
+]

@@ -97,7 +97,7 @@ def info(ctx: typer.Context):
 
 
 def _register_rooms() -> None:
-    from ledgerlm.cli import attribution, chain, datanet, demo, economy, factory, keys, serving, validate
+    from ledgerlm.cli import agent, attribution, chain, datanet, demo, economy, factory, keys, serving, validate
 
     app.add_typer(keys.app, name="keys")
     app.add_typer(datanet.app, name="datanet")
@@ -113,6 +113,7 @@ def _register_rooms() -> None:
     app.add_typer(attribution.eval_app, name="eval")
     app.add_typer(serving.apikey_app, name="apikey")
     app.add_typer(serving.receipts_app, name="receipts")
+    app.add_typer(agent.app, name="agent")
     app.command()(attribution.attribute)
     for command in (chain.balance, chain.stake, chain.unstake, chain.withdraw, chain.transfer):
         app.command()(command)

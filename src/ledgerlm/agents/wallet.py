@@ -1,0 +1,141 @@
+"""An agent's hands: every tool call goes through its policy first, then to the node as any client would, then
+into the audit trail."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+
+from ledgerlm.agents.audit import AuditEntry, AuditLog
+from ledgerlm.agents.errors import AgentError
+from ledgerlm.agents.policy import AgentPolicy, worst_case_cost
+from ledgerlm.agents.registry import AgentRecord, AgentRegistry
+from ledgerlm.client import NodeClient
+from ledgerlm.errors import LedgerError
+
+
+class AgentWallet:
+    """Acts for one agent with the agent's own key; the owner's key is never needed after funding."""
+
+    def __init__(self, node: NodeClient, registry: AgentRegistry, name: str, account: LocalAccount):
+        self.node = node
+        self.registry = registry
+        self.record = registry.get(name)
+        if account.address != self.record.address:
+            raise AgentError(f"key {account.address} is not agent {name!r}'s key ({self.record.address})",
+                             field="key")
+        self.account = account
+        self.audit = AuditLog(registry.audit_path(name))
+
+    # ------------------------------------------------------------------ tools
+
+    def search(self) -> dict:
+        """Served models with their price and eval metrics, and the Datanets this agent may read."""
+        return self._act("search", {}, lambda policy, entry: self._catalog(policy))
+
+    def call_model(self, model: str, prompt: str, *, max_tokens: int = 32) -> dict:
+        """A paid chat completion, within the policy's model list, price cap and budget."""
+        def run(policy: AgentPolicy, entry: AuditEntry) -> dict:
+            price = self._price(model)
+            policy.check_model(model, price)
+            policy.check_spend(self.spent(policy), worst_case_cost(prompt, max_tokens, price))
+            answer = self.node._request("POST", "/v1/chat/completions", headers=self._bearer(), json={
+                "model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": int(max_tokens),
+                "temperature": 0})
+            receipt = self.node.serving.receipt(answer["id"])["receipt"]
+            entry.receipt_id, entry.cost = answer["id"], int(receipt["fee"])
+            return {"model": model, "answer": answer["choices"][0]["message"]["content"],
+                    "receipt_id": answer["id"], "fee": receipt["fee"]}
+
+        return self._act("call_model", {"model": model, "prompt": prompt, "max_tokens": max_tokens}, run)
+
+    def read_datanet(self, datanet: str, version: int) -> dict:
+        """A published version's manifest: its Merkle root and the contributions it holds."""
+        def run(policy: AgentPolicy, entry: AuditEntry) -> dict:
+            policy.check_datanet(datanet)
+            return self.node.manifest(datanet, version)
+
+        return self._act("read_datanet", {"datanet": datanet, "version": version}, run)
+
+    def contribute(self, datanet: str, paths: list[Path]) -> dict:
+        """Upload files to a Datanet, signed with the agent's key."""
+        def run(policy: AgentPolicy, entry: AuditEntry) -> dict:
+            policy.check_datanet(datanet)
+            return self.node.contribute(datanet, [Path(p) for p in paths], self.account).model_dump()
+
+        return self._act("contribute", {"datanet": datanet, "paths": [str(p) for p in paths]}, run)
+
+    def balance(self) -> dict:
+        """Tokens and gas on chain, and the escrow budget the node sees for the agent's key."""
+        def run(policy: AgentPolicy, entry: AuditEntry) -> dict:
+            budget = self.node._request("GET", "/apikeys/me", headers=self._bearer())
+            budget.pop("key", None)
+            return {"chain": self.node.chain.account(self.account.address), "escrow": budget,
+                    "spent": str(self.spent(policy)), "budget": str(policy.budget)}
+
+        return self._act("balance", {}, run)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def spent(self, policy: AgentPolicy) -> int:
+        """Fees the node charged the agent: in the open epoch for a per-epoch budget, else ever."""
+        mine = [r for r in self.node.serving.receipts(account=self.account.address, limit=1_000_000)
+                if r["consumer"] == self.account.address]
+        if policy.per_epoch:
+            epoch = self.node._request("GET", "/apikeys/terms")["epoch"]
+            mine = [r for r in mine if r["epoch"] == epoch]
+        return sum(int(r["fee"]) for r in mine)
+
+    def _act(self, tool: str, args: dict, run: Callable[[AgentPolicy, AuditEntry], dict]) -> dict:
+        # The record is read again for every action, so a pause takes effect on the very next one.
+        self.record = self.registry.get(self.record.name)
+        policy = self.record.policy
+        entry = AuditEntry(agent=self.record.name, tool=tool, args=args, ok=False)
+        try:
+            policy.check_action(tool)
+            entry.result = run(policy, entry)
+            entry.ok = True
+            return entry.result
+        except LedgerError as exc:
+            entry.error, entry.field = exc.message, exc.field
+            raise
+        finally:
+            self.audit.append(entry)
+
+    def _bearer(self) -> dict:
+        return {"Authorization": f"Bearer {self._key().api_key}"}
+
+    def _key(self) -> AgentRecord:
+        """The agent's API key for the open epoch: a new epoch needs a new cap, signed by the agent itself."""
+        epoch = self.node._request("GET", "/apikeys/terms")["epoch"]
+        if epoch != self.record.key_epoch:
+            policy = self.record.policy
+            cap = policy.budget if policy.per_epoch else policy.budget - self.spent(policy)
+            if cap <= 0:
+                raise AgentError("the agent's whole budget is spent; its owner can raise it", field="budget")
+            self.record.api_key, _ = self.node.serving.create_key(self.account, cap)
+            self.record.key_epoch = epoch
+            self.registry.save(self.record)
+        return self.record
+
+    def _price(self, model: str) -> int:
+        served = self.node._request("GET", "/v1/models")["data"]
+        for m in served:
+            if m["id"] == model:
+                return int(m["x_ledgerlm"]["price_per_1k"])
+        raise AgentError(f"model {model!r} is not served; served: {', '.join(m['id'] for m in served)}",
+                         field="model")
+
+    def _catalog(self, policy: AgentPolicy) -> dict[str, Any]:
+        # attribution diagnostics ride along in a model's metrics; a buyer compares the eval figures
+        metrics = {m["id"]: {k: v for k, v in (m.get("metrics") or {}).items() if k != "attribution"}
+                   for m in self.node.factory.models()}
+        models = [{"id": m["id"], "price_per_1k": m["x_ledgerlm"]["price_per_1k"],
+                   "datanet_roots": m["x_ledgerlm"]["datanet_roots"], "metrics": metrics.get(m["id"], {})}
+                  for m in self.node._request("GET", "/v1/models")["data"]]
+        datanets = [d.name for d in self.node.datanets()
+                    if not policy.allow_datanets or d.name in policy.allow_datanets]
+        return {"models": models, "datanets": datanets}

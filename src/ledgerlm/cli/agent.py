@@ -1,0 +1,149 @@
+"""`ledgerlm agent`: create, inspect, pause and audit agents that act with their own keys and budgets."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.table import Table
+
+from ledgerlm.cli.session import Session, console, session
+from ledgerlm.errors import LedgerError
+from ledgerlm.identity import passphrase_from_env
+from ledgerlm.times import format_time as when
+from ledgerlm.units import format_amount, parse_amount
+
+app = typer.Typer(help="Agents: their own keys, budgets and policies, a kill switch and an audit trail.",
+                  no_args_is_help=True)
+
+
+def registry(s: Session):
+    from ledgerlm.agents import AgentRegistry
+
+    return AgentRegistry(s.home.root / "agents")
+
+
+def public(record) -> dict:
+    """An agent as printed: its API key shown by prefix only."""
+    data = record.model_dump()
+    data["api_key"] = record.api_key[:12] + "…"
+    data["policy"]["budget"] = str(record.policy.budget)
+    return data
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="A name for the agent, e.g. buyer-1."),
+    owner: str = typer.Option(..., "--owner", help="The owner's key: it funds the agent and signs nothing else."),
+    budget: str = typer.Option(..., "--budget", help="Most LGR the agent spends on calls (deposited into escrow)."),
+    per_epoch: bool = typer.Option(False, "--per-epoch", help="The budget renews every epoch."),
+    allow_models: str | None = typer.Option(None, "--allow-models", help="Comma-separated model ids [default: any]."),
+    allow_datanets: str | None = typer.Option(None, "--allow-datanets", help="Comma-separated Datanets [default: any]."),
+    max_price: str | None = typer.Option(None, "--max-price", help="Dearest model price it may pay, LGR per 1k tokens."),
+    stake: str = typer.Option("0", "--stake", help="LGR the agent stakes as a validator."),
+    actions: str | None = typer.Option(None, "--actions", help="Comma-separated tools it may use [default: all]."),
+):
+    """Make the agent's encrypted key; the owner funds it; the agent deposits, stakes and signs its own cap."""
+    from ledgerlm.agents import TOOLS, FundingPlan, create_agent, make_policy, parse_names
+
+    s = session(ctx)
+    passphrase = passphrase_from_env()
+    if passphrase is None:
+        if not sys.stdin.isatty():
+            raise LedgerError("the agent's key needs a passphrase: set LEDGERLM_PASSPHRASE", field="passphrase")
+        passphrase = typer.prompt("Passphrase for the agent's key", hide_input=True, confirmation_prompt=True)
+    policy = make_policy(
+        budget=parse_amount(budget, field="budget"), per_epoch=per_epoch, allow_models=parse_names(allow_models),
+        allow_datanets=parse_names(allow_datanets),
+        max_price_per_1k=parse_amount(max_price, field="max_price") if max_price else None,
+        actions=parse_names(actions) if actions else list(TOOLS))
+    plan = FundingPlan(budget=policy.budget, stake=parse_amount(stake, field="stake"))
+    owner_account = s.unlock(owner)
+    record = create_agent(s.client(), registry(s), s.keyring(), name=name, owner=owner_account, policy=policy,
+                          plan=plan, passphrase=passphrase)
+    s.emit(public(record), lambda r: console.print(
+        f"[green]agent {r['name']}[/] {r['address']}\n  owner {r['owner']}, budget "
+        f"{format_amount(policy.budget)} LGR{' per epoch' if per_epoch else ''} in escrow under a cap it signed"
+        f" (epoch {r['key_epoch']}); key {r['key_name']}"))
+
+
+@app.command("list")
+def list_agents(ctx: typer.Context):
+    """Agents in this home: address, owner, budget and whether paused."""
+    s = session(ctx)
+    rows = [public(r) for r in registry(s).list()]
+
+    def render(items):
+        table = Table("name", "address", "owner", "budget (LGR)", "per epoch", "paused")
+        for r in items:
+            p = r["policy"]
+            table.add_row(r["name"], r["address"], r["owner"], format_amount(int(p["budget"])),
+                          "yes" if p["per_epoch"] else "", "[red]paused[/]" if p["paused"] else "")
+        console.print(table)
+
+    s.emit(rows, render)
+
+
+@app.command("show")
+def show(ctx: typer.Context, name: str):
+    """One agent: its policy, what it spent (from the node's receipts) and its escrow standing."""
+    s = session(ctx)
+    record = registry(s).get(name)
+    client = s.client()
+    mine = [r for r in client.serving.receipts(account=record.address, limit=1_000_000)
+            if r["consumer"] == record.address]
+    chain = client.chain.account(record.address)
+    data = {**public(record), "calls": len(mine), "spent": str(sum(int(r["fee"]) for r in mine)), "chain": chain}
+
+    def render(d):
+        p = d["policy"]
+        console.print(f"[bold]{d['name']}[/] {d['address']}  owner {d['owner']}"
+                      + ("  [red]PAUSED[/]" if p["paused"] else ""))
+        console.print(f"  budget {format_amount(int(p['budget']))} LGR{' per epoch' if p['per_epoch'] else ''}, "
+                      f"spent {format_amount(int(d['spent']))} LGR in {d['calls']} call(s)")
+        console.print(f"  models {', '.join(p['allow_models']) or 'any'}; Datanets {', '.join(p['allow_datanets']) or 'any'}"
+                      f"; max price {format_amount(p['max_price_per_1k']) + ' LGR/1k' if p['max_price_per_1k'] is not None else 'none'}")
+        console.print(f"  actions {', '.join(p['actions'])}")
+        console.print_json(data=d["chain"])
+
+    s.emit(data, render)
+
+
+def _set_paused(ctx: typer.Context, name: str, paused: bool) -> None:
+    s = session(ctx)
+    record = registry(s).set_paused(name, paused)
+    s.emit(public(record), lambda r: console.print(
+        f"agent {r['name']} " + ("[red]paused[/]: its next action is refused" if paused else "[green]resumed[/]")))
+
+
+@app.command("pause")
+def pause(ctx: typer.Context, name: str):
+    """Kill switch: the agent's next action, and every one after, is refused until `resume`."""
+    _set_paused(ctx, name, True)
+
+
+@app.command("resume")
+def resume(ctx: typer.Context, name: str):
+    """Let a paused agent act again."""
+    _set_paused(ctx, name, False)
+
+
+@app.command("audit")
+def audit(ctx: typer.Context, name: str):
+    """Every tool call the agent attempted: when, what, cost, receipt id, chain transactions, refusals."""
+    from ledgerlm.agents import AuditLog
+
+    s = session(ctx)
+    entries = AuditLog(registry(s).audit_path(name)).entries()
+    registry(s).get(name)  # an unknown agent is an error, not an empty trail
+
+    def render(items):
+        table = Table("when", "tool", "ok", "cost (LGR)", "receipt", "chain tx", "refused because")
+        for e in items:
+            table.add_row(when(e["at"]), e["tool"], "yes" if e["ok"] else "[red]no[/]", format_amount(int(e["cost"])),
+                          e["receipt_id"] or "", " ".join(e["tx_hashes"]),
+                          f"{e['field']}: {e['error']}" if e["error"] else "")
+        console.print(table)
+
+    s.emit([{**e.model_dump(), "cost": str(e.cost)} for e in entries], render)

@@ -1,0 +1,52 @@
+"""`ledgerlm agent create|list|show|pause|resume|audit` over a real home, as a user types them."""
+
+from __future__ import annotations
+
+import pytest
+
+from ..cli.conftest import PASSPHRASE, Cli, make_home
+
+UNIT = 10**18
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch) -> Cli:
+    monkeypatch.setenv("LEDGERLM_PASSPHRASE", PASSPHRASE)
+    monkeypatch.delenv("LEDGERLM_NODE", raising=False)
+    home = make_home(tmp_path / "home")
+    monkeypatch.setenv("LEDGERLM_HOME", str(home.root))
+    return Cli(home, "in-process")
+
+
+def test_create_funds_the_agent_from_its_owner_and_pause_shows_everywhere(cli):
+    cli("chain", "faucet", "alice", "--tokens", "100")
+    created = cli.json("agent", "create", "scout", "--owner", "alice", "--budget", "5", "--stake", "3",
+                       "--allow-models", "m1,m2", "--max-price", "0.01", "--per-epoch")
+    assert created["owner"] == cli.address("alice") and created["address"] != created["owner"]
+    assert created["policy"]["allow_models"] == ["m1", "m2"] and created["policy"]["max_price_per_1k"] == 10**16
+    assert created["api_key"].endswith("…") and len(created["api_key"]) < 16  # the key is never printed whole
+
+    shown = cli.json("agent", "show", "scout")
+    assert shown["chain"]["escrow"] == 5 * UNIT and shown["chain"]["stake"]["validator"] == 3 * UNIT
+    assert cli.json("balance", "alice")["tokens"] == 92 * UNIT  # budget and stake left the owner's account
+    assert cli.json("keys", "show", "agent-scout")["address"] == created["address"]  # its own encrypted key
+
+    cli("agent", "pause", "scout")
+    assert cli.json("agent", "list")[0]["policy"]["paused"] is True
+    assert "PAUSED" in cli("agent", "show", "scout").stdout
+    cli("agent", "resume", "scout")
+    assert cli.json("agent", "list")[0]["policy"]["paused"] is False
+
+    trail = cli.json("agent", "audit", "scout")
+    assert [e["tool"] for e in trail] == ["fund_gas", "fund_tokens", "escrow_deposit", "stake", "spending_cap"]
+    assert all(e["ok"] for e in trail) and all(e["tx_hashes"] for e in trail[:4])
+
+
+def test_bad_input_names_the_field(cli):
+    cli("chain", "faucet", "alice", "--tokens", "10")
+    cli.fails("agent", "create", "x", "--owner", "alice", "--budget", "1", "--actions", "steal",
+              match="unknown actions steal")
+    cli.fails("agent", "create", "x", "--owner", "alice", "--budget", "0", match="greater than 0")
+    cli.fails("agent", "show", "nobody", match="no agent named 'nobody'")
+    cli.fails("agent", "audit", "nobody", match="no agent named 'nobody'")
+    assert cli.json("agent", "list") == []

@@ -1,0 +1,98 @@
+"""Each policy rule refuses before anything is spent; the escrow cap holds even when the node is bypassed."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from ledgerlm.agents import AgentWallet, PolicyRefusal
+from ledgerlm.chain import ChainError, Debit
+from ledgerlm.errors import AuthError
+from ledgerlm.store.schema import spending_caps
+
+from .conftest import BUDGET
+
+
+def _receipts(world, address: str) -> list[dict]:
+    return [r for r in world.client.serving.receipts(account=address, limit=1000) if r["consumer"] == address]
+
+
+def test_each_policy_rule_refuses_before_any_spend(world):
+    record = world.create("buyer", allow_models=["tiny"])
+    wallet = AgentWallet(world.client, world.registry, "buyer", world.account("buyer"))
+    escrow_before = world.node.contracts.escrow.balance_of(record.address)
+
+    paid = wallet.call_model("tiny", "What colour is the reef?", max_tokens=4)
+    assert int(paid["fee"]) > 0
+
+    refusals = {}
+    with pytest.raises(PolicyRefusal) as refusals["budget"]:
+        wallet.call_model("tiny", "What colour is the reef?", max_tokens=5000)  # worst case above the budget
+    record.policy.allow_models = ["someone-elses-model"]
+    world.registry.save(record)
+    with pytest.raises(PolicyRefusal) as refusals["allow_models"]:
+        wallet.call_model("tiny", "hi", max_tokens=4)
+    record.policy.allow_models, record.policy.max_price_per_1k = [], 10**14
+    world.registry.save(record)
+    with pytest.raises(PolicyRefusal) as refusals["max_price"]:
+        wallet.call_model("tiny", "hi", max_tokens=4)
+    record.policy.max_price_per_1k = None
+    world.registry.save(record)
+    world.registry.set_paused("buyer", True)
+    with pytest.raises(PolicyRefusal) as refusals["paused"]:
+        wallet.call_model("tiny", "hi", max_tokens=4)
+
+    assert {name: r.value.field for name, r in refusals.items()} == {n: n for n in refusals}
+    assert len(_receipts(world, record.address)) == 1  # the refused calls reached no model and cost nothing
+    world.registry.set_paused("buyer", False)
+    assert wallet.call_model("tiny", "hi", max_tokens=4)["receipt_id"]
+    assert wallet.spent(world.registry.get("buyer").policy) <= BUDGET
+    assert world.node.contracts.escrow.balance_of(record.address) == escrow_before  # charged at settlement only
+
+
+def test_an_agent_cannot_act_with_another_agents_key(world):
+    mallory = world.create("mallory")
+    world.create("victim")
+    with pytest.raises(Exception, match="not agent 'victim'"):
+        AgentWallet(world.client, world.registry, "victim", world.account("mallory"))
+    # Mallory's key signing an action in the victim's name is refused by the node itself.
+    action = world.client._sign(world.account("mallory"), "RevokeApiKey", {"keyId": 1})
+    action["message"]["consumer"] = world.registry.get("victim").address
+    with pytest.raises(AuthError):
+        world.client._request("POST", "/apikeys/1/revoke", json={"action": action})
+    assert world.registry.get("mallory").address == mallory.address
+
+
+def test_the_escrow_cap_holds_even_when_the_node_tries_to_overcharge(world):
+    record = world.create("capped")
+    node = world.node
+    with node.db.connect() as conn:
+        cap = conn.execute(select(spending_caps).where(spending_caps.c.consumer == record.address)).mappings().one()
+    assert int(cap["cap"]) == BUDGET  # the agent signed a cap of exactly its budget
+    debit = Debit(record.address, BUDGET + 1, int(cap["cap"]), int(cap["deadline"]),
+                  bytes.fromhex(cap["signature"].removeprefix("0x")))
+    with pytest.raises(ChainError) as refused:
+        node.contracts.escrow.settle(node.account, int(cap["epoch"]), 99, [debit])
+    assert refused.value.error_name == "CapExceeded"
+    assert node.contracts.escrow.balance_of(record.address) == BUDGET
+
+
+def test_the_audit_trail_matches_receipts_and_chain(world):
+    record = world.create("audited")
+    wallet = AgentWallet(world.client, world.registry, "audited", world.account("audited"))
+    wallet.call_model("tiny", "What colour is the reef?", max_tokens=4)
+    with pytest.raises(PolicyRefusal):
+        wallet.call_model("tiny", "What colour is the reef?", max_tokens=5000)
+    entries = wallet.audit.entries()
+    calls = [e for e in entries if e.tool == "call_model"]
+    assert [e.ok for e in calls] == [True, False]
+    receipts = {r["id"]: r for r in _receipts(world, record.address)}
+    assert {e.receipt_id: e.cost for e in calls if e.ok} == {rid: int(r["fee"]) for rid, r in receipts.items()}
+    funded = [e for e in entries if e.tx_hashes]
+    assert [e.tool for e in funded] == ["fund_gas", "fund_tokens", "escrow_deposit"]
+    for entry in funded:
+        for tx in entry.tx_hashes:
+            mined = world.node.chain.w3.eth.get_transaction_receipt(tx)
+            assert mined["status"] == 1
+    deposit = world.node.chain.w3.eth.get_transaction_receipt(funded[-1].tx_hashes[-1])
+    assert deposit["from"] == record.address  # the agent's own key made the deposit, not its owner
