@@ -42,17 +42,23 @@ def test_register_train_publish_attribute(cli, tiny_dir, tmp_path):
     cli.fails("factory", "train", *TRAIN[:2], "--version", "9", *TRAIN[4:], "--as", "carol", match="version 9")
     model = cli.json("factory", "train", *TRAIN, "--name", "colours-tiny", "--as", "carol")
     assert model["id"] == "colours-tiny" and model["lineage_ok"] and 1 <= model["metrics"]["train"]["steps"] <= 3
+    sample = model["metrics"]["trained_sample"]  # whether it learned, base vs fine-tuned on trained records
+    assert sample["after"]["n_generated"] == len(sample["eval_indices"]) >= 1
+    assert sample["after"]["loss"] < sample["before"]["loss"]
+    summary = " ".join(cli("factory", "train", *TRAIN, "--name", "colours-tiny-2", "--as", "carol").stdout.split())
+    assert "did it learn?" in summary and "trained records (sample): exact match" in summary
+    assert "held-out records: answer loss" in summary
 
     jobs = cli.json("factory", "jobs")
-    assert [(j["model_id"], j["state"]) for j in jobs] == [("colours-tiny", "done")]
-    job = cli.json("factory", "job", jobs[0]["id"])
+    assert [(j["model_id"], j["state"]) for j in jobs] == [("colours-tiny-2", "done"), ("colours-tiny", "done")]
+    job = cli.json("factory", "job", jobs[1]["id"])
     assert job["progress"]["step"] == job["progress"]["total_steps"] == model["metrics"]["train"]["steps"]
     cli.fails("factory", "job", "99", match="no training job 99")
-    cli.fails("factory", "cancel", jobs[0]["id"], "--as", "carol", match="already done")
-    cli.fails("factory", "resume", jobs[0]["id"], "--as", "carol", match="only a stopped job can resume")
+    cli.fails("factory", "cancel", jobs[1]["id"], "--as", "carol", match="already done")
+    cli.fails("factory", "resume", jobs[1]["id"], "--as", "carol", match="only a stopped job can resume")
 
     listed = cli.json("models", "list")
-    assert [m["name"] for m in listed["base"]] == ["tiny"] and [m["id"] for m in listed["fine_tuned"]] == ["colours-tiny"]
+    assert [m["name"] for m in listed["base"]] == ["tiny"] and [m["id"] for m in listed["fine_tuned"]] == ["colours-tiny", "colours-tiny-2"]
     shown = cli("models", "show", "colours-tiny").stdout
     assert "verified" in shown and model["version_root"] in shown  # the whole root on one line
     cli.fails("models", "show", "nope", match="no fine-tuned model 'nope'")
