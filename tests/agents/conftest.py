@@ -39,7 +39,7 @@ class AgentWorld:
         return self.keyring.unlock(f"agent-{name}", PASSPHRASE)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def world(tmp_path_factory):
     pytest.importorskip("torch")
     from ledgerlm.factory import tiny_random_model

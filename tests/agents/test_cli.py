@@ -50,3 +50,16 @@ def test_bad_input_names_the_field(cli):
     cli.fails("agent", "show", "nobody", match="no agent named 'nobody'")
     cli.fails("agent", "audit", "nobody", match="no agent named 'nobody'")
     assert cli.json("agent", "list") == []
+
+
+def test_run_follows_a_script_as_the_agent_and_audits_each_step(cli, tmp_path):
+    cli("chain", "faucet", "alice", "--tokens", "10")
+    cli("agent", "create", "runner", "--owner", "alice", "--budget", "1", "--actions", "balance,earnings")
+    script = tmp_path / "steps.json"
+    script.write_text('[{"tool": "balance"}, {"tool": "claim"}, {"tool": "earnings"}]')
+    result = cli.json("agent", "run", "runner", "--task", "check my money", "--script", script)
+    assert result["stopped"] == "finished" and [s["ok"] for s in result["steps"]] == [True, False, True]
+    assert result["steps"][0]["result"]["chain"]["escrow"] == 10**18
+    assert result["steps"][1]["field"] == "actions"  # claim is not among the allowed actions
+    assert [e["tool"] for e in cli.json("agent", "audit", "runner")][-3:] == ["balance", "claim", "earnings"]
+    cli.fails("agent", "run", "runner", "--task", "t", match="give exactly one driver")

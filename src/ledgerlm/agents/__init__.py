@@ -5,10 +5,13 @@ from ledgerlm.agents.errors import AgentError, PolicyRefusal
 from ledgerlm.agents.funding import FundingPlan, agent_key_name, create_agent
 from ledgerlm.agents.policy import TOOLS, AgentPolicy, make_policy, parse_names, worst_case_cost
 from ledgerlm.agents.registry import AgentRecord, AgentRegistry
+from ledgerlm.agents.runtime import Finish, RunResult, ScriptedDriver, ServedModelDriver, Step, ToolCall, run_task
+from ledgerlm.agents.tools import SPECS, ToolSpec, call_tool
 from ledgerlm.agents.wallet import AgentWallet
 
 __all__ = [
-    "TOOLS", "AgentError", "AgentPolicy", "AgentRecord", "AgentRegistry", "AgentWallet", "AuditEntry", "AuditLog",
+    "SPECS", "TOOLS", "Finish", "RunResult", "ScriptedDriver", "ServedModelDriver", "Step", "ToolCall", "ToolSpec",
+    "call_tool", "run_task", "AgentError", "AgentPolicy", "AgentRecord", "AgentRegistry", "AgentWallet", "AuditEntry", "AuditLog",
     "FundingPlan", "PolicyRefusal", "agent_key_name", "create_agent", "make_policy", "parse_names",
     "worst_case_cost",
 ]

@@ -10,11 +10,12 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 
 from ledgerlm.agents.audit import AuditEntry, AuditLog
-from ledgerlm.agents.errors import AgentError
+from ledgerlm.agents.errors import AgentError, PolicyRefusal
 from ledgerlm.agents.policy import AgentPolicy, worst_case_cost
 from ledgerlm.agents.registry import AgentRecord, AgentRegistry
-from ledgerlm.client import NodeClient
 from ledgerlm.errors import LedgerError
+from ledgerlm.sdk import NodeClient
+from ledgerlm.units import format_amount
 
 
 class AgentWallet:
@@ -29,6 +30,8 @@ class AgentWallet:
                              field="key")
         self.account = account
         self.audit = AuditLog(registry.audit_path(name))
+        self.spend_limit: int | None = None  # a run's own ceiling on total spend, set by the runtime
+        self._commits: dict[int, tuple[dict[int, int], bytes]] = {}  # round -> (scores, salt) until revealed
 
     # ------------------------------------------------------------------ tools
 
@@ -41,7 +44,11 @@ class AgentWallet:
         def run(policy: AgentPolicy, entry: AuditEntry) -> dict:
             price = self._price(model)
             policy.check_model(model, price)
-            policy.check_spend(self.spent(policy), worst_case_cost(prompt, max_tokens, price))
+            spent, worst = self.spent(policy), worst_case_cost(prompt, max_tokens, price)
+            policy.check_spend(spent, worst)
+            if self.spend_limit is not None and spent + worst > self.spend_limit:
+                raise PolicyRefusal(f"this call may cost up to {format_amount(worst)} LGR, past the run's spend "
+                                    f"limit", field="max_spend")
             answer = self.node._request("POST", "/v1/chat/completions", headers=self._bearer(), json={
                 "model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": int(max_tokens),
                 "temperature": 0})
@@ -77,6 +84,50 @@ class AgentWallet:
                     "spent": str(self.spent(policy)), "budget": str(policy.budget)}
 
         return self._act("balance", {}, run)
+
+    def earnings(self) -> dict:
+        """What the agent earned per epoch and source, and what it has not claimed."""
+        return self._act("earnings", {}, lambda policy, entry: self.node._request(
+            "GET", f"/economy/earnings/{self.account.address}"))
+
+    def claim(self) -> dict:
+        """Claim every claimable epoch with its Merkle proof; the agent pays the gas."""
+        def run(policy: AgentPolicy, entry: AuditEntry) -> dict:
+            owed = self.node._request("GET", f"/economy/earnings/{self.account.address}")["epochs"]
+            claimed = []
+            for e in (e for e in owed if e["claimable"] and not e["claimed"]):
+                tx = self.node.chain.send(self.account, "EpochDistributor", "claim",
+                                          [e["epoch"], self.account.address, int(e["amount"]), e["proof"]])
+                entry.tx_hashes.append(tx["tx_hash"])
+                claimed.append({"epoch": e["epoch"], "amount": e["amount"], "tx_hash": tx["tx_hash"]})
+            return {"claimed": claimed}
+
+        return self._act("claim", {}, run)
+
+    def validation_tasks(self) -> dict:
+        """Contributions the agent is assigned to score, with their data and gate findings."""
+        return self._act("validate", {"step": "queue"}, lambda policy, entry: {
+            "tasks": self.node.validation.queue(self.account.address)})
+
+    def commit_votes(self, round_id: int, scores: dict[int, int]) -> dict:
+        """Commit a salted hash of the scores (0-100); the scores and salt stay here until the reveal."""
+        def run(policy: AgentPolicy, entry: AuditEntry) -> dict:
+            done, salt = self.node.validation.commit(self.account, round_id, scores)
+            self._commits[round_id] = (dict(scores), salt)
+            return {"round": round_id, "committed": len(scores)}
+
+        return self._act("validate", {"step": "commit", "round": round_id,
+                                      "scores": {str(k): v for k, v in scores.items()}}, run)
+
+    def reveal_votes(self, round_id: int) -> dict:
+        def run(policy: AgentPolicy, entry: AuditEntry) -> dict:
+            if round_id not in self._commits:
+                raise AgentError(f"this agent committed nothing in round {round_id}", field="round")
+            scores, salt = self._commits.pop(round_id)
+            self.node.validation.reveal(self.account, round_id, scores, salt)
+            return {"round": round_id, "revealed": len(scores)}
+
+        return self._act("validate", {"step": "reveal", "round": round_id}, run)
 
     # ------------------------------------------------------------------ plumbing
 

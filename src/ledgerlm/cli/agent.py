@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import typer
 from rich.table import Table
@@ -147,3 +149,41 @@ def audit(ctx: typer.Context, name: str):
         console.print(table)
 
     s.emit([{**e.model_dump(), "cost": str(e.cost)} for e in entries], render)
+
+
+@app.command("run")
+def run(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="The agent."),
+    task: str = typer.Option(..., "--task", help="What the agent should do, in words."),
+    max_steps: int = typer.Option(8, "--max-steps", help="Most tool calls in this run."),
+    max_spend: str | None = typer.Option(None, "--max-spend", help="Most LGR this run may spend [default: the budget]."),
+    model: str | None = typer.Option(None, "--model", help="The served model that drives the agent."),
+    script: Path | None = typer.Option(None, "--script", help="Drive it with a JSON list of "
+                                                              "{\"tool\", \"args\"} steps instead of a model."),
+):
+    """Run a tool-using loop as the agent, signed with its own key, within its policy and these limits."""
+    from ledgerlm.agents import AgentWallet, ScriptedDriver, ServedModelDriver, run_task
+
+    s = session(ctx)
+    record = registry(s).get(name)
+    wallet = AgentWallet(s.client(), registry(s), name, s.unlock(record.key_name))
+    if (model is None) == (script is None):
+        raise LedgerError("give exactly one driver: --model MODEL or --script FILE", field="model")
+    if script is not None:
+        if not script.exists():
+            raise LedgerError(f"no script at {script}", field="script")
+        driver = ScriptedDriver.from_json(script.read_text())
+    else:
+        driver = ServedModelDriver(wallet, model)
+    result = run_task(wallet, task, driver, max_steps=max_steps,
+                      max_spend=parse_amount(max_spend, field="max_spend") if max_spend else None)
+
+    def render(r):
+        for i, step in enumerate(r["steps"], 1):
+            outcome = "[green]ok[/]" if step["ok"] else f"[red]refused[/] ({step['field']}: {step['error']})"
+            console.print(f"{i}. {step['tool']} {json.dumps(step['args'])} {outcome}")
+        console.print(f"stopped: {r['stopped']}; spent {format_amount(int(r['spent']))} LGR"
+                      + (f"\nanswer: {r['answer']}" if r["answer"] else ""))
+
+    s.emit(result.to_dict(), render)

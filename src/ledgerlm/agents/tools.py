@@ -1,0 +1,48 @@
+"""The tools an agent can call, by name: what each does, its arguments, and which wallet method runs it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ledgerlm.agents.errors import AgentError
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    description: str
+    params: dict[str, str] = field(default_factory=dict)  # argument -> JSON type, for prompts and MCP schemas
+
+
+SPECS = {s.name: s for s in (
+    ToolSpec("search", "list served models (price per 1k tokens, eval metrics) and readable Datanets"),
+    ToolSpec("call_model", "ask a served model; paid from the agent's budget",
+             {"model": "string", "prompt": "string", "max_tokens": "integer"}),
+    ToolSpec("read_datanet", "a published Datanet version's manifest", {"datanet": "string", "version": "integer"}),
+    ToolSpec("contribute", "upload files to a Datanet, signed by the agent", {"datanet": "string", "paths": "array"}),
+    ToolSpec("validation_tasks", "contributions assigned to the agent for scoring, with gate findings"),
+    ToolSpec("commit_votes", "commit scores (0-100) per contribution id in a round",
+             {"round_id": "integer", "scores": "object"}),
+    ToolSpec("reveal_votes", "reveal the scores committed in a round", {"round_id": "integer"}),
+    ToolSpec("balance", "the agent's tokens, stake, escrow and remaining budget"),
+    ToolSpec("earnings", "what the agent earned per epoch and what is unclaimed"),
+    ToolSpec("claim", "claim every claimable epoch's payout"),
+)}
+
+
+def call_tool(wallet, name: str, args: dict[str, Any]) -> dict:
+    """Run one tool on the wallet with JSON arguments, refusing unknown tools and arguments by name."""
+    spec = SPECS.get(name)
+    if spec is None:
+        raise AgentError(f"unknown tool {name!r}; tools: {', '.join(SPECS)}", field="tool")
+    unknown = sorted(set(args) - set(spec.params))
+    if unknown:
+        raise AgentError(f"tool {name!r} takes no argument {', '.join(unknown)}; it takes: "
+                         f"{', '.join(spec.params) or 'nothing'}", field="args")
+    if name == "commit_votes":
+        args = {**args, "scores": {int(k): int(v) for k, v in dict(args.get("scores") or {}).items()}}
+    try:
+        return getattr(wallet, name)(**args)
+    except TypeError as exc:  # a missing argument
+        raise AgentError(f"tool {name!r}: {exc}", field="args") from None

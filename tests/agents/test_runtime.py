@@ -1,0 +1,63 @@
+"""`run_task`: scripted and model-driven loops, their step and spend limits, the kill switch mid-run."""
+
+from __future__ import annotations
+
+from ledgerlm.agents import AgentWallet, Finish, ScriptedDriver, ServedModelDriver, ToolCall, run_task
+
+
+def _wallet(world, name: str, **policy) -> AgentWallet:
+    world.create(name, **policy)
+    return AgentWallet(world.client, world.registry, name, world.account(name))
+
+
+def _fees(world, address: str) -> int:
+    return sum(int(r["fee"]) for r in world.client.serving.receipts(account=address, limit=1000)
+               if r["consumer"] == address)
+
+
+def test_a_scripted_run_uses_tools_pays_for_calls_and_reports_bad_steps(world):
+    wallet = _wallet(world, "scripted")
+    script = ScriptedDriver([ToolCall("search"), ToolCall("call_model", {"model": "tiny", "prompt": "hi", "max_tokens": 4}),
+                             ToolCall("teleport"), ToolCall("balance")], answer="all done")
+    result = run_task(wallet, "look around", script, max_steps=10)
+    assert result.stopped == "finished" and result.answer == "all done"
+    assert [s.ok for s in result.steps] == [True, True, False, True]
+    assert result.steps[0].result["models"][0]["id"] == "tiny"
+    assert result.steps[2].field == "tool"
+    assert result.spent == _fees(world, wallet.account.address) > 0
+    assert int(result.steps[3].result["spent"]) == result.spent
+
+
+def test_step_and_spend_limits_stop_a_run(world):
+    wallet = _wallet(world, "limited")
+    ask = ToolCall("call_model", {"model": "tiny", "prompt": "hi", "max_tokens": 4})
+    assert run_task(wallet, "t", ScriptedDriver([ToolCall("balance")] * 5), max_steps=2).stopped == "max_steps"
+    capped = run_task(wallet, "t", ScriptedDriver([ask, ask]), max_spend=1)
+    assert capped.stopped == "refused" and capped.steps[-1].field == "max_spend" and capped.spent == 0
+    assert _fees(world, wallet.account.address) == 0
+
+
+def test_pausing_mid_run_refuses_the_next_action(world):
+    wallet = _wallet(world, "pausable")
+
+    class PauseAfterFirst:
+        def decide(self, task, history):
+            if len(history) == 1:
+                world.registry.set_paused("pausable", True)  # the owner's kill switch, while the agent runs
+            return ToolCall("call_model", {"model": "tiny", "prompt": "hi", "max_tokens": 4}) if len(history) < 3 \
+                else Finish("unreachable")
+
+    result = run_task(wallet, "t", PauseAfterFirst())
+    assert result.stopped == "refused" and [s.ok for s in result.steps] == [True, False]
+    assert result.steps[-1].field == "paused"
+    assert len([r for r in world.client.serving.receipts(account=wallet.account.address, limit=100)
+                if r["consumer"] == wallet.account.address]) == 1
+
+
+def test_a_model_driven_run_pays_for_each_decision_and_stops_on_a_reply_that_is_no_tool_call(world):
+    wallet = _wallet(world, "driven", budget=10**16)  # the tool-calling prompt is long: its worst case is dear
+    result = run_task(wallet, "find the cheapest model", ServedModelDriver(wallet, "tiny", max_tokens=8))
+    assert result.stopped == "driver" and result.steps[-1].field == "driver"  # a random model emits no JSON
+    decided = [e for e in wallet.audit.entries() if e.tool == "call_model"]
+    assert len(decided) == 1 and decided[0].ok and "Tools:" in decided[0].args["prompt"]
+    assert result.spent == decided[0].cost > 0
