@@ -34,7 +34,8 @@ def trained(client, alice, bob, carol, tmp_path):
     version = client.publish("colours", alice)
     job = client.factory.train(carol, {
         "model_id": "colours-tiny", "datanet": "colours", "version": 1, "base": "tiny",
-        "config": {"epochs": 8, "lr": 5e-3, "batch_size": 2, "max_len": 64, "eval_split": 0.25, "rank": 4},
+        "config": {"epochs": 8, "lr": 5e-3, "batch_size": 2, "max_len": 64, "eval_split": 0.25, "rank": 4,
+                   "scheduler": "cosine", "warmup": 0.1, "max_grad_norm": 5.0, "weight_decay": 0.01},
     })
     node = client.http.app.state.node
     done = node.factory.wait(job["id"], timeout=300)
@@ -49,7 +50,13 @@ def test_train_verify_publish_tamper(trained, client, carol, bob):
     version, model = trained
     assert model["lineage_ok"] and model["version_root"] == version.root
     assert model["card"]["datanet_roots"] == [version.root]
-    assert model["metrics"]["train"]["steps"] >= 8
+    assert model["metrics"]["train"]["steps"] == 24  # 6 training records, 2 per step, 8 epochs
+    config = model["card"]["config"]  # the schedule settings came through the API into the lineage
+    assert (config["scheduler"], config["warmup"], config["max_grad_norm"], config["weight_decay"]) == (
+        "cosine", 0.1, 5.0, 0.01)
+    lrs = [r["lr"] for r in json.loads((Path(model["path"]) / "training.json").read_text())["history"]]
+    assert lrs[0] < lrs[1] == max(lrs) == 5e-3  # warm-up over 10% of 24 steps, then cosine decay
+    assert all(a >= b for a, b in zip(lrs[1:], lrs[2:], strict=False)) and lrs[-1] < 5e-4
     ev = model["metrics"]["eval"]
     assert ev["after"]["loss"] < ev["before"]["loss"]  # it learned something held out too
     job = client.factory.jobs()[0]
