@@ -100,8 +100,9 @@ class QaConsistencyRule:
     action: str = "flag"
     # the record's own similarity must reach this quantile of mismatched-pair similarities
     null_quantile: float = _bounded(0.1, 0.0, 1.0)
-    # another record's question may fit the answer better by less than this
-    margin: float = _bounded(0.15, 0.0, 2.0)
+    # another record's question may fit the answer better by less than this many standard
+    # deviations of the Datanet's own question–answer similarities (embedder-independent)
+    margin_sd: float = _bounded(1.7, 0.0, 20.0)
     min_records: int = _bounded(20, 3, 1_000_000)
     embedder: str = "hashed"
 

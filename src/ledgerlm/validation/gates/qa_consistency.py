@@ -9,7 +9,9 @@ own distribution rather than a fixed cut-off:
   answers — below the `null_quantile` of similarities between questions and answers of
   different records;
 - `answers_another_question`: another record's question matches this answer better than its
-  own question does, by at least `margin`.
+  own question does, by at least `margin_sd` standard deviations of the Datanet's own
+  question–answer similarities (so one setting suits hashed TF-IDF and MiniLM alike, whose
+  similarities live on different scales).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def qa_mismatches(questions: Sequence[str], answers: Sequence[str], n_judged: in
     shifts = range(1, min(_NULL_SHIFTS, n - 1) + 1)
     null = np.concatenate([np.einsum("ij,ij->i", q, np.roll(a, s, axis=0)) for s in shifts])
     floor = float(np.quantile(null, rule.null_quantile))
+    margin = rule.margin_sd * float(own.std())
     out: dict[int, QaMismatch] = {}
     for start in range(0, n_judged, chunk):
         rows = np.arange(start, min(n_judged, start + chunk))
@@ -56,7 +59,7 @@ def qa_mismatches(questions: Sequence[str], answers: Sequence[str], n_judged: in
         best = sims.argmax(axis=1)
         best_sim = sims[np.arange(len(rows)), best]
         for r, b, bs in zip(rows.tolist(), best.tolist(), best_sim.tolist()):
-            if bs - own[r] >= rule.margin:
+            if bs - own[r] >= margin:
                 out[r] = QaMismatch("answers_another_question", min(1.0, 0.5 + float(bs - own[r])),
                                     float(own[r]), float(bs), b)
             elif own[r] < floor:
