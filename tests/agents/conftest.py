@@ -30,10 +30,10 @@ class AgentWorld:
     registry: AgentRegistry
     keyring: Keyring
 
-    def create(self, name: str, **policy) -> object:
+    def create(self, name: str, stake: int = 0, **policy) -> object:
         policy = AgentPolicy(budget=policy.pop("budget", BUDGET), **policy)
         return create_agent(self.client, self.registry, self.keyring, name=name, owner=self.owner, policy=policy,
-                            plan=FundingPlan(budget=policy.budget), passphrase=PASSPHRASE)
+                            plan=FundingPlan(budget=policy.budget, stake=stake), passphrase=PASSPHRASE)
 
     def account(self, name: str):
         return self.keyring.unlock(f"agent-{name}", PASSPHRASE)
@@ -49,6 +49,8 @@ def world(tmp_path_factory):
     Node.init(home).close()
     config = home.load_config()
     config.serving_base_price, config.torch_threads = str(PRICE), 1
+    # one validator per contribution and one-second round phases, so a validator agent's round fits in a test
+    config.validators_per_contribution, config.round_commit_seconds, config.round_reveal_seconds = 1, 1, 1
     home.save_config(config)
     owner = Account.from_key(b"\x0a" * 32)
     with TestClient(create_app(lambda: Node.open(home)), base_url="http://ledgerlm.test",

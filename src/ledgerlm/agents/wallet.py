@@ -33,6 +33,16 @@ class AgentWallet:
         self.spend_limit: int | None = None  # a run's own ceiling on total spend, set by the runtime
         self._commits: dict[int, tuple[dict[int, int], bytes]] = {}  # round -> (scores, salt) until revealed
 
+    @classmethod
+    def open(cls, home: Path, name: str, node_url: str, passphrase: str) -> AgentWallet:
+        """The wallet of agent `name` from a home's agents and keyring, acting on the node at `node_url`."""
+        from ledgerlm.identity import Keyring
+        from ledgerlm.sdk import connect
+
+        registry = AgentRegistry(Path(home) / "agents")
+        account = Keyring(Path(home) / "keys").unlock(registry.get(name).key_name, passphrase)
+        return cls(connect(node_url), registry, name, account)
+
     # ------------------------------------------------------------------ tools
 
     def search(self) -> dict:
