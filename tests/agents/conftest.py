@@ -19,6 +19,7 @@ UNIT = 10**18
 PRICE = 10**15  # base units per 1k tokens for the base model
 BUDGET = 10**15  # enough for a few short calls, far from enough for a long one
 PASSPHRASE = "agent-passphrase-for-tests"
+GAS = 10**16  # wei per agent: a dozen agents share the owner's one faucet grant
 
 
 @dataclass
@@ -33,7 +34,7 @@ class AgentWorld:
     def create(self, name: str, stake: int = 0, **policy) -> object:
         policy = AgentPolicy(budget=policy.pop("budget", BUDGET), **policy)
         return create_agent(self.client, self.registry, self.keyring, name=name, owner=self.owner, policy=policy,
-                            plan=FundingPlan(budget=policy.budget, stake=stake), passphrase=PASSPHRASE)
+                            plan=FundingPlan(budget=policy.budget, stake=stake, gas_wei=GAS), passphrase=PASSPHRASE)
 
     def account(self, name: str):
         return self.keyring.unlock(f"agent-{name}", PASSPHRASE)
