@@ -23,6 +23,8 @@ from ledgerlm.node import Node
 SRC = Path(__file__).resolve().parents[2] / "src"
 DRIVER = Path(__file__).resolve().parent / "pipe_driver.py"
 NOT_CHECKSUMMED = "0x" + "ab" * 20
+# Commands with nothing to refuse: listing the keys of a home that has none prints an empty table.
+NO_ERROR_PATH = {"keys list"}
 
 
 def _long_dir(base: Path) -> Path:
@@ -82,12 +84,27 @@ def _cases(home: Path, never: Path) -> list[tuple[list[str], str, dict]]:
         (["factory", "merge", "missing"], "no fine-tuned model 'missing'", {}),
         (["factory", "publish", "missing", "--as", "alice"], "no fine-tuned model 'missing'", {}),
         (["attribute", "--model", "missing", "--prompt", "hi"], "no fine-tuned model 'missing'", {}),
+        (["attribute", "--verify", missing_file], f"cannot read receipt {missing_file}", {}),
+        (["deposit", "5", "--as", "alice"], "ledgerlm chain faucet 0x", {}),
+        (["claim", "--as", "alice"], "give exactly one of --epoch N or --all", {}),
+        (["earnings", "nobody"], f"no key named 'nobody' in {home}/keys", {}),
+        (["epoch", "verify", "9"], "epoch 9 has no payout tree yet", {}),
+        (["epoch", "verify", "1", "--payouts", missing_file], f"cannot read {missing_file}", {}),
+        (["epoch", "sweep", "9", "--key", "alice"], "AccessControlUnauthorizedAccount(account=0x", {}),
+        (["apikey", "create", "--as", "alice", "--cap", "abc"], "cap 'abc' is not a number", {}),
+        (["apikey", "list", "--consumer", "nobody"], f"no key named 'nobody' in {home}/keys", {}),
+        (["apikey", "revoke", "7", "--as", "alice"], "no API key 7", {}),
+        (["apikey", "budget", "--key", "sk-lgr-nope"], "unknown API key", {}),
+        (["receipts", "list", "--state", "lost"], "unknown state 'lost'", {}),
+        (["receipts", "show", "nope"], "no receipt 'nope'", {}),
+        (["demo", "--dir", missing_file], "only the quick demo runs here", {}),
         (["eval", "attribution", "--model", "nope"], "unknown model 'nope'", {}),
         (["eval", "attribution", "--out", missing_file + "/x.json"], f"{missing_file} is not a directory", {}),
     ]
     before_init = f"run `ledgerlm init --home {never}` first"
     no_home = [(cmd, before_init, {}) for cmd in (
-        ["info"], ["serve"], ["datanet", "list"], ["chain", "status"], ["models", "list"], ["factory", "jobs"])]
+        ["info"], ["serve"], ["datanet", "list"], ["chain", "status"], ["models", "list"],
+        ["factory", "jobs"], ["epoch", "close"], ["epoch", "list"])]
     no_home.append((["init", "--chain-url", "http://127.0.0.1:9"], "cannot reach an EVM node at http://127.0.0.1:9", {}))
     return ([(["--home", str(home), *args], fragment, env) for args, fragment, env in on_home]
             + [(["--home", str(never), *args], fragment, env) for args, fragment, env in no_home])
@@ -137,20 +154,56 @@ def _run_piped(runs: list[dict], tmp_path: Path, columns: str | None) -> list[tu
     return [(code, out, err) for (code, out), (_, err) in zip(outs, errs)]
 
 
+def _command_paths(group, prefix=()) -> set[tuple[str, ...]]:
+    subcommands = getattr(group, "commands", None)
+    if not subcommands:
+        return {prefix}
+    return set().union(*(_command_paths(sub, (*prefix, name)) for name, sub in subcommands.items()))
+
+
+def test_every_command_has_an_error_case(tmp_path):
+    """A new command joins the list below, or this fails: its error must be checked through a pipe too."""
+    import typer.main
+
+    from ledgerlm.cli import app
+
+    home, never = tmp_path / "home", tmp_path / "never"
+    covered = set()
+    for args, _, _ in _cases(home, never):
+        words = [a for a in args[2:] if not a.startswith("-")]
+        covered |= {tuple(words[:n]) for n in range(1, len(words) + 1)}
+    missing = {" ".join(c) for c in _command_paths(typer.main.get_command(app)) if c not in covered} - NO_ERROR_PATH
+    assert not missing, f"commands without an error case: {sorted(missing)}"
+
+
 @pytest.mark.parametrize("columns", [None, "60"], ids=["no-COLUMNS", "COLUMNS=60"])
 def test_every_error_is_one_unbroken_line_through_a_pipe(long_home, tmp_path, columns):
     home, never = long_home
     cases = _cases(home, never)
-    runs = []
-    for args, _, env in cases:
-        runs += [{"args": args, "env": env}, {"args": ["--json", *args], "env": env}]
-    results = _run_piped(runs, tmp_path, columns)
-    for k, (args, fragment, _) in enumerate(cases):
+    # --json output is one orjson line whatever the terminal; checking it once is enough.
+    variants = [[]] if columns else [[], ["--json"]]
+    runs = [{"args": [*flag, *args], "env": env} for args, _, env in cases for flag in variants]
+    results = iter(_run_piped(runs, tmp_path, columns))
+    for args, fragment, _ in cases:
         command = " ".join(args[2:])
-        (code, out, err), (json_code, json_out, json_err) = results[2 * k], results[2 * k + 1]
+        code, out, err = next(results)
         assert code == 1 and out == "", f"{command}: exit {code}, stdout {out!r}"
         assert "\n" not in err and err.startswith("error"), f"{command}: stderr is not one error line:\n{err}"
         assert fragment in err, f"{command}: {fragment!r} not in {err!r}"
+        if columns:
+            continue
+        json_code, json_out, json_err = next(results)
         assert json_code == 1 and json_err == "", f"--json {command}: exit {json_code}, stderr {json_err!r}"
         assert "\n" not in json_out, f"--json {command}: not one line:\n{json_out}"
         assert fragment in json.loads(json_out)["error"]["message"]
+
+
+def test_usage_errors_keep_the_error_on_one_line(long_home, tmp_path):
+    home, _ = long_home
+    runs = [{"args": ["--home", str(home), "apikey", "revoke", "not-a-number", "--as", "alice"]},
+            {"args": ["--home", str(home), "datanet", "accept", "1", "--as"]}]
+    results = _run_piped(runs, tmp_path, "60")
+    for (code, out, err), fragment in zip(results, ["Invalid value for 'key_id'", "Option '--as' requires an argument"]):
+        assert code == 2 and out == ""
+        error_lines = [line for line in err.splitlines() if line.startswith("Error:")]
+        assert len(error_lines) == 1 and fragment in error_lines[0], err

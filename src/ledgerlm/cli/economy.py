@@ -50,6 +50,13 @@ def list_epochs(ctx: typer.Context):
     s.emit(rows, render)
 
 
+def _published(path: Path, field: str):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LedgerError(f"cannot read {path}: {exc}", field=field) from None
+
+
 @epoch_app.command("verify")
 def verify(
     ctx: typer.Context,
@@ -62,9 +69,9 @@ def verify(
 
     s = session(ctx)
     client = s.client()
-    payout_file = json.loads(payouts.read_text()) if payouts else client._request(
+    payout_file = _published(payouts, "payouts") if payouts else client._request(
         "GET", f"/economy/epochs/{number}/payouts")
-    receipt_file = json.loads(receipts.read_text()) if receipts else client._request(
+    receipt_file = _published(receipts, "receipts") if receipts else client._request(
         "GET", f"/economy/epochs/{number}/receipts")
     record = client._request("GET", f"/economy/epochs/{number}/chain")
     funding = None

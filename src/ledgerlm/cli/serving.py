@@ -7,6 +7,7 @@ from rich.table import Table
 
 from ledgerlm.cli.chain import resolve_address
 from ledgerlm.cli.session import console, session
+from ledgerlm.errors import LedgerError
 from ledgerlm.times import format_time as when
 from ledgerlm.units import format_amount, parse_amount
 
@@ -92,6 +93,8 @@ def list_receipts(
     limit: int = typer.Option(50, help="At most this many, newest first."),
 ):
     """Receipts newest first: model, consumer, tokens, fee and state."""
+    if state not in (None, "attributing", "final"):
+        raise LedgerError(f"unknown state {state!r}: use attributing or final", field="state")
     s = session(ctx)
     rows = s.client().serving.receipts(account=resolve_address(s, account) if account else None, model=model,
                                        state=state, limit=limit)

@@ -162,6 +162,17 @@ def report(s: Session | None, exc: LedgerError) -> None:
 class LedgerGroup(TyperGroup):
     """The root command group: any LedgerError from any command exits 1 with its message."""
 
+    def main(self, *args, **kwargs):
+        # Usage errors drawn in a rich box fold at the box's width; written to a file or a pipe they
+        # print the way click does, with "Error: ..." on one unbroken line.
+        markup = self.rich_markup_mode
+        if not sys.stderr.isatty():
+            self.rich_markup_mode = None
+        try:
+            return super().main(*args, **kwargs)
+        finally:
+            self.rich_markup_mode = markup
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
