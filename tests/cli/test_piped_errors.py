@@ -23,8 +23,8 @@ from ledgerlm.node import Node
 SRC = Path(__file__).resolve().parents[2] / "src"
 DRIVER = Path(__file__).resolve().parent / "pipe_driver.py"
 NOT_CHECKSUMMED = "0x" + "ab" * 20
-# Commands with nothing to refuse: listing the keys of a home that has none prints an empty table.
-NO_ERROR_PATH = {"keys list"}
+# Commands with nothing to refuse: listing the keys or agents of a home that has none prints an empty table.
+NO_ERROR_PATH = {"keys list", "agent list"}
 
 
 def _long_dir(base: Path) -> Path:
@@ -99,6 +99,10 @@ def _cases(home: Path, never: Path) -> list[tuple[list[str], str, dict]]:
         (["receipts", "show", "nope"], "no receipt 'nope'", {}),
         (["demo", "--dir", missing_file], "only the quick demo runs here", {}),
         (["eval", "attribution", "--model", "nope"], "unknown model 'nope'", {}),
+        (["agent", "create", "bot", "--owner", "nobody", "--budget", "5"], f"no key named 'nobody' in {home}/keys",
+         {}),
+        *((["agent", verb, "nobot", *extra], "no agent named 'nobot'", {})
+          for verb, extra in (("run", ["--task", "x"]), ("audit", []), ("pause", []), ("resume", []), ("show", []))),
         (["eval", "attribution", "--out", missing_file + "/x.json"], f"{missing_file} is not a directory", {}),
     ]
     before_init = f"run `ledgerlm init --home {never}` first"
