@@ -22,7 +22,7 @@ from ledgerlm.datanets import (
     manifest_hash,
 )
 from ledgerlm.errors import AuthError, ConflictError, LedgerError, NotFoundError
-from ledgerlm.identity import SigningDomain, sign_action
+from ledgerlm.identity import READ_HEADER, SigningDomain, sign_action, sign_read_request
 
 _BY_STATUS = {401: AuthError, 403: AuthError, 404: NotFoundError, 409: ConflictError}
 
@@ -30,9 +30,10 @@ _BY_STATUS = {401: AuthError, 403: AuthError, 404: NotFoundError, 409: ConflictE
 class NodeClient:
     """Wraps any httpx.Client: a real server (`NodeClient.connect(url)`) or the in-process app."""
 
-    def __init__(self, http: httpx.Client, *, operator_token: str | None = None):
+    def __init__(self, http: httpx.Client, *, operator_token: str | None = None, reader: LocalAccount | None = None):
         self.http = http
         self._info: dict | None = None
+        self.reader = reader  # signs a short-lived read request on every GET (private Datanets)
         if operator_token:
             self.http.headers["Authorization"] = f"Bearer {operator_token}"
 
@@ -46,6 +47,10 @@ class NodeClient:
     # ------------------------------------------------------------------ plumbing
 
     def _request(self, method: str, path: str, **kwargs) -> Any:
+        if self.reader is not None and method == "GET" and path != "/node/info":
+            headers = dict(kwargs.pop("headers", None) or {})
+            headers[READ_HEADER] = sign_read_request(self.reader, self.domain)
+            kwargs["headers"] = headers
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
@@ -123,7 +128,12 @@ class NodeClient:
         action = self._sign(account, "Contribute", {"datanet": name, "manifestHash": manifest_hash(entries)})
         with ExitStack() as stack:
             files = [("files", (p.name, stack.enter_context(open(p, "rb")))) for p in paths]
-            data = {"action": orjson.dumps(action).decode(), "skip_duplicates": str(skip_duplicates).lower()}
+            # The action and the signed manifest come first: the node checks both before any file byte.
+            data = {
+                "action": orjson.dumps(action).decode(),
+                "manifest": orjson.dumps([[e.name, e.sha256, e.size] for e in entries]).decode(),
+                "skip_duplicates": str(skip_duplicates).lower(),
+            }
             result = self._request("POST", f"/datanets/{name}/contributions", data=data, files=files)
         return UploadReceipt.model_validate(result)
 
@@ -163,6 +173,17 @@ class NodeClient:
     def publish(self, name: str, account: LocalAccount) -> DatanetVersion:
         action = self._sign(account, "PublishVersion", {"datanet": name})
         return DatanetVersion.model_validate(self._request("POST", f"/datanets/{name}/versions", json={"action": action}))
+
+    def members(self, name: str) -> list[str]:
+        return self._request("GET", f"/datanets/{name}/members")
+
+    def add_member(self, name: str, member: str, account: LocalAccount) -> list[str]:
+        action = self._sign(account, "AddMember", {"datanet": name, "member": member})
+        return self._request("POST", f"/datanets/{name}/members", json={"action": action})
+
+    def remove_member(self, name: str, member: str, account: LocalAccount) -> list[str]:
+        action = self._sign(account, "RemoveMember", {"datanet": name, "member": member})
+        return self._request("POST", f"/datanets/{name}/members", json={"action": action})
 
     def version(self, name: str, number: int) -> DatanetVersion:
         return DatanetVersion.model_validate(self._request("GET", f"/datanets/{name}/versions/{number}"))

@@ -243,8 +243,9 @@ class Node:
         account = _node_key(home)
         datanets = Datanets(
             db, blobs, domain=_signing_domain(home, config), node_account=account,
-            max_upload_bytes=config.max_upload_bytes,
+            max_upload_bytes=config.max_upload_bytes, storage_quota_bytes=config.storage_quota_bytes,
         )
+        blobs.collect_orphans(datanets.referenced_blobs())
         node = cls(home, config, db, blobs, account, datanets)
         if home.deployment_path.exists():
             datanets.anchor = RegistryAnchor(node)
@@ -491,7 +492,7 @@ class Node:
         if not self.on_chain:
             return {"datanets": 0, "versions": 0, "slashes": 0}
         done = {"datanets": 0, "versions": 0, "slashes": self.validation.execute_slashes()}
-        for datanet in self.datanets.list():
+        for datanet in self.datanets.all():
             if datanet.chain_tx is None:
                 self.datanets.anchor_datanet(datanet)
                 done["datanets"] += 1

@@ -56,3 +56,19 @@ def test_all_pending_reviews_every_pending_contribution_at_once(cli, tmp_path):
     assert {c["state"] for c in cli.json("datanet", "contributions", "notes")} == {"rejected"}
     cli.fails("datanet", "reject", "--as", "alice", match="give contribution ids")
     cli.fails("datanet", "reject", "x-2", "--as", "alice", match="'x-2' is not a contribution id")
+
+
+def test_private_datanet(cli, tmp_path):
+    """Reads of a private Datanet need --as a member's key; the owner adds members by key name."""
+    cli("datanet", "create", "secret", "--as", "alice", "--visibility", "private")
+    (tmp_path / "note.md").write_text("# a private note\n")
+    cli("datanet", "contribute", "secret", tmp_path / "note.md", "--as", "alice")
+    cli.fails("datanet", "contributions", "secret", match="private")
+    assert cli.json("datanet", "list") == []
+    assert cli.json("datanet", "list", "--as", "alice")[0]["name"] == "secret"
+    cli.fails("datanet", "contribution", "1", "--as", "carol", match="neither its owner nor a member")
+    cli("datanet", "add-member", "secret", "bob", "--as", "alice")
+    assert len(cli.json("datanet", "members", "secret", "--as", "bob")) == 1
+    assert cli.json("datanet", "contribution", "1", "--as", "bob")["payload"].startswith("# a private note")
+    cli("datanet", "remove-member", "secret", "bob", "--as", "alice")
+    cli.fails("datanet", "show", "secret", "--as", "bob", match="neither its owner nor a member")

@@ -5,25 +5,25 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import orjson
-from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.background import BackgroundTask
 
-from ledgerlm.api.deps import get_node
+from ledgerlm.api.deps import get_node, read_grant, reader_of
+from ledgerlm.api.multipart import FORM_OVERHEAD_BYTES, receive_upload
 from ledgerlm.datanets import (
     Contribution,
     Datanet,
     DatanetError,
     DatanetSpec,
     DatanetVersion,
-    IncomingFile,
     ReviewBatch,
+    UploadInProgress,
     UploadReceipt,
 )
-from ledgerlm.errors import AuthError
-from ledgerlm.identity import SignedAction
+from ledgerlm.identity import ReadGrant, SignedAction
 from ledgerlm.node import Node
 
 router = APIRouter(tags=["datanets"])
@@ -45,30 +45,50 @@ def create_datanet(body: CreateDatanetRequest, node: Node = Depends(get_node)):
 
 
 @router.get("/datanets", response_model=list[Datanet])
-def list_datanets(node: Node = Depends(get_node)):
-    return node.datanets.list()
+def list_datanets(node: Node = Depends(get_node), grant: ReadGrant | None = Depends(read_grant)):
+    """Public Datanets, and the private ones the signed reader (X-Ledgerlm-Read) belongs to."""
+    found = node.datanets.list(grant.reader if grant else None)
+    return [d for d in found if d.visibility != "private" or grant.covers(d.name)]
 
 
 @router.get("/datanets/{name}", response_model=Datanet)
-def show_datanet(name: str, node: Node = Depends(get_node)):
+def show_datanet(name: str, node: Node = Depends(get_node), grant: ReadGrant | None = Depends(read_grant)):
+    node.datanets.require_access(name, reader_of(grant, name))
     return node.datanets.get(name)
 
 
-@router.post("/datanets/{name}/contributions", response_model=UploadReceipt, status_code=201)
-def contribute(
-    name: str,
-    action: str = Form(..., description="the contributor's signed Contribute action, as JSON"),
-    files: list[UploadFile] = File(...),
-    skip_duplicates: bool = Form(False),
-    node: Node = Depends(get_node),
-):
-    """Upload files as one signed batch: every contribution in it is stored, or none."""
-    try:
-        signed = SignedAction.model_validate(orjson.loads(action))
-    except (orjson.JSONDecodeError, ValidationError) as exc:
-        raise AuthError(f"action is not a signed action JSON object: {exc}", field="action") from exc
-    incoming = [IncomingFile(name=f.filename or "", stream=f.file) for f in files]
-    return node.datanets.contribute(name, signed, incoming, skip_duplicates=skip_duplicates)
+@router.get("/datanets/{name}/members")
+def members(name: str, node: Node = Depends(get_node), grant: ReadGrant | None = Depends(read_grant)) -> list[str]:
+    """Who besides the owner may use a private Datanet."""
+    return node.datanets.members(name, reader_of(grant, name))
+
+
+@router.post("/datanets/{name}/members")
+def change_member(name: str, body: ActionRequest, node: Node = Depends(get_node)) -> list[str]:
+    """The owner adds (signed AddMember) or removes (signed RemoveMember) a member; returns the members."""
+    return node.datanets.change_member(name, body.action)
+
+
+@router.post(
+    "/datanets/{name}/contributions", response_model=UploadReceipt, status_code=201,
+    openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["action", "files"],
+        "properties": {
+            "action": {"type": "string", "description": "the signed Contribute action, as JSON; first"},
+            "manifest": {"type": "string", "description": "JSON [[name, sha256, size], ...] that was signed"},
+            "skip_duplicates": {"type": "boolean"},
+            "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+        },
+    }}}}},
+)
+async def contribute(name: str, request: Request, node: Node = Depends(get_node)):
+    """Upload files as one signed batch: every contribution in it is stored, or none.
+
+    Read as it arrives: the signature (the `action` field, sent first) and the signed manifest's
+    sizes are checked before any file byte; each file stops at its limit and leaves nothing."""
+    upload = UploadInProgress(node.datanets, name)
+    await receive_upload(request, upload, max_body=node.config.storage_quota_bytes + FORM_OVERHEAD_BYTES)
+    return await run_in_threadpool(upload.finish)
 
 
 @router.get("/datanets/{name}/contributions", response_model=list[Contribution])
@@ -80,14 +100,19 @@ def list_contributions(
     payload: bool = False,
     events: bool = False,
     node: Node = Depends(get_node),
+    grant: ReadGrant | None = Depends(read_grant),
 ):
+    node.datanets.require_access(name, reader_of(grant, name))
     return node.datanets.contributions(
         name, state=state, limit=limit, offset=offset, with_payload=payload, with_events=events
     )
 
 
 @router.get("/contributions/{contribution_id}", response_model=Contribution)
-def show_contribution(contribution_id: int, node: Node = Depends(get_node)):
+def show_contribution(contribution_id: int, node: Node = Depends(get_node),
+                      grant: ReadGrant | None = Depends(read_grant)):
+    contribution = node.datanets.contribution(contribution_id, with_payload=False)
+    node.datanets.require_access(contribution.datanet, reader_of(grant, contribution.datanet))
     return node.datanets.contribution(contribution_id)
 
 
@@ -116,19 +141,25 @@ def publish(name: str, body: ActionRequest, node: Node = Depends(get_node)):
 
 
 @router.get("/datanets/{name}/versions/{number}", response_model=DatanetVersion)
-def show_version(name: str, number: int, node: Node = Depends(get_node)):
+def show_version(name: str, number: int, node: Node = Depends(get_node),
+                 grant: ReadGrant | None = Depends(read_grant)):
+    node.datanets.require_access(name, reader_of(grant, name))
     return node.datanets.version(name, number)
 
 
 @router.get("/datanets/{name}/versions/{number}/manifest")
-def version_manifest(name: str, number: int, node: Node = Depends(get_node)) -> dict:
+def version_manifest(name: str, number: int, node: Node = Depends(get_node),
+                     grant: ReadGrant | None = Depends(read_grant)) -> dict:
     """The version's leaves (contribution id, content hash, contributor) and root."""
+    node.datanets.require_access(name, reader_of(grant, name))
     return node.datanets.manifest(name, number)
 
 
 @router.get("/datanets/{name}/versions/{number}/export")
-def export_version(name: str, number: int, format: str = "jsonl", node: Node = Depends(get_node)):
+def export_version(name: str, number: int, format: str = "jsonl", node: Node = Depends(get_node),
+                   grant: ReadGrant | None = Depends(read_grant)):
     """Download exactly the data of one version as JSONL or Parquet."""
+    node.datanets.require_access(name, reader_of(grant, name), "export")
     if format not in ("jsonl", "parquet"):
         raise DatanetError("the API exports jsonl or parquet; the CLI turns parquet into hf", field="format")
     workdir = Path(tempfile.mkdtemp(prefix="ledgerlm-export-"))

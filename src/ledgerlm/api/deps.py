@@ -3,6 +3,7 @@
 from fastapi import Depends, Request
 
 from ledgerlm.errors import AuthError
+from ledgerlm.identity import READ_HEADER, ReadGrant, verify_read_request
 from ledgerlm.node import Node
 
 
@@ -29,3 +30,14 @@ def require_operator(request: Request, node: Node = Depends(get_node)) -> None:
             " <token>` with the token in <home>/operator_token",
             field="authorization",
         )
+
+
+def read_grant(request: Request, node: Node = Depends(get_node)) -> ReadGrant | None:
+    """The signed read request in the X-Ledgerlm-Read header, verified for this node; None without one."""
+    value = request.headers.get(READ_HEADER)
+    return verify_read_request(value, node.domain) if value else None
+
+
+def reader_of(grant: ReadGrant | None, datanet: str) -> str | None:
+    """Who is reading `datanet`: the grant's reader when the grant covers that Datanet."""
+    return grant.reader if grant is not None and grant.covers(datanet) else None

@@ -8,10 +8,13 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from ledgerlm.cli.chain import resolve_address
 from ledgerlm.cli.session import console, session
 from ledgerlm.datanets import MAX_REVIEW_BATCH, DatanetError, DatanetSpec
 from ledgerlm.errors import LedgerError
 from ledgerlm.times import format_time
+
+READ_AS_HELP = "Key that signs the read request: needed for a private Datanet (its owner or a member)."
 
 app = typer.Typer(help="Datanets: community datasets built from signed contributions.", no_args_is_help=True)
 
@@ -62,8 +65,8 @@ def _spec_error(exc: Exception) -> LedgerError:
 
 
 @app.command("list")
-def list_datanets(ctx: typer.Context):
-    """List Datanets with their contribution counts and latest version."""
+def list_datanets(ctx: typer.Context, as_key: str | None = typer.Option(None, "--as", help=READ_AS_HELP)):
+    """List Datanets with their contribution counts and latest version (private ones to their members)."""
     s = session(ctx)
 
     def render(items):
@@ -74,11 +77,11 @@ def list_datanets(ctx: typer.Context):
                           str(d.counts["rejected"]), str(len(d.versions)), latest)
         console.print(table)
 
-    s.emit(s.client().datanets(), render)
+    s.emit(s.reading_client(as_key).datanets(), render)
 
 
 @app.command()
-def show(ctx: typer.Context, name: str):
+def show(ctx: typer.Context, name: str, as_key: str | None = typer.Option(None, "--as", help=READ_AS_HELP)):
     """Show one Datanet: spec, counts, versions with Merkle roots and chain transactions."""
     s = session(ctx)
 
@@ -95,7 +98,7 @@ def show(ctx: typer.Context, name: str):
                               format_time(v.created_at), v.chain_tx or "-")
             console.print(table)
 
-    s.emit(s.client().datanet(name), render)
+    s.emit(s.reading_client(as_key).datanet(name), render)
 
 
 @app.command()
@@ -131,10 +134,11 @@ def contributions(
     limit: int = typer.Option(50, help="How many to list."),
     offset: int = typer.Option(0, help="Skip this many."),
     payload: bool = typer.Option(False, "--payload", help="Include the data itself."),
+    as_key: str | None = typer.Option(None, "--as", help=READ_AS_HELP),
 ):
     """List contributions, with the reasons and history behind their state."""
     s = session(ctx)
-    items = s.client().contributions(name, state=state, limit=limit, offset=offset, payload=payload, events=True)
+    items = s.reading_client(as_key).contributions(name, state=state, limit=limit, offset=offset, payload=payload, events=True)
 
     def render(items):
         table = Table("id", "state", "contributor", "source", "reason", "evidence")
@@ -157,10 +161,10 @@ def _evidence(c) -> str:
 
 
 @app.command()
-def contribution(ctx: typer.Context, contribution_id: int):
+def contribution(ctx: typer.Context, contribution_id: int, as_key: str | None = typer.Option(None, "--as", help=READ_AS_HELP)):
     """Show one contribution with its data and history."""
     s = session(ctx)
-    s.emit(s.client().contribution(contribution_id), lambda c: console.print_json(data=c.model_dump()))
+    s.emit(s.reading_client(as_key).contribution(contribution_id), lambda c: console.print_json(data=c.model_dump()))
 
 
 @app.command()
@@ -176,7 +180,7 @@ def _review(ctx: typer.Context, ids: list[str], all_pending: str | None, as_key:
     if bool(ids) == bool(all_pending):
         raise DatanetError("give contribution ids (e.g. 7 or 3-40,45) or --all-pending DATANET, not both",
                            field="ids")
-    client = s.client()
+    client = s.reading_client(as_key)  # the owner may have to read a private Datanet's pending ids
     if all_pending:
         wanted, name = _pending_ids(client, all_pending), all_pending
         if not wanted:
@@ -276,18 +280,49 @@ def export(
     version: int = typer.Option(..., "--version", help="Version number."),
     fmt: str = typer.Option("jsonl", "--format", help="jsonl, parquet or hf (a datasets.load_from_disk directory)."),
     out: Path | None = typer.Option(None, "--out", help="Output path [default: NAME-vN.FORMAT]."),
+    as_key: str | None = typer.Option(None, "--as", help=READ_AS_HELP),
 ):
     """Write exactly the data of one version."""
     s = session(ctx)
     if fmt not in ("jsonl", "parquet", "hf"):
         raise DatanetError(f"unknown format {fmt!r}: use jsonl, parquet or hf", field="format")
     out = out or Path(f"{name}-v{version}" + ("" if fmt == "hf" else f".{fmt}"))
-    result = s.client().export(name, version, fmt, out)
+    result = s.reading_client(as_key).export(name, version, fmt, out)
     s.emit(result, lambda r: console.print(f"[green]wrote[/] {r['path']} ({fmt})"))
 
 
 @app.command()
-def manifest(ctx: typer.Context, name: str, version: int = typer.Option(..., "--version")):
+def manifest(ctx: typer.Context, name: str, version: int = typer.Option(..., "--version"), as_key: str | None = typer.Option(None, "--as", help=READ_AS_HELP)):
     """Print a version's manifest: its leaves (id, content hash, contributor) and root."""
     s = session(ctx)
-    s.emit(s.client().manifest(name, version))
+    s.emit(s.reading_client(as_key).manifest(name, version))
+
+
+@app.command()
+def members(ctx: typer.Context, name: str, as_key: str | None = typer.Option(None, "--as", help=READ_AS_HELP)):
+    """List who besides the owner may use a private Datanet."""
+    s = session(ctx)
+    s.emit(s.reading_client(as_key).members(name),
+           lambda m: console.print("\n".join(m) if m else f"{name} has no members besides its owner"))
+
+
+@app.command("add-member")
+def add_member(
+    ctx: typer.Context, name: str, address: str = typer.Argument(..., help="Address or key name of the new member."),
+    as_key: str = typer.Option(..., "--as", help="The Datanet owner's key."),
+):
+    """Let an address read, export, train on and contribute to a private Datanet (signed AddMember)."""
+    s = session(ctx)
+    result = s.client().add_member(name, resolve_address(s, address), s.unlock(as_key))
+    s.emit(result, lambda m: console.print(f"[green]{name} members[/]: {', '.join(m)}"))
+
+
+@app.command("remove-member")
+def remove_member(
+    ctx: typer.Context, name: str, address: str = typer.Argument(..., help="Address or key name of the member."),
+    as_key: str = typer.Option(..., "--as", help="The Datanet owner's key."),
+):
+    """Take a member's access to a private Datanet away (signed RemoveMember)."""
+    s = session(ctx)
+    result = s.client().remove_member(name, resolve_address(s, address), s.unlock(as_key))
+    s.emit(result, lambda m: console.print(f"[yellow]{name} members[/]: {', '.join(m) or 'none besides the owner'}"))

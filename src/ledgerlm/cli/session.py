@@ -85,6 +85,13 @@ class Session:
         self._closers.append(self._client.close)
         return self._client
 
+    def reading_client(self, as_key: str | None):
+        """The client, signing short-lived read requests as `as_key` when one is given."""
+        client = self.client()
+        if as_key:
+            client.reader = self.unlock(as_key)
+        return client
+
     def operator_token(self) -> str | None:
         """The home's operator credential, sent with every request so operator routes work."""
         path = self.home.operator_token_path

@@ -6,6 +6,7 @@ from ledgerlm.datanets.review import MAX_REVIEW_BATCH
 from ledgerlm.datanets.schemas import (
     DOCUMENTS,
     LABEL_FIELD_ANNOTATION,
+    AccessDenied,
     Contribution,
     Datanet,
     DatanetError,
@@ -19,10 +20,12 @@ from ledgerlm.datanets.schemas import (
     manifest_hash,
 )
 from ledgerlm.datanets.service import ChainAnchor, Datanets
+from ledgerlm.datanets.upload import UploadInProgress
 from ledgerlm.datanets.versions import LEAF_TYPES
 
 __all__ = [
     "DOCUMENTS",
+    "AccessDenied",
     "EXPORT_FORMATS",
     "LABEL_FIELD_ANNOTATION",
     "LEAF_TYPES",
@@ -39,6 +42,7 @@ __all__ = [
     "IncomingFile",
     "ReviewBatch",
     "UnknownDatanet",
+    "UploadInProgress",
     "UploadReceipt",
     "manifest_hash",
 ]

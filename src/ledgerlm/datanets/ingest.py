@@ -18,12 +18,13 @@ from ledgerlm.datanets.schemas import (
     DatanetError,
     DuplicateContribution,
     FileEntry,
+    QuotaExceeded,
     UploadReceipt,
     manifest_hash,
 )
 from ledgerlm.errors import AuthError
 from ledgerlm.identity import SignedAction, typed_data
-from ledgerlm.store import StagedBlob
+from ledgerlm.store import BlobTooLarge, StagedBlob
 from ledgerlm.store.schema import contributions, uploads
 
 _CONTRIBUTION_COLUMNS = (
@@ -65,6 +66,22 @@ class Ingest:
         skip_duplicates: bool = False,
     ) -> UploadReceipt:
         """Store one signed upload: all its contributions, or nothing at all."""
+        row, contributor = self.authorise_upload(name, signed)
+        if not files:
+            raise DatanetError("an upload needs at least one file", field="files")
+        staged: list[tuple[str, StagedBlob]] = []
+        try:
+            for incoming in files:
+                file_name = parsers.safe_file_name(incoming.name)
+                staged.append((file_name, self.blobs.stage(incoming.stream, max_bytes=self.max_upload_bytes,
+                                                           label=file_name)))
+        except BaseException:
+            self.discard_staged(staged)
+            raise
+        return self.store_staged(row, signed, contributor, staged, skip_duplicates=skip_duplicates)
+
+    def authorise_upload(self, name: str, signed: SignedAction):
+        """Before any file byte is read: the signature, the Datanet, and the signer's right to add to it."""
         contributor = self._verify(signed, "Contribute")
         if signed.message["datanet"] != name:
             raise AuthError(
@@ -72,14 +89,52 @@ class Ingest:
             )
         with self.db.connect() as conn:
             row = self._row(conn, name)
-        if not files:
+            self._require(conn, row, contributor, "contribute to")
+        return row, contributor
+
+    def check_declared(self, signed: SignedAction, contributor: str, entries: list[FileEntry]) -> None:
+        """Before any file byte is read: the signed manifest's sizes against the limits and the quota."""
+        if not entries:
             raise DatanetError("an upload needs at least one file", field="files")
-        staged: list[tuple[str, StagedBlob]] = []
+        if manifest_hash(entries) != signed.message["manifestHash"]:
+            raise AuthError("the signature does not cover this manifest (manifestHash differs)", field="manifestHash")
+        for entry in entries:
+            parsers.safe_file_name(entry.name)
+            if entry.size == 0:
+                raise DatanetError(f"{entry.name} is empty (0 bytes)", field="files")
+            if entry.size > self.max_upload_bytes:
+                raise BlobTooLarge(
+                    f"{entry.name} is declared as {entry.size} bytes; the upload limit is {self.max_upload_bytes}"
+                    " bytes (nothing was read)",
+                    field="files",
+                )
+        with self.db.connect() as conn:
+            self._check_quota(conn, contributor, sum(e.size for e in entries))
+
+    def stored_bytes(self, conn, contributor: str) -> int:
+        """What one account's uploads occupy so far, counted as uploaded."""
+        return int(conn.execute(
+            select(func.coalesce(func.sum(uploads.c.byte_count), 0)).where(uploads.c.contributor == contributor)
+        ).scalar())
+
+    def _check_quota(self, conn, contributor: str, incoming: int) -> None:
+        used = self.stored_bytes(conn, contributor)
+        if used + incoming > self.storage_quota_bytes:
+            raise QuotaExceeded(
+                f"{contributor} already stores {used} bytes; {incoming} more would pass the per-account quota"
+                f" of {self.storage_quota_bytes} bytes",
+                field="files",
+            )
+
+    def store_staged(
+        self, row, signed: SignedAction, contributor: str, staged: list[tuple[str, StagedBlob]], *,
+        skip_duplicates: bool = False,
+    ) -> UploadReceipt:
+        """Parse and store files already staged for an authorised upload; the staging is always cleared."""
         try:
-            for incoming in files:
-                file_name = parsers.safe_file_name(incoming.name)
-                blob = self.blobs.stage(incoming.stream, max_bytes=self.max_upload_bytes, label=file_name)
-                staged.append((file_name, blob))
+            if not staged:
+                raise DatanetError("an upload needs at least one file", field="files")
+            for file_name, blob in staged:
                 if blob.size == 0:
                     raise DatanetError(f"{file_name} is empty (0 bytes)", field="files")
             entries = [FileEntry(name=n, sha256=b.sha256, size=b.size) for n, b in staged]
@@ -90,8 +145,11 @@ class Ingest:
                 )
             return self._store_upload(row, signed, contributor, staged, entries, skip_duplicates)
         finally:
-            for _, blob in staged:
-                self.blobs.discard(blob)
+            self.discard_staged(staged)
+
+    def discard_staged(self, staged: list[tuple[str, StagedBlob]]) -> None:
+        for _, blob in staged:
+            self.blobs.discard(blob)
 
     def _iter_items(self, row, staged: list[tuple[str, StagedBlob]]) -> Iterator[tuple[str, str, str, str]]:
         """Yield (content hash, payload, source, blob sha256) for every contribution in the upload."""
@@ -118,6 +176,8 @@ class Ingest:
         created_blobs: list[str] = []
         try:
             with self.db.begin() as conn:
+                # Inside the write transaction: two uploads racing for the last of a quota cannot both pass.
+                self._check_quota(conn, contributor, sum(e.size for e in entries))
                 action_id = self._record_action(conn, signed, contributor, now)
                 upload_id = conn.execute(
                     insert(uploads).values(

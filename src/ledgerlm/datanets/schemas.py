@@ -30,6 +30,18 @@ class DuplicateContribution(ConflictError, DatanetError):
     pass
 
 
+class QuotaExceeded(DatanetError):
+    """An upload that would take its contributor past the per-account storage quota."""
+
+    status = 413
+
+
+class AccessDenied(DatanetError):
+    """The signer is known but may not use this (private) Datanet."""
+
+    status = 403
+
+
 class DatanetSpec(BaseModel):
     """What a Datanet owner declares at creation; its hash is what the owner signs."""
 

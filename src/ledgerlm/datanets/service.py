@@ -11,6 +11,7 @@ import jsonschema
 from eth_account.signers.local import LocalAccount
 from sqlalchemy import func, insert, select, update
 
+from ledgerlm.datanets.access import Access
 from ledgerlm.datanets.ingest import Ingest
 from ledgerlm.datanets.review import Review
 from ledgerlm.datanets.schemas import (
@@ -27,7 +28,7 @@ from ledgerlm.errors import AuthError, ConflictError
 from ledgerlm.identity import SignedAction, SigningDomain, verify_action
 from ledgerlm.store import BlobStore, Database
 from ledgerlm.store.actions import record_action
-from ledgerlm.store.schema import contributions, datanets
+from ledgerlm.store.schema import contributions, datanets, versions
 
 
 class ChainAnchor(Protocol):
@@ -38,7 +39,7 @@ class ChainAnchor(Protocol):
     def publish_version(self, datanet: Datanet, version: DatanetVersion) -> str: ...
 
 
-class Datanets(Ingest, Review, Versions):
+class Datanets(Access, Ingest, Review, Versions):
     """Every Datanet on this node: its spec and counts here; uploads, review and versions mixed in."""
 
     def __init__(
@@ -49,6 +50,7 @@ class Datanets(Ingest, Review, Versions):
         domain: SigningDomain,
         node_account: LocalAccount,
         max_upload_bytes: int = 50 * 1024 * 1024,
+        storage_quota_bytes: int = 1024 * 1024 * 1024,
         anchor: ChainAnchor | None = None,
     ):
         self.db = db
@@ -56,6 +58,7 @@ class Datanets(Ingest, Review, Versions):
         self.domain = domain
         self.node_account = node_account
         self.max_upload_bytes = max_upload_bytes
+        self.storage_quota_bytes = storage_quota_bytes
         self.anchor = anchor
         self._validators: dict[int, Callable[[dict], Any]] = {}
 
@@ -133,7 +136,21 @@ class Datanets(Ingest, Review, Versions):
             versions=found,
         )
 
-    def list(self) -> list[Datanet]:
+    def referenced_blobs(self) -> set[str]:
+        """Every blob a row points to: uploaded files and version manifests."""
+        with self.db.connect() as conn:
+            files = conn.execute(select(contributions.c.blob).distinct()).scalars()
+            manifests = conn.execute(select(versions.c.manifest_blob)).scalars()
+            return set(files) | set(manifests)
+
+    def list(self, reader: str | None = None) -> list[Datanet]:
+        """Every public Datanet, and the private ones `reader` owns or is a member of."""
+        with self.db.connect() as conn:
+            names = self.readable_names(conn, reader)
+        return [self.get(n) for n in names]
+
+    def all(self) -> list[Datanet]:
+        """Every Datanet, private ones included: for the node's own upkeep, never for a reader."""
         with self.db.connect() as conn:
             names = conn.execute(select(datanets.c.name).order_by(datanets.c.id)).scalars().all()
         return [self.get(n) for n in names]

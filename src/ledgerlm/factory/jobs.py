@@ -132,6 +132,7 @@ class ModelFactory:
             raise AuthError("the signature does not cover this training request", field="configHash")
         request.train_config()  # bad settings fail now, not minutes later in the worker
         get_model(self.models_dir, request.base)
+        self.datanets.require_access(request.datanet, developer, "train on")
         version = self.datanets.version(request.datanet, request.version)
         if version.contribution_count == 0:
             raise FactoryError(f"{request.datanet} version {request.version} is empty", field="version")

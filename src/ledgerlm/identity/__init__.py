@@ -10,8 +10,20 @@ from ledgerlm.identity.actions import (
 )
 from ledgerlm.identity.domain import SigningDomain
 from ledgerlm.identity.keys import KeyInfo, Keyring, KeyringError, passphrase_from_env
+from ledgerlm.identity.reads import (
+    ANY_DATANET,
+    READ_HEADER,
+    ReadGrant,
+    sign_read_request,
+    verify_read_request,
+)
 
 __all__ = [
+    "ANY_DATANET",
+    "READ_HEADER",
+    "ReadGrant",
+    "sign_read_request",
+    "verify_read_request",
     "ACTIONS",
     "KeyInfo",
     "Keyring",

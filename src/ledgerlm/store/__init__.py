@@ -1,7 +1,7 @@
 """Database schema and migrations, and the content-addressed blob store."""
 
 from ledgerlm.store import schema
-from ledgerlm.store.blobs import BlobError, BlobStore, BlobTooLarge, StagedBlob
+from ledgerlm.store.blobs import BlobError, BlobStore, BlobTooLarge, BlobWriter, StagedBlob
 from ledgerlm.store.db import Database
 
-__all__ = ["BlobError", "BlobStore", "BlobTooLarge", "Database", "StagedBlob", "schema"]
+__all__ = ["BlobError", "BlobStore", "BlobTooLarge", "BlobWriter", "Database", "StagedBlob", "schema"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -12,6 +13,7 @@ from typing import BinaryIO
 from ledgerlm.errors import LedgerError
 
 CHUNK = 1 << 20
+ORPHAN_GRACE_SECONDS = 600
 
 
 class BlobError(LedgerError):
@@ -31,6 +33,48 @@ class StagedBlob:
     path: Path
 
 
+class BlobWriter:
+    """One staging file written as its bytes arrive, hashed and counted on the way.
+
+    A write that would pass `max_bytes` deletes the partial file and raises BlobTooLarge, so
+    at most the limit plus the chunk in hand ever reaches the disk.
+    """
+
+    def __init__(self, staging: Path, *, max_bytes: int | None, label: str, limit_reason: str = ""):
+        self.max_bytes = max_bytes
+        self.label = label
+        self.limit_reason = limit_reason or "the upload limit"
+        self.size = 0
+        self._digest = hashlib.sha256()
+        fd, tmp = tempfile.mkstemp(dir=staging)
+        self.path = Path(tmp)
+        self._out = os.fdopen(fd, "wb")
+
+    def write(self, chunk: bytes) -> None:
+        if self.max_bytes is not None and self.size + len(chunk) > self.max_bytes:
+            read = self.size + len(chunk)
+            self.abort()
+            raise BlobTooLarge(
+                f"{self.label} is larger than {self.limit_reason} of {self.max_bytes} bytes"
+                f" (stopped reading after {read} bytes; nothing was kept)",
+                field="files",
+            )
+        self.size += len(chunk)
+        self._digest.update(chunk)
+        self._out.write(chunk)
+
+    def finish(self) -> StagedBlob:
+        self._out.flush()
+        os.fsync(self._out.fileno())
+        self._out.close()
+        return StagedBlob(self._digest.hexdigest(), self.size, self.path)
+
+    def abort(self) -> None:
+        if not self._out.closed:
+            self._out.close()
+        self.path.unlink(missing_ok=True)
+
+
 class BlobStore:
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -45,28 +89,20 @@ class BlobStore:
     def exists(self, sha256: str) -> bool:
         return self.path(sha256).exists()
 
+    def writer(self, *, max_bytes: int | None = None, label: str = "file", limit_reason: str = "") -> BlobWriter:
+        """A staging file to fill chunk by chunk as bytes arrive (see BlobWriter)."""
+        return BlobWriter(self.staging, max_bytes=max_bytes, label=label, limit_reason=limit_reason)
+
     def stage(self, source: BinaryIO, *, max_bytes: int | None = None, label: str = "file") -> StagedBlob:
         """Copy a stream into staging while hashing it; refuses more than `max_bytes`."""
-        digest = hashlib.sha256()
-        size = 0
-        fd, tmp = tempfile.mkstemp(dir=self.staging)
+        writer = self.writer(max_bytes=max_bytes, label=label)
         try:
-            with os.fdopen(fd, "wb") as out:
-                while chunk := source.read(CHUNK):
-                    size += len(chunk)
-                    if max_bytes is not None and size > max_bytes:
-                        raise BlobTooLarge(
-                            f"{label} is larger than the upload limit of {max_bytes} bytes",
-                            field="files",
-                        )
-                    digest.update(chunk)
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
+            while chunk := source.read(CHUNK):
+                writer.write(chunk)
         except BaseException:
-            os.unlink(tmp)
+            writer.abort()
             raise
-        return StagedBlob(digest.hexdigest(), size, Path(tmp))
+        return writer.finish()
 
     def commit(self, staged: StagedBlob) -> bool:
         """Move a staged blob under its hash; returns True if the store did not hold it before."""
@@ -75,6 +111,7 @@ class BlobStore:
             staged.path.unlink(missing_ok=True)
             return False
         target.parent.mkdir(parents=True, exist_ok=True)
+        os.utime(staged.path)  # its age counts from now: the orphan sweep spares recent blobs
         os.replace(staged.path, target)  # atomic: readers see the whole file or none
         return True
 
@@ -96,6 +133,20 @@ class BlobStore:
 
     def remove(self, sha256: str) -> None:
         self.path(sha256).unlink(missing_ok=True)
+
+    def collect_orphans(self, referenced: set[str], *, older_than: float = ORPHAN_GRACE_SECONDS) -> int:
+        """Delete blobs nothing refers to (an upload killed between blob and row); returns how many.
+
+        Blobs become visible just before the rows naming them commit, so a blob younger than
+        `older_than` seconds may belong to an upload still in flight in another process.
+        """
+        cutoff = time.time() - older_than
+        count = 0
+        for blob in self.root.glob("??/??/*"):
+            if blob.name not in referenced and blob.stat().st_mtime < cutoff:
+                blob.unlink(missing_ok=True)
+                count += 1
+        return count
 
     def clear_staging(self) -> int:
         """Delete leftovers of uploads that a crash interrupted; returns how many."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -25,6 +27,7 @@ class Database:
         self.engine: Engine = create_engine(url, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin)
 
     @classmethod
     def at(cls, path: Path) -> Database:
@@ -50,8 +53,13 @@ class Database:
         with self.engine.connect() as connection:
             return ScriptDirectory.from_config(self._alembic(connection)).get_current_head()
 
-    def begin(self):
-        return self.engine.begin()
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A write transaction: everything in it commits together or not at all."""
+        with self.engine.connect() as connection:
+            connection.execution_options(write=True)
+            with connection.begin():
+                yield connection
 
     def connect(self):
         return self.engine.connect()
@@ -61,6 +69,10 @@ class Database:
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # The sqlite3 module's own transaction handling issues no BEGIN before a SAVEPOINT, so the
+    # RELEASE of a nested transaction would commit the outer one's work early (a signed action
+    # stored although its effect then failed). SQLAlchemy emits BEGIN itself instead.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     # WAL lets readers (the API) run while one writer commits; NORMAL sync is durable in WAL mode
     # against process crashes, which is the failure the node must survive.
@@ -71,3 +83,10 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # Content hashes arrive in random order, so index inserts touch random pages: keep them cached.
     cursor.execute("PRAGMA cache_size=-65536")
     cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    # A write transaction takes the write lock up front: a deferred one that read first could not
+    # upgrade once another writer committed, and would fail instead of waiting its turn.
+    immediate = connection.get_execution_options().get("write", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -71,6 +71,18 @@ uploads = Table(
     Column("created_at", BigInteger, nullable=False),
 )
 
+Index("ix_uploads_contributor", uploads.c.contributor)
+
+# Who besides the owner may read, export, train on and contribute to a private Datanet.
+datanet_members = Table(
+    "datanet_members",
+    metadata,
+    Column("datanet_id", Integer, ForeignKey("datanets.id"), primary_key=True),
+    Column("member", String(42), primary_key=True),
+    Column("action_id", Integer, ForeignKey("signed_actions.id"), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
 contributions = Table(
     "contributions",
     metadata,

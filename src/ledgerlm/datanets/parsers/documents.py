@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +19,26 @@ _MEDIA_TYPE = {
 # pypdf logs each repair it tries on a damaged file ("EOF marker not found") to stderr; the one-line
 # ParseError is what the uploader should read, so those records stop here.
 logging.getLogger("pypdf").addHandler(logging.NullHandler())
-# A DOCX is a zip; a 50 MB upload could otherwise expand to many GB inside python-docx.
-MAX_DOCX_EXPANDED_BYTES = 512 * 1024 * 1024
+_XML_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class DocumentLimits:
+    """What reading one document may cost, so that a small upload cannot be a bomb.
+
+    A DOCX is a zip of XML: a 200 KB file can expand to 50 MiB that python-docx then turns into
+    objects for a minute and a gigabyte. Sizes are checked from the zip directory before
+    anything is inflated, depth while streaming the XML once, time between pages and blocks.
+    """
+
+    expanded_bytes: int = 16 * 1024 * 1024  # XML inside a DOCX; text out of a PDF
+    archive_bytes: int = 128 * 1024 * 1024  # every part of a DOCX, images included
+    xml_depth: int = 256
+    pages: int = 5000
+    seconds: float = 20.0
+
+
+DEFAULT_LIMITS = DocumentLimits()
 
 
 @dataclass(frozen=True)
@@ -32,16 +51,17 @@ class ParsedDocument:
 
 
 
-def extract_document(path: Path, name: str, fmt: str) -> ParsedDocument:
-    """The plain text of a text, Markdown (kept as written), PDF or DOCX upload."""
+def extract_document(path: Path, name: str, fmt: str, limits: DocumentLimits = DEFAULT_LIMITS) -> ParsedDocument:
+    """The plain text of a text, Markdown (kept as written), PDF or DOCX upload, within `limits`."""
     path = Path(path)
     pages = None
+    deadline = time.monotonic() + limits.seconds
     if fmt in ("text", "markdown"):
         text = _read_text(path, name)
     elif fmt == "pdf":
-        text, pages = _pdf_text(path, name)
+        text, pages = _pdf_text(path, name, limits, deadline)
     elif fmt == "docx":
-        text = _docx_text(path, name)
+        text = _docx_text(path, name, limits, deadline)
     elif fmt in RECORD_FORMATS:
         raise ParseError(f"{name}: a {LABEL[fmt]} file holds records, not a document")
     else:
@@ -69,7 +89,15 @@ def _read_text(path: Path, name: str) -> str:
     return text
 
 
-def _pdf_text(path: Path, name: str) -> tuple[str, int]:
+def _out_of_time(name: str, limits: DocumentLimits, deadline: float) -> None:
+    if time.monotonic() > deadline:
+        raise ParseError(
+            f"{name}: reading the document took longer than the limit of {limits.seconds:g} s;"
+            " split it into smaller files"
+        )
+
+
+def _pdf_text(path: Path, name: str, limits: DocumentLimits, deadline: float) -> tuple[str, int]:
     from pypdf import PdfReader
 
     # pypdf reading a hostile file can fail with almost any exception type; each one means
@@ -85,7 +113,18 @@ def _pdf_text(path: Path, name: str) -> tuple[str, int]:
                 raise ParseError(
                     f"{name}: the PDF is encrypted with a password; upload an unlocked copy"
                 )
-        texts = [page.extract_text() or "" for page in reader.pages]
+        if len(reader.pages) > limits.pages:
+            raise ParseError(f"{name}: the PDF has {len(reader.pages)} pages; the limit is {limits.pages}")
+        texts, size = [], 0
+        for page in reader.pages:
+            _out_of_time(name, limits, deadline)
+            texts.append(page.extract_text() or "")
+            size += len(texts[-1])
+            if size > limits.expanded_bytes:
+                raise ParseError(
+                    f"{name}: the PDF holds more than {limits.expanded_bytes} characters of text;"
+                    " split it into smaller files"
+                )
     except ParseError:
         raise
     except Exception as exc:  # noqa: BLE001 - see above
@@ -93,7 +132,7 @@ def _pdf_text(path: Path, name: str) -> tuple[str, int]:
     return "\n\n".join(text.strip("\n") for text in texts), len(texts)
 
 
-def _docx_text(path: Path, name: str) -> str:
+def _docx_text(path: Path, name: str, limits: DocumentLimits, deadline: float) -> str:
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
@@ -101,11 +140,19 @@ def _docx_text(path: Path, name: str) -> str:
         raise ParseError(f"{name}: not a DOCX (corrupt zip archive: {exc})") from None
     if "word/document.xml" not in {member.filename for member in members}:
         raise ParseError(f"{name}: not a DOCX (the zip archive has no word/document.xml)")
+    # zipfile never inflates a member past the size its directory entry declares, so these sums
+    # bound what python-docx can be made to hold.
     expanded = sum(member.file_size for member in members)
-    if expanded > MAX_DOCX_EXPANDED_BYTES:
+    if expanded > limits.archive_bytes:
+        raise ParseError(f"{name}: the DOCX expands to {expanded} bytes; the limit is {limits.archive_bytes}")
+    xml = sum(m.file_size for m in members if m.filename.endswith((".xml", ".rels")))
+    if xml > limits.expanded_bytes:
         raise ParseError(
-            f"{name}: the DOCX expands to {expanded} bytes; the limit is {MAX_DOCX_EXPANDED_BYTES}"
+            f"{name}: the DOCX expands to {xml} bytes of XML; the limit is {limits.expanded_bytes}"
+            " (split the document)"
         )
+    with zipfile.ZipFile(path) as archive:
+        _check_xml(archive, "word/document.xml", name, limits, deadline)
 
     import docx
     from docx.table import Table
@@ -114,11 +161,15 @@ def _docx_text(path: Path, name: str) -> str:
     try:
         document = docx.Document(str(path))
         blocks = []
-        for block in document.iter_inner_content():
+        for count, block in enumerate(document.iter_inner_content()):
+            if count % 256 == 0:
+                _out_of_time(name, limits, deadline)
             if isinstance(block, Table):
                 blocks.extend(_table_lines(block))
             else:
                 blocks.append(block.text)
+    except ParseError:
+        raise
     except Exception as exc:  # noqa: BLE001 - see above
         raise ParseError(f"{name}: unreadable DOCX ({type(exc).__name__}: {exc})") from None
     return "\n".join(blocks)
@@ -135,3 +186,38 @@ def _table_lines(table) -> list[str]:
                 cells.append(cell.text)
         lines.append("\t".join(cells))
     return lines
+
+
+def _check_xml(archive: zipfile.ZipFile, member: str, name: str, limits: DocumentLimits, deadline: float) -> None:
+    """Stream one XML part once: refuse a DOCTYPE (entity tricks), nesting past the depth limit, slowness."""
+    from xml.parsers import expat
+
+    parser = expat.ParserCreate()
+    depth = 0
+
+    def start(_tag, _attrs):
+        nonlocal depth
+        depth += 1
+        if depth > limits.xml_depth:
+            raise ParseError(f"{name}: {member} nests elements deeper than {limits.xml_depth} levels")
+
+    def end(_tag):
+        nonlocal depth
+        depth -= 1
+
+    def doctype(*_args):
+        raise ParseError(f"{name}: {member} declares a DOCTYPE, which a DOCX never does")
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.StartDoctypeDeclHandler = doctype
+    try:
+        with archive.open(member) as xml:
+            while chunk := xml.read(_XML_CHUNK):
+                _out_of_time(name, limits, deadline)
+                parser.Parse(chunk, False)
+            parser.Parse(b"", True)
+    except expat.ExpatError as exc:
+        raise ParseError(f"{name}: {member} is not well-formed XML ({exc})") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise ParseError(f"{name}: not a DOCX (corrupt zip archive: {exc})") from None

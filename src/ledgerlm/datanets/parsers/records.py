@@ -15,6 +15,7 @@ from pathlib import Path
 import orjson
 
 from ledgerlm.datanets.parsers.formats import BOM, DOCUMENT_FORMATS, LABEL, ParseError, bad_utf8
+from ledgerlm.datanets.parsers.json_keys import check_unique_keys
 from ledgerlm.datanets.parsers.schema_errors import CsvCoercer, validate_record
 
 # orjson turns integers beyond 64 bits into floats without a word; a run of 19+ digits is the
@@ -110,6 +111,7 @@ def _iter_jsonl(path: Path, name: str, validator) -> Iterator[ParsedRecord]:
                 raise ParseError(f"{location}: expected a JSON object, got {_json_kind(record)}")
             if len(line) - len(line.translate(None, _DIGITS)) >= 19 and _LONG_DIGITS.search(line):
                 _check_int_range(line, location)
+            check_unique_keys(line, record, name, lineno)
             count += 1
             yield _hashed(record, location, validator)
     if count == 0:
@@ -193,6 +195,7 @@ def _iter_json(path: Path, name: str, validator) -> Iterator[ParsedRecord]:
         raise ParseError(f"{name}: no records (the array is empty)")
     if _LONG_DIGITS.search(data):
         _check_int_range(data, name)
+    check_unique_keys(data, value, name, 1 + data[:bom].count(b"\n"))
     if isinstance(value, dict):
         yield _hashed(value, name, validator)
         return

@@ -1,0 +1,111 @@
+"""A multipart/form-data body read as it arrives, handing fields and file chunks to an upload in progress."""
+
+from __future__ import annotations
+
+from fastapi import Request
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from ledgerlm.datanets import DatanetError, UploadInProgress
+from ledgerlm.datanets.upload import MAX_FIELD_BYTES
+from ledgerlm.store import BlobTooLarge
+
+# Boundaries, part headers and the form fields around the files.
+FORM_OVERHEAD_BYTES = 64 * 1024
+# The most bytes handed on at once: however large a chunk the server receives, a file stops
+# within one of these past its limit.
+READ_BUFFER = 64 * 1024
+
+
+class _Parts:
+    """python-multipart callbacks: collect each part's headers, then route its bytes."""
+
+    def __init__(self, upload: UploadInProgress):
+        self.upload = upload
+        self.headers: dict[bytes, bytes] = {}
+        self.header_field = b""
+        self.header_value = b""
+        self.field_name: str | None = None
+        self.field_value = bytearray()
+        self.is_file = False
+
+    def callbacks(self) -> dict:
+        return {
+            "on_part_begin": self.part_begin,
+            "on_header_field": lambda data, start, end: self._add("header_field", data[start:end]),
+            "on_header_value": lambda data, start, end: self._add("header_value", data[start:end]),
+            "on_header_end": self.header_end,
+            "on_headers_finished": self.headers_finished,
+            "on_part_data": self.part_data,
+            "on_part_end": self.part_end,
+        }
+
+    def _add(self, name: str, data: bytes) -> None:
+        setattr(self, name, getattr(self, name) + data)
+
+    def part_begin(self) -> None:
+        self.headers, self.field_value = {}, bytearray()
+
+    def header_end(self) -> None:
+        self.headers[self.header_field.lower()] = self.header_value
+        self.header_field, self.header_value = b"", b""
+
+    def headers_finished(self) -> None:
+        _, options = parse_options_header(self.headers.get(b"content-disposition", b""))
+        self.field_name = options.get(b"name", b"").decode("utf-8", "replace")
+        filename = options.get(b"filename")
+        self.is_file = filename is not None
+        if self.is_file:
+            if self.field_name != "files":
+                raise DatanetError(f"files go in the 'files' field, not {self.field_name!r}", field="files")
+            self.upload.begin_file(filename.decode("utf-8", "replace"))
+
+    def part_data(self, data: bytes, start: int, end: int) -> None:
+        if self.is_file:
+            self.upload.file_data(data[start:end])
+            return
+        self.field_value += data[start:end]
+        if len(self.field_value) > MAX_FIELD_BYTES:
+            raise DatanetError(f"form field {self.field_name!r} is longer than {MAX_FIELD_BYTES} bytes",
+                               field=self.field_name)
+
+    def part_end(self) -> None:
+        if self.is_file:
+            self.upload.end_file()
+        else:
+            self.upload.field(self.field_name, bytes(self.field_value))
+
+
+async def receive_upload(request: Request, upload: UploadInProgress, *, max_body: int) -> None:
+    """Feed the request body to `upload` chunk by chunk; refuse early on the declared sizes.
+
+    On any error the partial files are deleted before the error reaches the client.
+    """
+    content_type, options = parse_options_header(request.headers.get("content-type", ""))
+    boundary = options.get(b"boundary")
+    if content_type != b"multipart/form-data" or not boundary:
+        raise DatanetError("an upload is a multipart/form-data request", field="content-type")
+    declared_length = request.headers.get("content-length")
+    length = int(declared_length) if declared_length and declared_length.isdigit() else None
+    if length is not None and length > max_body:
+        raise BlobTooLarge(
+            f"the request declares {length} bytes; an upload may hold at most {max_body} (nothing was read)",
+            field="files",
+        )
+    parser = MultipartParser(boundary, _Parts(upload).callbacks())
+    checked_length = False
+    try:
+        async for chunk in request.stream():
+            for start in range(0, len(chunk), READ_BUFFER):
+                parser.write(chunk[start:start + READ_BUFFER])
+            if not checked_length and length is not None and upload.declared_bytes is not None:
+                checked_length = True
+                if length > upload.declared_bytes + FORM_OVERHEAD_BYTES:
+                    raise BlobTooLarge(
+                        f"the request declares {length} bytes but the signed manifest only"
+                        f" {upload.declared_bytes}; refused before reading the files",
+                        field="files",
+                    )
+        parser.finalize()
+    except BaseException:
+        upload.abort()
+        raise

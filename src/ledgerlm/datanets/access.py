@@ -1,0 +1,110 @@
+"""Who may use a Datanet: anyone for a public one; the owner and the members they add for a private one."""
+
+from __future__ import annotations
+
+import time
+
+from eth_utils import to_checksum_address
+from sqlalchemy import and_, delete, insert, select
+
+from ledgerlm.datanets.schemas import AccessDenied, DatanetError
+from ledgerlm.errors import AuthError, ConflictError
+from ledgerlm.identity import READ_HEADER, SignedAction
+from ledgerlm.store.schema import datanet_members, datanets
+
+PRIVATE = "private"
+
+
+class Access:
+    """Membership by signed AddMember/RemoveMember, and the single check every use goes through."""
+
+    def _may_use(self, conn, row, address: str | None) -> bool:
+        if row["visibility"] != PRIVATE:
+            return True
+        if address is None:
+            return False
+        if address == row["owner"]:
+            return True
+        return conn.execute(
+            select(datanet_members.c.member).where(
+                and_(datanet_members.c.datanet_id == row["id"], datanet_members.c.member == address)
+            )
+        ).first() is not None
+
+    def _require(self, conn, row, address: str | None, what: str) -> None:
+        """Raise unless `address` may `what` ("read", "export", "train on", "contribute to") the Datanet."""
+        if self._may_use(conn, row, address):
+            return
+        if address is None:
+            raise AuthError(
+                f"Datanet {row['name']!r} is private: sign a read request ({READ_HEADER}, or --as KEY"
+                " in the CLI) as its owner or a member",
+                field=READ_HEADER.lower(),
+            )
+        raise AccessDenied(
+            f"Datanet {row['name']!r} is private: {address} is neither its owner nor a member, so may not"
+            f" {what} it; the owner adds members with `ledgerlm datanet add-member`",
+            field="datanet",
+        )
+
+    def require_access(self, name: str, address: str | None, what: str = "read") -> None:
+        """The check the API and the other rooms use before handing out a Datanet's data."""
+        with self.db.connect() as conn:
+            self._require(conn, self._row(conn, name), address, what)
+
+    def require_contribution_access(self, contribution_id: int, address: str | None) -> None:
+        with self.db.connect() as conn:
+            target = self.contribution_owner(conn, contribution_id)
+            self._require(conn, self._row(conn, target["datanet"]), address, "read")
+
+    def members(self, name: str, reader: str | None) -> list[str]:
+        with self.db.connect() as conn:
+            row = self._row(conn, name)
+            self._require(conn, row, reader, "read")
+            return list(
+                conn.execute(
+                    select(datanet_members.c.member)
+                    .where(datanet_members.c.datanet_id == row["id"])
+                    .order_by(datanet_members.c.created_at, datanet_members.c.member)
+                ).scalars()
+            )
+
+    def change_member(self, name: str, signed: SignedAction) -> list[str]:
+        """Apply the owner's signed AddMember or RemoveMember; returns the members afterwards."""
+        if signed.action not in ("AddMember", "RemoveMember"):
+            raise AuthError(f"expected a signed AddMember or RemoveMember, got {signed.action!r}", field="action")
+        owner = self._verify(signed, signed.action)
+        if signed.message["datanet"] != name:
+            raise AuthError(f"the signature is for Datanet {signed.message['datanet']!r}, not {name!r}", field="datanet")
+        member = to_checksum_address(signed.message["member"])
+        now = int(time.time())
+        with self.db.begin() as conn:
+            row = self._row(conn, name)
+            if row["owner"] != owner:
+                raise AccessDenied(f"only the owner of {name!r} ({row['owner']}) may change its members", field="owner")
+            if row["visibility"] != PRIVATE:
+                raise DatanetError(f"Datanet {name!r} is public: everyone may use it, so it has no members",
+                                   field="datanet")
+            if member == owner:
+                raise DatanetError("the owner is always a member", field="member")
+            present = self._may_use(conn, row, member)
+            if signed.action == "AddMember" and present:
+                raise ConflictError(f"{member} is already a member of {name!r}", field="member")
+            if signed.action == "RemoveMember" and not present:
+                raise ConflictError(f"{member} is not a member of {name!r}", field="member")
+            action_id = self._record_action(conn, signed, owner, now)
+            if signed.action == "AddMember":
+                conn.execute(insert(datanet_members).values(
+                    datanet_id=row["id"], member=member, action_id=action_id, created_at=now))
+            else:
+                conn.execute(delete(datanet_members).where(
+                    and_(datanet_members.c.datanet_id == row["id"], datanet_members.c.member == member)))
+        return self.members(name, owner)
+
+    def readable_names(self, conn, address: str | None) -> list[str]:
+        """Names of the Datanets `address` may see, in creation order."""
+        names = []
+        for row in conn.execute(select(datanets).order_by(datanets.c.id)).mappings():
+            if self._may_use(conn, row, address):
+                names.append(row["name"])
+        return names

@@ -1,0 +1,121 @@
+"""Hostile uploads through the real HTTP API: bombs, repeated keys, failures that must leave no trace."""
+
+import io
+import os
+import time
+import zipfile
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from ledgerlm.api import create_app
+from ledgerlm.node import Node
+from ledgerlm.store import BlobStore
+from ledgerlm.store.schema import signed_actions
+
+from .fixtures import make_docx
+from .test_bad_input import GOOD, assert_error, node_domain, stored, upload
+
+
+def _docx_with_body(tmp_path, body: bytes) -> bytes:
+    """A real DOCX whose word/document.xml is replaced by `body`."""
+    source = make_docx(tmp_path / "plain.docx", ["hello"])
+    out = io.BytesIO()
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as bomb:
+        for item in original.infolist():
+            data = body if item.filename == "word/document.xml" else original.read(item)
+            bomb.writestr(item.filename, data)
+    return out.getvalue()
+
+
+W = b'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+
+
+def test_docx_bomb_is_refused_from_the_zip_directory(http, home, docs, bob, tmp_path):
+    paragraph = b"<w:p><w:r><w:t>" + b"a" * 200 + b"</w:t></w:r></w:p>"
+    body = b"<w:document " + W + b"><w:body>" + paragraph * (50 * 1024 * 1024 // len(paragraph)) + b"</w:body></w:document>"
+    bomb = _docx_with_body(tmp_path, body)
+    assert len(bomb) < 1024 * 1024 < 50 * 1024 * 1024 <= len(body)  # small on the wire, 50 MiB inflated
+    before = stored(home)
+    response, _ = upload(http, "docs", bob, [("bomb.docx", bomb)])
+    assert_error(response, 400, "bomb.docx", "bytes of XML", "the limit is 16777216")
+    assert stored(home) == before
+
+
+def test_deeply_nested_docx_is_refused(http, home, docs, bob, tmp_path):
+    depth = 5000
+    body = b"<w:document " + W + b"><w:body>" + b"<w:p>" * depth + b"</w:p>" * depth + b"</w:body></w:document>"
+    response, _ = upload(http, "docs", bob, [("deep.docx", _docx_with_body(tmp_path, body))])
+    assert_error(response, 400, "deep.docx", "deeper than 256 levels")
+
+
+def test_docx_with_a_doctype_is_refused(http, docs, bob, tmp_path):
+    body = b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY a "aaaa">]><w:document ' + W + b"><w:body/></w:document>"
+    response, _ = upload(http, "docs", bob, [("entities.docx", _docx_with_body(tmp_path, body))])
+    assert_error(response, 400, "entities.docx", "DOCTYPE")
+
+
+def test_an_ordinary_docx_still_reads(client, docs, bob, tmp_path):
+    path = make_docx(tmp_path / "fine.docx", ["first paragraph", "second paragraph"], table=[["a", "b"]])
+    receipt = client.contribute("docs", [path], bob)
+    assert client.contribution(receipt.first_contribution_id).payload.startswith("first paragraph")
+
+
+def test_duplicate_keys_are_refused_with_the_line(http, home, qa, bob):
+    body = GOOD + b'{"question": "q2", "answer": "a", "answer": "b"}\n'
+    before = stored(home)
+    response, _ = upload(http, "qa", bob, [("dups.jsonl", body)])
+    assert_error(response, 400, "dups.jsonl line 2", "'answer' appears twice")
+    assert stored(home) == before
+    array = b'[\n  {"question": "q", "answer": "a"},\n  {"question": "q2",\n   "answer": "http://x",\n   "answer": "y"}\n]\n'
+    response, _ = upload(http, "qa", bob, [("dups.json", array)])
+    assert_error(response, 400, "dups.json line 5", "'answer' appears twice")
+    same_key_in_two_objects = b'{"question": "q3", "answer": "at 10:30", "meta": {"answer": 1}}\n'
+    assert upload(http, "qa", bob, [("fine.jsonl", same_key_in_two_objects)])[0].status_code == 201
+
+
+def test_a_failed_upload_keeps_its_nonce_unused(http, home, qa, bob):
+    """The action and its effect commit together: a refused upload records no action."""
+    from ledgerlm.identity import sign_action
+
+    nonce = 424242
+    bad = b'{"question": "q"}\n'  # no answer: the schema refuses it while the upload is parsed
+    import hashlib
+
+    from ledgerlm.datanets import FileEntry, manifest_hash
+
+    def signed_for(body):
+        entries = [FileEntry(name="a.jsonl", sha256=hashlib.sha256(body).hexdigest(), size=len(body))]
+        return sign_action(bob, "Contribute", {"datanet": "qa", "manifestHash": manifest_hash(entries)},
+                           domain=node_domain(http), nonce=nonce)
+
+    before = stored(home)
+    response, _ = upload(http, "qa", bob, [("a.jsonl", bad)], signed=signed_for(bad))
+    assert_error(response, 400, "answer")
+    assert stored(home) == before
+    node = Node.open(home)
+    try:
+        with node.db.connect() as conn:
+            used = conn.execute(select(signed_actions.c.nonce).where(signed_actions.c.signer == bob.address)).all()
+    finally:
+        node.close()
+    assert used == []
+    retry, _ = upload(http, "qa", bob, [("a.jsonl", GOOD)], signed=signed_for(GOOD))
+    assert retry.status_code == 201, retry.text
+
+
+def test_orphan_blobs_are_collected_at_start(home, qa, bob):
+    with TestClient(create_app(lambda: Node.open(home))) as http:
+        assert upload(http, "qa", bob, [("a.jsonl", GOOD)])[0].status_code == 201
+    blobs = BlobStore(home.blobs)
+    kept = {p.name for p in blobs.root.glob("??/??/*")}
+    old_orphan = blobs.put_bytes(b"left behind by an upload killed before its rows committed")
+    fresh_orphan = blobs.put_bytes(b"an upload in flight in another process")
+    an_hour_ago = time.time() - 3600
+    os.utime(blobs.path(old_orphan), (an_hour_ago, an_hour_ago))
+    for name in kept:  # referenced blobs survive however old they are
+        os.utime(blobs.path(name), (an_hour_ago, an_hour_ago))
+    Node.open(home).close()
+    left = {p.name for p in blobs.root.glob("??/??/*")}
+    assert old_orphan not in left
+    assert left == kept | {fresh_orphan}

@@ -1,0 +1,128 @@
+"""Private Datanets through the real HTTP API: only the owner and members read, export, train or contribute."""
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ledgerlm.api import create_app
+from ledgerlm.client import NodeClient
+from ledgerlm.config import Home
+from ledgerlm.datanets import DatanetSpec
+from ledgerlm.errors import AuthError, LedgerError
+from ledgerlm.identity import READ_HEADER, sign_read_request
+from ledgerlm.node import Node
+
+from .conftest import QA_SCHEMA, write_jsonl
+from .test_bad_input import node_domain
+
+RECORDS = [{"question": f"secret {i}?", "answer": f"answer {i}"} for i in range(3)]
+
+
+@pytest.fixture
+def secret(client, alice, tmp_path):
+    """A private Datanet owned by alice, with one published version of her own records."""
+    client.create_datanet(DatanetSpec(name="secret", schema=QA_SCHEMA, visibility="private"), alice)
+    client.reader = alice
+    client.contribute("secret", [write_jsonl(tmp_path / "s.jsonl", RECORDS)], alice)
+    for c in client.contributions("secret"):
+        client.review(c.id, alice, accept=True)
+    client.publish("secret", alice)
+    client.reader = None
+
+
+def as_reader(http, account):
+    return NodeClient(http, reader=account)
+
+
+READ_ROUTES = [
+    "/datanets/secret",
+    "/datanets/secret/contributions?payload=true",
+    "/contributions/1",
+    "/datanets/secret/versions/1",
+    "/datanets/secret/versions/1/manifest",
+    "/datanets/secret/versions/1/export?format=jsonl",
+    "/datanets/secret/members",
+]
+
+
+def test_anonymous_readers_see_nothing(http, secret):
+    assert [d["name"] for d in http.get("/datanets").json()] == []
+    for route in READ_ROUTES:
+        response = http.get(route)
+        assert response.status_code == 401, (route, response.text)
+        assert "private" in response.json()["error"]["message"]
+        assert "secret 0" not in response.text
+
+
+def test_a_signed_stranger_is_refused(http, secret, carol):
+    header = {READ_HEADER: sign_read_request(carol, node_domain(http))}
+    assert http.get("/datanets", headers=header).json() == []
+    for route in READ_ROUTES:
+        response = http.get(route, headers=header)
+        assert response.status_code == 403, (route, response.text)
+        assert carol.address in response.json()["error"]["message"]
+
+
+def test_owner_and_members_read_and_strangers_cannot_contribute(http, secret, alice, bob, tmp_path):
+    owner = as_reader(http, alice)
+    assert [d.name for d in owner.datanets()] == ["secret"]
+    assert [c.payload["question"] for c in owner.contributions("secret", payload=True)] == [
+        r["question"] for r in RECORDS]
+    out = owner.export("secret", 1, "jsonl", tmp_path / "secret.jsonl")
+    assert out["bytes"] > 0 and "secret 0" in (tmp_path / "secret.jsonl").read_text()
+
+    member = as_reader(http, bob)
+    upload = [write_jsonl(tmp_path / "b.jsonl", [{"question": "from bob", "answer": "hi"}])]
+    with pytest.raises(LedgerError, match="neither its owner nor a member") as refused:
+        member.contribute("secret", upload, bob)
+    assert refused.value.status == 403
+    assert owner.add_member("secret", bob.address, alice) == [bob.address]
+    member.contribute("secret", upload, bob)
+    assert len(member.contributions("secret")) == 4
+    assert member.contribution(1).payload == RECORDS[0]
+    assert owner.remove_member("secret", bob.address, alice) == []
+    with pytest.raises(LedgerError, match="neither its owner nor a member"):
+        member.contributions("secret")
+
+
+def test_only_the_owner_changes_members(http, secret, alice, bob, carol):
+    with pytest.raises(LedgerError, match="only the owner") as refused:
+        as_reader(http, bob).add_member("secret", carol.address, bob)
+    assert refused.value.status == 403
+    assert as_reader(http, alice).members("secret") == []
+
+
+def test_forged_expired_and_foreign_read_requests_are_refused(http, home, secret, alice, carol, tmp_path):
+    domain = node_domain(http)
+    forged = sign_read_request(carol, domain).replace(carol.address, alice.address)
+    assert "does not match reader" in http.get("/datanets/secret", headers={READ_HEADER: forged}).text
+    expired = sign_read_request(alice, domain, ttl=-10)
+    assert "expired" in http.get("/datanets/secret", headers={READ_HEADER: expired}).text
+    too_long = sign_read_request(alice, domain, ttl=3600)
+    assert "at most 300 s" in http.get("/datanets/secret", headers={READ_HEADER: too_long}).text
+    other_home = Home(tmp_path / "other")
+    Node.init(other_home).close()
+    with TestClient(create_app(lambda: Node.open(other_home))) as other:
+        foreign = sign_read_request(alice, node_domain(other))
+    response = http.get("/datanets/secret", headers={READ_HEADER: foreign})
+    assert response.status_code == 401 and "does not match reader" in response.text
+    narrow = sign_read_request(alice, domain, datanet="qa")  # scoped to another Datanet
+    assert http.get("/datanets/secret", headers={READ_HEADER: narrow}).status_code == 401
+    good = {READ_HEADER: sign_read_request(alice, domain)}
+    # A read request carries no nonce: the same header serves several reads until it expires.
+    assert [http.get("/datanets/secret", headers=good).status_code for _ in range(2)] == [200, 200]
+
+
+def test_training_on_a_private_datanet_needs_membership(client, secret, carol, tmp_path):
+    pytest.importorskip("torch")
+    from ledgerlm.factory import tiny_random_model
+
+    client.factory.register_base("tiny", str(tiny_random_model(tmp_path / "tiny", ["secret text"])))
+    with pytest.raises(AuthError, match="may not train on") as refused:
+        client.factory.train(carol, {"model_id": "stolen", "datanet": "secret", "version": 1, "base": "tiny"})
+    assert refused.value.status == 403
+
+
+def test_public_datanets_stay_open(client, qa, bob, tmp_path):
+    client.contribute("qa", [write_jsonl(tmp_path / "q.jsonl", RECORDS)], bob)
+    assert len(client.contributions("qa")) == 3
+    assert [d.name for d in client.datanets()] == ["qa"]

@@ -1,0 +1,118 @@
+"""Upload limits enforced while the body is read: declared sizes first, then a running count."""
+
+import hashlib
+import io
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from ledgerlm.api import create_app
+from ledgerlm.api.multipart import READ_BUFFER
+from ledgerlm.datanets import FileEntry, manifest_hash
+from ledgerlm.identity import sign_action
+from ledgerlm.node import Node
+
+from .test_bad_input import GOOD, assert_error, node_domain, stored
+
+LIMIT = 100_000
+
+
+def staged_files(home) -> list[str]:
+    return sorted(p.name for p in (home.blobs / "staging").iterdir())
+
+
+@pytest.fixture
+def small_node(home, qa):
+    """The node with a 100 kB per-file limit and a 250 kB quota per account."""
+    config = home.load_config()
+    config.max_upload_bytes = LIMIT
+    config.storage_quota_bytes = 5 * LIMIT // 2
+    home.save_config(config)
+    with TestClient(create_app(lambda: Node.open(home))) as http:
+        yield http
+
+
+def post(http, account, files, *, declared=None, manifest=True, signed=None, headers=None, chunked=False):
+    """Upload (name, bytes) files; `declared` replaces the manifest the contributor signs.
+
+    `chunked` sends the body without a Content-Length, as a streaming client may, so only the
+    running count can stop it."""
+    entries = declared or [FileEntry(name=n, sha256=hashlib.sha256(b).hexdigest(), size=len(b)) for n, b in files]
+    if signed is None:
+        signed = sign_action(account, "Contribute", {"datanet": "qa", "manifestHash": manifest_hash(entries)},
+                             domain=node_domain(http))
+    data = {"action": orjson.dumps(signed.model_dump()).decode()}
+    if manifest:
+        data["manifest"] = orjson.dumps([[e.name, e.sha256, e.size] for e in entries]).decode()
+    request = http.build_request("POST", "/datanets/qa/contributions", data=data, headers=headers or {},
+                                 files=[("files", (n, io.BytesIO(b))) for n, b in files])
+    if not chunked:
+        return http.send(request)
+    body = request.read()
+    return http.post("/datanets/qa/contributions", content=iter([body]),
+                     headers={"content-type": request.headers["content-type"]})
+
+
+def big_file(size: int, tag: str = "") -> bytes:
+    """`size` bytes of distinct JSON Lines records (the last line may be cut short)."""
+    lines = []
+    total = 0
+    while total < size:
+        lines.append(b'{"question": "q%s-%d", "answer": "%s"}\n' % (tag.encode(), len(lines), b"a" * 80))
+        total += len(lines[-1])
+    return b"".join(lines)[:size]
+
+
+def test_declared_size_over_the_limit_is_refused_before_reading(small_node, home, bob):
+    before = stored(home)
+    response = post(small_node, bob, [("big.jsonl", big_file(2 * LIMIT))])
+    assert_error(response, 413, "big.jsonl", "declared as 200000 bytes", f"limit is {LIMIT}", "nothing was read")
+    assert stored(home) == before and staged_files(home) == []
+
+
+def test_a_file_larger_than_signed_stops_within_one_buffer(small_node, home, bob):
+    """The manifest claims 1 kB; the body carries 5 MB: reading stops one buffer past 1 kB."""
+    body = big_file(5_000_000)
+    declared = [FileEntry(name="liar.jsonl", sha256=hashlib.sha256(body[:1000]).hexdigest(), size=1000)]
+    response = post(small_node, bob, [("liar.jsonl", body)], declared=declared, chunked=True)
+    error = assert_error(response, 401, "liar.jsonl", "signed size of 1000 bytes", "nothing was kept")
+    read = int(error["message"].split("stopped reading after ")[1].split(" ")[0])
+    assert 1000 < read <= 1000 + READ_BUFFER
+    assert stored(home)[0] == (0, 0) and staged_files(home) == []
+
+
+def test_without_a_manifest_a_file_stops_at_the_limit_plus_one_buffer(small_node, home, bob):
+    response = post(small_node, bob, [("big.jsonl", big_file(3_000_000))], manifest=False, chunked=True)
+    error = assert_error(response, 413, "big.jsonl", f"upload limit of {LIMIT} bytes")
+    read = int(error["message"].split("stopped reading after ")[1].split(" ")[0])
+    assert LIMIT < read <= LIMIT + READ_BUFFER
+    assert stored(home)[0] == (0, 0) and staged_files(home) == []
+
+
+def test_a_garbage_signature_is_refused_before_any_file_byte(small_node, home, bob):
+    entries = [FileEntry(name="a.jsonl", sha256="00" * 32, size=len(GOOD))]
+    signed = sign_action(bob, "Contribute", {"datanet": "qa", "manifestHash": manifest_hash(entries)},
+                         domain=node_domain(small_node))
+    signed.signature = "0x" + "11" * 65
+    response = post(small_node, bob, [("a.jsonl", big_file(2_000_000))], manifest=False, signed=signed,
+                    chunked=True)
+    assert_error(response, 401, "signature")
+    assert staged_files(home) == [] and stored(home)[0] == (0, 0)
+
+
+def test_a_request_longer_than_any_upload_may_be_is_refused_unread(small_node, home, bob):
+    response = post(small_node, bob, [("a.jsonl", GOOD)], headers={"Content-Length": str(10**12)})
+    assert_error(response, 413, "declares 1000000000000 bytes", "nothing was read")
+
+
+def test_the_per_account_quota(small_node, home, bob, carol):
+    for n in range(2):
+        lines = big_file(LIMIT - 1000, tag=str(n)).rsplit(b"\n", 1)[0] + b"\n"
+        assert post(small_node, bob, [(f"part{n}.jsonl", lines)]).status_code == 201
+    before = stored(home)
+    response = post(small_node, bob, [("more.jsonl", big_file(LIMIT, tag="m"))])
+    assert_error(response, 413, "quota of 250000 bytes", bob.address)
+    assert stored(home) == before and staged_files(home) == []
+    other = big_file(LIMIT - 1000, tag="c").rsplit(b"\n", 1)[0] + b"\n"
+    assert post(small_node, carol, [("other.jsonl", other)]).status_code == 201  # the quota is per account
