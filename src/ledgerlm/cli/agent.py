@@ -187,3 +187,19 @@ def run(
                       + (f"\nanswer: {r['answer']}" if r["answer"] else ""))
 
     s.emit(result.to_dict(), render)
+
+
+def mcp(
+    ctx: typer.Context,
+    agent: str = typer.Option(..., "--agent", help="The agent whose key, policy and budget the tools use."),
+):
+    """Serve the agent's tools over the Model Context Protocol on stdin/stdout, for an agent framework."""
+    import anyio
+
+    from ledgerlm.agents import AgentWallet
+    from ledgerlm.agents.mcp_server import serve_stdio
+
+    s = session(ctx)
+    record = registry(s).get(agent)
+    wallet = AgentWallet(s.client(), registry(s), agent, s.unlock(record.key_name))
+    anyio.run(serve_stdio, wallet)

@@ -114,6 +114,7 @@ def _register_rooms() -> None:
     app.add_typer(serving.apikey_app, name="apikey")
     app.add_typer(serving.receipts_app, name="receipts")
     app.add_typer(agent.app, name="agent")
+    app.command()(agent.mcp)
     app.command()(attribution.attribute)
     for command in (chain.balance, chain.stake, chain.unstake, chain.withdraw, chain.transfer):
         app.command()(command)
