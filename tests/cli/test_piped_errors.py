@@ -103,6 +103,7 @@ def _cases(home: Path, never: Path) -> list[tuple[list[str], str, dict]]:
          {}),
         *((["agent", verb, "nobot", *extra], "no agent named 'nobot'", {})
           for verb, extra in (("run", ["--task", "x"]), ("audit", []), ("pause", []), ("resume", []), ("show", []))),
+        (["mcp", "--agent", "nobot"], "no agent named 'nobot'", {}),
         (["eval", "attribution", "--out", missing_file + "/x.json"], f"{missing_file} is not a directory", {}),
     ]
     before_init = f"run `ledgerlm init --home {never}` first"
