@@ -20,7 +20,7 @@ GAS_WEI = 10**17  # what the owner sends for the agent's own transactions (depos
 
 @dataclass(frozen=True)
 class FundingPlan:
-    """What the owner moves to the agent: escrow budget, validator stake, and gas."""
+    """What the owner moves to the agent: the escrow deposit (`budget`), validator stake, and gas."""
 
     budget: int
     stake: int = 0
@@ -40,8 +40,10 @@ def create_agent(node: NodeClient, registry: AgentRegistry, keyring: Keyring, *,
     its own cap whatever the node does."""
     if registry.exists(name):
         raise AgentError(f"an agent named {name!r} already exists", field="name", status=409)
-    if plan.budget != policy.budget:
-        raise AgentError("the funded budget and the policy's budget differ", field="budget")
+    # a per-epoch budget may be funded for several epochs at once; the cap the agent signs is always one budget
+    if plan.budget < policy.budget or (plan.budget != policy.budget and not policy.per_epoch):
+        raise AgentError(f"the deposit ({plan.budget}) must equal the budget ({policy.budget}), or exceed it for a "
+                         "per-epoch budget", field="budget")
     agent = Account.create()
     keyring.new(agent_key_name(name), passphrase, private_key=agent.key)
     audit = AuditLog(registry.audit_path(name))
@@ -56,8 +58,8 @@ def create_agent(node: NodeClient, registry: AgentRegistry, keyring: Keyring, *,
         done = run()
         txs = [t["tx_hash"] for t in (done if isinstance(done, list) else [done])]
         audit.append(AuditEntry(agent=name, tool=step, args={"signer": signer.address}, ok=True, tx_hashes=txs))
-    key, stored = node.serving.create_key(agent, plan.budget)
-    audit.append(AuditEntry(agent=name, tool="spending_cap", args={"cap": str(plan.budget)}, ok=True,
+    key, stored = node.serving.create_key(agent, policy.budget)
+    audit.append(AuditEntry(agent=name, tool="spending_cap", args={"cap": str(policy.budget)}, ok=True,
                             result={"key_id": stored["id"], "epoch": stored["epoch"]}))
     return registry.add(AgentRecord(name=name, address=agent.address, owner=owner.address,
                                     key_name=agent_key_name(name), policy=policy, api_key=key,

@@ -52,6 +52,7 @@ class AgentWallet:
     def call_model(self, model: str, prompt: str, *, max_tokens: int = 32) -> dict:
         """A paid chat completion, within the policy's model list, price cap and budget."""
         def run(policy: AgentPolicy, entry: AuditEntry) -> dict:
+            policy.check_model(model, 0)  # the allow-list first: a model the agent may not use is never looked up
             price = self._price(model)
             policy.check_model(model, price)
             spent, worst = self.spent(policy), worst_case_cost(prompt, max_tokens, price)
