@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from sqlalchemy import select
 
-from ledgerlm.agents import AgentWallet, PolicyRefusal
+from ledgerlm.agents import AgentPolicy, AgentWallet, PolicyRefusal
 from ledgerlm.chain import ChainError, Debit
 from ledgerlm.errors import AuthError
 from ledgerlm.store.schema import spending_caps
@@ -96,3 +98,27 @@ def test_the_audit_trail_matches_receipts_and_chain(world):
             assert mined["status"] == 1
     deposit = world.node.chain.w3.eth.get_transaction_receipt(funded[-1].tx_hashes[-1])
     assert deposit["from"] == record.address  # the agent's own key made the deposit, not its owner
+
+
+def test_a_per_epoch_budget_renews_with_a_new_cap_the_agent_signs_each_epoch(world):
+    from ledgerlm.agents import FundingPlan, create_agent
+
+    from .conftest import GAS, PASSPHRASE
+
+    policy = AgentPolicy(budget=BUDGET, per_epoch=True)
+    create_agent(world.client, world.registry, world.keyring, name="monthly", owner=world.owner, policy=policy,
+                 plan=FundingPlan(budget=2 * BUDGET, gas_wei=GAS), passphrase=PASSPHRASE)
+    wallet = AgentWallet(world.client, world.registry, "monthly", world.account("monthly"))
+    first = world.registry.get("monthly").key_epoch
+    wallet.call_model("tiny", "hi", max_tokens=4)
+    while world.client.serving.receipts(state="attributing", limit=1):
+        time.sleep(0.2)
+    world.client._request("POST", "/economy/epochs/close")
+    wallet.call_model("tiny", "hi", max_tokens=4)
+    renewed = world.registry.get("monthly")
+    assert renewed.key_epoch == first + 1
+    with world.node.db.connect() as conn:
+        caps = conn.execute(select(spending_caps.c.epoch, spending_caps.c.cap).where(
+            spending_caps.c.consumer == renewed.address).order_by(spending_caps.c.epoch)).all()
+    assert [(e, int(c)) for e, c in caps] == [(first, BUDGET), (first + 1, BUDGET)]  # one budget per epoch, never 2x
+    assert world.node.contracts.escrow.spent(renewed.address, first) > 0  # the first epoch settled within its cap
