@@ -223,3 +223,31 @@ def test_a_slash_that_fails_half_way_is_finished_once_and_never_repeated(client,
     node.validation.execute_slashes(3)
     assert client.chain.account(validators[2].address)["stake"]["validator"] == before - before // 10
     assert staking.outcome(3) == node.validation.round(3).tally["evidence_hash"]
+
+
+def test_a_private_datanet_is_scored_only_by_members_and_its_data_needs_their_signature(
+        client, alice, bob, setup, tmp_path):
+    from ledgerlm.client import NodeClient
+    from ledgerlm.identity import READ_HEADER, sign_read_request
+
+    validators, node, clock = setup
+    member, stranger = validators[0], validators[1]
+    client.create_datanet(DatanetSpec(name="vault", schema=QA_SCHEMA, visibility="private"), alice)
+    client.add_member("vault", bob.address, alice)
+    client.add_member("vault", member.address, alice)
+    NodeClient(client.http, reader=bob).contribute("vault", [write_jsonl(tmp_path / "v.jsonl", CLEAN[:2])], bob)
+
+    opened = client.validation.open_round(alice, "vault")
+    assigned = {v for vs in opened["assignments"].values() for v in vs}
+    assert assigned == {member.address}, "only the owner and members may score (and so read) private data"
+
+    http = client.http
+    del http.headers["Authorization"]  # from here on nobody presents the operator's credential
+    anonymous = http.get(f"/validation/queue/{member.address}").json()
+    assert anonymous and all(i["payload"] is None and "withheld" in i for i in anonymous)
+    assert "harbour" not in http.get(f"/validation/queue/{member.address}").text
+    forged = {READ_HEADER: sign_read_request(stranger, node.domain)}
+    assert all(i["payload"] is None for i in http.get(f"/validation/queue/{member.address}", headers=forged).json())
+    signed = {READ_HEADER: sign_read_request(member, node.domain)}
+    mine = http.get(f"/validation/queue/{member.address}", headers=signed).json()
+    assert len(mine) == 2 and all("harbour" in i["payload"] for i in mine)

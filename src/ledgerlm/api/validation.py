@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
-from ledgerlm.api.deps import get_node
-from ledgerlm.identity import SignedAction
+from ledgerlm.api.deps import get_node, is_operator, read_grant, reader_of
+from ledgerlm.errors import LedgerError
+from ledgerlm.identity import ReadGrant, SignedAction
 from ledgerlm.node import Node
 
 router = APIRouter(tags=["validation"])
@@ -46,9 +47,28 @@ def open_round(name: str, body: ActionBody, node: Node = Depends(get_node)) -> d
 
 
 @router.get("/validation/queue/{address}")
-def queue(address: str, node: Node = Depends(get_node)) -> list[dict]:
-    """What a validator has to score in open rounds, with the data and any gate flags."""
-    return node.validation.queue(address)
+def queue(address: str, node: Node = Depends(get_node), grant: ReadGrant | None = Depends(read_grant),
+          operator: bool = Depends(is_operator)) -> list[dict]:
+    """What a validator has to score in open rounds, with the data and any gate flags.
+
+    Data from a private Datanet is shown only to the validator itself, through a signed read
+    request (X-Ledgerlm-Read), while it may read that Datanet; anyone else sees it withheld.
+    """
+    items = node.validation.queue(address)
+    for item in items:
+        if not item["private"] or operator:
+            continue
+        reader = reader_of(grant, item["datanet"])
+        allowed = reader is not None and reader.lower() == address.lower()
+        if allowed:
+            try:
+                node.datanets.require_access(item["datanet"], reader)
+            except LedgerError:
+                allowed = False
+        if not allowed:
+            item["payload"] = None
+            item["withheld"] = f"private Datanet: sign a read request as {address} to see it"
+    return items
 
 
 @router.get("/validation/rounds/{round_id}")

@@ -72,13 +72,16 @@ def queue(ctx: typer.Context, as_key: str = typer.Option(..., "--as", help="Vali
     from ledgerlm.cli.chain import resolve_address
 
     s = session(ctx)
-    items = s.client().validation.queue(resolve_address(s, as_key))
+    address = resolve_address(s, as_key)
+    # A local key signs a read request, so assignments from private Datanets show their data.
+    client = s.client() if as_key == address or as_key.lower().startswith("0x") else s.reading_client(as_key)
+    items = client.validation.queue(address)
 
     def render(items):
         table = Table("round", "id", "phase", "source", "data", "flags")
         for i in items:
             table.add_row(str(i["round_id"]), str(i["contribution_id"]), i["phase"], i["source"],
-                          (i["payload"] or "")[:70], ", ".join(f["gate"] for f in i["flags"]))
+                          (i["payload"] or i.get("withheld") or "")[:70], ", ".join(f["gate"] for f in i["flags"]))
         console.print(table)
 
     s.emit(items, render)

@@ -21,6 +21,7 @@ from ledgerlm.store import Database
 from ledgerlm.store.actions import record_action
 from ledgerlm.store.schema import (
     contributions,
+    datanet_members,
     datanets,
     gate_reports,
     reputation,
@@ -236,6 +237,16 @@ class ValidationRounds:
             raise AuthError(f"only the owner of {name!r} may open a validator round", field="owner", status=403)
         gated = self.run_gates(name)
         stakes = {a: s for a, s in self.validator_stakes().items() if s > 0}
+        if row["visibility"] == "private":
+            # Validators read what they score: a private Datanet is scored only by its owner and members.
+            with self.db.connect() as conn:
+                allowed = {row["owner"], *conn.execute(select(datanet_members.c.member).where(
+                    datanet_members.c.datanet_id == row["id"])).scalars()}
+            stakes = {a: s for a, s in stakes.items() if a in allowed}
+            if not stakes:
+                raise ValidationError(f"{name!r} is private and none of its owner and members has validator stake: "
+                                      "add staked validators as members first (`ledgerlm datanet add-member`)",
+                                      field="validators", status=409)
         if not stakes:
             raise ValidationError("no validator has stake: stake as a validator first (`ledgerlm stake`)",
                                   field="validators", status=409)
@@ -312,14 +323,17 @@ class ValidationRounds:
             rows = conn.execute(
                 select(round_assignments.c.round_id, contributions.c.id, contributions.c.payload,
                        contributions.c.source, validation_rounds.c.commit_deadline,
-                       validation_rounds.c.reveal_deadline, gate_reports.c.findings)
+                       validation_rounds.c.reveal_deadline, gate_reports.c.findings,
+                       datanets.c.name.label("datanet"), datanets.c.visibility)
                 .join(validation_rounds, validation_rounds.c.id == round_assignments.c.round_id)
                 .join(contributions, contributions.c.id == round_assignments.c.contribution_id)
+                .join(datanets, datanets.c.id == contributions.c.datanet_id)
                 .outerjoin(gate_reports, gate_reports.c.contribution_id == contributions.c.id)
                 .where(and_(round_assignments.c.validator == validator, validation_rounds.c.state == "open"))
                 .order_by(round_assignments.c.round_id, contributions.c.id)
             ).all()
-        return [{"round_id": r.round_id, "contribution_id": r.id, "source": r.source, "payload": r.payload,
+        return [{"round_id": r.round_id, "contribution_id": r.id, "datanet": r.datanet,
+                 "private": r.visibility == "private", "source": r.source, "payload": r.payload,
                  "flags": r.findings or [], "phase": "commit" if now <= r.commit_deadline else
                  "reveal" if now <= r.reveal_deadline else "closed",
                  "commit_deadline": r.commit_deadline, "reveal_deadline": r.reveal_deadline} for r in rows]
