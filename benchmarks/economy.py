@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -194,10 +195,12 @@ def main() -> None:
     use_anvil = not args.no_anvil and ANVIL.exists()
     if use_anvil:
         sizes = [(1_000, 10), (10_000, 10), (1_000, 1_000), (10_000, 1_000)]
-        if args.full:
+        if args.full:  # the 10k-consumer row is last: funding 10k consumers takes the longest
             sizes += [(100_000, 1_000), (10_000, 10_000)]
         plan += [("anvil", r, c) for r, c in sizes]
-    rows = []
+    # A stopped run (Ctrl-C, SIGTERM) still stops anvil and keeps the rows it finished.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    rows: list[dict] = []
     anvil = None
     url = None
     try:
@@ -210,9 +213,14 @@ def main() -> None:
             row = run(backend, receipt_count, consumer_count, url, args.seed)
             print(row, flush=True)
             rows.append(row)
+            record(rows, len(plan), use_anvil)
     finally:
         if anvil is not None:
             anvil.__exit__(None, None, None)
+
+
+def record(rows: list[dict], planned: int, use_anvil: bool) -> None:
+    """Print and write the table of the rows done so far (each finished row is kept)."""
     table = ResultTable("Epoch close: wall time and gas", [
         "chain", "receipts", "consumers", "chunks", "close s", "close gas", "claim gas", "gas/receipt (ours)",
         "gas/receipt (1 transfer per payee per inference)", "ratio"])
@@ -221,7 +229,8 @@ def main() -> None:
                       f"{r['close_gas']:,}", f"{r['claim_gas']:,}", f"{r['ours_per_receipt']:,.0f}",
                       f"{r['baseline_per_receipt']:,.0f}",
                       f"{r['baseline_per_receipt'] / r['ours_per_receipt']:.1f}x less")
-    table.print()
+    if len(rows) == planned:
+        table.print()
     notes = [
         "close = plan (one DB transaction, escrow reads per consumer) + settlement chunks of 200 consumers + "
         "root posting + payout file; gas = every transaction the node sent during the close.",
@@ -230,7 +239,9 @@ def main() -> None:
         "transfer per payee; consumers' deposits and caps are set up before the timer in both cases."]
     if not use_anvil:
         notes.append("anvil runs skipped (--no-anvil, or contracts/node_modules/.bin/anvil missing).")
-    write_result("economy", {"runs": rows}, [table], notes=notes)
+    if len(rows) < planned:
+        notes.append(f"{len(rows)} of {planned} planned rows finished; the run was stopped before the rest.")
+    write_result("economy", {"runs": rows, "planned": planned}, [table], notes=notes)
 
 
 if __name__ == "__main__":
