@@ -7,12 +7,17 @@ import os
 import pytest
 from eth_account import Account
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, settings
 
 os.environ.setdefault("LEDGERLM_KDF_ITERATIONS", "1024")  # keystores stay real, unlock stays fast
 os.environ.setdefault("LEDGERLM_NODE_PASSPHRASE", "node-passphrase-for-tests")
 os.environ.setdefault("LEDGERLM_ADMIN_PASSPHRASE", "admin-passphrase-for-tests")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Property tests judge outcomes, never speed: a busy two-core CI machine must not fail them by timing.
+settings.register_profile("ledgerlm", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ledgerlm")
 
 from ledgerlm.api import create_app  # noqa: E402
 from ledgerlm.client import NodeClient  # noqa: E402
