@@ -173,7 +173,7 @@ def main() -> None:
         for key, n in sorted(counts.items()):
             kind, outcome = key.split(":")
             table.add_row(arm, kind, outcome, n)
-    faults = ResultTable("Violations (goal: 0 for agents under policy)", ["violation", "count"])
+    faults = ResultTable("Violations", ["violation", "count"])
     for name in ("policy: off-policy call served", "policy: budget exceeded on chain",
                  "chain: settlement above cap accepted", "baseline: off-policy call served"):
         faults.add_row(name, result["violations"].get(name, 0))
