@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from report import ResultTable, write_result  # noqa: E402  (benchmarks/ is the script's directory)
+from report import write_result  # noqa: E402  (benchmarks/ is the script's directory)
 from rich.console import Console  # noqa: E402
 
 from ledgerlm.evals.attribution import EvalConfig, report_tables, run_attribution_eval  # noqa: E402
@@ -82,11 +82,9 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             console.log("timing attribution against generation on SmolLM2-135M")
             report.cost["serving"] = serving_latency(base, dim=args.dim, seed=args.seed)
-    tables = []
-    for t in report_tables(report):
-        table = ResultTable(t.title, t.columns, t.rows)
+    tables = report_tables(report)
+    for table in tables:
         table.print()
-        tables.append(table)
     notes = [f"model: {args.model}; embedding baseline: {report.embedding_model}; "
              f"total {report.seconds:.0f} s", *report.notes,
              "every figure is on the test split; the score mode was chosen on the tuning split"]

@@ -20,9 +20,12 @@ import os
 import platform
 import shlex
 import sys
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+
+from ledgerlm.evals.table import ResultTable
+
+__all__ = ["ResultTable", "command_line", "machine", "write_result"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = RESULTS.parent.parent
@@ -30,44 +33,6 @@ REPO = RESULTS.parent.parent
 # Throughput depends on what else the machine runs; the load when the benchmark started is part of
 # the result. Benchmarks import this module first thing, so import time is start time.
 _LOAD_AT_START = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-
-
-@dataclass
-class ResultTable:
-    """A titled table of already-formatted cells, printed with rich and written as Markdown."""
-
-    title: str
-    columns: list[str]
-    rows: list[list[str]] = field(default_factory=list)
-
-    def add_row(self, *cells: object) -> None:
-        if len(cells) != len(self.columns):
-            raise ValueError(f"table {self.title!r}: row has {len(cells)} cells for {len(self.columns)} columns")
-        self.rows.append(["" if c is None else str(c) for c in cells])
-
-    def rich(self):
-        from rich.table import Table
-
-        table = Table(title=self.title)
-        for i, col in enumerate(self.columns):
-            table.add_column(col, justify="left" if i == 0 else "right")
-        for row in self.rows:
-            table.add_row(*row)
-        return table
-
-    def print(self) -> None:
-        from rich.console import Console
-
-        Console().print(self.rich())
-
-    def markdown(self) -> str:
-        def cell(text: str) -> str:
-            return text.replace("|", "\\|").replace("\n", " ")
-
-        lines = [f"### {self.title}", "", "| " + " | ".join(cell(c) for c in self.columns) + " |",
-                 "| " + " | ".join("---" if i == 0 else "---:" for i in range(len(self.columns))) + " |"]
-        lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in self.rows]
-        return "\n".join(lines)
 
 
 def command_line() -> str:

@@ -2,42 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from ledgerlm.evals.attribution.facts import QUERY_KINDS
 from ledgerlm.evals.attribution.harness import EvalReport
+from ledgerlm.evals.table import ResultTable
 
 
-@dataclass
-class ReportTable:
-    title: str
-    columns: list[str]
-    rows: list[list[str]] = field(default_factory=list)
-
-    def rich(self):
-        from rich.table import Table
-
-        table = Table(title=self.title)
-        for i, col in enumerate(self.columns):
-            table.add_column(col, justify="left" if i == 0 else "right")
-        for row in self.rows:
-            table.add_row(*row)
-        return table
-
-
-def report_tables(report: EvalReport) -> list[ReportTable]:
+def report_tables(report: EvalReport) -> list[ResultTable]:
     """Test-split fact tracing, payment, false payouts, LDS per method, tuning choice and cost."""
     test, tables = report.test, []
     kinds = ("all",) + QUERY_KINDS
     for level in ("contributor", "record"):
-        t = ReportTable(f"Test split — responsible {level}: precision@1 / MRR", ["method", *kinds])
+        t = ResultTable(f"Test split — responsible {level}: precision@1 / MRR", ["method", *kinds])
         for method in test["tracing"]["all"]:
             t.rows.append([method] + [f"{test['tracing'][k][method][f'{level}_p1']:.2f} / "
                                       f"{test['tracing'][k][method][f'{level}_mrr']:.2f}"
                                       for k in kinds])
         tables.append(t)
     mode = report.tuning["chosen_score_mode"]
-    pay = ReportTable(f"Test split — what is paid (combined:{mode}), mean bps of the contributor "
+    pay = ResultTable(f"Test split — what is paid (combined:{mode}), mean bps of the contributor "
                       "share", ["queries", "evidence", "to the right contributor",
                                 "to wrong contributors", "to the data pool",
                                 "top paid is right", "paid anyone"])
@@ -49,7 +31,7 @@ def report_tables(report: EvalReport) -> list[ReportTable]:
                          f"{p['paid_anyone']:.2f}"])
     tables.append(pay)
     null, contra = test["payment"]["null"], test["payment"]["contradicted"]
-    honesty = ReportTable("Test split — unrelated and contradicted answers", ["what", "value"])
+    honesty = ResultTable("Test split — unrelated and contradicted answers", ["what", "value"])
     honesty.rows += [
         [f"null_false_payout_rate ({null['queries']} unrelated prompts)",
          f"{null['null_false_payout_rate']:.3f}"],
@@ -61,12 +43,12 @@ def report_tables(report: EvalReport) -> list[ReportTable]:
     ]
     tables.append(honesty)
     tables.append(_lds_table("Test split", test["lds"]))
-    tuning = ReportTable("Tuning split — LDS of each paying score mode (the higher is used)",
+    tuning = ResultTable("Tuning split — LDS of each paying score mode (the higher is used)",
                          ["score mode", "LDS", "chosen"])
     for m, value in report.tuning["lds_by_mode"].items():
         tuning.rows.append([m, f"{value:.3f}", "yes" if m == mode else ""])
     tables.append(tuning)
-    rows = ReportTable("Tuning split — contributor precision@1 of the paid attribution by "
+    rows = ResultTable("Tuning split — contributor precision@1 of the paid attribution by "
                        "min_span_rows (the higher is used)", ["min_span_rows", "precision@1",
                                                               "chosen"])
     for choice, value in report.tuning["contributor_p1_by_min_span_rows"].items():
@@ -74,7 +56,7 @@ def report_tables(report: EvalReport) -> list[ReportTable]:
                           "yes" if choice == report.tuning["chosen_min_span_rows"] else ""])
     tables.append(rows)
     cost = report.cost
-    c = ReportTable("Cost on this machine (test-split model)", ["what", "value"])
+    c = ResultTable("Cost on this machine (test-split model)", ["what", "value"])
     c.rows += [
         ["fine-tuning (s)", f"{cost['train_seconds']:.1f}"],
         ["index build incl. calibration (s)", f"{cost['index_build_seconds']:.1f}"],
@@ -85,7 +67,7 @@ def report_tables(report: EvalReport) -> list[ReportTable]:
         ["per answer: attribution total (ms)", f"{cost['per_answer']['attribution_ms']:.1f}"],
     ]
     tables.append(c)
-    scale = ReportTable("Search at scale (synthetic rows, cosine, top-10)",
+    scale = ResultTable("Search at scale (synthetic rows, cosine, top-10)",
                         ["examples", "search ms (median)", "search ms (p95)", "span ms (median)",
                          "feature index MB", "span index MB", "query peak MB"])
     for row in cost["scale"]:
@@ -96,7 +78,7 @@ def report_tables(report: EvalReport) -> list[ReportTable]:
     tables.append(scale)
     serving = cost.get("serving")
     if serving:
-        s = ReportTable(f"Serving {serving['base']}: attribution vs generation "
+        s = ResultTable(f"Serving {serving['base']}: attribution vs generation "
                         f"({serving['answer_tokens']} answer tokens, {serving['rows']:,} rows)",
                         ["what", "ms"])
         for key in ("generate_ms", "feature_ms", "search_ms", "span_ms", "attribution_ms"):
@@ -105,8 +87,8 @@ def report_tables(report: EvalReport) -> list[ReportTable]:
     return tables
 
 
-def _lds_table(split: str, result: dict) -> ReportTable:
-    t = ReportTable(f"{split} — linear datamodeling score: {result['subsets']} retrains on random "
+def _lds_table(split: str, result: dict) -> ResultTable:
+    t = ResultTable(f"{split} — linear datamodeling score: {result['subsets']} retrains on random "
                     f"halves of {result['records']} records, {result['queries']} queries",
                     ["method", "LDS (Spearman)", "± s.e."])
     for name, value in sorted(result["methods"].items(), key=lambda kv: -kv[1]["mean"]):
