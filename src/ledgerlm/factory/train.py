@@ -432,7 +432,9 @@ def step_batches(data: TrainingData, config: TrainConfig, epoch: int, step_in_ep
 
     Examples (not blocks) are shuffled per epoch, so a step sees `batch_size x grad_accum`
     examples however short they are, as an ordinary padded loop would; each micro-batch's
-    examples are then packed tightly into as few rows of at most `max_len` tokens as fit.
+    examples are then packed into as few rows as fit, none wider than the micro-batch's longest
+    example (at most `max_len`): packing fills only the padding a padded loop would waste and never
+    makes rows longer, since attention grows with the square of a row's length.
     """
     import torch
 
@@ -441,8 +443,12 @@ def step_batches(data: TrainingData, config: TrainConfig, epoch: int, step_in_ep
     ).tolist()
     per_step = config.batch_size * config.grad_accum
     chosen = [data.train_examples[i] for i in order[step_in_epoch * per_step:(step_in_epoch + 1) * per_step]]
-    return [collate(pack_examples(chosen[j:j + config.batch_size], config.max_len, data.pad_id, tight=True))
-            for j in range(0, len(chosen), config.batch_size)]
+    batches = []
+    for j in range(0, len(chosen), config.batch_size):
+        micro = chosen[j:j + config.batch_size]
+        width = min(config.max_len, max(len(e.input_ids) for e in micro))
+        batches.append(collate(pack_examples(micro, width, data.pad_id, tight=True)))
+    return batches
 
 
 def _lr_at(step: int, total: int, config: TrainConfig) -> float:
