@@ -17,10 +17,10 @@ from ledgerlm.config import EMBEDDED, Home, NodeConfig
 from ledgerlm.datanets import ChainAnchor, Datanet, Datanets, DatanetVersion
 from ledgerlm.errors import AuthError, LedgerError
 from ledgerlm.identity import SigningDomain
+from ledgerlm.identity.keys import create_keystore
 from ledgerlm.identity.node_keys import (
     ADMIN_PASSPHRASE_ENV,
     NODE_PASSPHRASE_ENV,
-    create_keystore,
     keystore_address,
     node_passphrase,
     unlock_keystore,

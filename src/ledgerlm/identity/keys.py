@@ -17,6 +17,21 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 DEFAULT_KDF_ITERATIONS = 2**18  # scrypt n: about a second per unlock, as geth uses
 
 
+def create_keystore(path: Path, passphrase: str, *, private_key: bytes | None = None) -> str:
+    """Write a new (or the given) key as an encrypted keystore with mode 0600; return its address."""
+    account = Account.from_key(private_key) if private_key else Account.create()
+    iterations = int(os.environ.get("LEDGERLM_KDF_ITERATIONS", DEFAULT_KDF_ITERATIONS))
+    keystore = Account.encrypt(account.key, passphrase, kdf="scrypt", iterations=iterations)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(keystore, out)
+    os.replace(tmp, path)
+    return account.address
+
+
 class KeyringError(LedgerError):
     pass
 
@@ -50,16 +65,7 @@ class Keyring:
         path = self._path(name)
         if path.exists():
             raise ConflictError(f"a key named {name!r} already exists at {path}", field="name")
-        account = Account.from_key(private_key) if private_key else Account.create()
-        iterations = int(os.environ.get("LEDGERLM_KDF_ITERATIONS", DEFAULT_KDF_ITERATIONS))
-        keystore = Account.encrypt(account.key, passphrase, kdf="scrypt", iterations=iterations)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(keystore, out)
-        os.replace(tmp, path)
-        return KeyInfo(name, account.address, str(path))
+        return KeyInfo(name, create_keystore(path, passphrase, private_key=private_key), str(path))
 
     def list(self) -> list[KeyInfo]:
         if not self.directory.exists():

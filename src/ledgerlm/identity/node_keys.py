@@ -11,7 +11,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from ledgerlm.errors import LedgerError
-from ledgerlm.identity.keys import DEFAULT_KDF_ITERATIONS, _checksum
+from ledgerlm.identity.keys import _checksum
 
 # Which environment variable unlocks which node key; each can also be typed at a prompt.
 NODE_PASSPHRASE_ENV = "LEDGERLM_NODE_PASSPHRASE"
@@ -38,21 +38,6 @@ def node_passphrase(env: str, label: str) -> str:
 def keystore_address(path: Path) -> str:
     """The address of a keystore file, read without decrypting it."""
     return _checksum(json.loads(Path(path).read_text())["address"])
-
-
-def create_keystore(path: Path, passphrase: str, *, private_key: bytes | None = None) -> str:
-    """Write a new (or the given) key as an encrypted keystore with mode 0600; return its address."""
-    account = Account.from_key(private_key) if private_key else Account.create()
-    iterations = int(os.environ.get("LEDGERLM_KDF_ITERATIONS", DEFAULT_KDF_ITERATIONS))
-    keystore = Account.encrypt(account.key, passphrase, kdf="scrypt", iterations=iterations)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(keystore, out)
-    os.replace(tmp, path)
-    return account.address
 
 
 def unlock_keystore(path: Path, passphrase: str, label: str) -> LocalAccount:
