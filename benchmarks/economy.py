@@ -25,12 +25,11 @@ import time
 import uuid
 from pathlib import Path
 
-from report import ResultTable, write_result
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # measure this checkout, not an installed one
 
 from eth_account import Account  # noqa: E402
 from eth_utils import keccak  # noqa: E402
+from report import ResultTable, write_result  # noqa: E402
 
 from ledgerlm.chain import Contracts, deploy_all, open_embedded, open_rpc  # noqa: E402
 from ledgerlm.economy import FeeShares, open_epoch, split_fee  # noqa: E402
@@ -43,6 +42,7 @@ UNIT = 10**18
 ETHER = 10**18
 SHARES = FeeShares(500, 4000, 4500, 1000)
 DEVELOPERS = 10
+CHUNK = 200
 
 
 def account(label: str):
@@ -151,13 +151,26 @@ def transfer_gas(s: Setup) -> tuple[int, int]:
     return cold, warm
 
 
-def run(backend: str, receipt_count: int, consumer_count: int, anvil_url: str | None, seed: int) -> dict:
+def plan_rows(full: bool, use_anvil: bool) -> list[tuple[str, int, int]]:
+    """(chain, receipts, consumers) to run: the grid of 1k/10k/100k receipts by 10/1k/10k consumers."""
+    # py-evm funds a consumer in about half a second, so the embedded chain keeps to few consumers.
+    plan = [("embedded", r, c) for r, c in ((1_000, 10), (10_000, 10))]
+    if use_anvil:
+        sizes = [(1_000, 10), (10_000, 10), (1_000, 1_000), (10_000, 1_000)]
+        if full:  # the 10k-consumer rows are last: funding 10k consumers takes the longest
+            sizes += [(100_000, 10), (100_000, 1_000), (10_000, 10_000), (100_000, 10_000)]
+        plan += [("anvil", r, c) for r, c in sizes]
+    return plan
+
+
+def run(backend: str, receipt_count: int, consumer_count: int, anvil_url: str | None, seed: int,
+        chunk_size: int = 200) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         s = Setup(backend, consumer_count, Path(tmp), anvil_url)
         try:
             funding_s = s.fund(10 * UNIT)
             fees = s.write_receipts(receipt_count, random.Random(seed))
-            closer = EpochCloser(s.db, s.c, s.node, Path(tmp) / "epochs", chunk_size=200)
+            closer = EpochCloser(s.db, s.c, s.node, Path(tmp) / "epochs", chunk_size=chunk_size)
             first = s.chain.block_number() + 1
             started = time.perf_counter()
             summary = closer.close()
@@ -188,16 +201,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-anvil", action="store_true", help="skip the anvil runs")
     parser.add_argument("--full", action="store_true", help="anvil: add 100k receipts and 10k consumers")
+    parser.add_argument("--only", metavar="CHAIN:RECEIPTS:CONSUMERS", action="append",
+                        help="run just these rows, e.g. anvil:10000:1000 (repeatable)")
+    parser.add_argument("--chunk-size", type=int, default=CHUNK, help="consumers per settlement transaction")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    # py-evm funds a consumer in about half a second, so the embedded chain keeps to few consumers.
-    plan = [("embedded", r, c) for r, c in ((1_000, 10), (10_000, 10))]
     use_anvil = not args.no_anvil and ANVIL.exists()
-    if use_anvil:
-        sizes = [(1_000, 10), (10_000, 10), (1_000, 1_000), (10_000, 1_000)]
-        if args.full:  # the 10k-consumer row is last: funding 10k consumers takes the longest
-            sizes += [(100_000, 1_000), (10_000, 10_000)]
-        plan += [("anvil", r, c) for r, c in sizes]
+    if args.only:
+        plan = [(b, int(r), int(c)) for b, r, c in (o.split(":") for o in args.only)]
+        use_anvil = any(b == "anvil" for b, _, _ in plan)
+    else:
+        plan = plan_rows(args.full, use_anvil)
     # A stopped run (Ctrl-C, SIGTERM) still stops anvil and keeps the rows it finished.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     rows: list[dict] = []
@@ -210,7 +224,7 @@ def main() -> None:
 
                 anvil = anvil_node(ANVIL)
                 url = anvil.__enter__()
-            row = run(backend, receipt_count, consumer_count, url, args.seed)
+            row = run(backend, receipt_count, consumer_count, url, args.seed, args.chunk_size)
             print(row, flush=True)
             rows.append(row)
             record(rows, len(plan), use_anvil)

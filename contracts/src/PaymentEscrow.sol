@@ -6,8 +6,10 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 
 import {EpochDistributor} from "./EpochDistributor.sol";
 
@@ -19,7 +21,12 @@ import {EpochDistributor} from "./EpochDistributor.sol";
 ///         settlement interrupted half-way resumes without charging anyone twice.
 /// @dev Withdrawals wait `withdrawDelaySeconds` and the requested funds stay debitable meanwhile, so a
 ///      node that settles within the delay is never short. The escrow must hold FUNDER_ROLE on the
-///      distributor. Signatures are checked with SignatureChecker, so ERC-1271 contract wallets work.
+///      distributor. Signatures are 65-byte ECDSA (r, s, v); a consumer with code is asked through
+///      ERC-1271 with those same bytes, so contract wallets work.
+///      Gas: a consumer's balance, the last epoch it was debited in and what it spent there share one
+///      storage slot, so a debit rewrites one warm-after-read slot instead of creating a slot per epoch;
+///      debits arrive packed in four words each; one event per chunk replaces one per debit (the
+///      node publishes the per-consumer debits in its payout file, and {spent} reads them back).
 contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
     using SafeERC20 for IERC20;
 
@@ -30,18 +37,12 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
     bytes32 public constant SPENDING_CAP_TYPEHASH =
         keccak256("SpendingCap(address consumer,address settler,uint256 epoch,uint256 cap,uint256 deadline)");
 
-    /// @notice One consumer's charge in a settlement, with the signed cap that authorises it.
-    /// @param consumer The charged consumer (the signer).
-    /// @param amount Charged amount in base units.
-    /// @param cap Most the consumer allows this settler to charge in this epoch, in total.
-    /// @param deadline Last timestamp at which the authorisation can be used.
-    /// @param signature EIP-712 signature (or ERC-1271 data) over SpendingCap.
-    struct Debit {
-        address consumer;
-        uint256 amount;
-        uint256 cap;
-        uint256 deadline;
-        bytes signature;
+    /// @dev A consumer's escrow account in one slot: balance, the latest epoch it was debited in, and
+    ///      what it was debited in that epoch.
+    struct Account {
+        uint128 balance;
+        uint32 epoch;
+        uint96 spent;
     }
 
     struct Withdrawal {
@@ -58,18 +59,21 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
     /// @notice Seconds between a withdrawal request and the moment it can be withdrawn.
     uint64 public immutable withdrawDelaySeconds;
 
-    mapping(address consumer => uint256) private _balances;
+    mapping(address consumer => Account) private _accounts;
     mapping(address consumer => Withdrawal) private _withdrawals;
-    mapping(address consumer => mapping(uint256 epoch => uint256)) private _spent;
     mapping(uint256 epoch => mapping(uint256 chunk => bool)) private _chunks;
 
     event Deposited(address indexed consumer, uint256 amount, uint256 balance);
     event WithdrawalRequested(address indexed consumer, uint256 amount, uint256 pendingTotal, uint64 availableAt);
     event WithdrawalCancelled(address indexed consumer, uint256 amount);
     event Withdrawn(address indexed consumer, uint256 amount);
-    event Debited(uint256 indexed epoch, address indexed consumer, uint256 amount, uint256 spentInEpoch);
     event ChunkSettled(
-        uint256 indexed epoch, uint256 indexed chunk, uint256 total, uint256 debitCount, address indexed settler
+        uint256 indexed epoch,
+        uint256 indexed chunk,
+        uint256 total,
+        uint256 debitCount,
+        bytes32 debitsHash,
+        address indexed settler
     );
 
     error ZeroAddress();
@@ -82,6 +86,8 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
     error AuthorisationExpired(address consumer, uint256 deadline);
     error InvalidSignature(address consumer);
     error CapExceeded(address consumer, uint256 epoch, uint256 spentAfter, uint256 cap);
+    error EpochOutOfOrder(address consumer, uint256 epoch, uint256 latestEpoch);
+    error MalformedDebits(uint256 words);
 
     /// @param token_ The payment token.
     /// @param distributor_ The EpochDistributor that receives settled sums.
@@ -128,7 +134,7 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
         if (amount == 0) revert ZeroAmount();
         Withdrawal storage w = _withdrawals[msg.sender];
         uint256 pendingTotal = w.amount + amount;
-        uint256 balance = _balances[msg.sender];
+        uint256 balance = _accounts[msg.sender].balance;
         if (pendingTotal > balance) revert InsufficientBalance(msg.sender, balance, pendingTotal);
         w.amount = pendingTotal;
         w.availableAt = uint64(block.timestamp) + withdrawDelaySeconds;
@@ -149,10 +155,10 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
         Withdrawal memory w = _withdrawals[msg.sender];
         if (w.amount == 0) revert NoWithdrawalPending();
         if (block.timestamp < w.availableAt) revert WithdrawalNotReady(w.availableAt);
-        uint256 balance = _balances[msg.sender];
+        uint256 balance = _accounts[msg.sender].balance;
         uint256 amount = w.amount <= balance ? w.amount : balance;
         delete _withdrawals[msg.sender];
-        _balances[msg.sender] = balance - amount;
+        _accounts[msg.sender].balance = uint128(balance - amount);
         token.safeTransfer(msg.sender, amount);
         emit Withdrawn(msg.sender, amount);
     }
@@ -161,25 +167,29 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
     ///         needs the consumer's signature over SpendingCap(consumer, msg.sender, epoch, cap, deadline);
     ///         the consumer's total debits in the epoch never exceed `cap`. Reverts as a whole if any
     ///         debit is invalid. Each (epoch, chunk) is accepted once; the epoch's root is posted on the
-    ///         distributor after the last chunk.
-    /// @param epoch Epoch number (its root not posted yet).
+    ///         distributor after the last chunk. A consumer's epochs are settled in increasing order.
+    /// @param epoch Epoch number (below 2**32, its root not posted yet).
     /// @param chunk Chunk number within the epoch, chosen by the settler.
-    /// @param debits The charges with their signed authorisations (at least one, summing above zero).
-    function settle(uint256 epoch, uint256 chunk, Debit[] calldata debits)
+    /// @param debits Four words per debit: `consumer << 96 | amount` (amount below 2**96),
+    ///        `cap << 128 | deadline << 8 | v` (cap below 2**128, deadline below 2**64), `r`, `s` — at least
+    ///        one debit, summing above zero.
+    function settle(uint256 epoch, uint256 chunk, bytes32[] calldata debits)
         external
         nonReentrant
         onlyRole(SETTLER_ROLE)
     {
         if (_chunks[epoch][chunk]) revert ChunkAlreadySettled(epoch, chunk);
+        if (debits.length % 4 != 0) revert MalformedDebits(debits.length);
+        uint32 epoch32 = SafeCast.toUint32(epoch);
         uint256 total = 0;
-        for (uint256 i = 0; i < debits.length; ++i) {
-            total += _debit(epoch, debits[i]);
+        for (uint256 i = 0; i < debits.length; i += 4) {
+            total += _debit(epoch32, debits[i:i + 4]);
         }
         if (total == 0) revert EmptyChunk(epoch, chunk);
         _chunks[epoch][chunk] = true;
         token.forceApprove(address(distributor), total);
         distributor.fund(epoch, total);
-        emit ChunkSettled(epoch, chunk, total, debits.length, msg.sender);
+        emit ChunkSettled(epoch, chunk, total, debits.length / 4, keccak256(abi.encodePacked(debits)), msg.sender);
     }
 
     /// @notice Whether chunk `chunk` of `epoch` was settled.
@@ -192,7 +202,7 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
     /// @notice Escrow balance of `consumer`, including any amount requested for withdrawal.
     /// @param consumer The consumer.
     function balanceOf(address consumer) external view returns (uint256) {
-        return _balances[consumer];
+        return _accounts[consumer].balance;
     }
 
     /// @notice The consumer's pending withdrawal request.
@@ -204,11 +214,16 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
         return (w.amount, w.availableAt);
     }
 
-    /// @notice Total already debited from `consumer` in `epoch`.
+    /// @notice Total already debited from `consumer` in `epoch`: known for the latest epoch the consumer
+    ///         was debited in and any later one (zero). Earlier epochs are kept only in the settlement
+    ///         chunks (their `debitsHash`) and the node's published payout files.
     /// @param consumer The consumer.
-    /// @param epoch Epoch number.
+    /// @param epoch Epoch number, not before the consumer's latest debited epoch.
     function spent(address consumer, uint256 epoch) external view returns (uint256) {
-        return _spent[consumer][epoch];
+        Account memory a = _accounts[consumer];
+        if (epoch == a.epoch) return a.spent;
+        if (epoch < a.epoch) revert EpochOutOfOrder(consumer, epoch, a.epoch);
+        return 0;
     }
 
     /// @notice The EIP-712 digest a consumer signs to let `settler` debit up to `cap` in `epoch`.
@@ -233,24 +248,36 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
     function _deposit(uint256 amount) private {
         if (amount == 0) revert ZeroAmount();
         token.safeTransferFrom(msg.sender, address(this), amount);
-        uint256 balance = _balances[msg.sender] + amount;
-        _balances[msg.sender] = balance;
+        Account storage a = _accounts[msg.sender];
+        uint128 balance = SafeCast.toUint128(uint256(a.balance) + amount);
+        a.balance = balance;
         emit Deposited(msg.sender, amount, balance);
     }
 
-    function _debit(uint256 epoch, Debit calldata d) private returns (uint256) {
-        if (block.timestamp > d.deadline) revert AuthorisationExpired(d.consumer, d.deadline);
-        bytes32 digest = spendingCapDigest(d.consumer, msg.sender, epoch, d.cap, d.deadline);
-        if (!SignatureChecker.isValidSignatureNowCalldata(d.consumer, digest, d.signature)) {
-            revert InvalidSignature(d.consumer);
-        }
-        uint256 spentAfter = _spent[d.consumer][epoch] + d.amount;
-        if (spentAfter > d.cap) revert CapExceeded(d.consumer, epoch, spentAfter, d.cap);
-        uint256 balance = _balances[d.consumer];
-        if (d.amount > balance) revert InsufficientBalance(d.consumer, balance, d.amount);
-        _spent[d.consumer][epoch] = spentAfter;
-        _balances[d.consumer] = balance - d.amount;
-        emit Debited(epoch, d.consumer, d.amount, spentAfter);
-        return d.amount;
+    function _debit(uint32 epoch, bytes32[] calldata d) private returns (uint256 amount) {
+        address consumer = address(uint160(uint256(d[0]) >> 96));
+        amount = uint96(uint256(d[0]));
+        uint256 cap = uint256(d[1]) >> 128;
+        uint256 deadline = uint64(uint256(d[1]) >> 8);
+        if (block.timestamp > deadline) revert AuthorisationExpired(consumer, deadline);
+        bytes32 digest = spendingCapDigest(consumer, msg.sender, epoch, cap, deadline);
+        _checkSignature(consumer, digest, uint8(uint256(d[1])), d[2], d[3]);
+        Account memory a = _accounts[consumer];
+        if (a.epoch > epoch) revert EpochOutOfOrder(consumer, epoch, a.epoch);
+        uint256 spentAfter = (a.epoch == epoch ? uint256(a.spent) : 0) + amount;
+        if (spentAfter > cap) revert CapExceeded(consumer, epoch, spentAfter, cap);
+        if (amount > a.balance) revert InsufficientBalance(consumer, a.balance, amount);
+        // cap < 2**128 and spentAfter <= cap, but a spend above 2**96 in one epoch must not wrap
+        _accounts[consumer] = Account(uint128(a.balance - amount), epoch, SafeCast.toUint96(spentAfter));
+    }
+
+    function _checkSignature(address consumer, bytes32 digest, uint8 v, bytes32 r, bytes32 s) private view {
+        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, v, r, s);
+        if (err == ECDSA.RecoverError.NoError && signer == consumer) return;
+        if (
+            consumer.code.length > 0
+                && SignatureChecker.isValidERC1271SignatureNow(consumer, digest, abi.encodePacked(r, s, v))
+        ) return;
+        revert InvalidSignature(consumer);
     }
 }

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
+from eth_utils import keccak
 from test_contracts_world import (
     BACKENDS,
     PAYOUT_TYPES,
@@ -19,7 +20,7 @@ from test_contracts_world import (
     unauthorised,
 )
 
-from ledgerlm.chain import Debit, PendingAmount
+from ledgerlm.chain import ChainError, Debit, PendingAmount
 from ledgerlm.chain.merkle import StandardMerkleTree
 
 ZERO = "0x" + "00" * 20
@@ -160,9 +161,8 @@ def test_a_settlement_debits_within_caps_and_funds_the_epochs_payouts(world):
     payouts, tree = payout_tree(world, 9 * TOKEN)
     escrow_held = token.balance_of(escrow.address)
 
-    result = escrow.settle(world.node, epoch, 0, [
-        debit(world, alice, 4 * TOKEN, 5 * TOKEN, epoch),
-        debit(world, bob, 5 * TOKEN, 5 * TOKEN, epoch)])
+    debits = [debit(world, alice, 4 * TOKEN, 5 * TOKEN, epoch), debit(world, bob, 5 * TOKEN, 5 * TOKEN, epoch)]
+    result = escrow.settle(world.node, epoch, 0, debits)
     distributor.post_root(world.node, epoch, tree.root, 9 * TOKEN)
     for i, (account, amount) in enumerate(payouts):
         distributor.claim(world.node, epoch, account, amount, tree.proof(i))
@@ -176,10 +176,24 @@ def test_a_settlement_debits_within_caps_and_funds_the_epochs_payouts(world):
     funding = distributor.epoch(epoch)
     assert (funding.root, funding.total, funding.claimed) == (tree.root, 9 * TOKEN, 9 * TOKEN)
     assert [token.balance_of(a) for a, _ in payouts] == [v for _, v in payouts]
-    assert [e["spentInEpoch"] for e in result.events(escrow.contract, "Debited")] == [
-        4 * TOKEN, 5 * TOKEN]
+    # one event per chunk; its hash commits to every debit, so a published debit list can be audited
     assert result.events(escrow.contract, "ChunkSettled") == [{
-        "epoch": epoch, "chunk": 0, "total": 9 * TOKEN, "debitCount": 2, "settler": world.node.address}]
+        "epoch": epoch, "chunk": 0, "total": 9 * TOKEN, "debitCount": 2,
+        "debitsHash": keccak(b"".join(w for d in debits for w in d.packed())), "settler": world.node.address}]
+
+
+def test_a_consumers_earlier_epoch_cannot_be_settled_after_a_later_one(world):
+    """Spent is tracked for a consumer's latest epoch only, so going back would reset the cap."""
+    escrow = world.contracts.escrow
+    consumer = consumer_with_deposit(world, 10 * TOKEN)
+    early, late = world.fresh_epoch(), world.fresh_epoch()
+    escrow.settle(world.node, late, 0, [debit(world, consumer, TOKEN, TOKEN, late)])
+    with reverts("EpochOutOfOrder", epoch=early, latestEpoch=late):
+        escrow.settle(world.node, early, 0, [debit(world, consumer, TOKEN, TOKEN, early)])
+    with reverts("EpochOutOfOrder"):
+        escrow.spent(consumer.address, early)
+    assert escrow.spent(consumer.address, late) == TOKEN
+    assert escrow.balance_of(consumer.address) == 9 * TOKEN
 
 
 def test_only_a_settler_settles(world):
@@ -225,9 +239,13 @@ def test_a_signature_binds_the_consumer_settler_epoch_cap_and_deadline(world):
         Debit(consumer.address, TOKEN, 5 * TOKEN, genuine.deadline, genuine.signature),
         Debit(consumer.address, TOKEN, TOKEN, genuine.deadline + 1, genuine.signature),
         Debit(consumer.address, TOKEN, TOKEN, genuine.deadline, for_next_epoch.signature),
-        Debit(consumer.address, TOKEN, TOKEN, genuine.deadline, b"\x01" * 10),
-        Debit(consumer.address, TOKEN, TOKEN, genuine.deadline, b""),
+        Debit(consumer.address, TOKEN, TOKEN, genuine.deadline, b"\x01" * 65),
+        Debit(consumer.address, TOKEN, TOKEN, genuine.deadline, b"\x00" * 65),
+        Debit(consumer.address, TOKEN, TOKEN, genuine.deadline, genuine.signature[:64] + b"\x1d"),  # v neither 27/28
     ]
+    with pytest.raises(ChainError) as short:
+        escrow.settle(world.node, epoch, 0, [Debit(consumer.address, TOKEN, TOKEN, genuine.deadline, b"\x01" * 10)])
+    assert short.value.field == "signature"
 
     for forged in tampered:
         with reverts("InvalidSignature", consumer=consumer.address):

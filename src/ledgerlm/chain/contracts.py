@@ -141,9 +141,19 @@ class Debit:
     deadline: int
     signature: bytes
 
-    def as_tuple(self) -> tuple:
-        return (to_checksum_address(self.consumer), int(self.amount), int(self.cap),
-                int(self.deadline), bytes(self.signature))
+    def packed(self) -> list[bytes]:
+        """The four words PaymentEscrow.settle reads: consumer|amount, cap|deadline|v, r, s."""
+        signature = bytes(self.signature)
+        for name, value, bits in (("amount", self.amount, 96), ("cap", self.cap, 128),
+                                  ("deadline", self.deadline, 64)):
+            if not 0 <= int(value) < 1 << bits:
+                raise ChainError(f"a debit's {name} must be in [0, 2**{bits}), got {value}", field=name)
+        if len(signature) != 65:
+            raise ChainError(f"a debit's signature must be 65 bytes (r, s, v), got {len(signature)}",
+                             field="signature")
+        consumer = int(to_checksum_address(self.consumer), 16)
+        words = (consumer << 96 | int(self.amount), int(self.cap) << 128 | int(self.deadline) << 8 | signature[64])
+        return [w.to_bytes(32, "big") for w in words] + [signature[:32], signature[32:64]]
 
 
 class _Client:
@@ -509,7 +519,7 @@ class EscrowClient(_Client):
     def settle(self, sender: LocalAccount, epoch: int, chunk: int,
                debits: Sequence[Debit]) -> TxResult:
         """Debit each consumer within their signed cap and add the sum to `epoch` (chunk once)."""
-        return self._send(sender, "settle", int(epoch), int(chunk), [d.as_tuple() for d in debits])
+        return self._send(sender, "settle", int(epoch), int(chunk), [w for d in debits for w in d.packed()])
 
     def is_chunk_settled(self, epoch: int, chunk: int) -> bool:
         return bool(self._call("isChunkSettled", int(epoch), int(chunk)))
