@@ -67,6 +67,22 @@ class NodeClient:
             return response.json()
         return response
 
+    def sign_spending_cap(self, account: LocalAccount, cap: int, *, days: int = 30) -> dict:
+        """Sign, locally, a cap on what this node may debit from the account's escrow in the open epoch, and
+        hand it to the node (it replaces an earlier cap of the account for the same epoch)."""
+        import time
+
+        from eth_account.messages import encode_typed_data
+
+        terms = self._request("GET", "/apikeys/terms")
+        deadline = int(time.time()) + days * 86_400
+        message = {"consumer": account.address, "settler": terms["settler"], "epoch": terms["epoch"],
+                   "cap": int(cap), "deadline": deadline}
+        typed = {"types": terms["spending_cap_types"], "primaryType": "SpendingCap",
+                 "domain": terms["spending_cap_domain"], "message": message}
+        signature = account.sign_message(encode_typed_data(full_message=typed)).signature.hex().removeprefix("0x")
+        return self._request("POST", "/economy/caps", json={**message, "signature": "0x" + signature})
+
     def info(self) -> dict:
         if self._info is None:
             self._info = self._request("GET", "/node/info")
@@ -93,6 +109,10 @@ class NodeClient:
     @property
     def serving(self) -> ServingActions:
         return ServingActions(self)
+
+    @property
+    def shares(self) -> SharesActions:
+        return SharesActions(self)
 
     @property
     def chain_id(self) -> int:
@@ -180,6 +200,14 @@ class NodeClient:
     def add_member(self, name: str, member: str, account: LocalAccount) -> list[str]:
         action = self._sign(account, "AddMember", {"datanet": name, "member": member})
         return self._request("POST", f"/datanets/{name}/members", json={"action": action})
+
+    def access_prices(self, name: str) -> dict:
+        return self._request("GET", f"/datanets/{name}/price")
+
+    def set_access_price(self, name: str, price: int, account: LocalAccount, *, version: int = 0) -> dict:
+        """The owner's price (base units) to train on a private Datanet's `version` (0: every version)."""
+        action = self._sign(account, "SetAccessPrice", {"datanet": name, "version": version, "price": int(price)})
+        return self._request("POST", f"/datanets/{name}/price", json={"action": action})
 
     def remove_member(self, name: str, member: str, account: LocalAccount) -> list[str]:
         action = self._sign(account, "RemoveMember", {"datanet": name, "member": member})
@@ -302,7 +330,9 @@ class FactoryActions:
     def model(self, model_id: str, *, verify: bool = True) -> dict:
         return self.node._request("GET", f"/models/{model_id}", params={"verify": verify})
 
-    def train(self, account: LocalAccount, request: dict) -> dict:
+    def train(self, account: LocalAccount, request: dict, *, pay: int | None = None) -> dict:
+        """Queue a training job; `pay` (base units) signs a PayAccess of at most that much, and a spending cap of
+        that much for the open epoch, for a priced private Datanet version."""
         from ledgerlm.factory.jobs import TrainRequest
 
         parsed = TrainRequest(**request)
@@ -310,7 +340,12 @@ class FactoryActions:
             "modelId": parsed.model_id, "datanet": parsed.datanet, "version": parsed.version,
             "configHash": parsed.config_hash(),
         })
-        return self.node._request("POST", "/factory/jobs", json={"request": parsed.model_dump(), "action": action})
+        body = {"request": parsed.model_dump(), "action": action}
+        if pay is not None:
+            self.node.sign_spending_cap(account, int(pay))
+            body["payment"] = self.node._sign(account, "PayAccess", {
+                "datanet": parsed.datanet, "version": parsed.version, "amount": int(pay), "modelId": parsed.model_id})
+        return self.node._request("POST", "/factory/jobs", json=body)
 
     def jobs(self) -> list[dict]:
         return self.node._request("GET", "/factory/jobs")
@@ -394,6 +429,46 @@ class ServingActions:
         return {**shown, "checks": local}
 
 
+class SharesActions:
+    """Revenue shares: issue (signed by the owner), read holders and earnings, claim and transfer (signed
+    transactions from the holder's own key, relayed by the node)."""
+
+    def __init__(self, node: NodeClient):
+        self.node = node
+
+    def issue(self, account: LocalAccount, kind: str, asset: str, *, supply: int, version: int = 0,
+              owner_bps: int = 0) -> dict:
+        action = self.node._sign(account, "IssueShares", {"kind": kind, "asset": asset, "version": version,
+                                                          "supply": int(supply), "ownerBps": int(owner_bps)})
+        return self.node._request("POST", "/shares", json={"action": action})
+
+    def list(self) -> list[dict]:
+        return self.node._request("GET", "/shares")
+
+    def show(self, ref: str) -> dict:
+        return self.node._request("GET", f"/shares/{ref}")
+
+    def holders(self, ref: str, block: int | None = None) -> dict:
+        return self.node._request("GET", f"/shares/{ref}/holders", params={"block": block} if block is not None else None)
+
+    def claim(self, account: LocalAccount, ref: str) -> dict | None:
+        """Claim the account's allocation (None when it has none or claimed it already)."""
+        asset = self.show(ref)
+        leaf = next((x for x in asset["allocation"] if x["account"] == account.address), None)
+        holders = self.holders(ref)["holders"]
+        mine = next((h for h in holders if h["account"] == account.address), None)
+        if leaf is None or mine is None or int(mine["unclaimed_allocation"]) == 0:
+            return None
+        return self.node.chain.send_to(account, asset["token"], "RevenueShare", "claimAllocation",
+                                       [account.address, int(leaf["amount"]), leaf["proof"]])
+
+    def transfer(self, account: LocalAccount, ref: str, to: str, amount: int) -> dict:
+        """Send shares (claiming the sender's allocation first if it is still unclaimed)."""
+        claimed = self.claim(account, ref)
+        tx = self.node.chain.send_to(account, self.show(ref)["token"], "RevenueShare", "transfer", [to, int(amount)])
+        return {**tx, "claimed": claimed["tx_hash"] if claimed else None}
+
+
 class ChainActions:
     """Chain writes signed by the user's own key and relayed by the node (`NodeClient.chain`)."""
 
@@ -419,12 +494,16 @@ class ChainActions:
     def send(self, account: LocalAccount, contract: str, function: str, args: list, *, value: int = 0) -> dict:
         """Encode a call with the contract's ABI, let the node estimate it (a revert stops here,
         before signing), sign it locally, and have the node relay it."""
+        return self.send_to(account, self._address(contract), contract, function, args, value=value)
+
+    def send_to(self, account: LocalAccount, to: str, artifact: str, function: str, args: list, *,
+                value: int = 0) -> dict:
+        """`send` to a contract at `to` (e.g. a share token) whose ABI is the artifact's."""
         from web3 import Web3
 
         from ledgerlm.chain import load_artifact
 
-        to = self._address(contract)
-        data = Web3().eth.contract(abi=load_artifact(contract).abi).encode_abi(function, args=args)
+        data = Web3().eth.contract(abi=load_artifact(artifact).abi).encode_abi(function, args=args)
         return self._relay(account, to, data, value)
 
     def send_eth(self, account: LocalAccount, to: str, wei: int) -> dict:

@@ -325,7 +325,8 @@ class Node:
         from ledgerlm.factory.jobs import ModelFactory
 
         factory = ModelFactory(self.db, self.home.models, self.datanets, domain=self.domain,
-                               register_model=_register_model(self), after_training=_build_attribution_index)
+                               register_model=_register_model(self), after_training=_build_attribution_index,
+                               pay_access=self._pay_access)
         self.closers.append(factory.close)
         return factory
 
@@ -433,6 +434,26 @@ class Node:
                            chunk_size=self.config.settle_chunk_size)
 
     @cached_property
+    def shares(self):
+        """Revenue shares: issue one ERC-20 per Datanet or model, read holders and earnings per share."""
+        from ledgerlm.economy.shares import Shares
+
+        return Shares(self.db, self.contracts, self.account, domain=self.domain)
+
+    @cached_property
+    def access(self):
+        """Payments for training on priced private Datanets, taken from escrow into the open epoch."""
+        from ledgerlm.economy.access import AccessPayments
+
+        # The closer's lock: no close plans an epoch while a payment is being debited into it.
+        return AccessPayments(self.db, self.contracts, self.account, self.domain, lock=self.economy._lock)
+
+    def _pay_access(self, payment, **training) -> dict:
+        if not self.on_chain:
+            raise LedgerError("this node has no chain to take payments on", field="chain", status=409)
+        return self.access.pay(payment, **training)
+
+    @cached_property
     def faucet(self):
         """The development faucet (refuses on any chain but the embedded one)."""
         from ledgerlm.economy import Faucet
@@ -455,6 +476,8 @@ class Node:
         self.datanets.anchor = RegistryAnchor(self)
         # Signatures are bound to the Registry from now on; every room verifies against it.
         domain = _signing_domain(self.home, self.config)
+        for name in ("shares", "access"):
+            self.__dict__.pop(name, None)
         for room in (self.datanets, self.__dict__.get("validation"), self.__dict__.get("factory")):
             if room is not None:
                 room.domain = domain
@@ -492,6 +515,8 @@ class Node:
         if not self.on_chain:
             return {"datanets": 0, "versions": 0, "slashes": 0}
         done = {"datanets": 0, "versions": 0, "slashes": self.validation.execute_slashes()}
+        if "RevenueShareFactory" in self.deployment.addresses:
+            done["shares"] = self.shares.reconcile()
         for datanet in self.datanets.all():
             if datanet.chain_tx is None:
                 self.datanets.anchor_datanet(datanet)

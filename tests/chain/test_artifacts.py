@@ -10,7 +10,8 @@ from web3 import EthereumTesterProvider, Web3
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACTS = ROOT / "contracts"
 ARTIFACTS = ROOT / "src" / "ledgerlm" / "chain" / "artifacts"
-EXPECTED = {"LedgerToken", "Registry", "Staking", "EpochDistributor", "PaymentEscrow"}
+EXPECTED = {"LedgerToken", "Registry", "Staking", "EpochDistributor", "PaymentEscrow", "RevenueShare",
+            "RevenueShareFactory"}
 EIP170_RUNTIME_LIMIT = 24576
 
 

@@ -24,7 +24,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 DRIVER = Path(__file__).resolve().parent / "pipe_driver.py"
 NOT_CHECKSUMMED = "0x" + "ab" * 20
 # Commands with nothing to refuse: listing the keys or agents of a home that has none prints an empty table.
-NO_ERROR_PATH = {"keys list", "agent list"}
+NO_ERROR_PATH = {"keys list", "agent list", "shares list"}
 
 
 def _long_dir(base: Path) -> Path:
@@ -108,6 +108,11 @@ def _cases(home: Path, never: Path) -> list[tuple[list[str], str, dict]]:
           for verb, extra in (("run", ["--task", "x"]), ("audit", []), ("pause", []), ("resume", []), ("show", []))),
         (["mcp", "--agent", "nobot"], "no agent named 'nobot'", {}),
         (["eval", "attribution", "--out", missing_file + "/x.json"], f"{missing_file} is not a directory", {}),
+        (["datanet", "price", "docs", "5", "--as", "alice"], "Datanet 'docs' is public", {}),
+        (["shares", "issue", "--datanet", "docs", "--as", "alice"], "Datanet docs has no version", {}),
+        *((["shares", verb, "nothing", *extra], "no shares issued for 'nothing'", {})
+          for verb, extra in (("show", []), ("holders", []), ("claim", ["--as", "alice"]),
+                              ("transfer", ["alice", "1", "--as", "alice"]))),
     ]
     before_init = f"run `ledgerlm init --home {never}` first"
     no_home = [(cmd, before_init, {}) for cmd in (

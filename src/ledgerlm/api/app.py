@@ -50,7 +50,7 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
             content={"error": {"type": "ValidationError", "message": message, "field": field}},
         )
 
-    from ledgerlm.api import attribution, chain, datanets, economy, factory, node, openai, serving, validation
+    from ledgerlm.api import attribution, chain, datanets, economy, factory, node, openai, serving, shares, validation
 
     app.include_router(node.router)
     app.include_router(datanets.router)
@@ -61,4 +61,5 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
     app.include_router(attribution.router)
     app.include_router(openai.router)
     app.include_router(serving.router)
+    app.include_router(shares.router)
     return app

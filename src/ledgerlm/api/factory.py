@@ -30,6 +30,7 @@ class RegisterBase(BaseModel):
 class TrainBody(BaseModel):
     request: dict
     action: SignedAction
+    payment: SignedAction | None = None  # PayAccess, for a priced private Datanet version
 
 
 class ActionBody(BaseModel):
@@ -100,10 +101,11 @@ def merge(model_id: str, node: Node = Depends(get_node)) -> dict:
 
 @router.post("/factory/jobs", status_code=201)
 def submit(body: TrainBody, node: Node = Depends(get_node)) -> dict:
-    """Queue a fine-tuning job (signed TrainModel over the request's config hash)."""
+    """Queue a fine-tuning job (signed TrainModel over the request's config hash); a priced private Datanet
+    version also needs the developer's signed PayAccess, taken from escrow before the job is queued (402 without)."""
     from ledgerlm.factory.jobs import TrainRequest
 
-    return node.factory.submit(TrainRequest(**body.request), body.action).model_dump()
+    return node.factory.submit(TrainRequest(**body.request), body.action, body.payment).model_dump()
 
 
 @router.get("/factory/jobs")

@@ -597,3 +597,17 @@ class Contracts:
 
     def __repr__(self) -> str:
         return f"Contracts(chain_id={self.chain.chain_id}, token={self.token.address})"
+
+    @cached_property
+    def share_factory(self):
+        """The RevenueShareFactory (a deployment made before revenue shares existed has none: redeploy)."""
+        from ledgerlm.chain.shares import ShareFactoryClient
+
+        return ShareFactoryClient(self.chain, self.deployment.address_of("RevenueShareFactory"))
+
+    def share_token(self, address: str):
+        """The RevenueShare token at `address`, with its custom errors decoded."""
+        from ledgerlm.chain.shares import ShareTokenClient
+
+        self.chain.abi_book.name_contract(to_checksum_address(address), "RevenueShare")
+        return ShareTokenClient(self.chain, address)

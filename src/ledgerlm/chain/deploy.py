@@ -13,6 +13,8 @@ from ledgerlm.chain.errors import ChainError
 from ledgerlm.chain.port import Chain
 
 CONTRACT_NAMES = ("LedgerToken", "Registry", "Staking", "EpochDistributor", "PaymentEscrow")
+# `deploy_all` also deploys the RevenueShareFactory; a record without one (made before revenue shares
+# existed) still loads, and only the shares commands ask for a redeploy.
 
 # An unbonding period long enough for a validator round and a dispute to finish.
 DEFAULT_COOLDOWN_SECONDS = 7 * 24 * 3600
@@ -113,7 +115,7 @@ def deploy_all(
     claim_window: int = DEFAULT_CLAIM_WINDOW_SECONDS,
     slash_cap_bps: int = DEFAULT_SLASH_CAP_BPS,
 ) -> Deployment:
-    """Deploy the five settlement contracts with `admin` and grant the node only its operating roles.
+    """Deploy the five settlement contracts and the revenue share factory with `admin` and grant the node only its operating roles.
 
     `admin` holds every admin role and the sweeper role; LGR's whole `supply` is minted once to
     `treasury`, which also receives swept funds. The node (the hot key) may register, relay roots,
@@ -135,8 +137,9 @@ def deploy_all(
                            int(slash_cap_bps), sender=admin)
     escrow = chain.deploy("PaymentEscrow", token, distributor, admin.address, int(withdraw_delay),
                           sender=admin)
+    share_factory = chain.deploy("RevenueShareFactory", registry, admin.address, sender=admin)
     addresses = {"LedgerToken": token, "Registry": registry, "Staking": staking,
-                 "EpochDistributor": distributor, "PaymentEscrow": escrow}
+                 "EpochDistributor": distributor, "PaymentEscrow": escrow, "RevenueShareFactory": share_factory}
 
     grants = [
         ("Registry", "REGISTRAR_ROLE", node_address),
@@ -147,6 +150,7 @@ def deploy_all(
         ("EpochDistributor", "POSTER_ROLE", node_address),
         ("EpochDistributor", "SWEEPER_ROLE", admin.address),
         ("PaymentEscrow", "SETTLER_ROLE", node_address),
+        ("RevenueShareFactory", "ISSUER_ROLE", node_address),
     ]
     for name, role, account in grants:
         contract = chain.contract(name, addresses[name])

@@ -13,6 +13,7 @@ from ledgerlm.cli.session import console, session
 from ledgerlm.datanets import MAX_REVIEW_BATCH, DatanetError, DatanetSpec
 from ledgerlm.errors import LedgerError
 from ledgerlm.times import format_time
+from ledgerlm.units import format_amount, parse_amount
 
 READ_AS_HELP = "Key that signs the read request: needed for a private Datanet (its owner or a member)."
 
@@ -315,6 +316,31 @@ def add_member(
     s = session(ctx)
     result = s.client().add_member(name, resolve_address(s, address), s.unlock(as_key))
     s.emit(result, lambda m: console.print(f"[green]{name} members[/]: {', '.join(m)}"))
+
+
+@app.command()
+def price(
+    ctx: typer.Context, name: str,
+    amount: str | None = typer.Argument(None, help="LGR to charge for training on it; omit to show the prices."),
+    version: int = typer.Option(0, help="The version priced \\[default: 0, every version without its own price]."),
+    as_key: str | None = typer.Option(None, "--as", help="The owner's key (to set a price) or a member's (to read)."),
+):
+    """Show or set (signed SetAccessPrice) what members pay from escrow to train on a private Datanet; the
+    payments are the Datanet's revenue, paid to its share holders (or its contributors) at the epoch close."""
+    s = session(ctx)
+    if amount is None:
+        result = s.reading_client(as_key).access_prices(name)
+    else:
+        if as_key is None:
+            raise LedgerError("setting a price needs the owner's key: --as OWNER", field="as")
+        result = s.client().set_access_price(name, parse_amount(amount), s.unlock(as_key), version=version)
+
+    def render(r):
+        console.print(f"{name}: {format_amount(int(r['default']))} LGR to train on any version")
+        for v, p in r["versions"].items():
+            console.print(f"  version {v}: {format_amount(int(p))} LGR")
+
+    s.emit(result, render)
 
 
 @app.command("remove-member")

@@ -119,6 +119,9 @@ def train(
     seed: int | None = typer.Option(None, help="Seed for the split, the shuffle and initialisation \\[default: 0]."),
     max_steps: int | None = typer.Option(None, help="Stop after this many optimizer steps."),
     detach: bool = typer.Option(False, "--detach", help="Return once queued (needs a running node)."),
+    pay: str | None = typer.Option(
+        None, "--pay", help="Most LGR you agree to pay from escrow for a priced private Datanet version (signs a "
+                            "PayAccess and a spending cap of that much for the open epoch)."),
 ):
     """Fine-tune a base model on a Datanet version; Ctrl-C cancels and keeps a resumable checkpoint."""
     s = session(ctx)
@@ -130,7 +133,7 @@ def train(
         "datanet": datanet, "version": version, "base": base,
         "config": _config(locals()),
     }
-    job = s.client().factory.train(account, request)
+    job = s.client().factory.train(account, request, pay=None if pay is None else parse_amount(pay, field="pay"))
     if detach:
         return s.emit(job, lambda j: console.print(f"queued job {j['id']} for model {j['model_id']}"))
     _follow(s, account, job["id"])

@@ -97,7 +97,7 @@ def info(ctx: typer.Context):
 
 
 def _register_rooms() -> None:
-    from ledgerlm.cli import agent, attribution, chain, datanet, demo, economy, factory, keys, serving, validate
+    from ledgerlm.cli import agent, attribution, chain, datanet, demo, economy, factory, keys, serving, shares, validate
 
     app.add_typer(keys.app, name="keys")
     app.add_typer(datanet.app, name="datanet")
@@ -114,6 +114,7 @@ def _register_rooms() -> None:
     app.add_typer(serving.apikey_app, name="apikey")
     app.add_typer(serving.receipts_app, name="receipts")
     app.add_typer(agent.app, name="agent")
+    app.add_typer(shares.app, name="shares")
     app.command()(agent.mcp)
     app.command()(attribution.attribute)
     for command in (chain.balance, chain.stake, chain.unstake, chain.withdraw, chain.transfer):

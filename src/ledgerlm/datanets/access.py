@@ -1,4 +1,5 @@
-"""Who may use a Datanet: anyone for a public one; the owner and the members they add for a private one."""
+"""Who may use a Datanet: anyone for a public one; the owner and the members they add for a private one, who
+pay the owner's price (if any) to train on a version."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sqlalchemy import and_, delete, insert, select
 from ledgerlm.datanets.schemas import AccessDenied, DatanetError
 from ledgerlm.errors import AuthError, ConflictError
 from ledgerlm.identity import READ_HEADER, SignedAction
-from ledgerlm.store.schema import datanet_members, datanets
+from ledgerlm.store.schema import access_prices, datanet_members, datanets
 
 PRIVATE = "private"
 
@@ -100,6 +101,51 @@ class Access:
                 conn.execute(delete(datanet_members).where(
                     and_(datanet_members.c.datanet_id == row["id"], datanet_members.c.member == member)))
         return self.members(name, owner)
+
+    def set_access_price(self, name: str, signed: SignedAction) -> dict:
+        """Apply the owner's signed SetAccessPrice: what a member pays to train on a version (0: every version
+        without a price of its own); a price of 0 makes it free again."""
+        owner = self._verify(signed, "SetAccessPrice")
+        m = signed.message
+        if m["datanet"] != name:
+            raise AuthError(f"the signature is for Datanet {m['datanet']!r}, not {name!r}", field="datanet")
+        version, price = int(m["version"]), int(m["price"])
+        if version:
+            self.version(name, version)  # an unknown version is refused, not priced
+        now = int(time.time())
+        with self.db.begin() as conn:
+            row = self._row(conn, name)
+            if row["owner"] != owner:
+                raise AccessDenied(f"only the owner of {name!r} ({row['owner']}) may price it", field="owner")
+            if row["visibility"] != PRIVATE:
+                raise DatanetError(f"Datanet {name!r} is public: anyone may train on it, so it has no price",
+                                   field="datanet")
+            action_id = self._record_action(conn, signed, owner, now)
+            conn.execute(delete(access_prices).where(and_(access_prices.c.datanet_id == row["id"],
+                                                          access_prices.c.version == version)))
+            conn.execute(insert(access_prices).values(datanet_id=row["id"], version=version, price=str(price),
+                                                      action_id=action_id, created_at=now))
+        return self.access_prices(name, owner)
+
+    def access_prices(self, name: str, reader: str | None) -> dict:
+        """The Datanet's prices to train on: the default (version 0) and per version, in base units."""
+        with self.db.connect() as conn:
+            row = self._row(conn, name)
+            self._require(conn, row, reader, "read")
+            rows = conn.execute(select(access_prices.c.version, access_prices.c.price)
+                                .where(access_prices.c.datanet_id == row["id"]).order_by(access_prices.c.version))
+            prices = {int(v): p for v, p in rows}
+        return {"datanet": name, "default": prices.pop(0, "0"), "versions": {str(k): v for k, v in prices.items()}}
+
+    def access_price(self, name: str, version: int, address: str | None) -> int:
+        """What `address` must pay to train on the version: 0 for its owner and for public Datanets."""
+        with self.db.connect() as conn:
+            row = self._row(conn, name)
+            if row["visibility"] != PRIVATE or address == row["owner"]:
+                return 0
+            prices = dict(conn.execute(select(access_prices.c.version, access_prices.c.price).where(and_(
+                access_prices.c.datanet_id == row["id"], access_prices.c.version.in_((0, version))))).all())
+        return int(prices.get(version, prices.get(0, "0")))
 
     def readable_names(self, conn, address: str | None) -> list[str]:
         """Names of the Datanets `address` may see, in creation order."""

@@ -13,10 +13,12 @@ from pathlib import Path
 from sqlalchemy import and_, insert, select, update
 
 from ledgerlm.chain import Debit
+from ledgerlm.economy.access import resolve_pending, settled_access
 from ledgerlm.economy.epochs import open_epoch
 from ledgerlm.economy.errors import EconomyError
 from ledgerlm.economy.payouts import Ledger, payout_tree
 from ledgerlm.economy.pools import PoolPayer
+from ledgerlm.economy.shares import load_assets, pay_holders
 from ledgerlm.store import Database
 from ledgerlm.store.schema import epoch_chunks, epoch_debits, epoch_payouts, epochs, receipts, spending_caps
 
@@ -71,9 +73,13 @@ class EpochCloser:
 
     def _plan(self) -> int | None:
         c = self.contracts
-        now = c.chain.head().timestamp
+        resolve_pending(self.db, c.escrow)
+        head = c.chain.head()  # the closing block: share holders are paid by their balance at its end
+        now = head.timestamp
         with self.db.connect() as conn:
             number = open_epoch(conn)
+            access = settled_access(conn, number)
+            assets = load_assets(conn, issued_by=head.number)
             rows = conn.execute(select(receipts).where(and_(
                 receipts.c.state == "final", receipts.c.settled_epoch.is_(None), receipts.c.epoch <= number,
             )).order_by(receipts.c.created_at, receipts.c.id)).mappings().all()
@@ -91,16 +97,20 @@ class EpochCloser:
         paid = [r for r in rows if r["consumer"] in debits or not r["consumer"] or int(r["fee"]) == 0]
         ledger = Ledger()
         with self.db.connect() as conn:
-            pools = PoolPayer(conn, number)
+            pools = PoolPayer(conn, number, shares=frozenset(assets))
             for r in paid:
                 pools.add_receipt(ledger, r)
+            for payment in access:
+                pools.add_access(payment["datanet"], int(payment["amount"]))
             rewards = c.staking.reward_pool()
             rewards = pools.pay_slashed_stake(ledger, rewards)
             pools.pay_pools(ledger)
+            pools.paid += pay_holders(ledger, c, assets, pools.asset_revenue, head.number)
         charged = sum(debits.values())
-        if ledger.total != charged + rewards:  # conservation, checked before anything is written
-            raise EconomyError(f"epoch {number}: payouts {ledger.total} != debits {charged} + rewards {rewards}",
-                               field="epoch", status=500)
+        access_total = sum(int(p["amount"]) for p in access)
+        if ledger.total != charged + rewards + access_total:  # conservation, checked before anything is written
+            raise EconomyError(f"epoch {number}: payouts {ledger.total} != debits {charged} + rewards {rewards} "
+                               f"+ access {access_total}", field="epoch", status=500)
         if ledger.total == 0:
             return None
         tree = payout_tree((p.account, p.amount) for p in ledger.accounts.values())
@@ -129,7 +139,8 @@ class EpochCloser:
                              .values(settled_epoch=number))
             pools.mark_rounds(conn)
             details = {"receipts": len(paid), "consumers": len(debits), "unpaid": len(unpaid), "charged": str(charged),
-                       "rewards": str(rewards), "chunks": len(chunks), "pools": pools.published()}
+                       "rewards": str(rewards), "chunks": len(chunks), "pools": pools.published(),
+                       "access": str(access_total), "access_payments": access, "closing_block": head.number}
             conn.execute(update(epochs).where(epochs.c.number == number).values(
                 state="planned", closed_at=int(time.time()), root=tree.root, total=str(ledger.total), details=details))
             conn.execute(insert(epochs).values(number=number + 1, state="open", opened_at=int(time.time())))
@@ -139,8 +150,9 @@ class EpochCloser:
         """Why a consumer cannot be charged in full this epoch, or None if they can."""
         if cap is None:
             return f"no spending cap signed for epoch {epoch}"
-        if int(cap.cap) < amount:
-            return f"owes {amount} but the signed cap is {cap.cap}"
+        already = self.contracts.escrow.spent(consumer, epoch)  # paid access debits the same cap
+        if int(cap.cap) < amount + already:
+            return f"owes {amount} but the signed cap is {cap.cap}" + (f" with {already} spent" if already else "")
         if cap.deadline < now + CAP_DEADLINE_MARGIN_SECONDS:
             return f"the spending cap expires at {cap.deadline}"
         escrow = self.contracts.escrow
@@ -247,6 +259,8 @@ def published_files(db: Database, number: int, contracts=None) -> dict[str, dict
     payout_file = {
         "epoch": number, "root": row["root"], "total": row["total"], "charged": details.get("charged"),
         "rewards": details.get("rewards"), "pools": details.get("pools", []),
+        "access": details.get("access", "0"), "access_payments": details.get("access_payments", []),
+        "closing_block": details.get("closing_block"),
         "chain_id": contracts.chain.chain_id if contracts else None,
         "distributor": contracts.distributor.address if contracts else None,
         "payouts": [{"account": p["account"], "amount": p["amount"], "proof": p["proof"], "sources": p["sources"]}

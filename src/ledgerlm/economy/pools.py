@@ -14,6 +14,8 @@ from ledgerlm.store.schema import (
     gate_reports,
     reputation,
     validation_rounds,
+    version_members,
+    versions,
 )
 from ledgerlm.validation.reputation import NEUTRAL_BPS, reward_multiplier_bps
 
@@ -21,12 +23,43 @@ DEAD_STATES = ("rejected", "withdrawn")
 VALUE_SCALE = 10**9  # valuation scores are floats; integer weights keep the split exact
 
 
+def valuation_weights(conn: Connection, datanet: str, version: int | None = None) -> dict[str, int]:
+    """Contributors of the Datanet's accepted data (of one version, when given), by data valuation; by
+    accepted count when nothing was valued; the owner when nothing is accepted."""
+    query = (select(contributions.c.contributor, gate_reports.c.value)
+             .join(datanets, datanets.c.id == contributions.c.datanet_id)
+             .outerjoin(gate_reports, gate_reports.c.contribution_id == contributions.c.id)
+             .where(datanets.c.name == datanet))
+    if version is None:
+        query = query.where(contributions.c.state == "accepted")
+    else:  # the version's members, less data withdrawn or rejected since it was cut
+        query = query.join(version_members, version_members.c.contribution_id == contributions.c.id).join(
+            versions, versions.c.id == version_members.c.version_id).where(and_(
+                versions.c.number == version, contributions.c.state.notin_(DEAD_STATES)))
+    valued: dict[str, int] = {}
+    counted: dict[str, int] = {}
+    for contributor, value in conn.execute(query).all():
+        counted[contributor] = counted.get(contributor, 0) + 1
+        score = (value or {}).get("value") if isinstance(value, dict) else None
+        if isinstance(score, (int, float)) and score > 0:
+            valued[contributor] = valued.get(contributor, 0) + int(score * VALUE_SCALE)
+    if any(valued.values()):
+        return valued
+    if counted:
+        return counted
+    owner = conn.execute(select(datanets.c.owner).where(datanets.c.name == datanet)).scalar()
+    return {owner: 1}
+
+
 class PoolPayer:
     """Collects one epoch's receipts into direct credits and per-Datanet pools, then pays the pools."""
 
-    def __init__(self, conn: Connection, epoch: int):
+    def __init__(self, conn: Connection, epoch: int, shares: frozenset[tuple[str, str]] = frozenset()):
         self.conn = conn
         self.epoch = epoch
+        # Assets with issued revenue shares: their revenue goes to holders, collected here by source.
+        self.shares = shares
+        self.asset_revenue: dict[tuple[str, str], dict[str, int]] = {}
         self.validator_pools: dict[str, int] = {}
         self.data_pools: dict[str, int] = {}
         self.redirected: list[dict] = []
@@ -40,7 +73,9 @@ class PoolPayer:
         rid, model = receipt["id"], receipt["model_id"]
         for p in receipt["payouts"] or []:
             amount, datanet = int(p["amount"]), p.get("datanet")
-            if p["role"] in ("node", "developer"):
+            if p["role"] == "developer" and ("model", model) in self.shares:
+                self._to_holders(("model", model), "developer", amount)
+            elif p["role"] in ("node", "developer"):
                 ledger.credit(p["account"], amount, p["role"], receipt=rid, model=model)
             elif p["role"] == "contributor":
                 kept = self._live_share(receipt, p["account"], amount)
@@ -53,6 +88,17 @@ class PoolPayer:
                 self.validator_pools[datanet] = self.validator_pools.get(datanet, 0) + amount
             elif p["role"] == "data_pool":
                 self.data_pools[datanet] = self.data_pools.get(datanet, 0) + amount
+
+    def add_access(self, datanet: str, amount: int) -> None:
+        """A developer's payment to train on the Datanet: its revenue, like its data pool."""
+        if ("datanet", datanet) in self.shares:
+            self._to_holders(("datanet", datanet), "access", amount)
+        else:
+            self.data_pools[datanet] = self.data_pools.get(datanet, 0) + amount
+
+    def _to_holders(self, asset: tuple[str, str], source: str, amount: int) -> None:
+        sources = self.asset_revenue.setdefault(asset, {})
+        sources[source] = sources.get(source, 0) + amount
 
     def _live_share(self, receipt, account: str, amount: int) -> int:
         """The part of a contributor payout backed by contributions still live when the call was served:
@@ -132,32 +178,16 @@ class PoolPayer:
             self.paid.append({"kind": "validators", "datanet": datanet, "amount": str(amount), "rounds": ids,
                               "split": {a: str(v) for a, v in sorted(split.items())}})
         for datanet, amount in sorted(self.data_pools.items()):
+            if ("datanet", datanet) in self.shares:
+                self._to_holders(("datanet", datanet), "data_pool", amount)
+                continue
             weights = self._data_weights(datanet)
             split = ledger.credit_split(amount, weights, "data_pool", datanet=datanet)
             self.paid.append({"kind": "data_pool", "datanet": datanet, "amount": str(amount), "rounds": [],
                               "split": {a: str(v) for a, v in sorted(split.items())}})
 
     def _data_weights(self, datanet: str) -> dict[str, int]:
-        """Contributors of the Datanet's accepted data, by data valuation; by accepted count when nothing
-        was valued; the owner when nothing is accepted."""
-        rows = self.conn.execute(
-            select(contributions.c.contributor, gate_reports.c.value)
-            .join(datanets, datanets.c.id == contributions.c.datanet_id)
-            .outerjoin(gate_reports, gate_reports.c.contribution_id == contributions.c.id)
-            .where(and_(datanets.c.name == datanet, contributions.c.state == "accepted"))).all()
-        valued: dict[str, int] = {}
-        counted: dict[str, int] = {}
-        for contributor, value in rows:
-            counted[contributor] = counted.get(contributor, 0) + 1
-            score = (value or {}).get("value") if isinstance(value, dict) else None
-            if isinstance(score, (int, float)) and score > 0:
-                valued[contributor] = valued.get(contributor, 0) + int(score * VALUE_SCALE)
-        if any(valued.values()):
-            return valued
-        if counted:
-            return counted
-        owner = self.conn.execute(select(datanets.c.owner).where(datanets.c.name == datanet)).scalar()
-        return {owner: 1}
+        return valuation_weights(self.conn, datanet)
 
     def mark_rounds(self, conn: Connection) -> None:
         if self._rounds_used:

@@ -15,16 +15,24 @@ def verify_epoch(payout_file: dict, receipt_file: dict, funding=None) -> list[st
         expected[account] = expected.get(account, 0) + amount
 
     pool_in: dict[tuple[str, str], int] = {}
+    # Assets with revenue shares: a model's developer share and a Datanet's data pool go to their holders.
+    shared = {pool["asset"] for pool in payout_file["pools"] if pool["kind"] == "shares"}
     for r in receipt_file["receipts"]:
         paid = sum(int(p["amount"]) for p in r["payouts"])
         if paid != int(r["fee"]):
             problems.append(f"receipt {r['id']}: payouts sum to {paid}, not its fee {r['fee']}")
         for p in r["payouts"]:
-            if p["role"] in ("node", "developer", "contributor"):
+            if p["role"] == "developer" and f"model:{r['model_id']}" in shared:
+                key = ("shares", f"model:{r['model_id']}")
+                pool_in[key] = pool_in.get(key, 0) + int(p["amount"])
+            elif p["role"] in ("node", "developer", "contributor"):
                 credit(p["account"], int(p["amount"]))
             else:
                 key = ("validators" if p["role"] == "validators" else "data_pool", p["datanet"])
                 pool_in[key] = pool_in.get(key, 0) + int(p["amount"])
+    for payment in payout_file.get("access_payments", []):  # paid access is its Datanet's revenue
+        key = ("data_pool", payment["datanet"])
+        pool_in[key] = pool_in.get(key, 0) + int(payment["amount"])
     pool_out: dict[tuple[str, str], int] = {}
     for pool in payout_file["pools"]:
         if pool["kind"] == "redirected":
@@ -38,12 +46,15 @@ def verify_epoch(payout_file: dict, receipt_file: dict, funding=None) -> list[st
         for account, amount in split.items():
             credit(account, amount)
         if pool["kind"] != "slashed_stake":
-            key = (pool["kind"], pool["datanet"])
+            key = ("shares", pool["asset"]) if pool["kind"] == "shares" else (pool["kind"], pool["datanet"])
             pool_out[key] = pool_out.get(key, 0) + int(pool["amount"])
     # A Datanet nobody validated pays its validators' share to its data pool.
     for (kind, datanet), amount in sorted(pool_in.items()):
         if kind == "validators" and pool_out.get(("validators", datanet)) is None:
             pool_in[("data_pool", datanet)] = pool_in.get(("data_pool", datanet), 0) + amount
+    for datanet in [k[1] for k in pool_in if k[0] == "data_pool" and f"datanet:{k[1]}" in shared]:
+        key = ("shares", f"datanet:{datanet}")
+        pool_in[key] = pool_in.get(key, 0) + pool_in.pop(("data_pool", datanet))
     for key in sorted(set(pool_in) | set(pool_out)):
         if key[0] == "validators" and key not in pool_out:
             continue
@@ -58,8 +69,10 @@ def verify_epoch(payout_file: dict, receipt_file: dict, funding=None) -> list[st
     total = sum(listed.values())
     if str(total) != str(payout_file["total"]):
         problems.append(f"payout file total {payout_file['total']} but its leaves sum to {total}")
-    if int(payout_file["charged"]) + int(payout_file["rewards"]) != total:
-        problems.append(f"charged {payout_file['charged']} + rewards {payout_file['rewards']} != payouts {total}")
+    access = int(payout_file.get("access") or 0)
+    if int(payout_file["charged"]) + int(payout_file["rewards"]) + access != total:
+        problems.append(f"charged {payout_file['charged']} + rewards {payout_file['rewards']} + access {access} "
+                        f"!= payouts {total}")
     try:
         root = payout_tree(listed.items()).root
     except Exception as exc:  # a damaged file: report, do not crash the verifier

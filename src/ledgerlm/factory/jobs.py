@@ -8,7 +8,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from ledgerlm.factory.train import TrainConfig
 from ledgerlm.identity import SignedAction, SigningDomain, verify_action
 from ledgerlm.store import Database
 from ledgerlm.store.actions import record_action
-from ledgerlm.store.schema import models, training_jobs
+from ledgerlm.store.schema import models, signed_actions, training_jobs
 
 MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}[a-z0-9]$")
 TERMINAL = ("stopped", "failed", "done")
@@ -76,6 +76,7 @@ class Job(BaseModel):
     error: str | None
     created_at: int
     updated_at: int
+    licence: dict[str, Any] | None = None
 
 
 class ModelRecord(BaseModel):
@@ -102,7 +103,8 @@ class ModelFactory:
 
     def __init__(self, db: Database, models_dir: Path, datanets: Datanets, *, domain: SigningDomain,
                  register_model: Callable[[ModelRecord, dict, int], str] | None = None,
-                 after_training: Callable[[Path, list[dict], Any], dict] | None = None):
+                 after_training: Callable[[Path, list[dict], Any], dict] | None = None,
+                 pay_access: Callable[..., dict] | None = None):
         self.db = db
         self.models_dir = Path(models_dir)
         self.datanets = datanets
@@ -110,6 +112,8 @@ class ModelFactory:
         self.register_model = register_model
         # Later rooms (attribution) hook in here; the node wires them, so factory never imports them.
         self.after_training = after_training
+        # Paid access to private Datanets settles through the economy, which the node wires in here.
+        self.pay_access = pay_access
         self._cancel: set[int] = set()
         self._wake = threading.Event()
         self._worker: threading.Thread | None = None
@@ -123,7 +127,7 @@ class ModelFactory:
     def _record_action(self, conn, signed: SignedAction, signer: str) -> int:
         return record_action(conn, signed, signer, chain_id=self.domain.chain_id)
 
-    def submit(self, request: TrainRequest, signed: SignedAction) -> Job:
+    def submit(self, request: TrainRequest, signed: SignedAction, payment: SignedAction | None = None) -> Job:
         developer = verify_action(signed, expected="TrainModel", domain=self.domain)
         m = signed.message
         if (m["modelId"], m["datanet"], m["version"], m["configHash"]) != (
@@ -143,14 +147,35 @@ class ModelFactory:
                     (training_jobs.c.model_id == request.model_id) & (training_jobs.c.state != "failed"))).first()
             if taken:
                 raise ConflictError(f"model id {request.model_id!r} is already taken", field="model_id")
+            if conn.execute(select(signed_actions.c.id).where(
+                    (signed_actions.c.signer == developer) & (signed_actions.c.nonce == str(m["nonce"])))).first():
+                raise AuthError(f"nonce {m['nonce']} was already used by {developer}: replayed TrainModel rejected",
+                                field="nonce")
+        licence = self._pay(request, developer, payment)
+        with self.db.begin() as conn:
             action_id = self._record_action(conn, signed, developer)
             job_id = conn.execute(insert(training_jobs).values(
                 model_id=request.model_id, developer=developer, datanet=request.datanet,
                 version=request.version, base_model=request.base, config=request.config, state="queued",
-                progress=None, error=None, action_id=action_id, created_at=now, updated_at=now,
+                progress=None, error=None, action_id=action_id, created_at=now, updated_at=now, licence=licence,
             )).inserted_primary_key[0]
         self._start_worker()
         return self.job(job_id)
+
+    def _pay(self, request: TrainRequest, developer: str, payment: SignedAction | None) -> dict | None:
+        """Take the owner's price for a private Datanet version before the job exists: no payment, no job."""
+        price = self.datanets.access_price(request.datanet, request.version, developer)
+        if not price:
+            return None
+        if payment is None:
+            raise FactoryError(
+                f"{request.datanet} version {request.version} costs {price} base units to train on: sign a "
+                "PayAccess for it (the CLI does with --pay MAX) and a spending cap for this epoch that covers it",
+                field="payment", status=402)
+        if self.pay_access is None:
+            raise FactoryError("this node has no chain to take payments on", field="chain", status=409)
+        return self.pay_access(payment, datanet=request.datanet, version=request.version,
+                               model_id=request.model_id, price=price)
 
     def control(self, job_id: int, signed: SignedAction) -> Job:
         """`cancel` stops a job at the next step, leaving a resumable checkpoint; `resume` requeues it."""
@@ -253,7 +278,12 @@ class ModelFactory:
         if result.card is None:
             self._set(job.id, state="stopped", error="cancelled; a checkpoint was kept, resume to continue")
             return
-        card = result.card.to_dict()
+        licence = self._licence(job.id)
+        if licence:  # the lineage names the access paid for the data, beside the data's root
+            from ledgerlm.factory.lineage import write_lineage
+
+            write_lineage(out_dir, replace(result.card, licence=licence))
+        card = {**result.card.to_dict(), "licence": licence or {}}
         metrics = dict(card.get("metrics", {}))
         if self.after_training is not None:
             self._set(job.id, progress={**(self.job(job.id).progress or {}), "stage": "indexing for attribution"})
@@ -269,6 +299,10 @@ class ModelFactory:
                 path=str(out_dir), job_id=job.id, fee_policy=None, chain_tx=None, created_at=int(time.time()),
             ))
         self._set(job.id, state="done")
+
+    def _licence(self, job_id: int) -> dict | None:
+        with self.db.connect() as conn:
+            return conn.execute(select(training_jobs.c.licence).where(training_jobs.c.id == job_id)).scalar()
 
     def wait(self, job_id: int, timeout: float = 3600) -> Job:
         deadline = time.time() + timeout

@@ -40,6 +40,8 @@ class ModelCard:
     metrics: dict = field(default_factory=dict)
     created_at: str = ""
     ledgerlm_version: str = __version__
+    # the access paid to train on a private Datanet version: payment id, amount, epoch, escrow transaction
+    licence: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)

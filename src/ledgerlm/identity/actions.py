@@ -96,6 +96,15 @@ ACTIONS: dict[str, list[tuple[str, str]]] = {
     "CreateApiKey": [("consumer", "address"), ("keyHash", "bytes32"), ("epoch", "uint256"), ("cap", "uint256"),
                      ("capDeadline", "uint256"), ("nonce", "uint256"), ("deadline", "uint256")],
     "RevokeApiKey": [("consumer", "address"), ("keyId", "uint256"), ("nonce", "uint256"), ("deadline", "uint256")],
+    # revenue shares: the Datanet's owner or the model's developer issues them once (version 0: the latest)
+    "IssueShares": [("owner", "address"), ("kind", "string"), ("asset", "string"), ("version", "uint256"),
+                    ("supply", "uint256"), ("ownerBps", "uint256"), ("nonce", "uint256"), ("deadline", "uint256")],
+    # paid access to a private Datanet: the owner's price per version (0: every version), and a developer's
+    # payment of at most `amount` from escrow for training on one version
+    "SetAccessPrice": [("owner", "address"), ("datanet", "string"), ("version", "uint256"), ("price", "uint256"),
+                       ("nonce", "uint256"), ("deadline", "uint256")],
+    "PayAccess": [("developer", "address"), ("datanet", "string"), ("version", "uint256"), ("amount", "uint256"),
+                  ("modelId", "string"), ("nonce", "uint256"), ("deadline", "uint256")],
     # signed by the node, not by users: its receipt for one completion (hashes cover the stored JSON)
     "InferenceReceipt": [("node", "address"), ("receiptId", "string"), ("epoch", "uint256"),
                          ("consumer", "address"), ("modelId", "string"), ("adapterHash", "bytes32"),

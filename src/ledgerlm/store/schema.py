@@ -165,6 +165,7 @@ training_jobs = Table(
     Column("action_id", Integer, ForeignKey("signed_actions.id"), nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    Column("licence", JSON, nullable=True),  # the access paid for a priced private Datanet version
 )
 
 # Fine-tuned models with their lineage; the adapter files live in <home>/models/trained/<id>.
@@ -374,3 +375,58 @@ faucet_grants = Table(
     Column("tokens", String(80), nullable=False),
     Column("updated_at", BigInteger, nullable=False),
 )
+
+# Revenue shares: one RevenueShare ERC-20 per Datanet or model, issued once with a fixed supply and a
+# Merkle allocation (account, amount, proof per leaf); `block` is where the token was created.
+share_assets = Table(
+    "share_assets",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(16), nullable=False),  # datanet | model
+    Column("asset", String(64), nullable=False),  # the Datanet's name or the model's id
+    Column("asset_id", String(66), nullable=False),  # its Registry id
+    Column("version", Integer, nullable=True),  # the Datanet version the allocation was valued at
+    Column("token", String(42), nullable=True),
+    Column("name", String(128), nullable=False),
+    Column("symbol", String(32), nullable=False),
+    Column("supply", String(80), nullable=False),
+    Column("owner", String(42), nullable=False),  # who signed the issue
+    Column("owner_bps", Integer, nullable=False),
+    Column("allocation_root", String(66), nullable=False),
+    Column("allocation", JSON, nullable=False),
+    Column("action_id", Integer, ForeignKey("signed_actions.id"), nullable=False),
+    Column("tx", String(66), nullable=True),
+    Column("block", BigInteger, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("kind", "asset", name="uq_share_assets_kind_asset"),
+)
+
+# What a private Datanet's owner charges to train on a version (version 0: every version without its own).
+access_prices = Table(
+    "access_prices",
+    metadata,
+    Column("datanet_id", Integer, ForeignKey("datanets.id"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("price", String(80), nullable=False),
+    Column("action_id", Integer, ForeignKey("signed_actions.id"), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# A developer's payment for access, debited from escrow into `epoch` of the distributor at once
+# (pending until the chain confirms it; failed when it did not land); the close pays it to the Datanet.
+access_payments = Table(
+    "access_payments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("datanet", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("developer", String(42), nullable=False),
+    Column("amount", String(80), nullable=False),
+    Column("epoch", Integer, nullable=False),
+    Column("state", String(16), nullable=False),  # pending | paid | failed
+    Column("tx", String(66), nullable=True),
+    Column("job_id", Integer, nullable=True),
+    Column("action_id", Integer, ForeignKey("signed_actions.id"), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+Index("ix_access_payments_epoch", access_payments.c.epoch, access_payments.c.state)

@@ -1,0 +1,93 @@
+"""Typed clients for revenue shares: the factory that issues one ERC-20 per asset, and each share token."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+
+from ledgerlm.chain.contracts import Bytes32, TokenClient, _Client, as_bytes32
+from ledgerlm.chain.port import TxResult
+
+ZERO_ADDRESS = "0x" + "00" * 20
+# balancesAt reads this many accounts per eth_call, well inside any node's call gas limit.
+BALANCES_PER_CALL = 400
+
+
+class AssetKind(IntEnum):
+    """What shares are in; the numbers are the factory's kind codes."""
+
+    DATANET = 0
+    MODEL = 1
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One Transfer log of a share token."""
+
+    block: int
+    log_index: int
+    sender: str
+    to: str
+    amount: int
+
+
+class ShareFactoryClient(_Client):
+    """RevenueShareFactory: one RevenueShare token per registered Datanet or model, issued once."""
+
+    artifact_name = "RevenueShareFactory"
+
+    def issue(self, sender: LocalAccount, kind: AssetKind | int, asset_id: Bytes32, name: str, symbol: str,
+              supply: int, allocation_root: Bytes32) -> TxResult:
+        return self._send(sender, "issue", int(AssetKind(kind)), as_bytes32(asset_id, "asset_id"), name, symbol,
+                          int(supply), as_bytes32(allocation_root, "allocation_root"))
+
+    def share_of(self, kind: AssetKind | int, asset_id: Bytes32) -> str | None:
+        """The asset's share token, or None before shares are issued."""
+        address = self._call("shareOf", int(AssetKind(kind)), as_bytes32(asset_id, "asset_id"))
+        return None if int(address, 16) == 0 else to_checksum_address(address)
+
+
+class ShareTokenClient(TokenClient):
+    """RevenueShare: a standard ERC-20 with per-block balance checkpoints and its allocation drop."""
+
+    artifact_name = "RevenueShare"
+
+    def allocation_root(self) -> str:
+        return "0x" + bytes(self._call("allocationRoot")).hex()
+
+    def issued_block(self) -> int:
+        return int(self._call("issuedBlock"))
+
+    def claim_allocation(self, sender: LocalAccount, account: str, amount: int, proof: Sequence[str]) -> TxResult:
+        return self._send(sender, "claimAllocation", to_checksum_address(account), int(amount),
+                          [as_bytes32(p, "proof") for p in proof])
+
+    def is_allocation_claimed(self, account: str) -> bool:
+        return bool(self._call("isAllocationClaimed", to_checksum_address(account)))
+
+    def balance_at(self, account: str, block: int) -> int:
+        return int(self._call("balanceAt", to_checksum_address(account), int(block)))
+
+    def balances_at(self, accounts: Sequence[str], block: int) -> dict[str, int]:
+        """Every account's balance at the end of `block`, read in batches of BALANCES_PER_CALL."""
+        accounts = [to_checksum_address(a) for a in accounts]
+        out: dict[str, int] = {}
+        for start in range(0, len(accounts), BALANCES_PER_CALL):
+            part = accounts[start:start + BALANCES_PER_CALL]
+            out.update(zip(part, (int(v) for v in self._call("balancesAt", part, int(block)))))
+        return out
+
+    def transfers(self, from_block: int, to_block: int) -> list[Transfer]:
+        """Every Transfer log in the block range, in chain order."""
+        logs = self.contract.events["Transfer"]().get_logs(from_block=from_block, to_block=to_block)
+        return sorted((Transfer(int(e["blockNumber"]), int(e["logIndex"]), e["args"]["from"], e["args"]["to"],
+                                int(e["args"]["value"])) for e in logs), key=lambda t: (t.block, t.log_index))
+
+    def allocation_claims(self, from_block: int, to_block: int) -> dict[str, int]:
+        """Account -> block in which it claimed its allocation, for claims in the range."""
+        logs = self.contract.events["AllocationClaimed"]().get_logs(from_block=from_block, to_block=to_block)
+        return {e["args"]["account"]: int(e["blockNumber"]) for e in logs}

@@ -1,0 +1,119 @@
+"""`ledgerlm shares`: revenue shares in Datanets and models — issue, show, holders, claim, transfer."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from ledgerlm.cli.chain import resolve_address
+from ledgerlm.cli.session import console, session
+from ledgerlm.errors import LedgerError
+from ledgerlm.units import format_amount, parse_amount
+
+app = typer.Typer(help="Revenue shares: one ERC-20 per Datanet or model whose holders are paid its revenue "
+                       "each epoch.", no_args_is_help=True)
+
+ASSET_HELP = "datanet:NAME, model:ID, a bare name or id, or the token address."
+
+
+@app.command()
+def issue(
+    ctx: typer.Context,
+    datanet: str | None = typer.Option(None, "--datanet", help="Issue shares in this Datanet (its owner signs)."),
+    model: str | None = typer.Option(None, "--model", help="Issue shares in this published model (its developer "
+                                                           "signs)."),
+    as_key: str = typer.Option(..., "--as", help="The Datanet owner's or the model developer's key."),
+    supply: str = typer.Option("1000000", help="Whole shares to create, fixed forever (18 decimals)."),
+    version: int = typer.Option(0, help="Datanet version whose data valuation sets the allocation "
+                                        "\\[default: the latest]."),
+    owner_bps: int = typer.Option(0, "--owner-bps", help="The Datanet owner's share of the supply in basis points "
+                                                         "(the rest goes to contributors by data valuation)."),
+):
+    """Issue an asset's revenue shares once: a model's go to its developer, a Datanet's to its contributors by
+    the value of their accepted data (plus the owner's share), as a Merkle drop anyone can verify and claim."""
+    if (datanet is None) == (model is None):
+        raise LedgerError("give exactly one of --datanet NAME or --model ID", field="asset")
+    s = session(ctx)
+    kind, asset = ("datanet", datanet) if datanet else ("model", model)
+    result = s.client().shares.issue(s.unlock(as_key), kind, asset, supply=parse_amount(supply, field="supply"),
+                                     version=version, owner_bps=owner_bps)
+    s.emit(result, lambda r: console.print(
+        f"[green]issued[/] {format_amount(int(r['supply']))} {r['symbol']} for {r['ref']} at {r['token']} "
+        f"(tx {r['tx']}); {len(r['allocation'])} allocation leaves under root {r['allocation_root']}"))
+
+
+@app.command("list")
+def list_assets(ctx: typer.Context):
+    """Every asset with shares: token, symbol and supply."""
+    s = session(ctx)
+
+    def render(rows):
+        table = Table("asset", "symbol", "token", "supply", "allocated at version")
+        for r in rows:
+            table.add_row(r["ref"], r["symbol"], r["token"] or "(pending)", format_amount(int(r["supply"])),
+                          str(r["version"] or "-"))
+        console.print(table)
+
+    s.emit(s.client().shares.list(), render)
+
+
+@app.command()
+def show(ctx: typer.Context, asset: str = typer.Argument(..., help=ASSET_HELP)):
+    """One asset's shares and what holders earned each epoch, per whole share."""
+    s = session(ctx)
+
+    def render(r):
+        console.print(f"[bold]{r['ref']}[/] {r['symbol']} at {r['token']}  supply {format_amount(int(r['supply']))}")
+        console.print(f"  allocation root {r['allocation_root']} ({len(r['allocation'])} leaves"
+                      + (f", valued at version {r['version']})" if r["version"] else ")"))
+        table = Table("epoch", "state", "closing block", "revenue (LGR)", "per share (LGR)", "holders", "sources")
+        for e in r["earnings"]["epochs"]:
+            table.add_row(str(e["epoch"]), e["state"], str(e["block"]), format_amount(int(e["revenue"])),
+                          format_amount(int(e["per_share"])), str(e["holders"]),
+                          ", ".join(f"{k} {format_amount(int(v))}" for k, v in e["sources"].items()))
+        console.print(table if r["earnings"]["epochs"] else "  no epoch has paid holders yet")
+
+    s.emit(s.client().shares.show(asset), render)
+
+
+@app.command()
+def holders(
+    ctx: typer.Context, asset: str = typer.Argument(..., help=ASSET_HELP),
+    block: int | None = typer.Option(None, help="Holders at the end of this block \\[default: the chain head]."),
+):
+    """Who holds an asset's shares (allocations not yet claimed count for their account)."""
+    s = session(ctx)
+
+    def render(r):
+        console.print(f"{r['asset']} at block {r['block']}, supply {format_amount(int(r['supply']))}")
+        table = Table("account", "shares", "unclaimed allocation", "share")
+        for h in r["holders"]:
+            table.add_row(h["account"], format_amount(int(h["balance"])),
+                          format_amount(int(h["unclaimed_allocation"])), f"{h['bps'] / 100:.2f}%")
+        console.print(table)
+
+    s.emit(s.client().shares.holders(asset, block), render)
+
+
+@app.command()
+def claim(ctx: typer.Context, asset: str = typer.Argument(..., help=ASSET_HELP),
+          as_key: str = typer.Option(..., "--as", help="The key whose allocation to claim (pays the gas).")):
+    """Move your allocation from the drop into your wallet (it earns either way)."""
+    s = session(ctx)
+    tx = s.client().shares.claim(s.unlock(as_key), asset)
+    s.emit({"claimed": tx is not None, "tx_hash": tx["tx_hash"] if tx else None},
+           lambda r: console.print(f"[green]claimed[/] (tx {r['tx_hash']})" if r["claimed"]
+                                   else "nothing to claim: no allocation, or claimed already"))
+
+
+@app.command()
+def transfer(
+    ctx: typer.Context, asset: str = typer.Argument(..., help=ASSET_HELP),
+    to: str = typer.Argument(..., help="Address or key name."),
+    amount: str = typer.Argument(..., help="Shares to send, e.g. 250 or 0.5."),
+    as_key: str = typer.Option(..., "--as", help="The holder's key (signs the ERC-20 transfer, pays the gas)."),
+):
+    """Send shares; from the next epoch close on, their revenue goes to the new holder."""
+    s = session(ctx)
+    tx = s.client().shares.transfer(s.unlock(as_key), asset, resolve_address(s, to), parse_amount(amount))
+    s.emit(tx, lambda t: console.print(f"sent {amount} shares of {asset} (tx {t['tx_hash']})"))

@@ -1,0 +1,125 @@
+"""Paid access to private Datanets: a developer's payment for training on a version, debited from their escrow
+into the open epoch at once (within the spending cap they signed for it), and paid to the Datanet at close."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from eth_utils import to_checksum_address
+from sqlalchemy import and_, insert, select, update
+from sqlalchemy.engine import Connection
+
+from ledgerlm.chain import ChainError, Debit
+from ledgerlm.economy.epochs import open_epoch
+from ledgerlm.economy.errors import EconomyError
+from ledgerlm.identity import SignedAction, SigningDomain, verify_action
+from ledgerlm.store import Database
+from ledgerlm.store.actions import record_action
+from ledgerlm.store.schema import access_payments, spending_caps
+
+# Access debits settle in chunks far above any epoch close's own (0, 1, 2, ...), one chunk per payment, so
+# the escrow's once-per-(epoch, chunk) rule also makes each payment land at most once.
+ACCESS_CHUNK_BASE = 2**128
+
+
+class PaymentRequired(EconomyError):
+    status = 402
+
+
+@dataclass
+class AccessPayments:
+    """Takes payments for access from escrow; holds the closer's lock so no close plans an epoch mid-payment."""
+
+    db: Database
+    contracts: object  # ledgerlm.chain.Contracts
+    node_account: object
+    domain: SigningDomain
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def pay(self, signed: SignedAction, *, datanet: str, version: int, model_id: str, price: int) -> dict:
+        """Verify the developer's signed PayAccess for this training and debit `price` from their escrow."""
+        developer = verify_action(signed, expected="PayAccess", domain=self.domain)
+        m = signed.message
+        for name, value in (("datanet", datanet), ("version", version), ("modelId", model_id)):
+            if m[name] != value:
+                raise EconomyError(f"the signed PayAccess is for {name} {m[name]!r}, not {value!r}", field=name)
+        if int(m["amount"]) < price:
+            raise PaymentRequired(f"{datanet} version {version} costs {price}; the payment signs for only "
+                                  f"{m['amount']}", field="amount")
+        escrow = self.contracts.escrow
+        with self.lock:
+            now = self.contracts.chain.head().timestamp
+            with self.db.begin() as conn:
+                epoch = open_epoch(conn)
+                cap = conn.execute(select(spending_caps).where(and_(
+                    spending_caps.c.consumer == developer, spending_caps.c.epoch == epoch,
+                    spending_caps.c.settler == self.node_account.address))).first()
+                problem = self._cannot_pay(cap, developer, epoch, price, now)
+                if problem:
+                    raise PaymentRequired(f"cannot take {price} for {datanet} version {version} from "
+                                          f"{developer}'s escrow: {problem}", field="payment")
+                action_id = record_action(conn, signed, developer, chain_id=self.domain.chain_id)
+                payment_id = conn.execute(insert(access_payments).values(
+                    datanet=datanet, version=version, developer=developer, amount=str(price), epoch=epoch,
+                    state="pending", tx=None, job_id=None, action_id=action_id, created_at=int(time.time()),
+                )).inserted_primary_key[0]
+            debit = Debit(developer, price, int(cap.cap), int(cap.deadline),
+                          bytes.fromhex(cap.signature.removeprefix("0x")))
+            try:
+                tx = escrow.settle(self.node_account, epoch, ACCESS_CHUNK_BASE + payment_id, [debit]).tx_hash
+            except ChainError as exc:
+                self._set(payment_id, state="failed")
+                raise PaymentRequired(f"the escrow refused the payment: {exc}", field="payment") from exc
+            self._set(payment_id, state="paid", tx=tx)
+        return {"payment": payment_id, "datanet": datanet, "version": version, "developer": developer,
+                "amount": str(price), "epoch": epoch, "tx": tx}
+
+    def _cannot_pay(self, cap, developer: str, epoch: int, price: int, now: int) -> str | None:
+        if cap is None:
+            return f"no spending cap signed for epoch {epoch} (sign one that covers the price)"
+        spent = self.contracts.escrow.spent(developer, epoch)
+        if int(cap.cap) < spent + price:
+            return f"the signed cap {cap.cap} for epoch {epoch} has {int(cap.cap) - spent} left"
+        if int(cap.deadline) <= now:
+            return "the spending cap has expired"
+        balance = self.contracts.escrow.balance_of(developer)
+        if balance < price:
+            return f"escrow holds {balance}"
+        return None
+
+    def attach_job(self, payment_id: int, job_id: int) -> None:
+        self._set(payment_id, job_id=job_id)
+
+    def _set(self, payment_id: int, **values) -> None:
+        with self.db.begin() as conn:
+            conn.execute(update(access_payments).where(access_payments.c.id == payment_id).values(**values))
+
+    def payments(self, developer: str | None = None) -> list[dict]:
+        query = select(access_payments).order_by(access_payments.c.id)
+        if developer:
+            query = query.where(access_payments.c.developer == to_checksum_address(developer))
+        with self.db.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def resolve_pending(db: Database, escrow) -> None:
+    """A payment a crash left pending is paid if its chunk landed on chain, else failed."""
+    with db.connect() as conn:
+        pending = conn.execute(select(access_payments.c.id, access_payments.c.epoch)
+                               .where(access_payments.c.state == "pending")).all()
+    for payment_id, epoch in pending:
+        landed = escrow.is_chunk_settled(epoch, ACCESS_CHUNK_BASE + payment_id)
+        with db.begin() as conn:
+            conn.execute(update(access_payments).where(access_payments.c.id == payment_id)
+                         .values(state="paid" if landed else "failed"))
+
+
+def settled_access(conn: Connection, epoch: int) -> list[dict]:
+    """The access payments debited into `epoch`, which its close pays to their Datanets."""
+    rows = conn.execute(select(access_payments).where(and_(access_payments.c.epoch == epoch,
+                                                           access_payments.c.state == "paid"))
+                        .order_by(access_payments.c.id)).mappings().all()
+    return [{"id": r["id"], "datanet": r["datanet"], "version": r["version"], "developer": r["developer"],
+             "amount": r["amount"], "tx": r["tx"]} for r in rows]

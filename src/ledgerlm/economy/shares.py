@@ -1,0 +1,299 @@
+"""Revenue shares: one ERC-20 per Datanet or model, issued once with a Merkle allocation, whose holders at an
+epoch's closing block are paid that asset's revenue (a model's developer share, a Datanet's data pool and
+access fees)."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass
+
+from eth_utils import keccak, to_checksum_address
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Connection
+
+from ledgerlm.economy.errors import EconomyError
+from ledgerlm.economy.payouts import Ledger, payout_tree
+from ledgerlm.economy.pools import valuation_weights
+from ledgerlm.errors import AuthError, ConflictError, NotFoundError
+from ledgerlm.identity import SignedAction, SigningDomain, verify_action
+from ledgerlm.money import BPS, split_by_weight
+from ledgerlm.store import Database
+from ledgerlm.store.actions import record_action
+from ledgerlm.store.schema import datanets, epochs, models, share_assets, versions
+
+KINDS = ("datanet", "model")
+# One million whole shares (18 decimals) unless the issuer asks for another supply.
+DEFAULT_SUPPLY = 10**6 * 10**18
+# RevenueShare keeps balances as uint208 checkpoints.
+MAX_SUPPLY = 2**208 - 1
+UNIT = 10**18  # earnings per share are quoted per whole share (10^18 base units)
+_SYMBOL_CHARS = re.compile(r"[^A-Z0-9]")
+
+
+@dataclass(frozen=True)
+class ShareAsset:
+    """An asset's issued shares: its token, fixed supply and the allocation every leaf can be claimed from."""
+
+    kind: str
+    asset: str
+    asset_id: str
+    version: int | None
+    token: str | None
+    name: str
+    symbol: str
+    supply: int
+    owner: str
+    owner_bps: int
+    allocation_root: str
+    allocation: list[dict]  # {"account", "amount", "proof"}, amounts as decimal strings
+    tx: str | None
+    block: int | None
+    created_at: int
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.kind, self.asset)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}:{self.asset}"
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["supply"] = str(self.supply)
+        out["ref"] = self.ref
+        return out
+
+
+def asset_chain_id(kind: str, asset: str) -> str:
+    """The asset's Registry id: keccak256 of the Datanet's name or of the model's id."""
+    return "0x" + keccak(text=asset).hex()
+
+
+def allocation(conn: Connection, kind: str, asset: str, version: int | None, owner: str, supply: int,
+               owner_bps: int) -> dict[str, int]:
+    """Who gets the supply at issue: a model's developer all of it; a Datanet's owner `owner_bps` of it and
+    the contributors of the version the rest, by the data valuation of their contributions."""
+    if kind == "model":
+        return {owner: supply}
+    owner_part = supply * owner_bps // BPS
+    split = split_by_weight(supply - owner_part, valuation_weights(conn, asset, version)) if supply > owner_part else {}
+    if owner_part:
+        split[owner] = split.get(owner, 0) + owner_part
+    return {to_checksum_address(a): v for a, v in split.items() if v > 0}
+
+
+def holdings_at(token, asset: ShareAsset, block: int) -> dict[str, int]:
+    """What each account holds at the end of `block`: its checkpointed balance plus its allocation while that
+    is still unclaimed (unclaimed shares belong to their leaf's account, not to the token contract). Holders
+    are every recipient in the token's Transfer logs; the holdings sum to the supply, or the close stops."""
+    if asset.block is None or block < asset.block:
+        return {}
+    recipients = {t.to for t in token.transfers(asset.block, block)} - {token.address, "0x" + "00" * 20}
+    held = {a: v for a, v in token.balances_at(sorted(recipients), block).items() if v}
+    claimed = token.allocation_claims(asset.block, block)
+    for leaf in asset.allocation:
+        if leaf["account"] not in claimed:
+            held[leaf["account"]] = held.get(leaf["account"], 0) + int(leaf["amount"])
+    if sum(held.values()) != asset.supply:
+        raise EconomyError(f"holders of {asset.ref} at block {block} hold {sum(held.values())}, not the supply "
+                           f"{asset.supply}", field="shares", status=500)
+    return held
+
+
+def load_assets(conn: Connection, *, issued_by: int | None = None) -> dict[tuple[str, str], ShareAsset]:
+    """Every asset with shares on chain (created at or before block `issued_by`, when given)."""
+    rows = conn.execute(select(share_assets).where(share_assets.c.token.is_not(None))
+                        .order_by(share_assets.c.id)).mappings().all()
+    found = {}
+    for r in rows:
+        if issued_by is not None and r["block"] > issued_by:
+            continue
+        asset = _asset(r)
+        found[asset.key] = asset
+    return found
+
+
+def _asset(row) -> ShareAsset:
+    return ShareAsset(row["kind"], row["asset"], row["asset_id"], row["version"], row["token"], row["name"],
+                      row["symbol"], int(row["supply"]), row["owner"], row["owner_bps"], row["allocation_root"],
+                      row["allocation"], row["tx"], row["block"], row["created_at"])
+
+
+def pay_holders(ledger: Ledger, contracts, assets: dict[tuple[str, str], ShareAsset],
+                revenue: dict[tuple[str, str], dict[str, int]], block: int) -> list[dict]:
+    """Credit each asset's epoch revenue to its holders at `block` by balance; returns the published pools."""
+    paid = []
+    for key, sources in sorted(revenue.items()):
+        asset = assets[key]
+        amount = sum(sources.values())
+        holders = holdings_at(contracts.share_token(asset.token), asset, block)
+        source = {"datanet": asset.asset} if asset.kind == "datanet" else {"model": asset.asset}
+        split = ledger.credit_split(amount, holders, "shares", **source)
+        paid.append({"kind": "shares", "datanet": asset.asset if asset.kind == "datanet" else None,
+                     "model": asset.asset if asset.kind == "model" else None, "asset": asset.ref,
+                     "token": asset.token, "block": block, "supply": str(asset.supply), "amount": str(amount),
+                     "sources": {k: str(v) for k, v in sorted(sources.items())}, "rounds": [],
+                     "split": {a: str(v) for a, v in sorted(split.items())}})
+    return paid
+
+
+class Shares:
+    """Issuing shares on an owner's signed request, and reading holders and earnings per share."""
+
+    def __init__(self, db: Database, contracts, node_account, *, domain: SigningDomain):
+        self.db = db
+        self.contracts = contracts
+        self.node_account = node_account
+        self.domain = domain
+
+    # ------------------------------------------------------------------ issue
+
+    def issue(self, signed: SignedAction) -> ShareAsset:
+        """Create the asset's share token for the signed supply and allocation (owner or developer only)."""
+        owner = verify_action(signed, expected="IssueShares", domain=self.domain)
+        m = signed.message
+        kind, asset, supply, owner_bps = m["kind"], m["asset"], int(m["supply"]), int(m["ownerBps"])
+        if kind not in KINDS:
+            raise EconomyError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}", field="kind")
+        if not 0 < supply <= MAX_SUPPLY:
+            raise EconomyError(f"supply must be a positive integer below 2^208, not {supply}", field="supply")
+        if not 0 <= owner_bps <= BPS or (kind == "model" and owner_bps):
+            raise EconomyError(f"ownerBps must be in [0, {BPS}] (and 0 for a model)", field="ownerBps")
+        with self.db.connect() as conn:
+            version = self._check_asset(conn, kind, asset, owner, int(m["version"]))
+            if conn.execute(select(share_assets.c.id).where(
+                    (share_assets.c.kind == kind) & (share_assets.c.asset == asset))).first():
+                raise ConflictError(f"{kind} {asset!r} already has shares; they are issued once", field="asset")
+            split = allocation(conn, kind, asset, version, owner, supply, owner_bps)
+        tree = payout_tree(sorted(split.items()))
+        leaves = [{"account": v[0], "amount": str(v[1]), "proof": tree.proof(i)} for i, v in enumerate(tree.values)]
+        asset_id = asset_chain_id(kind, asset)
+        name, symbol = f"ledgerlm {kind} {asset}", _symbol(kind, asset)
+        with self.db.begin() as conn:
+            action_id = record_action(conn, signed, owner, chain_id=self.domain.chain_id)
+            row_id = conn.execute(insert(share_assets).values(
+                kind=kind, asset=asset, asset_id=asset_id, version=version, token=None, name=name, symbol=symbol,
+                supply=str(supply), owner=owner, owner_bps=owner_bps, allocation_root=tree.root, allocation=leaves,
+                action_id=action_id, tx=None, block=None, created_at=int(time.time()))).inserted_primary_key[0]
+        return self._anchor(row_id)
+
+    def _check_asset(self, conn: Connection, kind: str, asset: str, signer: str, version: int) -> int | None:
+        if kind == "model":
+            row = conn.execute(select(models.c.developer, models.c.chain_tx).where(models.c.id == asset)).first()
+            if row is None:
+                raise NotFoundError(f"no fine-tuned model {asset!r}", field="asset")
+            if row.developer != signer:
+                raise AuthError(f"only the developer of {asset} ({row.developer}) may issue its shares",
+                                field="owner", status=403)
+            if not row.chain_tx:
+                raise EconomyError(f"model {asset} is not published on chain yet: `ledgerlm model publish` first",
+                                   field="asset", status=409)
+            return None
+        row = conn.execute(select(datanets.c.id, datanets.c.owner, datanets.c.chain_tx)
+                           .where(datanets.c.name == asset)).first()
+        if row is None:
+            raise NotFoundError(f"no Datanet {asset!r}", field="asset")
+        if row.owner != signer:
+            raise AuthError(f"only the owner of {asset} ({row.owner}) may issue its shares", field="owner", status=403)
+        query = select(versions.c.number, versions.c.chain_tx).where(versions.c.datanet_id == row.id)
+        if version:
+            query = query.where(versions.c.number == version)
+        found = conn.execute(query.order_by(versions.c.number.desc()).limit(1)).first()
+        if found is None:
+            raise EconomyError(f"Datanet {asset} has no version {version or ''}".rstrip() +
+                               ": publish one, so the allocation values its data", field="version", status=409)
+        if not row.chain_tx or not found.chain_tx:
+            raise EconomyError(f"Datanet {asset} version {found.number} is not anchored on chain yet",
+                               field="version", status=409)
+        return int(found.number)
+
+    def _anchor(self, row_id: int) -> ShareAsset:
+        """Create the token on chain (or find the one a crash left behind) and record where it lives."""
+        with self.db.connect() as conn:
+            asset = _asset(conn.execute(select(share_assets).where(share_assets.c.id == row_id)).mappings().one())
+        factory = self.contracts.share_factory
+        kind = KINDS.index(asset.kind)
+        tx = None
+        token = factory.share_of(kind, asset.asset_id)
+        if token is None:
+            tx = factory.issue(self.node_account, kind, asset.asset_id, asset.name, asset.symbol, asset.supply,
+                               asset.allocation_root).tx_hash
+            token = factory.share_of(kind, asset.asset_id)
+        client = self.contracts.share_token(token)
+        if client.allocation_root() != asset.allocation_root:
+            raise EconomyError(f"the token at {token} carries another allocation root", field="asset", status=500)
+        with self.db.begin() as conn:
+            conn.execute(update(share_assets).where(share_assets.c.id == row_id)
+                         .values(token=token, tx=tx, block=client.issued_block()))
+        return self.asset(asset.ref)
+
+    def reconcile(self) -> int:
+        """Anchor shares whose chain write a crash interrupted; returns how many."""
+        with self.db.connect() as conn:
+            ids = list(conn.execute(select(share_assets.c.id).where(share_assets.c.token.is_(None))).scalars())
+        for row_id in ids:
+            self._anchor(row_id)
+        return len(ids)
+
+    # ------------------------------------------------------------------ reads
+
+    def asset(self, ref: str) -> ShareAsset:
+        """An asset by `datanet:NAME`, `model:ID`, a bare name or id (when only one kind has it) or its token."""
+        with self.db.connect() as conn:
+            rows = [_asset(r) for r in conn.execute(select(share_assets).order_by(share_assets.c.id)).mappings()]
+        kind, _, name = ref.partition(":") if ":" in ref else ("", "", ref)
+        found = [a for a in rows if (a.asset == name and kind in ("", a.kind))
+                 or (a.token and a.token.lower() == ref.lower())]
+        if not found:
+            raise NotFoundError(f"no shares issued for {ref!r}; issue them with `ledgerlm shares issue`",
+                                field="asset")
+        if len(found) > 1:
+            raise EconomyError(f"{ref!r} names both a Datanet and a model: say datanet:{name} or model:{name}",
+                               field="asset")
+        return found[0]
+
+    def all(self) -> list[ShareAsset]:
+        with self.db.connect() as conn:
+            return [_asset(r) for r in conn.execute(select(share_assets).order_by(share_assets.c.id)).mappings()]
+
+    def holders(self, ref: str, block: int | None = None) -> dict:
+        """Holders at `block` (default: the chain head), largest first, with claimed and unclaimed parts."""
+        asset = self.asset(ref)
+        if asset.token is None:
+            raise EconomyError(f"{asset.ref} is not on chain yet; the node retries at start", field="asset",
+                               status=409)
+        head = self.contracts.chain.block_number()
+        block = head if block is None else block
+        if block > head:
+            raise EconomyError(f"block {block} is after the chain head {head}", field="block")
+        token = self.contracts.share_token(asset.token)
+        held = holdings_at(token, asset, block)
+        unclaimed = {leaf["account"]: int(leaf["amount"]) for leaf in asset.allocation
+                     if leaf["account"] not in token.allocation_claims(asset.block, block)} if held else {}
+        rows = [{"account": a, "balance": str(v), "unclaimed_allocation": str(unclaimed.get(a, 0)),
+                 "bps": v * BPS // asset.supply} for a, v in sorted(held.items(), key=lambda kv: (-kv[1], kv[0]))]
+        return {"asset": asset.ref, "token": asset.token, "block": block, "supply": str(asset.supply),
+                "holders": rows}
+
+    def earnings(self, ref: str) -> dict:
+        """Per closed epoch: the asset's revenue by source, the closing block and earnings per whole share."""
+        asset = self.asset(ref)
+        with self.db.connect() as conn:
+            rows = conn.execute(select(epochs.c.number, epochs.c.state, epochs.c.details)
+                                .where(epochs.c.details.is_not(None)).order_by(epochs.c.number)).all()
+        out = []
+        for number, state, details in rows:
+            for pool in (details or {}).get("pools", []):
+                if pool.get("kind") == "shares" and pool.get("asset") == asset.ref:
+                    amount = int(pool["amount"])
+                    out.append({"epoch": number, "state": state, "block": pool["block"], "revenue": str(amount),
+                                "sources": pool["sources"], "holders": len(pool["split"]),
+                                "per_share": str(amount * UNIT // asset.supply)})
+        return {"asset": asset.ref, "supply": str(asset.supply), "total": str(sum(int(e["revenue"]) for e in out)),
+                "epochs": out}
+
+
+def _symbol(kind: str, asset: str) -> str:
+    return ("D" if kind == "datanet" else "M") + "-" + _SYMBOL_CHARS.sub("", asset.upper())[:10]

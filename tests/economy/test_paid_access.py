@@ -1,0 +1,97 @@
+"""Paid access to a private Datanet: the node refuses a training job that did not pay the owner's price, takes
+it from the developer's escrow when it did, records the licence in the model's lineage, and pays it to the
+Datanet's share holders at the epoch close."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from ledgerlm.client import NodeClient
+from ledgerlm.datanets import DatanetSpec
+from ledgerlm.economy.close import published_files
+from ledgerlm.economy.earnings import earnings
+from ledgerlm.economy.verify import verify_epoch
+from ledgerlm.errors import LedgerError
+from ledgerlm.money import split_by_weight
+from ledgerlm.store.schema import training_jobs
+
+from ..datanets.conftest import QA_SCHEMA, write_jsonl
+
+pytest.importorskip("torch")
+
+UNIT = 10**18
+PRICE = 3 * UNIT + 1
+ROWS = [{"question": f"What is {i}?", "answer": f"It is {i}."} for i in range(4)]
+
+
+@pytest.fixture
+def private(client, alice, bob, carol, tmp_path):
+    """alice's private Datanet `vault` with bob's data in version 1, carol a member, training priced."""
+    from ledgerlm.factory import tiny_random_model
+
+    client.factory.register_base("tiny", str(tiny_random_model(tmp_path / "tiny", [str(r) for r in ROWS])))
+    client.create_datanet(DatanetSpec(name="vault", schema=QA_SCHEMA, visibility="private"), alice)
+    client.add_member("vault", bob.address, alice)
+    client.add_member("vault", carol.address, alice)
+    client.contribute("vault", [write_jsonl(tmp_path / "b.jsonl", ROWS)], bob)
+    client.review_many("vault", [c.id for c in _as(client, alice).contributions("vault")], alice, accept=True)
+    client.publish("vault", alice)
+    client.set_access_price("vault", PRICE, alice, version=1)
+    return client.http.app.state.node
+
+
+def _as(client, reader):
+    return NodeClient(client.http, reader=reader)
+
+
+def _train(client, who, pay=None, model_id="vault-tiny"):
+    return client.factory.train(who, {"model_id": model_id, "datanet": "vault", "version": 1, "base": "tiny",
+                                      "config": {"epochs": 1, "max_steps": 1, "batch_size": 2, "max_len": 32,
+                                                 "eval_split": 0.25, "rank": 2}}, pay=pay)
+
+
+def _jobs(node) -> int:
+    with node.db.connect() as conn:
+        return len(conn.execute(select(training_jobs.c.id)).all())
+
+
+def test_a_job_that_did_not_pay_is_refused_and_a_paid_one_credits_the_holders(client, private, alice, bob, carol):
+    node = private
+    c = node.contracts
+    assert _as(client, carol).access_prices("vault")["versions"] == {"1": str(PRICE)}
+    with pytest.raises(LedgerError, match="costs 3000000000000000001 base units") as refused:
+        _train(client, carol)
+    assert refused.value.status == 402 and _jobs(node) == 0
+    with pytest.raises(LedgerError, match="signs for only"):
+        _train(client, carol, pay=PRICE - 1)
+    with pytest.raises(LedgerError, match="escrow holds 0"):
+        _train(client, carol, pay=PRICE)  # signed, but nothing deposited
+    assert _jobs(node) == 0
+
+    client.shares.issue(alice, "datanet", "vault", supply=100 * UNIT, owner_bps=2000)
+    client.chain.faucet(carol.address, eth_wei=UNIT, tokens=10 * UNIT)
+    client.chain.send(carol, "LedgerToken", "approve", [c.escrow.address, 10 * UNIT])
+    client.chain.send(carol, "PaymentEscrow", "deposit", [10 * UNIT])
+    job = _train(client, carol, pay=5 * UNIT)
+    assert c.escrow.balance_of(carol.address) == 10 * UNIT - PRICE  # the price, not the most carol allowed
+    assert job["licence"]["amount"] == str(PRICE) and job["licence"]["epoch"] == 1
+    done = node.factory.wait(job["id"], timeout=300)
+    assert done.state == "done", done.error
+    model = client.factory.model("vault-tiny")
+    lineage = json.loads((Path(model["path"]) / "lineage.json").read_text())
+    assert lineage["licence"]["tx"] == job["licence"]["tx"] and model["card"]["licence"]["amount"] == str(PRICE)
+    assert model["lineage_ok"]
+    assert node.datanets.access_price("vault", 1, alice.address) == 0  # the owner trains on her data for free
+
+    summary = node.economy.close()
+    assert int(summary["total"]) == PRICE and c.distributor.epoch(1).total == PRICE
+    paid = {a: int(earnings(node.db, c.distributor, a)["epochs"][0]["amount"]) for a in (alice.address, bob.address)}
+    assert paid == split_by_weight(PRICE, {alice.address: 20 * UNIT, bob.address: 80 * UNIT})
+    files = published_files(node.db, 1, c)
+    assert verify_epoch(*files.values(), c.distributor.epoch(1)) == []
+    shares = next(p for p in files["payouts"]["pools"] if p["kind"] == "shares")
+    assert shares["sources"] == {"access": str(PRICE)}

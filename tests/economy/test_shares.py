@@ -1,0 +1,166 @@
+"""Revenue shares: issued for a Datanet (by data valuation, plus the owner's share) and for a model; each
+epoch's asset revenue reaches the holders at the closing block, so a transfer moves the next payout, and the
+holders' payouts sum to the asset's revenue to the base unit."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import delete, insert
+
+from ledgerlm.chain.merkle import verify_proof
+from ledgerlm.datanets import DatanetSpec
+from ledgerlm.economy import open_epoch
+from ledgerlm.economy.close import published_files
+from ledgerlm.economy.earnings import earnings
+from ledgerlm.economy.payouts import PAYOUT_TYPES
+from ledgerlm.economy.verify import verify_epoch
+from ledgerlm.errors import LedgerError
+from ledgerlm.money import split_by_weight
+from ledgerlm.store.schema import gate_reports, models
+
+from ..datanets.conftest import QA_SCHEMA, write_jsonl
+from .helpers import fund_consumer, key, write_receipt
+
+UNIT = 10**18
+SUPPLY = 1000 * UNIT
+
+
+@pytest.fixture
+def world(client, alice, bob, carol, tmp_path):
+    """Datanet `qa` owned by alice: bob's two records and carol's one accepted in version 1, valued 3:1:2."""
+    client.create_datanet(DatanetSpec(name="qa", schema=QA_SCHEMA), alice)
+    for who, rows in ((bob, [{"question": "q1", "answer": "a1"}, {"question": "q2", "answer": "a2"}]),
+                      (carol, [{"question": "q3", "answer": "a3"}])):
+        client.contribute("qa", [write_jsonl(tmp_path / f"{who.address}.jsonl", rows)], who)
+    pending = client.contributions("qa", state="pending")
+    client.review_many("qa", [c.id for c in pending], alice, accept=True)
+    node = client.http.app.state.node
+    with node.db.begin() as conn:
+        for c, value in zip(sorted(pending, key=lambda c: c.id), (0.3, 0.1, 0.2)):
+            conn.execute(delete(gate_reports).where(gate_reports.c.contribution_id == c.id))
+            conn.execute(insert(gate_reports).values(contribution_id=c.id, decision="pass", findings=[],
+                                                     value={"value": value}, created_at=0))
+    client.publish("qa", alice)
+    return node
+
+
+def test_datanet_shares_follow_valuation_plus_owner_share_and_the_drop_verifies(client, world, alice, bob, carol):
+    issued = client.shares.issue(alice, "datanet", "qa", supply=SUPPLY, owner_bps=1000)
+
+    leaves = {x["account"]: int(x["amount"]) for x in issued["allocation"]}
+    assert sum(leaves.values()) == SUPPLY
+    assert leaves[alice.address] == SUPPLY // 10
+    assert leaves[bob.address] == 2 * leaves[carol.address]  # bob's 0.3 + 0.1 against carol's 0.2
+    for leaf in issued["allocation"]:
+        assert verify_proof(issued["allocation_root"], PAYOUT_TYPES, [leaf["account"], int(leaf["amount"])],
+                            leaf["proof"])
+    token = world.contracts.share_token(issued["token"])
+    assert token.total_supply() == SUPPLY and token.balance_of(token.address) == SUPPLY
+    assert token.symbol() == "D-QA" and token.decimals() == 18
+    with pytest.raises(LedgerError, match="already has shares"):
+        client.shares.issue(alice, "datanet", "qa", supply=SUPPLY)
+    with pytest.raises(LedgerError, match="only the owner"):
+        client.shares.issue(bob, "datanet", "qa", supply=SUPPLY)
+
+    client.chain.faucet(bob.address, eth_wei=UNIT)
+    client.shares.claim(bob, "qa")
+    assert token.balance_of(bob.address) == leaves[bob.address]
+    holders = {h["account"]: int(h["balance"]) for h in client.shares.holders("qa")["holders"]}
+    assert holders == leaves  # claimed or not, each leaf's shares count for its account
+
+
+def _publish_model(node, developer: str, model_id: str = "m1") -> None:
+    """A fine-tuned model row, registered on chain as `model publish` does."""
+    from eth_utils import keccak
+
+    c = node.contracts
+    root = node.datanets.version("qa", 1).root
+    tx = c.registry.register_model(node.account, keccak(text=model_id), developer, "tiny", "0x" + "11" * 32,
+                                   "0x" + "22" * 32, [root], "0x" + "33" * 32, "0x" + "44" * 32).tx_hash
+    with node.db.begin() as conn:
+        conn.execute(insert(models).values(
+            id=model_id, developer=developer, base_model="tiny", datanet="qa", version=1, version_root=root,
+            card={}, metrics={}, path="/nowhere", job_id=None, fee_policy=None, chain_tx=tx, created_at=0))
+
+
+def _claimable(node, account: str, epoch: int) -> int:
+    found = [e for e in earnings(node.db, node.contracts.distributor, account)["epochs"] if e["epoch"] == epoch]
+    return int(found[0]["amount"]) if found else 0
+
+
+def test_a_transfer_mid_epoch_moves_the_next_payout_of_a_model(client, world, alice, bob):
+    dev, buyer, consumer = key("dev"), key("buyer"), key("consumer")
+    _publish_model(world, dev.address)
+    issued = client.shares.issue(dev, "model", "m1", supply=SUPPLY)
+    assert issued["allocation"][0]["account"] == dev.address and issued["symbol"] == "M-M1"
+    fund_consumer(world, consumer, 100 * UNIT, 100 * UNIT, 1)
+    fund_consumer(world, consumer, 100 * UNIT, 100 * UNIT, 2)
+    client.chain.faucet(dev.address, eth_wei=UNIT)
+
+    write_receipt(world, consumer.address, 10 * UNIT, dev.address, datanet="qa")
+    client.shares.transfer(dev, "m1", buyer.address, SUPPLY // 4)  # before epoch 1 closes
+    first = world.economy.close()
+    write_receipt(world, consumer.address, 6 * UNIT + 1, dev.address, datanet="qa")
+    client.shares.transfer(dev, "m1", buyer.address, SUPPLY // 4)  # during epoch 2: half each now
+    second = world.economy.close()
+
+    developer_share = (10 * UNIT * 4000 // 10_000, (6 * UNIT + 1) * 4000 // 10_000)
+    assert _claimable(world, buyer.address, 1) == developer_share[0] // 4
+    assert _claimable(world, dev.address, 1) == developer_share[0] - developer_share[0] // 4
+    assert _claimable(world, buyer.address, 2) + _claimable(world, dev.address, 2) == developer_share[1]
+    assert abs(_claimable(world, buyer.address, 2) - _claimable(world, dev.address, 2)) <= 1
+    shown = client.shares.show("m1")["earnings"]
+    assert [e["revenue"] for e in shown["epochs"]] == [str(v) for v in developer_share]
+    assert shown["epochs"][0]["per_share"] == str(developer_share[0] * UNIT // SUPPLY)
+    for number, summary in ((1, first), (2, second)):
+        assert int(summary["total"]) == int(summary["charged"])
+        files = published_files(world.db, number, world.contracts)
+        assert verify_epoch(*files.values(), world.contracts.distributor.epoch(number)) == []
+        entry = next(p for p in files["payouts"]["payouts"] if p["account"] == buyer.address)
+        assert entry["sources"]["roles"] == {"shares": str(_claimable(world, buyer.address, number))}
+        assert entry["sources"]["models"] == ["m1"]
+    # the buyer claims with the published proof; the distributor pays exactly that
+    amount = _claimable(world, buyer.address, 1)
+    proof = earnings(world.db, world.contracts.distributor, buyer.address)["epochs"][0]["proof"]
+    world.contracts.distributor.claim(world.account, 1, buyer.address, amount, proof)
+    assert world.contracts.token.balance_of(buyer.address) == amount
+
+
+@settings(max_examples=4, phases=[Phase.generate], suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(moves=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3), st.integers(1, 10**6)), min_size=1,
+                      max_size=6),
+       fee=st.integers(1, 10**21))
+def test_holder_payouts_sum_to_the_datanet_revenue_to_the_base_unit(client, world, alice, bob, carol, moves, fee):
+    """Random transfers among four accounts during an epoch; whatever the balances at the closing block, the
+    Datanet's revenue (its data pool) is paid out exactly to its holders."""
+    node = world
+    if not node.shares.all():
+        client.shares.issue(alice, "datanet", "qa", supply=SUPPLY + 7, owner_bps=2500)
+        for who in (alice, bob, carol, key("dave")):
+            client.chain.faucet(who.address, eth_wei=UNIT)
+            client.shares.claim(who, "qa")
+    people = [alice, bob, carol, key("dave")]
+    token = node.contracts.share_token(node.shares.asset("qa").token)
+    for src, dst, amount in moves:
+        have = token.balance_of(people[src].address)
+        if have and src != dst:
+            token.transfer(people[src], people[dst].address, min(amount * 10**15, have))
+    consumer = key("consumer")
+    with node.db.begin() as conn:
+        number = open_epoch(conn)
+    fund_consumer(node, consumer, fee, fee, number)
+    write_receipt(node, consumer.address, fee, key("dev").address, datanet="qa")  # no evidence: all pool
+    summary = node.economy.close()
+
+    files = published_files(node.db, summary["epoch"], node.contracts)
+    pool = next(p for p in files["payouts"]["pools"] if p["kind"] == "shares")
+    revenue = sum(int(v) for v in pool["sources"].values())
+    assert sum(int(v) for v in pool["split"].values()) == revenue == int(pool["amount"])
+    balances = {p.address: token.balance_at(p.address, pool["block"]) for p in people}
+    assert sum(balances.values()) == SUPPLY + 7  # every allocation was claimed: balances are the holdings
+    expected = split_by_weight(revenue, {a: v for a, v in balances.items() if v})
+    assert {a: int(v) for a, v in pool["split"].items()} == expected
+    assert int(summary["total"]) == fee
+    assert verify_epoch(*files.values(), node.contracts.distributor.epoch(summary["epoch"])) == []
