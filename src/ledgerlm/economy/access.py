@@ -17,7 +17,7 @@ from ledgerlm.economy.errors import EconomyError
 from ledgerlm.identity import SignedAction, SigningDomain, verify_action
 from ledgerlm.store import Database
 from ledgerlm.store.actions import record_action
-from ledgerlm.store.schema import access_payments, spending_caps
+from ledgerlm.store.schema import access_payments, epochs, spending_caps
 
 # Access debits settle in chunks far above any epoch close's own (0, 1, 2, ...), one chunk per payment, so
 # the escrow's once-per-(epoch, chunk) rule also makes each payment land at most once.
@@ -52,6 +52,10 @@ class AccessPayments:
         with self.lock:
             now = self.contracts.chain.head().timestamp
             with self.db.begin() as conn:
+                if conn.execute(select(epochs.c.number).where(epochs.c.state.in_(("planned", "settled")))).first():
+                    # the escrow settles a consumer's epochs in order: finish the earlier one first
+                    raise EconomyError("an epoch close is unfinished; run `ledgerlm epoch close` and pay again",
+                                       field="epoch", status=409)
                 epoch = open_epoch(conn)
                 cap = conn.execute(select(spending_caps).where(and_(
                     spending_caps.c.consumer == developer, spending_caps.c.epoch == epoch,
