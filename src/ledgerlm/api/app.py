@@ -7,10 +7,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException
 
 from ledgerlm import __version__
 from ledgerlm.errors import LedgerError
+from ledgerlm.web import is_page, mount_dashboard, render_error
 
 
 def create_app(open_node: Callable[[], object]) -> FastAPI:
@@ -36,19 +38,38 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
     )
 
     @app.exception_handler(LedgerError)
-    async def ledger_error(_request: Request, exc: LedgerError):
+    async def ledger_error(request: Request, exc: LedgerError):
+        if is_page(request):
+            return render_error(request, exc.status, exc.message, exc.field)
         return JSONResponse(status_code=exc.status, content={"error": exc.to_dict()})
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_request: Request, exc: RequestValidationError):
+    async def invalid_request(request: Request, exc: RequestValidationError):
         first = exc.errors()[0]
         location = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body",))
         field = str(first["loc"][-1]) if first.get("loc") else None
         message = f"{location or 'request'}: {first.get('msg', 'invalid')}"
+        if is_page(request):
+            return render_error(request, 422, message, field)
         return JSONResponse(
             status_code=422,
             content={"error": {"type": "ValidationError", "message": message, "field": field}},
         )
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        if is_page(request):
+            return render_error(request, exc.status_code, "there is no page here" if exc.status_code == 404
+                                else str(exc.detail))
+        return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail}, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        # The page says what failed in one line; the trace goes to the server log, never to the browser.
+        if is_page(request):
+            return render_error(request, 500, f"the node could not build this page ({type(exc).__name__}: {exc});"
+                                " the server log has the details")
+        return PlainTextResponse("Internal Server Error", status_code=500)
 
     from ledgerlm.api import attribution, chain, datanets, economy, factory, node, openai, serving, shares, validation
 
@@ -62,4 +83,5 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
     app.include_router(openai.router)
     app.include_router(serving.router)
     app.include_router(shares.router)
+    mount_dashboard(app)
     return app

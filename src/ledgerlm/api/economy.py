@@ -11,9 +11,10 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from ledgerlm.api.deps import get_node, require_operator
-from ledgerlm.economy import published_files, record_spending_cap
-from ledgerlm.economy.earnings import earnings
+from ledgerlm.economy import list_epochs, published_files, record_spending_cap
+from ledgerlm.economy.earnings import earnings, relay_claim
 from ledgerlm.errors import LedgerError
+from ledgerlm.identity import SignedAction
 from ledgerlm.node import Node
 
 log = logging.getLogger("ledgerlm.economy")
@@ -43,17 +44,9 @@ def close_epoch(node: Node = Depends(get_node)) -> dict:
 
 
 @router.get("/epochs")
-def list_epochs(node: Node = Depends(get_node)) -> list[dict]:
+def epochs(node: Node = Depends(get_node)) -> list[dict]:
     """Every epoch: state, root, total and the close's counts (the pools are in the payout file)."""
-    from sqlalchemy import select
-
-    from ledgerlm.store.schema import epochs
-
-    with node.db.connect() as conn:
-        rows = conn.execute(select(epochs).order_by(epochs.c.number)).mappings().all()
-    return [{"epoch": r["number"], "state": r["state"], "opened_at": r["opened_at"], "closed_at": r["closed_at"],
-             "root": r["root"], "total": r["total"],
-             **{k: v for k, v in (r["details"] or {}).items() if k != "pools"}} for r in rows]
+    return list_epochs(node.db)
 
 
 @router.get("/epochs/{number}/payouts")
@@ -80,6 +73,18 @@ def chain_record(number: int, node: Node = Depends(get_node)) -> dict | None:
 def account_earnings(address: str, node: Node = Depends(get_node)) -> dict:
     """Per epoch and per source: what the account earned, and whether it has claimed it."""
     return earnings(node.db, node.contracts.distributor, address)
+
+
+class ClaimRequest(BaseModel):
+    action: SignedAction
+
+
+@router.post("/claims")
+def claim(body: ClaimRequest, node: Node = Depends(get_node)) -> dict:
+    """Relay an account's claim of one epoch's payout (signed ClaimPayout): the node pays the gas, the
+    tokens go to the account. The signature is spent even when the claim is refused."""
+    signer = node.accept_action(body.action, "ClaimPayout", {})
+    return relay_claim(node.db, node.contracts.distributor, node.account, signer, int(body.action.message["epoch"]))
 
 
 def start_epoch_cadence(node) -> Callable[[], None]:

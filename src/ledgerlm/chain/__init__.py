@@ -14,7 +14,7 @@ _EXPORTS = {
     "Deployment": "deploy", "deploy_all": "deploy", "role_id": "deploy",
     "open_embedded": "embedded",
     "ChainError": "errors",
-    "Chain": "port", "ChainHead": "port", "TxResult": "port",
+    "Chain": "port", "ChainBlock": "port", "ChainHead": "port", "ChainTransaction": "port", "TxResult": "port",
     "open_rpc": "rpc",
     "StandardMerkleTree": "merkle", "verify_proof": "merkle", "leaf_hash": "merkle",
 }

@@ -71,6 +71,33 @@ class ChainHead:
     timestamp: int
 
 
+@dataclass(frozen=True)
+class ChainBlock:
+    """A mined block as an explorer shows it: its place, time, gas and transaction hashes."""
+
+    number: int
+    hash: str
+    parent_hash: str
+    timestamp: int
+    gas_used: int
+    transactions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ChainTransaction:
+    """A mined transaction: who sent what to whom, and what it did (its receipt, logs decoded)."""
+
+    tx_hash: str
+    block_number: int
+    sender: str
+    to: str | None
+    value: int
+    nonce: int
+    input: str
+    contract: str | None  # the deployed contract's name when `to` is one the port knows
+    result: TxResult
+
+
 class Chain:
     """One connection to an EVM chain. The same methods work on the embedded chain and any node.
 
@@ -323,6 +350,31 @@ class Chain:
         block = self.w3.eth.get_block("latest")
         return ChainHead(number=int(block["number"]), hash="0x" + bytes(block["hash"]).hex(),
                          timestamp=int(block["timestamp"]))
+
+    def block(self, number: int | str = "latest") -> ChainBlock:
+        """One block by number (or "latest"), with its transaction hashes."""
+        try:
+            block = self.w3.eth.get_block(number)
+        except Exception as exc:
+            raise ChainError(f"no block {number} on this chain", field="block", status=404) from exc
+        return ChainBlock(
+            number=int(block["number"]), hash="0x" + bytes(block["hash"]).hex(),
+            parent_hash="0x" + bytes(block["parentHash"]).hex(), timestamp=int(block["timestamp"]),
+            gas_used=int(block["gasUsed"]),
+            transactions=tuple("0x" + bytes(t).hex() for t in block["transactions"]),
+        )
+
+    def transaction(self, tx_hash: str) -> ChainTransaction:
+        """A mined transaction with its decoded receipt."""
+        result = self.receipt(tx_hash)
+        tx = self.w3.eth.get_transaction(HexBytes(tx_hash))
+        to = tx.get("to")
+        return ChainTransaction(
+            tx_hash=result.tx_hash, block_number=result.block_number, sender=to_checksum_address(tx["from"]),
+            to=to_checksum_address(to) if to else None, value=int(tx.get("value") or 0), nonce=int(tx["nonce"]),
+            input="0x" + bytes(tx.get("input") or b"").hex(),
+            contract=self.abi_book.contract_name(to or result.contract_address), result=result,
+        )
 
     def receipt(self, tx_hash: str) -> TxResult:
         try:

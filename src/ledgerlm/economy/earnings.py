@@ -51,3 +51,21 @@ def earnings(db: Database, distributor, address: str) -> dict:
     return {"address": address, "total": str(sum(int(e["amount"]) for e in out)),
             "unclaimed": str(sum(int(e["amount"]) for e in out if e["claimable"] and not e["claimed"])),
             "epochs": out}
+
+
+def relay_claim(db: Database, distributor, relayer, address: str, epoch: int) -> dict:
+    """Claim `address`'s payout of `epoch` with the `relayer` key paying the gas; the tokens go to `address`.
+
+    The claim is permissionless on chain (the leaf names the payee), so relaying it moves no money
+    anywhere but to the payee."""
+    owed = earnings(db, distributor, address)
+    entry = next((e for e in owed["epochs"] if e["epoch"] == epoch), None)
+    if entry is None:
+        raise EconomyError(f"{owed['address']} has no payout in epoch {epoch}", field="epoch", status=404)
+    if not entry["claimable"]:
+        raise EconomyError(f"epoch {epoch} is {entry['state']}: its payout root is not on chain yet", field="epoch",
+                           status=409)
+    if entry["claimed"]:
+        raise EconomyError(f"{owed['address']} has already claimed epoch {epoch}", field="epoch", status=409)
+    tx = distributor.claim(relayer, epoch, owed["address"], int(entry["amount"]), entry["proof"])
+    return {"account": owed["address"], "epoch": epoch, "amount": entry["amount"], "tx_hash": tx.tx_hash}

@@ -7,6 +7,7 @@ import time
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from ledgerlm.store import Database
 from ledgerlm.store.schema import epochs
 
 
@@ -23,3 +24,12 @@ def open_epoch(conn: Connection) -> int:
     number = 1 if last is None else int(last) + 1
     conn.execute(epochs.insert().values(number=number, state="open", opened_at=int(time.time())))
     return number
+
+
+def list_epochs(db: Database) -> list[dict]:
+    """Every epoch: state, root, total and the close's counts (the pools are in the payout file)."""
+    with db.connect() as conn:
+        rows = conn.execute(select(epochs).order_by(epochs.c.number)).mappings().all()
+    return [{"epoch": r["number"], "state": r["state"], "opened_at": r["opened_at"], "closed_at": r["closed_at"],
+             "root": r["root"], "total": r["total"],
+             **{k: v for k, v in (r["details"] or {}).items() if k != "pools"}} for r in rows]

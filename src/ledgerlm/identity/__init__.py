@@ -3,6 +3,7 @@
 from ledgerlm.identity.actions import (
     ACTIONS,
     SignedAction,
+    action_message,
     new_nonce,
     sign_action,
     typed_data,
@@ -29,6 +30,7 @@ __all__ = [
     "Keyring",
     "KeyringError",
     "SignedAction",
+    "action_message",
     "SigningDomain",
     "new_nonce",
     "passphrase_from_env",

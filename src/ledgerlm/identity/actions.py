@@ -105,6 +105,8 @@ ACTIONS: dict[str, list[tuple[str, str]]] = {
                        ("nonce", "uint256"), ("deadline", "uint256")],
     "PayAccess": [("developer", "address"), ("datanet", "string"), ("version", "uint256"), ("amount", "uint256"),
                   ("modelId", "string"), ("nonce", "uint256"), ("deadline", "uint256")],
+    # economy: an account asks the node to relay its claim of one epoch's payout (the node pays the gas)
+    "ClaimPayout": [("account", "address"), ("epoch", "uint256"), ("nonce", "uint256"), ("deadline", "uint256")],
     # signed by the node, not by users: its receipt for one completion (hashes cover the stored JSON)
     "InferenceReceipt": [("node", "address"), ("receiptId", "string"), ("epoch", "uint256"),
                          ("consumer", "address"), ("modelId", "string"), ("adapterHash", "bytes32"),
@@ -151,6 +153,21 @@ def new_nonce() -> int:
     return secrets.randbits(63)
 
 
+def action_message(
+    action: str, actor: str, fields: dict[str, Any], *, ttl: int = DEFAULT_TTL, nonce: int | None = None,
+    deadline: int | None = None,
+) -> dict[str, Any]:
+    """The message an actor signs: actor first, then the action's fields, a fresh nonce and a deadline."""
+    if action not in ACTIONS:
+        raise AuthError(f"unknown action {action!r}; known: {', '.join(sorted(ACTIONS))}", field="action")
+    return {
+        ACTIONS[action][0][0]: actor,
+        **fields,
+        "nonce": new_nonce() if nonce is None else nonce,
+        "deadline": int(time.time()) + ttl if deadline is None else deadline,
+    }
+
+
 def sign_action(
     account: LocalAccount,
     action: str,
@@ -162,13 +179,7 @@ def sign_action(
     deadline: int | None = None,
 ) -> SignedAction:
     """Fill in actor, nonce and deadline, then sign: the client side of every action."""
-    actor_field = ACTIONS[action][0][0]
-    message = {
-        actor_field: account.address,
-        **fields,
-        "nonce": new_nonce() if nonce is None else nonce,
-        "deadline": int(time.time()) + ttl if deadline is None else deadline,
-    }
+    message = action_message(action, account.address, fields, ttl=ttl, nonce=nonce, deadline=deadline)
     signed = account.sign_message(encode_typed_data(full_message=typed_data(action, message, domain)))
     return SignedAction(action=action, message=message, signature="0x" + signed.signature.hex().removeprefix("0x"))
 

@@ -316,6 +316,15 @@ class ValidationRounds:
             revealed=sorted(rnd.reveals), tally=row["tally"],
         )
 
+    def rounds(self, datanet: str | None = None, limit: int = 100) -> list[RoundView]:
+        """Validator rounds, newest first; only those of `datanet` when given."""
+        query = select(validation_rounds.c.id).order_by(validation_rounds.c.id.desc()).limit(limit)
+        with self.db.connect() as conn:
+            if datanet is not None:
+                query = query.where(validation_rounds.c.datanet_id == self._datanet(conn, datanet)["id"])
+            ids = conn.execute(query).scalars().all()
+        return [self.round(i) for i in ids]
+
     def queue(self, validator: str) -> list[dict]:
         """Open rounds where `validator` has contributions to score, with the data to read."""
         now = self.now()

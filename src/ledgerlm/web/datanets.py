@@ -1,0 +1,92 @@
+"""Datanet pages: browse and search, create, detail with contributions, gate findings, votes and versions."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request
+
+from ledgerlm.datanets import DOCUMENTS
+from ledgerlm.errors import LedgerError
+from ledgerlm.web.render import page
+
+router = APIRouter()
+
+STATES = ("pending", "accepted", "rejected", "withdrawn")
+PAGE_SIZE = 50
+
+
+def _matches(datanet, query: str) -> bool:
+    words = query.lower().split()
+    text = " ".join([datanet.name, datanet.description, " ".join(datanet.tags), datanet.licence]).lower()
+    return all(w in text for w in words)
+
+
+@router.get("/web/datanets")
+def datanet_list(request: Request, q: str = ""):
+    node = request.app.state.node
+    found = [d for d in node.datanets.list(None) if _matches(d, q)]
+    return page(request, "datanets.html", datanets=found, q=q)
+
+
+@router.get("/web/datanets/new")
+def datanet_new(request: Request):
+    return page(request, "datanet_new.html")
+
+
+def round_outcomes(rounds) -> dict[int, dict]:
+    """Per contribution: the round that scored it, its votes, consensus and decision (newest round wins)."""
+    outcomes: dict[int, dict] = {}
+    for r in sorted(rounds, key=lambda r: r.id):
+        for cid, validators in r.assignments.items():
+            scored = (r.tally or {}).get("contributions", {}).get(str(cid))
+            outcomes[int(cid)] = {"round": r.id, "state": r.state, "validators": validators,
+                                  "votes": (scored or {}).get("votes", {}), "consensus": (scored or {}).get("consensus"),
+                                  "decision": (scored or {}).get("decision")}
+    return outcomes
+
+
+def gate_findings(contribution) -> list[dict]:
+    """The gates' findings recorded on a contribution's history (each event may carry a gate report)."""
+    found = []
+    for event in contribution.events:
+        for finding in (event.get("details") or {}).get("findings", []) or []:
+            found.append(finding)
+    return found
+
+
+def _chain_roots(node, datanet) -> dict[int, str | None]:
+    """Each version's root as the Registry holds it, so the page can show both sides."""
+    if not node.on_chain:
+        return {}
+    from ledgerlm.node import datanet_chain_id
+
+    roots: dict[int, str | None] = {}
+    for v in datanet.versions:
+        try:
+            roots[v.number] = node.contracts.registry.get_version(datanet_chain_id(datanet.name), v.number).root
+        except LedgerError:
+            roots[v.number] = None
+    return roots
+
+
+@router.get("/web/datanets/{name}")
+def datanet_detail(request: Request, name: str, state: str | None = None, offset: int = Query(0, ge=0)):
+    node = request.app.state.node
+    node.datanets.require_access(name, None)
+    datanet = node.datanets.get(name)
+    contributions = node.datanets.contributions(name, state=state, limit=PAGE_SIZE, offset=offset,
+                                                with_payload=False, with_events=True)
+    rounds = node.validation.rounds(name, limit=20)
+    return page(request, "datanet.html", datanet=datanet, contributions=contributions, state=state, states=STATES,
+                offset=offset, page_size=PAGE_SIZE, findings={c.id: gate_findings(c) for c in contributions},
+                outcomes=round_outcomes(rounds), rounds=rounds, chain_roots=_chain_roots(node, datanet),
+                documents=datanet.kind == DOCUMENTS, policy=node.validation.policy(name).to_dict())
+
+
+@router.get("/web/contributions/{contribution_id}")
+def contribution_detail(request: Request, contribution_id: int):
+    node = request.app.state.node
+    brief = node.datanets.contribution(contribution_id, with_payload=False)
+    node.datanets.require_access(brief.datanet, None)
+    contribution = node.datanets.contribution(contribution_id)
+    outcome = round_outcomes(node.validation.rounds(contribution.datanet, limit=100)).get(contribution_id)
+    return page(request, "contribution.html", c=contribution, findings=gate_findings(contribution), outcome=outcome)

@@ -1,0 +1,54 @@
+"""ModelFactory pages: base models, fine-tuned models with lineage and metrics, jobs with a live loss curve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+
+from ledgerlm.errors import LedgerError
+from ledgerlm.factory import list_models, read_training
+from ledgerlm.web.render import page
+
+router = APIRouter()
+
+LINEAGE_PAGE = 200  # contributions listed under a model's Datanet version
+
+
+def _history(path: str) -> list[dict]:
+    """(step, loss) points of a finished run, from the run's own record; none when it left no record."""
+    try:
+        return [{"step": r["step"], "loss": r["loss"]} for r in read_training(Path(path)).get("history", [])]
+    except (LedgerError, OSError, ValueError):
+        return []
+
+
+@router.get("/web/models")
+def model_list(request: Request):
+    node = request.app.state.node
+    return page(request, "models.html", models=node.factory.list(), jobs=node.factory.jobs(),
+                bases=list_models(node.home.models))
+
+
+@router.get("/web/models/{model_id}")
+def model_detail(request: Request, model_id: str):
+    node = request.app.state.node
+    record = node.factory.model(model_id, verify=True)
+    version = node.datanets.version(record.datanet, record.version)
+    leaves = node.datanets.manifest(record.datanet, record.version)["contributions"]
+    job = node.factory.job(record.job_id) if record.job_id is not None else None
+    return page(request, "model.html", m=record, version=version, leaves=leaves[:LINEAGE_PAGE],
+                leaf_count=len(leaves), job=job, history=_history(record.path))
+
+
+@router.get("/web/jobs/{job_id}")
+def job_detail(request: Request, job_id: int):
+    node = request.app.state.node
+    job = node.factory.job(job_id)
+    history = []
+    if job.state == "done":
+        try:
+            history = _history(node.factory.model(job.model_id).path)
+        except LedgerError:
+            history = []
+    return page(request, "job.html", job=job, history=history)

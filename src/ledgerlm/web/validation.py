@@ -1,0 +1,40 @@
+"""Validation pages: rounds with their countdowns and tally, a validator's queue, reputation."""
+
+from __future__ import annotations
+
+from eth_utils import is_address, to_checksum_address
+from fastapi import APIRouter, Request
+
+from ledgerlm.errors import LedgerError
+from ledgerlm.web.render import page
+
+router = APIRouter()
+
+
+def _address(value: str) -> str:
+    if not is_address(value):
+        raise LedgerError(f"address {value!r} is not an Ethereum address (0x and 40 hex digits)", field="address")
+    return to_checksum_address(value)
+
+
+@router.get("/web/validation")
+def validation_home(request: Request, address: str = ""):
+    node = request.app.state.node
+    queue, reputation = None, None
+    if address:
+        address = _address(address)
+        # Pages read without a signed read request: data of private Datanets stays withheld here.
+        queue = [{**item, "payload": None if item["private"] else item["payload"]}
+                 for item in node.validation.queue(address)]
+        reputation = {"contributor": node.validation.reputation(address, "contributor"),
+                      "validator": node.validation.reputation(address, "validator")}
+    return page(request, "validation.html", rounds=node.validation.rounds(limit=50), address=address, queue=queue,
+                reputation=reputation)
+
+
+@router.get("/web/validation/rounds/{round_id}")
+def round_detail(request: Request, round_id: int):
+    node = request.app.state.node
+    r = node.validation.round(round_id)
+    reputation = {v: node.validation.reputation(v, "validator") for v in r.stakes}
+    return page(request, "round.html", r=r, reputation=reputation)

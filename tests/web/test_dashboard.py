@@ -1,0 +1,198 @@
+"""The dashboard in a real browser: a wallet creates a Datanet, uploads and gets it validated, a model's
+lineage opens, a chat shows its attribution and receipt, an epoch closes and the wallet claims."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import httpx
+import pytest
+from eth_account.messages import _hash_eip191_message, encode_typed_data
+from eth_utils import keccak
+
+from ledgerlm.datanets import DatanetSpec
+from ledgerlm.identity import SigningDomain, sign_action, typed_data
+
+from ..datanets.conftest import QA_SCHEMA, write_jsonl
+
+pytestmark = pytest.mark.browser
+
+FAILED_LOAD = "Failed to load resource"  # chromium logs every 4xx answer; expected where a test provokes one
+
+
+def digest(typed: dict) -> bytes:
+    return _hash_eip191_message(encode_typed_data(full_message=typed))
+
+
+def last_signed(world, action: str) -> dict:
+    found = [json.loads(t) for t in world.signed if json.loads(t)["primaryType"] == action]
+    assert found, f"the wallet was never asked to sign {action}"
+    return found[-1]
+
+
+def test_every_page_renders_without_console_errors(tab, web_world):
+    paths = ["/", "/web/datanets", "/web/datanets/new", f"/web/datanets/{web_world.datanet}", "/web/contributions/1",
+             "/web/validation", f"/web/validation?address={web_world.wallet.address}", "/web/models",
+             f"/web/models/{web_world.model_id}", "/web/jobs/1", "/web/playground", "/web/economy",
+             f"/web/economy/earnings/{web_world.wallet.address}", "/web/ledger", "/web/ledger/blocks/1",
+             f"/web/ledger/address/{web_world.wallet.address}"]
+    for path in paths:
+        response = tab.page.goto(web_world.url + path)
+        assert response.status == 200, (path, response.status)
+        assert tab.page.locator("h1").first.is_visible()
+    tab.shot("ledger")
+    # The first page stays small: HTML, CSS and scripts together.
+    sizes = [len(httpx.get(web_world.url + p).content) for p in
+             ["/", "/web/static/ledgerlm.css", "/web/static/htmx.min.js", "/web/static/keccak.js",
+              "/web/static/ledgerlm.js"]]
+    assert sum(sizes) < 200_000, sizes
+
+
+def test_an_error_reads_as_a_sentence_not_json(tab, web_world):
+    page = tab.open("/web/datanets/no-such-datanet")
+    assert "no Datanet named 'no-such-datanet'" in page.locator(".error-message").inner_text()
+    assert "{" not in page.locator("main").inner_text()
+    tab.errors[:] = [e for e in tab.errors if FAILED_LOAD not in e]
+
+
+def test_create_a_datanet_with_the_wallet_signing_what_the_cli_signs(tab, web_world):
+    page = tab.open("/web/datanets/new")
+    page.get_by_label("Name").first.fill("web-qa")
+    page.get_by_label("Description").fill("made in the browser")
+    page.get_by_label("Tags").fill("web, qa")
+    page.get_by_label("JSON Schema of one record").fill("{not json")
+    assert "not valid JSON" in page.locator("#schema-status").inner_text()
+    page.get_by_label("JSON Schema of one record").fill(json.dumps(QA_SCHEMA))
+    page.get_by_role("button", name="Sign and create").click()
+    page.wait_for_url("**/web/datanets/web-qa")
+    assert page.locator("h1").inner_text() == "web-qa"
+    tab.shot("datanet-created")
+
+    # Byte for byte: the digest the wallet signed is the one the CLI's signer produces for the same spec.
+    typed = last_signed(web_world, "CreateDatanet")
+    message = typed["message"]
+    spec = DatanetSpec(name="web-qa", description="made in the browser", tags=["web", "qa"], schema=QA_SCHEMA)
+    domain = SigningDomain.from_dict(httpx.get(web_world.url + "/node/info").json()["signing_domain"])
+    cli = sign_action(web_world.wallet, "CreateDatanet", {"name": spec.name, "specHash": spec.spec_hash()},
+                      domain=domain, nonce=int(message["nonce"]), deadline=int(message["deadline"]))
+    assert digest(typed) == digest(typed_data("CreateDatanet", cli.message, domain))
+
+    # Creating it again is refused, and the page says why in words.
+    page = tab.open("/web/datanets/new")
+    page.get_by_label("Name").first.fill("web-qa")
+    page.get_by_role("button", name="Sign and create").click()
+    notice = page.locator("#notice")
+    notice.wait_for(state="visible")
+    assert "web-qa" in notice.inner_text() and "{" not in notice.inner_text()
+    tab.errors[:] = [e for e in tab.errors if FAILED_LOAD not in e]
+
+
+def test_upload_a_file_see_it_gated_reviewed_published_and_verify_the_root(tab, web_world, api, tmp_path):
+    api.create_datanet(DatanetSpec(name="uploads", schema=QA_SCHEMA), web_world.wallet)
+    data = write_jsonl(tmp_path / "batch.jsonl", [
+        {"question": "Which river crosses the old town?", "answer": "The Lune crosses the old town."},
+        {"question": "Who keeps the records?", "answer": "Write to keeper@example.com for them."},
+    ])
+    page = tab.open("/web/datanets/uploads")
+    page.locator("#upload-files").set_input_files(str(data))
+    page.get_by_role("button", name="Sign and upload").click()
+    page.wait_for_selector("#contributions tbody tr >> nth=1")
+    assert page.locator("#upload-progress").count() == 1
+    manifest_signed = last_signed(web_world, "Contribute")["message"]
+    assert manifest_signed["datanet"] == "uploads"
+
+    # The gates run when the owner opens a round; with no validator staked the round itself is refused,
+    # in words, and the gates' verdicts stay.
+    page.get_by_role("button", name="Run gates and open a validator round").click()
+    page.locator("#notice").wait_for(state="visible")
+    assert "no validator has stake" in page.locator("#notice").inner_text()
+    page.reload()
+    rows = page.locator("#contributions tbody tr")
+    assert "personal_data/email" in rows.nth(1).inner_text() and "rejected" in rows.nth(1).inner_text()
+    assert "pending" in rows.nth(0).inner_text()
+    rows.nth(0).get_by_role("button", name="Accept").click()
+    page.wait_for_function("document.querySelector('#contributions tbody tr').innerText.includes('accepted')")
+    page.get_by_role("button", name="Publish a version").click()
+    verify = page.get_by_role("button", name="Verify this root")
+    verify.wait_for()
+    verify.click()
+    result = page.locator("output[id^=verify-]")
+    page.wait_for_function("document.querySelector('output[id^=verify-]').innerText.includes('match')")
+    assert "matches" in result.inner_text()
+    assert page.locator("text=same").count() >= 1  # the Registry holds the same root
+    tab.shot("datanet-uploaded-and-published")
+    tab.errors[:] = [e for e in tab.errors if FAILED_LOAD not in e]
+
+
+def test_a_models_lineage_runs_from_adapter_to_contributions(tab, web_world):
+    page = tab.open("/web/models")
+    page.get_by_role("link", name=web_world.model_id).first.click()
+    page.wait_for_url(f"**/web/models/{web_world.model_id}")
+    lineage = page.locator(".lineage").inner_text()
+    assert "colours v1" in lineage and "matches" in lineage
+    assert page.locator(".leaves li").count() == 8
+    assert "Files match their lineage" in page.locator("main").inner_text()
+    tab.shot("model-lineage")
+
+
+def test_chat_shows_the_receipt_and_its_attribution(tab, web_world):
+    page = tab.open(f"/web/playground?model={web_world.model_id}")
+    page.get_by_label("Spending cap (LGR)").fill("1")
+    page.get_by_role("button", name="Sign and create a key").click()
+    page.wait_for_function("document.getElementById('key-status').innerText.startsWith('Key ready')")
+    assert {"CreateApiKey", "SpendingCap"} <= {json.loads(t)["primaryType"] for t in web_world.signed}
+    page.get_by_label("Your message").fill("What colour is the reef?")
+    page.get_by_role("button", name="Send").click()
+    page.wait_for_selector(".attribution[data-final=yes]", timeout=120_000)
+    box = page.locator(".attribution")
+    text = box.inner_text()
+    assert "final" in text and "valid" in text and "recomputed and sums to the fee" in text
+    assert "Attributed to" in text
+    tab.shot("playground-attribution")
+
+
+def test_close_an_epoch_and_claim(tab, web_world, api):
+    # A paid answer in the open epoch, made outside the browser as any API client would.
+    key, _ = api.serving.create_key(web_world.wallet, 10**18)
+    answer = httpx.post(web_world.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                        json={"model": web_world.model_id, "max_tokens": 8,
+                              "messages": [{"role": "user", "content": "What colour is the gull?"}]},
+                        timeout=120).json()
+    receipt_id = answer["x_ledgerlm_receipt"]["id"]
+    deadline = time.monotonic() + 120
+    while api.serving.receipt(receipt_id)["receipt"]["state"] != "final":
+        assert time.monotonic() < deadline, "attribution did not finish"
+        time.sleep(0.2)
+    page = tab.open("/web/economy")
+    page.get_by_label("Operator credential").fill(web_world.home.operator_token_path.read_text().strip())
+    page.get_by_role("button", name="Close epoch").click()
+    page.wait_for_function("document.querySelector('#epochs tbody tr') &&"
+                           " /posted|published/.test(document.querySelector('#epochs tbody').innerText)")
+    tab.shot("epoch-closed")
+    page = tab.open(f"/web/economy/earnings/{web_world.wallet.address}")
+    assert page.locator("figure.chart svg rect").count() >= 1
+    claim = page.get_by_role("button", name=re.compile("^Claim"))
+    claim.first.click()
+    page.wait_for_function("document.querySelector('#earnings').innerText.includes('claimed')")
+    assert page.locator("#unclaimed").inner_text().startswith("0")
+    assert last_signed(web_world, "ClaimPayout")["message"]["account"] == web_world.wallet.address
+    tab.shot("earnings-claimed")
+    # The ledger shows the claim as a decoded event.
+    page = tab.open(f"/web/ledger/address/{web_world.wallet.address}")
+    assert "Claimed" in page.locator("main").inner_text()
+
+
+def test_keccak_and_merkle_root_in_the_browser_match_python(tab, web_world):
+    from ledgerlm.chain import StandardMerkleTree
+
+    page = tab.open("/web/datanets")
+    samples = [b"", b"abc", bytes(range(256)) * 3]
+    for sample in samples:
+        got = page.evaluate("h => ledgerlmHash.toHex(ledgerlmHash.keccak256(ledgerlmHash.fromHex(h)))",
+                            "0x" + sample.hex())
+        assert got == "0x" + keccak(sample).hex()
+    rows = [["0x" + keccak(bytes([i])).hex(), "0x" + f"{i:040x}"] for i in range(1, 8)]
+    got = page.evaluate("rows => ledgerlmHash.standardMerkleRoot(['bytes32', 'address'], rows)", rows)
+    assert got == StandardMerkleTree.of(rows, ["bytes32", "address"]).root
