@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NODE_STAMP := contracts/node_modules/.installed
 
-.PHONY: install test test-all test-slow demo bench contracts clean lint
+.PHONY: install test test-all test-slow demo bench contracts clean lint chromium
 
 install: $(STAMP) $(NODE_STAMP)
 
@@ -25,14 +25,24 @@ $(NODE_STAMP): contracts/package.json contracts/package-lock.json
 	@if command -v npm >/dev/null; then cd contracts && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
 	else echo "npm not found: anvil and OpenZeppelin cross-checks will be skipped"; fi
 
-test: install
+test: install chromium
 	$(BIN)/python -m pytest -q
 
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow
 
-test-all: install
+test-all: install chromium
 	$(BIN)/python -m pytest -q -m ""
+
+# The dashboard's browser tests drive Debian's chromium (Playwright without its own browser download);
+# where apt is not available, or not allowed, they are skipped with the reason.
+chromium:
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo "sudo -n" ); \
+		( $$SUDO apt-get install -y -qq chromium >/dev/null 2>&1 || \
+		  ( $$SUDO apt-get update -qq >/dev/null 2>&1 && $$SUDO apt-get install -y -qq chromium >/dev/null 2>&1 ) ) || \
+		echo "chromium could not be installed: the browser tests will be skipped"; \
+	fi
 
 demo: install
 	bash scripts/demo.sh

@@ -1,0 +1,67 @@
+"""The dashboard without a browser: pages render from a real node, errors read as sentences, and the
+typed data a page gets to sign has the digest the CLI signs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from eth_account.messages import _hash_eip191_message, encode_typed_data
+
+from ledgerlm.datanets import DatanetSpec, FileEntry, manifest_hash
+from ledgerlm.identity import sign_action, typed_data
+from ledgerlm.web.playground import matched_spans
+
+from ..datanets.conftest import QA_SCHEMA, write_jsonl
+
+
+def test_pages_render_and_errors_read_as_sentences(http, client, alice, tmp_path):
+    client.create_datanet(DatanetSpec(name="qa", schema=QA_SCHEMA, description="questions"), alice)
+    client.contribute("qa", [write_jsonl(tmp_path / "a.jsonl", [{"question": "Where?", "answer": "Here it is."}])],
+                      alice)
+    for path in ("/", "/web/datanets?q=quest", "/web/datanets/qa", "/web/contributions/1", "/web/validation",
+                 "/web/models", "/web/economy", "/web/ledger"):
+        page = http.get(path)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html"), path
+    assert "qa" in http.get("/web/datanets?q=quest").text
+    assert "qa" not in http.get("/web/datanets?q=images").text.split("<main")[1]
+
+    page = http.get("/web/datanets/missing")
+    assert page.status_code == 404 and "no Datanet named &#39;missing&#39;" in page.text
+    assert '{"error"' not in page.text and "Traceback" not in page.text
+    page = http.get("/web/validation?address=not-an-address")
+    assert page.status_code == 400 and "is not an Ethereum address" in page.text
+    # The JSON API keeps answering JSON at the same time.
+    assert http.get("/datanets/missing").json()["error"]["field"] == "datanet"
+
+
+def test_typed_data_for_an_upload_is_what_the_cli_signs(http, client, alice):
+    domain = client.domain
+    files = [FileEntry(name="a.jsonl", sha256=hashlib.sha256(b"x").hexdigest(), size=1)]
+    answer = http.post("/web/typed-data", json={
+        "action": "Contribute", "signer": alice.address, "fields": {"datanet": "qa"},
+        "manifest": [[f.name, f.sha256, f.size] for f in files]}).json()
+    typed, message = json.loads(answer["typed"]), json.loads(answer["message"])
+    cli = sign_action(alice, "Contribute", {"datanet": "qa", "manifestHash": manifest_hash(files)}, domain=domain,
+                      nonce=message["nonce"], deadline=message["deadline"])
+    assert message == cli.message
+    page_digest = _hash_eip191_message(encode_typed_data(full_message=typed))
+    assert page_digest == _hash_eip191_message(encode_typed_data(full_message=typed_data("Contribute", cli.message,
+                                                                                           domain)))
+    # The page's typed data carries the 63-bit nonce as a string a browser cannot round; the message keeps it whole.
+    if message["nonce"] > 2**53:
+        assert typed["message"]["nonce"] == str(message["nonce"])
+
+    refused = http.post("/web/typed-data", json={"action": "CreateDatanet", "signer": alice.address,
+                                                 "spec": {"name": "Bad Name", "schema": QA_SCHEMA}})
+    assert refused.status_code == 400 and refused.json()["error"]["field"] == "name"
+    refused = http.post("/web/typed-data", json={"action": "OpenRound", "signer": alice.address, "fields": {}})
+    assert refused.json()["error"]["field"] == "datanet"
+
+
+def test_matched_spans_mark_runs_shared_with_training_text():
+    pieces = matched_spans("Sure: the reef is copper, as always.", {7: "What colour is the reef? The reef is copper."})
+    marked = [p["text"] for p in pieces if p["source"] == 7]
+    assert marked == ["the reef is copper,"]
+    assert "".join(p["text"] for p in pieces) == "Sure: the reef is copper, as always."
+    assert all(p["source"] is None for p in matched_spans("nothing in common here", {1: "the reef is copper"}))
