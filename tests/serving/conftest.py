@@ -7,6 +7,7 @@ import shutil
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,13 +90,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def server(world):
-    """The node's app under uvicorn on a loopback port, in a thread of the test process."""
+@contextmanager
+def served(home: Home):
+    """The node's app under uvicorn on a loopback port, in a thread of the test process; yields its URL."""
     import uvicorn
 
     port = free_port()
-    app = create_app(lambda: Node.open(world.home))
+    app = create_app(lambda: Node.open(home))
     uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()
@@ -103,9 +104,17 @@ def server(world):
     while not uv.started:
         assert time.monotonic() < deadline, "the server did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    uv.should_exit = True
-    thread.join(timeout=30)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def server(world):
+    with served(world.home) as url:
+        yield url
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from ledgerlm.datanets import DatanetSpec
 from ledgerlm.node import Node
 
 from ..datanets.conftest import QA_SCHEMA, write_jsonl
-from ..serving.conftest import FACTS, free_port
+from ..serving.conftest import FACTS, served
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
@@ -97,20 +95,8 @@ def web_world(tmp_path_factory) -> WebWorld:
         client.factory.publish(wallet, "facts-web", price_per_1k=PRICE)
         client.chain.faucet(wallet.address, eth_wei=10**18, tokens=100 * 10**18)
         node.contracts.escrow.deposit(wallet, DEPOSIT)
-    port = free_port()
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(create_app(lambda: Node.open(home)), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield WebWorld(home, f"http://127.0.0.1:{port}", wallet, "facts-web", "colours")
-    server.should_exit = True
-    thread.join(timeout=30)
+    with served(home) as url:
+        yield WebWorld(home, url, wallet, "facts-web", "colours")
 
 
 @pytest.fixture(scope="session")

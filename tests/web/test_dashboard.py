@@ -137,6 +137,20 @@ def test_a_models_lineage_runs_from_adapter_to_contributions(tab, web_world):
     tab.shot("model-lineage")
 
 
+@pytest.mark.slow  # a training run on top of the fixture's; the default suite keeps to the flows
+def test_start_training_and_follow_the_loss_curve(tab, web_world):
+    page = tab.open("/web/models")
+    page.get_by_label("New model id").fill("facts-web-2")
+    page.get_by_label("Training settings").fill(json.dumps({"epochs": 1, "max_steps": 3, "batch_size": 4, "max_len": 64,
+                                                            "eval_split": 0.0, "rank": 4, "lr": 0.01}))
+    page.get_by_role("button", name="Sign and start training").click()
+    page.wait_for_url("**/web/jobs/*")
+    page.wait_for_function("document.getElementById('job-state').innerText === 'done'", timeout=180_000)
+    page.wait_for_function("document.querySelectorAll('figure[data-loss-chart] circle').length >= 2")
+    assert last_signed(web_world, "TrainModel")["message"]["modelId"] == "facts-web-2"
+    tab.shot("training-job")
+
+
 def test_chat_shows_the_receipt_and_its_attribution(tab, web_world):
     page = tab.open(f"/web/playground?model={web_world.model_id}")
     page.get_by_label("Spending cap (LGR)").fill("1")

@@ -26,8 +26,9 @@ def _history(path: str) -> list[dict]:
 @router.get("/web/models")
 def model_list(request: Request):
     node = request.app.state.node
-    return page(request, "models.html", models=node.factory.list(), jobs=node.factory.jobs(),
-                bases=list_models(node.home.models))
+    versions = [(d.name, v.number) for d in node.datanets.list(None) for v in d.versions]
+    return page(request, "models.html", models=node.factory.list(), jobs=list(reversed(node.factory.jobs())),
+                bases=list_models(node.home.models), versions=versions)
 
 
 @router.get("/web/models/{model_id}")

@@ -18,7 +18,8 @@ router = APIRouter()
 
 # What the page supplies itself; the actor, nonce and deadline are filled in here, and the hashes of a
 # spec or a manifest are computed here from what the page will send, as the CLI computes them.
-DERIVED = {"CreateDatanet": {"name", "specHash"}, "Contribute": {"manifestHash"}, "CreateApiKey": {"epoch", "capDeadline"}}
+DERIVED = {"CreateDatanet": {"name", "specHash"}, "Contribute": {"manifestHash"}, "CreateApiKey": {"epoch", "capDeadline"},
+           "TrainModel": {"modelId", "datanet", "version", "configHash"}}
 JS_SAFE_INTEGER = 2**53 - 1
 API_KEY_DAYS = 30
 
@@ -29,6 +30,7 @@ class TypedDataRequest(BaseModel):
     fields: dict[str, Any] = {}
     spec: dict[str, Any] | None = None  # CreateDatanet: the spec whose hash is signed
     manifest: list[tuple[str, str, int]] | None = None  # Contribute: [name, sha256, size] per file, in upload order
+    train: dict[str, Any] | None = None  # TrainModel: the training request whose config hash is signed
 
 
 def wallet_json(typed: dict) -> str:
@@ -81,6 +83,17 @@ def prepare(body: TypedDataRequest, request: Request) -> dict:
         if not body.manifest:
             raise LedgerError("choose at least one file to upload", field="files")
         fields["manifestHash"] = manifest_hash([FileEntry(name=n, sha256=s, size=z) for n, s, z in body.manifest])
+    elif body.action == "TrainModel":
+        from ledgerlm.factory.jobs import TrainRequest
+
+        try:
+            train = TrainRequest.model_validate(body.train or {})
+        except ValidationError as exc:
+            raise _first_error(exc, "request") from None
+        train.train_config()  # an unknown or invalid setting is named before anything is signed
+        fields.update(modelId=train.model_id, datanet=train.datanet, version=train.version,
+                      configHash=train.config_hash())
+        extra["train"] = orjson.dumps(train.model_dump()).decode()
     elif body.action == "CreateApiKey":
         terms = node.serving.keys.terms()
         fields["epoch"] = terms["epoch"]

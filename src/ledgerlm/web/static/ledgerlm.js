@@ -165,6 +165,29 @@
     });
   }
 
+  // ---------------------------------------------------------------- start a training job
+  function wireTrain() {
+    var form = document.getElementById("train");
+    if (!form) return;
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      busy(form.querySelector("button"), async function () {
+        var config = {};
+        if (form.config.value.trim()) {
+          try { config = JSON.parse(form.config.value); } catch (e) {
+            throw new Error("the training settings are not valid JSON: " + e.message + " (field: config)");
+          }
+        }
+        var data = form.data.value.split("@");
+        var request = { model_id: form.model_id.value.trim(), datanet: data[0], version: Number(data[1]),
+                        base: form.base.value, config: config };
+        var signed = await signAction("TrainModel", {}, { body: { train: request } });
+        var job = await postJSON("/factory/jobs", '{"request":' + signed.train + ',"action":' + signed.actionJSON + "}");
+        window.location.href = "/web/jobs/" + job.id;
+      });
+    });
+  }
+
   // ---------------------------------------------------------------- upload with progress
   async function sha256Hex(file) {
     if (!window.crypto || !window.crypto.subtle) {
@@ -270,6 +293,12 @@
       var x = pad + (w - 2 * pad) * p.step / maxStep, y = h - pad - (h - 2 * pad) * (p.loss - lo) / span;
       return (i ? "L" : "M") + x.toFixed(1) + " " + y.toFixed(1);
     }).join(" ");
+    points.forEach(function (p) {
+      var dot = document.createElementNS(ns, "circle");
+      dot.setAttribute("cx", (pad + (w - 2 * pad) * p.step / maxStep).toFixed(1));
+      dot.setAttribute("cy", (h - pad - (h - 2 * pad) * (p.loss - lo) / span).toFixed(1));
+      dot.setAttribute("r", "3"); dot.setAttribute("fill", "#0b57d0"); svg.appendChild(dot);
+    });
     var line = document.createElementNS(ns, "path");
     line.setAttribute("d", path); line.setAttribute("fill", "none"); line.setAttribute("stroke", "#0b57d0");
     line.setAttribute("stroke-width", "2"); svg.appendChild(line);
@@ -299,7 +328,12 @@
           drawLoss(figure, points);
         }
         if (p.tokens_per_s) document.getElementById("job-speed").textContent = p.tokens_per_s.toFixed(1);
-        if (["done", "failed", "stopped"].indexOf(job.state) >= 0) source.close();
+        if (["done", "failed", "stopped"].indexOf(job.state) >= 0) {
+          source.close();
+          // Events come at most twice a second, so the live curve may skip steps; the finished run's own
+          // record has every step, and the page shows it when it reloads.
+          if (job.state === "done") window.location.reload();
+        }
       };
       source.onerror = function () { source.close(); };
     });
@@ -422,7 +456,7 @@
     document.body.addEventListener("htmx:responseError", function (event) {
       readableError(new Response(event.detail.xhr.responseText, { status: event.detail.xhr.status })).then(notice);
     });
-    wireSignButtons(); wireCreateDatanet(); wireUpload(); wireVerifyRoot(); wireLossCharts(); wireCloseEpoch();
+    wireSignButtons(); wireCreateDatanet(); wireTrain(); wireUpload(); wireVerifyRoot(); wireLossCharts(); wireCloseEpoch();
     wireFillWallet(); wirePlayground();
     tickCountdowns(); setInterval(tickCountdowns, 1000);
   });
