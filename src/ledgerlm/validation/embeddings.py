@@ -89,7 +89,9 @@ class HashedTfidfEmbedder:
         weight = (1.0 + np.log(tf)) * np.repeat(idf, df)
         sign = np.where((pair_hashes >> np.uint64(31)) & np.uint64(1), 1.0, -1.0)
         cols = (pair_hashes % np.uint64(self.dim)).astype(np.int64)
-        np.add.at(out.reshape(-1), pair_docs * self.dim + cols, (weight * sign).astype(np.float32))
+        # bincount scatters in one pass where np.add.at is many times slower
+        out = np.bincount(pair_docs * self.dim + cols, weights=weight * sign,
+                          minlength=n_docs * self.dim).astype(np.float32).reshape(n_docs, self.dim)
         norms = np.sqrt(np.einsum("ij,ij->i", out, out))
         out /= np.where(norms == 0, 1.0, norms)[:, None]
         return out

@@ -13,7 +13,6 @@ import numpy as np
 from datasketch import MinHash, MinHashLSH
 from datasketch.lsh import _optimal_param
 
-from ledgerlm.validation.embeddings import sorted_unique
 from ledgerlm.validation.errors import ValidationError
 
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
@@ -49,7 +48,10 @@ _POLY = 0x100000001B3
 
 
 def _shingle_hashes(norms: list[str], size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct (doc, 32-bit shingle hash) pairs for non-empty normalised texts, vectorised."""
+    """(doc, 32-bit shingle hash) for every shingle of non-empty normalised texts, vectorised.
+
+    A shingle that repeats in a text comes back once per occurrence: a minimum does not care.
+    """
     norms = [n.ljust(size) if n else "" for n in norms]
     lengths = np.fromiter(map(len, norms), dtype=np.int64, count=len(norms))
     ends = np.cumsum(lengths)
@@ -61,11 +63,9 @@ def _shingle_hashes(norms: list[str], size: int) -> tuple[np.ndarray, np.ndarray
     for j in range(size):
         h = h * np.uint64(_POLY) + codes[j : j + n_win]
     h ^= h >> np.uint64(32)
-    win_start = np.arange(n_win)
-    doc = np.searchsorted(ends, win_start, side="right")
-    valid = win_start + size <= ends[np.minimum(doc, len(ends) - 1)]
-    keys, _ = sorted_unique((doc[valid].astype(np.uint64) << np.uint64(32)) | (h[valid] & np.uint64(0xFFFFFFFF)))
-    return (keys >> np.uint64(32)).astype(np.int64), (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    doc = np.repeat(np.arange(len(norms)), lengths)[:n_win]
+    valid = np.arange(n_win) + size <= ends[doc]
+    return doc[valid], (h[valid] & np.uint64(0xFFFFFFFF)).astype(np.uint32)
 
 
 def _fmix32(h: np.ndarray) -> np.ndarray:
@@ -95,9 +95,17 @@ class NearDuplicateIndex:
         self.num_perm = num_perm
         self.shingle_size = shingle_size
         self.seed = seed
-        self._permutations = MinHash(num_perm=num_perm, seed=seed, scheme=_SCHEME).permutations
-        self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
         self._signatures: dict[Hashable, MinHash] = {}
+
+    # built on first use: choosing the band layout integrates false-positive curves (tens of
+    # milliseconds), which a gate run that only needs signature matrices never pays
+    @functools.cached_property
+    def _lsh(self) -> MinHashLSH:
+        return MinHashLSH(threshold=self.threshold, num_perm=self.num_perm)
+
+    @functools.cached_property
+    def _permutations(self) -> np.ndarray:
+        return MinHash(num_perm=self.num_perm, seed=self.seed, scheme=_SCHEME).permutations
 
     def __len__(self) -> int:
         return len(self._signatures)

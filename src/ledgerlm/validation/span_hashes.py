@@ -18,14 +18,26 @@ class SpanHasher:
 
     def __init__(self, codes: np.ndarray):
         n = len(codes)
-        powers = np.cumprod(np.r_[np.uint64(1), np.full(n, POLY, dtype=np.uint64)], dtype=np.uint64)
-        self._prefix = np.r_[np.uint64(0), np.cumsum(codes * powers[:n][::-1], dtype=np.uint64)]
-        self._inverse = np.cumprod(np.r_[np.uint64(1), np.full(n, _INVERSE, dtype=np.uint64)],
-                                   dtype=np.uint64)
+        powers, inverse = _powers(n + 1)
+        self._prefix = np.r_[np.uint64(0), np.cumsum(codes * powers[n - 1 :: -1] if n else codes, dtype=np.uint64)]
+        self._inverse = inverse
         self._n = n
 
     def __call__(self, start: np.ndarray, end: np.ndarray) -> np.ndarray:
         return (self._prefix[end] - self._prefix[start]) * self._inverse[self._n - end]
+
+
+_POWERS = (np.ones(1, dtype=np.uint64), np.ones(1, dtype=np.uint64))
+
+
+def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """P^i and P^-i for i < n (at least), kept between calls: every batch needs the same ones."""
+    global _POWERS
+    if len(_POWERS[0]) < n:
+        size = max(n, 2 * len(_POWERS[0]))
+        _POWERS = tuple(np.cumprod(np.r_[np.uint64(1), np.full(size - 1, p, dtype=np.uint64)], dtype=np.uint64)
+                        for p in (POLY, _INVERSE))
+    return _POWERS
 
 
 def mix64(h: np.ndarray) -> np.ndarray:

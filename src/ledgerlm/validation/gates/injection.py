@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 
+from ledgerlm.validation.gates.text_batch import TextBatch
 from ledgerlm.validation.policy import InjectionRule
 
 # each pattern with the literal words (lower case) one of which it cannot match without,
@@ -109,6 +111,20 @@ def injection_findings(text: str, answer_text: str, rule: InjectionRule) -> list
         out.append(("homoglyph", 0.7, (f"{len(mixed)} word(s) mix Latin with Cyrillic/Greek "
                                        f"letters, e.g. {mixed[0]!r}")))
     return out
+
+
+_NEEDED_WORDS = tuple(sorted({w for *_, needs in _INJECTION_PATTERNS for w in needs} | set(_ANSWER_INSTRUCTION_WORDS)))
+
+
+def injection_findings_many(texts: Sequence[str], answers: Sequence[str],
+                            rule: InjectionRule) -> list[list[tuple[str, float, str]]]:
+    """`injection_findings` of every (text, answer) pair, the same findings; texts that hold none of
+    the words, markers or trigger tokens a signal needs, and only ASCII, are cleared in one pass."""
+    lower, raw = TextBatch(texts, lower=True), TextBatch(texts)
+    suspect = lower.containing_any(_NEEDED_WORDS) | raw.containing_any(("<|", "[[", "{{")) | raw.non_ascii
+    if rule.trigger_tokens:
+        suspect |= raw.matching(_trigger_pattern(tuple(rule.trigger_tokens)))
+    return [injection_findings(t, a, rule) if s else [] for t, a, s in zip(texts, answers, suspect.tolist())]
 
 
 _TRIGGER_CACHE: dict[tuple[str, ...], re.Pattern] = {}

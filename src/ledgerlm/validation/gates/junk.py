@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import re
+import string
 import zlib
 from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
 
 from ledgerlm.validation.letter_bigrams import mean_surprisal_bits
 from ledgerlm.validation.policy import JunkRule
+from ledgerlm.validation.span_hashes import POLY, SpanHasher, mix64
 
 _DROP_CONTROL_ASCII = dict.fromkeys([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 _CONTROL_OTHER = re.compile(r"[\x80-\x9f\ufffd\ufff9-\ufffc\ue000-\uf8ff]")
@@ -25,6 +30,7 @@ _IMPLAUSIBLE_WORD = re.compile(
     rf"(?<![a-z])(?:[{_C}]{{4,}}|[a-z]*[{_C}]{{6,}}[a-z]*|[a-z]{{30,}})(?![a-z])")
 _IMPLAUSIBLE_HINT = re.compile(rf"[{_C}]{{4}}|[a-z]{{30}}")
 _VOWELS = "aeiouy"
+_PROSE_VOWELS = 0.33  # uniformly random letters are ~23% vowels, prose ~38%
 
 
 def _strength(value: float, threshold: float, worst: float) -> float:
@@ -47,69 +53,226 @@ def junk_findings(text: str, rule: JunkRule) -> list[tuple[str, float, str]]:
     bad = len(text) - len(text.translate(_DROP_CONTROL_ASCII))
     if not text.isascii():
         bad += len(_CONTROL_OTHER.findall(text)) + sum(len(m) for m in _MOJIBAKE.findall(text))
-    if bad and bad / n > rule.max_garbage_ratio:
-        ratio = bad / n
-        out.append(("encoding_garbage", _strength(ratio, rule.max_garbage_ratio, 0.2),
-                    f"{bad} of {n} characters are replacement, control or mojibake characters"))
+    out += _garbage(bad, n, rule)
 
     non_space = len(stripped) - stripped.count(" ") - stripped.count("\n") - stripped.count("\t")
     alnum = sum(1 for c in stripped if c.isalnum()) if non_space < 64 else _alnum_count(stripped)
-    if non_space >= 12 and alnum / non_space < rule.min_alnum_ratio:
-        out.append(("gibberish", _strength(1 - alnum / non_space, 1 - rule.min_alnum_ratio, 1.0),
-                    f"only {alnum / non_space:.0%} of characters are letters or digits"))
+    out += _few_alnum(alnum, non_space, rule)
 
     lower = text.lower()
+    out += _letter_findings(text, lower, rule)
+
+    words = _WORD.findall(lower)
+    found = _repeated_trigrams(len(words), len(set(zip(words, words[1:], words[2:]))), rule) \
+        or _one_word(words, rule)
+    out += found
+    varied = _varied(len(words), len(set(words)), max(map(len, words), default=0), alnum, non_space)
+    if not varied and not found:
+        out += _compressible(text.encode("utf-8", "surrogatepass"), rule)
+    return out
+
+
+def _garbage(bad: int, n: int, rule: JunkRule) -> list[tuple[str, float, str]]:
+    if not (bad and bad / n > rule.max_garbage_ratio):
+        return []
+    ratio = bad / n
+    return [("encoding_garbage", _strength(ratio, rule.max_garbage_ratio, 0.2),
+             f"{bad} of {n} characters are replacement, control or mojibake characters")]
+
+
+def _few_alnum(alnum: int, non_space: int, rule: JunkRule) -> list[tuple[str, float, str]]:
+    if not (non_space >= 12 and alnum / non_space < rule.min_alnum_ratio):
+        return []
+    return [("gibberish", _strength(1 - alnum / non_space, 1 - rule.min_alnum_ratio, 1.0),
+             f"only {alnum / non_space:.0%} of characters are letters or digits")]
+
+
+def _letter_findings(text: str, lower: str, rule: JunkRule) -> list[tuple[str, float, str]]:
+    """Too few vowels, improbable letter pairs or unpronounceable words, in Latin-script prose."""
     latin_words = _LATIN_WORD.findall(lower)
     latin_letters = sum(map(len, latin_words))
     non_latin = len(_NON_LATIN_LETTERS.findall(text)) if not text.isascii() else 0
     # vowel statistics only mean something for Latin-script prose
-    if latin_letters >= 20 and latin_letters > 4 * non_latin and len(set(latin_words)) >= 3:
-        vowels = sum(lower.count(v) for v in _VOWELS)
-        vowel_ratio = vowels / latin_letters
-        if vowel_ratio < rule.min_vowel_ratio:
-            out.append(("gibberish", _strength(rule.min_vowel_ratio - vowel_ratio, 0.0,
-                                               rule.min_vowel_ratio),
-                        f"vowels are {vowel_ratio:.0%} of letters; prose has about 38%"))
-        # uniformly random letters are ~23% vowels, so prose well above that skips the costlier test
-        elif (latin_letters >= 40 and vowel_ratio < 0.33
-              and (bits := mean_surprisal_bits(lower)[0]) > rule.max_letter_pair_bits):
-            out.append(("gibberish", _strength(bits, rule.max_letter_pair_bits, 8.0),
-                        f"letter pairs average {bits:.1f} bits of surprise; English prose has about 3.6"))
-        # a plain four-consonant run or a 30-letter word is needed for any implausible word, and
-        # scanning for those is far cheaper than the full word test
-        elif _IMPLAUSIBLE_HINT.search(lower):
-            words_4plus = len(_LONG_WORD.findall(lower))
-            implausible = len(_IMPLAUSIBLE_WORD.findall(lower))
-            if words_4plus >= 3 and implausible / words_4plus > rule.max_implausible_word_ratio:
-                out.append(("gibberish", _strength(implausible / words_4plus,
-                                                   rule.max_implausible_word_ratio, 1.0),
-                            f"{implausible} of {words_4plus} words are unpronounceable letter runs"))
+    if not (latin_letters >= 20 and latin_letters > 4 * non_latin and len(set(latin_words)) >= 3):
+        return []
+    vowels = sum(lower.count(v) for v in _VOWELS)
+    vowel_ratio = vowels / latin_letters
+    if vowel_ratio < rule.min_vowel_ratio:
+        return [("gibberish", _strength(rule.min_vowel_ratio - vowel_ratio, 0.0, rule.min_vowel_ratio),
+                 f"vowels are {vowel_ratio:.0%} of letters; prose has about 38%")]
+    # uniformly random letters are ~23% vowels, so prose well above that skips the costlier test
+    if (latin_letters >= 40 and vowel_ratio < _PROSE_VOWELS
+            and (bits := mean_surprisal_bits(lower)[0]) > rule.max_letter_pair_bits):
+        return [("gibberish", _strength(bits, rule.max_letter_pair_bits, 8.0),
+                 f"letter pairs average {bits:.1f} bits of surprise; English prose has about 3.6")]
+    # a plain four-consonant run or a 30-letter word is needed for any implausible word, and
+    # scanning for those is far cheaper than the full word test
+    if _IMPLAUSIBLE_HINT.search(lower):
+        words_4plus = len(_LONG_WORD.findall(lower))
+        implausible = len(_IMPLAUSIBLE_WORD.findall(lower))
+        if words_4plus >= 3 and implausible / words_4plus > rule.max_implausible_word_ratio:
+            return [("gibberish", _strength(implausible / words_4plus, rule.max_implausible_word_ratio, 1.0),
+                     f"{implausible} of {words_4plus} words are unpronounceable letter runs")]
+    return []
 
-    words = _WORD.findall(lower)
-    if len(words) >= 8:
-        trigrams = list(zip(words, words[1:], words[2:]))
-        repeated = 1 - len(set(trigrams)) / len(trigrams)
-        if repeated > rule.max_repeated_ngram_ratio:
-            out.append(("repetition", _strength(repeated, rule.max_repeated_ngram_ratio, 1.0),
-                        f"{repeated:.0%} of word 3-grams repeat an earlier one"))
-        # one word can fill half the text only when at most half the words are distinct
-        elif len(words) >= 10 and len(set(words)) <= len(words) / 2 + 1 \
-                and (top := Counter(words).most_common(1)[0])[1] / len(words) > 0.5 and len(top[0]) > 1:
-            top_word, top_count = top
-            out.append(("repetition", _strength(top_count / len(words), 0.5, 1.0),
-                        f"the word {top_word!r} is {top_count} of {len(words)} words"))
-    raw = text.encode("utf-8", "surrogatepass")
+
+def _repeated_trigrams(n_words: int, distinct: int, rule: JunkRule) -> list[tuple[str, float, str]]:
+    if n_words < 8:
+        return []
+    repeated = 1 - distinct / (n_words - 2)
+    if repeated <= rule.max_repeated_ngram_ratio:
+        return []
+    return [("repetition", _strength(repeated, rule.max_repeated_ngram_ratio, 1.0),
+             f"{repeated:.0%} of word 3-grams repeat an earlier one")]
+
+
+def _one_word(words: list[str], rule: JunkRule) -> list[tuple[str, float, str]]:
+    # one word can fill half the text only when at most half the words are distinct
+    if not (len(words) >= 10 and len(set(words)) <= len(words) / 2 + 1):
+        return []
+    top_word, top_count = Counter(words).most_common(1)[0]
+    if not (top_count / len(words) > 0.5 and len(top_word) > 1):
+        return []
+    return [("repetition", _strength(top_count / len(words), 0.5, 1.0),
+             f"the word {top_word!r} is {top_count} of {len(words)} words")]
+
+
+def _varied(n_words: int, distinct: int, longest: int, alnum: int, non_space: int) -> bool:
     # mostly distinct, ordinary-length words in mostly word text cannot compress below a fifth
-    # of their size: skip the compressor
-    varied = (len(words) >= 8 and len(set(words)) > 0.5 * len(words) and max(map(len, words)) <= 30
-              and alnum >= 0.6 * non_space)
-    if len(raw) >= 64 and not varied and not any(code == "repetition" for code, _, _ in out):
-        ratio = len(zlib.compress(raw, 6)) / len(raw)
-        if ratio < rule.min_compression_ratio:
-            out.append(("repetition", _strength(rule.min_compression_ratio - ratio, 0.0,
-                                                rule.min_compression_ratio),
-                        f"compresses to {ratio:.0%} of its size; prose stays above 30%"))
+    # of their size: such a text skips the compressor
+    return n_words >= 8 and distinct > 0.5 * n_words and longest <= 30 and alnum >= 0.6 * non_space
+
+
+def _compressible(raw: bytes, rule: JunkRule) -> list[tuple[str, float, str]]:
+    if len(raw) < 64:
+        return []
+    ratio = len(zlib.compress(raw, 6)) / len(raw)
+    if ratio >= rule.min_compression_ratio:
+        return []
+    return [("repetition", _strength(rule.min_compression_ratio - ratio, 0.0, rule.min_compression_ratio),
+             f"compresses to {ratio:.0%} of its size; prose stays above 30%")]
+
+
+def junk_findings_many(texts: Sequence[str], rule: JunkRule) -> list[list[tuple[str, float, str]]]:
+    """`junk_findings` of every text, the same findings, with the character and word counts of ASCII texts done in numpy.
+
+    The ASCII texts are laid end to end (NUL between them, a character no word or pattern
+    spans) and counted with lookup tables and prefix sums; words are hashed with `SpanHasher`,
+    and distinct words and word 3-grams counted by sorting the hashes. Only texts whose counts
+    come near a threshold run the per-text tests; other texts go through `junk_findings`.
+    """
+    out: list[list[tuple[str, float, str]] | None] = [None] * len(texts)
+    fast, lead, trail = [], [], []
+    for i, text in enumerate(texts):
+        stripped = text.strip() if text.isascii() else ""
+        if len(stripped) < max(rule.min_chars, 1):
+            out[i] = junk_findings(text, rule)
+            continue
+        fast.append(i)
+        lead.append(len(text) - len(text.lstrip()))
+        trail.append(len(text.rstrip()))
+    if fast:
+        ascii_texts = [texts[i] for i in fast]
+        for i, found in zip(fast, _ascii_junk(ascii_texts, np.asarray(lead), np.asarray(trail), rule)):
+            out[i] = found
+    return out  # type: ignore[return-value]
+
+
+def _table(chars: str | Sequence[int]) -> np.ndarray:
+    t = np.zeros(256, dtype=bool)
+    t[[ord(c) if isinstance(c, str) else c for c in chars]] = True
+    return t
+
+
+_T_CONTROL = _table(list(_DROP_CONTROL_ASCII))
+_T_SPACE = _table(" \n\t")
+_T_ALNUM = _table(string.ascii_letters + string.digits)
+_T_LETTER = _table(string.ascii_letters)
+_T_VOWEL = _table(_VOWELS + _VOWELS.upper())
+_T_WORD = _table(string.ascii_letters + string.digits + "_")
+_T_LOWER = np.arange(256, dtype=np.uint64)
+_T_LOWER[65:91] += 32
+
+
+def _ascii_junk(texts: list[str], lead: np.ndarray, trail: np.ndarray,
+                rule: JunkRule) -> list[list[tuple[str, float, str]]]:
+    joined = "\0".join(texts)
+    b = np.frombuffer((joined + "\0").encode("ascii"), dtype=np.uint8)
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    start = np.r_[0, np.cumsum(lengths + 1)[:-1]]
+    n_docs = len(texts)
+
+    def count(table: np.ndarray, a: np.ndarray, z: np.ndarray) -> np.ndarray:
+        # every region is non-empty and they come in order, so one reduceat sums them all
+        return np.add.reduceat(table[b], np.stack([a, z], axis=1).ravel(), dtype=np.int64)[::2]
+
+    whole, inner = (start, start + lengths), (start + lead, start + trail)
+    bad = count(_T_CONTROL, *whole)
+    non_space = (trail - lead) - count(_T_SPACE, *inner)
+    alnum = count(_T_ALNUM, *inner)
+    letters = count(_T_LETTER, *whole)
+    vowels = count(_T_VOWEL, *whole)
+    lower = joined.lower()
+    # whole a-z words of 4+ letters, and those no language writes (NUL between texts is a boundary)
+    is_letter = _T_LETTER[b]
+    edge = np.diff(np.r_[False, is_letter].astype(np.int8))
+    l0, l1 = np.flatnonzero(edge == 1), np.flatnonzero(edge == -1)
+    long_words = np.bincount(np.searchsorted(start, l0[l1 - l0 >= 4], side="right") - 1, minlength=n_docs)
+    implausible = np.bincount(np.searchsorted(start, [m.start() for m in _IMPLAUSIBLE_WORD.finditer(lower)],
+                                              side="right").astype(np.int64) - 1, minlength=n_docs)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vowel_ratio = vowels / letters
+        odd_words = (long_words >= 3) & (implausible / long_words > rule.max_implausible_word_ratio)
+        few_alnum = (non_space >= 12) & (alnum / non_space < rule.min_alnum_ratio)
+    letter_test = (letters >= 20) & ((vowel_ratio < rule.min_vowel_ratio)
+                                     | ((letters >= 40) & (vowel_ratio < _PROSE_VOWELS)) | odd_words)
+
+    is_word = _T_WORD[b]
+    edge = np.diff(np.r_[False, is_word].astype(np.int8))
+    w0, w1 = np.flatnonzero(edge == 1), np.flatnonzero(edge == -1)
+    wdoc = np.searchsorted(start, w0, side="right") - 1
+    n_words = np.bincount(wdoc, minlength=n_docs)
+    longest = np.zeros(n_docs, dtype=np.int64)
+    np.maximum.at(longest, wdoc, w1 - w0)
+    words = mix64(SpanHasher(_T_LOWER[b])(w0, w1))
+    distinct_words = _distinct_per_doc(wdoc, words, n_docs)
+    same = wdoc[2:] == wdoc[:-2]
+    trigrams = mix64((words[:-2] * np.uint64(POLY) + words[1:-1]) * np.uint64(POLY) + words[2:])[same]
+    distinct_trigrams = _distinct_per_doc(wdoc[2:][same], trigrams, n_docs)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        repeats = (n_words >= 8) & (1 - distinct_trigrams / (n_words - 2) > rule.max_repeated_ngram_ratio)
+    one_word = (n_words >= 10) & (distinct_words <= n_words / 2 + 1)
+    varied = (n_words >= 8) & (distinct_words > 0.5 * n_words) & (longest <= 30) & (alnum >= 0.6 * non_space)
+    # only texts some count puts near a threshold run the per-text tests
+    suspect = (((bad > 0) & (bad / lengths > rule.max_garbage_ratio)) | few_alnum | letter_test | repeats
+               | one_word | ((lengths >= 64) & ~varied))
+
+    out: list[list[tuple[str, float, str]]] = [[] for _ in texts]
+    for i in np.flatnonzero(suspect).tolist():
+        text = texts[i]
+        nw = int(n_words[i])
+        found = (_garbage(int(bad[i]), int(lengths[i]), rule)
+                 + _few_alnum(int(alnum[i]), int(non_space[i]), rule))
+        if letter_test[i]:
+            found += _letter_findings(text, text.lower(), rule)
+        repeated = _repeated_trigrams(nw, int(distinct_trigrams[i]), rule)
+        if not repeated and one_word[i]:
+            repeated = _one_word(_WORD.findall(text.lower()), rule)
+        found += repeated
+        if not repeated and lengths[i] >= 64 and not varied[i]:
+            found += _compressible(text.encode("ascii"), rule)
+        out[i] = found
     return out
+
+
+def _distinct_per_doc(doc: np.ndarray, hashes: np.ndarray, n_docs: int) -> np.ndarray:
+    """How many distinct hashes each document has: one sort of (document, hash) keys."""
+    if not len(doc):
+        return np.zeros(n_docs, dtype=np.int64)
+    bits = max(1, int(n_docs).bit_length())
+    keys = np.sort((doc.astype(np.uint64) << np.uint64(64 - bits)) | (hashes >> np.uint64(bits)))
+    first = np.r_[True, keys[1:] != keys[:-1]]
+    return np.bincount((keys[first] >> np.uint64(64 - bits)).astype(np.int64), minlength=n_docs)
 
 
 _ALNUM_DROP = re.compile(r"[\W_]+", re.UNICODE)

@@ -11,10 +11,10 @@ from ledgerlm.validation.embeddings import Embedder, resolve_embedder
 from ledgerlm.validation.errors import ValidationError
 from ledgerlm.validation.gates.candidate import Candidate, Finding, GateReport, answer_fields, decide, flatten
 from ledgerlm.validation.gates.duplicates import KeptRecords, find_duplicates
-from ledgerlm.validation.gates.injection import injection_findings
-from ledgerlm.validation.gates.junk import junk_findings
+from ledgerlm.validation.gates.injection import injection_findings_many
+from ledgerlm.validation.gates.junk import junk_findings_many
 from ledgerlm.validation.gates.label_noise import knn_label_disagreement
-from ledgerlm.validation.gates.personal_data import personal_data_findings
+from ledgerlm.validation.gates.personal_data import personal_data_findings_many
 from ledgerlm.validation.gates.qa_consistency import qa_mismatches
 from ledgerlm.validation.near_duplicates import NearDuplicateIndex
 from ledgerlm.validation.policy import GatePolicy
@@ -57,32 +57,32 @@ def run_gates(
         return {cid for cid, fs in findings.items() if decide(fs) == "reject"}
 
     texts = {c.contribution_id: c.scan_text() for c in candidates}
+    answers = [c.answer_text() for c in candidates]
 
     # content gates first, so a duplicate group keeps a copy these gates accept
     if policy.action("junk") != "off":
+        found = dict(zip(findings, junk_findings_many([c.feature_text() for c in candidates], policy.junk)))
+        # the label alone is not content; an answer that is junk spoils the record
+        fields = [(c.contribution_id, name, flatten(c.record[name])) for c in candidates
+                  if not found[c.contribution_id] and c.record is not None for name in answer_fields(c.record)]
+        for (cid, name, _), more in zip(fields, junk_findings_many([t for _, _, t in fields], policy.junk)):
+            if more and not found[cid]:
+                found[cid] = [(code, score, f"field {name!r}: {detail}") for code, score, detail in more]
         for c in candidates:
-            # the label alone is not content; an answer that is junk spoils the record
-            found = junk_findings(c.feature_text(), policy.junk)
-            if not found and c.record is not None:
-                for name in answer_fields(c.record):
-                    found = [(code, score, f"field {name!r}: {detail}") for code, score, detail
-                             in junk_findings(flatten(c.record[name]), policy.junk)]
-                    if found:
-                        break
-            for code, score, detail in found:
+            for code, score, detail in found[c.contribution_id]:
                 add(c, "junk", code, score, detail)
 
     pd = policy.personal_data
     if pd.action != "off":
         kinds = frozenset(pd.kinds)
-        for c in candidates:
-            for code, score, detail in personal_data_findings(texts[c.contribution_id], kinds):
+        for c, found in zip(candidates, personal_data_findings_many(list(texts.values()), kinds)):
+            for code, score, detail in found:
                 add(c, "personal_data", code, score, detail)
 
     inj = policy.injection
     if inj.action != "off":
-        for c in candidates:
-            for code, score, detail in injection_findings(texts[c.contribution_id], c.answer_text(), inj):
+        for c, found in zip(candidates, injection_findings_many(list(texts.values()), answers, inj)):
+            for code, score, detail in found:
                 if score >= inj.min_score:
                     add(c, "injection", code, score, detail)
 
@@ -120,11 +120,14 @@ def run_gates(
     qa = policy.qa_consistency
     if qa.action != "off":
         out = rejected()
-        judged = [c for c in candidates if c.contribution_id not in out and _has_qa(c)]
-        informing = [c for c in accepted if _has_qa(c)]
-        pool = judged + informing
+        judged_pairs = [(c, c.question_text(), a) for c, a in zip(candidates, answers)
+                        if c.contribution_id not in out and a.strip()]
+        pairs = [(c, q, a) for c, q, a in judged_pairs if q.strip()]
+        judged = [c for c, _, _ in pairs]
+        pairs += [(c, q, a) for c in accepted if (q := c.question_text()).strip() and (a := c.answer_text()).strip()]
+        pool = [c for c, _, _ in pairs]
         if judged and len(pool) >= qa.min_records:
-            mismatches = qa_mismatches([c.question_text() for c in pool], [c.answer_text() for c in pool],
+            mismatches = qa_mismatches([q for _, q, _ in pairs], [a for _, _, a in pairs],
                                        len(judged), embedder_for(qa.embedder), qa)
             for row, m in mismatches.items():
                 c = judged[row]
@@ -142,10 +145,6 @@ def run_gates(
     return {c.contribution_id: GateReport(c.contribution_id, decide(findings[c.contribution_id]),
                                           tuple(findings[c.contribution_id]))
             for c in candidates}
-
-
-def _has_qa(c: Candidate) -> bool:
-    return bool(c.question_text().strip() and c.answer_text().strip())
 
 
 def _neighbourhood_size(labels: list, k: int) -> int:
