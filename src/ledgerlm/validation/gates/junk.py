@@ -162,20 +162,12 @@ def junk_findings_many(texts: Sequence[str], rule: JunkRule) -> list[list[tuple[
     come near a threshold run the per-text tests; other texts go through `junk_findings`.
     """
     out: list[list[tuple[str, float, str]] | None] = [None] * len(texts)
-    fast, lead, trail = [], [], []
-    for i, text in enumerate(texts):
-        stripped = text.strip() if text.isascii() else ""
-        if len(stripped) < max(rule.min_chars, 1):
-            out[i] = junk_findings(text, rule)
-            continue
-        fast.append(i)
-        lead.append(len(text) - len(text.lstrip()))
-        trail.append(len(text.rstrip()))
+    fast = [i for i, text in enumerate(texts) if text.isascii()]
     if fast:
-        ascii_texts = [texts[i] for i in fast]
-        for i, found in zip(fast, _ascii_junk(ascii_texts, np.asarray(lead), np.asarray(trail), rule)):
+        for i, found in zip(fast, _ascii_junk([texts[i] for i in fast], rule)):
             out[i] = found
-    return out  # type: ignore[return-value]
+    # other scripts, and texts too short to count, take the per-text path
+    return [junk_findings(text, rule) if found is None else found for text, found in zip(texts, out)]
 
 
 def _table(chars: str | Sequence[int]) -> np.ndarray:
@@ -190,17 +182,25 @@ _T_ALNUM = _table(string.ascii_letters + string.digits)
 _T_LETTER = _table(string.ascii_letters)
 _T_VOWEL = _table(_VOWELS + _VOWELS.upper())
 _T_WORD = _table(string.ascii_letters + string.digits + "_")
+_T_CONSONANT = _table(_C + _C.upper())
+_T_STRIP = _table(" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f")
 _T_LOWER = np.arange(256, dtype=np.uint64)
 _T_LOWER[65:91] += 32
 
 
-def _ascii_junk(texts: list[str], lead: np.ndarray, trail: np.ndarray,
-                rule: JunkRule) -> list[list[tuple[str, float, str]]]:
+def _ascii_junk(texts: list[str], rule: JunkRule) -> list[list[tuple[str, float, str]] | None]:
+    """Findings of ASCII texts; None for a text whose stripped length is under `rule.min_chars` (or empty)."""
     joined = "\0".join(texts)
     b = np.frombuffer((joined + "\0").encode("ascii"), dtype=np.uint8)
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
     start = np.r_[0, np.cumsum(lengths + 1)[:-1]]
     n_docs = len(texts)
+    # what str.strip() keeps: from the first to the last character that is not white space
+    solid = np.flatnonzero(~_T_STRIP[b])  # the NUL after each text is solid: no text strips past its end
+    first = solid[np.searchsorted(solid, start)]
+    last = solid[np.searchsorted(solid, start + lengths) - 1]
+    lead, trail = first - start, np.where(last >= start, last + 1 - start, 0)
+    countable = (first < start + lengths) & (trail - lead >= max(rule.min_chars, 1))
 
     def count(table: np.ndarray, a: np.ndarray, z: np.ndarray) -> np.ndarray:
         # every region is non-empty and they come in order, so one reduceat sums them all
@@ -212,14 +212,23 @@ def _ascii_junk(texts: list[str], lead: np.ndarray, trail: np.ndarray,
     alnum = count(_T_ALNUM, *inner)
     letters = count(_T_LETTER, *whole)
     vowels = count(_T_VOWEL, *whole)
-    lower = joined.lower()
     # whole a-z words of 4+ letters, and those no language writes (NUL between texts is a boundary)
     is_letter = _T_LETTER[b]
     edge = np.diff(np.r_[False, is_letter].astype(np.int8))
     l0, l1 = np.flatnonzero(edge == 1), np.flatnonzero(edge == -1)
-    long_words = np.bincount(np.searchsorted(start, l0[l1 - l0 >= 4], side="right") - 1, minlength=n_docs)
-    implausible = np.bincount(np.searchsorted(start, [m.start() for m in _IMPLAUSIBLE_WORD.finditer(lower)],
-                                              side="right").astype(np.int64) - 1, minlength=n_docs)
+    size = l1 - l0
+    long_words = np.bincount(np.searchsorted(start, l0[size >= 4], side="right") - 1, minlength=n_docs)
+    # _IMPLAUSIBLE_WORD, word by word: four or more letters all consonants, a run of six
+    # consonants, or thirty letters
+    is_consonant = _T_CONSONANT[b]
+    consonants = np.add.reduceat(is_consonant, np.stack([l0, l1], axis=1).ravel(), dtype=np.int64)[::2] \
+        if len(l0) else np.zeros(0, dtype=np.int64)
+    edge = np.diff(np.r_[False, is_consonant].astype(np.int8))
+    c0, c1 = np.flatnonzero(edge == 1), np.flatnonzero(edge == -1)
+    six = np.zeros(len(l0), dtype=bool)
+    six[np.searchsorted(l0, c0[c1 - c0 >= 6], side="right") - 1] = True
+    odd = ((size >= 4) & (consonants == size)) | six | (size >= 30)
+    implausible = np.bincount(np.searchsorted(start, l0[odd], side="right") - 1, minlength=n_docs)
     with np.errstate(divide="ignore", invalid="ignore"):
         vowel_ratio = vowels / letters
         odd_words = (long_words >= 3) & (implausible / long_words > rule.max_implausible_word_ratio)
@@ -244,11 +253,12 @@ def _ascii_junk(texts: list[str], lead: np.ndarray, trail: np.ndarray,
     one_word = (n_words >= 10) & (distinct_words <= n_words / 2 + 1)
     varied = (n_words >= 8) & (distinct_words > 0.5 * n_words) & (longest <= 30) & (alnum >= 0.6 * non_space)
     # only texts some count puts near a threshold run the per-text tests
-    suspect = (((bad > 0) & (bad / lengths > rule.max_garbage_ratio)) | few_alnum | letter_test | repeats
-               | one_word | ((lengths >= 64) & ~varied))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        garbage = (bad > 0) & (bad / lengths > rule.max_garbage_ratio)
+    suspect = garbage | few_alnum | letter_test | repeats | one_word | ((lengths >= 64) & ~varied)
 
-    out: list[list[tuple[str, float, str]]] = [[] for _ in texts]
-    for i in np.flatnonzero(suspect).tolist():
+    out: list[list[tuple[str, float, str]] | None] = [[] if ok else None for ok in countable.tolist()]
+    for i in np.flatnonzero(suspect & countable).tolist():
         text = texts[i]
         nw = int(n_words[i])
         found = (_garbage(int(bad[i]), int(lengths[i]), rule)

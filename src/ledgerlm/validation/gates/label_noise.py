@@ -34,9 +34,12 @@ def knn_label_disagreement(embeddings: np.ndarray, labels: Sequence[str], k: int
         return out
     label_arr = np.asarray(labels, dtype=object)
     rows = list(rows)
+    # a Gram matrix of one array with itself takes BLAS's symmetric product (half the work of a
+    # general one), so when it fits, all similarities come from one product
+    gram = embeddings @ embeddings.T if n <= _GRAM_LIMIT and len(rows) > n // 2 else None
     for start in range(0, len(rows), chunk):
         idx = np.asarray(rows[start : start + chunk])
-        sims = embeddings[idx] @ embeddings.T
+        sims = gram[idx] if gram is not None else embeddings[idx] @ embeddings.T
         sims[np.arange(len(idx)), idx] = -np.inf
         nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         for r, neigh in zip(idx, nearest):
@@ -45,3 +48,6 @@ def knn_label_disagreement(embeddings: np.ndarray, labels: Sequence[str], k: int
             majority, _ = max(counts.items(), key=lambda kv: (kv[1], kv[0] == own, str(kv[0])))
             out[int(r)] = LabelNeighbourhood(own, majority, 1 - counts.get(own, 0) / k, dict(counts))
     return out
+
+
+_GRAM_LIMIT = 4096  # rows: a float32 Gram matrix of at most 64 MiB

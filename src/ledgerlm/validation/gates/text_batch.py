@@ -19,6 +19,7 @@ class TextBatch:
     """
 
     def __init__(self, texts: Sequence[str], lower: bool = False):
+        self.texts = texts
         parts = [t.lower() for t in texts] if lower else list(texts)
         self.joined = SEPARATOR.join(parts)
         lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
@@ -58,10 +59,8 @@ class TextBatch:
 
     @cached_property
     def non_ascii(self) -> np.ndarray:
-        out = np.zeros(len(self), dtype=bool)
-        if not self.joined.isascii():
-            out[self.text_at([m.start() for m in _NON_ASCII.finditer(self.joined)])] = True
-        return out
+        """Whether each text (as given, before lower-casing) holds a character beyond ASCII."""
+        return np.fromiter((not t.isascii() for t in self.texts), dtype=bool, count=len(self))
 
     def count_chars(self, chars: str) -> np.ndarray:
         """How many of `chars` (single code points) each text holds."""
@@ -70,5 +69,3 @@ class TextBatch:
         prefix = np.r_[0, np.cumsum(hit, dtype=np.int64)]
         return prefix[self.starts + self.lengths] - prefix[self.starts]
 
-
-_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
