@@ -199,11 +199,14 @@ def _ascii_junk(texts: list[str], rule: JunkRule) -> list[list[tuple[str, float,
     solid = np.flatnonzero(~_T_STRIP[b])  # the NUL after each text is solid: no text strips past its end
     first = solid[np.searchsorted(solid, start)]
     last = solid[np.searchsorted(solid, start + lengths) - 1]
-    lead, trail = first - start, np.where(last >= start, last + 1 - start, 0)
+    lead, trail = first - start, last + 1 - start
     countable = (first < start + lengths) & (trail - lead >= max(rule.min_chars, 1))
+    # a text left to the per-text path is counted whole, so every region below lies inside its text
+    lead, trail = np.where(countable, lead, 0), np.where(countable, trail, lengths)
 
     def count(table: np.ndarray, a: np.ndarray, z: np.ndarray) -> np.ndarray:
-        # every region is non-empty and they come in order, so one reduceat sums them all
+        # the regions come in order, so one reduceat sums them all (an empty one, only of a text
+        # left to the per-text path, reads one wrong character that nothing uses)
         return np.add.reduceat(table[b], np.stack([a, z], axis=1).ravel(), dtype=np.int64)[::2]
 
     whole, inner = (start, start + lengths), (start + lead, start + trail)
