@@ -239,11 +239,13 @@ class TokenClient(_Client):
         return self.approve(owner, spender, amount)
 
     def sign_permit(self, owner: LocalAccount, spender: str, value: int,
-                    deadline: int) -> PermitSignature:
-        """Sign an ERC-2612 permit locally; anyone may submit it (`permit`, `*_with_permit`)."""
+                    deadline: int, *, nonce: int | None = None) -> PermitSignature:
+        """Sign an ERC-2612 permit locally; anyone may submit it (`permit`, `*_with_permit`).
+        `nonce` defaults to the owner's current permit nonce, read from the chain."""
         spender = to_checksum_address(spender)
         message = {"owner": owner.address, "spender": spender, "value": int(value),
-                   "nonce": self.nonce_of(owner.address), "deadline": int(deadline)}
+                   "nonce": self.nonce_of(owner.address) if nonce is None else int(nonce),
+                   "deadline": int(deadline)}
         types = {"Permit": [
             {"name": "owner", "type": "address"}, {"name": "spender", "type": "address"},
             {"name": "value", "type": "uint256"}, {"name": "nonce", "type": "uint256"},
