@@ -372,6 +372,14 @@ class FactoryActions:
         })
         return self.node._request("POST", f"/models/{model_id}/publish", json={"action": action})
 
+    def change_fee_policy(self, account: LocalAccount, model_id: str, policy: dict) -> dict:
+        """Sign a new fee split (bps) for a published model; it prices calls from the next epoch."""
+        action = self.node._sign(account, "SetFeePolicy", {
+            "modelId": model_id, "nodeBps": policy["node_bps"], "developerBps": policy["developer_bps"],
+            "contributorsBps": policy["contributors_bps"], "validatorsBps": policy["validators_bps"],
+        })
+        return self.node._request("POST", f"/models/{model_id}/fee-policy", json={"action": action})
+
     def merge(self, model_id: str) -> dict:
         return self.node._request("POST", f"/models/{model_id}/merge")
 

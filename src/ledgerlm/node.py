@@ -433,6 +433,17 @@ class Node:
         return EpochCloser(self.db, self.contracts, self.account, self.home.epochs,
                            chunk_size=self.config.settle_chunk_size)
 
+    def change_fee_policy(self, model_id: str, signed) -> dict:
+        """A developer's signed SetFeePolicy: prices calls from the next epoch and is announced on the registry."""
+        from ledgerlm.chain import FeePolicy
+        from ledgerlm.economy import change_fee_policy
+
+        def announce(shares) -> None:
+            self.contracts.registry.set_fee_policy(self.account, keccak(text=model_id), FeePolicy(**shares.to_dict()))
+
+        return change_fee_policy(self.db, self.factory.model(model_id), signed, domain=self.domain,
+                                 announce=announce if self.on_chain else None)
+
     @cached_property
     def shares(self):
         """Revenue shares: issue one ERC-20 per Datanet or model, read holders and earnings per share."""

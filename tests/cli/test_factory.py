@@ -73,6 +73,9 @@ def test_register_train_publish_attribute(cli, tiny_dir, tmp_path):
     text = cli("factory", "publish", "colours-tiny", "--as", "carol").stdout
     published = cli.json("models", "show", "colours-tiny")
     assert published["chain_tx"] and published["chain_tx"] in text
+    change = cli.json("factory", "fee-policy", "colours-tiny", "2500,2000,4500,1000", "--as", "carol")
+    assert change["fee_policy"]["developer_bps"] == 2000 and change["from_epoch"] == 2  # epoch 1 is open
+    cli.fails("factory", "fee-policy", "colours-tiny", "2500,2000,4500,1000", "--as", "bob", match="only the developer")
 
     answer = cli.json("attribute", "--model", "colours-tiny", "--prompt", "What colour is the reef?",
                       "--answer", "The reef is copper.")

@@ -86,6 +86,8 @@ def _cases(home: Path, never: Path) -> list[tuple[list[str], str, dict]]:
         (["factory", "resume", "99", "--as", "alice"], "no training job 99", {}),
         (["factory", "merge", "missing"], "no fine-tuned model 'missing'", {}),
         (["factory", "publish", "missing", "--as", "alice"], "no fine-tuned model 'missing'", {}),
+        (["factory", "fee-policy", "missing", "500,4000,4500,1000", "--as", "alice"],
+         "no fine-tuned model 'missing'", {}),
         (["attribute", "--model", "missing", "--prompt", "hi"], "no fine-tuned model 'missing'", {}),
         (["attribute", "--verify", missing_file], f"cannot read receipt {missing_file}", {}),
         (["deposit", "5", "--as", "alice"], "ledgerlm chain faucet 0x", {}),

@@ -87,6 +87,13 @@ def publish(model_id: str, body: ActionBody, node: Node = Depends(get_node)) -> 
     return node.factory.publish(model_id, body.action).model_dump()
 
 
+@router.post("/models/{model_id}/fee-policy")
+def change_fee_policy(model_id: str, body: ActionBody, node: Node = Depends(get_node)) -> dict:
+    """Change a published model's fee split (signed SetFeePolicy by its developer); it prices calls from the
+    next epoch, so the open epoch's calls keep the split they were made under."""
+    return node.change_fee_policy(model_id, body.action)
+
+
 @router.post("/models/{model_id}/merge", dependencies=[Depends(require_operator)])
 def merge(model_id: str, node: Node = Depends(get_node)) -> dict:
     """Write the base weights with the adapter merged in, for tools that take one checkpoint; operator only."""

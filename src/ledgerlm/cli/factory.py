@@ -263,15 +263,33 @@ def publish(
 ):
     """Register the model, its lineage, its fee policy and its price on chain."""
     s = session(ctx)
-    try:
-        parts = [int(p) for p in fee_policy.split(",")]
-        if len(parts) != 4:
-            raise ValueError
-    except ValueError:
-        raise LedgerError("fee policy must be four integers: node,developer,contributors,validators", field="fee_policy") from None
-    policy = dict(zip(("node_bps", "developer_bps", "contributors_bps", "validators_bps"), parts))
+    policy = _fee_policy(fee_policy)
     price_per_1k = parse_amount(price, field="price")
     model = s.client().factory.publish(s.unlock(as_key), model_id, policy, price_per_1k)
     s.emit(model, lambda m: console.print(
         f"[green]published {m['id']}[/] on chain (tx {m['chain_tx']}), fee policy {m['fee_policy']}, "
         f"price {format_amount(int(m['price_per_1k'] or 0))} LGR per 1k tokens"))
+
+
+def _fee_policy(text: str) -> dict[str, int]:
+    try:
+        parts = [int(p) for p in text.split(",")]
+        if len(parts) != 4:
+            raise ValueError
+    except ValueError:
+        raise LedgerError("fee policy must be four integers: node,developer,contributors,validators", field="fee_policy") from None
+    return dict(zip(("node_bps", "developer_bps", "contributors_bps", "validators_bps"), parts))
+
+
+@app.command("fee-policy")
+def fee_policy_command(
+    ctx: typer.Context,
+    model_id: str,
+    fee_policy: str = typer.Argument(..., help="node,developer,contributors,validators in basis points (sum 10000)."),
+    as_key: str = typer.Option(..., "--as", help="The model developer's key."),
+):
+    """Change a published model's fee split; it prices calls from the next epoch on, never the open one."""
+    s = session(ctx)
+    change = s.client().factory.change_fee_policy(s.unlock(as_key), model_id, _fee_policy(fee_policy))
+    s.emit(change, lambda c: console.print(
+        f"[green]{c['model']}[/]: fee policy {c['fee_policy']} from epoch {c['from_epoch']}"))

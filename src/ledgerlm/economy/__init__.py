@@ -17,11 +17,13 @@ _LAZY = {
     "Faucet": "faucet", "is_loopback": "faucet",
     "payout_tree": "payouts", "PAYOUT_TYPES": "payouts",
     "verify_epoch": "verify",
+    "change_fee_policy": "policy", "fee_shares_in_force": "policy",
 }
 
 __all__ = [  # noqa: F822 - the settlement names resolve through __getattr__
     "PAYOUT_TYPES", "ROLES", "EconomyError", "EpochCloser", "Faucet", "FeeShares", "Payout",
-    "is_loopback", "list_epochs", "open_epoch", "payout_tree", "price_fee", "published_files", "record_spending_cap",
+    "change_fee_policy", "fee_shares_in_force", "is_loopback", "list_epochs", "open_epoch", "payout_tree",
+    "price_fee", "published_files", "record_spending_cap",
     "split_fee", "verify_epoch",
 ]
 

@@ -89,6 +89,10 @@ ACTIONS: dict[str, list[tuple[str, str]]] = {
                      ("nodeBps", "uint256"), ("developerBps", "uint256"), ("contributorsBps", "uint256"),
                      ("validatorsBps", "uint256"), ("pricePer1k", "uint256"), ("nonce", "uint256"),
                      ("deadline", "uint256")],
+    # economy: a developer changes a published model's fee split; it prices calls from the next epoch
+    "SetFeePolicy": [("developer", "address"), ("modelId", "string"), ("nodeBps", "uint256"),
+                     ("developerBps", "uint256"), ("contributorsBps", "uint256"), ("validatorsBps", "uint256"),
+                     ("nonce", "uint256"), ("deadline", "uint256")],
     # attribution: compute on the node, so a caller signs for it (or holds the operator credential)
     "RequestAttribution": [("caller", "address"), ("model", "string"), ("requestHash", "bytes32"),
                            ("nonce", "uint256"), ("deadline", "uint256")],

@@ -25,7 +25,7 @@ from eth_utils import keccak, to_checksum_address
 from pydantic import BaseModel
 from sqlalchemy import insert, select, update
 
-from ledgerlm.economy import FeeShares, Payout, open_epoch, price_fee, split_fee
+from ledgerlm.economy import FeeShares, Payout, fee_shares_in_force, open_epoch, price_fee, split_fee
 from ledgerlm.identity import SigningDomain, typed_data
 from ledgerlm.money import BPS
 from ledgerlm.serving.catalog import ServedModel
@@ -107,18 +107,20 @@ class ReceiptLog:
         parties = {"node": self.account.address, "developer": model.developer or self.account.address,
                    "datanet": model.datanet}
         request = {**call.request, "split": parties}
-        payouts = split_fee(fee, model.fee_shares, **parties)
         now = int(time.time())
         row = {
             "id": call.id, "consumer": call.consumer, "model_id": model.id, "adapter_sha256": model.adapter_sha256,
             "prompt_tokens": call.prompt_tokens, "completion_tokens": call.completion_tokens,
-            "price_per_1k": str(model.price_per_1k), "fee": str(fee), "fee_policy": model.fee_shares.to_dict(),
-            "payouts": [p.to_dict() for p in payouts], "datanet_roots": list(model.datanet_roots),
+            "price_per_1k": str(model.price_per_1k), "fee": str(fee), "datanet_roots": list(model.datanet_roots),
             "attribution": None, "state": "attributing" if attributing else "final", "created_at": now,
             "finalized_at": None if attributing else now, "request": request,
         }
         with self.db.begin() as conn:
             row["epoch"] = open_epoch(conn)
+            # the split in force in the receipt's epoch: a change made during it starts with the next one
+            shares = fee_shares_in_force(conn, model.id, row["epoch"], model.fee_shares)
+            row["fee_policy"] = shares.to_dict()
+            row["payouts"] = [p.to_dict() for p in split_fee(fee, shares, **parties)]
             row["body"], row["signature"] = self._sign(row)
             conn.execute(insert(receipts).values(**row))
         return Receipt(**row)

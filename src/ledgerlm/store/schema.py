@@ -317,6 +317,19 @@ epochs = Table(
 )
 Index("ix_receipts_settled_epoch", receipts.c.settled_epoch)
 
+# A developer's change to a published model's fee split, in force from `from_epoch` (the epoch after
+# the one it was signed in), so receipts already written in an epoch and the rest of that epoch keep
+# the split they were priced under.
+fee_policy_changes = Table(
+    "fee_policy_changes",
+    metadata,
+    Column("model_id", String(64), ForeignKey("models.id"), primary_key=True),
+    Column("from_epoch", Integer, primary_key=True),
+    Column("policy", JSON, nullable=False),  # node_bps, developer_bps, contributors_bps, validators_bps
+    Column("action_id", Integer, ForeignKey("signed_actions.id"), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
 # A consumer's signed permission for the node to debit up to `cap` from their escrow in `epoch`
 # (EIP-712 SpendingCap of the PaymentEscrow); the epoch close settles within it.
 spending_caps = Table(

@@ -1,0 +1,57 @@
+"""Fee policy changes: a developer's signed new split for a published model, in force from the next epoch."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from sqlalchemy import and_, delete, insert, select
+from sqlalchemy.engine import Connection
+
+from ledgerlm.economy.epochs import open_epoch
+from ledgerlm.economy.errors import EconomyError
+from ledgerlm.economy.fees import FeeShares
+from ledgerlm.errors import AuthError
+from ledgerlm.identity import SignedAction, SigningDomain, verify_action
+from ledgerlm.store import Database
+from ledgerlm.store.actions import record_action
+from ledgerlm.store.schema import fee_policy_changes
+
+
+def fee_shares_in_force(conn: Connection, model_id: str, epoch: int, published: FeeShares) -> FeeShares:
+    """The split that prices a call to `model_id` in `epoch`: the latest change from that epoch or before,
+    else the one the model was published with."""
+    policy = conn.execute(select(fee_policy_changes.c.policy).where(and_(
+        fee_policy_changes.c.model_id == model_id, fee_policy_changes.c.from_epoch <= epoch))
+        .order_by(fee_policy_changes.c.from_epoch.desc()).limit(1)).scalar()
+    return published if policy is None else FeeShares.from_dict(policy)
+
+
+def change_fee_policy(db: Database, model, signed: SignedAction, *, domain: SigningDomain,
+                      announce: Callable[[FeeShares], None] | None = None) -> dict:
+    """Schedule the developer's signed SetFeePolicy for `model` (a factory ModelRecord) from the epoch after
+    the open one; `announce` also posts it to the chain's registry, in the same transaction. Returns the
+    change: model, policy and the first epoch it prices."""
+    developer = verify_action(signed, expected="SetFeePolicy", domain=domain)
+    m = signed.message
+    if m["modelId"] != model.id:
+        raise AuthError("the signature is for another model", field="modelId")
+    if developer != model.developer:
+        raise AuthError(f"only the developer ({model.developer}) may change the fee policy of {model.id}",
+                        field="developer", status=403)
+    if not model.chain_tx:
+        raise EconomyError(f"{model.id} is not published: its first fee policy is set by publishing it",
+                           field="model", status=409)
+    shares = FeeShares(m["nodeBps"], m["developerBps"], m["contributorsBps"], m["validatorsBps"])
+    with db.begin() as conn:
+        action_id = record_action(conn, signed, developer, chain_id=domain.chain_id)
+        from_epoch = open_epoch(conn) + 1
+        # a second change in the same epoch replaces the first: both would start at the same epoch
+        conn.execute(delete(fee_policy_changes).where(and_(fee_policy_changes.c.model_id == model.id,
+                                                           fee_policy_changes.c.from_epoch == from_epoch)))
+        conn.execute(insert(fee_policy_changes).values(model_id=model.id, from_epoch=from_epoch,
+                                                       policy=shares.to_dict(), action_id=action_id,
+                                                       created_at=int(time.time())))
+        if announce is not None:  # a failed chain write rolls the change back
+            announce(shares)
+    return {"model": model.id, "fee_policy": shares.to_dict(), "from_epoch": from_epoch}

@@ -1,0 +1,160 @@
+"""Through the real flow (a Datanet, a tiny model trained and published on it, calls through the OpenAI
+route whose receipts the serving engine attributes, an epoch close): a fee policy change prices calls only
+from the next epoch, and a withdrawn contribution earns nothing after its withdrawal."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import pytest
+from eth_account import Account
+from fastapi.testclient import TestClient
+
+from ledgerlm.api import create_app
+from ledgerlm.client import NodeClient
+from ledgerlm.config import Home
+from ledgerlm.datanets import DatanetSpec
+from ledgerlm.economy import FeeShares
+from ledgerlm.node import Node
+
+from ..datanets.conftest import QA_SCHEMA, write_jsonl
+
+THINGS = [("reef", "copper"), ("gull", "grey"), ("tide", "green"), ("moon", "pale"), ("kelp", "brown"),
+          ("crab", "amber"), ("storm", "black"), ("sand", "gold")]
+FACTS = [{"question": f"What colour is the {t}?", "answer": f"The {t} is {c}."} for t, c in THINGS]
+PRICE = 10**15
+PUBLISHED = FeeShares(500, 4000, 4500, 1000)
+CHANGED = FeeShares(2500, 2000, 4500, 1000)
+
+
+@dataclass
+class World:
+    client: NodeClient
+    node: Node
+    key: str
+    developer: object
+    contributors: dict  # address -> account
+    consumer: object
+
+    def close(self) -> dict:
+        """Close the epoch; the consumer signs a cap (with a new key) for the next one."""
+        closed = self.node.economy.close()
+        self.key, _ = self.client.serving.create_key(self.consumer, 10**18)
+        return closed
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    pytest.importorskip("torch")
+    from ledgerlm.factory import tiny_random_model
+
+    root = tmp_path_factory.mktemp("policy-flow")
+    home = Home(root / "home")
+    Node.init(home).close()
+    config = home.load_config()
+    config.torch_threads = 1
+    home.save_config(config)
+    consumer = Account.from_key(b"\x15" * 32)
+    developer, owner, first, second = (Account.from_key(bytes([i]) * 32) for i in (16, 17, 18, 19))
+    with TestClient(create_app(lambda: Node.open(home)), base_url="http://ledgerlm.test",
+                    client=("127.0.0.1", 50000)) as http:  # the faucet answers only on loopback
+        client = NodeClient(http, operator_token=home.operator_token_path.read_text().strip())
+        tiny = tiny_random_model(root / "tiny", [f"{r['question']} {r['answer']}" for r in FACTS])
+        client.factory.register_base("tiny", str(tiny))
+        client.create_datanet(DatanetSpec(name="colours", schema=QA_SCHEMA), owner)
+        client.contribute("colours", [write_jsonl(root / "a.jsonl", FACTS[:4])], first)
+        client.contribute("colours", [write_jsonl(root / "b.jsonl", FACTS[4:])], second)
+        for c in client.contributions("colours"):
+            client.review(c.id, owner, accept=True)
+        client.publish("colours", owner)
+        node = http.app.state.node
+        job = client.factory.train(developer, {
+            "model_id": "facts", "datanet": "colours", "version": 1, "base": "tiny",
+            "config": {"epochs": 4, "lr": 1e-2, "batch_size": 2, "max_len": 64, "eval_split": 0.0, "rank": 4,
+                       "seed": 1, "max_steps": 12},
+        })
+        done = node.factory.wait(job["id"], timeout=300)
+        assert done.state == "done", done.error
+        client.factory.publish(developer, "facts", PUBLISHED.to_dict(), price_per_1k=PRICE)
+        client.chain.faucet(consumer.address, eth_wei=10**18, tokens=100 * 10**18)
+        node.contracts.escrow.deposit(consumer, 10 * 10**18)
+        key, _ = client.serving.create_key(consumer, 10**18)
+        yield World(client, node, key, developer, {first.address: first, second.address: second}, consumer)
+
+
+def call(world: World, question: str) -> dict:
+    """One chat completion; returns its receipt once attribution has finalised it."""
+    answer = world.client._request("POST", "/v1/chat/completions", headers={"Authorization": f"Bearer {world.key}"},
+                                   json={"model": "facts", "messages": [{"role": "user", "content": question}],
+                                         "max_tokens": 8, "temperature": 0})
+    receipt_id = answer["x_ledgerlm_receipt"]["id"]
+    deadline = time.monotonic() + 120
+    while (receipt := world.node.serving.receipts.get(receipt_id)).state != "final":
+        assert time.monotonic() < deadline, "attribution did not finish"
+        time.sleep(0.1)
+    return receipt.model_dump()
+
+
+def paid(receipt: dict, role: str) -> dict[str | None, int]:
+    return {p["account"]: int(p["amount"]) for p in receipt["payouts"] if p["role"] == role}
+
+
+def test_a_fee_policy_change_prices_calls_only_from_the_next_epoch(world):
+    client, node = world.client, world.node
+    before = call(world, FACTS[0]["question"])
+    change = client.factory.change_fee_policy(world.developer, "facts", CHANGED.to_dict())
+    during = call(world, FACTS[1]["question"])  # same epoch, after the change
+    assert change["from_epoch"] == during["epoch"] + 1
+
+    closed = world.close()
+    after = call(world, FACTS[2]["question"])
+
+    assert before["epoch"] == during["epoch"] == closed["epoch"] < after["epoch"] == change["from_epoch"]
+    assert before["fee_policy"] == during["fee_policy"] == PUBLISHED.to_dict()
+    assert after["fee_policy"] == CHANGED.to_dict()
+    for receipt, shares in ((before, PUBLISHED), (during, PUBLISHED), (after, CHANGED)):
+        fee = int(receipt["fee"])
+        assert paid(receipt, "developer") == {world.developer.address: fee * shares.developer_bps // 10_000}
+    payout = {p["account"]: p for p in client._request("GET", f"/economy/epochs/{closed['epoch']}/payouts")["payouts"]}
+    assert int(payout[world.developer.address]["sources"]["roles"]["developer"]) == sum(
+        int(r["fee"]) * PUBLISHED.developer_bps // 10_000 for r in (before, during))
+    assert node.contracts.registry.fee_policy(_model_key("facts")).developer_bps == CHANGED.developer_bps
+
+    with pytest.raises(Exception, match="developer"):  # only the developer may change it
+        client.factory.change_fee_policy(next(iter(world.contributors.values())), "facts", PUBLISHED.to_dict())
+
+
+def test_a_withdrawn_contribution_earns_nothing_after_its_withdrawal(world):
+    client = world.client
+    world.close()  # start from an epoch of our own
+    earned = next(((r, q) for q in (f["question"] for f in FACTS) if paid(r := call(world, q), "contributor")),
+                  None)
+    assert earned is not None, "no call was attributed to a contributor"
+    before, question = earned
+    contributor = max(paid(before, "contributor"), key=paid(before, "contributor").get)
+    attributed = {c["contribution_id"] for c in before["attribution"]["contributions"]
+                  if c["contributor"] == contributor}
+    time.sleep(1.1)  # states and receipts are stamped in whole seconds
+    for cid in attributed:
+        client.withdraw(cid, world.contributors[contributor])
+    time.sleep(1.1)
+    after = call(world, question)  # the same answer, attributed to the same (now withdrawn) data
+    assert paid(after, "contributor").get(contributor), "the receipt itself still names the contributor"
+
+    closed = world.close()
+    payout = client._request("GET", f"/economy/epochs/{closed['epoch']}/payouts")
+    sources = next(p["sources"] for p in payout["payouts"] if p["account"] == contributor)
+    assert int(sources["roles"]["contributor"]) == paid(before, "contributor")[contributor]  # earned before
+    assert before["id"] in sources["receipts"] and after["id"] not in sources["receipts"]  # nothing after
+    redirected = [p for p in payout["pools"] if p["kind"] == "redirected" and p["receipt"] == after["id"]]
+    assert [int(p["amount"]) for p in redirected if p["account"] == contributor] == [
+        paid(after, "contributor")[contributor]]  # its share went to the Datanet's data pool
+    if len(attributed) == len([c for c in client.contributions("colours") if c.contributor == contributor]):
+        assert "data_pool" not in sources["roles"]  # and none of the pool comes back to it
+
+
+def _model_key(model_id: str) -> bytes:
+    from eth_utils import keccak
+
+    return keccak(text=model_id)
