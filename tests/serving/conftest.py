@@ -91,12 +91,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def served(home: Home):
-    """The node's app under uvicorn on a loopback port, in a thread of the test process; yields its URL."""
+def served(home: Home, app=None):
+    """The node's app (or `app`) under uvicorn on a loopback port, in a thread of the test process; yields its URL."""
     import uvicorn
 
     port = free_port()
-    app = create_app(lambda: Node.open(home))
+    app = app or create_app(lambda: Node.open(home))
     uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()

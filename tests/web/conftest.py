@@ -55,6 +55,7 @@ class WebWorld:
     wallet: object  # owner, contributor, developer and consumer: the one account the browser signs with
     model_id: str
     datanet: str
+    app: object  # the served app: tests move its node's validation clock instead of waiting
     signed: list[str] = field(default_factory=list)  # every typed-data text the wallet was asked to sign
 
 
@@ -95,8 +96,10 @@ def web_world(tmp_path_factory) -> WebWorld:
         client.factory.publish(wallet, "facts-web", price_per_1k=PRICE)
         client.chain.faucet(wallet.address, eth_wei=10**18, tokens=100 * 10**18)
         node.contracts.escrow.deposit(wallet, DEPOSIT)
-    with served(home) as url:
-        yield WebWorld(home, url, wallet, "facts-web", "colours")
+        client.chain.stake(wallet, "validator", 10 * 10**18)
+    app = create_app(lambda: Node.open(home))
+    with served(home, app) as url:
+        yield WebWorld(home, url, wallet, "facts-web", "colours", app)
 
 
 @pytest.fixture(scope="session")

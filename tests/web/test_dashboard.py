@@ -89,7 +89,7 @@ def test_create_a_datanet_with_the_wallet_signing_what_the_cli_signs(tab, web_wo
     tab.errors[:] = [e for e in tab.errors if FAILED_LOAD not in e]
 
 
-def test_upload_a_file_see_it_gated_reviewed_published_and_verify_the_root(tab, web_world, api, tmp_path):
+def test_upload_a_file_see_it_gated_voted_on_published_and_verify_the_root(tab, web_world, api, tmp_path):
     api.create_datanet(DatanetSpec(name="uploads", schema=QA_SCHEMA), web_world.wallet)
     data = write_jsonl(tmp_path / "batch.jsonl", [
         {"question": "Which river crosses the old town?", "answer": "The Lune crosses the old town."},
@@ -99,31 +99,51 @@ def test_upload_a_file_see_it_gated_reviewed_published_and_verify_the_root(tab, 
     page.locator("#upload-files").set_input_files(str(data))
     page.get_by_role("button", name="Sign and upload").click()
     page.wait_for_selector("#contributions tbody tr >> nth=1")
-    assert page.locator("#upload-progress").count() == 1
-    manifest_signed = last_signed(web_world, "Contribute")["message"]
-    assert manifest_signed["datanet"] == "uploads"
+    assert last_signed(web_world, "Contribute")["message"]["datanet"] == "uploads"
 
-    # The gates run when the owner opens a round; with no validator staked the round itself is refused,
-    # in words, and the gates' verdicts stay.
+    # The owner runs the gates, which reject the record with an e-mail address, and opens a round.
     page.get_by_role("button", name="Run gates and open a validator round").click()
-    page.locator("#notice").wait_for(state="visible")
-    assert "no validator has stake" in page.locator("#notice").inner_text()
-    page.reload()
+    page.wait_for_function("document.querySelector('#contributions') &&"
+                           " document.querySelector('#contributions').innerText.includes('round')")
     rows = page.locator("#contributions tbody tr")
     assert "personal_data/email" in rows.nth(1).inner_text() and "rejected" in rows.nth(1).inner_text()
     assert "pending" in rows.nth(0).inner_text()
-    rows.nth(0).get_by_role("button", name="Accept").click()
-    page.wait_for_function("document.querySelector('#contributions tbody tr').innerText.includes('accepted')")
+    round_id = int(re.search(r"round (\d+)", rows.nth(0).inner_text()).group(1))
+
+    # The wallet is also the only staked validator: it commits a score, then reveals it, then tallies.
+    validation = web_world.app.state.node.validation
+    view = validation.round(round_id)
+    try:
+        page = tab.open(f"/web/validation?address={web_world.wallet.address}")
+        votes = page.locator(f"form.votes[data-round='{round_id}']")
+        votes.get_by_label(re.compile("Score for contribution")).fill("90")
+        votes.get_by_role("button", name="Sign and commit votes").click()
+        page.wait_for_function(f"document.querySelector(\"form.votes[data-round='{round_id}'] output\").innerText"
+                               ".startsWith('Committed')")
+        validation.clock = lambda: view.commit_deadline + 1
+        page.reload()
+        votes.get_by_role("button", name="Sign and reveal votes").click()
+        page.wait_for_function(f"document.querySelector(\"form.votes[data-round='{round_id}'] output\").innerText"
+                               ".startsWith('Revealed')")
+        validation.clock = lambda: view.reveal_deadline + 1
+        page = tab.open(f"/web/validation/rounds/{round_id}")
+        page.get_by_role("button", name="Sign and tally this round").click()
+        page.wait_for_function("[...document.querySelectorAll('main table')].pop().innerText.includes('accept')")
+        tab.shot("round-tallied")
+    finally:
+        validation.clock = time.time
+
+    page = tab.open("/web/datanets/uploads")
+    first = page.locator("#contributions tbody tr").nth(0).inner_text()
+    assert "accepted" in first and "consensus 90" in first
     page.get_by_role("button", name="Publish a version").click()
     verify = page.get_by_role("button", name="Verify this root")
     verify.wait_for()
     verify.click()
-    result = page.locator("output[id^=verify-]")
     page.wait_for_function("document.querySelector('output[id^=verify-]').innerText.includes('match')")
-    assert "matches" in result.inner_text()
+    assert "matches" in page.locator("output[id^=verify-]").inner_text()
     assert page.locator("text=same").count() >= 1  # the Registry holds the same root
     tab.shot("datanet-uploaded-and-published")
-    tab.errors[:] = [e for e in tab.errors if FAILED_LOAD not in e]
 
 
 def test_a_models_lineage_runs_from_adapter_to_contributions(tab, web_world):
@@ -198,8 +218,9 @@ def test_close_an_epoch_and_claim(tab, web_world, api):
     assert "Claimed" in page.locator("main").inner_text()
 
 
-def test_keccak_and_merkle_root_in_the_browser_match_python(tab, web_world):
+def test_keccak_merkle_root_and_vote_commit_in_the_browser_match_python(tab, web_world):
     from ledgerlm.chain import StandardMerkleTree
+    from ledgerlm.validation.consensus import commit_hash
 
     page = tab.open("/web/datanets")
     samples = [b"", b"abc", bytes(range(256)) * 3]
@@ -210,3 +231,7 @@ def test_keccak_and_merkle_root_in_the_browser_match_python(tab, web_world):
     rows = [["0x" + keccak(bytes([i])).hex(), "0x" + f"{i:040x}"] for i in range(1, 8)]
     got = page.evaluate("rows => ledgerlmHash.standardMerkleRoot(['bytes32', 'address'], rows)", rows)
     assert got == StandardMerkleTree.of(rows, ["bytes32", "address"]).root
+    salt = keccak(b"salt")
+    got = page.evaluate("a => ledgerlmHash.voteCommit(a[0], a[1], a[2], a[3])",
+                        [9, web_world.wallet.address, {"31": 0, "4": 100, "12": 55}, "0x" + salt.hex()])
+    assert got == commit_hash(9, web_world.wallet.address, {31: 0, 4: 100, 12: 55}, salt)

@@ -17,6 +17,10 @@ def _address(value: str) -> str:
     return to_checksum_address(value)
 
 
+def _text(payload) -> str | None:
+    return payload.decode("utf-8", "replace") if isinstance(payload, (bytes, bytearray)) else payload
+
+
 @router.get("/web/validation")
 def validation_home(request: Request, address: str = ""):
     node = request.app.state.node
@@ -24,12 +28,15 @@ def validation_home(request: Request, address: str = ""):
     if address:
         address = _address(address)
         # Pages read without a signed read request: data of private Datanets stays withheld here.
-        queue = [{**item, "payload": None if item["private"] else item["payload"]}
+        queue = [{**item, "payload": None if item["private"] else _text(item["payload"])}
                  for item in node.validation.queue(address)]
         reputation = {"contributor": node.validation.reputation(address, "contributor"),
                       "validator": node.validation.reputation(address, "validator")}
+    by_round: dict[int, list[dict]] = {}
+    for item in queue or []:
+        by_round.setdefault(item["round_id"], []).append(item)
     return page(request, "validation.html", rounds=node.validation.rounds(limit=50), address=address, queue=queue,
-                reputation=reputation)
+                by_round=by_round, reputation=reputation)
 
 
 @router.get("/web/validation/rounds/{round_id}")
@@ -37,4 +44,5 @@ def round_detail(request: Request, round_id: int):
     node = request.app.state.node
     r = node.validation.round(round_id)
     reputation = {v: node.validation.reputation(v, "validator") for v in r.stakes}
-    return page(request, "round.html", r=r, reputation=reputation)
+    can_tally = r.state == "open" and node.validation.now() > r.reveal_deadline
+    return page(request, "round.html", r=r, reputation=reputation, can_tally=can_tally)

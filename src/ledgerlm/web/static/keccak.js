@@ -120,5 +120,28 @@
     return toHex(tree[0]);
   }
 
-  global.ledgerlmHash = { keccak256: keccak256, fromHex: fromHex, toHex: toHex, standardMerkleRoot: standardMerkleRoot };
+  function uintWord(value) {
+    var hex = BigInt(value).toString(16);
+    if (hex.length > 64 || BigInt(value) < 0n) throw new Error("not a uint256: " + value);
+    return fromHex("0".repeat(64 - hex.length) + hex);
+  }
+
+  // A validator's commit: keccak256(abi.encode(uint256 roundId, address validator, uint256[] ids ascending,
+  // uint8[] scores, bytes32 salt)), the same bytes ledgerlm.validation.consensus.commit_hash hashes.
+  function voteCommit(roundId, validator, votes, salt) {
+    var ids = Object.keys(votes).map(Number).sort(function (a, b) { return a - b; });
+    var n = ids.length, words = [];
+    words.push(uintWord(roundId), abiWord("address", validator), uintWord(5 * 32), uintWord(5 * 32 + 32 * (1 + n)),
+               abiWord("bytes32", salt));
+    words.push(uintWord(n));
+    ids.forEach(function (id) { words.push(uintWord(id)); });
+    words.push(uintWord(n));
+    ids.forEach(function (id) { words.push(uintWord(votes[id])); });
+    var encoded = new Uint8Array(32 * words.length);
+    words.forEach(function (w, i) { encoded.set(w, 32 * i); });
+    return toHex(keccak256(encoded));
+  }
+
+  global.ledgerlmHash = { keccak256: keccak256, fromHex: fromHex, toHex: toHex, standardMerkleRoot: standardMerkleRoot,
+                          voteCommit: voteCommit };
 })(typeof window !== "undefined" ? window : globalThis);

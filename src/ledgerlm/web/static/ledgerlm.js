@@ -165,6 +165,53 @@
     });
   }
 
+  // ---------------------------------------------------------------- validator votes (commit, then reveal)
+  function wireVotes() {
+    document.querySelectorAll("form.votes").forEach(function (form) {
+      var round = Number(form.dataset.round), validator = form.dataset.validator;
+      var storeKey = "ledgerlm-votes-" + round + "-" + validator.toLowerCase();
+      var out = form.querySelector("output");
+      form.addEventListener("submit", function (event) {
+        event.preventDefault();
+        var button = form.querySelector("button[data-step]");
+        busy(button, async function () {
+          var mine = await connect();
+          if (mine.toLowerCase() !== validator.toLowerCase()) {
+            throw new Error("connect the wallet of validator " + validator + " to vote (connected: " + mine + ")");
+          }
+          if (button.dataset.step === "commit") {
+            var votes = {};
+            form.querySelectorAll("input[data-contribution]").forEach(function (input) {
+              var score = Number(input.value);
+              if (!Number.isInteger(score) || score < 0 || score > 100) {
+                input.focus();
+                throw new Error("score for contribution " + input.dataset.contribution + " must be a whole number 0 to 100");
+              }
+              votes[input.dataset.contribution] = score;
+            });
+            var salt = new Uint8Array(32);
+            window.crypto.getRandomValues(salt);
+            var saltHex = window.ledgerlmHash.toHex(salt);
+            var commit = window.ledgerlmHash.voteCommit(round, validator, votes, saltHex);
+            window.localStorage.setItem(storeKey, JSON.stringify({ votes: votes, salt: saltHex }));
+            var signed = await signAction("CommitVotes", { roundId: round, commit: commit });
+            await postJSON("/validation/rounds/" + round + "/commit", '{"action":' + signed.actionJSON + "}");
+            out.textContent = "Committed " + commit.slice(0, 12) + "…; reveal after the commit phase.";
+          } else {
+            var kept = JSON.parse(window.localStorage.getItem(storeKey) || "null");
+            if (!kept) throw new Error("this browser holds no committed votes for round " + round + ": reveal where you committed");
+            var again = window.ledgerlmHash.voteCommit(round, validator, kept.votes, kept.salt);
+            var revealed = await signAction("RevealVotes", { roundId: round, commit: again });
+            await postJSON("/validation/rounds/" + round + "/reveal", JSON.stringify({ votes: kept.votes, salt: kept.salt })
+              .replace(/}$/, ',"action":' + revealed.actionJSON + "}"));
+            window.localStorage.removeItem(storeKey);
+            out.textContent = "Revealed; the round can be tallied after its reveal phase.";
+          }
+        });
+      });
+    });
+  }
+
   // ---------------------------------------------------------------- start a training job
   function wireTrain() {
     var form = document.getElementById("train");
@@ -456,7 +503,7 @@
     document.body.addEventListener("htmx:responseError", function (event) {
       readableError(new Response(event.detail.xhr.responseText, { status: event.detail.xhr.status })).then(notice);
     });
-    wireSignButtons(); wireCreateDatanet(); wireTrain(); wireUpload(); wireVerifyRoot(); wireLossCharts(); wireCloseEpoch();
+    wireSignButtons(); wireCreateDatanet(); wireVotes(); wireTrain(); wireUpload(); wireVerifyRoot(); wireLossCharts(); wireCloseEpoch();
     wireFillWallet(); wirePlayground();
     tickCountdowns(); setInterval(tickCountdowns, 1000);
   });
