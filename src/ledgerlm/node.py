@@ -160,15 +160,11 @@ def set_torch_threads(configured: int) -> int:
     return threads
 
 
-def _build_attribution_index(model_dir: Path, records: list[dict], base) -> dict:
-    """Right after training: per-example gradient features and the span index, saved with the model."""
-    import time
+def _attribution_observer(config):
+    """Collects the index's gradient features during the last training epoch, then builds it."""
+    from ledgerlm.attribution import TrainingFeatures
 
-    from ledgerlm.attribution import build_index
-
-    started = time.perf_counter()
-    index = build_index(model_dir, records, base=base)
-    return {"indexed_examples": len(index.examples), "seconds": round(time.perf_counter() - started, 3)}
+    return TrainingFeatures(config.epochs)
 
 
 @dataclass
@@ -325,7 +321,7 @@ class Node:
         from ledgerlm.factory.jobs import ModelFactory
 
         factory = ModelFactory(self.db, self.home.models, self.datanets, domain=self.domain,
-                               register_model=_register_model(self), after_training=_build_attribution_index,
+                               register_model=_register_model(self), observe_training=_attribution_observer,
                                pay_access=self._pay_access)
         self.closers.append(factory.close)
         return factory

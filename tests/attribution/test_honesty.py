@@ -124,7 +124,8 @@ def test_a_near_copy_under_a_second_identity_does_not_increase_total_credit(trai
     assert len(with_near) == len(alone) + 1
     before = attribute(trained.model, SECRET["question"], SECRET["answer"], index=alone)
     after = attribute(trained.model, SECRET["question"], SECRET["answer"], index=with_near)
-    assert paid(after, {sock_puppet}) > 0  # the near-copy is indexed and shares the evidence
+    # the prompt's wording names the original, so the copy cannot take its place
+    assert paid(after, {sock_puppet}) <= paid(after, {SOLO})
     assert paid(after, {SOLO, sock_puppet}) <= paid(before, {SOLO}) + 100
 
 
@@ -142,10 +143,13 @@ def test_span_index_finds_a_memorised_span_and_discounts_common_ones():
     assert found[0][1] == 10  # the longest shared span: tokens 4..17 of row 0
     assert abs(found[0][0] - 10 / 12) < 1e-9  # 10 tokens of 12, a span long enough to count fully
 
-    shared = spans.explain(common + [77, 78], min_len=4).as_dict()
-    assert set(shared) == {0, 1, 2}
+    # a span three rows share, and nothing in the prompt to say which: it pays nobody
+    assert spans.explain(common + [77, 78], min_len=4).as_dict() == {}
+    # a prompt naming row 1 (its pair 20, 21) gives row 1 the margin: weights 2, 1, 1 -> 1/2
+    named = spans.explain(common + [77, 78], min_len=4, context=[20, 21]).as_dict()
     strength = (5 - 4 + 1) / 4  # a 5-token span with a 4-token bar earns half its tokens' weight
-    assert all(abs(credit - strength * (5 / 7) / 3) < 1e-9 for credit, _ in shared.values())
+    assert set(named) == {1}
+    assert abs(named[1][0] - strength * (5 / 7) * (2 - 1) / 2) < 1e-9
     assert spans.explain([1, 2, 3], min_len=4).as_dict() == {}
     assert spans.explain(common + [77, 78], min_len=4, max_examples=2).as_dict() == {}
 
@@ -162,10 +166,22 @@ def test_a_span_at_the_bar_earns_a_quarter_and_weights_discount_restated_tokens(
 def test_a_span_several_examples_share_goes_to_the_one_the_question_is_about():
     answer = [50, 51, 52, 53, 54, 55, 56]
     spans = SpanIndex.build([[1, 2, 7] + answer, [3, 4, 7] + answer])
-    blind = spans.explain(answer, min_len=4).as_dict()
-    assert blind[0][0] == blind[1][0] == 0.5
+    assert spans.explain(answer, min_len=4).as_dict() == {}  # ambiguous: pays nobody
     asked = spans.explain(answer, min_len=4, context=[9, 3, 4]).as_dict()
-    assert asked[1][0] > asked[0][0] and abs(asked[0][0] + asked[1][0] - 1.0) < 1e-9
+    # row 1 holds the question's pair (3, 4): weights 2 against 1, so it earns the margin, 1/2
+    assert set(asked) == {1} and abs(asked[1][0] - 0.5) < 1e-9
+
+
+def test_question_wording_common_in_the_datanet_names_nobody():
+    answer = [50, 51, 52, 53, 54, 55, 56]
+    rows = [[8, 9, 10 + i, 7] for i in range(12)]  # (8, 9): the Datanet's question template
+    rows[0] += answer
+    rows[1] = [11, 7] + answer
+    spans = SpanIndex.build(rows)
+    # row 0 alone of the two holds the template pair, but so do ten other rows: it names nothing
+    assert spans.explain(answer, min_len=4, max_examples=2, context=[8, 9]).as_dict() == {}
+    named = spans.explain(answer, min_len=4, max_examples=2, context=[11, 7]).as_dict()
+    assert set(named) == {1}
 
 
 def test_a_record_that_goes_on_with_another_value_is_not_credited_for_the_shared_prefix():
@@ -178,7 +194,8 @@ def test_a_record_that_goes_on_with_another_value_is_not_credited_for_the_shared
     assert spans.explain([1, 2, 3, 4, 22, 9], min_len=4).as_dict() == {}  # both say otherwise
     agreeing = spans.explain([1, 2, 3, 4, 20, 9], min_len=4).as_dict()
     assert set(agreeing) == {0}
-    ended = spans.explain([1, 2, 3, 4], min_len=4).as_dict()  # nothing follows: no contradiction
-    assert set(ended) == {0, 1}
+    # nothing follows: no contradiction, so the row the question names is credited
+    ended = spans.explain([1, 2, 3, 4], min_len=4, context=[21, 9]).as_dict()
+    assert set(ended) == {1}
     punctuated = spans.explain([5, 6, 7, 8, 9], min_len=4).as_dict()
     assert set(punctuated) == {2}

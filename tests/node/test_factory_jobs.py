@@ -95,7 +95,10 @@ def test_bad_requests(client, alice, carol, tmp_path):
 def test_attribution_through_the_api(trained, client, bob, carol, tmp_path):
     """Training also indexed the examples: an answer copied from the Datanet pays its contributor."""
     _, model = trained
-    assert model["metrics"]["attribution"]["indexed_examples"] >= 1
+    indexed = model["metrics"]["attribution"]
+    assert indexed["indexed_examples"] >= 1
+    # every row's gradient feature came from the last training epoch, not from a second pass
+    assert indexed["from_training"] == indexed["indexed_examples"]
     fact = FACTS[0]
     result = client.attribute("colours-tiny", fact["question"], fact["answer"])
     assert result["generated"] is False

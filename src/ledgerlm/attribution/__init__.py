@@ -13,6 +13,7 @@ from ledgerlm.attribution.attribute import (
     split_bps,
 )
 from ledgerlm.attribution.calibration import Calibration, CalibrationSettings, calibrate
+from ledgerlm.attribution.collect import TrainingFeatures
 from ledgerlm.attribution.errors import AttributionError, IndexNotFoundError
 from ledgerlm.attribution.features import LoraProjector
 from ledgerlm.attribution.index import (
@@ -41,6 +42,7 @@ __all__ = [
     "IndexedExample",
     "LoraProjector",
     "SpanIndex",
+    "TrainingFeatures",
     "attribute",
     "build_index",
     "calibrate",

@@ -9,12 +9,19 @@ index's calibrated bar (calibration.py):
 
   span evidence      the (weighted) fraction of the answer's tokens a row explains with rare spans
                      at least `span_min_tokens` long; a span just at the bar earns 1/bar of its
-                     tokens' weight, one of twice the bar earns in full (spans.py). Sums to at
-                     most 1 over rows: that sum is the answer's coverage.
-  gradient evidence  a row whose score s clears the bar b earns g = (s - b) / (1 - b) in [0, 1]:
-                     nothing at the bar, all of it at a perfect match. The answer's gradient
-                     evidence is the largest g, shared among the rows that cleared the bar in
-                     proportion to their g, and it explains only what spans left unexplained.
+                     tokens' weight, one of twice the bar earns in full; a span several rows
+                     share earns only by the margin the prompt's wording names one of them by
+                     (spans.py). Sums to at most 1 over rows: that sum is the answer's coverage.
+  gradient evidence  a row whose score s clears the bar b and the best row r of every other
+                     contributor earns g = (s - max(b, r)) / (1 - b) in [0, 1]: nothing at the
+                     bar or when two contributors score alike, all of it at a perfect, unrivalled
+                     match; when spans name contributors, only their rows may earn it
+                     (`gradient_clearance`). The answer's gradient evidence is the largest g,
+                     shared among the rows that earned some in proportion to their g, and it
+                     explains only what spans left unexplained.
+
+Evidence that cannot tell contributors apart is not paid to a guess: its part of the share goes
+to the data pool.
 
   combined(row) = span(row) + (1 - coverage) x gradient(row)
   evidence      = sum of combined over rows, in [0, 1]
@@ -236,7 +243,7 @@ def gather_evidence(index: AttributionIndex, feature: np.ndarray, query: AnswerQ
     coverage = min(1.0, spans.coverage)
     rows = np.union1d(hits, spans.rows).astype(np.int64)
     gradient = scores[rows]
-    cleared = np.clip((gradient - bar) / (1.0 - bar), 0.0, 1.0) if bar < 1 else 0 * gradient
+    cleared = gradient_clearance(index, scores, rows, bar, spans.rows)
     total = float(cleared.sum())
     grad_evidence = cleared * (float(cleared.max()) / total) if total > 0 else cleared
     span = np.zeros(len(rows))
@@ -247,6 +254,31 @@ def gather_evidence(index: AttributionIndex, feature: np.ndarray, query: AnswerQ
     combined = span + (1.0 - coverage) * grad_evidence
     return Evidence(rows, gradient, grad_evidence, span, longest, combined, coverage, bar,
                     calibration.span_min_tokens, len(query.readings[0]))
+
+
+def gradient_clearance(index: AttributionIndex, scores: np.ndarray, rows: np.ndarray, bar: float,
+                       span_rows: np.ndarray) -> np.ndarray:
+    """How far each of `rows` clears the gradient bar *and* every other contributor, in [0, 1].
+
+    A row earns (s - max(bar, r)) / (1 - bar), where r is the best score of any row another
+    contributor owns: a gradient signal that cannot tell two contributors apart is ambiguous and
+    pays neither (the share goes to the data pool). When spans name contributors, only rows of
+    those contributors may earn gradient evidence: text the answer shares with a record is
+    decisive, and a weak gradient signal pointing elsewhere does not overrule it.
+    """
+    if bar >= 1:
+        return np.zeros(len(rows))
+    owners = index.owner_codes()
+    best = np.full(int(owners.max()) + 1, -np.inf)
+    np.maximum.at(best, owners, scores)
+    ranked = np.sort(best)
+    top, second = ranked[-1], (ranked[-2] if len(ranked) > 1 else -np.inf)
+    rival = np.where(best[owners[rows]] >= top, second, top)
+    cleared = np.clip((scores[rows] - np.maximum(bar, rival)) / (1.0 - bar), 0.0, 1.0)
+    if len(span_rows):
+        named = np.isin(owners[rows], owners[span_rows])
+        cleared = np.where(named, cleared, 0.0)
+    return cleared
 
 
 def attribute(

@@ -123,9 +123,9 @@ def calibrate(index, model, tokenizer, settings: CalibrationSettings = Calibrati
                                 batch_size=batch_size, token_weights=weights)
     q = 1 - settings.false_payout_rate
     null_max, bars = {}, {}
+    stacked = np.stack([features[i] for i in range(len(examples))])
     for mode in PAYING_MODES:
-        best = [float(rounded(index.gradient_scores(features[i], mode)).max())
-                for i in range(len(examples))]
+        best = [float(v) for v in rounded(index.gradient_scores(stacked, mode)).max(axis=1)]
         null_max[mode] = best
         bars[mode] = max(0.0, float(np.quantile(best, q, method="higher")))
     span_bar = int(np.quantile(longest, q, method="higher")) + 1

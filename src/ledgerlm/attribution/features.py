@@ -35,6 +35,7 @@ example's own gradient features from one backward pass — no per-example Python
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -176,8 +177,20 @@ def capture_features(
     `segments` are the `PackedBatch.segments` of the batch (row b holds `segments[b]`) and
     `seq_len` its width; tokens outside every segment (padding) contribute nothing. Yields a dict
     that holds, after the backward pass, "examples" (record indices) and "features"
-    (len(examples), dim) float64.
+    (len(examples), dim) float64. The model is put in eval mode (no dropout) with its LoRA
+    weights trainable for the duration; `projected_gradients` leaves the model as it is, for use
+    inside a training step.
     """
+    with lora_gradients_enabled(model), projected_gradients(model, projector, segments,
+                                                            seq_len) as capture:
+        yield capture
+
+
+@contextmanager
+def projected_gradients(
+    model, projector: LoraProjector, segments: list[tuple[Segment, ...]], seq_len: int
+) -> Iterator[dict]:
+    """`capture_features` without touching the model's mode: the hook a training step runs inside."""
     import torch
 
     examples = sorted({s.example for row in segments for s in row})
@@ -193,6 +206,12 @@ def capture_features(
     cuts = [0] + (torch.nonzero(slots[1:] != slots[:-1]).flatten() + 1).tolist() + [len(slots)]
     runs = [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
     run_slots = torch.tensor([int(slots[a]) for a, _ in runs], dtype=torch.long)
+    # Runs padded to one length (padding points at an extra zero token), so every weight's
+    # per-run outer-product sums are one batched product instead of a Python loop over runs.
+    width = max((b - a for a, b in runs), default=0)
+    gather = torch.full((len(runs), width), len(slots), dtype=torch.long)
+    for i, (a, b) in enumerate(runs):
+        gather[i, :b - a] = torch.arange(a, b)
     features = torch.zeros(len(examples), projector.dim, dtype=torch.float64)
     by_name = {m.name: m for m in projector.matrices}
 
@@ -201,16 +220,27 @@ def capture_features(
         if matrix is None:
             raise AttributionError(f"LoRA weight {param} is not in the attribution index",
                                    field="model")
-        mask = keep.to(x.device)
-        x = projector.project(param, "in", x.float()).reshape(-1, matrix.k_in)[mask].double()
-        g = projector.project(param, "out", grad.float()).reshape(-1, matrix.k_out)[mask].double()
-        # sum_t g_t x_t^T per example as one (k_out x T) @ (T x k_in) product per run, in float64
-        parts = torch.stack([(g[a:b].T @ x[a:b]).reshape(-1) for a, b in runs]).cpu()
+        started = time.perf_counter()
+        mask, index = keep.to(x.device), gather.to(x.device)
+        x = _padded(projector.project(param, "in", x.float()).reshape(-1, matrix.k_in)[mask], index)
+        g = _padded(projector.project(param, "out", grad.float()).reshape(-1, matrix.k_out)[mask],
+                    index)
+        # sum_t g_t x_t^T per run: (runs, k_out, T) @ (runs, T, k_in), in float64
+        parts = torch.bmm(g.transpose(1, 2), x).reshape(len(runs), -1).cpu()
         features[:, matrix.offset:matrix.offset + matrix.dim].index_add_(0, run_slots, parts)
+        capture["seconds"] += time.perf_counter() - started
 
-    capture = {"examples": examples, "features": features}
-    with lora_gradients_enabled(model), on_lora_backward(model, receive):
+    capture = {"examples": examples, "features": features, "seconds": 0.0}
+    with on_lora_backward(model, receive):
         yield capture
+
+
+def _padded(tokens, index):
+    """(T, k) token rows -> (runs, width, k) float64, zero where a run is shorter than width."""
+    import torch
+
+    rows = torch.cat([tokens, tokens.new_zeros(1, tokens.shape[1])]).double()
+    return rows[index]
 
 
 @contextmanager

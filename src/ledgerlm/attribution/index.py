@@ -1,9 +1,11 @@
 """The attribution index of one fine-tuned model: a gradient feature and the tokens of every trained example.
 
-Built once, right after training (`build_index`), from the adapter as trained — TRAK (Park et
-al., 2023) and LoGra (Choe et al., 2024) both score against the final model, which costs one
-extra forward and backward pass over the training set instead of TracIn's (Pruthi et al., 2020)
-sum over many checkpoints. Saved next to the adapter as `attribution/index.npz` (arrays) and
+Built once, right after training (`build_index`). The training rows' features are either those
+the last training epoch's own backward passes produced (collect.py: TracIn's (Pruthi et al.,
+2020) checkpoint features, at the cost of the projection only — what a node does) or, for rows
+training did not hand over, one extra forward and backward pass over the final adapter, as TRAK
+(Park et al., 2023) and LoGra (Choe et al., 2024) score. Which source attributes better is measured
+on the evaluation's tuning split (`ledgerlm.evals.attribution`). Saved next to the adapter as `attribution/index.npz` (arrays) and
 `attribution/meta.json` (which row belongs to which contribution, contributor and content hash).
 
 Only examples the model was actually trained on are indexed: the held-out split of
@@ -93,6 +95,7 @@ class IndexConfig:
     data_sha256: str = ""
     n_records: int = 0
     build_seconds: float = 0.0
+    rows_from_training: int = 0  # rows whose features were collected during training
 
 
 @dataclass
@@ -113,32 +116,52 @@ class AttributionIndex:
         return len(self.examples)
 
     def query_vector(self, feature: np.ndarray, mode: ScoreMode | None = None) -> np.ndarray:
-        """The vector the index rows are multiplied with: q, or H^-1 q for the trak modes."""
+        """The vector(s) the index rows are multiplied with: q, or H^-1 q for the trak modes.
+
+        `feature` is one (dim,) feature or a (queries, dim) stack of them.
+        """
         mode = _check_mode(mode or self.config.score_mode)
         q = np.asarray(feature, dtype=np.float64)
         if not mode.startswith("trak"):
             return q
         if "preconditioner64" not in self.norms:  # dim x dim: converted once, not per query
             self.norms["preconditioner64"] = self.preconditioner.astype(np.float64)
-        return self.norms["preconditioner64"] @ q
+        return q @ self.norms["preconditioner64"].T
 
     def gradient_scores(self, feature: np.ndarray, mode: ScoreMode | None = None) -> np.ndarray:
-        """Score of every row against an answer's feature, in float64."""
+        """Score of every row against an answer's feature, in float64.
+
+        With a (queries, dim) stack of features, a (queries, rows) matrix: the same scores, from
+        one product over the index instead of one per query (calibration scores 64 at once).
+        """
         mode = _check_mode(mode or self.config.score_mode)
-        v = self.query_vector(feature, mode)
-        scores = np.empty(len(self.features), dtype=np.float64)
+        feature = np.asarray(feature, dtype=np.float64)
+        single = feature.ndim == 1
+        q = feature[None] if single else feature
+        v = self.query_vector(q, mode)
+        scores = np.empty((len(q), len(self.features)), dtype=np.float64)
         for start in range(0, len(self.features), _CHUNK):
-            scores[start:start + _CHUNK] = self.features[start:start + _CHUNK].astype(np.float64) @ v
+            chunk = self.features[start:start + _CHUNK].astype(np.float64)
+            scores[:, start:start + _CHUNK] = v @ chunk.T
         if mode.endswith("cosine"):
-            q_norm = float(np.sqrt(max(float(np.dot(np.asarray(feature, np.float64), v)), 0.0)))
-            scores = scores * self.row_inverse_norms(mode) / (q_norm if q_norm > 0 else 1.0)
-        return scores
+            q_norm = np.sqrt(np.maximum(np.einsum("ij,ij->i", q, v), 0.0))
+            scores = (scores * self.row_inverse_norms(mode)[None]
+                      / np.where(q_norm > 0, q_norm, 1.0)[:, None])
+        return scores[0] if single else scores
 
     def row_inverse_norms(self, mode: ScoreMode) -> np.ndarray:
         key = "trak" if mode.startswith("trak") else "plain"
         if key not in self.norms:
             self.norms[key] = _inverse_norms(self.features, self.preconditioner if key == "trak" else None)
         return self.norms[key]
+
+    def owner_codes(self) -> np.ndarray:
+        """One small integer per row naming its contributor (rows of one contributor share it)."""
+        if "owners" not in self.norms:
+            codes: dict[str, int] = {}
+            self.norms["owners"] = np.array([codes.setdefault(e.contributor, len(codes))
+                                             for e in self.examples], dtype=np.int64)
+        return self.norms["owners"]
 
     def example(self, row: int) -> IndexedExample:
         return self.examples[row]
@@ -333,6 +356,8 @@ def build_index(
     calibration: CalibrationSettings | None = CalibrationSettings(),
     save: bool | None = None,
     progress: Callable[[int, int], None] | None = None,
+    features=None,
+    loaded: tuple | None = None,
 ) -> AttributionIndex:
     """Index the examples a model was trained on, for attribution of its answers.
 
@@ -341,7 +366,9 @@ def build_index(
     a `(model, tokenizer)` pair (all records are indexed unless `train_indices` says otherwise;
     nothing is saved). `records` are the Datanet version export the model was trained on.
     `calibration` sets what the payment bars are calibrated for (None: no bars, the index can
-    rank but not pay).
+    rank but not pay). `features` (a `TrainingFeatures` filled while the model trained) supplies
+    the rows it holds, so only the examples it missed take a pass here; `loaded` is the trained
+    `(model, tokenizer)` when the caller still holds them, saving a load from disk.
     """
     _check_mode(score_mode)
     started = time.perf_counter()
@@ -364,7 +391,7 @@ def build_index(
             )
         train_indices = training["train_indices"] if train_indices is None else train_indices
         max_len = max_len or training["config"]["max_len"]
-        model, tokenizer = load_model(model_dir, base)
+        model, tokenizer = loaded or load_model(model_dir, base)
         adapter_sha = adapter_sha256(model_dir)
         save = True if save is None else save
     else:
@@ -377,12 +404,20 @@ def build_index(
     if not examples:
         raise AttributionError("there are no trained records to index", field="records")
 
-    projector = LoraProjector.for_model(model, dim, seed)
+    collected = features.rows if features is not None and features.projector is not None else {}
+    if collected:
+        projector = features.projector
+        projector.check_model(model)
+    else:
+        projector = LoraProjector.for_model(model, dim, seed)
     owned = [e.record for e in examples]
     tokenized = record_examples(records, owned, tokenizer, max_len)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    by_record = example_features(model, tokenized, projector, max_len=max_len, pad_id=pad_id,
-                                 batch_size=batch_size, progress=progress)
+    missing = [piece for piece in tokenized if piece.index not in collected]
+    by_record = {r: collected[r] for r in owned if r in collected}
+    if missing:
+        by_record.update(example_features(model, missing, projector, max_len=max_len,
+                                          pad_id=pad_id, batch_size=batch_size, progress=progress))
     features = np.zeros((len(examples), projector.dim), dtype=np.float32)  # stored: half the bytes
     tokens: dict[int, list[int]] = {}
     for piece in tokenized:
@@ -395,6 +430,7 @@ def build_index(
     config = IndexConfig(
         dim=projector.dim, seed=seed, damping=damping, max_len=max_len, score_mode=score_mode,
         adapter_sha256=adapter_sha, data_sha256=data_sha, n_records=len(records),
+        rows_from_training=sum(e.record in collected for e in examples),
     )
     index = AttributionIndex(examples, features, preconditioner, projector, spans, config,
                              tokenizer=tokenizer)

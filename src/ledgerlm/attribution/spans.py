@@ -9,14 +9,14 @@ range one token at a time.
 
 Scoring. For every answer position we take the longest span starting there that occurs in the
 training data; each answer token is then explained by the longest span that covers it. A token's
-unit of credit is split between the distinct examples containing that span, so a long span
-unique to one example gives that example the whole span's worth, while a phrase found in fifty
-examples gives each about a fiftieth. Spans shorter than `min_len` tokens or `min_chars` visible
+unit of credit goes to an example only as far as the evidence names it: a long span unique to
+one example gives that example the whole span's worth; a span several examples share is paid
+only by the margin by which the prompt's wording picks one of them (`_shares`), and an ambiguous
+one pays nobody (its share of the fee goes to the data pool, not to a guess). Spans shorter than `min_len` tokens or `min_chars` visible
 characters (an end-of-turn marker plus three letters is chance, not recall), or occurring in more
 than `max_examples` examples, earn nothing; a span just long enough earns only part of its
-tokens' credit (short matches happen by chance). When several examples share a span, the prompt's
-wording decides between them (`_shares`): the model recalls a fact through the context it was
-taught with. An example's span score is the (weighted) fraction of the answer's tokens it explains,
+tokens' credit (short matches happen by chance). The prompt's wording decides between examples
+because the model recalls a fact through the context it was taught with. An example's span score is the (weighted) fraction of the answer's tokens it explains,
 so scores are comparable across answers and sum to at most 1. Verbatim recall scores near 1; a
 paraphrase scores near 0, which is why the span signal is combined with gradient influence. A
 row whose text goes on with a different word where the answer goes on (same subject and relation,
@@ -143,14 +143,14 @@ class SpanIndex:
         finds short matches) and earns 1/min_len of its tokens' weight, each further token adds
         as much, and from 2 x min_len - 1 tokens on a span counts in full. Credits are divided by
         the total weight, so they sum to at most 1. With `context` (the prompt's tokens), a span
-        found in several rows is split in favour of the rows that also contain the prompt's
-        wording (see `_shares`). `min_chars` also asks for that many visible characters (special
+        found in several rows is credited to the row the prompt's wording names, by the margin
+        it names it by (see `_shares`). `min_chars` also asks for that many visible characters (special
         tokens and whitespace count zero), so that a shared end-of-turn marker plus a few letters
         is not taken for recall; it needs the `char_lengths` the index was built with.
         """
         query = [int(t) for t in query]
         weights = [1.0] * len(query) if weights is None else [float(w) for w in weights]
-        context_pairs = set(pairwise(context)) if context else set()
+        context_pairs = self._naming_pairs(context, max_examples)
         m = len(query)
         empty = SpanEvidence(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64), m)
         total_weight = sum(weights)
@@ -190,6 +190,8 @@ class SpanIndex:
                 shares_cache[start] = self._shares(rows, context_pairs)
             strength = min(1.0, (length - min_len + 1) / max(1, min_len))
             for r, share in zip(rows.tolist(), shares_cache[start]):
+                if share <= 0:
+                    continue  # a row the evidence does not name
                 credit[r] = credit.get(r, 0.0) + share * strength * weights[t]
                 longest[r] = max(longest.get(r, 0), length)
         if not credit:
@@ -247,24 +249,42 @@ class SpanIndex:
         known = ids < len(self.char_lengths)
         return int(self.char_lengths[ids[known]].sum())
 
+    def _naming_pairs(self, context: list[int] | None, max_examples: int) -> set:
+        """The prompt's token pairs that can name a row: those that are not template wording.
+
+        A pair found in more than a fifth of the rows (and more than twice `max_examples`) is the
+        Datanet's template ("Which", the chat markers), not a name; letting it decide would hand
+        a shared span to whichever rows happen to be worded like the question.
+        """
+        if not context:
+            return set()
+        cut = max(2 * max_examples, self.n_rows // 5)
+        return {p for p in set(pairwise(context)) if self.count(list(p)) <= cut}
+
     def _shares(self, rows: np.ndarray, context_pairs: set) -> list[float]:
         """How one token's unit of credit splits between the rows that contain its span.
 
-        Equally, unless the prompt says which: a row earns weight 1 plus the number of the
-        prompt's token pairs it contains that not every one of these rows contains. "Name the
-        birthplace of Ostcri Fenlobax" -> "Shamizi." then goes to the record about Ostcri
-        Fenlobax, not to the two other people born in Shamizi.
+        Only as far as the prompt decides between them; the rest is nobody's (the answer's share
+        of it goes to the data pool). A row's weight is 1 plus the number of the prompt's naming
+        pairs it contains that not every one of these rows contains; the row with the most earns
+        (w1 - w2) / w1 of the unit, where w2 is the runner-up's weight, and the others earn
+        nothing. "Name the birthplace of Ostcri Fenlobax" -> "Shamizi." then goes to the record
+        about Ostcri Fenlobax, not to the two other people born in Shamizi; "Which town did the
+        potter grow up in?" -> "Shamizi." names none of them, so the span pays nobody.
         """
-        if len(rows) == 1 or not context_pairs:
-            return [1.0 / len(rows)] * len(rows)
+        if len(rows) == 1:
+            return [1.0]
+        if not context_pairs:
+            return [0.0] * len(rows)
         found = []
         for r in rows.tolist():
             tokens = self.tokens[self.offsets[r]:self.offsets[r + 1] - 1].tolist()
             found.append(context_pairs & set(pairwise(tokens)))
         common = set.intersection(*found)
         weights = [1.0 + len(f - common) for f in found]
-        total = sum(weights)
-        return [w / total for w in weights]
+        first, second = sorted(weights, reverse=True)[:2]
+        top = weights.index(first)  # on a tie the margin is 0: nobody is named
+        return [(first - second) / first if i == top else 0.0 for i in range(len(weights))]
 
     def arrays(self) -> dict[str, np.ndarray]:
         arrays = {"span_tokens": self.tokens, "span_offsets": self.offsets,

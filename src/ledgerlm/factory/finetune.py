@@ -44,6 +44,7 @@ def fine_tune(
     resume: bool = False,
     should_stop: Callable[[], bool] | None = None,
     on_batch_end: Callable[[BatchEnd], None] | None = None,
+    capture_batch: Callable | None = None,
     generate: bool = True,
     max_generate: int | None = 64,
     device: str | None = None,
@@ -51,7 +52,8 @@ def fine_tune(
     """Train an adapter, evaluate it before/after on the held-out split and write lineage.json."""
     out_dir = Path(out_dir)
     result = train(base, records, config, out_dir, progress=progress, resume=resume,
-                   should_stop=should_stop, on_batch_end=on_batch_end, device=device)
+                   should_stop=should_stop, on_batch_end=on_batch_end, capture_batch=capture_batch,
+                   device=device)
     if result.stopped:
         return FineTuneResult(out_dir, result, None, None, None)
     curve = loss_curve_png(result.history, out_dir / LOSS_CURVE_FILE, title=f"{model_id}: loss")

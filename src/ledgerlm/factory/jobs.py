@@ -103,7 +103,7 @@ class ModelFactory:
 
     def __init__(self, db: Database, models_dir: Path, datanets: Datanets, *, domain: SigningDomain,
                  register_model: Callable[[ModelRecord, dict, int], str] | None = None,
-                 after_training: Callable[[Path, list[dict], Any], dict] | None = None,
+                 observe_training: Callable[[Any], Any] | None = None,
                  pay_access: Callable[..., dict] | None = None):
         self.db = db
         self.models_dir = Path(models_dir)
@@ -111,7 +111,9 @@ class ModelFactory:
         self.domain = domain
         self.register_model = register_model
         # Later rooms (attribution) hook in here; the node wires them, so factory never imports them.
-        self.after_training = after_training
+        # observe_training(config) gives an observer with capture_batch / on_batch_end (run inside
+        # each training micro-batch) and finish(out_dir, records, base, training) -> metrics.
+        self.observe_training = observe_training
         # Paid access to private Datanets settles through the economy, which the node wires in here.
         self.pay_access = pay_access
         self._cancel: set[int] = set()
@@ -265,11 +267,15 @@ class ModelFactory:
             base = get_model(self.models_dir, job.base_model)
             version = self.datanets.version(job.datanet, job.version)
             records = list(self.datanets.iter_version(job.datanet, job.version))
+            config = request.train_config()
+            observer = self.observe_training(config) if self.observe_training else None
             result = fine_tune(
-                base, records, request.train_config(), out_dir, model_id=job.model_id,
+                base, records, config, out_dir, model_id=job.model_id,
                 datanet_roots=[version.root], progress=progress,
                 resume=has_checkpoint(out_dir),
                 should_stop=lambda: job.id in self._cancel or self._closing,
+                on_batch_end=observer.on_batch_end if observer else None,
+                capture_batch=observer.capture_batch if observer else None,
             )
         except Exception as exc:  # a failed job reports why; the node keeps serving
             self._set(job.id, state="failed", error=f"{type(exc).__name__}: {exc}")
@@ -285,10 +291,10 @@ class ModelFactory:
             write_lineage(out_dir, replace(result.card, licence=licence))
         card = {**result.card.to_dict(), "licence": licence or {}}
         metrics = dict(card.get("metrics", {}))
-        if self.after_training is not None:
+        if observer is not None:
             self._set(job.id, progress={**(self.job(job.id).progress or {}), "stage": "indexing for attribution"})
             try:
-                metrics["attribution"] = self.after_training(out_dir, records, base)
+                metrics["attribution"] = observer.finish(out_dir, records, base, result.training)
             except Exception as exc:  # the model is still usable; attribution reports it missing
                 metrics["attribution"] = {"error": f"{type(exc).__name__}: {exc}"}
                 traceback.print_exc()

@@ -11,8 +11,9 @@ Artifacts in `out_dir`: the adapter in standard PEFT format (`adapter_model.safe
 when `should_stop()` turns true, and at the end.
 
 Attribution hook: pass `on_batch_end`; each training micro-batch then runs inside
-`capture_lora_grads` and the callback receives a `BatchEnd` with the batch, its per-example LoRA
-gradients and the factor the training loss applied to them (see `grads.py`).
+`capture_lora_grads` (or inside `capture_batch(model, batch, epoch)` when given, e.g. one that
+projects the gradients as it goes) and the callback receives a `BatchEnd` with the batch, what the
+capture collected and the factor the training loss applied to it (see `grads.py`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -175,14 +176,15 @@ class StepRecord:
 class BatchEnd:
     """A training micro-batch after its backward pass, before the optimizer step.
 
-    `capture.grads` holds per-example gradients of `token_weight * (sum of that example's token
-    losses)`; divide by `token_weight` for the unweighted sum.
+    `capture` is what the batch's capture yielded — by default a `LoraGradCapture`, whose `grads`
+    hold per-example gradients of `token_weight * (sum of that example's token losses)`; divide by
+    `token_weight` for the unweighted sum.
     """
 
     step: int
     epoch: int
     batch: PackedBatch
-    capture: LoraGradCapture
+    capture: LoraGradCapture | object
     token_weight: float
     model: object
 
@@ -294,6 +296,7 @@ def train(
     resume: bool = False,
     should_stop: Callable[[], bool] | None = None,
     on_batch_end: Callable[[BatchEnd], None] | None = None,
+    capture_batch: Callable[[object, PackedBatch, int], AbstractContextManager] | None = None,
     checkpoint_every: int | None = None,
     keep_checkpoints: int = 2,
     device: str | None = None,
@@ -346,7 +349,8 @@ def train(
         n_labelled = sum(b.n_label_tokens for b in micro_batches)
         step_loss = 0.0
         for batch in micro_batches:
-            capture = (capture_lora_grads(model, batch.segments) if on_batch_end else nullcontext())
+            capture = ((capture_batch or _exact_grads)(model, batch, epoch) if on_batch_end
+                       else nullcontext())
             with capture as grads:
                 with autocast:
                     loss = token_losses(model, batch).sum() / n_labelled
@@ -394,6 +398,10 @@ def train(
         model.save_pretrained(out_dir, safe_serialization=True)
     _write_json(out_dir / TRAINING_FILE, result.to_dict())
     return result
+
+
+def _exact_grads(model, batch: PackedBatch, epoch: int) -> AbstractContextManager:
+    return capture_lora_grads(model, batch.segments)
 
 
 def read_training(out_dir: Path) -> dict:

@@ -36,8 +36,19 @@ from ledgerlm.attribution.attribute import (
     result_from_evidence,
 )
 from ledgerlm.attribution.calibration import PAYING_MODES, CalibrationSettings, calibrate
-from ledgerlm.attribution.features import LoraProjector, answer_feature
-from ledgerlm.attribution.index import SCORE_MODES, AttributionIndex, build_index
+from ledgerlm.attribution.collect import TrainingFeatures
+from ledgerlm.attribution.features import (
+    LoraProjector,
+    answer_feature,
+    example_features,
+    record_examples,
+)
+from ledgerlm.attribution.index import (
+    SCORE_MODES,
+    AttributionIndex,
+    build_index,
+    damped_inverse_covariance,
+)
 from ledgerlm.evals.attribution.baselines import (
     bm25_scores,
     cosine_rows,
@@ -78,6 +89,7 @@ class EvalConfig:
     lds_subsets: int = 12
     lds_queries: int = 24
     scale_sizes: tuple[int, ...] = (1_000, 10_000, 100_000)
+    feature_source: str | None = None  # one of FEATURE_SOURCES; None: chosen on the tuning split
     models_dir: str | None = None
     work_dir: str | None = None
 
@@ -170,6 +182,13 @@ def _train_config(config: EvalConfig):
                        max_len=config.max_len, eval_split=0.0, warmup=0.0, seed=config.seed)
 
 
+# Where the training rows' gradient features come from: a pass over the final adapter after
+# training (TRAK, LoGra), or the training passes of the last epochs (TracIn's checkpoints; the
+# sum over several epochs is its checkpoint ensemble). The value is how many epochs are summed.
+FEATURE_SOURCES = {"final adapter": 0, "last epoch": 1, "last 3 epochs": 3}
+DEFAULT_SOURCE = "last epoch"
+
+
 @dataclass
 class Trained:
     """A fine-tuned model on one Datanet with its calibrated index and exact gradients."""
@@ -181,23 +200,52 @@ class Trained:
     exact_rows: np.ndarray      # (rows, full LoRA dim)
     train_seconds: float
     exact_seconds: float
+    collected: TrainingFeatures | None = None
+    hook_seconds: float = 0.0   # spent inside training projecting the collected features
+    records: list[dict] = field(default_factory=list)
 
 
 def _fine_tune(config: EvalConfig, base, tokenizer, records: list[dict], out: Path,
-               calibration: CalibrationSettings = CalibrationSettings()) -> Trained:
+               calibration: CalibrationSettings = CalibrationSettings(),
+               source: str = DEFAULT_SOURCE) -> Trained:
     from ledgerlm.factory import train
 
-    trained = train(base, records, _train_config(config), out)
+    collector = TrainingFeatures(config.epochs, last_epochs=max(FEATURE_SOURCES.values()),
+                                 dim=config.dim, seed=config.seed)
+    trained = train(base, records, _train_config(config), out, on_batch_end=collector.on_batch_end,
+                    capture_batch=collector.capture_batch)
+    chosen = collector.restricted(FEATURE_SOURCES[source])
     index = build_index(out, records, base=base, dim=config.dim, damping=config.damping,
-                        calibration=calibration)
+                        calibration=calibration, features=chosen,
+                        loaded=(trained.model, tokenizer))
     index.tokenizer = tokenizer
     rows = [e.record for e in index.examples]
     t0 = time.perf_counter()
     exact = exact_projector(trained.model)
     exact_rows = exact_row_gradients(trained.model, tokenizer, records, rows, exact,
                                      max_len=config.max_len)
-    return Trained(trained.model, tokenizer, index, exact, exact_rows, trained.train_seconds,
-                   time.perf_counter() - t0)
+    hooks = collector.seconds if FEATURE_SOURCES[source] else 0.0
+    return Trained(trained.model, tokenizer, index, exact, exact_rows,
+                   trained.train_seconds - collector.seconds, time.perf_counter() - t0,
+                   collector, hooks, records)
+
+
+def source_variants(t: Trained, config: EvalConfig) -> dict[str, AttributionIndex]:
+    """The index rebuilt with each feature source (same model, projector and calibration)."""
+    rows = [e.record for e in t.index.examples]
+    variants = {}
+    for name, epochs in FEATURE_SOURCES.items():
+        if epochs:
+            kept = t.collected.last(epochs)
+            features = np.stack([kept[r] for r in rows]).astype(np.float32)
+        else:
+            final = example_features(t.model, record_examples(
+                t.records, rows, t.tokenizer, config.max_len), t.index.projector,
+                max_len=config.max_len, pad_id=t.tokenizer.pad_token_id or 0)
+            features = np.stack([final[r] for r in rows]).astype(np.float32)
+        variants[name] = replace(t.index, features=features, norms={},
+                                 preconditioner=damped_inverse_covariance(features, config.damping))
+    return variants
 
 
 # ------------------------------------------------------------------------------ signals
@@ -211,6 +259,7 @@ class QuerySignals:
     paid: dict[str, AttributionResult]
     seconds_feature: float
     seconds_attribution: float
+    feature: np.ndarray | None = None
 
 
 def query_signals(t: Trained, prompt: str, answer: str, *, exact: bool = True) -> QuerySignals:
@@ -238,7 +287,7 @@ def query_signals(t: Trained, prompt: str, answer: str, *, exact: bool = True) -
         q = answer_feature(t.model, t.exact, prepared.example, prepared.weights[0])
         scores["tracin (exact grad dot)"] = t.exact_rows @ q
         scores["exact grad cosine"] = cosine_rows(t.exact_rows, q)
-    return QuerySignals(scores, paid, t1 - t0, t2 - t0)
+    return QuerySignals(scores, paid, t1 - t0, t2 - t0, feature)
 
 
 def _with_gradient_order(combined: np.ndarray, gradient: np.ndarray) -> np.ndarray:
@@ -250,7 +299,8 @@ def _with_gradient_order(combined: np.ndarray, gradient: np.ndarray) -> np.ndarr
 # ------------------------------------------------------------------------------ LDS
 
 
-def split_lds(config: EvalConfig, base, tokenizer, split: str, work: Path, say: Say) -> dict:
+def split_lds(config: EvalConfig, base, tokenizer, split: str, work: Path, say: Say,
+              source: str | None = None) -> dict:
     """LDS of every method on a small Datanet of `split`: retrains on random halves."""
     import torch
 
@@ -263,10 +313,15 @@ def split_lds(config: EvalConfig, base, tokenizer, split: str, work: Path, say: 
     records = data.records
     queries = [q for q in data.queries if q.kind in ("short", "paraphrase", "indirect")]
     queries = queries[: config.lds_queries]
-    t = _fine_tune(config, base, tokenizer, records, work / f"lds-{split}-full")
+    t = _fine_tune(config, base, tokenizer, records, work / f"lds-{split}-full",
+                   source=source or DEFAULT_SOURCE)
     rows = [e.record for e in t.index.examples]
     signals = [query_signals(t, q.prompt, q.answer) for q in queries]
     methods = {name: np.stack([s.scores[name] for s in signals]) for name in signals[0].scores}
+    for source, variant in source_variants(t, config).items():
+        for mode in PAYING_MODES:
+            methods[f"grad:{mode} ({source})"] = np.stack(
+                [variant.gradient_scores(s.feature, mode) for s in signals])
     methods["bm25"] = bm25_scores([records[r] for r in rows],
                                   [f"{q.prompt} {q.answer}" for q in queries])
     methods["random"] = np.random.default_rng(config.seed).random((len(queries), len(rows)))
@@ -297,11 +352,12 @@ def split_lds(config: EvalConfig, base, tokenizer, split: str, work: Path, say: 
 SPAN_ROW_CHOICES = (2, 4, 8)
 
 
-def tune_span_rows(config: EvalConfig, base, tokenizer, mode: str, work: Path, say: Say) -> dict:
+def tune_span_rows(config: EvalConfig, base, tokenizer, mode: str, source: str, work: Path,
+                   say: Say) -> dict:
     """Contributor precision@1 of the paid attribution for each `min_span_rows`, tuning split."""
     data = make_fact_tracing_set("tuning", config.entities, config.seed)
     say(f"tuning split: fine-tuning on {len(data.records)} records")
-    t = _fine_tune(config, base, tokenizer, data.records, work / "tuning-model")
+    t = _fine_tune(config, base, tokenizer, data.records, work / "tuning-model", source=source)
     rows = [e.record for e in t.index.examples]
     owners = [e.contributor for e in t.index.examples]
     p1 = {}
@@ -407,16 +463,24 @@ def run_attribution_eval(config: EvalConfig = EvalConfig(), *, say: Say = lambda
                    for m in PAYING_MODES}
         chosen = max(PAYING_MODES, key=lambda m: (np.nan_to_num(by_mode[m], nan=-1.0), m == "cosine"))
         say(f"chosen score mode on the tuning split: {chosen}")
-        span_rows = tune_span_rows(config, base, tokenizer, chosen, work, say)
+        by_source = {src: tuning_lds["methods"].get(f"grad:{chosen} ({src})",
+                                                    {"mean": float("nan")})["mean"]
+                     for src in FEATURE_SOURCES}
+        source = config.feature_source or max(
+            FEATURE_SOURCES, key=lambda src: (np.nan_to_num(by_source[src], nan=-1.0),
+                                              src == DEFAULT_SOURCE))
+        say(f"feature source on the tuning split: {source}")
+        span_rows = tune_span_rows(config, base, tokenizer, chosen, source, work, say)
         calibration = replace(CalibrationSettings(),
                               min_span_rows=span_rows["chosen_min_span_rows"])
 
         data = make_fact_tracing_set("test", config.entities, config.seed)
         say(f"test split: fine-tuning {base.name} on {len(data.records)} records")
-        t = _fine_tune(config, base, tokenizer, data.records, work / "test-model", calibration)
+        t = _fine_tune(config, base, tokenizer, data.records, work / "test-model", calibration,
+                       source)
         test, _methods, embedding_name = tracing_and_payment(config, t, data, chosen, say)
         say("test split: LDS of every method")
-        test["lds"] = split_lds(config, base, tokenizer, "test", work, say)
+        test["lds"] = split_lds(config, base, tokenizer, "test", work, say, source)
         test["null_false_payout_rate"] = test["payment"]["null"]["null_false_payout_rate"]
         test["dataset"] = {
             "records": len(data.records), "indexed": len(t.index),
@@ -425,10 +489,13 @@ def run_attribution_eval(config: EvalConfig = EvalConfig(), *, say: Say = lambda
         }
         test["calibration"] = {k: v for k, v in t.index.calibration.to_dict().items()
                                if not k.startswith("null_")}
+        index_seconds = t.index.config.build_seconds + t.hook_seconds
         cost = {
             "train_seconds": t.train_seconds,
-            "index_build_seconds": t.index.config.build_seconds,
-            "index_over_train": t.index.config.build_seconds / max(t.train_seconds, 1e-9),
+            "feature_source": source,
+            "features_in_training_seconds": t.hook_seconds,
+            "index_build_seconds": index_seconds,
+            "index_over_train": index_seconds / max(t.train_seconds, 1e-9),
             "exact_gradients_seconds": t.exact_seconds,
             "feature_dim": t.index.config.dim,
             "full_gradient_dim": int(t.exact_rows.shape[1]),
@@ -438,7 +505,7 @@ def run_attribution_eval(config: EvalConfig = EvalConfig(), *, say: Say = lambda
         return EvalReport(
             config=asdict(config),
             tuning={"lds": tuning_lds, "lds_by_mode": by_mode, "chosen_score_mode": chosen,
-                    **span_rows},
+                    "lds_by_source": by_source, "chosen_feature_source": source, **span_rows},
             test=test, cost=cost, embedding_model=embedding_name,
             seconds=time.perf_counter() - started,
             notes=[f"threads: torch {_torch_threads()}, cpu count {os.cpu_count()}"],

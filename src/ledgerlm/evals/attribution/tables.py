@@ -48,6 +48,13 @@ def report_tables(report: EvalReport) -> list[ResultTable]:
     for m, value in report.tuning["lds_by_mode"].items():
         tuning.rows.append([m, f"{value:.3f}", "yes" if m == mode else ""])
     tables.append(tuning)
+    if "lds_by_source" in report.tuning:
+        source = ResultTable(f"Tuning split — LDS of grad:{mode} by where the training features "
+                             "come from (the higher is used)", ["feature source", "LDS", "chosen"])
+        for name, value in report.tuning["lds_by_source"].items():
+            source.rows.append([name, f"{value:.3f}",
+                                "yes" if name == report.tuning["chosen_feature_source"] else ""])
+        tables.append(source)
     rows = ResultTable("Tuning split — contributor precision@1 of the paid attribution by "
                        "min_span_rows (the higher is used)", ["min_span_rows", "precision@1",
                                                               "chosen"])
@@ -59,7 +66,9 @@ def report_tables(report: EvalReport) -> list[ResultTable]:
     c = ResultTable("Cost on this machine (test-split model)", ["what", "value"])
     c.rows += [
         ["fine-tuning (s)", f"{cost['train_seconds']:.1f}"],
-        ["index build incl. calibration (s)", f"{cost['index_build_seconds']:.1f}"],
+        [f"features collected inside training ({cost.get('feature_source', 'final adapter')}, s)",
+         f"{cost.get('features_in_training_seconds', 0.0):.1f}"],
+        ["index build incl. those and calibration (s)", f"{cost['index_build_seconds']:.1f}"],
         ["index build / training", f"{cost['index_over_train']:.2f}"],
         ["feature dim (full LoRA gradient dim)",
          f"{cost['feature_dim']} ({cost['full_gradient_dim']})"],

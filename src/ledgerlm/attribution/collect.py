@@ -1,0 +1,93 @@
+"""Gradient features of the training examples, collected while the last epoch trains instead of in a pass of their own.
+
+The index needs every trained example's projected LoRA gradient. Training already runs a forward
+and a backward pass over every example each epoch, and the per-example gradients fall out of that
+backward pass at the cost of the projection alone (features.py), so the last epoch's passes give
+the features for free: TracIn's (Pruthi et al., 2020) checkpoint features taken at the last
+epoch, instead of TRAK's (Park et al., 2023) features of the final adapter, which need a whole
+extra pass. Examples the last epoch did not see (a run resumed inside it, or cut by `max_steps`)
+are computed afterwards by `build_index` from the final adapter.
+
+Wiring: the node hands `capture_batch` and `on_batch_end` to the training loop (factory never
+imports attribution) and `finish` builds and saves the index from what was collected.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+
+from ledgerlm.attribution.features import LoraProjector, projected_gradients
+from ledgerlm.attribution.index import DEFAULT_DIM, build_index
+
+
+class TrainingFeatures:
+    """Projected per-example gradients of the training loss over the last `last_epochs` epochs."""
+
+    def __init__(self, epochs: int, *, last_epochs: int = 1, dim: int = DEFAULT_DIM,
+                 seed: int = 0):
+        self.first_epoch = max(0, epochs - last_epochs)
+        self.dim = dim
+        self.seed = seed
+        self.projector: LoraProjector | None = None
+        self.by_epoch: dict[int, dict[int, np.ndarray]] = {}
+        self.seconds = 0.0  # spent projecting and keeping features, inside training
+
+    @property
+    def rows(self) -> dict[int, np.ndarray]:
+        """Example index -> feature, summed over the collected epochs (TracIn's checkpoint sum)."""
+        return self.last(len(self.by_epoch))
+
+    def last(self, epochs: int) -> dict[int, np.ndarray]:
+        """The features summed over the last `epochs` collected epochs."""
+        out: dict[int, np.ndarray] = {}
+        for epoch in sorted(self.by_epoch)[-epochs:] if epochs > 0 else []:
+            for example, row in self.by_epoch[epoch].items():
+                out[example] = out[example] + row if example in out else row
+        return out
+
+    def capture_batch(self, model, batch, epoch: int):
+        """The context a training micro-batch's forward and backward run inside."""
+        if epoch < self.first_epoch:
+            return nullcontext(None)
+        if self.projector is None:
+            self.projector = LoraProjector.for_model(model, self.dim, self.seed)
+        return projected_gradients(model, self.projector, batch.segments,
+                                   batch.input_ids.shape[1])
+
+    def restricted(self, epochs: int) -> TrainingFeatures:
+        """The same collection keeping only its last `epochs` epochs (0: none, a separate pass)."""
+        view = TrainingFeatures(0, dim=self.dim, seed=self.seed)
+        view.projector = self.projector
+        view.by_epoch = {e: self.by_epoch[e] for e in sorted(self.by_epoch)[-epochs:]} if epochs else {}
+        view.seconds = self.seconds
+        return view
+
+    def on_batch_end(self, end) -> None:
+        """Keep each example's gradient of its summed token loss (training scaled it)."""
+        if end.capture is None:
+            return
+        started = time.perf_counter()
+        rows = self.by_epoch.setdefault(end.epoch, {})
+        scale = 1.0 / end.token_weight
+        for example, row in zip(end.capture["examples"], end.capture["features"].numpy()):
+            row = row * scale
+            rows[example] = rows[example] + row if example in rows else row
+        self.seconds += end.capture["seconds"] + time.perf_counter() - started
+
+    def finish(self, model_dir: Path, records: list[dict], base, training=None) -> dict:
+        """Build and save the index of `model_dir` from the collected features."""
+        started = time.perf_counter()
+        loaded = None
+        if training is not None and training.model is not None:
+            from ledgerlm.factory import load_tokenizer
+
+            loaded = (training.model, load_tokenizer(base))
+        index = build_index(model_dir, records, base=base, dim=self.dim, seed=self.seed,
+                            features=self, loaded=loaded)
+        return {"indexed_examples": len(index.examples),
+                "from_training": index.config.rows_from_training,
+                "seconds": round(time.perf_counter() - started, 3)}
