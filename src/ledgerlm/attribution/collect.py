@@ -34,7 +34,12 @@ class TrainingFeatures:
         self.seed = seed
         self.projector: LoraProjector | None = None
         self.by_epoch: dict[int, dict[int, np.ndarray]] = {}
-        self.seconds = 0.0  # spent projecting and keeping features, inside training
+        self.seconds_by_epoch: dict[int, float] = {}  # spent projecting and keeping features
+
+    @property
+    def seconds(self) -> float:
+        """Time the collection added to training (projection and bookkeeping)."""
+        return sum(self.seconds_by_epoch.values())
 
     @property
     def rows(self) -> dict[int, np.ndarray]:
@@ -62,8 +67,9 @@ class TrainingFeatures:
         """The same collection keeping only its last `epochs` epochs (0: none, a separate pass)."""
         view = TrainingFeatures(0, dim=self.dim, seed=self.seed)
         view.projector = self.projector
-        view.by_epoch = {e: self.by_epoch[e] for e in sorted(self.by_epoch)[-epochs:]} if epochs else {}
-        view.seconds = self.seconds
+        kept = sorted(self.by_epoch)[-epochs:] if epochs else []
+        view.by_epoch = {e: self.by_epoch[e] for e in kept}
+        view.seconds_by_epoch = {e: self.seconds_by_epoch.get(e, 0.0) for e in kept}
         return view
 
     def on_batch_end(self, end) -> None:
@@ -76,7 +82,8 @@ class TrainingFeatures:
         for example, row in zip(end.capture["examples"], end.capture["features"].numpy()):
             row = row * scale
             rows[example] = rows[example] + row if example in rows else row
-        self.seconds += end.capture["seconds"] + time.perf_counter() - started
+        spent = end.capture["seconds"] + time.perf_counter() - started
+        self.seconds_by_epoch[end.epoch] = self.seconds_by_epoch.get(end.epoch, 0.0) + spent
 
     def finish(self, model_dir: Path, records: list[dict], base, training=None) -> dict:
         """Build and save the index of `model_dir` from the collected features."""

@@ -222,8 +222,9 @@ def projected_gradients(
                                    field="model")
         started = time.perf_counter()
         mask, index = keep.to(x.device), gather.to(x.device)
-        x = _padded(projector.project(param, "in", x.float()).reshape(-1, matrix.k_in)[mask], index)
-        g = _padded(projector.project(param, "out", grad.float()).reshape(-1, matrix.k_out)[mask],
+        # Only the examples' tokens are projected; padding would only add zeros.
+        x = _padded(projector.project(param, "in", x.reshape(-1, x.shape[-1])[mask].float()), index)
+        g = _padded(projector.project(param, "out", grad.reshape(-1, grad.shape[-1])[mask].float()),
                     index)
         # sum_t g_t x_t^T per run: (runs, k_out, T) @ (runs, T, k_in), in float64
         parts = torch.bmm(g.transpose(1, 2), x).reshape(len(runs), -1).cpu()

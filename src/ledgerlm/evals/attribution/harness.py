@@ -224,7 +224,7 @@ def _fine_tune(config: EvalConfig, base, tokenizer, records: list[dict], out: Pa
     exact = exact_projector(trained.model)
     exact_rows = exact_row_gradients(trained.model, tokenizer, records, rows, exact,
                                      max_len=config.max_len)
-    hooks = collector.seconds if FEATURE_SOURCES[source] else 0.0
+    hooks = chosen.seconds  # what collecting only the chosen epochs would have added
     return Trained(trained.model, tokenizer, index, exact, exact_rows,
                    trained.train_seconds - collector.seconds, time.perf_counter() - t0,
                    collector, hooks, records)
@@ -278,6 +278,10 @@ def query_signals(t: Trained, prompt: str, answer: str, *, exact: bool = True) -
         combined = np.zeros(len(index))
         combined[evidence.rows] = evidence.combined
         scores[f"combined:{mode}"] = _with_gradient_order(combined, scores[f"grad:{mode}"])
+        # The same evidence, and the gradient's positive influence for what evidence leaves
+        # unexplained: a datamodel-style score (LDS sums it over kept rows), not a ranking.
+        scores[f"combined:{mode} + gradient"] = combined + (1.0 - min(1.0, combined.sum())) * \
+            np.clip(scores[f"grad:{mode}"], 0.0, None)
         if mode == PAYING_MODES[0]:
             span = np.zeros(len(index))
             span[evidence.rows] = evidence.span

@@ -154,3 +154,38 @@ def serving_latency(base, *, rank: int = 8, dim: int = 2048, rows: int = 100_000
     }
     result["attribution_ms"] = result["feature_ms"] + result["search_ms"] + result["span_ms"]
     return result
+
+
+def index_build_cost(base, records: list[dict], config, work_dir, *, dim: int = 2048,
+                     seed: int = 0) -> dict:
+    """Index build time against training time on `base`, and the separate-pass build it replaces.
+
+    One training run collects the last epoch's features (`TrainingFeatures`); the index is then
+    built from them (calibration included), and once more by a pass over the final adapter (the
+    baseline) from the same model, so both builds are timed on the same machine in the same run.
+    """
+    from pathlib import Path
+
+    from ledgerlm.attribution.collect import TrainingFeatures
+    from ledgerlm.attribution.index import build_index
+    from ledgerlm.factory import load_tokenizer, train
+
+    out = Path(work_dir) / f"build-cost-{base.name}"
+    collector = TrainingFeatures(config.epochs, dim=dim, seed=seed)
+    trained = train(base, records, config, out, on_batch_end=collector.on_batch_end,
+                    capture_batch=collector.capture_batch)
+    training = trained.train_seconds - collector.seconds
+    loaded = (trained.model, load_tokenizer(base))
+    started = time.perf_counter()
+    index = build_index(out, records, base=base, dim=dim, seed=seed, features=collector,
+                        loaded=loaded, save=False)
+    after = time.perf_counter() - started
+    started = time.perf_counter()
+    build_index(out, records, base=base, dim=dim, seed=seed, loaded=loaded, save=False)
+    separate = time.perf_counter() - started
+    return {"base": base.name, "records": len(records), "epochs": config.epochs,
+            "train_seconds": training, "features_in_training_seconds": collector.seconds,
+            "build_after_training_seconds": after,
+            "index_over_train": (collector.seconds + after) / training,
+            "rows_from_training": index.config.rows_from_training,
+            "separate_pass_seconds": separate, "separate_over_train": separate / training}
