@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
-from fastapi.testclient import TestClient
 
 from ledgerlm.api import create_app
 from ledgerlm.client import NodeClient
@@ -74,10 +73,11 @@ def web_world(tmp_path_factory) -> WebWorld:
     config.torch_threads = 1
     home.save_config(config)
     wallet = Account.from_key(b"\x0b" * 32)
-    with TestClient(create_app(lambda: Node.open(home)), base_url="http://ledgerlm.test",
-                    client=("127.0.0.1", 50000)) as http:
-        client = NodeClient(http, operator_token=home.operator_token_path.read_text().strip())
-        tiny = tiny_random_model(root / "tiny", [f"{r['question']} {r['answer']}" for r in FACTS])
+    tiny = tiny_random_model(root / "tiny", [f"{r['question']} {r['answer']}" for r in FACTS])
+    app = create_app(lambda: Node.open(home))
+    with served(home, app) as url:
+        # Set up over HTTP on the served node itself, as any client would.
+        client = NodeClient.connect(url, operator_token=home.operator_token_path.read_text().strip())
         client.factory.register_base("tiny", str(tiny))
         client.create_datanet(DatanetSpec(name="colours", schema=QA_SCHEMA, description="colours of things",
                                           tags=["facts"]), wallet)
@@ -85,7 +85,7 @@ def web_world(tmp_path_factory) -> WebWorld:
         for c in client.contributions("colours"):
             client.review(c.id, wallet, accept=True)
         client.publish("colours", wallet)
-        node = http.app.state.node
+        node = app.state.node
         job = client.factory.train(wallet, {
             "model_id": "facts-web", "datanet": "colours", "version": 1, "base": "tiny",
             "config": {"epochs": 2, "lr": 1e-2, "batch_size": 4, "max_len": 64, "eval_split": 0.0, "rank": 4,
@@ -97,8 +97,7 @@ def web_world(tmp_path_factory) -> WebWorld:
         client.chain.faucet(wallet.address, eth_wei=10**18, tokens=100 * 10**18)
         node.contracts.escrow.deposit(wallet, DEPOSIT)
         client.chain.stake(wallet, "validator", 10 * 10**18)
-    app = create_app(lambda: Node.open(home))
-    with served(home, app) as url:
+        client.close()
         yield WebWorld(home, url, wallet, "facts-web", "colours", app)
 
 
