@@ -65,3 +65,14 @@ def test_matched_spans_mark_runs_shared_with_training_text():
     assert marked == ["the reef is copper,"]
     assert "".join(p["text"] for p in pieces) == "Sure: the reef is copper, as always."
     assert all(p["source"] is None for p in matched_spans("nothing in common here", {1: "the reef is copper"}))
+
+
+def test_a_relayed_claim_is_refused_in_words_when_nothing_is_owed(http, client, alice):
+    action = sign_action(alice, "ClaimPayout", {"epoch": 1}, domain=client.domain).model_dump()
+    refused = http.post("/economy/claims", json={"action": action})
+    assert refused.status_code == 404 and "has no payout in epoch 1" in refused.json()["error"]["message"]
+    # The nonce is spent: the same signature cannot be replayed.
+    again = http.post("/economy/claims", json={"action": action})
+    assert again.status_code in (401, 409) and "nonce" in again.json()["error"]["message"].lower()
+    forged = {**action, "message": {**action["message"], "epoch": 2}}
+    assert http.post("/economy/claims", json={"action": forged}).status_code == 401

@@ -60,7 +60,8 @@ def serve(
     host: str | None = typer.Option(None, help="Interface to bind [default: config host, 127.0.0.1]."),
     port: int | None = typer.Option(None, help="Port [default: config port, 8547]."),
 ):
-    """Run the node's HTTP API (OpenAPI docs at /docs); CLI calls on this home go through it."""
+    """Run the node's HTTP API (OpenAPI docs at /docs) and the web dashboard (at /); CLI calls on this home go
+    through it."""
     import uvicorn
 
     from ledgerlm.api import create_app
@@ -72,7 +73,7 @@ def serve(
     record = s.home.running_path
     record.write_text(json.dumps({"url": f"http://{host}:{port}", "pid": os.getpid()}))
     try:
-        console.print(f"[green]ledgerlm node[/] on http://{host}:{port}  (docs: /docs)")
+        console.print(f"[green]ledgerlm node[/] on http://{host}:{port}  (dashboard: /, API docs: /docs)")
         uvicorn.run(create_app(lambda: _open_serving(s.home)), host=host, port=port, log_level="info")
     finally:
         record.unlink(missing_ok=True)
