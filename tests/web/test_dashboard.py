@@ -12,6 +12,7 @@ import pytest
 from eth_account.messages import _hash_eip191_message, encode_typed_data
 from eth_utils import keccak
 
+from ledgerlm import __version__
 from ledgerlm.datanets import DatanetSpec
 from ledgerlm.identity import SigningDomain, sign_action, typed_data
 
@@ -154,6 +155,9 @@ def test_a_models_lineage_runs_from_adapter_to_contributions(tab, web_world):
     assert "colours v1" in lineage and "matches" in lineage
     assert page.locator(".leaves li").count() == 8
     assert "Files match their lineage" in page.locator("main").inner_text()
+    before_after = page.locator("table.before-after").first.inner_text()
+    assert "loss" in before_after and "Before" in before_after and "After" in before_after
+    assert page.locator("footer").inner_text().startswith(f"ledgerlm {__version__}")
     tab.shot("model-lineage")
 
 

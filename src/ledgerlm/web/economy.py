@@ -15,14 +15,14 @@ router = APIRouter()
 # One colour per payee role, readable on white and told apart without colour by the legend's order.
 ROLE_COLOURS = {"contributor": "#1b6ac9", "data_pool": "#6a3fb5", "developer": "#b8580f", "validator": "#16794a",
                 "node": "#5a5a5a"}
-CHART_W, CHART_H, BAR_GAP = 600, 200, 8
+CHART_W, CHART_H, BAR_GAP, BAR_MAX = 600, 200, 8, 60
 
 
 def earnings_chart(epochs: list[dict]) -> dict:
     """Stacked bars, one per epoch, one segment per role: coordinates the template draws as SVG."""
     totals = [int(e["amount"]) for e in epochs]
     top = max(totals, default=0) or 1
-    width = (CHART_W - BAR_GAP * (len(epochs) + 1)) / max(1, len(epochs))
+    width = min(BAR_MAX, (CHART_W - BAR_GAP * (len(epochs) + 1)) / max(1, len(epochs)))
     bars, roles = [], []
     for i, e in enumerate(epochs):
         x = BAR_GAP + i * (width + BAR_GAP)
@@ -37,7 +37,7 @@ def earnings_chart(epochs: list[dict]) -> dict:
                 roles.append(role)
         bars.append({"epoch": e["epoch"], "amount": e["amount"], "x": round(x + width / 2, 2), "segments": segments})
     return {"bars": bars, "legend": [(r, ROLE_COLOURS.get(r, "#333")) for r in roles], "width": CHART_W,
-            "height": CHART_H}
+            "height": CHART_H, "top": top}
 
 
 def by_source(epochs: list[dict]) -> dict[str, dict[str, int]]:

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from ledgerlm import __version__
 from ledgerlm.times import format_time, iso
@@ -72,7 +72,7 @@ environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_
                           undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 environment.filters.update(amount=_amount, when=_when, short=_short, address=_address_link, tx=_tx_link,
                            pretty=_pretty, bps=_bps)
-environment.globals.update(nav=NAV, version=__version__, escape=escape)
+environment.globals.update(nav=NAV, ledgerlm_version=__version__)
 
 
 def page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
