@@ -39,11 +39,23 @@ def test_every_page_renders_without_console_errors(tab, web_world):
              f"/web/models/{web_world.model_id}", "/web/jobs/1", "/web/playground", "/web/economy",
              f"/web/economy/earnings/{web_world.wallet.address}", "/web/ledger", "/web/ledger/blocks/1",
              f"/web/ledger/address/{web_world.wallet.address}"]
+    unlabelled = """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+        .filter(c => !c.labels.length && !c.getAttribute('aria-label')).map(c => c.name || c.id)"""
     for path in paths:
         response = tab.page.goto(web_world.url + path)
         assert response.status == 200, (path, response.status)
         assert tab.page.locator("h1").first.is_visible()
+        assert tab.page.evaluate(unlabelled) == [], path  # every control has a label
     tab.shot("ledger")
+    # Keyboard first: the first Tab lands on the skip link, which moves focus to the content.
+    tab.page.keyboard.press("Tab")
+    assert tab.page.evaluate("document.activeElement.textContent") == "Skip to content"
+    # Small screens: pages reflow instead of scrolling sideways (wide tables scroll inside their box).
+    tab.page.set_viewport_size({"width": 390, "height": 800})
+    for path in ("/", f"/web/datanets/{web_world.datanet}", f"/web/models/{web_world.model_id}", "/web/ledger"):
+        tab.page.goto(web_world.url + path)
+        assert tab.page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), path
+    tab.shot("ledger-phone")
     # The first page stays small: HTML, CSS and scripts together.
     sizes = [len(httpx.get(web_world.url + p).content) for p in
              ["/", "/web/static/ledgerlm.css", "/web/static/htmx.min.js", "/web/static/keccak.js",
