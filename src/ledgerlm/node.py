@@ -443,14 +443,14 @@ class Node:
     @cached_property
     def shares(self):
         """Revenue shares: issue one ERC-20 per Datanet or model, read holders and earnings per share."""
-        from ledgerlm.economy.shares import Shares
+        from ledgerlm.economy import Shares
 
         return Shares(self.db, self.contracts, self.account, domain=self.domain)
 
     @cached_property
     def access(self):
         """Payments for training on priced private Datanets, taken from escrow into the open epoch."""
-        from ledgerlm.economy.access import AccessPayments
+        from ledgerlm.economy import AccessPayments
 
         # The closer's lock: no close plans an epoch while a payment is being debited into it.
         return AccessPayments(self.db, self.contracts, self.account, self.domain, lock=self.economy._lock)

@@ -9,6 +9,7 @@ SCHEMA = {"type": "object", "properties": {"q": {"type": "string"}, "a": {"type"
 UNIT = 10**18
 
 
+@pytest.mark.slow  # the default suite covers the routes through the client and every command's error path
 @pytest.mark.parametrize("cli_mode", ["served"])  # one mode: the in-process one opens a node per command
 def test_issue_show_holders_claim_transfer(cli, tmp_path):
     (tmp_path / "s.json").write_text(json.dumps(SCHEMA))

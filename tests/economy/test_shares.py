@@ -128,7 +128,7 @@ def test_a_transfer_mid_epoch_moves_the_next_payout_of_a_model(client, world, al
     assert world.contracts.token.balance_of(buyer.address) == amount
 
 
-@settings(max_examples=4, phases=[Phase.generate], suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=3, phases=[Phase.generate], suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(moves=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3), st.integers(1, 10**6)), min_size=1,
                       max_size=6),
        fee=st.integers(1, 10**21))

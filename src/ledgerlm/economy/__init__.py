@@ -12,10 +12,12 @@ from ledgerlm.economy.errors import EconomyError
 from ledgerlm.economy.fees import ROLES, FeeShares, Payout, price_fee, split_fee
 
 _LAZY = {
+    "AccessPayments": "access",
     "EpochCloser": "close", "published_files": "close",
     "record_spending_cap": "earnings",
     "Faucet": "faucet", "is_loopback": "faucet",
     "payout_tree": "payouts", "PAYOUT_TYPES": "payouts",
+    "Shares": "shares", "ShareAsset": "shares",
     "verify_epoch": "verify",
     "change_fee_policy": "policy", "fee_shares_in_force": "policy",
 }
