@@ -267,7 +267,7 @@ def record(rows: list[dict], kept: dict) -> None:
                        ("claim an epoch payout (EpochDistributor)", "payout_claim_gas")):
         gas.add_row(label, f"{first[key]:,}")
     scale = ResultTable("Paying holders each epoch: holder split in the payout tree vs a direct LGR transfer each", [
-        "holders/asset", "assets", "holders paid", "payout leaves", "close s", "close gas",
+        "holders/asset", "assets", "holder payouts", "payout leaves (one per account)", "close s", "close gas",
         "gas/holder if all claim (ours)", "baseline s", "baseline gas", "gas/holder (baseline)", "conserved"])
     for r in rows:
         scale.add_row(f"{r['holders']:,}", r["assets"], f"{r['holders_paid']:,}", f"{r['payout_leaves']:,}",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from eth_account.signers.local import LocalAccount
-from eth_utils import to_checksum_address
+from eth_utils import keccak, to_checksum_address
 
 from ledgerlm.chain.contracts import Bytes32, TokenClient, _Client, as_bytes32
 from ledgerlm.chain.port import TxResult
@@ -15,6 +15,8 @@ from ledgerlm.chain.port import TxResult
 ZERO_ADDRESS = "0x" + "00" * 20
 # balancesAt reads this many accounts per eth_call, well inside any node's call gas limit.
 BALANCES_PER_CALL = 400
+TRANSFER_TOPIC = keccak(text="Transfer(address,address,uint256)")
+CLAIMED_TOPIC = keccak(text="AllocationClaimed(address,uint256)")
 
 
 class AssetKind(IntEnum):
@@ -33,6 +35,14 @@ class Transfer:
     sender: str
     to: str
     amount: int
+
+
+@dataclass
+class ShareEvents:
+    """One share token's Transfer logs in chain order, and who claimed an allocation in which block."""
+
+    transfers: list[Transfer]
+    claims: dict[str, int]
 
 
 class ShareFactoryClient(_Client):
@@ -81,13 +91,29 @@ class ShareTokenClient(TokenClient):
             out.update(zip(part, (int(v) for v in self._call("balancesAt", part, int(block)))))
         return out
 
-    def transfers(self, from_block: int, to_block: int) -> list[Transfer]:
-        """Every Transfer log in the block range, in chain order."""
-        logs = self.contract.events["Transfer"]().get_logs(from_block=from_block, to_block=to_block)
-        return sorted((Transfer(int(e["blockNumber"]), int(e["logIndex"]), e["args"]["from"], e["args"]["to"],
-                                int(e["args"]["value"])) for e in logs), key=lambda t: (t.block, t.log_index))
+    def events(self, from_block: int, to_block: int) -> ShareEvents:
+        """This token's transfers and allocation claims in the block range."""
+        return share_events(self.chain, [self.address], from_block, to_block)[self.address]
 
-    def allocation_claims(self, from_block: int, to_block: int) -> dict[str, int]:
-        """Account -> block in which it claimed its allocation, for claims in the range."""
-        logs = self.contract.events["AllocationClaimed"]().get_logs(from_block=from_block, to_block=to_block)
-        return {e["args"]["account"]: int(e["blockNumber"]) for e in logs}
+
+def share_events(chain, tokens: Sequence[str], from_block: int, to_block: int) -> dict[str, ShareEvents]:
+    """Transfers and allocation claims of many share tokens in one log query (an epoch close reads them all)."""
+    tokens = [to_checksum_address(t) for t in tokens]
+    found = {t: ShareEvents([], {}) for t in tokens}
+    if not tokens:
+        return found
+    decoder = chain.contract("RevenueShare", tokens[0]).events
+    logs = chain.w3.eth.get_logs({"address": tokens, "fromBlock": int(from_block), "toBlock": int(to_block),
+                                  "topics": [["0x" + TRANSFER_TOPIC.hex(), "0x" + CLAIMED_TOPIC.hex()]]})
+    for log in logs:
+        token = to_checksum_address(log["address"])
+        if bytes(log["topics"][0]) == TRANSFER_TOPIC:
+            e = decoder.Transfer().process_log(log)
+            found[token].transfers.append(Transfer(int(e["blockNumber"]), int(e["logIndex"]), e["args"]["from"],
+                                                   e["args"]["to"], int(e["args"]["value"])))
+        else:
+            e = decoder.AllocationClaimed().process_log(log)
+            found[token].claims[e["args"]["account"]] = int(e["blockNumber"])
+    for events in found.values():
+        events.transfers.sort(key=lambda t: (t.block, t.log_index))
+    return found

@@ -12,6 +12,7 @@ from eth_utils import keccak, to_checksum_address
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 
+from ledgerlm.chain.shares import share_events
 from ledgerlm.economy.errors import EconomyError
 from ledgerlm.economy.payouts import Ledger, payout_tree
 from ledgerlm.economy.pools import valuation_weights
@@ -84,15 +85,16 @@ def allocation(conn: Connection, kind: str, asset: str, version: int | None, own
     return {to_checksum_address(a): v for a, v in split.items() if v > 0}
 
 
-def holdings_at(token, asset: ShareAsset, block: int) -> dict[str, int]:
+def holdings_at(token, asset: ShareAsset, block: int, events=None) -> dict[str, int]:
     """What each account holds at the end of `block`: its checkpointed balance plus its allocation while that
     is still unclaimed (unclaimed shares belong to their leaf's account, not to the token contract). Holders
     are every recipient in the token's Transfer logs; the holdings sum to the supply, or the close stops."""
     if asset.block is None or block < asset.block:
         return {}
-    recipients = {t.to for t in token.transfers(asset.block, block)} - {token.address, "0x" + "00" * 20}
+    events = events or token.events(asset.block, block)
+    recipients = {t.to for t in events.transfers if t.block <= block} - {token.address, "0x" + "00" * 20}
     held = {a: v for a, v in token.balances_at(sorted(recipients), block).items() if v}
-    claimed = token.allocation_claims(asset.block, block)
+    claimed = {a for a, at in events.claims.items() if at <= block}
     for leaf in asset.allocation:
         if leaf["account"] not in claimed:
             held[leaf["account"]] = held.get(leaf["account"], 0) + int(leaf["amount"])
@@ -125,10 +127,13 @@ def pay_holders(ledger: Ledger, contracts, assets: dict[tuple[str, str], ShareAs
                 revenue: dict[tuple[str, str], dict[str, int]], block: int) -> list[dict]:
     """Credit each asset's epoch revenue to its holders at `block` by balance; returns the published pools."""
     paid = []
+    paying = [assets[key] for key in revenue]
+    events = share_events(contracts.chain, [a.token for a in paying], min((a.block for a in paying), default=0),
+                          block) if paying else {}
     for key, sources in sorted(revenue.items()):
         asset = assets[key]
         amount = sum(sources.values())
-        holders = holdings_at(contracts.share_token(asset.token), asset, block)
+        holders = holdings_at(contracts.share_token(asset.token), asset, block, events[asset.token])
         source = {"datanet": asset.asset} if asset.kind == "datanet" else {"model": asset.asset}
         split = ledger.credit_split(amount, holders, "shares", **source)
         paid.append({"kind": "shares", "datanet": asset.asset if asset.kind == "datanet" else None,
@@ -269,9 +274,10 @@ class Shares:
         if block > head:
             raise EconomyError(f"block {block} is after the chain head {head}", field="block")
         token = self.contracts.share_token(asset.token)
-        held = holdings_at(token, asset, block)
+        events = token.events(asset.block, block) if block >= asset.block else None
+        held = holdings_at(token, asset, block, events)
         unclaimed = {leaf["account"]: int(leaf["amount"]) for leaf in asset.allocation
-                     if leaf["account"] not in token.allocation_claims(asset.block, block)} if held else {}
+                     if leaf["account"] not in events.claims} if held else {}
         rows = [{"account": a, "balance": str(v), "unclaimed_allocation": str(unclaimed.get(a, 0)),
                  "bps": v * BPS // asset.supply} for a, v in sorted(held.items(), key=lambda kv: (-kv[1], kv[0]))]
         return {"asset": asset.ref, "token": asset.token, "block": block, "supply": str(asset.supply),
