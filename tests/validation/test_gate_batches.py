@@ -1,15 +1,18 @@
-"""The batched junk, personal-data and injection checks give every text exactly the findings of the per-text checks."""
+"""The batched gate checks (junk, personal data, injection, label-noise votes) give exactly what one-at-a-time checks give."""
 
 from __future__ import annotations
 
 import random
 import string
+from collections import Counter
 
+import numpy as np
 import pytest
 
 from ledgerlm.validation.gates import injection_findings, junk_findings, personal_data_findings
 from ledgerlm.validation.gates.injection import injection_findings_many
 from ledgerlm.validation.gates.junk import junk_findings_many
+from ledgerlm.validation.gates.label_noise import knn_label_disagreement
 from ledgerlm.validation.gates.personal_data import personal_data_findings_many
 from ledgerlm.validation.gates.text_batch import TextBatch
 from ledgerlm.validation.policy import PERSONAL_DATA_KINDS, GatePolicy
@@ -73,3 +76,19 @@ def test_batched_personal_data_and_injection_checks_match_the_per_text_checks():
 def test_a_batch_finds_exactly_the_texts_that_hold_a_needle(needle):
     batch = TextBatch(TEXTS, lower=True)
     assert batch.containing(needle).tolist() == [needle in t.lower() for t in TEXTS]
+
+
+@pytest.mark.parametrize("k", [1, 4, 7])
+def test_label_noise_votes_match_a_counter_per_record_ties_included(k):
+    rng = np.random.default_rng(k)
+    emb = rng.normal(size=(120, 16)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    labels = [str(x) for x in rng.integers(0, 5, size=120)]  # few labels and small k: many tied votes
+    hoods = knn_label_disagreement(emb, labels, k, rows=range(90))
+    sims = emb[:90] @ emb.T
+    sims[np.arange(90), np.arange(90)] = -np.inf
+    for r in range(90):
+        counts = Counter(labels[j] for j in np.argsort(-sims[r], kind="stable")[:k])
+        majority = max(counts.items(), key=lambda kv: (kv[1], kv[0] == labels[r], kv[0]))[0]
+        assert (hoods[r].majority_label, hoods[r].counts) == (majority, dict(counts))
+        assert hoods[r].disagreement == 1 - counts.get(labels[r], 0) / k

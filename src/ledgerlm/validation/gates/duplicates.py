@@ -90,13 +90,24 @@ _SHOUTING = re.compile(r"\b[A-Z]{2,}\b")
 _WORDS = re.compile(r"\w+", re.UNICODE)
 
 
+_NOT_LETTERS = bytes(c for c in range(128) if not chr(c).isalpha())
+_NOT_CAPITALS = bytes(c for c in range(128) if not chr(c).isupper())
+
+
+def _letters_and_capitals(text: str) -> tuple[int, int]:
+    """How many characters are letters and how many capitals (`str.isalpha` / `str.isupper`)."""
+    if text.isascii():  # byte deletion in C instead of a Python call per character
+        raw = text.encode("ascii")
+        return len(raw.translate(None, _NOT_LETTERS)), len(raw.translate(None, _NOT_CAPITALS))
+    return sum(map(str.isalpha, text)), sum(map(str.isupper, text))
+
+
 def presentation_flaws(text: str, vocabulary: Counter) -> float:
     """How defaced a text looks: shouting, no capitals, no sentence punctuation, doubled spaces, one-off words."""
     words = _WORDS.findall(text)
     if not words:
         return 10.0
-    letters = sum(ch.isalpha() for ch in text)
-    upper = sum(ch.isupper() for ch in text)
+    letters, upper = _letters_and_capitals(text)
     flaws = 0.0
     if letters >= 20 and len(_SHOUTING.findall(text)) > 0.5 * len(words):
         flaws += 1.0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -32,7 +31,12 @@ def knn_label_disagreement(embeddings: np.ndarray, labels: Sequence[str], k: int
     out: dict[int, LabelNeighbourhood] = {}
     if k < 1:
         return out
-    label_arr = np.asarray(labels, dtype=object)
+    # labels as class numbers in str order, so the tie rule below is a plain argmax
+    classes = sorted(set(labels), key=str)
+    number = {label: i for i, label in enumerate(classes)}
+    codes = np.fromiter((number[label] for label in labels), dtype=np.int64, count=n)
+    n_classes = len(classes)
+    chunk = max(1, min(chunk, _VOTE_CELLS // n_classes))  # rows x classes of votes stay small
     rows = list(rows)
     # a Gram matrix of one array with itself takes BLAS's symmetric product (half the work of a
     # general one), so when it fits, all similarities come from one product
@@ -42,12 +46,19 @@ def knn_label_disagreement(embeddings: np.ndarray, labels: Sequence[str], k: int
         sims = gram[idx] if gram is not None else embeddings[idx] @ embeddings.T
         sims[np.arange(len(idx)), idx] = -np.inf
         nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        for r, neigh in zip(idx, nearest):
-            counts = Counter(label_arr[neigh].tolist())
-            own = labels[r]
-            majority, _ = max(counts.items(), key=lambda kv: (kv[1], kv[0] == own, str(kv[0])))
-            out[int(r)] = LabelNeighbourhood(own, majority, 1 - counts.get(own, 0) / k, dict(counts))
+        votes = np.bincount((np.arange(len(idx))[:, None] * n_classes + codes[nearest]).ravel(),
+                            minlength=len(idx) * n_classes).reshape(len(idx), n_classes)
+        own = codes[idx]
+        # the majority: most votes, then the record's own label, then the label last in str order
+        rank = votes * (2 * n_classes) + np.arange(n_classes)
+        rank[np.arange(len(idx)), own] += n_classes
+        majority = rank.argmax(axis=1)
+        own_votes = votes[np.arange(len(idx)), own]
+        for r, m, v, row in zip(idx.tolist(), majority.tolist(), own_votes.tolist(), votes):
+            counts = {classes[c]: int(row[c]) for c in np.flatnonzero(row).tolist()}
+            out[r] = LabelNeighbourhood(labels[r], classes[m], 1 - v / k, counts)
     return out
 
 
 _GRAM_LIMIT = 4096  # rows: a float32 Gram matrix of at most 64 MiB
+_VOTE_CELLS = 4_000_000

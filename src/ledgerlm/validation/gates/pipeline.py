@@ -54,7 +54,7 @@ def run_gates(
         findings[c.contribution_id].append(Finding(gate, code, float(score), policy.action(gate), detail))
 
     def rejected() -> set[int]:
-        return {cid for cid, fs in findings.items() if decide(fs) == "reject"}
+        return {cid for cid, fs in findings.items() if fs and decide(fs) == "reject"}
 
     texts = {c.contribution_id: c.scan_text() for c in candidates}
     answers = [c.answer_text() for c in candidates]
