@@ -16,16 +16,18 @@ router = APIRouter()
 
 MIN_SPAN_WORDS = 3  # a shared run shorter than this is ordinary language, not evidence
 SHOWN_SOURCES = 5
+MAX_COMPARED_CHARS = 20_000  # word matching is quadratic: an answer or a record longer than this is cut
 WORD = re.compile(r"\S+")
 
 
 def matched_spans(answer: str, sources: dict) -> list[dict]:
     """The answer cut into pieces, each marked with the contribution whose text it repeats (runs of at
     least MIN_SPAN_WORDS words, compared word by word, case and punctuation aside)."""
+    answer = answer[:MAX_COMPARED_CHARS]
     words = [(m.start(), m.end(), _norm(m.group())) for m in WORD.finditer(answer)]
     owner: list = [None] * len(words)
     for cid, text in sources.items():
-        theirs = [_norm(w) for w in WORD.findall(text)]
+        theirs = [_norm(w) for w in WORD.findall(text[:MAX_COMPARED_CHARS])]
         matcher = difflib.SequenceMatcher(None, [w for _, _, w in words], theirs, autojunk=False)
         for block in matcher.get_matching_blocks():
             if block.size >= MIN_SPAN_WORDS:
