@@ -115,6 +115,10 @@ class NodeClient:
         return SharesActions(self)
 
     @property
+    def agents(self) -> AgentActions:
+        return AgentActions(self)
+
+    @property
     def chain_id(self) -> int:
         return int(self.info()["chain_id"])
 
@@ -390,8 +394,9 @@ class ServingActions:
     def __init__(self, node: NodeClient):
         self.node = node
 
-    def create_key(self, account: LocalAccount, cap: int, *, days: int = 30) -> tuple[str, dict]:
-        """A new `sk-lgr-` key spending up to `cap` base units in the open epoch: (the key, its record)."""
+    def create_key(self, account: LocalAccount, cap: int, *, days: int = 30, key: str | None = None) -> tuple[str, dict]:
+        """A new `sk-lgr-` key (or `key`, made by the caller) spending up to `cap` base units in the open epoch:
+        (the key, its record)."""
         import time
 
         from eth_account.messages import encode_typed_data
@@ -399,7 +404,7 @@ class ServingActions:
         from ledgerlm.serving.keys import key_sha256, new_api_key
 
         terms = self.node._request("GET", "/apikeys/terms")
-        key = new_api_key()
+        key = key or new_api_key()
         deadline = int(time.time()) + days * 86_400
         cap_message = {"consumer": account.address, "settler": terms["settler"], "epoch": terms["epoch"],
                        "cap": int(cap), "deadline": deadline}
@@ -475,6 +480,31 @@ class SharesActions:
         claimed = self.claim(account, ref)
         tx = self.node.chain.send_to(account, self.show(ref)["token"], "RevenueShare", "transfer", [to, int(amount)])
         return {**tx, "claimed": claimed["tx_hash"] if claimed else None}
+
+
+class AgentActions:
+    """Agent policies as the node enforces them: the owner signs them, the agent binds itself once."""
+
+    def __init__(self, node: NodeClient):
+        self.node = node
+
+    def set_policy(self, owner: LocalAccount, agent: str, policy: dict, *, bind: LocalAccount | None = None) -> dict:
+        """Register or replace `agent`'s policy (SetAgentPolicy fields); `bind` is the agent's own key, needed
+        the first time so the agent accepts this owner."""
+        body = {"action": self.node._sign(owner, "SetAgentPolicy", {"agent": agent, **policy})}
+        if bind is not None:
+            body["binding"] = self.node._sign(bind, "BindAgent", {"owner": owner.address})
+        return self.node._request("PUT", f"/agents/{agent}/policy", json=body)
+
+    def set_paused(self, owner: LocalAccount, agent: str, paused: bool) -> dict:
+        action = self.node._sign(owner, "PauseAgent", {"agent": agent, "paused": bool(paused)})
+        return self.node._request("POST", f"/agents/{agent}/pause", json={"action": action})
+
+    def standing(self, agent: str) -> dict:
+        return self.node._request("GET", f"/agents/{agent}")
+
+    def list(self, owner: str | None = None) -> list[dict]:
+        return self.node._request("GET", "/agents", params={"owner": owner} if owner else None)
 
 
 class ChainActions:

@@ -243,9 +243,17 @@ class Node:
         )
         blobs.collect_orphans(datanets.referenced_blobs())
         node = cls(home, config, db, blobs, account, datanets)
+        datanets.actor_guard = node.agent_policies.check
         if home.deployment_path.exists():
             datanets.anchor = RegistryAnchor(node)
         return node
+
+    @cached_property
+    def agent_policies(self):
+        """The policy each agent's owner signed; checked before an agent spends, contributes or votes."""
+        from ledgerlm.agents import AgentPolicies
+
+        return AgentPolicies(self.db, domain=lambda: self.domain)
 
     @cached_property
     def validation(self):
@@ -261,7 +269,7 @@ class Node:
             self.db, self.datanets, domain=self.domain,
             validator_stakes=lambda: self.stakes(StakeRole.VALIDATOR), contributor_bonds=self._bonds,
             slash=self._slash if self.on_chain else None, seed_source=lambda: self.chain.head().hash,
-            settings=settings,
+            settings=settings, actor_guard=self.agent_policies.check,
         )
 
     def attributor(self, model_id: str):
@@ -368,7 +376,7 @@ class Node:
             Catalog(self.factory, self.home.models, configured_base=settings.base_model,
                     base_price_per_1k=settings.base_price_per_1k),
             keys, Budget(self.db, self.account.address, escrow.balance_of if escrow else None), log,
-            AttributionWorker(log, attribute), settings, load_engine,
+            AttributionWorker(log, attribute), settings, load_engine, spend_guard=self.agent_policies.check_spend,
         )
         self.closers.append(serving.close)
         return serving

@@ -3,7 +3,7 @@ speaks the node's HTTP API, the same API the CLI uses."""
 
 from __future__ import annotations
 
-from ledgerlm.client import ChainActions, FactoryActions, NodeClient, ServingActions, ValidationActions
+from ledgerlm.client import AgentActions, ChainActions, FactoryActions, NodeClient, ServingActions, ValidationActions
 from ledgerlm.errors import AuthError, ConflictError, LedgerError, NotFoundError
 
 
@@ -13,6 +13,6 @@ def connect(url: str, *, operator_token: str | None = None, timeout: float = 600
 
 
 __all__ = [
-    "AuthError", "ChainActions", "ConflictError", "FactoryActions", "LedgerError", "NodeClient", "NotFoundError",
+    "AgentActions", "AuthError", "ChainActions", "ConflictError", "FactoryActions", "LedgerError", "NodeClient", "NotFoundError",
     "ServingActions", "ValidationActions", "connect",
 ]

@@ -8,7 +8,7 @@ import pytest
 from eth_account import Account
 from fastapi.testclient import TestClient
 
-from ledgerlm.agents import AgentPolicy, AgentRegistry, FundingPlan, create_agent
+from ledgerlm.agents import AgentPolicy, AgentRegistry, FundingPlan, change_policy, create_agent
 from ledgerlm.api import create_app
 from ledgerlm.client import NodeClient
 from ledgerlm.config import Home
@@ -38,6 +38,14 @@ class AgentWorld:
 
     def account(self, name: str):
         return self.keyring.unlock(f"agent-{name}", PASSPHRASE)
+
+    def set_policy(self, name: str, **changes) -> object:
+        """The owner signs a changed policy for the node (which enforces it from the agent's next action)."""
+        policy = self.registry.get(name).policy.model_copy(update=changes)
+        return change_policy(self.client, self.registry, name, self.owner, policy=policy)
+
+    def pause(self, name: str, paused: bool = True) -> object:
+        return change_policy(self.client, self.registry, name, self.owner, paused=paused)
 
 
 @pytest.fixture(scope="session")

@@ -24,22 +24,47 @@ def test_create_funds_the_agent_from_its_owner_and_pause_shows_everywhere(cli):
                        "--allow-models", "m1,m2", "--max-price", "0.01", "--per-epoch")
     assert created["owner"] == cli.address("alice") and created["address"] != created["owner"]
     assert created["policy"]["allow_models"] == ["m1", "m2"] and created["policy"]["max_price_per_1k"] == 10**16
-    assert created["api_key"].endswith("…") and len(created["api_key"]) < 16  # the key is never printed whole
+    assert "api_key" not in created and created["state"] == "ready"  # the key is never printed
+    stored = "".join(p.read_text() for p in (cli.home.root / "agents").glob("scout*"))
+    assert "sk-lgr-" not in stored  # nor kept in the clear: it sits in an encrypted keystore
 
     shown = cli.json("agent", "show", "scout")
     assert shown["chain"]["escrow"] == 5 * UNIT and shown["chain"]["stake"]["validator"] == 3 * UNIT
     assert cli.json("balance", "alice")["tokens"] == 92 * UNIT  # budget and stake left the owner's account
     assert cli.json("keys", "show", "agent-scout")["address"] == created["address"]  # its own encrypted key
 
-    cli("agent", "pause", "scout")
+    cli("agent", "pause", "scout")  # signed by the owner's key, found in the home by its address
     assert cli.json("agent", "list")[0]["policy"]["paused"] is True
     assert "PAUSED" in cli("agent", "show", "scout").stdout
-    cli("agent", "resume", "scout")
+    assert cli.json("agent", "show", "scout")["node_policy"]["policy"]["paused"] is True  # the node's copy
+    cli.fails("agent", "resume", "scout", "--owner", "agent-scout", match="is not agent 'scout'")
+    cli("agent", "resume", "scout", "--owner", "alice")
     assert cli.json("agent", "list")[0]["policy"]["paused"] is False
+    assert cli.json("agent", "show", "scout")["node_policy"]["policy"]["paused"] is False
 
     trail = cli.json("agent", "audit", "scout")
-    assert [e["tool"] for e in trail] == ["fund_gas", "fund_tokens", "escrow_deposit", "stake", "spending_cap"]
+    assert [e["tool"] for e in trail] == ["fund_gas", "fund_tokens", "escrow_deposit", "stake", "register_policy",
+                                          "spending_cap"]
     assert all(e["ok"] for e in trail) and all(e["tx_hashes"] for e in trail[:4])
+
+
+def test_a_create_that_failed_part_way_finishes_when_run_again_without_funding_twice(cli):
+    cli("chain", "faucet", "bob", "--tokens", "2")  # gas, but less LGR than the budget
+    cli.fails("agent", "create", "late", "--owner", "bob", "--budget", "5", "--stake", "1",
+              match="run the same `agent create` again")
+    assert cli.json("agent", "show", "late")["state"] == "funding"
+    cli.fails("agent", "run", "late", "--task", "t", "--script", "x.json", match="was not fully created")
+    cli.fails("agent", "create", "late", "--owner", "bob", "--budget", "4", "--stake", "1",
+              match="options it began with")
+    cli("chain", "faucet", "bob", "--tokens", "10")
+    done = cli.json("agent", "create", "late", "--owner", "bob", "--budget", "5", "--stake", "1")
+    assert done["state"] == "ready"
+    shown = cli.json("agent", "show", "late")
+    assert shown["chain"]["escrow"] == 5 * UNIT and shown["chain"]["stake"]["validator"] == UNIT
+    assert cli.json("balance", "bob")["tokens"] == 6 * UNIT  # 12 received, 6 moved once
+    tools = [e["tool"] for e in cli.json("agent", "audit", "late")]
+    assert tools == ["fund_gas", "fund_tokens", "escrow_deposit", "stake", "register_policy", "spending_cap"]
+    cli.fails("agent", "create", "late", "--owner", "bob", "--budget", "5", match="already exists")
 
 
 def test_bad_input_names_the_field(cli):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import subprocess
 import sys
 import time
@@ -74,6 +75,27 @@ def test_validator_scores_flagged_and_degenerate_data_low(examples):
     assert score({"flags": [], "payload": {"question": "Where is the kelp?", "answer": "In the bay."}}) == good
 
 
+def test_validator_judges_a_record_with_a_served_model_combined_with_the_gates(world, examples):
+    v = examples["validator"]
+    question = "What colour is the reef?"
+    assert v.agreement("The reef is copper.", "The reef is copper.", question) == 1.0
+    assert v.agreement("The reef is copper.", "The reef is blue.", question) == 0.0  # same words, other claim
+    assert v.judged_score(v.GOOD, 1.0, 0.9) == v.GOOD and v.judged_score(v.GOOD, 0.0, 0.9) < 25
+    assert v.judged_score(v.GOOD, 0.0, 0.0) == v.GOOD  # an untrusted judge moves nothing
+
+    judge_agent = _wallet(world, "judge", allow_models=["tiny"])
+    # as the validation queue sends it: the record's JSON text
+    record = {"flags": [], "payload": json.dumps({"question": question, "answer": "The reef is copper."})}
+    scored = v.score(record, v.Judge("tiny", trust=1.0), judge_agent)
+    asked = [e for e in judge_agent.audit.entries() if e.tool == "call_model"]
+    assert len(asked) == 1 and asked[0].ok and asked[0].cost > 0  # one paid call, under the agent's policy
+    said = asked[0].result["answer"]
+    assert scored == v.judged_score(v.GOOD, v.agreement(said, "The reef is copper.", question), 1.0)
+    assert v.score({**record, "flags": [{"gate": "junk"}]}, v.Judge("tiny", 1.0), judge_agent) == v.BAD
+    assert len([e for e in judge_agent.audit.entries() if e.tool == "call_model"]) == 1  # flagged: no call
+    assert v.pick_judge(judge_agent) is None  # the random base model has no measured quality to trust
+
+
 def test_buyer_ranks_by_quality_per_price_and_pays_within_budget(world, examples):
     rank = examples["buyer"].rank
     catalog = [{"id": "cheap-bad", "price_per_1k": "10", "metrics": {"eval": {"after": {"token_f1": 0.1}}}},
@@ -87,7 +109,7 @@ def test_buyer_ranks_by_quality_per_price_and_pays_within_budget(world, examples
     assert bought["model"] == "tiny" and int(bought["fee"]) > 0
     assert [e.cost for e in shopper.audit.entries() if e.tool == "call_model"] == [int(bought["fee"])]
 
-    world.registry.set_paused("shopper", True)
+    world.pause("shopper")
     with pytest.raises(PolicyRefusal, match="paused"):  # the kill switch stops it before it even looks
         examples["buyer"].buy_answer(shopper, "again?", max_tokens=4)
 

@@ -30,23 +30,20 @@ def test_each_policy_rule_refuses_before_any_spend(world):
     refusals = {}
     with pytest.raises(PolicyRefusal) as refusals["budget"]:
         wallet.call_model("tiny", "What colour is the reef?", max_tokens=5000)  # worst case above the budget
-    record.policy.allow_models = ["someone-elses-model"]
-    world.registry.save(record)
+    world.set_policy("buyer", allow_models=["someone-elses-model"])
     with pytest.raises(PolicyRefusal) as refusals["allow_models"]:
         wallet.call_model("tiny", "hi", max_tokens=4)
-    record.policy.allow_models, record.policy.max_price_per_1k = [], 10**14
-    world.registry.save(record)
+    world.set_policy("buyer", allow_models=[], max_price_per_1k=10**14)
     with pytest.raises(PolicyRefusal) as refusals["max_price"]:
         wallet.call_model("tiny", "hi", max_tokens=4)
-    record.policy.max_price_per_1k = None
-    world.registry.save(record)
-    world.registry.set_paused("buyer", True)
+    world.set_policy("buyer", max_price_per_1k=None)
+    world.pause("buyer")
     with pytest.raises(PolicyRefusal) as refusals["paused"]:
         wallet.call_model("tiny", "hi", max_tokens=4)
 
     assert {name: r.value.field for name, r in refusals.items()} == {n: n for n in refusals}
     assert len(_receipts(world, record.address)) == 1  # the refused calls reached no model and cost nothing
-    world.registry.set_paused("buyer", False)
+    world.pause("buyer", False)
     assert wallet.call_model("tiny", "hi", max_tokens=4)["receipt_id"]
     assert wallet.spent(world.registry.get("buyer").policy) <= BUDGET
     assert world.node.contracts.escrow.balance_of(record.address) == escrow_before  # charged at settlement only
@@ -91,6 +88,7 @@ def test_the_audit_trail_matches_receipts_and_chain(world):
     receipts = {r["id"]: r for r in _receipts(world, record.address)}
     assert {e.receipt_id: e.cost for e in calls if e.ok} == {rid: int(r["fee"]) for rid, r in receipts.items()}
     funded = [e for e in entries if e.tx_hashes]
+    assert "register_policy" in [e.tool for e in entries]
     assert [e.tool for e in funded] == ["fund_gas", "fund_tokens", "escrow_deposit"]
     for entry in funded:
         for tx in entry.tx_hashes:
@@ -122,3 +120,8 @@ def test_a_per_epoch_budget_renews_with_a_new_cap_the_agent_signs_each_epoch(wor
             spending_caps.c.consumer == renewed.address).order_by(spending_caps.c.epoch)).all()
     assert [(e, int(c)) for e, c in caps] == [(first, BUDGET), (first + 1, BUDGET)]  # one budget per epoch, never 2x
     assert world.node.contracts.escrow.spent(renewed.address, first) > 0  # the first epoch settled within its cap
+    paid_first = next(e for e in wallet.audit.entries() if e.tool == "call_model" and e.ok)
+    settled = world.client.serving.receipt(paid_first.receipt_id)["settlement"]
+    assert settled["epoch"] == first  # the audit trail leads from the call to the settlement that charged it
+    mined = world.node.chain.w3.eth.get_transaction_receipt(settled["tx"])
+    assert mined["status"] == 1 and mined["to"] == world.node.contracts.escrow.address

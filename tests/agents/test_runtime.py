@@ -43,7 +43,7 @@ def test_pausing_mid_run_refuses_the_next_action(world):
     class PauseAfterFirst:
         def decide(self, task, history):
             if len(history) == 1:
-                world.registry.set_paused("pausable", True)  # the owner's kill switch, while the agent runs
+                world.pause("pausable")  # the owner's kill switch, while the agent runs
             return ToolCall("call_model", {"model": "tiny", "prompt": "hi", "max_tokens": 4}) if len(history) < 3 \
                 else Finish("unreachable")
 

@@ -10,6 +10,9 @@ from ledgerlm.units import format_amount
 # Every tool an agent may be allowed; reads cost nothing but are still listed, so an owner can narrow them.
 TOOLS = ("search", "call_model", "read_datanet", "contribute", "validate", "balance", "earnings", "claim")
 
+# The rules a refusal names (its `field`), on the client and on the node alike.
+RULES = ("paused", "actions", "allow_models", "max_price", "allow_datanets", "budget")
+
 # Tokens a chat template adds around the messages, on top of the prompt's own bytes (see worst_case_cost).
 TEMPLATE_TOKENS = 64
 
@@ -83,3 +86,18 @@ def make_policy(**fields) -> AgentPolicy:
     except ValidationError as exc:
         first = exc.errors()[0]
         raise AgentError(first["msg"].removeprefix("Value error, "), field=".".join(map(str, first["loc"]))) from None
+
+
+def policy_message(policy: AgentPolicy) -> dict:
+    """The fields of the owner's SetAgentPolicy signature for this policy (the agent and nonce come on top)."""
+    return {"budget": policy.budget, "perEpoch": policy.per_epoch, "allowModels": list(policy.allow_models),
+            "allowDatanets": list(policy.allow_datanets), "priceCapped": policy.max_price_per_1k is not None,
+            "maxPricePer1k": policy.max_price_per_1k or 0, "actions": list(policy.actions), "paused": policy.paused}
+
+
+def policy_from_message(message: dict) -> AgentPolicy:
+    """The policy an owner signed, or an AgentError naming the field that is wrong."""
+    return make_policy(budget=message["budget"], per_epoch=message["perEpoch"], allow_models=message["allowModels"],
+                       allow_datanets=message["allowDatanets"],
+                       max_price_per_1k=message["maxPricePer1k"] if message["priceCapped"] else None,
+                       actions=message["actions"], paused=message["paused"])

@@ -109,7 +109,7 @@ def run_task(wallet, task: str, driver: Driver, *, max_steps: int = 8, max_spend
     """Run until the driver finishes, a step limit, or a refusal no later step can cure."""
     if max_steps < 1:
         raise AgentError("max_steps must be at least 1", field="max_steps")
-    policy = wallet.registry.get(wallet.record.name).policy
+    policy = wallet.policy()
     spent_before = wallet.spent(policy)
     wallet.spend_limit = None if max_spend is None else spent_before + int(max_spend)
     steps: list[Step] = []

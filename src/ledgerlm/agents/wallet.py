@@ -11,9 +11,9 @@ from eth_account.signers.local import LocalAccount
 
 from ledgerlm.agents.audit import AuditEntry, AuditLog
 from ledgerlm.agents.errors import AgentError, PolicyRefusal
-from ledgerlm.agents.policy import AgentPolicy, worst_case_cost
-from ledgerlm.agents.registry import AgentRecord, AgentRegistry
-from ledgerlm.errors import LedgerError
+from ledgerlm.agents.policy import RULES, AgentPolicy, worst_case_cost
+from ledgerlm.agents.registry import AgentRegistry, new_api_key
+from ledgerlm.errors import LedgerError, NotFoundError
 from ledgerlm.sdk import NodeClient
 from ledgerlm.units import format_amount
 
@@ -28,7 +28,11 @@ class AgentWallet:
         if account.address != self.record.address:
             raise AgentError(f"key {account.address} is not agent {name!r}'s key ({self.record.address})",
                              field="key")
+        if self.record.state != "ready":
+            raise AgentError(f"agent {name!r} was not fully created: run the same `ledgerlm agent create` again to "
+                             "finish it", field="name", status=409)
         self.account = account
+        self._api_key: str | None = None
         self.audit = AuditLog(registry.audit_path(name))
         self.spend_limit: int | None = None  # a run's own ceiling on total spend, set by the runtime
         self._commits: dict[int, tuple[dict[int, int], bytes]] = {}  # round -> (scores, salt) until revealed
@@ -151,37 +155,54 @@ class AgentWallet:
             mine = [r for r in mine if r["epoch"] == epoch]
         return sum(int(r["fee"]) for r in mine)
 
+    def policy(self) -> AgentPolicy:
+        """The policy in force: the node's copy (what it enforces, pause included), read for every action so a
+        pause takes effect on the very next one; the local record only for an agent the node has no policy for."""
+        try:
+            return AgentPolicy.model_validate(self.node.agents.standing(self.account.address)["policy"])
+        except NotFoundError:
+            return self.registry.get(self.record.name).policy
+
     def _act(self, tool: str, args: dict, run: Callable[[AgentPolicy, AuditEntry], dict]) -> dict:
-        # The record is read again for every action, so a pause takes effect on the very next one.
         self.record = self.registry.get(self.record.name)
-        policy = self.record.policy
         entry = AuditEntry(agent=self.record.name, tool=tool, args=args, ok=False)
         try:
+            policy = self.policy()
             policy.check_action(tool)
             entry.result = run(policy, entry)
             entry.ok = True
             return entry.result
         except LedgerError as exc:
+            if exc.status == 403 and exc.field in RULES and not isinstance(exc, PolicyRefusal):
+                exc = PolicyRefusal(exc.message, field=exc.field)  # the node's own check refused it
             entry.error, entry.field = exc.message, exc.field
-            raise
+            raise exc from None
         finally:
             self.audit.append(entry)
 
     def _bearer(self) -> dict:
-        return {"Authorization": f"Bearer {self._key().api_key}"}
+        return {"Authorization": f"Bearer {self._key()}"}
 
-    def _key(self) -> AgentRecord:
+    def _key(self) -> str:
         """The agent's API key for the open epoch: a new epoch needs a new cap, signed by the agent itself."""
+        name = self.record.name
+        if self.record.api_key:  # a record from before keys were encrypted: encrypt it, drop the clear copy
+            self.registry.seal_api_key(name, self.record.api_key, self.account)
+            self.record.api_key = None
+            self.registry.save(self.record)
         epoch = self.node._request("GET", "/apikeys/terms")["epoch"]
         if epoch != self.record.key_epoch:
-            policy = self.record.policy
+            policy = self.policy()
             cap = policy.budget if policy.per_epoch else policy.budget - self.spent(policy)
             if cap <= 0:
                 raise AgentError("the agent's whole budget is spent; its owner can raise it", field="budget")
-            self.record.api_key, _ = self.node.serving.create_key(self.account, cap)
-            self.record.key_epoch = epoch
+            key, _ = self.node.serving.create_key(self.account, cap, key=new_api_key())
+            self.registry.seal_api_key(name, key, self.account)
+            self.record.key_epoch, self._api_key = epoch, key
             self.registry.save(self.record)
-        return self.record
+        if self._api_key is None:
+            self._api_key = self.registry.api_key(name, self.account)
+        return self._api_key
 
     def _price(self, model: str) -> int:
         served = self.node._request("GET", "/v1/models")["data"]

@@ -72,7 +72,19 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
                                 " the server log has the details")
         return PlainTextResponse("Internal Server Error", status_code=500)
 
-    from ledgerlm.api import attribution, chain, datanets, economy, factory, node, openai, serving, shares, validation
+    from ledgerlm.api import (
+        agents,
+        attribution,
+        chain,
+        datanets,
+        economy,
+        factory,
+        node,
+        openai,
+        serving,
+        shares,
+        validation,
+    )
 
     app.include_router(node.router)
     app.include_router(datanets.router)
@@ -84,5 +96,6 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
     app.include_router(openai.router)
     app.include_router(serving.router)
     app.include_router(shares.router)
+    app.include_router(agents.router)
     mount_dashboard(app)
     return app

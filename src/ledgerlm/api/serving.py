@@ -65,7 +65,11 @@ def list_receipts(account: str | None = None, model: str | None = None, state: s
 
 @router.get("/receipts/{receipt_id}")
 def show_receipt(receipt_id: str, node: Node = Depends(get_node)) -> dict:
-    """One receipt with the node's own check: split recomputed, signature recovered."""
+    """One receipt with the node's own check (split recomputed, signature recovered) and, once an epoch close
+    charged it, that close's settlement transaction."""
+    from ledgerlm.economy import receipt_settlement
+
     log = node.serving.receipts
     receipt = log.get(receipt_id)
-    return {"receipt": public(receipt), "checks": log.verify(receipt)}
+    return {"receipt": public(receipt), "checks": log.verify(receipt),
+            "settlement": receipt_settlement(node.db, receipt_id)}

@@ -26,9 +26,8 @@ def registry(s: Session):
 
 
 def public(record) -> dict:
-    """An agent as printed: its API key shown by prefix only."""
-    data = record.model_dump()
-    data["api_key"] = record.api_key[:12] + "…"
+    """An agent as printed (its API key stays encrypted in the home and is never shown)."""
+    data = record.model_dump(exclude={"api_key"})
     data["policy"]["budget"] = str(record.policy.budget)
     return data
 
@@ -46,7 +45,9 @@ def create(
     stake: str = typer.Option("0", "--stake", help="LGR the agent stakes as a validator."),
     actions: str | None = typer.Option(None, "--actions", help="Comma-separated tools it may use [default: all]."),
 ):
-    """Make the agent's encrypted key; the owner funds it; the agent deposits, stakes and signs its own cap."""
+    """Make the agent's encrypted key; the owner funds it and signs its policy for the node; the agent deposits,
+    stakes and signs its own cap. If a step fails, run the same command again: it finishes the job and never
+    funds twice."""
     from ledgerlm.agents import TOOLS, FundingPlan, create_agent, make_policy, parse_names
 
     s = session(ctx)
@@ -67,7 +68,7 @@ def create(
     s.emit(public(record), lambda r: console.print(
         f"[green]agent {r['name']}[/] {r['address']}\n  owner {r['owner']}, budget "
         f"{format_amount(policy.budget)} LGR{' per epoch' if per_epoch else ''} in escrow under a cap it signed"
-        f" (epoch {r['key_epoch']}); key {r['key_name']}"))
+        f" (epoch {r['key_epoch']}); key {r['key_name']}; the node enforces its policy"))
 
 
 @app.command("list")
@@ -96,59 +97,100 @@ def show(ctx: typer.Context, name: str):
     mine = [r for r in client.serving.receipts(account=record.address, limit=1_000_000)
             if r["consumer"] == record.address]
     chain = client.chain.account(record.address)
-    data = {**public(record), "calls": len(mine), "spent": str(sum(int(r["fee"]) for r in mine)), "chain": chain}
+    try:
+        enforced = client.agents.standing(record.address)
+    except LedgerError as exc:
+        enforced = {"error": exc.message}
+    data = {**public(record), "calls": len(mine), "spent": str(sum(int(r["fee"]) for r in mine)), "chain": chain,
+            "node_policy": enforced}
 
     def render(d):
         p = d["policy"]
         console.print(f"[bold]{d['name']}[/] {d['address']}  owner {d['owner']}"
-                      + ("  [red]PAUSED[/]" if p["paused"] else ""))
+                      + ("  [red]PAUSED[/]" if p["paused"] else "")
+                      + ("  [yellow]creation unfinished: rerun `agent create`[/]" if d["state"] != "ready" else ""))
         console.print(f"  budget {format_amount(int(p['budget']))} LGR{' per epoch' if p['per_epoch'] else ''}, "
                       f"spent {format_amount(int(d['spent']))} LGR in {d['calls']} call(s)")
         console.print(f"  models {', '.join(p['allow_models']) or 'any'}; Datanets {', '.join(p['allow_datanets']) or 'any'}"
                       f"; max price {format_amount(p['max_price_per_1k']) + ' LGR/1k' if p['max_price_per_1k'] is not None else 'none'}")
         console.print(f"  actions {', '.join(p['actions'])}")
+        node_policy = d["node_policy"]
+        console.print("  node enforces: " + (node_policy["error"] if "error" in node_policy else
+                      f"owner {node_policy['owner']}, {'paused' if node_policy['policy']['paused'] else 'active'}, "
+                      f"spent {format_amount(int(node_policy['spent']))} LGR in "
+                      f"{'epoch ' + str(node_policy['epoch']) if node_policy['policy']['per_epoch'] else 'all'}"))
         console.print_json(data=d["chain"])
 
     s.emit(data, render)
 
 
-def _set_paused(ctx: typer.Context, name: str, paused: bool) -> None:
+OWNER_KEY = typer.Option(None, "--owner", help="The owner's key [default: the key in this home with the owner's "
+                                                  "address].")
+
+
+def _owner_key(s: Session, record, owner: str | None):
+    if owner is None:
+        names = [k.name for k in s.keyring().list() if k.address == record.owner]
+        if not names:
+            raise LedgerError(f"no key in this home has owner address {record.owner}: give it with --owner KEY",
+                              field="owner")
+        owner = names[0]
+    account = s.unlock(owner)
+    if account.address != record.owner:
+        raise LedgerError(f"key {owner!r} ({account.address}) is not agent {record.name!r}'s owner ({record.owner})",
+                          field="owner")
+    return account
+
+
+def _set_paused(ctx: typer.Context, name: str, paused: bool, owner: str | None) -> None:
+    from ledgerlm.agents import change_policy
+
     s = session(ctx)
-    record = registry(s).set_paused(name, paused)
+    record = registry(s).get(name)
+    record = change_policy(s.client(), registry(s), name, _owner_key(s, record, owner), paused=paused)
     s.emit(public(record), lambda r: console.print(
-        f"agent {r['name']} " + ("[red]paused[/]: its next action is refused" if paused else "[green]resumed[/]")))
+        f"agent {r['name']} " + ("[red]paused[/]: the node refuses its next action" if paused else "[green]resumed[/]")))
 
 
 @app.command("pause")
-def pause(ctx: typer.Context, name: str):
-    """Kill switch: the agent's next action, and every one after, is refused until `resume`."""
-    _set_paused(ctx, name, True)
+def pause(ctx: typer.Context, name: str, owner: str | None = OWNER_KEY):
+    """Kill switch, signed by the owner: the node refuses the agent's next spend, contribution or vote, and every
+    one after, until `resume`."""
+    _set_paused(ctx, name, True, owner)
 
 
 @app.command("resume")
-def resume(ctx: typer.Context, name: str):
-    """Let a paused agent act again."""
-    _set_paused(ctx, name, False)
+def resume(ctx: typer.Context, name: str, owner: str | None = OWNER_KEY):
+    """Let a paused agent act again (signed by its owner)."""
+    _set_paused(ctx, name, False, owner)
 
 
 @app.command("audit")
 def audit(ctx: typer.Context, name: str):
-    """Every tool call the agent attempted: when, what, cost, receipt id, chain transactions, refusals."""
+    """Every tool call the agent attempted: when, what, cost, receipt id, chain transactions, the settlement
+    transaction of the epoch close that charged each receipt, refusals."""
     from ledgerlm.agents import AuditLog
 
     s = session(ctx)
     entries = AuditLog(registry(s).audit_path(name)).entries()
     registry(s).get(name)  # an unknown agent is an error, not an empty trail
+    client = s.client() if any(e.receipt_id for e in entries) else None
+    rows = []
+    for e in entries:
+        settlement = client.serving.receipt(e.receipt_id).get("settlement") if e.receipt_id else None
+        rows.append({**e.model_dump(), "cost": str(e.cost), "settlement": settlement})
 
     def render(items):
-        table = Table("when", "tool", "ok", "cost (LGR)", "receipt", "chain tx", "refused because")
+        table = Table("when", "tool", "ok", "cost (LGR)", "receipt", "chain tx", "settled by", "refused because")
         for e in items:
+            settled = e["settlement"]
             table.add_row(when(e["at"]), e["tool"], "yes" if e["ok"] else "[red]no[/]", format_amount(int(e["cost"])),
                           e["receipt_id"] or "", " ".join(e["tx_hashes"]),
+                          f"epoch {settled['epoch']} {settled['tx'] or ''}".strip() if settled else "",
                           f"{e['field']}: {e['error']}" if e["error"] else "")
         console.print(table)
 
-    s.emit([{**e.model_dump(), "cost": str(e.cost)} for e in entries], render)
+    s.emit(rows, render)
 
 
 @app.command("run")

@@ -90,6 +90,8 @@ class Ingest:
         with self.db.connect() as conn:
             row = self._row(conn, name)
             self._require(conn, row, contributor, "contribute to")
+        if self.actor_guard is not None:  # the node's rules for this signer (an agent's policy)
+            self.actor_guard(contributor, "contribute", name)
         return row, contributor
 
     def check_declared(self, signed: SignedAction, contributor: str, entries: list[FileEntry]) -> None:

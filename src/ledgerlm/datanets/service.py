@@ -60,6 +60,8 @@ class Datanets(Access, Ingest, Review, Versions):
         self.max_upload_bytes = max_upload_bytes
         self.storage_quota_bytes = storage_quota_bytes
         self.anchor = anchor
+        # called with (signer, action, Datanet) before a signed action takes effect; may refuse it
+        self.actor_guard: Callable[[str, str, str | None], None] | None = None
         self._validators: dict[int, Callable[[dict], Any]] = {}
 
     # ---------------------------------------------------------------- signed actions

@@ -111,6 +111,14 @@ ACTIONS: dict[str, list[tuple[str, str]]] = {
                   ("modelId", "string"), ("nonce", "uint256"), ("deadline", "uint256")],
     # economy: an account asks the node to relay its claim of one epoch's payout (the node pays the gas)
     "ClaimPayout": [("account", "address"), ("epoch", "uint256"), ("nonce", "uint256"), ("deadline", "uint256")],
+    # agents: the agent's key accepts its owner once; from then on only the owner sets its policy
+    "BindAgent": [("agent", "address"), ("owner", "address"), ("nonce", "uint256"), ("deadline", "uint256")],
+    "SetAgentPolicy": [("owner", "address"), ("agent", "address"), ("budget", "uint256"), ("perEpoch", "bool"),
+                       ("allowModels", "string[]"), ("allowDatanets", "string[]"), ("priceCapped", "bool"),
+                       ("maxPricePer1k", "uint256"), ("actions", "string[]"), ("paused", "bool"),
+                       ("nonce", "uint256"), ("deadline", "uint256")],
+    "PauseAgent": [("owner", "address"), ("agent", "address"), ("paused", "bool"), ("nonce", "uint256"),
+                   ("deadline", "uint256")],
     # signed by the node, not by users: its receipt for one completion (hashes cover the stored JSON)
     "InferenceReceipt": [("node", "address"), ("receiptId", "string"), ("epoch", "uint256"),
                          ("consumer", "address"), ("modelId", "string"), ("adapterHash", "bytes32"),

@@ -61,14 +61,22 @@ class Budget:
                 "spent": str(spent), "escrow_balance": str(balance), "unsettled": str(unsettled),
                 "reserved": str(reserved), "remaining": str(left)}
 
-    def reserve(self, key: ApiKey | None, cost: int, what: str) -> Reservation:
-        """Hold `cost` for one call, or refuse it with 402 saying what is left and what it would cost."""
+    def reserve(self, key: ApiKey | None, cost: int, what: str,
+                guard: Callable[[int], None] | None = None) -> Reservation:
+        """Hold `cost` for one call, or refuse it with 402 saying what is left and what it would cost.
+
+        `guard` is the node's further rule for this account (an agent's policy); it is called with what the
+        account's calls in flight hold, under the same lock, so concurrent calls cannot slip past it."""
         if cost == 0:
+            if guard is not None:
+                guard(0)
             return Reservation(key.consumer if key else None, 0)
         if key is None:
             raise ApiKeyError(f"{what} costs {format_amount(cost)} LGR at most: call it with an API key "
                               "(`ledgerlm apikey create --as KEY --cap AMOUNT`)", field="authorization")
         with self._lock:  # one account's reservations are checked and taken atomically
+            if guard is not None:
+                guard(self._reserved.get(key.consumer, 0))
             s = self.remaining(key)
             if s["cap_deadline"] is None or int(s["cap_deadline"]) <= int(time.time()):
                 raise PaymentRequiredError(

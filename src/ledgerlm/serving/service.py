@@ -81,8 +81,11 @@ class Call:
 class Serving:
     def __init__(self, catalog: Catalog, keys: ApiKeys, budget: Budget, receipts: ReceiptLog,
                  attribution: AttributionWorker | None, settings: ServingSettings,
-                 load_engine: Callable[[str], Engine]):
+                 load_engine: Callable[[str], Engine],
+                 spend_guard: Callable[[str, str, int, int, int], None] | None = None):
         self.catalog = catalog
+        # the node's rule for an account before it spends (consumer, model, price per 1k, cost, reserved)
+        self.spend_guard = spend_guard
         self.keys = keys
         self.budget = budget
         self.receipts = receipts
@@ -129,7 +132,11 @@ class Serving:
         if limit_key:
             self.limits.acquire(limit_key)
         try:
-            reservation = self.budget.reserve(key, cost, what)
+            guard = None
+            if self.spend_guard is not None and key is not None:
+                def guard(reserved: int) -> None:
+                    self.spend_guard(key.consumer, model, served.price_per_1k, cost, reserved)
+            reservation = self.budget.reserve(key, cost, what, guard)
         except LedgerError:
             if limit_key:
                 self.limits.release(limit_key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     ForeignKey,
     Index,
@@ -443,3 +444,19 @@ access_payments = Table(
     Column("created_at", BigInteger, nullable=False),
 )
 Index("ix_access_payments_epoch", access_payments.c.epoch, access_payments.c.state)
+
+# What the node lets each agent do: the policy its owner signed (SetAgentPolicy), bound once by the
+# agent's own BindAgent. The node checks it before the agent's key spends, contributes or votes.
+agent_policies = Table(
+    "agent_policies",
+    metadata,
+    Column("agent", String(42), primary_key=True),
+    Column("owner", String(42), nullable=False),
+    Column("policy", JSON, nullable=False),  # budget (decimal string), per_epoch, allow_*, max_price_per_1k, actions
+    Column("paused", Boolean, nullable=False),
+    Column("bind_action_id", Integer, ForeignKey("signed_actions.id"), nullable=False),
+    Column("action_id", Integer, ForeignKey("signed_actions.id"), nullable=False),  # the latest policy or pause
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+Index("ix_agent_policies_owner", agent_policies.c.owner)

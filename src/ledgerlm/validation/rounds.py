@@ -99,6 +99,7 @@ class ValidationRounds:
         settings: RoundSettings | None = None,
         clock: Callable[[], float] = time.time,
         seed_source: Callable[[], str] = lambda: "0x" + "00" * 32,
+        actor_guard: Callable[[str, str, str | None], None] | None = None,
     ):
         self.db = db
         self.datanets = datanets_
@@ -109,6 +110,7 @@ class ValidationRounds:
         self.settings = settings or RoundSettings()
         self.clock = clock
         self.seed_source = seed_source
+        self.actor_guard = actor_guard  # the node's rules for a signer (an agent's policy), before it votes
 
     def now(self) -> int:
         return int(self.clock())
@@ -305,10 +307,14 @@ class ValidationRounds:
         )
         return row, rnd
 
+    @staticmethod
+    def _datanet_name(conn, datanet_id: int) -> str:
+        return conn.execute(select(datanets.c.name).where(datanets.c.id == datanet_id)).scalar()
+
     def round(self, round_id: int) -> RoundView:
         with self.db.connect() as conn:
             row, rnd = self._load(conn, round_id)
-            name = conn.execute(select(datanets.c.name).where(datanets.c.id == row["datanet_id"])).scalar()
+            name = self._datanet_name(conn, row["datanet_id"])
         return RoundView(
             id=round_id, datanet=name, state=row["state"], commit_deadline=row["commit_deadline"],
             reveal_deadline=row["reveal_deadline"], rules=row["rules"], stakes=row["stakes"],
@@ -352,7 +358,11 @@ class ValidationRounds:
         if signed.message["roundId"] != round_id:
             raise AuthError("the signature is for another round", field="roundId")
         with self.db.begin() as conn:
-            _, rnd = self._load(conn, round_id)
+            row, rnd = self._load(conn, round_id)
+            if self.actor_guard is not None:
+                # only the commit casts a vote: the reveal of a vote cast before a pause still goes through,
+                # so a kill switch never costs the agent the stake that backs its earlier votes
+                self.actor_guard(validator, "validate", self._datanet_name(conn, row["datanet_id"]))
             commit = check_commit(rnd, validator, signed.message["commit"], self.now())
             self._record(conn, signed, validator)
             existing = conn.execute(select(round_votes.c.validator).where(and_(

@@ -1,0 +1,196 @@
+"""The node's side of agent policies: the policy each owner signed, and the checks the node runs before an
+agent's key spends, contributes or votes, whatever the agent's own wallet did or skipped."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+
+from eth_utils import to_checksum_address
+from pydantic import BaseModel
+from sqlalchemy import insert, select, update
+
+from ledgerlm.agents.errors import AgentError, PolicyRefusal
+from ledgerlm.agents.policy import AgentPolicy, policy_from_message
+from ledgerlm.economy import open_epoch
+from ledgerlm.errors import AuthError, NotFoundError
+from ledgerlm.identity import SignedAction, SigningDomain, verify_action
+from ledgerlm.store import Database
+from ledgerlm.store.actions import record_action
+from ledgerlm.store.schema import agent_policies, receipts
+
+
+class AgentStanding(BaseModel):
+    """An agent as the node sees it: who owns it, the policy in force, and what it spent under it."""
+
+    agent: str
+    owner: str
+    policy: AgentPolicy
+    epoch: int
+    spent: int  # in the open epoch for a per-epoch budget, else ever
+    updated_at: int
+
+    def to_dict(self) -> dict:
+        data = self.model_dump()
+        data["policy"]["budget"], data["spent"] = str(self.policy.budget), str(self.spent)
+        return data
+
+
+class AgentPolicies:
+    """Registers owner-signed policies and refuses an agent's action its policy forbids, naming the rule."""
+
+    def __init__(self, db: Database, *, domain: Callable[[], SigningDomain]):
+        self.db = db
+        self.domain = domain  # read at each call: deploying the contracts changes it
+
+    # ---------------------------------------------------------------- owner's signed changes
+
+    def register(self, agent: str, signed: SignedAction, binding: SignedAction | None = None) -> AgentStanding:
+        """Set an agent's policy (owner's SetAgentPolicy). The first time, the agent's own BindAgent naming
+        that owner must come with it; after that only the bound owner may change the policy."""
+        owner = verify_action(signed, expected="SetAgentPolicy", domain=self.domain())
+        agent = self._same_agent(agent, signed)
+        policy = policy_from_message(signed.message)
+        now = int(time.time())
+        with self.db.begin() as conn:
+            row = self._row(conn, agent)
+            if row is None:
+                if binding is None:
+                    raise AuthError(f"agent {agent} has no owner yet: send the agent's signed BindAgent naming "
+                                    f"{owner} with its first policy", field="binding")
+                bound = verify_action(binding, expected="BindAgent", domain=self.domain())
+                if bound != agent or to_checksum_address(binding.message["owner"]) != owner:
+                    raise AuthError(f"the BindAgent signature must be agent {agent}'s, naming owner {owner}",
+                                    field="binding")
+                bind_id = record_action(conn, binding, bound, chain_id=self.domain().chain_id, now=now)
+                action_id = record_action(conn, signed, owner, chain_id=self.domain().chain_id, now=now)
+                conn.execute(insert(agent_policies).values(
+                    agent=agent, owner=owner, policy=_stored(policy), paused=policy.paused, bind_action_id=bind_id,
+                    action_id=action_id, created_at=now, updated_at=now))
+            else:
+                self._require_owner(row, owner)
+                action_id = record_action(conn, signed, owner, chain_id=self.domain().chain_id, now=now)
+                conn.execute(update(agent_policies).where(agent_policies.c.agent == agent).values(
+                    policy=_stored(policy), paused=policy.paused, action_id=action_id, updated_at=now))
+        return self.standing(agent)
+
+    def set_paused(self, agent: str, signed: SignedAction) -> AgentStanding:
+        """The owner's kill switch (PauseAgent): the agent's next action is refused, or allowed again."""
+        owner = verify_action(signed, expected="PauseAgent", domain=self.domain())
+        agent = self._same_agent(agent, signed)
+        now = int(time.time())
+        with self.db.begin() as conn:
+            row = self._row(conn, agent)
+            if row is None:
+                raise NotFoundError(f"agent {agent} has no policy on this node", field="agent")
+            self._require_owner(row, owner)
+            action_id = record_action(conn, signed, owner, chain_id=self.domain().chain_id, now=now)
+            conn.execute(update(agent_policies).where(agent_policies.c.agent == agent).values(
+                paused=bool(signed.message["paused"]), action_id=action_id, updated_at=now))
+        return self.standing(agent)
+
+    # ---------------------------------------------------------------- reads
+
+    def standing(self, agent: str) -> AgentStanding:
+        agent = _address(agent)
+        with self.db.connect() as conn:
+            row = self._row(conn, agent)
+            if row is None:
+                raise NotFoundError(f"agent {agent} has no policy on this node", field="agent")
+            policy = _policy(row)
+            return AgentStanding(agent=agent, owner=row["owner"], policy=policy, epoch=open_epoch(conn),
+                                 spent=self._spent(conn, agent, policy), updated_at=row["updated_at"])
+
+    def list(self, owner: str | None = None) -> list[AgentStanding]:
+        with self.db.connect() as conn:
+            query = select(agent_policies.c.agent).order_by(agent_policies.c.agent)
+            if owner:
+                query = query.where(agent_policies.c.owner == _address(owner))
+            agents = list(conn.execute(query).scalars())
+        return [self.standing(a) for a in agents]
+
+    # ---------------------------------------------------------------- the checks the rooms call
+
+    def check(self, actor: str, action: str, datanet: str | None = None) -> None:
+        """Before an agent contributes or votes: paused, allowed actions, allowed Datanets. Others pass."""
+        with self.db.connect() as conn:
+            row = self._row(conn, _address(actor))
+        if row is None:
+            return
+        with _refusing(row):
+            policy = _policy(row)
+            policy.check_action(action)
+            if datanet is not None:
+                policy.check_datanet(datanet)
+
+    def check_spend(self, consumer: str, model: str, price_per_1k: int, cost: int, reserved: int) -> None:
+        """Before an agent's call is admitted: its model and price rules, and its budget against what it spent
+        and what its calls in flight hold (`reserved`), so concurrent calls cannot overspend either."""
+        with self.db.connect() as conn:
+            row = self._row(conn, _address(consumer))
+            if row is None:
+                return
+            policy = _policy(row)
+            spent = self._spent(conn, row["agent"], policy)
+        with _refusing(row):
+            policy.check_action("call_model")
+            policy.check_model(model, price_per_1k)
+            policy.check_spend(spent + reserved, cost)
+
+    # ---------------------------------------------------------------- plumbing
+
+    @staticmethod
+    def _row(conn, agent: str):
+        return conn.execute(select(agent_policies).where(agent_policies.c.agent == agent)).mappings().first()
+
+    @staticmethod
+    def _spent(conn, agent: str, policy: AgentPolicy) -> int:
+        query = select(receipts.c.fee).where(receipts.c.consumer == agent)
+        if policy.per_epoch:
+            query = query.where(receipts.c.epoch == open_epoch(conn))
+        return sum(int(f) for f in conn.execute(query).scalars())
+
+    @staticmethod
+    def _require_owner(row, owner: str) -> None:
+        if row["owner"] != owner:
+            raise AuthError(f"agent {row['agent']} is bound to owner {row['owner']}; only that owner may change "
+                            f"it, not {owner}", field="owner")
+
+    @staticmethod
+    def _same_agent(agent: str, signed: SignedAction) -> str:
+        agent = _address(agent)
+        if to_checksum_address(signed.message["agent"]) != agent:
+            raise AuthError(f"the signature is for agent {signed.message['agent']}, not {agent}", field="agent")
+        return agent
+
+@contextmanager
+def _refusing(row):
+    """Say in a refusal that the node applied the owner's policy, keeping the rule's field."""
+    try:
+        yield
+    except PolicyRefusal as exc:
+        raise PolicyRefusal(f"agent {row['agent']}'s policy (signed by owner {row['owner']}) refuses this: "
+                            f"{exc.message}", field=exc.field) from None
+
+
+def _address(value: str) -> str:
+    try:
+        return to_checksum_address(value)
+    except ValueError:
+        raise AgentError(f"{value!r} is not an address", field="agent") from None
+
+
+def _stored(policy: AgentPolicy) -> dict:
+    data = policy.model_dump(exclude={"paused"})
+    data["budget"] = str(policy.budget)
+    if policy.max_price_per_1k is not None:
+        data["max_price_per_1k"] = str(policy.max_price_per_1k)
+    return data
+
+
+def _policy(row) -> AgentPolicy:
+    data = dict(row["policy"])
+    return AgentPolicy(**{**data, "budget": int(data["budget"]), "paused": bool(row["paused"]),
+                          "max_price_per_1k": None if data.get("max_price_per_1k") is None
+                          else int(data["max_price_per_1k"])})

@@ -1,0 +1,123 @@
+"""The node enforces each agent's owner-signed policy itself: with the agent's wallet bypassed, every rule still
+refuses at the node and names the rule; a pause takes effect on the next action; no key acts for another agent."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ledgerlm.agents import policy_message
+from ledgerlm.datanets import DatanetSpec
+from ledgerlm.errors import AuthError, LedgerError
+
+from ..datanets.conftest import QA_SCHEMA
+from .conftest import PRICE
+
+UNIT = 10**18
+
+
+def _refused(call) -> LedgerError:
+    with pytest.raises(LedgerError) as refused:
+        call()
+    return refused.value
+
+
+def _records(tmp_path, name: str, n: int = 1):
+    path = tmp_path / f"{name}.jsonl"
+    path.write_text("".join(json.dumps({"question": f"{name} q{i}?", "answer": f"{name} answer {i}."}) + "\n"
+                            for i in range(n)))
+    return [path]
+
+
+def test_every_rule_refuses_at_the_node_with_the_wallet_bypassed(world, tmp_path):
+    client, owner = world.client, world.owner
+    record = world.create("direct", stake=UNIT, per_epoch=True, allow_models=["tiny"], allow_datanets=["node-ok"])
+    agent = world.account("direct")
+    key = world.registry.api_key("direct", agent)
+    assert key.startswith("sk-lgr-") and key not in world.registry.api_key_path("direct").read_text()
+    for name in ("node-ok", "node-other"):
+        client.create_datanet(DatanetSpec(name=name, schema=QA_SCHEMA), owner)
+    client.contribute("node-other", _records(tmp_path, "pending"), owner)
+    opened = client.validation.open_round(owner, "node-other")
+
+    def chat(max_tokens: int = 4) -> dict:  # straight to the node with the agent's own key: no wallet check
+        return client._request("POST", "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"}, json={
+            "model": "tiny", "messages": [{"role": "user", "content": "What colour is the reef?"}],
+            "max_tokens": max_tokens, "temperature": 0})
+
+    def contribute(datanet: str):
+        return client.contribute(datanet, _records(tmp_path, f"by-agent-{datanet}"), agent)
+
+    def vote():
+        return client.validation.commit(agent, opened["id"], {1: 50})
+
+    first = chat()
+    spent = int(first["x_ledgerlm_receipt"]["fee"])
+    assert spent > 0 and contribute("node-ok").contribution_count == 1  # within the policy: served, stored
+
+    rules = {}
+    world.set_policy("direct", budget=spent + 1)  # the owner lowers this epoch's budget below one more call
+    left_by_cap = int(client.serving.budget(key)["remaining"])
+    rules["budget"] = _refused(chat)
+    assert left_by_cap > spent  # the escrow cap alone would have paid for it: the policy is what refused
+    world.set_policy("direct", budget=10**15, allow_models=["another-model"])
+    rules["allow_models"] = _refused(chat)
+    world.set_policy("direct", allow_models=["tiny"], max_price_per_1k=PRICE - 1)
+    rules["max_price"] = _refused(chat)
+    world.set_policy("direct", max_price_per_1k=None)
+    rules["allow_datanets"] = _refused(lambda: contribute("node-other"))
+    vote_refused = _refused(vote)
+    world.set_policy("direct", actions=["call_model", "contribute", "balance"])
+    rules["actions"] = _refused(vote)
+    world.set_policy("direct", allow_datanets=[], actions=["call_model", "contribute", "validate"])
+    world.pause("direct")
+    rules["paused"] = _refused(chat)
+    paused_upload = _refused(lambda: contribute("node-ok"))
+
+    for rule, error in rules.items():
+        assert (error.status, error.field) == (403, rule), (rule, error.message)
+        assert f"agent {record.address}'s policy" in error.message
+    assert vote_refused.field == "allow_datanets" and paused_upload.field == "paused"
+    assert "budget" in rules["budget"].message and "another-model" in rules["allow_models"].message
+    mine = [r for r in client.serving.receipts(account=record.address, limit=100) if r["consumer"] == record.address]
+    assert len(mine) == 1  # nothing refused was served or charged
+    assert len(client.contributions("node-other")) == 1  # nor stored
+
+    world.pause("direct", False)  # resumed: the very next action goes through again
+    assert int(chat()["x_ledgerlm_receipt"]["fee"]) > 0
+    after = _refused(vote)  # the policy lets the vote through now; only the round's own rules can refuse it
+    assert after.field != "allow_datanets" and after.status != 403
+    standing = client.agents.standing(record.address)
+    assert standing["owner"] == owner.address and int(standing["spent"]) == 2 * spent
+
+
+def test_no_key_acts_for_another_agent_or_lifts_a_policy(world, tmp_path):
+    client, owner = world.client, world.owner
+    victim = world.create("held", allow_datanets=["nobody"])
+    world.pause("held")
+    mallory = world.account(world.create("loose").name)
+    client.create_datanet(DatanetSpec(name="open-facts", schema=QA_SCHEMA), owner)
+
+    forged = client._sign(mallory, "Contribute", {"datanet": "open-facts", "manifestHash": "0x" + "00" * 32})
+    forged["message"]["contributor"] = victim.address  # Mallory's signature in the held agent's name
+    with pytest.raises(AuthError, match="does not match"):
+        client._request("POST", "/datanets/open-facts/contributions", files={"action": (None, json.dumps(forged))})
+
+    held = world.registry.get("held").policy
+    lifted = policy_message(held.model_copy(update={"paused": False, "allow_datanets": []}))
+    with pytest.raises(AuthError, match="bound to owner"):  # the agent cannot lift its own policy
+        client.agents.set_policy(world.account("held"), victim.address, lifted)
+    with pytest.raises(AuthError, match="bound to owner"):  # nor can another agent, binding it or not
+        client.agents.set_policy(mallory, victim.address, lifted, bind=world.account("held"))
+    with pytest.raises(AuthError, match="bound to owner"):
+        client.agents.set_paused(mallory, victim.address, False)
+    standing = client.agents.standing(victim.address)
+    assert standing["policy"]["paused"] is True and standing["policy"]["allow_datanets"] == ["nobody"]
+
+    stranger = world.keyring.unlock("agent-loose", "agent-passphrase-for-tests")
+    unbound = policy_message(held)
+    with pytest.raises(AuthError, match="BindAgent"):  # a first policy needs the agent's own consent
+        client.agents.set_policy(owner, "0x" + "ab" * 20, unbound)
+    with pytest.raises(AuthError, match="BindAgent signature must be agent"):
+        client.agents.set_policy(owner, "0x" + "ab" * 20, unbound, bind=stranger)
