@@ -243,7 +243,7 @@ class Node:
         )
         blobs.collect_orphans(datanets.referenced_blobs())
         node = cls(home, config, db, blobs, account, datanets)
-        datanets.actor_guard = node.agent_policies.check
+        datanets.actor_guard = lambda *action: node.agent_policies.check(*action)  # agents load on first use
         if home.deployment_path.exists():
             datanets.anchor = RegistryAnchor(node)
         return node
