@@ -526,12 +526,11 @@ class Node:
         return token is not None and hmac.compare_digest(token, read_operator_token(self.home))
 
     def reconcile(self) -> dict:
-        """Anchor Datanets and versions whose chain write a crash or an outage interrupted."""
+        """Anchor Datanets, versions and share tokens whose chain write a crash or an outage interrupted."""
         if not self.on_chain:
-            return {"datanets": 0, "versions": 0, "slashes": 0}
+            return {"datanets": 0, "versions": 0, "slashes": 0, "shares": 0}
         done = {"datanets": 0, "versions": 0, "slashes": self.validation.execute_slashes()}
-        if "RevenueShareFactory" in self.deployment.addresses:
-            done["shares"] = self.shares.reconcile()
+        done["shares"] = self.shares.reconcile() if "RevenueShareFactory" in self.deployment.addresses else 0
         for datanet in self.datanets.all():
             if datanet.chain_tx is None:
                 self.datanets.anchor_datanet(datanet)

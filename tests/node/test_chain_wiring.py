@@ -52,10 +52,10 @@ def test_reconcile_anchors_what_a_crash_left_behind(home, alice, bob, tmp_path):
     node = Node.open(home)
     try:
         assert node.datanets.get("qa").chain_tx is None
-        assert node.reconcile() == {"datanets": 1, "versions": 1, "slashes": 0}
+        assert node.reconcile() == {"datanets": 1, "versions": 1, "slashes": 0, "shares": 0}
         assert node.datanets.get("qa").versions[0].chain_tx
         assert node.contracts.registry.latest_version(keccak(text="qa")) == 1
-        assert node.reconcile() == {"datanets": 0, "versions": 0, "slashes": 0}
+        assert node.reconcile() == {"datanets": 0, "versions": 0, "slashes": 0, "shares": 0}
     finally:
         node.close()
 

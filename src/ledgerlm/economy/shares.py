@@ -168,8 +168,11 @@ class Shares:
             raise EconomyError(f"ownerBps must be in [0, {BPS}] (and 0 for a model)", field="ownerBps")
         with self.db.connect() as conn:
             version = self._check_asset(conn, kind, asset, owner, int(m["version"]))
-            if conn.execute(select(share_assets.c.id).where(
-                    (share_assets.c.kind == kind) & (share_assets.c.asset == asset))).first():
+            existing = conn.execute(select(share_assets.c.id, share_assets.c.token).where(
+                (share_assets.c.kind == kind) & (share_assets.c.asset == asset))).first()
+            if existing is not None and existing.token is None:
+                return self._anchor(existing.id)  # a crash came between the record and the chain: finish it
+            if existing is not None:
                 raise ConflictError(f"{kind} {asset!r} already has shares; they are issued once", field="asset")
             split = allocation(conn, kind, asset, version, owner, supply, owner_bps)
         tree = payout_tree(sorted(split.items()))
@@ -267,8 +270,8 @@ class Shares:
         """Holders at `block` (default: the chain head), largest first, with claimed and unclaimed parts."""
         asset = self.asset(ref)
         if asset.token is None:
-            raise EconomyError(f"{asset.ref} is not on chain yet; the node retries at start", field="asset",
-                               status=409)
+            raise EconomyError(f"{asset.ref} is not on chain yet: sign `ledgerlm shares issue` again to finish it",
+                               field="asset", status=409)
         head = self.contracts.chain.block_number()
         block = head if block is None else block
         if block > head:
