@@ -30,14 +30,20 @@ class SpanHasher:
 _POWERS = (np.ones(1, dtype=np.uint64), np.ones(1, dtype=np.uint64))
 
 
+_KEPT_POWERS = 1 << 22  # 64 MiB for both tables; a longer batch computes its own and drops them
+
+
 def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """P^i and P^-i for i < n (at least), kept between calls: every batch needs the same ones."""
+    """P^i and P^-i for i < n (at least), kept between calls up to `_KEPT_POWERS`: every batch needs the same ones."""
     global _POWERS
-    if len(_POWERS[0]) < n:
-        size = max(n, 2 * len(_POWERS[0]))
-        _POWERS = tuple(np.cumprod(np.r_[np.uint64(1), np.full(size - 1, p, dtype=np.uint64)], dtype=np.uint64)
-                        for p in (POLY, _INVERSE))
-    return _POWERS
+    if len(_POWERS[0]) >= n:
+        return _POWERS
+    size = max(n, min(2 * len(_POWERS[0]), _KEPT_POWERS))
+    tables = tuple(np.cumprod(np.r_[np.uint64(1), np.full(size - 1, p, dtype=np.uint64)], dtype=np.uint64)
+                   for p in (POLY, _INVERSE))
+    if size <= _KEPT_POWERS:
+        _POWERS = tables
+    return tables
 
 
 def mix64(h: np.ndarray) -> np.ndarray:
