@@ -12,7 +12,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 
 from ledgerlm.validation.errors import ValidationError
-from ledgerlm.validation.span_hashes import POLY, SpanHasher, mix64
+from ledgerlm.validation.span_hashes import POLY, SpanHasher, mix64, window_hashes
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
@@ -67,7 +67,7 @@ class HashedTfidfEmbedder:
         word_doc = doc_of[word_start]
         same = word_doc[1:] == word_doc[:-1]
         # the low two bits keep character n-grams, words and word bigrams apart
-        feats = [span(win, win + n) << np.uint64(2), (words << np.uint64(2)) | np.uint64(1),
+        feats = [window_hashes(codes, n)[win] << np.uint64(2), (words << np.uint64(2)) | np.uint64(1),
                  ((words[:-1] * np.uint64(POLY) + words[1:])[same] << np.uint64(2)) | np.uint64(2)]
         docs = np.concatenate([doc_of[win], word_doc, word_doc[1:][same]])
         return docs, mix64(np.concatenate(feats)) & np.uint64(0xFFFFFFFF)

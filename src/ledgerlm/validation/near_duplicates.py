@@ -14,6 +14,7 @@ from datasketch import MinHash, MinHashLSH
 from datasketch.lsh import _optimal_param
 
 from ledgerlm.validation.errors import ValidationError
+from ledgerlm.validation.span_hashes import window_hashes
 
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 # every ASCII character that is not a letter or digit becomes a space (same as _NON_WORD on ASCII)
@@ -43,10 +44,6 @@ def shingles(text: str, size: int = 5) -> set[str]:
     return {norm[i : i + size] for i in range(len(norm) - size + 1)}
 
 
-# polynomial weights for a 64-bit rolling hash of `size` code points
-_POLY = 0x100000001B3
-
-
 def _shingle_hashes(norms: list[str], size: int) -> tuple[np.ndarray, np.ndarray]:
     """(doc, 32-bit shingle hash) for every shingle of non-empty normalised texts, vectorised.
 
@@ -59,9 +56,7 @@ def _shingle_hashes(norms: list[str], size: int) -> tuple[np.ndarray, np.ndarray
     n_win = len(codes) - size + 1
     if n_win <= 0:
         return np.zeros(0, np.int64), np.zeros(0, np.uint32)
-    h = np.zeros(n_win, dtype=np.uint64)
-    for j in range(size):
-        h = h * np.uint64(_POLY) + codes[j : j + n_win]
+    h = window_hashes(codes, size)
     h ^= h >> np.uint64(32)
     doc = np.repeat(np.arange(len(norms)), lengths)[:n_win]
     valid = np.arange(n_win) + size <= ends[doc]

@@ -46,6 +46,18 @@ def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
     return tables
 
 
+def window_hashes(codes: np.ndarray, size: int) -> np.ndarray:
+    """The hash of every `size`-long window of `codes`, equal to `SpanHasher(codes)(i, i + size)`.
+
+    Horner's rule over shifted slices: `size` passes over the array and no gathers.
+    """
+    n_win = len(codes) - size + 1
+    h = np.zeros(max(0, n_win), dtype=np.uint64)
+    for j in range(size if n_win > 0 else 0):
+        h = h * np.uint64(POLY) + codes[j : j + n_win]
+    return h
+
+
 def mix64(h: np.ndarray) -> np.ndarray:
     """SplitMix64's finalizer: spreads structured hashes over all 64 bits."""
     h = h ^ (h >> np.uint64(30))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from ledgerlm.datanets.schemas import LABEL_FIELD_ANNOTATION
@@ -38,24 +39,42 @@ class Candidate:
         value = self.record[self.label_field]
         return None if value is None else str(value)
 
+    # each text is read by several gates; a candidate is built per gate run and its record is
+    # not changed while the gates read it, so each text is joined once
     def scan_text(self) -> str:
         """Everything a reader of the record sees, label included."""
+        return self._scan_text
+
+    def feature_text(self) -> str:
+        """The record without its label, so neighbours are found by content, not by label."""
+        return self._feature_text
+
+    def answer_text(self) -> str:
+        return self._answer_text
+
+    def question_text(self) -> str:
+        return self._question_text
+
+    @cached_property
+    def _scan_text(self) -> str:
         if self.record is None:
             return self.text
         return "\n".join(flatten(v) for v in self.record.values())
 
-    def feature_text(self) -> str:
-        """The record without its label, so neighbours are found by content, not by label."""
+    @cached_property
+    def _feature_text(self) -> str:
         if self.record is None:
             return self.text
         return "\n".join(flatten(v) for k, v in self.record.items() if k != self.label_field)
 
-    def answer_text(self) -> str:
+    @cached_property
+    def _answer_text(self) -> str:
         if self.record is None:
             return ""
         return "\n".join(flatten(self.record[k]) for k in answer_fields(self.record))
 
-    def question_text(self) -> str:
+    @cached_property
+    def _question_text(self) -> str:
         if self.record is None:
             return ""
         return "\n".join(flatten(v) for k, v in self.record.items() if str(k).lower() in QUESTION_FIELDS)
