@@ -30,7 +30,7 @@ class Recipe:
 
 @dataclass
 class LoopRun:
-    """The adapted model and how the run went; `step_marks` is (wall seconds, real tokens) per step."""
+    """The adapted model and how the run went; `step_marks` is (wall s, process CPU s, real tokens) per step."""
 
     model: object
     steps: int
@@ -90,6 +90,6 @@ def train_plain_peft(base_path: str, records: list[dict], recipe: Recipe) -> Loo
             run.real_tokens += tokens
             run.padded_tokens += mask.numel()
             run.losses.append(loss.item())
-            run.step_marks.append((time.perf_counter(), tokens))
+            run.step_marks.append((time.perf_counter(), time.process_time(), tokens))
     model.eval()
     return run

@@ -83,10 +83,14 @@ class PackedBatch:
     position_ids: torch.Tensor
     example_index: torch.Tensor
     segments: list[tuple[Segment, ...]]
+    # Tokens every row's example begins with, left out of the rows: run once, not once per row.
+    prefix_ids: torch.Tensor | None = None
 
     @property
     def n_tokens(self) -> int:
-        return int((self.example_index >= 0).sum())
+        """Tokens of the batch's examples, a shared prefix counted once for each example."""
+        shared = 0 if self.prefix_ids is None else len(self.prefix_ids) * len(self.input_ids)
+        return int((self.example_index >= 0).sum()) + shared
 
     @property
     def n_label_tokens(self) -> int:
@@ -99,6 +103,7 @@ class PackedBatch:
             self.position_ids.to(device),
             self.example_index.to(device),
             self.segments,
+            None if self.prefix_ids is None else self.prefix_ids.to(device),
         )
 
 
@@ -246,6 +251,51 @@ def collate(blocks: list[PackedBlock]) -> PackedBatch:
         example_index=torch.tensor([b.example_index for b in blocks], dtype=torch.long),
         segments=[b.segments for b in blocks],
     )
+
+
+def shared_prefix_length(examples: list[TokenizedExample]) -> int:
+    """How many leading tokens all `examples` share before the first one whose next token is labelled.
+
+    The prefix stops short of that token so every labelled token is still predicted from a position
+    inside its own example's row (see `share_prefix`).
+    """
+    first = examples[0].input_ids
+    length = min(len(e.input_ids) for e in examples) - 1
+    for example in examples:
+        labelled = next(i for i, label in enumerate(example.labels) if label != IGNORE)
+        length = min(length, labelled - 1)
+        common = 0
+        while common < length and example.input_ids[common] == first[common]:
+            common += 1
+        length = common
+    return max(length, 0)
+
+
+def share_prefix(examples: list[TokenizedExample], prefix_len: int, pad_id: int) -> PackedBatch:
+    """A batch of one row per example holding what follows their common first `prefix_len` tokens.
+
+    The model runs the prefix once and every row attends to its keys and values, so a chat
+    template's system message and turn header cost one pass per batch instead of one per example.
+    Rows are right-padded and their positions simply continue past the example: causal attention
+    keeps padding out of the example's view, so no mask has to be built.
+    """
+    import torch
+
+    width = max(len(e.input_ids) for e in examples) - prefix_len
+    blocks = []
+    for example in sorted(examples, key=lambda e: e.index):
+        ids = example.input_ids[prefix_len:]
+        pad = width - len(ids)
+        blocks.append(PackedBlock(
+            input_ids=ids + [pad_id] * pad,
+            labels=example.labels[prefix_len:] + [IGNORE] * pad,
+            position_ids=list(range(prefix_len, prefix_len + width)),
+            example_index=[example.index] * len(ids) + [-1] * pad,
+            segments=(Segment(example.index, 0, len(ids)),),
+        ))
+    batch = collate(blocks)
+    batch.prefix_ids = torch.tensor(examples[0].input_ids[:prefix_len], dtype=torch.long)
+    return batch
 
 
 def build_training_data(

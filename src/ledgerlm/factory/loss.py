@@ -36,18 +36,33 @@ def token_losses(model, batch: PackedBatch) -> torch.Tensor:
     keep = targets != IGNORE
     lm = causal_lm_of(model)
     trunk = _trunk(lm)
+    body = trunk if trunk is not None else lm
     # attention_mask stays None: transformers then reads example boundaries from the restarting
     # position ids and masks attention block-diagonally.
+    inputs = {"input_ids": batch.input_ids, "position_ids": batch.position_ids, "use_cache": False}
+    if batch.prefix_ids is not None:
+        inputs |= _prefix_cache(body, lm.config, batch.prefix_ids, len(batch.input_ids))
+    out = body(**inputs)
     if trunk is not None:
-        hidden = trunk(
-            input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False
-        ).last_hidden_state
-        logits = lm.get_output_embeddings()(hidden[:, :-1][keep])
+        logits = lm.get_output_embeddings()(out.last_hidden_state[:, :-1][keep])
     else:
-        logits = model(
-            input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False
-        ).logits[:, :-1][keep]
+        logits = out.logits[:, :-1][keep]
     return F.cross_entropy(logits.float(), targets[keep], reduction="none")
+
+
+def _prefix_cache(body, config, prefix_ids: torch.Tensor, rows: int) -> dict:
+    """Keyword arguments that let `rows` rows continue `prefix_ids`, run once with its graph kept."""
+    import inspect
+
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=config)
+    # transformers 5 names the argument `cache`; earlier releases `past_key_values`.
+    name = "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"
+    body(input_ids=prefix_ids[None], use_cache=True, **{name: cache})
+    # Gradients of every row flow back through the repeated keys and values into the one prefix pass.
+    cache.batch_repeat_interleave(rows)
+    return {name: cache, "use_cache": True}
 
 
 def token_owners(batch: PackedBatch) -> torch.Tensor:

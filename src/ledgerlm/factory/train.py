@@ -36,6 +36,8 @@ from ledgerlm.factory.dataset import (
     build_training_data,
     collate,
     pack_examples,
+    share_prefix,
+    shared_prefix_length,
 )
 from ledgerlm.factory.digest import canonical_json_sha256
 from ledgerlm.factory.errors import FactoryError, TrainConfigError
@@ -56,6 +58,9 @@ PROJECTION_NAMES = (
     "gate_up_proj", "c_attn", "c_proj", "c_fc", "query_key_value", "dense", "dense_h_to_4h",
     "dense_4h_to_h", "fc1", "fc2", "out_proj", "Wqkv", "W_pack", "w1", "w2", "w3",
 )
+# A shared prefix costs one more (short) forward call per micro-batch; below this share of token
+# positions saved, the call's overhead eats the gain on small models.
+SHARED_PREFIX_GAIN = 0.1
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "state.pt"
 TRAINING_FILE = "training.json"
@@ -321,7 +326,8 @@ def train(
     data_sha256 = canonical_json_sha256(records)
     model = _adapted_for_training(base, config, dev)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay,
+                                  fused=_fused_adamw(dev))
 
     steps_per_epoch = math.ceil(len(data.train_examples) / (config.batch_size * config.grad_accum))
     total_steps = steps_per_epoch * config.epochs
@@ -340,12 +346,15 @@ def train(
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                 if dev.type == "cuda" and torch.cuda.is_bf16_supported() else nullcontext())
     model.train()
+    # Per-example gradients need each example's tokens in its own row, and a recomputing
+    # (gradient-checkpointed, QLoRA) forward would append to the prefix cache twice.
+    share = on_batch_end is None and config.method == "lora"
     started, session_tokens = time.perf_counter(), 0
     stopped = False
     while step < total_steps:
         epoch = step // steps_per_epoch
         micro_batches = [batch.to(dev) for batch in
-                         step_batches(data, config, epoch, step % steps_per_epoch)]
+                         step_batches(data, config, epoch, step % steps_per_epoch, share=share)]
         n_labelled = sum(b.n_label_tokens for b in micro_batches)
         step_loss = 0.0
         for batch in micro_batches:
@@ -435,7 +444,9 @@ def _adapted_for_training(base: BaseModel, config: TrainConfig, device):
     return get_peft_model(model, lora)
 
 
-def step_batches(data: TrainingData, config: TrainConfig, epoch: int, step_in_epoch: int) -> list[PackedBatch]:
+def step_batches(
+    data: TrainingData, config: TrainConfig, epoch: int, step_in_epoch: int, *, share: bool = False
+) -> list[PackedBatch]:
     """The micro-batches of one optimizer step, reproducible from the step alone.
 
     Examples (not blocks) are shuffled per epoch, so a step sees `batch_size x grad_accum`
@@ -443,6 +454,11 @@ def step_batches(data: TrainingData, config: TrainConfig, epoch: int, step_in_ep
     examples are then packed into as few rows as fit, none wider than the micro-batch's longest
     example (at most `max_len`): packing fills only the padding a padded loop would waste and never
     makes rows longer, since attention grows with the square of a row's length.
+
+    With `share`, a micro-batch whose examples begin with the same tokens (a chat template's
+    system message and turn header) runs them once instead (`share_prefix`) when that saves at
+    least `SHARED_PREFIX_GAIN` of the token positions; the loss is the same, but the tokens of
+    one example no longer have gradients of their own, so attribution capture turns it off.
     """
     import torch
 
@@ -455,8 +471,26 @@ def step_batches(data: TrainingData, config: TrainConfig, epoch: int, step_in_ep
     for j in range(0, len(chosen), config.batch_size):
         micro = chosen[j:j + config.batch_size]
         width = min(config.max_len, max(len(e.input_ids) for e in micro))
-        batches.append(collate(pack_examples(micro, width, data.pad_id, tight=True)))
+        blocks = pack_examples(micro, width, data.pad_id, tight=True)
+        prefix = shared_prefix_length(micro) if share and len(micro) > 1 else 0
+        if prefix:
+            positions = prefix + len(micro) * (max(len(e.input_ids) for e in micro) - prefix)
+            if positions <= (1 - SHARED_PREFIX_GAIN) * sum(len(b.input_ids) for b in blocks):
+                batches.append(share_prefix(micro, prefix, data.pad_id))
+                continue
+        batches.append(collate(blocks))
     return batches
+
+
+def _fused_adamw(device) -> bool:
+    """Whether the fused AdamW kernel is the faster one here.
+
+    On a GPU it always is; on a CPU it is several times faster with one thread and slower with
+    several, where it splits each small LoRA tensor across threads.
+    """
+    import torch
+
+    return device.type == "cuda" or (device.type == "cpu" and torch.get_num_threads() == 1)
 
 
 def _lr_at(step: int, total: int, config: TrainConfig) -> float:
