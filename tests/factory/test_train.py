@@ -144,3 +144,47 @@ def test_config_round_trips_and_hash_tracks_settings():
     assert config.sha256() != replace(config, rank=8).sha256()
     with pytest.raises(TrainConfigError, match="unknown training settings: colour"):
         TrainConfig.from_dict({"colour": "red"})
+
+
+def test_a_shared_system_prompt_runs_once_per_batch_and_trains_as_if_repeated(
+    tiny_base, tokenizer, records, fast_config, tmp_path
+):
+    import torch
+
+    from ledgerlm.factory import build_training_data, example_losses
+    from ledgerlm.factory.train import _adapted_for_training, step_batches
+
+    system = "You keep the crate ledger of the harbour warehouse; answer in one sentence."
+    records = [{"instruction": r["question"], "output": r["answer"], "system": system}
+               for r in records[:8]]
+    config = check_training_setup(
+        tiny_base, replace(fast_config, batch_size=8, max_len=256, eval_split=0.0, epochs=2))
+    data = build_training_data(records, tokenizer, config.max_len, 0.0, config.seed)
+    [shared] = step_batches(data, config, 0, 0, share=True)
+    [rows] = step_batches(data, config, 0, 0)
+    assert rows.prefix_ids is None and system in tokenizer.decode(shared.prefix_ids)
+    assert (shared.n_tokens, shared.n_label_tokens) == (rows.n_tokens, rows.n_label_tokens)
+    assert len(shared.prefix_ids) + shared.input_ids.numel() < 0.6 * rows.input_ids.numel()
+
+    model = _adapted_for_training(tiny_base, config, torch.device("cpu"))
+    torch.manual_seed(1)
+    for name, weight in model.named_parameters():
+        if "lora_B" in name:  # zero at start, which would hide a gradient that misses the prefix
+            torch.nn.init.normal_(weight, std=0.05)
+
+    def losses_and_grads(batch):
+        model.zero_grad()
+        owners, losses = example_losses(model, batch)
+        losses.sum().backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+        return owners, losses.detach(), grads
+
+    a, b = losses_and_grads(shared), losses_and_grads(rows)
+    assert torch.equal(a[0], b[0]) and torch.allclose(a[1], b[1], atol=1e-5)
+    assert all(torch.allclose(x, y, atol=1e-5) for x, y in zip(a[2], b[2], strict=True))
+
+    # Whole runs: the default shares the prefix; capturing per-example gradients does not.
+    quick = train(tiny_base, records, config, tmp_path / "shared")
+    plain = train(tiny_base, records, config, tmp_path / "rows", on_batch_end=lambda end: None)
+    assert quick.tokens_seen == plain.tokens_seen
+    assert [round(r.loss, 4) for r in quick.history] == [round(r.loss, 4) for r in plain.history]

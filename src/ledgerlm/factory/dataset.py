@@ -356,11 +356,13 @@ def _assemble(examples: list[TokenizedExample], max_len: int, pad_id: int) -> Pa
         owners += [example.index] * len(example.input_ids)
         segments.append(Segment(example.index, start, len(input_ids)))
     pad = max_len - len(input_ids)
+    # Padding continues the last example's positions: causal attention keeps it out of that
+    # example's view, and a row of one example then needs no block-diagonal mask at all.
+    after = positions[-1] + 1 if positions else 0
     return PackedBlock(
         input_ids=input_ids + [pad_id] * pad,
         labels=labels + [IGNORE] * pad,
-        # Padding counts as one more sequence, so it never joins the last example's attention.
-        position_ids=positions + list(range(pad)),
+        position_ids=positions + list(range(after, after + pad)),
         example_index=owners + [-1] * pad,
         segments=tuple(segments),
     )

@@ -3,7 +3,10 @@
 Training, evaluation and attribution all score tokens through `token_losses`, so the number a
 user sees in the progress bar, the held-out loss and the per-example influence all measure the same
 thing. Only labelled positions go through the output head: for instruction data most tokens are
-prompt, and the vocabulary projection is a large share of a small model's compute.
+prompt, and the vocabulary projection is a large share of a small model's compute. A batch whose
+rows continue one shared prefix (`dataset.share_prefix`) runs that prefix once and lets every row
+attend to its keys and values, with gradients flowing back through them: the same losses as
+repeating it in every row.
 """
 
 from __future__ import annotations
