@@ -149,9 +149,11 @@ def test_config_round_trips_and_hash_tracks_settings():
 def test_a_shared_system_prompt_runs_once_per_batch_and_trains_as_if_repeated(
     tiny_base, tokenizer, records, fast_config, tmp_path
 ):
+    from contextlib import nullcontext
+
     import torch
 
-    from ledgerlm.factory import build_training_data, example_losses
+    from ledgerlm.factory import build_training_data, capture_lora_grads, example_losses
     from ledgerlm.factory.train import _adapted_for_training, step_batches
 
     system = "You keep the crate ledger of the harbour warehouse; answer in one sentence."
@@ -183,8 +185,17 @@ def test_a_shared_system_prompt_runs_once_per_batch_and_trains_as_if_repeated(
     assert torch.equal(a[0], b[0]) and torch.allclose(a[1], b[1], atol=1e-5)
     assert all(torch.allclose(x, y, atol=1e-5) for x, y in zip(a[2], b[2], strict=True))
 
-    # Whole runs: the default shares the prefix; capturing per-example gradients does not.
-    quick = train(tiny_base, records, config, tmp_path / "shared")
-    plain = train(tiny_base, records, config, tmp_path / "rows", on_batch_end=lambda end: None)
-    assert quick.tokens_seen == plain.tokens_seen
-    assert [round(r.loss, 4) for r in quick.history] == [round(r.loss, 4) for r in plain.history]
+    # Whole runs: the prefix is shared except where per-example gradients are captured (here
+    # the second epoch, as attribution does in the last one); the training is the same.
+    def last_epoch_only(model, batch, epoch):
+        return capture_lora_grads(model, batch.segments) if epoch == 1 else nullcontext()
+
+    ends = []
+    shared_run = train(tiny_base, records, config, tmp_path / "shared")
+    mixed_run = train(tiny_base, records, config, tmp_path / "mixed", on_batch_end=ends.append,
+                      capture_batch=last_epoch_only)
+    assert [e.batch.prefix_ids is not None for e in ends] == [e.epoch == 0 for e in ends]
+    assert all(e.capture.grads for e in ends if e.epoch == 1)
+    assert shared_run.tokens_seen == mixed_run.tokens_seen
+    assert ([round(r.loss, 4) for r in shared_run.history]
+            == [round(r.loss, 4) for r in mixed_run.history])

@@ -32,6 +32,7 @@ from pathlib import Path
 from ledgerlm.factory.basemodels import BaseModel
 from ledgerlm.factory.dataset import (
     PackedBatch,
+    TokenizedExample,
     TrainingData,
     build_training_data,
     collate,
@@ -346,21 +347,25 @@ def train(
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                 if dev.type == "cuda" and torch.cuda.is_bf16_supported() else nullcontext())
     model.train()
-    # Per-example gradients need each example's tokens in its own row, and a recomputing
-    # (gradient-checkpointed, QLoRA) forward would append to the prefix cache twice.
-    share = on_batch_end is None and config.method == "lora"
+    # A recomputing (gradient-checkpointed, QLoRA) forward would append to a prefix cache twice.
+    share = config.method == "lora"
     started, session_tokens = time.perf_counter(), 0
     stopped = False
     while step < total_steps:
         epoch = step // steps_per_epoch
-        micro_batches = [batch.to(dev) for batch in
-                         step_batches(data, config, epoch, step % steps_per_epoch, share=share)]
+        micro_examples = step_examples(data, config, epoch, step % steps_per_epoch)
+        micro_batches = [micro_batch(m, config.max_len, data.pad_id).to(dev) for m in micro_examples]
         n_labelled = sum(b.n_label_tokens for b in micro_batches)
         step_loss = 0.0
-        for batch in micro_batches:
+        for i, batch in enumerate(micro_batches):
             capture = ((capture_batch or _exact_grads)(model, batch, epoch) if on_batch_end
                        else nullcontext())
             with capture as grads:
+                if grads is None and share:
+                    # Nothing reads this batch's per-example gradients, which a shared prefix
+                    # would mix: run the prefix once (the same loss).
+                    batch = micro_batches[i] = micro_batch(
+                        micro_examples[i], config.max_len, data.pad_id, share=True).to(dev)
                 with autocast:
                     loss = token_losses(model, batch).sum() / n_labelled
                 loss.backward()
@@ -447,18 +452,18 @@ def _adapted_for_training(base: BaseModel, config: TrainConfig, device):
 def step_batches(
     data: TrainingData, config: TrainConfig, epoch: int, step_in_epoch: int, *, share: bool = False
 ) -> list[PackedBatch]:
-    """The micro-batches of one optimizer step, reproducible from the step alone.
+    """The micro-batches of one optimizer step, reproducible from the step alone."""
+    return [micro_batch(examples, config.max_len, data.pad_id, share=share)
+            for examples in step_examples(data, config, epoch, step_in_epoch)]
+
+
+def step_examples(
+    data: TrainingData, config: TrainConfig, epoch: int, step_in_epoch: int
+) -> list[list[TokenizedExample]]:
+    """The examples of each micro-batch of one optimizer step, reproducible from the step alone.
 
     Examples (not blocks) are shuffled per epoch, so a step sees `batch_size x grad_accum`
-    examples however short they are, as an ordinary padded loop would; each micro-batch's
-    examples are then packed into as few rows as fit, none wider than the micro-batch's longest
-    example (at most `max_len`): packing fills only the padding a padded loop would waste and never
-    makes rows longer, since attention grows with the square of a row's length.
-
-    With `share`, a micro-batch whose examples begin with the same tokens (a chat template's
-    system message and turn header) runs them once instead (`share_prefix`) when that saves at
-    least `SHARED_PREFIX_GAIN` of the token positions; the loss is the same, but the tokens of
-    one example no longer have gradients of their own, so attribution capture turns it off.
+    examples however short they are, as an ordinary padded loop would.
     """
     import torch
 
@@ -467,19 +472,28 @@ def step_batches(
     ).tolist()
     per_step = config.batch_size * config.grad_accum
     chosen = [data.train_examples[i] for i in order[step_in_epoch * per_step:(step_in_epoch + 1) * per_step]]
-    batches = []
-    for j in range(0, len(chosen), config.batch_size):
-        micro = chosen[j:j + config.batch_size]
-        width = min(config.max_len, max(len(e.input_ids) for e in micro))
-        blocks = pack_examples(micro, width, data.pad_id, tight=True)
-        prefix = shared_prefix_length(micro) if share and len(micro) > 1 else 0
-        if prefix:
-            positions = prefix + len(micro) * (max(len(e.input_ids) for e in micro) - prefix)
-            if positions <= (1 - SHARED_PREFIX_GAIN) * sum(len(b.input_ids) for b in blocks):
-                batches.append(share_prefix(micro, prefix, data.pad_id))
-                continue
-        batches.append(collate(blocks))
-    return batches
+    return [chosen[j:j + config.batch_size] for j in range(0, len(chosen), config.batch_size)]
+
+
+def micro_batch(
+    examples: list[TokenizedExample], max_len: int, pad_id: int, *, share: bool = False
+) -> PackedBatch:
+    """One micro-batch: `examples` packed into as few rows as fit, none wider than the longest.
+
+    Packing fills only the padding a padded loop would waste and never makes rows longer, since
+    attention grows with the square of a row's length. With `share`, examples that begin with the
+    same tokens (a chat template's system message and turn header) run them once instead
+    (`share_prefix`) when that saves at least `SHARED_PREFIX_GAIN` of the token positions: the same
+    loss, but an example's tokens no longer have gradients of their own.
+    """
+    longest = max(len(e.input_ids) for e in examples)
+    blocks = pack_examples(examples, min(max_len, longest), pad_id, tight=True)
+    prefix = shared_prefix_length(examples) if share and len(examples) > 1 else 0
+    if prefix:
+        positions = prefix + len(examples) * (longest - prefix)
+        if positions <= (1 - SHARED_PREFIX_GAIN) * sum(len(b.input_ids) for b in blocks):
+            return share_prefix(examples, prefix, pad_id)
+    return collate(blocks)
 
 
 def _fused_adamw(device) -> bool:
