@@ -11,7 +11,9 @@ paraphrase (a held-out loss: those prompts were never trained on).
 
 Throughput counts real (non-pad) tokens from the end of the first step to the end of the last, so
 loading and warm-up count for neither: per wall-clock second, and per second of the process's CPU
-time, which other work on a shared machine disturbs far less (the load average is in the header).
+time, which other work on a shared machine disturbs less (the load average is in the header).
+`--repeats N` trains both N times, alternating, and reports the median of each, so a burst of
+load lands on both.
 ledgerlm runs a prompt prefix that every example of a micro-batch shares (SmolLM2's default system
 message and turn header) once per micro-batch; its tokens still count once per example, as they
 do for the plain loop, since the loss and gradients are those of the full examples. A speed-up counts only at equal quality: the table shows it
@@ -22,7 +24,7 @@ throughput of learned data: it drops to zero for a run that is fast and learns n
 loss on every token, one step per epoch) on the tuning seed's facts; the defaults were chosen on
 those, and the comparison above is reported on a separate seed.
 
-    python benchmarks/train.py --ablate                       # tiny model: a few minutes on 2 cores
+    python benchmarks/train.py --ablate --repeats 3           # tiny model: a few minutes on 2 cores
     python benchmarks/train.py --model smollm2 --facts 48 --out benchmarks/results/train-smollm2.json
 
 Writes benchmarks/results/train.json and train.md (or `--out` and the .md beside it).
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import tempfile
 import time
 from dataclasses import replace
@@ -64,6 +67,11 @@ def step_throughput(marks: list[tuple[float, float, int]]) -> tuple[float, float
         return 0.0, 0.0
     tokens = sum(t for _, _, t in marks[1:])
     return tokens / (marks[-1][0] - marks[0][0]), tokens / (marks[-1][1] - marks[0][1])
+
+
+def median_throughput(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    """The median wall and CPU throughput of repeated runs (each median on its own)."""
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
 
 
 def train_ledgerlm(base, records: list[dict], recipe: Recipe, work: Path, **changes):
@@ -128,6 +136,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="examples per optimizer step")
     parser.add_argument("--max-len", type=int, default=256, help="ledgerlm's packed row length (cut for both)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for both runs")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="train both N times, alternating, and report the median throughput "
+                             "(quality is scored on the first runs; the runs are seeded)")
     parser.add_argument("--ablate", action="store_true", help="also run one-change ablations on the tuning seed")
     parser.add_argument("--models-dir", type=Path,
                         default=Path(os.environ.get("LEDGERLM_HOME", "~/.ledgerlm")).expanduser() / "models")
@@ -159,13 +170,19 @@ def main() -> None:
                 score_facts(model, tokenizer, facts, paraphrased=True))
 
     records = [f.record() for f in reported]
-    print("training the plain PyTorch + PEFT loop ...", flush=True)
-    plain = train_plain_peft(base.path, records, recipe)
-    plain_tps = step_throughput(plain.step_marks)
-    plain_exact, plain_para = scores(plain.model, reported)
-    print("training with ledgerlm ...", flush=True)
-    model, steps, tps = train_ledgerlm(base, records, recipe, args.work)
-    exact, para = scores(model, reported)
+    plain_runs, ledgerlm_runs = [], []
+    for repeat in range(args.repeats):
+        print(f"training the plain PyTorch + PEFT loop ({repeat + 1}/{args.repeats}) ...", flush=True)
+        plain = train_plain_peft(base.path, records, recipe)
+        plain_runs.append(step_throughput(plain.step_marks))
+        if repeat == 0:
+            plain_exact, plain_para = scores(plain.model, reported)
+        print(f"training with ledgerlm ({repeat + 1}/{args.repeats}) ...", flush=True)
+        model, steps, tps = train_ledgerlm(base, records, recipe, args.work)
+        ledgerlm_runs.append(tps)
+        if repeat == 0:
+            exact, para = scores(model, reported)
+    plain_tps, tps = median_throughput(plain_runs), median_throughput(ledgerlm_runs)
 
     title = (f"{base.name}, {args.facts} facts (report seed {REPORT_SEED}), rank {recipe.rank}, lr {recipe.lr:g}, "
              f"{recipe.epochs} epochs of {recipe.batch_size} examples per step, {args.threads} torch thread(s)")
@@ -177,7 +194,8 @@ def main() -> None:
                       "exact": plain_exact.to_dict(), "paraphrased": plain_para.to_dict(),
                       "padding_fraction": 1 - plain.real_tokens / plain.padded_tokens},
             "ledgerlm": {"steps": steps, "tokens_per_s": tps[0], "tokens_per_cpu_s": tps[1],
-                         "exact": exact.to_dict(), "paraphrased": para.to_dict()}}
+                         "exact": exact.to_dict(), "paraphrased": para.to_dict()},
+            "throughput_repeats": {"plain": plain_runs, "ledgerlm": ledgerlm_runs}}
     tables = [table]
     table.print()
 
