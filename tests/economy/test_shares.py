@@ -164,3 +164,22 @@ def test_holder_payouts_sum_to_the_datanet_revenue_to_the_base_unit(client, worl
     assert {a: int(v) for a, v in pool["split"].items()} == expected
     assert int(summary["total"]) == fee
     assert verify_epoch(*files.values(), node.contracts.distributor.epoch(summary["epoch"])) == []
+
+
+def test_an_issue_cut_off_before_the_chain_is_finished_by_issuing_again(client, world, alice, monkeypatch):
+    from ledgerlm.chain import ChainError
+
+    factory = world.contracts.share_factory
+
+    def outage(*args, **kwargs):
+        raise ChainError("the chain went away", status=503)
+
+    monkeypatch.setattr(factory, "issue", outage)
+    with pytest.raises(LedgerError, match="went away"):
+        client.shares.issue(alice, "datanet", "qa", supply=SUPPLY)
+    with pytest.raises(LedgerError, match="not on chain yet"):
+        client.shares.holders("qa")
+    monkeypatch.undo()
+    issued = client.shares.issue(alice, "datanet", "qa", supply=SUPPLY)
+    assert world.contracts.share_token(issued["token"]).total_supply() == SUPPLY
+    assert [a.ref for a in world.shares.all()] == ["datanet:qa"]
