@@ -159,6 +159,20 @@ def test_upload_a_file_see_it_gated_voted_on_published_and_verify_the_root(tab, 
     tab.shot("datanet-uploaded-and-published")
 
 
+def test_private_datanets_appear_after_the_wallet_signs_a_read(tab, web_world, api):
+    api.create_datanet(DatanetSpec(name="hidden-notes", schema=QA_SCHEMA, visibility="private"), web_world.wallet)
+    page = tab.open("/web/datanets")
+    assert page.locator("#datanet-rows").get_by_role("link", name="hidden-notes").count() == 0
+    page.get_by_role("button", name="Show my private Datanets").click()
+    page.get_by_role("button", name="Stop").wait_for()
+    page.locator("#datanet-rows").get_by_role("link", name="hidden-notes").click()
+    page.wait_for_url("**/web/datanets/hidden-notes")
+    assert "private" in page.locator(".facts").inner_text()
+    assert last_signed(web_world, "ReadRequest")["message"]["datanet"] == "*"
+    tab.open("/web/datanets").get_by_role("button", name="Stop").click()
+    page.get_by_role("button", name="Show my private Datanets").wait_for()
+
+
 def test_a_models_lineage_runs_from_adapter_to_contributions(tab, web_world):
     page = tab.open("/web/models")
     page.get_by_role("link", name=web_world.model_id).first.click()

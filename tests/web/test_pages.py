@@ -76,3 +76,21 @@ def test_a_relayed_claim_is_refused_in_words_when_nothing_is_owed(http, client, 
     assert again.status_code in (401, 409) and "nonce" in again.json()["error"]["message"].lower()
     forged = {**action, "message": {**action["message"], "epoch": 2}}
     assert http.post("/economy/claims", json={"action": forged}).status_code == 401
+
+
+def test_a_private_datanet_shows_only_to_a_signed_reader(http, client, alice, bob):
+    from ledgerlm.identity import sign_read_request
+    from ledgerlm.web.access import READ_COOKIE
+
+    client.create_datanet(DatanetSpec(name="secret", schema=QA_SCHEMA, visibility="private"), alice)
+    assert "secret" not in http.get("/web/datanets").text.split("<main")[1]
+    page = http.get("/web/datanets/secret")
+    assert page.status_code == 401 and "is private" in page.text
+    http.cookies.set(READ_COOKIE, sign_read_request(alice, client.domain))
+    try:
+        assert "/web/datanets/secret" in http.get("/web/datanets").text
+        assert http.get("/web/datanets/secret").status_code == 200
+        http.cookies.set(READ_COOKIE, sign_read_request(bob, client.domain))  # a stranger's read proves nothing
+        assert http.get("/web/datanets/secret").status_code == 403
+    finally:
+        http.cookies.clear()

@@ -15,6 +15,7 @@ from ledgerlm.identity.reads import (
     ANY_DATANET,
     READ_HEADER,
     ReadGrant,
+    read_request,
     sign_read_request,
     verify_read_request,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "ANY_DATANET",
     "READ_HEADER",
     "ReadGrant",
+    "read_request",
     "sign_read_request",
     "verify_read_request",
     "ACTIONS",

@@ -37,9 +37,17 @@ def sign_read_request(
     account: LocalAccount, domain: SigningDomain, *, datanet: str = ANY_DATANET, ttl: int = DEFAULT_READ_TTL,
 ) -> str:
     """The header value for a ReadRequest: `reader:datanet:expiry:signature`."""
-    message = {"reader": account.address, "datanet": datanet, "expiry": int(time.time()) + ttl}
-    signature = account.sign_message(encode_typed_data(full_message=typed_data("ReadRequest", message, domain)))
-    return f"{account.address}:{datanet}:{message['expiry']}:0x{signature.signature.hex().removeprefix('0x')}"
+    typed, prefix = read_request(account.address, domain, datanet=datanet, ttl=ttl)
+    signature = account.sign_message(encode_typed_data(full_message=typed))
+    return f"{prefix}:0x{signature.signature.hex().removeprefix('0x')}"
+
+
+def read_request(
+    reader: str, domain: SigningDomain, *, datanet: str = ANY_DATANET, ttl: int = DEFAULT_READ_TTL,
+) -> tuple[dict, str]:
+    """What a reader signs (the ReadRequest typed data) and the header value before its signature."""
+    message = {"reader": to_checksum_address(reader), "datanet": datanet, "expiry": int(time.time()) + ttl}
+    return typed_data("ReadRequest", message, domain), f"{message['reader']}:{datanet}:{message['expiry']}"
 
 
 def verify_read_request(value: str, domain: SigningDomain, *, now: int | None = None) -> ReadGrant:

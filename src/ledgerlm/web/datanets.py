@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query, Request
 
 from ledgerlm.datanets import DOCUMENTS
 from ledgerlm.errors import LedgerError
+from ledgerlm.web.access import page_reader
 from ledgerlm.web.render import page
 
 router = APIRouter()
@@ -23,8 +24,9 @@ def _matches(datanet, query: str) -> bool:
 @router.get("/web/datanets")
 def datanet_list(request: Request, q: str = ""):
     node = request.app.state.node
-    found = [d for d in node.datanets.list(None) if _matches(d, q)]
-    return page(request, "datanets.html", datanets=found, q=q)
+    reader = page_reader(request)
+    found = [d for d in node.datanets.list(reader) if _matches(d, q)]
+    return page(request, "datanets.html", datanets=found, q=q, reader=reader)
 
 
 @router.get("/web/datanets/new")
@@ -71,7 +73,7 @@ def _chain_roots(node, datanet) -> dict[int, str | None]:
 @router.get("/web/datanets/{name}")
 def datanet_detail(request: Request, name: str, state: str | None = None, offset: int = Query(0, ge=0)):
     node = request.app.state.node
-    node.datanets.require_access(name, None)
+    node.datanets.require_access(name, page_reader(request, name))
     datanet = node.datanets.get(name)
     contributions = node.datanets.contributions(name, state=state, limit=PAGE_SIZE, offset=offset,
                                                 with_payload=False, with_events=True)
@@ -86,7 +88,7 @@ def datanet_detail(request: Request, name: str, state: str | None = None, offset
 def contribution_detail(request: Request, contribution_id: int):
     node = request.app.state.node
     brief = node.datanets.contribution(contribution_id, with_payload=False)
-    node.datanets.require_access(brief.datanet, None)
+    node.datanets.require_access(brief.datanet, page_reader(request, brief.datanet))
     contribution = node.datanets.contribution(contribution_id)
     outcome = round_outcomes(node.validation.rounds(contribution.datanet, limit=100)).get(contribution_id)
     return page(request, "contribution.html", c=contribution, findings=gate_findings(contribution), outcome=outcome)

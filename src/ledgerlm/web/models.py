@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 
 from ledgerlm.errors import LedgerError
 from ledgerlm.factory import list_models, read_training
+from ledgerlm.web.access import page_reader
 from ledgerlm.web.render import page
 
 router = APIRouter()
@@ -36,10 +37,15 @@ def model_detail(request: Request, model_id: str):
     node = request.app.state.node
     record = node.factory.model(model_id, verify=True)
     version = node.datanets.version(record.datanet, record.version)
-    leaves = node.datanets.manifest(record.datanet, record.version)["contributions"]
+    try:  # a private Datanet's contributions are listed only to its owner and members
+        node.datanets.require_access(record.datanet, page_reader(request, record.datanet))
+        leaves, withheld = node.datanets.manifest(record.datanet, record.version)["contributions"], None
+    except LedgerError as exc:
+        leaves, withheld = [], exc.message
     job = node.factory.job(record.job_id) if record.job_id is not None else None
     return page(request, "model.html", m=record, version=version, leaves=leaves[:LINEAGE_PAGE],
-                leaf_count=len(leaves), job=job, history=_history(record.path))
+                leaf_count=len(leaves) if withheld is None else version.contribution_count, withheld=withheld,
+                job=job, history=_history(record.path))
 
 
 @router.get("/web/jobs/{job_id}")

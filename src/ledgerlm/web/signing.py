@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from ledgerlm.datanets import DatanetSpec, FileEntry, manifest_hash
 from ledgerlm.errors import AuthError, LedgerError
-from ledgerlm.identity import ACTIONS, action_message, typed_data
+from ledgerlm.identity import ACTIONS, action_message, read_request, typed_data
 
 router = APIRouter()
 
@@ -118,3 +118,17 @@ def prepare(body: TypedDataRequest, request: Request) -> dict:
     message = action_message(body.action, signer, {n: fields[n] for n in names})
     return {"action": body.action, "typed": wallet_json(typed_data(body.action, message, node.domain)),
             "message": orjson.dumps(message).decode(), **extra}
+
+
+class ReadRequestBody(BaseModel):
+    signer: str
+
+
+@router.post("/web/read-request")
+def prepare_read(body: ReadRequestBody, request: Request) -> dict:
+    """A ReadRequest for every Datanet, as the CLI's `--as` signs one: the typed data for the wallet and the
+    header value it completes (`reader:*:expiry`, then `:signature`)."""
+    if not is_address(body.signer):
+        raise AuthError(f"signer {body.signer!r} is not an address; connect a wallet", field="signer")
+    typed, prefix = read_request(body.signer, request.app.state.node.domain)
+    return {"typed": wallet_json(typed), "prefix": prefix}

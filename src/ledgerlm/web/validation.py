@@ -6,6 +6,7 @@ from eth_utils import is_address, to_checksum_address
 from fastapi import APIRouter, Request
 
 from ledgerlm.errors import LedgerError
+from ledgerlm.web.access import page_reader
 from ledgerlm.web.render import page
 
 router = APIRouter()
@@ -15,6 +16,20 @@ def _address(value: str) -> str:
     if not is_address(value):
         raise LedgerError(f"address {value!r} is not an Ethereum address (0x and 40 hex digits)", field="address")
     return to_checksum_address(value)
+
+
+def _may_read(request: Request, node, item: dict, address: str) -> bool:
+    """A private Datanet's data is shown only to the validator itself, signed in, while it may read it."""
+    if not item["private"]:
+        return True
+    reader = page_reader(request, item["datanet"])
+    if reader is None or reader.lower() != address.lower():
+        return False
+    try:
+        node.datanets.require_access(item["datanet"], reader)
+    except LedgerError:
+        return False
+    return True
 
 
 def _text(payload) -> str | None:
@@ -27,8 +42,7 @@ def validation_home(request: Request, address: str = ""):
     queue, reputation = None, None
     if address:
         address = _address(address)
-        # Pages read without a signed read request: data of private Datanets stays withheld here.
-        queue = [{**item, "payload": None if item["private"] else _text(item["payload"])}
+        queue = [{**item, "payload": _text(item["payload"]) if _may_read(request, node, item, address) else None}
                  for item in node.validation.queue(address)]
         reputation = {"contributor": node.validation.reputation(address, "contributor"),
                       "validator": node.validation.reputation(address, "validator")}

@@ -95,6 +95,33 @@
     finally { if (button) button.disabled = false; }
   }
 
+  // ---------------------------------------------------------------- signed reads (private Datanets)
+  var READ_COOKIE = "ledgerlm_read";
+
+  function readGrant() {
+    var found = document.cookie.split("; ").filter(function (c) { return c.indexOf(READ_COOKIE + "=") === 0; })[0];
+    return found ? decodeURIComponent(found.slice(READ_COOKIE.length + 1)) : "";
+  }
+
+  function wireReadSignIn() {
+    var signIn = document.getElementById("read-sign-in"), signOut = document.getElementById("read-sign-out");
+    if (signIn) signIn.addEventListener("click", function () {
+      busy(signIn, async function () {
+        var account = state.account || await connect();
+        var prepared = await postJSON("/web/read-request", JSON.stringify({ signer: account }));
+        var signature = await signTyped(account, prepared.typed);
+        // Read-only and short-lived: the same value the API takes in X-Ledgerlm-Read.
+        document.cookie = READ_COOKIE + "=" + prepared.prefix + ":" + signature +
+          "; path=/; max-age=120; SameSite=Strict";
+        window.location.reload();
+      });
+    });
+    if (signOut) signOut.addEventListener("click", function () {
+      document.cookie = READ_COOKIE + "=; path=/; max-age=0; SameSite=Strict";
+      window.location.reload();
+    });
+  }
+
   // ---------------------------------------------------------------- generic signed buttons
   function wireSignButtons() {
     document.querySelectorAll("button[data-sign]").forEach(function (button) {
@@ -299,7 +326,8 @@
         var out = document.getElementById(button.getAttribute("aria-describedby"));
         busy(button, async function () {
           out.textContent = "checking…";
-          var manifest = await send(button.dataset.manifest);
+          var grant = readGrant();
+          var manifest = await send(button.dataset.manifest, grant ? { headers: { "X-Ledgerlm-Read": grant } } : {});
           var rows = manifest.contributions.map(function (c) { return [c[1], c[2]]; });
           var root = window.ledgerlmHash.standardMerkleRoot(manifest.leaf_types, rows);
           var expected = button.dataset.verifyRoot.toLowerCase();
@@ -503,7 +531,7 @@
     document.body.addEventListener("htmx:responseError", function (event) {
       readableError(new Response(event.detail.xhr.responseText, { status: event.detail.xhr.status })).then(notice);
     });
-    wireSignButtons(); wireCreateDatanet(); wireVotes(); wireTrain(); wireUpload(); wireVerifyRoot(); wireLossCharts(); wireCloseEpoch();
+    wireReadSignIn(); wireSignButtons(); wireCreateDatanet(); wireVotes(); wireTrain(); wireUpload(); wireVerifyRoot(); wireLossCharts(); wireCloseEpoch();
     wireFillWallet(); wirePlayground();
     tickCountdowns(); setInterval(tickCountdowns, 1000);
   });
