@@ -322,7 +322,7 @@ def add_member(
 def price(
     ctx: typer.Context, name: str,
     amount: str | None = typer.Argument(None, help="LGR to charge for training on it; omit to show the prices."),
-    version: int = typer.Option(0, help="The version priced \\[default: 0, every version without its own price]."),
+    version: int = typer.Option(0, help="The version priced (0: every version without its own price)."),
     as_key: str | None = typer.Option(None, "--as", help="The owner's key (to set a price) or a member's (to read)."),
 ):
     """Show or set (signed SetAccessPrice) what members pay from escrow to train on a private Datanet; the

@@ -24,8 +24,8 @@ def issue(
                                                            "signs)."),
     as_key: str = typer.Option(..., "--as", help="The Datanet owner's or the model developer's key."),
     supply: str = typer.Option("1000000", help="Whole shares to create, fixed forever (18 decimals)."),
-    version: int = typer.Option(0, help="Datanet version whose data valuation sets the allocation "
-                                        "\\[default: the latest]."),
+    version: int = typer.Option(0, help="Datanet version whose data valuation sets the allocation (0: the "
+                                        "latest)."),
     owner_bps: int = typer.Option(0, "--owner-bps", help="The Datanet owner's share of the supply in basis points "
                                                          "(the rest goes to contributors by data valuation)."),
 ):
