@@ -41,6 +41,11 @@ def test_create_funds_the_agent_from_its_owner_and_pause_shows_everywhere(cli):
     cli("agent", "resume", "scout", "--owner", "alice")
     assert cli.json("agent", "list")[0]["policy"]["paused"] is False
     assert cli.json("agent", "show", "scout")["node_policy"]["policy"]["paused"] is False
+    changed = cli.json("agent", "policy", "scout", "--budget", "4", "--allow-models", "any", "--max-price", "none")
+    enforced = cli.json("agent", "show", "scout")["node_policy"]["policy"]
+    assert changed["policy"]["budget"] == str(4 * UNIT) and enforced["budget"] == str(4 * UNIT)
+    assert enforced["allow_models"] == [] and enforced["max_price_per_1k"] is None and enforced["per_epoch"] is True
+    cli.fails("agent", "policy", "scout", "--actions", "steal", match="unknown actions steal")
 
     trail = cli.json("agent", "audit", "scout")
     assert [e["tool"] for e in trail] == ["fund_gas", "fund_tokens", "escrow_deposit", "stake", "register_policy",

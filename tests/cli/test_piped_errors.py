@@ -107,7 +107,8 @@ def _cases(home: Path, never: Path) -> list[tuple[list[str], str, dict]]:
         (["agent", "create", "bot", "--owner", "nobody", "--budget", "5"], f"no key named 'nobody' in {home}/keys",
          {}),
         *((["agent", verb, "nobot", *extra], "no agent named 'nobot'", {})
-          for verb, extra in (("run", ["--task", "x"]), ("audit", []), ("pause", []), ("resume", []), ("show", []))),
+          for verb, extra in (("run", ["--task", "x"]), ("audit", []), ("pause", []), ("resume", []), ("show", []),
+                              ("policy", ["--budget", "1"]))),
         (["mcp", "--agent", "nobot"], "no agent named 'nobot'", {}),
         (["eval", "attribution", "--out", missing_file + "/x.json"], f"{missing_file} is not a directory", {}),
         (["datanet", "price", "docs", "5", "--as", "alice"], "Datanet 'docs' is public", {}),

@@ -165,6 +165,43 @@ def resume(ctx: typer.Context, name: str, owner: str | None = OWNER_KEY):
     _set_paused(ctx, name, False, owner)
 
 
+@app.command("policy")
+def policy(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="The agent."),
+    owner: str | None = OWNER_KEY,
+    budget: str | None = typer.Option(None, "--budget", help="Most LGR it spends on calls [default: unchanged]."),
+    per_epoch: bool | None = typer.Option(None, "--per-epoch/--in-total", help="The budget renews every epoch, or "
+                                                                              "not [default: unchanged]."),
+    allow_models: str | None = typer.Option(None, "--allow-models", help="Comma-separated model ids, or `any`."),
+    allow_datanets: str | None = typer.Option(None, "--allow-datanets", help="Comma-separated Datanets, or `any`."),
+    max_price: str | None = typer.Option(None, "--max-price", help="LGR per 1k tokens, or `none`."),
+    actions: str | None = typer.Option(None, "--actions", help="Comma-separated tools it may use, or `all`."),
+):
+    """Change the agent's policy, signed by its owner; the node enforces it from the agent's next action. Its
+    escrow and the cap it signed stay as they are."""
+    from ledgerlm.agents import TOOLS, change_policy, make_policy, parse_names
+
+    s = session(ctx)
+    record = registry(s).get(name)
+    fields = record.policy.model_dump()
+    if budget is not None:
+        fields["budget"] = parse_amount(budget, field="budget")
+    if per_epoch is not None:
+        fields["per_epoch"] = per_epoch
+    if allow_models is not None:
+        fields["allow_models"] = [] if allow_models == "any" else parse_names(allow_models)
+    if allow_datanets is not None:
+        fields["allow_datanets"] = [] if allow_datanets == "any" else parse_names(allow_datanets)
+    if max_price is not None:
+        fields["max_price_per_1k"] = None if max_price == "none" else parse_amount(max_price, field="max_price")
+    if actions is not None:
+        fields["actions"] = list(TOOLS) if actions == "all" else parse_names(actions)
+    record = change_policy(s.client(), registry(s), name, _owner_key(s, record, owner), policy=make_policy(**fields))
+    s.emit(public(record), lambda r: console.print(f"agent {r['name']}: policy changed; the node enforces it from "
+                                                   "its next action"))
+
+
 @app.command("audit")
 def audit(ctx: typer.Context, name: str):
     """Every tool call the agent attempted: when, what, cost, receipt id, chain transactions, the settlement
