@@ -88,6 +88,11 @@ def test_gates_then_consensus_with_an_outlier(client, alice, bob, setup, tmp_pat
     assert outcome[validators[0].address]["clipped"] == 0
     rep = client.validation.reputation(validators[2].address)
     assert rep["validator_bps"] < client.validation.reputation(validators[0].address)["validator_bps"]
+    # The history says which round moved it and ends where the reputation stands now.
+    assert [h["round_id"] for h in rep["history"]["validator"]] == [opened["id"]]
+    assert rep["history"]["validator"][-1]["bps"] == rep["validator_bps"]
+    contributor = client.validation.reputation(bob.address)["history"]["contributor"]
+    assert [h["round_id"] for h in contributor] == [None, None] + [opened["id"]] * 4  # gates, then the round
     # Rejected data cost the contributor part of the bond: at least 0.5 LGR per rejection (three here),
     # but the Staking contract takes at most 10% of a bond for one round's recorded outcome.
     assert client.chain.account(bob.address)["stake"]["contributor_bond"] == 10 * UNIT - UNIT

@@ -7,10 +7,13 @@ import hashlib
 import json
 
 from eth_account.messages import _hash_eip191_message, encode_typed_data
+from sqlalchemy import insert
 
 from ledgerlm.datanets import DatanetSpec, FileEntry, manifest_hash
 from ledgerlm.identity import sign_action, typed_data
+from ledgerlm.store.schema import reputation_history
 from ledgerlm.web.playground import matched_spans
+from ledgerlm.web.validation import reputation_chart
 
 from ..datanets.conftest import QA_SCHEMA, write_jsonl
 
@@ -94,3 +97,23 @@ def test_a_private_datanet_shows_only_to_a_signed_reader(http, client, alice, bo
         assert http.get("/web/datanets/secret").status_code == 403
     finally:
         http.cookies.clear()
+
+
+def test_reputation_chart_draws_each_role_from_neutral():
+    chart = reputation_chart({"validator": [{"round_id": 1, "bps": 6000, "at": 1}, {"round_id": 2, "bps": 10000,
+                                                                                   "at": 2}],
+                              "contributor": []})
+    (line,) = chart["lines"]
+    assert line["role"] == "validator" and line["last"] == 10000 and line["changes"] == 2
+    # x spreads the changes over the width; y is 0 at 10,000 bps and the full height at 0 bps.
+    assert line["points"] == "0.0,80.0 300.0,64.0 600.0,0.0"
+    assert reputation_chart({"validator": [], "contributor": []}) is None
+
+
+def test_validation_page_shows_a_reputation_chart(http, alice):
+    node = http.app.state.node
+    with node.db.begin() as conn:
+        conn.execute(insert(reputation_history).values(address=alice.address, role="validator", round_id=1,
+                                                       bps=6200, at=1))
+    page = http.get(f"/web/validation?address={alice.address}")
+    assert page.status_code == 200 and 'id="reputation-chart"' in page.text and "<polyline" in page.text

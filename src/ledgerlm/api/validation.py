@@ -98,4 +98,5 @@ def tally(round_id: int, body: ActionBody, node: Node = Depends(get_node)) -> di
 def reputation(address: str, node: Node = Depends(get_node)) -> dict:
     v = node.validation
     return {"address": address, "contributor_bps": v.reputation(address, "contributor"),
-            "validator_bps": v.reputation(address, "validator")}
+            "validator_bps": v.reputation(address, "validator"),
+            "history": {role: v.reputation_history(address, role) for role in ("contributor", "validator")}}

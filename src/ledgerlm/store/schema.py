@@ -247,6 +247,19 @@ reputation = Table(
     Column("updated_at", BigInteger, nullable=False),
 )
 
+# Every reputation change, so validators and contributors can see theirs over time.
+reputation_history = Table(
+    "reputation_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("address", String(42), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("round_id", Integer, nullable=True),  # NULL for a gate rejection, which no round decided
+    Column("bps", Integer, nullable=False),  # the reputation after this change
+    Column("at", BigInteger, nullable=False),
+)
+Index("ix_reputation_history_address_role", reputation_history.c.address, reputation_history.c.role)
+
 # One row per paid (or free) completion: what was served, what it cost, and who is owed what.
 # Written by serving before the response completes; read by the economy at epoch close.
 # Amounts are decimal strings of integer base units (they overflow 64-bit integers).

@@ -25,6 +25,7 @@ from ledgerlm.store.schema import (
     datanets,
     gate_reports,
     reputation,
+    reputation_history,
     round_assignments,
     round_votes,
     validation_rounds,
@@ -199,7 +200,7 @@ class ValidationRounds:
                         details=report.to_dict(), allowed_from=("pending",),
                     )
                     rejected.append((cid, batch[cid].contributor))
-        self._contributor_outcomes([(c, a, "reject", None) for c, a in rejected])
+        self._contributor_outcomes(None, [(c, a, "reject", None) for c, a in rejected])
         gone = {cid for cid, _ in rejected}
         counts["valuation"] = self._value([c for cid, c in batch.items() if cid not in gone], reference, now)
         return counts
@@ -426,8 +427,8 @@ class ValidationRounds:
             summary = _tally_json(result)
             conn.execute(update(validation_rounds).where(validation_rounds.c.id == round_id)
                          .values(state="tallied", tally=summary))
-        self._validator_outcomes(result)
-        self._contributor_outcomes(contributor_outcomes)
+        self._validator_outcomes(round_id, result)
+        self._contributor_outcomes(round_id, contributor_outcomes)
         self._plan_slashes(round_id, contributor_outcomes)
         self.execute_slashes(round_id)
         return self.round(round_id)
@@ -440,21 +441,35 @@ class ValidationRounds:
                                                                    reputation.c.role == role))).scalar()
         return NEUTRAL_BPS if bps is None else bps
 
-    def _bump(self, address: str, role: str, outcome_bps: int) -> None:
+    def reputation_history(self, address: str, role: str, limit: int = 200) -> list[dict[str, Any]]:
+        """The latest `limit` changes of one address's reputation in one role, oldest first."""
+        with self.db.connect() as conn:
+            rows = conn.execute(
+                select(reputation_history.c.round_id, reputation_history.c.bps, reputation_history.c.at)
+                .where(and_(reputation_history.c.address == address, reputation_history.c.role == role))
+                .order_by(reputation_history.c.id.desc()).limit(limit)
+            ).all()
+        return [{"round_id": r.round_id, "bps": r.bps, "at": r.at} for r in reversed(rows)]
+
+    def _bump(self, address: str, role: str, outcome_bps: int, round_id: int | None) -> None:
         new = update_reputation(self.reputation(address, role), outcome_bps)
+        now = self.now()
         with self.db.begin() as conn:
             if conn.execute(update(reputation).where(and_(reputation.c.address == address, reputation.c.role == role))
-                            .values(bps=new, updated_at=self.now())).rowcount == 0:
-                conn.execute(insert(reputation).values(address=address, role=role, bps=new, updated_at=self.now()))
+                            .values(bps=new, updated_at=now)).rowcount == 0:
+                conn.execute(insert(reputation).values(address=address, role=role, bps=new, updated_at=now))
+            conn.execute(insert(reputation_history).values(address=address, role=role, round_id=round_id,
+                                                           bps=new, at=now))
 
-    def _validator_outcomes(self, result: RoundTally) -> None:
+    def _validator_outcomes(self, round_id: int, result: RoundTally) -> None:
         for v, outcome in result.validators.items():
             if outcome.assigned:
-                self._bump(v, "validator", validator_outcome_bps(outcome))
+                self._bump(v, "validator", validator_outcome_bps(outcome), round_id)
 
-    def _contributor_outcomes(self, outcomes: list[tuple[int, str, str, int | None]]) -> None:
+    def _contributor_outcomes(self, round_id: int | None,
+                              outcomes: list[tuple[int, str, str, int | None]]) -> None:
         for _cid, contributor, decision, consensus in outcomes:
-            self._bump(contributor, "contributor", contributor_outcome_bps(decision, consensus))
+            self._bump(contributor, "contributor", contributor_outcome_bps(decision, consensus), round_id)
 
     def _plan_slashes(self, round_id: int, contributor_outcomes: list[tuple[int, str, str, int | None]]) -> None:
         """Decide the round's slashes and record them, with the evidence hash, before any chain write.

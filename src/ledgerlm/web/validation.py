@@ -11,6 +11,28 @@ from ledgerlm.web.render import page
 
 router = APIRouter()
 
+# Reputation chart: basis points (0..10,000) over changes, one line per role.
+CHART_W, CHART_H, BPS_TOP = 600, 160, 10_000
+ROLE_COLOURS = {"validator": "#16794a", "contributor": "#1b6ac9"}
+
+
+def reputation_chart(history: dict[str, list[dict]]) -> dict | None:
+    """One polyline per role over its changes in order, with 5,000 (neutral) marked: coordinates for SVG."""
+    steps = max((len(h) for h in history.values()), default=0)
+    if steps == 0:
+        return None
+    dx = CHART_W / max(1, steps)
+    lines = []
+    for role, changes in sorted(history.items()):
+        if not changes:
+            continue
+        # Each line starts from neutral, the reputation everyone has before their first outcome.
+        values = [5_000] + [c["bps"] for c in changes]
+        points = " ".join(f"{round(i * dx, 2)},{round(CHART_H * (1 - v / BPS_TOP), 2)}" for i, v in enumerate(values))
+        lines.append({"role": role, "points": points, "colour": ROLE_COLOURS.get(role, "#333"),
+                      "last": values[-1], "changes": len(changes)})
+    return {"lines": lines, "width": CHART_W, "height": CHART_H, "neutral_y": CHART_H / 2}
+
 
 def _address(value: str) -> str:
     if not is_address(value):
@@ -39,18 +61,20 @@ def _text(payload) -> str | None:
 @router.get("/web/validation")
 def validation_home(request: Request, address: str = ""):
     node = request.app.state.node
-    queue, reputation = None, None
+    queue, reputation, chart = None, None, None
     if address:
         address = _address(address)
         queue = [{**item, "payload": _text(item["payload"]) if _may_read(request, node, item, address) else None}
                  for item in node.validation.queue(address)]
         reputation = {"contributor": node.validation.reputation(address, "contributor"),
                       "validator": node.validation.reputation(address, "validator")}
+        chart = reputation_chart({role: node.validation.reputation_history(address, role)
+                                  for role in ("contributor", "validator")})
     by_round: dict[int, list[dict]] = {}
     for item in queue or []:
         by_round.setdefault(item["round_id"], []).append(item)
     return page(request, "validation.html", rounds=node.validation.rounds(limit=50), address=address, queue=queue,
-                by_round=by_round, reputation=reputation)
+                by_round=by_round, reputation=reputation, chart=chart)
 
 
 @router.get("/web/validation/rounds/{round_id}")
