@@ -10,14 +10,34 @@ export LEDGERLM_ADMIN_PASSPHRASE="${LEDGERLM_ADMIN_PASSPHRASE:-demo-admin-passph
 export LEDGERLM_KDF_ITERATIONS="${LEDGERLM_KDF_ITERATIONS:-16384}"
 OUT="$LEDGERLM_HOME/out"; mkdir -p "$OUT"
 
-step() { printf '\n\033[1;34m▶ %s\033[0m\n' "$*"; }
+# Each step's wall time, printed at the end with the load average (other work on the machine slows every step).
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg); DEMO_START=$(date +%s); STEP=""; STEP_START=0; TIMES=()
+finish_step() { [ -n "$STEP" ] && TIMES+=("$(( $(date +%s) - STEP_START ))|$STEP") || true; }
+step() { finish_step; STEP="$*"; STEP_START=$(date +%s); printf '\n\033[1;34m▶ %s\033[0m\n' "$*"; }
 run() { printf '\033[2m$ %s\033[0m\n' "$*"; "$@"; }
+timings() {
+  finish_step; STEP=""
+  printf '\n%8s  %s\n' "seconds" "step"
+  for t in "${TIMES[@]}"; do printf '%8s  %s\n' "${t%%|*}" "$(cut -c1-90 <<< "${t#*|}")"; done
+  printf '%8s  %s\n' "$(( $(date +%s) - DEMO_START ))" "total"
+  echo "load average (1, 5, 15 min): $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end; $(nproc) cores"
+}
 
 step "1. A node home: database, blob store, node key, embedded chain with the contracts deployed"
 run ledgerlm init
-# Short validator rounds so the demo needs no waiting (the default is an hour per phase).
-sed -i -e 's/^round_commit_seconds = .*/round_commit_seconds = 180/' \
-       -e 's/^round_reveal_seconds = .*/round_reveal_seconds = 120/' "$LEDGERLM_HOME/config.toml"
+
+step "2. Keys: a Datanet owner (alice), contributors (bob, carol, mallory), validators (val1-3)"
+cli_start=$(date +%s%N)
+run ledgerlm keys new alice
+cli_s=$(( ($(date +%s%N) - cli_start + 999999999) / 1000000000 ))  # one command's wall time on this machine now
+for who in bob carol mallory val1 val2 val3; do run ledgerlm keys new "$who"; done
+# Validator rounds as short as the demo's own commands allow (the default is an hour per phase): after the round
+# opens, 7 commands must land in the commit phase (the queue, then a queue read and a commit per validator) and
+# 4 in the reveal phase; each phase gets twice that many command times, plus 10 s.
+commit_s=$(( 14 * cli_s + 10 )); reveal_s=$(( 8 * cli_s + 10 ))
+echo "  (one command takes about ${cli_s}s here: rounds get ${commit_s}s to commit and ${reveal_s}s to reveal)"
+sed -i -e "s/^round_commit_seconds = .*/round_commit_seconds = $commit_s/" \
+       -e "s/^round_reveal_seconds = .*/round_reveal_seconds = $reveal_s/" "$LEDGERLM_HOME/config.toml"
 # The node runs from here on; every command below is a client of its API (as a second terminal would be).
 PORT=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 ledgerlm serve --port "$PORT" > "$OUT/serve.log" 2>&1 &
@@ -25,8 +45,6 @@ SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 300); do curl -sf "http://127.0.0.1:$PORT/node/info" >/dev/null && break; sleep 0.5; done
 
-step "2. Keys: a Datanet owner (alice), contributors (bob, carol, mallory), validators (val1-3)"
-for who in alice bob carol mallory val1 val2 val3; do run ledgerlm keys new "$who"; done
 
 step "3. alice creates a records Datanet with a JSON Schema"
 run ledgerlm datanet create reef-facts --as alice --schema examples/qa.schema.json \
@@ -51,7 +69,6 @@ done
 
 step "7. alice opens a validator round: automatic gates first, then assignment by stake"
 run ledgerlm validate open reef-facts --as alice
-run ledgerlm validate queue --as val1
 
 step "8. Validators commit hashed scores (val3 votes against everyone), then reveal"
 scores() {  # honest validators score every assigned fact 90; val3 scores everything 10
@@ -60,15 +77,17 @@ import json, sys
 items = [i for i in json.load(sys.stdin) if i["phase"] == "commit"]
 print(",".join("%d=%s" % (i["contribution_id"], sys.argv[1]) for i in items))' "$2"
 }
-round=$(ledgerlm --json validate queue --as val1 | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)[0]["round_id"])')
+ledgerlm --json validate queue --as val1 > "$OUT/queue-val1.json"
+round=$(.venv/bin/python -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["round_id"])' "$OUT/queue-val1.json")
 run ledgerlm validate commit "$round" --as val1 --votes "$(scores val1 90)"
 run ledgerlm validate commit "$round" --as val2 --votes "$(scores val2 90)"
 run ledgerlm validate commit "$round" --as val3 --votes "$(scores val3 10)"
-deadline() { ledgerlm --json validate round show "$round" | .venv/bin/python -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+read -r commit_deadline reveal_deadline < <(ledgerlm --json validate round show "$round" | .venv/bin/python -c \
+  'import json,sys; r = json.load(sys.stdin); print(r["commit_deadline"], r["reveal_deadline"])')
 wait_past() { local t=$(( $1 - $(date +%s) + 1 )); [ "$t" -gt 0 ] && { echo "  (waiting ${t}s for the phase to end)"; sleep "$t"; } || true; }
-wait_past "$(deadline commit_deadline)"
+wait_past "$commit_deadline"
 for v in val1 val2 val3; do run ledgerlm validate reveal "$round" --as "$v"; done
-wait_past "$(deadline reveal_deadline)"
+wait_past "$reveal_deadline"
 run ledgerlm validate tally "$round" --as alice
 run ledgerlm datanet contributions reef-facts --state rejected
 
@@ -125,25 +144,31 @@ if [ "${DEMO_TRAIN:-1}" = "1" ]; then
   step "17. The node serves the model; dave calls it through the official openai client"
   .venv/bin/python - "$PORT" "$KEY" > "$OUT/receipt-ids.txt" <<'PY'
 import sys
+import time
 
+import httpx
 import openai
 
-client = openai.OpenAI(base_url=f"http://127.0.0.1:{sys.argv[1]}/v1", api_key=sys.argv[2], max_retries=0)
+node = f"http://127.0.0.1:{sys.argv[1]}"
+client = openai.OpenAI(base_url=f"{node}/v1", api_key=sys.argv[2], max_retries=0)
+ids = []
 for question in ["How deep is the Varnish Reef?", "Who first mapped the Varnish Reef?", "What lives on the reef?"]:
     answer = client.chat.completions.create(model="reef-smollm2", max_tokens=24, temperature=0,
                                             messages=[{"role": "user", "content": question}])
     receipt = answer.model_extra["x_ledgerlm_receipt"]
+    ids.append(answer.id)
     print(answer.id)
     print(f"Q: {question}\nA: {answer.choices[0].message.content}\n   fee {receipt['fee']} base units, "
           f"{len(receipt['payouts'])} payouts", file=sys.stderr)
+print("(waiting for attribution to finish the receipts)", file=sys.stderr)
+deadline = time.monotonic() + 600
+for rid in ids:  # attribution runs after each answer; the epoch settles only final receipts
+    while httpx.get(f"{node}/receipts/{rid}").json()["receipt"]["state"] != "final":
+        if time.monotonic() > deadline:
+            sys.exit(f"receipt {rid} was not finalised in 10 minutes")
+        time.sleep(0.5)
 PY
-  step "18. Each answer carries a receipt; attribution finishes it after the answer"
-  for id in $(cat "$OUT/receipt-ids.txt"); do
-    for _ in $(seq 600); do
-      state=$(ledgerlm --json receipts show "$id" | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["receipt"]["state"])')
-      [ "$state" = "final" ] && break; sleep 0.5
-    done
-  done
+  step "18. Each answer carries a receipt; attribution finished it after the answer"
   run ledgerlm receipts list --account dave
 
   step "19. The epoch closes: dave is charged within his cap, the payout root goes on chain; anyone verifies it"
@@ -153,29 +178,31 @@ PY
   step "20. Everyone claims (alice pays the gas for the node's own claim)"
   for who in alice bob carol mallory; do run ledgerlm chain faucet "$who" --eth 1 --tokens 0; done
   for who in alice bob carol mallory val1 val2 val3 dave; do run ledgerlm claim --as "$who" --all; done
-  run ledgerlm claim --as alice --all --account "$(ledgerlm --json info | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["node_address"])')"
+  NODE_ADDRESS=$(ledgerlm --json info | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["node_address"])')
+  run ledgerlm claim --as alice --all --account "$NODE_ADDRESS"
 
   step "21. Who earned what, and why; tokens in = tokens out"
-  NODE_ADDRESS=$(ledgerlm --json info | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["node_address"])')
-  for who in alice bob carol mallory val1 val2 val3 dave "$NODE_ADDRESS"; do
-    ledgerlm --json earnings "$who" > "$OUT/earnings-$who.json"
-  done
-  ledgerlm --json epoch list > "$OUT/epochs.json"
-  .venv/bin/python - "$OUT" <<'PY'
+  echo "(each account's \`ledgerlm earnings NAME\`, read here in one go from the same API)"
+  ledgerlm --json keys list > "$OUT/keys.json"
+  .venv/bin/python - "$OUT" "$PORT" "$NODE_ADDRESS" <<'PY'
 import json
 import sys
 from pathlib import Path
 
-out = Path(sys.argv[1])
+import httpx
+
+out, node = Path(sys.argv[1]), f"http://127.0.0.1:{sys.argv[2]}"
+accounts = [k["address"] for k in json.loads((out / "keys.json").read_text())] + [sys.argv[3]]
 claimed = 0
 print(f"{'account':44} {'earned LGR':>12}  claimed  why")
-for path in sorted(out.glob("earnings-*.json")):
-    r = json.loads(path.read_text())
+for address in accounts:
+    r = httpx.get(f"{node}/economy/earnings/{address}").json()
+    (out / f"earnings-{address}.json").write_text(json.dumps(r))
     for e in r["epochs"]:
         why = ", ".join(f"{role} {int(v) / 1e18:.6f}" for role, v in e["sources"]["roles"].items())
         print(f"{r['address']:44} {int(e['amount']) / 1e18:>12.6f}  {str(e['claimed']):7}  {why}")
         claimed += int(e["amount"]) if e["claimed"] else 0
-epoch = json.loads((out / "epochs.json").read_text())[0]
+epoch = httpx.get(f"{node}/economy/epochs").json()[0]
 charged, slashed, total = int(epoch["charged"]), int(epoch["rewards"]), int(epoch["total"])
 print(f"tokens in: consumers charged {charged} + slashed stake {slashed} = {charged + slashed} base units")
 print(f"tokens out: payouts {total}, claimed {claimed} base units")
@@ -184,4 +211,5 @@ print("tokens in = tokens out, to the base unit")
 PY
 fi
 
+timings
 printf '\n\033[1;32mdone.\033[0m home: %s\n' "$LEDGERLM_HOME"
