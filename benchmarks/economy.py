@@ -17,6 +17,7 @@ measured on the same chain in the same run.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import signal
 import sys
@@ -114,16 +115,16 @@ class Setup:
             transfers.append(("eth_sendRawTransaction", [_raw(self.treasury.sign_transaction(transfer))]))
             deposits.append(("eth_sendRawTransaction", [_raw(consumer.sign_transaction(pay_in))]))
         for calls in (gas, transfers, deposits):  # each stage lands before the next one starts
-            last = None
             for start in range(0, len(calls), 500):
                 batch = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p}
                          for i, (m, p) in enumerate(calls[start:start + 500])]
-                for answer in requests.post(self.url, json=batch, timeout=600).json():
+                answers = requests.post(self.url, json=batch, timeout=600).json()
+                for answer in answers:
                     if "error" in answer:
                         raise RuntimeError(f"funding failed: {answer['error']}")
-                    last = answer["result"]
-            if calls is not gas and last is not None:
-                w3.eth.wait_for_transaction_receipt(last, timeout=600)
+                if calls is not gas:  # a batch is mined before the next, so the pool never holds thousands
+                    for answer in answers:
+                        w3.eth.wait_for_transaction_receipt(answer["result"], timeout=600)
         assert all(self.c.escrow.balance_of(c.address) >= deposit for c in self.consumers[-3:])
 
     def write_receipts(self, count: int, rng: random.Random) -> tuple[int, int]:
@@ -236,6 +237,7 @@ def measure(backend, receipt_count, consumer_count, summary, funding_s, close_s,
             "goal_gas_per_receipt": GOAL_GAS_PER_RECEIPT}
 
 
+RESULT = Path(__file__).resolve().parent / "results" / "economy.json"
 ANVIL = Path(__file__).resolve().parents[1] / "contracts" / "node_modules" / ".bin" / "anvil"
 
 
@@ -246,6 +248,8 @@ def main() -> None:
     parser.add_argument("--only", metavar="CHAIN:RECEIPTS:CONSUMERS", action="append",
                         help="run just these rows, e.g. anvil:10000:1000 (repeatable)")
     parser.add_argument("--chunk-size", type=int, default=CHUNK, help="consumers per settlement transaction")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the rows of benchmarks/results/economy.json and run only the missing ones")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     use_anvil = not args.no_anvil and ANVIL.exists()
@@ -257,9 +261,14 @@ def main() -> None:
     else:
         plan, skipped = plan_rows(args.full, use_anvil)
     planned = sum(len(counts) for _, _, counts in plan)
+    rows: list[dict] = []
+    if args.resume and RESULT.exists():
+        rows = json.loads(RESULT.read_text())["runs"]
+        done = {(r["backend"], r["receipts"], r["consumers"]) for r in rows}
+        plan = [(b, c, [r for r in counts if (b, r, c) not in done]) for b, c, counts in plan]
+        plan = [p for p in plan if p[2]]
     # A stopped run (Ctrl-C, SIGTERM) still stops anvil and keeps the rows it finished.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    rows: list[dict] = []
     anvil = None
     url = None
     try:
