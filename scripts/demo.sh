@@ -20,7 +20,7 @@ timings() {
   printf '\n%8s  %s\n' "seconds" "step"
   for t in "${TIMES[@]}"; do printf '%8s  %s\n' "${t%%|*}" "$(cut -c1-90 <<< "${t#*|}")"; done
   printf '%8s  %s\n' "$(( $(date +%s) - DEMO_START ))" "total"
-  echo "load average (1, 5, 15 min): $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end; $(nproc) cores"
+  echo "load average (1, 5, 15 min): $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end; $(getconf _NPROCESSORS_ONLN) cores"
 }
 
 step "1. A node home: database, blob store, node key, embedded chain with the contracts deployed"
