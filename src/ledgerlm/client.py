@@ -223,6 +223,14 @@ class NodeClient:
     def manifest(self, name: str, number: int) -> dict:
         return self._request("GET", f"/datanets/{name}/versions/{number}/manifest")
 
+    def buy_export_licence(self, name: str, number: int, account: LocalAccount, pay: int) -> dict | None:
+        """Pay (at most `pay` base units, from escrow, under a spending cap of that much for the open epoch) for
+        the licence to export a priced private version; one already held costs nothing. None: it is free."""
+        self.sign_spending_cap(account, int(pay))
+        action = self._sign(account, "PayAccess", {"datanet": name, "version": number, "amount": int(pay),
+                                                   "modelId": "", "purpose": "export"})
+        return self._request("POST", f"/datanets/{name}/versions/{number}/licence", json={"action": action})
+
     def export(self, name: str, number: int, fmt: str, out: Path) -> dict:
         """Write one version to `out`; `hf` is built locally from the node's Parquet."""
         out = Path(out)
@@ -348,7 +356,8 @@ class FactoryActions:
         if pay is not None:
             self.node.sign_spending_cap(account, int(pay))
             body["payment"] = self.node._sign(account, "PayAccess", {
-                "datanet": parsed.datanet, "version": parsed.version, "amount": int(pay), "modelId": parsed.model_id})
+                "datanet": parsed.datanet, "version": parsed.version, "amount": int(pay), "modelId": parsed.model_id,
+                "purpose": "train"})
         return self.node._request("POST", "/factory/jobs", json=body)
 
     def jobs(self) -> list[dict]:

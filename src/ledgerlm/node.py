@@ -463,10 +463,24 @@ class Node:
         # The closer's lock: no close plans an epoch while a payment is being debited into it.
         return AccessPayments(self.db, self.contracts, self.account, self.domain, lock=self.economy._lock)
 
-    def _pay_access(self, payment, **training) -> dict:
+    def _pay_access(self, payment, **licence) -> dict:
         if not self.on_chain:
             raise LedgerError("this node has no chain to take payments on", field="chain", status=409)
-        return self.access.pay(payment, **training)
+        return self.access.pay(payment, **licence)
+
+    def export_licence(self, name: str, number: int, reader: str | None, payment=None) -> dict | None:
+        """The reader's licence to export a private Datanet version the owner priced (None: the version is
+        free to them); with `payment` (a signed PayAccess) one is bought if not held, else 402."""
+        if payment is not None:
+            from ledgerlm.identity import verify_action
+
+            reader = verify_action(payment, expected="PayAccess", domain=self.domain)
+        self.datanets.require_access(name, reader, "export")
+        self.datanets.version(name, number)  # an unknown version is a 404, not a price
+        price = self.datanets.access_price(name, number, reader)
+        if not price:
+            return None
+        return self._pay_access(payment, payer=reader, datanet=name, version=number, purpose="export", price=price)
 
     @cached_property
     def faucet(self):

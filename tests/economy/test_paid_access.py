@@ -97,3 +97,48 @@ def test_a_job_that_did_not_pay_is_refused_and_a_paid_one_credits_the_holders(cl
     assert verify_epoch(*files.values(), c.distributor.epoch(1)) == []
     shares = next(p for p in files["payouts"]["pools"] if p["kind"] == "shares")
     assert shares["sources"] == {"access": str(PRICE)}
+
+
+def test_export_of_a_priced_version_needs_a_licence_paid_once(client, private, alice, bob, carol, tmp_path):
+    """Exporting a priced private version is refused until the reader pays; the licence is theirs to export
+    again without paying again; training is a licence of its own; the payment is the Datanet's revenue."""
+    node = private
+    c = node.contracts
+    as_carol = _as(client, carol)
+    with pytest.raises(LedgerError, match="costs 3000000000000000001 base units to export") as refused:
+        as_carol.export("vault", 1, "jsonl", tmp_path / "v1.jsonl")
+    assert refused.value.status == 402 and not (tmp_path / "v1.jsonl").exists()
+    assert _as(client, alice).export("vault", 1, "jsonl", tmp_path / "own.jsonl")["bytes"] > 0  # owner: free
+    client.chain.faucet(carol.address, eth_wei=UNIT, tokens=10 * UNIT)
+    client.chain.send(carol, "LedgerToken", "approve", [c.escrow.address, 10 * UNIT])
+    client.chain.send(carol, "PaymentEscrow", "deposit", [10 * UNIT])
+    with pytest.raises(LedgerError, match="signs for only"):
+        client.buy_export_licence("vault", 1, carol, PRICE - 1)
+    licence = client.buy_export_licence("vault", 1, carol, 5 * UNIT)
+    assert licence["purpose"] == "export" and licence["amount"] == str(PRICE)
+    assert client.buy_export_licence("vault", 1, carol, 5 * UNIT) == licence  # held: nothing debited again
+    for _ in range(2):
+        assert as_carol.export("vault", 1, "jsonl", tmp_path / "v1.jsonl")["bytes"] > 0
+    assert c.escrow.balance_of(carol.address) == 10 * UNIT - PRICE
+    assert len((tmp_path / "v1.jsonl").read_text().splitlines()) == len(ROWS)
+    with pytest.raises(LedgerError, match="to train on"):
+        _train(client, carol)  # the export licence is not a training licence
+
+    summary = node.economy.close()
+    assert int(summary["total"]) == PRICE  # the Datanet's revenue: its owner's pool, no shares issued
+    files = published_files(node.db, 1, c)
+    assert [p["purpose"] for p in files["payouts"]["access_payments"]] == ["export"]
+    assert verify_epoch(*files.values(), c.distributor.epoch(1)) == []
+
+
+def test_a_training_licence_covers_later_jobs_on_the_same_version(client, private, carol):
+    node = private
+    c = node.contracts
+    client.chain.faucet(carol.address, eth_wei=UNIT, tokens=10 * UNIT)
+    client.chain.send(carol, "LedgerToken", "approve", [c.escrow.address, 10 * UNIT])
+    client.chain.send(carol, "PaymentEscrow", "deposit", [10 * UNIT])
+    first = _train(client, carol, pay=5 * UNIT, model_id="vault-a")
+    again = _train(client, carol, model_id="vault-b")  # no --pay: the licence already held covers it
+    assert again["licence"] == first["licence"] and c.escrow.balance_of(carol.address) == 10 * UNIT - PRICE
+    for job in (first, again):
+        assert node.factory.wait(job["id"], timeout=300).state == "done"

@@ -171,7 +171,7 @@ def version_manifest(name: str, number: int, node: Node = Depends(get_node),
 def export_version(name: str, number: int, format: str = "jsonl", node: Node = Depends(get_node),
                    grant: ReadGrant | None = Depends(read_grant)):
     """Download exactly the data of one version as JSONL or Parquet."""
-    node.datanets.require_access(name, reader_of(grant, name), "export")
+    node.export_licence(name, number, reader_of(grant, name))  # a priced private version: paid licence or 402
     if format not in ("jsonl", "parquet"):
         raise DatanetError("the API exports jsonl or parquet; the CLI turns parquet into hf", field="format")
     workdir = Path(tempfile.mkdtemp(prefix="ledgerlm-export-"))
@@ -182,6 +182,13 @@ def export_version(name: str, number: int, format: str = "jsonl", node: Node = D
         filename=target.name,
         background=BackgroundTask(_cleanup, workdir),
     )
+
+
+@router.post("/datanets/{name}/versions/{number}/licence")
+def export_licence(name: str, number: int, body: ActionRequest, node: Node = Depends(get_node)) -> dict | None:
+    """Buy (signed PayAccess, purpose "export") the licence to export a priced private version, debited from the
+    signer's escrow once: a licence already held is returned without paying again; null when it is free."""
+    return node.export_licence(name, number, None, body.action)
 
 
 def _cleanup(workdir: Path) -> None:

@@ -282,13 +282,24 @@ def export(
     fmt: str = typer.Option("jsonl", "--format", help="jsonl, parquet or hf (a datasets.load_from_disk directory)."),
     out: Path | None = typer.Option(None, "--out", help="Output path [default: NAME-vN.FORMAT]."),
     as_key: str | None = typer.Option(None, "--as", help=READ_AS_HELP),
+    pay: str | None = typer.Option(
+        None, "--pay", help="Most LGR you agree to pay from escrow for the licence to export a priced private "
+                            "version (signs a PayAccess and a spending cap of that much for the open epoch); a "
+                            "licence you already hold for the version is used without paying again."),
 ):
     """Write exactly the data of one version."""
     s = session(ctx)
     if fmt not in ("jsonl", "parquet", "hf"):
         raise DatanetError(f"unknown format {fmt!r}: use jsonl, parquet or hf", field="format")
     out = out or Path(f"{name}-v{version}" + ("" if fmt == "hf" else f".{fmt}"))
-    result = s.reading_client(as_key).export(name, version, fmt, out)
+    licence = None
+    client = s.reading_client(as_key)
+    if pay is not None:
+        if client.reader is None:
+            raise DatanetError("--pay needs --as KEY: the key whose escrow pays", field="as")
+        licence = client.buy_export_licence(name, version, client.reader, parse_amount(pay))
+    result = client.export(name, version, fmt, out)
+    result["licence"] = licence
     s.emit(result, lambda r: console.print(f"[green]wrote[/] {r['path']} ({fmt})"))
 
 

@@ -22,6 +22,10 @@ from ledgerlm.store.schema import access_payments, epochs, spending_caps
 # Access debits settle in chunks far above any epoch close's own (0, 1, 2, ...), one chunk per payment, so
 # the escrow's once-per-(epoch, chunk) rule also makes each payment land at most once.
 ACCESS_CHUNK_BASE = 2**128
+# What a licence allows, and how each is paid for from the CLI.
+PURPOSES = {"train": "train on", "export": "export"}
+_HOW = {"train": "the CLI does with `ledgerlm factory train --pay MAX`",
+        "export": "the CLI does with `ledgerlm datanet export --pay MAX`"}
 
 
 class PaymentRequired(EconomyError):
@@ -38,11 +42,27 @@ class AccessPayments:
     domain: SigningDomain
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def pay(self, signed: SignedAction, *, datanet: str, version: int, model_id: str, price: int) -> dict:
-        """Verify the developer's signed PayAccess for this training and debit `price` from their escrow."""
+    def pay(self, signed: SignedAction | None, *, payer: str, datanet: str, version: int, purpose: str,
+            price: int, model_id: str = "") -> dict:
+        """The payer's licence to `purpose` ("train" or "export") one version: the one they already paid for, or
+        a new one debiting `price` from their escrow on their signed PayAccess. One licence per (payer, version,
+        purpose): paying once lets them train on (or export) that version again without paying again."""
+        if purpose not in PURPOSES:
+            raise EconomyError(f"purpose must be one of {', '.join(PURPOSES)}, not {purpose!r}", field="purpose")
+        held = self.licence(payer, datanet, version, purpose)
+        if held is not None:
+            return held
+        if signed is None:
+            raise PaymentRequired(
+                f"{datanet} version {version} costs {price} base units to {PURPOSES[purpose]}: sign a PayAccess for "
+                f"it ({_HOW[purpose]}) and a spending cap for this epoch that covers it", field="payment")
         developer = verify_action(signed, expected="PayAccess", domain=self.domain)
+        if developer != payer:
+            raise EconomyError(f"the PayAccess is signed by {developer}, not by {payer} who asks for the licence",
+                               field="developer", status=403)
         m = signed.message
-        for name, value in (("datanet", datanet), ("version", version), ("modelId", model_id)):
+        for name, value in (("datanet", datanet), ("version", version), ("modelId", model_id),
+                            ("purpose", purpose)):
             if m[name] != value:
                 raise EconomyError(f"the signed PayAccess is for {name} {m[name]!r}, not {value!r}", field=name)
         if int(m["amount"]) < price:
@@ -50,6 +70,9 @@ class AccessPayments:
                                   f"{m['amount']}", field="amount")
         escrow = self.contracts.escrow
         with self.lock:
+            held = self.licence(payer, datanet, version, purpose)  # a payment that finished while we waited
+            if held is not None:
+                return held
             now = self.contracts.chain.head().timestamp
             with self.db.begin() as conn:
                 if conn.execute(select(epochs.c.number).where(epochs.c.state.in_(("planned", "settled")))).first():
@@ -67,7 +90,7 @@ class AccessPayments:
                 action_id = record_action(conn, signed, developer, chain_id=self.domain.chain_id)
                 payment_id = conn.execute(insert(access_payments).values(
                     datanet=datanet, version=version, developer=developer, amount=str(price), epoch=epoch,
-                    state="pending", tx=None, job_id=None, action_id=action_id, created_at=int(time.time()),
+                    purpose=purpose, state="pending", tx=None, job_id=None, action_id=action_id, created_at=int(time.time()),
                 )).inserted_primary_key[0]
             debit = Debit(developer, price, int(cap.cap), int(cap.deadline),
                           bytes.fromhex(cap.signature.removeprefix("0x")))
@@ -78,7 +101,19 @@ class AccessPayments:
                 raise PaymentRequired(f"the escrow refused the payment: {exc}", field="payment") from exc
             self._set(payment_id, state="paid", tx=tx)
         return {"payment": payment_id, "datanet": datanet, "version": version, "developer": developer,
-                "amount": str(price), "epoch": epoch, "tx": tx}
+                "purpose": purpose, "amount": str(price), "epoch": epoch, "tx": tx}
+
+    def licence(self, payer: str, datanet: str, version: int, purpose: str) -> dict | None:
+        """The paid licence `payer` holds to `purpose` the version, if any."""
+        with self.db.connect() as conn:
+            row = conn.execute(select(access_payments).where(and_(
+                access_payments.c.developer == payer, access_payments.c.datanet == datanet,
+                access_payments.c.version == version, access_payments.c.purpose == purpose,
+                access_payments.c.state == "paid")).order_by(access_payments.c.id).limit(1)).mappings().first()
+        if row is None:
+            return None
+        return {"payment": row["id"], "datanet": datanet, "version": version, "developer": payer,
+                "purpose": purpose, "amount": row["amount"], "epoch": row["epoch"], "tx": row["tx"]}
 
     def _cannot_pay(self, cap, developer: str, epoch: int, price: int, now: int) -> str | None:
         if cap is None:
@@ -126,4 +161,4 @@ def settled_access(conn: Connection, epoch: int) -> list[dict]:
                                                            access_payments.c.state == "paid"))
                         .order_by(access_payments.c.id)).mappings().all()
     return [{"id": r["id"], "datanet": r["datanet"], "version": r["version"], "developer": r["developer"],
-             "amount": r["amount"], "tx": r["tx"]} for r in rows]
+             "purpose": r["purpose"], "amount": r["amount"], "tx": r["tx"]} for r in rows]

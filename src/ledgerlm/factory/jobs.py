@@ -165,19 +165,15 @@ class ModelFactory:
         return self.job(job_id)
 
     def _pay(self, request: TrainRequest, developer: str, payment: SignedAction | None) -> dict | None:
-        """Take the owner's price for a private Datanet version before the job exists: no payment, no job."""
+        """Take the owner's price for a private Datanet version before the job exists: no licence, no job. A
+        developer who already paid to train on the version trains on it again without paying again."""
         price = self.datanets.access_price(request.datanet, request.version, developer)
         if not price:
             return None
-        if payment is None:
-            raise FactoryError(
-                f"{request.datanet} version {request.version} costs {price} base units to train on: sign a "
-                "PayAccess for it (the CLI does with --pay MAX) and a spending cap for this epoch that covers it",
-                field="payment", status=402)
         if self.pay_access is None:
             raise FactoryError("this node has no chain to take payments on", field="chain", status=409)
-        return self.pay_access(payment, datanet=request.datanet, version=request.version,
-                               model_id=request.model_id, price=price)
+        return self.pay_access(payment, payer=developer, datanet=request.datanet, version=request.version,
+                               purpose="train", model_id=request.model_id, price=price)
 
     def control(self, job_id: int, signed: SignedAction) -> Job:
         """`cancel` stops a job at the next step, leaving a resumable checkpoint; `resume` requeues it."""

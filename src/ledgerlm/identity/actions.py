@@ -104,11 +104,12 @@ ACTIONS: dict[str, list[tuple[str, str]]] = {
     "IssueShares": [("owner", "address"), ("kind", "string"), ("asset", "string"), ("version", "uint256"),
                     ("supply", "uint256"), ("ownerBps", "uint256"), ("nonce", "uint256"), ("deadline", "uint256")],
     # paid access to a private Datanet: the owner's price per version (0: every version), and a developer's
-    # payment of at most `amount` from escrow for training on one version
+    # payment of at most `amount` from escrow for a licence to "train" on (modelId: the model) or "export"
+    # (modelId empty) one version
     "SetAccessPrice": [("owner", "address"), ("datanet", "string"), ("version", "uint256"), ("price", "uint256"),
                        ("nonce", "uint256"), ("deadline", "uint256")],
     "PayAccess": [("developer", "address"), ("datanet", "string"), ("version", "uint256"), ("amount", "uint256"),
-                  ("modelId", "string"), ("nonce", "uint256"), ("deadline", "uint256")],
+                  ("modelId", "string"), ("purpose", "string"), ("nonce", "uint256"), ("deadline", "uint256")],
     # economy: an account asks the node to relay its claim of one epoch's payout (the node pays the gas)
     "ClaimPayout": [("account", "address"), ("epoch", "uint256"), ("nonce", "uint256"), ("deadline", "uint256")],
     # agents: the agent's key accepts its owner once; from then on only the owner sets its policy

@@ -455,6 +455,8 @@ access_payments = Table(
     Column("job_id", Integer, nullable=True),
     Column("action_id", Integer, ForeignKey("signed_actions.id"), nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    # what the licence allows: "train" or "export"; one paid licence per (developer, Datanet, version, purpose)
+    Column("purpose", String(16), nullable=False, server_default="train"),
 )
 Index("ix_access_payments_epoch", access_payments.c.epoch, access_payments.c.state)
 
