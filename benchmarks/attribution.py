@@ -32,7 +32,7 @@ from report import write_result  # noqa: E402  (benchmarks/ is the script's dire
 from rich.console import Console  # noqa: E402
 
 from ledgerlm.evals.attribution import EvalConfig, report_tables, run_attribution_eval  # noqa: E402
-from ledgerlm.evals.attribution.scale import index_build_cost, serving_latency  # noqa: E402
+from ledgerlm.evals.attribution.scale import serving_latency  # noqa: E402
 
 console = Console(width=160)
 
@@ -44,18 +44,6 @@ def smollm2_base(models_dir: Path | None):
         return get_model(models_dir or Path.home() / ".ledgerlm" / "models", SMOLLM2_NAME)
     except FactoryError:
         return None
-
-
-def smollm2_build_cost(base, args) -> dict:
-    import tempfile
-
-    from ledgerlm.evals.attribution.facts import make_fact_tracing_set
-    from ledgerlm.factory import TrainConfig
-
-    records = make_fact_tracing_set("test", args.entities, args.seed).records
-    config = TrainConfig(epochs=args.build_cost_epochs, eval_split=0.0, seed=args.seed)
-    with tempfile.TemporaryDirectory(prefix="ledgerlm-build-cost-") as work:
-        return index_build_cost(base, records, config, work, dim=args.dim, seed=args.seed)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -73,9 +61,6 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--models-dir", type=Path, default=None)
     parser.add_argument("--no-serving", action="store_true",
                         help="skip the SmolLM2 attribution-vs-generation timing")
-    parser.add_argument("--build-cost-epochs", type=int, default=0,
-                        help="also time the index build against training on SmolLM2 (when "
-                             "pulled) for this many epochs on the test split's Datanet; 0 skips")
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON path (default benchmarks/results/attribution.json)")
     args = parser.parse_args(argv)
@@ -97,14 +82,6 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             console.log("timing attribution against generation on SmolLM2-135M")
             report.cost["serving"] = serving_latency(base, dim=args.dim, seed=args.seed)
-    if args.build_cost_epochs:
-        base = smollm2_base(args.models_dir)
-        if base is None:
-            report.notes.append("SmolLM2 is not pulled: its index build cost was not measured")
-        else:
-            console.log(f"timing the index build against {args.build_cost_epochs}-epoch "
-                        "training on SmolLM2-135M")
-            report.cost["build_smollm2"] = smollm2_build_cost(base, args)
     tables = report_tables(report)
     for table in tables:
         table.print()

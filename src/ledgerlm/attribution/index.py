@@ -435,8 +435,7 @@ def build_index(
     index = AttributionIndex(examples, features, preconditioner, projector, spans, config,
                              tokenizer=tokenizer)
     if calibration is not None:
-        index.calibration = calibrate(index, model, tokenizer, calibration,
-                                      batch_size=batch_size)
+        index.calibration = calibrate(index, model, tokenizer, calibration)
     index.config = replace(config, build_seconds=time.perf_counter() - started)
     if save and model_dir is not None:
         index.save(model_dir)

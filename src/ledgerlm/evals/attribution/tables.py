@@ -76,22 +76,6 @@ def report_tables(report: EvalReport) -> list[ResultTable]:
         ["per answer: attribution total (ms)", f"{cost['per_answer']['attribution_ms']:.1f}"],
     ]
     tables.append(c)
-    build = cost.get("build_smollm2")
-    if build:
-        b = ResultTable(f"Index build against training on {build['base']} ({build['records']} "
-                        f"records, {build['epochs']} epochs, default LoRA)", ["what", "value"])
-        b.rows += [
-            ["training (s)", f"{build['train_seconds']:.1f}"],
-            ["features collected inside the last epoch (s)",
-             f"{build['features_in_training_seconds']:.1f}"],
-            ["index build after training, calibration included (s)",
-             f"{build['build_after_training_seconds']:.1f}"],
-            ["index build / training", f"{build['index_over_train']:.2f}"],
-            ["baseline: separate pass over the final adapter (s)",
-             f"{build['separate_pass_seconds']:.1f}"],
-            ["baseline: separate-pass build / training", f"{build['separate_over_train']:.2f}"],
-        ]
-        tables.append(b)
     scale = ResultTable("Search at scale (synthetic rows, cosine, top-10)",
                         ["examples", "search ms (median)", "search ms (p95)", "span ms (median)",
                          "feature index MB", "span index MB", "query peak MB"])

@@ -1,0 +1,95 @@
+"""Benchmark of the attribution index's build cost against training time, on SmolLM2 or the tiny model.
+
+Run:  python benchmarks/attribution_build_cost.py [--model smollm2|tiny] [--entities 6]
+                                                 [--epochs 1] [--models-dir DIR]
+
+Trains a LoRA adapter (the factory's default settings) on the test split's planted-facts Datanet
+while `TrainingFeatures` collects the last epoch's gradient features, then builds the index from
+them (calibration included). The baseline, in the same run and on the same trained model, is the
+index built by a separate pass over the final adapter. Prints a table and writes
+benchmarks/results/attribution_build_cost.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from report import write_result  # noqa: E402  (benchmarks/ is the script's directory)
+from rich.console import Console  # noqa: E402
+
+from ledgerlm.evals.attribution.facts import make_fact_tracing_set  # noqa: E402
+from ledgerlm.evals.attribution.scale import index_build_cost  # noqa: E402
+from ledgerlm.evals.table import ResultTable  # noqa: E402
+
+console = Console(width=160)
+
+
+def base_model(name: str, models_dir: Path | None, work: Path):
+    from ledgerlm.factory import SMOLLM2_NAME, get_model, register_local, tiny_random_model
+
+    if name == "smollm2":
+        return get_model(models_dir or Path.home() / ".ledgerlm" / "models", SMOLLM2_NAME)
+    texts = [f"{r['question']} {r['answer']}"
+             for r in make_fact_tracing_set("tuning", 24, 1000).records]
+    return register_local(work / "models", "tiny", tiny_random_model(work / "tiny", texts))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", choices=("tiny", "smollm2"), default="smollm2")
+    parser.add_argument("--entities", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--dim", type=int, default=2048)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1 keeps timings stable on a shared machine)")
+    parser.add_argument("--models-dir", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON path (default benchmarks/results/attribution_build_cost.json)")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from ledgerlm.factory import TrainConfig
+
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    records = make_fact_tracing_set("test", args.entities, args.seed).records
+    config = TrainConfig(epochs=args.epochs, eval_split=0.0, seed=args.seed)
+    with tempfile.TemporaryDirectory(prefix="ledgerlm-build-cost-") as work:
+        base = base_model(args.model, args.models_dir, Path(work))
+        console.log(f"training {base.name} on {len(records)} records for {args.epochs} epoch(s), "
+                    "collecting the last epoch's features")
+        cost = index_build_cost(base, records, config, work, dim=args.dim, seed=args.seed)
+    table = ResultTable(f"Index build against training: {cost['base']}, {cost['records']} records, "
+                        f"{cost['epochs']} epoch(s), default LoRA", ["what", "value"])
+    table.rows += [
+        ["training (s)", f"{cost['train_seconds']:.1f}"],
+        ["features collected inside the last epoch (s)",
+         f"{cost['features_in_training_seconds']:.1f}"],
+        ["index build after training, calibration included (s)",
+         f"{cost['build_after_training_seconds']:.1f}"],
+        ["index build / training", f"{cost['index_over_train']:.2f}"],
+        ["baseline: build by a separate pass over the final adapter (s)",
+         f"{cost['separate_pass_seconds']:.1f}"],
+        ["baseline: separate-pass build / training", f"{cost['separate_over_train']:.2f}"],
+    ]
+    table.print()
+    write_result("attribution_build_cost", cost, [table], json_path=args.out,
+                 notes=[f"threads: torch {args.threads}; total "
+                        f"{time.perf_counter() - started:.0f} s"])
+    return cost
+
+
+if __name__ == "__main__":
+    main()
