@@ -205,6 +205,11 @@ class NodeClient:
         action = self._sign(account, "AddMember", {"datanet": name, "member": member})
         return self._request("POST", f"/datanets/{name}/members", json={"action": action})
 
+    def set_owner_share(self, name: str, bps: int, account: LocalAccount) -> dict:
+        """The owner's share (basis points) of the Datanet's revenue shares, kept in its policy until issue."""
+        action = self._sign(account, "SetOwnerShare", {"datanet": name, "ownerBps": int(bps)})
+        return self._request("POST", f"/datanets/{name}/owner-share", json={"action": action})
+
     def access_prices(self, name: str) -> dict:
         return self._request("GET", f"/datanets/{name}/price")
 
@@ -458,10 +463,15 @@ class SharesActions:
     def __init__(self, node: NodeClient):
         self.node = node
 
-    def issue(self, account: LocalAccount, kind: str, asset: str, *, supply: int, version: int = 0,
-              owner_bps: int = 0) -> dict:
+    def issue(self, account: LocalAccount, kind: str, asset: str, *, supply: int, version: int = 0) -> dict:
+        """Sign IssueShares with the owner share the Datanet's policy names (read as `account`; 0 for a model)."""
+        owner_bps = 0
+        if kind == "datanet":
+            shown = self.node._request("GET", f"/datanets/{asset}", headers={
+                READ_HEADER: sign_read_request(account, self.node.domain)})
+            owner_bps = int(shown["owner_share_bps"])
         action = self.node._sign(account, "IssueShares", {"kind": kind, "asset": asset, "version": version,
-                                                          "supply": int(supply), "ownerBps": int(owner_bps)})
+                                                          "supply": int(supply), "ownerBps": owner_bps})
         return self.node._request("POST", "/shares", json={"action": action})
 
     def list(self) -> list[dict]:

@@ -15,7 +15,7 @@ from eth_utils import keccak
 from ledgerlm import __version__
 from ledgerlm.config import EMBEDDED, Home, NodeConfig
 from ledgerlm.datanets import ChainAnchor, Datanet, Datanets, DatanetVersion
-from ledgerlm.errors import AuthError, LedgerError
+from ledgerlm.errors import AuthError, ConflictError, LedgerError
 from ledgerlm.identity import SigningDomain
 from ledgerlm.identity.keys import create_keystore
 from ledgerlm.identity.node_keys import (
@@ -454,6 +454,16 @@ class Node:
         from ledgerlm.economy import Shares
 
         return Shares(self.db, self.contracts, self.account, domain=self.domain)
+
+    def set_owner_share(self, name: str, signed) -> dict:
+        """The owner's signed SetOwnerShare, while the Datanet's shares are not issued (their allocation is
+        fixed at issue)."""
+        from ledgerlm.economy.shares import shares_issued
+
+        if shares_issued(self.db, "datanet", name):
+            raise ConflictError(f"Datanet {name!r} already issued its shares; their allocation is fixed",
+                                field="datanet")
+        return {"datanet": name, "owner_share_bps": self.datanets.set_owner_share(name, signed)}
 
     @cached_property
     def access(self):

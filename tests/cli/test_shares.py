@@ -13,7 +13,9 @@ UNIT = 10**18
 @pytest.mark.parametrize("cli_mode", ["served"])  # one mode: the in-process one opens a node per command
 def test_issue_show_holders_claim_transfer(cli, tmp_path):
     (tmp_path / "s.json").write_text(json.dumps(SCHEMA))
-    cli("datanet", "create", "facts", "--as", "alice", "--schema", tmp_path / "s.json")
+    cli("datanet", "create", "facts", "--as", "alice", "--schema", tmp_path / "s.json", "--owner-share", "1000")
+    assert cli.json("datanet", "owner-share", "facts", "2500", "--as", "alice")["owner_share_bps"] == 2500
+    assert cli.json("datanet", "show", "facts")["owner_share_bps"] == 2500
     (tmp_path / "d.jsonl").write_text("".join(json.dumps({"q": str(i), "a": f"answer {i}"}) + "\n" for i in range(3)))
     cli("datanet", "contribute", "facts", tmp_path / "d.jsonl", "--as", "bob")
     cli("datanet", "accept", "--all-pending", "facts", "--as", "alice")
@@ -22,8 +24,8 @@ def test_issue_show_holders_claim_transfer(cli, tmp_path):
     cli.fails("shares", "issue", "--datanet", "facts", "--model", "m", "--as", "alice", match="exactly one")
     cli.fails("shares", "issue", "--datanet", "facts", "--as", "bob", match="only the owner")
 
-    issued = cli.json("shares", "issue", "--datanet", "facts", "--as", "alice", "--supply", "1000", "--owner-bps",
-                      "2500")
+    issued = cli.json("shares", "issue", "--datanet", "facts", "--as", "alice", "--supply", "1000")
+    cli.fails("datanet", "owner-share", "facts", "0", "--as", "alice", match="already issued")
     assert issued["ref"] == "datanet:facts" and issued["supply"] == str(1000 * UNIT)
     assert [x["ref"] for x in cli.json("shares", "list")] == ["datanet:facts"]
     holders = {h["account"]: h for h in cli.json("shares", "holders", "facts")["holders"]}

@@ -74,7 +74,8 @@ def test_a_job_that_did_not_pay_is_refused_and_a_paid_one_credits_the_holders(cl
         _train(client, carol, pay=PRICE)  # signed, but nothing deposited
     assert _jobs(node) == 0
 
-    client.shares.issue(alice, "datanet", "vault", supply=100 * UNIT, owner_bps=2000)
+    client.set_owner_share("vault", 2000, alice)
+    client.shares.issue(alice, "datanet", "vault", supply=100 * UNIT)
     client.chain.faucet(carol.address, eth_wei=UNIT, tokens=10 * UNIT)
     client.chain.send(carol, "LedgerToken", "approve", [c.escrow.address, 10 * UNIT])
     client.chain.send(carol, "PaymentEscrow", "deposit", [10 * UNIT])

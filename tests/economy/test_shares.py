@@ -47,7 +47,18 @@ def world(client, alice, bob, carol, tmp_path):
 
 
 def test_datanet_shares_follow_valuation_plus_owner_share_and_the_drop_verifies(client, world, alice, bob, carol):
-    issued = client.shares.issue(alice, "datanet", "qa", supply=SUPPLY, owner_bps=1000)
+    with pytest.raises(LedgerError, match="only the owner"):
+        client.set_owner_share("qa", 1000, bob)
+    assert client.set_owner_share("qa", 1000, alice) == {"datanet": "qa", "owner_share_bps": 1000}
+    assert client.datanet("qa").owner_share_bps == 1000
+    mismatch = client._sign(alice, "IssueShares", {"kind": "datanet", "asset": "qa", "version": 0,
+                                                   "supply": SUPPLY, "ownerBps": 5000})
+    with pytest.raises(LedgerError, match="ownerBps must be 1000, the owner share the datanet's policy names"):
+        client._request("POST", "/shares", json={"action": mismatch})
+    issued = client.shares.issue(alice, "datanet", "qa", supply=SUPPLY)
+    with pytest.raises(LedgerError, match="already issued its shares") as fixed:
+        client.set_owner_share("qa", 0, alice)
+    assert fixed.value.status == 409 and client.datanet("qa").owner_share_bps == 1000
 
     leaves = {x["account"]: int(x["amount"]) for x in issued["allocation"]}
     assert sum(leaves.values()) == SUPPLY
@@ -137,7 +148,8 @@ def test_holder_payouts_sum_to_the_datanet_revenue_to_the_base_unit(client, worl
     Datanet's revenue (its data pool) is paid out exactly to its holders."""
     node = world
     if not node.shares.all():
-        client.shares.issue(alice, "datanet", "qa", supply=SUPPLY + 7, owner_bps=2500)
+        client.set_owner_share("qa", 2500, alice)
+        client.shares.issue(alice, "datanet", "qa", supply=SUPPLY + 7)
         for who in (alice, bob, carol, key("dave")):
             client.chain.faucet(who.address, eth_wei=UNIT)
             client.shares.claim(who, "qa")

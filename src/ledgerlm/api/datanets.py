@@ -81,6 +81,13 @@ def set_access_price(name: str, body: ActionRequest, node: Node = Depends(get_no
     return node.datanets.set_access_price(name, body.action)
 
 
+@router.post("/datanets/{name}/owner-share")
+def set_owner_share(name: str, body: ActionRequest, node: Node = Depends(get_node)) -> dict:
+    """The owner names their share of the Datanet's revenue shares (signed SetOwnerShare, basis points) in its
+    policy, until the shares are issued (409 after)."""
+    return node.set_owner_share(name, body.action)
+
+
 @router.post(
     "/datanets/{name}/contributions", response_model=UploadReceipt, status_code=201,
     openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {

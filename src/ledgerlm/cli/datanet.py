@@ -30,6 +30,9 @@ def create(
     licence: str = typer.Option("CC-BY-4.0", help="Licence of the data (SPDX id)."),
     schema: Path | None = typer.Option(None, help="JSON Schema file for records; omit for a documents Datanet."),
     visibility: str = typer.Option("public", help="public or private."),
+    owner_share: int = typer.Option(0, "--owner-share", help="Basis points of the Datanet's revenue shares its "
+                                    "owner keeps when they are issued; the rest go to contributors by data "
+                                    "valuation (change it with `datanet owner-share` until then)."),
 ):
     """Create a Datanet owned by the signing key."""
     s = session(ctx)
@@ -45,7 +48,7 @@ def create(
     try:
         spec = DatanetSpec(
             name=name, description=description, tags=[t.strip() for t in tags.split(",") if t.strip()],
-            licence=licence, schema=schema_value, visibility=visibility,
+            licence=licence, schema=schema_value, visibility=visibility, owner_share_bps=owner_share,
         )
     except Exception as exc:  # pydantic's ValidationError: report the first field
         raise _spec_error(exc) from exc
@@ -91,6 +94,7 @@ def show(ctx: typer.Context, name: str, as_key: str | None = typer.Option(None, 
         if d.description:
             console.print(f"  {d.description}")
         console.print(f"  tags: {', '.join(d.tags) or '-'}   created {format_time(d.created_at)}   chain tx: {d.chain_tx or '-'}")
+        console.print(f"  owner share of revenue shares: {d.owner_share_bps} bps")
         console.print("  contributions: " + ", ".join(f"{k} {v}" for k, v in d.counts.items()))
         if d.versions:
             table = Table("version", "root", "contributions", "contributors", "published", "chain tx")
@@ -318,6 +322,20 @@ def members(ctx: typer.Context, name: str, as_key: str | None = typer.Option(Non
            lambda m: console.print("\n".join(m) if m else f"{name} has no members besides its owner"))
 
 
+@app.command("owner-share")
+def owner_share(
+    ctx: typer.Context, name: str,
+    bps: int = typer.Argument(..., help="Basis points (0-10000) of the revenue shares' supply the owner keeps."),
+    as_key: str = typer.Option(..., "--as", help="The Datanet owner's key."),
+):
+    """Set (signed SetOwnerShare) the owner's share the Datanet's policy names for its revenue shares; `shares
+    issue` allocates it, and it is fixed once they are issued."""
+    s = session(ctx)
+    result = s.client().set_owner_share(name, bps, s.unlock(as_key))
+    s.emit(result, lambda r: console.print(f"[green]{name}[/]: the owner keeps {r['owner_share_bps']} bps of its "
+                                           "revenue shares when they are issued"))
+
+
 @app.command("add-member")
 def add_member(
     ctx: typer.Context, name: str, address: str = typer.Argument(..., help="Address or key name of the new member."),
@@ -332,7 +350,7 @@ def add_member(
 @app.command()
 def price(
     ctx: typer.Context, name: str,
-    amount: str | None = typer.Argument(None, help="LGR to charge for training on it; omit to show the prices."),
+    amount: str | None = typer.Argument(None, help="LGR to charge for training on it or exporting it (one licence each); omit to show the prices."),
     version: int = typer.Option(0, help="The version priced (0: every version without its own price)."),
     as_key: str | None = typer.Option(None, "--as", help="The owner's key (to set a price) or a member's (to read)."),
 ):

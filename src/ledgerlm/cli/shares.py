@@ -26,17 +26,16 @@ def issue(
     supply: str = typer.Option("1000000", help="Whole shares to create, fixed forever (18 decimals)."),
     version: int = typer.Option(0, help="Datanet version whose data valuation sets the allocation (0: the "
                                         "latest)."),
-    owner_bps: int = typer.Option(0, "--owner-bps", help="The Datanet owner's share of the supply in basis points "
-                                                         "(the rest goes to contributors by data valuation)."),
 ):
     """Issue an asset's revenue shares once: a model's go to its developer, a Datanet's to its contributors by
-    the value of their accepted data (plus the owner's share), as a Merkle drop anyone can verify and claim."""
+    the value of their accepted data plus the owner's share its policy names (`datanet create --owner-share`,
+    `datanet owner-share`), as a Merkle drop anyone can verify and claim."""
     if (datanet is None) == (model is None):
         raise LedgerError("give exactly one of --datanet NAME or --model ID", field="asset")
     s = session(ctx)
     kind, asset = ("datanet", datanet) if datanet else ("model", model)
     result = s.client().shares.issue(s.unlock(as_key), kind, asset, supply=parse_amount(supply, field="supply"),
-                                     version=version, owner_bps=owner_bps)
+                                     version=version)
     s.emit(result, lambda r: console.print(
         f"[green]issued[/] {format_amount(int(r['supply']))} {r['symbol']} for {r['ref']} at {r['token']} "
         f"(tx {r['tx']}); {len(r['allocation'])} allocation leaves under root {r['allocation_root']}"))

@@ -6,11 +6,12 @@ from __future__ import annotations
 import time
 
 from eth_utils import to_checksum_address
-from sqlalchemy import and_, delete, insert, select
+from sqlalchemy import and_, delete, insert, select, update
 
 from ledgerlm.datanets.schemas import AccessDenied, DatanetError
 from ledgerlm.errors import AuthError, ConflictError
 from ledgerlm.identity import READ_HEADER, SignedAction
+from ledgerlm.money import BPS
 from ledgerlm.store.schema import access_prices, datanet_members, datanets
 
 PRIVATE = "private"
@@ -126,6 +127,26 @@ class Access:
             conn.execute(insert(access_prices).values(datanet_id=row["id"], version=version, price=str(price),
                                                       action_id=action_id, created_at=now))
         return self.access_prices(name, owner)
+
+    def set_owner_share(self, name: str, signed: SignedAction) -> int:
+        """Apply the owner's signed SetOwnerShare: the basis points of the Datanet's revenue shares the owner
+        keeps when they are issued (the rest go to contributors by data valuation); returns it."""
+        owner = self._verify(signed, "SetOwnerShare")
+        m = signed.message
+        if m["datanet"] != name:
+            raise AuthError(f"the signature is for Datanet {m['datanet']!r}, not {name!r}", field="datanet")
+        bps = int(m["ownerBps"])
+        if not 0 <= bps <= BPS:
+            raise DatanetError(f"ownerBps must be in [0, {BPS}] basis points, not {bps}", field="ownerBps")
+        now = int(time.time())
+        with self.db.begin() as conn:
+            row = self._row(conn, name)
+            if row["owner"] != owner:
+                raise AccessDenied(f"only the owner of {name!r} ({row['owner']}) may set its owner share",
+                                   field="owner")
+            self._record_action(conn, signed, owner, now)
+            conn.execute(update(datanets).where(datanets.c.id == row["id"]).values(owner_share_bps=bps))
+        return bps
 
     def access_prices(self, name: str, reader: str | None) -> dict:
         """The Datanet's prices to train on: the default (version 0) and per version, in base units."""

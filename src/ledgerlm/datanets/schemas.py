@@ -10,6 +10,7 @@ import orjson
 from pydantic import BaseModel, Field, field_validator
 
 from ledgerlm.errors import ConflictError, LedgerError, NotFoundError
+from ledgerlm.money import BPS
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}[a-z0-9]$")
 STATES = ("pending", "accepted", "rejected", "withdrawn")
@@ -51,6 +52,8 @@ class DatanetSpec(BaseModel):
     licence: str = "CC-BY-4.0"
     schema_: dict[str, Any] | Literal["documents"] = Field(default=DOCUMENTS, alias="schema")
     visibility: Literal["public", "private"] = "public"
+    # basis points of the revenue shares' supply the owner keeps when they are issued
+    owner_share_bps: int = Field(default=0, ge=0, le=BPS)
 
     model_config = {"populate_by_name": True}
 
@@ -77,6 +80,8 @@ class DatanetSpec(BaseModel):
 
     def spec_hash(self) -> str:
         body = self.model_dump(by_alias=True)
+        if not body["owner_share_bps"]:  # a Datanet without an owner share hashes as it did before there was one
+            del body["owner_share_bps"]
         return "0x" + hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
@@ -90,6 +95,7 @@ class Datanet(BaseModel):
     kind: str
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
     visibility: str
+    owner_share_bps: int = 0  # the owner's share of the revenue shares' supply, in basis points
     spec_hash: str
     chain_tx: str | None
     created_at: int

@@ -99,6 +99,7 @@ class Datanets(Access, Ingest, Review, Versions):
                     kind=spec.kind,
                     schema=schema,
                     visibility=spec.visibility,
+                    owner_share_bps=spec.owner_share_bps,
                     spec_hash=spec.spec_hash(),
                     action_id=action_id,
                     created_at=now,

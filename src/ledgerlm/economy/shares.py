@@ -85,6 +85,13 @@ def allocation(conn: Connection, kind: str, asset: str, version: int | None, own
     return {to_checksum_address(a): v for a, v in split.items() if v > 0}
 
 
+def shares_issued(db: Database, kind: str, asset: str) -> bool:
+    """Whether the asset's shares were issued (or their issue begun): their allocation is fixed from then."""
+    with db.connect() as conn:
+        return conn.execute(select(share_assets.c.id).where(
+            (share_assets.c.kind == kind) & (share_assets.c.asset == asset))).first() is not None
+
+
 def holdings_at(token, asset: ShareAsset, block: int, events=None) -> dict[str, int]:
     """What each account holds at the end of `block`: its checkpointed balance plus its allocation while that
     is still unclaimed (unclaimed shares belong to their leaf's account, not to the token contract). Holders
@@ -164,10 +171,13 @@ class Shares:
             raise EconomyError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}", field="kind")
         if not 0 < supply <= MAX_SUPPLY:
             raise EconomyError(f"supply must be a positive integer below 2^208, not {supply}", field="supply")
-        if not 0 <= owner_bps <= BPS or (kind == "model" and owner_bps):
-            raise EconomyError(f"ownerBps must be in [0, {BPS}] (and 0 for a model)", field="ownerBps")
         with self.db.connect() as conn:
-            version = self._check_asset(conn, kind, asset, owner, int(m["version"]))
+            version, policy_bps = self._check_asset(conn, kind, asset, owner, int(m["version"]))
+            if owner_bps != policy_bps:  # the owner signs the allocation the policy gives them, nothing else
+                raise EconomyError(
+                    f"ownerBps must be {policy_bps}, the owner share the {kind}'s policy names, not {owner_bps}"
+                    + (" (set it with `ledgerlm datanet owner-share`)" if kind == "datanet" else ""),
+                    field="ownerBps")
             existing = conn.execute(select(share_assets.c.id, share_assets.c.token).where(
                 (share_assets.c.kind == kind) & (share_assets.c.asset == asset))).first()
             if existing is not None and existing.token is None:
@@ -187,7 +197,9 @@ class Shares:
                 action_id=action_id, tx=None, block=None, created_at=int(time.time()))).inserted_primary_key[0]
         return self._anchor(row_id)
 
-    def _check_asset(self, conn: Connection, kind: str, asset: str, signer: str, version: int) -> int | None:
+    def _check_asset(self, conn: Connection, kind: str, asset: str, signer: str,
+                     version: int) -> tuple[int | None, int]:
+        """The version the allocation values (None for a model) and the owner share the asset's policy names."""
         if kind == "model":
             row = conn.execute(select(models.c.developer, models.c.chain_tx).where(models.c.id == asset)).first()
             if row is None:
@@ -198,8 +210,8 @@ class Shares:
             if not row.chain_tx:
                 raise EconomyError(f"model {asset} is not published on chain yet: `ledgerlm model publish` first",
                                    field="asset", status=409)
-            return None
-        row = conn.execute(select(datanets.c.id, datanets.c.owner, datanets.c.chain_tx)
+            return None, 0
+        row = conn.execute(select(datanets.c.id, datanets.c.owner, datanets.c.chain_tx, datanets.c.owner_share_bps)
                            .where(datanets.c.name == asset)).first()
         if row is None:
             raise NotFoundError(f"no Datanet {asset!r}", field="asset")
@@ -215,7 +227,7 @@ class Shares:
         if not row.chain_tx or not found.chain_tx:
             raise EconomyError(f"Datanet {asset} version {found.number} is not anchored on chain yet",
                                field="version", status=409)
-        return int(found.number)
+        return int(found.number), int(row.owner_share_bps)
 
     def _anchor(self, row_id: int) -> ShareAsset:
         """Create the token on chain (or find the one a crash left behind) and record where it lives."""

@@ -72,6 +72,9 @@ ACTIONS: dict[str, list[tuple[str, str]]] = {
         ("deadline", "uint256"),
     ],
     # validation
+    # the owner's share (basis points) of the Datanet's revenue shares, named in its policy before they are issued
+    "SetOwnerShare": [("owner", "address"), ("datanet", "string"), ("ownerBps", "uint256"), ("nonce", "uint256"),
+                      ("deadline", "uint256")],
     "SetGatePolicy": [("owner", "address"), ("datanet", "string"), ("policyHash", "bytes32"),
                       ("nonce", "uint256"), ("deadline", "uint256")],
     "OpenRound": [("owner", "address"), ("datanet", "string"), ("nonce", "uint256"), ("deadline", "uint256")],

@@ -54,6 +54,8 @@ datanets = Table(
     Column("chain_tx", String(66), nullable=True),
     Column("created_at", BigInteger, nullable=False),
     Column("gate_policy", JSON, nullable=True),  # the owner's gate settings; NULL: defaults
+    # the owner's share (basis points) of the supply when the Datanet's revenue shares are issued
+    Column("owner_share_bps", Integer, nullable=False, server_default="0"),
 )
 
 uploads = Table(
