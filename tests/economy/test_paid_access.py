@@ -42,7 +42,7 @@ def private(client, alice, bob, carol, tmp_path):
     client.publish("vault", alice)
     client.set_access_price("vault", PRICE, alice, version=1)
     node = client.http.app.state.node
-    node.factory.after_training = None  # the attribution index plays no part in paying for access
+    node.factory.observe_training = None  # the attribution index plays no part in paying for access
     return node
 
 
@@ -88,6 +88,10 @@ def test_a_job_that_did_not_pay_is_refused_and_a_paid_one_credits_the_holders(cl
     lineage = json.loads((Path(model["path"]) / "lineage.json").read_text())
     assert lineage["licence"]["tx"] == job["licence"]["tx"] and model["card"]["licence"]["amount"] == str(PRICE)
     assert model["lineage_ok"]
+    # The model's page is open to anyone; the private Datanet's contributions and contributors are not on it.
+    page = client.http.get("/web/models/vault-tiny")
+    assert page.status_code == 200 and "Withheld" in page.text
+    assert bob.address not in page.text and "/web/contributions/" not in page.text
     assert node.datanets.access_price("vault", 1, alice.address) == 0  # the owner trains on her data for free
 
     summary = node.economy.close()

@@ -195,3 +195,28 @@ def test_an_issue_cut_off_before_the_chain_is_finished_by_issuing_again(client, 
     issued = client.shares.issue(alice, "datanet", "qa", supply=SUPPLY)
     assert world.contracts.share_token(issued["token"]).total_supply() == SUPPLY
     assert [a.ref for a in world.shares.all()] == ["datanet:qa"]
+
+
+def test_a_private_datanets_shares_are_read_only_by_its_owner_and_members(client, alice, bob, carol, tmp_path):
+    from ledgerlm.client import NodeClient
+
+    client.create_datanet(DatanetSpec(name="vault", schema=QA_SCHEMA, visibility="private"), alice)
+    client.add_member("vault", bob.address, alice)
+    client.contribute("vault", [write_jsonl(tmp_path / "b.jsonl", [{"question": "q", "answer": "a"}])], bob)
+    owner = NodeClient(client.http, reader=alice)
+    client.review_many("vault", [c.id for c in owner.contributions("vault")], alice, accept=True)
+    client.publish("vault", alice)
+    issued = client.shares.issue(alice, "datanet", "vault", supply=SUPPLY, owner_bps=1000)
+
+    # Anonymous and outside readers learn nothing: not the asset, nor its allocation (the contributors).
+    assert [a["asset"] for a in client.http.get("/shares").json()] == []
+    for path in ("/shares/datanet:vault", "/shares/datanet:vault/holders"):
+        refused = client.http.get(path)
+        assert refused.status_code == 401 and bob.address not in refused.text
+    with pytest.raises(LedgerError, match="neither its owner nor a member"):
+        NodeClient(client.http, reader=carol).shares.show("datanet:vault")
+    # The owner and a member read it with a signed read request.
+    member = NodeClient(client.http, reader=bob)
+    assert {x["account"] for x in member.shares.show("datanet:vault")["allocation"]} == {alice.address, bob.address}
+    assert [a["asset"] for a in member.shares.list()] == ["vault"]
+    assert owner.shares.holders("datanet:vault")["supply"] == issued["supply"]

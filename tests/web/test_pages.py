@@ -117,3 +117,52 @@ def test_validation_page_shows_a_reputation_chart(http, alice):
                                                        bps=6200, at=1))
     page = http.get(f"/web/validation?address={alice.address}")
     assert page.status_code == 200 and 'id="reputation-chart"' in page.text and "<polyline" in page.text
+
+
+def _receipt_with_completion(node, contributor: str, completion: str) -> str:
+    """A final receipt for a call whose answer was `completion`, attributed to contribution 1 (as serving stores it)."""
+    from ledgerlm.store.schema import receipts
+
+    from ..economy.helpers import write_receipt
+
+    rid = write_receipt(node, contributor, 10**6, contributor, attribution={"contributions": [
+        {"contribution_id": 1, "contributor": contributor, "bps": 10_000, "score": 1.0}]})
+    with node.db.begin() as conn:
+        conn.execute(receipts.update().where(receipts.c.id == rid).values(
+            request={"messages": [], "completion": completion,
+                     "split": {"node": node.account.address, "developer": contributor, "datanet": None}}))
+    return rid
+
+
+def test_playground_marks_spans_only_for_the_answer_the_receipt_paid_for(http, client, alice, tmp_path):
+    client.create_datanet(DatanetSpec(name="qa", schema=QA_SCHEMA), alice)
+    client.contribute("qa", [write_jsonl(tmp_path / "a.jsonl", [{"question": "What colour is the reef?",
+                                                                   "answer": "The reef is copper."}])], alice)
+    answer = "Sure: the reef is copper, as always."
+    rid = _receipt_with_completion(http.app.state.node, alice.address, answer)
+    paid = http.post("/web/playground/attribution", data={"receipt_id": rid, "answer": answer})
+    assert paid.status_code == 200, paid.text
+    assert '<mark title="matches contribution 1"' in paid.text
+    # Any other text is shown back unmarked: the form is no word matcher over the node's data for anyone.
+    other = http.post("/web/playground/attribution", data={"receipt_id": rid, "answer": "the reef is copper <b>"})
+    assert other.status_code == 200 and "<mark" not in other.text and "&lt;b&gt;" in other.text
+
+
+def test_request_bodies_stop_at_the_limit_while_read(http, client, alice):
+    from ledgerlm.api.limits import MAX_REQUEST_BYTES
+
+    big = "x" * (MAX_REQUEST_BYTES + 1)
+    refused = http.post("/web/playground/attribution", data={"receipt_id": "r", "answer": big})
+    assert refused.status_code == 413
+    refused = http.post("/v1/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": big}]})
+    assert refused.status_code == 413 and refused.json()["error"]["field"] == "body"
+
+    def chunks():  # no Content-Length: the count while reading stops it
+        for _ in range(MAX_REQUEST_BYTES // 65536 + 2):
+            yield b"x" * 65536
+
+    refused = http.post("/economy/claims", content=chunks(), headers={"content-type": "application/json"})
+    assert refused.status_code == 413 and "larger than" in refused.json()["error"]["message"]
+    # A body under the limit is read as before.
+    action = sign_action(alice, "ClaimPayout", {"epoch": 1}, domain=client.domain).model_dump()
+    assert http.post("/economy/claims", json={"action": action}).status_code == 404

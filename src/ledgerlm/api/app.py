@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException
 
 from ledgerlm import __version__
+from ledgerlm.api.limits import BodyLimit, RequestTooLarge
 from ledgerlm.errors import LedgerError
 from ledgerlm.web import is_page, mount_dashboard, render_error
 
@@ -37,6 +38,7 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
         description="Datanets, validation, models, attributed inference and settlement.",
         lifespan=lifespan,
     )
+    app.add_middleware(BodyLimit)
 
     @app.exception_handler(LedgerError)
     async def ledger_error(request: Request, exc: LedgerError):
@@ -59,6 +61,11 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
+        if isinstance(exc, RequestTooLarge):
+            if request.headers.get("hx-request"):
+                return render_error(request, 413, exc.detail, "body")
+            return JSONResponse(status_code=413, content={"error": {"type": "RequestTooLarge", "message": exc.detail,
+                                                                    "field": "body"}})
         if is_page(request):
             return render_error(request, exc.status_code, "there is no page here" if exc.status_code == 404
                                 else str(exc.detail))

@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
-from ledgerlm.api.deps import get_node
-from ledgerlm.identity import SignedAction
+from ledgerlm.api.deps import get_node, read_grant, reader_of
+from ledgerlm.errors import LedgerError
+from ledgerlm.identity import ReadGrant, SignedAction
 from ledgerlm.node import Node
 
 router = APIRouter(prefix="/shares", tags=["shares"])
@@ -16,31 +17,49 @@ class IssueBody(BaseModel):
     action: SignedAction
 
 
-def _show(node: Node, ref: str) -> dict:
+def _readable(node: Node, ref: str, grant: ReadGrant | None):
+    """The asset, once the reader may read it: a private Datanet's allocation names its contributors and what
+    their data was valued at, so only its owner and members (signed read request) see it."""
     asset = node.shares.asset(ref)
+    if asset.kind == "datanet":
+        node.datanets.require_access(asset.asset, reader_of(grant, asset.asset))
+    return asset
+
+
+def _show(node: Node, asset) -> dict:
     return {**asset.to_dict(), "earnings": node.shares.earnings(asset.ref)}
 
 
 @router.post("", status_code=201)
 def issue(body: IssueBody, node: Node = Depends(get_node)) -> dict:
     """Issue an asset's shares (signed IssueShares by the Datanet's owner or the model's developer), once."""
-    return _show(node, node.shares.issue(body.action).ref)
+    return _show(node, node.shares.issue(body.action))
 
 
 @router.get("")
-def assets(node: Node = Depends(get_node)) -> list[dict]:
-    """Every asset with shares: token, supply, allocation root."""
-    return [{k: v for k, v in a.to_dict().items() if k != "allocation"} for a in node.shares.all()]
+def assets(node: Node = Depends(get_node), grant: ReadGrant | None = Depends(read_grant)) -> list[dict]:
+    """Every asset with shares the reader may see (a private Datanet's: its owner and members): token, supply,
+    allocation root."""
+    shown = []
+    for a in node.shares.all():
+        try:
+            if a.kind == "datanet":
+                node.datanets.require_access(a.asset, reader_of(grant, a.asset))
+        except LedgerError:
+            continue
+        shown.append({k: v for k, v in a.to_dict().items() if k != "allocation"})
+    return shown
 
 
 @router.get("/{ref}")
-def show(ref: str, node: Node = Depends(get_node)) -> dict:
+def show(ref: str, node: Node = Depends(get_node), grant: ReadGrant | None = Depends(read_grant)) -> dict:
     """One asset's shares (`datanet:NAME`, `model:ID`, a bare name or the token): allocation with proofs,
     and the revenue paid to holders per epoch with earnings per whole share."""
-    return _show(node, ref)
+    return _show(node, _readable(node, ref, grant))
 
 
 @router.get("/{ref}/holders")
-def holders(ref: str, block: int | None = Query(default=None, ge=0), node: Node = Depends(get_node)) -> dict:
+def holders(ref: str, block: int | None = Query(default=None, ge=0), node: Node = Depends(get_node),
+            grant: ReadGrant | None = Depends(read_grant)) -> dict:
     """Holders at `block` (default: the chain head): balance, allocation not yet claimed, basis points."""
-    return node.shares.holders(ref, block)
+    return node.shares.holders(_readable(node, ref, grant).ref, block)

@@ -84,7 +84,10 @@ def attribution_fragment(request: Request, receipt_id: str = Form(...), answer: 
     attribution = receipt.attribution or {}
     shares = list(attribution.get("contributions") or [])
     sources = {}
-    for share in shares[:SHOWN_SOURCES]:
+    # Spans are matched only for the answer this receipt paid for: any other text posted here is shown
+    # unmarked, so the form is no free word-matching service over the node's Datanets.
+    paid_for = answer == (receipt.request or {}).get("completion")
+    for share in shares[:SHOWN_SOURCES] if paid_for else ():
         try:
             contribution = node.datanets.contribution(int(share["contribution_id"]))
             node.datanets.require_access(contribution.datanet, None)
