@@ -90,7 +90,7 @@ def test_a_job_that_did_not_pay_is_refused_and_a_paid_one_credits_the_holders(cl
     assert model["lineage_ok"]
     # The model's page is open to anyone; the private Datanet's contributions and contributors are not on it.
     page = client.http.get("/web/models/vault-tiny")
-    assert page.status_code == 200 and "Withheld" in page.text
+    assert page.status_code == 200 and "Not listed" in page.text
     assert bob.address not in page.text and "/web/contributions/" not in page.text
     assert node.datanets.access_price("vault", 1, alice.address) == 0  # the owner trains on her data for free
 
