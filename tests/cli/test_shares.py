@@ -42,3 +42,25 @@ def test_issue_show_holders_claim_transfer(cli, tmp_path):
     cli.fails("shares", "transfer", "facts", "alice", "10000", "--as", "bob", match="ERC20InsufficientBalance")
 
     cli.fails("datanet", "price", "facts", "5", "--as", "alice", match="is public")
+
+    # a private Datanet priced per version: carol exports once, pays once; the close pays its share holders
+    # and `epoch verify` checks their split against the token's holders at the closing block
+    cli("datanet", "create", "vault", "--as", "alice", "--schema", tmp_path / "s.json", "--visibility", "private",
+        "--owner-share", "5000")
+    cli("datanet", "add-member", "vault", "carol", "--as", "alice")
+    cli("datanet", "contribute", "vault", tmp_path / "d.jsonl", "--as", "alice")
+    cli("datanet", "accept", "--all-pending", "vault", "--as", "alice")
+    cli("datanet", "publish", "vault", "--as", "alice")
+    cli("datanet", "price", "vault", "5", "--as", "alice")
+    cli.json("shares", "issue", "--datanet", "vault", "--as", "alice", "--supply", "10")
+    cli.fails("datanet", "export", "vault", "--version", "1", "--as", "carol", "--out", tmp_path / "v.jsonl",
+              match="costs 5000000000000000000 base units to export")
+    cli("chain", "faucet", "carol", "--eth", "1", "--tokens", "20")
+    cli("deposit", "20", "--as", "carol")
+    licences = [cli.json("datanet", "export", "vault", "--version", "1", "--as", "carol", "--out",
+                         tmp_path / "v.jsonl", "--pay", "6")["licence"] for _ in range(2)]
+    assert licences[0] == licences[1] and licences[0]["amount"] == str(5 * UNIT)  # paid once
+    assert len((tmp_path / "v.jsonl").read_text().splitlines()) == 3
+    closed = cli.json("epoch", "close")
+    verified = cli.json("epoch", "verify", str(closed["epoch"]))
+    assert verified["ok"], verified["problems"]

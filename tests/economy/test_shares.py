@@ -15,7 +15,7 @@ from ledgerlm.economy import open_epoch
 from ledgerlm.economy.close import published_files
 from ledgerlm.economy.earnings import earnings
 from ledgerlm.economy.payouts import PAYOUT_TYPES
-from ledgerlm.economy.verify import verify_epoch
+from ledgerlm.economy.verify import chain_holdings, verify_epoch
 from ledgerlm.errors import LedgerError
 from ledgerlm.money import split_by_weight
 from ledgerlm.store.schema import gate_reports, models
@@ -128,10 +128,19 @@ def test_a_transfer_mid_epoch_moves_the_next_payout_of_a_model(client, world, al
     for number, summary in ((1, first), (2, second)):
         assert int(summary["total"]) == int(summary["charged"])
         files = published_files(world.db, number, world.contracts)
-        assert verify_epoch(*files.values(), world.contracts.distributor.epoch(number)) == []
+        holders = chain_holdings(world.contracts.chain, files["payouts"], {"model:m1": client.shares.show("m1")})
+        assert verify_epoch(*files.values(), world.contracts.distributor.epoch(number), holders) == []
         entry = next(p for p in files["payouts"]["payouts"] if p["account"] == buyer.address)
         assert entry["sources"]["roles"] == {"shares": str(_claimable(world, buyer.address, number))}
         assert entry["sources"]["models"] == ["m1"]
+    # a payout file that moves one base unit between holders checks out everywhere but against the chain
+    pool = next(p for p in files["payouts"]["pools"] if p["kind"] == "shares")
+    pool["split"] = {a: str(int(v) + (1 if a == buyer.address else -1)) for a, v in pool["split"].items()}
+    for entry in files["payouts"]["payouts"]:
+        entry["amount"] = pool["split"].get(entry["account"], entry["amount"])
+    problems = verify_epoch(*files.values(), None, holders)
+    assert any(p.startswith("shares pool of model:m1: the chain's holders at block") and buyer.address in p
+               for p in problems)
     # the buyer claims with the published proof; the distributor pays exactly that
     amount = _claimable(world, buyer.address, 1)
     proof = earnings(world.db, world.contracts.distributor, buyer.address)["epochs"][0]["proof"]

@@ -63,9 +63,14 @@ def verify(
     number: int = typer.Argument(..., help="Epoch number."),
     payouts: Path | None = typer.Option(None, help="A published payouts.json to check instead of the node's."),
     receipts: Path | None = typer.Option(None, help="A published receipts.json to check instead of the node's."),
+    rpc: str | None = typer.Option(None, "--rpc", help="An EVM JSON-RPC URL of the node's chain: read the "
+                                   "distributor's record and the share holders from it yourself instead of "
+                                   "through the node."),
 ):
-    """Recompute the payouts and root from the published receipts and payout file and check the chain."""
+    """Recompute the payouts and root from the published receipts and payout file and check the chain,
+    including each shares pool's split against its token's holders at the closing block."""
     from ledgerlm.economy import verify_epoch
+    from ledgerlm.economy.verify import chain_holdings
 
     s = session(ctx)
     client = s.client()
@@ -73,14 +78,32 @@ def verify(
         "GET", f"/economy/epochs/{number}/payouts")
     receipt_file = _published(receipts, "receipts") if receipts else client._request(
         "GET", f"/economy/epochs/{number}/receipts")
-    record = client._request("GET", f"/economy/epochs/{number}/chain")
-    funding = None
-    if record:
-        from ledgerlm.chain import EpochFunding
+    shared = [p for p in payout_file["pools"] if p["kind"] == "shares"]
+    if rpc:
+        from ledgerlm.chain.contracts import DistributorClient, TokenClient
+        from ledgerlm.chain.rpc import open_rpc
 
-        funding = EpochFunding(number, record["root"], int(record["total"]), int(record["claimed"]),
-                               int(record["funded_at"]), int(record["posted_at"]), bool(record["swept"]))
-    problems = verify_epoch(payout_file, receipt_file, funding)
+        info = client._request("GET", "/chain/info")
+        chain = open_rpc(rpc, expected_chain_id=int(info["chain_id"]))
+        addresses = info["contracts"] or {}
+        if "EpochDistributor" not in addresses:
+            raise LedgerError("the node names no deployed contracts to verify against", field="rpc")
+        distributor = DistributorClient(chain, addresses["EpochDistributor"],
+                                        TokenClient(chain, addresses["LedgerToken"]))
+        funding = distributor.epoch(number)
+        holders = chain_holdings(chain, payout_file, {p["asset"]: client.shares.show(p["asset"]) for p in shared})
+    else:
+        record = client._request("GET", f"/economy/epochs/{number}/chain")
+        funding = None
+        if record:
+            from ledgerlm.chain import EpochFunding
+
+            funding = EpochFunding(number, record["root"], int(record["total"]), int(record["claimed"]),
+                                   int(record["funded_at"]), int(record["posted_at"]), bool(record["swept"]))
+        # the node reads each token's holders at the closing block from the chain, not from the payout file
+        holders = {p["asset"]: {h["account"]: int(h["balance"]) for h in
+                                client.shares.holders(p["asset"], block=int(p["block"]))["holders"]} for p in shared}
+    problems = verify_epoch(payout_file, receipt_file, funding, holders)
     result = {"epoch": number, "ok": not problems, "root": payout_file["root"], "problems": problems}
     s.emit(result, lambda r: console.print(
         f"[green]epoch {number} verified[/]: root {r['root']} matches the receipts, the payout file and the chain"

@@ -4,10 +4,38 @@ and check them against the chain — anyone can run it."""
 from __future__ import annotations
 
 from ledgerlm.economy.payouts import payout_tree
+from ledgerlm.money import split_by_weight
 
 
-def verify_epoch(payout_file: dict, receipt_file: dict, funding=None) -> list[str]:
-    """Every disagreement found (empty: the epoch checks out). `funding` is the distributor's record."""
+def chain_holdings(chain, payout_file: dict, assets: dict[str, dict]) -> dict[str, dict[str, int]]:
+    """Each shares pool's holders at its closing block, read from the share token on `chain` (not from the
+    payout file): balances from the token's checkpoints plus allocations unclaimed by then. `assets` are the
+    published assets (`GET /shares/{ref}`) by ref; their allocation must hash to the token's own root."""
+    from ledgerlm.chain.shares import ShareTokenClient
+    from ledgerlm.economy.errors import EconomyError
+    from ledgerlm.economy.shares import ShareAsset, holdings_at
+
+    found = {}
+    for pool in payout_file["pools"]:
+        if pool["kind"] != "shares":
+            continue
+        published = assets[pool["asset"]]
+        token = ShareTokenClient(chain, pool["token"])
+        leaves = [(leaf["account"], int(leaf["amount"])) for leaf in published["allocation"]]
+        if token.allocation_root() != payout_tree(leaves).root:
+            raise EconomyError(f"the published allocation of {pool['asset']} is not the one its token at "
+                               f"{pool['token']} carries", field="allocation_root")
+        fields = {k: published[k] for k in ShareAsset.__dataclass_fields__}
+        asset = ShareAsset(**{**fields, "supply": int(published["supply"]), "token": pool["token"],
+                              "block": token.issued_block()})
+        found[pool["asset"]] = holdings_at(token, asset, int(pool["block"]))
+    return found
+
+
+def verify_epoch(payout_file: dict, receipt_file: dict, funding=None,
+                 holders: dict[str, dict[str, int]] | None = None) -> list[str]:
+    """Every disagreement found (empty: the epoch checks out). `funding` is the distributor's record;
+    `holders` (`chain_holdings`) the share holders read from the chain, to check each shares pool's split."""
     problems: list[str] = []
     expected: dict[str, int] = {}
 
@@ -43,6 +71,14 @@ def verify_epoch(payout_file: dict, receipt_file: dict, funding=None) -> list[st
         if sum(split.values()) != int(pool["amount"]):
             problems.append(f"{pool['kind']} pool of {pool['datanet']}: split sums to {sum(split.values())}, "
                             f"not {pool['amount']}")
+        if pool["kind"] == "shares" and holders is not None:
+            owed = split_by_weight(int(pool["amount"]), holders[pool["asset"]]) if int(pool["amount"]) else {}
+            owed = {a: v for a, v in owed.items() if v}
+            if owed != {a: v for a, v in split.items() if v}:
+                wrong = sorted(a for a in set(owed) | set(split) if owed.get(a, 0) != split.get(a, 0))
+                problems.append(f"shares pool of {pool['asset']}: the chain's holders at block {pool['block']} are "
+                                f"owed another split than the file pays ({', '.join(wrong[:5])}"
+                                + (", ..." if len(wrong) > 5 else "") + ")")
         for account, amount in split.items():
             credit(account, amount)
         if pool["kind"] != "slashed_stake":
