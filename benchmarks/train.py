@@ -25,7 +25,7 @@ loss on every token, one step per epoch) on the tuning seed's facts; the default
 those, and the comparison above is reported on a separate seed.
 
     python benchmarks/train.py --ablate --repeats 3           # tiny model: a few minutes on 2 cores
-    python benchmarks/train.py --model smollm2 --facts 48 --out benchmarks/results/train-smollm2.json
+    python benchmarks/train.py --model smollm2 --facts 40 --epochs 10 --out benchmarks/results/train-smollm2.json
 
 Writes benchmarks/results/train.json and train.md (or `--out` and the .md beside it).
 """
