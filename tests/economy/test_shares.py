@@ -215,7 +215,8 @@ def test_a_private_datanets_shares_are_read_only_by_its_owner_and_members(client
     owner = NodeClient(client.http, reader=alice)
     client.review_many("vault", [c.id for c in owner.contributions("vault")], alice, accept=True)
     client.publish("vault", alice)
-    issued = client.shares.issue(alice, "datanet", "vault", supply=SUPPLY, owner_bps=1000)
+    client.set_owner_share("vault", 1000, alice)
+    issued = client.shares.issue(alice, "datanet", "vault", supply=SUPPLY)
 
     # Anonymous and outside readers learn nothing: not the asset, nor its allocation (the contributors).
     assert [a["asset"] for a in client.http.get("/shares").json()] == []

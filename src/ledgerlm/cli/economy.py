@@ -66,6 +66,9 @@ def verify(
     rpc: str | None = typer.Option(None, "--rpc", help="An EVM JSON-RPC URL of the node's chain: read the "
                                    "distributor's record and the share holders from it yourself instead of "
                                    "through the node."),
+    as_key: str | None = typer.Option(None, "--as", help="Key of an owner or member of private Datanets, whose "
+                                      "share allocations only they may read; without it their holders are left "
+                                      "unchecked (and named)."),
 ):
     """Recompute the payouts and root from the published receipts and payout file and check the chain,
     including each shares pool's split against its token's holders at the closing block."""
@@ -73,12 +76,14 @@ def verify(
     from ledgerlm.economy.verify import chain_holdings
 
     s = session(ctx)
-    client = s.client()
+    client = s.reading_client(as_key)
     payout_file = _published(payouts, "payouts") if payouts else client._request(
         "GET", f"/economy/epochs/{number}/payouts")
     receipt_file = _published(receipts, "receipts") if receipts else client._request(
         "GET", f"/economy/epochs/{number}/receipts")
-    shared = [p for p in payout_file["pools"] if p["kind"] == "shares"]
+    readable = {a["ref"] for a in client.shares.list()}  # a private Datanet's shares: its members only
+    shared = [p for p in payout_file["pools"] if p["kind"] == "shares" and p["asset"] in readable]
+    unchecked = sorted({p["asset"] for p in payout_file["pools"] if p["kind"] == "shares"} - readable)
     if rpc:
         from ledgerlm.chain.contracts import DistributorClient, TokenClient
         from ledgerlm.chain.rpc import open_rpc
@@ -104,10 +109,13 @@ def verify(
         holders = {p["asset"]: {h["account"]: int(h["balance"]) for h in
                                 client.shares.holders(p["asset"], block=int(p["block"]))["holders"]} for p in shared}
     problems = verify_epoch(payout_file, receipt_file, funding, holders)
-    result = {"epoch": number, "ok": not problems, "root": payout_file["root"], "problems": problems}
+    result = {"epoch": number, "ok": not problems, "root": payout_file["root"], "problems": problems,
+              "holders_unchecked": unchecked}
+    note = (f"\n  holders of {', '.join(unchecked)} not checked: private Datanets; pass --as a member's key"
+            if unchecked else "")
     s.emit(result, lambda r: console.print(
-        f"[green]epoch {number} verified[/]: root {r['root']} matches the receipts, the payout file and the chain"
-        if r["ok"] else f"[red]epoch {number} does not verify[/]\n  " + "\n  ".join(r["problems"])))
+        (f"[green]epoch {number} verified[/]: root {r['root']} matches the receipts, the payout file and the chain"
+         if r["ok"] else f"[red]epoch {number} does not verify[/]\n  " + "\n  ".join(r["problems"])) + note))
     if problems:
         raise typer.Exit(1)
 

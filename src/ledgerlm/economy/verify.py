@@ -17,7 +17,7 @@ def chain_holdings(chain, payout_file: dict, assets: dict[str, dict]) -> dict[st
 
     found = {}
     for pool in payout_file["pools"]:
-        if pool["kind"] != "shares":
+        if pool["kind"] != "shares" or pool["asset"] not in assets:
             continue
         published = assets[pool["asset"]]
         token = ShareTokenClient(chain, pool["token"])
@@ -35,7 +35,8 @@ def chain_holdings(chain, payout_file: dict, assets: dict[str, dict]) -> dict[st
 def verify_epoch(payout_file: dict, receipt_file: dict, funding=None,
                  holders: dict[str, dict[str, int]] | None = None) -> list[str]:
     """Every disagreement found (empty: the epoch checks out). `funding` is the distributor's record;
-    `holders` (`chain_holdings`) the share holders read from the chain, to check each shares pool's split."""
+    `holders` (`chain_holdings`) the share holders read from the chain, to check the split of each shares
+    pool they name."""
     problems: list[str] = []
     expected: dict[str, int] = {}
 
@@ -71,7 +72,7 @@ def verify_epoch(payout_file: dict, receipt_file: dict, funding=None,
         if sum(split.values()) != int(pool["amount"]):
             problems.append(f"{pool['kind']} pool of {pool['datanet']}: split sums to {sum(split.values())}, "
                             f"not {pool['amount']}")
-        if pool["kind"] == "shares" and holders is not None:
+        if pool["kind"] == "shares" and holders is not None and pool["asset"] in holders:
             owed = split_by_weight(int(pool["amount"]), holders[pool["asset"]]) if int(pool["amount"]) else {}
             owed = {a: v for a, v in owed.items() if v}
             if owed != {a: v for a, v in split.items() if v}:
