@@ -32,6 +32,7 @@ from common import emit, open_wallet, parser  # noqa: E402
 from ledgerlm.agents import AgentWallet, PolicyRefusal  # noqa: E402
 
 GOOD, BAD = 90, 10
+ACCEPT = 60  # the rounds' default acceptance threshold
 WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -73,9 +74,11 @@ def agreement(judged: str, answer: str, question: str) -> float:
 
 
 def judged_score(prior: int, agreed: float, trust: float) -> int:
-    """Blend the gate-based score with the judge's agreement, weighted by how far the judge is trusted."""
+    """Blend the gate-based score with the judge's agreement, weighted by how far the judge is trusted, then take a
+    side: a vote earns by its closeness to the stake-weighted consensus, which sits where decisive validators put
+    it, so a shaded score would earn less than the side it leans to."""
     belief = (1 - trust) * (prior - BAD) / (GOOD - BAD) + trust * agreed
-    return round(BAD + (GOOD - BAD) * belief)
+    return GOOD if BAD + (GOOD - BAD) * belief >= ACCEPT else BAD
 
 
 def pick_judge(wallet: AgentWallet, model: str | None = None) -> Judge | None:
