@@ -147,3 +147,26 @@ def test_a_training_licence_covers_later_jobs_on_the_same_version(client, privat
     assert again["licence"] == first["licence"] and c.escrow.balance_of(carol.address) == 10 * UNIT - PRICE
     for job in (first, again):
         assert node.factory.wait(job["id"], timeout=300).state == "done"
+
+
+def test_one_signed_cap_bounds_calls_and_paid_access_together(client, private, carol):
+    """A consumer cannot spend a cap twice: calls not settled yet come first when access is paid from it, and
+    access already paid leaves less of it for calls."""
+    from .helpers import write_receipt
+
+    node = private
+    c = node.contracts
+    client.chain.faucet(carol.address, eth_wei=UNIT, tokens=10 * UNIT)
+    client.chain.send(carol, "LedgerToken", "approve", [c.escrow.address, 10 * UNIT])
+    client.chain.send(carol, "PaymentEscrow", "deposit", [10 * UNIT])
+    write_receipt(node, carol.address, 2 * UNIT, carol.address)  # a call this epoch, charged at the close
+    with pytest.raises(LedgerError, match="owed for calls not settled yet") as refused:
+        client.buy_export_licence("vault", 1, carol, PRICE + UNIT)  # the cap covers the price, not the call too
+    assert refused.value.status == 402 and c.escrow.balance_of(carol.address) == 10 * UNIT
+    assert client.buy_export_licence("vault", 1, carol, PRICE + 2 * UNIT)["amount"] == str(PRICE)
+
+    key, _ = client.serving.create_key(carol, PRICE + 3 * UNIT)  # a new cap for the epoch, replacing the first
+    budget = client.serving.budget(key)
+    assert budget["access"] == str(PRICE) and int(budget["remaining"]) == UNIT  # cap - calls - access
+    summary = node.economy.close()  # the call and the access are both paid, within the one cap
+    assert int(summary["total"]) == PRICE + 2 * UNIT

@@ -17,7 +17,7 @@ from ledgerlm.economy.errors import EconomyError
 from ledgerlm.identity import SignedAction, SigningDomain, verify_action
 from ledgerlm.store import Database
 from ledgerlm.store.actions import record_action
-from ledgerlm.store.schema import access_payments, epochs, spending_caps
+from ledgerlm.store.schema import access_payments, epochs, receipts, spending_caps
 
 # Access debits settle in chunks far above any epoch close's own (0, 1, 2, ...), one chunk per payment, so
 # the escrow's once-per-(epoch, chunk) rule also makes each payment land at most once.
@@ -83,7 +83,11 @@ class AccessPayments:
                 cap = conn.execute(select(spending_caps).where(and_(
                     spending_caps.c.consumer == developer, spending_caps.c.epoch == epoch,
                     spending_caps.c.settler == self.node_account.address))).first()
-                problem = self._cannot_pay(cap, developer, epoch, price, now)
+                # calls not settled yet are charged under this epoch's cap at its close: they come first
+                owed = sum(int(f) for f in conn.execute(select(receipts.c.fee).where(and_(
+                    receipts.c.consumer == developer, receipts.c.settled_epoch.is_(None),
+                    receipts.c.epoch <= epoch))).scalars())
+                problem = self._cannot_pay(cap, developer, epoch, price, now, owed)
                 if problem:
                     raise PaymentRequired(f"cannot take {price} for {datanet} version {version} from "
                                           f"{developer}'s escrow: {problem}", field="payment")
@@ -115,12 +119,13 @@ class AccessPayments:
         return {"payment": row["id"], "datanet": datanet, "version": version, "developer": payer,
                 "purpose": purpose, "amount": row["amount"], "epoch": row["epoch"], "tx": row["tx"]}
 
-    def _cannot_pay(self, cap, developer: str, epoch: int, price: int, now: int) -> str | None:
+    def _cannot_pay(self, cap, developer: str, epoch: int, price: int, now: int, owed: int) -> str | None:
         if cap is None:
             return f"no spending cap signed for epoch {epoch} (sign one that covers the price)"
         spent = self.contracts.escrow.spent(developer, epoch)
-        if int(cap.cap) < spent + price:
-            return f"the signed cap {cap.cap} for epoch {epoch} has {int(cap.cap) - spent} left"
+        if int(cap.cap) < spent + owed + price:
+            return (f"the signed cap {cap.cap} for epoch {epoch} has {max(0, int(cap.cap) - spent - owed)} left"
+                    + (f" after {owed} owed for calls not settled yet" if owed else ""))
         if int(cap.deadline) <= now:
             return "the spending cap has expired"
         balance = self.contracts.escrow.balance_of(developer)

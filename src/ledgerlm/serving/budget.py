@@ -21,7 +21,7 @@ from ledgerlm.economy import open_epoch
 from ledgerlm.serving.errors import ApiKeyError, PaymentRequiredError
 from ledgerlm.serving.keys import ApiKey
 from ledgerlm.store import Database
-from ledgerlm.store.schema import receipts, spending_caps
+from ledgerlm.store.schema import access_payments, receipts, spending_caps
 from ledgerlm.units import format_amount
 
 
@@ -52,13 +52,17 @@ class Budget:
                 select(receipts.c.fee).where(mine & (receipts.c.epoch == epoch))).scalars())
             unsettled = sum(int(f) for f in conn.execute(
                 select(receipts.c.fee).where(mine & receipts.c.settled_epoch.is_(None))).scalars())
+            # paid access to private Datanets is debited from the same signed cap
+            access = sum(int(a) for a in conn.execute(select(access_payments.c.amount).where(and_(
+                access_payments.c.developer == consumer, access_payments.c.epoch == epoch,
+                access_payments.c.state.in_(("pending", "paid"))))).scalars())
         balance = self.escrow_balance(consumer) if self.escrow_balance else 0
         reserved = self._reserved.get(consumer, 0)
         live = cap is not None and int(cap["deadline"]) > int(time.time())
         limit = int(cap["cap"]) if live else 0
-        left = max(0, min(limit - spent, balance - unsettled) - reserved)
+        left = max(0, min(limit - spent - access, balance - unsettled) - reserved)
         return {"consumer": consumer, "epoch": epoch, "cap": str(limit), "cap_deadline": cap["deadline"] if cap else None,
-                "spent": str(spent), "escrow_balance": str(balance), "unsettled": str(unsettled),
+                "spent": str(spent), "access": str(access), "escrow_balance": str(balance), "unsettled": str(unsettled),
                 "reserved": str(reserved), "remaining": str(left)}
 
     def reserve(self, key: ApiKey | None, cost: int, what: str,
