@@ -471,7 +471,8 @@ class Node:
         from ledgerlm.economy import AccessPayments
 
         # The closer's lock: no close plans an epoch while a payment is being debited into it.
-        return AccessPayments(self.db, self.contracts, self.account, self.domain, lock=self.economy._lock)
+        return AccessPayments(self.db, self.contracts, self.account, self.domain, lock=self.economy._lock,
+                              spend_guard=self.agent_policies.check_payment)
 
     def _pay_access(self, payment, **licence) -> dict:
         if not self.on_chain:

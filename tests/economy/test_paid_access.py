@@ -170,3 +170,25 @@ def test_one_signed_cap_bounds_calls_and_paid_access_together(client, private, c
     assert budget["access"] == str(PRICE) and int(budget["remaining"]) == UNIT  # cap - calls - access
     summary = node.economy.close()  # the call and the access are both paid, within the one cap
     assert int(summary["total"]) == PRICE + 2 * UNIT
+
+
+def test_an_agents_policy_holds_for_paid_access_too(client, private, alice, carol):
+    """carol is an agent alice owns: paying for access is refused while paused and beyond the budget, and what it
+    pays counts against the budget its calls share."""
+    from ledgerlm.agents.policy import AgentPolicy, policy_message
+
+    c = private.contracts
+    client.chain.faucet(carol.address, eth_wei=UNIT, tokens=10 * UNIT)
+    client.chain.send(carol, "LedgerToken", "approve", [c.escrow.address, 10 * UNIT])
+    client.chain.send(carol, "PaymentEscrow", "deposit", [10 * UNIT])
+    client.agents.set_policy(alice, carol.address, policy_message(AgentPolicy(budget=PRICE - 1, paused=True)),
+                             bind=carol)
+    with pytest.raises(LedgerError, match="paused by its owner"):
+        client.buy_export_licence("vault", 1, carol, 5 * UNIT)
+    client.agents.set_paused(alice, carol.address, False)
+    with pytest.raises(LedgerError, match="budget") as refused:
+        client.buy_export_licence("vault", 1, carol, 5 * UNIT)
+    assert refused.value.field == "budget" and c.escrow.balance_of(carol.address) == 10 * UNIT
+    client.agents.set_policy(alice, carol.address, policy_message(AgentPolicy(budget=PRICE + 1)))
+    assert client.buy_export_licence("vault", 1, carol, 5 * UNIT)["amount"] == str(PRICE)
+    assert client.agents.standing(carol.address)["spent"] == str(PRICE)

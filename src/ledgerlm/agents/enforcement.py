@@ -18,7 +18,7 @@ from ledgerlm.errors import AuthError, NotFoundError
 from ledgerlm.identity import SignedAction, SigningDomain, verify_action
 from ledgerlm.store import Database
 from ledgerlm.store.actions import record_action
-from ledgerlm.store.schema import agent_policies, receipts
+from ledgerlm.store.schema import access_payments, agent_policies, receipts
 
 
 class AgentStanding(BaseModel):
@@ -138,6 +138,20 @@ class AgentPolicies:
             policy.check_model(model, price_per_1k)
             policy.check_spend(spent + reserved, cost)
 
+    def check_payment(self, payer: str, amount: int) -> None:
+        """Before an agent's key pays for access to a Datanet from escrow: the kill switch, and the budget against
+        what it already spent on calls and access (money leaving its escrow either way)."""
+        with self.db.connect() as conn:
+            row = self._row(conn, _address(payer))
+            if row is None:
+                return
+            policy = _policy(row)
+            spent = self._spent(conn, row["agent"], policy)
+        with _refusing(row):
+            if policy.paused:
+                policy.check_action("call_model")  # names the kill switch
+            policy.check_spend(spent, amount)
+
     # ---------------------------------------------------------------- plumbing
 
     @staticmethod
@@ -146,10 +160,14 @@ class AgentPolicies:
 
     @staticmethod
     def _spent(conn, agent: str, policy: AgentPolicy) -> int:
-        query = select(receipts.c.fee).where(receipts.c.consumer == agent)
+        """What the agent's calls and paid access cost, in the budget's scope (this epoch or ever)."""
+        calls = select(receipts.c.fee).where(receipts.c.consumer == agent)
+        access = select(access_payments.c.amount).where((access_payments.c.developer == agent)
+                                                        & access_payments.c.state.in_(("pending", "paid")))
         if policy.per_epoch:
-            query = query.where(receipts.c.epoch == open_epoch(conn))
-        return sum(int(f) for f in conn.execute(query).scalars())
+            epoch = open_epoch(conn)
+            calls, access = calls.where(receipts.c.epoch == epoch), access.where(access_payments.c.epoch == epoch)
+        return sum(int(f) for q in (calls, access) for f in conn.execute(q).scalars())
 
     @staticmethod
     def _require_owner(row, owner: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from eth_utils import to_checksum_address
@@ -41,6 +42,8 @@ class AccessPayments:
     node_account: object
     domain: SigningDomain
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # payer, amount -> raises to refuse: the node checks an agent's policy (kill switch, budget) here
+    spend_guard: Callable[[str, int], None] | None = None
 
     def pay(self, signed: SignedAction | None, *, payer: str, datanet: str, version: int, purpose: str,
             price: int, model_id: str = "") -> dict:
@@ -73,6 +76,8 @@ class AccessPayments:
             held = self.licence(payer, datanet, version, purpose)  # a payment that finished while we waited
             if held is not None:
                 return held
+            if self.spend_guard is not None:
+                self.spend_guard(developer, price)
             now = self.contracts.chain.head().timestamp
             with self.db.begin() as conn:
                 if conn.execute(select(epochs.c.number).where(epochs.c.state.in_(("planned", "settled")))).first():
