@@ -71,13 +71,14 @@ def change_member(name: str, body: ActionRequest, node: Node = Depends(get_node)
 
 @router.get("/datanets/{name}/price")
 def access_prices(name: str, node: Node = Depends(get_node), grant: ReadGrant | None = Depends(read_grant)) -> dict:
-    """What a member pays to train on a private Datanet's versions (default and per version, base units)."""
+    """What a member pays to train on (or export) a private Datanet's versions (default and per version, base units)."""
     return node.datanets.access_prices(name, reader_of(grant, name))
 
 
 @router.post("/datanets/{name}/price")
 def set_access_price(name: str, body: ActionRequest, node: Node = Depends(get_node)) -> dict:
-    """The owner prices training on a private Datanet (signed SetAccessPrice; version 0: every version)."""
+    """The owner prices training on and exporting a private Datanet (signed SetAccessPrice; version 0: every
+    version)."""
     return node.datanets.set_access_price(name, body.action)
 
 

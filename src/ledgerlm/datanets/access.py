@@ -1,5 +1,5 @@
 """Who may use a Datanet: anyone for a public one; the owner and the members they add for a private one, who
-pay the owner's price (if any) to train on a version."""
+pay the owner's price (if any) to train on or export a version."""
 
 from __future__ import annotations
 
@@ -104,8 +104,8 @@ class Access:
         return self.members(name, owner)
 
     def set_access_price(self, name: str, signed: SignedAction) -> dict:
-        """Apply the owner's signed SetAccessPrice: what a member pays to train on a version (0: every version
-        without a price of its own); a price of 0 makes it free again."""
+        """Apply the owner's signed SetAccessPrice: what a member pays to train on, or export, a version (0: every
+        version without a price of its own); a price of 0 makes it free again."""
         owner = self._verify(signed, "SetAccessPrice")
         m = signed.message
         if m["datanet"] != name:
