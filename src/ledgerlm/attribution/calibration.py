@@ -102,7 +102,8 @@ def span_max_rows(n_rows: int, settings: CalibrationSettings) -> int:
 
 
 def calibrate(index, model, tokenizer, settings: CalibrationSettings = CalibrationSettings(),
-              *, queries: tuple[tuple[str, str], ...] = NULL_QUERIES) -> Calibration:
+              *, queries: tuple[tuple[str, str], ...] = NULL_QUERIES,
+              batch_size: int = 8) -> Calibration:
     """Attribute every null answer against `index` and set the bars above what they reach."""
     max_rows = span_max_rows(len(index), settings)
     examples, weights, longest = [], {}, []
@@ -116,11 +117,12 @@ def calibrate(index, model, tokenizer, settings: CalibrationSettings = Calibrati
                                                          min_chars=settings.min_span_chars)
                            for ids in readings))
     # Rows no wider than the longest null answer (attention grows with the square of a row's
-    # width, and these answers are short), all in one forward and backward pass.
+    # width, and these answers are short), a few rows per pass: the logits of a row take
+    # vocabulary x width floats, which for a 49k-token vocabulary is what bounds memory.
     width = max(len(e.input_ids) for e in examples)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     features = example_features(model, examples, index.projector, max_len=width, pad_id=pad,
-                                batch_size=len(examples), token_weights=weights)
+                                batch_size=batch_size, token_weights=weights)
     q = 1 - settings.false_payout_rate
     null_max, bars = {}, {}
     stacked = np.stack([features[i] for i in range(len(examples))])
