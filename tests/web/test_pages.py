@@ -166,3 +166,13 @@ def test_request_bodies_stop_at_the_limit_while_read(http, client, alice):
     # A body under the limit is read as before.
     action = sign_action(alice, "ClaimPayout", {"epoch": 1}, domain=client.domain).model_dump()
     assert http.post("/economy/claims", json={"action": action}).status_code == 404
+
+
+def test_an_id_past_what_the_node_stores_is_a_readable_400(http):
+    huge = 10**30
+    for path in (f"/web/contributions/{huge}", f"/web/jobs/{huge}", f"/web/validation/rounds/{huge}"):
+        page = http.get(path)
+        assert page.status_code == 400 and "larger than the node stores" in page.text, path
+    for path in (f"/contributions/{huge}", f"/factory/jobs/{huge}", f"/validation/rounds/{huge}"):
+        answer = http.get(path)
+        assert answer.status_code == 400 and "larger than the node stores" in answer.json()["error"]["message"], path

@@ -71,12 +71,22 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
                                 else str(exc.detail))
         return await http_exception_handler(request, exc)
 
+    @app.exception_handler(OverflowError)
+    async def number_too_large(request: Request, exc: OverflowError):
+        # An id or amount past what SQLite stores can name nothing the node holds.
+        message = f"a number in the request is larger than the node stores (at most {2**63 - 1})"
+        if is_page(request):
+            return render_error(request, 400, message)
+        return JSONResponse(status_code=400, content={"error": {"type": "ValidationError", "message": message,
+                                                                "field": None}})
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
-        # The page says what failed in one line; the trace goes to the server log, never to the browser.
+        # The page says what failed in one line; the trace and the exception's own text (which may quote SQL
+        # or paths) go to the server log, never to the browser.
         if is_page(request):
-            return render_error(request, 500, f"the node could not build this page ({type(exc).__name__}: {exc});"
-                                " the server log has the details")
+            return render_error(request, 500, f"the node could not build this page ({type(exc).__name__}); the "
+                                "server log has the details")
         return PlainTextResponse("Internal Server Error", status_code=500)
 
     from ledgerlm.api import (
