@@ -112,6 +112,7 @@ def _cases(home: Path, never: Path) -> list[tuple[list[str], str, dict]]:
         (["mcp", "--agent", "nobot"], "no agent named 'nobot'", {}),
         (["eval", "attribution", "--out", missing_file + "/x.json"], f"{missing_file} is not a directory", {}),
         (["datanet", "price", "docs", "5", "--as", "alice"], "Datanet 'docs' is public", {}),
+        (["datanet", "owner-share", "docs", "20000", "--as", "alice"], "ownerBps must be in [0, 10000]", {}),
         (["shares", "issue", "--datanet", "docs", "--as", "alice"], "Datanet docs has no version", {}),
         *((["shares", verb, "nothing", *extra], "no shares issued for 'nothing'", {})
           for verb, extra in (("show", []), ("holders", []), ("claim", ["--as", "alice"]),
