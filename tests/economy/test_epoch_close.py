@@ -166,3 +166,28 @@ def test_serve_closes_epochs_on_its_cadence(node):
     finally:
         stop()
     assert node.economy.summary(1)["state"] == "published"
+
+
+def test_a_cap_the_escrow_cannot_settle_is_refused_and_never_stops_a_close(node):
+    """A cap or deadline past the escrow's packed debit fields would make the settlement revert for everyone:
+    it is refused when signed, and one stored anyway leaves its consumer unpaid while the others settle."""
+    from ledgerlm.economy import record_spending_cap
+    from ledgerlm.store.schema import epoch_debits, spending_caps
+
+    alice, bob, carol = _world(node)
+    c = node.contracts
+    deadline = node.chain.head().timestamp + 3600
+    huge = 2**200
+    signature = "0x" + c.escrow.sign_spending_cap(alice, node.account.address, 1, huge, deadline).hex()
+    with pytest.raises(LedgerError, match="cap must be an amount below") as refused:
+        record_spending_cap(node.db, c.escrow, consumer=alice.address, settler=node.account.address, epoch=1,
+                            cap=huge, deadline=deadline, signature=signature)
+    assert refused.value.field == "cap"
+    with node.db.begin() as conn:  # as if stored before the limit was checked
+        conn.execute(spending_caps.update().where(spending_caps.c.consumer == alice.address)
+                     .values(cap=str(huge), signature=signature, deadline=deadline))
+    summary = node.economy.close()
+    assert summary["state"] == "published"
+    with node.db.connect() as conn:
+        states = dict(conn.execute(select(epoch_debits.c.consumer, epoch_debits.c.state)).all())
+    assert states[alice.address] == "unpaid" and states[bob.address] != "unpaid"

@@ -176,3 +176,19 @@ def test_an_id_past_what_the_node_stores_is_a_readable_400(http):
     for path in (f"/contributions/{huge}", f"/factory/jobs/{huge}", f"/validation/rounds/{huge}"):
         answer = http.get(path)
         assert answer.status_code == 400 and "larger than the node stores" in answer.json()["error"]["message"], path
+
+
+def test_typed_data_refuses_what_the_node_would_refuse_once_signed(http, alice):
+    def prepare(action, fields):
+        return http.post("/web/typed-data", json={"action": action, "signer": alice.address, "fields": fields})
+
+    refused = prepare("AddMember", {"datanet": ["qa"], "member": 5})
+    assert refused.status_code == 400 and refused.json()["error"]["field"] == "datanet"
+    refused = prepare("IssueShares", {"kind": "datanet", "asset": "qa", "version": "1e9", "supply": 1, "ownerBps": 0})
+    assert refused.status_code == 400 and refused.json()["error"]["field"] == "version"
+    # A cap the escrow's packed debits cannot hold is refused before anyone signs it.
+    refused = prepare("CreateApiKey", {"keyHash": "0x" + "00" * 32, "cap": str(2**200)})
+    assert refused.status_code == 400 and refused.json()["error"]["field"] == "cap"
+    # A uint256 past 64 bits is kept exact in the message the page posts back.
+    answer = prepare("IssueShares", {"kind": "datanet", "asset": "qa", "version": 0, "supply": str(2**200), "ownerBps": 0})
+    assert answer.status_code == 200 and json.loads(answer.json()["message"])["supply"] == 2**200

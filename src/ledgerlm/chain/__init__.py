@@ -8,7 +8,7 @@ from importlib import import_module
 
 _EXPORTS = {
     "Artifact": "abi", "ChainEvent": "abi", "load_artifact": "abi",
-    "Contracts": "contracts", "DatanetRecord": "contracts", "DatanetVersionRecord": "contracts",
+    "CAP_LIMIT": "contracts", "DEADLINE_LIMIT": "contracts", "Contracts": "contracts", "DatanetRecord": "contracts", "DatanetVersionRecord": "contracts",
     "Debit": "contracts", "EpochFunding": "contracts", "FeePolicy": "contracts", "ModelRecord": "contracts",
     "PendingAmount": "contracts", "PermitSignature": "contracts", "StakeRole": "contracts",
     "Deployment": "deploy", "deploy_all": "deploy", "role_id": "deploy",

@@ -131,6 +131,11 @@ class PermitSignature:
     s: bytes
 
 
+# What PaymentEscrow.settle's packed debit holds: a spending cap below 2**128, its deadline below 2**64, one
+# debit's amount below 2**96. A cap outside these cannot be settled at all.
+CAP_LIMIT, DEADLINE_LIMIT, DEBIT_LIMIT = 2**128, 2**64, 2**96
+
+
 @dataclass(frozen=True)
 class Debit:
     """One consumer's charge in an epoch settlement, with the spending cap they signed."""
@@ -144,10 +149,10 @@ class Debit:
     def packed(self) -> list[bytes]:
         """The four words PaymentEscrow.settle reads: consumer|amount, cap|deadline|v, r, s."""
         signature = bytes(self.signature)
-        for name, value, bits in (("amount", self.amount, 96), ("cap", self.cap, 128),
-                                  ("deadline", self.deadline, 64)):
-            if not 0 <= int(value) < 1 << bits:
-                raise ChainError(f"a debit's {name} must be in [0, 2**{bits}), got {value}", field=name)
+        for name, value, limit in (("amount", self.amount, DEBIT_LIMIT), ("cap", self.cap, CAP_LIMIT),
+                                   ("deadline", self.deadline, DEADLINE_LIMIT)):
+            if not 0 <= int(value) < limit:
+                raise ChainError(f"a debit's {name} must be in [0, {limit}), got {value}", field=name)
         if len(signature) != 65:
             raise ChainError(f"a debit's signature must be 65 bytes (r, s, v), got {len(signature)}",
                              field="signature")

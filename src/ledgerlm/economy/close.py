@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import and_, insert, select, update
 
-from ledgerlm.chain import Debit
+from ledgerlm.chain import CAP_LIMIT, DEADLINE_LIMIT, Debit
 from ledgerlm.economy.access import resolve_pending, settled_access
 from ledgerlm.economy.epochs import open_epoch
 from ledgerlm.economy.errors import EconomyError
@@ -150,6 +150,8 @@ class EpochCloser:
         """Why a consumer cannot be charged in full this epoch, or None if they can."""
         if cap is None:
             return f"no spending cap signed for epoch {epoch}"
+        if not (int(cap.cap) < CAP_LIMIT and int(cap.deadline) < DEADLINE_LIMIT):  # the escrow could not settle it
+            return f"the signed cap {cap.cap} or its deadline {cap.deadline} is past what the escrow settles"
         already = self.contracts.escrow.spent(consumer, epoch)  # paid access debits the same cap
         if int(cap.cap) < amount + already:
             return f"owes {amount} but the signed cap is {cap.cap}" + (f" with {already} spent" if already else "")

@@ -9,6 +9,7 @@ from eth_account.messages import encode_typed_data
 from eth_utils import to_checksum_address
 from sqlalchemy import and_, delete, insert, select
 
+from ledgerlm.chain import CAP_LIMIT, DEADLINE_LIMIT
 from ledgerlm.economy.errors import EconomyError
 from ledgerlm.store import Database
 from ledgerlm.store.schema import epoch_payouts, epochs, spending_caps
@@ -18,6 +19,11 @@ def record_spending_cap(db: Database, escrow, *, consumer: str, settler: str, ep
                         signature: str) -> dict:
     """Store a consumer's signed SpendingCap after checking it recovers to the consumer; a newer one for the
     same epoch replaces the older."""
+    # The escrow settles only caps and deadlines its packed debits hold: one past them would stop the close.
+    if not 0 <= int(cap) < CAP_LIMIT:
+        raise EconomyError(f"cap must be an amount below {CAP_LIMIT} base units, got {cap}", field="cap")
+    if not 0 <= int(deadline) < DEADLINE_LIMIT:
+        raise EconomyError(f"deadline must be a Unix time below {DEADLINE_LIMIT}, got {deadline}", field="deadline")
     consumer, settler = to_checksum_address(consumer), to_checksum_address(settler)
     typed = escrow.spending_cap_typed_data(consumer, settler, epoch, cap, deadline)
     try:

@@ -218,7 +218,7 @@ def verify_action(signed: SignedAction, *, expected: str, domain: SigningDomain,
             field="message",
         )
     for name, kind in fields:
-        _check_field(expected, name, kind, signed.message[name])
+        check_field(expected, name, kind, signed.message[name])
     now = int(time.time()) if now is None else now
     check_deadline(expected, int(signed.message["deadline"]), domain, now)
     try:
@@ -251,13 +251,13 @@ def check_deadline(what: str, deadline: int, domain: SigningDomain, now: int) ->
         )
 
 
-def _check_field(action: str, name: str, kind: str, value: Any) -> None:
+def check_field(action: str, name: str, kind: str, value: Any) -> None:
     ok = True
     if kind.endswith("[]"):
         if not isinstance(value, list):
             raise AuthError(f"{action}.{name} must be a list of {kind[:-2]}, got {value!r}", field=name)
         for item in value:
-            _check_field(action, name, kind[:-2], item)
+            check_field(action, name, kind[:-2], item)
         return
     if kind == "address":
         ok = isinstance(value, str) and is_address(value)

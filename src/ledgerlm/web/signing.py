@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -10,9 +11,10 @@ from eth_utils import is_address, to_checksum_address
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ValidationError
 
+from ledgerlm.chain import CAP_LIMIT
 from ledgerlm.datanets import DatanetSpec, FileEntry, manifest_hash
 from ledgerlm.errors import AuthError, LedgerError
-from ledgerlm.identity import ACTIONS, action_message, read_request, typed_data
+from ledgerlm.identity import ACTIONS, action_message, check_field, read_request, typed_data
 
 router = APIRouter()
 
@@ -101,6 +103,8 @@ def prepare(body: TypedDataRequest, request: Request) -> dict:
             cap = int(fields.get("cap", 0))
         except (TypeError, ValueError):
             raise LedgerError(f"cap must be a whole number of base units, got {fields.get('cap')!r}", field="cap") from None
+        if not 0 < cap < CAP_LIMIT:  # the escrow settles only caps its packed debits hold
+            raise LedgerError(f"cap must be more than 0 and below {CAP_LIMIT} base units, got {cap}", field="cap")
         deadline = int(time.time()) + API_KEY_DAYS * 86_400
         fields.update(cap=cap, capDeadline=deadline)
         if node.on_chain:
@@ -115,9 +119,15 @@ def prepare(body: TypedDataRequest, request: Request) -> dict:
     for name in names:  # a page sends big integers as decimal strings, which JSON numbers cannot hold
         if kinds[name].startswith("uint") and isinstance(fields[name], str) and fields[name].isdigit():
             fields[name] = int(fields[name])
+    for name in names:  # what the node would refuse once signed is refused before the wallet is asked
+        try:
+            check_field(body.action, name, kinds[name], fields[name])
+        except LedgerError as exc:
+            raise LedgerError(exc.message, field=exc.field) from None
     message = action_message(body.action, signer, {n: fields[n] for n in names})
+    # json, not orjson: a uint256 past 64 bits stays one exact integer in the text the page posts back
     return {"action": body.action, "typed": wallet_json(typed_data(body.action, message, node.domain)),
-            "message": orjson.dumps(message).decode(), **extra}
+            "message": json.dumps(message, separators=(",", ":")), **extra}
 
 
 class ReadRequestBody(BaseModel):
