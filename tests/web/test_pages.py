@@ -192,3 +192,17 @@ def test_typed_data_refuses_what_the_node_would_refuse_once_signed(http, alice):
     # A uint256 past 64 bits is kept exact in the message the page posts back.
     answer = prepare("IssueShares", {"kind": "datanet", "asset": "qa", "version": 0, "supply": str(2**200), "ownerBps": 0})
     assert answer.status_code == 200 and json.loads(answer.json()["message"])["supply"] == 2**200
+
+
+def test_a_read_signed_for_one_private_datanet_lists_only_that_one(http, client, alice):
+    from ledgerlm.identity import sign_read_request
+    from ledgerlm.web.access import READ_COOKIE
+
+    for name in ("vault-a", "vault-b"):
+        client.create_datanet(DatanetSpec(name=name, schema=QA_SCHEMA, visibility="private"), alice)
+    http.cookies.set(READ_COOKIE, sign_read_request(alice, client.domain, datanet="vault-a"))
+    try:
+        listed = http.get("/web/datanets").text.split("<main")[1]
+        assert "/web/datanets/vault-a" in listed and "vault-b" not in listed
+    finally:
+        http.cookies.clear()

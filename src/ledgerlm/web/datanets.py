@@ -25,7 +25,9 @@ def _matches(datanet, query: str) -> bool:
 def datanet_list(request: Request, q: str = ""):
     node = request.app.state.node
     reader = page_reader(request)
-    found = [d for d in node.datanets.list(reader) if _matches(d, q)]
+    # a read signed for one Datanet shows that private one, not every other the reader belongs to
+    found = [d for d in node.datanets.list(reader) if _matches(d, q)
+             and (d.visibility != "private" or page_reader(request, d.name) is not None)]
     return page(request, "datanets.html", datanets=found, q=q, reader=reader)
 
 
