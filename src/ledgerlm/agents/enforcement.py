@@ -127,12 +127,10 @@ class AgentPolicies:
     def check_spend(self, consumer: str, model: str, price_per_1k: int, cost: int, reserved: int) -> None:
         """Before an agent's call is admitted: its model and price rules, and its budget against what it spent
         and what its calls in flight hold (`reserved`), so concurrent calls cannot overspend either."""
-        with self.db.connect() as conn:
-            row = self._row(conn, _address(consumer))
-            if row is None:
-                return
-            policy = _policy(row)
-            spent = self._spent(conn, row["agent"], policy)
+        found = self._spending(consumer)
+        if found is None:
+            return
+        row, policy, spent = found
         with _refusing(row):
             policy.check_action("call_model")
             policy.check_model(model, price_per_1k)
@@ -141,16 +139,23 @@ class AgentPolicies:
     def check_payment(self, payer: str, amount: int) -> None:
         """Before an agent's key pays for access to a Datanet from escrow: the kill switch, and the budget against
         what it already spent on calls and access (money leaving its escrow either way)."""
-        with self.db.connect() as conn:
-            row = self._row(conn, _address(payer))
-            if row is None:
-                return
-            policy = _policy(row)
-            spent = self._spent(conn, row["agent"], policy)
+        found = self._spending(payer)
+        if found is None:
+            return
+        row, policy, spent = found
         with _refusing(row):
             if policy.paused:
                 policy.check_action("call_model")  # names the kill switch
             policy.check_spend(spent, amount)
+
+    def _spending(self, agent: str):
+        """(row, policy, spent in the budget's scope) for an agent with a policy; None for any other key."""
+        with self.db.connect() as conn:
+            row = self._row(conn, _address(agent))
+            if row is None:
+                return None
+            policy = _policy(row)
+            return row, policy, self._spent(conn, row["agent"], policy)
 
     # ---------------------------------------------------------------- plumbing
 
