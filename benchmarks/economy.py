@@ -123,9 +123,19 @@ class Setup:
                     if "error" in answer:
                         raise RuntimeError(f"funding failed: {answer['error']}")
                 if calls is not gas:  # a batch is mined before the next, so the pool never holds thousands
-                    for answer in answers:
-                        w3.eth.wait_for_transaction_receipt(answer["result"], timeout=600)
+                    self._mine_pool()
         assert all(self.c.escrow.balance_of(c.address) >= deposit for c in self.consumers[-3:])
+
+    def _mine_pool(self) -> None:
+        """Mine until anvil's pool is empty: a transaction that arrived before its nonce's predecessor waits
+        in the pool, and automine mines only when something new arrives."""
+        provider = self.chain.w3.provider
+        for _ in range(10_000):
+            status = provider.make_request("txpool_status", [])["result"]
+            if int(status["pending"], 16) + int(status["queued"], 16) == 0:
+                return
+            provider.make_request("evm_mine", [])
+        raise RuntimeError("anvil's pool did not empty")
 
     def write_receipts(self, count: int, rng: random.Random) -> tuple[int, int]:
         """R final receipts spread over the consumers in the open epoch; returns the epoch and the total fee."""
@@ -276,7 +286,7 @@ def main() -> None:
             if backend == "anvil" and anvil is None:
                 from ledgerlm.chain.anvil import anvil_node
 
-                anvil = anvil_node(ANVIL)
+                anvil = anvil_node(ANVIL, timeout=120)  # a busy machine starts it slowly
                 url = anvil.__enter__()
             for row in run(backend, receipt_counts, consumer_count, url, args.seed, args.chunk_size):
                 rows.append(row)
