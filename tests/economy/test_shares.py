@@ -230,3 +230,16 @@ def test_a_private_datanets_shares_are_read_only_by_its_owner_and_members(client
     assert {x["account"] for x in member.shares.show("datanet:vault")["allocation"]} == {alice.address, bob.address}
     assert [a["asset"] for a in member.shares.list()] == ["vault"]
     assert owner.shares.holders("datanet:vault")["supply"] == issued["supply"]
+
+
+def test_an_infinite_valuation_score_is_no_weight(client, world, bob, carol):
+    from ledgerlm.economy.pools import valuation_weights
+
+    node = world
+    with node.db.begin() as conn:
+        first = conn.execute(gate_reports.select().order_by(gate_reports.c.contribution_id)).mappings().first()
+        conn.execute(gate_reports.update().where(gate_reports.c.contribution_id == first["contribution_id"])
+                     .values(value={"value": float("inf")}))
+    with node.db.connect() as conn:
+        weights = valuation_weights(conn, "qa", 1)
+    assert all(0 < w < 10**12 for w in weights.values()) and carol.address in weights

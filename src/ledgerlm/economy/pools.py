@@ -3,6 +3,8 @@ reputation, slashed stake to the epoch's validators, and each Datanet's data poo
 
 from __future__ import annotations
 
+import math
+
 from sqlalchemy import and_, select, update
 from sqlalchemy.engine import Connection
 
@@ -41,7 +43,7 @@ def valuation_weights(conn: Connection, datanet: str, version: int | None = None
     for contributor, value in conn.execute(query).all():
         counted[contributor] = counted.get(contributor, 0) + 1
         score = (value or {}).get("value") if isinstance(value, dict) else None
-        if isinstance(score, (int, float)) and score > 0:
+        if isinstance(score, (int, float)) and 0 < score < math.inf:  # an infinite score would stop the close
             valued[contributor] = valued.get(contributor, 0) + int(score * VALUE_SCALE)
     if any(valued.values()):
         return valued
