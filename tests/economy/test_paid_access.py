@@ -34,7 +34,8 @@ def private(client, alice, bob, carol, tmp_path):
     from ledgerlm.factory import tiny_random_model
 
     client.factory.register_base("tiny", str(tiny_random_model(tmp_path / "tiny", [str(r) for r in ROWS])))
-    client.create_datanet(DatanetSpec(name="vault", schema=QA_SCHEMA, visibility="private"), alice)
+    client.create_datanet(DatanetSpec(name="vault", schema=QA_SCHEMA, visibility="private", owner_share_bps=2000),
+                          alice)
     client.add_member("vault", bob.address, alice)
     client.add_member("vault", carol.address, alice)
     client.contribute("vault", [write_jsonl(tmp_path / "b.jsonl", ROWS)], bob)

@@ -30,7 +30,7 @@ SUPPLY = 1000 * UNIT
 @pytest.fixture
 def world(client, alice, bob, carol, tmp_path):
     """Datanet `qa` owned by alice: bob's two records and carol's one accepted in version 1, valued 3:1:2."""
-    client.create_datanet(DatanetSpec(name="qa", schema=QA_SCHEMA), alice)
+    client.create_datanet(DatanetSpec(name="qa", schema=QA_SCHEMA, owner_share_bps=2500), alice)
     for who, rows in ((bob, [{"question": "q1", "answer": "a1"}, {"question": "q2", "answer": "a2"}]),
                       (carol, [{"question": "q3", "answer": "a3"}])):
         client.contribute("qa", [write_jsonl(tmp_path / f"{who.address}.jsonl", rows)], who)
@@ -49,6 +49,9 @@ def world(client, alice, bob, carol, tmp_path):
 def test_datanet_shares_follow_valuation_plus_owner_share_and_the_drop_verifies(client, world, alice, bob, carol):
     with pytest.raises(LedgerError, match="only the owner"):
         client.set_owner_share("qa", 1000, bob)
+    with pytest.raises(LedgerError, match="may be lowered, not raised to 5000") as raised:
+        client.set_owner_share("qa", 5000, alice)  # others contributed under 2500
+    assert raised.value.status == 409 and raised.value.field == "ownerBps"
     assert client.set_owner_share("qa", 1000, alice) == {"datanet": "qa", "owner_share_bps": 1000}
     assert client.datanet("qa").owner_share_bps == 1000
     mismatch = client._sign(alice, "IssueShares", {"kind": "datanet", "asset": "qa", "version": 0,
@@ -209,7 +212,7 @@ def test_an_issue_cut_off_before_the_chain_is_finished_by_issuing_again(client, 
 def test_a_private_datanets_shares_are_read_only_by_its_owner_and_members(client, alice, bob, carol, tmp_path):
     from ledgerlm.client import NodeClient
 
-    client.create_datanet(DatanetSpec(name="vault", schema=QA_SCHEMA, visibility="private"), alice)
+    client.create_datanet(DatanetSpec(name="vault", schema=QA_SCHEMA, visibility="private", owner_share_bps=1000), alice)
     client.add_member("vault", bob.address, alice)
     client.contribute("vault", [write_jsonl(tmp_path / "b.jsonl", [{"question": "q", "answer": "a"}])], bob)
     owner = NodeClient(client.http, reader=alice)

@@ -12,7 +12,7 @@ from ledgerlm.datanets.schemas import AccessDenied, DatanetError
 from ledgerlm.errors import AuthError, ConflictError
 from ledgerlm.identity import READ_HEADER, SignedAction
 from ledgerlm.money import BPS
-from ledgerlm.store.schema import access_prices, datanet_members, datanets
+from ledgerlm.store.schema import access_prices, contributions, datanet_members, datanets
 
 PRIVATE = "private"
 
@@ -144,6 +144,12 @@ class Access:
             if row["owner"] != owner:
                 raise AccessDenied(f"only the owner of {name!r} ({row['owner']}) may set its owner share",
                                    field="owner")
+            current = row["owner_share_bps"] or 0
+            # Others contributed under the share the policy named then: the owner may lower it, never raise it.
+            if bps > current and conn.execute(select(contributions.c.id).where(and_(
+                    contributions.c.datanet_id == row["id"], contributions.c.contributor != owner)).limit(1)).first():
+                raise ConflictError(f"others have contributed to {name!r} under an owner share of {current} bps: "
+                                    f"it may be lowered, not raised to {bps}", field="ownerBps")
             self._record_action(conn, signed, owner, now)
             conn.execute(update(datanets).where(datanets.c.id == row["id"]).values(owner_share_bps=bps))
         return bps
