@@ -88,6 +88,7 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
     error CapExceeded(address consumer, uint256 epoch, uint256 spentAfter, uint256 cap);
     error EpochOutOfOrder(address consumer, uint256 epoch, uint256 latestEpoch);
     error MalformedDebits(uint256 words);
+    error LengthMismatch(uint256 consumers, uint256 amounts);
 
     /// @param token_ The payment token.
     /// @param distributor_ The EpochDistributor that receives settled sums.
@@ -125,6 +126,21 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
     {
         try IERC20Permit(address(token)).permit(msg.sender, address(this), amount, deadline, v, r, s) {} catch {}
         _deposit(amount);
+    }
+
+    /// @notice Adds `amounts[i]` of the caller's tokens to the escrow balance of `consumers[i]`, in one
+    ///         transfer of the total (needs an allowance): a sponsor, such as an app paying for its users,
+    ///         funds many consumers at once. The funds belong to the consumers; the sponsor keeps no claim.
+    /// @param consumers Accounts credited (none zero; may repeat).
+    /// @param amounts Amount per consumer in base units (each non-zero), as many as `consumers`.
+    function depositFor(address[] calldata consumers, uint256[] calldata amounts) external nonReentrant {
+        if (consumers.length != amounts.length) revert LengthMismatch(consumers.length, amounts.length);
+        if (consumers.length == 0) revert ZeroAmount();
+        uint256 total = 0;
+        for (uint256 i = 0; i < consumers.length; ++i) {
+            total += _credit(consumers[i], amounts[i]);
+        }
+        token.safeTransferFrom(msg.sender, address(this), total);
     }
 
     /// @notice Asks to withdraw `amount` after the delay. A second request adds to the pending amount and
@@ -246,12 +262,20 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
     }
 
     function _deposit(uint256 amount) private {
-        if (amount == 0) revert ZeroAmount();
+        _credit(msg.sender, amount);
         token.safeTransferFrom(msg.sender, address(this), amount);
-        Account storage a = _accounts[msg.sender];
+    }
+
+    /// @dev Credits before the transfer that pays for it; the transfer reverts the whole call if it fails,
+    ///      and nonReentrant on every entry point keeps a token callback from seeing the credit early.
+    function _credit(address consumer, uint256 amount) private returns (uint256) {
+        if (consumer == address(0)) revert ZeroAddress();
+        if (amount == 0) revert ZeroAmount();
+        Account storage a = _accounts[consumer];
         uint128 balance = SafeCast.toUint128(uint256(a.balance) + amount);
         a.balance = balance;
-        emit Deposited(msg.sender, amount, balance);
+        emit Deposited(consumer, amount, balance);
+        return amount;
     }
 
     function _debit(uint32 epoch, bytes32[] calldata d) private returns (uint256 amount) {

@@ -95,6 +95,42 @@ def test_deposit_with_permit_takes_one_transaction_and_ignores_a_forged_permit(w
     assert escrow.balance_of(forger.address) == 0
 
 
+def test_a_sponsor_funds_many_consumers_in_one_transfer_that_conserves_every_token(world):
+    token, escrow = world.contracts.token, world.contracts.escrow
+    sponsor = world.actor(10 * TOKEN)
+    consumers = [world.actor().address for _ in range(3)]
+    held = token.balance_of(escrow.address)
+
+    result = escrow.deposit_for(sponsor, [*consumers, consumers[0]], [TOKEN, 2 * TOKEN, 3 * TOKEN, 1])
+
+    assert [escrow.balance_of(c) for c in consumers] == [TOKEN + 1, 2 * TOKEN, 3 * TOKEN]
+    assert token.balance_of(sponsor.address) == 4 * TOKEN - 1
+    assert token.balance_of(escrow.address) == held + 6 * TOKEN + 1
+    assert escrow.balance_of(sponsor.address) == 0
+    assert [e["consumer"] for e in result.events(escrow.contract, "Deposited")] == [*consumers, consumers[0]]
+
+
+def test_a_sponsored_deposit_refuses_mismatched_empty_zero_or_unfunded_batches(world):
+    token, escrow = world.contracts.token, world.contracts.escrow
+    sponsor, consumer = world.actor(TOKEN), world.actor().address
+    escrow.token.ensure_allowance(sponsor, escrow.address, 10 * TOKEN)
+    deposit_for = escrow.contract.functions.depositFor
+
+    with reverts("LengthMismatch", consumers=1, amounts=2):
+        world.chain.transact(deposit_for([consumer], [1, 1]), sponsor)
+    with reverts("ZeroAmount"):
+        world.chain.transact(deposit_for([], []), sponsor)
+    with reverts("ZeroAmount"):
+        world.chain.transact(deposit_for([consumer, consumer], [1, 0]), sponsor)
+    with reverts("ZeroAddress"):
+        world.chain.transact(deposit_for([consumer, ZERO], [1, 1]), sponsor)
+    with reverts("ERC20InsufficientBalance"):
+        world.chain.transact(deposit_for([consumer], [2 * TOKEN]), sponsor)
+
+    assert escrow.balance_of(consumer) == 0
+    assert token.balance_of(sponsor.address) == TOKEN
+
+
 def test_a_withdrawal_waits_for_the_delay_and_a_new_request_restarts_it(world):
     token, escrow = world.contracts.token, world.contracts.escrow
     consumer = consumer_with_deposit(world, 10 * TOKEN)

@@ -514,6 +514,13 @@ class EscrowClient(_Client):
         return self._send(sender, "depositWithPermit", int(amount), permit.deadline, permit.v,
                           permit.r, permit.s)
 
+    def deposit_for(self, sender: LocalAccount, consumers: Sequence[str],
+                    amounts: Sequence[int]) -> TxResult:
+        """Approve (if needed) the total and credit each consumer their amount from the sender's tokens."""
+        self.token.ensure_allowance(sender, self.address, sum(int(a) for a in amounts))
+        return self._send(sender, "depositFor", [to_checksum_address(c) for c in consumers],
+                          [int(a) for a in amounts])
+
     def request_withdrawal(self, sender: LocalAccount, amount: int) -> TxResult:
         return self._send(sender, "requestWithdrawal", int(amount))
 
