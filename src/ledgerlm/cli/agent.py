@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from ledgerlm.cli.session import Session, console, session
+from ledgerlm.cli.session import Session, console, new_passphrase, session
 from ledgerlm.errors import LedgerError
-from ledgerlm.identity import passphrase_from_env
 from ledgerlm.times import format_time as when
 from ledgerlm.units import format_amount, parse_amount
 
@@ -51,11 +49,7 @@ def create(
     from ledgerlm.agents import TOOLS, FundingPlan, create_agent, make_policy, parse_names
 
     s = session(ctx)
-    passphrase = passphrase_from_env()
-    if passphrase is None:
-        if not sys.stdin.isatty():
-            raise LedgerError("the agent's key needs a passphrase: set LEDGERLM_PASSPHRASE", field="passphrase")
-        passphrase = typer.prompt("Passphrase for the agent's key", hide_input=True, confirmation_prompt=True)
+    passphrase = new_passphrase("the agent's key", "Passphrase for the agent's key")
     policy = make_policy(
         budget=parse_amount(budget, field="budget"), per_epoch=per_epoch, allow_models=parse_names(allow_models),
         allow_datanets=parse_names(allow_datanets),

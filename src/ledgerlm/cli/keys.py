@@ -7,9 +7,8 @@ import sys
 import typer
 from rich.table import Table
 
-from ledgerlm.cli.session import console, session
+from ledgerlm.cli.session import console, new_passphrase, session
 from ledgerlm.errors import LedgerError
-from ledgerlm.identity import passphrase_from_env
 
 app = typer.Typer(help="Manage signing keys (encrypted keystore v3 files in the home).", no_args_is_help=True)
 
@@ -18,11 +17,7 @@ app = typer.Typer(help="Manage signing keys (encrypted keystore v3 files in the 
 def new(ctx: typer.Context, name: str = typer.Argument(..., help="A name for the key, e.g. alice.")):
     """Create a secp256k1 key; the passphrase comes from LEDGERLM_PASSPHRASE or a prompt."""
     s = session(ctx)
-    passphrase = passphrase_from_env()
-    if passphrase is None:
-        if not sys.stdin.isatty():
-            raise LedgerError("a new key needs a passphrase: set LEDGERLM_PASSPHRASE", field="passphrase")
-        passphrase = typer.prompt("Passphrase", hide_input=True, confirmation_prompt=True)
+    passphrase = new_passphrase("a new key")
     info = s.keyring().new(name, passphrase)
     s.emit(info, lambda i: console.print(f"[green]key {i.name}[/] {i.address}\n  stored at {i.path}"))
 
@@ -60,9 +55,7 @@ def import_key(ctx: typer.Context, name: str = typer.Argument(..., help="A name 
         if not sys.stdin.isatty():
             raise LedgerError("set LEDGERLM_PRIVATE_KEY to the hex private key to import", field="private_key")
         secret = typer.prompt("Private key (hex)", hide_input=True)
-    passphrase = passphrase_from_env()
-    if passphrase is None:
-        passphrase = typer.prompt("Passphrase", hide_input=True, confirmation_prompt=True)
+    passphrase = new_passphrase("an imported key")
     try:
         key = bytes.fromhex(secret.strip().removeprefix("0x"))
         if len(key) != 32:

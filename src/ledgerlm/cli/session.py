@@ -153,6 +153,16 @@ def running_node_url(home: Home) -> str | None:
         return None
 
 
+def new_passphrase(needed_by: str, prompt: str = "Passphrase") -> str:
+    """The passphrase for a key about to be written: LEDGERLM_PASSPHRASE, else asked twice at a terminal."""
+    passphrase = passphrase_from_env()
+    if passphrase is not None:
+        return passphrase
+    if not sys.stdin.isatty():
+        raise LedgerError(f"{needed_by} needs a passphrase: set LEDGERLM_PASSPHRASE", field="passphrase")
+    return typer.prompt(prompt, hide_input=True, confirmation_prompt=True)
+
+
 def session(ctx: typer.Context) -> Session:
     return ctx.find_root().obj
 

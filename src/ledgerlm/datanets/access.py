@@ -71,19 +71,29 @@ class Access:
                 ).scalars()
             )
 
+    def _signed_for(self, name: str, signed: SignedAction, action: str) -> str:
+        """Verify an owner's signed action about Datanet `name`; returns the signer."""
+        signer = self._verify(signed, action)
+        if signed.message["datanet"] != name:
+            raise AuthError(f"the signature is for Datanet {signed.message['datanet']!r}, not {name!r}", field="datanet")
+        return signer
+
+    def _owned_row(self, conn, name: str, signer: str, may: str):
+        """The Datanet's row, refused unless `signer` owns it (`may`: what only the owner may do)."""
+        row = self._row(conn, name)
+        if row["owner"] != signer:
+            raise AccessDenied(f"only the owner of {name!r} ({row['owner']}) may {may}", field="owner")
+        return row
+
     def change_member(self, name: str, signed: SignedAction) -> list[str]:
         """Apply the owner's signed AddMember or RemoveMember; returns the members afterwards."""
         if signed.action not in ("AddMember", "RemoveMember"):
             raise AuthError(f"expected a signed AddMember or RemoveMember, got {signed.action!r}", field="action")
-        owner = self._verify(signed, signed.action)
-        if signed.message["datanet"] != name:
-            raise AuthError(f"the signature is for Datanet {signed.message['datanet']!r}, not {name!r}", field="datanet")
+        owner = self._signed_for(name, signed, signed.action)
         member = to_checksum_address(signed.message["member"])
         now = int(time.time())
         with self.db.begin() as conn:
-            row = self._row(conn, name)
-            if row["owner"] != owner:
-                raise AccessDenied(f"only the owner of {name!r} ({row['owner']}) may change its members", field="owner")
+            row = self._owned_row(conn, name, owner, "change its members")
             if row["visibility"] != PRIVATE:
                 raise DatanetError(f"Datanet {name!r} is public: everyone may use it, so it has no members",
                                    field="datanet")
@@ -106,18 +116,14 @@ class Access:
     def set_access_price(self, name: str, signed: SignedAction) -> dict:
         """Apply the owner's signed SetAccessPrice: what a member pays to train on, or export, a version (0: every
         version without a price of its own); a price of 0 makes it free again."""
-        owner = self._verify(signed, "SetAccessPrice")
+        owner = self._signed_for(name, signed, "SetAccessPrice")
         m = signed.message
-        if m["datanet"] != name:
-            raise AuthError(f"the signature is for Datanet {m['datanet']!r}, not {name!r}", field="datanet")
         version, price = int(m["version"]), int(m["price"])
         if version:
             self.version(name, version)  # an unknown version is refused, not priced
         now = int(time.time())
         with self.db.begin() as conn:
-            row = self._row(conn, name)
-            if row["owner"] != owner:
-                raise AccessDenied(f"only the owner of {name!r} ({row['owner']}) may price it", field="owner")
+            row = self._owned_row(conn, name, owner, "price it")
             if row["visibility"] != PRIVATE:
                 raise DatanetError(f"Datanet {name!r} is public: anyone may train on it, so it has no price",
                                    field="datanet")
@@ -131,19 +137,13 @@ class Access:
     def set_owner_share(self, name: str, signed: SignedAction) -> int:
         """Apply the owner's signed SetOwnerShare: the basis points of the Datanet's revenue shares the owner
         keeps when they are issued (the rest go to contributors by data valuation); returns it."""
-        owner = self._verify(signed, "SetOwnerShare")
-        m = signed.message
-        if m["datanet"] != name:
-            raise AuthError(f"the signature is for Datanet {m['datanet']!r}, not {name!r}", field="datanet")
-        bps = int(m["ownerBps"])
+        owner = self._signed_for(name, signed, "SetOwnerShare")
+        bps = int(signed.message["ownerBps"])
         if not 0 <= bps <= BPS:
             raise DatanetError(f"ownerBps must be in [0, {BPS}] basis points, not {bps}", field="ownerBps")
         now = int(time.time())
         with self.db.begin() as conn:
-            row = self._row(conn, name)
-            if row["owner"] != owner:
-                raise AccessDenied(f"only the owner of {name!r} ({row['owner']}) may set its owner share",
-                                   field="owner")
+            row = self._owned_row(conn, name, owner, "set its owner share")
             current = row["owner_share_bps"] or 0
             # Others contributed under the share the policy named then: the owner may lower it, never raise it.
             if bps > current and conn.execute(select(contributions.c.id).where(and_(
