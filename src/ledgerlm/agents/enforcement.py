@@ -10,10 +10,11 @@ from contextlib import contextmanager
 from eth_utils import to_checksum_address
 from pydantic import BaseModel
 from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from ledgerlm.agents.errors import AgentError, PolicyRefusal
 from ledgerlm.agents.policy import AgentPolicy, policy_from_message
-from ledgerlm.economy import open_epoch
+from ledgerlm.economy import current_epoch
 from ledgerlm.errors import AuthError, NotFoundError
 from ledgerlm.identity import SignedAction, SigningDomain, verify_action
 from ledgerlm.store import Database
@@ -63,17 +64,33 @@ class AgentPolicies:
                 if bound != agent or to_checksum_address(binding.message["owner"]) != owner:
                     raise AuthError(f"the BindAgent signature must be agent {agent}'s, naming owner {owner}",
                                     field="binding")
-                bind_id = record_action(conn, binding, bound, chain_id=self.domain().chain_id, now=now)
-                action_id = record_action(conn, signed, owner, chain_id=self.domain().chain_id, now=now)
-                conn.execute(insert(agent_policies).values(
-                    agent=agent, owner=owner, policy=_stored(policy), paused=policy.paused, bind_action_id=bind_id,
-                    action_id=action_id, created_at=now, updated_at=now))
-            else:
+                row = self._bind(conn, agent, owner, policy, signed, binding, now)
+            if row is not None:
                 self._require_owner(row, owner)
                 action_id = record_action(conn, signed, owner, chain_id=self.domain().chain_id, now=now)
                 conn.execute(update(agent_policies).where(agent_policies.c.agent == agent).values(
                     policy=_stored(policy), paused=policy.paused, action_id=action_id, updated_at=now))
         return self.standing(agent)
+
+    def _bind(self, conn, agent: str, owner: str, policy: AgentPolicy, signed: SignedAction,
+              binding: SignedAction, now: int):
+        """Store an agent's first policy; returns None, or the row of a first policy that another request
+        stored meanwhile (a database that lets both read "no policy yet" refuses the second insert), which
+        the caller then treats as a change to that policy."""
+        chain_id = self.domain().chain_id
+        try:
+            with conn.begin_nested():
+                bind_id = record_action(conn, binding, agent, chain_id=chain_id, now=now)
+                action_id = record_action(conn, signed, owner, chain_id=chain_id, now=now)
+                conn.execute(insert(agent_policies).values(
+                    agent=agent, owner=owner, policy=_stored(policy), paused=policy.paused, bind_action_id=bind_id,
+                    action_id=action_id, created_at=now, updated_at=now))
+        except IntegrityError:
+            row = self._row(conn, agent)
+            if row is None:
+                raise
+            return row
+        return None
 
     def set_paused(self, agent: str, signed: SignedAction) -> AgentStanding:
         """The owner's kill switch (PauseAgent): the agent's next action is refused, or allowed again."""
@@ -99,7 +116,7 @@ class AgentPolicies:
             if row is None:
                 raise NotFoundError(f"agent {agent} has no policy on this node", field="agent")
             policy = _policy(row)
-            return AgentStanding(agent=agent, owner=row["owner"], policy=policy, epoch=open_epoch(conn),
+            return AgentStanding(agent=agent, owner=row["owner"], policy=policy, epoch=current_epoch(conn),
                                  spent=self._spent(conn, agent, policy), updated_at=row["updated_at"])
 
     def list(self, owner: str | None = None) -> list[AgentStanding]:
@@ -170,7 +187,7 @@ class AgentPolicies:
         access = select(access_payments.c.amount).where((access_payments.c.developer == agent)
                                                         & access_payments.c.state.in_(("pending", "paid")))
         if policy.per_epoch:
-            epoch = open_epoch(conn)
+            epoch = current_epoch(conn)
             calls, access = calls.where(receipts.c.epoch == epoch), access.where(access_payments.c.epoch == epoch)
         return sum(int(f) for q in (calls, access) for f in conn.execute(q).scalars())
 

@@ -7,7 +7,7 @@ price and split fees do not import the chain clients. An account's earnings: `le
 
 from importlib import import_module
 
-from ledgerlm.economy.epochs import list_epochs, open_epoch
+from ledgerlm.economy.epochs import current_epoch, list_epochs, open_epoch
 from ledgerlm.economy.errors import EconomyError
 from ledgerlm.economy.fees import ROLES, FeeShares, Payout, price_fee, split_fee
 
@@ -25,7 +25,7 @@ _LAZY = {
 
 __all__ = [  # noqa: F822 - the settlement names resolve through __getattr__
     "PAYOUT_TYPES", "ROLES", "EconomyError", "EpochCloser", "Faucet", "FeeShares", "Payout",
-    "change_fee_policy", "fee_shares_in_force", "is_loopback", "list_epochs", "open_epoch", "payout_tree",
+    "change_fee_policy", "current_epoch", "fee_shares_in_force", "is_loopback", "list_epochs", "open_epoch", "payout_tree",
     "price_fee", "published_files", "receipt_settlement", "record_spending_cap", "split_fee", "verify_epoch",
 ]
 

@@ -17,13 +17,32 @@ def open_epoch(conn: Connection) -> int:
     Call inside the transaction that writes what belongs to the epoch, so a close that starts
     concurrently sees either the row and its epoch, or neither.
     """
-    number = conn.execute(select(epochs.c.number).where(epochs.c.state == "open")).scalar()
+    number = _open_number(conn)
     if number is not None:
-        return int(number)
-    last = conn.execute(select(epochs.c.number).order_by(epochs.c.number.desc()).limit(1)).scalar()
-    number = 1 if last is None else int(last) + 1
+        return number
+    number = _next_number(conn)
     conn.execute(epochs.insert().values(number=number, state="open", opened_at=int(time.time())))
     return number
+
+
+def _open_number(conn: Connection) -> int | None:
+    number = conn.execute(select(epochs.c.number).where(epochs.c.state == "open")).scalar()
+    return None if number is None else int(number)
+
+
+def _next_number(conn: Connection) -> int:
+    last = conn.execute(select(epochs.c.number).order_by(epochs.c.number.desc()).limit(1)).scalar()
+    return 1 if last is None else int(last) + 1
+
+
+def current_epoch(conn: Connection) -> int:
+    """The open epoch's number without writing anything: the one `open_epoch` opens on a fresh node.
+
+    For reads: a read that wrote the first epoch's row would have to upgrade to a write lock, which
+    SQLite refuses at once ("database is locked") while another writer holds it.
+    """
+    number = _open_number(conn)
+    return _next_number(conn) if number is None else number
 
 
 def list_epochs(db: Database) -> list[dict]:
