@@ -29,6 +29,11 @@ class NodeConfig:
     host: str = "127.0.0.1"
     port: int = 8547
     database_url: str = ""  # empty: SQLite file in the home
+    blobs: str = ""  # empty: the blobs directory in the home; or s3://bucket/prefix
+    # S3 endpoint and region for s3:// blobs (empty: boto3's own, e.g. AWS_ENDPOINT_URL_S3); credentials come
+    # only from boto3's chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile), never from this file
+    s3_endpoint_url: str = ""
+    s3_region: str = ""
     round_commit_seconds: int = 3600  # validator rounds: how long commits are accepted
     round_reveal_seconds: int = 3600  # then how long reveals are accepted
     validators_per_contribution: int = 3
@@ -183,6 +188,13 @@ class Home:
         for name in ("epoch_seconds", "faucet_max_tokens", "faucet_max_eth_wei"):
             if not isinstance(getattr(config, name), int) or getattr(config, name) < 0:
                 raise ConfigError(f"{self.config_path}: {name} must be a non-negative integer", field=name)
+        if config.blobs:
+            from ledgerlm.store import BlobError, S3Location
+
+            try:
+                S3Location.parse(config.blobs)
+            except BlobError as exc:
+                raise ConfigError(f"{self.config_path}: {exc.message}", field="blobs") from exc
         if not str(config.serving_base_price).isdigit():
             raise ConfigError(f"{self.config_path}: serving_base_price must be a whole number of base units",
                               field="serving_base_price")

@@ -25,7 +25,7 @@ from ledgerlm.identity.node_keys import (
     node_passphrase,
     unlock_keystore,
 )
-from ledgerlm.store import BlobStore, Database
+from ledgerlm.store import BlobStaging, Database, open_blob_store
 
 # The embedded chain's genesis gives the node enough ETH to pay gas for years of relaying, the
 # faucet account ETH to hand out, and the admin key enough to deploy.
@@ -172,16 +172,19 @@ class Node:
     home: Home
     config: NodeConfig
     db: Database
-    blobs: BlobStore
+    blobs: BlobStaging  # a BlobStore directory or an S3BlobStore bucket
     account: LocalAccount
     datanets: Datanets
     closers: list = field(default_factory=list)
 
     @classmethod
-    def init(cls, home: Home, *, chain: str = EMBEDDED, chain_id: int | None = None) -> Node:
+    def init(cls, home: Home, *, chain: str = EMBEDDED, chain_id: int | None = None, blobs: str = "",
+             s3_endpoint_url: str = "") -> Node:
         """Create the home (config, database, blob store, encrypted node key; on the embedded
         chain also the admin and faucet keys and the deployed contracts); running it again on an
-        existing home changes nothing.
+        existing home changes nothing. `blobs` ("s3://bucket/prefix") keeps blobs in an S3 bucket instead of the
+        home, at `s3_endpoint_url` (empty: boto3's settings, e.g. AWS_ENDPOINT_URL_S3); credentials come from boto3's
+        chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), never from the config.
 
         The hot key is unlocked with LEDGERLM_NODE_PASSPHRASE, the admin key (created and used
         only here and by `chain deploy`) with LEDGERLM_ADMIN_PASSPHRASE; a terminal is prompted.
@@ -199,9 +202,15 @@ class Node:
                 chain_id = rpc.chain_id
             finally:
                 rpc.close()
+        if blobs and not home.exists():  # a missing bucket or bad credentials fail before anything is written
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as staging:
+                open_blob_store(blobs, Path(staging), endpoint_url=s3_endpoint_url).check_bucket()
         home.root.mkdir(parents=True, exist_ok=True)
         if not home.exists():
-            home.save_config(NodeConfig(chain=chain, chain_id=1337 if chain_id is None else chain_id))
+            home.save_config(NodeConfig(chain=chain, chain_id=1337 if chain_id is None else chain_id,
+                                        blobs=blobs, s3_endpoint_url=s3_endpoint_url))
         for directory in (home.blobs, home.keys, home.models):
             directory.mkdir(parents=True, exist_ok=True)
         if not home.operator_token_path.exists():
@@ -234,7 +243,8 @@ class Node:
         db = Database(config.database_url) if config.database_url else Database.at(home.database_path)
         if db.revision() != db.head_revision():
             db.upgrade()
-        blobs = BlobStore(home.blobs)
+        blobs = open_blob_store(config.blobs, home.blobs, endpoint_url=config.s3_endpoint_url,
+                                region=config.s3_region)
         blobs.clear_staging()
         account = _node_key(home)
         datanets = Datanets(
@@ -576,6 +586,7 @@ class Node:
             "schema_revision": self.db.revision(),
             "max_upload_bytes": self.config.max_upload_bytes,
             "storage_quota_bytes": self.config.storage_quota_bytes,
+            "blobs": str(self.blobs),
             "signing_domain": self.domain.to_dict(),
             "contracts": None,
         }

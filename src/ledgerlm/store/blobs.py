@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tempfile
 import time
@@ -75,19 +76,27 @@ class BlobWriter:
         self.path.unlink(missing_ok=True)
 
 
-class BlobStore:
-    def __init__(self, root: Path):
-        self.root = Path(root)
-        self.staging = self.root / "staging"
-        self.staging.mkdir(parents=True, exist_ok=True)
+def check_sha256(sha256: str) -> str:
+    """The name of a blob, refused unless it is a lower-case sha256 hex digest."""
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise BlobError(f"not a sha256 hex digest: {sha256!r}", field="sha256")
+    return sha256
 
-    def path(self, sha256: str) -> Path:
-        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
-            raise BlobError(f"not a sha256 hex digest: {sha256!r}", field="sha256")
-        return self.root / sha256[:2] / sha256[2:4] / sha256
 
-    def exists(self, sha256: str) -> bool:
-        return self.path(sha256).exists()
+def clear_staging(staging: Path) -> int:
+    """Delete leftovers of uploads that a crash interrupted; returns how many."""
+    count = 0
+    for leftover in staging.iterdir():
+        leftover.unlink(missing_ok=True)
+        count += 1
+    return count
+
+
+class BlobStaging:
+    """What every blob store shares: uploads are written and hashed in a local staging directory first,
+    and become visible under their hash only through the store's `commit`."""
+
+    staging: Path
 
     def writer(self, *, max_bytes: int | None = None, label: str = "file", limit_reason: str = "") -> BlobWriter:
         """A staging file to fill chunk by chunk as bytes arrive (see BlobWriter)."""
@@ -105,6 +114,40 @@ class BlobStore:
         return writer.finish()
 
     def commit(self, staged: StagedBlob) -> bool:
+        raise NotImplementedError
+
+    def discard(self, staged: StagedBlob) -> None:
+        staged.path.unlink(missing_ok=True)
+
+    def put_bytes(self, data: bytes) -> str:
+        staged = self.stage(io.BytesIO(data))
+        self.commit(staged)
+        return staged.sha256
+
+    def clear_staging(self) -> int:
+        """Delete leftovers of uploads that a crash interrupted; returns how many."""
+        return clear_staging(self.staging)
+
+
+class BlobStore(BlobStaging):
+    """Blobs as files under `<root>/<aa>/<bb>/<sha256>`."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.staging = self.root / "staging"
+        self.staging.mkdir(parents=True, exist_ok=True)
+
+    def __str__(self) -> str:
+        return str(self.root)
+
+    def path(self, sha256: str) -> Path:
+        check_sha256(sha256)
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def exists(self, sha256: str) -> bool:
+        return self.path(sha256).exists()
+
+    def commit(self, staged: StagedBlob) -> bool:
         """Move a staged blob under its hash; returns True if the store did not hold it before."""
         target = self.path(staged.sha256)
         if target.exists():
@@ -115,16 +158,6 @@ class BlobStore:
         os.replace(staged.path, target)  # atomic: readers see the whole file or none
         return True
 
-    def discard(self, staged: StagedBlob) -> None:
-        staged.path.unlink(missing_ok=True)
-
-    def put_bytes(self, data: bytes) -> str:
-        import io
-
-        staged = self.stage(io.BytesIO(data))
-        self.commit(staged)
-        return staged.sha256
-
     def read_bytes(self, sha256: str) -> bytes:
         path = self.path(sha256)
         if not path.exists():
@@ -133,6 +166,10 @@ class BlobStore:
 
     def remove(self, sha256: str) -> None:
         self.path(sha256).unlink(missing_ok=True)
+
+    def hashes(self) -> list[str]:
+        """Every blob in the store, by name."""
+        return [blob.name for blob in self.root.glob("??/??/*")]
 
     def collect_orphans(self, referenced: set[str], *, older_than: float = ORPHAN_GRACE_SECONDS) -> int:
         """Delete blobs nothing refers to (an upload killed between blob and row); returns how many.
@@ -146,12 +183,4 @@ class BlobStore:
             if blob.name not in referenced and blob.stat().st_mtime < cutoff:
                 blob.unlink(missing_ok=True)
                 count += 1
-        return count
-
-    def clear_staging(self) -> int:
-        """Delete leftovers of uploads that a crash interrupted; returns how many."""
-        count = 0
-        for leftover in self.staging.iterdir():
-            leftover.unlink(missing_ok=True)
-            count += 1
         return count
