@@ -176,6 +176,7 @@ class Node:
     account: LocalAccount
     datanets: Datanets
     closers: list = field(default_factory=list)
+    started: dict = field(default_factory=dict)  # what `start` finished for an earlier run
 
     @classmethod
     def init(cls, home: Home, *, chain: str = EMBEDDED, chain_id: int | None = None, blobs: str = "",
@@ -560,12 +561,74 @@ class Node:
         """True when `token` is this home's operator credential (compared in constant time)."""
         return token is not None and hmac.compare_digest(token, read_operator_token(self.home))
 
-    def reconcile(self) -> dict:
-        """Anchor Datanets, versions and share tokens whose chain write a crash or an outage interrupted."""
-        if not self.on_chain:
-            return {"datanets": 0, "versions": 0, "slashes": 0, "shares": 0}
-        done = {"datanets": 0, "versions": 0, "slashes": self.validation.execute_slashes()}
-        done["shares"] = self.shares.reconcile() if "RevenueShareFactory" in self.deployment.addresses else 0
+    @classmethod
+    def start(cls, home: Home) -> Node:
+        """Open the node for the process that serves its home (`ledgerlm serve`) and, once, finish what an
+        earlier run left unfinished (`reconcile`, whose result is kept in `started`); a part that fails now
+        is retried at the next start rather than keeping the node from serving."""
+        node = cls.open(home)
+        node.started = node.reconcile(attribution=True)
+        return node
+
+    def pending_work(self) -> dict[str, int]:
+        """What a crash or an outage left unfinished, counted from the database alone (no chain call)."""
+        from sqlalchemy import func, select
+
+        from ledgerlm.store.schema import datanets, epochs, receipts, share_assets, validation_rounds, versions
+
+        def count(query) -> int:
+            return int(conn.execute(select(func.count()).select_from(query.subquery())).scalar())
+
+        with self.db.connect() as conn:
+            tallies = conn.execute(select(validation_rounds.c.tally).where(
+                validation_rounds.c.state == "tallied")).scalars()
+            return {
+                "datanets": count(select(datanets.c.id).where(datanets.c.chain_tx.is_(None))),
+                "versions": count(select(versions.c.id).where(versions.c.chain_tx.is_(None))),
+                "slashes": sum(1 for t in tallies if t is not None and (
+                    "slashed" not in t or any(e.get("tx") is None for e in t["slashed"]))),
+                "shares": count(select(share_assets.c.id).where(share_assets.c.token.is_(None))),
+                "epoch_close": count(select(epochs.c.number).where(
+                    epochs.c.state.in_(("planned", "settled", "posted")))),
+                "attribution": count(select(receipts.c.id).where(receipts.c.state == "attributing")),
+            }
+
+    def reconcile(self, *, attribution: bool = False) -> dict:
+        """Finish what a crash or an outage interrupted: anchor Datanets, versions and share tokens, carry out
+        recorded slashes, finish an epoch close, and (with `attribution`) queue receipts still awaiting their
+        attribution. Idempotent; with nothing pending it reads the database only. Returns how many of each it
+        finished, and under "errors" the parts that failed (left for the next run)."""
+        pending = self.pending_work()
+        done = dict.fromkeys(pending, 0)
+        errors: list[str] = []
+
+        def run(part: str, work) -> None:
+            try:
+                finished = work()
+                done.update(finished if isinstance(finished, dict) else {part: finished})
+            except LedgerError as exc:
+                errors.append(f"{part}: {exc.message}")
+            except Exception as exc:  # e.g. an RPC node that is down: the rest still runs, this part next time
+                errors.append(f"{part}: {type(exc).__name__}: {exc}")
+
+        chain_parts = ("datanets", "versions", "slashes", "shares", "epoch_close")
+        if self.on_chain and any(pending[p] for p in chain_parts):
+            if pending["slashes"]:
+                run("slashes", self.validation.execute_slashes)
+            if pending["shares"] and "RevenueShareFactory" in self.deployment.addresses:
+                run("shares", self.shares.reconcile)
+            if pending["datanets"] or pending["versions"]:
+                run("datanets", self._anchor_unanchored)
+            if pending["epoch_close"]:  # a close resumes the interrupted epoch before it would plan another
+                run("epoch_close", lambda: int(self.economy.close().get("state") == "published"))
+        if attribution and pending["attribution"]:
+            run("attribution", self.serving.attribution.resume)
+        if errors:
+            done["errors"] = errors
+        return done
+
+    def _anchor_unanchored(self) -> dict[str, int]:
+        done = {"datanets": 0, "versions": 0}
         for datanet in self.datanets.all():
             if datanet.chain_tx is None:
                 self.datanets.anchor_datanet(datanet)

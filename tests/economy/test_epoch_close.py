@@ -191,3 +191,25 @@ def test_a_cap_the_escrow_cannot_settle_is_refused_and_never_stops_a_close(node)
     with node.db.connect() as conn:
         states = dict(conn.execute(select(epoch_debits.c.consumer, epoch_debits.c.state)).all())
     assert states[alice.address] == "unpaid" and states[bob.address] != "unpaid"
+
+
+def test_a_close_killed_midway_is_finished_by_the_next_start(home, tmp_path):
+    node = Node.open(home)
+    try:
+        alice, bob, _ = _world(node)
+    finally:
+        node.close()
+    script = tmp_path / "crash.py"
+    script.write_text(CRASHER)
+    done = subprocess.run([sys.executable, str(script), str(home.root), "settle"], env=os.environ.copy(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+
+    node = Node.start(home)  # what `ledgerlm serve` opens: nobody reruns `epoch close` by hand
+    try:
+        assert node.started["epoch_close"] == 1 and "errors" not in node.started
+        assert node.economy.summary(1)["state"] == "published"
+        assert node.contracts.distributor.epoch(1).root == node.economy.summary(1)["root"]
+        assert node.reconcile()["epoch_close"] == 0 and node.economy.summary(2)["state"] == "open"
+    finally:
+        node.close()

@@ -44,18 +44,30 @@ def test_datanet_and_version_are_anchored_in_the_registry(home, client, alice, b
     assert node.contracts.registry.get_datanet(keccak(text="qa")).owner == alice.address
 
 
-def test_reconcile_anchors_what_a_crash_left_behind(home, alice, bob, tmp_path):
+NOTHING = {"datanets": 0, "versions": 0, "slashes": 0, "shares": 0, "epoch_close": 0, "attribution": 0}
+
+
+def test_start_anchors_what_a_crash_left_behind_once(home, alice, bob, tmp_path):
     node = Node.open(home)
     node.datanets.anchor = None  # as if the process died right after the database commit
     with TestClient(create_app(lambda: node)) as http:
         _publish_one(NodeClient(http), alice, bob, tmp_path)
     node = Node.open(home)
     try:
-        assert node.datanets.get("qa").chain_tx is None
-        assert node.reconcile() == {"datanets": 1, "versions": 1, "slashes": 0, "shares": 0}
+        assert node.datanets.get("qa").chain_tx is None and node.pending_work()["versions"] == 1
+    finally:
+        node.close()
+    node = Node.start(home)  # what `ledgerlm serve` opens
+    try:
+        assert node.started == {**NOTHING, "datanets": 1, "versions": 1}
         assert node.datanets.get("qa").versions[0].chain_tx
         assert node.contracts.registry.latest_version(keccak(text="qa")) == 1
-        assert node.reconcile() == {"datanets": 0, "versions": 0, "slashes": 0, "shares": 0}
+        assert node.reconcile() == NOTHING
+    finally:
+        node.close()
+    node = Node.start(home)
+    try:  # nothing left: the next start reads the database only and never opens the chain
+        assert node.started == NOTHING and "chain" not in node.__dict__
     finally:
         node.close()
 

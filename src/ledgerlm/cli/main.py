@@ -86,13 +86,16 @@ def serve(
 
 
 def _open_serving(home: Home):
-    """The node `serve` runs: receipts a crash left `attributing` are queued for attribution again."""
+    """The node `serve` runs, after it finished what a previous run left unfinished (anchors, slashes, share
+    tokens, an epoch close, receipts awaiting attribution)."""
     from ledgerlm.node import Node
 
-    node = Node.open(home)
-    resumed = node.serving.attribution.resume()
-    if resumed:
-        console.print(f"resuming attribution of {resumed} receipt(s) a previous run left unfinished")
+    node = Node.start(home)
+    finished = {k: v for k, v in node.started.items() if k != "errors" and v}
+    if finished:
+        console.print("finished what a previous run left: " + ", ".join(f"{v} {k}" for k, v in finished.items()))
+    for error in node.started.get("errors", []):
+        console.print(f"[yellow]left for the next start[/]: {error}")
     return node
 
 
