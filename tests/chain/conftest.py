@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,8 @@ ANVIL = Path(__file__).resolve().parents[2] / "contracts" / "node_modules" / ".b
 ETHER = 10**18
 # anvil's first dev account: the documented, public test key every anvil node prefunds.
 ANVIL_FUNDER_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+# The OP Stack devnet's chain id: the L2 tests run on an id other than anvil's default 31337.
+L2_CHAIN_ID = 901
 
 
 def account(seed: int):
@@ -63,6 +66,27 @@ def anvil_url():
             yield url
     except ChainError as exc:
         pytest.fail(str(exc))
+
+
+@contextmanager
+def l2_node():
+    """A fresh anvil in OP Stack mode (deposit transactions, EIP-1559 fees) on chain id 901."""
+    if not ANVIL.exists() or shutil.which("node") is None:
+        pytest.skip("anvil is not installed (run `npm ci` in contracts/)")
+    with anvil_node(ANVIL, chain_id=L2_CHAIN_ID, extra_args=("--network", "optimism")) as url:
+        yield url
+
+
+@pytest.fixture
+def l2_url():
+    """A fresh L2 per test: the L2 tests stop its miner, spike its base fee and re-org it."""
+    with l2_node() as url:
+        yield url
+
+
+@pytest.fixture
+def anvil_funder():
+    return Account.from_key(ANVIL_FUNDER_KEY)
 
 
 @pytest.fixture

@@ -19,11 +19,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def anvil_node(binary: Path, *, chain_id: int = 31337, timeout: float = 30.0) -> Iterator[str]:
-    """Start anvil (npm `@foundry-rs/anvil`), yield its URL once it accepts connections, stop it after."""
+def anvil_node(binary: Path, *, chain_id: int = 31337, timeout: float = 30.0,
+               extra_args: tuple[str, ...] = ()) -> Iterator[str]:
+    """Start anvil (npm `@foundry-rs/anvil`), yield its URL once it accepts connections, stop it after.
+
+    `extra_args` go to anvil as given, e.g. ("--network", "optimism") for OP Stack transaction types.
+    """
     port = free_port()
     process = subprocess.Popen(
-        [str(binary), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id), "--quiet"],
+        [str(binary), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id), "--quiet",
+         *extra_args],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
-import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -16,7 +16,13 @@ from eth_utils import to_checksum_address
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
-from web3.exceptions import MismatchedABI, Web3Exception, Web3RPCError, Web3ValidationError
+from web3.exceptions import (
+    MismatchedABI,
+    TransactionNotFound,
+    Web3Exception,
+    Web3RPCError,
+    Web3ValidationError,
+)
 from web3.logs import DISCARD
 
 from ledgerlm.chain.abi import (
@@ -28,6 +34,7 @@ from ledgerlm.chain.abi import (
     revert_data_of,
 )
 from ledgerlm.chain.errors import ChainError
+from ledgerlm.chain.nonces import NonceBook, NonceTicket
 from ledgerlm.units import format_amount
 
 # Fee headroom over the node's current base fee: two doublings of the base fee still get mined,
@@ -37,6 +44,12 @@ DEFAULT_PRIORITY_FEE = 10**9
 # A transaction can need more gas at inclusion than at estimation: state may change in between
 # (a first write to a slot costs more than an update), so give it a fifth more.
 GAS_HEADROOM_NUMERATOR, GAS_HEADROOM_DENOMINATOR = 6, 5
+# A replacement must raise both fee fields by at least 10% on geth-based nodes (op-geth included);
+# 12.5% clears that with room for rounding.
+FEE_BUMP_NUMERATOR, FEE_BUMP_DENOMINATOR = 9, 8
+# Node messages that mean "this nonce is taken": another sender of the same key got there first.
+_NONCE_TAKEN = ("nonce too low", "replacement transaction underpriced", "already known",
+                "nonce has already been used", "transaction already imported")
 
 
 @dataclass(frozen=True)
@@ -102,7 +115,11 @@ class Chain:
     """One connection to an EVM chain. The same methods work on the embedded chain and any node.
 
     Every write is built here, signed locally with the sender's key and sent raw; node-held keys
-    are never used. Sequential writes from one sender are safe: nonces are tracked per sender.
+    are never used. Concurrent writes from one sender get distinct nonces without gaps (`NonceBook`).
+    A write returns once its block is `confirmations` deep; a transaction left unmined for
+    `bump_after` seconds is signed again with the same nonce and fees raised by an eighth (at most
+    `max_fee_bumps` times, then it is only re-broadcast), and one a node dropped or a re-org removed
+    is sent again.
     """
 
     def __init__(
@@ -116,18 +133,26 @@ class Chain:
         receipt_timeout: float = 120.0,
         poll_latency: float = 0.1,
         artifacts_dir: Path | None = None,
+        confirmations: int = 1,
+        bump_after: float = 30.0,
+        max_fee_bumps: int = 5,
+        nonce_dir: Path | None = None,
     ):
+        if confirmations < 1:
+            raise ChainError("confirmations must be at least 1 (the block that includes the transaction)",
+                             field="confirmations")
         self.w3 = w3
         self.kind = kind
         self.chain_id = chain_id
         self.receipt_timeout = receipt_timeout
         self.poll_latency = poll_latency
+        self.confirmations = confirmations
+        self.bump_after = bump_after
+        self.max_fee_bumps = max_fee_bumps
+        self.nonces = NonceBook(chain_id, nonce_dir)
         self._advance_time = advance_time
         self._on_close = on_close
         self._artifacts_dir = artifacts_dir
-        self._locks_lock = threading.Lock()
-        self._sender_locks: dict[str, threading.Lock] = {}
-        self._next_nonce: dict[str, int] = {}
         self._closed = False
 
     def __repr__(self) -> str:
@@ -210,10 +235,11 @@ class Chain:
             tx_hash = self.w3.eth.send_raw_transaction(raw)
         except Exception as exc:
             raise self._as_chain_error(exc, target) from exc
-        receipt = self._wait(tx_hash, target)
+        # The node holds no key for it: it can be re-broadcast but not re-priced.
+        receipt = self._await(_Outstanding(None, {}, [bytes(tx_hash)], bytes(raw)), target)
         result = self._result(receipt)
         if result.status != 1:
-            tx = self.w3.eth.get_transaction(tx_hash)
+            tx = self.w3.eth.get_transaction(receipt["transactionHash"])
             raise self._explain_failed(dict(tx), receipt, target)
         return result
 
@@ -229,23 +255,18 @@ class Chain:
         return {"from": sender.address, "value": value, "gas": 1, "nonce": 0,
                 "chainId": self.chain_id, "maxFeePerGas": 1, "maxPriorityFeePerGas": 1}
 
-    def _sender_lock(self, address: str) -> threading.Lock:
-        with self._locks_lock:
-            return self._sender_locks.setdefault(address, threading.Lock())
-
     def _send(self, request: dict, sender: LocalAccount, target: str) -> TxResult:
-        # One sender's transactions go out one at a time, so each gets the next nonce; different
-        # senders do not wait for each other.
-        with self._sender_lock(sender.address):
-            tx_hash, tx = self._sign_and_send(request, sender, target)
-        receipt = self._wait(tx_hash, target)
+        with self.nonces.hold(sender.address) as ticket:
+            outstanding = self._sign_and_send(request, sender, target, ticket)
+        # The wait happens outside the hold: other writes of this sender go out meanwhile.
+        receipt = self._await(outstanding, target)
         result = self._result(receipt)
         if result.status != 1:
-            raise self._explain_failed(tx, receipt, target)
+            raise self._explain_failed(outstanding.tx, receipt, target)
         return result
 
-    def _sign_and_send(self, request: dict, sender: LocalAccount,
-                       target: str) -> tuple[bytes, dict]:
+    def _sign_and_send(self, request: dict, sender: LocalAccount, target: str,
+                       ticket: NonceTicket) -> _Outstanding:
         try:
             estimate = self.w3.eth.estimate_gas(request)
         except Exception as exc:  # every backend raises its own revert type
@@ -255,7 +276,6 @@ class Chain:
         headroom = estimate * GAS_HEADROOM_NUMERATOR // GAS_HEADROOM_DENOMINATOR
         tx["gas"] = max(min(headroom, int(latest["gasLimit"])), estimate)
         tx["chainId"] = self.chain_id
-        tx["nonce"] = self._nonce_for(sender.address)
         tx.update(self._fee_fields(latest))
         most = tx["value"] + tx["gas"] * tx.get("maxFeePerGas", tx.get("gasPrice", 0))
         balance = self.eth_balance(sender.address)
@@ -265,18 +285,103 @@ class Chain:
                 f"may cost up to {most} wei (value plus gas); fund the account with ETH first",
                 field="sender", status=402,
             )
+
+        def pending() -> int:
+            return self.w3.eth.get_transaction_count(sender.address, "pending")
+
+        tx["nonce"] = ticket.next(pending)
+        for attempt in range(4):
+            signed = sender.sign_transaction(tx)
+            try:
+                tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            except Exception as exc:
+                if attempt < 3 and _says(exc, _NONCE_TAKEN):
+                    # Another process or node sending with this key took the nonce: take the next.
+                    ticket.skip_past(tx["nonce"])
+                    tx["nonce"] = ticket.next(pending)
+                    continue
+                raise self._as_chain_error(exc, target) from exc
+            ticket.used(tx["nonce"])
+            return _Outstanding(sender, tx, [bytes(tx_hash)], bytes(signed.raw_transaction))
+        raise AssertionError("unreachable: the last attempt raises")
+
+    def _await(self, out: _Outstanding, target: str) -> Any:
+        """Wait until a version of the transaction is mined `confirmations` deep, unsticking it on the way."""
+        deadline = time.monotonic() + self.receipt_timeout
+        last_push = time.monotonic()
+        while True:
+            receipt = self._first_receipt(out.hashes)
+            if receipt is not None:
+                if self._is_final(receipt):
+                    return receipt
+                last_push = time.monotonic()  # mined, only not deep enough yet: nothing to unstick
+            elif time.monotonic() - last_push >= self.bump_after:
+                self._unstick(out, target)
+                last_push = time.monotonic()
+            if time.monotonic() > deadline:
+                tx_hash = "0x" + out.hashes[-1].hex()
+                raise ChainError(
+                    f"{target}: transaction {tx_hash} was sent but not mined {self.confirmations} "
+                    f"block(s) deep within {self.receipt_timeout:.0f}s; check the node, then look the "
+                    "hash up again", tx_hash=tx_hash, status=504,
+                )
+            time.sleep(self.poll_latency)
+
+    def _first_receipt(self, hashes: list[bytes]) -> Any:
+        for tx_hash in reversed(hashes):
+            try:
+                receipt = self.w3.eth.get_transaction_receipt(tx_hash)
+            except TransactionNotFound:
+                continue
+            if receipt is not None and receipt.get("blockNumber") is not None:
+                return receipt
+        return None
+
+    def _is_final(self, receipt: Any) -> bool:
+        if self.confirmations <= 1:
+            return True
+        number = int(receipt["blockNumber"])
+        if self.block_number() - number + 1 < self.confirmations:
+            return False
+        # Deep enough, if its block is still the chain's block at that height (no re-org since).
+        return bytes(self.w3.eth.get_block(number)["hash"]) == bytes(receipt["blockHash"])
+
+    def _unstick(self, out: _Outstanding, target: str) -> None:
+        """The transaction is not mined: raise its fees, send it again, or give it a new nonce."""
+        sender = out.sender
+        if sender is None:  # relayed for a client: only its own bytes can go out again
+            self._broadcast(out.raw)
+            return
+        if self.w3.eth.get_transaction_count(sender.address, "latest") > out.tx["nonce"]:
+            if self._first_receipt(out.hashes) is not None:
+                return  # mined between the two reads
+            # Another transaction used our nonce (a second node with this key replaced ours): ours
+            # never ran, so sending it again under a new nonce still runs it exactly once.
+            request = {k: out.tx[k] for k in ("from", "to", "value", "data") if k in out.tx}
+            with self.nonces.hold(sender.address) as ticket:
+                fresh = self._sign_and_send(request, sender, target, ticket)
+            out.tx, out.hashes, out.raw, out.bumps = fresh.tx, fresh.hashes, fresh.raw, 0
+            return
+        if out.bumps >= self.max_fee_bumps:
+            self._broadcast(out.raw)  # at the fee ceiling: only make sure the node still has it
+            return
+        tx = dict(out.tx)
+        tx.update(_bumped(out.tx, self._fee_fields(self.w3.eth.get_block("latest"))))
         signed = sender.sign_transaction(tx)
         try:
             tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
         except Exception as exc:
-            self._next_nonce.pop(sender.address, None)
+            if _says(exc, _NONCE_TAKEN):
+                return  # an earlier version was mined meanwhile, or is still pending: wait on
             raise self._as_chain_error(exc, target) from exc
-        self._next_nonce[sender.address] = tx["nonce"] + 1
-        return tx_hash, tx
+        out.tx, out.raw, out.bumps = tx, bytes(signed.raw_transaction), out.bumps + 1
+        out.hashes.append(bytes(tx_hash))
 
-    def _nonce_for(self, address: str) -> int:
-        on_chain = self.w3.eth.get_transaction_count(address, "pending")
-        return max(on_chain, self._next_nonce.get(address, 0))
+    def _broadcast(self, raw: bytes) -> None:
+        try:
+            self.w3.eth.send_raw_transaction(raw)
+        except Exception:  # noqa: BLE001 - "already known" and "nonce too low" both mean it is in hand
+            pass
 
     def _fee_fields(self, latest: Any) -> dict:
         base_fee = latest.get("baseFeePerGas")
@@ -288,19 +393,6 @@ class Chain:
             priority = DEFAULT_PRIORITY_FEE
         return {"maxFeePerGas": base_fee * BASE_FEE_MULTIPLIER + priority,
                 "maxPriorityFeePerGas": priority}
-
-    def _wait(self, tx_hash: bytes, target: str) -> Any:
-        try:
-            return self.w3.eth.wait_for_transaction_receipt(
-                tx_hash, timeout=self.receipt_timeout, poll_latency=self.poll_latency
-            )
-        except Web3Exception as exc:
-            raise ChainError(
-                f"{target}: transaction 0x{bytes(tx_hash).hex()} was sent but not mined within "
-                f"{self.receipt_timeout:.0f}s; check the node, then look the hash up again",
-                tx_hash="0x" + bytes(tx_hash).hex(),
-                status=504,
-            ) from exc
 
     def _result(self, receipt: Any) -> TxResult:
         address = receipt.get("contractAddress")
@@ -442,6 +534,34 @@ class Chain:
 
 _NO_GAS = re.compile(r"""Sender (?P<sender>b'(?:[^'\\]|\\.)*'|b"(?:[^"\\]|\\.)*") cannot afford txn gas """
                      r"(?P<gas>\d+) with account balance (?P<balance>\d+)")
+
+
+@dataclass
+class _Outstanding:
+    """A write on its way: every signed version of it (bumps share the nonce) and the latest bytes."""
+
+    sender: LocalAccount | None  # None: signed by a client, so it cannot be re-priced here
+    tx: dict
+    hashes: list[bytes]
+    raw: bytes
+    bumps: int = 0
+
+
+def _bumped(previous: dict, market: dict) -> dict:
+    """Fee fields for a replacement: an eighth over the previous ones, and at least what the market asks now."""
+    def up(value: int) -> int:
+        return value * FEE_BUMP_NUMERATOR // FEE_BUMP_DENOMINATOR + 1
+
+    if "gasPrice" in previous:
+        return {"gasPrice": max(up(previous["gasPrice"]), market.get("gasPrice", 0))}
+    priority = max(up(previous["maxPriorityFeePerGas"]), market.get("maxPriorityFeePerGas", 0))
+    return {"maxPriorityFeePerGas": priority,
+            "maxFeePerGas": max(up(previous["maxFeePerGas"]), market.get("maxFeePerGas", 0), priority)}
+
+
+def _says(exc: BaseException, phrases: tuple[str, ...]) -> bool:
+    message = _message_of(exc).lower()
+    return any(phrase in message for phrase in phrases)
 
 
 def _message_of(exc: BaseException) -> str:

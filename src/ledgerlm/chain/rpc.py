@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import requests
 from web3 import Web3
 from web3.exceptions import Web3Exception
@@ -16,8 +18,18 @@ def open_rpc(
     expected_chain_id: int | None = None,
     request_timeout: float = 30.0,
     receipt_timeout: float = 120.0,
+    confirmations: int = 1,
+    bump_after: float = 30.0,
+    max_fee_bumps: int = 5,
+    nonce_dir: Path | None = None,
+    poll_latency: float = 0.1,
 ) -> Chain:
-    """Connect to the node at `url`, check it answers and, if given, that its chain id matches."""
+    """Connect to the node at `url`, check it answers and, if given, that its chain id matches.
+
+    Writes return once `confirmations` blocks hold them (1: the including block); unmined ones are
+    re-priced every `bump_after` seconds up to `max_fee_bumps` times; with `nonce_dir`, processes on
+    this machine that send with the same key share their nonces through lock files there.
+    """
     session = requests.Session()
     w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": request_timeout},
                                 session=session))
@@ -52,5 +64,11 @@ def open_rpc(
                 f"the node at {url} cannot move its clock: {response['error']}", status=501
             )
 
-    return Chain(w3, kind="rpc", chain_id=chain_id, advance_time=advance_time,
-                 receipt_timeout=receipt_timeout, on_close=session.close)
+    try:
+        return Chain(w3, kind="rpc", chain_id=chain_id, advance_time=advance_time,
+                     receipt_timeout=receipt_timeout, on_close=session.close, confirmations=confirmations,
+                     bump_after=bump_after, max_fee_bumps=max_fee_bumps, nonce_dir=nonce_dir,
+                     poll_latency=poll_latency)
+    except ChainError:
+        session.close()
+        raise
