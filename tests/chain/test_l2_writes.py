@@ -216,3 +216,18 @@ def test_nodes_that_share_a_hot_key_but_nothing_else_never_surface_a_nonce_error
     nonces = sorted(nodes[0].w3.eth.get_transaction(h)["nonce"] for h in hashes)
     assert nonces == list(range(20))
     assert nodes[0].eth_balance(recipient) == 20
+
+
+def test_a_write_after_a_reorg_removed_earlier_writes_of_the_key_still_lands(l2_url, funded):
+    chain = open_rpc(l2_url, bump_after=0.3, poll_latency=0.02)
+    funder, recipient = funded
+    snapshot = rpc(chain, "evm_snapshot")
+    for _ in range(3):
+        chain.send_eth(funder, recipient, 1)
+    rpc(chain, "evm_revert", snapshot)  # the three are gone; the sender's book still counts them
+
+    result = chain.send_eth(funder, recipient, 1)
+
+    assert result.status == 1
+    assert chain.eth_balance(recipient) == 1  # the gap was filled with no-ops, not with the lost writes
+    assert chain.nonce(funder.address) == 4

@@ -16,6 +16,10 @@ _EXPORTS = {
     "ChainError": "errors",
     "Chain": "port", "ChainBlock": "port", "ChainHead": "port", "ChainTransaction": "port", "TxResult": "port",
     "open_rpc": "rpc",
+    "ChainIndexer": "indexer", "IndexStatus": "indexer", "IndexStep": "indexer",
+    "NonceBook": "nonces",
+    "AnchoredVersion": "views", "ChainView": "views", "Claim": "views", "Deposit": "views", "PostedRoot": "views",
+    "Settlement": "views",
     "StandardMerkleTree": "merkle", "verify_proof": "merkle", "leaf_hash": "merkle",
 }
 

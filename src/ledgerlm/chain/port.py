@@ -47,6 +47,8 @@ GAS_HEADROOM_NUMERATOR, GAS_HEADROOM_DENOMINATOR = 6, 5
 # A replacement must raise both fee fields by at least 10% on geth-based nodes (op-geth included);
 # 12.5% clears that with room for rounding.
 FEE_BUMP_NUMERATOR, FEE_BUMP_DENOMINATOR = 9, 8
+# Headers asked for in one JSON-RPC batch: under the batch limits hosted L2 endpoints set.
+HEADER_BATCH = 100
 # Node messages that mean "this nonce is taken": another sender of the same key got there first.
 _NONCE_TAKEN = ("nonce too low", "replacement transaction underpriced", "already known",
                 "nonce has already been used", "transaction already imported")
@@ -362,6 +364,12 @@ class Chain:
                 fresh = self._sign_and_send(request, sender, target, ticket)
             out.tx, out.hashes, out.raw, out.bumps = fresh.tx, fresh.hashes, fresh.raw, 0
             return
+        waiting = self.w3.eth.get_transaction_count(sender.address, "pending")
+        if waiting < out.tx["nonce"]:
+            # Nonces below ours are neither mined nor waiting (a re-org or a dropped transaction whose
+            # sender is gone): ours would queue behind the gap for ever. Fill it with no-op transfers
+            # rather than move ours to a lower nonce, so the version already signed can never run twice.
+            self._fill_gap(sender, waiting, out.tx["nonce"])
         if out.bumps >= self.max_fee_bumps:
             self._broadcast(out.raw)  # at the fee ceiling: only make sure the node still has it
             return
@@ -376,6 +384,13 @@ class Chain:
             raise self._as_chain_error(exc, target) from exc
         out.tx, out.raw, out.bumps = tx, bytes(signed.raw_transaction), out.bumps + 1
         out.hashes.append(bytes(tx_hash))
+
+    def _fill_gap(self, sender: LocalAccount, first: int, end: int) -> None:
+        fees = self._fee_fields(self.w3.eth.get_block("latest"))
+        for nonce in range(first, end):
+            filler = {"from": sender.address, "to": sender.address, "value": 0, "data": b"", "gas": 21_000,
+                      "nonce": nonce, "chainId": self.chain_id, **fees}
+            self._broadcast(sender.sign_transaction(filler).raw_transaction)  # taken meanwhile: fine too
 
     def _broadcast(self, raw: bytes) -> None:
         try:
@@ -456,6 +471,32 @@ class Chain:
             transactions=tuple("0x" + bytes(t).hex() for t in block["transactions"]),
         )
 
+    def block_headers(self, first: int, last: int) -> list[ChainBlock]:
+        """Blocks `first`..`last` without transactions; batched JSON-RPC requests on a node (an indexer
+        reads thousands of headers, and one round trip per header would dominate its time)."""
+        numbers = list(range(first, last + 1))
+        batch = getattr(self.w3.provider, "make_batch_request", None)
+        if self.kind != "rpc" or batch is None:
+            return [_header(self.w3.eth.get_block(n), raw=False) for n in numbers]
+        headers = []
+        for at in range(0, len(numbers), HEADER_BATCH):
+            part = numbers[at:at + HEADER_BATCH]
+            responses = batch([("eth_getBlockByNumber", [hex(n), False]) for n in part])
+            if not isinstance(responses, list):
+                raise ChainError(f"the node refused a batch of block headers: {responses}", status=502)
+            for number, response in zip(part, sorted(responses, key=lambda r: r.get("id", 0))):
+                block = response.get("result") if isinstance(response, dict) else None
+                if not block:
+                    raise ChainError(f"the node has no block {number} (the chain is shorter than asked)",
+                                     field="block", status=404)
+                headers.append(_header(block, raw=True))
+        return headers
+
+    def raw_logs(self, addresses: list[str], first: int, last: int) -> list[Any]:
+        """Every log the `addresses` emitted in blocks `first`..`last`, in chain order."""
+        return list(self.w3.eth.get_logs({"fromBlock": first, "toBlock": last,
+                                          "address": [to_checksum_address(a) for a in addresses]}))
+
     def transaction(self, tx_hash: str) -> ChainTransaction:
         """A mined transaction with its decoded receipt."""
         result = self.receipt(tx_hash)
@@ -534,6 +575,16 @@ class Chain:
 
 _NO_GAS = re.compile(r"""Sender (?P<sender>b'(?:[^'\\]|\\.)*'|b"(?:[^"\\]|\\.)*") cannot afford txn gas """
                      r"(?P<gas>\d+) with account balance (?P<balance>\d+)")
+
+
+def _header(block: Any, *, raw: bool) -> ChainBlock:
+    if raw:  # a JSON-RPC result: hex strings
+        return ChainBlock(number=int(block["number"], 16), hash=block["hash"], parent_hash=block["parentHash"],
+                          timestamp=int(block["timestamp"], 16), gas_used=int(block["gasUsed"], 16),
+                          transactions=())
+    return ChainBlock(number=int(block["number"]), hash="0x" + bytes(block["hash"]).hex(),
+                      parent_hash="0x" + bytes(block["parentHash"]).hex(), timestamp=int(block["timestamp"]),
+                      gas_used=int(block["gasUsed"]), transactions=())
 
 
 @dataclass

@@ -477,3 +477,44 @@ agent_policies = Table(
     Column("updated_at", BigInteger, nullable=False),
 )
 Index("ix_agent_policies_owner", agent_policies.c.owner)
+
+# The chain as the event indexer last saw it: one row per indexed block (older blocks without events
+# are pruned), so a block whose parent hash no longer matches reveals a re-org.
+chain_blocks = Table(
+    "chain_blocks",
+    metadata,
+    Column("number", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", String(66), nullable=False),
+    Column("parent_hash", String(66), nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("event_count", Integer, nullable=False),
+)
+
+# Every log the settlement contracts emitted in an indexed block, decoded; integers are decimal
+# strings (uint256 exceeds JSON numbers), bytes are 0x-hex. Removed with their block on a re-org.
+chain_events = Table(
+    "chain_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("block_number", BigInteger, ForeignKey("chain_blocks.number"), nullable=False),
+    Column("log_index", Integer, nullable=False),
+    Column("tx_hash", String(66), nullable=False),
+    Column("contract", String(64), nullable=False),
+    Column("address", String(42), nullable=False),
+    Column("event", String(64), nullable=False),
+    Column("args", JSON, nullable=False),
+    UniqueConstraint("block_number", "log_index", name="uq_chain_events_block_log"),
+)
+Index("ix_chain_events_event", chain_events.c.event, chain_events.c.block_number)
+
+# Each re-org the indexer recovered from: where the chains forked and how much it undid.
+chain_reorgs = Table(
+    "chain_reorgs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("detected_at_block", BigInteger, nullable=False),  # the indexed head when it was noticed
+    Column("ancestor", BigInteger, nullable=False),  # the last block both chains share
+    Column("blocks_undone", Integer, nullable=False),
+    Column("events_undone", Integer, nullable=False),
+    Column("at", BigInteger, nullable=False),
+)
