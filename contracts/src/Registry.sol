@@ -49,6 +49,12 @@ contract Registry is AccessControl {
         uint16 validatorsBps;
     }
 
+    /// @dev A fee policy announced ahead of the epoch from which it prices calls.
+    struct ScheduledFeePolicy {
+        FeePolicy policy;
+        uint64 fromEpoch;
+    }
+
     /// @dev Where a version root was first published; version 0 means "never published".
     struct RootPublication {
         bytes32 datanetId;
@@ -59,8 +65,14 @@ contract Registry is AccessControl {
     mapping(bytes32 datanetId => mapping(uint64 version => DatanetVersion)) private _versions;
     mapping(bytes32 modelId => Model) private _models;
 
-    /// @notice Fee policy of a model; all four shares are zero until one is set.
+    /// @notice Fee policy of a model; all four shares are zero until one is set. While a change is scheduled
+    ///         (`scheduledFeePolicy`), this is the split in force before the change's epoch: read
+    ///         `feePolicyAt` for the split of a given settlement epoch.
     mapping(bytes32 modelId => FeePolicy) public feePolicy;
+
+    /// @notice The latest change announced with `scheduleFeePolicy` and the settlement epoch it prices calls
+    ///         from; `fromEpoch` is zero when none was announced.
+    mapping(bytes32 modelId => ScheduledFeePolicy) public scheduledFeePolicy;
 
     /// @notice Price of calling a model, in base units of the payment token per 1,000 tokens (prompt and
     ///         completion together); zero until set, which serves the model for free.
@@ -89,6 +101,15 @@ contract Registry is AccessControl {
         bytes32 indexed modelId, uint16 nodeBps, uint16 developerBps, uint16 contributorsBps, uint16 validatorsBps
     );
 
+    event FeePolicyScheduled(
+        bytes32 indexed modelId,
+        uint16 nodeBps,
+        uint16 developerBps,
+        uint16 contributorsBps,
+        uint16 validatorsBps,
+        uint64 fromEpoch
+    );
+
     event PriceSet(bytes32 indexed modelId, uint256 pricePer1k);
 
     error ZeroAddress();
@@ -103,6 +124,8 @@ contract Registry is AccessControl {
     error UnknownVersionRoot(bytes32 root);
     error NotRegistrarOrDeveloper(bytes32 modelId, address caller);
     error FeeSharesMustSumTo10000(uint256 sum);
+    error FeePolicyEpochBeforeScheduled(bytes32 modelId, uint64 scheduled, uint64 given);
+    error ZeroEpoch();
 
     /// @param admin Receives DEFAULT_ADMIN_ROLE (grants REGISTRAR_ROLE to nodes).
     constructor(address admin) {
@@ -221,6 +244,54 @@ contract Registry is AccessControl {
         uint16 contributorsBps,
         uint16 validatorsBps
     ) external {
+        _checkFeePolicy(modelId, nodeBps, developerBps, contributorsBps, validatorsBps);
+        feePolicy[modelId] = FeePolicy(nodeBps, developerBps, contributorsBps, validatorsBps);
+        emit FeePolicySet(modelId, nodeBps, developerBps, contributorsBps, validatorsBps);
+    }
+
+    /// @notice Announces a change of a model's fee split that prices calls from settlement epoch `fromEpoch`
+    ///         on; calls of earlier epochs keep the split in force before it. Callable by a registrar or the
+    ///         model's developer. A change announced for a later epoch than the one scheduled means the
+    ///         scheduled one is in force by then: it becomes `feePolicy`. One for the same epoch replaces it.
+    /// @param modelId A registered model.
+    /// @param fromEpoch The first settlement epoch the new split prices; not before the one scheduled.
+    function scheduleFeePolicy(
+        bytes32 modelId,
+        uint16 nodeBps,
+        uint16 developerBps,
+        uint16 contributorsBps,
+        uint16 validatorsBps,
+        uint64 fromEpoch
+    ) external {
+        _checkFeePolicy(modelId, nodeBps, developerBps, contributorsBps, validatorsBps);
+        if (fromEpoch == 0) revert ZeroEpoch();
+        ScheduledFeePolicy storage scheduled = scheduledFeePolicy[modelId];
+        if (scheduled.fromEpoch != 0) {
+            if (fromEpoch < scheduled.fromEpoch) {
+                revert FeePolicyEpochBeforeScheduled(modelId, scheduled.fromEpoch, fromEpoch);
+            }
+            if (fromEpoch > scheduled.fromEpoch) feePolicy[modelId] = scheduled.policy;
+        }
+        scheduled.policy = FeePolicy(nodeBps, developerBps, contributorsBps, validatorsBps);
+        scheduled.fromEpoch = fromEpoch;
+        emit FeePolicyScheduled(modelId, nodeBps, developerBps, contributorsBps, validatorsBps, fromEpoch);
+    }
+
+    /// @notice The split that prices a model's calls in settlement `epoch` (an epoch from the one before the
+    ///         latest announcement on): the scheduled change from its epoch, else `feePolicy`.
+    function feePolicyAt(bytes32 modelId, uint64 epoch) external view returns (FeePolicy memory) {
+        ScheduledFeePolicy storage scheduled = scheduledFeePolicy[modelId];
+        if (scheduled.fromEpoch != 0 && epoch >= scheduled.fromEpoch) return scheduled.policy;
+        return feePolicy[modelId];
+    }
+
+    function _checkFeePolicy(
+        bytes32 modelId,
+        uint16 nodeBps,
+        uint16 developerBps,
+        uint16 contributorsBps,
+        uint16 validatorsBps
+    ) private view {
         Model storage m = _models[modelId];
         if (m.developer == address(0)) revert UnknownModel(modelId);
         if (msg.sender != m.developer && !hasRole(REGISTRAR_ROLE, msg.sender)) {
@@ -228,8 +299,6 @@ contract Registry is AccessControl {
         }
         uint256 sum = uint256(nodeBps) + developerBps + contributorsBps + validatorsBps;
         if (sum != TOTAL_BPS) revert FeeSharesMustSumTo10000(sum);
-        feePolicy[modelId] = FeePolicy(nodeBps, developerBps, contributorsBps, validatorsBps);
-        emit FeePolicySet(modelId, nodeBps, developerBps, contributorsBps, validatorsBps);
     }
 
     /// @notice Sets the price of calling a model. Callable by a registrar or the model's developer.

@@ -453,11 +453,19 @@ class Node:
         from ledgerlm.chain import FeePolicy
         from ledgerlm.economy import change_fee_policy
 
-        def announce(shares) -> None:
-            self.contracts.registry.set_fee_policy(self.account, keccak(text=model_id), FeePolicy(**shares.to_dict()))
+        def announce(shares, from_epoch: int) -> None:
+            self.contracts.registry.schedule_fee_policy(self.account, keccak(text=model_id),
+                                                        FeePolicy(**shares.to_dict()), from_epoch)
 
         return change_fee_policy(self.db, self.factory.model(model_id), signed, domain=self.domain,
                                  announce=announce if self.on_chain else None)
+
+    def fee_policies(self, records) -> dict[str, dict]:
+        """Per fine-tuned model: the fee split pricing calls now, and a change announced for a later epoch."""
+        from ledgerlm.economy import FeeShares, fee_policy_views
+
+        return fee_policy_views(self.db, {r.id: FeeShares.from_dict(r.fee_policy) if r.fee_policy else None
+                                          for r in records})
 
     @cached_property
     def shares(self):

@@ -271,3 +271,27 @@ def test_only_the_developer_or_a_registrar_sets_a_known_models_policy(world):
 def test_the_registry_refuses_a_zero_admin(world):
     with reverts("ZeroAddress"):
         world.chain.deploy("Registry", ZERO, sender=world.admin)
+
+
+def test_a_scheduled_fee_policy_prices_only_from_its_epoch(world):
+    registry = world.contracts.registry
+    developer, stranger = world.actor(), world.actor()
+    model = register_model(world, developer.address, [])
+    registry.set_fee_policy(world.node, model, DEFAULT_POLICY)
+    changed, again = FeePolicy(2500, 2000, 4500, 1000), FeePolicy(0, 0, 10_000, 0)
+
+    announced = registry.schedule_fee_policy(world.node, model, changed, 5)
+    assert registry.fee_policy(model) == DEFAULT_POLICY  # still the split of epochs before 5
+    assert registry.fee_policy_at(model, 4) == DEFAULT_POLICY and registry.fee_policy_at(model, 5) == changed
+    assert registry.scheduled_fee_policy(model) == (changed, 5)
+    assert announced.events(registry.contract, "FeePolicyScheduled") == [{
+        "modelId": model, "nodeBps": 2500, "developerBps": 2000, "contributorsBps": 4500, "validatorsBps": 1000,
+        "fromEpoch": 5}]
+
+    with reverts("FeePolicyEpochBeforeScheduled", scheduled=5, given=4):
+        registry.schedule_fee_policy(developer, model, again, 4)
+    with reverts("NotRegistrarOrDeveloper", caller=stranger.address):
+        registry.schedule_fee_policy(stranger, model, again, 9)
+    registry.schedule_fee_policy(developer, model, again, 7)  # announced in epoch 6 or later: 5's split is in force
+    assert registry.fee_policy(model) == changed
+    assert registry.fee_policy_at(model, 6) == changed and registry.fee_policy_at(model, 7) == again

@@ -106,6 +106,12 @@ def test_a_fee_policy_change_prices_calls_only_from_the_next_epoch(world):
     change = client.factory.change_fee_policy(world.developer, "facts", CHANGED.to_dict())
     during = call(world, FACTS[1]["question"])  # same epoch, after the change
     assert change["from_epoch"] == during["epoch"] + 1
+    announced = {"fee_policy": CHANGED.to_dict(), "from_epoch": change["from_epoch"]}
+    _listed_everywhere(world, PUBLISHED, announced)
+    registry, model_key = node.contracts.registry, _model_key("facts")
+    assert registry.fee_policy_at(model_key, during["epoch"]).developer_bps == PUBLISHED.developer_bps
+    assert registry.fee_policy_at(model_key, change["from_epoch"]).developer_bps == CHANGED.developer_bps
+    assert registry.scheduled_fee_policy(model_key)[1] == change["from_epoch"]
 
     closed = world.close()
     after = call(world, FACTS[2]["question"])
@@ -119,10 +125,29 @@ def test_a_fee_policy_change_prices_calls_only_from_the_next_epoch(world):
     payout = {p["account"]: p for p in client._request("GET", f"/economy/epochs/{closed['epoch']}/payouts")["payouts"]}
     assert int(payout[world.developer.address]["sources"]["roles"]["developer"]) == sum(
         int(r["fee"]) * PUBLISHED.developer_bps // 10_000 for r in (before, during))
-    assert node.contracts.registry.fee_policy(_model_key("facts")).developer_bps == CHANGED.developer_bps
+    _listed_everywhere(world, CHANGED, None)
+    assert registry.fee_policy_at(model_key, after["epoch"]).developer_bps == CHANGED.developer_bps
 
     with pytest.raises(Exception, match="developer"):  # only the developer may change it
         client.factory.change_fee_policy(next(iter(world.contributors.values())), "facts", PUBLISHED.to_dict())
+
+
+def _listed_everywhere(world: World, in_force: FeeShares, announced: dict | None) -> None:
+    """The OpenAI model list, the factory's model list and show, and the dashboard's model page all show the
+    split pricing calls now, and the announced one apart with its epoch."""
+    client = world.client
+    openai = next(m for m in client._request("GET", "/v1/models")["data"] if m["id"] == "facts")["x_ledgerlm"]
+    one = client._request("GET", "/v1/models/facts")["x_ledgerlm"]
+    factory = next(m for m in client._request("GET", "/models") if m["id"] == "facts")
+    shown = client._request("GET", "/models/facts")
+    for listed in (openai, one, factory, shown):
+        assert listed["fee_policy"] == in_force.to_dict() and listed["fee_policy_announced"] == announced
+    page = client.http.get("/web/models/facts").text
+    split = " · ".join(f"{role} {bps / 100:.2f} %" for role, bps in zip(
+        ("node", "developer", "contributors", "validators"), in_force.to_dict().values()))
+    assert f"{split} in this epoch" in page
+    assert ("Announced:" in page) == (announced is not None)
+    assert announced is None or f"from epoch {announced['from_epoch']}" in page
 
 
 def test_a_withdrawn_contribution_earns_nothing_after_its_withdrawal(world):

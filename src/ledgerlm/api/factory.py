@@ -70,21 +70,29 @@ def register_base(body: RegisterBase, node: Node = Depends(get_node)) -> dict:
     return _base_json(register_local(node.home.models, body.name, Path(body.path)))
 
 
+def _with_fees(node: Node, records: list) -> list[dict]:
+    """Records as listed: `fee_policy` is the split pricing calls now, `fee_policy_announced` a later one."""
+    fees = node.fee_policies(records)
+    return [{**r.model_dump(), **fees[r.id]} for r in records]
+
+
 @router.get("/models")
 def fine_tuned(node: Node = Depends(get_node)) -> list[dict]:
-    return [m.model_dump() for m in node.factory.list()]
+    """Fine-tuned models, each with the fee split in force and any change announced for a later epoch."""
+    return _with_fees(node, node.factory.list())
 
 
 @router.get("/models/{model_id}")
 def show_model(model_id: str, verify: bool = True, node: Node = Depends(get_node)) -> dict:
-    """A fine-tuned model's lineage, metrics and (with verify) whether its files still match."""
-    return node.factory.model(model_id, verify=verify).model_dump()
+    """A fine-tuned model's lineage, metrics, fee split in force (and announced), and (with verify) whether
+    its files still match."""
+    return _with_fees(node, [node.factory.model(model_id, verify=verify)])[0]
 
 
 @router.post("/models/{model_id}/publish")
 def publish(model_id: str, body: ActionBody, node: Node = Depends(get_node)) -> dict:
     """Register the model, its lineage and fee policy on chain (signed PublishModel)."""
-    return node.factory.publish(model_id, body.action).model_dump()
+    return _with_fees(node, [node.factory.publish(model_id, body.action)])[0]
 
 
 @router.post("/models/{model_id}/fee-policy")

@@ -22,13 +22,14 @@ RECEIPT_HEADER = "X-Ledgerlm-Receipt"
 
 @router.get("/models")
 def list_models(node: Node = Depends(get_node)) -> dict:
-    """The resident base model and every published adapter on it, with price and fee policy."""
-    return {"object": "list", "data": [m.to_openai() for m in node.serving.models()]}
+    """The resident base model and every published adapter on it, with price, the fee split in force and any
+    change announced for a later epoch."""
+    return {"object": "list", "data": node.serving.catalog.listed(node.serving.models())}
 
 
 @router.get("/models/{model_id}")
 def get_model(model_id: str, node: Node = Depends(get_node)) -> dict:
-    return node.serving.catalog.get(model_id).to_openai()
+    return node.serving.catalog.listed([node.serving.catalog.get(model_id)])[0]
 
 
 @router.post("/chat/completions")

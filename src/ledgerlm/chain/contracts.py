@@ -308,6 +308,13 @@ class RegistryClient(_Client):
                           policy.node_bps, policy.developer_bps, policy.contributors_bps,
                           policy.validators_bps)
 
+    def schedule_fee_policy(self, sender: LocalAccount, model_id: Bytes32, policy: FeePolicy,
+                            from_epoch: int) -> TxResult:
+        """Announce a split that prices the model's calls from settlement epoch `from_epoch` on."""
+        return self._send(sender, "scheduleFeePolicy", as_bytes32(model_id, "model_id"),
+                          policy.node_bps, policy.developer_bps, policy.contributors_bps,
+                          policy.validators_bps, int(from_epoch))
+
     def set_price(self, sender: LocalAccount, model_id: Bytes32, price_per_1k: int) -> TxResult:
         return self._send(sender, "setPrice", as_bytes32(model_id, "model_id"), int(price_per_1k))
 
@@ -352,6 +359,18 @@ class RegistryClient(_Client):
         """The model's fee policy; all zeros until one is set."""
         return FeePolicy(*(int(v) for v in self._call("feePolicy",
                                                       as_bytes32(model_id, "model_id"))))
+
+    def fee_policy_at(self, model_id: Bytes32, epoch: int) -> FeePolicy:
+        """The split that prices the model's calls in settlement `epoch` (announced changes included)."""
+        return FeePolicy(*(int(v) for v in self._call("feePolicyAt", as_bytes32(model_id, "model_id"),
+                                                      int(epoch))))
+
+    def scheduled_fee_policy(self, model_id: Bytes32) -> tuple[FeePolicy, int] | None:
+        """The latest announced change and the epoch it prices from; None when none was announced."""
+        *shares, from_epoch = self._call("scheduledFeePolicy", as_bytes32(model_id, "model_id"))
+        if int(from_epoch) == 0:
+            return None
+        return FeePolicy(*(int(v) for v in (shares[0] if len(shares) == 1 else shares))), int(from_epoch)
 
     def price_per_1k(self, model_id: Bytes32) -> int:
         """Base units per 1,000 tokens the model's calls cost; 0 until set."""

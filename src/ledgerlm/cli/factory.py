@@ -71,6 +71,11 @@ def show(ctx: typer.Context, model_id: str):
         console.print(f"  trained on {m['datanet']} v{m['version']} root {m['version_root']}")
         console.print(f"  config sha256 {card['config_sha256']}   adapter sha256 {card['adapter_sha256']}")
         console.print(f"  files {m['path']}   on chain: {m['chain_tx'] or '-'}")
+        if m.get("fee_policy"):
+            console.print(f"  fee policy {_split(m['fee_policy'])} in this epoch")
+        if m.get("fee_policy_announced"):
+            announced = m["fee_policy_announced"]
+            console.print(f"  announced {_split(announced['fee_policy'])} from epoch {announced['from_epoch']}")
         console.print_json(data=m["metrics"])
 
     s.emit(model, render)
@@ -269,6 +274,11 @@ def publish(
     s.emit(model, lambda m: console.print(
         f"[green]published {m['id']}[/] on chain (tx {m['chain_tx']}), fee policy {m['fee_policy']}, "
         f"price {format_amount(int(m['price_per_1k'] or 0))} LGR per 1k tokens"))
+
+
+def _split(policy: dict) -> str:
+    return ", ".join(f"{role} {policy[f'{role}_bps'] / 100:g}%" for role in
+                     ("node", "developer", "contributors", "validators"))
 
 
 def _fee_policy(text: str) -> dict[str, int]:

@@ -19,13 +19,13 @@ _LAZY = {
     "payout_tree": "payouts", "PAYOUT_TYPES": "payouts",
     "Shares": "shares", "ShareAsset": "shares",
     "verify_epoch": "verify",
-    "change_fee_policy": "policy", "fee_shares_in_force": "policy",
+    "change_fee_policy": "policy", "fee_policy_views": "policy", "fee_shares_in_force": "policy",
     "receipt_settlement": "settlements",
 }
 
 __all__ = [  # noqa: F822 - the settlement names resolve through __getattr__
     "PAYOUT_TYPES", "ROLES", "EconomyError", "EpochCloser", "Faucet", "FeeShares", "Payout",
-    "change_fee_policy", "current_epoch", "fee_shares_in_force", "is_loopback", "list_epochs", "open_epoch", "payout_tree",
+    "change_fee_policy", "current_epoch", "fee_policy_views", "fee_shares_in_force", "is_loopback", "list_epochs", "open_epoch", "payout_tree",
     "price_fee", "published_files", "receipt_settlement", "record_spending_cap", "split_fee", "verify_epoch",
 ]
 

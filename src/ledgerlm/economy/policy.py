@@ -8,7 +8,7 @@ from collections.abc import Callable
 from sqlalchemy import and_, delete, insert, select
 from sqlalchemy.engine import Connection
 
-from ledgerlm.economy.epochs import open_epoch
+from ledgerlm.economy.epochs import current_epoch, open_epoch
 from ledgerlm.economy.errors import EconomyError
 from ledgerlm.economy.fees import FeeShares
 from ledgerlm.errors import AuthError
@@ -27,10 +27,34 @@ def fee_shares_in_force(conn: Connection, model_id: str, epoch: int, published: 
     return published if policy is None else FeeShares.from_dict(policy)
 
 
+def fee_policy_views(db: Database, published: dict[str, FeeShares | None]) -> dict[str, dict]:
+    """What a listing shows per model (`published`: model id -> the split it was published with, None if it
+    is not published): `fee_policy`, the split pricing calls in the open epoch, and apart from it
+    `fee_policy_announced`, a change that prices calls only from a later epoch ({"fee_policy", "from_epoch"};
+    None when there is none)."""
+    views = {}
+    with db.connect() as conn:
+        epoch = current_epoch(conn)
+        for model_id, shares in published.items():
+            if shares is None:
+                views[model_id] = {"fee_policy": None, "fee_policy_announced": None}
+                continue
+            announced = conn.execute(select(fee_policy_changes.c.policy, fee_policy_changes.c.from_epoch).where(
+                and_(fee_policy_changes.c.model_id == model_id, fee_policy_changes.c.from_epoch > epoch))
+                .order_by(fee_policy_changes.c.from_epoch.desc()).limit(1)).first()
+            views[model_id] = {
+                "fee_policy": fee_shares_in_force(conn, model_id, epoch, shares).to_dict(),
+                "fee_policy_announced": None if announced is None else {
+                    "fee_policy": FeeShares.from_dict(announced.policy).to_dict(),
+                    "from_epoch": int(announced.from_epoch)},
+            }
+    return views
+
+
 def change_fee_policy(db: Database, model, signed: SignedAction, *, domain: SigningDomain,
-                      announce: Callable[[FeeShares], None] | None = None) -> dict:
+                      announce: Callable[[FeeShares, int], None] | None = None) -> dict:
     """Schedule the developer's signed SetFeePolicy for `model` (a factory ModelRecord) from the epoch after
-    the open one; `announce` also posts it to the chain's registry, in the same transaction. Returns the
+    the open one; `announce(shares, from_epoch)` also posts it to the chain's registry, in the same transaction. Returns the
     change: model, policy and the first epoch it prices."""
     developer = verify_action(signed, expected="SetFeePolicy", domain=domain)
     m = signed.message
@@ -53,5 +77,5 @@ def change_fee_policy(db: Database, model, signed: SignedAction, *, domain: Sign
                                                        policy=shares.to_dict(), action_id=action_id,
                                                        created_at=int(time.time())))
         if announce is not None:  # a failed chain write rolls the change back
-            announce(shares)
+            announce(shares, from_epoch)
     return {"model": model.id, "fee_policy": shares.to_dict(), "from_epoch": from_epoch}

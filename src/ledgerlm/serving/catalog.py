@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ledgerlm.economy import FeeShares
+from ledgerlm.economy import FeeShares, fee_policy_views
 from ledgerlm.serving.errors import ModelNotServedError, ServingError
 
 # A base model has no developer, Datanet or contributors: its whole fee is the node's.
@@ -35,14 +35,16 @@ class ServedModel:
     datanet_roots: tuple[dict, ...]
     created_at: int
 
-    def to_openai(self) -> dict:
+    def to_openai(self, fees: dict | None = None) -> dict:
+        """The OpenAI model object; `fees` (from `Catalog.listed`) gives the split in force now and a change
+        announced for a later epoch, else the split the model was published with is shown."""
+        fees = fees or {"fee_policy": self.fee_shares.to_dict(), "fee_policy_announced": None}
         return {
             "id": self.id, "object": "model", "created": self.created_at,
             "owned_by": self.developer or "ledgerlm-node",
             "x_ledgerlm": {
                 "base_model": self.base_model, "adapter_sha256": self.adapter_sha256,
-                "price_per_1k": str(self.price_per_1k), "fee_policy": self.fee_shares.to_dict(),
-                "datanet_roots": list(self.datanet_roots),
+                "price_per_1k": str(self.price_per_1k), **fees, "datanet_roots": list(self.datanet_roots),
             },
         }
 
@@ -95,6 +97,12 @@ class Catalog:
                 created_at=record.created_at,
             ))
         return served
+
+    def listed(self, served: list[ServedModel]) -> list[dict]:
+        """The OpenAI model objects of `served`, each showing the fee split that prices calls in the open epoch
+        and, apart, a change announced for a later one with the epoch it takes effect."""
+        fees = fee_policy_views(self.factory.db, {m.id: m.fee_shares for m in served})
+        return [m.to_openai(fees[m.id]) for m in served]
 
     def get(self, name: str) -> ServedModel:
         served = self.list()

@@ -43,7 +43,7 @@ def model_detail(request: Request, model_id: str):
     except LedgerError as exc:
         leaves, withheld = [], exc.message
     job = node.factory.job(record.job_id) if record.job_id is not None else None
-    return page(request, "model.html", m=record, version=version, leaves=leaves[:LINEAGE_PAGE],
+    return page(request, "model.html", m=record, fees=node.fee_policies([record])[record.id], version=version, leaves=leaves[:LINEAGE_PAGE],
                 leaf_count=len(leaves) if withheld is None else version.contribution_count, withheld=withheld,
                 job=job, history=_history(record.path))
 
