@@ -8,7 +8,7 @@ import uuid
 from eth_account import Account
 from eth_utils import keccak
 
-from ledgerlm.economy import FeeShares, open_epoch, split_fee
+from ledgerlm.economy import FeeShares, add_spent, open_epoch, split_fee
 from ledgerlm.economy.earnings import record_spending_cap
 from ledgerlm.store.schema import receipts
 
@@ -41,8 +41,10 @@ def write_receipt(node, consumer: str, fee: int, developer: str, *, datanet: str
     rid = uuid.uuid4().hex
     now = int(time.time())
     with node.db.begin() as conn:
+        epoch = open_epoch(conn)
+        add_spent(conn, consumer, epoch, fee)
         conn.execute(receipts.insert().values(
-            id=rid, epoch=open_epoch(conn), consumer=consumer, model_id="m1", adapter_sha256=None, prompt_tokens=10,
+            id=rid, epoch=epoch, consumer=consumer, model_id="m1", adapter_sha256=None, prompt_tokens=10,
             completion_tokens=10, price_per_1k="1", fee=str(fee), fee_policy=SHARES.to_dict(),
             payouts=[p.to_dict() for p in payouts], datanet_roots=[], attribution=attribution, state="final", body={},
             signature=None, created_at=now, finalized_at=now))

@@ -14,12 +14,12 @@ from sqlalchemy.exc import IntegrityError
 
 from ledgerlm.agents.errors import AgentError, PolicyRefusal
 from ledgerlm.agents.policy import AgentPolicy, policy_from_message
-from ledgerlm.economy import current_epoch
+from ledgerlm.economy import current_epoch, spent_by
 from ledgerlm.errors import AuthError, NotFoundError
 from ledgerlm.identity import SignedAction, SigningDomain, verify_action
 from ledgerlm.store import Database
 from ledgerlm.store.actions import record_action
-from ledgerlm.store.schema import access_payments, agent_policies, receipts
+from ledgerlm.store.schema import agent_policies
 
 
 class AgentStanding(BaseModel):
@@ -182,14 +182,9 @@ class AgentPolicies:
 
     @staticmethod
     def _spent(conn, agent: str, policy: AgentPolicy) -> int:
-        """What the agent's calls and paid access cost, in the budget's scope (this epoch or ever)."""
-        calls = select(receipts.c.fee).where(receipts.c.consumer == agent)
-        access = select(access_payments.c.amount).where((access_payments.c.developer == agent)
-                                                        & access_payments.c.state.in_(("pending", "paid")))
-        if policy.per_epoch:
-            epoch = current_epoch(conn)
-            calls, access = calls.where(receipts.c.epoch == epoch), access.where(access_payments.c.epoch == epoch)
-        return sum(int(f) for q in (calls, access) for f in conn.execute(q).scalars())
+        """What the agent's calls and paid access cost, in the budget's scope (this epoch or ever): one row of
+        the running totals the receipt and payment transactions keep."""
+        return spent_by(conn, agent, current_epoch(conn) if policy.per_epoch else None)
 
     @staticmethod
     def _require_owner(row, owner: str) -> None:

@@ -10,6 +10,7 @@ from importlib import import_module
 from ledgerlm.economy.epochs import current_epoch, list_epochs, open_epoch
 from ledgerlm.economy.errors import EconomyError
 from ledgerlm.economy.fees import ROLES, FeeShares, Payout, price_fee, split_fee
+from ledgerlm.economy.spending import add_spent, spent_by
 
 _LAZY = {
     "AccessPayments": "access",
@@ -25,8 +26,9 @@ _LAZY = {
 
 __all__ = [  # noqa: F822 - the settlement names resolve through __getattr__
     "PAYOUT_TYPES", "ROLES", "EconomyError", "EpochCloser", "Faucet", "FeeShares", "Payout",
-    "change_fee_policy", "current_epoch", "fee_policy_views", "fee_shares_in_force", "is_loopback", "list_epochs", "open_epoch", "payout_tree",
-    "price_fee", "published_files", "receipt_settlement", "record_spending_cap", "split_fee", "verify_epoch",
+    "add_spent", "change_fee_policy", "current_epoch", "fee_policy_views", "fee_shares_in_force", "is_loopback",
+    "list_epochs", "open_epoch", "payout_tree", "price_fee", "published_files", "receipt_settlement",
+    "record_spending_cap", "spent_by", "split_fee", "verify_epoch",
 ]
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from ledgerlm.chain import ChainError, Debit
 from ledgerlm.economy.epochs import open_epoch
 from ledgerlm.economy.errors import EconomyError
+from ledgerlm.economy.spending import add_spent
 from ledgerlm.identity import SignedAction, SigningDomain, verify_action
 from ledgerlm.store import Database
 from ledgerlm.store.actions import record_action
@@ -101,12 +102,13 @@ class AccessPayments:
                     datanet=datanet, version=version, developer=developer, amount=str(price), epoch=epoch,
                     purpose=purpose, state="pending", tx=None, job_id=None, action_id=action_id, created_at=int(time.time()),
                 )).inserted_primary_key[0]
+                add_spent(conn, developer, epoch, price)  # pending counts against budgets until it fails
             debit = Debit(developer, price, int(cap.cap), int(cap.deadline),
                           bytes.fromhex(cap.signature.removeprefix("0x")))
             try:
                 tx = escrow.settle(self.node_account, epoch, ACCESS_CHUNK_BASE + payment_id, [debit]).tx_hash
             except ChainError as exc:
-                self._set(payment_id, state="failed")
+                _fail(self.db, payment_id)
                 raise PaymentRequired(f"the escrow refused the payment: {exc}", field="payment") from exc
             self._set(payment_id, state="paid", tx=tx)
         return {"payment": payment_id, "datanet": datanet, "version": version, "developer": developer,
@@ -159,10 +161,22 @@ def resolve_pending(db: Database, escrow) -> None:
         pending = conn.execute(select(access_payments.c.id, access_payments.c.epoch)
                                .where(access_payments.c.state == "pending")).all()
     for payment_id, epoch in pending:
-        landed = escrow.is_chunk_settled(epoch, ACCESS_CHUNK_BASE + payment_id)
+        if not escrow.is_chunk_settled(epoch, ACCESS_CHUNK_BASE + payment_id):
+            _fail(db, payment_id)
+            continue
         with db.begin() as conn:
-            conn.execute(update(access_payments).where(access_payments.c.id == payment_id)
-                         .values(state="paid" if landed else "failed"))
+            conn.execute(update(access_payments).where(access_payments.c.id == payment_id).values(state="paid"))
+
+
+def _fail(db: Database, payment_id: int) -> None:
+    """A pending payment the escrow did not take: failed, and no longer counted as spent."""
+    with db.begin() as conn:
+        row = conn.execute(select(access_payments).where(and_(access_payments.c.id == payment_id,
+                                                              access_payments.c.state == "pending"))).first()
+        if row is None:
+            return
+        conn.execute(update(access_payments).where(access_payments.c.id == payment_id).values(state="failed"))
+        add_spent(conn, row.developer, row.epoch, -int(row.amount))
 
 
 def settled_access(conn: Connection, epoch: int) -> list[dict]:

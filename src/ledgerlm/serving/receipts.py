@@ -25,7 +25,7 @@ from eth_utils import keccak, to_checksum_address
 from pydantic import BaseModel
 from sqlalchemy import insert, select, update
 
-from ledgerlm.economy import FeeShares, Payout, fee_shares_in_force, open_epoch, price_fee, split_fee
+from ledgerlm.economy import FeeShares, Payout, add_spent, fee_shares_in_force, open_epoch, price_fee, split_fee
 from ledgerlm.identity import SigningDomain, typed_data
 from ledgerlm.money import BPS
 from ledgerlm.serving.catalog import ServedModel
@@ -123,6 +123,7 @@ class ReceiptLog:
             row["payouts"] = [p.to_dict() for p in split_fee(fee, shares, **parties)]
             row["body"], row["signature"] = self._sign(row)
             conn.execute(insert(receipts).values(**row))
+            add_spent(conn, call.consumer, row["epoch"], fee)  # budgets read the running total, not every receipt
         return Receipt(**row)
 
     def attach(self, receipt_id: str, result) -> Receipt:

@@ -518,3 +518,14 @@ chain_reorgs = Table(
     Column("events_undone", Integer, nullable=False),
     Column("at", BigInteger, nullable=False),
 )
+
+# What each account spent from its escrow on calls (receipt fees) and paid access (pending or paid), kept up
+# to date in the transaction that records the spend, so a budget check reads one row: per settlement epoch,
+# and under epoch 0 the account's total ever. Amounts are decimal strings, as everywhere money is stored.
+account_spending = Table(
+    "account_spending",
+    metadata,
+    Column("account", String(42), primary_key=True),
+    Column("epoch", Integer, primary_key=True),  # 0: every epoch together
+    Column("amount", String(80), nullable=False),
+)

@@ -1,0 +1,47 @@
+"""What each account spent on calls and paid access, per settlement epoch and ever, as running totals kept in
+the transaction that records each spend, so a budget check reads one row whatever the history."""
+
+from __future__ import annotations
+
+from sqlalchemy import and_, insert, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from ledgerlm.store.schema import account_spending
+
+EVER = 0  # the epoch key of an account's total over every epoch
+
+
+def add_spent(conn: Connection, account: str | None, epoch: int, amount: int) -> None:
+    """Count `amount` (negative: a payment that failed) as spent by `account` in `epoch`, inside the caller's
+    transaction, the one that writes the receipt or payment."""
+    if account is None or amount == 0:
+        return
+    for key in (epoch, EVER):
+        _add(conn, account, key, amount)
+
+
+def spent_by(conn: Connection, account: str, epoch: int | None = None) -> int:
+    """What `account` spent in `epoch` (None: ever)."""
+    amount = conn.execute(select(account_spending.c.amount).where(_row(account, EVER if epoch is None else epoch))
+                          ).scalar()
+    return 0 if amount is None else int(amount)
+
+
+def _row(account: str, epoch: int):
+    return and_(account_spending.c.account == account, account_spending.c.epoch == epoch)
+
+
+def _add(conn: Connection, account: str, epoch: int, amount: int) -> None:
+    # Amounts pass 64 bits, so they are added here, not in SQL: the row is locked first (PostgreSQL), and two
+    # writers inserting an account's first row at once are told apart by the key.
+    current = conn.execute(select(account_spending.c.amount).where(_row(account, epoch)).with_for_update()).scalar()
+    if current is None:
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(account_spending).values(account=account, epoch=epoch, amount=str(amount)))
+            return
+        except IntegrityError:
+            current = conn.execute(select(account_spending.c.amount).where(_row(account, epoch))
+                                   .with_for_update()).scalar()
+    conn.execute(update(account_spending).where(_row(account, epoch)).values(amount=str(int(current) + amount)))
