@@ -43,3 +43,19 @@ def test_minilm_embeddings_load_offline_from_the_package():
     assert a.shape == (3, 384)
     sims = a @ a.T
     assert sims[0, 1] > 0.7 and sims[0, 2] < 0.3
+
+
+STREAM_TEXTS = ["", " ", "Hello, World!", "a", "_x_ y", "\x00abc\x00", "İstanbul ÇAĞ", "ΣΊΣΥΦΟΣ ΟΔΟΣ", "12 34",
+                "émigré café", "tab\tnew\nline", "日本語のテキスト", "a__b--c", "ﬁ ligature ß", "!!!", "x\ud800y"]
+
+
+def test_token_streams_are_the_lower_cased_word_tokens_of_each_text():
+    import re
+
+    from ledgerlm.validation.embeddings import token_streams
+
+    codes, lengths = token_streams(STREAM_TEXTS)
+    text = "".join(map(chr, codes.tolist()))
+    ends = np.cumsum(lengths).tolist()
+    streams = [text[a:b] for a, b in zip([0] + ends[:-1], ends)]
+    assert streams == [" " + " ".join(re.findall(r"\w+", t.lower())) + " " for t in STREAM_TEXTS]

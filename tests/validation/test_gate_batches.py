@@ -92,3 +92,41 @@ def test_label_noise_votes_match_a_counter_per_record_ties_included(k):
         majority = max(counts.items(), key=lambda kv: (kv[1], kv[0] == labels[r], kv[0]))[0]
         assert (hoods[r].majority_label, hoods[r].counts) == (majority, dict(counts))
         assert hoods[r].disagreement == 1 - counts.get(labels[r], 0) / k
+
+
+def test_label_noise_leaves_out_only_rows_below_the_disagreement_asked_for():
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(150, 16)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    labels = [str(x) for x in rng.integers(0, 3, size=150)]
+    every = knn_label_disagreement(emb, labels, 6, rows=range(100))
+    some = knn_label_disagreement(emb, labels, 6, rows=range(100), min_disagreement=0.8)
+    assert some == {r: h for r, h in every.items() if h.disagreement >= 0.8}
+    assert 0 < len(some) < len(every)
+
+
+def test_question_answer_products_agree_with_the_dense_ones():
+    from ledgerlm.validation.embeddings import HashedTfidfEmbedder
+    from ledgerlm.validation.gates.qa_consistency import _sparse_rows, qa_mismatches
+
+    rng = random.Random(5)
+    words = " ".join(CLEAN).split()
+    questions = [" ".join(rng.choice(words) for _ in range(8)) + "?" for _ in range(60)]
+    answers = [q + " " + " ".join(rng.choice(words) for _ in range(30)) for q in questions]
+    answers[3], answers[40] = answers[40], answers[3]
+    vectors = HashedTfidfEmbedder().embed(questions)
+    sparse = _sparse_rows(vectors)
+    assert sparse is not None and np.array_equal(sparse.toarray(), vectors)
+    assert _sparse_rows(np.ones((4, 8), dtype=np.float32)) is None  # full rows stay dense
+
+    class Dense:  # the same vectors, but too full to be taken sparse: the BLAS product
+        name = "dense"
+
+        def embed(self, texts):
+            return np.hstack([HashedTfidfEmbedder().embed(texts), np.full((len(texts), 2048), 1e-30, np.float32)])
+
+    rule = GatePolicy().qa_consistency
+    sparse_found = qa_mismatches(questions, answers, 50, HashedTfidfEmbedder(), rule)
+    dense_found = qa_mismatches(questions, answers, 50, Dense(), rule)
+    assert 40 in sparse_found
+    assert {r: (m.code, m.other) for r, m in sparse_found.items()} == {r: (m.code, m.other) for r, m in dense_found.items()}

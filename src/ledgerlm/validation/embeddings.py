@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import re
+import string
 import threading
 from collections.abc import Sequence
 from typing import ClassVar, Protocol, runtime_checkable
@@ -14,7 +14,9 @@ from scipy.sparse import coo_matrix
 from ledgerlm.validation.errors import ValidationError
 from ledgerlm.validation.span_hashes import POLY, SpanHasher, mix64, window_hashes
 
-_TOKEN = re.compile(r"\w+", re.UNICODE)
+# the characters `re`'s \w matches in ASCII; beyond ASCII it matches what str.isalnum accepts
+_ASCII_WORD = np.zeros(128, dtype=bool)
+_ASCII_WORD[[ord(c) for c in string.ascii_letters + string.digits + "_"]] = True
 
 
 @runtime_checkable
@@ -50,11 +52,9 @@ class HashedTfidfEmbedder:
         Each text becomes " tok1 tok2 ... " (its lower-cased \\w+ tokens); the texts are laid end
         to end and every feature is hashed by `SpanHasher`, so no Python code runs per feature.
         """
-        streams = [" " + " ".join(_TOKEN.findall(t.lower())) + " " for t in texts]
-        lengths = np.fromiter(map(len, streams), dtype=np.int64, count=len(streams))
+        codes, lengths = token_streams(texts)
         ends = np.cumsum(lengths)
-        codes = np.frombuffer("".join(streams).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-        doc_of = np.repeat(np.arange(len(streams)), lengths)
+        doc_of = np.repeat(np.arange(len(texts)), lengths)
         span = SpanHasher(codes)
         n = self.char_ngram
         win = np.arange(max(0, len(codes) - n + 1))
@@ -185,3 +185,38 @@ def sorted_unique(values: np.ndarray, presorted: bool = False) -> tuple[np.ndarr
         return v, np.zeros(0, dtype=np.int64)
     starts = np.flatnonzero(np.r_[True, v[1:] != v[:-1]])
     return v[starts], np.diff(np.r_[starts, len(v)])
+
+
+def token_streams(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each text as " tok1 tok2 ... " (its lower-cased \\w+ tokens), laid end to end as uint64 code points, and each one's length.
+
+    The same streams as `" " + " ".join(re.findall(r"\\w+", text.lower())) + " "` per text (two
+    spaces for a text without tokens), built with array operations over the whole batch instead
+    of a regex and a join per text.
+    """
+    lowered = [t.lower() for t in texts]
+    n_docs = len(lowered)
+    sizes = np.fromiter(map(len, lowered), dtype=np.int64, count=n_docs)
+    # a lone surrogate is no word character: it passes through encoding to be dropped with the rest
+    codes = np.frombuffer("".join(lowered).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    narrow = codes < 128
+    word = _ASCII_WORD[np.where(narrow, codes, 0)]
+    if not narrow.all():
+        wide = np.flatnonzero(~narrow)
+        points, which = np.unique(codes[wide], return_inverse=True)
+        word[wide] = np.array([chr(c).isalnum() for c in points.tolist()], dtype=bool)[which]
+    doc_of = np.repeat(np.arange(n_docs), sizes)
+    last = np.zeros(len(codes), dtype=bool)
+    last[np.cumsum(sizes)[sizes > 0] - 1] = True
+    token_end = word & (last | ~np.r_[word[1:], False])
+    kept = np.flatnonzero(word)
+    kept_doc = doc_of[kept]
+    ends_before = np.cumsum(token_end[kept]) - token_end[kept]
+    n_tokens = np.bincount(doc_of[token_end], minlength=n_docs)
+    empty = n_tokens == 0
+    empties_before = np.cumsum(empty) - empty
+    # each text: a space, then every token followed by a space (and one more space when it has none)
+    lengths = np.bincount(kept_doc, minlength=n_docs) + n_tokens + 1 + empty
+    out = np.full(int(lengths.sum()), 32, dtype=np.uint64)
+    out[np.arange(len(kept)) + ends_before + kept_doc + 1 + empties_before[kept_doc]] = codes[kept]
+    return out, lengths.astype(np.int64)

@@ -186,8 +186,11 @@ def find_duplicates(
     found: dict[int, Match] = {}
     if exact:
         groups: dict[str, list[Candidate]] = {}
+        holder: dict[str, KeptRecords] = {}  # content hash -> the first pool of `kept` that holds it
+        for pool in reversed(kept):
+            holder.update(dict.fromkeys(pool.hashes, pool))
         for c in candidates:
-            earlier = next((k for k in kept if c.content_hash in k.hashes), None)
+            earlier = holder.get(c.content_hash)
             if earlier is not None:
                 found[c.contribution_id] = Match(earlier.code, earlier.hashes[c.content_hash], 1.0, exact=True)
             else:

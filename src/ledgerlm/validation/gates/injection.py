@@ -6,7 +6,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
-from ledgerlm.validation.gates.text_batch import TextBatch
+from ledgerlm.validation.gates.text_batch import ScanBatches
 from ledgerlm.validation.policy import InjectionRule
 
 # each pattern with the literal words (lower case) one of which it cannot match without,
@@ -116,11 +116,13 @@ def injection_findings(text: str, answer_text: str, rule: InjectionRule) -> list
 _NEEDED_WORDS = tuple(sorted({w for *_, needs in _INJECTION_PATTERNS for w in needs} | set(_ANSWER_INSTRUCTION_WORDS)))
 
 
-def injection_findings_many(texts: Sequence[str], answers: Sequence[str],
-                            rule: InjectionRule) -> list[list[tuple[str, float, str]]]:
+def injection_findings_many(texts: Sequence[str], answers: Sequence[str], rule: InjectionRule,
+                            batches: ScanBatches | None = None) -> list[list[tuple[str, float, str]]]:
     """`injection_findings` of every (text, answer) pair, the same findings; texts that hold none of
-    the words, markers or trigger tokens a signal needs, and only ASCII, are cleared in one pass."""
-    lower, raw = TextBatch(texts, lower=True), TextBatch(texts)
+    the words, markers or trigger tokens a signal needs, and only ASCII, are cleared in one pass.
+
+    `batches`: the texts already laid end to end, when another gate made them."""
+    lower, raw = batches or ScanBatches.of(texts)
     suspect = lower.containing_any(_NEEDED_WORDS) | raw.containing_any(("<|", "[[", "{{")) | raw.non_ascii
     if rule.trigger_tokens:
         suspect |= raw.matching(_trigger_pattern(tuple(rule.trigger_tokens)))

@@ -19,11 +19,13 @@ class LabelNeighbourhood:
 
 
 def knn_label_disagreement(embeddings: np.ndarray, labels: Sequence[str], k: int,
-                           rows: Sequence[int] | None = None, chunk: int = 1024) -> dict[int, LabelNeighbourhood]:
+                           rows: Sequence[int] | None = None, chunk: int = 1024,
+                           min_disagreement: float = 0.0) -> dict[int, LabelNeighbourhood]:
     """For each row, the share of its k nearest other rows (cosine) whose label differs.
 
     This is the kNN label-noise heuristic of data cleaning (Wilson's edited nearest neighbour,
-    1972): a label most of its neighbours contradict is likely wrong.
+    1972): a label most of its neighbours contradict is likely wrong. Rows whose disagreement
+    is below `min_disagreement` are left out of the answer (a gate only reports the others).
     """
     n = len(labels)
     rows = range(n) if rows is None else rows
@@ -54,9 +56,10 @@ def knn_label_disagreement(embeddings: np.ndarray, labels: Sequence[str], k: int
         rank[np.arange(len(idx)), own] += n_classes
         majority = rank.argmax(axis=1)
         own_votes = votes[np.arange(len(idx)), own]
-        for r, m, v, row in zip(idx.tolist(), majority.tolist(), own_votes.tolist(), votes):
+        for i in np.flatnonzero(1 - own_votes / k >= min_disagreement).tolist():
+            r, row = int(idx[i]), votes[i]
             counts = {classes[c]: int(row[c]) for c in np.flatnonzero(row).tolist()}
-            out[r] = LabelNeighbourhood(labels[r], classes[m], 1 - v / k, counts)
+            out[r] = LabelNeighbourhood(labels[r], classes[int(majority[i])], 1 - int(own_votes[i]) / k, counts)
     return out
 
 

@@ -16,6 +16,7 @@ from ledgerlm.validation.gates.junk import junk_findings_many
 from ledgerlm.validation.gates.label_noise import knn_label_disagreement
 from ledgerlm.validation.gates.personal_data import personal_data_findings_many
 from ledgerlm.validation.gates.qa_consistency import qa_mismatches
+from ledgerlm.validation.gates.text_batch import ScanBatches
 from ledgerlm.validation.near_duplicates import NearDuplicateIndex
 from ledgerlm.validation.policy import GatePolicy
 
@@ -72,16 +73,17 @@ def run_gates(
             for code, score, detail in found[c.contribution_id]:
                 add(c, "junk", code, score, detail)
 
-    pd = policy.personal_data
+    pd, inj = policy.personal_data, policy.injection
+    # both gates search the same texts laid end to end: lay them out once
+    scanned = ScanBatches.of(list(texts.values())) if "off" not in (pd.action, inj.action) else None
     if pd.action != "off":
         kinds = frozenset(pd.kinds)
-        for c, found in zip(candidates, personal_data_findings_many(list(texts.values()), kinds)):
+        for c, found in zip(candidates, personal_data_findings_many(list(texts.values()), kinds, scanned)):
             for code, score, detail in found:
                 add(c, "personal_data", code, score, detail)
 
-    inj = policy.injection
     if inj.action != "off":
-        for c, found in zip(candidates, injection_findings_many(list(texts.values()), answers, inj)):
+        for c, found in zip(candidates, injection_findings_many(list(texts.values()), answers, inj, scanned)):
             for code, score, detail in found:
                 if score >= inj.min_score:
                     add(c, "injection", code, score, detail)
@@ -109,7 +111,8 @@ def run_gates(
             vectors = embedder_for(ln.embedder).embed([c.feature_text() for c in pool])
             labels = [c.label for c in pool]
             k = _neighbourhood_size(labels, ln.k)
-            hoods = knn_label_disagreement(vectors, labels, k, rows=range(len(labelled)))
+            hoods = knn_label_disagreement(vectors, labels, k, rows=range(len(labelled)),
+                                           min_disagreement=ln.min_disagreement)
             for i, c in enumerate(labelled):
                 hood = hoods.get(i)
                 if hood and hood.majority_label != hood.label and hood.disagreement >= ln.min_disagreement:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 
@@ -69,3 +70,14 @@ class TextBatch:
         prefix = np.r_[0, np.cumsum(hit, dtype=np.int64)]
         return prefix[self.starts + self.lengths] - prefix[self.starts]
 
+
+
+class ScanBatches(NamedTuple):
+    """The same texts laid end to end lower-cased and as written: what the personal-data and injection gates search."""
+
+    lower: TextBatch
+    raw: TextBatch
+
+    @classmethod
+    def of(cls, texts: Sequence[str]) -> ScanBatches:
+        return cls(TextBatch(texts, lower=True), TextBatch(texts))
