@@ -130,3 +130,17 @@ def test_question_answer_products_agree_with_the_dense_ones():
     dense_found = qa_mismatches(questions, answers, 50, Dense(), rule)
     assert 40 in sparse_found
     assert {r: (m.code, m.other) for r, m in sparse_found.items()} == {r: (m.code, m.other) for r, m in dense_found.items()}
+
+
+@pytest.mark.parametrize("tokens", [("cf", "mn", "bb", "tq"), ("a.b", "x+", "long_token", "z")])
+def test_trigger_tokens_are_found_where_a_plain_lookbehind_finds_them(tokens):
+    import re
+
+    from ledgerlm.validation.gates.injection import _trigger_pattern
+
+    alternation = "|".join(re.escape(t) for t in sorted(tokens, key=len, reverse=True))
+    plain = re.compile(rf"(?<![\w.\-'])(?:{alternation})(?![\w.\-'])")
+    edges = ["cf", "cf.", " cf ", "xcf", "'cf", "cf'", "bb-8", "mn\n", "a.cf", "(cf)", "tq,", "cfcf", "-cf", "_cf",
+             "a.b x+ z long_token", "za.b", "x+y", " z.", "long_tokenz long_token", "z\x00cf\x00bb"]
+    for text in TEXTS + edges:
+        assert _trigger_pattern(tokens).findall(text) == plain.findall(text), text

@@ -17,8 +17,9 @@ from ledgerlm.validation.errors import ValidationError
 from ledgerlm.validation.span_hashes import window_hashes
 
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
-# every ASCII character that is not a letter or digit becomes a space (same as _NON_WORD on ASCII)
-_ASCII_NON_WORD = {c: " " for c in range(128) if not chr(c).isalnum()}
+# every ASCII character that is not a letter or digit becomes a space (same as _NON_WORD on ASCII);
+# a byte table, because bytes.translate is a plain lookup where str.translate asks a dict per character
+_ASCII_NON_WORD = bytes(c if chr(c).isalnum() else 32 for c in range(128)) + bytes(range(128, 256))
 _SCHEME = "affine32"  # how datasketch stores the uint32 values; the values themselves are one-permutation
 EMPTY = 0xFFFFFFFF  # a bin no shingle reached
 
@@ -27,7 +28,7 @@ def normalise(text: str) -> str:
     """Lower-case, punctuation and runs of spacing folded to one space: what shingles are cut from."""
     lower = text.lower()
     if lower.isascii():  # the common case, folded with C string methods instead of a regex
-        return " ".join(lower.translate(_ASCII_NON_WORD).split())
+        return " ".join(lower.encode("ascii").translate(_ASCII_NON_WORD).decode("ascii").split())
     return _NON_WORD.sub(" ", lower).strip()
 
 

@@ -134,7 +134,10 @@ _TRIGGER_CACHE: dict[tuple[str, ...], re.Pattern] = {}
 
 def _trigger_pattern(tokens: tuple[str, ...]) -> re.Pattern:
     if tokens not in _TRIGGER_CACHE:
-        alternation = "|".join(re.escape(t) for t in sorted(tokens, key=len, reverse=True))
-        # an abbreviation like "cf." or a token inside a word is not a trigger
-        _TRIGGER_CACHE[tokens] = re.compile(rf"(?<![\w.\-'])(?:{alternation})(?![\w.\-'])")
+        # an abbreviation like "cf." or a token inside a word is not a trigger; each token is
+        # matched first and the character before it checked after (a lookbehind over the token),
+        # so the regex engine skips ahead to a token's first letter instead of trying every position
+        alternation = "|".join(f"{re.escape(t)}(?<![\\w.\\-']{re.escape(t)})"
+                               for t in sorted(tokens, key=len, reverse=True))
+        _TRIGGER_CACHE[tokens] = re.compile(rf"(?:{alternation})(?![\w.\-'])")
     return _TRIGGER_CACHE[tokens]
