@@ -53,6 +53,7 @@ class NodeConfig:
     serving_requests_per_minute: int = 120  # per API key
     serving_max_concurrent: int = 8  # calls running at once per API key
     serving_attribution: bool = True  # attribute every answer of a fine-tuned model
+    serving_claim_lease_seconds: int = 30  # an idempotency claim whose node stopped renewing it lapses after this
     extra: dict = field(default_factory=dict)
 
     def to_toml(self) -> str:
@@ -179,7 +180,7 @@ class Home:
         for name in ("chain_id", "max_upload_bytes", "storage_quota_bytes", "max_signature_ttl_seconds", "port", "round_commit_seconds", "round_reveal_seconds",
                      "validators_per_contribution", "settle_chunk_size", "serving_max_batch",
                      "serving_device_adapters", "serving_host_adapters", "serving_default_max_tokens",
-                     "serving_requests_per_minute", "serving_max_concurrent"):
+                     "serving_requests_per_minute", "serving_max_concurrent", "serving_claim_lease_seconds"):
             if not isinstance(getattr(config, name), int) or getattr(config, name) <= 0:
                 raise ConfigError(f"{self.config_path}: {name} must be a positive integer", field=name)
         if not isinstance(config.torch_threads, int) or config.torch_threads < 0:

@@ -367,7 +367,7 @@ class Node:
             max_batch=c.serving_max_batch, device_adapters=c.serving_device_adapters,
             host_adapters=c.serving_host_adapters, default_max_tokens=c.serving_default_max_tokens,
             requests_per_minute=c.serving_requests_per_minute, max_concurrent_per_key=c.serving_max_concurrent,
-            attribution=c.serving_attribution,
+            attribution=c.serving_attribution, claim_lease_seconds=c.serving_claim_lease_seconds,
         )
         escrow = self.contracts.escrow if self.on_chain else None
         keys = ApiKeys(self.db, domain=self.domain, settler=self.account.address, escrow=escrow)

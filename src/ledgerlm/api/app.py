@@ -44,7 +44,9 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
     async def ledger_error(request: Request, exc: LedgerError):
         if is_page(request):
             return render_error(request, exc.status, exc.message, exc.field)
-        return JSONResponse(status_code=exc.status, content={"error": exc.to_dict()})
+        retry_after = getattr(exc, "retry_after", None)
+        return JSONResponse(status_code=exc.status, content={"error": exc.to_dict()},
+                            headers={"Retry-After": str(retry_after)} if retry_after is not None else None)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):

@@ -18,6 +18,9 @@ from ledgerlm.serving.schemas import ChatCompletionRequest, CompletionRequest
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 RECEIPT_HEADER = "X-Ledgerlm-Receipt"
+# A repeat of a call (same key, same request) answers with the first call's answer and receipt.
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 @router.get("/models")
@@ -62,9 +65,11 @@ async def _serve(node: Node, request: Request, body, *, chat: bool, **inputs):
     call = await run_in_threadpool(
         node.serving.start, model=body.model, authorization=request.headers.get("authorization"),
         deliver=deliver, temperature=body.temperature, top_p=body.top_p, seed=body.seed, stop=body.stops(),
-        **inputs)
+        idempotency_key=request.headers.get(IDEMPOTENCY_HEADER), **inputs)
     shape = _Shape(call.id, body.model, call.created, chat)
     headers = {RECEIPT_HEADER: call.id}
+    if call.replayed:
+        headers[REPLAYED_HEADER] = "true"
     if not body.stream:
         text = []
         while True:

@@ -23,6 +23,14 @@ class ActionBody(BaseModel):
     action: SignedAction
 
 
+@router.get("/serving/status")
+def serving_status(node: Node = Depends(get_node)) -> dict:
+    """Read-only, for gateways: the resident base model, the adapters warm on device and in host memory,
+    calls running, and the deployment this node signs for."""
+    return {**node.serving.status(), "node_address": node.account.address,
+            "signing_domain": node.domain.to_dict()}
+
+
 @router.get("/apikeys/terms")
 def key_terms(node: Node = Depends(get_node)) -> dict:
     """What a consumer signs for a key: this node as settler, the open epoch, the escrow's EIP-712 domain."""

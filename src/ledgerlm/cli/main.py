@@ -107,7 +107,20 @@ def info(ctx: typer.Context):
 
 
 def _register_rooms() -> None:
-    from ledgerlm.cli import agent, attribution, chain, datanet, demo, economy, factory, keys, serving, shares, validate
+    from ledgerlm.cli import (
+        agent,
+        attribution,
+        chain,
+        datanet,
+        demo,
+        economy,
+        factory,
+        gateway,
+        keys,
+        serving,
+        shares,
+        validate,
+    )
 
     app.add_typer(keys.app, name="keys")
     app.add_typer(datanet.app, name="datanet")
@@ -126,6 +139,7 @@ def _register_rooms() -> None:
     app.add_typer(agent.app, name="agent")
     app.add_typer(shares.app, name="shares")
     app.command()(agent.mcp)
+    app.command()(gateway.gateway)
     app.command()(attribution.attribute)
     for command in (chain.balance, chain.stake, chain.unstake, chain.withdraw, chain.transfer):
         app.command()(command)

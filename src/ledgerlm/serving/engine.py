@@ -193,6 +193,15 @@ class Engine:
         """Blocking convenience: submit and wait for the whole answer."""
         return self.submit(prompt_ids, adapter, params or SamplingParams(temperature=0.0)).result()
 
+    def warm_adapters(self) -> dict[str, list[str]]:
+        """Adapter model ids in device slots and in host memory, most recently used last (read from any thread)."""
+        for _ in range(5):  # the worker may reorder the LRU while we copy it: copy again
+            try:
+                return {"device": list(self.adapters.slots), "host": list(self.adapters.host)}
+            except RuntimeError:
+                continue
+        return {"device": [], "host": []}
+
     def close(self) -> None:
         with self._cv:
             self._closing = True

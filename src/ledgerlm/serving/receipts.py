@@ -24,6 +24,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 from pydantic import BaseModel
 from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Connection
 
 from ledgerlm.economy import FeeShares, Payout, add_spent, fee_shares_in_force, open_epoch, price_fee, split_fee
 from ledgerlm.identity import SigningDomain, typed_data
@@ -100,8 +101,11 @@ class ReceiptLog:
 
     # ------------------------------------------------------------------ writing
 
-    def write(self, call: Completed, *, attributing: bool) -> Receipt:
-        """Price the call, split its fee, sign, and commit; `attributing` leaves it to the worker to finish."""
+    def write(self, call: Completed, *, attributing: bool,
+              bind: Callable[[Connection, str], None] | None = None) -> Receipt:
+        """Price the call, split its fee, sign, and commit; `attributing` leaves it to the worker to finish.
+
+        `bind` runs in the same transaction (the idempotency claim takes the receipt, or refuses it)."""
         model = call.model
         fee = price_fee(call.prompt_tokens, call.completion_tokens, model.price_per_1k)
         parties = {"node": self.account.address, "developer": model.developer or self.account.address,
@@ -124,6 +128,8 @@ class ReceiptLog:
             row["body"], row["signature"] = self._sign(row)
             conn.execute(insert(receipts).values(**row))
             add_spent(conn, call.consumer, row["epoch"], fee)  # budgets read the running total, not every receipt
+            if bind is not None:
+                bind(conn, call.id)
         return Receipt(**row)
 
     def attach(self, receipt_id: str, result) -> Receipt:

@@ -23,6 +23,7 @@ from ledgerlm.economy import price_fee
 from ledgerlm.errors import LedgerError
 from ledgerlm.serving.budget import Budget, Reservation
 from ledgerlm.serving.catalog import Catalog, ServedModel
+from ledgerlm.serving.claims import Claim, IdempotencyClaims, check_key
 from ledgerlm.serving.errors import ServingError
 from ledgerlm.serving.keys import ApiKey, ApiKeys
 from ledgerlm.serving.limits import KeyLimits
@@ -47,6 +48,7 @@ class ServingSettings:
     requests_per_minute: int = 120
     max_concurrent_per_key: int = 8
     attribution: bool = True
+    claim_lease_seconds: int = 30
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ class Call:
     created: int = field(default_factory=lambda: int(time.time()))
     text: list[str] = field(default_factory=list)
     generation: Generation | None = None
+    claim: Claim | None = None
+    replayed: bool = False  # the answer of an earlier call with the same Idempotency-Key
 
     def cancel(self) -> None:
         if self.generation is not None:
@@ -82,8 +86,12 @@ class Serving:
     def __init__(self, catalog: Catalog, keys: ApiKeys, budget: Budget, receipts: ReceiptLog,
                  attribution: AttributionWorker | None, settings: ServingSettings,
                  load_engine: Callable[[str], Engine],
-                 spend_guard: Callable[[str, str, int, int, int], None] | None = None):
+                 spend_guard: Callable[[str, str, int, int, int], None] | None = None,
+                 claims: IdempotencyClaims | None = None):
         self.catalog = catalog
+        self.claims = claims or IdempotencyClaims(receipts.db, lease_seconds=settings.claim_lease_seconds)
+        self.in_flight = 0  # calls admitted and not yet settled, for the gateway's routing
+        self._counting = threading.Lock()
         # the node's rule for an account before it spends (consumer, model, price per 1k, cost, reserved)
         self.spend_guard = spend_guard
         self.keys = keys
@@ -114,8 +122,12 @@ class Serving:
     def start(self, *, model: str, authorization: str | None, deliver: Callable[[CallEvent], None],
               messages: list[dict] | None = None, prompt: str | None = None, max_tokens: int | None = None,
               temperature: float | None = None, top_p: float | None = None, seed: int | None = None,
-              stop: tuple[str, ...] = ()) -> Call:
-        """Check and queue one call; raises before any compute when it cannot be served or paid for."""
+              stop: tuple[str, ...] = (), idempotency_key: str | None = None) -> Call:
+        """Check and queue one call; raises before any compute when it cannot be served or paid for.
+
+        With an `idempotency_key` the call runs at most once on every node sharing the database: a
+        repeat gets the first call's answer and receipt back (`Call.replayed`), nothing is charged again."""
+        idempotency_key = check_key(idempotency_key)
         key = self.keys.authenticate(authorization)
         served = self.catalog.get(model)
         engine = self.engine
@@ -125,6 +137,24 @@ class Serving:
         wanted = max_tokens or (self.settings.default_max_tokens if messages is not None else 16)
         params = SamplingParams(max_tokens=min(wanted, room), temperature=1.0 if temperature is None else temperature,
                                 top_p=1.0 if top_p is None else top_p, seed=seed, stop=stop)
+        request = {"messages": messages} if messages is not None else {"prompt": prompt}
+        claim = None
+        if idempotency_key is not None:
+            claim = self.claims.claim(idempotency_key, key.consumer if key else None, {
+                "model": model, **request, "max_tokens": params.max_tokens, "temperature": params.temperature,
+                "top_p": params.top_p, "seed": seed, "stop": list(stop)})
+            if claim.replay_of is not None:
+                return self._replay(claim, served, key, request, deliver)
+        try:
+            return self._admit(served, key, model, ids, params, request, deliver, claim)
+        except BaseException:
+            if claim is not None:
+                self.claims.finished(claim, failed=True)
+            raise
+
+    def _admit(self, served: ServedModel, key: ApiKey | None, model: str, ids: list[int], params: SamplingParams,
+               request: dict, deliver: Callable[[CallEvent], None], claim: Claim | None) -> Call:
+        engine = self.engine
         cost = price_fee(len(ids), params.max_tokens, served.price_per_1k)
         what = (f"this call to {model} ({len(ids)} prompt + up to {params.max_tokens} completion tokens at "
                 f"{format_amount(served.price_per_1k)} LGR per 1k)")
@@ -141,13 +171,26 @@ class Serving:
             if limit_key:
                 self.limits.release(limit_key)
             raise
-        request = {"messages": messages} if messages is not None else {"prompt": prompt}
-        call = Call("lgr-" + uuid.uuid4().hex, served, key, len(ids), request, reservation, deliver)
+        call = Call("lgr-" + uuid.uuid4().hex, served, key, len(ids), request, reservation, deliver, claim=claim)
+        with self._counting:
+            self.in_flight += 1
         try:
             call.generation = engine.submit(ids, served.adapter, params, sink=lambda e: self._on_event(call, e))
         except LedgerError:
             self._release(call)
             raise
+        return call
+
+    def _replay(self, claim: Claim, served: ServedModel, key: ApiKey | None, request: dict,
+                deliver: Callable[[CallEvent], None]) -> Call:
+        """The answer and receipt the key's first call produced, delivered at once; nothing runs or is charged."""
+        receipt = self.receipts.get(claim.replay_of)
+        stored = receipt.request or {}
+        call = Call(receipt.id, served, key, receipt.prompt_tokens, request, Reservation(None, 0), deliver,
+                    created=receipt.created_at, claim=claim, replayed=True)
+        if stored.get("completion"):
+            deliver(CallEvent("text", stored["completion"]))
+        deliver(CallEvent("done", finish_reason=stored.get("finish_reason"), receipt=receipt))
         return call
 
     def complete(self, **kwargs) -> tuple[str, Receipt, str]:
@@ -173,16 +216,19 @@ class Serving:
             self._writer.submit(self._settle, call, event)
 
     def _settle(self, call: Call, event: GenerationEvent) -> None:
+        outcome = None
         try:
             if event.error is not None:  # the node failed the call: no receipt, no charge
                 outcome = CallEvent("error", error=event.error)
             else:
                 attributing = self.settings.attribution and call.model.adapter is not None
+                bind = (lambda conn, receipt_id: self.claims.attach(conn, call.claim, receipt_id)) \
+                    if call.claim is not None else None
                 receipt = self.receipts.write(Completed(
                     call.id, call.key.consumer if call.key else None, call.model, call.prompt_tokens,
                     event.completion_tokens,
                     {**call.request, "completion": "".join(call.text), "finish_reason": event.finish_reason},
-                ), attributing=attributing)
+                ), attributing=attributing, bind=bind)
                 if attributing and self.attribution is not None:
                     self.attribution.submit(receipt.id)
                 outcome = CallEvent("done", finish_reason=event.finish_reason, receipt=receipt)
@@ -194,16 +240,29 @@ class Serving:
         finally:
             # before the client hears the end: its next call must find the budget and the slot free
             self._release(call)
+            if call.claim is not None:  # a call that wrote no receipt gives its key back for a retry
+                self.claims.finished(call.claim, failed=outcome is None or outcome.kind == "error")
         call.deliver(outcome)
 
     def _release(self, call: Call) -> None:
+        with self._counting:
+            self.in_flight -= 1
         self.budget.release(call.reservation)
         if call.key is not None:
             self.limits.release(call.key.prefix)
+
+    def status(self) -> dict:
+        """What a gateway routes by: the resident base model, the adapters warm in each tier, calls running."""
+        engine = self._engine
+        warm = engine.warm_adapters() if engine is not None else {"device": [], "host": []}
+        return {"instance": self.claims.instance, "base_model": self.catalog.configured_base or None,
+                "engine_loaded": engine is not None, "warm": warm, "in_flight": self.in_flight,
+                "max_batch": self.settings.max_batch}
 
     def close(self) -> None:
         if self._engine is not None:
             self._engine.close()
         self._writer.shutdown(wait=True)
+        self.claims.close()
         if self.attribution is not None:
             self.attribution.close()

@@ -296,6 +296,20 @@ Index("ix_receipts_epoch_state", receipts.c.epoch, receipts.c.state)
 Index("ix_receipts_consumer", receipts.c.consumer)
 Index("ix_receipts_model", receipts.c.model_id)
 
+# One row per idempotency key a serving call carried: which serving process holds it (renewing its
+# lease while the call runs) and, once written, the one receipt it produced. Nodes sharing this
+# database therefore write at most one receipt per key, however often a gateway or client retries.
+serving_claims = Table(
+    "serving_claims",
+    metadata,
+    Column("key_sha256", String(64), primary_key=True),  # sha256 of (consumer, Idempotency-Key)
+    Column("request_sha256", String(64), nullable=False),  # the call it was first used for
+    Column("instance", String(64), nullable=False),  # the serving process holding the claim
+    Column("receipt_id", String(64), nullable=True, unique=True),  # NULL while the call runs
+    Column("lease_until", BigInteger, nullable=False),  # after this, a claim without receipt may be taken over
+    Column("created_at", BigInteger, nullable=False),
+)
+
 # Consumer API keys: bearer tokens (`sk-lgr-...`, stored as sha256) bound to an account and to the
 # escrow spending cap it signed for one epoch (consumer, settler, epoch, cap, deadline, signature),
 # which the epoch close submits to PaymentEscrow.settleEpoch.

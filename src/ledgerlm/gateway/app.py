@@ -1,0 +1,268 @@
+"""The gateway's ASGI app: OpenAI-compatible routes forwarded to serving nodes, health checks and failover.
+
+A completion goes to the node `RoutingTable.order` ranks first. It moves on to the next node only
+when the node cannot have answered it: the connection was refused, or the node answered a 5xx
+error (a failed call writes no receipt). When a node goes silent after taking the request, the
+same `Idempotency-Key` (the client's, or one the gateway makes) goes with the retry, so the nodes'
+shared claims replay the first answer instead of charging twice. Once a streamed answer has
+started, it is never retried: a node lost mid-stream ends the stream with an error event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from ledgerlm import __version__
+from ledgerlm.api.limits import BodyLimit, RequestTooLarge
+from ledgerlm.gateway.routing import RoutingTable, ServingNode
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+NODE_HEADER = "X-Ledgerlm-Node"
+# what a client's request carries to the node, and a node's answer back
+REQUEST_HEADERS = ("authorization", "content-type", "accept", "x-ledgerlm-read")
+RESPONSE_HEADERS = ("content-type", "x-ledgerlm-receipt", "idempotent-replayed", "retry-after")
+RETRYABLE_STATUS = (500, 502, 503, 504)
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    nodes: tuple[str, ...]
+    health_interval: float = 2.0  # seconds between status checks of every node
+    failover_wait: float = 30.0  # most seconds to wait for a claim held by a node that went silent
+    connect_timeout: float = 2.0
+    read_timeout: float = 300.0  # a node that sends no answer head in this long is taken as lost
+
+
+def _error(status: int, message: str, field: str | None = None, **headers) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": {"type": "GatewayError", "message": message,
+                                                               "field": field}}, headers=headers or None)
+
+
+def _node_error(response: httpx.Response) -> str:
+    try:
+        return response.json()["error"]["message"]
+    except Exception:
+        return response.text[:200] or response.reason_phrase
+
+
+class Gateway:
+    """The node table, its health checks, and forwarding with failover."""
+
+    def __init__(self, settings: GatewaySettings):
+        if not settings.nodes:
+            raise ValueError("a gateway needs at least one serving node (--node URL)")
+        self.settings = settings
+        self.table = RoutingTable([ServingNode(url.rstrip("/")) for url in settings.nodes])
+        self.signing_domain: dict | None = None  # the deployment every node must sign for
+        self.client: httpx.AsyncClient | None = None
+        self.requests = 0
+        self.failovers = 0
+
+    async def start(self) -> None:
+        self.client = httpx.AsyncClient(timeout=httpx.Timeout(self.settings.read_timeout,
+                                                               connect=self.settings.connect_timeout),
+                                        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100))
+        await self.check_all()
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+
+    # ------------------------------------------------------------------ health
+
+    async def check_all(self) -> None:
+        await asyncio.gather(*(self.check(node) for node in self.table.nodes))
+
+    async def check(self, node: ServingNode) -> None:
+        try:
+            response = await self.client.get(f"{node.url}/serving/status",
+                                             timeout=max(1.0, min(5.0, self.settings.health_interval)))
+            response.raise_for_status()
+            status = response.json()
+        except Exception as exc:
+            node.up, node.error = False, f"status check failed: {type(exc).__name__}: {exc}"
+            node.checked_at = time.time()
+            return
+        node.checked_at = time.time()
+        domain = status.get("signing_domain")
+        if self.signing_domain is None:
+            self.signing_domain = domain
+        if domain != self.signing_domain:
+            # receipts and keys of another deployment would not be recognised here
+            node.up, node.error = False, f"signs for another deployment ({domain}), not {self.signing_domain}"
+            return
+        warm = status.get("warm") or {}
+        node.instance, node.base_model = status.get("instance"), status.get("base_model")
+        node.engine_loaded = bool(status.get("engine_loaded"))
+        node.device, node.host = tuple(warm.get("device", ())), tuple(warm.get("host", ()))
+        node.node_in_flight = int(status.get("in_flight", 0))
+        node.up, node.error = True, None
+
+    async def watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.health_interval)
+            await self.check_all()
+
+    def lost(self, node: ServingNode, reason: str) -> None:
+        node.up, node.error, node.failures = False, reason, node.failures + 1
+
+    # ------------------------------------------------------------------ forwarding
+
+    async def forward(self, request: Request, path: str) -> Response:
+        """POST a completion to the best node, failing over while no node can have answered it."""
+        try:
+            body = await request.body()
+        except RequestTooLarge as exc:
+            return _error(413, exc.detail, "body")
+        try:
+            payload = json.loads(body)
+            model = payload["model"]
+            if not isinstance(model, str):
+                raise TypeError
+        except Exception:
+            return _error(422, "the body must be a JSON object with a string `model`", "model")
+        stream = bool(payload.get("stream"))
+        key = request.headers.get(IDEMPOTENCY_HEADER) or "gw-" + uuid.uuid4().hex
+        headers = {k: v for k, v in request.headers.items() if k.lower() in REQUEST_HEADERS}
+        headers[IDEMPOTENCY_HEADER] = key
+        self.requests += 1
+        deadline = time.monotonic() + self.settings.failover_wait
+        refused: list[str] = []
+        silent = False  # a node took the request and went quiet: it may hold the key's claim
+        for attempt, node in enumerate(self.table.order(model)):
+            if attempt:
+                self.failovers += 1
+            while True:
+                node.in_flight += 1
+                try:
+                    upstream = await self.client.send(
+                        self.client.build_request("POST", node.url + path, content=body, headers=headers),
+                        stream=True)
+                except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                    node.in_flight -= 1
+                    self.lost(node, f"connection failed: {type(exc).__name__}")
+                    refused.append(f"{node.url}: connection failed")
+                    break
+                except httpx.TransportError as exc:
+                    node.in_flight -= 1
+                    self.lost(node, f"no answer: {type(exc).__name__}")
+                    refused.append(f"{node.url}: no answer ({type(exc).__name__})")
+                    silent = True
+                    break
+                retry_after = upstream.headers.get("retry-after")
+                if upstream.status_code == 409 and silent and retry_after and retry_after.isdigit():
+                    # the silent node's claim on the key: wait for its answer, or for its lease to lapse
+                    wait = min(float(retry_after) + 0.5, deadline - time.monotonic())
+                    if wait > 0:
+                        await upstream.aclose()
+                        node.in_flight -= 1
+                        await asyncio.sleep(wait)
+                        continue
+                if upstream.status_code in RETRYABLE_STATUS:
+                    await upstream.aread()
+                    await upstream.aclose()
+                    node.in_flight -= 1
+                    node.failures += 1
+                    refused.append(f"{node.url}: {upstream.status_code} {_node_error(upstream)}")
+                    break
+                node.routed += 1
+                out = {k: v for k, v in upstream.headers.items() if k.lower() in RESPONSE_HEADERS}
+                out.update({NODE_HEADER: node.url, IDEMPOTENCY_HEADER: key})
+                if stream and upstream.headers.get("content-type", "").startswith("text/event-stream"):
+                    return StreamingResponse(self._passthrough(upstream, node), status_code=upstream.status_code,
+                                             headers=out)
+                try:
+                    content = await upstream.aread()
+                except httpx.TransportError as exc:  # lost before the whole answer came: the key replays it
+                    self.lost(node, f"answer cut off: {type(exc).__name__}")
+                    refused.append(f"{node.url}: answer cut off")
+                    silent = True
+                    break
+                finally:
+                    await upstream.aclose()
+                    node.in_flight -= 1
+                return Response(content, status_code=upstream.status_code, headers=out)
+        return _error(503, "no serving node could take the request: " + "; ".join(refused), "model",
+                      **{IDEMPOTENCY_HEADER: key})
+
+    async def _passthrough(self, upstream: httpx.Response, node: ServingNode):
+        """The node's event stream as it comes; a node lost mid-stream ends it with an error event, not a retry."""
+        try:
+            async for chunk in upstream.aiter_raw():
+                yield chunk
+        except httpx.TransportError as exc:
+            self.lost(node, f"stream cut off: {type(exc).__name__}")
+            error = {"type": "GatewayError", "field": "model",
+                     "message": f"the serving node {node.url} was lost mid-answer; what was generated is charged"}
+            yield f"\n\ndata: {json.dumps({'error': error})}\n\n".encode()
+        finally:
+            await upstream.aclose()
+            node.in_flight -= 1
+
+    async def get(self, path: str) -> Response:
+        """A read (the model list) from the first node that answers."""
+        for node in self.table.order(""):
+            try:
+                upstream = await self.client.get(node.url + path)
+            except httpx.TransportError as exc:
+                self.lost(node, f"connection failed: {type(exc).__name__}")
+                continue
+            out = {k: v for k, v in upstream.headers.items() if k.lower() in RESPONSE_HEADERS}
+            return Response(upstream.content, status_code=upstream.status_code, headers={**out, NODE_HEADER: node.url})
+        return _error(503, "no serving node answered", None)
+
+    def status(self) -> dict:
+        return {"ledgerlm": __version__, "signing_domain": self.signing_domain, "requests": self.requests,
+                "failovers": self.failovers, "nodes": [n.to_dict() for n in self.table.nodes]}
+
+
+def create_gateway_app(settings: GatewaySettings) -> FastAPI:
+    gateway = Gateway(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await gateway.start()
+        watcher = asyncio.create_task(gateway.watch())
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            await gateway.close()
+
+    app = FastAPI(title="ledgerlm gateway", version=__version__, lifespan=lifespan,
+                  description="OpenAI-compatible routes in front of several ledgerlm serving nodes.")
+    app.add_middleware(BodyLimit)
+    app.state.gateway = gateway
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        return await gateway.forward(request, "/v1/chat/completions")
+
+    @app.post("/v1/completions")
+    async def completions(request: Request):
+        return await gateway.forward(request, "/v1/completions")
+
+    @app.get("/v1/models")
+    async def models():
+        return await gateway.get("/v1/models")
+
+    @app.get("/v1/models/{model_id}")
+    async def model(model_id: str):
+        return await gateway.get(f"/v1/models/{quote(model_id, safe='')}")
+
+    @app.get("/gateway/status")
+    async def status():
+        """Every node: up or why not, what it has warm, requests open and routed; failovers so far."""
+        return gateway.status()
+
+    return app

@@ -1,0 +1,200 @@
+"""The gateway in front of two real serving processes sharing one database: requests for an adapter go
+to the node that has it warm, a killed node's traffic fails over, streams pass through, and a request
+retried on another node with the same Idempotency-Key is answered from the first receipt, not charged twice."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from ledgerlm.config import Home
+from ledgerlm.gateway import GatewaySettings, create_gateway_app, rendezvous_weight
+from ledgerlm.serving.claims import IdempotencyClaims, IdempotencyConflict
+from ledgerlm.store import Database
+from ledgerlm.store.schema import receipts, serving_claims
+
+from .conftest import free_port, served
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+ASK = {"messages": [{"role": "user", "content": "What colour is the gull?"}], "max_tokens": 6, "temperature": 0}
+
+
+@dataclass
+class Cluster:
+    nodes: dict[str, subprocess.Popen]  # url -> process
+    gateway: str
+    db: Database
+    key: str
+
+    def receipts_with(self, receipt_id: str) -> int:
+        with self.db.connect() as conn:
+            return conn.execute(select(func.count()).select_from(receipts).where(receipts.c.id == receipt_id)).scalar()
+
+    def receipt_count(self) -> int:
+        with self.db.connect() as conn:
+            return conn.execute(select(func.count()).select_from(receipts)).scalar()
+
+    def status(self) -> dict:
+        return {n["url"]: n for n in httpx.get(f"{self.gateway}/gateway/status", timeout=10).json()["nodes"]}
+
+    def wait_for(self, check, what: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not check(self.status()):
+            assert time.monotonic() < deadline, f"the gateway never saw {what}"
+            time.sleep(0.1)
+
+
+def _start_node(home: Home, port: int) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.Popen([sys.executable, "-m", "ledgerlm", "--home", str(home.root), "serve", "--port",
+                             str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def cluster(world, tmp_path_factory):
+    """Two nodes of one deployment (copies of one home: same key, same contracts), whose second one uses the
+    first one's database, as nodes sharing PostgreSQL do; and the gateway in front of both."""
+    root = tmp_path_factory.mktemp("gateway")
+    homes = []
+    for name in ("a", "b"):
+        home = Home(root / name)
+        shutil.copytree(world.spare, home.root)
+        config = home.load_config()
+        config.torch_threads = 1
+        config.serving_attribution = False
+        config.serving_claim_lease_seconds = 3
+        config.database_url = f"sqlite:///{homes[0].database_path}" if homes else ""
+        home.save_config(config)
+        homes.append(home)
+    ports = [free_port(), free_port()]
+    processes = {f"http://127.0.0.1:{p}": _start_node(h, p) for h, p in zip(homes, ports)}
+    try:
+        deadline = time.monotonic() + 180
+        for url, process in processes.items():
+            while True:
+                try:
+                    if httpx.get(f"{url}/serving/status", timeout=5).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert process.poll() is None and time.monotonic() < deadline, f"{url} did not come up"
+                time.sleep(0.25)
+        settings = GatewaySettings(tuple(processes), health_interval=0.3, failover_wait=20)
+        with served(None, app=create_gateway_app(settings)) as gateway:
+            yield Cluster(processes, gateway, Database.at(homes[0].database_path), world.key)
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def ask(url: str, key: str, model: str, idempotency: str | None = None, **extra) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}"}
+    if idempotency:
+        headers["Idempotency-Key"] = idempotency
+    return httpx.post(f"{url}/v1/chat/completions", headers=headers, json={"model": model, **ASK, **extra},
+                      timeout=120)
+
+
+def test_requests_for_an_adapter_go_to_the_node_that_has_it_warm(cluster):
+    by_hash = max(cluster.nodes, key=lambda url: rendezvous_weight(url, "facts-a"))
+    other = next(url for url in cluster.nodes if url != by_hash)
+    # warm facts-a on the node hashing would NOT pick: from then on the gateway must prefer it
+    assert ask(other, cluster.key, "facts-a").status_code == 200
+    cluster.wait_for(lambda s: "facts-a" in s[other]["warm"]["device"], "facts-a warm")
+    for _ in range(3):
+        response = ask(cluster.gateway, cluster.key, "facts-a")
+        assert response.status_code == 200, response.text
+        assert response.headers["X-Ledgerlm-Node"] == other
+    # a model warm nowhere goes where consistent hashing puts it
+    cold = ask(cluster.gateway, cluster.key, "facts-b")
+    assert cold.status_code == 200
+    assert cold.headers["X-Ledgerlm-Node"] == max(cluster.nodes, key=lambda url: rendezvous_weight(url, "facts-b"))
+
+
+def test_a_retry_on_another_node_gets_the_first_answer_and_no_second_receipt(cluster):
+    before = cluster.receipt_count()
+    first = ask(cluster.gateway, cluster.key, "facts-a", idempotency="order-7")
+    assert first.status_code == 200, first.text
+    served_by = first.headers["X-Ledgerlm-Node"]
+    receipt = first.json()["x_ledgerlm_receipt"]
+    other = next(url for url in cluster.nodes if url != served_by)
+    again = ask(other, cluster.key, "facts-a", idempotency="order-7")  # as a gateway's retry would
+    assert again.status_code == 200, again.text
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["x_ledgerlm_receipt"]["id"] == receipt["id"]
+    assert again.json()["choices"][0]["message"] == first.json()["choices"][0]["message"]
+    assert cluster.receipts_with(receipt["id"]) == 1
+    assert cluster.receipt_count() == before + 1
+    changed = ask(other, cluster.key, "facts-a", idempotency="order-7", max_tokens=3)
+    assert changed.status_code == 422 and changed.json()["error"]["field"] == "idempotency_key"
+
+
+def test_a_stream_passes_through_whole_with_its_receipt(cluster):
+    whole = ask(cluster.gateway, cluster.key, "facts-b").json()
+    chunks, receipt = [], None
+    with httpx.stream("POST", f"{cluster.gateway}/v1/chat/completions", timeout=120,
+                      headers={"Authorization": f"Bearer {cluster.key}"},
+                      json={"model": "facts-b", "stream": True, **ASK}) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                import json
+
+                data = json.loads(line[6:])
+                chunks.append(data["choices"][0]["delta"].get("content", ""))
+                receipt = data.get("x_ledgerlm_receipt", receipt)
+    assert "".join(chunks) == whole["choices"][0]["message"]["content"]
+    assert receipt is not None and cluster.receipts_with(receipt["id"]) == 1
+
+
+def test_a_killed_node_fails_over_and_is_marked_down(cluster):
+    warm = next(url for url, n in cluster.status().items() if "facts-a" in n["warm"]["device"])
+    cluster.nodes[warm].send_signal(signal.SIGKILL)
+    cluster.nodes[warm].wait(timeout=30)
+    before = cluster.receipt_count()
+    response = ask(cluster.gateway, cluster.key, "facts-a", idempotency="after-kill")
+    assert response.status_code == 200, response.text
+    assert response.headers["X-Ledgerlm-Node"] != warm
+    assert cluster.receipt_count() == before + 1
+    cluster.wait_for(lambda s: not s[warm]["up"], "the killed node down")
+
+
+def test_a_claim_whose_node_died_lapses_and_its_late_receipt_is_refused(tmp_path):
+    """The database invariant under a gateway's retries: one receipt per key, whoever finishes."""
+    db = Database.at(tmp_path / "claims.db")
+    db.upgrade()
+    dead, alive = IdempotencyClaims(db, lease_seconds=3), IdempotencyClaims(db, lease_seconds=3)
+    request = {"model": "m", "prompt": "p"}
+    held = dead.claim("k", "0xabc", request)
+    with pytest.raises(IdempotencyConflict) as busy:
+        alive.claim("k", "0xabc", request)
+    assert busy.value.retry_after and busy.value.status == 409
+    assert alive.claim("k", "0xother", request).replay_of is None  # another consumer's key is another key
+    with db.begin() as conn:  # the dead node stopped renewing: its lease runs out
+        conn.execute(serving_claims.update().values(lease_until=int(time.time()) - 1))
+    taken = alive.claim("k", "0xabc", request)
+    with db.begin() as conn:
+        alive.attach(conn, taken, "lgr-retry")
+    with pytest.raises(IdempotencyConflict), db.begin() as conn:
+        dead.attach(conn, held, "lgr-late")
+    assert alive.claim("k", "0xabc", request).replay_of == "lgr-retry"
+    dead.close()
+    alive.close()
+    db.close()
