@@ -53,6 +53,8 @@ class NodeConfig:
     serving_requests_per_minute: int = 120  # per API key
     serving_max_concurrent: int = 8  # calls running at once per API key
     serving_attribution: bool = True  # attribute every answer of a fine-tuned model
+    serving_engine: str = "builtin"  # builtin | vllm | auto (vLLM where it imports and CUDA is present)
+    serving_max_lora_rank: int = 64  # vLLM reserves LoRA memory for adapters up to this rank
     serving_claim_lease_seconds: int = 30  # an idempotency claim whose node stopped renewing it lapses after this
     extra: dict = field(default_factory=dict)
 
@@ -180,7 +182,8 @@ class Home:
         for name in ("chain_id", "max_upload_bytes", "storage_quota_bytes", "max_signature_ttl_seconds", "port", "round_commit_seconds", "round_reveal_seconds",
                      "validators_per_contribution", "settle_chunk_size", "serving_max_batch",
                      "serving_device_adapters", "serving_host_adapters", "serving_default_max_tokens",
-                     "serving_requests_per_minute", "serving_max_concurrent", "serving_claim_lease_seconds"):
+                     "serving_requests_per_minute", "serving_max_concurrent", "serving_claim_lease_seconds",
+                     "serving_max_lora_rank"):
             if not isinstance(getattr(config, name), int) or getattr(config, name) <= 0:
                 raise ConfigError(f"{self.config_path}: {name} must be a positive integer", field=name)
         if not isinstance(config.torch_threads, int) or config.torch_threads < 0:
@@ -196,6 +199,9 @@ class Home:
                 S3Location.parse(config.blobs)
             except BlobError as exc:
                 raise ConfigError(f"{self.config_path}: {exc.message}", field="blobs") from exc
+        if config.serving_engine not in ("builtin", "vllm", "auto"):
+            raise ConfigError(f"{self.config_path}: serving_engine must be builtin, vllm or auto, not "
+                              f"{config.serving_engine!r}", field="serving_engine")
         if not str(config.serving_base_price).isdigit():
             raise ConfigError(f"{self.config_path}: serving_base_price must be a whole number of base units",
                               field="serving_base_price")

@@ -379,9 +379,16 @@ class Node:
                 return attributor.attribute(prompt, answer)
 
         def load_engine(base_name: str):
+            from ledgerlm.serving.vllm_engine import VllmEngine, VllmSettings, serving_engine_kind
+
+            base = get_model(self.home.models, base_name)
+            if serving_engine_kind(c.serving_engine) == "vllm":
+                return VllmEngine.load(base, VllmSettings(
+                    max_batch=settings.max_batch, device_adapters=settings.device_adapters,
+                    host_adapters=settings.host_adapters, max_lora_rank=c.serving_max_lora_rank))
             engine_settings = EngineSettings(max_batch=settings.max_batch, device_adapters=settings.device_adapters,
                                              host_adapters=settings.host_adapters)
-            return Engine.load(get_model(self.home.models, base_name), settings=engine_settings)
+            return Engine.load(base, settings=engine_settings)
 
         serving = Serving(
             Catalog(self.factory, self.home.models, configured_base=settings.base_model,

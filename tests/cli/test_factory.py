@@ -119,3 +119,25 @@ def test_cancel_and_resume_a_detached_job(cli, tiny_dir, tmp_path):
         assert node.factory.wait(queued["id"], timeout=300).state == "stopped"
     after = cli.json("factory", "job", queued["id"])["progress"] or {"step": 0}
     assert after["step"] >= before["step"]  # resumed from its checkpoint, not from step 0
+
+
+@pytest.mark.slow
+def test_train_on_two_processes_through_the_cli(cli, tiny_dir, tmp_path):
+    """`factory train --gpus 2` on a CPU host: two gloo processes under torchrun, then the same evaluation,
+    lineage and attribution index as a one-process job; the process count stays out of the lineage."""
+    cli.json("models", "register", "tiny", tiny_dir)
+    schema = {"type": "object", "properties": {"question": {"type": "string"}, "answer": {"type": "string"}},
+              "required": ["question", "answer"]}
+    (tmp_path / "schema.json").write_text(json.dumps(schema))
+    (tmp_path / "facts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in FACTS))
+    cli("datanet", "create", "colours", "--as", "alice", "--schema", tmp_path / "schema.json")
+    cli("datanet", "contribute", "colours", tmp_path / "facts.jsonl", "--as", "bob")
+    cli("datanet", "accept", "--all-pending", "colours", "--as", "alice")
+    cli("datanet", "publish", "colours", "--as", "alice")
+    cli.fails("factory", "train", *TRAIN, "--gpus", "0", "--as", "carol", match="processes")
+    model = cli.json("factory", "train", *TRAIN, "--gpus", "2", "--name", "colours-two", "--as", "carol")
+    assert model["lineage_ok"] and model["metrics"]["train"]["steps"] == 3
+    assert "processes" not in model["card"]["config"]
+    assert model["metrics"]["attribution"].get("indexed_examples", 0) > 0
+    job = cli.json("factory", "jobs")[0]
+    assert job["config"]["processes"] == 2 and job["state"] == "done"

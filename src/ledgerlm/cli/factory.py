@@ -123,6 +123,10 @@ def train(
         None, help="Held-out fraction for the before/after evaluation \\[default: 0.1]."),
     seed: int | None = typer.Option(None, help="Seed for the split, the shuffle and initialisation \\[default: 0]."),
     max_steps: int | None = typer.Option(None, help="Stop after this many optimizer steps."),
+    gpus: int = typer.Option(1, "--gpus", help="Train data-parallel on this many processes under torchrun, one per "
+                                               "GPU (on a CPU host: processes with the gloo backend); the adapter "
+                                               "is the one a single process trains, and checkpoints resume at "
+                                               "any count."),
     detach: bool = typer.Option(False, "--detach", help="Return once queued (needs a running node)."),
     pay: str | None = typer.Option(
         None, "--pay", help="Most LGR you agree to pay from escrow for a priced private Datanet version (signs a "
@@ -136,7 +140,7 @@ def train(
     request = {
         "model_id": name or f"{datanet}-v{version}-{method or 'lora'}",
         "datanet": datanet, "version": version, "base": base,
-        "config": _config(locals()),
+        "config": {**_config(locals()), **({"processes": gpus} if gpus != 1 else {})},
     }
     job = s.client().factory.train(account, request, pay=None if pay is None else parse_amount(pay, field="pay"))
     if detach:

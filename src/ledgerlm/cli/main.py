@@ -76,6 +76,10 @@ def serve(
     config = s.home.load_config()
     host = host or config.host
     port = port or config.port
+    if config.serving_engine != "builtin":  # a host that cannot run vLLM says so now, not at the first call
+        from ledgerlm.serving.vllm_engine import serving_engine_kind
+
+        console.print(f"serving engine: {serving_engine_kind(config.serving_engine)}")
     record = s.home.running_path
     record.write_text(json.dumps({"url": f"http://{host}:{port}", "pid": os.getpid()}))
     try:

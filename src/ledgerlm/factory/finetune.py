@@ -48,12 +48,22 @@ def fine_tune(
     generate: bool = True,
     max_generate: int | None = 64,
     device: str | None = None,
+    processes: int = 1,
 ) -> FineTuneResult:
-    """Train an adapter, evaluate it before/after on the held-out split and write lineage.json."""
+    """Train an adapter, evaluate it before/after on the held-out split and write lineage.json.
+
+    With `processes` > 1 the training runs data-parallel under torchrun (`distributed.launch`); the
+    per-example gradient hooks run in one process only, so they are not passed on."""
     out_dir = Path(out_dir)
-    result = train(base, records, config, out_dir, progress=progress, resume=resume,
-                   should_stop=should_stop, on_batch_end=on_batch_end, capture_batch=capture_batch,
-                   device=device)
+    if processes > 1:
+        from ledgerlm.factory.distributed import launch
+
+        result = launch(base, records, config, out_dir, processes=processes, progress=progress, resume=resume,
+                        should_stop=should_stop, device=device)
+    else:
+        result = train(base, records, config, out_dir, progress=progress, resume=resume,
+                       should_stop=should_stop, on_batch_end=on_batch_end, capture_batch=capture_batch,
+                       device=device)
     if result.stopped:
         return FineTuneResult(out_dir, result, None, None, None)
     curve = loss_curve_png(result.history, out_dir / LOSS_CURVE_FILE, title=f"{model_id}: loss")

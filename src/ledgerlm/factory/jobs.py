@@ -31,6 +31,10 @@ TERMINAL = ("stopped", "failed", "done")
 DEFAULT_FEE_POLICY = {"node_bps": 500, "developer_bps": 4000, "contributors_bps": 4500, "validators_bps": 1000}
 
 
+# Settings of a job that do not change the trained adapter.
+JOB_SETTINGS = ("processes",)
+
+
 class TrainRequest(BaseModel):
     """What a developer asks for: which data, which base model, which hyper-parameters."""
 
@@ -49,15 +53,25 @@ class TrainRequest(BaseModel):
 
     def train_config(self) -> TrainConfig:
         known = {f.name for f in fields(TrainConfig)}
-        unknown = sorted(set(self.config) - known)
+        unknown = sorted(set(self.config) - known - set(JOB_SETTINGS))
         if unknown:
             raise FactoryError(f"unknown training setting(s): {', '.join(unknown)}", field=unknown[0])
-        values = dict(self.config)
+        self.processes()
+        values = {k: v for k, v in self.config.items() if k not in JOB_SETTINGS}
         if values.get("target_modules") is not None:
             values["target_modules"] = tuple(values["target_modules"])
         config = TrainConfig(**values)
         config.validate()
         return config
+
+    def processes(self) -> int:
+        """Data-parallel processes to train on (one per GPU): how the job runs, not what it learns, so it is
+        signed with the request but left out of the training config and its lineage hash."""
+        processes = self.config.get("processes", 1)
+        if not isinstance(processes, int) or isinstance(processes, bool) or not 1 <= processes <= 64:
+            raise FactoryError(f"processes must be a whole number from 1 to 64, not {processes!r}",
+                               field="processes")
+        return processes
 
     def config_hash(self) -> str:
         return "0x" + hashlib.sha256(orjson.dumps(self.config, option=orjson.OPT_SORT_KEYS)).hexdigest()
@@ -265,13 +279,17 @@ class ModelFactory:
             records = list(self.datanets.iter_version(job.datanet, job.version))
             config = request.train_config()
             observer = self.observe_training(config) if self.observe_training else None
+            processes = request.processes()
+            # per-example features are collected in one process; several build the index in a pass after
+            collect = observer is not None and processes == 1
             result = fine_tune(
                 base, records, config, out_dir, model_id=job.model_id,
                 datanet_roots=[version.root], progress=progress,
                 resume=has_checkpoint(out_dir),
                 should_stop=lambda: job.id in self._cancel or self._closing,
-                on_batch_end=observer.on_batch_end if observer else None,
-                capture_batch=observer.capture_batch if observer else None,
+                on_batch_end=observer.on_batch_end if collect else None,
+                capture_batch=observer.capture_batch if collect else None,
+                processes=processes,
             )
         except Exception as exc:  # a failed job reports why; the node keeps serving
             self._set(job.id, state="failed", error=f"{type(exc).__name__}: {exc}")

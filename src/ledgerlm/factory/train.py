@@ -14,6 +14,10 @@ Attribution hook: pass `on_batch_end`; each training micro-batch then runs insid
 `capture_lora_grads` (or inside `capture_batch(model, batch, epoch)` when given, e.g. one that
 projects the gradients as it goes) and the callback receives a `BatchEnd` with the batch, what the
 capture collected and the factor the training loss applied to it (see `grads.py`).
+
+Run under torch.distributed (`distributed.py` launches it with torchrun), each rank trains on its
+share of every step's examples and the gradients are summed before the step, so the steps, the
+checkpoints and the adapter are those of one process.
 """
 
 from __future__ import annotations
@@ -322,6 +326,10 @@ def train(
             f"{out_dir} already holds a training run; resume it or choose another output directory",
             field="out_dir", status=409,
         )
+    rank, world = data_parallel()
+    if world > 1 and on_batch_end is not None:
+        raise FactoryError("per-example gradient features are collected in one process; train on one process "
+                           "or build the attribution index after training", field="processes")
     dev = pick_device(device)
     tokenizer = load_tokenizer(base)
     data = build_training_data(records, tokenizer, config.max_len, config.eval_split, config.seed)
@@ -355,8 +363,13 @@ def train(
     while step < total_steps:
         epoch = step // steps_per_epoch
         micro_examples = step_examples(data, config, epoch, step % steps_per_epoch)
+        if world > 1:  # this rank's share of the step; the loss still divides by the whole step's tokens
+            n_labelled = sum(micro_batch(m, config.max_len, data.pad_id).n_label_tokens for m in micro_examples)
+            mine = [e for m in micro_examples for e in m][rank::world]
+            micro_examples = [mine[j:j + config.batch_size] for j in range(0, len(mine), config.batch_size)]
         micro_batches = [micro_batch(m, config.max_len, data.pad_id).to(dev) for m in micro_examples]
-        n_labelled = sum(b.n_label_tokens for b in micro_batches)
+        if world == 1:
+            n_labelled = sum(b.n_label_tokens for b in micro_batches)
         step_loss = 0.0
         for i, batch in enumerate(micro_batches):
             capture = ((capture_batch or _exact_grads)(model, batch, epoch) if on_batch_end
@@ -373,6 +386,9 @@ def train(
             step_loss += loss.item()
             if on_batch_end:
                 on_batch_end(BatchEnd(step, epoch, batch, grads, 1.0 / n_labelled, model))
+        step_tokens = sum(b.n_tokens for b in micro_batches)
+        if world > 1:
+            step_loss, step_tokens = sum_over_ranks(trainable, step_loss, step_tokens)
         if config.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
         lr = _lr_at(step, total_steps, config)
@@ -382,7 +398,6 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         step += 1
 
-        step_tokens = sum(b.n_tokens for b in micro_batches)
         tokens_seen += step_tokens
         session_tokens += step_tokens
         elapsed = time.perf_counter() - started
@@ -395,7 +410,10 @@ def train(
                 tokens_seen=tokens_seen,
             ))
         stopped = step < total_steps and should_stop is not None and should_stop()
-        if step % every == 0 or step == total_steps or stopped:
+        if world > 1:
+            stopped = any_rank(stopped, dev)  # every rank stops at the same step
+        if (step % every == 0 or step == total_steps or stopped) and rank == 0:
+            # every rank holds the same weights and optimizer state: one writer, any process count resumes
             _save_checkpoint(out_dir, model, optimizer, step, history, tokens_seen,
                              seconds + (time.perf_counter() - started), config, data_sha256,
                              keep_checkpoints)
@@ -409,10 +427,50 @@ def train(
         train_indices=data.train_indices, eval_indices=data.eval_indices,
         truncated=data.truncated, dropped=data.dropped, model=model.eval(),
     )
-    if not stopped:
-        model.save_pretrained(out_dir, safe_serialization=True)
-    _write_json(out_dir / TRAINING_FILE, result.to_dict())
+    if rank == 0:
+        if not stopped:
+            model.save_pretrained(out_dir, safe_serialization=True)
+        _write_json(out_dir / TRAINING_FILE, result.to_dict())
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()  # no rank leaves before the adapter is written
     return result
+
+
+def data_parallel() -> tuple[int, int]:
+    """(rank, world size) of the torch.distributed group this process trains in; (0, 1) alone."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def sum_over_ranks(trainable, step_loss: float, step_tokens: int) -> tuple[float, int]:
+    """Sum the ranks' gradients (each already divided by the whole step's tokens), loss and token count,
+    in one all-reduce: afterwards every rank holds the gradient one process would have computed."""
+    import torch
+    import torch.distributed as dist
+
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in trainable]
+    flat = torch.cat([g.reshape(-1).float() for g in grads] +
+                     [torch.tensor([step_loss, float(step_tokens)], device=grads[0].device)])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    offset = 0
+    for p, g in zip(trainable, grads):
+        p.grad = flat[offset:offset + g.numel()].view_as(g).to(g.dtype)
+        offset += g.numel()
+    return float(flat[-2]), int(round(float(flat[-1])))
+
+
+def any_rank(flag: bool, device) -> bool:
+    import torch
+    import torch.distributed as dist
+
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
 
 
 def _exact_grads(model, batch: PackedBatch, epoch: int) -> AbstractContextManager:

@@ -127,8 +127,31 @@ class _Batch:
     mask: torch.Tensor | None = None
 
 
-class Engine:
+class PromptTokens:
+    """The prompt side every engine shares: the node's tokenizer and chat template make the ids, so each
+    engine sees the same tokens and receipts count the same prompt. Needs `tokenizer` and `context`."""
+
+    def chat_ids(self, messages: list[dict]) -> list[int]:
+        ids = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True,
+                                                 return_dict=False)
+        return list(ids)
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        return list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
+    def check_prompt(self, prompt_ids: list[int]) -> None:
+        if not prompt_ids:
+            raise ServingError("the prompt is empty", field="prompt")
+        if len(prompt_ids) >= self.context:
+            raise ServingError(
+                f"the prompt is {len(prompt_ids)} tokens; this model's context is {self.context} tokens "
+                f"(prompt and completion together)", field="messages")
+
+
+class Engine(PromptTokens):
     """Serves one base model and any number of LoRA adapters on it, continuously batched."""
+
+    kind = "builtin"
 
     def __init__(self, model, tokenizer, settings: EngineSettings | None = None):
         self.settings = settings or EngineSettings()
@@ -156,22 +179,6 @@ class Engine:
         return cls(load_base_model(base, pick_device(device)), load_tokenizer(base), settings)
 
     # ------------------------------------------------------------------ requests
-
-    def chat_ids(self, messages: list[dict]) -> list[int]:
-        ids = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True,
-                                                 return_dict=False)
-        return list(ids)
-
-    def prompt_ids(self, prompt: str) -> list[int]:
-        return list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
-
-    def check_prompt(self, prompt_ids: list[int]) -> None:
-        if not prompt_ids:
-            raise ServingError("the prompt is empty", field="prompt")
-        if len(prompt_ids) >= self.context:
-            raise ServingError(
-                f"the prompt is {len(prompt_ids)} tokens; this model's context is {self.context} tokens "
-                f"(prompt and completion together)", field="messages")
 
     def submit(self, prompt_ids: list[int], adapter: AdapterRef | None, params: SamplingParams,
                sink: Callable[[GenerationEvent], None] | None = None) -> Generation:

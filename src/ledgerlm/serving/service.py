@@ -130,22 +130,23 @@ class Serving:
         idempotency_key = check_key(idempotency_key)
         key = self.keys.authenticate(authorization)
         served = self.catalog.get(model)
-        engine = self.engine
-        ids = engine.chat_ids(messages) if messages is not None else engine.prompt_ids(prompt or "")
-        engine.check_prompt(ids)
-        room = engine.context - len(ids)
-        wanted = max_tokens or (self.settings.default_max_tokens if messages is not None else 16)
-        params = SamplingParams(max_tokens=min(wanted, room), temperature=1.0 if temperature is None else temperature,
-                                top_p=1.0 if top_p is None else top_p, seed=seed, stop=stop)
         request = {"messages": messages} if messages is not None else {"prompt": prompt}
         claim = None
-        if idempotency_key is not None:
+        if idempotency_key is not None:  # before the engine: a replay needs no model loaded
             claim = self.claims.claim(idempotency_key, key.consumer if key else None, {
-                "model": model, **request, "max_tokens": params.max_tokens, "temperature": params.temperature,
-                "top_p": params.top_p, "seed": seed, "stop": list(stop)})
+                "model": model, **request, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
+                "seed": seed, "stop": list(stop)})
             if claim.replay_of is not None:
                 return self._replay(claim, served, key, request, deliver)
         try:
+            engine = self.engine
+            ids = engine.chat_ids(messages) if messages is not None else engine.prompt_ids(prompt or "")
+            engine.check_prompt(ids)
+            room = engine.context - len(ids)
+            wanted = max_tokens or (self.settings.default_max_tokens if messages is not None else 16)
+            params = SamplingParams(max_tokens=min(wanted, room),
+                                    temperature=1.0 if temperature is None else temperature,
+                                    top_p=1.0 if top_p is None else top_p, seed=seed, stop=stop)
             return self._admit(served, key, model, ids, params, request, deliver, claim)
         except BaseException:
             if claim is not None:
@@ -256,7 +257,7 @@ class Serving:
         engine = self._engine
         warm = engine.warm_adapters() if engine is not None else {"device": [], "host": []}
         return {"instance": self.claims.instance, "base_model": self.catalog.configured_base or None,
-                "engine_loaded": engine is not None, "warm": warm, "in_flight": self.in_flight,
+                "engine_loaded": engine is not None, "engine": getattr(engine, "kind", None), "warm": warm, "in_flight": self.in_flight,
                 "max_batch": self.settings.max_batch}
 
     def close(self) -> None:
