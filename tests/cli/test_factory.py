@@ -25,11 +25,8 @@ def tiny_dir(tmp_path_factory) -> Path:
     return tiny_random_model(tmp_path_factory.mktemp("tiny") / "tiny", texts)
 
 
-def test_register_train_publish_attribute(cli, tiny_dir, tmp_path):
-    registered = cli.json("models", "register", "tiny", tiny_dir)
-    assert registered["name"] == "tiny" and registered["n_params"] > 0
-    cli.fails("models", "register", "tiny2", tmp_path, match="is not a Hugging Face model directory")
-
+def publish_colours(cli, tmp_path) -> None:
+    """The `colours` Datanet of FACTS: created by alice, contributed by bob, accepted and published as v1."""
     schema = {"type": "object", "properties": {"question": {"type": "string"}, "answer": {"type": "string"}},
               "required": ["question", "answer"]}
     (tmp_path / "schema.json").write_text(json.dumps(schema))
@@ -38,6 +35,14 @@ def test_register_train_publish_attribute(cli, tiny_dir, tmp_path):
     cli("datanet", "contribute", "colours", tmp_path / "facts.jsonl", "--as", "bob")
     cli("datanet", "accept", "--all-pending", "colours", "--as", "alice")
     cli("datanet", "publish", "colours", "--as", "alice")
+
+
+def test_register_train_publish_attribute(cli, tiny_dir, tmp_path):
+    registered = cli.json("models", "register", "tiny", tiny_dir)
+    assert registered["name"] == "tiny" and registered["n_params"] > 0
+    cli.fails("models", "register", "tiny2", tmp_path, match="is not a Hugging Face model directory")
+
+    publish_colours(cli, tmp_path)
 
     cli.fails("factory", "train", *TRAIN[:2], "--version", "9", *TRAIN[4:], "--as", "carol", match="version 9")
     model = cli.json("factory", "train", *TRAIN, "--name", "colours-tiny", "--as", "carol")
@@ -126,14 +131,7 @@ def test_train_on_two_processes_through_the_cli(cli, tiny_dir, tmp_path):
     """`factory train --gpus 2` on a CPU host: two gloo processes under torchrun, then the same evaluation,
     lineage and attribution index as a one-process job; the process count stays out of the lineage."""
     cli.json("models", "register", "tiny", tiny_dir)
-    schema = {"type": "object", "properties": {"question": {"type": "string"}, "answer": {"type": "string"}},
-              "required": ["question", "answer"]}
-    (tmp_path / "schema.json").write_text(json.dumps(schema))
-    (tmp_path / "facts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in FACTS))
-    cli("datanet", "create", "colours", "--as", "alice", "--schema", tmp_path / "schema.json")
-    cli("datanet", "contribute", "colours", tmp_path / "facts.jsonl", "--as", "bob")
-    cli("datanet", "accept", "--all-pending", "colours", "--as", "alice")
-    cli("datanet", "publish", "colours", "--as", "alice")
+    publish_colours(cli, tmp_path)
     cli.fails("factory", "train", *TRAIN, "--gpus", "0", "--as", "carol", match="processes")
     model = cli.json("factory", "train", *TRAIN, "--gpus", "2", "--name", "colours-two", "--as", "carol")
     assert model["lineage_ok"] and model["metrics"]["train"]["steps"] == 3

@@ -3,14 +3,18 @@ a consumer with LGR in escrow and an API key, and a real HTTP server for the `op
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from eth_account import Account
 from fastapi.testclient import TestClient
@@ -82,6 +86,28 @@ def world(tmp_path_factory) -> World:
     spare = root / "spare"
     shutil.copytree(home.root, spare)
     return World(home, spare, consumer, key, node_address)
+
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def start_node(home: Home, port: int) -> subprocess.Popen:
+    """`ledgerlm serve` on `home` in a process of its own (one torch thread), as an operator starts it."""
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.Popen([sys.executable, "-m", "ledgerlm", "--home", str(home.root), "serve", "--port",
+                             str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/serving/status", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None and time.monotonic() < deadline, f"{url} did not come up"
+        time.sleep(0.25)
 
 
 def free_port() -> int:

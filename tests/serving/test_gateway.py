@@ -4,14 +4,11 @@ retried on another node with the same Idempotency-Key is answered from the first
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -23,9 +20,8 @@ from ledgerlm.serving.claims import IdempotencyClaims, IdempotencyConflict
 from ledgerlm.store import Database
 from ledgerlm.store.schema import receipts, serving_claims
 
-from .conftest import free_port, served
+from .conftest import free_port, served, start_node, wait_until_up
 
-SRC = Path(__file__).resolve().parents[2] / "src"
 ASK = {"messages": [{"role": "user", "content": "What colour is the gull?"}], "max_tokens": 6, "temperature": 0}
 
 
@@ -54,12 +50,6 @@ class Cluster:
             time.sleep(0.1)
 
 
-def _start_node(home: Home, port: int) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    return subprocess.Popen([sys.executable, "-m", "ledgerlm", "--home", str(home.root), "serve", "--port",
-                             str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
 @pytest.fixture(scope="module")
 def cluster(world, tmp_path_factory):
     """Two nodes of one deployment (copies of one home: same key, same contracts), whose second one uses the
@@ -77,18 +67,10 @@ def cluster(world, tmp_path_factory):
         home.save_config(config)
         homes.append(home)
     ports = [free_port(), free_port()]
-    processes = {f"http://127.0.0.1:{p}": _start_node(h, p) for h, p in zip(homes, ports)}
+    processes = {f"http://127.0.0.1:{p}": start_node(h, p) for h, p in zip(homes, ports)}
     try:
-        deadline = time.monotonic() + 180
         for url, process in processes.items():
-            while True:
-                try:
-                    if httpx.get(f"{url}/serving/status", timeout=5).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert process.poll() is None and time.monotonic() < deadline, f"{url} did not come up"
-                time.sleep(0.25)
+            wait_until_up(url, process)
         settings = GatewaySettings(tuple(processes), health_interval=0.3, failover_wait=20)
         with served(None, app=create_gateway_app(settings)) as gateway:
             yield Cluster(processes, gateway, Database.at(homes[0].database_path), world.key)

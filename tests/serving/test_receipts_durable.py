@@ -4,13 +4,8 @@ it, a receipt left `attributing` by a crash is finished at the next start, and t
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import httpx
 from typer.testing import CliRunner
@@ -19,9 +14,7 @@ from ledgerlm.cli.main import app
 from ledgerlm.config import Home
 from ledgerlm.node import Node
 
-from .conftest import free_port
-
-SRC = Path(__file__).resolve().parents[2] / "src"
+from .conftest import free_port, start_node, wait_until_up
 
 
 def copy_home(world, tmp_path) -> Home:
@@ -39,20 +32,10 @@ def cli(home: Home, *args: str) -> dict:
 def test_a_receipt_survives_kill_9_right_after_the_response(world, tmp_path):
     home = copy_home(world, tmp_path)
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    server = subprocess.Popen([sys.executable, "-m", "ledgerlm", "--home", str(home.root), "serve", "--port",
-                               str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = start_node(home, port)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/v1/models", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, "the server did not come up"
-            time.sleep(0.25)
+        wait_until_up(url, server, timeout=120)
         response = httpx.post(f"{url}/v1/chat/completions", timeout=120, headers={
             "Authorization": f"Bearer {world.key}"}, json={
             "model": "facts-a", "messages": [{"role": "user", "content": "What colour is the gull?"}],
