@@ -538,6 +538,13 @@ class ChainActions:
     def account(self, address: str) -> dict:
         return self.node._request("GET", f"/chain/accounts/{address}")
 
+    def index_status(self) -> dict:
+        return self.node._request("GET", "/chain/index")
+
+    def index(self, max_blocks: int = 1000) -> dict:
+        """Index up to `max_blocks` more blocks (operator credential)."""
+        return self.node._request("POST", "/chain/index", json={"max_blocks": max_blocks})
+
     def faucet(self, address: str, *, eth_wei: int = 0, tokens: int = 0) -> dict:
         return self.node._request("POST", "/chain/faucet", json={"address": address, "eth_wei": eth_wei, "tokens": tokens})
 

@@ -23,6 +23,12 @@ class NodeConfig:
 
     chain: str = EMBEDDED  # "embedded" or a JSON-RPC URL
     chain_id: int = 1337
+    # JSON-RPC chains only (the embedded chain is final at once): a write counts once this many blocks
+    # hold it (1: its own block), and the indexer reads only blocks this deep.
+    chain_confirmations: int = 1
+    chain_fee_bump_seconds: int = 30  # an unmined write is re-priced (+12.5%) after this long
+    chain_max_fee_bumps: int = 5  # then it is only re-broadcast: a ceiling on what a fee spike costs
+    chain_index_batch_blocks: int = 1000  # blocks per eth_getLogs; hosted endpoints may cap the range
     max_upload_bytes: int = 50 * 1024 * 1024
     storage_quota_bytes: int = 1024 * 1024 * 1024  # what one account may store across uploads
     max_signature_ttl_seconds: int = 24 * 3600  # how far ahead a signed action's deadline may lie
@@ -114,6 +120,11 @@ class Home:
         return self.root / "chain"
 
     @property
+    def nonces_dir(self) -> Path:
+        """Lock files through which node processes of this home share the hot key's nonces."""
+        return self.root / "nonces"
+
+    @property
     def deployment_path(self) -> Path:
         return self.root / "deployment.json"
 
@@ -181,6 +192,7 @@ class Home:
             raise ConfigError(f"{self.config_path}: {exc}", field="config") from exc
         for name in ("chain_id", "max_upload_bytes", "storage_quota_bytes", "max_signature_ttl_seconds", "port", "round_commit_seconds", "round_reveal_seconds",
                      "validators_per_contribution", "settle_chunk_size", "serving_max_batch",
+                     "chain_confirmations", "chain_fee_bump_seconds", "chain_index_batch_blocks",
                      "serving_device_adapters", "serving_host_adapters", "serving_default_max_tokens",
                      "serving_requests_per_minute", "serving_max_concurrent", "serving_claim_lease_seconds",
                      "serving_max_lora_rank"):
@@ -189,7 +201,7 @@ class Home:
         if not isinstance(config.torch_threads, int) or config.torch_threads < 0:
             raise ConfigError(f"{self.config_path}: torch_threads must be 0 (half the cores) or a "
                               "positive integer", field="torch_threads")
-        for name in ("epoch_seconds", "faucet_max_tokens", "faucet_max_eth_wei"):
+        for name in ("epoch_seconds", "faucet_max_tokens", "faucet_max_eth_wei", "chain_max_fee_bumps"):
             if not isinstance(getattr(config, name), int) or getattr(config, name) < 0:
                 raise ConfigError(f"{self.config_path}: {name} must be a non-negative integer", field=name)
         if config.blobs:

@@ -414,7 +414,10 @@ class Node:
                     prefund[keystore_address(path)] = wei
             chain = open_embedded(self.home.chain_dir, chain_id=self.config.chain_id, prefund=prefund)
         else:
-            chain = open_rpc(self.config.chain, expected_chain_id=self.config.chain_id)
+            c = self.config
+            chain = open_rpc(c.chain, expected_chain_id=c.chain_id, confirmations=c.chain_confirmations,
+                             bump_after=c.chain_fee_bump_seconds, max_fee_bumps=c.chain_max_fee_bumps,
+                             nonce_dir=self.home.nonces_dir)
         self.closers.append(chain.close)
         return chain
 
@@ -434,6 +437,21 @@ class Node:
         from ledgerlm.chain import Contracts
 
         return Contracts(self.chain, self.deployment)
+
+    @cached_property
+    def indexer(self):
+        """The chain event indexer over this deployment's contracts, writing to this node's database."""
+        from ledgerlm.chain import ChainIndexer
+
+        return ChainIndexer(self.chain, self.db, self.deployment, confirmations=self.chain.confirmations,
+                            batch_blocks=self.config.chain_index_batch_blocks)
+
+    @cached_property
+    def chain_view(self):
+        """Deposits, anchored versions, settlements, roots and claims as the indexed chain holds them."""
+        from ledgerlm.chain import ChainView
+
+        return ChainView(self.db)
 
     @property
     def on_chain(self) -> bool:
@@ -539,6 +557,7 @@ class Node:
         deployment.save(self.home.deployment_path)
         self.__dict__.pop("deployment", None)
         self.__dict__.pop("contracts", None)
+        self.__dict__.pop("indexer", None)
         self.datanets.anchor = RegistryAnchor(self)
         # Signatures are bound to the Registry from now on; every room verifies against it.
         domain = _signing_domain(self.home, self.config)

@@ -25,6 +25,7 @@ def test_init_writes_a_private_operator_token(home):
         ("POST", "/models/base", {"name": "etc", "path": "/etc"}),
         ("POST", "/models/base/pull", {"name": "smollm2-135m"}),
         ("POST", "/models/some-model/merge", None),
+        ("POST", "/chain/index", {"max_blocks": 10}),
     ],
 )
 def test_heavy_routes_refuse_anonymous_and_wrong_tokens(http, home, method, path, body):

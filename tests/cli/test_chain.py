@@ -51,3 +51,20 @@ def test_faucet_stake_unstake_withdraw_transfer(cli):
 def test_deploy_refuses_an_unreachable_chain(cli):
     cli.fails("chain", "deploy", "--chain-url", "http://127.0.0.1:9", "--key", "alice",
               match="cannot reach an EVM node at http://127.0.0.1:9")
+
+
+def test_index_catches_up_and_status_shows_its_head_and_lag(cli):
+    before = cli.json("chain", "status")["index"]
+    assert before["indexed_block"] is None and before["lag"] > 0  # the deployment's blocks, not read yet
+
+    indexed = cli.json("chain", "index", "--batch", "2")
+    assert indexed["lag"] == 0 and indexed["events"] > 0 and indexed["reorgs"] == 0
+
+    cli("chain", "faucet", "alice", "--tokens", "50")
+    cli("stake", "20", "--as", "alice")
+    assert cli.json("chain", "status")["index"]["lag"] > 0
+    after = cli.json("chain", "index")
+    assert after["lag"] == 0 and after["events"] > indexed["events"]
+    assert after["indexed_block"] == cli.json("chain", "status")["head"]["number"]
+    text = cli("chain", "status").stdout
+    assert f"indexed block {after['indexed_block']} of" in text and "lag 0 blocks" in text

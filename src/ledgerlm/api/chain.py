@@ -9,7 +9,7 @@ from eth_utils import is_address, to_checksum_address
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
-from ledgerlm.api.deps import get_node
+from ledgerlm.api.deps import get_node, require_operator
 from ledgerlm.chain import StakeRole
 from ledgerlm.config import EMBEDDED
 from ledgerlm.errors import LedgerError
@@ -31,6 +31,10 @@ class TxRequest(BaseModel):
 
 class RawTransaction(BaseModel):
     raw: str
+
+
+class IndexRequest(BaseModel):
+    max_blocks: int = Field(1000, ge=1, le=1_000_000, description="blocks to index in this call at most")
 
 
 class FaucetRequest(BaseModel):
@@ -86,7 +90,29 @@ def chain_info(node: Node = Depends(get_node)) -> dict:
         info["contracts"] = node.deployment.addresses
         info["deployment_block"] = node.deployment.block
         info["token_supply"] = node.contracts.token.total_supply()
+        info["index"] = node.indexer.status().to_dict()
     return info
+
+
+def _require_contracts(node: Node) -> None:
+    if not node.on_chain:
+        raise LedgerError("no contracts are deployed for this home, so there is nothing to index: run "
+                          "`ledgerlm chain deploy --chain-url URL --key NAME`", field="chain", status=409)
+
+
+@router.get("/index")
+def index_status(node: Node = Depends(get_node)) -> dict:
+    """How far the event index has come (indexed head, chain head, lag) and what it derived from the logs."""
+    _require_contracts(node)
+    return {**node.indexer.status().to_dict(), "derived": node.chain_view.summary()}
+
+
+@router.post("/index", dependencies=[Depends(require_operator)])
+def index(body: IndexRequest, node: Node = Depends(get_node)) -> dict:
+    """Index up to `max_blocks` more confirmed blocks (undoing any re-org first); answers the new status."""
+    _require_contracts(node)
+    status = node.indexer.catch_up(max_blocks=body.max_blocks)
+    return {**status.to_dict(), "derived": node.chain_view.summary()}
 
 
 @router.get("/accounts/{address}")

@@ -22,6 +22,8 @@ DEFAULT_BATCH_BLOCKS = 1000
 # Headers of blocks without events are kept this far below the indexed head, so a re-org up to this
 # deep finds its fork point among stored hashes; older empty blocks are pruned.
 DEFAULT_KEEP_HEADERS = 1024
+# Steps in a row that found the chain moving under them before catch-up gives up.
+MAX_RETRIES = 20
 
 
 @dataclass(frozen=True)
@@ -102,15 +104,31 @@ class ChainIndexer:
     def catch_up(self, *, max_blocks: int | None = None,
                  progress: Callable[[IndexStatus], None] | None = None) -> IndexStatus:
         """Index until the confirmed head (or `max_blocks` more blocks); re-orgs on the way are undone."""
-        done = 0
+        self._forget_other_deployments()
+        done = retries = 0
         while max_blocks is None or done < max_blocks:
             step = self.step(limit=None if max_blocks is None else max_blocks - done)
             done += step.blocks
+            retries = retries + 1 if step.retried else 0
+            if retries > MAX_RETRIES:
+                raise ChainError(f"the chain kept changing under the indexer ({MAX_RETRIES} tries in a row); "
+                                 "check the node behind the RPC URL", status=503)
             if progress is not None:
                 progress(self.status())
             if not (step.blocks or step.reorg_depth or step.retried):
                 break
         return self.status()
+
+    def _forget_other_deployments(self) -> None:
+        """An index built for contracts this home no longer uses (a redeploy) is rebuilt from scratch."""
+        watched = {a.lower() for a in self.addresses}
+        with self.db.connect() as conn:
+            seen = {a.lower() for (a,) in conn.execute(select(chain_events.c.address).distinct())}
+            tip = _tip(conn)
+        if seen - watched or (tip is not None and tip.number < self.deployment.block - 1):
+            with self.db.begin() as conn:
+                conn.execute(delete(chain_events))
+                conn.execute(delete(chain_blocks))
 
     def step(self, limit: int | None = None) -> IndexStep:
         """Index one batch of confirmed blocks, or undo a re-org; an idle step does nothing."""

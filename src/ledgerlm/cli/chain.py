@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import typer
 from eth_utils import is_address, to_checksum_address
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ledgerlm.cli.session import Session, console, session
@@ -11,7 +14,7 @@ from ledgerlm.errors import LedgerError
 from ledgerlm.times import format_time
 from ledgerlm.units import format_amount, parse_amount
 
-app = typer.Typer(help="The EVM chain: status, deployment, development faucet.", no_args_is_help=True)
+app = typer.Typer(help="The EVM chain: status, deployment, event index, development faucet.", no_args_is_help=True)
 
 ROLE_HELP = "validator, agent or contributor_bond."
 
@@ -23,9 +26,15 @@ def resolve_address(s: Session, who: str) -> str:
     return s.keyring().show(who).address
 
 
+def render_index(i: dict) -> None:
+    indexed = "nothing yet" if i["indexed_block"] is None else f"block {i['indexed_block']}"
+    console.print(f"  indexed {indexed} of {i['chain_head']} (lag {i['lag']} blocks, {i['confirmations']} "
+                  f"confirmation(s)), {i['events']} events, {i['reorgs']} re-org(s) recovered")
+
+
 @app.command()
 def status(ctx: typer.Context):
-    """Backend, chain id, head block and where the contracts live."""
+    """Backend, chain id, head block, where the contracts live and how far the event index has come."""
     s = session(ctx)
     info = s.client().chain.info()
 
@@ -39,6 +48,7 @@ def status(ctx: typer.Context):
                 table.add_row(name, address)
             console.print(table)
             console.print(f"  LGR supply {format_amount(i['token_supply'])}")
+            render_index(i["index"])
         else:
             console.print("  no contracts deployed: run `ledgerlm chain deploy --chain-url URL --key NAME`")
 
@@ -84,6 +94,45 @@ def deploy(
             "block": deployment.block, "treasury": deployment.treasury, "admin": deployment.deployer},
            lambda d: console.print(f"[green]deployed[/] on chain {d['chain_id']} at block {d['block']}: "
                                    + ", ".join(f"{k} {v}" for k, v in d["contracts"].items())))
+
+
+@app.command()
+def index(
+    ctx: typer.Context,
+    follow: bool = typer.Option(False, "--follow", help="Keep indexing new blocks until interrupted."),
+    interval: float = typer.Option(2.0, "--interval", min=0.1, help="Seconds between polls with --follow."),
+    batch: int = typer.Option(1000, "--batch", min=1, max=1_000_000, help="Blocks indexed per request."),
+):
+    """Rebuild the node's view of the chain from contract logs: index confirmed blocks, undo re-orgs."""
+    s = session(ctx)
+    chain = s.client().chain
+    status = chain.index_status()
+    start = status["indexed_block"] if status["indexed_block"] is not None else status["start_block"] - 1
+    columns = (TextColumn("indexing blocks"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, disable=s.as_json) as bar:
+        task = bar.add_task("index", total=max(1, status["lag"]))
+        try:
+            while True:
+                status = chain.index(max_blocks=batch)
+                indexed = status["indexed_block"] if status["indexed_block"] is not None else start
+                bar.update(task, total=max(1, indexed - start + status["lag"]), completed=indexed - start)
+                if status["lag"] == 0 and not follow:
+                    break
+                if status["lag"] == 0:
+                    time.sleep(interval)
+        except KeyboardInterrupt:  # --follow ends here; what was indexed is committed batch by batch
+            pass
+
+    def render(i):
+        console.print(f"[green]indexed[/] to block {i['indexed_block']} ({i['events']} events)")
+        render_index(i)
+        d = i["derived"]
+        console.print(f"  {d['anchored_versions']} anchored versions, {d['deposits']} deposits "
+                      f"({format_amount(d['deposited'])} LGR), {d['settled_chunks']} settled chunks "
+                      f"({format_amount(d['settled'])} LGR), {d['posted_roots']} roots, {d['claims']} claims "
+                      f"({format_amount(d['claimed'])} LGR)")
+
+    s.emit(status, render)
 
 
 @app.command()
