@@ -29,6 +29,7 @@ class NodeConfig:
     chain_fee_bump_seconds: int = 30  # an unmined write is re-priced (+12.5%) after this long
     chain_max_fee_bumps: int = 5  # then it is only re-broadcast: a ceiling on what a fee spike costs
     chain_index_batch_blocks: int = 1000  # blocks per eth_getLogs; hosted endpoints may cap the range
+    chain_index_seconds: int = 0  # `serve` brings the event index up to date this often; 0: only `chain index`
     max_upload_bytes: int = 50 * 1024 * 1024
     storage_quota_bytes: int = 1024 * 1024 * 1024  # what one account may store across uploads
     max_signature_ttl_seconds: int = 24 * 3600  # how far ahead a signed action's deadline may lie
@@ -201,7 +202,8 @@ class Home:
         if not isinstance(config.torch_threads, int) or config.torch_threads < 0:
             raise ConfigError(f"{self.config_path}: torch_threads must be 0 (half the cores) or a "
                               "positive integer", field="torch_threads")
-        for name in ("epoch_seconds", "faucet_max_tokens", "faucet_max_eth_wei", "chain_max_fee_bumps"):
+        for name in ("epoch_seconds", "faucet_max_tokens", "faucet_max_eth_wei", "chain_max_fee_bumps",
+                     "chain_index_seconds"):
             if not isinstance(getattr(config, name), int) or getattr(config, name) < 0:
                 raise ConfigError(f"{self.config_path}: {name} must be a non-negative integer", field=name)
         if config.blobs:

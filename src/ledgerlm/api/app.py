@@ -23,12 +23,15 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.node = open_node()
+        from ledgerlm.api.chain import start_index_follower
         from ledgerlm.api.economy import start_epoch_cadence
 
         stop_cadence = start_epoch_cadence(app.state.node)
+        stop_index = start_index_follower(app.state.node)
         try:
             yield
         finally:
+            stop_index()
             stop_cadence()
             app.state.node.close()
 

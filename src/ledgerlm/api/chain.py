@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -9,6 +11,7 @@ from eth_utils import is_address, to_checksum_address
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
+from ledgerlm.api.cadence import start_every
 from ledgerlm.api.deps import get_node, require_operator
 from ledgerlm.chain import StakeRole
 from ledgerlm.config import EMBEDDED
@@ -16,6 +19,7 @@ from ledgerlm.errors import LedgerError
 from ledgerlm.node import Node
 
 router = APIRouter(prefix="/chain", tags=["chain"])
+log = logging.getLogger("ledgerlm.chain")
 
 ROLES = {r.name.lower(): r for r in StakeRole}
 
@@ -105,6 +109,19 @@ def index_status(node: Node = Depends(get_node)) -> dict:
     """How far the event index has come (indexed head, chain head, lag) and what it derived from the logs."""
     _require_contracts(node)
     return {**node.indexer.status().to_dict(), "derived": node.chain_view.summary()}
+
+
+def start_index_follower(node) -> Callable[[], None]:
+    """With `chain_index_seconds` set, keep the event index at the confirmed head in the background; returns a stopper."""
+    seconds = getattr(getattr(node, "config", None), "chain_index_seconds", 0)
+    if not seconds or not node.on_chain:
+        return lambda: None
+
+    def index() -> None:
+        status = node.indexer.catch_up()
+        log.debug("chain index at block %s (lag %s)", status.indexed_block, status.lag)
+
+    return start_every(seconds, "chain-index", index, log)
 
 
 @router.post("/index", dependencies=[Depends(require_operator)])

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import asdict
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
+from ledgerlm.api.cadence import start_every
 from ledgerlm.api.deps import get_node, require_operator
 from ledgerlm.economy import list_epochs, published_files, record_spending_cap
 from ledgerlm.economy.earnings import earnings, relay_claim
-from ledgerlm.errors import LedgerError
 from ledgerlm.identity import SignedAction
 from ledgerlm.node import Node
 
@@ -92,21 +91,8 @@ def start_epoch_cadence(node) -> Callable[[], None]:
     seconds = getattr(getattr(node, "config", None), "epoch_seconds", 0)
     if not seconds or not node.on_chain:
         return lambda: None
-    stop = threading.Event()
 
-    def loop() -> None:
-        while not stop.wait(seconds):
-            try:
-                result = node.economy.close()
-                log.info("epoch close: %s", result.get("state"))
-            except LedgerError as exc:  # a failed close is retried at the next tick, resuming where it stopped
-                log.warning("epoch close failed: %s", exc.message)
+    def close() -> None:  # a failed close is retried at the next tick, resuming where it stopped
+        log.info("epoch close: %s", node.economy.close().get("state"))
 
-    thread = threading.Thread(target=loop, name="epoch-cadence", daemon=True)
-    thread.start()
-
-    def stopper() -> None:
-        stop.set()
-        thread.join(timeout=120)
-
-    return stopper
+    return start_every(seconds, "epoch-cadence", close, log)

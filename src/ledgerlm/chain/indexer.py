@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from ledgerlm.chain.deploy import Deployment
 from ledgerlm.chain.errors import ChainError
@@ -158,16 +159,19 @@ class ChainIndexer:
         counts: dict[int, int] = {}
         for row in rows:
             counts[row["block_number"]] = counts.get(row["block_number"], 0) + 1
-        with self.db.begin() as conn:
-            if _tip(conn) != tip:
-                return IndexStep(retried=True)  # another indexer process got here first
-            conn.execute(insert(chain_blocks), [
-                {"number": h.number, "hash": h.hash, "parent_hash": h.parent_hash, "timestamp": h.timestamp,
-                 "event_count": counts.get(h.number, 0)} for h in headers])
-            if rows:
-                conn.execute(insert(chain_events), rows)
-            conn.execute(delete(chain_blocks).where(
-                chain_blocks.c.number < last - self.keep_headers, chain_blocks.c.event_count == 0))
+        try:
+            with self.db.begin() as conn:
+                if _tip(conn) != tip:
+                    return IndexStep(retried=True)  # another indexer process got here first
+                conn.execute(insert(chain_blocks), [
+                    {"number": h.number, "hash": h.hash, "parent_hash": h.parent_hash, "timestamp": h.timestamp,
+                     "event_count": counts.get(h.number, 0)} for h in headers])
+                if rows:
+                    conn.execute(insert(chain_events), rows)
+                conn.execute(delete(chain_blocks).where(
+                    chain_blocks.c.number < last - self.keep_headers, chain_blocks.c.event_count == 0))
+        except IntegrityError:  # another process wrote the same blocks at the same moment: read its result
+            return IndexStep(retried=True)
         return IndexStep(blocks=len(headers), events=len(rows))
 
     def _target(self, head: int) -> int:

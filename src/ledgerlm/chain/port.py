@@ -369,7 +369,8 @@ class Chain:
             # Nonces below ours are neither mined nor waiting (a re-org or a dropped transaction whose
             # sender is gone): ours would queue behind the gap for ever. Fill it with no-op transfers
             # rather than move ours to a lower nonce, so the version already signed can never run twice.
-            self._fill_gap(sender, waiting, out.tx["nonce"])
+            with self.nonces.hold(sender.address):  # no other write of this process signs meanwhile
+                self._fill_gap(sender, waiting, out.tx["nonce"])
         if out.bumps >= self.max_fee_bumps:
             self._broadcast(out.raw)  # at the fee ceiling: only make sure the node still has it
             return
