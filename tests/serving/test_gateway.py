@@ -146,6 +146,46 @@ def test_a_stream_passes_through_whole_with_its_receipt(cluster):
     assert receipt is not None and cluster.receipts_with(receipt["id"]) == 1
 
 
+def test_a_node_frozen_mid_answer_is_retried_elsewhere_and_charged_once(cluster):
+    """The hard case: the node took the call, then went silent. The gateway gives up on it, retries the same
+    Idempotency-Key on the other node, which waits out the silent node's lease and takes the call over; when
+    the frozen node wakes and finishes, its receipt is refused. One answer, one receipt."""
+    import threading
+
+    settings = GatewaySettings(tuple(cluster.nodes), health_interval=0.3, failover_wait=20, read_timeout=2)
+    key = f"frozen-{time.time_ns()}"
+    before = cluster.receipt_count()
+    with served(None, app=create_gateway_app(settings)) as gateway:
+        result = {}
+        caller = threading.Thread(target=lambda: result.update(response=ask(
+            gateway, cluster.key, "facts-b", idempotency=key, max_tokens=300)))
+        caller.start()
+        deadline = time.monotonic() + 60
+        while True:  # the first node has claimed the key: freeze it before it can answer
+            with cluster.db.connect() as conn:
+                holder = conn.execute(select(serving_claims.c.instance).where(
+                    serving_claims.c.receipt_id.is_(None))).scalar()
+            if holder:
+                break
+            assert time.monotonic() < deadline, "no node claimed the call"
+            time.sleep(0.005)
+        frozen = next(url for url, n in cluster.status().items() if n["instance"] == holder)
+        cluster.nodes[frozen].send_signal(signal.SIGSTOP)
+        try:
+            caller.join(timeout=90)
+        finally:
+            cluster.nodes[frozen].send_signal(signal.SIGCONT)
+    response = result["response"]
+    assert response.status_code == 200, response.text
+    assert response.headers["X-Ledgerlm-Node"] != frozen  # answered by the node that took the call over
+    deadline = time.monotonic() + 60
+    while cluster.status()[frozen]["node_in_flight"] or not cluster.status()[frozen]["up"]:
+        assert time.monotonic() < deadline, "the frozen node never finished its call"
+        time.sleep(0.2)
+    assert cluster.receipt_count() == before + 1
+    assert cluster.receipts_with(response.json()["x_ledgerlm_receipt"]["id"]) == 1
+
+
 def test_a_killed_node_fails_over_and_is_marked_down(cluster):
     warm = next(url for url, n in cluster.status().items() if "facts-a" in n["warm"]["device"])
     cluster.nodes[warm].send_signal(signal.SIGKILL)
