@@ -89,9 +89,8 @@ _SPARSE_SHARE = 1 / 16
 def _sparse_rows(x: np.ndarray) -> csr_matrix | None:
     """`x` as a CSR matrix when few enough of its entries are filled for a sparse product to pay, else None."""
     filled = x != 0
-    count = int(np.count_nonzero(filled))
-    if count >= _SPARSE_SHARE * x.size:
+    per_row = np.count_nonzero(filled, axis=1)
+    if per_row.sum() >= _SPARSE_SHARE * x.size:
         return None
-    indptr = np.r_[0, np.cumsum(filled.sum(axis=1))]
     # nonzero() walks rows in order, so its columns already come in CSR order
-    return csr_matrix((x[filled], np.nonzero(filled)[1], indptr), shape=x.shape)
+    return csr_matrix((x[filled], np.nonzero(filled)[1], np.r_[0, np.cumsum(per_row)]), shape=x.shape)
