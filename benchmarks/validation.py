@@ -58,8 +58,9 @@ from ledgerlm.validation.gates import Candidate, knn_label_disagreement, run_gat
 from ledgerlm.validation.policy import GatePolicy  # noqa: E402
 from ledgerlm.validation.valuation import data_oob, knn_shapley  # noqa: E402
 
-# the gates before batched checks (junk counted in numpy, needle prefilters, lazy LSH layout)
-BASELINE_REV = "afb96fc"
+# the gates before batch-wide word tokens, sparse question products and token-first trigger
+# patterns (the earlier baseline, afb96fc, was the gates before batched checks)
+BASELINE_REV = "cb52371"
 K = 10  # neighbours for every noisy-label method
 REPEATS = 3  # timed runs per configuration; the fastest counts
 
