@@ -59,3 +59,12 @@ def test_token_streams_are_the_lower_cased_word_tokens_of_each_text():
     ends = np.cumsum(lengths).tolist()
     streams = [text[a:b] for a, b in zip([0] + ends[:-1], ends)]
     assert streams == [" " + " ".join(re.findall(r"\w+", t.lower())) + " " for t in STREAM_TEXTS]
+
+
+def test_a_batch_hashes_each_text_as_if_it_were_alone():
+    # no character n-gram or word bigram may span two texts, however short they are
+    emb = HashedTfidfEmbedder()
+    docs, hashes = emb.feature_hashes(STREAM_TEXTS)
+    for i, text in enumerate(STREAM_TEXTS):
+        _, alone = emb.feature_hashes([text])
+        assert np.array_equal(np.sort(hashes[docs == i]), np.sort(alone)), text

@@ -57,8 +57,12 @@ class HashedTfidfEmbedder:
         doc_of = np.repeat(np.arange(len(texts)), lengths)
         span = SpanHasher(codes)
         n = self.char_ngram
-        win = np.arange(max(0, len(codes) - n + 1))
-        win = win[win + n <= ends[doc_of[win]]]
+        # a window may not run past its text: the last n - 1 starts of each text hold none (those
+        # reaching back into an earlier text are past that text's own last whole window too)
+        whole = np.ones(max(0, len(codes) - n + 1), dtype=bool)
+        tails = (ends[:, None] - np.arange(1, n)).ravel()
+        whole[tails[(tails >= 0) & (tails < len(whole))]] = False
+        win = np.flatnonzero(whole)
         boundary = np.flatnonzero(codes == 32)
         word_start, word_end = boundary[:-1] + 1, boundary[1:]
         real = word_end > word_start  # two spaces in a row only where one text meets the next

@@ -145,9 +145,9 @@ def run_gates(
                         f"the answer shares no more with its question (similarity {m.own:.2f}) than "
                         f"answers of other records typically do ({m.reference:.2f})")
 
-    return {c.contribution_id: GateReport(c.contribution_id, decide(findings[c.contribution_id]),
-                                          tuple(findings[c.contribution_id]))
-            for c in candidates}
+    # most contributions have no finding: their report needs no decision worked out
+    return {c.contribution_id: GateReport(c.contribution_id, decide(fs), tuple(fs)) if (fs := findings[c.contribution_id])
+            else GateReport(c.contribution_id, "pass") for c in candidates}
 
 
 def _neighbourhood_size(labels: list, k: int) -> int:
