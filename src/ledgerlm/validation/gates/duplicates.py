@@ -66,6 +66,8 @@ def _is_typo(a: str, b: str) -> bool:
 def substantive_difference(a: str, b: str, max_inserted_words: int = 5) -> str | None:
     """Why two similar texts are different records (a substituted word, many added words), or None for a copy."""
     wa, wb = normalise(a).split(), normalise(b).split()
+    if wa == wb:  # a copy that differs only in case, punctuation or spacing: nothing to diff
+        return None
     inserted = 0
     for tag, i1, i2, j1, j2 in SequenceMatcher(None, wa, wb, autojunk=False).get_opcodes():
         if tag == "equal":
