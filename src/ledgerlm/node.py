@@ -627,6 +627,38 @@ class Node:
                 "attribution": count(select(receipts.c.id).where(receipts.c.state == "attributing")),
             }
 
+    def index_chain(self, max_blocks: int | None = None) -> dict:
+        """Bring the event index up to the confirmed head (undoing re-orgs), then anchor again whatever a
+        re-org took off the chain; answers the index status, what it derived and what was anchored again."""
+        status = self.indexer.catch_up(max_blocks=max_blocks)
+        reanchored = self.reanchor_lost() if status.lag == 0 else {"datanets": 0, "versions": 0}
+        return {**status.to_dict(), "derived": self.chain_view.summary(), "reanchored": reanchored}
+
+    def reanchor_lost(self) -> dict:
+        """Datanets and versions this node anchored that the indexed chain no longer holds (a re-org deeper than
+        the confirmations removed them) are anchored again, in version order.
+
+        Judged only while the index is at the confirmed head: a write returns once its block is that deep,
+        so everything anchored before this call is covered by the index."""
+        known = self.datanets.all()  # read before the index's status: later anchors are not judged
+        done = {"datanets": 0, "versions": 0}
+        if self.indexer.status().lag:
+            return done
+        registered = {d.datanet_id for d in self.chain_view.registered_datanets()}
+        anchored = {(v.datanet_id, v.version) for v in self.chain_view.anchored_versions()}
+        for datanet in known:
+            if datanet.chain_tx is None:
+                continue  # never anchored: reconcile's work, not a re-org's
+            datanet_id = "0x" + datanet_chain_id(datanet.name).hex()
+            if datanet_id not in registered:
+                self.datanets.anchor_datanet(datanet)
+                done["datanets"] += 1
+            for version in sorted(datanet.versions, key=lambda v: v.number):
+                if version.chain_tx and (datanet_id, version.number) not in anchored:
+                    self.datanets.anchor_version(datanet.name, version.number)
+                    done["versions"] += 1
+        return done
+
     def reconcile(self, *, attribution: bool = False) -> dict:
         """Finish what a crash or an outage interrupted: anchor Datanets, versions and share tokens, carry out
         recorded slashes, finish an epoch close, and (with `attribution`) queue receipts still awaiting their

@@ -118,18 +118,18 @@ def start_index_follower(node) -> Callable[[], None]:
         return lambda: None
 
     def index() -> None:
-        status = node.indexer.catch_up()
-        log.debug("chain index at block %s (lag %s)", status.indexed_block, status.lag)
+        status = node.index_chain()
+        log.debug("chain index at block %s (lag %s)", status["indexed_block"], status["lag"])
 
     return start_every(seconds, "chain-index", index, log)
 
 
 @router.post("/index", dependencies=[Depends(require_operator)])
 def index(body: IndexRequest, node: Node = Depends(get_node)) -> dict:
-    """Index up to `max_blocks` more confirmed blocks (undoing any re-org first); answers the new status."""
+    """Index up to `max_blocks` more confirmed blocks (undoing any re-org first; once at the head, what the re-org
+    took off the chain is anchored again); answers the new status."""
     _require_contracts(node)
-    status = node.indexer.catch_up(max_blocks=body.max_blocks)
-    return {**status.to_dict(), "derived": node.chain_view.summary()}
+    return node.index_chain(max_blocks=body.max_blocks)
 
 
 @router.get("/accounts/{address}")

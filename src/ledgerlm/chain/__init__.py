@@ -18,7 +18,7 @@ _EXPORTS = {
     "open_rpc": "rpc",
     "ChainIndexer": "indexer", "IndexStatus": "indexer", "IndexStep": "indexer",
     "NonceBook": "nonces",
-    "AnchoredVersion": "views", "ChainView": "views", "Claim": "views", "Deposit": "views", "PostedRoot": "views",
+    "AnchoredVersion": "views", "ChainView": "views", "Claim": "views", "Deposit": "views", "PostedRoot": "views", "RegisteredDatanet": "views",
     "Settlement": "views",
     "StandardMerkleTree": "merkle", "verify_proof": "merkle", "leaf_hash": "merkle",
 }

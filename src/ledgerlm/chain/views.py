@@ -1,4 +1,4 @@
-"""What the node derives from indexed chain events: anchored versions, deposits, settlements, roots and claims.
+"""What the node derives from indexed chain events: Datanets, anchored versions, deposits, settlements, roots, claims.
 
 Every record here is read from `chain_events`, never from the node's own tables, so after a re-org
 it shows what the chain now holds; a write the re-org removed is gone from these views until it is
@@ -13,6 +13,15 @@ from sqlalchemy import select
 
 from ledgerlm.store import Database
 from ledgerlm.store.schema import chain_events
+
+
+@dataclass(frozen=True)
+class RegisteredDatanet:
+    datanet_id: str
+    owner: str
+    name: str
+    block_number: int
+    tx_hash: str
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,10 @@ class ChainView:
                 .order_by(chain_events.c.block_number, chain_events.c.log_index)
             ).all()
 
+    def registered_datanets(self) -> list[RegisteredDatanet]:
+        return [RegisteredDatanet(r.args["datanetId"], r.args["owner"], r.args["name"], r.block_number, r.tx_hash)
+                for r in self._rows("DatanetRegistered", "Registry")]
+
     def anchored_versions(self) -> list[AnchoredVersion]:
         return [AnchoredVersion(r.args["datanetId"], int(r.args["version"]), r.args["root"], int(r.args["count"]),
                                 r.args["manifestHash"], r.block_number, r.tx_hash)
@@ -110,6 +123,7 @@ class ChainView:
         """Counts and totals per kind of record, for `chain status`."""
         deposits, settlements, claims = self.deposits(), self.settlements(), self.claims()
         return {
+            "registered_datanets": len(self.registered_datanets()),
             "anchored_versions": len(self.anchored_versions()),
             "deposits": len(deposits), "deposited": sum(d.amount for d in deposits),
             "settled_chunks": len(settlements), "settled": sum(s.total for s in settlements),
