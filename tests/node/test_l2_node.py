@@ -11,8 +11,10 @@ from ledgerlm.client import NodeClient
 from ledgerlm.config import Home
 from ledgerlm.node import Node
 
-from ..chain.conftest import ANVIL_FUNDER_KEY
-from ..chain.conftest import l2_url  # noqa: F401 - the fixture that starts a fresh L2 node
+from ..chain.conftest import (
+    ANVIL_FUNDER_KEY,
+    l2_url,  # noqa: F401 - the fixture that starts a fresh L2 node
+)
 from .test_chain_wiring import _publish_one
 
 pytestmark = pytest.mark.anvil

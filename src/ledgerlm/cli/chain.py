@@ -131,6 +131,10 @@ def index(
                       f"({format_amount(d['deposited'])} LGR), {d['settled_chunks']} settled chunks "
                       f"({format_amount(d['settled'])} LGR), {d['posted_roots']} roots, {d['claims']} claims "
                       f"({format_amount(d['claimed'])} LGR)")
+        again = i.get("reanchored") or {}
+        if any(again.values()):
+            console.print(f"  [yellow]re-anchored[/] {again['datanets']} Datanets and {again['versions']} versions "
+                          "that a re-org had taken off the chain")
 
     s.emit(status, render)
 
