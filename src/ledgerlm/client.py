@@ -5,11 +5,10 @@ from __future__ import annotations
 import hashlib
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
-from eth_account.signers.local import LocalAccount
 
 from ledgerlm.datanets import (
     Contribution,
@@ -22,7 +21,11 @@ from ledgerlm.datanets import (
     manifest_hash,
 )
 from ledgerlm.errors import AuthError, ConflictError, LedgerError, NotFoundError
-from ledgerlm.identity import READ_HEADER, SigningDomain, sign_action, sign_read_request
+
+if TYPE_CHECKING:  # signing modules load only when something is signed: reads start faster
+    from eth_account.signers.local import LocalAccount
+
+    from ledgerlm.identity import SigningDomain
 
 _BY_STATUS = {401: AuthError, 403: AuthError, 404: NotFoundError, 409: ConflictError}
 
@@ -48,6 +51,8 @@ class NodeClient:
 
     def _request(self, method: str, path: str, **kwargs) -> Any:
         if self.reader is not None and method == "GET" and path != "/node/info":
+            from ledgerlm.identity import READ_HEADER, sign_read_request
+
             headers = dict(kwargs.pop("headers", None) or {})
             headers[READ_HEADER] = sign_read_request(self.reader, self.domain)
             kwargs["headers"] = headers
@@ -125,9 +130,13 @@ class NodeClient:
     @property
     def domain(self) -> SigningDomain:
         """The node's EIP-712 domain (chain id and Registry): signatures are valid only there."""
+        from ledgerlm.identity import SigningDomain
+
         return SigningDomain.from_dict(self.info()["signing_domain"])
 
     def _sign(self, account: LocalAccount, action: str, fields: dict) -> dict:
+        from ledgerlm.identity import sign_action
+
         return sign_action(account, action, fields, domain=self.domain).model_dump()
 
     # ------------------------------------------------------------------ Datanets
@@ -467,6 +476,8 @@ class SharesActions:
         """Sign IssueShares with the owner share the Datanet's policy names (read as `account`; 0 for a model)."""
         owner_bps = 0
         if kind == "datanet":
+            from ledgerlm.identity import READ_HEADER, sign_read_request
+
             shown = self.node._request("GET", f"/datanets/{asset}", headers={
                 READ_HEADER: sign_read_request(account, self.node.domain)})
             owner_bps = int(shown["owner_share_bps"])

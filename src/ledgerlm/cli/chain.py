@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import typer
-from eth_utils import is_address, to_checksum_address
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -21,6 +20,8 @@ ROLE_HELP = "validator, agent or contributor_bond."
 
 def resolve_address(s: Session, who: str) -> str:
     """An address as given, or the address of a key in this home."""
+    from eth_utils import is_address, to_checksum_address
+
     if is_address(who):
         return to_checksum_address(who)  # web3 refuses lower-case addresses; people paste them anyway
     return s.keyring().show(who).address

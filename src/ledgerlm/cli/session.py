@@ -11,14 +11,12 @@ from typing import Any
 
 import orjson
 import typer
-from pydantic import BaseModel
 from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 from typer.core import TyperGroup
 
 from ledgerlm.config import Home
 from ledgerlm.errors import LedgerError
-from ledgerlm.identity import Keyring, passphrase_from_env
 
 # Wide enough that no hash, address or error line is ever folded, and tables take their natural width.
 PIPE_WIDTH = 100_000
@@ -103,10 +101,14 @@ class Session:
             return read_operator_token(self.home)  # a home created before operator tokens existed
         return None
 
-    def keyring(self) -> Keyring:
+    def keyring(self):
+        from ledgerlm.identity import Keyring  # eth-account loads only for commands that use keys
+
         return Keyring(self.home.keys)
 
     def unlock(self, name: str):
+        from ledgerlm.identity import passphrase_from_env
+
         passphrase = passphrase_from_env()
         if passphrase is None:
             if not sys.stdin.isatty():
@@ -130,7 +132,7 @@ class Session:
 
 
 def _plain(data: Any) -> Any:
-    if isinstance(data, BaseModel):
+    if callable(getattr(data, "model_dump", None)):  # a pydantic model, told apart without importing pydantic
         return data.model_dump(by_alias=True)
     if isinstance(data, list):
         return [_plain(d) for d in data]
@@ -155,6 +157,8 @@ def running_node_url(home: Home) -> str | None:
 
 def new_passphrase(needed_by: str, prompt: str = "Passphrase") -> str:
     """The passphrase for a key about to be written: LEDGERLM_PASSPHRASE, else asked twice at a terminal."""
+    from ledgerlm.identity import passphrase_from_env
+
     passphrase = passphrase_from_env()
     if passphrase is not None:
         return passphrase

@@ -1,48 +1,30 @@
-"""Datanet lifecycle, parsers for uploaded formats, versions and their Merkle roots."""
+"""Datanet lifecycle, parsers for uploaded formats, versions and their Merkle roots.
 
-from ledgerlm.datanets.export import FORMATS as EXPORT_FORMATS
-from ledgerlm.datanets.ingest import IncomingFile
-from ledgerlm.datanets.review import MAX_REVIEW_BATCH
-from ledgerlm.datanets.schemas import (
-    DOCUMENTS,
-    LABEL_FIELD_ANNOTATION,
-    AccessDenied,
-    Contribution,
-    Datanet,
-    DatanetError,
-    DatanetSpec,
-    DatanetVersion,
-    DuplicateContribution,
-    FileEntry,
-    ReviewBatch,
-    UnknownDatanet,
-    UploadReceipt,
-    manifest_hash,
-)
-from ledgerlm.datanets.service import ChainAnchor, Datanets
-from ledgerlm.datanets.upload import UploadInProgress
-from ledgerlm.datanets.versions import LEAF_TYPES
+Each name loads its module on first use, so a client that only reads Datanet schemas never imports the
+database or the parsers.
+"""
 
-__all__ = [
-    "DOCUMENTS",
-    "AccessDenied",
-    "EXPORT_FORMATS",
-    "LABEL_FIELD_ANNOTATION",
-    "LEAF_TYPES",
-    "MAX_REVIEW_BATCH",
-    "ChainAnchor",
-    "Contribution",
-    "Datanet",
-    "DatanetError",
-    "DatanetSpec",
-    "DatanetVersion",
-    "Datanets",
-    "DuplicateContribution",
-    "FileEntry",
-    "IncomingFile",
-    "ReviewBatch",
-    "UnknownDatanet",
-    "UploadInProgress",
-    "UploadReceipt",
-    "manifest_hash",
-]
+from importlib import import_module
+
+_LAZY = {
+    "EXPORT_FORMATS": ("export", "FORMATS"),
+    "IncomingFile": ("ingest", "IncomingFile"),
+    **{name: ("schemas", name) for name in (
+        "DOCUMENTS", "LABEL_FIELD_ANNOTATION", "MAX_REVIEW_BATCH", "AccessDenied", "Contribution", "Datanet", "DatanetError",
+        "DatanetSpec", "DatanetVersion", "DuplicateContribution", "FileEntry", "ReviewBatch", "UnknownDatanet",
+        "UploadReceipt", "manifest_hash")},
+    "ChainAnchor": ("service", "ChainAnchor"), "Datanets": ("service", "Datanets"),
+    "UploadInProgress": ("upload", "UploadInProgress"),
+    "LEAF_TYPES": ("versions", "LEAF_TYPES"),
+}
+
+__all__ = sorted(_LAZY)  # noqa: PLE0605 - the names resolve through __getattr__
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'ledgerlm.datanets' has no attribute {name!r}")
+    module, attribute = _LAZY[name]
+    value = getattr(import_module(f"ledgerlm.datanets.{module}"), attribute)
+    globals()[name] = value
+    return value

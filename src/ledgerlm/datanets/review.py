@@ -8,13 +8,10 @@ from typing import Any
 import orjson
 from sqlalchemy import insert, select, update
 
-from ledgerlm.datanets.schemas import DOCUMENTS, Contribution, DatanetError, ReviewBatch
+from ledgerlm.datanets.schemas import DOCUMENTS, MAX_REVIEW_BATCH, Contribution, DatanetError, ReviewBatch
 from ledgerlm.errors import AuthError, ConflictError, NotFoundError
 from ledgerlm.identity import SignedAction
 from ledgerlm.store.schema import contribution_events, contributions, datanets
-
-# One signature may cover this many contributions; larger reviews are split by the client.
-MAX_REVIEW_BATCH = 10_000
 
 
 class Review:

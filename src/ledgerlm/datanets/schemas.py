@@ -120,6 +120,10 @@ class Contribution(BaseModel):
     events: list[dict[str, Any]] = Field(default_factory=list)
 
 
+# One signature may cover this many contributions; larger reviews are split by the client.
+MAX_REVIEW_BATCH = 10_000
+
+
 class ReviewBatch(BaseModel):
     """The outcome of one signed review of many contributions: all moved to `state`, or none."""
 

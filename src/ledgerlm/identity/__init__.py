@@ -1,44 +1,25 @@
-"""Keys, EIP-712 typed data for every signed action, and verification."""
+"""Keys, EIP-712 typed data for every signed action, and verification.
 
-from ledgerlm.identity.actions import (
-    ACTIONS,
-    SignedAction,
-    action_message,
-    check_field,
-    new_nonce,
-    sign_action,
-    typed_data,
-    verify_action,
-)
-from ledgerlm.identity.domain import SigningDomain
-from ledgerlm.identity.keys import KeyInfo, Keyring, KeyringError, passphrase_from_env
-from ledgerlm.identity.reads import (
-    ANY_DATANET,
-    READ_HEADER,
-    ReadGrant,
-    read_request,
-    sign_read_request,
-    verify_read_request,
-)
+Each name loads its module on first use, so a command that signs nothing never imports eth-account.
+"""
 
-__all__ = [
-    "ANY_DATANET",
-    "READ_HEADER",
-    "ReadGrant",
-    "read_request",
-    "sign_read_request",
-    "verify_read_request",
-    "ACTIONS",
-    "KeyInfo",
-    "Keyring",
-    "KeyringError",
-    "SignedAction",
-    "action_message",
-    "check_field",
-    "SigningDomain",
-    "new_nonce",
-    "passphrase_from_env",
-    "sign_action",
-    "typed_data",
-    "verify_action",
-]
+from importlib import import_module
+
+_LAZY = {
+    "ACTIONS": "actions", "SignedAction": "actions", "action_message": "actions", "check_field": "actions",
+    "new_nonce": "actions", "sign_action": "actions", "typed_data": "actions", "verify_action": "actions",
+    "SigningDomain": "domain",
+    "KeyInfo": "keys", "Keyring": "keys", "KeyringError": "keys", "passphrase_from_env": "keys",
+    "ANY_DATANET": "reads", "READ_HEADER": "reads", "ReadGrant": "reads", "read_request": "reads",
+    "sign_read_request": "reads", "verify_read_request": "reads",
+}
+
+__all__ = sorted(_LAZY)  # noqa: PLE0605 - the names resolve through __getattr__
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'ledgerlm.identity' has no attribute {name!r}")
+    value = getattr(import_module(f"ledgerlm.identity.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value
