@@ -217,6 +217,10 @@ def test_a_claim_whose_node_died_lapses_and_its_late_receipt_is_refused(tmp_path
     with pytest.raises(IdempotencyConflict), db.begin() as conn:
         dead.attach(conn, held, "lgr-late")
     assert alive.claim("k", "0xabc", request).replay_of == "lgr-retry"
+    # a day later the finished claim is gone; the one still running stays
+    assert alive.prune(now=int(time.time()) + 86_400 + 1) == 1
+    with db.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(serving_claims)).scalar() == 1
     dead.close()
     alive.close()
     db.close()

@@ -26,6 +26,10 @@ from ledgerlm.store import Database
 from ledgerlm.store.schema import serving_claims
 
 MAX_KEY_CHARS = 255
+# A key answers retries for a day after its call; older finished claims are deleted, so the table stays
+# the size of a day's calls (a gateway sends a key with every call).
+RETENTION_SECONDS = 86_400
+PRUNE_EVERY_SECONDS = 600
 
 
 class IdempotencyConflict(ServingError):
@@ -70,12 +74,24 @@ class IdempotencyClaims:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._pruned_at = 0.0
+
+    def prune(self, now: int | None = None) -> int:
+        """Delete finished claims older than RETENTION_SECONDS; returns how many."""
+        now = int(time.time()) if now is None else now
+        with self.db.begin() as conn:
+            return conn.execute(delete(serving_claims).where(
+                serving_claims.c.receipt_id.is_not(None)
+                & (serving_claims.c.created_at < now - RETENTION_SECONDS))).rowcount
 
     def claim(self, key: str, consumer: str | None, request: dict) -> Claim:
         """Hold `key` for this call, or say which receipt it already produced; 409 while another call runs it."""
         # keys are per consumer: one consumer's key can never replay another's answer
         key_sha256 = _sha256([consumer or "", key])
         request_sha256 = _sha256(request)
+        if time.monotonic() - self._pruned_at > PRUNE_EVERY_SECONDS:
+            self._pruned_at = time.monotonic()
+            self.prune()
         for _ in range(3):  # two processes inserting the same new key: the loser reads the winner's row
             now = int(time.time())
             try:
