@@ -11,9 +11,9 @@ import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol
 import {EpochDistributor} from "./EpochDistributor.sol";
 
 /// @title Staking
-/// @notice Bonds of validators, agents and contributors. Stake leaves only two ways: its owner
-///         unstakes through a cooldown, or it is slashed for a validation outcome recorded here
-///         first (round id and evidence hash), at most once per (round, account, role) and at most
+/// @notice Bonds of validators, agents, contributors and compute providers. Stake leaves only two ways: its owner
+///         unstakes through a cooldown, or it is slashed for an outcome recorded here first (round id
+///         and evidence hash: a validation round, or a compute provider's failed spot-check), at most once per (round, account, role) and at most
 ///         `slashCapBps` of the bond per round. Slashed stake never leaves to any key: it goes to the
 ///         validators' reward pool, which is paid out only into an EpochDistributor epoch.
 /// @dev Slashing reaches pending (cooling-down) stake too, so unstaking cannot dodge a slash that is
@@ -33,6 +33,7 @@ contract Staking is AccessControl, ReentrancyGuard, Pausable {
     uint8 public constant ROLE_VALIDATOR = 0;
     uint8 public constant ROLE_AGENT = 1;
     uint8 public constant ROLE_CONTRIBUTOR_BOND = 2;
+    uint8 public constant ROLE_PROVIDER = 3;
 
     struct Position {
         uint256 active;
@@ -121,12 +122,12 @@ contract Staking is AccessControl, ReentrancyGuard, Pausable {
     }
 
     modifier knownRole(uint8 role) {
-        if (role > ROLE_CONTRIBUTOR_BOND) revert UnknownRole(role);
+        if (role > ROLE_PROVIDER) revert UnknownRole(role);
         _;
     }
 
     /// @notice Stakes `amount` of the caller's tokens under `role`; needs a prior allowance.
-    /// @param role 0 Validator, 1 Agent, 2 ContributorBond.
+    /// @param role 0 Validator, 1 Agent, 2 ContributorBond, 3 Provider.
     /// @param amount Amount in base units (non-zero).
     function stake(uint8 role, uint256 amount) external nonReentrant whenNotPaused knownRole(role) {
         _stake(role, amount);
@@ -135,7 +136,7 @@ contract Staking is AccessControl, ReentrancyGuard, Pausable {
     /// @notice Like {stake}, with an ERC-2612 permit instead of a prior approval.
     /// @dev A failing permit is ignored, so a front-run permit cannot block the stake; the transfer
     ///      still needs a sufficient allowance.
-    /// @param role 0 Validator, 1 Agent, 2 ContributorBond.
+    /// @param role 0 Validator, 1 Agent, 2 ContributorBond, 3 Provider.
     /// @param amount Amount in base units (non-zero); also the permitted value.
     /// @param deadline Permit deadline.
     /// @param v Permit signature v.
@@ -153,7 +154,7 @@ contract Staking is AccessControl, ReentrancyGuard, Pausable {
 
     /// @notice Starts the cooldown for `amount` of the caller's active stake. A second request adds to
     ///         the pending amount and restarts the cooldown for all of it.
-    /// @param role 0 Validator, 1 Agent, 2 ContributorBond.
+    /// @param role 0 Validator, 1 Agent, 2 ContributorBond, 3 Provider.
     /// @param amount Amount in base units (non-zero, at most the active stake).
     function requestUnstake(uint8 role, uint256 amount) external whenNotPaused knownRole(role) {
         if (amount == 0) revert ZeroAmount();
@@ -168,7 +169,7 @@ contract Staking is AccessControl, ReentrancyGuard, Pausable {
 
     /// @notice Sends the caller's whole pending stake for `role` to the caller once the cooldown is over.
     ///         Works while paused.
-    /// @param role 0 Validator, 1 Agent, 2 ContributorBond.
+    /// @param role 0 Validator, 1 Agent, 2 ContributorBond, 3 Provider.
     function withdraw(uint8 role) external nonReentrant knownRole(role) {
         Position storage p = _positions[msg.sender][role];
         uint256 amount = p.pending;
@@ -197,7 +198,7 @@ contract Staking is AccessControl, ReentrancyGuard, Pausable {
     ///         (round, account, role) and at most `slashCapBps` of the bond.
     /// @param roundId A round whose outcome is recorded.
     /// @param account The slashed staker.
-    /// @param role 0 Validator, 1 Agent, 2 ContributorBond.
+    /// @param role 0 Validator, 1 Agent, 2 ContributorBond, 3 Provider.
     /// @param amount Amount in base units (non-zero, within the cap).
     function slash(uint256 roundId, address account, uint8 role, uint256 amount)
         external
@@ -242,7 +243,7 @@ contract Staking is AccessControl, ReentrancyGuard, Pausable {
     /// @notice Whether `account` was already slashed under `role` for round `roundId`.
     /// @param roundId The validation round.
     /// @param account The staker.
-    /// @param role 0 Validator, 1 Agent, 2 ContributorBond.
+    /// @param role 0 Validator, 1 Agent, 2 ContributorBond, 3 Provider.
     function isSlashed(uint256 roundId, address account, uint8 role) external view returns (bool) {
         return _slashed[roundId][account][role];
     }
@@ -259,14 +260,14 @@ contract Staking is AccessControl, ReentrancyGuard, Pausable {
 
     /// @notice Active (not cooling down) stake of `account` under `role`.
     /// @param account The staker.
-    /// @param role 0 Validator, 1 Agent, 2 ContributorBond.
+    /// @param role 0 Validator, 1 Agent, 2 ContributorBond, 3 Provider.
     function stakeOf(address account, uint8 role) external view knownRole(role) returns (uint256) {
         return _positions[account][role].active;
     }
 
     /// @notice Stake of `account` under `role` that is cooling down, and when it can be withdrawn.
     /// @param account The staker.
-    /// @param role 0 Validator, 1 Agent, 2 ContributorBond.
+    /// @param role 0 Validator, 1 Agent, 2 ContributorBond, 3 Provider.
     /// @return amount Pending amount in base units.
     /// @return releaseAt Timestamp from which {withdraw} succeeds (0 if nothing is pending).
     function pendingOf(address account, uint8 role)
@@ -280,7 +281,7 @@ contract Staking is AccessControl, ReentrancyGuard, Pausable {
     }
 
     /// @notice Sum of all active stake under `role` (pending stake excluded).
-    /// @param role 0 Validator, 1 Agent, 2 ContributorBond.
+    /// @param role 0 Validator, 1 Agent, 2 ContributorBond, 3 Provider.
     function totalStaked(uint8 role) external view knownRole(role) returns (uint256) {
         return _totalActive[role];
     }

@@ -124,6 +124,10 @@ class NodeClient:
         return AgentActions(self)
 
     @property
+    def providers(self) -> ProviderActions:
+        return ProviderActions(self)
+
+    @property
     def chain_id(self) -> int:
         return int(self.info()["chain_id"])
 
@@ -535,6 +539,55 @@ class AgentActions:
 
     def list(self, owner: str | None = None) -> list[dict]:
         return self.node._request("GET", "/agents", params={"owner": owner} if owner else None)
+
+
+class ProviderActions:
+    """Compute providers: offers, jobs paid from escrow, and signed reports the node spot-checks."""
+
+    def __init__(self, node: NodeClient):
+        self.node = node
+
+    def offer(self, account: LocalAccount, *, kind: str, hardware: str, base_model: str, price: int) -> dict:
+        action = self.node._sign(account, "OfferCompute", {"kind": kind, "hardware": hardware,
+                                                           "baseModel": base_model, "price": int(price)})
+        return self.node._request("POST", "/providers/offers", json={"action": action})
+
+    def offers(self, *, kind: str | None = None, provider: str | None = None) -> list[dict]:
+        params = {k: v for k, v in (("kind", kind), ("provider", provider)) if v}
+        return self.node._request("GET", "/providers/offers", params=params or None)
+
+    def submit(self, account: LocalAccount, *, kind: str, spec: dict, amount: int, offer_id: int = 0,
+               sign_cap: bool = False) -> dict:
+        """Accept an offer (0: the cheapest that fits `amount`) for one job; its price is debited from escrow
+        under the spending cap the account signed for this epoch (`sign_cap`: sign one of `amount` now)."""
+        from ledgerlm.factory.digest import canonical_json_sha256
+        from ledgerlm.providers import parse_spec
+
+        spec = parse_spec(kind, spec).model_dump()
+        if sign_cap:
+            self.node.sign_spending_cap(account, int(amount))
+        action = self.node._sign(account, "AcceptOffer", {"offerId": int(offer_id), "amount": int(amount),
+                                                          "specHash": "0x" + canonical_json_sha256(spec)})
+        return self.node._request("POST", "/providers/jobs", json={"action": action, "kind": kind, "spec": spec})
+
+    def jobs(self, *, provider: str | None = None, requester: str | None = None) -> list[dict]:
+        params = {k: v for k, v in (("provider", provider), ("requester", requester)) if v}
+        return self.node._request("GET", "/providers/jobs", params=params or None)
+
+    def job(self, job_id: int) -> dict:
+        return self.node._request("GET", f"/providers/jobs/{job_id}")
+
+    def report(self, account: LocalAccount, job_id: int, result: dict, files: dict[str, bytes]) -> dict:
+        """Sign and send a job's result with its files; the node answers after its spot-check."""
+        import base64
+
+        from ledgerlm.factory.digest import canonical_json_sha256
+
+        action = self.node._sign(account, "ReportJob", {"jobId": int(job_id),
+                                                        "resultHash": "0x" + canonical_json_sha256(result)})
+        body = {"action": action, "result": result,
+                "files": {sha: base64.b64encode(data).decode() for sha, data in files.items()}}
+        return self.node._request("POST", f"/providers/jobs/{job_id}/report", json=body)
 
 
 class ChainActions:

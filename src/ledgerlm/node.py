@@ -318,8 +318,8 @@ class Node:
         return {a: self.contracts.staking.stake_of(a, StakeRole.CONTRIBUTOR_BOND) for a in addresses}
 
     def _slash(self, round_id: int, evidence: str, account: str, role: int, amount: int) -> tuple[str, int]:
-        """Slash for a validation round: record its outcome on chain first, then take at most the
-        contract's per-round cap; a (round, account, role) slashed before is not slashed again."""
+        """Slash for a validation round or a failed compute spot-check: record its outcome on chain first, then
+        take at most the contract's per-round cap; a (round, account, role) slashed before is not slashed again."""
         staking = self.contracts.staking
         if staking.outcome(round_id) is None:
             staking.record_outcome(self.account, round_id, evidence)
@@ -518,6 +518,22 @@ class Node:
         return AccessPayments(self.db, self.contracts, self.account, self.domain, lock=self.economy._lock,
                               spend_guard=self.agent_policies.check_payment)
 
+    @cached_property
+    def providers(self):
+        """Compute offers and jobs: paid through the escrow like access, spot-checked, slashed on chain."""
+        from ledgerlm.chain import StakeRole
+        from ledgerlm.providers import ComputeMarket
+
+        def stake_of(address: str) -> int:
+            return self.contracts.staking.stake_of(address, StakeRole.PROVIDER) if self.on_chain else 0
+
+        def slash(outcome_id: int, evidence: str, account: str, amount: int) -> tuple[str, int]:
+            return self._slash(outcome_id, evidence, account, StakeRole.PROVIDER, amount)
+
+        return ComputeMarket(self.db, self.blobs, self.home.models, self.domain,
+                             payments=self.access if self.on_chain else None, stake_of=stake_of,
+                             slash=slash if self.on_chain else None)
+
     def _pay_access(self, payment, **licence) -> dict:
         if not self.on_chain:
             raise LedgerError("this node has no chain to take payments on", field="chain", status=409)
@@ -561,7 +577,7 @@ class Node:
         self.datanets.anchor = RegistryAnchor(self)
         # Signatures are bound to the Registry from now on; every room verifies against it.
         domain = _signing_domain(self.home, self.config)
-        for name in ("shares", "access"):
+        for name in ("shares", "access", "providers"):
             self.__dict__.pop(name, None)
         for room in (self.datanets, self.__dict__.get("validation"), self.__dict__.get("factory")):
             if room is not None:
@@ -608,7 +624,15 @@ class Node:
         """What a crash or an outage left unfinished, counted from the database alone (no chain call)."""
         from sqlalchemy import func, select
 
-        from ledgerlm.store.schema import datanets, epochs, receipts, share_assets, validation_rounds, versions
+        from ledgerlm.store.schema import (
+            compute_jobs,
+            datanets,
+            epochs,
+            receipts,
+            share_assets,
+            validation_rounds,
+            versions,
+        )
 
         def count(query) -> int:
             return int(conn.execute(select(func.count()).select_from(query.subquery())).scalar())
@@ -621,6 +645,8 @@ class Node:
                 "versions": count(select(versions.c.id).where(versions.c.chain_tx.is_(None))),
                 "slashes": sum(1 for t in tallies if t is not None and (
                     "slashed" not in t or any(e.get("tx") is None for e in t["slashed"]))),
+                "provider_slashes": count(select(compute_jobs.c.id).where(
+                    compute_jobs.c.state == "rejected", compute_jobs.c.slash_tx.is_(None))),
                 "shares": count(select(share_assets.c.id).where(share_assets.c.token.is_(None))),
                 "epoch_close": count(select(epochs.c.number).where(
                     epochs.c.state.in_(("planned", "settled", "posted")))),
@@ -677,10 +703,12 @@ class Node:
             except Exception as exc:  # e.g. an RPC node that is down: the rest still runs, this part next time
                 errors.append(f"{part}: {type(exc).__name__}: {exc}")
 
-        chain_parts = ("datanets", "versions", "slashes", "shares", "epoch_close")
+        chain_parts = ("datanets", "versions", "slashes", "provider_slashes", "shares", "epoch_close")
         if self.on_chain and any(pending[p] for p in chain_parts):
             if pending["slashes"]:
                 run("slashes", self.validation.execute_slashes)
+            if pending["provider_slashes"]:
+                run("provider_slashes", self.providers.execute_slashes)
             if pending["shares"] and "RevenueShareFactory" in self.deployment.addresses:
                 run("shares", self.shares.reconcile)
             if pending["datanets"] or pending["versions"]:

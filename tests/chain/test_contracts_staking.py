@@ -53,8 +53,8 @@ def test_a_stake_needs_an_amount_a_known_role_and_the_tokens(world):
 
     with reverts("ZeroAmount"):
         staking.stake(staker, VALIDATOR, 0)
-    with reverts("UnknownRole", role=3):
-        world.chain.transact(staking.contract.functions.stake(3, TOKEN), staker)
+    with reverts("UnknownRole", role=4):
+        world.chain.transact(staking.contract.functions.stake(4, TOKEN), staker)
     with reverts("ERC20InsufficientAllowance"):
         world.chain.transact(staking.contract.functions.stake(int(VALIDATOR), TOKEN), staker)
     with reverts("ERC20InsufficientBalance", balance=2 * TOKEN, needed=3 * TOKEN):
@@ -215,8 +215,8 @@ def test_a_slash_is_capped_per_round_and_needs_an_amount_and_a_known_role(world)
         staking.slash(world.node, round_id, staker.address, BOND, 0)
     with reverts("SlashAboveCap", roundId=round_id, account=staker.address, amount=TOKEN, cap=0):
         staking.slash(world.node, round_id, staker.address, AGENT, TOKEN)
-    with reverts("UnknownRole", role=3):
-        world.chain.transact(staking.contract.functions.slash(round_id, staker.address, 3, TOKEN), world.node)
+    with reverts("UnknownRole", role=4):
+        world.chain.transact(staking.contract.functions.slash(round_id, staker.address, 4, TOKEN), world.node)
 
     assert staking.stake_of(staker.address, BOND) == 3 * TOKEN
     assert staking.pending_of(staker.address, BOND).amount == 2 * TOKEN
@@ -317,8 +317,8 @@ def test_views_refuse_unknown_roles_and_report_settings(world):
     staker = world.actor()
 
     for view in ("stakeOf", "pendingOf"):
-        with reverts("UnknownRole", role=3):
-            world.chain.call(staking.contract.functions[view](staker.address, 3))
+        with reverts("UnknownRole", role=4):
+            world.chain.call(staking.contract.functions[view](staker.address, 4))
     with reverts("UnknownRole", role=255):
         world.chain.call(staking.contract.functions.totalStaked(255))
 

@@ -103,6 +103,7 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
         factory,
         node,
         openai,
+        providers,
         serving,
         shares,
         validation,
@@ -119,5 +120,6 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
     app.include_router(serving.router)
     app.include_router(shares.router)
     app.include_router(agents.router)
+    app.include_router(providers.router)
     mount_dashboard(app)
     return app

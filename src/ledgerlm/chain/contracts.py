@@ -43,6 +43,7 @@ class StakeRole(IntEnum):
     VALIDATOR = 0
     AGENT = 1
     CONTRIBUTOR_BOND = 2
+    PROVIDER = 3  # a compute provider's bond, slashed for a failed spot-check
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from ledgerlm.units import format_amount, parse_amount
 
 app = typer.Typer(help="The EVM chain: status, deployment, event index, development faucet.", no_args_is_help=True)
 
-ROLE_HELP = "validator, agent or contributor_bond."
+ROLE_HELP = "validator, agent, contributor_bond or provider."
 
 
 def resolve_address(s: Session, who: str) -> str:

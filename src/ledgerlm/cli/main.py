@@ -121,6 +121,7 @@ def _register_rooms() -> None:
         factory,
         gateway,
         keys,
+        provider,
         serving,
         shares,
         validate,
@@ -142,6 +143,7 @@ def _register_rooms() -> None:
     app.add_typer(serving.receipts_app, name="receipts")
     app.add_typer(agent.app, name="agent")
     app.add_typer(shares.app, name="shares")
+    app.add_typer(provider.app, name="provider")
     app.command()(agent.mcp)
     app.command()(gateway.gateway)
     app.command()(attribution.attribute)

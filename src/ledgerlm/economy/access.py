@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from eth_utils import to_checksum_address
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import Table, and_, insert, select, update
 from sqlalchemy.engine import Connection
 
 from ledgerlm.chain import ChainError, Debit
@@ -19,11 +19,13 @@ from ledgerlm.economy.spending import add_spent
 from ledgerlm.identity import SignedAction, SigningDomain, verify_action
 from ledgerlm.store import Database
 from ledgerlm.store.actions import record_action
-from ledgerlm.store.schema import access_payments, epochs, receipts, spending_caps
+from ledgerlm.store.schema import access_payments, compute_jobs, epochs, receipts, spending_caps
 
 # Access debits settle in chunks far above any epoch close's own (0, 1, 2, ...), one chunk per payment, so
 # the escrow's once-per-(epoch, chunk) rule also makes each payment land at most once.
 ACCESS_CHUNK_BASE = 2**128
+# Compute jobs are paid the same way, in chunks above every access payment's.
+JOB_CHUNK_BASE = 2**129
 # What a licence allows, and how each is paid for from the CLI.
 PURPOSES = {"train": "train on", "export": "export"}
 _HOW = {"train": "the CLI does with `ledgerlm factory train --pay MAX`",
@@ -32,6 +34,27 @@ _HOW = {"train": "the CLI does with `ledgerlm factory train --pay MAX`",
 
 class PaymentRequired(EconomyError):
     status = 402
+
+
+@dataclass(frozen=True)
+class DebitRows:
+    """Where one kind of immediate escrow payment keeps its rows: table, payment state, payer and transaction
+    columns, the chunk numbers its debits use, and what else a failed payment changes in its row."""
+
+    table: Table
+    state: str
+    payer: str
+    tx: str
+    chunk_base: int
+    failed: tuple[tuple[str, str], ...] = ()
+
+    def column(self, name: str):
+        return self.table.c[name]
+
+
+ACCESS_ROWS = DebitRows(access_payments, "state", "developer", "tx", ACCESS_CHUNK_BASE)
+JOB_ROWS = DebitRows(compute_jobs, "payment_state", "requester", "payment_tx", JOB_CHUNK_BASE,
+                     failed=(("state", "unpaid"),))
 
 
 @dataclass
@@ -72,47 +95,62 @@ class AccessPayments:
         if int(m["amount"]) < price:
             raise PaymentRequired(f"{datanet} version {version} costs {price}; the payment signs for only "
                                   f"{m['amount']}", field="amount")
-        escrow = self.contracts.escrow
         with self.lock:
             held = self.licence(payer, datanet, version, purpose)  # a payment that finished while we waited
             if held is not None:
                 return held
-            if self.spend_guard is not None:
-                self.spend_guard(developer, price)
-            now = self.contracts.chain.head().timestamp
-            with self.db.begin() as conn:
-                if conn.execute(select(epochs.c.number).where(epochs.c.state.in_(("planned", "settled")))).first():
-                    # the escrow settles a consumer's epochs in order: finish the earlier one first
-                    raise EconomyError("an epoch close is unfinished; run `ledgerlm epoch close` and pay again",
-                                       field="epoch", status=409)
-                epoch = open_epoch(conn)
-                cap = conn.execute(select(spending_caps).where(and_(
-                    spending_caps.c.consumer == developer, spending_caps.c.epoch == epoch,
-                    spending_caps.c.settler == self.node_account.address))).first()
-                # calls not settled yet are charged under this epoch's cap at its close: they come first
-                owed = sum(int(f) for f in conn.execute(select(receipts.c.fee).where(and_(
-                    receipts.c.consumer == developer, receipts.c.settled_epoch.is_(None),
-                    receipts.c.epoch <= epoch))).scalars())
-                problem = self._cannot_pay(cap, developer, epoch, price, now, owed)
-                if problem:
-                    raise PaymentRequired(f"cannot take {price} for {datanet} version {version} from "
-                                          f"{developer}'s escrow: {problem}", field="payment")
-                action_id = record_action(conn, signed, developer, chain_id=self.domain.chain_id)
-                payment_id = conn.execute(insert(access_payments).values(
+
+            def record(conn: Connection, epoch: int, action_id: int) -> int:
+                return conn.execute(insert(access_payments).values(
                     datanet=datanet, version=version, developer=developer, amount=str(price), epoch=epoch,
-                    purpose=purpose, state="pending", tx=None, job_id=None, action_id=action_id, created_at=int(time.time()),
+                    purpose=purpose, state="pending", tx=None, job_id=None, action_id=action_id,
+                    created_at=int(time.time()),
                 )).inserted_primary_key[0]
-                add_spent(conn, developer, epoch, price)  # pending counts against budgets until it fails
-            debit = Debit(developer, price, int(cap.cap), int(cap.deadline),
-                          bytes.fromhex(cap.signature.removeprefix("0x")))
-            try:
-                tx = escrow.settle(self.node_account, epoch, ACCESS_CHUNK_BASE + payment_id, [debit]).tx_hash
-            except ChainError as exc:
-                _fail(self.db, payment_id)
-                raise PaymentRequired(f"the escrow refused the payment: {exc}", field="payment") from exc
-            self._set(payment_id, state="paid", tx=tx)
+
+            payment_id, epoch, tx = self.debit_locked(signed, developer, price, what=f"{datanet} version {version}",
+                                                      record=record, rows=ACCESS_ROWS)
         return {"payment": payment_id, "datanet": datanet, "version": version, "developer": developer,
                 "purpose": purpose, "amount": str(price), "epoch": epoch, "tx": tx}
+
+    def debit_locked(self, signed: SignedAction, payer: str, price: int, *, what: str,
+                     record: Callable[[Connection, int, int], int], rows: DebitRows) -> tuple[int, int, str]:
+        """Debit `price` from `payer`'s escrow into the open epoch at once, within the spending cap they signed
+        for it; the caller holds `self.lock`. `record(conn, epoch, action_id)` stores the payment's row (state
+        pending) in the transaction that records the signed action and returns its id; the escrow chunk is
+        `rows.chunk_base + id`, so a payment lands at most once. Returns (id, epoch, tx)."""
+        escrow = self.contracts.escrow
+        if self.spend_guard is not None:
+            self.spend_guard(payer, price)
+        now = self.contracts.chain.head().timestamp
+        with self.db.begin() as conn:
+            if conn.execute(select(epochs.c.number).where(epochs.c.state.in_(("planned", "settled")))).first():
+                # the escrow settles a consumer's epochs in order: finish the earlier one first
+                raise EconomyError("an epoch close is unfinished; run `ledgerlm epoch close` and pay again",
+                                   field="epoch", status=409)
+            epoch = open_epoch(conn)
+            cap = conn.execute(select(spending_caps).where(and_(
+                spending_caps.c.consumer == payer, spending_caps.c.epoch == epoch,
+                spending_caps.c.settler == self.node_account.address))).first()
+            # calls not settled yet are charged under this epoch's cap at its close: they come first
+            owed = sum(int(f) for f in conn.execute(select(receipts.c.fee).where(and_(
+                receipts.c.consumer == payer, receipts.c.settled_epoch.is_(None),
+                receipts.c.epoch <= epoch))).scalars())
+            problem = self._cannot_pay(cap, payer, epoch, price, now, owed)
+            if problem:
+                raise PaymentRequired(f"cannot take {price} for {what} from {payer}'s escrow: {problem}",
+                                      field="payment")
+            action_id = record_action(conn, signed, payer, chain_id=self.domain.chain_id)
+            row_id = record(conn, epoch, action_id)
+            add_spent(conn, payer, epoch, price)  # pending counts against budgets until it fails
+        debit = Debit(payer, price, int(cap.cap), int(cap.deadline), bytes.fromhex(cap.signature.removeprefix("0x")))
+        try:
+            tx = escrow.settle(self.node_account, epoch, rows.chunk_base + row_id, [debit]).tx_hash
+        except ChainError as exc:
+            _fail(self.db, rows, row_id)
+            raise PaymentRequired(f"the escrow refused the payment: {exc}", field="payment") from exc
+        with self.db.begin() as conn:
+            conn.execute(update(rows.table).where(rows.table.c.id == row_id).values({rows.state: "paid", rows.tx: tx}))
+        return row_id, epoch, tx
 
     def licence(self, payer: str, datanet: str, version: int, purpose: str) -> dict | None:
         """The paid licence `payer` holds to `purpose` the version, if any."""
@@ -156,27 +194,30 @@ class AccessPayments:
 
 
 def resolve_pending(db: Database, escrow) -> None:
-    """A payment a crash left pending is paid if its chunk landed on chain, else failed."""
-    with db.connect() as conn:
-        pending = conn.execute(select(access_payments.c.id, access_payments.c.epoch)
-                               .where(access_payments.c.state == "pending")).all()
-    for payment_id, epoch in pending:
-        if not escrow.is_chunk_settled(epoch, ACCESS_CHUNK_BASE + payment_id):
-            _fail(db, payment_id)
-            continue
-        with db.begin() as conn:
-            conn.execute(update(access_payments).where(access_payments.c.id == payment_id).values(state="paid"))
+    """A payment (for access or a compute job) a crash left pending is paid if its chunk landed on chain, else
+    failed."""
+    for rows in (ACCESS_ROWS, JOB_ROWS):
+        with db.connect() as conn:
+            pending = conn.execute(select(rows.table.c.id, rows.table.c.epoch)
+                                   .where(rows.column(rows.state) == "pending")).all()
+        for row_id, epoch in pending:
+            if not escrow.is_chunk_settled(epoch, rows.chunk_base + row_id):
+                _fail(db, rows, row_id)
+                continue
+            with db.begin() as conn:
+                conn.execute(update(rows.table).where(rows.table.c.id == row_id).values({rows.state: "paid"}))
 
 
-def _fail(db: Database, payment_id: int) -> None:
+def _fail(db: Database, rows: DebitRows, row_id: int) -> None:
     """A pending payment the escrow did not take: failed, and no longer counted as spent."""
+    table = rows.table
     with db.begin() as conn:
-        row = conn.execute(select(access_payments).where(and_(access_payments.c.id == payment_id,
-                                                              access_payments.c.state == "pending"))).first()
+        row = conn.execute(select(table).where(and_(table.c.id == row_id, rows.column(rows.state) == "pending"))
+                           ).mappings().first()
         if row is None:
             return
-        conn.execute(update(access_payments).where(access_payments.c.id == payment_id).values(state="failed"))
-        add_spent(conn, row.developer, row.epoch, -int(row.amount))
+        conn.execute(update(table).where(table.c.id == row_id).values({rows.state: "failed", **dict(rows.failed)}))
+        add_spent(conn, row[rows.payer], row["epoch"], -int(row["amount"]))
 
 
 def settled_access(conn: Connection, epoch: int) -> list[dict]:

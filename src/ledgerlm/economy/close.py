@@ -14,6 +14,7 @@ from sqlalchemy import and_, insert, select, update
 
 from ledgerlm.chain import CAP_LIMIT, DEADLINE_LIMIT, Debit
 from ledgerlm.economy.access import resolve_pending, settled_access
+from ledgerlm.economy.compute import expire_unreported, pay_jobs, settled_jobs
 from ledgerlm.economy.epochs import open_epoch
 from ledgerlm.economy.errors import EconomyError
 from ledgerlm.economy.payouts import Ledger, payout_tree
@@ -79,6 +80,7 @@ class EpochCloser:
         with self.db.connect() as conn:
             number = open_epoch(conn)
             access = settled_access(conn, number)
+            jobs = settled_jobs(conn, number)
             assets = load_assets(conn, issued_by=head.number)
             rows = conn.execute(select(receipts).where(and_(
                 receipts.c.state == "final", receipts.c.settled_epoch.is_(None), receipts.c.epoch <= number,
@@ -102,15 +104,17 @@ class EpochCloser:
                 pools.add_receipt(ledger, r)
             for payment in access:
                 pools.add_access(payment["datanet"], int(payment["amount"]))
+            compute = pay_jobs(ledger, jobs)
             rewards = c.staking.reward_pool()
             rewards = pools.pay_slashed_stake(ledger, rewards)
             pools.pay_pools(ledger)
             pools.paid += pay_holders(ledger, c, assets, pools.asset_revenue, head.number)
         charged = sum(debits.values())
         access_total = sum(int(p["amount"]) for p in access)
-        if ledger.total != charged + rewards + access_total:  # conservation, checked before anything is written
+        jobs_total = sum(int(j["amount"]) for j in jobs)
+        if ledger.total != charged + rewards + access_total + jobs_total:  # conservation, before anything is written
             raise EconomyError(f"epoch {number}: payouts {ledger.total} != debits {charged} + rewards {rewards} "
-                               f"+ access {access_total}", field="epoch", status=500)
+                               f"+ access {access_total} + compute {jobs_total}", field="epoch", status=500)
         if ledger.total == 0:
             return None
         tree = payout_tree((p.account, p.amount) for p in ledger.accounts.values())
@@ -138,9 +142,11 @@ class EpochCloser:
                 conn.execute(update(receipts).where(receipts.c.id.in_(paid_ids[start:start + 500]))
                              .values(settled_epoch=number))
             pools.mark_rounds(conn)
+            expire_unreported(conn, jobs)
             details = {"receipts": len(paid), "consumers": len(debits), "unpaid": len(unpaid), "charged": str(charged),
                        "rewards": str(rewards), "chunks": len(chunks), "pools": pools.published(),
-                       "access": str(access_total), "access_payments": access, "closing_block": head.number}
+                       "access": str(access_total), "access_payments": access, "compute": str(jobs_total),
+                       "compute_jobs": compute, "closing_block": head.number}
             conn.execute(update(epochs).where(epochs.c.number == number).values(
                 state="planned", closed_at=int(time.time()), root=tree.root, total=str(ledger.total), details=details))
             conn.execute(insert(epochs).values(number=number + 1, state="open", opened_at=int(time.time())))
@@ -262,6 +268,7 @@ def published_files(db: Database, number: int, contracts=None) -> dict[str, dict
         "epoch": number, "root": row["root"], "total": row["total"], "charged": details.get("charged"),
         "rewards": details.get("rewards"), "pools": details.get("pools", []),
         "access": details.get("access", "0"), "access_payments": details.get("access_payments", []),
+        "compute": details.get("compute", "0"), "compute_jobs": details.get("compute_jobs", []),
         "closing_block": details.get("closing_block"),
         "chain_id": contracts.chain.chain_id if contracts else None,
         "distributor": contracts.distributor.address if contracts else None,

@@ -25,10 +25,14 @@ class AccountPayout:
     datanets: set[str] = field(default_factory=set)
     models: set[str] = field(default_factory=set)
     rounds: set[int] = field(default_factory=set)
+    jobs: set[int] = field(default_factory=set)
 
     def sources(self) -> dict:
-        return {"roles": {k: str(v) for k, v in sorted(self.roles.items())}, "receipts": sorted(self.receipts),
-                "datanets": sorted(self.datanets), "models": sorted(self.models), "rounds": sorted(self.rounds)}
+        sources = {"roles": {k: str(v) for k, v in sorted(self.roles.items())}, "receipts": sorted(self.receipts),
+                   "datanets": sorted(self.datanets), "models": sorted(self.models), "rounds": sorted(self.rounds)}
+        if self.jobs:
+            sources["jobs"] = sorted(self.jobs)
+        return sources
 
 
 class Ledger:
@@ -38,7 +42,8 @@ class Ledger:
         self.accounts: dict[str, AccountPayout] = {}
 
     def credit(self, account: str, amount: int, role: str, *, receipt: str | None = None,
-               datanet: str | None = None, model: str | None = None, rounds: Iterable[int] = ()) -> None:
+               datanet: str | None = None, model: str | None = None, rounds: Iterable[int] = (),
+               job: int | None = None) -> None:
         if amount <= 0:
             return
         account = to_checksum_address(account)
@@ -52,6 +57,8 @@ class Ledger:
         if model:
             entry.models.add(model)
         entry.rounds.update(rounds)
+        if job is not None:
+            entry.jobs.add(job)
 
     def credit_split(self, total: int, weights: Mapping[str, int], role: str, **source) -> dict[str, int]:
         """Split `total` by integer weights (largest remainder, so nothing is lost or created)."""

@@ -62,6 +62,8 @@ def verify_epoch(payout_file: dict, receipt_file: dict, funding=None,
     for payment in payout_file.get("access_payments", []):  # paid access is its Datanet's revenue
         key = ("data_pool", payment["datanet"])
         pool_in[key] = pool_in.get(key, 0) + int(payment["amount"])
+    for job in payout_file.get("compute_jobs", []):  # a job pays its provider, or its requester back
+        credit(job["account"], int(job["amount"]))
     pool_out: dict[tuple[str, str], int] = {}
     for pool in payout_file["pools"]:
         if pool["kind"] == "redirected":
@@ -107,9 +109,10 @@ def verify_epoch(payout_file: dict, receipt_file: dict, funding=None,
     if str(total) != str(payout_file["total"]):
         problems.append(f"payout file total {payout_file['total']} but its leaves sum to {total}")
     access = int(payout_file.get("access") or 0)
-    if int(payout_file["charged"]) + int(payout_file["rewards"]) + access != total:
+    compute = int(payout_file.get("compute") or 0)
+    if int(payout_file["charged"]) + int(payout_file["rewards"]) + access + compute != total:
         problems.append(f"charged {payout_file['charged']} + rewards {payout_file['rewards']} + access {access} "
-                        f"!= payouts {total}")
+                        f"+ compute {compute} != payouts {total}")
     try:
         root = payout_tree(listed.items()).root
     except Exception as exc:  # a damaged file: report, do not crash the verifier

@@ -123,6 +123,15 @@ ACTIONS: dict[str, list[tuple[str, str]]] = {
                        ("nonce", "uint256"), ("deadline", "uint256")],
     "PauseAgent": [("owner", "address"), ("agent", "address"), ("paused", "bool"), ("nonce", "uint256"),
                    ("deadline", "uint256")],
+    # compute providers: a provider offers hardware for "train" or "serve" jobs at a price per job; a requester
+    # accepts an offer for one job (specHash: sha256 of the job spec's canonical JSON), paying at most `amount`
+    # from escrow; the provider reports the job's result (resultHash: sha256 of the result's canonical JSON)
+    "OfferCompute": [("provider", "address"), ("kind", "string"), ("hardware", "string"), ("baseModel", "string"),
+                     ("price", "uint256"), ("nonce", "uint256"), ("deadline", "uint256")],
+    "AcceptOffer": [("requester", "address"), ("offerId", "uint256"), ("specHash", "bytes32"), ("amount", "uint256"),
+                    ("nonce", "uint256"), ("deadline", "uint256")],
+    "ReportJob": [("provider", "address"), ("jobId", "uint256"), ("resultHash", "bytes32"), ("nonce", "uint256"),
+                  ("deadline", "uint256")],
     # signed by the node, not by users: its receipt for one completion (hashes cover the stored JSON)
     "InferenceReceipt": [("node", "address"), ("receiptId", "string"), ("epoch", "uint256"),
                          ("consumer", "address"), ("modelId", "string"), ("adapterHash", "bytes32"),

@@ -543,3 +543,50 @@ account_spending = Table(
     Column("epoch", Integer, primary_key=True),  # 0: every epoch together
     Column("amount", String(80), nullable=False),
 )
+
+# Compute providers: a provider's signed offer of hardware for training or serving jobs at a price per job.
+compute_offers = Table(
+    "compute_offers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("provider", String(42), nullable=False),
+    Column("kind", String(16), nullable=False),  # train | serve
+    Column("hardware", String(200), nullable=False),
+    Column("price", String(80), nullable=False),  # base units per job
+    Column("base_model", String(200), nullable=False),
+    Column("state", String(16), nullable=False),  # open | withdrawn
+    Column("action_id", Integer, ForeignKey("signed_actions.id"), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+Index("ix_compute_offers_kind", compute_offers.c.kind, compute_offers.c.state)
+
+# A job a requester matched to an offer and paid from escrow into the open epoch; its close pays the
+# provider when the job passed its spot-check, and refunds the requester otherwise.
+compute_jobs = Table(
+    "compute_jobs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("offer_id", Integer, ForeignKey("compute_offers.id"), nullable=False),
+    Column("provider", String(42), nullable=False),
+    Column("requester", String(42), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("spec_hash", String(66), nullable=False),
+    Column("amount", String(80), nullable=False),
+    Column("epoch", Integer, nullable=False),  # the epoch the payment was debited into
+    Column("payment_state", String(16), nullable=False),  # pending | paid | failed
+    Column("payment_tx", String(66), nullable=True),
+    # accepted -> verified | rejected (spot-check), or expired (its epoch closed first), or unpaid
+    Column("state", String(16), nullable=False),
+    Column("result", JSON, nullable=True),
+    Column("result_hash", String(66), nullable=True),
+    Column("spot_check", JSON, nullable=True),  # the spot-check's evidence
+    Column("slash_tx", String(66), nullable=True),
+    Column("slash_amount", String(80), nullable=True),
+    Column("action_id", Integer, ForeignKey("signed_actions.id"), nullable=False),
+    Column("report_action_id", Integer, ForeignKey("signed_actions.id"), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("reported_at", BigInteger, nullable=True),
+)
+Index("ix_compute_jobs_epoch", compute_jobs.c.epoch, compute_jobs.c.payment_state)
+Index("ix_compute_jobs_provider", compute_jobs.c.provider)

@@ -1,0 +1,62 @@
+"""Compute provider routes: offers, jobs and reports; every write is a signed action."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
+
+from ledgerlm.api.deps import get_node
+from ledgerlm.identity import SignedAction
+from ledgerlm.node import Node
+
+router = APIRouter(tags=["providers"])
+
+
+class OfferBody(BaseModel):
+    action: SignedAction  # OfferCompute
+
+
+class AcceptBody(BaseModel):
+    action: SignedAction  # AcceptOffer
+    kind: str
+    spec: dict
+
+
+class ReportBody(BaseModel):
+    action: SignedAction  # ReportJob
+    result: dict
+    files: dict[str, str] = Field(default_factory=dict)  # training checkpoints: sha256 -> base64
+
+
+@router.post("/providers/offers", status_code=201)
+def offer(body: OfferBody, node: Node = Depends(get_node)) -> dict:
+    """A provider's signed offer of hardware for train or serve jobs at a price per job (needs provider stake)."""
+    return node.providers.offer(body.action).model_dump()
+
+
+@router.get("/providers/offers")
+def offers(kind: str | None = None, provider: str | None = None, node: Node = Depends(get_node)) -> list[dict]:
+    """Open offers, cheapest first, with each provider's stake."""
+    return [o.model_dump() for o in node.providers.offers(kind=kind, provider=provider)]
+
+
+@router.post("/providers/jobs", status_code=201)
+def accept(body: AcceptBody, node: Node = Depends(get_node)) -> dict:
+    """A requester's signed AcceptOffer: one job, paid at once from escrow (402 when the escrow cannot pay)."""
+    return node.providers.accept(body.action, body.kind, body.spec).model_dump()
+
+
+@router.get("/providers/jobs")
+def jobs(provider: str | None = None, requester: str | None = None, node: Node = Depends(get_node)) -> list[dict]:
+    return [j.model_dump() for j in node.providers.jobs(provider=provider, requester=requester)]
+
+
+@router.get("/providers/jobs/{job_id}")
+def job(job_id: int, node: Node = Depends(get_node)) -> dict:
+    return node.providers.job(job_id).model_dump()
+
+
+@router.post("/providers/jobs/{job_id}/report")
+def report(job_id: int, body: ReportBody, node: Node = Depends(get_node)) -> dict:
+    """The provider's signed result; the node spot-checks it before answering (verified or rejected + slashed)."""
+    return node.providers.report(job_id, body.action, body.result, body.files).model_dump()

@@ -1,0 +1,293 @@
+"""The compute market: providers' signed offers, jobs matched to them and paid from escrow, and the spot-check
+of each reported result, which slashes a provider caught cheating through an outcome recorded on chain."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+from eth_utils import keccak, to_checksum_address
+from pydantic import ValidationError
+from sqlalchemy import and_, insert, select, update
+
+from ledgerlm.errors import AuthError, ConflictError, NotFoundError
+from ledgerlm.factory.digest import canonical_json_sha256
+from ledgerlm.identity import SignedAction, SigningDomain, verify_action
+from ledgerlm.providers.errors import ProviderError
+from ledgerlm.providers.schemas import KINDS, Job, Offer, ServingSpec, TrainingSpec
+from ledgerlm.providers.spotcheck import (
+    check_serving_result,
+    check_training_result,
+    spot_check_serving,
+    spot_check_training,
+)
+from ledgerlm.store import BlobStaging, Database
+from ledgerlm.store.actions import record_action
+from ledgerlm.store.schema import compute_jobs, compute_offers
+
+# Staking outcome ids of spot-checks: job id above this, so they never meet a validation round's id.
+SPOT_CHECK_ROUND_BASE = 2**128
+SPECS = {"train": TrainingSpec, "serve": ServingSpec}
+
+
+@dataclass
+class ComputeMarket:
+    db: Database
+    blobs: BlobStaging
+    models_dir: Path
+    domain: SigningDomain
+    payments: object | None  # ledgerlm.economy.AccessPayments: its escrow debit and the closer's lock; None off chain
+    stake_of: Callable[[str], int]  # a provider's bond under the provider role
+    # (outcome id, evidence hash, account, amount) -> (tx, taken): records the outcome on chain, then slashes
+    slash: Callable[[int, str, str, int], tuple[str, int]] | None
+
+    # ------------------------------------------------------------------ offers
+
+    def offer(self, signed: SignedAction) -> Offer:
+        """A provider's signed OfferCompute: hardware for `kind` jobs on a base model this node holds (so it
+        can spot-check them), at a price per job, backed by stake the provider can lose."""
+        from ledgerlm.factory.basemodels import get_model
+
+        provider = verify_action(signed, expected="OfferCompute", domain=self.domain)
+        m = signed.message
+        if m["kind"] not in KINDS:
+            raise ProviderError(f"kind must be one of {', '.join(KINDS)}, not {m['kind']!r}", field="kind")
+        if not 0 < len(m["hardware"]) <= 200:
+            raise ProviderError("hardware must describe the machine in 1 to 200 characters", field="hardware")
+        if int(m["price"]) <= 0:
+            raise ProviderError("price must be a positive number of base units per job", field="price")
+        get_model(self.models_dir, m["baseModel"])  # the verifier re-executes on it: an unknown name is a 404
+        self._require_stake(provider)
+        now = int(time.time())
+        with self.db.begin() as conn:
+            action_id = record_action(conn, signed, provider, chain_id=self.domain.chain_id, now=now)
+            offer_id = conn.execute(insert(compute_offers).values(
+                provider=provider, kind=m["kind"], hardware=m["hardware"], price=str(int(m["price"])),
+                base_model=m["baseModel"], state="open", action_id=action_id, created_at=now,
+            )).inserted_primary_key[0]
+        return self.offer_by_id(offer_id)
+
+    def offers(self, *, kind: str | None = None, provider: str | None = None) -> list[Offer]:
+        """Open offers, cheapest first."""
+        query = select(compute_offers).where(compute_offers.c.state == "open")
+        if kind:
+            query = query.where(compute_offers.c.kind == kind)
+        if provider:
+            query = query.where(compute_offers.c.provider == to_checksum_address(provider))
+        with self.db.connect() as conn:
+            rows = conn.execute(query.order_by(compute_offers.c.id)).mappings().all()
+        offers = [self._offer(r) for r in rows]
+        return sorted(offers, key=lambda o: (int(o.price), o.id))
+
+    def offer_by_id(self, offer_id: int) -> Offer:
+        with self.db.connect() as conn:
+            row = conn.execute(select(compute_offers).where(compute_offers.c.id == offer_id)).mappings().first()
+        if row is None:
+            raise NotFoundError(f"no compute offer {offer_id}", field="offer_id")
+        return self._offer(row)
+
+    def _offer(self, row) -> Offer:
+        return Offer(id=row["id"], provider=row["provider"], kind=row["kind"], hardware=row["hardware"],
+                     base_model=row["base_model"], price=row["price"], state=row["state"],
+                     stake=str(self.stake_of(row["provider"])), created_at=row["created_at"])
+
+    def _require_stake(self, provider: str) -> int:
+        stake = self.stake_of(provider)
+        if stake <= 0:
+            raise ConflictError(f"{provider} has no stake under the provider role: stake LGR first "
+                                "(`ledgerlm stake AMOUNT --role provider`), so cheating has a cost", field="provider")
+        return stake
+
+    # ------------------------------------------------------------------ jobs
+
+    def accept(self, signed: SignedAction, kind: str, spec: dict) -> Job:
+        """A requester's signed AcceptOffer: one job on an offer (offerId 0: the cheapest open offer of `kind`
+        within the signed amount), its price debited at once from the requester's escrow into the open epoch."""
+        requester = verify_action(signed, expected="AcceptOffer", domain=self.domain)
+        m = signed.message
+        parsed = parse_spec(kind, spec)
+        spec_hash = "0x" + canonical_json_sha256(parsed.model_dump())
+        if m["specHash"].lower() != spec_hash:
+            raise AuthError("the signed AcceptOffer is for another job spec (specHash differs)", field="specHash")
+        amount = int(m["amount"])
+        offer = self._match(int(m["offerId"]), kind, amount)
+        if offer.provider == requester:
+            raise ProviderError("a provider cannot take its own offer", field="offerId")
+        price = int(offer.price)
+        if amount < price:
+            raise ProviderError(f"offer {offer.id} costs {price} per job; the signature covers only {amount}",
+                                field="amount", status=402)
+        self._require_stake(offer.provider)
+        if self.payments is None:
+            raise ConflictError("this node has no chain to take payments on", field="chain")
+
+        def record(conn, epoch: int, action_id: int) -> int:
+            return conn.execute(insert(compute_jobs).values(
+                offer_id=offer.id, provider=offer.provider, requester=requester, kind=kind, spec=parsed.model_dump(),
+                spec_hash=spec_hash, amount=str(price), epoch=epoch, payment_state="pending", payment_tx=None,
+                state="accepted", action_id=action_id, created_at=int(time.time()),
+            )).inserted_primary_key[0]
+
+        with self.payments.lock:
+            job_id, _, _ = self.payments.debit_locked(
+                signed, requester, price, what=f"a {kind} job on offer {offer.id}", record=record, rows=_job_rows())
+        return self.job(job_id)
+
+    def _match(self, offer_id: int, kind: str, amount: int) -> Offer:
+        if offer_id:
+            offer = self.offer_by_id(offer_id)
+            if offer.state != "open":
+                raise ConflictError(f"offer {offer_id} is {offer.state}", field="offerId")
+            if offer.kind != kind:
+                raise ProviderError(f"offer {offer_id} is for {offer.kind} jobs, not {kind}", field="kind")
+            return offer
+        for offer in self.offers(kind=kind):
+            if int(offer.price) <= amount and int(offer.stake) > 0:
+                return offer
+        raise NotFoundError(f"no open {kind} offer costs at most {amount} from a staked provider", field="offerId")
+
+    def jobs(self, *, provider: str | None = None, requester: str | None = None) -> list[Job]:
+        query = select(compute_jobs, compute_offers.c.base_model).join(
+            compute_offers, compute_offers.c.id == compute_jobs.c.offer_id)
+        if provider:
+            query = query.where(compute_jobs.c.provider == to_checksum_address(provider))
+        if requester:
+            query = query.where(compute_jobs.c.requester == to_checksum_address(requester))
+        with self.db.connect() as conn:
+            return [_job(r) for r in conn.execute(query.order_by(compute_jobs.c.id)).mappings()]
+
+    def job(self, job_id: int) -> Job:
+        with self.db.connect() as conn:
+            row = conn.execute(select(compute_jobs, compute_offers.c.base_model).join(
+                compute_offers, compute_offers.c.id == compute_jobs.c.offer_id)
+                .where(compute_jobs.c.id == job_id)).mappings().first()
+        if row is None:
+            raise NotFoundError(f"no compute job {job_id}", field="job_id")
+        return _job(row)
+
+    # ------------------------------------------------------------------ reports and spot-checks
+
+    def report(self, job_id: int, signed: SignedAction, result: dict, files: dict[str, str]) -> Job:
+        """The provider's signed ReportJob with the job's result (and, for training, every checkpoint as base64
+        by its sha256). The node spot-checks it at once: passed, the job pays the provider at its epoch's close;
+        failed, the requester is refunded and the provider slashed once, for the outcome recorded on chain."""
+        from ledgerlm.factory.basemodels import get_model
+
+        job = self.job(job_id)
+        provider = verify_action(signed, expected="ReportJob", domain=self.domain)
+        if provider != job.provider:
+            raise AuthError(f"job {job_id} belongs to provider {job.provider}, not {provider}", field="provider")
+        if int(signed.message["jobId"]) != job_id:
+            raise AuthError(f"the signed ReportJob is for job {signed.message['jobId']}, not {job_id}", field="jobId")
+        result_hash = "0x" + canonical_json_sha256(result)
+        if signed.message["resultHash"].lower() != result_hash:
+            raise AuthError("the signed ReportJob is for another result (resultHash differs)", field="resultHash")
+        self._require_open(job)
+        spec = parse_spec(job.kind, job.spec)
+        base = get_model(self.models_dir, job.base_model)
+        if job.kind == "train":
+            check_training_result(spec, result)
+            checkpoints = self._store_checkpoints(result["checkpoints"], files)
+            check = spot_check_training(base, spec, result, checkpoints.__getitem__, 1 + secrets.randbelow(spec.steps))
+        else:
+            check_serving_result(spec, result)
+            check = spot_check_serving(base, spec, result, secrets.randbelow(len(spec.prompts)))
+        # Under the closer's lock: a close either pays this job by its verdict or refunded it before we got here.
+        with self.payments.lock:
+            self._require_open(self.job(job_id))
+            with self.db.begin() as conn:
+                action_id = record_action(conn, signed, provider, chain_id=self.domain.chain_id)
+                conn.execute(update(compute_jobs).where(and_(compute_jobs.c.id == job_id,
+                                                             compute_jobs.c.state == "accepted")).values(
+                    state="verified" if check.passed else "rejected", result=result, result_hash=result_hash,
+                    spot_check={**check.evidence, "evidence_hash": _evidence_hash(job_id, result_hash,
+                                                                                  check.evidence)},
+                    report_action_id=action_id, reported_at=int(time.time())))
+        if not check.passed:
+            self.execute_slash(job_id)
+        return self.job(job_id)
+
+    def _require_open(self, job: Job) -> None:
+        if job.payment_state != "paid":
+            raise ConflictError(f"job {job.id} was not paid (payment {job.payment_state}); nothing to report",
+                                field="job_id")
+        if job.state == "expired":
+            raise ConflictError(f"job {job.id} expired: epoch {job.epoch} closed before it was reported, and its "
+                                "requester was refunded", field="job_id")
+        if job.state != "accepted":
+            raise ConflictError(f"job {job.id} was already reported ({job.state})", field="job_id")
+
+    def _store_checkpoints(self, hashes: list[str], files: dict[str, str]) -> dict:
+        """Keep every checkpoint in the blob store, each checked against its name; returns their weights."""
+        from ledgerlm.providers.training import read_checkpoint
+
+        weights = {}
+        for sha in hashes:
+            if sha in weights:
+                continue
+            if sha not in files:
+                raise ProviderError(f"checkpoint {sha} is listed in the result but not uploaded", field="files")
+            try:
+                data = base64.b64decode(files[sha], validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise ProviderError(f"checkpoint {sha} is not base64", field="files") from exc
+            if hashlib.sha256(data).hexdigest() != sha:
+                raise ProviderError(f"checkpoint {sha} does not hash to its name", field="files")
+            weights[sha] = read_checkpoint(data)
+            self.blobs.put_bytes(data)
+        return weights
+
+    def execute_slash(self, job_id: int) -> tuple[str, int] | None:
+        """Slash the provider of a rejected job for its recorded outcome; a job slashed before is not slashed
+        again (the contract refuses a second slash for one outcome, and the node checks it first)."""
+        job = self.job(job_id)
+        if job.state != "rejected" or job.slash_tx is not None or self.slash is None:
+            return None
+        evidence = job.spot_check["evidence_hash"]
+        tx, taken = self.slash(SPOT_CHECK_ROUND_BASE + job_id, evidence, job.provider, self.stake_of(job.provider))
+        with self.db.begin() as conn:
+            conn.execute(update(compute_jobs).where(compute_jobs.c.id == job_id).values(
+                slash_tx=tx, slash_amount=str(taken)))
+        return tx, taken
+
+    def execute_slashes(self) -> int:
+        """Finish the slashes a crash interrupted between a failed spot-check and the chain; returns how many."""
+        with self.db.connect() as conn:
+            ids = conn.execute(select(compute_jobs.c.id).where(and_(
+                compute_jobs.c.state == "rejected", compute_jobs.c.slash_tx.is_(None)))).scalars().all()
+        return sum(1 for job_id in ids if self.execute_slash(job_id) is not None)
+
+
+def _job_rows():
+    from ledgerlm.economy.access import JOB_ROWS
+
+    return JOB_ROWS
+
+
+def parse_spec(kind: str, spec: dict) -> TrainingSpec | ServingSpec:
+    """A job spec of `kind`, checked, with its defaults filled in (what the AcceptOffer's specHash covers)."""
+    if kind not in KINDS:
+        raise ProviderError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}", field="kind")
+    try:
+        return SPECS[kind].model_validate(spec)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise ProviderError(f"spec.{where}: {first.get('msg', 'invalid')}", field=where or "spec") from exc
+
+
+def _evidence_hash(job_id: int, result_hash: str, evidence: dict) -> str:
+    """keccak256 of the spot-check's published evidence: what the Staking outcome for this job commits to."""
+    body = {"job": job_id, "result_hash": result_hash, "spot_check": evidence}
+    return "0x" + keccak(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hex()
+
+
+def _job(row) -> Job:
+    return Job(**{k: row[k] for k in Job.model_fields if k in row.keys()})

@@ -1,0 +1,166 @@
+"""Paid compute jobs: a provider offers hardware, a requester's job is paid from escrow, the node spot-checks
+the reported work by re-executing it, pays an honest provider at the epoch close, and refunds the requester and
+slashes (once, capped, for an outcome recorded on chain) a provider caught returning tampered work."""
+
+from __future__ import annotations
+
+import pytest
+
+from ledgerlm.chain import StakeRole
+from ledgerlm.economy.close import published_files
+from ledgerlm.economy.verify import verify_epoch
+from ledgerlm.errors import LedgerError
+from ledgerlm.providers import SPOT_CHECK_ROUND_BASE, run_job
+from ledgerlm.providers.training import checkpoint_bytes, read_checkpoint
+
+from ..economy.helpers import fund_consumer
+
+pytest.importorskip("torch")
+
+UNIT = 10**18
+PRICE = 2 * UNIT + 7
+STAKE = 50 * UNIT
+TEXTS = [f"The ferry to island {i} leaves at {i + 6} o'clock." for i in range(6)]
+SPEC = {"texts": TEXTS, "steps": 3, "batch_size": 2, "learning_rate": 0.1, "rank": 2, "seed": 11, "max_len": 32}
+
+
+@pytest.fixture
+def market(client, alice, bob, tmp_path):
+    """bob offers a tiny model's training at PRICE with STAKE staked; alice funded her escrow and signed a cap."""
+    from ledgerlm.factory import tiny_random_model
+
+    client.factory.register_base("tiny", str(tiny_random_model(tmp_path / "tiny", TEXTS)))
+    node = client.http.app.state.node
+    client.chain.faucet(bob.address, eth_wei=UNIT, tokens=STAKE)
+    client.chain.stake(bob, "provider", STAKE)
+    offer = client.providers.offer(bob, kind="train", hardware="cpu: 2 cores", base_model="tiny", price=PRICE)
+    fund_consumer(node, alice, deposit=10 * UNIT, cap=10 * UNIT, epoch=1)
+    return node, offer
+
+
+def _base(node):
+    from ledgerlm.factory.basemodels import get_model
+
+    return get_model(node.home.models, "tiny")
+
+
+def _bob_balance(node, who) -> int:
+    return node.contracts.staking.stake_of(who.address, StakeRole.PROVIDER)
+
+
+def test_honest_provider_passes_and_is_paid_at_close(client, market, alice, bob):
+    node, offer = market
+    assert offer["stake"] == str(STAKE) and offer["price"] == str(PRICE)
+    job = client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE)  # matched to bob's offer
+    assert job["offer_id"] == offer["id"] and job["provider"] == bob.address
+    assert job["payment_state"] == "paid" and node.contracts.escrow.balance_of(alice.address) == 10 * UNIT - PRICE
+
+    result, files = run_job(_base(node), "train", job["spec"])
+    reported = client.providers.report(bob, job["id"], result, files)
+    assert reported["state"] == "verified", reported["spot_check"]
+    steps = reported["spot_check"]["steps"]
+    assert steps[-1]["step"] == SPEC["steps"] and all(s["loss_difference"] == 0.0 for s in steps)
+    assert _bob_balance(node, bob) == STAKE
+    for sha in result["checkpoints"]:  # the delivered adapter and its history are kept, content-addressed
+        assert node.blobs.exists(sha)
+
+    summary = node.economy.close()
+    files = published_files(node.db, summary["epoch"], node.contracts)
+    paid = {p["account"]: int(p["amount"]) for p in files["payouts"]["payouts"]}
+    assert paid == {bob.address: PRICE}  # the whole price, to the base unit, to the provider
+    assert files["payouts"]["payouts"][0]["sources"]["jobs"] == [job["id"]]
+    assert verify_epoch(files["payouts"], files["receipts"], node.contracts.distributor.epoch(summary["epoch"])) == []
+
+
+@pytest.mark.parametrize("tamper", ["weights", "loss"])
+def test_tampered_result_is_caught_slashed_once_and_refunded(client, market, alice, bob, tamper):
+    node, offer = market
+    job = client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE, offer_id=offer["id"])
+    result, files = run_job(_base(node), "train", job["spec"])
+    if tamper == "weights":  # the delivered LoRA adapter is not the one the steps produce
+        last = result["checkpoints"][-1]
+        state = read_checkpoint(files.pop(last))
+        name = sorted(state)[0]
+        state[name] = state[name] + 1e-3
+        forged = checkpoint_bytes(state)
+        import hashlib
+
+        result["checkpoints"][-1] = hashlib.sha256(forged).hexdigest()
+        files[result["checkpoints"][-1]] = forged
+    else:  # a perturbed loss on the last step
+        result["losses"][-1] += 1e-3
+
+    reported = client.providers.report(bob, job["id"], result, files)
+    assert reported["state"] == "rejected"
+    assert reported["spot_check"]["passed"] is False
+    cap = STAKE * node.contracts.staking.slash_cap_bps() // 10_000
+    assert reported["slash_amount"] == str(cap) and reported["slash_tx"]
+    staking = node.contracts.staking
+    outcome = SPOT_CHECK_ROUND_BASE + job["id"]
+    assert staking.outcome(outcome) is not None  # slashed only for an outcome recorded on chain with its evidence
+    assert staking.is_slashed(outcome, bob.address, StakeRole.PROVIDER)
+    assert _bob_balance(node, bob) == STAKE - cap
+
+    # Once: a second report is refused, and the restart reconcile does not slash again.
+    with pytest.raises(LedgerError, match="already reported"):
+        client.providers.report(bob, job["id"], result, files)
+    assert node.providers.execute_slash(job["id"]) is None
+    node.reconcile()
+    assert _bob_balance(node, bob) == STAKE - cap
+
+    summary = node.economy.close()
+    payouts = published_files(node.db, summary["epoch"], node.contracts)["payouts"]
+    paid = {p["account"]: int(p["amount"]) for p in payouts["payouts"]}
+    assert paid.get(alice.address) == PRICE and bob.address not in paid  # the requester gets the price back
+
+
+def test_unreported_job_is_refunded_at_close_and_cannot_be_reported_after(client, market, alice, bob):
+    node, offer = market
+    job = client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE)
+    node.economy.close()
+    assert client.providers.job(job["id"])["state"] == "expired"
+    result, files = run_job(_base(node), "train", job["spec"])
+    with pytest.raises(LedgerError, match="expired"):
+        client.providers.report(bob, job["id"], result, files)
+    assert _bob_balance(node, bob) == STAKE
+
+
+def test_refusals_name_the_field(client, market, alice, bob, carol):
+    node, offer = market
+    with pytest.raises(LedgerError) as low:
+        client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE - 1, offer_id=offer["id"])
+    assert low.value.field == "amount"
+    with pytest.raises(LedgerError) as unstaked:
+        client.providers.offer(carol, kind="train", hardware="gpu", base_model="tiny", price=1)
+    assert unstaked.value.field == "provider"
+    with pytest.raises(LedgerError) as bad_spec:
+        client.providers.submit(alice, kind="train", spec={**SPEC, "steps": 0}, amount=PRICE)
+    assert "steps" in str(bad_spec.value)
+    with pytest.raises(LedgerError) as unfunded:  # carol has no escrow nor cap: nothing is taken, no job runs
+        client.providers.submit(carol, kind="train", spec=SPEC, amount=PRICE)
+    assert unfunded.value.status == 402
+    job = client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE)
+    result, files = run_job(_base(node), "train", job["spec"])
+    with pytest.raises(LedgerError) as stranger:
+        client.providers.report(carol, job["id"], result, files)
+    assert stranger.value.field == "provider"
+    files.pop(result["checkpoints"][1])
+    with pytest.raises(LedgerError) as missing:
+        client.providers.report(bob, job["id"], result, files)
+    assert missing.value.field == "files"
+    assert client.providers.job(job["id"])["state"] == "accepted"  # the provider may still report properly
+
+
+def test_serving_job_spot_check(client, market, alice, bob):
+    node, _ = market
+    client.providers.offer(bob, kind="serve", hardware="cpu", base_model="tiny", price=UNIT)
+    spec = {"prompts": ["When does the ferry leave?"], "max_new_tokens": 6}
+    honest = client.providers.submit(alice, kind="serve", spec=spec, amount=UNIT)
+    result, _ = run_job(_base(node), "serve", honest["spec"])
+    assert client.providers.report(bob, honest["id"], result, {})["state"] == "verified"
+
+    cheat = client.providers.submit(alice, kind="serve", spec=spec, amount=UNIT)
+    made_up = {"answers": [{"tokens": [t + 1 for t in result["answers"][0]["tokens"]], "text": "made up"}]}
+    reported = client.providers.report(bob, cheat["id"], made_up, {})
+    assert reported["state"] == "rejected" and reported["spot_check"]["first_difference"] == 0
+    assert int(reported["slash_amount"]) > 0
