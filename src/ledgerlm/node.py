@@ -644,8 +644,8 @@ class Node:
                 "datanets": count(select(datanets.c.id).where(datanets.c.chain_tx.is_(None))),
                 "versions": count(select(versions.c.id).where(versions.c.chain_tx.is_(None))),
                 "slashes": sum(1 for t in tallies if t is not None and (
-                    "slashed" not in t or any(e.get("tx") is None for e in t["slashed"]))),
-                "provider_slashes": count(select(compute_jobs.c.id).where(
+                    "slashed" not in t or any(e.get("tx") is None for e in t["slashed"])))
+                + count(select(compute_jobs.c.id).where(  # compute providers that failed a spot-check
                     compute_jobs.c.state == "rejected", compute_jobs.c.slash_tx.is_(None))),
                 "shares": count(select(share_assets.c.id).where(share_assets.c.token.is_(None))),
                 "epoch_close": count(select(epochs.c.number).where(
@@ -703,12 +703,10 @@ class Node:
             except Exception as exc:  # e.g. an RPC node that is down: the rest still runs, this part next time
                 errors.append(f"{part}: {type(exc).__name__}: {exc}")
 
-        chain_parts = ("datanets", "versions", "slashes", "provider_slashes", "shares", "epoch_close")
+        chain_parts = ("datanets", "versions", "slashes", "shares", "epoch_close")
         if self.on_chain and any(pending[p] for p in chain_parts):
             if pending["slashes"]:
-                run("slashes", self.validation.execute_slashes)
-            if pending["provider_slashes"]:
-                run("provider_slashes", self.providers.execute_slashes)
+                run("slashes", lambda: self.validation.execute_slashes() + self.providers.execute_slashes())
             if pending["shares"] and "RevenueShareFactory" in self.deployment.addresses:
                 run("shares", self.shares.reconcile)
             if pending["datanets"] or pending["versions"]:

@@ -155,8 +155,15 @@ class BlobStore(BlobStaging):
             return False
         target.parent.mkdir(parents=True, exist_ok=True)
         os.utime(staged.path)  # its age counts from now: the orphan sweep spares recent blobs
-        os.replace(staged.path, target)  # atomic: readers see the whole file or none
-        return True
+        try:
+            # A link appears whole or not at all, and only once: of two uploads of the same bytes racing here,
+            # exactly one creates the blob (and may remove it again if its rows roll back).
+            os.link(staged.path, target)
+            created = True
+        except FileExistsError:
+            created = False
+        staged.path.unlink(missing_ok=True)
+        return created
 
     def read_bytes(self, sha256: str) -> bytes:
         path = self.path(sha256)
