@@ -160,11 +160,12 @@ def set_torch_threads(configured: int) -> int:
     return threads
 
 
-def _attribution_observer(config):
+def _attribution_observer(config, base):
     """Collects the index's gradient features during the last training epoch, then builds it."""
-    from ledgerlm.attribution import TrainingFeatures
+    from ledgerlm.attribution import TrainingFeatures, template_head
+    from ledgerlm.factory import load_tokenizer
 
-    return TrainingFeatures(config.epochs)
+    return TrainingFeatures(config.epochs, head=template_head(load_tokenizer(base)))
 
 
 @dataclass

@@ -116,19 +116,45 @@ def test_features_collected_during_training_index_every_row_and_pay_the_source(
         tiny_base, train_config, tmp_path):
     """The last epoch's backward passes give the index its features: no second pass over the
     Datanet, and a memorised answer is still paid to the record it came from."""
-    from ledgerlm.attribution import TrainingFeatures, attribute
+    from ledgerlm.attribution import TrainingFeatures, attribute, template_head
     from ledgerlm.factory import load_tokenizer, train
 
     from .conftest import SECRET, SOLO, datanet_records
 
     records = datanet_records()
-    collector = TrainingFeatures(train_config.epochs, dim=256)
+    tokenizer = load_tokenizer(tiny_base)
+    collector = TrainingFeatures(train_config.epochs, dim=256, head=template_head(tokenizer))
     trained = train(tiny_base, records, train_config, tmp_path / "model",
                     on_batch_end=collector.on_batch_end, capture_batch=collector.capture_batch)
     assert set(collector.by_epoch) == {train_config.epochs - 1}  # the last epoch only
-    tokenizer = load_tokenizer(tiny_base)
     index = build_index(tmp_path / "model", records, base=tiny_base, dim=256,
                         features=collector, loaded=(trained.model, tokenizer))
     assert index.config.rows_from_training == len(index) == len(records)
     result = attribute(trained.model, SECRET["question"], SECRET["answer"], index=index)
     assert result.contributors[0].contributor == SOLO
+
+
+def test_running_the_template_head_once_changes_no_feature(trained):
+    """Features leave the chat template's head out, so answers that run it once per pass get the
+    features each gets alone, and a change in the head changes no feature."""
+    from dataclasses import replace
+
+    from ledgerlm.attribution import template_head
+    from ledgerlm.attribution.features import answer_example, feature_batches
+
+    head = template_head(trained.tokenizer)
+    assert head and trained.tokenizer.decode(list(head)).startswith("<|im_start|>user")
+    projector = LoraProjector.for_model(trained.model, dim=512, seed=2, head=head)
+    pairs = [("What colour is crate 3?", "Crate 3 is green."), ("Name a colour.", "Blue."),
+             ("What is the vault phrase?", "It is zebra lantern oxide marmalade.")]
+    examples = [replace(answer_example(trained.tokenizer, p, a), index=i)
+                for i, (p, a) in enumerate(pairs)]
+    batches = feature_batches(examples, head, 64, 0, 8)
+    assert len(batches) == 1 and batches[0].prefix_ids is not None  # one pass, head run once
+    together = example_features(trained.model, examples, projector, max_len=64, pad_id=0)
+    for example in examples:
+        alone = example_features(trained.model, [example], projector, max_len=64, pad_id=0)
+        assert np.allclose(together[example.index], alone[example.index], rtol=1e-5, atol=1e-6)
+    whole = LoraProjector.for_model(trained.model, dim=512, seed=2)  # every position counted
+    counted = example_features(trained.model, examples[:1], whole, max_len=64, pad_id=0)
+    assert not np.allclose(counted[0], together[0], rtol=1e-3, atol=1e-5)

@@ -15,7 +15,7 @@ from ledgerlm.attribution.attribute import (
 from ledgerlm.attribution.calibration import Calibration, CalibrationSettings, calibrate
 from ledgerlm.attribution.collect import TrainingFeatures
 from ledgerlm.attribution.errors import AttributionError, IndexNotFoundError
-from ledgerlm.attribution.features import LoraProjector
+from ledgerlm.attribution.features import LoraProjector, template_head
 from ledgerlm.attribution.index import (
     SCORE_MODES,
     AttributionIndex,
@@ -49,4 +49,5 @@ __all__ = [
     "load_attributor",
     "roll_up",
     "split_bps",
+    "template_head",
 ]

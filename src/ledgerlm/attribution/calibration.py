@@ -5,11 +5,19 @@ A fixed bar cannot be right for every index: the largest of n roughly normal sco
 and how long a span an unrelated answer shares with the training text depends on how much text
 there is. So every index attributes the shipped null answers (null_queries.py) at build time and
 keeps, per null answer, the best gradient score of any row and the longest rare span. The bars are
-the (1 - false_payout_rate) quantiles of those: an answer unrelated to the Datanet clears a bar
-with about that probability, and then only just, which pays almost nothing (attribute.py pays in
-proportion to how far evidence clears its bar). The bars, the null statistics and the settings
+set at the (1 - false_payout_rate) quantile of those: an answer unrelated to the Datanet clears a
+bar with about that probability, and then only just, which pays almost nothing (attribute.py pays
+in proportion to how far evidence clears its bar). The bars, the null statistics and the settings
 they were computed with are stored with the index and published with the model, so anyone can
 check them.
+
+Cost. Span matching a null answer costs no model pass, so every null answer sets the span bar.
+A gradient score costs a forward and a backward pass, the one cost of an index that does not
+grow with the Datanet, so only the first `gradient_null_answers` of them (32 of 64) take one.
+With that few, the empirical 99th percentile is just their maximum, which is low more often than
+not; the gradient bar is therefore the higher of that and a one-sided normal prediction bound,
+mean + t(q, n-1) * sd * sqrt(1 + 1/n) — where the next null answer falls with probability q if
+the best scores are roughly normal, widened for the few it was estimated from.
 
 "Rare" is relative to the index too: a span that occurs in more than `rare_fraction` of the rows
 (and more than `min_span_rows`, so that a small Datanet may state a name in a few records) is a
@@ -47,11 +55,15 @@ class CalibrationSettings:
     rare_fraction: float = 0.01
     min_span_rows: int = 4  # chosen on the tuning split (benchmarks/results/attribution.md)
     restated_weight: float = 0.2
+    gradient_null_answers: int = 32  # bar stability: benchmarks/results/attribution_build_cost.md
 
     def __post_init__(self):
         if not 0 < self.false_payout_rate < 1:
             raise AttributionError("false_payout_rate must be between 0 and 1",
                                    field="false_payout_rate")
+        if self.gradient_null_answers < 3:
+            raise AttributionError("gradient_null_answers must be at least 3: a bar needs a "
+                                   "spread to be estimated from", field="gradient_null_answers")
         if not 0 <= self.restated_weight <= 1:
             raise AttributionError("restated_weight must be between 0 and 1",
                                    field="restated_weight")
@@ -101,6 +113,18 @@ def span_max_rows(n_rows: int, settings: CalibrationSettings) -> int:
     return max(settings.min_span_rows, int(np.floor(settings.rare_fraction * n_rows)))
 
 
+def gradient_bar(best: list[float], q: float) -> float:
+    """The bar above the null answers' best scores: their q-quantile or the normal prediction
+    bound at q, whichever is higher (module docstring), rounded like every score."""
+    from scipy.stats import t
+
+    values = np.asarray(best, dtype=np.float64)
+    n = len(values)
+    bound = values.mean() + float(t.ppf(q, n - 1)) * values.std(ddof=1) * np.sqrt(1 + 1 / n)
+    empirical = float(np.quantile(values, q, method="higher"))
+    return max(0.0, float(rounded(max(empirical, bound))))
+
+
 def calibrate(index, model, tokenizer, settings: CalibrationSettings = CalibrationSettings(),
               *, queries: tuple[tuple[str, str], ...] = NULL_QUERIES,
               batch_size: int = 8) -> Calibration:
@@ -116,20 +140,20 @@ def calibrate(index, model, tokenizer, settings: CalibrationSettings = Calibrati
         longest.append(max(index.spans.longest_rare_span(ids, max_examples=max_rows,
                                                          min_chars=settings.min_span_chars)
                            for ids in readings))
-    # Rows no wider than the longest null answer (attention grows with the square of a row's
-    # width, and these answers are short), a few rows per pass: the logits of a row take
-    # vocabulary x width floats, which for a 49k-token vocabulary is what bounds memory.
+    # The answers run a pass at a time, each pass holding about `batch_size` answers' worth of
+    # tokens: the template head once, then one row per answer (features.feature_batches).
     width = max(len(e.input_ids) for e in examples)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    features = example_features(model, examples, index.projector, max_len=width, pad_id=pad,
+    graded = examples[:settings.gradient_null_answers]
+    features = example_features(model, graded, index.projector, max_len=width, pad_id=pad,
                                 batch_size=batch_size, token_weights=weights)
     q = 1 - settings.false_payout_rate
     null_max, bars = {}, {}
-    stacked = np.stack([features[i] for i in range(len(examples))])
+    stacked = np.stack([features[e.index] for e in graded])
     for mode in PAYING_MODES:
         best = [float(v) for v in rounded(index.gradient_scores(stacked, mode)).max(axis=1)]
         null_max[mode] = best
-        bars[mode] = max(0.0, float(np.quantile(best, q, method="higher")))
+        bars[mode] = gradient_bar(best, q)
     span_bar = int(np.quantile(longest, q, method="higher")) + 1
     return Calibration(settings, bars, max(settings.min_span, span_bar), max_rows, len(queries),
                        null_max, longest)

@@ -28,13 +28,15 @@ class TrainingFeatures:
     """Projected per-example gradients of the training loss over the last `last_epochs` epochs."""
 
     def __init__(self, epochs: int, *, last_epochs: int = 1, dim: int = DEFAULT_DIM,
-                 seed: int = 0):
+                 seed: int = 0, head: tuple[int, ...] = ()):
         self.first_epoch = max(0, epochs - last_epochs)
         self.dim = dim
         self.seed = seed
+        self.head = tuple(head)  # the tokenizer's `template_head`, which features leave out
         self.projector: LoraProjector | None = None
         self.by_epoch: dict[int, dict[int, np.ndarray]] = {}
         self.seconds_by_epoch: dict[int, float] = {}  # spent projecting and keeping features
+        self.cpu_seconds = 0.0  # the same in CPU time, which a busy machine does not inflate
 
     @property
     def seconds(self) -> float:
@@ -59,13 +61,12 @@ class TrainingFeatures:
         if epoch < self.first_epoch:
             return nullcontext(None)
         if self.projector is None:
-            self.projector = LoraProjector.for_model(model, self.dim, self.seed)
-        return projected_gradients(model, self.projector, batch.segments,
-                                   batch.input_ids.shape[1])
+            self.projector = LoraProjector.for_model(model, self.dim, self.seed, self.head)
+        return projected_gradients(model, self.projector, batch)
 
     def restricted(self, epochs: int) -> TrainingFeatures:
         """The same collection keeping only its last `epochs` epochs (0: none, a separate pass)."""
-        view = TrainingFeatures(0, dim=self.dim, seed=self.seed)
+        view = TrainingFeatures(0, dim=self.dim, seed=self.seed, head=self.head)
         view.projector = self.projector
         kept = sorted(self.by_epoch)[-epochs:] if epochs else []
         view.by_epoch = {e: self.by_epoch[e] for e in kept}
@@ -76,13 +77,14 @@ class TrainingFeatures:
         """Keep each example's gradient of its summed token loss (training scaled it)."""
         if end.capture is None:
             return
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         rows = self.by_epoch.setdefault(end.epoch, {})
         scale = 1.0 / end.token_weight
         for example, row in zip(end.capture["examples"], end.capture["features"].numpy()):
             row = row * scale
             rows[example] = rows[example] + row if example in rows else row
         spent = end.capture["seconds"] + time.perf_counter() - started
+        self.cpu_seconds += end.capture["cpu_seconds"] + time.process_time() - cpu
         self.seconds_by_epoch[end.epoch] = self.seconds_by_epoch.get(end.epoch, 0.0) + spent
 
     def finish(self, model_dir: Path, records: list[dict], base, training=None) -> dict:

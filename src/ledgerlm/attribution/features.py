@@ -31,6 +31,15 @@ a feature is a sum over many tokens, and anyone recomputing a receipt must get t
 Examples in a packed block never attend to each other (position ids restart), and the loss is a
 sum of per-example losses, so grouping tokens by the example they belong to yields every
 example's own gradient features from one backward pass — no per-example Python loop.
+
+The chat template's head. Every chat example begins with the same tokens (SmolLM2's template
+puts a 21-token system message and the user turn's header before the question). Their share of
+an example's gradient, `sum_t g_t x_t^T` over those positions, lies along activations `x_t` that
+are the same for every example, so it is a direction all rows have in common, not evidence about
+any one of them. A feature therefore sums only the positions after the head (`template_head`,
+kept with the projector). That also lets many examples run the head once (`share_prefix`), with
+its keys and values shared by every row, instead of once per example: the gradient at a position
+after the head does not depend on whether the head ran once or per row.
 """
 
 from __future__ import annotations
@@ -54,11 +63,12 @@ from ledgerlm.factory import (
     token_losses,
     tokenize_record,
 )
+from ledgerlm.factory.dataset import share_prefix, shared_prefix_length
 
 if TYPE_CHECKING:
     import torch
 
-    from ledgerlm.factory import Segment
+    from ledgerlm.factory import PackedBatch
 
 EXACT, SKETCH = "exact", "sketch"
 
@@ -83,16 +93,21 @@ class LoraProjector:
     """Fixed random projections for every LoRA weight of one adapter; `dim` numbers per example."""
 
     def __init__(self, matrices: list[MatrixProjection], weights: dict[str, np.ndarray],
-                 dim: int | None = None, layout: str = EXACT):
+                 dim: int | None = None, layout: str = EXACT, head: tuple[int, ...] = ()):
         self.matrices = matrices
         self.weights = weights  # "<name>|out" / "<name>|in" -> (k, size) float32; absent = identity
         self.layout = layout
         self.dim = dim if dim is not None else sum(m.dim for m in matrices)
+        self.head = tuple(head)  # template tokens a feature leaves out (module docstring)
         self._torch: dict[tuple[str, str], torch.Tensor] = {}
 
     @classmethod
-    def for_model(cls, model, dim: int = 2048, seed: int = 0) -> LoraProjector:
-        """The exact layout when the adapter fits in `dim` numbers, else a `dim`-wide sketch."""
+    def for_model(cls, model, dim: int = 2048, seed: int = 0,
+                  head: tuple[int, ...] = ()) -> LoraProjector:
+        """The exact layout when the adapter fits in `dim` numbers, else a `dim`-wide sketch.
+
+        `head` is the chat template's head (`template_head(tokenizer)`); () sums every position.
+        """
         shapes = [(name, linear.out_features, linear.in_features)
                   for name, linear in lora_linears(model)]
         if not shapes:
@@ -107,7 +122,7 @@ class LoraProjector:
             for name, rows, cols in shapes:
                 matrices.append(MatrixProjection(name, rows, cols, rows, cols, offset))
                 offset += rows * cols
-            return cls(matrices, {}, offset, EXACT)
+            return cls(matrices, {}, offset, EXACT, head)
         matrices, weights = [], {}
         for name, rows, cols in shapes:
             wide_in = rows <= cols  # lora_A (r x d_in): the input side is wide; lora_B the output
@@ -123,16 +138,16 @@ class LoraProjector:
             weights[f"{name}|{wide_side}"] = _gaussian(seed, name, wide_side, k_wide, wide)
             if k_rank < rank:
                 weights[f"{name}|{rank_side}"] = _gaussian(seed, name, rank_side, k_rank, rank)
-        return cls(matrices, weights, dim, SKETCH)
+        return cls(matrices, weights, dim, SKETCH, head)
 
     def to_meta(self) -> dict:
-        return {"layout": self.layout, "dim": self.dim,
+        return {"layout": self.layout, "dim": self.dim, "head": list(self.head),
                 "matrices": [vars(m).copy() for m in self.matrices]}
 
     @classmethod
     def from_meta(cls, meta: dict, weights: dict[str, np.ndarray]) -> LoraProjector:
         return cls([MatrixProjection(**m) for m in meta["matrices"]], weights, meta["dim"],
-                   meta["layout"])
+                   meta["layout"], tuple(meta.get("head", ())))
 
     def check_model(self, model) -> None:
         """Raise unless `model` has exactly the LoRA weights this projector was built for."""
@@ -169,36 +184,56 @@ def _gaussian(seed: int, name: str, side: str, k: int, size: int) -> np.ndarray:
 
 
 @contextmanager
-def capture_features(
-    model, projector: LoraProjector, segments: list[tuple[Segment, ...]], seq_len: int
-) -> Iterator[dict]:
+def capture_features(model, projector: LoraProjector, batch: PackedBatch) -> Iterator[dict]:
     """Collect projected per-example LoRA gradients of the backward pass run inside.
 
-    `segments` are the `PackedBatch.segments` of the batch (row b holds `segments[b]`) and
-    `seq_len` its width; tokens outside every segment (padding) contribute nothing. Yields a dict
-    that holds, after the backward pass, "examples" (record indices) and "features"
-    (len(examples), dim) float64. The model is put in eval mode (no dropout) with its LoRA
-    weights trainable for the duration; `projected_gradients` leaves the model as it is, for use
-    inside a training step.
+    `batch` is the batch the forward pass runs on (row b holds `batch.segments[b]`; a shared
+    prefix runs once in a pass of its own); tokens outside every segment (padding) and those of
+    the projector's template head contribute nothing. Yields a dict that holds, after the
+    backward pass, "examples" (record indices) and "features" (len(examples), dim) float64. The
+    model is put in eval mode (no dropout) with its LoRA weights trainable for the duration;
+    `projected_gradients` leaves the model as it is, for use inside a training step.
     """
-    with lora_gradients_enabled(model), projected_gradients(model, projector, segments,
-                                                            seq_len) as capture:
+    with lora_gradients_enabled(model), projected_gradients(model, projector, batch) as capture:
         yield capture
 
 
+def feature_slots(batch: PackedBatch, head: tuple[int, ...]):
+    """(rows, width) long tensor: the slot of the example each token's gradient counts for, -1
+    for padding and for the template head; and the examples in slot order."""
+    import torch
+
+    segments = batch.segments
+    examples = sorted({s.example for row in segments for s in row})
+    slot_of = {example: i for i, example in enumerate(examples)}
+    rows, width = batch.input_ids.shape
+    slots = torch.full((rows, width), -1, dtype=torch.long)
+    shared = [] if batch.prefix_ids is None else batch.prefix_ids.tolist()
+    ids = batch.input_ids.tolist()
+    for b, row in enumerate(segments):
+        for seg in row:
+            skip = max(0, head_length(shared + ids[b][seg.start:seg.end], head) - len(shared))
+            slots[b, seg.start + skip:seg.end] = slot_of[seg.example]
+    return slots, examples
+
+
+def head_length(ids: list[int], head: tuple[int, ...]) -> int:
+    """How many leading tokens of `ids` are the template head."""
+    n = 0
+    for a, b in zip(ids, head):
+        if a != b:
+            break
+        n += 1
+    return n
+
+
 @contextmanager
-def projected_gradients(
-    model, projector: LoraProjector, segments: list[tuple[Segment, ...]], seq_len: int
-) -> Iterator[dict]:
+def projected_gradients(model, projector: LoraProjector, batch: PackedBatch) -> Iterator[dict]:
     """`capture_features` without touching the model's mode: the hook a training step runs inside."""
     import torch
 
-    examples = sorted({s.example for row in segments for s in row})
-    slot_of = {example: i for i, example in enumerate(examples)}
-    slots = torch.full((len(segments), seq_len), -1, dtype=torch.long)
-    for b, row in enumerate(segments):
-        for seg in row:
-            slots[b, seg.start:seg.end] = slot_of[seg.example]
+    slots, examples = feature_slots(batch, projector.head)
+    rows, seq_len = slots.shape
     slots = slots.flatten()
     keep = slots >= 0
     slots = slots[keep]
@@ -220,7 +255,11 @@ def projected_gradients(
         if matrix is None:
             raise AttributionError(f"LoRA weight {param} is not in the attribution index",
                                    field="model")
-        started = time.perf_counter()
+        if tuple(x.shape[:2]) != (rows, seq_len):
+            # The shared prefix's own pass (one row, run before the batch's rows; a prefix is
+            # only shared by two rows or more): template head, which no feature counts.
+            return
+        started, cpu = time.perf_counter(), time.process_time()
         mask, index = keep.to(x.device), gather.to(x.device)
         # Only the examples' tokens are projected; padding would only add zeros.
         x = _padded(projector.project(param, "in", x.reshape(-1, x.shape[-1])[mask].float()), index)
@@ -230,8 +269,9 @@ def projected_gradients(
         parts = torch.bmm(g.transpose(1, 2), x).reshape(len(runs), -1).cpu()
         features[:, matrix.offset:matrix.offset + matrix.dim].index_add_(0, run_slots, parts)
         capture["seconds"] += time.perf_counter() - started
+        capture["cpu_seconds"] += time.process_time() - cpu
 
-    capture = {"examples": examples, "features": features, "seconds": 0.0}
+    capture = {"examples": examples, "features": features, "seconds": 0.0, "cpu_seconds": 0.0}
     with on_lora_backward(model, receive):
         yield capture
 
@@ -290,29 +330,77 @@ def example_features(
     """Projected gradient of each example's token loss: example index -> (dim,) float64.
 
     The loss is the sum over the example's labelled tokens, or, with `token_weights` (example
-    index -> one weight per labelled token), the weighted mean. Examples are packed into blocks
-    of `max_len` tokens; each batch of `batch_size` blocks takes one forward and one backward
-    pass. Chunks of one record are summed (the gradient of their sum).
+    index -> one weight per labelled token), the weighted mean. Each pass holds about
+    `batch_size` x `max_len` tokens: examples that begin with the projector's template head run
+    it once per pass (`feature_batches`), the rest are packed into blocks of `max_len` tokens.
+    Chunks of one record are summed (the gradient of their sum).
     """
     import torch
 
-    blocks = pack_examples(examples, max_len, pad_id)
+    batches = feature_batches(examples, projector.head, max_len, pad_id, batch_size)
     out: dict[int, np.ndarray] = {}
-    for start in range(0, len(blocks), batch_size):
-        batch = collate(blocks[start:start + batch_size]).to(_device_of(model))
-        width = batch.input_ids.shape[1]
-        with (capture_features(model, projector, batch.segments, width) as cap,
-              torch.enable_grad()):
+    params = [p for n, p in model.named_parameters() if "lora_" in n]
+    for done, batch in enumerate(batches, 1):
+        batch = batch.to(_device_of(model))
+        with capture_features(model, projector, batch) as cap, torch.enable_grad():
             losses = token_losses(model, batch)
             if token_weights is not None:
                 losses = losses * _loss_weights(batch, token_weights).to(losses.device)
-            backward_to_lora(losses.sum(), [p for n, p in model.named_parameters()
-                                            if "lora_" in n])
+            backward_to_lora(losses.sum(), params)
         for example, row in zip(cap["examples"], cap["features"].numpy()):
             out[example] = out[example] + row if example in out else row
         if progress:
-            progress(min(start + batch_size, len(blocks)), len(blocks))
+            progress(done, len(batches))
     return out
+
+
+def feature_batches(examples: list, head: tuple[int, ...], max_len: int, pad_id: int,
+                    batch_size: int) -> list[PackedBatch]:
+    """The passes `example_features` runs: about `batch_size` x `max_len` tokens each.
+
+    Examples that begin with the whole template head go, shortest first, into passes that run
+    the head once and one row per example after it (`share_prefix`); sorting by length keeps the
+    rows' padding small. Which pass an example lands in changes no feature: features leave the
+    head out, and examples in a pass never see each other.
+    """
+    headed = [e for e in examples
+              if len(head) > 0 and head_length(e.input_ids, head) == len(head)
+              and len(e.input_ids) > len(head)]
+    taken = {id(e) for e in headed}
+    rest = [e for e in examples if id(e) not in taken]
+    blocks = pack_examples(rest, max_len, pad_id)
+    batches = [collate(blocks[i:i + batch_size]) for i in range(0, len(blocks), batch_size)]
+    budget = batch_size * max_len
+    group: list = []
+    for example in sorted(headed, key=lambda e: (len(e.input_ids), e.index)):
+        if group and (len(group) + 1) * (len(example.input_ids) - len(head)) > budget:
+            batches.append(_shared_batch(group, head, pad_id))
+            group = []
+        group.append(example)
+    if group:
+        batches.append(_shared_batch(group, head, pad_id))
+    return batches
+
+
+def _shared_batch(group: list, head: tuple[int, ...], pad_id: int) -> PackedBatch:
+    prefix = min(shared_prefix_length(group), len(head)) if len(group) > 1 else 0
+    if not prefix:
+        return collate(pack_examples(group, max(len(e.input_ids) for e in group), pad_id))
+    return share_prefix(group, prefix, pad_id)
+
+
+def template_head(tokenizer) -> tuple[int, ...]:
+    """The tokens the tokenizer's chat template puts before every conversation's first words.
+
+    Read off two conversations that differ from their first character on, so it is whatever the
+    template writes first (a default system message, the user turn's header) and nothing else.
+    """
+    one, two = (tokenize_record({"messages": [{"role": "user", "content": text},
+                                              {"role": "assistant", "content": "ok"}]},
+                                0, tokenizer, 1 << 20)
+                for text in ("1 2 3", "Zebras?"))
+    ids = one[0].input_ids if one else []
+    return tuple(ids[:head_length(ids, tuple(two[0].input_ids))]) if one and two else ()
 
 
 def _loss_weights(batch, token_weights: dict[int, list[float]]):

@@ -56,7 +56,12 @@ import numpy as np
 
 from ledgerlm.attribution.calibration import Calibration, CalibrationSettings, calibrate
 from ledgerlm.attribution.errors import AttributionError, IndexNotFoundError
-from ledgerlm.attribution.features import LoraProjector, example_features, record_examples
+from ledgerlm.attribution.features import (
+    LoraProjector,
+    example_features,
+    record_examples,
+    template_head,
+)
 from ledgerlm.attribution.spans import SpanIndex, token_classes
 
 INDEX_DIR = "attribution"
@@ -404,12 +409,14 @@ def build_index(
     if not examples:
         raise AttributionError("there are no trained records to index", field="records")
 
-    collected = features.rows if features is not None and features.projector is not None else {}
+    head = template_head(tokenizer)
+    collected = (features.rows if features is not None and features.projector is not None
+                 and features.projector.head == head else {})
     if collected:
         projector = features.projector
         projector.check_model(model)
     else:
-        projector = LoraProjector.for_model(model, dim, seed)
+        projector = LoraProjector.for_model(model, dim, seed, head)
     owned = [e.record for e in examples]
     tokenized = record_examples(records, owned, tokenizer, max_len)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

@@ -117,7 +117,7 @@ class ModelFactory:
 
     def __init__(self, db: Database, models_dir: Path, datanets: Datanets, *, domain: SigningDomain,
                  register_model: Callable[[ModelRecord, dict, int], str] | None = None,
-                 observe_training: Callable[[Any], Any] | None = None,
+                 observe_training: Callable[[Any, Any], Any] | None = None,
                  pay_access: Callable[..., dict] | None = None):
         self.db = db
         self.models_dir = Path(models_dir)
@@ -125,7 +125,7 @@ class ModelFactory:
         self.domain = domain
         self.register_model = register_model
         # Later rooms (attribution) hook in here; the node wires them, so factory never imports them.
-        # observe_training(config) gives an observer with capture_batch / on_batch_end (run inside
+        # observe_training(config, base) gives an observer with capture_batch / on_batch_end (run inside
         # each training micro-batch) and finish(out_dir, records, base, training) -> metrics.
         self.observe_training = observe_training
         # Paid access to private Datanets settles through the economy, which the node wires in here.
@@ -278,7 +278,7 @@ class ModelFactory:
             version = self.datanets.version(job.datanet, job.version)
             records = list(self.datanets.iter_version(job.datanet, job.version))
             config = request.train_config()
-            observer = self.observe_training(config) if self.observe_training else None
+            observer = self.observe_training(config, base) if self.observe_training else None
             processes = request.processes()
             # per-example features are collected in one process; several build the index in a pass after
             collect = observer is not None and processes == 1

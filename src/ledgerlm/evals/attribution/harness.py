@@ -42,6 +42,7 @@ from ledgerlm.attribution.features import (
     answer_feature,
     example_features,
     record_examples,
+    template_head,
 )
 from ledgerlm.attribution.index import (
     SCORE_MODES,
@@ -211,7 +212,7 @@ def _fine_tune(config: EvalConfig, base, tokenizer, records: list[dict], out: Pa
     from ledgerlm.factory import train
 
     collector = TrainingFeatures(config.epochs, last_epochs=max(FEATURE_SOURCES.values()),
-                                 dim=config.dim, seed=config.seed)
+                                 dim=config.dim, seed=config.seed, head=template_head(tokenizer))
     trained = train(base, records, _train_config(config), out, on_batch_end=collector.on_batch_end,
                     capture_batch=collector.capture_batch)
     chosen = collector.restricted(FEATURE_SOURCES[source])

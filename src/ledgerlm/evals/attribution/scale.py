@@ -19,6 +19,7 @@ from ledgerlm.attribution.features import (
     answer_token_ids,
     prompt_token_ids,
     span_readings,
+    template_head,
 )
 from ledgerlm.attribution.index import (
     AttributionIndex,
@@ -98,7 +99,7 @@ def serving_latency(base, *, rank: int = 8, dim: int = 2048, rows: int = 100_000
         r=rank, lora_alpha=2 * rank, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
         target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                         "down_proj"])).eval()
-    projector = LoraProjector.for_model(model, dim, seed)
+    projector = LoraProjector.for_model(model, dim, seed, template_head(tokenizer))
     prompt = "Where was the cartographer who keeps a heron born, and what is the town known for?"
     messages = [{"role": "user", "content": prompt}]
     prompt_ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
@@ -158,34 +159,78 @@ def serving_latency(base, *, rank: int = 8, dim: int = 2048, rows: int = 100_000
 
 def index_build_cost(base, records: list[dict], config, work_dir, *, dim: int = 2048,
                      seed: int = 0) -> dict:
-    """Index build time against training time on `base`, and the separate-pass build it replaces.
+    """Index build time against training time on `base`, the separate-pass build it replaces, and
+    how steady the gradient bar is with the null answers calibration spends a pass on.
 
     One training run collects the last epoch's features (`TrainingFeatures`); the index is then
-    built from them (calibration included), and once more by a pass over the final adapter (the
-    baseline) from the same model, so both builds are timed on the same machine in the same run.
+    built from them and calibrated, and once more by a pass over the final adapter (the baseline)
+    from the same model, so both builds are timed on the same machine in the same run. Times are
+    wall and CPU seconds (the CPU figures do not grow when other work shares the machine). The
+    bar set from the default share of null answers is compared with the bar from all of them, by
+    the gradient false-payout rate of the evaluation's own null prompts (`unrelated_queries`)
+    against each.
     """
+    from dataclasses import replace
     from pathlib import Path
 
+    import numpy as np
+
+    from ledgerlm.attribution.calibration import CalibrationSettings, calibrate
     from ledgerlm.attribution.collect import TrainingFeatures
     from ledgerlm.attribution.index import build_index
+    from ledgerlm.attribution.null_queries import NULL_QUERIES
+    from ledgerlm.evals.attribution.nulls import unrelated_queries
     from ledgerlm.factory import load_tokenizer, train
 
     out = Path(work_dir) / f"build-cost-{base.name}"
-    collector = TrainingFeatures(config.epochs, dim=dim, seed=seed)
+    tokenizer = load_tokenizer(base)
+    collector = TrainingFeatures(config.epochs, dim=dim, seed=seed, head=template_head(tokenizer))
+    cpu = time.process_time()
     trained = train(base, records, config, out, on_batch_end=collector.on_batch_end,
                     capture_batch=collector.capture_batch)
+    train_cpu = time.process_time() - cpu - collector.cpu_seconds
     training = trained.train_seconds - collector.seconds
-    loaded = (trained.model, load_tokenizer(base))
-    started = time.perf_counter()
+    model = trained.model
+    started, cpu = time.perf_counter(), time.process_time()
     index = build_index(out, records, base=base, dim=dim, seed=seed, features=collector,
-                        loaded=loaded, save=False)
-    after = time.perf_counter() - started
-    started = time.perf_counter()
-    build_index(out, records, base=base, dim=dim, seed=seed, loaded=loaded, save=False)
-    separate = time.perf_counter() - started
+                        loaded=(model, tokenizer), save=False, calibration=None)
+    rows = (time.perf_counter() - started, time.process_time() - cpu)
+    settings = CalibrationSettings()
+    started, cpu = time.perf_counter(), time.process_time()
+    index.calibration = calibrate(index, model, tokenizer, settings)
+    calibration = (time.perf_counter() - started, time.process_time() - cpu)
+    after = rows[0] + calibration[0]
+    after_cpu = rows[1] + calibration[1]
+    started, cpu = time.perf_counter(), time.process_time()
+    build_index(out, records, base=base, dim=dim, seed=seed, loaded=(model, tokenizer), save=False)
+    separate = (time.perf_counter() - started, time.process_time() - cpu)
+
+    every = calibrate(index, model, tokenizer,
+                      replace(settings, gradient_null_answers=len(NULL_QUERIES)))
+    held = unrelated_queries()
+    evaluation = calibrate(index, model, tokenizer,
+                           replace(settings, gradient_null_answers=len(held)), queries=held)
+    stability = {}
+    for mode, bar in index.calibration.gradient_bar.items():
+        best = np.asarray(evaluation.null_gradient_max[mode])
+        stability[mode] = {
+            "bar": bar, "bar_all_null_answers": every.gradient_bar[mode],
+            "false_payout_rate": float(np.mean(best > bar)),
+            "false_payout_rate_all_null_answers": float(np.mean(best > every.gradient_bar[mode])),
+        }
     return {"base": base.name, "records": len(records), "epochs": config.epochs,
-            "train_seconds": training, "features_in_training_seconds": collector.seconds,
-            "build_after_training_seconds": after,
+            "train_seconds": training, "train_cpu_seconds": train_cpu,
+            "features_in_training_seconds": collector.seconds,
+            "features_in_training_cpu_seconds": collector.cpu_seconds,
+            "rows_seconds": rows[0], "rows_cpu_seconds": rows[1],
+            "calibration_seconds": calibration[0], "calibration_cpu_seconds": calibration[1],
+            "build_after_training_seconds": after, "build_after_training_cpu_seconds": after_cpu,
             "index_over_train": (collector.seconds + after) / training,
+            "index_over_train_cpu": (collector.cpu_seconds + after_cpu) / train_cpu,
             "rows_from_training": index.config.rows_from_training,
-            "separate_pass_seconds": separate, "separate_over_train": separate / training}
+            "separate_pass_seconds": separate[0], "separate_pass_cpu_seconds": separate[1],
+            "separate_over_train": separate[0] / training,
+            "separate_over_train_cpu": separate[1] / train_cpu,
+            "gradient_null_answers": settings.gradient_null_answers,
+            "null_answers": len(NULL_QUERIES), "evaluation_null_prompts": len(held),
+            "bar_stability": stability}
