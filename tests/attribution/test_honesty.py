@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
+import pytest
+
 from ledgerlm.attribution import SpanIndex, attribute, build_index
 from ledgerlm.attribution.null_queries import NULL_QUERIES
 
@@ -199,3 +202,18 @@ def test_a_record_that_goes_on_with_another_value_is_not_credited_for_the_shared
     assert set(ended) == {1}
     punctuated = spans.explain([5, 6, 7, 8, 9], min_len=4).as_dict()
     assert set(punctuated) == {2}
+
+
+def test_the_gradient_bar_from_few_null_answers_sits_above_them_and_widens_when_they_are_few():
+    from ledgerlm.attribution import AttributionError, CalibrationSettings
+    from ledgerlm.attribution.calibration import gradient_bar
+
+    rng = np.random.default_rng(0)
+    best = list(0.1 + 0.03 * rng.standard_normal(200))
+    few, many = gradient_bar(best[:8], 0.99), gradient_bar(best, 0.99)
+    assert few >= max(best[:8]) and many >= float(np.quantile(best, 0.99))
+    # from 8 answers the bar allows for what 8 cannot show: above the 99th percentile of 200
+    assert few > float(np.quantile(best, 0.99))
+    with pytest.raises(AttributionError) as err:
+        CalibrationSettings(gradient_null_answers=2)
+    assert err.value.field == "gradient_null_answers"

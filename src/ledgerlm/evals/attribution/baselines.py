@@ -53,9 +53,10 @@ def embedding_scores(records: list[dict], queries: list[str]) -> tuple[np.ndarra
     return embedder.embed(list(queries)) @ rows.T, name
 
 
-def exact_projector(model) -> LoraProjector:
-    """A projector wide enough to keep every LoRA weight exactly: features are the true gradients."""
-    return LoraProjector.for_model(model, dim=sys.maxsize)
+def exact_projector(model, head: tuple[int, ...] = ()) -> LoraProjector:
+    """A projector wide enough to keep every LoRA weight exactly: features are the true gradients
+    (of the positions after `head`, when given, as the index's features are)."""
+    return LoraProjector.for_model(model, dim=sys.maxsize, head=head)
 
 
 def exact_row_gradients(model, tokenizer, records: list[dict], rows: list[int], projector, *,

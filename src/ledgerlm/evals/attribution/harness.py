@@ -199,6 +199,8 @@ class Trained:
     index: AttributionIndex
     exact: LoraProjector        # identity projection: unprojected LoRA gradients
     exact_rows: np.ndarray      # (rows, full LoRA dim)
+    exact_head: LoraProjector   # the same, leaving out the template head as the index does
+    exact_head_rows: np.ndarray
     train_seconds: float
     exact_seconds: float
     collected: TrainingFeatures | None = None
@@ -225,8 +227,11 @@ def _fine_tune(config: EvalConfig, base, tokenizer, records: list[dict], out: Pa
     exact = exact_projector(trained.model)
     exact_rows = exact_row_gradients(trained.model, tokenizer, records, rows, exact,
                                      max_len=config.max_len)
+    exact_head = exact_projector(trained.model, index.projector.head)
+    exact_head_rows = exact_row_gradients(trained.model, tokenizer, records, rows, exact_head,
+                                          max_len=config.max_len)
     hooks = chosen.seconds  # what collecting only the chosen epochs would have added
-    return Trained(trained.model, tokenizer, index, exact, exact_rows,
+    return Trained(trained.model, tokenizer, index, exact, exact_rows, exact_head, exact_head_rows,
                    trained.train_seconds - collector.seconds, time.perf_counter() - t0,
                    collector, hooks, records)
 
@@ -263,6 +268,9 @@ class QuerySignals:
     feature: np.ndarray | None = None
 
 
+EXACT_HEAD = "exact grad cosine (head left out)"
+
+
 def query_signals(t: Trained, prompt: str, answer: str, *, exact: bool = True) -> QuerySignals:
     index = t.index
     t0 = time.perf_counter()
@@ -292,6 +300,8 @@ def query_signals(t: Trained, prompt: str, answer: str, *, exact: bool = True) -
         q = answer_feature(t.model, t.exact, prepared.example, prepared.weights[0])
         scores["tracin (exact grad dot)"] = t.exact_rows @ q
         scores["exact grad cosine"] = cosine_rows(t.exact_rows, q)
+        q = answer_feature(t.model, t.exact_head, prepared.example, prepared.weights[0])
+        scores[EXACT_HEAD] = cosine_rows(t.exact_head_rows, q)
     return QuerySignals(scores, paid, t1 - t0, t2 - t0, feature)
 
 
@@ -307,19 +317,27 @@ def _with_gradient_order(combined: np.ndarray, gradient: np.ndarray) -> np.ndarr
 def split_lds(config: EvalConfig, base, tokenizer, split: str, work: Path, say: Say,
               source: str | None = None) -> dict:
     """LDS of every method on a small Datanet of `split`: retrains on random halves."""
+    if config.lds_subsets < 2:
+        return {"methods": {}, "subsets": config.lds_subsets, "queries": 0, "records": 0}
+    data = make_fact_tracing_set(split, config.lds_entities, config.seed + 1)
+    queries = [q for q in data.queries if q.kind in ("short", "paraphrase", "indirect")]
+    return datanet_lds(config, base, tokenizer, data.records, queries[: config.lds_queries],
+                       work, split, say, source)
+
+
+def datanet_lds(config: EvalConfig, base, tokenizer, records: list[dict], queries: list,
+                work: Path, label: str, say: Say, source: str | None = None,
+                trained: Trained | None = None) -> dict:
+    """LDS of every method on `records`: the full model's scores against retrains on random
+    halves, over `queries` (anything with `prompt` and `answer`). `trained`: the full model
+    when the caller already fine-tuned it."""
     import torch
 
     from ledgerlm.attribution.features import answer_example
     from ledgerlm.factory import collate, example_losses, pack_examples, train
 
-    if config.lds_subsets < 2:
-        return {"methods": {}, "subsets": config.lds_subsets, "queries": 0, "records": 0}
-    data = make_fact_tracing_set(split, config.lds_entities, config.seed + 1)
-    records = data.records
-    queries = [q for q in data.queries if q.kind in ("short", "paraphrase", "indirect")]
-    queries = queries[: config.lds_queries]
-    t = _fine_tune(config, base, tokenizer, records, work / f"lds-{split}-full",
-                   source=source or DEFAULT_SOURCE)
+    t = trained or _fine_tune(config, base, tokenizer, records, work / f"lds-{label}-full",
+                              source=source or DEFAULT_SOURCE)
     rows = [e.record for e in t.index.examples]
     signals = [query_signals(t, q.prompt, q.answer) for q in queries]
     methods = {name: np.stack([s.scores[name] for s in signals]) for name in signals[0].scores}
@@ -339,8 +357,8 @@ def split_lds(config: EvalConfig, base, tokenizer, split: str, work: Path, say: 
         keep = np.zeros(len(rows), dtype=bool)
         keep[rng.choice(len(rows), len(rows) // 2, replace=False)] = True
         subset = [records[r] for r, k in zip(rows, keep) if k]
-        say(f"  {split} LDS retrain {j + 1}/{config.lds_subsets} on {len(subset)} records")
-        sub = train(base, subset, _train_config(config), work / f"lds-{split}-{j}").model
+        say(f"  {label} LDS retrain {j + 1}/{config.lds_subsets} on {len(subset)} records")
+        sub = train(base, subset, _train_config(config), work / f"lds-{label}-{j}").model
         with torch.no_grad():
             ids, per_example = example_losses(sub, batch)
         masks.append(keep)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ledgerlm.evals.attribution.facts import QUERY_KINDS
-from ledgerlm.evals.attribution.harness import EvalReport
+from ledgerlm.evals.attribution.harness import EXACT_HEAD, EvalReport
 from ledgerlm.evals.table import ResultTable
 
 
@@ -43,6 +43,7 @@ def report_tables(report: EvalReport) -> list[ResultTable]:
     ]
     tables.append(honesty)
     tables.append(_lds_table("Test split", test["lds"]))
+    tables.append(_projection_table(test))
     tuning = ResultTable("Tuning split — LDS of each paying score mode (the higher is used)",
                          ["score mode", "LDS", "chosen"])
     for m, value in report.tuning["lds_by_mode"].items():
@@ -102,4 +103,26 @@ def _lds_table(split: str, result: dict) -> ResultTable:
                     ["method", "LDS (Spearman)", "± s.e."])
     for name, value in sorted(result["methods"].items(), key=lambda kv: -kv[1]["mean"]):
         t.rows.append([name, f"{value['mean']:.3f}", f"{value['sem']:.3f}"])
+    return t
+
+
+def _projection_table(test: dict) -> ResultTable:
+    """What the projection keeps: projected features against the exact LoRA gradients of the
+    same adapter, on the same queries and the same retrains."""
+    lds_of = test["lds"]["methods"]
+    tracing = test["tracing"]["all"]
+    t = ResultTable("Test split — projected gradient features against the exact LoRA gradients "
+                    "of the same adapter (same queries)",
+                    ["features", "LDS", "LDS / exact LDS", "record P@1", "contributor P@1"])
+    exact = lds_of.get(EXACT_HEAD, {}).get("mean", float("nan"))
+    rows = [("grad:cosine (final adapter)", "grad:cosine (final adapter)", None),
+            ("grad:cosine (index's feature source)", "grad:cosine", "grad:cosine"),
+            (EXACT_HEAD, EXACT_HEAD, EXACT_HEAD),
+            ("exact grad cosine (every position)", "exact grad cosine", "exact grad cosine")]
+    for label, lds_name, p1_name in rows:
+        value = lds_of.get(lds_name, {}).get("mean", float("nan"))
+        p1 = tracing.get(p1_name) if p1_name else None
+        t.rows.append([label, f"{value:.3f}", f"{value / exact:.2f}" if exact > 0 else "n/a",
+                       f"{p1['record_p1']:.2f}" if p1 else "",
+                       f"{p1['contributor_p1']:.2f}" if p1 else ""])
     return t
