@@ -121,8 +121,8 @@ CRASHER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("step", ["plan", "settle", "rewards", "post", "publish"])
-def test_kill_9_after_any_step_then_a_rerun_finishes_without_paying_twice(home, tmp_path, step):
+def _killed_after(home, tmp_path, step: str):
+    """The world's epoch closed by another process that is killed (-9) right after `step`; returns the payers."""
     node = Node.open(home)
     try:
         alice, bob, _ = _world(node)
@@ -133,6 +133,12 @@ def test_kill_9_after_any_step_then_a_rerun_finishes_without_paying_twice(home, 
     done = subprocess.run([sys.executable, str(script), str(home.root), step], env=os.environ.copy(),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == -signal.SIGKILL, done.stderr
+    return alice, bob
+
+
+@pytest.mark.parametrize("step", ["plan", "settle", "rewards", "post", "publish"])
+def test_kill_9_after_any_step_then_a_rerun_finishes_without_paying_twice(home, tmp_path, step):
+    alice, bob = _killed_after(home, tmp_path, step)
 
     node = Node.open(home)
     try:
@@ -194,17 +200,7 @@ def test_a_cap_the_escrow_cannot_settle_is_refused_and_never_stops_a_close(node)
 
 
 def test_a_close_killed_midway_is_finished_by_the_next_start(home, tmp_path):
-    node = Node.open(home)
-    try:
-        alice, bob, _ = _world(node)
-    finally:
-        node.close()
-    script = tmp_path / "crash.py"
-    script.write_text(CRASHER)
-    done = subprocess.run([sys.executable, str(script), str(home.root), "settle"], env=os.environ.copy(),
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == -signal.SIGKILL, done.stderr
-
+    _killed_after(home, tmp_path, "settle")
     node = Node.start(home)  # what `ledgerlm serve` opens: nobody reruns `epoch close` by hand
     try:
         assert node.started["epoch_close"] == 1 and "errors" not in node.started

@@ -4,7 +4,7 @@ Merkle trees in OpenZeppelin's format.
 Names load on first use, so rooms that only need `ledgerlm.chain.merkle` do not import web3.
 """
 
-from importlib import import_module
+from ledgerlm.lazy import lazy_names
 
 _EXPORTS = {
     "Artifact": "abi", "ChainEvent": "abi", "load_artifact": "abi",
@@ -25,10 +25,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'ledgerlm.chain' has no attribute {name!r}")
-    value = getattr(import_module(f"ledgerlm.chain.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _EXPORTS)

@@ -4,7 +4,7 @@ Each name loads its module on first use, so a client that only reads Datanet sch
 database or the parsers.
 """
 
-from importlib import import_module
+from ledgerlm.lazy import lazy_names
 
 _LAZY = {
     "EXPORT_FORMATS": ("export", "FORMATS"),
@@ -20,11 +20,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)  # noqa: PLE0605 - the names resolve through __getattr__
 
-
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module 'ledgerlm.datanets' has no attribute {name!r}")
-    module, attribute = _LAZY[name]
-    value = getattr(import_module(f"ledgerlm.datanets.{module}"), attribute)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _LAZY)

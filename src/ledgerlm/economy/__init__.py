@@ -5,12 +5,11 @@ price and split fees do not import the chain clients. An account's earnings: `le
 (the module shares the function's name).
 """
 
-from importlib import import_module
-
 from ledgerlm.economy.epochs import current_epoch, list_epochs, open_epoch
 from ledgerlm.economy.errors import EconomyError
 from ledgerlm.economy.fees import ROLES, FeeShares, Payout, price_fee, split_fee
 from ledgerlm.economy.spending import add_spent, spent_by
+from ledgerlm.lazy import lazy_names
 
 _LAZY = {
     "AccessPayments": "access",
@@ -31,10 +30,4 @@ __all__ = [  # noqa: F822 - the settlement names resolve through __getattr__
     "record_spending_cap", "spent_by", "split_fee", "verify_epoch",
 ]
 
-
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module 'ledgerlm.economy' has no attribute {name!r}")
-    value = getattr(import_module(f"ledgerlm.economy.{_LAZY[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _LAZY)

@@ -3,7 +3,7 @@
 Each name loads its module on first use, so a command that signs nothing never imports eth-account.
 """
 
-from importlib import import_module
+from ledgerlm.lazy import lazy_names
 
 _LAZY = {
     "ACTIONS": "actions", "SignedAction": "actions", "action_message": "actions", "check_field": "actions",
@@ -16,10 +16,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)  # noqa: PLE0605 - the names resolve through __getattr__
 
-
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module 'ledgerlm.identity' has no attribute {name!r}")
-    value = getattr(import_module(f"ledgerlm.identity.{_LAZY[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _LAZY)
