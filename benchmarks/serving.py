@@ -8,7 +8,10 @@ first token and per-output-token latency are measured in the server from each re
 throughput is generated tokens over the wall time of the run, seen from the client.
 
     .venv/bin/python benchmarks/serving.py [--model tiny|small] [--requests 96] [--rate 32]
-                                           [--adapters 1,16,128] [--no-receipts]
+                                           [--adapters 1,16,128] [--no-receipts] [--engines ledgerlm,peft,vllm]
+
+On a GPU host with vllm installed, `--engines ledgerlm,vllm` compares the built-in engine with the vLLM
+variant (`serving_engine = "vllm"`) on the same adapters and load.
 """
 
 from __future__ import annotations
@@ -85,7 +88,7 @@ def serve(engine_name: str, base: Path, adapters: list[Path], port: int, max_bat
     from fastapi.concurrency import run_in_threadpool
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
-    run = LedgerlmRunner if engine_name == "ledgerlm" else PeftRunner
+    run = {"ledgerlm": LedgerlmRunner, "peft": PeftRunner, "vllm": VllmRunner}[engine_name]
     runner = run(base, adapters, max_batch, max_tokens)
     app = FastAPI()
 
@@ -127,6 +130,25 @@ class LedgerlmRunner:
         s = self.engine.adapters.stats
         return {"disk_seconds": s.disk_seconds, "switch_seconds": s.switch_seconds, "disk_loads": s.disk_loads,
                 "host_hits": s.host_hits, "device_hits": s.device_hits}
+
+
+class VllmRunner(LedgerlmRunner):
+    """The same requests through ledgerlm's vLLM engine variant (GPU hosts with vllm installed)."""
+
+    def __init__(self, base: Path, adapters: list[Path], max_batch: int, max_tokens: int):
+        from ledgerlm.factory.basemodels import BaseModel
+        from ledgerlm.serving import AdapterRef, SamplingParams
+        from ledgerlm.serving.vllm_engine import VllmEngine, VllmSettings
+
+        model = BaseModel(name="base", path=base, sha256="", n_params=0, source="bench")
+        self.engine = VllmEngine(model, VllmSettings(max_batch=max_batch, device_adapters=32,
+                                                     host_adapters=max(1, len(adapters))))
+        self.engine.ignore_eos = True  # every request makes exactly max_tokens tokens
+        self.refs = [AdapterRef(p.name, p) for p in adapters]
+        self.params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
+
+    def stats(self) -> dict:
+        return {"disk_seconds": [], "switch_seconds": [], "disk_loads": 0, "host_hits": 0, "device_hits": 0}
 
 
 class PeftRunner:
@@ -383,6 +405,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds one run may take")
     parser.add_argument("--receipt-calls", type=int, default=24)
     parser.add_argument("--no-receipts", action="store_true", help="skip the receipts-per-second part")
+    parser.add_argument("--engines", default="ledgerlm,peft",
+                        help="engines to compare: ledgerlm, peft, vllm (vllm needs a CUDA GPU and the vllm package)")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -392,6 +416,18 @@ def main() -> None:
         return
 
     counts = [int(c) for c in args.adapters.split(",")]
+    engines = [e for e in args.engines.split(",") if e]
+    unknown = sorted(set(engines) - {"ledgerlm", "peft", "vllm"})
+    if unknown or "ledgerlm" not in engines:
+        raise SystemExit(f"--engines takes ledgerlm (always, the reference) plus peft and/or vllm; not {unknown}")
+    if "vllm" in engines:
+        from ledgerlm.errors import LedgerError
+        from ledgerlm.serving.vllm_engine import cuda_available, select_engine, vllm_available
+
+        try:
+            select_engine("vllm", vllm=vllm_available(), cuda=cuda_available())
+        except LedgerError as exc:
+            raise SystemExit(f"--engines vllm: {exc.message}") from None
     with tempfile.TemporaryDirectory(prefix="ledgerlm-bench-serving-") as tmp:
         tmp = Path(tmp)
         base = make_base(tmp, args.model)
@@ -399,7 +435,7 @@ def main() -> None:
         receipts = [] if args.no_receipts else receipts_rate(tmp / "receipts", args.receipt_calls)
         runs = [run_engine("ledgerlm", base, adapters, 0, args)]
         for n in counts:
-            for engine in ("ledgerlm", "peft"):
+            for engine in engines:
                 runs.append(run_engine(engine, base, adapters, n, args))
                 print(f"{engine} with {n} adapter(s): {runs[-1]['tokens_per_s']:.0f} tokens/s", flush=True)
 
@@ -417,7 +453,8 @@ def main() -> None:
                       f"{r['tokens_per_s'] / base_rate:.2f}", f"{r['ttft_p50_ms']:.0f}", f"{r['ttft_p99_ms']:.0f}",
                       f"{r['tpot_p50_ms']:.1f}", f"{r['tpot_p99_ms']:.1f}")
     ours = next(r for r in runs if r["engine"] == "ledgerlm" and r["adapters"] == max(counts))["stats"]
-    peft = next(r for r in runs if r["engine"] == "peft" and r["adapters"] == max(counts))["stats"]
+    peft = next((r for r in runs if r["engine"] == "peft" and r["adapters"] == max(counts)),
+                {"stats": {"load_seconds": []}})["stats"]
     loads = ResultTable(f"Adapter loading (rank {args.rank}, {args.model}), from the {max(counts)}-adapter runs",
                         ["what", "p50 ms", "count"])
     if ours["disk_seconds"]:

@@ -78,6 +78,7 @@ class VllmEngine(PromptTokens):
     """Serves one base model and its LoRA adapters through vLLM; same methods and events as `Engine`."""
 
     kind = "vllm"
+    ignore_eos = False  # benchmarks make every request generate exactly max_tokens
 
     def __init__(self, base, settings: VllmSettings | None = None):
         from vllm import EngineArgs, LLMEngine
@@ -140,7 +141,7 @@ class VllmEngine(PromptTokens):
         from vllm import SamplingParams as VllmSampling
 
         return VllmSampling(max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
-                            seed=params.seed, stop=list(params.stop) or None)
+                            seed=params.seed, stop=list(params.stop) or None, ignore_eos=self.ignore_eos)
 
     def _run(self) -> None:
         while not self._closing:
@@ -193,6 +194,7 @@ class VllmEngine(PromptTokens):
                 self._running[output.request_id] = (generation, len(completion.text))
                 if output.finished:
                     del self._running[output.request_id]
+                    generation.finished_at = time.perf_counter()
                     reason = "length" if completion.finish_reason == "length" else "stop"
                     generation.emit(GenerationEvent("done", finish_reason=reason,
                                                     completion_tokens=len(completion.token_ids)))
