@@ -48,15 +48,27 @@ def _bob_balance(node, who) -> int:
     return node.contracts.staking.stake_of(who.address, StakeRole.PROVIDER)
 
 
-def test_honest_provider_passes_and_is_paid_at_close(client, market, alice, bob):
+def _forge_last_checkpoint(result, files):
+    """The delivered LoRA adapter is not the one the steps produce: one weight moved by 1e-3."""
+    import hashlib
+
+    state = read_checkpoint(files.pop(result["checkpoints"][-1]))
+    name = sorted(state)[0]
+    state[name] = state[name] + 1e-3
+    forged = checkpoint_bytes(state)
+    result["checkpoints"][-1] = hashlib.sha256(forged).hexdigest()
+    files[result["checkpoints"][-1]] = forged
+
+
+def test_honest_job_is_paid_and_tampered_adapter_is_slashed_once_and_refunded(client, market, alice, bob):
     node, offer = market
     assert offer["stake"] == str(STAKE) and offer["price"] == str(PRICE)
-    job = client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE)  # matched to bob's offer
-    assert job["offer_id"] == offer["id"] and job["provider"] == bob.address
-    assert job["payment_state"] == "paid" and node.contracts.escrow.balance_of(alice.address) == 10 * UNIT - PRICE
+    honest = client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE)  # matched to bob's offer
+    assert honest["offer_id"] == offer["id"] and honest["provider"] == bob.address
+    assert honest["payment_state"] == "paid" and node.contracts.escrow.balance_of(alice.address) == 10 * UNIT - PRICE
 
-    result, files = run_job(_base(node), "train", job["spec"])
-    reported = client.providers.report(bob, job["id"], result, files)
+    result, files = run_job(_base(node), "train", honest["spec"])
+    reported = client.providers.report(bob, honest["id"], result, files)
     assert reported["state"] == "verified", reported["spot_check"]
     steps = reported["spot_check"]["steps"]
     assert steps[-1]["step"] == SPEC["steps"] and all(s["loss_difference"] == 0.0 for s in steps)
@@ -64,69 +76,62 @@ def test_honest_provider_passes_and_is_paid_at_close(client, market, alice, bob)
     for sha in result["checkpoints"]:  # the delivered adapter and its history are kept, content-addressed
         assert node.blobs.exists(sha)
 
-    summary = node.economy.close()
-    files = published_files(node.db, summary["epoch"], node.contracts)
-    paid = {p["account"]: int(p["amount"]) for p in files["payouts"]["payouts"]}
-    assert paid == {bob.address: PRICE}  # the whole price, to the base unit, to the provider
-    assert files["payouts"]["payouts"][0]["sources"]["jobs"] == [job["id"]]
-    assert verify_epoch(files["payouts"], files["receipts"], node.contracts.distributor.epoch(summary["epoch"])) == []
-
-
-@pytest.mark.parametrize("tamper", ["weights", "loss"])
-def test_tampered_result_is_caught_slashed_once_and_refunded(client, market, alice, bob, tamper):
-    node, offer = market
-    job = client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE, offer_id=offer["id"])
-    result, files = run_job(_base(node), "train", job["spec"])
-    if tamper == "weights":  # the delivered LoRA adapter is not the one the steps produce
-        last = result["checkpoints"][-1]
-        state = read_checkpoint(files.pop(last))
-        name = sorted(state)[0]
-        state[name] = state[name] + 1e-3
-        forged = checkpoint_bytes(state)
-        import hashlib
-
-        result["checkpoints"][-1] = hashlib.sha256(forged).hexdigest()
-        files[result["checkpoints"][-1]] = forged
-    else:  # a perturbed loss on the last step
-        result["losses"][-1] += 1e-3
-
-    reported = client.providers.report(bob, job["id"], result, files)
-    assert reported["state"] == "rejected"
-    assert reported["spot_check"]["passed"] is False
+    cheat = client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE, offer_id=offer["id"])
+    result, files = run_job(_base(node), "train", cheat["spec"])
+    _forge_last_checkpoint(result, files)
+    slash, node.providers.slash = node.providers.slash, None  # the node dies before its chain write
+    reported = client.providers.report(bob, cheat["id"], result, files)
+    assert reported["state"] == "rejected" and reported["spot_check"]["passed"] is False
+    assert reported["slash_tx"] is None and _bob_balance(node, bob) == STAKE
+    node.providers.slash = slash
+    assert node.reconcile()["slashes"] == 1  # finished at the next start
     cap = STAKE * node.contracts.staking.slash_cap_bps() // 10_000
-    assert reported["slash_amount"] == str(cap) and reported["slash_tx"]
+    slashed = client.providers.job(cheat["id"])
+    assert slashed["slash_amount"] == str(cap) and slashed["slash_tx"]
     staking = node.contracts.staking
-    outcome = SPOT_CHECK_ROUND_BASE + job["id"]
+    outcome = SPOT_CHECK_ROUND_BASE + cheat["id"]
     assert staking.outcome(outcome) is not None  # slashed only for an outcome recorded on chain with its evidence
     assert staking.is_slashed(outcome, bob.address, StakeRole.PROVIDER)
     assert _bob_balance(node, bob) == STAKE - cap
 
-    # Once: a second report is refused, and the restart reconcile does not slash again.
+    # Once: a second report is refused, and neither a direct retry nor another start slashes again.
     with pytest.raises(LedgerError, match="already reported"):
-        client.providers.report(bob, job["id"], result, files)
-    assert node.providers.execute_slash(job["id"]) is None
+        client.providers.report(bob, cheat["id"], result, files)
+    assert node.providers.execute_slash(cheat["id"]) is None
     node.reconcile()
     assert _bob_balance(node, bob) == STAKE - cap
 
     summary = node.economy.close()
-    payouts = published_files(node.db, summary["epoch"], node.contracts)["payouts"]
-    paid = {p["account"]: int(p["amount"]) for p in payouts["payouts"]}
-    assert paid.get(alice.address) == PRICE and bob.address not in paid  # the requester gets the price back
+    files = published_files(node.db, summary["epoch"], node.contracts)
+    paid = {p["account"]: int(p["amount"]) for p in files["payouts"]["payouts"]}
+    assert paid == {bob.address: PRICE, alice.address: PRICE}  # the provider paid, the requester refunded
+    sources = {p["account"]: p["sources"] for p in files["payouts"]["payouts"]}
+    assert sources[bob.address]["jobs"] == [honest["id"]] and sources[alice.address]["jobs"] == [cheat["id"]]
+    assert verify_epoch(files["payouts"], files["receipts"], node.contracts.distributor.epoch(summary["epoch"])) == []
 
 
-def test_unreported_job_is_refunded_at_close_and_cannot_be_reported_after(client, market, alice, bob):
+def test_perturbed_loss_wrong_answers_refusals_and_expiry(client, market, alice, bob, carol):
     node, offer = market
-    job = client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE)
-    node.economy.close()
-    assert client.providers.job(job["id"])["state"] == "expired"
+    cap = STAKE * node.contracts.staking.slash_cap_bps() // 10_000
+    job = client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE, offer_id=offer["id"])
     result, files = run_job(_base(node), "train", job["spec"])
-    with pytest.raises(LedgerError, match="expired"):
-        client.providers.report(bob, job["id"], result, files)
-    assert _bob_balance(node, bob) == STAKE
+    result["losses"][-1] += 1e-3  # a perturbed loss on the last step
+    reported = client.providers.report(bob, job["id"], result, files)
+    assert reported["state"] == "rejected" and reported["slash_amount"] == str(cap)
+    assert _bob_balance(node, bob) == STAKE - cap
 
+    # serving: the node regenerates one answer greedily and compares tokens
+    client.providers.offer(bob, kind="serve", hardware="cpu", base_model="tiny", price=UNIT)
+    spec = {"prompts": ["When does the ferry leave?"], "max_new_tokens": 6}
+    honest = client.providers.submit(alice, kind="serve", spec=spec, amount=UNIT)
+    answers, _ = run_job(_base(node), "serve", honest["spec"])
+    assert client.providers.report(bob, honest["id"], answers, {})["state"] == "verified"
+    cheat = client.providers.submit(alice, kind="serve", spec=spec, amount=UNIT)
+    made_up = {"answers": [{"tokens": [t + 1 for t in answers["answers"][0]["tokens"]], "text": "made up"}]}
+    reported = client.providers.report(bob, cheat["id"], made_up, {})
+    assert reported["state"] == "rejected" and reported["spot_check"]["first_difference"] == 0
+    assert int(reported["slash_amount"]) == (STAKE - cap) // 10  # another outcome, capped on what is left
 
-def test_refusals_name_the_field(client, market, alice, bob, carol):
-    node, offer = market
     with pytest.raises(LedgerError) as low:
         client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE - 1, offer_id=offer["id"])
     assert low.value.field == "amount"
@@ -139,28 +144,23 @@ def test_refusals_name_the_field(client, market, alice, bob, carol):
     with pytest.raises(LedgerError) as unfunded:  # carol has no escrow nor cap: nothing is taken, no job runs
         client.providers.submit(carol, kind="train", spec=SPEC, amount=PRICE)
     assert unfunded.value.status == 402
-    job = client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE)
-    result, files = run_job(_base(node), "train", job["spec"])
+    late = client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE)
+    result, files = run_job(_base(node), "train", late["spec"])
     with pytest.raises(LedgerError) as stranger:
-        client.providers.report(carol, job["id"], result, files)
+        client.providers.report(carol, late["id"], result, files)
     assert stranger.value.field == "provider"
+    kept = dict(files)
     files.pop(result["checkpoints"][1])
     with pytest.raises(LedgerError) as missing:
-        client.providers.report(bob, job["id"], result, files)
+        client.providers.report(bob, late["id"], result, files)
     assert missing.value.field == "files"
-    assert client.providers.job(job["id"])["state"] == "accepted"  # the provider may still report properly
+    assert client.providers.job(late["id"])["state"] == "accepted"  # the provider may still report properly
 
-
-def test_serving_job_spot_check(client, market, alice, bob):
-    node, _ = market
-    client.providers.offer(bob, kind="serve", hardware="cpu", base_model="tiny", price=UNIT)
-    spec = {"prompts": ["When does the ferry leave?"], "max_new_tokens": 6}
-    honest = client.providers.submit(alice, kind="serve", spec=spec, amount=UNIT)
-    result, _ = run_job(_base(node), "serve", honest["spec"])
-    assert client.providers.report(bob, honest["id"], result, {})["state"] == "verified"
-
-    cheat = client.providers.submit(alice, kind="serve", spec=spec, amount=UNIT)
-    made_up = {"answers": [{"tokens": [t + 1 for t in result["answers"][0]["tokens"]], "text": "made up"}]}
-    reported = client.providers.report(bob, cheat["id"], made_up, {})
-    assert reported["state"] == "rejected" and reported["spot_check"]["first_difference"] == 0
-    assert int(reported["slash_amount"]) > 0
+    # not reported before its epoch closes: refunded, and too late to report after
+    summary = node.economy.close()
+    assert client.providers.job(late["id"])["state"] == "expired"
+    with pytest.raises(LedgerError, match="expired"):
+        client.providers.report(bob, late["id"], result, kept)
+    payouts = published_files(node.db, summary["epoch"], node.contracts)["payouts"]
+    paid = {p["account"]: int(p["amount"]) for p in payouts["payouts"]}
+    assert paid == {alice.address: PRICE + UNIT + PRICE, bob.address: UNIT}
