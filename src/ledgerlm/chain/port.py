@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import random
 import re
 import time
 from collections.abc import Callable
@@ -49,6 +50,8 @@ GAS_HEADROOM_NUMERATOR, GAS_HEADROOM_DENOMINATOR = 6, 5
 FEE_BUMP_NUMERATOR, FEE_BUMP_DENOMINATOR = 9, 8
 # Headers asked for in one JSON-RPC batch: under the batch limits hosted L2 endpoints set.
 HEADER_BATCH = 100
+# Tries at a nonce before a send gives up, when other senders of the same key keep taking them first.
+NONCE_ATTEMPTS = 10
 # Node messages that mean "this nonce is taken": another sender of the same key got there first.
 _NONCE_TAKEN = ("nonce too low", "replacement transaction underpriced", "already known",
                 "nonce has already been used", "transaction already imported")
@@ -279,6 +282,13 @@ class Chain:
         tx["gas"] = max(min(headroom, int(latest["gasLimit"])), estimate)
         tx["chainId"] = self.chain_id
         tx.update(self._fee_fields(latest))
+        # A few random wei make every signed transaction unique: two nodes sending the same call with one
+        # key at one nonce would otherwise sign identical bytes, which a node accepts twice as one
+        # transaction, and both callers would believe their call ran.
+        jitter = random.randrange(1, 1000)
+        for name in ("gasPrice", "maxFeePerGas", "maxPriorityFeePerGas"):
+            if name in tx:
+                tx[name] += jitter
         most = tx["value"] + tx["gas"] * tx.get("maxFeePerGas", tx.get("gasPrice", 0))
         balance = self.eth_balance(sender.address)
         if balance < most:
@@ -292,13 +302,15 @@ class Chain:
             return self.w3.eth.get_transaction_count(sender.address, "pending")
 
         tx["nonce"] = ticket.next(pending)
-        for attempt in range(4):
+        for attempt in range(NONCE_ATTEMPTS):
             signed = sender.sign_transaction(tx)
             try:
                 tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
             except Exception as exc:
-                if attempt < 3 and _says(exc, _NONCE_TAKEN):
-                    # Another process or node sending with this key took the nonce: take the next.
+                if attempt < NONCE_ATTEMPTS - 1 and _says(exc, _NONCE_TAKEN):
+                    # Another process or node sending with this key took the nonce: take the next. The
+                    # random pause keeps senders that collided from colliding again in lockstep.
+                    time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
                     ticket.skip_past(tx["nonce"])
                     tx["nonce"] = ticket.next(pending)
                     continue
