@@ -86,14 +86,17 @@ class Gateway:
     async def check(self, node: ServingNode) -> None:
         try:
             response = await self.client.get(f"{node.url}/serving/status",
-                                             timeout=max(1.0, min(5.0, self.settings.health_interval)))
+                                             timeout=max(2.0, min(5.0, self.settings.health_interval)))
             response.raise_for_status()
             status = response.json()
         except Exception as exc:
-            node.up, node.error = False, f"status check failed: {type(exc).__name__}: {exc}"
             node.checked_at = time.time()
+            node.misses += 1
+            # a refused connection is a node that is gone; a slow answer on a busy host must repeat to count
+            if isinstance(exc, httpx.ConnectError) or node.misses >= 2:
+                node.up, node.error = False, f"status check failed: {type(exc).__name__}: {exc}"
             return
-        node.checked_at = time.time()
+        node.checked_at, node.misses = time.time(), 0
         domain = status.get("signing_domain")
         if self.signing_domain is None:
             self.signing_domain = domain

@@ -19,6 +19,7 @@ class ServingNode:
     up: bool = False
     checked_at: float | None = None
     error: str | None = None  # why it is down, or why it is left out
+    misses: int = 0  # status checks failed in a row
     instance: str | None = None
     base_model: str | None = None
     engine_loaded: bool = False
