@@ -30,6 +30,9 @@ class NodeConfig:
     chain_max_fee_bumps: int = 5  # then it is only re-broadcast: a ceiling on what a fee spike costs
     chain_index_batch_blocks: int = 1000  # blocks per eth_getLogs; hosted endpoints may cap the range
     chain_index_seconds: int = 0  # `serve` brings the event index up to date this often; 0: only `chain index`
+    # "": the index reads blocks chain_confirmations deep; "safe" / "finalized": only blocks the node's
+    # tag covers (on an OP Stack chain: derived from batches on L1 / final on L1)
+    chain_index_finality: str = ""
     max_upload_bytes: int = 50 * 1024 * 1024
     storage_quota_bytes: int = 1024 * 1024 * 1024  # what one account may store across uploads
     max_signature_ttl_seconds: int = 24 * 3600  # how far ahead a signed action's deadline may lie
@@ -216,6 +219,9 @@ class Home:
         if config.serving_engine not in ("builtin", "vllm", "auto"):
             raise ConfigError(f"{self.config_path}: serving_engine must be builtin, vllm or auto, not "
                               f"{config.serving_engine!r}", field="serving_engine")
+        if config.chain_index_finality not in ("", "safe", "finalized"):
+            raise ConfigError(f"{self.config_path}: chain_index_finality must be \"\", \"safe\" or \"finalized\"",
+                              field="chain_index_finality")
         if not str(config.serving_base_price).isdigit():
             raise ConfigError(f"{self.config_path}: serving_base_price must be a whole number of base units",
                               field="serving_base_price")

@@ -445,6 +445,7 @@ class Node:
         from ledgerlm.chain import ChainIndexer
 
         return ChainIndexer(self.chain, self.db, self.deployment, confirmations=self.chain.confirmations,
+                            finality=self.config.chain_index_finality or None,
                             batch_blocks=self.config.chain_index_batch_blocks)
 
     @cached_property
@@ -665,23 +666,29 @@ class Node:
         """Datanets and versions this node anchored that the indexed chain no longer holds (a re-org deeper than
         the confirmations removed them) are anchored again, in version order.
 
-        Judged only while the index is at the confirmed head: a write returns once its block is that deep,
-        so everything anchored before this call is covered by the index."""
-        known = self.datanets.all()  # read before the index's status: later anchors are not judged
-        done = {"datanets": 0, "versions": 0}
-        if self.indexer.status().lag:
-            return done
+        What the index lacks is only a suspect: the transaction may be newer than the index's final head. It
+        counts as lost when the chain has no receipt for it either."""
+        from ledgerlm.chain import ChainError
+
+        def lost(tx_hash: str) -> bool:
+            try:
+                self.chain.receipt(tx_hash)
+            except ChainError:
+                return True
+            return False
+
         registered = {d.datanet_id for d in self.chain_view.registered_datanets()}
         anchored = {(v.datanet_id, v.version) for v in self.chain_view.anchored_versions()}
-        for datanet in known:
+        done = {"datanets": 0, "versions": 0}
+        for datanet in self.datanets.all():
             if datanet.chain_tx is None:
                 continue  # never anchored: reconcile's work, not a re-org's
             datanet_id = "0x" + datanet_chain_id(datanet.name).hex()
-            if datanet_id not in registered:
+            if datanet_id not in registered and lost(datanet.chain_tx):
                 self.datanets.anchor_datanet(datanet)
                 done["datanets"] += 1
             for version in sorted(datanet.versions, key=lambda v: v.number):
-                if version.chain_tx and (datanet_id, version.number) not in anchored:
+                if version.chain_tx and (datanet_id, version.number) not in anchored and lost(version.chain_tx):
                     self.datanets.anchor_version(datanet.name, version.number)
                     done["versions"] += 1
         return done

@@ -141,3 +141,18 @@ def test_anvil_reorg_removing_a_deposit_removes_it_from_the_view(l2):
 
     assert [d.amount for d in ChainView(w.db).deposits()] == [1 * TOKEN]
     assert status.reorgs == 1 and status.indexed_hash == w.chain.head().hash
+
+
+@pytest.mark.anvil
+def test_with_the_safe_tag_the_index_waits_for_what_the_node_calls_safe(l2):
+    consumer = l2.deposit(3 * TOKEN)
+    indexer = l2.indexer(finality="safe")
+
+    early = indexer.catch_up()
+    assert ChainView(l2.db).deposits() == []  # anvil's safe head trails its head by 32 blocks
+    assert early.to_dict()["finality"] == "safe" and early.lag == 0
+
+    l2.rpc("anvil_mine", hex(32))
+    later = indexer.catch_up()
+    assert [d.consumer for d in ChainView(l2.db).deposits()] == [consumer]
+    assert later.indexed_block == l2.chain.block("safe").number

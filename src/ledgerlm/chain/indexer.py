@@ -35,15 +35,16 @@ class IndexStatus:
     indexed_hash: str | None
     chain_head: int
     confirmations: int
-    lag: int  # confirmed blocks not indexed yet
+    lag: int  # final blocks not indexed yet
     events: int
     reorgs: int
     start_block: int
+    finality: str = ""  # "safe" / "finalized": the node's tag decides which blocks are final, not the depth
 
     def to_dict(self) -> dict:
         return {"indexed_block": self.indexed_block, "indexed_hash": self.indexed_hash, "chain_head": self.chain_head,
-                "confirmations": self.confirmations, "lag": self.lag, "events": self.events, "reorgs": self.reorgs,
-                "start_block": self.start_block}
+                "confirmations": self.confirmations, "finality": self.finality or f"{self.confirmations} confirmation{'s' if self.confirmations != 1 else ''}",
+                "lag": self.lag, "events": self.events, "reorgs": self.reorgs, "start_block": self.start_block}
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,13 @@ class ChainIndexer:
     """
 
     def __init__(self, chain: Chain, db: Database, deployment: Deployment, *, confirmations: int = 1,
-                 batch_blocks: int = DEFAULT_BATCH_BLOCKS, keep_headers: int = DEFAULT_KEEP_HEADERS):
+                 finality: str | None = None, batch_blocks: int = DEFAULT_BATCH_BLOCKS,
+                 keep_headers: int = DEFAULT_KEEP_HEADERS):
         if confirmations < 1:
             raise ChainError("confirmations must be at least 1", field="confirmations")
+        if finality not in (None, "safe", "finalized"):
+            raise ChainError(f"finality must be 'safe' or 'finalized', got {finality!r}", field="finality")
+        self.finality = finality
         if batch_blocks < 1:
             raise ChainError("batch_blocks must be at least 1", field="batch_blocks")
         deployment.check(chain)
@@ -97,7 +102,7 @@ class ChainIndexer:
         return IndexStatus(
             indexed_block=tip.number if tip else None, indexed_hash=tip.hash if tip else None, chain_head=head,
             confirmations=self.confirmations, lag=max(0, self._target(head) - indexed), events=events,
-            reorgs=reorgs, start_block=self.deployment.block,
+            reorgs=reorgs, start_block=self.deployment.block, finality=self.finality or "",
         )
 
     # -- indexing ------------------------------------------------------------------------------
@@ -175,6 +180,9 @@ class ChainIndexer:
         return IndexStep(blocks=len(headers), events=len(rows))
 
     def _target(self, head: int) -> int:
+        """The last block the index may read: `confirmations` deep, or the node's safe / finalized block."""
+        if self.finality:
+            return min(head, self.chain.block(self.finality).number)
         return head - (self.confirmations - 1)
 
     def _on_chain(self, block: ChainBlock, head: int) -> bool:

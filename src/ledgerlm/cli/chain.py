@@ -29,8 +29,8 @@ def resolve_address(s: Session, who: str) -> str:
 
 def render_index(i: dict) -> None:
     indexed = "nothing yet" if i["indexed_block"] is None else f"block {i['indexed_block']}"
-    console.print(f"  indexed {indexed} of {i['chain_head']} (lag {i['lag']} blocks, {i['confirmations']} "
-                  f"confirmation(s)), {i['events']} events, {i['reorgs']} re-org(s) recovered")
+    console.print(f"  indexed {indexed} of {i['chain_head']} (lag {i['lag']} blocks, final at {i['finality']}), "
+                  f"{i['events']} events, {i['reorgs']} re-org(s) recovered")
 
 
 @app.command()
