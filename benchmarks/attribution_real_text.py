@@ -12,7 +12,10 @@ never seeing a docstring) is fine-tuned on them and indexed as a node indexes it
 asks about a record's function in other words and answers with that record's sentence, so the
 responsible record and contributor are known. Reported beside BM25 over question and answer:
 contributor and record precision@1 of each signal and of what is paid, the false-payout rate on
-the evaluation's unrelated prompts, and LDS over retrains on random halves. Prints tables and
+the evaluation's unrelated prompts, and LDS over retrains on random halves. `grad:cosine` scores
+with the training features the node keeps (collected in the last epoch), `grad:cosine (final
+adapter)` with features of the same projection from a pass over the final adapter, and `exact
+grad cosine` with the unprojected LoRA gradients of the final adapter. Prints tables and
 writes benchmarks/results/attribution_real_text.json and .md.
 """
 
@@ -42,6 +45,7 @@ from ledgerlm.evals.table import ResultTable  # noqa: E402
 
 console = Console(width=160)
 _FIRST_SENTENCE = re.compile(r"^(.+?[.!?])(\s|$)", re.DOTALL)
+FINAL = "grad:cosine (final adapter)"  # training features from a pass over the final adapter
 _QUESTION = re.compile(r"^What does (?P<name>[\w.]+) do\?$")
 
 
@@ -95,6 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
         _fine_tune,
         datanet_lds,
         query_signals,
+        source_variants,
     )
     from ledgerlm.evals.attribution.metrics import rank_metrics
     from ledgerlm.evals.attribution.nulls import unrelated_queries
@@ -118,6 +123,8 @@ def main(argv: list[str] | None = None) -> dict:
         signals = [query_signals(t, q.prompt, q.answer) for q in queries]
         methods = {name: np.stack([s.scores[name] for s in signals])
                    for name in ("grad:cosine", "span", "combined:cosine", "exact grad cosine")}
+        final = source_variants(t, config)["final adapter"]
+        methods[FINAL] = np.stack([final.gradient_scores(s.feature, "cosine") for s in signals])
         methods["bm25"] = bm25_scores([records[r] for r in rows],
                                       [f"{q.prompt} {q.answer}" for q in queries])
         tracing = {name: rank_metrics(s, queries, rows, owners) for name, s in methods.items()}
@@ -145,7 +152,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"Real text — {len(records)} stdlib docstring records, {len(set(owners))} modules as "
         f"contributors, {len(queries)} reworded questions", ["method", "contributor P@1",
                                                              "record P@1", "LDS", "± s.e."])
-    for name in ("bm25", "grad:cosine", "exact grad cosine", "span", "combined:cosine"):
+    for name in ("bm25", "grad:cosine", FINAL, "exact grad cosine", "span", "combined:cosine"):
         m, value = tracing[name], lds_result["methods"].get(name, {"mean": float("nan"), "sem": 0})
         tracing_table.rows.append([name, f"{m.contributor_p1:.2f}", f"{m.record_p1:.2f}",
                                    f"{value['mean']:.3f}", f"{value['sem']:.3f}"])
