@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NODE_STAMP := contracts/node_modules/.installed
 
-.PHONY: install test test-all test-slow demo bench contracts clean lint chromium
+.PHONY: install test test-all test-slow demo bench contracts clean lint chromium postgresql
 
 install: $(STAMP) $(NODE_STAMP)
 
@@ -25,13 +25,13 @@ $(NODE_STAMP): contracts/package.json contracts/package-lock.json
 	@if command -v npm >/dev/null; then cd contracts && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
 	else echo "npm not found: anvil and OpenZeppelin cross-checks will be skipped"; fi
 
-test: install chromium
+test: install chromium postgresql
 	$(BIN)/python -m pytest -q
 
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow
 
-test-all: install chromium
+test-all: install chromium postgresql
 	$(BIN)/python -m pytest -q -m ""
 
 # The dashboard's browser tests drive Debian's chromium (Playwright without its own browser download);
@@ -42,6 +42,16 @@ chromium:
 		( $$SUDO apt-get install -y -qq chromium >/dev/null 2>&1 || \
 		  ( $$SUDO apt-get update -qq >/dev/null 2>&1 && $$SUDO apt-get install -y -qq chromium >/dev/null 2>&1 ) ) || \
 		echo "chromium could not be installed: the browser tests will be skipped"; \
+	fi
+
+# The PostgreSQL tier starts its own throwaway server from Debian's postgresql package (initdb and pg_ctl as the
+# postgres user when run as root); where apt is not available, or not allowed, that tier is skipped with the reason.
+postgresql:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v apt-get >/dev/null; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo "sudo -n" ); \
+		( $$SUDO apt-get install -y -qq postgresql >/dev/null 2>&1 || \
+		  ( $$SUDO apt-get update -qq >/dev/null 2>&1 && $$SUDO apt-get install -y -qq postgresql >/dev/null 2>&1 ) ) || \
+		echo "postgresql could not be installed: the PostgreSQL tests will be skipped"; \
 	fi
 
 demo: install

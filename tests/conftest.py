@@ -23,12 +23,14 @@ from ledgerlm.api import create_app  # noqa: E402
 from ledgerlm.client import NodeClient  # noqa: E402
 from ledgerlm.config import Home  # noqa: E402
 from ledgerlm.node import Node  # noqa: E402
+from tests.postgres import database_url, postgres_server, pytest_generate_tests  # noqa: E402, F401
 
 
 @pytest.fixture
-def home(tmp_path) -> Home:
+def home(tmp_path, database_url) -> Home:  # noqa: F811 - the fixture imported above
+    """A fresh node home; its database is SQLite, or PostgreSQL where a suite runs on both."""
     h = Home(tmp_path / "home")
-    Node.init(h).close()
+    Node.init(h, database_url=database_url).close()
     return h
 
 

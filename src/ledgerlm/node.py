@@ -13,7 +13,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
 from ledgerlm import __version__
-from ledgerlm.config import EMBEDDED, Home, NodeConfig
+from ledgerlm.config import EMBEDDED, ConfigError, Home, NodeConfig
 from ledgerlm.datanets import ChainAnchor, Datanet, Datanets, DatanetVersion
 from ledgerlm.errors import AuthError, ConflictError, LedgerError
 from ledgerlm.identity import SigningDomain
@@ -168,6 +168,11 @@ def _attribution_observer(config, base):
     return TrainingFeatures(config.epochs, head=template_head(load_tokenizer(base)))
 
 
+def _database(home: Home, config: NodeConfig) -> Database:
+    """The config's database_url, or the SQLite file in the home when it is empty."""
+    return Database(config.database_url) if config.database_url else Database.at(home.database_path)
+
+
 @dataclass
 class Node:
     home: Home
@@ -180,13 +185,16 @@ class Node:
     started: dict = field(default_factory=dict)  # what `start` finished for an earlier run
 
     @classmethod
-    def init(cls, home: Home, *, chain: str = EMBEDDED, chain_id: int | None = None, blobs: str = "",
-             s3_endpoint_url: str = "") -> Node:
+    def init(cls, home: Home, *, chain: str = EMBEDDED, chain_id: int | None = None, database_url: str = "",
+             blobs: str = "", s3_endpoint_url: str = "") -> Node:
         """Create the home (config, database, blob store, encrypted node key; on the embedded
         chain also the admin and faucet keys and the deployed contracts); running it again on an
         existing home changes nothing. `blobs` ("s3://bucket/prefix") keeps blobs in an S3 bucket instead of the
         home, at `s3_endpoint_url` (empty: boto3's settings, e.g. AWS_ENDPOINT_URL_S3); credentials come from boto3's
         chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), never from the config.
+
+        `database_url` empty keeps the SQLite file in the home; a postgresql:// URL puts the schema
+        there instead (several nodes may share it), checked and migrated before anything is written.
 
         The hot key is unlocked with LEDGERLM_NODE_PASSPHRASE, the admin key (created and used
         only here and by `chain deploy`) with LEDGERLM_ADMIN_PASSPHRASE; a terminal is prompted.
@@ -204,6 +212,15 @@ class Node:
                 chain_id = rpc.chain_id
             finally:
                 rpc.close()
+        if database_url and home.exists() and home.load_config().database_url != database_url:
+            raise ConfigError(f"{home.root} already has its database (database_url in its config.toml); "
+                              "init does not move it", field="database_url")
+        if database_url and not home.exists():
+            db = Database(database_url)  # an unreachable or mistyped URL fails before the home is written
+            try:
+                db.upgrade()
+            finally:
+                db.close()
         if blobs and not home.exists():  # a missing bucket or bad credentials fail before anything is written
             import tempfile
 
@@ -212,7 +229,7 @@ class Node:
         home.root.mkdir(parents=True, exist_ok=True)
         if not home.exists():
             home.save_config(NodeConfig(chain=chain, chain_id=1337 if chain_id is None else chain_id,
-                                        blobs=blobs, s3_endpoint_url=s3_endpoint_url))
+                                        database_url=database_url, blobs=blobs, s3_endpoint_url=s3_endpoint_url))
         for directory in (home.blobs, home.keys, home.models):
             directory.mkdir(parents=True, exist_ok=True)
         if not home.operator_token_path.exists():
@@ -230,7 +247,7 @@ class Node:
                 # Development only: the node process runs the faucet, so the faucet key shares the
                 # hot key's passphrase; on any RPC chain there is no faucet key at all.
                 create_keystore(home.faucet_key_path, node_passphrase(NODE_PASSPHRASE_ENV, "node"))
-        db = Database.at(home.database_path)
+        db = _database(home, home.load_config())
         db.upgrade()
         db.close()
         node = cls.open(home)
@@ -242,7 +259,7 @@ class Node:
     def open(cls, home: Home) -> Node:
         config = home.load_config()
         set_torch_threads(config.torch_threads)
-        db = Database(config.database_url) if config.database_url else Database.at(home.database_path)
+        db = _database(home, config)
         if db.revision() != db.head_revision():
             db.upgrade()
         blobs = open_blob_store(config.blobs, home.blobs, endpoint_url=config.s3_endpoint_url,
@@ -720,7 +737,7 @@ class Node:
             if pending["datanets"] or pending["versions"]:
                 run("datanets", self._anchor_unanchored)
             if pending["epoch_close"]:  # a close resumes the interrupted epoch before it would plan another
-                run("epoch_close", lambda: int(self.economy.close().get("state") == "published"))
+                run("epoch_close", lambda: int(self.economy.finish().get("state") == "published"))
         if attribution and pending["attribution"]:
             run("attribution", self.serving.attribution.resume)
         if errors:
@@ -746,6 +763,7 @@ class Node:
             "chain": self.config.chain,
             "chain_id": self.config.chain_id,
             "node_address": self.account.address,
+            "database": "postgresql" if self.db.postgres else "sqlite",  # public: where it is stays private
             "schema_revision": self.db.revision(),
             "max_upload_bytes": self.config.max_upload_bytes,
             "storage_quota_bytes": self.config.storage_quota_bytes,

@@ -7,8 +7,8 @@ from ledgerlm.store import Database
 from ledgerlm.store.schema import metadata
 
 
-def test_migrations_build_exactly_the_schema(tmp_path):
-    db = Database.at(tmp_path / "ledger.db")
+def test_migrations_build_exactly_the_schema(tmp_path, database_url):
+    db = Database(database_url) if database_url else Database.at(tmp_path / "ledger.db")
     db.upgrade()
     try:
         with db.connect() as conn:

@@ -55,7 +55,7 @@ class AgentPolicies:
         policy = policy_from_message(signed.message)
         now = int(time.time())
         with self.db.begin() as conn:
-            row = self._row(conn, agent)
+            row = self._row(conn, agent, lock=True)
             if row is None:
                 if binding is None:
                     raise AuthError(f"agent {agent} has no owner yet: send the agent's signed BindAgent naming "
@@ -98,7 +98,7 @@ class AgentPolicies:
         agent = self._same_agent(agent, signed)
         now = int(time.time())
         with self.db.begin() as conn:
-            row = self._row(conn, agent)
+            row = self._row(conn, agent, lock=True)
             if row is None:
                 raise NotFoundError(f"agent {agent} has no policy on this node", field="agent")
             self._require_owner(row, owner)
@@ -177,8 +177,10 @@ class AgentPolicies:
     # ---------------------------------------------------------------- plumbing
 
     @staticmethod
-    def _row(conn, agent: str):
-        return conn.execute(select(agent_policies).where(agent_policies.c.agent == agent)).mappings().first()
+    def _row(conn, agent: str, *, lock: bool = False):
+        """The agent's policy row; `lock` holds it until the transaction ends (an owner's change is decided on it)."""
+        query = select(agent_policies).where(agent_policies.c.agent == agent)
+        return conn.execute(query.with_for_update() if lock else query).mappings().first()
 
     @staticmethod
     def _spent(conn, agent: str, policy: AgentPolicy) -> int:

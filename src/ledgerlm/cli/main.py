@@ -38,6 +38,10 @@ def init(
     chain: str = typer.Option(EMBEDDED, "--chain-url", help="'embedded' (in-process EVM) or a JSON-RPC URL."),
     chain_id: int | None = typer.Option(
         None, "--chain-id", help="Chain id: of the embedded chain [default: 1337]; for --chain-url, checked against the chain."),
+    db: str = typer.Option(
+        "", "--db", envvar="LEDGERLM_DATABASE_URL",
+        help="Database URL: postgresql://USER[:PASSWORD]@HOST:PORT/NAME (several nodes may share it) "
+             "[default: SQLite file ledger.db in the home]."),
     blobs: str = typer.Option(
         "", "--blobs", help="Keep blobs in an S3-compatible bucket, s3://bucket/prefix [default: the home's blobs "
         "directory]. Credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or a boto3 profile)."),
@@ -45,18 +49,21 @@ def init(
         "", "--s3-endpoint-url", help="S3 endpoint for --blobs, e.g. http://127.0.0.1:9000 for a local server "
         "[default: AWS_ENDPOINT_URL_S3, else AWS]."),
 ):
-    """Create the node home: config, SQLite database (migrated), blob store, node key."""
+    """Create the node home: config, database (SQLite in the home, or PostgreSQL with --db; migrated), blob
+    store, node key."""
     from ledgerlm.node import Node
 
     s = session(ctx)
-    node = Node.init(s.home, chain=chain, chain_id=chain_id, blobs=blobs, s3_endpoint_url=s3_endpoint_url)
+    node = Node.init(s.home, chain=chain, chain_id=chain_id, database_url=db, blobs=blobs,
+                     s3_endpoint_url=s3_endpoint_url)
     try:
-        info = node.info()
+        info = {**node.info(), "database_url": node.db.display_url}  # the operator's own output: password masked
     finally:
         node.close()
     s.emit(info, lambda i: console.print(
         f"[green]ledgerlm home ready[/] at {i['home']}\n  node address {i['node_address']}\n"
-        f"  chain {i['chain']} (id {i['chain_id']}), schema revision {i['schema_revision']}\n  blobs {i['blobs']}"
+        f"  chain {i['chain']} (id {i['chain_id']}), database {i['database_url']}, schema revision "
+        f"{i['schema_revision']}\n  blobs {i['blobs']}"
     ))
 
 

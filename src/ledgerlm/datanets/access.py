@@ -80,7 +80,7 @@ class Access:
 
     def _owned_row(self, conn, name: str, signer: str, may: str):
         """The Datanet's row, refused unless `signer` owns it (`may`: what only the owner may do)."""
-        row = self._row(conn, name)
+        row = self._row(conn, name, lock=True)  # called in write transactions that depend on the row
         if row["owner"] != signer:
             raise AccessDenied(f"only the owner of {name!r} ({row['owner']}) may {may}", field="owner")
         return row

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import fastjsonschema
 from eth_account.messages import encode_typed_data
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from ledgerlm.datanets import parsers
@@ -31,10 +32,50 @@ _CONTRIBUTION_COLUMNS = (
     "id", "datanet_id", "upload_id", "contributor", "content_hash", "source", "blob", "payload",
     "state", "reason", "created_at", "updated_at",
 )
-_INSERT_CONTRIBUTION = (
-    f"INSERT INTO contributions ({', '.join(_CONTRIBUTION_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(_CONTRIBUTION_COLUMNS))})"
-)
+
+
+def _insert_contribution_sql(paramstyle: str) -> str:
+    marker = "?" if paramstyle == "qmark" else "%s"
+    return (f"INSERT INTO contributions ({', '.join(_CONTRIBUTION_COLUMNS)}) "
+            f"VALUES ({', '.join([marker] * len(_CONTRIBUTION_COLUMNS))})")
+
+
+class _ContributionIds:
+    """An upload's contributions get consecutive ids, so its receipt can name them as (first id, count).
+
+    On SQLite the write transaction holds the whole database, so the next ids are simply taken. On
+    PostgreSQL other nodes insert at the same time: rows go in under unique negative ids while the upload
+    is parsed (in parallel with other uploads), and only the final renumbering, one statement, waits for
+    the other nodes' renumberings.
+    """
+
+    def __init__(self, db, conn):
+        self.db = db
+        self.postgres = db.postgres
+        self.first = None if self.postgres else (conn.execute(select(func.max(contributions.c.id))).scalar() or 0) + 1
+        self.next = self.first
+
+    def take(self, conn, n: int) -> list[int]:
+        if self.postgres:
+            return list(conn.execute(text(
+                "SELECT -nextval(pg_get_serial_sequence('contributions', 'id')) FROM generate_series(1, :n)"),
+                {"n": n}).scalars())
+        ids = list(range(self.next, self.next + n))
+        self.next += n
+        return ids
+
+    def finish(self, conn, upload_id: int) -> int:
+        """The upload's first contribution id, once its ids are final."""
+        if not self.postgres:
+            return self.first
+        self.db.lock(conn, "contributions:ids")  # held to commit: the next renumbering sees these ids
+        first = (conn.execute(select(func.max(contributions.c.id)).where(contributions.c.id > 0)).scalar() or 0) + 1
+        conn.execute(text(
+            "UPDATE contributions AS c SET id = m.new_id FROM (SELECT id, :first + row_number() OVER "
+            "(ORDER BY id DESC) - 1 AS new_id FROM contributions WHERE upload_id = :upload) AS m WHERE c.id = m.id"),
+            {"first": first, "upload": upload_id})
+        return first
+
 _HASH, _SOURCE = _CONTRIBUTION_COLUMNS.index("content_hash"), _CONTRIBUTION_COLUMNS.index("source")
 CHUNK = 2000
 
@@ -179,6 +220,7 @@ class Ingest:
         try:
             with self.db.begin() as conn:
                 # Inside the write transaction: two uploads racing for the last of a quota cannot both pass.
+                self.db.lock(conn, f"quota:{contributor}")
                 self._check_quota(conn, contributor, sum(e.size for e in entries))
                 action_id = self._record_action(conn, signed, contributor, now)
                 upload_id = conn.execute(
@@ -195,8 +237,7 @@ class Ingest:
                         created_at=now,
                     )
                 ).inserted_primary_key[0]
-                first_id = (conn.execute(select(func.max(contributions.c.id))).scalar() or 0) + 1
-                next_id = first_id
+                ids = _ContributionIds(self.db, conn)
                 skipped = 0
                 batch: list[tuple] = []
                 datanet_id = row["id"]
@@ -204,14 +245,14 @@ class Ingest:
                 # unique index on live content, so memory stays flat however long the upload is.
                 for content_hash, payload, source, blob_hash in self._iter_items(row, staged):
                     # Tuples in _CONTRIBUTION_COLUMNS order: the insert below is a plain executemany.
-                    batch.append((next_id, datanet_id, upload_id, contributor, content_hash, source[:300],
+                    # (the id comes when the chunk is inserted, so skipped duplicates leave no gaps)
+                    batch.append((0, datanet_id, upload_id, contributor, content_hash, source[:300],
                                   blob_hash, payload, "pending", None, now, now))
-                    next_id += 1
                     if len(batch) >= CHUNK:
-                        batch, dropped = self._insert_chunk(conn, row, batch, skip_duplicates)
+                        batch, dropped = self._insert_chunk(conn, row, batch, skip_duplicates, ids)
                         skipped += dropped
                 if batch:
-                    _, dropped = self._insert_chunk(conn, row, batch, skip_duplicates)
+                    _, dropped = self._insert_chunk(conn, row, batch, skip_duplicates, ids)
                     skipped += dropped
                 count = conn.execute(
                     select(func.count()).where(contributions.c.upload_id == upload_id)
@@ -224,6 +265,7 @@ class Ingest:
                             field="files",
                         )
                     raise DatanetError("the upload holds no contributions", field="files")
+                first_id = ids.finish(conn, upload_id)
                 receipt = self._sign_receipt(
                     upload_id, row["name"], contributor, signed.message["manifestHash"],
                     entries, first_id, count, skipped, now,
@@ -248,7 +290,8 @@ class Ingest:
             raise
         return receipt
 
-    def _insert_chunk(self, conn, row, batch: list[tuple], skip_duplicates: bool) -> tuple[list, int]:
+    def _insert_chunk(self, conn, row, batch: list[tuple], skip_duplicates: bool,
+                      ids: _ContributionIds) -> tuple[list, int]:
         dropped = 0
         first_seen: dict[str, tuple] = {}
         kept = []
@@ -269,10 +312,14 @@ class Ingest:
             batch = kept
         if not batch:
             return [], dropped
+        batch = [(i, *r[1:]) for i, r in zip(ids.take(conn, len(batch)), batch)]
         try:
             # Plain DBAPI executemany keeps ingest near raw sqlite3 speed; the partial unique index
             # catches content already live in the Datanet, so no lookup is paid on the happy path.
-            conn.exec_driver_sql(_INSERT_CONTRIBUTION, batch)
+            # PostgreSQL aborts a transaction on any error, so there the insert gets a savepoint to
+            # return to before the duplicate is looked up.
+            with conn.begin_nested() if ids.postgres else nullcontext():
+                conn.exec_driver_sql(_insert_contribution_sql(conn.dialect.paramstyle), batch)
         except IntegrityError:
             existing = self._live_duplicates(conn, row, batch)
             first = next((r for r in batch if r[_HASH] in existing), None)

@@ -67,8 +67,9 @@ class Review:
         action_id: int | None = None, details: dict | None = None, allowed_from: tuple[str, ...],
     ) -> None:
         """Move one contribution to a new state and record why: the single place states change."""
+        # Locked to the end of the transaction: another node moving it meanwhile waits, then sees the new state.
         row = conn.execute(
-            select(contributions.c.state).where(contributions.c.id == contribution_id)
+            select(contributions.c.state).where(contributions.c.id == contribution_id).with_for_update()
         ).first()
         if row is None:
             raise NotFoundError(f"no contribution with id {contribution_id}", field="id")
@@ -131,9 +132,10 @@ class Review:
             if row["owner"] != owner:
                 raise AuthError(f"only the owner of Datanet {name!r} ({row['owner']}) may review it",
                                 field="owner", status=403)
-            found = dict(conn.execute(
+            found = dict(conn.execute(  # locked in id order, so two overlapping batches cannot deadlock
                 select(contributions.c.id, contributions.c.state)
                 .where(contributions.c.datanet_id == row["id"], contributions.c.id.in_(ids))
+                .order_by(contributions.c.id).with_for_update()
             ).all())
             foreign = [i for i in ids if i not in found]
             if foreign:

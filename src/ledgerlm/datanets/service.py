@@ -116,8 +116,10 @@ class Datanets(Access, Ingest, Review, Versions):
         with self.db.begin() as conn:
             conn.execute(update(datanets).where(datanets.c.id == datanet.id).values(chain_tx=tx))
 
-    def _row(self, conn, name: str):
-        row = conn.execute(select(datanets).where(datanets.c.name == name)).mappings().first()
+    def _row(self, conn, name: str, *, lock: bool = False):
+        """The Datanet's row; `lock` holds it against other nodes' writes until the transaction ends."""
+        query = select(datanets).where(datanets.c.name == name)
+        row = conn.execute(query.with_for_update() if lock else query).mappings().first()
         if row is None:
             raise UnknownDatanet(f"no Datanet named {name!r}", field="datanet")
         return row

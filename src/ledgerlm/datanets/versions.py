@@ -36,13 +36,15 @@ class Versions:
             raise AuthError(f"the signature is for Datanet {signed.message['datanet']!r}", field="datanet")
         now = int(time.time())
         with self.db.begin() as conn:
-            row = self._row(conn, name)
+            # The Datanet's row is locked so two nodes cannot publish the same version number, and the members
+            # are held so none is withdrawn while the version that names it commits.
+            row = self._row(conn, name, lock=True)
             if row["owner"] != owner:
                 raise AuthError(f"only the owner of {name!r} ({row['owner']}) may publish it", field="owner", status=403)
             members = conn.execute(
                 select(contributions.c.id, contributions.c.content_hash, contributions.c.contributor)
                 .where(and_(contributions.c.datanet_id == row["id"], contributions.c.state == "accepted"))
-                .order_by(contributions.c.content_hash)
+                .order_by(contributions.c.content_hash).with_for_update(read=True)
             ).all()
             if not members:
                 raise DatanetError(f"Datanet {name!r} has no accepted contributions to publish", field="datanet")

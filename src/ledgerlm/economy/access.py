@@ -13,6 +13,7 @@ from sqlalchemy import Table, and_, insert, select, update
 from sqlalchemy.engine import Connection
 
 from ledgerlm.chain import ChainError, Debit
+from ledgerlm.economy.consumers import lock_consumer
 from ledgerlm.economy.epochs import open_epoch
 from ledgerlm.economy.errors import EconomyError
 from ledgerlm.economy.spending import add_spent
@@ -101,6 +102,9 @@ class AccessPayments:
                 return held
 
             def record(conn: Connection, epoch: int, action_id: int) -> int:
+                if self._taken(conn, developer, datanet, version, purpose):  # under the payer's lock
+                    raise EconomyError(f"{developer} paid for this licence on another node meanwhile, or is paying "
+                                       "now; ask again in a moment", field="payment", status=409)
                 return conn.execute(insert(access_payments).values(
                     datanet=datanet, version=version, developer=developer, amount=str(price), epoch=epoch,
                     purpose=purpose, state="pending", tx=None, job_id=None, action_id=action_id,
@@ -119,10 +123,13 @@ class AccessPayments:
         pending) in the transaction that records the signed action and returns its id; the escrow chunk is
         `rows.chunk_base + id`, so a payment lands at most once. Returns (id, epoch, tx)."""
         escrow = self.contracts.escrow
-        if self.spend_guard is not None:
-            self.spend_guard(payer, price)
         now = self.contracts.chain.head().timestamp
         with self.db.begin() as conn:
+            # What is left to spend is read and taken under the payer's lock, which calls admitted on any node
+            # take too, so two nodes cannot both spend the same room under the cap or an agent's budget.
+            lock_consumer(self.db, conn, payer)
+            if self.spend_guard is not None:
+                self.spend_guard(payer, price)
             if conn.execute(select(epochs.c.number).where(epochs.c.state.in_(("planned", "settled")))).first():
                 # the escrow settles a consumer's epochs in order: finish the earlier one first
                 raise EconomyError("an epoch close is unfinished; run `ledgerlm epoch close` and pay again",
@@ -163,6 +170,14 @@ class AccessPayments:
             return None
         return {"payment": row["id"], "datanet": datanet, "version": version, "developer": payer,
                 "purpose": purpose, "amount": row["amount"], "epoch": row["epoch"], "tx": row["tx"]}
+
+    @staticmethod
+    def _taken(conn, developer: str, datanet: str, version: int, purpose: str) -> bool:
+        """A payment for this licence by this developer, paid or with its chain debit under way."""
+        return conn.execute(select(access_payments.c.id).where(and_(
+            access_payments.c.developer == developer, access_payments.c.datanet == datanet,
+            access_payments.c.version == version, access_payments.c.purpose == purpose,
+            access_payments.c.state.in_(("pending", "paid")))).limit(1)).first() is not None
 
     def _cannot_pay(self, cap, developer: str, epoch: int, price: int, now: int, owed: int) -> str | None:
         if cap is None:

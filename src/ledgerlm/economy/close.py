@@ -42,12 +42,18 @@ class EpochCloser:
 
     def close(self) -> dict:
         """Close the open epoch, or finish one a crash interrupted; returns the epoch's summary."""
-        with self._lock:  # the cadence thread and an operator's request never close at once
-            return self._close()
+        # The cadence thread and an operator's request never close at once, nor do two nodes on one database.
+        with self._lock, self.db.exclusive("epoch-close"):
+            return self._close(plan=True)
 
-    def _close(self) -> dict:
+    def finish(self) -> dict:
+        """Finish a close a crash interrupted, and start none: another node may have finished it meanwhile."""
+        with self._lock, self.db.exclusive("epoch-close"):
+            return self._close(plan=False)
+
+    def _close(self, *, plan: bool) -> dict:
         unfinished = self._unfinished()
-        number = unfinished if unfinished is not None else self._plan()
+        number = unfinished if unfinished is not None or not plan else self._plan()
         if number is None:
             return {"state": "empty", "message": "nothing to settle: the open epoch stays open"}
         self._step(number, "plan")

@@ -10,6 +10,7 @@ from eth_utils import to_checksum_address
 from sqlalchemy import and_, delete, insert, select
 
 from ledgerlm.chain import CAP_LIMIT, DEADLINE_LIMIT
+from ledgerlm.economy.consumers import lock_consumer
 from ledgerlm.economy.errors import EconomyError
 from ledgerlm.store import Database
 from ledgerlm.store.schema import epoch_payouts, epochs, spending_caps
@@ -35,6 +36,7 @@ def record_spending_cap(db: Database, escrow, *, consumer: str, settler: str, ep
         raise EconomyError(f"the spending cap is signed by {signer}, not the consumer {consumer}", field="signature",
                            status=401)
     with db.begin() as conn:
+        lock_consumer(db, conn, consumer)  # two nodes storing a cap for one consumer at once: the later one stands
         conn.execute(delete(spending_caps).where(and_(spending_caps.c.consumer == consumer,
                                                       spending_caps.c.epoch == epoch)))
         conn.execute(insert(spending_caps).values(consumer=consumer, epoch=epoch, settler=settler, cap=str(cap),

@@ -6,6 +6,7 @@ import time
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from ledgerlm.store import Database
 from ledgerlm.store.schema import epochs
@@ -15,18 +16,29 @@ def open_epoch(conn: Connection) -> int:
     """The number of the open epoch, opening epoch 1 on a fresh node.
 
     Call inside the transaction that writes what belongs to the epoch, so a close that starts
-    concurrently sees either the row and its epoch, or neither.
+    concurrently sees either the row and its epoch, or neither. On PostgreSQL the open epoch's row is
+    share-locked to the end of that transaction: writers on many nodes go on together, and a close (which
+    locks it for update) waits for them, and they for it.
     """
-    number = _open_number(conn)
+    number = _open_number(conn, lock=True)
+    if number is None:
+        # A close on another node may have committed while this statement waited on the row: the epoch it
+        # opened is visible to the next statement.
+        number = _open_number(conn, lock=True)
     if number is not None:
         return number
     number = _next_number(conn)
-    conn.execute(epochs.insert().values(number=number, state="open", opened_at=int(time.time())))
+    try:
+        with conn.begin_nested():
+            conn.execute(epochs.insert().values(number=number, state="open", opened_at=int(time.time())))
+    except IntegrityError:  # another node opened it first
+        return int(_open_number(conn, lock=True))
     return number
 
 
-def _open_number(conn: Connection) -> int | None:
-    number = conn.execute(select(epochs.c.number).where(epochs.c.state == "open")).scalar()
+def _open_number(conn: Connection, *, lock: bool = False) -> int | None:
+    query = select(epochs.c.number).where(epochs.c.state == "open")
+    number = conn.execute(query.with_for_update(read=True) if lock else query).scalar()
     return None if number is None else int(number)
 
 

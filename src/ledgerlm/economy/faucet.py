@@ -56,6 +56,7 @@ class Faucet:
                                status=403)
         address = to_checksum_address(address)
         with self.db.begin() as conn:
+            self.db.lock(conn, f"faucet:{address}")  # the row may not exist yet: nothing to lock for update
             row = conn.execute(select(faucet_grants).where(faucet_grants.c.address == address)).mappings().first()
             given_eth = int(row["eth_wei"]) if row else 0
             given_tokens = int(row["tokens"]) if row else 0

@@ -204,15 +204,18 @@ class ModelFactory:
                 if job.state in TERMINAL:
                     raise ConflictError(f"job {job_id} is already {job.state}", field="jobId")
                 self._cancel.add(job_id)
-                if job.state == "queued":
-                    conn.execute(update(training_jobs).where(training_jobs.c.id == job_id)
+                if job.state == "queued":  # unless a worker claimed it meanwhile: that one stops at its next step
+                    conn.execute(update(training_jobs).where((training_jobs.c.id == job_id)
+                                                             & (training_jobs.c.state == "queued"))
                                  .values(state="stopped", updated_at=int(time.time())))
             elif command == "resume":
                 if job.state != "stopped":
                     raise ConflictError(f"only a stopped job can resume; job {job_id} is {job.state}", field="jobId")
                 self._cancel.discard(job_id)
-                conn.execute(update(training_jobs).where(training_jobs.c.id == job_id)
-                             .values(state="queued", error=None, updated_at=int(time.time())))
+                if not conn.execute(update(training_jobs).where((training_jobs.c.id == job_id)
+                                                                & (training_jobs.c.state == "stopped"))
+                                    .values(state="queued", error=None, updated_at=int(time.time()))).rowcount:
+                    raise ConflictError(f"job {job_id} was resumed meanwhile", field="jobId")
             else:
                 raise FactoryError(f"unknown job command {command!r}: use cancel or resume", field="command")
         self._start_worker()
@@ -239,10 +242,20 @@ class ModelFactory:
             self._worker.start()
 
     def _next_job(self) -> Job | None:
-        with self.db.connect() as conn:
-            row = conn.execute(select(training_jobs.c.id).where(training_jobs.c.state == "queued")
-                               .order_by(training_jobs.c.id).limit(1)).first()
-        return self.job(row.id) if row else None
+        """The oldest queued job, claimed for this worker: moved to running only if it is still queued, so the
+        workers of several nodes on one database never train the same job twice."""
+        while True:
+            with self.db.connect() as conn:
+                row = conn.execute(select(training_jobs.c.id).where(training_jobs.c.state == "queued")
+                                   .order_by(training_jobs.c.id).limit(1)).first()
+            if row is None:
+                return None
+            with self.db.begin() as conn:
+                claimed = conn.execute(update(training_jobs).where(
+                    (training_jobs.c.id == row.id) & (training_jobs.c.state == "queued"))
+                    .values(state="running", error=None, updated_at=int(time.time()))).rowcount
+            if claimed:
+                return self.job(row.id)
 
     def _run(self) -> None:
         while not self._closing:
@@ -262,7 +275,6 @@ class ModelFactory:
         from ledgerlm.factory.finetune import fine_tune
         from ledgerlm.factory.train import has_checkpoint
 
-        self._set(job.id, state="running", error=None)
         out_dir = self.models_dir / "trained" / job.model_id
         last_write = [0.0]
 

@@ -12,23 +12,28 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, delete, insert, select
 
-from ledgerlm.economy import open_epoch
+from ledgerlm.economy import lock_consumer, open_epoch
 from ledgerlm.serving.errors import ApiKeyError, PaymentRequiredError
 from ledgerlm.serving.keys import ApiKey
 from ledgerlm.store import Database
-from ledgerlm.store.schema import access_payments, receipts, spending_caps
+from ledgerlm.store.schema import access_payments, receipts, spend_holds, spending_caps
 from ledgerlm.units import format_amount
+
+# A hold a crashed node never released stops counting after this long; no call runs anywhere near it.
+HOLD_SECONDS = 3600
 
 
 @dataclass(frozen=True)
 class Reservation:
     consumer: str | None
     amount: int
+    hold: str | None = None  # the spend_holds row, released when the receipt is written
 
 
 class Budget:
@@ -36,29 +41,31 @@ class Budget:
         self.db = db
         self.settler = settler
         self.escrow_balance = escrow_balance
-        self._reserved: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def remaining(self, key: ApiKey) -> dict:
         """The consumer's standing in the open epoch: cap, spent, escrow balance, unsettled, reserved, left."""
-        consumer = key.consumer
         with self.db.begin() as conn:
-            epoch = open_epoch(conn)
-            cap = conn.execute(select(spending_caps).where(and_(
-                spending_caps.c.consumer == consumer, spending_caps.c.epoch == epoch,
-                spending_caps.c.settler == self.settler))).mappings().first()
-            mine = receipts.c.consumer == consumer
-            spent = sum(int(f) for f in conn.execute(
-                select(receipts.c.fee).where(mine & (receipts.c.epoch == epoch))).scalars())
-            unsettled = sum(int(f) for f in conn.execute(
-                select(receipts.c.fee).where(mine & receipts.c.settled_epoch.is_(None))).scalars())
-            # paid access to private Datanets is debited from the same signed cap
-            access = sum(int(a) for a in conn.execute(select(access_payments.c.amount).where(and_(
-                access_payments.c.developer == consumer, access_payments.c.epoch == epoch,
-                access_payments.c.state.in_(("pending", "paid"))))).scalars())
+            return self._standing(conn, key.consumer, int(time.time()))
+
+    def _standing(self, conn, consumer: str, now: int) -> dict:
+        epoch = open_epoch(conn)
+        cap = conn.execute(select(spending_caps).where(and_(
+            spending_caps.c.consumer == consumer, spending_caps.c.epoch == epoch,
+            spending_caps.c.settler == self.settler))).mappings().first()
+        mine = receipts.c.consumer == consumer
+        spent = sum(int(f) for f in conn.execute(
+            select(receipts.c.fee).where(mine & (receipts.c.epoch == epoch))).scalars())
+        unsettled = sum(int(f) for f in conn.execute(
+            select(receipts.c.fee).where(mine & receipts.c.settled_epoch.is_(None))).scalars())
+        # paid access to private Datanets is debited from the same signed cap
+        access = sum(int(a) for a in conn.execute(select(access_payments.c.amount).where(and_(
+            access_payments.c.developer == consumer, access_payments.c.epoch == epoch,
+            access_payments.c.state.in_(("pending", "paid"))))).scalars())
+        reserved = sum(int(a) for a in conn.execute(select(spend_holds.c.amount).where(and_(
+            spend_holds.c.consumer == consumer, spend_holds.c.expires_at > now))).scalars())
         balance = self.escrow_balance(consumer) if self.escrow_balance else 0
-        reserved = self._reserved.get(consumer, 0)
-        live = cap is not None and int(cap["deadline"]) > int(time.time())
+        live = cap is not None and int(cap["deadline"]) > now
         limit = int(cap["cap"]) if live else 0
         left = max(0, min(limit - spent - access, balance - unsettled) - reserved)
         return {"consumer": consumer, "epoch": epoch, "cap": str(limit), "cap_deadline": cap["deadline"] if cap else None,
@@ -70,7 +77,9 @@ class Budget:
         """Hold `cost` for one call, or refuse it with 402 saying what is left and what it would cost.
 
         `guard` is the node's further rule for this account (an agent's policy); it is called with what the
-        account's calls in flight hold, under the same lock, so concurrent calls cannot slip past it."""
+        account's calls in flight hold, under the same lock, so concurrent calls cannot slip past it. The holds
+        are rows in the database and the lock is the consumer's (`lock_consumer`), so calls admitted by other
+        nodes on the same database count too."""
         if cost == 0:
             if guard is not None:
                 guard(0)
@@ -78,11 +87,13 @@ class Budget:
         if key is None:
             raise ApiKeyError(f"{what} costs {format_amount(cost)} LGR at most: call it with an API key "
                               "(`ledgerlm apikey create --as KEY --cap AMOUNT`)", field="authorization")
-        with self._lock:  # one account's reservations are checked and taken atomically
+        now = int(time.time())
+        with self._lock, self.db.begin() as conn:
+            lock_consumer(self.db, conn, key.consumer)
+            s = self._standing(conn, key.consumer, now)
             if guard is not None:
-                guard(self._reserved.get(key.consumer, 0))
-            s = self.remaining(key)
-            if s["cap_deadline"] is None or int(s["cap_deadline"]) <= int(time.time()):
+                guard(int(s["reserved"]))
+            if s["cap_deadline"] is None or int(s["cap_deadline"]) <= now:
                 raise PaymentRequiredError(
                     f"payment required: {key.consumer} has no live spending cap for epoch {s['epoch']}; sign one "
                     f"with `ledgerlm apikey create --as KEY --cap AMOUNT`", field="authorization")
@@ -94,11 +105,15 @@ class Budget:
                     f"{format_amount(int(s['spent']))} spent, escrow balance {format_amount(int(s['escrow_balance']))}, "
                     f"{format_amount(int(s['unsettled']))} unsettled, {format_amount(int(s['reserved']))} held by "
                     "calls in flight)", field="max_tokens")
-            self._reserved[key.consumer] = self._reserved.get(key.consumer, 0) + cost
-        return Reservation(key.consumer, cost)
+            hold = uuid.uuid4().hex
+            conn.execute(delete(spend_holds).where(and_(spend_holds.c.consumer == key.consumer,
+                                                        spend_holds.c.expires_at <= now)))
+            conn.execute(insert(spend_holds).values(id=hold, consumer=key.consumer, amount=str(cost), created_at=now,
+                                                    expires_at=now + HOLD_SECONDS))
+        return Reservation(key.consumer, cost, hold)
 
     def release(self, reservation: Reservation) -> None:
-        if not reservation.amount:
+        if reservation.hold is None:
             return
-        with self._lock:
-            self._reserved[reservation.consumer] -= reservation.amount
+        with self.db.begin() as conn:
+            conn.execute(delete(spend_holds).where(spend_holds.c.id == reservation.hold))

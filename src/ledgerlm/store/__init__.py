@@ -4,7 +4,7 @@ from pathlib import Path
 
 from ledgerlm.store import schema
 from ledgerlm.store.blobs import BlobError, BlobStaging, BlobStore, BlobTooLarge, BlobWriter, StagedBlob
-from ledgerlm.store.db import Database
+from ledgerlm.store.db import Database, DatabaseError
 from ledgerlm.store.s3blobs import S3BlobStore, S3Location, s3_client
 
 
@@ -17,5 +17,5 @@ def open_blob_store(url: str, directory: Path, *, endpoint_url: str = "", region
                        client=s3_client(endpoint_url, region))
 
 
-__all__ = ["BlobError", "BlobStaging", "BlobStore", "BlobTooLarge", "BlobWriter", "Database", "S3BlobStore",
+__all__ = ["BlobError", "BlobStaging", "BlobStore", "BlobTooLarge", "BlobWriter", "Database", "DatabaseError", "S3BlobStore",
            "S3Location", "StagedBlob", "open_blob_store", "schema"]

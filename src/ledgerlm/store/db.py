@@ -1,7 +1,9 @@
-"""The node's database: engine setup (SQLite WAL by default) and Alembic migrations."""
+"""The node's database: engine setup (SQLite WAL by default, PostgreSQL through psycopg 3 when several
+nodes share one) and the Alembic migrations both share."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,28 +12,58 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import create_engine, event, func, select
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+from ledgerlm.errors import LedgerError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class DatabaseError(LedgerError):
+    pass
+
+
+def database_url(url: str) -> str:
+    """The SQLAlchemy URL for a `--db` value: sqlite:///PATH, or postgresql://... (driven by psycopg 3)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise DatabaseError(f"{url!r} is not a database URL: use sqlite:///PATH or "
+                            "postgresql://USER@HOST:PORT/NAME", field="database_url") from exc
+    if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg"):
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    if parsed.drivername == "sqlite":
+        return url
+    raise DatabaseError(f"database {parsed.drivername!r} is not supported: use sqlite:///PATH or "
+                        "postgresql://USER@HOST:PORT/NAME", field="database_url")
 
 
 class Database:
     """One engine plus the migrations that bring its schema to head."""
 
     def __init__(self, url: str):
-        self.url = url
-        kwargs = {}
-        if url.startswith("sqlite"):
-            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
-        self.engine: Engine = create_engine(url, **kwargs)
-        if url.startswith("sqlite"):
+        self.url = database_url(url)
+        self.postgres = self.url.startswith("postgresql")
+        if self.postgres:
+            # READ COMMITTED plus explicit row locks where a write depends on what was read (see `lock`
+            # and the rooms' `with_for_update`): writers on different rows never wait for each other.
+            self.engine: Engine = create_engine(self.url, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                                                isolation_level="READ COMMITTED")
+        else:
+            self.engine = create_engine(self.url, connect_args={"timeout": 30, "check_same_thread": False})
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
 
     @classmethod
     def at(cls, path: Path) -> Database:
         return cls(f"sqlite:///{path}")
+
+    @property
+    def display_url(self) -> str:
+        """The URL with any password masked, for output people see."""
+        return make_url(self.url).render_as_string(hide_password=True)
 
     def _alembic(self, connection: Connection) -> Config:
         config = Config()
@@ -41,8 +73,15 @@ class Database:
 
     def upgrade(self) -> str:
         """Apply pending migrations; returns the schema revision now in force."""
-        with self.engine.begin() as connection:
-            command.upgrade(self._alembic(connection), "head")
+        try:
+            with self.engine.begin() as connection:
+                if self.postgres:
+                    # Nodes starting together on one fresh database would otherwise race to create tables.
+                    connection.execute(select(func.pg_advisory_xact_lock(_lock_key("ledgerlm:migrations"))))
+                command.upgrade(self._alembic(connection), "head")
+        except OperationalError as exc:
+            raise DatabaseError(f"cannot reach the database at {self.display_url}: {exc.orig}",
+                                field="database_url") from exc
         return self.revision()
 
     def revision(self) -> str | None:
@@ -64,8 +103,36 @@ class Database:
     def connect(self):
         return self.engine.connect()
 
+    def lock(self, conn: Connection, key: str) -> None:
+        """Hold `key` until `conn`'s transaction ends, for a write that depends on rows that may not exist
+        yet (a next number, a total across rows). On SQLite a write transaction already holds the whole
+        database; on PostgreSQL other nodes wait here for the same key only."""
+        if self.postgres:
+            conn.execute(select(func.pg_advisory_xact_lock(_lock_key(key))))
+
+    @contextmanager
+    def exclusive(self, key: str) -> Iterator[None]:
+        """Run a long, multi-transaction job (an epoch close) on one node at a time. On SQLite the node's
+        own lock already does; on PostgreSQL a session lock makes other nodes wait for it."""
+        if not self.postgres:
+            yield
+            return
+        with self.engine.connect() as holder:
+            holder.execute(select(func.pg_advisory_lock(_lock_key(key))))
+            holder.commit()
+            try:
+                yield
+            finally:
+                holder.execute(select(func.pg_advisory_unlock(_lock_key(key))))
+                holder.commit()
+
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _lock_key(key: str) -> int:
+    """A stable signed 64-bit advisory lock id for a name, the same in every node process."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

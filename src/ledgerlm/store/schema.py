@@ -590,3 +590,16 @@ compute_jobs = Table(
 )
 Index("ix_compute_jobs_epoch", compute_jobs.c.epoch, compute_jobs.c.payment_state)
 Index("ix_compute_jobs_provider", compute_jobs.c.provider)
+# What each admitted call holds of its consumer's budget until its receipt is written (worst case: prompt +
+# max_tokens at the model's price). Kept here rather than in one process's memory, so every node sharing the
+# database admits calls against the same total; a hold a crashed node left behind lapses at `expires_at`.
+spend_holds = Table(
+    "spend_holds",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("consumer", String(42), nullable=False),
+    Column("amount", String(80), nullable=False),  # base units, decimal string
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+)
+Index("ix_spend_holds_consumer", spend_holds.c.consumer)

@@ -188,6 +188,11 @@ class ValidationRounds:
         now = self.now()
         rejected: list[tuple[int, str]] = []
         with self.db.begin() as conn:
+            # Another node may have gated some of these since they were read: those keep their report.
+            self.db.lock(conn, f"gates:{row['id']}")
+            done = set(conn.execute(select(gate_reports.c.contribution_id).where(
+                gate_reports.c.contribution_id.in_(list(reports)))).scalars())
+            reports = {cid: report for cid, report in reports.items() if cid not in done}
             for cid, report in reports.items():
                 counts[report.decision] += 1
                 conn.execute(insert(gate_reports).values(
@@ -256,6 +261,8 @@ class ValidationRounds:
         now = self.now()
         s = self.settings
         with self.db.begin() as conn:
+            # One round opens at a time per Datanet, across nodes too: each sees the others' assignments as busy.
+            conn.execute(select(datanets.c.id).where(datanets.c.id == row["id"]).with_for_update())
             busy = select(round_assignments.c.contribution_id).join(
                 validation_rounds, validation_rounds.c.id == round_assignments.c.round_id
             ).where(validation_rounds.c.state == "open")
@@ -287,8 +294,11 @@ class ValidationRounds:
         view.gated = gated
         return view
 
-    def _load(self, conn, round_id: int):
-        row = conn.execute(select(validation_rounds).where(validation_rounds.c.id == round_id)).mappings().first()
+    def _load(self, conn, round_id: int, *, lock: bool = False):
+        """The round and its votes; `lock` holds the round's row (commits, reveals and the tally of one round
+        take turns, on every node) until the transaction ends."""
+        query = select(validation_rounds).where(validation_rounds.c.id == round_id)
+        row = conn.execute(query.with_for_update() if lock else query).mappings().first()
         if row is None:
             raise NotFoundError(f"no validator round {round_id}", field="round")
         assignments: dict[int, list[str]] = {}
@@ -359,7 +369,7 @@ class ValidationRounds:
         if signed.message["roundId"] != round_id:
             raise AuthError("the signature is for another round", field="roundId")
         with self.db.begin() as conn:
-            row, rnd = self._load(conn, round_id)
+            row, rnd = self._load(conn, round_id, lock=True)
             if self.actor_guard is not None:
                 # only the commit casts a vote: the reveal of a vote cast before a pause still goes through,
                 # so a kill switch never costs the agent the stake that backs its earlier votes
@@ -387,7 +397,7 @@ class ValidationRounds:
             raise ValidationError("salt must be 32 bytes of hex", field="salt") from None
         votes = {int(k): int(v) for k, v in votes.items()}
         with self.db.begin() as conn:
-            _, rnd = self._load(conn, round_id)
+            _, rnd = self._load(conn, round_id, lock=True)
             check_reveal(rnd, Reveal(validator, votes, salt_bytes), self.now())
             self._record(conn, signed, validator)
             conn.execute(update(round_votes).where(and_(round_votes.c.round_id == round_id,
@@ -400,7 +410,7 @@ class ValidationRounds:
         """After the reveal deadline anyone may close the round; the outcome is deterministic."""
         caller = verify_action(signed, expected="TallyRound", domain=self.domain)
         with self.db.begin() as conn:
-            row, rnd = self._load(conn, round_id)
+            row, rnd = self._load(conn, round_id, lock=True)
             if row["state"] != "open":
                 raise ConflictError(f"round {round_id} is already {row['state']}", field="round")
             if self.now() <= rnd.reveal_deadline:
@@ -452,9 +462,13 @@ class ValidationRounds:
         return [{"round_id": r.round_id, "bps": r.bps, "at": r.at} for r in reversed(rows)]
 
     def _bump(self, address: str, role: str, outcome_bps: int, round_id: int | None) -> None:
-        new = update_reputation(self.reputation(address, role), outcome_bps)
         now = self.now()
         with self.db.begin() as conn:
+            # Read and written under one lock: two nodes tallying rounds of the same validator both count.
+            self.db.lock(conn, f"reputation:{address}:{role}")
+            bps = conn.execute(select(reputation.c.bps).where(and_(reputation.c.address == address,
+                                                                   reputation.c.role == role))).scalar()
+            new = update_reputation(NEUTRAL_BPS if bps is None else bps, outcome_bps)
             if conn.execute(update(reputation).where(and_(reputation.c.address == address, reputation.c.role == role))
                             .values(bps=new, updated_at=now)).rowcount == 0:
                 conn.execute(insert(reputation).values(address=address, role=role, bps=new, updated_at=now))
@@ -489,6 +503,10 @@ class ValidationRounds:
         summary["slashed"] = planned
         summary["evidence_hash"] = evidence_hash(round_id, summary)
         with self.db.begin() as conn:
+            current = conn.execute(select(validation_rounds.c.tally).where(validation_rounds.c.id == round_id)
+                                   .with_for_update()).scalar()
+            if "slashed" in (current or {}):  # another node planned it meanwhile: its plan stands
+                return
             conn.execute(update(validation_rounds).where(validation_rounds.c.id == round_id).values(tally=summary))
 
     def _gate_rejections(self, round_id: int) -> list[tuple[int, str]]:
