@@ -54,6 +54,21 @@ class Sending(threading.Thread):
             self.error = exc
 
 
+def send_with_the_miner_stopped(chain, sender, to) -> tuple[Sending, str]:
+    """Stop mining, start one transfer in the background; returns it and its transaction's hash in the pool."""
+    rpc(chain, "evm_setAutomine", False)
+    sending = Sending(chain, sender, to)
+    sending.start()
+    wait_until(lambda: pool_hashes(chain))
+    return sending, pool_hashes(chain)[0]
+
+
+def mine_until_done(chain, sending) -> None:
+    while sending.is_alive():  # the L2's sequencer keeps producing blocks
+        rpc(chain, "evm_mine")
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def funded(anvil_funder):
     """anvil's prefunded account, and a fresh recipient that counts how often a transfer ran."""
@@ -74,10 +89,7 @@ def test_the_l2_speaks_eip1559_on_its_own_chain_id(l2_url, funded):
 def test_a_write_returns_only_once_it_is_the_configured_depth(l2_url, funded):
     chain = open_rpc(l2_url, confirmations=3, poll_latency=0.02)
     funder, recipient = funded
-    rpc(chain, "evm_setAutomine", False)
-    sending = Sending(chain, funder, recipient)
-    sending.start()
-    wait_until(lambda: pool_hashes(chain))
+    sending, _ = send_with_the_miner_stopped(chain, funder, recipient)
 
     depth = []
     for _ in range(3):
@@ -95,18 +107,12 @@ def test_a_write_returns_only_once_it_is_the_configured_depth(l2_url, funded):
 def test_a_transaction_priced_out_by_a_base_fee_spike_is_repriced_and_lands_once(l2_url, funded):
     chain = open_rpc(l2_url, bump_after=0.3, poll_latency=0.02)
     funder, recipient = funded
-    rpc(chain, "evm_setAutomine", False)
-    sending = Sending(chain, funder, recipient)
-    sending.start()
-    wait_until(lambda: pool_hashes(chain))
-    first = pool_hashes(chain)[0]
+    sending, first = send_with_the_miner_stopped(chain, funder, recipient)
     first_max_fee = chain.w3.eth.get_transaction(first)["maxFeePerGas"]
     spike = first_max_fee * 20
     rpc(chain, "anvil_setNextBlockBaseFeePerGas", hex(spike))
 
-    while sending.is_alive():  # the L2's sequencer keeps producing blocks
-        rpc(chain, "evm_mine")
-        time.sleep(0.05)
+    mine_until_done(chain, sending)
 
     result = sending.result
     assert sending.error is None
@@ -121,11 +127,8 @@ def test_a_transaction_priced_out_by_a_base_fee_spike_is_repriced_and_lands_once
 def test_a_transaction_the_node_dropped_is_sent_again(l2_url, funded):
     chain = open_rpc(l2_url, bump_after=0.3, poll_latency=0.02)
     funder, recipient = funded
-    rpc(chain, "evm_setAutomine", False)
-    sending = Sending(chain, funder, recipient)
-    sending.start()
-    wait_until(lambda: pool_hashes(chain))
-    rpc(chain, "anvil_dropTransaction", pool_hashes(chain)[0])
+    sending, first = send_with_the_miner_stopped(chain, funder, recipient)
+    rpc(chain, "anvil_dropTransaction", first)
     rpc(chain, "evm_mine")
     assert chain.nonce(funder.address) == 0  # it is gone: nothing was mined
 
@@ -147,9 +150,7 @@ def test_a_write_reorged_out_before_it_was_final_is_sent_again_and_runs_once(l2_
     rpc(chain, "anvil_reorg", 1, [])  # the block that held it is replaced by one without it
     assert chain.nonce(funder.address) == 0
 
-    while sending.is_alive():
-        rpc(chain, "evm_mine")
-        time.sleep(0.05)
+    mine_until_done(chain, sending)
 
     result = sending.result
     assert sending.error is None
