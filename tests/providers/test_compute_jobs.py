@@ -48,6 +48,16 @@ def _bob_balance(node, who) -> int:
     return node.contracts.staking.stake_of(who.address, StakeRole.PROVIDER)
 
 
+def _read_as(client, path, reader=None):
+    """GET without the operator credential, signed by `reader` when given."""
+    from ledgerlm.identity import READ_HEADER, sign_read_request
+
+    headers = {"Authorization": ""}
+    if reader is not None:
+        headers[READ_HEADER] = sign_read_request(reader, client.domain)
+    return client.http.get(path, headers=headers).json()
+
+
 def _forge_last_checkpoint(result, files):
     """The delivered LoRA adapter is not the one the steps produce: one weight moved by 1e-3."""
     import hashlib
@@ -60,7 +70,7 @@ def _forge_last_checkpoint(result, files):
     files[result["checkpoints"][-1]] = forged
 
 
-def test_honest_job_is_paid_and_tampered_adapter_is_slashed_once_and_refunded(client, market, alice, bob):
+def test_honest_job_is_paid_and_tampered_adapter_is_slashed_once_and_refunded(client, market, alice, bob, carol):
     node, offer = market
     assert offer["stake"] == str(STAKE) and offer["price"] == str(PRICE)
     honest = client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE)  # matched to bob's offer
@@ -75,6 +85,13 @@ def test_honest_job_is_paid_and_tampered_adapter_is_slashed_once_and_refunded(cl
     assert _bob_balance(node, bob) == STAKE
     for sha in result["checkpoints"]:  # the delivered adapter and its history are kept, content-addressed
         assert node.blobs.exists(sha)
+    # the requester's data and the result are theirs and the provider's; others see the verdict and its hash
+    seen = _read_as(client, f"/providers/jobs/{honest['id']}")
+    assert seen["spec"] is None and seen["result"] is None and seen["spot_check"]["passed"] is True
+    assert seen["spot_check"]["evidence_hash"].startswith("0x")
+    assert _read_as(client, "/providers/jobs", carol)[0]["spec"] is None
+    assert _read_as(client, f"/providers/jobs/{honest['id']}", alice)["spec"] == honest["spec"]
+    assert _read_as(client, f"/providers/jobs/{honest['id']}", bob)["result"] == result
 
     cheat = client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE, offer_id=offer["id"])
     result, files = run_job(_base(node), "train", cheat["spec"])

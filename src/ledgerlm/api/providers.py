@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from ledgerlm.api.deps import get_node
-from ledgerlm.identity import SignedAction
+from ledgerlm.api.deps import get_node, is_operator, read_grant
+from ledgerlm.identity import ReadGrant, SignedAction
 from ledgerlm.node import Node
 
 router = APIRouter(tags=["providers"])
@@ -43,20 +43,29 @@ def offers(kind: str | None = None, provider: str | None = None, node: Node = De
 @router.post("/providers/jobs", status_code=201)
 def accept(body: AcceptBody, node: Node = Depends(get_node)) -> dict:
     """A requester's signed AcceptOffer: one job, paid at once from escrow (402 when the escrow cannot pay)."""
-    return node.providers.accept(body.action, body.kind, body.spec).model_dump()
+    return node.providers.accept(body.action, body.kind, body.spec).visible_to(None, operator=True)
+
+
+def _reader(grant: ReadGrant | None) -> str | None:
+    return grant.reader if grant is not None and grant.covers("*") else None
 
 
 @router.get("/providers/jobs")
-def jobs(provider: str | None = None, requester: str | None = None, node: Node = Depends(get_node)) -> list[dict]:
-    return [j.model_dump() for j in node.providers.jobs(provider=provider, requester=requester)]
+def jobs(provider: str | None = None, requester: str | None = None, node: Node = Depends(get_node),
+         grant: ReadGrant | None = Depends(read_grant), operator: bool = Depends(is_operator)) -> list[dict]:
+    """Jobs; spec, result and spot-check details only for their requester and provider (a signed read request)
+    and the operator."""
+    return [j.visible_to(_reader(grant), operator=operator)
+            for j in node.providers.jobs(provider=provider, requester=requester)]
 
 
 @router.get("/providers/jobs/{job_id}")
-def job(job_id: int, node: Node = Depends(get_node)) -> dict:
-    return node.providers.job(job_id).model_dump()
+def job(job_id: int, node: Node = Depends(get_node), grant: ReadGrant | None = Depends(read_grant),
+        operator: bool = Depends(is_operator)) -> dict:
+    return node.providers.job(job_id).visible_to(_reader(grant), operator=operator)
 
 
 @router.post("/providers/jobs/{job_id}/report")
 def report(job_id: int, body: ReportBody, node: Node = Depends(get_node)) -> dict:
     """The provider's signed result; the node spot-checks it before answering (verified or rejected + slashed)."""
-    return node.providers.report(job_id, body.action, body.result, body.files).model_dump()
+    return node.providers.report(job_id, body.action, body.result, body.files).visible_to(None, operator=True)

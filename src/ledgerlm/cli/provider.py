@@ -62,6 +62,8 @@ def jobs(
     ctx: typer.Context,
     provider: str | None = typer.Option(None, "--provider", help="Only jobs of this provider."),
     requester: str | None = typer.Option(None, "--requester", help="Only jobs of this requester."),
+    as_key: str | None = typer.Option(None, "--as", help="Read as this key: its own jobs come with spec, result "
+                                                        "and spot-check details."),
 ):
     """Jobs with their payment and spot-check state."""
     s = session(ctx)
@@ -74,7 +76,7 @@ def jobs(
                           format_amount(int(j["slash_amount"])) if j["slash_amount"] else "-")
         console.print(table)
 
-    s.emit(s.client().providers.jobs(provider=provider, requester=requester), render)
+    s.emit(s.reading_client(as_key).providers.jobs(provider=provider, requester=requester), render)
 
 
 @app.command()
@@ -116,8 +118,8 @@ def run(
     from ledgerlm.providers import run_job
 
     s = session(ctx)
-    client = s.client()
-    account = s.unlock(as_key)
+    client = s.reading_client(as_key)  # the spec is readable by the job's provider and requester only
+    account = client.reader
     job = client.providers.job(job_id)
     if job["provider"] != account.address:
         raise LedgerError(f"job {job_id} belongs to provider {job['provider']}, not {account.address}",

@@ -62,3 +62,14 @@ class Job(BaseModel):
     slash_amount: str | None = None
     created_at: int
     reported_at: int | None = None
+
+    def visible_to(self, reader: str | None, *, operator: bool = False) -> dict:
+        """The job as `reader` may see it: whole for its requester, its provider and the operator; for anyone
+        else without the spec, the result and the spot-check's recomputed values (they derive from the
+        requester's data), but with the verdict and the evidence hash the Staking outcome commits to."""
+        job = self.model_dump()
+        if operator or reader in (self.provider, self.requester):
+            return job
+        check = self.spot_check or {}
+        return {**job, "spec": None, "result": None,
+                "spot_check": {k: check[k] for k in ("kind", "passed", "evidence_hash") if k in check} or None}
