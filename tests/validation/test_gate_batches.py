@@ -128,6 +128,7 @@ def test_question_answer_products_agree_with_the_dense_ones():
     rule = GatePolicy().qa_consistency
     sparse_found = qa_mismatches(questions, answers, 50, HashedTfidfEmbedder(), rule)
     dense_found = qa_mismatches(questions, answers, 50, Dense(), rule)
+    assert qa_mismatches(questions, answers, 50, HashedTfidfEmbedder(), rule, chunk=7) == sparse_found
     assert 40 in sparse_found
     assert {r: (m.code, m.other) for r, m in sparse_found.items()} == {r: (m.code, m.other) for r, m in dense_found.items()}
 
