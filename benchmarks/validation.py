@@ -62,7 +62,7 @@ from ledgerlm.validation.valuation import data_oob, knn_shapley  # noqa: E402
 # patterns (the earlier baseline, afb96fc, was the gates before batched checks)
 BASELINE_REV = "cb52371"
 K = 10  # neighbours for every noisy-label method
-REPEATS = 3  # timed runs per configuration; the fastest counts
+REPEATS = 5  # timed runs per configuration; the fastest counts (a busy machine only slows a run down)
 
 # --------------------------------------------------------------------------- sources
 
