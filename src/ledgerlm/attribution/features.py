@@ -60,10 +60,11 @@ from ledgerlm.factory import (
     lora_linears,
     on_lora_backward,
     pack_examples,
+    share_prefix,
+    shared_prefix_length,
     token_losses,
     tokenize_record,
 )
-from ledgerlm.factory.dataset import share_prefix, shared_prefix_length
 
 if TYPE_CHECKING:
     import torch

@@ -21,6 +21,8 @@ from ledgerlm.factory.dataset import (
     pack_examples,
     record_kind,
     reference_pair,
+    share_prefix,
+    shared_prefix_length,
     tokenize_record,
 )
 from ledgerlm.factory.errors import (
@@ -127,6 +129,8 @@ __all__ = [
     "read_training",
     "record_kind",
     "reference_pair",
+    "share_prefix",
+    "shared_prefix_length",
     "register_local",
     "tiny_random_model",
     "token_f1",
