@@ -552,6 +552,10 @@ class ProviderActions:
                                                            "baseModel": base_model, "price": int(price)})
         return self.node._request("POST", "/providers/offers", json={"action": action})
 
+    def withdraw(self, account: LocalAccount, offer_id: int) -> dict:
+        action = self.node._sign(account, "WithdrawOffer", {"offerId": int(offer_id)})
+        return self.node._request("POST", f"/providers/offers/{offer_id}/withdraw", json={"action": action})
+
     def offers(self, *, kind: str | None = None, provider: str | None = None) -> list[dict]:
         params = {k: v for k, v in (("kind", kind), ("provider", provider)) if v}
         return self.node._request("GET", "/providers/offers", params=params or None)

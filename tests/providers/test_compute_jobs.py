@@ -172,6 +172,13 @@ def test_perturbed_loss_wrong_answers_refusals_and_expiry(client, market, alice,
         client.providers.report(bob, late["id"], result, files)
     assert missing.value.field == "files"
     assert client.providers.job(late["id"])["state"] == "accepted"  # the provider may still report properly
+    with pytest.raises(LedgerError) as not_hers:
+        client.providers.withdraw(carol, offer["id"])
+    assert not_hers.value.field == "provider"
+    assert client.providers.withdraw(bob, offer["id"])["state"] == "withdrawn"
+    assert [o["kind"] for o in client.providers.offers()] == ["serve"]
+    with pytest.raises(LedgerError, match="is withdrawn"):
+        client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE, offer_id=offer["id"])
 
     # not reported before its epoch closes: refunded, and too late to report after
     summary = node.economy.close()

@@ -13,7 +13,7 @@ router = APIRouter(tags=["providers"])
 
 
 class OfferBody(BaseModel):
-    action: SignedAction  # OfferCompute
+    action: SignedAction  # OfferCompute (or WithdrawOffer)
 
 
 class AcceptBody(BaseModel):
@@ -32,6 +32,12 @@ class ReportBody(BaseModel):
 def offer(body: OfferBody, node: Node = Depends(get_node)) -> dict:
     """A provider's signed offer of hardware for train or serve jobs at a price per job (needs provider stake)."""
     return node.providers.offer(body.action).model_dump()
+
+
+@router.post("/providers/offers/{offer_id}/withdraw")
+def withdraw(offer_id: int, body: OfferBody, node: Node = Depends(get_node)) -> dict:
+    """The provider's signed WithdrawOffer: the offer takes no new jobs."""
+    return node.providers.withdraw(offer_id, body.action).model_dump()
 
 
 @router.get("/providers/offers")

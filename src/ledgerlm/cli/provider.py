@@ -38,6 +38,18 @@ def offer(
         f"{format_amount(int(o['price']))} LGR per job, {format_amount(int(o['stake']))} LGR staked"))
 
 
+@app.command()
+def withdraw(
+    ctx: typer.Context,
+    offer_id: int = typer.Argument(..., help="One of your open offers."),
+    as_key: str = typer.Option(..., "--as", help="The provider's key."),
+):
+    """Stop taking new jobs on an offer (signed WithdrawOffer); jobs already taken still run and pay."""
+    s = session(ctx)
+    result = s.client().providers.withdraw(s.unlock(as_key), offer_id)
+    s.emit(result, lambda o: console.print(f"offer {o['id']} {o['state']}"))
+
+
 @app.command("list")
 def list_offers(
     ctx: typer.Context,

@@ -128,6 +128,7 @@ ACTIONS: dict[str, list[tuple[str, str]]] = {
     # from escrow; the provider reports the job's result (resultHash: sha256 of the result's canonical JSON)
     "OfferCompute": [("provider", "address"), ("kind", "string"), ("hardware", "string"), ("baseModel", "string"),
                      ("price", "uint256"), ("nonce", "uint256"), ("deadline", "uint256")],
+    "WithdrawOffer": [("provider", "address"), ("offerId", "uint256"), ("nonce", "uint256"), ("deadline", "uint256")],
     "AcceptOffer": [("requester", "address"), ("offerId", "uint256"), ("specHash", "bytes32"), ("amount", "uint256"),
                     ("nonce", "uint256"), ("deadline", "uint256")],
     "ReportJob": [("provider", "address"), ("jobId", "uint256"), ("resultHash", "bytes32"), ("nonce", "uint256"),

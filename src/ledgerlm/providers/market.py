@@ -74,6 +74,24 @@ class ComputeMarket:
             )).inserted_primary_key[0]
         return self.offer_by_id(offer_id)
 
+    def withdraw(self, offer_id: int, signed: SignedAction) -> Offer:
+        """The provider's signed WithdrawOffer: no new jobs on the offer; jobs already taken still run and pay."""
+        provider = verify_action(signed, expected="WithdrawOffer", domain=self.domain)
+        offer = self.offer_by_id(offer_id)
+        if int(signed.message["offerId"]) != offer_id:
+            raise AuthError(f"the signed WithdrawOffer is for offer {signed.message['offerId']}, not {offer_id}",
+                            field="offerId")
+        if provider != offer.provider:
+            raise AuthError(f"offer {offer_id} belongs to {offer.provider}, not {provider}", field="provider")
+        with self.db.begin() as conn:
+            action_id = record_action(conn, signed, provider, chain_id=self.domain.chain_id)
+            done = conn.execute(update(compute_offers).where(and_(compute_offers.c.id == offer_id,
+                                                                  compute_offers.c.state == "open"))
+                                .values(state="withdrawn", action_id=action_id)).rowcount
+            if not done:
+                raise ConflictError(f"offer {offer_id} is already {offer.state}", field="offerId")
+        return self.offer_by_id(offer_id)
+
     def offers(self, *, kind: str | None = None, provider: str | None = None) -> list[Offer]:
         """Open offers, cheapest first."""
         query = select(compute_offers).where(compute_offers.c.state == "open")
