@@ -162,6 +162,9 @@ class BlobStore(BlobStaging):
             created = True
         except FileExistsError:
             created = False
+        except OSError:  # a filesystem without hard links: replace is atomic too, only not exclusive
+            created = not target.exists()
+            os.replace(staged.path, target)
         staged.path.unlink(missing_ok=True)
         return created
 
