@@ -8,12 +8,15 @@ off): it lives only as long as the test session.
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 from pathlib import Path
+
+import pytest
 
 BIN_GLOB = "/usr/lib/postgresql/*/bin"
 
@@ -125,10 +128,6 @@ def start_local_postgres() -> LocalPostgres:
 
 
 # ---------------------------------------------------------------------------------------------- pytest
-
-import itertools  # noqa: E402
-
-import pytest  # noqa: E402
 
 # What runs on both databases: the tests of the database itself and a representative part of the Datanet, validation and
 # economy suites (node ids or files). The whole suites take minutes on SQLite; each test here costs a node home

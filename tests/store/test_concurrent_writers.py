@@ -8,6 +8,8 @@ the same tests show the embedded default keeps its behaviour.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +19,7 @@ import pytest
 from eth_account import Account
 from sqlalchemy import delete, func, insert, select
 
-from ledgerlm.datanets import DatanetSpec, IncomingFile
+from ledgerlm.datanets import DatanetSpec, FileEntry, IncomingFile, manifest_hash
 from ledgerlm.economy import open_epoch
 from ledgerlm.errors import LedgerError
 from ledgerlm.identity import sign_action
@@ -66,12 +68,8 @@ def together(nodes, work):
 
 
 def upload(node, account, name, records):
+    """A signed upload of `records` and the call that stores it on `node`."""
     body = b"".join(orjson.dumps(r) + b"\n" for r in records)
-    import hashlib
-    import io
-
-    from ledgerlm.datanets.schemas import FileEntry, manifest_hash
-
     entry = FileEntry(name="part.jsonl", sha256=hashlib.sha256(body).hexdigest(), size=len(body))
     signed = sign_action(account, "Contribute", {"datanet": name, "manifestHash": manifest_hash([entry])},
                          domain=node.domain)
@@ -106,8 +104,6 @@ def test_uploads_on_every_node_get_disjoint_consecutive_ids_and_one_signature_co
     records = [{"question": "shared?", "answer": "once"}]
     signed, _ = upload(nodes[0], alice, qa, records)
     body = b"".join(orjson.dumps(r) + b"\n" for r in records)
-    import io
-
     results = together(nodes, lambda node, i: node.datanets.contribute(
         qa, signed, [IncomingFile("part.jsonl", io.BytesIO(body))]))
     stored = [r for r in results if not isinstance(r, Exception)]

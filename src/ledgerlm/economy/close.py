@@ -127,6 +127,8 @@ class EpochCloser:
         leaves = {v[0]: i for i, v in enumerate(tree.values)}
         chunks = [sorted(debits)[i:i + self.chunk_size] for i in range(0, len(debits), self.chunk_size)]
         with self.db.begin() as conn:
+            # The next epoch is opened below: the same turn `open_epoch` takes to open one.
+            self.db.lock(conn, "epochs:open")
             if open_epoch(conn) != number:
                 raise EconomyError("another close planned this epoch meanwhile; run it again", field="epoch",
                                    status=409)

@@ -6,9 +6,8 @@ import time
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
-from ledgerlm.store import Database
+from ledgerlm.store import Database, lock_key
 from ledgerlm.store.schema import epochs
 
 
@@ -22,17 +21,15 @@ def open_epoch(conn: Connection) -> int:
     """
     number = _open_number(conn, lock=True)
     if number is None:
-        # A close on another node may have committed while this statement waited on the row: the epoch it
-        # opened is visible to the next statement.
+        # None open (a fresh node), or a close on another node committed while this statement waited on the
+        # row. Nodes opening one take turns, and look again once it is theirs: what the one before opened, or
+        # what that close opened, is committed and visible by then.
+        lock_key(conn, "epochs:open")
         number = _open_number(conn, lock=True)
     if number is not None:
         return number
     number = _next_number(conn)
-    try:
-        with conn.begin_nested():
-            conn.execute(epochs.insert().values(number=number, state="open", opened_at=int(time.time())))
-    except IntegrityError:  # another node opened it first
-        return int(_open_number(conn, lock=True))
+    conn.execute(epochs.insert().values(number=number, state="open", opened_at=int(time.time())))
     return number
 
 

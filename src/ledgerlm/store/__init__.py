@@ -4,7 +4,7 @@ from pathlib import Path
 
 from ledgerlm.store import schema
 from ledgerlm.store.blobs import BlobError, BlobStaging, BlobStore, BlobTooLarge, BlobWriter, StagedBlob
-from ledgerlm.store.db import Database, DatabaseError
+from ledgerlm.store.db import Database, DatabaseError, lock_key
 from ledgerlm.store.s3blobs import S3BlobStore, S3Location, s3_client
 
 
@@ -18,4 +18,4 @@ def open_blob_store(url: str, directory: Path, *, endpoint_url: str = "", region
 
 
 __all__ = ["BlobError", "BlobStaging", "BlobStore", "BlobTooLarge", "BlobWriter", "Database", "DatabaseError", "S3BlobStore",
-           "S3Location", "StagedBlob", "open_blob_store", "schema"]
+           "S3Location", "StagedBlob", "lock_key", "open_blob_store", "schema"]

@@ -104,11 +104,8 @@ class Database:
         return self.engine.connect()
 
     def lock(self, conn: Connection, key: str) -> None:
-        """Hold `key` until `conn`'s transaction ends, for a write that depends on rows that may not exist
-        yet (a next number, a total across rows). On SQLite a write transaction already holds the whole
-        database; on PostgreSQL other nodes wait here for the same key only."""
-        if self.postgres:
-            conn.execute(select(func.pg_advisory_xact_lock(_lock_key(key))))
+        """Hold `key` until `conn`'s transaction ends (see `lock_key`)."""
+        lock_key(conn, key)
 
     @contextmanager
     def exclusive(self, key: str) -> Iterator[None]:
@@ -128,6 +125,14 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def lock_key(conn: Connection, key: str) -> None:
+    """Hold `key` until `conn`'s transaction ends, for a write that depends on rows that may not exist yet (a
+    next number, a total across rows). On SQLite a write transaction already holds the whole database; on
+    PostgreSQL other nodes wait here for the same key only."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(_lock_key(key))))
 
 
 def _lock_key(key: str) -> int:
