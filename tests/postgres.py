@@ -134,7 +134,6 @@ def start_local_postgres() -> LocalPostgres:
 # (a chain deployment) again, so the list holds one test per kind of write rather than every test.
 BOTH_DATABASES = (
     "tests/store/test_database.py",
-    "tests/store/test_concurrent_writers.py",
     "tests/economy/test_schema.py",
     "tests/economy/test_spending.py::test_running_totals_equal_the_rows_through_receipts_payments_and_epochs",
     "tests/datanets/test_lifecycle.py::test_contribute_accept_publish_export",

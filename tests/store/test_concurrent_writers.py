@@ -2,8 +2,8 @@
 holds, agent budgets, reputation and the open epoch.
 
 Each "node" is a `Node.open` of the same home with its own engine and connections, run on its own thread; a
-barrier starts them together. On PostgreSQL this is several node processes sharing one server; on SQLite
-the same tests show the embedded default keeps its behaviour.
+barrier starts them together, as several node processes sharing one PostgreSQL would. (On SQLite every write
+transaction holds the whole database, so writers there take turns by construction.)
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from ledgerlm.validation.reputation import update as update_reputation
 from tests.datanets.conftest import QA_SCHEMA
 
 NODES = 4
+pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
 
 @pytest.fixture
