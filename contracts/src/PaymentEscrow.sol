@@ -14,35 +14,60 @@ import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {EpochDistributor} from "./EpochDistributor.sol";
 
 /// @title PaymentEscrow
-/// @notice Holds consumers' prepaid balances. At epoch close the node (SETTLER_ROLE) debits what each
-///         consumer owes, bounded by a spending cap the consumer signed for that node and epoch, and
-///         forwards the sum to the epoch in the EpochDistributor. A settlement comes in numbered
-///         chunks, each accepted once, so any number of consumers can be settled in one epoch and a
-///         settlement interrupted half-way resumes without charging anyone twice.
-/// @dev Withdrawals wait `withdrawDelaySeconds` and the requested funds stay debitable meanwhile, so a
+/// @notice Holds consumers' prepaid balances. A consumer gives a node (a settler) a standing spending cap:
+///         the most that settler may debit from them in any one cap period (`capPeriodSeconds`, e.g. a day).
+///         At epoch close the settler (SETTLER_ROLE) debits what each consumer owes within that cap and
+///         forwards the sum to the epoch in the EpochDistributor. A settlement comes in numbered chunks,
+///         each accepted once, so any number of consumers can be settled in one epoch and a settlement
+///         interrupted half-way resumes without charging anyone twice.
+/// @dev A cap is set by the consumer directly ({setSpendingCap}) or by anyone relaying the consumer's
+///      EIP-712 SpendingCap signature ({setSpendingCapsWithSig}); each carries a nonce above the last one
+///      used for that (consumer, settler), so an older authorisation can never come back once a newer one,
+///      or a lowering or revocation sent on chain, has landed. A change applies to every debit not yet
+///      settled. Spending is tracked per (consumer, settler) and per period of chain time, not per epoch
+///      number: a settler picks its own epoch numbers, so a cap per epoch would let a stolen settler key
+///      drain a balance by settling made-up epochs; per period it takes at most one cap per period until
+///      the consumer revokes (the allowance shape of Safe's AllowanceModule).
+///      Withdrawals wait `withdrawDelaySeconds` and the requested funds stay debitable meanwhile, so a
 ///      node that settles within the delay is never short. The escrow must hold FUNDER_ROLE on the
 ///      distributor. Signatures are 65-byte ECDSA (r, s, v); a consumer with code is asked through
 ///      ERC-1271 with those same bytes, so contract wallets work.
-///      Gas: a consumer's balance, the last epoch it was debited in and what it spent there share one
-///      storage slot, so a debit rewrites one warm-after-read slot instead of creating a slot per epoch;
-///      debits arrive packed in four words each; one event per chunk replaces one per debit (the
-///      node publishes the per-consumer debits in its payout file, and {spent} reads them back).
+///      Gas: a debit is one calldata word; it reads and rewrites the consumer's balance slot and the
+///      (consumer, settler) slot that packs the cap, the latest period it debited in and what it debited
+///      there, with no signature to check; one event per chunk replaces one per debit (the node publishes the
+///      per-consumer debits in its payout file).
 contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
     using SafeERC20 for IERC20;
 
     /// @notice Role held by nodes that settle epochs.
     bytes32 public constant SETTLER_ROLE = keccak256("SETTLER_ROLE");
 
-    /// @notice EIP-712 type hash of the consumer's spending authorisation.
+    /// @notice EIP-712 type hash of the consumer's standing spending authorisation for one settler.
     bytes32 public constant SPENDING_CAP_TYPEHASH =
-        keccak256("SpendingCap(address consumer,address settler,uint256 epoch,uint256 cap,uint256 deadline)");
+        keccak256("SpendingCap(address consumer,address settler,uint256 cap,uint256 nonce,uint256 deadline)");
 
-    /// @dev A consumer's escrow account in one slot: balance, the latest epoch it was debited in, and
-    ///      what it was debited in that epoch.
-    struct Account {
-        uint128 balance;
-        uint32 epoch;
+    /// @notice Caps are stored in 96 bits: a cap must be below this.
+    uint256 public constant CAP_LIMIT = 2 ** 96;
+
+    /// @dev What one settler may debit from one consumer, in one slot: the cap per period, the latest
+    ///      period (block.timestamp / capPeriodSeconds) the settler debited the consumer in, and what it
+    ///      debited there.
+    struct Allowance {
+        uint96 cap;
+        uint32 period;
         uint96 spent;
+    }
+
+    /// @notice A consumer's signed SpendingCap, as relayed by anyone.
+    struct SignedSpendingCap {
+        address consumer;
+        address settler;
+        uint256 cap;
+        uint256 nonce;
+        uint256 deadline;
+        uint8 v;
+        bytes32 r;
+        bytes32 s;
     }
 
     struct Withdrawal {
@@ -59,7 +84,12 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
     /// @notice Seconds between a withdrawal request and the moment it can be withdrawn.
     uint64 public immutable withdrawDelaySeconds;
 
-    mapping(address consumer => Account) private _accounts;
+    /// @notice Length of the period a spending cap bounds, in seconds.
+    uint64 public immutable capPeriodSeconds;
+
+    mapping(address consumer => uint256) private _balances;
+    mapping(address consumer => mapping(address settler => Allowance)) private _allowances;
+    mapping(address consumer => mapping(address settler => uint256)) private _nonces;
     mapping(address consumer => Withdrawal) private _withdrawals;
     mapping(uint256 epoch => mapping(uint256 chunk => bool)) private _chunks;
 
@@ -67,6 +97,7 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
     event WithdrawalRequested(address indexed consumer, uint256 amount, uint256 pendingTotal, uint64 availableAt);
     event WithdrawalCancelled(address indexed consumer, uint256 amount);
     event Withdrawn(address indexed consumer, uint256 amount);
+    event SpendingCapSet(address indexed consumer, address indexed settler, uint256 cap, uint256 nonce);
     event ChunkSettled(
         uint256 indexed epoch,
         uint256 indexed chunk,
@@ -85,24 +116,32 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
     error WithdrawalNotReady(uint64 availableAt);
     error AuthorisationExpired(address consumer, uint256 deadline);
     error InvalidSignature(address consumer);
-    error CapExceeded(address consumer, uint256 epoch, uint256 spentAfter, uint256 cap);
-    error EpochOutOfOrder(address consumer, uint256 epoch, uint256 latestEpoch);
-    error MalformedDebits(uint256 words);
+    error StaleNonce(address consumer, address settler, uint256 nonce, uint256 lastNonce);
+    error CapTooLarge(uint256 cap);
+    error CapExceeded(address consumer, uint256 period, uint256 spentAfter, uint256 cap);
+    error ZeroCapPeriod();
     error LengthMismatch(uint256 consumers, uint256 amounts);
 
     /// @param token_ The payment token.
     /// @param distributor_ The EpochDistributor that receives settled sums.
     /// @param admin Receives DEFAULT_ADMIN_ROLE (grants SETTLER_ROLE).
     /// @param withdrawDelaySeconds_ Delay between a withdrawal request and the withdrawal.
-    constructor(IERC20 token_, EpochDistributor distributor_, address admin, uint64 withdrawDelaySeconds_)
-        EIP712("ledgerlm-escrow", "1")
-    {
+    /// @param capPeriodSeconds_ Length of the period a spending cap bounds (non-zero).
+    constructor(
+        IERC20 token_,
+        EpochDistributor distributor_,
+        address admin,
+        uint64 withdrawDelaySeconds_,
+        uint64 capPeriodSeconds_
+    ) EIP712("ledgerlm-escrow", "1") {
         if (address(token_) == address(0) || address(distributor_) == address(0) || admin == address(0)) {
             revert ZeroAddress();
         }
+        if (capPeriodSeconds_ == 0) revert ZeroCapPeriod();
         token = token_;
         distributor = distributor_;
         withdrawDelaySeconds = withdrawDelaySeconds_;
+        capPeriodSeconds = capPeriodSeconds_;
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
     }
 
@@ -150,7 +189,7 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
         if (amount == 0) revert ZeroAmount();
         Withdrawal storage w = _withdrawals[msg.sender];
         uint256 pendingTotal = w.amount + amount;
-        uint256 balance = _accounts[msg.sender].balance;
+        uint256 balance = _balances[msg.sender];
         if (pendingTotal > balance) revert InsufficientBalance(msg.sender, balance, pendingTotal);
         w.amount = pendingTotal;
         w.availableAt = uint64(block.timestamp) + withdrawDelaySeconds;
@@ -171,41 +210,61 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
         Withdrawal memory w = _withdrawals[msg.sender];
         if (w.amount == 0) revert NoWithdrawalPending();
         if (block.timestamp < w.availableAt) revert WithdrawalNotReady(w.availableAt);
-        uint256 balance = _accounts[msg.sender].balance;
+        uint256 balance = _balances[msg.sender];
         uint256 amount = w.amount <= balance ? w.amount : balance;
         delete _withdrawals[msg.sender];
-        _accounts[msg.sender].balance = uint128(balance - amount);
+        _balances[msg.sender] = balance - amount;
         token.safeTransfer(msg.sender, amount);
         emit Withdrawn(msg.sender, amount);
     }
 
-    /// @notice Debits consumers for `epoch` and adds the sum to that epoch in the distributor. Each debit
-    ///         needs the consumer's signature over SpendingCap(consumer, msg.sender, epoch, cap, deadline);
-    ///         the consumer's total debits in the epoch never exceed `cap`. Reverts as a whole if any
-    ///         debit is invalid. Each (epoch, chunk) is accepted once; the epoch's root is posted on the
-    ///         distributor after the last chunk. A consumer's epochs are settled in increasing order.
-    /// @param epoch Epoch number (below 2**32, its root not posted yet).
+    /// @notice Sets the most `settler` may debit from the caller in any one cap period; 0 revokes.
+    ///         Takes effect for every debit not yet settled, and voids any signed authorisation for this
+    ///         settler with a nonce up to `nonce`.
+    /// @param settler The node account that settles (non-zero).
+    /// @param cap Cap per period in base units, below {CAP_LIMIT}.
+    /// @param nonce Above the last nonce used for (caller, settler); ledgerlm clients use the time in ms.
+    function setSpendingCap(address settler, uint256 cap, uint256 nonce) external {
+        _setSpendingCap(msg.sender, settler, cap, nonce);
+    }
+
+    /// @notice Relays consumers' signed SpendingCap(consumer, settler, cap, nonce, deadline) authorisations;
+    ///         anyone may send them. Each sets that (consumer, settler) cap as {setSpendingCap} does; the
+    ///         whole call reverts if any is expired, badly signed or not newer than the last one used.
+    /// @param caps The signed authorisations.
+    function setSpendingCapsWithSig(SignedSpendingCap[] calldata caps) external {
+        for (uint256 i = 0; i < caps.length; ++i) {
+            SignedSpendingCap calldata c = caps[i];
+            if (block.timestamp > c.deadline) revert AuthorisationExpired(c.consumer, c.deadline);
+            bytes32 digest = spendingCapDigest(c.consumer, c.settler, c.cap, c.nonce, c.deadline);
+            _checkSignature(c.consumer, digest, c.v, c.r, c.s);
+            _setSpendingCap(c.consumer, c.settler, c.cap, c.nonce);
+        }
+    }
+
+    /// @notice Debits consumers for `epoch` and adds the sum to that epoch in the distributor. A consumer's
+    ///         debits by one settler within one cap period never exceed the standing cap the consumer set for
+    ///         that settler. Reverts as a whole if any debit is invalid. Each (epoch, chunk) is accepted once;
+    ///         the epoch's root is posted on the distributor after the last chunk.
+    /// @param epoch Epoch number (its root not posted yet).
     /// @param chunk Chunk number within the epoch, chosen by the settler.
-    /// @param debits Four words per debit: `consumer << 96 | amount` (amount below 2**96),
-    ///        `cap << 128 | deadline << 8 | v` (cap below 2**128, deadline below 2**64), `r`, `s` — at least
-    ///        one debit, summing above zero.
+    /// @param debits One word per debit: `consumer << 96 | amount` — at least one, summing above zero.
     function settle(uint256 epoch, uint256 chunk, bytes32[] calldata debits)
         external
         nonReentrant
         onlyRole(SETTLER_ROLE)
     {
         if (_chunks[epoch][chunk]) revert ChunkAlreadySettled(epoch, chunk);
-        if (debits.length % 4 != 0) revert MalformedDebits(debits.length);
-        uint32 epoch32 = SafeCast.toUint32(epoch);
+        uint32 period = _period();
         uint256 total = 0;
-        for (uint256 i = 0; i < debits.length; i += 4) {
-            total += _debit(epoch32, debits[i:i + 4]);
+        for (uint256 i = 0; i < debits.length; ++i) {
+            total += _debit(period, uint256(debits[i]));
         }
         if (total == 0) revert EmptyChunk(epoch, chunk);
         _chunks[epoch][chunk] = true;
         token.forceApprove(address(distributor), total);
         distributor.fund(epoch, total);
-        emit ChunkSettled(epoch, chunk, total, debits.length / 4, keccak256(abi.encodePacked(debits)), msg.sender);
+        emit ChunkSettled(epoch, chunk, total, debits.length, keccak256(abi.encodePacked(debits)), msg.sender);
     }
 
     /// @notice Whether chunk `chunk` of `epoch` was settled.
@@ -218,7 +277,7 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
     /// @notice Escrow balance of `consumer`, including any amount requested for withdrawal.
     /// @param consumer The consumer.
     function balanceOf(address consumer) external view returns (uint256) {
-        return _accounts[consumer].balance;
+        return _balances[consumer];
     }
 
     /// @notice The consumer's pending withdrawal request.
@@ -230,30 +289,33 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
         return (w.amount, w.availableAt);
     }
 
-    /// @notice Total already debited from `consumer` in `epoch`: known for the latest epoch the consumer
-    ///         was debited in and any later one (zero). Earlier epochs are kept only in the settlement
-    ///         chunks (their `debitsHash`) and the node's published payout files.
+    /// @notice What `settler` may debit from `consumer`: the standing cap, the nonce that set it, what it
+    ///         already debited in the current period, and when that period ends.
     /// @param consumer The consumer.
-    /// @param epoch Epoch number, not before the consumer's latest debited epoch.
-    function spent(address consumer, uint256 epoch) external view returns (uint256) {
-        Account memory a = _accounts[consumer];
-        if (epoch == a.epoch) return a.spent;
-        if (epoch < a.epoch) revert EpochOutOfOrder(consumer, epoch, a.epoch);
-        return 0;
+    /// @param settler The settler.
+    function spendingCap(address consumer, address settler)
+        external
+        view
+        returns (uint256 cap, uint256 nonce, uint256 spentThisPeriod, uint256 periodEndsAt)
+    {
+        Allowance memory a = _allowances[consumer][settler];
+        uint32 period = _period();
+        return (a.cap, _nonces[consumer][settler], a.period == period ? a.spent : 0,
+            (uint256(period) + 1) * capPeriodSeconds);
     }
 
-    /// @notice The EIP-712 digest a consumer signs to let `settler` debit up to `cap` in `epoch`.
+    /// @notice The EIP-712 digest a consumer signs to let `settler` debit up to `cap` in each cap period.
     /// @param consumer The consumer.
-    /// @param settler The node account that will submit the settlement.
-    /// @param epoch Epoch number.
-    /// @param cap Most the settler may debit in that epoch, in base units.
-    /// @param deadline Last timestamp at which the authorisation can be used.
-    function spendingCapDigest(address consumer, address settler, uint256 epoch, uint256 cap, uint256 deadline)
+    /// @param settler The node account that will submit settlements.
+    /// @param cap Most the settler may debit in any one cap period, in base units.
+    /// @param nonce Above the last nonce used for (consumer, settler).
+    /// @param deadline Last timestamp at which the authorisation can be relayed.
+    function spendingCapDigest(address consumer, address settler, uint256 cap, uint256 nonce, uint256 deadline)
         public
         view
         returns (bytes32)
     {
-        return _hashTypedDataV4(keccak256(abi.encode(SPENDING_CAP_TYPEHASH, consumer, settler, epoch, cap, deadline)));
+        return _hashTypedDataV4(keccak256(abi.encode(SPENDING_CAP_TYPEHASH, consumer, settler, cap, nonce, deadline)));
     }
 
     /// @notice The EIP-712 domain separator (name "ledgerlm-escrow", version "1").
@@ -271,28 +333,39 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
     function _credit(address consumer, uint256 amount) private returns (uint256) {
         if (consumer == address(0)) revert ZeroAddress();
         if (amount == 0) revert ZeroAmount();
-        Account storage a = _accounts[consumer];
-        uint128 balance = SafeCast.toUint128(uint256(a.balance) + amount);
-        a.balance = balance;
+        uint256 balance = _balances[consumer] + amount;
+        _balances[consumer] = balance;
         emit Deposited(consumer, amount, balance);
         return amount;
     }
 
-    function _debit(uint32 epoch, bytes32[] calldata d) private returns (uint256 amount) {
-        address consumer = address(uint160(uint256(d[0]) >> 96));
-        amount = uint96(uint256(d[0]));
-        uint256 cap = uint256(d[1]) >> 128;
-        uint256 deadline = uint64(uint256(d[1]) >> 8);
-        if (block.timestamp > deadline) revert AuthorisationExpired(consumer, deadline);
-        bytes32 digest = spendingCapDigest(consumer, msg.sender, epoch, cap, deadline);
-        _checkSignature(consumer, digest, uint8(uint256(d[1])), d[2], d[3]);
-        Account memory a = _accounts[consumer];
-        if (a.epoch > epoch) revert EpochOutOfOrder(consumer, epoch, a.epoch);
-        uint256 spentAfter = (a.epoch == epoch ? uint256(a.spent) : 0) + amount;
-        if (spentAfter > cap) revert CapExceeded(consumer, epoch, spentAfter, cap);
-        if (amount > a.balance) revert InsufficientBalance(consumer, a.balance, amount);
-        // cap < 2**128 and spentAfter <= cap, but a spend above 2**96 in one epoch must not wrap
-        _accounts[consumer] = Account(uint128(a.balance - amount), epoch, SafeCast.toUint96(spentAfter));
+    function _setSpendingCap(address consumer, address settler, uint256 cap, uint256 nonce) private {
+        if (consumer == address(0) || settler == address(0)) revert ZeroAddress();
+        if (cap >= CAP_LIMIT) revert CapTooLarge(cap);
+        uint256 last = _nonces[consumer][settler];
+        if (nonce <= last) revert StaleNonce(consumer, settler, nonce, last);
+        _nonces[consumer][settler] = nonce;
+        _allowances[consumer][settler].cap = uint96(cap);
+        emit SpendingCapSet(consumer, settler, cap, nonce);
+    }
+
+    function _period() private view returns (uint32) {
+        return SafeCast.toUint32(block.timestamp / capPeriodSeconds);
+    }
+
+    function _debit(uint32 period, uint256 word) private returns (uint256 amount) {
+        address consumer = address(uint160(word >> 96));
+        amount = uint96(word);
+        Allowance memory a = _allowances[consumer][msg.sender];
+        uint256 spentAfter = (a.period == period ? uint256(a.spent) : 0) + amount;
+        if (spentAfter > a.cap) revert CapExceeded(consumer, period, spentAfter, a.cap);
+        uint256 balance = _balances[consumer];
+        if (amount > balance) revert InsufficientBalance(consumer, balance, amount);
+        unchecked {
+            _balances[consumer] = balance - amount;
+        }
+        // spentAfter <= cap < 2**96
+        _allowances[consumer][msg.sender] = Allowance(a.cap, period, uint96(spentAfter));
     }
 
     function _checkSignature(address consumer, bytes32 digest, uint8 v, bytes32 r, bytes32 s) private view {

@@ -20,7 +20,7 @@ from test_contracts_world import (
     unauthorised,
 )
 
-from ledgerlm.chain import ChainError, Debit, PendingAmount
+from ledgerlm.chain import ChainError, Debit, PendingAmount, SignedSpendingCap, cap_nonce
 from ledgerlm.chain.merkle import StandardMerkleTree
 
 ZERO = "0x" + "00" * 20
@@ -37,12 +37,18 @@ def consumer_with_deposit(world, amount: int):
     return consumer
 
 
-def debit(world, consumer, amount: int, cap: int, epoch: int, *, settler: str | None = None,
-          deadline: int | None = None) -> Debit:
-    deadline = world.now() + 3600 if deadline is None else deadline
-    signature = world.contracts.escrow.sign_spending_cap(
-        consumer, settler or world.node.address, epoch, cap, deadline)
-    return Debit(consumer.address, amount, cap, deadline, signature)
+def authorise(world, consumer, cap: int, *, settler: str | None = None, nonce: int | None = None,
+              deadline: int | None = None) -> SignedSpendingCap:
+    """The consumer signs a standing cap for the node (or `settler`); the node relays it."""
+    signed = world.contracts.escrow.sign_spending_cap(
+        consumer, settler or world.node.address, cap, cap_nonce() if nonce is None else nonce,
+        world.now() + 3600 if deadline is None else deadline)
+    world.contracts.escrow.set_spending_caps_with_sig(world.node, [signed])
+    return signed
+
+
+def debit(consumer, amount: int) -> Debit:
+    return Debit(consumer.address, amount)
 
 
 def payout_tree(world, total: int) -> tuple[list[tuple[str, int]], StandardMerkleTree]:
@@ -193,11 +199,13 @@ def test_a_settlement_debits_within_caps_and_funds_the_epochs_payouts(world):
     token, escrow, distributor = (world.contracts.token, world.contracts.escrow,
                                   world.contracts.distributor)
     alice, bob = consumer_with_deposit(world, 10 * TOKEN), consumer_with_deposit(world, 8 * TOKEN)
+    authorise(world, alice, 5 * TOKEN)
+    authorise(world, bob, 5 * TOKEN)
     epoch = world.fresh_epoch()
     payouts, tree = payout_tree(world, 9 * TOKEN)
     escrow_held = token.balance_of(escrow.address)
 
-    debits = [debit(world, alice, 4 * TOKEN, 5 * TOKEN, epoch), debit(world, bob, 5 * TOKEN, 5 * TOKEN, epoch)]
+    debits = [debit(alice, 4 * TOKEN), debit(bob, 5 * TOKEN)]
     result = escrow.settle(world.node, epoch, 0, debits)
     distributor.post_root(world.node, epoch, tree.root, 9 * TOKEN)
     for i, (account, amount) in enumerate(payouts):
@@ -205,9 +213,10 @@ def test_a_settlement_debits_within_caps_and_funds_the_epochs_payouts(world):
 
     assert escrow.balance_of(alice.address) == 6 * TOKEN
     assert escrow.balance_of(bob.address) == 3 * TOKEN
-    assert (escrow.spent(alice.address, epoch), escrow.spent(bob.address, epoch)) == (
+    node = world.node.address
+    assert (escrow.spending_cap(alice.address, node).spent, escrow.spending_cap(bob.address, node).spent) == (
         4 * TOKEN, 5 * TOKEN)
-    assert escrow.spent(alice.address, epoch + 1) == 0
+    assert escrow.spending_cap(alice.address, node).left == TOKEN
     assert token.balance_of(escrow.address) == escrow_held - 9 * TOKEN
     funding = distributor.epoch(epoch)
     assert (funding.root, funding.total, funding.claimed) == (tree.root, 9 * TOKEN, 9 * TOKEN)
@@ -215,116 +224,203 @@ def test_a_settlement_debits_within_caps_and_funds_the_epochs_payouts(world):
     # one event per chunk; its hash commits to every debit, so a published debit list can be audited
     assert result.events(escrow.contract, "ChunkSettled") == [{
         "epoch": epoch, "chunk": 0, "total": 9 * TOKEN, "debitCount": 2,
-        "debitsHash": keccak(b"".join(w for d in debits for w in d.packed())), "settler": world.node.address}]
+        "debitsHash": keccak(b"".join(d.packed() for d in debits)), "settler": world.node.address}]
 
 
-def test_a_consumers_earlier_epoch_cannot_be_settled_after_a_later_one(world):
-    """Spent is tracked for a consumer's latest epoch only, so going back would reset the cap."""
+def test_a_standing_cap_renews_each_period_without_a_new_signature(world):
     escrow = world.contracts.escrow
     consumer = consumer_with_deposit(world, 10 * TOKEN)
+    authorise(world, consumer, 2 * TOKEN)
+    period = escrow.cap_period_seconds()
+
+    for _ in range(3):
+        world.chain.advance_time(period)
+        allowance = escrow.spending_cap(consumer.address, world.node.address)
+        assert (allowance.spent, allowance.left) == (0, 2 * TOKEN)
+        escrow.settle(world.node, world.fresh_epoch(), 0, [debit(consumer, 2 * TOKEN)])
+
+    assert escrow.balance_of(consumer.address) == 4 * TOKEN
+    assert escrow.spending_cap(consumer.address, world.node.address).period_ends_at > world.now()
+
+
+def test_a_stolen_settler_key_takes_at_most_one_cap_per_period_however_many_epochs_it_invents(world):
+    escrow = world.contracts.escrow
+    consumer = consumer_with_deposit(world, 10 * TOKEN)
+    authorise(world, consumer, 2 * TOKEN)
+    world.chain.advance_time(escrow.cap_period_seconds())
+
+    escrow.settle(world.node, world.fresh_epoch(), 0, [debit(consumer, 2 * TOKEN)])
+    for _ in range(2):
+        with reverts("CapExceeded", consumer=consumer.address, spentAfter=3 * TOKEN, cap=2 * TOKEN):
+            escrow.settle(world.node, world.fresh_epoch(), 0, [debit(consumer, TOKEN)])
+
+    assert escrow.balance_of(consumer.address) == 8 * TOKEN
+
+
+def test_two_nodes_settle_one_consumer_by_their_own_epoch_numbers_and_caps(world):
+    """Spending is tracked per (consumer, settler): a node whose epoch numbers lag another's still settles."""
+    escrow = world.contracts.escrow
+    other = world.actor()
+    escrow.grant_role(world.admin, "SETTLER_ROLE", other.address)
+    consumer = consumer_with_deposit(world, 10 * TOKEN)
+    authorise(world, consumer, 3 * TOKEN)
+    authorise(world, consumer, 2 * TOKEN, settler=other.address)
     early, late = world.fresh_epoch(), world.fresh_epoch()
-    escrow.settle(world.node, late, 0, [debit(world, consumer, TOKEN, TOKEN, late)])
-    with reverts("EpochOutOfOrder", epoch=early, latestEpoch=late):
-        escrow.settle(world.node, early, 0, [debit(world, consumer, TOKEN, TOKEN, early)])
-    with reverts("EpochOutOfOrder"):
-        escrow.spent(consumer.address, early)
-    assert escrow.spent(consumer.address, late) == TOKEN
-    assert escrow.balance_of(consumer.address) == 9 * TOKEN
+
+    escrow.settle(world.node, late, 0, [debit(consumer, 3 * TOKEN)])
+    escrow.settle(other, early, 0, [debit(consumer, 2 * TOKEN)])
+    with reverts("CapExceeded", spentAfter=3 * TOKEN, cap=2 * TOKEN):  # the other node's own cap
+        escrow.settle(other, early, 1, [debit(consumer, TOKEN)])
+
+    assert escrow.spending_cap(consumer.address, world.node.address).spent == 3 * TOKEN
+    assert escrow.spending_cap(consumer.address, other.address).spent == 2 * TOKEN
+    assert escrow.balance_of(consumer.address) == 5 * TOKEN
 
 
 def test_only_a_settler_settles(world):
     escrow = world.contracts.escrow
     consumer = consumer_with_deposit(world, 2 * TOKEN)
     epoch = world.fresh_epoch()
-    _, tree = payout_tree(world, TOKEN)
 
     for sender in (consumer, world.admin):
-        charge = debit(world, consumer, TOKEN, TOKEN, epoch, settler=sender.address)
+        authorise(world, consumer, TOKEN, settler=sender.address)
         with unauthorised(sender.address, "SETTLER_ROLE"):
-            escrow.settle(sender, epoch, 0, [charge])
+            escrow.settle(sender, epoch, 0, [debit(consumer, TOKEN)])
 
     assert escrow.balance_of(consumer.address) == 2 * TOKEN
 
 
-def test_an_expired_authorisation_cannot_be_used(world):
+def test_no_cap_means_no_debit(world):
     escrow = world.contracts.escrow
     consumer = consumer_with_deposit(world, 2 * TOKEN)
     epoch = world.fresh_epoch()
-    _, tree = payout_tree(world, TOKEN)
-    charge = debit(world, consumer, TOKEN, TOKEN, epoch, deadline=world.now() + 60)
-    world.chain.advance_time(61)
 
-    with reverts("AuthorisationExpired", consumer=consumer.address, deadline=charge.deadline):
-        escrow.settle(world.node, epoch, 0, [charge])
+    with reverts("CapExceeded", consumer=consumer.address, spentAfter=TOKEN, cap=0):
+        escrow.settle(world.node, epoch, 0, [debit(consumer, TOKEN)])
 
     assert escrow.balance_of(consumer.address) == 2 * TOKEN
 
 
-def test_a_signature_binds_the_consumer_settler_epoch_cap_and_deadline(world):
+def test_an_expired_authorisation_cannot_be_relayed(world):
+    escrow = world.contracts.escrow
+    consumer = consumer_with_deposit(world, 2 * TOKEN)
+    signed = escrow.sign_spending_cap(consumer, world.node.address, TOKEN, cap_nonce(), world.now() + 60)
+    world.chain.advance_time(61)
+
+    with reverts("AuthorisationExpired", consumer=consumer.address, deadline=signed.deadline):
+        escrow.set_spending_caps_with_sig(world.node, [signed])
+
+    assert escrow.spending_cap(consumer.address, world.node.address).cap == 0
+
+
+def test_a_signature_binds_the_consumer_settler_cap_nonce_and_deadline(world):
     escrow = world.contracts.escrow
     consumer, forger, rival = (consumer_with_deposit(world, 5 * TOKEN), world.actor(),
                                world.actor())
     escrow.grant_role(world.admin, "SETTLER_ROLE", rival.address)
-    epoch = world.fresh_epoch()
-    _, tree = payout_tree(world, TOKEN)
-    genuine = debit(world, consumer, TOKEN, TOKEN, epoch)
-    by_forger = debit(world, forger, TOKEN, 5 * TOKEN, epoch)
-    for_next_epoch = debit(world, consumer, TOKEN, TOKEN, epoch + 1)
+    nonce, deadline = cap_nonce(), world.now() + 3600
+    genuine = escrow.sign_spending_cap(consumer, world.node.address, TOKEN, nonce, deadline)
+    by_forger = escrow.sign_spending_cap(forger, world.node.address, 5 * TOKEN, nonce, deadline)
+    g = genuine
     tampered = [
-        Debit(consumer.address, TOKEN, 5 * TOKEN, genuine.deadline, by_forger.signature),
-        Debit(consumer.address, TOKEN, 5 * TOKEN, genuine.deadline, genuine.signature),
-        Debit(consumer.address, TOKEN, TOKEN, genuine.deadline + 1, genuine.signature),
-        Debit(consumer.address, TOKEN, TOKEN, genuine.deadline, for_next_epoch.signature),
-        Debit(consumer.address, TOKEN, TOKEN, genuine.deadline, b"\x01" * 65),
-        Debit(consumer.address, TOKEN, TOKEN, genuine.deadline, b"\x00" * 65),
-        Debit(consumer.address, TOKEN, TOKEN, genuine.deadline, genuine.signature[:64] + b"\x1d"),  # v neither 27/28
+        SignedSpendingCap(g.consumer, g.settler, 5 * TOKEN, nonce, deadline, by_forger.signature),
+        SignedSpendingCap(g.consumer, g.settler, 5 * TOKEN, nonce, deadline, g.signature),
+        SignedSpendingCap(g.consumer, rival.address, TOKEN, nonce, deadline, g.signature),
+        SignedSpendingCap(g.consumer, g.settler, TOKEN, nonce + 1, deadline, g.signature),
+        SignedSpendingCap(g.consumer, g.settler, TOKEN, nonce, deadline + 1, g.signature),
+        SignedSpendingCap(g.consumer, g.settler, TOKEN, nonce, deadline, b"\x01" * 65),
+        SignedSpendingCap(g.consumer, g.settler, TOKEN, nonce, deadline, b"\x00" * 65),
+        SignedSpendingCap(g.consumer, g.settler, TOKEN, nonce, deadline, g.signature[:64] + b"\x1d"),
     ]
     with pytest.raises(ChainError) as short:
-        escrow.settle(world.node, epoch, 0, [Debit(consumer.address, TOKEN, TOKEN, genuine.deadline, b"\x01" * 10)])
+        escrow.set_spending_caps_with_sig(world.node, [
+            SignedSpendingCap(g.consumer, g.settler, TOKEN, nonce, deadline, b"\x01" * 10)])
     assert short.value.field == "signature"
 
     for forged in tampered:
         with reverts("InvalidSignature", consumer=consumer.address):
-            escrow.settle(world.node, epoch, 0, [forged])
-    with reverts("InvalidSignature", consumer=consumer.address):
-        escrow.settle(rival, epoch, 0, [genuine])  # signed for the node, not rival
+            escrow.set_spending_caps_with_sig(rival, [forged])  # anyone may relay; nobody may forge
+    escrow.set_spending_caps_with_sig(rival, [genuine])
+    with reverts("CapExceeded", cap=0):
+        escrow.settle(rival, world.fresh_epoch(), 0, [debit(consumer, TOKEN)])  # the cap is the node's
 
     assert escrow.balance_of(consumer.address) == 5 * TOKEN
-    escrow.settle(world.node, epoch, 0, [genuine])
+    escrow.settle(world.node, world.fresh_epoch(), 0, [debit(consumer, TOKEN)])
     assert escrow.balance_of(consumer.address) == 4 * TOKEN
 
 
-def test_the_cap_bounds_the_epochs_total_across_debits_and_settlements(world):
+def test_a_newer_authorisation_or_an_on_chain_change_voids_every_older_signed_cap(world):
+    """A higher cap the consumer signed earlier cannot be used once a lower one, or a revocation, landed."""
+    escrow = world.contracts.escrow
+    consumer = consumer_with_deposit(world, 10 * TOKEN)
+    node = world.node.address
+    deadline = world.now() + 3600
+    high = escrow.sign_spending_cap(consumer, node, 8 * TOKEN, 100, deadline)
+    low = escrow.sign_spending_cap(consumer, node, 2 * TOKEN, 200, deadline)
+    escrow.set_spending_caps_with_sig(world.node, [low])
+    epoch = world.fresh_epoch()
+
+    with reverts("StaleNonce", nonce=100, lastNonce=200):
+        escrow.set_spending_caps_with_sig(world.node, [high])  # the hot key replays the old, higher cap
+    with reverts("CapExceeded", spentAfter=3 * TOKEN, cap=2 * TOKEN):
+        escrow.settle(world.node, epoch, 0, [debit(consumer, 3 * TOKEN)])
+    escrow.settle(world.node, epoch, 0, [debit(consumer, TOKEN)])
+    # the consumer lowers the cap on chain mid-period: it binds the rest of that period's debits...
+    lowered = escrow.set_spending_cap(consumer, node, TOKEN + TOKEN // 2, 300)
+    with reverts("CapExceeded", spentAfter=2 * TOKEN, cap=TOKEN + TOKEN // 2):
+        escrow.settle(world.node, epoch, 1, [debit(consumer, TOKEN)])
+    # ...and a revocation stops every later debit, while no signed cap from before it comes back
+    escrow.set_spending_cap(consumer, node, 0, 400)
+    for old in (high, low):
+        with reverts("StaleNonce", lastNonce=400):
+            escrow.set_spending_caps_with_sig(world.node, [old])
+    with reverts("CapExceeded", cap=0):
+        escrow.settle(world.node, world.fresh_epoch(), 0, [debit(consumer, 1)])
+
+    assert lowered.events(escrow.contract, "SpendingCapSet") == [
+        {"consumer": consumer.address, "settler": node, "cap": TOKEN + TOKEN // 2, "nonce": 300}]
+    assert escrow.spending_cap(consumer.address, node).nonce == 400
+    assert escrow.balance_of(consumer.address) == 9 * TOKEN
+
+
+def test_a_cap_must_fit_in_96_bits(world):
+    escrow = world.contracts.escrow
+    consumer = world.actor()
+    with reverts("CapTooLarge", cap=2**96):
+        escrow.set_spending_cap(consumer, world.node.address, 2**96, 1)
+    with reverts("ZeroAddress"):
+        escrow.set_spending_cap(consumer, ZERO, TOKEN, 1)
+
+
+def test_the_cap_bounds_the_periods_total_across_debits_and_settlements(world):
     escrow, distributor = world.contracts.escrow, world.contracts.distributor
     consumer = consumer_with_deposit(world, 10 * TOKEN)
+    cap = 5 * TOKEN
+    authorise(world, consumer, cap)
+    world.chain.advance_time(escrow.cap_period_seconds())  # the whole test in one fresh period
     epoch = world.fresh_epoch()
     _, tree = payout_tree(world, 3 * TOKEN)
-    cap = 5 * TOKEN
 
-    with reverts("CapExceeded", consumer=consumer.address, epoch=epoch, spentAfter=cap + 1,
-                 cap=cap):
-        escrow.settle(world.node, epoch, 0, [debit(world, consumer, cap + 1, cap,
-                                                                 epoch)])
+    with reverts("CapExceeded", consumer=consumer.address, spentAfter=cap + 1, cap=cap):
+        escrow.settle(world.node, epoch, 0, [debit(consumer, cap + 1)])
     with reverts("CapExceeded", spentAfter=6 * TOKEN):  # two debits in one settlement add up
-        escrow.settle(world.node, epoch, 0, [
-            debit(world, consumer, 3 * TOKEN, cap, epoch),
-            debit(world, consumer, 3 * TOKEN, cap, epoch)])
-    escrow.settle(world.node, epoch, 0, [debit(world, consumer, 3 * TOKEN, cap, epoch)])
-    # A second chunk of the same epoch is measured against what the first already spent...
+        escrow.settle(world.node, epoch, 0, [debit(consumer, 3 * TOKEN), debit(consumer, 3 * TOKEN)])
+    escrow.settle(world.node, epoch, 0, [debit(consumer, 3 * TOKEN)])
+    # A second chunk is measured against what the first already spent...
     with reverts("CapExceeded", spentAfter=6 * TOKEN, cap=cap):
-        escrow.settle(world.node, epoch, 1, [debit(world, consumer, 3 * TOKEN, cap, epoch)])
+        escrow.settle(world.node, epoch, 1, [debit(consumer, 3 * TOKEN)])
     # ...a chunk number is accepted once, so a resumed settlement cannot charge twice...
     with reverts("ChunkAlreadySettled", epoch=epoch, chunk=0):
-        escrow.settle(world.node, epoch, 0, [debit(world, consumer, TOKEN, cap, epoch)])
+        escrow.settle(world.node, epoch, 0, [debit(consumer, TOKEN)])
     # ...and a new chunk within the cap tops the epoch up until its root is posted.
-    escrow.settle(world.node, epoch, 1, [debit(world, consumer, TOKEN, cap, epoch)])
+    escrow.settle(world.node, epoch, 1, [debit(consumer, TOKEN)])
     distributor.post_root(world.node, epoch, tree.root, 4 * TOKEN)
     with reverts("EpochFinal", epoch=epoch):
-        escrow.settle(world.node, epoch, 2, [debit(world, consumer, TOKEN, cap, epoch)])
+        escrow.settle(world.node, epoch, 2, [debit(consumer, TOKEN)])
 
     assert escrow.is_chunk_settled(epoch, 0) and escrow.is_chunk_settled(epoch, 1)
     assert not escrow.is_chunk_settled(epoch, 2)
-    assert escrow.spent(consumer.address, epoch) == 4 * TOKEN
+    assert escrow.spending_cap(consumer.address, world.node.address).spent == 4 * TOKEN
     assert escrow.balance_of(consumer.address) == 6 * TOKEN
     assert distributor.epoch(epoch).total == 4 * TOKEN
 
@@ -332,12 +428,13 @@ def test_the_cap_bounds_the_epochs_total_across_debits_and_settlements(world):
 def test_a_chunk_must_charge_something(world):
     escrow = world.contracts.escrow
     consumer = consumer_with_deposit(world, TOKEN)
+    authorise(world, consumer, TOKEN)
     epoch = world.fresh_epoch()
 
     with reverts("EmptyChunk", epoch=epoch, chunk=0):
         escrow.settle(world.node, epoch, 0, [])
     with reverts("EmptyChunk", epoch=epoch, chunk=0):
-        escrow.settle(world.node, epoch, 0, [debit(world, consumer, 0, TOKEN, epoch)])
+        escrow.settle(world.node, epoch, 0, [debit(consumer, 0)])
 
     assert world.contracts.distributor.epoch(epoch) is None
 
@@ -345,28 +442,26 @@ def test_a_chunk_must_charge_something(world):
 def test_a_debit_beyond_the_balance_fails_the_whole_settlement(world):
     escrow, distributor = world.contracts.escrow, world.contracts.distributor
     rich, poor = consumer_with_deposit(world, 10 * TOKEN), consumer_with_deposit(world, TOKEN)
+    authorise(world, rich, 5 * TOKEN)
+    authorise(world, poor, 5 * TOKEN)
     epoch = world.fresh_epoch()
-    _, tree = payout_tree(world, 4 * TOKEN)
 
     with reverts("InsufficientBalance", consumer=poor.address, balance=TOKEN, amount=2 * TOKEN):
-        escrow.settle(world.node, epoch, 0, [
-            debit(world, rich, 2 * TOKEN, 5 * TOKEN, epoch),
-            debit(world, poor, 2 * TOKEN, 5 * TOKEN, epoch)])
+        escrow.settle(world.node, epoch, 0, [debit(rich, 2 * TOKEN), debit(poor, 2 * TOKEN)])
 
     assert escrow.balance_of(rich.address) == 10 * TOKEN
-    assert escrow.spent(rich.address, epoch) == 0
+    assert escrow.spending_cap(rich.address, world.node.address).spent == 0
     assert distributor.epoch(epoch) is None
 
 
 def test_a_pending_withdrawal_stays_debitable_and_pays_what_is_left(world):
     token, escrow = world.contracts.token, world.contracts.escrow
     consumer = consumer_with_deposit(world, 10 * TOKEN)
+    authorise(world, consumer, 7 * TOKEN)
     epoch = world.fresh_epoch()
-    _, tree = payout_tree(world, 7 * TOKEN)
     escrow.request_withdrawal(consumer, 9 * TOKEN)
 
-    escrow.settle(world.node, epoch, 0, [debit(world, consumer, 7 * TOKEN,
-                                                             7 * TOKEN, epoch)])
+    escrow.settle(world.node, epoch, 0, [debit(consumer, 7 * TOKEN)])
     world.chain.advance_time(WITHDRAW_DELAY)
     paid = escrow.withdraw(consumer)
 
@@ -378,10 +473,11 @@ def test_a_pending_withdrawal_stays_debitable_and_pays_what_is_left(world):
 def test_an_epoch_whose_root_is_posted_can_no_longer_be_settled(world):
     escrow = world.contracts.escrow
     consumer = consumer_with_deposit(world, 2 * TOKEN)
+    authorise(world, consumer, TOKEN)
     epoch, _ = world.fund_payouts([(world.actor().address, TOKEN)])
 
     with reverts("EpochFinal", epoch=epoch):
-        escrow.settle(world.node, epoch, 0, [debit(world, consumer, TOKEN, TOKEN, epoch)])
+        escrow.settle(world.node, epoch, 0, [debit(consumer, TOKEN)])
 
     assert escrow.balance_of(consumer.address) == 2 * TOKEN
 
@@ -390,11 +486,10 @@ def test_the_cap_digest_is_the_eip712_message_a_wallet_signs(world):
     escrow = world.contracts.escrow
     consumer = world.actor()
     deadline = world.now() + 3600
-    typed = escrow.spending_cap_typed_data(consumer.address, world.node.address, 42, TOKEN,
-                                           deadline)
-    signature = escrow.sign_spending_cap(consumer, world.node.address, 42, TOKEN, deadline)
+    typed = escrow.spending_cap_typed_data(consumer.address, world.node.address, TOKEN, 42, deadline)
+    signature = escrow.sign_spending_cap(consumer, world.node.address, TOKEN, 42, deadline).signature
 
-    digest = escrow.spending_cap_digest(consumer.address, world.node.address, 42, TOKEN, deadline)
+    digest = escrow.spending_cap_digest(consumer.address, world.node.address, TOKEN, 42, deadline)
 
     assert Account._recover_hash(bytes.fromhex(digest[2:]), signature=signature) == \
         consumer.address
@@ -414,4 +509,10 @@ def test_the_escrow_refuses_zero_addresses_at_deployment(world, zero):
             zero: ZERO}
     with reverts("ZeroAddress"):
         world.chain.deploy("PaymentEscrow", args["token"], args["distributor"], args["admin"],
-                           WITHDRAW_DELAY, sender=world.admin)
+                           WITHDRAW_DELAY, 3600, sender=world.admin)
+
+
+def test_the_escrow_refuses_a_zero_cap_period(world):
+    with reverts("ZeroCapPeriod"):
+        world.chain.deploy("PaymentEscrow", world.contracts.token.address, world.contracts.distributor.address,
+                           world.admin.address, WITHDRAW_DELAY, 0, sender=world.admin)

@@ -9,7 +9,8 @@ from ledgerlm.lazy import lazy_names
 _EXPORTS = {
     "Artifact": "abi", "ChainEvent": "abi", "load_artifact": "abi",
     "CAP_LIMIT": "contracts", "DEADLINE_LIMIT": "contracts", "Contracts": "contracts", "DatanetRecord": "contracts", "DatanetVersionRecord": "contracts",
-    "Debit": "contracts", "EpochFunding": "contracts", "FeePolicy": "contracts", "ModelRecord": "contracts",
+    "Debit": "contracts", "SignedSpendingCap": "contracts", "SpendingAllowance": "contracts", "cap_nonce": "contracts",
+    "EpochFunding": "contracts", "FeePolicy": "contracts", "ModelRecord": "contracts",
     "PendingAmount": "contracts", "PermitSignature": "contracts", "StakeRole": "contracts",
     "Deployment": "deploy", "deploy_all": "deploy", "role_id": "deploy",
     "open_embedded": "embedded",

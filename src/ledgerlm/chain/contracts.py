@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -132,34 +133,65 @@ class PermitSignature:
     s: bytes
 
 
-# What PaymentEscrow.settle's packed debit holds: a spending cap below 2**128, its deadline below 2**64, one
-# debit's amount below 2**96. A cap outside these cannot be settled at all.
-CAP_LIMIT, DEADLINE_LIMIT, DEBIT_LIMIT = 2**128, 2**64, 2**96
+# PaymentEscrow stores a spending cap in 96 bits and a debit's amount shares a word with the consumer's address;
+# the node stores a cap's deadline as a 64-bit Unix time.
+CAP_LIMIT, DEADLINE_LIMIT, DEBIT_LIMIT = 2**96, 2**63, 2**96
+
+
+def cap_nonce() -> int:
+    """A nonce for a new spending cap: the time in milliseconds, so a later authorisation outranks an earlier one
+    without reading the chain first (the escrow accepts only nonces above the last one used)."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class SignedSpendingCap:
+    """A consumer's EIP-712 SpendingCap: `settler` may debit up to `cap` per cap period, from `nonce` on."""
+
+    consumer: str
+    settler: str
+    cap: int
+    nonce: int
+    deadline: int  # the last time it can be relayed
+    signature: bytes
+
+    def as_tuple(self) -> tuple:
+        signature = bytes(self.signature)
+        if len(signature) != 65:
+            raise ChainError(f"a spending cap's signature must be 65 bytes (r, s, v), got {len(signature)}",
+                             field="signature")
+        if not 0 <= int(self.cap) < CAP_LIMIT:
+            raise ChainError(f"cap must be in [0, {CAP_LIMIT}), got {self.cap}", field="cap")
+        return (to_checksum_address(self.consumer), to_checksum_address(self.settler), int(self.cap),
+                int(self.nonce), int(self.deadline), signature[64], signature[:32], signature[32:64])
+
+
+@dataclass(frozen=True)
+class SpendingAllowance:
+    """What a settler may debit from a consumer on chain: the standing cap per period and what is left of it."""
+
+    cap: int
+    nonce: int
+    spent: int  # debited in the current cap period
+    period_ends_at: int  # when the current period ends and `spent` starts again from 0
+
+    @property
+    def left(self) -> int:
+        return max(0, self.cap - self.spent)
 
 
 @dataclass(frozen=True)
 class Debit:
-    """One consumer's charge in an epoch settlement, with the spending cap they signed."""
+    """One consumer's charge in an epoch settlement."""
 
     consumer: str
     amount: int
-    cap: int
-    deadline: int
-    signature: bytes
 
-    def packed(self) -> list[bytes]:
-        """The four words PaymentEscrow.settle reads: consumer|amount, cap|deadline|v, r, s."""
-        signature = bytes(self.signature)
-        for name, value, limit in (("amount", self.amount, DEBIT_LIMIT), ("cap", self.cap, CAP_LIMIT),
-                                   ("deadline", self.deadline, DEADLINE_LIMIT)):
-            if not 0 <= int(value) < limit:
-                raise ChainError(f"a debit's {name} must be in [0, {limit}), got {value}", field=name)
-        if len(signature) != 65:
-            raise ChainError(f"a debit's signature must be 65 bytes (r, s, v), got {len(signature)}",
-                             field="signature")
-        consumer = int(to_checksum_address(self.consumer), 16)
-        words = (consumer << 96 | int(self.amount), int(self.cap) << 128 | int(self.deadline) << 8 | signature[64])
-        return [w.to_bytes(32, "big") for w in words] + [signature[:32], signature[32:64]]
+    def packed(self) -> bytes:
+        """The word PaymentEscrow.settle reads: consumer << 96 | amount."""
+        if not 0 <= int(self.amount) < DEBIT_LIMIT:
+            raise ChainError(f"a debit's amount must be in [0, {DEBIT_LIMIT}), got {self.amount}", field="amount")
+        return (int(to_checksum_address(self.consumer), 16) << 96 | int(self.amount)).to_bytes(32, "big")
 
 
 class _Client:
@@ -516,7 +548,7 @@ class EscrowClient(_Client):
 
     SPENDING_CAP_TYPES: ClassVar[dict[str, list[dict[str, str]]]] = {"SpendingCap": [
         {"name": "consumer", "type": "address"}, {"name": "settler", "type": "address"},
-        {"name": "epoch", "type": "uint256"}, {"name": "cap", "type": "uint256"},
+        {"name": "cap", "type": "uint256"}, {"name": "nonce", "type": "uint256"},
         {"name": "deadline", "type": "uint256"},
     ]}
 
@@ -552,15 +584,31 @@ class EscrowClient(_Client):
 
     def settle(self, sender: LocalAccount, epoch: int, chunk: int,
                debits: Sequence[Debit]) -> TxResult:
-        """Debit each consumer within their signed cap and add the sum to `epoch` (chunk once)."""
-        return self._send(sender, "settle", int(epoch), int(chunk), [w for d in debits for w in d.packed()])
+        """Debit each consumer within the cap they gave the sender and add the sum to `epoch` (chunk once)."""
+        return self._send(sender, "settle", int(epoch), int(chunk), [d.packed() for d in debits])
 
     def is_chunk_settled(self, epoch: int, chunk: int) -> bool:
         return bool(self._call("isChunkSettled", int(epoch), int(chunk)))
 
-    def spending_cap_typed_data(self, consumer: str, settler: str, epoch: int, cap: int,
+    def set_spending_cap(self, consumer: LocalAccount, settler: str, cap: int, nonce: int) -> TxResult:
+        """The consumer sets (lowers, revokes with 0) the cap of `settler` on chain, voiding older signed ones."""
+        return self._send(consumer, "setSpendingCap", to_checksum_address(settler), int(cap), int(nonce))
+
+    def set_spending_caps_with_sig(self, sender: LocalAccount, caps: Sequence[SignedSpendingCap]) -> TxResult:
+        """Relay consumers' signed spending caps (any sender may)."""
+        return self._send(sender, "setSpendingCapsWithSig", [c.as_tuple() for c in caps])
+
+    def spending_cap(self, consumer: str, settler: str) -> SpendingAllowance:
+        cap, nonce, spent, ends_at = self._call("spendingCap", to_checksum_address(consumer),
+                                                to_checksum_address(settler))
+        return SpendingAllowance(int(cap), int(nonce), int(spent), int(ends_at))
+
+    def cap_period_seconds(self) -> int:
+        return int(self._call("capPeriodSeconds"))
+
+    def spending_cap_typed_data(self, consumer: str, settler: str, cap: int, nonce: int,
                                 deadline: int) -> dict[str, Any]:
-        """The full EIP-712 message a consumer's wallet signs to let `settler` charge them."""
+        """The full EIP-712 message a consumer's wallet signs to let `settler` charge them up to `cap` per period."""
         return {
             "types": {"EIP712Domain": [
                 {"name": "name", "type": "string"}, {"name": "version", "type": "string"},
@@ -570,20 +618,22 @@ class EscrowClient(_Client):
             "primaryType": "SpendingCap",
             "domain": self.eip712_domain,
             "message": {"consumer": to_checksum_address(consumer),
-                        "settler": to_checksum_address(settler), "epoch": int(epoch),
-                        "cap": int(cap), "deadline": int(deadline)},
+                        "settler": to_checksum_address(settler), "cap": int(cap),
+                        "nonce": int(nonce), "deadline": int(deadline)},
         }
 
-    def sign_spending_cap(self, consumer: LocalAccount, settler: str, epoch: int, cap: int,
-                          deadline: int) -> bytes:
-        """Sign, locally, the consumer's permission for `settler` to debit up to `cap`."""
-        typed = self.spending_cap_typed_data(consumer.address, settler, epoch, cap, deadline)
-        return bytes(consumer.sign_typed_data(full_message=typed).signature)
+    def sign_spending_cap(self, consumer: LocalAccount, settler: str, cap: int, nonce: int,
+                          deadline: int) -> SignedSpendingCap:
+        """Sign, locally, the consumer's standing permission for `settler` to debit up to `cap` per period."""
+        typed = self.spending_cap_typed_data(consumer.address, settler, cap, nonce, deadline)
+        signature = bytes(consumer.sign_typed_data(full_message=typed).signature)
+        return SignedSpendingCap(consumer.address, to_checksum_address(settler), int(cap), int(nonce),
+                                 int(deadline), signature)
 
-    def spending_cap_digest(self, consumer: str, settler: str, epoch: int, cap: int,
+    def spending_cap_digest(self, consumer: str, settler: str, cap: int, nonce: int,
                             deadline: int) -> str:
         return _hex(self._call("spendingCapDigest", to_checksum_address(consumer),
-                               to_checksum_address(settler), int(epoch), int(cap),
+                               to_checksum_address(settler), int(cap), int(nonce),
                                int(deadline)))
 
     def balance_of(self, consumer: str) -> int:
@@ -592,9 +642,6 @@ class EscrowClient(_Client):
     def pending_withdrawal(self, consumer: str) -> PendingAmount:
         amount, available_at = self._call("pendingWithdrawal", to_checksum_address(consumer))
         return PendingAmount(int(amount), int(available_at))
-
-    def spent(self, consumer: str, epoch: int) -> int:
-        return int(self._call("spent", to_checksum_address(consumer), int(epoch)))
 
     def withdraw_delay_seconds(self) -> int:
         return int(self._call("withdrawDelaySeconds"))

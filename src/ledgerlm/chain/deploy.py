@@ -20,6 +20,8 @@ CONTRACT_NAMES = ("LedgerToken", "Registry", "Staking", "EpochDistributor", "Pay
 DEFAULT_COOLDOWN_SECONDS = 7 * 24 * 3600
 # Longer than an epoch, so a consumer cannot pull funds out from under a settlement in progress.
 DEFAULT_WITHDRAW_DELAY_SECONDS = 2 * 24 * 3600
+# A consumer's spending cap for a node bounds what that node may debit per this much chain time.
+DEFAULT_CAP_PERIOD_SECONDS = 24 * 3600
 # How long payees have to claim an epoch before its unclaimed rest may be swept to the treasury.
 DEFAULT_CLAIM_WINDOW_SECONDS = 90 * 24 * 3600
 # LGR's fixed supply: one billion tokens, minted once to the treasury at deployment.
@@ -112,6 +114,7 @@ def deploy_all(
     supply: int = DEFAULT_SUPPLY,
     cooldown: int = DEFAULT_COOLDOWN_SECONDS,
     withdraw_delay: int = DEFAULT_WITHDRAW_DELAY_SECONDS,
+    cap_period: int = DEFAULT_CAP_PERIOD_SECONDS,
     claim_window: int = DEFAULT_CLAIM_WINDOW_SECONDS,
     slash_cap_bps: int = DEFAULT_SLASH_CAP_BPS,
 ) -> Deployment:
@@ -136,7 +139,7 @@ def deploy_all(
     staking = chain.deploy("Staking", token, distributor, admin.address, int(cooldown),
                            int(slash_cap_bps), sender=admin)
     escrow = chain.deploy("PaymentEscrow", token, distributor, admin.address, int(withdraw_delay),
-                          sender=admin)
+                          int(cap_period), sender=admin)
     share_factory = chain.deploy("RevenueShareFactory", registry, admin.address, sender=admin)
     addresses = {"LedgerToken": token, "Registry": registry, "Staking": staking,
                  "EpochDistributor": distributor, "PaymentEscrow": escrow, "RevenueShareFactory": share_factory}
@@ -162,7 +165,7 @@ def deploy_all(
         deployer=admin.address,
         block=start,
         node=node_address,
-        settings={"cooldown": int(cooldown), "withdraw_delay": int(withdraw_delay),
+        settings={"cooldown": int(cooldown), "withdraw_delay": int(withdraw_delay), "cap_period": int(cap_period),
                   "claim_window": int(claim_window), "slash_cap_bps": int(slash_cap_bps),
                   "supply": int(supply)},
         treasury=treasury,
