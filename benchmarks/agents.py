@@ -61,7 +61,7 @@ from ledgerlm.datanets import DatanetSpec  # noqa: E402
 from ledgerlm.errors import LedgerError  # noqa: E402
 from ledgerlm.identity import Keyring  # noqa: E402
 from ledgerlm.node import Node  # noqa: E402
-from ledgerlm.store.schema import spending_caps  # noqa: E402
+from ledgerlm.store.schema import epoch_debits  # noqa: E402
 from ledgerlm.units import format_amount  # noqa: E402
 
 UNIT = 10**18
@@ -162,26 +162,26 @@ def run(agents: int, epochs: int, attempts: int, seed: int) -> dict:
             _wait_final(client)
             closed = client._request("POST", "/economy/epochs/close")
             number = int(closed["epoch"])
-            with node.db.connect() as conn:
-                caps = {r["consumer"]: r for r in conn.execute(
-                    select(spending_caps).where(spending_caps.c.epoch == number)).mappings()}
+            with node.db.connect() as conn:  # what this close charged each consumer
+                charged = {r.consumer: int(r.amount) for r in conn.execute(
+                    select(epoch_debits.c.consumer, epoch_debits.c.amount).where(
+                        (epoch_debits.c.epoch == number) & (epoch_debits.c.state != "unpaid")))}
             for wallet in wallets:
                 address = wallet.account.address
-                spent = node.contracts.escrow.spent(address, number)
+                spent = charged.get(address, 0)
                 spend["buyer agents"] += spent
                 violations["policy: budget exceeded on chain"] += spent > BUDGET
-                cap = caps.get(address)
-                if cap is None:
+                held = node.contracts.escrow.spending_cap(address, node.account.address)
+                if held.cap == 0:
                     continue
-                debit = Debit(address, int(cap["cap"]) + 1, int(cap["cap"]), int(cap["deadline"]),
-                              bytes.fromhex(cap["signature"].removeprefix("0x")))
-                try:
-                    node.contracts.escrow.settle(node.account, number, 10_000 + wallets.index(wallet), [debit])
+                try:  # the node itself tries to take more than the agent's cap leaves
+                    node.contracts.escrow.settle(node.account, number, 10_000 + wallets.index(wallet),
+                                                 [Debit(address, held.left + 1)])
                     violations["chain: settlement above cap accepted"] += 1
                 except ChainError:
                     counts["policy"]["bypass:refused by chain"] += 1
             for consumer, _ in baselines:
-                spend["baseline consumers"] += node.contracts.escrow.spent(consumer.address, number)
+                spend["baseline consumers"] += charged.get(consumer.address, 0)
     return {"agents": agents, "epochs": epochs, "attempts_per_epoch": attempts, "seed": seed,
             "counts": {arm: dict(c) for arm, c in counts.items()}, "violations": dict(violations),
             "spend": {k: str(v) for k, v in spend.items()}}

@@ -33,14 +33,14 @@ from report import ResultTable, write_result  # noqa: E402
 from sqlalchemy import func, insert, select  # noqa: E402
 
 from economy import Setup as EconomySetup  # noqa: E402
-from ledgerlm.chain import Contracts, deploy_all, open_embedded  # noqa: E402
+from ledgerlm.chain import Contracts, cap_nonce, deploy_all, open_embedded  # noqa: E402
 from ledgerlm.economy import FeeShares, open_epoch, split_fee  # noqa: E402
 from ledgerlm.economy.close import EpochCloser, published_files  # noqa: E402
 from ledgerlm.economy.payouts import payout_tree  # noqa: E402
 from ledgerlm.economy.shares import load_assets  # noqa: E402
 from ledgerlm.money import split_by_weight  # noqa: E402
 from ledgerlm.store import Database  # noqa: E402
-from ledgerlm.store.schema import epoch_payouts, receipts, share_assets, signed_actions, spending_caps  # noqa: E402
+from ledgerlm.store.schema import epoch_payouts, receipts, share_assets, signed_actions  # noqa: E402
 
 UNIT = 10**18
 ETHER = 10**18
@@ -99,7 +99,7 @@ class Market:
 
     def fees_for(self, datanets: list[str], per_datanet: int, rng: random.Random) -> int:
         """Receipts whose whole contributor and validator shares fill each Datanet's data pool; returns the
-        consumer's total, after signing a cap for the open epoch that covers it."""
+        consumer's total, after raising the consumer's standing cap to cover it."""
         rows, total = [], 0
         with self.db.begin() as conn:
             epoch = open_epoch(conn)
@@ -115,11 +115,11 @@ class Market:
                                  "state": "final", "body": {}, "signature": None, "created_at": 0, "finalized_at": 0})
                     total += fee
             conn.execute(receipts.insert(), rows)
-            deadline = self.chain.head().timestamp + 30 * 24 * 3600
-            signature = self.c.escrow.sign_spending_cap(self.consumer, self.node.address, epoch, total, deadline)
-            conn.execute(spending_caps.insert().values(
-                consumer=self.consumer.address, epoch=epoch, settler=self.node.address, cap=str(total),
-                deadline=deadline, signature="0x" + signature.hex(), created_at=0))
+        # a standing cap that leaves exactly this epoch's total, signed by the consumer and relayed by the node
+        spent = self.c.escrow.spending_cap(self.consumer.address, self.node.address).spent
+        deadline = self.chain.head().timestamp + 30 * 24 * 3600
+        self.c.escrow.set_spending_caps_with_sig(self.node, [self.c.escrow.sign_spending_cap(
+            self.consumer, self.node.address, spent + total, cap_nonce(), deadline)])
         return total
 
     gas_sent_by = EconomySetup.gas_sent_by  # reads only self.chain

@@ -23,8 +23,10 @@ import {EpochDistributor} from "./EpochDistributor.sol";
 /// @dev A cap is set by the consumer directly ({setSpendingCap}) or by anyone relaying the consumer's
 ///      EIP-712 SpendingCap signature ({setSpendingCapsWithSig}); each carries a nonce above the last one
 ///      used for that (consumer, settler), so an older authorisation can never come back once a newer one,
-///      or a lowering or revocation sent on chain, has landed. A change applies to every debit not yet
-///      settled. Spending is tracked per (consumer, settler) and per period of chain time, not per epoch
+///      or a lowering or revocation sent on chain, has landed. A change binds every debit not yet settled;
+///      a lowering after CAP_GRACE_SECONDS, during which the cap it replaced still holds, so a close planned
+///      just before it lands instead of reverting (a stolen settler key gains nothing from the grace: it
+///      could have debited up to the old cap before the change anyway). Spending is tracked per (consumer, settler) and per period of chain time, not per epoch
 ///      number: a settler picks its own epoch numbers, so a cap per epoch would let a stolen settler key
 ///      drain a balance by settling made-up epochs; per period it takes at most one cap per period until
 ///      the consumer revokes (the allowance shape of Safe's AllowanceModule).
@@ -49,6 +51,10 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
     /// @notice Caps are stored in 96 bits: a cap must be below this.
     uint256 public constant CAP_LIMIT = 2 ** 96;
 
+    /// @notice For this long after a cap is lowered (or revoked), a settler may still debit up to the cap it
+    ///         replaced, so a close planned just before the change still lands instead of reverting.
+    uint256 public constant CAP_GRACE_SECONDS = 15 minutes;
+
     /// @dev What one settler may debit from one consumer, in one slot: the cap per period, the latest
     ///      period (block.timestamp / capPeriodSeconds) the settler debited the consumer in, and what it
     ///      debited there.
@@ -70,6 +76,14 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
         bytes32 s;
     }
 
+    /// @dev Touched only when a cap changes, or a debit goes past the cap: the last nonce used, and the cap a
+    ///      lowering replaced with when it landed.
+    struct CapChange {
+        uint64 nonce;
+        uint96 previousCap;
+        uint64 loweredAt;
+    }
+
     struct Withdrawal {
         uint256 amount;
         uint64 availableAt;
@@ -89,7 +103,7 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
 
     mapping(address consumer => uint256) private _balances;
     mapping(address consumer => mapping(address settler => Allowance)) private _allowances;
-    mapping(address consumer => mapping(address settler => uint256)) private _nonces;
+    mapping(address consumer => mapping(address settler => CapChange)) private _capChanges;
     mapping(address consumer => Withdrawal) private _withdrawals;
     mapping(uint256 epoch => mapping(uint256 chunk => bool)) private _chunks;
 
@@ -219,11 +233,12 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
     }
 
     /// @notice Sets the most `settler` may debit from the caller in any one cap period; 0 revokes.
-    ///         Takes effect for every debit not yet settled, and voids any signed authorisation for this
-    ///         settler with a nonce up to `nonce`.
+    ///         Binds every debit not yet settled (a lowering after {CAP_GRACE_SECONDS}), and voids any
+    ///         signed authorisation for this settler with a nonce up to `nonce`.
     /// @param settler The node account that settles (non-zero).
     /// @param cap Cap per period in base units, below {CAP_LIMIT}.
-    /// @param nonce Above the last nonce used for (caller, settler); ledgerlm clients use the time in ms.
+    /// @param nonce Above the last nonce used for (caller, settler), below 2**64; ledgerlm clients use the time
+    ///        in milliseconds.
     function setSpendingCap(address settler, uint256 cap, uint256 nonce) external {
         _setSpendingCap(msg.sender, settler, cap, nonce);
     }
@@ -300,7 +315,7 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
     {
         Allowance memory a = _allowances[consumer][settler];
         uint32 period = _period();
-        return (a.cap, _nonces[consumer][settler], a.period == period ? a.spent : 0,
+        return (a.cap, _capChanges[consumer][settler].nonce, a.period == period ? a.spent : 0,
             (uint256(period) + 1) * capPeriodSeconds);
     }
 
@@ -342,11 +357,25 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
     function _setSpendingCap(address consumer, address settler, uint256 cap, uint256 nonce) private {
         if (consumer == address(0) || settler == address(0)) revert ZeroAddress();
         if (cap >= CAP_LIMIT) revert CapTooLarge(cap);
-        uint256 last = _nonces[consumer][settler];
-        if (nonce <= last) revert StaleNonce(consumer, settler, nonce, last);
-        _nonces[consumer][settler] = nonce;
+        CapChange memory h = _capChanges[consumer][settler];
+        if (nonce <= h.nonce) revert StaleNonce(consumer, settler, nonce, h.nonce);
+        h.nonce = SafeCast.toUint64(nonce);
+        uint96 current = _allowances[consumer][settler].cap;
+        if (cap < current) {
+            // a second lowering within the grace keeps the highest cap the grace still honours
+            bool inGrace = block.timestamp < uint256(h.loweredAt) + CAP_GRACE_SECONDS;
+            h.previousCap = inGrace && h.previousCap > current ? h.previousCap : current;
+            h.loweredAt = uint64(block.timestamp);
+        }
+        _capChanges[consumer][settler] = h;
         _allowances[consumer][settler].cap = uint96(cap);
         emit SpendingCapSet(consumer, settler, cap, nonce);
+    }
+
+    /// @dev Whether a cap lowered moments ago still lets the settler reach `spentAfter`.
+    function _withinGrace(address consumer, uint256 spentAfter) private view returns (bool) {
+        CapChange memory h = _capChanges[consumer][msg.sender];
+        return block.timestamp < uint256(h.loweredAt) + CAP_GRACE_SECONDS && spentAfter <= h.previousCap;
     }
 
     function _period() private view returns (uint32) {
@@ -358,7 +387,9 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
         amount = uint96(word);
         Allowance memory a = _allowances[consumer][msg.sender];
         uint256 spentAfter = (a.period == period ? uint256(a.spent) : 0) + amount;
-        if (spentAfter > a.cap) revert CapExceeded(consumer, period, spentAfter, a.cap);
+        if (spentAfter > a.cap && !_withinGrace(consumer, spentAfter)) {
+            revert CapExceeded(consumer, period, spentAfter, a.cap);
+        }
         uint256 balance = _balances[consumer];
         if (amount > balance) revert InsufficientBalance(consumer, balance, amount);
         unchecked {

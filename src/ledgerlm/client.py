@@ -73,20 +73,38 @@ class NodeClient:
         return response
 
     def sign_spending_cap(self, account: LocalAccount, cap: int, *, days: int = 30) -> dict:
-        """Sign, locally, a cap on what this node may debit from the account's escrow in the open epoch, and
-        hand it to the node (it replaces an earlier cap of the account for the same epoch)."""
+        """Sign, locally, a standing cap on what this node may debit from the account's escrow per cap period,
+        and hand it to the node, which relays it to the escrow (it replaces the account's earlier cap there)."""
+        message, signature = self._signed_cap(account, cap, days=days)
+        return self._request("POST", "/economy/caps", json={**message, "signature": signature})
+
+    def ensure_spending_cap(self, account: LocalAccount, amount: int) -> dict:
+        """Make sure the account's cap for this node has `amount` left in this period: if not, sign one raised by
+        what is missing (a cap with room already is left as it is). Returns the cap in force."""
+        held = self.spending_cap(account.address)
+        if int(held["left"]) >= int(amount):
+            return held
+        self.sign_spending_cap(account, int(held["spent"]) + int(amount))
+        return self.spending_cap(account.address)
+
+    def spending_cap(self, consumer: str) -> dict:
+        """The cap `consumer` gives this node on chain: cap per period, nonce, spent and left this period."""
+        return self._request("GET", f"/economy/caps/{consumer}")
+
+    def _signed_cap(self, account: LocalAccount, cap: int, *, days: int) -> tuple[dict, str]:
         import time
 
         from eth_account.messages import encode_typed_data
 
+        from ledgerlm.chain.contracts import cap_nonce
+
         terms = self._request("GET", "/apikeys/terms")
-        deadline = int(time.time()) + days * 86_400
-        message = {"consumer": account.address, "settler": terms["settler"], "epoch": terms["epoch"],
-                   "cap": int(cap), "deadline": deadline}
+        message = {"consumer": account.address, "settler": terms["settler"], "cap": int(cap), "nonce": cap_nonce(),
+                   "deadline": int(time.time()) + days * 86_400}
         typed = {"types": terms["spending_cap_types"], "primaryType": "SpendingCap",
                  "domain": terms["spending_cap_domain"], "message": message}
         signature = account.sign_message(encode_typed_data(full_message=typed)).signature.hex().removeprefix("0x")
-        return self._request("POST", "/economy/caps", json={**message, "signature": "0x" + signature})
+        return message, "0x" + signature
 
     def info(self) -> dict:
         if self._info is None:
@@ -242,9 +260,10 @@ class NodeClient:
         return self._request("GET", f"/datanets/{name}/versions/{number}/manifest")
 
     def buy_export_licence(self, name: str, number: int, account: LocalAccount, pay: int) -> dict | None:
-        """Pay (at most `pay` base units, from escrow, under a spending cap of that much for the open epoch) for
-        the licence to export a priced private version; one already held costs nothing. None: it is free."""
-        self.sign_spending_cap(account, int(pay))
+        """Pay (at most `pay` base units, from escrow, within the account's spending cap for this node, raised to
+        leave that much if it must) for the licence to export a priced private version; one already held costs
+        nothing. None: it is free."""
+        self.ensure_spending_cap(account, int(pay))
         action = self._sign(account, "PayAccess", {"datanet": name, "version": number, "amount": int(pay),
                                                    "modelId": "", "purpose": "export"})
         return self._request("POST", f"/datanets/{name}/versions/{number}/licence", json={"action": action})
@@ -361,8 +380,8 @@ class FactoryActions:
         return self.node._request("GET", f"/models/{model_id}", params={"verify": verify})
 
     def train(self, account: LocalAccount, request: dict, *, pay: int | None = None) -> dict:
-        """Queue a training job; `pay` (base units) signs a PayAccess of at most that much, and a spending cap of
-        that much for the open epoch, for a priced private Datanet version."""
+        """Queue a training job; `pay` (base units) signs a PayAccess of at most that much for a priced private
+        Datanet version (and raises the account's spending cap for this node if it has less than that left)."""
         from ledgerlm.factory.jobs import TrainRequest
 
         parsed = TrainRequest(**request)
@@ -372,7 +391,7 @@ class FactoryActions:
         })
         body = {"request": parsed.model_dump(), "action": action}
         if pay is not None:
-            self.node.sign_spending_cap(account, int(pay))
+            self.node.ensure_spending_cap(account, int(pay))
             body["payment"] = self.node._sign(account, "PayAccess", {
                 "datanet": parsed.datanet, "version": parsed.version, "amount": int(pay), "modelId": parsed.model_id,
                 "purpose": "train"})
@@ -422,24 +441,15 @@ class ServingActions:
         self.node = node
 
     def create_key(self, account: LocalAccount, cap: int, *, days: int = 30, key: str | None = None) -> tuple[str, dict]:
-        """A new `sk-lgr-` key (or `key`, made by the caller) spending up to `cap` base units in the open epoch:
-        (the key, its record)."""
-        import time
-
-        from eth_account.messages import encode_typed_data
-
+        """A new `sk-lgr-` key (or `key`, made by the caller) under a standing cap of `cap` base units per cap period
+        for this node (it replaces the account's earlier cap for the node): (the key, its record)."""
         from ledgerlm.serving.keys import key_sha256, new_api_key
 
-        terms = self.node._request("GET", "/apikeys/terms")
         key = key or new_api_key()
-        deadline = int(time.time()) + days * 86_400
-        cap_message = {"consumer": account.address, "settler": terms["settler"], "epoch": terms["epoch"],
-                       "cap": int(cap), "deadline": deadline}
-        typed = {"types": terms["spending_cap_types"], "primaryType": "SpendingCap",
-                 "domain": terms["spending_cap_domain"], "message": cap_message}
-        cap_signature = "0x" + account.sign_message(encode_typed_data(full_message=typed)).signature.hex().removeprefix("0x")
+        cap_message, cap_signature = self.node._signed_cap(account, cap, days=days)
         action = self.node._sign(account, "CreateApiKey", {
-            "keyHash": "0x" + key_sha256(key), "epoch": terms["epoch"], "cap": int(cap), "capDeadline": deadline})
+            "keyHash": "0x" + key_sha256(key), "cap": int(cap), "capNonce": cap_message["nonce"],
+            "capDeadline": cap_message["deadline"]})
         record = self.node._request("POST", "/apikeys", json={"action": action, "cap_signature": cap_signature})
         return key, record
 

@@ -388,7 +388,7 @@ class Node:
             attribution=c.serving_attribution, claim_lease_seconds=c.serving_claim_lease_seconds,
         )
         escrow = self.contracts.escrow if self.on_chain else None
-        keys = ApiKeys(self.db, domain=self.domain, settler=self.account.address, escrow=escrow)
+        keys = ApiKeys(self.db, domain=self.domain, settler=self.account.address, escrow=escrow, relayer=self.account)
         log = ReceiptLog(self.db, self.account, domain=self.domain)
 
         def attribute(model_id: str, prompt, answer: str):
@@ -411,7 +411,7 @@ class Node:
         serving = Serving(
             Catalog(self.factory, self.home.models, configured_base=settings.base_model,
                     base_price_per_1k=settings.base_price_per_1k),
-            keys, Budget(self.db, self.account.address, escrow.balance_of if escrow else None), log,
+            keys, Budget(self.db, self.account.address, escrow), log,
             AttributionWorker(log, attribute), settings, load_engine, spend_guard=self.agent_policies.check_spend,
         )
         self.closers.append(serving.close)

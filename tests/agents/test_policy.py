@@ -68,10 +68,8 @@ def test_the_escrow_cap_holds_even_when_the_node_tries_to_overcharge(world):
     with node.db.connect() as conn:
         cap = conn.execute(select(spending_caps).where(spending_caps.c.consumer == record.address)).mappings().one()
     assert int(cap["cap"]) == BUDGET  # the agent signed a cap of exactly its budget
-    debit = Debit(record.address, BUDGET + 1, int(cap["cap"]), int(cap["deadline"]),
-                  bytes.fromhex(cap["signature"].removeprefix("0x")))
     with pytest.raises(ChainError) as refused:
-        node.contracts.escrow.settle(node.account, int(cap["epoch"]), 99, [debit])
+        node.contracts.escrow.settle(node.account, 10**6, 99, [Debit(record.address, BUDGET + 1)])
     assert refused.value.error_name == "CapExceeded"
     assert node.contracts.escrow.balance_of(record.address) == BUDGET
 
@@ -116,10 +114,12 @@ def test_a_per_epoch_budget_renews_with_a_new_cap_the_agent_signs_each_epoch(wor
     renewed = world.registry.get("monthly")
     assert renewed.key_epoch == first + 1
     with world.node.db.connect() as conn:
-        caps = conn.execute(select(spending_caps.c.epoch, spending_caps.c.cap).where(
-            spending_caps.c.consumer == renewed.address).order_by(spending_caps.c.epoch)).all()
-    assert [(e, int(c)) for e, c in caps] == [(first, BUDGET), (first + 1, BUDGET)]  # one budget per epoch, never 2x
-    assert world.node.contracts.escrow.spent(renewed.address, first) > 0  # the first epoch settled within its cap
+        caps = conn.execute(select(spending_caps.c.cap, spending_caps.c.nonce).where(
+            spending_caps.c.consumer == renewed.address)).all()
+    assert [int(c) for c, _ in caps] == [BUDGET]  # re-signed for the new epoch: one budget, never 2x
+    held = world.node.contracts.escrow.spending_cap(renewed.address, world.node.account.address)
+    assert (held.cap, held.nonce) == (BUDGET, caps[0].nonce)
+    assert 0 < held.spent <= BUDGET  # the first epoch settled within the cap
     paid_first = next(e for e in wallet.audit.entries() if e.tool == "call_model" and e.ok)
     settled = world.client.serving.receipt(paid_first.receipt_id)["settlement"]
     assert settled["epoch"] == first  # the audit trail leads from the call to the settlement that charged it

@@ -73,7 +73,7 @@ def test_every_artifact_deploys_and_answers_on_the_embedded_evm():
     registry = deploy("Registry", admin)
     distributor = deploy("EpochDistributor", token.address, admin, treasury, 3600)
     staking = deploy("Staking", token.address, distributor.address, admin, 3600, 1000)
-    escrow = deploy("PaymentEscrow", token.address, distributor.address, admin, 600)
+    escrow = deploy("PaymentEscrow", token.address, distributor.address, admin, 600, 86_400)
 
     assert token.functions.symbol().call() == "LGR"
     assert token.functions.decimals().call() == 18
@@ -85,3 +85,4 @@ def test_every_artifact_deploys_and_answers_on_the_embedded_evm():
     assert distributor.functions.treasury().call() == treasury
     domain = escrow.functions.eip712Domain().call()
     assert (domain[1], domain[2], domain[4]) == ("ledgerlm-escrow", "1", escrow.address)
+    assert escrow.functions.capPeriodSeconds().call() == 86_400

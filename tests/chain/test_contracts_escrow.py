@@ -349,11 +349,17 @@ def test_a_signature_binds_the_consumer_settler_cap_nonce_and_deadline(world):
     assert escrow.balance_of(consumer.address) == 4 * TOKEN
 
 
+def start_of_a_period(world) -> None:
+    period = world.contracts.escrow.cap_period_seconds()
+    world.chain.advance_time(period - world.now() % period + 1)
+
+
 def test_a_newer_authorisation_or_an_on_chain_change_voids_every_older_signed_cap(world):
     """A higher cap the consumer signed earlier cannot be used once a lower one, or a revocation, landed."""
     escrow = world.contracts.escrow
     consumer = consumer_with_deposit(world, 10 * TOKEN)
     node = world.node.address
+    start_of_a_period(world)
     deadline = world.now() + 3600
     high = escrow.sign_spending_cap(consumer, node, 8 * TOKEN, 100, deadline)
     low = escrow.sign_spending_cap(consumer, node, 2 * TOKEN, 200, deadline)
@@ -365,22 +371,39 @@ def test_a_newer_authorisation_or_an_on_chain_change_voids_every_older_signed_ca
     with reverts("CapExceeded", spentAfter=3 * TOKEN, cap=2 * TOKEN):
         escrow.settle(world.node, epoch, 0, [debit(consumer, 3 * TOKEN)])
     escrow.settle(world.node, epoch, 0, [debit(consumer, TOKEN)])
-    # the consumer lowers the cap on chain mid-period: it binds the rest of that period's debits...
-    lowered = escrow.set_spending_cap(consumer, node, TOKEN + TOKEN // 2, 300)
-    with reverts("CapExceeded", spentAfter=2 * TOKEN, cap=TOKEN + TOKEN // 2):
-        escrow.settle(world.node, epoch, 1, [debit(consumer, TOKEN)])
-    # ...and a revocation stops every later debit, while no signed cap from before it comes back
-    escrow.set_spending_cap(consumer, node, 0, 400)
+    escrow.set_spending_cap(consumer, node, 0, 300)  # revoked on chain
     for old in (high, low):
-        with reverts("StaleNonce", lastNonce=400):
+        with reverts("StaleNonce", lastNonce=300):
             escrow.set_spending_caps_with_sig(world.node, [old])
+    world.chain.advance_time(15 * 60)  # past the grace
     with reverts("CapExceeded", cap=0):
+        escrow.settle(world.node, epoch, 1, [debit(consumer, 1)])
+
+    assert escrow.spending_cap(consumer.address, node).nonce == 300
+    assert escrow.balance_of(consumer.address) == 9 * TOKEN
+
+
+def test_a_lowered_cap_binds_after_a_grace_that_lets_a_close_planned_before_it_land(world):
+    escrow = world.contracts.escrow
+    consumer = consumer_with_deposit(world, 10 * TOKEN)
+    node = world.node.address
+    start_of_a_period(world)
+    escrow.set_spending_cap(consumer, node, 4 * TOKEN, 1)
+    escrow.settle(world.node, world.fresh_epoch(), 0, [debit(consumer, TOKEN)])
+
+    lowered = escrow.set_spending_cap(consumer, node, TOKEN, 2)  # the node planned 2 more just before
+    escrow.settle(world.node, world.fresh_epoch(), 0, [debit(consumer, 2 * TOKEN)])  # within the grace: old cap
+    with reverts("CapExceeded", spentAfter=5 * TOKEN, cap=TOKEN):  # never past the cap it replaced
+        escrow.settle(world.node, world.fresh_epoch(), 0, [debit(consumer, 2 * TOKEN)])
+    escrow.set_spending_cap(consumer, node, TOKEN // 2, 3)  # lowered again: the grace still honours 4, not 1
+    escrow.settle(world.node, world.fresh_epoch(), 0, [debit(consumer, TOKEN // 2)])
+    world.chain.advance_time(15 * 60)
+    with reverts("CapExceeded", spentAfter=3 * TOKEN + TOKEN // 2 + 1, cap=TOKEN // 2):
         escrow.settle(world.node, world.fresh_epoch(), 0, [debit(consumer, 1)])
 
     assert lowered.events(escrow.contract, "SpendingCapSet") == [
-        {"consumer": consumer.address, "settler": node, "cap": TOKEN + TOKEN // 2, "nonce": 300}]
-    assert escrow.spending_cap(consumer.address, node).nonce == 400
-    assert escrow.balance_of(consumer.address) == 9 * TOKEN
+        {"consumer": consumer.address, "settler": node, "cap": TOKEN, "nonce": 2}]
+    assert escrow.balance_of(consumer.address) == 10 * TOKEN - 3 * TOKEN - TOKEN // 2
 
 
 def test_a_cap_must_fit_in_96_bits(world):

@@ -156,14 +156,15 @@ def test_settled_epoch_pays_out_by_proof_once_and_never_above_the_signed_cap(
     contracts.escrow.deposit(consumer, 50 * TOKEN)
     deadline = chain.head().timestamp + 3600
     cap = 20 * TOKEN
-    signature = contracts.escrow.sign_spending_cap(consumer, node.address, 1, cap, deadline)
+    contracts.escrow.set_spending_caps_with_sig(node, [
+        contracts.escrow.sign_spending_cap(consumer, node.address, cap, 1, deadline)])
     payouts = [(contributor.address, 12 * TOKEN), (node.address, 3 * TOKEN)]
     leaves = [_leaf(a, v) for a, v in payouts]
     root = keccak(b"".join(sorted(leaves)))
 
     with pytest.raises(ChainError) as over_cap:
-        contracts.escrow.settle(node, 1, 0, [Debit(consumer.address, 21 * TOKEN, cap, deadline, signature)])
-    contracts.escrow.settle(node, 1, 0, [Debit(consumer.address, 15 * TOKEN, cap, deadline, signature)])
+        contracts.escrow.settle(node, 1, 0, [Debit(consumer.address, 21 * TOKEN)])
+    contracts.escrow.settle(node, 1, 0, [Debit(consumer.address, 15 * TOKEN)])
     contracts.distributor.post_root(node, 1, root, 15 * TOKEN)
     contracts.distributor.claim(node, 1, contributor.address, 12 * TOKEN, [leaves[1]])
     with pytest.raises(ChainError) as twice:
@@ -171,7 +172,7 @@ def test_settled_epoch_pays_out_by_proof_once_and_never_above_the_signed_cap(
 
     assert over_cap.value.error_name == "CapExceeded"
     assert contracts.escrow.balance_of(consumer.address) == 35 * TOKEN
-    assert contracts.escrow.spent(consumer.address, 1) == 15 * TOKEN
+    assert contracts.escrow.spending_cap(consumer.address, node.address).spent == 15 * TOKEN
     assert contracts.token.balance_of(contributor.address) == 12 * TOKEN
     assert contracts.distributor.is_claimed(1, contributor.address)
     assert contracts.distributor.epoch(1).unclaimed == 3 * TOKEN

@@ -1,4 +1,4 @@
-"""Economy test helpers: funded consumers with signed caps, and receipts written as serving writes them."""
+"""Economy test helpers: funded consumers with standing caps, and receipts written as serving writes them."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import uuid
 from eth_account import Account
 from eth_utils import keccak
 
+from ledgerlm.chain import cap_nonce
 from ledgerlm.economy import FeeShares, add_spent, open_epoch, split_fee
 from ledgerlm.economy.earnings import record_spending_cap
 from ledgerlm.store.schema import receipts
@@ -19,16 +20,23 @@ def key(label: str):
     return Account.from_key(keccak(text=f"economy-tests:{label}"))
 
 
-def fund_consumer(node, consumer, deposit: int, cap: int, epoch: int) -> None:
-    """Gas and LGR from the faucet account, a deposit into escrow and a signed cap for `epoch`."""
+def fund_consumer(node, consumer, deposit: int, cap: int) -> None:
+    """Gas and LGR from the faucet account, a deposit into escrow and a standing cap for the node."""
     c = node.contracts
     node.chain.send_eth(node.faucet_account, consumer.address, 10**18)
     c.token.transfer(node.faucet_account, consumer.address, deposit)
     c.escrow.deposit(consumer, deposit)
+    give_cap(node, consumer, cap)
+
+
+def give_cap(node, consumer, cap: int) -> dict:
+    """The consumer signs a standing cap for the node; the node checks, relays and records it."""
+    c = node.contracts
     deadline = node.chain.head().timestamp + 30 * 24 * 3600
-    signature = c.escrow.sign_spending_cap(consumer, node.account.address, epoch, cap, deadline)
-    record_spending_cap(node.db, c.escrow, consumer=consumer.address, settler=node.account.address, epoch=epoch,
-                        cap=cap, deadline=deadline, signature="0x" + signature.hex())
+    signed = c.escrow.sign_spending_cap(consumer, node.account.address, cap, cap_nonce(), deadline)
+    return record_spending_cap(node.db, c.escrow, node.account, consumer=consumer.address,
+                               settler=node.account.address, cap=cap, nonce=signed.nonce, deadline=deadline,
+                               signature="0x" + signed.signature.hex())
 
 
 def write_receipt(node, consumer: str, fee: int, developer: str, *, datanet: str | None = None,

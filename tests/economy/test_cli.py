@@ -37,7 +37,7 @@ def test_close_verify_earnings_and_claim_from_the_command_line(cli, tmp_path):
     node = Node.open(Home(tmp_path / "home"))
     try:
         consumer = key("cli-consumer")
-        fund_consumer(node, consumer, 10 * UNIT, 5 * UNIT, 1)
+        fund_consumer(node, consumer, 10 * UNIT, 5 * UNIT)
         write_receipt(node, consumer.address, 3 * UNIT, developer)
     finally:
         node.close()

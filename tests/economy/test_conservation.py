@@ -1,4 +1,4 @@
-"""Every token is accounted for across the whole flow: random sequences of deposits, signed caps, calls
+"""Every token is accounted for across the whole flow: random sequences of deposits, standing caps, calls
 (receipts), slashes, withdrawals, epoch closes and claims on a real node and chain (the embedded EVM, and anvil when installed) keep
 
     claims + unclaimed + unspent deposits + stakes and the slashed pool + wallets + treasury == supply
@@ -34,7 +34,8 @@ class Consumer:
     wallet: int = 0
     escrow: int = 0
     owed: int = 0  # receipts not yet settled
-    caps: dict[int, int] = field(default_factory=dict)
+    cap: int = 0  # the standing cap per period given to the node
+    spent: dict[int, int] = field(default_factory=dict)  # per cap period: debited by the node
 
 
 TREASURY = key("treasury")
@@ -110,10 +111,12 @@ class Economy(RuleBasedStateMachine):
     @rule(who=st.sampled_from(CONSUMERS), cap=st.integers(0, 12).map(lambda n: n * UNIT))
     def sign_cap(self, who, cap):
         deadline = self.node.chain.head().timestamp + CAP_LIFETIME
-        signature = self.c.escrow.sign_spending_cap(who, self.node.account.address, self.epoch, cap, deadline)
-        record_spending_cap(self.node.db, self.c.escrow, consumer=who.address, settler=self.node.account.address,
-                            epoch=self.epoch, cap=cap, deadline=deadline, signature="0x" + signature.hex())
-        self.consumers[who.address].caps[self.epoch] = cap
+        settler = self.node.account.address
+        nonce = self.c.escrow.spending_cap(who.address, settler).nonce + 1
+        signed = self.c.escrow.sign_spending_cap(who, settler, cap, nonce, deadline)
+        record_spending_cap(self.node.db, self.c.escrow, self.node.account, consumer=who.address, settler=settler,
+                            cap=cap, nonce=nonce, deadline=deadline, signature="0x" + signed.signature.hex())
+        self.consumers[who.address].cap = cap
 
     @rule(who=st.sampled_from(CONSUMERS), fee=st.one_of(st.integers(1, 3 * UNIT), st.integers(1, 99)))
     def call(self, who, fee):
@@ -145,9 +148,10 @@ class Economy(RuleBasedStateMachine):
 
     @rule()
     def close(self):
+        period = self.node.chain.head().timestamp // self.c.escrow.cap_period_seconds()
         result = self.node.economy.close()
         payable = {a: m.owed for a, m in self.consumers.items()
-                   if m.owed and m.caps.get(self.epoch, -1) >= m.owed and m.escrow >= m.owed}
+                   if m.owed and m.cap - m.spent.get(period, 0) >= m.owed and m.escrow >= m.owed}
         if not payable:
             assert result["state"] == "empty"
             return
@@ -155,6 +159,7 @@ class Economy(RuleBasedStateMachine):
         for address, owed in payable.items():
             self.consumers[address].escrow -= owed
             self.consumers[address].owed = 0
+            self.consumers[address].spent[period] = self.consumers[address].spent.get(period, 0) + owed
         self.epoch += 1
 
     @rule(payee=st.sampled_from(["node", "developer"]))

@@ -36,8 +36,8 @@ def node(home):
 def _world(node):
     """Two paying consumers and one without a cap; three receipts each for the payers."""
     alice, bob, carol = key("alice"), key("bob"), key("carol")
-    fund_consumer(node, alice, 10 * UNIT, 5 * UNIT, 1)
-    fund_consumer(node, bob, 10 * UNIT, 5 * UNIT, 1)
+    fund_consumer(node, alice, 10 * UNIT, 5 * UNIT)
+    fund_consumer(node, bob, 10 * UNIT, 5 * UNIT)
     node.chain.send_eth(node.faucet_account, carol.address, 10**18)
     for who, fee in ((alice, UNIT), (alice, UNIT // 3), (bob, 2 * UNIT + 7), (carol, UNIT)):
         write_receipt(node, who.address, fee, DEV.address)
@@ -174,24 +174,23 @@ def test_serve_closes_epochs_on_its_cadence(node):
     assert node.economy.summary(1)["state"] == "published"
 
 
-def test_a_cap_the_escrow_cannot_settle_is_refused_and_never_stops_a_close(node):
-    """A cap or deadline past the escrow's packed debit fields would make the settlement revert for everyone:
-    it is refused when signed, and one stored anyway leaves its consumer unpaid while the others settle."""
+def test_a_cap_the_escrow_cannot_hold_is_refused_and_a_revoked_one_never_stops_a_close(node):
+    """A cap past the escrow's 96 bits is refused when signed; a consumer who revokes on chain after calling is
+    left unpaid (their receipts wait) while the others settle."""
+    from ledgerlm.chain import cap_nonce
     from ledgerlm.economy import record_spending_cap
-    from ledgerlm.store.schema import epoch_debits, spending_caps
+    from ledgerlm.store.schema import epoch_debits
 
     alice, bob, carol = _world(node)
     c = node.contracts
     deadline = node.chain.head().timestamp + 3600
     huge = 2**200
-    signature = "0x" + c.escrow.sign_spending_cap(alice, node.account.address, 1, huge, deadline).hex()
+    signed = c.escrow.sign_spending_cap(alice, node.account.address, huge, cap_nonce(), deadline)
     with pytest.raises(LedgerError, match="cap must be an amount below") as refused:
-        record_spending_cap(node.db, c.escrow, consumer=alice.address, settler=node.account.address, epoch=1,
-                            cap=huge, deadline=deadline, signature=signature)
+        record_spending_cap(node.db, c.escrow, node.account, consumer=alice.address, settler=node.account.address,
+                            cap=huge, nonce=signed.nonce, deadline=deadline, signature="0x" + signed.signature.hex())
     assert refused.value.field == "cap"
-    with node.db.begin() as conn:  # as if stored before the limit was checked
-        conn.execute(spending_caps.update().where(spending_caps.c.consumer == alice.address)
-                     .values(cap=str(huge), signature=signature, deadline=deadline))
+    c.escrow.set_spending_cap(alice, node.account.address, 0, cap_nonce())
     summary = node.economy.close()
     assert summary["state"] == "published"
     with node.db.connect() as conn:

@@ -150,7 +150,7 @@ def test_a_training_licence_covers_later_jobs_on_the_same_version(client, privat
         assert node.factory.wait(job["id"], timeout=300).state == "done"
 
 
-def test_one_signed_cap_bounds_calls_and_paid_access_together(client, private, carol):
+def test_one_standing_cap_bounds_calls_and_paid_access_together(client, private, carol):
     """A consumer cannot spend a cap twice: calls not settled yet come first when access is paid from it, and
     access already paid leaves less of it for calls."""
     from .helpers import write_receipt
@@ -166,9 +166,10 @@ def test_one_signed_cap_bounds_calls_and_paid_access_together(client, private, c
     assert refused.value.status == 402 and c.escrow.balance_of(carol.address) == 10 * UNIT
     assert client.buy_export_licence("vault", 1, carol, PRICE + 2 * UNIT)["amount"] == str(PRICE)
 
-    key, _ = client.serving.create_key(carol, PRICE + 3 * UNIT)  # a new cap for the epoch, replacing the first
+    key, _ = client.serving.create_key(carol, PRICE + 3 * UNIT)  # a new standing cap, replacing the first
     budget = client.serving.budget(key)
-    assert budget["access"] == str(PRICE) and int(budget["remaining"]) == UNIT  # cap - calls - access
+    # the paid access is on chain already, in what the cap spent this period
+    assert budget["spent"] == str(PRICE) and int(budget["remaining"]) == UNIT  # cap - access - calls
     summary = node.economy.close()  # the call and the access are both paid, within the one cap
     assert int(summary["total"]) == PRICE + 2 * UNIT
 

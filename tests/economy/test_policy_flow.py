@@ -1,6 +1,7 @@
 """Through the real flow (a Datanet, a tiny model trained and published on it, calls through the OpenAI
-route whose receipts the serving engine attributes, an epoch close): a fee policy change prices calls only
-from the next epoch, and a withdrawn contribution earns nothing after its withdrawal."""
+route whose receipts the serving engine attributes, epoch closes and claims): a fee policy change prices calls
+only from the next epoch, and a withdrawn contribution earns nothing after its withdrawal, within its epoch and
+in every later one."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from ledgerlm.client import NodeClient
 from ledgerlm.config import Home
 from ledgerlm.datanets import DatanetSpec
 from ledgerlm.economy import FeeShares
+from ledgerlm.economy.earnings import earnings
 from ledgerlm.node import Node
 
 from ..datanets.conftest import QA_SCHEMA, write_jsonl
@@ -38,7 +40,7 @@ class World:
     consumer: object
 
     def close(self) -> dict:
-        """Close the epoch; the consumer signs a cap (with a new key) for the next one."""
+        """Close the epoch; the consumer makes a new key (re-signing its standing cap) for the next one."""
         closed = self.node.economy.close()
         self.key, _ = self.client.serving.create_key(self.consumer, 10**18)
         return closed
@@ -183,3 +185,49 @@ def _model_key(model_id: str) -> bytes:
     from eth_utils import keccak
 
     return keccak(text=model_id)
+
+
+def test_data_withdrawn_after_an_epoch_paid_it_earns_nothing_in_the_next_epoch(world):
+    """Accepted data earns in one epoch and is claimed; once withdrawn, the next epoch's close pays its contributor
+    nothing at all (no contributor share, no data pool) for the same answer attributed to the same data."""
+    client, node = world.client, world.node
+    c = node.contracts
+    world.close()  # start from an epoch of our own
+    accepted = {x.id: x.contributor for x in client.contributions("colours", state="accepted")}
+    found = None
+    for question in (f["question"] for f in FACTS):
+        receipt = call(world, question)
+        live = {x["contributor"] for x in (receipt["attribution"] or {}).get("contributions", [])
+                if x["contribution_id"] in accepted}
+        if live & set(paid(receipt, "contributor")):
+            found = receipt, question, sorted(live & set(paid(receipt, "contributor")))[0]
+            break
+    assert found is not None, "no call was attributed to accepted data"
+    before, question, contributor = found
+
+    first = world.close()
+    earned = {e["epoch"]: e for e in earnings(node.db, c.distributor, contributor)["epochs"]}
+    assert first["epoch"] in earned and int(earned[first["epoch"]]["amount"]) > 0
+    assert before["id"] in earned[first["epoch"]]["sources"]["receipts"]
+
+    time.sleep(1.1)  # states and receipts are stamped in whole seconds
+    for cid, who in accepted.items():  # all of the contributor's accepted data leaves the Datanet
+        if who == contributor:
+            client.withdraw(cid, world.contributors[contributor])
+    time.sleep(1.1)
+    after = call(world, question)  # the same answer, attributed to the same (now withdrawn) data
+    assert paid(after, "contributor").get(contributor), "the receipt itself still names the contributor"
+    second = world.close()
+
+    assert second["epoch"] > first["epoch"]
+    later = [e for e in earnings(node.db, c.distributor, contributor)["epochs"] if e["epoch"] == second["epoch"]]
+    assert later == []  # no leaf at all: neither its attributed share nor any of the data pool
+    payout = client._request("GET", f"/economy/epochs/{second['epoch']}/payouts")
+    redirected = [p for p in payout["pools"] if p["kind"] == "redirected" and p["receipt"] == after["id"]]
+    assert sum(int(p["amount"]) for p in redirected if p["account"] == contributor) == \
+        paid(after, "contributor")[contributor]  # its share went to the Datanet's data pool
+    # what it earned before its withdrawal stays its own, claimable by proof
+    held = c.token.balance_of(contributor)
+    e = earned[first["epoch"]]
+    c.distributor.claim(node.account, first["epoch"], contributor, int(e["amount"]), e["proof"])
+    assert c.token.balance_of(contributor) == held + int(e["amount"])

@@ -109,8 +109,7 @@ def test_a_transfer_mid_epoch_moves_the_next_payout_of_a_model(client, world, al
     _publish_model(world, dev.address)
     issued = client.shares.issue(dev, "model", "m1", supply=SUPPLY)
     assert issued["allocation"][0]["account"] == dev.address and issued["symbol"] == "M-M1"
-    fund_consumer(world, consumer, 100 * UNIT, 100 * UNIT, 1)
-    fund_consumer(world, consumer, 100 * UNIT, 100 * UNIT, 2)
+    fund_consumer(world, consumer, 200 * UNIT, 100 * UNIT)
     client.chain.faucet(dev.address, eth_wei=UNIT)
 
     write_receipt(world, consumer.address, 10 * UNIT, dev.address, datanet="qa")
@@ -173,8 +172,9 @@ def test_holder_payouts_sum_to_the_datanet_revenue_to_the_base_unit(client, worl
             token.transfer(people[src], people[dst].address, min(amount * 10**15, have))
     consumer = key("consumer")
     with node.db.begin() as conn:
-        number = open_epoch(conn)
-    fund_consumer(node, consumer, fee, fee, number)
+        open_epoch(conn)
+    spent = node.contracts.escrow.spending_cap(consumer.address, node.account.address).spent  # earlier examples
+    fund_consumer(node, consumer, fee, spent + fee)
     write_receipt(node, consumer.address, fee, key("dev").address, datanet="qa")  # no evidence: all pool
     summary = node.economy.close()
 

@@ -9,13 +9,13 @@ from sqlalchemy import insert
 
 from ledgerlm.chain import deploy_all
 from ledgerlm.config import Home
-from ledgerlm.economy.earnings import earnings, record_spending_cap
+from ledgerlm.economy.earnings import earnings
 from ledgerlm.identity import sign_action
 from ledgerlm.node import Node
 from ledgerlm.store.schema import models
 from tests.chain.conftest import anvil_url  # noqa: F401 - the fixture that starts the session's anvil node
 
-from .helpers import key, write_receipt
+from .helpers import give_cap, key, write_receipt
 
 pytestmark = pytest.mark.anvil
 UNIT = 10**18
@@ -51,10 +51,7 @@ def test_a_sale_mid_epoch_moves_the_payout_on_anvil(anvil_url, tmp_path):  # noq
 
         c.token.transfer(treasury, consumer.address, 10 * UNIT)  # the embedded chain's faucet is not here
         c.escrow.deposit(consumer, 10 * UNIT)
-        deadline = node.chain.head().timestamp + 30 * 24 * 3600
-        cap = c.escrow.sign_spending_cap(consumer, node.account.address, 1, 10 * UNIT, deadline)
-        record_spending_cap(node.db, c.escrow, consumer=consumer.address, settler=node.account.address, epoch=1,
-                            cap=10 * UNIT, deadline=deadline, signature="0x" + cap.hex())
+        give_cap(node, consumer, 10 * UNIT)
         write_receipt(node, consumer.address, 5 * UNIT + 1, dev.address)
         token.transfer(dev, buyer.address, 50 * UNIT)  # sold mid-epoch: the buyer takes half of this epoch
 

@@ -32,7 +32,7 @@ def test_fees_slashed_stake_and_the_data_pool_reach_the_right_people(client, ali
     time.sleep(1.1)  # receipts below are served strictly after the withdrawal
 
     consumer = key("consumer")
-    fund_consumer(node, consumer, 100 * UNIT, 50 * UNIT, 1)
+    fund_consumer(node, consumer, 100 * UNIT, 50 * UNIT)
     attribution = {"contributions": [
         {"contribution_id": accepted[bob.address], "contributor": bob.address, "bps": 5000},
         {"contribution_id": accepted[carol.address], "contributor": carol.address, "bps": 5000}]}

@@ -23,17 +23,34 @@ router = APIRouter(prefix="/economy", tags=["economy"])
 
 class SpendingCapRequest(BaseModel):
     consumer: str
-    epoch: int = Field(ge=1)
     cap: int = Field(ge=0)
+    nonce: int = Field(ge=1)
     deadline: int = Field(ge=0)
     signature: str
 
 
 @router.post("/caps")
 def submit_cap(body: SpendingCapRequest, node: Node = Depends(get_node)) -> dict:
-    """A consumer's signed SpendingCap letting this node settle up to `cap` of their escrow in `epoch`."""
-    return record_spending_cap(node.db, node.contracts.escrow, consumer=body.consumer, settler=node.account.address,
-                               epoch=body.epoch, cap=body.cap, deadline=body.deadline, signature=body.signature)
+    """A consumer's signed standing SpendingCap letting this node debit up to `cap` of their escrow per cap
+    period; the node relays it to the escrow, where it replaces any cap with a lower nonce."""
+    return record_spending_cap(node.db, node.contracts.escrow, node.account, consumer=body.consumer,
+                               settler=node.account.address, cap=body.cap, nonce=body.nonce,
+                               deadline=body.deadline, signature=body.signature)
+
+
+@router.get("/caps/{consumer}")
+def read_cap(consumer: str, node: Node = Depends(get_node)) -> dict:
+    """The spending cap `consumer` gives this node on chain: cap per period, nonce, spent and left this period."""
+    from eth_utils import to_checksum_address
+
+    try:
+        consumer = to_checksum_address(consumer)
+    except ValueError as exc:
+        raise LedgerError(f"consumer must be an address, got {consumer!r}", field="consumer") from exc
+    allowance = node.contracts.escrow.spending_cap(consumer, node.account.address)
+    return {"consumer": consumer, "settler": node.account.address, "cap": str(allowance.cap),
+            "nonce": allowance.nonce, "spent": str(allowance.spent), "left": str(allowance.left),
+            "period_ends_at": allowance.period_ends_at}
 
 
 @router.post("/epochs/close", dependencies=[Depends(require_operator)])

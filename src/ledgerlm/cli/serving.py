@@ -11,7 +11,7 @@ from ledgerlm.errors import LedgerError
 from ledgerlm.times import format_time as when
 from ledgerlm.units import format_amount, parse_amount
 
-apikey_app = typer.Typer(help="Consumer API keys for the OpenAI-compatible API, each under a signed spending cap.",
+apikey_app = typer.Typer(help="Consumer API keys for the OpenAI-compatible API, under a standing spending cap.",
                          no_args_is_help=True)
 receipts_app = typer.Typer(help="Signed receipts: one per completion, with its fee split.", no_args_is_help=True)
 
@@ -20,11 +20,12 @@ receipts_app = typer.Typer(help="Signed receipts: one per completion, with its f
 def create(
     ctx: typer.Context,
     as_key: str = typer.Option(..., "--as", help="The consumer's key: it signs the escrow spending cap."),
-    cap: str | None = typer.Option(None, "--cap", help="Most LGR the key may spend in the open epoch "
-                                                       "[default: the consumer's escrow balance]."),
-    days: int = typer.Option(30, help="Days until the signed cap expires."),
+    cap: str | None = typer.Option(None, "--cap", help="Most LGR this node may debit per cap period (a day by "
+                                                       "default) [default: the consumer's escrow balance]."),
+    days: int = typer.Option(30, help="Days the node has to relay the signed cap to the escrow."),
 ):
-    """Make an `sk-lgr-` API key bound to a spending cap you sign for the open epoch; shown once."""
+    """Make an `sk-lgr-` API key under a standing spending cap you sign for this node (it replaces your earlier
+    cap for the node, on chain); the key is shown once."""
     s = session(ctx)
     account = s.unlock(as_key)
     client = s.client()
@@ -34,8 +35,30 @@ def create(
         amount = parse_amount(cap, field="cap")
     key, record = client.serving.create_key(account, amount, days=days)
     s.emit({"api_key": key, **record}, lambda r: console.print(
-        f"[green]API key[/] {r['api_key']}\n  for {r['consumer']}, cap {format_amount(int(r['cap']))} LGR in epoch "
-        f"{r['epoch']}, until {when(r['deadline'])}\n  [yellow]store it now: the node keeps only its hash[/]"))
+        f"[green]API key[/] {r['api_key']}\n  for {r['consumer']}, cap {format_amount(int(r['cap']))} LGR per cap "
+        f"period (nonce {r['nonce']})\n  [yellow]store it now: the node keeps only its hash[/]"))
+
+
+@apikey_app.command("cap")
+def set_cap(
+    ctx: typer.Context,
+    as_key: str = typer.Option(..., "--as", help="The consumer: sends the transaction from its own key."),
+    cap: str = typer.Option(..., "--cap", help="New most LGR this node may debit per cap period; 0 revokes."),
+):
+    """Lower, raise or revoke (`--cap 0`) on chain, yourself, the spending cap you give this node: it binds every
+    debit not yet settled, and no cap you signed before can come back."""
+    from ledgerlm.chain.contracts import cap_nonce
+
+    s = session(ctx)
+    account = s.unlock(as_key)
+    client = s.client()
+    amount = parse_amount(cap, field="cap")
+    settler = client._request("GET", "/apikeys/terms")["settler"]
+    sent = client.chain.send(account, "PaymentEscrow", "setSpendingCap", [settler, amount, cap_nonce()])
+    standing = {**client.spending_cap(account.address), "tx": sent.get("tx_hash")}
+    s.emit(standing, lambda r: console.print(
+        f"[green]spending cap[/] of {r['consumer']} for node {r['settler']}: {format_amount(int(r['cap']))} LGR per "
+        f"period, {format_amount(int(r['left']))} left until {when(r['period_ends_at'])}"))
 
 
 @apikey_app.command("list")
@@ -74,12 +97,12 @@ def budget(
     ctx: typer.Context,
     api_key: str = typer.Option(..., "--key", envvar="LEDGERLM_API_KEY", help="The sk-lgr- key [env LEDGERLM_API_KEY]."),
 ):
-    """What a key may still spend: cap, spent this epoch, escrow balance, unsettled fees, remaining."""
+    """What a key may still spend: cap per period, settled this period, escrow balance, unsettled fees, remaining."""
     s = session(ctx)
     standing = s.client().serving.budget(api_key)
     s.emit(standing, lambda b: console.print(
         f"key {b['key']['prefix']}… of {b['consumer']}, open epoch {b['epoch']}\n"
-        f"  cap {format_amount(int(b['cap']))}  spent {format_amount(int(b['spent']))}  "
+        f"  cap {format_amount(int(b['cap']))} per period  settled this period {format_amount(int(b['spent']))}  "
         f"escrow {format_amount(int(b['escrow_balance']))}  unsettled {format_amount(int(b['unsettled']))}\n"
         f"  [bold]remaining {format_amount(int(b['remaining']))} LGR[/]"))
 

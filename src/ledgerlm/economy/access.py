@@ -1,5 +1,6 @@
 """Paid access to private Datanets: a developer's payment for training on a version, debited from their escrow
-into the open epoch at once (within the spending cap they signed for it), and paid to the Datanet at close."""
+into the open epoch at once (within the standing spending cap they gave this node), and paid to the Datanet at
+close."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from ledgerlm.economy.spending import add_spent
 from ledgerlm.identity import SignedAction, SigningDomain, verify_action
 from ledgerlm.store import Database
 from ledgerlm.store.actions import record_action
-from ledgerlm.store.schema import access_payments, compute_jobs, epochs, receipts, spending_caps
+from ledgerlm.store.schema import access_payments, compute_jobs, receipts
 
 # Access debits settle in chunks far above any epoch close's own (0, 1, 2, ...), one chunk per payment, so
 # the escrow's once-per-(epoch, chunk) rule also makes each payment land at most once.
@@ -83,7 +84,7 @@ class AccessPayments:
         if signed is None:
             raise PaymentRequired(
                 f"{datanet} version {version} costs {price} base units to {PURPOSES[purpose]}: sign a PayAccess for "
-                f"it ({_HOW[purpose]}) and a spending cap for this epoch that covers it", field="payment")
+                f"it ({_HOW[purpose]}) and a spending cap for this node that covers it", field="payment")
         developer = verify_action(signed, expected="PayAccess", domain=self.domain)
         if developer != payer:
             raise EconomyError(f"the PayAccess is signed by {developer}, not by {payer} who asks for the licence",
@@ -118,38 +119,30 @@ class AccessPayments:
 
     def debit_locked(self, signed: SignedAction, payer: str, price: int, *, what: str,
                      record: Callable[[Connection, int, int], int], rows: DebitRows) -> tuple[int, int, str]:
-        """Debit `price` from `payer`'s escrow into the open epoch at once, within the spending cap they signed
-        for it; the caller holds `self.lock`. `record(conn, epoch, action_id)` stores the payment's row (state
+        """Debit `price` from `payer`'s escrow into the open epoch at once, within the standing spending cap they
+        gave this node; the caller holds `self.lock`. `record(conn, epoch, action_id)` stores the payment's row (state
         pending) in the transaction that records the signed action and returns its id; the escrow chunk is
         `rows.chunk_base + id`, so a payment lands at most once. Returns (id, epoch, tx)."""
         escrow = self.contracts.escrow
-        now = self.contracts.chain.head().timestamp
         with self.db.begin() as conn:
             # What is left to spend is read and taken under the payer's lock, which calls admitted on any node
             # take too, so two nodes cannot both spend the same room under the cap or an agent's budget.
             lock_consumer(self.db, conn, payer)
             if self.spend_guard is not None:
                 self.spend_guard(payer, price)
-            if conn.execute(select(epochs.c.number).where(epochs.c.state.in_(("planned", "settled")))).first():
-                # the escrow settles a consumer's epochs in order: finish the earlier one first
-                raise EconomyError("an epoch close is unfinished; run `ledgerlm epoch close` and pay again",
-                                   field="epoch", status=409)
             epoch = open_epoch(conn)
-            cap = conn.execute(select(spending_caps).where(and_(
-                spending_caps.c.consumer == payer, spending_caps.c.epoch == epoch,
-                spending_caps.c.settler == self.node_account.address))).first()
-            # calls not settled yet are charged under this epoch's cap at its close: they come first
+            # calls not settled yet are charged under the same cap at the next close: they come first
             owed = sum(int(f) for f in conn.execute(select(receipts.c.fee).where(and_(
                 receipts.c.consumer == payer, receipts.c.settled_epoch.is_(None),
                 receipts.c.epoch <= epoch))).scalars())
-            problem = self._cannot_pay(cap, payer, epoch, price, now, owed)
+            problem = self._cannot_pay(payer, price, owed)
             if problem:
                 raise PaymentRequired(f"cannot take {price} for {what} from {payer}'s escrow: {problem}",
                                       field="payment")
             action_id = record_action(conn, signed, payer, chain_id=self.domain.chain_id)
             row_id = record(conn, epoch, action_id)
             add_spent(conn, payer, epoch, price)  # pending counts against budgets until it fails
-        debit = Debit(payer, price, int(cap.cap), int(cap.deadline), bytes.fromhex(cap.signature.removeprefix("0x")))
+        debit = Debit(payer, price)
         try:
             tx = escrow.settle(self.node_account, epoch, rows.chunk_base + row_id, [debit]).tx_hash
         except ChainError as exc:
@@ -179,15 +172,13 @@ class AccessPayments:
             access_payments.c.version == version, access_payments.c.purpose == purpose,
             access_payments.c.state.in_(("pending", "paid")))).limit(1)).first() is not None
 
-    def _cannot_pay(self, cap, developer: str, epoch: int, price: int, now: int, owed: int) -> str | None:
-        if cap is None:
-            return f"no spending cap signed for epoch {epoch} (sign one that covers the price)"
-        spent = self.contracts.escrow.spent(developer, epoch)
-        if int(cap.cap) < spent + owed + price:
-            return (f"the signed cap {cap.cap} for epoch {epoch} has {max(0, int(cap.cap) - spent - owed)} left"
+    def _cannot_pay(self, developer: str, price: int, owed: int) -> str | None:
+        allowance = self.contracts.escrow.spending_cap(developer, self.node_account.address)
+        if allowance.cap == 0:
+            return "no spending cap for this node (sign one that covers the price)"
+        if allowance.left < owed + price:
+            return (f"the spending cap {allowance.cap} has {max(0, allowance.left - owed)} left in this period"
                     + (f" after {owed} owed for calls not settled yet" if owed else ""))
-        if int(cap.deadline) <= now:
-            return "the spending cap has expired"
         balance = self.contracts.escrow.balance_of(developer)
         if balance < price:
             return f"escrow holds {balance}"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import and_, insert, select, update
 
-from ledgerlm.chain import CAP_LIMIT, DEADLINE_LIMIT, Debit
+from ledgerlm.chain import Debit
 from ledgerlm.economy.access import resolve_pending, settled_access
 from ledgerlm.economy.compute import expire_unreported, pay_jobs, settled_jobs
 from ledgerlm.economy.epochs import open_epoch
@@ -21,10 +21,10 @@ from ledgerlm.economy.payouts import Ledger, payout_tree
 from ledgerlm.economy.pools import PoolPayer
 from ledgerlm.economy.shares import load_assets, pay_holders
 from ledgerlm.store import Database
-from ledgerlm.store.schema import epoch_chunks, epoch_debits, epoch_payouts, epochs, receipts, spending_caps
+from ledgerlm.store.schema import epoch_chunks, epoch_debits, epoch_payouts, epochs, receipts
 
-# A spending cap must outlive the settlement transactions by this much to be used.
-CAP_DEADLINE_MARGIN_SECONDS = 600
+# A withdrawal that becomes available within this much of the close may leave before the settlement lands.
+SETTLE_MARGIN_SECONDS = 600
 STEPS = ("plan", "settle", "rewards", "post", "publish")
 
 
@@ -91,16 +91,13 @@ class EpochCloser:
             rows = conn.execute(select(receipts).where(and_(
                 receipts.c.state == "final", receipts.c.settled_epoch.is_(None), receipts.c.epoch <= number,
             )).order_by(receipts.c.created_at, receipts.c.id)).mappings().all()
-            caps = {r.consumer: r for r in conn.execute(select(spending_caps).where(and_(
-                spending_caps.c.epoch == number,
-                spending_caps.c.settler == self.node_account.address))).all()}
         owed: dict[str, int] = {}
         for r in rows:
             if r["consumer"] and int(r["fee"]) > 0:
                 owed[r["consumer"]] = owed.get(r["consumer"], 0) + int(r["fee"])
         debits, unpaid = {}, {}
         for consumer, amount in sorted(owed.items()):
-            reason = self._cannot_charge(consumer, amount, caps.get(consumer), number, now)
+            reason = self._cannot_charge(consumer, amount, now)
             (unpaid if reason else debits)[consumer] = reason or amount
         paid = [r for r in rows if r["consumer"] in debits or not r["consumer"] or int(r["fee"]) == 0]
         ledger = Ledger()
@@ -160,21 +157,19 @@ class EpochCloser:
             conn.execute(insert(epochs).values(number=number + 1, state="open", opened_at=int(time.time())))
         return number
 
-    def _cannot_charge(self, consumer: str, amount: int, cap, epoch: int, now: int) -> str | None:
+    def _cannot_charge(self, consumer: str, amount: int, now: int) -> str | None:
         """Why a consumer cannot be charged in full this epoch, or None if they can."""
-        if cap is None:
-            return f"no spending cap signed for epoch {epoch}"
-        if not (int(cap.cap) < CAP_LIMIT and int(cap.deadline) < DEADLINE_LIMIT):  # the escrow could not settle it
-            return f"the signed cap {cap.cap} or its deadline {cap.deadline} is past what the escrow settles"
-        already = self.contracts.escrow.spent(consumer, epoch)  # paid access debits the same cap
-        if int(cap.cap) < amount + already:
-            return f"owes {amount} but the signed cap is {cap.cap}" + (f" with {already} spent" if already else "")
-        if cap.deadline < now + CAP_DEADLINE_MARGIN_SECONDS:
-            return f"the spending cap expires at {cap.deadline}"
         escrow = self.contracts.escrow
+        # the cap in force on chain: the consumer may have lowered or revoked it since signing
+        allowance = escrow.spending_cap(consumer, self.node_account.address)
+        if allowance.cap == 0:
+            return "no spending cap for this node (never given, or revoked)"
+        if allowance.left < amount:  # paid access debits the same cap
+            return (f"owes {amount} but the spending cap {allowance.cap} has {allowance.left} left in this period "
+                    f"(until {allowance.period_ends_at})")
         balance = escrow.balance_of(consumer)
         pending = escrow.pending_withdrawal(consumer)
-        if pending.amount and pending.available_at <= now + CAP_DEADLINE_MARGIN_SECONDS:
+        if pending.amount and pending.available_at <= now + SETTLE_MARGIN_SECONDS:
             balance -= pending.amount  # may leave before the settlement lands
         if balance < amount:
             return f"owes {amount} but holds {max(balance, 0)} in escrow"
@@ -202,14 +197,10 @@ class EpochCloser:
 
     def _debits(self, number: int, chunk: int) -> list[Debit]:
         with self.db.connect() as conn:
-            rows = conn.execute(select(epoch_debits.c.consumer, epoch_debits.c.amount, spending_caps.c.cap,
-                                       spending_caps.c.deadline, spending_caps.c.signature)
-                                .join(spending_caps, and_(spending_caps.c.consumer == epoch_debits.c.consumer,
-                                                          spending_caps.c.epoch == epoch_debits.c.epoch))
+            rows = conn.execute(select(epoch_debits.c.consumer, epoch_debits.c.amount)
                                 .where(and_(epoch_debits.c.epoch == number, epoch_debits.c.chunk == chunk))
                                 .order_by(epoch_debits.c.consumer)).all()
-        return [Debit(r.consumer, int(r.amount), int(r.cap), int(r.deadline),
-                      bytes.fromhex(r.signature.removeprefix("0x"))) for r in rows]
+        return [Debit(r.consumer, int(r.amount)) for r in rows]
 
     def _release(self, number: int) -> None:
         rewards = int(self._row(number)["details"]["rewards"])

@@ -1,4 +1,4 @@
-"""What consumers sign and payees read: spending caps the settlement may use, and each account's earnings."""
+"""What consumers sign and payees read: standing spending caps the settlement may use, and each account's earnings."""
 
 from __future__ import annotations
 
@@ -16,32 +16,48 @@ from ledgerlm.store import Database
 from ledgerlm.store.schema import epoch_payouts, epochs, spending_caps
 
 
-def record_spending_cap(db: Database, escrow, *, consumer: str, settler: str, epoch: int, cap: int, deadline: int,
-                        signature: str) -> dict:
-    """Store a consumer's signed SpendingCap after checking it recovers to the consumer; a newer one for the
-    same epoch replaces the older."""
-    # The escrow settles only caps and deadlines its packed debits hold: one past them would stop the close.
+def record_spending_cap(db: Database, escrow, relayer, *, consumer: str, settler: str, cap: int, nonce: int,
+                        deadline: int, signature: str) -> dict:
+    """Check a consumer's signed standing SpendingCap, relay it to the escrow (where it replaces any older one for
+    this settler, and from where the close and serving read the cap in force) and record it."""
+    from ledgerlm.chain import ChainError, SignedSpendingCap
+
     if not 0 <= int(cap) < CAP_LIMIT:
         raise EconomyError(f"cap must be an amount below {CAP_LIMIT} base units, got {cap}", field="cap")
     if not 0 <= int(deadline) < DEADLINE_LIMIT:
         raise EconomyError(f"deadline must be a Unix time below {DEADLINE_LIMIT}, got {deadline}", field="deadline")
+    if not 0 < int(nonce) < DEADLINE_LIMIT:
+        raise EconomyError(f"nonce must be a whole number in [1, {DEADLINE_LIMIT}), got {nonce}", field="nonce")
     consumer, settler = to_checksum_address(consumer), to_checksum_address(settler)
-    typed = escrow.spending_cap_typed_data(consumer, settler, epoch, cap, deadline)
+    typed = escrow.spending_cap_typed_data(consumer, settler, cap, nonce, deadline)
     try:
-        signer = Account.recover_message(encode_typed_data(full_message=typed),
-                                         signature=bytes.fromhex(signature.removeprefix("0x")))
+        raw = bytes.fromhex(signature.removeprefix("0x"))
+        signer = Account.recover_message(encode_typed_data(full_message=typed), signature=raw)
     except ValueError as exc:
         raise EconomyError(f"signature is not a valid signature: {exc}", field="signature", status=401) from exc
     if signer != consumer:
         raise EconomyError(f"the spending cap is signed by {signer}, not the consumer {consumer}", field="signature",
                            status=401)
+    held = escrow.spending_cap(consumer, settler)
+    if int(nonce) <= held.nonce:
+        raise EconomyError(f"the escrow already holds a spending cap of {consumer} for {settler} with nonce "
+                           f"{held.nonce}; a new one needs a higher nonce", field="nonce", status=409)
+    if int(deadline) <= escrow.chain.head().timestamp:
+        raise EconomyError(f"the spending cap's deadline {deadline} has passed", field="deadline")
+    try:
+        tx = escrow.set_spending_caps_with_sig(relayer, [SignedSpendingCap(
+            consumer, settler, int(cap), int(nonce), int(deadline), raw)]).tx_hash
+    except ChainError as exc:
+        raise EconomyError(f"the escrow refused the spending cap: {exc}", field="signature", status=409) from exc
     with db.begin() as conn:
         lock_consumer(db, conn, consumer)  # two nodes storing a cap for one consumer at once: the later one stands
         conn.execute(delete(spending_caps).where(and_(spending_caps.c.consumer == consumer,
-                                                      spending_caps.c.epoch == epoch)))
-        conn.execute(insert(spending_caps).values(consumer=consumer, epoch=epoch, settler=settler, cap=str(cap),
-                                                  deadline=deadline, signature=signature, created_at=int(time.time())))
-    return {"consumer": consumer, "settler": settler, "epoch": epoch, "cap": str(cap), "deadline": deadline}
+                                                      spending_caps.c.settler == settler)))
+        conn.execute(insert(spending_caps).values(consumer=consumer, settler=settler, cap=str(cap), nonce=int(nonce),
+                                                  deadline=int(deadline), signature=signature, tx=tx,
+                                                  created_at=int(time.time())))
+    return {"consumer": consumer, "settler": settler, "cap": str(cap), "nonce": int(nonce), "deadline": int(deadline),
+            "tx": tx}
 
 
 def earnings(db: Database, distributor, address: str) -> dict:

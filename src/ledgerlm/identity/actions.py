@@ -99,8 +99,9 @@ ACTIONS: dict[str, list[tuple[str, str]]] = {
     # attribution: compute on the node, so a caller signs for it (or holds the operator credential)
     "RequestAttribution": [("caller", "address"), ("model", "string"), ("requestHash", "bytes32"),
                            ("nonce", "uint256"), ("deadline", "uint256")],
-    # serving: a consumer binds a new API key (by its sha256) to the escrow spending cap they signed
-    "CreateApiKey": [("consumer", "address"), ("keyHash", "bytes32"), ("epoch", "uint256"), ("cap", "uint256"),
+    # serving: a consumer binds a new API key (by its sha256) to the standing escrow spending cap they signed
+    # beside it (the same cap, capNonce and capDeadline as that PaymentEscrow SpendingCap)
+    "CreateApiKey": [("consumer", "address"), ("keyHash", "bytes32"), ("cap", "uint256"), ("capNonce", "uint256"),
                      ("capDeadline", "uint256"), ("nonce", "uint256"), ("deadline", "uint256")],
     "RevokeApiKey": [("consumer", "address"), ("keyId", "uint256"), ("nonce", "uint256"), ("deadline", "uint256")],
     # revenue shares: the Datanet's owner or the model's developer issues them once (version 0: the latest)

@@ -1,11 +1,11 @@
 """What a consumer may still spend, checked and reserved before any compute is spent on a call.
 
-The authority is the consumer's signed spending cap for the open epoch (the one the epoch close
-settles with; `apikey create` records one, and a new one can be signed for each epoch without a
-new key). Remaining = the smaller of (that cap − fees already charged to the consumer in the
-epoch) and (the escrow balance − fees not yet settled). Each admitted call reserves its worst case
-(prompt tokens + max_tokens at the model's price) until its receipt is written, so concurrent calls
-on one account can never spend more than either bound.
+The authority is the standing spending cap the consumer gave this node, as the escrow holds it
+(`apikey create` signs one; the consumer may lower or revoke it on chain, and that counts at once).
+Remaining = the smaller of (what the cap has left in its period − fees not settled yet − access
+payments not on chain yet) and (the escrow balance − fees not settled yet). Each admitted call
+reserves its worst case (prompt tokens + max_tokens at the model's price) until its receipt is
+written, so concurrent calls on one account can never spend more than either bound.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ledgerlm.economy import lock_consumer, open_epoch
 from ledgerlm.serving.errors import ApiKeyError, PaymentRequiredError
 from ledgerlm.serving.keys import ApiKey
 from ledgerlm.store import Database
-from ledgerlm.store.schema import access_payments, receipts, spend_holds, spending_caps
+from ledgerlm.store.schema import access_payments, receipts, spend_holds
 from ledgerlm.units import format_amount
 
 # A hold a crashed node never released stops counting after this long; no call runs anywhere near it.
@@ -37,38 +37,34 @@ class Reservation:
 
 
 class Budget:
-    def __init__(self, db: Database, settler: str, escrow_balance: Callable[[str], int] | None):
+    def __init__(self, db: Database, settler: str, escrow=None):
         self.db = db
         self.settler = settler
-        self.escrow_balance = escrow_balance
+        self.escrow = escrow  # PaymentEscrow client; None without a chain: nothing can be paid for
         self._lock = threading.Lock()
 
     def remaining(self, key: ApiKey) -> dict:
-        """The consumer's standing in the open epoch: cap, spent, escrow balance, unsettled, reserved, left."""
+        """The consumer's standing: cap, spent this period, escrow balance, unsettled, reserved, left."""
         with self.db.begin() as conn:
             return self._standing(conn, key.consumer, int(time.time()))
 
     def _standing(self, conn, consumer: str, now: int) -> dict:
         epoch = open_epoch(conn)
-        cap = conn.execute(select(spending_caps).where(and_(
-            spending_caps.c.consumer == consumer, spending_caps.c.epoch == epoch,
-            spending_caps.c.settler == self.settler))).mappings().first()
-        mine = receipts.c.consumer == consumer
-        spent = sum(int(f) for f in conn.execute(
-            select(receipts.c.fee).where(mine & (receipts.c.epoch == epoch))).scalars())
-        unsettled = sum(int(f) for f in conn.execute(
-            select(receipts.c.fee).where(mine & receipts.c.settled_epoch.is_(None))).scalars())
-        # paid access to private Datanets is debited from the same signed cap
+        unsettled = sum(int(f) for f in conn.execute(select(receipts.c.fee).where(
+            (receipts.c.consumer == consumer) & receipts.c.settled_epoch.is_(None))).scalars())
+        # paid access to private Datanets is debited from the same cap; once on chain it is in `spent`
         access = sum(int(a) for a in conn.execute(select(access_payments.c.amount).where(and_(
-            access_payments.c.developer == consumer, access_payments.c.epoch == epoch,
-            access_payments.c.state.in_(("pending", "paid"))))).scalars())
+            access_payments.c.developer == consumer, access_payments.c.state == "pending"))).scalars())
         reserved = sum(int(a) for a in conn.execute(select(spend_holds.c.amount).where(and_(
             spend_holds.c.consumer == consumer, spend_holds.c.expires_at > now))).scalars())
-        balance = self.escrow_balance(consumer) if self.escrow_balance else 0
-        live = cap is not None and int(cap["deadline"]) > now
-        limit = int(cap["cap"]) if live else 0
-        left = max(0, min(limit - spent - access, balance - unsettled) - reserved)
-        return {"consumer": consumer, "epoch": epoch, "cap": str(limit), "cap_deadline": cap["deadline"] if cap else None,
+        if self.escrow is not None:  # the cap in force: the consumer may have lowered or revoked it on chain
+            allowance = self.escrow.spending_cap(consumer, self.settler)
+            balance = self.escrow.balance_of(consumer)
+            cap, spent, ends_at = allowance.cap, allowance.spent, allowance.period_ends_at
+        else:
+            cap = spent = balance = ends_at = 0
+        left = max(0, min(cap - spent - unsettled - access, balance - unsettled) - reserved)
+        return {"consumer": consumer, "epoch": epoch, "cap": str(cap), "period_ends_at": ends_at,
                 "spent": str(spent), "access": str(access), "escrow_balance": str(balance), "unsettled": str(unsettled),
                 "reserved": str(reserved), "remaining": str(left)}
 
@@ -93,18 +89,18 @@ class Budget:
             s = self._standing(conn, key.consumer, now)
             if guard is not None:
                 guard(int(s["reserved"]))
-            if s["cap_deadline"] is None or int(s["cap_deadline"]) <= now:
+            if int(s["cap"]) == 0:
                 raise PaymentRequiredError(
-                    f"payment required: {key.consumer} has no live spending cap for epoch {s['epoch']}; sign one "
-                    f"with `ledgerlm apikey create --as KEY --cap AMOUNT`", field="authorization")
+                    f"payment required: {key.consumer} gives this node no spending cap (never signed, or revoked); "
+                    "sign one with `ledgerlm apikey create --as KEY --cap AMOUNT`", field="authorization")
             left = int(s["remaining"])
             if cost > left:
                 raise PaymentRequiredError(
                     f"payment required: {what} may cost up to {format_amount(cost)} LGR, and only "
-                    f"{format_amount(left)} LGR is left (cap {format_amount(int(s['cap']))} for epoch {s['epoch']}, "
-                    f"{format_amount(int(s['spent']))} spent, escrow balance {format_amount(int(s['escrow_balance']))}, "
-                    f"{format_amount(int(s['unsettled']))} unsettled, {format_amount(int(s['reserved']))} held by "
-                    "calls in flight)", field="max_tokens")
+                    f"{format_amount(left)} LGR is left (cap {format_amount(int(s['cap']))} per period, "
+                    f"{format_amount(int(s['spent']))} settled this period, escrow balance "
+                    f"{format_amount(int(s['escrow_balance']))}, {format_amount(int(s['unsettled']))} unsettled, "
+                    f"{format_amount(int(s['reserved']))} held by calls in flight)", field="max_tokens")
             hold = uuid.uuid4().hex
             conn.execute(delete(spend_holds).where(and_(spend_holds.c.consumer == key.consumer,
                                                         spend_holds.c.expires_at <= now)))

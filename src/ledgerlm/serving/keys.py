@@ -1,10 +1,10 @@
-"""Consumer API keys: bearer tokens bound to an account and to the escrow spending cap it signed.
+"""Consumer API keys: bearer tokens bound to an account and to the standing escrow spending cap it signed.
 
 The consumer makes the key (`sk-lgr-` + 32 random bytes) on their own machine and signs two
-messages: the PaymentEscrow `SpendingCap(consumer, settler, epoch, cap, deadline)` that lets this
-node charge them up to `cap` in the open epoch, and a `CreateApiKey` action binding the key's
-sha256 to that cap. The node stores only the hash, the cap and its signature (which the epoch close
-submits to `settleEpoch`), so the key itself never crosses the wire until it is used.
+messages: the PaymentEscrow `SpendingCap(consumer, settler, cap, nonce, deadline)` that lets this
+node charge them up to `cap` per cap period until they lower or revoke it, and a `CreateApiKey`
+action binding the key's sha256 to that cap. The node relays the cap to the escrow and stores only
+the key's hash, so the key itself never crosses the wire until it is used.
 """
 
 from __future__ import annotations
@@ -46,8 +46,9 @@ class ApiKey(BaseModel):
     prefix: str
     consumer: str
     settler: str
-    epoch: int
+    epoch: int  # open when the key was made
     cap: str
+    nonce: int
     deadline: int
     signature: str
     created_at: int
@@ -57,53 +58,52 @@ class ApiKey(BaseModel):
 class ApiKeys:
     """Creates, authenticates, lists and revokes consumer keys."""
 
-    def __init__(self, db: Database, *, domain: SigningDomain, settler: str, escrow=None):
+    def __init__(self, db: Database, *, domain: SigningDomain, settler: str, escrow=None, relayer=None):
         self.db = db
         self.domain = domain
         self.settler = to_checksum_address(settler)
+        self.relayer = relayer  # the node's account: sends consumers' signed caps to the escrow
         self.escrow = escrow  # None when the node has no escrow contract (no chain): keys cannot be created
 
     def terms(self) -> dict:
-        """What a consumer needs to sign a cap and a key for this node: settler, open epoch, escrow domain."""
+        """What a consumer needs to sign a cap and a key for this node: settler, open epoch, escrow domain, and how
+        long the period is that a cap bounds."""
         with self.db.begin() as conn:
             epoch = open_epoch(conn)
-        typed = self._cap_typed_data(self.settler, self.settler, epoch, 0, 0)
+        typed = self._cap_typed_data(self.settler, self.settler, 0, 0, 0)
         return {"settler": self.settler, "epoch": epoch, "chain_id": self.domain.chain_id, "key_prefix": KEY_PREFIX,
-                "spending_cap_domain": typed["domain"], "spending_cap_types": typed["types"]}
+                "spending_cap_domain": typed["domain"], "spending_cap_types": typed["types"],
+                "cap_period_seconds": self.escrow.cap_period_seconds()}
 
     def create(self, signed: SignedAction, cap_signature: str) -> ApiKey:
         consumer = verify_action(signed, expected="CreateApiKey", domain=self.domain)
         m = signed.message
-        cap, cap_deadline, epoch = int(m["cap"]), int(m["capDeadline"]), int(m["epoch"])
+        cap, cap_nonce, cap_deadline = int(m["cap"]), int(m["capNonce"]), int(m["capDeadline"])
         if cap <= 0:
             raise ServingError("cap must be a positive amount in base units", field="cap")
         if cap_deadline <= int(time.time()):
             raise ServingError(f"the spending cap's deadline {cap_deadline} has passed", field="capDeadline")
-        typed = self._cap_typed_data(consumer, self.settler, epoch, cap, cap_deadline)
+        typed = self._cap_typed_data(consumer, self.settler, cap, cap_nonce, cap_deadline)
         try:
             signer = Account.recover_message(encode_typed_data(full_message=typed), signature=cap_signature)
         except Exception as exc:  # malformed signatures raise a variety of errors
             raise ApiKeyError(f"the spending cap signature is malformed: {exc}", field="cap_signature") from exc
         if signer != consumer:
             raise ApiKeyError(f"the spending cap is not signed by {consumer} for settler {self.settler}, "
-                              f"epoch {epoch}, cap {cap}, deadline {cap_deadline}", field="cap_signature")
-        with self.db.begin() as conn:
-            current = open_epoch(conn)
-        if epoch != current:
-            raise ServingError(f"the cap is for epoch {epoch}; the open epoch is {current}", field="epoch")
-        # The cap goes where the epoch close looks for it first; a crash before the key is stored
-        # leaves only a valid cap behind.
-        record_spending_cap(self.db, self.escrow, consumer=consumer, settler=self.settler, epoch=epoch, cap=cap,
-                            deadline=cap_deadline, signature=cap_signature)
+                              f"cap {cap}, nonce {cap_nonce}, deadline {cap_deadline}", field="cap_signature")
+        # The cap lands on chain first; a crash before the key is stored leaves only a valid cap behind.
+        record_spending_cap(self.db, self.escrow, self.relayer, consumer=consumer, settler=self.settler, cap=cap,
+                            nonce=cap_nonce, deadline=cap_deadline, signature=cap_signature)
         now = int(time.time())
         with self.db.begin() as conn:
+            epoch = open_epoch(conn)
             action_id = record_action(conn, signed, consumer, chain_id=self.domain.chain_id)
             digest = m["keyHash"].removeprefix("0x").lower()
             if conn.execute(select(api_keys.c.id).where(api_keys.c.key_sha256 == digest)).first():
                 raise ServingError("this key is already registered; make a new one", field="keyHash", status=409)
             key_id = conn.execute(insert(api_keys).values(
                 key_sha256=digest, prefix=digest[:12], consumer=consumer, settler=self.settler, epoch=epoch,
-                cap=str(cap), deadline=cap_deadline, signature=cap_signature, action_id=action_id,
+                cap=str(cap), nonce=cap_nonce, deadline=cap_deadline, signature=cap_signature, action_id=action_id,
                 created_at=now, revoked_at=None,
             )).inserted_primary_key[0]
         return self.get(key_id)
@@ -147,8 +147,8 @@ class ApiKeys:
             rows = conn.execute(query).mappings().all()
         return [ApiKey(**{k: r[k] for k in ApiKey.model_fields}) for r in rows]
 
-    def _cap_typed_data(self, consumer: str, settler: str, epoch: int, cap: int, deadline: int) -> dict:
+    def _cap_typed_data(self, consumer: str, settler: str, cap: int, nonce: int, deadline: int) -> dict:
         if self.escrow is None:
             raise ServingError("this node has no escrow contract: deploy the contracts first", field="chain",
                                status=409)
-        return self.escrow.spending_cap_typed_data(consumer, settler, epoch, cap, deadline)
+        return self.escrow.spending_cap_typed_data(consumer, settler, cap, nonce, deadline)

@@ -311,8 +311,8 @@ serving_claims = Table(
 )
 
 # Consumer API keys: bearer tokens (`sk-lgr-...`, stored as sha256) bound to an account and to the
-# escrow spending cap it signed for one epoch (consumer, settler, epoch, cap, deadline, signature),
-# which the epoch close submits to PaymentEscrow.settleEpoch.
+# standing escrow spending cap it signed with the key (settler, cap, nonce, deadline, signature; `epoch`
+# is the epoch open when the key was made); the node relays the cap to PaymentEscrow.
 api_keys = Table(
     "api_keys",
     metadata,
@@ -328,6 +328,7 @@ api_keys = Table(
     Column("action_id", Integer, ForeignKey("signed_actions.id"), nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("revoked_at", BigInteger, nullable=True),
+    Column("nonce", BigInteger, nullable=False, server_default="0"),
 )
 Index("ix_api_keys_consumer_epoch", api_keys.c.consumer, api_keys.c.epoch)
 
@@ -360,17 +361,19 @@ fee_policy_changes = Table(
     Column("created_at", BigInteger, nullable=False),
 )
 
-# A consumer's signed permission for the node to debit up to `cap` from their escrow in `epoch`
-# (EIP-712 SpendingCap of the PaymentEscrow); the epoch close settles within it.
+# The latest standing spending cap a consumer signed for a settler (EIP-712 SpendingCap of the
+# PaymentEscrow: at most `cap` per cap period, from `nonce` on), as the node relayed it in `tx`.
+# The chain holds the cap in force (a consumer may lower or revoke it there); this is the record.
 spending_caps = Table(
     "spending_caps",
     metadata,
     Column("consumer", String(42), primary_key=True),
-    Column("epoch", Integer, primary_key=True),
-    Column("settler", String(42), nullable=False),
+    Column("settler", String(42), primary_key=True),
     Column("cap", String(80), nullable=False),
+    Column("nonce", BigInteger, nullable=False),
     Column("deadline", BigInteger, nullable=False),
     Column("signature", String(140), nullable=False),
+    Column("tx", String(66), nullable=True),
     Column("created_at", BigInteger, nullable=False),
 )
 

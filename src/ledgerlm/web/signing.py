@@ -11,7 +11,7 @@ from eth_utils import is_address, to_checksum_address
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ValidationError
 
-from ledgerlm.chain import CAP_LIMIT
+from ledgerlm.chain import CAP_LIMIT, cap_nonce
 from ledgerlm.datanets import DatanetSpec, FileEntry, manifest_hash
 from ledgerlm.errors import AuthError, LedgerError
 from ledgerlm.identity import ACTIONS, action_message, check_field, read_request, typed_data
@@ -20,7 +20,7 @@ router = APIRouter()
 
 # What the page supplies itself; the actor, nonce and deadline are filled in here, and the hashes of a
 # spec or a manifest are computed here from what the page will send, as the CLI computes them.
-DERIVED = {"CreateDatanet": {"name", "specHash"}, "Contribute": {"manifestHash"}, "CreateApiKey": {"epoch", "capDeadline"},
+DERIVED = {"CreateDatanet": {"name", "specHash"}, "Contribute": {"manifestHash"}, "CreateApiKey": {"capNonce", "capDeadline"},
            "TrainModel": {"modelId", "datanet", "version", "configHash"}}
 JS_SAFE_INTEGER = 2**53 - 1
 API_KEY_DAYS = 30
@@ -98,18 +98,17 @@ def prepare(body: TypedDataRequest, request: Request) -> dict:
         extra["train"] = orjson.dumps(train.model_dump()).decode()
     elif body.action == "CreateApiKey":
         terms = node.serving.keys.terms()
-        fields["epoch"] = terms["epoch"]
         try:
             cap = int(fields.get("cap", 0))
         except (TypeError, ValueError):
             raise LedgerError(f"cap must be a whole number of base units, got {fields.get('cap')!r}", field="cap") from None
-        if not 0 < cap < CAP_LIMIT:  # the escrow settles only caps its packed debits hold
+        if not 0 < cap < CAP_LIMIT:  # the escrow stores a cap in 96 bits
             raise LedgerError(f"cap must be more than 0 and below {CAP_LIMIT} base units, got {cap}", field="cap")
         deadline = int(time.time()) + API_KEY_DAYS * 86_400
-        fields.update(cap=cap, capDeadline=deadline)
+        fields.update(cap=cap, capNonce=cap_nonce(), capDeadline=deadline)
         if node.on_chain:
             extra["cap_typed"] = wallet_json(node.contracts.escrow.spending_cap_typed_data(
-                signer, terms["settler"], terms["epoch"], cap, deadline))
+                signer, terms["settler"], cap, fields["capNonce"], deadline))
     missing = [n for n in names if n not in fields]
     unknown = [k for k in fields if k not in names]
     if missing or unknown:
