@@ -573,13 +573,14 @@ class ProviderActions:
     def submit(self, account: LocalAccount, *, kind: str, spec: dict, amount: int, offer_id: int = 0,
                sign_cap: bool = False) -> dict:
         """Accept an offer (0: the cheapest that fits `amount`) for one job; its price is debited from escrow
-        under the spending cap the account signed for this epoch (`sign_cap`: sign one of `amount` now)."""
+        under the standing spending cap the account gives this node (`sign_cap`: raise it to leave `amount` if it
+        has less left)."""
         from ledgerlm.factory.digest import canonical_json_sha256
         from ledgerlm.providers import parse_spec
 
         spec = parse_spec(kind, spec).model_dump()
         if sign_cap:
-            self.node.sign_spending_cap(account, int(amount))
+            self.node.ensure_spending_cap(account, int(amount))
         action = self.node._sign(account, "AcceptOffer", {"offerId": int(offer_id), "amount": int(amount),
                                                           "specHash": "0x" + canonical_json_sha256(spec)})
         return self.node._request("POST", "/providers/jobs", json={"action": action, "kind": kind, "spec": spec})

@@ -4,8 +4,8 @@ the nonce of the cap they were made under."""
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015"
-down_revision = "0014"
+revision = "0020"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 
