@@ -13,6 +13,7 @@ from ledgerlm.api.cadence import start_every
 from ledgerlm.api.deps import get_node, require_operator
 from ledgerlm.economy import list_epochs, published_files, record_spending_cap
 from ledgerlm.economy.earnings import earnings, relay_claim
+from ledgerlm.errors import LedgerError
 from ledgerlm.identity import SignedAction
 from ledgerlm.node import Node
 
