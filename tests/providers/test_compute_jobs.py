@@ -34,7 +34,7 @@ def market(client, alice, bob, tmp_path):
     client.chain.faucet(bob.address, eth_wei=UNIT, tokens=STAKE)
     client.chain.stake(bob, "provider", STAKE)
     offer = client.providers.offer(bob, kind="train", hardware="cpu: 2 cores", base_model="tiny", price=PRICE)
-    fund_consumer(node, alice, deposit=10 * UNIT, cap=10 * UNIT, epoch=1)
+    fund_consumer(node, alice, deposit=10 * UNIT, cap=10 * UNIT)
     return node, offer
 
 

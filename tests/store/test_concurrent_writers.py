@@ -19,6 +19,7 @@ import pytest
 from eth_account import Account
 from sqlalchemy import delete, func, insert, select
 
+from ledgerlm.chain import SpendingAllowance
 from ledgerlm.datanets import DatanetSpec, FileEntry, IncomingFile, manifest_hash
 from ledgerlm.economy import open_epoch
 from ledgerlm.errors import LedgerError
@@ -35,7 +36,6 @@ from ledgerlm.store.schema import (
     reputation,
     reputation_history,
     signed_actions,
-    spending_caps,
 )
 from ledgerlm.validation.reputation import NEUTRAL_BPS
 from ledgerlm.validation.reputation import update as update_reputation
@@ -132,20 +132,31 @@ def test_one_review_wins_when_every_node_reviews_the_same_contribution(nodes, qa
     assert events[0].reason == won[0].reason
 
 
-def _consumer_with_cap(node, consumer: str, cap: int) -> ApiKey:
+class FixedEscrow:
+    """The escrow as these tests fix it: a standing cap of `cap` with nothing settled yet, and a balance; what is
+    under test is how nodes sharing one database hold spending, not the chain."""
+
+    def __init__(self, cap: int, balance: int):
+        self.cap, self.balance = cap, balance
+
+    def spending_cap(self, consumer: str, settler: str) -> SpendingAllowance:
+        return SpendingAllowance(self.cap, 1, 0, int(time.time()) + 3600)
+
+    def balance_of(self, consumer: str) -> int:
+        return self.balance
+
+
+def _consumer_key(node, consumer: str, cap: int) -> ApiKey:
     with node.db.begin() as conn:
         epoch = open_epoch(conn)
-        conn.execute(insert(spending_caps).values(consumer=consumer, epoch=epoch, settler=node.account.address,
-                                                  cap=str(cap), deadline=int(time.time()) + 3600, signature="0x",
-                                                  created_at=int(time.time())))
     return ApiKey(id=1, prefix="sk-lgr-test", consumer=consumer, settler=node.account.address, epoch=epoch,
-                  cap=str(cap), deadline=int(time.time()) + 3600, signature="0x", created_at=int(time.time()))
+                  cap=str(cap), nonce=1, deadline=int(time.time()) + 3600, signature="0x", created_at=int(time.time()))
 
 
 def test_calls_admitted_on_every_node_never_hold_more_than_the_cap_or_the_escrow(nodes, carol):
     cost, attempts = 1_000, 6
-    key = _consumer_with_cap(nodes[0], carol.address, cap=10 * cost)
-    budgets = [Budget(node.db, node.account.address, escrow_balance=lambda _: 13 * cost) for node in nodes]
+    key = _consumer_key(nodes[0], carol.address, cap=10 * cost)
+    budgets = [Budget(node.db, node.account.address, FixedEscrow(10 * cost, 13 * cost)) for node in nodes]
 
     def spend(node, i):
         admitted = 0
@@ -163,7 +174,7 @@ def test_calls_admitted_on_every_node_never_hold_more_than_the_cap_or_the_escrow
 
 def test_an_agents_budget_holds_across_nodes(nodes, carol):
     cost = 1_000
-    key = _consumer_with_cap(nodes[0], carol.address, cap=100 * cost)
+    key = _consumer_key(nodes[0], carol.address, cap=100 * cost)
     now = int(time.time())
     with nodes[0].db.begin() as conn:
         action = conn.execute(insert(signed_actions).values(
@@ -174,7 +185,7 @@ def test_an_agents_budget_holds_across_nodes(nodes, carol):
                                                                "allow_models": [], "allow_datanets": [],
                                                                "max_price_per_1k": None, "actions": ["call_model"]},
             paused=False, bind_action_id=action, action_id=action, created_at=now, updated_at=now))
-    budgets = [Budget(node.db, node.account.address, escrow_balance=lambda _: 100 * cost) for node in nodes]
+    budgets = [Budget(node.db, node.account.address, FixedEscrow(100 * cost, 100 * cost)) for node in nodes]
 
     def spend(node, i):
         admitted = 0
