@@ -40,8 +40,8 @@ def init(
         None, "--chain-id", help="Chain id: of the embedded chain [default: 1337]; for --chain-url, checked against the chain."),
     db: str = typer.Option(
         "", "--db", envvar="LEDGERLM_DATABASE_URL",
-        help="Database URL: postgresql://USER[:PASSWORD]@HOST:PORT/NAME (several nodes may share it) "
-             "[default: SQLite file ledger.db in the home]."),
+        help="Database URL: postgresql://USER:PASSWORD@HOST:PORT/NAME, which several nodes may share "
+             "(default: the SQLite file ledger.db in the home)."),
     blobs: str = typer.Option(
         "", "--blobs", help="Keep blobs in an S3-compatible bucket, s3://bucket/prefix [default: the home's blobs "
         "directory]. Credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or a boto3 profile)."),
