@@ -117,11 +117,21 @@ def _cases(home: Path, never: Path) -> list[tuple[list[str], str, dict]]:
         *((["shares", verb, "nothing", *extra], "no shares issued for 'nothing'", {})
           for verb, extra in (("show", []), ("holders", []), ("claim", ["--as", "alice"]),
                               ("transfer", ["alice", "1", "--as", "alice"]))),
+        (["gateway", "--node", "notaurl"], "--node 'notaurl' is not an http(s) URL", {}),
+        (["provider", "offer", "--kind", "bogus", "--price", "1", "--base-model", "tiny", "--hardware", "cpu",
+          "--as", "alice"], "kind must be one of train, serve, not 'bogus'", {}),
+        (["provider", "list", "--kind", "bogus"], "kind must be one of train, serve, not 'bogus'", {}),
+        (["provider", "jobs", "--as", "nobody"], f"no key named 'nobody' in {home}/keys", {}),
+        (["provider", "run", "99", "--as", "alice"], "no compute job 99", {}),
+        (["provider", "withdraw", "99", "--as", "alice"], "no compute offer 99", {}),
+        (["apikey", "cap", "--as", "nobody", "--cap", "1"], f"no key named 'nobody' in {home}/keys", {}),
+        (["provider", "submit", str(home / "config.toml"), "--kind", "train", "--pay", "1", "--as", "alice"],
+         "config.toml: not JSON", {}),
     ]
     before_init = f"run `ledgerlm init --home {never}` first"
     no_home = [(cmd, before_init, {}) for cmd in (
         ["info"], ["serve"], ["datanet", "list"], ["chain", "status"], ["models", "list"],
-        ["factory", "jobs"], ["epoch", "close"], ["epoch", "list"])]
+        ["factory", "jobs"], ["epoch", "close"], ["epoch", "list"], ["chain", "index"])]
     no_home.append((["init", "--chain-url", "http://127.0.0.1:9"], "cannot reach an EVM node at http://127.0.0.1:9", {}))
     return ([(["--home", str(home), *args], fragment, env) for args, fragment, env in on_home]
             + [(["--home", str(never), *args], fragment, env) for args, fragment, env in no_home])

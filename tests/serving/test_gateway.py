@@ -146,6 +146,7 @@ def test_a_stream_passes_through_whole_with_its_receipt(cluster):
     assert receipt is not None and cluster.receipts_with(receipt["id"]) == 1
 
 
+@pytest.mark.slow  # timing-bound: a lease must run out while the machine is busy
 def test_a_node_frozen_mid_answer_is_retried_elsewhere_and_charged_once(cluster):
     """The hard case: the node took the call, then went silent. The gateway gives up on it, retries the same
     Idempotency-Key on the other node, which waits out the silent node's lease and takes the call over; when

@@ -95,6 +95,8 @@ class ComputeMarket:
     def offers(self, *, kind: str | None = None, provider: str | None = None) -> list[Offer]:
         """Open offers, cheapest first."""
         query = select(compute_offers).where(compute_offers.c.state == "open")
+        if kind and kind not in KINDS:
+            raise ProviderError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}", field="kind")
         if kind:
             query = query.where(compute_offers.c.kind == kind)
         if provider:
