@@ -116,10 +116,11 @@ def test_a_per_epoch_budget_renews_with_a_new_cap_the_agent_signs_each_epoch(wor
     with world.node.db.connect() as conn:
         caps = conn.execute(select(spending_caps.c.cap, spending_caps.c.nonce).where(
             spending_caps.c.consumer == renewed.address)).all()
-    assert [int(c) for c, _ in caps] == [BUDGET]  # re-signed for the new epoch: one budget, never 2x
     held = world.node.contracts.escrow.spending_cap(renewed.address, world.node.account.address)
-    assert (held.cap, held.nonce) == (BUDGET, caps[0].nonce)
     assert 0 < held.spent <= BUDGET  # the first epoch settled within the cap
+    # re-signed for the new epoch: one budget on top of what the period already settled, never 2x
+    assert [int(c) for c, _ in caps] == [held.cap] and held.cap - held.spent == BUDGET
+    assert held.nonce == caps[0].nonce
     paid_first = next(e for e in wallet.audit.entries() if e.tool == "call_model" and e.ok)
     settled = world.client.serving.receipt(paid_first.receipt_id)["settlement"]
     assert settled["epoch"] == first  # the audit trail leads from the call to the settlement that charged it

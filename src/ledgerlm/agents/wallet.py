@@ -184,7 +184,9 @@ class AgentWallet:
         return {"Authorization": f"Bearer {self._key()}"}
 
     def _key(self) -> str:
-        """The agent's API key for the open epoch: a new epoch needs a new cap, signed by the agent itself."""
+        """The agent's API key for the open epoch: each epoch the agent signs its standing cap again itself, so
+        that it leaves one per-epoch budget (or what is left of a total one) on top of what the escrow already
+        settled in the cap's period."""
         name = self.record.name
         if self.record.api_key:  # a record from before keys were encrypted: encrypt it, drop the clear copy
             self.registry.seal_api_key(name, self.record.api_key, self.account)
@@ -196,6 +198,7 @@ class AgentWallet:
             cap = policy.budget if policy.per_epoch else policy.budget - self.spent(policy)
             if cap <= 0:
                 raise AgentError("the agent's whole budget is spent; its owner can raise it", field="budget")
+            cap += int(self.node.spending_cap(self.account.address)["spent"])
             key, _ = self.node.serving.create_key(self.account, cap, key=new_api_key())
             self.registry.seal_api_key(name, key, self.account)
             self.record.key_epoch, self._api_key = epoch, key
