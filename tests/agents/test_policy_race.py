@@ -3,12 +3,8 @@ that policy by the same owner (or a refusal for another owner), never a server e
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import tempfile
+import os
 import threading
-from pathlib import Path
 
 import pytest
 from eth_account import Account
@@ -18,12 +14,12 @@ from ledgerlm.errors import AuthError
 from ledgerlm.identity import SigningDomain
 from ledgerlm.identity.actions import sign_action
 from ledgerlm.store import Database
-from ledgerlm.store.schema import agent_policies, metadata, signed_actions
+from ledgerlm.store.schema import agent_policies, signed_actions
+from tests.postgres import TEMPLATE
 
 DOMAIN = SigningDomain(1337)
 AGENT = Account.from_key(b"\x21" * 32)
 OWNERS = [Account.from_key(b"\x22" * 32), Account.from_key(b"\x23" * 32)]
-PG_BIN = Path("/usr/lib/postgresql")
 
 
 def _first_policy(owner, budget: int):
@@ -60,8 +56,8 @@ def _both_read_before_either_writes(monkeypatch, parties: int) -> None:
     first_looks = iter(range(parties))
     row = AgentPolicies._row
 
-    def first_look_together(conn, agent):
-        found = row(conn, agent)
+    def first_look_together(conn, agent, **options):
+        found = row(conn, agent, **options)
         if next(first_looks, None) is not None:  # the first look of each request; later reads pass
             looked.wait()
         return found
@@ -94,41 +90,13 @@ def test_first_policies_at_once_on_sqlite(tmp_path):
     db.close()
 
 
-@pytest.fixture(scope="module")
-def postgres():
-    """A throwaway PostgreSQL server (Debian's binaries, run as the postgres user, trust auth, loopback)."""
-    bins = sorted(PG_BIN.glob("*/bin/initdb"))
-    if not bins or shutil.which("runuser") is None:
-        pytest.skip("PostgreSQL is not installed")
-    pytest.importorskip("psycopg")
-    bindir = bins[-1].parent
-    root = Path(tempfile.mkdtemp(prefix="ledgerlm-pg-"))  # pytest's own temp root is closed to other users
-    root.chmod(0o777)
-    data = root / "data"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-
-    def as_postgres(*args: str) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True, timeout=120)
-
-    as_postgres(str(bindir / "initdb"), "-D", str(data), "--auth=trust", "-U", "postgres")
-    as_postgres(str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "log"),
-                "-o", f"-p {port} -k {root} -h 127.0.0.1", "start")
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        as_postgres(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
-        shutil.rmtree(root, ignore_errors=True)
-
-
 @pytest.fixture
-def pg_policies(postgres):
-    db = Database(postgres)
-    metadata.drop_all(db.engine)
-    metadata.create_all(db.engine)
+def pg_policies(postgres_server):
+    name = f"ledgerlm_policy_race_{os.getpid()}"
+    db = Database(postgres_server.create_database(name, template=TEMPLATE))
     yield AgentPolicies(db, domain=lambda: DOMAIN)
     db.close()
+    postgres_server.drop_database(name)
 
 
 def test_same_owner_first_policies_at_once_on_postgres(pg_policies, monkeypatch):
