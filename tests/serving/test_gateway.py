@@ -1,6 +1,7 @@
 """The gateway in front of two real serving processes sharing one database: requests for an adapter go
 to the node that has it warm, a killed node's traffic fails over, streams pass through, and a request
-retried on another node with the same Idempotency-Key is answered from the first receipt, not charged twice."""
+retried on another node with the same Idempotency-Key is answered from the first receipt, not charged twice;
+and, against small stand-in nodes on loopback, a node's 5xx moves the call on while its 4xx goes to the client."""
 
 from __future__ import annotations
 
@@ -225,3 +226,55 @@ def test_a_claim_whose_node_died_lapses_and_its_late_receipt_is_refused(tmp_path
     dead.close()
     alive.close()
     db.close()
+
+
+def tiny_node(name: str, answers: dict[str, int], warm: tuple[str, ...] = ()):
+    """A stand-in serving node on loopback: its status says what it has warm, and each model gets the status
+    `answers` names (200 for an answer); `hits` counts the completions it received."""
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    app = FastAPI()
+    app.state.hits = []
+
+    @app.get("/serving/status")
+    def status():
+        return {"signing_domain": {"name": "ledgerlm", "chainId": 1}, "instance": name, "base_model": "tiny",
+                "engine_loaded": True, "warm": {"device": list(warm), "host": []}, "in_flight": 0}
+
+    @app.post("/v1/chat/completions")
+    async def complete(body: dict):
+        app.state.hits.append(body["model"])
+        code = answers.get(body["model"], 200)
+        if code == 200:
+            return {"id": f"{name}-answer", "choices": [{"message": {"role": "assistant", "content": name}}]}
+        return JSONResponse(status_code=code, content={"error": {"message": f"{name} says {code}", "field": "model"}})
+
+    return app
+
+
+def test_a_node_answering_5xx_fails_over_and_a_4xx_is_the_clients():
+    # the ailing node has every model warm, so the gateway tries it first
+    answers = {"busy": 503, "broken": 500, "bad": 400, "unknown": 404}
+    ailing = tiny_node("ailing", answers, warm=tuple(answers))
+    healthy = tiny_node("healthy", {})
+    with served(None, app=ailing) as ailing_url, served(None, app=healthy) as healthy_url:
+        settings = GatewaySettings((ailing_url, healthy_url), health_interval=60)
+        with served(None, app=create_gateway_app(settings)) as gateway:
+            for model in ("busy", "broken"):
+                response = ask(gateway, "key", model)
+                assert response.status_code == 200, response.text
+                assert response.headers["X-Ledgerlm-Node"] == healthy_url
+                assert response.json()["id"] == "healthy-answer"
+            for model, code in (("bad", 400), ("unknown", 404)):
+                response = ask(gateway, "key", model)
+                assert response.status_code == code
+                assert response.json()["error"]["message"] == f"ailing says {code}"
+                assert response.headers["X-Ledgerlm-Node"] == ailing_url
+            status = httpx.get(f"{gateway}/gateway/status", timeout=10).json()
+    assert ailing.state.hits == ["busy", "broken", "bad", "unknown"]
+    assert healthy.state.hits == ["busy", "broken"]  # a client's error is never tried on another node
+    nodes = {n["url"]: n for n in status["nodes"]}
+    assert nodes[ailing_url]["failures"] == 2 and nodes[ailing_url]["routed"] == 2
+    assert nodes[healthy_url]["failures"] == 0 and nodes[healthy_url]["routed"] == 2
+    assert status["failovers"] == 2
