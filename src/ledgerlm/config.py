@@ -167,9 +167,10 @@ class Home:
         return self.root / "models"
 
     @property
-    def running_path(self) -> Path:
-        """Written by `ledgerlm serve` so local CLI calls go through the running node."""
-        return self.root / "node.json"
+    def running_dir(self) -> Path:
+        """One record per `ledgerlm serve` process on this home, named by its pid, so local CLI calls go
+        through a running node; several nodes on one home each keep their own."""
+        return self.root / "running"
 
     def exists(self) -> bool:
         return self.config_path.exists()

@@ -183,4 +183,4 @@ def test_cli_goes_through_the_running_server(home, tmp_path, monkeypatch):
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=20)
-    assert not home.running_path.exists()
+    assert not list(home.running_dir.glob("*.json"))

@@ -42,7 +42,7 @@ def test_serve_refuses_to_start_on_vllm_without_it_in_one_line(home: Home):
     result = CliRunner().invoke(app, ["--home", str(home.root), "serve", "--port", "1"])
     assert result.exit_code == 1
     assert "serving_engine" in result.output and "vllm" in result.output
-    assert not home.running_path.exists()
+    assert not list(home.running_dir.glob("*.json"))
 
 
 def test_an_unknown_engine_in_the_config_is_refused_when_read(home: Home):

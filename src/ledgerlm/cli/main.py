@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import typer
 
-from ledgerlm.cli.session import LedgerGroup, Session, console, session
+from ledgerlm.cli.session import LedgerGroup, Session, console, record_running, session
 from ledgerlm.config import EMBEDDED, Home
 
 app = typer.Typer(
@@ -87,8 +85,7 @@ def serve(
         from ledgerlm.serving.vllm_engine import serving_engine_kind
 
         console.print(f"serving engine: {serving_engine_kind(config.serving_engine)}")
-    record = s.home.running_path
-    record.write_text(json.dumps({"url": f"http://{host}:{port}", "pid": os.getpid()}))
+    record = record_running(s.home, f"http://{host}:{port}")
     try:
         console.print(f"[green]ledgerlm node[/] on http://{host}:{port}  (dashboard: /, API docs: /docs)")
         uvicorn.run(create_app(lambda: _open_serving(s.home)), host=host, port=port, log_level="info")

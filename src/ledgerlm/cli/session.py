@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -145,14 +147,50 @@ def _plain(data: Any) -> Any:
     return data
 
 
-def running_node_url(home: Home) -> str | None:
-    """The URL `ledgerlm serve` recorded for this home, if that process is still alive."""
+def record_running(home: Home, url: str) -> Path:
+    """Record this process as serving `home` at `url`, beside the records of other nodes on the home."""
+    running_nodes(home)  # drops the records of nodes that have ended
+    home.running_dir.mkdir(parents=True, exist_ok=True)
+    path = home.running_dir / f"{os.getpid()}.json"
+    partial = path.with_suffix(".partial")  # a reader never sees half a record
+    partial.write_text(json.dumps({"url": url, "pid": os.getpid(), "started": time.time()}))
+    os.replace(partial, path)
+    return path
+
+
+def running_nodes(home: Home) -> list[dict]:
+    """The `ledgerlm serve` processes still alive on this home, first started first; the records of
+    processes that have ended are removed."""
+    records = []
+    # node.json: the single record of a node started by an earlier version
+    paths = [*sorted(home.running_dir.glob("*.json")), home.root / "node.json"] if home.root.exists() else []
+    for path in paths:
+        try:
+            record = json.loads(path.read_text())
+            pid, url = int(record["pid"]), str(record["url"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if not _alive(pid):
+            path.unlink(missing_ok=True)
+            continue
+        records.append({"url": url, "pid": pid, "started": float(record.get("started") or 0)})
+    return sorted(records, key=lambda r: r["started"])
+
+
+def _alive(pid: int) -> bool:
     try:
-        record = json.loads(home.running_path.read_text())
-        os.kill(int(record["pid"]), 0)
-        return record["url"]
-    except (OSError, ValueError, KeyError):
-        return None
+        os.kill(pid, 0)
+    except PermissionError:  # a process of another user: alive, though not ours to signal
+        return True
+    except (OSError, OverflowError):
+        return False
+    return True
+
+
+def running_node_url(home: Home) -> str | None:
+    """The URL of a `ledgerlm serve` still alive on this home (the first started), if there is one."""
+    nodes = running_nodes(home)
+    return nodes[0]["url"] if nodes else None
 
 
 def new_passphrase(needed_by: str, prompt: str = "Passphrase") -> str:
