@@ -7,6 +7,7 @@ import re
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, fields, replace
 from pathlib import Path
@@ -28,6 +29,7 @@ from ledgerlm.store.schema import models, signed_actions, training_jobs
 
 MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}[a-z0-9]$")
 TERMINAL = ("stopped", "failed", "done")
+LEASE_SECONDS = 30  # a running job whose node stopped renewing it for this long was orphaned by a crash
 DEFAULT_FEE_POLICY = {"node_bps": 500, "developer_bps": 4000, "contributors_bps": 4500, "validators_bps": 1000}
 
 
@@ -113,7 +115,8 @@ class ModelRecord(BaseModel):
 
 
 class ModelFactory:
-    """Runs one training job at a time in a background thread of the node process."""
+    """Runs one training job at a time in a background thread of the node process; several nodes on one database
+    share the queue, each running job names its node (`instance`) and holds a lease that node renews."""
 
     def __init__(self, db: Database, models_dir: Path, datanets: Datanets, *, domain: SigningDomain,
                  register_model: Callable[[ModelRecord, dict, int], str] | None = None,
@@ -130,13 +133,24 @@ class ModelFactory:
         self.observe_training = observe_training
         # Paid access to private Datanets settles through the economy, which the node wires in here.
         self.pay_access = pay_access
-        self._cancel: set[int] = set()
+        self.instance = uuid.uuid4().hex
         self._wake = threading.Event()
         self._worker: threading.Thread | None = None
+        self._heartbeat: threading.Thread | None = None
+        self._wake_lease = threading.Event()
         self._closing = False
-        with self.db.begin() as conn:  # a job that was running when the node died can be resumed
-            conn.execute(update(training_jobs).where(training_jobs.c.state.in_(("running", "queued")))
-                         .values(state="stopped", error="interrupted by a node restart; resume it"))
+        self.stop_orphans()
+
+    def stop_orphans(self, now: int | None = None) -> int:
+        """Stop (resumably) the running jobs whose node died: their lease ran out, or they predate leases. Jobs
+        that other live nodes are training, and queued jobs any node may still claim, are left alone."""
+        now = int(time.time()) if now is None else now
+        with self.db.begin() as conn:
+            return conn.execute(update(training_jobs).where(
+                (training_jobs.c.state == "running")
+                & (training_jobs.c.lease_until.is_(None) | (training_jobs.c.lease_until < now)))
+                .values(state="stopped", owner=None, lease_until=None, updated_at=now,
+                        error="interrupted by a node restart; resume it")).rowcount
 
     # ------------------------------------------------------------------ submit and control
 
@@ -190,8 +204,10 @@ class ModelFactory:
                                purpose="train", model_id=request.model_id, price=price)
 
     def control(self, job_id: int, signed: SignedAction) -> Job:
-        """`cancel` stops a job at the next step, leaving a resumable checkpoint; `resume` requeues it."""
+        """`cancel` stops a job at the next step wherever it runs, leaving a resumable checkpoint; `resume` requeues
+        it (or, for a job still queued, starts this node's worker on the queue)."""
         developer = verify_action(signed, expected="ControlJob", domain=self.domain)
+        self.stop_orphans()  # a job whose node died shows as stopped, so its developer can resume it
         job = self.job(job_id)
         if signed.message["jobId"] != job_id:
             raise AuthError("the signature is for another job", field="jobId")
@@ -203,18 +219,21 @@ class ModelFactory:
             if command == "cancel":
                 if job.state in TERMINAL:
                     raise ConflictError(f"job {job_id} is already {job.state}", field="jobId")
-                self._cancel.add(job_id)
+                # the flag reaches the job wherever it runs: its node's worker reads it between steps
+                conn.execute(update(training_jobs).where(training_jobs.c.id == job_id).values(cancel_requested=True))
                 if job.state == "queued":  # unless a worker claimed it meanwhile: that one stops at its next step
                     conn.execute(update(training_jobs).where((training_jobs.c.id == job_id)
                                                              & (training_jobs.c.state == "queued"))
                                  .values(state="stopped", updated_at=int(time.time())))
+            elif command == "resume" and job.state == "queued":
+                pass  # queued jobs outlive restarts; resuming one starts this node's worker on the queue
             elif command == "resume":
                 if job.state != "stopped":
                     raise ConflictError(f"only a stopped job can resume; job {job_id} is {job.state}", field="jobId")
-                self._cancel.discard(job_id)
                 if not conn.execute(update(training_jobs).where((training_jobs.c.id == job_id)
                                                                 & (training_jobs.c.state == "stopped"))
-                                    .values(state="queued", error=None, updated_at=int(time.time()))).rowcount:
+                                    .values(state="queued", error=None, cancel_requested=False,
+                                            updated_at=int(time.time()))).rowcount:
                     raise ConflictError(f"job {job_id} was resumed meanwhile", field="jobId")
             else:
                 raise FactoryError(f"unknown job command {command!r}: use cancel or resume", field="command")
@@ -250,14 +269,20 @@ class ModelFactory:
                                    .order_by(training_jobs.c.id).limit(1)).first()
             if row is None:
                 return None
+            now = int(time.time())
             with self.db.begin() as conn:
                 claimed = conn.execute(update(training_jobs).where(
                     (training_jobs.c.id == row.id) & (training_jobs.c.state == "queued"))
-                    .values(state="running", error=None, updated_at=int(time.time()))).rowcount
+                    .values(state="running", error=None, owner=self.instance, lease_until=now + LEASE_SECONDS,
+                            updated_at=now)).rowcount
             if claimed:
                 return self.job(row.id)
 
     def _run(self) -> None:
+        if self._heartbeat is None:
+            self._heartbeat = threading.Thread(target=self._renew_leases, name="ledgerlm-training-lease",
+                                               daemon=True)
+            self._heartbeat.start()
         while not self._closing:
             job = self._next_job()
             if job is None:
@@ -265,6 +290,33 @@ class ModelFactory:
                 self._wake.clear()
                 continue
             self._train(job)
+
+    def _renew_leases(self) -> None:
+        """Keep this node's running job leased, also through long steps (loading, indexing) without progress."""
+        while not self._closing:
+            try:
+                with self.db.begin() as conn:
+                    conn.execute(update(training_jobs).where(
+                        (training_jobs.c.owner == self.instance) & (training_jobs.c.state == "running"))
+                        .values(lease_until=int(time.time()) + LEASE_SECONDS))
+            except Exception:  # a busy database: the next beat renews; the lease outlasts two misses
+                pass
+            self._wake_lease.wait(LEASE_SECONDS / 3)
+
+    def _cancel_check(self, job_id: int) -> Callable[[], bool]:
+        """Whether the node closes or any node asked to cancel the job (read at most once a second, between
+        training steps)."""
+        last = [0.0, False]  # when the flag was last read, and what it said
+
+        def should_stop() -> bool:
+            if not last[1] and time.monotonic() - last[0] >= 1.0:
+                last[0] = time.monotonic()
+                with self.db.connect() as conn:
+                    last[1] = bool(conn.execute(select(training_jobs.c.cancel_requested).where(
+                        training_jobs.c.id == job_id)).scalar())
+            return self._closing or last[1]
+
+        return should_stop
 
     def _set(self, job_id: int, **values) -> None:
         values["updated_at"] = int(time.time())
@@ -298,7 +350,7 @@ class ModelFactory:
                 base, records, config, out_dir, model_id=job.model_id,
                 datanet_roots=[version.root], progress=progress,
                 resume=has_checkpoint(out_dir),
-                should_stop=lambda: job.id in self._cancel or self._closing,
+                should_stop=self._cancel_check(job.id),
                 on_batch_end=observer.on_batch_end if collect else None,
                 capture_batch=observer.capture_batch if collect else None,
                 processes=processes,
@@ -308,7 +360,8 @@ class ModelFactory:
             traceback.print_exc()
             return
         if result.card is None:
-            self._set(job.id, state="stopped", error="cancelled; a checkpoint was kept, resume to continue")
+            self._set(job.id, state="stopped", owner=None, lease_until=None,
+                      error="cancelled; a checkpoint was kept, resume to continue")
             return
         licence = self._licence(job.id)
         if licence:  # the lineage names the access paid for the data, beside the data's root
@@ -348,6 +401,7 @@ class ModelFactory:
     def close(self) -> None:
         self._closing = True
         self._wake.set()
+        self._wake_lease.set()
         if self._worker is not None:
             self._worker.join(timeout=60)
 

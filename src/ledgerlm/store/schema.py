@@ -15,6 +15,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 
@@ -169,6 +170,10 @@ training_jobs = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
     Column("licence", JSON, nullable=True),  # the access paid for a priced private Datanet version
+    # the node process training a running job, renewed while it lives; cancel is a flag any node can set
+    Column("owner", String(32), nullable=True),
+    Column("lease_until", BigInteger, nullable=True),
+    Column("cancel_requested", Boolean, nullable=False, server_default=false()),
 )
 
 # Fine-tuned models with their lineage; the adapter files live in <home>/models/trained/<id>.
