@@ -208,3 +208,26 @@ def test_a_close_killed_midway_is_finished_by_the_next_start(home, tmp_path):
         assert node.reconcile()["epoch_close"] == 0 and node.economy.summary(2)["state"] == "open"
     finally:
         node.close()
+
+
+def test_a_close_on_a_fresh_node_is_not_refused_by_a_write_committed_during_its_plan(node):
+    """No epoch is open yet, and another writer commits each time the close reads the epochs: the plan's
+    read must not be the one that opens the epoch (SQLite refuses such a read's late write at once)."""
+    from sqlalchemy import event
+
+    def other_writer(conn, cursor, statement, *_):
+        if "FROM epochs" in statement and not conn.get_execution_options().get("write"):
+            with node.db.begin() as other:
+                other.exec_driver_sql("CREATE TABLE IF NOT EXISTS other_writer (n INTEGER)")
+                other.exec_driver_sql("INSERT INTO other_writer VALUES (1)")
+
+    if node.db.postgres:
+        pytest.skip("the refused upgrade of a read is SQLite's")
+    event.listen(node.db.engine, "after_cursor_execute", other_writer)
+    try:
+        summary = node.economy.close()
+    finally:
+        event.remove(node.db.engine, "after_cursor_execute", other_writer)
+    assert summary["state"] == "empty"
+    with node.db.connect() as conn:
+        assert conn.exec_driver_sql("SELECT number, state FROM epochs").all() == [(1, "open")]

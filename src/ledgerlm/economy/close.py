@@ -83,8 +83,11 @@ class EpochCloser:
         resolve_pending(self.db, c.escrow)
         head = c.chain.head()  # the closing block: share holders are paid by their balance at its end
         now = head.timestamp
-        with self.db.connect() as conn:
+        # The epoch is opened (on a fresh node) in a write of its own: a read that wrote it would need the
+        # write lock late, which SQLite refuses at once once another writer has committed meanwhile.
+        with self.db.begin() as conn:
             number = open_epoch(conn)
+        with self.db.connect() as conn:
             access = settled_access(conn, number)
             jobs = settled_jobs(conn, number)
             assets = load_assets(conn, issued_by=head.number)
