@@ -86,8 +86,33 @@ def test_orphans_are_swept_only_when_old_and_unreferenced(store):
 def test_clear_staging_removes_crash_leftovers(store):
     writer = store.writer(label="partial.jsonl")
     writer.write(b"half an upload")  # the process dies here: no finish, no abort
-    assert store.clear_staging() == 1
+    assert store.clear_staging(older_than=-1) == 1
     assert store.hashes() == []
+
+
+def test_a_node_starting_on_a_shared_home_keeps_uploads_in_flight(home):
+    """Another node process opening the same home spares a young staged upload, but clears an old leftover."""
+    import os
+    import time
+
+    from ledgerlm.node import Node
+
+    first = Node.open(home)
+    try:
+        in_flight = first.blobs.writer(label="in-flight.jsonl")
+        in_flight.write(b"the first half of an upload, ")
+        crashed = first.blobs.writer(label="crashed.jsonl")
+        crashed.write(b"what a crash left an hour ago")
+        leftover = crashed.path
+        os.utime(leftover, (time.time() - 3600, time.time() - 3600))
+        Node.open(home).close()  # a second node starts (and stops) on the same home meanwhile
+        assert not leftover.exists()
+        in_flight.write(b"and the second half")
+        staged = in_flight.finish()
+        first.blobs.commit(staged)
+        assert first.blobs.read_bytes(staged.sha256) == b"the first half of an upload, and the second half"
+    finally:
+        first.close()
 
 
 # ---------------------------------------------------------------- S3 only: what a bucket adds

@@ -83,10 +83,20 @@ def check_sha256(sha256: str) -> str:
     return sha256
 
 
-def clear_staging(staging: Path) -> int:
-    """Delete leftovers of uploads that a crash interrupted; returns how many."""
+def clear_staging(staging: Path, *, older_than: float = ORPHAN_GRACE_SECONDS) -> int:
+    """Delete leftovers of uploads that a crash interrupted; returns how many.
+
+    Several nodes may share one home, so a staged file younger than `older_than` seconds (its mtime moves
+    with every chunk written) may be an upload still in flight in another process, and is kept.
+    """
+    cutoff = time.time() - older_than
     count = 0
     for leftover in staging.iterdir():
+        try:
+            if leftover.stat().st_mtime >= cutoff:
+                continue
+        except FileNotFoundError:  # finished or aborted by its writer meanwhile
+            continue
         leftover.unlink(missing_ok=True)
         count += 1
     return count
@@ -124,9 +134,9 @@ class BlobStaging:
         self.commit(staged)
         return staged.sha256
 
-    def clear_staging(self) -> int:
-        """Delete leftovers of uploads that a crash interrupted; returns how many."""
-        return clear_staging(self.staging)
+    def clear_staging(self, *, older_than: float = ORPHAN_GRACE_SECONDS) -> int:
+        """Delete leftovers of uploads that a crash interrupted, older than `older_than` seconds; returns how many."""
+        return clear_staging(self.staging, older_than=older_than)
 
 
 class BlobStore(BlobStaging):
