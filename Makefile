@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NODE_STAMP := contracts/node_modules/.installed
 
-.PHONY: install test test-all test-slow demo bench contracts clean lint chromium postgresql
+.PHONY: install test test-all test-slow demo bench contracts clean lint chromium postgresql test-postgres
 
 install: $(STAMP) $(NODE_STAMP)
 
@@ -27,6 +27,11 @@ $(NODE_STAMP): contracts/package.json contracts/package-lock.json
 
 test: install chromium postgresql
 	$(BIN)/python -m pytest -q
+
+# The store, Datanet, validation and economy suites, each test that builds a node home on SQLite and on PostgreSQL
+# (`make test` runs a representative part of them on both).
+test-postgres: install postgresql
+	LEDGERLM_TEST_POSTGRES=suites $(BIN)/python -m pytest -q tests/store tests/datanets tests/validation tests/economy
 
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow

@@ -180,11 +180,17 @@ def database_url(request) -> str:
     server.drop_database(name)
 
 
+# `make test-postgres` (LEDGERLM_TEST_POSTGRES=suites) runs every test of these suites that builds its node home
+# through the `home` fixture on both databases, not only the representative part above.
+WHOLE_SUITES = ("tests/store/", "tests/datanets/", "tests/validation/", "tests/economy/")
+
+
 def pytest_generate_tests(metafunc) -> None:
     if "database_url" not in metafunc.fixturenames or any(
             "database_url" in str(m.args[0]) for m in metafunc.definition.iter_markers("parametrize")):
         return
     test = metafunc.definition.nodeid.split("[")[0]
-    if any(test == entry or test.startswith(f"{entry}::")
-           for entry in BOTH_DATABASES):
+    whole = os.environ.get("LEDGERLM_TEST_POSTGRES") == "suites" and test.startswith(WHOLE_SUITES)
+    if whole or any(test == entry or test.startswith(f"{entry}::")
+                    for entry in BOTH_DATABASES):
         metafunc.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
