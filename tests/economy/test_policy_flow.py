@@ -15,12 +15,11 @@ from fastapi.testclient import TestClient
 from ledgerlm.api import create_app
 from ledgerlm.client import NodeClient
 from ledgerlm.config import Home
-from ledgerlm.datanets import DatanetSpec
 from ledgerlm.economy import FeeShares
 from ledgerlm.economy.earnings import earnings
 from ledgerlm.node import Node
 
-from ..datanets.conftest import QA_SCHEMA, write_jsonl
+from ..datanets.conftest import publish_qa
 
 THINGS = [("reef", "copper"), ("gull", "grey"), ("tide", "green"), ("moon", "pale"), ("kelp", "brown"),
           ("crab", "amber"), ("storm", "black"), ("sand", "gold")]
@@ -64,12 +63,7 @@ def world(tmp_path_factory):
         client = NodeClient(http, operator_token=home.operator_token_path.read_text().strip())
         tiny = tiny_random_model(root / "tiny", [f"{r['question']} {r['answer']}" for r in FACTS])
         client.factory.register_base("tiny", str(tiny))
-        client.create_datanet(DatanetSpec(name="colours", schema=QA_SCHEMA), owner)
-        client.contribute("colours", [write_jsonl(root / "a.jsonl", FACTS[:4])], first)
-        client.contribute("colours", [write_jsonl(root / "b.jsonl", FACTS[4:])], second)
-        for c in client.contributions("colours"):
-            client.review(c.id, owner, accept=True)
-        client.publish("colours", owner)
+        publish_qa(client, root, owner, [(first, FACTS[:4]), (second, FACTS[4:])])
         node = http.app.state.node
         job = client.factory.train(developer, {
             "model_id": "facts", "datanet": "colours", "version": 1, "base": "tiny",

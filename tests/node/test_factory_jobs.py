@@ -6,10 +6,9 @@ import json
 import pytest
 from eth_utils import keccak
 
-from ledgerlm.datanets import DatanetSpec
 from ledgerlm.errors import AuthError, LedgerError
 
-from ..datanets.conftest import QA_SCHEMA, write_jsonl
+from ..datanets.conftest import publish_qa
 
 pytest.importorskip("torch")
 
@@ -25,13 +24,8 @@ def trained(client, alice, bob, carol, tmp_path):
     texts = [f"{r['question']} {r['answer']}" for r in FACTS]
     tiny = tiny_random_model(tmp_path / "tiny", texts)
     client.factory.register_base("tiny", str(tiny))
-    client.create_datanet(DatanetSpec(name="colours", schema=QA_SCHEMA), alice)
     # Two contributors, so attribution has someone to get wrong: bob the first half, carol the rest.
-    client.contribute("colours", [write_jsonl(tmp_path / "b.jsonl", FACTS[:4])], bob)
-    client.contribute("colours", [write_jsonl(tmp_path / "c.jsonl", FACTS[4:])], carol)
-    for c in client.contributions("colours"):
-        client.review(c.id, alice, accept=True)
-    version = client.publish("colours", alice)
+    version = publish_qa(client, tmp_path, alice, [(bob, FACTS[:4]), (carol, FACTS[4:])])
     job = client.factory.train(carol, {
         "model_id": "colours-tiny", "datanet": "colours", "version": 1, "base": "tiny",
         "config": {"epochs": 8, "lr": 5e-3, "batch_size": 2, "max_len": 64, "eval_split": 0.25, "rank": 4,

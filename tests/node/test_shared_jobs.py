@@ -6,12 +6,11 @@ import time
 import pytest
 from sqlalchemy import update
 
-from ledgerlm.datanets import DatanetSpec
 from ledgerlm.identity import sign_action
 from ledgerlm.node import Node
 from ledgerlm.store.schema import training_jobs
 
-from ..datanets.conftest import QA_SCHEMA, write_jsonl
+from ..datanets.conftest import publish_qa
 from .test_factory_jobs import FACTS
 
 pytest.importorskip("torch")
@@ -22,11 +21,7 @@ def test_two_nodes_share_running_jobs(client, home, alice, bob, carol, tmp_path)
 
     tiny = tiny_random_model(tmp_path / "tiny", [f"{r['question']} {r['answer']}" for r in FACTS])
     client.factory.register_base("tiny", str(tiny))
-    client.create_datanet(DatanetSpec(name="colours", schema=QA_SCHEMA), alice)
-    client.contribute("colours", [write_jsonl(tmp_path / "b.jsonl", FACTS)], bob)
-    for c in client.contributions("colours"):
-        client.review(c.id, alice, accept=True)
-    client.publish("colours", alice)
+    publish_qa(client, tmp_path, alice, [(bob, FACTS)])
     job = client.factory.train(carol, {"model_id": "long-run", "datanet": "colours", "version": 1, "base": "tiny",
                                        "config": {"epochs": 500, "batch_size": 2, "max_len": 32, "rank": 2}})
     first = client.http.app.state.node

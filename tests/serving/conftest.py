@@ -22,10 +22,9 @@ from fastapi.testclient import TestClient
 from ledgerlm.api import create_app
 from ledgerlm.client import NodeClient
 from ledgerlm.config import Home
-from ledgerlm.datanets import DatanetSpec
 from ledgerlm.node import Node
 
-from ..datanets.conftest import QA_SCHEMA, write_jsonl
+from ..datanets.conftest import publish_qa
 
 FACTS = [{"question": f"What colour is the {thing}?", "answer": f"The {thing} is {colour}."}
          for thing, colour in [("reef", "copper"), ("gull", "grey"), ("tide", "green"), ("moon", "pale"),
@@ -64,11 +63,7 @@ def world(tmp_path_factory) -> World:
         client = NodeClient(http, operator_token=home.operator_token_path.read_text().strip())
         tiny = tiny_random_model(root / "tiny", [f"{r['question']} {r['answer']}" for r in FACTS])
         client.factory.register_base("tiny", str(tiny))
-        client.create_datanet(DatanetSpec(name="colours", schema=QA_SCHEMA), owner)
-        client.contribute("colours", [write_jsonl(root / "facts.jsonl", FACTS)], contributor)
-        for c in client.contributions("colours"):
-            client.review(c.id, owner, accept=True)
-        client.publish("colours", owner)
+        publish_qa(client, root, owner, [(contributor, FACTS)])
         node = http.app.state.node
         for model_id, rank in (("facts-a", 4), ("facts-b", 8)):
             job = client.factory.train(developer, {

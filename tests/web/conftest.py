@@ -15,10 +15,9 @@ from eth_account.messages import encode_typed_data
 from ledgerlm.api import create_app
 from ledgerlm.client import NodeClient
 from ledgerlm.config import Home
-from ledgerlm.datanets import DatanetSpec
 from ledgerlm.node import Node
 
-from ..datanets.conftest import QA_SCHEMA, write_jsonl
+from ..datanets.conftest import publish_qa
 from ..serving.conftest import FACTS, served
 
 CHROMIUM = "/usr/bin/chromium"
@@ -79,12 +78,7 @@ def web_world(tmp_path_factory) -> WebWorld:
         # Set up over HTTP on the served node itself, as any client would.
         client = NodeClient.connect(url, operator_token=home.operator_token_path.read_text().strip())
         client.factory.register_base("tiny", str(tiny))
-        client.create_datanet(DatanetSpec(name="colours", schema=QA_SCHEMA, description="colours of things",
-                                          tags=["facts"]), wallet)
-        client.contribute("colours", [write_jsonl(root / "facts.jsonl", FACTS)], wallet)
-        for c in client.contributions("colours"):
-            client.review(c.id, wallet, accept=True)
-        client.publish("colours", wallet)
+        publish_qa(client, root, wallet, [(wallet, FACTS)], description="colours of things", tags=["facts"])
         node = app.state.node
         job = client.factory.train(wallet, {
             "model_id": "facts-web", "datanet": "colours", "version": 1, "base": "tiny",

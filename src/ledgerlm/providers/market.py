@@ -57,8 +57,7 @@ class ComputeMarket:
 
         provider = verify_action(signed, expected="OfferCompute", domain=self.domain)
         m = signed.message
-        if m["kind"] not in KINDS:
-            raise ProviderError(f"kind must be one of {', '.join(KINDS)}, not {m['kind']!r}", field="kind")
+        check_kind(m["kind"])
         if not 0 < len(m["hardware"]) <= 200:
             raise ProviderError("hardware must describe the machine in 1 to 200 characters", field="hardware")
         if int(m["price"]) <= 0:
@@ -95,9 +94,8 @@ class ComputeMarket:
     def offers(self, *, kind: str | None = None, provider: str | None = None) -> list[Offer]:
         """Open offers, cheapest first."""
         query = select(compute_offers).where(compute_offers.c.state == "open")
-        if kind and kind not in KINDS:
-            raise ProviderError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}", field="kind")
         if kind:
+            check_kind(kind)
             query = query.where(compute_offers.c.kind == kind)
         if provider:
             query = query.where(compute_offers.c.provider == to_checksum_address(provider))
@@ -291,10 +289,15 @@ def _job_rows():
     return JOB_ROWS
 
 
-def parse_spec(kind: str, spec: dict) -> TrainingSpec | ServingSpec:
-    """A job spec of `kind`, checked, with its defaults filled in (what the AcceptOffer's specHash covers)."""
+def check_kind(kind: str) -> None:
+    """Refuse a job kind this market does not trade, naming the ones it does."""
     if kind not in KINDS:
         raise ProviderError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}", field="kind")
+
+
+def parse_spec(kind: str, spec: dict) -> TrainingSpec | ServingSpec:
+    """A job spec of `kind`, checked, with its defaults filled in (what the AcceptOffer's specHash covers)."""
+    check_kind(kind)
     try:
         return SPECS[kind].model_validate(spec)
     except ValidationError as exc:

@@ -7,6 +7,7 @@ import io
 import os
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -102,7 +103,7 @@ def clear_staging(staging: Path, *, older_than: float = ORPHAN_GRACE_SECONDS) ->
     return count
 
 
-class BlobStaging:
+class BlobStaging(ABC):
     """What every blob store shares: uploads are written and hashed in a local staging directory first,
     and become visible under their hash only through the store's `commit`."""
 
@@ -123,8 +124,9 @@ class BlobStaging:
             raise
         return writer.finish()
 
+    @abstractmethod
     def commit(self, staged: StagedBlob) -> bool:
-        raise NotImplementedError
+        """Make a staged blob visible under its hash; returns True if the store did not hold it before."""
 
     def discard(self, staged: StagedBlob) -> None:
         staged.path.unlink(missing_ok=True)
