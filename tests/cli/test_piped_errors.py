@@ -118,6 +118,7 @@ def _cases(home: Path, never: Path) -> list[tuple[list[str], str, dict]]:
           for verb, extra in (("show", []), ("holders", []), ("claim", ["--as", "alice"]),
                               ("transfer", ["alice", "1", "--as", "alice"]))),
         (["gateway", "--node", "notaurl"], "--node 'notaurl' is not an http(s) URL", {}),
+        (["gateway", "--node", "http://127.0.0.1:9", "--down-after", "0"], "--down-after must be at least 1", {}),
         (["provider", "offer", "--kind", "bogus", "--price", "1", "--base-model", "tiny", "--hardware", "cpu",
           "--as", "alice"], "kind must be one of train, serve, not 'bogus'", {}),
         (["provider", "list", "--kind", "bogus"], "kind must be one of train, serve, not 'bogus'", {}),

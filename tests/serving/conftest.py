@@ -143,3 +143,39 @@ def node_client(server, world) -> NodeClient:
     client = NodeClient.connect(server)
     yield client
     client.close()
+
+
+ASK = {"messages": [{"role": "user", "content": "What colour is the gull?"}], "max_tokens": 6, "temperature": 0}
+
+
+def ask(url: str, key: str, model: str, idempotency: str | None = None, **extra) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}"}
+    if idempotency:
+        headers["Idempotency-Key"] = idempotency
+    return httpx.post(f"{url}/v1/chat/completions", headers=headers, json={"model": model, **ASK, **extra},
+                      timeout=120)
+
+
+def tiny_node(name: str, answers: dict[str, int], warm: tuple[str, ...] = ()):
+    """A stand-in serving node on loopback: its status says what it has warm, and each model gets the status
+    `answers` names (200 for an answer); `hits` counts the completions it received."""
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    app = FastAPI()
+    app.state.hits = []
+
+    @app.get("/serving/status")
+    def status():
+        return {"signing_domain": {"name": "ledgerlm", "chainId": 1}, "instance": name, "base_model": "tiny",
+                "engine_loaded": True, "warm": {"device": list(warm), "host": []}, "in_flight": 0}
+
+    @app.post("/v1/chat/completions")
+    async def complete(body: dict):
+        app.state.hits.append(body["model"])
+        code = answers.get(body["model"], 200)
+        if code == 200:
+            return {"id": f"{name}-answer", "choices": [{"message": {"role": "assistant", "content": name}}]}
+        return JSONResponse(status_code=code, content={"error": {"message": f"{name} says {code}", "field": "model"}})
+
+    return app

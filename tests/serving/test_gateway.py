@@ -21,9 +21,7 @@ from ledgerlm.serving.claims import IdempotencyClaims, IdempotencyConflict
 from ledgerlm.store import Database
 from ledgerlm.store.schema import receipts, serving_claims
 
-from .conftest import free_port, served, start_node, wait_until_up
-
-ASK = {"messages": [{"role": "user", "content": "What colour is the gull?"}], "max_tokens": 6, "temperature": 0}
+from .conftest import ASK, ask, free_port, served, start_node, tiny_node, wait_until_up
 
 
 @dataclass
@@ -84,14 +82,6 @@ def cluster(world, tmp_path_factory):
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
-
-
-def ask(url: str, key: str, model: str, idempotency: str | None = None, **extra) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {key}"}
-    if idempotency:
-        headers["Idempotency-Key"] = idempotency
-    return httpx.post(f"{url}/v1/chat/completions", headers=headers, json={"model": model, **ASK, **extra},
-                      timeout=120)
 
 
 def test_requests_for_an_adapter_go_to_the_node_that_has_it_warm(cluster):
@@ -226,31 +216,6 @@ def test_a_claim_whose_node_died_lapses_and_its_late_receipt_is_refused(tmp_path
     dead.close()
     alive.close()
     db.close()
-
-
-def tiny_node(name: str, answers: dict[str, int], warm: tuple[str, ...] = ()):
-    """A stand-in serving node on loopback: its status says what it has warm, and each model gets the status
-    `answers` names (200 for an answer); `hits` counts the completions it received."""
-    from fastapi import FastAPI
-    from fastapi.responses import JSONResponse
-
-    app = FastAPI()
-    app.state.hits = []
-
-    @app.get("/serving/status")
-    def status():
-        return {"signing_domain": {"name": "ledgerlm", "chainId": 1}, "instance": name, "base_model": "tiny",
-                "engine_loaded": True, "warm": {"device": list(warm), "host": []}, "in_flight": 0}
-
-    @app.post("/v1/chat/completions")
-    async def complete(body: dict):
-        app.state.hits.append(body["model"])
-        code = answers.get(body["model"], 200)
-        if code == 200:
-            return {"id": f"{name}-answer", "choices": [{"message": {"role": "assistant", "content": name}}]}
-        return JSONResponse(status_code=code, content={"error": {"message": f"{name} says {code}", "field": "model"}})
-
-    return app
 
 
 def test_a_node_answering_5xx_fails_over_and_a_4xx_is_the_clients():

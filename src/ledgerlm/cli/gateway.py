@@ -17,6 +17,10 @@ def gateway(
     health_interval: float = typer.Option(2.0, help="Seconds between status checks of every node."),
     failover_wait: float = typer.Option(30.0, help="Most seconds a retry waits for a call a silent node still holds."),
     read_timeout: float = typer.Option(300.0, help="Seconds without an answer head before a node is taken as lost."),
+    down_after: int = typer.Option(3, help="Calls failing in a row on a node (5xx, refused, silent) that take it out "
+                                           "of rotation."),
+    down_backoff: float = typer.Option(10.0, help="Least seconds a node taken out stays out (doubled each time it "
+                                                  "fails again); it returns at the next status check that succeeds."),
 ):
     """Route completions to the node that has the model warm (else by consistent hashing on the model), check
     nodes' health, fail over before an answer starts, and keep receipts exactly-once with an Idempotency-Key."""
@@ -32,8 +36,13 @@ def gateway(
                         ("read_timeout", read_timeout)):
         if value <= 0:
             raise LedgerError(f"--{name.replace('_', '-')} must be positive", field=name)
+    if down_after < 1:
+        raise LedgerError("--down-after must be at least 1", field="down_after")
+    if down_backoff < 0:
+        raise LedgerError("--down-backoff must not be negative", field="down_backoff")
     settings = GatewaySettings(tuple(nodes), health_interval=health_interval, failover_wait=failover_wait,
-                               read_timeout=read_timeout)
+                               read_timeout=read_timeout, down_after=down_after, down_backoff=down_backoff,
+                               down_backoff_max=max(300.0, down_backoff))
     url = f"http://{host}:{port}"
     s.emit({"url": url, "nodes": list(nodes)}, lambda r: console.print(
         f"[green]ledgerlm gateway[/] on {r['url']} in front of {', '.join(r['nodes'])}  (status: /gateway/status)"))

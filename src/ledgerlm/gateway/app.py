@@ -2,7 +2,9 @@
 
 A completion goes to the node `RoutingTable.order` ranks first. It moves on to the next node only
 when the node cannot have answered it: the connection was refused, or the node answered a 5xx
-error (a failed call writes no receipt). When a node goes silent after taking the request, the
+error (a failed call writes no receipt). A node whose calls fail `down_after` times in a row is taken
+out of rotation: it comes back only at a status check that succeeds once a back-off has passed, and
+the back-off doubles each time it fails again before answering a call. When a node goes silent after taking the request, the
 same `Idempotency-Key` (the client's, or one the gateway makes) goes with the retry, so the nodes'
 shared claims replay the first answer instead of charging twice. Once a streamed answer has
 started, it is never retried: a node lost mid-stream ends the stream with an error event.
@@ -41,6 +43,15 @@ class GatewaySettings:
     failover_wait: float = 30.0  # most seconds to wait for a claim held by a node that went silent
     connect_timeout: float = 2.0
     read_timeout: float = 300.0  # a node that sends no answer head in this long is taken as lost
+    down_after: int = 3  # calls failing in a row on a node (5xx, refused, silent) that take it out of rotation
+    down_backoff: float = 10.0  # least seconds out; doubled each time it fails again before answering a call
+    down_backoff_max: float = 300.0
+
+    def __post_init__(self):
+        if self.down_after < 1:
+            raise ValueError("down_after must be at least 1")
+        if self.down_backoff < 0 or self.down_backoff_max < self.down_backoff:
+            raise ValueError("down_backoff must be between 0 and down_backoff_max")
 
 
 def _error(status: int, message: str, field: str | None = None, **headers) -> JSONResponse:
@@ -97,6 +108,7 @@ class Gateway:
                 node.up, node.error = False, f"status check failed: {type(exc).__name__}: {exc}"
             return
         node.checked_at, node.misses = time.time(), 0
+        held = node.held_until > node.checked_at  # its status answers, but its calls failed: wait out the back-off
         domain = status.get("signing_domain")
         if self.signing_domain is None:
             self.signing_domain = domain
@@ -109,15 +121,34 @@ class Gateway:
         node.engine_loaded = bool(status.get("engine_loaded"))
         node.device, node.host = tuple(warm.get("device", ())), tuple(warm.get("host", ()))
         node.node_in_flight = int(status.get("in_flight", 0))
-        node.up, node.error = True, None
+        if not held:
+            node.up, node.error = True, None
 
     async def watch(self) -> None:
         while True:
             await asyncio.sleep(self.settings.health_interval)
             await self.check_all()
 
-    def lost(self, node: ServingNode, reason: str) -> None:
-        node.up, node.error, node.failures = False, reason, node.failures + 1
+    def failed(self, node: ServingNode, reason: str, *, gone: bool) -> None:
+        """A call on `node` failed; `gone`: it refused or went silent, so it is down until its status answers."""
+        node.failures += 1
+        node.failed_in_a_row += 1
+        node.error = reason
+        if gone:
+            node.up = False
+        now = time.time()
+        # calls still open on a node already held out fail too: they must not lengthen its hold
+        if node.failed_in_a_row >= self.settings.down_after and node.held_until <= now:
+            backoff = min(self.settings.down_backoff * 2 ** node.holds, self.settings.down_backoff_max)
+            node.holds += 1
+            node.up, node.held_until = False, now + backoff
+            node.error = (f"out of rotation after {node.failed_in_a_row} failed calls in a row (last: {reason}); "
+                          f"back at the first status check after {backoff:g} s")
+
+    def answered(self, node: ServingNode) -> None:
+        """The node answered a call (any status but a 5xx): whatever failed before is forgiven."""
+        node.routed += 1
+        node.failed_in_a_row = node.holds = 0
 
     # ------------------------------------------------------------------ forwarding
 
@@ -153,12 +184,12 @@ class Gateway:
                         stream=True)
                 except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                     node.in_flight -= 1
-                    self.lost(node, f"connection failed: {type(exc).__name__}")
+                    self.failed(node, f"connection failed: {type(exc).__name__}", gone=True)
                     refused.append(f"{node.url}: connection failed")
                     break
                 except httpx.TransportError as exc:
                     node.in_flight -= 1
-                    self.lost(node, f"no answer: {type(exc).__name__}")
+                    self.failed(node, f"no answer: {type(exc).__name__}", gone=True)
                     refused.append(f"{node.url}: no answer ({type(exc).__name__})")
                     silent = True
                     break
@@ -175,10 +206,11 @@ class Gateway:
                     await upstream.aread()
                     await upstream.aclose()
                     node.in_flight -= 1
-                    node.failures += 1
-                    refused.append(f"{node.url}: {upstream.status_code} {_node_error(upstream)}")
+                    reason = f"{upstream.status_code} {_node_error(upstream)}"
+                    self.failed(node, reason, gone=False)
+                    refused.append(f"{node.url}: {reason}")
                     break
-                node.routed += 1
+                self.answered(node)
                 out = {k: v for k, v in upstream.headers.items() if k.lower() in RESPONSE_HEADERS}
                 out.update({NODE_HEADER: node.url, IDEMPOTENCY_HEADER: key})
                 if stream and upstream.headers.get("content-type", "").startswith("text/event-stream"):
@@ -187,7 +219,7 @@ class Gateway:
                 try:
                     content = await upstream.aread()
                 except httpx.TransportError as exc:  # lost before the whole answer came: the key replays it
-                    self.lost(node, f"answer cut off: {type(exc).__name__}")
+                    self.failed(node, f"answer cut off: {type(exc).__name__}", gone=True)
                     refused.append(f"{node.url}: answer cut off")
                     silent = True
                     break
@@ -204,7 +236,7 @@ class Gateway:
             async for chunk in upstream.aiter_raw():
                 yield chunk
         except httpx.TransportError as exc:
-            self.lost(node, f"stream cut off: {type(exc).__name__}")
+            self.failed(node, f"stream cut off: {type(exc).__name__}", gone=True)
             error = {"type": "GatewayError", "field": "model",
                      "message": f"the serving node {node.url} was lost mid-answer; what was generated is charged"}
             yield f"\n\ndata: {json.dumps({'error': error})}\n\n".encode()
@@ -218,7 +250,7 @@ class Gateway:
             try:
                 upstream = await self.client.get(node.url + path)
             except httpx.TransportError as exc:
-                self.lost(node, f"connection failed: {type(exc).__name__}")
+                self.failed(node, f"connection failed: {type(exc).__name__}", gone=True)
                 continue
             out = {k: v for k, v in upstream.headers.items() if k.lower() in RESPONSE_HEADERS}
             return Response(upstream.content, status_code=upstream.status_code, headers={**out, NODE_HEADER: node.url})

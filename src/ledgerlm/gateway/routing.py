@@ -30,6 +30,9 @@ class ServingNode:
     in_flight: int = 0  # requests this gateway has open on it now
     routed: int = 0
     failures: int = 0
+    failed_in_a_row: int = 0  # forwarded calls that failed since the node last answered one
+    held_until: float = 0.0  # a node taken out for failing stays down until a status check after this time
+    holds: int = 0  # times taken out since it last answered; each hold is twice as long as the one before
 
     def warmth(self, model: str) -> int:
         """0: ready now (adapter in a device slot, or the loaded base model); 1: in host memory; 2: cold."""
@@ -42,7 +45,8 @@ class ServingNode:
                 "instance": self.instance, "base_model": self.base_model, "engine_loaded": self.engine_loaded,
                 "warm": {"device": list(self.device), "host": list(self.host)},
                 "node_in_flight": self.node_in_flight, "in_flight": self.in_flight, "routed": self.routed,
-                "failures": self.failures}
+                "failures": self.failures, "failed_in_a_row": self.failed_in_a_row,
+                "held_until": self.held_until or None}
 
 
 def rendezvous_weight(url: str, model: str) -> int:
