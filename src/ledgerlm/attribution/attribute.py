@@ -342,8 +342,11 @@ def result_from_evidence(index: AttributionIndex, evidence: Evidence,
 # ------------------------------------------------------------------------------ serving
 
 
-def load_model(model_dir: Path, base=None, device=None):
-    """The fine-tuned model in `model_dir` (adapter on its base) and its tokenizer, for inference."""
+def load_model(model_dir: Path, base=None, device=None, dtype=None):
+    """The fine-tuned model in `model_dir` (adapter on its base) and its tokenizer, for inference.
+
+    In `dtype` when given (every weight, the adapter's too), else in the device's usual precision.
+    """
     from ledgerlm.factory import BaseModel, load_adapted_model, load_tokenizer
 
     model_dir = Path(model_dir)
@@ -360,7 +363,8 @@ def load_model(model_dir: Path, base=None, device=None):
             )
         base = BaseModel(name=Path(path).name, path=Path(path), sha256="", n_params=0,
                          source="adapter_config")
-    return load_adapted_model(base, model_dir, device), load_tokenizer(base)
+    model = load_adapted_model(base, model_dir, device, dtype=dtype)
+    return (model if dtype is None else model.to(dtype)), load_tokenizer(base)
 
 
 class Attributor:
@@ -397,8 +401,16 @@ class Attributor:
 
 def load_attributor(model_dir: Path, *, base=None, device=None, model=None, tokenizer=None,
                     settings: AttributionSettings | None = None) -> Attributor:
-    """Load a model's index (and the model, unless the caller already holds it) for serving."""
+    """Load a model's index (and the model, unless the caller already holds it) for serving.
+
+    The model it loads is float64 on every device, not the bfloat16 or
+    float32 a node serves in: an answer's feature is then the same to ~1e-15 whatever the
+    device, thread count or order of sums, so its scores, rounded to SCORE_DECIMALS, and the
+    split are identical when anyone recomputes them.
+    """
+    import torch
+
     index = AttributionIndex.load(model_dir)
     if model is None or tokenizer is None:
-        model, tokenizer = load_model(model_dir, base, device)
+        model, tokenizer = load_model(model_dir, base, device, dtype=torch.float64)
     return Attributor(model, tokenizer, index, settings)

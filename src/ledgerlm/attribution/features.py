@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ledgerlm.attribution.determinism import deterministic_passes, loss_on_cpu
 from ledgerlm.attribution.errors import AttributionError
 from ledgerlm.factory import (
     IGNORE,
@@ -100,7 +101,7 @@ class LoraProjector:
         self.layout = layout
         self.dim = dim if dim is not None else sum(m.dim for m in matrices)
         self.head = tuple(head)  # template tokens a feature leaves out (module docstring)
-        self._torch: dict[tuple[str, str], torch.Tensor] = {}
+        self._torch: dict[tuple, torch.Tensor | None] = {}
 
     @classmethod
     def for_model(cls, model, dim: int = 2048, seed: int = 0,
@@ -163,19 +164,16 @@ class LoraProjector:
             )
 
     def project(self, name: str, side: str, values: torch.Tensor) -> torch.Tensor:
-        """values (..., size) -> (..., k); identity when that side is kept exactly."""
-        key = (name, side)
+        """values (..., size) -> (..., k) in the values' dtype; identity when that side is kept exactly."""
+        key = (name, side, values.device, values.dtype)
         if key not in self._torch:
             import torch
 
             w = self.weights.get(f"{name}|{side}")
-            self._torch[key] = None if w is None else torch.from_numpy(w)
+            # The matrices are stored as float32; a float64 pass projects with them upcast (exact).
+            self._torch[key] = None if w is None else torch.from_numpy(w).to(values.device, values.dtype)
         w = self._torch[key]
-        if w is None:
-            return values
-        if w.device != values.device:
-            w = self._torch[key] = w.to(values.device)
-        return values @ w.T
+        return values if w is None else values @ w.T
 
 
 def _gaussian(seed: int, name: str, side: str, k: int, size: int) -> np.ndarray:
@@ -262,9 +260,10 @@ def projected_gradients(model, projector: LoraProjector, batch: PackedBatch) -> 
             return
         started, cpu = time.perf_counter(), time.process_time()
         mask, index = keep.to(x.device), gather.to(x.device)
-        # Only the examples' tokens are projected; padding would only add zeros.
-        x = _padded(projector.project(param, "in", x.reshape(-1, x.shape[-1])[mask].float()), index)
-        g = _padded(projector.project(param, "out", grad.reshape(-1, grad.shape[-1])[mask].float()),
+        # Only the examples' tokens are projected; padding would only add zeros. A half-precision
+        # model's values are projected in float32, a float64 model's (attribution's) in float64.
+        x = _padded(projector.project(param, "in", _working(x.reshape(-1, x.shape[-1])[mask])), index)
+        g = _padded(projector.project(param, "out", _working(grad.reshape(-1, grad.shape[-1])[mask])),
                     index)
         # sum_t g_t x_t^T per run: (runs, k_out, T) @ (runs, T, k_in), in float64
         parts = torch.bmm(g.transpose(1, 2), x).reshape(len(runs), -1).cpu()
@@ -275,6 +274,13 @@ def projected_gradients(model, projector: LoraProjector, batch: PackedBatch) -> 
     capture = {"examples": examples, "features": features, "seconds": 0.0, "cpu_seconds": 0.0}
     with on_lora_backward(model, receive):
         yield capture
+
+
+def _working(values):
+    """`values` in float32, or in float64 when they already are."""
+    import torch
+
+    return values if values.dtype == torch.float64 else values.float()
 
 
 def _padded(tokens, index):
@@ -334,17 +340,20 @@ def example_features(
     index -> one weight per labelled token), the weighted mean. Each pass holds about
     `batch_size` x `max_len` tokens: examples that begin with the projector's template head run
     it once per pass (`feature_batches`), the rest are packed into blocks of `max_len` tokens.
-    Chunks of one record are summed (the gradient of their sum).
+    Chunks of one record are summed (the gradient of their sum). On CUDA every pass runs under
+    `deterministic_passes` (determinism.py), so a feature does not vary from run to run.
     """
     import torch
 
     batches = feature_batches(examples, projector.head, max_len, pad_id, batch_size)
     out: dict[int, np.ndarray] = {}
     params = [p for n, p in model.named_parameters() if "lora_" in n]
+    device = _device_of(model)
     for done, batch in enumerate(batches, 1):
-        batch = batch.to(_device_of(model))
-        with capture_features(model, projector, batch) as cap, torch.enable_grad():
-            losses = token_losses(model, batch)
+        batch = batch.to(device)
+        with (deterministic_passes(device), capture_features(model, projector, batch) as cap,
+              torch.enable_grad()):
+            losses = token_losses(model, batch, loss_on_cpu=loss_on_cpu(device))
             if token_weights is not None:
                 losses = losses * _loss_weights(batch, token_weights).to(losses.device)
             backward_to_lora(losses.sum(), params)

@@ -15,6 +15,10 @@ def _quiet_libraries() -> None:
 
 
 _quiet_libraries()
+# Attribution's CUDA passes run under torch's deterministic mode, which needs cuBLAS's fixed
+# workspace; cuBLAS reads this once, at its first use, so it is set before any command runs
+# (the value is attribution.determinism.CUBLAS_WORKSPACE, not imported here to keep startup light).
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 from ledgerlm.cli.main import app  # noqa: E402
 

@@ -22,8 +22,9 @@ def attribute(
     max_new_tokens: int = typer.Option(64, help="Tokens to generate when no --answer is given."),
     verify: Path | None = typer.Option(
         None, "--verify", metavar="RECEIPT",
-        help="Recompute the attribution of a receipt file (the JSON `attribute --json` prints) and "
-             "compare the split; exit status 1 when it differs."),
+        help="Recompute the attribution of a receipt file (the JSON `attribute --json` prints, or a "
+             "serving receipt with its prompt and completion) and compare it field by field; exit "
+             "status 1 on a mismatch, 0 when identical or different only within rounding tolerance."),
     as_key: str | None = typer.Option(
         None, "--as", help="Key that signs the request [default: the home's operator credential]."
     ),
@@ -68,18 +69,23 @@ def _verify(s, path: Path) -> None:
 
     receipt = read_receipt(path)
     check = verify_receipt(receipt, lambda m, p, a: s.client().attribute(m, p, a))
-    outcome = {"verified": check.verified, "model": check.model, "differences": check.differences,
+    outcome = {"verified": check.verified, "identical": check.identical, "model": check.model,
+               "differences": check.differences, "mismatches": check.mismatches,
                "evidence_bps": check.recomputed["evidence_bps"], "pool_bps": check.recomputed["pool_bps"],
                "contributors": check.recomputed["contributors"]}
 
     def render(r):
-        if r["verified"]:
-            console.print(f"verified: the recomputed split matches the receipt ({r['evidence_bps']} bps "
-                          f"to {len(r['contributors'])} contributors, {r['pool_bps']} bps to the pool)")
+        split = (f"{r['evidence_bps']} bps to {len(r['contributors'])} contributors, {r['pool_bps']} bps "
+                 "to the pool")
+        if r["identical"]:
+            console.print(f"verified: the recomputed attribution matches the receipt bit for bit ({split})")
+        elif r["verified"]:
+            console.print(f"[yellow]verified within rounding tolerance[/]: gradient scores differ in their "
+                          f"last digits (as between a GPU and a CPU), and so do these ({split}):")
         else:
             console.print("[red]differs[/] from the receipt:")
-            for line in r["differences"]:
-                console.print(f"  {line}")
+        for line in r["differences"]:
+            console.print(f"  {line}")
 
     s.emit(outcome, render)
     if not check.verified:

@@ -42,8 +42,9 @@ def load_tokenizer(base: BaseModel):
     return tokenizer
 
 
-def load_base_model(base: BaseModel, device, *, quantize_4bit: bool = False):
-    """The frozen base causal LM on `device`; 4-bit NF4 when `quantize_4bit` (QLoRA)."""
+def load_base_model(base: BaseModel, device, *, quantize_4bit: bool = False, dtype=None):
+    """The frozen base causal LM on `device`; 4-bit NF4 when `quantize_4bit` (QLoRA); in `dtype`
+    when given, else in the device's `base_dtype`."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -61,17 +62,19 @@ def load_base_model(base: BaseModel, device, *, quantize_4bit: bool = False):
         return AutoModelForCausalLM.from_pretrained(
             base.path, quantization_config=quant, dtype=torch.bfloat16, device_map={"": index}
         )
-    model = AutoModelForCausalLM.from_pretrained(base.path, dtype=base_dtype(device))
+    model = AutoModelForCausalLM.from_pretrained(base.path, dtype=dtype or base_dtype(device))
     return model.to(device)
 
 
-def load_adapted_model(base: BaseModel, adapter_dir: Path, device=None, *, trainable: bool = False):
-    """The base model with a saved PEFT adapter on top, in eval mode unless `trainable`."""
+def load_adapted_model(base: BaseModel, adapter_dir: Path, device=None, *, trainable: bool = False,
+                       dtype=None):
+    """The base model with a saved PEFT adapter on top, in eval mode unless `trainable`; the base in
+    `dtype` when given (else the device's `base_dtype`)."""
     from peft import PeftModel
 
     device = pick_device(device) if not hasattr(device, "type") else device
     model = PeftModel.from_pretrained(
-        load_base_model(base, device), str(adapter_dir), is_trainable=trainable
+        load_base_model(base, device, dtype=dtype), str(adapter_dir), is_trainable=trainable
     )
     return model.train() if trainable else model.eval()
 

@@ -28,11 +28,14 @@ def causal_lm_of(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def token_losses(model, batch: PackedBatch) -> torch.Tensor:
+def token_losses(model, batch: PackedBatch, *, loss_on_cpu: bool = False) -> torch.Tensor:
     """Loss of every labelled token given the tokens before it in its own example, shape (n,).
 
-    Order is row-major over the batch's target positions `labels[:, 1:] != IGNORE`.
+    Order is row-major over the batch's target positions `labels[:, 1:] != IGNORE`. With
+    `loss_on_cpu` the cross-entropy runs on CPU (the losses come back there; gradients flow back
+    to the device): CUDA's negative log-likelihood has no deterministic kernel.
     """
+    import torch
     import torch.nn.functional as F
 
     targets = batch.labels[:, 1:]
@@ -50,7 +53,12 @@ def token_losses(model, batch: PackedBatch) -> torch.Tensor:
         logits = lm.get_output_embeddings()(out.last_hidden_state[:, :-1][keep])
     else:
         logits = out.logits[:, :-1][keep]
-    return F.cross_entropy(logits.float(), targets[keep], reduction="none")
+    targets = targets[keep]
+    if loss_on_cpu:
+        logits, targets = logits.cpu(), targets.cpu()
+    # float32 at least (a half-precision head's logits lose the loss), float64 kept as it is
+    logits = logits if logits.dtype == torch.float64 else logits.float()
+    return F.cross_entropy(logits, targets, reduction="none")
 
 
 def _prefix_cache(body, config, prefix_ids: torch.Tensor, rows: int) -> dict:
