@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import string
 import threading
 from collections.abc import Sequence
@@ -14,9 +15,10 @@ from scipy.sparse import coo_matrix
 from ledgerlm.validation.errors import ValidationError
 from ledgerlm.validation.span_hashes import POLY, SpanHasher, mix64, window_hashes
 
-# the characters `re`'s \w matches in ASCII; beyond ASCII it matches what str.isalnum accepts
-_ASCII_WORD = np.zeros(128, dtype=bool)
-_ASCII_WORD[[ord(c) for c in string.ascii_letters + string.digits + "_"]] = True
+# `re`'s \w: in ASCII letters, digits and "_"; beyond ASCII what str.isalnum accepts
+_WORD = re.compile(r"\w+")
+# every ASCII byte that \w does not match becomes a space
+_ASCII_TOKEN_BYTES = bytes(c if chr(c) in string.ascii_letters + string.digits + "_" else 32 for c in range(256))
 
 
 @runtime_checkable
@@ -195,32 +197,18 @@ def token_streams(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Each text as " tok1 tok2 ... " (its lower-cased \\w+ tokens), laid end to end as uint64 code points, and each one's length.
 
     The same streams as `" " + " ".join(re.findall(r"\\w+", text.lower())) + " "` per text (two
-    spaces for a text without tokens), built with array operations over the whole batch instead
-    of a regex and a join per text.
+    spaces for a text without tokens). An ASCII text (the common case) gets them from C string
+    methods: a byte table turns every character that is no word character into a space, and
+    `split` drops the runs; only other texts run the regex.
     """
-    lowered = [t.lower() for t in texts]
-    n_docs = len(lowered)
-    sizes = np.fromiter(map(len, lowered), dtype=np.int64, count=n_docs)
-    # a lone surrogate is no word character: it passes through encoding to be dropped with the rest
-    codes = np.frombuffer("".join(lowered).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    narrow = codes < 128
-    word = _ASCII_WORD[np.where(narrow, codes, 0)]
-    if not narrow.all():
-        wide = np.flatnonzero(~narrow)
-        points, which = np.unique(codes[wide], return_inverse=True)
-        word[wide] = np.array([chr(c).isalnum() for c in points.tolist()], dtype=bool)[which]
-    doc_of = np.repeat(np.arange(n_docs), sizes)
-    last = np.zeros(len(codes), dtype=bool)
-    last[np.cumsum(sizes)[sizes > 0] - 1] = True
-    token_end = word & (last | ~np.r_[word[1:], False])
-    kept = np.flatnonzero(word)
-    kept_doc = doc_of[kept]
-    ends_before = np.cumsum(token_end[kept]) - token_end[kept]
-    n_tokens = np.bincount(doc_of[token_end], minlength=n_docs)
-    empty = n_tokens == 0
-    empties_before = np.cumsum(empty) - empty
-    # each text: a space, then every token followed by a space (and one more space when it has none)
-    lengths = np.bincount(kept_doc, minlength=n_docs) + n_tokens + 1 + empty
-    out = np.full(int(lengths.sum()), 32, dtype=np.uint64)
-    out[np.arange(len(kept)) + ends_before + kept_doc + 1 + empties_before[kept_doc]] = codes[kept]
-    return out, lengths.astype(np.int64)
+    streams = []
+    for text in texts:
+        lower = text.lower()
+        if lower.isascii():
+            words = lower.encode("ascii").translate(_ASCII_TOKEN_BYTES).decode("ascii").split()
+        else:  # a lone surrogate is no word character: the regex drops it with the rest
+            words = _WORD.findall(lower)
+        streams.append(" " + " ".join(words) + " ")
+    lengths = np.fromiter(map(len, streams), dtype=np.int64, count=len(streams))
+    codes = np.frombuffer("".join(streams).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    return codes, lengths
