@@ -59,9 +59,12 @@ def _shingle_hashes(norms: list[str], size: int) -> tuple[np.ndarray, np.ndarray
         return np.zeros(0, np.int64), np.zeros(0, np.uint32)
     h = window_hashes(codes, size)
     h ^= h >> np.uint64(32)
+    # a window is whole when it ends inside its own text: the last size - 1 starts of each text are not
+    valid = np.ones(n_win, dtype=bool)
+    tails = (ends[lengths > 0][:, None] - np.arange(1, size)).ravel()
+    valid[tails[(tails >= 0) & (tails < n_win)]] = False
     doc = np.repeat(np.arange(len(norms)), lengths)[:n_win]
-    valid = np.arange(n_win) + size <= ends[doc]
-    return doc[valid], (h[valid] & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    return doc[valid], h[valid].astype(np.uint32)  # the low 32 bits
 
 
 def _fmix32(h: np.ndarray) -> np.ndarray:

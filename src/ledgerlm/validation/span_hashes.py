@@ -52,9 +52,12 @@ def window_hashes(codes: np.ndarray, size: int) -> np.ndarray:
     Horner's rule over shifted slices: `size` passes over the array and no gathers.
     """
     n_win = len(codes) - size + 1
-    h = np.zeros(max(0, n_win), dtype=np.uint64)
-    for j in range(size if n_win > 0 else 0):
-        h = h * np.uint64(POLY) + codes[j : j + n_win]
+    if n_win <= 0:
+        return np.zeros(0, dtype=np.uint64)
+    h = codes[:n_win].astype(np.uint64)  # a copy: updated in place below
+    for j in range(1, size):
+        h *= np.uint64(POLY)
+        h += codes[j : j + n_win]
     return h
 
 
