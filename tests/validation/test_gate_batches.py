@@ -145,3 +145,38 @@ def test_trigger_tokens_are_found_where_a_plain_lookbehind_finds_them(tokens):
              "a.b x+ z long_token", "za.b", "x+y", " z.", "long_tokenz long_token", "z\x00cf\x00bb"]
     for text in TEXTS + edges:
         assert _trigger_pattern(tokens).findall(text) == plain.findall(text), text
+
+
+# each personal-data pattern as first written, with its lookbehinds in front; the gate's own are
+# rewritten to start on a character class so the regex engine can skip ahead to one
+_PLAIN_PATTERNS = {
+    "_CARD": r"(?<![\d\-])(?:\d[ \-]?){12,18}\d(?![\d\-])",
+    "_SSN": r"(?<![\d\-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d\-])",
+    "_PHONE_INTL": r"(?<![\w+])\+\d{1,3}(?:[ .\-]?\(?\d{1,5}\)?){2,6}(?!\w)",
+    "_PHONE_NANP": r"(?<![\w+])(?:\(\d{3}\)[ ]?|\d{3}[\-. ])\d{3}[\-. ]\d{4}(?!\w|-\d)",
+    "_IBAN": r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b",
+    "_HEX64": r"(?<![0-9A-Za-z])(?:0x)?[0-9a-fA-F]{64}(?![0-9A-Za-z])",
+}
+
+
+@pytest.mark.parametrize("name", sorted(_PLAIN_PATTERNS))
+def test_personal_data_patterns_match_exactly_what_their_plain_forms_match(name):
+    import re
+
+    from ledgerlm.validation.gates import personal_data
+
+    rng = random.Random(11)
+    texts = EDGES + _random_texts(300)
+    for alphabet, sizes in (("0123456789" * 4 + " -.()+x" * 2 + "aAfFzZ_\u00e9\n", (1, 90)),
+                            ("0123456789abcdefABCDEF0x -", (60, 150)),
+                            ("0123456789 -", (10, 40)),
+                            ("GB82WEST12345698765432DE89 ", (10, 60))):
+        texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(*sizes))) for _ in range(700)]
+    for sep in " -.":  # digit groups as numbers are written: (415) 555-0100, 123-45-6789, 4111 1111 ...
+        texts += [sep.join("".join(rng.choice("0123456789") for _ in range(rng.choice((2, 3, 4, 5))))
+                           for _ in range(rng.randint(1, 6))) for _ in range(700)]
+    texts += ["(" + "".join(rng.choice("0123456789") for _ in range(3)) + ") 555-0100" for _ in range(30)]
+    plain, gate = re.compile(_PLAIN_PATTERNS[name]), getattr(personal_data, name)
+    spans = lambda p, t: [m.span() for m in p.finditer(t)]  # noqa: E731
+    assert [spans(gate, t) for t in texts] == [spans(plain, t) for t in texts]
+    assert sum(1 for t in texts if plain.search(t)) >= 10  # the texts exercise the pattern

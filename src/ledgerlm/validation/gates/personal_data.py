@@ -54,22 +54,27 @@ def _mask(s: str, keep: int = 2) -> str:
     return f"{s[:keep]}…({len(s)} chars)"
 
 
+# Most patterns start by consuming a character and check what precedes it after (a lookbehind
+# over that character, or a first repetition written out): a pattern that starts with a
+# character class lets the regex engine skip ahead to the next such character instead of
+# trying a match at every position. Each matches exactly what its plain form would, e.g.
+# _CARD is (?<![\d\-])(?:\d[ \-]?){12,18}\d(?![\d\-]) and _SSN (?<![\d\-])(?!000|666|9\d\d)\d{3}-...
 _EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}\b")
-_PHONE_INTL = re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .\-]?\(?\d{1,5}\)?){2,6}(?!\w)")
-_PHONE_NANP = re.compile(r"(?<![\w+])(?:\(\d{3}\)[ ]?|\d{3}[\-. ])\d{3}[\-. ]\d{4}(?!\w|-\d)")
+_PHONE_INTL = re.compile(r"\+(?<![\w+]\+)\d{1,3}(?:[ .\-]?\(?\d{1,5}\)?){2,6}(?!\w)")
+_PHONE_NANP = re.compile(r"[(\d](?<![\w+][(\d])(?:(?<=\()\d{3}\)[ ]?|(?<=\d)\d{2}[\-. ])\d{3}[\-. ]\d{4}(?!\w|-\d)")
 _PHONE_CONTEXT = re.compile(
     r"\b(?:phone|tel|telephone|mobile|cell|call|whatsapp|fax)\b\W{0,4}(?:no\.?|number|#)?\W{0,4}"
     r"(\+?[\d][\d ().\-]{7,20}\d)", re.IGNORECASE)
-_CARD = re.compile(r"(?<![\d\-])(?:\d[ \-]?){12,18}\d(?![\d\-])")
+_CARD = re.compile(r"\d(?<![\d\-]\d)[ \-]?(?:\d[ \-]?){11,17}\d(?![\d\-])")
 # a card as people write it: 4-4-4-4(-3), or American Express's 4-6-5, with spaces or dashes
 _CARD_GROUPS = re.compile(r"^\d{4}([ \-])\d{4}\1\d{4}\1\d{4}(?:\1\d{1,3})?$|^\d{4}([ \-])\d{6}\2\d{5}$")
 _CARD_CONTEXT = re.compile(r"\b(?:card|visa|mastercard|master card|amex|american express|discover|maestro|"
                            r"credit|debit|cc|pan)\b\W{0,12}(?:number|no\.?|#)?\W{0,4}$", re.IGNORECASE)
 _CARD_PREFIX = re.compile(r"^(?:4|5[1-5]|2[2-7]|3[47]|3[0689]|6(?:011|4[4-9]|5|2))")
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
-_SSN = re.compile(r"(?<![\d\-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d\-])")
+_IBAN = re.compile(r"[A-Z](?<!\w[A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
+_SSN = re.compile(r"\d(?<![\d\-]\d)\d\d-(?<!000-)(?<!666-)(?<!9\d\d-)(?!00)\d{2}-(?!0000)\d{4}(?![\d\-])")
 _PRIVATE_KEY_BLOCK = re.compile(r"-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?-----")
-_HEX64 = re.compile(r"(?<![0-9A-Za-z])(?:0x)?[0-9a-fA-F]{64}(?![0-9A-Za-z])")
+_HEX64 = re.compile(r"[0-9a-fA-F](?<![0-9A-Za-z][0-9a-fA-F])(?:(?<=0)x[0-9a-fA-F]{64}|[0-9a-fA-F]{63})(?![0-9A-Za-z])")
 _HASH_CONTEXT = re.compile(
     r"(?:hash|tx|txid|transaction|block|root|digest|sha|commit|checksum|merkle|cid)\W{0,12}$",
     re.IGNORECASE)
