@@ -114,6 +114,8 @@ def injection_findings(text: str, answer_text: str, rule: InjectionRule) -> list
 
 
 _NEEDED_WORDS = tuple(sorted({w for *_, needs in _INJECTION_PATTERNS for w in needs} | set(_ANSWER_INSTRUCTION_WORDS)))
+# a text holding "prompted" holds "prompt": only words that contain no other need a search of their own
+_SCANNED_WORDS = tuple(w for w in _NEEDED_WORDS if not any(o != w and o in w for o in _NEEDED_WORDS))
 
 
 def injection_findings_many(texts: Sequence[str], answers: Sequence[str], rule: InjectionRule,
@@ -123,7 +125,7 @@ def injection_findings_many(texts: Sequence[str], answers: Sequence[str], rule: 
 
     `batches`: the texts already laid end to end, when another gate made them."""
     lower, raw = batches or ScanBatches.of(texts)
-    suspect = lower.containing_any(_NEEDED_WORDS) | raw.containing_any(("<|", "[[", "{{")) | raw.non_ascii
+    suspect = lower.containing_any(_SCANNED_WORDS) | raw.containing_any(("<|", "[[", "{{")) | raw.non_ascii
     if rule.trigger_tokens:
         suspect |= raw.matching(_trigger_pattern(tuple(rule.trigger_tokens)))
     return [injection_findings(t, a, rule) if s else [] for t, a, s in zip(texts, answers, suspect.tolist())]

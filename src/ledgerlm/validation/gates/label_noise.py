@@ -45,9 +45,14 @@ def knn_label_disagreement(embeddings: np.ndarray, labels: Sequence[str], k: int
     gram = embeddings @ embeddings.T if n <= _GRAM_LIMIT and len(rows) > n // 2 else None
     for start in range(0, len(rows), chunk):
         idx = np.asarray(rows[start : start + chunk])
-        sims = gram[idx] if gram is not None else embeddings[idx] @ embeddings.T
-        sims[np.arange(len(idx)), idx] = -np.inf
-        nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        # distances as negated similarities, negated in place: the Gram rows are read once, here
+        if gram is not None and len(idx) and (np.diff(idx) == 1).all():  # consecutive rows: a view
+            sims = gram[idx[0] : idx[-1] + 1]
+        else:
+            sims = gram[idx] if gram is not None else embeddings[idx] @ embeddings.T
+        np.negative(sims, out=sims)
+        sims[np.arange(len(idx)), idx] = np.inf
+        nearest = np.argpartition(sims, k - 1, axis=1)[:, :k]
         votes = np.bincount((np.arange(len(idx))[:, None] * n_classes + codes[nearest]).ravel(),
                             minlength=len(idx) * n_classes).reshape(len(idx), n_classes)
         own = codes[idx]
