@@ -78,6 +78,12 @@ def test_a_batch_finds_exactly_the_texts_that_hold_a_needle(needle):
     assert batch.containing(needle).tolist() == [needle in t.lower() for t in TEXTS]
 
 
+@pytest.mark.parametrize("chars", ["0123456789", "9a0", "\u00e9", "\x00"])
+def test_a_batch_counts_exactly_the_characters_each_text_holds(chars):
+    texts = [*TEXTS, "", "12\u00e9", "", "a\x00b", ""]  # empty texts between and at the end
+    assert TextBatch(texts).count_chars(chars).tolist() == [sum(map(t.count, set(chars))) for t in texts]
+
+
 @pytest.mark.parametrize("k", [1, 4, 7])
 def test_label_noise_votes_match_a_counter_per_record_ties_included(k):
     rng = np.random.default_rng(k)

@@ -66,9 +66,14 @@ class TextBatch:
     def count_chars(self, chars: str) -> np.ndarray:
         """How many of `chars` (single code points) each text holds."""
         codes = np.frombuffer(self.joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-        hit = np.isin(codes, np.array([ord(c) for c in chars], dtype=np.uint32))
-        prefix = np.r_[0, np.cumsum(hit, dtype=np.int64)]
-        return prefix[self.starts + self.lengths] - prefix[self.starts]
+        points = sorted({ord(c) for c in chars})
+        hit = np.zeros(len(codes) + 1, dtype=bool)  # one more place: an empty last text starts there
+        if points[-1] - points[0] + 1 == len(points):  # a run of code points, as "0".."9": one range test
+            np.less_equal(codes - np.uint32(points[0]), np.uint32(points[-1] - points[0]), out=hit[:-1])
+        else:
+            hit[:-1] = np.isin(codes, np.array(points, dtype=np.uint32))
+        hit[self.starts[1:] - 1] = False  # the separators between texts
+        return np.add.reduceat(hit, self.starts, dtype=np.int64)
 
 
 
