@@ -78,6 +78,18 @@ def test_a_batch_finds_exactly_the_texts_that_hold_a_needle(needle):
     assert batch.containing(needle).tolist() == [needle in t.lower() for t in TEXTS]
 
 
+@pytest.mark.parametrize("lower", [False, True])
+def test_a_batch_finds_exactly_the_texts_that_hold_any_of_many_needles(lower):
+    from ledgerlm.validation.gates.injection import _SCANNED_WORDS
+
+    texts = [*TEXTS, *_random_texts(200), "", "caf\u00e9 ignore", "\u0416 #", "k", "a\x00sk", "x ask"]
+    needles = [*_SCANNED_WORDS, "@", "PRIVATE KEY", "AKIA", "k_live_", "zzz-not-there"]
+    batch = TextBatch(texts, lower=lower)
+    seen = [t.lower() if lower else t for t in texts]
+    assert batch.containing_any(needles).tolist() == [any(n in t for n in needles) for t in seen]
+    assert batch.containing_any(["a"]).tolist() == ["a" in t for t in seen]
+
+
 @pytest.mark.parametrize("chars", ["0123456789", "9a0", "\u00e9", "\x00"])
 def test_a_batch_counts_exactly_the_characters_each_text_holds(chars):
     texts = [*TEXTS, "", "12\u00e9", "", "a\x00b", ""]  # empty texts between and at the end

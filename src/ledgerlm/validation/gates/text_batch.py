@@ -22,6 +22,7 @@ class TextBatch:
     def __init__(self, texts: Sequence[str], lower: bool = False):
         self.texts = texts
         parts = [t.lower() for t in texts] if lower else list(texts)
+        self._parts = parts
         self.joined = SEPARATOR.join(parts)
         lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
         self.starts = np.r_[0, np.cumsum(lengths + 1)[:-1]].astype(np.int64)
@@ -47,10 +48,55 @@ class TextBatch:
         return out
 
     def containing_any(self, needles: Sequence[str]) -> np.ndarray:
+        """Whether each text contains any of `needles` (ASCII, no NUL): one pass over the batch for all of them.
+
+        Every place where some needle's first two bytes stand is found with one table lookup per
+        byte pair of the UTF-8 batch; only those few places are compared with the rest of a
+        needle. (An ASCII needle's bytes occur in UTF-8 only where its characters do.)
+        """
         out = np.zeros(len(self), dtype=bool)
-        for needle in needles:
-            out |= self.containing(needle)
+        if not needles or not len(self._bytes):
+            return out
+        codes = [needle.encode("ascii") for needle in needles]
+        wanted = np.zeros(1 << 16, dtype=bool)
+        wanted[[c[0] << 8 | c[1] for c in codes if len(c) > 1]] = True
+        places = np.flatnonzero(wanted[self._byte_pairs])
+        pairs = self._byte_pairs[places]
+        data, n = self._bytes, len(self._bytes)
+        for code in codes:
+            if len(code) == 1:
+                found = np.flatnonzero(data == code[0])
+            else:
+                found = places[pairs == (code[0] << 8 | code[1])]
+                for j in range(2, len(code)):
+                    found = found[found + j < n]
+                    found = found[data[found + j] == code[j]]
+            out[np.searchsorted(self._byte_starts, found, side="right") - 1] = True
         return out
+
+    @cached_property
+    def _utf8(self) -> tuple[np.ndarray, np.ndarray]:
+        """The batch as UTF-8 bytes, and where each text starts in them."""
+        if self.joined.isascii():
+            return np.frombuffer(self.joined.encode("ascii"), dtype=np.uint8), self.starts
+        parts = [t.encode("utf-8", "surrogatepass") for t in self._parts]
+        lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
+        return (np.frombuffer(SEPARATOR.encode().join(parts), dtype=np.uint8),
+                np.r_[0, np.cumsum(lengths + 1)[:-1]].astype(np.int64))
+
+    @property
+    def _bytes(self) -> np.ndarray:
+        return self._utf8[0]
+
+    @property
+    def _byte_starts(self) -> np.ndarray:
+        return self._utf8[1]
+
+    @cached_property
+    def _byte_pairs(self) -> np.ndarray:
+        """Each byte with the one after it, as one 16-bit number."""
+        data = self._bytes
+        return (data[:-1].astype(np.uint16) << 8) | data[1:]
 
     def matching(self, pattern: re.Pattern) -> np.ndarray:
         """Whether `pattern` matches somewhere in each text (it must not match across a NUL)."""
