@@ -93,12 +93,17 @@ class HashedTfidfEmbedder:
         pair_docs = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
         _, df = sorted_unique(pair_hashes, presorted=True)
         idf = np.log((1.0 + n_docs) / (1.0 + df)) + 1.0
-        weight = (1.0 + np.log(tf)) * np.repeat(idf, df)
-        sign = np.where((pair_hashes >> np.uint64(31)) & np.uint64(1), 1.0, -1.0)
-        cols = (pair_hashes % np.uint64(self.dim)).astype(np.int64)
+        # 1 + log(tf), taking the logarithm only where a feature repeats (log 1 is 0 exactly)
+        scale = np.ones(len(tf))
+        repeats = tf > 1
+        scale[repeats] += np.log(tf[repeats])
+        weight = scale * np.repeat(idf, df)
+        # the sign is the hash's bit 31, which is the key's top bit
+        signed = np.where(keys >= np.uint64(1 << 63), weight, -weight).astype(np.float32)
+        cols = (pair_hashes & np.uint64(self.dim - 1) if self.dim & (self.dim - 1) == 0
+                else pair_hashes % np.uint64(self.dim)).astype(np.int64)
         # a sparse matrix's densify sums colliding buckets in one C pass (np.add.at is many times slower)
-        out = coo_matrix(((weight * sign).astype(np.float32), (pair_docs, cols)),
-                         shape=(n_docs, self.dim)).toarray()
+        out = coo_matrix((signed, (pair_docs, cols)), shape=(n_docs, self.dim)).toarray()
         norms = np.sqrt(np.einsum("ij,ij->i", out, out))
         out /= np.where(norms == 0, 1.0, norms)[:, None]
         return out
