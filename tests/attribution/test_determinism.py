@@ -18,6 +18,7 @@ from ledgerlm.attribution.determinism import (
     CUBLAS_WORKSPACE,
     deterministic_passes,
     deterministic_torch,
+    is_nondeterministic_error,
     torch_settings,
 )
 from ledgerlm.attribution.features import answer_feature
@@ -87,6 +88,19 @@ def test_a_cpu_pass_changes_no_setting(user_settings):
 
     with deterministic_passes(torch.device("cpu")):
         assert torch_settings() == user_settings
+
+
+def test_an_operation_without_a_deterministic_kernel_is_recognised_by_its_error():
+    """What makes an answer's pass fall back to CPU: torch's own refusal, here from a CPU op that
+    has no deterministic kernel either; other errors are not taken for it."""
+    import torch
+
+    with pytest.raises(RuntimeError) as refused, deterministic_torch():
+        torch.zeros(4).put_(torch.tensor([0, 0]), torch.tensor([1.0, 2.0]))
+    assert is_nondeterministic_error(refused.value)
+    with pytest.raises(RuntimeError) as other:
+        torch.zeros(2) @ torch.zeros(3)
+    assert not is_nondeterministic_error(other.value)
 
 
 def test_the_command_line_sets_the_cublas_workspace_before_anything_else():

@@ -15,8 +15,10 @@ noise of its own, switched off here for the duration of a pass:
   * TF32 and reduced-precision reductions, which round float32 products to 10 bits of mantissa
     (a model passed in float32 rather than loaded by the attributor): disabled.
 
-The one operation of a pass without a deterministic CUDA kernel, the negative log-likelihood of
-the answer's tokens, runs on CPU instead (`loss_on_cpu`, used by features.py).
+The one operation of a pass known to lack a deterministic CUDA kernel, the negative
+log-likelihood of the answer's tokens, runs on CPU instead (`loss_on_cpu`, used by features.py).
+Should a model hold another (torch raises: `is_nondeterministic_error`), the answer's whole pass
+runs on a CPU copy of the model (`features.answer_feature`): the same float64 feature, slower.
 
 These are process-wide torch settings, not per thread: passes of several attributors may overlap,
 so the first to enter sets them and the last to leave restores what was there before. Other work
@@ -107,6 +109,14 @@ def deterministic_passes(device) -> Iterator[None]:
             yield
     else:
         yield
+
+
+def is_nondeterministic_error(exc: BaseException) -> bool:
+    """Whether `exc` is torch refusing an operation that has no deterministic kernel here."""
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        "does not have a deterministic implementation" in text
+        or "this operation is not deterministic" in text)  # cuBLAS without its fixed workspace
 
 
 def loss_on_cpu(device) -> bool:

@@ -44,7 +44,9 @@ after the head does not depend on whether the head ran once or per row.
 
 from __future__ import annotations
 
+import copy
 import time
+import weakref
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -53,7 +55,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ledgerlm.attribution.determinism import deterministic_passes, loss_on_cpu
+from ledgerlm.attribution.determinism import (
+    deterministic_passes,
+    is_nondeterministic_error,
+    loss_on_cpu,
+)
 from ledgerlm.attribution.errors import AttributionError
 from ledgerlm.factory import (
     IGNORE,
@@ -476,12 +482,36 @@ def span_readings(tokenizer, prompt: str | list[dict], answer: str, example) -> 
 
 def answer_feature(model, projector: LoraProjector, example,
                    weights: list[float] | None = None) -> np.ndarray:
-    """Projected gradient of the (weighted) mean loss of the answer's tokens, (dim,) float64."""
+    """Projected gradient of the (weighted) mean loss of the answer's tokens, (dim,) float64.
+
+    When the model is on CUDA and one of its operations has no deterministic CUDA kernel, the
+    pass runs on a CPU copy of the model instead (kept for the next answer): a feature that
+    varied from run to run could not be recomputed from a receipt.
+    """
     n = len(answer_token_ids(example))
     weights = list(weights) if weights is not None else [1.0] * n
-    features = example_features(model, [example], projector, max_len=len(example.input_ids),
-                                pad_id=0, batch_size=1, token_weights={example.index: weights})
-    return features[example.index]
+
+    def feature(on):
+        return example_features(on, [example], projector, max_len=len(example.input_ids),
+                                pad_id=0, batch_size=1,
+                                token_weights={example.index: weights})[example.index]
+
+    try:
+        return feature(model)
+    except RuntimeError as exc:
+        if _device_of(model).type == "cpu" or not is_nondeterministic_error(exc):
+            raise
+        return feature(_cpu_copy(model))
+
+
+_cpu_copies: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _cpu_copy(model):
+    """A copy of `model` on CPU, made once per model."""
+    if model not in _cpu_copies:
+        _cpu_copies[model] = copy.deepcopy(model).to("cpu")
+    return _cpu_copies[model]
 
 
 def _device_of(model):
