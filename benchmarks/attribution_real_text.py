@@ -13,10 +13,14 @@ asks about a record's function in other words and answers with that record's sen
 responsible record and contributor are known. Reported beside BM25 over question and answer:
 contributor and record precision@1 of each signal and of what is paid, the false-payout rate on
 the evaluation's unrelated prompts, and LDS over retrains on random halves. `grad:cosine` scores
-with the training features the node keeps (collected in the last epoch), `grad:cosine (final
-adapter)` with features of the same projection from a pass over the final adapter, and `exact
-grad cosine` with the unprojected LoRA gradients of the final adapter. Prints tables and
-writes benchmarks/results/attribution_real_text.json and .md.
+with the features the node indexes by default, `grad:cosine (<source>)` with those of each
+feature source the evaluation compares (a pass over the final adapter, the same pass with its
+backward cut to the last block, the last epoch's or last three epochs' training passes), and
+`exact grad cosine` with the unprojected LoRA gradients of the final adapter; the CPU seconds
+each source's features cost are reported beside them. The feature sources are first compared by
+LDS on as many modules of the split's tuning side (the settings side), where the node's default
+is chosen. Prints tables and writes
+benchmarks/results/attribution_real_text.json and .md.
 """
 
 from __future__ import annotations
@@ -45,17 +49,16 @@ from ledgerlm.evals.table import ResultTable  # noqa: E402
 
 console = Console(width=160)
 _FIRST_SENTENCE = re.compile(r"^(.+?[.!?])(\s|$)", re.DOTALL)
-FINAL = "grad:cosine (final adapter)"  # training features from a pass over the final adapter
 _QUESTION = re.compile(r"^What does (?P<name>[\w.]+) do\?$")
 
 
-def docstring_datanet(modules: int, per_module: int, max_chars: int = 140
+def docstring_datanet(modules: int, per_module: int, max_chars: int = 140, split: str = "reporting"
                       ) -> tuple[list[dict], list[TracingQuery]]:
-    """Attributed Q&A records (one contributor per module) and one reworded query per record."""
+    """Attributed Q&A records (one contributor per module of `split`) and one reworded query per record."""
     from ledgerlm.attribution.index import record_content_hash
 
     by_module: dict[str, list[tuple[str, str]]] = {}
-    for record in stdlib_records("reporting"):
+    for record in stdlib_records(split):
         match = _QUESTION.match(record.get("question", ""))
         sentence = _FIRST_SENTENCE.match(record.get("answer", "").strip())
         if not match or not sentence:
@@ -94,12 +97,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     from ledgerlm.evals.attribution.baselines import bm25_scores
     from ledgerlm.evals.attribution.harness import (
+        DEFAULT_SOURCE,
+        FEATURE_SOURCES,
         EvalConfig,
         _base_model,
         _fine_tune,
         datanet_lds,
         query_signals,
         source_variants,
+        variant_scores,
     )
     from ledgerlm.evals.attribution.metrics import rank_metrics
     from ledgerlm.evals.attribution.nulls import unrelated_queries
@@ -115,16 +121,27 @@ def main(argv: list[str] | None = None) -> dict:
         say = console.log
         base = _base_model(config, work, say)
         tokenizer = load_tokenizer(base)
+        # The feature source is chosen on the tuning side's modules; figures below are the
+        # reporting side's.
+        tuning_records, tuning_queries = docstring_datanet(args.modules, args.per_module,
+                                                           split="tuning")
+        say(f"tuning side: LDS of each feature source on {len(tuning_records)} records")
+        tuning_lds = datanet_lds(config, base, tokenizer, tuning_records, tuning_queries, work,
+                                 "real-text-tuning", say)
+        by_source = {src: tuning_lds["methods"][f"grad:cosine ({src})"] for src in FEATURE_SOURCES}
+        chosen = max(FEATURE_SOURCES, key=lambda src: (by_source[src]["mean"], src == DEFAULT_SOURCE))
         say(f"fine-tuning on {len(records)} docstring records from "
             f"{len({r['_contributor'] for r in records})} modules")
-        t = _fine_tune(config, base, tokenizer, records, work / "real-text", source="last epoch")
+        t = _fine_tune(config, base, tokenizer, records, work / "real-text", source=DEFAULT_SOURCE)
         rows = [e.record for e in t.index.examples]
         owners = [e.contributor for e in t.index.examples]
         signals = [query_signals(t, q.prompt, q.answer) for q in queries]
         methods = {name: np.stack([s.scores[name] for s in signals])
                    for name in ("grad:cosine", "span", "combined:cosine", "exact grad cosine")}
-        final = source_variants(t, config)["final adapter"]
-        methods[FINAL] = np.stack([final.gradient_scores(s.feature, "cosine") for s in signals])
+        variants = source_variants(t, config)
+        for source, variant in variants.items():
+            methods[f"grad:cosine ({source})"] = variant_scores(t, variant, queries, signals, "cosine")
+        source_cpu = {source: v.config.build_seconds for source, v in variants.items()}
         methods["bm25"] = bm25_scores([records[r] for r in rows],
                                       [f"{q.prompt} {q.answer}" for q in queries])
         tracing = {name: rank_metrics(s, queries, rows, owners) for name, s in methods.items()}
@@ -146,16 +163,33 @@ def main(argv: list[str] | None = None) -> dict:
         "null_false_payout_rate": float(np.mean([r.evidence_bps > 0 for r in nulls])),
         "null_prompts": len(nulls),
         "lds": lds_result,
+        "default_source": DEFAULT_SOURCE,
+        "tuning": {"records": len(tuning_records), "queries": len(tuning_queries),
+                   "lds_by_source": by_source, "chosen_source": chosen},
+        "source_cpu_seconds": source_cpu,
         "seconds": time.perf_counter() - started,
     }
     tracing_table = ResultTable(
         f"Real text — {len(records)} stdlib docstring records, {len(set(owners))} modules as "
-        f"contributors, {len(queries)} reworded questions", ["method", "contributor P@1",
-                                                             "record P@1", "LDS", "± s.e."])
-    for name in ("bm25", "grad:cosine", FINAL, "exact grad cosine", "span", "combined:cosine"):
+        f"contributors, {len(queries)} reworded questions; grad:cosine is the node's default "
+        f"source ({DEFAULT_SOURCE})", ["method", "contributor P@1", "record P@1", "LDS", "± s.e.",
+                                       "features CPU s"])
+    names = ["bm25", "grad:cosine"] + [f"grad:cosine ({s})" for s in FEATURE_SOURCES] + [
+        "exact grad cosine", "span", "combined:cosine"]
+    for name in names:
         m, value = tracing[name], lds_result["methods"].get(name, {"mean": float("nan"), "sem": 0})
+        source = name[len("grad:cosine ("):-1] if name.startswith("grad:cosine (") else None
         tracing_table.rows.append([name, f"{m.contributor_p1:.2f}", f"{m.record_p1:.2f}",
-                                   f"{value['mean']:.3f}", f"{value['sem']:.3f}"])
+                                   f"{value['mean']:.3f}", f"{value['sem']:.3f}",
+                                   f"{source_cpu[source]:.1f}" if source else ""])
+    tuning_table = ResultTable(
+        f"Tuning side — LDS of grad:cosine by feature source ({len(tuning_records)} records of "
+        "other modules; the node's default is marked)", ["feature source", "LDS", "± s.e.",
+                                                         "highest", "node default"])
+    for src, value in by_source.items():
+        tuning_table.rows.append([src, f"{value['mean']:.3f}", f"{value['sem']:.3f}",
+                                  "yes" if src == chosen else "",
+                                  "yes" if src == DEFAULT_SOURCE else ""])
     paid_table = ResultTable("Real text — what is paid (combined:cosine)", ["what", "value"])
     paid_table.rows += [
         ["top paid contributor is the right one", f"{figures['paid']['top_paid_is_right']:.2f}"],
@@ -164,12 +198,14 @@ def main(argv: list[str] | None = None) -> dict:
         [f"null_false_payout_rate ({len(nulls)} unrelated prompts)",
          f"{figures['null_false_payout_rate']:.3f}"],
     ]
-    for table in (tracing_table, paid_table):
+    for table in (tuning_table, tracing_table, paid_table):
         table.print()
-    write_result("attribution_real_text", figures, [tracing_table, paid_table],
+    write_result("attribution_real_text", figures, [tuning_table, tracing_table, paid_table],
                  json_path=args.out,
                  notes=[f"threads: torch 1; model: tiny; epochs {args.epochs}; LDS retrains "
-                        f"{args.lds_subsets}; total {figures['seconds']:.0f} s"])
+                        f"{args.lds_subsets}; total {figures['seconds']:.0f} s",
+                        "features CPU s: the index rows' features of the fine-tuned model "
+                        "(training passes: their projection only; final adapter: the whole pass)"])
     return figures
 
 

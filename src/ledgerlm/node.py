@@ -161,11 +161,13 @@ def set_torch_threads(configured: int) -> int:
 
 
 def _attribution_observer(config, base):
-    """Collects the index's gradient features during the last training epoch, then builds it."""
+    """Builds the index after training, its rows from the default feature source (collect.py)."""
     from ledgerlm.attribution import TrainingFeatures, template_head
+    from ledgerlm.attribution.collect import FEATURE_EPOCHS, FEATURE_LAST_BLOCKS
     from ledgerlm.factory import load_tokenizer
 
-    return TrainingFeatures(config.epochs, head=template_head(load_tokenizer(base)))
+    return TrainingFeatures(config.epochs, last_epochs=FEATURE_EPOCHS, last_blocks=FEATURE_LAST_BLOCKS,
+                            head=template_head(load_tokenizer(base)))
 
 
 def _database(home: Home, config: NodeConfig) -> Database:

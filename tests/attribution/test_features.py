@@ -134,6 +134,80 @@ def test_features_collected_during_training_index_every_row_and_pay_the_source(
     assert result.contributors[0].contributor == SOLO
 
 
+def test_a_row_collected_in_training_is_the_gradient_at_the_weights_that_step_trained(
+        tiny_base, train_config, tmp_path):
+    """Each collected row is its example's own loss gradient at the adapter its step saw: the same
+    numbers a separate pass over those weights gives (packing, shuffling and the step's token
+    scaling change nothing), so features collected in training differ from the final adapter's
+    only by how far the adapter moved during the epoch."""
+    from dataclasses import replace
+
+    from ledgerlm.attribution import TrainingFeatures, template_head
+    from ledgerlm.factory import build_training_data, load_tokenizer, train
+
+    from .conftest import attributed, datanet_records
+
+    long = {"question": "What is the whole story of the crates?", "answer": " ".join(
+        f"Crate {i} is {c}." for i, c in enumerate(["red", "blue", "green", "amber", "violet"] * 2))}
+    records = datanet_records() + [attributed(long, 26, "0x" + "e5" * 20)]
+    tokenizer = load_tokenizer(tiny_base)
+    # A long example makes a wide row that short ones share: several examples packed per row.
+    config = replace(train_config, batch_size=4, max_len=128)
+    data = build_training_data(records, tokenizer, config.max_len, 0.0, config.seed)
+    collector = TrainingFeatures(config.epochs, dim=512, head=template_head(tokenizer))
+    compared, packed = [], []
+
+    def check(end):
+        collector.on_batch_end(end)
+        if end.capture is None:
+            return
+        packed.append(any(len(row) > 1 for row in end.batch.segments))
+        examples = [e for e in data.train_examples if e.index in end.capture["examples"]]
+        alone = example_features(end.model, examples, collector.projector, max_len=config.max_len,
+                                 pad_id=data.pad_id)
+        for example, row in collector.by_epoch[end.epoch].items():
+            if example in alone:
+                compared.append(example)
+                assert np.allclose(row, alone[example], rtol=1e-4, atol=1e-6 * np.abs(row).max())
+
+    train(tiny_base, records, config, tmp_path / "model", on_batch_end=check,
+          capture_batch=collector.capture_batch)
+    assert sorted(set(compared)) == list(range(len(records))) and any(packed)
+
+
+def test_a_last_block_index_features_only_that_block_and_pays_the_source(trained):
+    """A last-blocks index (the backward cut short) holds each row's gradient of the last block's
+    LoRA weights, exactly; its queries get features of the same weights, and it still pays the
+    record a memorised answer came from."""
+    from ledgerlm.attribution import attribute
+    from ledgerlm.attribution.features import block_number, featured_linears
+    from ledgerlm.factory import lora_linears
+
+    from .conftest import SECRET, SOLO
+
+    blocks = {block_number(name) for name, _ in lora_linears(trained.model)}
+    assert blocks == {0, 1}
+    last = [name for name, _ in featured_linears(trained.model, 1)]
+    assert last and {block_number(name) for name in last} == {1}
+    examples = record_examples(trained.records, [2, 5, 24], trained.tokenizer, 64)
+    whole = LoraProjector.for_model(trained.model, dim=10**8)
+    cut = LoraProjector.for_model(trained.model, dim=10**8, last_blocks=1)
+    assert [m.name for m in cut.matrices] == last
+    before = {n: p.requires_grad for n, p in trained.model.named_parameters()}
+    full = example_features(trained.model, examples, whole, max_len=64, pad_id=0)
+    ours = example_features(trained.model, examples, cut, max_len=64, pad_id=0)
+    assert {n: p.requires_grad for n, p in trained.model.named_parameters()} == before
+    for i in full:
+        kept = np.concatenate([full[i][m.offset:m.offset + m.dim] for m in whole.matrices
+                               if m.name in last])
+        assert np.allclose(ours[i], kept, rtol=1e-5, atol=1e-7)
+    index = build_index(trained.model_dir, trained.records, dim=256, last_blocks=1, save=False,
+                        loaded=(trained.model, trained.tokenizer))
+    assert index.projector.last_blocks == 1
+    result = attribute(trained.model, SECRET["question"], SECRET["answer"], index=index)
+    assert result.contributors[0].contributor == SOLO
+
+
 def test_running_the_template_head_once_changes_no_feature(trained):
     """Features leave the chat template's head out, so answers that run it once per pass get the
     features each gets alone, and a change in the head changes no feature."""

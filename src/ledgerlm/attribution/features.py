@@ -32,6 +32,12 @@ Examples in a packed block never attend to each other (position ids restart), an
 sum of per-example losses, so grouping tokens by the example they belong to yields every
 example's own gradient features from one backward pass — no per-example Python loop.
 
+The last blocks only. A projector may feature only the LoRA weights of the model's last
+`last_blocks` transformer blocks. Earlier blocks' LoRA weights then take no gradient, so the
+backward pass stops at the first featured block and a pass over the final adapter costs about a
+forward pass on a deep model; every feature, the query's included, is the gradient restricted to
+those weights (the same Gaussian matrices as the whole sketch, which draws per weight name).
+
 The chat template's head. Every chat example begins with the same tokens (SmolLM2's template
 puts a 21-token system message and the user turn's header before the question). Their share of
 an example's gradient, `sum_t g_t x_t^T` over those positions, lies along activations `x_t` that
@@ -101,8 +107,10 @@ class LoraProjector:
     """Fixed random projections for every LoRA weight of one adapter; `dim` numbers per example."""
 
     def __init__(self, matrices: list[MatrixProjection], weights: dict[str, np.ndarray],
-                 dim: int | None = None, layout: str = EXACT, head: tuple[int, ...] = ()):
+                 dim: int | None = None, layout: str = EXACT, head: tuple[int, ...] = (),
+                 last_blocks: int = 0):
         self.matrices = matrices
+        self.last_blocks = last_blocks  # featured blocks counted from the top; 0: every block
         self.weights = weights  # "<name>|out" / "<name>|in" -> (k, size) float32; absent = identity
         self.layout = layout
         self.dim = dim if dim is not None else sum(m.dim for m in matrices)
@@ -111,13 +119,17 @@ class LoraProjector:
 
     @classmethod
     def for_model(cls, model, dim: int = 2048, seed: int = 0,
-                  head: tuple[int, ...] = ()) -> LoraProjector:
+                  head: tuple[int, ...] = (), last_blocks: int = 0) -> LoraProjector:
         """The exact layout when the adapter fits in `dim` numbers, else a `dim`-wide sketch.
 
         `head` is the chat template's head (`template_head(tokenizer)`); () sums every position.
+        `last_blocks` > 0 features only the LoRA weights of that many last transformer blocks.
         """
+        if last_blocks < 0:
+            raise AttributionError(f"last_blocks must be 0 (every block) or more, not {last_blocks}",
+                                   field="last_blocks")
         shapes = [(name, linear.out_features, linear.in_features)
-                  for name, linear in lora_linears(model)]
+                  for name, linear in featured_linears(model, last_blocks)]
         if not shapes:
             raise AttributionError(
                 "the model has no LoRA layers; attribution needs a fine-tuned adapter",
@@ -130,7 +142,7 @@ class LoraProjector:
             for name, rows, cols in shapes:
                 matrices.append(MatrixProjection(name, rows, cols, rows, cols, offset))
                 offset += rows * cols
-            return cls(matrices, {}, offset, EXACT, head)
+            return cls(matrices, {}, offset, EXACT, head, last_blocks)
         matrices, weights = [], {}
         for name, rows, cols in shapes:
             wide_in = rows <= cols  # lora_A (r x d_in): the input side is wide; lora_B the output
@@ -146,21 +158,22 @@ class LoraProjector:
             weights[f"{name}|{wide_side}"] = _gaussian(seed, name, wide_side, k_wide, wide)
             if k_rank < rank:
                 weights[f"{name}|{rank_side}"] = _gaussian(seed, name, rank_side, k_rank, rank)
-        return cls(matrices, weights, dim, SKETCH, head)
+        return cls(matrices, weights, dim, SKETCH, head, last_blocks)
 
     def to_meta(self) -> dict:
         return {"layout": self.layout, "dim": self.dim, "head": list(self.head),
+                "last_blocks": self.last_blocks,
                 "matrices": [vars(m).copy() for m in self.matrices]}
 
     @classmethod
     def from_meta(cls, meta: dict, weights: dict[str, np.ndarray]) -> LoraProjector:
         return cls([MatrixProjection(**m) for m in meta["matrices"]], weights, meta["dim"],
-                   meta["layout"], tuple(meta.get("head", ())))
+                   meta["layout"], tuple(meta.get("head", ())), meta.get("last_blocks", 0))
 
     def check_model(self, model) -> None:
         """Raise unless `model` has exactly the LoRA weights this projector was built for."""
         found = {name: (linear.out_features, linear.in_features)
-                 for name, linear in lora_linears(model)}
+                 for name, linear in featured_linears(model, self.last_blocks)}
         expected = {m.name: (m.rows, m.cols) for m in self.matrices}
         if found != expected:
             raise AttributionError(
@@ -182,6 +195,26 @@ class LoraProjector:
         return values if w is None else values @ w.T
 
 
+def featured_linears(model, last_blocks: int = 0) -> list[tuple[str, object]]:
+    """`lora_linears(model)` of the last `last_blocks` transformer blocks (0: all of them).
+
+    A weight's block is the first number in its module path (`...layers.<n>.self_attn...`);
+    weights outside any numbered block are kept.
+    """
+    linears = lora_linears(model)
+    if not last_blocks:
+        return linears
+    blocks = {name: block_number(name) for name, _ in linears}
+    kept = set(sorted({b for b in blocks.values() if b is not None})[-last_blocks:])
+    return [(name, linear) for name, linear in linears
+            if blocks[name] is None or blocks[name] in kept]
+
+
+def block_number(name: str) -> int | None:
+    """The transformer block a parameter belongs to: the first number in its dotted path."""
+    return next((int(part) for part in name.split(".") if part.isdigit()), None)
+
+
 def _gaussian(seed: int, name: str, side: str, k: int, size: int) -> np.ndarray:
     # crc32 rather than hash(): stable across processes, so a rebuild draws the same matrices.
     rng = np.random.default_rng([seed, zlib.crc32(name.encode()), 0 if side == "out" else 1])
@@ -197,9 +230,11 @@ def capture_features(model, projector: LoraProjector, batch: PackedBatch) -> Ite
     the projector's template head contribute nothing. Yields a dict that holds, after the
     backward pass, "examples" (record indices) and "features" (len(examples), dim) float64. The
     model is put in eval mode (no dropout) with its LoRA weights trainable for the duration;
-    `projected_gradients` leaves the model as it is, for use inside a training step.
+    `projected_gradients` leaves the model as it is, for use inside a training step. Only the
+    projector's weights take gradients, so a last-blocks projector's backward stops early.
     """
-    with lora_gradients_enabled(model), projected_gradients(model, projector, batch) as capture:
+    names = {m.name for m in projector.matrices}
+    with lora_gradients_enabled(model, names), projected_gradients(model, projector, batch) as capture:
         yield capture
 
 
@@ -257,6 +292,8 @@ def projected_gradients(model, projector: LoraProjector, batch: PackedBatch) -> 
 
     def receive(param: str, x, grad) -> None:
         matrix = by_name.get(param)
+        if matrix is None and projector.last_blocks:
+            return  # a block below the featured ones (reached only while the model trains)
         if matrix is None:
             raise AttributionError(f"LoRA weight {param} is not in the attribution index",
                                    field="model")
@@ -298,18 +335,22 @@ def _padded(tokens, index):
 
 
 @contextmanager
-def lora_gradients_enabled(model):
-    """Let backward reach the LoRA weights of a model loaded for inference, then restore it."""
-    params = [p for n, p in model.named_parameters() if "lora_" in n]
-    before = [p.requires_grad for p in params]
+def lora_gradients_enabled(model, names: set[str] | None = None):
+    """Let backward reach the LoRA weights of a model loaded for inference, then restore it.
+
+    With `names`, only those LoRA weights take gradients and the others none, so backward stops
+    at the first of them. Yields the weights that take gradients.
+    """
+    params = [(n, p) for n, p in model.named_parameters() if "lora_" in n]
+    before = [p.requires_grad for _, p in params]
     was_training = model.training
     model.eval()  # no dropout: features must not depend on a random mask
-    for p in params:
-        p.requires_grad_(True)
+    for n, p in params:
+        p.requires_grad_(names is None or n in names)
     try:
-        yield params
+        yield [p for _, p in params if p.requires_grad]
     finally:
-        for p, flag in zip(params, before):
+        for (_, p), flag in zip(params, before):
             p.requires_grad_(flag)
         model.train(was_training)
 
@@ -353,12 +394,12 @@ def example_features(
 
     batches = feature_batches(examples, projector.head, max_len, pad_id, batch_size)
     out: dict[int, np.ndarray] = {}
-    params = [p for n, p in model.named_parameters() if "lora_" in n]
     device = _device_of(model)
     for done, batch in enumerate(batches, 1):
         batch = batch.to(device)
         with (deterministic_passes(device), capture_features(model, projector, batch) as cap,
               torch.enable_grad()):
+            params = [p for n, p in model.named_parameters() if "lora_" in n and p.requires_grad]
             losses = token_losses(model, batch, loss_on_cpu=loss_on_cpu(device))
             if token_weights is not None:
                 losses = losses * _loss_weights(batch, token_weights).to(losses.device)

@@ -1,11 +1,11 @@
 """The attribution index of one fine-tuned model: a gradient feature and the tokens of every trained example.
 
-Built once, right after training (`build_index`). The training rows' features are either those
-the last training epoch's own backward passes produced (collect.py: TracIn's (Pruthi et al.,
-2020) checkpoint features, at the cost of the projection only — what a node does) or, for rows
-training did not hand over, one extra forward and backward pass over the final adapter, as TRAK
-(Park et al., 2023) and LoGra (Choe et al., 2024) score. Which source attributes better is measured
-on the evaluation's tuning split (`ledgerlm.evals.attribution`). Saved next to the adapter as `attribution/index.npz` (arrays) and
+Built once, right after training (`build_index`). The training rows' features come from one
+extra forward and backward pass over the final adapter, as TRAK (Park et al., 2023) and LoGra
+(Choe et al., 2024) score — what a node does — or from the last training epochs' own backward
+passes when a caller collected them (collect.py: TracIn's (Pruthi et al., 2020) checkpoint
+features, at the cost of the projection only). Which source attributes better is measured on the
+evaluation's tuning splits (`ledgerlm.evals.attribution`, benchmarks/attribution_real_text.py). Saved next to the adapter as `attribution/index.npz` (arrays) and
 `attribution/meta.json` (which row belongs to which contribution, contributor and content hash).
 
 Only examples the model was actually trained on are indexed: the held-out split of
@@ -363,6 +363,7 @@ def build_index(
     progress: Callable[[int, int], None] | None = None,
     features=None,
     loaded: tuple | None = None,
+    last_blocks: int = 0,
 ) -> AttributionIndex:
     """Index the examples a model was trained on, for attribution of its answers.
 
@@ -374,6 +375,8 @@ def build_index(
     rank but not pay). `features` (a `TrainingFeatures` filled while the model trained) supplies
     the rows it holds, so only the examples it missed take a pass here; `loaded` is the trained
     `(model, tokenizer)` when the caller still holds them, saving a load from disk.
+    `last_blocks` > 0 features only the LoRA weights of the model's last that many transformer
+    blocks (features.py), when the rows come from a pass here.
     """
     _check_mode(score_mode)
     started = time.perf_counter()
@@ -416,7 +419,7 @@ def build_index(
         projector = features.projector
         projector.check_model(model)
     else:
-        projector = LoraProjector.for_model(model, dim, seed, head)
+        projector = LoraProjector.for_model(model, dim, seed, head, last_blocks)
     owned = [e.record for e in examples]
     tokenized = record_examples(records, owned, tokenizer, max_len)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

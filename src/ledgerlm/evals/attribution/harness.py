@@ -36,7 +36,7 @@ from ledgerlm.attribution.attribute import (
     result_from_evidence,
 )
 from ledgerlm.attribution.calibration import PAYING_MODES, CalibrationSettings, calibrate
-from ledgerlm.attribution.collect import TrainingFeatures
+from ledgerlm.attribution.collect import FEATURE_EPOCHS, FEATURE_LAST_BLOCKS, TrainingFeatures
 from ledgerlm.attribution.features import (
     LoraProjector,
     answer_feature,
@@ -183,11 +183,26 @@ def _train_config(config: EvalConfig):
                        max_len=config.max_len, eval_split=0.0, warmup=0.0, seed=config.seed)
 
 
-# Where the training rows' gradient features come from: a pass over the final adapter after
-# training (TRAK, LoGra), or the training passes of the last epochs (TracIn's checkpoints; the
-# sum over several epochs is its checkpoint ensemble). The value is how many epochs are summed.
-FEATURE_SOURCES = {"final adapter": 0, "last epoch": 1, "last 3 epochs": 3}
-DEFAULT_SOURCE = "last epoch"
+@dataclass(frozen=True)
+class FeatureSource:
+    """Where the training rows' gradient features come from.
+
+    `epochs` > 0 sums the training passes of the last that many epochs (TracIn's checkpoints; the
+    sum over several is its checkpoint ensemble); 0 is a pass over the final adapter after
+    training (TRAK, LoGra), whose backward `last_blocks` > 0 cuts to that many last blocks.
+    """
+
+    epochs: int = 0
+    last_blocks: int = 0
+
+
+FEATURE_SOURCES = {"final adapter": FeatureSource(),
+                   "final adapter, last block": FeatureSource(last_blocks=1),
+                   "last epoch": FeatureSource(epochs=1),
+                   "last 3 epochs": FeatureSource(epochs=3)}
+# What a node does (ledgerlm.attribution.collect), and what ties on the tuning split go to.
+DEFAULT_SOURCE = next(name for name, spec in FEATURE_SOURCES.items()
+                      if spec == FeatureSource(FEATURE_EPOCHS, FEATURE_LAST_BLOCKS))
 
 
 @dataclass
@@ -213,14 +228,16 @@ def _fine_tune(config: EvalConfig, base, tokenizer, records: list[dict], out: Pa
                source: str = DEFAULT_SOURCE) -> Trained:
     from ledgerlm.factory import train
 
-    collector = TrainingFeatures(config.epochs, last_epochs=max(FEATURE_SOURCES.values()),
+    collector = TrainingFeatures(config.epochs,
+                                 last_epochs=max(s.epochs for s in FEATURE_SOURCES.values()),
                                  dim=config.dim, seed=config.seed, head=template_head(tokenizer))
     trained = train(base, records, _train_config(config), out, on_batch_end=collector.on_batch_end,
                     capture_batch=collector.capture_batch)
-    chosen = collector.restricted(FEATURE_SOURCES[source])
+    spec = FEATURE_SOURCES[source]
+    chosen = collector.restricted(spec.epochs)
     index = build_index(out, records, base=base, dim=config.dim, damping=config.damping,
                         calibration=calibration, features=chosen,
-                        loaded=(trained.model, tokenizer))
+                        loaded=(trained.model, tokenizer), last_blocks=spec.last_blocks)
     index.tokenizer = tokenizer
     rows = [e.record for e in index.examples]
     t0 = time.perf_counter()
@@ -237,21 +254,46 @@ def _fine_tune(config: EvalConfig, base, tokenizer, records: list[dict], out: Pa
 
 
 def source_variants(t: Trained, config: EvalConfig) -> dict[str, AttributionIndex]:
-    """The index rebuilt with each feature source (same model, projector and calibration)."""
+    """The index rebuilt with each feature source (same model and calibration; a last-blocks
+    source has its own projector, so its queries need features of their own: `variant_scores`).
+    Each variant's `config.build_seconds` is the CPU time its features took."""
     rows = [e.record for e in t.index.examples]
     variants = {}
-    for name, epochs in FEATURE_SOURCES.items():
-        if epochs:
-            kept = t.collected.last(epochs)
+    for name, spec in FEATURE_SOURCES.items():
+        projector, cpu = t.index.projector, time.process_time()
+        if spec.epochs:
+            kept = t.collected.last(spec.epochs)
             features = np.stack([kept[r] for r in rows]).astype(np.float32)
+            projector = t.collected.projector
+            cpu -= t.collected.restricted(spec.epochs).cpu_seconds  # spent inside training
         else:
+            if spec.last_blocks != projector.last_blocks:
+                projector = LoraProjector.for_model(t.model, config.dim, config.seed, projector.head,
+                                                    spec.last_blocks)
             final = example_features(t.model, record_examples(
-                t.records, rows, t.tokenizer, config.max_len), t.index.projector,
+                t.records, rows, t.tokenizer, config.max_len), projector,
                 max_len=config.max_len, pad_id=t.tokenizer.pad_token_id or 0)
             features = np.stack([final[r] for r in rows]).astype(np.float32)
-        variants[name] = replace(t.index, features=features, norms={},
+        variants[name] = replace(t.index, features=features, norms={}, projector=projector,
+                                 config=replace(t.index.config,
+                                                build_seconds=time.process_time() - cpu),
                                  preconditioner=damped_inverse_covariance(features, config.damping))
     return variants
+
+
+def variant_scores(t: Trained, variant: AttributionIndex, queries: list, signals: list,
+                   mode: str) -> np.ndarray:
+    """(queries, rows) scores of a `source_variants` index, with query features of its projector."""
+    out = []
+    for q, s in zip(queries, signals):
+        feature = s.feature
+        if variant.projector is not t.index.projector:
+            prepared = prepare_answer(t.tokenizer, q.prompt, q.answer,
+                                      t.index.calibration.settings.restated_weight)
+            feature = answer_feature(t.model, variant.projector, prepared.example,
+                                     prepared.weights[0])
+        out.append(variant.gradient_scores(feature, mode))
+    return np.stack(out)
 
 
 # ------------------------------------------------------------------------------ signals
@@ -343,8 +385,7 @@ def datanet_lds(config: EvalConfig, base, tokenizer, records: list[dict], querie
     methods = {name: np.stack([s.scores[name] for s in signals]) for name in signals[0].scores}
     for source, variant in source_variants(t, config).items():
         for mode in PAYING_MODES:
-            methods[f"grad:{mode} ({source})"] = np.stack(
-                [variant.gradient_scores(s.feature, mode) for s in signals])
+            methods[f"grad:{mode} ({source})"] = variant_scores(t, variant, queries, signals, mode)
     methods["bm25"] = bm25_scores([records[r] for r in rows],
                                   [f"{q.prompt} {q.answer}" for q in queries])
     methods["random"] = np.random.default_rng(config.seed).random((len(queries), len(rows)))

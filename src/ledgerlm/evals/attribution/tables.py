@@ -67,7 +67,9 @@ def report_tables(report: EvalReport) -> list[ResultTable]:
     c = ResultTable("Cost on this machine (test-split model)", ["what", "value"])
     c.rows += [
         ["fine-tuning (s)", f"{cost['train_seconds']:.1f}"],
-        [f"features collected inside training ({cost.get('feature_source', 'final adapter')}, s)",
+        ["the index's feature source (chosen on the tuning split)",
+         cost.get("feature_source", "final adapter")],
+        ["features collected inside training (s)",
          f"{cost.get('features_in_training_seconds', 0.0):.1f}"],
         ["index build incl. those and calibration (s)", f"{cost['index_build_seconds']:.1f}"],
         ["index build / training", f"{cost['index_over_train']:.2f}"],
