@@ -55,7 +55,7 @@ import time
 import weakref
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -380,6 +380,7 @@ def example_features(
     batch_size: int = 8,
     token_weights: dict[int, list[float]] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    deterministic: bool = False,
 ) -> dict[int, np.ndarray]:
     """Projected gradient of each example's token loss: example index -> (dim,) float64.
 
@@ -387,8 +388,10 @@ def example_features(
     index -> one weight per labelled token), the weighted mean. Each pass holds about
     `batch_size` x `max_len` tokens: examples that begin with the projector's template head run
     it once per pass (`feature_batches`), the rest are packed into blocks of `max_len` tokens.
-    Chunks of one record are summed (the gradient of their sum). On CUDA every pass runs under
-    `deterministic_passes` (determinism.py), so a feature does not vary from run to run.
+    Chunks of one record are summed (the gradient of their sum). With `deterministic` (an
+    answer's pass, which anyone must be able to recompute) a CUDA pass runs under
+    `deterministic_passes` with its losses on CPU (determinism.py); an index build does not pay
+    for that: the index is published as it was built, not recomputed.
     """
     import torch
 
@@ -397,10 +400,10 @@ def example_features(
     device = _device_of(model)
     for done, batch in enumerate(batches, 1):
         batch = batch.to(device)
-        with (deterministic_passes(device), capture_features(model, projector, batch) as cap,
-              torch.enable_grad()):
+        with (deterministic_passes(device) if deterministic else nullcontext(),
+              capture_features(model, projector, batch) as cap, torch.enable_grad()):
             params = [p for n, p in model.named_parameters() if "lora_" in n and p.requires_grad]
-            losses = token_losses(model, batch, loss_on_cpu=loss_on_cpu(device))
+            losses = token_losses(model, batch, loss_on_cpu=deterministic and loss_on_cpu(device))
             if token_weights is not None:
                 losses = losses * _loss_weights(batch, token_weights).to(losses.device)
             backward_to_lora(losses.sum(), params)
@@ -534,8 +537,8 @@ def answer_feature(model, projector: LoraProjector, example,
 
     def feature(on):
         return example_features(on, [example], projector, max_len=len(example.input_ids),
-                                pad_id=0, batch_size=1,
-                                token_weights={example.index: weights})[example.index]
+                                pad_id=0, batch_size=1, token_weights={example.index: weights},
+                                deterministic=True)[example.index]
 
     try:
         return feature(model)
