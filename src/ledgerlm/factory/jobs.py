@@ -30,6 +30,8 @@ from ledgerlm.store.schema import models, signed_actions, training_jobs
 MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}[a-z0-9]$")
 TERMINAL = ("stopped", "failed", "done")
 LEASE_SECONDS = 30  # a running job whose node stopped renewing it for this long was orphaned by a crash
+ORPHANED = ("interrupted: the node training it stopped renewing its lease (it crashed or was shut down); "
+            "resume it")
 DEFAULT_FEE_POLICY = {"node_bps": 500, "developer_bps": 4000, "contributors_bps": 4500, "validators_bps": 1000}
 
 
@@ -145,12 +147,16 @@ class ModelFactory:
         """Stop (resumably) the running jobs whose node died: their lease ran out, or they predate leases. Jobs
         that other live nodes are training, and queued jobs any node may still claim, are left alone."""
         now = int(time.time()) if now is None else now
+        orphaned = (training_jobs.c.state == "running") & (
+            training_jobs.c.lease_until.is_(None) | (training_jobs.c.lease_until < now))
+        # Reading a job sweeps first: a read finds nothing to stop almost always, and then writes nothing.
+        with self.db.connect() as conn:
+            if conn.execute(select(training_jobs.c.id).where(orphaned).limit(1)).first() is None:
+                return 0
         with self.db.begin() as conn:
-            return conn.execute(update(training_jobs).where(
-                (training_jobs.c.state == "running")
-                & (training_jobs.c.lease_until.is_(None) | (training_jobs.c.lease_until < now)))
-                .values(state="stopped", owner=None, lease_until=None, updated_at=now,
-                        error="interrupted by a node restart; resume it")).rowcount
+            return conn.execute(update(training_jobs).where(orphaned)
+                                .values(state="stopped", owner=None, lease_until=None, updated_at=now,
+                                        error=ORPHANED)).rowcount
 
     # ------------------------------------------------------------------ submit and control
 
@@ -207,8 +213,7 @@ class ModelFactory:
         """`cancel` stops a job at the next step wherever it runs, leaving a resumable checkpoint; `resume` requeues
         it (or, for a job still queued, starts this node's worker on the queue)."""
         developer = verify_action(signed, expected="ControlJob", domain=self.domain)
-        self.stop_orphans()  # a job whose node died shows as stopped, so its developer can resume it
-        job = self.job(job_id)
+        job = self.job(job_id)  # a job whose node died shows as stopped, so its developer can resume it
         if signed.message["jobId"] != job_id:
             raise AuthError("the signature is for another job", field="jobId")
         if developer != job.developer:
@@ -241,6 +246,8 @@ class ModelFactory:
         return self.job(job_id)
 
     def job(self, job_id: int) -> Job:
+        """The job as it stands: one whose node died shows as stopped (interrupted, resumable), not running."""
+        self.stop_orphans()
         with self.db.connect() as conn:
             row = conn.execute(select(training_jobs).where(training_jobs.c.id == job_id)).mappings().first()
         if row is None:
@@ -248,6 +255,8 @@ class ModelFactory:
         return Job(**{k: row[k] for k in Job.model_fields})
 
     def jobs(self) -> list[Job]:
+        """Every job, newest first, after stopping those whose node died."""
+        self.stop_orphans()
         with self.db.connect() as conn:
             rows = conn.execute(select(training_jobs).order_by(training_jobs.c.id.desc())).mappings().all()
         return [Job(**{k: r[k] for k in Job.model_fields}) for r in rows]
