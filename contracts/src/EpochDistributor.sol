@@ -15,6 +15,9 @@ import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol
 ///         what is left unclaimed can be swept to the treasury.
 /// @dev Leaves follow OpenZeppelin's StandardMerkleTree with types ["address", "uint256"]:
 ///      keccak256(bytes.concat(keccak256(abi.encode(account, amount)))).
+///      Epoch ids carry the node that settles them: `uint256(uint160(node)) << 64 | number` ({epochId}). Only that
+///      node posts the root ({postRoot}), and the funders (PaymentEscrow, Staking) fund an epoch only for it, so
+///      nodes sharing one distributor each number their epochs 1, 2, 3, ... and never collide.
 contract EpochDistributor is AccessControl, ReentrancyGuard {
     using SafeERC20 for IERC20;
 
@@ -69,6 +72,7 @@ contract EpochDistributor is AccessControl, ReentrancyGuard {
     error AlreadyClaimed(uint256 epoch, address account);
     error InvalidProof(uint256 epoch, address account, uint256 amount);
     error EpochOverclaimed(uint256 epoch, uint256 remaining, uint256 amount);
+    error ForeignEpoch(uint256 epoch, address caller);
 
     /// @param token_ The paid-out token.
     /// @param admin Receives DEFAULT_ADMIN_ROLE (grants the other roles, moves the treasury).
@@ -99,11 +103,12 @@ contract EpochDistributor is AccessControl, ReentrancyGuard {
 
     /// @notice Posts `epoch`'s payout root, once. `total` must equal what the epoch was funded with,
     ///         so every leaf is covered and nothing funded is left outside the tree.
-    /// @param epoch A funded epoch.
+    /// @param epoch A funded epoch of the caller's own ({epochNode} is the caller).
     /// @param root StandardMerkleTree root over (address account, uint256 amount) leaves (non-zero).
     /// @param total Sum of the amounts under the root.
     function postRoot(uint256 epoch, bytes32 root, uint256 total) external onlyRole(POSTER_ROLE) {
         if (root == bytes32(0)) revert ZeroRoot();
+        if (epochNode(epoch) != msg.sender) revert ForeignEpoch(epoch, msg.sender);
         Epoch storage e = epochs[epoch];
         if (e.root != bytes32(0)) revert EpochFinal(epoch);
         if (e.total == 0) revert EmptyEpoch(epoch);
@@ -158,6 +163,20 @@ contract EpochDistributor is AccessControl, ReentrancyGuard {
         if (newTreasury == address(0)) revert ZeroAddress();
         emit TreasuryUpdated(treasury, newTreasury);
         treasury = newTreasury;
+    }
+
+    /// @notice The id of `node`'s epoch `number`: the node's address above the number's 64 bits.
+    /// @param node The node (its settling and posting account).
+    /// @param number The node's own epoch number.
+    function epochId(address node, uint64 number) public pure returns (uint256) {
+        return uint256(uint160(node)) << 64 | number;
+    }
+
+    /// @notice The node an epoch id belongs to: the only account that may post its root (and, through the
+    ///         funders, settle and release rewards into it). Zero for ids below 2**64, which no node holds.
+    /// @param epoch Epoch id.
+    function epochNode(uint256 epoch) public pure returns (address) {
+        return epoch >> 224 == 0 ? address(uint160(epoch >> 64)) : address(0);
     }
 
     /// @notice Whether `account` has already claimed for `epoch`.

@@ -135,6 +135,7 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
     error CapExceeded(address consumer, uint256 period, uint256 spentAfter, uint256 cap);
     error ZeroCapPeriod();
     error LengthMismatch(uint256 consumers, uint256 amounts);
+    error ForeignEpoch(uint256 epoch, address caller);
 
     /// @param token_ The payment token.
     /// @param distributor_ The EpochDistributor that receives settled sums.
@@ -261,7 +262,8 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
     ///         debits by one settler within one cap period never exceed the standing cap the consumer set for
     ///         that settler. Reverts as a whole if any debit is invalid. Each (epoch, chunk) is accepted once;
     ///         the epoch's root is posted on the distributor after the last chunk.
-    /// @param epoch Epoch number (its root not posted yet).
+    /// @param epoch Epoch id of the settler's own (`uint256(uint160(settler)) << 64 | number`, see
+    ///        {EpochDistributor-epochId}), its root not posted yet.
     /// @param chunk Chunk number within the epoch, chosen by the settler.
     /// @param debits One word per debit: `consumer << 96 | amount` — at least one, summing above zero.
     function settle(uint256 epoch, uint256 chunk, bytes32[] calldata debits)
@@ -269,6 +271,7 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
         nonReentrant
         onlyRole(SETTLER_ROLE)
     {
+        if (distributor.epochNode(epoch) != msg.sender) revert ForeignEpoch(epoch, msg.sender);
         if (_chunks[epoch][chunk]) revert ChunkAlreadySettled(epoch, chunk);
         uint32 period = _period();
         uint256 total = 0;
@@ -317,6 +320,19 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
         uint32 period = _period();
         return (a.cap, _capChanges[consumer][settler].nonce, a.period == period ? a.spent : 0,
             (uint256(period) + 1) * capPeriodSeconds);
+    }
+
+    /// @notice The cap a debit by `settler` is checked against now: the standing cap or, while the grace after a
+    ///         lowering runs, the higher cap it replaced; and when that grace ends (0 when none runs). A settler
+    ///         reads it to debit no more than the consumer allows instead of sending a chunk that reverts.
+    /// @param consumer The consumer.
+    /// @param settler The settler.
+    function capInForce(address consumer, address settler) external view returns (uint256 cap, uint256 graceEndsAt) {
+        CapChange memory h = _capChanges[consumer][settler];
+        cap = _allowances[consumer][settler].cap;
+        uint256 endsAt = uint256(h.loweredAt) + CAP_GRACE_SECONDS;
+        if (h.loweredAt != 0 && block.timestamp < endsAt && h.previousCap > cap) return (h.previousCap, endsAt);
+        return (cap, 0);
     }
 
     /// @notice The EIP-712 digest a consumer signs to let `settler` debit up to `cap` in each cap period.

@@ -97,6 +97,7 @@ contract Staking is AccessControl, ReentrancyGuard, Pausable {
     error SlashAboveCap(uint256 roundId, address account, uint256 amount, uint256 cap);
     error RewardsAlreadyReleased(uint256 epoch);
     error InsufficientRewardPool(uint256 pool, uint256 amount);
+    error ForeignEpoch(uint256 epoch, address caller);
 
     /// @param token_ The staked token.
     /// @param distributor_ Where the reward pool is paid out (grant this contract its FUNDER_ROLE).
@@ -227,10 +228,12 @@ contract Staking is AccessControl, ReentrancyGuard, Pausable {
 
     /// @notice Pays `amount` of the reward pool into `epoch` of the distributor, once per epoch; the
     ///         epoch's payout root then owes it to validators.
-    /// @param epoch An epoch whose root is not posted yet.
+    /// @param epoch An epoch id of the caller's own ({EpochDistributor-epochNode} is the caller) whose root is not
+    ///        posted yet.
     /// @param amount Amount in base units (non-zero, at most the pool).
     function releaseRewards(uint256 epoch, uint256 amount) external nonReentrant onlyRole(REWARDS_ROLE) {
         if (amount == 0) revert ZeroAmount();
+        if (distributor.epochNode(epoch) != msg.sender) revert ForeignEpoch(epoch, msg.sender);
         if (rewardsReleased[epoch]) revert RewardsAlreadyReleased(epoch);
         if (amount > rewardPool) revert InsufficientRewardPool(rewardPool, amount);
         rewardsReleased[epoch] = true;

@@ -136,7 +136,8 @@ def run_quick_demo(home: Path, say: Callable[[str], None] = print) -> DemoResult
         number = closed["epoch"]
         payouts = client._request("GET", f"/economy/epochs/{number}/payouts")
         receipts = client._request("GET", f"/economy/epochs/{number}/receipts")
-        funding = node.contracts.distributor.epoch(number)
+        chain_epoch = int(payouts["chain_epoch"])
+        funding = node.contracts.distributor.epoch(chain_epoch)
         verified = verify_epoch(payouts, receipts, funding) == []
 
         say("7. everyone claims with their Merkle proof")
@@ -145,10 +146,10 @@ def run_quick_demo(home: Path, say: Callable[[str], None] = print) -> DemoResult
         for leaf in payouts["payouts"]:
             account, amount = leaf["account"], int(leaf["amount"])
             if account == node.account.address:
-                node.contracts.distributor.claim(node.account, number, account, amount, leaf["proof"])
+                node.contracts.distributor.claim(node.account, chain_epoch, account, amount, leaf["proof"])
             else:
                 signer = who[names[account]]
-                client.chain.send(signer, "EpochDistributor", "claim", [number, account, amount, leaf["proof"]])
+                client.chain.send(signer, "EpochDistributor", "claim", [chain_epoch, account, amount, leaf["proof"]])
             claimed[account] = amount
             roles[account] = {k: int(v) for k, v in leaf["sources"]["roles"].items()}
         return DemoResult(number, int(closed["receipts"]), int(closed["charged"]), int(closed["rewards"]), claimed,

@@ -69,7 +69,7 @@ def test_the_escrow_cap_holds_even_when_the_node_tries_to_overcharge(world):
         cap = conn.execute(select(spending_caps).where(spending_caps.c.consumer == record.address)).mappings().one()
     assert int(cap["cap"]) == BUDGET  # the agent signed a cap of exactly its budget
     with pytest.raises(ChainError) as refused:
-        node.contracts.escrow.settle(node.account, 10**6, 99, [Debit(record.address, BUDGET + 1)])
+        node.contracts.escrow.settle(node.account, node.economy.chain_epoch(10**6), 99, [Debit(record.address, BUDGET + 1)])
     assert refused.value.error_name == "CapExceeded"
     assert node.contracts.escrow.balance_of(record.address) == BUDGET
 

@@ -265,7 +265,7 @@ def test_two_nodes_settle_one_consumer_by_their_own_epoch_numbers_and_caps(world
     consumer = consumer_with_deposit(world, 10 * TOKEN)
     authorise(world, consumer, 3 * TOKEN)
     authorise(world, consumer, 2 * TOKEN, settler=other.address)
-    early, late = world.fresh_epoch(), world.fresh_epoch()
+    early, late = world.fresh_epoch(other), world.fresh_epoch()
 
     escrow.settle(world.node, late, 0, [debit(consumer, 3 * TOKEN)])
     escrow.settle(other, early, 0, [debit(consumer, 2 * TOKEN)])
@@ -342,7 +342,7 @@ def test_a_signature_binds_the_consumer_settler_cap_nonce_and_deadline(world):
             escrow.set_spending_caps_with_sig(rival, [forged])  # anyone may relay; nobody may forge
     escrow.set_spending_caps_with_sig(rival, [genuine])
     with reverts("CapExceeded", cap=0):
-        escrow.settle(rival, world.fresh_epoch(), 0, [debit(consumer, TOKEN)])  # the cap is the node's
+        escrow.settle(rival, world.fresh_epoch(rival), 0, [debit(consumer, TOKEN)])  # the cap is the node's
 
     assert escrow.balance_of(consumer.address) == 5 * TOKEN
     escrow.settle(world.node, world.fresh_epoch(), 0, [debit(consumer, TOKEN)])

@@ -25,6 +25,7 @@ from ledgerlm.chain import (
     ChainError,
     Contracts,
     deploy_all,
+    epoch_id,
     open_embedded,
     open_rpc,
     role_id,
@@ -73,8 +74,9 @@ class World:
     def fresh_id(self, label: str = "id") -> bytes:
         return keccak(text=f"{label}:{next(self._ids)}")
 
-    def fresh_epoch(self) -> int:
-        return next(self._ids)
+    def fresh_epoch(self, node: LocalAccount | None = None) -> int:
+        """A fresh epoch id of `node` (the world's node by default): only that node settles and posts it."""
+        return epoch_id((node or self.node).address, next(self._ids))
 
     def now(self) -> int:
         return self.chain.head().timestamp

@@ -15,6 +15,7 @@ from ledgerlm.chain import (
     FeePolicy,
     StakeRole,
     deploy_all,
+    epoch_id,
 )
 
 TOKEN = 10**18
@@ -161,22 +162,23 @@ def test_settled_epoch_pays_out_by_proof_once_and_never_above_the_signed_cap(
     payouts = [(contributor.address, 12 * TOKEN), (node.address, 3 * TOKEN)]
     leaves = [_leaf(a, v) for a, v in payouts]
     root = keccak(b"".join(sorted(leaves)))
+    first, second = epoch_id(node.address, 1), epoch_id(node.address, 2)  # the node's own epochs 1 and 2
 
     with pytest.raises(ChainError) as over_cap:
-        contracts.escrow.settle(node, 1, 0, [Debit(consumer.address, 21 * TOKEN)])
-    contracts.escrow.settle(node, 1, 0, [Debit(consumer.address, 15 * TOKEN)])
-    contracts.distributor.post_root(node, 1, root, 15 * TOKEN)
-    contracts.distributor.claim(node, 1, contributor.address, 12 * TOKEN, [leaves[1]])
+        contracts.escrow.settle(node, first, 0, [Debit(consumer.address, 21 * TOKEN)])
+    contracts.escrow.settle(node, first, 0, [Debit(consumer.address, 15 * TOKEN)])
+    contracts.distributor.post_root(node, first, root, 15 * TOKEN)
+    contracts.distributor.claim(node, first, contributor.address, 12 * TOKEN, [leaves[1]])
     with pytest.raises(ChainError) as twice:
-        contracts.distributor.claim(node, 1, contributor.address, 12 * TOKEN, [leaves[1]])
+        contracts.distributor.claim(node, first, contributor.address, 12 * TOKEN, [leaves[1]])
 
     assert over_cap.value.error_name == "CapExceeded"
     assert contracts.escrow.balance_of(consumer.address) == 35 * TOKEN
     assert contracts.escrow.spending_cap(consumer.address, node.address).spent == 15 * TOKEN
     assert contracts.token.balance_of(contributor.address) == 12 * TOKEN
-    assert contracts.distributor.is_claimed(1, contributor.address)
-    assert contracts.distributor.epoch(1).unclaimed == 3 * TOKEN
-    assert contracts.distributor.epoch(2) is None
+    assert contracts.distributor.is_claimed(first, contributor.address)
+    assert contracts.distributor.epoch(first).unclaimed == 3 * TOKEN
+    assert contracts.distributor.epoch(second) is None
     assert twice.value.error_name == "AlreadyClaimed"
 
 

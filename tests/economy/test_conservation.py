@@ -167,7 +167,7 @@ class Economy(RuleBasedStateMachine):
         address = self.node.account.address if payee == "node" else DEV.address
         for e in earnings(self.node.db, self.c.distributor, address)["epochs"]:
             if e["claimable"] and not e["claimed"]:
-                self.c.distributor.claim(self.node.account, e["epoch"], address, int(e["amount"]), e["proof"])
+                self.c.distributor.claim(self.node.account, int(e["chain_epoch"]), address, int(e["amount"]), e["proof"])
                 self.payees[address] += int(e["amount"])
 
     @invariant()

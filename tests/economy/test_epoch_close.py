@@ -63,13 +63,13 @@ def test_close_settles_paid_receipts_once_and_everyone_claims_exactly_what_they_
     assert int(summary["charged"]) == charged == int(summary["total"])
     assert c.escrow.balance_of(alice.address) == 10 * UNIT - UNIT - UNIT // 3
     assert c.escrow.balance_of(carol.address) == 0  # carol never deposited nor signed: nothing charged
-    assert c.distributor.epoch(1).total == charged
+    assert c.distributor.epoch(node.economy.chain_epoch(1)).total == charged
     for account in (node.account.address, DEV.address):
         owed = earnings(node.db, c.distributor, account)["epochs"][0]
-        c.distributor.claim(node.account, 1, account, int(owed["amount"]), owed["proof"])
+        c.distributor.claim(node.account, node.economy.chain_epoch(1), account, int(owed["amount"]), owed["proof"])
     assert c.token.balance_of(DEV.address) == sum(charged_part * 4000 // 10_000 for charged_part in
                                                   (UNIT, UNIT // 3, 2 * UNIT + 7))
-    assert c.distributor.epoch(1).unclaimed == 0
+    assert c.distributor.epoch(node.economy.chain_epoch(1)).unclaimed == 0
     with node.db.connect() as conn:
         states = dict(conn.execute(select(receipts.c.consumer, receipts.c.settled_epoch)).all())
     assert states[carol.address] is None  # carol's receipt waits for a later epoch, not lost
@@ -83,7 +83,7 @@ def test_verify_catches_a_tampered_receipt_payout_file_or_root(node):
     _world(node)
     node.economy.close()
     files = published_files(node.db, 1, node.contracts)
-    funding = node.contracts.distributor.epoch(1)
+    funding = node.contracts.distributor.epoch(node.economy.chain_epoch(1))
     assert verify_epoch(files["payouts"], files["receipts"], funding) == []
 
     receipt_tampered = copy.deepcopy(files["receipts"])
@@ -148,9 +148,9 @@ def test_kill_9_after_any_step_then_a_rerun_finishes_without_paying_twice(home, 
         c = node.contracts
         charged = UNIT + UNIT // 3 + 2 * UNIT + 7
         assert summary["state"] == "published" and summary["epoch"] == 1
-        assert c.distributor.epoch(1).total == charged and c.distributor.epoch(1).root == summary["root"]
+        assert c.distributor.epoch(node.economy.chain_epoch(1)).total == charged and c.distributor.epoch(node.economy.chain_epoch(1)).root == summary["root"]
         assert c.escrow.balance_of(alice.address) + c.escrow.balance_of(bob.address) == 20 * UNIT - charged
-        assert verify_epoch(*published_files(node.db, 1, c).values(), c.distributor.epoch(1)) == []
+        assert verify_epoch(*published_files(node.db, 1, c).values(), c.distributor.epoch(node.economy.chain_epoch(1))) == []
         assert (home.epochs / "1" / "payouts.json").exists()
     finally:
         node.close()
@@ -166,7 +166,7 @@ def test_serve_closes_epochs_on_its_cadence(node):
     stop = start_epoch_cadence(node)
     try:
         deadline = time.monotonic() + 120
-        while node.contracts.distributor.epoch(1) is None or node.contracts.distributor.epoch(1).root is None:
+        while node.contracts.distributor.epoch(node.economy.chain_epoch(1)) is None or node.contracts.distributor.epoch(node.economy.chain_epoch(1)).root is None:
             assert time.monotonic() < deadline, "the cadence never closed the epoch"
             time.sleep(0.5)
     finally:
@@ -204,7 +204,7 @@ def test_a_close_killed_midway_is_finished_by_the_next_start(home, tmp_path):
     try:
         assert node.started["epoch_close"] == 1 and "errors" not in node.started
         assert node.economy.summary(1)["state"] == "published"
-        assert node.contracts.distributor.epoch(1).root == node.economy.summary(1)["root"]
+        assert node.contracts.distributor.epoch(node.economy.chain_epoch(1)).root == node.economy.summary(1)["root"]
         assert node.reconcile()["epoch_close"] == 0 and node.economy.summary(2)["state"] == "open"
     finally:
         node.close()

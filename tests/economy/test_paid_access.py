@@ -96,11 +96,11 @@ def test_a_job_that_did_not_pay_is_refused_and_a_paid_one_credits_the_holders(cl
     assert node.datanets.access_price("vault", 1, alice.address) == 0  # the owner trains on her data for free
 
     summary = node.economy.close()
-    assert int(summary["total"]) == PRICE and c.distributor.epoch(1).total == PRICE
+    assert int(summary["total"]) == PRICE and c.distributor.epoch(node.economy.chain_epoch(1)).total == PRICE
     paid = {a: int(earnings(node.db, c.distributor, a)["epochs"][0]["amount"]) for a in (alice.address, bob.address)}
     assert paid == split_by_weight(PRICE, {alice.address: 20 * UNIT, bob.address: 80 * UNIT})
     files = published_files(node.db, 1, c)
-    assert verify_epoch(*files.values(), c.distributor.epoch(1)) == []
+    assert verify_epoch(*files.values(), c.distributor.epoch(node.economy.chain_epoch(1))) == []
     shares = next(p for p in files["payouts"]["pools"] if p["kind"] == "shares")
     assert shares["sources"] == {"access": str(PRICE)}
 
@@ -134,7 +134,7 @@ def test_export_of_a_priced_version_needs_a_licence_paid_once(client, private, a
     assert int(summary["total"]) == PRICE  # the Datanet's revenue: its owner's pool, no shares issued
     files = published_files(node.db, 1, c)
     assert [p["purpose"] for p in files["payouts"]["access_payments"]] == ["export"]
-    assert verify_epoch(*files.values(), c.distributor.epoch(1)) == []
+    assert verify_epoch(*files.values(), c.distributor.epoch(node.economy.chain_epoch(1))) == []
 
 
 def test_a_training_licence_covers_later_jobs_on_the_same_version(client, private, carol):

@@ -192,7 +192,7 @@ def test_a_withdrawn_contribution_earns_nothing_after_its_withdrawal_in_its_epoc
     earned = next(e for e in earnings(world.node.db, c.distributor, contributor)["epochs"]
                   if e["epoch"] == closed["epoch"])
     held = c.token.balance_of(contributor)
-    c.distributor.claim(world.node.account, closed["epoch"], contributor, int(earned["amount"]), earned["proof"])
+    c.distributor.claim(world.node.account, int(earned["chain_epoch"]), contributor, int(earned["amount"]), earned["proof"])
     assert c.token.balance_of(contributor) == held + int(earned["amount"])
 
 

@@ -131,7 +131,7 @@ def test_a_transfer_mid_epoch_moves_the_next_payout_of_a_model(client, world, al
         assert int(summary["total"]) == int(summary["charged"])
         files = published_files(world.db, number, world.contracts)
         holders = chain_holdings(world.contracts.chain, files["payouts"], {"model:m1": client.shares.show("m1")})
-        assert verify_epoch(*files.values(), world.contracts.distributor.epoch(number), holders) == []
+        assert verify_epoch(*files.values(), world.contracts.distributor.epoch(world.economy.chain_epoch(number)), holders) == []
         entry = next(p for p in files["payouts"]["payouts"] if p["account"] == buyer.address)
         assert entry["sources"]["roles"] == {"shares": str(_claimable(world, buyer.address, number))}
         assert entry["sources"]["models"] == ["m1"]
@@ -146,7 +146,7 @@ def test_a_transfer_mid_epoch_moves_the_next_payout_of_a_model(client, world, al
     # the buyer claims with the published proof; the distributor pays exactly that
     amount = _claimable(world, buyer.address, 1)
     proof = earnings(world.db, world.contracts.distributor, buyer.address)["epochs"][0]["proof"]
-    world.contracts.distributor.claim(world.account, 1, buyer.address, amount, proof)
+    world.contracts.distributor.claim(world.account, world.economy.chain_epoch(1), buyer.address, amount, proof)
     assert world.contracts.token.balance_of(buyer.address) == amount
 
 
@@ -187,7 +187,7 @@ def test_holder_payouts_sum_to_the_datanet_revenue_to_the_base_unit(client, worl
     expected = split_by_weight(revenue, {a: v for a, v in balances.items() if v})
     assert {a: int(v) for a, v in pool["split"].items()} == expected
     assert int(summary["total"]) == fee
-    assert verify_epoch(*files.values(), node.contracts.distributor.epoch(summary["epoch"])) == []
+    assert verify_epoch(*files.values(), node.contracts.distributor.epoch(int(summary["chain_epoch"]))) == []
 
 
 def test_an_issue_cut_off_before_the_chain_is_finished_by_issuing_again(client, world, alice, monkeypatch):

@@ -69,7 +69,7 @@ def test_running_totals_equal_the_rows_through_receipts_payments_and_epochs(home
                 price = rng.choice([0, 1, 10**15, BIG])
                 log.write(Completed(f"r{step}", account, _model(price), rng.randint(1, 50), rng.randint(0, 50),
                                     {"prompt": "p", "completion": "c"}), attributing=False)
-        resolve_pending(node.db, node.contracts.escrow)  # no debit landed on chain: all fail, uncounted
+        resolve_pending(node.db, node.contracts.escrow, node.account.address)  # no debit landed on chain: all fail, uncounted
         with node.db.connect() as conn:
             assert conn.execute(select(access_payments.c.state).distinct()).scalars().all() == ["failed"]
             last = current_epoch(conn)

@@ -45,7 +45,7 @@ def test_fees_slashed_stake_and_the_data_pool_reach_the_right_people(client, ali
     summary = node.economy.close()
 
     assert int(summary["total"]) == sum(fees) + slashed
-    assert c.staking.reward_pool() == 0 and c.distributor.epoch(1).total == sum(fees) + slashed
+    assert c.staking.reward_pool() == 0 and c.distributor.epoch(node.economy.chain_epoch(1)).total == sum(fees) + slashed
     owed = {a: int(e["epochs"][0]["amount"]) if e["epochs"] else 0
             for a, e in ((a, earnings(node.db, c.distributor, a))
                          for a in (node.account.address, DEV.address, bob.address, carol.address,
@@ -61,7 +61,7 @@ def test_fees_slashed_stake_and_the_data_pool_reach_the_right_people(client, ali
     for account, amount in owed.items():
         if amount:
             proof = earnings(node.db, c.distributor, account)["epochs"][0]["proof"]
-            c.distributor.claim(node.account, 1, account, amount, proof)
+            c.distributor.claim(node.account, node.economy.chain_epoch(1), account, amount, proof)
     assert all(c.token.balance_of(a) == before[a] + owed[a] for a in owed)
-    assert c.distributor.epoch(1).unclaimed == 0
-    assert verify_epoch(*published_files(node.db, 1, c).values(), c.distributor.epoch(1)) == []
+    assert c.distributor.epoch(node.economy.chain_epoch(1)).unclaimed == 0
+    assert verify_epoch(*published_files(node.db, 1, c).values(), c.distributor.epoch(node.economy.chain_epoch(1))) == []

@@ -124,7 +124,7 @@ def test_honest_job_is_paid_and_tampered_adapter_is_slashed_once_and_refunded(cl
     assert paid == {bob.address: PRICE, alice.address: PRICE}  # the provider paid, the requester refunded
     sources = {p["account"]: p["sources"] for p in files["payouts"]["payouts"]}
     assert sources[bob.address]["jobs"] == [honest["id"]] and sources[alice.address]["jobs"] == [cheat["id"]]
-    assert verify_epoch(files["payouts"], files["receipts"], node.contracts.distributor.epoch(summary["epoch"])) == []
+    assert verify_epoch(files["payouts"], files["receipts"], node.contracts.distributor.epoch(int(summary["chain_epoch"]))) == []
 
 
 def test_perturbed_loss_wrong_answers_refusals_and_expiry(client, market, alice, bob, carol):

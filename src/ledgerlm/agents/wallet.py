@@ -112,7 +112,8 @@ class AgentWallet:
             claimed = []
             for e in (e for e in owed if e["claimable"] and not e["claimed"]):
                 tx = self.node.chain.send(self.account, "EpochDistributor", "claim",
-                                          [e["epoch"], self.account.address, int(e["amount"]), e["proof"]])
+                                          [int(e["chain_epoch"]), self.account.address, int(e["amount"]),
+                                           e["proof"]])
                 entry.tx_hashes.append(tx["tx_hash"])
                 claimed.append({"epoch": e["epoch"], "amount": e["amount"], "tx_hash": tx["tx_hash"]})
             return {"claimed": claimed}

@@ -81,7 +81,7 @@ def receipt_file(number: int, node: Node = Depends(get_node)) -> dict:
 @router.get("/epochs/{number}/chain")
 def chain_record(number: int, node: Node = Depends(get_node)) -> dict | None:
     """The distributor's record of the epoch (root, funded total, claimed, sweep), or null."""
-    funding = node.contracts.distributor.epoch(number)
+    funding = node.contracts.distributor.epoch(node.economy.chain_epoch(number))
     return None if funding is None else {k: str(v) if isinstance(v, int) and not isinstance(v, bool) else v
                                          for k, v in asdict(funding).items()}
 

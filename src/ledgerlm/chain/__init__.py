@@ -10,6 +10,7 @@ _EXPORTS = {
     "Artifact": "abi", "ChainEvent": "abi", "load_artifact": "abi",
     "CAP_LIMIT": "contracts", "DEADLINE_LIMIT": "contracts", "Contracts": "contracts", "DatanetRecord": "contracts", "DatanetVersionRecord": "contracts",
     "Debit": "contracts", "SignedSpendingCap": "contracts", "SpendingAllowance": "contracts", "cap_nonce": "contracts",
+    "epoch_id": "contracts",
     "EpochFunding": "contracts", "FeePolicy": "contracts", "ModelRecord": "contracts",
     "PendingAmount": "contracts", "PermitSignature": "contracts", "StakeRole": "contracts",
     "Deployment": "deploy", "deploy_all": "deploy", "role_id": "deploy",

@@ -138,6 +138,20 @@ class PermitSignature:
 CAP_LIMIT, DEADLINE_LIMIT, DEBIT_LIMIT = 2**96, 2**63, 2**96
 
 
+# An epoch id holds its node's address above the node's own epoch number, which takes the low 64 bits.
+EPOCH_NUMBER_BITS = 64
+
+
+def epoch_id(node: str, number: int) -> int:
+    """The distributor's id of `node`'s epoch `number`: the node's address above the number's 64 bits. The contracts
+    let only that node settle into, release rewards into and post the root of its ids, so nodes sharing one
+    distributor each keep their own epoch numbers (1, 2, 3, ...) and never publish the same epoch."""
+    if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number < 2**EPOCH_NUMBER_BITS:
+        raise ChainError(f"an epoch number must be an integer in [0, 2**{EPOCH_NUMBER_BITS}), got {number!r}",
+                         field="epoch")
+    return int(to_checksum_address(node), 16) << EPOCH_NUMBER_BITS | number
+
+
 def cap_nonce() -> int:
     """A nonce for a new spending cap: the time in milliseconds, so a later authorisation outranks an earlier one
     without reading the chain first (the escrow accepts only nonces above the last one used)."""
@@ -602,6 +616,12 @@ class EscrowClient(_Client):
         cap, nonce, spent, ends_at = self._call("spendingCap", to_checksum_address(consumer),
                                                 to_checksum_address(settler))
         return SpendingAllowance(int(cap), int(nonce), int(spent), int(ends_at))
+
+    def cap_in_force(self, consumer: str, settler: str) -> tuple[int, int]:
+        """(cap, grace_ends_at): the cap a debit is checked against now (the replaced, higher one while a lowering's
+        grace runs) and when that grace ends (0 when none runs)."""
+        cap, ends_at = self._call("capInForce", to_checksum_address(consumer), to_checksum_address(settler))
+        return int(cap), int(ends_at)
 
     def cap_period_seconds(self) -> int:
         return int(self._call("capPeriodSeconds"))

@@ -95,7 +95,7 @@ def verify(
             raise LedgerError("the node names no deployed contracts to verify against", field="rpc")
         distributor = DistributorClient(chain, addresses["EpochDistributor"],
                                         TokenClient(chain, addresses["LedgerToken"]))
-        funding = distributor.epoch(number)
+        funding = distributor.epoch(int(payout_file.get("chain_epoch") or number))
         holders = chain_holdings(chain, payout_file, {p["asset"]: client.shares.show(p["asset"]) for p in shared})
     else:
         record = client._request("GET", f"/economy/epochs/{number}/chain")
@@ -164,7 +164,8 @@ def claim(
         raise LedgerError(f"{payee} has nothing to claim in epoch {epoch}", field="epoch", status=404)
     done = []
     for e in todo:
-        tx = client.chain.send(signer, "EpochDistributor", "claim", [e["epoch"], payee, int(e["amount"]), e["proof"]])
+        tx = client.chain.send(signer, "EpochDistributor", "claim",
+                               [int(e["chain_epoch"]), payee, int(e["amount"]), e["proof"]])
         done.append({"epoch": e["epoch"], "amount": e["amount"], "tx_hash": tx["tx_hash"]})
     s.emit({"account": payee, "claimed": done}, lambda r: console.print(
         "\n".join(f"[green]claimed[/] epoch {c['epoch']}: {format_amount(int(c['amount']))} LGR (tx {c['tx_hash']})"

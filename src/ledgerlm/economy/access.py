@@ -13,7 +13,7 @@ from eth_utils import to_checksum_address
 from sqlalchemy import Table, and_, insert, select, update
 from sqlalchemy.engine import Connection
 
-from ledgerlm.chain import ChainError, Debit
+from ledgerlm.chain import ChainError, Debit, epoch_id
 from ledgerlm.economy.consumers import lock_consumer
 from ledgerlm.economy.epochs import open_epoch
 from ledgerlm.economy.errors import EconomyError
@@ -144,7 +144,8 @@ class AccessPayments:
             add_spent(conn, payer, epoch, price)  # pending counts against budgets until it fails
         debit = Debit(payer, price)
         try:
-            tx = escrow.settle(self.node_account, epoch, rows.chunk_base + row_id, [debit]).tx_hash
+            tx = escrow.settle(self.node_account, epoch_id(self.node_account.address, epoch), rows.chunk_base + row_id,
+                               [debit]).tx_hash
         except ChainError as exc:
             _fail(self.db, rows, row_id)
             raise PaymentRequired(f"the escrow refused the payment: {exc}", field="payment") from exc
@@ -199,15 +200,15 @@ class AccessPayments:
             return [dict(r) for r in conn.execute(query).mappings()]
 
 
-def resolve_pending(db: Database, escrow) -> None:
-    """A payment (for access or a compute job) a crash left pending is paid if its chunk landed on chain, else
-    failed."""
+def resolve_pending(db: Database, escrow, settler: str) -> None:
+    """A payment (for access or a compute job) a crash left pending is paid if its chunk landed on chain (in the
+    epoch of `settler`, the node that debited it), else failed."""
     for rows in (ACCESS_ROWS, JOB_ROWS):
         with db.connect() as conn:
             pending = conn.execute(select(rows.table.c.id, rows.table.c.epoch)
                                    .where(rows.column(rows.state) == "pending")).all()
         for row_id, epoch in pending:
-            if not escrow.is_chunk_settled(epoch, rows.chunk_base + row_id):
+            if not escrow.is_chunk_settled(epoch_id(settler, epoch), rows.chunk_base + row_id):
                 _fail(db, rows, row_id)
                 continue
             with db.begin() as conn:

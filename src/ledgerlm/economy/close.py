@@ -10,16 +10,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.engine import Connection
 
-from ledgerlm.chain import Debit
+from ledgerlm.chain import Debit, epoch_id
 from ledgerlm.economy.access import resolve_pending, settled_access
 from ledgerlm.economy.compute import expire_unreported, pay_jobs, settled_jobs
 from ledgerlm.economy.epochs import open_epoch
 from ledgerlm.economy.errors import EconomyError
 from ledgerlm.economy.payouts import Ledger, payout_tree
 from ledgerlm.economy.pools import PoolPayer
-from ledgerlm.economy.shares import load_assets, pay_holders
+from ledgerlm.economy.shares import ShareAsset, load_assets, pay_holders
+from ledgerlm.economy.shortfall import charged_receipts, debitable
 from ledgerlm.store import Database
 from ledgerlm.store.schema import epoch_chunks, epoch_debits, epoch_payouts, epochs, receipts
 
@@ -59,6 +61,8 @@ class EpochCloser:
         self._step(number, "plan")
         self._settle(number)
         self._step(number, "settle")
+        if self._row(number)["root"] is None:  # every debit fell short to nothing, and nothing else was paid
+            return self.summary(number)
         self._release(number)
         self._step(number, "rewards")
         self._post(number)
@@ -80,7 +84,7 @@ class EpochCloser:
 
     def _plan(self) -> int | None:
         c = self.contracts
-        resolve_pending(self.db, c.escrow)
+        resolve_pending(self.db, c.escrow, self.node_account.address)
         head = c.chain.head()  # the closing block: share holders are paid by their balance at its end
         now = head.timestamp
         # The epoch is opened (on a fresh node) in a write of its own: a read that wrote it would need the
@@ -103,28 +107,13 @@ class EpochCloser:
             reason = self._cannot_charge(consumer, amount, now)
             (unpaid if reason else debits)[consumer] = reason or amount
         paid = [r for r in rows if r["consumer"] in debits or not r["consumer"] or int(r["fee"]) == 0]
-        ledger = Ledger()
-        with self.db.connect() as conn:
-            pools = PoolPayer(conn, number, shares=frozenset(assets))
-            for r in paid:
-                pools.add_receipt(ledger, r)
-            for payment in access:
-                pools.add_access(payment["datanet"], int(payment["amount"]))
-            compute = pay_jobs(ledger, jobs)
-            rewards = c.staking.reward_pool()
-            rewards = pools.pay_slashed_stake(ledger, rewards)
-            pools.pay_pools(ledger)
-            pools.paid += pay_holders(ledger, c, assets, pools.asset_revenue, head.number)
         charged = sum(debits.values())
-        access_total = sum(int(p["amount"]) for p in access)
-        jobs_total = sum(int(j["amount"]) for j in jobs)
-        if ledger.total != charged + rewards + access_total + jobs_total:  # conservation, before anything is written
-            raise EconomyError(f"epoch {number}: payouts {ledger.total} != debits {charged} + rewards {rewards} "
-                               f"+ access {access_total} + compute {jobs_total}", field="epoch", status=500)
+        with self.db.connect() as conn:
+            ledger, pools, compute, rewards = self._payouts(conn, number, paid, access, jobs, c.staking.reward_pool(),
+                                                            assets, head.number)
+        self._check_conservation(number, ledger, charged, rewards, access, jobs)
         if ledger.total == 0:
             return None
-        tree = payout_tree((p.account, p.amount) for p in ledger.accounts.values())
-        leaves = {v[0]: i for i, v in enumerate(tree.values)}
         chunks = [sorted(debits)[i:i + self.chunk_size] for i in range(0, len(debits), self.chunk_size)]
         with self.db.begin() as conn:
             # The next epoch is opened below: the same turn `open_epoch` takes to open one.
@@ -141,24 +130,66 @@ class EpochCloser:
                             "reason": why} for m, why in unpaid.items()]
             if debit_rows:
                 conn.execute(insert(epoch_debits), debit_rows)
-            conn.execute(insert(epoch_payouts), [
-                {"epoch": number, "account": p.account, "amount": str(p.amount),
-                 "proof": tree.proof(leaves[p.account]), "sources": p.sources()}
-                for p in ledger.accounts.values()])
+            root = self._write_payouts(conn, number, ledger)
             paid_ids = [r["id"] for r in paid]
             for start in range(0, len(paid_ids), 500):
                 conn.execute(update(receipts).where(receipts.c.id.in_(paid_ids[start:start + 500]))
                              .values(settled_epoch=number))
             pools.mark_rounds(conn)
             expire_unreported(conn, jobs)
+            access_total = sum(int(p["amount"]) for p in access)
             details = {"receipts": len(paid), "consumers": len(debits), "unpaid": len(unpaid), "charged": str(charged),
                        "rewards": str(rewards), "chunks": len(chunks), "pools": pools.published(),
-                       "access": str(access_total), "access_payments": access, "compute": str(jobs_total),
-                       "compute_jobs": compute, "closing_block": head.number}
+                       "access": str(access_total), "access_payments": access,
+                       "compute": str(sum(int(j["amount"]) for j in jobs)), "compute_jobs": compute,
+                       "closing_block": head.number, "chain_epoch": str(self._epoch_id(number)),
+                       "shortfall": "0", "short": {}, "split_basis": pools.basis}
             conn.execute(update(epochs).where(epochs.c.number == number).values(
-                state="planned", closed_at=int(time.time()), root=tree.root, total=str(ledger.total), details=details))
+                state="planned", closed_at=int(time.time()), root=root, total=str(ledger.total), details=details))
             conn.execute(insert(epochs).values(number=number + 1, state="open", opened_at=int(time.time())))
         return number
+
+    def _payouts(self, conn: Connection, number: int, paid: list, access: list[dict], jobs: list[dict],
+                 reward_pool: int, assets: dict[tuple[str, str], ShareAsset], block: int,
+                 basis: dict[str, dict] | None = None):
+        """The epoch's ledger from its paid receipts, access payments, compute jobs and slashed stake; with `basis`
+        (a plan's), each pool is split by the rounds and weights that plan used. Returns (ledger, pools, the compute
+        jobs paid, the slashed stake paid)."""
+        ledger = Ledger()
+        pools = PoolPayer(conn, number, shares=frozenset(assets), basis=basis)
+        for r in paid:
+            pools.add_receipt(ledger, r)
+        for payment in access:
+            pools.add_access(payment["datanet"], int(payment["amount"]))
+        compute = pay_jobs(ledger, jobs)
+        rewards = pools.pay_slashed_stake(ledger, reward_pool)
+        pools.pay_pools(ledger)
+        pools.paid += pay_holders(ledger, self.contracts, assets, pools.asset_revenue, block)
+        return ledger, pools, compute, rewards
+
+    @staticmethod
+    def _check_conservation(number: int, ledger: Ledger, charged: int, rewards: int, access: list[dict],
+                            jobs: list[dict]) -> None:
+        """Payouts equal what came in, to the base unit, before anything is written."""
+        access_total = sum(int(p["amount"]) for p in access)
+        jobs_total = sum(int(j["amount"]) for j in jobs)
+        if ledger.total != charged + rewards + access_total + jobs_total:
+            raise EconomyError(f"epoch {number}: payouts {ledger.total} != debits {charged} + rewards {rewards} "
+                               f"+ access {access_total} + compute {jobs_total}", field="epoch", status=500)
+
+    @staticmethod
+    def _write_payouts(conn: Connection, number: int, ledger: Ledger) -> str | None:
+        """Store the epoch's payout leaves with their proofs (replacing any); returns the root (None: nothing to pay)."""
+        conn.execute(delete(epoch_payouts).where(epoch_payouts.c.epoch == number))
+        if ledger.total == 0:
+            return None
+        tree = payout_tree((p.account, p.amount) for p in ledger.accounts.values())
+        leaves = {v[0]: i for i, v in enumerate(tree.values)}
+        conn.execute(insert(epoch_payouts), [
+            {"epoch": number, "account": p.account, "amount": str(p.amount),
+             "proof": tree.proof(leaves[p.account]), "sources": p.sources()}
+            for p in ledger.accounts.values()])
+        return tree.root
 
     def _cannot_charge(self, consumer: str, amount: int, now: int) -> str | None:
         """Why a consumer cannot be charged in full this epoch, or None if they can."""
@@ -180,16 +211,29 @@ class EpochCloser:
 
     # ------------------------------------------------------------------ chain steps (idempotent)
 
+    def _epoch_id(self, number: int) -> int:
+        return epoch_id(self.node_account.address, number)
+
+    def chain_epoch(self, number: int) -> int:
+        """The distributor's id of this node's epoch `number` (as its close recorded it, for closes that predate
+        epoch ids carrying their node)."""
+        with self.db.connect() as conn:
+            details = conn.execute(select(epochs.c.details).where(epochs.c.number == number)).scalar()
+        return int((details or {}).get("chain_epoch") or self._epoch_id(number))
+
     def _settle(self, number: int) -> None:
         escrow = self.contracts.escrow
+        chain_epoch = self.chain_epoch(number)
         with self.db.connect() as conn:
             chunks = conn.execute(select(epoch_chunks).where(and_(epoch_chunks.c.epoch == number,
                                                                   epoch_chunks.c.state == "planned"))
                                   .order_by(epoch_chunks.c.chunk)).all()
         for chunk in chunks:
             tx = None
-            if not escrow.is_chunk_settled(number, chunk.chunk):  # a crash may have landed it already
-                tx = escrow.settle(self.node_account, number, chunk.chunk, self._debits(number, chunk.chunk)).tx_hash
+            if not escrow.is_chunk_settled(chain_epoch, chunk.chunk):  # a crash may have landed it already
+                debits = self._debitable(number, chunk.chunk)
+                if debits:  # a chunk whose every debit fell short to nothing sends nothing
+                    tx = escrow.settle(self.node_account, chain_epoch, chunk.chunk, debits).tx_hash
             with self.db.begin() as conn:
                 conn.execute(update(epoch_chunks).where(and_(epoch_chunks.c.epoch == number,
                                                              epoch_chunks.c.chunk == chunk.chunk))
@@ -205,19 +249,77 @@ class EpochCloser:
                                 .order_by(epoch_debits.c.consumer)).all()
         return [Debit(r.consumer, int(r.amount)) for r in rows]
 
+    def _debitable(self, number: int, chunk: int) -> list[Debit]:
+        """The chunk's debits, each within what its consumer's cap in force and balance allow right now.
+
+        A consumer may lower or revoke their cap (or withdraw) after the plan; a chunk sent late, e.g. by a close
+        resumed after a crash, would then revert and the close stay stuck. A debit that no longer fits is cut to
+        what fits and the epoch re-planned to match before the chunk is sent."""
+        debits = self._debits(number, chunk)
+        now = self.contracts.chain.head().timestamp
+        short = {}
+        for d in debits:
+            can = debitable(self.contracts.escrow, d.consumer, self.node_account.address, now)
+            if can.amount < d.amount:
+                short[d.consumer] = can
+        if short:
+            self._fall_short(number, chunk, short)
+            debits = self._debits(number, chunk)
+        return [d for d in debits if d.amount > 0]
+
+    def _fall_short(self, number: int, chunk: int, short: dict) -> None:
+        """Cut the consumers' debits to what they can be charged and re-plan the payouts to match, in one
+        transaction: the unpaid part of their fees is not distributed; it is recorded as the epoch's shortfall."""
+        with self.db.begin() as conn:
+            row = conn.execute(select(epochs).where(epochs.c.number == number)).mappings().first()
+            details = dict(row["details"] or {})
+            cut = dict(details.get("short") or {})
+            planned = {d.consumer: d.amount for d in self._debits(number, chunk)}
+            for consumer, can in sorted(short.items()):
+                owed = int(cut.get(consumer, {}).get("owed", planned[consumer]))
+                reason = can.reason(owed)
+                cut[consumer] = {"owed": str(owed), "charged": str(can.amount), "reason": reason}
+                conn.execute(update(epoch_debits).where(and_(epoch_debits.c.epoch == number,
+                                                             epoch_debits.c.consumer == consumer))
+                             .values(amount=str(can.amount), state="short", reason=reason))
+            amounts = [int(a) for a in conn.execute(select(epoch_debits.c.amount).where(and_(
+                epoch_debits.c.epoch == number, epoch_debits.c.chunk == chunk))).scalars()]
+            conn.execute(update(epoch_chunks).where(and_(epoch_chunks.c.epoch == number, epoch_chunks.c.chunk == chunk))
+                         .values(total=str(sum(amounts))))
+            charged = sum(int(a) for a in conn.execute(select(epoch_debits.c.amount).where(and_(
+                epoch_debits.c.epoch == number, epoch_debits.c.chunk.is_not(None)))).scalars())
+            rows = conn.execute(select(receipts).where(receipts.c.settled_epoch == number)
+                                .order_by(receipts.c.created_at, receipts.c.id)).mappings().all()
+            paid = charged_receipts(rows, {c: int(v["charged"]) for c, v in cut.items()})
+            block = int(details["closing_block"])
+            access = details.get("access_payments") or []
+            jobs = settled_jobs(conn, number)
+            ledger, pools, compute, rewards = self._payouts(
+                conn, number, paid, access, jobs, int(details["rewards"]), load_assets(conn, issued_by=block), block,
+                basis=details.get("split_basis"))
+            self._check_conservation(number, ledger, charged, rewards, access, jobs)
+            root = self._write_payouts(conn, number, ledger)
+            details.update(charged=str(charged), pools=pools.published(), compute_jobs=compute, short=cut,
+                           shortfall=str(sum(int(v["owed"]) - int(v["charged"]) for v in cut.values())))
+            conn.execute(update(epochs).where(epochs.c.number == number).values(
+                root=root, total=str(ledger.total), details=details,
+                state=row["state"] if root is not None else "unpaid"))
+
     def _release(self, number: int) -> None:
         rewards = int(self._row(number)["details"]["rewards"])
         staking = self.contracts.staking
-        if rewards and not staking.rewards_released(number):
-            staking.release_rewards(self.node_account, number, rewards)
+        chain_epoch = self.chain_epoch(number)
+        if rewards and not staking.rewards_released(chain_epoch):
+            staking.release_rewards(self.node_account, chain_epoch, rewards)
 
     def _post(self, number: int) -> None:
         row = self._row(number)
         if row["state"] == "posted":
             return
-        funding = self.contracts.distributor.epoch(number)
+        chain_epoch = self.chain_epoch(number)
+        funding = self.contracts.distributor.epoch(chain_epoch)
         if funding is None or funding.root is None:
-            self.contracts.distributor.post_root(self.node_account, number, row["root"], int(row["total"]))
+            self.contracts.distributor.post_root(self.node_account, chain_epoch, row["root"], int(row["total"]))
         with self.db.begin() as conn:
             conn.execute(update(epochs).where(epochs.c.number == number).values(state="posted"))
 
@@ -249,6 +351,8 @@ class EpochCloser:
         details = row["details"] or {}
         return {"epoch": number, "state": row["state"], "root": row["root"], "total": row["total"],
                 **{k: details.get(k) for k in ("receipts", "consumers", "unpaid", "charged", "rewards", "chunks")},
+                "shortfall": details.get("shortfall", "0"), "short": details.get("short", {}),
+                "chain_epoch": details.get("chain_epoch"),
                 "files": str(self.epochs_dir / str(number))}
 
 
@@ -271,13 +375,16 @@ def published_files(db: Database, number: int, contracts=None) -> dict[str, dict
         "rewards": details.get("rewards"), "pools": details.get("pools", []),
         "access": details.get("access", "0"), "access_payments": details.get("access_payments", []),
         "compute": details.get("compute", "0"), "compute_jobs": details.get("compute_jobs", []),
-        "closing_block": details.get("closing_block"),
+        "closing_block": details.get("closing_block"), "chain_epoch": details.get("chain_epoch"),
+        "shortfall": details.get("shortfall", "0"), "short": details.get("short", {}),
         "chain_id": contracts.chain.chain_id if contracts else None,
         "distributor": contracts.distributor.address if contracts else None,
         "payouts": [{"account": p["account"], "amount": p["amount"], "proof": p["proof"], "sources": p["sources"]}
                     for p in payouts],
-        "debits": [{"consumer": d["consumer"], "amount": d["amount"], "state": d["state"], "reason": d["reason"]}
+        "debits": [{"consumer": d["consumer"], "amount": d["amount"], "state": d["state"], "reason": d["reason"],
+                    "owed": details.get("short", {}).get(d["consumer"], {}).get("owed", d["amount"])}
                    for d in debits],
     }
-    receipt_file = {"epoch": number, "receipts": [dict(r) for r in paid]}
+    short = {c: int(v["charged"]) for c, v in (details.get("short") or {}).items()}
+    receipt_file = {"epoch": number, "receipts": charged_receipts(paid, short)}
     return {"payouts": payout_file, "receipts": receipt_file}

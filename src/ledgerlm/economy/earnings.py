@@ -64,14 +64,17 @@ def earnings(db: Database, distributor, address: str) -> dict:
     """Per epoch: the amount, whether it is claimed on chain, the proof, and where it came from."""
     address = to_checksum_address(address)
     with db.connect() as conn:
-        rows = conn.execute(select(epoch_payouts, epochs.c.state).join(epochs, epochs.c.number == epoch_payouts.c.epoch)
+        rows = conn.execute(select(epoch_payouts, epochs.c.state, epochs.c.details)
+                            .join(epochs, epochs.c.number == epoch_payouts.c.epoch)
                             .where(epoch_payouts.c.account == address).order_by(epoch_payouts.c.epoch)).mappings().all()
     out = []
     for r in rows:
         claimable = r["state"] in ("posted", "published")
-        out.append({"epoch": r["epoch"], "amount": r["amount"], "state": r["state"], "claimable": claimable,
-                    "claimed": claimable and distributor.is_claimed(r["epoch"], address), "proof": r["proof"],
-                    "sources": r["sources"]})
+        # the distributor's id of the epoch, to claim with: the node's address above its number
+        chain_epoch = int((r["details"] or {}).get("chain_epoch") or r["epoch"])
+        out.append({"epoch": r["epoch"], "chain_epoch": str(chain_epoch), "amount": r["amount"], "state": r["state"],
+                    "claimable": claimable, "claimed": claimable and distributor.is_claimed(chain_epoch, address),
+                    "proof": r["proof"], "sources": r["sources"]})
     return {"address": address, "total": str(sum(int(e["amount"]) for e in out)),
             "unclaimed": str(sum(int(e["amount"]) for e in out if e["claimable"] and not e["claimed"])),
             "epochs": out}
@@ -91,5 +94,5 @@ def relay_claim(db: Database, distributor, relayer, address: str, epoch: int) ->
                            status=409)
     if entry["claimed"]:
         raise EconomyError(f"{owed['address']} has already claimed epoch {epoch}", field="epoch", status=409)
-    tx = distributor.claim(relayer, epoch, owed["address"], int(entry["amount"]), entry["proof"])
+    tx = distributor.claim(relayer, int(entry["chain_epoch"]), owed["address"], int(entry["amount"]), entry["proof"])
     return {"account": owed["address"], "epoch": epoch, "amount": entry["amount"], "tx_hash": tx.tx_hash}

@@ -55,9 +55,9 @@ def current_epoch(conn: Connection) -> int:
 
 
 def list_epochs(db: Database) -> list[dict]:
-    """Every epoch: state, root, total and the close's counts (the pools are in the payout file)."""
+    """Every epoch: state, root, total, the close's counts and any shortfall (the pools are in the payout file)."""
     with db.connect() as conn:
         rows = conn.execute(select(epochs).order_by(epochs.c.number)).mappings().all()
     return [{"epoch": r["number"], "state": r["state"], "opened_at": r["opened_at"], "closed_at": r["closed_at"],
              "root": r["root"], "total": r["total"],
-             **{k: v for k, v in (r["details"] or {}).items() if k != "pools"}} for r in rows]
+             **{k: v for k, v in (r["details"] or {}).items() if k not in ("pools", "split_basis")}} for r in rows]

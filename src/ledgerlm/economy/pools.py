@@ -4,6 +4,7 @@ reputation, slashed stake to the epoch's validators, and each Datanet's data poo
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from sqlalchemy import and_, select, update
 from sqlalchemy.engine import Connection
@@ -56,9 +57,15 @@ def valuation_weights(conn: Connection, datanet: str, version: int | None = None
 class PoolPayer:
     """Collects one epoch's receipts into direct credits and per-Datanet pools, then pays the pools."""
 
-    def __init__(self, conn: Connection, epoch: int, shares: frozenset[tuple[str, str]] = frozenset()):
+    def __init__(self, conn: Connection, epoch: int, shares: frozenset[tuple[str, str]] = frozenset(),
+                 basis: dict[str, dict] | None = None):
         self.conn = conn
         self.epoch = epoch
+        # How each pool is split (its rounds and weights), written down at the plan: a re-plan after a consumer's
+        # debit fell short gives it back, so the same pools, smaller, split the same way whatever rounds, reputations
+        # and valuations did since.
+        self.fixed = basis
+        self.basis: dict[str, dict] = {}
         # Assets with issued revenue shares: their revenue goes to holders, collected here by source.
         self.shares = shares
         self.asset_revenue: dict[tuple[str, str], dict[str, int]] = {}
@@ -151,14 +158,24 @@ class PoolPayer:
             weights[validator] *= reward_multiplier_bps(NEUTRAL_BPS if rep is None else rep)
         return weights
 
+    def _basis(self, key: str, find: Callable[[], tuple[list[int], dict[str, int]]]
+               ) -> tuple[list[int], dict[str, int]]:
+        """The rounds and weights pool `key` is split by: found now at a plan, or the plan's on a re-plan."""
+        if self.fixed is None:
+            rounds, weights = find()
+        else:
+            kept = self.fixed.get(key, {"rounds": [], "weights": {}})
+            rounds, weights = list(kept["rounds"]), {a: int(w) for a, w in kept["weights"].items()}
+        self.basis[key] = {"rounds": rounds, "weights": {a: str(w) for a, w in sorted(weights.items())}}
+        return rounds, weights
+
     def pay_slashed_stake(self, ledger: Ledger, pool: int) -> int:
         """Slashed stake goes to the validators of this epoch's rounds; returns how much was paid (0 when
         no round this epoch earned any weight: the pool waits on chain for the next epoch)."""
-        rounds = [r for r in self._rounds(None) if r.rewarded_epoch is None]
-        weights = self._validator_weights(rounds)
+        rounds = [] if self.fixed is not None else [r for r in self._rounds(None) if r.rewarded_epoch is None]
+        ids, weights = self._basis("slashed_stake", lambda: ([r.id for r in rounds], self._validator_weights(rounds)))
         if not pool or not weights:
             return 0
-        ids = [r.id for r in rounds]
         split = ledger.credit_split(pool, weights, "slashed_stake", rounds=ids)
         self._rounds_used.update(ids)
         self.paid.append({"kind": "slashed_stake", "datanet": None, "amount": str(pool), "rounds": ids,
@@ -169,12 +186,12 @@ class PoolPayer:
 
     def pay_pools(self, ledger: Ledger) -> None:
         for datanet, amount in sorted(self.validator_pools.items()):
-            rounds = self._rounds(datanet)
-            weights = self._validator_weights(rounds)
+            rounds = [] if self.fixed is not None else self._rounds(datanet)
+            ids, weights = self._basis(f"validators:{datanet}",
+                                       lambda rounds=rounds: ([r.id for r in rounds], self._validator_weights(rounds)))
             if not weights:  # nobody validated this Datanet: its data earns the share instead
                 self.data_pools[datanet] = self.data_pools.get(datanet, 0) + amount
                 continue
-            ids = [r.id for r in rounds]
             split = ledger.credit_split(amount, weights, "validator", datanet=datanet, rounds=ids)
             self._rounds_used.update(r.id for r in rounds if r.rewarded_epoch is None)
             self.paid.append({"kind": "validators", "datanet": datanet, "amount": str(amount), "rounds": ids,
@@ -183,7 +200,7 @@ class PoolPayer:
             if ("datanet", datanet) in self.shares:
                 self._to_holders(("datanet", datanet), "data_pool", amount)
                 continue
-            weights = self._data_weights(datanet)
+            _, weights = self._basis(f"data_pool:{datanet}", lambda datanet=datanet: ([], self._data_weights(datanet)))
             split = ledger.credit_split(amount, weights, "data_pool", datanet=datanet)
             self.paid.append({"kind": "data_pool", "datanet": datanet, "amount": str(amount), "rounds": [],
                               "split": {a: str(v) for a, v in sorted(split.items())}})

@@ -48,8 +48,12 @@ def verify_epoch(payout_file: dict, receipt_file: dict, funding=None,
     shared = {pool["asset"] for pool in payout_file["pools"] if pool["kind"] == "shares"}
     for r in receipt_file["receipts"]:
         paid = sum(int(p["amount"]) for p in r["payouts"])
-        if paid != int(r["fee"]):
-            problems.append(f"receipt {r['id']}: payouts sum to {paid}, not its fee {r['fee']}")
+        # a receipt whose consumer was debited less than owed pays out what was charged for it, never more
+        due = int(r.get("charged", r["fee"]))
+        if due > int(r["fee"]):
+            problems.append(f"receipt {r['id']}: charged {due}, above its fee {r['fee']}")
+        if paid != due:
+            problems.append(f"receipt {r['id']}: payouts sum to {paid}, not what it was charged, {due}")
         for p in r["payouts"]:
             if p["role"] == "developer" and f"model:{r['model_id']}" in shared:
                 key = ("shares", f"model:{r['model_id']}")

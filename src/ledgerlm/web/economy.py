@@ -66,7 +66,7 @@ def epoch_detail(request: Request, number: int):
     if found[0]["root"]:
         files = published_files(node.db, number, node.contracts if node.on_chain else None)
     if node.on_chain:
-        funding = node.contracts.distributor.epoch(number)
+        funding = node.contracts.distributor.epoch(node.economy.chain_epoch(number))
     return page(request, "epoch.html", e=found[0], files=files, funding=funding)
 
 
