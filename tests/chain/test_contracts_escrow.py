@@ -392,12 +392,15 @@ def test_a_lowered_cap_binds_after_a_grace_that_lets_a_close_planned_before_it_l
     escrow.settle(world.node, world.fresh_epoch(), 0, [debit(consumer, TOKEN)])
 
     lowered = escrow.set_spending_cap(consumer, node, TOKEN, 2)  # the node planned 2 more just before
+    ends = escrow.cap_in_force(consumer.address, node)[1]
+    assert escrow.cap_in_force(consumer.address, node) == (4 * TOKEN, ends) and ends > world.now()
     escrow.settle(world.node, world.fresh_epoch(), 0, [debit(consumer, 2 * TOKEN)])  # within the grace: old cap
     with reverts("CapExceeded", spentAfter=5 * TOKEN, cap=TOKEN):  # never past the cap it replaced
         escrow.settle(world.node, world.fresh_epoch(), 0, [debit(consumer, 2 * TOKEN)])
     escrow.set_spending_cap(consumer, node, TOKEN // 2, 3)  # lowered again: the grace still honours 4, not 1
     escrow.settle(world.node, world.fresh_epoch(), 0, [debit(consumer, TOKEN // 2)])
     world.chain.advance_time(15 * 60)
+    assert escrow.cap_in_force(consumer.address, node) == (TOKEN // 2, 0)  # the grace is over: the standing cap
     with reverts("CapExceeded", spentAfter=3 * TOKEN + TOKEN // 2 + 1, cap=TOKEN // 2):
         escrow.settle(world.node, world.fresh_epoch(), 0, [debit(consumer, 1)])
 

@@ -1,0 +1,154 @@
+"""A consumer who lowers or revokes their cap after an epoch was planned: the close, resumed late, debits no more
+than the cap in force, pays out only what it debited (each receipt re-split, every split exact), records the
+shortfall, and completes instead of reverting until the consumer restores the cap."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select, update
+
+from ledgerlm.chain import cap_nonce
+from ledgerlm.economy import list_epochs
+from ledgerlm.economy.close import published_files
+from ledgerlm.economy.earnings import earnings
+from ledgerlm.economy.verify import verify_epoch
+from ledgerlm.node import Node
+from ledgerlm.store.schema import contributions, epoch_debits, receipts
+from tests.economy.helpers import fund_consumer, key, write_receipt
+
+from ..datanets.conftest import publish_qa
+
+UNIT = 10**18
+DEV = key("developer")
+GRACE = 15 * 60
+
+
+@pytest.fixture
+def node(home):
+    n = Node.open(home)
+    yield n
+    n.close()
+
+
+class Crash(Exception):
+    pass
+
+
+def _crash_after_plan(number: int, step: str) -> None:
+    if step == "plan":
+        raise Crash
+
+
+def _plan_and_crash(node) -> None:
+    """The close is planned, then the node dies before settling."""
+    node.economy.after_step = _crash_after_plan
+    with pytest.raises(Crash):
+        node.economy.close()
+    node.economy.after_step = None
+
+
+def _planned_then_crashed(node):
+    """Alice owes two calls and Bob one; the close is planned, then the node dies before settling."""
+    alice, bob = key("alice"), key("bob")
+    fund_consumer(node, alice, 10 * UNIT, 5 * UNIT)
+    fund_consumer(node, bob, 10 * UNIT, 5 * UNIT)
+    for who, fee in ((alice, UNIT), (alice, UNIT // 3), (bob, 2 * UNIT + 7)):
+        write_receipt(node, who.address, fee, DEV.address)
+    _plan_and_crash(node)
+    return alice, bob
+
+
+def _resume(node):
+    summary = node.economy.finish()
+    files = published_files(node.db, 1, node.contracts)
+    funding = node.contracts.distributor.epoch(node.economy.chain_epoch(1))
+    assert verify_epoch(files["payouts"], files["receipts"], funding) == []
+    return summary, files, funding
+
+
+def test_a_revocation_long_before_the_late_settlement_leaves_that_consumer_unpaid_and_the_close_completes(node):
+    alice, bob = _planned_then_crashed(node)
+    c = node.contracts
+    c.escrow.set_spending_cap(alice, node.account.address, 0, cap_nonce())  # `apikey cap --as alice --cap 0`
+    node.chain.advance_time(GRACE + 60)  # the close resumes after the revocation's grace
+
+    summary, files, funding = _resume(node)
+
+    owed_bob = 2 * UNIT + 7
+    assert summary["state"] == "published"
+    assert c.escrow.balance_of(alice.address) == 10 * UNIT  # never debited above her cap of 0
+    assert c.escrow.balance_of(bob.address) == 10 * UNIT - owed_bob
+    assert int(summary["charged"]) == int(summary["total"]) == funding.total == owed_bob
+    assert int(summary["shortfall"]) == UNIT + UNIT // 3
+    assert summary["short"][alice.address]["charged"] == "0"
+    assert "revoked" in summary["short"][alice.address]["reason"]
+    # the unpaid fees are not distributed: the developer and node earn from Bob's call alone
+    assert int(earnings(node.db, c.distributor, DEV.address)["epochs"][0]["amount"]) == owed_bob * 4000 // 10_000
+    alice_receipts = [r for r in files["receipts"]["receipts"] if r["consumer"] == alice.address]
+    assert {r["charged"] for r in alice_receipts} == {"0"} and all(r["payouts"] == [] for r in alice_receipts)
+    debit = next(d for d in files["payouts"]["debits"] if d["consumer"] == alice.address)
+    assert (debit["state"], debit["amount"], debit["owed"]) == ("short", "0", str(UNIT + UNIT // 3))
+    listed = next(e for e in list_epochs(node.db) if e["epoch"] == 1)  # what `epoch list --json` shows
+    assert listed["shortfall"] == str(UNIT + UNIT // 3) and listed["short"][alice.address]["charged"] == "0"
+
+
+def test_a_lowered_cap_cuts_the_debit_and_re_splits_that_consumers_receipts_exactly(node):
+    alice, bob = _planned_then_crashed(node)
+    c = node.contracts
+    cap = UNIT // 2 + 1
+    c.escrow.set_spending_cap(alice, node.account.address, cap, cap_nonce())
+    node.chain.advance_time(GRACE + 60)
+
+    summary, files, funding = _resume(node)
+
+    assert summary["state"] == "published"
+    assert c.escrow.spending_cap(alice.address, node.account.address).spent == cap  # charged up to the cap, no more
+    assert c.escrow.balance_of(alice.address) == 10 * UNIT - cap
+    assert int(summary["shortfall"]) == UNIT + UNIT // 3 - cap
+    assert funding.total == int(summary["total"]) == cap + 2 * UNIT + 7
+    cut = {r["fee"]: r for r in files["receipts"]["receipts"] if r["consumer"] == alice.address}
+    assert sum(int(r["charged"]) for r in cut.values()) == cap  # the debit, split over her receipts by fee
+    assert abs(4 * int(cut[str(UNIT)]["charged"]) - 3 * cap) <= 4  # in proportion to the fees, 1 : 1/3
+    for r in cut.values():
+        assert sum(int(p["amount"]) for p in r["payouts"]) == int(r["charged"])
+        assert sum(int(p["amount"]) for p in r["signed_payouts"]) == int(r["fee"])
+    with node.db.connect() as conn:
+        row = conn.execute(select(epoch_debits).where(epoch_debits.c.consumer == alice.address)).mappings().one()
+        settled = conn.execute(select(receipts.c.settled_epoch).where(receipts.c.consumer == alice.address)).scalars()
+        assert (row["state"], row["amount"]) == ("short", str(cap)) and set(settled) == {1}
+
+
+def test_a_lowering_within_its_grace_still_debits_the_planned_amount(node):
+    alice, _ = _planned_then_crashed(node)
+    c = node.contracts
+    c.escrow.set_spending_cap(alice, node.account.address, 0, cap_nonce())  # seconds before the chunk is sent
+
+    summary, _, _ = _resume(node)
+
+    assert summary["shortfall"] == "0" and summary["short"] == {}
+    assert c.escrow.balance_of(alice.address) == 10 * UNIT - UNIT - UNIT // 3
+
+
+def test_a_re_plan_splits_each_pool_by_the_weights_its_plan_used(client, tmp_path, alice, bob, carol):
+    node = client.http.app.state.node
+    facts = [{"question": f"What colour is the {t}?", "answer": f"The {t} is {c}."}
+             for t, c in (("reef", "copper"), ("gull", "grey"), ("tide", "green"), ("moon", "pale"))]
+    publish_qa(client, tmp_path, alice, [(bob, facts[:2]), (carol, facts[2:])])
+    payer, other = key("payer"), key("other")
+    fund_consumer(node, payer, 10 * UNIT, 5 * UNIT)
+    fund_consumer(node, other, 10 * UNIT, 5 * UNIT)
+    write_receipt(node, payer.address, 3 * UNIT + 1, DEV.address, datanet="colours")
+    write_receipt(node, other.address, UNIT, DEV.address, datanet="colours")
+    _plan_and_crash(node)
+    planned = {p["kind"]: p for p in published_files(node.db, 1, node.contracts)["payouts"]["pools"]}["data_pool"]
+    with node.db.begin() as conn:  # bob's data leaves after the plan: the plan already counted it
+        conn.execute(update(contributions).where(contributions.c.contributor == bob.address).values(state="withdrawn"))
+    node.contracts.escrow.set_spending_cap(payer, node.account.address, UNIT, cap_nonce())
+    node.chain.advance_time(GRACE + 60)
+
+    summary, files, _ = _resume(node)
+
+    pool = {p["kind"]: p for p in files["payouts"]["pools"]}["data_pool"]
+    assert int(summary["shortfall"]) == 2 * UNIT + 1 and int(pool["amount"]) < int(planned["amount"])
+    assert set(pool["split"]) == set(planned["split"]) and int(pool["split"][bob.address]) > 0
+    assert sum(int(v) for v in pool["split"].values()) == int(pool["amount"])

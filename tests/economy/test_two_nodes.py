@@ -1,0 +1,73 @@
+"""Two node homes settling to one EpochDistributor on one chain: each numbers its own epochs from 1, and their
+epoch ids carry their node, so both close epoch 1, neither collides with the other, and neither can touch the
+other's epoch."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ledgerlm.chain import ChainError, Debit
+from ledgerlm.config import Home
+from ledgerlm.economy.close import published_files
+from ledgerlm.economy.earnings import earnings
+from ledgerlm.economy.verify import verify_epoch
+from ledgerlm.identity.node_keys import ADMIN_PASSPHRASE_ENV, unlock_keystore
+from ledgerlm.node import Node
+from tests.economy.helpers import fund_consumer, give_cap, key, write_receipt
+
+UNIT = 10**18
+DEV = key("developer")
+
+
+@pytest.fixture
+def two_nodes(home, tmp_path):
+    """Node `a` deploys the contracts on its embedded chain; node `b`, another home with its own database and hot
+    key, settles to the same contracts on that same chain with the operating roles the admin granted it."""
+    a = Node.open(home)
+    other = Home(tmp_path / "other-home")
+    Node.init(other).close()
+    other.deployment_path.write_text(home.deployment_path.read_text())
+    b = Node.open(other)
+    b.__dict__["chain"] = a.chain  # one in-process chain: the embedded chain is locked to the process that opened it
+    admin = unlock_keystore(home.admin_key_path, os.environ[ADMIN_PASSPHRASE_ENV], "admin")
+    c = a.contracts
+    for contract, role in ((c.escrow, "SETTLER_ROLE"), (c.distributor, "POSTER_ROLE"), (c.staking, "REWARDS_ROLE")):
+        contract.grant_role(admin, role, b.account.address)
+    a.chain.send_eth(a.faucet_account, b.account.address, 10**18)
+    yield a, b
+    b.close()
+    a.close()
+
+
+def test_two_nodes_close_their_epoch_1_on_one_distributor_without_colliding(two_nodes):
+    a, b = two_nodes
+    c = a.contracts
+    alice = key("alice")
+    fund_consumer(a, alice, 10 * UNIT, 5 * UNIT)
+    give_cap(b, alice, 5 * UNIT)
+    write_receipt(a, alice.address, UNIT, DEV.address)
+    write_receipt(b, alice.address, 2 * UNIT + 1, DEV.address)
+
+    first, second = a.economy.close(), b.economy.close()
+
+    assert (first["epoch"], first["state"]) == (second["epoch"], second["state"]) == (1, "published")
+    assert first["chain_epoch"] != second["chain_epoch"]
+    for node, summary, charged in ((a, first, UNIT), (b, second, 2 * UNIT + 1)):
+        funding = c.distributor.epoch(int(summary["chain_epoch"]))
+        assert funding.total == charged and funding.root == summary["root"]
+        assert verify_epoch(*published_files(node.db, 1, c).values(), funding) == []
+    assert c.escrow.balance_of(alice.address) == 10 * UNIT - UNIT - (2 * UNIT + 1)
+    # the developer claims epoch 1 of each node, each paid from its own funds
+    for node in (a, b):
+        owed = earnings(node.db, c.distributor, DEV.address)["epochs"][0]
+        c.distributor.claim(a.faucet_account, int(owed["chain_epoch"]), DEV.address, int(owed["amount"]),
+                            owed["proof"])
+    assert c.token.balance_of(DEV.address) == UNIT * 4000 // 10_000 + (2 * UNIT + 1) * 4000 // 10_000
+    # neither node may settle into, or post, the other's epoch
+    with pytest.raises(ChainError) as settled:
+        c.escrow.settle(b.account, int(first["chain_epoch"]), 9, [Debit(alice.address, 1)])
+    with pytest.raises(ChainError) as posted:
+        c.distributor.post_root(a.account, int(second["chain_epoch"]), first["root"], UNIT)
+    assert settled.value.error_name == posted.value.error_name == "ForeignEpoch"
