@@ -56,6 +56,9 @@ def test_close_verify_earnings_and_claim_from_the_command_line(cli, tmp_path):
     after = json.loads(cli("--json", "earnings", developer).stdout)
 
     assert closed["state"] == "published" and int(closed["total"]) == 3 * UNIT
+    shown = json.loads(cli("--json", "epoch", "show", "1").stdout)
+    assert (shown["state"], shown["shortfall"], shown["short"]) == ("published", "0", {})
+    assert [(d["state"], d["amount"], d["owed"]) for d in shown["debits"]] == [("planned", str(3 * UNIT), str(3 * UNIT))]
     assert [e["state"] for e in listed] == ["published", "open"]
     assert verified["ok"] and verified["problems"] == []
     assert owed["epochs"][0]["amount"] == str(3 * UNIT * 4000 // 10_000)
@@ -85,6 +88,7 @@ def test_close_verify_earnings_and_claim_from_the_command_line(cli, tmp_path):
 
 
 def test_every_economy_command_has_help(cli):
-    for command in (["epoch", "close"], ["epoch", "list"], ["epoch", "verify"], ["epoch", "sweep"], ["claim"],
+    for command in (["epoch", "close"], ["epoch", "list"], ["epoch", "show"], ["epoch", "verify"], ["epoch", "sweep"],
+                    ["claim"],
                     ["earnings"], ["deposit"], ["demo"]):
         assert "Usage" in cli(*command, "--help").stdout

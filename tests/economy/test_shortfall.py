@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select, update
 
 from ledgerlm.chain import cap_nonce
-from ledgerlm.economy import list_epochs
+from ledgerlm.economy import list_epochs, show_epoch
 from ledgerlm.economy.close import published_files
 from ledgerlm.economy.earnings import earnings
 from ledgerlm.economy.verify import verify_epoch
@@ -90,6 +90,9 @@ def test_a_revocation_long_before_the_late_settlement_leaves_that_consumer_unpai
     assert (debit["state"], debit["amount"], debit["owed"]) == ("short", "0", str(UNIT + UNIT // 3))
     listed = next(e for e in list_epochs(node.db) if e["epoch"] == 1)  # what `epoch list --json` shows
     assert listed["shortfall"] == str(UNIT + UNIT // 3) and listed["short"][alice.address]["charged"] == "0"
+    shown = {d["consumer"]: d for d in show_epoch(node.db, 1)["debits"]}  # what `epoch show 1 --json` shows
+    assert (shown[alice.address]["state"], shown[alice.address]["owed"]) == ("short", str(UNIT + UNIT // 3))
+    assert (shown[bob.address]["state"], shown[bob.address]["amount"]) == ("planned", str(owed_bob))
 
 
 def test_a_lowered_cap_cuts_the_debit_and_re_splits_that_consumers_receipts_exactly(node):

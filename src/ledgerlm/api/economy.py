@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from ledgerlm.api.cadence import start_every
 from ledgerlm.api.deps import get_node, require_operator
-from ledgerlm.economy import list_epochs, published_files, record_spending_cap
+from ledgerlm.economy import list_epochs, published_files, record_spending_cap, show_epoch
 from ledgerlm.economy.earnings import earnings, relay_claim
 from ledgerlm.errors import LedgerError
 from ledgerlm.identity import SignedAction
@@ -64,6 +64,13 @@ def close_epoch(node: Node = Depends(get_node)) -> dict:
 def epochs(node: Node = Depends(get_node)) -> list[dict]:
     """Every epoch: state, root, total and the close's counts (the pools are in the payout file)."""
     return list_epochs(node.db)
+
+
+@router.get("/epochs/{number}")
+def epoch(number: int, node: Node = Depends(get_node)) -> dict:
+    """One epoch with its debits and any shortfall: what consumers owed but the cap in force did not let the
+    close debit (that part of their fees was not paid out)."""
+    return show_epoch(node.db, number)
 
 
 @router.get("/epochs/{number}/payouts")

@@ -50,6 +50,29 @@ def list_epochs(ctx: typer.Context):
     s.emit(rows, render)
 
 
+@epoch_app.command("show")
+def show(ctx: typer.Context, number: int = typer.Argument(..., help="Epoch number.")):
+    """One epoch: state, totals, its chain id and each consumer's debit, with any shortfall (owed but not charged
+    because the consumer lowered or revoked their cap, or emptied their escrow, before settlement)."""
+    s = session(ctx)
+    shown = s.client()._request("GET", f"/economy/epochs/{number}")
+
+    def render(e):
+        console.print(f"epoch {e['epoch']} [bold]{e['state']}[/]  root {e['root'] or '-'}  "
+                      f"total {format_amount(int(e['total'] or 0))} LGR")
+        if e.get("chain_epoch"):
+            console.print(f"  distributor epoch id {e['chain_epoch']}")
+        console.print(f"  charged {format_amount(int(e.get('charged') or 0))} LGR, shortfall "
+                      f"{format_amount(int(e.get('shortfall') or 0))} LGR")
+        table = Table("consumer", "state", "owed LGR", "charged LGR", "why")
+        for d in e["debits"]:
+            table.add_row(d["consumer"], d["state"], format_amount(int(d["owed"])),
+                          format_amount(int(d["amount"]) if d["state"] != "unpaid" else 0), d["reason"] or "")
+        console.print(table)
+
+    s.emit(shown, render)
+
+
 def _published(path: Path, field: str):
     try:
         return json.loads(path.read_text())
@@ -135,7 +158,12 @@ def sweep(
         admin = s.unlock(key)
     else:
         admin = unlock_keystore(s.home.admin_key_path, node_passphrase(ADMIN_PASSPHRASE_ENV, "admin"), "admin")
-    tx = s.client().chain.send(admin, "EpochDistributor", "sweep", [number])
+    client = s.client()
+    # the distributor's record names the epoch's id there: this node's address above its number
+    record = client._request("GET", f"/economy/epochs/{number}/chain")
+    if record is None:
+        raise LedgerError(f"epoch {number} of this node holds nothing in the distributor to sweep", field="epoch")
+    tx = client.chain.send(admin, "EpochDistributor", "sweep", [int(record["epoch"])])
     swept = next((e["args"] for e in tx.get("events", []) if e["name"] == "Swept"), {})
     result = {"epoch": number, "tx_hash": tx["tx_hash"], "amount": str(swept.get("amount", 0)),
               "treasury": swept.get("treasury")}

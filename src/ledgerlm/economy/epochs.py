@@ -7,8 +7,9 @@ import time
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from ledgerlm.economy.errors import EconomyError
 from ledgerlm.store import Database, lock_key
-from ledgerlm.store.schema import epochs
+from ledgerlm.store.schema import epoch_debits, epochs
 
 
 def open_epoch(conn: Connection) -> int:
@@ -54,10 +55,32 @@ def current_epoch(conn: Connection) -> int:
     return _next_number(conn) if number is None else number
 
 
+def _listed(r) -> dict:
+    return {"epoch": r["number"], "state": r["state"], "opened_at": r["opened_at"], "closed_at": r["closed_at"],
+            "root": r["root"], "total": r["total"],
+            **{k: v for k, v in (r["details"] or {}).items() if k not in ("pools", "split_basis")}}
+
+
+def show_epoch(db: Database, number: int) -> dict:
+    """One epoch as `list_epochs` has it, with each consumer's debit: charged in full (`planned`), cut to what the
+    cap in force allowed when its chunk was sent (`short`, with what was owed), or left for a later epoch
+    (`unpaid`)."""
+    with db.connect() as conn:
+        row = conn.execute(select(epochs).where(epochs.c.number == number)).mappings().first()
+        if row is None:
+            raise EconomyError(f"there is no epoch {number}", field="epoch", status=404)
+        debits = conn.execute(select(epoch_debits).where(epoch_debits.c.epoch == number)
+                              .order_by(epoch_debits.c.consumer)).mappings().all()
+    shown = _listed(row)
+    short = shown.get("short") or {}
+    shown["debits"] = [{"consumer": d["consumer"], "amount": d["amount"], "chunk": d["chunk"], "state": d["state"],
+                        "owed": short.get(d["consumer"], {}).get("owed", d["amount"]), "reason": d["reason"]}
+                       for d in debits]
+    return shown
+
+
 def list_epochs(db: Database) -> list[dict]:
     """Every epoch: state, root, total, the close's counts and any shortfall (the pools are in the payout file)."""
     with db.connect() as conn:
         rows = conn.execute(select(epochs).order_by(epochs.c.number)).mappings().all()
-    return [{"epoch": r["number"], "state": r["state"], "opened_at": r["opened_at"], "closed_at": r["closed_at"],
-             "root": r["root"], "total": r["total"],
-             **{k: v for k, v in (r["details"] or {}).items() if k not in ("pools", "split_basis")}} for r in rows]
+    return [_listed(r) for r in rows]
