@@ -232,3 +232,52 @@ def test_running_the_template_head_once_changes_no_feature(trained):
     whole = LoraProjector.for_model(trained.model, dim=512, seed=2)  # every position counted
     counted = example_features(trained.model, examples[:1], whole, max_len=64, pad_id=0)
     assert not np.allclose(counted[0], together[0], rtol=1e-3, atol=1e-5)
+
+
+
+def test_calibration_batches_the_null_answers_as_if_each_were_attributed_alone(trained, index):
+    """Calibration runs many null answers per pass, padded to the longest; each gets the feature,
+    and so the best score and the bar, that attributing it alone (as a user's answer) gives."""
+    from dataclasses import replace
+
+    from ledgerlm.attribution.calibration import (
+        PAYING_MODES,
+        CalibrationSettings,
+        calibrate,
+        gradient_bar,
+        rounded,
+    )
+    from ledgerlm.attribution.features import (
+        answer_example,
+        answer_feature,
+        feature_batches,
+        prompt_token_ids,
+        span_readings,
+    )
+    from ledgerlm.attribution.null_queries import NULL_QUERIES
+    from ledgerlm.attribution.restatement import content_weights
+
+    settings = CalibrationSettings(gradient_null_answers=len(NULL_QUERIES))
+    model, tokenizer, projector = trained.model, trained.tokenizer, index.projector
+    examples, weights = [], {}
+    for i, (prompt, answer) in enumerate(NULL_QUERIES):
+        example = replace(answer_example(tokenizer, prompt, answer), index=i)
+        reading = span_readings(tokenizer, prompt, answer, example)[0]
+        weights[i] = content_weights(tokenizer, prompt_token_ids(example), reading,
+                                     settings.restated_weight)
+        examples.append(example)
+    width = max(len(e.input_ids) for e in examples)
+    passes = feature_batches(examples, projector.head, width, 0, 8)
+    assert len(passes) <= len(examples) // 4  # several answers share every pass
+    assert any(len({s.end for row in p.segments for s in row}) > 1 for p in passes)  # padding
+
+    together = example_features(model, examples, projector, max_len=width, pad_id=0,
+                                batch_size=8, token_weights=weights)
+    alone = np.stack([answer_feature(model, projector, e, weights[e.index]) for e in examples])
+    together = np.stack([together[e.index] for e in examples])
+    assert np.abs(together - alone).max() <= 1e-5 * np.abs(alone).max()
+    batched = calibrate(index, model, tokenizer, settings)
+    for mode in PAYING_MODES:
+        best = [float(v) for v in rounded(index.gradient_scores(alone, mode)).max(axis=1)]
+        assert best == batched.null_gradient_max[mode]
+        assert gradient_bar(best, 1 - settings.false_payout_rate) == batched.gradient_bar[mode]

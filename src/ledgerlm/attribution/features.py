@@ -274,21 +274,11 @@ def projected_gradients(model, projector: LoraProjector, batch: PackedBatch) -> 
 
     slots, examples = feature_slots(batch, projector.head)
     rows, seq_len = slots.shape
-    slots = slots.flatten()
-    keep = slots >= 0
-    slots = slots[keep]
-    # Kept tokens in row-major order: each segment is one contiguous run of one example.
-    cuts = [0] + (torch.nonzero(slots[1:] != slots[:-1]).flatten() + 1).tolist() + [len(slots)]
-    runs = [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
-    run_slots = torch.tensor([int(slots[a]) for a, _ in runs], dtype=torch.long)
-    # Runs padded to one length (padding points at an extra zero token), so every weight's
-    # per-run outer-product sums are one batched product instead of a Python loop over runs.
-    width = max((b - a for a, b in runs), default=0)
-    gather = torch.full((len(runs), width), len(slots), dtype=torch.long)
-    for i, (a, b) in enumerate(runs):
-        gather[i, :b - a] = torch.arange(a, b)
+    positions, valid, run_slots = _runs(slots.flatten())
+    runs, width = positions.shape
     features = torch.zeros(len(examples), projector.dim, dtype=torch.float64)
     by_name = {m.name: m for m in projector.matrices}
+    moved: dict = {}
 
     def receive(param: str, x, grad) -> None:
         matrix = by_name.get(param)
@@ -297,19 +287,26 @@ def projected_gradients(model, projector: LoraProjector, batch: PackedBatch) -> 
         if matrix is None:
             raise AttributionError(f"LoRA weight {param} is not in the attribution index",
                                    field="model")
-        if tuple(x.shape[:2]) != (rows, seq_len):
+        if tuple(x.shape[:2]) != (rows, seq_len) or not runs:
             # The shared prefix's own pass (one row, run before the batch's rows; a prefix is
             # only shared by two rows or more): template head, which no feature counts.
             return
         started, cpu = time.perf_counter(), time.process_time()
-        mask, index = keep.to(x.device), gather.to(x.device)
-        # Only the examples' tokens are projected; padding would only add zeros. A half-precision
-        # model's values are projected in float32, a float64 model's (attribution's) in float64.
-        x = _padded(projector.project(param, "in", _working(x.reshape(-1, x.shape[-1])[mask])), index)
-        g = _padded(projector.project(param, "out", _working(grad.reshape(-1, grad.shape[-1])[mask])),
-                    index)
+        if x.device not in moved:
+            moved[x.device] = (positions.flatten().to(x.device),
+                               valid.to(x.device, torch.float64)[:, :, None])
+        at, keep = moved[x.device]
+        # Only the examples' tokens are gathered and projected, a row per run (padding included,
+        # pointing at the run's first token); the zero weight on padding's output gradient
+        # keeps it out of every sum. A half-precision model's values are projected in float32, a
+        # float64 model's (attribution's) in float64.
+        xs = projector.project(param, "in", _working(x.reshape(-1, x.shape[-1]).index_select(0, at)))
+        gs = projector.project(param, "out",
+                               _working(grad.reshape(-1, grad.shape[-1]).index_select(0, at)))
+        xs = xs.view(runs, width, -1).double()
+        gs = gs.view(runs, width, -1).double() * keep
         # sum_t g_t x_t^T per run: (runs, k_out, T) @ (runs, T, k_in), in float64
-        parts = torch.bmm(g.transpose(1, 2), x).reshape(len(runs), -1).cpu()
+        parts = torch.bmm(gs.transpose(1, 2), xs).reshape(runs, -1).cpu()
         features[:, matrix.offset:matrix.offset + matrix.dim].index_add_(0, run_slots, parts)
         capture["seconds"] += time.perf_counter() - started
         capture["cpu_seconds"] += time.process_time() - cpu
@@ -326,12 +323,25 @@ def _working(values):
     return values if values.dtype == torch.float64 else values.float()
 
 
-def _padded(tokens, index):
-    """(T, k) token rows -> (runs, width, k) float64, zero where a run is shorter than width."""
+def _runs(slots):
+    """Runs of consecutive counted tokens of one example, from the flat slot of every token.
+
+    Returns (runs, width) flat token positions (a run shorter than `width` repeats its first
+    token), the (runs, width) mask of real entries, and each run's slot.
+    """
     import torch
 
-    rows = torch.cat([tokens, tokens.new_zeros(1, tokens.shape[1])]).double()
-    return rows[index]
+    kept = torch.nonzero(slots >= 0).flatten()
+    owner = slots[kept]
+    first = torch.ones(len(kept), dtype=torch.bool)
+    first[1:] = owner[1:] != owner[:-1]
+    starts = torch.nonzero(first).flatten()
+    lengths = torch.diff(starts, append=torch.tensor([len(kept)]))
+    width = int(lengths.max()) if len(lengths) else 0
+    offsets = torch.arange(width)
+    valid = offsets[None] < lengths[:, None]
+    index = torch.where(valid, starts[:, None] + offsets[None], starts[:, None])
+    return kept[index], valid, owner[starts]
 
 
 @contextmanager
