@@ -209,6 +209,27 @@ def test_duplicate_inside_one_upload(client, qa, bob, tmp_path):
         client.contribute("qa", [path], bob)
 
 
+def test_duplicates_far_apart_in_one_upload(client, home, qa, bob, carol, tmp_path, monkeypatch):
+    """Records are stored in chunks: a duplicate in a later chunk than its first copy is caught all the same."""
+    from ledgerlm.datanets import ingest
+
+    monkeypatch.setattr(ingest, "CHUNK", 2)
+    records = [{"question": f"q{i}", "answer": "a"} for i in range(5)]
+    client.contribute("qa", [write_jsonl(tmp_path / "live.jsonl", records[4:])], bob)
+    before = stored(home)
+    upload = [*records[:4], records[1], records[4]]  # line 5 repeats line 2; line 6 is already live
+    with pytest.raises(Exception, match="a.jsonl line 5 duplicates a.jsonl line 2 in the same upload"):
+        client.contribute("qa", [write_jsonl(tmp_path / "a.jsonl", upload)], carol)
+    assert stored(home) == before
+    with pytest.raises(Exception, match="b.jsonl line 5 is already in Datanet 'qa' as contribution 1"):
+        client.contribute("qa", [write_jsonl(tmp_path / "b.jsonl", [*records[:4], records[4]])], carol)
+    receipt = client.contribute("qa", [write_jsonl(tmp_path / "c.jsonl", upload)], carol, skip_duplicates=True)
+    assert (receipt.contribution_count, receipt.skipped_duplicates) == (4, 2)
+    assert receipt.first_contribution_id == 2
+    assert [(c.id, c.source) for c in client.contributions("qa")] == [
+        (1, "live.jsonl line 1"), *((1 + n, f"c.jsonl line {n}") for n in (1, 2, 3, 4))]
+
+
 def test_malformed_action_field(http, qa):
     response = http.post("/datanets/qa/contributions", data={"action": "{not json"},
                          files=[("files", ("a.jsonl", io.BytesIO(GOOD)))])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -34,49 +33,97 @@ _CONTRIBUTION_COLUMNS = (
 )
 
 
-def _insert_contribution_sql(paramstyle: str) -> str:
-    marker = "?" if paramstyle == "qmark" else "%s"
-    return (f"INSERT INTO contributions ({', '.join(_CONTRIBUTION_COLUMNS)}) "
-            f"VALUES ({', '.join([marker] * len(_CONTRIBUTION_COLUMNS))})")
+_INSERT_CONTRIBUTIONS = (f"INSERT INTO contributions ({', '.join(_CONTRIBUTION_COLUMNS)}) "
+                         f"VALUES ({', '.join(['?'] * len(_CONTRIBUTION_COLUMNS))})")  # SQLite's qmark style
 
 
-class _ContributionIds:
-    """An upload's contributions get consecutive ids, so its receipt can name them as (first id, count).
+class _NextIds:
+    """SQLite: the write transaction holds the whole database, so an upload simply takes the next ids, and its
+    receipt can name its contributions as (first id, count)."""
 
-    On SQLite the write transaction holds the whole database, so the next ids are simply taken. On
-    PostgreSQL other nodes insert at the same time: rows go in under unique negative ids while the upload
-    is parsed (in parallel with other uploads), and only the final renumbering, one statement, waits for
-    the other nodes' renumberings.
-    """
-
-    def __init__(self, db, conn):
-        self.db = db
-        self.postgres = db.postgres
-        self.first = None if self.postgres else (conn.execute(select(func.max(contributions.c.id))).scalar() or 0) + 1
+    def __init__(self, conn):
+        self.first = (conn.execute(select(func.max(contributions.c.id))).scalar() or 0) + 1
         self.next = self.first
 
-    def take(self, conn, n: int) -> list[int]:
-        if self.postgres:
-            return list(conn.execute(text(
-                "SELECT -nextval(pg_get_serial_sequence('contributions', 'id')) FROM generate_series(1, :n)"),
-                {"n": n}).scalars())
+    def take(self, n: int) -> list[int]:
         ids = list(range(self.next, self.next + n))
         self.next += n
         return ids
 
-    def finish(self, conn, upload_id: int) -> int:
-        """The upload's first contribution id, once its ids are final."""
-        if not self.postgres:
-            return self.first
-        self.db.lock(conn, "contributions:ids")  # held to commit: the next renumbering sees these ids
-        first = (conn.execute(select(func.max(contributions.c.id)).where(contributions.c.id > 0)).scalar() or 0) + 1
-        conn.execute(text(
-            "UPDATE contributions AS c SET id = m.new_id FROM (SELECT id, :first + row_number() OVER "
-            "(ORDER BY id DESC) - 1 AS new_id FROM contributions WHERE upload_id = :upload) AS m WHERE c.id = m.id"),
-            {"first": first, "upload": upload_id})
-        return first
 
-_HASH, _SOURCE = _CONTRIBUTION_COLUMNS.index("content_hash"), _CONTRIBUTION_COLUMNS.index("source")
+class _StagedContributions:
+    """PostgreSQL: the upload's rows are copied (COPY, no per-row statement) into a table private to the
+    connection while it is parsed, in parallel with other nodes' uploads; then one INSERT ... SELECT moves
+    them into `contributions` under consecutive ids, and only that statement waits for other nodes' uploads.
+    Duplicates are left to that statement: the live-content index refuses them, and with skip_duplicates
+    the statement leaves them out."""
+
+    TABLE = "ledgerlm_staged_contributions"
+
+    def __init__(self, conn):
+        # a temporary table lives as long as the connection; its rows only until the transaction ends
+        conn.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {self.TABLE} (ord integer NOT NULL, content_hash text NOT NULL, "
+            "source text NOT NULL, blob text NOT NULL, payload text) ON COMMIT DELETE ROWS")
+        self.conn = conn
+        self.rows = 0
+
+    def copy(self, batch: list[tuple]) -> None:
+        with self.conn.connection.dbapi_connection.cursor() as cursor, cursor.copy(
+                f"COPY {self.TABLE} (ord, content_hash, source, blob, payload) FROM STDIN") as copy:
+            for r in batch:
+                copy.write_row((self.rows, r[_HASH], r[_SOURCE], r[_BLOB], r[_PAYLOAD]))
+                self.rows += 1
+
+    def move(self, db, row, upload_id: int, contributor: str, now: int, skip_duplicates: bool) -> tuple[int, int, int]:
+        """(first id, contributions stored, duplicates left out) once the staged rows are in `contributions`."""
+        if not self.rows:
+            return 0, 0, 0
+        db.lock(self.conn, "contributions:ids")  # held to commit: the next upload numbers after these ids
+        first = (self.conn.execute(select(func.max(contributions.c.id))).scalar() or 0) + 1
+        staged = (f"(SELECT DISTINCT ON (content_hash) * FROM {self.TABLE} ORDER BY content_hash, ord) AS s "
+                  "WHERE NOT EXISTS (SELECT 1 FROM contributions AS c WHERE c.datanet_id = :datanet "
+                  "AND c.content_hash = s.content_hash AND c.state IN ('pending', 'accepted'))"
+                  if skip_duplicates else f"{self.TABLE} AS s")
+        insert_rows = text(
+            f"INSERT INTO contributions ({', '.join(_CONTRIBUTION_COLUMNS)}) "
+            "SELECT :first + row_number() OVER (ORDER BY s.ord) - 1, :datanet, :upload, :contributor, "
+            "s.content_hash, s.source, s.blob, s.payload, 'pending', NULL, :now, :now "
+            f"FROM {staged} ORDER BY s.ord")
+        params = {"first": first, "datanet": row["id"], "upload": upload_id, "contributor": contributor, "now": now}
+        try:
+            with self.conn.begin_nested():  # PostgreSQL aborts a transaction on any error: return here to explain
+                stored = self.conn.execute(insert_rows, params).rowcount
+        except IntegrityError:
+            duplicate = self._duplicate(row)
+            if duplicate is None:
+                raise
+            raise duplicate from None
+        return first, stored, self.rows - stored
+
+    def _duplicate(self, row) -> DuplicateContribution | None:
+        """The first staged row the live-content index refused, as the error a contributor can act on."""
+        inside = self.conn.execute(text(
+            f"SELECT s.source, f.source FROM {self.TABLE} AS s JOIN {self.TABLE} AS f "
+            "ON f.content_hash = s.content_hash AND f.ord < s.ord ORDER BY s.ord, f.ord LIMIT 1")).first()
+        if inside is not None:
+            return DuplicateContribution(f"{inside[0]} duplicates {inside[1]} in the same upload", field="files")
+        live = self.conn.execute(text(
+            f"SELECT s.source, c.id FROM {self.TABLE} AS s JOIN contributions AS c ON c.datanet_id = :datanet "
+            "AND c.content_hash = s.content_hash AND c.state IN ('pending', 'accepted') ORDER BY s.ord LIMIT 1"),
+            {"datanet": row["id"]}).first()
+        return None if live is None else _already_live(live[0], row["name"], live[1])
+
+
+def _already_live(source: str, datanet: str, other_id: int) -> DuplicateContribution:
+    return DuplicateContribution(
+        f"{source} is already in Datanet {datanet!r} as contribution {other_id} "
+        "(use --skip-duplicates to store only new ones)",
+        field="files",
+    )
+
+
+_HASH, _SOURCE, _BLOB, _PAYLOAD = (_CONTRIBUTION_COLUMNS.index(c) for c in ("content_hash", "source", "blob", "payload"))
 CHUNK = 2000
 
 
@@ -237,15 +284,16 @@ class Ingest:
                         created_at=now,
                     )
                 ).inserted_primary_key[0]
-                ids = _ContributionIds(self.db, conn)
+                # SQLite takes the next ids as it inserts; PostgreSQL stages the rows and numbers them at the end
+                ids = _StagedContributions(conn) if self.db.postgres else _NextIds(conn)
                 skipped = 0
                 batch: list[tuple] = []
                 datanet_id = row["id"]
                 # No per-upload set of hashes: duplicates, within the upload too, are caught by the
                 # unique index on live content, so memory stays flat however long the upload is.
                 for content_hash, payload, source, blob_hash in self._iter_items(row, staged):
-                    # Tuples in _CONTRIBUTION_COLUMNS order: the insert below is a plain executemany.
-                    # (the id comes when the chunk is inserted, so skipped duplicates leave no gaps)
+                    # Tuples in _CONTRIBUTION_COLUMNS order: on SQLite the insert is a plain executemany.
+                    # (the id comes when the rows are inserted, so skipped duplicates leave no gaps)
                     batch.append((0, datanet_id, upload_id, contributor, content_hash, source[:300],
                                   blob_hash, payload, "pending", None, now, now))
                     if len(batch) >= CHUNK:
@@ -254,9 +302,11 @@ class Ingest:
                 if batch:
                     _, dropped = self._insert_chunk(conn, row, batch, skip_duplicates, ids)
                     skipped += dropped
-                count = conn.execute(
-                    select(func.count()).where(contributions.c.upload_id == upload_id)
-                ).scalar()
+                if isinstance(ids, _StagedContributions):
+                    first_id, count, dropped = ids.move(self.db, row, upload_id, contributor, now, skip_duplicates)
+                    skipped += dropped
+                else:
+                    first_id, count = ids.first, ids.next - ids.first
                 if count == 0:
                     if skipped:
                         raise DuplicateContribution(
@@ -265,7 +315,6 @@ class Ingest:
                             field="files",
                         )
                     raise DatanetError("the upload holds no contributions", field="files")
-                first_id = ids.finish(conn, upload_id)
                 receipt = self._sign_receipt(
                     upload_id, row["name"], contributor, signed.message["manifestHash"],
                     entries, first_id, count, skipped, now,
@@ -291,7 +340,7 @@ class Ingest:
         return receipt
 
     def _insert_chunk(self, conn, row, batch: list[tuple], skip_duplicates: bool,
-                      ids: _ContributionIds) -> tuple[list, int]:
+                      ids: _NextIds | _StagedContributions) -> tuple[list, int]:
         dropped = 0
         first_seen: dict[str, tuple] = {}
         kept = []
@@ -305,6 +354,10 @@ class Ingest:
             first_seen[r[_HASH]] = r
             kept.append(r)
         batch = kept
+        if isinstance(ids, _StagedContributions):
+            if batch:
+                ids.copy(batch)
+            return [], dropped
         if skip_duplicates:
             existing = self._live_duplicates(conn, row, batch)
             kept = [r for r in batch if r[_HASH] not in existing]
@@ -312,14 +365,11 @@ class Ingest:
             batch = kept
         if not batch:
             return [], dropped
-        batch = [(i, *r[1:]) for i, r in zip(ids.take(conn, len(batch)), batch)]
+        batch = [(i, *r[1:]) for i, r in zip(ids.take(len(batch)), batch)]
         try:
             # Plain DBAPI executemany keeps ingest near raw sqlite3 speed; the partial unique index
             # catches content already live in the Datanet, so no lookup is paid on the happy path.
-            # PostgreSQL aborts a transaction on any error, so there the insert gets a savepoint to
-            # return to before the duplicate is looked up.
-            with conn.begin_nested() if ids.postgres else nullcontext():
-                conn.exec_driver_sql(_insert_contribution_sql(conn.dialect.paramstyle), batch)
+            conn.exec_driver_sql(_INSERT_CONTRIBUTIONS, batch)
         except IntegrityError:
             existing = self._live_duplicates(conn, row, batch)
             first = next((r for r in batch if r[_HASH] in existing), None)
@@ -329,11 +379,7 @@ class Ingest:
             if other_upload == first[2]:
                 raise DuplicateContribution(
                     f"{first[_SOURCE]} duplicates {other_source} in the same upload", field="files") from None
-            raise DuplicateContribution(
-                f"{first[_SOURCE]} is already in Datanet {row['name']!r} as contribution "
-                f"{other_id} (use --skip-duplicates to store only new ones)",
-                field="files",
-            ) from None
+            raise _already_live(first[_SOURCE], row["name"], other_id) from None
         return [], dropped
 
     def _live_duplicates(self, conn, row, batch: list[tuple]) -> dict[str, tuple[int, str, int]]:
