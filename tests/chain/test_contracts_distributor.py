@@ -225,25 +225,27 @@ def test_the_distributor_refuses_zero_addresses_at_deployment(world):
 
 
 def test_each_node_settles_funds_and_posts_only_epochs_of_its_own_so_two_nodes_never_share_one(world):
-    """Epoch ids carry their node: two nodes' epoch 7 are two epochs, and neither can touch the other's."""
+    """Epoch ids carry their node: two nodes' epoch N are two epochs, and neither can touch the other's."""
     c = world.contracts
     distributor, escrow, staking = c.distributor, c.escrow, c.staking
     other = world.actor()
     for contract, role in ((escrow, "SETTLER_ROLE"), (distributor, "POSTER_ROLE"), (staking, "REWARDS_ROLE")):
         contract.grant_role(world.admin, role, other.address)
-    mine, theirs = epoch_id(world.node.address, 7), epoch_id(other.address, 7)
-    assert mine != theirs and mine & (2**64 - 1) == theirs & (2**64 - 1) == 7
+    mine = world.fresh_epoch()
+    number = mine & (2**64 - 1)
+    theirs = epoch_id(other.address, number)
+    assert mine != theirs and theirs & (2**64 - 1) == number
     assert distributor._call("epochNode", mine) == world.node.address
-    assert distributor._call("epochId", other.address, 7) == theirs
-    assert distributor._call("epochNode", 7) == ZERO  # a bare number belongs to no node
+    assert distributor._call("epochId", other.address, number) == theirs
+    assert distributor._call("epochNode", number) == ZERO  # a bare number belongs to no node
     tree = StandardMerkleTree.of([[world.actor().address, TOKEN]], TYPES)
     distributor.fund(world.treasury, mine, TOKEN)
     distributor.fund(world.treasury, theirs, TOKEN)
 
     with reverts("ForeignEpoch", epoch=mine, caller=other.address):
         distributor.post_root(other, mine, tree.root, TOKEN)
-    with reverts("ForeignEpoch", epoch=7, caller=world.node.address):
-        distributor.post_root(world.node, 7, tree.root, TOKEN)
+    with reverts("ForeignEpoch", epoch=number, caller=world.node.address):
+        distributor.post_root(world.node, number, tree.root, TOKEN)
     with reverts("ForeignEpoch", epoch=mine, caller=other.address):
         escrow.settle(other, mine, 0, [Debit(world.actor().address, 1)])
     with reverts("ForeignEpoch", epoch=mine, caller=other.address):
