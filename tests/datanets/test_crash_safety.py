@@ -41,9 +41,12 @@ WRITER = textwrap.dedent(
 def test_kill_during_uploads_leaves_consistent_state(home, tmp_path):
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
-    for delay in (0.05, 0.4, 0.9):
+    # The last kill waits for a committed upload first, so the kills hit real work however slow the machine is.
+    for delay, after_upload in ((0.05, False), (0.4, False), (0.05, True)):
         proc = subprocess.Popen([sys.executable, str(script), str(home.root)], stdout=subprocess.PIPE)
         assert proc.stdout.readline().strip() == b"ready"
+        if after_upload:
+            assert proc.stdout.readline().strip().isdigit()
         time.sleep(delay)  # somewhere inside an upload: parsing, inserting or committing
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -57,7 +60,7 @@ def test_kill_during_uploads_leaves_consistent_state(home, tmp_path):
     node = Node.open(home)
     try:
         assert not any(p.is_file() for p in node.blobs.staging.rglob("*")), "staging leftovers are cleared on open"
-        with node.db.connect() as conn:  # the writer got some uploads in, so the kills hit real work
+        with node.db.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM uploads")).scalar() >= 1
     finally:
         node.close()
