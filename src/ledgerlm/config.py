@@ -63,6 +63,10 @@ class NodeConfig:
     serving_requests_per_minute: int = 120  # per API key
     serving_max_concurrent: int = 8  # calls running at once per API key
     serving_attribution: bool = True  # attribute every answer of a fine-tuned model
+    # where the attribution index's rows come from: 0, a pass over the final adapter after training (about one
+    # epoch's forward and backward); N, the last N training epochs' gradients, collected inside training at the
+    # projection's cost alone but weaker where training has not settled (README, "Feature source")
+    attribution_feature_epochs: int = 0
     serving_engine: str = "builtin"  # builtin | vllm | auto (vLLM where it imports and CUDA is present)
     serving_max_lora_rank: int = 64  # vLLM reserves LoRA memory for adapters up to this rank
     serving_claim_lease_seconds: int = 30  # an idempotency claim whose node stopped renewing it lapses after this
@@ -207,7 +211,7 @@ class Home:
             raise ConfigError(f"{self.config_path}: torch_threads must be 0 (half the cores) or a "
                               "positive integer", field="torch_threads")
         for name in ("epoch_seconds", "faucet_max_tokens", "faucet_max_eth_wei", "chain_max_fee_bumps",
-                     "chain_index_seconds"):
+                     "chain_index_seconds", "attribution_feature_epochs"):
             if not isinstance(getattr(config, name), int) or getattr(config, name) < 0:
                 raise ConfigError(f"{self.config_path}: {name} must be a non-negative integer", field=name)
         if config.blobs:

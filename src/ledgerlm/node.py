@@ -160,14 +160,18 @@ def set_torch_threads(configured: int) -> int:
     return threads
 
 
-def _attribution_observer(config, base):
-    """Builds the index after training, its rows from the default feature source (collect.py)."""
-    from ledgerlm.attribution import TrainingFeatures, template_head
-    from ledgerlm.attribution.collect import FEATURE_EPOCHS, FEATURE_LAST_BLOCKS
-    from ledgerlm.factory import load_tokenizer
+def _attribution_observer(feature_epochs: int):
+    """Builds the index after training, its rows from the node's feature source (collect.py)."""
 
-    return TrainingFeatures(config.epochs, last_epochs=FEATURE_EPOCHS, last_blocks=FEATURE_LAST_BLOCKS,
-                            head=template_head(load_tokenizer(base)))
+    def observe(config, base):
+        from ledgerlm.attribution import TrainingFeatures, template_head
+        from ledgerlm.attribution.collect import FEATURE_LAST_BLOCKS
+        from ledgerlm.factory import load_tokenizer
+
+        return TrainingFeatures(config.epochs, last_epochs=min(feature_epochs, config.epochs),
+                                last_blocks=FEATURE_LAST_BLOCKS, head=template_head(load_tokenizer(base)))
+
+    return observe
 
 
 def _database(home: Home, config: NodeConfig) -> Database:
@@ -359,8 +363,9 @@ class Node:
         """Training jobs and fine-tuned models (torch loads only when a job runs)."""
         from ledgerlm.factory.jobs import ModelFactory
 
+        observe = _attribution_observer(self.config.attribution_feature_epochs)
         factory = ModelFactory(self.db, self.home.models, self.datanets, domain=self.domain,
-                               register_model=_register_model(self), observe_training=_attribution_observer,
+                               register_model=_register_model(self), observe_training=observe,
                                pay_access=self._pay_access)
         self.closers.append(factory.close)
         return factory
