@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--dim", type=int, default=EvalConfig.dim)
     parser.add_argument("--scale", default=",".join(map(str, EvalConfig.scale_sizes)),
                         help="index sizes for the search timing, comma-separated")
+    parser.add_argument("--kfac", choices=("tuning", "on", "off"), default="tuning",
+                        help="K-FAC-whitened index projection: chosen on the tuning split "
+                             "(default), or forced")
     parser.add_argument("--seed", type=int, default=EvalConfig.seed)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1 keeps timings stable on a shared machine)")
@@ -70,6 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     config = replace(EvalConfig(), model=args.model, entities=args.entities, epochs=args.epochs,
                      lds_subsets=args.lds_subsets, dim=args.dim, seed=args.seed,
+                     kfac={"tuning": None, "on": True, "off": False}[args.kfac],
                      scale_sizes=tuple(int(n) for n in args.scale.split(",") if n),
                      models_dir=str(args.models_dir) if args.models_dir else None)
     started = time.perf_counter()

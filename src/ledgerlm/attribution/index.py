@@ -35,6 +35,10 @@ Scores (`ScoreMode`):
                view, Kwon et al., 2023)
   trak_cosine  trak, normalised in the H^-1 metric
 
+K-FAC. Built with `kfac=True`, the projection itself is whitened by the trained rows' K-FAC
+factors (kfac.py, after Kronfluence and LoGra), so every mode above scores K-FAC-preconditioned
+gradients; whether to is chosen on the evaluation's tuning split.
+
 Only the two cosine modes pay (their scores are bounded, so "how far above the bar" has a
 scale); the default is chosen on the evaluation's tuning split (ledgerlm.evals.attribution), never
 on the split it reports.
@@ -62,6 +66,7 @@ from ledgerlm.attribution.features import (
     record_examples,
     template_head,
 )
+from ledgerlm.attribution.kfac import kfac_projector, kronecker_factors
 from ledgerlm.attribution.spans import SpanIndex, token_classes
 
 INDEX_DIR = "attribution"
@@ -101,6 +106,7 @@ class IndexConfig:
     n_records: int = 0
     build_seconds: float = 0.0
     rows_from_training: int = 0  # rows whose features were collected during training
+    kfac: bool = False  # the projection is whitened by the rows' K-FAC factors (kfac.py)
 
 
 @dataclass
@@ -364,6 +370,7 @@ def build_index(
     features=None,
     loaded: tuple | None = None,
     last_blocks: int = 0,
+    kfac: bool = False,
 ) -> AttributionIndex:
     """Index the examples a model was trained on, for attribution of its answers.
 
@@ -376,7 +383,10 @@ def build_index(
     the rows it holds, so only the examples it missed take a pass here; `loaded` is the trained
     `(model, tokenizer)` when the caller still holds them, saving a load from disk.
     `last_blocks` > 0 features only the LoRA weights of the model's last that many transformer
-    blocks (features.py), when the rows come from a pass here.
+    blocks (features.py), when the rows come from a pass here. `kfac` whitens the projection by
+    the K-FAC factors of the trained rows (kfac.py; `damping` damps them too): one more pass,
+    and every row then takes a pass of its own, since features collected in training were
+    projected without it.
     """
     _check_mode(score_mode)
     started = time.perf_counter()
@@ -413,8 +423,8 @@ def build_index(
         raise AttributionError("there are no trained records to index", field="records")
 
     head = template_head(tokenizer)
-    collected = (features.rows if features is not None and features.projector is not None
-                 and features.projector.head == head else {})
+    collected = (features.rows if not kfac and features is not None
+                 and features.projector is not None and features.projector.head == head else {})
     if collected:
         projector = features.projector
         projector.check_model(model)
@@ -423,6 +433,10 @@ def build_index(
     owned = [e.record for e in examples]
     tokenized = record_examples(records, owned, tokenizer, max_len)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    if kfac:
+        factors = kronecker_factors(model, tokenized, head, max_len=max_len, pad_id=pad_id,
+                                    batch_size=batch_size)
+        projector = kfac_projector(projector, factors, damping)
     missing = [piece for piece in tokenized if piece.index not in collected]
     by_record = {r: collected[r] for r in owned if r in collected}
     if missing:
@@ -440,7 +454,7 @@ def build_index(
     config = IndexConfig(
         dim=projector.dim, seed=seed, damping=damping, max_len=max_len, score_mode=score_mode,
         adapter_sha256=adapter_sha, data_sha256=data_sha, n_records=len(records),
-        rows_from_training=sum(e.record in collected for e in examples),
+        rows_from_training=sum(e.record in collected for e in examples), kfac=kfac,
     )
     index = AttributionIndex(examples, features, preconditioner, projector, spans, config,
                              tokenizer=tokenizer)

@@ -228,6 +228,28 @@ class SpanIndex:
         return (token != SEPARATOR and token < len(self.word_tokens)
                 and bool(self.word_tokens[token]))
 
+    def candidate_rows(self, query: list[int], *, min_len: int, max_examples: int,
+                       min_chars: int = 0) -> np.ndarray:
+        """Rows holding a long, rare span of `query` that supports it, named by the prompt or not.
+
+        `explain` pays a span several rows share only as far as the prompt names one of them;
+        these are all the rows such a span could be about (the text narrows the candidates, it
+        does not pick one).
+        """
+        query = [int(t) for t in query]
+        found: set[int] = set()
+        reach = 0
+        for start, (length, lo, hi) in enumerate(self.longest_matches(query)):
+            if length < min_len or start + length <= reach or hi - lo > max_examples * 4:
+                continue
+            if min_chars and self._chars(query[start:start + length]) < min_chars:
+                continue
+            reach = start + length
+            rows = self._supporting_rows(query, start, length, lo, hi)
+            if 0 < len(rows) <= max_examples:
+                found.update(rows.tolist())
+        return np.array(sorted(found), dtype=np.int64)
+
     def longest_rare_span(self, query: list[int], *, max_examples: int, min_chars: int = 0) -> int:
         """Length of the longest span of `query` found in 1..max_examples rows (calibration)."""
         query = [int(t) for t in query]

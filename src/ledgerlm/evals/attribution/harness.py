@@ -66,6 +66,12 @@ from ledgerlm.evals.attribution.facts import (
 )
 from ledgerlm.evals.attribution.metrics import lds, rank_metrics
 from ledgerlm.evals.attribution.nulls import unrelated_queries
+from ledgerlm.evals.attribution.variants import (
+    KFAC,
+    lora_state,
+    variant_context,
+    variant_row_scores,
+)
 
 Say = Callable[[str], None]
 _WORDS = re.compile(r"[A-Za-z]+")
@@ -91,6 +97,7 @@ class EvalConfig:
     lds_queries: int = 24
     scale_sizes: tuple[int, ...] = (1_000, 10_000, 100_000)
     feature_source: str | None = None  # one of FEATURE_SOURCES; None: chosen on the tuning split
+    kfac: bool | None = None  # K-FAC-whitened index projection; None: chosen on the tuning split
     models_dir: str | None = None
     work_dir: str | None = None
 
@@ -221,23 +228,32 @@ class Trained:
     collected: TrainingFeatures | None = None
     hook_seconds: float = 0.0   # spent inside training projecting the collected features
     records: list[dict] = field(default_factory=list)
+    checkpoints: dict[int, dict] = field(default_factory=dict)  # epoch -> LoRA weights at its end
 
 
 def _fine_tune(config: EvalConfig, base, tokenizer, records: list[dict], out: Path,
                calibration: CalibrationSettings = CalibrationSettings(),
-               source: str = DEFAULT_SOURCE) -> Trained:
+               source: str = DEFAULT_SOURCE, kfac: bool = False) -> Trained:
     from ledgerlm.factory import train
 
-    collector = TrainingFeatures(config.epochs,
-                                 last_epochs=max(s.epochs for s in FEATURE_SOURCES.values()),
+    # Every epoch is collected so that checkpoint ensembles (variants.py) can use any of them.
+    collector = TrainingFeatures(config.epochs, last_epochs=config.epochs,
                                  dim=config.dim, seed=config.seed, head=template_head(tokenizer))
-    trained = train(base, records, _train_config(config), out, on_batch_end=collector.on_batch_end,
+    checkpoints: dict[int, dict] = {}
+
+    def on_batch_end(end) -> None:
+        collector.on_batch_end(end)
+        checkpoints[end.epoch] = lora_state(end.model)  # the last batch of the epoch stays
+
+    trained = train(base, records, _train_config(config), out, on_batch_end=on_batch_end,
                     capture_batch=collector.capture_batch)
     spec = FEATURE_SOURCES[source]
     chosen = collector.restricted(spec.epochs)
     index = build_index(out, records, base=base, dim=config.dim, damping=config.damping,
                         calibration=calibration, features=chosen,
-                        loaded=(trained.model, tokenizer), last_blocks=spec.last_blocks)
+                        loaded=(trained.model, tokenizer),
+                        # K-FAC was measured on every block's weights (variants.KFAC)
+                        last_blocks=0 if kfac else spec.last_blocks, kfac=kfac)
     index.tokenizer = tokenizer
     rows = [e.record for e in index.examples]
     t0 = time.perf_counter()
@@ -247,10 +263,11 @@ def _fine_tune(config: EvalConfig, base, tokenizer, records: list[dict], out: Pa
     exact_head = exact_projector(trained.model, index.projector.head)
     exact_head_rows = exact_row_gradients(trained.model, tokenizer, records, rows, exact_head,
                                           max_len=config.max_len)
-    hooks = chosen.seconds  # what collecting only the chosen epochs would have added
+    # what collecting only the chosen epochs would have added (a K-FAC index uses none of them)
+    hooks = 0.0 if kfac else chosen.seconds
     return Trained(trained.model, tokenizer, index, exact, exact_rows, exact_head, exact_head_rows,
                    trained.train_seconds - collector.seconds, time.perf_counter() - t0,
-                   collector, hooks, records)
+                   collector, hooks, records, checkpoints)
 
 
 def source_variants(t: Trained, config: EvalConfig) -> dict[str, AttributionIndex]:
@@ -333,6 +350,8 @@ def query_signals(t: Trained, prompt: str, answer: str, *, exact: bool = True) -
         # unexplained: a datamodel-style score (LDS sums it over kept rows), not a ranking.
         scores[f"combined:{mode} + gradient"] = combined + (1.0 - min(1.0, combined.sum())) * \
             np.clip(scores[f"grad:{mode}"], 0.0, None)
+        scores[f"combined:{mode} {CANDIDATES}"] = _candidates_first(
+            combined, scores[f"grad:{mode}"], span_candidates(index, prepared))
         if mode == PAYING_MODES[0]:
             span = np.zeros(len(index))
             span[evidence.rows] = evidence.span
@@ -347,32 +366,68 @@ def query_signals(t: Trained, prompt: str, answer: str, *, exact: bool = True) -
     return QuerySignals(scores, paid, t1 - t0, t2 - t0, feature)
 
 
+# The ranking that puts rows an ambiguous rare span could be about before gradient-only rows.
+CANDIDATES = "(span candidates, then gradient)"
+
+
+def span_candidates(index: AttributionIndex, prepared) -> np.ndarray:
+    """Rows holding a long, rare span of the answer in either reading, named by the prompt or not."""
+    cal = index.calibration
+    found = [index.spans.candidate_rows(ids, min_len=cal.span_min_tokens,
+                                        max_examples=cal.span_max_rows,
+                                        min_chars=cal.settings.min_span_chars)
+             for ids in prepared.readings]
+    return np.unique(np.concatenate(found)).astype(np.int64)
+
+
+def _candidates_first(combined: np.ndarray, gradient: np.ndarray, candidates: np.ndarray
+                      ) -> np.ndarray:
+    """Rows with evidence first; then rows an ambiguous rare span could be about; each group in
+    gradient order."""
+    ranked = _with_gradient_order(combined, gradient)
+    boost = np.zeros(len(gradient))
+    boost[candidates] = 5e2
+    return np.where(combined > 0, ranked, ranked + boost)
+
+
 def _with_gradient_order(combined: np.ndarray, gradient: np.ndarray) -> np.ndarray:
     """Rows with evidence first (by evidence), then the rest in gradient order."""
     ranks = np.argsort(np.argsort(gradient, kind="stable"), kind="stable")
     return np.where(combined > 0, combined + 1e3, 0.0) + (ranks + 1) / (len(ranks) + 2)
 
 
+def gradient_variants(t: Trained, config: EvalConfig, queries: list[tuple[str, str]], *,
+                      ensembles: bool = True) -> dict[str, np.ndarray]:
+    """(queries, rows) scores of every variant in variants.py for (prompt, answer) pairs."""
+    ctx = variant_context(t, config.damping, config.max_len)
+    weight = t.index.calibration.settings.restated_weight
+    found = [variant_row_scores(t, ctx, prepare_answer(t.tokenizer, p, a, weight),
+                                ensembles=ensembles)
+             for p, a in queries]
+    return {name: np.stack([f[name] for f in found]) for name in found[0]}
+
+
 # ------------------------------------------------------------------------------ LDS
 
 
 def split_lds(config: EvalConfig, base, tokenizer, split: str, work: Path, say: Say,
-              source: str | None = None) -> dict:
+              source: str | None = None, kfac: bool = False) -> dict:
     """LDS of every method on a small Datanet of `split`: retrains on random halves."""
     if config.lds_subsets < 2:
         return {"methods": {}, "subsets": config.lds_subsets, "queries": 0, "records": 0}
     data = make_fact_tracing_set(split, config.lds_entities, config.seed + 1)
     queries = [q for q in data.queries if q.kind in ("short", "paraphrase", "indirect")]
     return datanet_lds(config, base, tokenizer, data.records, queries[: config.lds_queries],
-                       work, split, say, source)
+                       work, split, say, source, kfac=kfac)
 
 
 def datanet_lds(config: EvalConfig, base, tokenizer, records: list[dict], queries: list,
                 work: Path, label: str, say: Say, source: str | None = None,
-                trained: Trained | None = None) -> dict:
+                trained: Trained | None = None, kfac: bool = False) -> dict:
     """LDS of every method on `records`: the full model's scores against retrains on random
     halves, over `queries` (anything with `prompt` and `answer`). `trained`: the full model
-    when the caller already fine-tuned it."""
+    when the caller already fine-tuned it. With `kfac`, the paid methods are also scored on the
+    same model's index built with a K-FAC-whitened projection ("(K-FAC index)")."""
     import torch
 
     from ledgerlm.attribution.features import answer_example
@@ -386,6 +441,17 @@ def datanet_lds(config: EvalConfig, base, tokenizer, records: list[dict], querie
     for source, variant in source_variants(t, config).items():
         for mode in PAYING_MODES:
             methods[f"grad:{mode} ({source})"] = variant_scores(t, variant, queries, signals, mode)
+    methods.update(gradient_variants(t, config, [(q.prompt, q.answer) for q in queries]))
+    if kfac:
+        twin = replace(t, index=build_index(
+            (t.model, t.tokenizer), records, train_indices=rows, dim=config.dim,
+            damping=config.damping, max_len=config.max_len, seed=config.seed,
+            calibration=t.index.calibration.settings, kfac=True))
+        twin.index.tokenizer = t.tokenizer
+        for s in [query_signals(twin, q.prompt, q.answer, exact=False) for q in queries]:
+            for name, value in s.scores.items():
+                methods.setdefault(f"{name} (K-FAC index)", []).append(value)
+        methods = {k: np.stack(v) if isinstance(v, list) else v for k, v in methods.items()}
     methods["bm25"] = bm25_scores([records[r] for r in rows],
                                   [f"{q.prompt} {q.answer}" for q in queries])
     methods["random"] = np.random.default_rng(config.seed).random((len(queries), len(rows)))
@@ -413,26 +479,51 @@ def datanet_lds(config: EvalConfig, base, tokenizer, records: list[dict], querie
 
 # ------------------------------------------------------------------------------ tuning split
 
+
+def variant_choice(tuning_lds: dict, test_lds: dict) -> dict:
+    """Tuning- and test-split LDS of every gradient method, and the projected one (what an index
+    can store: "grad:...") with the best tuning LDS; exact-gradient rows are references."""
+    names = [n for n in tuning_lds["methods"]
+             if n.startswith(("grad:", "exact grad", "tracin")) and n in test_lds["methods"]]
+    if not names:
+        return {"methods": {}, "chosen": None}
+    lds_of = {n: {"tuning": tuning_lds["methods"][n]["mean"], "test": test_lds["methods"][n]["mean"],
+                  "test_sem": test_lds["methods"][n]["sem"]} for n in names}
+    projected = [n for n in names if n.startswith("grad:")]
+    chosen = max(projected, key=lambda n: (np.nan_to_num(lds_of[n]["tuning"], nan=-1.0), -len(n)))
+    return {"methods": lds_of, "chosen": chosen}
+
+
 SPAN_ROW_CHOICES = (2, 4, 8)
 
 
 def tune_span_rows(config: EvalConfig, base, tokenizer, mode: str, source: str, work: Path,
-                   say: Say) -> dict:
+                   say: Say, kfac: bool = False) -> dict:
     """Contributor precision@1 of the paid attribution for each `min_span_rows`, tuning split."""
     data = make_fact_tracing_set("tuning", config.entities, config.seed)
     say(f"tuning split: fine-tuning on {len(data.records)} records")
-    t = _fine_tune(config, base, tokenizer, data.records, work / "tuning-model", source=source)
+    t = _fine_tune(config, base, tokenizer, data.records, work / "tuning-model", source=source,
+                   kfac=kfac)
     rows = [e.record for e in t.index.examples]
     owners = [e.contributor for e in t.index.examples]
-    p1 = {}
+    p1, by_ranking = {}, {}
+    kinds = {kind: [i for i, q in enumerate(data.queries) if kind in ("all", q.kind)]
+             for kind in ("all", "indirect")}
     for choice in SPAN_ROW_CHOICES:
         settings = replace(CalibrationSettings(), min_span_rows=choice)
         t.index.calibration = calibrate(t.index, t.model, tokenizer, settings)
-        scores = np.stack([query_signals(t, q.prompt, q.answer, exact=False).scores[
-            f"combined:{mode}"] for q in data.queries])
-        p1[choice] = rank_metrics(scores, data.queries, rows, owners).contributor_p1
+        signals = [query_signals(t, q.prompt, q.answer, exact=False).scores for q in data.queries]
+        by_ranking[choice] = {}
+        for ranking, name in (("evidence, then gradient", f"combined:{mode}"),
+                              (f"evidence, then {CANDIDATES[1:-1]}", f"combined:{mode} {CANDIDATES}")):
+            scores = np.stack([s[name] for s in signals])
+            by_ranking[choice][ranking] = {
+                kind: rank_metrics(scores[idx], [data.queries[i] for i in idx], rows,
+                                   owners).contributor_p1 for kind, idx in kinds.items()}
+        p1[choice] = by_ranking[choice]["evidence, then gradient"]["all"]
     chosen = max(SPAN_ROW_CHOICES, key=lambda c: (p1[c], -c))  # ties: the stricter bar
-    return {"contributor_p1_by_min_span_rows": p1, "chosen_min_span_rows": chosen}
+    return {"contributor_p1_by_min_span_rows": p1, "chosen_min_span_rows": chosen,
+            "contributor_p1_by_ranking": by_ranking[chosen]}
 
 
 # ------------------------------------------------------------------------------ test split
@@ -454,6 +545,9 @@ def tracing_and_payment(config: EvalConfig, t: Trained, data: FactTracingSet, mo
         "bm25": bm25_scores(indexed, texts),
         "minilm" if embedding_name == "minilm" else "tfidf": embedded,
         **{name: np.stack([s.scores[name] for s in signals]) for name in signals[0].scores},
+        # checkpoint ensembles (a pass per checkpoint and query) are scored by LDS only
+        **gradient_variants(t, config, [(q.prompt, q.answer) for q in data.queries],
+                            ensembles=False),
     }
     tracing = {}
     for kind in ("all",) + QUERY_KINDS:
@@ -534,18 +628,29 @@ def run_attribution_eval(config: EvalConfig = EvalConfig(), *, say: Say = lambda
             FEATURE_SOURCES, key=lambda src: (np.nan_to_num(by_source[src], nan=-1.0),
                                               src == DEFAULT_SOURCE))
         say(f"feature source on the tuning split: {source}")
-        span_rows = tune_span_rows(config, base, tokenizer, chosen, source, work, say)
+        # K-FAC's whitened projection is scored with cosine on the final adapter's features; it
+        # is used when it beats the chosen mode and source on the tuning split.
+        kfac_lds = tuning_lds["methods"].get(KFAC, {"mean": float("nan")})["mean"]
+        kfac = (config.kfac if config.kfac is not None
+                else bool(np.nan_to_num(kfac_lds, nan=-1.0) > np.nan_to_num(by_source[source],
+                                                                              nan=-1.0)))
+        plain_choice = f"grad:{chosen} ({source})"
+        if kfac:
+            chosen = "cosine"
+        say(f"K-FAC-whitened index on the tuning split: {kfac}")
+        span_rows = tune_span_rows(config, base, tokenizer, chosen, source, work, say, kfac)
         calibration = replace(CalibrationSettings(),
                               min_span_rows=span_rows["chosen_min_span_rows"])
 
         data = make_fact_tracing_set("test", config.entities, config.seed)
         say(f"test split: fine-tuning {base.name} on {len(data.records)} records")
         t = _fine_tune(config, base, tokenizer, data.records, work / "test-model", calibration,
-                       source)
+                       source, kfac)
         test, _methods, embedding_name = tracing_and_payment(config, t, data, chosen, say)
         say("test split: LDS of every method")
-        test["lds"] = split_lds(config, base, tokenizer, "test", work, say, source)
+        test["lds"] = split_lds(config, base, tokenizer, "test", work, say, source, kfac)
         test["null_false_payout_rate"] = test["payment"]["null"]["null_false_payout_rate"]
+        variants = variant_choice(tuning_lds, test["lds"])
         test["dataset"] = {
             "records": len(data.records), "indexed": len(t.index),
             "queries": {k: sum(q.kind == k for q in data.queries) for k in QUERY_KINDS},
@@ -569,7 +674,9 @@ def run_attribution_eval(config: EvalConfig = EvalConfig(), *, say: Say = lambda
         return EvalReport(
             config=asdict(config),
             tuning={"lds": tuning_lds, "lds_by_mode": by_mode, "chosen_score_mode": chosen,
-                    "lds_by_source": by_source, "chosen_feature_source": source, **span_rows},
+                    "lds_by_source": by_source, "chosen_feature_source": source, **span_rows,
+                    "kfac_lds": kfac_lds, "chosen_kfac": kfac, "plain_choice": plain_choice,
+                    "gradient_variants": variants},
             test=test, cost=cost, embedding_model=embedding_name,
             seconds=time.perf_counter() - started,
             notes=[f"threads: torch {_torch_threads()}, cpu count {os.cpu_count()}"],

@@ -43,6 +43,16 @@ def report_tables(report: EvalReport) -> list[ResultTable]:
     ]
     tables.append(honesty)
     tables.append(_lds_table("Test split", test["lds"]))
+    variants = report.tuning.get("gradient_variants", {})
+    if variants.get("methods"):
+        v = ResultTable("Gradient variants — LDS chosen on the tuning split, reported on the test "
+                        "split (K-FAC / EK-FAC, per-token answer losses, checkpoint ensembles, unit "
+                        "rows; exact rows are references)",
+                        ["method", "tuning LDS", "test LDS", "± s.e.", "chosen on tuning"])
+        for name, value in sorted(variants["methods"].items(), key=lambda kv: -kv[1]["tuning"]):
+            v.rows.append([name, f"{value['tuning']:.3f}", f"{value['test']:.3f}",
+                           f"{value['test_sem']:.3f}", "yes" if name == variants["chosen"] else ""])
+        tables.append(v)
     tables.append(_projection_table(test))
     tuning = ResultTable("Tuning split — LDS of each paying score mode (the higher is used)",
                          ["score mode", "LDS", "chosen"])
@@ -56,6 +66,17 @@ def report_tables(report: EvalReport) -> list[ResultTable]:
             source.rows.append([name, f"{value:.3f}",
                                 "yes" if name == report.tuning["chosen_feature_source"] else ""])
         tables.append(source)
+    if "kfac_lds" in report.tuning:
+        src = report.tuning["chosen_feature_source"]
+        k = ResultTable("Tuning split — LDS of the plain projection (chosen mode and source) and "
+                        "of the K-FAC-whitened one (the higher is used)",
+                        ["index projection", "LDS", "chosen"])
+        k.rows += [[f"plain, {report.tuning['plain_choice']}",
+                    f"{report.tuning['lds_by_source'].get(src, float('nan')):.3f}",
+                    "" if report.tuning["chosen_kfac"] else "yes"],
+                   ["K-FAC-whitened, grad:cosine (final adapter)",
+                    f"{report.tuning['kfac_lds']:.3f}", "yes" if report.tuning["chosen_kfac"] else ""]]
+        tables.append(k)
     rows = ResultTable("Tuning split — contributor precision@1 of the paid attribution by "
                        "min_span_rows (the higher is used)", ["min_span_rows", "precision@1",
                                                               "chosen"])
@@ -63,6 +84,13 @@ def report_tables(report: EvalReport) -> list[ResultTable]:
         rows.rows.append([str(choice), f"{value:.2f}",
                           "yes" if choice == report.tuning["chosen_min_span_rows"] else ""])
     tables.append(rows)
+    if "contributor_p1_by_ranking" in report.tuning:
+        r = ResultTable("Tuning split — contributor precision@1 of the attribution's ranking "
+                        "(ranking only: rows without evidence are not paid)",
+                        ["ranking", "all", "indirect"])
+        for name, value in report.tuning["contributor_p1_by_ranking"].items():
+            r.rows.append([name, f"{value['all']:.2f}", f"{value['indirect']:.2f}"])
+        tables.append(r)
     cost = report.cost
     c = ResultTable("Cost on this machine (test-split model)", ["what", "value"])
     c.rows += [
