@@ -105,6 +105,24 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 180) -> 
         time.sleep(0.25)
 
 
+def homes_sharing_one_database(world, root: Path, names, **settings) -> list[Home]:
+    """Copies of the world's spare home (same key, same contracts), one per name, each serving on one torch thread
+    without attribution, the later ones on the first one's database, as nodes sharing PostgreSQL are."""
+    homes: list[Home] = []
+    for name in names:
+        home = Home(root / name)
+        shutil.copytree(world.spare, home.root)
+        config = home.load_config()
+        config.torch_threads = 1
+        config.serving_attribution = False
+        for key, value in settings.items():
+            setattr(config, key, value)
+        config.database_url = f"sqlite:///{homes[0].database_path}" if homes else ""
+        home.save_config(config)
+        homes.append(home)
+    return homes
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

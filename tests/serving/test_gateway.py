@@ -5,7 +5,6 @@ and, against small stand-in nodes on loopback, a node's 5xx moves the call on wh
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 import time
@@ -15,13 +14,12 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from ledgerlm.config import Home
 from ledgerlm.gateway import GatewaySettings, create_gateway_app, rendezvous_weight
 from ledgerlm.serving.claims import IdempotencyClaims, IdempotencyConflict
 from ledgerlm.store import Database
 from ledgerlm.store.schema import receipts, serving_claims
 
-from .conftest import ASK, ask, free_port, served, start_node, tiny_node, wait_until_up
+from .conftest import ASK, ask, free_port, homes_sharing_one_database, served, start_node, tiny_node, wait_until_up
 
 
 @dataclass
@@ -54,17 +52,7 @@ def cluster(world, tmp_path_factory):
     """Two nodes of one deployment (copies of one home: same key, same contracts), whose second one uses the
     first one's database, as nodes sharing PostgreSQL do; and the gateway in front of both."""
     root = tmp_path_factory.mktemp("gateway")
-    homes = []
-    for name in ("a", "b"):
-        home = Home(root / name)
-        shutil.copytree(world.spare, home.root)
-        config = home.load_config()
-        config.torch_threads = 1
-        config.serving_attribution = False
-        config.serving_claim_lease_seconds = 3
-        config.database_url = f"sqlite:///{homes[0].database_path}" if homes else ""
-        home.save_config(config)
-        homes.append(home)
+    homes = homes_sharing_one_database(world, root, ("a", "b"), serving_claim_lease_seconds=3)
     ports = [free_port(), free_port()]
     processes = {f"http://127.0.0.1:{p}": start_node(h, p) for h, p in zip(homes, ports)}
     try:

@@ -13,12 +13,11 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from ledgerlm.config import Home
 from ledgerlm.gateway import GatewaySettings, create_gateway_app, rendezvous_weight
 from ledgerlm.store import Database
 from ledgerlm.store.schema import receipts, serving_claims
 
-from .conftest import ask, free_port, served, start_node, tiny_node, wait_until_up
+from .conftest import ask, free_port, homes_sharing_one_database, served, start_node, tiny_node, wait_until_up
 
 
 def gateway_status(gateway: str) -> dict:
@@ -39,16 +38,7 @@ def damaged_pair(world, tmp_path):
     ports = [free_port(), free_port()]
     damaged_url = max((f"http://127.0.0.1:{p}" for p in ports), key=lambda url: rendezvous_weight(url, "facts-a"))
     urls = [next(f"http://127.0.0.1:{p}" for p in ports if f"http://127.0.0.1:{p}" != damaged_url), damaged_url]
-    homes = []
-    for name in ("sound", "damaged"):
-        home = Home(tmp_path / name)
-        shutil.copytree(world.spare, home.root)
-        config = home.load_config()
-        config.torch_threads = 1
-        config.serving_attribution = False
-        config.database_url = f"sqlite:///{homes[0].database_path}" if homes else ""
-        home.save_config(config)
-        homes.append(home)
+    homes = homes_sharing_one_database(world, tmp_path, ("sound", "damaged"))
     catalogue_path = homes[1].models / "catalogue.json"  # base models are catalogued by where their files are
     catalogue = json.loads(catalogue_path.read_text())
     damaged_base = shutil.copytree(catalogue["tiny"]["path"], tmp_path / "damaged-tiny")
