@@ -29,7 +29,7 @@ WRITER = textwrap.dedent(
         node.datanets.create(spec, sign_action(owner, "CreateDatanet", {"name": "crash", "specHash": spec.spec_hash()}, domain=node.domain))
     print("ready", flush=True)
     for n in itertools.count():
-        body = b"".join(orjson.dumps({"upload": n, "i": i, "pad": "x" * 50}) + b"\\n" for i in range(5000))
+        body = b"".join(orjson.dumps({"run": sys.argv[2], "upload": n, "i": i, "pad": "x" * 50}) + b"\\n" for i in range(5000))
         entries = [FileEntry(name=f"u{n}.jsonl", sha256=hashlib.sha256(body).hexdigest(), size=len(body))]
         signed = sign_action(contributor, "Contribute", {"datanet": "crash", "manifestHash": manifest_hash(entries)}, domain=node.domain)
         node.datanets.contribute("crash", signed, [IncomingFile(f"u{n}.jsonl", io.BytesIO(body))])
@@ -42,8 +42,9 @@ def test_kill_during_uploads_leaves_consistent_state(home, tmp_path):
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
     # The last kill waits for a committed upload first, so the kills hit real work however slow the machine is.
-    for delay, after_upload in ((0.05, False), (0.4, False), (0.05, True)):
-        proc = subprocess.Popen([sys.executable, str(script), str(home.root)], stdout=subprocess.PIPE)
+    for run, (delay, after_upload) in enumerate(((0.05, False), (0.4, False), (0.05, True))):
+        # each run writes records of its own: what an earlier run committed is not a duplicate to refuse
+        proc = subprocess.Popen([sys.executable, str(script), str(home.root), str(run)], stdout=subprocess.PIPE)
         assert proc.stdout.readline().strip() == b"ready"
         if after_upload:
             assert proc.stdout.readline().strip().isdigit()
