@@ -26,13 +26,6 @@ UNIT = 10**18
 DEV = key("developer")
 
 
-@pytest.fixture
-def node(home):
-    n = Node.open(home)
-    yield n
-    n.close()
-
-
 def _world(node):
     """Two paying consumers and one without a cap; three receipts each for the payers."""
     alice, bob, carol = key("alice"), key("bob"), key("carol")

@@ -12,7 +12,6 @@ from ledgerlm.economy import list_epochs, show_epoch
 from ledgerlm.economy.close import published_files
 from ledgerlm.economy.earnings import earnings
 from ledgerlm.economy.verify import verify_epoch
-from ledgerlm.node import Node
 from ledgerlm.store.schema import contributions, epoch_debits, receipts
 from tests.economy.helpers import fund_consumer, key, write_receipt
 
@@ -21,13 +20,6 @@ from ..datanets.conftest import publish_qa
 UNIT = 10**18
 DEV = key("developer")
 GRACE = 15 * 60
-
-
-@pytest.fixture
-def node(home):
-    n = Node.open(home)
-    yield n
-    n.close()
 
 
 class Crash(Exception):
