@@ -469,11 +469,18 @@ class ServingActions:
                   if v is not None}
         return self.node._request("GET", "/receipts", params=params)
 
-    def receipt(self, receipt_id: str) -> dict:
-        """The receipt, the node's checks, and this client's own: split recomputed, signer recovered."""
+    def receipt(self, receipt_id: str, consumer: LocalAccount | None = None) -> dict:
+        """The receipt, the node's checks, and this client's own: split recomputed, signer recovered. With
+        `consumer` (the receipt's own), its full copy: the prompt and answer too, so the request hash is checked."""
         from ledgerlm.serving.receipts import Receipt, verify_receipt
 
-        shown = self.node._request("GET", f"/receipts/{receipt_id}")
+        if consumer is None:
+            shown = self.node._request("GET", f"/receipts/{receipt_id}")
+        else:
+            from ledgerlm.identity import READ_HEADER, sign_read_request
+
+            shown = self.node._request("GET", f"/receipts/{receipt_id}/full",
+                                       headers={READ_HEADER: sign_read_request(consumer, self.node.domain)})
         local = verify_receipt(Receipt(**shown["receipt"]), domain=self.node.domain)
         local["signed_by_this_node"] = local["signer"] == self.node.info()["node_address"]
         return {**shown, "checks": local}

@@ -90,6 +90,7 @@ def _cases(home: Path, never: Path) -> list[tuple[list[str], str, dict]]:
          "no fine-tuned model 'missing'", {}),
         (["attribute", "--model", "missing", "--prompt", "hi"], "no fine-tuned model 'missing'", {}),
         (["attribute", "--verify", missing_file], f"cannot read receipt {missing_file}", {}),
+        (["attribute", "--verify", "nope", "--as", "alice"], "no receipt 'nope'", {}),
         (["deposit", "5", "--as", "alice"], "ledgerlm chain faucet 0x", {}),
         (["claim", "--as", "alice"], "give exactly one of --epoch N or --all", {}),
         (["earnings", "nobody"], f"no key named 'nobody' in {home}/keys", {}),

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
-from ledgerlm.api.deps import get_node
-from ledgerlm.identity import SignedAction
+from ledgerlm.api.deps import get_node, read_grant
+from ledgerlm.identity import ReadGrant, SignedAction
 from ledgerlm.node import Node
 from ledgerlm.serving import ApiKeyError
 from ledgerlm.serving.receipts import public
@@ -80,4 +80,17 @@ def show_receipt(receipt_id: str, node: Node = Depends(get_node)) -> dict:
     log = node.serving.receipts
     receipt = log.get(receipt_id)
     return {"receipt": public(receipt), "checks": log.verify(receipt),
+            "settlement": receipt_settlement(node.db, receipt_id)}
+
+
+@router.get("/receipts/{receipt_id}/full")
+def show_own_receipt(receipt_id: str, node: Node = Depends(get_node),
+                     grant: ReadGrant | None = Depends(read_grant)) -> dict:
+    """The consumer's own receipt with the prompt and answer it was made for (so `ledgerlm attribute --verify` can
+    recompute it), for a read request (X-Ledgerlm-Read) its consumer signed; 401 without one, 403 for anyone else."""
+    from ledgerlm.economy import receipt_settlement
+
+    log = node.serving.receipts
+    receipt = log.consumer_copy(receipt_id, grant.reader if grant else None)
+    return {"receipt": receipt.model_dump(), "checks": log.verify(receipt),
             "settlement": receipt_settlement(node.db, receipt_id)}

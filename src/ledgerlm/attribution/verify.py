@@ -51,9 +51,15 @@ def read_receipt(path: Path) -> AttributionReceipt:
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
-        raise AttributionError(f"cannot read receipt {path}: {exc}", field="receipt") from exc
+        raise AttributionError(f"cannot read receipt {path}: {exc} (or pass a receipt id with --as its consumer's "
+                               "key)", field="receipt") from exc
+    return receipt_from(data, f"receipt {path}")
+
+
+def receipt_from(data, label: str) -> AttributionReceipt:
+    """The receipt in `data` (as `read_receipt` reads it from a file); `label` says which receipt in errors."""
     if not isinstance(data, dict):
-        raise AttributionError(f"receipt {path} is not a JSON object", field="receipt")
+        raise AttributionError(f"{label} is not a JSON object", field="receipt")
     if isinstance(data.get("receipt"), dict):  # `ledgerlm receipts show --json`
         data = data["receipt"]
     request = data.get("request") if isinstance(data.get("request"), dict) else {}
@@ -63,12 +69,13 @@ def read_receipt(path: Path) -> AttributionReceipt:
     answer = data.get("answer") or request.get("completion")
     for name, value in (("model", model), ("prompt", prompt), ("answer", answer)):
         if not value:
-            raise AttributionError(f"receipt {path} has no {name}; verification recomputes the "
+            raise AttributionError(f"{label} has no {name}; verification recomputes the "
                                    "attribution from the model, prompt and answer (a public "
-                                   "receipt leaves the prompt and answer out)",
+                                   "receipt leaves the prompt and answer out: its consumer fetches "
+                                   "their own copy with `receipts show ID --as KEY`)",
                                    field=f"receipt.{name}")
     if "evidence_bps" not in attribution or "contributions" not in attribution:
-        raise AttributionError(f"receipt {path} holds no attribution result (evidence_bps, "
+        raise AttributionError(f"{label} holds no attribution result (evidence_bps, "
                                "contributions)", field="receipt.attribution")
     return AttributionReceipt(str(model), prompt, answer, attribution)
 

@@ -20,20 +20,23 @@ def attribute(
     prompt: str | None = typer.Option(None, "--prompt", help="The question or instruction."),
     answer: str | None = typer.Option(None, "--answer", help="The answer to attribute [default: generate it]."),
     max_new_tokens: int = typer.Option(64, help="Tokens to generate when no --answer is given."),
-    verify: Path | None = typer.Option(
+    verify: str | None = typer.Option(
         None, "--verify", metavar="RECEIPT",
-        help="Recompute the attribution of a receipt file (the JSON `attribute --json` prints, or a "
-             "serving receipt with its prompt and completion) and compare it field by field; exit "
-             "status 1 on a mismatch, 0 when identical or different only within rounding tolerance."),
+        help="Recompute the attribution of a receipt and compare it field by field: a file (the JSON "
+             "`attribute --json` prints, or a serving receipt with its prompt and completion, as "
+             "`receipts show ID --as KEY --json` prints it), or with --as a receipt id, whose consumer's copy is "
+             "fetched from the node; exit status 1 on a mismatch, 0 when identical or different only within "
+             "rounding tolerance."),
     as_key: str | None = typer.Option(
-        None, "--as", help="Key that signs the request [default: the home's operator credential]."
+        None, "--as", help="Key that signs the request [default: the home's operator credential]; with "
+                           "--verify ID, the receipt's consumer."
     ),
 ):
     """Which contributions shaped this answer: top examples, the evidence-backed share (bps) per
     contribution and contributor, and the part left to the Datanet's data pool."""
     s = session(ctx)
     if verify is not None:
-        _verify(s, verify)
+        _verify(s, verify, as_key)
         return
     if not model or not prompt:
         raise LedgerError("--model and --prompt are required (or --verify RECEIPT)",
@@ -64,10 +67,14 @@ def attribute(
     s.emit(result, render)
 
 
-def _verify(s, path: Path) -> None:
-    from ledgerlm.attribution.verify import read_receipt, verify_receipt
+def _verify(s, given: str, as_key: str | None) -> None:
+    from ledgerlm.attribution.verify import read_receipt, receipt_from, verify_receipt
 
-    receipt = read_receipt(path)
+    if Path(given).exists() or not as_key:
+        receipt = read_receipt(Path(given))
+    else:  # a receipt id: the consumer's own copy, with the prompt and answer, from the node
+        shown = s.client().serving.receipt(given, s.unlock(as_key))
+        receipt = receipt_from(shown, f"receipt {given}")
     check = verify_receipt(receipt, lambda m, p, a: s.client().attribute(m, p, a))
     outcome = {"verified": check.verified, "identical": check.identical, "model": check.model,
                "differences": check.differences, "mismatches": check.mismatches,

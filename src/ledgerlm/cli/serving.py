@@ -134,10 +134,14 @@ def list_receipts(
 
 
 @receipts_app.command("show")
-def show(ctx: typer.Context, receipt_id: str = typer.Argument(..., help="The receipt id (the response's id).")):
-    """One receipt: its split recomputed here and the node's signature checked here."""
+def show(ctx: typer.Context, receipt_id: str = typer.Argument(..., help="The receipt id (the response's id)."),
+         as_key: str | None = typer.Option(
+             None, "--as", help="The receipt's consumer: a signed read request fetches your own copy, with the "
+                                "prompt and answer (`--json` > FILE, then `ledgerlm attribute --verify FILE`).")):
+    """One receipt: its split recomputed here and the node's signature checked here; with `--as` its consumer's
+    full copy, whose request hash is checked too."""
     s = session(ctx)
-    shown = s.client().serving.receipt(receipt_id)
+    shown = s.client().serving.receipt(receipt_id, s.unlock(as_key) if as_key else None)
 
     def render(data):
         r, checks = data["receipt"], data["checks"]
@@ -151,9 +155,15 @@ def show(ctx: typer.Context, receipt_id: str = typer.Argument(..., help="The rec
         console.print(table)
         for root in r["datanet_roots"]:
             console.print(f"  trained on {root['datanet']} v{root['version']} root {root['root']}")
+        request = r.get("request") or {}
+        if "completion" in request:
+            asked = request.get("messages") or request.get("prompt")
+            console.print(f"  asked: {asked}")
+            console.print(f"  answered: {request['completion']}")
         ok = lambda v: "[green]yes[/]" if v else "[red]NO[/]"  # noqa: E731
         console.print(f"  split sums to fee {ok(checks['split_sums_to_fee'])}   split recomputed "
-                      f"{ok(checks['split_recomputed'])}   body matches {ok(checks['body_matches'])}")
+                      f"{ok(checks['split_recomputed'])}   body matches {ok(checks['body_matches'])}"
+                      + ("   (prompt and answer included)" if checks["request_checked"] else ""))
         console.print(f"  signature valid {ok(checks['signature_valid'])} (signer {checks['signer']}), "
                       f"signed by this node {ok(checks['signed_by_this_node'])}")
 

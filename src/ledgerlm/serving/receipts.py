@@ -171,6 +171,21 @@ class ReceiptLog:
             raise ReceiptError(f"no receipt {receipt_id!r}", field="receipt", status=404)
         return Receipt(**row)
 
+    def consumer_copy(self, receipt_id: str, reader: str | None) -> Receipt:
+        """The receipt with the prompt and answer it was made for, for its consumer alone: `reader` is who signed
+        the read request (None: nobody did). Anyone else reads the public copy (`public`)."""
+        receipt = self.get(receipt_id)
+        if reader is None:
+            raise ReceiptError(f"receipt {receipt_id}'s prompt and answer are its consumer's: sign a read request "
+                               "as the consumer (`--as KEY`)", field="x-ledgerlm-read", status=401)
+        if receipt.consumer is None:
+            raise ReceiptError(f"receipt {receipt_id} is a free call's: no consumer can prove it is theirs, so its "
+                               "prompt and answer stay private", field="receipt", status=403)
+        if to_checksum_address(reader) != receipt.consumer:
+            raise ReceiptError(f"receipt {receipt_id} belongs to consumer {receipt.consumer}, not to {reader}: "
+                               "only its consumer reads its prompt and answer", field="x-ledgerlm-read", status=403)
+        return receipt
+
     def list(self, *, account: str | None = None, model: str | None = None, state: str | None = None,
              limit: int = 100) -> list[Receipt]:
         """Newest first; `account` matches the consumer or anyone paid by the receipt."""
