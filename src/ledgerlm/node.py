@@ -497,7 +497,8 @@ class Node:
         from ledgerlm.economy import EpochCloser
 
         return EpochCloser(self.db, self.contracts, self.account, self.home.epochs,
-                           chunk_size=self.config.settle_chunk_size)
+                           chunk_size=self.config.settle_chunk_size,
+                           finish_receipts=lambda: self.serving.attribution.finish_pending())
 
     def change_fee_policy(self, model_id: str, signed) -> dict:
         """A developer's signed SetFeePolicy: prices calls from the next epoch and is announced on the registry."""

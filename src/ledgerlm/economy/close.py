@@ -40,6 +40,8 @@ class EpochCloser:
     epochs_dir: Path
     chunk_size: int = 200
     after_step: Callable[[int, str], None] | None = None  # called after each committed step
+    # Finishes the attribution of every receipt still awaiting it (the node hands in its serving worker's).
+    finish_receipts: Callable[[], object] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def close(self) -> dict:
@@ -84,6 +86,11 @@ class EpochCloser:
 
     def _plan(self) -> int | None:
         c = self.contracts
+        if self.finish_receipts is not None and self._attributing():
+            # A call's receipt belongs to the epoch it was answered in. One still awaiting attribution (the node
+            # restarted after answering, or a new adapter's attribution is slow) would otherwise be settled by the
+            # next close, under another distributor id, and the epoch would close without all its receipts.
+            self.finish_receipts()
         resolve_pending(self.db, c.escrow, self.node_account.address)
         head = c.chain.head()  # the closing block: share holders are paid by their balance at its end
         now = head.timestamp
@@ -148,6 +155,12 @@ class EpochCloser:
                 state="planned", closed_at=int(time.time()), root=root, total=str(ledger.total), details=details))
             conn.execute(insert(epochs).values(number=number + 1, state="open", opened_at=int(time.time())))
         return number
+
+    def _attributing(self) -> bool:
+        """Whether any receipt still awaits its attribution."""
+        with self.db.connect() as conn:
+            return conn.execute(select(receipts.c.id).where(receipts.c.state == "attributing").limit(1)).first() \
+                is not None
 
     def _payouts(self, conn: Connection, number: int, paid: list, access: list[dict], jobs: list[dict],
                  reward_pool: int, assets: dict[tuple[str, str], ShareAsset], block: int,

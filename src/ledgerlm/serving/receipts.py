@@ -288,6 +288,15 @@ class AttributionWorker:
             self.submit(receipt_id)
         return len(pending)
 
+    def finish_pending(self) -> int:
+        """Attribute every receipt still `attributing` now, in the calling thread (an epoch close does, so it
+        settles them in the epoch of their calls); returns how many were waiting. A receipt the worker finishes
+        meanwhile is left as the worker finalised it."""
+        pending = self.log.pending()
+        for receipt_id in pending:
+            self._finish(receipt_id)
+        return len(pending)
+
     def drain(self, timeout: float = 120.0) -> None:
         """Wait until every queued receipt is final (tests, benchmarks, shutdown)."""
         deadline = time.monotonic() + timeout
