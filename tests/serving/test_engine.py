@@ -166,3 +166,47 @@ def test_a_prompt_longer_than_the_context_is_refused_naming_the_limit(tiny):
             engine.submit(list(range(5, 45)), None, GREEDY)
     finally:
         engine.close()
+
+
+def test_a_request_that_fails_before_joining_the_batch_ends_and_frees_its_slot(tiny, adapters, monkeypatch):
+    import ledgerlm.serving.engine as engine_module
+    from ledgerlm.serving import ServingError
+
+    engine = load_engine(tiny, device_adapters=1, host_adapters=1)
+    try:
+        ids = prompt_ids(engine, PROMPTS[0])
+
+        def broken(seed):
+            raise ValueError("no generator for this seed")
+
+        monkeypatch.setattr(engine_module, "new_generator", broken)
+        with pytest.raises(ServingError, match="generation failed"):
+            engine.submit(ids, adapters[0], GREEDY).result(timeout=60)  # it once waited for ever
+        monkeypatch.undo()
+        assert not any(engine.adapters.pins.values())  # the one slot is free for the next adapter
+        assert engine.generate(ids, adapters[1], GREEDY).token_ids
+    finally:
+        engine.close()
+
+
+def test_hostile_sampling_settings_are_refused_naming_the_field():
+    from ledgerlm.serving import ServingError
+    from ledgerlm.serving.detokenize import TextStream
+    from ledgerlm.serving.sampling import MAX_STOP_CHARS
+
+    with pytest.raises(ServingError, match="at most 256 characters") as stop:
+        SamplingParams(stop=("z" * (MAX_STOP_CHARS + 1),))
+    assert stop.value.field == "stop"
+    for seed in (2**64, -(2**63) - 1):
+        with pytest.raises(ServingError, match="seed must be between") as bad:
+            SamplingParams(seed=seed)
+        assert bad.value.field == "seed"
+    SamplingParams(seed=2**64 - 1, stop=("z" * MAX_STOP_CHARS,))
+
+    class Letters:  # one character per token
+        def decode(self, tokens, skip_special_tokens=True):
+            return "".join(chr(97 + t % 26) for t in tokens)
+
+    stream = TextStream(Letters(), ("ab" * 128,))
+    assert stream.push(0) == ""  # "a" may begin the stop string: held back
+    assert stream.push(25) == "az"

@@ -12,9 +12,12 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException
 
 from ledgerlm import __version__
-from ledgerlm.api.limits import BodyLimit, RequestTooLarge
+from ledgerlm.api.limits import BodyLimit, MalformedBody, RequestTooLarge
 from ledgerlm.errors import LedgerError
 from ledgerlm.web import is_page, mount_dashboard, render_error
+
+# What FastAPI answers for a body its JSON parser raised on (other than a syntax error, which it names).
+UNPARSED_BODY = "There was an error parsing the body"
 
 
 def create_app(open_node: Callable[[], object]) -> FastAPI:
@@ -71,6 +74,13 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
                 return render_error(request, 413, exc.detail, "body")
             return JSONResponse(status_code=413, content={"error": {"type": "RequestTooLarge", "message": exc.detail,
                                                                     "field": "body"}})
+        if isinstance(exc, MalformedBody) or (exc.status_code == 400 and exc.detail == UNPARSED_BODY):
+            message = exc.detail if isinstance(exc, MalformedBody) else (
+                "the request body could not be read as JSON (send UTF-8 JSON text)")
+            if is_page(request):
+                return render_error(request, exc.status_code, message, "body")
+            return JSONResponse(status_code=exc.status_code, content={"error": {
+                "type": "MalformedBody", "message": message, "field": "body"}})
         if is_page(request):
             return render_error(request, exc.status_code, "there is no page here" if exc.status_code == 404
                                 else str(exc.detail))

@@ -1,9 +1,12 @@
-"""The request body limit, enforced while a body is read: a declared size over it is refused before any byte."""
+"""The request body limits, enforced while a body is read: a declared size over the limit is refused before any
+byte, and a JSON body nested past what the parser's stack survives, or holding half a UTF-16 pair, before it is
+parsed."""
 
 from __future__ import annotations
 
 import re
 
+import numpy as np
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -11,6 +14,18 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 # Uploads stream under their own quota-sized limit (ledgerlm.api.multipart.receive_upload).
 OWN_LIMIT = re.compile(r"^/datanets/[^/]+/contributions$")
+# Every body the node accepts nests a few levels; the standard JSON parser recurses once per level, and
+# py_ecc (through eth-account) raises the interpreter's recursion limit to 100,000, past what the C stack
+# holds, so a body nested deeply enough would end the process instead of raising.
+MAX_JSON_DEPTH = 64
+# What Python converts from decimal text at most (sys.get_int_max_str_digits); a uint256 needs 78.
+MAX_NUMBER_DIGITS = 4300
+# Form bodies are not JSON; everything else a route may parse as JSON (FastAPI does when no type is given).
+FORM_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded")
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+_LONG_NUMBER = re.compile(rb"[0-9]{%d,}" % (MAX_NUMBER_DIGITS + 1))
+_SURROGATE_ESCAPE = re.compile(rb"(\\+)u([dD][89a-fA-F][0-9a-fA-F]{2})")
 
 
 def too_large_message(limit: int = MAX_REQUEST_BYTES) -> str:
@@ -22,8 +37,50 @@ class RequestTooLarge(HTTPException):
         super().__init__(status_code=413, detail=too_large_message())
 
 
+class MalformedBody(HTTPException):
+    """A JSON body refused before it is parsed; the detail says why."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(status_code=422, detail=detail)
+
+
+def json_body_problem(body: bytes) -> str | None:
+    """Why `body` must not reach a JSON parser (too deeply nested, a number too long, a lone surrogate), or None."""
+    outside = _STRING.sub(b'""', body)  # brackets and digits inside strings are text, not structure
+    chars = np.frombuffer(outside, dtype=np.uint8)
+    if chars.size:
+        opens = (chars == ord("[")) | (chars == ord("{"))
+        closes = (chars == ord("]")) | (chars == ord("}"))
+        depth = int(np.cumsum(opens.astype(np.int32) - closes.astype(np.int32)).max())
+        if depth > MAX_JSON_DEPTH:
+            return f"the JSON body nests {depth} levels deep; at most {MAX_JSON_DEPTH} are read"
+    if _LONG_NUMBER.search(outside):
+        return f"a number in the JSON body has more than {MAX_NUMBER_DIGITS} digits"
+    return _lone_surrogate(body)
+
+
+def _lone_surrogate(body: bytes) -> str | None:
+    """A \\uD800-\\uDFFF escape that is not half of a pair decodes to no character any text store can hold."""
+    high_ends_at = None  # where the escape after an unpaired high surrogate must start
+    for match in _SURROGATE_ESCAPE.finditer(body):
+        if len(match.group(1)) % 2 == 0:
+            continue  # an escaped backslash followed by the letter u: text, not an escape
+        starts_at = match.end(1) - 1
+        is_high = int(match.group(2), 16) < 0xDC00
+        if high_ends_at is not None and (is_high or starts_at != high_ends_at):
+            break
+        if high_ends_at is None and not is_high:
+            break
+        high_ends_at = match.end() if is_high else None
+    else:
+        if high_ends_at is None:
+            return None
+    return "a string in the JSON body holds half of a UTF-16 surrogate pair (\\uD800-\\uDFFF), which is no character"
+
+
 class BodyLimit:
-    """Refuses a body over `max_bytes` by its Content-Length, and stops one sent without it once it passes."""
+    """Refuses a body over `max_bytes` by its Content-Length, stops one sent without it once it passes, and
+    checks a JSON body's shape (`json_body_problem`) once its last byte arrives, before the route parses it."""
 
     def __init__(self, app: ASGIApp, max_bytes: int = MAX_REQUEST_BYTES) -> None:
         self.app, self.max_bytes = app, max_bytes
@@ -32,8 +89,11 @@ class BodyLimit:
         if scope["type"] != "http" or (scope["method"] == "POST" and OWN_LIMIT.match(scope["path"])):
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
         too_big = declared is not None and declared.isdigit() and int(declared) > self.max_bytes
+        content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        chunks: list[bytes] | None = None if content_type in FORM_TYPES else []
         seen = 0
 
         async def limited():
@@ -42,9 +102,17 @@ class BodyLimit:
                 raise RequestTooLarge()
             message = await receive()
             if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
+                body = message.get("body", b"")
+                seen += len(body)
                 if seen > self.max_bytes:
                     raise RequestTooLarge()
+                if chunks is not None:
+                    chunks.append(body)
+                    if not message.get("more_body", False):
+                        problem = json_body_problem(b"".join(chunks))
+                        chunks.clear()
+                        if problem:
+                            raise MalformedBody(problem)
             return message
 
         await self.app(scope, limited, send)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
 from ledgerlm.api.deps import get_node, read_grant
@@ -66,7 +66,7 @@ def my_budget(request: Request, node: Node = Depends(get_node)) -> dict:
 
 @router.get("/receipts")
 def list_receipts(account: str | None = None, model: str | None = None, state: str | None = None,
-                  limit: int = 100, node: Node = Depends(get_node)) -> list[dict]:
+                  limit: int = Query(100, ge=1, le=1_000_000), node: Node = Depends(get_node)) -> list[dict]:
     """Receipts, newest first; `account` matches the consumer or anyone the receipt pays."""
     return [public(r) for r in node.serving.receipts.list(account=account, model=model, state=state, limit=limit)]
 

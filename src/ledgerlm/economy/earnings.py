@@ -6,7 +6,7 @@ import time
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
-from eth_utils import to_checksum_address
+from eth_utils import is_address, to_checksum_address
 from sqlalchemy import and_, delete, insert, select
 
 from ledgerlm.chain import CAP_LIMIT, DEADLINE_LIMIT
@@ -28,6 +28,8 @@ def record_spending_cap(db: Database, escrow, relayer, *, consumer: str, settler
         raise EconomyError(f"deadline must be a Unix time below {DEADLINE_LIMIT}, got {deadline}", field="deadline")
     if not 0 < int(nonce) < DEADLINE_LIMIT:
         raise EconomyError(f"nonce must be a whole number in [1, {DEADLINE_LIMIT}), got {nonce}", field="nonce")
+    if not is_address(consumer):
+        raise EconomyError(f"consumer must be an address, got {consumer!r}", field="consumer")
     consumer, settler = to_checksum_address(consumer), to_checksum_address(settler)
     typed = escrow.spending_cap_typed_data(consumer, settler, cap, nonce, deadline)
     try:

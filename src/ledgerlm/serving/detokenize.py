@@ -24,7 +24,8 @@ class TextStream:
             self.text, self.stopped = text[:min(hits)], True
             return self.flush()
         self.text = text
-        hold = max((n for s in self.stop for n in range(len(s) - 1, 0, -1) if text.endswith(s[:n])), default=0)
+        hold = max((n for s in self.stop for n in range(min(len(s) - 1, len(text)), 0, -1) if text.endswith(s[:n])),
+                   default=0)
         if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for the next token
             hold = max(hold, 1)
         return self._send(len(text) - hold)

@@ -229,14 +229,22 @@ class Engine(PromptTokens):
                 admitted = self._admit()
             try:
                 with torch.inference_mode():
-                    for generation, slot in admitted:
-                        self._prefill(generation, slot)
+                    while admitted:
+                        self._prefill(*admitted[0])
+                        admitted.pop(0)
                     if self._batch.rows:
                         self._step()
             except Exception as exc:  # a failed forward ends the batch's requests, not the worker
                 traceback.print_exc()
-                self._fail_all(ServingError(f"generation failed: {type(exc).__name__}: {exc}",
-                                            field="model", status=500))
+                error = ServingError(f"generation failed: {type(exc).__name__}: {exc}", field="model", status=500)
+                joined = {id(row.generation) for row in self._batch.rows}
+                self._fail_all(error)
+                # taken from the queue but not in the batch: nothing else ends them; ended last, so a caller that
+                # sees the error finds the engine clean
+                for generation, slot in admitted:
+                    if id(generation) not in joined:
+                        self.adapters.release(slot)
+                        generation.emit(GenerationEvent("done", finish_reason="error", error=error))
 
     def _admit(self) -> list[tuple[Generation, int]]:
         """Take waiting requests into the batch, pinning each one's adapter slot as it is admitted."""

@@ -14,7 +14,7 @@ import time
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
-from eth_utils import to_checksum_address
+from eth_utils import is_address, to_checksum_address
 from pydantic import BaseModel
 from sqlalchemy import insert, select, update
 
@@ -142,6 +142,8 @@ class ApiKeys:
     def list(self, consumer: str | None = None) -> list[ApiKey]:
         query = select(api_keys).order_by(api_keys.c.id)
         if consumer:
+            if not is_address(consumer):
+                raise ServingError(f"consumer must be an address, got {consumer!r}", field="consumer")
             query = query.where(api_keys.c.consumer == to_checksum_address(consumer))
         with self.db.connect() as conn:
             rows = conn.execute(query).mappings().all()

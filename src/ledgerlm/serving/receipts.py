@@ -21,7 +21,7 @@ import orjson
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak, to_checksum_address
+from eth_utils import is_address, keccak, to_checksum_address
 from pydantic import BaseModel
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
@@ -194,6 +194,10 @@ class ReceiptLog:
             query = query.where(receipts.c.model_id == model)
         if state:
             query = query.where(receipts.c.state == state)
+        if account and not is_address(account):
+            raise ReceiptError(f"account must be an address, got {account!r}", field="account", status=400)
+        if not account:  # the payouts an account is matched against are read from each row
+            query = query.limit(limit)
         with self.db.connect() as conn:
             rows = [Receipt(**r) for r in conn.execute(query).mappings()]
         if account:

@@ -6,6 +6,11 @@ from dataclasses import dataclass, field
 
 from ledgerlm.serving.errors import ServingError
 
+# Every generated token is matched against each stop string's prefixes, so their length bounds that work.
+MAX_STOP_CHARS = 256
+# What torch.Generator.manual_seed takes.
+SEED_RANGE = (-(2**63), 2**64 - 1)
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -26,6 +31,10 @@ class SamplingParams:
             raise ServingError("top_p must be in (0, 1]", field="top_p")
         if len(self.stop) > 4 or any(not s for s in self.stop):
             raise ServingError("stop takes at most 4 non-empty strings", field="stop")
+        if any(len(s) > MAX_STOP_CHARS for s in self.stop):
+            raise ServingError(f"a stop string may be at most {MAX_STOP_CHARS} characters", field="stop")
+        if self.seed is not None and not SEED_RANGE[0] <= self.seed <= SEED_RANGE[1]:
+            raise ServingError(f"seed must be between {SEED_RANGE[0]} and {SEED_RANGE[1]}", field="seed")
 
     @property
     def greedy(self) -> bool:

@@ -1,0 +1,85 @@
+"""Bodies built to break the parser: deep nesting, endless numbers, half surrogate pairs, bytes that are not text.
+Each is refused with a 422 naming `body` before any route parses it, and the node keeps answering."""
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ledgerlm.api import create_app
+from ledgerlm.api.limits import MAX_JSON_DEPTH, json_body_problem
+from ledgerlm.config import Home
+from ledgerlm.node import Node
+
+JSON = {"content-type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def http(tmp_path_factory):
+    """One node for the module: every request here is refused, so none changes what the next one meets."""
+    home = Home(tmp_path_factory.mktemp("hostile") / "home")
+    Node.init(home).close()
+    with TestClient(create_app(lambda: Node.open(home)), base_url="http://ledgerlm.test") as client:
+        yield client
+
+
+def nested(depth: int) -> bytes:
+    return b'{"model":"m","messages":' + b"[" * depth + b"]" * depth + b"}"
+
+
+def assert_refused(response, words: str) -> None:
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["field"] == "body" and words in error["message"], error
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/datanets", "/economy/caps", "/attribution"])
+def test_a_body_nested_past_the_parsers_stack_is_refused_and_the_node_lives(http, path):
+    # 200,000 levels once ended the whole process: the interpreter's recursion limit is raised by py_ecc
+    assert_refused(http.post(path, content=nested(200_000), headers=JSON), "nests")
+    assert_refused(http.post(path, content=b"[" * 100_000, headers={}), "nests")  # no type: parsed as JSON too
+    assert http.get("/node/info").status_code == 200
+
+
+def test_half_a_surrogate_pair_is_refused_where_it_once_reached_the_database(http):
+    lone = b'{"consumer":"0x' + b"11" * 20 + b'","cap":1,"nonce":1,"deadline":1,"signature":"0x\\ud800"}'
+    assert_refused(http.post("/economy/caps", content=lone, headers=JSON), "surrogate")
+    prompt = b'{"model":"m\\udc00x","prompt":"hi"}'
+    assert_refused(http.post("/attribution", content=prompt, headers=JSON), "surrogate")
+
+
+def test_a_number_longer_than_python_converts_is_named(http):
+    body = b'{"address":"0x' + b"11" * 20 + b'","tokens":' + b"9" * 5000 + b"}"
+    assert_refused(http.post("/chain/faucet", content=body, headers=JSON), "digits")
+
+
+def test_bytes_that_are_not_utf8_get_the_error_shape_every_route_uses(http):
+    response = http.post("/chain/faucet", content=b'{"address":"\xff\xfe"}', headers=JSON)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["field"] == "body" and "JSON" in error["message"]
+
+
+def test_the_guard_reads_json_as_json():
+    assert json_body_problem(b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH) is None
+    assert "65 levels" in json_body_problem(b"[" * (MAX_JSON_DEPTH + 1))
+    assert json_body_problem(b'{"text":"' + b"[" * 10_000 + b'"}') is None  # brackets inside a string are text
+    assert json_body_problem(b'{"text":"\\"[[[[\\\\"}') is None  # escaped quotes do not end the string
+    assert json_body_problem(b'["\\ud83d\\ude00", "\\uD83D\\uDE00"]') is None  # a pair is one character
+    assert json_body_problem(b'["\\\\ud800"]') is None  # an escaped backslash, then the text "ud800"
+    assert json_body_problem(b'["\\\\\\ud800"]') is not None  # a backslash, then a lone escape
+    assert json_body_problem(b'["\\ude00\\ud83d"]') is not None  # low before high is no pair
+    assert json_body_problem(b'["\\ud83d", "\\ude00"]') is not None  # halves in two strings
+    assert json_body_problem(b'{"amount":' + b"9" * 78 + b"}") is None  # a uint256 stays readable
+    assert json_body_problem(b'{"text":"' + b"9" * 5000 + b'"}') is None  # digits in a string are text
+
+
+@pytest.mark.parametrize("method, path, body, field", [
+    ("POST", "/economy/caps", {"consumer": "0x" + "11" * 19 + "zz", "cap": 1, "nonce": 1, "deadline": 1,
+                               "signature": "0x00"}, "consumer"),
+    ("GET", "/receipts?account=%ff", None, "account"),
+    ("GET", "/apikeys?consumer=not-an-address", None, "consumer"),
+    ("GET", "/receipts?limit=-1", None, "limit"),
+])
+def test_a_malformed_address_or_limit_is_named_not_a_server_error(http, method, path, body, field):
+    response = http.request(method, path, json=body)
+    assert response.status_code in (400, 422), response.text
+    assert response.json()["error"]["field"] == field
