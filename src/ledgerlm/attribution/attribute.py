@@ -19,11 +19,17 @@ index's calibrated bar (calibration.py):
                      (`gradient_clearance`). The answer's gradient evidence is the largest g,
                      shared among the rows that earned some in proportion to their g, and it
                      explains only what spans left unexplained.
+  candidate evidence a rare span several rows share that the prompt does not pin on one of them
+                     narrows who taught it to those rows; the gradient picks among them. The row
+                     with the best score earns the span's unpaid credit times
+                     (s - max(c, r)) / (1 - c), where c is the index's candidate bar and r the
+                     best candidate of another contributor (`resolve_candidates`): nothing when
+                     the gradient cannot tell the candidates' owners apart.
 
 Evidence that cannot tell contributors apart is not paid to a guess: its part of the share goes
 to the data pool.
 
-  combined(row) = span(row) + (1 - coverage) x gradient(row)
+  combined(row) = span(row) + candidate(row) + (1 - coverage) x gradient(row)
   evidence      = sum of combined over rows, in [0, 1]
 
 Payment is in proportion to evidence. Of the contributor share of an answer's fee, `evidence_bps`
@@ -86,6 +92,7 @@ class ExampleAttribution:
     span: float          # span evidence
     longest_span: int
     combined: float
+    candidate: float = 0.0  # a shared span's credit that the gradient picked this row for
 
 
 @dataclass(frozen=True)
@@ -199,6 +206,7 @@ class Evidence:
     bar: float
     span_min_tokens: int
     answer_tokens: int
+    candidate: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -239,21 +247,54 @@ def gather_evidence(index: AttributionIndex, feature: np.ndarray, query: AnswerQ
                                  max_examples=calibration.span_max_rows, context=query.context,
                                  min_chars=calibration.settings.min_span_chars, weights=w)
              for ids, w in zip(query.readings, query.weights)]
-    spans = max(found, key=lambda e: e.coverage)  # max keeps the first reading on a tie
+    # max keeps the first reading on a tie; shared spans' unpaid credit breaks one
+    spans = max(found, key=lambda e: (e.coverage, sum(c for _, c, _ in e.unclaimed)))
+    picked = resolve_candidates(index, scores, spans.unclaimed, calibration.candidate(mode))
     coverage = min(1.0, spans.coverage)
-    rows = np.union1d(hits, spans.rows).astype(np.int64)
+    explained = min(1.0, coverage + sum(c for c, _ in picked.values()))
+    named = np.union1d(spans.rows, np.array(sorted(picked), dtype=np.int64))
+    rows = np.union1d(hits, named).astype(np.int64)
     gradient = scores[rows]
-    cleared = gradient_clearance(index, scores, rows, bar, spans.rows)
+    cleared = gradient_clearance(index, scores, rows, bar, named)
     total = float(cleared.sum())
     grad_evidence = cleared * (float(cleared.max()) / total) if total > 0 else cleared
     span = np.zeros(len(rows))
+    candidate = np.zeros(len(rows))
     longest = np.zeros(len(rows), dtype=np.int64)
     position = {r: i for i, r in enumerate(rows.tolist())}
     for r, c, n in zip(spans.rows.tolist(), spans.credit.tolist(), spans.longest.tolist()):
         span[position[r]], longest[position[r]] = c, n
-    combined = span + (1.0 - coverage) * grad_evidence
+    for r, (c, _n) in picked.items():
+        candidate[position[r]] = c  # `longest` stays token-level: verification compares it exactly
+    combined = span + candidate + (1.0 - explained) * grad_evidence
     return Evidence(rows, gradient, grad_evidence, span, longest, combined, coverage, bar,
-                    calibration.span_min_tokens, len(query.readings[0]))
+                    calibration.span_min_tokens, len(query.readings[0]), candidate)
+
+
+def resolve_candidates(index: AttributionIndex, scores: np.ndarray,
+                       unclaimed: tuple[tuple[np.ndarray, float, int], ...], bar: float
+                       ) -> dict[int, tuple[float, int]]:
+    """Row -> (candidate evidence, span length) for the shared spans the prompt left unpaid.
+
+    Among a span's candidate rows the best (rounded) score wins, ties to the lower row; it earns
+    the span's unpaid credit times (s - max(bar, r)) / (1 - bar), r being the best score of a
+    candidate another contributor owns. The text says the answer came from one of these rows;
+    the gradient says which only as far as it clears the bar and sets one owner apart.
+    """
+    picked: dict[int, tuple[float, int]] = {}
+    if bar >= 1:
+        return picked
+    owners = index.owner_codes()
+    for rows, credit, length in unclaimed:
+        rows = np.asarray(rows, dtype=np.int64)
+        top = int(rows[np.lexsort((rows, -scores[rows]))[0]])
+        others = rows[owners[rows] != owners[top]]
+        rival = float(scores[others].max()) if len(others) else -np.inf
+        earned = credit * min(1.0, max(0.0, (float(scores[top]) - max(bar, rival)) / (1.0 - bar)))
+        if earned > 0:
+            c, n = picked.get(top, (0.0, 0))
+            picked[top] = (c + earned, max(n, int(length)))
+    return picked
 
 
 def gradient_clearance(index: AttributionIndex, scores: np.ndarray, rows: np.ndarray, bar: float,
@@ -327,6 +368,8 @@ def result_from_evidence(index: AttributionIndex, evidence: Evidence,
             gradient_evidence=round(float(evidence.gradient_evidence[i]), 6),
             span=round(float(evidence.span[i]), 6), longest_span=int(evidence.longest_span[i]),
             combined=units[i] / _QUANTUM,
+            candidate=(round(float(evidence.candidate[i]), 6) if evidence.candidate is not None
+                       else 0.0),
         ))
     evidence_bps, contributions, contributors = roll_up(listed)
     return AttributionResult(

@@ -19,6 +19,14 @@ not; the gradient bar is therefore the higher of that and a one-sided normal pre
 mean + t(q, n-1) * sd * sqrt(1 + 1/n) — where the next null answer falls with probability q if
 the best scores are roughly normal, widened for the few it was estimated from.
 
+A rare span several rows share, which the prompt does not pin on one of them, narrows who taught
+the answer to those rows (its candidates) and lets the gradient pick among them (attribute.py).
+The row it picks was named by the text, not chosen for its score, so it must clear the
+candidate bar: the (1 - false_payout_rate / span_max_rows) quantile of the null answers' scores
+against every row. An unrelated answer's score at a given row clears it with probability about
+false_payout_rate / span_max_rows, so at any of at most span_max_rows candidates with about
+false_payout_rate.
+
 "Rare" is relative to the index too: a span that occurs in more than `rare_fraction` of the rows
 (and more than `min_span_rows`, so that a small Datanet may state a name in a few records) is a
 common phrase of this Datanet, not recall of one contribution. `min_span_rows` is chosen on the
@@ -80,6 +88,9 @@ class Calibration:
     null_queries: int = 0
     null_gradient_max: dict[str, list[float]] = field(default_factory=dict)
     null_longest_span: list[int] = field(default_factory=list)
+    # score mode -> bar a span candidate's score must clear; absent in indexes calibrated before
+    # candidates could earn, whose receipts then stay what they were
+    candidate_bar: dict[str, float] = field(default_factory=dict)
 
     def bar(self, mode: str) -> float:
         if mode not in self.gradient_bar:
@@ -88,12 +99,18 @@ class Calibration:
                 f"{', '.join(PAYING_MODES)}", field="score_mode")
         return self.gradient_bar[mode]
 
+    def candidate(self, mode: str) -> float:
+        """The candidate bar of `mode`; 1.0 (nothing clears it) when this index has none."""
+        self.bar(mode)
+        return self.candidate_bar.get(mode, 1.0)
+
     def to_dict(self) -> dict:
         return {"settings": vars(self.settings).copy(), "gradient_bar": dict(self.gradient_bar),
                 "span_min_tokens": self.span_min_tokens, "span_max_rows": self.span_max_rows,
                 "null_queries": self.null_queries,
                 "null_gradient_max": {k: list(v) for k, v in self.null_gradient_max.items()},
-                "null_longest_span": list(self.null_longest_span)}
+                "null_longest_span": list(self.null_longest_span),
+                "candidate_bar": dict(self.candidate_bar)}
 
     @classmethod
     def from_dict(cls, data: dict) -> Calibration:
@@ -101,7 +118,8 @@ class Calibration:
                    int(data["span_min_tokens"]), int(data["span_max_rows"]),
                    int(data.get("null_queries", 0)),
                    {k: list(v) for k, v in data.get("null_gradient_max", {}).items()},
-                   list(data.get("null_longest_span", [])))
+                   list(data.get("null_longest_span", [])),
+                   dict(data.get("candidate_bar", {})))
 
 
 def rounded(scores: np.ndarray) -> np.ndarray:
@@ -123,6 +141,13 @@ def gradient_bar(best: list[float], q: float) -> float:
     bound = values.mean() + float(t.ppf(q, n - 1)) * values.std(ddof=1) * np.sqrt(1 + 1 / n)
     empirical = float(np.quantile(values, q, method="higher"))
     return max(0.0, float(rounded(max(empirical, bound))))
+
+
+def candidate_bar(null_scores: np.ndarray, false_payout_rate: float, max_rows: int) -> float:
+    """The bar a span candidate's score must clear: the (1 - rate / max_rows) quantile of the
+    null answers' (rounded) scores against every row (module docstring)."""
+    q = 1.0 - false_payout_rate / max(1, max_rows)
+    return max(0.0, float(rounded(np.quantile(np.ravel(null_scores), q, method="higher"))))
 
 
 def calibrate(index, model, tokenizer, settings: CalibrationSettings = CalibrationSettings(),
@@ -148,12 +173,16 @@ def calibrate(index, model, tokenizer, settings: CalibrationSettings = Calibrati
     features = example_features(model, graded, index.projector, max_len=width, pad_id=pad,
                                 batch_size=batch_size, token_weights=weights)
     q = 1 - settings.false_payout_rate
-    null_max, bars = {}, {}
+    null_max, bars, candidates = {}, {}, {}
     stacked = np.stack([features[e.index] for e in graded])
     for mode in PAYING_MODES:
-        best = [float(v) for v in rounded(index.gradient_scores(stacked, mode)).max(axis=1)]
+        scores = rounded(index.gradient_scores(stacked, mode))
+        best = [float(v) for v in scores.max(axis=1)]
         null_max[mode] = best
         bars[mode] = gradient_bar(best, q)
+        # a candidate named by the text never needs more than a row the gradient alone would pay
+        candidates[mode] = min(bars[mode], candidate_bar(scores, settings.false_payout_rate,
+                                                         max_rows))
     span_bar = int(np.quantile(longest, q, method="higher")) + 1
     return Calibration(settings, bars, max(settings.min_span, span_bar), max_rows, len(queries),
-                       null_max, longest)
+                       null_max, longest, candidates)

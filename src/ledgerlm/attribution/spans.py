@@ -42,6 +42,10 @@ class SpanEvidence:
     credit: np.ndarray        # fraction of the answer's tokens each row explains
     longest: np.ndarray       # longest shared span (tokens) of each row
     n_tokens: int
+    # Spans several rows share that the prompt does not name one of: (their supporting rows,
+    # the credit left unpaid, span length), in answer order. The text narrows who taught them to
+    # these candidates; something else (the gradient, attribute.py) must pick one.
+    unclaimed: tuple[tuple[np.ndarray, float, int], ...] = ()
 
     @property
     def coverage(self) -> float:
@@ -173,6 +177,7 @@ class SpanIndex:
                     best[t], owner[t] = key, start
         credit: dict[int, float] = {}
         longest: dict[int, int] = {}
+        open_credit: dict[int, float] = {}  # span start -> credit its rows' shares left unpaid
         rows_cache: dict[int, np.ndarray] = {}
         shares_cache: dict[int, list[float]] = {}
         for t in range(m):
@@ -189,19 +194,23 @@ class SpanIndex:
             if start not in shares_cache:
                 shares_cache[start] = self._shares(rows, context_pairs)
             strength = min(1.0, (length - min_len + 1) / max(1, min_len))
+            left = 1.0 - sum(shares_cache[start])
+            if left > 0:
+                open_credit[start] = open_credit.get(start, 0.0) + left * strength * weights[t]
             for r, share in zip(rows.tolist(), shares_cache[start]):
                 if share <= 0:
                     continue  # a row the evidence does not name
                 credit[r] = credit.get(r, 0.0) + share * strength * weights[t]
                 longest[r] = max(longest.get(r, 0), length)
-        if not credit:
-            return empty
+        unclaimed = tuple((rows_cache[start], amount / total_weight, matches[start][0])
+                          for start, amount in sorted(open_credit.items()))
         rows = np.array(sorted(credit), dtype=np.int64)
         return SpanEvidence(
             rows=rows,
             credit=np.array([credit[r] / total_weight for r in rows.tolist()]),
             longest=np.array([longest[r] for r in rows.tolist()], dtype=np.int64),
             n_tokens=m,
+            unclaimed=unclaimed,
         )
 
     def _supporting_rows(self, query: list[int], start: int, length: int, lo: int,

@@ -125,7 +125,8 @@ def compare(expected: dict, actual: dict) -> list[Difference]:
             gap = max(gap, delta)
     # Rounding can explain the rest only when scores alone differ, and each by little.
     tolerable = gap > 0 and all(d.within_rounding for d in found)
-    earning = {e["row"] for e in [*want.values(), *got.values()] if e.get("gradient_evidence", 0) > 0}
+    earning = {e["row"] for e in [*want.values(), *got.values()]
+               if e.get("gradient_evidence", 0) > 0 or e.get("candidate", 0) > 0}
     slack = _evidence_slack(gap, float(expected.get("gradient_bar") or 0.0)) if tolerable else 0.0
     for row in sorted(set(want) ^ set(got)):
         listed = want.get(row) or got.get(row)
@@ -134,7 +135,7 @@ def compare(expected: dict, actual: dict) -> list[Difference]:
         found.append(Difference(f"examples row {row}", want.get(row) and want[row].get("combined"),
                                 got.get(row) and got[row].get("combined"), harmless))
     for row in sorted(set(want) & set(got)):
-        for key in ("gradient_evidence", "combined"):
+        for key in ("gradient_evidence", "candidate", "combined"):
             a, b = want[row].get(key), got[row].get(key)
             if a != b:
                 close = abs(float(a or 0.0) - float(b or 0.0)) <= slack + 1e-6
@@ -163,7 +164,8 @@ def _evidence_slack(score_gap: float, bar: float) -> float:
 
     A row's clearance (s - max(bar, rival)) / (1 - bar) moves by at most 2 gap / (1 - bar) (its
     score and its rival's both move); its share of the gradient evidence, c_i x max(c) / sum(c),
-    by at most three times that.
+    by at most three times that. A span candidate's evidence has the same form under the
+    candidate bar, which sits below the gradient bar.
     """
     return 3 * 2 * score_gap / max(1e-9, 1.0 - bar)
 
