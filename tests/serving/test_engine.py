@@ -210,3 +210,13 @@ def test_hostile_sampling_settings_are_refused_naming_the_field():
     stream = TextStream(Letters(), ("ab" * 128,))
     assert stream.push(0) == ""  # "a" may begin the stop string: held back
     assert stream.push(25) == "az"
+
+
+def test_a_prompt_too_long_for_any_tokenization_is_refused_before_tokenizing(engine):
+    from ledgerlm.serving import ServingError
+
+    longest = max(len(t) for t in engine.tokenizer.get_vocab())
+    engine.check_prompt_text(["x" * (engine.context * longest)], "prompt")  # might still fit: the tokenizer decides
+    with pytest.raises(ServingError, match="characters; this model's context is") as refused:
+        engine.check_prompt_text(["hello "] * (engine.context * longest // 6 + 1), "messages")
+    assert refused.value.field == "messages"

@@ -139,6 +139,19 @@ class PromptTokens:
     def prompt_ids(self, prompt: str) -> list[int]:
         return list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
+    def check_prompt_text(self, texts: list[str], field: str) -> None:
+        """Refuse text that cannot fit the context before tokenizing it (megabytes take seconds of CPU): no
+        token covers more characters than the vocabulary's longest entry, so more than context times that
+        many characters are more tokens than the context holds."""
+        longest = getattr(self, "_longest_token_chars", None)
+        if longest is None:
+            longest = self._longest_token_chars = max(len(t) for t in self.tokenizer.get_vocab())
+        chars = sum(len(t) for t in texts)
+        if chars > self.context * longest:
+            raise ServingError(
+                f"the prompt is {chars} characters; this model's context is {self.context} tokens, which hold at "
+                f"most {self.context * longest} characters ({longest} per token at best)", field=field)
+
     def check_prompt(self, prompt_ids: list[int]) -> None:
         if not prompt_ids:
             raise ServingError("the prompt is empty", field="prompt")

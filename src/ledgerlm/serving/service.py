@@ -140,6 +140,8 @@ class Serving:
                 return self._replay(claim, served, key, request, deliver)
         try:
             engine = self.engine
+            engine.check_prompt_text([m["content"] for m in messages] if messages is not None else [prompt or ""],
+                                     "messages" if messages is not None else "prompt")
             ids = engine.chat_ids(messages) if messages is not None else engine.prompt_ids(prompt or "")
             engine.check_prompt(ids)
             room = engine.context - len(ids)
