@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import re
-import string
 import zlib
 from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
 
+from ledgerlm.validation.gates.ascii_counts import count_texts
 from ledgerlm.validation.letter_bigrams import mean_surprisal_bits
 from ledgerlm.validation.policy import JunkRule
-from ledgerlm.validation.span_hashes import POLY, SpanHasher, mix64
 
 _DROP_CONTROL_ASCII = dict.fromkeys([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 _CONTROL_OTHER = re.compile(r"[\x80-\x9f\ufffd\ufff9-\ufffc\ue000-\uf8ff]")
@@ -154,12 +153,12 @@ def _compressible(raw: bytes, rule: JunkRule) -> list[tuple[str, float, str]]:
 
 
 def junk_findings_many(texts: Sequence[str], rule: JunkRule) -> list[list[tuple[str, float, str]]]:
-    """`junk_findings` of every text, the same findings, with the character and word counts of ASCII texts done in numpy.
+    """`junk_findings` of every text, the same findings, with the character and word counts of ASCII texts compiled.
 
-    The ASCII texts are laid end to end (NUL between them, a character no word or pattern
-    spans) and counted with lookup tables and prefix sums; words are hashed with `SpanHasher`,
-    and distinct words and word 3-grams counted by sorting the hashes. Only texts whose counts
-    come near a threshold run the per-text tests; other texts go through `junk_findings`.
+    The ASCII texts are laid end to end and `count_texts` counts each in one pass over its bytes
+    (character classes, letter runs, words and distinct words and word 3-grams by their hashes).
+    Only texts whose counts come near a threshold run the per-text tests; other texts go
+    through `junk_findings`.
     """
     out: list[list[tuple[str, float, str]] | None] = [None] * len(texts)
     fast = [i for i, text in enumerate(texts) if text.isascii()]
@@ -170,68 +169,16 @@ def junk_findings_many(texts: Sequence[str], rule: JunkRule) -> list[list[tuple[
     return [junk_findings(text, rule) if found is None else found for text, found in zip(texts, out)]
 
 
-def _table(chars: str | Sequence[int]) -> np.ndarray:
-    t = np.zeros(256, dtype=bool)
-    t[[ord(c) if isinstance(c, str) else c for c in chars]] = True
-    return t
-
-
-_T_CONTROL = _table(list(_DROP_CONTROL_ASCII))
-_T_SPACE = _table(" \n\t")
-_T_ALNUM = _table(string.ascii_letters + string.digits)
-_T_LETTER = _table(string.ascii_letters)
-_T_VOWEL = _table(_VOWELS + _VOWELS.upper())
-_T_WORD = _table(string.ascii_letters + string.digits + "_")
-_T_CONSONANT = _table(_C + _C.upper())
-_T_STRIP = _table(" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f")
-_T_LOWER = np.arange(256, dtype=np.uint64)
-_T_LOWER[65:91] += 32
-
-
 def _ascii_junk(texts: list[str], rule: JunkRule) -> list[list[tuple[str, float, str]] | None]:
     """Findings of ASCII texts; None for a text whose stripped length is under `rule.min_chars` (or empty)."""
-    joined = "\0".join(texts)
-    b = np.frombuffer((joined + "\0").encode("ascii"), dtype=np.uint8)
+    data = np.frombuffer(("\0".join(texts) + "\0").encode("ascii"), dtype=np.uint8)
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
     start = np.r_[0, np.cumsum(lengths + 1)[:-1]]
-    n_docs = len(texts)
-    # what str.strip() keeps: from the first to the last character that is not white space
-    solid = np.flatnonzero(~_T_STRIP[b])  # the NUL after each text is solid: no text strips past its end
-    first = solid[np.searchsorted(solid, start)]
-    last = solid[np.searchsorted(solid, start + lengths) - 1]
-    lead, trail = first - start, last + 1 - start
-    countable = (first < start + lengths) & (trail - lead >= max(rule.min_chars, 1))
-    # a text left to the per-text path is counted whole, so every region below lies inside its text
-    lead, trail = np.where(countable, lead, 0), np.where(countable, trail, lengths)
-
-    def count(table: np.ndarray, a: np.ndarray, z: np.ndarray) -> np.ndarray:
-        # the regions come in order, so one reduceat sums them all (an empty one, only of a text
-        # left to the per-text path, reads one wrong character that nothing uses)
-        return np.add.reduceat(table[b], np.stack([a, z], axis=1).ravel(), dtype=np.int64)[::2]
-
-    whole, inner = (start, start + lengths), (start + lead, start + trail)
-    bad = count(_T_CONTROL, *whole)
-    non_space = (trail - lead) - count(_T_SPACE, *inner)
-    alnum = count(_T_ALNUM, *inner)
-    letters = count(_T_LETTER, *whole)
-    vowels = count(_T_VOWEL, *whole)
-    # whole a-z words of 4+ letters, and those no language writes (NUL between texts is a boundary)
-    is_letter = _T_LETTER[b]
-    edge = np.diff(np.r_[False, is_letter].astype(np.int8))
-    l0, l1 = np.flatnonzero(edge == 1), np.flatnonzero(edge == -1)
-    size = l1 - l0
-    long_words = np.bincount(np.searchsorted(start, l0[size >= 4], side="right") - 1, minlength=n_docs)
-    # _IMPLAUSIBLE_WORD, word by word: four or more letters all consonants, a run of six
-    # consonants, or thirty letters
-    is_consonant = _T_CONSONANT[b]
-    consonants = np.add.reduceat(is_consonant, np.stack([l0, l1], axis=1).ravel(), dtype=np.int64)[::2] \
-        if len(l0) else np.zeros(0, dtype=np.int64)
-    edge = np.diff(np.r_[False, is_consonant].astype(np.int8))
-    c0, c1 = np.flatnonzero(edge == 1), np.flatnonzero(edge == -1)
-    six = np.zeros(len(l0), dtype=bool)
-    six[np.searchsorted(l0, c0[c1 - c0 >= 6], side="right") - 1] = True
-    odd = ((size >= 4) & (consonants == size)) | six | (size >= 30)
-    implausible = np.bincount(np.searchsorted(start, l0[odd], side="right") - 1, minlength=n_docs)
+    counts = count_texts(data, start, lengths)
+    countable = counts.solid & (counts.trail - counts.lead >= max(rule.min_chars, 1))
+    bad, non_space, alnum, letters, vowels = counts.bad, counts.non_space, counts.alnum, counts.letters, counts.vowels
+    long_words, implausible, n_words = counts.long_words, counts.implausible, counts.n_words
+    distinct_words, distinct_trigrams = counts.distinct_words, counts.distinct_trigrams
     with np.errstate(divide="ignore", invalid="ignore"):
         vowel_ratio = vowels / letters
         odd_words = (long_words >= 3) & (implausible / long_words > rule.max_implausible_word_ratio)
@@ -239,22 +186,10 @@ def _ascii_junk(texts: list[str], rule: JunkRule) -> list[list[tuple[str, float,
     letter_test = (letters >= 20) & ((vowel_ratio < rule.min_vowel_ratio)
                                      | ((letters >= 40) & (vowel_ratio < _PROSE_VOWELS)) | odd_words)
 
-    is_word = _T_WORD[b]
-    edge = np.diff(np.r_[False, is_word].astype(np.int8))
-    w0, w1 = np.flatnonzero(edge == 1), np.flatnonzero(edge == -1)
-    wdoc = np.searchsorted(start, w0, side="right") - 1
-    n_words = np.bincount(wdoc, minlength=n_docs)
-    longest = np.zeros(n_docs, dtype=np.int64)
-    np.maximum.at(longest, wdoc, w1 - w0)
-    words = mix64(SpanHasher(_T_LOWER[b])(w0, w1))
-    distinct_words = _distinct_per_doc(wdoc, words, n_docs)
-    same = wdoc[2:] == wdoc[:-2]
-    trigrams = mix64((words[:-2] * np.uint64(POLY) + words[1:-1]) * np.uint64(POLY) + words[2:])[same]
-    distinct_trigrams = _distinct_per_doc(wdoc[2:][same], trigrams, n_docs)
     with np.errstate(divide="ignore", invalid="ignore"):
         repeats = (n_words >= 8) & (1 - distinct_trigrams / (n_words - 2) > rule.max_repeated_ngram_ratio)
     one_word = (n_words >= 10) & (distinct_words <= n_words / 2 + 1)
-    varied = (n_words >= 8) & (distinct_words > 0.5 * n_words) & (longest <= 30) & (alnum >= 0.6 * non_space)
+    varied = (n_words >= 8) & (distinct_words > 0.5 * n_words) & (counts.longest <= 30) & (alnum >= 0.6 * non_space)
     # only texts some count puts near a threshold run the per-text tests
     with np.errstate(divide="ignore", invalid="ignore"):
         garbage = (bad > 0) & (bad / lengths > rule.max_garbage_ratio)
@@ -276,16 +211,6 @@ def _ascii_junk(texts: list[str], rule: JunkRule) -> list[list[tuple[str, float,
             found += _compressible(text.encode("ascii"), rule)
         out[i] = found
     return out
-
-
-def _distinct_per_doc(doc: np.ndarray, hashes: np.ndarray, n_docs: int) -> np.ndarray:
-    """How many distinct hashes each document has: one sort of (document, hash) keys."""
-    if not len(doc):
-        return np.zeros(n_docs, dtype=np.int64)
-    bits = max(1, int(n_docs).bit_length())
-    keys = np.sort((doc.astype(np.uint64) << np.uint64(64 - bits)) | (hashes >> np.uint64(bits)))
-    first = np.r_[True, keys[1:] != keys[:-1]]
-    return np.bincount((keys[first] >> np.uint64(64 - bits)).astype(np.int64), minlength=n_docs)
 
 
 _ALNUM_DROP = re.compile(r"[\W_]+", re.UNICODE)

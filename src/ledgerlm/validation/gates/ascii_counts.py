@@ -1,0 +1,150 @@
+"""Character and word counts of ASCII texts laid end to end, every count of a text in one compiled pass over its bytes."""
+
+from __future__ import annotations
+
+import string
+from typing import NamedTuple
+
+import numpy as np
+
+from ledgerlm.validation.compiled import compiled
+from ledgerlm.validation.span_hashes import POLY
+
+# one bit per character class the junk gate counts, so a single table lookup classifies a byte
+CONTROL, SPACE, ALNUM, LETTER, VOWEL, WORD, CONSONANT, STRIP = (1 << i for i in range(8))
+_CONSONANTS = "bcdfghjklmnpqrstvwxz"
+
+
+def _classes() -> np.ndarray:
+    table = np.zeros(256, dtype=np.uint8)
+    for flag, chars in ((CONTROL, [*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F]),
+                        (SPACE, " \n\t"), (ALNUM, string.ascii_letters + string.digits),
+                        (LETTER, string.ascii_letters), (VOWEL, "aeiouyAEIOUY"),
+                        (WORD, string.ascii_letters + string.digits + "_"),
+                        (CONSONANT, _CONSONANTS + _CONSONANTS.upper()),
+                        (STRIP, " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f")):  # what str.strip() removes
+        for c in chars:
+            table[ord(c) if isinstance(c, str) else c] |= flag
+    return table
+
+
+CLASSES = _classes()
+
+
+class TextCounts(NamedTuple):
+    """Per text: where its stripped part lies and what the junk gate counts in it."""
+
+    solid: np.ndarray  # whether any character survives str.strip()
+    lead: np.ndarray  # the stripped part is text[lead:trail]
+    trail: np.ndarray
+    bad: np.ndarray  # control characters, whole text
+    non_space: np.ndarray  # stripped part, less " ", "\n", "\t"
+    alnum: np.ndarray  # letters and digits, stripped part
+    letters: np.ndarray  # whole text
+    vowels: np.ndarray  # whole text, y included
+    long_words: np.ndarray  # runs of 4+ letters
+    implausible: np.ndarray  # letter runs no language writes: 4+ consonants only, 6 consonants in a row, 30+ letters
+    n_words: np.ndarray  # runs of \w (ASCII)
+    longest: np.ndarray  # the longest such run
+    distinct_words: np.ndarray
+    distinct_trigrams: np.ndarray  # distinct runs of three consecutive words
+
+
+def count_texts(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> TextCounts:
+    """`TextCounts` of each text `data[starts[i] : starts[i] + lengths[i]]` (ASCII bytes)."""
+    # words and word 3-grams are told apart by the top bits of 64-bit hashes, as many bits as
+    # a document number would take in a combined sort key (the counts do not depend on the batch)
+    bits = max(1, int(len(starts)).bit_length())
+    out = _count(data, starts.astype(np.int64), lengths.astype(np.int64), CLASSES, np.uint64(bits))
+    return TextCounts(out[:, 0].astype(bool), *(out[:, i] for i in range(1, out.shape[1])))
+
+
+@compiled
+def _count(data, starts, lengths, classes, bits):
+    n = len(starts)
+    out = np.zeros((n, 14), dtype=np.int64)
+    longest_text = 0
+    for d in range(n):
+        longest_text = max(longest_text, lengths[d])
+    words = np.empty(longest_text // 2 + 1, dtype=np.uint64)
+    keys = np.empty(longest_text // 2 + 1, dtype=np.uint64)
+    poly = np.uint64(POLY)
+
+    def mix64(h):  # span_hashes.mix64, one value at a time
+        h ^= h >> np.uint64(30)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(27)
+        h *= np.uint64(0x94D049BB133111EB)
+        return h ^ (h >> np.uint64(31))
+
+    def distinct(values):  # sorts `values` in place
+        values.sort()
+        found = 0
+        for i in range(len(values)):
+            found += i == 0 or values[i] != values[i - 1]
+        return found
+
+    for d in range(n):
+        s, e = starts[d], starts[d] + lengths[d]
+        lead, trail = e, e
+        for k in range(s, e):
+            if not classes[data[k]] & STRIP:
+                lead = k
+                break
+        for k in range(e - 1, lead - 1, -1):
+            if not classes[data[k]] & STRIP:
+                trail = k + 1
+                break
+        solid = lead < e
+        if not solid:
+            lead, trail = s, e
+        bad = space = alnum = letters = vowels = 0
+        long_words = implausible = n_words = longest = 0
+        run = run_consonants = consonant_run = 0
+        six = False
+        word_len = 0
+        h = np.uint64(0)
+        for k in range(s, e + 1):  # one step past the end closes the last runs
+            f = classes[data[k]] if k < e else 0
+            bad += (f & CONTROL) != 0
+            letters += (f & LETTER) != 0
+            vowels += (f & VOWEL) != 0
+            if lead <= k < trail:
+                space += (f & SPACE) != 0
+                alnum += (f & ALNUM) != 0
+            if f & LETTER:
+                run += 1
+                if f & CONSONANT:
+                    run_consonants += 1
+                    consonant_run += 1
+                    six = six or consonant_run >= 6
+                else:
+                    consonant_run = 0
+            elif run:
+                long_words += run >= 4
+                implausible += (run >= 4 and run_consonants == run) or six or run >= 30
+                run = run_consonants = consonant_run = 0
+                six = False
+            if f & WORD:
+                c = data[k]
+                h = h * poly + np.uint64(c + 32 if 65 <= c <= 90 else c)
+                word_len += 1
+            elif word_len:
+                words[n_words] = mix64(h)
+                n_words += 1
+                longest = max(longest, word_len)
+                word_len = 0
+                h = np.uint64(0)
+        for i in range(n_words):
+            keys[i] = words[i] >> bits
+        distinct_words = distinct(keys[:n_words])
+        n_trigrams = max(0, n_words - 2)
+        for i in range(n_trigrams):
+            keys[i] = mix64((words[i] * poly + words[i + 1]) * poly + words[i + 2]) >> bits
+        distinct_trigrams = distinct(keys[:n_trigrams])
+        out[d, 0] = solid
+        out[d, 1], out[d, 2] = lead - s, trail - s
+        out[d, 3], out[d, 4], out[d, 5] = bad, (trail - lead) - space, alnum
+        out[d, 6], out[d, 7], out[d, 8], out[d, 9] = letters, vowels, long_words, implausible
+        out[d, 10], out[d, 11], out[d, 12], out[d, 13] = n_words, longest, distinct_words, distinct_trigrams
+    return out
