@@ -68,3 +68,24 @@ def test_a_batch_hashes_each_text_as_if_it_were_alone():
     for i, text in enumerate(STREAM_TEXTS):
         _, alone = emb.feature_hashes([text])
         assert np.array_equal(np.sort(hashes[docs == i]), np.sort(alone)), text
+
+
+def test_hashed_rows_are_the_tfidf_of_each_texts_features_bit_for_bit():
+    # the reference: every (feature, text) pair weighted with numpy and summed into its bucket
+    # by a sparse matrix, in (feature, text) order
+    from scipy.sparse import coo_matrix
+
+    texts = STREAM_TEXTS + ["the cat sat on the mat", "the cat sat", "a dog and the cat", "Mat mat mat."]
+    for dim in (2048, 1000):
+        emb = HashedTfidfEmbedder(dim=dim)
+        docs, hashes = emb.feature_hashes(texts)
+        keys, tf = np.unique((hashes.astype(np.uint64) << np.uint64(32)) | docs.astype(np.uint64), return_counts=True)
+        feature, doc = keys >> np.uint64(32), (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        _, first, df = np.unique(feature, return_inverse=True, return_counts=True)
+        idf = np.log((1.0 + len(texts)) / (1.0 + df[first])) + 1.0
+        weight = np.where(tf > 1, 1.0 + np.log(tf), 1.0) * idf
+        signed = np.where(feature & np.uint64(1 << 31), weight, -weight).astype(np.float32)
+        rows = coo_matrix((signed, (doc, (feature % np.uint64(dim)).astype(np.int64))), shape=(len(texts), dim)).toarray()
+        norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
+        rows /= np.where(norms == 0, 1.0, norms)[:, None]
+        assert np.array_equal(emb.embed(texts).view(np.uint32), rows.view(np.uint32))

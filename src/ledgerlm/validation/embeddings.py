@@ -10,10 +10,9 @@ from collections.abc import Sequence
 from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
-from scipy.sparse import coo_matrix
 
 from ledgerlm.validation.errors import ValidationError
-from ledgerlm.validation.span_hashes import POLY, SpanHasher, mix64, window_hashes
+from ledgerlm.validation.hashed_features import doc_features, tfidf_rows
 
 # `re`'s \w: in ASCII letters, digits and "_"; beyond ASCII what str.isalnum accepts
 _WORD = re.compile(r"\w+")
@@ -49,61 +48,16 @@ class HashedTfidfEmbedder:
         self.char_ngram = char_ngram
 
     def feature_hashes(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(doc, 32-bit feature hash) for every word, word bigram and character n-gram of every text.
-
-        Each text becomes " tok1 tok2 ... " (its lower-cased \\w+ tokens); the texts are laid end
-        to end and every feature is hashed by `SpanHasher`, so no Python code runs per feature.
-        """
-        codes, lengths = token_streams(texts)
-        ends = np.cumsum(lengths)
-        doc_of = np.repeat(np.arange(len(texts)), lengths)
-        span = SpanHasher(codes)
-        n = self.char_ngram
-        # a window may not run past its text: the last n - 1 starts of each text hold none (those
-        # reaching back into an earlier text are past that text's own last whole window too)
-        whole = np.ones(max(0, len(codes) - n + 1), dtype=bool)
-        tails = (ends[:, None] - np.arange(1, n)).ravel()
-        whole[tails[(tails >= 0) & (tails < len(whole))]] = False
-        win = np.flatnonzero(whole)
-        boundary = np.flatnonzero(codes == 32)
-        word_start, word_end = boundary[:-1] + 1, boundary[1:]
-        real = word_end > word_start  # two spaces in a row only where one text meets the next
-        word_start, word_end = word_start[real], word_end[real]
-        words = span(word_start, word_end)
-        word_doc = doc_of[word_start]
-        same = word_doc[1:] == word_doc[:-1]
-        # the low two bits keep character n-grams, words and word bigrams apart
-        feats = [window_hashes(codes, n)[win] << np.uint64(2), (words << np.uint64(2)) | np.uint64(1),
-                 ((words[:-1] * np.uint64(POLY) + words[1:])[same] << np.uint64(2)) | np.uint64(2)]
-        docs = np.concatenate([doc_of[win], word_doc, word_doc[1:][same]])
-        return docs, mix64(np.concatenate(feats)) & np.uint64(0xFFFFFFFF)
+        """(text, 32-bit feature hash) for every word, word bigram and character n-gram of every text, once per occurrence."""
+        starts, hashes, counts = doc_features(*token_streams(texts), self.char_ngram)
+        per_text = np.diff(starts)
+        return np.repeat(np.repeat(np.arange(len(texts)), per_text), counts), np.repeat(hashes, counts)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        n_docs = len(texts)
-        out = np.zeros((n_docs, self.dim), dtype=np.float32)
-        if n_docs == 0:
-            return out
-        docs, hashes = self.feature_hashes(texts)
-        if len(hashes) == 0:
-            return out
-        # one sort of (feature, doc) keys gives term frequencies (equal keys) and document
-        # frequencies (runs of one feature) together
-        keys, tf = sorted_unique((hashes << np.uint64(32)) | docs.astype(np.uint64))
-        pair_hashes = keys >> np.uint64(32)
-        pair_docs = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
-        _, df = sorted_unique(pair_hashes, presorted=True)
-        idf = np.log((1.0 + n_docs) / (1.0 + df)) + 1.0
-        # 1 + log(tf), taking the logarithm only where a feature repeats (log 1 is 0 exactly)
-        scale = np.ones(len(tf))
-        repeats = tf > 1
-        scale[repeats] += np.log(tf[repeats])
-        weight = scale * np.repeat(idf, df)
-        # the sign is the hash's bit 31, which is the key's top bit
-        signed = np.where(keys >= np.uint64(1 << 63), weight, -weight).astype(np.float32)
-        cols = (pair_hashes & np.uint64(self.dim - 1) if self.dim & (self.dim - 1) == 0
-                else pair_hashes % np.uint64(self.dim)).astype(np.int64)
-        # a sparse matrix's densify sums colliding buckets in one C pass (np.add.at is many times slower)
-        out = coo_matrix((signed, (pair_docs, cols)), shape=(n_docs, self.dim)).toarray()
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        # each text's features are counted apart (no batch-wide sort); only document frequency is batch-wide
+        out = tfidf_rows(*doc_features(*token_streams(texts), self.char_ngram), self.dim)
         norms = np.sqrt(np.einsum("ij,ij->i", out, out))
         out /= np.where(norms == 0, 1.0, norms)[:, None]
         return out
@@ -187,15 +141,6 @@ def resolve_embedder(embedder: str | Embedder) -> Embedder:
     if not isinstance(embedder, Embedder):
         raise ValidationError("embedder must be a name or have .name and .embed(texts)", field="embedder")
     return embedder
-
-
-def sorted_unique(values: np.ndarray, presorted: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct values and their counts by sorting (numpy's hash-based `unique` is far slower here)."""
-    v = values if presorted else np.sort(values)
-    if len(v) == 0:
-        return v, np.zeros(0, dtype=np.int64)
-    starts = np.flatnonzero(np.r_[True, v[1:] != v[:-1]])
-    return v[starts], np.diff(np.r_[starts, len(v)])
 
 
 def token_streams(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,152 @@
+"""Hashed TF-IDF rows from token streams: each text's features hashed, counted and weighted in compiled loops."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ledgerlm.validation.compiled import compiled
+from ledgerlm.validation.span_hashes import POLY
+
+
+def doc_features(codes: np.ndarray, lengths: np.ndarray, char_ngram: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each stream's distinct 32-bit feature hashes in ascending order, with their counts: (starts, hashes, counts).
+
+    `codes` holds the streams (" tok1 tok2 ... ") end to end, `lengths` their lengths; text d's
+    features are hashes[starts[d] : starts[d + 1]]. The features are the `char_ngram`-long
+    windows of a stream, its words and its word bigrams, each hashed with `span_hashes`' polynomial
+    hash, tagged in the low two bits (windows 0, words 1, bigrams 2) and mixed with `mix64`.
+    """
+    return _doc_features(codes.astype(np.uint64), lengths.astype(np.int64), char_ngram)
+
+
+def tfidf_rows(starts: np.ndarray, hashes: np.ndarray, counts: np.ndarray, dim: int) -> np.ndarray:
+    """Unnormalised signed TF-IDF rows, (texts x dim) float32, from `doc_features`.
+
+    Weights are (1 + log tf) * (log((1 + n) / (1 + df)) + 1); a hash's bit 31 gives its sign and
+    the rest its bucket. Colliding features are summed in float32 in ascending hash order, so
+    every row is the same, bit for bit, as a sparse matrix of the (hash, text)-sorted entries
+    densified. The logarithms come from numpy tables: a compiled `log` may differ in the last bit.
+    """
+    n_docs = len(starts) - 1
+    idf = np.log((1.0 + n_docs) / (1.0 + np.arange(n_docs + 1))) + 1.0
+    scale = np.ones(int(counts.max(initial=1)) + 1)
+    scale[2:] += np.log(np.arange(2, len(scale)))
+    return _tfidf_rows(starts, hashes, counts, _document_frequencies(hashes), idf, scale, dim)
+
+
+@compiled
+def _doc_features(codes, lengths, n):
+    mask = np.uint64(0xFFFFFFFF)
+    poly = np.uint64(POLY)
+    longest = 0
+    for length in lengths:
+        longest = max(longest, length)
+    buf = np.empty(2 * longest + 2, dtype=np.uint64)  # windows, then words and bigrams: at most 2 per character
+    hashes = np.empty(2 * len(codes) + 2, dtype=np.uint64)
+    counts = np.empty(2 * len(codes) + 2, dtype=np.int64)
+    starts = np.zeros(len(lengths) + 1, dtype=np.int64)
+
+    def mix64(h):  # span_hashes.mix64, one value at a time
+        h ^= h >> np.uint64(30)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(27)
+        h *= np.uint64(0x94D049BB133111EB)
+        return h ^ (h >> np.uint64(31))
+
+    pos = filled = 0
+    for d in range(len(lengths)):
+        s, e = pos, pos + lengths[d]
+        pos = e
+        m = 0
+        for i in range(s, e - n + 1):
+            h = codes[i]
+            for j in range(1, n):
+                h = h * poly + codes[i + j]
+            buf[m] = mix64(h << np.uint64(2)) & mask
+            m += 1
+        word = previous = np.uint64(0)
+        in_word = had_word = False
+        for i in range(s, e):
+            c = codes[i]
+            if c != 32:
+                word = word * poly + c
+                in_word = True
+            elif in_word:
+                buf[m] = mix64((word << np.uint64(2)) | np.uint64(1)) & mask
+                m += 1
+                if had_word:
+                    buf[m] = mix64(((previous * poly + word) << np.uint64(2)) | np.uint64(2)) & mask
+                    m += 1
+                previous, word = word, np.uint64(0)
+                in_word, had_word = False, True
+        features = buf[:m]
+        features.sort()
+        for i in range(m):
+            if i == 0 or features[i] != features[i - 1]:
+                hashes[filled] = features[i]
+                counts[filled] = 1
+                filled += 1
+            else:
+                counts[filled - 1] += 1
+        starts[d + 1] = filled
+    return starts, hashes[:filled].copy(), counts[:filled].copy()
+
+
+@compiled
+def _document_frequencies(hashes):
+    """How many texts hold each entry's hash (each text lists a hash once), by open addressing.
+
+    The entries are first split by the top 8 of their 32 bits, so each part's table is small
+    enough to stay in cache: one table for the whole batch would miss the cache on most lookups.
+    """
+    n = len(hashes)
+    parts = 256
+    start = np.zeros(parts + 1, dtype=np.int64)
+    for i in range(n):
+        start[np.int64(hashes[i] >> np.uint64(24)) + 1] += 1
+    for p in range(parts):
+        start[p + 1] += start[p]
+    order = np.empty(n, dtype=np.int64)
+    fill = start[:-1].copy()
+    largest = 0
+    for p in range(parts):
+        largest = max(largest, start[p + 1] - start[p])
+    for i in range(n):
+        p = np.int64(hashes[i] >> np.uint64(24))
+        order[fill[p]] = i
+        fill[p] += 1
+    size, bits = 1, 0
+    while size < 2 * largest + 2:
+        size, bits = size * 2, bits + 1
+    empty = np.uint64(1 << 32)  # no 32-bit hash reaches it
+    keys = np.empty(size, dtype=np.uint64)
+    counts = np.empty(size, dtype=np.int64)
+    slots = np.empty(largest, dtype=np.int64)
+    df = np.empty(n, dtype=np.int64)
+    for p in range(parts):
+        a, b = start[p], start[p + 1]
+        keys[:] = empty
+        counts[:] = 0
+        for t in range(a, b):
+            h = hashes[order[t]]
+            j = np.int64((h * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits)) if bits else np.int64(0)
+            while keys[j] != empty and keys[j] != h:
+                j = (j + 1) & (size - 1)
+            keys[j] = h
+            counts[j] += 1
+            slots[t - a] = j
+        for t in range(a, b):
+            df[order[t]] = counts[slots[t - a]]
+    return df
+
+
+@compiled
+def _tfidf_rows(starts, hashes, counts, df, idf, scale, dim):
+    n_docs = len(starts) - 1
+    out = np.zeros((n_docs, dim), dtype=np.float32)
+    for d in range(n_docs):
+        for i in range(starts[d], starts[d + 1]):
+            weight = scale[counts[i]] * idf[df[i]]
+            h = hashes[i]
+            out[d, np.int64(h % np.uint64(dim))] += np.float32(weight if h & np.uint64(0x80000000) else -weight)
+    return out
