@@ -41,6 +41,7 @@ READ_ROUTES = [
     "/datanets/secret/versions/1/manifest",
     "/datanets/secret/versions/1/export?format=jsonl",
     "/datanets/secret/members",
+    "/datanets/secret/gate-policy",
 ]
 
 
@@ -69,6 +70,7 @@ def test_owner_and_members_read_and_strangers_cannot_contribute(http, secret, al
         r["question"] for r in RECORDS]
     out = owner.export("secret", 1, "jsonl", tmp_path / "secret.jsonl")
     assert out["bytes"] > 0 and "secret 0" in (tmp_path / "secret.jsonl").read_text()
+    assert owner.validation.policy("secret")["gates"]["exact_duplicate"]["action"] == "reject"
 
     member = as_reader(http, bob)
     upload = [write_jsonl(tmp_path / "b.jsonl", [{"question": "from bob", "answer": "hi"}])]

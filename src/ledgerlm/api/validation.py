@@ -29,8 +29,9 @@ class RevealBody(BaseModel):
 
 
 @router.get("/datanets/{name}/gate-policy")
-def get_policy(name: str, node: Node = Depends(get_node)) -> dict:
-    """Which gates reject, which only flag, and their thresholds."""
+def get_policy(name: str, node: Node = Depends(get_node), grant: ReadGrant | None = Depends(read_grant)) -> dict:
+    """Which gates reject, which only flag, and their thresholds (a private Datanet's: its owner and members)."""
+    node.datanets.require_access(name, reader_of(grant, name))
     return node.validation.policy(name).to_dict()
 
 
