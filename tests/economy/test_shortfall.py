@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select, update
 
 from ledgerlm.chain import cap_nonce
-from ledgerlm.economy import list_epochs, show_epoch
+from ledgerlm.economy import list_epochs, receipt_settlement, show_epoch
 from ledgerlm.economy.close import published_files
 from ledgerlm.economy.earnings import earnings
 from ledgerlm.economy.verify import verify_epoch
@@ -147,3 +147,53 @@ def test_a_re_plan_splits_each_pool_by_the_weights_its_plan_used(client, tmp_pat
     assert int(summary["shortfall"]) == 2 * UNIT + 1 and int(pool["amount"]) < int(planned["amount"])
     assert set(pool["split"]) == set(planned["split"]) and int(pool["split"][bob.address]) > 0
     assert sum(int(v) for v in pool["split"].values()) == int(pool["amount"])
+
+
+def _earned(node, account: str) -> int:
+    return sum(int(e["amount"]) for e in earnings(node.db, node.contracts.distributor, account)["epochs"])
+
+
+def test_what_a_cut_left_unpaid_stays_owed_and_a_later_close_the_cap_allows_charges_it_to_the_same_payees(node):
+    alice, bob = _planned_then_crashed(node)
+    c = node.contracts
+    owed = UNIT + UNIT // 3
+    cap = UNIT // 2 + 1
+    c.escrow.set_spending_cap(alice, node.account.address, cap, cap_nonce())
+    node.chain.advance_time(GRACE + 60)
+    first, _, _ = _resume(node)
+    assert int(first["shortfall"]) == owed - cap and "stays owed" in first["short"][alice.address]["reason"]
+
+    # Epoch 2, the same cap period: alice's cap is spent, so what she owes waits; bob's new call is charged.
+    write_receipt(node, bob.address, UNIT, DEV.address)
+    second = node.economy.close()
+    assert second["epoch"] == 2 and int(second["charged"]) == UNIT
+    debits = {d["consumer"]: d for d in show_epoch(node.db, 2)["debits"]}
+    assert debits[alice.address]["state"] == "unpaid" and debits[alice.address]["owed"] == str(owed - cap)
+    assert c.escrow.balance_of(alice.address) == 10 * UNIT - cap
+
+    # Alice raises her cap again: epoch 3 charges the rest, paid line by line to the payees of her receipts.
+    c.escrow.set_spending_cap(alice, node.account.address, 5 * UNIT, cap_nonce())
+    third = node.economy.close()
+    assert third["epoch"] == 3 and int(third["charged"]) == owed - cap == int(third["total"])
+    assert c.escrow.balance_of(alice.address) == 10 * UNIT - owed  # exactly her fees, over two closes
+    files = published_files(node.db, 3, node.contracts)
+    funding = c.distributor.epoch(node.economy.chain_epoch(3))
+    assert verify_epoch(files["payouts"], files["receipts"], funding) == []
+    assert {r["arrears_from"] for r in files["receipts"]["receipts"]} == {1}
+    shown = show_epoch(node.db, 1)
+    alice_debit = next(d for d in shown["debits"] if d["consumer"] == alice.address)
+    assert alice_debit["carried"] == str(owed - cap) and alice_debit["charged_in"] == [3]
+    assert show_epoch(node.db, 3)["arrears"] == str(owed - cap)
+    cut_receipt = next(r for r in files["receipts"]["receipts"] if r["arrears_from"] == 1)["id"]
+    settled = receipt_settlement(node.db, cut_receipt)  # what `receipts show ID` reports under "settlement"
+    assert settled["epoch"] == 1 and [(a["from_epoch"], a["charged_in"]) for a in settled["arrears"]] == [(1, 3)]
+    # Tokens in = tokens out: each payee earned, over the three epochs, exactly what the signed splits name.
+    signed = {}
+    with node.db.connect() as conn:
+        for lines in conn.execute(select(receipts.c.payouts)).scalars():
+            for p in lines:
+                signed[p["account"]] = signed.get(p["account"], 0) + int(p["amount"])
+    for account, amount in signed.items():
+        if account:  # the pools' lines name no account; they are split by weight
+            assert _earned(node, account) == amount, account
+    assert node.economy.close()["state"] == "empty"  # nothing is owed twice

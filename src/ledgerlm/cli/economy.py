@@ -64,10 +64,15 @@ def show(ctx: typer.Context, number: int = typer.Argument(..., help="Epoch numbe
             console.print(f"  distributor epoch id {e['chain_epoch']}")
         console.print(f"  charged {format_amount(int(e.get('charged') or 0))} LGR, shortfall "
                       f"{format_amount(int(e.get('shortfall') or 0))} LGR")
-        table = Table("consumer", "state", "owed LGR", "charged LGR", "why")
+        if int(e.get("arrears") or 0):
+            console.print(f"  of which {format_amount(int(e['arrears']))} LGR owed from earlier epochs")
+        table = Table("consumer", "state", "owed LGR", "charged LGR", "carried to later LGR", "why")
         for d in e["debits"]:
+            carried = format_amount(int(d["carried"])) if int(d["carried"]) else ""
+            if d["charged_in"]:
+                carried += f" (charged in epoch {', '.join(map(str, d['charged_in']))})"
             table.add_row(d["consumer"], d["state"], format_amount(int(d["owed"])),
-                          format_amount(int(d["amount"]) if d["state"] != "unpaid" else 0), d["reason"] or "")
+                          format_amount(int(d["amount"]) if d["state"] != "unpaid" else 0), carried, d["reason"] or "")
         console.print(table)
 
     s.emit(shown, render)

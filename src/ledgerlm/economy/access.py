@@ -14,6 +14,7 @@ from sqlalchemy import Table, and_, insert, select, update
 from sqlalchemy.engine import Connection
 
 from ledgerlm.chain import ChainError, Debit, epoch_id
+from ledgerlm.economy.arrears import arrears_owed
 from ledgerlm.economy.consumers import lock_consumer
 from ledgerlm.economy.epochs import open_epoch
 from ledgerlm.economy.errors import EconomyError
@@ -134,7 +135,7 @@ class AccessPayments:
             # calls not settled yet are charged under the same cap at the next close: they come first
             owed = sum(int(f) for f in conn.execute(select(receipts.c.fee).where(and_(
                 receipts.c.consumer == payer, receipts.c.settled_epoch.is_(None),
-                receipts.c.epoch <= epoch))).scalars())
+                receipts.c.epoch <= epoch))).scalars()) + arrears_owed(conn, payer)
             problem = self._cannot_pay(payer, price, owed)
             if problem:
                 raise PaymentRequired(f"cannot take {price} for {what} from {payer}'s escrow: {problem}",

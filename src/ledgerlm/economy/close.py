@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 
 from ledgerlm.chain import Debit, epoch_id
 from ledgerlm.economy.access import resolve_pending, settled_access
+from ledgerlm.economy.arrears import carry_forward, charged_arrears, owed_arrears, settle_arrears
 from ledgerlm.economy.compute import expire_unreported, pay_jobs, settled_jobs
 from ledgerlm.economy.epochs import open_epoch
 from ledgerlm.economy.errors import EconomyError
@@ -105,8 +106,9 @@ class EpochCloser:
             rows = conn.execute(select(receipts).where(and_(
                 receipts.c.state == "final", receipts.c.settled_epoch.is_(None), receipts.c.epoch <= number,
             )).order_by(receipts.c.created_at, receipts.c.id)).mappings().all()
+            debts = owed_arrears(conn, number)  # what earlier closes could not charge: owed with this epoch's fees
         owed: dict[str, int] = {}
-        for r in rows:
+        for r in [*rows, *debts]:
             if r["consumer"] and int(r["fee"]) > 0:
                 owed[r["consumer"]] = owed.get(r["consumer"], 0) + int(r["fee"])
         debits, unpaid = {}, {}
@@ -114,10 +116,11 @@ class EpochCloser:
             reason = self._cannot_charge(consumer, amount, now)
             (unpaid if reason else debits)[consumer] = reason or amount
         paid = [r for r in rows if r["consumer"] in debits or not r["consumer"] or int(r["fee"]) == 0]
+        recovered = [d for d in debts if d["consumer"] in debits]
         charged = sum(debits.values())
         with self.db.connect() as conn:
-            ledger, pools, compute, rewards = self._payouts(conn, number, paid, access, jobs, c.staking.reward_pool(),
-                                                            assets, head.number)
+            ledger, pools, compute, rewards = self._payouts(conn, number, [*paid, *recovered], access, jobs,
+                                                            c.staking.reward_pool(), assets, head.number)
         self._check_conservation(number, ledger, charged, rewards, access, jobs)
         if ledger.total == 0:
             return None
@@ -142,6 +145,7 @@ class EpochCloser:
             for start in range(0, len(paid_ids), 500):
                 conn.execute(update(receipts).where(receipts.c.id.in_(paid_ids[start:start + 500]))
                              .values(settled_epoch=number))
+            settle_arrears(conn, number, [d["arrear"] for d in recovered])
             pools.mark_rounds(conn)
             expire_unreported(conn, jobs)
             access_total = sum(int(p["amount"]) for p in access)
@@ -150,7 +154,8 @@ class EpochCloser:
                        "access": str(access_total), "access_payments": access,
                        "compute": str(sum(int(j["amount"]) for j in jobs)), "compute_jobs": compute,
                        "closing_block": head.number, "chain_epoch": str(self._epoch_id(number)),
-                       "shortfall": "0", "short": {}, "split_basis": pools.basis}
+                       "shortfall": "0", "short": {}, "split_basis": pools.basis,
+                       "arrears": str(sum(int(d["fee"]) for d in recovered)), "arrears_receipts": len(recovered)}
             conn.execute(update(epochs).where(epochs.c.number == number).values(
                 state="planned", closed_at=int(time.time()), root=root, total=str(ledger.total), details=details))
             conn.execute(insert(epochs).values(number=number + 1, state="open", opened_at=int(time.time())))
@@ -303,7 +308,10 @@ class EpochCloser:
                 epoch_debits.c.epoch == number, epoch_debits.c.chunk.is_not(None)))).scalars())
             rows = conn.execute(select(receipts).where(receipts.c.settled_epoch == number)
                                 .order_by(receipts.c.created_at, receipts.c.id)).mappings().all()
-            paid = charged_receipts(rows, {c: int(v["charged"]) for c, v in cut.items()})
+            paid = charged_receipts([*rows, *charged_arrears(conn, number)],
+                                    {c: int(v["charged"]) for c, v in cut.items()})
+            # what was not debited stays owed by the consumer, line by line to the payees, for a later close
+            carry_forward(conn, number, paid)
             block = int(details["closing_block"])
             access = details.get("access_payments") or []
             jobs = settled_jobs(conn, number)
@@ -382,6 +390,7 @@ def published_files(db: Database, number: int, contracts=None) -> dict[str, dict
         paid = conn.execute(select(receipts.c.id, receipts.c.consumer, receipts.c.model_id, receipts.c.fee,
                                    receipts.c.payouts, receipts.c.attribution, receipts.c.created_at)
                             .where(receipts.c.settled_epoch == number).order_by(receipts.c.id)).mappings().all()
+        paid = [*paid, *charged_arrears(conn, number)]  # what earlier epochs could not charge, charged in this one
     details = row["details"] or {}
     payout_file = {
         "epoch": number, "root": row["root"], "total": row["total"], "charged": details.get("charged"),

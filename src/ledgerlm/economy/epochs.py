@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 
 from ledgerlm.economy.errors import EconomyError
 from ledgerlm.store import Database, lock_key
-from ledgerlm.store.schema import epoch_debits, epochs
+from ledgerlm.store.schema import arrears, epoch_debits, epochs
 
 
 def open_epoch(conn: Connection) -> int:
@@ -63,18 +63,27 @@ def _listed(r) -> dict:
 
 def show_epoch(db: Database, number: int) -> dict:
     """One epoch as `list_epochs` has it, with each consumer's debit: charged in full (`planned`), cut to what the
-    cap in force allowed when its chunk was sent (`short`, with what was owed), or left for a later epoch
-    (`unpaid`)."""
+    cap in force allowed when its chunk was sent (`short`, with what was owed; the rest, `carried`, stays owed and
+    `charged_in` names the later epochs that charged it), or left for a later epoch (`unpaid`). `arrears` is what
+    this epoch charged of what earlier ones could not."""
     with db.connect() as conn:
         row = conn.execute(select(epochs).where(epochs.c.number == number)).mappings().first()
         if row is None:
             raise EconomyError(f"there is no epoch {number}", field="epoch", status=404)
         debits = conn.execute(select(epoch_debits).where(epoch_debits.c.epoch == number)
                               .order_by(epoch_debits.c.consumer)).mappings().all()
+        carried = conn.execute(select(arrears.c.consumer, arrears.c.amount, arrears.c.settled_epoch)
+                               .where(arrears.c.from_epoch == number)).all()
+    later: dict[str, tuple[int, set[int]]] = {}
+    for consumer, amount, settled in carried:
+        total, charged_in = later.get(consumer, (0, set()))
+        later[consumer] = (total + int(amount), charged_in | ({settled} if settled is not None else set()))
     shown = _listed(row)
     short = shown.get("short") or {}
     shown["debits"] = [{"consumer": d["consumer"], "amount": d["amount"], "chunk": d["chunk"], "state": d["state"],
-                        "owed": short.get(d["consumer"], {}).get("owed", d["amount"]), "reason": d["reason"]}
+                        "owed": short.get(d["consumer"], {}).get("owed", d["amount"]), "reason": d["reason"],
+                        "carried": str(later.get(d["consumer"], (0, set()))[0]),
+                        "charged_in": sorted(later.get(d["consumer"], (0, set()))[1])}
                        for d in debits]
     return shown
 

@@ -23,12 +23,14 @@ class Debitable:
 
     def reason(self, owed: int) -> str:
         """Why `owed` could not be debited in full, in words a consumer and an operator can act on."""
+        rest = f"; the other {owed - self.amount} stays owed and is charged at a later close the cap allows"
         if self.cap == 0:
-            return f"owed {owed}, charged {self.amount}: the spending cap for this node was revoked before settlement"
+            return (f"owed {owed}, charged {self.amount}: the spending cap for this node was revoked before "
+                    f"settlement{rest}")
         if self.amount == self.balance and self.balance < self.cap - self.spent:
-            return f"owed {owed}, charged {self.amount}: the escrow held only {self.balance} at settlement"
+            return f"owed {owed}, charged {self.amount}: the escrow held only {self.balance} at settlement{rest}"
         return (f"owed {owed}, charged {self.amount}: the spending cap in force at settlement was {self.cap} with "
-                f"{self.spent} already spent this period")
+                f"{self.spent} already spent this period{rest}")
 
 
 def debitable(escrow, consumer: str, settler: str, now: int) -> Debitable:
@@ -46,7 +48,8 @@ def charged_receipts(receipts: list[Mapping], charged: Mapping[str, int]) -> lis
     """The receipts as the epoch pays them. For a consumer debited less than they owed (`charged`, by consumer),
     what was debited is split over their receipts by fee, and each receipt's payouts are re-split from its part in
     the proportions the receipt names; each split by largest remainder, so every one conserves its total. Such a
-    receipt gains `charged` (what it pays out) and `signed_payouts` (the split it was written with)."""
+    receipt gains `charged` (what it pays out), `signed_payouts` (the split it was written with) and `owed_payouts`
+    (each line less what it is paid now: what stays owed, and is charged at a later close)."""
     cut: dict[str, int] = {}
     for consumer, amount in charged.items():
         fees = {r["id"]: int(r["fee"]) for r in receipts if r["consumer"] == consumer and int(r["fee"]) > 0}
@@ -63,5 +66,7 @@ def charged_receipts(receipts: list[Mapping], charged: Mapping[str, int]) -> lis
             r["signed_payouts"] = lines
             r["charged"] = str(cut[r["id"]])
             r["payouts"] = [{**p, "amount": str(parts[i])} for i, p in enumerate(lines) if parts.get(i)]
+            r["owed_payouts"] = [{**p, "amount": str(int(p["amount"]) - parts.get(i, 0))} for i, p in enumerate(lines)
+                                 if int(p["amount"]) - parts.get(i, 0)]
         out.append(r)
     return out

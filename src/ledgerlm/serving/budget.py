@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import and_, delete, insert, select
 
-from ledgerlm.economy import lock_consumer, open_epoch
+from ledgerlm.economy import arrears_owed, lock_consumer, open_epoch
 from ledgerlm.serving.errors import ApiKeyError, PaymentRequiredError
 from ledgerlm.serving.keys import ApiKey
 from ledgerlm.store import Database
@@ -52,6 +52,7 @@ class Budget:
         epoch = open_epoch(conn)
         unsettled = sum(int(f) for f in conn.execute(select(receipts.c.fee).where(
             (receipts.c.consumer == consumer) & receipts.c.settled_epoch.is_(None))).scalars())
+        unsettled += arrears_owed(conn, consumer)  # what a close could not charge is still owed under the same cap
         # paid access to private Datanets is debited from the same cap; once on chain it is in `spent`
         access = sum(int(a) for a in conn.execute(select(access_payments.c.amount).where(and_(
             access_payments.c.developer == consumer, access_payments.c.state == "pending"))).scalars())

@@ -395,6 +395,20 @@ epoch_debits = Table(
     Column("reason", Text, nullable=True),
 )
 
+# What a close could not debit of a receipt (the consumer's cap in force or escrow fell short at settlement): still
+# owed, and charged to its payees at a later close the consumer's cap allows.
+arrears = Table(
+    "arrears",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("receipt_id", String(64), nullable=False),
+    Column("consumer", String(42), nullable=False, index=True),
+    Column("from_epoch", Integer, nullable=False, index=True),  # the epoch whose close cut it
+    Column("amount", String(80), nullable=False),  # still owed
+    Column("payouts", JSON, nullable=False),  # the receipt's payout lines, each less what was paid of it
+    Column("settled_epoch", Integer, nullable=True, index=True),  # the epoch whose close charged it
+)
+
 # One settlement transaction of an epoch: its consumers are the epoch_debits rows with its number.
 epoch_chunks = Table(
     "epoch_chunks",
