@@ -1,14 +1,17 @@
 """Benchmark of the attribution index's build cost against training time, on SmolLM2 or the tiny model.
 
 Run:  python benchmarks/attribution_build_cost.py [--model smollm2|tiny] [--entities 6]
-                                                 [--epochs 2] [--models-dir DIR]
+                                                 [--epochs 2] [--split test|tuning]
+                                                 [--last-blocks 1,2,4] [--models-dir DIR]
 
 Trains a LoRA adapter (the factory's default settings) on the test split's planted-facts Datanet
 while `TrainingFeatures` collects the last epoch's gradient features, then builds the index from
 them (calibration included), in wall and CPU seconds. The baseline, in the same run and on the
-same trained model, is the index built by a separate pass over the final adapter. A second table
-shows how steady the gradient bar is when only some null answers take a gradient pass. Prints the
-tables and writes benchmarks/results/attribution_build_cost.json and .md.
+same trained model, is the index built by a separate pass over the final adapter (the node's
+default). A second table times that build with its backward cut to the last K blocks and scores
+every build's gradient ranking of the split's questions (precision@1, agreement with the whole
+build). A third shows how steady the gradient bar is when only some null answers take a gradient
+pass. Prints the tables and writes benchmarks/results/attribution_build_cost.json and .md.
 """
 
 from __future__ import annotations
@@ -52,6 +55,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--dim", type=int, default=2048)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split", choices=("test", "tuning"), default="test",
+                        help="the planted-facts split trained on and queried")
+    parser.add_argument("--last-blocks", default="1,2,4",
+                        help="comma-separated K: builds whose backward stops at the last K blocks")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1 keeps timings stable on a shared machine)")
     parser.add_argument("--models-dir", type=Path, default=None)
@@ -65,15 +72,19 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    records = make_fact_tracing_set("test", args.entities, args.seed).records
+    facts = make_fact_tracing_set(args.split, args.entities, args.seed)
+    records = facts.records
+    last_blocks = tuple(int(k) for k in args.last_blocks.split(",") if k.strip())
     config = TrainConfig(epochs=args.epochs, eval_split=0.0, seed=args.seed)
     with tempfile.TemporaryDirectory(prefix="ledgerlm-build-cost-") as work:
         base = base_model(args.model, args.models_dir, Path(work))
         console.log(f"training {base.name} on {len(records)} records for {args.epochs} epoch(s), "
                     "collecting the last epoch's features")
-        cost = index_build_cost(base, records, config, work, dim=args.dim, seed=args.seed)
+        cost = index_build_cost(base, records, config, work, dim=args.dim, seed=args.seed,
+                                queries=facts.queries, last_blocks=last_blocks)
     c = cost
-    table = ResultTable(f"Index build against training: {c['base']}, {c['records']} records, "
+    table = ResultTable(f"Index build against training: {c['base']}, {c['records']} records "
+                        f"({args.split} split), "
                         f"{c['epochs']} epoch(s), default LoRA", ["what", "wall s", "CPU s"])
     table.rows += [
         ["training", f"{c['train_seconds']:.1f}", f"{c['train_cpu_seconds']:.1f}"],
@@ -91,6 +102,17 @@ def main(argv: list[str] | None = None) -> dict:
         ["baseline: separate-pass build / training", f"{c['separate_over_train']:.2f}",
          f"{c['separate_over_train_cpu']:.2f}"],
     ]
+    blocks = ResultTable(
+        f"Separate-pass build (calibration included) by the last blocks its backward reaches; "
+        f"grad:cosine ranking of the {c['queries']} {args.split}-split questions' answers",
+        ["backward reaches", "CPU s", "build / training (CPU)", "record P@1", "contributor P@1",
+         "Spearman with every block", "gradient bar (cosine)"])
+    for k, b in c["by_last_blocks"].items():
+        blocks.rows.append([
+            "every block (node default)" if k == 0 else f"last {k} block(s)",
+            f"{b['cpu_seconds']:.1f}", f"{b['over_train_cpu']:.2f}",
+            f"{b.get('record_p1', float('nan')):.2f}", f"{b.get('contributor_p1', float('nan')):.2f}",
+            f"{b.get('spearman_with_whole', float('nan')):.3f}", f"{b['gradient_bar_cosine']:.4f}"])
     stability = ResultTable(
         f"Gradient bar from {c['gradient_null_answers']} null answers against all "
         f"{c['null_answers']}: false payouts of the evaluation's {c['evaluation_null_prompts']} "
@@ -101,10 +123,20 @@ def main(argv: list[str] | None = None) -> dict:
         stability.rows.append([mode, f"{s['bar']:.4f}", f"{s['false_payout_rate']:.3f}",
                                f"{s['bar_all_null_answers']:.4f}",
                                f"{s['false_payout_rate_all_null_answers']:.3f}"])
-    table.print()
-    stability.print()
-    write_result("attribution_build_cost", cost, [table, stability], json_path=args.out,
-                 notes=[f"threads: torch {args.threads}; total "
+    fewer = ResultTable(
+        "Gradient bar from the first n null answers only (the same answers' best scores): false "
+        f"payouts of the evaluation's {c['evaluation_null_prompts']} other null prompts",
+        ["score mode", "null answers", "bar", "false payouts"])
+    for mode, s in c["bar_stability"].items():
+        for n, f in s["fewer"].items():
+            fewer.rows.append([mode, str(n), f"{f['bar']:.4f}", f"{f['false_payout_rate']:.3f}"])
+    fewer.rows += [[mode, str(c["gradient_null_answers"]), f"{s['bar']:.4f}",
+                    f"{s['false_payout_rate']:.3f}"] for mode, s in c["bar_stability"].items()]
+    for t in (table, blocks, stability, fewer):
+        t.print()
+    write_result("attribution_build_cost", cost, [table, blocks, stability, fewer],
+                 json_path=args.out,
+                 notes=[f"split: {args.split}; threads: torch {args.threads}; total "
                         f"{time.perf_counter() - started:.0f} s"])
     return cost
 

@@ -67,6 +67,10 @@ class NodeConfig:
     # epoch's forward and backward); N, the last N training epochs' gradients, collected inside training at the
     # projection's cost alone but weaker where training has not settled (README, "Feature source")
     attribution_feature_epochs: int = 0
+    # how many last transformer blocks that pass over the final adapter differentiates: 0, every block; K, its
+    # backward (and the null answers' at calibration) stops at the last K blocks, so the build costs little more
+    # than a forward pass; cheaper, measured but not chosen (benchmarks/results/attribution_build_cost*.md)
+    attribution_last_blocks: int = 0
     serving_engine: str = "builtin"  # builtin | vllm | auto (vLLM where it imports and CUDA is present)
     serving_max_lora_rank: int = 64  # vLLM reserves LoRA memory for adapters up to this rank
     serving_claim_lease_seconds: int = 30  # an idempotency claim whose node stopped renewing it lapses after this
@@ -211,7 +215,7 @@ class Home:
             raise ConfigError(f"{self.config_path}: torch_threads must be 0 (half the cores) or a "
                               "positive integer", field="torch_threads")
         for name in ("epoch_seconds", "faucet_max_tokens", "faucet_max_eth_wei", "chain_max_fee_bumps",
-                     "chain_index_seconds", "attribution_feature_epochs"):
+                     "chain_index_seconds", "attribution_feature_epochs", "attribution_last_blocks"):
             if not isinstance(getattr(config, name), int) or getattr(config, name) < 0:
                 raise ConfigError(f"{self.config_path}: {name} must be a non-negative integer", field=name)
         if config.blobs:

@@ -160,16 +160,16 @@ def set_torch_threads(configured: int) -> int:
     return threads
 
 
-def _attribution_observer(feature_epochs: int):
-    """Builds the index after training, its rows from the node's feature source (collect.py)."""
+def _attribution_observer(feature_epochs: int, last_blocks: int = 0):
+    """Builds the index after training, its rows from the node's feature source (collect.py); a pass
+    over the final adapter differentiates the last `last_blocks` blocks only (0: every block)."""
 
     def observe(config, base):
         from ledgerlm.attribution import TrainingFeatures, template_head
-        from ledgerlm.attribution.collect import FEATURE_LAST_BLOCKS
         from ledgerlm.factory import load_tokenizer
 
         return TrainingFeatures(config.epochs, last_epochs=min(feature_epochs, config.epochs),
-                                last_blocks=FEATURE_LAST_BLOCKS, head=template_head(load_tokenizer(base)))
+                                last_blocks=last_blocks, head=template_head(load_tokenizer(base)))
 
     return observe
 
@@ -363,7 +363,8 @@ class Node:
         """Training jobs and fine-tuned models (torch loads only when a job runs)."""
         from ledgerlm.factory.jobs import ModelFactory
 
-        observe = _attribution_observer(self.config.attribution_feature_epochs)
+        observe = _attribution_observer(self.config.attribution_feature_epochs,
+                                        self.config.attribution_last_blocks)
         factory = ModelFactory(self.db, self.home.models, self.datanets, domain=self.domain,
                                register_model=_register_model(self), observe_training=observe,
                                pay_access=self._pay_access)

@@ -214,6 +214,12 @@ def test_the_gradient_bar_from_few_null_answers_sits_above_them_and_widens_when_
     assert few >= max(best[:8]) and many >= float(np.quantile(best, 0.99))
     # from 8 answers the bar allows for what 8 cannot show: above the 99th percentile of 200
     assert few > float(np.quantile(best, 0.99))
+    # the published bar is mean + t(0.99, n-1) * sd * sqrt(1 + 1/n), whichever t routine computes it
+    from scipy.stats import t
+
+    eight = np.asarray(best[:8])
+    bound = eight.mean() + t.ppf(0.99, 7) * eight.std(ddof=1) * np.sqrt(1 + 1 / 8)
+    assert few == round(max(float(np.quantile(eight, 0.99, method="higher")), bound), 4)
     with pytest.raises(AttributionError) as err:
         CalibrationSettings(gradient_null_answers=2)
     assert err.value.field == "gradient_null_answers"

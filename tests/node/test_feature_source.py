@@ -27,13 +27,17 @@ def test_default_indexes_from_the_final_adapter_and_a_count_collects_that_many_l
     collecting = _attribution_observer(2)(training, base)
     assert collecting.first_epoch == 6  # epochs 7 and 8 (0-based 6, 7) collected inside training
     assert _attribution_observer(20)(training, base).first_epoch == 0  # at most every epoch
+    assert final.last_blocks == NodeConfig().attribution_last_blocks == 0  # every block by default
+    cut = _attribution_observer(0, 4)(training, base)
+    assert (cut.first_epoch, cut.last_blocks) == (8, 4)  # the final-adapter pass, cut to 4 blocks
 
 
-def test_feature_epochs_round_trip_and_refuse_negatives(tmp_path):
+@pytest.mark.parametrize("name", ["attribution_feature_epochs", "attribution_last_blocks"])
+def test_feature_source_settings_round_trip_and_refuse_negatives(tmp_path, name):
     home = Home(tmp_path / "home")
-    home.save_config(NodeConfig(attribution_feature_epochs=3))
-    assert home.load_config().attribution_feature_epochs == 3
-    home.save_config(NodeConfig(attribution_feature_epochs=-1))
+    home.save_config(NodeConfig(**{name: 3}))
+    assert getattr(home.load_config(), name) == 3
+    home.save_config(NodeConfig(**{name: -1}))
     with pytest.raises(ConfigError) as err:
         home.load_config()
-    assert err.value.field == "attribution_feature_epochs"
+    assert err.value.field == name

@@ -29,6 +29,7 @@ from ledgerlm.attribution.index import (
     top_rows,
 )
 from ledgerlm.attribution.spans import SpanIndex, token_char_lengths
+from ledgerlm.evals.attribution.metrics import rank_metrics
 
 
 def search_scaling(sizes: tuple[int, ...], dim: int, *, seed: int = 0, queries: int = 20,
@@ -158,7 +159,8 @@ def serving_latency(base, *, rank: int = 8, dim: int = 2048, rows: int = 100_000
 
 
 def index_build_cost(base, records: list[dict], config, work_dir, *, dim: int = 2048,
-                     seed: int = 0) -> dict:
+                     seed: int = 0, queries: list | tuple = (),
+                     last_blocks: tuple[int, ...] = (), null_counts: tuple[int, ...] = (8, 16)) -> dict:
     """Index build time against training time on `base`, the separate-pass build it replaces, and
     how steady the gradient bar is with the null answers calibration spends a pass on.
 
@@ -168,14 +170,21 @@ def index_build_cost(base, records: list[dict], config, work_dir, *, dim: int = 
     wall and CPU seconds (the CPU figures do not grow when other work shares the machine). The
     bar set from the default share of null answers is compared with the bar from all of them, by
     the gradient false-payout rate of the evaluation's own null prompts (`unrelated_queries`)
-    against each.
+    against each; `null_counts` adds the bars from fewer of them (the first n of the same null
+    answers' best scores, no extra pass).
+
+    `last_blocks` adds, per K, the separate-pass build whose backward stops at the last K blocks
+    (calibration included), timed the same way; with `queries` (`TracingQuery`s of `records`),
+    every build's gradient ranking of the queries' answers is scored: record and contributor
+    precision@1 of grad:cosine, and how well each truncated build keeps the whole build's ranking
+    (mean Spearman correlation of the two builds' scores over the rows, per query).
     """
     from dataclasses import replace
     from pathlib import Path
 
     import numpy as np
 
-    from ledgerlm.attribution.calibration import CalibrationSettings, calibrate
+    from ledgerlm.attribution.calibration import CalibrationSettings, calibrate, gradient_bar
     from ledgerlm.attribution.collect import TrainingFeatures
     from ledgerlm.attribution.index import build_index
     from ledgerlm.attribution.null_queries import NULL_QUERIES
@@ -201,9 +210,26 @@ def index_build_cost(base, records: list[dict], config, work_dir, *, dim: int = 
     calibration = (time.perf_counter() - started, time.process_time() - cpu)
     after = rows[0] + calibration[0]
     after_cpu = rows[1] + calibration[1]
-    started, cpu = time.perf_counter(), time.process_time()
-    build_index(out, records, base=base, dim=dim, seed=seed, loaded=(model, tokenizer), save=False)
-    separate = (time.perf_counter() - started, time.process_time() - cpu)
+    builds = {}
+    for k in (0, *last_blocks):
+        started, cpu = time.perf_counter(), time.process_time()
+        built = build_index(out, records, base=base, dim=dim, seed=seed,
+                            loaded=(model, tokenizer), save=False, last_blocks=k)
+        builds[k] = (built, time.perf_counter() - started, time.process_time() - cpu)
+    separate = builds[0][1:]
+    truncated = {}
+    whole = _query_scores(builds[0][0], model, tokenizer, queries) if queries else None
+    for k, (built, wall, cpu_s) in builds.items():
+        entry = {"seconds": wall, "cpu_seconds": cpu_s, "over_train": wall / training,
+                 "over_train_cpu": cpu_s / train_cpu,
+                 "gradient_bar_cosine": built.calibration.gradient_bar["cosine"]}
+        if queries:
+            scores = whole if k == 0 else _query_scores(built, model, tokenizer, queries)
+            ranks = rank_metrics(scores, list(queries), [e.record for e in built.examples],
+                                 [e.contributor for e in built.examples], tie_seed=seed)
+            entry |= {"record_p1": ranks.record_p1, "contributor_p1": ranks.contributor_p1,
+                      "spearman_with_whole": _mean_spearman(scores, whole)}
+        truncated[k] = entry
 
     every = calibrate(index, model, tokenizer,
                       replace(settings, gradient_null_answers=len(NULL_QUERIES)))
@@ -211,12 +237,16 @@ def index_build_cost(base, records: list[dict], config, work_dir, *, dim: int = 
     evaluation = calibrate(index, model, tokenizer,
                            replace(settings, gradient_null_answers=len(held)), queries=held)
     stability = {}
+    q = 1 - settings.false_payout_rate
     for mode, bar in index.calibration.gradient_bar.items():
         best = np.asarray(evaluation.null_gradient_max[mode])
         stability[mode] = {
             "bar": bar, "bar_all_null_answers": every.gradient_bar[mode],
             "false_payout_rate": float(np.mean(best > bar)),
             "false_payout_rate_all_null_answers": float(np.mean(best > every.gradient_bar[mode])),
+            "fewer": {n: {"bar": (b := gradient_bar(every.null_gradient_max[mode][:n], q)),
+                          "false_payout_rate": float(np.mean(best > b))}
+                      for n in null_counts},
         }
     return {"base": base.name, "records": len(records), "epochs": config.epochs,
             "train_seconds": training, "train_cpu_seconds": train_cpu,
@@ -233,4 +263,21 @@ def index_build_cost(base, records: list[dict], config, work_dir, *, dim: int = 
             "separate_over_train_cpu": separate[1] / train_cpu,
             "gradient_null_answers": settings.gradient_null_answers,
             "null_answers": len(NULL_QUERIES), "evaluation_null_prompts": len(held),
-            "bar_stability": stability}
+            "bar_stability": stability, "by_last_blocks": truncated,
+            "queries": len(queries)}
+
+
+def _query_scores(index, model, tokenizer, queries) -> np.ndarray:
+    """grad:cosine scores (queries, rows) of each query's answer against `index`."""
+    stacked = np.stack([answer_feature(model, index.projector,
+                                       answer_example(tokenizer, q.prompt, q.answer))
+                        for q in queries])
+    return index.gradient_scores(stacked, "cosine")
+
+
+def _mean_spearman(scores: np.ndarray, reference: np.ndarray) -> float:
+    """Mean over queries of the Spearman correlation of two builds' scores over the rows."""
+    from scipy.stats import spearmanr
+
+    rhos = [spearmanr(a, b).statistic for a, b in zip(scores, reference)]
+    return float(np.mean([0.0 if np.isnan(r) else r for r in rhos]))
