@@ -65,7 +65,8 @@ async def _serve(node: Node, request: Request, body, *, chat: bool, **inputs):
     call = await run_in_threadpool(
         node.serving.start, model=body.model, authorization=request.headers.get("authorization"),
         deliver=deliver, temperature=body.temperature, top_p=body.top_p, seed=body.seed, stop=body.stops(),
-        idempotency_key=request.headers.get(IDEMPOTENCY_HEADER), **inputs)
+        idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
+        client=request.client.host if request.client else None, **inputs)
     shape = _Shape(call.id, body.model, call.created, chat)
     headers = {RECEIPT_HEADER: call.id}
     if call.replayed:

@@ -17,19 +17,19 @@ class KeyLimits:
         self._running: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def acquire(self, key: str) -> None:
-        """Admit one call on `key`, or raise 429 naming the limit it hit."""
+    def acquire(self, key: str, who: str = "this key") -> None:
+        """Admit one call on `key` (`who` names it in the refusal), or raise 429 naming the limit it hit."""
         now = time.monotonic()
         with self._lock:
             tokens, last = self._buckets.get(key, (float(self.burst), now))
             tokens = min(float(self.burst), tokens + (now - last) * self.rate)
             if self._running.get(key, 0) >= self.max_concurrent:
-                raise RateLimitError(f"this key already has {self.max_concurrent} calls running, the most allowed "
+                raise RateLimitError(f"{who} already has {self.max_concurrent} calls running, the most allowed "
                                      "at once; wait for one to finish", field="authorization")
             if tokens < 1.0:
                 wait = (1.0 - tokens) / self.rate
                 raise RateLimitError(f"rate limit of {self.burst} requests per minute reached; retry in "
-                                     f"{wait:.1f}s", field="authorization")
+                                     f"{wait:.1f}s" + ("" if who == "this key" else f" ({who})"), field="authorization")
             self._buckets[key] = (tokens - 1.0, now)
             self._running[key] = self._running.get(key, 0) + 1
 

@@ -76,6 +76,7 @@ class Call:
     generation: Generation | None = None
     claim: Claim | None = None
     replayed: bool = False  # the answer of an earlier call with the same Idempotency-Key
+    limit_key: str | None = None  # whose rate and concurrency limits the call counts against
 
     def cancel(self) -> None:
         if self.generation is not None:
@@ -122,11 +123,12 @@ class Serving:
     def start(self, *, model: str, authorization: str | None, deliver: Callable[[CallEvent], None],
               messages: list[dict] | None = None, prompt: str | None = None, max_tokens: int | None = None,
               temperature: float | None = None, top_p: float | None = None, seed: int | None = None,
-              stop: tuple[str, ...] = (), idempotency_key: str | None = None) -> Call:
+              stop: tuple[str, ...] = (), idempotency_key: str | None = None, client: str | None = None) -> Call:
         """Check and queue one call; raises before any compute when it cannot be served or paid for.
 
         With an `idempotency_key` the call runs at most once on every node sharing the database: a
-        repeat gets the first call's answer and receipt back (`Call.replayed`), nothing is charged again."""
+        repeat gets the first call's answer and receipt back (`Call.replayed`), nothing is charged again.
+        A call without a key (a free model) counts against the limits of its `client` address instead."""
         idempotency_key = check_key(idempotency_key)
         key = self.keys.authenticate(authorization)
         served = self.catalog.get(model)
@@ -149,21 +151,22 @@ class Serving:
             params = SamplingParams(max_tokens=min(wanted, room),
                                     temperature=1.0 if temperature is None else temperature,
                                     top_p=1.0 if top_p is None else top_p, seed=seed, stop=stop)
-            return self._admit(served, key, model, ids, params, request, deliver, claim)
+            return self._admit(served, key, model, ids, params, request, deliver, claim, client)
         except BaseException:
             if claim is not None:
                 self.claims.finished(claim, failed=True)
             raise
 
     def _admit(self, served: ServedModel, key: ApiKey | None, model: str, ids: list[int], params: SamplingParams,
-               request: dict, deliver: Callable[[CallEvent], None], claim: Claim | None) -> Call:
+               request: dict, deliver: Callable[[CallEvent], None], claim: Claim | None,
+               client: str | None = None) -> Call:
         engine = self.engine
         cost = price_fee(len(ids), params.max_tokens, served.price_per_1k)
         what = (f"this call to {model} ({len(ids)} prompt + up to {params.max_tokens} completion tokens at "
                 f"{format_amount(served.price_per_1k)} LGR per 1k)")
-        limit_key = key.prefix if key else None
+        limit_key = key.prefix if key else (f"client:{client}" if client else None)
         if limit_key:
-            self.limits.acquire(limit_key)
+            self.limits.acquire(limit_key, "this key" if key else f"client {client} (calls without a key)")
         try:
             guard = None
             if self.spend_guard is not None and key is not None:
@@ -174,7 +177,8 @@ class Serving:
             if limit_key:
                 self.limits.release(limit_key)
             raise
-        call = Call("lgr-" + uuid.uuid4().hex, served, key, len(ids), request, reservation, deliver, claim=claim)
+        call = Call("lgr-" + uuid.uuid4().hex, served, key, len(ids), request, reservation, deliver, claim=claim,
+                    limit_key=limit_key)
         with self._counting:
             self.in_flight += 1
         try:
@@ -251,8 +255,8 @@ class Serving:
         with self._counting:
             self.in_flight -= 1
         self.budget.release(call.reservation)
-        if call.key is not None:
-            self.limits.release(call.key.prefix)
+        if call.limit_key is not None:
+            self.limits.release(call.limit_key)
 
     def status(self) -> dict:
         """What a gateway routes by: the resident base model, the adapters warm in each tier, calls running."""

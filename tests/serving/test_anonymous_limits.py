@@ -1,0 +1,39 @@
+"""A free model answers without a key, but not without limits: calls without a key count against the caller's
+address, with the same rate and concurrency a key gets."""
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ledgerlm.api import create_app
+from ledgerlm.config import Home
+from ledgerlm.node import Node
+
+
+@pytest.fixture(scope="module")
+def free_node(tmp_path_factory):
+    pytest.importorskip("torch")
+    from ledgerlm.factory import tiny_random_model
+    from ledgerlm.factory.basemodels import register_local
+
+    root = tmp_path_factory.mktemp("anonymous")
+    home = Home(root / "home")
+    Node.init(home).close()
+    config = home.load_config()
+    config.serving_base_model, config.serving_requests_per_minute, config.torch_threads = "tiny", 2, 1
+    home.save_config(config)
+    register_local(home.models, "tiny", tiny_random_model(root / "tiny"))
+    return home
+
+
+def test_calls_without_a_key_are_rate_limited_per_client_address(free_node):
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    app = create_app(lambda: Node.open(free_node))
+    with TestClient(app, client=("203.0.113.7", 40000)) as first:
+        other = TestClient(app, client=("203.0.113.8", 40000))  # the same running node, another caller
+        for _ in range(2):
+            assert first.post("/v1/chat/completions", json=body).status_code == 200
+        refused = first.post("/v1/chat/completions", json=body)
+        assert refused.status_code == 429, refused.text
+        error = refused.json()["error"]
+        assert "203.0.113.7" in error["message"] and "2 requests per minute" in error["message"]
+        assert other.post("/v1/chat/completions", json=body).status_code == 200  # another address is not held up
