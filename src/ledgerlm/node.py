@@ -322,6 +322,20 @@ class Node:
             cache[model_id] = (attributor, threading.Lock())
         return cache[model_id]
 
+    def _attribute(self, model_id: str, prompt, answer: str):
+        attributor, lock = self.attributor(model_id)
+        with lock:
+            return attributor.attribute(prompt, answer)
+
+    def _finish_receipts(self) -> int:
+        """Attribute every receipt still awaiting it, for an epoch close: with the serving worker where this node
+        serves, else with a worker of its own (a close run without serving need not load the engine)."""
+        if "serving" in self.__dict__:
+            return self.serving.attribution.finish_pending()
+        from ledgerlm.serving.receipts import AttributionWorker, ReceiptLog
+
+        return AttributionWorker(ReceiptLog(self.db, self.account, domain=self.domain), self._attribute).finish_pending()
+
     def stakes(self, role: int) -> dict[str, int]:
         """Current stake of every address that ever staked in `role` (from Staked events)."""
         if not self.on_chain:
@@ -399,11 +413,6 @@ class Node:
         keys = ApiKeys(self.db, domain=self.domain, settler=self.account.address, escrow=escrow, relayer=self.account)
         log = ReceiptLog(self.db, self.account, domain=self.domain)
 
-        def attribute(model_id: str, prompt, answer: str):
-            attributor, lock = self.attributor(model_id)
-            with lock:
-                return attributor.attribute(prompt, answer)
-
         def load_engine(base_name: str):
             from ledgerlm.serving.vllm_engine import VllmEngine, VllmSettings, serving_engine_kind
 
@@ -420,7 +429,7 @@ class Node:
             Catalog(self.factory, self.home.models, configured_base=settings.base_model,
                     base_price_per_1k=settings.base_price_per_1k),
             keys, Budget(self.db, self.account.address, escrow), log,
-            AttributionWorker(log, attribute), settings, load_engine, spend_guard=self.agent_policies.check_spend,
+            AttributionWorker(log, self._attribute), settings, load_engine, spend_guard=self.agent_policies.check_spend,
         )
         self.closers.append(serving.close)
         return serving
@@ -499,7 +508,7 @@ class Node:
 
         return EpochCloser(self.db, self.contracts, self.account, self.home.epochs,
                            chunk_size=self.config.settle_chunk_size,
-                           finish_receipts=lambda: self.serving.attribution.finish_pending())
+                           finish_receipts=self._finish_receipts)
 
     def change_fee_policy(self, model_id: str, signed) -> dict:
         """A developer's signed SetFeePolicy: prices calls from the next epoch and is announced on the registry."""

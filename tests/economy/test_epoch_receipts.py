@@ -10,7 +10,7 @@ from ledgerlm.economy.close import published_files
 from ledgerlm.economy.verify import verify_epoch
 from ledgerlm.node import Node
 from ledgerlm.serving.catalog import ServedModel
-from ledgerlm.serving.receipts import Completed
+from ledgerlm.serving.receipts import Completed, ReceiptLog
 from ledgerlm.store.schema import receipts
 from tests.economy.helpers import SHARES, fund_consumer, key, write_receipt
 
@@ -27,7 +27,7 @@ def _answered_before_attribution(node, consumer: str) -> str:
     call = Completed(id="chatcmpl-restart", consumer=consumer, model=model, prompt_tokens=600, completion_tokens=400,
                      request={"messages": [{"role": "user", "content": "What colour is the reef?"}],
                               "completion": "The reef is copper.", "finish_reason": "stop"})
-    return node.serving.receipts.write(call, attributing=True).id
+    return ReceiptLog(node.db, node.account, domain=node.domain).write(call, attributing=True).id  # as serving does
 
 
 def test_a_receipt_left_attributing_by_a_restart_settles_in_its_own_epoch(home):
