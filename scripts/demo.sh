@@ -27,15 +27,20 @@ step "1. A node home: database, blob store, node key, embedded chain with the co
 run ledgerlm init
 
 step "2. Keys: a Datanet owner (alice), contributors (bob, carol, mallory), validators (val1-3)"
-cli_start=$(date +%s%N)
-run ledgerlm keys new alice
-cli_s=$(( ($(date +%s%N) - cli_start + 999999999) / 1000000000 ))  # one command's wall time on this machine now
-for who in bob carol mallory val1 val2 val3; do run ledgerlm keys new "$who"; done
 # Validator rounds as short as the demo's own commands allow (the default is an hour per phase): after the round
-# opens, 7 commands must land in the commit phase (the queue, then a queue read and a commit per validator) and
-# 4 in the reveal phase; each phase gets twice that many command times, plus 10 s.
-commit_s=$(( 14 * cli_s + 10 )); reveal_s=$(( 8 * cli_s + 10 ))
-echo "  (one command takes about ${cli_s}s here: rounds get ${commit_s}s to commit and ${reveal_s}s to reveal)"
+# opens, the three validators' commits must land in the commit phase, then their three reveals in the reveal phase.
+# Each phase gets four times the slowest key command measured here, per command, plus 30 s (at least 60 s), since
+# other work on the machine can slow every command several-fold; DEMO_ROUND_SECONDS sets both phases instead.
+cli_s=0
+for who in alice bob carol mallory val1 val2 val3; do
+  cli_start=$(date +%s%N)
+  run ledgerlm keys new "$who"
+  took=$(( ($(date +%s%N) - cli_start + 999999999) / 1000000000 ))
+  [ "$took" -gt "$cli_s" ] && cli_s=$took
+done
+phase_s=$(( 12 * cli_s + 30 )); [ "$phase_s" -lt 60 ] && phase_s=60
+commit_s=${DEMO_ROUND_SECONDS:-$phase_s}; reveal_s=${DEMO_ROUND_SECONDS:-$phase_s}
+echo "  (the slowest command took ${cli_s}s here: rounds get ${commit_s}s to commit and ${reveal_s}s to reveal)"
 sed -i -e "s/^round_commit_seconds = .*/round_commit_seconds = $commit_s/" \
        -e "s/^round_reveal_seconds = .*/round_reveal_seconds = $reveal_s/" "$LEDGERLM_HOME/config.toml"
 # The node runs from here on; every command below is a client of its API (as a second terminal would be).
@@ -67,26 +72,48 @@ for v in val1 val2 val3; do
   i=$((i+1))
 done
 
+# The validators' addresses, read before the round opens, so that nothing but the commits runs in its commit phase.
+ledgerlm --json keys list > "$OUT/keys.json"
+
 step "7. alice opens a validator round: automatic gates first, then assignment by stake"
-run ledgerlm validate open reef-facts --as alice
+printf '\033[2m$ %s\033[0m\n' "ledgerlm --json validate open reef-facts --as alice"
+ledgerlm --json validate open reef-facts --as alice > "$OUT/round.json"
+.venv/bin/python - "$OUT/round.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+g = r["gated"]
+print(f"round {r['id']} on {r['datanet']}: gates passed {g.get('pass', 0)}, flagged {g.get('flag', 0)}, rejected "
+      f"{g.get('reject', 0)}; {len(r['assignments'])} contributions assigned to {len(r['stakes'])} validators by stake")
+PY
+round=$(.venv/bin/python -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$OUT/round.json")
 
 step "8. Validators commit hashed scores (val3 votes against everyone), then reveal"
-scores() {  # honest validators score every assigned fact 90; val3 scores everything 10
-  ledgerlm --json validate queue --as "$1" | .venv/bin/python -c '
+scores() {  # the validator's assignments from the round: honest ones score every fact 90, val3 everything 10
+  .venv/bin/python -c '
 import json, sys
-items = [i for i in json.load(sys.stdin) if i["phase"] == "commit"]
-print(",".join("%d=%s" % (i["contribution_id"], sys.argv[1]) for i in items))' "$2"
+address = {k["name"]: k["address"] for k in json.load(open(sys.argv[1]))}[sys.argv[3]]
+assigned = json.load(open(sys.argv[2]))["assignments"]
+print(",".join("%s=%s" % (cid, sys.argv[4]) for cid, vs in sorted(assigned.items(), key=lambda a: int(a[0]))
+               if address in vs))' "$OUT/keys.json" "$OUT/round.json" "$1" "$2"
 }
-ledgerlm --json validate queue --as val1 > "$OUT/queue-val1.json"
-round=$(.venv/bin/python -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["round_id"])' "$OUT/queue-val1.json")
-run ledgerlm validate commit "$round" --as val1 --votes "$(scores val1 90)"
-run ledgerlm validate commit "$round" --as val2 --votes "$(scores val2 90)"
-run ledgerlm validate commit "$round" --as val3 --votes "$(scores val3 10)"
+commit() {
+  run ledgerlm validate commit "$round" --as "$1" --votes "$(scores "$1" "$2")" || {
+    echo "The commit phase ended before $1 committed: this machine ran commands slower than measured at the start."
+    echo "Run the demo again with longer phases, e.g. DEMO_ROUND_SECONDS=300 make demo"; exit 1; }
+}
+commit val1 90
+commit val2 90
+commit val3 10
+run ledgerlm validate queue --as val1
 read -r commit_deadline reveal_deadline < <(ledgerlm --json validate round show "$round" | .venv/bin/python -c \
   'import json,sys; r = json.load(sys.stdin); print(r["commit_deadline"], r["reveal_deadline"])')
 wait_past() { local t=$(( $1 - $(date +%s) + 1 )); [ "$t" -gt 0 ] && { echo "  (waiting ${t}s for the phase to end)"; sleep "$t"; } || true; }
 wait_past "$commit_deadline"
-for v in val1 val2 val3; do run ledgerlm validate reveal "$round" --as "$v"; done
+for v in val1 val2 val3; do
+  run ledgerlm validate reveal "$round" --as "$v" || {
+    echo "The reveal phase ended before $v revealed: this machine ran commands slower than measured at the start."
+    echo "Run the demo again with longer phases, e.g. DEMO_ROUND_SECONDS=300 make demo"; exit 1; }
+done
 wait_past "$reveal_deadline"
 run ledgerlm validate tally "$round" --as alice
 run ledgerlm datanet contributions reef-facts --state rejected

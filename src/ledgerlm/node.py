@@ -232,6 +232,15 @@ class Node:
 
             with tempfile.TemporaryDirectory() as staging:
                 open_blob_store(blobs, Path(staging), endpoint_url=s3_endpoint_url).check_bucket()
+        # Every passphrase init will need is asked for before anything is written, so a missing one leaves no
+        # half-made home behind.
+        embedded = (home.load_config().chain if home.exists() else chain) == EMBEDDED
+        new_node_key = not home.node_key_path.exists() and not home.legacy_node_key_path.exists()
+        deploy = embedded and not home.deployment_path.exists()
+        node_passphrase_ = (node_passphrase(NODE_PASSPHRASE_ENV, "node", new=new_node_key)
+                            if new_node_key or (deploy and not home.faucet_key_path.exists()) else None)
+        admin_passphrase = (node_passphrase(ADMIN_PASSPHRASE_ENV, "admin", new=not home.admin_key_path.exists())
+                            if deploy else None)
         home.root.mkdir(parents=True, exist_ok=True)
         if not home.exists():
             home.save_config(NodeConfig(chain=chain, chain_id=1337 if chain_id is None else chain_id,
@@ -240,19 +249,17 @@ class Node:
             directory.mkdir(parents=True, exist_ok=True)
         if not home.operator_token_path.exists():
             _write_private(home.operator_token_path, new_operator_token() + "\n")
-        if not home.node_key_path.exists() and not home.legacy_node_key_path.exists():
-            create_keystore(home.node_key_path, node_passphrase(NODE_PASSPHRASE_ENV, "node"))
-        embedded = home.load_config().chain == EMBEDDED
+        if new_node_key:
+            create_keystore(home.node_key_path, node_passphrase_)
         admin = None
-        if embedded and not home.deployment_path.exists():
-            admin_passphrase = node_passphrase(ADMIN_PASSPHRASE_ENV, "admin")
+        if deploy:
             if not home.admin_key_path.exists():
                 create_keystore(home.admin_key_path, admin_passphrase)
             admin = unlock_keystore(home.admin_key_path, admin_passphrase, "admin")
             if not home.faucet_key_path.exists():
                 # Development only: the node process runs the faucet, so the faucet key shares the
                 # hot key's passphrase; on any RPC chain there is no faucet key at all.
-                create_keystore(home.faucet_key_path, node_passphrase(NODE_PASSPHRASE_ENV, "node"))
+                create_keystore(home.faucet_key_path, node_passphrase_)
         db = _database(home, home.load_config())
         db.upgrade()
         db.close()

@@ -60,3 +60,14 @@ def test_wrong_passphrase(bare, monkeypatch):
 def test_commands_before_init_say_what_to_do(bare, tmp_path):
     result = bare("datanet", "list", ok=False)
     assert result.exit_code == 1 and f"ledgerlm init --home {tmp_path / 'home'}" in result.stderr
+
+
+@pytest.mark.parametrize("missing", ["LEDGERLM_NODE_PASSPHRASE", "LEDGERLM_ADMIN_PASSPHRASE"])
+def test_init_without_a_passphrase_says_which_to_set_and_writes_nothing(bare, tmp_path, monkeypatch, missing):
+    monkeypatch.setenv("LEDGERLM_NODE_PASSPHRASE", "np")
+    monkeypatch.setenv("LEDGERLM_ADMIN_PASSPHRASE", "ap")
+    monkeypatch.delenv(missing)
+    result = bare("init", ok=False)  # CliRunner's stdin is no terminal, so nobody is asked
+    assert result.exit_code == 1
+    assert f"set {missing} to the passphrase it should have" in result.stderr, result.stderr
+    assert not (tmp_path / "home").exists()  # nothing half-made for the next init to trip over

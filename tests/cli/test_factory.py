@@ -139,3 +139,32 @@ def test_train_on_two_processes_through_the_cli(cli, tiny_dir, tmp_path):
     assert model["metrics"]["attribution"].get("indexed_examples", 0) > 0
     job = cli.json("factory", "jobs")[0]
     assert job["config"]["processes"] == 2 and job["state"] == "done"
+
+
+def test_training_progress_written_to_a_file_is_plain_lines(capsys, monkeypatch):
+    """Piped or redirected, `factory train` draws no bar: it writes the step, loss and speed now and then, and
+    says when training is over but indexing for attribution still runs."""
+    from ledgerlm.cli import factory
+
+    clock = [0.0]
+    monkeypatch.setattr(factory.time, "monotonic", lambda: clock[0])
+    log = factory._ProgressLog(7, every=30)
+
+    def step(n, stage=None, at=0.0):
+        clock[0] = at
+        progress = {"step": n, "total_steps": 40, "epoch": 1 + n // 10, "loss": 2.0 / n, "tokens_per_s": 812.4,
+                    "eta_s": (40 - n) * 3.0, **({"stage": stage} if stage else {})}
+        log.show({"state": "running", "progress": progress})
+
+    log.show({"state": "queued", "progress": None})
+    for n, at in ((1, 1.0), (2, 5.0), (3, 40.0), (40, 41.0), (40, 45.0)):
+        step(n, at=at)
+    step(40, "indexing for attribution", at=46.0)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "job 7 queued",
+        "job 7 running: step 1/40, epoch 1, loss 2.0000, 812 tok/s, about 1 min 57 s left",
+        "job 7 running: step 3/40, epoch 1, loss 0.6667, 812 tok/s, about 1 min 51 s left",  # 30 s after step 1
+        "job 7 running: step 40/40, epoch 5, loss 0.0500, 812 tok/s, about 0 s left",  # the last step, once
+        "job 7 running: step 40/40, epoch 5, loss 0.0500, 812 tok/s, about 0 s left (indexing for attribution)",
+    ]

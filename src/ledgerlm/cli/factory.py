@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ledgerlm.cli.session import Session, console, running_node_url, session
 from ledgerlm.errors import LedgerError
+from ledgerlm.times import duration
 from ledgerlm.units import format_amount, parse_amount
 
 models_app = typer.Typer(help="Base models and fine-tuned models with their lineage.", no_args_is_help=True)
@@ -160,14 +161,19 @@ def _follow(s, account, job_id: int) -> None:
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
                TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"), TimeRemainingColumn()]
     job = client.job(job_id)
+    log = _ProgressLog(job_id) if not (s.as_json or console.is_terminal) else None
     try:
-        with Progress(*columns, console=console, disable=s.as_json) as bar:
+        with Progress(*columns, console=console, disable=s.as_json or log is not None) as bar:
             task = bar.add_task(f"job {job_id} {job['model_id']}", total=None, loss="-", tps="-")
             while job["state"] not in ("stopped", "failed", "done"):
                 p = job.get("progress")
                 if p:
-                    bar.update(task, total=p["total_steps"], completed=p["step"], loss=f"{p['loss']:.4f}",
-                               tps=f"{p['tokens_per_s']:.0f}")
+                    # after the last step the job still indexes for attribution and evaluates: say so
+                    stage = f" ({p['stage']})" if p.get("stage") else ""
+                    bar.update(task, description=f"job {job_id} {job['model_id']}{stage}", total=p["total_steps"],
+                               completed=p["step"], loss=f"{p['loss']:.4f}", tps=f"{p['tokens_per_s']:.0f}")
+                if log is not None:
+                    log.show(job)
                 time.sleep(0.5)
                 job = client.job(job_id)
     except KeyboardInterrupt:
@@ -181,6 +187,29 @@ def _follow(s, account, job_id: int) -> None:
         raise LedgerError(f"training job {job_id} failed: {job['error']}", field="job")
     result = client.model(job["model_id"]) if job["state"] == "done" else job
     s.emit(result, lambda m: _render_done(m) if job["state"] == "done" else console.print(f"job {job_id} {job['state']}"))
+
+
+class _ProgressLog:
+    """Training progress as plain lines, for output written to a file or a pipe, where no bar is drawn: the state
+    and stage as they change, and the step, loss and speed at most every `every` seconds."""
+
+    def __init__(self, job_id: int, every: float = 30.0):
+        self.job_id, self.every, self.last, self.last_step, self.shown_at = job_id, every, None, None, 0.0
+
+    def show(self, job: dict) -> None:
+        p = job.get("progress") or {}
+        key, step = (job["state"], p.get("stage")), p.get("step")
+        if key == self.last and (step == self.last_step or (
+                step != p.get("total_steps") and time.monotonic() - self.shown_at < self.every)):
+            return
+        self.last, self.last_step, self.shown_at = key, step, time.monotonic()
+        line = f"job {self.job_id} {job['state']}"
+        if step is not None:
+            line += (f": step {step}/{p['total_steps']}, epoch {p.get('epoch', '-')}, loss {p['loss']:.4f}, "
+                     f"{p['tokens_per_s']:.0f} tok/s, about {duration(p.get('eta_s') or 0)} left")
+        if p.get("stage"):
+            line += f" ({p['stage']})"
+        console.print(line, highlight=False)
 
 
 def _render_done(m: dict) -> None:

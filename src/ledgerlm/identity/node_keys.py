@@ -22,15 +22,21 @@ class NodeKeyError(LedgerError):
     """A node key that cannot be created or unlocked as asked."""
 
 
-def node_passphrase(env: str, label: str) -> str:
-    """The passphrase for a node key: from `env`, else a prompt on a terminal, else an error."""
+def node_passphrase(env: str, label: str, *, new: bool = False) -> str:
+    """The passphrase for a node key: from `env`, else a prompt on a terminal, else an error.
+
+    `new` is for a key about to be created, so the error asks for a passphrase to choose rather than one to recall.
+    """
     value = os.environ.get(env)
     if value:
         return value
     if sys.stdin.isatty():
         import getpass
 
-        return getpass.getpass(f"Passphrase for the {label} key: ")
+        return getpass.getpass(f"Passphrase for the {'new ' if new else ''}{label} key: ")
+    if new:
+        raise NodeKeyError(f"the {label} key is created encrypted: set {env} to the passphrase it should have "
+                           "(or run in a terminal to be asked)", field="passphrase", status=401)
     raise NodeKeyError(f"the {label} key is encrypted: set {env} to its passphrase", field="passphrase",
                        status=401)
 
