@@ -53,6 +53,7 @@ def test_register_train_publish_attribute(cli, tiny_dir, tmp_path):
     summary = " ".join(cli("factory", "train", *TRAIN, "--name", "colours-tiny-2", "--as", "carol").stdout.split())
     assert "did it learn?" in summary and "trained records (sample): exact match" in summary
     assert "held-out records: answer loss" in summary
+    assert "2 held-out record(s) were not trained on; `--eval-split 0` trains on every record" in summary
 
     jobs = cli.json("factory", "jobs")
     assert [(j["model_id"], j["state"]) for j in jobs] == [("colours-tiny-2", "done"), ("colours-tiny", "done")]

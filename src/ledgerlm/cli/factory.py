@@ -225,6 +225,9 @@ def _render_done(m: dict) -> None:
             table.add_row(f"{label}: exact match ({after['n_generated']})", _percent(before.get("exact_match")),
                           _percent(after.get("exact_match")))
     console.print(table)
+    held_out = len((m["metrics"].get("eval") or {}).get("eval_indices") or [])
+    if held_out:  # a Datanet of facts loses these facts unless it says so
+        console.print(f"  {held_out} held-out record(s) were not trained on; `--eval-split 0` trains on every record")
     console.print(f"  adapter {m['path']}  (lineage {'verified' if m['lineage_ok'] else 'NOT verified'})")
 
 
