@@ -36,8 +36,10 @@ def precompile() -> None:
     """
     from ledgerlm.validation.embeddings import HashedTfidfEmbedder
     from ledgerlm.validation.gates.junk import junk_findings_many
+    from ledgerlm.validation.near_duplicates import NearDuplicateIndex
     from ledgerlm.validation.policy import JunkRule
 
     junk_findings_many(["a text long enough to be counted"], JunkRule())
     HashedTfidfEmbedder().embed(["a text", "another text"])
+    NearDuplicateIndex().signature_matrix(["a text"])
 

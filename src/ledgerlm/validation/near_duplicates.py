@@ -13,8 +13,9 @@ import numpy as np
 from datasketch import MinHash, MinHashLSH
 from datasketch.lsh import _optimal_param
 
+from ledgerlm.validation.compiled import compiled
 from ledgerlm.validation.errors import ValidationError
-from ledgerlm.validation.span_hashes import window_hashes
+from ledgerlm.validation.span_hashes import POLY
 
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 # every ASCII character that is not a letter or digit becomes a space (same as _NON_WORD on ASCII);
@@ -45,35 +46,41 @@ def shingles(text: str, size: int = 5) -> set[str]:
     return {norm[i : i + size] for i in range(len(norm) - size + 1)}
 
 
-def _shingle_hashes(norms: list[str], size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(doc, 32-bit shingle hash) for every shingle of non-empty normalised texts, vectorised.
+@compiled
+def _minhash_rows(codes, lengths, size, seed_mix, num_perm):
+    """One-permutation MinHash rows of texts laid end to end (`codes`, `lengths`): see `signature_matrix`.
 
-    A shingle that repeats in a text comes back once per occurrence: a minimum does not care.
+    A shingle's hash is `span_hashes`' polynomial hash of its `size` code points, folded to 32
+    bits; MurmurHash3's 32-bit finalizer then mixes it once to pick its bin and once more for
+    the value the bin keeps the least of. A shingle that repeats is seen once per occurrence:
+    a minimum does not care.
     """
-    norms = [n.ljust(size) if n else "" for n in norms]
-    lengths = np.fromiter(map(len, norms), dtype=np.int64, count=len(norms))
-    ends = np.cumsum(lengths)
-    codes = np.frombuffer("".join(norms).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-    n_win = len(codes) - size + 1
-    if n_win <= 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.uint32)
-    h = window_hashes(codes, size)
-    h ^= h >> np.uint64(32)
-    # a window is whole when it ends inside its own text: the last size - 1 starts of each text are not
-    valid = np.ones(n_win, dtype=bool)
-    tails = (ends[lengths > 0][:, None] - np.arange(1, size)).ravel()
-    valid[tails[(tails >= 0) & (tails < n_win)]] = False
-    doc = np.repeat(np.arange(len(norms)), lengths)[:n_win]
-    return doc[valid], h[valid].astype(np.uint32)  # the low 32 bits
+    low = np.uint64(0xFFFFFFFF)
 
+    def fmix32(h):  # MurmurHash3's 32-bit finalizer, the pre-mix of datasketch's affine32 scheme
+        h ^= h >> np.uint64(16)
+        h = (h * np.uint64(0x85EBCA6B)) & low
+        h ^= h >> np.uint64(13)
+        h = (h * np.uint64(0xC2B2AE35)) & low
+        return h ^ (h >> np.uint64(16))
 
-def _fmix32(h: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 32-bit finalizer, the same pre-mix datasketch's affine32 scheme applies."""
-    h = h ^ (h >> np.uint32(16))
-    h = h * np.uint32(0x85EBCA6B)
-    h = h ^ (h >> np.uint32(13))
-    h = h * np.uint32(0xC2B2AE35)
-    return h ^ (h >> np.uint32(16))
+    out = np.full((len(lengths), num_perm), EMPTY, dtype=np.uint32)
+    present = np.zeros(len(lengths), dtype=np.bool_)
+    poly = np.uint64(POLY)
+    start = 0
+    for d in range(len(lengths)):
+        for i in range(start, start + lengths[d] - size + 1):
+            h = np.uint64(codes[i])
+            for j in range(1, size):
+                h = h * poly + np.uint64(codes[i + j])
+            mixed = fmix32(((h ^ (h >> np.uint64(32))) & low) ^ seed_mix)
+            b = np.int64((mixed * np.uint64(num_perm)) >> np.uint64(32))
+            value = np.uint32(fmix32(mixed ^ np.uint64(0x5BD1E995)) & np.uint64(EMPTY - 1))
+            if value < out[d, b]:
+                out[d, b] = value
+            present[d] = True
+        start += lengths[d]
+    return out, present
 
 
 class NearDuplicateIndex:
@@ -120,18 +127,12 @@ class NearDuplicateIndex:
         hash instead of one per permutation; bins no shingle reached hold EMPTY and are left out
         of the similarity estimate (`estimate_jaccard`).
         """
-        docs, hashes = _shingle_hashes([normalise(t) for t in texts], self.shingle_size)
-        out = np.full((len(texts), self.num_perm), EMPTY, dtype=np.uint32)
-        present = np.zeros(len(texts), dtype=bool)
-        if len(docs) == 0:
-            return out, present
-        mixed = _fmix32(hashes ^ np.uint32(self.seed * 0x9E3779B9 & 0xFFFFFFFF))
-        bins = ((mixed.astype(np.uint64) * np.uint64(self.num_perm)) >> np.uint64(32)).astype(np.int64)
-        values = _fmix32(mixed ^ np.uint32(0x5BD1E995)) & np.uint32(EMPTY - 1)
-        flat = out.reshape(-1)
-        np.minimum.at(flat, docs * self.num_perm + bins, values)
-        present[docs] = True
-        return out, present
+        # a text shorter than a shingle is one shingle, padded; an empty one has none
+        norms = [n.ljust(self.shingle_size) if n else "" for n in map(normalise, texts)]
+        lengths = np.fromiter(map(len, norms), dtype=np.int64, count=len(norms))
+        codes = np.frombuffer("".join(norms).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        return _minhash_rows(codes, lengths, self.shingle_size, np.uint64(self.seed * 0x9E3779B9 & 0xFFFFFFFF),
+                             self.num_perm)
 
     def signatures(self, texts: list[str]) -> list[MinHash | None]:
         """MinHash signatures of many texts at once (None for a text with no shingles)."""
