@@ -58,9 +58,10 @@ from ledgerlm.validation.gates import Candidate, knn_label_disagreement, run_gat
 from ledgerlm.validation.policy import GatePolicy  # noqa: E402
 from ledgerlm.validation.valuation import data_oob, knn_shapley  # noqa: E402
 
-# the gates before batch-wide word tokens, sparse question products and token-first trigger
-# patterns (the earlier baseline, afb96fc, was the gates before batched checks)
-BASELINE_REV = "cb52371"
+# the gates before compiled kernels (junk counts, hashed embeddings, MinHash signatures); the
+# earlier baselines were cb52371 (before batch-wide word tokens and sparse question products)
+# and afb96fc (before batched checks)
+BASELINE_REV = "213c1d5"
 K = 10  # neighbours for every noisy-label method
 REPEATS = 5  # timed runs per configuration; the fastest counts (a busy machine only slows a run down)
 
