@@ -198,3 +198,37 @@ def test_personal_data_patterns_match_exactly_what_their_plain_forms_match(name)
     spans = lambda p, t: [m.span() for m in p.finditer(t)]  # noqa: E731
     assert [spans(gate, t) for t in texts] == [spans(plain, t) for t in texts]
     assert sum(1 for t in texts if plain.search(t)) >= 10  # the texts exercise the pattern
+
+
+def test_compiled_text_counts_are_what_string_methods_count():
+    import re
+
+    from ledgerlm.validation.gates.ascii_counts import count_texts
+
+    rng = random.Random(3)
+    alphabet = string.ascii_letters + string.digits + "_ .,!\n\t\r\x0b\x0c\x1c\x01\x7f"
+    texts = ["", "   ", "a", " Hello, World! ", "strengths rhythm xkcdqz", "a" * 31 + " b", "spam spam spam spam"]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 120))) for _ in range(150)]
+    data = np.frombuffer(("\0".join(texts) + "\0").encode("ascii"), dtype=np.uint8)
+    lengths = np.array([len(t) for t in texts])
+    counts = count_texts(data, np.r_[0, np.cumsum(lengths + 1)[:-1]], lengths)
+    for i, text in enumerate(texts):
+        stripped = text.strip()
+        assert bool(counts.solid[i]) == bool(stripped)
+        if stripped:
+            assert text[counts.lead[i] : counts.trail[i]] == stripped
+            assert counts.alnum[i] == sum(c.isalnum() for c in stripped)
+            assert counts.non_space[i] == len(stripped) - sum(stripped.count(c) for c in " \n\t")
+        assert counts.bad[i] == sum(c in "\x01\x0b\x0c\x1c\x7f" for c in text)
+        assert counts.letters[i] == sum(c.isalpha() for c in text)
+        assert counts.vowels[i] == sum(c in "aeiouyAEIOUY" for c in text)
+        runs = re.findall(r"[A-Za-z]+", text)
+        assert counts.long_words[i] == sum(len(r) >= 4 for r in runs)
+        odd = [r for r in runs if (len(r) >= 4 and not re.search("[aeiouyAEIOUY]", r))
+               or re.search("[b-df-hj-np-tv-xzB-DF-HJ-NP-TV-XZ]{6}", r) or len(r) >= 30]
+        assert counts.implausible[i] == len(odd)
+        words = [w.lower() for w in re.findall(r"\w+", text, re.ASCII)]
+        assert counts.n_words[i] == len(words)
+        assert counts.longest[i] == max(map(len, words), default=0)
+        assert counts.distinct_words[i] == len(set(words))
+        assert counts.distinct_trigrams[i] == len(set(zip(words, words[1:], words[2:])))

@@ -52,15 +52,18 @@ class TextCounts(NamedTuple):
 
 def count_texts(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> TextCounts:
     """`TextCounts` of each text `data[starts[i] : starts[i] + lengths[i]]` (ASCII bytes)."""
-    # words and word 3-grams are told apart by the top bits of 64-bit hashes, as many bits as
-    # a document number would take in a combined sort key (the counts do not depend on the batch)
-    bits = max(1, int(len(starts)).bit_length())
-    out = _count(data, starts.astype(np.int64), lengths.astype(np.int64), CLASSES, np.uint64(bits))
+    out = _count(data, starts.astype(np.int64), lengths.astype(np.int64), CLASSES)
     return TextCounts(out[:, 0].astype(bool), *(out[:, i] for i in range(1, out.shape[1])))
 
 
 @compiled
-def _count(data, starts, lengths, classes, bits):
+def _count(data, starts, lengths, classes):
+    """Every count of `TextCounts` as columns, text by text.
+
+    One pass over a text's bytes keeps its letter run, consonant run and word open and counts
+    each when it closes; distinct words and word 3-grams are then counted by sorting their
+    64-bit hashes, in buffers the size of the longest text instead of the whole batch.
+    """
     n = len(starts)
     out = np.zeros((n, 14), dtype=np.int64)
     longest_text = 0
@@ -136,11 +139,11 @@ def _count(data, starts, lengths, classes, bits):
                 word_len = 0
                 h = np.uint64(0)
         for i in range(n_words):
-            keys[i] = words[i] >> bits
+            keys[i] = words[i]
         distinct_words = distinct(keys[:n_words])
         n_trigrams = max(0, n_words - 2)
         for i in range(n_trigrams):
-            keys[i] = mix64((words[i] * poly + words[i + 1]) * poly + words[i + 2]) >> bits
+            keys[i] = mix64((words[i] * poly + words[i + 1]) * poly + words[i + 2])
         distinct_trigrams = distinct(keys[:n_trigrams])
         out[d, 0] = solid
         out[d, 1], out[d, 2] = lead - s, trail - s
