@@ -83,3 +83,26 @@ def test_a_malformed_address_or_limit_is_named_not_a_server_error(http, method, 
     response = http.request(method, path, json=body)
     assert response.status_code in (400, 422), response.text
     assert response.json()["error"]["field"] == field
+
+
+def test_a_body_that_trickles_in_is_cut_off_at_the_deadline():
+    import asyncio
+
+    from ledgerlm.api.limits import BodyLimit, BodyTooSlow
+
+    async def route(scope, receive, send):  # reads the whole body, as every route does before it parses
+        while (await receive()).get("more_body"):
+            pass
+
+    async def trickle():
+        await asyncio.sleep(0.05)
+        return {"type": "http.request", "body": b"[", "more_body": True}
+
+    async def whole():
+        return {"type": "http.request", "body": b"[]", "more_body": False}
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
+    guarded = BodyLimit(route, body_seconds=0.3)
+    with pytest.raises(BodyTooSlow, match="within 0.3 s"):
+        asyncio.run(guarded(scope, trickle, None))
+    asyncio.run(guarded(scope, whole, None))  # a body that arrives in time passes

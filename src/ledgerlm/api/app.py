@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException
 
 from ledgerlm import __version__
-from ledgerlm.api.limits import BodyLimit, MalformedBody, RequestTooLarge
+from ledgerlm.api.limits import BodyLimit, BodyTooSlow, MalformedBody, RequestTooLarge
 from ledgerlm.errors import LedgerError
 from ledgerlm.web import is_page, mount_dashboard, render_error
 
@@ -74,13 +74,14 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
                 return render_error(request, 413, exc.detail, "body")
             return JSONResponse(status_code=413, content={"error": {"type": "RequestTooLarge", "message": exc.detail,
                                                                     "field": "body"}})
-        if isinstance(exc, MalformedBody) or (exc.status_code == 400 and exc.detail == UNPARSED_BODY):
-            message = exc.detail if isinstance(exc, MalformedBody) else (
+        if isinstance(exc, (MalformedBody, BodyTooSlow)) or (exc.status_code == 400 and exc.detail == UNPARSED_BODY):
+            message = exc.detail if exc.detail != UNPARSED_BODY else (
                 "the request body could not be read as JSON (send UTF-8 JSON text)")
             if is_page(request):
                 return render_error(request, exc.status_code, message, "body")
+            kind = "BodyTooSlow" if isinstance(exc, BodyTooSlow) else "MalformedBody"
             return JSONResponse(status_code=exc.status_code, content={"error": {
-                "type": "MalformedBody", "message": message, "field": "body"}})
+                "type": kind, "message": message, "field": "body"}})
         if is_page(request):
             return render_error(request, exc.status_code, "there is no page here" if exc.status_code == 404
                                 else str(exc.detail))

@@ -4,7 +4,9 @@ parsed."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 
 import numpy as np
 from starlette.exceptions import HTTPException
@@ -14,6 +16,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 # Uploads stream under their own quota-sized limit (ledgerlm.api.multipart.receive_upload).
 OWN_LIMIT = re.compile(r"^/datanets/[^/]+/contributions$")
+# A client that sends a body slower than this (under 70 KB/s for the largest) holds a connection and a
+# task for nothing; the clock starts when the route first reads.
+BODY_SECONDS = 60
 # Every body the node accepts nests a few levels; the standard JSON parser recurses once per level, and
 # py_ecc (through eth-account) raises the interpreter's recursion limit to 100,000, past what the C stack
 # holds, so a body nested deeply enough would end the process instead of raising.
@@ -42,6 +47,11 @@ class MalformedBody(HTTPException):
 
     def __init__(self, detail: str) -> None:
         super().__init__(status_code=422, detail=detail)
+
+
+class BodyTooSlow(HTTPException):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(status_code=408, detail=f"the request body did not arrive within {seconds:g} s")
 
 
 def json_body_problem(body: bytes) -> str | None:
@@ -82,8 +92,8 @@ class BodyLimit:
     """Refuses a body over `max_bytes` by its Content-Length, stops one sent without it once it passes, and
     checks a JSON body's shape (`json_body_problem`) once its last byte arrives, before the route parses it."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_REQUEST_BYTES) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_REQUEST_BYTES, body_seconds: float = BODY_SECONDS) -> None:
+        self.app, self.max_bytes, self.body_seconds = app, max_bytes, body_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or (scope["method"] == "POST" and OWN_LIMIT.match(scope["path"])):
@@ -95,12 +105,22 @@ class BodyLimit:
         content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         chunks: list[bytes] | None = None if content_type in FORM_TYPES else []
         seen = 0
+        read_by: float | None = None  # when the whole body must have arrived, counted from the first read
+        body_done = False
 
         async def limited():
-            nonlocal seen
+            nonlocal seen, read_by, body_done
             if too_big:
                 raise RequestTooLarge()
-            message = await receive()
+            if body_done:  # later reads wait for the client to leave, for as long as an answer streams
+                return await receive()
+            if read_by is None:
+                read_by = time.monotonic() + self.body_seconds
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, read_by - time.monotonic()))
+            except TimeoutError:
+                raise BodyTooSlow(self.body_seconds) from None
+            body_done = message["type"] != "http.request" or not message.get("more_body", False)
             if message["type"] == "http.request":
                 body = message.get("body", b"")
                 seen += len(body)

@@ -25,7 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from ledgerlm import __version__
-from ledgerlm.api.limits import BodyLimit, MalformedBody, RequestTooLarge
+from ledgerlm.api.limits import BodyLimit, BodyTooSlow, MalformedBody, RequestTooLarge
 from ledgerlm.gateway.routing import RoutingTable, ServingNode
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -158,8 +158,8 @@ class Gateway:
             body = await request.body()
         except RequestTooLarge as exc:
             return _error(413, exc.detail, "body")
-        except MalformedBody as exc:
-            return _error(422, exc.detail, "body")
+        except (MalformedBody, BodyTooSlow) as exc:
+            return _error(exc.status_code, exc.detail, "body")
         try:
             payload = json.loads(body)
             model = payload["model"]
