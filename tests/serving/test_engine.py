@@ -218,5 +218,7 @@ def test_a_prompt_too_long_for_any_tokenization_is_refused_before_tokenizing(eng
     longest = max(len(t) for t in engine.tokenizer.get_vocab())
     engine.check_prompt_text(["x" * (engine.context * longest)], "prompt")  # might still fit: the tokenizer decides
     with pytest.raises(ServingError, match="characters; this model's context is") as refused:
-        engine.check_prompt_text(["hello "] * (engine.context * longest // 6 + 1), "messages")
+        engine.check_prompt_text(["hello " * (engine.context * longest // 6 + 1)], "messages")
     assert refused.value.field == "messages"
+    with pytest.raises(ServingError, match=f"{engine.context} messages; this model's context is"):
+        engine.check_prompt_text([""] * engine.context, "messages")  # empty messages still cost their template

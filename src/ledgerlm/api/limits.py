@@ -28,9 +28,11 @@ MAX_NUMBER_DIGITS = 4300
 # Form bodies are not JSON; everything else a route may parse as JSON (FastAPI does when no type is given).
 FORM_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded")
 
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
 _LONG_NUMBER = re.compile(rb"[0-9]{%d,}" % (MAX_NUMBER_DIGITS + 1))
-_SURROGATE_ESCAPE = re.compile(rb"(\\+)u([dD][89a-fA-F][0-9a-fA-F]{2})")
+# An escaped backslash, or an escape of a whole surrogate pair: what may be taken out before looking for a half.
+_BACKSLASH_OR_PAIR = re.compile(rb"\\\\|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 def too_large_message(limit: int = MAX_REQUEST_BYTES) -> str:
@@ -71,21 +73,13 @@ def json_body_problem(body: bytes) -> str | None:
 
 def _lone_surrogate(body: bytes) -> str | None:
     """A \\uD800-\\uDFFF escape that is not half of a pair decodes to no character any text store can hold."""
-    high_ends_at = None  # where the escape after an unpaired high surrogate must start
-    for match in _SURROGATE_ESCAPE.finditer(body):
-        if len(match.group(1)) % 2 == 0:
-            continue  # an escaped backslash followed by the letter u: text, not an escape
-        starts_at = match.end(1) - 1
-        is_high = int(match.group(2), 16) < 0xDC00
-        if high_ends_at is not None and (is_high or starts_at != high_ends_at):
-            break
-        if high_ends_at is None and not is_high:
-            break
-        high_ends_at = match.end() if is_high else None
-    else:
-        if high_ends_at is None:
-            return None
-    return "a string in the JSON body holds half of a UTF-16 surrogate pair (\\uD800-\\uDFFF), which is no character"
+    if b"\\" not in body:
+        return None
+    # once escaped backslashes and whole pairs are gone, every \\u left is an escape, and a surrogate one is alone
+    if _SURROGATE_ESCAPE.search(_BACKSLASH_OR_PAIR.sub(b"", body)):
+        return ("a string in the JSON body holds half of a UTF-16 surrogate pair (\\uD800-\\uDFFF), which is no "
+                "character")
+    return None
 
 
 class BodyLimit:

@@ -146,6 +146,9 @@ class PromptTokens:
         longest = getattr(self, "_longest_token_chars", None)
         if longest is None:
             longest = self._longest_token_chars = max(len(t) for t in self.tokenizer.get_vocab())
+        if field == "messages" and len(texts) >= self.context:  # each message brings at least its role marker
+            raise ServingError(f"the prompt has {len(texts)} messages; this model's context is {self.context} tokens, "
+                               "and every message takes at least one", field=field)
         chars = sum(len(t) for t in texts)
         if chars > self.context * longest:
             raise ServingError(
