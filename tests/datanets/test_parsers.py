@@ -549,3 +549,23 @@ def test_parsed_record_is_immutable(tmp_path):
     assert isinstance(parsed, ParsedRecord)
     with pytest.raises(AttributeError):
         parsed.content_hash = "0" * 64
+
+
+def test_a_parquet_bomb_is_refused_before_its_records_are_built(tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ledgerlm.datanets.parsers import records
+
+    table = pa.table({"question": ["a" * (1 << 20)] * 8, "answer": ["x"] * 8})  # eight MiB of text
+    plain, encoded = tmp_path / "plain.parquet", tmp_path / "encoded.parquet"
+    pq.write_table(table, plain, compression="zstd", use_dictionary=False)
+    pq.write_table(table, encoded, compression="zstd")  # one dictionary entry: the footer declares one MiB
+    assert plain.stat().st_size < 8 * 1024 and encoded.stat().st_size < 8 * 1024
+    monkeypatch.setattr(records, "PARQUET_EXPANDED_BYTES", 4 << 20)
+    with pytest.raises(ParseError, match=r"^plain.parquet: the Parquet file expands to \d+ bytes; the limit is 4194304"):
+        list(iter_records(plain, "plain.parquet", "parquet"))  # from the footer, before any page is inflated
+    with pytest.raises(ParseError, match=r"^encoded.parquet row 1: the Parquet file expands past the limit"):
+        list(iter_records(encoded, "encoded.parquet", "parquet"))  # from the first batch, before its records
+    monkeypatch.setattr(records, "PARQUET_EXPANDED_BYTES", 16 << 20)
+    assert len(list(iter_records(encoded, "encoded.parquet", "parquet"))) == 8  # within the limit it reads whole

@@ -25,6 +25,9 @@ _LONG_DIGITS = re.compile(rb"\d{19}")
 _DIGITS = b"0123456789"
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 _PARQUET_BATCH_ROWS = 4096
+# Parquet is compressed: a 1.3 KB file of repeated text expands to 200 MiB of records (zstd), so the
+# expanded size is bounded, from the footer before anything is inflated and again as batches arrive.
+PARQUET_EXPANDED_BYTES = 512 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -271,14 +274,24 @@ def _iter_parquet(path: Path, name: str, validator) -> Iterator[ParsedRecord]:
 
     try:
         parquet = pq.ParquetFile(path)
+        meta = parquet.metadata
+        declared = sum(meta.row_group(g).column(c).total_uncompressed_size
+                       for g in range(meta.num_row_groups) for c in range(meta.num_columns))
         batches = parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS)
     except (pa.ArrowException, OSError) as exc:
         raise ParseError(f"{name}: not a readable Parquet file ({exc})") from None
-    rowno = 0
+    if declared > PARQUET_EXPANDED_BYTES:
+        raise ParseError(f"{name}: the Parquet file expands to {declared} bytes; the limit is {PARQUET_EXPANDED_BYTES}"
+                         " (split it into smaller files)")
+    rowno = expanded = 0
     with parquet:
         while True:
             try:
                 batch = next(batches, None)
+                expanded += batch.nbytes if batch is not None else 0
+                if expanded > PARQUET_EXPANDED_BYTES:  # a footer that understated its sizes
+                    raise ParseError(f"{name} row {rowno + 1}: the Parquet file expands past the limit of "
+                                     f"{PARQUET_EXPANDED_BYTES} bytes (split it into smaller files)")
                 rows = batch.to_pylist(maps_as_pydicts="strict") if batch is not None else None
             except (pa.ArrowException, OSError, KeyError) as exc:
                 raise ParseError(f"{name} row {rowno + 1}: corrupt Parquet data ({exc})") from None
