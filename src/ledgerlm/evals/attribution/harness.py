@@ -522,8 +522,26 @@ def tune_span_rows(config: EvalConfig, base, tokenizer, mode: str, source: str, 
                                    owners).contributor_p1 for kind, idx in kinds.items()}
         p1[choice] = by_ranking[choice]["evidence, then gradient"]["all"]
     chosen = max(SPAN_ROW_CHOICES, key=lambda c: (p1[c], -c))  # ties: the stricter bar
+    t.index.calibration = calibrate(t.index, t.model, tokenizer,
+                                    replace(CalibrationSettings(), min_span_rows=chosen))
     return {"contributor_p1_by_min_span_rows": p1, "chosen_min_span_rows": chosen,
-            "contributor_p1_by_ranking": by_ranking[chosen]}
+            "contributor_p1_by_ranking": by_ranking[chosen],
+            "payment_by_candidates": candidate_payment(t, data, mode)}
+
+
+def candidate_payment(t: Trained, data: FactTracingSet, mode: str) -> dict:
+    """What is paid with span candidates earning (the index's candidate bar) and without."""
+    calibration = t.index.calibration
+    out = {"candidate_bar": calibration.candidate(mode)}
+    try:
+        for label, bars in (("without", {}), ("with", calibration.candidate_bar)):
+            t.index.calibration = replace(calibration, candidate_bar=bars)
+            paid = [query_signals(t, q.prompt, q.answer, exact=False).paid[mode]
+                    for q in data.queries]
+            out[label] = what_is_paid(t, data, mode, paid)
+    finally:
+        t.index.calibration = calibration
+    return out
 
 
 # ------------------------------------------------------------------------------ test split
@@ -555,7 +573,17 @@ def tracing_and_payment(config: EvalConfig, t: Trained, data: FactTracingSet, mo
         qs = [data.queries[i] for i in chosen]
         tracing[kind] = {name: asdict(rank_metrics(s[chosen], qs, rows_records, rows_contributors))
                          for name, s in methods.items()}
-    payment = {kind: _payment([signals[i].paid[mode] for i, q in enumerate(data.queries)
+    payment = what_is_paid(t, data, mode, [s.paid[mode] for s in signals])
+    latency = {"feature_ms": 1e3 * float(np.median([s.seconds_feature for s in signals])),
+               "attribution_ms": 1e3 * float(np.median([s.seconds_attribution for s in signals]))}
+    return {"tracing": tracing, "payment": payment, "latency": latency}, methods, embedding_name
+
+
+def what_is_paid(t: Trained, data: FactTracingSet, mode: str,
+                 paid: list[AttributionResult]) -> dict:
+    """What `paid` (one result per query of `data`) pays per kind, and what unrelated prompts and
+    contradicted answers are paid."""
+    payment = {kind: _payment([paid[i] for i, q in enumerate(data.queries)
                                if kind in ("all", q.kind)],
                               [q for q in data.queries if kind in ("all", q.kind)])
                for kind in ("all",) + QUERY_KINDS}
@@ -565,7 +593,7 @@ def tracing_and_payment(config: EvalConfig, t: Trained, data: FactTracingSet, mo
                        "mean_evidence_bps": float(np.mean([r.evidence_bps for r in nulls]))}
     contradicted = [query_signals(t, q.prompt, q.answer, exact=False).paid[mode]
                     for q in data.contradicted]
-    supported = [s.paid[mode] for s, q in zip(signals, data.queries) if q.kind == "paraphrase"]
+    supported = [r for r, q in zip(paid, data.queries) if q.kind == "paraphrase"]
 
     def to_record(results, queries) -> float:
         ids = [{data.records[r]["_contribution_id"] for r in q.records} for q in queries]
@@ -579,9 +607,7 @@ def tracing_and_payment(config: EvalConfig, t: Trained, data: FactTracingSet, mo
             supported, [q for q in data.queries if q.kind == "paraphrase"]),
         "mean_evidence_bps": float(np.mean([r.evidence_bps for r in contradicted])),
     }
-    latency = {"feature_ms": 1e3 * float(np.median([s.seconds_feature for s in signals])),
-               "attribution_ms": 1e3 * float(np.median([s.seconds_attribution for s in signals]))}
-    return {"tracing": tracing, "payment": payment, "latency": latency}, methods, embedding_name
+    return payment
 
 
 def _payment(results: list[AttributionResult], queries: list[TracingQuery]) -> dict:

@@ -91,6 +91,8 @@ def report_tables(report: EvalReport) -> list[ResultTable]:
         for name, value in report.tuning["contributor_p1_by_ranking"].items():
             r.rows.append([name, f"{value['all']:.2f}", f"{value['indirect']:.2f}"])
         tables.append(r)
+    if "payment_by_candidates" in report.tuning:
+        tables.append(_candidate_table(report.tuning["payment_by_candidates"], kinds))
     cost = report.cost
     c = ResultTable("Cost on this machine (test-split model)", ["what", "value"])
     c.rows += [
@@ -155,4 +157,22 @@ def _projection_table(test: dict) -> ResultTable:
         t.rows.append([label, f"{value:.3f}", f"{value / exact:.2f}" if exact > 0 else "n/a",
                        f"{p1['record_p1']:.2f}" if p1 else "",
                        f"{p1['contributor_p1']:.2f}" if p1 else ""])
+    return t
+
+
+def _candidate_table(found: dict, kinds: tuple[str, ...]) -> ResultTable:
+    """What is paid on the tuning split without and with span candidates earning."""
+    t = ResultTable(f"Tuning split — what is paid without and with span candidates earning "
+                    f"(candidate bar {found['candidate_bar']:.4f}): bps right / wrong / pool, top "
+                    "paid is right", ["queries", "without", "with"])
+    for kind in kinds:
+        cells = [f"{p['mean_bps_right']:.0f} / {p['mean_bps_wrong']:.0f} / "
+                 f"{p['mean_bps_pool']:.0f}, {p['top_paid_is_right']:.2f}"
+                 for p in (found["without"][kind], found["with"][kind])]
+        t.rows.append([f"{kind} ({found['with'][kind]['queries']})", *cells])
+    t.rows.append(["null_false_payout_rate", *(f"{found[s]['null']['null_false_payout_rate']:.3f}"
+                                               for s in ("without", "with"))])
+    t.rows.append(["bps to a contradicted record",
+                   *(f"{found[s]['contradicted']['bps_to_contradicted_record']:.0f}"
+                     for s in ("without", "with"))])
     return t
