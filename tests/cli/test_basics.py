@@ -35,6 +35,9 @@ def test_init_keys_and_info(bare):
     assert shown["address"] == keys[0]["address"] and shown["address"] in bare("keys", "list").stdout
     info = json.loads(bare("--json", "info").stdout)
     assert info["chain_id"] == 1337 and info["node_address"].startswith("0x")
+    text = bare("info").stdout  # for people: lines, not the JSON
+    assert f"node {info['node_address']}" in text and "chain embedded (id 1337)" in text and "{" not in text
+    assert f"Registry {info['contracts']['Registry']}" in text
     result = bare("keys", "new", "alice", ok=False)
     assert result.exit_code == 1 and "already exists" in result.stderr
 

@@ -111,7 +111,16 @@ def _open_serving(home: Home):
 def info(ctx: typer.Context):
     """Show the node's version, chain id and address."""
     s = session(ctx)
-    s.emit(s.client().info(), lambda i: console.print_json(data=i))
+
+    def render(i: dict) -> None:
+        lines = [f"ledgerlm {i['ledgerlm']} node {i['node_address']}",
+                 f"  chain {i['chain']} (id {i['chain_id']}), database {i.get('database', '-')}"]
+        if i.get("home"):
+            lines.append(f"  home {i['home']}")
+        lines += [f"  {name} {address}" for name, address in (i.get("contracts") or {}).items()]
+        console.print("\n".join(lines), highlight=False)
+
+    s.emit(s.client().info(), render)
 
 
 def _register_rooms() -> None:
