@@ -108,7 +108,7 @@ def train(
     alpha: float | None = typer.Option(None, help="LoRA alpha \\[default: 32]."),
     dropout: float | None = typer.Option(None, help="LoRA dropout \\[default: 0]."),
     target_modules: str | None = typer.Option(None, help="Comma-separated module names \\[default: all projections]."),
-    epochs: int | None = typer.Option(None, help="Passes over the data \\[default: 5]."),
+    epochs: int | None = typer.Option(None, help="Passes over the data \\[default: 10]."),
     lr: float | None = typer.Option(None, help="Peak learning rate \\[default: 0.001]."),
     scheduler: str | None = typer.Option(
         None, help="Learning rate after warm-up: constant, linear (decay to 0) or cosine (to 0) \\[default: constant]."),

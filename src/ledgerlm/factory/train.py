@@ -91,7 +91,7 @@ class TrainConfig:
     alpha: float = 32.0
     dropout: float = 0.0
     target_modules: tuple[str, ...] | None = None
-    epochs: int = 5
+    epochs: int = 10
     lr: float = 1e-3
     batch_size: int = 8
     max_len: int = 512
