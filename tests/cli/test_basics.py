@@ -25,12 +25,17 @@ def bare(tmp_path, monkeypatch):
     return run
 
 
-def test_init_keys_and_info(bare):
+def test_init_keys_and_info(bare, tmp_path):
     assert json.loads(bare("--json", "init").stdout)["chain_id"] == 1337
     for who in ("alice", "bob"):
         bare("keys", "new", who)
     keys = json.loads(bare("--json", "keys", "list").stdout)
     assert [k["name"] for k in keys] == ["alice", "bob"]
+    # the global options may also follow the command, as people write them
+    assert json.loads(bare("keys", "list", "--json").stdout) == keys
+    home = str(tmp_path / "home")
+    assert json.loads(bare("keys", "list", "--home", home, "--json").stdout) == keys
+    assert json.loads(bare("keys", "show", "alice", f"--home={home}", "--json").stdout)["name"] == "alice"
     shown = json.loads(bare("--json", "keys", "show", "alice").stdout)
     assert shown["address"] == keys[0]["address"] and shown["address"] in bare("keys", "list").stdout
     info = json.loads(bare("--json", "info").stdout)
@@ -74,3 +79,16 @@ def test_init_without_a_passphrase_says_which_to_set_and_writes_nothing(bare, tm
     assert result.exit_code == 1
     assert f"set {missing} to the passphrase it should have" in result.stderr, result.stderr
     assert not (tmp_path / "home").exists()  # nothing half-made for the next init to trip over
+
+
+def test_global_options_after_the_command_move_before_it():
+    from ledgerlm.cli.session import global_options_first
+
+    assert global_options_first(["receipts", "list", "--json"]) == ["--json", "receipts", "list"]
+    assert global_options_first(["--node", "http://n", "epoch", "show", "1", "--home", "h", "--json"]) == [
+        "--node", "http://n", "--home", "h", "--json", "epoch", "show", "1"]
+    # gateway's own --node, and anything after --, are left where they are
+    assert global_options_first(["gateway", "--node", "http://a", "--node", "http://b"]) == [
+        "gateway", "--node", "http://a", "--node", "http://b"]
+    assert global_options_first(["attribute", "--prompt", "x", "--", "--json"]) == [
+        "attribute", "--prompt", "x", "--", "--json"]

@@ -218,17 +218,39 @@ def report(s: Session | None, exc: LedgerError) -> None:
         err_console.print(f"[bold red]error{escape(where)}:[/] {escape(exc.message)}", highlight=False)
 
 
+def global_options_first(args: list[str]) -> list[str]:
+    """`--json` and `--home DIR` written after the command (`ledgerlm datanet list --json`), moved before it, where
+    the root command reads them; `--node` stays put, since `gateway` has a `--node` of its own."""
+    start = 0
+    while start < len(args) and args[start].startswith("-"):  # the root's own options, before the command
+        start += 2 if args[start] in ("--home", "--node") else 1
+    moved, rest, i = [], [], start
+    while i < len(args):
+        if args[i] == "--":  # everything after it is an argument
+            rest += args[i:]
+            break
+        if args[i] == "--json" or args[i].startswith("--home="):
+            moved.append(args[i])
+        elif args[i] == "--home" and i + 1 < len(args):
+            moved += args[i:i + 2]
+            i += 1
+        else:
+            rest.append(args[i])
+        i += 1
+    return args[:start] + moved + rest
+
+
 class LedgerGroup(TyperGroup):
     """The root command group: any LedgerError from any command exits 1 with its message."""
 
-    def main(self, *args, **kwargs):
+    def main(self, args=None, *rest, **kwargs):
         # Usage errors drawn in a rich box fold at the box's width; written to a file or a pipe they
         # print the way click does, with "Error: ..." on one unbroken line.
         markup = self.rich_markup_mode
         if not sys.stderr.isatty():
             self.rich_markup_mode = None
         try:
-            return super().main(*args, **kwargs)
+            return super().main(global_options_first(list(sys.argv[1:] if args is None else args)), *rest, **kwargs)
         finally:
             self.rich_markup_mode = markup
 
