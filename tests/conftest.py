@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 from eth_account import Account
@@ -26,11 +27,26 @@ from ledgerlm.node import Node  # noqa: E402
 from tests.postgres import database_url, postgres_server, pytest_generate_tests  # noqa: E402, F401
 
 
+@pytest.fixture(scope="session")
+def sqlite_home_template(tmp_path_factory) -> Home:
+    """One freshly initialised SQLite home per session. Deploying the contracts on the embedded chain is most
+    of `Node.init`'s cost, and every test that needs a home would otherwise pay it again."""
+    h = Home(tmp_path_factory.mktemp("template") / "home")
+    Node.init(h).close()
+    return h
+
+
 @pytest.fixture
-def home(tmp_path, database_url) -> Home:  # noqa: F811 - the fixture imported above
-    """A fresh node home; its database is SQLite, or PostgreSQL where a suite runs on both."""
+def home(tmp_path, database_url, request) -> Home:  # noqa: F811 - the fixture imported above
+    """A fresh node home; its database is SQLite, or PostgreSQL where a suite runs on both.
+
+    A SQLite home is a copy of the session's freshly initialised one: the same files `Node.init` writes
+    (keys, deployment, chain state, database), with nothing any test did to them."""
     h = Home(tmp_path / "home")
-    Node.init(h, database_url=database_url).close()
+    if database_url:
+        Node.init(h, database_url=database_url).close()
+    else:
+        shutil.copytree(request.getfixturevalue("sqlite_home_template").root, h.root)
     return h
 
 

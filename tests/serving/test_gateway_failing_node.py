@@ -63,6 +63,9 @@ def damaged_pair(world, tmp_path):
                 process.kill()
 
 
+# Two real serve processes sharing one database: minutes on a two-core machine, so it runs with -m slow; the
+# back-off rule itself is checked in-process below.
+@pytest.mark.slow
 def test_a_node_failing_every_call_is_taken_out_and_receipts_stay_exactly_once(damaged_pair, world):
     sound, damaged, db = damaged_pair
     # the damaged node is first for facts-a by hash; status checks are rare, so only failures move traffic
