@@ -92,3 +92,11 @@ def test_global_options_after_the_command_move_before_it():
         "gateway", "--node", "http://a", "--node", "http://b"]
     assert global_options_first(["attribute", "--prompt", "x", "--", "--json"]) == [
         "attribute", "--prompt", "x", "--", "--json"]
+
+
+def test_counts_in_printed_lines_agree_with_their_noun():
+    from ledgerlm.cli.session import counted
+
+    assert counted(1, "consumer") == "1 consumer"
+    assert counted(0, "receipt") == "0 receipts"
+    assert counted(3, "settlement chunk") == "3 settlement chunks"

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ledgerlm.cli.chain import resolve_address
-from ledgerlm.cli.session import console, session
+from ledgerlm.cli.session import console, counted, session
 from ledgerlm.datanets import MAX_REVIEW_BATCH, DatanetError, DatanetSpec
 from ledgerlm.errors import LedgerError
 from ledgerlm.times import format_time
@@ -202,7 +202,7 @@ def _review(ctx: typer.Context, ids: list[str], all_pending: str | None, as_key:
                for k in range(0, len(wanted), MAX_REVIEW_BATCH)]
     result = batches[0].model_copy(update={"contribution_ids": [i for b in batches for i in b.contribution_ids]})
     s.emit(result, lambda r: console.print(
-        f"{len(r.contribution_ids)} contributions of {r.datanet} are now [bold]{r.state}[/]: "
+        f"{counted(len(r.contribution_ids), 'contribution')} of {r.datanet} are now [bold]{r.state}[/]: "
         f"{format_ids(r.contribution_ids)}"))
 
 
@@ -273,8 +273,8 @@ def publish(ctx: typer.Context, name: str, as_key: str = typer.Option(..., "--as
     s = session(ctx)
     v = s.client().publish(name, s.unlock(as_key))
     s.emit(v, lambda v: console.print(
-        f"[green]{v.datanet} version {v.number}[/]: {v.contribution_count} contributions from "
-        f"{v.contributor_count} contributors\n  root {v.root}" + (f"\n  on chain: tx {v.chain_tx}" if v.chain_tx else "")
+        f"[green]{v.datanet} version {v.number}[/]: {counted(v.contribution_count, 'contribution')} from "
+        f"{counted(v.contributor_count, 'contributor')}\n  root {v.root}" + (f"\n  on chain: tx {v.chain_tx}" if v.chain_tx else "")
     ))
 
 

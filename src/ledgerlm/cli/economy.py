@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ledgerlm.cli.chain import resolve_address
-from ledgerlm.cli.session import console, session
+from ledgerlm.cli.session import console, counted, session
 from ledgerlm.errors import LedgerError
 from ledgerlm.units import format_amount
 
@@ -26,9 +26,9 @@ def close(ctx: typer.Context):
         if r["state"] == "empty":
             console.print(r["message"])
             return
-        console.print(f"[green]epoch {r['epoch']} {r['state']}[/]: {r['receipts']} receipts, {r['consumers']} "
-                      f"consumers charged {format_amount(int(r['charged']))} LGR, slashed stake "
-                      f"{format_amount(int(r['rewards']))}, {r['chunks']} settlement chunks")
+        console.print(f"[green]epoch {r['epoch']} {r['state']}[/]: {counted(r['receipts'], 'receipt')}, "
+                      f"{counted(r['consumers'], 'consumer')} charged {format_amount(int(r['charged']))} LGR, slashed stake "
+                      f"{format_amount(int(r['rewards']))}, {counted(r['chunks'], 'settlement chunk')}")
         console.print(f"  root {r['root']}  total {format_amount(int(r['total']))} LGR  files {r['files']}")
 
     s.emit(result, render)

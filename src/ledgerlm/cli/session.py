@@ -133,6 +133,11 @@ class Session:
             render(data)
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """'1 receipt', '2 receipts': a count with its noun in the right number."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 def _plain(data: Any) -> Any:
     if callable(getattr(data, "model_dump", None)):  # a pydantic model, told apart without importing pydantic
         return data.model_dump(by_alias=True)

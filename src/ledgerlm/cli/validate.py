@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ledgerlm.cli.session import Session, console, session
+from ledgerlm.cli.session import Session, console, counted, session
 from ledgerlm.errors import LedgerError
 from ledgerlm.times import format_time
 
@@ -62,8 +62,8 @@ def open_round(ctx: typer.Context, name: str, as_key: str = typer.Option(..., "-
     r = s.client().validation.open_round(s.unlock(as_key), name)
     s.emit(r, lambda r: console.print(
         f"[green]round {r['id']}[/] on {r['datanet']}: gates passed {r['gated'].get('pass', 0)}, flagged "
-        f"{r['gated'].get('flag', 0)}, rejected {r['gated'].get('reject', 0)}; {len(r['assignments'])} contributions "
-        f"to {len(r['stakes'])} validators; commit until {format_time(r['commit_deadline'])}, reveal until {format_time(r['reveal_deadline'])}"))
+        f"{r['gated'].get('flag', 0)}, rejected {r['gated'].get('reject', 0)}; {counted(len(r['assignments']), 'contribution')} "
+        f"to {counted(len(r['stakes']), 'validator')}; commit until {format_time(r['commit_deadline'])}, reveal until {format_time(r['reveal_deadline'])}"))
 
 
 @app.command()
