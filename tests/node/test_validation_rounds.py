@@ -256,3 +256,20 @@ def test_a_private_datanet_is_scored_only_by_members_and_its_data_needs_their_si
     signed = {READ_HEADER: sign_read_request(member, node.domain)}
     mine = http.get(f"/validation/queue/{member.address}", headers=signed).json()
     assert len(mine) == 2 and all("harbour" in i["payload"] for i in mine)
+    # the round itself names the private Datanet, its contributions and validators: the same readers only
+    round_id = opened["id"]
+    assert http.get(f"/validation/rounds/{round_id}").status_code == 401
+    assert http.get(f"/validation/rounds/{round_id}", headers=forged).status_code == 403
+    assert http.get(f"/validation/rounds/{round_id}", headers=signed).json()["datanet"] == "vault"
+    owner = {READ_HEADER: sign_read_request(alice, node.domain)}
+    assert http.get(f"/validation/rounds/{round_id}", headers=owner).json()["id"] == round_id
+    # the dashboard shows the round page and the rounds list to the same readers
+    assert http.get(f"/web/validation/rounds/{round_id}").status_code == 401
+    assert f"/web/validation/rounds/{round_id}\"" not in http.get("/web/validation").text
+    from ledgerlm.web.access import READ_COOKIE
+    http.cookies.set(READ_COOKIE, sign_read_request(member, node.domain))
+    try:
+        assert http.get(f"/web/validation/rounds/{round_id}").status_code == 200
+        assert f"/web/validation/rounds/{round_id}\"" in http.get("/web/validation").text
+    finally:
+        http.cookies.clear()

@@ -73,8 +73,13 @@ def queue(address: str, node: Node = Depends(get_node), grant: ReadGrant | None 
 
 
 @router.get("/validation/rounds/{round_id}")
-def show_round(round_id: int, node: Node = Depends(get_node)) -> dict:
-    return node.validation.round(round_id).model_dump()
+def show_round(round_id: int, node: Node = Depends(get_node), grant: ReadGrant | None = Depends(read_grant),
+               operator: bool = Depends(is_operator)) -> dict:
+    """One round: assignments, commits, reveals and tally (a private Datanet's: its readers and the round's validators)."""
+    view = node.validation.round(round_id)
+    if not operator:
+        node.validation.require_round_reader(view, reader_of(grant, view.datanet))
+    return view.model_dump()
 
 
 @router.post("/validation/rounds/{round_id}/commit")

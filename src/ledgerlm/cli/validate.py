@@ -131,10 +131,11 @@ def tally(ctx: typer.Context, round_id: int, as_key: str = typer.Option(..., "--
 
 
 @round_app.command("show")
-def show(ctx: typer.Context, round_id: int):
+def show(ctx: typer.Context, round_id: int,
+         as_key: str | None = typer.Option(None, "--as", help="Key that signs the read (a private Datanet's round).")):
     """One round: assignments, who committed and revealed, and the tally."""
     s = session(ctx)
-    s.emit(s.client().validation.round(round_id), _render_round)
+    s.emit(s.reading_client(as_key).validation.round(round_id), _render_round)
 
 
 def _render_round(r: dict) -> None:

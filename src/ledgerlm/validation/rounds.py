@@ -333,6 +333,16 @@ class ValidationRounds:
             revealed=sorted(rnd.reveals), tally=row["tally"],
         )
 
+    def require_round_reader(self, view: RoundView, reader: str | None) -> None:
+        """A private Datanet's round names its contributions and validators: only its readers, and the
+        validators the round was assigned to, may see it (raises for anyone else)."""
+        try:
+            self.datanets.require_access(view.datanet, reader)
+        except AuthError:
+            # a validator may follow its round even after it lost read access to the data
+            if reader is None or reader.lower() not in {v.lower() for v in view.stakes}:
+                raise
+
     def rounds(self, datanet: str | None = None, limit: int = 100) -> list[RoundView]:
         """Validator rounds, newest first; only those of `datanet` when given."""
         query = select(validation_rounds.c.id).order_by(validation_rounds.c.id.desc()).limit(limit)

@@ -54,6 +54,14 @@ def _may_read(request: Request, node, item: dict, address: str) -> bool:
     return True
 
 
+def _may_see(request: Request, node, r) -> bool:
+    try:
+        node.validation.require_round_reader(r, page_reader(request, r.datanet))
+    except LedgerError:
+        return False
+    return True
+
+
 def _text(payload) -> str | None:
     return payload.decode("utf-8", "replace") if isinstance(payload, (bytes, bytearray)) else payload
 
@@ -73,7 +81,8 @@ def validation_home(request: Request, address: str = ""):
     by_round: dict[int, list[dict]] = {}
     for item in queue or []:
         by_round.setdefault(item["round_id"], []).append(item)
-    return page(request, "validation.html", rounds=node.validation.rounds(limit=50), address=address, queue=queue,
+    rounds = [r for r in node.validation.rounds(limit=50) if _may_see(request, node, r)]
+    return page(request, "validation.html", rounds=rounds, address=address, queue=queue,
                 by_round=by_round, reputation=reputation, chart=chart)
 
 
@@ -81,6 +90,7 @@ def validation_home(request: Request, address: str = ""):
 def round_detail(request: Request, round_id: int):
     node = request.app.state.node
     r = node.validation.round(round_id)
+    node.validation.require_round_reader(r, page_reader(request, r.datanet))
     reputation = {v: node.validation.reputation(v, "validator") for v in r.stakes}
     can_tally = r.state == "open" and node.validation.now() > r.reveal_deadline
     return page(request, "round.html", r=r, reputation=reputation, can_tally=can_tally)
