@@ -37,3 +37,17 @@ def test_calls_without_a_key_are_rate_limited_per_client_address(free_node):
         error = refused.json()["error"]
         assert "203.0.113.7" in error["message"] and "2 requests per minute" in error["message"]
         assert other.post("/v1/chat/completions", json=body).status_code == 200  # another address is not held up
+
+
+def test_an_idempotency_key_without_an_api_key_belongs_to_the_callers_address(free_node):
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    app = create_app(lambda: Node.open(free_node))
+    with TestClient(app, client=("203.0.113.20", 40000)) as first:
+        other = TestClient(app, client=("203.0.113.21", 40000))
+        headers = {"Idempotency-Key": "order-1"}
+        assert first.post("/v1/chat/completions", json=body, headers=headers).status_code == 200
+        # another caller's key of the same name is its own: neither refused as a clash nor handed the first answer
+        mine = other.post("/v1/chat/completions", json={**body, "max_tokens": 2}, headers=headers)
+        assert mine.status_code == 200 and "idempotent-replayed" not in mine.headers
+        again = first.post("/v1/chat/completions", json=body, headers=headers)
+        assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"

@@ -135,7 +135,9 @@ class Serving:
         request = {"messages": messages} if messages is not None else {"prompt": prompt}
         claim = None
         if idempotency_key is not None:  # before the engine: a replay needs no model loaded
-            claim = self.claims.claim(idempotency_key, key.consumer if key else None, {
+            # without a key the caller is known only by its address: one client cannot spend another's key
+            owner = key.consumer if key else (f"client:{client}" if client else None)
+            claim = self.claims.claim(idempotency_key, owner, {
                 "model": model, **request, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
                 "seed": seed, "stop": list(stop)})
             if claim.replay_of is not None:
