@@ -2,12 +2,16 @@
 
 Usage: python pipe_driver.py RUNS.json, where RUNS.json is a list of {"args": [...], "env": {...}}.
 After each command a line `@@@ INDEX EXIT_CODE` goes to both streams so the parent can split them.
-One process for all commands keeps the test fast: starting the CLI costs seconds on a small machine.
+One process for all commands keeps the test fast: starting the CLI costs seconds on a small machine, and
+the command tree typer builds from the functions (most of a command's own time) is built once, as the
+`ledgerlm` script builds it once per process.
 """
 
 import json
 import os
 import sys
+
+import typer.main
 
 from ledgerlm.cli import app
 
@@ -15,11 +19,12 @@ from ledgerlm.cli import app
 def main() -> None:
     with open(sys.argv[1]) as fh:
         runs = json.load(fh)
+    command = typer.main.get_command(app)  # what app(...) builds anew on every call
     for i, run in enumerate(runs):
         saved = {k: os.environ.get(k) for k in run.get("env", {})}
         os.environ.update(run.get("env", {}))
         try:
-            app(run["args"], prog_name="ledgerlm")
+            command(run["args"], prog_name="ledgerlm")
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
