@@ -100,3 +100,19 @@ def test_counts_in_printed_lines_agree_with_their_noun():
     assert counted(1, "consumer") == "1 consumer"
     assert counted(0, "receipt") == "0 receipts"
     assert counted(3, "settlement chunk") == "3 settlement chunks"
+
+
+def test_a_redirected_log_gets_no_progress_bars_from_the_model_libraries(tmp_path):
+    """transformers draws "Loading weights: 40%|..." with carriage returns; in a log file that is noise."""
+    import subprocess
+    import sys
+
+    script = ("import os, sys; from ledgerlm.cli import app\n"
+              "try: app(['--home', sys.argv[1], 'info'])\n"
+              "except SystemExit: pass\n"
+              "print(os.environ.get('HF_HUB_DISABLE_PROGRESS_BARS'))")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
+    with open(tmp_path / "err", "w") as err:
+        out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "none")], stdout=subprocess.PIPE,
+                             stderr=err, env=env, text=True, timeout=120).stdout
+    assert out.strip().splitlines()[-1] == "1"

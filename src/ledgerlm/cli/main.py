@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import typer
@@ -25,6 +27,10 @@ def root(
     node: str | None = typer.Option(None, "--node", envvar="LEDGERLM_NODE", help="Talk to a running node at this URL instead of the home."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ):
+    if not sys.stderr.isatty():
+        # a redirected log gets no carriage-return bars ("Loading weights: 40%|...") from the model libraries;
+        # read when they are first imported, which is after this
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     s = Session(Home.resolve(home), node, as_json)
     ctx.obj = s
     ctx.call_on_close(s.close)
