@@ -45,6 +45,7 @@ def test_init_keys_and_info(bare, tmp_path):
     assert f"Registry {info['contracts']['Registry']}" in text
     result = bare("keys", "new", "alice", ok=False)
     assert result.exit_code == 1 and "already exists" in result.stderr
+    assert "no base models yet: `ledgerlm models pull`" in bare("models", "list").stdout  # not an empty table
 
 
 def test_import_a_private_key(bare, monkeypatch):

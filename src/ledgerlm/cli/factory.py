@@ -43,10 +43,16 @@ def list_models(ctx: typer.Context):
     data = {"base": client.base_models(), "fine_tuned": client.models()}
 
     def render(d):
+        if not d["base"]:
+            console.print("no base models yet: `ledgerlm models pull` fetches SmolLM2-135M")
+            return
         table = Table("base model", "parameters", "sha256", "source")
         for m in d["base"]:
             table.add_row(m["name"], f"{m['n_params']:,}", m["sha256"][:16] + "…", m["source"])
         console.print(table)
+        if not d["fine_tuned"]:
+            console.print("no fine-tuned models yet: `ledgerlm factory train --datanet NAME --version N --as KEY`")
+            return
         table = Table("model", "base", "trained on", "eval loss before → after", "published")
         for m in d["fine_tuned"]:
             ev = m["metrics"].get("eval", {})
