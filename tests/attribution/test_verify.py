@@ -109,7 +109,7 @@ def test_token_level_fields_must_match_exactly_even_when_scores_differ(tmp_path)
 
 
 def test_float_noise_in_a_real_answer_feature_is_never_a_mismatch(trained, index):
-    """An answer's feature as another device might sum it (relative noise 1e-5, far above what
+    """An answer's feature as another device might sum it (relative noise 1e-4, far above what
     float64 leaves): whatever moves is reported as rounding, and another answer's feature is not."""
     import numpy as np
 
@@ -135,7 +135,7 @@ def test_float_noise_in_a_real_answer_feature_is_never_a_mismatch(trained, index
 
         served = result(feature)
         for _ in range(8):
-            found = compare(served, result(feature * (1 + 1e-5 * rng.standard_normal(len(feature)))))
+            found = compare(served, result(feature * (1 + 1e-4 * rng.standard_normal(len(feature)))))
             assert [d for d in found if not d.within_rounding] == []
             moved += bool(found)
         other = prepare_answer(trained.tokenizer, "Describe crate 5.", "Silver, mostly.", 0.0)

@@ -60,7 +60,8 @@ def test_per_token_gradients_average_to_the_answers_gradient(trained):
     whole = answer_feature(model, projector, example)
     assert len(tokens) > 1
     assert not np.allclose(tokens[0], tokens[-1])  # each token has a gradient of its own
-    np.testing.assert_allclose(tokens.mean(axis=0), whole, rtol=1e-4, atol=1e-8)
+    # float32 sums in another order: an entry near zero may differ by a few 1e-8 on another CPU
+    np.testing.assert_allclose(tokens.mean(axis=0), whole, rtol=1e-4, atol=1e-5 * float(np.abs(whole).max()))
 
 
 def test_a_checkpoint_is_used_inside_and_the_final_weights_come_back(trained):
