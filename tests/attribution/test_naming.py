@@ -76,3 +76,32 @@ def test_the_wording_probe_pays_the_named_contributor_with_a_real_tokenizer():
     absent = [credit(q) for q in data.absent]
     assert all(right == 0 for right, _ in absent)
     assert sum(wrong for _, wrong in absent) < 0.05 * sum(right for right, _ in named)
+
+
+@pytest.mark.slow
+def test_a_trained_model_pays_the_named_contributor_in_bps(train_config, tmp_path):
+    """The wording probe end to end: fine-tuned tiny model, calibrated index, receipts in bps."""
+    from ledgerlm.attribution import attribute, build_index
+    from ledgerlm.evals.attribution.wording import make_wording_set
+    from ledgerlm.factory import load_tokenizer, register_local, tiny_random_model, train
+
+    data = make_wording_set(towns=6)
+    texts = [r["question"] + " " + r["answer"] for r in data.records]
+    base = register_local(tmp_path / "models", "tiny-wording",
+                          tiny_random_model(tmp_path / "tiny", texts))
+    model = train(base, data.records, train_config, tmp_path / "model").model
+    tokenizer = load_tokenizer(base)
+    index = build_index(tmp_path / "model", data.records, dim=256, loaded=(model, tokenizer))
+
+    def bps(queries) -> tuple[float, float]:
+        right = wrong = 0
+        for q in queries:
+            result = attribute(model, q.prompt, q.answer, index=index, tokenizer=tokenizer)
+            ok = sum(c.bps for c in result.contributors if c.contributor == q.contributor)
+            right, wrong = right + ok, wrong + result.evidence_bps - ok
+        return right / len(queries), wrong / len(queries)
+
+    right, wrong = bps(data.queries)
+    assert right > 1_000 and wrong < 50  # counted pairs paid 152 right, 1,149 wrong
+    _, absent_wrong = bps(data.absent)
+    assert absent_wrong < 0.2 * right  # counted pairs paid 1,963 to the record worded alike
