@@ -148,11 +148,11 @@ def test_span_index_finds_a_memorised_span_and_discounts_common_ones():
 
     # a span three rows share, and nothing in the prompt to say which: it pays nobody
     assert spans.explain(common + [77, 78], min_len=4).as_dict() == {}
-    # a prompt naming row 1 (its pair 20, 21) gives row 1 the margin: weights 2, 1, 1 -> 1/2
+    # a prompt naming row 1 (its pair 20, 21, held by no other row) names it outright
     named = spans.explain(common + [77, 78], min_len=4, context=[20, 21]).as_dict()
     strength = (5 - 4 + 1) / 4  # a 5-token span with a 4-token bar earns half its tokens' weight
     assert set(named) == {1}
-    assert abs(named[1][0] - strength * (5 / 7) * (2 - 1) / 2) < 1e-9
+    assert abs(named[1][0] - strength * (5 / 7)) < 1e-9
     assert spans.explain([1, 2, 3], min_len=4).as_dict() == {}
     assert spans.explain(common + [77, 78], min_len=4, max_examples=2).as_dict() == {}
 
@@ -171,8 +171,8 @@ def test_a_span_several_examples_share_goes_to_the_one_the_question_is_about():
     spans = SpanIndex.build([[1, 2, 7] + answer, [3, 4, 7] + answer])
     assert spans.explain(answer, min_len=4).as_dict() == {}  # ambiguous: pays nobody
     asked = spans.explain(answer, min_len=4, context=[9, 3, 4]).as_dict()
-    # row 1 holds the question's pair (3, 4): weights 2 against 1, so it earns the margin, 1/2
-    assert set(asked) == {1} and abs(asked[1][0] - 0.5) < 1e-9
+    # row 1 alone holds the question's pair (3, 4): it is named, row 0 is not
+    assert set(asked) == {1} and abs(asked[1][0] - 1.0) < 1e-9
 
 
 def test_question_wording_common_in_the_datanet_names_nobody():

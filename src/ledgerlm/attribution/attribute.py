@@ -10,8 +10,9 @@ index's calibrated bar (calibration.py):
   span evidence      the (weighted) fraction of the answer's tokens a row explains with rare spans
                      at least `span_min_tokens` long; a span just at the bar earns 1/bar of its
                      tokens' weight, one of twice the bar earns in full; a span several rows
-                     share earns only by the margin the prompt's wording names one of them by
-                     (spans.py). Sums to at most 1 over rows: that sum is the answer's coverage.
+                     share earns only as far as the prompt names one of them by its rarest
+                     material (a name, not wording many records share; spans.py). Sums to at
+                     most 1 over rows: that sum is the answer's coverage.
   gradient evidence  a row whose score s clears the bar b and the best row r of every other
                      contributor earns g = (s - max(b, r)) / (1 - b) in [0, 1]: nothing at the
                      bar or when two contributors score alike, all of it at a perfect, unrivalled

@@ -11,12 +11,13 @@ Scoring. For every answer position we take the longest span starting there that 
 training data; each answer token is then explained by the longest span that covers it. A token's
 unit of credit goes to an example only as far as the evidence names it: a long span unique to
 one example gives that example the whole span's worth; a span several examples share is paid
-only by the margin by which the prompt's wording picks one of them (`_shares`), and an ambiguous
-one pays nobody (its share of the fee goes to the data pool, not to a guess). Spans shorter than `min_len` tokens or `min_chars` visible
+only as far as the prompt names one of them — by its rarest material, a name, not by wording that
+many records share (`_shares`) — and an ambiguous one pays nobody (its share of the fee goes to
+the data pool, not to a guess). Spans shorter than `min_len` tokens or `min_chars` visible
 characters (an end-of-turn marker plus three letters is chance, not recall), or occurring in more
 than `max_examples` examples, earn nothing; a span just long enough earns only part of its
-tokens' credit (short matches happen by chance). The prompt's wording decides between examples
-because the model recalls a fact through the context it was taught with. An example's span score is the (weighted) fraction of the answer's tokens it explains,
+tokens' credit (short matches happen by chance). The prompt decides between examples because
+the model recalls a fact through what it was asked about. An example's span score is the (weighted) fraction of the answer's tokens it explains,
 so scores are comparable across answers and sum to at most 1. Verbatim recall scores near 1; a
 paraphrase scores near 0, which is why the span signal is combined with gradient influence. A
 row whose text goes on with a different word where the answer goes on (same subject and relation,
@@ -58,6 +59,14 @@ class SpanEvidence:
 
 class SpanIndex:
     """A suffix array over the tokens of the indexed examples, row i being example i."""
+
+    # How sharply naming falls off with the rows a prompt pair is found in (`_shares`); part of
+    # the attribution rule. 2 and 4 pay the same on the evaluation's tuning split; 4 pays the
+    # record worded like a question about someone else less (benchmarks/results/attribution_naming.md).
+    naming_power = 4
+    # A prompt pair with fewer visible characters ("th", "a.") is a scrap of some word, found in a
+    # row or two by chance: it would pass for the prompt's rarest material and drown its name.
+    naming_min_chars = 5
 
     def __init__(self, tokens: np.ndarray, offsets: np.ndarray, suffix_array: np.ndarray,
                  char_lengths: np.ndarray | None = None, word_tokens: np.ndarray | None = None):
@@ -147,14 +156,14 @@ class SpanIndex:
         finds short matches) and earns 1/min_len of its tokens' weight, each further token adds
         as much, and from 2 x min_len - 1 tokens on a span counts in full. Credits are divided by
         the total weight, so they sum to at most 1. With `context` (the prompt's tokens), a span
-        found in several rows is credited to the row the prompt's wording names, by the margin
-        it names it by (see `_shares`). `min_chars` also asks for that many visible characters (special
+        found in several rows is credited to the row the prompt names, as far as it names it over
+        the others (see `_shares`). `min_chars` also asks for that many visible characters (special
         tokens and whitespace count zero), so that a shared end-of-turn marker plus a few letters
         is not taken for recall; it needs the `char_lengths` the index was built with.
         """
         query = [int(t) for t in query]
         weights = [1.0] * len(query) if weights is None else [float(w) for w in weights]
-        context_pairs = self._naming_pairs(context, max_examples)
+        naming: dict | None = None  # the prompt's naming pairs, looked up once a span needs them
         m = len(query)
         empty = SpanEvidence(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64), m)
         total_weight = sum(weights)
@@ -192,7 +201,9 @@ class SpanIndex:
             if len(rows) == 0 or len(rows) > max_examples:
                 continue
             if start not in shares_cache:
-                shares_cache[start] = self._shares(rows, context_pairs)
+                if naming is None and len(rows) > 1:
+                    naming = self._naming_pairs(context, max_examples)
+                shares_cache[start] = self._shares(rows, naming or {})
             strength = min(1.0, (length - min_len + 1) / max(1, min_len))
             left = 1.0 - sum(shares_cache[start])
             if left > 0:
@@ -280,42 +291,63 @@ class SpanIndex:
         known = ids < len(self.char_lengths)
         return int(self.char_lengths[ids[known]].sum())
 
-    def _naming_pairs(self, context: list[int] | None, max_examples: int) -> set:
-        """The prompt's token pairs that can name a row: those that are not template wording.
+    def _naming_pairs(self, context: list[int] | None, max_examples: int) -> dict:
+        """The prompt's token pairs that can name a row, each with the number of rows holding it.
 
         A pair found in more than a fifth of the rows (and more than twice `max_examples`) is the
-        Datanet's template ("Which", the chat markers), not a name; letting it decide would hand
-        a shared span to whichever rows happen to be worded like the question.
+        Datanet's template ("Which", the chat markers), not a name; a pair no row holds names
+        nothing, nor does one of under `naming_min_chars` visible characters. How many rows hold
+        the others says how specific each is (`_shares`).
         """
         if not context:
-            return set()
+            return {}
         cut = max(2 * max_examples, self.n_rows // 5)
-        return {p for p in set(pairwise(context)) if self.count(list(p)) <= cut}
+        found = {}
+        for pair in sorted(set(pairwise(context))):
+            if self._chars(list(pair)) < self.naming_min_chars:
+                continue
+            lo, hi = 0, len(self.suffix_array)
+            for k, token in enumerate(pair):
+                lo, hi = self._narrow(lo, hi, k, token)
+            if 0 < hi - lo <= cut:
+                found[pair] = len(self.rows_of(lo, hi))
+        return found
 
-    def _shares(self, rows: np.ndarray, context_pairs: set) -> list[float]:
+    def _shares(self, rows: np.ndarray, naming: dict) -> list[float]:
         """How one token's unit of credit splits between the rows that contain its span.
 
-        Only as far as the prompt decides between them; the rest is nobody's (the answer's share
-        of it goes to the data pool). A row's weight is 1 plus the number of the prompt's naming
-        pairs it contains that not every one of these rows contains; the row with the most earns
-        (w1 - w2) / w1 of the unit, where w2 is the runner-up's weight, and the others earn
-        nothing. "Name the birthplace of Ostcri Fenlobax" -> "Shamizi." then goes to the record
-        about Ostcri Fenlobax, not to the two other people born in Shamizi; "Which town did the
-        potter grow up in?" -> "Shamizi." names none of them, so the span pays nobody.
+        Only as far as the prompt names one of them; the rest is nobody's (the answer's share of
+        it goes to the data pool). Naming is weighed by how specific it is, not counted: what a
+        prompt names is its rarest material (a person's name sits in the few records about them;
+        a contributor's wording recurs over many of their records, however many pairs it has).
+        Let m be the fewest rows that hold any of the prompt's naming pairs that not all of
+        these rows hold, and k_r the fewest that hold one such pair row r holds; r is named to
+        the degree (m / k_r) ** `naming_power`, and the most named row earns its degree less the
+        runner-up's. So "In which town did Veve Tulo come into the world?" -> "Vefenra." goes to the record
+        about Veve Tulo, not to another contributor's record worded "In which town did ... come
+        into the world?" that says someone else was born in Vefenra; when Veve Tulo's records
+        give another town, no candidate holds the name and the span pays the wording little.
+        "Which town did the potter grow up in?" names none of them: it pays nobody.
         """
         if len(rows) == 1:
             return [1.0]
-        if not context_pairs:
-            return [0.0] * len(rows)
         found = []
         for r in rows.tolist():
             tokens = self.tokens[self.offsets[r]:self.offsets[r + 1] - 1].tolist()
-            found.append(context_pairs & set(pairwise(tokens)))
+            found.append(naming.keys() & set(pairwise(tokens)))
         common = set.intersection(*found)
-        weights = [1.0 + len(f - common) for f in found]
-        first, second = sorted(weights, reverse=True)[:2]
-        top = weights.index(first)  # on a tie the margin is 0: nobody is named
-        return [(first - second) / first if i == top else 0.0 for i in range(len(weights))]
+        telling = [naming[p] for p in naming if p not in common]
+        if not telling:
+            return [0.0] * len(rows)
+        fewest = min(telling)
+        degrees = [(fewest / min(naming[p] for p in f - common)) ** self.naming_power
+                   if f - common else 0.0
+                   for f in found]
+        first, second = sorted(degrees, reverse=True)[:2]
+        if first <= second:
+            return [0.0] * len(rows)  # a tie: nobody is named
+        top = degrees.index(first)
+        return [first - second if i == top else 0.0 for i in range(len(degrees))]
 
     def arrays(self) -> dict[str, np.ndarray]:
         arrays = {"span_tokens": self.tokens, "span_offsets": self.offsets,

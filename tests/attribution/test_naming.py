@@ -1,0 +1,107 @@
+"""A span several contributors' records share is paid to the record the prompt names, never to one worded like it."""
+
+from __future__ import annotations
+
+import pytest
+
+from ledgerlm.attribution import SpanIndex
+
+
+def test_a_name_in_few_records_outweighs_wording_repeated_over_many():
+    answer = [90, 91, 92, 93, 94]
+    wording = [1, 2, 3, 4, 5, 6]          # one contributor's question wording, six pairs
+    rows = [[50, 51, 7] + answer,         # row 0: about person (50, 51), another wording
+            [50, 51, 8, 9],               # row 1: person (50, 51) again, no answer
+            wording + [60, 61] + answer]  # row 2: worded like the prompt, about someone else
+    rows += [wording + [62 + i, 70 + i] for i in range(5)]  # the wording's other records
+    rows += [[100 + i, 101 + i, 102 + i] for i in range(20)]  # the rest of the Datanet
+    spans = SpanIndex.build(rows)
+    prompt = wording[:3] + [50, 51] + wording[3:]  # the person's name in row 2's wording
+    named = spans.explain(answer, min_len=4, max_examples=4, context=prompt).as_dict()
+    # the name is held by 2 rows, the wording by 6: row 0 is named to the degree 1, row 2 to
+    # (2/6)^power, however many of the prompt's pairs the wording has
+    assert set(named) == {0}
+    strength = min(1.0, (5 - 4 + 1) / 4)
+    assert named[0][0] == pytest.approx(strength * (1 - (2 / 6) ** spans.naming_power))
+
+
+def test_wording_alone_earns_little_when_the_name_is_elsewhere():
+    answer = [90, 91, 92, 93, 94]
+    wording = [1, 2, 3, 4, 5, 6]
+    rows = [[50, 51, 7, 80, 81, 82, 83, 84],  # the person's record gives another town
+            [50, 51, 8, 9],
+            wording + [60, 61] + answer, [40, 41, 42] + answer]
+    rows += [wording + [62 + i, 70 + i] for i in range(5)]
+    rows += [[100 + i, 101 + i, 102 + i] for i in range(20)]
+    spans = SpanIndex.build(rows)
+    prompt = wording[:3] + [50, 51] + wording[3:]
+    found = spans.explain(answer, min_len=4, max_examples=4, context=prompt).as_dict()
+    strength = min(1.0, (5 - 4 + 1) / 4)
+    assert set(found) <= {2} and found.get(2, (0.0,))[0] <= strength * (2 / 6) ** spans.naming_power + 1e-12
+    # a prompt that names nobody in the Datanet leaves the shared span to nobody
+    assert spans.explain(answer, min_len=4, max_examples=4, context=[200, 201, 202]).as_dict() == {}
+
+
+def test_the_wording_probe_pays_the_named_contributor_with_a_real_tokenizer():
+    """The planted-facts probe: each question names a person in another contributor's wording."""
+    from ledgerlm.attribution.attribute import prepare_answer
+    from ledgerlm.attribution.features import record_examples
+    from ledgerlm.attribution.spans import token_classes
+    from ledgerlm.evals.attribution.wording import make_wording_set
+    from ledgerlm.factory.tinymodel import tiny_tokenizer
+
+    data = make_wording_set(towns=6)
+    tokenizer = tiny_tokenizer([r["question"] + " " + r["answer"] for r in data.records])
+    tokens: dict[int, list[int]] = {}
+    for piece in record_examples(data.records, list(range(len(data.records))), tokenizer, 64):
+        tokens.setdefault(piece.index, []).extend(piece.input_ids)
+    spans = SpanIndex.build([tokens[i] for i in range(len(data.records))],
+                            *token_classes(tokenizer))
+    owner = [r["_contributor"] for r in data.records]
+
+    def credit(query) -> tuple[float, float]:
+        prepared = prepare_answer(tokenizer, query.prompt, query.answer, 0.2)
+        found = max((spans.explain(ids, min_len=4, max_examples=4, context=prepared.context,
+                                   min_chars=8, weights=w)
+                     for ids, w in zip(prepared.readings, prepared.weights)),
+                    key=lambda e: e.coverage)
+        right = sum(c for r, c in zip(found.rows, found.credit) if owner[r] == query.contributor)
+        return right, found.coverage - right
+
+    named = [credit(q) for q in data.queries]
+    assert all(wrong == 0 for _, wrong in named)
+    assert all(right > 0 for right, _ in named)
+    # the person's records give another town: the record worded like the question is named only
+    # to the degree (2 rows / 6 rows)^power, against 1 for the record that holds the name
+    absent = [credit(q) for q in data.absent]
+    assert all(right == 0 for right, _ in absent)
+    assert sum(wrong for _, wrong in absent) < 0.05 * sum(right for right, _ in named)
+
+
+@pytest.mark.slow
+def test_a_trained_model_pays_the_named_contributor_in_bps(train_config, tmp_path):
+    """The wording probe end to end: fine-tuned tiny model, calibrated index, receipts in bps."""
+    from ledgerlm.attribution import attribute, build_index
+    from ledgerlm.evals.attribution.wording import make_wording_set
+    from ledgerlm.factory import load_tokenizer, register_local, tiny_random_model, train
+
+    data = make_wording_set(towns=6)
+    texts = [r["question"] + " " + r["answer"] for r in data.records]
+    base = register_local(tmp_path / "models", "tiny-wording",
+                          tiny_random_model(tmp_path / "tiny", texts))
+    model = train(base, data.records, train_config, tmp_path / "model").model
+    tokenizer = load_tokenizer(base)
+    index = build_index(tmp_path / "model", data.records, dim=256, loaded=(model, tokenizer))
+
+    def bps(queries) -> tuple[float, float]:
+        right = wrong = 0
+        for q in queries:
+            result = attribute(model, q.prompt, q.answer, index=index, tokenizer=tokenizer)
+            ok = sum(c.bps for c in result.contributors if c.contributor == q.contributor)
+            right, wrong = right + ok, wrong + result.evidence_bps - ok
+        return right / len(queries), wrong / len(queries)
+
+    right, wrong = bps(data.queries)
+    assert right > 1_000 and wrong < 50  # counted pairs paid 152 right, 1,149 wrong
+    _, absent_wrong = bps(data.absent)
+    assert absent_wrong < 0.2 * right  # counted pairs paid 1,963 to the record worded alike
