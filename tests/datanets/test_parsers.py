@@ -214,6 +214,18 @@ def test_csv_cell_that_cannot_take_the_schema_type_is_reported(tmp_path, validat
     assert "integer" in message and "seven" in message
 
 
+@pytest.mark.parametrize(
+    "validator", [fast_validator, jsonschema_validator], ids=["fast", "jsonschema"]
+)
+@pytest.mark.parametrize("digits", [21, 5000])  # 5000: past what int() converts, once a ValueError and a 500
+def test_csv_integer_cell_past_64_bits_is_named(tmp_path, validator, digits):
+    path = make_csv(tmp_path / "table.csv", ["question", "answer", "score"],
+                    [["1+1?", "2", "7"], ["2+2?", "4", "9" * digits]])
+    assert records_error(path, validator=validator) == (
+        f"table.csv row 2 (line 3): field 'score': integer of {digits} digits is outside the 64-bit range;"
+        " write it as a string")
+
+
 def test_parquet_values_become_json(tmp_path):
     rows = [
         {
