@@ -116,3 +116,39 @@ def test_the_per_account_quota(small_node, home, bob, carol):
     assert stored(home) == before and staged_files(home) == []
     other = big_file(LIMIT - 1000, tag="c").rsplit(b"\n", 1)[0] + b"\n"
     assert post(small_node, carol, [("other.jsonl", other)]).status_code == 201  # the quota is per account
+
+
+def _form(http, account, files):
+    """The bytes and content type of a whole, signed upload form."""
+    entries = [FileEntry(name=n, sha256=hashlib.sha256(b).hexdigest(), size=len(b)) for n, b in files]
+    signed = sign_action(account, "Contribute", {"datanet": "qa", "manifestHash": manifest_hash(entries)},
+                         domain=node_domain(http))
+    request = http.build_request("POST", "/datanets/qa/contributions",
+                                 data={"action": orjson.dumps(signed.model_dump()).decode()},
+                                 files=[("files", (n, io.BytesIO(b))) for n, b in files])
+    return request.read(), request.headers["content-type"]
+
+
+def test_a_body_cut_short_in_a_file_stores_nothing_and_leaves_no_staged_bytes(small_node, home, bob):
+    """A chunked body (or a Content-Length below the real size) may end cleanly in the middle of a file."""
+    body, content_type = _form(small_node, bob, [("a.jsonl", GOOD + b'{"question": "q2", "answer": "b"}\n')])
+    before = stored(home)
+    cut = body[:body.index(GOOD) + len(GOOD)]
+    response = small_node.post("/datanets/qa/contributions", content=iter([cut]),
+                               headers={"content-type": content_type})
+    error = assert_error(response, 400, "ended before the form's closing boundary", "nothing was stored")
+    assert error["field"] == "body"
+    assert stored(home) == before and staged_files(home) == []
+
+
+@pytest.mark.parametrize("body", [
+    b"--xx\r\nnot a header line\r\n\r\n",
+    b"no boundary at all",
+    b"--xx\r\nContent-Disposition: form-data; name=\"action\"\r\nX-Pad: " + b"a" * 100_000,  # an endless part header
+])
+def test_a_malformed_form_is_a_400_naming_the_body(small_node, home, body):
+    response = small_node.post("/datanets/qa/contributions", content=body,
+                               headers={"content-type": "multipart/form-data; boundary=xx"})
+    error = assert_error(response, 400, "not a well-formed multipart/form-data body")
+    assert error["field"] == "body"
+    assert staged_files(home) == [] and small_node.get("/node/info").status_code == 200

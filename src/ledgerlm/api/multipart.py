@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import Request
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from ledgerlm.datanets import DatanetError, UploadInProgress
@@ -27,6 +28,7 @@ class _Parts:
         self.field_name: str | None = None
         self.field_value = bytearray()
         self.is_file = False
+        self.ended = False  # the closing boundary arrived: the form is whole
 
     def callbacks(self) -> dict:
         return {
@@ -37,6 +39,7 @@ class _Parts:
             "on_headers_finished": self.headers_finished,
             "on_part_data": self.part_data,
             "on_part_end": self.part_end,
+            "on_end": self.end,
         }
 
     def _add(self, name: str, data: bytes) -> None:
@@ -74,6 +77,9 @@ class _Parts:
         else:
             self.upload.field(self.field_name, bytes(self.field_value))
 
+    def end(self) -> None:
+        self.ended = True
+
 
 async def receive_upload(request: Request, upload: UploadInProgress, *, max_body: int) -> None:
     """Feed the request body to `upload` chunk by chunk; refuse early on the declared sizes.
@@ -91,12 +97,17 @@ async def receive_upload(request: Request, upload: UploadInProgress, *, max_body
             f"the request declares {length} bytes; an upload may hold at most {max_body} (nothing was read)",
             field="files",
         )
-    parser = MultipartParser(boundary, _Parts(upload).callbacks())
+    parts = _Parts(upload)
+    parser = MultipartParser(boundary, parts.callbacks())
     checked_length = False
     try:
         async for chunk in request.stream():
-            for start in range(0, len(chunk), READ_BUFFER):
-                parser.write(chunk[start:start + READ_BUFFER])
+            try:
+                for start in range(0, len(chunk), READ_BUFFER):
+                    parser.write(chunk[start:start + READ_BUFFER])
+            except MultipartParseError as exc:
+                raise DatanetError(f"the upload is not a well-formed multipart/form-data body: {exc}",
+                                   field="body") from None
             if not checked_length and length is not None and upload.declared_bytes is not None:
                 checked_length = True
                 if length > upload.declared_bytes + FORM_OVERHEAD_BYTES:
@@ -106,6 +117,11 @@ async def receive_upload(request: Request, upload: UploadInProgress, *, max_body
                         field="files",
                     )
         parser.finalize()
+        if not parts.ended:
+            # A body cut short (a Content-Length below the real size, a chunked body that stopped) ends in
+            # the middle of a part; what arrived of it is not the file that was meant.
+            raise DatanetError("the upload body ended before the form's closing boundary: it was cut short,"
+                               " and nothing was stored", field="body")
     except BaseException:
         upload.abort()
         raise
