@@ -581,3 +581,40 @@ def test_a_parquet_bomb_is_refused_before_its_records_are_built(tmp_path, monkey
         list(iter_records(encoded, "encoded.parquet", "parquet"))  # from the first batch, before its records
     monkeypatch.setattr(records, "PARQUET_EXPANDED_BYTES", 16 << 20)
     assert len(list(iter_records(encoded, "encoded.parquet", "parquet"))) == 8  # within the limit it reads whole
+
+
+def test_a_column_read_back_as_a_dictionary_counts_every_row_it_repeats(tmp_path, monkeypatch):
+    """Arrow measures a dictionary column by its dictionary; the records repeat the value in every row."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ledgerlm.datanets.parsers import records
+
+    rows = 64
+    column = pa.array(["a" * (256 << 10)] * rows).dictionary_encode()  # 16 MiB of records, one 256 KiB value
+    nested = pa.ListArray.from_arrays(pa.array(range(rows + 1), pa.int32()), column)
+    for name, table in [("flat.parquet", pa.table({"question": column})),
+                        ("nested.parquet", pa.table({"question": pa.array(["q"] * rows), "tags": nested}))]:
+        pq.write_table(table, tmp_path / name, compression="zstd")
+        assert (tmp_path / name).stat().st_size < 16 * 1024
+        monkeypatch.setattr(records, "PARQUET_EXPANDED_BYTES", 8 << 20)
+        with pytest.raises(ParseError, match=rf"^{name} row 1: the Parquet file expands past the limit of 8388608"):
+            list(iter_records(tmp_path / name, name, "parquet"))  # before the first record is built
+        monkeypatch.setattr(records, "PARQUET_EXPANDED_BYTES", 64 << 20)
+        assert len(list(iter_records(tmp_path / name, name, "parquet"))) == rows
+
+
+def test_a_batch_of_large_rows_becomes_records_a_slice_at_a_time(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "large.parquet"
+    pq.write_table(pa.table({"question": [f"{i}" + "a" * (1 << 20) for i in range(64)]}), path, compression="zstd")
+    tracemalloc.start()
+    try:
+        count = sum(1 for _ in iter_records(path, path.name, "parquet"))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert count == 64
+    assert peak < 64 << 20  # 48 MiB in slices; the whole batch at once peaked at 96 MiB
