@@ -152,3 +152,41 @@ def test_a_malformed_form_is_a_400_naming_the_body(small_node, home, body):
     error = assert_error(response, 400, "not a well-formed multipart/form-data body")
     assert error["field"] == "body"
     assert staged_files(home) == [] and small_node.get("/node/info").status_code == 200
+
+
+def _parquet(rows: int, cell: int, tag: str) -> bytes:
+    """A few KB of Parquet whose records come to about rows * cell bytes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = io.BytesIO()
+    pq.write_table(pa.table({"question": [f"{tag}{i}" for i in range(rows)],
+                             "answer": [f"{tag}{i}" + "a" * cell for i in range(rows)]}), out, compression="zstd")
+    return out.getvalue()
+
+
+def test_the_quota_counts_what_a_compressed_file_expands_to(small_node, home, bob, carol):
+    first = _parquet(20, 10_000, "a")  # 200 kB of records, 250 kB quota
+    assert len(first) < 10_000
+    assert post(small_node, bob, [("first.parquet", first)]).status_code == 201
+    before = stored(home)
+    # counted as its file bytes the first upload left room for this one; counted as stored it does not
+    response = post(small_node, bob, [("second.parquet", _parquet(20, 10_000, "b"))])
+    assert_error(response, 413, "per-account quota is 250000 bytes", bob.address, "second.parquet")
+    assert stored(home) == before and staged_files(home) == []
+    # one file alone may not expand past the quota either: refused while it is parsed
+    response = post(small_node, carol, [("bomb.parquet", _parquet(40, 10_000, "c"))])
+    assert_error(response, 413, "the records of this upload come to", "bomb.parquet row")
+    assert stored(home) == before and staged_files(home) == []
+
+
+def test_rows_are_inserted_once_their_bytes_add_up(small_node, home, bob, monkeypatch):
+    from ledgerlm.datanets import ingest
+
+    sizes = []
+    insert = ingest.Ingest._insert_chunk
+    monkeypatch.setattr(ingest, "CHUNK_BYTES", 25_000)
+    monkeypatch.setattr(ingest.Ingest, "_insert_chunk",
+                        lambda self, conn, row, batch, *a: (sizes.append(len(batch)), insert(self, conn, row, batch, *a))[1])
+    assert post(small_node, bob, [("rows.parquet", _parquet(10, 10_000, "r"))]).status_code == 201
+    assert sizes == [3, 3, 3, 1]  # 2,000 rows at a time would have held all ten
