@@ -190,3 +190,33 @@ def test_rows_are_inserted_once_their_bytes_add_up(small_node, home, bob, monkey
                         lambda self, conn, row, batch, *a: (sizes.append(len(batch)), insert(self, conn, row, batch, *a))[1])
     assert post(small_node, bob, [("rows.parquet", _parquet(10, 10_000, "r"))]).status_code == 201
     assert sizes == [3, 3, 3, 1]  # 2,000 rows at a time would have held all ten
+
+
+def test_an_upload_that_stops_sending_is_dropped_and_leaves_nothing(small_node, home, bob):
+    """A client that sent part of a file and then nothing held its connection and staged file for good."""
+    import asyncio
+
+    from starlette.requests import Request
+
+    from ledgerlm.api.multipart import receive_upload
+    from ledgerlm.datanets import UploadInProgress
+    from ledgerlm.errors import LedgerError
+
+    body, content_type = _form(small_node, bob, [("a.jsonl", GOOD + b'{"question": "q2", "answer": "b"}\n')])
+    messages = [{"type": "http.request", "body": body[:body.index(GOOD) + len(GOOD)], "more_body": True}]
+    staged_while_waiting = []
+
+    async def receive():
+        if messages:
+            return messages.pop(0)
+        staged_while_waiting.extend(staged_files(home))
+        await asyncio.sleep(3600)  # the client sends nothing more and keeps the connection open
+
+    scope = {"type": "http", "method": "POST", "path": "/datanets/qa/contributions",
+             "headers": [(b"content-type", content_type.encode())]}
+    upload = UploadInProgress(small_node.app.state.node.datanets, "qa")
+    with pytest.raises(LedgerError) as refused:
+        asyncio.run(receive_upload(Request(scope, receive), upload, max_body=10**9, idle_seconds=0.2))
+    assert (refused.value.status, refused.value.field) == (408, "body")
+    assert "no byte of the upload arrived for 0.2 s" in refused.value.message
+    assert len(staged_while_waiting) == 1 and staged_files(home) == []

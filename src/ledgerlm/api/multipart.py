@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import Request
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -15,6 +17,9 @@ FORM_OVERHEAD_BYTES = 64 * 1024
 # The most bytes handed on at once: however large a chunk the server receives, a file stops
 # within one of these past its limit.
 READ_BUFFER = 64 * 1024
+# An upload may take as long as its size needs, but one that sends nothing for this long holds a connection,
+# a task and a staged file for nothing (a stalled client was kept for good).
+IDLE_SECONDS = 60
 
 
 class _Parts:
@@ -81,7 +86,8 @@ class _Parts:
         self.ended = True
 
 
-async def receive_upload(request: Request, upload: UploadInProgress, *, max_body: int) -> None:
+async def receive_upload(request: Request, upload: UploadInProgress, *, max_body: int,
+                         idle_seconds: float = IDLE_SECONDS) -> None:
     """Feed the request body to `upload` chunk by chunk; refuse early on the declared sizes.
 
     On any error the partial files are deleted before the error reaches the client.
@@ -101,7 +107,15 @@ async def receive_upload(request: Request, upload: UploadInProgress, *, max_body
     parser = MultipartParser(boundary, parts.callbacks())
     checked_length = False
     try:
-        async for chunk in request.stream():
+        stream = request.stream()
+        while True:
+            try:
+                chunk = await asyncio.wait_for(anext(stream), idle_seconds)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                raise DatanetError(f"no byte of the upload arrived for {idle_seconds:g} s; nothing was stored",
+                                   field="body", status=408) from None
             try:
                 for start in range(0, len(chunk), READ_BUFFER):
                     parser.write(chunk[start:start + READ_BUFFER])
