@@ -116,3 +116,107 @@ def test_the_per_account_quota(small_node, home, bob, carol):
     assert stored(home) == before and staged_files(home) == []
     other = big_file(LIMIT - 1000, tag="c").rsplit(b"\n", 1)[0] + b"\n"
     assert post(small_node, carol, [("other.jsonl", other)]).status_code == 201  # the quota is per account
+
+
+def _form(http, account, files):
+    """The bytes and content type of a whole, signed upload form."""
+    entries = [FileEntry(name=n, sha256=hashlib.sha256(b).hexdigest(), size=len(b)) for n, b in files]
+    signed = sign_action(account, "Contribute", {"datanet": "qa", "manifestHash": manifest_hash(entries)},
+                         domain=node_domain(http))
+    request = http.build_request("POST", "/datanets/qa/contributions",
+                                 data={"action": orjson.dumps(signed.model_dump()).decode()},
+                                 files=[("files", (n, io.BytesIO(b))) for n, b in files])
+    return request.read(), request.headers["content-type"]
+
+
+def test_a_body_cut_short_in_a_file_stores_nothing_and_leaves_no_staged_bytes(small_node, home, bob):
+    """A chunked body (or a Content-Length below the real size) may end cleanly in the middle of a file."""
+    body, content_type = _form(small_node, bob, [("a.jsonl", GOOD + b'{"question": "q2", "answer": "b"}\n')])
+    before = stored(home)
+    cut = body[:body.index(GOOD) + len(GOOD)]
+    response = small_node.post("/datanets/qa/contributions", content=iter([cut]),
+                               headers={"content-type": content_type})
+    error = assert_error(response, 400, "ended before the form's closing boundary", "nothing was stored")
+    assert error["field"] == "body"
+    assert stored(home) == before and staged_files(home) == []
+
+
+@pytest.mark.parametrize("body", [
+    b"--xx\r\nnot a header line\r\n\r\n",
+    b"no boundary at all",
+    b"--xx\r\nContent-Disposition: form-data; name=\"action\"\r\nX-Pad: " + b"a" * 100_000,  # an endless part header
+])
+def test_a_malformed_form_is_a_400_naming_the_body(small_node, home, body):
+    response = small_node.post("/datanets/qa/contributions", content=body,
+                               headers={"content-type": "multipart/form-data; boundary=xx"})
+    error = assert_error(response, 400, "not a well-formed multipart/form-data body")
+    assert error["field"] == "body"
+    assert staged_files(home) == [] and small_node.get("/node/info").status_code == 200
+
+
+def _parquet(rows: int, cell: int, tag: str) -> bytes:
+    """A few KB of Parquet whose records come to about rows * cell bytes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = io.BytesIO()
+    pq.write_table(pa.table({"question": [f"{tag}{i}" for i in range(rows)],
+                             "answer": [f"{tag}{i}" + "a" * cell for i in range(rows)]}), out, compression="zstd")
+    return out.getvalue()
+
+
+def test_the_quota_counts_what_a_compressed_file_expands_to(small_node, home, bob, carol):
+    first = _parquet(20, 10_000, "a")  # 200 kB of records, 250 kB quota
+    assert len(first) < 10_000
+    assert post(small_node, bob, [("first.parquet", first)]).status_code == 201
+    before = stored(home)
+    # counted as its file bytes the first upload left room for this one; counted as stored it does not
+    response = post(small_node, bob, [("second.parquet", _parquet(20, 10_000, "b"))])
+    assert_error(response, 413, "per-account quota is 250000 bytes", bob.address, "second.parquet")
+    assert stored(home) == before and staged_files(home) == []
+    # one file alone may not expand past the quota either: refused while it is parsed
+    response = post(small_node, carol, [("bomb.parquet", _parquet(40, 10_000, "c"))])
+    assert_error(response, 413, "the records of this upload come to", "bomb.parquet row")
+    assert stored(home) == before and staged_files(home) == []
+
+
+def test_rows_are_inserted_once_their_bytes_add_up(small_node, home, bob, monkeypatch):
+    from ledgerlm.datanets import ingest
+
+    sizes = []
+    insert = ingest.Ingest._insert_chunk
+    monkeypatch.setattr(ingest, "CHUNK_BYTES", 25_000)
+    monkeypatch.setattr(ingest.Ingest, "_insert_chunk",
+                        lambda self, conn, row, batch, *a: (sizes.append(len(batch)), insert(self, conn, row, batch, *a))[1])
+    assert post(small_node, bob, [("rows.parquet", _parquet(10, 10_000, "r"))]).status_code == 201
+    assert sizes == [3, 3, 3, 1]  # 2,000 rows at a time would have held all ten
+
+
+def test_an_upload_that_stops_sending_is_dropped_and_leaves_nothing(small_node, home, bob):
+    """A client that sent part of a file and then nothing held its connection and staged file for good."""
+    import asyncio
+
+    from starlette.requests import Request
+
+    from ledgerlm.api.multipart import receive_upload
+    from ledgerlm.datanets import UploadInProgress
+    from ledgerlm.errors import LedgerError
+
+    body, content_type = _form(small_node, bob, [("a.jsonl", GOOD + b'{"question": "q2", "answer": "b"}\n')])
+    messages = [{"type": "http.request", "body": body[:body.index(GOOD) + len(GOOD)], "more_body": True}]
+    staged_while_waiting = []
+
+    async def receive():
+        if messages:
+            return messages.pop(0)
+        staged_while_waiting.extend(staged_files(home))
+        await asyncio.sleep(3600)  # the client sends nothing more and keeps the connection open
+
+    scope = {"type": "http", "method": "POST", "path": "/datanets/qa/contributions",
+             "headers": [(b"content-type", content_type.encode())]}
+    upload = UploadInProgress(small_node.app.state.node.datanets, "qa")
+    with pytest.raises(LedgerError) as refused:
+        asyncio.run(receive_upload(Request(scope, receive), upload, max_body=10**9, idle_seconds=0.2))
+    assert (refused.value.status, refused.value.field) == (408, "body")
+    assert "no byte of the upload arrived for 0.2 s" in refused.value.message
+    assert len(staged_while_waiting) == 1 and staged_files(home) == []

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import Request
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from ledgerlm.datanets import DatanetError, UploadInProgress
@@ -14,6 +17,9 @@ FORM_OVERHEAD_BYTES = 64 * 1024
 # The most bytes handed on at once: however large a chunk the server receives, a file stops
 # within one of these past its limit.
 READ_BUFFER = 64 * 1024
+# An upload may take as long as its size needs, but one that sends nothing for this long holds a connection,
+# a task and a staged file for nothing (a stalled client was kept for good).
+IDLE_SECONDS = 60
 
 
 class _Parts:
@@ -27,6 +33,7 @@ class _Parts:
         self.field_name: str | None = None
         self.field_value = bytearray()
         self.is_file = False
+        self.ended = False  # the closing boundary arrived: the form is whole
 
     def callbacks(self) -> dict:
         return {
@@ -37,6 +44,7 @@ class _Parts:
             "on_headers_finished": self.headers_finished,
             "on_part_data": self.part_data,
             "on_part_end": self.part_end,
+            "on_end": self.end,
         }
 
     def _add(self, name: str, data: bytes) -> None:
@@ -74,8 +82,12 @@ class _Parts:
         else:
             self.upload.field(self.field_name, bytes(self.field_value))
 
+    def end(self) -> None:
+        self.ended = True
 
-async def receive_upload(request: Request, upload: UploadInProgress, *, max_body: int) -> None:
+
+async def receive_upload(request: Request, upload: UploadInProgress, *, max_body: int,
+                         idle_seconds: float = IDLE_SECONDS) -> None:
     """Feed the request body to `upload` chunk by chunk; refuse early on the declared sizes.
 
     On any error the partial files are deleted before the error reaches the client.
@@ -91,12 +103,25 @@ async def receive_upload(request: Request, upload: UploadInProgress, *, max_body
             f"the request declares {length} bytes; an upload may hold at most {max_body} (nothing was read)",
             field="files",
         )
-    parser = MultipartParser(boundary, _Parts(upload).callbacks())
+    parts = _Parts(upload)
+    parser = MultipartParser(boundary, parts.callbacks())
     checked_length = False
     try:
-        async for chunk in request.stream():
-            for start in range(0, len(chunk), READ_BUFFER):
-                parser.write(chunk[start:start + READ_BUFFER])
+        stream = request.stream()
+        while True:
+            try:
+                chunk = await asyncio.wait_for(anext(stream), idle_seconds)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                raise DatanetError(f"no byte of the upload arrived for {idle_seconds:g} s; nothing was stored",
+                                   field="body", status=408) from None
+            try:
+                for start in range(0, len(chunk), READ_BUFFER):
+                    parser.write(chunk[start:start + READ_BUFFER])
+            except MultipartParseError as exc:
+                raise DatanetError(f"the upload is not a well-formed multipart/form-data body: {exc}",
+                                   field="body") from None
             if not checked_length and length is not None and upload.declared_bytes is not None:
                 checked_length = True
                 if length > upload.declared_bytes + FORM_OVERHEAD_BYTES:
@@ -106,6 +131,11 @@ async def receive_upload(request: Request, upload: UploadInProgress, *, max_body
                         field="files",
                     )
         parser.finalize()
+        if not parts.ended:
+            # A body cut short (a Content-Length below the real size, a chunked body that stopped) ends in
+            # the middle of a part; what arrived of it is not the file that was meant.
+            raise DatanetError("the upload body ended before the form's closing boundary: it was cut short,"
+                               " and nothing was stored", field="body")
     except BaseException:
         upload.abort()
         raise

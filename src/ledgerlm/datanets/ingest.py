@@ -125,6 +125,9 @@ def _already_live(source: str, datanet: str, other_id: int) -> DuplicateContribu
 
 _HASH, _SOURCE, _BLOB, _PAYLOAD = (_CONTRIBUTION_COLUMNS.index(c) for c in ("content_hash", "source", "blob", "payload"))
 CHUNK = 2000
+# Rows are inserted once this many payload bytes wait, however few they are: 2,000 records of 100 KB
+# (a Parquet file of large cells) held 200 MB before one insert.
+CHUNK_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -207,7 +210,8 @@ class Ingest:
             select(func.coalesce(func.sum(uploads.c.byte_count), 0)).where(uploads.c.contributor == contributor)
         ).scalar())
 
-    def _check_quota(self, conn, contributor: str, incoming: int) -> None:
+    def _check_quota(self, conn, contributor: str, incoming: int) -> int:
+        """What the account stores so far; refused when `incoming` more would pass its quota."""
         used = self.stored_bytes(conn, contributor)
         if used + incoming > self.storage_quota_bytes:
             raise QuotaExceeded(
@@ -215,6 +219,7 @@ class Ingest:
                 f" of {self.storage_quota_bytes} bytes",
                 field="files",
             )
+        return used
 
     def store_staged(
         self, row, signed: SignedAction, contributor: str, staged: list[tuple[str, StagedBlob]], *,
@@ -241,8 +246,8 @@ class Ingest:
         for _, blob in staged:
             self.blobs.discard(blob)
 
-    def _iter_items(self, row, staged: list[tuple[str, StagedBlob]]) -> Iterator[tuple[str, str, str, str]]:
-        """Yield (content hash, payload, source, blob sha256) for every contribution in the upload."""
+    def _iter_items(self, row, staged: list[tuple[str, StagedBlob]]) -> Iterator[tuple[str, str, str, str, int]]:
+        """Yield (content hash, payload, source, blob sha256, payload bytes) for every contribution in the upload."""
         validator = self._validator(row)
         for file_name, blob in staged:
             with open(blob.path, "rb") as fh:
@@ -250,7 +255,7 @@ class Ingest:
             fmt = parsers.detect_format(file_name, head)
             if row["kind"] == DOCUMENTS:
                 document = parsers.extract_document(blob.path, file_name, fmt)
-                yield blob.sha256, document.text, file_name, blob.sha256
+                yield blob.sha256, document.text, file_name, blob.sha256, len(document.text.encode())
             else:
                 if fmt not in parsers.RECORD_FORMATS:
                     raise DatanetError(
@@ -259,7 +264,8 @@ class Ingest:
                         field="files",
                     )
                 for parsed in parsers.iter_records(blob.path, file_name, fmt, validator=validator):
-                    yield parsed.content_hash, parsed.canonical.decode(), parsed.location, blob.sha256
+                    yield (parsed.content_hash, parsed.canonical.decode(), parsed.location, blob.sha256,
+                           len(parsed.canonical))
 
     def _store_upload(self, row, signed, contributor, staged, entries, skip_duplicates) -> UploadReceipt:
         now = int(time.time())
@@ -268,7 +274,8 @@ class Ingest:
             with self.db.begin() as conn:
                 # Inside the write transaction: two uploads racing for the last of a quota cannot both pass.
                 self.db.lock(conn, f"quota:{contributor}")
-                self._check_quota(conn, contributor, sum(e.size for e in entries))
+                file_bytes = sum(e.size for e in entries)
+                used = self._check_quota(conn, contributor, file_bytes)
                 action_id = self._record_action(conn, signed, contributor, now)
                 upload_id = conn.execute(
                     insert(uploads).values(
@@ -288,17 +295,30 @@ class Ingest:
                 ids = _StagedContributions(conn) if self.db.postgres else _NextIds(conn)
                 skipped = 0
                 batch: list[tuple] = []
+                batch_bytes = payload_bytes = 0
                 datanet_id = row["id"]
                 # No per-upload set of hashes: duplicates, within the upload too, are caught by the
                 # unique index on live content, so memory stays flat however long the upload is.
-                for content_hash, payload, source, blob_hash in self._iter_items(row, staged):
+                for content_hash, payload, source, blob_hash, size in self._iter_items(row, staged):
+                    # What is stored counts against the quota as it is parsed: compressed formats (Parquet,
+                    # DOCX, PDF) expand, and a 57 KB Parquet file once stored 400 MB counted as 57 KB.
+                    payload_bytes += size
+                    if used + payload_bytes > self.storage_quota_bytes:
+                        raise QuotaExceeded(
+                            f"the records of this upload come to {payload_bytes} bytes by {source[:300]} (a compressed"
+                            f" file counts as what it expands to); {contributor} already stores {used} bytes and"
+                            f" the per-account quota is {self.storage_quota_bytes} bytes",
+                            field="files",
+                        )
                     # Tuples in _CONTRIBUTION_COLUMNS order: on SQLite the insert is a plain executemany.
                     # (the id comes when the rows are inserted, so skipped duplicates leave no gaps)
                     batch.append((0, datanet_id, upload_id, contributor, content_hash, source[:300],
                                   blob_hash, payload, "pending", None, now, now))
-                    if len(batch) >= CHUNK:
+                    batch_bytes += size
+                    if len(batch) >= CHUNK or batch_bytes >= CHUNK_BYTES:
                         batch, dropped = self._insert_chunk(conn, row, batch, skip_duplicates, ids)
                         skipped += dropped
+                        batch_bytes = 0
                 if batch:
                     _, dropped = self._insert_chunk(conn, row, batch, skip_duplicates, ids)
                     skipped += dropped
@@ -324,6 +344,7 @@ class Ingest:
                     .where(uploads.c.id == upload_id)
                     .values(
                         contribution_count=count,
+                        byte_count=max(file_bytes, payload_bytes),  # the quota counts what the upload occupies
                         receipt=receipt.model_dump(),
                         receipt_signature=receipt.node_signature,
                     )

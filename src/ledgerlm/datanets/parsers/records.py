@@ -28,6 +28,8 @@ _PARQUET_BATCH_ROWS = 4096
 # Parquet is compressed: a 1.3 KB file of repeated text expands to 200 MiB of records (zstd), so the
 # expanded size is bounded, from the footer before anything is inflated and again as batches arrive.
 PARQUET_EXPANDED_BYTES = 512 * 1024 * 1024
+# How much of a batch becomes Python records at once.
+_PARQUET_SLICE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -275,9 +277,13 @@ def _iter_parquet(path: Path, name: str, validator) -> Iterator[ParsedRecord]:
     try:
         parquet = pq.ParquetFile(path)
         meta = parquet.metadata
-        declared = sum(meta.row_group(g).column(c).total_uncompressed_size
-                       for g in range(meta.num_row_groups) for c in range(meta.num_columns))
-        batches = parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS)
+        group_sizes = [(sum(meta.row_group(g).column(c).total_uncompressed_size for c in range(meta.num_columns)),
+                        meta.row_group(g).num_rows) for g in range(meta.num_row_groups)]
+        declared = sum(size for size, _ in group_sizes)
+        # Arrow inflates a whole batch at once: rows of 100 KB came to 400 MB and 1.4 GB of memory per batch of
+        # 4,096, so a batch holds as many rows as the densest row group declares fit in one slice.
+        per_row = max((size // max(rows, 1) for size, rows in group_sizes), default=0)
+        batches = parquet.iter_batches(batch_size=max(1, min(_PARQUET_BATCH_ROWS, _PARQUET_SLICE_BYTES // max(per_row, 1))))
     except (pa.ArrowException, OSError) as exc:
         raise ParseError(f"{name}: not a readable Parquet file ({exc})") from None
     if declared > PARQUET_EXPANDED_BYTES:
@@ -288,28 +294,66 @@ def _iter_parquet(path: Path, name: str, validator) -> Iterator[ParsedRecord]:
         while True:
             try:
                 batch = next(batches, None)
-                expanded += batch.nbytes if batch is not None else 0
+                if batch is None:
+                    break
+                size = _decoded_bytes(batch)
+                expanded += size
                 if expanded > PARQUET_EXPANDED_BYTES:  # a footer that understated its sizes
                     raise ParseError(f"{name} row {rowno + 1}: the Parquet file expands past the limit of "
                                      f"{PARQUET_EXPANDED_BYTES} bytes (split it into smaller files)")
-                rows = batch.to_pylist(maps_as_pydicts="strict") if batch is not None else None
             except (pa.ArrowException, OSError, KeyError) as exc:
                 raise ParseError(f"{name} row {rowno + 1}: corrupt Parquet data ({exc})") from None
-            if rows is None:
-                break
-            for row in rows:
-                rowno += 1
-                location = f"{name} row {rowno}"
-                # Parquet has no "absent": every row has every column, so a top-level null is
-                # read as a missing field, as a JSON Lines record that left it out.
-                record = {}
-                for key, value in row.items():
-                    value = _json_value(value, location, key)
-                    if value is not None:
-                        record[key] = value
-                yield _hashed(record, location, validator)
+            # Rows become Python objects a slice at a time: 4,096 rows of 100 KB were 1.9 GB of memory at once.
+            step = max(1, batch.num_rows * _PARQUET_SLICE_BYTES // max(size, 1))
+            for start in range(0, batch.num_rows, step):
+                try:
+                    rows = batch.slice(start, step).to_pylist(maps_as_pydicts="strict")
+                except (pa.ArrowException, OSError, KeyError) as exc:
+                    raise ParseError(f"{name} row {rowno + 1}: corrupt Parquet data ({exc})") from None
+                for row in rows:
+                    rowno += 1
+                    location = f"{name} row {rowno}"
+                    # Parquet has no "absent": every row has every column, so a top-level null is
+                    # read as a missing field, as a JSON Lines record that left it out.
+                    record = {}
+                    for key, value in row.items():
+                        value = _json_value(value, location, key)
+                        if value is not None:
+                            record[key] = value
+                    yield _hashed(record, location, validator)
     if rowno == 0:
         raise ParseError(f"{name}: no records (the table has no rows)")
+
+
+def _decoded_bytes(array) -> int:
+    """What `array` (a batch, or one column) comes to once every dictionary in it is expanded, as `to_pylist`
+    expands it. Arrow's own size counts a dictionary once however many rows repeat its values, and a column
+    written with a dictionary type is read back with one: 10 KB of Parquet repeating one 256 KiB string in
+    4,096 rows measured 300 KB that way, and became 1 GiB of records."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(array, pa.RecordBatch):
+        return sum(_decoded_bytes(column) for column in array.columns)
+    kind = array.type
+    if pa.types.is_dictionary(kind):
+        values = array.dictionary
+        if any(test(values.type) for test in (pa.types.is_binary, pa.types.is_string, pa.types.is_large_binary,
+                                                pa.types.is_large_string)):
+            repeated = pc.sum(pc.take(pc.cast(pc.binary_length(values), pa.int64()), array.indices)).as_py() or 0
+        else:  # fixed-width values, or nested ones counted as the whole dictionary each time: an upper bound
+            try:
+                each = max(1, values.type.bit_width // 8)
+            except ValueError:
+                each = _decoded_bytes(values)
+            repeated = each * len(array)
+        return array.indices.nbytes + repeated
+    if pa.types.is_struct(kind):
+        return sum(_decoded_bytes(array.field(i)) for i in range(kind.num_fields))
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind) or \
+            pa.types.is_map(kind):
+        return array.nbytes - array.values.nbytes + _decoded_bytes(array.values)
+    return array.nbytes
 
 
 def _json_value(value, location: str, field: str):

@@ -27,10 +27,17 @@ class CsvCoercer:
         self.column_types: dict[str, tuple[str, ...]] = {}
 
     def validate(self, record: dict, where: str) -> None:
+        try:
+            self._validate(record, where)
+        except _IntegerOutOfRange as exc:
+            raise ParseError(f"{where}: field '{exc.column}': integer of {exc.digits} digits is outside the 64-bit"
+                             " range; write it as a string") from None
+
+    def _validate(self, record: dict, where: str) -> None:
         for column, types in self.column_types.items():
             cell = record.get(column)
             if type(cell) is str:
-                self._set(record, column, _coerce_cell(cell, types))
+                self._set(record, column, _coerce_cell(cell, types, column))
         tried = set()
         while True:
             try:
@@ -41,7 +48,7 @@ class CsvCoercer:
                 if column_types is None or column_types[0] in tried:
                     raise_violation(exc, where)
                 column, types = column_types
-                value = _coerce_cell(record[column], types)
+                value = _coerce_cell(record[column], types, column)
                 if value is _NOT_COERCIBLE:
                     raise_violation(exc, where)
                 tried.add(column)
@@ -58,9 +65,16 @@ class CsvCoercer:
 
 _ABSENT = object()
 _INTEGER_CELL = re.compile(r"[+-]?\d+")
+# 2**64 has 20 digits; a longer integer cannot be stored, and past 4,300 digits int() refuses to convert it.
+_MAX_INTEGER_DIGITS = 20
 
 
-def _coerce_cell(cell: str, types: tuple[str, ...]):
+class _IntegerOutOfRange(Exception):
+    def __init__(self, column: str, digits: int):
+        self.column, self.digits = column, digits
+
+
+def _coerce_cell(cell: str, types: tuple[str, ...], column: str):
     text = cell.strip()
     if not text:
         return None if "null" in types else _ABSENT
@@ -70,6 +84,9 @@ def _coerce_cell(cell: str, types: tuple[str, ...]):
     if "null" in types and lowered == "null":
         return None
     if ("integer" in types or "number" in types) and _INTEGER_CELL.fullmatch(text):
+        digits = len(text.lstrip("+-"))
+        if digits > _MAX_INTEGER_DIGITS:
+            raise _IntegerOutOfRange(column, digits)
         return int(text)
     if "number" in types:
         try:
