@@ -86,6 +86,10 @@ def test_hashed_rows_are_the_tfidf_of_each_texts_features_bit_for_bit():
         weight = np.where(tf > 1, 1.0 + np.log(tf), 1.0) * idf
         signed = np.where(feature & np.uint64(1 << 31), weight, -weight).astype(np.float32)
         rows = coo_matrix((signed, (doc, (feature % np.uint64(dim)).astype(np.int64))), shape=(len(texts), dim)).toarray()
-        norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
-        rows /= np.where(norms == 0, 1.0, norms)[:, None]
+        wide = rows.astype(np.float64)
+        norms = np.sqrt(np.einsum("ij,ij->i", wide, wide))
+        rows = (wide / np.where(norms == 0, 1.0, norms)[:, None]).astype(np.float32)
         assert np.array_equal(emb.embed(texts).view(np.uint32), rows.view(np.uint32))
+        sparse = emb.embed_sparse(texts)
+        assert np.array_equal(sparse.dense().view(np.uint32), rows.view(np.uint32))
+        assert all((np.diff(sparse.indices[a:b]) > 0).all() for a, b in zip(sparse.indptr, sparse.indptr[1:]))

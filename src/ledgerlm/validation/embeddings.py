@@ -13,6 +13,7 @@ import numpy as np
 
 from ledgerlm.validation.errors import ValidationError
 from ledgerlm.validation.hashed_features import doc_features, tfidf_rows
+from ledgerlm.validation.sparse_rows import SparseRows
 
 # `re`'s \w: in ASCII letters, digits and "_"; beyond ASCII what str.isalnum accepts
 _WORD = re.compile(r"\w+")
@@ -54,13 +55,12 @@ class HashedTfidfEmbedder:
         return np.repeat(np.repeat(np.arange(len(texts)), per_text), counts), np.repeat(hashes, counts)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        if len(texts) == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
+        return self.embed_sparse(texts).dense()
+
+    def embed_sparse(self, texts: Sequence[str]) -> SparseRows:
+        """The rows of `embed`, only their filled buckets: a row fills about a tenth of them."""
         # each text's features are counted apart (no batch-wide sort); only document frequency is batch-wide
-        out = tfidf_rows(*doc_features(*token_streams(texts), self.char_ngram), self.dim)
-        norms = np.sqrt(np.einsum("ij,ij->i", out, out))
-        out /= np.where(norms == 0, 1.0, norms)[:, None]
-        return out
+        return tfidf_rows(*doc_features(*token_streams(texts), self.char_ngram), self.dim)
 
 
 class MiniLMEmbedder:
@@ -141,6 +141,12 @@ def resolve_embedder(embedder: str | Embedder) -> Embedder:
     if not isinstance(embedder, Embedder):
         raise ValidationError("embedder must be a name or have .name and .embed(texts)", field="embedder")
     return embedder
+
+
+def embed_rows(embedder: Embedder, texts: Sequence[str]) -> np.ndarray | SparseRows:
+    """`texts` embedded as sparse rows when the embedder offers them (hashed TF-IDF), else as dense rows."""
+    sparse = getattr(embedder, "embed_sparse", None)
+    return sparse(texts) if sparse is not None else embedder.embed(texts)
 
 
 def token_streams(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
