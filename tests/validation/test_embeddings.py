@@ -49,16 +49,19 @@ STREAM_TEXTS = ["", " ", "Hello, World!", "a", "_x_ y", "\x00abc\x00", "İstanbu
                 "émigré café", "tab\tnew\nline", "日本語のテキスト", "a__b--c", "ﬁ ligature ß", "!!!", "x\ud800y"]
 
 
-def test_token_streams_are_the_lower_cased_word_tokens_of_each_text():
+@pytest.mark.parametrize("texts", [STREAM_TEXTS, [t for t in STREAM_TEXTS if t.isascii()] + ["  Two  spaces ", "x", "", "   "]],
+                         ids=["some not ascii", "runs of spaces"])
+def test_token_streams_are_the_lower_cased_word_tokens_of_each_text(texts):
     import re
 
     from ledgerlm.validation.embeddings import token_streams
 
-    codes, lengths = token_streams(STREAM_TEXTS)
+    codes, lengths = token_streams(texts)
+    assert codes.dtype == np.uint64
     text = "".join(map(chr, codes.tolist()))
     ends = np.cumsum(lengths).tolist()
     streams = [text[a:b] for a, b in zip([0] + ends[:-1], ends)]
-    assert streams == [" " + " ".join(re.findall(r"\w+", t.lower())) + " " for t in STREAM_TEXTS]
+    assert streams == [" " + " ".join(re.findall(r"\w+", t.lower())) + " " for t in texts]
 
 
 def test_a_batch_hashes_each_text_as_if_it_were_alone():

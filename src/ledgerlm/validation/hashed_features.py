@@ -9,6 +9,17 @@ from ledgerlm.validation.span_hashes import POLY
 from ledgerlm.validation.sparse_rows import SparseRows
 
 
+def token_runs(codes: np.ndarray, lengths: np.ndarray, ascii_codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Token streams (" tok1 tok2 ... ", uint64 code points) and their lengths from texts laid end to end.
+
+    `codes` (uint32) holds the texts, `lengths` their lengths; an ASCII code point c becomes
+    ascii_codes[c] (a space for a non-word character) and others stay. Each text's runs of
+    spaces become one space, with one before its first token and one after its last (two
+    spaces for a text without tokens).
+    """
+    return _token_runs(codes, lengths.astype(np.int64), ascii_codes)
+
+
 def doc_features(codes: np.ndarray, lengths: np.ndarray, char_ngram: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each stream's distinct 32-bit feature hashes in ascending order, with their counts: (starts, hashes, counts).
 
@@ -35,6 +46,36 @@ def tfidf_rows(starts: np.ndarray, hashes: np.ndarray, counts: np.ndarray, dim: 
     scale[2:] += np.log(np.arange(2, len(scale)))
     indptr, indices, values = _tfidf_rows(starts, hashes, counts, _document_frequencies(hashes), idf, scale, dim)
     return SparseRows(indptr, indices, values, dim)
+
+
+@compiled
+def _token_runs(raw, lengths, ascii_codes):
+    codes = np.empty(len(raw) + 2 * len(lengths), dtype=np.uint64)
+    out_lengths = np.empty(len(lengths), dtype=np.int64)
+    pos = m = 0
+    for d in range(len(lengths)):
+        start = m
+        codes[m] = 32
+        m += 1
+        space = True
+        for i in range(pos, pos + lengths[d]):
+            c = raw[i]
+            if c < 128:
+                c = ascii_codes[c]
+            if c != 32:
+                codes[m] = c
+                m += 1
+                space = False
+            elif not space:
+                codes[m] = 32
+                m += 1
+                space = True
+        pos += lengths[d]
+        if not space or m - start == 1:  # the closing space; a text without tokens gets two
+            codes[m] = 32
+            m += 1
+        out_lengths[d] = m - start
+    return codes[:m].copy(), out_lengths
 
 
 @compiled
