@@ -49,16 +49,19 @@ STREAM_TEXTS = ["", " ", "Hello, World!", "a", "_x_ y", "\x00abc\x00", "İstanbu
                 "émigré café", "tab\tnew\nline", "日本語のテキスト", "a__b--c", "ﬁ ligature ß", "!!!", "x\ud800y"]
 
 
-def test_token_streams_are_the_lower_cased_word_tokens_of_each_text():
+@pytest.mark.parametrize("texts", [STREAM_TEXTS, [t for t in STREAM_TEXTS if t.isascii()] + ["  Two  spaces ", "x", "", "   "]],
+                         ids=["some not ascii", "runs of spaces"])
+def test_token_streams_are_the_lower_cased_word_tokens_of_each_text(texts):
     import re
 
     from ledgerlm.validation.embeddings import token_streams
 
-    codes, lengths = token_streams(STREAM_TEXTS)
+    codes, lengths = token_streams(texts)
+    assert codes.dtype == np.uint64
     text = "".join(map(chr, codes.tolist()))
     ends = np.cumsum(lengths).tolist()
     streams = [text[a:b] for a, b in zip([0] + ends[:-1], ends)]
-    assert streams == [" " + " ".join(re.findall(r"\w+", t.lower())) + " " for t in STREAM_TEXTS]
+    assert streams == [" " + " ".join(re.findall(r"\w+", t.lower())) + " " for t in texts]
 
 
 def test_a_batch_hashes_each_text_as_if_it_were_alone():
@@ -86,6 +89,10 @@ def test_hashed_rows_are_the_tfidf_of_each_texts_features_bit_for_bit():
         weight = np.where(tf > 1, 1.0 + np.log(tf), 1.0) * idf
         signed = np.where(feature & np.uint64(1 << 31), weight, -weight).astype(np.float32)
         rows = coo_matrix((signed, (doc, (feature % np.uint64(dim)).astype(np.int64))), shape=(len(texts), dim)).toarray()
-        norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
-        rows /= np.where(norms == 0, 1.0, norms)[:, None]
+        wide = rows.astype(np.float64)
+        norms = np.sqrt(np.einsum("ij,ij->i", wide, wide))
+        rows = (wide / np.where(norms == 0, 1.0, norms)[:, None]).astype(np.float32)
         assert np.array_equal(emb.embed(texts).view(np.uint32), rows.view(np.uint32))
+        sparse = emb.embed_sparse(texts)
+        assert np.array_equal(sparse.dense().view(np.uint32), rows.view(np.uint32))
+        assert all((np.diff(sparse.indices[a:b]) > 0).all() for a, b in zip(sparse.indptr, sparse.indptr[1:]))

@@ -112,6 +112,18 @@ def test_label_noise_votes_match_a_counter_per_record_ties_included(k):
         assert hoods[r].disagreement == 1 - counts.get(labels[r], 0) / k
 
 
+def test_label_noise_neighbours_of_equal_similarity_share_the_label_first_then_are_the_lower_rows():
+    emb = np.zeros((8, 4), dtype=np.float32)
+    emb[:, 0] = 1.0  # every pair equally similar
+    labels = ["a", "b", "b", "a", "a", "a", "b", "b"]
+    hoods = knn_label_disagreement(emb, labels, 3)
+    assert hoods[0].counts == {"a": 3}  # rows 3, 4 and 5: a tie never outvotes a record
+    assert hoods[1].counts == {"b": 3}  # rows 2, 6 and 7
+    emb[1:, 1] = np.arange(1, 8) * 0.1  # rows 1..7 now all differ: no ties left for row 0
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    assert knn_label_disagreement(emb, labels, 3)[0].counts == {"a": 1, "b": 2}  # rows 1, 2 and 3
+
+
 def test_label_noise_leaves_out_only_rows_below_the_disagreement_asked_for():
     rng = np.random.default_rng(0)
     emb = rng.normal(size=(150, 16)).astype(np.float32)
@@ -125,23 +137,19 @@ def test_label_noise_leaves_out_only_rows_below_the_disagreement_asked_for():
 
 def test_question_answer_products_agree_with_the_dense_ones():
     from ledgerlm.validation.embeddings import HashedTfidfEmbedder
-    from ledgerlm.validation.gates.qa_consistency import _sparse_rows, qa_mismatches
+    from ledgerlm.validation.gates.qa_consistency import qa_mismatches
 
     rng = random.Random(5)
     words = " ".join(CLEAN).split()
     questions = [" ".join(rng.choice(words) for _ in range(8)) + "?" for _ in range(60)]
     answers = [q + " " + " ".join(rng.choice(words) for _ in range(30)) for q in questions]
     answers[3], answers[40] = answers[40], answers[3]
-    vectors = HashedTfidfEmbedder().embed(questions)
-    sparse = _sparse_rows(vectors)
-    assert sparse is not None and np.array_equal(sparse.toarray(), vectors)
-    assert _sparse_rows(np.ones((4, 8), dtype=np.float32)) is None  # full rows stay dense
 
-    class Dense:  # the same vectors, but too full to be taken sparse: the BLAS product
+    class Dense:  # the same rows, offered only densely: the BLAS products (as for MiniLM)
         name = "dense"
 
         def embed(self, texts):
-            return np.hstack([HashedTfidfEmbedder().embed(texts), np.full((len(texts), 2048), 1e-30, np.float32)])
+            return HashedTfidfEmbedder().embed(texts)
 
     rule = GatePolicy().qa_consistency
     sparse_found = qa_mismatches(questions, answers, 50, HashedTfidfEmbedder(), rule)
@@ -149,6 +157,9 @@ def test_question_answer_products_agree_with_the_dense_ones():
     assert qa_mismatches(questions, answers, 50, HashedTfidfEmbedder(), rule, chunk=7) == sparse_found
     assert 40 in sparse_found
     assert {r: (m.code, m.other) for r, m in sparse_found.items()} == {r: (m.code, m.other) for r, m in dense_found.items()}
+    for r, m in sparse_found.items():
+        assert m.own == pytest.approx(dense_found[r].own, abs=1e-6)
+        assert m.reference == pytest.approx(dense_found[r].reference, abs=1e-6)
 
 
 @pytest.mark.parametrize("tokens", [("cf", "mn", "bb", "tq"), ("a.b", "x+", "long_token", "z")])

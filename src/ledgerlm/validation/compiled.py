@@ -36,10 +36,15 @@ def precompile() -> None:
     """
     from ledgerlm.validation.embeddings import HashedTfidfEmbedder
     from ledgerlm.validation.gates.junk import junk_findings_many
+    from ledgerlm.validation.gates.label_noise import knn_label_disagreement
     from ledgerlm.validation.near_duplicates import NearDuplicateIndex
     from ledgerlm.validation.policy import JunkRule
+    from ledgerlm.validation.sparse_rows import best_matches, paired_dots
 
     junk_findings_many(["a text long enough to be counted"], JunkRule())
-    HashedTfidfEmbedder().embed(["a text", "another text"])
+    rows = HashedTfidfEmbedder().embed_sparse(["a text", "another text"])
+    knn_label_disagreement(rows.dense(), ["a", "b"], 1)
+    best_matches(rows, rows)
+    paired_dots(rows, rows, [0], [1])
     NearDuplicateIndex().signature_matrix(["a text"])
 

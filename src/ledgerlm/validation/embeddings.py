@@ -12,12 +12,14 @@ from typing import ClassVar, Protocol, runtime_checkable
 import numpy as np
 
 from ledgerlm.validation.errors import ValidationError
-from ledgerlm.validation.hashed_features import doc_features, tfidf_rows
+from ledgerlm.validation.hashed_features import doc_features, tfidf_rows, token_runs
+from ledgerlm.validation.sparse_rows import SparseRows
 
 # `re`'s \w: in ASCII letters, digits and "_"; beyond ASCII what str.isalnum accepts
 _WORD = re.compile(r"\w+")
-# every ASCII byte that \w does not match becomes a space
-_ASCII_TOKEN_BYTES = bytes(c if chr(c) in string.ascii_letters + string.digits + "_" else 32 for c in range(256))
+# every ASCII character that \w does not match becomes a space
+_ASCII_TOKEN_CODES = np.array([c if chr(c) in string.ascii_letters + string.digits + "_" else 32 for c in range(128)],
+                              dtype=np.uint32)
 
 
 @runtime_checkable
@@ -54,13 +56,12 @@ class HashedTfidfEmbedder:
         return np.repeat(np.repeat(np.arange(len(texts)), per_text), counts), np.repeat(hashes, counts)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        if len(texts) == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
+        return self.embed_sparse(texts).dense()
+
+    def embed_sparse(self, texts: Sequence[str]) -> SparseRows:
+        """The rows of `embed`, only their filled buckets: a row fills about a tenth of them."""
         # each text's features are counted apart (no batch-wide sort); only document frequency is batch-wide
-        out = tfidf_rows(*doc_features(*token_streams(texts), self.char_ngram), self.dim)
-        norms = np.sqrt(np.einsum("ij,ij->i", out, out))
-        out /= np.where(norms == 0, 1.0, norms)[:, None]
-        return out
+        return tfidf_rows(*doc_features(*token_streams(texts), self.char_ngram), self.dim)
 
 
 class MiniLMEmbedder:
@@ -143,22 +144,23 @@ def resolve_embedder(embedder: str | Embedder) -> Embedder:
     return embedder
 
 
+def embed_rows(embedder: Embedder, texts: Sequence[str]) -> np.ndarray | SparseRows:
+    """`texts` embedded as sparse rows when the embedder offers them (hashed TF-IDF), else as dense rows."""
+    sparse = getattr(embedder, "embed_sparse", None)
+    return sparse(texts) if sparse is not None else embedder.embed(texts)
+
+
 def token_streams(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Each text as " tok1 tok2 ... " (its lower-cased \\w+ tokens), laid end to end as uint64 code points, and each one's length.
 
     The same streams as `" " + " ".join(re.findall(r"\\w+", text.lower())) + " "` per text (two
-    spaces for a text without tokens). An ASCII text (the common case) gets them from C string
-    methods: a byte table turns every character that is no word character into a space, and
-    `split` drops the runs; only other texts run the regex.
+    spaces for a text without tokens). ASCII texts (the common case) go in lower-cased as they
+    are, and a compiled loop over the whole batch turns every ASCII character that is no word
+    character into a space and drops the runs of spaces; only other texts run the regex, and
+    their streams pass through that loop unchanged.
     """
-    streams = []
-    for text in texts:
-        lower = text.lower()
-        if lower.isascii():
-            words = lower.encode("ascii").translate(_ASCII_TOKEN_BYTES).decode("ascii").split()
-        else:  # a lone surrogate is no word character: the regex drops it with the rest
-            words = _WORD.findall(lower)
-        streams.append(" " + " ".join(words) + " ")
-    lengths = np.fromiter(map(len, streams), dtype=np.int64, count=len(streams))
-    codes = np.frombuffer("".join(streams).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-    return codes, lengths
+    pieces = [text.lower() if text.isascii() else " ".join(_WORD.findall(text.lower())) for text in texts]
+    lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
+    # a lone surrogate is no word character (the regex drops it): it cannot reach the encoder
+    codes = np.frombuffer("".join(pieces).encode("utf-32-le"), dtype=np.uint32)
+    return token_runs(codes, lengths, _ASCII_TOKEN_CODES)

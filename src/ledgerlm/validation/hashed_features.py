@@ -6,6 +6,18 @@ import numpy as np
 
 from ledgerlm.validation.compiled import compiled
 from ledgerlm.validation.span_hashes import POLY
+from ledgerlm.validation.sparse_rows import SparseRows
+
+
+def token_runs(codes: np.ndarray, lengths: np.ndarray, ascii_codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Token streams (" tok1 tok2 ... ", uint64 code points) and their lengths from texts laid end to end.
+
+    `codes` (uint32) holds the texts, `lengths` their lengths; an ASCII code point c becomes
+    ascii_codes[c] (a space for a non-word character) and others stay. Each text's runs of
+    spaces become one space, with one before its first token and one after its last (two
+    spaces for a text without tokens).
+    """
+    return _token_runs(codes, lengths.astype(np.int64), ascii_codes)
 
 
 def doc_features(codes: np.ndarray, lengths: np.ndarray, char_ngram: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -19,19 +31,51 @@ def doc_features(codes: np.ndarray, lengths: np.ndarray, char_ngram: int) -> tup
     return _doc_features(codes.astype(np.uint64), lengths.astype(np.int64), char_ngram)
 
 
-def tfidf_rows(starts: np.ndarray, hashes: np.ndarray, counts: np.ndarray, dim: int) -> np.ndarray:
-    """Unnormalised signed TF-IDF rows, (texts x dim) float32, from `doc_features`.
+def tfidf_rows(starts: np.ndarray, hashes: np.ndarray, counts: np.ndarray, dim: int) -> SparseRows:
+    """L2-normalised signed TF-IDF rows of `dim` buckets from `doc_features`, in CSR form.
 
     Weights are (1 + log tf) * (log((1 + n) / (1 + df)) + 1); a hash's bit 31 gives its sign and
     the rest its bucket. Colliding features are summed in float32 in ascending hash order, so
     every row is the same, bit for bit, as a sparse matrix of the (hash, text)-sorted entries
-    densified. The logarithms come from numpy tables: a compiled `log` may differ in the last bit.
+    densified; each row is then divided by its norm, taken in float64. The logarithms come from
+    numpy tables: a compiled `log` may differ in the last bit.
     """
     n_docs = len(starts) - 1
     idf = np.log((1.0 + n_docs) / (1.0 + np.arange(n_docs + 1))) + 1.0
     scale = np.ones(int(counts.max(initial=1)) + 1)
     scale[2:] += np.log(np.arange(2, len(scale)))
-    return _tfidf_rows(starts, hashes, counts, _document_frequencies(hashes), idf, scale, dim)
+    indptr, indices, values = _tfidf_rows(starts, hashes, counts, _document_frequencies(hashes), idf, scale, dim)
+    return SparseRows(indptr, indices, values, dim)
+
+
+@compiled
+def _token_runs(raw, lengths, ascii_codes):
+    codes = np.empty(len(raw) + 2 * len(lengths), dtype=np.uint64)
+    out_lengths = np.empty(len(lengths), dtype=np.int64)
+    pos = m = 0
+    for d in range(len(lengths)):
+        start = m
+        codes[m] = 32
+        m += 1
+        space = True
+        for i in range(pos, pos + lengths[d]):
+            c = raw[i]
+            if c < 128:
+                c = ascii_codes[c]
+            if c != 32:
+                codes[m] = c
+                m += 1
+                space = False
+            elif not space:
+                codes[m] = 32
+                m += 1
+                space = True
+        pos += lengths[d]
+        if not space or m - start == 1:  # the closing space; a text without tokens gets two
+            codes[m] = 32
+            m += 1
+        out_lengths[d] = m - start
+    return codes[:m].copy(), out_lengths
 
 
 @compiled
@@ -42,6 +86,8 @@ def _doc_features(codes, lengths, n):
     for length in lengths:
         longest = max(longest, length)
     buf = np.empty(2 * longest + 2, dtype=np.uint64)  # windows, then words and bigrams: at most 2 per character
+    spare = np.empty_like(buf)
+    tally = np.empty(256, dtype=np.int64)
     hashes = np.empty(2 * len(codes) + 2, dtype=np.uint64)
     counts = np.empty(2 * len(codes) + 2, dtype=np.int64)
     starts = np.zeros(len(lengths) + 1, dtype=np.int64)
@@ -79,8 +125,22 @@ def _doc_features(codes, lengths, n):
                     m += 1
                 previous, word = word, np.uint64(0)
                 in_word, had_word = False, True
-        features = buf[:m]
-        features.sort()
+        # the 32-bit hashes sorted a byte at a time (LSD radix): a few hundred per text sort
+        # several times faster than by comparisons
+        src, dst = buf, spare
+        for shift in range(0, 32, 8):
+            tally[:] = 0
+            for i in range(m):
+                tally[np.int64((src[i] >> np.uint64(shift)) & np.uint64(255))] += 1
+            at = 0
+            for b in range(256):
+                at, tally[b] = at + tally[b], at
+            for i in range(m):
+                b = np.int64((src[i] >> np.uint64(shift)) & np.uint64(255))
+                dst[tally[b]] = src[i]
+                tally[b] += 1
+            src, dst = dst, src
+        features = src[:m]  # after an even number of passes: `buf` again
         for i in range(m):
             if i == 0 or features[i] != features[i - 1]:
                 hashes[filled] = features[i]
@@ -143,10 +203,44 @@ def _document_frequencies(hashes):
 @compiled
 def _tfidf_rows(starts, hashes, counts, df, idf, scale, dim):
     n_docs = len(starts) - 1
-    out = np.zeros((n_docs, dim), dtype=np.float32)
+    indptr = np.zeros(n_docs + 1, dtype=np.int64)
+    indices = np.empty(len(hashes), dtype=np.int64)  # a feature fills at most one bucket
+    values = np.empty(len(hashes), dtype=np.float32)
+    row = np.zeros(dim, dtype=np.float32)
+    # the buckets a text fills, one bit each: read back word by word they come in ascending order
+    # without a sort; a de Bruijn sequence numbers a word's lowest set bit
+    bits = np.zeros((dim + 63) // 64, dtype=np.uint64)
+    de_bruijn = np.uint64(0x03F79D71B4CB0A89)
+    lowest = np.zeros(64, dtype=np.int64)
+    for i in range(64):
+        lowest[np.int64(((np.uint64(1) << np.uint64(i)) * de_bruijn) >> np.uint64(58))] = i
+    filled = 0
     for d in range(n_docs):
         for i in range(starts[d], starts[d + 1]):
             weight = scale[counts[i]] * idf[df[i]]
             h = hashes[i]
-            out[d, np.int64(h % np.uint64(dim))] += np.float32(weight if h & np.uint64(0x80000000) else -weight)
-    return out
+            b = np.int64(h % np.uint64(dim))
+            row[b] += np.float32(weight if h & np.uint64(0x80000000) else -weight)
+            bits[b >> 6] |= np.uint64(1) << np.uint64(b & 63)
+        norm = 0.0
+        start = filled
+        for w in range(len(bits)):
+            word = bits[w]
+            bits[w] = 0
+            while word:
+                low = word & (~word + np.uint64(1))
+                word ^= low
+                b = w * 64 + lowest[np.int64((low * de_bruijn) >> np.uint64(58))]
+                v = row[b]
+                row[b] = 0.0
+                if v != 0:  # colliding features may cancel: the bucket stays empty
+                    indices[filled] = b
+                    values[filled] = v
+                    norm += np.float64(v) * np.float64(v)
+                    filled += 1
+        if norm > 0:
+            norm = np.sqrt(norm)
+            for t in range(start, filled):
+                values[t] = np.float32(np.float64(values[t]) / norm)
+        indptr[d + 1] = filled
+    return indptr, indices[:filled].copy(), values[:filled].copy()

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ledgerlm.validation.compiled import compiled
+
 
 @dataclass(frozen=True)
 class LabelNeighbourhood:
@@ -26,6 +28,7 @@ def knn_label_disagreement(embeddings: np.ndarray, labels: Sequence[str], k: int
     This is the kNN label-noise heuristic of data cleaning (Wilson's edited nearest neighbour,
     1972): a label most of its neighbours contradict is likely wrong. Rows whose disagreement
     is below `min_disagreement` are left out of the answer (a gate only reports the others).
+    Neighbours of equal similarity are taken with the row's own label first, then by lower row.
     """
     n = len(labels)
     rows = range(n) if rows is None else rows
@@ -44,15 +47,12 @@ def knn_label_disagreement(embeddings: np.ndarray, labels: Sequence[str], k: int
     # general one), so when it fits, all similarities come from one product
     gram = embeddings @ embeddings.T if n <= _GRAM_LIMIT and len(rows) > n // 2 else None
     for start in range(0, len(rows), chunk):
-        idx = np.asarray(rows[start : start + chunk])
-        # distances as negated similarities, negated in place: the Gram rows are read once, here
+        idx = np.asarray(rows[start : start + chunk], dtype=np.int64)
         if gram is not None and len(idx) and (np.diff(idx) == 1).all():  # consecutive rows: a view
             sims = gram[idx[0] : idx[-1] + 1]
         else:
             sims = gram[idx] if gram is not None else embeddings[idx] @ embeddings.T
-        np.negative(sims, out=sims)
-        sims[np.arange(len(idx)), idx] = np.inf
-        nearest = np.argpartition(sims, k - 1, axis=1)[:, :k]
+        nearest = _nearest(sims, idx, k, codes)
         votes = np.bincount((np.arange(len(idx))[:, None] * n_classes + codes[nearest]).ravel(),
                             minlength=len(idx) * n_classes).reshape(len(idx), n_classes)
         own = codes[idx]
@@ -65,6 +65,59 @@ def knn_label_disagreement(embeddings: np.ndarray, labels: Sequence[str], k: int
             r, row = int(idx[i]), votes[i]
             counts = {classes[c]: int(row[c]) for c in np.flatnonzero(row).tolist()}
             out[r] = LabelNeighbourhood(labels[r], classes[int(majority[i])], 1 - int(own_votes[i]) / k, counts)
+    return out
+
+
+@compiled
+def _nearest(sims, own, k, codes):
+    """Row i's k most similar columns other than own[i], in no order.
+
+    Of equal similarities a column labelled like row own[i] wins, then the lower column: a
+    record is never outvoted by a tie that could as well have gone its way. One pass over each
+    row keeps its best k in a heap with the worst at the root, about one comparison per column.
+    """
+    n_rows, n = sims.shape
+    out = np.empty((n_rows, k), dtype=np.int64)
+    heap = np.empty(k, dtype=sims.dtype)
+    agree = np.empty(k, dtype=np.bool_)
+    cols = np.empty(k, dtype=np.int64)
+
+    def worse(s, a, j, t):  # is (s, a, j) worse than the heap's entry t?
+        return s < heap[t] or (s == heap[t] and (a < agree[t] or (a == agree[t] and j > cols[t])))
+
+    for i in range(n_rows):
+        size = 0
+        label = codes[own[i]]
+        for j in range(n):
+            if j == own[i]:
+                continue
+            s = sims[i, j]
+            a = codes[j] == label
+            if size == k:
+                if worse(s, a, j, 0):
+                    continue
+                c = 0  # it replaces the root and sinks
+                while True:
+                    child = 2 * c + 1
+                    if child >= k:
+                        break
+                    if child + 1 < k and worse(heap[child + 1], agree[child + 1], cols[child + 1], child):
+                        child += 1
+                    if worse(s, a, j, child):
+                        break
+                    heap[c], agree[c], cols[c] = heap[child], agree[child], cols[child]
+                    c = child
+            else:  # not yet full: it rises from the end
+                c = size
+                size += 1
+                while c > 0:
+                    parent = (c - 1) // 2
+                    if not worse(s, a, j, parent):
+                        break
+                    heap[c], agree[c], cols[c] = heap[parent], agree[parent], cols[parent]
+                    c = parent
+            heap[c], agree[c], cols[c] = s, a, j
+        out[i] = cols
     return out
 
 
