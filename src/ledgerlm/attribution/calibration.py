@@ -15,9 +15,9 @@ Cost. Span matching a null answer costs no model pass, so every null answer sets
 A gradient score costs a forward and a backward pass, and unlike the rows' pass it does not shrink
 with the Datanet, so how many null answers take one follows the work training did
 (`null_answer_count`): about `null_token_share` of the tokens training ran (`tokens_seen`), never
-fewer than `min_gradient_null_answers` nor more than `max_gradient_null_answers` (32 of 64). A
-Datanet of six records trained for ten epochs grades the floor, a few hundred records the cap
-(benchmarks/results/attribution_build_cost.md). The graded answers are spread evenly over the
+fewer than `min_gradient_null_answers` nor more than `max_gradient_null_answers` (32 of 64). On
+SmolLM2 at ten epochs, 6 records grade the floor (8), 12 records 14 and 35 records the cap
+(benchmarks/results/attribution_build_cost_sizes.md). The graded answers are spread evenly over the
 shipped list (`graded_null_answers`), which is grouped by kind (arithmetic, geography, ...), so
 few of them still sample every kind. The count used and the training tokens it was chosen from
 are stored in the published settings.
@@ -73,7 +73,7 @@ class CalibrationSettings:
     restated_weight: float = 0.2
     # How many null answers take a gradient pass: 0 chooses it from the training's size
     # (`null_answer_count`); a calibrated index stores the count it used, and the training tokens
-    # it was chosen from. Measured in benchmarks/results/attribution_build_cost.md.
+    # it was chosen from. Measured in benchmarks/results/attribution_build_cost_sizes.md.
     gradient_null_answers: int = 0
     null_token_share: float = 0.05
     min_gradient_null_answers: int = 8
