@@ -12,12 +12,20 @@ they were computed with are stored with the index and published with the model, 
 check them.
 
 Cost. Span matching a null answer costs no model pass, so every null answer sets the span bar.
-A gradient score costs a forward and a backward pass, the one cost of an index that does not
-grow with the Datanet, so only the first `gradient_null_answers` of them (32 of 64) take one.
+A gradient score costs a forward and a backward pass, and unlike the rows' pass it does not shrink
+with the Datanet, so how many null answers take one follows the work training did
+(`null_answer_count`): about `null_token_share` of the tokens training ran (`tokens_seen`), never
+fewer than `min_gradient_null_answers` nor more than `max_gradient_null_answers` (32 of 64). On
+SmolLM2 at ten epochs, 6 records grade the floor (8), 12 records 14 and 35 records the cap
+(benchmarks/results/attribution_build_cost_sizes.md). The graded answers are spread evenly over the
+shipped list (`graded_null_answers`), which is grouped by kind (arithmetic, geography, ...), so
+few of them still sample every kind. The count used and the training tokens it was chosen from
+are stored in the published settings.
 With that few, the empirical 99th percentile is just their maximum, which is low more often than
 not; the gradient bar is therefore the higher of that and a one-sided normal prediction bound,
 mean + t(q, n-1) * sd * sqrt(1 + 1/n) — where the next null answer falls with probability q if
-the best scores are roughly normal, widened for the few it was estimated from.
+the best scores are roughly normal, widened for the few it was estimated from: the fewer answers,
+the higher the bar, so a small Datanet's cheaper calibration pays less, never more, by chance.
 
 A rare span several rows share, which the prompt does not pin on one of them, narrows who taught
 the answer to those rows (its candidates) and lets the gradient pick among them (attribute.py).
@@ -63,15 +71,33 @@ class CalibrationSettings:
     rare_fraction: float = 0.01
     min_span_rows: int = 4  # chosen on the tuning split (benchmarks/results/attribution.md)
     restated_weight: float = 0.2
-    gradient_null_answers: int = 32  # bar stability: benchmarks/results/attribution_build_cost.md
+    # How many null answers take a gradient pass: 0 chooses it from the training's size
+    # (`null_answer_count`); a calibrated index stores the count it used, and the training tokens
+    # it was chosen from. Measured in benchmarks/results/attribution_build_cost_sizes.md.
+    gradient_null_answers: int = 0
+    null_token_share: float = 0.05
+    min_gradient_null_answers: int = 8
+    max_gradient_null_answers: int = 32
+    training_tokens: int = 0
 
     def __post_init__(self):
         if not 0 < self.false_payout_rate < 1:
             raise AttributionError("false_payout_rate must be between 0 and 1",
                                    field="false_payout_rate")
-        if self.gradient_null_answers < 3:
-            raise AttributionError("gradient_null_answers must be at least 3: a bar needs a "
-                                   "spread to be estimated from", field="gradient_null_answers")
+        for name in ("gradient_null_answers", "min_gradient_null_answers",
+                     "max_gradient_null_answers"):
+            value = getattr(self, name)
+            if value < 3 and (value or name != "gradient_null_answers"):
+                raise AttributionError(f"{name} must be at least 3: a bar needs a spread to be "
+                                       "estimated from", field=name)
+        if self.min_gradient_null_answers > self.max_gradient_null_answers:
+            raise AttributionError("min_gradient_null_answers must not exceed "
+                                   "max_gradient_null_answers", field="min_gradient_null_answers")
+        if not 0 < self.null_token_share <= 1:
+            raise AttributionError("null_token_share must be above 0 and at most 1",
+                                   field="null_token_share")
+        if self.training_tokens < 0:
+            raise AttributionError("training_tokens must not be negative", field="training_tokens")
         if not 0 <= self.restated_weight <= 1:
             raise AttributionError("restated_weight must be between 0 and 1",
                                    field="restated_weight")
@@ -152,10 +178,49 @@ def candidate_bar(null_scores: np.ndarray, false_payout_rate: float, max_rows: i
     return max(0.0, float(rounded(np.quantile(np.ravel(null_scores), q, method="higher"))))
 
 
-def calibrate(index, model, tokenizer, settings: CalibrationSettings = CalibrationSettings(),
-              *, queries: tuple[tuple[str, str], ...] = NULL_QUERIES,
-              batch_size: int = 8) -> Calibration:
-    """Attribute every null answer against `index` and set the bars above what they reach."""
+def null_answer_count(settings: CalibrationSettings, training_tokens: int,
+                      answer_tokens: float, available: int = len(NULL_QUERIES)) -> int:
+    """How many null answers take a gradient pass after a training that ran `training_tokens`
+    tokens: those whose `answer_tokens` each (after the template head) make up about
+    `null_token_share` of them, within the settings' floor and cap (module docstring).
+
+    A count set in the settings is kept; an unknown training size (0) takes the cap.
+    """
+    if settings.gradient_null_answers:
+        wanted = settings.gradient_null_answers
+    elif training_tokens <= 0:
+        wanted = settings.max_gradient_null_answers
+    else:
+        wanted = int(settings.null_token_share * training_tokens / max(answer_tokens, 1.0))
+        wanted = min(settings.max_gradient_null_answers,
+                     max(settings.min_gradient_null_answers, wanted))
+    return min(wanted, available)
+
+
+def graded_null_answers(count: int, available: int) -> list[int]:
+    """Which of the `available` null answers the `count` gradient passes go to: spread evenly
+    over the list, which is grouped by kind, so that a few still sample every kind."""
+    count = min(count, available)
+    return [i * available // count for i in range(count)]
+
+
+@dataclass(frozen=True)
+class NullAnswers:
+    """The null answers tokenized for an index: examples, content weights, longest rare spans."""
+
+    examples: list
+    weights: dict[int, list[float]]
+    longest: list[int]
+    max_rows: int
+
+    def answer_tokens(self, head: int) -> float:
+        """Mean tokens of an answer's pass after the template head (what its gradient pass runs)."""
+        return float(np.mean([len(e.input_ids) - head for e in self.examples]))
+
+
+def null_answers(index, tokenizer, settings: CalibrationSettings,
+                 queries: tuple[tuple[str, str], ...] = NULL_QUERIES) -> NullAnswers:
+    """Tokenize every null answer as a user's answer would be and find its longest rare span."""
     max_rows = span_max_rows(len(index), settings)
     examples, weights, longest = [], {}, []
     for i, (prompt, answer) in enumerate(queries):
@@ -167,24 +232,56 @@ def calibrate(index, model, tokenizer, settings: CalibrationSettings = Calibrati
         longest.append(max(index.spans.longest_rare_span(ids, max_examples=max_rows,
                                                          min_chars=settings.min_span_chars)
                            for ids in readings))
-    # The answers run a pass at a time, each pass holding about `batch_size` answers' worth of
-    # tokens: the template head once, then one row per answer (features.feature_batches).
-    width = max(len(e.input_ids) for e in examples)
+    return NullAnswers(examples, weights, longest, max_rows)
+
+
+def null_features(index, model, tokenizer, nulls: NullAnswers, graded: list[int],
+                  batch_size: int = 8) -> np.ndarray:
+    """(len(graded), dim) gradient features of the null answers at positions `graded`.
+
+    The answers run a pass at a time, each pass holding about `batch_size` answers' worth of
+    tokens: the template head once, then one row per answer (features.feature_batches).
+    """
+    chosen = [nulls.examples[i] for i in graded]
+    width = max(len(e.input_ids) for e in chosen)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    graded = examples[:settings.gradient_null_answers]
-    features = example_features(model, graded, index.projector, max_len=width, pad_id=pad,
-                                batch_size=batch_size, token_weights=weights)
+    features = example_features(model, chosen, index.projector, max_len=width, pad_id=pad,
+                                batch_size=batch_size, token_weights=nulls.weights)
+    return np.stack([features[e.index] for e in chosen])
+
+
+def calibrate(index, model, tokenizer, settings: CalibrationSettings = CalibrationSettings(),
+              *, queries: tuple[tuple[str, str], ...] = NULL_QUERIES,
+              batch_size: int = 8, training_tokens: int = 0) -> Calibration:
+    """Attribute every null answer against `index` and set the bars above what they reach.
+
+    `training_tokens` (what the training ran, `tokens_seen`) chooses how many null answers take
+    a gradient pass unless `settings` fixes it; the returned settings hold the count used.
+    """
+    nulls = null_answers(index, tokenizer, settings, queries)
+    count = null_answer_count(settings, training_tokens,
+                              nulls.answer_tokens(len(index.projector.head)), len(queries))
+    settings = replace(settings, gradient_null_answers=count,
+                       training_tokens=max(0, int(training_tokens)))
+    graded = graded_null_answers(count, len(queries))
+    features = null_features(index, model, tokenizer, nulls, graded, batch_size)
+    return bars_from_null_features(index, settings, features, nulls)
+
+
+def bars_from_null_features(index, settings: CalibrationSettings, features: np.ndarray,
+                            nulls: NullAnswers) -> Calibration:
+    """The calibration of `index` from the graded null answers' `features` and every null
+    answer's longest rare span."""
     q = 1 - settings.false_payout_rate
     null_max, bars, candidates = {}, {}, {}
-    stacked = np.stack([features[e.index] for e in graded])
     for mode in PAYING_MODES:
-        scores = rounded(index.gradient_scores(stacked, mode))
+        scores = rounded(index.gradient_scores(features, mode))
         best = [float(v) for v in scores.max(axis=1)]
         null_max[mode] = best
         bars[mode] = gradient_bar(best, q)
         # a candidate named by the text never needs more than a row the gradient alone would pay
         candidates[mode] = min(bars[mode], candidate_bar(scores, settings.false_payout_rate,
-                                                         max_rows))
-    span_bar = int(np.quantile(longest, q, method="higher")) + 1
-    return Calibration(settings, bars, max(settings.min_span, span_bar), max_rows, len(queries),
-                       null_max, longest, candidates)
+                                                         nulls.max_rows))
+    span_bar = int(np.quantile(nulls.longest, q, method="higher")) + 1
+    return Calibration(settings, bars, max(settings.min_span, span_bar), nulls.max_rows,
+                       len(nulls.examples), null_max, list(nulls.longest), candidates)

@@ -379,7 +379,8 @@ def build_index(
     a `(model, tokenizer)` pair (all records are indexed unless `train_indices` says otherwise;
     nothing is saved). `records` are the Datanet version export the model was trained on.
     `calibration` sets what the payment bars are calibrated for (None: no bars, the index can
-    rank but not pay). `features` (a `TrainingFeatures` filled while the model trained) supplies
+    rank but not pay); how many null answers calibration spends a gradient pass on follows the
+    tokens the training ran (training.json's `tokens_seen`; calibration.py). `features` (a `TrainingFeatures` filled while the model trained) supplies
     the rows it holds, so only the examples it missed take a pass here; `loaded` is the trained
     `(model, tokenizer)` when the caller still holds them, saving a load from disk.
     `last_blocks` > 0 features only the LoRA weights of the model's last that many transformer
@@ -392,6 +393,7 @@ def build_index(
     started = time.perf_counter()
     adapter_sha = data_sha = ""
     model_dir = None
+    training_tokens = 0  # unknown for a (model, tokenizer) source: calibration takes its cap
     if isinstance(source, (str, os.PathLike)):
         from ledgerlm.attribution.attribute import load_model
         from ledgerlm.factory import adapter_sha256, read_training
@@ -409,6 +411,7 @@ def build_index(
             )
         train_indices = training["train_indices"] if train_indices is None else train_indices
         max_len = max_len or training["config"]["max_len"]
+        training_tokens = int(training.get("tokens_seen") or 0)
         model, tokenizer = loaded or load_model(model_dir, base)
         adapter_sha = adapter_sha256(model_dir)
         save = True if save is None else save
@@ -459,7 +462,8 @@ def build_index(
     index = AttributionIndex(examples, features, preconditioner, projector, spans, config,
                              tokenizer=tokenizer)
     if calibration is not None:
-        index.calibration = calibrate(index, model, tokenizer, calibration)
+        index.calibration = calibrate(index, model, tokenizer, calibration,
+                                      training_tokens=training_tokens)
     index.config = replace(config, build_seconds=time.perf_counter() - started)
     if save and model_dir is not None:
         index.save(model_dir)

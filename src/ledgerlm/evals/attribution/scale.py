@@ -206,7 +206,8 @@ def index_build_cost(base, records: list[dict], config, work_dir, *, dim: int = 
     rows = (time.perf_counter() - started, time.process_time() - cpu)
     settings = CalibrationSettings()
     started, cpu = time.perf_counter(), time.process_time()
-    index.calibration = calibrate(index, model, tokenizer, settings)
+    index.calibration = calibrate(index, model, tokenizer, settings,
+                                  training_tokens=trained.tokens_seen)
     calibration = (time.perf_counter() - started, time.process_time() - cpu)
     after = rows[0] + calibration[0]
     after_cpu = rows[1] + calibration[1]
@@ -261,7 +262,7 @@ def index_build_cost(base, records: list[dict], config, work_dir, *, dim: int = 
             "separate_pass_seconds": separate[0], "separate_pass_cpu_seconds": separate[1],
             "separate_over_train": separate[0] / training,
             "separate_over_train_cpu": separate[1] / train_cpu,
-            "gradient_null_answers": settings.gradient_null_answers,
+            "gradient_null_answers": index.calibration.settings.gradient_null_answers,
             "null_answers": len(NULL_QUERIES), "evaluation_null_prompts": len(held),
             "bar_stability": stability, "by_last_blocks": truncated,
             "queries": len(queries)}
