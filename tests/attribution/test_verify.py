@@ -51,6 +51,17 @@ def test_every_changed_share_and_total_is_reported(tmp_path):
     assert not check.verified and check.differences == found
 
 
+def test_a_receipt_made_under_another_rule_says_so_before_its_shares(tmp_path):
+    from ledgerlm.attribution.attribute import RULE
+
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"model": "m", "prompt": "q?", "answer": "a.", **RESULT}))  # no rule: made before
+    check = verify_receipt(read_receipt(path), lambda m, p, a: {**RESULT, "rule": RULE})
+    assert not check.verified and check.mismatches[0].startswith(
+        f"rule: the receipt was made under attribution rule 1, this node computes rule {RULE}")
+    assert verify_receipt(read_receipt(path), lambda m, p, a: RESULT).verified  # same rule, same split
+
+
 ROWS = {**RESULT, "examples": [
     {"row": 3, "record": 3, "contribution_id": 3, "contributor": "0xaa", "gradient": 0.6123,
      "gradient_evidence": 0.3, "span": 0.4, "longest_span": 5, "combined": 0.5},

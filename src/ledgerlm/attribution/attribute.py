@@ -67,6 +67,11 @@ from ledgerlm.money import BPS, split_by_weight
 
 _QUANTUM = 10**6  # evidence units per 1.0 when evidence becomes integers for the split
 
+# The rule every receipt names, so a recomputation knows which one it checks: 1 split a span several
+# records share by how alike they are worded; 2 gives it to the record the prompt names (spans.py).
+# A receipt that names none predates the numbering (rule 1 or earlier).
+RULE = 2
+
 
 @dataclass(frozen=True)
 class AttributionSettings:
@@ -133,6 +138,7 @@ class AttributionResult:
     answer_tokens: int
     index_adapter_sha256: str
     settings: AttributionSettings
+    rule: int = RULE
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -95,6 +95,9 @@ class Difference:
     within_rounding: bool
 
     def __str__(self) -> str:
+        if self.field == "rule":
+            return (f"rule: the receipt was made under attribution rule {self.receipt}, this node computes rule "
+                    f"{self.recomputed} (mismatch: only a node on rule {self.receipt} can recompute its split)")
         kind = "within rounding tolerance" if self.within_rounding else "mismatch"
         return f"{self.field}: receipt {self.receipt!r}, recomputed {self.recomputed!r} ({kind})"
 
@@ -110,6 +113,10 @@ def compare(expected: dict, actual: dict) -> list[Difference]:
     found = [Difference(name, expected.get(name), actual.get(name), False)
              for name in EXACT if (name in expected or name in actual)
              and expected.get(name) != actual.get(name)]
+    # Another rule splits the same evidence differently: say so first, since every bps below follows from it.
+    rule, recomputed_rule = expected.get("rule", 1), actual.get("rule", 1)
+    if rule != recomputed_rule:
+        found.insert(0, Difference("rule", rule, recomputed_rule, False))
     want = {e["row"]: e for e in expected.get("examples", [])}
     got = {e["row"]: e for e in actual.get("examples", [])}
     gap = 0.0
