@@ -351,13 +351,13 @@ def test_schema_defaults_filled_by_the_validator_are_part_of_the_hash(tmp_path):
         ("data.json", b"", "data.json: file is empty"),
         ("data.json", b"[]", "data.json: no records (the array is empty)"),
         ("data.json", b'[{"a": 1},\n 5]', "data.json item 2: expected a JSON object, got a number"),
-        ("data.json", b'[{"a": 1},\n {"a": }]', "data.json line 2 column 8: malformed JSON"),
+        ("data.json", b'[{"a": 1},\n {"a": }]', "data.json item 2 (line 2 column 8): malformed JSON"),
         (
             "data.json",
             b'"just a string"',
             "data.json: expected an array of JSON objects, got a string",
         ),
-        ("data.json", b'[{"a": "\xff"}]', "data.json line 1: invalid UTF-8 at byte offset 8"),
+        ("data.json", b'[{"a": "\xff"}]', "data.json item 1 (line 1): invalid UTF-8 at byte offset 8"),
         ("table.csv", b"", "table.csv: file is empty (a CSV needs a header row)"),
         ("table.csv", b"a,b\n", "table.csv: no records (only a header row)"),
         (
