@@ -60,8 +60,9 @@ def iter_records(
 
     Memory stays flat in the number of records; a `.json` array is read an element at a time.
     A JSON Lines line or JSON array element longer than `max_record_bytes` (MAX_RECORD_BYTES by
-    default) is refused before it is parsed. `validator` raises on a schema violation (a fastjsonschema-compiled function or a
-    jsonschema `validate`); the error is re-raised as ParseError naming file, line/row and field.
+    default) is refused while it is read. `validator` raises on a schema violation (a
+    fastjsonschema-compiled function or a jsonschema `validate`); the error is re-raised as
+    ParseError naming file, line/row and field.
     The record is hashed after validation, so schema defaults a validator fills in are part of it.
 
     CSV cells stay strings unless the validator rejects a cell for its type: then the cell is
