@@ -79,8 +79,8 @@ class JsonStream:
         """The value starting at self.pos, read to its end (or to the end of the file, if it never ends)."""
         first = self.buf[self.pos]
         if first in _NOT_A_VALUE:
-            what = f"item {item}" if item else "the top-level value"
-            self._malformed(f"expected a JSON value for {what}, found {_shown(first)}")
+            what = f" for item {item}" if item else ""
+            self._malformed(f"expected a JSON value{what}, found {_shown(first)}")
         start = scan = self.pos
         depth = 0
         while True:
