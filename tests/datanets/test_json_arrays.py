@@ -113,10 +113,12 @@ def test_elements_cut_across_reads_are_the_records_read_whole(tmp_path, monkeypa
         {"question": "\\", "answer": '"'},
     ]
     path = tmp_path / "cuts.json"
-    path.write_bytes(b"\xef\xbb\xbf" + _array(rows))
-    for chunk in (1, 2, 3, 5, 64):
-        monkeypatch.setattr(json_stream, "CHUNK_BYTES", chunk)
-        assert [r.record for r in iter_records(path, path.name, "json")] == rows, chunk
+    path.write_bytes(b"\xef\xbb\xbf" + _array(rows * 20))
+    for chunk in (1, 2, 3, 5, 64, 1 << 20):
+        for run in (8, 200, 1 << 16):  # runs parsed in one call, cut in every place
+            monkeypatch.setattr(json_stream, "CHUNK_BYTES", chunk)
+            monkeypatch.setattr(json_stream, "RUN_BYTES", run)
+            assert [r.record for r in iter_records(path, path.name, "json")] == rows * 20, (chunk, run)
 
 
 @pytest.mark.parametrize(
@@ -146,3 +148,25 @@ def test_a_top_level_object_is_one_record_and_json_lines_stay_lines(http, home, 
     response, _ = upload(http, "qa", bob, [("lines.json", lines)])
     assert response.status_code == 201 and response.json()["contribution_count"] == 3
     assert_error(upload(http, "qa", bob, [("empty.json", b"[ ]")])[0], 400, "empty.json: no records (the array is empty)")
+
+
+@pytest.mark.parametrize(
+    ("bad", "expected"),
+    [
+        (b'{"question": "x", "answer": "a", "answer": "b"}', "many.json item 151 (line 1): key 'answer' appears twice"),
+        (b'{"question": 123456789012345678901234, "answer": "a"}',
+         "many.json item 151: field 'question': integer 123456789012345678901234 is outside the 64-bit range"),
+        (b'{"question": "x", "answer": NaN}', "many.json item 151 (line 1 column "),
+        (b'["question", "answer"]', "many.json item 151: expected a JSON object, got an array"),
+    ],
+)
+def test_elements_parsed_as_a_run_are_checked_as_each_alone(tmp_path, bad, expected):
+    """Runs of elements are parsed in one call; one bad element among them is still found and named."""
+    rows = [_qa(i) for i in range(300)]
+    path = tmp_path / "many.json"
+    path.write_bytes(_array(rows[:150], indent=False)[:-1] + b"," + bad + b"," + _array(rows[150:], indent=False)[1:])
+    with pytest.raises(ParseError) as refused:
+        list(iter_records(path, path.name, "json"))
+    assert refused.value.message.startswith(expected), refused.value.message
+    path.write_bytes(_array(rows, indent=False))
+    assert [r.location for r in iter_records(path, path.name, "json")] == [f"many.json item {i}" for i in range(1, 301)]

@@ -422,7 +422,9 @@ def test_documents_are_not_records(tmp_path):
 def test_records_stream_in_flat_memory(tmp_path, monkeypatch, fmt):
     from ledgerlm.datanets.parsers import json_stream
 
-    monkeypatch.setattr(json_stream, "CHUNK_BYTES", 1 << 16)  # a default read of 1 MiB is a third of this file
+    # reads of 1 MiB and runs of elements parsed at once are a good part of a file this small
+    monkeypatch.setattr(json_stream, "CHUNK_BYTES", 1 << 15)
+    monkeypatch.setattr(json_stream, "RUN_BYTES", 1 << 12)
     rows = [{"question": f"q{i}", "answer": "a" * 50} for i in range(30_000)]
     path = make_jsonl(tmp_path / "big.jsonl", rows)
     if fmt == "json":

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO, NamedTuple
 
 from ledgerlm.datanets.parsers.formats import BOM, ParseError
 
 CHUNK_BYTES = 1 << 20
+# How much of the buffer one run of elements, parsed in one call, may span.
+RUN_BYTES = 1 << 14
+_COMMA = re.compile(rb"[ \t\r\n]*+,[ \t\r\n]*+")
 _SPACE = re.compile(rb"[ \t\r\n]*+")
 # From a point outside any string: everything up to the next bracket, strings skipped whole. A match
 # ends at a bracket, at the end of the buffer, or at the quote of a string the buffer cuts short.
@@ -29,6 +32,7 @@ class JsonValue(NamedTuple):
     raw: bytes
     item: int
     offset: int  # of its first byte in the file
+    record: object = None  # already parsed and checked, as one of a run (raw and offset are then empty)
 
 
 class JsonStream:
@@ -139,10 +143,17 @@ class JsonStream:
     def rest_is_blank(self) -> bool:
         return self._skip_space() is None
 
-    def items(self) -> Iterator[JsonValue]:
-        """The elements of the top-level array, one at a time; call after `first_byte` returned `[`."""
+    def items(self, parse_run: Callable[[bytes], list | None] | None = None) -> Iterator[JsonValue]:
+        """The elements of the top-level array, one at a time; call after `first_byte` returned `[`.
+
+        `parse_run` may take a run of elements at once: given the bytes from one element's start to
+        a '}' further on, it returns their records, or None to have them read one by one. It
+        returns records only if those bytes parse as elements, and a cut inside an element leaves a
+        string or a bracket open, so a run it accepts ends where an element does.
+        """
         self.pos += 1
         item = 0
+        retry_at = 0  # a run that failed is not tried again until this offset, so failures cost one parse per run
         after = self._skip_space()
         while after != ord("]"):
             if after is None:
@@ -158,7 +169,18 @@ class JsonStream:
                     self._malformed(f"trailing comma after item {item}")
             item += 1
             yield self._take(item)
-            while (flat := _NEXT_FLAT_OBJECT.match(self.buf, self.pos)) is not None:
+            while True:
+                if parse_run is not None and self.base + self.pos >= retry_at:
+                    records = self._run(parse_run)
+                    if records is not None:
+                        for record in records:
+                            item += 1
+                            yield JsonValue(b"", item, 0, record)
+                        continue
+                    retry_at = self.base + self.pos + RUN_BYTES
+                flat = _NEXT_FLAT_OBJECT.match(self.buf, self.pos)
+                if flat is None:
+                    break
                 start, self.pos = flat.span(1)
                 item += 1
                 if self.pos - start > self.max_value_bytes:
@@ -169,6 +191,21 @@ class JsonStream:
         after = self._skip_space()
         if after is not None:
             self._malformed(f"content after the array's closing ']' ({_shown(after)})")
+
+    def _run(self, parse_run: Callable[[bytes], list | None]) -> list | None:
+        """The records `parse_run` makes of the elements after the next comma, up to the last '}' within
+        RUN_BYTES of the buffer; consumed only if it accepts them."""
+        comma = _COMMA.match(self.buf, self.pos)
+        if comma is None:
+            return None
+        start = comma.end()
+        close = self.buf.rfind(b"}", start, start + RUN_BYTES)
+        if close < 0:
+            return None
+        records = parse_run(self.buf[start:close + 1])
+        if records:
+            self.pos = close + 1
+        return records or None
 
 
 def _shown(byte: int) -> str:

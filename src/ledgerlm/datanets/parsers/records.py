@@ -25,6 +25,7 @@ from ledgerlm.datanets.parsers.schema_errors import CsvCoercer, validate_record
 _LONG_DIGITS = re.compile(rb"\d{19}")
 _DIGITS = b"0123456789"
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+_DIGITS_AS_ZERO, _19_ZEROS = bytes.maketrans(b"123456789", b"0" * 9), b"0" * 19
 _PARQUET_BATCH_ROWS = 4096
 # One record of a JSON Lines or JSON file is read whole before it is parsed, so its size is bounded while it
 # is read; parsed, a record takes several times its bytes.
@@ -203,15 +204,31 @@ def _iter_json(path: Path, name: str, validator, max_bytes: int) -> Iterator[Par
             yield _hashed(record, name, validator)
             return
         count = 0
-        for value in stream.items():
+        for value in stream.items(lambda run: _run_of_records(run, max_bytes)):
             location = f"{name} item {value.item}"
-            record = _json_record(stream, value, location)
+            record = value.record if value.record is not None else _json_record(stream, value, location)
             if type(record) is not dict:
                 raise ParseError(f"{location}: expected a JSON object, got {_json_kind(record)}")
             count += 1
             yield _hashed(record, location, validator)
     if count == 0:
         raise ParseError(f"{name}: no records (the array is empty)")
+
+
+def _run_of_records(run: bytes, max_bytes: int) -> list | None:
+    """Array elements parsed in one call, when that gives what reading each alone would: none larger than
+    max_bytes, none malformed, only objects, no repeated key, no integer past 64 bits. Otherwise None, and
+    they are read one by one, which says what is wrong and where."""
+    if len(run) > max_bytes or _19_ZEROS in run.translate(_DIGITS_AS_ZERO):  # a regex search took 20x as long
+        return None
+    text = b"[" + run + b"]"
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    if any(type(record) is not dict for record in parsed) or repeated_key(text, parsed) is not None:
+        return None
+    return parsed
 
 
 def _json_record(stream: JsonStream, value: JsonValue, location: str):
