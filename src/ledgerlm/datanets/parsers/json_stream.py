@@ -147,9 +147,10 @@ class JsonStream:
         """The elements of the top-level array, one at a time; call after `first_byte` returned `[`.
 
         `parse_run` may take a run of elements at once: given the bytes from one element's start to
-        a '}' further on, it returns their records, or None to have them read one by one. It
-        returns records only if those bytes parse as elements, and a cut inside an element leaves a
-        string or a bracket open, so a run it accepts ends where an element does.
+        a '}' further on, it returns their records, or None to have them read one by one. It may
+        return records only when '[' + those bytes + ']' parses as an array: a cut inside an element
+        leaves a string or a bracket open that the ']' cannot close, so a run it accepts ends where
+        an element does.
         """
         self.pos += 1
         item = 0
