@@ -69,7 +69,7 @@ def test_duplicate_keys_are_refused_with_the_line(http, home, qa, bob):
     assert stored(home) == before
     array = b'[\n  {"question": "q", "answer": "a"},\n  {"question": "q2",\n   "answer": "http://x",\n   "answer": "y"}\n]\n'
     response, _ = upload(http, "qa", bob, [("dups.json", array)])
-    assert_error(response, 400, "dups.json line 5", "'answer' appears twice")
+    assert_error(response, 400, "dups.json item 2 (line 5)", "'answer' appears twice")
     same_key_in_two_objects = b'{"question": "q3", "answer": "at 10:30", "meta": {"answer": 1}}\n'
     assert upload(http, "qa", bob, [("fine.jsonl", same_key_in_two_objects)])[0].status_code == 201
 

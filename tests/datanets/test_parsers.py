@@ -351,13 +351,13 @@ def test_schema_defaults_filled_by_the_validator_are_part_of_the_hash(tmp_path):
         ("data.json", b"", "data.json: file is empty"),
         ("data.json", b"[]", "data.json: no records (the array is empty)"),
         ("data.json", b'[{"a": 1},\n 5]', "data.json item 2: expected a JSON object, got a number"),
-        ("data.json", b'[{"a": 1},\n {"a": }]', "data.json line 2 column 8: malformed JSON"),
+        ("data.json", b'[{"a": 1},\n {"a": }]', "data.json item 2 (line 2 column 8): malformed JSON"),
         (
             "data.json",
             b'"just a string"',
             "data.json: expected an array of JSON objects, got a string",
         ),
-        ("data.json", b'[{"a": "\xff"}]', "data.json line 1: invalid UTF-8 at byte offset 8"),
+        ("data.json", b'[{"a": "\xff"}]', "data.json item 1 (line 1): invalid UTF-8 at byte offset 8"),
         ("table.csv", b"", "table.csv: file is empty (a CSV needs a header row)"),
         ("table.csv", b"a,b\n", "table.csv: no records (only a header row)"),
         (
@@ -418,13 +418,21 @@ def test_documents_are_not_records(tmp_path):
     )
 
 
-def test_records_stream_in_flat_memory(tmp_path):
-    path = make_jsonl(
-        tmp_path / "big.jsonl", ({"question": f"q{i}", "answer": "a" * 50} for i in range(30_000))
-    )
+@pytest.mark.parametrize("fmt", ["jsonl", "json"])
+def test_records_stream_in_flat_memory(tmp_path, monkeypatch, fmt):
+    from ledgerlm.datanets.parsers import json_stream
+
+    # reads of 1 MiB and runs of elements parsed at once are a good part of a file this small
+    monkeypatch.setattr(json_stream, "CHUNK_BYTES", 1 << 15)
+    monkeypatch.setattr(json_stream, "RUN_BYTES", 1 << 12)
+    rows = [{"question": f"q{i}", "answer": "a" * 50} for i in range(30_000)]
+    path = make_jsonl(tmp_path / "big.jsonl", rows)
+    if fmt == "json":
+        path = tmp_path / "big.json"
+        path.write_bytes(orjson.dumps(rows))
     tracemalloc.start()
     try:
-        count = sum(1 for _ in iter_records(path, path.name, "jsonl", validator=fast_validator))
+        count = sum(1 for _ in iter_records(path, path.name, fmt, validator=fast_validator))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -445,6 +453,36 @@ def test_text_and_markdown_keep_their_text_with_normalised_newlines(tmp_path):
     (tmp_path / "README.md").write_text(markdown)
     doc = extract_document(tmp_path / "README.md", "README.md", "markdown")
     assert (doc.text, doc.media_type) == (markdown, "text/markdown")
+
+
+def test_text_is_read_in_chunks_within_the_text_limit(tmp_path, monkeypatch):
+    from ledgerlm.datanets.parsers import documents
+
+    text = "caf\u00e9 \u20ac \U0001d11e\nsecond line\n"
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    for chunk in (1, 2, 3, 5):  # reads that cut characters of two, three and four bytes
+        monkeypatch.setattr(documents, "_TEXT_CHUNK", chunk)
+        assert extract_document(path, "notes.txt", "text").text == text
+        bad = tmp_path / "bad.txt"
+        bad.write_bytes(b"one\ntwo \xe2\x82\n")
+        assert parse_error(extract_document, bad, "bad.txt", "text").startswith(
+            "bad.txt line 2: invalid UTF-8 at byte offset 8 (byte 0xe2)")
+
+    monkeypatch.setattr(documents, "_TEXT_CHUNK", 4096)
+    limits = documents.DocumentLimits(expanded_bytes=100_000)
+    big = tmp_path / "big.md"
+    big.write_bytes(b"#" * 100_000)
+    assert len(extract_document(big, "big.md", "markdown", limits).text) == 100_000
+    big.write_bytes(b"#" * 5_000_000)
+    tracemalloc.start()
+    try:
+        message = parse_error(extract_document, big, "big.md", "markdown", limits)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert message == "big.md: the file holds more than 100000 bytes of text; split it into smaller files"
+    assert peak < 1_000_000  # refused while read, not after
 
 
 def test_pdf_text_and_page_count(tmp_path):

@@ -20,6 +20,7 @@ _MEDIA_TYPE = {
 # ParseError is what the uploader should read, so those records stop here.
 logging.getLogger("pypdf").addHandler(logging.NullHandler())
 _XML_CHUNK = 1 << 16
+_TEXT_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class DocumentLimits:
     anything is inflated, depth while streaming the XML once, time between pages and blocks.
     """
 
-    expanded_bytes: int = 16 * 1024 * 1024  # XML inside a DOCX; text out of a PDF
+    expanded_bytes: int = 16 * 1024 * 1024  # XML inside a DOCX; text out of a PDF, a text or Markdown file
     archive_bytes: int = 128 * 1024 * 1024  # every part of a DOCX, images included
     directory_bytes: int = 1024 * 1024  # a DOCX's zip directory: a few hundred parts take tens of KB
     xml_depth: int = 256
@@ -58,7 +59,7 @@ def extract_document(path: Path, name: str, fmt: str, limits: DocumentLimits = D
     pages = None
     deadline = time.monotonic() + limits.seconds
     if fmt in ("text", "markdown"):
-        text = _read_text(path, name)
+        text = _read_text(path, name, limits)
     elif fmt == "pdf":
         text, pages = _pdf_text(path, name, limits, deadline)
     elif fmt == "docx":
@@ -74,20 +75,40 @@ def extract_document(path: Path, name: str, fmt: str, limits: DocumentLimits = D
     return ParsedDocument(text=text, media_type=_MEDIA_TYPE[fmt], pages=pages)
 
 
-def _read_text(path: Path, name: str) -> str:
-    data = path.read_bytes()
-    if not data:
+def _read_text(path: Path, name: str, limits: DocumentLimits) -> str:
+    """The text of a UTF-8 file, read a chunk at a time and refused once it passes the text limit."""
+    parts: list[str] = []
+    carry = b""  # the start of a character the last read cut in two
+    with open(path, "rb") as file:
+        if file.read(len(BOM)) != BOM:
+            file.seek(0)
+        start = offset = file.tell()  # offset: of `chunk` in the file
+        lines = 0  # line breaks before `chunk`
+        while True:
+            data = file.read(_TEXT_CHUNK)
+            chunk, carry = carry + data, b""
+            if offset + len(chunk) - start > limits.expanded_bytes:
+                raise ParseError(f"{name}: the file holds more than {limits.expanded_bytes} bytes of text;"
+                                 " split it into smaller files")
+            try:
+                text = chunk.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                if not data or bad.reason != "unexpected end of data":
+                    line = lines + chunk.count(b"\n", 0, bad.start) + 1
+                    raise ParseError(bad_utf8(f"{name} line {line}", bad, offset)) from None
+                chunk, carry = chunk[:bad.start], chunk[bad.start:]
+                text = chunk.decode("utf-8")
+            if "\x00" in text:
+                line = lines + text.count("\n", 0, text.index("\x00")) + 1
+                raise ParseError(f"{name} line {line}: contains a NUL byte, so it is not text")
+            parts.append(text)
+            offset += len(chunk)
+            lines += chunk.count(b"\n")
+            if not data:
+                break
+    if offset == 0:
         raise ParseError(f"{name}: file is empty")
-    bom = len(BOM) if data.startswith(BOM) else 0
-    try:
-        text = data[bom:].decode("utf-8")
-    except UnicodeDecodeError as bad:
-        line = data.count(b"\n", 0, bom + bad.start) + 1
-        raise ParseError(bad_utf8(f"{name} line {line}", bad, bom)) from None
-    if "\x00" in text:
-        line = text.count("\n", 0, text.index("\x00")) + 1
-        raise ParseError(f"{name} line {line}: contains a NUL byte, so it is not text")
-    return text
+    return "".join(parts)
 
 
 def _out_of_time(name: str, limits: DocumentLimits, deadline: float) -> None:

@@ -31,26 +31,36 @@ def _key_count(value) -> int:
 
 
 def check_unique_keys(text: bytes, value, where: str, first_line: int) -> None:
-    """Refuse `text` (parsed as `value`) when one of its objects repeats a key.
+    """Refuse `text` (parsed as `value`) when one of its objects repeats a key; `first_line` is the line `text`
+    starts on."""
+    duplicate = repeated_key(text, value)
+    if duplicate is not None:
+        key, line = duplicate
+        raise ParseError(f"{where} line {first_line + line}: {repeated_key_reason(key)}")
+
+
+def repeated_key(text: bytes, value) -> tuple[str, int] | None:
+    """(key, lines into `text` from 0) of the first key an object of `text` (parsed as `value`) repeats.
 
     Every key is followed by a colon, so when the text holds no more colons than the parsed
     value has keys, nothing can have been collapsed; only text with extra colons (inside
-    strings: URLs, times) pays for the exact check. `first_line` is the line `text` starts on.
+    strings: URLs, times) pays for the exact check.
     """
     if text.count(b":") <= _key_count(value):
-        return
+        return None
     decoded = text.decode("utf-8-sig")
     decoder = json.JSONDecoder(object_pairs_hook=_unique_pairs)
     try:
         decoder.decode(decoded)
     except _DuplicateKey as duplicate:
-        line = first_line + _second_key_line(decoded, duplicate.key)
-        raise ParseError(
-            f"{where} line {line}: key {duplicate.key!r} appears twice in one object;"
-            " each key of a record may appear only once"
-        ) from None
+        return duplicate.key, _second_key_line(decoded, duplicate.key)
     except ValueError:
-        return  # orjson accepted it; the standard parser's stricter corners are not this check's business
+        return None  # orjson accepted it; the standard parser's stricter corners are not this check's business
+    return None
+
+
+def repeated_key_reason(key: str) -> str:
+    return f"key {key!r} appears twice in one object; each key of a record may appear only once"
 
 
 def _second_key_line(text: str, key: str) -> int:

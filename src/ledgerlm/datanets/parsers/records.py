@@ -15,7 +15,8 @@ from pathlib import Path
 import orjson
 
 from ledgerlm.datanets.parsers.formats import BOM, DOCUMENT_FORMATS, LABEL, ParseError, bad_utf8
-from ledgerlm.datanets.parsers.json_keys import check_unique_keys
+from ledgerlm.datanets.parsers.json_keys import check_unique_keys, repeated_key, repeated_key_reason
+from ledgerlm.datanets.parsers.json_stream import JsonStream, JsonValue
 from ledgerlm.datanets.parsers.schema_errors import CsvCoercer, validate_record
 
 # orjson turns integers beyond 64 bits into floats without a word; a run of 19+ digits is the
@@ -24,7 +25,11 @@ from ledgerlm.datanets.parsers.schema_errors import CsvCoercer, validate_record
 _LONG_DIGITS = re.compile(rb"\d{19}")
 _DIGITS = b"0123456789"
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+_DIGITS_AS_ZERO, _19_ZEROS = bytes.maketrans(b"123456789", b"0" * 9), b"0" * 19
 _PARQUET_BATCH_ROWS = 4096
+# One record of a JSON Lines or JSON file is read whole before it is parsed, so its size is bounded while it
+# is read; parsed, a record takes several times its bytes.
+MAX_RECORD_BYTES = 16 * 1024 * 1024
 # Parquet is compressed: a 1.3 KB file of repeated text expands to 200 MiB of records (zstd), so the
 # expanded size is bounded, from the footer before anything is inflated and again as batches arrive.
 PARQUET_EXPANDED_BYTES = 512 * 1024 * 1024
@@ -50,12 +55,15 @@ def iter_records(
     fmt: str,
     *,
     validator: Callable[[dict], object] | None = None,
+    max_record_bytes: int | None = None,
 ) -> Iterator[ParsedRecord]:
     """Stream the records of a JSONL, JSON, CSV or Parquet file, validated and hashed.
 
-    Memory stays flat in the number of records except for `.json` (one top-level array, read
-    whole). `validator` raises on a schema violation (a fastjsonschema-compiled function or a
-    jsonschema `validate`); the error is re-raised as ParseError naming file, line/row and field.
+    Memory stays flat in the number of records; a `.json` array is read an element at a time.
+    A JSON Lines line or JSON array element longer than `max_record_bytes` (MAX_RECORD_BYTES by
+    default) is refused while it is read. `validator` raises on a schema violation (a
+    fastjsonschema-compiled function or a jsonschema `validate`); the error is re-raised as
+    ParseError naming file, line/row and field.
     The record is hashed after validation, so schema defaults a validator fills in are part of it.
 
     CSV cells stay strings unless the validator rejects a cell for its type: then the cell is
@@ -63,10 +71,11 @@ def iter_records(
     validated again; an empty cell the schema rejects counts as absent.
     """
     path = Path(path)
+    max_bytes = MAX_RECORD_BYTES if max_record_bytes is None else max_record_bytes
     if fmt == "jsonl":
-        return _iter_jsonl(path, name, validator)
+        return _iter_jsonl(path, name, validator, max_bytes)
     if fmt == "json":
-        return _iter_json(path, name, validator)
+        return _iter_json(path, name, validator, max_bytes)
     if fmt == "csv":
         return _iter_csv(path, name, validator)
     if fmt == "parquet":
@@ -94,14 +103,19 @@ def _unserialisable(exc: TypeError) -> str:
     return f"the record cannot be written as JSON ({exc})"
 
 
-def _iter_jsonl(path: Path, name: str, validator) -> Iterator[ParsedRecord]:
+def _iter_jsonl(path: Path, name: str, validator, max_bytes: int) -> Iterator[ParsedRecord]:
     loads, JSONDecodeError = orjson.loads, orjson.JSONDecodeError
     offset = 0
     count = 0
     with open(path, "rb") as lines:
-        for lineno, line in enumerate(lines, 1):
+        lineno = 0
+        # room for the line break, CRLF included, after a record of exactly max_bytes
+        while line := lines.readline(max_bytes + 2 + (len(BOM) if lineno == 0 else 0)):
+            lineno += 1
             start = offset
             offset += len(line)
+            if len(line) > max_bytes and len(line.removeprefix(BOM).rstrip(b"\r\n")) > max_bytes:
+                raise ParseError(f"{name} line {lineno}: {_too_large(max_bytes)}")
             if lineno == 1 and line.startswith(BOM):
                 line = line[3:]
                 start = 3
@@ -133,7 +147,7 @@ def _json_line_error(name: str, lineno: int, line: bytes, start: int, exc) -> Pa
 
 
 def _check_int_range(text: bytes, location: str) -> None:
-    """Refuse integers orjson would have read as floats; a top-level array is checked per item."""
+    """Refuse integers orjson would have read as floats."""
     import json  # the standard parser keeps big integers exact, which is what the check needs
 
     def walk(value, field: str, where: str) -> None:
@@ -151,12 +165,7 @@ def _check_int_range(text: bytes, location: str) -> None:
                 walk(item, f"{field}[{i}]", where)
 
     try:
-        value = json.loads(text.decode("utf-8"))
-        if type(value) is list:
-            for i, item in enumerate(value, 1):
-                walk(item, "", f"{location} item {i}")
-        else:
-            walk(value, "", location)
+        walk(json.loads(text.decode("utf-8-sig")), "", location)
     except RecursionError:
         raise ParseError(f"{location}: the record is nested too deeply") from None
 
@@ -173,42 +182,78 @@ def _json_kind(value) -> str:
     return "a number"
 
 
-def _iter_json(path: Path, name: str, validator) -> Iterator[ParsedRecord]:
-    data = path.read_bytes()
-    bom = len(BOM) if data.startswith(BOM) else 0
-    data = data[bom:]
-    if not data.strip():
-        raise ParseError(f"{name}: file is empty")
-    try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        # A first complete value followed by more is JSON Lines saved under a .json name.
-        if data.lstrip()[:1] == b"{" and exc.msg.startswith("unexpected content after document"):
-            yield from _iter_jsonl(path, name, validator)
+def _too_large(max_bytes: int) -> str:
+    return f"the record is larger than the limit of {max_bytes} bytes for one record (split it into smaller records)"
+
+
+def _iter_json(path: Path, name: str, validator, max_bytes: int) -> Iterator[ParsedRecord]:
+    with open(path, "rb") as file:
+        stream = JsonStream(file, name, max_bytes, too_large=_too_large(max_bytes))
+        first = stream.first_byte()
+        if first is None:
+            raise ParseError(f"{name}: file is empty")
+        if first != ord("["):
+            value = stream.top_value()
+            if first == ord("{") and not stream.rest_is_blank():
+                # A first object followed by more is JSON Lines saved under a .json name.
+                yield from _iter_jsonl(path, name, validator, max_bytes)
+                return
+            record = _json_record(stream, value, name)
+            if type(record) is not dict:
+                raise ParseError(f"{name}: expected an array of JSON objects, got {_json_kind(record)}")
+            yield _hashed(record, name, validator)
             return
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError as bad:
-            line = data.count(b"\n", 0, bad.start) + 1
-            raise ParseError(bad_utf8(f"{name} line {line}", bad, bom)) from None
-        raise ParseError(
-            f"{name} line {exc.lineno} column {exc.colno}: malformed JSON: {exc.msg}"
-        ) from None
-    if not isinstance(value, (dict, list)):
-        raise ParseError(f"{name}: expected an array of JSON objects, got {_json_kind(value)}")
-    if not value and isinstance(value, list):
+        count = 0
+        for value in stream.items(lambda run: _run_of_records(run, max_bytes)):
+            location = f"{name} item {value.item}"
+            record = value.record if value.record is not None else _json_record(stream, value, location)
+            if type(record) is not dict:
+                raise ParseError(f"{location}: expected a JSON object, got {_json_kind(record)}")
+            count += 1
+            yield _hashed(record, location, validator)
+    if count == 0:
         raise ParseError(f"{name}: no records (the array is empty)")
-    if _LONG_DIGITS.search(data):
-        _check_int_range(data, name)
-    check_unique_keys(data, value, name, 1 + data[:bom].count(b"\n"))
-    if isinstance(value, dict):
-        yield _hashed(value, name, validator)
-        return
-    for i, record in enumerate(value, 1):
-        location = f"{name} item {i}"
-        if type(record) is not dict:
-            raise ParseError(f"{location}: expected a JSON object, got {_json_kind(record)}")
-        yield _hashed(record, location, validator)
+
+
+def _run_of_records(run: bytes, max_bytes: int) -> list | None:
+    """Array elements parsed in one call, when that gives what reading each alone would: none larger than
+    max_bytes, none malformed, only objects, no repeated key, no integer past 64 bits. Otherwise None, and
+    they are read one by one, which says what is wrong and where."""
+    if len(run) > max_bytes or _19_ZEROS in run.translate(_DIGITS_AS_ZERO):  # a regex search took 20x as long
+        return None
+    text = b"[" + run + b"]"
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    if any(type(record) is not dict for record in parsed) or repeated_key(text, parsed) is not None:
+        return None
+    return parsed
+
+
+def _json_record(stream: JsonStream, value: JsonValue, location: str):
+    """One value of a `.json` file parsed and checked as a JSON Lines line is, its errors placed in the file."""
+    raw = value.raw
+    try:
+        record = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            where = stream.where(value.item, stream.position(value.offset + bad.start)[0])
+            raise ParseError(bad_utf8(where, bad, value.offset)) from None
+        offset = value.offset + len(text[:exc.pos].encode())
+        raise ParseError(f"{stream.where(value.item, *stream.position(offset))}: malformed JSON: {exc.msg}") from None
+    if type(record) is not dict:
+        return record
+    if len(raw) - len(raw.translate(None, _DIGITS)) >= 19 and _LONG_DIGITS.search(raw):
+        _check_int_range(raw, location)
+    duplicate = repeated_key(raw, record)
+    if duplicate is not None:
+        key, lines = duplicate
+        line = stream.position(value.offset)[0] + lines
+        raise ParseError(f"{stream.where(value.item, line)}: {repeated_key_reason(key)}")
+    return record
 
 
 def _iter_csv(path: Path, name: str, validator) -> Iterator[ParsedRecord]:
