@@ -391,6 +391,7 @@ def example_features(
     token_weights: dict[int, list[float]] | None = None,
     progress: Callable[[int, int], None] | None = None,
     deterministic: bool = False,
+    heads: dict | None = None,
 ) -> dict[int, np.ndarray]:
     """Projected gradient of each example's token loss: example index -> (dim,) float64.
 
@@ -401,11 +402,15 @@ def example_features(
     Chunks of one record are summed (the gradient of their sum). With `deterministic` (an
     answer's pass, which anyone must be able to recompute) a CUDA pass runs under
     `deterministic_passes` with its losses on CPU (determinism.py); an index build does not pay
-    for that: the index is published as it was built, not recomputed.
+    for that: the index is published as it was built, not recomputed. A shared head runs without
+    autograd (no feature counts it) and once for all passes: `heads` keeps its keys and values
+    for later calls on the same weights (an index build passes one dict to its rows' pass and to
+    calibration's).
     """
     import torch
 
     batches = feature_batches(examples, projector.head, max_len, pad_id, batch_size)
+    heads = {} if heads is None else heads
     out: dict[int, np.ndarray] = {}
     device = _device_of(model)
     for done, batch in enumerate(batches, 1):
@@ -413,7 +418,8 @@ def example_features(
         with (deterministic_passes(device) if deterministic else nullcontext(),
               capture_features(model, projector, batch) as cap, torch.enable_grad()):
             params = [p for n, p in model.named_parameters() if "lora_" in n and p.requires_grad]
-            losses = token_losses(model, batch, loss_on_cpu=deterministic and loss_on_cpu(device))
+            losses = token_losses(model, batch, loss_on_cpu=deterministic and loss_on_cpu(device),
+                                  frozen_prefixes=heads)
             if token_weights is not None:
                 losses = losses * _loss_weights(batch, token_weights).to(losses.device)
             backward_to_lora(losses.sum(), params)
