@@ -276,6 +276,8 @@ def projected_gradients(model, projector: LoraProjector, batch: PackedBatch) -> 
     rows, seq_len = slots.shape
     positions, valid, run_slots = _runs(slots.flatten())
     runs, width = positions.shape
+    whole_rows = (runs, width) == (rows, seq_len) and bool(
+        (positions[:, 0] == torch.arange(rows) * seq_len).all())
     features = torch.zeros(len(examples), projector.dim, dtype=torch.float64)
     by_name = {m.name: m for m in projector.matrices}
     moved: dict = {}
@@ -293,18 +295,20 @@ def projected_gradients(model, projector: LoraProjector, batch: PackedBatch) -> 
             return
         started, cpu = time.perf_counter(), time.process_time()
         if x.device not in moved:
-            moved[x.device] = (positions.flatten().to(x.device),
+            moved[x.device] = (None if whole_rows else positions.flatten().to(x.device),
                                valid.to(x.device, torch.float64)[:, :, None])
         at, keep = moved[x.device]
         # Only the examples' tokens are gathered and projected, a row per run (padding included,
         # pointing at the run's first token); the zero weight on padding's output gradient
-        # keeps it out of every sum. A half-precision model's values are projected in float32, a
-        # float64 model's (attribution's) in float64.
-        xs = projector.project(param, "in", _working(x.reshape(-1, x.shape[-1]).index_select(0, at)))
-        gs = projector.project(param, "out",
-                               _working(grad.reshape(-1, grad.shape[-1]).index_select(0, at)))
-        xs = xs.view(runs, width, -1).double()
-        gs = gs.view(runs, width, -1).double() * keep
+        # keeps it out of every sum. When every row is one run from its first token (the rows
+        # after a shared head), the rows are the runs and need no gathering: their padding is
+        # weighted zero just the same. A half-precision model's values are projected in float32,
+        # a float64 model's (attribution's) in float64.
+        xs, gs = x.reshape(-1, x.shape[-1]), grad.reshape(-1, grad.shape[-1])
+        if at is not None:
+            xs, gs = xs.index_select(0, at), gs.index_select(0, at)
+        xs = projector.project(param, "in", _working(xs)).view(runs, width, -1).double()
+        gs = torch.mul(projector.project(param, "out", _working(gs)).view(runs, width, -1), keep)
         # sum_t g_t x_t^T per run: (runs, k_out, T) @ (runs, T, k_in), in float64
         parts = torch.bmm(gs.transpose(1, 2), xs).reshape(runs, -1).cpu()
         features[:, matrix.offset:matrix.offset + matrix.dim].index_add_(0, run_slots, parts)
