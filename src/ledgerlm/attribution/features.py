@@ -45,7 +45,9 @@ are the same for every example, so it is a direction all rows have in common, no
 any one of them. A feature therefore sums only the positions after the head (`template_head`,
 kept with the projector). That also lets many examples run the head once (`share_prefix`), with
 its keys and values shared by every row, instead of once per example: the gradient at a position
-after the head does not depend on whether the head ran once or per row.
+after the head does not depend on whether the head ran once or per row. Nor does it need the
+head's own graph (a gradient never flows to an earlier position), so the head runs without
+autograd, once for all the passes of an index build.
 """
 
 from __future__ import annotations
