@@ -235,6 +235,48 @@ def test_running_the_template_head_once_changes_no_feature(trained):
 
 
 
+def test_an_index_build_runs_the_template_head_once_outside_autograd(trained):
+    """The head's keys and values are kept for every pass of a build: it runs once, without a
+    graph, and every feature is what a pass that runs the head with its graph gives."""
+    from dataclasses import replace
+
+    import torch
+
+    from ledgerlm.attribution import template_head
+    from ledgerlm.attribution.features import (
+        answer_example,
+        backward_to_lora,
+        capture_features,
+        feature_batches,
+    )
+    from ledgerlm.factory import token_losses
+
+    head = template_head(trained.tokenizer)
+    projector = LoraProjector.for_model(trained.model, dim=512, seed=2, head=head)
+    pairs = [("What colour is crate 3?", "Crate 3 is green."), ("Name a colour.", "Blue."),
+             ("What is the vault phrase?", "It is zebra lantern oxide marmalade.")]
+    examples = [replace(answer_example(trained.tokenizer, p, a), index=i)
+                for i, (p, a) in enumerate(pairs)]
+    [batch] = feature_batches(examples, head, 64, 0, 8)
+    with capture_features(trained.model, projector, batch) as cap, torch.enable_grad():
+        params = [p for n, p in trained.model.named_parameters()
+                  if "lora_" in n and p.requires_grad]
+        backward_to_lora(token_losses(trained.model, batch).sum(), params)  # head in the graph
+    through_head = dict(zip(cap["examples"], cap["features"].numpy()))
+
+    heads: dict = {}
+    first = example_features(trained.model, examples, projector, max_len=64, pad_id=0,
+                             heads=heads)
+    [kept] = heads.values()
+    assert not any(t.requires_grad for layer in kept.layers for t in (layer.keys, layer.values))
+    assert all(np.array_equal(first[i], through_head[i]) for i in through_head)
+    second = example_features(trained.model, examples[1:], projector, max_len=64, pad_id=0,
+                              heads=heads)
+    assert len(heads) == 1  # the second pass reused the head
+    for i, feature in second.items():
+        assert np.allclose(feature, through_head[i], rtol=1e-5, atol=1e-6)
+
+
 def test_calibration_batches_the_null_answers_as_if_each_were_attributed_alone(trained, index):
     """Calibration runs many null answers per pass, padded to the longest; each gets the feature,
     and so the best score and the bar, that attributing it alone (as a user's answer) gives."""

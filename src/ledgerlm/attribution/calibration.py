@@ -236,27 +236,31 @@ def null_answers(index, tokenizer, settings: CalibrationSettings,
 
 
 def null_features(index, model, tokenizer, nulls: NullAnswers, graded: list[int],
-                  batch_size: int = 8) -> np.ndarray:
+                  batch_size: int = 8, heads: dict | None = None) -> np.ndarray:
     """(len(graded), dim) gradient features of the null answers at positions `graded`.
 
     The answers run a pass at a time, each pass holding about `batch_size` answers' worth of
-    tokens: the template head once, then one row per answer (features.feature_batches).
+    tokens: the template head once, then one row per answer (features.feature_batches); `heads`
+    holds the head's keys and values when an earlier pass over the same weights ran it.
     """
     chosen = [nulls.examples[i] for i in graded]
     width = max(len(e.input_ids) for e in chosen)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     features = example_features(model, chosen, index.projector, max_len=width, pad_id=pad,
-                                batch_size=batch_size, token_weights=nulls.weights)
+                                batch_size=batch_size, token_weights=nulls.weights, heads=heads)
     return np.stack([features[e.index] for e in chosen])
 
 
 def calibrate(index, model, tokenizer, settings: CalibrationSettings = CalibrationSettings(),
               *, queries: tuple[tuple[str, str], ...] = NULL_QUERIES,
-              batch_size: int = 8, training_tokens: int = 0) -> Calibration:
+              batch_size: int = 8, training_tokens: int = 0,
+              heads: dict | None = None) -> Calibration:
     """Attribute every null answer against `index` and set the bars above what they reach.
 
     `training_tokens` (what the training ran, `tokens_seen`) chooses how many null answers take
     a gradient pass unless `settings` fixes it; the returned settings hold the count used.
+    `heads` is the template head's keys and values from the index's own pass
+    (features.example_features), when the model is still the one that pass ran.
     """
     nulls = null_answers(index, tokenizer, settings, queries)
     count = null_answer_count(settings, training_tokens,
@@ -264,7 +268,7 @@ def calibrate(index, model, tokenizer, settings: CalibrationSettings = Calibrati
     settings = replace(settings, gradient_null_answers=count,
                        training_tokens=max(0, int(training_tokens)))
     graded = graded_null_answers(count, len(queries))
-    features = null_features(index, model, tokenizer, nulls, graded, batch_size)
+    features = null_features(index, model, tokenizer, nulls, graded, batch_size, heads)
     return bars_from_null_features(index, settings, features, nulls)
 
 

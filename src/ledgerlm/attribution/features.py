@@ -45,7 +45,9 @@ are the same for every example, so it is a direction all rows have in common, no
 any one of them. A feature therefore sums only the positions after the head (`template_head`,
 kept with the projector). That also lets many examples run the head once (`share_prefix`), with
 its keys and values shared by every row, instead of once per example: the gradient at a position
-after the head does not depend on whether the head ran once or per row.
+after the head does not depend on whether the head ran once or per row. Nor does it need the
+head's own graph (a gradient never flows to an earlier position), so the head runs without
+autograd, once for all the passes of an index build.
 """
 
 from __future__ import annotations
@@ -218,7 +220,8 @@ def block_number(name: str) -> int | None:
 def _gaussian(seed: int, name: str, side: str, k: int, size: int) -> np.ndarray:
     # crc32 rather than hash(): stable across processes, so a rebuild draws the same matrices.
     rng = np.random.default_rng([seed, zlib.crc32(name.encode()), 0 if side == "out" else 1])
-    return (rng.standard_normal((k, size)) / np.sqrt(k)).astype(np.float32)
+    draws = rng.standard_normal((k, size))
+    return np.divide(draws, np.sqrt(k), out=draws).astype(np.float32)  # in place: one array fewer
 
 
 @contextmanager
@@ -276,6 +279,8 @@ def projected_gradients(model, projector: LoraProjector, batch: PackedBatch) -> 
     rows, seq_len = slots.shape
     positions, valid, run_slots = _runs(slots.flatten())
     runs, width = positions.shape
+    whole_rows = (runs, width) == (rows, seq_len) and bool(
+        (positions[:, 0] == torch.arange(rows) * seq_len).all())
     features = torch.zeros(len(examples), projector.dim, dtype=torch.float64)
     by_name = {m.name: m for m in projector.matrices}
     moved: dict = {}
@@ -293,18 +298,20 @@ def projected_gradients(model, projector: LoraProjector, batch: PackedBatch) -> 
             return
         started, cpu = time.perf_counter(), time.process_time()
         if x.device not in moved:
-            moved[x.device] = (positions.flatten().to(x.device),
+            moved[x.device] = (None if whole_rows else positions.flatten().to(x.device),
                                valid.to(x.device, torch.float64)[:, :, None])
         at, keep = moved[x.device]
         # Only the examples' tokens are gathered and projected, a row per run (padding included,
         # pointing at the run's first token); the zero weight on padding's output gradient
-        # keeps it out of every sum. A half-precision model's values are projected in float32, a
-        # float64 model's (attribution's) in float64.
-        xs = projector.project(param, "in", _working(x.reshape(-1, x.shape[-1]).index_select(0, at)))
-        gs = projector.project(param, "out",
-                               _working(grad.reshape(-1, grad.shape[-1]).index_select(0, at)))
-        xs = xs.view(runs, width, -1).double()
-        gs = gs.view(runs, width, -1).double() * keep
+        # keeps it out of every sum. When every row is one run from its first token (the rows
+        # after a shared head), the rows are the runs and need no gathering: their padding is
+        # weighted zero just the same. A half-precision model's values are projected in float32,
+        # a float64 model's (attribution's) in float64.
+        xs, gs = x.reshape(-1, x.shape[-1]), grad.reshape(-1, grad.shape[-1])
+        if at is not None:
+            xs, gs = xs.index_select(0, at), gs.index_select(0, at)
+        xs = projector.project(param, "in", _working(xs)).view(runs, width, -1).double()
+        gs = torch.mul(projector.project(param, "out", _working(gs)).view(runs, width, -1), keep)
         # sum_t g_t x_t^T per run: (runs, k_out, T) @ (runs, T, k_in), in float64
         parts = torch.bmm(gs.transpose(1, 2), xs).reshape(runs, -1).cpu()
         features[:, matrix.offset:matrix.offset + matrix.dim].index_add_(0, run_slots, parts)
@@ -391,6 +398,7 @@ def example_features(
     token_weights: dict[int, list[float]] | None = None,
     progress: Callable[[int, int], None] | None = None,
     deterministic: bool = False,
+    heads: dict | None = None,
 ) -> dict[int, np.ndarray]:
     """Projected gradient of each example's token loss: example index -> (dim,) float64.
 
@@ -401,11 +409,15 @@ def example_features(
     Chunks of one record are summed (the gradient of their sum). With `deterministic` (an
     answer's pass, which anyone must be able to recompute) a CUDA pass runs under
     `deterministic_passes` with its losses on CPU (determinism.py); an index build does not pay
-    for that: the index is published as it was built, not recomputed.
+    for that: the index is published as it was built, not recomputed. A shared head runs without
+    autograd (no feature counts it) and once for all passes: `heads` keeps its keys and values
+    for later calls on the same weights (an index build passes one dict to its rows' pass and to
+    calibration's).
     """
     import torch
 
     batches = feature_batches(examples, projector.head, max_len, pad_id, batch_size)
+    heads = {} if heads is None else heads
     out: dict[int, np.ndarray] = {}
     device = _device_of(model)
     for done, batch in enumerate(batches, 1):
@@ -413,7 +425,8 @@ def example_features(
         with (deterministic_passes(device) if deterministic else nullcontext(),
               capture_features(model, projector, batch) as cap, torch.enable_grad()):
             params = [p for n, p in model.named_parameters() if "lora_" in n and p.requires_grad]
-            losses = token_losses(model, batch, loss_on_cpu=deterministic and loss_on_cpu(device))
+            losses = token_losses(model, batch, loss_on_cpu=deterministic and loss_on_cpu(device),
+                                  frozen_prefixes=heads)
             if token_weights is not None:
                 losses = losses * _loss_weights(batch, token_weights).to(losses.device)
             backward_to_lora(losses.sum(), params)

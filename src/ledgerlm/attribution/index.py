@@ -442,9 +442,11 @@ def build_index(
         projector = kfac_projector(projector, factors, damping)
     missing = [piece for piece in tokenized if piece.index not in collected]
     by_record = {r: collected[r] for r in owned if r in collected}
+    heads: dict = {}  # the template head's keys and values: run once for rows and calibration
     if missing:
         by_record.update(example_features(model, missing, projector, max_len=max_len,
-                                          pad_id=pad_id, batch_size=batch_size, progress=progress))
+                                          pad_id=pad_id, batch_size=batch_size, progress=progress,
+                                          heads=heads))
     features = np.zeros((len(examples), projector.dim), dtype=np.float32)  # stored: half the bytes
     tokens: dict[int, list[int]] = {}
     for piece in tokenized:
@@ -463,7 +465,7 @@ def build_index(
                              tokenizer=tokenizer)
     if calibration is not None:
         index.calibration = calibrate(index, model, tokenizer, calibration,
-                                      training_tokens=training_tokens)
+                                      training_tokens=training_tokens, heads=heads)
     index.config = replace(config, build_seconds=time.perf_counter() - started)
     if save and model_dir is not None:
         index.save(model_dir)

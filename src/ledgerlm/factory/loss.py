@@ -6,7 +6,9 @@ thing. Only labelled positions go through the output head: for instruction data 
 prompt, and the vocabulary projection is a large share of a small model's compute. A batch whose
 rows continue one shared prefix (`dataset.share_prefix`) runs that prefix once and lets every row
 attend to its keys and values, with gradients flowing back through them: the same losses as
-repeating it in every row.
+repeating it in every row. A caller that wants no gradient at the prefix's own positions (attribution,
+whose features leave the chat template's head out) passes `frozen_prefixes`: the prefix then runs
+without autograd, once for every batch that shares it, and backward stops at the rows.
 """
 
 from __future__ import annotations
@@ -28,12 +30,18 @@ def causal_lm_of(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def token_losses(model, batch: PackedBatch, *, loss_on_cpu: bool = False) -> torch.Tensor:
+def token_losses(model, batch: PackedBatch, *, loss_on_cpu: bool = False,
+                 frozen_prefixes: dict | None = None) -> torch.Tensor:
     """Loss of every labelled token given the tokens before it in its own example, shape (n,).
 
     Order is row-major over the batch's target positions `labels[:, 1:] != IGNORE`. With
     `loss_on_cpu` the cross-entropy runs on CPU (the losses come back there; gradients flow back
     to the device): CUDA's negative log-likelihood has no deterministic kernel.
+
+    With `frozen_prefixes` (a dict the caller keeps while the model's weights stay as they are) a
+    shared prefix runs without autograd and its keys and values are kept there for the next batch
+    that shares it. The losses and every gradient at the rows' positions are the same: a gradient
+    never flows from a later position into an earlier one; the prefix's own positions get none.
     """
     import torch
     import torch.nn.functional as F
@@ -47,7 +55,8 @@ def token_losses(model, batch: PackedBatch, *, loss_on_cpu: bool = False) -> tor
     # position ids and masks attention block-diagonally.
     inputs = {"input_ids": batch.input_ids, "position_ids": batch.position_ids, "use_cache": False}
     if batch.prefix_ids is not None:
-        inputs |= _prefix_cache(body, lm.config, batch.prefix_ids, len(batch.input_ids))
+        inputs |= _prefix_cache(body, lm.config, batch.prefix_ids, len(batch.input_ids),
+                                frozen_prefixes)
     out = body(**inputs)
     if trunk is not None:
         logits = lm.get_output_embeddings()(out.last_hidden_state[:, :-1][keep])
@@ -61,17 +70,30 @@ def token_losses(model, batch: PackedBatch, *, loss_on_cpu: bool = False) -> tor
     return F.cross_entropy(logits, targets, reduction="none")
 
 
-def _prefix_cache(body, config, prefix_ids: torch.Tensor, rows: int) -> dict:
-    """Keyword arguments that let `rows` rows continue `prefix_ids`, run once with its graph kept."""
+def _prefix_cache(body, config, prefix_ids: torch.Tensor, rows: int,
+                  frozen: dict | None = None) -> dict:
+    """Keyword arguments that let `rows` rows continue `prefix_ids`, run once with its graph kept,
+    or, with `frozen`, run without autograd once for all batches (`token_losses`)."""
+    import copy
     import inspect
+    from contextlib import nullcontext
 
+    import torch
     from transformers import DynamicCache
 
-    cache = DynamicCache(config=config)
     # transformers 5 names the argument `cache`; earlier releases `past_key_values`.
     name = "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"
-    body(input_ids=prefix_ids[None], use_cache=True, **{name: cache})
-    # Gradients of every row flow back through the repeated keys and values into the one prefix pass.
+    key = (tuple(prefix_ids.tolist()), str(prefix_ids.device))
+    if frozen is not None and key in frozen:
+        cache = copy.deepcopy(frozen[key])  # the rows' pass appends its own keys to its copy
+    else:
+        cache = DynamicCache(config=config)
+        with torch.no_grad() if frozen is not None else nullcontext():
+            body(input_ids=prefix_ids[None], use_cache=True, **{name: cache})
+        if frozen is not None:
+            frozen[key] = copy.deepcopy(cache)
+    # Gradients of every row flow back through the repeated keys and values into the one prefix
+    # pass, unless it is frozen.
     cache.batch_repeat_interleave(rows)
     return {name: cache, "use_cache": True}
 
