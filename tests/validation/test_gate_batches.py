@@ -80,14 +80,27 @@ def test_a_batch_finds_exactly_the_texts_that_hold_a_needle(needle):
 
 @pytest.mark.parametrize("lower", [False, True])
 def test_a_batch_finds_exactly_the_texts_that_hold_any_of_many_needles(lower):
-    from ledgerlm.validation.gates.injection import _SCANNED_WORDS
+    from ledgerlm.validation.gates.injection import _MUST_HOLD
 
     texts = [*TEXTS, *_random_texts(200), "", "caf\u00e9 ignore", "\u0416 #", "k", "a\x00sk", "x ask"]
-    needles = [*_SCANNED_WORDS, "@", "PRIVATE KEY", "AKIA", "k_live_", "zzz-not-there"]
+    words = sorted({w for groups in _MUST_HOLD for group in groups for w in group})
+    needles = [*words, "@", "PRIVATE KEY", "AKIA", "k_live_", "zzz-not-there"]
     batch = TextBatch(texts, lower=lower)
     seen = [t.lower() if lower else t for t in texts]
     assert batch.containing_any(needles).tolist() == [any(n in t for n in needles) for t in seen]
     assert batch.containing_any(["a"]).tolist() == ["a" in t for t in seen]
+    assert batch.holding(needles).tolist() == [[n in t for n in needles] for t in seen]
+
+
+def test_a_folded_search_finds_what_lower_case_finds_in_texts_that_fold_as_ascii():
+    from ledgerlm.validation.gates.injection import _plain
+
+    texts = [*TEXTS, *_random_texts(200), "IGNORE Previous", "Caf\u00c9 ASK", "\u212a\u0130\u017f", "SKIP"]
+    needles = ["ignore", "ask", "k", "skip", "previous", "##", "<|", "caf"]
+    held = TextBatch(texts).holding(needles, fold=True).tolist()
+    for text, row in zip(texts, held):
+        if _plain(text):
+            assert row == [n in text.lower() for n in needles], text
 
 
 @pytest.mark.parametrize("chars", ["0123456789", "9a0", "\u00e9", "\x00"])

@@ -9,6 +9,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ledgerlm.validation.compiled import compiled
+
 SEPARATOR = "\0"  # between texts: no word, needle or pattern the gates look for contains it
 
 
@@ -48,31 +50,30 @@ class TextBatch:
         return out
 
     def containing_any(self, needles: Sequence[str]) -> np.ndarray:
-        """Whether each text contains any of `needles` (ASCII, no NUL): one pass over the batch for all of them.
+        """Whether each text contains any of `needles` (ASCII, no NUL): one pass over the batch for all of them."""
+        if not needles:
+            return np.zeros(len(self), dtype=bool)
+        return self.holding(needles).any(axis=1)
 
-        Every place where some needle's first two bytes stand is found with one table lookup per
-        byte pair of the UTF-8 batch; only those few places are compared with the rest of a
-        needle. (An ASCII needle's bytes occur in UTF-8 only where its characters do.)
+    def holding(self, needles: Sequence[str], fold: bool = False) -> np.ndarray:
+        """Which of `needles` (ASCII, no NUL) each text contains, (texts x needles), from one compiled pass over the batch.
+
+        With `fold` the texts' ASCII capitals count as small letters (needles are then given in
+        lower case): the same as `needle in text.lower()` for an ASCII text, not for every other
+        one (`str.lower` maps a few other characters, such as the Kelvin sign, to ASCII letters).
+        An ASCII needle's bytes occur in UTF-8 only where its characters do.
         """
-        out = np.zeros(len(self), dtype=bool)
-        if not needles or not len(self._bytes):
-            return out
         codes = [needle.encode("ascii") for needle in needles]
-        wanted = np.zeros(1 << 16, dtype=bool)
-        wanted[[c[0] << 8 | c[1] for c in codes if len(c) > 1]] = True
-        places = np.flatnonzero(wanted[self._byte_pairs])
-        pairs = self._byte_pairs[places]
-        data, n = self._bytes, len(self._bytes)
-        for code in codes:
-            if len(code) == 1:
-                found = np.flatnonzero(data == code[0])
-            else:
-                found = places[pairs == (code[0] << 8 | code[1])]
-                for j in range(2, len(code)):
-                    found = found[found + j < n]
-                    found = found[data[found + j] == code[j]]
-            out[np.searchsorted(self._byte_starts, found, side="right") - 1] = True
-        return out
+        if not codes:
+            return np.zeros((len(self), 0), dtype=bool)
+        lengths = np.fromiter(map(len, codes), dtype=np.int64, count=len(codes))
+        flat = np.frombuffer(b"".join(codes), dtype=np.uint8)
+        offsets = np.r_[0, np.cumsum(lengths)[:-1]].astype(np.int64)
+        return _holding(self._bytes, self._byte_starts, self._byte_lengths, fold, flat, offsets, lengths)
+
+    @cached_property
+    def _byte_lengths(self) -> np.ndarray:
+        return np.r_[self._byte_starts[1:] - 1, len(self._bytes)] - self._byte_starts
 
     @cached_property
     def _utf8(self) -> tuple[np.ndarray, np.ndarray]:
@@ -91,12 +92,6 @@ class TextBatch:
     @property
     def _byte_starts(self) -> np.ndarray:
         return self._utf8[1]
-
-    @cached_property
-    def _byte_pairs(self) -> np.ndarray:
-        """Each byte with the one after it, as one 16-bit number."""
-        data = self._bytes
-        return (data[:-1].astype(np.uint16) << 8) | data[1:]
 
     def matching(self, pattern: re.Pattern) -> np.ndarray:
         """Whether `pattern` matches somewhere in each text (it must not match across a NUL)."""
@@ -121,6 +116,64 @@ class TextBatch:
         hit[self.starts[1:] - 1] = False  # the separators between texts
         return np.add.reduceat(hit, self.starts, dtype=np.int64)
 
+
+
+@compiled
+def _holding(data, starts, lengths, fold, codes, offsets, sizes):
+    """`TextBatch.holding`: each byte is looked up by itself and with the byte after it, so only
+    needles that start there are compared further."""
+    n_needles = len(sizes)
+    # needles by their first byte (one-byte needles) or first two bytes, as ranges of `order`
+    single = np.full(256, -1, dtype=np.int64)
+    pair_count = np.zeros(65537, dtype=np.int64)
+    for i in range(n_needles):
+        if sizes[i] == 1:
+            single[codes[offsets[i]]] = i
+        else:
+            pair_count[(np.int64(codes[offsets[i]]) << 8 | codes[offsets[i] + 1]) + 1] += 1
+    pair_start = np.cumsum(pair_count)
+    # which byte pairs start a needle, one bit each: 8 KiB that stay in cache
+    starting = np.zeros(1024, dtype=np.uint64)
+    for key in range(65536):
+        if pair_start[key + 1] > pair_start[key]:
+            starting[key >> 6] |= np.uint64(1) << np.uint64(key & 63)
+    order = np.empty(n_needles, dtype=np.int64)
+    filled = pair_start[:-1].copy()
+    for i in range(n_needles):
+        if sizes[i] > 1:
+            key = np.int64(codes[offsets[i]]) << 8 | codes[offsets[i] + 1]
+            order[filled[key]] = i
+            filled[key] += 1
+    out = np.zeros((len(starts), n_needles), dtype=np.bool_)
+    for d in range(len(starts)):
+        s, e = starts[d], starts[d] + lengths[d]
+        nxt = np.int64(data[s]) if s < e else np.int64(0)
+        if fold and 65 <= nxt <= 90:
+            nxt += 32
+        for k in range(s, e):
+            c = nxt
+            nxt = np.int64(data[k + 1]) if k + 1 < e else np.int64(0)
+            if fold and 65 <= nxt <= 90:
+                nxt += 32
+            if single[c] >= 0:
+                out[d, single[c]] = True
+            key = c << 8 | nxt
+            if not (starting[key >> 6] >> np.uint64(key & 63)) & np.uint64(1):
+                continue
+            for t in range(pair_start[key], pair_start[key + 1]):
+                i = order[t]
+                if out[d, i] or k + sizes[i] > e:
+                    continue
+                same = True
+                for j in range(2, sizes[i]):
+                    b = np.int64(data[k + j])
+                    if fold and 65 <= b <= 90:
+                        b += 32
+                    if b != codes[offsets[i] + j]:
+                        same = False
+                        break
+                out[d, i] = same
+    return out
 
 
 class ScanBatches(NamedTuple):
