@@ -144,35 +144,32 @@ def _holding(data, starts, lengths, fold, codes, offsets, sizes):
             key = np.int64(codes[offsets[i]]) << 8 | codes[offsets[i] + 1]
             order[filled[key]] = i
             filled[key] += 1
+    table = np.arange(256, dtype=np.int64)
+    if fold:
+        table[65:91] += 32
     out = np.zeros((len(starts), n_needles), dtype=np.bool_)
     for d in range(len(starts)):
         s, e = starts[d], starts[d] + lengths[d]
-        nxt = np.int64(data[s]) if s < e else np.int64(0)
-        if fold and 65 <= nxt <= 90:
-            nxt += 32
+        prev = np.int64(-1)
         for k in range(s, e):
-            c = nxt
-            nxt = np.int64(data[k + 1]) if k + 1 < e else np.int64(0)
-            if fold and 65 <= nxt <= 90:
-                nxt += 32
+            c = table[data[k]]
             if single[c] >= 0:
                 out[d, single[c]] = True
-            key = c << 8 | nxt
-            if not (starting[key >> 6] >> np.uint64(key & 63)) & np.uint64(1):
-                continue
-            for t in range(pair_start[key], pair_start[key + 1]):
-                i = order[t]
-                if out[d, i] or k + sizes[i] > e:
-                    continue
-                same = True
-                for j in range(2, sizes[i]):
-                    b = np.int64(data[k + j])
-                    if fold and 65 <= b <= 90:
-                        b += 32
-                    if b != codes[offsets[i] + j]:
-                        same = False
-                        break
-                out[d, i] = same
+            if prev >= 0:
+                key = prev << 8 | c
+                if (starting[key >> 6] >> np.uint64(key & 63)) & np.uint64(1):
+                    at = k - 1  # where a needle with these first two bytes would start
+                    for t in range(pair_start[key], pair_start[key + 1]):
+                        i = order[t]
+                        if out[d, i] or at + sizes[i] > e:
+                            continue
+                        same = True
+                        for j in range(2, sizes[i]):
+                            if table[data[at + j]] != codes[offsets[i] + j]:
+                                same = False
+                                break
+                        out[d, i] = same
+            prev = c
     return out
 
 
