@@ -169,8 +169,11 @@ def injection_findings_many(texts: Sequence[str], answers: Sequence[str], rule: 
     raw = (batches or ScanBatches.of(texts)).raw
     folded = sorted({w for groups in _MUST_HOLD for group in groups for w in group}
                     | set(_ANSWER_INSTRUCTION_WORDS) | set(_ANSWER_INSTRUCTION_LITERALS))
+    tokens = tuple(rule.trigger_tokens)
+    searchable = all(t.isascii() and t and "\0" not in t for t in tokens)
+    exact = _MARKERS + (tokens if searchable else ())
+    held = raw.holding(folded + list(exact), [True] * len(folded) + [False] * len(exact))
     column = {w: i for i, w in enumerate(folded)}
-    held = raw.holding(folded, fold=True)
 
     def any_of(words) -> np.ndarray:
         return held[:, [column[w] for w in words]].any(axis=1)
@@ -178,12 +181,10 @@ def injection_findings_many(texts: Sequence[str], answers: Sequence[str], rule: 
     possible = [np.logical_and.reduce([any_of(group) for group in groups]) for groups in _MUST_HOLD]
     instructs = any_of(_ANSWER_INSTRUCTION_WORDS)
     text_instruction = instructs & any_of(_ANSWER_INSTRUCTION_LITERALS)
-    tokens = tuple(rule.trigger_tokens)
-    if all(t.isascii() and t and "\0" not in t for t in tokens):
-        raw_held = raw.holding(_MARKERS + tokens)
-        markers, trigger = raw_held[:, : len(_MARKERS)].any(axis=1), raw_held[:, len(_MARKERS) :].any(axis=1)
-    else:  # a token no byte search can stand in for
-        markers, trigger = raw.containing_any(_MARKERS), raw.matching(_trigger_pattern(tokens))
+    markers = held[:, len(folded) : len(folded) + len(_MARKERS)].any(axis=1)
+    # a token no byte search can stand in for is looked for as it always was
+    trigger = held[:, len(folded) + len(_MARKERS) :].any(axis=1) if searchable else \
+        raw.matching(_trigger_pattern(tokens))
     answered = np.fromiter(map(bool, answers), dtype=bool, count=len(texts))
     answer_plain = np.fromiter(map(_plain, answers), dtype=bool, count=len(texts))
     answer_instruction = np.zeros(len(texts), dtype=bool)

@@ -186,7 +186,7 @@ def personal_data_findings_many(texts: Sequence[str], kinds: Collection[str],
                                 batches: ScanBatches | None = None) -> list[list[tuple[str, float, str]]]:
     """`personal_data_findings` of every text, the same findings.
 
-    Two compiled passes over the batch find the literals and number shapes each pattern needs
+    Compiled passes over the batch find the literals and number shapes each pattern needs
     (a card's 13 digits in one run, 64 hex digits, an IBAN's two capitals and two digits, an
     SSN's 3-2-4 digits, a phone's 3-4 digit tail or + before a digit); an ASCII text runs only
     the searches it could match, and most run none. Other texts are cleared by their `@`, key
@@ -196,25 +196,26 @@ def personal_data_findings_many(texts: Sequence[str], kinds: Collection[str],
     raw = (batches or ScanBatches.of(texts)).raw
     literal = ("@", "PRIVATE KEY", *_AWS_PREFIXES)
     folded = _TOKEN_WORDS + _SECRET_WORDS + _SECRET_NAMES + _PHONE_WORDS
-    held = raw.holding(literal, fold=False).any(axis=1)
-    words = raw.holding(folded, fold=True)
+    held = raw.holding(literal + folded + (":", "="), [False] * len(literal) + [True] * len(folded) + [False] * 2)
     shapes = _number_shapes(raw._bytes, raw._byte_starts, raw._byte_lengths)
     digits = shapes[:, 0]
-    n_token, n_secret, n_names = len(_TOKEN_WORDS), len(_SECRET_WORDS), len(_SECRET_NAMES)
-    token = words[:, :n_token].any(axis=1)
-    secret = words[:, n_token + n_secret : n_token + n_secret + n_names].any(axis=1) & raw.holding((":", "=")).any(axis=1)
-    phone_context = words[:, n_token + n_secret + n_names :].any(axis=1)
+    n_literal, n_token, n_secret, n_names = len(literal), len(_TOKEN_WORDS), len(_SECRET_WORDS), len(_SECRET_NAMES)
+    found = held[:, :n_literal].any(axis=1)
+    token = held[:, n_literal : n_literal + n_token].any(axis=1)
+    names = n_literal + n_token + n_secret
+    secret = held[:, names : names + n_names].any(axis=1) & held[:, -2:].any(axis=1)
+    phone_context = held[:, names + n_names : -2].any(axis=1)
     numbered = digits >= 9  # no card, IBAN, phone or identity number has fewer digits
     table = np.column_stack([token, secret, (digits >= 8) & (shapes[:, 2] >= 64), numbered & (shapes[:, 1] >= 13),
                              numbered & (shapes[:, 3] > 0), numbered & (shapes[:, 4] > 0),
                              numbered & (shapes[:, 5] > 0), numbered & (shapes[:, 6] > 0), numbered & phone_context])
     out: list[list[tuple[str, float, str]]] = []
-    for text, row, found, other in zip(texts, table.tolist(), held.tolist(), raw.non_ascii.tolist()):
+    for text, row, literal_found, other in zip(texts, table.tolist(), found.tolist(), raw.non_ascii.tolist()):
         if other:
             lower = text.lower()
-            suspect = found or any(w in lower for w in _TOKEN_WORDS + _SECRET_WORDS) or digits[len(out)] >= 8
+            suspect = literal_found or any(w in lower for w in _TOKEN_WORDS + _SECRET_WORDS) or digits[len(out)] >= 8
             out.append(personal_data_findings(text, kinds) if suspect else [])
-        elif found or True in row:
+        elif literal_found or True in row:
             out.append(personal_data_findings(text, kinds, {n for n, ok in zip(_SEARCHES, row) if ok}))
         else:
             out.append([])

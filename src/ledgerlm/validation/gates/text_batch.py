@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from functools import cached_property
@@ -55,21 +56,19 @@ class TextBatch:
             return np.zeros(len(self), dtype=bool)
         return self.holding(needles).any(axis=1)
 
-    def holding(self, needles: Sequence[str], fold: bool = False) -> np.ndarray:
+    def holding(self, needles: Sequence[str], fold: bool | Sequence[bool] = False) -> np.ndarray:
         """Which of `needles` (ASCII, no NUL) each text contains, (texts x needles), from one compiled pass over the batch.
 
-        With `fold` the texts' ASCII capitals count as small letters (needles are then given in
-        lower case): the same as `needle in text.lower()` for an ASCII text, not for every other
-        one (`str.lower` maps a few other characters, such as the Kelvin sign, to ASCII letters).
-        An ASCII needle's bytes occur in UTF-8 only where its characters do.
+        A needle looked for with `fold` (one flag for all, or one per needle) counts the texts'
+        ASCII capitals as small letters and is given in lower case: the same as `needle in
+        text.lower()` for an ASCII text, not for every other one (`str.lower` maps a few other
+        characters, such as the Kelvin sign, to ASCII letters). An ASCII needle's bytes occur in
+        UTF-8 only where its characters do.
         """
-        codes = [needle.encode("ascii") for needle in needles]
-        if not codes:
+        if not needles:
             return np.zeros((len(self), 0), dtype=bool)
-        lengths = np.fromiter(map(len, codes), dtype=np.int64, count=len(codes))
-        flat = np.frombuffer(b"".join(codes), dtype=np.uint8)
-        offsets = np.r_[0, np.cumsum(lengths)[:-1]].astype(np.int64)
-        return _holding(self._bytes, self._byte_starts, self._byte_lengths, fold, flat, offsets, lengths)
+        folds = tuple(np.broadcast_to(np.asarray(fold, dtype=bool), (len(needles),)).tolist())
+        return _holding(self._bytes, self._byte_starts, self._byte_lengths, *_filed(tuple(needles), folds))
 
     @cached_property
     def _byte_lengths(self) -> np.ndarray:
@@ -118,58 +117,80 @@ class TextBatch:
 
 
 
+def _prefix_hash(a, b, c):
+    """Three bytes to 16 bits: the key a needle of three or more bytes is filed under."""
+    return ((a << 16 | b << 8 | c) * 0x9E3779B1 >> 13) & 0xFFFF
+
+
+_LOWER = np.arange(256, dtype=np.int64)
+_LOWER[65:91] += 32
+
+
+@functools.lru_cache(maxsize=64)
+def _filed(needles: tuple[str, ...], folds: tuple[bool, ...]) -> tuple:
+    """Needles filed by their first byte, first two bytes or `_prefix_hash` of their first three
+    (read folded), as the compiled search takes them; each gate asks for the same needles in every batch."""
+    codes = [needle.encode("ascii") for needle in needles]
+    sizes = np.fromiter(map(len, codes), dtype=np.int64, count=len(codes))
+    width = np.minimum(sizes, 3)
+    keys = np.empty(len(codes), dtype=np.int64)
+    for i, code in enumerate(codes):
+        c = [int(_LOWER[b]) for b in code[:3]]
+        keys[i] = c[0] if len(c) == 1 else c[0] << 8 | c[1] if len(c) == 2 else _prefix_hash(*c)
+    starts, filed, used = [], [], []
+    for w in (1, 2, 3):
+        mine = np.flatnonzero(width == w)
+        counts = np.bincount(keys[mine], minlength=65536)
+        starts.append(np.r_[0, np.cumsum(counts)])
+        filed.append(mine[np.argsort(keys[mine], kind="stable")])
+        used.append(np.packbits(counts > 0, bitorder="little").view("<u8").astype(np.uint64))
+    filed_all = np.zeros((3, max(1, len(codes))), dtype=np.int64)
+    for w in range(3):
+        filed_all[w, : len(filed[w])] = filed[w]
+    return (np.frombuffer(b"".join(codes), dtype=np.uint8), np.r_[0, np.cumsum(sizes)[:-1]].astype(np.int64), sizes,
+            np.array(folds, dtype=np.bool_), np.stack(starts), filed_all, np.stack(used), _LOWER)
+
+
 @compiled
-def _holding(data, starts, lengths, fold, codes, offsets, sizes):
-    """`TextBatch.holding`: each byte is looked up by itself and with the byte after it, so only
-    needles that start there are compared further."""
+def _holding(data, starts, lengths, codes, offsets, sizes, folds, buckets, filed, used, lower):
+    """`TextBatch.holding`: at each byte of the batch only the needles filed under the one, two
+    and three bytes that end there (`_filed`) are compared in full."""
     n_needles = len(sizes)
-    # needles by their first byte (one-byte needles) or first two bytes, as ranges of `order`
-    single = np.full(256, -1, dtype=np.int64)
-    pair_count = np.zeros(65537, dtype=np.int64)
-    for i in range(n_needles):
-        if sizes[i] == 1:
-            single[codes[offsets[i]]] = i
-        else:
-            pair_count[(np.int64(codes[offsets[i]]) << 8 | codes[offsets[i] + 1]) + 1] += 1
-    pair_start = np.cumsum(pair_count)
-    # which byte pairs start a needle, one bit each: 8 KiB that stay in cache
-    starting = np.zeros(1024, dtype=np.uint64)
-    for key in range(65536):
-        if pair_start[key + 1] > pair_start[key]:
-            starting[key >> 6] |= np.uint64(1) << np.uint64(key & 63)
-    order = np.empty(n_needles, dtype=np.int64)
-    filled = pair_start[:-1].copy()
-    for i in range(n_needles):
-        if sizes[i] > 1:
-            key = np.int64(codes[offsets[i]]) << 8 | codes[offsets[i] + 1]
-            order[filled[key]] = i
-            filled[key] += 1
-    table = np.arange(256, dtype=np.int64)
-    if fold:
-        table[65:91] += 32
+
+    def prefix_hash(a, b, c):  # _prefix_hash
+        return ((a << 16 | b << 8 | c) * 0x9E3779B1 >> 13) & 0xFFFF
+
+    def compare(out, d, w, key, at, e):  # the needles filed under `key` that start at `at`
+        for t in range(buckets[w, key], buckets[w, key + 1]):
+            i = filed[w, t]
+            if out[d, i] or at + sizes[i] > e:
+                continue
+            same = True
+            for j in range(sizes[i]):
+                b = np.int64(data[at + j])
+                if folds[i]:
+                    b = lower[b]
+                if b != codes[offsets[i] + j]:
+                    same = False
+                    break
+            out[d, i] = same
+
+    one, two, three = used[0], used[1], used[2]
     out = np.zeros((len(starts), n_needles), dtype=np.bool_)
     for d in range(len(starts)):
         s, e = starts[d], starts[d] + lengths[d]
-        prev = np.int64(-1)
+        c1 = c2 = np.int64(0)  # the folded bytes one and two before (NUL: no needle holds it)
         for k in range(s, e):
-            c = table[data[k]]
-            if single[c] >= 0:
-                out[d, single[c]] = True
-            if prev >= 0:
-                key = prev << 8 | c
-                if (starting[key >> 6] >> np.uint64(key & 63)) & np.uint64(1):
-                    at = k - 1  # where a needle with these first two bytes would start
-                    for t in range(pair_start[key], pair_start[key + 1]):
-                        i = order[t]
-                        if out[d, i] or at + sizes[i] > e:
-                            continue
-                        same = True
-                        for j in range(2, sizes[i]):
-                            if table[data[at + j]] != codes[offsets[i] + j]:
-                                same = False
-                                break
-                        out[d, i] = same
-            prev = c
+            c = lower[data[k]]
+            if (one[c >> 6] >> np.uint64(c & 63)) & np.uint64(1):
+                compare(out, d, 0, c, k, e)
+            key = c1 << 8 | c
+            if (two[key >> 6] >> np.uint64(key & 63)) & np.uint64(1) and k > s:
+                compare(out, d, 1, key, k - 1, e)
+            key = prefix_hash(c2, c1, c)
+            if (three[key >> 6] >> np.uint64(key & 63)) & np.uint64(1) and k > s + 1:
+                compare(out, d, 2, key, k - 2, e)
+            c2, c1 = c1, c
     return out
 
 
