@@ -6,7 +6,7 @@ import functools
 import io
 import json
 import re
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,14 @@ def normalise(text: str) -> str:
     if lower.isascii():  # the common case, folded with C string methods instead of a regex
         return " ".join(lower.encode("ascii").translate(_ASCII_NON_WORD).decode("ascii").split())
     return _NON_WORD.sub(" ", lower).strip()
+
+
+class Normalised(dict):
+    """`normalise` of each text asked for, worked out once however often it is asked."""
+
+    def __missing__(self, text: str) -> str:
+        self[text] = folded = normalise(text)
+        return folded
 
 
 def shingles(text: str, size: int = 5) -> set[str]:
@@ -119,16 +127,20 @@ class NearDuplicateIndex:
     def __contains__(self, key: Hashable) -> bool:
         return key in self._signatures
 
-    def signature_matrix(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def signature_matrix(self, texts: list[str], normalised: Mapping[str, str] | None = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
         """One-permutation MinHash signatures of many texts, (texts x num_perm) uint32, and which texts had shingles.
 
         One-permutation hashing (Li, Owen & Zhang, NIPS 2012): each shingle's hash picks one of
         `num_perm` bins and the bin keeps the smallest of a second hash, so a shingle costs one
         hash instead of one per permutation; bins no shingle reached hold EMPTY and are left out
         of the similarity estimate (`estimate_jaccard`).
+
+        `normalised`: `normalise` of the texts where a caller has it already.
         """
         # a text shorter than a shingle is one shingle, padded; an empty one has none
-        norms = [n.ljust(self.shingle_size) if n else "" for n in map(normalise, texts)]
+        norms = [n.ljust(self.shingle_size) if n else ""
+                 for n in (map(normalise, texts) if normalised is None else (normalised[t] for t in texts))]
         lengths = np.fromiter(map(len, norms), dtype=np.int64, count=len(norms))
         codes = np.frombuffer("".join(norms).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
         return _minhash_rows(codes, lengths, self.shingle_size, np.uint64(self.seed * 0x9E3779B9 & 0xFFFFFFFF),

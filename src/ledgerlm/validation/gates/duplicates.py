@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 
@@ -26,7 +26,13 @@ import numpy as np
 
 from ledgerlm.validation.gates.candidate import Candidate
 from ledgerlm.validation.letter_bigrams import mean_surprisal_bits
-from ledgerlm.validation.near_duplicates import NearDuplicateIndex, band_keys, estimate_jaccard, normalise
+from ledgerlm.validation.near_duplicates import (
+    NearDuplicateIndex,
+    Normalised,
+    band_keys,
+    estimate_jaccard,
+    normalise,
+)
 
 
 @dataclass(frozen=True)
@@ -63,9 +69,14 @@ def _is_typo(a: str, b: str) -> bool:
     return inside and longer[i + 1 :] == shorter[i:] and not longer[i].isdigit()
 
 
-def substantive_difference(a: str, b: str, max_inserted_words: int = 5) -> str | None:
-    """Why two similar texts are different records (a substituted word, many added words), or None for a copy."""
-    wa, wb = normalise(a).split(), normalise(b).split()
+def substantive_difference(a: str, b: str, max_inserted_words: int = 5,
+                           normalised: Mapping[str, str] | None = None) -> str | None:
+    """Why two similar texts are different records (a substituted word, many added words), or None for a copy.
+
+    `normalised`: `normalise` of the texts where a caller has it already.
+    """
+    wa, wb = (normalise(a).split(), normalise(b).split()) if normalised is None else \
+        (normalised[a].split(), normalised[b].split())
     if wa == wb:  # a copy that differs only in case, punctuation or spacing: nothing to diff
         return None
     inserted = 0
@@ -178,14 +189,16 @@ def find_duplicates(
     within_batch: bool,
     threshold: float,
     max_inserted_words: int,
+    normalised: Normalised | None = None,
 ) -> dict[int, Match]:
     """The duplicate findings for a batch: contribution id -> the record it copies.
 
     `sketch` supplies the MinHash parameters (those of the kept records' signatures). `excluded`
     holds ids another gate already rejects: they never survive a duplicate group, so the copy
-    that stays is one the gates accept.
+    that stays is one the gates accept. `normalised`: texts already folded for the word diff.
     """
     found: dict[int, Match] = {}
+    normalised = Normalised() if normalised is None else normalised
     if exact:
         groups: dict[str, list[Candidate]] = {}
         holder: dict[str, KeptRecords] = {}  # content hash -> the first pool of `kept` that holds it
@@ -207,7 +220,7 @@ def find_duplicates(
     if not near:
         return found
     todo = [c for c in candidates if c.contribution_id not in found]
-    signatures, present = sketch.signature_matrix([texts[c.contribution_id] for c in todo])
+    signatures, present = sketch.signature_matrix([texts[c.contribution_id] for c in todo], normalised)
     todo = [c for c, ok in zip(todo, present) if ok]
     signatures = signatures[present]
     keys = band_keys(signatures, threshold) if len(todo) else np.zeros((0, 1), dtype=np.uint64)
@@ -224,7 +237,7 @@ def find_duplicates(
             if sim < threshold or cid in found:
                 continue
             other = pool.texts.get(pool.keys[j])
-            if other is None or substantive_difference(texts[cid], other, max_inserted_words) is None:
+            if other is None or substantive_difference(texts[cid], other, max_inserted_words, normalised) is None:
                 found[cid] = Match(pool.code, pool.keys[j], sim)
     if not within_batch:
         return found
@@ -238,7 +251,8 @@ def find_duplicates(
         sims = estimate_jaccard(signatures[a], signatures[b])
         for i, j, sim in zip(a.tolist(), b.tolist(), sims.tolist()):
             ci, cj = todo[i].contribution_id, todo[j].contribution_id
-            if sim >= threshold and substantive_difference(texts[ci], texts[cj], max_inserted_words) is None:
+            if sim >= threshold and substantive_difference(texts[ci], texts[cj], max_inserted_words,
+                                                           normalised) is None:
                 edges.setdefault(ci, {})[cj] = sim
                 edges.setdefault(cj, {})[ci] = sim
     if not edges:
@@ -247,7 +261,7 @@ def find_duplicates(
     # name a kept copy they were confirmed against
     # words counted across the copies only: a typo is the copy's own word, the original's word
     # is the other copy's, and letter-pair surprisal tells which of the two is the slip
-    vocabulary = Counter(w for cid in edges for w in normalise(texts[cid]).split())
+    vocabulary = Counter(w for cid in edges for w in normalised[texts[cid]].split())
     members = sorted(edges, key=lambda cid: (cid in excluded, presentation_flaws(texts[cid], vocabulary), cid))
     survivors: list[int] = []
     for cid in members:

@@ -17,7 +17,7 @@ from ledgerlm.validation.gates.label_noise import knn_label_disagreement
 from ledgerlm.validation.gates.personal_data import personal_data_findings_many
 from ledgerlm.validation.gates.qa_consistency import qa_mismatches
 from ledgerlm.validation.gates.text_batch import ScanBatches
-from ledgerlm.validation.near_duplicates import NearDuplicateIndex
+from ledgerlm.validation.near_duplicates import NearDuplicateIndex, Normalised
 from ledgerlm.validation.policy import GatePolicy
 
 _KIND = {"in_datanet": "accepted record", "in_pending": "pending contribution", "in_batch": "contribution"}
@@ -175,6 +175,7 @@ def _duplicates(candidates, texts, policy, existing_hashes, near_dup_index, acce
     near = nd.action != "off"
 
     sketch = NearDuplicateIndex(threshold=min(nd.threshold, 0.95), **params)
+    normalised = Normalised()  # each text folded once, for its signature and every word diff it is in
 
     def pool(code: str, records: Sequence[Candidate], index: NearDuplicateIndex | None,
              hashes: Collection[str] = ()) -> KeptRecords:
@@ -186,14 +187,14 @@ def _duplicates(candidates, texts, policy, existing_hashes, near_dup_index, acce
         if index is not None:  # a prebuilt index: its keys may be any record id
             return KeptRecords(code, hashed, index.keys(), index.matrix(), kept_texts)
         keys = list(kept_texts)
-        signatures, present = sketch.signature_matrix([kept_texts[k] for k in keys])
+        signatures, present = sketch.signature_matrix([kept_texts[k] for k in keys], normalised)
         return KeptRecords(code, hashed, [k for k, ok in zip(keys, present) if ok], signatures[present],
                            kept_texts)
 
     kept = [pool("in_datanet", accepted, base, existing_hashes), pool("in_pending", pending, None)]
     matches = find_duplicates(candidates, texts, out, kept, sketch, exact=ex.action != "off", near=near,
                               within_batch=nd.within_batch, threshold=nd.threshold,
-                              max_inserted_words=nd.max_inserted_words)
+                              max_inserted_words=nd.max_inserted_words, normalised=normalised)
     for c in candidates:
         m = matches.get(c.contribution_id)
         if m is None:
