@@ -84,6 +84,8 @@ _ZERO_WIDTH = re.compile(r"(?<=[A-Za-z0-9])[\u200b\u200c\u200d\u2060\u180e\ufeff
 _ZERO_WIDTH_ANY = re.compile(r"[\u200b\u2060\u180e]|(?<=.)\ufeff")
 _BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
 _TAGS = re.compile(r"[\U000e0000-\U000e007f]")
+_BIDI_CHARS = frozenset(map(chr, [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]))
+_ZERO_WIDTH_CHARS = frozenset("\u200b\u200c\u200d\u2060\u180e\ufeff")
 _MARKER_TOKEN = re.compile(r"<\|[A-Za-z_]{1,24}\|>|\[\[[A-Z_]{3,}\]\]|\{\{[A-Z_]{3,}\}\}")
 _NON_ASCII_WORD = re.compile(r"\w*[^\x00-\x7f]\w*", re.UNICODE)
 
@@ -135,18 +137,22 @@ def injection_findings(text: str, answer_text: str, rule: InjectionRule,
         out.append(("trigger_token", 0.7, f"special marker token {m.group()!r}"))
     if text.isascii():
         return out
-    if _TAGS.search(text):
+    # the text's distinct characters beyond ASCII (a handful) say which searches can find anything
+    beyond = {ch for ch in set(text) if not ch.isascii()}
+    if any(0xE0000 <= ord(ch) <= 0xE007F for ch in beyond) and _TAGS.search(text):
         out.append(("hidden_unicode", 1.0, "Unicode tag characters (invisible ASCII smuggling)"))
-    n_bidi = len(_BIDI.findall(text))
+    n_bidi = len(_BIDI.findall(text)) if not beyond.isdisjoint(_BIDI_CHARS) else 0
     if n_bidi:
         out.append(("hidden_unicode", 0.9, (f"{n_bidi} bidirectional control character(s) that "
                                             "can reorder what a reader sees (Trojan Source)")))
-    n_zw = len({m.start() for m in _ZERO_WIDTH.finditer(text)}
-               | {m.start() for m in _ZERO_WIDTH_ANY.finditer(text)})
+    n_zw = 0 if beyond.isdisjoint(_ZERO_WIDTH_CHARS) else len(
+        {m.start() for m in _ZERO_WIDTH.finditer(text)} | {m.start() for m in _ZERO_WIDTH_ANY.finditer(text)})
     if n_zw:
         out.append(("hidden_unicode", 0.8, f"{n_zw} zero-width character(s) inside words"))
     mixed = []
-    for word in _NON_ASCII_WORD.findall(text):
+    # a word mixes scripts only if some character of the text is Cyrillic or Greek
+    words = _NON_ASCII_WORD.findall(text) if any(_script(ch) in ("CYRILLIC", "GREEK") for ch in beyond) else ()
+    for word in words:
         scripts = {s for s in map(_script, word) if s}
         if "LATIN" in scripts and scripts & {"CYRILLIC", "GREEK"}:
             mixed.append(word)
