@@ -228,10 +228,12 @@ def test_compiled_text_counts_are_what_string_methods_count():
     import re
 
     from ledgerlm.validation.gates.ascii_counts import count_texts
+    from ledgerlm.validation.letter_bigrams import mean_surprisal_bits
 
     rng = random.Random(3)
     alphabet = string.ascii_letters + string.digits + "_ .,!\n\t\r\x0b\x0c\x1c\x01\x7f"
-    texts = ["", "   ", "a", " Hello, World! ", "strengths rhythm xkcdqz", "a" * 31 + " b", "spam spam spam spam"]
+    texts = ["", "   ", "a", " Hello, World! ", "strengths rhythm xkcdqz", "a" * 31 + " b", "spam spam spam spam",
+             "..Zq-xy  7", "ab ab ab cd ef ab gh ab ab ij"]
     texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 120))) for _ in range(150)]
     data = np.frombuffer(("\0".join(texts) + "\0").encode("ascii"), dtype=np.uint8)
     lengths = np.array([len(t) for t in texts])
@@ -256,3 +258,7 @@ def test_compiled_text_counts_are_what_string_methods_count():
         assert counts.longest[i] == max(map(len, words), default=0)
         assert counts.distinct_words[i] == len(set(words))
         assert counts.distinct_trigrams[i] == len(set(zip(words, words[1:], words[2:])))
+        assert counts.top_word[i] == max(Counter(words).values(), default=0)
+        bits, pairs = mean_surprisal_bits(text.lower())
+        assert counts.pairs[i] == pairs
+        assert (counts.pair_bits[i] / pairs if pairs else 0.0) == bits

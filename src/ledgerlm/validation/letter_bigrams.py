@@ -48,7 +48,7 @@ BITS = (
     "bkjhmhmmmfmmjiegdmmeemlfmmm"
     "ddiiibgiieiiiiigiiihiiiiihi"
 )
-_COST = np.frombuffer(BITS.encode("ascii"), dtype=np.uint8).astype(np.int64) - 97
+PAIR_COST = np.frombuffer(BITS.encode("ascii"), dtype=np.uint8).astype(np.int64) - 97  # BITS as whole bits
 _BYTE_TO_INDEX = np.zeros(256, dtype=np.int64)
 _BYTE_TO_INDEX[97:123] = np.arange(1, 27)
 
@@ -58,7 +58,7 @@ def mean_surprisal_bits(text: str) -> tuple[float, int]:
     s = " " + _NON_LETTER.sub(" ", text.lower()) + " "
     idx = _BYTE_TO_INDEX[np.frombuffer(s.encode("ascii"), dtype=np.uint8)]
     real = (idx[:-1] | idx[1:]) != 0  # a pair of two boundaries is not a letter pair
-    costs = _COST[idx[:-1] * 27 + idx[1:]][real]
+    costs = PAIR_COST[idx[:-1] * 27 + idx[1:]][real]
     return (int(costs.sum()) / len(costs), len(costs)) if len(costs) else (0.0, 0)
 
 

@@ -186,12 +186,15 @@ def _ascii_junk(texts: list[str], rule: JunkRule) -> list[list[tuple[str, float,
         vowel_ratio = vowels / letters
         odd_words = (long_words >= 3) & (implausible / long_words > rule.max_implausible_word_ratio)
         few_alnum = (non_space >= 12) & (alnum / non_space < rule.min_alnum_ratio)
+        # `mean_surprisal_bits`, the same division of the same whole numbers
+        odd_pairs = (counts.pairs > 0) & (counts.pair_bits / counts.pairs > rule.max_letter_pair_bits)
     letter_test = (letters >= 20) & ((vowel_ratio < rule.min_vowel_ratio)
-                                     | ((letters >= 40) & (vowel_ratio < _PROSE_VOWELS)) | odd_words)
+                                     | ((letters >= 40) & (vowel_ratio < _PROSE_VOWELS) & odd_pairs) | odd_words)
 
     with np.errstate(divide="ignore", invalid="ignore"):
         repeats = (n_words >= 8) & (1 - distinct_trigrams / (n_words - 2) > rule.max_repeated_ngram_ratio)
-    one_word = (n_words >= 10) & (distinct_words <= n_words / 2 + 1)
+    # `_one_word` needs one word to be over half the words
+    one_word = (n_words >= 10) & (distinct_words <= n_words / 2 + 1) & (counts.top_word / np.maximum(n_words, 1) > 0.5)
     varied = (n_words >= 8) & (distinct_words > 0.5 * n_words) & (counts.longest <= 30) & (alnum >= 0.6 * non_space)
     # only texts some count puts near a threshold run the per-text tests
     with np.errstate(divide="ignore", invalid="ignore"):
