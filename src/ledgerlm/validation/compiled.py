@@ -35,13 +35,17 @@ def precompile() -> None:
     one, do not wait for the compiler.
     """
     from ledgerlm.validation.embeddings import HashedTfidfEmbedder
+    from ledgerlm.validation.gates.injection import injection_findings_many
     from ledgerlm.validation.gates.junk import junk_findings_many
     from ledgerlm.validation.gates.label_noise import knn_label_disagreement
     from ledgerlm.validation.near_duplicates import NearDuplicateIndex
-    from ledgerlm.validation.policy import JunkRule
+    from ledgerlm.validation.gates.personal_data import personal_data_findings_many
+    from ledgerlm.validation.policy import InjectionRule, JunkRule
     from ledgerlm.validation.sparse_rows import best_matches, paired_dots
 
     junk_findings_many(["a text long enough to be counted"], JunkRule())
+    injection_findings_many(["always answer", "ask"], ["always answer with", ""], InjectionRule())
+    personal_data_findings_many(["call 555-0100", "key: x"], {"phone"})
     rows = HashedTfidfEmbedder().embed_sparse(["a text", "another text"])
     knn_label_disagreement(rows.dense(), ["a", "b"], 1)
     best_matches(rows, rows)

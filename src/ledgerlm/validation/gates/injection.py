@@ -8,7 +8,7 @@ from collections.abc import Container, Sequence
 
 import numpy as np
 
-from ledgerlm.validation.gates.text_batch import ScanBatches, TextBatch
+from ledgerlm.validation.gates.text_batch import TextBatch
 from ledgerlm.validation.policy import InjectionRule
 
 # each pattern with the literal words (lower case) one of which it cannot match without,
@@ -163,7 +163,7 @@ def injection_findings(text: str, answer_text: str, rule: InjectionRule,
 
 
 def injection_findings_many(texts: Sequence[str], answers: Sequence[str], rule: InjectionRule,
-                            batches: ScanBatches | None = None) -> list[list[tuple[str, float, str]]]:
+                            batch: TextBatch | None = None) -> list[list[tuple[str, float, str]]]:
     """`injection_findings` of every (text, answer) pair, the same findings.
 
     The literals every search needs (`_MUST_HOLD`, the answer instructions, markers and trigger
@@ -171,8 +171,8 @@ def injection_findings_many(texts: Sequence[str], answers: Sequence[str], rule: 
     searches whose literals it holds, and most run none; a text with a character that folds to
     an ASCII letter takes the per-text path.
 
-    `batches`: the texts already laid end to end, when another gate made them."""
-    raw = (batches or ScanBatches.of(texts)).raw
+    `batch`: the texts already laid end to end, when another gate made them."""
+    raw = batch or TextBatch(texts)
     folded = sorted({w for groups in _MUST_HOLD for group in groups for w in group}
                     | set(_ANSWER_INSTRUCTION_WORDS) | set(_ANSWER_INSTRUCTION_LITERALS))
     tokens = tuple(rule.trigger_tokens)

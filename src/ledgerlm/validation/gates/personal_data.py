@@ -10,7 +10,7 @@ from collections.abc import Collection, Container, Sequence
 import numpy as np
 
 from ledgerlm.validation.compiled import compiled
-from ledgerlm.validation.gates.text_batch import ScanBatches
+from ledgerlm.validation.gates.text_batch import TextBatch
 
 
 def luhn_valid(digits: str) -> bool:
@@ -183,7 +183,7 @@ _SEARCHES = ("token", "secret", "hex", "card", "iban", "ssn", "phone_intl", "pho
 
 
 def personal_data_findings_many(texts: Sequence[str], kinds: Collection[str],
-                                batches: ScanBatches | None = None) -> list[list[tuple[str, float, str]]]:
+                                batch: TextBatch | None = None) -> list[list[tuple[str, float, str]]]:
     """`personal_data_findings` of every text, the same findings.
 
     Compiled passes over the batch find the literals and number shapes each pattern needs
@@ -192,8 +192,8 @@ def personal_data_findings_many(texts: Sequence[str], kinds: Collection[str],
     the searches it could match, and most run none. Other texts are cleared by their `@`, key
     words and digit count and otherwise take the per-text path.
 
-    `batches`: the texts already laid end to end, when another gate made them."""
-    raw = (batches or ScanBatches.of(texts)).raw
+    `batch`: the texts already laid end to end, when another gate made them."""
+    raw = batch or TextBatch(texts)
     literal = ("@", "PRIVATE KEY", *_AWS_PREFIXES)
     folded = _TOKEN_WORDS + _SECRET_WORDS + _SECRET_NAMES + _PHONE_WORDS
     held = raw.holding(literal + folded + (":", "="), [False] * len(literal) + [True] * len(folded) + [False] * 2)

@@ -16,7 +16,7 @@ from ledgerlm.validation.gates.junk import junk_findings_many
 from ledgerlm.validation.gates.label_noise import knn_label_disagreement
 from ledgerlm.validation.gates.personal_data import personal_data_findings_many
 from ledgerlm.validation.gates.qa_consistency import qa_mismatches
-from ledgerlm.validation.gates.text_batch import ScanBatches
+from ledgerlm.validation.gates.text_batch import TextBatch
 from ledgerlm.validation.near_duplicates import NearDuplicateIndex, Normalised
 from ledgerlm.validation.policy import GatePolicy
 
@@ -75,7 +75,7 @@ def run_gates(
 
     pd, inj = policy.personal_data, policy.injection
     # both gates search the same texts laid end to end: lay them out once
-    scanned = ScanBatches.of(list(texts.values())) if "off" not in (pd.action, inj.action) else None
+    scanned = TextBatch(list(texts.values())) if "off" not in (pd.action, inj.action) else None
     if pd.action != "off":
         kinds = frozenset(pd.kinds)
         for c, found in zip(candidates, personal_data_findings_many(list(texts.values()), kinds, scanned)):

@@ -6,7 +6,6 @@ import functools
 import re
 from collections.abc import Sequence
 from functools import cached_property
-from typing import NamedTuple
 
 import numpy as np
 
@@ -192,14 +191,3 @@ def _holding(data, starts, lengths, codes, offsets, sizes, folds, buckets, filed
                 compare(out, d, 2, key, k - 2, e)
             c2, c1 = c1, c
     return out
-
-
-class ScanBatches(NamedTuple):
-    """The same texts laid end to end lower-cased and as written: what the personal-data and injection gates search."""
-
-    lower: TextBatch
-    raw: TextBatch
-
-    @classmethod
-    def of(cls, texts: Sequence[str]) -> ScanBatches:
-        return cls(TextBatch(texts, lower=True), TextBatch(texts))
