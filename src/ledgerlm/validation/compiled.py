@@ -38,8 +38,8 @@ def precompile() -> None:
     from ledgerlm.validation.gates.injection import injection_findings_many
     from ledgerlm.validation.gates.junk import junk_findings_many
     from ledgerlm.validation.gates.label_noise import knn_label_disagreement
-    from ledgerlm.validation.near_duplicates import NearDuplicateIndex
     from ledgerlm.validation.gates.personal_data import personal_data_findings_many
+    from ledgerlm.validation.near_duplicates import NearDuplicateIndex
     from ledgerlm.validation.policy import InjectionRule, JunkRule
     from ledgerlm.validation.sparse_rows import best_matches, paired_dots
 

@@ -70,8 +70,9 @@ def _count(data, starts, lengths, classes, letter_index, pair_cost):
     """Every count of `TextCounts` as columns, text by text.
 
     One pass over a text's bytes keeps its letter run, consonant run and word open and counts
-    each when it closes; distinct words and word 3-grams are then counted by sorting their
-    64-bit hashes, in buffers the size of the longest text instead of the whole batch.
+    each when it closes; distinct words and word 3-grams are then counted by their 64-bit
+    hashes in a small hash table, in buffers the size of the longest text instead of the whole
+    batch.
     """
     n = len(starts)
     out = np.zeros((n, 17), dtype=np.int64)
@@ -89,15 +90,31 @@ def _count(data, starts, lengths, classes, letter_index, pair_cost):
         h *= np.uint64(0x94D049BB133111EB)
         return h ^ (h >> np.uint64(31))
 
-    def distinct(values):  # sorts `values` in place; how many distinct, and the longest run of one
-        values.sort()
-        found = run = top = 0
+    # distinct values counted in an open-addressing table at least twice a text's word count
+    # (the values are mixed hashes: their low bits pick the slot); only filled slots are cleared
+    size = 64
+    while size < longest_text + 2:
+        size *= 2
+    slot_keys = np.zeros(size, dtype=np.uint64)
+    slot_counts = np.zeros(size, dtype=np.int64)
+    filled = np.empty(size, dtype=np.int64)
+
+    def distinct(values):  # how many distinct values, and how often the commonest occurs
+        found = top = 0
+        mask = np.uint64(size - 1)
         for i in range(len(values)):
-            if i == 0 or values[i] != values[i - 1]:
+            v = values[i]
+            j = np.int64(v & mask)
+            while slot_counts[j] and slot_keys[j] != v:
+                j = (j + 1) & (size - 1)
+            if not slot_counts[j]:
+                slot_keys[j] = v
+                filled[found] = j
                 found += 1
-                run = 0
-            run += 1
-            top = max(top, run)
+            slot_counts[j] += 1
+            top = max(top, slot_counts[j])
+        for t in range(found):
+            slot_counts[filled[t]] = 0
         return found, top
 
     for d in range(n):
@@ -157,9 +174,7 @@ def _count(data, starts, lengths, classes, letter_index, pair_cost):
                 longest = max(longest, word_len)
                 word_len = 0
                 h = np.uint64(0)
-        for i in range(n_words):
-            keys[i] = words[i]
-        distinct_words, top_word = distinct(keys[:n_words])
+        distinct_words, top_word = distinct(words[:n_words])
         n_trigrams = max(0, n_words - 2)
         for i in range(n_trigrams):
             keys[i] = mix64((words[i] * poly + words[i + 1]) * poly + words[i + 2])
