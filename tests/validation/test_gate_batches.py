@@ -262,3 +262,26 @@ def test_compiled_text_counts_are_what_string_methods_count():
         bits, pairs = mean_surprisal_bits(text.lower())
         assert counts.pairs[i] == pairs
         assert (counts.pair_bits[i] / pairs if pairs else 0.0) == bits
+
+
+def test_compiled_word_diff_gives_difflibs_opcodes():
+    from difflib import SequenceMatcher
+
+    from ledgerlm.validation.gates.duplicates import _opcodes
+
+    rng = random.Random(5)
+    for _ in range(400):
+        vocabulary = [f"w{i}" for i in range(rng.randint(1, 12))]
+        a = [rng.choice(vocabulary) for _ in range(rng.randint(0, 60))]
+        b = list(a)
+        for _ in range(rng.randint(0, 8)):  # deletions, insertions, substitutions
+            op = rng.random()
+            if op < 0.3 and b:
+                b.pop(rng.randrange(len(b)))
+            elif op < 0.6:
+                b.insert(rng.randint(0, len(b)), rng.choice([*vocabulary, "new"]))
+            elif b:
+                b[rng.randrange(len(b))] = rng.choice([*vocabulary, "x"])
+        if rng.random() < 0.2:  # an unrelated text
+            b = [rng.choice(vocabulary) for _ in range(rng.randint(0, 60))]
+        assert _opcodes(a, b) == SequenceMatcher(None, a, b, autojunk=False).get_opcodes()

@@ -35,6 +35,7 @@ def precompile() -> None:
     one, do not wait for the compiler.
     """
     from ledgerlm.validation.embeddings import HashedTfidfEmbedder
+    from ledgerlm.validation.gates.duplicates import substantive_difference
     from ledgerlm.validation.gates.injection import injection_findings_many
     from ledgerlm.validation.gates.junk import junk_findings_many
     from ledgerlm.validation.gates.label_noise import knn_label_disagreement
@@ -51,4 +52,5 @@ def precompile() -> None:
     best_matches(rows, rows)
     paired_dots(rows, rows, [0], [1])
     NearDuplicateIndex().signature_matrix(["a text"])
+    substantive_difference("a short text", "a shorter text")
 

@@ -20,10 +20,10 @@ import re
 from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from difflib import SequenceMatcher
 
 import numpy as np
 
+from ledgerlm.validation.compiled import compiled
 from ledgerlm.validation.gates.candidate import Candidate
 from ledgerlm.validation.letter_bigrams import mean_surprisal_bits
 from ledgerlm.validation.near_duplicates import (
@@ -80,7 +80,7 @@ def substantive_difference(a: str, b: str, max_inserted_words: int = 5,
     if wa == wb:  # a copy that differs only in case, punctuation or spacing: nothing to diff
         return None
     inserted = 0
-    for tag, i1, i2, j1, j2 in SequenceMatcher(None, wa, wb, autojunk=False).get_opcodes():
+    for tag, i1, i2, j1, j2 in _opcodes(wa, wb):
         if tag == "equal":
             continue
         if tag in ("insert", "delete"):
@@ -97,6 +97,100 @@ def substantive_difference(a: str, b: str, max_inserted_words: int = 5,
     if inserted > allowed:
         return f"{inserted} words added or removed"
     return None
+
+
+def _opcodes(wa: list[str], wb: list[str]) -> list[tuple[str, int, int, int, int]]:
+    """`SequenceMatcher(None, wa, wb, autojunk=False).get_opcodes()`, the matching blocks found by a compiled loop.
+
+    The words become numbers and `_matching_blocks` runs difflib's own recursion over them (the
+    longest matching block, earliest in `wa` then in `wb`, then the parts on either side), so
+    the opcodes are the same, tag for tag.
+    """
+    ids: dict[str, int] = {}
+    a = np.fromiter((ids.setdefault(w, len(ids)) for w in wa), dtype=np.int64, count=len(wa))
+    b = np.fromiter((ids.setdefault(w, len(ids)) for w in wb), dtype=np.int64, count=len(wb))
+    # where each word stands in `wb`, ascending: difflib's b2j
+    order = np.argsort(b, kind="stable")
+    starts = np.searchsorted(b[order], np.arange(len(ids) + 1))
+    answer = []
+    i = j = 0
+    for ai, bj, size in _matching_blocks(a, b, starts, order).tolist():
+        tag = "replace" if i < ai and j < bj else "delete" if i < ai else "insert" if j < bj else ""
+        if tag:
+            answer.append((tag, i, ai, j, bj))
+        i, j = ai + size, bj + size
+        if size:
+            answer.append(("equal", ai, i, bj, j))
+    return answer
+
+
+@compiled
+def _matching_blocks(a, b, b2j_start, b2j):
+    """difflib's `get_matching_blocks` (no junk) over word numbers: (i, j, size) rows, adjacent
+    blocks joined, ending with (len(a), len(b), 0)."""
+    la, lb = len(a), len(b)
+    # difflib keeps the run length ending at each j of the previous row in a dict; here two rows
+    # of an array, each entry valid only with the stamp of the (search, row) that wrote it
+    run = np.zeros((2, lb + 1), dtype=np.int64)
+    stamp = np.full((2, lb + 1), -1, dtype=np.int64)
+    queue = np.empty((la + lb + 2, 4), dtype=np.int64)
+    blocks = np.empty((la + lb + 2, 3), dtype=np.int64)
+    queue[0, 0], queue[0, 1], queue[0, 2], queue[0, 3] = 0, la, 0, lb
+    waiting, found, search = 1, 0, 0
+    while waiting:
+        waiting -= 1
+        alo, ahi, blo, bhi = queue[waiting, 0], queue[waiting, 1], queue[waiting, 2], queue[waiting, 3]
+        besti, bestj, bestsize = alo, blo, 0
+        search += 1
+        for i in range(alo, ahi):
+            row, before = i & 1, (i - 1) & 1
+            word = a[i]
+            for t in range(b2j_start[word], b2j_start[word + 1]):
+                j = b2j[t]
+                if j < blo:
+                    continue
+                if j >= bhi:
+                    break
+                k = 1
+                if j > 0 and stamp[before, j - 1] == search * (la + 1) + i - 1:
+                    k = run[before, j - 1] + 1
+                run[row, j] = k
+                stamp[row, j] = search * (la + 1) + i
+                if k > bestsize:
+                    besti, bestj, bestsize = i - k + 1, j - k + 1, k
+        while besti > alo and bestj > blo and a[besti - 1] == b[bestj - 1]:
+            besti, bestj, bestsize = besti - 1, bestj - 1, bestsize + 1
+        while besti + bestsize < ahi and bestj + bestsize < bhi and a[besti + bestsize] == b[bestj + bestsize]:
+            bestsize += 1
+        if bestsize:
+            blocks[found, 0], blocks[found, 1], blocks[found, 2] = besti, bestj, bestsize
+            found += 1
+            if alo < besti and blo < bestj:
+                queue[waiting, 0], queue[waiting, 1], queue[waiting, 2], queue[waiting, 3] = alo, besti, blo, bestj
+                waiting += 1
+            if besti + bestsize < ahi and bestj + bestsize < bhi:
+                queue[waiting, 0], queue[waiting, 1] = besti + bestsize, ahi
+                queue[waiting, 2], queue[waiting, 3] = bestj + bestsize, bhi
+                waiting += 1
+    # sorted by (i, j): blocks never overlap in `a`, so their starts in `a` differ
+    order = np.argsort(blocks[:found, 0])
+    out = np.empty((found + 1, 3), dtype=np.int64)
+    n_out = 0
+    i1 = j1 = k1 = 0
+    for t in range(found):
+        i2, j2, k2 = blocks[order[t], 0], blocks[order[t], 1], blocks[order[t], 2]
+        if i1 + k1 == i2 and j1 + k1 == j2:
+            k1 += k2
+        else:
+            if k1:
+                out[n_out, 0], out[n_out, 1], out[n_out, 2] = i1, j1, k1
+                n_out += 1
+            i1, j1, k1 = i2, j2, k2
+    if k1:
+        out[n_out, 0], out[n_out, 1], out[n_out, 2] = i1, j1, k1
+        n_out += 1
+    out[n_out, 0], out[n_out, 1], out[n_out, 2] = la, lb, 0
+    return out[: n_out + 1]
 
 
 _SHOUTING = re.compile(r"\b[A-Z]{2,}\b")
