@@ -285,3 +285,14 @@ def test_compiled_word_diff_gives_difflibs_opcodes():
         if rng.random() < 0.2:  # an unrelated text
             b = [rng.choice(vocabulary) for _ in range(rng.randint(0, 60))]
         assert _opcodes(a, b) == SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
+
+
+def test_a_words_surprisal_in_python_is_numpys():
+    from ledgerlm.validation.letter_bigrams import mean_surprisal_bits, surprisal_bits_of_word
+
+    rng = random.Random(1)
+    alphabet = string.ascii_letters + "\u00e9\u00c9\u00df\u0130 -1"
+    words = ["", " ", "a", "Hello", "  ab  ", "\u0130stanbul"]
+    words += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))) for _ in range(2000)]
+    for word in words:
+        assert surprisal_bits_of_word(word) == mean_surprisal_bits(word)

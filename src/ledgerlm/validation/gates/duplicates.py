@@ -25,7 +25,7 @@ import numpy as np
 
 from ledgerlm.validation.compiled import compiled
 from ledgerlm.validation.gates.candidate import Candidate
-from ledgerlm.validation.letter_bigrams import mean_surprisal_bits
+from ledgerlm.validation.letter_bigrams import surprisal_bits_of_word
 from ledgerlm.validation.near_duplicates import (
     NearDuplicateIndex,
     Normalised,
@@ -228,7 +228,7 @@ def presentation_flaws(text: str, vocabulary: Counter) -> float:
     # copies share cancel out, so this compares the copies' differing words
     for w in words:
         if vocabulary[w.lower()] <= 1 and w.isalpha():
-            bits, pairs = mean_surprisal_bits(w)
+            bits, pairs = surprisal_bits_of_word(w)
             flaws += 0.02 * bits * pairs
     return flaws
 
