@@ -296,3 +296,18 @@ def test_a_words_surprisal_in_python_is_numpys():
     words += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))) for _ in range(2000)]
     for word in words:
         assert surprisal_bits_of_word(word) == mean_surprisal_bits(word)
+
+
+def test_shingle_text_of_a_batch_is_each_texts_normalised_text():
+    from ledgerlm.validation.near_duplicates import NearDuplicateIndex, normalise
+
+    rng = random.Random(2)
+    alphabet = string.ascii_letters + string.digits + " _-.,\n\t!" + "\u00e9\u212a"
+    texts = ["", " ", "ab", "a b", "  Hello,  World! ", "___"]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(500)]
+    index = NearDuplicateIndex()
+    for batch in (texts, [t for t in texts if t.isascii()], [t for t in texts if not t.isascii()], []):
+        codes, lengths = index._shingled(batch, None)
+        norms = [n.ljust(index.shingle_size) if n else "" for n in map(normalise, batch)]
+        assert lengths.tolist() == [len(n) for n in norms]
+        assert "".join(map(chr, codes.tolist())) == "".join(norms)

@@ -54,6 +54,39 @@ def shingles(text: str, size: int = 5) -> set[str]:
     return {norm[i : i + size] for i in range(len(norm) - size + 1)}
 
 
+# `normalise` of one ASCII byte: letters and digits lower-cased, everything else a space
+_ASCII_FOLD = np.array([ord(chr(c).lower()) if chr(c).isalnum() else 32 for c in range(128)] + [32] * 128,
+                       dtype=np.uint32)
+
+
+@compiled
+def _fold_ascii(data, starts, lengths, size, fold):
+    """`normalise(text).ljust(size)` ("" for no words) of each ASCII text `data[starts[d] : starts[d] + lengths[d]]`,
+    as code points end to end, and each one's length: words joined by single spaces."""
+    out = np.empty(len(data) + size * len(starts), dtype=np.uint32)
+    out_lengths = np.empty(len(starts), dtype=np.int64)
+    m = 0
+    for d in range(len(starts)):
+        begin = m
+        gap = False
+        for k in range(starts[d], starts[d] + lengths[d]):
+            c = fold[data[k]]
+            if c == 32:
+                gap = m > begin
+            else:
+                if gap:
+                    out[m] = 32
+                    m += 1
+                    gap = False
+                out[m] = c
+                m += 1
+        while begin < m < begin + size:
+            out[m] = 32
+            m += 1
+        out_lengths[d] = m - begin
+    return out[:m].copy(), out_lengths
+
+
 @compiled
 def _minhash_rows(codes, lengths, size, seed_mix, num_perm):
     """One-permutation MinHash rows of texts laid end to end (`codes`, `lengths`): see `signature_matrix`.
@@ -138,13 +171,39 @@ class NearDuplicateIndex:
 
         `normalised`: `normalise` of the texts where a caller has it already.
         """
-        # a text shorter than a shingle is one shingle, padded; an empty one has none
-        norms = [n.ljust(self.shingle_size) if n else ""
-                 for n in (map(normalise, texts) if normalised is None else (normalised[t] for t in texts))]
-        lengths = np.fromiter(map(len, norms), dtype=np.int64, count=len(norms))
-        codes = np.frombuffer("".join(norms).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        codes, lengths = self._shingled(texts, normalised)
         return _minhash_rows(codes, lengths, self.shingle_size, np.uint64(self.seed * 0x9E3779B9 & 0xFFFFFFFF),
                              self.num_perm)
+
+    def _shingled(self, texts: list[str], normalised: Mapping[str, str] | None) -> tuple[np.ndarray, np.ndarray]:
+        """The normalised texts shingles are cut from, as code points end to end, and their lengths.
+
+        A text shorter than a shingle is one shingle, padded; an empty one has none. ASCII texts
+        are folded by `_fold_ascii` in one compiled pass; others by `normalise`.
+        """
+        plain = [i for i, t in enumerate(texts) if t.isascii()]
+        if plain:
+            parts = [texts[i] for i in plain]
+            lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
+            data = np.frombuffer("\0".join(parts).encode("ascii"), dtype=np.uint8)
+            folded, folded_lengths = _fold_ascii(data, np.r_[0, np.cumsum(lengths + 1)[:-1]].astype(np.int64),
+                                                 lengths, self.shingle_size, _ASCII_FOLD)
+            if len(plain) == len(texts):
+                return folded, folded_lengths
+        fold = normalise if normalised is None else normalised.__getitem__
+        pieces, lengths = [], np.empty(len(texts), dtype=np.int64)
+        at = np.r_[0, np.cumsum(folded_lengths)] if plain else None
+        k = 0
+        for i, text in enumerate(texts):
+            if k < len(plain) and plain[k] == i:
+                pieces.append(folded[at[k] : at[k + 1]])
+                k += 1
+            else:
+                norm = fold(text)
+                norm = norm.ljust(self.shingle_size) if norm else ""
+                pieces.append(np.frombuffer(norm.encode("utf-32-le", "surrogatepass"), dtype=np.uint32))
+            lengths[i] = len(pieces[-1])
+        return (np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.uint32)), lengths
 
     def signatures(self, texts: list[str]) -> list[MinHash | None]:
         """MinHash signatures of many texts at once (None for a text with no shingles)."""
