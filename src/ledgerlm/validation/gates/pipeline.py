@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from collections.abc import Collection, Hashable, Sequence
 
@@ -45,6 +46,21 @@ def run_gates(
     - `labelled_reference`: more accepted labelled records for the label-noise gate.
     - `embedder`: overrides the policy's embedder for label noise and Q&A consistency.
     """
+    # the gates make many short-lived objects and no reference cycles, while a cyclic collection
+    # walks every object of the process (a node holds hundreds of thousands): collections wait
+    # until the batch is gated
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _gate_batch(candidates, policy, existing_hashes, near_dup_index, accepted, pending,
+                           labelled_reference, embedder)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _gate_batch(candidates, policy, existing_hashes, near_dup_index, accepted, pending, labelled_reference,
+                embedder) -> dict[int, GateReport]:
     policy = policy or GatePolicy()
     findings: dict[int, list[Finding]] = {c.contribution_id: [] for c in candidates}
     if len(findings) != len(candidates):
