@@ -107,14 +107,11 @@ def _opcodes(wa: list[str], wb: list[str]) -> list[tuple[str, int, int, int, int
     the opcodes are the same, tag for tag.
     """
     ids: dict[str, int] = {}
-    a = np.fromiter((ids.setdefault(w, len(ids)) for w in wa), dtype=np.int64, count=len(wa))
-    b = np.fromiter((ids.setdefault(w, len(ids)) for w in wb), dtype=np.int64, count=len(wb))
-    # where each word stands in `wb`, ascending: difflib's b2j
-    order = np.argsort(b, kind="stable")
-    starts = np.searchsorted(b[order], np.arange(len(ids) + 1))
+    a = np.array([ids.setdefault(w, len(ids)) for w in wa], dtype=np.int64)
+    b = np.array([ids.setdefault(w, len(ids)) for w in wb], dtype=np.int64)
     answer = []
     i = j = 0
-    for ai, bj, size in _matching_blocks(a, b, starts, order).tolist():
+    for ai, bj, size in _matching_blocks(a, b, len(ids)).tolist():
         tag = "replace" if i < ai and j < bj else "delete" if i < ai else "insert" if j < bj else ""
         if tag:
             answer.append((tag, i, ai, j, bj))
@@ -125,10 +122,21 @@ def _opcodes(wa: list[str], wb: list[str]) -> list[tuple[str, int, int, int, int
 
 
 @compiled
-def _matching_blocks(a, b, b2j_start, b2j):
-    """difflib's `get_matching_blocks` (no junk) over word numbers: (i, j, size) rows, adjacent
-    blocks joined, ending with (len(a), len(b), 0)."""
+def _matching_blocks(a, b, n_words):
+    """difflib's `get_matching_blocks` (no junk) over word numbers below `n_words`: (i, j, size)
+    rows, adjacent blocks joined, ending with (len(a), len(b), 0)."""
     la, lb = len(a), len(b)
+    # where each word stands in `b`, ascending: difflib's b2j
+    b2j_start = np.zeros(n_words + 1, dtype=np.int64)
+    for j in range(lb):
+        b2j_start[b[j] + 1] += 1
+    for w in range(n_words):
+        b2j_start[w + 1] += b2j_start[w]
+    b2j = np.empty(lb, dtype=np.int64)
+    fill = b2j_start[:-1].copy()
+    for j in range(lb):
+        b2j[fill[b[j]]] = j
+        fill[b[j]] += 1
     # difflib keeps the run length ending at each j of the previous row in a dict; here two rows
     # of an array, each entry valid only with the stamp of the (search, row) that wrote it
     run = np.zeros((2, lb + 1), dtype=np.int64)
