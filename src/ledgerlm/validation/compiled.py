@@ -51,6 +51,6 @@ def precompile() -> None:
     knn_label_disagreement(rows.dense(), ["a", "b"], 1)
     best_matches(rows, rows)
     paired_dots(rows, rows, [0], [1])
-    NearDuplicateIndex().signature_matrix(["a text"])
+    NearDuplicateIndex().signature_matrix(["a text", "\u00e9t\u00e9"])
     substantive_difference("a short text", "a shorter text")
 

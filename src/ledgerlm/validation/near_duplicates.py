@@ -88,6 +88,28 @@ def _fold_ascii(data, starts, lengths, size, fold):
 
 
 @compiled
+def _interleave(first, first_lengths, second, second_lengths, from_first):
+    """Two runs of texts laid end to end merged into one, in the order `from_first` says."""
+    out = np.empty(len(first) + len(second), dtype=first.dtype)
+    lengths = np.empty(len(from_first), dtype=np.int64)
+    a = b = ia = ib = m = 0
+    for d in range(len(from_first)):
+        if from_first[d]:
+            size = first_lengths[ia]
+            out[m : m + size] = first[a : a + size]
+            a += size
+            ia += 1
+        else:
+            size = second_lengths[ib]
+            out[m : m + size] = second[b : b + size]
+            b += size
+            ib += 1
+        lengths[d] = size
+        m += size
+    return out, lengths
+
+
+@compiled
 def _minhash_rows(codes, lengths, size, seed_mix, num_perm):
     """One-permutation MinHash rows of texts laid end to end (`codes`, `lengths`): see `signature_matrix`.
 
@@ -191,19 +213,14 @@ class NearDuplicateIndex:
             if len(plain) == len(texts):
                 return folded, folded_lengths
         fold = normalise if normalised is None else normalised.__getitem__
-        pieces, lengths = [], np.empty(len(texts), dtype=np.int64)
-        at = np.r_[0, np.cumsum(folded_lengths)] if plain else None
-        k = 0
-        for i, text in enumerate(texts):
-            if k < len(plain) and plain[k] == i:
-                pieces.append(folded[at[k] : at[k + 1]])
-                k += 1
-            else:
-                norm = fold(text)
-                norm = norm.ljust(self.shingle_size) if norm else ""
-                pieces.append(np.frombuffer(norm.encode("utf-32-le", "surrogatepass"), dtype=np.uint32))
-            lengths[i] = len(pieces[-1])
-        return (np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.uint32)), lengths
+        others = [n.ljust(self.shingle_size) if (n := fold(t)) else "" for t in texts if not t.isascii()]
+        other_lengths = np.fromiter(map(len, others), dtype=np.int64, count=len(others))
+        other_codes = np.frombuffer("".join(others).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        if not plain:
+            return other_codes.copy(), other_lengths
+        is_plain = np.zeros(len(texts), dtype=np.bool_)
+        is_plain[plain] = True
+        return _interleave(folded, folded_lengths, other_codes, other_lengths, is_plain)
 
     def signatures(self, texts: list[str]) -> list[MinHash | None]:
         """MinHash signatures of many texts at once (None for a text with no shingles)."""
