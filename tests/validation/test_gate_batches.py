@@ -311,3 +311,17 @@ def test_shingle_text_of_a_batch_is_each_texts_normalised_text():
         norms = [n.ljust(index.shingle_size) if n else "" for n in map(normalise, batch)]
         assert lengths.tolist() == [len(n) for n in norms]
         assert "".join(map(chr, codes.tolist())) == "".join(norms)
+
+
+def test_candidate_pairs_are_every_pair_of_rows_sharing_a_band_key():
+    from ledgerlm.validation.gates.duplicates import candidate_pairs
+
+    rng = np.random.default_rng(3)
+    for _ in range(100):
+        n, m, width, spread = rng.integers(1, 30), rng.integers(0, 15), rng.integers(1, 5), rng.integers(1, 25)
+        a = rng.integers(0, spread, size=(n, width)).astype(np.uint64)
+        b = rng.integers(0, spread, size=(m, width)).astype(np.uint64)
+        within = [[i, j] for i in range(n) for j in range(i + 1, n) if set(a[i]) & set(a[j])]
+        across = [[i, j] for i in range(n) for j in range(m) if set(a[i]) & set(b[j])]
+        assert candidate_pairs(a).tolist() == within
+        assert candidate_pairs(a, b).tolist() == across

@@ -34,8 +34,10 @@ def precompile() -> None:
     `make install` runs this, so the first batch a node gates, and the first test that gates
     one, do not wait for the compiler.
     """
+    import numpy as np
+
     from ledgerlm.validation.embeddings import HashedTfidfEmbedder
-    from ledgerlm.validation.gates.duplicates import substantive_difference
+    from ledgerlm.validation.gates.duplicates import candidate_pairs, substantive_difference
     from ledgerlm.validation.gates.injection import injection_findings_many
     from ledgerlm.validation.gates.junk import junk_findings_many
     from ledgerlm.validation.gates.label_noise import knn_label_disagreement
@@ -53,4 +55,5 @@ def precompile() -> None:
     paired_dots(rows, rows, [0], [1])
     NearDuplicateIndex().signature_matrix(["a text", "\u00e9t\u00e9"])
     substantive_difference("a short text", "a shorter text")
+    candidate_pairs(np.zeros((2, 1), dtype=np.uint64), np.zeros((1, 1), dtype=np.uint64))
 

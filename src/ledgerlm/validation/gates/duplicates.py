@@ -253,30 +253,51 @@ class KeptRecords:
 
 
 def candidate_pairs(keys: np.ndarray, other: np.ndarray | None = None) -> np.ndarray:
-    """(i, j) rows that share an LSH band key: within `keys` (i < j), or between `keys` and `other`."""
+    """(i, j) rows that share an LSH band key: within `keys` (i < j), or between `keys` and `other`; sorted, each once."""
     n = len(keys)
     every = keys if other is None else np.concatenate([keys, other])
-    flat = every.ravel()
-    owner = np.repeat(np.arange(len(every)), every.shape[1])
-    order = np.argsort(flat, kind="stable")
-    flat, owner = flat[order], owner[order]
-    starts = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]])
-    sizes = np.diff(np.r_[starts, len(flat)])
-    # most shared keys join exactly two rows: pair those without a Python loop
-    two = starts[sizes == 2]
-    pairs = [np.stack([np.minimum(owner[two], owner[two + 1]), np.maximum(owner[two], owner[two + 1])], axis=1)]
-    for start, size in zip(starts[sizes > 2].tolist(), sizes[sizes > 2].tolist()):
-        members = np.unique(owner[start : start + size])
-        i, j = np.triu_indices(len(members), 1)
-        pairs.append(np.stack([members[i], members[j]], axis=1))
-    pairs = np.concatenate(pairs)
-    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
-    if other is not None:  # keep the pairs that join a row of `keys` with a row of `other`
-        pairs = pairs[(pairs[:, 0] < n) & (pairs[:, 1] >= n)]
-        pairs[:, 1] -= n
-    if not len(pairs):
-        return np.zeros((0, 2), dtype=np.int64)
-    return np.unique(pairs, axis=0)
+    flat = np.ascontiguousarray(every).ravel()
+    return _shared_key_pairs(flat, np.argsort(flat), every.shape[1], n, other is not None)
+
+
+@compiled
+def _shared_key_pairs(flat, order, width, n, across):
+    """Every pair of rows (row = `width` consecutive keys of `flat`) that share a key, as sorted
+    unique (i, j), i < j; with `across`, only pairs of a row below `n` and one from `n` on, the
+    second numbered from `n`. `order` sorts `flat`."""
+    n_rows = len(flat) // width if width else 0
+    members = np.empty(len(flat), dtype=np.int64)
+    codes = np.empty(0, dtype=np.int64)
+    found = 0  # first count the pairs, then write them
+    for sweep in range(2):
+        if sweep:
+            codes = np.empty(found, dtype=np.int64)
+            found = 0
+        start = 0
+        while start < len(order):
+            stop = start + 1
+            while stop < len(order) and flat[order[stop]] == flat[order[start]]:
+                stop += 1
+            if stop - start > 1:
+                size = 0
+                for t in range(start, stop):
+                    members[size] = order[t] // width
+                    size += 1
+                group = np.unique(members[:size])
+                for x in range(len(group)):
+                    for y in range(x + 1, len(group)):
+                        i, j = group[x], group[y]
+                        if across and not (i < n <= j):
+                            continue
+                        if sweep:
+                            codes[found] = i * n_rows + (j - n if across else j)
+                        found += 1
+            start = stop
+    codes = np.unique(codes)
+    out = np.empty((len(codes), 2), dtype=np.int64)
+    for t in range(len(codes)):
+        out[t, 0], out[t, 1] = codes[t] // n_rows, codes[t] % n_rows
+    return out
 
 
 def find_duplicates(
