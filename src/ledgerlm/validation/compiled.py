@@ -42,7 +42,7 @@ def precompile() -> None:
     from ledgerlm.validation.gates.junk import junk_findings_many
     from ledgerlm.validation.gates.label_noise import knn_label_disagreement
     from ledgerlm.validation.gates.personal_data import personal_data_findings_many
-    from ledgerlm.validation.near_duplicates import NearDuplicateIndex
+    from ledgerlm.validation.near_duplicates import NearDuplicateIndex, band_keys
     from ledgerlm.validation.policy import InjectionRule, JunkRule
     from ledgerlm.validation.sparse_rows import best_matches, paired_dots
 
@@ -56,4 +56,5 @@ def precompile() -> None:
     NearDuplicateIndex().signature_matrix(["a text", "\u00e9t\u00e9"])
     substantive_difference("a short text", "a shorter text")
     candidate_pairs(np.zeros((2, 1), dtype=np.uint64), np.zeros((1, 1), dtype=np.uint64))
+    band_keys(NearDuplicateIndex().signature_matrix(["a text"])[0], 0.75)
 

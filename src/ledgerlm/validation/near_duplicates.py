@@ -337,12 +337,31 @@ def band_keys(signatures: np.ndarray, threshold: float) -> np.ndarray:
     width, so candidates match what `MinHashLSH` would return, computed for all texts at once.
     """
     bands, rows = _bands(threshold, signatures.shape[1])
-    weights = np.random.default_rng(0).integers(1, 2**63, size=rows, dtype=np.uint64) | np.uint64(1)
-    sig = signatures[:, : bands * rows].astype(np.uint64).reshape(len(signatures), bands, rows)
-    keys = (sig * weights).sum(axis=2, dtype=np.uint64)
-    # the band number goes into the key so equal values in different bands never meet
-    keys ^= np.arange(bands, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    keys, blank = _band_sums(np.ascontiguousarray(signatures, dtype=np.uint32), bands, rows, _band_weights(rows))
     # a band of empty bins says nothing about the text: give it a key no other text has
-    blank = (sig == EMPTY).all(axis=2)
     keys[blank] = np.random.default_rng().integers(0, 2**63, size=int(blank.sum()), dtype=np.uint64)
     return keys
+
+
+@functools.cache
+def _band_weights(rows: int) -> np.ndarray:
+    return np.random.default_rng(0).integers(1, 2**63, size=rows, dtype=np.uint64) | np.uint64(1)
+
+
+@compiled
+def _band_sums(signatures, bands, rows, weights):
+    """Each band's values times `weights`, summed modulo 2**64, with the band number mixed in so
+    equal values in different bands never meet; and which bands hold only empty bins."""
+    keys = np.empty((len(signatures), bands), dtype=np.uint64)
+    blank = np.empty((len(signatures), bands), dtype=np.bool_)
+    for t in range(len(signatures)):
+        for b in range(bands):
+            key = np.uint64(0)
+            empty = True
+            for r in range(rows):
+                value = signatures[t, b * rows + r]
+                key += np.uint64(value) * weights[r]
+                empty = empty and value == EMPTY
+            keys[t, b] = key ^ (np.uint64(b) * np.uint64(0x9E3779B97F4A7C15))
+            blank[t, b] = empty
+    return keys, blank
