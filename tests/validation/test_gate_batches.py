@@ -72,24 +72,13 @@ def test_batched_personal_data_and_injection_checks_match_the_per_text_checks():
                                                              for t, a in zip(TEXTS, answers)]
 
 
-@pytest.mark.parametrize("needle", ["@", "ab", "ignor", "zzz-not-there"])
-def test_a_batch_finds_exactly_the_texts_that_hold_a_needle(needle):
-    batch = TextBatch(TEXTS, lower=True)
-    assert batch.containing(needle).tolist() == [needle in t.lower() for t in TEXTS]
-
-
-@pytest.mark.parametrize("lower", [False, True])
-def test_a_batch_finds_exactly_the_texts_that_hold_any_of_many_needles(lower):
+def test_a_batch_finds_exactly_the_texts_that_hold_each_needle():
     from ledgerlm.validation.gates.injection import _MUST_HOLD
 
     texts = [*TEXTS, *_random_texts(200), "", "caf\u00e9 ignore", "\u0416 #", "k", "a\x00sk", "x ask"]
     words = sorted({w for groups in _MUST_HOLD for group in groups for w in group})
-    needles = [*words, "@", "PRIVATE KEY", "AKIA", "k_live_", "zzz-not-there"]
-    batch = TextBatch(texts, lower=lower)
-    seen = [t.lower() if lower else t for t in texts]
-    assert batch.containing_any(needles).tolist() == [any(n in t for n in needles) for t in seen]
-    assert batch.containing_any(["a"]).tolist() == ["a" in t for t in seen]
-    assert batch.holding(needles).tolist() == [[n in t for n in needles] for t in seen]
+    needles = [*words, "@", "PRIVATE KEY", "AKIA", "k_live_", "a", "zzz-not-there"]
+    assert TextBatch(texts).holding(needles).tolist() == [[n in t for n in needles] for t in texts]
 
 
 def test_a_folded_search_finds_what_lower_case_finds_in_texts_that_fold_as_ascii():
@@ -101,12 +90,6 @@ def test_a_folded_search_finds_what_lower_case_finds_in_texts_that_fold_as_ascii
     for text, row in zip(texts, held):
         if _plain(text):
             assert row == [n in text.lower() for n in needles], text
-
-
-@pytest.mark.parametrize("chars", ["0123456789", "9a0", "\u00e9", "\x00"])
-def test_a_batch_counts_exactly_the_characters_each_text_holds(chars):
-    texts = [*TEXTS, "", "12\u00e9", "", "a\x00b", ""]  # empty texts between and at the end
-    assert TextBatch(texts).count_chars(chars).tolist() == [sum(map(t.count, set(chars))) for t in texts]
 
 
 @pytest.mark.parametrize("k", [1, 4, 7])

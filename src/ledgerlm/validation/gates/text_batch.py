@@ -15,21 +15,17 @@ SEPARATOR = "\0"  # between texts: no word, needle or pattern the gates look for
 
 
 class TextBatch:
-    """`texts` (lower-cased when `lower`) joined by NUL, with where each one starts.
+    """`texts` joined by NUL, with where each one starts.
 
-    The gates' per-text tests are mostly "does this text contain any of these words": asking the
-    joined batch costs one C-level search per text that does, not one Python call per text.
+    The gates' per-text tests are mostly "does this text contain any of these words": one
+    compiled pass over the joined batch answers them for every text and word at once.
     """
 
-    def __init__(self, texts: Sequence[str], lower: bool = False):
+    def __init__(self, texts: Sequence[str]):
         self.texts = texts
-        parts = [t.lower() for t in texts] if lower else list(texts)
-        self._parts = parts
-        self.joined = SEPARATOR.join(parts)
-        lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
+        self.joined = SEPARATOR.join(texts)
+        lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
         self.starts = np.r_[0, np.cumsum(lengths + 1)[:-1]].astype(np.int64)
-        self.lengths = lengths
-        self._next = np.r_[self.starts[1:], len(self.joined) + 1].tolist()
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -37,23 +33,6 @@ class TextBatch:
     def text_at(self, positions: Sequence[int] | np.ndarray) -> np.ndarray:
         """Which text each position of the joined string falls in."""
         return np.searchsorted(self.starts, np.asarray(positions, dtype=np.int64), side="right") - 1
-
-    def containing(self, needle: str) -> np.ndarray:
-        """Whether each text contains `needle` (a plain substring test, as `needle in text`)."""
-        out = np.zeros(len(self), dtype=bool)
-        find, joined, starts, nxt = self.joined.find, self.joined, self.starts, self._next
-        pos = find(needle)
-        while pos != -1:
-            i = int(np.searchsorted(starts, pos, side="right")) - 1
-            out[i] = True
-            pos = find(needle, nxt[i]) if nxt[i] < len(joined) else -1
-        return out
-
-    def containing_any(self, needles: Sequence[str]) -> np.ndarray:
-        """Whether each text contains any of `needles` (ASCII, no NUL): one pass over the batch for all of them."""
-        if not needles:
-            return np.zeros(len(self), dtype=bool)
-        return self.holding(needles).any(axis=1)
 
     def holding(self, needles: Sequence[str], fold: bool | Sequence[bool] = False) -> np.ndarray:
         """Which of `needles` (ASCII, no NUL) each text contains, (texts x needles), from one compiled pass over the batch.
@@ -78,7 +57,7 @@ class TextBatch:
         """The batch as UTF-8 bytes, and where each text starts in them."""
         if self.joined.isascii():
             return np.frombuffer(self.joined.encode("ascii"), dtype=np.uint8), self.starts
-        parts = [t.encode("utf-8", "surrogatepass") for t in self._parts]
+        parts = [t.encode("utf-8", "surrogatepass") for t in self.texts]
         lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
         return (np.frombuffer(SEPARATOR.encode().join(parts), dtype=np.uint8),
                 np.r_[0, np.cumsum(lengths + 1)[:-1]].astype(np.int64))
@@ -99,21 +78,8 @@ class TextBatch:
 
     @cached_property
     def non_ascii(self) -> np.ndarray:
-        """Whether each text (as given, before lower-casing) holds a character beyond ASCII."""
+        """Whether each text holds a character beyond ASCII."""
         return np.fromiter((not t.isascii() for t in self.texts), dtype=bool, count=len(self))
-
-    def count_chars(self, chars: str) -> np.ndarray:
-        """How many of `chars` (single code points) each text holds."""
-        codes = np.frombuffer(self.joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-        points = sorted({ord(c) for c in chars})
-        hit = np.zeros(len(codes) + 1, dtype=bool)  # one more place: an empty last text starts there
-        if points[-1] - points[0] + 1 == len(points):  # a run of code points, as "0".."9": one range test
-            np.less_equal(codes - np.uint32(points[0]), np.uint32(points[-1] - points[0]), out=hit[:-1])
-        else:
-            hit[:-1] = np.isin(codes, np.array(points, dtype=np.uint32))
-        hit[self.starts[1:] - 1] = False  # the separators between texts
-        return np.add.reduceat(hit, self.starts, dtype=np.int64)
-
 
 
 def _prefix_hash(a, b, c):
