@@ -72,28 +72,24 @@ def test_batched_personal_data_and_injection_checks_match_the_per_text_checks():
                                                              for t, a in zip(TEXTS, answers)]
 
 
-@pytest.mark.parametrize("needle", ["@", "ab", "ignor", "zzz-not-there"])
-def test_a_batch_finds_exactly_the_texts_that_hold_a_needle(needle):
-    batch = TextBatch(TEXTS, lower=True)
-    assert batch.containing(needle).tolist() == [needle in t.lower() for t in TEXTS]
-
-
-@pytest.mark.parametrize("lower", [False, True])
-def test_a_batch_finds_exactly_the_texts_that_hold_any_of_many_needles(lower):
-    from ledgerlm.validation.gates.injection import _SCANNED_WORDS
+def test_a_batch_finds_exactly_the_texts_that_hold_each_needle():
+    from ledgerlm.validation.gates.injection import _MUST_HOLD
 
     texts = [*TEXTS, *_random_texts(200), "", "caf\u00e9 ignore", "\u0416 #", "k", "a\x00sk", "x ask"]
-    needles = [*_SCANNED_WORDS, "@", "PRIVATE KEY", "AKIA", "k_live_", "zzz-not-there"]
-    batch = TextBatch(texts, lower=lower)
-    seen = [t.lower() if lower else t for t in texts]
-    assert batch.containing_any(needles).tolist() == [any(n in t for n in needles) for t in seen]
-    assert batch.containing_any(["a"]).tolist() == ["a" in t for t in seen]
+    words = sorted({w for groups in _MUST_HOLD for group in groups for w in group})
+    needles = [*words, "@", "PRIVATE KEY", "AKIA", "k_live_", "a", "zzz-not-there"]
+    assert TextBatch(texts).holding(needles).tolist() == [[n in t for n in needles] for t in texts]
 
 
-@pytest.mark.parametrize("chars", ["0123456789", "9a0", "\u00e9", "\x00"])
-def test_a_batch_counts_exactly_the_characters_each_text_holds(chars):
-    texts = [*TEXTS, "", "12\u00e9", "", "a\x00b", ""]  # empty texts between and at the end
-    assert TextBatch(texts).count_chars(chars).tolist() == [sum(map(t.count, set(chars))) for t in texts]
+def test_a_folded_search_finds_what_lower_case_finds_in_texts_that_fold_as_ascii():
+    from ledgerlm.validation.gates.injection import _plain
+
+    texts = [*TEXTS, *_random_texts(200), "IGNORE Previous", "Caf\u00c9 ASK", "\u212a\u0130\u017f", "SKIP"]
+    needles = ["ignore", "ask", "k", "skip", "previous", "##", "<|", "caf"]
+    held = TextBatch(texts).holding(needles, fold=True).tolist()
+    for text, row in zip(texts, held):
+        if _plain(text):
+            assert row == [n in text.lower() for n in needles], text
 
 
 @pytest.mark.parametrize("k", [1, 4, 7])
@@ -215,10 +211,12 @@ def test_compiled_text_counts_are_what_string_methods_count():
     import re
 
     from ledgerlm.validation.gates.ascii_counts import count_texts
+    from ledgerlm.validation.letter_bigrams import mean_surprisal_bits
 
     rng = random.Random(3)
     alphabet = string.ascii_letters + string.digits + "_ .,!\n\t\r\x0b\x0c\x1c\x01\x7f"
-    texts = ["", "   ", "a", " Hello, World! ", "strengths rhythm xkcdqz", "a" * 31 + " b", "spam spam spam spam"]
+    texts = ["", "   ", "a", " Hello, World! ", "strengths rhythm xkcdqz", "a" * 31 + " b", "spam spam spam spam",
+             "..Zq-xy  7", "ab ab ab cd ef ab gh ab ab ij"]
     texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 120))) for _ in range(150)]
     data = np.frombuffer(("\0".join(texts) + "\0").encode("ascii"), dtype=np.uint8)
     lengths = np.array([len(t) for t in texts])
@@ -243,3 +241,70 @@ def test_compiled_text_counts_are_what_string_methods_count():
         assert counts.longest[i] == max(map(len, words), default=0)
         assert counts.distinct_words[i] == len(set(words))
         assert counts.distinct_trigrams[i] == len(set(zip(words, words[1:], words[2:])))
+        assert counts.top_word[i] == max(Counter(words).values(), default=0)
+        bits, pairs = mean_surprisal_bits(text.lower())
+        assert counts.pairs[i] == pairs
+        assert (counts.pair_bits[i] / pairs if pairs else 0.0) == bits
+
+
+def test_compiled_word_diff_gives_difflibs_opcodes():
+    from difflib import SequenceMatcher
+
+    from ledgerlm.validation.gates.duplicates import _opcodes
+
+    rng = random.Random(5)
+    for _ in range(400):
+        vocabulary = [f"w{i}" for i in range(rng.randint(1, 12))]
+        a = [rng.choice(vocabulary) for _ in range(rng.randint(0, 60))]
+        b = list(a)
+        for _ in range(rng.randint(0, 8)):  # deletions, insertions, substitutions
+            op = rng.random()
+            if op < 0.3 and b:
+                b.pop(rng.randrange(len(b)))
+            elif op < 0.6:
+                b.insert(rng.randint(0, len(b)), rng.choice([*vocabulary, "new"]))
+            elif b:
+                b[rng.randrange(len(b))] = rng.choice([*vocabulary, "x"])
+        if rng.random() < 0.2:  # an unrelated text
+            b = [rng.choice(vocabulary) for _ in range(rng.randint(0, 60))]
+        assert _opcodes(a, b) == SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
+
+
+def test_a_words_surprisal_in_python_is_numpys():
+    from ledgerlm.validation.letter_bigrams import mean_surprisal_bits, surprisal_bits_of_word
+
+    rng = random.Random(1)
+    alphabet = string.ascii_letters + "\u00e9\u00c9\u00df\u0130 -1"
+    words = ["", " ", "a", "Hello", "  ab  ", "\u0130stanbul"]
+    words += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))) for _ in range(2000)]
+    for word in words:
+        assert surprisal_bits_of_word(word) == mean_surprisal_bits(word)
+
+
+def test_shingle_text_of_a_batch_is_each_texts_normalised_text():
+    from ledgerlm.validation.near_duplicates import NearDuplicateIndex, normalise
+
+    rng = random.Random(2)
+    alphabet = string.ascii_letters + string.digits + " _-.,\n\t!" + "\u00e9\u212a"
+    texts = ["", " ", "ab", "a b", "  Hello,  World! ", "___"]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(500)]
+    index = NearDuplicateIndex()
+    for batch in (texts, [t for t in texts if t.isascii()], [t for t in texts if not t.isascii()], []):
+        codes, lengths = index._shingled(batch, None)
+        norms = [n.ljust(index.shingle_size) if n else "" for n in map(normalise, batch)]
+        assert lengths.tolist() == [len(n) for n in norms]
+        assert "".join(map(chr, codes.tolist())) == "".join(norms)
+
+
+def test_candidate_pairs_are_every_pair_of_rows_sharing_a_band_key():
+    from ledgerlm.validation.gates.duplicates import candidate_pairs
+
+    rng = np.random.default_rng(3)
+    for _ in range(100):
+        n, m, width, spread = rng.integers(1, 30), rng.integers(0, 15), rng.integers(1, 5), rng.integers(1, 25)
+        a = rng.integers(0, spread, size=(n, width)).astype(np.uint64)
+        b = rng.integers(0, spread, size=(m, width)).astype(np.uint64)
+        within = [[i, j] for i in range(n) for j in range(i + 1, n) if set(a[i]) & set(a[j])]
+        across = [[i, j] for i in range(n) for j in range(m) if set(a[i]) & set(b[j])]
+        assert candidate_pairs(a).tolist() == within
+        assert candidate_pairs(a, b).tolist() == across

@@ -34,17 +34,27 @@ def precompile() -> None:
     `make install` runs this, so the first batch a node gates, and the first test that gates
     one, do not wait for the compiler.
     """
+    import numpy as np
+
     from ledgerlm.validation.embeddings import HashedTfidfEmbedder
+    from ledgerlm.validation.gates.duplicates import candidate_pairs, substantive_difference
+    from ledgerlm.validation.gates.injection import injection_findings_many
     from ledgerlm.validation.gates.junk import junk_findings_many
     from ledgerlm.validation.gates.label_noise import knn_label_disagreement
-    from ledgerlm.validation.near_duplicates import NearDuplicateIndex
-    from ledgerlm.validation.policy import JunkRule
+    from ledgerlm.validation.gates.personal_data import personal_data_findings_many
+    from ledgerlm.validation.near_duplicates import NearDuplicateIndex, band_keys
+    from ledgerlm.validation.policy import InjectionRule, JunkRule
     from ledgerlm.validation.sparse_rows import best_matches, paired_dots
 
     junk_findings_many(["a text long enough to be counted"], JunkRule())
+    injection_findings_many(["always answer", "ask"], ["always answer with", ""], InjectionRule())
+    personal_data_findings_many(["call 555-0100", "key: x"], {"phone"})
     rows = HashedTfidfEmbedder().embed_sparse(["a text", "another text"])
     knn_label_disagreement(rows.dense(), ["a", "b"], 1)
     best_matches(rows, rows)
     paired_dots(rows, rows, [0], [1])
-    NearDuplicateIndex().signature_matrix(["a text"])
+    NearDuplicateIndex().signature_matrix(["a text", "\u00e9t\u00e9"])
+    substantive_difference("a short text", "a shorter text")
+    candidate_pairs(np.zeros((2, 1), dtype=np.uint64), np.zeros((1, 1), dtype=np.uint64))
+    band_keys(NearDuplicateIndex().signature_matrix(["a text"])[0], 0.75)
 

@@ -48,7 +48,8 @@ BITS = (
     "bkjhmhmmmfmmjiegdmmeemlfmmm"
     "ddiiibgiieiiiiigiiihiiiiihi"
 )
-_COST = np.frombuffer(BITS.encode("ascii"), dtype=np.uint8).astype(np.int64) - 97
+PAIR_COST = np.frombuffer(BITS.encode("ascii"), dtype=np.uint8).astype(np.int64) - 97  # BITS as whole bits
+_PAIR_BITS = PAIR_COST.tolist()
 _BYTE_TO_INDEX = np.zeros(256, dtype=np.int64)
 _BYTE_TO_INDEX[97:123] = np.arange(1, 27)
 
@@ -58,8 +59,21 @@ def mean_surprisal_bits(text: str) -> tuple[float, int]:
     s = " " + _NON_LETTER.sub(" ", text.lower()) + " "
     idx = _BYTE_TO_INDEX[np.frombuffer(s.encode("ascii"), dtype=np.uint8)]
     real = (idx[:-1] | idx[1:]) != 0  # a pair of two boundaries is not a letter pair
-    costs = _COST[idx[:-1] * 27 + idx[1:]][real]
+    costs = PAIR_COST[idx[:-1] * 27 + idx[1:]][real]
     return (int(costs.sum()) / len(costs), len(costs)) if len(costs) else (0.0, 0)
+
+
+def surprisal_bits_of_word(word: str) -> tuple[float, int]:
+    """`mean_surprisal_bits` of a short text such as one word, in plain Python: for a few
+    letters the same sum costs less than numpy's per-call overhead."""
+    total = pairs = before = 0
+    for ch in _NON_LETTER.sub(" ", word.lower()) + " ":
+        letter = _INDEX[ch]
+        if letter or before:  # a run of boundaries is one boundary
+            total += _PAIR_BITS[before * 27 + letter]
+            pairs += 1
+            before = letter
+    return (total / pairs, pairs) if pairs else (0.0, 0)
 
 
 def build_table(corpus: str) -> str:

@@ -6,7 +6,7 @@ import functools
 import io
 import json
 import re
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,14 @@ def normalise(text: str) -> str:
     return _NON_WORD.sub(" ", lower).strip()
 
 
+class Normalised(dict):
+    """`normalise` of each text asked for, worked out once however often it is asked."""
+
+    def __missing__(self, text: str) -> str:
+        self[text] = folded = normalise(text)
+        return folded
+
+
 def shingles(text: str, size: int = 5) -> set[str]:
     """Character `size`-grams of the normalised text (a text shorter than `size` is one shingle).
 
@@ -44,6 +52,61 @@ def shingles(text: str, size: int = 5) -> set[str]:
         return set()
     norm = norm.ljust(size)
     return {norm[i : i + size] for i in range(len(norm) - size + 1)}
+
+
+# `normalise` of one ASCII byte: letters and digits lower-cased, everything else a space
+_ASCII_FOLD = np.array([ord(chr(c).lower()) if chr(c).isalnum() else 32 for c in range(128)] + [32] * 128,
+                       dtype=np.uint32)
+
+
+@compiled
+def _fold_ascii(data, starts, lengths, size, fold):
+    """`normalise(text).ljust(size)` ("" for no words) of each ASCII text `data[starts[d] : starts[d] + lengths[d]]`,
+    as code points end to end, and each one's length: words joined by single spaces."""
+    out = np.empty(len(data) + size * len(starts), dtype=np.uint32)
+    out_lengths = np.empty(len(starts), dtype=np.int64)
+    m = 0
+    for d in range(len(starts)):
+        begin = m
+        gap = False
+        for k in range(starts[d], starts[d] + lengths[d]):
+            c = fold[data[k]]
+            if c == 32:
+                gap = m > begin
+            else:
+                if gap:
+                    out[m] = 32
+                    m += 1
+                    gap = False
+                out[m] = c
+                m += 1
+        while begin < m < begin + size:
+            out[m] = 32
+            m += 1
+        out_lengths[d] = m - begin
+    return out[:m].copy(), out_lengths
+
+
+@compiled
+def _interleave(first, first_lengths, second, second_lengths, from_first):
+    """Two runs of texts laid end to end merged into one, in the order `from_first` says."""
+    out = np.empty(len(first) + len(second), dtype=first.dtype)
+    lengths = np.empty(len(from_first), dtype=np.int64)
+    a = b = ia = ib = m = 0
+    for d in range(len(from_first)):
+        if from_first[d]:
+            size = first_lengths[ia]
+            out[m : m + size] = first[a : a + size]
+            a += size
+            ia += 1
+        else:
+            size = second_lengths[ib]
+            out[m : m + size] = second[b : b + size]
+            b += size
+            ib += 1
+        lengths[d] = size
+        m += size
+    return out, lengths
 
 
 @compiled
@@ -119,20 +182,45 @@ class NearDuplicateIndex:
     def __contains__(self, key: Hashable) -> bool:
         return key in self._signatures
 
-    def signature_matrix(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def signature_matrix(self, texts: list[str], normalised: Mapping[str, str] | None = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
         """One-permutation MinHash signatures of many texts, (texts x num_perm) uint32, and which texts had shingles.
 
         One-permutation hashing (Li, Owen & Zhang, NIPS 2012): each shingle's hash picks one of
         `num_perm` bins and the bin keeps the smallest of a second hash, so a shingle costs one
         hash instead of one per permutation; bins no shingle reached hold EMPTY and are left out
         of the similarity estimate (`estimate_jaccard`).
+
+        `normalised`: `normalise` of the texts where a caller has it already.
         """
-        # a text shorter than a shingle is one shingle, padded; an empty one has none
-        norms = [n.ljust(self.shingle_size) if n else "" for n in map(normalise, texts)]
-        lengths = np.fromiter(map(len, norms), dtype=np.int64, count=len(norms))
-        codes = np.frombuffer("".join(norms).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        codes, lengths = self._shingled(texts, normalised)
         return _minhash_rows(codes, lengths, self.shingle_size, np.uint64(self.seed * 0x9E3779B9 & 0xFFFFFFFF),
                              self.num_perm)
+
+    def _shingled(self, texts: list[str], normalised: Mapping[str, str] | None) -> tuple[np.ndarray, np.ndarray]:
+        """The normalised texts shingles are cut from, as code points end to end, and their lengths.
+
+        A text shorter than a shingle is one shingle, padded; an empty one has none. ASCII texts
+        are folded by `_fold_ascii` in one compiled pass; others by `normalise`.
+        """
+        plain = [i for i, t in enumerate(texts) if t.isascii()]
+        if plain:
+            parts = [texts[i] for i in plain]
+            lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
+            data = np.frombuffer("\0".join(parts).encode("ascii"), dtype=np.uint8)
+            folded, folded_lengths = _fold_ascii(data, np.r_[0, np.cumsum(lengths + 1)[:-1]].astype(np.int64),
+                                                 lengths, self.shingle_size, _ASCII_FOLD)
+            if len(plain) == len(texts):
+                return folded, folded_lengths
+        fold = normalise if normalised is None else normalised.__getitem__
+        others = [n.ljust(self.shingle_size) if (n := fold(t)) else "" for t in texts if not t.isascii()]
+        other_lengths = np.fromiter(map(len, others), dtype=np.int64, count=len(others))
+        other_codes = np.frombuffer("".join(others).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        if not plain:
+            return other_codes.copy(), other_lengths
+        is_plain = np.zeros(len(texts), dtype=np.bool_)
+        is_plain[plain] = True
+        return _interleave(folded, folded_lengths, other_codes, other_lengths, is_plain)
 
     def signatures(self, texts: list[str]) -> list[MinHash | None]:
         """MinHash signatures of many texts at once (None for a text with no shingles)."""
@@ -249,12 +337,31 @@ def band_keys(signatures: np.ndarray, threshold: float) -> np.ndarray:
     width, so candidates match what `MinHashLSH` would return, computed for all texts at once.
     """
     bands, rows = _bands(threshold, signatures.shape[1])
-    weights = np.random.default_rng(0).integers(1, 2**63, size=rows, dtype=np.uint64) | np.uint64(1)
-    sig = signatures[:, : bands * rows].astype(np.uint64).reshape(len(signatures), bands, rows)
-    keys = (sig * weights).sum(axis=2, dtype=np.uint64)
-    # the band number goes into the key so equal values in different bands never meet
-    keys ^= np.arange(bands, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    keys, blank = _band_sums(np.ascontiguousarray(signatures, dtype=np.uint32), bands, rows, _band_weights(rows))
     # a band of empty bins says nothing about the text: give it a key no other text has
-    blank = (sig == EMPTY).all(axis=2)
     keys[blank] = np.random.default_rng().integers(0, 2**63, size=int(blank.sum()), dtype=np.uint64)
     return keys
+
+
+@functools.cache
+def _band_weights(rows: int) -> np.ndarray:
+    return np.random.default_rng(0).integers(1, 2**63, size=rows, dtype=np.uint64) | np.uint64(1)
+
+
+@compiled
+def _band_sums(signatures, bands, rows, weights):
+    """Each band's values times `weights`, summed modulo 2**64, with the band number mixed in so
+    equal values in different bands never meet; and which bands hold only empty bins."""
+    keys = np.empty((len(signatures), bands), dtype=np.uint64)
+    blank = np.empty((len(signatures), bands), dtype=np.bool_)
+    for t in range(len(signatures)):
+        for b in range(bands):
+            key = np.uint64(0)
+            empty = True
+            for r in range(rows):
+                value = signatures[t, b * rows + r]
+                key += np.uint64(value) * weights[r]
+                empty = empty and value == EMPTY
+            keys[t, b] = key ^ (np.uint64(b) * np.uint64(0x9E3779B97F4A7C15))
+            blank[t, b] = empty
+    return keys, blank

@@ -8,6 +8,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ledgerlm.validation.compiled import compiled
+from ledgerlm.validation.letter_bigrams import PAIR_COST
 from ledgerlm.validation.span_hashes import POLY
 
 # one bit per character class the junk gate counts, so a single table lookup classifies a byte
@@ -48,24 +49,33 @@ class TextCounts(NamedTuple):
     longest: np.ndarray  # the longest such run
     distinct_words: np.ndarray
     distinct_trigrams: np.ndarray  # distinct runs of three consecutive words
+    top_word: np.ndarray  # how often the commonest word occurs
+    pair_bits: np.ndarray  # letter_bigrams' surprisal summed over the text's letter pairs (a-z, case folded)
+    pairs: np.ndarray  # and how many pairs: pair_bits / pairs is `mean_surprisal_bits`
 
 
 def count_texts(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> TextCounts:
     """`TextCounts` of each text `data[starts[i] : starts[i] + lengths[i]]` (ASCII bytes)."""
-    out = _count(data, starts.astype(np.int64), lengths.astype(np.int64), CLASSES)
+    out = _count(data, starts.astype(np.int64), lengths.astype(np.int64), CLASSES, _LETTER_INDEX, PAIR_COST)
     return TextCounts(out[:, 0].astype(bool), *(out[:, i] for i in range(1, out.shape[1])))
 
 
+# letter_bigrams' table by byte: a-z (either case) are letters 1..26, every other byte a boundary
+_LETTER_INDEX = np.zeros(256, dtype=np.int64)
+_LETTER_INDEX[97:123] = _LETTER_INDEX[65:91] = np.arange(1, 27)
+
+
 @compiled
-def _count(data, starts, lengths, classes):
+def _count(data, starts, lengths, classes, letter_index, pair_cost):
     """Every count of `TextCounts` as columns, text by text.
 
     One pass over a text's bytes keeps its letter run, consonant run and word open and counts
-    each when it closes; distinct words and word 3-grams are then counted by sorting their
-    64-bit hashes, in buffers the size of the longest text instead of the whole batch.
+    each when it closes; distinct words and word 3-grams are then counted by their 64-bit
+    hashes in a small hash table, in buffers the size of the longest text instead of the whole
+    batch.
     """
     n = len(starts)
-    out = np.zeros((n, 14), dtype=np.int64)
+    out = np.zeros((n, 17), dtype=np.int64)
     longest_text = 0
     for d in range(n):
         longest_text = max(longest_text, lengths[d])
@@ -80,12 +90,32 @@ def _count(data, starts, lengths, classes):
         h *= np.uint64(0x94D049BB133111EB)
         return h ^ (h >> np.uint64(31))
 
-    def distinct(values):  # sorts `values` in place
-        values.sort()
-        found = 0
+    # distinct values counted in an open-addressing table at least twice a text's word count
+    # (the values are mixed hashes: their low bits pick the slot); only filled slots are cleared
+    size = 64
+    while size < longest_text + 2:
+        size *= 2
+    slot_keys = np.zeros(size, dtype=np.uint64)
+    slot_counts = np.zeros(size, dtype=np.int64)
+    filled = np.empty(size, dtype=np.int64)
+
+    def distinct(values):  # how many distinct values, and how often the commonest occurs
+        found = top = 0
+        mask = np.uint64(size - 1)
         for i in range(len(values)):
-            found += i == 0 or values[i] != values[i - 1]
-        return found
+            v = values[i]
+            j = np.int64(v & mask)
+            while slot_counts[j] and slot_keys[j] != v:
+                j = (j + 1) & (size - 1)
+            if not slot_counts[j]:
+                slot_keys[j] = v
+                filled[found] = j
+                found += 1
+            slot_counts[j] += 1
+            top = max(top, slot_counts[j])
+        for t in range(found):
+            slot_counts[filled[t]] = 0
+        return found, top
 
     for d in range(n):
         s, e = starts[d], starts[d] + lengths[d]
@@ -107,8 +137,14 @@ def _count(data, starts, lengths, classes):
         six = False
         word_len = 0
         h = np.uint64(0)
+        before = pair_bits = pairs = 0  # the letter before (0: a boundary), for letter-pair surprisal
         for k in range(s, e + 1):  # one step past the end closes the last runs
             f = classes[data[k]] if k < e else 0
+            letter = letter_index[data[k]] if k < e else 0
+            if letter or before:  # runs of boundaries count as one
+                pair_bits += pair_cost[before * 27 + letter]
+                pairs += 1
+                before = letter
             bad += (f & CONTROL) != 0
             letters += (f & LETTER) != 0
             vowels += (f & VOWEL) != 0
@@ -138,16 +174,15 @@ def _count(data, starts, lengths, classes):
                 longest = max(longest, word_len)
                 word_len = 0
                 h = np.uint64(0)
-        for i in range(n_words):
-            keys[i] = words[i]
-        distinct_words = distinct(keys[:n_words])
+        distinct_words, top_word = distinct(words[:n_words])
         n_trigrams = max(0, n_words - 2)
         for i in range(n_trigrams):
             keys[i] = mix64((words[i] * poly + words[i + 1]) * poly + words[i + 2])
-        distinct_trigrams = distinct(keys[:n_trigrams])
+        distinct_trigrams = distinct(keys[:n_trigrams])[0]
         out[d, 0] = solid
         out[d, 1], out[d, 2] = lead - s, trail - s
         out[d, 3], out[d, 4], out[d, 5] = bad, (trail - lead) - space, alnum
         out[d, 6], out[d, 7], out[d, 8], out[d, 9] = letters, vowels, long_words, implausible
         out[d, 10], out[d, 11], out[d, 12], out[d, 13] = n_words, longest, distinct_words, distinct_trigrams
+        out[d, 14], out[d, 15], out[d, 16] = top_word, pair_bits, pairs
     return out

@@ -32,15 +32,19 @@ class Candidate:
     record: dict | None = None
     label_field: str | None = None
 
+    # each text, and the label, is read by several gates; a candidate is built per gate run and
+    # its record is not changed while the gates read it, so each is worked out once
     @property
     def label(self) -> str | None:
+        return self._label
+
+    @cached_property
+    def _label(self) -> str | None:
         if self.record is None or self.label_field is None or self.label_field not in self.record:
             return None
         value = self.record[self.label_field]
         return None if value is None else str(value)
 
-    # each text is read by several gates; a candidate is built per gate run and its record is
-    # not changed while the gates read it, so each text is joined once
     def scan_text(self) -> str:
         """Everything a reader of the record sees, label included."""
         return self._scan_text

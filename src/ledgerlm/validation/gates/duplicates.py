@@ -18,15 +18,21 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from difflib import SequenceMatcher
 
 import numpy as np
 
+from ledgerlm.validation.compiled import compiled
 from ledgerlm.validation.gates.candidate import Candidate
-from ledgerlm.validation.letter_bigrams import mean_surprisal_bits
-from ledgerlm.validation.near_duplicates import NearDuplicateIndex, band_keys, estimate_jaccard, normalise
+from ledgerlm.validation.letter_bigrams import surprisal_bits_of_word
+from ledgerlm.validation.near_duplicates import (
+    NearDuplicateIndex,
+    Normalised,
+    band_keys,
+    estimate_jaccard,
+    normalise,
+)
 
 
 @dataclass(frozen=True)
@@ -63,13 +69,18 @@ def _is_typo(a: str, b: str) -> bool:
     return inside and longer[i + 1 :] == shorter[i:] and not longer[i].isdigit()
 
 
-def substantive_difference(a: str, b: str, max_inserted_words: int = 5) -> str | None:
-    """Why two similar texts are different records (a substituted word, many added words), or None for a copy."""
-    wa, wb = normalise(a).split(), normalise(b).split()
+def substantive_difference(a: str, b: str, max_inserted_words: int = 5,
+                           normalised: Mapping[str, str] | None = None) -> str | None:
+    """Why two similar texts are different records (a substituted word, many added words), or None for a copy.
+
+    `normalised`: `normalise` of the texts where a caller has it already.
+    """
+    wa, wb = (normalise(a).split(), normalise(b).split()) if normalised is None else \
+        (normalised[a].split(), normalised[b].split())
     if wa == wb:  # a copy that differs only in case, punctuation or spacing: nothing to diff
         return None
     inserted = 0
-    for tag, i1, i2, j1, j2 in SequenceMatcher(None, wa, wb, autojunk=False).get_opcodes():
+    for tag, i1, i2, j1, j2 in _opcodes(wa, wb):
         if tag == "equal":
             continue
         if tag in ("insert", "delete"):
@@ -86,6 +97,108 @@ def substantive_difference(a: str, b: str, max_inserted_words: int = 5) -> str |
     if inserted > allowed:
         return f"{inserted} words added or removed"
     return None
+
+
+def _opcodes(wa: list[str], wb: list[str]) -> list[tuple[str, int, int, int, int]]:
+    """`SequenceMatcher(None, wa, wb, autojunk=False).get_opcodes()`, the matching blocks found by a compiled loop.
+
+    The words become numbers and `_matching_blocks` runs difflib's own recursion over them (the
+    longest matching block, earliest in `wa` then in `wb`, then the parts on either side), so
+    the opcodes are the same, tag for tag.
+    """
+    ids: dict[str, int] = {}
+    a = np.array([ids.setdefault(w, len(ids)) for w in wa], dtype=np.int64)
+    b = np.array([ids.setdefault(w, len(ids)) for w in wb], dtype=np.int64)
+    answer = []
+    i = j = 0
+    for ai, bj, size in _matching_blocks(a, b, len(ids)).tolist():
+        tag = "replace" if i < ai and j < bj else "delete" if i < ai else "insert" if j < bj else ""
+        if tag:
+            answer.append((tag, i, ai, j, bj))
+        i, j = ai + size, bj + size
+        if size:
+            answer.append(("equal", ai, i, bj, j))
+    return answer
+
+
+@compiled
+def _matching_blocks(a, b, n_words):
+    """difflib's `get_matching_blocks` (no junk) over word numbers below `n_words`: (i, j, size)
+    rows, adjacent blocks joined, ending with (len(a), len(b), 0)."""
+    la, lb = len(a), len(b)
+    # where each word stands in `b`, ascending: difflib's b2j
+    b2j_start = np.zeros(n_words + 1, dtype=np.int64)
+    for j in range(lb):
+        b2j_start[b[j] + 1] += 1
+    for w in range(n_words):
+        b2j_start[w + 1] += b2j_start[w]
+    b2j = np.empty(lb, dtype=np.int64)
+    fill = b2j_start[:-1].copy()
+    for j in range(lb):
+        b2j[fill[b[j]]] = j
+        fill[b[j]] += 1
+    # difflib keeps the run length ending at each j of the previous row in a dict; here two rows
+    # of an array, each entry valid only with the stamp of the (search, row) that wrote it
+    run = np.zeros((2, lb + 1), dtype=np.int64)
+    stamp = np.full((2, lb + 1), -1, dtype=np.int64)
+    queue = np.empty((la + lb + 2, 4), dtype=np.int64)
+    blocks = np.empty((la + lb + 2, 3), dtype=np.int64)
+    queue[0, 0], queue[0, 1], queue[0, 2], queue[0, 3] = 0, la, 0, lb
+    waiting, found, search = 1, 0, 0
+    while waiting:
+        waiting -= 1
+        alo, ahi, blo, bhi = queue[waiting, 0], queue[waiting, 1], queue[waiting, 2], queue[waiting, 3]
+        besti, bestj, bestsize = alo, blo, 0
+        search += 1
+        for i in range(alo, ahi):
+            row, before = i & 1, (i - 1) & 1
+            word = a[i]
+            for t in range(b2j_start[word], b2j_start[word + 1]):
+                j = b2j[t]
+                if j < blo:
+                    continue
+                if j >= bhi:
+                    break
+                k = 1
+                if j > 0 and stamp[before, j - 1] == search * (la + 1) + i - 1:
+                    k = run[before, j - 1] + 1
+                run[row, j] = k
+                stamp[row, j] = search * (la + 1) + i
+                if k > bestsize:
+                    besti, bestj, bestsize = i - k + 1, j - k + 1, k
+        while besti > alo and bestj > blo and a[besti - 1] == b[bestj - 1]:
+            besti, bestj, bestsize = besti - 1, bestj - 1, bestsize + 1
+        while besti + bestsize < ahi and bestj + bestsize < bhi and a[besti + bestsize] == b[bestj + bestsize]:
+            bestsize += 1
+        if bestsize:
+            blocks[found, 0], blocks[found, 1], blocks[found, 2] = besti, bestj, bestsize
+            found += 1
+            if alo < besti and blo < bestj:
+                queue[waiting, 0], queue[waiting, 1], queue[waiting, 2], queue[waiting, 3] = alo, besti, blo, bestj
+                waiting += 1
+            if besti + bestsize < ahi and bestj + bestsize < bhi:
+                queue[waiting, 0], queue[waiting, 1] = besti + bestsize, ahi
+                queue[waiting, 2], queue[waiting, 3] = bestj + bestsize, bhi
+                waiting += 1
+    # sorted by (i, j): blocks never overlap in `a`, so their starts in `a` differ
+    order = np.argsort(blocks[:found, 0])
+    out = np.empty((found + 1, 3), dtype=np.int64)
+    n_out = 0
+    i1 = j1 = k1 = 0
+    for t in range(found):
+        i2, j2, k2 = blocks[order[t], 0], blocks[order[t], 1], blocks[order[t], 2]
+        if i1 + k1 == i2 and j1 + k1 == j2:
+            k1 += k2
+        else:
+            if k1:
+                out[n_out, 0], out[n_out, 1], out[n_out, 2] = i1, j1, k1
+                n_out += 1
+            i1, j1, k1 = i2, j2, k2
+    if k1:
+        out[n_out, 0], out[n_out, 1], out[n_out, 2] = i1, j1, k1
+        n_out += 1
+    out[n_out, 0], out[n_out, 1], out[n_out, 2] = la, lb, 0
+    return out[: n_out + 1]
 
 
 _SHOUTING = re.compile(r"\b[A-Z]{2,}\b")
@@ -123,7 +236,7 @@ def presentation_flaws(text: str, vocabulary: Counter) -> float:
     # copies share cancel out, so this compares the copies' differing words
     for w in words:
         if vocabulary[w.lower()] <= 1 and w.isalpha():
-            bits, pairs = mean_surprisal_bits(w)
+            bits, pairs = surprisal_bits_of_word(w)
             flaws += 0.02 * bits * pairs
     return flaws
 
@@ -140,30 +253,51 @@ class KeptRecords:
 
 
 def candidate_pairs(keys: np.ndarray, other: np.ndarray | None = None) -> np.ndarray:
-    """(i, j) rows that share an LSH band key: within `keys` (i < j), or between `keys` and `other`."""
+    """(i, j) rows that share an LSH band key: within `keys` (i < j), or between `keys` and `other`; sorted, each once."""
     n = len(keys)
     every = keys if other is None else np.concatenate([keys, other])
-    flat = every.ravel()
-    owner = np.repeat(np.arange(len(every)), every.shape[1])
-    order = np.argsort(flat, kind="stable")
-    flat, owner = flat[order], owner[order]
-    starts = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]])
-    sizes = np.diff(np.r_[starts, len(flat)])
-    # most shared keys join exactly two rows: pair those without a Python loop
-    two = starts[sizes == 2]
-    pairs = [np.stack([np.minimum(owner[two], owner[two + 1]), np.maximum(owner[two], owner[two + 1])], axis=1)]
-    for start, size in zip(starts[sizes > 2].tolist(), sizes[sizes > 2].tolist()):
-        members = np.unique(owner[start : start + size])
-        i, j = np.triu_indices(len(members), 1)
-        pairs.append(np.stack([members[i], members[j]], axis=1))
-    pairs = np.concatenate(pairs)
-    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
-    if other is not None:  # keep the pairs that join a row of `keys` with a row of `other`
-        pairs = pairs[(pairs[:, 0] < n) & (pairs[:, 1] >= n)]
-        pairs[:, 1] -= n
-    if not len(pairs):
-        return np.zeros((0, 2), dtype=np.int64)
-    return np.unique(pairs, axis=0)
+    flat = np.ascontiguousarray(every).ravel()
+    return _shared_key_pairs(flat, np.argsort(flat), every.shape[1], n, other is not None)
+
+
+@compiled
+def _shared_key_pairs(flat, order, width, n, across):
+    """Every pair of rows (row = `width` consecutive keys of `flat`) that share a key, as sorted
+    unique (i, j), i < j; with `across`, only pairs of a row below `n` and one from `n` on, the
+    second numbered from `n`. `order` sorts `flat`."""
+    n_rows = len(flat) // width if width else 0
+    members = np.empty(len(flat), dtype=np.int64)
+    codes = np.empty(0, dtype=np.int64)
+    found = 0  # first count the pairs, then write them
+    for sweep in range(2):
+        if sweep:
+            codes = np.empty(found, dtype=np.int64)
+            found = 0
+        start = 0
+        while start < len(order):
+            stop = start + 1
+            while stop < len(order) and flat[order[stop]] == flat[order[start]]:
+                stop += 1
+            if stop - start > 1:
+                size = 0
+                for t in range(start, stop):
+                    members[size] = order[t] // width
+                    size += 1
+                group = np.unique(members[:size])
+                for x in range(len(group)):
+                    for y in range(x + 1, len(group)):
+                        i, j = group[x], group[y]
+                        if across and not (i < n <= j):
+                            continue
+                        if sweep:
+                            codes[found] = i * n_rows + (j - n if across else j)
+                        found += 1
+            start = stop
+    codes = np.unique(codes)
+    out = np.empty((len(codes), 2), dtype=np.int64)
+    for t in range(len(codes)):
+        out[t, 0], out[t, 1] = codes[t] // n_rows, codes[t] % n_rows
+    return out
 
 
 def find_duplicates(
@@ -178,14 +312,16 @@ def find_duplicates(
     within_batch: bool,
     threshold: float,
     max_inserted_words: int,
+    normalised: Normalised | None = None,
 ) -> dict[int, Match]:
     """The duplicate findings for a batch: contribution id -> the record it copies.
 
     `sketch` supplies the MinHash parameters (those of the kept records' signatures). `excluded`
     holds ids another gate already rejects: they never survive a duplicate group, so the copy
-    that stays is one the gates accept.
+    that stays is one the gates accept. `normalised`: texts already folded for the word diff.
     """
     found: dict[int, Match] = {}
+    normalised = Normalised() if normalised is None else normalised
     if exact:
         groups: dict[str, list[Candidate]] = {}
         holder: dict[str, KeptRecords] = {}  # content hash -> the first pool of `kept` that holds it
@@ -207,7 +343,7 @@ def find_duplicates(
     if not near:
         return found
     todo = [c for c in candidates if c.contribution_id not in found]
-    signatures, present = sketch.signature_matrix([texts[c.contribution_id] for c in todo])
+    signatures, present = sketch.signature_matrix([texts[c.contribution_id] for c in todo], normalised)
     todo = [c for c, ok in zip(todo, present) if ok]
     signatures = signatures[present]
     keys = band_keys(signatures, threshold) if len(todo) else np.zeros((0, 1), dtype=np.uint64)
@@ -224,7 +360,7 @@ def find_duplicates(
             if sim < threshold or cid in found:
                 continue
             other = pool.texts.get(pool.keys[j])
-            if other is None or substantive_difference(texts[cid], other, max_inserted_words) is None:
+            if other is None or substantive_difference(texts[cid], other, max_inserted_words, normalised) is None:
                 found[cid] = Match(pool.code, pool.keys[j], sim)
     if not within_batch:
         return found
@@ -238,7 +374,8 @@ def find_duplicates(
         sims = estimate_jaccard(signatures[a], signatures[b])
         for i, j, sim in zip(a.tolist(), b.tolist(), sims.tolist()):
             ci, cj = todo[i].contribution_id, todo[j].contribution_id
-            if sim >= threshold and substantive_difference(texts[ci], texts[cj], max_inserted_words) is None:
+            if sim >= threshold and substantive_difference(texts[ci], texts[cj], max_inserted_words,
+                                                           normalised) is None:
                 edges.setdefault(ci, {})[cj] = sim
                 edges.setdefault(cj, {})[ci] = sim
     if not edges:
@@ -247,7 +384,7 @@ def find_duplicates(
     # name a kept copy they were confirmed against
     # words counted across the copies only: a typo is the copy's own word, the original's word
     # is the other copy's, and letter-pair surprisal tells which of the two is the slip
-    vocabulary = Counter(w for cid in edges for w in normalise(texts[cid]).split())
+    vocabulary = Counter(w for cid in edges for w in normalised[texts[cid]].split())
     members = sorted(edges, key=lambda cid: (cid in excluded, presentation_flaws(texts[cid], vocabulary), cid))
     survivors: list[int] = []
     for cid in members:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 
-from ledgerlm.validation.gates.text_batch import ScanBatches
+import numpy as np
+
+from ledgerlm.validation.gates.text_batch import TextBatch
 from ledgerlm.validation.policy import InjectionRule
 
 # each pattern with the literal words (lower case) one of which it cannot match without,
@@ -45,10 +47,45 @@ _ANSWER_INSTRUCTION = re.compile(
     r"always (?:respond|answer|reply|recommend|mention)|never (?:mention|reveal|tell|say)|"
     r"respond only with|(?:the|your) (?:next|following) (?:answer|response) must)\b", re.IGNORECASE)
 _ANSWER_INSTRUCTION_WORDS = ("from now on", "whenever", "always", "never", "respond only", "next", "following")
+# Sharper than the words above, for ASCII texts (where IGNORECASE is plain ASCII case): groups
+# of literals of which each pattern's match holds at least one per group, so a batch-wide
+# search for all of them leaves most texts with no pattern to try at all.
+_MUST_HOLD: list[tuple[tuple[str, ...], ...]] = [
+    (("ignore", "disregard", "forget", "override", "bypass", "skip"),
+     ("instruction", "prompt", "direction", "rules", "guidelines", "directive", "context", "message", "programming")),
+    (("new ", "updated ", "real ", "actual "), ("instruction",)),
+    (("ask", "questioned", "prompted", "queried"), ("reply", "respond", "answer", "say", "output", "return", "write",
+                                                     "link"), ("only", "always", "just", "nothing but")),
+    (("reply", "respond", "answer"), ("only", "always", "nothing but", "exclusively"),
+     ("with", "by saying", "by linking", "using")),
+    (("you are now", "you are no longer"),),
+    (("act", "behave", "pretend", "roleplay", "role-play", "respond"), ("as", "to be", "like", "you are"),
+     ("dan", "unfiltered", "uncensored", "unrestricted", "jailbroken", "evil", "without ")),
+    (("developer mode", "god mode", "jailbreak mode", "dan mode", "sudo mode", "admin mode", "do anything now"),),
+    (("reveal", "print", "show", "repeat", "output", "leak", "tell me"),
+     ("system prompt", "hidden instructions", "initial instructions", "your instructions", "your prompt")),
+    (("<|", "[inst]", "[/inst]", "<<sys>>", "<</sys>>", "##"),),
+]
+_ANSWER_INSTRUCTION_LITERALS = (
+    "from now on", "whenever someone", "whenever anyone", "whenever the user", "whenever a user", "whenever you see",
+    "whenever you are asked", "whenever you read", "always respond", "always answer", "always reply",
+    "always recommend", "always mention", "never mention", "never reveal", "never tell", "never say",
+    "respond only with", "next answer must", "next response must", "following answer must",
+    "following response must")
+_MARKERS = ("<|", "[[", "{{")
+# the only characters beyond ASCII that IGNORECASE matches to an ASCII letter or that str.lower()
+# turns into one (dotted and dotless i, long s, Kelvin sign): a text without them folds as ASCII
+_FOLDS_TO_ASCII = ("\u0130", "\u0131", "\u017f", "\u212a")
+
+
+def _plain(text: str) -> bool:
+    return text.isascii() or not any(ch in text for ch in _FOLDS_TO_ASCII)
 _ZERO_WIDTH = re.compile(r"(?<=[A-Za-z0-9])[\u200b\u200c\u200d\u2060\u180e\ufeff](?=[A-Za-z0-9])")
 _ZERO_WIDTH_ANY = re.compile(r"[\u200b\u2060\u180e]|(?<=.)\ufeff")
 _BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
 _TAGS = re.compile(r"[\U000e0000-\U000e007f]")
+_BIDI_CHARS = frozenset(map(chr, [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]))
+_ZERO_WIDTH_CHARS = frozenset("\u200b\u200c\u200d\u2060\u180e\ufeff")
 _MARKER_TOKEN = re.compile(r"<\|[A-Za-z_]{1,24}\|>|\[\[[A-Z_]{3,}\]\]|\{\{[A-Z_]{3,}\}\}")
 _NON_ASCII_WORD = re.compile(r"\w*[^\x00-\x7f]\w*", re.UNICODE)
 
@@ -65,23 +102,31 @@ def _script(ch: str) -> str | None:
     return "OTHER"
 
 
-def injection_findings(text: str, answer_text: str, rule: InjectionRule) -> list[tuple[str, float, str]]:
-    """(code, score, detail) for prompt-injection, hidden-unicode and trigger-token signals."""
+def injection_findings(text: str, answer_text: str, rule: InjectionRule,
+                       possible: Container[int | str] | None = None) -> list[tuple[str, float, str]]:
+    """(code, score, detail) for prompt-injection, hidden-unicode and trigger-token signals.
+
+    `possible`: for a text that folds as ASCII, which searches can find anything (pattern indices,
+    "answer_instruction", "text_instruction", "trigger"), as `injection_findings_many` works out
+    for a whole batch; the others are skipped. By default the text's own words decide.
+    """
     out: list[tuple[str, float, str]] = []
-    lower = text.lower()
-    for pattern, code, score, needs in _INJECTION_PATTERNS:
-        m = pattern.search(text) if any(word in lower for word in needs) else None
+    lower = text.lower() if possible is None else ""
+    for i, (pattern, code, score, needs) in enumerate(_INJECTION_PATTERNS):
+        may = any(word in lower for word in needs) if possible is None else i in possible
+        m = pattern.search(text) if may else None
         if m:
             out.append((code, score, f"{code.replace('_', ' ')}: {m.group()[:80]!r}"))
-    instructs = any(word in lower for word in _ANSWER_INSTRUCTION_WORDS)
-    m = _ANSWER_INSTRUCTION.search(answer_text) if answer_text and instructs else None
+    instructs = any(word in lower for word in _ANSWER_INSTRUCTION_WORDS) if possible is None else True
+    may = possible is None or "answer_instruction" in possible
+    m = _ANSWER_INSTRUCTION.search(answer_text) if answer_text and instructs and may else None
     if m:
         out.append(("instruction_in_answer", 0.8, f"the answer instructs the model: {m.group()!r}"))
-    elif not answer_text and instructs:
+    elif not answer_text and instructs and (possible is None or "text_instruction" in possible):
         m = _ANSWER_INSTRUCTION.search(text)
         if m:
             out.append(("standing_instruction", 0.6, f"a standing instruction to the model: {m.group()!r}"))
-    if rule.trigger_tokens:
+    if rule.trigger_tokens and (possible is None or "trigger" in possible):
         triggers = _trigger_pattern(tuple(rule.trigger_tokens))
         found = triggers.findall(text)
         if found:
@@ -92,18 +137,22 @@ def injection_findings(text: str, answer_text: str, rule: InjectionRule) -> list
         out.append(("trigger_token", 0.7, f"special marker token {m.group()!r}"))
     if text.isascii():
         return out
-    if _TAGS.search(text):
+    # the text's distinct characters beyond ASCII (a handful) say which searches can find anything
+    beyond = {ch for ch in set(text) if not ch.isascii()}
+    if any(0xE0000 <= ord(ch) <= 0xE007F for ch in beyond) and _TAGS.search(text):
         out.append(("hidden_unicode", 1.0, "Unicode tag characters (invisible ASCII smuggling)"))
-    n_bidi = len(_BIDI.findall(text))
+    n_bidi = len(_BIDI.findall(text)) if not beyond.isdisjoint(_BIDI_CHARS) else 0
     if n_bidi:
         out.append(("hidden_unicode", 0.9, (f"{n_bidi} bidirectional control character(s) that "
                                             "can reorder what a reader sees (Trojan Source)")))
-    n_zw = len({m.start() for m in _ZERO_WIDTH.finditer(text)}
-               | {m.start() for m in _ZERO_WIDTH_ANY.finditer(text)})
+    n_zw = 0 if beyond.isdisjoint(_ZERO_WIDTH_CHARS) else len(
+        {m.start() for m in _ZERO_WIDTH.finditer(text)} | {m.start() for m in _ZERO_WIDTH_ANY.finditer(text)})
     if n_zw:
         out.append(("hidden_unicode", 0.8, f"{n_zw} zero-width character(s) inside words"))
     mixed = []
-    for word in _NON_ASCII_WORD.findall(text):
+    # a word mixes scripts only if some character of the text is Cyrillic or Greek
+    words = _NON_ASCII_WORD.findall(text) if any(_script(ch) in ("CYRILLIC", "GREEK") for ch in beyond) else ()
+    for word in words:
         scripts = {s for s in map(_script, word) if s}
         if "LATIN" in scripts and scripts & {"CYRILLIC", "GREEK"}:
             mixed.append(word)
@@ -113,22 +162,56 @@ def injection_findings(text: str, answer_text: str, rule: InjectionRule) -> list
     return out
 
 
-_NEEDED_WORDS = tuple(sorted({w for *_, needs in _INJECTION_PATTERNS for w in needs} | set(_ANSWER_INSTRUCTION_WORDS)))
-# a text holding "prompted" holds "prompt": only words that contain no other need a search of their own
-_SCANNED_WORDS = tuple(w for w in _NEEDED_WORDS if not any(o != w and o in w for o in _NEEDED_WORDS))
-
-
 def injection_findings_many(texts: Sequence[str], answers: Sequence[str], rule: InjectionRule,
-                            batches: ScanBatches | None = None) -> list[list[tuple[str, float, str]]]:
-    """`injection_findings` of every (text, answer) pair, the same findings; texts that hold none of
-    the words, markers or trigger tokens a signal needs, and only ASCII, are cleared in one pass.
+                            batch: TextBatch | None = None) -> list[list[tuple[str, float, str]]]:
+    """`injection_findings` of every (text, answer) pair, the same findings.
 
-    `batches`: the texts already laid end to end, when another gate made them."""
-    lower, raw = batches or ScanBatches.of(texts)
-    suspect = lower.containing_any(_SCANNED_WORDS) | raw.containing_any(("<|", "[[", "{{")) | raw.non_ascii
-    if rule.trigger_tokens:
-        suspect |= raw.matching(_trigger_pattern(tuple(rule.trigger_tokens)))
-    return [injection_findings(t, a, rule) if s else [] for t, a, s in zip(texts, answers, suspect.tolist())]
+    The literals every search needs (`_MUST_HOLD`, the answer instructions, markers and trigger
+    tokens) are looked for in the whole batch in compiled passes; a text runs only the
+    searches whose literals it holds, and most run none; a text with a character that folds to
+    an ASCII letter takes the per-text path.
+
+    `batch`: the texts already laid end to end, when another gate made them."""
+    raw = batch or TextBatch(texts)
+    folded = sorted({w for groups in _MUST_HOLD for group in groups for w in group}
+                    | set(_ANSWER_INSTRUCTION_WORDS) | set(_ANSWER_INSTRUCTION_LITERALS))
+    tokens = tuple(rule.trigger_tokens)
+    searchable = all(t.isascii() and t and "\0" not in t for t in tokens)
+    exact = _MARKERS + (tokens if searchable else ())
+    held = raw.holding(folded + list(exact), [True] * len(folded) + [False] * len(exact))
+    column = {w: i for i, w in enumerate(folded)}
+
+    def any_of(words) -> np.ndarray:
+        return held[:, [column[w] for w in words]].any(axis=1)
+
+    possible = [np.logical_and.reduce([any_of(group) for group in groups]) for groups in _MUST_HOLD]
+    instructs = any_of(_ANSWER_INSTRUCTION_WORDS)
+    text_instruction = instructs & any_of(_ANSWER_INSTRUCTION_LITERALS)
+    markers = held[:, len(folded) : len(folded) + len(_MARKERS)].any(axis=1)
+    # a token no byte search can stand in for is looked for as it always was
+    trigger = held[:, len(folded) + len(_MARKERS) :].any(axis=1) if searchable else \
+        raw.matching(_trigger_pattern(tokens))
+    answered = np.fromiter(map(bool, answers), dtype=bool, count=len(texts))
+    answer_plain = np.fromiter(map(_plain, answers), dtype=bool, count=len(texts))
+    answer_instruction = np.zeros(len(texts), dtype=bool)
+    if (instructs & answered).any():
+        asked = np.flatnonzero(instructs & answered & answer_plain)
+        literal = TextBatch([answers[i] for i in asked]).holding(_ANSWER_INSTRUCTION_LITERALS, fold=True)
+        answer_instruction[asked] = literal.any(axis=1)[: len(asked)]
+    # an answer with a character that folds to ASCII is searched as it always was
+    answer_instruction |= instructs & answered & ~answer_plain
+    table = np.column_stack([*possible, answer_instruction, text_instruction, trigger & bool(tokens)])
+    names = [*range(len(_MUST_HOLD)), "answer_instruction", "text_instruction", "trigger"]
+    out: list[list[tuple[str, float, str]]] = []
+    for text, answer, row, marked, other in zip(texts, answers, table.tolist(), markers.tolist(),
+                                                raw.non_ascii.tolist()):
+        if other and not _plain(text):
+            out.append(injection_findings(text, answer, rule))
+        elif marked or other or True in row:  # a non-ASCII text is always checked for hidden characters
+            out.append(injection_findings(text, answer, rule, {n for n, ok in zip(names, row) if ok}))
+        else:
+            out.append([])
+    return out
 
 
 _TRIGGER_CACHE: dict[tuple[str, ...], re.Pattern] = {}

@@ -13,7 +13,7 @@ from ledgerlm.validation.gates.ascii_counts import count_texts
 from ledgerlm.validation.letter_bigrams import mean_surprisal_bits
 from ledgerlm.validation.policy import JunkRule
 
-_DROP_CONTROL_ASCII = dict.fromkeys([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+_CONTROL_BYTES = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 _CONTROL_OTHER = re.compile(r"[\x80-\x9f\ufffd\ufff9-\ufffc\ue000-\uf8ff]")
 # UTF-8 bytes decoded as Latin-1/cp1252: a lead byte shown as Â..ï followed by continuation bytes
 _CP1252_CONT = "\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc" \
@@ -49,7 +49,10 @@ def junk_findings(text: str, rule: JunkRule) -> list[tuple[str, float, str]]:
     out = []
     n = len(text)
 
-    bad = len(text) - len(text.translate(_DROP_CONTROL_ASCII))
+    # an ASCII control character's byte occurs in UTF-8 only where the character does: deleting
+    # bytes is a plain table lookup, where str.translate asks a dict per character
+    raw = text.encode("utf-8", "surrogatepass")
+    bad = len(raw) - len(raw.translate(None, _CONTROL_BYTES))
     if not text.isascii():
         bad += len(_CONTROL_OTHER.findall(text)) + sum(len(m) for m in _MOJIBAKE.findall(text))
     out += _garbage(bad, n, rule)
@@ -67,7 +70,7 @@ def junk_findings(text: str, rule: JunkRule) -> list[tuple[str, float, str]]:
     out += found
     varied = _varied(len(words), len(set(words)), max(map(len, words), default=0), alnum, non_space)
     if not varied and not found:
-        out += _compressible(text.encode("utf-8", "surrogatepass"), rule)
+        out += _compressible(raw, rule)
     return out
 
 
@@ -183,12 +186,15 @@ def _ascii_junk(texts: list[str], rule: JunkRule) -> list[list[tuple[str, float,
         vowel_ratio = vowels / letters
         odd_words = (long_words >= 3) & (implausible / long_words > rule.max_implausible_word_ratio)
         few_alnum = (non_space >= 12) & (alnum / non_space < rule.min_alnum_ratio)
+        # `mean_surprisal_bits`, the same division of the same whole numbers
+        odd_pairs = (counts.pairs > 0) & (counts.pair_bits / counts.pairs > rule.max_letter_pair_bits)
     letter_test = (letters >= 20) & ((vowel_ratio < rule.min_vowel_ratio)
-                                     | ((letters >= 40) & (vowel_ratio < _PROSE_VOWELS)) | odd_words)
+                                     | ((letters >= 40) & (vowel_ratio < _PROSE_VOWELS) & odd_pairs) | odd_words)
 
     with np.errstate(divide="ignore", invalid="ignore"):
         repeats = (n_words >= 8) & (1 - distinct_trigrams / (n_words - 2) > rule.max_repeated_ngram_ratio)
-    one_word = (n_words >= 10) & (distinct_words <= n_words / 2 + 1)
+    # `_one_word` needs one word to be over half the words
+    one_word = (n_words >= 10) & (distinct_words <= n_words / 2 + 1) & (counts.top_word / np.maximum(n_words, 1) > 0.5)
     varied = (n_words >= 8) & (distinct_words > 0.5 * n_words) & (counts.longest <= 30) & (alnum >= 0.6 * non_space)
     # only texts some count puts near a threshold run the per-text tests
     with np.errstate(divide="ignore", invalid="ignore"):

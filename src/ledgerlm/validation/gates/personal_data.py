@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Container, Sequence
 
-from ledgerlm.validation.gates.text_batch import ScanBatches
+import numpy as np
+
+from ledgerlm.validation.compiled import compiled
+from ledgerlm.validation.gates.text_batch import TextBatch
 
 
 def luhn_valid(digits: str) -> bool:
@@ -96,8 +99,16 @@ _TOKEN_WORDS = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox", "s
 _SECRET_WORDS = ("key", "secret", "token", "passw")
 
 
-def personal_data_findings(text: str, kinds: Collection[str]) -> list[tuple[str, float, str]]:
-    """(kind, score, masked detail) for each personal datum or secret; never echoes it in full."""
+def personal_data_findings(text: str, kinds: Collection[str],
+                           possible: Container[str] | None = None) -> list[tuple[str, float, str]]:
+    """(kind, score, masked detail) for each personal datum or secret; never echoes it in full.
+
+    `possible`: for an ASCII text, which searches can find anything (`_SEARCHES`), as
+    `personal_data_findings_many` works out for a whole batch; the others are skipped.
+    """
+    def may(search: str) -> bool:
+        return possible is None or search in possible
+
     out: list[tuple[str, float, str]] = []
     # cheap counts and substring tests first: most texts hold no run of digits and no key word,
     # so most patterns never scan them
@@ -113,13 +124,13 @@ def personal_data_findings(text: str, kinds: Collection[str]) -> list[tuple[str,
         for m in _AWS_KEY_ID.finditer(text):
             out.append(("aws_access_key", 1.0, f"AWS access key id {_mask(m.group(), 4)}"))
     if "api_key" in kinds:
-        for m in (_TOKEN_FORMATS.finditer(text) if any(w in lower for w in _TOKEN_WORDS) else ()):
+        for m in (_TOKEN_FORMATS.finditer(text) if may("token") and any(w in lower for w in _TOKEN_WORDS) else ()):
             out.append(("api_key", 1.0, f"API token {_mask(m.group(), 4)} at offset {m.start()}"))
-        for m in (_SECRET_ASSIGN.finditer(text) if any(w in lower for w in _SECRET_WORDS) else ()):
+        for m in (_SECRET_ASSIGN.finditer(text) if may("secret") and any(w in lower for w in _SECRET_WORDS) else ()):
             value = m.group(1)
             if _entropy(value) >= 3.0 and not _TOKEN_FORMATS.search(value):
                 out.append(("api_key", 0.9, f"secret assigned in text: {_mask(value)}"))
-    if "hex_private_key" in kinds and n_digits >= 8 and len(text) >= 64:
+    if "hex_private_key" in kinds and n_digits >= 8 and len(text) >= 64 and may("hex"):
         for m in _HEX64.finditer(text):
             before = text[max(0, m.start() - 40) : m.start()]
             if _HASH_CONTEXT.search(before):
@@ -129,7 +140,7 @@ def personal_data_findings(text: str, kinds: Collection[str]) -> list[tuple[str,
     if n_digits < 9:  # no card, IBAN, phone or identity number has fewer digits
         return out
     card_spans = []
-    if "credit_card" in kinds:
+    if "credit_card" in kinds and may("card"):
         for m in _CARD.finditer(text):
             digits = re.sub(r"[ \-]", "", m.group())
             if not (13 <= len(digits) <= 19 and _CARD_PREFIX.match(digits)):
@@ -141,17 +152,18 @@ def personal_data_findings(text: str, kinds: Collection[str]) -> list[tuple[str,
                 card_spans.append(m.span())
                 out.append(("credit_card", 0.8, f"likely payment card number ending {digits[-4:]} "
                                                 "(written as a card but fails the Luhn check)"))
-    if "iban" in kinds:
+    if "iban" in kinds and may("iban"):
         for m in _IBAN.finditer(text):
             if iban_valid(m.group()):
                 out.append(("iban", 1.0, f"IBAN {_mask(m.group(), 4)} (mod-97 valid)"))
-    if "national_id" in kinds and "-" in text:
+    if "national_id" in kinds and "-" in text and may("ssn"):
         for m in _SSN.finditer(text):
             out.append(("national_id", 0.8, f"US social security number pattern ending {m.group()[-4:]}"))
     if "phone" in kinds:
         seen: list[tuple[int, int]] = list(card_spans)
-        for pattern in (_PHONE_INTL, _PHONE_NANP, _PHONE_CONTEXT):
-            for m in pattern.finditer(text):
+        for pattern, search in ((_PHONE_INTL, "phone_intl"), (_PHONE_NANP, "phone_nanp"),
+                                (_PHONE_CONTEXT, "phone_context")):
+            for m in (pattern.finditer(text) if may(search) else ()):
                 span = m.span(m.lastindex or 0)
                 number = m.group(m.lastindex or 0)
                 n_digits = sum(ch.isdigit() for ch in number)
@@ -163,13 +175,102 @@ def personal_data_findings(text: str, kinds: Collection[str]) -> list[tuple[str,
     return out
 
 
-def personal_data_findings_many(texts: Sequence[str], kinds: Collection[str],
-                                batches: ScanBatches | None = None) -> list[list[tuple[str, float, str]]]:
-    """`personal_data_findings` of every text, the same findings; texts with no `@`, no key word and
-    fewer than eight digits (most of them) are cleared in one pass over the batch.
+# the literals (lower case) of the words `_SECRET_ASSIGN` names, and `_PHONE_CONTEXT`'s words
+_SECRET_NAMES = ("apikey", "api_key", "api-key", "secret", "accesskey", "access_key", "access-key", "token",
+                 "passwd", "password", "privatekey", "private_key", "private-key")
+_PHONE_WORDS = ("phone", "tel", "mobile", "cell", "call", "whatsapp", "fax")
+_SEARCHES = ("token", "secret", "hex", "card", "iban", "ssn", "phone_intl", "phone_nanp", "phone_context")
 
-    `batches`: the texts already laid end to end, when another gate made them."""
-    lower, raw = batches or ScanBatches.of(texts)
-    suspect = (raw.containing_any(("@", "PRIVATE KEY", *_AWS_PREFIXES))
-               | lower.containing_any(_TOKEN_WORDS + _SECRET_WORDS) | (raw.count_chars("0123456789") >= 8))
-    return [personal_data_findings(t, kinds) if s else [] for t, s in zip(texts, suspect.tolist())]
+
+def personal_data_findings_many(texts: Sequence[str], kinds: Collection[str],
+                                batch: TextBatch | None = None) -> list[list[tuple[str, float, str]]]:
+    """`personal_data_findings` of every text, the same findings.
+
+    Compiled passes over the batch find the literals and number shapes each pattern needs
+    (a card's 13 digits in one run, 64 hex digits, an IBAN's two capitals and two digits, an
+    SSN's 3-2-4 digits, a phone's 3-4 digit tail or + before a digit); an ASCII text runs only
+    the searches it could match, and most run none. Other texts are cleared by their `@`, key
+    words and digit count and otherwise take the per-text path.
+
+    `batch`: the texts already laid end to end, when another gate made them."""
+    raw = batch or TextBatch(texts)
+    literal = ("@", "PRIVATE KEY", *_AWS_PREFIXES)
+    folded = _TOKEN_WORDS + _SECRET_WORDS + _SECRET_NAMES + _PHONE_WORDS
+    held = raw.holding(literal + folded + (":", "="), [False] * len(literal) + [True] * len(folded) + [False] * 2)
+    shapes = _number_shapes(raw._bytes, raw._byte_starts, raw._byte_lengths)
+    digits = shapes[:, 0]
+    n_literal, n_token, n_secret, n_names = len(literal), len(_TOKEN_WORDS), len(_SECRET_WORDS), len(_SECRET_NAMES)
+    found = held[:, :n_literal].any(axis=1)
+    token = held[:, n_literal : n_literal + n_token].any(axis=1)
+    names = n_literal + n_token + n_secret
+    secret = held[:, names : names + n_names].any(axis=1) & held[:, -2:].any(axis=1)
+    phone_context = held[:, names + n_names : -2].any(axis=1)
+    numbered = digits >= 9  # no card, IBAN, phone or identity number has fewer digits
+    table = np.column_stack([token, secret, (digits >= 8) & (shapes[:, 2] >= 64), numbered & (shapes[:, 1] >= 13),
+                             numbered & (shapes[:, 3] > 0), numbered & (shapes[:, 4] > 0),
+                             numbered & (shapes[:, 5] > 0), numbered & (shapes[:, 6] > 0), numbered & phone_context])
+    out: list[list[tuple[str, float, str]]] = []
+    for text, row, literal_found, other in zip(texts, table.tolist(), found.tolist(), raw.non_ascii.tolist()):
+        if other:
+            lower = text.lower()
+            suspect = literal_found or any(w in lower for w in _TOKEN_WORDS + _SECRET_WORDS) or digits[len(out)] >= 8
+            out.append(personal_data_findings(text, kinds) if suspect else [])
+        elif literal_found or True in row:
+            out.append(personal_data_findings(text, kinds, {n for n, ok in zip(_SEARCHES, row) if ok}))
+        else:
+            out.append([])
+    return out
+
+
+@compiled
+def _number_shapes(data, starts, lengths):
+    """Per ASCII text, as columns: its digits; the most digits in one run that single spaces or
+    dashes may split (a card number); the longest run of hex digits; and how often an IBAN's
+    start (two capitals, two digits), an SSN's ddd-dd-dddd, a + before a digit and a phone
+    number's tail (ddd, one of -. or space, dddd) occur."""
+    out = np.zeros((len(starts), 7), dtype=np.int64)
+
+    def digit(c):
+        return 48 <= c <= 57
+
+    def upper(c):
+        return 65 <= c <= 90
+
+    for d in range(len(starts)):
+        s, e = starts[d], starts[d] + lengths[d]
+        digits = chain = best_chain = gap = hex_run = best_hex = 0
+        iban = ssn = plus = tail = 0
+        for k in range(s, e):
+            c = data[k]
+            if digit(c):
+                digits += 1
+                if gap > 1:
+                    chain = 0
+                chain += 1
+                gap = 0
+                best_chain = max(best_chain, chain)
+                if k + 7 < e and digit(data[k + 1]) and digit(data[k + 2]):
+                    sep = data[k + 3]
+                    if ((sep == 45 or sep == 46 or sep == 32) and digit(data[k + 4]) and digit(data[k + 5])
+                            and digit(data[k + 6]) and digit(data[k + 7])):
+                        tail += 1
+                    if (k + 10 < e and sep == 45 and digit(data[k + 4]) and digit(data[k + 5])
+                            and data[k + 6] == 45 and digit(data[k + 7]) and digit(data[k + 8])
+                            and digit(data[k + 9]) and digit(data[k + 10])):
+                        ssn += 1
+            elif c == 32 or c == 45:
+                gap += 1
+            else:
+                chain = gap = 0
+            if digit(c) or 97 <= c <= 102 or 65 <= c <= 70:
+                hex_run += 1
+                best_hex = max(best_hex, hex_run)
+            else:
+                hex_run = 0
+            if upper(c) and k + 3 < e and upper(data[k + 1]) and digit(data[k + 2]) and digit(data[k + 3]):
+                iban += 1
+            if c == 43 and k + 1 < e and digit(data[k + 1]):
+                plus += 1
+        out[d, 0], out[d, 1], out[d, 2] = digits, best_chain, best_hex
+        out[d, 3], out[d, 4], out[d, 5], out[d, 6] = iban, ssn, plus, tail
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from collections.abc import Collection, Hashable, Sequence
 
@@ -16,8 +17,8 @@ from ledgerlm.validation.gates.junk import junk_findings_many
 from ledgerlm.validation.gates.label_noise import knn_label_disagreement
 from ledgerlm.validation.gates.personal_data import personal_data_findings_many
 from ledgerlm.validation.gates.qa_consistency import qa_mismatches
-from ledgerlm.validation.gates.text_batch import ScanBatches
-from ledgerlm.validation.near_duplicates import NearDuplicateIndex
+from ledgerlm.validation.gates.text_batch import TextBatch
+from ledgerlm.validation.near_duplicates import NearDuplicateIndex, Normalised
 from ledgerlm.validation.policy import GatePolicy
 
 _KIND = {"in_datanet": "accepted record", "in_pending": "pending contribution", "in_batch": "contribution"}
@@ -45,6 +46,21 @@ def run_gates(
     - `labelled_reference`: more accepted labelled records for the label-noise gate.
     - `embedder`: overrides the policy's embedder for label noise and Q&A consistency.
     """
+    # the gates make many short-lived objects and no reference cycles, while a cyclic collection
+    # walks every object of the process (a node holds hundreds of thousands): collections wait
+    # until the batch is gated
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _gate_batch(candidates, policy, existing_hashes, near_dup_index, accepted, pending,
+                           labelled_reference, embedder)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _gate_batch(candidates, policy, existing_hashes, near_dup_index, accepted, pending, labelled_reference,
+                embedder) -> dict[int, GateReport]:
     policy = policy or GatePolicy()
     findings: dict[int, list[Finding]] = {c.contribution_id: [] for c in candidates}
     if len(findings) != len(candidates):
@@ -75,7 +91,7 @@ def run_gates(
 
     pd, inj = policy.personal_data, policy.injection
     # both gates search the same texts laid end to end: lay them out once
-    scanned = ScanBatches.of(list(texts.values())) if "off" not in (pd.action, inj.action) else None
+    scanned = TextBatch(list(texts.values())) if "off" not in (pd.action, inj.action) else None
     if pd.action != "off":
         kinds = frozenset(pd.kinds)
         for c, found in zip(candidates, personal_data_findings_many(list(texts.values()), kinds, scanned)):
@@ -175,6 +191,7 @@ def _duplicates(candidates, texts, policy, existing_hashes, near_dup_index, acce
     near = nd.action != "off"
 
     sketch = NearDuplicateIndex(threshold=min(nd.threshold, 0.95), **params)
+    normalised = Normalised()  # each text folded once, for its signature and every word diff it is in
 
     def pool(code: str, records: Sequence[Candidate], index: NearDuplicateIndex | None,
              hashes: Collection[str] = ()) -> KeptRecords:
@@ -186,14 +203,14 @@ def _duplicates(candidates, texts, policy, existing_hashes, near_dup_index, acce
         if index is not None:  # a prebuilt index: its keys may be any record id
             return KeptRecords(code, hashed, index.keys(), index.matrix(), kept_texts)
         keys = list(kept_texts)
-        signatures, present = sketch.signature_matrix([kept_texts[k] for k in keys])
+        signatures, present = sketch.signature_matrix([kept_texts[k] for k in keys], normalised)
         return KeptRecords(code, hashed, [k for k, ok in zip(keys, present) if ok], signatures[present],
                            kept_texts)
 
     kept = [pool("in_datanet", accepted, base, existing_hashes), pool("in_pending", pending, None)]
     matches = find_duplicates(candidates, texts, out, kept, sketch, exact=ex.action != "off", near=near,
                               within_batch=nd.within_batch, threshold=nd.threshold,
-                              max_inserted_words=nd.max_inserted_words)
+                              max_inserted_words=nd.max_inserted_words, normalised=normalised)
     for c in candidates:
         m = matches.get(c.contribution_id)
         if m is None:
