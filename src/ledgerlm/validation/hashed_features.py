@@ -82,12 +82,15 @@ def _token_runs(raw, lengths, ascii_codes):
 def _doc_features(codes, lengths, n):
     mask = np.uint64(0xFFFFFFFF)
     poly = np.uint64(POLY)
+    top = np.uint64(1)  # poly ** (n - 1): the weight of a window's first character in its hash
+    for _ in range(n - 1):
+        top *= poly
     longest = 0
     for length in lengths:
         longest = max(longest, length)
     buf = np.empty(2 * longest + 2, dtype=np.uint64)  # windows, then words and bigrams: at most 2 per character
     spare = np.empty_like(buf)
-    tally = np.empty(256, dtype=np.int64)
+    tally = np.empty(257, dtype=np.int64)
     hashes = np.empty(2 * len(codes) + 2, dtype=np.uint64)
     counts = np.empty(2 * len(codes) + 2, dtype=np.int64)
     starts = np.zeros(len(lengths) + 1, dtype=np.int64)
@@ -104,12 +107,18 @@ def _doc_features(codes, lengths, n):
         s, e = pos, pos + lengths[d]
         pos = e
         m = 0
-        for i in range(s, e - n + 1):
-            h = codes[i]
-            for j in range(1, n):
-                h = h * poly + codes[i + j]
+        if e - s >= n:
+            # each window's polynomial hash rolls on from the one before: arithmetic modulo 2**64
+            # gives exactly the hash computed afresh
+            h = np.uint64(0)
+            for i in range(s, s + n):
+                h = h * poly + codes[i]
             buf[m] = mix64(h << np.uint64(2)) & mask
             m += 1
+            for i in range(s + n, e):
+                h = (h - codes[i - n] * top) * poly + codes[i]
+                buf[m] = mix64(h << np.uint64(2)) & mask
+                m += 1
         word = previous = np.uint64(0)
         in_word = had_word = False
         for i in range(s, e):
@@ -125,25 +134,27 @@ def _doc_features(codes, lengths, n):
                     m += 1
                 previous, word = word, np.uint64(0)
                 in_word, had_word = False, True
-        # the 32-bit hashes sorted a byte at a time (LSD radix): a few hundred per text sort
-        # several times faster than by comparisons
-        src, dst = buf, spare
-        for shift in range(0, 32, 8):
-            tally[:] = 0
-            for i in range(m):
-                tally[np.int64((src[i] >> np.uint64(shift)) & np.uint64(255))] += 1
-            at = 0
-            for b in range(256):
-                at, tally[b] = at + tally[b], at
-            for i in range(m):
-                b = np.int64((src[i] >> np.uint64(shift)) & np.uint64(255))
-                dst[tally[b]] = src[i]
-                tally[b] += 1
-            src, dst = dst, src
-        features = src[:m]  # after an even number of passes: `buf` again
+        # the 32-bit hashes sorted: spread over 256 bins by their top byte (a few per bin for a
+        # text of a few hundred features), then an insertion sort finishes each bin's short run
+        tally[:] = 0
         for i in range(m):
-            if i == 0 or features[i] != features[i - 1]:
-                hashes[filled] = features[i]
+            tally[np.int64(buf[i] >> np.uint64(24)) + 1] += 1
+        for b in range(256):
+            tally[b + 1] += tally[b]
+        for i in range(m):
+            b = np.int64(buf[i] >> np.uint64(24))
+            spare[tally[b]] = buf[i]
+            tally[b] += 1
+        for i in range(1, m):
+            v = spare[i]
+            j = i - 1
+            while j >= 0 and spare[j] > v:
+                spare[j + 1] = spare[j]
+                j -= 1
+            spare[j + 1] = v
+        for i in range(m):
+            if i == 0 or spare[i] != spare[i - 1]:
+                hashes[filled] = spare[i]
                 counts[filled] = 1
                 filled += 1
             else:
@@ -183,10 +194,10 @@ def _document_frequencies(hashes):
     counts = np.empty(size, dtype=np.int64)
     slots = np.empty(largest, dtype=np.int64)
     df = np.empty(n, dtype=np.int64)
+    keys[:] = empty
+    counts[:] = 0
     for p in range(parts):
         a, b = start[p], start[p + 1]
-        keys[:] = empty
-        counts[:] = 0
         for t in range(a, b):
             h = hashes[order[t]]
             j = np.int64((h * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits)) if bits else np.int64(0)
@@ -197,6 +208,9 @@ def _document_frequencies(hashes):
             slots[t - a] = j
         for t in range(a, b):
             df[order[t]] = counts[slots[t - a]]
+        for t in range(a, b):  # only the slots this part filled are cleared for the next
+            keys[slots[t - a]] = empty
+            counts[slots[t - a]] = 0
     return df
 
 

@@ -6,7 +6,7 @@ import functools
 import io
 import json
 import re
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -60,17 +60,22 @@ _ASCII_FOLD = np.array([ord(chr(c).lower()) if chr(c).isalnum() else 32 for c in
 
 
 @compiled
-def _fold_ascii(data, starts, lengths, size, fold):
-    """`normalise(text).ljust(size)` ("" for no words) of each ASCII text `data[starts[d] : starts[d] + lengths[d]]`,
-    as code points end to end, and each one's length: words joined by single spaces."""
-    out = np.empty(len(data) + size * len(starts), dtype=np.uint32)
-    out_lengths = np.empty(len(starts), dtype=np.int64)
+def _fold(data, starts, lengths, size, fold):
+    """`normalise(text).ljust(size)` ("" for no words) of each text `data[starts[d] : starts[d] + lengths[d]]`,
+    as code points end to end, and each one's length: words joined by single spaces.
+
+    A code point below len(fold) becomes fold[c] (32 for no letter or digit); any other passes
+    as it is, so a caller has already lower-cased it and made a space of it if it is neither.
+    """
+    out = np.empty(len(data) + size * len(lengths), dtype=np.uint32)
+    out_lengths = np.empty(len(lengths), dtype=np.int64)
     m = 0
-    for d in range(len(starts)):
+    for d in range(len(lengths)):
         begin = m
         gap = False
         for k in range(starts[d], starts[d] + lengths[d]):
-            c = fold[data[k]]
+            x = data[k]
+            c = fold[x] if x < len(fold) else np.uint32(x)
             if c == 32:
                 gap = m > begin
             else:
@@ -130,18 +135,25 @@ def _minhash_rows(codes, lengths, size, seed_mix, num_perm):
     out = np.full((len(lengths), num_perm), EMPTY, dtype=np.uint32)
     present = np.zeros(len(lengths), dtype=np.bool_)
     poly = np.uint64(POLY)
+    top = np.uint64(1)  # poly ** (size - 1): the weight of a shingle's first code point in its hash
+    for _ in range(size - 1):
+        top *= poly
     start = 0
     for d in range(len(lengths)):
-        for i in range(start, start + lengths[d] - size + 1):
-            h = np.uint64(codes[i])
-            for j in range(1, size):
-                h = h * poly + np.uint64(codes[i + j])
-            mixed = fmix32(((h ^ (h >> np.uint64(32))) & low) ^ seed_mix)
-            b = np.int64((mixed * np.uint64(num_perm)) >> np.uint64(32))
-            value = np.uint32(fmix32(mixed ^ np.uint64(0x5BD1E995)) & np.uint64(EMPTY - 1))
-            if value < out[d, b]:
-                out[d, b] = value
+        row = out[d]
+        n_shingles = lengths[d] - size + 1
+        if n_shingles > 0:
             present[d] = True
+            h = np.uint64(0)
+            for j in range(start, start + size):
+                h = h * poly + np.uint64(codes[j])
+            for i in range(start, start + n_shingles):
+                if i > start:  # the hash rolls on: modulo 2**64 exactly the hash computed afresh
+                    h = (h - np.uint64(codes[i - 1]) * top) * poly + np.uint64(codes[i + size - 1])
+                mixed = fmix32(((h ^ (h >> np.uint64(32))) & low) ^ seed_mix)
+                b = np.int64((mixed * np.uint64(num_perm)) >> np.uint64(32))
+                value = np.uint32(fmix32(mixed ^ np.uint64(0x5BD1E995)) & np.uint64(EMPTY - 1))
+                row[b] = min(row[b], value)
         start += lengths[d]
     return out, present
 
@@ -182,42 +194,46 @@ class NearDuplicateIndex:
     def __contains__(self, key: Hashable) -> bool:
         return key in self._signatures
 
-    def signature_matrix(self, texts: list[str], normalised: Mapping[str, str] | None = None
-                         ) -> tuple[np.ndarray, np.ndarray]:
+    def signature_matrix(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """One-permutation MinHash signatures of many texts, (texts x num_perm) uint32, and which texts had shingles.
 
         One-permutation hashing (Li, Owen & Zhang, NIPS 2012): each shingle's hash picks one of
         `num_perm` bins and the bin keeps the smallest of a second hash, so a shingle costs one
         hash instead of one per permutation; bins no shingle reached hold EMPTY and are left out
         of the similarity estimate (`estimate_jaccard`).
-
-        `normalised`: `normalise` of the texts where a caller has it already.
         """
-        codes, lengths = self._shingled(texts, normalised)
+        codes, lengths = self._shingled(texts)
         return _minhash_rows(codes, lengths, self.shingle_size, np.uint64(self.seed * 0x9E3779B9 & 0xFFFFFFFF),
                              self.num_perm)
 
-    def _shingled(self, texts: list[str], normalised: Mapping[str, str] | None) -> tuple[np.ndarray, np.ndarray]:
+    def _shingled(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """The normalised texts shingles are cut from, as code points end to end, and their lengths.
 
-        A text shorter than a shingle is one shingle, padded; an empty one has none. ASCII texts
-        are folded by `_fold_ascii` in one compiled pass; others by `normalise`.
+        A text shorter than a shingle is one shingle, padded; an empty one has none. Each text is
+        folded by `_fold` in one compiled pass: an ASCII text from its bytes, another from the code
+        points of its lower-cased text, where those no letter or digit are made spaces first
+        (`[\\W_]` and `str.isalnum` disagree on no code point).
         """
         plain = [i for i, t in enumerate(texts) if t.isascii()]
         if plain:
             parts = [texts[i] for i in plain]
             lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
             data = np.frombuffer("\0".join(parts).encode("ascii"), dtype=np.uint8)
-            folded, folded_lengths = _fold_ascii(data, np.r_[0, np.cumsum(lengths + 1)[:-1]].astype(np.int64),
-                                                 lengths, self.shingle_size, _ASCII_FOLD)
+            folded, folded_lengths = _fold(data, np.r_[0, np.cumsum(lengths + 1)[:-1]].astype(np.int64),
+                                           lengths, self.shingle_size, _ASCII_FOLD)
             if len(plain) == len(texts):
                 return folded, folded_lengths
-        fold = normalise if normalised is None else normalised.__getitem__
-        others = [n.ljust(self.shingle_size) if (n := fold(t)) else "" for t in texts if not t.isascii()]
-        other_lengths = np.fromiter(map(len, others), dtype=np.int64, count=len(others))
-        other_codes = np.frombuffer("".join(others).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        lowered = [t.lower() for t in texts if not t.isascii()]
+        lengths = np.fromiter(map(len, lowered), dtype=np.int64, count=len(lowered))
+        codes = np.frombuffer("".join(lowered).encode("utf-32-le", "surrogatepass"), dtype=np.uint32).copy()
+        wide = np.flatnonzero(codes >= 128)
+        distinct, where = np.unique(codes[wide], return_inverse=True)
+        kept = np.fromiter((chr(c).isalnum() for c in distinct.tolist()), dtype=np.bool_, count=len(distinct))
+        codes[wide[~kept[where]]] = 32
+        other_codes, other_lengths = _fold(codes, np.cumsum(lengths) - lengths, lengths,
+                                           self.shingle_size, _ASCII_FOLD[:128])
         if not plain:
-            return other_codes.copy(), other_lengths
+            return other_codes, other_lengths
         is_plain = np.zeros(len(texts), dtype=np.bool_)
         is_plain[plain] = True
         return _interleave(folded, folded_lengths, other_codes, other_lengths, is_plain)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 from ledgerlm.datanets.schemas import LABEL_FIELD_ANNOTATION
@@ -32,18 +31,37 @@ class Candidate:
     record: dict | None = None
     label_field: str | None = None
 
-    # each text, and the label, is read by several gates; a candidate is built per gate run and
-    # its record is not changed while the gates read it, so each is worked out once
+    # each text, and the label, is read by several gates: all are cut from the record in one
+    # pass over its fields when the candidate is made (a candidate is built per gate run, and its
+    # record is not changed while the gates read it)
+    def __post_init__(self) -> None:
+        record = self.record
+        if record is None:
+            texts = (None, self.text, self.text, "", "", ())
+        else:
+            scan, feature, answer, question = [], [], [], []
+            label_field = self.label_field
+            for key, value in record.items():
+                text = value if type(value) is str else flatten(value)
+                scan.append(text)
+                if key != label_field:
+                    feature.append(text)
+                name = key.lower() if type(key) is str else str(key).lower()
+                if name in ANSWER_FIELDS:
+                    answer.append((key, text))
+                elif name in QUESTION_FIELDS:
+                    question.append(text)
+            label = record.get(label_field) if label_field is not None else None
+            scan_text = "\n".join(scan)
+            texts = (None if label is None else str(label), scan_text,
+                     "\n".join(feature) if len(feature) < len(scan) else scan_text,
+                     "\n".join(text for _, text in answer), "\n".join(question), tuple(answer))
+        for name, value in zip(_TEXTS, texts):
+            object.__setattr__(self, name, value)
+
     @property
     def label(self) -> str | None:
         return self._label
-
-    @cached_property
-    def _label(self) -> str | None:
-        if self.record is None or self.label_field is None or self.label_field not in self.record:
-            return None
-        value = self.record[self.label_field]
-        return None if value is None else str(value)
 
     def scan_text(self) -> str:
         """Everything a reader of the record sees, label included."""
@@ -59,33 +77,12 @@ class Candidate:
     def question_text(self) -> str:
         return self._question_text
 
-    @cached_property
-    def _scan_text(self) -> str:
-        if self.record is None:
-            return self.text
-        return "\n".join(flatten(v) for v in self.record.values())
-
-    @cached_property
-    def _feature_text(self) -> str:
-        if self.record is None:
-            return self.text
-        return "\n".join(flatten(v) for k, v in self.record.items() if k != self.label_field)
-
-    @cached_property
-    def _answer_text(self) -> str:
-        if self.record is None:
-            return ""
-        return "\n".join(flatten(self.record[k]) for k in answer_fields(self.record))
-
-    @cached_property
-    def _question_text(self) -> str:
-        if self.record is None:
-            return ""
-        return "\n".join(flatten(v) for k, v in self.record.items() if str(k).lower() in QUESTION_FIELDS)
+    def answer_parts(self) -> tuple[tuple[str, str], ...]:
+        """(field, text) of each answer field, in the record's order: `answer_text` joins their texts."""
+        return self._answer_parts
 
 
-def answer_fields(record: dict) -> list[str]:
-    return [k for k in record if str(k).lower() in ANSWER_FIELDS]
+_TEXTS = ("_label", "_scan_text", "_feature_text", "_answer_text", "_question_text", "_answer_parts")
 
 
 def label_field(schema: dict | str | None) -> str | None:

@@ -343,7 +343,7 @@ def find_duplicates(
     if not near:
         return found
     todo = [c for c in candidates if c.contribution_id not in found]
-    signatures, present = sketch.signature_matrix([texts[c.contribution_id] for c in todo], normalised)
+    signatures, present = sketch.signature_matrix([texts[c.contribution_id] for c in todo])
     todo = [c for c, ok in zip(todo, present) if ok]
     signatures = signatures[present]
     keys = band_keys(signatures, threshold) if len(todo) else np.zeros((0, 1), dtype=np.uint64)

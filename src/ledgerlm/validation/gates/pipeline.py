@@ -10,7 +10,7 @@ import numpy as np
 
 from ledgerlm.validation.embeddings import Embedder, resolve_embedder
 from ledgerlm.validation.errors import ValidationError
-from ledgerlm.validation.gates.candidate import Candidate, Finding, GateReport, answer_fields, decide, flatten
+from ledgerlm.validation.gates.candidate import Candidate, Finding, GateReport, decide
 from ledgerlm.validation.gates.duplicates import KeptRecords, find_duplicates
 from ledgerlm.validation.gates.injection import injection_findings_many
 from ledgerlm.validation.gates.junk import junk_findings_many
@@ -80,8 +80,8 @@ def _gate_batch(candidates, policy, existing_hashes, near_dup_index, accepted, p
     if policy.action("junk") != "off":
         found = dict(zip(findings, junk_findings_many([c.feature_text() for c in candidates], policy.junk)))
         # the label alone is not content; an answer that is junk spoils the record
-        fields = [(c.contribution_id, name, flatten(c.record[name])) for c in candidates
-                  if not found[c.contribution_id] and c.record is not None for name in answer_fields(c.record)]
+        fields = [(c.contribution_id, name, text) for c in candidates
+                  if not found[c.contribution_id] for name, text in c.answer_parts()]
         for (cid, name, _), more in zip(fields, junk_findings_many([t for _, _, t in fields], policy.junk)):
             if more and not found[cid]:
                 found[cid] = [(code, score, f"field {name!r}: {detail}") for code, score, detail in more]
@@ -203,7 +203,7 @@ def _duplicates(candidates, texts, policy, existing_hashes, near_dup_index, acce
         if index is not None:  # a prebuilt index: its keys may be any record id
             return KeptRecords(code, hashed, index.keys(), index.matrix(), kept_texts)
         keys = list(kept_texts)
-        signatures, present = sketch.signature_matrix([kept_texts[k] for k in keys], normalised)
+        signatures, present = sketch.signature_matrix([kept_texts[k] for k in keys])
         return KeptRecords(code, hashed, [k for k, ok in zip(keys, present) if ok], signatures[present],
                            kept_texts)
 
