@@ -58,6 +58,18 @@ TEXTS = CLEAN + EDGES + _random_texts(400)
 def test_batched_junk_checks_match_the_per_text_checks():
     rule = GatePolicy().junk
     assert junk_findings_many(TEXTS, rule) == [junk_findings(t, rule) for t in TEXTS]
+    # beyond ASCII: mojibake, C1 controls, Unicode spaces, Cyrillic gibberish, and characters whose
+    # lower case is ASCII or two characters (Kelvin sign, dotted I)
+    rng = random.Random(8)
+    pieces = ["Caf\u00c3\u00a9", "\u00e2\u20ac\u2122", "\u0085", "\u00a0", "\u3000", "\u212a", "\u0130", "\ufffd",
+              "\u0436\u0449\u0444", "\u00e9t\u00e9", "na\u00efve", "\u4e2d\u6587", *" \n.,", *"abcdefghij"]
+    words = " ".join(CLEAN).split()
+    wide = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 80))) for _ in range(300)]
+    wide += [" ".join(rng.choice(words) if rng.random() < 0.8 else rng.choice(pieces) for _ in range(rng.randint(5, 60)))
+             for _ in range(300)]
+    wide += [("\u00e9t\u00e9 " + rng.choice(words) + " ") * rng.randint(1, 20) for _ in range(50)]
+    assert junk_findings_many(wide, rule) == [junk_findings(t, rule) for t in wide]
+    assert sum(1 for t in wide if junk_findings(t, rule)) >= 50  # the texts exercise the gate
     strict = GatePolicy.from_dict({"gates": {"junk": {"min_chars": 40, "max_repeated_ngram_ratio": 0.1,
                                                       "min_vowel_ratio": 0.35}}}).junk
     assert junk_findings_many(TEXTS, strict) == [junk_findings(t, strict) for t in TEXTS]
@@ -210,7 +222,7 @@ def test_personal_data_patterns_match_exactly_what_their_plain_forms_match(name)
 def test_compiled_text_counts_are_what_string_methods_count():
     import re
 
-    from ledgerlm.validation.gates.ascii_counts import count_texts
+    from ledgerlm.validation.gates.text_counts import CONTROL_OTHER, count_texts
     from ledgerlm.validation.letter_bigrams import mean_surprisal_bits
 
     rng = random.Random(3)
@@ -218,25 +230,34 @@ def test_compiled_text_counts_are_what_string_methods_count():
     texts = ["", "   ", "a", " Hello, World! ", "strengths rhythm xkcdqz", "a" * 31 + " b", "spam spam spam spam",
              "..Zq-xy  7", "ab ab ab cd ef ab gh ab ab ij"]
     texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 120))) for _ in range(150)]
-    data = np.frombuffer(("\0".join(texts) + "\0").encode("ascii"), dtype=np.uint8)
-    lengths = np.array([len(t) for t in texts])
-    counts = count_texts(data, np.r_[0, np.cumsum(lengths + 1)[:-1]], lengths)
+    # beyond ASCII: letters of two cases, CJK, digits \\d knows and does not, spaces str.strip() removes,
+    # C1 controls, private use, the replacement character
+    wide = alphabet + "\u00e9\u00c9\u0416\u0436\u4e2d\u0663\u00b2\u00a0\u2003\u3000\u0085\u009c\ue000\ufffd\u0301"
+    texts += ["".join(rng.choice(wide) for _ in range(rng.randint(0, 120))) for _ in range(300)]
+    counts = count_texts([t for t in texts if t.isascii()])
+    more = count_texts([t for t in texts if not t.isascii()])
+    counts = type(counts)(*(np.concatenate([a, b]) for a, b in zip(counts, more)))
+    texts = [t for t in texts if t.isascii()] + [t for t in texts if not t.isascii()]
+    assert counts.exact.all()
+    # a character whose lower case is ASCII (Kelvin sign) or two characters (dotted I) is counted apart
+    assert count_texts(["\u212a is a sign", "\u0130stanbul", "\u00e9t\u00e9"]).exact.tolist() == [False, False, True]
     for i, text in enumerate(texts):
+        assert counts.length[i] == len(text)
         stripped = text.strip()
         assert bool(counts.solid[i]) == bool(stripped)
         if stripped:
             assert text[counts.lead[i] : counts.trail[i]] == stripped
             assert counts.alnum[i] == sum(c.isalnum() for c in stripped)
             assert counts.non_space[i] == len(stripped) - sum(stripped.count(c) for c in " \n\t")
-        assert counts.bad[i] == sum(c in "\x01\x0b\x0c\x1c\x7f" for c in text)
-        assert counts.letters[i] == sum(c.isalpha() for c in text)
+        assert counts.bad[i] == sum(c in "\x01\x0b\x0c\x1c\x7f" or bool(CONTROL_OTHER.match(c)) for c in text)
+        assert counts.letters[i] == sum(c.isascii() and c.isalpha() for c in text)
         assert counts.vowels[i] == sum(c in "aeiouyAEIOUY" for c in text)
         runs = re.findall(r"[A-Za-z]+", text)
         assert counts.long_words[i] == sum(len(r) >= 4 for r in runs)
         odd = [r for r in runs if (len(r) >= 4 and not re.search("[aeiouyAEIOUY]", r))
                or re.search("[b-df-hj-np-tv-xzB-DF-HJ-NP-TV-XZ]{6}", r) or len(r) >= 30]
         assert counts.implausible[i] == len(odd)
-        words = [w.lower() for w in re.findall(r"\w+", text, re.ASCII)]
+        words = re.findall(r"\w+", text.lower())
         assert counts.n_words[i] == len(words)
         assert counts.longest[i] == max(map(len, words), default=0)
         assert counts.distinct_words[i] == len(set(words))

@@ -46,7 +46,7 @@ def precompile() -> None:
     from ledgerlm.validation.policy import InjectionRule, JunkRule
     from ledgerlm.validation.sparse_rows import best_matches, paired_dots
 
-    junk_findings_many(["a text long enough to be counted"], JunkRule())
+    junk_findings_many(["a text long enough to be counted", "un texte assez long pour \u00eatre compt\u00e9"], JunkRule())
     injection_findings_many(["always answer", "ask"], ["always answer with", ""], InjectionRule())
     personal_data_findings_many(["call 555-0100", "key: x"], {"phone"})
     rows = HashedTfidfEmbedder().embed_sparse(["a text", "another text"])

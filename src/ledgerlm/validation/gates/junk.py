@@ -9,12 +9,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ledgerlm.validation.gates.ascii_counts import count_texts
+from ledgerlm.validation.gates.text_counts import CONTROL_OTHER, count_texts
 from ledgerlm.validation.letter_bigrams import mean_surprisal_bits
 from ledgerlm.validation.policy import JunkRule
 
 _CONTROL_BYTES = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
-_CONTROL_OTHER = re.compile(r"[\x80-\x9f\ufffd\ufff9-\ufffc\ue000-\uf8ff]")
 # UTF-8 bytes decoded as Latin-1/cp1252: a lead byte shown as Â..ï followed by continuation bytes
 _CP1252_CONT = "\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc" \
                "\u2013\u2014\u2018-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a\u20ac\u2122"
@@ -54,7 +53,7 @@ def junk_findings(text: str, rule: JunkRule) -> list[tuple[str, float, str]]:
     raw = text.encode("utf-8", "surrogatepass")
     bad = len(raw) - len(raw.translate(None, _CONTROL_BYTES))
     if not text.isascii():
-        bad += len(_CONTROL_OTHER.findall(text)) + sum(len(m) for m in _MOJIBAKE.findall(text))
+        bad += len(CONTROL_OTHER.findall(text)) + _mojibake(text)
     out += _garbage(bad, n, rule)
 
     non_space = len(stripped) - stripped.count(" ") - stripped.count("\n") - stripped.count("\t")
@@ -155,31 +154,38 @@ def _compressible(raw: bytes, rule: JunkRule) -> list[tuple[str, float, str]]:
              f"compresses to {ratio:.0%} of its size; prose stays above 30%")]
 
 
-def junk_findings_many(texts: Sequence[str], rule: JunkRule) -> list[list[tuple[str, float, str]]]:
-    """`junk_findings` of every text, the same findings, with the character and word counts of ASCII texts compiled.
+def _mojibake(text: str) -> int:
+    return sum(len(m) for m in _MOJIBAKE.findall(text))
 
-    The ASCII texts are laid end to end and `count_texts` counts each in one pass over its bytes
-    (character classes, letter runs, words and distinct words and word 3-grams by their hashes).
-    Only texts whose counts come near a threshold run the per-text tests; other texts go
+
+def junk_findings_many(texts: Sequence[str], rule: JunkRule) -> list[list[tuple[str, float, str]]]:
+    """`junk_findings` of every text, the same findings, with the character and word counts compiled.
+
+    The texts are laid end to end, ASCII texts apart from the others, and `count_texts` counts
+    each in one pass (character classes, letter runs, words and distinct words and word 3-grams
+    by their hashes). Only texts whose counts come near a threshold run the per-text tests;
+    texts too short to count, and the rare text `count_texts` cannot count exactly, go
     through `junk_findings`.
     """
     out: list[list[tuple[str, float, str]] | None] = [None] * len(texts)
-    fast = [i for i, text in enumerate(texts) if text.isascii()]
-    if fast:
-        for i, found in zip(fast, _ascii_junk([texts[i] for i in fast], rule)):
-            out[i] = found
-    # other scripts, and texts too short to count, take the per-text path
+    plain = [i for i, text in enumerate(texts) if text.isascii()]
+    wide = [i for i, text in enumerate(texts) if not text.isascii()] if len(plain) < len(texts) else []
+    for group in (plain, wide):
+        if group:
+            for i, found in zip(group, _counted_junk([texts[i] for i in group], rule)):
+                out[i] = found
     return [junk_findings(text, rule) if found is None else found for text, found in zip(texts, out)]
 
 
-def _ascii_junk(texts: list[str], rule: JunkRule) -> list[list[tuple[str, float, str]] | None]:
-    """Findings of ASCII texts; None for a text whose stripped length is under `rule.min_chars` (or empty)."""
-    data = np.frombuffer(("\0".join(texts) + "\0").encode("ascii"), dtype=np.uint8)
-    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
-    start = np.r_[0, np.cumsum(lengths + 1)[:-1]]
-    counts = count_texts(data, start, lengths)
-    countable = counts.solid & (counts.trail - counts.lead >= max(rule.min_chars, 1))
+def _counted_junk(texts: list[str], rule: JunkRule) -> list[list[tuple[str, float, str]] | None]:
+    """Findings of texts all ASCII or all not; None for a text to check alone (too short, or not counted exactly)."""
+    ascii_only = texts[0].isascii()
+    counts = count_texts(texts)
+    lengths = counts.length
+    countable = counts.solid & (counts.trail - counts.lead >= max(rule.min_chars, 1)) & counts.exact
     bad, non_space, alnum, letters, vowels = counts.bad, counts.non_space, counts.alnum, counts.letters, counts.vowels
+    if not ascii_only:  # mojibake is a run of characters, not a class: found by its pattern
+        bad = bad + np.fromiter(map(_mojibake, texts), dtype=np.int64, count=len(texts))
     long_words, implausible, n_words = counts.long_words, counts.implausible, counts.n_words
     distinct_words, distinct_trigrams = counts.distinct_words, counts.distinct_trigrams
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -196,10 +202,12 @@ def _ascii_junk(texts: list[str], rule: JunkRule) -> list[list[tuple[str, float,
     # `_one_word` needs one word to be over half the words
     one_word = (n_words >= 10) & (distinct_words <= n_words / 2 + 1) & (counts.top_word / np.maximum(n_words, 1) > 0.5)
     varied = (n_words >= 8) & (distinct_words > 0.5 * n_words) & (counts.longest <= 30) & (alnum >= 0.6 * non_space)
+    # the compressor needs 64 bytes: 64 ASCII characters, or as few as 16 of up to four bytes each
+    long_enough = lengths >= (64 if ascii_only else 16)
     # only texts some count puts near a threshold run the per-text tests
     with np.errstate(divide="ignore", invalid="ignore"):
         garbage = (bad > 0) & (bad / lengths > rule.max_garbage_ratio)
-    suspect = garbage | few_alnum | letter_test | repeats | one_word | ((lengths >= 64) & ~varied)
+    suspect = garbage | few_alnum | letter_test | repeats | one_word | (long_enough & ~varied)
 
     out: list[list[tuple[str, float, str]] | None] = [[] if ok else None for ok in countable.tolist()]
     for i in np.flatnonzero(suspect & countable).tolist():
@@ -213,8 +221,8 @@ def _ascii_junk(texts: list[str], rule: JunkRule) -> list[list[tuple[str, float,
         if not repeated and one_word[i]:
             repeated = _one_word(_WORD.findall(text.lower()), rule)
         found += repeated
-        if not repeated and lengths[i] >= 64 and not varied[i]:
-            found += _compressible(text.encode("ascii"), rule)
+        if not repeated and long_enough[i] and not varied[i]:
+            found += _compressible(text.encode("utf-8", "surrogatepass"), rule)
         out[i] = found
     return out
 

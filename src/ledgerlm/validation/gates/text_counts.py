@@ -1,8 +1,10 @@
-"""Character and word counts of ASCII texts laid end to end, every count of a text in one compiled pass over its bytes."""
+"""Character and word counts of texts laid end to end, every count of a text in one compiled pass over its characters."""
 
 from __future__ import annotations
 
+import re
 import string
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -14,6 +16,8 @@ from ledgerlm.validation.span_hashes import POLY
 # one bit per character class the junk gate counts, so a single table lookup classifies a byte
 CONTROL, SPACE, ALNUM, LETTER, VOWEL, WORD, CONSONANT, STRIP = (1 << i for i in range(8))
 _CONSONANTS = "bcdfghjklmnpqrstvwxz"
+# beyond ASCII: C1 controls, the replacement and interlinear annotation characters, private use
+CONTROL_OTHER = re.compile(r"[\x80-\x9f\ufffd\ufff9-\ufffc\ue000-\uf8ff]")
 
 
 def _classes() -> np.ndarray:
@@ -30,46 +34,95 @@ def _classes() -> np.ndarray:
 
 
 CLASSES = _classes()
+# letter_bigrams' table by byte: a-z (either case) are letters 1..26, every other byte a boundary
+_LETTER_INDEX = np.zeros(256, dtype=np.int64)
+_LETTER_INDEX[97:123] = _LETTER_INDEX[65:91] = np.arange(1, 27)
+# each byte lower-cased, for the words' hashes
+_LOWER = np.arange(256, dtype=np.uint32)
+_LOWER[65:91] += 32
 
 
 class TextCounts(NamedTuple):
-    """Per text: where its stripped part lies and what the junk gate counts in it."""
+    """Per text: where its stripped part lies and what the junk gate counts in it (in characters)."""
 
+    length: np.ndarray  # characters
+    exact: np.ndarray  # False where lower-casing a character changes its class or length: count such a text apart
     solid: np.ndarray  # whether any character survives str.strip()
     lead: np.ndarray  # the stripped part is text[lead:trail]
     trail: np.ndarray
-    bad: np.ndarray  # control characters, whole text
+    bad: np.ndarray  # control characters (ASCII, C1, replacement, private use), whole text
     non_space: np.ndarray  # stripped part, less " ", "\n", "\t"
-    alnum: np.ndarray  # letters and digits, stripped part
-    letters: np.ndarray  # whole text
+    alnum: np.ndarray  # str.isalnum() characters, stripped part
+    letters: np.ndarray  # a-z either case, whole text
     vowels: np.ndarray  # whole text, y included
     long_words: np.ndarray  # runs of 4+ letters
     implausible: np.ndarray  # letter runs no language writes: 4+ consonants only, 6 consonants in a row, 30+ letters
-    n_words: np.ndarray  # runs of \w (ASCII)
+    n_words: np.ndarray  # runs of \w
     longest: np.ndarray  # the longest such run
-    distinct_words: np.ndarray
+    distinct_words: np.ndarray  # of the lower-cased words
     distinct_trigrams: np.ndarray  # distinct runs of three consecutive words
     top_word: np.ndarray  # how often the commonest word occurs
     pair_bits: np.ndarray  # letter_bigrams' surprisal summed over the text's letter pairs (a-z, case folded)
     pairs: np.ndarray  # and how many pairs: pair_bits / pairs is `mean_surprisal_bits`
 
 
-def count_texts(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> TextCounts:
-    """`TextCounts` of each text `data[starts[i] : starts[i] + lengths[i]]` (ASCII bytes)."""
-    out = _count(data, starts.astype(np.int64), lengths.astype(np.int64), CLASSES, _LETTER_INDEX, PAIR_COST)
-    return TextCounts(out[:, 0].astype(bool), *(out[:, i] for i in range(1, out.shape[1])))
+def count_texts(texts: Sequence[str]) -> TextCounts:
+    """`TextCounts` of each text, laid end to end and counted in one compiled pass.
+
+    ASCII texts go in as their bytes. Other texts go in as symbols of a small alphabet made for
+    the batch: an ASCII character is its own symbol and every other code point the batch holds
+    gets one past 127, with its class (`str.isalnum`, `str.isspace`, control) and lower case
+    worked out once in tables the pass reads like the ASCII ones.
+    """
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    starts = (np.cumsum(lengths + 1) - lengths - 1).astype(np.int64)  # one "\0" after each text
+    joined = "\0".join(texts) + "\0"
+    exact = np.ones(len(texts), dtype=np.bool_)
+    if joined.isascii():
+        data = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
+        classes, letter_index, fold = CLASSES, _LETTER_INDEX, _LOWER
+    else:
+        codes = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        wide = np.flatnonzero(codes >= 128)
+        distinct, which = np.unique(codes[wide], return_inverse=True)
+        wide_classes, wide_lower, odd = _wide_tables(distinct.tolist())
+        data = codes.astype(np.int32)
+        data[wide] = 128 + which
+        classes = np.concatenate([CLASSES[:128], wide_classes])
+        letter_index = np.concatenate([_LETTER_INDEX[:128], np.zeros(len(distinct), dtype=np.int64)])
+        fold = np.concatenate([_LOWER[:128], wide_lower])
+        text_of = np.repeat(np.arange(len(texts)), lengths + 1)
+        exact[text_of[wide[odd[which]]]] = False
+    out = _count(data, starts, lengths, classes, letter_index, PAIR_COST, fold)
+    return TextCounts(lengths, exact, out[:, 0].astype(bool), *(out[:, i] for i in range(1, out.shape[1])))
 
 
-# letter_bigrams' table by byte: a-z (either case) are letters 1..26, every other byte a boundary
-_LETTER_INDEX = np.zeros(256, dtype=np.int64)
-_LETTER_INDEX[97:123] = _LETTER_INDEX[65:91] = np.arange(1, 27)
+def _wide_tables(code_points: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Classes, lower-case code points and oddness of code points past ASCII.
+
+    A code point is odd when its lower case is not one character past ASCII of the same
+    `isalnum`: the junk gate reads words and letters of the lower-cased text, so a text holding
+    one is counted apart.
+    """
+    classes = np.zeros(len(code_points), dtype=np.uint8)
+    lower = np.zeros(len(code_points), dtype=np.uint32)
+    odd = np.zeros(len(code_points), dtype=np.bool_)
+    for i, c in enumerate(code_points):
+        ch = chr(c)
+        low = ch.lower()
+        alnum = ch.isalnum()
+        classes[i] = ((ALNUM | WORD) if alnum else 0) | (STRIP if ch.isspace() else 0) \
+            | (CONTROL if CONTROL_OTHER.match(ch) else 0)
+        odd[i] = len(low) != 1 or low.isascii() or low.isalnum() != alnum
+        lower[i] = ord(low[0])
+    return classes, lower, odd
 
 
 @compiled
-def _count(data, starts, lengths, classes, letter_index, pair_cost):
+def _count(data, starts, lengths, classes, letter_index, pair_cost, fold):
     """Every count of `TextCounts` as columns, text by text.
 
-    One pass over a text's bytes keeps its letter run, consonant run and word open and counts
+    One pass over a text's characters keeps its letter run, consonant run and word open and counts
     each when it closes; distinct words and word 3-grams are then counted by their 64-bit
     hashes in a small hash table, in buffers the size of the longest text instead of the whole
     batch.
@@ -165,8 +218,7 @@ def _count(data, starts, lengths, classes, letter_index, pair_cost):
                 run = run_consonants = consonant_run = 0
                 six = False
             if f & WORD:
-                c = data[k]
-                h = h * poly + np.uint64(c + 32 if 65 <= c <= 90 else c)
+                h = h * poly + np.uint64(fold[data[k]])
                 word_len += 1
             elif word_len:
                 words[n_words] = mix64(h)
