@@ -448,3 +448,22 @@ def test_small_qa_batches_are_judged_against_accepted_pairs():
     reports = _run(batch, accepted=accepted)
     assert reports[1].decision == "flag" and reports[2].decision == "pass"
     assert "accepted record 103" in reports[1].findings[0].detail
+
+
+def test_a_candidate_reads_its_texts_from_the_record_fields():
+    from ledgerlm.validation.gates import Candidate
+
+    record = {"Instruction": "Name a colour.", "input": "", "label": 3, "Output": ["Red", {"and": "blue"}],
+              "chosen": "Red."}
+    c = Candidate(1, "0xabc", "h", "{}", record, "label")
+    assert c.label == "3"
+    assert c.scan_text() == "Name a colour.\n\n3\nRed\nblue\nRed."
+    assert c.feature_text() == "Name a colour.\n\nRed\nblue\nRed."
+    assert c.question_text() == "Name a colour.\n"
+    assert c.answer_text() == "Red\nblue\nRed."
+    assert c.answer_parts() == (("Output", "Red\nblue"), ("chosen", "Red."))
+    unlabelled = Candidate(2, "0xabc", "h", "{}", {"text": "plain", "label": None}, "label")
+    assert unlabelled.label is None and unlabelled.feature_text() == "plain"
+    document = Candidate(3, "0xabc", "h", "a document", None, None)
+    assert (document.scan_text(), document.feature_text(), document.answer_text(), document.label) == \
+        ("a document", "a document", "", None)

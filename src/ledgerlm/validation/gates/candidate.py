@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ledgerlm.datanets.schemas import LABEL_FIELD_ANNOTATION
 
@@ -31,33 +32,25 @@ class Candidate:
     record: dict | None = None
     label_field: str | None = None
 
-    # each text, and the label, is read by several gates: all are cut from the record in one
-    # pass over its fields when the candidate is made (a candidate is built per gate run, and its
-    # record is not changed while the gates read it)
+    # each text, and the label, is read by several gates: all are cut from the record when the
+    # candidate is made (a candidate is built per gate run, and its record is not changed while
+    # the gates read it); which field plays which part is worked out once per set of field names
     def __post_init__(self) -> None:
         record = self.record
         if record is None:
-            texts = (None, self.text, self.text, "", "", ())
-        else:
-            scan, feature, answer, question = [], [], [], []
-            label_field = self.label_field
-            for key, value in record.items():
-                text = value if type(value) is str else flatten(value)
-                scan.append(text)
-                if key != label_field:
-                    feature.append(text)
-                name = key.lower() if type(key) is str else str(key).lower()
-                if name in ANSWER_FIELDS:
-                    answer.append((key, text))
-                elif name in QUESTION_FIELDS:
-                    question.append(text)
-            label = record.get(label_field) if label_field is not None else None
-            scan_text = "\n".join(scan)
-            texts = (None if label is None else str(label), scan_text,
-                     "\n".join(feature) if len(feature) < len(scan) else scan_text,
-                     "\n".join(text for _, text in answer), "\n".join(question), tuple(answer))
-        for name, value in zip(_TEXTS, texts):
-            object.__setattr__(self, name, value)
+            self.__dict__.update(_label=None, _scan_text=self.text, _feature_text=self.text, _answer_text="",
+                                 _question_text="", _answer_parts=())
+            return
+        texts = [value if type(value) is str else flatten(value) for value in record.values()]
+        parts = _parts(tuple(record), self.label_field)
+        scan = "\n".join(texts)
+        label = record.get(self.label_field) if parts.labelled else None
+        self.__dict__.update(
+            _label=None if label is None else str(label), _scan_text=scan,
+            _feature_text=scan if parts.feature is None else "\n".join([texts[i] for i in parts.feature]),
+            _answer_text="\n".join([texts[i] for i in parts.answer]),
+            _question_text="\n".join([texts[i] for i in parts.question]),
+            _answer_parts=tuple((name, texts[i]) for name, i in zip(parts.answer_names, parts.answer)))
 
     @property
     def label(self) -> str | None:
@@ -82,7 +75,24 @@ class Candidate:
         return self._answer_parts
 
 
-_TEXTS = ("_label", "_scan_text", "_feature_text", "_answer_text", "_question_text", "_answer_parts")
+class _Parts(NamedTuple):
+    """Which of a record's fields (by position) make each text the gates read."""
+
+    labelled: bool
+    feature: tuple[int, ...] | None  # None: every field (the record has no label field)
+    answer: tuple[int, ...]
+    answer_names: tuple[str, ...]
+    question: tuple[int, ...]
+
+
+@functools.lru_cache(maxsize=256)
+def _parts(names: tuple, label_field: str | None) -> _Parts:
+    labelled = label_field is not None and label_field in names
+    lowered = [name.lower() if type(name) is str else str(name).lower() for name in names]
+    answer = tuple(i for i, name in enumerate(lowered) if name in ANSWER_FIELDS)
+    return _Parts(labelled, tuple(i for i, name in enumerate(names) if name != label_field) if labelled else None,
+                  answer, tuple(names[i] for i in answer),
+                  tuple(i for i, name in enumerate(lowered) if name in QUESTION_FIELDS))
 
 
 def label_field(schema: dict | str | None) -> str | None:
