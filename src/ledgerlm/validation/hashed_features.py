@@ -228,12 +228,14 @@ def _tfidf_rows(starts, hashes, counts, df, idf, scale, dim):
     lowest = np.zeros(64, dtype=np.int64)
     for i in range(64):
         lowest[np.int64(((np.uint64(1) << np.uint64(i)) * de_bruijn) >> np.uint64(58))] = i
+    # a bucket is the hash modulo `dim`: for a power of two (the default) its low bits, without a division
+    mask = np.uint64(dim - 1) if dim & (dim - 1) == 0 else np.uint64(0)
     filled = 0
     for d in range(n_docs):
         for i in range(starts[d], starts[d + 1]):
             weight = scale[counts[i]] * idf[df[i]]
             h = hashes[i]
-            b = np.int64(h % np.uint64(dim))
+            b = np.int64(h & mask) if mask else np.int64(h % np.uint64(dim))
             row[b] += np.float32(weight if h & np.uint64(0x80000000) else -weight)
             bits[b >> 6] |= np.uint64(1) << np.uint64(b & 63)
         norm = 0.0
