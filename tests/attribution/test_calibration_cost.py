@@ -14,16 +14,16 @@ from ledgerlm.attribution.null_queries import NULL_QUERIES
 def test_the_null_answers_graded_follow_the_training_tokens_between_floor_and_cap():
     rule = CalibrationSettings()
     # 5% of the training's tokens, in null answers of 25 tokens each
-    assert null_answer_count(rule, 10_000, 25.0) == 20
-    assert null_answer_count(rule, 20_000, 25.0) > null_answer_count(rule, 10_000, 25.0)
-    assert null_answer_count(rule, 3_000, 25.0) == rule.min_gradient_null_answers == 8
-    assert null_answer_count(rule, 10**7, 25.0) == rule.max_gradient_null_answers == 32
-    assert null_answer_count(rule, 0, 25.0) == 32  # training size unknown: the cap
+    assert null_answer_count(rule, 25_000, 25.0) == 50
+    assert null_answer_count(rule, 30_000, 25.0) > null_answer_count(rule, 25_000, 25.0)
+    assert null_answer_count(rule, 3_000, 25.0) == rule.min_gradient_null_answers == 40
+    assert null_answer_count(rule, 10**7, 25.0) == rule.max_gradient_null_answers == 64
+    assert null_answer_count(rule, 0, 25.0) == 64  # training size unknown: the cap
     # a count the settings fix is kept, within what there is
     assert null_answer_count(CalibrationSettings(gradient_null_answers=12), 10**7, 25.0) == 12
     assert null_answer_count(CalibrationSettings(gradient_null_answers=64), 0, 25.0, 40) == 40
     for bad in ({"gradient_null_answers": 2}, {"min_gradient_null_answers": 2},
-                {"min_gradient_null_answers": 40}, {"null_token_share": 0.0},
+                {"min_gradient_null_answers": 70}, {"null_token_share": 0.0},
                 {"training_tokens": -1}):
         with pytest.raises(AttributionError) as err:
             CalibrationSettings(**bad)

@@ -15,17 +15,20 @@ Cost. Span matching a null answer costs no model pass, so every null answer sets
 A gradient score costs a forward and a backward pass, and unlike the rows' pass it does not shrink
 with the Datanet, so how many null answers take one follows the work training did
 (`null_answer_count`): about `null_token_share` of the tokens training ran (`tokens_seen`), never
-fewer than `min_gradient_null_answers` nor more than `max_gradient_null_answers` (32 of 64). On
-SmolLM2 at ten epochs, 6 records grade the floor (8), 12 records 14 and 35 records the cap
-(benchmarks/results/attribution_build_cost_sizes.md). The graded answers are spread evenly over the
-shipped list (`graded_null_answers`), which is grouped by kind (arithmetic, geography, ...), so
-few of them still sample every kind. The count used and the training tokens it was chosen from
-are stored in the published settings.
-With that few, the empirical 99th percentile is just their maximum, which is low more often than
-not; the gradient bar is therefore the higher of that and a one-sided normal prediction bound,
-mean + t(q, n-1) * sd * sqrt(1 + 1/n) — where the next null answer falls with probability q if
-the best scores are roughly normal, widened for the few it was estimated from: the fewer answers,
-the higher the bar, so a small Datanet's cheaper calibration pays less, never more, by chance.
+fewer than `min_gradient_null_answers` nor more than `max_gradient_null_answers` (40 and 64 of
+64). The graded answers are spread evenly over the shipped list (`graded_null_answers`), which is
+grouped by kind (arithmetic, geography, ...). The count used and the training tokens it was
+chosen from are stored in the published settings.
+The floor is high because an answer's best score is heavy-tailed: a few null answers score far
+above the rest ("9 times 7 is 63." at 0.31 where the median is 0.08, on the planted-facts test
+model), and a bar that missed them leaves unrelated answers in the style of a Datanet's records
+above it. Bars from 8 to 32 answers spread over the list paid 7.5-17.5% of the evaluation's 40
+unrelated prompts on the tiny model's tuning and test splits; from 40 or more, at most 2.5%
+(benchmarks/results/attribution.md, `ledgerlm.evals.attribution`).
+The empirical 99th percentile of so few is just their maximum; the gradient bar is the higher of
+that and a one-sided normal prediction bound, mean + t(q, n-1) * sd * sqrt(1 + 1/n) — where the
+next null answer falls with probability q if the best scores were roughly normal, widened for the
+few it was estimated from.
 
 A rare span several rows share, which the prompt does not pin on one of them, narrows who taught
 the answer to those rows (its candidates) and lets the gradient pick among them (attribute.py).
@@ -76,8 +79,8 @@ class CalibrationSettings:
     # it was chosen from. Measured in benchmarks/results/attribution_build_cost_sizes.md.
     gradient_null_answers: int = 0
     null_token_share: float = 0.05
-    min_gradient_null_answers: int = 8
-    max_gradient_null_answers: int = 32
+    min_gradient_null_answers: int = 40
+    max_gradient_null_answers: int = 64
     training_tokens: int = 0
 
     def __post_init__(self):
