@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+import operator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -17,7 +18,7 @@ ANSWER_FIELDS = frozenset({"answer", "output", "response", "completion", "assist
 QUESTION_FIELDS = frozenset({"question", "instruction", "prompt", "input", "query", "user"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Candidate:
     """One pending contribution as the gates see it.
 
@@ -33,24 +34,27 @@ class Candidate:
     label_field: str | None = None
 
     # each text, and the label, is read by several gates: all are cut from the record when the
-    # candidate is made (a candidate is built per gate run, and its record is not changed while
-    # the gates read it); which field plays which part is worked out once per set of field names
-    def __post_init__(self) -> None:
-        record = self.record
+    # candidate is made (a candidate is made per gate run, and its record is not changed while
+    # the gates read it); which field plays which part is worked out once per set of field
+    # names, and the attributes are set in one update of a frozen instance's dict
+    def __init__(self, contribution_id: int, contributor: str, content_hash: str, text: str,
+                 record: dict | None = None, label_field: str | None = None) -> None:
         if record is None:
-            self.__dict__.update(_label=None, _scan_text=self.text, _feature_text=self.text, _answer_text="",
+            self.__dict__.update(contribution_id=contribution_id, contributor=contributor,
+                                 content_hash=content_hash, text=text, record=None, label_field=label_field,
+                                 _label=None, _scan_text=text, _feature_text=text, _answer_text="",
                                  _question_text="", _answer_parts=())
             return
         texts = [value if type(value) is str else flatten(value) for value in record.values()]
-        parts = _parts(tuple(record), self.label_field)
+        parts = _parts(tuple(record), label_field)
         scan = "\n".join(texts)
-        label = record.get(self.label_field) if parts.labelled else None
-        self.__dict__.update(
-            _label=None if label is None else str(label), _scan_text=scan,
-            _feature_text=scan if parts.feature is None else "\n".join([texts[i] for i in parts.feature]),
-            _answer_text="\n".join([texts[i] for i in parts.answer]),
-            _question_text="\n".join([texts[i] for i in parts.question]),
-            _answer_parts=tuple((name, texts[i]) for name, i in zip(parts.answer_names, parts.answer)))
+        label = record.get(label_field) if parts.labelled else None
+        self.__dict__.update(contribution_id=contribution_id, contributor=contributor, content_hash=content_hash,
+                             text=text, record=record, label_field=label_field,
+                             _label=None if label is None else str(label), _scan_text=scan,
+                             _feature_text=scan if parts.feature is None else parts.feature(texts),
+                             _answer_text=parts.answer(texts), _question_text=parts.question(texts),
+                             _answer_parts=parts.answer_parts(texts))
 
     @property
     def label(self) -> str | None:
@@ -76,23 +80,38 @@ class Candidate:
 
 
 class _Parts(NamedTuple):
-    """Which of a record's fields (by position) make each text the gates read."""
+    """How a record with given field names makes each text the gates read, from its field texts in order."""
 
     labelled: bool
-    feature: tuple[int, ...] | None  # None: every field (the record has no label field)
-    answer: tuple[int, ...]
-    answer_names: tuple[str, ...]
-    question: tuple[int, ...]
+    feature: Callable | None  # None: every field (the record has no label field)
+    answer: Callable
+    question: Callable
+    answer_parts: Callable
 
 
 @functools.lru_cache(maxsize=256)
 def _parts(names: tuple, label_field: str | None) -> _Parts:
     labelled = label_field is not None and label_field in names
     lowered = [name.lower() if type(name) is str else str(name).lower() for name in names]
-    answer = tuple(i for i, name in enumerate(lowered) if name in ANSWER_FIELDS)
-    return _Parts(labelled, tuple(i for i, name in enumerate(names) if name != label_field) if labelled else None,
-                  answer, tuple(names[i] for i in answer),
-                  tuple(i for i, name in enumerate(lowered) if name in QUESTION_FIELDS))
+    answer = [i for i, name in enumerate(lowered) if name in ANSWER_FIELDS]
+    feature = _joined([i for i, name in enumerate(names) if name != label_field]) if labelled else None
+    answer_names = tuple(names[i] for i in answer)
+    pick = operator.itemgetter(*answer) if len(answer) > 1 else None
+    return _Parts(labelled, feature, _joined(answer),
+                  _joined([i for i, name in enumerate(lowered) if name in QUESTION_FIELDS]),
+                  (lambda texts: ()) if not answer else
+                  (lambda texts: ((answer_names[0], texts[answer[0]]),)) if pick is None else
+                  (lambda texts: tuple(zip(answer_names, pick(texts)))))
+
+
+def _joined(fields: list[int]) -> Callable:
+    """The texts of `fields` joined by newlines, as a function of a record's field texts."""
+    if not fields:
+        return lambda texts: ""
+    if len(fields) == 1:
+        return operator.itemgetter(fields[0])
+    pick = operator.itemgetter(*fields)
+    return lambda texts: "\n".join(pick(texts))
 
 
 def label_field(schema: dict | str | None) -> str | None:
