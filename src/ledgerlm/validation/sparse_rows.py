@@ -29,9 +29,7 @@ class SparseRows:
         return len(self.indptr) - 1
 
     def dense(self) -> np.ndarray:
-        out = np.zeros((len(self), self.dim), dtype=np.float32)
-        out[np.repeat(np.arange(len(self)), np.diff(self.indptr)), self.indices] = self.values
-        return out
+        return _dense(self.indptr, self.indices, self.values, self.dim)
 
     def rows(self, start: int, stop: int) -> SparseRows:
         """Rows start..stop-1 as rows of their own."""
@@ -109,3 +107,12 @@ def _best_matches(qp, qi, qv, tp, ti, tv, dim, offset, width):
             for p in range(qp[r], qp[r + 1]):
                 block[qi[p], r - r0] = 0.0
     return best, best_sim
+
+
+@compiled
+def _dense(indptr, indices, values, dim):
+    out = np.zeros((len(indptr) - 1, dim), dtype=np.float32)
+    for r in range(len(indptr) - 1):
+        for p in range(indptr[r], indptr[r + 1]):
+            out[r, indices[p]] = values[p]
+    return out
