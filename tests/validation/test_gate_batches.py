@@ -330,3 +330,13 @@ def test_candidate_pairs_are_every_pair_of_rows_sharing_a_band_key():
         across = [[i, j] for i in range(n) for j in range(m) if set(a[i]) & set(b[j])]
         assert candidate_pairs(a).tolist() == within
         assert candidate_pairs(a, b).tolist() == across
+
+
+def test_no_code_point_is_a_letter_or_digit_to_one_of_isalnum_and_the_word_pattern_but_not_the_other():
+    import re
+    import sys
+
+    # the shingle fold and the junk counts class code points beyond ASCII by str.isalnum, where
+    # `normalise` and the junk gate's per-text path use the regex classes
+    non_word = re.compile(r"[\W_]")
+    assert [c for c in range(sys.maxunicode + 1) if (non_word.match(chr(c)) is None) != chr(c).isalnum()] == []
