@@ -23,8 +23,9 @@ The floor is high because an answer's best score is heavy-tailed: a few null ans
 above the rest ("9 times 7 is 63." at 0.31 where the median is 0.08, on the planted-facts test
 model), and a bar that missed them leaves unrelated answers in the style of a Datanet's records
 above it. Bars from 8 to 32 answers spread over the list paid 7.5-17.5% of the evaluation's 40
-unrelated prompts on the tiny model's tuning and test splits; from 40 or more, at most 2.5%
-(benchmarks/results/attribution.md, `ledgerlm.evals.attribution`).
+unrelated prompts on the tiny model's tuning and test splits (the K-FAC-whitened index the
+evaluation chose); from 40 or more, at most 2.5% (benchmarks/results/attribution.md). The node's
+default index did without the floor in the cases measured (README), but nothing bounds the tail.
 The empirical 99th percentile of so few is just their maximum; the gradient bar is the higher of
 that and a one-sided normal prediction bound, mean + t(q, n-1) * sd * sqrt(1 + 1/n) — where the
 next null answer falls with probability q if the best scores were roughly normal, widened for the
