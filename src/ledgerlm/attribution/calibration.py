@@ -22,8 +22,8 @@ chosen from are stored in the published settings.
 The floor is high because an answer's best score is heavy-tailed: a few null answers score far
 above the rest ("9 times 7 is 63." at 0.31 where the median is 0.08, on the planted-facts test
 model), and a bar that missed them leaves unrelated answers in the style of a Datanet's records
-above it. Bars from 8 to 32 answers spread over the list paid 7.5-17.5% of the evaluation's 40
-unrelated prompts on the tiny model's tuning and test splits (the K-FAC-whitened index the
+above it. Bars from 8, 16 or 32 answers spread over the list paid 7.5-17.5% of the evaluation's
+40 unrelated prompts on the tiny model's tuning and test splits (the K-FAC-whitened index the
 evaluation chose); from 40 or more, at most 2.5% (benchmarks/results/attribution.md). The node's
 default index did without the floor in the cases measured (README), but nothing bounds the tail.
 The empirical 99th percentile of so few is just their maximum; the gradient bar is the higher of
