@@ -278,7 +278,7 @@ def baseline_tree(rev: str, into: Path) -> Path | None:
 
 
 def run_gates_apart(src: Path, candidates, accepted, policy: dict | None = None) -> tuple[dict, float]:
-    """The gates of the `src` tree (today's, or BASELINE_REV's) in a process of their own; outcome and CPU seconds."""
+    """The gates of the `src` tree (today's, or the baseline revision's) in a process of their own; outcome and CPU seconds."""
     rows = lambda cs: [[c.contribution_id, c.contributor, c.content_hash, c.text, c.record] for c in cs]  # noqa: E731
     env = dict(os.environ, PYTHONPATH=str(src))
     done = subprocess.run([sys.executable, "-c", _GATE_RUNNER], env=env, check=True, capture_output=True,
@@ -343,9 +343,9 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def gate_table(source: str, today: dict, base: dict | None) -> ResultTable:
+def gate_table(source: str, today: dict, base: dict | None, rev: str) -> ResultTable:
     cols = ["class", "support", "precision", "recall", "F1"] + (["baseline P", "baseline R", "baseline F1"] if base else [])
-    t = ResultTable(f"Gates on {source}: per-class precision / recall (today vs {BASELINE_REV})", cols)
+    t = ResultTable(f"Gates on {source}: per-class precision / recall (today vs {rev})", cols)
     rows = list(today["per_class"].items()) + [("any defect", today["overall"])]
     for cls, m in rows:
         b = (base["per_class"].get(cls) if cls != "any defect" else base["overall"]) if base else None
@@ -358,8 +358,8 @@ def gate_table(source: str, today: dict, base: dict | None) -> ResultTable:
     return t
 
 
-def speed_table(rows: list[dict]) -> ResultTable:
-    t = ResultTable(f"Gate throughput, every gate on, one thread (today vs {BASELINE_REV})",
+def speed_table(rows: list[dict], rev: str) -> ResultTable:
+    t = ResultTable(f"Gate throughput, every gate on, one thread (today vs {rev})",
                     ["source", "records", "records / CPU s", "baseline records / CPU s", "speed-up",
                      "F1 (any defect)", "baseline F1", "records with other findings"])
     for r in rows:
@@ -371,8 +371,8 @@ def speed_table(rows: list[dict]) -> ResultTable:
     return t
 
 
-def per_gate_table(source: str, records: int, speeds: dict[str, dict]) -> ResultTable:
-    t = ResultTable(f"Records per CPU-second by gate, {source}, {records:,} records (today vs {BASELINE_REV})",
+def per_gate_table(source: str, records: int, speeds: dict[str, dict], rev: str) -> ResultTable:
+    t = ResultTable(f"Records per CPU-second by gate, {source}, {records:,} records (today vs {rev})",
                     ["gates on", "records / CPU s", "ms per 1,000 records", "baseline records / CPU s"])
     for gate, m in speeds.items():
         b = m["baseline_records_per_cpu_s"]
@@ -416,24 +416,23 @@ def simulation_table(res: dict, title: str) -> ResultTable:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    global BASELINE_REV  # the tables name the baseline they were run against
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clean", type=int, default=3000, help="clean records per source (at most)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--minilm", action="store_true", help="also detect noisy labels on all-MiniLM-L6-v2 embeddings")
     ap.add_argument("--tuning", action="store_true", help="also report the standard-library tuning split")
-    ap.add_argument("--no-baseline", action="store_true", help=f"skip the gates as of {BASELINE_REV}")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the baseline gates")
     ap.add_argument("--baseline", default=BASELINE_REV, help=f"git revision of the baseline gates (default {BASELINE_REV})")
     ap.add_argument("--no-node", action="store_true", help="skip the measurement through a real node")
     ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/validation.json)")
     args = ap.parse_args(argv)
-    BASELINE_REV = args.baseline
+    rev = args.baseline
 
     sources = SOURCES | (TUNING if args.tuning else {})
     tables: list[ResultTable] = []
     speed_rows, results = [], {}
     with tempfile.TemporaryDirectory() as tmp:
-        base_src = None if args.no_baseline else baseline_tree(BASELINE_REV, Path(tmp))
+        base_src = None if args.no_baseline else baseline_tree(rev, Path(tmp))
         for name, load in sources.items():
             rng = random.Random(args.seed)
             candidates, truth, accepted = build_batch(load(args.clean + 1000, rng), args.clean, rng)
@@ -448,7 +447,7 @@ def main(argv: list[str] | None = None) -> dict:
             today = score(outcome, truth)
             if base_src is not None:
                 base = score(base_outcome, truth) | {"records_per_cpu_s": len(candidates) / base_cpu}
-            table = gate_table(name, today, base)
+            table = gate_table(name, today, base, rev)
             table.print()
             tables.append(table)
             row = {"source": name, "records": len(candidates), "records_per_cpu_s": len(candidates) / cpu,
@@ -471,14 +470,14 @@ def main(argv: list[str] | None = None) -> dict:
                 tables.append(t)
             results[name] = {"today": today, "baseline": base, "clean_rejected_examples": examples,
                              "noisy_labels": noisy}
-        speed = speed_table(speed_rows)
+        speed = speed_table(speed_rows, rev)
         speed.print()
         tables.insert(0, speed)
         first = next(iter(SOURCES))
         rng = random.Random(args.seed)
         candidates, _, accepted = build_batch(SOURCES[first](args.clean + 1000, rng), args.clean, rng)
         by_gate = per_gate_speed(candidates, accepted, base_src)
-        t = per_gate_table(first, len(candidates), by_gate)
+        t = per_gate_table(first, len(candidates), by_gate, rev)
         t.print()
         tables.insert(1, t)
         stages = time_by_stage(candidates, accepted)
@@ -499,12 +498,12 @@ def main(argv: list[str] | None = None) -> dict:
         t = simulation_table(sims[key], title)
         t.print()
         tables.append(t)
-    payload = {"config": vars(args) | {"baseline_rev": BASELINE_REV, "policy": GatePolicy().to_dict()},
+    payload = {"config": vars(args) | {"baseline_rev": rev, "policy": GatePolicy().to_dict()},
                "throughput": speed_rows, "throughput_by_gate": by_gate, "time_by_stage_ms": stages,
                "sources": results,
                "through_node": node_rows, "validator_simulation": sims,
                }
-    notes = [f"baseline: the gates as of commit {BASELINE_REV}, same batch, same accepted records, same policy, "
+    notes = [f"baseline: the gates as of commit {rev}, same batch, same accepted records, same policy, "
              "called the same way, each side timed in a fresh process of its own; 'records with other findings' "
              "counts records whose decision or "
              "set of gates hit differs between the two",

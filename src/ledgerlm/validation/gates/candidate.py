@@ -40,21 +40,19 @@ class Candidate:
     def __init__(self, contribution_id: int, contributor: str, content_hash: str, text: str,
                  record: dict | None = None, label_field: str | None = None) -> None:
         if record is None:
-            self.__dict__.update(contribution_id=contribution_id, contributor=contributor,
-                                 content_hash=content_hash, text=text, record=None, label_field=label_field,
-                                 _label=None, _scan_text=text, _feature_text=text, _answer_text="",
-                                 _question_text="", _answer_parts=())
-            return
-        texts = [value if type(value) is str else flatten(value) for value in record.values()]
-        parts = _parts(tuple(record), label_field)
-        scan = "\n".join(texts)
-        label = record.get(label_field) if parts.labelled else None
-        self.__dict__.update(contribution_id=contribution_id, contributor=contributor, content_hash=content_hash,
-                             text=text, record=record, label_field=label_field,
-                             _label=None if label is None else str(label), _scan_text=scan,
-                             _feature_text=scan if parts.feature is None else parts.feature(texts),
-                             _answer_text=parts.answer(texts), _question_text=parts.question(texts),
-                             _answer_parts=parts.answer_parts(texts))
+            texts = {"_label": None, "_scan_text": text, "_feature_text": text, "_answer_text": "",
+                     "_question_text": "", "_answer_parts": ()}
+        else:
+            values = [value if type(value) is str else flatten(value) for value in record.values()]
+            parts = _parts(tuple(record), label_field)
+            scan = "\n".join(values)
+            label = record.get(label_field) if parts.labelled else None
+            texts = {"_label": None if label is None else str(label), "_scan_text": scan,
+                     "_feature_text": scan if parts.feature is None else parts.feature(values),
+                     "_answer_text": parts.answer(values), "_question_text": parts.question(values),
+                     "_answer_parts": parts.answer_parts(values)}
+        self.__dict__.update(texts, contribution_id=contribution_id, contributor=contributor,
+                             content_hash=content_hash, text=text, record=record, label_field=label_field)
 
     @property
     def label(self) -> str | None:

@@ -91,8 +91,8 @@ def count_texts(texts: Sequence[str]) -> TextCounts:
         classes = np.concatenate([CLASSES[:128], wide_classes])
         letter_index = np.concatenate([_LETTER_INDEX[:128], np.zeros(len(distinct), dtype=np.int64)])
         fold = np.concatenate([_LOWER[:128], wide_lower])
-        text_of = np.repeat(np.arange(len(texts)), lengths + 1)
-        exact[text_of[wide[odd[which]]]] = False
+        if odd.any():  # rare: which texts hold such a code point is worked out only then
+            exact[np.searchsorted(starts, wide[odd[which]], side="right") - 1] = False
     out = _count(data, starts, lengths, classes, letter_index, PAIR_COST, fold)
     return TextCounts(lengths, exact, out[:, 0].astype(bool), *(out[:, i] for i in range(1, out.shape[1])))
 
