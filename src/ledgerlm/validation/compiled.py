@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator
 
 
 def compiled(fn: Callable) -> Callable:
@@ -11,21 +12,42 @@ def compiled(fn: Callable) -> Callable:
 
     The compiled code is cached beside the module (or in numba's user cache when that folder is
     read-only), so a later process loads it instead of compiling again. `fn` stays plain Python:
-    its loops are the specification, and `fn.py` runs them uncompiled.
+    its loops are the specification, and `fn.py` runs them uncompiled. A compiled function may
+    call another one (a module-level name bound to it): the compiled caller calls its kernel.
     """
 
     @functools.cache
     def kernel() -> Callable:
         import numba
 
-        return numba.njit(cache=True, nogil=True)(fn)
+        return numba.njit(cache=True, nogil=True)(_calling_kernels(fn))
 
     @functools.wraps(fn)
     def call(*args):
         return kernel()(*args)
 
     call.py = fn
+    call.kernel = kernel
     return call
+
+
+def _calling_kernels(fn: Callable) -> Callable:
+    """`fn` with the compiled functions it names read as their kernels: numba cannot call a Python wrapper."""
+    scope = fn.__globals__
+    callees = {name: scope[name].kernel() for name in _names(fn.__code__)
+               if callable(getattr(scope.get(name), "kernel", None))}
+    if not callees:
+        return fn
+    # a copy of the module's names: the module itself keeps the wrappers for Python callers
+    return types.FunctionType(fn.__code__, scope | callees, fn.__name__, fn.__defaults__, fn.__closure__)
+
+
+def _names(code: types.CodeType) -> Iterator[str]:
+    """The global names `code` and the functions defined inside it read."""
+    yield from code.co_names
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _names(const)
 
 
 def precompile() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ledgerlm.validation.compiled import compiled
-from ledgerlm.validation.span_hashes import POLY
+from ledgerlm.validation.span_hashes import POLY, mix64
 from ledgerlm.validation.sparse_rows import SparseRows
 
 
@@ -26,7 +26,7 @@ def doc_features(codes: np.ndarray, lengths: np.ndarray, char_ngram: int) -> tup
     `codes` holds the streams (" tok1 tok2 ... ") end to end, `lengths` their lengths; text d's
     features are hashes[starts[d] : starts[d + 1]]. The features are the `char_ngram`-long
     windows of a stream, its words and its word bigrams, each hashed with `span_hashes`' polynomial
-    hash, tagged in the low two bits (windows 0, words 1, bigrams 2) and mixed with `mix64`.
+    hash, tagged in the low two bits (windows 0, words 1, bigrams 2) and mixed with `span_hashes.mix64`.
     """
     return _doc_features(codes.astype(np.uint64), lengths.astype(np.int64), char_ngram)
 
@@ -94,13 +94,6 @@ def _doc_features(codes, lengths, n):
     hashes = np.empty(2 * len(codes) + 2, dtype=np.uint64)
     counts = np.empty(2 * len(codes) + 2, dtype=np.int64)
     starts = np.zeros(len(lengths) + 1, dtype=np.int64)
-
-    def mix64(h):  # span_hashes.mix64, one value at a time
-        h ^= h >> np.uint64(30)
-        h *= np.uint64(0xBF58476D1CE4E5B9)
-        h ^= h >> np.uint64(27)
-        h *= np.uint64(0x94D049BB133111EB)
-        return h ^ (h >> np.uint64(31))
 
     pos = filled = 0
     for d in range(len(lengths)):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ledgerlm.validation.compiled import compiled
+
 POLY = 0x100000001B3
 _INVERSE = pow(POLY, -1, 2**64)
 
@@ -61,8 +63,9 @@ def window_hashes(codes: np.ndarray, size: int) -> np.ndarray:
     return h
 
 
-def mix64(h: np.ndarray) -> np.ndarray:
-    """SplitMix64's finalizer: spreads structured hashes over all 64 bits."""
+@compiled
+def mix64(h):
+    """SplitMix64's finalizer: spreads a structured 64-bit hash over all 64 bits (the gates' kernels call it per value)."""
     h = h ^ (h >> np.uint64(30))
     h = h * np.uint64(0xBF58476D1CE4E5B9)
     h = h ^ (h >> np.uint64(27))

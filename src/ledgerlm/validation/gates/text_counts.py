@@ -11,7 +11,7 @@ import numpy as np
 
 from ledgerlm.validation.compiled import compiled
 from ledgerlm.validation.letter_bigrams import PAIR_COST
-from ledgerlm.validation.span_hashes import POLY
+from ledgerlm.validation.span_hashes import POLY, mix64
 
 # one bit per character class the junk gate counts, so a single table lookup classifies a byte
 CONTROL, SPACE, ALNUM, LETTER, VOWEL, WORD, CONSONANT, STRIP = (1 << i for i in range(8))
@@ -135,13 +135,6 @@ def _count(data, starts, lengths, classes, letter_index, pair_cost, fold):
     words = np.empty(longest_text // 2 + 1, dtype=np.uint64)
     keys = np.empty(longest_text // 2 + 1, dtype=np.uint64)
     poly = np.uint64(POLY)
-
-    def mix64(h):  # span_hashes.mix64, one value at a time
-        h ^= h >> np.uint64(30)
-        h *= np.uint64(0xBF58476D1CE4E5B9)
-        h ^= h >> np.uint64(27)
-        h *= np.uint64(0x94D049BB133111EB)
-        return h ^ (h >> np.uint64(31))
 
     # distinct values counted in an open-addressing table at least twice a text's word count
     # (the values are mixed hashes: their low bits pick the slot); only filled slots are cleared
