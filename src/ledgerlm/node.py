@@ -16,6 +16,7 @@ from ledgerlm import __version__
 from ledgerlm.config import EMBEDDED, ConfigError, Home, NodeConfig
 from ledgerlm.datanets import ChainAnchor, Datanet, Datanets, DatanetVersion
 from ledgerlm.errors import AuthError, ConflictError, LedgerError
+from ledgerlm.heap import keep_freed_memory
 from ledgerlm.identity import SigningDomain
 from ledgerlm.identity.keys import create_keystore
 from ledgerlm.identity.node_keys import (
@@ -272,6 +273,7 @@ class Node:
     def open(cls, home: Home) -> Node:
         config = home.load_config()
         set_torch_threads(config.torch_threads)
+        keep_freed_memory()
         db = _database(home, config)
         if db.revision() != db.head_revision():
             db.upgrade()
