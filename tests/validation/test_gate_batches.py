@@ -275,7 +275,9 @@ def test_compiled_word_diff_gives_difflibs_opcodes():
 
     rng = random.Random(5)
     for _ in range(400):
-        vocabulary = [f"w{i}" for i in range(rng.randint(1, 12))]
+        # words that share a prefix or a length, and words beyond ASCII
+        vocabulary = rng.sample(["w", "w1", "w10", "w2", "x1", "été", "日本", "日本語", "ab", "ba", "abc", "wx", "1w"],
+                                rng.randint(1, 12))
         a = [rng.choice(vocabulary) for _ in range(rng.randint(0, 60))]
         b = list(a)
         for _ in range(rng.randint(0, 8)):  # deletions, insertions, substitutions
@@ -288,7 +290,7 @@ def test_compiled_word_diff_gives_difflibs_opcodes():
                 b[rng.randrange(len(b))] = rng.choice([*vocabulary, "x"])
         if rng.random() < 0.2:  # an unrelated text
             b = [rng.choice(vocabulary) for _ in range(rng.randint(0, 60))]
-        assert _opcodes(a, b) == SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
+        assert _opcodes(" ".join(a), " ".join(b)) == SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
 
 
 def test_a_words_surprisal_in_python_is_numpys():

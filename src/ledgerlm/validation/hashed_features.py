@@ -160,8 +160,10 @@ def _doc_features(codes, lengths, n):
 def _document_frequencies(hashes):
     """How many texts hold each entry's hash (each text lists a hash once), by open addressing.
 
-    The entries are first split by the top 8 of their 32 bits, so each part's table is small
-    enough to stay in cache: one table for the whole batch would miss the cache on most lookups.
+    The entries are first split by the top 8 of their 32 bits, each copied beside its place, so
+    each part's table is small enough to stay in cache and its hashes are read in order: one
+    table for the whole batch would miss the cache on most lookups. A slot holds its hash plus
+    one in the high half and the count in the low half (0: empty), one read per probe.
     """
     n = len(hashes)
     parts = 256
@@ -170,40 +172,43 @@ def _document_frequencies(hashes):
         start[np.int64(hashes[i] >> np.uint64(24)) + 1] += 1
     for p in range(parts):
         start[p + 1] += start[p]
-    order = np.empty(n, dtype=np.int64)
-    fill = start[:-1].copy()
     largest = 0
     for p in range(parts):
         largest = max(largest, start[p + 1] - start[p])
+    order = np.empty(n, dtype=np.int64)
+    keyed = np.empty(n, dtype=np.uint32)
+    fill = start[:-1].copy()
     for i in range(n):
         p = np.int64(hashes[i] >> np.uint64(24))
         order[fill[p]] = i
+        keyed[fill[p]] = np.uint32(hashes[i])
         fill[p] += 1
     size, bits = 1, 0
     while size < 2 * largest + 2:
         size, bits = size * 2, bits + 1
-    empty = np.uint64(1 << 32)  # no 32-bit hash reaches it
-    keys = np.empty(size, dtype=np.uint64)
-    counts = np.empty(size, dtype=np.int64)
+    table = np.zeros(size, dtype=np.uint64)
     slots = np.empty(largest, dtype=np.int64)
     df = np.empty(n, dtype=np.int64)
-    keys[:] = empty
-    counts[:] = 0
     for p in range(parts):
         a, b = start[p], start[p + 1]
         for t in range(a, b):
-            h = hashes[order[t]]
+            h = np.uint64(keyed[t])
+            tag = (h + np.uint64(1)) << np.uint64(32)
             j = np.int64((h * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits)) if bits else np.int64(0)
-            while keys[j] != empty and keys[j] != h:
+            while True:
+                v = table[j]
+                if v == 0:
+                    table[j] = tag | np.uint64(1)
+                    break
+                if v & np.uint64(0xFFFFFFFF00000000) == tag:
+                    table[j] = v + np.uint64(1)
+                    break
                 j = (j + 1) & (size - 1)
-            keys[j] = h
-            counts[j] += 1
             slots[t - a] = j
         for t in range(a, b):
-            df[order[t]] = counts[slots[t - a]]
+            df[order[t]] = np.int64(table[slots[t - a]] & np.uint64(0xFFFFFFFF))
         for t in range(a, b):  # only the slots this part filled are cleared for the next
-            keys[slots[t - a]] = empty
-            counts[slots[t - a]] = 0
+            table[slots[t - a]] = 0
     return df
 
 

@@ -33,6 +33,7 @@ from ledgerlm.validation.near_duplicates import (
     estimate_jaccard,
     normalise,
 )
+from ledgerlm.validation.span_hashes import POLY
 
 
 @dataclass(frozen=True)
@@ -75,17 +76,19 @@ def substantive_difference(a: str, b: str, max_inserted_words: int = 5,
 
     `normalised`: `normalise` of the texts where a caller has it already.
     """
-    wa, wb = (normalise(a).split(), normalise(b).split()) if normalised is None else \
-        (normalised[a].split(), normalised[b].split())
-    if wa == wb:  # a copy that differs only in case, punctuation or spacing: nothing to diff
+    na, nb = (normalise(a), normalise(b)) if normalised is None else (normalised[a], normalised[b])
+    if na == nb:  # a copy that differs only in case, punctuation or spacing: nothing to diff
         return None
+    wa = wb = None
     inserted = 0
-    for tag, i1, i2, j1, j2 in _opcodes(wa, wb):
+    for tag, i1, i2, j1, j2 in _opcodes(na, nb):
         if tag == "equal":
             continue
         if tag in ("insert", "delete"):
             inserted += (i2 - i1) + (j2 - j1)
             continue
+        if wa is None:
+            wa, wb = na.split(), nb.split()
         old, new = wa[i1:i2], wb[j1:j2]
         # a swapped space splits or joins words ("the cat" / "thec at"): compare the letters
         if len(old) == len(new) and all(_is_typo(x, y) for x, y in zip(old, new)):
@@ -93,25 +96,25 @@ def substantive_difference(a: str, b: str, max_inserted_words: int = 5,
         if _is_typo("".join(old), "".join(new)):
             continue
         return f"{' '.join(old)[:40]!r} became {' '.join(new)[:40]!r}"
-    allowed = max(max_inserted_words, round(0.1 * min(len(wa), len(wb))))
+    allowed = max(max_inserted_words, round(0.1 * min(na.count(" ") + bool(na), nb.count(" ") + bool(nb))))
     if inserted > allowed:
         return f"{inserted} words added or removed"
     return None
 
 
-def _opcodes(wa: list[str], wb: list[str]) -> list[tuple[str, int, int, int, int]]:
-    """`SequenceMatcher(None, wa, wb, autojunk=False).get_opcodes()`, the matching blocks found by a compiled loop.
+def _opcodes(na: str, nb: str) -> list[tuple[str, int, int, int, int]]:
+    """`SequenceMatcher(None, na.split(), nb.split(), autojunk=False).get_opcodes()` of two normalised texts.
 
-    The words become numbers and `_matching_blocks` runs difflib's own recursion over them (the
-    longest matching block, earliest in `wa` then in `wb`, then the parts on either side), so
-    the opcodes are the same, tag for tag.
+    `na` and `nb` are words joined by single spaces (`normalise`). A compiled loop numbers the
+    words (equal words, equal numbers) and `_matching_blocks` runs difflib's own recursion over
+    the numbers (the longest matching block, earliest in `wa` then in `wb`, then the parts on
+    either side), so the opcodes are the same, tag for tag.
     """
-    ids: dict[str, int] = {}
-    a = np.array([ids.setdefault(w, len(ids)) for w in wa], dtype=np.int64)
-    b = np.array([ids.setdefault(w, len(ids)) for w in wb], dtype=np.int64)
+    codes = np.frombuffer(f"{na} {nb}".encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    numbers, n_a, n_numbers = _word_numbers(codes, len(na))
     answer = []
     i = j = 0
-    for ai, bj, size in _matching_blocks(a, b, len(ids)).tolist():
+    for ai, bj, size in _matching_blocks(numbers[:n_a], numbers[n_a:], n_numbers).tolist():
         tag = "replace" if i < ai and j < bj else "delete" if i < ai else "insert" if j < bj else ""
         if tag:
             answer.append((tag, i, ai, j, bj))
@@ -119,6 +122,57 @@ def _opcodes(wa: list[str], wb: list[str]) -> list[tuple[str, int, int, int, int
         if size:
             answer.append(("equal", ai, i, bj, j))
     return answer
+
+
+@compiled
+def _word_numbers(codes, split):
+    """The words of `codes` (runs of code points other than a space) numbered in order of first
+    appearance, equal words alike; with how many start before `split`, and how many numbers."""
+    n = len(codes)
+    starts = np.empty(n // 2 + 1, dtype=np.int64)
+    lengths = np.empty(n // 2 + 1, dtype=np.int64)
+    hashes = np.empty(n // 2 + 1, dtype=np.uint64)
+    words = n_a = 0
+    k = 0
+    while k < n:
+        if codes[k] == 32:
+            k += 1
+            continue
+        begin = k
+        h = np.uint64(0)
+        while k < n and codes[k] != 32:
+            h = h * np.uint64(POLY) + np.uint64(codes[k])
+            k += 1
+        starts[words], lengths[words], hashes[words] = begin, k - begin, h
+        words += 1
+        if begin < split:
+            n_a = words
+    size, bits = 2, 1
+    while size < 2 * words:
+        size, bits = size * 2, bits + 1
+    table = np.full(size, -1, dtype=np.int64)  # slot -> the first word of its kind
+    numbers = np.empty(words, dtype=np.int64)
+    n_numbers = 0
+    for w in range(words):
+        j = np.int64((hashes[w] * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits))
+        while True:
+            first = table[j]
+            if first < 0:
+                table[j] = w
+                numbers[w] = n_numbers
+                n_numbers += 1
+                break
+            if hashes[first] == hashes[w] and lengths[first] == lengths[w]:
+                same = True  # equal hashes are not yet equal words
+                for t in range(lengths[w]):
+                    if codes[starts[first] + t] != codes[starts[w] + t]:
+                        same = False
+                        break
+                if same:
+                    numbers[w] = numbers[first]
+                    break
+            j = (j + 1) & (size - 1)
+    return numbers, n_a, n_numbers
 
 
 @compiled
