@@ -23,10 +23,10 @@ def keep_freed_memory() -> bool:
     By default glibc gives an array above an adaptive threshold pages of its own and returns
     them when it is freed, and trims the top of its heap once twice that threshold is free, so
     the next batch takes the same pages again, one page fault at a time: on a 710-record batch
-    of package READMEs that was about 1,700 faults and a fifth of the gates' CPU time
-    (`benchmarks/validation.py`). Fixed thresholds keep that memory in the process instead; it
-    costs at most `TRIM_THRESHOLD` of resident memory that the process does not use. Elsewhere
-    than glibc (macOS, musl) nothing changes.
+    of package READMEs (`benchmarks/validation.py`) about 1,700 faults, 4-6 ms of system time, a
+    twentieth of the gates' CPU time. Fixed thresholds keep that memory in the process instead;
+    it costs at most `TRIM_THRESHOLD` of resident memory that the process does not use.
+    Elsewhere than glibc (macOS, musl) nothing changes.
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
