@@ -75,3 +75,4 @@ lint: install
 
 clean:
 	rm -rf $(VENV) contracts/node_modules .pytest_cache
+	find src -name '*.nbi' -delete -o -name '*.nbc' -delete

@@ -14,6 +14,9 @@ def compiled(fn: Callable) -> Callable:
     read-only), so a later process loads it instead of compiling again. `fn` stays plain Python:
     its loops are the specification, and `fn.py` runs them uncompiled. A compiled function may
     call another one (a module-level name bound to it): the compiled caller calls its kernel.
+    numba's cache checks only the caller's own file, so after editing a callee clear the cached
+    kernels of its callers: the `__pycache__/*.nbi` and `*.nbc` files beside them (`make clean`
+    removes them all).
     """
 
     @functools.cache
