@@ -105,3 +105,23 @@ def test_a_trained_model_pays_the_named_contributor_in_bps(train_config, tmp_pat
     assert right > 1_000 and wrong < 50  # counted pairs paid 152 right, 1,149 wrong
     _, absent_wrong = bps(data.absent)
     assert absent_wrong < 0.2 * right  # counted pairs paid 1,963 to the record worded alike
+
+
+def test_a_span_in_more_rows_than_a_rare_one_pays_only_the_row_the_prompt_names():
+    town = [90, 91, 92, 93, 94]
+    rows = [[50, 51, 7] + town]                                  # row 0: person (50, 51) grew up there
+    rows += [[60 + 2 * i, 61 + 2 * i, 8] + town for i in range(5)]  # rows 1-5: five others mention it
+    rows += [[100 + i, 101 + i, 102 + i] for i in range(20)]
+    spans = SpanIndex.build(rows)
+    strength = min(1.0, (5 - 4 + 1) / 4)
+    # six rows hold the town, more than a rare span's two: only the named row earns, in full
+    named = spans.explain(town, min_len=4, max_examples=2, context=[3, 50, 51, 4])
+    assert named.as_dict() == {0: (pytest.approx(strength), 5)} and named.unclaimed == ()
+    # unnamed it is a phrase of the Datanet: nobody earns and it narrows the candidates to nobody
+    unnamed = spans.explain(town, min_len=4, max_examples=2, context=[3, 200, 201, 4])
+    assert unnamed.as_dict() == {} and unnamed.unclaimed == ()
+    # a prompt naming a person whose records do not hold the town pays nobody
+    assert spans.explain(town, min_len=4, max_examples=2, context=[3, 100, 101, 4]).as_dict() == {}
+    # in more than four times the rare rows, a span is common whatever the prompt names
+    crowded = SpanIndex.build(rows[:1] + [[60 + 2 * i, 61 + 2 * i, 8] + town for i in range(12)] + rows[6:])
+    assert crowded.explain(town, min_len=4, max_examples=2, context=[3, 50, 51, 4]).as_dict() == {}

@@ -68,9 +68,10 @@ from ledgerlm.money import BPS, split_by_weight
 _QUANTUM = 10**6  # evidence units per 1.0 when evidence becomes integers for the split
 
 # The rule every receipt names, so a recomputation knows which one it checks: 1 split a span several
-# records share by how alike they are worded; 2 gives it to the record the prompt names (spans.py).
+# records share by how alike they are worded; 2 gives it to the record the prompt names (spans.py);
+# 3 also pays a span found in more records than a rare one when the prompt names one of them.
 # A receipt that names none predates the numbering (rule 1 or earlier).
-RULE = 2
+RULE = 3
 
 
 @dataclass(frozen=True)

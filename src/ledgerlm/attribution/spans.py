@@ -14,9 +14,10 @@ one example gives that example the whole span's worth; a span several examples s
 only as far as the prompt names one of them — by its rarest material, a name, not by wording that
 many records share (`_shares`) — and an ambiguous one pays nobody (its share of the fee goes to
 the data pool, not to a guess). Spans shorter than `min_len` tokens or `min_chars` visible
-characters (an end-of-turn marker plus three letters is chance, not recall), or occurring in more
-than `max_examples` examples, earn nothing; a span just long enough earns only part of its
-tokens' credit (short matches happen by chance). The prompt decides between examples because
+characters (an end-of-turn marker plus three letters is chance, not recall) earn nothing, and so
+does a span in more than `max_examples` examples unless the prompt names one of them (up to four
+times as many: a town several records mention, asked about by a person's name); a span just long
+enough earns only part of its tokens' credit (short matches happen by chance). The prompt decides between examples because
 the model recalls a fact through what it was asked about. An example's span score is the (weighted) fraction of the answer's tokens it explains,
 so scores are comparable across answers and sum to at most 1. Verbatim recall scores near 1; a
 paraphrase scores near 0, which is why the span signal is combined with gradient influence. A
@@ -157,7 +158,8 @@ class SpanIndex:
         as much, and from 2 x min_len - 1 tokens on a span counts in full. Credits are divided by
         the total weight, so they sum to at most 1. With `context` (the prompt's tokens), a span
         found in several rows is credited to the row the prompt names, as far as it names it over
-        the others (see `_shares`). `min_chars` also asks for that many visible characters (special
+        the others (see `_shares`); one found in more than `max_examples` rows earns only so, and
+        leaves no candidates when the prompt names none of them. `min_chars` also asks for that many visible characters (special
         tokens and whitespace count zero), so that a shared end-of-turn marker plus a few letters
         is not taken for recall; it needs the `char_lengths` the index was built with.
         """
@@ -198,15 +200,20 @@ class SpanIndex:
                 rows_cache[start] = (self._supporting_rows(query, start, length, lo, hi)
                                      if hi - lo <= max_examples * 4 else np.zeros(0, np.int64))
             rows = rows_cache[start]
-            if len(rows) == 0 or len(rows) > max_examples:
+            if len(rows) == 0:
                 continue
+            # in more rows than a rare span: a phrase of the Datanet unless the prompt names one
+            # of its rows (a town several records mention, asked about by a person's name)
+            common = len(rows) > max_examples
             if start not in shares_cache:
                 if naming is None and len(rows) > 1:
                     naming = self._naming_pairs(context, max_examples)
                 shares_cache[start] = self._shares(rows, naming or {})
+            if common and not any(share > 0 for share in shares_cache[start]):
+                continue
             strength = min(1.0, (length - min_len + 1) / max(1, min_len))
             left = 1.0 - sum(shares_cache[start])
-            if left > 0:
+            if left > 0 and not common:  # a common span narrows the candidates to nobody
                 open_credit[start] = open_credit.get(start, 0.0) + left * strength * weights[t]
             for r, share in zip(rows.tolist(), shares_cache[start]):
                 if share <= 0:
