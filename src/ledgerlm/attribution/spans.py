@@ -17,8 +17,8 @@ the data pool, not to a guess). Spans shorter than `min_len` tokens or `min_char
 characters (an end-of-turn marker plus three letters is chance, not recall) earn nothing, and so
 does a span in more than `max_examples` examples unless the prompt names one of them (up to four
 times as many: a town several records mention, asked about by a person's name); a span just long
-enough earns only part of its tokens' credit (short matches happen by chance). The prompt decides between examples because
-the model recalls a fact through what it was asked about. An example's span score is the (weighted) fraction of the answer's tokens it explains,
+enough earns only part of its tokens' credit (short matches happen by chance). The prompt decides
+between examples because the model recalls a fact through what it was asked about. An example's span score is the (weighted) fraction of the answer's tokens it explains,
 so scores are comparable across answers and sum to at most 1. Verbatim recall scores near 1; a
 paraphrase scores near 0, which is why the span signal is combined with gradient influence. A
 row whose text goes on with a different word where the answer goes on (same subject and relation,
@@ -159,9 +159,10 @@ class SpanIndex:
         the total weight, so they sum to at most 1. With `context` (the prompt's tokens), a span
         found in several rows is credited to the row the prompt names, as far as it names it over
         the others (see `_shares`); one found in more than `max_examples` rows earns only so, and
-        leaves no candidates when the prompt names none of them. `min_chars` also asks for that many visible characters (special
-        tokens and whitespace count zero), so that a shared end-of-turn marker plus a few letters
-        is not taken for recall; it needs the `char_lengths` the index was built with.
+        leaves no candidates when the prompt names none of them. `min_chars` also asks for that
+        many visible characters (special tokens and whitespace count zero), so that a shared
+        end-of-turn marker plus a few letters is not taken for recall; it needs the
+        `char_lengths` the index was built with.
         """
         query = [int(t) for t in query]
         weights = [1.0] * len(query) if weights is None else [float(w) for w in weights]
