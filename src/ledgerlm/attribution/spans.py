@@ -15,11 +15,12 @@ only as far as the prompt names one of them — by its rarest material, a name, 
 many records share (`_shares`) — and an ambiguous one pays nobody (its share of the fee goes to
 the data pool, not to a guess). Spans shorter than `min_len` tokens or `min_chars` visible
 characters (an end-of-turn marker plus three letters is chance, not recall) earn nothing, and so
-does a span in more than `max_examples` examples unless the prompt names one of them (up to four
-times as many: a town several records mention, asked about by a person's name); a span just long
-enough earns only part of its tokens' credit (short matches happen by chance). The prompt decides
-between examples because the model recalls a fact through what it was asked about. An example's span score is the (weighted) fraction of the answer's tokens it explains,
-so scores are comparable across answers and sum to at most 1. Verbatim recall scores near 1; a
+does a span in more than `max_examples` examples unless the prompt names one of them (up to
+`_CROWDED` times as many occurrences: a town several records mention, asked about by a person's
+name); a span just long enough earns only part of its tokens' credit (short matches happen by
+chance). The prompt decides between examples because the model recalls a fact through what it
+was asked about. An example's span score is the (weighted) fraction of the answer's tokens it
+explains, so scores are comparable across answers and sum to at most 1. Verbatim recall scores near 1; a
 paraphrase scores near 0, which is why the span signal is combined with gradient influence. A
 row whose text goes on with a different word where the answer goes on (same subject and relation,
 another value) is not credited for that span: it contradicts the answer (`_supporting_rows`).
@@ -33,6 +34,9 @@ from itertools import pairwise
 import numpy as np
 
 SEPARATOR = np.iinfo(np.int32).max
+# A span found more than this many times the rare rows' limit is a phrase of the Datanet, whatever
+# the prompt names; up to it, a span in more rows than a rare one pays the row the prompt names.
+_CROWDED = 4
 _GATHER = 2048  # ranges up to this many suffixes are narrowed with one vectorised gather
 
 
@@ -199,7 +203,7 @@ class SpanIndex:
             length, lo, hi = matches[start]
             if start not in rows_cache:
                 rows_cache[start] = (self._supporting_rows(query, start, length, lo, hi)
-                                     if hi - lo <= max_examples * 4 else np.zeros(0, np.int64))
+                                     if hi - lo <= max_examples * _CROWDED else np.zeros(0, np.int64))
             rows = rows_cache[start]
             if len(rows) == 0:
                 continue
@@ -268,7 +272,7 @@ class SpanIndex:
         found: set[int] = set()
         reach = 0
         for start, (length, lo, hi) in enumerate(self.longest_matches(query)):
-            if length < min_len or start + length <= reach or hi - lo > max_examples * 4:
+            if length < min_len or start + length <= reach or hi - lo > max_examples * _CROWDED:
                 continue
             if min_chars and self._chars(query[start:start + length]) < min_chars:
                 continue
@@ -283,7 +287,7 @@ class SpanIndex:
         query = [int(t) for t in query]
         best = 0
         for start, (length, lo, hi) in enumerate(self.longest_matches(query)):
-            if length <= best or hi - lo > max_examples * 4:
+            if length <= best or hi - lo > max_examples * _CROWDED:
                 continue
             if len(self.rows_of(lo, hi)) > max_examples:
                 continue

@@ -79,7 +79,7 @@ def substantive_difference(a: str, b: str, max_inserted_words: int = 5,
     na, nb = (normalise(a), normalise(b)) if normalised is None else (normalised[a], normalised[b])
     if na == nb:  # a copy that differs only in case, punctuation or spacing: nothing to diff
         return None
-    wa = wb = None
+    wa, wb = na.split(), nb.split()
     inserted = 0
     for tag, i1, i2, j1, j2 in _opcodes(na, nb):
         if tag == "equal":
@@ -87,8 +87,6 @@ def substantive_difference(a: str, b: str, max_inserted_words: int = 5,
         if tag in ("insert", "delete"):
             inserted += (i2 - i1) + (j2 - j1)
             continue
-        if wa is None:
-            wa, wb = na.split(), nb.split()
         old, new = wa[i1:i2], wb[j1:j2]
         # a swapped space splits or joins words ("the cat" / "thec at"): compare the letters
         if len(old) == len(new) and all(_is_typo(x, y) for x, y in zip(old, new)):
@@ -96,7 +94,7 @@ def substantive_difference(a: str, b: str, max_inserted_words: int = 5,
         if _is_typo("".join(old), "".join(new)):
             continue
         return f"{' '.join(old)[:40]!r} became {' '.join(new)[:40]!r}"
-    allowed = max(max_inserted_words, round(0.1 * min(na.count(" ") + bool(na), nb.count(" ") + bool(nb))))
+    allowed = max(max_inserted_words, round(0.1 * min(len(wa), len(wb))))
     if inserted > allowed:
         return f"{inserted} words added or removed"
     return None
@@ -107,7 +105,7 @@ def _opcodes(na: str, nb: str) -> list[tuple[str, int, int, int, int]]:
 
     `na` and `nb` are words joined by single spaces (`normalise`). A compiled loop numbers the
     words (equal words, equal numbers) and `_matching_blocks` runs difflib's own recursion over
-    the numbers (the longest matching block, earliest in `wa` then in `wb`, then the parts on
+    the numbers (the longest matching block, earliest in `na` then in `nb`, then the parts on
     either side), so the opcodes are the same, tag for tag.
     """
     codes = np.frombuffer(f"{na} {nb}".encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
