@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import string
 import threading
 from collections.abc import Sequence
@@ -11,12 +10,11 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
+from ledgerlm.validation.code_points import blank_non_alnum
 from ledgerlm.validation.errors import ValidationError
 from ledgerlm.validation.hashed_features import doc_features, tfidf_rows, token_runs
 from ledgerlm.validation.sparse_rows import SparseRows
 
-# `re`'s \w: in ASCII letters, digits and "_"; beyond ASCII what str.isalnum accepts
-_WORD = re.compile(r"\w+")
 # every ASCII character that \w does not match becomes a space
 _ASCII_TOKEN_CODES = np.array([c if chr(c) in string.ascii_letters + string.digits + "_" else 32 for c in range(128)],
                               dtype=np.uint32)
@@ -154,13 +152,17 @@ def token_streams(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Each text as " tok1 tok2 ... " (its lower-cased \\w+ tokens), laid end to end as uint64 code points, and each one's length.
 
     The same streams as `" " + " ".join(re.findall(r"\\w+", text.lower())) + " "` per text (two
-    spaces for a text without tokens). ASCII texts (the common case) go in lower-cased as they
-    are, and a compiled loop over the whole batch turns every ASCII character that is no word
-    character into a space and drops the runs of spaces; only other texts run the regex, and
-    their streams pass through that loop unchanged.
+    spaces for a text without tokens). The texts go in lower-cased; a code point past ASCII that
+    is no letter or digit (`code_points`; \\w is those and "_") is made a space, and a compiled
+    loop over the whole batch turns every ASCII character that is no word character into a space
+    and drops the runs of spaces.
     """
-    pieces = [text.lower() if text.isascii() else " ".join(_WORD.findall(text.lower())) for text in texts]
-    lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
-    # a lone surrogate is no word character (the regex drops it): it cannot reach the encoder
-    codes = np.frombuffer("".join(pieces).encode("utf-32-le"), dtype=np.uint32)
+    lowered = [text.lower() for text in texts]
+    lengths = np.fromiter(map(len, lowered), dtype=np.int64, count=len(lowered))
+    joined = "".join(lowered)
+    if joined.isascii():
+        codes = np.frombuffer(joined.encode("ascii"), dtype=np.uint8).astype(np.uint32)
+    else:  # a lone surrogate is a code point like any other here, and no word character
+        codes = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).copy()
+        blank_non_alnum(codes)
     return token_runs(codes, lengths, _ASCII_TOKEN_CODES)

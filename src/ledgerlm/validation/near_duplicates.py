@@ -13,6 +13,7 @@ import numpy as np
 from datasketch import MinHash, MinHashLSH
 from datasketch.lsh import _optimal_param
 
+from ledgerlm.validation.code_points import blank_non_alnum
 from ledgerlm.validation.compiled import compiled
 from ledgerlm.validation.errors import ValidationError
 from ledgerlm.validation.span_hashes import POLY
@@ -226,10 +227,7 @@ class NearDuplicateIndex:
         lowered = [t.lower() for t in texts if not t.isascii()]
         lengths = np.fromiter(map(len, lowered), dtype=np.int64, count=len(lowered))
         codes = np.frombuffer("".join(lowered).encode("utf-32-le", "surrogatepass"), dtype=np.uint32).copy()
-        wide = np.flatnonzero(codes >= 128)
-        distinct, where = np.unique(codes[wide], return_inverse=True)
-        kept = np.fromiter((chr(c).isalnum() for c in distinct.tolist()), dtype=np.bool_, count=len(distinct))
-        codes[wide[~kept[where]]] = 32
+        blank_non_alnum(codes)
         other_codes, other_lengths = _fold(codes, np.cumsum(lengths) - lengths, lengths,
                                            self.shingle_size, _ASCII_FOLD[:128])
         if not plain:

@@ -8,6 +8,7 @@ from collections.abc import Container, Sequence
 
 import numpy as np
 
+from ledgerlm.validation.code_points import FOLDING, FOLDS_TO_ASCII, GREEK_CYRILLIC
 from ledgerlm.validation.gates.text_batch import TextBatch
 from ledgerlm.validation.policy import InjectionRule
 
@@ -73,19 +74,21 @@ _ANSWER_INSTRUCTION_LITERALS = (
     "respond only with", "next answer must", "next response must", "following answer must",
     "following response must")
 _MARKERS = ("<|", "[[", "{{")
-# the only characters beyond ASCII that IGNORECASE matches to an ASCII letter or that str.lower()
-# turns into one (dotted and dotless i, long s, Kelvin sign): a text without them folds as ASCII
-_FOLDS_TO_ASCII = ("\u0130", "\u0131", "\u017f", "\u212a")
 
 
 def _plain(text: str) -> bool:
-    return text.isascii() or not any(ch in text for ch in _FOLDS_TO_ASCII)
+    """Whether the text folds as ASCII (`code_points.FOLDING`)."""
+    return text.isascii() or not any(ch in text for ch in FOLDING)
+
+
 _ZERO_WIDTH = re.compile(r"(?<=[A-Za-z0-9])[\u200b\u200c\u200d\u2060\u180e\ufeff](?=[A-Za-z0-9])")
 _ZERO_WIDTH_ANY = re.compile(r"[\u200b\u2060\u180e]|(?<=.)\ufeff")
 _BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
 _TAGS = re.compile(r"[\U000e0000-\U000e007f]")
 _BIDI_CHARS = frozenset(map(chr, [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]))
 _ZERO_WIDTH_CHARS = frozenset("\u200b\u200c\u200d\u2060\u180e\ufeff")
+# tag characters, bidirectional controls and zero-width characters, as code point ranges
+_HIDDEN_RANGES = ((0xE0000, 0xE007F), *((ord(c), ord(c)) for c in sorted(_BIDI_CHARS | _ZERO_WIDTH_CHARS)))
 _MARKER_TOKEN = re.compile(r"<\|[A-Za-z_]{1,24}\|>|\[\[[A-Z_]{3,}\]\]|\{\{[A-Z_]{3,}\}\}")
 _NON_ASCII_WORD = re.compile(r"\w*[^\x00-\x7f]\w*", re.UNICODE)
 
@@ -135,8 +138,12 @@ def injection_findings(text: str, answer_text: str, rule: InjectionRule,
     m = _MARKER_TOKEN.search(text) if ("<|" in text or "[[" in text or "{{" in text) else None
     if m and not any(code == "template_tokens" for code, _, _ in out):
         out.append(("trigger_token", 0.7, f"special marker token {m.group()!r}"))
-    if text.isascii():
-        return out
+    return out if text.isascii() else out + _hidden_findings(text)
+
+
+def _hidden_findings(text: str) -> list[tuple[str, float, str]]:
+    """Hidden-unicode and homoglyph signals of a text with characters beyond ASCII."""
+    out: list[tuple[str, float, str]] = []
     # the text's distinct characters beyond ASCII (a handful) say which searches can find anything
     beyond = {ch for ch in set(text) if not ch.isascii()}
     if any(0xE0000 <= ord(ch) <= 0xE007F for ch in beyond) and _TAGS.search(text):
@@ -168,8 +175,10 @@ def injection_findings_many(texts: Sequence[str], answers: Sequence[str], rule: 
 
     The literals every search needs (`_MUST_HOLD`, the answer instructions, markers and trigger
     tokens) are looked for in the whole batch in compiled passes; a text runs only the
-    searches whose literals it holds, and most run none; a text with a character that folds to
-    an ASCII letter takes the per-text path.
+    searches whose literals it holds, and most run none; a text beyond ASCII is looked at for
+    hidden characters only when it holds a character those searches need
+    (`holding_beyond_ascii`); a text with a character that folds to an ASCII letter takes the
+    per-text path.
 
     `batch`: the texts already laid end to end, when another gate made them."""
     raw = batch or TextBatch(texts)
@@ -202,15 +211,18 @@ def injection_findings_many(texts: Sequence[str], answers: Sequence[str], rule: 
     answer_instruction |= instructs & answered & ~answer_plain
     table = np.column_stack([*possible, answer_instruction, text_instruction, trigger & bool(tokens)])
     names = [*range(len(_MUST_HOLD)), "answer_instruction", "text_instruction", "trigger"]
+    folds = raw.holding_beyond_ascii(FOLDS_TO_ASCII)
+    # what `_hidden_findings` looks for: without one of these a text beyond ASCII has nothing hidden
+    hidden = raw.holding_beyond_ascii(GREEK_CYRILLIC, _HIDDEN_RANGES)
     out: list[list[tuple[str, float, str]]] = []
-    for text, answer, row, marked, other in zip(texts, answers, table.tolist(), markers.tolist(),
-                                                raw.non_ascii.tolist()):
-        if other and not _plain(text):
+    for text, answer, row, marked, other, hides in zip(texts, answers, table.tolist(), markers.tolist(),
+                                                       folds.tolist(), hidden.tolist()):
+        if other:
             out.append(injection_findings(text, answer, rule))
-        elif marked or other or True in row:  # a non-ASCII text is always checked for hidden characters
+        elif marked or True in row:
             out.append(injection_findings(text, answer, rule, {n for n, ok in zip(names, row) if ok}))
         else:
-            out.append([])
+            out.append(_hidden_findings(text) if hides else [])
     return out
 
 

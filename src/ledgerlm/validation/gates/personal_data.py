@@ -9,6 +9,7 @@ from collections.abc import Collection, Container, Sequence
 
 import numpy as np
 
+from ledgerlm.validation.code_points import DIGIT, FOLDS_TO_ASCII
 from ledgerlm.validation.compiled import compiled
 from ledgerlm.validation.gates.text_batch import TextBatch
 
@@ -188,9 +189,10 @@ def personal_data_findings_many(texts: Sequence[str], kinds: Collection[str],
 
     Compiled passes over the batch find the literals and number shapes each pattern needs
     (a card's 13 digits in one run, 64 hex digits, an IBAN's two capitals and two digits, an
-    SSN's 3-2-4 digits, a phone's 3-4 digit tail or + before a digit); an ASCII text runs only
-    the searches it could match, and most run none. Other texts are cleared by their `@`, key
-    words and digit count and otherwise take the per-text path.
+    SSN's 3-2-4 digits, a phone's 3-4 digit tail or + before a digit); a text runs only the
+    searches it could match, and most run none. The rare text with a digit past ASCII or a
+    character that folds to an ASCII letter is cleared by its `@`, key words and digit count and
+    otherwise takes the per-text path.
 
     `batch`: the texts already laid end to end, when another gate made them."""
     raw = batch or TextBatch(texts)
@@ -209,8 +211,11 @@ def personal_data_findings_many(texts: Sequence[str], kinds: Collection[str],
     table = np.column_stack([token, secret, (digits >= 8) & (shapes[:, 2] >= 64), numbered & (shapes[:, 1] >= 13),
                              numbered & (shapes[:, 3] > 0), numbered & (shapes[:, 4] > 0),
                              numbered & (shapes[:, 5] > 0), numbered & (shapes[:, 6] > 0), numbered & phone_context])
+    # a text with a digit past ASCII (which \\d matches) or a character that folds to an ASCII
+    # letter is not what the byte passes saw; any other text is, whatever else it holds
+    unseen = raw.holding_beyond_ascii(DIGIT | FOLDS_TO_ASCII)
     out: list[list[tuple[str, float, str]]] = []
-    for text, row, literal_found, other in zip(texts, table.tolist(), found.tolist(), raw.non_ascii.tolist()):
+    for text, row, literal_found, other in zip(texts, table.tolist(), found.tolist(), unseen.tolist()):
         if other:
             lower = text.lower()
             suspect = literal_found or any(w in lower for w in _TOKEN_WORDS + _SECRET_WORDS) or digits[len(out)] >= 8
@@ -224,10 +229,11 @@ def personal_data_findings_many(texts: Sequence[str], kinds: Collection[str],
 
 @compiled
 def _number_shapes(data, starts, lengths):
-    """Per ASCII text, as columns: its digits; the most digits in one run that single spaces or
+    """Per text, as columns: its digits; the most digits in one run that single spaces or
     dashes may split (a card number); the longest run of hex digits; and how often an IBAN's
     start (two capitals, two digits), an SSN's ddd-dd-dddd, a + before a digit and a phone
-    number's tail (ddd, one of -. or space, dddd) occur."""
+    number's tail (ddd, one of -. or space, dddd) occur. Every class is ASCII: in UTF-8 a
+    character past ASCII is none of them."""
     out = np.zeros((len(starts), 7), dtype=np.int64)
 
     def digit(c):

@@ -9,6 +9,7 @@ from functools import cached_property
 
 import numpy as np
 
+from ledgerlm.validation.code_points import described
 from ledgerlm.validation.compiled import compiled
 
 SEPARATOR = "\0"  # between texts: no word, needle or pattern the gates look for contains it
@@ -80,6 +81,29 @@ class TextBatch:
     def non_ascii(self) -> np.ndarray:
         """Whether each text holds a character beyond ASCII."""
         return np.fromiter((not t.isascii() for t in self.texts), dtype=bool, count=len(self))
+
+    def holding_beyond_ascii(self, flags: int, ranges: Sequence[tuple[int, int]] = ()) -> np.ndarray:
+        """Whether each text holds a code point past ASCII with any of `flags` (`code_points.described`)
+        or within one of the inclusive `ranges`."""
+        codes, where, described_flags = self._beyond_ascii
+        hit = (described_flags & flags) != 0
+        for a, b in ranges:
+            hit |= (codes >= a) & (codes <= b)
+        out = np.zeros(len(self), dtype=bool)
+        out[where[hit]] = True
+        return out
+
+    @cached_property
+    def _beyond_ascii(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The batch's code points past ASCII, the text each is in, and their flags."""
+        which = np.flatnonzero(self.non_ascii)
+        parts = [self.texts[i] for i in which.tolist()]
+        lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
+        codes = np.frombuffer("".join(parts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        at = np.flatnonzero(codes >= 128)
+        distinct, inverse = np.unique(codes[at], return_inverse=True)
+        return (codes[at], which[np.searchsorted(np.cumsum(lengths), at, side="right")],
+                described(distinct)[0][inverse])
 
 
 def _prefix_hash(a, b, c):

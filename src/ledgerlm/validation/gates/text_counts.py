@@ -9,6 +9,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ledgerlm.validation.code_points import ALNUM as ALNUM_CODE
+from ledgerlm.validation.code_points import ODD, described
+from ledgerlm.validation.code_points import SPACE as SPACE_CODE
 from ledgerlm.validation.compiled import compiled
 from ledgerlm.validation.letter_bigrams import PAIR_COST
 from ledgerlm.validation.span_hashes import POLY, mix64
@@ -17,7 +20,8 @@ from ledgerlm.validation.span_hashes import POLY, mix64
 CONTROL, SPACE, ALNUM, LETTER, VOWEL, WORD, CONSONANT, STRIP = (1 << i for i in range(8))
 _CONSONANTS = "bcdfghjklmnpqrstvwxz"
 # beyond ASCII: C1 controls, the replacement and interlinear annotation characters, private use
-CONTROL_OTHER = re.compile(r"[\x80-\x9f\ufffd\ufff9-\ufffc\ue000-\uf8ff]")
+_CONTROL_RANGES = ((0x80, 0x9F), (0xFFFD, 0xFFFD), (0xFFF9, 0xFFFC), (0xE000, 0xF8FF))
+CONTROL_OTHER = re.compile("[" + "".join(f"{chr(a)}-{chr(b)}" for a, b in _CONTROL_RANGES) + "]")
 
 
 def _classes() -> np.ndarray:
@@ -85,7 +89,7 @@ def count_texts(texts: Sequence[str]) -> TextCounts:
         codes = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
         wide = np.flatnonzero(codes >= 128)
         distinct, which = np.unique(codes[wide], return_inverse=True)
-        wide_classes, wide_lower, odd = _wide_tables(distinct.tolist())
+        wide_classes, wide_lower, odd = _wide_tables(distinct)
         data = codes.astype(np.int32)
         data[wide] = 128 + which
         classes = np.concatenate([CLASSES[:128], wide_classes])
@@ -97,25 +101,20 @@ def count_texts(texts: Sequence[str]) -> TextCounts:
     return TextCounts(lengths, exact, out[:, 0].astype(bool), *(out[:, i] for i in range(1, out.shape[1])))
 
 
-def _wide_tables(code_points: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Classes, lower-case code points and oddness of code points past ASCII.
+def _wide_tables(code_points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Classes, lower-case code points and oddness of code points past ASCII (`code_points.described`).
 
     A code point is odd when its lower case is not one character past ASCII of the same
     `isalnum`: the junk gate reads words and letters of the lower-cased text, so a text holding
     one is counted apart.
     """
-    classes = np.zeros(len(code_points), dtype=np.uint8)
-    lower = np.zeros(len(code_points), dtype=np.uint32)
-    odd = np.zeros(len(code_points), dtype=np.bool_)
-    for i, c in enumerate(code_points):
-        ch = chr(c)
-        low = ch.lower()
-        alnum = ch.isalnum()
-        classes[i] = ((ALNUM | WORD) if alnum else 0) | (STRIP if ch.isspace() else 0) \
-            | (CONTROL if CONTROL_OTHER.match(ch) else 0)
-        odd[i] = len(low) != 1 or low.isascii() or low.isalnum() != alnum
-        lower[i] = ord(low[0])
-    return classes, lower, odd
+    flags, lower = described(code_points)
+    control = np.zeros(len(code_points), dtype=np.bool_)
+    for a, b in _CONTROL_RANGES:
+        control |= (code_points >= a) & (code_points <= b)
+    classes = (np.where(flags & ALNUM_CODE, ALNUM | WORD, 0) | np.where(flags & SPACE_CODE, STRIP, 0)
+               | np.where(control, CONTROL, 0)).astype(np.uint8)
+    return classes, lower, (flags & ODD) != 0
 
 
 @compiled
