@@ -26,8 +26,8 @@ def described(code_points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Flags of each code point, and the first character of its lower case.
 
     The flags: `ALNUM` (str.isalnum, which is also what `re`'s \\w accepts besides "_"), `SPACE`
-    (str.isspace), `ODD` (its lower case is not one character of the same ALNUM, or is ASCII
-    beyond ASCII), `DIGIT` (str.isdecimal: `re`'s \\d), `GREEK_CYRILLIC` (a letter whose name
+    (str.isspace), `ODD` (its lower case is not one character of the same ALNUM, or, for a
+    character past ASCII, is ASCII), `DIGIT` (str.isdecimal: `re`'s \\d), `GREEK_CYRILLIC` (a letter whose name
     says one of those scripts) and `FOLDS_TO_ASCII` (one of `FOLDING`).
 
     A character is asked of Python the first time a process meets it; a batch of text holds a

@@ -9,9 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ledgerlm.validation.code_points import ALNUM as ALNUM_CODE
-from ledgerlm.validation.code_points import ODD, described
-from ledgerlm.validation.code_points import SPACE as SPACE_CODE
+from ledgerlm.validation import code_points
 from ledgerlm.validation.compiled import compiled
 from ledgerlm.validation.letter_bigrams import PAIR_COST
 from ledgerlm.validation.span_hashes import POLY, mix64
@@ -101,20 +99,20 @@ def count_texts(texts: Sequence[str]) -> TextCounts:
     return TextCounts(lengths, exact, out[:, 0].astype(bool), *(out[:, i] for i in range(1, out.shape[1])))
 
 
-def _wide_tables(code_points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _wide_tables(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Classes, lower-case code points and oddness of code points past ASCII (`code_points.described`).
 
     A code point is odd when its lower case is not one character past ASCII of the same
     `isalnum`: the junk gate reads words and letters of the lower-cased text, so a text holding
     one is counted apart.
     """
-    flags, lower = described(code_points)
-    control = np.zeros(len(code_points), dtype=np.bool_)
+    flags, lower = code_points.described(points)
+    control = np.zeros(len(points), dtype=np.bool_)
     for a, b in _CONTROL_RANGES:
-        control |= (code_points >= a) & (code_points <= b)
-    classes = (np.where(flags & ALNUM_CODE, ALNUM | WORD, 0) | np.where(flags & SPACE_CODE, STRIP, 0)
+        control |= (points >= a) & (points <= b)
+    classes = (np.where(flags & code_points.ALNUM, ALNUM | WORD, 0) | np.where(flags & code_points.SPACE, STRIP, 0)
                | np.where(control, CONTROL, 0)).astype(np.uint8)
-    return classes, lower, (flags & ODD) != 0
+    return classes, lower, (flags & code_points.ODD) != 0
 
 
 @compiled
