@@ -128,3 +128,31 @@ def test_public_datanets_stay_open(client, qa, bob, tmp_path):
     client.contribute("qa", [write_jsonl(tmp_path / "q.jsonl", RECORDS)], bob)
     assert len(client.contributions("qa")) == 3
     assert [d.name for d in client.datanets()] == ["qa"]
+
+
+def test_a_model_of_a_private_datanet_quotes_its_records_only_to_members(client, http, secret, alice, carol, tmp_path):
+    pytest.importorskip("torch")
+    from ledgerlm.factory import tiny_random_model
+
+    client.factory.register_base("tiny", str(tiny_random_model(tmp_path / "tiny", ["secret text"])))
+    job = client.factory.train(alice, {"model_id": "vault", "datanet": "secret", "version": 1, "base": "tiny",
+                                       "config": {"epochs": 1, "max_steps": 1, "batch_size": 2, "max_len": 64}})
+    assert http.app.state.node.factory.wait(job["id"], timeout=300).state == "done"
+    domain = node_domain(http)
+    member = {READ_HEADER: sign_read_request(alice, domain)}
+    stranger = {READ_HEADER: sign_read_request(carol, domain)}
+    shown = http.get("/models/vault", headers=member).json()
+    assert shown["metrics"]["trained_sample"]["samples"] and "secret 0" in str(shown)
+    for headers in ({}, stranger):
+        for body in (http.get("/models/vault", headers=headers).json(), http.get("/models", headers=headers).json()[0],
+                     http.get("/web/models/vault", headers=headers).text):
+            assert "secret 0" not in str(body) and "answer 0" not in str(body)
+        report = http.get("/models/vault", headers=headers).json()["metrics"]["trained_sample"]
+        assert report["samples"] == [] and report["samples_withheld"] and "after" in report
+        # its jobs are not listed, and asked for by id they do not name the Datanet
+        assert http.get("/factory/jobs", headers=headers).json() == []
+        for route in (f"/factory/jobs/{job['id']}", f"/factory/jobs/{job['id']}/events", "/contributions/1"):
+            refused = http.get(route, headers=headers)
+            assert refused.status_code in (401, 403) and "secret" not in refused.text, route
+    assert [j["model_id"] for j in http.get("/factory/jobs", headers=member).json()] == ["vault"]
+    assert http.get(f"/factory/jobs/{job['id']}", headers=member).status_code == 200

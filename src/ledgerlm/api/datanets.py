@@ -132,7 +132,7 @@ def list_contributions(
 def show_contribution(contribution_id: int, node: Node = Depends(get_node),
                       grant: ReadGrant | None = Depends(read_grant)):
     contribution = node.datanets.contribution(contribution_id, with_payload=False)
-    node.datanets.require_access(contribution.datanet, reader_of(grant, contribution.datanet))
+    node.datanets.require_access(contribution.datanet, reader_of(grant, contribution.datanet), named=False)
     return node.datanets.contribution(contribution_id)
 
 

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from ledgerlm.api.deps import get_node, require_operator
-from ledgerlm.identity import SignedAction
+from ledgerlm.api.deps import get_node, read_grant, reader_of, require_operator
+from ledgerlm.identity import ReadGrant, SignedAction
 from ledgerlm.node import Node
 
 router = APIRouter(tags=["factory"])
@@ -70,23 +70,29 @@ def register_base(body: RegisterBase, node: Node = Depends(get_node)) -> dict:
     return _base_json(register_local(node.home.models, body.name, Path(body.path)))
 
 
-def _with_fees(node: Node, records: list) -> list[dict]:
-    """Records as listed: `fee_policy` is the split pricing calls now, `fee_policy_announced` a later one."""
+def _with_fees(node: Node, records: list, grant: ReadGrant | None = None) -> list[dict]:
+    """Records as listed: `fee_policy` is the split pricing calls now, `fee_policy_announced` a later one.
+
+    A model of a private Datanet is listed to anyone (it is served and published), but the samples
+    of its evaluation reports quote records, so only its owner and members see them."""
     fees = node.fee_policies(records)
-    return [{**r.model_dump(), **fees[r.id]} for r in records]
+    shown = [r if node.datanets.may_read(r.datanet, reader_of(grant, r.datanet)) else r.without_record_texts()
+             for r in records]
+    return [{**r.model_dump(), **fees[r.id]} for r in shown]
 
 
 @router.get("/models")
-def fine_tuned(node: Node = Depends(get_node)) -> list[dict]:
+def fine_tuned(node: Node = Depends(get_node), grant: ReadGrant | None = Depends(read_grant)) -> list[dict]:
     """Fine-tuned models, each with the fee split in force and any change announced for a later epoch."""
-    return _with_fees(node, node.factory.list())
+    return _with_fees(node, node.factory.list(), grant)
 
 
 @router.get("/models/{model_id}")
-def show_model(model_id: str, verify: bool = True, node: Node = Depends(get_node)) -> dict:
+def show_model(model_id: str, verify: bool = True, node: Node = Depends(get_node),
+               grant: ReadGrant | None = Depends(read_grant)) -> dict:
     """A fine-tuned model's lineage, metrics, fee split in force (and announced), and (with verify) whether
     its files still match."""
-    return _with_fees(node, [node.factory.model(model_id, verify=verify)])[0]
+    return _with_fees(node, [node.factory.model(model_id, verify=verify)], grant)[0]
 
 
 @router.post("/models/{model_id}/publish")
@@ -124,13 +130,21 @@ def submit(body: TrainBody, node: Node = Depends(get_node)) -> dict:
 
 
 @router.get("/factory/jobs")
-def jobs(node: Node = Depends(get_node)) -> list[dict]:
-    return [j.model_dump() for j in node.factory.jobs()]
+def jobs(node: Node = Depends(get_node), grant: ReadGrant | None = Depends(read_grant)) -> list[dict]:
+    """Training jobs on the Datanets the reader may read (a private one's jobs to its owner and members)."""
+    return [j.model_dump() for j in node.factory.jobs()
+            if node.datanets.may_read(j.datanet, reader_of(grant, j.datanet))]
+
+
+def _readable_job(node: Node, job_id: int, grant: ReadGrant | None):
+    found = node.factory.job(job_id)
+    node.datanets.require_access(found.datanet, reader_of(grant, found.datanet), named=False)
+    return found
 
 
 @router.get("/factory/jobs/{job_id}")
-def job(job_id: int, node: Node = Depends(get_node)) -> dict:
-    return node.factory.job(job_id).model_dump()
+def job(job_id: int, node: Node = Depends(get_node), grant: ReadGrant | None = Depends(read_grant)) -> dict:
+    return _readable_job(node, job_id, grant).model_dump()
 
 
 @router.post("/factory/jobs/{job_id}/control")
@@ -140,9 +154,9 @@ def control(job_id: int, body: ActionBody, node: Node = Depends(get_node)) -> di
 
 
 @router.get("/factory/jobs/{job_id}/events")
-async def events(job_id: int, node: Node = Depends(get_node)):
+async def events(job_id: int, node: Node = Depends(get_node), grant: ReadGrant | None = Depends(read_grant)):
     """Server-sent events: the job's state and progress whenever they change, until it ends."""
-    node.factory.job(job_id)
+    _readable_job(node, job_id, grant)
 
     async def stream():
         last = None

@@ -33,31 +33,39 @@ class Access:
             )
         ).first() is not None
 
-    def _require(self, conn, row, address: str | None, what: str) -> None:
-        """Raise unless `address` may `what` ("read", "export", "train on", "contribute to") the Datanet."""
+    def _require(self, conn, row, address: str | None, what: str, named: bool = True) -> None:
+        """Raise unless `address` may `what` ("read", "export", "train on", "contribute to") the Datanet.
+
+        `named`: whether the caller named the Datanet; one who asked for something in it by id (a
+        contribution, a job) is not told its name."""
         if self._may_use(conn, row, address):
             return
+        which = f"Datanet {row['name']!r} is private" if named else "it belongs to a private Datanet"
         if address is None:
             raise AuthError(
-                f"Datanet {row['name']!r} is private: sign a read request ({READ_HEADER}, or --as KEY"
-                " in the CLI) as its owner or a member",
+                f"{which}: sign a read request ({READ_HEADER}, or --as KEY in the CLI) as its owner or a member",
                 field=READ_HEADER.lower(),
             )
         raise AccessDenied(
-            f"Datanet {row['name']!r} is private: {address} is neither its owner nor a member, so may not"
+            f"{which}: {address} is neither its owner nor a member, so may not"
             f" {what} it; the owner adds members with `ledgerlm datanet add-member`",
             field="datanet",
         )
 
-    def require_access(self, name: str, address: str | None, what: str = "read") -> None:
-        """The check the API and the other rooms use before handing out a Datanet's data."""
+    def may_read(self, name: str, address: str | None) -> bool:
+        """Whether `address` (None: an unsigned reader) may read the Datanet; the check without an error."""
         with self.db.connect() as conn:
-            self._require(conn, self._row(conn, name), address, what)
+            return self._may_use(conn, self._row(conn, name), address)
+
+    def require_access(self, name: str, address: str | None, what: str = "read", *, named: bool = True) -> None:
+        """The check the API and the other rooms use before handing out a Datanet's data (`named`: `_require`)."""
+        with self.db.connect() as conn:
+            self._require(conn, self._row(conn, name), address, what, named)
 
     def require_contribution_access(self, contribution_id: int, address: str | None) -> None:
         with self.db.connect() as conn:
             target = self.contribution_owner(conn, contribution_id)
-            self._require(conn, self._row(conn, target["datanet"]), address, "read")
+            self._require(conn, self._row(conn, target["datanet"]), address, "read", named=False)
 
     def members(self, name: str, reader: str | None) -> list[str]:
         with self.db.connect() as conn:

@@ -115,6 +115,17 @@ class ModelRecord(BaseModel):
     lineage_ok: bool | None = None
     lineage_problems: list[str] = Field(default_factory=list)
 
+    def without_record_texts(self) -> ModelRecord:
+        """The record as shown to someone who may not read its Datanet: the before/after samples of the
+        evaluation reports quote training and held-out records, so they are left out; the scores stay."""
+        def withheld(metrics: dict) -> dict:
+            return {k: ({**v, "samples": [], "samples_withheld": True} if isinstance(v, dict) and "samples" in v else v)
+                    for k, v in metrics.items()}
+
+        card = {**self.card, "metrics": withheld(self.card["metrics"])} if isinstance(self.card.get("metrics"), dict) \
+            else self.card
+        return self.model_copy(update={"metrics": withheld(self.metrics), "card": card})
+
 
 class ModelFactory:
     """Runs one training job at a time in a background thread of the node process; several nodes on one database

@@ -90,7 +90,7 @@ def datanet_detail(request: Request, name: str, state: str | None = None, offset
 def contribution_detail(request: Request, contribution_id: int):
     node = request.app.state.node
     brief = node.datanets.contribution(contribution_id, with_payload=False)
-    node.datanets.require_access(brief.datanet, page_reader(request, brief.datanet))
+    node.datanets.require_access(brief.datanet, page_reader(request, brief.datanet), named=False)
     contribution = node.datanets.contribution(contribution_id)
     outcome = round_outcomes(node.validation.rounds(contribution.datanet, limit=100)).get(contribution_id)
     return page(request, "contribution.html", c=contribution, findings=gate_findings(contribution), outcome=outcome)

@@ -28,7 +28,8 @@ def _history(path: str) -> list[dict]:
 def model_list(request: Request):
     node = request.app.state.node
     versions = [(d.name, v.number) for d in node.datanets.list(None) for v in d.versions]
-    return page(request, "models.html", models=node.factory.list(), jobs=list(reversed(node.factory.jobs())),
+    jobs = [j for j in reversed(node.factory.jobs()) if node.datanets.may_read(j.datanet, page_reader(request, j.datanet))]
+    return page(request, "models.html", models=node.factory.list(), jobs=jobs,
                 bases=list_models(node.home.models), versions=versions)
 
 
@@ -41,7 +42,8 @@ def model_detail(request: Request, model_id: str):
         node.datanets.require_access(record.datanet, page_reader(request, record.datanet))
         leaves, withheld = node.datanets.manifest(record.datanet, record.version)["contributions"], None
     except LedgerError as exc:
-        leaves, withheld = [], exc.message
+        # nor may anyone else read the records its evaluation samples quote
+        leaves, withheld, record = [], exc.message, record.without_record_texts()
     job = node.factory.job(record.job_id) if record.job_id is not None else None
     return page(request, "model.html", m=record, fees=node.fee_policies([record])[record.id], version=version, leaves=leaves[:LINEAGE_PAGE],
                 leaf_count=len(leaves) if withheld is None else version.contribution_count, withheld=withheld,
@@ -52,6 +54,7 @@ def model_detail(request: Request, model_id: str):
 def job_detail(request: Request, job_id: int):
     node = request.app.state.node
     job = node.factory.job(job_id)
+    node.datanets.require_access(job.datanet, page_reader(request, job.datanet), named=False)
     history = []
     if job.state == "done":
         try:
