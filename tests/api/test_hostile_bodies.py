@@ -78,6 +78,17 @@ def test_the_guard_reads_json_as_json():
     ("GET", "/receipts?account=%ff", None, "account"),
     ("GET", "/apikeys?consumer=not-an-address", None, "consumer"),
     ("GET", "/receipts?limit=-1", None, "limit"),
+    ("GET", "/economy/earnings/x", None, "address"),
+    ("GET", "/economy/caps/0", None, "consumer"),
+    ("GET", "/providers/offers?provider=x", None, "provider"),
+    ("GET", "/providers/jobs?provider=x", None, "provider"),
+    ("GET", "/providers/jobs?requester=datanet:x", None, "requester"),
+    ("GET", "/reputation/-1", None, "address"),
+    ("GET", "/validation/queue/x", None, "address"),
+    ("POST", "/factory/jobs", {"request": {"bogus": 1}, "action": {"action": "TrainModel", "message": {},
+                                                                   "signature": "0x"}}, "model_id"),
+    ("POST", "/factory/jobs", {"request": {"model_id": "../../x", "datanet": "a", "version": 1},
+                               "action": {"action": "TrainModel", "message": {}, "signature": "0x"}}, "model_id"),
 ])
 def test_a_malformed_address_or_limit_is_named_not_a_server_error(http, method, path, body, field):
     response = http.request(method, path, json=body)
@@ -106,3 +117,18 @@ def test_a_body_that_trickles_in_is_cut_off_at_the_deadline():
     with pytest.raises(BodyTooSlow, match="within 0.3 s"):
         asyncio.run(guarded(scope, trickle, None))
     asyncio.run(guarded(scope, whole, None))  # a body that arrives in time passes
+
+
+def test_what_the_framework_refuses_reads_like_every_other_refusal(http):
+    response = http.get("/no/such/route")
+    assert response.status_code == 404 and response.json()["error"]["message"] == "Not Found"
+    response = http.post("/web/playground/attribution", data={"prompt": "x" * (1 << 21)})
+    assert response.status_code == 400 and "maximum size" in response.json()["error"]["message"]
+
+
+def test_the_node_info_shows_server_paths_to_the_operator_only(http):
+    public = http.get("/node/info").json()
+    assert "home" not in public and public["blobs"] == "local" and public["signing_domain"]
+    token = (http.app.state.node.home.root / "operator_token").read_text().strip()
+    private = http.get("/node/info", headers={"Authorization": f"Bearer {token}"}).json()
+    assert private["home"] == str(http.app.state.node.home.root) and private["blobs"] != "local"

@@ -118,6 +118,57 @@ def test_the_per_account_quota(small_node, home, bob, carol):
     assert post(small_node, carol, [("other.jsonl", other)]).status_code == 201  # the quota is per account
 
 
+def test_without_a_manifest_files_together_stop_at_the_quota_left(small_node, home, bob):
+    files = [(f"f{n}.jsonl", big_file(LIMIT - 10_000, tag=str(n))) for n in range(4)]  # 360 kB against 250 kB
+    response = post(small_node, bob, files, manifest=False, chunked=True)
+    assert_error(response, 413, "f2.jsonl", "storage quota left")
+    assert stored(home)[0] == (0, 0) and staged_files(home) == []
+
+
+def _receive_counted(small_node, messages: list[bytes], max_body: int):
+    """`receive_upload` of a body sent as `messages` without a length; the error or None, and how many it read."""
+    import asyncio
+
+    from starlette.requests import Request
+
+    from ledgerlm.api.multipart import receive_upload
+    from ledgerlm.datanets import UploadInProgress
+    from ledgerlm.errors import LedgerError
+
+    read = []
+
+    async def receive():
+        read.append(1)
+        more = len(read) < len(messages)
+        return {"type": "http.request", "body": messages[len(read) - 1], "more_body": more}
+
+    content_type = messages[-1].decode()  # the last message stands for the content type
+    messages = messages[:-1]
+    scope = {"type": "http", "method": "POST", "path": "/datanets/qa/contributions",
+             "headers": [(b"content-type", content_type.encode())]}
+    upload = UploadInProgress(small_node.app.state.node.datanets, "qa")
+    try:
+        asyncio.run(receive_upload(Request(scope, receive), upload, max_body=max_body))
+        error = None
+    except LedgerError as exc:
+        error = exc
+    upload.abort()
+    return error, len(read)
+
+
+def test_a_body_without_a_length_is_read_only_as_far_as_an_upload_may_go(small_node, home, bob):
+    """Bytes after the closing boundary are no part of the form, and a body without a length is
+    counted as it arrives: nothing past the most an upload may hold is read, whatever follows."""
+    body, content_type = _form(small_node, bob, [("a.jsonl", GOOD)])
+    trailing = [b"x" * 65536] * 1000  # 64 MB, if anyone read them
+    error, read = _receive_counted(small_node, [body, *trailing, content_type.encode()], max_body=10**9)
+    assert error is None and read == 1
+    endless = [body[:body.index(GOOD)], *trailing, content_type.encode()]  # a file that never ends
+    error, read = _receive_counted(small_node, endless, max_body=LIMIT // 2)  # below the file limit
+    assert error.status == 413 and f"passed {LIMIT // 2} bytes" in error.message and read <= 3
+    assert staged_files(home) == []
+
+
 def _form(http, account, files):
     """The bytes and content type of a whole, signed upload form."""
     entries = [FileEntry(name=n, sha256=hashlib.sha256(b).hexdigest(), size=len(b)) for n, b in files]

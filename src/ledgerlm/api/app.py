@@ -85,6 +85,10 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
         if is_page(request):
             return render_error(request, exc.status_code, "there is no page here" if exc.status_code == 404
                                 else str(exc.detail))
+        if exc.status_code < 500:  # what the framework refuses (an unknown route, a form field too long) reads
+            # like every other refusal
+            return JSONResponse(status_code=exc.status_code, headers=exc.headers, content={"error": {
+                "type": "HTTPError", "message": str(exc.detail), "field": None}})
         return await http_exception_handler(request, exc)
 
     @app.exception_handler(OverflowError)

@@ -7,12 +7,11 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from eth_utils import is_address, to_checksum_address
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from ledgerlm.api.cadence import start_every
-from ledgerlm.api.deps import get_node, require_operator
+from ledgerlm.api.deps import address_in, get_node, require_operator
 from ledgerlm.chain import StakeRole
 from ledgerlm.config import EMBEDDED
 from ledgerlm.errors import LedgerError
@@ -67,12 +66,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
-
-
-def _address(value: str, field: str = "address") -> str:
-    if not is_address(value):
-        raise LedgerError(f"{field} {value!r} is not an Ethereum address", field=field)
-    return to_checksum_address(value)
 
 
 @router.get("/info")
@@ -135,7 +128,7 @@ def index(body: IndexRequest, node: Node = Depends(get_node)) -> dict:
 @router.get("/accounts/{address}")
 def account(address: str, node: Node = Depends(get_node)) -> dict:
     """ETH and token balances, nonce, stake per role and escrow balance of one address."""
-    address = _address(address)
+    address = address_in(address)
     result: dict[str, Any] = {
         "address": address,
         "eth_wei": node.chain.eth_balance(address),
@@ -157,7 +150,7 @@ def account(address: str, node: Node = Depends(get_node)) -> dict:
 @router.post("/estimate")
 def estimate(body: TxRequest, node: Node = Depends(get_node)) -> dict:
     """Gas for a transaction before the client signs it; a revert answers 400 with its reason."""
-    request = {"from": _address(body.sender, "from"), "to": _address(body.to, "to"),
+    request = {"from": address_in(body.sender, "from"), "to": address_in(body.to, "to"),
                "data": body.data, "value": body.value}
     return {"gas": node.chain.estimate(request), "fees": node.chain.fee_fields(),
             "nonce": node.chain.w3.eth.get_transaction_count(request["from"], "pending"),
@@ -178,6 +171,6 @@ def send(body: RawTransaction, node: Node = Depends(get_node)) -> dict:
 def faucet(body: FaucetRequest, request: Request, node: Node = Depends(get_node)) -> dict:
     """Embedded development chain only, loopback clients only: ETH for gas and LGR from the treasury
     account, up to a per-address limit."""
-    grant = node.faucet.grant(_address(body.address), eth_wei=body.eth_wei, tokens=body.tokens,
+    grant = node.faucet.grant(address_in(body.address), eth_wei=body.eth_wei, tokens=body.tokens,
                               client_host=request.client.host if request.client else None)
     return asdict(grant)

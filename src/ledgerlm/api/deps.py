@@ -1,8 +1,9 @@
 """Request-scoped access to the running node, and who is asking: the operator or a signed reader."""
 
+from eth_utils import is_address, to_checksum_address
 from fastapi import Depends, Request
 
-from ledgerlm.errors import AuthError
+from ledgerlm.errors import AuthError, LedgerError
 from ledgerlm.identity import READ_HEADER, ReadGrant, verify_read_request
 from ledgerlm.node import Node
 
@@ -41,3 +42,12 @@ def read_grant(request: Request, node: Node = Depends(get_node)) -> ReadGrant | 
 def reader_of(grant: ReadGrant | None, datanet: str) -> str | None:
     """Who is reading `datanet`: the grant's reader when the grant covers that Datanet."""
     return grant.reader if grant is not None and grant.covers(datanet) else None
+
+
+def address_in(value: str | None, field: str = "address") -> str | None:
+    """An address a route was given in its path or query, checksummed; a 400 naming `field` when it is none."""
+    if value is None:
+        return None
+    if not is_address(value):
+        raise LedgerError(f"{field} {value!r} is not an Ethereum address", field=field)
+    return to_checksum_address(value)

@@ -10,10 +10,9 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from ledgerlm.api.cadence import start_every
-from ledgerlm.api.deps import get_node, require_operator
+from ledgerlm.api.deps import address_in, get_node, require_operator
 from ledgerlm.economy import list_epochs, published_files, record_spending_cap, show_epoch
 from ledgerlm.economy.earnings import earnings, relay_claim
-from ledgerlm.errors import LedgerError
 from ledgerlm.identity import SignedAction
 from ledgerlm.node import Node
 
@@ -42,12 +41,7 @@ def submit_cap(body: SpendingCapRequest, node: Node = Depends(get_node)) -> dict
 @router.get("/caps/{consumer}")
 def read_cap(consumer: str, node: Node = Depends(get_node)) -> dict:
     """The spending cap `consumer` gives this node on chain: cap per period, nonce, spent and left this period."""
-    from eth_utils import to_checksum_address
-
-    try:
-        consumer = to_checksum_address(consumer)
-    except ValueError as exc:
-        raise LedgerError(f"consumer must be an address, got {consumer!r}", field="consumer") from exc
+    consumer = address_in(consumer, "consumer")
     allowance = node.contracts.escrow.spending_cap(consumer, node.account.address)
     return {"consumer": consumer, "settler": node.account.address, "cap": str(allowance.cap),
             "nonce": allowance.nonce, "spent": str(allowance.spent), "left": str(allowance.left),
@@ -96,7 +90,7 @@ def chain_record(number: int, node: Node = Depends(get_node)) -> dict | None:
 @router.get("/earnings/{address}")
 def account_earnings(address: str, node: Node = Depends(get_node)) -> dict:
     """Per epoch and per source: what the account earned, and whether it has claimed it."""
-    return earnings(node.db, node.contracts.distributor, address)
+    return earnings(node.db, node.contracts.distributor, address_in(address))
 
 
 class ClaimRequest(BaseModel):

@@ -124,9 +124,18 @@ def merge(model_id: str, node: Node = Depends(get_node)) -> dict:
 def submit(body: TrainBody, node: Node = Depends(get_node)) -> dict:
     """Queue a fine-tuning job (signed TrainModel over the request's config hash); a priced private Datanet
     version also needs the developer's signed PayAccess, taken from escrow before the job is queued (402 without)."""
+    from pydantic import ValidationError
+
+    from ledgerlm.factory.errors import FactoryError
     from ledgerlm.factory.jobs import TrainRequest
 
-    return node.factory.submit(TrainRequest(**body.request), body.action, body.payment).model_dump()
+    try:
+        request = TrainRequest(**body.request)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first.get("loc", ())) or "request"
+        raise FactoryError(f"request.{field}: {first.get('msg', 'invalid')}", field=field) from None
+    return node.factory.submit(request, body.action, body.payment).model_dump()
 
 
 @router.get("/factory/jobs")

@@ -90,7 +90,10 @@ async def receive_upload(request: Request, upload: UploadInProgress, *, max_body
                          idle_seconds: float = IDLE_SECONDS) -> None:
     """Feed the request body to `upload` chunk by chunk; refuse early on the declared sizes.
 
-    On any error the partial files are deleted before the error reaches the client.
+    The bytes are counted as they arrive, so a body without a Content-Length (chunked) stops at
+    `max_body` (or at the signed manifest's sizes plus the form around them) like one that
+    declares its length; reading stops at the form's closing boundary. On any error the partial
+    files are deleted before the error reaches the client.
     """
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
@@ -106,9 +109,10 @@ async def receive_upload(request: Request, upload: UploadInProgress, *, max_body
     parts = _Parts(upload)
     parser = MultipartParser(boundary, parts.callbacks())
     checked_length = False
+    received = 0
     try:
         stream = request.stream()
-        while True:
+        while not parts.ended:  # what a client sends after the closing boundary is no part of the form
             try:
                 chunk = await asyncio.wait_for(anext(stream), idle_seconds)
             except StopAsyncIteration:
@@ -118,7 +122,17 @@ async def receive_upload(request: Request, upload: UploadInProgress, *, max_body
                                    field="body", status=408) from None
             try:
                 for start in range(0, len(chunk), READ_BUFFER):
-                    parser.write(chunk[start:start + READ_BUFFER])
+                    if parts.ended:
+                        break
+                    piece = chunk[start:start + READ_BUFFER]
+                    received += len(piece)
+                    declared = upload.declared_bytes
+                    limit = max_body if declared is None else min(max_body, declared + FORM_OVERHEAD_BYTES)
+                    if received > limit:
+                        what = "an upload" if declared is None else "its signed manifest"
+                        raise BlobTooLarge(f"the upload passed {limit} bytes, the most {what} allows with the form"
+                                           " around it; nothing was stored", field="files")
+                    parser.write(piece)
             except MultipartParseError as exc:
                 raise DatanetError(f"the upload is not a well-formed multipart/form-data body: {exc}",
                                    field="body") from None

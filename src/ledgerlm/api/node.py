@@ -2,13 +2,19 @@
 
 from fastapi import APIRouter, Depends
 
-from ledgerlm.api.deps import get_node
+from ledgerlm.api.deps import get_node, is_operator
 from ledgerlm.node import Node
 
 router = APIRouter(prefix="/node", tags=["node"])
 
 
 @router.get("/info")
-def info(node: Node = Depends(get_node)) -> dict:
-    """Version, chain id (for signing), the node's address and upload limit."""
-    return node.info()
+def info(node: Node = Depends(get_node), operator: bool = Depends(is_operator)) -> dict:
+    """Version, chain id (for signing), the node's address and upload limit; where its home and a local
+    blob store lie on the server's disk only for the operator."""
+    found = node.info()
+    if not operator:
+        found.pop("home")
+        if "://" not in found["blobs"]:  # a path on the server, where an object store's URL is public
+            found["blobs"] = "local"
+    return found

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from ledgerlm.api.deps import get_node, is_operator, read_grant
+from ledgerlm.api.deps import address_in, get_node, is_operator, read_grant
 from ledgerlm.identity import ReadGrant, SignedAction
 from ledgerlm.node import Node
 
@@ -43,7 +43,7 @@ def withdraw(offer_id: int, body: OfferBody, node: Node = Depends(get_node)) -> 
 @router.get("/providers/offers")
 def offers(kind: str | None = None, provider: str | None = None, node: Node = Depends(get_node)) -> list[dict]:
     """Open offers, cheapest first, with each provider's stake."""
-    return [o.model_dump() for o in node.providers.offers(kind=kind, provider=provider)]
+    return [o.model_dump() for o in node.providers.offers(kind=kind, provider=address_in(provider, "provider"))]
 
 
 @router.post("/providers/jobs", status_code=201)
@@ -62,7 +62,8 @@ def jobs(provider: str | None = None, requester: str | None = None, node: Node =
     """Jobs; spec, result and spot-check details only for their requester and provider (a signed read request)
     and the operator."""
     return [j.visible_to(_reader(grant), operator=operator)
-            for j in node.providers.jobs(provider=provider, requester=requester)]
+            for j in node.providers.jobs(provider=address_in(provider, "provider"),
+                                         requester=address_in(requester, "requester"))]
 
 
 @router.get("/providers/jobs/{job_id}")

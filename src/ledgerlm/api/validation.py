@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
-from ledgerlm.api.deps import get_node, is_operator, read_grant, reader_of
+from ledgerlm.api.deps import address_in, get_node, is_operator, read_grant, reader_of
 from ledgerlm.errors import LedgerError
 from ledgerlm.identity import ReadGrant, SignedAction
 from ledgerlm.node import Node
@@ -55,6 +55,7 @@ def queue(address: str, node: Node = Depends(get_node), grant: ReadGrant | None 
     Data from a private Datanet is shown only to the validator itself, through a signed read
     request (X-Ledgerlm-Read), while it may read that Datanet; anyone else sees it withheld.
     """
+    address = address_in(address)
     items = node.validation.queue(address)
     for item in items:
         if not item["private"] or operator:
@@ -102,6 +103,7 @@ def tally(round_id: int, body: ActionBody, node: Node = Depends(get_node)) -> di
 
 @router.get("/reputation/{address}")
 def reputation(address: str, node: Node = Depends(get_node)) -> dict:
+    address = address_in(address)
     v = node.validation
     return {"address": address, "contributor_bps": v.reputation(address, "contributor"),
             "validator_bps": v.reputation(address, "validator"),

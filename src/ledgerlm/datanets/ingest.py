@@ -204,6 +204,11 @@ class Ingest:
         with self.db.connect() as conn:
             self._check_quota(conn, contributor, sum(e.size for e in entries))
 
+    def quota_left(self, contributor: str) -> int:
+        """How many more bytes the account may upload before it reaches its quota."""
+        with self.db.connect() as conn:
+            return self.storage_quota_bytes - self.stored_bytes(conn, contributor)
+
     def stored_bytes(self, conn, contributor: str) -> int:
         """What one account's uploads occupy so far, counted as uploaded."""
         return int(conn.execute(

@@ -6,7 +6,7 @@ import orjson
 from pydantic import ValidationError
 
 from ledgerlm.datanets import parsers
-from ledgerlm.datanets.schemas import DatanetError, FileEntry, UploadReceipt
+from ledgerlm.datanets.schemas import DatanetError, FileEntry, QuotaExceeded, UploadReceipt
 from ledgerlm.errors import AuthError
 from ledgerlm.identity import SignedAction
 from ledgerlm.store import BlobTooLarge, BlobWriter, StagedBlob
@@ -20,7 +20,8 @@ class UploadInProgress:
 
     Nothing touches the disk until the signature verifies and the signer may contribute; with a
     manifest (the SDK always sends one) every declared size is checked against the limits and
-    the quota before the first file byte, and each file is cut off at its declared size.
+    the quota before the first file byte, and each file is cut off at its declared size; without
+    one, the files are cut off where together they would pass the signer's quota.
     Whatever goes wrong, `abort()` leaves no staged bytes behind.
     """
 
@@ -35,6 +36,7 @@ class UploadInProgress:
         self.staged: list[tuple[str, StagedBlob]] = []
         self._writer: BlobWriter | None = None
         self._file_name = ""
+        self._quota_left: int | None = None  # without a manifest: the signer's quota left when files began
 
     # ---------------------------------------------------------------- form fields
 
@@ -94,6 +96,15 @@ class UploadInProgress:
                                 field="manifestHash")
             if declared.size < limit:
                 limit, reason = declared.size, "its signed size"
+        else:
+            if self._quota_left is None:
+                self._quota_left = self.datanets.quota_left(self.contributor)
+            room = self._quota_left - sum(blob.size for _, blob in self.staged)
+            if room <= 0:
+                raise QuotaExceeded(f"{self.contributor} has no storage quota left for {file_name}; nothing was stored",
+                                    field="files")
+            if room < limit:
+                limit, reason = room, "the account's storage quota left"
         self._file_name = file_name
         self._writer = self.datanets.blobs.writer(max_bytes=limit, label=file_name, limit_reason=reason)
 
