@@ -676,3 +676,49 @@ def test_a_batch_of_large_rows_becomes_records_a_slice_at_a_time(tmp_path, monke
     assert count == 64
     assert batch_rows == [15]  # Arrow inflates 16 MiB at a time, as the footer declares 1 MiB a row, not 4,096 rows
     assert peak < 64 << 20  # 48 MiB in slices; the whole batch at once peaked at 96 MiB
+
+
+def _form_bomb(path, draws: int, operators: int):
+    """A PDF of a few KB whose one page draws a form of `operators` text operators `draws` times."""
+    import zlib
+
+    form = zlib.compress(b"BT /F1 12 Tf 10 10 Td (a) Tj ET\n" * operators, 9)
+    content = zlib.compress(b"/X1 Do\n" * draws, 9)
+    font = b"/Font << /F1 5 0 R >>"
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Count 1 /Kids [3 0 R] >>",
+               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << " + font
+               + b" /XObject << /X1 6 0 R >> >> /Contents 4 0 R >>",
+               b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(content) + content + b"\nendstream",
+               b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+               b"<< /Type /XObject /Subtype /Form /BBox [0 0 612 792] /Resources << " + font
+               + b" >> /Length %d /Filter /FlateDecode >>\nstream\n" % len(form) + form + b"\nendstream"]
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    path.write_bytes(bytes(out))
+    return path
+
+
+def test_a_page_that_draws_a_form_over_and_over_is_stopped_at_the_time_limit(tmp_path):
+    import time
+
+    from ledgerlm.datanets.parsers import documents
+
+    path = _form_bomb(tmp_path / "bomb.pdf", draws=40, operators=20_000)
+    assert path.stat().st_size < 4000
+    limits = documents.DocumentLimits(seconds=1.0)
+    started = time.monotonic()
+    message = parse_error(extract_document, path, "bomb.pdf", "pdf", limits)
+    assert "took longer than the limit of 1 s" in message and time.monotonic() - started < 4
+
+
+def test_a_nul_byte_past_the_head_of_a_csv_is_refused_with_its_row(tmp_path):
+    path = tmp_path / "late.csv"
+    rows = "".join(f"question number {i}?,answer {i}\n" for i in range(400))
+    path.write_bytes(("question,answer\n" + rows).encode() + b"nul\x00here?,x\n")
+    assert parse_error(records, path, "csv") == "late.csv row 401 (line 402): contains a NUL byte, so it is not text"

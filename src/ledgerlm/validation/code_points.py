@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import functools
+import re
 import unicodedata
 
 import numpy as np
 
-KNOWN, ALNUM, SPACE, ODD, DIGIT, GREEK_CYRILLIC, FOLDS_TO_ASCII = (1 << i for i in range(7))
+KNOWN, ALNUM, SPACE, ODD, DIGIT, GREEK_CYRILLIC, FOLDS_TO_ASCII, DISGUISE = (1 << i for i in range(8))
+# Unicode's default-ignorable code points (DerivedCoreProperties.txt): drawn as nothing, so one can
+# split a word a filter looks for ("ig\u00adnore") without a reader seeing it
+IGNORABLE_RANGES = ((0xAD, 0xAD), (0x34F, 0x34F), (0x61C, 0x61C), (0x115F, 0x1160), (0x17B4, 0x17B5),
+                    (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0x3164, 0x3164),
+                    (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3),
+                    (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF))
+_IGNORABLE = re.compile("[" + "".join(f"{chr(a)}-{chr(b)}" for a, b in IGNORABLE_RANGES) + "]")
 # the only characters beyond ASCII that IGNORECASE matches to an ASCII letter or that str.lower()
 # turns into one (dotted and dotless i, long s, Kelvin sign), checked over every code point: a
 # text without them folds as ASCII
@@ -28,7 +36,8 @@ def described(code_points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     The flags: `ALNUM` (str.isalnum, which is also what `re`'s \\w accepts besides "_"), `SPACE`
     (str.isspace), `ODD` (its lower case is not one character of the same ALNUM, or, for a
     character past ASCII, is ASCII), `DIGIT` (str.isdecimal: `re`'s \\d), `GREEK_CYRILLIC` (a letter whose name
-    says one of those scripts) and `FOLDS_TO_ASCII` (one of `FOLDING`).
+    says one of those scripts), `FOLDS_TO_ASCII` (one of `FOLDING`) and `DISGUISE` (past ASCII,
+    a character `undisguised` removes or rewrites into ASCII).
 
     A character is asked of Python the first time a process meets it; a batch of text holds a
     few hundred distinct ones, most of them met in earlier batches.
@@ -46,7 +55,7 @@ def described(code_points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         script = ch.isalpha() and unicodedata.name(ch, "").startswith(("CYRILLIC", "GREEK"))
         flags[c] = (KNOWN | (ALNUM if alnum else 0) | (SPACE if ch.isspace() else 0) | (ODD if odd else 0)
                     | (DIGIT if ch.isdecimal() else 0) | (GREEK_CYRILLIC if script else 0)
-                    | (FOLDS_TO_ASCII if ch in FOLDING else 0))
+                    | (FOLDS_TO_ASCII if ch in FOLDING else 0) | (DISGUISE if _disguises(c, ch) else 0))
     return flags[code_points], lower[code_points]
 
 
@@ -57,3 +66,35 @@ def blank_non_alnum(codes: np.ndarray) -> None:
         distinct, which = np.unique(codes[wide], return_inverse=True)
         alnum = (described(distinct)[0] & ALNUM) != 0
         codes[wide[~alnum[which]]] = 32
+
+
+def _disguises(c: int, ch: str) -> bool:
+    if c < 128:
+        return False
+    if ch.isdecimal() or any(a <= c <= b for a, b in IGNORABLE_RANGES):
+        return True
+    folded = unicodedata.normalize("NFKC", ch)
+    return folded != ch and any(x.isascii() for x in folded)
+
+
+def disguised(text: str) -> bool:
+    """Whether the text holds a character with the `DISGUISE` flag: the texts `undisguised` is for."""
+    if text.isascii():
+        return False
+    points = np.fromiter({ord(ch) for ch in text if not ch.isascii()}, dtype=np.int64)
+    return bool((described(points)[0] & DISGUISE).any())
+
+
+def undisguised(text: str) -> str:
+    """The text as a reader takes it in: default-ignorable characters removed, compatibility forms
+    (full-width letters and digits, mathematical letters, ligatures, a no-break space) folded by
+    NFKC, and decimal digits of every script written as ASCII digits.
+
+    What the gates look for in it that the text as written hides (an instruction in full-width
+    letters, an e-mail address split by a zero-width joiner, a card number in Arabic-Indic
+    digits) is a finding too.
+    """
+    plain = unicodedata.normalize("NFKC", _IGNORABLE.sub("", text))
+    if plain.isascii():
+        return plain
+    return "".join(str(unicodedata.decimal(ch)) if ch.isdecimal() and not ch.isascii() else ch for ch in plain)

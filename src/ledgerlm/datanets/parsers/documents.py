@@ -29,7 +29,8 @@ class DocumentLimits:
 
     A DOCX is a zip of XML: a 200 KB file can expand to 50 MiB that python-docx then turns into
     objects for a minute and a gigabyte. Sizes are checked from the zip directory before
-    anything is inflated, depth while streaming the XML once, time between pages and blocks.
+    anything is inflated, depth while streaming the XML once, time between blocks and while a PDF
+    page's content is drawn.
     """
 
     expanded_bytes: int = 16 * 1024 * 1024  # XML inside a DOCX; text out of a PDF, a text or Markdown file
@@ -138,9 +139,17 @@ def _pdf_text(path: Path, name: str, limits: DocumentLimits, deadline: float) ->
         if len(reader.pages) > limits.pages:
             raise ParseError(f"{name}: the PDF has {len(reader.pages)} pages; the limit is {limits.pages}")
         texts, size = [], 0
+        operators = 0
+
+        def watch(*_) -> None:  # one page of a few KB can draw a form thousands of times: the clock runs inside it
+            nonlocal operators
+            operators += 1
+            if operators % 4096 == 0 and time.monotonic() > deadline:
+                raise _OutOfTime  # pypdf skips a form whose drawing raises an Exception, and draws the next
+
         for page in reader.pages:
             _out_of_time(name, limits, deadline)
-            texts.append(page.extract_text() or "")
+            texts.append(page.extract_text(visitor_operand_before=watch) or "")
             size += len(texts[-1])
             if size > limits.expanded_bytes:
                 raise ParseError(
@@ -149,9 +158,15 @@ def _pdf_text(path: Path, name: str, limits: DocumentLimits, deadline: float) ->
                 )
     except ParseError:
         raise
+    except _OutOfTime:
+        _out_of_time(name, limits, deadline)
     except Exception as exc:  # noqa: BLE001 - see above
         raise ParseError(f"{name}: unreadable PDF ({type(exc).__name__}: {exc})") from None
     return "\n\n".join(text.strip("\n") for text in texts), len(texts)
+
+
+class _OutOfTime(BaseException):
+    """Raised inside pypdf's drawing of a page, past the deadline: no `except Exception` there stops it."""
 
 
 def _docx_text(path: Path, name: str, limits: DocumentLimits, deadline: float) -> str:

@@ -277,6 +277,8 @@ def _iter_csv(path: Path, name: str, validator) -> Iterator[ParsedRecord]:
                         f"{where}: has {len(cells)} {cells_word} but the header has"
                         f" {len(header)} columns"
                     )
+                if any("\0" in cell for cell in cells):  # the format check saw only the file's head
+                    raise ParseError(f"{where}: contains a NUL byte, so it is not text")
                 record = dict(zip(header, cells, strict=True))
                 if coercer is not None:
                     coercer.validate(record, where)

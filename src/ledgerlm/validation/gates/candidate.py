@@ -173,6 +173,15 @@ class GateReport:
                 "findings": [f.to_dict() for f in self.findings]}
 
 
+def with_undisguised(found: list[tuple[str, float, str]],
+                     more: list[tuple[str, float, str]]) -> list[tuple[str, float, str]]:
+    """A text's findings, and those of its undisguised text (`code_points.undisguised`) whose code
+    the text as written did not already give."""
+    codes = {code for code, _, _ in found}
+    return found + [(code, score, f"once hidden and look-alike characters are undone, {detail}")
+                    for code, score, detail in more if code not in codes]
+
+
 def decide(findings: Iterable[Finding]) -> str:
     severities = {f.severity for f in findings}
     if "reject" in severities:

@@ -8,7 +8,8 @@ from collections.abc import Container, Sequence
 
 import numpy as np
 
-from ledgerlm.validation.code_points import FOLDING, FOLDS_TO_ASCII, GREEK_CYRILLIC
+from ledgerlm.validation.code_points import DISGUISE, FOLDING, FOLDS_TO_ASCII, GREEK_CYRILLIC, disguised, undisguised
+from ledgerlm.validation.gates.candidate import with_undisguised
 from ledgerlm.validation.gates.text_batch import TextBatch
 from ledgerlm.validation.policy import InjectionRule
 
@@ -107,12 +108,21 @@ def _script(ch: str) -> str | None:
 
 def injection_findings(text: str, answer_text: str, rule: InjectionRule,
                        possible: Container[int | str] | None = None) -> list[tuple[str, float, str]]:
-    """(code, score, detail) for prompt-injection, hidden-unicode and trigger-token signals.
+    """(code, score, detail) for prompt-injection, hidden-unicode and trigger-token signals, in the
+    text as written and in its undisguised text (`code_points.undisguised`).
 
     `possible`: for a text that folds as ASCII, which searches can find anything (pattern indices,
     "answer_instruction", "text_instruction", "trigger"), as `injection_findings_many` works out
     for a whole batch; the others are skipped. By default the text's own words decide.
     """
+    out = _findings(text, answer_text, rule, possible)
+    if not disguised(text):
+        return out
+    return with_undisguised(out, _findings(undisguised(text), undisguised(answer_text), rule))
+
+
+def _findings(text: str, answer_text: str, rule: InjectionRule,
+              possible: Container[int | str] | None = None) -> list[tuple[str, float, str]]:
     out: list[tuple[str, float, str]] = []
     lower = text.lower() if possible is None else ""
     for i, (pattern, code, score, needs) in enumerate(_INJECTION_PATTERNS):
@@ -171,7 +181,25 @@ def _hidden_findings(text: str) -> list[tuple[str, float, str]]:
 
 def injection_findings_many(texts: Sequence[str], answers: Sequence[str], rule: InjectionRule,
                             batch: TextBatch | None = None) -> list[list[tuple[str, float, str]]]:
-    """`injection_findings` of every (text, answer) pair, the same findings.
+    """`injection_findings` of every (text, answer) pair, the same findings: the texts as written,
+    then those holding a character that disguises what they say (`code_points.DISGUISE`) once
+    more, undisguised, as a batch of their own.
+
+    `batch`: the texts already laid end to end, when another gate made them."""
+    raw = batch or TextBatch(texts)
+    out = _findings_many(texts, answers, rule, raw)
+    disguised = np.flatnonzero(raw.holding_beyond_ascii(DISGUISE)).tolist()
+    if disguised:
+        plain = _findings_many([undisguised(texts[i]) for i in disguised], [undisguised(answers[i]) for i in disguised],
+                               rule)
+        for i, more in zip(disguised, plain):
+            out[i] = with_undisguised(out[i], more)
+    return out
+
+
+def _findings_many(texts: Sequence[str], answers: Sequence[str], rule: InjectionRule,
+                   batch: TextBatch | None = None) -> list[list[tuple[str, float, str]]]:
+    """`_findings` of every (text, answer) pair, the same findings.
 
     The literals every search needs (`_MUST_HOLD`, the answer instructions, markers and trigger
     tokens) are looked for in the whole batch in compiled passes; a text runs only the
@@ -218,9 +246,9 @@ def injection_findings_many(texts: Sequence[str], answers: Sequence[str], rule: 
     for text, answer, row, marked, other, hides in zip(texts, answers, table.tolist(), markers.tolist(),
                                                        folds.tolist(), hidden.tolist()):
         if other:
-            out.append(injection_findings(text, answer, rule))
+            out.append(_findings(text, answer, rule))
         elif marked or True in row:
-            out.append(injection_findings(text, answer, rule, {n for n, ok in zip(names, row) if ok}))
+            out.append(_findings(text, answer, rule, {n for n, ok in zip(names, row) if ok}))
         else:
             out.append(_hidden_findings(text) if hides else [])
     return out

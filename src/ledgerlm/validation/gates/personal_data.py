@@ -9,8 +9,9 @@ from collections.abc import Collection, Container, Sequence
 
 import numpy as np
 
-from ledgerlm.validation.code_points import DIGIT, FOLDS_TO_ASCII
+from ledgerlm.validation.code_points import DIGIT, DISGUISE, FOLDS_TO_ASCII, disguised, undisguised
 from ledgerlm.validation.compiled import compiled
+from ledgerlm.validation.gates.candidate import with_undisguised
 from ledgerlm.validation.gates.text_batch import TextBatch
 
 
@@ -102,11 +103,18 @@ _SECRET_WORDS = ("key", "secret", "token", "passw")
 
 def personal_data_findings(text: str, kinds: Collection[str],
                            possible: Container[str] | None = None) -> list[tuple[str, float, str]]:
-    """(kind, score, masked detail) for each personal datum or secret; never echoes it in full.
+    """(kind, score, masked detail) for each personal datum or secret, in the text as written and in
+    its undisguised text (`code_points.undisguised`: a card number in full-width or Arabic-Indic
+    digits, an address split by a zero-width joiner); never echoes one in full.
 
     `possible`: for an ASCII text, which searches can find anything (`_SEARCHES`), as
     `personal_data_findings_many` works out for a whole batch; the others are skipped.
     """
+    out = _findings(text, kinds, possible)
+    return with_undisguised(out, _findings(undisguised(text), kinds)) if disguised(text) else out
+
+
+def _findings(text: str, kinds: Collection[str], possible: Container[str] | None = None) -> list[tuple[str, float, str]]:
     def may(search: str) -> bool:
         return possible is None or search in possible
 
@@ -185,7 +193,23 @@ _SEARCHES = ("token", "secret", "hex", "card", "iban", "ssn", "phone_intl", "pho
 
 def personal_data_findings_many(texts: Sequence[str], kinds: Collection[str],
                                 batch: TextBatch | None = None) -> list[list[tuple[str, float, str]]]:
-    """`personal_data_findings` of every text, the same findings.
+    """`personal_data_findings` of every text, the same findings: the texts as written, then those
+    holding a character that disguises what they say (`code_points.DISGUISE`) once more,
+    undisguised, as a batch of their own.
+
+    `batch`: the texts already laid end to end, when another gate made them."""
+    raw = batch or TextBatch(texts)
+    out = _findings_many(texts, kinds, raw)
+    hiding = np.flatnonzero(raw.holding_beyond_ascii(DISGUISE)).tolist()
+    if hiding:
+        for i, more in zip(hiding, _findings_many([undisguised(texts[i]) for i in hiding], kinds)):
+            out[i] = with_undisguised(out[i], more)
+    return out
+
+
+def _findings_many(texts: Sequence[str], kinds: Collection[str],
+                   batch: TextBatch | None = None) -> list[list[tuple[str, float, str]]]:
+    """`_findings` of every text, the same findings.
 
     Compiled passes over the batch find the literals and number shapes each pattern needs
     (a card's 13 digits in one run, 64 hex digits, an IBAN's two capitals and two digits, an
@@ -219,9 +243,9 @@ def personal_data_findings_many(texts: Sequence[str], kinds: Collection[str],
         if other:
             lower = text.lower()
             suspect = literal_found or any(w in lower for w in _TOKEN_WORDS + _SECRET_WORDS) or digits[len(out)] >= 8
-            out.append(personal_data_findings(text, kinds) if suspect else [])
+            out.append(_findings(text, kinds) if suspect else [])
         elif literal_found or True in row:
-            out.append(personal_data_findings(text, kinds, {n for n, ok in zip(_SEARCHES, row) if ok}))
+            out.append(_findings(text, kinds, {n for n, ok in zip(_SEARCHES, row) if ok}))
         else:
             out.append([])
     return out
