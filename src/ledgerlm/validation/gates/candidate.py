@@ -173,6 +173,10 @@ class GateReport:
                 "findings": [f.to_dict() for f in self.findings]}
 
 
+# up to this many texts are searched one by one; more go through a batch's compiled passes
+FEW = 64
+
+
 def with_undisguised(found: list[tuple[str, float, str]],
                      more: list[tuple[str, float, str]]) -> list[tuple[str, float, str]]:
     """A text's findings, and those of its undisguised text (`code_points.undisguised`) whose code

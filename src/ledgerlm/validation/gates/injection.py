@@ -9,7 +9,7 @@ from collections.abc import Container, Sequence
 import numpy as np
 
 from ledgerlm.validation.code_points import DISGUISE, FOLDING, FOLDS_TO_ASCII, GREEK_CYRILLIC, disguised, undisguised
-from ledgerlm.validation.gates.candidate import with_undisguised
+from ledgerlm.validation.gates.candidate import FEW, with_undisguised
 from ledgerlm.validation.gates.text_batch import TextBatch
 from ledgerlm.validation.policy import InjectionRule
 
@@ -190,8 +190,10 @@ def injection_findings_many(texts: Sequence[str], answers: Sequence[str], rule: 
     out = _findings_many(texts, answers, rule, raw)
     disguised = np.flatnonzero(raw.holding_beyond_ascii(DISGUISE)).tolist()
     if disguised:
-        plain = _findings_many([undisguised(texts[i]) for i in disguised], [undisguised(answers[i]) for i in disguised],
-                               rule)
+        texts_, answers_ = [undisguised(texts[i]) for i in disguised], [undisguised(answers[i]) for i in disguised]
+        # a batch's passes cost more than a few texts' own searches
+        plain = _findings_many(texts_, answers_, rule) if len(disguised) > FEW else \
+            [_findings(t, a, rule) for t, a in zip(texts_, answers_)]
         for i, more in zip(disguised, plain):
             out[i] = with_undisguised(out[i], more)
     return out

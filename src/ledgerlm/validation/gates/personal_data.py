@@ -11,7 +11,7 @@ import numpy as np
 
 from ledgerlm.validation.code_points import DIGIT, DISGUISE, FOLDS_TO_ASCII, disguised, undisguised
 from ledgerlm.validation.compiled import compiled
-from ledgerlm.validation.gates.candidate import with_undisguised
+from ledgerlm.validation.gates.candidate import FEW, with_undisguised
 from ledgerlm.validation.gates.text_batch import TextBatch
 
 
@@ -202,8 +202,11 @@ def personal_data_findings_many(texts: Sequence[str], kinds: Collection[str],
     out = _findings_many(texts, kinds, raw)
     hiding = np.flatnonzero(raw.holding_beyond_ascii(DISGUISE)).tolist()
     if hiding:
-        for i, more in zip(hiding, _findings_many([undisguised(texts[i]) for i in hiding], kinds)):
-            out[i] = with_undisguised(out[i], more)
+        plain = [undisguised(texts[i]) for i in hiding]
+        # a batch's passes cost more than a few texts' own searches
+        more = _findings_many(plain, kinds) if len(plain) > FEW else [_findings(t, kinds) for t in plain]
+        for i, found in zip(hiding, more):
+            out[i] = with_undisguised(out[i], found)
     return out
 
 
