@@ -49,12 +49,14 @@ class NodeClient:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _request(self, method: str, path: str, **kwargs) -> Any:
-        if self.reader is not None and method == "GET" and path != "/node/info":
+    def _request(self, method: str, path: str, *, reader: LocalAccount | None = None, **kwargs) -> Any:
+        """`reader` signs this request's read instead of the client's own (`self.reader`)."""
+        reader = reader or self.reader
+        if reader is not None and method == "GET" and path != "/node/info":
             from ledgerlm.identity import READ_HEADER, sign_read_request
 
             headers = dict(kwargs.pop("headers", None) or {})
-            headers[READ_HEADER] = sign_read_request(self.reader, self.domain)
+            headers[READ_HEADER] = sign_read_request(reader, self.domain)
             kwargs["headers"] = headers
         try:
             response = self.http.request(method, path, **kwargs)
@@ -376,8 +378,9 @@ class FactoryActions:
     def models(self) -> list[dict]:
         return self.node._request("GET", "/models")
 
-    def model(self, model_id: str, *, verify: bool = True) -> dict:
-        return self.node._request("GET", f"/models/{model_id}", params={"verify": verify})
+    def model(self, model_id: str, *, verify: bool = True, reader: LocalAccount | None = None) -> dict:
+        """A model; one of a private Datanet, unpublished, only for a `reader` (or the client's) allowed to read it."""
+        return self.node._request("GET", f"/models/{model_id}", params={"verify": verify}, reader=reader)
 
     def train(self, account: LocalAccount, request: dict, *, pay: int | None = None) -> dict:
         """Queue a training job; `pay` (base units) signs a PayAccess of at most that much for a priced private
@@ -413,7 +416,7 @@ class FactoryActions:
         from ledgerlm.factory.jobs import DEFAULT_FEE_POLICY
 
         policy = policy or DEFAULT_FEE_POLICY
-        model = self.model(model_id, verify=False)
+        model = self.model(model_id, verify=False, reader=account)  # its developer may read its Datanet
         action = self.node._sign(account, "PublishModel", {
             "modelId": model_id, "adapterHash": "0x" + model["card"]["adapter_sha256"],
             "nodeBps": policy["node_bps"], "developerBps": policy["developer_bps"],

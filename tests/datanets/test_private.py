@@ -130,7 +130,7 @@ def test_public_datanets_stay_open(client, qa, bob, tmp_path):
     assert [d.name for d in client.datanets()] == ["qa"]
 
 
-def test_a_model_of_a_private_datanet_quotes_its_records_only_to_members(client, http, secret, alice, carol, tmp_path):
+def test_a_model_of_a_private_datanet_is_private_until_published_and_quotes_records_only_to_members(client, http, secret, alice, carol, tmp_path):
     pytest.importorskip("torch")
     from ledgerlm.factory import tiny_random_model
 
@@ -143,6 +143,13 @@ def test_a_model_of_a_private_datanet_quotes_its_records_only_to_members(client,
     stranger = {READ_HEADER: sign_read_request(carol, domain)}
     shown = http.get("/models/vault", headers=member).json()
     assert shown["metrics"]["trained_sample"]["samples"] and "secret 0" in str(shown)
+    # unpublished, the model is as private as its Datanet
+    for headers in ({}, stranger):
+        assert http.get("/models", headers=headers).json() == []
+        refused = http.get("/models/vault", headers=headers)
+        assert refused.status_code in (401, 403) and "secret" not in refused.text
+        assert http.get("/web/models/vault", headers=headers).status_code in (401, 403)
+    client.factory.publish(alice, "vault")
     for headers in ({}, stranger):
         for body in (http.get("/models/vault", headers=headers).json(), http.get("/models", headers=headers).json()[0],
                      http.get("/web/models/vault", headers=headers).text):

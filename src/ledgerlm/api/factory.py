@@ -73,18 +73,23 @@ def register_base(body: RegisterBase, node: Node = Depends(get_node)) -> dict:
 def _with_fees(node: Node, records: list, grant: ReadGrant | None = None) -> list[dict]:
     """Records as listed: `fee_policy` is the split pricing calls now, `fee_policy_announced` a later one.
 
-    A model of a private Datanet is listed to anyone (it is served and published), but the samples
-    of its evaluation reports quote records, so only its owner and members see them."""
+    A model of a private Datanet stays private until its developer publishes it; published, it is
+    listed to anyone, but the samples of its evaluation reports quote records, so only the Datanet's
+    owner and members see them."""
     fees = node.fee_policies(records)
     shown = [r if node.datanets.may_read(r.datanet, reader_of(grant, r.datanet)) else r.without_record_texts()
              for r in records]
     return [{**r.model_dump(), **fees[r.id]} for r in shown]
 
 
+def _listed(node: Node, record, grant: ReadGrant | None) -> bool:
+    return bool(record.chain_tx) or node.datanets.may_read(record.datanet, reader_of(grant, record.datanet))
+
+
 @router.get("/models")
 def fine_tuned(node: Node = Depends(get_node), grant: ReadGrant | None = Depends(read_grant)) -> list[dict]:
     """Fine-tuned models, each with the fee split in force and any change announced for a later epoch."""
-    return _with_fees(node, node.factory.list(), grant)
+    return _with_fees(node, [r for r in node.factory.list() if _listed(node, r, grant)], grant)
 
 
 @router.get("/models/{model_id}")
@@ -92,7 +97,10 @@ def show_model(model_id: str, verify: bool = True, node: Node = Depends(get_node
                grant: ReadGrant | None = Depends(read_grant)) -> dict:
     """A fine-tuned model's lineage, metrics, fee split in force (and announced), and (with verify) whether
     its files still match."""
-    return _with_fees(node, [node.factory.model(model_id, verify=verify)], grant)[0]
+    record = node.factory.model(model_id, verify=verify)
+    if not _listed(node, record, grant):
+        node.datanets.require_reader(record.datanet, reader_of(grant, record.datanet))
+    return _with_fees(node, [record], grant)[0]
 
 
 @router.post("/models/{model_id}/publish")
@@ -147,7 +155,7 @@ def jobs(node: Node = Depends(get_node), grant: ReadGrant | None = Depends(read_
 
 def _readable_job(node: Node, job_id: int, grant: ReadGrant | None):
     found = node.factory.job(job_id)
-    node.datanets.require_access(found.datanet, reader_of(grant, found.datanet), named=False)
+    node.datanets.require_reader(found.datanet, reader_of(grant, found.datanet))
     return found
 
 

@@ -53,9 +53,18 @@ class Access:
         )
 
     def may_read(self, name: str, address: str | None) -> bool:
-        """Whether `address` (None: an unsigned reader) may read the Datanet; the check without an error."""
+        """Whether `address` (None: an unsigned reader) may read the Datanet; the check without an error.
+
+        A name no Datanet has (any more: a job or model may outlive the rows it came from) holds
+        nothing to keep private."""
         with self.db.connect() as conn:
-            return self._may_use(conn, self._row(conn, name), address)
+            row = conn.execute(select(datanets).where(datanets.c.name == name)).mappings().first()
+            return row is None or self._may_use(conn, row, address)
+
+    def require_reader(self, name: str, address: str | None) -> None:
+        """Refuse, without naming the Datanet, one who asked by id for something of a Datanet they may not read."""
+        if not self.may_read(name, address):
+            self.require_access(name, address, named=False)
 
     def require_access(self, name: str, address: str | None, what: str = "read", *, named: bool = True) -> None:
         """The check the API and the other rooms use before handing out a Datanet's data (`named`: `_require`)."""

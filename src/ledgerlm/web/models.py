@@ -29,7 +29,10 @@ def model_list(request: Request):
     node = request.app.state.node
     versions = [(d.name, v.number) for d in node.datanets.list(None) for v in d.versions]
     jobs = [j for j in reversed(node.factory.jobs()) if node.datanets.may_read(j.datanet, page_reader(request, j.datanet))]
-    return page(request, "models.html", models=node.factory.list(), jobs=jobs,
+    # a model of a private Datanet stays private until it is published
+    models = [m for m in node.factory.list()
+              if m.chain_tx or node.datanets.may_read(m.datanet, page_reader(request, m.datanet))]
+    return page(request, "models.html", models=models, jobs=jobs,
                 bases=list_models(node.home.models), versions=versions)
 
 
@@ -37,6 +40,8 @@ def model_list(request: Request):
 def model_detail(request: Request, model_id: str):
     node = request.app.state.node
     record = node.factory.model(model_id, verify=True)
+    if not record.chain_tx:  # a model of a private Datanet stays private until it is published
+        node.datanets.require_reader(record.datanet, page_reader(request, record.datanet))
     version = node.datanets.version(record.datanet, record.version)
     try:  # a private Datanet's contributions are listed only to its owner and members
         node.datanets.require_access(record.datanet, page_reader(request, record.datanet))
@@ -54,7 +59,7 @@ def model_detail(request: Request, model_id: str):
 def job_detail(request: Request, job_id: int):
     node = request.app.state.node
     job = node.factory.job(job_id)
-    node.datanets.require_access(job.datanet, page_reader(request, job.datanet), named=False)
+    node.datanets.require_reader(job.datanet, page_reader(request, job.datanet))
     history = []
     if job.state == "done":
         try:
