@@ -722,3 +722,11 @@ def test_a_nul_byte_past_the_head_of_a_csv_is_refused_with_its_row(tmp_path):
     rows = "".join(f"question number {i}?,answer {i}\n" for i in range(400))
     path.write_bytes(("question,answer\n" + rows).encode() + b"nul\x00here?,x\n")
     assert parse_error(records, path, "csv") == "late.csv row 401 (line 402): contains a NUL byte, so it is not text"
+
+
+def test_a_csv_cell_past_the_cell_limit_is_named_as_such(tmp_path):
+    path = tmp_path / "wide.csv"
+    path.write_bytes(b"question,answer\nq," + b"a" * 200_000 + b"\n")
+    assert parse_error(records, path, "csv") == (
+        "wide.csv line 2: a cell holds more than the CSV cell limit of 131072 characters; send such records as"
+        " JSON Lines")

@@ -286,6 +286,9 @@ def _iter_csv(path: Path, name: str, validator) -> Iterator[ParsedRecord]:
         except UnicodeDecodeError:
             raise ParseError(_locate_bad_utf8(path, name)) from None
         except csv.Error as exc:
+            if "field larger than field limit" in str(exc):
+                raise ParseError(f"{name} line {reader.line_num}: a cell holds more than the CSV cell limit of"
+                                 f" {csv.field_size_limit()} characters; send such records as JSON Lines") from None
             raise ParseError(f"{name} line {reader.line_num}: malformed CSV: {exc}") from None
     if rowno == 0:
         raise ParseError(f"{name}: no records (only a header row)")
