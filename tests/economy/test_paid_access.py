@@ -85,11 +85,13 @@ def test_a_job_that_did_not_pay_is_refused_and_a_paid_one_credits_the_holders(cl
     assert job["licence"]["amount"] == str(PRICE) and job["licence"]["epoch"] == 1
     done = node.factory.wait(job["id"], timeout=300)
     assert done.state == "done", done.error
-    model = client.factory.model("vault-tiny")
+    model = client.factory.model("vault-tiny", reader=carol)  # unpublished, it is as private as its Datanet
     lineage = json.loads((Path(model["path"]) / "lineage.json").read_text())
     assert lineage["licence"]["tx"] == job["licence"]["tx"] and model["card"]["licence"]["amount"] == str(PRICE)
     assert model["lineage_ok"]
-    # The model's page is open to anyone; the private Datanet's contributions and contributors are not on it.
+    assert client.http.get("/web/models/vault-tiny").status_code == 401
+    # Published, the model's page is open to anyone; the private Datanet's contributions and contributors are not on it.
+    client.factory.publish(carol, "vault-tiny")
     page = client.http.get("/web/models/vault-tiny")
     assert page.status_code == 200 and "Not listed" in page.text
     assert bob.address not in page.text and "/web/contributions/" not in page.text
