@@ -273,3 +273,15 @@ def test_a_private_datanet_is_scored_only_by_members_and_its_data_needs_their_si
         assert f"/web/validation/rounds/{round_id}\"" in http.get("/web/validation").text
     finally:
         http.cookies.clear()
+
+
+def test_a_round_refused_for_want_of_staked_validators_changes_nothing(client, alice, bob, tmp_path):
+    client.chain.faucet(bob.address, eth_wei=UNIT, tokens=10 * UNIT)
+    client.chain.stake(bob, "contributor_bond", 10 * UNIT)
+    client.create_datanet(DatanetSpec(name="ferries", schema=QA_SCHEMA), alice)
+    client.contribute("ferries", [write_jsonl(tmp_path / "f.jsonl", CLEAN + [JUNK, PII])], bob)
+    with pytest.raises(LedgerError, match="no validator has stake") as refused:
+        client.validation.open_round(alice, "ferries")
+    assert refused.value.status == 409
+    # the gates did not run: every contribution still waits, junk and personal data included
+    assert [c.state for c in client.contributions("ferries")] == ["pending"] * (len(CLEAN) + 2)

@@ -243,7 +243,6 @@ class ValidationRounds:
             row = self._datanet(conn, name)
         if row["owner"] != owner:
             raise AuthError(f"only the owner of {name!r} may open a validator round", field="owner", status=403)
-        gated = self.run_gates(name)
         stakes = {a: s for a, s in self.validator_stakes().items() if s > 0}
         if row["visibility"] == "private":
             # Validators read what they score: a private Datanet is scored only by its owner and members.
@@ -258,6 +257,8 @@ class ValidationRounds:
         if not stakes:
             raise ValidationError("no validator has stake: stake as a validator first (`ledgerlm stake`)",
                                   field="validators", status=409)
+        # only a round that can open runs the gates: a refused one changes nothing
+        gated = self.run_gates(name)
         now = self.now()
         s = self.settings
         with self.db.begin() as conn:
