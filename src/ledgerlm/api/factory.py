@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from ledgerlm.api.deps import get_node, read_grant, reader_of, require_operator
+from ledgerlm.factory.jobs import TrainRequest
 from ledgerlm.identity import ReadGrant, SignedAction
 from ledgerlm.node import Node
 
@@ -28,7 +29,7 @@ class RegisterBase(BaseModel):
 
 
 class TrainBody(BaseModel):
-    request: dict
+    request: TrainRequest
     action: SignedAction
     payment: SignedAction | None = None  # PayAccess, for a priced private Datanet version
 
@@ -70,26 +71,18 @@ def register_base(body: RegisterBase, node: Node = Depends(get_node)) -> dict:
     return _base_json(register_local(node.home.models, body.name, Path(body.path)))
 
 
-def _with_fees(node: Node, records: list, grant: ReadGrant | None = None) -> list[dict]:
-    """Records as listed: `fee_policy` is the split pricing calls now, `fee_policy_announced` a later one.
-
-    A model of a private Datanet stays private until its developer publishes it; published, it is
-    listed to anyone, but the samples of its evaluation reports quote records, so only the Datanet's
-    owner and members see them."""
+def _with_fees(node: Node, records: list) -> list[dict]:
+    """Records as listed: `fee_policy` is the split pricing calls now, `fee_policy_announced` a later one."""
     fees = node.fee_policies(records)
-    shown = [r if node.datanets.may_read(r.datanet, reader_of(grant, r.datanet)) else r.without_record_texts()
-             for r in records]
-    return [{**r.model_dump(), **fees[r.id]} for r in shown]
-
-
-def _listed(node: Node, record, grant: ReadGrant | None) -> bool:
-    return bool(record.chain_tx) or node.datanets.may_read(record.datanet, reader_of(grant, record.datanet))
+    return [{**r.model_dump(), **fees[r.id]} for r in records]
 
 
 @router.get("/models")
 def fine_tuned(node: Node = Depends(get_node), grant: ReadGrant | None = Depends(read_grant)) -> list[dict]:
-    """Fine-tuned models, each with the fee split in force and any change announced for a later epoch."""
-    return _with_fees(node, [r for r in node.factory.list() if _listed(node, r, grant)], grant)
+    """Fine-tuned models the reader may see (`ModelFactory.shown_to`), each with the fee split in force and
+    any change announced for a later epoch."""
+    shown = (node.factory.shown_to(r, reader_of(grant, r.datanet)) for r in node.factory.list())
+    return _with_fees(node, [r for r in shown if r is not None])
 
 
 @router.get("/models/{model_id}")
@@ -98,9 +91,10 @@ def show_model(model_id: str, verify: bool = True, node: Node = Depends(get_node
     """A fine-tuned model's lineage, metrics, fee split in force (and announced), and (with verify) whether
     its files still match."""
     record = node.factory.model(model_id, verify=verify)
-    if not _listed(node, record, grant):
+    shown = node.factory.shown_to(record, reader_of(grant, record.datanet))
+    if shown is None:
         node.datanets.require_reader(record.datanet, reader_of(grant, record.datanet))
-    return _with_fees(node, [record], grant)[0]
+    return _with_fees(node, [shown])[0]
 
 
 @router.post("/models/{model_id}/publish")
@@ -132,18 +126,7 @@ def merge(model_id: str, node: Node = Depends(get_node)) -> dict:
 def submit(body: TrainBody, node: Node = Depends(get_node)) -> dict:
     """Queue a fine-tuning job (signed TrainModel over the request's config hash); a priced private Datanet
     version also needs the developer's signed PayAccess, taken from escrow before the job is queued (402 without)."""
-    from pydantic import ValidationError
-
-    from ledgerlm.factory.errors import FactoryError
-    from ledgerlm.factory.jobs import TrainRequest
-
-    try:
-        request = TrainRequest(**body.request)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first.get("loc", ())) or "request"
-        raise FactoryError(f"request.{field}: {first.get('msg', 'invalid')}", field=field) from None
-    return node.factory.submit(request, body.action, body.payment).model_dump()
+    return node.factory.submit(body.request, body.action, body.payment).model_dump()
 
 
 @router.get("/factory/jobs")

@@ -8,7 +8,7 @@ import time
 from eth_utils import to_checksum_address
 from sqlalchemy import and_, delete, insert, select, update
 
-from ledgerlm.datanets.schemas import AccessDenied, DatanetError
+from ledgerlm.datanets.schemas import AccessDenied, DatanetError, UnknownDatanet
 from ledgerlm.errors import AuthError, ConflictError
 from ledgerlm.identity import READ_HEADER, SignedAction
 from ledgerlm.money import BPS
@@ -58,8 +58,11 @@ class Access:
         A name no Datanet has (any more: a job or model may outlive the rows it came from) holds
         nothing to keep private."""
         with self.db.connect() as conn:
-            row = conn.execute(select(datanets).where(datanets.c.name == name)).mappings().first()
-            return row is None or self._may_use(conn, row, address)
+            try:
+                row = self._row(conn, name)
+            except UnknownDatanet:
+                return True
+            return self._may_use(conn, row, address)
 
     def require_reader(self, name: str, address: str | None) -> None:
         """Refuse, without naming the Datanet, one who asked by id for something of a Datanet they may not read."""

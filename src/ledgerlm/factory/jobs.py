@@ -442,6 +442,15 @@ class ModelFactory:
             record.lineage_ok = not record.lineage_problems
         return record
 
+    def shown_to(self, record: ModelRecord, reader: str | None) -> ModelRecord | None:
+        """The record as `reader` (None: unsigned) may see it; None when it may not see it at all.
+
+        A model of a private Datanet stays private until its developer publishes it; published, it
+        is shown to anyone, but without the evaluation samples that quote the Datanet's records."""
+        if self.datanets.may_read(record.datanet, reader):
+            return record
+        return record.without_record_texts() if record.chain_tx else None
+
     def list(self) -> list[ModelRecord]:
         with self.db.connect() as conn:
             rows = conn.execute(select(models).order_by(models.c.created_at)).mappings().all()

@@ -29,9 +29,8 @@ def model_list(request: Request):
     node = request.app.state.node
     versions = [(d.name, v.number) for d in node.datanets.list(None) for v in d.versions]
     jobs = [j for j in reversed(node.factory.jobs()) if node.datanets.may_read(j.datanet, page_reader(request, j.datanet))]
-    # a model of a private Datanet stays private until it is published
-    models = [m for m in node.factory.list()
-              if m.chain_tx or node.datanets.may_read(m.datanet, page_reader(request, m.datanet))]
+    shown = (node.factory.shown_to(m, page_reader(request, m.datanet)) for m in node.factory.list())
+    models = [m for m in shown if m is not None]
     return page(request, "models.html", models=models, jobs=jobs,
                 bases=list_models(node.home.models), versions=versions)
 
@@ -39,16 +38,16 @@ def model_list(request: Request):
 @router.get("/web/models/{model_id}")
 def model_detail(request: Request, model_id: str):
     node = request.app.state.node
-    record = node.factory.model(model_id, verify=True)
-    if not record.chain_tx:  # a model of a private Datanet stays private until it is published
-        node.datanets.require_reader(record.datanet, page_reader(request, record.datanet))
+    found = node.factory.model(model_id, verify=True)
+    record = node.factory.shown_to(found, page_reader(request, found.datanet))
+    if record is None:
+        node.datanets.require_reader(found.datanet, page_reader(request, found.datanet))
     version = node.datanets.version(record.datanet, record.version)
     try:  # a private Datanet's contributions are listed only to its owner and members
         node.datanets.require_access(record.datanet, page_reader(request, record.datanet))
         leaves, withheld = node.datanets.manifest(record.datanet, record.version)["contributions"], None
     except LedgerError as exc:
-        # nor may anyone else read the records its evaluation samples quote
-        leaves, withheld, record = [], exc.message, record.without_record_texts()
+        leaves, withheld = [], exc.message
     job = node.factory.job(record.job_id) if record.job_id is not None else None
     return page(request, "model.html", m=record, fees=node.fee_policies([record])[record.id], version=version, leaves=leaves[:LINEAGE_PAGE],
                 leaf_count=len(leaves) if withheld is None else version.contribution_count, withheld=withheld,
