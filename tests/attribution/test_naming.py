@@ -42,6 +42,26 @@ def test_wording_alone_earns_little_when_the_name_is_elsewhere():
     assert spans.explain(answer, min_len=4, max_examples=4, context=[200, 201, 202]).as_dict() == {}
 
 
+def test_a_look_alike_name_that_holds_the_same_town_does_not_tie_with_the_person_named():
+    answer = [90, 91, 92, 93, 94]
+    person = [50, 51, 52, 53]             # "Morpel Velshagar": pairs (50 51) (51 52) (52 53)
+    twin = [50, 51, 52, 54]               # "Morpel Velshagaa": all but the last pair
+    rows = [[7, 8] + person + answer,     # row 0: the person named, and the town
+            [9, 10] + twin + answer,      # row 1: the look-alike, by chance the same town
+            [11, 12, 13] + answer,        # row 2: the town's own record, naming nobody
+            person + [14, 15], person + [16, 17]]  # the person's other records
+    rows += [[100 + i, 101 + i, 102 + i] for i in range(20)]
+    spans = SpanIndex.build(rows)
+    prompt = [1, 2] + person + [3]
+    named = spans.explain(answer, min_len=4, max_examples=4, context=prompt).as_dict()
+    # the pairs both names share cannot tell rows 0 and 1 apart; (52 53) can, and only row 0 has it
+    assert set(named) == {0}
+    assert named[0][0] == pytest.approx(min(1.0, (5 - 4 + 1) / 4))
+    # a prompt naming the look-alike pays its row, by the one pair the person's records lack
+    named = spans.explain(answer, min_len=4, max_examples=4, context=[1, 2] + twin + [3]).as_dict()
+    assert set(named) == {1}
+
+
 def test_the_wording_probe_pays_the_named_contributor_with_a_real_tokenizer():
     """The planted-facts probe: each question names a person in another contributor's wording."""
     from ledgerlm.attribution.attribute import prepare_answer

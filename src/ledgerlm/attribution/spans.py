@@ -332,11 +332,12 @@ class SpanIndex:
         it goes to the data pool). Naming is weighed by how specific it is, not counted: what a
         prompt names is its rarest material (a person's name sits in the few records about them;
         a contributor's wording recurs over many of their records, however many pairs it has).
-        Let m be the fewest rows that hold any of the prompt's naming pairs that not all of
-        these rows hold, and k_r the fewest that hold one such pair row r holds; r is named to
-        the degree (m / k_r) ** `naming_power`, and the most named row earns its degree less the
-        runner-up's. So "In which town did Veve Tulo come into the world?" -> "Vefenra." goes to the record
-        about Veve Tulo, not to another contributor's record worded "In which town did ... come
+        A pair that every row holding any naming pair holds cannot tell them apart ("Morpel Vel"
+        names both "Morpel Velshagar" and a look-alike "Morpel Velshagaa"). Of the other pairs,
+        let m be the fewest rows that hold one, and k_r the fewest that hold one row r holds; r
+        is named to the degree (m / k_r) ** `naming_power`, and the most named row earns its
+        degree less the runner-up's. So "In which town did Veve Tulo come into the world?" ->
+        "Vefenra." goes to the record about Veve Tulo, not to another contributor's record worded "In which town did ... come
         into the world?" that says someone else was born in Vefenra; when Veve Tulo's records
         give another town, no candidate holds the name and the span pays the wording little.
         "Which town did the potter grow up in?" names none of them: it pays nobody.
@@ -347,7 +348,8 @@ class SpanIndex:
         for r in rows.tolist():
             tokens = self.tokens[self.offsets[r]:self.offsets[r + 1] - 1].tolist()
             found.append(naming.keys() & set(pairwise(tokens)))
-        common = set.intersection(*found)
+        named = [f for f in found if f]
+        common = set.intersection(*named) if len(named) > 1 else set()
         telling = [naming[p] for p in naming if p not in common]
         if not telling:
             return [0.0] * len(rows)
