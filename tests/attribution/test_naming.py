@@ -62,6 +62,33 @@ def test_a_look_alike_name_that_holds_the_same_town_does_not_tie_with_the_person
     assert set(named) == {1}
 
 
+def test_a_prompt_naming_a_person_by_their_other_records_pays_that_persons_record():
+    answer = [90, 91, 92, 93, 94]         # the town
+    potter, lynx = [30, 31], [40, 41]     # what the prompt asks the person by
+    rows = [[50, 51, 52, 7] + answer,     # row 0: person A's birthplace
+            [50, 51, 52, 8] + potter,     # row 1: A works as a potter
+            [9, 50, 51, 52] + lynx,       # row 2: A keeps a lynx
+            [11, 12, 13] + answer,        # row 3: the town's own record, naming nobody
+            [60, 61, 62, 8] + potter,     # row 4: B is a potter too, born elsewhere
+            [70, 71, 72, 7, 80, 81, 82, 83, 84]]  # row 5: C's birthplace, another town
+    rows += [[100 + i, 101 + i, 102 + i] for i in range(20)]
+    spans = SpanIndex.build(rows)
+    prompt = [1, 2] + potter + [3] + lynx + [4]
+    named = spans.explain(answer, min_len=4, max_examples=4, context=prompt).as_dict()
+    # the prompt names neither row holding the town; A's name links row 0 to rows holding both
+    # potter and lynx, the town links row 3 to nobody the prompt names
+    assert set(named) == {0}
+    # a prompt asking by a trait nobody with that town has names nobody
+    assert spans.explain(answer, min_len=4, max_examples=4,
+                         context=[1, 2, 60, 61, 62, 3]).as_dict() == {}
+    # asked by the potter alone, A and B are both potters, but only A's birthplace holds the town
+    named = spans.explain(answer, min_len=4, max_examples=4, context=[1, 2] + potter + [3]).as_dict()
+    assert set(named) == {0}
+    # a trade and an animal the tokenizer keeps whole (one token each) name as well as pairs do
+    named = spans.explain(answer, min_len=4, max_examples=4, context=[1, 2, 31, 3, 41, 4]).as_dict()
+    assert set(named) == {0}
+
+
 def test_the_wording_probe_pays_the_named_contributor_with_a_real_tokenizer():
     """The planted-facts probe: each question names a person in another contributor's wording."""
     from ledgerlm.attribution.attribute import prepare_answer

@@ -69,9 +69,11 @@ _QUANTUM = 10**6  # evidence units per 1.0 when evidence becomes integers for th
 
 # The rule every receipt names, so a recomputation knows which one it checks: 1 split a span several
 # records share by how alike they are worded; 2 gives it to the record the prompt names (spans.py);
-# 3 also pays a span found in more records than a rare one when the prompt names one of them.
+# 3 also pays a span found in more records than a rare one when the prompt names one of them;
+# 4 tells look-alike names apart by the pairs only one of them holds, and lets a prompt name a
+# record through the records it shares a rare pair with (a person asked for by their trade).
 # A receipt that names none predates the numbering (rule 1 or earlier).
-RULE = 3
+RULE = 4
 
 
 @dataclass(frozen=True)

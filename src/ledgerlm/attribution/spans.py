@@ -213,7 +213,7 @@ class SpanIndex:
             if start not in shares_cache:
                 if naming is None and len(rows) > 1:
                     naming = self._naming_pairs(context, max_examples)
-                shares_cache[start] = self._shares(rows, naming or {})
+                shares_cache[start] = self._shares(rows, naming or {}, max_examples)
             if common and not any(share > 0 for share in shares_cache[start]):
                 continue
             strength = min(1.0, (length - min_len + 1) / max(1, min_len))
@@ -304,9 +304,10 @@ class SpanIndex:
         return int(self.char_lengths[ids[known]].sum())
 
     def _naming_pairs(self, context: list[int] | None, max_examples: int) -> dict:
-        """The prompt's token pairs that can name a row, each with the number of rows holding it.
+        """The prompt's tokens and token pairs that can name a row, each with the rows holding it.
 
-        A pair found in more than a fifth of the rows (and more than twice `max_examples`) is the
+        A pair here is two adjacent tokens or one token alone (`_units`). A pair found in more
+        than a fifth of the rows (and more than twice `max_examples`) is the
         Datanet's template ("Which", the chat markers), not a name; a pair no row holds names
         nothing, nor does one of under `naming_min_chars` visible characters. How many rows hold
         the others says how specific each is (`_shares`).
@@ -315,7 +316,7 @@ class SpanIndex:
             return {}
         cut = max(2 * max_examples, self.n_rows // 5)
         found = {}
-        for pair in sorted(set(pairwise(context))):
+        for pair in sorted(_units(context)):
             if self._chars(list(pair)) < self.naming_min_chars:
                 continue
             lo, hi = 0, len(self.suffix_array)
@@ -325,7 +326,7 @@ class SpanIndex:
                 found[pair] = len(self.rows_of(lo, hi))
         return found
 
-    def _shares(self, rows: np.ndarray, naming: dict) -> list[float]:
+    def _shares(self, rows: np.ndarray, naming: dict, max_examples: int) -> list[float]:
         """How one token's unit of credit splits between the rows that contain its span.
 
         Only as far as the prompt names one of them; the rest is nobody's (the answer's share of
@@ -341,13 +342,17 @@ class SpanIndex:
         into the world?" that says someone else was born in Vefenra; when Veve Tulo's records
         give another town, no candidate holds the name and the span pays the wording little.
         "Which town did the potter grow up in?" names none of them: it pays nobody.
+
+        When the prompt names none of them outright, it may name one through the records it
+        shares a rare pair with (`_named_through`): "Which town did the potter who keeps a
+        lynx grow up in?" names the birthplace record of the one person whose other records say
+        potter and lynx, and the same rule weighs that naming.
         """
         if len(rows) == 1:
             return [1.0]
-        found = []
-        for r in rows.tolist():
-            tokens = self.tokens[self.offsets[r]:self.offsets[r + 1] - 1].tolist()
-            found.append(naming.keys() & set(pairwise(tokens)))
+        found = [naming.keys() & self._units_of(r) for r in rows.tolist()]
+        if not any(found):
+            found = [self._named_through(r, naming, max_examples) for r in rows.tolist()]
         named = [f for f in found if f]
         common = set.intersection(*named) if len(named) > 1 else set()
         telling = [naming[p] for p in naming if p not in common]
@@ -363,6 +368,30 @@ class SpanIndex:
         top = degrees.index(first)
         return [first - second if i == top else 0.0 for i in range(len(degrees))]
 
+    def _units_of(self, row: int) -> set[tuple[int, ...]]:
+        return _units(self.tokens[self.offsets[row]:self.offsets[row + 1] - 1].tolist())
+
+    def _named_through(self, row: int, naming: dict, max_examples: int) -> set[tuple[int, int]]:
+        """The prompt's naming pairs held by the rows that share one of `row`'s rare pairs.
+
+        A rare pair (in at most `max_examples` rows, of `naming_min_chars` visible characters)
+        is what a few records have in common: a person's name, a town's. A birthplace record
+        names its person; the person's other records hold what the prompt asks them by.
+        """
+        linked: set[int] = set()
+        for pair in sorted(self._units_of(row) - naming.keys()):
+            if self._chars(list(pair)) < self.naming_min_chars:
+                continue
+            lo, hi = 0, len(self.suffix_array)
+            for k, token in enumerate(pair):
+                lo, hi = self._narrow(lo, hi, k, token)
+            if 0 < hi - lo <= max_examples * _CROWDED:
+                holders = self.rows_of(lo, hi)
+                if len(holders) <= max_examples:
+                    linked.update(holders.tolist())
+        linked.discard(row)
+        return set().union(*(naming.keys() & self._units_of(r) for r in sorted(linked)))
+
     def arrays(self) -> dict[str, np.ndarray]:
         arrays = {"span_tokens": self.tokens, "span_offsets": self.offsets,
                   "span_suffix_array": self.suffix_array}
@@ -377,6 +406,11 @@ class SpanIndex:
         return cls(np.asarray(arrays["span_tokens"]), np.asarray(arrays["span_offsets"]),
                    np.asarray(arrays["span_suffix_array"]), arrays.get("span_char_lengths"),
                    arrays.get("span_word_tokens"))
+
+
+def _units(tokens: list[int]) -> set[tuple[int, ...]]:
+    """What can name a row: each token pair, and each token alone (a word a tokenizer keeps whole)."""
+    return set(pairwise(tokens)) | {(t,) for t in tokens}
 
 
 def token_char_lengths(tokenizer) -> np.ndarray:
