@@ -141,7 +141,7 @@ BOTH_DATABASES = (
     "tests/datanets/test_review_batch.py::test_one_signature_accepts_a_batch_and_each_contribution_records_it",
     "tests/node/test_validation_rounds.py::test_gates_then_consensus_with_an_outlier",
     "tests/economy/test_epoch_close.py::test_close_settles_paid_receipts_once_and_everyone_claims_exactly_what_they_are_owed",
-    "tests/economy/test_paid_access.py::test_one_signed_cap_bounds_calls_and_paid_access_together",
+    "tests/economy/test_paid_access.py::test_one_standing_cap_bounds_calls_and_paid_access_together",
     "tests/economy/test_faucet.py::test_the_faucet_transfers_from_the_treasury_within_a_per_address_limit",
 )
 TEMPLATE = "ledgerlm_template"

@@ -196,3 +196,42 @@ def test_an_agents_policy_holds_for_paid_access_too(client, private, alice, caro
     client.agents.set_policy(alice, carol.address, policy_message(AgentPolicy(budget=PRICE + 1)))
     assert client.buy_export_licence("vault", 1, carol, 5 * UNIT)["amount"] == str(PRICE)
     assert client.agents.standing(carol.address)["spent"] == str(PRICE)
+
+
+# Several nodes share one database only on PostgreSQL.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_another_nodes_close_waits_for_a_payment_in_flight_then_pays_it(client, private, carol):
+    """Two nodes on one database: a close that another node starts while a payment's chunk is on its way to the
+    chain waits for it, then pays it out; it never plans without a payment that then lands (its root could
+    never be posted: the chain would hold more than it planned)."""
+    import threading
+
+    from ledgerlm.economy import EpochCloser
+    from ledgerlm.economy.access import ACCESS_CHUNK_BASE
+
+    node = private
+    c = node.contracts
+    client.chain.faucet(carol.address, eth_wei=UNIT, tokens=10 * UNIT)
+    client.chain.send(carol, "LedgerToken", "approve", [c.escrow.address, 10 * UNIT])
+    client.chain.send(carol, "PaymentEscrow", "deposit", [10 * UNIT])
+    other = EpochCloser(node.db, c, node.account, node.home.epochs)  # another process: a lock of its own
+    real_settle, seen = c.escrow.settle, {}
+
+    def settle(account, epoch, chunk, debits):
+        if chunk >= ACCESS_CHUNK_BASE and "close" not in seen:  # the payment's chunk, about to be sent
+            seen["close"] = threading.Thread(target=lambda: seen.setdefault("summary", other.close()))
+            seen["close"].start()
+            seen["close"].join(timeout=2.0)
+            seen["waited"] = seen["close"].is_alive()
+        return real_settle(account, epoch, chunk, debits)
+
+    c.escrow.settle = settle
+    try:
+        licence = client.buy_export_licence("vault", 1, carol, 5 * UNIT)
+    finally:
+        c.escrow.settle = real_settle
+    seen["close"].join(timeout=120)
+    assert seen["waited"], "the other node's close ran while the payment was in flight"
+    assert licence["amount"] == str(PRICE) and int(seen["summary"]["total"]) == PRICE
+    files = published_files(node.db, 1, c)
+    assert verify_epoch(*files.values(), c.distributor.epoch(node.economy.chain_epoch(1))) == []

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from eth_utils import to_checksum_address
@@ -24,6 +25,8 @@ from ledgerlm.store import Database
 from ledgerlm.store.actions import record_action
 from ledgerlm.store.schema import access_payments, compute_jobs, receipts
 
+# Held exclusively by an epoch close and shared by payments in flight, across every node on one database.
+CLOSE_LOCK = "epoch-close"
 # Access debits settle in chunks far above any epoch close's own (0, 1, 2, ...), one chunk per payment, so
 # the escrow's once-per-(epoch, chunk) rule also makes each payment land at most once.
 ACCESS_CHUNK_BASE = 2**128
@@ -72,6 +75,14 @@ class AccessPayments:
     # payer, amount -> raises to refuse: the node checks an agent's policy (kill switch, budget) here
     spend_guard: Callable[[str, int], None] | None = None
 
+    @contextmanager
+    def paying(self) -> Iterator[None]:
+        """Hold off every close while a payment is in flight: this node's by the closer's lock, other nodes' on the
+        same database by the close's lock, held shared (payments run side by side; a close waits for them all, and
+        they for it). A close that planned without a payment whose chunk then landed could never post its root."""
+        with self.lock, self.db.shared(CLOSE_LOCK):
+            yield
+
     def pay(self, signed: SignedAction | None, *, payer: str, datanet: str, version: int, purpose: str,
             price: int, model_id: str = "") -> dict:
         """The payer's licence to `purpose` ("train" or "export") one version: the one they already paid for, or
@@ -98,7 +109,7 @@ class AccessPayments:
         if int(m["amount"]) < price:
             raise PaymentRequired(f"{datanet} version {version} costs {price}; the payment signs for only "
                                   f"{m['amount']}", field="amount")
-        with self.lock:
+        with self.paying():
             held = self.licence(payer, datanet, version, purpose)  # a payment that finished while we waited
             if held is not None:
                 return held
@@ -121,7 +132,7 @@ class AccessPayments:
     def debit_locked(self, signed: SignedAction, payer: str, price: int, *, what: str,
                      record: Callable[[Connection, int, int], int], rows: DebitRows) -> tuple[int, int, str]:
         """Debit `price` from `payer`'s escrow into the open epoch at once, within the standing spending cap they
-        gave this node; the caller holds `self.lock`. `record(conn, epoch, action_id)` stores the payment's row (state
+        gave this node; the caller is inside `self.paying()`. `record(conn, epoch, action_id)` stores the payment's row (state
         pending) in the transaction that records the signed action and returns its id; the escrow chunk is
         `rows.chunk_base + id`, so a payment lands at most once. Returns (id, epoch, tx)."""
         escrow = self.contracts.escrow

@@ -14,7 +14,7 @@ from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from ledgerlm.chain import Debit, epoch_id
-from ledgerlm.economy.access import resolve_pending, settled_access
+from ledgerlm.economy.access import CLOSE_LOCK, resolve_pending, settled_access
 from ledgerlm.economy.arrears import carry_forward, charged_arrears, owed_arrears, settle_arrears
 from ledgerlm.economy.compute import expire_unreported, pay_jobs, settled_jobs
 from ledgerlm.economy.epochs import open_epoch
@@ -48,12 +48,12 @@ class EpochCloser:
     def close(self) -> dict:
         """Close the open epoch, or finish one a crash interrupted; returns the epoch's summary."""
         # The cadence thread and an operator's request never close at once, nor do two nodes on one database.
-        with self._lock, self.db.exclusive("epoch-close"):
+        with self._lock, self.db.exclusive(CLOSE_LOCK):
             return self._close(plan=True)
 
     def finish(self) -> dict:
         """Finish a close a crash interrupted, and start none: another node may have finished it meanwhile."""
-        with self._lock, self.db.exclusive("epoch-close"):
+        with self._lock, self.db.exclusive(CLOSE_LOCK):
             return self._close(plan=False)
 
     def _close(self, *, plan: bool) -> dict:

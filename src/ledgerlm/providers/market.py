@@ -153,7 +153,7 @@ class ComputeMarket:
                 state="accepted", action_id=action_id, created_at=int(time.time()),
             )).inserted_primary_key[0]
 
-        with self.payments.lock:
+        with self.payments.paying():
             job_id, _, _ = self.payments.debit_locked(
                 signed, requester, price, what=f"a {kind} job on offer {offer.id}", record=record, rows=_job_rows())
         return self.job(job_id)
@@ -218,7 +218,7 @@ class ComputeMarket:
             check_serving_result(spec, result)
             check = spot_check_serving(base, spec, result, secrets.randbelow(len(spec.prompts)))
         # Under the closer's lock: a close either pays this job by its verdict or refunded it before we got here.
-        with self.payments.lock:
+        with self.payments.paying():
             self._require_open(self.job(job_id))
             with self.db.begin() as conn:
                 action_id = record_action(conn, signed, provider, chain_id=self.domain.chain_id)

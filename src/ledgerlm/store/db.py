@@ -123,6 +123,22 @@ class Database:
                 holder.execute(select(func.pg_advisory_unlock(_lock_key(key))))
                 holder.commit()
 
+    @contextmanager
+    def shared(self, key: str) -> Iterator[None]:
+        """Run alongside others holding `key` shared, never alongside one holding it `exclusive` (a payment in
+        flight and an epoch close). On SQLite the node's own lock already does."""
+        if not self.postgres:
+            yield
+            return
+        with self.engine.connect() as holder:
+            holder.execute(select(func.pg_advisory_lock_shared(_lock_key(key))))
+            holder.commit()
+            try:
+                yield
+            finally:
+                holder.execute(select(func.pg_advisory_unlock_shared(_lock_key(key))))
+                holder.commit()
+
     def close(self) -> None:
         self.engine.dispose()
 
