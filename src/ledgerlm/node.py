@@ -366,7 +366,11 @@ class Node:
 
     def _slash(self, round_id: int, evidence: str, account: str, role: int, amount: int) -> tuple[str, int]:
         """Slash for a validation round or a failed compute spot-check: record its outcome on chain first, then
-        take at most the contract's per-round cap; a (round, account, role) slashed before is not slashed again."""
+        take at most what the contract allows now (its per-round cap, less once the bond's slash window is spent:
+        the rest is forgone, as above the per-round cap); a (round, account, role) slashed before is not slashed
+        again. The stake is held on chain, revocable by the admin key, until the close settles it for validators."""
+        from ledgerlm.chain import ChainError
+
         staking = self.contracts.staking
         if staking.outcome(round_id) is None:
             staking.record_outcome(self.account, round_id, evidence)
@@ -375,11 +379,20 @@ class Node:
                     from_block=self.deployment.block, argument_filters={"roundId": round_id}):
                 if log["args"]["account"] == account and int(log["args"]["role"]) == role:
                     return "0x" + bytes(log["transactionHash"]).hex(), int(log["args"]["amount"])
-        bond = staking.stake_of(account, role) + staking.pending_of(account, role).amount
-        amount = min(amount, bond * staking.slash_cap_bps() // 10_000)
+        amount = min(amount, staking.slashable(account, role))
         if amount <= 0:
             return "", 0
-        return staking.slash(self.account, round_id, account, role, amount).tx_hash, amount
+        try:
+            return staking.slash(self.account, round_id, account, role, amount).tx_hash, amount
+        except ChainError as exc:
+            if exc.error_name not in ("SlashAboveCap", "SlashAboveWindowCap"):
+                raise
+            # Another slash of the bond landed between the read and this one: nothing was taken; the caller keeps
+            # the slash unfinished and `reconcile` retries it within what is left then.
+            raise ChainError(f"the slash of {account} for round {round_id} was refused: {exc.reason}; nothing was "
+                             "taken, and it is retried at the next reconcile", reason=exc.reason,
+                             error_name=exc.error_name, error_args=exc.error_args, field="slash",
+                             status=409) from exc
 
     @cached_property
     def factory(self):

@@ -1,5 +1,6 @@
 """Staking via its typed client: stake leaves only by its owner's cooldown or a capped slash, once per
-recorded validation outcome, into the validators' reward pool."""
+recorded validation outcome and within the bond's slash window, held for the admin to revoke before it
+can join the validators' reward pool."""
 
 from __future__ import annotations
 
@@ -7,9 +8,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from test_contracts_world import BACKENDS, COOLDOWN, TOKEN, World, open_world, reverts, unauthorised
+from test_contracts_world import (
+    BACKENDS,
+    COOLDOWN,
+    PAYOUT_TYPES,
+    TOKEN,
+    World,
+    open_world,
+    reverts,
+    unauthorised,
+)
 
-from ledgerlm.chain import PendingAmount, StakeRole
+from ledgerlm.chain import ChainError, HeldSlash, PendingAmount, SlashState, StakeRole, StandardMerkleTree
 
 ZERO = "0x" + "00" * 20
 EVIDENCE = b"\x0b" * 32
@@ -158,25 +168,30 @@ def recorded_round(world) -> int:
     return round_id
 
 
-def test_a_slash_takes_active_stake_first_then_pending_into_the_reward_pool(world):
+def test_a_slash_takes_active_stake_first_then_pending_into_a_held_slash(world):
     staking, token = world.contracts.staking, world.contracts.token
     staker = world.actor(10 * TOKEN)
     staking.stake(staker, VALIDATOR, 10 * TOKEN)
     staking.request_unstake(staker, VALIDATOR, 9 * TOKEN + TOKEN // 2)
-    pool_before, node_before = staking.reward_pool(), token.balance_of(world.node.address)
-    total_before = staking.total_staked(VALIDATOR)
+    pool_before, held_before = staking.reward_pool(), staking.slashes_held()
+    node_before, total_before = token.balance_of(world.node.address), staking.total_staked(VALIDATOR)
     round_id = recorded_round(world)
+    slash_id = staking.slash_count()
 
     result = staking.slash(world.node, round_id, staker.address, VALIDATOR, TOKEN)
 
+    matures_at = world.chain.w3.eth.get_block(result.block_number)["timestamp"] + staking.slash_dispute_seconds()
     assert staking.stake_of(staker.address, VALIDATOR) == 0
     assert staking.pending_of(staker.address, VALIDATOR).amount == 9 * TOKEN
     assert staking.total_staked(VALIDATOR) == total_before - TOKEN // 2
-    assert staking.reward_pool() == pool_before + TOKEN
+    assert staking.slashes_held() == held_before + TOKEN
+    assert staking.reward_pool() == pool_before  # nothing is spendable before the dispute time has passed
     assert token.balance_of(world.node.address) == node_before  # the slasher gains nothing
+    assert staking.held_slash(slash_id) == HeldSlash(slash_id, staker.address, VALIDATOR, round_id, TOKEN,
+                                                     matures_at, SlashState.HELD)
     assert result.events(staking.contract, "Slashed") == [{
-        "account": staker.address, "role": VALIDATOR, "roundId": round_id, "amount": TOKEN,
-        "fromActive": TOKEN // 2, "fromPending": TOKEN // 2, "evidenceHash": EVIDENCE}]
+        "account": staker.address, "role": VALIDATOR, "roundId": round_id, "slashId": slash_id, "amount": TOKEN,
+        "fromActive": TOKEN // 2, "fromPending": TOKEN // 2, "evidenceHash": EVIDENCE, "maturesAt": matures_at}]
 
 
 def test_a_slash_needs_a_recorded_outcome_and_happens_once_per_round(world):
@@ -241,7 +256,10 @@ def test_the_reward_pool_leaves_only_into_a_distributor_epoch_once(world):
     staking, distributor = world.contracts.staking, world.contracts.distributor
     staker = world.actor(10 * TOKEN)
     staking.stake(staker, VALIDATOR, 10 * TOKEN)
+    slash_id = staking.slash_count()
     staking.slash(world.node, recorded_round(world), staker.address, VALIDATOR, TOKEN)
+    world.chain.advance_time(staking.slash_dispute_seconds())
+    staking.settle_slash(world.node, slash_id)
     pool = staking.reward_pool()
     epoch = world.fresh_epoch()
 
@@ -324,18 +342,170 @@ def test_views_refuse_unknown_roles_and_report_settings(world):
 
     assert staking.cooldown_seconds() == COOLDOWN
     assert staking.slash_cap_bps() == 1_000
+    assert staking.slash_window_seconds() == 24 * 3600  # the cooldown, but never less than a day
+    assert staking.slash_dispute_seconds() == 3 * 24 * 3600
+    with reverts("UnknownSlash", slashId=staking.slash_count()):
+        staking.held_slash(staking.slash_count())
+    with reverts("UnknownRole", role=4):
+        world.chain.call(staking.contract.functions.slashable(staker.address, 4))
     assert world.chain.call(staking.contract.functions.distributor()) == world.contracts.distributor.address
     assert world.chain.call(staking.contract.functions.token()) == world.contracts.token.address
 
 
 @pytest.mark.parametrize("zero", ["token", "distributor", "admin"])
-def test_staking_refuses_zero_addresses_and_a_bad_cap_at_deployment(world, zero):
+def test_staking_refuses_zero_addresses_a_bad_cap_and_a_short_dispute_time_at_deployment(world, zero):
     args = {"token": world.contracts.token.address, "admin": world.admin.address,
             "distributor": world.contracts.distributor.address}
     with reverts("ZeroAddress"):
         world.chain.deploy("Staking", *({**args, zero: ZERO}[k] for k in ("token", "distributor", "admin")),
-                           COOLDOWN, 1000, sender=world.admin)
+                           COOLDOWN, 1000, 3600, sender=world.admin)
     for cap in (0, 10_001):
         with reverts("InvalidSlashCap", slashCapBps=cap):
-            world.chain.deploy("Staking", args["token"], args["distributor"], args["admin"], COOLDOWN, cap,
+            world.chain.deploy("Staking", args["token"], args["distributor"], args["admin"], COOLDOWN, cap, 3600,
                                sender=world.admin)
+    for dispute in (0, 3599):  # a slash the admin has no time to look at could be paid out at once
+        with reverts("InvalidSlashDispute", slashDisputeSeconds=dispute):
+            world.chain.deploy("Staking", args["token"], args["distributor"], args["admin"], COOLDOWN, 1000, dispute,
+                               sender=world.admin)
+
+
+def test_made_up_outcomes_take_at_most_one_cap_per_window_and_nothing_reaches_the_node(world):
+    """A stolen hot key records outcome after outcome and slashes 10% of what is left each time, then tries to pay
+    the pool into its own epoch: the window stops it after the first slash, the staker leaves within a cooldown,
+    and the one slash it made is held where the node cannot spend it."""
+    staking, token = world.contracts.staking, world.contracts.token
+    victim = world.actor(100 * TOKEN)
+    staking.stake(victim, VALIDATOR, 100 * TOKEN)
+    node_before, pool_before = token.balance_of(world.node.address), staking.reward_pool()
+    cap = 100 * TOKEN * staking.slash_cap_bps() // 10_000
+
+    refused = []
+    for _ in range(40):
+        round_id = recorded_round(world)
+        bond = staking.stake_of(victim.address, VALIDATOR) + staking.pending_of(victim.address, VALIDATOR).amount
+        try:
+            staking.slash(world.node, round_id, victim.address, VALIDATOR, bond * staking.slash_cap_bps() // 10_000)
+        except ChainError as exc:
+            refused.append(exc.error_name)
+        if len(refused) == 1:  # the staker sees the slashes and leaves
+            staking.request_unstake(victim, VALIDATOR, staking.stake_of(victim.address, VALIDATOR))
+
+    assert refused == ["SlashAboveWindowCap"] * 39
+    assert staking.slashable(victim.address, VALIDATOR) == 0
+    with reverts("InsufficientRewardPool", pool=pool_before, amount=pool_before + cap):
+        staking.release_rewards(world.node, world.fresh_epoch(), pool_before + cap)
+    world.chain.advance_time(COOLDOWN)
+    staking.withdraw(victim, VALIDATOR)
+    assert token.balance_of(victim.address) == 100 * TOKEN - cap
+    assert token.balance_of(world.node.address) == node_before
+    assert staking.reward_pool() == pool_before
+
+
+def test_a_window_caps_the_sum_of_its_slashes_and_the_next_one_starts_afresh(world):
+    staking = world.contracts.staking
+    staker = world.actor(100 * TOKEN)
+    staking.stake(staker, BOND, 100 * TOKEN)
+    first = staking.slash(world.node, recorded_round(world), staker.address, BOND, 6 * TOKEN)
+    started = world.chain.w3.eth.get_block(first.block_number)["timestamp"]
+    ends_at = started + staking.slash_window_seconds()
+
+    assert staking.slashable(staker.address, BOND) == 4 * TOKEN  # 10 of the 100 the window started with, less 6
+    with reverts("SlashAboveWindowCap", account=staker.address, role=BOND, amount=4 * TOKEN + 1, left=4 * TOKEN,
+                 windowEndsAt=ends_at):
+        staking.slash(world.node, recorded_round(world), staker.address, BOND, 4 * TOKEN + 1)
+    staking.slash(world.node, recorded_round(world), staker.address, BOND, 4 * TOKEN)
+    assert world.chain.call(staking.contract.functions.slashWindow(staker.address, int(BOND))) == [
+        started, 100 * TOKEN, 10 * TOKEN, ends_at]
+    world.chain.advance_time(staking.slash_window_seconds())
+    assert staking.slashable(staker.address, BOND) == 9 * TOKEN  # a new window, over the 90 left
+    staking.slash(world.node, recorded_round(world), staker.address, BOND, 9 * TOKEN)
+    assert staking.stake_of(staker.address, BOND) == 81 * TOKEN
+
+
+def test_the_admin_revokes_a_held_slash_and_the_stake_comes_back(world):
+    staking = world.contracts.staking
+    staker = world.actor(10 * TOKEN)
+    staking.stake(staker, VALIDATOR, 10 * TOKEN)
+    staking.request_unstake(staker, VALIDATOR, 10 * TOKEN)
+    total_before, held_before = staking.total_staked(VALIDATOR), staking.slashes_held()
+    round_id = recorded_round(world)
+    slash_id = staking.slash_count()
+    staking.slash(world.node, round_id, staker.address, VALIDATOR, TOKEN)
+
+    for sender in (world.node, staker):  # the node that slashed cannot undo or redo it, nor can the staker
+        with unauthorised(sender.address, "DEFAULT_ADMIN_ROLE"):
+            staking.revoke_slash(sender, slash_id)
+    result = staking.revoke_slash(world.admin, slash_id)
+
+    assert staking.stake_of(staker.address, VALIDATOR) == TOKEN  # back as active stake
+    assert staking.pending_of(staker.address, VALIDATOR).amount == 9 * TOKEN
+    assert staking.total_staked(VALIDATOR) == total_before + TOKEN
+    assert staking.slashes_held() == held_before
+    assert staking.held_slash(slash_id).state == SlashState.REVOKED
+    assert result.events(staking.contract, "SlashRevoked") == [{
+        "slashId": slash_id, "account": staker.address, "role": VALIDATOR, "roundId": round_id, "amount": TOKEN}]
+    with reverts("SlashNotHeld", slashId=slash_id, state=SlashState.REVOKED):
+        staking.revoke_slash(world.admin, slash_id)
+    with reverts("SlashNotHeld", slashId=slash_id, state=SlashState.REVOKED):
+        staking.settle_slash(world.node, slash_id)
+    with reverts("AlreadySlashed", roundId=round_id, account=staker.address, role=VALIDATOR):
+        staking.slash(world.node, round_id, staker.address, VALIDATOR, TOKEN)
+    assert staking.slashable(staker.address, VALIDATOR) == 0  # a revoked slash still counts in its window
+
+
+def test_a_matured_slash_cannot_be_revoked_and_anyone_settles_it_into_the_pool(world):
+    staking = world.contracts.staking
+    staker, anyone = world.actor(10 * TOKEN), world.actor()
+    staking.stake(staker, VALIDATOR, 10 * TOKEN)
+    round_id = recorded_round(world)
+    slash_id = staking.slash_count()
+    staking.slash(world.node, round_id, staker.address, VALIDATOR, TOKEN)
+    matures_at = staking.held_slash(slash_id).matures_at
+
+    with reverts("SlashNotMatured", slashId=slash_id, maturesAt=matures_at):
+        staking.settle_slash(anyone, slash_id)
+    world.chain.advance_time(staking.slash_dispute_seconds())
+    with reverts("SlashMatured", slashId=slash_id, maturesAt=matures_at):
+        staking.revoke_slash(world.admin, slash_id)
+    pool_before, held_before = staking.reward_pool(), staking.slashes_held()
+    result = staking.settle_slash(anyone, slash_id)
+
+    assert staking.reward_pool() == pool_before + TOKEN
+    assert staking.slashes_held() == held_before - TOKEN
+    assert staking.held_slash(slash_id).state == SlashState.SETTLED
+    assert result.events(staking.contract, "SlashSettled") == [{
+        "slashId": slash_id, "account": staker.address, "role": VALIDATOR, "roundId": round_id, "amount": TOKEN}]
+    with reverts("SlashNotHeld", slashId=slash_id, state=SlashState.SETTLED):
+        staking.settle_slash(anyone, slash_id)
+    with reverts("UnknownSlash", slashId=staking.slash_count()):
+        staking.settle_slash(anyone, staking.slash_count())
+
+
+def test_matured_slashes_settle_oldest_first_and_pay_validators_through_an_epoch(world):
+    staking, distributor, token = world.contracts.staking, world.contracts.distributor, world.contracts.token
+    stakers, validator, anyone = [world.actor(20 * TOKEN) for _ in range(2)], world.actor(), world.actor()
+    for staker in stakers:
+        staking.stake(staker, VALIDATOR, 20 * TOKEN)
+    staking.settle_matured_slashes(anyone)  # earlier tests' matured slashes, so what follows is this test's
+    revoked, kept = staking.slash_count(), staking.slash_count() + 1
+    staking.slash(world.node, recorded_round(world), stakers[0].address, VALIDATOR, TOKEN)
+    staking.slash(world.node, recorded_round(world), stakers[1].address, VALIDATOR, 2 * TOKEN)
+    staking.revoke_slash(world.admin, revoked)
+
+    nonce = world.chain.nonce(anyone.address)
+    assert staking.settle_matured_slashes(anyone) == 0
+    assert world.chain.nonce(anyone.address) == nonce  # nothing matured: nothing sent
+    world.chain.advance_time(staking.slash_dispute_seconds())
+    pool_before = staking.reward_pool()
+    moved = staking.settle_matured_slashes(anyone, batch=1)  # one id per transaction, skipping the revoked one
+
+    assert moved >= 2 * TOKEN and staking.reward_pool() == pool_before + moved
+    assert staking.held_slash(kept).state == SlashState.SETTLED
+    assert staking.held_slash(revoked).state == SlashState.REVOKED
+    assert world.chain.call(staking.contract.functions.nextSlashToSettle()) == staking.slash_count()
+    epoch = world.fresh_epoch()
+    staking.release_rewards(world.node, epoch, 2 * TOKEN)
+    tree = StandardMerkleTree.of([[validator.address, 2 * TOKEN]], PAYOUT_TYPES)
+    distributor.post_root(world.node, epoch, tree.root, 2 * TOKEN)
+    distributor.claim(anyone, epoch, validator.address, 2 * TOKEN, tree.proof(0))
+    assert token.balance_of(validator.address) == 2 * TOKEN

@@ -96,7 +96,11 @@ def test_stake_cooldown_withdraw_and_a_recorded_slash_into_the_reward_pool(chain
     assert "SLASHER_ROLE" in not_slasher.value.reason
     assert contracts.staking.stake_of(other.address, StakeRole.VALIDATOR) == 34 * TOKEN
     assert contracts.token.balance_of(other.address) == 60 * TOKEN
-    assert contracts.staking.reward_pool() == 6 * TOKEN
+    assert contracts.staking.slashes_held() == 6 * TOKEN and contracts.staking.reward_pool() == 0
+    assert contracts.staking.settle_matured_slashes(other) == 0  # held for its dispute time
+    chain.advance_time(contracts.staking.slash_dispute_seconds())
+    assert contracts.staking.settle_matured_slashes(other) == 6 * TOKEN  # then anyone may settle it
+    assert contracts.staking.reward_pool() == 6 * TOKEN and contracts.staking.slashes_held() == 0
     assert contracts.token.balance_of(node.address) == 0
     assert contracts.token.total_supply() == SUPPLY
 

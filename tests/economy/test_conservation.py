@@ -1,7 +1,7 @@
 """Every token is accounted for across the whole flow: random sequences of deposits, standing caps, calls
 (receipts), slashes, withdrawals, epoch closes and claims on a real node and chain (the embedded EVM, and anvil when installed) keep
 
-    claims + unclaimed + unspent deposits + stakes and the slashed pool + wallets + treasury == supply
+    claims + unclaimed + unspent deposits + stakes, held slashes and the slashed pool + wallets + treasury == supply
 
 to the base unit, and every balance matches what a plain model of the policy predicts."""
 
@@ -180,7 +180,8 @@ class Economy(RuleBasedStateMachine):
             assert t.balance_of(address) == model.wallet
         for address, claimed in self.payees.items():
             assert t.balance_of(address) == claimed
-        assert t.balance_of(c.staking.address) == self.staked + c.staking.reward_pool()
+        assert t.balance_of(c.staking.address) == self.staked + c.staking.slashes_held() + c.staking.reward_pool()
+        assert c.staking.slashes_held() + c.staking.reward_pool() == self.slashed  # no close here pays a round's validators
         unclaimed = t.balance_of(c.distributor.address)
         deposits = t.balance_of(c.escrow.address)
         assert deposits == sum(m.escrow for m in self.consumers.values())

@@ -138,8 +138,8 @@ def test_persistent_outlier_is_slashed_on_chain(client, alice, bob, setup, tmp_p
         slashed += closed["tally"]["slashed"]
     assert [s["account"] for s in slashed] == [validators[2].address]
     after = client.chain.account(validators[2].address)["stake"]["validator"]
-    assert after == before - before // 10  # 10% of stake, into the validators' reward pool
-    assert node.contracts.staking.reward_pool() == before // 10
+    assert after == before - before // 10  # 10% of stake, held for its dispute time, then the validators' pool
+    assert node.contracts.staking.slashes_held() == before // 10 and node.contracts.staking.reward_pool() == 0
     assert client.chain.account(validators[0].address)["stake"]["validator"] == 300 * UNIT
 
 
@@ -285,3 +285,39 @@ def test_a_round_refused_for_want_of_staked_validators_changes_nothing(client, a
     assert refused.value.status == 409
     # the gates did not run: every contribution still waits, junk and personal data included
     assert [c.state for c in client.contributions("ferries")] == ["pending"] * (len(CLEAN) + 2)
+
+
+def test_a_slash_refused_on_chain_is_a_clear_error_and_the_slashes_before_it_stay_written(
+        client, alice, bob, setup, tmp_path, monkeypatch):
+    from sqlalchemy import select, update
+
+    from ledgerlm.chain import ChainError, StakeRole
+    from ledgerlm.store.schema import validation_rounds
+
+    validators, node, clock = setup
+    honest = lambda cid: 90  # noqa: E731
+    client.contribute("ferries", [write_jsonl(tmp_path / "a.jsonl", [CLEAN[0]])], bob)
+    opened, _ = _round(client, alice, validators, clock, [honest, honest, honest])
+    staking, first, second = node.contracts.staking, validators[0].address, validators[1].address
+    # Another slash spends the second validator's window after the node read what it allowed (a stale read).
+    node._slash(10**9, "0x" + "22" * 32, second, int(StakeRole.VALIDATOR), 20 * UNIT)
+    monkeypatch.setattr(staking, "slashable", lambda account, role: 10 * UNIT)
+    with node.db.begin() as conn:
+        tally = conn.execute(select(validation_rounds.c.tally).where(validation_rounds.c.id == opened["id"])).scalar()
+        tally["slashed"] = [{"account": a, "role": int(StakeRole.VALIDATOR), "amount": str(10 * UNIT),
+                             "reason": "test", "tx": None} for a in (first, second)]
+        conn.execute(update(validation_rounds).where(validation_rounds.c.id == opened["id"]).values(tally=tally))
+
+    with pytest.raises(ChainError) as refused:
+        node.validation.execute_slashes(opened["id"])
+
+    assert refused.value.error_name == "SlashAboveWindowCap" and refused.value.status == 409
+    assert "nothing was taken" in refused.value.message
+    written = client.validation.round(opened["id"])["tally"]["slashed"]
+    assert written[0]["tx"] and written[0]["taken"] == str(10 * UNIT)  # done before the refusal: kept
+    assert written[1]["tx"] is None  # left for reconcile, which takes what the window allows then: nothing
+    assert staking.stake_of(second, StakeRole.VALIDATOR) == 180 * UNIT
+    monkeypatch.undo()
+    assert node.reconcile()["slashes"] == 1
+    assert client.validation.round(opened["id"])["tally"]["slashed"][1]["taken"] == "0"
+    assert staking.stake_of(first, StakeRole.VALIDATOR) == 290 * UNIT

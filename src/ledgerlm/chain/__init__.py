@@ -13,6 +13,7 @@ _EXPORTS = {
     "epoch_id": "contracts",
     "EpochFunding": "contracts", "FeePolicy": "contracts", "ModelRecord": "contracts",
     "PendingAmount": "contracts", "PermitSignature": "contracts", "StakeRole": "contracts",
+    "HeldSlash": "contracts", "SlashState": "contracts",
     "Deployment": "deploy", "deploy_all": "deploy", "role_id": "deploy",
     "open_embedded": "embedded",
     "ChainError": "errors",

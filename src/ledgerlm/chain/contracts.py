@@ -103,6 +103,27 @@ class PendingAmount:
     available_at: int
 
 
+class SlashState(IntEnum):
+    """Where a slash stands; the numbers are the contract's."""
+
+    HELD = 1  # revocable by the admin until it matures
+    REVOKED = 2  # given back to the staker's active stake
+    SETTLED = 3  # in the validators' reward pool
+
+
+@dataclass(frozen=True)
+class HeldSlash:
+    """A slash as Staking holds it: taken from the bond, revocable until `matures_at`, then settled into the pool."""
+
+    slash_id: int
+    account: str
+    role: StakeRole
+    round_id: int
+    amount: int
+    matures_at: int
+    state: SlashState
+
+
 @dataclass(frozen=True)
 class EpochFunding:
     """An epoch in the distributor: funded total, root once posted, claims and sweep so far."""
@@ -459,9 +480,43 @@ class StakingClient(_Client):
 
     def slash(self, sender: LocalAccount, round_id: int, account: str, role: StakeRole | int,
               amount: int) -> TxResult:
-        """Slash `account` for round `round_id`'s recorded outcome into the validators' reward pool."""
+        """Slash `account` for round `round_id`'s recorded outcome: held, revocable by the admin, until it matures."""
         return self._send(sender, "slash", int(round_id), to_checksum_address(account),
                           int(StakeRole(role)), int(amount))
+
+    def slashable(self, account: str, role: StakeRole | int) -> int:
+        """The most one slash of this bond may take now (the per-round cap, or less if its slash window is spent)."""
+        return int(self._call("slashable", to_checksum_address(account), int(StakeRole(role))))
+
+    def revoke_slash(self, sender: LocalAccount, slash_id: int) -> TxResult:
+        """Give a held slash back to its staker before it matures (the admin key only)."""
+        return self._send(sender, "revokeSlash", int(slash_id))
+
+    def settle_slash(self, sender: LocalAccount, slash_id: int) -> TxResult:
+        """Move one matured held slash into the reward pool (anyone)."""
+        return self._send(sender, "settleSlash", int(slash_id))
+
+    def held_slash(self, slash_id: int) -> HeldSlash:
+        account, role, round_id, amount, matures_at, state = self._call("heldSlash", int(slash_id))
+        return HeldSlash(int(slash_id), to_checksum_address(account), StakeRole(role), int(round_id), int(amount),
+                         int(matures_at), SlashState(state))
+
+    def settle_matured_slashes(self, sender: LocalAccount, *, batch: int = 200) -> int:
+        """Settle every slash matured by the head's time into the reward pool, `batch` ids per transaction; returns
+        how much it moved. Sends nothing when no slash has matured, so a close may call it every time."""
+        moved = 0
+        while True:
+            cursor, count = int(self._call("nextSlashToSettle")), int(self._call("slashCount"))
+            end = min(count, cursor + int(batch))
+            # Slashes mature in id order, so the oldest one still held tells whether any has matured (revoked ones
+            # and ones settled singly may lie before it).
+            oldest = next((h for h in map(self.held_slash, range(cursor, end)) if h.state == SlashState.HELD), None)
+            if oldest is None and end == count:
+                return moved
+            if oldest is not None and oldest.matures_at > self.chain.head().timestamp:
+                return moved
+            result = self._send(sender, "settleMaturedSlashes", int(batch))
+            moved += sum(int(e["amount"]) for e in result.events(self.contract, "SlashSettled"))
 
     def release_rewards(self, sender: LocalAccount, epoch: int, amount: int) -> TxResult:
         """Pay `amount` of the reward pool into `epoch` of the distributor (once per epoch)."""
@@ -477,7 +532,21 @@ class StakingClient(_Client):
                                int(StakeRole(role))))
 
     def reward_pool(self) -> int:
+        """Settled slashed stake not yet released into an epoch."""
         return int(self._call("rewardPool"))
+
+    def slashes_held(self) -> int:
+        """Slashed stake still held (revocable, or matured but not yet settled), outside the reward pool."""
+        return int(self._call("slashesHeld"))
+
+    def slash_count(self) -> int:
+        return int(self._call("slashCount"))
+
+    def slash_window_seconds(self) -> int:
+        return int(self._call("slashWindowSeconds"))
+
+    def slash_dispute_seconds(self) -> int:
+        return int(self._call("slashDisputeSeconds"))
 
     def rewards_released(self, epoch: int) -> bool:
         return bool(self._call("rewardsReleased", int(epoch)))

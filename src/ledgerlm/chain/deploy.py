@@ -26,8 +26,11 @@ DEFAULT_CAP_PERIOD_SECONDS = 24 * 3600
 DEFAULT_CLAIM_WINDOW_SECONDS = 90 * 24 * 3600
 # LGR's fixed supply: one billion tokens, minted once to the treasury at deployment.
 DEFAULT_SUPPLY = 10**9 * 10**18
-# The most one validation round may slash from one bond (the 10% policy), enforced by Staking.
+# The most one validation round, and one slash window, may slash from one bond (the 10% policy), enforced by Staking.
 DEFAULT_SLASH_CAP_BPS = 1_000
+# How long a slash stays held, revocable by the admin key, before it may join the validators' reward pool: time for
+# the operator to see a slash the node should not have made.
+DEFAULT_SLASH_DISPUTE_SECONDS = 3 * 24 * 3600
 
 
 def role_id(name: str) -> bytes:
@@ -117,6 +120,7 @@ def deploy_all(
     cap_period: int = DEFAULT_CAP_PERIOD_SECONDS,
     claim_window: int = DEFAULT_CLAIM_WINDOW_SECONDS,
     slash_cap_bps: int = DEFAULT_SLASH_CAP_BPS,
+    slash_dispute: int = DEFAULT_SLASH_DISPUTE_SECONDS,
 ) -> Deployment:
     """Deploy the five settlement contracts and the revenue share factory with `admin` and grant the node only its operating roles.
 
@@ -124,7 +128,8 @@ def deploy_all(
     `treasury`, which also receives swept funds. The node (the hot key) may register, relay roots,
     record validation outcomes and slash within them, settle within consumers' signed caps and post
     payout roots; it cannot mint (nobody can), fund an epoch except from escrow or the slashed-stake
-    pool, or move anyone's stake to itself.
+    pool, or move anyone's stake to itself. A slash is held for `slash_dispute` seconds, during which
+    `admin` may revoke it, before it can reach the pool.
     """
     node_address = to_checksum_address(node)
     treasury = to_checksum_address(treasury)
@@ -137,7 +142,7 @@ def deploy_all(
     distributor = chain.deploy("EpochDistributor", token, admin.address, treasury, int(claim_window),
                                sender=admin)
     staking = chain.deploy("Staking", token, distributor, admin.address, int(cooldown),
-                           int(slash_cap_bps), sender=admin)
+                           int(slash_cap_bps), int(slash_dispute), sender=admin)
     escrow = chain.deploy("PaymentEscrow", token, distributor, admin.address, int(withdraw_delay),
                           int(cap_period), sender=admin)
     share_factory = chain.deploy("RevenueShareFactory", registry, admin.address, sender=admin)
@@ -167,6 +172,7 @@ def deploy_all(
         node=node_address,
         settings={"cooldown": int(cooldown), "withdraw_delay": int(withdraw_delay), "cap_period": int(cap_period),
                   "claim_window": int(claim_window), "slash_cap_bps": int(slash_cap_bps),
+                  "slash_dispute": int(slash_dispute),
                   "supply": int(supply)},
         treasury=treasury,
     )

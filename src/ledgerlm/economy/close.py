@@ -93,6 +93,9 @@ class EpochCloser:
             # next close, under another distributor id, and the epoch would close without all its receipts.
             self.finish_receipts()
         resolve_pending(self.db, c.escrow, self.node_account.address)
+        # Slashes are held on chain, revocable by the admin key, until they mature; those that have are moved into
+        # the reward pool now (anyone may), so the plan below pays validators what the pool may release.
+        c.staking.settle_matured_slashes(self.node_account)
         head = c.chain.head()  # the closing block: share holders are paid by their balance at its end
         now = head.timestamp
         # The epoch is opened (on a fresh node) in a write of its own: a read that wrote it would need the

@@ -596,13 +596,21 @@ class ValidationRounds:
             pending = [s for s in summary.get("slashed", []) if s.get("tx") is None]
             if not pending:
                 continue
-            for entry in pending:
-                tx, taken = self.slash(row.id, summary["evidence_hash"], entry["account"], entry["role"],
-                                       int(entry["amount"]))
-                entry["tx"], entry["taken"] = tx, str(taken)
-                done += 1
-            with self.db.begin() as conn:
-                conn.execute(update(validation_rounds).where(validation_rounds.c.id == row.id).values(tally=summary))
+            finished = 0
+            try:
+                for entry in pending:
+                    tx, taken = self.slash(row.id, summary["evidence_hash"], entry["account"], entry["role"],
+                                           int(entry["amount"]))
+                    entry["tx"], entry["taken"] = tx, str(taken)
+                    finished += 1
+            finally:
+                # A slash the chain refused (its bond's slash window spent by another slash meanwhile, an outage)
+                # leaves the round's earlier slashes written down with their transactions; only it is retried.
+                if finished:
+                    with self.db.begin() as conn:
+                        conn.execute(update(validation_rounds).where(validation_rounds.c.id == row.id)
+                                     .values(tally=summary))
+                done += finished
         return done
 
 
