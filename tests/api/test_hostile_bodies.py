@@ -1,6 +1,8 @@
 """Bodies built to break the parser: deep nesting, endless numbers, half surrogate pairs, bytes that are not text.
 Each is refused with a 422 naming `body` before any route parses it, and the node keeps answering."""
 
+import time
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -94,6 +96,19 @@ def test_a_malformed_address_or_limit_is_named_not_a_server_error(http, method, 
     response = http.request(method, path, json=body)
     assert response.status_code in (400, 422), response.text
     assert response.json()["error"]["field"] == field
+
+
+@pytest.mark.parametrize("signature", ["0x" + "00" * 65, "0x" + "00" * 10, "0x" + "ff" * 65, "zz", ""])
+def test_a_signature_that_cannot_be_recovered_is_named_not_a_server_error(http, signature):
+    # eth-keys refuses these with its own exceptions (BadSignature, ValidationError), which once became a 500
+    cap = {"consumer": "0x" + "11" * 20, "cap": 1, "nonce": 1, "deadline": 10**12, "signature": signature}
+    claim = {"action": {"action": "ClaimPayout", "signature": signature, "message": {
+        "account": "0x" + "11" * 20, "epoch": 1, "nonce": 1, "deadline": int(time.time()) + 600}}}
+    for path, body in (("/economy/caps", cap), ("/economy/claims", claim)):
+        response = http.post(path, json=body)
+        assert response.status_code == 401, response.text
+        error = response.json()["error"]
+        assert error["field"] == "signature" and "signature is malformed" in error["message"], error
 
 
 def test_a_body_that_trickles_in_is_cut_off_at_the_deadline():

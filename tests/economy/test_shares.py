@@ -15,7 +15,7 @@ from ledgerlm.economy import open_epoch
 from ledgerlm.economy.close import published_files
 from ledgerlm.economy.earnings import earnings
 from ledgerlm.economy.payouts import PAYOUT_TYPES
-from ledgerlm.economy.verify import chain_holdings, verify_epoch
+from ledgerlm.economy.verify import chain_holdings, node_holdings, verify_epoch
 from ledgerlm.errors import LedgerError
 from ledgerlm.money import split_by_weight
 from ledgerlm.store.schema import gate_reports, models
@@ -148,6 +148,52 @@ def test_a_transfer_mid_epoch_moves_the_next_payout_of_a_model(client, world, al
     proof = earnings(world.db, world.contracts.distributor, buyer.address)["epochs"][0]["proof"]
     world.contracts.distributor.claim(world.account, world.economy.chain_epoch(1), buyer.address, amount, proof)
     assert world.contracts.token.balance_of(buyer.address) == amount
+
+
+def test_shares_sent_to_the_token_itself_are_burned_and_the_close_goes_on(client, world, home):
+    """Anyone can send shares to the token contract, where nothing moves them out again: one base unit there
+    once stopped every later close. Such shares earn nothing; the others split the revenue to the base unit, and
+    with every share burned the revenue goes back to the issuer."""
+    dev, buyer, consumer = key("dev"), key("buyer"), key("consumer")
+    _publish_model(world, dev.address)
+    token = client.shares.issue(dev, "model", "m1", supply=SUPPLY)["token"]
+    fund_consumer(world, consumer, 200 * UNIT, 100 * UNIT)
+    for who in (dev, buyer):
+        client.chain.faucet(who.address, eth_wei=UNIT)
+    client.shares.transfer(dev, "m1", buyer.address, SUPPLY // 4)
+    client.shares.transfer(dev, "m1", token, SUPPLY // 2 + 1)
+    operator = {"Authorization": "Bearer " + home.operator_token_path.read_text().strip()}
+
+    def close_and_check(fee: int, owed_weights: dict[str, int]) -> dict:
+        write_receipt(world, consumer.address, fee, dev.address, datanet="qa")
+        response = client.http.post("/economy/epochs/close", headers=operator)
+        assert response.status_code == 200, response.text
+        summary = response.json()
+        assert summary["state"] == "published" and int(summary["total"]) == int(summary["charged"])
+        files = published_files(world.db, summary["epoch"], world.contracts)
+        pool = next(p for p in files["payouts"]["pools"] if p["kind"] == "shares")
+        split = {a: int(v) for a, v in pool["split"].items()}
+        assert split == split_by_weight(fee * 4000 // 10_000, owed_weights)
+        assert sum(split.values()) == int(pool["amount"])
+        funding = world.contracts.distributor.epoch(int(summary["chain_epoch"]))
+        # `epoch verify` weighs the holders as the close did, read from the chain itself or through the node
+        for holders in (chain_holdings(world.contracts.chain, files["payouts"], {"model:m1": client.shares.show("m1")}),
+                        node_holdings(client, [pool])):
+            assert verify_epoch(*files.values(), funding, holders) == []
+        return split
+
+    # the developer keeps a quarter less one unit against the buyer's quarter; the burned half earns nothing
+    split = close_and_check(10 * UNIT + 3, {dev.address: SUPPLY // 4 - 1, buyer.address: SUPPLY // 4})
+    assert set(split) == {dev.address, buyer.address} and token not in split
+    shown = client.shares.holders("m1")
+    assert shown["burned"] == str(SUPPLY // 2 + 1)
+    assert {h["account"]: int(h["balance"]) for h in shown["holders"]} == {dev.address: SUPPLY // 4 - 1,
+                                                                          buyer.address: SUPPLY // 4}
+    # every share burned: nobody holds any, so the model's revenue goes back to its developer, the issuer
+    client.shares.transfer(dev, "m1", token, SUPPLY // 4 - 1)
+    client.shares.transfer(buyer, "m1", token, SUPPLY // 4)
+    assert close_and_check(6 * UNIT, {dev.address: 1}) == {dev.address: 6 * UNIT * 4000 // 10_000}
+    assert client.shares.holders("m1")["holders"] == [] and client.shares.holders("m1")["burned"] == str(SUPPLY)
 
 
 @settings(max_examples=3, phases=[Phase.generate], suppress_health_check=[HealthCheck.function_scoped_fixture])

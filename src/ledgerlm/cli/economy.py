@@ -101,7 +101,7 @@ def verify(
     """Recompute the payouts and root from the published receipts and payout file and check the chain,
     including each shares pool's split against its token's holders at the closing block."""
     from ledgerlm.economy import verify_epoch
-    from ledgerlm.economy.verify import chain_holdings
+    from ledgerlm.economy.verify import chain_holdings, node_holdings
 
     s = session(ctx)
     client = s.reading_client(as_key)
@@ -133,9 +133,7 @@ def verify(
 
             funding = EpochFunding(number, record["root"], int(record["total"]), int(record["claimed"]),
                                    int(record["funded_at"]), int(record["posted_at"]), bool(record["swept"]))
-        # the node reads each token's holders at the closing block from the chain, not from the payout file
-        holders = {p["asset"]: {h["account"]: int(h["balance"]) for h in
-                                client.shares.holders(p["asset"], block=int(p["block"]))["holders"]} for p in shared}
+        holders = node_holdings(client, shared)
     problems = verify_epoch(payout_file, receipt_file, funding, holders)
     result = {"epoch": number, "ok": not problems, "root": payout_file["root"], "problems": problems,
               "holders_unchecked": unchecked}

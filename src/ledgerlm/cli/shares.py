@@ -84,7 +84,10 @@ def holders(
     s = session(ctx)
 
     def render(r):
-        console.print(f"{r['asset']} at block {r['block']}, supply {format_amount(int(r['supply']))}")
+        burned = int(r.get("burned") or 0)
+        console.print(f"{r['asset']} at block {r['block']}, supply {format_amount(int(r['supply']))}"
+                      + (f", {format_amount(burned)} burned (sent to the token itself; they earn nothing)"
+                         if burned else ""))
         table = Table("account", "shares", "unclaimed allocation", "share")
         for h in r["holders"]:
             table.add_row(h["account"], format_amount(int(h["balance"])),

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 
-from eth_account import Account
-from eth_account.messages import encode_typed_data
 from eth_utils import is_address, to_checksum_address
+from hexbytes import HexBytes
 from sqlalchemy import and_, delete, insert, select
 
 from ledgerlm.chain import CAP_LIMIT, DEADLINE_LIMIT
 from ledgerlm.economy.consumers import lock_consumer
 from ledgerlm.economy.errors import EconomyError
+from ledgerlm.identity import recover_signer
 from ledgerlm.store import Database
 from ledgerlm.store.schema import epoch_payouts, epochs, spending_caps
 
@@ -32,11 +32,8 @@ def record_spending_cap(db: Database, escrow, relayer, *, consumer: str, settler
         raise EconomyError(f"consumer must be an address, got {consumer!r}", field="consumer")
     consumer, settler = to_checksum_address(consumer), to_checksum_address(settler)
     typed = escrow.spending_cap_typed_data(consumer, settler, cap, nonce, deadline)
-    try:
-        raw = bytes.fromhex(signature.removeprefix("0x"))
-        signer = Account.recover_message(encode_typed_data(full_message=typed), signature=raw)
-    except ValueError as exc:
-        raise EconomyError(f"signature is not a valid signature: {exc}", field="signature", status=401) from exc
+    signer = recover_signer(typed, signature, what="the spending cap", error=EconomyError)
+    raw = bytes(HexBytes(signature))  # read as the recovery read it, so the escrow checks the same 65 bytes
     if signer != consumer:
         raise EconomyError(f"the spending cap is signed by {signer}, not the consumer {consumer}", field="signature",
                            status=401)

@@ -95,20 +95,39 @@ def shares_issued(db: Database, kind: str, asset: str) -> bool:
 def holdings_at(token, asset: ShareAsset, block: int, events=None) -> dict[str, int]:
     """What each account holds at the end of `block`: its checkpointed balance plus its allocation while that
     is still unclaimed (unclaimed shares belong to their leaf's account, not to the token contract). Holders
-    are every recipient in the token's Transfer logs; the holdings sum to the supply, or the close stops."""
+    are every recipient in the token's Transfer logs.
+
+    The token contract itself holds the unclaimed allocations, and anything sent to it beyond them: no function
+    moves those out again, so they are burned, owned by nobody and left out (the holdings then sum to less than
+    the supply). Anyone can send the token to itself, so such units must never stop a close; the holdings and
+    the contract's own balance must still make up the supply, or the chain is not what the node reads it as."""
     if asset.block is None or block < asset.block:
         return {}
     events = events or token.events(asset.block, block)
     recipients = {t.to for t in events.transfers if t.block <= block} - {token.address, "0x" + "00" * 20}
-    held = {a: v for a, v in token.balances_at(sorted(recipients), block).items() if v}
+    balances = token.balances_at([*sorted(recipients), token.address], block)
+    own = balances.pop(token.address)
+    held = {a: v for a, v in balances.items() if v}
     claimed = {a for a, at in events.claims.items() if at <= block}
+    unclaimed = 0
     for leaf in asset.allocation:
         if leaf["account"] not in claimed:
             held[leaf["account"]] = held.get(leaf["account"], 0) + int(leaf["amount"])
-    if sum(held.values()) != asset.supply:
-        raise EconomyError(f"holders of {asset.ref} at block {block} hold {sum(held.values())}, not the supply "
+            unclaimed += int(leaf["amount"])
+    burned = own - unclaimed
+    if burned < 0 or sum(held.values()) + burned != asset.supply:
+        raise EconomyError(f"holders of {asset.ref} at block {block} hold {sum(held.values())} and its token "
+                           f"{own} against unclaimed allocations of {unclaimed}: they do not make up the supply "
                            f"{asset.supply}", field="shares", status=500)
     return held
+
+
+def revenue_weights(held: dict[str, int], issuer: str) -> dict[str, int]:
+    """Whom an asset's revenue is split among, by weight: its holders, burned shares left out so their part
+    falls to the others by the largest-remainder split. With every share burned nobody is left to weigh; the
+    revenue goes back to the asset's issuer (its `owner`), who earned it before there were shares, as a Datanet
+    with no accepted data pays its owner, rather than stopping the close."""
+    return held or {issuer: 1}
 
 
 def load_assets(conn: Connection, *, issued_by: int | None = None) -> dict[tuple[str, str], ShareAsset]:
@@ -140,9 +159,9 @@ def pay_holders(ledger: Ledger, contracts, assets: dict[tuple[str, str], ShareAs
     for key, sources in sorted(revenue.items()):
         asset = assets[key]
         amount = sum(sources.values())
-        holders = holdings_at(contracts.share_token(asset.token), asset, block, events[asset.token])
+        held = holdings_at(contracts.share_token(asset.token), asset, block, events[asset.token])
         source = {"datanet": asset.asset} if asset.kind == "datanet" else {"model": asset.asset}
-        split = ledger.credit_split(amount, holders, "shares", **source)
+        split = ledger.credit_split(amount, revenue_weights(held, asset.owner), "shares", **source)
         paid.append({"kind": "shares", "datanet": asset.asset if asset.kind == "datanet" else None,
                      "model": asset.asset if asset.kind == "model" else None, "asset": asset.ref,
                      "token": asset.token, "block": block, "supply": str(asset.supply), "amount": str(amount),
@@ -295,8 +314,10 @@ class Shares:
                      if leaf["account"] not in events.claims} if held else {}
         rows = [{"account": a, "balance": str(v), "unclaimed_allocation": str(unclaimed.get(a, 0)),
                  "bps": v * BPS // asset.supply} for a, v in sorted(held.items(), key=lambda kv: (-kv[1], kv[0]))]
+        # shares sent to the token contract itself are burned: they earn nothing, so they are shown apart
+        burned = asset.supply - sum(held.values()) if block >= asset.block else 0
         return {"asset": asset.ref, "token": asset.token, "block": block, "supply": str(asset.supply),
-                "holders": rows}
+                "burned": str(burned), "holders": rows}
 
     def earnings(self, ref: str) -> dict:
         """Per closed epoch: the asset's revenue by source, the closing block and earnings per whole share."""

@@ -9,11 +9,12 @@ from ledgerlm.money import split_by_weight
 
 def chain_holdings(chain, payout_file: dict, assets: dict[str, dict]) -> dict[str, dict[str, int]]:
     """Each shares pool's holders at its closing block, read from the share token on `chain` (not from the
-    payout file): balances from the token's checkpoints plus allocations unclaimed by then. `assets` are the
-    published assets (`GET /shares/{ref}`) by ref; their allocation must hash to the token's own root."""
+    payout file): balances from the token's checkpoints plus allocations unclaimed by then, weighed as the close
+    weighs them (burned shares left out). `assets` are the published assets (`GET /shares/{ref}`) by ref; their
+    allocation must hash to the token's own root."""
     from ledgerlm.chain.shares import ShareTokenClient
     from ledgerlm.economy.errors import EconomyError
-    from ledgerlm.economy.shares import ShareAsset, holdings_at
+    from ledgerlm.economy.shares import ShareAsset, holdings_at, revenue_weights
 
     found = {}
     for pool in payout_file["pools"]:
@@ -28,7 +29,21 @@ def chain_holdings(chain, payout_file: dict, assets: dict[str, dict]) -> dict[st
         fields = {k: published[k] for k in ShareAsset.__dataclass_fields__}
         asset = ShareAsset(**{**fields, "supply": int(published["supply"]), "token": pool["token"],
                               "block": token.issued_block()})
-        found[pool["asset"]] = holdings_at(token, asset, int(pool["block"]))
+        found[pool["asset"]] = revenue_weights(holdings_at(token, asset, int(pool["block"])), asset.owner)
+    return found
+
+
+def node_holdings(client, pools: list[dict]) -> dict[str, dict[str, int]]:
+    """`chain_holdings` as the node reads them for a verifier without a JSON-RPC endpoint: each shares pool's
+    holders at its closing block (`GET /shares/{ref}/holders?block=N`, from the chain, not the payout file),
+    weighed as the close weighs them."""
+    from ledgerlm.economy.shares import revenue_weights
+
+    found = {}
+    for pool in pools:
+        held = client.shares.holders(pool["asset"], block=int(pool["block"]))["holders"]
+        found[pool["asset"]] = revenue_weights({h["account"]: int(h["balance"]) for h in held},
+                                               client.shares.show(pool["asset"])["owner"])
     return found
 
 

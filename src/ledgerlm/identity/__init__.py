@@ -7,7 +7,8 @@ from ledgerlm.lazy import lazy_names
 
 _LAZY = {
     "ACTIONS": "actions", "SignedAction": "actions", "action_message": "actions", "check_field": "actions",
-    "new_nonce": "actions", "sign_action": "actions", "typed_data": "actions", "verify_action": "actions",
+    "new_nonce": "actions", "recover_signer": "actions", "sign_action": "actions", "typed_data": "actions",
+    "verify_action": "actions",
     "SigningDomain": "domain",
     "KeyInfo": "keys", "Keyring": "keys", "KeyringError": "keys", "passphrase_from_env": "keys",
     "ANY_DATANET": "reads", "READ_HEADER": "reads", "ReadGrant": "reads", "read_request": "reads",

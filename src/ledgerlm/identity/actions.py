@@ -232,13 +232,7 @@ def verify_action(signed: SignedAction, *, expected: str, domain: SigningDomain,
         check_field(expected, name, kind, signed.message[name])
     now = int(time.time()) if now is None else now
     check_deadline(expected, int(signed.message["deadline"]), domain, now)
-    try:
-        signer = Account.recover_message(
-            encode_typed_data(full_message=typed_data(expected, signed.message, domain)),
-            signature=signed.signature,
-        )
-    except Exception as exc:  # malformed signatures raise a variety of errors
-        raise AuthError(f"{expected} signature is malformed: {exc}", field="signature") from exc
+    signer = recover_signer(typed_data(expected, signed.message, domain), signed.signature, what=expected)
     actor = to_checksum_address(signed.message[names[0]])
     if signer != actor:
         # A message signed for another chain or another deployment recovers some other address.
@@ -248,6 +242,17 @@ def verify_action(signed: SignedAction, *, expected: str, domain: SigningDomain,
             field="signature",
         )
     return signer
+
+
+def recover_signer(typed: dict, signature: str | bytes, *, what: str, field: str = "signature",
+                   error: type[LedgerError] = AuthError) -> str:
+    """The address that signed the EIP-712 `typed` data. Every signature a request carries is recovered here, so
+    one that cannot be (not hex, not 65 bytes, r or s out of range) is refused alike everywhere: a 401 naming
+    `field`, never the server error eth-keys' own exceptions would become."""
+    try:
+        return Account.recover_message(encode_typed_data(full_message=typed), signature=signature)
+    except Exception as exc:  # malformed signatures raise a variety of errors
+        raise error(f"{what} signature is malformed: {exc}", field=field, status=401) from exc
 
 
 def check_deadline(what: str, deadline: int, domain: SigningDomain, now: int) -> None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils import is_address, to_checksum_address
 
 from ledgerlm.errors import AuthError
-from ledgerlm.identity.actions import typed_data
+from ledgerlm.identity.actions import recover_signer, typed_data
 from ledgerlm.identity.domain import SigningDomain
 
 READ_HEADER = "X-Ledgerlm-Read"
@@ -71,12 +70,7 @@ def verify_read_request(value: str, domain: SigningDomain, *, now: int | None = 
             field=field,
         )
     message = {"reader": to_checksum_address(reader), "datanet": datanet, "expiry": expiry}
-    try:
-        signer = Account.recover_message(
-            encode_typed_data(full_message=typed_data("ReadRequest", message, domain)), signature=signature
-        )
-    except Exception as exc:  # malformed signatures raise a variety of errors
-        raise AuthError(f"{READ_HEADER} signature is malformed: {exc}", field=field) from exc
+    signer = recover_signer(typed_data("ReadRequest", message, domain), signature, what=READ_HEADER, field=field)
     if signer != message["reader"]:
         raise AuthError(
             f"{READ_HEADER} signature does not match reader {message['reader']} for this node"
