@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -467,10 +468,24 @@ class ServingActions:
         return self.node._request("GET", "/apikeys/me", headers={"Authorization": f"Bearer {key}"})
 
     def receipts(self, *, account: str | None = None, model: str | None = None, state: str | None = None,
-                 limit: int = 100) -> list[dict]:
-        params = {k: v for k, v in {"account": account, "model": model, "state": state, "limit": limit}.items()
-                  if v is not None}
+                 limit: int = 100, before: str | None = None) -> list[dict]:
+        """One page, newest first: at most `limit` (the node lists up to 1,000), after receipt `before`."""
+        params = {k: v for k, v in {"account": account, "model": model, "state": state, "limit": limit,
+                                    "before": before}.items() if v is not None}
         return self.node._request("GET", "/receipts", params=params)
+
+    def every_receipt(self, *, account: str | None = None, model: str | None = None,
+                      state: str | None = None) -> Iterator[dict]:
+        """Every receipt the filters match, newest first, read a page at a time."""
+        from ledgerlm.serving.receipts import MAX_LISTED
+
+        before = None
+        while True:
+            page = self.receipts(account=account, model=model, state=state, limit=MAX_LISTED, before=before)
+            yield from page
+            if len(page) < MAX_LISTED:
+                return
+            before = page[-1]["id"]
 
     def receipt(self, receipt_id: str, consumer: LocalAccount | None = None) -> dict:
         """The receipt, the node's checks, and this client's own: split recomputed, signer recovered. With

@@ -4,7 +4,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ledgerlm.api import create_app
-from ledgerlm.client import NodeClient
+from ledgerlm.client import NodeClient, attribute
 from ledgerlm.config import Home
 from ledgerlm.datanets import DatanetSpec
 from ledgerlm.errors import AuthError, LedgerError
@@ -149,7 +149,16 @@ def test_a_model_of_a_private_datanet_is_private_until_published_and_quotes_reco
         refused = http.get("/models/vault", headers=headers)
         assert refused.status_code in (401, 403) and "secret" not in refused.text
         assert http.get("/web/models/vault", headers=headers).status_code in (401, 403)
+    anonymous = NodeClient(http.__class__(app=http.app, base_url=str(http.base_url)))  # no operator token
+    with pytest.raises(LedgerError) as hidden:  # not even attributed for a stranger
+        attribute(anonymous, "vault", "secret 0?", "answer 0", account=carol)
+    assert hidden.value.status == 404 and "secret" not in hidden.value.message
     client.factory.publish(alice, "vault")
+    # published, a stranger's attribution says what the split paid, not which records
+    paid = attribute(anonymous, "vault", "secret 0?", "answer 0", account=carol)
+    assert "examples" not in paid and "contributions" not in paid and "evidence_bps" in paid
+    assert "examples" in paid["withheld"] and "secret" not in str(paid).replace("secret 0?", "")
+    assert "examples" in attribute(anonymous, "vault", "secret 0?", "answer 0", account=alice)
     for headers in ({}, stranger):
         for body in (http.get("/models/vault", headers=headers).json(), http.get("/models", headers=headers).json()[0],
                      http.get("/web/models/vault", headers=headers).text):

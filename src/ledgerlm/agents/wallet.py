@@ -149,7 +149,7 @@ class AgentWallet:
 
     def spent(self, policy: AgentPolicy) -> int:
         """Fees the node charged the agent: in the open epoch for a per-epoch budget, else ever."""
-        mine = [r for r in self.node.serving.receipts(account=self.account.address, limit=1_000_000)
+        mine = [r for r in self.node.serving.every_receipt(account=self.account.address)
                 if r["consumer"] == self.account.address]
         if policy.per_epoch:
             epoch = self.node._request("GET", "/apikeys/terms")["epoch"]

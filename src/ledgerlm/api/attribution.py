@@ -9,9 +9,10 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from ledgerlm.api.deps import get_node, is_operator
-from ledgerlm.errors import AuthError
-from ledgerlm.identity import SignedAction
+from ledgerlm.errors import AuthError, NotFoundError
+from ledgerlm.identity import SignedAction, verify_action
 from ledgerlm.node import Node
+from ledgerlm.serving.receipts import public_attribution
 
 router = APIRouter(tags=["attribution"])
 
@@ -39,13 +40,20 @@ def attribute(body: AttributeRequest, node: Node = Depends(get_node), operator: 
 
     Compute-heavy: the caller sends a signed RequestAttribution (recorded, so a nonce works
     once) or the node operator's bearer token."""
+    records_shown = True
     if not operator:
-        node.factory.model(body.model, verify=False)  # an unknown model fails before a nonce is spent
+        record = node.factory.model(body.model, verify=False)  # an unknown model fails before a nonce is spent
         if body.action is None:
             raise AuthError(
                 "attribution needs a signed RequestAttribution action or the node operator's credential",
                 field="action",
             )
+        # A model of a private Datanet is attributed for others only once published, and then without the
+        # examples and contributions that name or fingerprint the Datanet's records (as its public receipts).
+        signer = verify_action(body.action, expected="RequestAttribution", domain=node.domain)
+        records_shown = node.factory.datanets.may_read(record.datanet, signer)
+        if not records_shown and node.factory.shown_to(record, signer) is None:
+            raise NotFoundError(f"no fine-tuned model {body.model!r}", field="model")
         node.accept_action(body.action, "RequestAttribution", {"model": body.model, "requestHash": body.request_hash()})
     attributor, lock = node.attributor(body.model)
     with lock:  # attribution toggles the adapter's gradients: one request per model at a time
@@ -54,5 +62,6 @@ def attribute(body: AttributeRequest, node: Node = Depends(get_node), operator: 
         if generated:
             answer = attributor.generate(body.prompt, max_new_tokens=body.max_new_tokens)
         result = attributor.attribute(body.prompt, answer)
+    found = result.to_dict()
     return {"model": body.model, "prompt": body.prompt, "answer": answer, "generated": generated,
-            **result.to_dict()}
+            **(found if records_shown else public_attribution(found))}

@@ -6,6 +6,7 @@ from fastapi import Depends, Request
 from ledgerlm.errors import AuthError, LedgerError
 from ledgerlm.identity import READ_HEADER, ReadGrant, verify_read_request
 from ledgerlm.node import Node
+from ledgerlm.serving.keys import bearer
 
 
 def get_node(request: Request) -> Node:
@@ -14,8 +15,7 @@ def get_node(request: Request) -> Node:
 
 def bearer_token(request: Request) -> str | None:
     """The token of an `Authorization: Bearer <token>` header, if any."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
+    return bearer(request.headers.get("authorization"))
 
 
 def is_operator(request: Request, node: Node = Depends(get_node)) -> bool:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
-from ledgerlm.api.deps import get_node, read_grant
+from ledgerlm.api.deps import get_node, read_grant, reader_of
 from ledgerlm.identity import ReadGrant, SignedAction
 from ledgerlm.node import Node
 from ledgerlm.serving import ApiKeyError
-from ledgerlm.serving.receipts import public
+from ledgerlm.serving.receipts import MAX_LISTED, Receipt, public, receipt_datanet, shown
 
 router = APIRouter(tags=["serving"])
 
@@ -64,33 +64,54 @@ def my_budget(request: Request, node: Node = Depends(get_node)) -> dict:
     return {"key": key.model_dump(), **node.serving.budget.remaining(key)}
 
 
+def records_shown(node: Node, grant: ReadGrant | None, receipt: Receipt, seen: dict | None = None) -> bool:
+    """Whether the reader may see which records a receipt's answer was attributed to: anyone for a model of a
+    public Datanet (or a base model), the owner and members of a private one (`Access.may_read`), as for its
+    model's page. `seen` remembers the answer per Datanet over one listing."""
+    datanet = receipt_datanet(receipt)
+    if datanet is None:
+        return True
+    seen = {} if seen is None else seen
+    if datanet not in seen:
+        seen[datanet] = node.datanets.may_read(datanet, reader_of(grant, datanet))
+    return seen[datanet]
+
+
 @router.get("/receipts")
 def list_receipts(account: str | None = None, model: str | None = None, state: str | None = None,
-                  limit: int = Query(100, ge=1, le=1_000_000), node: Node = Depends(get_node)) -> list[dict]:
-    """Receipts, newest first; `account` matches the consumer or anyone the receipt pays."""
-    return [public(r) for r in node.serving.receipts.list(account=account, model=model, state=state, limit=limit)]
+                  limit: int = Query(100, ge=1, le=MAX_LISTED), before: str | None = None,
+                  node: Node = Depends(get_node), grant: ReadGrant | None = Depends(read_grant)) -> list[dict]:
+    """Receipts, newest first, at most `limit` (up to 1,000); `account` matches the consumer or anyone the receipt
+    pays; `before` (the last id of a page) lists the next page."""
+    seen: dict[str, bool] = {}
+    return [public(r, records_shown=records_shown(node, grant, r, seen))
+            for r in node.serving.receipts.list(account=account, model=model, state=state, limit=limit,
+                                                before=before)]
 
 
 @router.get("/receipts/{receipt_id}")
-def show_receipt(receipt_id: str, node: Node = Depends(get_node)) -> dict:
+def show_receipt(receipt_id: str, node: Node = Depends(get_node),
+                 grant: ReadGrant | None = Depends(read_grant)) -> dict:
     """One receipt with the node's own check (split recomputed, signature recovered) and, once an epoch close
     charged it, that close's settlement transaction."""
     from ledgerlm.economy import receipt_settlement
 
     log = node.serving.receipts
     receipt = log.get(receipt_id)
-    return {"receipt": public(receipt), "checks": log.verify(receipt),
-            "settlement": receipt_settlement(node.db, receipt_id)}
+    return {"receipt": public(receipt, records_shown=records_shown(node, grant, receipt)),
+            "checks": log.verify(receipt), "settlement": receipt_settlement(node.db, receipt_id)}
 
 
 @router.get("/receipts/{receipt_id}/full")
 def show_own_receipt(receipt_id: str, node: Node = Depends(get_node),
                      grant: ReadGrant | None = Depends(read_grant)) -> dict:
     """The consumer's own receipt with the prompt and answer it was made for (so `ledgerlm attribute --verify` can
-    recompute it), for a read request (X-Ledgerlm-Read) its consumer signed; 401 without one, 403 for anyone else."""
+    recompute it), for a read request (X-Ledgerlm-Read) its consumer signed for every Datanet ("*"): a grant for one
+    Datanet reads that Datanet, not the consumer's prompts. 401 without one, 403 for anyone else. The records of a
+    private Datanet it was attributed to are shown as to anyone else who may not read that Datanet."""
     from ledgerlm.economy import receipt_settlement
 
     log = node.serving.receipts
-    receipt = log.consumer_copy(receipt_id, grant.reader if grant else None)
-    return {"receipt": receipt.model_dump(), "checks": log.verify(receipt),
-            "settlement": receipt_settlement(node.db, receipt_id)}
+    receipt = log.consumer_copy(receipt_id, grant)
+    return {"receipt": shown(receipt, records_shown=records_shown(node, grant, receipt)),
+            "checks": log.verify(receipt), "settlement": receipt_settlement(node.db, receipt_id)}

@@ -88,7 +88,7 @@ def show(ctx: typer.Context, name: str):
     s = session(ctx)
     record = registry(s).get(name)
     client = s.client()
-    mine = [r for r in client.serving.receipts(account=record.address, limit=1_000_000)
+    mine = [r for r in client.serving.every_receipt(account=record.address)
             if r["consumer"] == record.address]
     chain = client.chain.account(record.address)
     try:

@@ -113,14 +113,16 @@ def list_receipts(
     account: str | None = typer.Option(None, "--account", help="Consumer or payee address, or a key name."),
     model: str | None = typer.Option(None, "--model", help="Only this model's receipts."),
     state: str | None = typer.Option(None, "--state", help="attributing or final."),
-    limit: int = typer.Option(50, help="At most this many, newest first."),
+    limit: int = typer.Option(50, min=1, max=1000, help="At most this many (up to 1,000), newest first."),
+    before: str | None = typer.Option(None, "--before", help="The next page: receipts older than this receipt id "
+                                                             "(the last one listed)."),
 ):
     """Receipts newest first: model, consumer, tokens, fee and state."""
     if state not in (None, "attributing", "final"):
         raise LedgerError(f"unknown state {state!r}: use attributing or final", field="state")
     s = session(ctx)
     rows = s.client().serving.receipts(account=resolve_address(s, account) if account else None, model=model,
-                                       state=state, limit=limit)
+                                       state=state, limit=limit, before=before)
 
     def render(receipts):
         table = Table("id", "created", "model", "consumer", "tokens (in+out)", "fee (LGR)", "epoch", "state")

@@ -394,6 +394,9 @@ def published_files(db: Database, number: int, contracts=None) -> dict[str, dict
                                    receipts.c.payouts, receipts.c.attribution, receipts.c.created_at)
                             .where(receipts.c.settled_epoch == number).order_by(receipts.c.id)).mappings().all()
         paid = [*paid, *charged_arrears(conn, number)]  # what earlier epochs could not charge, charged in this one
+        from ledgerlm.serving.receipts import published_receipts
+
+        paid = published_receipts(conn, paid)  # published for anyone: a private Datanet's records left out
     details = row["details"] or {}
     payout_file = {
         "epoch": number, "root": row["root"], "total": row["total"], "charged": details.get("charged"),

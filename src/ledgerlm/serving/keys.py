@@ -12,15 +12,13 @@ from __future__ import annotations
 import hashlib
 import time
 
-from eth_account import Account
-from eth_account.messages import encode_typed_data
 from eth_utils import is_address, to_checksum_address
 from pydantic import BaseModel
 from sqlalchemy import insert, select, update
 
 from ledgerlm.economy import open_epoch
 from ledgerlm.economy.earnings import record_spending_cap
-from ledgerlm.identity import SignedAction, SigningDomain, verify_action
+from ledgerlm.identity import SignedAction, SigningDomain, recover_signer, verify_action
 from ledgerlm.serving.errors import ApiKeyError, ServingError
 from ledgerlm.store import Database
 from ledgerlm.store.actions import record_action
@@ -37,6 +35,13 @@ def new_api_key() -> str:
 
 def key_sha256(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def bearer(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header value, the scheme in any case (RFC 9110); None
+    without one. Consumer keys and the operator's token are read alike."""
+    scheme, _, token = (authorization or "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
 
 
 class ApiKey(BaseModel):
@@ -84,10 +89,7 @@ class ApiKeys:
         if cap_deadline <= int(time.time()):
             raise ServingError(f"the spending cap's deadline {cap_deadline} has passed", field="capDeadline")
         typed = self._cap_typed_data(consumer, self.settler, cap, cap_nonce, cap_deadline)
-        try:
-            signer = Account.recover_message(encode_typed_data(full_message=typed), signature=cap_signature)
-        except Exception as exc:  # malformed signatures raise a variety of errors
-            raise ApiKeyError(f"the spending cap signature is malformed: {exc}", field="cap_signature") from exc
+        signer = recover_signer(typed, cap_signature, what="the spending cap", field="cap_signature", error=ApiKeyError)
         if signer != consumer:
             raise ApiKeyError(f"the spending cap is not signed by {consumer} for settler {self.settler}, "
                               f"cap {cap}, nonce {cap_nonce}, deadline {cap_deadline}", field="cap_signature")
@@ -120,8 +122,8 @@ class ApiKeys:
 
     def authenticate(self, authorization: str | None) -> ApiKey | None:
         """The key behind an `Authorization: Bearer sk-lgr-...` header; None when no consumer key is given."""
-        token = (authorization or "").removeprefix("Bearer ").strip()
-        if not token.startswith(KEY_PREFIX):
+        token = bearer(authorization)
+        if token is None or not token.startswith(KEY_PREFIX):
             return None
         with self.db.connect() as conn:
             row = conn.execute(select(api_keys).where(api_keys.c.key_sha256 == key_sha256(token))).mappings().first()

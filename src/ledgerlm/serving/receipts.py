@@ -10,6 +10,7 @@ recompute its split from its stored inputs and check the node's EIP-712 signatur
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -18,24 +19,32 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
-from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils import is_address, keccak, to_checksum_address
 from pydantic import BaseModel
-from sqlalchemy import insert, select, update
+from sqlalchemy import and_, delete, insert, select, tuple_, update
 from sqlalchemy.engine import Connection
 
 from ledgerlm.economy import FeeShares, Payout, add_spent, fee_shares_in_force, open_epoch, price_fee, split_fee
-from ledgerlm.identity import SigningDomain, typed_data
+from ledgerlm.errors import AuthError
+from ledgerlm.identity import ANY_DATANET, ReadGrant, SigningDomain, recover_signer, typed_data
 from ledgerlm.money import BPS
 from ledgerlm.serving.catalog import ServedModel
 from ledgerlm.serving.errors import ReceiptError
 from ledgerlm.store import Database
-from ledgerlm.store.schema import receipts
+from ledgerlm.store.schema import datanets, models, receipt_accounts, receipts
 
 ZERO_ADDRESS = "0x" + "00" * 20
 ZERO_HASH = "0x" + "00" * 32
+MAX_LISTED = 1000  # receipts one listing returns at most; the next page starts `before` the last one listed
+# What anyone may read of the attribution of a model trained on a private Datanet: the split it paid and the rule
+# it was computed by, not the examples, contributions and scores that would name or fingerprint its records.
+PUBLIC_ATTRIBUTION = ("contributor_bps", "evidence_bps", "pool_bps", "unattributed", "error", "rule")
+# The reason a receipt gives when attribution broke on this node; what broke goes to the node's log.
+ATTRIBUTION_FAILED = "attribution failed on this node; the contributor share goes to the Datanet's data pool"
+
+log = logging.getLogger("ledgerlm.serving")
 
 
 def json_hash(value) -> str:
@@ -127,6 +136,7 @@ class ReceiptLog:
             row["payouts"] = [p.to_dict() for p in split_fee(fee, shares, **parties)]
             row["body"], row["signature"] = self._sign(row)
             conn.execute(insert(receipts).values(**row))
+            name_accounts(conn, call.id, now, call.consumer, row["payouts"])
             add_spent(conn, call.consumer, row["epoch"], fee)  # budgets read the running total, not every receipt
             if bind is not None:
                 bind(conn, call.id)
@@ -151,9 +161,13 @@ class ReceiptLog:
                "state": "final", "finalized_at": int(time.time())}
         row["body"], row["signature"] = self._sign(row)
         with self.db.begin() as conn:
-            conn.execute(update(receipts).where((receipts.c.id == receipt_id) & (receipts.c.state == "attributing"))
-                         .values(payouts=row["payouts"], attribution=attribution, state="final",
-                                 finalized_at=row["finalized_at"], body=row["body"], signature=row["signature"]))
+            done = conn.execute(update(receipts).where((receipts.c.id == receipt_id)
+                                                       & (receipts.c.state == "attributing"))
+                                .values(payouts=row["payouts"], attribution=attribution, state="final",
+                                        finalized_at=row["finalized_at"], body=row["body"],
+                                        signature=row["signature"]))
+            if done.rowcount:  # the attach that finalised it names the contributors the receipt pays now
+                name_accounts(conn, receipt_id, current.created_at, current.consumer, row["payouts"])
         return self.get(receipt_id)
 
     def _sign(self, row: dict) -> tuple[dict, str]:
@@ -171,13 +185,20 @@ class ReceiptLog:
             raise ReceiptError(f"no receipt {receipt_id!r}", field="receipt", status=404)
         return Receipt(**row)
 
-    def consumer_copy(self, receipt_id: str, reader: str | None) -> Receipt:
-        """The receipt with the prompt and answer it was made for, for its consumer alone: `reader` is who signed
-        the read request (None: nobody did). Anyone else reads the public copy (`public`)."""
+    def consumer_copy(self, receipt_id: str, grant: ReadGrant | None) -> Receipt:
+        """The receipt with the prompt and answer it was made for, for its consumer alone: `grant` is the read
+        request they signed (None: none was sent), for every Datanet ("*"): one signed to read a single Datanet
+        was given for that Datanet's records, not for the consumer's own prompts. Anyone else reads the public
+        copy (`public`)."""
         receipt = self.get(receipt_id)
-        if reader is None:
+        if grant is None:
             raise ReceiptError(f"receipt {receipt_id}'s prompt and answer are its consumer's: sign a read request "
                                "as the consumer (`--as KEY`)", field="x-ledgerlm-read", status=401)
+        if grant.datanet != ANY_DATANET:
+            raise ReceiptError(f"the read request is for Datanet {grant.datanet!r} only: a receipt's prompt and answer "
+                               f"need one signed for every Datanet ({ANY_DATANET!r}, the default of `--as KEY`)",
+                               field="x-ledgerlm-read", status=403)
+        reader = grant.reader
         if receipt.consumer is None:
             raise ReceiptError(f"receipt {receipt_id} is a free call's: no consumer can prove it is theirs, so its "
                                "prompt and answer stay private", field="receipt", status=403)
@@ -187,23 +208,35 @@ class ReceiptLog:
         return receipt
 
     def list(self, *, account: str | None = None, model: str | None = None, state: str | None = None,
-             limit: int = 100) -> list[Receipt]:
-        """Newest first; `account` matches the consumer or anyone paid by the receipt."""
-        query = select(receipts).order_by(receipts.c.created_at.desc(), receipts.c.id)
+             limit: int = 100, before: str | None = None) -> list[Receipt]:
+        """Newest first, at most `limit` (up to MAX_LISTED); `account` matches the consumer or anyone paid by the
+        receipt; `before` (a receipt id: the last one of the previous page) continues the listing after it.
+
+        Each page is read in index order, so its cost follows `limit`, not how many receipts the node holds."""
+        if not 1 <= limit <= MAX_LISTED:
+            raise ReceiptError(f"limit must be 1 to {MAX_LISTED}, got {limit}; page on with `before`",
+                               field="limit", status=400)
+        if account and not is_address(account):
+            raise ReceiptError(f"account must be an address, got {account!r}", field="account", status=400)
+        if account:
+            order = (receipt_accounts.c.created_at, receipt_accounts.c.receipt_id)
+            query = (select(receipts).join(receipt_accounts, receipt_accounts.c.receipt_id == receipts.c.id)
+                     .where(receipt_accounts.c.account == to_checksum_address(account)))
+        else:
+            order = (receipts.c.created_at, receipts.c.id)
+            query = select(receipts)
         if model:
             query = query.where(receipts.c.model_id == model)
         if state:
             query = query.where(receipts.c.state == state)
-        if account and not is_address(account):
-            raise ReceiptError(f"account must be an address, got {account!r}", field="account", status=400)
-        if not account:  # the payouts an account is matched against are read from each row
-            query = query.limit(limit)
         with self.db.connect() as conn:
-            rows = [Receipt(**r) for r in conn.execute(query).mappings()]
-        if account:
-            who = to_checksum_address(account)
-            rows = [r for r in rows if r.consumer == who or any(p["account"] == who for p in r.payouts)]
-        return rows[:limit]
+            if before is not None:
+                created = conn.execute(select(receipts.c.created_at).where(receipts.c.id == before)).scalar()
+                if created is None:
+                    raise ReceiptError(f"no receipt {before!r} to list receipts before", field="before", status=404)
+                query = query.where(tuple_(*order) < tuple_(created, before))
+            query = query.order_by(*(c.desc() for c in order)).limit(limit)
+            return [Receipt(**r) for r in conn.execute(query).mappings()]
 
     def pending(self) -> list[str]:
         with self.db.connect() as conn:
@@ -216,12 +249,68 @@ class ReceiptLog:
         return checks
 
 
-def public(receipt: Receipt) -> dict:
+def public(receipt: Receipt, *, records_shown: bool = True) -> dict:
     """A receipt as shown to anyone but its consumer: the prompt and answer left out (their hash stays
-    in the signed body), the parties the split is computed for kept."""
-    data = receipt.model_dump()
+    in the signed body), the parties the split is computed for kept. Without `records_shown` (a model of a
+    private Datanet, read by one who may not read it) its attribution is `public_attribution`'s."""
+    data = shown(receipt, records_shown=records_shown)
     data["request"] = {"split": (receipt.request or {}).get("split")}
     return data
+
+
+def shown(receipt: Receipt, *, records_shown: bool) -> dict:
+    """The receipt whole, or with only `public_attribution` of its attribution."""
+    data = receipt.model_dump()
+    if not records_shown:
+        data["attribution"] = public_attribution(receipt.attribution)
+    return data
+
+
+def receipt_datanet(receipt: Receipt) -> str | None:
+    """The Datanet the receipt's model was trained on (None: a base model)."""
+    return ((receipt.request or {}).get("split") or {}).get("datanet")
+
+
+def public_attribution(attribution: dict | None) -> dict | None:
+    """The part of an attribution anyone may read when the model's Datanet is private: what the split check reads
+    (contributor and evidence bps, the data pool's part). `withheld` names what was left out, so a reader knows
+    the signed attribution hash covers more than they were shown."""
+    if attribution is None:
+        return None
+    kept = {k: attribution[k] for k in PUBLIC_ATTRIBUTION if k in attribution}
+    return {**kept, "withheld": sorted(set(attribution) - set(kept))}
+
+
+def private_models(conn: Connection, model_ids) -> set[str]:
+    """Those of `model_ids` trained on a private Datanet."""
+    ids = sorted(set(model_ids))
+    found: set[str] = set()
+    for start in range(0, len(ids), 500):
+        found.update(conn.execute(select(models.c.id).join(datanets, datanets.c.name == models.c.datanet).where(
+            and_(models.c.id.in_(ids[start:start + 500]), datanets.c.visibility == "private"))).scalars())
+    return found
+
+
+def published_receipts(conn: Connection, rows: list) -> list[dict]:
+    """Receipt rows (with `model_id` and `attribution`) as an epoch publishes them for anyone: those of a model
+    trained on a private Datanet with `public_attribution` only."""
+    private = private_models(conn, [r["model_id"] for r in rows])
+    return [{**r, "attribution": public_attribution(r["attribution"])} if r["model_id"] in private else dict(r)
+            for r in rows]
+
+
+def name_accounts(conn: Connection, receipt_id: str, created_at: int, consumer: str | None,
+                  payouts: list[dict]) -> None:
+    """Keep `receipt_accounts` to exactly the receipt's consumer and the accounts its payouts pay."""
+    named = ({consumer} | {p.get("account") for p in payouts}) - {None}
+    present = set(conn.execute(select(receipt_accounts.c.account)
+                               .where(receipt_accounts.c.receipt_id == receipt_id)).scalars())
+    if named - present:
+        conn.execute(insert(receipt_accounts), [{"account": a, "receipt_id": receipt_id, "created_at": created_at}
+                                                for a in sorted(named - present)])
+    if present - named:
+        conn.execute(delete(receipt_accounts).where(and_(receipt_accounts.c.receipt_id == receipt_id,
+                                                         receipt_accounts.c.account.in_(sorted(present - named)))))
 
 
 def receipt_message(row: dict, node: str) -> dict:
@@ -252,17 +341,20 @@ def verify_receipt(receipt: Receipt, *, domain: SigningDomain) -> dict:
                            evidence_bps=attribution.get("evidence_bps", 0))
     expected = receipt_message(receipt.model_dump(), receipt.body.get("node", ""))
     has_text = "completion" in (receipt.request or {})
-    fields = [k for k in expected if has_text or k != "requestHash"]
+    # a public copy of a private Datanet's receipt carries part of the attribution the node signed
+    whole = "withheld" not in attribution
+    fields = [k for k in expected if (has_text or k != "requestHash") and (whole or k != "attributionHash")]
     try:
-        signer = Account.recover_message(encode_typed_data(
-            full_message=typed_data("InferenceReceipt", receipt.body, domain)), signature=receipt.signature)
-    except Exception:  # a mangled signature verifies as nobody
+        signer = recover_signer(typed_data("InferenceReceipt", receipt.body, domain), receipt.signature,
+                                what="the receipt's")
+    except AuthError:  # a mangled signature verifies as nobody
         signer = None
     return {
         "split_sums_to_fee": sum(p.amount for p in payouts) == int(receipt.fee),
         "split_recomputed": recomputed == payouts,
         "body_matches": all(expected[k] == receipt.body.get(k) for k in fields),
         "request_checked": has_text,
+        "attribution_checked": whole,
         "signer": signer,
         "signature_valid": signer is not None and signer == receipt.body.get("node"),
     }
@@ -340,7 +432,8 @@ class AttributionWorker:
                 result = self.attribute(receipt.model_id, prompt, answer)
             except LedgerError as exc:  # no index, or an answer attribution cannot read: pay the data pool
                 result = {"error": exc.message}
-            except Exception as exc:  # a receipt that can never finish would never be settled: say why, finish
-                traceback.print_exc()
-                result = {"error": f"attribution failed: {type(exc).__name__}: {exc}"}
+            except Exception:  # a receipt that can never finish would never be settled: finish it, log why
+                # the receipt is public: what broke (and the text it broke on) stays in the operator's log
+                log.exception("attribution of receipt %s failed", receipt_id)
+                result = {"error": ATTRIBUTION_FAILED}
         self.log.attach(receipt_id, result)

@@ -56,7 +56,16 @@ class ChatCompletionRequest(_Sampling):
     max_completion_tokens: int | None = Field(default=None, ge=1)
 
     def plain_messages(self) -> list[dict]:
-        return [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in self.messages]
+        """The conversation as the engine renders it and attribution reads it; one attribution could not read (it
+        cuts the conversation before each assistant turn, as training does) is refused before it is served."""
+        plain = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in self.messages]
+        if any(m["role"] == "tool" for m in plain):
+            raise ValueError("tool messages are not supported (this node runs no tools): send system, developer, "
+                             "user and assistant messages")
+        if plain[0]["role"] == "assistant":
+            raise ValueError("the conversation must not open with an assistant message: start it with a system, "
+                             "developer or user message")
+        return plain
 
 
 class CompletionRequest(_Sampling):

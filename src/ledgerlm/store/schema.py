@@ -300,6 +300,20 @@ receipts = Table(
 Index("ix_receipts_epoch_state", receipts.c.epoch, receipts.c.state)
 Index("ix_receipts_consumer", receipts.c.consumer)
 Index("ix_receipts_model", receipts.c.model_id)
+Index("ix_receipts_created", receipts.c.created_at, receipts.c.id)  # the listing's order, and its pages
+
+# Every account a receipt names, its consumer and each account it pays, written with the receipt (and again when
+# attribution adds contributors): listing an account's receipts reads its own rows here, newest first, instead
+# of every receipt's payouts.
+receipt_accounts = Table(
+    "receipt_accounts",
+    metadata,
+    Column("account", String(42), primary_key=True),
+    Column("receipt_id", String(64), ForeignKey("receipts.id"), primary_key=True),
+    Column("created_at", BigInteger, nullable=False),  # the receipt's, so a page is read in index order
+)
+Index("ix_receipt_accounts_listing", receipt_accounts.c.account, receipt_accounts.c.created_at,
+      receipt_accounts.c.receipt_id)
 
 # One row per idempotency key a serving call carried: which serving process holds it (renewing its
 # lease while the call runs) and, once written, the one receipt it produced. Nodes sharing this

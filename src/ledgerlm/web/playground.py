@@ -9,7 +9,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse
 
 from ledgerlm.errors import LedgerError
-from ledgerlm.serving.receipts import public
+from ledgerlm.serving.receipts import public, receipt_datanet
+from ledgerlm.web.access import page_reader
 from ledgerlm.web.render import environment, page
 
 router = APIRouter()
@@ -81,7 +82,10 @@ def attribution_fragment(request: Request, receipt_id: str = Form(...), answer: 
         checks = log.verify(receipt)
     except LedgerError as exc:
         return HTMLResponse(f'<p class="error-message">{_escape(exc.message)}</p>', status_code=exc.status)
-    attribution = receipt.attribution or {}
+    datanet = receipt_datanet(receipt)
+    records_shown = datanet is None or node.datanets.may_read(datanet, page_reader(request, datanet))
+    shown = public(receipt, records_shown=records_shown)  # a private Datanet's records: its owner and members only
+    attribution = shown["attribution"] or {}
     shares = list(attribution.get("contributions") or [])
     sources = {}
     # Spans are matched only for the answer this receipt paid for: any other text posted here is shown
@@ -95,7 +99,7 @@ def attribution_fragment(request: Request, receipt_id: str = Form(...), answer: 
             continue  # a private Datanet's text is not compared on a page anyone can open
         sources[share["contribution_id"]] = _text(contribution.payload)
     html = environment.get_template("attribution.html").render(
-        receipt=public(receipt), checks=checks, attribution=attribution, shares=shares,
+        receipt=shown, checks=checks, attribution=attribution, shares=shares,
         pieces=matched_spans(answer, sources), final=receipt.state == "final")
     return HTMLResponse(html)
 

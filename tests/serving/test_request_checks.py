@@ -1,0 +1,61 @@
+"""Requests refused before they cost anything, and failures that never reach a public receipt: a chat attribution
+could not read, a key sent with the scheme in lower case, an attribution that breaks on the node."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from ledgerlm.node import Node
+from ledgerlm.serving import ApiKeyError
+from ledgerlm.serving.catalog import ServedModel
+from ledgerlm.serving.receipts import ATTRIBUTION_FAILED, AttributionWorker, Completed, ReceiptLog
+from tests.economy.helpers import SHARES, key
+
+DEV = key("developer")
+
+
+@pytest.mark.parametrize("messages, words", [
+    ([{"role": "assistant", "content": "What colour is the gull?"}], "must not open with an assistant message"),
+    ([{"role": "assistant", "content": "Hi."}, {"role": "user", "content": "What colour is the gull?"}],
+     "must not open with an assistant message"),
+    ([{"role": "tool", "content": "gull"}], "tool messages are not supported"),
+    ([{"role": "user", "content": "Which?"}, {"role": "tool", "content": "gull"}], "tool messages are not supported"),
+])
+def test_a_chat_attribution_could_not_read_is_refused_naming_messages(http, messages, words):
+    response = http.post("/v1/chat/completions", json={"model": "facts-a", "messages": messages, "max_tokens": 4})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["field"] == "messages" and words in response.json()["error"]["message"]
+
+
+def test_an_attribution_that_breaks_finishes_its_receipt_with_a_fixed_reason(home, caplog):
+    node = Node.open(home)
+    try:
+        log = ReceiptLog(node.db, node.account, domain=node.domain)
+        model = ServedModel("m", "tiny", None, None, DEV.address, 10**15, SHARES, "colours", (), 0)
+        call = Completed("lgr-breaks", key("consumer").address, model, 20, 10,
+                         {"messages": [{"role": "user", "content": "secret words"}], "completion": "an answer"})
+        log.write(call, attributing=True)
+
+        def attribute(model_id, prompt, answer):
+            raise ValueError(f"Cannot apply chat template to {prompt!r}")
+
+        with caplog.at_level(logging.ERROR, logger="ledgerlm.serving"):
+            AttributionWorker(log, attribute)._finish("lgr-breaks")
+        receipt = log.get("lgr-breaks")
+        assert receipt.state == "final" and receipt.attribution["error"] == ATTRIBUTION_FAILED
+        assert "secret words" not in str(receipt.attribution) and "ValueError" not in str(receipt.attribution)
+        assert "lgr-breaks" in caplog.text and "Cannot apply chat template" in caplog.text  # the operator sees why
+    finally:
+        node.close()
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER"])
+def test_a_key_is_read_whatever_the_case_of_its_scheme(http, scheme):
+    node = http.app.state.node
+    with pytest.raises(ApiKeyError, match="unknown API key"):  # read as a key, not as no key at all
+        node.serving.keys.authenticate(f"{scheme} sk-lgr-not-registered")
+    response = http.get("/apikeys/me", headers={"Authorization": f"{scheme} sk-lgr-not-registered"})
+    assert "unknown API key" in response.json()["error"]["message"]
+    assert node.serving.keys.authenticate(None) is None and node.serving.keys.authenticate("Basic abc") is None
