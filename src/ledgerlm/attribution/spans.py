@@ -371,26 +371,67 @@ class SpanIndex:
     def _units_of(self, row: int) -> set[tuple[int, ...]]:
         return _units(self.tokens[self.offsets[row]:self.offsets[row + 1] - 1].tolist())
 
-    def _named_through(self, row: int, naming: dict, max_examples: int) -> set[tuple[int, int]]:
+    def _named_through(self, row: int, naming: dict, max_examples: int) -> set[tuple[int, ...]]:
         """The prompt's naming pairs held by the rows that share one of `row`'s rare pairs.
 
         A rare pair (in at most `max_examples` rows, of `naming_min_chars` visible characters)
         is what a few records have in common: a person's name, a town's. A birthplace record
-        names its person; the person's other records hold what the prompt asks them by.
+        names its person; the person's other records hold what the prompt asks them by. A long
+        row has thousands of pairs: they are looked up together (`_holders`).
         """
-        linked: set[int] = set()
-        for pair in sorted(self._units_of(row) - naming.keys()):
-            if self._chars(list(pair)) < self.naming_min_chars:
-                continue
-            lo, hi = 0, len(self.suffix_array)
-            for k, token in enumerate(pair):
-                lo, hi = self._narrow(lo, hi, k, token)
-            if 0 < hi - lo <= max_examples * _CROWDED:
-                holders = self.rows_of(lo, hi)
-                if len(holders) <= max_examples:
-                    linked.update(holders.tolist())
+        own = sorted(self._units_of(row) - naming.keys())
+        if self.char_lengths is not None:
+            own = [u for u in own if self._chars(list(u)) >= self.naming_min_chars]
+        linked = set(self._holders(own, max_examples)[1].tolist())
         linked.discard(row)
-        return set().union(*(naming.keys() & self._units_of(r) for r in sorted(linked)))
+        if not linked:
+            return set()
+        units = sorted(naming)
+        unit, holder = self._holders(units, self.n_rows)
+        return {units[u] for u in unit[np.isin(holder, sorted(linked))].tolist()}
+
+    def _holders(self, units: list[tuple[int, ...]], most_rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """(unit, row) for each row holding one of `units` (a token or a token pair) found in at most
+        `most_rows` rows (and `_CROWDED` times as many occurrences): the units' positions and the rows.
+
+        One vectorised binary search over the suffix array for all units at once: a pair's suffixes
+        sort by their first token, then their second, as the units' (first, second) keys do.
+        """
+        if not units or len(self.suffix_array) == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        first = np.array([u[0] for u in units], dtype=np.int64)
+        second = np.array([u[1] if len(u) > 1 else -1 for u in units], dtype=np.int64)
+        lo, hi = self._range_of(first, second, strict=False), self._range_of(first, second, strict=True)
+        occurrences = most_rows * _CROWDED if most_rows < self.n_rows else len(self.suffix_array)
+        counts = np.where((hi > lo) & (hi - lo <= occurrences), hi - lo, 0)
+        # every occurrence of every unit kept, as (unit, row), each distinct pair once, by unit
+        before = np.cumsum(counts) - counts
+        at = np.arange(int(counts.sum())) - np.repeat(before, counts) + np.repeat(lo, counts)
+        rows = np.searchsorted(self.offsets, self.suffix_array[at], side="right") - 1
+        pairs = np.unique(np.repeat(np.arange(len(units), dtype=np.int64), counts) * self.n_rows + rows)
+        unit, row = np.divmod(pairs, self.n_rows)
+        rare = np.bincount(unit, minlength=len(units))[unit] <= most_rows
+        return unit[rare], row[rare]
+
+    def _range_of(self, first: np.ndarray, second: np.ndarray, *, strict: bool) -> np.ndarray:
+        """Per unit, the first suffix not below it (`strict`: not at or below it); second < 0 is a single token."""
+        sa, tokens = self.suffix_array, self.tokens
+        n, last = len(sa), len(self.tokens) - 1
+        single = second < 0
+        lo, hi = np.zeros(len(first), np.int64), np.full(len(first), n, np.int64)
+        while True:
+            active = lo < hi
+            if not active.any():
+                return lo
+            mid = (lo + hi) // 2
+            at = sa[np.minimum(mid, n - 1)]
+            a = tokens[at].astype(np.int64)
+            b = tokens[np.minimum(at + 1, last)].astype(np.int64)  # each row ends in a separator
+            below = (a < first) | ((a == first) & ~single & (b < second))
+            equal = (a == first) & (single | (b == second))
+            right = below | (equal if strict else False)
+            lo = np.where(active & right, mid + 1, lo)
+            hi = np.where(active & ~right, mid, hi)
 
     def arrays(self) -> dict[str, np.ndarray]:
         arrays = {"span_tokens": self.tokens, "span_offsets": self.offsets,
