@@ -161,6 +161,14 @@ def test_withdraw_pays_pending_stake_only_after_the_cooldown(world):
         {"account": staker.address, "role": VALIDATOR, "amount": 4 * TOKEN}]
 
 
+def cooling(world, role, bond: int, unstaking: int):
+    """A fresh staker with `bond` staked under `role`, `unstaking` of it cooling down."""
+    staker = world.actor(bond)
+    world.contracts.staking.stake(staker, role, bond)
+    world.contracts.staking.request_unstake(staker, role, unstaking)
+    return staker
+
+
 def recorded_round(world) -> int:
     """A fresh validation round whose outcome the node recorded on chain."""
     round_id = world.fresh_epoch()
@@ -218,9 +226,7 @@ def test_a_slash_needs_a_recorded_outcome_and_happens_once_per_round(world):
 
 def test_a_slash_is_capped_per_round_and_needs_an_amount_and_a_known_role(world):
     staking = world.contracts.staking
-    staker = world.actor(5 * TOKEN)
-    staking.stake(staker, BOND, 5 * TOKEN)
-    staking.request_unstake(staker, BOND, 2 * TOKEN)
+    staker = cooling(world, BOND, 5 * TOKEN, 2 * TOKEN)
     round_id = recorded_round(world)
     cap = 5 * TOKEN * staking.slash_cap_bps() // 10_000
 
@@ -279,9 +285,7 @@ def test_the_reward_pool_leaves_only_into_a_distributor_epoch_once(world):
 
 def test_a_slash_of_pending_stake_leaves_only_the_rest_to_withdraw(world):
     staking = world.contracts.staking
-    staker = world.actor(10 * TOKEN)
-    staking.stake(staker, VALIDATOR, 10 * TOKEN)
-    staking.request_unstake(staker, VALIDATOR, 10 * TOKEN)
+    staker = cooling(world, VALIDATOR, 10 * TOKEN, 10 * TOKEN)
     staking.slash(world.node, recorded_round(world), staker.address, VALIDATOR, TOKEN)
     world.chain.advance_time(COOLDOWN)
 
@@ -424,9 +428,7 @@ def test_a_window_caps_the_sum_of_its_slashes_and_the_next_one_starts_afresh(wor
 
 def test_the_admin_revokes_a_held_slash_and_the_stake_comes_back(world):
     staking = world.contracts.staking
-    staker = world.actor(10 * TOKEN)
-    staking.stake(staker, VALIDATOR, 10 * TOKEN)
-    staking.request_unstake(staker, VALIDATOR, 10 * TOKEN)
+    staker = cooling(world, VALIDATOR, 10 * TOKEN, 10 * TOKEN)
     total_before, held_before = staking.total_staked(VALIDATOR), staking.slashes_held()
     round_id = recorded_round(world)
     slash_id = staking.slash_count()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -107,36 +107,30 @@ class Database:
         """Hold `key` until `conn`'s transaction ends (see `lock_key`)."""
         lock_key(conn, key)
 
-    @contextmanager
-    def exclusive(self, key: str) -> Iterator[None]:
+    def exclusive(self, key: str) -> AbstractContextManager[None]:
         """Run a long, multi-transaction job (an epoch close) on one node at a time. On SQLite the node's
         own lock already does; on PostgreSQL a session lock makes other nodes wait for it."""
-        if not self.postgres:
-            yield
-            return
-        with self.engine.connect() as holder:
-            holder.execute(select(func.pg_advisory_lock(_lock_key(key))))
-            holder.commit()
-            try:
-                yield
-            finally:
-                holder.execute(select(func.pg_advisory_unlock(_lock_key(key))))
-                holder.commit()
+        return self._session_lock(key, shared=False)
 
-    @contextmanager
-    def shared(self, key: str) -> Iterator[None]:
+    def shared(self, key: str) -> AbstractContextManager[None]:
         """Run alongside others holding `key` shared, never alongside one holding it `exclusive` (a payment in
         flight and an epoch close). On SQLite the node's own lock already does."""
+        return self._session_lock(key, shared=True)
+
+    @contextmanager
+    def _session_lock(self, key: str, *, shared: bool) -> Iterator[None]:
         if not self.postgres:
             yield
             return
+        take, give = ((func.pg_advisory_lock_shared, func.pg_advisory_unlock_shared) if shared
+                      else (func.pg_advisory_lock, func.pg_advisory_unlock))
         with self.engine.connect() as holder:
-            holder.execute(select(func.pg_advisory_lock_shared(_lock_key(key))))
+            holder.execute(select(take(_lock_key(key))))
             holder.commit()
             try:
                 yield
             finally:
-                holder.execute(select(func.pg_advisory_unlock_shared(_lock_key(key))))
+                holder.execute(select(give(_lock_key(key))))
                 holder.commit()
 
     def close(self) -> None:
