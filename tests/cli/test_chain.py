@@ -68,3 +68,21 @@ def test_index_catches_up_and_status_shows_its_head_and_lag(cli):
     assert after["indexed_block"] == cli.json("chain", "status")["head"]["number"]
     text = cli("chain", "status").stdout
     assert f"indexed block {after['indexed_block']} of" in text and "lag 0 blocks" in text
+
+
+def test_a_held_slash_shows_on_the_balance_and_only_the_admin_key_revokes_it(cli):
+    cli("chain", "faucet", "alice", "--tokens", "500")
+    cli("stake", "200", "--as", "alice")
+    with cli.node() as node:
+        staking, alice = node.contracts.staking, cli.address("alice")
+        round_id = 7_000_001
+        staking.record_outcome(node.account, round_id, b"\x0e" * 32)
+        staking.slash(node.account, round_id, alice, 0, 20 * UNIT)
+    held = cli.json("balance", "alice")["held_slashes"]
+    assert [(h["role"], h["round_id"], h["amount"]) for h in held] == [("validator", round_id, 20 * UNIT)]
+    assert cli.json("balance", "alice")["stake"]["validator"] == 180 * UNIT
+    assert "revocable by the admin until" in cli("balance", "alice").stdout
+    cli.fails("chain", "revoke-slash", str(held[0]["slash_id"]), "--as", "alice", match="AccessControl")
+    cli("chain", "revoke-slash", str(held[0]["slash_id"]))  # the home's admin keystore
+    after = cli.json("balance", "alice")
+    assert after["stake"]["validator"] == 200 * UNIT and after["held_slashes"] == []

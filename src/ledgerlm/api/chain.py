@@ -143,6 +143,11 @@ def account(address: str, node: Node = Depends(get_node)) -> dict:
             pending = c.staking.pending_of(address, role)
             if pending.amount:
                 result["unstaking"][name] = {"amount": pending.amount, "release_at": pending.available_at}
+        # slashes of its bonds still held: the admin key may give them back until they mature
+        result["held_slashes"] = [
+            {"slash_id": h.slash_id, "role": h.role.name.lower(), "round_id": h.round_id, "amount": h.amount,
+             "matures_at": h.matures_at}
+            for h in c.staking.held_slashes_of(address, from_block=node.deployment.block)]
         result["escrow"] = c.escrow.balance_of(address)
     return result
 

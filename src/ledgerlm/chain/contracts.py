@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import cached_property
+from itertools import islice
 from typing import Any, ClassVar
 
 from eth_account.signers.local import LocalAccount
@@ -534,6 +535,14 @@ class StakingClient(_Client):
     def reward_pool(self) -> int:
         """Settled slashed stake not yet released into an epoch."""
         return int(self._call("rewardPool"))
+
+    def held_slashes_of(self, account: str, *, from_block: int = 0, most: int = 100) -> list[HeldSlash]:
+        """The newest `most` slashes of `account`'s bonds that are still held (revocable until they mature, or
+        matured and not yet settled), from the Slashed logs since `from_block`."""
+        logs = self.contract.events["Slashed"]().get_logs(
+            from_block=int(from_block), argument_filters={"account": to_checksum_address(account)})
+        held = (self.held_slash(int(log["args"]["slashId"])) for log in reversed(logs))
+        return list(islice((h for h in held if h.state == SlashState.HELD), most))
 
     def slashes_held(self) -> int:
         """Slashed stake still held (revocable, or matured but not yet settled), outside the reward pool."""

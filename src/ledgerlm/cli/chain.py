@@ -140,6 +140,24 @@ def index(
     s.emit(status, render)
 
 
+@app.command("revoke-slash")
+def revoke_slash(
+    ctx: typer.Context,
+    slash_id: int = typer.Argument(..., help="The held slash (`balance ACCOUNT` lists an account's)."),
+    as_key: str = typer.Option("", "--as", help="The admin key, by name [default: the home's admin keystore, "
+                                                "unlocked with LEDGERLM_ADMIN_PASSPHRASE]. The node's key cannot "
+                                                "revoke."),
+):
+    """Admin: give a held slash back to its staker before its dispute time ends."""
+    from ledgerlm.identity.node_keys import ADMIN_PASSPHRASE_ENV, node_passphrase, unlock_keystore
+
+    s = session(ctx)
+    admin = (s.unlock(as_key) if as_key else
+             unlock_keystore(s.home.admin_key_path, node_passphrase(ADMIN_PASSPHRASE_ENV, "admin"), "admin"))
+    tx = s.client().chain.send(admin, "Staking", "revokeSlash", [slash_id])
+    s.emit(tx, lambda t: console.print(f"[green]revoked[/] slash {slash_id} (tx {t['tx_hash']})"))
+
+
 @app.command()
 def faucet(
     ctx: typer.Context,
@@ -170,6 +188,9 @@ def balance(ctx: typer.Context, who: str = typer.Argument(..., help="Address or 
                     console.print(f"  staked as {role}: {format_amount(amount)}")
             for role, p in a["unstaking"].items():
                 console.print(f"  unstaking {role}: {format_amount(p['amount'])} (withdrawable {format_time(p['release_at'])})")
+            for h in a.get("held_slashes", []):
+                console.print(f"  slash {h['slash_id']} held ({h['role']}, round {h['round_id']}): "
+                              f"{format_amount(h['amount'])}, revocable by the admin until {format_time(h['matures_at'])}")
 
     s.emit(account, render)
 
