@@ -124,3 +124,28 @@ def test_no_key_acts_for_another_agent_or_lifts_a_policy(world, tmp_path):
         client.agents.set_policy(owner, "0x" + "ab" * 20, unbound)
     with pytest.raises(AuthError, match="BindAgent signature must be agent"):
         client.agents.set_policy(owner, "0x" + "ab" * 20, unbound, bind=stranger)
+
+
+def test_a_compute_job_is_an_action_the_policy_must_allow(world):
+    """Paying a provider from escrow is spending like a call: the node asks the policy for `buy_compute` first."""
+    from eth_account import Account
+
+    client = world.client
+    provider, price = Account.from_key(b"\x0b" * 32), 10**13
+    client.chain.faucet(provider.address, eth_wei=UNIT, tokens=UNIT)
+    client.chain.stake(provider, "provider", UNIT)
+    offer = client.providers.offer(provider, kind="serve", hardware="cpu", base_model="tiny", price=price)
+    try:
+        world.create("jobs", actions=["search", "call_model"])
+        agent, spec = world.account("jobs"), {"prompts": ["hi"], "max_new_tokens": 4}
+
+        def buy():
+            return client.providers.submit(agent, kind="serve", spec=spec, amount=price, offer_id=offer["id"])
+
+        refused = _refused(buy)
+        assert refused.status == 403 and refused.field == "actions" and "buy_compute" in refused.message
+        assert client.providers.jobs(requester=agent.address) == []
+        world.set_policy("jobs", actions=["search", "call_model", "buy_compute"])
+        assert buy()["amount"] == str(price)
+    finally:
+        client.providers.withdraw(provider, offer["id"])

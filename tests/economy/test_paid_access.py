@@ -193,7 +193,15 @@ def test_an_agents_policy_holds_for_paid_access_too(client, private, alice, caro
     with pytest.raises(LedgerError, match="budget") as refused:
         client.buy_export_licence("vault", 1, carol, 5 * UNIT)
     assert refused.value.field == "budget" and c.escrow.balance_of(carol.address) == 10 * UNIT
-    client.agents.set_policy(alice, carol.address, policy_message(AgentPolicy(budget=PRICE + 1)))
+    # the Datanets and actions the policy allows bind paid access as they bind calls
+    for refusing, rule in ((AgentPolicy(budget=PRICE + 1, allow_datanets=["other"]), "allow_datanets"),
+                           (AgentPolicy(budget=PRICE + 1, actions=["search", "call_model"]), "actions")):
+        client.agents.set_policy(alice, carol.address, policy_message(refusing))
+        with pytest.raises(LedgerError) as refused:
+            client.buy_export_licence("vault", 1, carol, 5 * UNIT)
+        assert refused.value.field == rule and c.escrow.balance_of(carol.address) == 10 * UNIT
+    client.agents.set_policy(alice, carol.address, policy_message(AgentPolicy(budget=PRICE + 1,
+                                                                              allow_datanets=["vault"])))
     assert client.buy_export_licence("vault", 1, carol, 5 * UNIT)["amount"] == str(PRICE)
     assert client.agents.standing(carol.address)["spent"] == str(PRICE)
 

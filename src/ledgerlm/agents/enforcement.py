@@ -153,16 +153,18 @@ class AgentPolicies:
             policy.check_model(model, price_per_1k)
             policy.check_spend(spent + reserved, cost)
 
-    def check_payment(self, payer: str, amount: int) -> None:
-        """Before an agent's key pays for access to a Datanet from escrow: the kill switch, and the budget against
-        what it already spent on calls and access (money leaving its escrow either way)."""
+    def check_payment(self, payer: str, amount: int, tool: str, datanet: str | None = None) -> None:
+        """Before an agent's key pays from escrow for access to a Datanet (`read_datanet`) or a compute job
+        (`buy_compute`): the kill switch, the actions and Datanets its policy allows, and the budget against what
+        it already spent on calls, access and jobs (money leaving its escrow either way)."""
         found = self._spending(payer)
         if found is None:
             return
         row, policy, spent = found
         with _refusing(row):
-            if policy.paused:
-                policy.check_action("call_model")  # names the kill switch
+            policy.check_action(tool)
+            if datanet is not None:
+                policy.check_datanet(datanet)
             policy.check_spend(spent, amount)
 
     def _spending(self, agent: str):

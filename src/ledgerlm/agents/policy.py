@@ -8,7 +8,8 @@ from ledgerlm.agents.errors import AgentError, PolicyRefusal
 from ledgerlm.units import format_amount
 
 # Every tool an agent may be allowed; reads cost nothing but are still listed, so an owner can narrow them.
-TOOLS = ("search", "call_model", "read_datanet", "contribute", "validate", "balance", "earnings", "claim")
+TOOLS = ("search", "call_model", "read_datanet", "contribute", "validate", "balance", "earnings", "claim",
+         "buy_compute")
 
 # The rules a refusal names (its `field`), on the client and on the node alike.
 RULES = ("paused", "actions", "allow_models", "max_price", "allow_datanets", "budget")

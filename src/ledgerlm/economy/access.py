@@ -52,14 +52,15 @@ class DebitRows:
     payer: str
     tx: str
     chunk_base: int
+    tool: str  # what an agent's policy must allow for its key to pay this way (agents.policy.TOOLS)
     failed: tuple[tuple[str, str], ...] = ()
 
     def column(self, name: str):
         return self.table.c[name]
 
 
-ACCESS_ROWS = DebitRows(access_payments, "state", "developer", "tx", ACCESS_CHUNK_BASE)
-JOB_ROWS = DebitRows(compute_jobs, "payment_state", "requester", "payment_tx", JOB_CHUNK_BASE,
+ACCESS_ROWS = DebitRows(access_payments, "state", "developer", "tx", ACCESS_CHUNK_BASE, "read_datanet")
+JOB_ROWS = DebitRows(compute_jobs, "payment_state", "requester", "payment_tx", JOB_CHUNK_BASE, "buy_compute",
                      failed=(("state", "unpaid"),))
 
 
@@ -72,8 +73,9 @@ class AccessPayments:
     node_account: object
     domain: SigningDomain
     lock: threading.Lock = field(default_factory=threading.Lock)
-    # payer, amount -> raises to refuse: the node checks an agent's policy (kill switch, budget) here
-    spend_guard: Callable[[str, int], None] | None = None
+    # payer, amount, tool, Datanet (None: not a Datanet's) -> raises to refuse: the node checks an agent's policy
+    # here (kill switch, allowed actions and Datanets, budget)
+    spend_guard: Callable[[str, int, str, str | None], None] | None = None
 
     @contextmanager
     def paying(self) -> Iterator[None]:
@@ -125,12 +127,13 @@ class AccessPayments:
                 )).inserted_primary_key[0]
 
             payment_id, epoch, tx = self.debit_locked(signed, developer, price, what=f"{datanet} version {version}",
-                                                      record=record, rows=ACCESS_ROWS)
+                                                      record=record, rows=ACCESS_ROWS, datanet=datanet)
         return {"payment": payment_id, "datanet": datanet, "version": version, "developer": developer,
                 "purpose": purpose, "amount": str(price), "epoch": epoch, "tx": tx}
 
     def debit_locked(self, signed: SignedAction, payer: str, price: int, *, what: str,
-                     record: Callable[[Connection, int, int], int], rows: DebitRows) -> tuple[int, int, str]:
+                     record: Callable[[Connection, int, int], int], rows: DebitRows,
+                     datanet: str | None = None) -> tuple[int, int, str]:
         """Debit `price` from `payer`'s escrow into the open epoch at once, within the standing spending cap they
         gave this node; the caller is inside `self.paying()`. `record(conn, epoch, action_id)` stores the payment's row (state
         pending) in the transaction that records the signed action and returns its id; the escrow chunk is
@@ -141,7 +144,7 @@ class AccessPayments:
             # take too, so two nodes cannot both spend the same room under the cap or an agent's budget.
             lock_consumer(self.db, conn, payer)
             if self.spend_guard is not None:
-                self.spend_guard(payer, price)
+                self.spend_guard(payer, price, rows.tool, datanet)
             epoch = open_epoch(conn)
             # calls not settled yet are charged under the same cap at the next close: they come first
             owed = sum(int(f) for f in conn.execute(select(receipts.c.fee).where(and_(
