@@ -403,7 +403,8 @@ class Node:
                                         self.config.attribution_last_blocks)
         factory = ModelFactory(self.db, self.home.models, self.datanets, domain=self.domain,
                                register_model=_register_model(self), observe_training=observe,
-                               pay_access=self._pay_access)
+                               pay_access=self._pay_access,
+                               jobs_per_developer=self.config.training_jobs_per_developer)
         self.closers.append(factory.close)
         return factory
 
@@ -589,9 +590,14 @@ class Node:
         def slash(outcome_id: int, evidence: str, account: str, amount: int) -> tuple[str, int]:
             return self._slash(outcome_id, evidence, account, StakeRole.PROVIDER, amount)
 
+        def slashable(address: str) -> int:
+            return self.contracts.staking.slashable(address, StakeRole.PROVIDER)
+
         return ComputeMarket(self.db, self.blobs, self.home.models, self.domain,
                              payments=self.access if self.on_chain else None, stake_of=stake_of,
-                             slash=slash if self.on_chain else None)
+                             slash=slash if self.on_chain else None,
+                             slashable=slashable if self.on_chain else None,
+                             slash_cap_bps=self.contracts.staking.slash_cap_bps if self.on_chain else None)
 
     def _pay_access(self, payment, **licence) -> dict:
         if not self.on_chain:

@@ -108,7 +108,8 @@ def test_cancel_and_resume_a_detached_job(cli, tiny_dir, tmp_path):
         cli.fails("factory", "train", *TRAIN, "--as", "carol", "--detach", match="--detach needs a running node")
         return
     long_run = [a for a in TRAIN if a not in ("--max-steps", "3")]
-    long_run[long_run.index("--epochs") + 1] = "500"  # so cancel always lands while it runs
+    long_run[long_run.index("--epochs") + 1] = "100"  # the most allowed, one example a step: so cancel always
+    long_run[long_run.index("--batch-size") + 1] = "1"  # lands while it runs
     queued = cli.json("factory", "train", *long_run, "--name", "later", "--as", "carol", "--detach")
     cli.fails("factory", "cancel", queued["id"], "--as", "bob", match="only the developer")
     cancelled = cli.json("factory", "cancel", queued["id"], "--as", "carol")

@@ -33,8 +33,11 @@ def test_a_process_count_the_host_cannot_run_is_refused_by_name():
         check_processes(True)
 
 
-def test_the_process_count_is_a_job_setting_outside_the_training_config_and_its_hash():
+def test_the_process_count_is_a_job_setting_outside_the_training_config_and_its_hash(monkeypatch):
+    from ledgerlm.factory import distributed
     from ledgerlm.factory.jobs import TrainRequest
+
+    monkeypatch.setattr(distributed, "usable_cores", lambda: 2)  # a two-process job fits this host
 
     plain = TrainRequest(model_id="m-1", datanet="d", version=1, base="tiny", config={"rank": 4})
     wide = TrainRequest(model_id="m-1", datanet="d", version=1, base="tiny", config={"rank": 4, "processes": 2})

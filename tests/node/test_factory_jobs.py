@@ -44,6 +44,14 @@ def test_train_verify_publish_tamper(trained, client, carol, bob):
 
     version, model = trained
     assert model["lineage_ok"] and model["version_root"] == version.root
+    # where the adapter lies on the server is the operator's to know: any other reader gets the model without it
+    assert Path(model["path"]).is_dir()
+    for path in ("/models", "/models/colours-tiny"):
+        request = client.http.build_request("GET", path)
+        request.headers.pop("authorization")
+        answer = client.http.send(request).json()
+        shown = answer[0] if isinstance(answer, list) else answer
+        assert shown["id"] == "colours-tiny" and "path" not in shown and model["path"] not in json.dumps(answer)
     assert model["card"]["datanet_roots"] == [version.root]
     assert model["metrics"]["train"]["steps"] == 24  # 6 training records, 2 per step, 8 epochs
     config = model["card"]["config"]  # the schedule settings came through the API into the lineage
@@ -142,3 +150,54 @@ def test_attribution_needs_a_signature_or_the_operator(trained, client, bob):
     assert replayed.status_code == 401 and "already used" in replayed.json()["error"]["message"]
     other = anonymous.http.post("/attribution", json={**body, "answer": "The reef is blue.", "action": action})
     assert other.status_code == 401 and "requestHash" in other.json()["error"]["message"]
+
+
+def test_settings_a_job_could_never_run_with_are_refused_before_it_is_queued(client, alice, carol, tmp_path,
+                                                                            monkeypatch):
+    """Wrong types, settings past their bounds, modules the base model lacks, more processes than the host has:
+    each a 4xx naming the setting, through the signed API and the unsigned signing form, with nothing stored."""
+    from ledgerlm.factory import tiny_random_model
+    from ledgerlm.factory.jobs import ModelFactory
+
+    monkeypatch.setattr(ModelFactory, "_start_worker", lambda self: None)  # refusals only: nothing trains
+    tiny = tiny_random_model(tmp_path / "tiny", [f"{r['question']} {r['answer']}" for r in FACTS])
+    client.factory.register_base("tiny", str(tiny))
+    publish_qa(client, tmp_path, alice, [(alice, FACTS)])
+    refused = [{"alpha": "x"}, {"dropout": None}, {"lr": "0.1"}, {"target_modules": 5}, {"eval_split": [1]},
+               {"max_steps": "3"}, {"weight_decay": "a"}, {"warmup": {}}, {"epochs": 10**9}, {"rank": 10**6},
+               {"max_len": 10**9}, {"batch_size": 10**6}, {"processes": 64}, {"target_modules": ["nope"]}]
+    for i, config in enumerate(refused):
+        name = next(iter(config))
+        with pytest.raises(LedgerError) as err:
+            client.factory.train(carol, {"model_id": f"bad-{i}", "datanet": "colours", "version": 1, "base": "tiny",
+                                         "config": config})
+        assert 400 <= err.value.status < 500 and err.value.field == name, (config, err.value)
+        if config == {"target_modules": ["nope"]}:
+            continue  # only submitting checks the settings against the base model's modules
+        form = client.http.post("/web/typed-data", json={"action": "TrainModel", "signer": carol.address, "train": {
+            "model_id": f"bad-{i}", "datanet": "colours", "version": 1, "base": "tiny", "config": config}})
+        assert 400 <= form.status_code < 500 and form.json()["error"]["field"] == name, (config, form.text)
+    assert client.factory.jobs() == []
+
+
+def test_one_developer_may_not_queue_ahead_of_everyone(client, alice, carol, tmp_path, monkeypatch):
+    from ledgerlm.factory import tiny_random_model
+    from ledgerlm.factory.jobs import JOBS_PER_DEVELOPER, ModelFactory
+
+    monkeypatch.setattr(ModelFactory, "_start_worker", lambda self: None)  # the jobs stay queued
+    tiny = tiny_random_model(tmp_path / "tiny", [f"{r['question']} {r['answer']}" for r in FACTS])
+    client.factory.register_base("tiny", str(tiny))
+    publish_qa(client, tmp_path, alice, [(alice, FACTS)])
+
+    def train(account, model_id):
+        return client.factory.train(account, {"model_id": model_id, "datanet": "colours", "version": 1,
+                                              "base": "tiny", "config": {"epochs": 1, "max_len": 64}})
+
+    queued = [train(carol, f"carol-{i}") for i in range(JOBS_PER_DEVELOPER)]
+    with pytest.raises(LedgerError, match="queued or running") as err:
+        train(carol, "carol-spam")
+    assert err.value.status == 429 and err.value.field == "developer"
+    train(alice, "alice-one")  # another developer still gets in line
+    client.factory.control(carol, queued[0]["id"], "cancel")
+    train(carol, "carol-again")  # a job that ended (here: cancelled) frees its place
+    assert "carol-spam" not in {j["model_id"] for j in client.factory.jobs()}

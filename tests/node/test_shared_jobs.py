@@ -23,7 +23,7 @@ def test_two_nodes_share_running_jobs(client, home, alice, bob, carol, tmp_path)
     client.factory.register_base("tiny", str(tiny))
     publish_qa(client, tmp_path, alice, [(bob, FACTS)])
     job = client.factory.train(carol, {"model_id": "long-run", "datanet": "colours", "version": 1, "base": "tiny",
-                                       "config": {"epochs": 500, "batch_size": 2, "max_len": 32, "rank": 2}})
+                                       "config": {"epochs": 100, "batch_size": 1, "max_len": 32, "rank": 2}})
     first = client.http.app.state.node
     deadline = time.time() + 120
     while first.factory.job(job["id"]).state != "running" or not first.factory.job(job["id"]).progress:

@@ -119,6 +119,13 @@ def test_commit_reveal_rules(client, alice, bob, setup, tmp_path):
     clock.now = opened["reveal_deadline"] + 1
     with pytest.raises(LedgerError, match="closed"):
         client.validation.reveal(validators[1], rid, mine, salt)
+    # a TallyRound signed for another round closes nothing here, like a commit or reveal for another round
+    from ledgerlm.identity import sign_action
+
+    other = sign_action(alice, "TallyRound", {"roundId": rid + 998}, domain=node.domain).model_dump()
+    replayed = client.http.post(f"/validation/rounds/{rid}/tally", json={"action": other})
+    assert replayed.status_code == 401 and replayed.json()["error"]["field"] == "roundId", replayed.text
+    assert client.validation.round(rid)["state"] == "open"
     closed = client.validation.tally(alice, rid)
     # One validator of three revealed: below the 50% stake quorum? 300 of 600 is exactly half.
     assert closed["state"] == "tallied"

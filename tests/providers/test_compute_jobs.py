@@ -44,6 +44,16 @@ def _base(node):
     return get_model(node.home.models, "tiny")
 
 
+def _staked_provider(client, seed: int):
+    """A fresh provider with STAKE under the provider role."""
+    from eth_account import Account
+
+    provider = Account.from_key(bytes([seed]) * 32)
+    client.chain.faucet(provider.address, eth_wei=UNIT, tokens=STAKE)
+    client.chain.stake(provider, "provider", STAKE)
+    return provider
+
+
 def _bob_balance(node, who) -> int:
     return node.contracts.staking.stake_of(who.address, StakeRole.PROVIDER)
 
@@ -137,33 +147,49 @@ def test_perturbed_loss_wrong_answers_refusals_and_expiry(client, market, alice,
     assert reported["state"] == "rejected" and reported["slash_amount"] == str(cap)
     assert _bob_balance(node, bob) == STAKE - cap
 
+    # The bond's slash window already gave its 10%: another cheat would cost bob nothing until it ends, so his stake
+    # backs no price now: a new offer is refused, his open one refused by id and skipped by the match.
+    assert node.contracts.staking.slashable(bob.address, StakeRole.PROVIDER) == 0
+    with pytest.raises(LedgerError) as spent:
+        client.providers.offer(bob, kind="serve", hardware="cpu", base_model="tiny", price=UNIT)
+    assert spent.value.field == "stake" and spent.value.status == 409
+    with pytest.raises(LedgerError) as named:
+        client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE, offer_id=offer["id"])
+    assert named.value.field == "stake"
+    with pytest.raises(LedgerError) as unmatched:
+        client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE)
+    assert unmatched.value.status == 404
+
+    with pytest.raises(LedgerError) as unstaked:
+        client.providers.offer(carol, kind="train", hardware="gpu", base_model="tiny", price=1)
+    assert unstaked.value.field == "provider"
     # serving: the node regenerates one answer greedily and compares tokens
-    client.providers.offer(bob, kind="serve", hardware="cpu", base_model="tiny", price=UNIT)
+    dave = _staked_provider(client, 4)
+    client.providers.offer(dave, kind="serve", hardware="cpu", base_model="tiny", price=UNIT)
     spec = {"prompts": ["When does the ferry leave?"], "max_new_tokens": 6}
     honest = client.providers.submit(alice, kind="serve", spec=spec, amount=UNIT)
     answers, _ = run_job(_base(node), "serve", honest["spec"])
-    assert client.providers.report(bob, honest["id"], answers, {})["state"] == "verified"
+    assert client.providers.report(dave, honest["id"], answers, {})["state"] == "verified"
     cheat = client.providers.submit(alice, kind="serve", spec=spec, amount=UNIT)
     made_up = {"answers": [{"tokens": [t + 1 for t in answers["answers"][0]["tokens"]], "text": "made up"}]}
-    reported = client.providers.report(bob, cheat["id"], made_up, {})
+    reported = client.providers.report(dave, cheat["id"], made_up, {})
     assert reported["state"] == "rejected" and reported["spot_check"]["first_difference"] == 0
-    # another outcome, but the bond's slash window already gave its 10%: the contract allows nothing more until it ends
     assert node.contracts.staking.outcome(SPOT_CHECK_ROUND_BASE + cheat["id"]) is not None
-    assert reported["slash_amount"] == "0" and _bob_balance(node, bob) == STAKE - cap
+    assert reported["slash_amount"] == str(cap) and _bob_balance(node, dave) == STAKE - cap
+    erin = _staked_provider(client, 5)  # dave's window is spent too: erin backs the training jobs from here on
+    trains = client.providers.offer(erin, kind="train", hardware="cpu", base_model="tiny", price=PRICE)
 
     with pytest.raises(LedgerError) as low:
         client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE - 1, offer_id=offer["id"])
     assert low.value.field == "amount"
-    with pytest.raises(LedgerError) as unstaked:
-        client.providers.offer(carol, kind="train", hardware="gpu", base_model="tiny", price=1)
-    assert unstaked.value.field == "provider"
     with pytest.raises(LedgerError) as bad_spec:
         client.providers.submit(alice, kind="train", spec={**SPEC, "steps": 0}, amount=PRICE)
     assert "steps" in str(bad_spec.value)
     with pytest.raises(LedgerError) as unfunded:  # carol has no escrow nor cap: nothing is taken, no job runs
         client.providers.submit(carol, kind="train", spec=SPEC, amount=PRICE)
     assert unfunded.value.status == 402
-    late = client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE)
+    late = client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE)  # bob's offer, as cheap, skipped
+    assert late["offer_id"] == trains["id"]
     result, files = run_job(_base(node), "train", late["spec"])
     with pytest.raises(LedgerError) as stranger:
         client.providers.report(carol, late["id"], result, files)
@@ -171,14 +197,14 @@ def test_perturbed_loss_wrong_answers_refusals_and_expiry(client, market, alice,
     kept = dict(files)
     files.pop(result["checkpoints"][1])
     with pytest.raises(LedgerError) as missing:
-        client.providers.report(bob, late["id"], result, files)
+        client.providers.report(erin, late["id"], result, files)
     assert missing.value.field == "files"
     assert client.providers.job(late["id"])["state"] == "accepted"  # the provider may still report properly
     with pytest.raises(LedgerError) as not_hers:
         client.providers.withdraw(carol, offer["id"])
     assert not_hers.value.field == "provider"
     assert client.providers.withdraw(bob, offer["id"])["state"] == "withdrawn"
-    assert [o["kind"] for o in client.providers.offers()] == ["serve"]
+    assert [o["kind"] for o in client.providers.offers()] == ["serve", "train"]
     with pytest.raises(LedgerError, match="is withdrawn"):
         client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE, offer_id=offer["id"])
 
@@ -186,7 +212,74 @@ def test_perturbed_loss_wrong_answers_refusals_and_expiry(client, market, alice,
     summary = node.economy.close()
     assert client.providers.job(late["id"])["state"] == "expired"
     with pytest.raises(LedgerError, match="expired"):
-        client.providers.report(bob, late["id"], result, kept)
+        client.providers.report(erin, late["id"], result, kept)
     payouts = published_files(node.db, summary["epoch"], node.contracts)["payouts"]
     paid = {p["account"]: int(p["amount"]) for p in payouts["payouts"]}
-    assert paid == {alice.address: PRICE + UNIT + PRICE, bob.address: UNIT}
+    assert paid == {alice.address: PRICE + UNIT + PRICE, dave.address: UNIT}
+
+
+def test_stake_must_back_the_price(client, market, alice, bob):
+    """One failed spot-check must cost a provider at least what the job pays: a dust stake offers nothing, and the
+    jobs a provider has open at once share the one slash its bond's window allows."""
+    node, offer = market
+    cap = STAKE * node.contracts.staking.slash_cap_bps() // 10_000
+    with pytest.raises(LedgerError) as above:  # one base unit more than one slash of bob's stake can take
+        client.providers.offer(bob, kind="serve", hardware="cpu", base_model="tiny", price=cap + 1)
+    assert above.value.field == "stake" and above.value.status == 409
+    assert f"at least {-(-(cap + 1) * 10_000 // node.contracts.staking.slash_cap_bps())}" in str(above.value)
+
+    from eth_account import Account
+
+    dust = Account.from_key(b"\x06" * 32)
+    client.chain.faucet(dust.address, eth_wei=UNIT, tokens=10)
+    client.chain.stake(dust, "provider", 1)
+    with pytest.raises(LedgerError) as refused:
+        client.providers.offer(dust, kind="train", hardware="cpu", base_model="tiny", price=1)
+    assert refused.value.field == "stake" and "at least 10 " in str(refused.value)
+
+    # bob's 10% covers two jobs at PRICE awaiting a report, not a third: his offer is refused by id and not matched
+    assert 2 * PRICE <= cap < 3 * PRICE
+    first = client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE)
+    client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE, offer_id=offer["id"])
+    with pytest.raises(LedgerError) as third:
+        client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE, offer_id=offer["id"])
+    assert third.value.field == "stake"
+    with pytest.raises(LedgerError) as unmatched:
+        client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE)
+    assert unmatched.value.status == 404
+    result, files = run_job(_base(node), "train", first["spec"])
+    assert client.providers.report(bob, first["id"], result, files)["state"] == "verified"
+    assert client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE)["provider"] == bob.address
+
+
+def test_result_with_unknown_keys_or_non_finite_numbers_is_refused(client, market, alice, bob):
+    """JSON parsing takes NaN: stored, it would answer as null and no longer match the signed result hash."""
+    import json
+
+    from ledgerlm.factory.digest import canonical_json_sha256
+
+    node, _ = market
+    client.providers.offer(bob, kind="serve", hardware="cpu", base_model="tiny", price=UNIT)
+    job = client.providers.submit(alice, kind="serve", spec={"prompts": ["hi"], "max_new_tokens": 4}, amount=UNIT)
+    answers, _ = run_job(_base(node), "serve", job["spec"])
+    train = client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE)
+    trained, files = run_job(_base(node), "train", train["spec"])
+
+    def report(job_id, result, files=None):
+        action = client._sign(bob, "ReportJob", {"jobId": job_id, "resultHash": "0x" + canonical_json_sha256(result)})
+        action = action if isinstance(action, dict) else action.model_dump()
+        body = json.dumps({"action": action, "result": result, "files": files or {}})  # NaN written as NaN
+        return client.http.post(f"/providers/jobs/{job_id}/report", content=body,
+                                headers={"content-type": "application/json"})
+
+    for bad in ({**answers, "note": float("nan")},
+                {"answers": [{**answers["answers"][0], "score": float("inf")}]},
+                {"answers": [{**answers["answers"][0], "text": float("nan")}]}):
+        refused = report(job["id"], bad)
+        assert refused.status_code == 400 and refused.json()["error"]["field"] == "result", refused.text
+    encoded = {sha: __import__("base64").b64encode(data).decode() for sha, data in files.items()}
+    for bad in ({**trained, "losses": [float("nan")] * SPEC["steps"]}, {**trained, "extra": [float("-inf")]}):
+        refused = report(train["id"], bad, encoded)
+        assert refused.status_code == 400 and refused.json()["error"]["field"] == "result", refused.text
+    assert node.providers.job(job["id"]).state == "accepted" and node.providers.job(train["id"]).state == "accepted"
+    assert client.providers.report(bob, job["id"], answers, {})["state"] == "verified"

@@ -21,6 +21,8 @@ from ..datanets.conftest import QA_SCHEMA, write_jsonl
 pytestmark = pytest.mark.browser
 
 FAILED_LOAD = "Failed to load resource"  # chromium logs every 4xx answer; expected where a test provokes one
+# wait_for_function predicates are written as functions: a bare expression is run through eval in the page,
+# which the pages' content security policy refuses as it would any script's eval
 
 
 def digest(typed: dict) -> bytes:
@@ -116,7 +118,7 @@ def test_upload_a_file_see_it_gated_voted_on_published_and_verify_the_root(tab, 
 
     # The owner runs the gates, which reject the record with an e-mail address, and opens a round.
     page.get_by_role("button", name="Run gates and open a validator round").click()
-    page.wait_for_function("document.querySelector('#contributions') &&"
+    page.wait_for_function("() => document.querySelector('#contributions') &&"
                            " document.querySelector('#contributions').innerText.includes('round')")
     rows = page.locator("#contributions tbody tr")
     assert "personal_data/email" in rows.nth(1).inner_text() and "rejected" in rows.nth(1).inner_text()
@@ -131,17 +133,17 @@ def test_upload_a_file_see_it_gated_voted_on_published_and_verify_the_root(tab, 
         votes = page.locator(f"form.votes[data-round='{round_id}']")
         votes.get_by_label(re.compile("Score for contribution")).fill("90")
         votes.get_by_role("button", name="Sign and commit votes").click()
-        page.wait_for_function(f"document.querySelector(\"form.votes[data-round='{round_id}'] output\").innerText"
+        page.wait_for_function(f"() => document.querySelector(\"form.votes[data-round='{round_id}'] output\").innerText"
                                ".startsWith('Committed')")
         validation.clock = lambda: view.commit_deadline + 1
         page.reload()
         votes.get_by_role("button", name="Sign and reveal votes").click()
-        page.wait_for_function(f"document.querySelector(\"form.votes[data-round='{round_id}'] output\").innerText"
+        page.wait_for_function(f"() => document.querySelector(\"form.votes[data-round='{round_id}'] output\").innerText"
                                ".startsWith('Revealed')")
         validation.clock = lambda: view.reveal_deadline + 1
         page = tab.open(f"/web/validation/rounds/{round_id}")
         page.get_by_role("button", name="Sign and tally this round").click()
-        page.wait_for_function("[...document.querySelectorAll('main table')].pop().innerText.includes('accept')")
+        page.wait_for_function("() => [...document.querySelectorAll('main table')].pop().innerText.includes('accept')")
         tab.shot("round-tallied")
     finally:
         validation.clock = time.time
@@ -153,7 +155,7 @@ def test_upload_a_file_see_it_gated_voted_on_published_and_verify_the_root(tab, 
     verify = page.get_by_role("button", name="Verify this root")
     verify.wait_for()
     verify.click()
-    page.wait_for_function("document.querySelector('output[id^=verify-]').innerText.includes('match')")
+    page.wait_for_function("() => document.querySelector('output[id^=verify-]').innerText.includes('match')")
     assert "matches" in page.locator("output[id^=verify-]").inner_text()
     assert page.locator("text=same").count() >= 1  # the Registry holds the same root
     tab.shot("datanet-uploaded-and-published")
@@ -195,8 +197,8 @@ def test_start_training_and_follow_the_loss_curve(tab, web_world):
                                                             "eval_split": 0.0, "rank": 4, "lr": 0.01}))
     page.get_by_role("button", name="Sign and start training").click()
     page.wait_for_url("**/web/jobs/*")
-    page.wait_for_function("document.getElementById('job-state').innerText === 'done'", timeout=180_000)
-    page.wait_for_function("document.querySelectorAll('figure[data-loss-chart] circle').length >= 2")
+    page.wait_for_function("() => document.getElementById('job-state').innerText === 'done'", timeout=180_000)
+    page.wait_for_function("() => document.querySelectorAll('figure[data-loss-chart] circle').length >= 2")
     assert last_signed(web_world, "TrainModel")["message"]["modelId"] == "facts-web-2"
     tab.shot("training-job")
 
@@ -205,7 +207,7 @@ def test_chat_shows_the_receipt_and_its_attribution(tab, web_world):
     page = tab.open(f"/web/playground?model={web_world.model_id}")
     page.get_by_label("Spending cap (LGR)").fill("1")
     page.get_by_role("button", name="Sign and create a key").click()
-    page.wait_for_function("document.getElementById('key-status').innerText.startsWith('Key ready')")
+    page.wait_for_function("() => document.getElementById('key-status').innerText.startsWith('Key ready')")
     assert {"CreateApiKey", "SpendingCap"} <= {json.loads(t)["primaryType"] for t in web_world.signed}
     page.get_by_label("Your message").fill("What colour is the reef?")
     page.get_by_role("button", name="Send").click()
@@ -232,14 +234,14 @@ def test_close_an_epoch_and_claim(tab, web_world, api):
     page = tab.open("/web/economy")
     page.get_by_label("Operator credential").fill(web_world.home.operator_token_path.read_text().strip())
     page.get_by_role("button", name="Close epoch").click()
-    page.wait_for_function("document.querySelector('#epochs tbody tr') &&"
+    page.wait_for_function("() => document.querySelector('#epochs tbody tr') &&"
                            " /posted|published/.test(document.querySelector('#epochs tbody').innerText)")
     tab.shot("epoch-closed")
     page = tab.open(f"/web/economy/earnings/{web_world.wallet.address}")
     assert page.locator("figure.chart svg rect").count() >= 1
     claim = page.get_by_role("button", name=re.compile("^Claim"))
     claim.first.click()
-    page.wait_for_function("document.querySelector('#earnings').innerText.includes('claimed')")
+    page.wait_for_function("() => document.querySelector('#earnings').innerText.includes('claimed')")
     assert page.locator("#unclaimed").inner_text().startswith("0")
     assert last_signed(web_world, "ClaimPayout")["message"]["account"] == web_world.wallet.address
     tab.shot("earnings-claimed")

@@ -117,6 +117,8 @@ def test_validation_page_shows_a_reputation_chart(http, alice):
                                                        bps=6200, at=1))
     page = http.get(f"/web/validation?address={alice.address}")
     assert page.status_code == 200 and 'id="reputation-chart"' in page.text and "<polyline" in page.text
+    # the legend's colour swatches are drawn as SVG fills: a style attribute is what the pages' policy refuses
+    assert 'class="swatch"' in page.text and "style=" not in page.text
 
 
 def _receipt_with_completion(node, contributor: str, completion: str) -> str:

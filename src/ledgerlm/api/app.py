@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException
 
 from ledgerlm import __version__
+from ledgerlm.api.headers import SecurityHeaders, secured
 from ledgerlm.api.limits import BodyLimit, BodyTooSlow, MalformedBody, RequestTooLarge
 from ledgerlm.errors import LedgerError
 from ledgerlm.web import is_page, mount_dashboard, render_error
@@ -45,6 +46,7 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(BodyLimit)
+    app.add_middleware(SecurityHeaders, exempt=(app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url))
 
     @app.exception_handler(LedgerError)
     async def ledger_error(request: Request, exc: LedgerError):
@@ -105,9 +107,9 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
         # The page says what failed in one line; the trace and the exception's own text (which may quote SQL
         # or paths) go to the server log, never to the browser.
         if is_page(request):
-            return render_error(request, 500, f"the node could not build this page ({type(exc).__name__}); the "
-                                "server log has the details")
-        return PlainTextResponse("Internal Server Error", status_code=500)
+            return secured(render_error(request, 500, f"the node could not build this page ({type(exc).__name__}); "
+                                        "the server log has the details"))
+        return secured(PlainTextResponse("Internal Server Error", status_code=500))
 
     from ledgerlm.api import (
         agents,

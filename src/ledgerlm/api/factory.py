@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from ledgerlm.api.deps import get_node, read_grant, reader_of, require_operator
+from ledgerlm.api.deps import get_node, is_operator, read_grant, reader_of, require_operator
 from ledgerlm.factory.jobs import TrainRequest
 from ledgerlm.identity import ReadGrant, SignedAction
 from ledgerlm.node import Node
@@ -38,17 +38,22 @@ class ActionBody(BaseModel):
     action: SignedAction
 
 
-def _base_json(model) -> dict:
-    data = asdict(model)
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()}
+def _base_json(model, operator: bool) -> dict:
+    """A base model as listed. Where its files lie on the server is the operator's to know: anyone else gets no
+    `path`, and a `local:<directory>` source reads just `local`."""
+    data = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(model).items()}
+    if not operator:
+        data.pop("path")
+        data["source"] = data["source"].split(":", 1)[0] if data["source"].startswith("local:") else data["source"]
+    return data
 
 
 @router.get("/models/base")
-def base_models(node: Node = Depends(get_node)) -> list[dict]:
-    """Base models available offline on this node."""
+def base_models(node: Node = Depends(get_node), operator: bool = Depends(is_operator)) -> list[dict]:
+    """Base models available offline on this node (where their files lie: to the operator only)."""
     from ledgerlm.factory.basemodels import list_models
 
-    return [_base_json(m) for m in list_models(node.home.models)]
+    return [_base_json(m, operator) for m in list_models(node.home.models)]
 
 
 @router.post("/models/base/pull", status_code=201, dependencies=[Depends(require_operator)])
@@ -60,7 +65,7 @@ def pull(body: PullRequest, node: Node = Depends(get_node)) -> dict:
     if body.name != SMOLLM2_NAME:
         raise FactoryError(f"only {SMOLLM2_NAME} can be pulled; register any local HF model directory instead",
                            field="name")
-    return _base_json(pull_smollm2(node.home.models))
+    return _base_json(pull_smollm2(node.home.models), operator=True)
 
 
 @router.post("/models/base", status_code=201, dependencies=[Depends(require_operator)])
@@ -68,39 +73,43 @@ def register_base(body: RegisterBase, node: Node = Depends(get_node)) -> dict:
     """Register a local Hugging Face causal-LM directory as a base model; operator only (it reads server files)."""
     from ledgerlm.factory.basemodels import register_local
 
-    return _base_json(register_local(node.home.models, body.name, Path(body.path)))
+    return _base_json(register_local(node.home.models, body.name, Path(body.path)), operator=True)
 
 
-def _with_fees(node: Node, records: list) -> list[dict]:
-    """Records as listed: `fee_policy` is the split pricing calls now, `fee_policy_announced` a later one."""
+def _with_fees(node: Node, records: list, operator: bool) -> list[dict]:
+    """Records as listed: `fee_policy` is the split pricing calls now, `fee_policy_announced` a later one. The
+    adapter's directory on the server (`path`) is shown to the operator only."""
     fees = node.fee_policies(records)
-    return [{**r.model_dump(), **fees[r.id]} for r in records]
+    hidden = set() if operator else {"path"}
+    return [{**r.model_dump(exclude=hidden), **fees[r.id]} for r in records]
 
 
 @router.get("/models")
-def fine_tuned(node: Node = Depends(get_node), grant: ReadGrant | None = Depends(read_grant)) -> list[dict]:
+def fine_tuned(node: Node = Depends(get_node), grant: ReadGrant | None = Depends(read_grant),
+               operator: bool = Depends(is_operator)) -> list[dict]:
     """Fine-tuned models the reader may see (`ModelFactory.shown_to`), each with the fee split in force and
     any change announced for a later epoch."""
     shown = (node.factory.shown_to(r, reader_of(grant, r.datanet)) for r in node.factory.list())
-    return _with_fees(node, [r for r in shown if r is not None])
+    return _with_fees(node, [r for r in shown if r is not None], operator)
 
 
 @router.get("/models/{model_id}")
 def show_model(model_id: str, verify: bool = True, node: Node = Depends(get_node),
-               grant: ReadGrant | None = Depends(read_grant)) -> dict:
+               grant: ReadGrant | None = Depends(read_grant), operator: bool = Depends(is_operator)) -> dict:
     """A fine-tuned model's lineage, metrics, fee split in force (and announced), and (with verify) whether
     its files still match."""
     record = node.factory.model(model_id, verify=verify)
     shown = node.factory.shown_to(record, reader_of(grant, record.datanet))
     if shown is None:
         node.datanets.require_reader(record.datanet, reader_of(grant, record.datanet))
-    return _with_fees(node, [shown])[0]
+    return _with_fees(node, [shown], operator)[0]
 
 
 @router.post("/models/{model_id}/publish")
-def publish(model_id: str, body: ActionBody, node: Node = Depends(get_node)) -> dict:
+def publish(model_id: str, body: ActionBody, node: Node = Depends(get_node),
+            operator: bool = Depends(is_operator)) -> dict:
     """Register the model, its lineage and fee policy on chain (signed PublishModel)."""
-    return _with_fees(node, [node.factory.publish(model_id, body.action)])[0]
+    return _with_fees(node, [node.factory.publish(model_id, body.action)], operator)[0]
 
 
 @router.post("/models/{model_id}/fee-policy")

@@ -110,7 +110,9 @@ def get_model(models_dir: Path, name: str) -> BaseModel:
     model = BaseModel.from_dict(entries[name])
     if not model.path.is_dir():
         raise ModelNotFoundError(
-            f"base model {name!r} was registered at {model.path}, which no longer exists",
+            # the message may reach anyone asking for the model: where the node keeps files stays the operator's
+            f"base model {name!r} is registered but its files are no longer on this node (the operator can "
+            "register or pull it again)",
             field="base",
         )
     return model

@@ -31,8 +31,19 @@ FAILURE = "ledgerlm-failure "
 MAX_PROCESSES = 64
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity where the OS reports one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def check_processes(processes: int, device: str | None = None) -> None:
-    """Refuse a process count this host cannot run: more processes than GPUs, or a nonsensical number."""
+    """Refuse a process count this host cannot run: more processes than GPUs, or a nonsensical number.
+
+    Without CUDA the ranks train on CPU (gloo), each on at least one core of its own: more processes
+    than the host's cores only contend for them, so at most one per usable core is allowed."""
     import torch
 
     if not isinstance(processes, int) or isinstance(processes, bool) or not 1 <= processes <= MAX_PROCESSES:
@@ -42,6 +53,9 @@ def check_processes(processes: int, device: str | None = None) -> None:
     if cuda and processes > torch.cuda.device_count():
         raise FactoryError(f"{processes} training processes need {processes} GPUs; this host has "
                            f"{torch.cuda.device_count()}", field="processes")
+    if not cuda and processes > (cores := usable_cores()):
+        raise FactoryError(f"{processes} training processes on CPU need {processes} cores; this host has "
+                           f"{cores}", field="processes")
 
 
 def launch(base: BaseModel, records: list[dict], config: TrainConfig, out_dir: Path, *, processes: int,

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 from pydantic import BaseModel, Field, field_validator
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from ledgerlm.datanets import Datanets
 from ledgerlm.errors import AuthError, ConflictError, NotFoundError
@@ -32,6 +32,8 @@ TERMINAL = ("stopped", "failed", "done")
 LEASE_SECONDS = 30  # a running job whose node stopped renewing it for this long was orphaned by a crash
 ORPHANED = ("interrupted: the node training it stopped renewing its lease (it crashed or was shut down); "
             "resume it")
+ACTIVE = ("queued", "running")
+JOBS_PER_DEVELOPER = 2  # jobs one developer may have queued or running at once (NodeConfig.training_jobs_per_developer)
 DEFAULT_FEE_POLICY = {"node_bps": 500, "developer_bps": 4000, "contributors_bps": 4500, "validators_bps": 1000}
 
 
@@ -62,7 +64,7 @@ class TrainRequest(BaseModel):
             raise FactoryError(f"unknown training setting(s): {', '.join(unknown)}", field=unknown[0])
         self.processes()
         values = {k: v for k, v in self.config.items() if k not in JOB_SETTINGS}
-        if values.get("target_modules") is not None:
+        if isinstance(values.get("target_modules"), list):  # anything else is left for validate to name
             values["target_modules"] = tuple(values["target_modules"])
         config = TrainConfig(**values)
         config.validate()
@@ -70,11 +72,12 @@ class TrainRequest(BaseModel):
 
     def processes(self) -> int:
         """Data-parallel processes to train on (one per GPU): how the job runs, not what it learns, so it is
-        signed with the request but left out of the training config and its lineage hash."""
+        signed with the request but left out of the training config and its lineage hash. A count this host
+        cannot run (more than its GPUs, or than its CPU cores without CUDA) is refused."""
+        from ledgerlm.factory.distributed import check_processes
+
         processes = self.config.get("processes", 1)
-        if not isinstance(processes, int) or isinstance(processes, bool) or not 1 <= processes <= 64:
-            raise FactoryError(f"processes must be a whole number from 1 to 64, not {processes!r}",
-                               field="processes")
+        check_processes(processes)
         return processes
 
     def config_hash(self) -> str:
@@ -134,7 +137,7 @@ class ModelFactory:
     def __init__(self, db: Database, models_dir: Path, datanets: Datanets, *, domain: SigningDomain,
                  register_model: Callable[[ModelRecord, dict, int], str] | None = None,
                  observe_training: Callable[[Any, Any], Any] | None = None,
-                 pay_access: Callable[..., dict] | None = None):
+                 pay_access: Callable[..., dict] | None = None, jobs_per_developer: int = JOBS_PER_DEVELOPER):
         self.db = db
         self.models_dir = Path(models_dir)
         self.datanets = datanets
@@ -146,6 +149,7 @@ class ModelFactory:
         self.observe_training = observe_training
         # Paid access to private Datanets settles through the economy, which the node wires in here.
         self.pay_access = pay_access
+        self.jobs_per_developer = jobs_per_developer
         self.instance = uuid.uuid4().hex
         self._wake = threading.Event()
         self._worker: threading.Thread | None = None
@@ -181,8 +185,11 @@ class ModelFactory:
             request.model_id, request.datanet, request.version, request.config_hash()
         ):
             raise AuthError("the signature does not cover this training request", field="configHash")
-        request.train_config()  # bad settings fail now, not minutes later in the worker
-        get_model(self.models_dir, request.base)
+        from ledgerlm.factory.train import check_training_setup
+
+        config = request.train_config()  # bad settings fail now, not minutes later in the worker
+        # and so do settings the base model cannot take (unknown target modules, max_len past its positions)
+        check_training_setup(get_model(self.models_dir, request.base), config)
         self.datanets.require_access(request.datanet, developer, "train on")
         version = self.datanets.version(request.datanet, request.version)
         if version.contribution_count == 0:
@@ -194,12 +201,14 @@ class ModelFactory:
                     (training_jobs.c.model_id == request.model_id) & (training_jobs.c.state != "failed"))).first()
             if taken:
                 raise ConflictError(f"model id {request.model_id!r} is already taken", field="model_id")
+            self._check_quota(conn, developer)
             if conn.execute(select(signed_actions.c.id).where(
                     (signed_actions.c.signer == developer) & (signed_actions.c.nonce == str(m["nonce"])))).first():
                 raise AuthError(f"nonce {m['nonce']} was already used by {developer}: replayed TrainModel rejected",
                                 field="nonce")
         licence = self._pay(request, developer, payment)
         with self.db.begin() as conn:
+            self._check_quota(conn, developer)  # again: another request of the developer may have landed meanwhile
             action_id = self._record_action(conn, signed, developer)
             job_id = conn.execute(insert(training_jobs).values(
                 model_id=request.model_id, developer=developer, datanet=request.datanet,
@@ -208,6 +217,15 @@ class ModelFactory:
             )).inserted_primary_key[0]
         self._start_worker()
         return self.job(job_id)
+
+    def _check_quota(self, conn, developer: str) -> None:
+        """Refuse a job beyond the developer's share of the single worker (queued or running jobs at once)."""
+        active = conn.execute(select(func.count()).select_from(training_jobs).where(
+            (training_jobs.c.developer == developer) & training_jobs.c.state.in_(ACTIVE))).scalar()
+        if active >= self.jobs_per_developer:
+            raise FactoryError(f"{developer} already has {active} training job(s) queued or running, the most one "
+                               f"developer may have at once on this node; wait for one to finish or cancel one",
+                               field="developer", status=429)
 
     def _pay(self, request: TrainRequest, developer: str, payment: SignedAction | None) -> dict | None:
         """Take the owner's price for a private Datanet version before the job exists: no licence, no job. A

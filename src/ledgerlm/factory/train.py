@@ -35,6 +35,7 @@ from pathlib import Path
 
 from ledgerlm.factory.basemodels import BaseModel
 from ledgerlm.factory.dataset import (
+    MIN_MAX_LEN,
     PackedBatch,
     TokenizedExample,
     TrainingData,
@@ -67,9 +68,35 @@ PROJECTION_NAMES = (
 # small model: on the tiny benchmark model a 5-token turn header saving 10% of the positions made
 # steps 14% slower, while SmolLM2's default system message saves about 38%.
 SHARED_PREFIX_GAIN = 0.25
+# Upper bounds on what one job may ask for. A node trains one job at a time for everyone, so a request
+# must not be able to hold the worker for days or ask for more memory than any node has; the bounds are
+# generous for LoRA on SmolLM2-class models (rank 8-64, a few epochs, a few hundred tokens per record).
+MAX_RANK = 256
+MAX_ALPHA = 1024.0  # alpha is usually rank or twice it
+MAX_EPOCHS = 100
+MAX_STEPS = 100_000
+MAX_BATCH_SIZE = 512
+MAX_GRAD_ACCUM = 256
+MAX_LEN = 8192  # tokens per packed row; longer than SmolLM2's 8k context is never useful
+MAX_WEIGHT_DECAY = 1.0
+MAX_GRAD_NORM = 1e6
+MAX_SEED = 2**32 - 1
+# (setting, least, most) for the whole-number settings
+WHOLE_NUMBER_BOUNDS = (
+    ("rank", 1, MAX_RANK), ("epochs", 1, MAX_EPOCHS), ("batch_size", 1, MAX_BATCH_SIZE),
+    ("grad_accum", 1, MAX_GRAD_ACCUM), ("max_len", MIN_MAX_LEN, MAX_LEN), ("seed", 0, MAX_SEED),
+)
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "state.pt"
 TRAINING_FILE = "training.json"
+
+
+def _is_whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -105,7 +132,13 @@ class TrainConfig:
     max_steps: int | None = None
 
     def validate(self) -> None:
-        """Raise a TrainConfigError naming the first setting that is out of range."""
+        """Raise a TrainConfigError naming the first setting of the wrong type or out of range.
+
+        Settings arrive as JSON from requests, so a string where a number belongs is refused here
+        rather than failing later inside the training loop."""
+        for name in ("method", "scheduler"):
+            if not isinstance(getattr(self, name), str):
+                raise TrainConfigError(f"{name} must be a string, not {getattr(self, name)!r}", field=name)
         if self.method not in METHODS:
             raise TrainConfigError(
                 f"method must be one of {', '.join(METHODS)}, not {self.method!r}", field="method"
@@ -115,27 +148,41 @@ class TrainConfig:
                 f"scheduler must be one of {', '.join(SCHEDULERS)}, not {self.scheduler!r}",
                 field="scheduler",
             )
-        for name in ("rank", "epochs", "batch_size", "grad_accum", "max_len"):
+        for name, least, most in WHOLE_NUMBER_BOUNDS:
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise TrainConfigError(f"{name} must be a whole number of at least 1, not {value!r}",
+            if not _is_whole(value) or not least <= value <= most:
+                raise TrainConfigError(f"{name} must be a whole number from {least} to {most}, not {value!r}",
                                        field=name)
+        if self.max_steps is not None and (not _is_whole(self.max_steps) or not 1 <= self.max_steps <= MAX_STEPS):
+            raise TrainConfigError(f"max_steps must be a whole number from 1 to {MAX_STEPS} (or null for no "
+                                   f"limit), not {self.max_steps!r}", field="max_steps")
+        numbers = ["alpha", "dropout", "lr", "eval_split", "warmup", "weight_decay"]
+        if self.max_grad_norm is not None:
+            numbers.append("max_grad_norm")
+        for name in numbers:
+            value = getattr(self, name)
+            if not _is_number(value):
+                raise TrainConfigError(f"{name} must be a finite number, not {value!r}", field=name)
         checks = [
-            ("alpha", self.alpha > 0, "must be positive"),
+            ("alpha", 0 < self.alpha <= MAX_ALPHA, f"must be in (0, {MAX_ALPHA:g}]"),
             ("dropout", 0 <= self.dropout < 1, "must be in [0, 1)"),
             ("lr", 0 < self.lr < 1, "must be in (0, 1)"),
             ("eval_split", 0 <= self.eval_split < 1, "must be in [0, 1)"),
             ("warmup", 0 <= self.warmup < 1, "must be in [0, 1)"),
-            ("weight_decay", self.weight_decay >= 0, "must not be negative"),
-            ("max_grad_norm", self.max_grad_norm is None or self.max_grad_norm > 0,
-             "must be positive (or null for no clipping)"),
-            ("max_steps", self.max_steps is None or self.max_steps >= 1, "must be at least 1"),
+            ("weight_decay", 0 <= self.weight_decay <= MAX_WEIGHT_DECAY, f"must be in [0, {MAX_WEIGHT_DECAY:g}]"),
+            ("max_grad_norm", self.max_grad_norm is None or 0 < self.max_grad_norm <= MAX_GRAD_NORM,
+             f"must be in (0, {MAX_GRAD_NORM:g}] (or null for no clipping)"),
         ]
         for name, ok, reason in checks:
             if not ok:
                 raise TrainConfigError(f"{name} {reason}, not {getattr(self, name)!r}", field=name)
-        if self.target_modules is not None and not self.target_modules:
-            raise TrainConfigError("target_modules must name at least one module", field="target_modules")
+        if self.target_modules is not None:
+            modules = self.target_modules
+            if not isinstance(modules, (list, tuple)) or not all(isinstance(m, str) and m for m in modules):
+                raise TrainConfigError(f"target_modules must be a list of module names (or null for every "
+                                       f"projection), not {modules!r}", field="target_modules")
+            if not modules:
+                raise TrainConfigError("target_modules must name at least one module", field="target_modules")
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -151,7 +198,7 @@ class TrainConfig:
             raise TrainConfigError(f"unknown training settings: {', '.join(unknown)}",
                                    field=unknown[0])
         values = dict(data)
-        if values.get("target_modules") is not None:
+        if isinstance(values.get("target_modules"), list):  # anything else is left for validate to name
             values["target_modules"] = tuple(values["target_modules"])
         return cls(**values)
 
@@ -292,8 +339,13 @@ def check_training_setup(base: BaseModel, config: TrainConfig) -> TrainConfig:
     config.validate()
     if config.method == "qlora":
         require_qlora_support()
+    model_config = AutoConfig.from_pretrained(base.path)
+    positions = getattr(model_config, "max_position_embeddings", None)
+    if isinstance(positions, int) and config.max_len > positions:
+        raise TrainConfigError(f"max_len={config.max_len} is longer than {base.name} reads at once "
+                               f"({positions} positions)", field="max_len")
     with torch.device("meta"):
-        skeleton = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(base.path))
+        skeleton = AutoModelForCausalLM.from_config(model_config)
     return replace(config, target_modules=resolve_target_modules(skeleton, config))
 
 

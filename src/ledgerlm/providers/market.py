@@ -47,6 +47,10 @@ class ComputeMarket:
     stake_of: Callable[[str], int]  # a provider's bond under the provider role
     # (outcome id, evidence hash, account, amount) -> (tx, taken): records the outcome on chain, then slashes
     slash: Callable[[int, str, str, int], tuple[str, int]] | None
+    # The most one slash of a provider's bond may take now (Staking.slashable: the per-round cap, less while the
+    # bond's slash window is spent); None off chain, where no offer can be backed.
+    slashable: Callable[[str], int] | None = None
+    slash_cap_bps: Callable[[], int] | None = None  # Staking's per-round cap, to say how much stake a price needs
 
     # ------------------------------------------------------------------ offers
 
@@ -63,7 +67,7 @@ class ComputeMarket:
         if int(m["price"]) <= 0:
             raise ProviderError("price must be a positive number of base units per job", field="price")
         get_model(self.models_dir, m["baseModel"])  # the verifier re-executes on it: an unknown name is a 404
-        self._require_stake(provider)
+        self._require_stake(provider, int(m["price"]))
         now = int(time.time())
         with self.db.begin() as conn:
             action_id = record_action(conn, signed, provider, chain_id=self.domain.chain_id, now=now)
@@ -116,12 +120,41 @@ class ComputeMarket:
                      base_model=row["base_model"], price=row["price"], state=row["state"],
                      stake=str(self.stake_of(row["provider"])), created_at=row["created_at"])
 
-    def _require_stake(self, provider: str) -> int:
+    def _require_stake(self, provider: str, price: int, *, outstanding: int = 0) -> int:
+        """Refuse a provider whose failed spot-check would cost it less than it is paid: one slash of its bond, as
+        the contract allows it now, must take at least `price` plus the prices of its jobs still awaiting a report.
+        Slashes of one bond share a window capped at a share of the bond, so jobs open at once share one slash; a
+        bond whose window is spent can lose nothing more until it ends, and takes no job until then."""
         stake = self.stake_of(provider)
         if stake <= 0:
             raise ConflictError(f"{provider} has no stake under the provider role: stake LGR first "
                                 "(`ledgerlm stake AMOUNT --role provider`), so cheating has a cost", field="provider")
+        at_risk = price + outstanding
+        slashable = self.slashable(provider) if self.slashable is not None else 0
+        if slashable < at_risk:
+            cap_bps = self.slash_cap_bps() if self.slash_cap_bps is not None else 0
+            needed = f"a stake of at least {-(-at_risk * 10_000 // cap_bps)}" if cap_bps else "more stake"
+            waiting = f" plus {outstanding} for its jobs awaiting a report" if outstanding else ""
+            raise ConflictError(
+                f"a failed spot-check must cost {provider} at least what it is paid ({price} per job{waiting}), but "
+                f"one slash of its provider stake ({stake}) can take only {slashable} now: it needs {needed} under "
+                "the provider role, with its slash window not spent", field="stake")
         return stake
+
+    def _outstanding(self, provider: str) -> int:
+        """What the provider's jobs still awaiting a report are paid: all of them may yet fail their spot-checks."""
+        with self.db.connect() as conn:
+            prices = conn.execute(select(compute_jobs.c.amount).where(and_(
+                compute_jobs.c.provider == provider, compute_jobs.c.state == "accepted",
+                compute_jobs.c.payment_state == "paid"))).scalars().all()
+        return sum(int(p) for p in prices)
+
+    def _backed(self, offer: Offer) -> bool:
+        try:
+            self._require_stake(offer.provider, int(offer.price), outstanding=self._outstanding(offer.provider))
+        except ConflictError:
+            return False
+        return True
 
     # ------------------------------------------------------------------ jobs
 
@@ -142,7 +175,7 @@ class ComputeMarket:
         if amount < price:
             raise ProviderError(f"offer {offer.id} costs {price} per job; the signature covers only {amount}",
                                 field="amount", status=402)
-        self._require_stake(offer.provider)
+        self._require_stake(offer.provider, price, outstanding=self._outstanding(offer.provider))
         if self.payments is None:
             raise ConflictError("this node has no chain to take payments on", field="chain")
 
@@ -166,10 +199,12 @@ class ComputeMarket:
             if offer.kind != kind:
                 raise ProviderError(f"offer {offer_id} is for {offer.kind} jobs, not {kind}", field="kind")
             return offer
+        # The cheapest offer whose provider's stake still backs it: an under-backed one would win on price alone.
         for offer in self.offers(kind=kind):
-            if int(offer.price) <= amount and int(offer.stake) > 0:
+            if int(offer.price) <= amount and self._backed(offer):
                 return offer
-        raise NotFoundError(f"no open {kind} offer costs at most {amount} from a staked provider", field="offerId")
+        raise NotFoundError(f"no open {kind} offer costs at most {amount} from a provider whose stake backs it "
+                            "(one failed spot-check must cost it at least the price)", field="offerId")
 
     def jobs(self, *, provider: str | None = None, requester: str | None = None) -> list[Job]:
         query = select(compute_jobs, compute_offers.c.base_model).join(

@@ -22,8 +22,28 @@ class SpotCheck:
     evidence: dict  # what was recomputed and how far the report was from it; published with the job
 
 
+def _require_shape(result: dict, keys: set[str], what: str) -> None:
+    """Refuse keys the job's result does not have and any non-finite number anywhere in it: JSON parsing takes NaN
+    and Infinity, but the stored result would then answer as null, no longer matching its signed result hash."""
+    if not isinstance(result, dict) or set(result) - keys:
+        raise ProviderError(f"a {what} result holds only {', '.join(sorted(keys))}; unknown keys: "
+                            f"{', '.join(sorted(set(result) - keys)) if isinstance(result, dict) else 'not an object'}",
+                            field="result")
+    stack: list = [result]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ProviderError(f"the result holds a non-finite number ({value}); report finite numbers only",
+                                field="result")
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+
+
 def check_training_result(spec: TrainingSpec, result: dict) -> None:
     """Refuse a report whose shape is wrong (a 400 the provider can fix, not a failed check)."""
+    _require_shape(result, {"losses", "checkpoints"}, "training")
     losses, checkpoints = result.get("losses"), result.get("checkpoints")
     if not isinstance(losses, list) or len(losses) != spec.steps or not all(
             isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in losses):
@@ -35,13 +55,15 @@ def check_training_result(spec: TrainingSpec, result: dict) -> None:
 
 
 def check_serving_result(spec: ServingSpec, result: dict) -> None:
+    _require_shape(result, {"answers"}, "serving")
     answers = result.get("answers")
     if not isinstance(answers, list) or len(answers) != len(spec.prompts) or not all(
             isinstance(a, dict) and isinstance(a.get("tokens"), list)
+            and set(a) <= {"tokens", "text"} and isinstance(a.get("text", ""), str)
             and all(isinstance(t, int) and not isinstance(t, bool) for t in a["tokens"])
             and len(a["tokens"]) <= spec.max_new_tokens for a in answers):
-        raise ProviderError(f"result.answers must hold one answer (its token ids, at most {spec.max_new_tokens}) "
-                            f"per prompt ({len(spec.prompts)})", field="result")
+        raise ProviderError(f"result.answers must hold one answer (its token ids, at most {spec.max_new_tokens}, "
+                            f"and optionally its text) per prompt ({len(spec.prompts)})", field="result")
 
 
 def spot_check_training(base: BaseModel, spec: TrainingSpec, result: dict, load: Callable[[str], dict],

@@ -420,6 +420,9 @@ class ValidationRounds:
     def tally(self, round_id: int, signed: SignedAction) -> RoundView:
         """After the reveal deadline anyone may close the round; the outcome is deterministic."""
         caller = verify_action(signed, expected="TallyRound", domain=self.domain)
+        # A tally is recorded as the caller's action: it must be the one they signed, not another round's replayed.
+        if int(signed.message["roundId"]) != round_id:
+            raise AuthError("the signature is for another round", field="roundId")
         with self.db.begin() as conn:
             row, rnd = self._load(conn, round_id, lock=True)
             if row["state"] != "open":
