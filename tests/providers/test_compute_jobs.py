@@ -80,6 +80,16 @@ def _forge_last_checkpoint(result, files):
     files[result["checkpoints"][-1]] = forged
 
 
+
+def _refused_by_id_and_unmatched(client, requester, offer_id: int) -> None:
+    """An offer its provider's stake no longer backs: refused when named, skipped by the automatic match."""
+    with pytest.raises(LedgerError) as named:
+        client.providers.submit(requester, kind="train", spec=SPEC, amount=PRICE, offer_id=offer_id)
+    assert named.value.field == "stake"
+    with pytest.raises(LedgerError) as unmatched:
+        client.providers.submit(requester, kind="train", spec=SPEC, amount=PRICE)
+    assert unmatched.value.status == 404
+
 def test_honest_job_is_paid_and_tampered_adapter_is_slashed_once_and_refunded(client, market, alice, bob, carol):
     node, offer = market
     assert offer["stake"] == str(STAKE) and offer["price"] == str(PRICE)
@@ -153,12 +163,7 @@ def test_perturbed_loss_wrong_answers_refusals_and_expiry(client, market, alice,
     with pytest.raises(LedgerError) as spent:
         client.providers.offer(bob, kind="serve", hardware="cpu", base_model="tiny", price=UNIT)
     assert spent.value.field == "stake" and spent.value.status == 409
-    with pytest.raises(LedgerError) as named:
-        client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE, offer_id=offer["id"])
-    assert named.value.field == "stake"
-    with pytest.raises(LedgerError) as unmatched:
-        client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE)
-    assert unmatched.value.status == 404
+    _refused_by_id_and_unmatched(client, alice, offer["id"])
 
     with pytest.raises(LedgerError) as unstaked:
         client.providers.offer(carol, kind="train", hardware="gpu", base_model="tiny", price=1)
@@ -241,12 +246,7 @@ def test_stake_must_back_the_price(client, market, alice, bob):
     assert 2 * PRICE <= cap < 3 * PRICE
     first = client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE)
     client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE, offer_id=offer["id"])
-    with pytest.raises(LedgerError) as third:
-        client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE, offer_id=offer["id"])
-    assert third.value.field == "stake"
-    with pytest.raises(LedgerError) as unmatched:
-        client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE)
-    assert unmatched.value.status == 404
+    _refused_by_id_and_unmatched(client, alice, offer["id"])
     result, files = run_job(_base(node), "train", first["spec"])
     assert client.providers.report(bob, first["id"], result, files)["state"] == "verified"
     assert client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE)["provider"] == bob.address
