@@ -44,11 +44,13 @@ def check_processes(processes: int, device: str | None = None) -> None:
 
     Without CUDA the ranks train on CPU (gloo), each on at least one core of its own: more processes
     than the host's cores only contend for them, so at most one per usable core is allowed."""
-    import torch
-
     if not isinstance(processes, int) or isinstance(processes, bool) or not 1 <= processes <= MAX_PROCESSES:
         raise FactoryError(f"processes must be a whole number from 1 to {MAX_PROCESSES}, not {processes!r}",
                            field="processes")
+    if processes == 1:  # any host runs one; a request checked while it is signed need not load torch for it
+        return
+    import torch
+
     cuda = device != "cpu" and torch.cuda.is_available()
     if cuda and processes > torch.cuda.device_count():
         raise FactoryError(f"{processes} training processes need {processes} GPUs; this host has "

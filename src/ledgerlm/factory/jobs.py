@@ -17,6 +17,7 @@ import orjson
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import func, insert, select, update
 
+from ledgerlm.config import NodeConfig
 from ledgerlm.datanets import Datanets
 from ledgerlm.errors import AuthError, ConflictError, NotFoundError
 from ledgerlm.factory.basemodels import get_model, verify_model
@@ -33,7 +34,8 @@ LEASE_SECONDS = 30  # a running job whose node stopped renewing it for this long
 ORPHANED = ("interrupted: the node training it stopped renewing its lease (it crashed or was shut down); "
             "resume it")
 ACTIVE = ("queued", "running")
-JOBS_PER_DEVELOPER = 2  # jobs one developer may have queued or running at once (NodeConfig.training_jobs_per_developer)
+# jobs one developer may have queued or running at once, unless the node's config says otherwise
+JOBS_PER_DEVELOPER = NodeConfig.training_jobs_per_developer
 DEFAULT_FEE_POLICY = {"node_bps": 500, "developer_bps": 4000, "contributors_bps": 4500, "validators_bps": 1000}
 
 
