@@ -183,6 +183,28 @@ def test_label_noise_leaves_out_only_rows_below_the_disagreement_asked_for():
     assert 0 < len(some) < len(every)
 
 
+def test_label_noise_margin_weighs_neighbours_by_similarity_and_spares_scattered_neighbourhoods():
+    # row 0 ("a") sits among six neighbours of six different labels: no other label leads
+    # row 7 ("a") sits among neighbours that agree on "b", the closest ones most
+    emb = np.zeros((14, 16), dtype=np.float32)
+    emb[0, 0] = 1.0
+    for j in range(1, 7):
+        emb[j, 0], emb[j, j] = 1.0, 0.5
+    emb[7, 8] = 1.0
+    for j in range(8, 14):
+        emb[j, 8], emb[j, j - 8 + 9] = 1.0, 0.2 if j < 12 else 3.0  # rows 12, 13 ("a") are far
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    labels = ["a", "b", "c", "d", "e", "f", "g", "a", "b", "b", "b", "b", "a", "a"]
+    hoods = knn_label_disagreement(emb, labels, 6, rows=[0, 7])
+    assert hoods[0].disagreement == 1.0 and hoods[0].margin < 0.2  # all six disagree, none leads
+    sims = emb[7] @ emb[8:14].T
+    b, a = sims[:4].sum() / sims.sum(), sims[4:].sum() / sims.sum()
+    assert hoods[7].leaning_label == "b" and hoods[7].margin == pytest.approx(b - a, rel=1e-5)
+    assert hoods[7].disagreement == pytest.approx(4 / 6)  # by count 4 of 6; by similarity far more
+    flagged = knn_label_disagreement(emb, labels, 6, rows=[0, 7], min_margin=0.3)
+    assert list(flagged) == [7]
+
+
 def test_question_answer_products_agree_with_the_dense_ones():
     from ledgerlm.validation.embeddings import HashedTfidfEmbedder
     from ledgerlm.validation.gates.qa_consistency import qa_mismatches

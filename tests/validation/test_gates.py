@@ -356,7 +356,7 @@ def test_flipped_labels_are_flagged_not_rejected():
     assert len(flagged - flipped) <= 2
     assert all(reports[c].decision == "flag" for c in flipped)
     detail = next(f for f in reports[4].findings if f.gate == "label_noise").detail
-    assert "nearest records are labelled" in detail
+    assert "nearest records lean to" in detail
 
 
 def test_small_batches_borrow_neighbours_from_accepted_records():

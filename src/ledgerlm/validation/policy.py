@@ -84,11 +84,17 @@ class InjectionRule:
 
 @dataclass(frozen=True)
 class LabelNoiseRule:
-    """The label disagrees with most of its k nearest labelled records in embedding space."""
+    """The label's k nearest labelled records in embedding space lean to another label.
+
+    `min_margin`: by how much the other label's share of the neighbours' similarity must exceed
+    the record's own label's share; `min_disagreement`: the least share of the k neighbours, by
+    count, that carry another label.
+    """
 
     action: str = "flag"
     k: int = _bounded(20, 1, 200)
-    min_disagreement: float = _bounded(0.9, 0.5, 1.0)
+    min_disagreement: float = _bounded(0.5, 0.0, 1.0)
+    min_margin: float = _bounded(0.3, 0.0, 1.0)
     min_records: int = _bounded(20, 2, 1_000_000)
     embedder: str = "hashed"
 

@@ -1,4 +1,4 @@
-"""The label-noise gate: a label that most of its nearest labelled neighbours contradict."""
+"""The label-noise gate: a label its nearest labelled neighbours, weighed by similarity, lean away from."""
 
 from __future__ import annotations
 
@@ -12,23 +12,34 @@ from ledgerlm.validation.compiled import compiled
 
 @dataclass(frozen=True)
 class LabelNeighbourhood:
-    """How a labelled record's k nearest neighbours vote on its label."""
+    """How a labelled record's k nearest neighbours vote on its label.
+
+    `majority_label` and `disagreement` count votes; `leaning_label` is the other label with the
+    largest share of the neighbours' similarity (each neighbour weighs its cosine, at least 0), and
+    `margin` is that share less the share of the record's own label.
+    """
 
     label: str
     majority_label: str
     disagreement: float
     counts: dict[str, int] = field(default_factory=dict)
+    leaning_label: str | None = None
+    margin: float = 0.0
 
 
 def knn_label_disagreement(embeddings: np.ndarray, labels: Sequence[str], k: int,
                            rows: Sequence[int] | None = None, chunk: int = 1024,
-                           min_disagreement: float = 0.0) -> dict[int, LabelNeighbourhood]:
-    """For each row, the share of its k nearest other rows (cosine) whose label differs.
+                           min_disagreement: float = 0.0, min_margin: float = -1.0) -> dict[int, LabelNeighbourhood]:
+    """For each row, the share of its k nearest other rows (cosine) whose label differs, and where they lean.
 
     This is the kNN label-noise heuristic of data cleaning (Wilson's edited nearest neighbour,
-    1972): a label most of its neighbours contradict is likely wrong. Rows whose disagreement
-    is below `min_disagreement` are left out of the answer (a gate only reports the others).
-    Neighbours of equal similarity are taken with the row's own label first, then by lower row.
+    1972): a label its neighbours contradict is likely wrong. Counted votes alone flag records
+    whose neighbours scatter over many other labels (a module's docstrings next to other
+    modules'); a flipped label has neighbours that agree on one other label, and the closest of
+    them count most, so the similarity-weighted margin of that label tells the two apart. Rows
+    whose disagreement is below `min_disagreement` or whose margin is below `min_margin` are left
+    out of the answer (a gate only reports the others). Neighbours of equal similarity are taken
+    with the row's own label first, then by lower row.
     """
     n = len(labels)
     rows = range(n) if rows is None else rows
@@ -53,18 +64,32 @@ def knn_label_disagreement(embeddings: np.ndarray, labels: Sequence[str], k: int
         else:
             sims = gram[idx] if gram is not None else embeddings[idx] @ embeddings.T
         nearest = _nearest(sims, idx, k, codes)
-        votes = np.bincount((np.arange(len(idx))[:, None] * n_classes + codes[nearest]).ravel(),
-                            minlength=len(idx) * n_classes).reshape(len(idx), n_classes)
+        cells = (np.arange(len(idx))[:, None] * n_classes + codes[nearest]).ravel()
+        votes = np.bincount(cells, minlength=len(idx) * n_classes).reshape(len(idx), n_classes)
+        # each neighbour's vote weighs its similarity (a dissimilar one nothing), in float64
+        weights = np.maximum(np.take_along_axis(np.asarray(sims), nearest, axis=1), 0).astype(np.float64)
+        weighted = np.bincount(cells, weights=weights.ravel(),
+                               minlength=len(idx) * n_classes).reshape(len(idx), n_classes)
+        total = weighted.sum(axis=1, keepdims=True)
+        shares = np.divide(weighted, total, out=np.zeros_like(weighted), where=total > 0)
+        at = np.arange(len(idx))
         own = codes[idx]
         # the majority: most votes, then the record's own label, then the label last in str order
         rank = votes * (2 * n_classes) + np.arange(n_classes)
-        rank[np.arange(len(idx)), own] += n_classes
+        rank[at, own] += n_classes
         majority = rank.argmax(axis=1)
-        own_votes = votes[np.arange(len(idx)), own]
-        for i in np.flatnonzero(1 - own_votes / k >= min_disagreement).tolist():
+        own_votes = votes[at, own]
+        # where the neighbours lean: the other label of the largest weighted share, then the last in str order
+        others = shares.copy()
+        others[at, own] = -1.0
+        leaning = n_classes - 1 - others[:, ::-1].argmax(axis=1)
+        margin = np.where(total[:, 0] > 0, others[at, leaning] - shares[at, own], 0.0)
+        keep = (1 - own_votes / k >= min_disagreement) & (margin >= min_margin)
+        for i in np.flatnonzero(keep).tolist():
             r, row = int(idx[i]), votes[i]
             counts = {classes[c]: int(row[c]) for c in np.flatnonzero(row).tolist()}
-            out[r] = LabelNeighbourhood(labels[r], classes[int(majority[i])], 1 - int(own_votes[i]) / k, counts)
+            out[r] = LabelNeighbourhood(labels[r], classes[int(majority[i])], 1 - int(own_votes[i]) / k, counts,
+                                        classes[int(leaning[i])] if n_classes > 1 else None, float(margin[i]))
     return out
 
 

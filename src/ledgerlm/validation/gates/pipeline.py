@@ -128,13 +128,16 @@ def _gate_batch(candidates, policy, existing_hashes, near_dup_index, accepted, p
             labels = [c.label for c in pool]
             k = _neighbourhood_size(labels, ln.k)
             hoods = knn_label_disagreement(vectors, labels, k, rows=range(len(labelled)),
-                                           min_disagreement=ln.min_disagreement)
+                                           min_disagreement=ln.min_disagreement, min_margin=ln.min_margin)
             for i, c in enumerate(labelled):
                 hood = hoods.get(i)
-                if hood and hood.majority_label != hood.label and hood.disagreement >= ln.min_disagreement:
-                    add(c, "label_noise", "disagrees_with_neighbours", hood.disagreement,
-                        f"labelled {hood.label!r} but {hood.counts.get(hood.majority_label, 0)} of "
-                        f"{sum(hood.counts.values())} nearest records are labelled {hood.majority_label!r}")
+                if hood and hood.leaning_label is not None:
+                    lean = hood.leaning_label
+                    add(c, "label_noise", "disagrees_with_neighbours", hood.margin,
+                        f"labelled {hood.label!r} but its nearest records lean to {lean!r}: "
+                        f"{hood.counts.get(lean, 0)} of {sum(hood.counts.values())} are labelled {lean!r}, "
+                        f"{hood.counts.get(hood.label, 0)} {hood.label!r}, and by similarity {lean!r} leads "
+                        f"by {hood.margin:.2f}")
 
     qa = policy.qa_consistency
     if qa.action != "off":
