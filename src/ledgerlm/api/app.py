@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
 from ledgerlm import __version__
@@ -19,6 +20,7 @@ from ledgerlm.web import is_page, mount_dashboard, render_error
 
 # What FastAPI answers for a body its JSON parser raised on (other than a syntax error, which it names).
 UNPARSED_BODY = "There was an error parsing the body"
+BUSY_RETRY_AFTER_SECONDS = 5  # a write refused after the 30 s busy timeout: the other writer may be done soon
 
 
 def create_app(open_node: Callable[[], object]) -> FastAPI:
@@ -101,6 +103,18 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
             return render_error(request, 400, message)
         return JSONResponse(status_code=400, content={"error": {"type": "ValidationError", "message": message,
                                                                 "field": None}})
+
+    @app.exception_handler(OperationalError)
+    async def database_busy(request: Request, exc: OperationalError):
+        # SQLite has one writer at a time: a write that waited out the busy timeout behind another (a large
+        # upload stores its records in one transaction) is worth retrying, not a server fault.
+        if "database is locked" not in str(exc.orig):
+            return await unexpected(request, exc)
+        message = "the node's database is busy with another write (such as a large upload); try again shortly"
+        if is_page(request):
+            return render_error(request, 503, message)
+        return JSONResponse(status_code=503, headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
+                            content={"error": {"type": "DatabaseBusy", "message": message, "field": None}})
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):

@@ -7,12 +7,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-import fastjsonschema
 from eth_account.messages import encode_typed_data
 from sqlalchemy import and_, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from ledgerlm.datanets import parsers
+from ledgerlm.datanets.record_schema import compile_record_schema
 from ledgerlm.datanets.schemas import (
     DOCUMENTS,
     DatanetError,
@@ -145,7 +145,7 @@ class Ingest:
         if row["kind"] == DOCUMENTS:
             return None
         if row["id"] not in self._validators:
-            self._validators[row["id"]] = fastjsonschema.compile(row["schema"])
+            self._validators[row["id"]] = compile_record_schema(row["schema"])
         return self._validators[row["id"]]
 
     def contribute(

@@ -6,13 +6,13 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import fastjsonschema
 import jsonschema
 from eth_account.signers.local import LocalAccount
 from sqlalchemy import func, insert, select, update
 
 from ledgerlm.datanets.access import Access
 from ledgerlm.datanets.ingest import Ingest
+from ledgerlm.datanets.record_schema import compile_record_schema
 from ledgerlm.datanets.review import Review
 from ledgerlm.datanets.schemas import (
     DOCUMENTS,
@@ -176,7 +176,4 @@ def _check_schema(schema: Any) -> None:
     if label is not None and not (isinstance(label, str) and isinstance(properties, dict) and label in properties):
         raise DatanetError(f'"{LABEL_FIELD_ANNOTATION}" must name one of the schema\'s properties, got {label!r}',
                            field=f"schema.{LABEL_FIELD_ANNOTATION}")
-    try:
-        fastjsonschema.compile(schema)
-    except Exception as exc:  # fastjsonschema raises several kinds on unsupported constructs
-        raise DatanetError(f"schema cannot be compiled: {exc}", field="schema") from exc
+    compile_record_schema(schema)
