@@ -34,6 +34,7 @@ class NodeConfig:
     # tag covers (on an OP Stack chain: derived from batches on L1 / final on L1)
     chain_index_finality: str = ""
     max_upload_bytes: int = 50 * 1024 * 1024
+    max_upload_files: int = 1000  # files one upload may hold; the next one is refused before it is written
     storage_quota_bytes: int = 1024 * 1024 * 1024  # what one account may store across uploads
     max_signature_ttl_seconds: int = 24 * 3600  # how far ahead a signed action's deadline may lie
     host: str = "127.0.0.1"
@@ -206,7 +207,7 @@ class Home:
             config = NodeConfig(**values, extra=extra)
         except TypeError as exc:
             raise ConfigError(f"{self.config_path}: {exc}", field="config") from exc
-        for name in ("chain_id", "max_upload_bytes", "storage_quota_bytes", "max_signature_ttl_seconds", "port", "round_commit_seconds", "round_reveal_seconds",
+        for name in ("chain_id", "max_upload_bytes", "max_upload_files", "storage_quota_bytes", "max_signature_ttl_seconds", "port", "round_commit_seconds", "round_reveal_seconds",
                      "validators_per_contribution", "settle_chunk_size", "serving_max_batch",
                      "chain_confirmations", "chain_fee_bump_seconds", "chain_index_batch_blocks",
                      "serving_device_adapters", "serving_host_adapters", "serving_default_max_tokens",

@@ -812,6 +812,7 @@ class Node:
             "database": "postgresql" if self.db.postgres else "sqlite",  # public: where it is stays private
             "schema_revision": self.db.revision(),
             "max_upload_bytes": self.config.max_upload_bytes,
+            "max_upload_files": self.config.max_upload_files,
             "storage_quota_bytes": self.config.storage_quota_bytes,
             "blobs": str(self.blobs),
             "signing_domain": self.domain.to_dict(),

@@ -1,10 +1,17 @@
-"""A multipart/form-data body read as it arrives, handing fields and file chunks to an upload in progress."""
+"""A multipart/form-data body read as it arrives, handing fields and file chunks to an upload in progress.
+
+Only the reading happens on the event loop. What the parts set off blocks (the signature check and
+the database queries of the form fields; creating, writing and fsyncing each staged file), so each
+chunk the server receives is parsed in a worker thread, all of its parts' work in one hop: an
+upload of many small files never holds up the node's other requests.
+"""
 
 from __future__ import annotations
 
 import asyncio
 
 from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -87,13 +94,16 @@ class _Parts:
 
 
 async def receive_upload(request: Request, upload: UploadInProgress, *, max_body: int,
-                         idle_seconds: float = IDLE_SECONDS) -> None:
+                         max_files: int | None = None, idle_seconds: float = IDLE_SECONDS) -> None:
     """Feed the request body to `upload` chunk by chunk; refuse early on the declared sizes.
 
     The bytes are counted as they arrive, so a body without a Content-Length (chunked) stops at
     `max_body` (or at the signed manifest's sizes plus the form around them) like one that
-    declares its length; reading stops at the form's closing boundary. On any error the partial
-    files are deleted before the error reaches the client.
+    declares its length; reading stops at the form's closing boundary. At most `max_files` files
+    (None: the upload's own cap) make the upload; the next file part is refused as it begins. On any error the partial files are deleted before the error reaches the client.
+
+    Each received chunk is parsed, and its parts' blocking work done, in a worker thread; one chunk
+    at a time, so the upload sees its parts in order.
     """
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
@@ -106,10 +116,33 @@ async def receive_upload(request: Request, upload: UploadInProgress, *, max_body
             f"the request declares {length} bytes; an upload may hold at most {max_body} (nothing was read)",
             field="files",
         )
+    if max_files is not None:
+        upload.max_files = max_files
     parts = _Parts(upload)
     parser = MultipartParser(boundary, parts.callbacks())
     checked_length = False
     received = 0
+
+    def feed(chunk: bytes) -> None:
+        """Parse one received chunk, a buffer at a time, counting its bytes against the limits (blocks)."""
+        nonlocal received
+        try:
+            for start in range(0, len(chunk), READ_BUFFER):
+                if parts.ended:
+                    break
+                piece = chunk[start:start + READ_BUFFER]
+                received += len(piece)
+                declared = upload.declared_bytes
+                limit = max_body if declared is None else min(max_body, declared + FORM_OVERHEAD_BYTES)
+                if received > limit:
+                    what = "an upload" if declared is None else "its signed manifest"
+                    raise BlobTooLarge(f"the upload passed {limit} bytes, the most {what} allows with the form"
+                                       " around it; nothing was stored", field="files")
+                parser.write(piece)
+        except MultipartParseError as exc:
+            raise DatanetError(f"the upload is not a well-formed multipart/form-data body: {exc}",
+                               field="body") from None
+
     try:
         stream = request.stream()
         while not parts.ended:  # what a client sends after the closing boundary is no part of the form
@@ -120,22 +153,9 @@ async def receive_upload(request: Request, upload: UploadInProgress, *, max_body
             except TimeoutError:
                 raise DatanetError(f"no byte of the upload arrived for {idle_seconds:g} s; nothing was stored",
                                    field="body", status=408) from None
-            try:
-                for start in range(0, len(chunk), READ_BUFFER):
-                    if parts.ended:
-                        break
-                    piece = chunk[start:start + READ_BUFFER]
-                    received += len(piece)
-                    declared = upload.declared_bytes
-                    limit = max_body if declared is None else min(max_body, declared + FORM_OVERHEAD_BYTES)
-                    if received > limit:
-                        what = "an upload" if declared is None else "its signed manifest"
-                        raise BlobTooLarge(f"the upload passed {limit} bytes, the most {what} allows with the form"
-                                           " around it; nothing was stored", field="files")
-                    parser.write(piece)
-            except MultipartParseError as exc:
-                raise DatanetError(f"the upload is not a well-formed multipart/form-data body: {exc}",
-                                   field="body") from None
+            if chunk:
+                # Not cancelled half-way: a cancelled request waits for the chunk in hand, then aborts below.
+                await run_in_threadpool(feed, chunk)
             if not checked_length and length is not None and upload.declared_bytes is not None:
                 checked_length = True
                 if length > upload.declared_bytes + FORM_OVERHEAD_BYTES:
@@ -150,6 +170,9 @@ async def receive_upload(request: Request, upload: UploadInProgress, *, max_body
             # the middle of a part; what arrived of it is not the file that was meant.
             raise DatanetError("the upload body ended before the form's closing boundary: it was cut short,"
                                " and nothing was stored", field="body")
-    except BaseException:
+    except Exception:
+        await run_in_threadpool(upload.abort)  # deleting up to max_files staged files blocks too
+        raise
+    except BaseException:  # cancelled: no awaiting any more
         upload.abort()
         raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 from pydantic import ValidationError
 
+from ledgerlm.config import NodeConfig
 from ledgerlm.datanets import parsers
 from ledgerlm.datanets.schemas import DatanetError, FileEntry, QuotaExceeded, UploadReceipt
 from ledgerlm.errors import AuthError
@@ -22,18 +23,26 @@ class UploadInProgress:
     manifest (the SDK always sends one) every declared size is checked against the limits and
     the quota before the first file byte, and each file is cut off at its declared size; without
     one, the files are cut off where together they would pass the signer's quota.
-    Whatever goes wrong, `abort()` leaves no staged bytes behind.
+    At most `max_files` files make one upload (the node's `max_upload_files`): a manifest listing
+    more is refused before any file byte, and without one the next file is refused before any of it
+    is written. Whatever goes wrong, `abort()` leaves no staged bytes behind.
+
+    The methods block (signature check, database queries, staging files, fsync): the API calls them
+    from a worker thread, one part after another, never from the event loop.
     """
 
-    def __init__(self, datanets, name: str):
+    def __init__(self, datanets, name: str, *, max_files: int | None = None):
         self.datanets = datanets
         self.name = name
+        self.max_files = NodeConfig.max_upload_files if max_files is None else max_files
         self.signed: SignedAction | None = None
         self.row = None
         self.contributor: str | None = None
         self.entries: list[FileEntry] | None = None
         self.skip_duplicates = False
         self.staged: list[tuple[str, StagedBlob]] = []
+        self._staged_bytes = 0  # the sum of the staged files' sizes, kept as they finish
+        self._declared_bytes: int | None = None  # the signed manifest's sizes, summed once
         self._writer: BlobWriter | None = None
         self._file_name = ""
         self._quota_left: int | None = None  # without a manifest: the signer's quota left when files began
@@ -65,10 +74,18 @@ class UploadInProgress:
         self._require_action("manifest")
         try:
             rows = orjson.loads(value)
-            self.entries = [FileEntry(name=n, sha256=s, size=z) for n, s, z in rows]
+            entries = [FileEntry(name=n, sha256=s, size=z) for n, s, z in rows]
         except (orjson.JSONDecodeError, ValidationError, TypeError, ValueError) as exc:
             raise DatanetError(f"manifest must be a JSON list of [name, sha256, size]: {exc}",
                                field="manifest") from exc
+        if len(entries) > self.max_files:
+            raise DatanetError(
+                f"the signed manifest lists {len(entries)} files; an upload may hold at most {self.max_files}"
+                " (max_upload_files): send them as several uploads (nothing was read)",
+                field="files", status=413,
+            )
+        self.entries = entries
+        self._declared_bytes = sum(e.size for e in entries)
         self.datanets.check_declared(self.signed, self.contributor, self.entries)
 
     def _require_action(self, what: str) -> None:
@@ -77,12 +94,19 @@ class UploadInProgress:
 
     @property
     def declared_bytes(self) -> int | None:
-        return None if self.entries is None else sum(e.size for e in self.entries)
+        return None if self.entries is None else self._declared_bytes
 
     # ---------------------------------------------------------------- files
 
     def begin_file(self, file_name: str) -> None:
         self._require_action("files")
+        if self.entries is None and len(self.staged) >= self.max_files:  # a manifest was held to it already
+            raise DatanetError(
+                f"an upload may hold at most {self.max_files} files (max_upload_files); file"
+                f" {len(self.staged) + 1} ({file_name!r}) is one too many: send them as several uploads"
+                " (nothing was stored)",
+                field="files", status=413,
+            )
         file_name = parsers.safe_file_name(file_name)
         limit, reason = self.datanets.max_upload_bytes, "the upload limit"
         if self.entries is not None:
@@ -99,7 +123,7 @@ class UploadInProgress:
         else:
             if self._quota_left is None:
                 self._quota_left = self.datanets.quota_left(self.contributor)
-            room = self._quota_left - sum(blob.size for _, blob in self.staged)
+            room = self._quota_left - self._staged_bytes
             if room <= 0:
                 raise QuotaExceeded(f"{self.contributor} has no storage quota left for {file_name}; nothing was stored",
                                     field="files")
@@ -119,7 +143,9 @@ class UploadInProgress:
 
     def end_file(self) -> None:
         writer, self._writer = self._writer, None
-        self.staged.append((self._file_name, writer.finish()))
+        blob = writer.finish()
+        self.staged.append((self._file_name, blob))
+        self._staged_bytes += blob.size
 
     # ---------------------------------------------------------------- end
 
@@ -130,7 +156,7 @@ class UploadInProgress:
             self.abort()
             raise AuthError(f"the signed manifest lists {len(self.entries)} files but {len(self.staged)} arrived",
                             field="manifestHash")
-        staged, self.staged = self.staged, []
+        staged, self.staged, self._staged_bytes = self.staged, [], 0
         return self.datanets.store_staged(self.row, self.signed, self.contributor, staged,
                                           skip_duplicates=self.skip_duplicates)
 
@@ -139,4 +165,4 @@ class UploadInProgress:
             self._writer.abort()
             self._writer = None
         self.datanets.discard_staged(self.staged)
-        self.staged = []
+        self.staged, self._staged_bytes = [], 0

@@ -1,0 +1,114 @@
+"""The cap on files per upload (`max_upload_files`), enforced while the body is read."""
+
+import asyncio
+import threading
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ledgerlm.api import create_app
+from ledgerlm.config import ConfigError, NodeConfig
+from ledgerlm.datanets import UploadInProgress
+from ledgerlm.node import Node
+
+from .test_bad_input import assert_error, stored
+from .test_upload_limits import _form, post, staged_files
+
+CAP = 5
+
+
+def files(count: int, tag: str = "") -> list[tuple[str, bytes]]:
+    """`count` small JSON Lines files, each one distinct record."""
+    return [(f"f{n}.jsonl", b'{"question": "q%s-%d", "answer": "a"}\n' % (tag.encode(), n)) for n in range(count)]
+
+
+@pytest.fixture
+def capped_node(home, qa):
+    """The node with at most CAP files per upload; `writers` counts the staging files it begins."""
+    config = home.load_config()
+    config.max_upload_files = CAP
+    home.save_config(config)
+    with TestClient(create_app(lambda: Node.open(home))) as http:
+        blobs = http.app.state.node.datanets.blobs
+        begun = []
+        writer = blobs.writer
+        blobs.writer = lambda **kw: (begun.append(kw["label"]), writer(**kw))[1]
+        http.writers = begun
+        yield http
+
+
+def test_the_default_cap_is_a_node_setting():
+    assert NodeConfig().max_upload_files == 1000
+    assert UploadInProgress(None, "qa").max_files == 1000
+
+
+def test_a_cap_below_one_is_refused_in_the_config(home):
+    config = home.load_config()
+    config.max_upload_files = 0
+    home.save_config(config)
+    with pytest.raises(ConfigError) as refused:
+        home.load_config()
+    assert refused.value.field == "max_upload_files"
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_without_a_manifest_the_file_past_the_cap_is_refused_before_it_is_written(capped_node, home, bob,
+                                                                                  chunked):
+    before = stored(home)
+    response = post(capped_node, bob, files(CAP + 1), manifest=False, chunked=chunked)
+    error = assert_error(response, 413, f"at most {CAP} files", "max_upload_files", f"file {CAP + 1}",
+                         f"f{CAP}.jsonl", "nothing was stored")
+    assert error["field"] == "files"
+    assert capped_node.writers == [f"f{n}.jsonl" for n in range(CAP)]  # the extra file was never begun
+    assert stored(home) == before and staged_files(home) == []  # no contribution rows, no blobs, no staging
+
+
+def test_a_manifest_listing_more_than_the_cap_is_refused_unread(capped_node, home, bob):
+    before = stored(home)
+    response = post(capped_node, bob, files(CAP + 1))
+    error = assert_error(response, 413, f"lists {CAP + 1} files", f"at most {CAP}", "max_upload_files",
+                         "nothing was read")
+    assert error["field"] == "files"
+    assert capped_node.writers == []
+    assert stored(home) == before and staged_files(home) == []
+
+
+@pytest.mark.parametrize("manifest", [True, False])
+def test_an_upload_at_the_cap_is_stored(capped_node, home, bob, manifest):
+    (contributions, uploads), _ = stored(home)
+    response = post(capped_node, bob, files(CAP, tag=str(manifest)), manifest=manifest)
+    assert response.status_code == 201, response.text
+    assert stored(home)[0] == (contributions + CAP, uploads + 1)
+    assert staged_files(home) == []
+    # the cap is per upload: the next one may hold as many again
+    assert post(capped_node, bob, files(CAP, tag=f"next{manifest}"), manifest=manifest).status_code == 201
+
+
+def test_the_parts_are_staged_off_the_event_loop(capped_node, home, bob):
+    """The blocking work of each part (staging files, fsync, the signature and quota checks) runs in a
+    worker thread, never on the thread that runs the event loop."""
+    from starlette.requests import Request
+
+    from ledgerlm.api.multipart import receive_upload
+
+    body, content_type = _form(capped_node, bob, files(3))
+    messages = [{"type": "http.request", "body": body[i:i + 100], "more_body": i + 100 < len(body)}
+                for i in range(0, len(body), 100)]
+    datanets = capped_node.app.state.node.datanets
+    threads = []
+    writer = datanets.blobs.writer
+    datanets.blobs.writer = lambda **kw: (threads.append(threading.get_ident()), writer(**kw))[1]
+
+    async def receive():
+        return messages.pop(0)
+
+    scope = {"type": "http", "method": "POST", "path": "/datanets/qa/contributions",
+             "headers": [(b"content-type", content_type.encode())]}
+    upload = UploadInProgress(datanets, "qa")
+    try:
+        asyncio.run(receive_upload(Request(scope, receive), upload, max_body=10**9, max_files=3))
+        assert [name for name, _ in upload.staged] == ["f0.jsonl", "f1.jsonl", "f2.jsonl"]
+        assert len(threads) == 3 and threading.get_ident() not in threads
+    finally:
+        upload.abort()
+    assert staged_files(home) == []
