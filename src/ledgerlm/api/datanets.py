@@ -107,7 +107,8 @@ async def contribute(name: str, request: Request, node: Node = Depends(get_node)
     Read as it arrives: the signature (the `action` field, sent first) and the signed manifest's
     sizes are checked before any file byte; each file stops at its limit and leaves nothing."""
     upload = UploadInProgress(node.datanets, name)
-    await receive_upload(request, upload, max_body=node.config.storage_quota_bytes + FORM_OVERHEAD_BYTES)
+    await receive_upload(request, upload, max_body=node.config.storage_quota_bytes + FORM_OVERHEAD_BYTES,
+                         max_files=node.config.max_upload_files)
     return await run_in_threadpool(upload.finish)
 
 
@@ -184,7 +185,13 @@ def export_version(name: str, number: int, format: str = "jsonl", node: Node = D
         raise DatanetError("the API exports jsonl or parquet; the CLI turns parquet into hf", field="format")
     workdir = Path(tempfile.mkdtemp(prefix="ledgerlm-export-"))
     target = workdir / f"{name}-v{number}.{format}"
-    node.datanets.export(name, number, format, target)
+    try:
+        node.datanets.export(name, number, format, target)
+    except BaseException:
+        # A file that is sent is removed by the response's background task, once sent; a refused export sends
+        # nothing, so its directory goes now (each failed export had left one behind).
+        _cleanup(workdir)
+        raise
     return FileResponse(
         target,
         filename=target.name,

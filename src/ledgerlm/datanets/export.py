@@ -24,12 +24,17 @@ def write_export(rows: Iterator[dict], fmt: str, out: Path, *, version: DatanetV
     tmp = out.with_name(out.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
-    if fmt == "jsonl":
-        count = _jsonl(rows, tmp)
-    elif fmt == "parquet":
-        count = _parquet(rows, tmp)
-    else:
-        count = _hf(rows, tmp)
+    try:
+        if fmt == "jsonl":
+            count = _jsonl(rows, tmp)
+        elif fmt == "parquet":
+            count = _parquet(rows, tmp)
+        else:
+            count = _hf(rows, tmp)
+    except BaseException:
+        if tmp.exists():  # a refused or interrupted export leaves nothing behind, not even the partial file
+            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+        raise
     if out.exists():
         shutil.rmtree(out) if out.is_dir() else out.unlink()
     os.replace(tmp, out)
@@ -68,13 +73,84 @@ def _parquet(rows: Iterable[dict], path: Path) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    # Records may differ in optional fields, so the schema is unified over the whole version.
-    tables = [pa.Table.from_pylist(b) for b in _batches(rows)]
+    # Records may differ in optional fields, so the schema is unified over the whole version. A schema may let a
+    # field take several types, which JSONL keeps and a Parquet column cannot: Arrow refuses those records, and
+    # the refusal names the field rather than answering 500.
+    tables = []
+    for batch in _batches(rows):
+        try:
+            tables.append(pa.Table.from_pylist(batch))
+        except (pa.ArrowException, OverflowError) as exc:
+            raise _no_parquet_type(_mixed_field(batch), exc) from None
     if not tables:
         raise DatanetError("the version has no rows left to export", field="version")
-    table = pa.concat_tables(tables, promote_options="default")
+    try:
+        table = pa.concat_tables(tables, promote_options="default")
+    except (pa.ArrowException, OverflowError) as exc:
+        raise _no_parquet_type(_field_typed_apart(tables), exc) from None
+    empty = _empty_object_field(table.schema)
+    if empty is not None:
+        raise DatanetError(f"field {empty!r} cannot be exported to Parquet: it holds only empty objects, which have"
+                           " no Parquet type; the Parquet export needs one type per field (the JSONL export takes"
+                           " every record)", field="format")
     pq.write_table(table, path)
     return table.num_rows
+
+
+def _no_parquet_type(field: str | None, exc: Exception) -> DatanetError:
+    named = f"field {field!r}" if field else "a field"
+    if isinstance(exc, OverflowError):
+        reason = "it holds an integer outside the signed 64-bit range, which a Parquet integer column cannot hold"
+    else:
+        reason = f"its values are not all of one type ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+    return DatanetError(f"{named} cannot be exported to Parquet: {reason}; the Parquet export needs one type per"
+                        " field (the JSONL export takes every record)", field="format")
+
+
+def _mixed_field(records: list, path: str = "") -> str | None:
+    """The first field (`a.b` inside objects) whose values in `records` Arrow cannot give one type."""
+    import pyarrow as pa
+
+    for key in dict.fromkeys(key for record in records if type(record) is dict for key in record):
+        values = [record.get(key) for record in records if type(record) is dict]
+        try:
+            pa.array(values)
+        except (pa.ArrowException, OverflowError):
+            objects = [value for value in values if value is not None]
+            if objects and all(type(value) is dict for value in objects):
+                return _mixed_field(objects, f"{path}{key}.") or f"{path}{key}"
+            return f"{path}{key}"
+    return None
+
+
+def _field_typed_apart(tables: list) -> str | None:
+    """The first column whose types in `tables` (batches that each had one type per column) do not unify."""
+    import pyarrow as pa
+
+    for name in dict.fromkeys(name for table in tables for name in table.schema.names):
+        fields = [pa.schema([table.schema.field(name)]) for table in tables if name in table.schema.names]
+        try:
+            pa.unify_schemas(fields, promote_options="default")
+        except (pa.ArrowException, OverflowError):
+            return name
+    return None
+
+
+def _empty_object_field(schema) -> str | None:
+    """The first field whose type is an object with no fields (only `{}` seen), which Parquet cannot write."""
+    import pyarrow as pa
+
+    def walk(kind, path: str) -> str | None:
+        if pa.types.is_struct(kind):
+            if kind.num_fields == 0:
+                return path
+            return next((found for i in range(kind.num_fields)
+                         if (found := walk(kind.field(i).type, f"{path}.{kind.field(i).name}")) is not None), None)
+        if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+            return walk(kind.value_type, f"{path}[]")
+        return None
+
+    return next((found for field in schema if (found := walk(field.type, field.name)) is not None), None)
 
 
 def _hf(rows: Iterable[dict], path: Path) -> int:

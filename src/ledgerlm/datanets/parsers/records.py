@@ -61,7 +61,8 @@ def iter_records(
 
     Memory stays flat in the number of records; a `.json` array is read an element at a time.
     A JSON Lines line or JSON array element longer than `max_record_bytes` (MAX_RECORD_BYTES by
-    default) is refused while it is read. `validator` raises on a schema violation (a
+    default) is refused while it is read; a CSV or Parquet record whose JSON form is longer is refused
+    too, from the sizes of its cells before it is written as JSON. `validator` raises on a schema violation (a
     fastjsonschema-compiled function or a jsonschema `validate`); the error is re-raised as
     ParseError naming file, line/row and field.
     The record is hashed after validation, so schema defaults a validator fills in are part of it.
@@ -77,22 +78,50 @@ def iter_records(
     if fmt == "json":
         return _iter_json(path, name, validator, max_bytes)
     if fmt == "csv":
-        return _iter_csv(path, name, validator)
+        return _iter_csv(path, name, validator, max_bytes)
     if fmt == "parquet":
-        return _iter_parquet(path, name, validator)
+        return _iter_parquet(path, name, validator, max_bytes)
     if fmt in DOCUMENT_FORMATS:
         raise ParseError(f"{name}: a {LABEL[fmt]} file holds a document, not records")
     raise ParseError(f"{name}: unknown format '{fmt}'")
 
 
-def _hashed(record: dict, location: str, validator, where: str | None = None) -> ParsedRecord:
+def _hashed(record: dict, location: str, validator, where: str | None = None,
+            max_bytes: int | None = None) -> ParsedRecord:
+    """`max_bytes` bounds a record built from cells (CSV, Parquet), which no line length bounded as it was read."""
+    # Escaped as JSON a control character takes six bytes: a 60 MiB Parquet cell of them was a 377 MB record. The
+    # characters a record holds are a floor of its JSON size, so a record over the limit by them is refused before
+    # it is written out; one that only its escapes take over is refused by its written size.
+    if max_bytes is not None and _json_bytes_at_least(record) > max_bytes:
+        raise ParseError(f"{where or location}: {_too_large(max_bytes)}")
     if validator is not None:
         validate_record(validator, record, where or location)
     try:
         canonical = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
     except TypeError as exc:
         raise ParseError(f"{where or location}: {_unserialisable(exc)}") from None
+    if max_bytes is not None and len(canonical) > max_bytes:
+        raise ParseError(f"{where or location}: {_too_large(max_bytes)}")
     return ParsedRecord(record, canonical, hashlib.sha256(canonical).hexdigest(), location)
+
+
+def _json_bytes_at_least(value) -> int:
+    """A lower bound of the bytes of `value` written as JSON, without writing it: a string counts its characters
+    and quotes (UTF-8 and escapes only add), any other scalar one byte."""
+    kind = type(value)
+    if kind is str:
+        return len(value) + 2
+    if kind is dict:  # '{', then per item '"key":' and the value and a ',' or '}'
+        size = 1 + 4 * len(value) + sum(map(len, value))
+        for item in value.values():  # a loop, not a generator: this runs on every CSV and Parquet record
+            size += len(item) + 2 if type(item) is str else _json_bytes_at_least(item)
+        return size
+    if kind is list:
+        size = 1 + len(value)
+        for item in value:
+            size += len(item) + 2 if type(item) is str else _json_bytes_at_least(item)
+        return size
+    return 1
 
 
 def _unserialisable(exc: TypeError) -> str:
@@ -256,7 +285,7 @@ def _json_record(stream: JsonStream, value: JsonValue, location: str):
     return record
 
 
-def _iter_csv(path: Path, name: str, validator) -> Iterator[ParsedRecord]:
+def _iter_csv(path: Path, name: str, validator, max_bytes: int) -> Iterator[ParsedRecord]:
     coercer = CsvCoercer(validator) if validator is not None else None
     with open(path, encoding="utf-8-sig", newline="") as text:
         reader = csv.reader(text, strict=True)
@@ -282,7 +311,8 @@ def _iter_csv(path: Path, name: str, validator) -> Iterator[ParsedRecord]:
                 record = dict(zip(header, cells, strict=True))
                 if coercer is not None:
                     coercer.validate(record, where)
-                yield _hashed(record, f"{name} row {rowno}", None, where)
+                # After coercion: a cell read as a number or boolean may be shorter than its text.
+                yield _hashed(record, f"{name} row {rowno}", None, where, max_bytes)
         except UnicodeDecodeError:
             raise ParseError(_locate_bad_utf8(path, name)) from None
         except csv.Error as exc:
@@ -320,7 +350,7 @@ def _locate_bad_utf8(path: Path, name: str) -> str:
     return f"{name}: invalid UTF-8; save the file as UTF-8"
 
 
-def _iter_parquet(path: Path, name: str, validator) -> Iterator[ParsedRecord]:
+def _iter_parquet(path: Path, name: str, validator, max_bytes: int) -> Iterator[ParsedRecord]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -334,8 +364,14 @@ def _iter_parquet(path: Path, name: str, validator) -> Iterator[ParsedRecord]:
         # 4,096, so a batch holds as many rows as the densest row group declares fit in one slice.
         per_row = max((size // max(rows, 1) for size, rows in group_sizes), default=0)
         batches = parquet.iter_batches(batch_size=max(1, min(_PARQUET_BATCH_ROWS, _PARQUET_SLICE_BYTES // max(per_row, 1))))
+        repeated = _repeated_name(parquet.schema_arrow)
     except (pa.ArrowException, OSError) as exc:
         raise ParseError(f"{name}: not a readable Parquet file ({exc})") from None
+    if repeated is not None:
+        # Read as records, the last of two same-named columns would silently replace the first, as a JSON key
+        # given twice would; JSON uploads refuse that, and so does Parquet.
+        where, field = repeated
+        raise ParseError(f"{name}: {where} '{field}' appears twice; each field of a record may appear only once")
     if declared > PARQUET_EXPANDED_BYTES:
         raise ParseError(f"{name}: the Parquet file expands to {declared} bytes; the limit is {PARQUET_EXPANDED_BYTES}"
                          " (split it into smaller files)")
@@ -355,11 +391,17 @@ def _iter_parquet(path: Path, name: str, validator) -> Iterator[ParsedRecord]:
                 raise ParseError(f"{name} row {rowno + 1}: corrupt Parquet data ({exc})") from None
             # Rows become Python objects a slice at a time: 4,096 rows of 100 KB were 1.9 GB of memory at once.
             step = max(1, batch.num_rows * _PARQUET_SLICE_BYTES // max(size, 1))
+            oversized = _first_row_of_text_over(batch, max_bytes)
             for start in range(0, batch.num_rows, step):
+                if oversized is not None and oversized < start + step:  # before its text becomes Python strings
+                    raise ParseError(f"{name} row {rowno + oversized - start + 1}: {_too_large(max_bytes)}")
+                part = batch.slice(start, step)
                 try:
-                    rows = batch.slice(start, step).to_pylist(maps_as_pydicts="strict")
-                except (pa.ArrowException, OSError, KeyError) as exc:
+                    rows = part.to_pylist(maps_as_pydicts="strict")
+                except (pa.ArrowException, OSError) as exc:
                     raise ParseError(f"{name} row {rowno + 1}: corrupt Parquet data ({exc})") from None
+                except (ValueError, OverflowError, KeyError) as exc:  # UnicodeDecodeError is a ValueError
+                    raise _unreadable_cell(part, name, rowno + 1, exc) from None
                 for row in rows:
                     rowno += 1
                     location = f"{name} row {rowno}"
@@ -370,9 +412,100 @@ def _iter_parquet(path: Path, name: str, validator) -> Iterator[ParsedRecord]:
                         value = _json_value(value, location, key)
                         if value is not None:
                             record[key] = value
-                    yield _hashed(record, location, validator)
+                    yield _hashed(record, location, validator, max_bytes=max_bytes)
     if rowno == 0:
         raise ParseError(f"{name}: no records (the table has no rows)")
+
+
+def _repeated_name(schema) -> tuple[str, str] | None:
+    """("column", name) for a column name the table repeats, or ("field", path) for a field name a struct
+    repeats (as `column.field`, a list's items as `column[]`, a map's values as `column{}`); None if all differ."""
+    import pyarrow as pa
+
+    def in_fields(fields, path: str):
+        seen = set()
+        for field in fields:
+            if field.name in seen:
+                return ("field", f"{path}.{field.name}") if path else ("column", field.name)
+            seen.add(field.name)
+        for field in fields:
+            found = in_type(field.type, f"{path}.{field.name}" if path else field.name)
+            if found is not None:
+                return found
+        return None
+
+    def in_type(kind, path: str):
+        if pa.types.is_struct(kind):
+            return in_fields([kind.field(i) for i in range(kind.num_fields)], path)
+        if pa.types.is_map(kind):
+            return in_type(kind.item_type, f"{path}{{}}")
+        if pa.types.is_dictionary(kind):
+            return in_type(kind.value_type, path)
+        if isinstance(kind, (pa.ListType, pa.LargeListType, pa.FixedSizeListType, pa.ListViewType,
+                             pa.LargeListViewType)):
+            return in_type(kind.value_type, f"{path}[]")
+        return None
+
+    return in_fields(list(schema), "")
+
+
+def _first_row_of_text_over(batch, max_bytes: int) -> int | None:
+    """The first row of `batch` whose top-level text cells alone hold more than `max_bytes` bytes, found from
+    Arrow's lengths, before any cell becomes a Python string; None if there is none. Nested text is counted once
+    it is Python, before the record is written out."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def is_text(kind) -> bool:
+        return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
+
+    total = None
+    for column in batch.columns:
+        if pa.types.is_dictionary(column.type) and is_text(column.type.value_type):
+            lengths = pc.take(pc.binary_length(column.dictionary), column.indices)
+        elif is_text(column.type):
+            lengths = pc.binary_length(column)
+        else:
+            continue
+        lengths = pc.fill_null(pc.cast(lengths, pa.int64()), 0)
+        total = lengths if total is None else pc.add(total, lengths)
+    if total is None:
+        return None
+    over = pc.greater(total, max_bytes)
+    return pc.index(over, True).as_py() if pc.any(over).as_py() else None
+
+
+def _unreadable_cell(part, name: str, first_row: int, exc: Exception) -> ParseError:
+    """The error for rows Arrow stores but Python cannot hold, naming the row and column of the first bad cell."""
+    problem = (ValueError, OverflowError, KeyError)
+    for column_name, column in zip(part.schema.names, part.columns, strict=True):
+        try:
+            column.to_pylist(maps_as_pydicts="strict")
+            continue
+        except problem:
+            pass
+        for i in range(len(column)):
+            try:
+                column[i].as_py(maps_as_pydicts="strict")
+            except problem as cell_exc:
+                return ParseError(f"{name} row {first_row + i}: field '{column_name}': "
+                                  f"{_unreadable_reason(cell_exc, column.type)}")
+        return ParseError(f"{name} rows {first_row}-{first_row + len(part) - 1}: field '{column_name}': "
+                          f"{_unreadable_reason(exc, column.type)}")
+    return ParseError(f"{name} rows {first_row}-{first_row + len(part) - 1}: {_unreadable_reason(exc, None)}")
+
+
+def _unreadable_reason(exc: Exception, kind) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return (f"a {kind} value is not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {exc.start} of"
+                " the value); write the column as UTF-8 text")
+    if isinstance(exc, OverflowError):
+        # Python dates and times end at the year 9999: a timestamp[ms] of 2**52 or a date32 of 2**31 - 1 has no
+        # Python form, so no ISO 8601 one.
+        return f"a {kind} value is out of the range that can be read ({exc}); store it as a string or an integer"
+    if isinstance(exc, KeyError):  # maps_as_pydicts="strict" refuses a map that repeats a key
+        return "a map holds the same key twice; each key of a record may appear only once"
+    return f"a {kind} value cannot be read ({exc})"
 
 
 def _decoded_bytes(array) -> int:
