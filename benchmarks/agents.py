@@ -393,7 +393,10 @@ def main() -> None:
                   "baseline validator agent: the same example agent scoring from the gate findings alone",
                   f"the dishonest agent lost {format_amount(int(v['dishonest_loss']['slashed']))} LGR of stake to "
                   f"slashing and forwent {format_amount(int(v['dishonest_loss']['rewards_forgone']))} LGR of the "
-                  "rewards an honest validator with the same stake earned"]
+                  "rewards an honest validator with the same stake earned",
+                  "slashed stake is held by Staking for its dispute time (3 days by default, when the admin key may "
+                  "give it back) before it can be released into a reward pool: within this run the validators' "
+                  "rewards are the validator pool's share of inference fees only"]
     write_result("agents", result, tables, notes=notes)
 
 
