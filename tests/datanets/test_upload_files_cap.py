@@ -112,3 +112,25 @@ def test_the_parts_are_staged_off_the_event_loop(capped_node, home, bob):
     finally:
         upload.abort()
     assert staged_files(home) == []
+
+
+def test_a_client_that_goes_away_mid_upload_is_a_refusal_and_leaves_nothing_staged(capped_node, home, bob):
+    from starlette.requests import Request
+
+    from ledgerlm.api.multipart import receive_upload
+    from ledgerlm.errors import LedgerError
+
+    body, content_type = _form(capped_node, bob, files(3))
+    messages = [{"type": "http.request", "body": body[: len(body) // 2], "more_body": True},
+                {"type": "http.disconnect"}]
+
+    async def receive():
+        return messages.pop(0)
+
+    scope = {"type": "http", "method": "POST", "path": "/datanets/qa/contributions",
+             "headers": [(b"content-type", content_type.encode())]}
+    upload = UploadInProgress(capped_node.app.state.node.datanets, "qa")
+    with pytest.raises(LedgerError, match="went away") as refused:
+        asyncio.run(receive_upload(Request(scope, receive), upload, max_body=10**9))
+    assert refused.value.field == "body" and refused.value.status == 400
+    assert staged_files(home) == []

@@ -14,6 +14,7 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect
 
 from ledgerlm.datanets import DatanetError, UploadInProgress
 from ledgerlm.datanets.upload import MAX_FIELD_BYTES
@@ -153,6 +154,9 @@ async def receive_upload(request: Request, upload: UploadInProgress, *, max_body
             except TimeoutError:
                 raise DatanetError(f"no byte of the upload arrived for {idle_seconds:g} s; nothing was stored",
                                    field="body", status=408) from None
+            except ClientDisconnect:  # a refusal like any other, not a server fault with a trace in the log
+                raise DatanetError("the client went away before the upload ended; nothing was stored",
+                                   field="body") from None
             if chunk:
                 # Not cancelled half-way: a cancelled request waits for the chunk in hand, then aborts below.
                 await run_in_threadpool(feed, chunk)
