@@ -56,7 +56,7 @@ from validation_data.validator_population import simulate_validators  # noqa: E4
 from ledgerlm.heap import keep_freed_memory  # noqa: E402
 from ledgerlm.validation.embeddings import resolve_embedder  # noqa: E402
 from ledgerlm.validation.gates import Candidate, knn_label_disagreement, run_gates  # noqa: E402
-from ledgerlm.validation.policy import GatePolicy  # noqa: E402
+from ledgerlm.validation.policy import GatePolicy, LabelNoiseRule  # noqa: E402
 from ledgerlm.validation.valuation import data_oob, knn_shapley  # noqa: E402
 
 # the gates before compiled kernels (junk counts, hashed embeddings, MinHash signatures); the
@@ -346,6 +346,11 @@ def evaluate_noisy_labels(candidates, truth, accepted, embedder_name: str, seed:
     hoods = knn_label_disagreement(vectors, list(y_all), k=K, rows=range(n))
     dis = np.array([hoods[i].disagreement for i in range(n)])
     out["kNN disagreement (> 0.5)"] = judged(dis, dis > 0.5, time.process_time() - t0)
+    # the label-noise gate's own rule: the similarity-weighted margin of the label the neighbours lean to
+    margin_rule = LabelNoiseRule().min_margin
+    margin = np.array([hoods[i].margin for i in range(n)])
+    out[f"kNN similarity-weighted margin (>= {margin_rule}, the gate's rule)"] = judged(
+        margin, margin >= margin_rule, time.process_time() - t0)
     return {"embedder": embedder_name, "labelled_records": n, "reference_records": len(reference), "k": K,
             "noise_rate": float(noisy.mean()) if n else 0.0, "methods": out}
 

@@ -93,7 +93,7 @@ class LabelNoiseRule:
 
     action: str = "flag"
     k: int = _bounded(20, 1, 200)
-    min_disagreement: float = _bounded(0.5, 0.0, 1.0)
+    min_disagreement: float = _bounded(0.9, 0.0, 1.0)
     min_margin: float = _bounded(0.3, 0.0, 1.0)
     min_records: int = _bounded(20, 2, 1_000_000)
     embedder: str = "hashed"
