@@ -134,3 +134,12 @@ def test_a_client_that_goes_away_mid_upload_is_a_refusal_and_leaves_nothing_stag
         asyncio.run(receive_upload(Request(scope, receive), upload, max_body=10**9))
     assert refused.value.field == "body" and refused.value.status == 400
     assert staged_files(home) == []
+
+
+def test_a_file_named_only_by_an_encoded_filename_star_is_refused_as_such(capped_node, home, bob):
+    body, content_type = _form(capped_node, bob, files(1))
+    encoded = body.replace(b'filename="f0.jsonl"', b"filename*=UTF-8''..%2F..%2Ff0.jsonl")
+    assert encoded != body
+    response = capped_node.post("/datanets/qa/contributions", content=encoded, headers={"content-type": content_type})
+    error = assert_error(response, 400, "filename=", "filename*= alone is not read")
+    assert error["field"] == "files" and staged_files(home) == []

@@ -66,9 +66,14 @@ class _Parts:
         self.header_field, self.header_value = b"", b""
 
     def headers_finished(self) -> None:
-        _, options = parse_options_header(self.headers.get(b"content-disposition", b""))
+        disposition = self.headers.get(b"content-disposition", b"")
+        _, options = parse_options_header(disposition)
         self.field_name = options.get(b"name", b"").decode("utf-8", "replace")
         filename = options.get(b"filename")
+        if filename is None and b"filename*" in disposition.lower():
+            # RFC 5987's encoded name alone: a file part all the same, but one whose name this node does not decode
+            raise DatanetError("a file part must name its file with filename=\"...\" (UTF-8); filename*= alone "
+                               "is not read", field="files")
         self.is_file = filename is not None
         if self.is_file:
             if self.field_name != "files":
