@@ -67,3 +67,36 @@ def test_a_write_that_waited_out_another_writer_is_answered_503_with_retry_after
     response, _ = upload(http, "qa", bob, [("one.jsonl", b'{"question": "q", "answer": "a"}\n')])
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
     assert response.json()["error"]["type"] == "DatabaseBusy" and "INSERT" not in response.text
+
+
+def test_an_upload_is_parsed_before_it_takes_the_write_lock(http, client, qa, alice, bob, monkeypatch):
+    """Other writes go on while an upload is parsed: on SQLite they had waited out the busy timeout behind it."""
+    import threading
+
+    from ledgerlm.datanets.ingest import Ingest
+
+    from .conftest import QA_SCHEMA
+
+    parsing, release = threading.Event(), threading.Event()
+    parse = Ingest._iter_items
+
+    def slow(self, row, staged):
+        for i, item in enumerate(parse(self, row, staged)):
+            if i == 1:  # half-way through the upload's records
+                parsing.set()
+                release.wait(60)
+            yield item
+
+    monkeypatch.setattr(Ingest, "_iter_items", slow)
+    records = b'{"question": "q1", "answer": "a"}\n{"question": "q2", "answer": "b"}\n'
+    result = {}
+    uploading = threading.Thread(target=lambda: result.update(response=upload(http, "qa", bob, [("two.jsonl", records)])[0]))
+    uploading.start()
+    try:
+        assert parsing.wait(30)
+        # a write of its own: behind a parse in the write transaction it waited out the busy timeout (503)
+        client.create_datanet(DatanetSpec(name="meanwhile", schema=QA_SCHEMA), alice)
+    finally:
+        release.set()
+        uploading.join(60)
+    assert result["response"].status_code == 201, result["response"].text

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import struct
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+import orjson
 from eth_account.messages import encode_typed_data
 from sqlalchemy import and_, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -272,15 +275,58 @@ class Ingest:
                     yield (parsed.content_hash, parsed.canonical.decode(), parsed.location, blob.sha256,
                            len(parsed.canonical))
 
+    def _spool_items(self, row, staged, contributor: str, file_bytes: int, spool: BinaryIO) -> int:
+        """Parse, validate and hash every contribution into `spool` before the write transaction; the payload bytes.
+
+        SQLite has one writer at a time: parsing inside the transaction held every other write on the node
+        (reviews, other uploads) for as long as a large upload took to parse, and they failed after the
+        busy timeout. What is stored counts against the quota as it is parsed (compressed formats, Parquet,
+        DOCX, PDF, expand: a 57 KB Parquet file once stored 400 MB counted as 57 KB); the transaction checks
+        the quota again under its lock.
+        """
+        with self.db.connect() as conn:
+            used = self._check_quota(conn, contributor, file_bytes)
+        payload_bytes = 0
+        for content_hash, payload, source, blob_hash, size in self._iter_items(row, staged):
+            payload_bytes += size
+            if used + payload_bytes > self.storage_quota_bytes:
+                raise QuotaExceeded(
+                    f"the records of this upload come to {payload_bytes} bytes by {source[:300]} (a compressed"
+                    f" file counts as what it expands to); {contributor} already stores {used} bytes and"
+                    f" the per-account quota is {self.storage_quota_bytes} bytes",
+                    field="files",
+                )
+            meta = orjson.dumps((content_hash, source[:300], blob_hash, size))
+            body = payload.encode("utf-8", "surrogatepass")
+            spool.write(_FRAME.pack(len(meta), len(body)))
+            spool.write(meta)
+            spool.write(body)
+        spool.flush()
+        spool.seek(0)
+        return payload_bytes
+
     def _store_upload(self, row, signed, contributor, staged, entries, skip_duplicates) -> UploadReceipt:
+        file_bytes = sum(e.size for e in entries)
+        # the spool sits beside the staged files: the same disk the upload already had room on
+        with tempfile.TemporaryFile(dir=staged[0][1].path.parent) as spool:
+            payload_bytes = self._spool_items(row, staged, contributor, file_bytes, spool)
+            return self._insert_spooled(row, signed, contributor, staged, entries, skip_duplicates, spool,
+                                        file_bytes, payload_bytes)
+
+    def _insert_spooled(self, row, signed, contributor, staged, entries, skip_duplicates, spool, file_bytes,
+                        payload_bytes) -> UploadReceipt:
         now = int(time.time())
         created_blobs: list[str] = []
         try:
             with self.db.begin() as conn:
                 # Inside the write transaction: two uploads racing for the last of a quota cannot both pass.
                 self.db.lock(conn, f"quota:{contributor}")
-                file_bytes = sum(e.size for e in entries)
                 used = self._check_quota(conn, contributor, file_bytes)
+                if used + payload_bytes > self.storage_quota_bytes:
+                    raise QuotaExceeded(
+                        f"the records of this upload come to {payload_bytes} bytes (a compressed file counts as"
+                        f" what it expands to); {contributor} already stores {used} bytes and the per-account"
+                        f" quota is {self.storage_quota_bytes} bytes", field="files")
                 action_id = self._record_action(conn, signed, contributor, now)
                 upload_id = conn.execute(
                     insert(uploads).values(
@@ -289,7 +335,7 @@ class Ingest:
                         manifest_hash=signed.message["manifestHash"],
                         files=[e.model_dump() for e in entries],
                         contribution_count=0,
-                        byte_count=sum(e.size for e in entries),
+                        byte_count=file_bytes,
                         action_id=action_id,
                         receipt={},
                         receipt_signature="",
@@ -300,24 +346,14 @@ class Ingest:
                 ids = _StagedContributions(conn) if self.db.postgres else _NextIds(conn)
                 skipped = 0
                 batch: list[tuple] = []
-                batch_bytes = payload_bytes = 0
+                batch_bytes = 0
                 datanet_id = row["id"]
                 # No per-upload set of hashes: duplicates, within the upload too, are caught by the
                 # unique index on live content, so memory stays flat however long the upload is.
-                for content_hash, payload, source, blob_hash, size in self._iter_items(row, staged):
-                    # What is stored counts against the quota as it is parsed: compressed formats (Parquet,
-                    # DOCX, PDF) expand, and a 57 KB Parquet file once stored 400 MB counted as 57 KB.
-                    payload_bytes += size
-                    if used + payload_bytes > self.storage_quota_bytes:
-                        raise QuotaExceeded(
-                            f"the records of this upload come to {payload_bytes} bytes by {source[:300]} (a compressed"
-                            f" file counts as what it expands to); {contributor} already stores {used} bytes and"
-                            f" the per-account quota is {self.storage_quota_bytes} bytes",
-                            field="files",
-                        )
+                for content_hash, payload, source, blob_hash, size in _spooled(spool):
                     # Tuples in _CONTRIBUTION_COLUMNS order: on SQLite the insert is a plain executemany.
                     # (the id comes when the rows are inserted, so skipped duplicates leave no gaps)
-                    batch.append((0, datanet_id, upload_id, contributor, content_hash, source[:300],
+                    batch.append((0, datanet_id, upload_id, contributor, content_hash, source,
                                   blob_hash, payload, "pending", None, now, now))
                     batch_bytes += size
                     if len(batch) >= CHUNK or batch_bytes >= CHUNK_BYTES:
@@ -452,3 +488,15 @@ class Ingest:
             node=self.node_account.address,
             node_signature="0x" + signature.removeprefix("0x"),
         )
+
+
+# a spooled contribution: the lengths of its metadata (JSON) and of its payload (UTF-8), then both
+_FRAME = struct.Struct("<IQ")
+
+
+def _spooled(spool: BinaryIO) -> Iterator[tuple[str, str, str, str, int]]:
+    """The (content hash, payload, source, blob sha256, payload bytes) `Ingest._spool_items` wrote, in order."""
+    while header := spool.read(_FRAME.size):
+        meta_len, body_len = _FRAME.unpack(header)
+        content_hash, source, blob_hash, size = orjson.loads(spool.read(meta_len))
+        yield content_hash, spool.read(body_len).decode("utf-8", "surrogatepass"), source, blob_hash, size
