@@ -193,3 +193,11 @@ def test_a_parquet_export_streams_and_then_leaves_nothing(client, http, alice, b
     (tmp_path / "out.parquet").write_bytes(response.content)
     assert sorted(pq.read_table(tmp_path / "out.parquet").column("x").to_pylist()) == ["a", "b"]
     assert export_dirs() == []
+
+
+def test_a_list_of_nulls_counts_toward_the_record_limit_before_it_becomes_python(tmp_path, dumped):
+    # 518 bytes of Parquet held 20 million nulls in one list: Arrow stores no bytes for them, Python 160 MB
+    table = pa.table({"question": ["a", "b"], "tags": pa.array([[None], [None] * 600], type=pa.list_(pa.null()))})
+    path = write_table(tmp_path / "nulls.parquet", table)
+    assert parse_error(path, max_record_bytes=1024) == f"nulls.parquet row 2: {TOO_LARGE}"
+    assert dumped == []  # refused from Arrow's list lengths, before any row became Python

@@ -143,3 +143,44 @@ def test_a_file_named_only_by_an_encoded_filename_star_is_refused_as_such(capped
     response = capped_node.post("/datanets/qa/contributions", content=encoded, headers={"content-type": content_type})
     error = assert_error(response, 400, "filename=", "filename*= alone is not read")
     assert error["field"] == "files" and staged_files(home) == []
+
+
+def test_an_upload_cancelled_while_a_worker_stages_its_chunk_leaves_nothing_staged(capped_node, home, bob):
+    """A native task cancel (a server's shutdown timeout) stops awaiting the worker; the abort waits for it."""
+    import time
+
+    from starlette.requests import Request
+
+    from ledgerlm.api.multipart import receive_upload
+
+    body, content_type = _form(capped_node, bob, files(3))
+    datanets = capped_node.app.state.node.datanets
+    started = threading.Event()
+    writer = datanets.blobs.writer
+
+    def slow_writer(**kw):  # a slow disk: each staged file takes a while to create
+        started.set()
+        time.sleep(0.2)
+        return writer(**kw)
+
+    datanets.blobs.writer = slow_writer
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    scope = {"type": "http", "method": "POST", "path": "/datanets/qa/contributions",
+             "headers": [(b"content-type", content_type.encode())]}
+    upload = UploadInProgress(datanets, "qa")
+
+    async def cancel_mid_chunk():
+        task = asyncio.create_task(receive_upload(Request(scope, receive), upload, max_body=10**9, max_files=5))
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(1.0)  # long enough for a worker left running to stage the rest of its chunk
+
+    asyncio.run(cancel_mid_chunk())
+    assert staged_files(home) == []

@@ -9,6 +9,7 @@ upload of many small files never holds up the node's other requests.
 from __future__ import annotations
 
 import asyncio
+import threading
 
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
@@ -129,8 +130,17 @@ async def receive_upload(request: Request, upload: UploadInProgress, *, max_body
     checked_length = False
     received = 0
 
+    # held by the worker thread while it feeds a chunk: an abort waits for it (see the end)
+    feeding = threading.Lock()
+    aborted = False
+
     def feed(chunk: bytes) -> None:
         """Parse one received chunk, a buffer at a time, counting its bytes against the limits (blocks)."""
+        with feeding:
+            if not aborted:  # a worker that starts after a cancelled upload's abort stages nothing
+                _feed(chunk)
+
+    def _feed(chunk: bytes) -> None:
         nonlocal received
         try:
             for start in range(0, len(chunk), READ_BUFFER):
@@ -163,7 +173,6 @@ async def receive_upload(request: Request, upload: UploadInProgress, *, max_body
                 raise DatanetError("the client went away before the upload ended; nothing was stored",
                                    field="body") from None
             if chunk:
-                # Not cancelled half-way: a cancelled request waits for the chunk in hand, then aborts below.
                 await run_in_threadpool(feed, chunk)
             if not checked_length and length is not None and upload.declared_bytes is not None:
                 checked_length = True
@@ -183,5 +192,9 @@ async def receive_upload(request: Request, upload: UploadInProgress, *, max_body
         await run_in_threadpool(upload.abort)  # deleting up to max_files staged files blocks too
         raise
     except BaseException:  # cancelled: no awaiting any more
-        upload.abort()
+        # A task cancelled natively (a server's shutdown timeout) stops awaiting the worker, which goes on
+        # staging the chunk in hand: the abort waits for it, or the files it is writing would outlive it.
+        with feeding:
+            aborted = True
+            upload.abort()
         raise

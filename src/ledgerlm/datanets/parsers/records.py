@@ -450,8 +450,8 @@ def _repeated_name(schema) -> tuple[str, str] | None:
 
 
 def _first_row_of_text_over(batch, max_bytes: int) -> int | None:
-    """The first row of `batch` whose top-level text cells alone hold more than `max_bytes` bytes, found from
-    Arrow's lengths, before any cell becomes a Python string; None if there is none. Nested text is counted once
+    """The first row of `batch` whose top-level text cells and list elements alone come to more than `max_bytes`
+    bytes of JSON, found from Arrow's lengths, before any cell becomes a Python object; None if there is none. Nested text is counted once
     it is Python, before the record is written out."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -465,6 +465,9 @@ def _first_row_of_text_over(batch, max_bytes: int) -> int | None:
             lengths = pc.take(pc.binary_length(column.dictionary), column.indices)
         elif is_text(column.type):
             lengths = pc.binary_length(column)
+        elif pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+            # a list's elements, nulls and booleans too, take at least two bytes each as JSON ("0,")
+            lengths = pc.multiply(pc.cast(pc.list_value_length(column), pa.int64()), 2)
         else:
             continue
         lengths = pc.fill_null(pc.cast(lengths, pa.int64()), 0)
@@ -535,7 +538,9 @@ def _decoded_bytes(array) -> int:
         return sum(_decoded_bytes(array.field(i)) for i in range(kind.num_fields))
     if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind) or \
             pa.types.is_map(kind):
-        return array.nbytes - array.values.nbytes + _decoded_bytes(array.values)
+        # each element becomes a slot of a Python list (8 bytes) whatever Arrow stores for it: a list of 20
+        # million nulls is 518 bytes of Parquet, no bytes of values, and 160 MB of Python list
+        return array.nbytes - array.values.nbytes + _decoded_bytes(array.values) + 8 * len(array.values)
     return array.nbytes
 
 
