@@ -21,6 +21,10 @@ from pathlib import Path
 import orjson
 
 ROOT = Path(__file__).resolve().parent
+# the benchmark node's keys are made without a terminal to ask for their passphrases
+for _var, _value in (("LEDGERLM_KDF_ITERATIONS", "1024"), ("LEDGERLM_NODE_PASSPHRASE", "ingest-benchmark"),
+                     ("LEDGERLM_ADMIN_PASSPHRASE", "ingest-benchmark")):
+    os.environ.setdefault(_var, _value)
 SCHEMA = {
     "type": "object",
     "properties": {
