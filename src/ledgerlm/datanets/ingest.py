@@ -229,6 +229,14 @@ class Ingest:
             )
         return used
 
+    def _check_payload(self, contributor: str, used: int, payload_bytes: int, where: str = "") -> None:
+        """Refused when what the upload's records expand to (`where`: up to which record) passes the quota."""
+        if used + payload_bytes > self.storage_quota_bytes:
+            raise QuotaExceeded(
+                f"the records of this upload come to {payload_bytes} bytes{where} (a compressed file counts as"
+                f" what it expands to); {contributor} already stores {used} bytes and the per-account quota is"
+                f" {self.storage_quota_bytes} bytes", field="files")
+
     def store_staged(
         self, row, signed: SignedAction, contributor: str, staged: list[tuple[str, StagedBlob]], *,
         skip_duplicates: bool = False,
@@ -289,13 +297,7 @@ class Ingest:
         payload_bytes = 0
         for content_hash, payload, source, blob_hash, size in self._iter_items(row, staged):
             payload_bytes += size
-            if used + payload_bytes > self.storage_quota_bytes:
-                raise QuotaExceeded(
-                    f"the records of this upload come to {payload_bytes} bytes by {source[:300]} (a compressed"
-                    f" file counts as what it expands to); {contributor} already stores {used} bytes and"
-                    f" the per-account quota is {self.storage_quota_bytes} bytes",
-                    field="files",
-                )
+            self._check_payload(contributor, used, payload_bytes, f" by {source[:300]}")
             meta = orjson.dumps((content_hash, source[:300], blob_hash, size))
             body = payload.encode("utf-8", "surrogatepass")
             spool.write(_FRAME.pack(len(meta), len(body)))
@@ -322,11 +324,7 @@ class Ingest:
                 # Inside the write transaction: two uploads racing for the last of a quota cannot both pass.
                 self.db.lock(conn, f"quota:{contributor}")
                 used = self._check_quota(conn, contributor, file_bytes)
-                if used + payload_bytes > self.storage_quota_bytes:
-                    raise QuotaExceeded(
-                        f"the records of this upload come to {payload_bytes} bytes (a compressed file counts as"
-                        f" what it expands to); {contributor} already stores {used} bytes and the per-account"
-                        f" quota is {self.storage_quota_bytes} bytes", field="files")
+                self._check_payload(contributor, used, payload_bytes)
                 action_id = self._record_action(conn, signed, contributor, now)
                 upload_id = conn.execute(
                     insert(uploads).values(

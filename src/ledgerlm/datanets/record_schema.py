@@ -22,7 +22,7 @@ _OPTIONS.log_errors = False  # a refused pattern is answered with an error, not 
 
 # What RE2 spells differently from the patterns schemas are written in (ECMA 262, and Python's re,
 # which fastjsonschema's own formats use), rewritten when not escaped: \Z (fastjsonschema's end of
-# string for `$`) is \z, \uXXXX is \x{XXXX}, and {,n} is {0,n} (RE2 reads {,n} as the literal text,
+# string for `$`) is \z, \u00e9 (four hex digits) is \x{00e9}, and {,n} is {0,n} (RE2 reads {,n} as the literal text,
 # which broke the ipv6 format's groups of up to four hex digits).
 _UNESCAPED = r"(?<!\\)((?:\\\\)*)"
 _SPELLINGS = (

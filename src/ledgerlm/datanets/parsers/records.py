@@ -391,7 +391,7 @@ def _iter_parquet(path: Path, name: str, validator, max_bytes: int) -> Iterator[
                 raise ParseError(f"{name} row {rowno + 1}: corrupt Parquet data ({exc})") from None
             # Rows become Python objects a slice at a time: 4,096 rows of 100 KB were 1.9 GB of memory at once.
             step = max(1, batch.num_rows * _PARQUET_SLICE_BYTES // max(size, 1))
-            oversized = _first_row_of_text_over(batch, max_bytes)
+            oversized = _first_row_over(batch, max_bytes)
             for start in range(0, batch.num_rows, step):
                 if oversized is not None and oversized < start + step:  # before its text becomes Python strings
                     raise ParseError(f"{name} row {rowno + oversized - start + 1}: {_too_large(max_bytes)}")
@@ -449,10 +449,10 @@ def _repeated_name(schema) -> tuple[str, str] | None:
     return in_fields(list(schema), "")
 
 
-def _first_row_of_text_over(batch, max_bytes: int) -> int | None:
+def _first_row_over(batch, max_bytes: int) -> int | None:
     """The first row of `batch` whose top-level text cells and list elements alone come to more than `max_bytes`
-    bytes of JSON, found from Arrow's lengths, before any cell becomes a Python object; None if there is none. Nested text is counted once
-    it is Python, before the record is written out."""
+    bytes of JSON, found from Arrow's lengths before any cell becomes a Python object; None if there is none.
+    Nested text is counted once it is Python, before the record is written out."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
