@@ -63,7 +63,7 @@ def generate(model, tokenizer, questions: list[str], *, batch_size: int, max_new
     try:
         for start in range(0, len(questions), batch_size):
             prompts = [prompt_text(tokenizer, q) for q in questions[start:start + batch_size]]
-            inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+            inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
             with torch.no_grad():
                 ids = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
                                      eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
@@ -89,9 +89,9 @@ def answer_loss(model, tokenizer, questions: list[str], answers: list[str], batc
             rows.append((prompt + answer, [-100] * len(prompt) + answer))
         width = max(len(ids) for ids, _ in rows)
         pad = tokenizer.pad_token_id
-        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in rows])
-        labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in rows])
-        mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in rows])
+        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in rows], device=model.device)
+        labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in rows], device=model.device)
+        mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in rows], device=model.device)
         with torch.no_grad():
             logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1]
         losses = F.cross_entropy(logits.float().transpose(1, 2), labels[:, 1:], reduction="none")

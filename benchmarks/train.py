@@ -27,6 +27,16 @@ those, and the comparison above is reported on a separate seed.
     python benchmarks/train.py --ablate --repeats 3           # tiny model: a few minutes on 2 cores
     python benchmarks/train.py --model smollm2 --facts 40 --epochs 10 --out benchmarks/results/train-smollm2.json
 
+On a CUDA host both loops train on the GPU (`--device`), ledgerlm under its bfloat16 autocast and
+the plain loop under the same. `--qlora` adds a ledgerlm QLoRA run (4-bit NF4 base, bitsandbytes),
+`--index` times the node's attribution index build from the trained adapter against the training,
+and `--random-init DIR` trains from randomly initialised weights of the model whose config and
+tokenizer are in DIR (for speed only, on a machine the real weights cannot reach: recall is then
+near zero for every run, and the answer loss on the trained questions is the quality to compare).
+
+    python benchmarks/train.py --model smollm2 --random-init DIR --facts 400 --epochs 3 --qlora --index \
+        --out benchmarks/results/train-gpu.json
+
 Writes benchmarks/results/train.json and train.md (or `--out` and the .md beside it).
 """
 
@@ -74,7 +84,9 @@ def median_throughput(runs: list[tuple[float, float]]) -> tuple[float, float]:
     return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
 
 
-def train_ledgerlm(base, records: list[dict], recipe: Recipe, work: Path, **changes):
+def train_ledgerlm(base, records: list[dict], recipe: Recipe, work: Path, device: str | None = None,
+                   keep: bool = False, **changes):
+    """Train with ledgerlm; `keep` returns the TrainResult too (its adapter stays in the work folder)."""
     from ledgerlm.factory import TrainConfig, train
 
     config = replace(TrainConfig(
@@ -90,7 +102,9 @@ def train_ledgerlm(base, records: list[dict], recipe: Recipe, work: Path, **chan
 
     out = work / "ledgerlm-adapter"
     shutil.rmtree(out, ignore_errors=True)
-    result = train(base, records, config, out, progress=on_step, checkpoint_every=10**9)
+    result = train(base, records, config, out, progress=on_step, checkpoint_every=10**9, device=device)
+    if keep:
+        return result.model, result.steps, step_throughput(marks), result
     return result.model, result.steps, step_throughput(marks)
 
 
@@ -101,13 +115,37 @@ def as_text_records(tokenizer, records: list[dict]) -> list[dict]:
         tokenize=False)} for r in records]
 
 
-def prepare_base(kind: str, models_dir: Path, work: Path, facts: list):
+def prepare_base(kind: str, models_dir: Path, work: Path, facts: list, random_init: Path | None = None):
     from ledgerlm.factory import pull_smollm2, register_local, tiny_random_model
 
+    if random_init is not None:
+        return register_local(work / "models", f"{kind}-random-init", random_weights(random_init, work / "random"))
     if kind == "smollm2":
         return pull_smollm2(models_dir, progress=lambda m: print(f"  {m}", flush=True))
     texts = corpus(generate_facts(200, seed=99)) + corpus(facts)
     return register_local(work / "models", "tiny-facts", tiny_random_model(work / "tiny", texts, hidden_size=128))
+
+
+def datanet_export(records: list[dict]) -> list[dict]:
+    """The records as a Datanet version export carries them (four contributors in turn), so the node's
+    attribution index can be built from the adapter trained on them; training reads only the Q&A fields."""
+    import hashlib
+
+    return [{**r, "_contribution_id": i + 1, "_contributor": "0x" + f"{i % 4 + 1:02x}" * 20,
+             "_content_hash": "0x" + hashlib.sha256(repr(sorted(r.items())).encode()).hexdigest()}
+            for i, r in enumerate(records)]
+
+
+def random_weights(source: Path, out: Path) -> Path:
+    """A model directory with `source`'s config and tokenizer and randomly initialised weights (seed 0)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(source, out, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(source)).save_pretrained(out)
+    return out
 
 
 def quality_row(name: str, steps: int, tps: tuple[float, float], exact, para,
@@ -118,12 +156,12 @@ def quality_row(name: str, steps: int, tps: tuple[float, float], exact, para,
         speedup = (f"{tps[0] / baseline_tps[0]:.2f}x / {tps[1] / baseline_tps[1]:.2f}x" if equal
                    else "no (quality differs)")
     return [name, str(steps), f"{exact.recall:.0%}", f"{exact.exact_match:.0%}", f"{para.recall:.0%}",
-            f"{para.exact_match:.0%}", f"{para.answer_loss:.3f}", f"{para.top_value_share:.0%}",
+            f"{para.exact_match:.0%}", f"{exact.answer_loss:.3f}", f"{para.answer_loss:.3f}", f"{para.top_value_share:.0%}",
             f"{tps[0]:,.0f}", f"{tps[1]:,.0f}", f"{tps[0] * para.recall:,.0f}", speedup]
 
 
 COLUMNS = ["run", "steps", "recall (trained q.)", "exact (trained q.)", "recall (paraphrase)",
-           "exact (paraphrase)", "held-out answer loss", "top value share", "tokens/s",
+           "exact (paraphrase)", "answer loss (trained q.)", "held-out answer loss", "top value share", "tokens/s",
            "tokens per CPU s", "tokens/s x recall", "speed-up at equal quality (wall / CPU)"]
 
 
@@ -145,6 +183,12 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "ledgerlm-train-benchmark",
                         help="scratch directory for models and adapters (emptied first)")
     parser.add_argument("--out", type=Path, help="JSON result path (Markdown beside it) [default: results/train.json]")
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="where both loops train [default: cuda if present]")
+    parser.add_argument("--qlora", action="store_true", help="add a ledgerlm QLoRA run (CUDA and bitsandbytes)")
+    parser.add_argument("--index", action="store_true",
+                        help="time the node's attribution index build from ledgerlm's adapter against its training")
+    parser.add_argument("--random-init", type=Path, metavar="DIR",
+                        help="train from random weights of the model whose config and tokenizer are in DIR")
     args = parser.parse_args()
 
     import torch
@@ -152,6 +196,7 @@ def main() -> None:
     from ledgerlm.factory import TrainConfig, load_tokenizer
 
     torch.set_num_threads(args.threads)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     defaults = TrainConfig()
     tiny = args.model == "tiny"
     recipe = Recipe(rank=defaults.rank, alpha=defaults.alpha, dropout=defaults.dropout,
@@ -161,31 +206,33 @@ def main() -> None:
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
     reported, tuning = generate_facts(args.facts, REPORT_SEED), generate_facts(args.facts, TUNING_SEED)
-    base = prepare_base(args.model, args.models_dir, args.work, reported + tuning)
+    base = prepare_base(args.model, args.models_dir, args.work, reported + tuning, args.random_init)
     tokenizer = load_tokenizer(base)
-    print(f"base {base.name}; {args.facts} facts; recipe {recipe}", flush=True)
+    print(f"base {base.name}; {args.facts} facts; {device}; recipe {recipe}", flush=True)
 
     def scores(model, facts):
         return (score_facts(model, tokenizer, facts, paraphrased=False),
                 score_facts(model, tokenizer, facts, paraphrased=True))
 
-    records = [f.record() for f in reported]
+    records = datanet_export([f.record() for f in reported])
     plain_runs, ledgerlm_runs = [], []
     for repeat in range(args.repeats):
         print(f"training the plain PyTorch + PEFT loop ({repeat + 1}/{args.repeats}) ...", flush=True)
-        plain = train_plain_peft(base.path, records, recipe)
+        plain = train_plain_peft(base.path, records, recipe, device)
         plain_runs.append(step_throughput(plain.step_marks))
         if repeat == 0:
             plain_exact, plain_para = scores(plain.model, reported)
         print(f"training with ledgerlm ({repeat + 1}/{args.repeats}) ...", flush=True)
-        model, steps, tps = train_ledgerlm(base, records, recipe, args.work)
+        model, steps, tps, result = train_ledgerlm(base, records, recipe, args.work, device, keep=True)
         ledgerlm_runs.append(tps)
         if repeat == 0:
             exact, para = scores(model, reported)
+            trained = result
     plain_tps, tps = median_throughput(plain_runs), median_throughput(ledgerlm_runs)
 
     title = (f"{base.name}, {args.facts} facts (report seed {REPORT_SEED}), rank {recipe.rank}, lr {recipe.lr:g}, "
-             f"{recipe.epochs} epochs of {recipe.batch_size} examples per step, {args.threads} torch thread(s)")
+             f"{recipe.epochs} epochs of {recipe.batch_size} examples per step, {device}, "
+             f"{args.threads} torch thread(s)")
     table = ResultTable(title, COLUMNS)
     table.add_row(*quality_row("plain PyTorch + PEFT loop (baseline)", plain.steps, plain_tps, plain_exact,
                                plain_para, None, plain_para))
@@ -195,8 +242,33 @@ def main() -> None:
                       "padding_fraction": 1 - plain.real_tokens / plain.padded_tokens},
             "ledgerlm": {"steps": steps, "tokens_per_s": tps[0], "tokens_per_cpu_s": tps[1],
                          "exact": exact.to_dict(), "paraphrased": para.to_dict()},
-            "throughput_repeats": {"plain": plain_runs, "ledgerlm": ledgerlm_runs}}
+            "throughput_repeats": {"plain": plain_runs, "ledgerlm": ledgerlm_runs}, "device": device}
+    if args.qlora:
+        print("training with ledgerlm, QLoRA ...", flush=True)
+        model, steps, q_tps = train_ledgerlm(base, records, recipe, args.work / "qlora", device, method="qlora")
+        q_exact, q_para = scores(model, reported)
+        table.add_row(*quality_row("ledgerlm factory.train, QLoRA (4-bit NF4 base)", steps, q_tps, q_exact, q_para,
+                                   plain_tps, plain_para))
+        runs["ledgerlm_qlora"] = {"steps": steps, "tokens_per_s": q_tps[0], "tokens_per_cpu_s": q_tps[1],
+                                  "exact": q_exact.to_dict(), "paraphrased": q_para.to_dict()}
+        del model
     tables = [table]
+    if args.index:
+        from ledgerlm.attribution import build_index
+
+        print("building the attribution index from ledgerlm's adapter ...", flush=True)
+        started = time.perf_counter()
+        index = build_index(trained.out_dir, records, base=base, loaded=(trained.model, tokenizer))
+        build_s = time.perf_counter() - started
+        cost = ResultTable("attribution index build (node default: a pass over the final adapter, calibration "
+                           "included) against ledgerlm's training, wall s", ["examples", "training", "index build",
+                                                                             "build / training"])
+        cost.add_row(str(len(index.examples)), f"{trained.train_seconds:.1f}", f"{build_s:.1f}",
+                     f"{build_s / trained.train_seconds:.2f}")
+        runs["index_build"] = {"examples": len(index.examples), "train_seconds": trained.train_seconds,
+                               "build_seconds": build_s}
+        tables.append(cost)
+        cost.print()
     table.print()
 
     if args.ablate:
