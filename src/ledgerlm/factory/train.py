@@ -408,8 +408,7 @@ def train(
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                 if dev.type == "cuda" and torch.cuda.is_bf16_supported() else nullcontext())
     model.train()
-    # A recomputing (gradient-checkpointed, QLoRA) forward would append to a prefix cache twice.
-    share = config.method == "lora"
+    share = shares_prefix(config, dev)
     started, session_tokens = time.perf_counter(), 0
     stopped = False
     while step < total_steps:
@@ -584,6 +583,18 @@ def step_examples(
     per_step = config.batch_size * config.grad_accum
     chosen = [data.train_examples[i] for i in order[step_in_epoch * per_step:(step_in_epoch + 1) * per_step]]
     return [chosen[j:j + config.batch_size] for j in range(0, len(chosen), config.batch_size)]
+
+
+def shares_prefix(config: TrainConfig, device) -> bool:
+    """Whether a step may run its examples' common prefix once (`micro_batch(share=True)`).
+
+    Not with QLoRA: a recomputing (gradient-checkpointed) forward would append to the prefix cache
+    twice. Not on a GPU: there a step of a SmolLM2-sized model is bound by kernel launches, not
+    arithmetic, and the prefix's extra forward and backward call doubles them while the positions
+    it saves cost almost nothing (on an H200, SmolLM2's architecture, 8 examples per step: 0.53x the
+    tokens/s of a plain PEFT loop with sharing, benchmarks/results/train-gpu.md).
+    """
+    return config.method == "lora" and device.type == "cpu"
 
 
 def micro_batch(
