@@ -199,3 +199,15 @@ def test_a_shared_system_prompt_runs_once_per_batch_and_trains_as_if_repeated(
     assert shared_run.tokens_seen == mixed_run.tokens_seen
     assert ([round(r.loss, 4) for r in shared_run.history]
             == [round(r.loss, 4) for r in mixed_run.history])
+
+
+def test_a_shared_prompt_prefix_runs_once_only_for_lora_on_cpu():
+    """On a GPU a step is bound by kernel launches and the prefix's extra call doubles them;
+    QLoRA's recomputing forward would fill the prefix cache twice."""
+    import torch
+
+    from ledgerlm.factory.train import shares_prefix
+
+    assert shares_prefix(TrainConfig(), torch.device("cpu"))
+    assert not shares_prefix(TrainConfig(), torch.device("cuda"))
+    assert not shares_prefix(TrainConfig(method="qlora"), torch.device("cpu"))
