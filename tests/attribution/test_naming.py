@@ -172,3 +172,29 @@ def test_a_span_in_more_rows_than_a_rare_one_pays_only_the_row_the_prompt_names(
     # in more than four times the rare rows, a span is common whatever the prompt names
     crowded = SpanIndex.build(rows[:1] + [[60 + 2 * i, 61 + 2 * i, 8] + town for i in range(12)] + rows[6:])
     assert crowded.explain(town, min_len=4, max_examples=2, context=[3, 50, 51, 4]).as_dict() == {}
+
+
+def test_a_short_name_is_paid_to_the_record_the_prompt_names_and_to_nobody_otherwise():
+    """Rule 5: a span with fewer visible characters than the bar ("Ramimi.") is recall when it sits in
+    the record of the person the prompt asks about; chance finds a few letters in some other row."""
+    import numpy as np
+
+    answer = [90, 91, 92, 93]                 # four tokens, six visible characters
+    person = [50, 51]                          # the person's name, in their records only
+    rows = [[7, 8] + person + [9] + answer,    # row 0: the person's birthplace record
+            person + [14, 15, 16],             # row 1: the person's other record
+            [30, 31, 32, 33] + answer]         # row 2: the town's record, naming nobody
+    rows += [[100 + i, 101 + i, 102 + i] for i in range(20)]
+    chars = np.full(200, 3, dtype=np.int64)
+    chars[90:94] = [2, 2, 1, 1]
+    spans = SpanIndex.build(rows, chars)
+    explain = dict(min_len=4, max_examples=4, min_chars=8)
+    named = spans.explain(answer, context=[1, 2] + person + [3], **explain).as_dict()
+    assert set(named) == {0} and named[0][0] == pytest.approx(1 / 4)
+    # a prompt naming nobody in the Datanet: a few letters are not recall
+    assert spans.explain(answer, context=[200, 201, 202], **explain).as_dict() == {}
+    assert spans.explain(answer, **explain).as_dict() == {}
+    # held by one row only, it is still paid only as far as the prompt names that row
+    lone = SpanIndex.build([rows[0], rows[1]] + rows[3:], chars)
+    assert lone.explain(answer, context=[200, 201, 202], **explain).as_dict() == {}
+    assert set(lone.explain(answer, context=person, **explain).as_dict()) == {0}

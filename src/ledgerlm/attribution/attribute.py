@@ -71,9 +71,11 @@ _QUANTUM = 10**6  # evidence units per 1.0 when evidence becomes integers for th
 # records share by how alike they are worded; 2 gives it to the record the prompt names (spans.py);
 # 3 also pays a span found in more records than a rare one when the prompt names one of them;
 # 4 tells look-alike names apart by the pairs only one of them holds, and lets a prompt name a
-# record through the records it shares a rare pair with (a person asked for by their trade).
+# record through the records it shares a rare pair with (a person asked for by their trade);
+# 5 pays a span of fewer visible characters than the bar (a short name) to the record the
+# prompt names, as far as it names it, where 4 paid it to nobody.
 # A receipt that names none predates the numbering (rule 1 or earlier).
-RULE = 4
+RULE = 5
 
 
 @dataclass(frozen=True)

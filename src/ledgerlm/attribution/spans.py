@@ -166,7 +166,11 @@ class SpanIndex:
         leaves no candidates when the prompt names none of them. `min_chars` also asks for that
         many visible characters (special tokens and whitespace count zero), so that a shared
         end-of-turn marker plus a few letters is not taken for recall; it needs the
-        `char_lengths` the index was built with.
+        `char_lengths` the index was built with. A span with fewer is still paid to the row the
+        prompt names, as far as it names it, even when only that row holds it: a short name
+        ("Ramimi.") answering "Name the birthplace of Mimi Rara" is recall when it sits in Mimi
+        Rara's record, and chance finds a few letters in some row but not in the one the prompt
+        asks about. Such a span leaves no candidates either.
         """
         query = [int(t) for t in query]
         weights = [1.0] * len(query) if weights is None else [float(w) for w in weights]
@@ -178,16 +182,20 @@ class SpanIndex:
             return empty
         matches = self.longest_matches(query)
         # Every token takes the longest span covering it; among equally long ones, the rarest.
-        best: list[tuple[int, int] | None] = [None] * m  # (length, -occurrences) per token
+        best: list[tuple[bool, int, int] | None] = [None] * m  # (enough chars, length, -occurrences)
         owner: list[int] = [-1] * m  # start of the chosen span per token
         reach = 0
+        few_chars: set[int] = set()  # starts of spans under min_chars: paid only where named
         for start, (length, lo, hi) in enumerate(matches):
             if length < min_len or start + length <= reach:
                 continue  # too short, or inside the previous span (not maximal)
             if min_chars and self._chars(query[start:start + length]) < min_chars:
-                continue
+                if not context:
+                    continue
+                few_chars.add(start)
             reach = start + length
-            key = (length, -(hi - lo))
+            # a span under min_chars takes only tokens no span over it covers
+            key = (start not in few_chars, length, -(hi - lo))
             for t in range(start, start + length):
                 if best[t] is None or key > best[t]:
                     best[t], owner[t] = key, start
@@ -209,11 +217,12 @@ class SpanIndex:
                 continue
             # in more rows than a rare span: a phrase of the Datanet unless the prompt names one
             # of its rows (a town several records mention, asked about by a person's name)
-            common = len(rows) > max_examples
+            common = len(rows) > max_examples or start in few_chars
             if start not in shares_cache:
-                if naming is None and len(rows) > 1:
+                if naming is None and (len(rows) > 1 or start in few_chars):
                     naming = self._naming_pairs(context, max_examples)
-                shares_cache[start] = self._shares(rows, naming or {}, max_examples)
+                shares_cache[start] = self._shares(rows, naming or {}, max_examples,
+                                                   named_only=start in few_chars)
             if common and not any(share > 0 for share in shares_cache[start]):
                 continue
             strength = min(1.0, (length - min_len + 1) / max(1, min_len))
@@ -326,7 +335,8 @@ class SpanIndex:
                 found[pair] = len(self.rows_of(lo, hi))
         return found
 
-    def _shares(self, rows: np.ndarray, naming: dict, max_examples: int) -> list[float]:
+    def _shares(self, rows: np.ndarray, naming: dict, max_examples: int, *,
+                named_only: bool = False) -> list[float]:
         """How one token's unit of credit splits between the rows that contain its span.
 
         Only as far as the prompt names one of them; the rest is nobody's (the answer's share of
@@ -347,8 +357,11 @@ class SpanIndex:
         shares a rare pair with (`_named_through`): "Which town did the potter who keeps a
         lynx grow up in?" names the birthplace record of the one person whose other records say
         potter and lynx, and the same rule weighs that naming.
+
+        `named_only`: a lone row too is paid only as far as the prompt names it (a span of a few
+        characters, `explain`).
         """
-        if len(rows) == 1:
+        if len(rows) == 1 and not named_only:
             return [1.0]
         found = [naming.keys() & self._units_of(r) for r in rows.tolist()]
         if not any(found):
@@ -362,7 +375,7 @@ class SpanIndex:
         degrees = [(fewest / min(naming[p] for p in f - common)) ** self.naming_power
                    if f - common else 0.0
                    for f in found]
-        first, second = sorted(degrees, reverse=True)[:2]
+        first, second = (sorted(degrees, reverse=True) + [0.0])[:2]
         if first <= second:
             return [0.0] * len(rows)  # a tie: nobody is named
         top = degrees.index(first)
