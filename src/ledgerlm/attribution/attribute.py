@@ -440,18 +440,23 @@ class Attributor:
 
     def generate(self, prompt: str | list[dict], max_new_tokens: int = 64) -> str:
         """The model's greedy answer, for `ledgerlm attribute` without --answer."""
-        import torch
+        return greedy_answer(self.model, self.tokenizer, prompt, max_new_tokens)
 
-        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-        ids = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True,
-                                                 tokenize=True, return_dict=False)
-        device = next(self.model.parameters()).device
-        ids = torch.tensor([list(ids)], device=device)
-        with torch.no_grad():
-            out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                      max_new_tokens=max_new_tokens, do_sample=False,
-                                      pad_token_id=self.tokenizer.pad_token_id)
-        return self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+
+def greedy_answer(model, tokenizer, prompt: str | list[dict], max_new_tokens: int = 64) -> str:
+    """`model`'s greedy answer to `prompt` under its chat template."""
+    import torch
+
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+    ids = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True,
+                                        tokenize=True, return_dict=False)
+    device = next(model.parameters()).device
+    ids = torch.tensor([list(ids)], device=device)
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                             max_new_tokens=max_new_tokens, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id)
+    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
 
 
 def load_attributor(model_dir: Path, *, base=None, device=None, model=None, tokenizer=None,

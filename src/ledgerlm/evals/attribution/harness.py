@@ -32,6 +32,7 @@ from ledgerlm.attribution.attribute import (
     AttributionResult,
     AttributionSettings,
     gather_evidence,
+    greedy_answer,
     prepare_answer,
     result_from_evidence,
 )
@@ -574,6 +575,8 @@ def tracing_and_payment(config: EvalConfig, t: Trained, data: FactTracingSet, mo
         tracing[kind] = {name: asdict(rank_metrics(s[chosen], qs, rows_records, rows_contributors))
                          for name, s in methods.items()}
     payment = what_is_paid(t, data, mode, [s.paid[mode] for s in signals])
+    say("attributing the model's own answers")
+    payment["own_answers"] = own_answers(t, data, mode)
     latency = {"feature_ms": 1e3 * float(np.median([s.seconds_feature for s in signals])),
                "attribution_ms": 1e3 * float(np.median([s.seconds_attribution for s in signals]))}
     return {"tracing": tracing, "payment": payment, "latency": latency}, methods, embedding_name
@@ -608,6 +611,34 @@ def what_is_paid(t: Trained, data: FactTracingSet, mode: str,
         "mean_evidence_bps": float(np.mean([r.evidence_bps for r in contradicted])),
     }
     return payment
+
+
+def own_answers(t: Trained, data: FactTracingSet, mode: str, max_new_tokens: int = 32) -> dict:
+    """What the model's own greedy answers to the split's fact questions are paid, as serving
+    would pay them, apart for answers that name the planted town and answers that do not."""
+    found = []
+    for q in (q for q in data.queries if q.kind in ("paraphrase", "short", "indirect")):
+        town = _planted_town(data, q)
+        answer = greedy_answer(t.model, t.tokenizer, q.prompt, max_new_tokens)
+        right = re.search(rf"\b{re.escape(town)}\b", answer) is not None
+        found.append((q, answer, right, query_signals(t, q.prompt, answer, exact=False).paid[mode]))
+    out = {"queries": len(found), "names_the_town": float(np.mean([r for _, _, r, _ in found]))}
+    for label, keep in (("names_the_town", True), ("does_not", False)):
+        chosen = [(q, paid) for q, _a, right, paid in found if right == keep]
+        out[label + "_payment"] = (_payment([p for _, p in chosen], [q for q, _ in chosen])
+                                   if chosen else {"queries": 0})
+    out["examples"] = [{"kind": q.kind, "prompt": q.prompt, "answer": a, "names_the_town": r,
+                        "evidence_bps": paid.evidence_bps,
+                        "contributors": {c.contributor: c.bps for c in paid.contributors},
+                        "right_contributor": q.contributor}
+                       for q, a, r, paid in found]
+    return out
+
+
+def _planted_town(data: FactTracingSet, q: TracingQuery) -> str:
+    """The town the query's record plants (its last town name, as every birthplace wording ends)."""
+    text = data.records[q.records[0]]["answer"]
+    return max((t for t in data.towns if t in text), key=lambda t: (text.rfind(t), len(t)))
 
 
 def _payment(results: list[AttributionResult], queries: list[TracingQuery]) -> dict:

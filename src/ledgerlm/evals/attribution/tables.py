@@ -93,6 +93,23 @@ def report_tables(report: EvalReport) -> list[ResultTable]:
         tables.append(r)
     if "payment_by_candidates" in report.tuning:
         tables.append(_candidate_table(report.tuning["payment_by_candidates"], kinds))
+    own = report.test["payment"].get("own_answers")
+    if own:
+        o = ResultTable(f"Test split — the model's own greedy answers to the fact questions "
+                        f"({own['queries']}; {own['names_the_town']:.2f} name the planted town), "
+                        f"mean bps of the contributor share (combined:{mode})",
+                        ["answers", "evidence", "to the question's contributor",
+                         "to other contributors", "to the data pool", "top paid is right"])
+        for label, key in (("name the planted town", "names_the_town_payment"),
+                           ("do not", "does_not_payment")):
+            pay = own[key]
+            if not pay["queries"]:
+                o.rows.append([f"{label} (0)", "-", "-", "-", "-", "-"])
+                continue
+            o.rows.append([f"{label} ({pay['queries']})", f"{pay['mean_evidence_bps']:.0f}",
+                           f"{pay['mean_bps_right']:.0f}", f"{pay['mean_bps_wrong']:.0f}",
+                           f"{pay['mean_bps_pool']:.0f}", f"{pay['top_paid_is_right']:.2f}"])
+        tables.append(o)
     cost = report.cost
     c = ResultTable("Cost on this machine (test-split model)", ["what", "value"])
     c.rows += [
