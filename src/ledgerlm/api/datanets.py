@@ -6,13 +6,12 @@ import tempfile
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 from starlette.background import BackgroundTask
 
 from ledgerlm.api.deps import get_node, read_grant, reader_of
-from ledgerlm.api.multipart import FORM_OVERHEAD_BYTES, receive_upload
+from ledgerlm.api.multipart import FORM_OVERHEAD_BYTES, in_upload_thread, receive_upload
 from ledgerlm.datanets import (
     Contribution,
     Datanet,
@@ -109,7 +108,7 @@ async def contribute(name: str, request: Request, node: Node = Depends(get_node)
     upload = UploadInProgress(node.datanets, name)
     await receive_upload(request, upload, max_body=node.config.storage_quota_bytes + FORM_OVERHEAD_BYTES,
                          max_files=node.config.max_upload_files)
-    return await run_in_threadpool(upload.finish)
+    return await in_upload_thread(upload.finish)
 
 
 @router.get("/datanets/{name}/contributions", response_model=list[Contribution])

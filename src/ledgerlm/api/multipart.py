@@ -3,16 +3,19 @@
 Only the reading happens on the event loop. What the parts set off blocks (the signature check and
 the database queries of the form fields; creating, writing and fsyncing each staged file), so each
 chunk the server receives is parsed in a worker thread, all of its parts' work in one hop: an
-upload of many small files never holds up the node's other requests.
+upload of many small files never holds up the node's other requests. Those threads are the
+uploads' own (`in_upload_thread`), so however many uploads parse at once, the pool that the
+synchronous routes share keeps its threads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import weakref
 
+import anyio
 from fastapi import Request
-from fastapi.concurrency import run_in_threadpool
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect
@@ -29,6 +32,20 @@ READ_BUFFER = 64 * 1024
 # An upload may take as long as its size needs, but one that sends nothing for this long holds a connection,
 # a task and a staged file for nothing (a stalled client was kept for good).
 IDLE_SECONDS = 60
+# Threads that uploads' blocking work may hold at once (parsing chunks, staging files, the final
+# parse and insert). The server's shared pool has 40: as many slow uploads would leave every
+# synchronous route waiting; past this count an upload's next chunk waits for a thread instead.
+UPLOAD_THREADS = 4
+_limiters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> its limiter
+
+
+async def in_upload_thread(work, *args):
+    """Run blocking upload `work` on one of the `UPLOAD_THREADS` threads uploads may hold."""
+    loop = asyncio.get_running_loop()
+    limiter = _limiters.get(loop)
+    if limiter is None:
+        limiter = _limiters[loop] = anyio.CapacityLimiter(UPLOAD_THREADS)
+    return await anyio.to_thread.run_sync(work, *args, limiter=limiter)
 
 
 class _Parts:
@@ -173,7 +190,7 @@ async def receive_upload(request: Request, upload: UploadInProgress, *, max_body
                 raise DatanetError("the client went away before the upload ended; nothing was stored",
                                    field="body") from None
             if chunk:
-                await run_in_threadpool(feed, chunk)
+                await in_upload_thread(feed, chunk)
             if not checked_length and length is not None and upload.declared_bytes is not None:
                 checked_length = True
                 if length > upload.declared_bytes + FORM_OVERHEAD_BYTES:
@@ -189,7 +206,7 @@ async def receive_upload(request: Request, upload: UploadInProgress, *, max_body
             raise DatanetError("the upload body ended before the form's closing boundary: it was cut short,"
                                " and nothing was stored", field="body")
     except Exception:
-        await run_in_threadpool(upload.abort)  # deleting up to max_files staged files blocks too
+        await in_upload_thread(upload.abort)  # deleting up to max_files staged files blocks too
         raise
     except BaseException:  # cancelled: no awaiting any more
         # A task cancelled natively (a server's shutdown timeout) stops awaiting the worker, which goes on
