@@ -184,3 +184,25 @@ def test_an_upload_cancelled_while_a_worker_stages_its_chunk_leaves_nothing_stag
 
     asyncio.run(cancel_mid_chunk())
     assert staged_files(home) == []
+
+
+def test_a_replayed_upload_is_refused_before_any_file_byte_is_read(capped_node, home, bob):
+    """Its signature is checked first, and its nonce with it: a captured upload sent again costs the node no
+    parse and no staged file."""
+    import hashlib
+
+    from ledgerlm.datanets import FileEntry, manifest_hash
+    from ledgerlm.identity import sign_action
+
+    from .test_upload_limits import node_domain
+
+    batch = files(2, tag="replay")
+    entries = [FileEntry(name=n, sha256=hashlib.sha256(b).hexdigest(), size=len(b)) for n, b in batch]
+    signed = sign_action(bob, "Contribute", {"datanet": "qa", "manifestHash": manifest_hash(entries)},
+                         domain=node_domain(capped_node))
+    assert post(capped_node, bob, batch, signed=signed).status_code == 201
+    before, capped_node.writers[:] = stored(home), []
+    again = post(capped_node, bob, batch, signed=signed)
+    error = assert_error(again, 401, "already used", "replayed Contribute")
+    assert error["field"] == "nonce"
+    assert capped_node.writers == [] and stored(home) == before

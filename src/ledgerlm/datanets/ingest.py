@@ -28,6 +28,7 @@ from ledgerlm.datanets.schemas import (
 from ledgerlm.errors import AuthError
 from ledgerlm.identity import SignedAction, typed_data
 from ledgerlm.store import BlobTooLarge, StagedBlob
+from ledgerlm.store.actions import refuse_used_nonce
 from ledgerlm.store.schema import contributions, uploads
 
 _CONTRIBUTION_COLUMNS = (
@@ -182,6 +183,7 @@ class Ingest:
                 f"the signature is for Datanet {signed.message['datanet']!r}, not {name!r}", field="datanet"
             )
         with self.db.connect() as conn:
+            refuse_used_nonce(conn, signed, contributor)
             row = self._row(conn, name)
             self._require(conn, row, contributor, "contribute to")
         if self.actor_guard is not None:  # the node's rules for this signer (an agent's policy)

@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from ledgerlm.errors import AuthError
 from ledgerlm.identity import SignedAction
 from ledgerlm.store.schema import signed_actions
+
+
+def refuse_used_nonce(conn, signed: SignedAction, signer: str) -> None:
+    """Refuse an action whose nonce `signer` already used, before any work on it (a replayed upload is
+    turned away before its files are read); `record_action` still decides, in the effect's transaction."""
+    used = conn.execute(select(signed_actions.c.id).where(
+        signed_actions.c.signer == signer, signed_actions.c.nonce == str(signed.message["nonce"]))).first()
+    if used is not None:
+        raise _replayed(signed, signer)
+
+
+def _replayed(signed: SignedAction, signer: str) -> AuthError:
+    return AuthError(f"nonce {signed.message['nonce']} was already used by {signer}: replayed {signed.action} rejected",
+                     field="nonce")
 
 
 def record_action(conn, signed: SignedAction, signer: str, *, chain_id: int, now: int | None = None) -> int:
@@ -33,7 +47,4 @@ def record_action(conn, signed: SignedAction, signer: str, *, chain_id: int, now
                 )
             ).inserted_primary_key[0]
     except IntegrityError as exc:
-        raise AuthError(
-            f"nonce {signed.message['nonce']} was already used by {signer}: replayed {signed.action} rejected",
-            field="nonce",
-        ) from exc
+        raise _replayed(signed, signer) from exc
