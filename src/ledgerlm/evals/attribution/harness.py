@@ -616,13 +616,17 @@ def what_is_paid(t: Trained, data: FactTracingSet, mode: str,
 def own_answers(t: Trained, data: FactTracingSet, mode: str, max_new_tokens: int = 32) -> dict:
     """What the model's own greedy answers to the split's fact questions are paid, as serving
     would pay them, apart for answers that name the planted town and answers that do not."""
-    found = []
+    found, empty = [], 0
     for q in (q for q in data.queries if q.kind in ("paraphrase", "short", "indirect")):
         town = _planted_town(data, q)
         answer = greedy_answer(t.model, t.tokenizer, q.prompt, max_new_tokens)
+        if not answer.strip():  # nothing to attribute: a node answers it, and pays no one for it
+            empty += 1
+            continue
         right = re.search(rf"\b{re.escape(town)}\b", answer) is not None
         found.append((q, answer, right, query_signals(t, q.prompt, answer, exact=False).paid[mode]))
-    out = {"queries": len(found), "names_the_town": float(np.mean([r for _, _, r, _ in found]))}
+    out = {"queries": len(found) + empty, "empty": empty,
+           "names_the_town": float(np.mean([r for _, _, r, _ in found] + [False] * empty))}
     for label, keep in (("names_the_town", True), ("does_not", False)):
         chosen = [(q, paid) for q, _a, right, paid in found if right == keep]
         out[label + "_payment"] = (_payment([p for _, p in chosen], [q for q, _ in chosen])

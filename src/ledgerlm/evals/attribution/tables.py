@@ -96,7 +96,8 @@ def report_tables(report: EvalReport) -> list[ResultTable]:
     own = report.test["payment"].get("own_answers")
     if own:
         o = ResultTable(f"Test split — the model's own greedy answers to the fact questions "
-                        f"({own['queries']}; {own['names_the_town']:.2f} name the planted town), "
+                        f"({own['queries']}; {own['names_the_town']:.2f} name the planted town, "
+                        f"{own.get('empty', 0)} empty), "
                         f"mean bps of the contributor share (combined:{mode})",
                         ["answers", "evidence", "to the question's contributor",
                          "to other contributors", "to the data pool", "top paid is right"])
