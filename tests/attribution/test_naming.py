@@ -198,3 +198,6 @@ def test_a_short_name_is_paid_to_the_record_the_prompt_names_and_to_nobody_other
     lone = SpanIndex.build([rows[0], rows[1]] + rows[3:], chars)
     assert lone.explain(answer, context=[200, 201, 202], **explain).as_dict() == {}
     assert set(lone.explain(answer, context=person, **explain).as_dict()) == {0}
+    # held by more rows than a rare span ("of the."), a few characters pay nobody, even where named
+    crowded = SpanIndex.build(rows + [[40 + i, 41 + i] + answer for i in range(0, 10, 2)], chars)
+    assert crowded.explain(answer, context=[1, 2] + person + [3], **explain).as_dict() == {}

@@ -170,7 +170,8 @@ class SpanIndex:
         prompt names, as far as it names it, even when only that row holds it: a short name
         ("Ramimi.") answering "Name the birthplace of Mimi Rara" is recall when it sits in Mimi
         Rara's record, and chance finds a few letters in some row but not in the one the prompt
-        asks about. Such a span leaves no candidates either.
+        asks about. Such a span must be rare (a few letters in more than `max_examples` rows pay
+        nobody), and leaves no candidates either.
         """
         query = [int(t) for t in query]
         weights = [1.0] * len(query) if weights is None else [float(w) for w in weights]
@@ -213,8 +214,8 @@ class SpanIndex:
                 rows_cache[start] = (self._supporting_rows(query, start, length, lo, hi)
                                      if hi - lo <= max_examples * _CROWDED else np.zeros(0, np.int64))
             rows = rows_cache[start]
-            if len(rows) == 0:
-                continue
+            if len(rows) == 0 or (start in few_chars and len(rows) > max_examples):
+                continue  # a few characters many rows hold ("of the.") name nothing, named or not
             # in more rows than a rare span: a phrase of the Datanet unless the prompt names one
             # of its rows (a town several records mention, asked about by a person's name)
             common = len(rows) > max_examples or start in few_chars
