@@ -284,6 +284,7 @@ class Node:
         datanets = Datanets(
             db, blobs, domain=_signing_domain(home, config), node_account=account,
             max_upload_bytes=config.max_upload_bytes, storage_quota_bytes=config.storage_quota_bytes,
+            max_upload_files=config.max_upload_files,
         )
         blobs.collect_orphans(datanets.referenced_blobs())
         node = cls(home, config, db, blobs, account, datanets)

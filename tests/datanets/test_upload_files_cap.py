@@ -206,3 +206,30 @@ def test_a_replayed_upload_is_refused_before_any_file_byte_is_read(capped_node, 
     error = assert_error(again, 401, "already used", "replayed Contribute")
     assert error["field"] == "nonce"
     assert capped_node.writers == [] and stored(home) == before
+
+
+def test_an_upload_in_process_meets_the_same_cap(home, qa, bob):
+    """The CLI without --node stores uploads in-process: past max_upload_files it is refused before a file is
+    read, as over HTTP."""
+    import hashlib
+    import io
+
+    from ledgerlm.datanets import DatanetError, FileEntry, IncomingFile, manifest_hash
+    from ledgerlm.identity import sign_action
+
+    config = home.load_config()
+    config.max_upload_files = CAP
+    home.save_config(config)
+    node = Node.open(home)
+    try:
+        batch = files(CAP + 1, tag="local")
+        entries = [FileEntry(name=n, sha256=hashlib.sha256(b).hexdigest(), size=len(b)) for n, b in batch]
+        signed = sign_action(bob, "Contribute", {"datanet": "qa", "manifestHash": manifest_hash(entries)},
+                             domain=node.domain)
+        before = stored(home)
+        with pytest.raises(DatanetError) as refused:
+            node.datanets.contribute("qa", signed, [IncomingFile(n, io.BytesIO(b)) for n, b in batch])
+        assert refused.value.field == "files" and refused.value.status == 413
+        assert f"at most {CAP} files" in refused.value.message and stored(home) == before
+    finally:
+        node.close()

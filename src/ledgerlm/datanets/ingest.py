@@ -164,6 +164,10 @@ class Ingest:
         row, contributor = self.authorise_upload(name, signed)
         if not files:
             raise DatanetError("an upload needs at least one file", field="files")
+        if len(files) > self.max_upload_files:  # the same cap an upload over HTTP meets (upload.py)
+            raise DatanetError(
+                f"an upload may hold at most {self.max_upload_files} files (max_upload_files); this one has"
+                f" {len(files)}: send them as several uploads (nothing was read)", field="files", status=413)
         staged: list[tuple[str, StagedBlob]] = []
         try:
             for incoming in files:

@@ -51,6 +51,7 @@ class Datanets(Access, Ingest, Review, Versions):
         node_account: LocalAccount,
         max_upload_bytes: int = 50 * 1024 * 1024,
         storage_quota_bytes: int = 1024 * 1024 * 1024,
+        max_upload_files: int = 1000,
         anchor: ChainAnchor | None = None,
     ):
         self.db = db
@@ -59,6 +60,7 @@ class Datanets(Access, Ingest, Review, Versions):
         self.node_account = node_account
         self.max_upload_bytes = max_upload_bytes
         self.storage_quota_bytes = storage_quota_bytes
+        self.max_upload_files = max_upload_files
         self.anchor = anchor
         # called with (signer, action, Datanet) before a signed action takes effect; may refuse it
         self.actor_guard: Callable[[str, str, str | None], None] | None = None
