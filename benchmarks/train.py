@@ -34,7 +34,7 @@ and `--random-init DIR` trains from randomly initialised weights of the model wh
 tokenizer are in DIR (for speed only, on a machine the real weights cannot reach: recall is then
 near zero for every run, and the answer loss on the trained questions is the quality to compare).
 
-    python benchmarks/train.py --model smollm2 --random-init DIR --facts 400 --epochs 3 --qlora --index \
+    python benchmarks/train.py --model smollm2 --random-init DIR --facts 160 --epochs 3 --qlora --index \
         --out benchmarks/results/train-gpu.json
 
 Writes benchmarks/results/train.json and train.md (or `--out` and the .md beside it).
