@@ -86,11 +86,14 @@ class EvalConfig:
     entities: int = 24
     seed: int = 0
     pretrain_steps: int = 300
-    rank: int = 8
+    # LoRA rank, rate and examples per step: None takes the tiny model's (8, 1e-2, 4) or, for
+    # SmolLM2, ModelFactory's defaults, as a node trains it (at the tiny model's rate SmolLM2's
+    # fine-tune collapsed: its greedy answer to every question was empty)
+    rank: int | None = None
     epochs: int = 15
-    lr: float = 1e-2
+    lr: float | None = None
     max_len: int = 128
-    batch_size: int = 4
+    batch_size: int | None = None
     dim: int = 2048
     damping: float = 0.1
     lds_entities: int = 8
@@ -186,8 +189,12 @@ def _pretrain(path: Path, records: list[dict], config: EvalConfig) -> None:
 def _train_config(config: EvalConfig):
     from ledgerlm.factory import TrainConfig
 
-    return TrainConfig(rank=config.rank, alpha=2.0 * config.rank, dropout=0.0,
-                       epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
+    factory = TrainConfig()
+    tiny = config.model != "smollm2"
+    rank = config.rank or (8 if tiny else factory.rank)
+    return TrainConfig(rank=rank, alpha=2.0 * rank, dropout=0.0, epochs=config.epochs,
+                       lr=config.lr or (1e-2 if tiny else factory.lr),
+                       batch_size=config.batch_size or (4 if tiny else factory.batch_size),
                        max_len=config.max_len, eval_split=0.0, warmup=0.0, seed=config.seed)
 
 
