@@ -87,8 +87,9 @@ class EvalConfig:
     seed: int = 0
     pretrain_steps: int = 300
     # LoRA rank, rate and examples per step: None takes the tiny model's (8, 1e-2, 4) or, for
-    # SmolLM2, ModelFactory's defaults, as a node trains it (at the tiny model's rate SmolLM2's
-    # fine-tune collapsed: its greedy answer to every question was empty)
+    # SmolLM2, ModelFactory's rate and step (at the tiny model's rate SmolLM2's fine-tune
+    # collapsed: its greedy answer to every question was empty) at rank 8, not the node's 16:
+    # the exact-gradient references at rank 16 outgrew 24 GiB of memory
     rank: int | None = None
     epochs: int = 15
     lr: float | None = None
@@ -191,7 +192,7 @@ def _train_config(config: EvalConfig):
 
     factory = TrainConfig()
     tiny = config.model != "smollm2"
-    rank = config.rank or (8 if tiny else factory.rank)
+    rank = config.rank or 8
     return TrainConfig(rank=rank, alpha=2.0 * rank, dropout=0.0, epochs=config.epochs,
                        lr=config.lr or (1e-2 if tiny else factory.lr),
                        batch_size=config.batch_size or (4 if tiny else factory.batch_size),
