@@ -16,7 +16,7 @@ from ledgerlm.evals.attribution.facts import (
     templates,
     vocabulary,
 )
-from ledgerlm.evals.attribution.harness import EvalConfig, pretraining_corpus
+from ledgerlm.evals.attribution.harness import GROUND_TRUTH, EvalConfig, pretraining_corpus
 from ledgerlm.evals.attribution.metrics import lds, rank_metrics
 from ledgerlm.evals.attribution.nulls import unrelated_queries
 
@@ -46,6 +46,21 @@ def test_queries_name_the_records_and_contributors_responsible():
             assert q.answer.rstrip(".").split()[-1] in data.records[q.records[0]]["answer"]
     for q in data.contradicted:
         assert q.answer not in {r["answer"] for r in data.records}
+
+
+def test_indirect_answers_share_only_the_town_with_its_records_in_both_splits():
+    # The town then is a span the birthplace record and the town's own record both hold, and
+    # only naming the person through their other records tells the two apart: the tuning split
+    # must pose that as the test split does, or a setting that cannot do it is chosen there.
+    for split in ("tuning", "test"):
+        data = make_fact_tracing_set(split, 6)
+        for q in (q for q in data.queries if q.kind == "indirect"):
+            town = q.answer.rstrip(".").split()[-1]
+            holders = [r for r in data.records if r["answer"].endswith(f"{town}.")]
+            assert data.records[q.records[0]] in holders and len(holders) >= 2, split
+            words = q.answer.split()
+            trigrams = {" ".join(words[i:i + 3]) for i in range(len(words) - 2)}
+            assert not any(t in data.records[q.records[0]]["answer"] for t in trigrams), split
 
 
 def test_the_tiny_base_never_sees_an_evaluation_entity():
@@ -92,9 +107,12 @@ def test_a_small_run_reports_test_split_figures(tmp_path):
     from ledgerlm.evals.attribution import report_tables, run_attribution_eval
 
     config = replace(EvalConfig(), entities=4, epochs=3, lds_entities=4, lds_subsets=3,
-                     lds_queries=6, pretrain_steps=20, scale_sizes=(200,),
+                     lds_seeds=2, lds_queries=6, pretrain_steps=20, scale_sizes=(200,),
                      work_dir=str(tmp_path))
     report = run_attribution_eval(config)
+    assert report.test["lds"]["seeds"] == 2
+    # the planted facts' own answer is a row of the table: what retraining noise leaves measurable
+    assert -1.0 <= report.test["lds"]["methods"][GROUND_TRUTH]["mean"] <= 1.0
     assert 0.0 <= report.test["null_false_payout_rate"] <= 1.0
     assert report.tuning["chosen_score_mode"] in report.tuning["lds_by_mode"]
     assert {"bm25", "exact grad cosine", "grad:cosine", "span"} <= set(report.test["lds"]["methods"])

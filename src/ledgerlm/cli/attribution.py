@@ -106,6 +106,7 @@ def eval_attribution(
     entities: int = typer.Option(24, help="Fictional people in each split's generated Datanet."),
     epochs: int = typer.Option(15, help="Fine-tuning epochs."),
     lds_subsets: int = typer.Option(12, help="Retrainings on random halves for the LDS, per split (0 to skip)."),
+    lds_seeds: int = typer.Option(1, help="Models trained per LDS subset (other seeds), their answer losses averaged."),
     out: Path = typer.Option(Path("attribution-eval.json"), help="Where to write every figure as JSON."),
 ):
     """Attribution quality on the test split (settings chosen on the tuning split): fact tracing
@@ -114,6 +115,8 @@ def eval_attribution(
     # Checked before minutes of training, not after.
     if model not in ("tiny", "smollm2"):
         raise LedgerError(f"unknown model {model!r}: use tiny or smollm2", field="model")
+    if lds_seeds < 1:
+        raise LedgerError("lds_seeds must be at least 1", field="lds_seeds")
     if not out.parent.is_dir():
         raise LedgerError(f"{out.parent} is not a directory to write the report in", field="out")
     from dataclasses import asdict, replace
@@ -121,7 +124,8 @@ def eval_attribution(
     from ledgerlm.evals.attribution import EvalConfig, report_tables, run_attribution_eval
 
     s = session(ctx)
-    config = replace(EvalConfig(), model=model, entities=entities, epochs=epochs, lds_subsets=lds_subsets)
+    config = replace(EvalConfig(), model=model, entities=entities, epochs=epochs,
+                     lds_subsets=lds_subsets, lds_seeds=lds_seeds)
     with console.status("evaluating attribution…") as status:
         report = run_attribution_eval(config, say=lambda m: status.update(m))
     data = asdict(report)

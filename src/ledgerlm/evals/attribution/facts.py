@@ -8,7 +8,9 @@ capitals ending in " !!"). Queries of four kinds name who and which record is re
 
   paraphrase  a reworded question; the answer repeats the trained sentence (memorised text)
   short       a reworded question; the answer is just the town
-  indirect    the person is named through other attributes ("the potter who keeps a lynx")
+  indirect    the person is named through other attributes ("the potter who keeps a lynx"),
+              and the answer is worded unlike the trained sentence: the town is all it shares
+              with the records, and the town's own record holds it too
   style       the stylist's format applied to facts taught by others; the stylist is responsible
 
 plus contradicted answers (the person's question, a wrong town: the record should not be paid
@@ -62,11 +64,11 @@ TUNING = Vocabulary(
     born=("Where was {p} born?", "{p} was born in {t}."),
     job=("What does {p} do for a living?", "{p} works as a {j}."),
     pet=("Which animal does {p} keep?", "{p} keeps a {a} at home."),
-    town=("Where is {t}?", "{t} lies on the {r} river."),
+    town=("Where is {t}?", "The {r} river flows past {t}."),
     style=("Describe {x}.", "{x} is {a1} and {a2} !!"),
     ask_paraphrase="In which town did {p} come into the world?",
     ask_short="Name the birthplace of {p}.",
-    ask_indirect=("Where was the {j} who keeps a {a} born?", "The {j} was born in {t}."),
+    ask_indirect=("Where was the {j} who keeps a {a} born?", "That {j} comes from {t}."),
     ask_style="Tell me about {p}.",
 )
 

@@ -75,6 +75,7 @@ from ledgerlm.evals.attribution.variants import (
 )
 
 Say = Callable[[str], None]
+GROUND_TRUTH = "responsible records (ground truth)"
 _WORDS = re.compile(r"[A-Za-z]+")
 
 
@@ -100,6 +101,12 @@ class EvalConfig:
     lds_entities: int = 8
     lds_subsets: int = 12
     lds_queries: int = 24
+    # models trained per subset (other seeds: data order and LoRA init); their answer losses are
+    # averaged, so that the LDS measures the subset's effect and not one run's noise
+    lds_seeds: int = 1
+    # False skips the tuning split's retrains (a model too slow to retrain twice): the score mode,
+    # feature source and K-FAC keep their defaults, and only the test split's LDS is measured
+    tuning_lds: bool = True
     scale_sizes: tuple[int, ...] = (1_000, 10_000, 100_000)
     feature_source: str | None = None  # one of FEATURE_SOURCES; None: chosen on the tuning split
     kfac: bool | None = None  # K-FAC-whitened index projection; None: chosen on the tuning split
@@ -473,17 +480,30 @@ def datanet_lds(config: EvalConfig, base, tokenizer, records: list[dict], querie
         keep = np.zeros(len(rows), dtype=bool)
         keep[rng.choice(len(rows), len(rows) // 2, replace=False)] = True
         subset = [records[r] for r, k in zip(rows, keep) if k]
-        say(f"  {label} LDS retrain {j + 1}/{config.lds_subsets} on {len(subset)} records")
-        sub = train(base, subset, _train_config(config), work / f"lds-{label}-{j}").model
-        with torch.no_grad():
-            ids, per_example = example_losses(sub, batch)
+        runs = []
+        for s in range(config.lds_seeds):
+            say(f"  {label} LDS retrain {j + 1}/{config.lds_subsets}"
+                + (f" seed {s + 1}/{config.lds_seeds}" if config.lds_seeds > 1 else "")
+                + f" on {len(subset)} records")
+            settings = replace(_train_config(config), seed=config.seed + s)
+            sub = train(base, subset, settings, work / f"lds-{label}-{j}-{s}").model
+            with torch.no_grad():
+                ids, per_example = example_losses(sub, batch)
+            runs.append(per_example.numpy()[np.argsort(ids.numpy())])
+            del sub
         masks.append(keep)
-        losses.append(per_example.numpy()[np.argsort(ids.numpy())])
-        del sub
+        losses.append(np.mean(runs, axis=0))
     masks_arr, losses_arr = np.stack(masks), np.stack(losses)
+    # not a method: the records each query names as responsible, scored 1 (the planted facts'
+    # ground truth); how far it falls short of 1 is what retraining noise leaves measurable
+    if all(hasattr(q, "records") for q in queries):
+        truth = np.zeros((len(queries), len(rows)))
+        for i, q in enumerate(queries):
+            truth[i, np.isin(rows, q.records)] = 1.0
+        methods[GROUND_TRUTH] = truth
     return {"methods": {name: lds(s, masks_arr, losses_arr) for name, s in methods.items()},
-            "subsets": config.lds_subsets, "queries": len(queries), "records": len(rows),
-            "fraction": 0.5}
+            "subsets": config.lds_subsets, "seeds": config.lds_seeds, "queries": len(queries),
+            "records": len(rows), "fraction": 0.5}
 
 
 # ------------------------------------------------------------------------------ tuning split
@@ -685,7 +705,9 @@ def run_attribution_eval(config: EvalConfig = EvalConfig(), *, say: Say = lambda
         tokenizer = load_tokenizer(base)
 
         say("tuning split: LDS of each score mode")
-        tuning_lds = split_lds(config, base, tokenizer, "tuning", work, say)
+        tuning_lds = (split_lds(config, base, tokenizer, "tuning", work, say) if config.tuning_lds
+                      else split_lds(replace(config, lds_subsets=0), base, tokenizer, "tuning",
+                                     work, say))
         by_mode = {m: tuning_lds["methods"].get(f"grad:{m}", {"mean": float("nan")})["mean"]
                    for m in PAYING_MODES}
         chosen = max(PAYING_MODES, key=lambda m: (np.nan_to_num(by_mode[m], nan=-1.0), m == "cosine"))

@@ -148,8 +148,10 @@ def report_tables(report: EvalReport) -> list[ResultTable]:
 
 
 def _lds_table(split: str, result: dict) -> ResultTable:
-    t = ResultTable(f"{split} — linear datamodeling score: {result['subsets']} retrains on random "
-                    f"halves of {result['records']} records, {result['queries']} queries",
+    seeds = result.get("seeds", 1)
+    per = f" × {seeds} seeds (losses averaged)" if seeds > 1 else ""
+    t = ResultTable(f"{split} — linear datamodeling score: {result['subsets']} retrains{per} on "
+                    f"random halves of {result['records']} records, {result['queries']} queries",
                     ["method", "LDS (Spearman)", "± s.e."])
     for name, value in sorted(result["methods"].items(), key=lambda kv: -kv[1]["mean"]):
         t.rows.append([name, f"{value['mean']:.3f}", f"{value['sem']:.3f}"])
