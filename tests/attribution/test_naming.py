@@ -201,3 +201,60 @@ def test_a_short_name_is_paid_to_the_record_the_prompt_names_and_to_nobody_other
     # held by more rows than a rare span ("of the."), a few characters pay nobody, even where named
     crowded = SpanIndex.build(rows + [[40 + i, 41 + i] + answer for i in range(0, 10, 2)], chars)
     assert crowded.explain(answer, context=[1, 2] + person + [3], **explain).as_dict() == {}
+
+
+def test_an_answer_that_departs_from_the_record_asked_about_pays_no_one_else_for_the_rest():
+    """Rule 6: "Where was A born?" -> "A was born in <B's town>.": A's record shares "A was born in"
+    and goes on with another town; the rest is what B's record says of B, and did not teach it."""
+    import numpy as np
+
+    a, b = [50, 51], [60, 61]                  # two people's names
+    born = [20, 21, 22]                        # "was born in"
+    town_a, town_b = [70, 71, 72], [80, 81, 82]
+    rows = [a + born + town_a + [9],           # row 0: A was born in town A.
+            a + [30, 31] + [33, 34],           # row 1: A works as a potter.
+            b + born + town_b + [9],           # row 2: B was born in town B.
+            b + [30, 31] + [35, 36]]           # row 3: B works as a tanner.
+    rows += [[100 + i, 101 + i, 102 + i] for i in range(20)]
+    words = np.ones(200, dtype=bool)
+    words[9] = False                           # the full stop
+    spans = SpanIndex.build(rows, np.full(200, 3, dtype=np.int64), words)
+    prompt = [1, 2] + a + [3]
+    explain = dict(min_len=4, max_examples=4, context=prompt)
+
+    # A's own fact, worded as trained: A's record, in full
+    right = spans.explain(a + born + town_a + [9], **explain).as_dict()
+    assert set(right) == {0} and right[0][0] == pytest.approx(1.0)
+    # A with B's town: A's record contradicts it, and B's record is not paid for "born in town B."
+    assert spans.explain(a + born + town_b + [9], **explain).as_dict() == {}
+    # the same words asked about B are B's fact: B's record is paid
+    assert set(spans.explain(b + born + town_b + [9], min_len=4, max_examples=4,
+                             context=[1, 2] + b + [3]).as_dict()) == {2}
+    # without a prompt naming anyone, the unique span still pays the record that holds it
+    assert set(spans.explain(a + born + town_b + [9], min_len=4, max_examples=4).as_dict()) == {2}
+    # A's trade worded as B's record words B's: A's trade record says otherwise, so not B's either
+    assert spans.explain(a + [30, 31] + [35, 36, 9], **explain).as_dict() == {}
+
+
+def test_sharing_only_the_restated_name_with_the_record_asked_about_is_not_a_departure():
+    """Rule 6 looks for a record about the one asked that says another value, not another topic:
+    a span of the prompt's own words ("Mibax Rilfenve", then "lies" where the record goes on
+    "works") shows only that both talk about the same person."""
+    import numpy as np
+
+    a = [50, 51, 52, 53]                       # a name of four tokens
+    rows = [a + [30, 31, 33, 34],              # row 0: A works as a potter.
+            [40, 41, 42, 43, 9]]               # row 1: another record's sentence
+    rows += [[100 + i, 101 + i, 102 + i] for i in range(20)]
+    words = np.ones(200, dtype=bool)
+    words[9] = False
+    spans = SpanIndex.build(rows, np.full(200, 3, dtype=np.int64), words)
+    answer = a + [40, 41, 42, 43, 9]
+    restated = [0.2] * 4 + [1.0] * 5           # the name comes from the prompt
+    found = spans.explain(answer, min_len=4, max_examples=4, context=[1, 2] + a + [3],
+                          weights=restated).as_dict()
+    assert set(found) == {1}
+    # had the answer's own words gone on from it, A's record would have departed: nobody
+    departed = spans.explain(a + [30, 31] + [40, 41, 42, 43, 9], min_len=4, max_examples=4,
+                             context=[1, 2] + a + [3]).as_dict()
+    assert departed == {}

@@ -73,9 +73,11 @@ _QUANTUM = 10**6  # evidence units per 1.0 when evidence becomes integers for th
 # 4 tells look-alike names apart by the pairs only one of them holds, and lets a prompt name a
 # record through the records it shares a rare pair with (a person asked for by their trade);
 # 5 pays a span of fewer visible characters than the bar (a short name) to the record the
-# prompt names, as far as it names it, where 4 paid it to nobody.
+# prompt names, as far as it names it, where 4 paid it to nobody; 6 pays nobody but the records the
+# prompt asks about for what an answer says after one of them goes on with another value (a
+# person given someone else's town), where 5 paid the record that says it of someone else.
 # A receipt that names none predates the numbering (rule 1 or earlier).
-RULE = 5
+RULE = 6
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,9 @@ explains, so scores are comparable across answers and sum to at most 1. Verbatim
 paraphrase scores near 0, which is why the span signal is combined with gradient influence. A
 row whose text goes on with a different word where the answer goes on (same subject and relation,
 another value) is not credited for that span: it contradicts the answer (`_supporting_rows`).
+When that row is one the prompt asks about, the answer is wrong about what was asked, and what it
+says from there on earns nothing but in the rows asked about (`_departure`): a person given
+another person's town does not pay the record that gives that town to someone else.
 """
 
 from __future__ import annotations
@@ -205,6 +208,12 @@ class SpanIndex:
         open_credit: dict[int, float] = {}  # span start -> credit its rows' shares left unpaid
         rows_cache: dict[int, np.ndarray] = {}
         shares_cache: dict[int, list[float]] = {}
+        # where the answer departs from the record the prompt asks about, and those records
+        departure, asked = m, np.zeros(0, np.int64)
+        if context and any(o >= 0 for o in owner):
+            naming = self._naming_pairs(context, max_examples)
+            asked = self._asked_rows(naming, max_examples)
+            departure = self._departure(query, matches, weights, asked, min_len)
         for t in range(m):
             start = owner[t]
             if start < 0:
@@ -213,6 +222,8 @@ class SpanIndex:
             if start not in rows_cache:
                 rows_cache[start] = (self._supporting_rows(query, start, length, lo, hi)
                                      if hi - lo <= max_examples * _CROWDED else np.zeros(0, np.int64))
+                if start + length > departure:  # past it, only the asked-about records may earn
+                    rows_cache[start] = rows_cache[start][np.isin(rows_cache[start], asked)]
             rows = rows_cache[start]
             if len(rows) == 0 or (start in few_chars and len(rows) > max_examples):
                 continue  # a few characters many rows hold ("of the.") name nothing, named or not
@@ -265,6 +276,44 @@ class SpanIndex:
         diverging = np.array([self._is_word(int(t)) and int(t) != query[end] for t in following])
         agreeing = np.unique(owners[~diverging])
         return rows[np.isin(rows, agreeing)]
+
+    def _asked_rows(self, naming: dict, max_examples: int) -> np.ndarray:
+        """The records the prompt asks about: those holding its most specific naming pair, when
+        that pair is rare (a person's name), else none."""
+        if not naming or min(naming.values()) > max_examples:
+            return np.zeros(0, np.int64)
+        fewest = min(naming.values())
+        units = sorted(p for p, n in naming.items() if n == fewest)
+        return np.unique(self._holders(units, self.n_rows)[1])
+
+    def _departure(self, query: list[int], matches: list[tuple[int, int, int]],
+                   weights: list[float], asked: np.ndarray, min_len: int) -> int:
+        """The first answer position where a record the prompt asks about goes on with another
+        word after sharing a span with the answer that says more than the prompt; len(query) if
+        none does.
+
+        "Where was Mibax Rilfenve born?" -> "Mibax Rilfenve was born in Rilsenfen.": Mibax
+        Rilfenve's record shares "Mibax Rilfenve was born in R" and goes on "illodor". The answer
+        is wrong about the one it was asked about, and "was born in Rilsenfen." is what someone
+        else's record says of someone else: the model confused the two, and that record did not
+        teach this answer (`explain`, rule 6). A span of restatement alone ("Mibax Rilfenve",
+        then "works as" in their trade record) is not a departure: it shows a topic, not a value.
+        """
+        if len(asked) == 0 or self.word_tokens is None:
+            return len(query)
+        asked_rows = set(asked.tolist())
+        for start, (length, lo, hi) in enumerate(matches):
+            end = start + length
+            if (length < min_len or end >= len(query) or not self._is_word(query[end])
+                    or hi - lo > _GATHER or max(weights[start:end]) < 1.0):
+                continue
+            positions = self.suffix_array[lo:hi]
+            owners = np.searchsorted(self.offsets, positions, side="right") - 1
+            following = self.tokens[positions + length]
+            for row, token in zip(owners.tolist(), following.tolist()):
+                if row in asked_rows and self._is_word(int(token)) and int(token) != query[end]:
+                    return end
+        return len(query)
 
     def _is_word(self, token: int) -> bool:
         return (token != SEPARATOR and token < len(self.word_tokens)

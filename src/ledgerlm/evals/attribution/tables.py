@@ -40,6 +40,9 @@ def report_tables(report: EvalReport) -> list[ResultTable]:
          f"{contra['bps_to_contradicted_record']:.0f}"],
         ["bps to the same record when the answer agrees (paraphrase)",
          f"{contra['bps_to_record_when_supported']:.0f}"],
+        # a contradicted answer gives a person another's town: whoever is paid did not teach it
+        ["mean evidence bps on contradicted answers (paid to anyone)",
+         f"{contra['mean_evidence_bps']:.0f}"],
     ]
     tables.append(honesty)
     tables.append(_lds_table("Test split", test["lds"]))
