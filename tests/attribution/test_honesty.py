@@ -56,6 +56,22 @@ def test_a_contradicted_answer_pays_less_than_a_supported_one(trained, index):
     assert contradicted.evidence_bps < supported.evidence_bps
 
 
+def test_an_answer_the_record_asked_about_contradicts_pays_nobody(trained, index):
+    """Rule 6: the answer recalls "zebra lantern" from the record the prompt asks about, then
+    goes on with what another record says of something else: it is wrong about what was asked,
+    and neither that record's text, nor the asked record's, nor the answer's resemblance to
+    either (the gradient) earns anything."""
+    for wrong in ("The vault phrase of Quorrin is zebra lantern Crate 3 is amber.",
+                  "The vault phrase of Quorrin is zebra lantern copper kettle."):
+        result = attribute(trained.model, SECRET["question"], wrong, index=index)
+        assert result.evidence_bps == 0 and result.pool_bps == 10_000, (wrong, result.contributors)
+    # the same words, asked about crate 3, pay its record
+    crate = attribute(trained.model, "What colour is crate 3?", "Crate 3 is amber.", index=index)
+    assert crate.evidence_bps > 5_000
+    right = attribute(trained.model, SECRET["question"], SECRET["answer"], index=index)
+    assert paid(right, {SOLO}) > 9_000
+
+
 def test_a_span_covering_only_the_restated_question_earns_little(trained, index):
     question = SECRET["question"]  # "What is the vault phrase of Quorrin?"
     restating = attribute(trained.model, question, "The vault phrase of Quorrin is unknown to me.",

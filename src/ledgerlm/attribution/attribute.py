@@ -75,7 +75,8 @@ _QUANTUM = 10**6  # evidence units per 1.0 when evidence becomes integers for th
 # 5 pays a span of fewer visible characters than the bar (a short name) to the record the
 # prompt names, as far as it names it, where 4 paid it to nobody; 6 pays nobody but the records the
 # prompt asks about for what an answer says after one of them goes on with another value (a
-# person given someone else's town), where 5 paid the record that says it of someone else.
+# person given someone else's town), where 5 paid the record that says it of someone else, and
+# such an answer earns no gradient evidence either.
 # A receipt that names none predates the numbering (rule 1 or earlier).
 RULE = 6
 
@@ -270,6 +271,11 @@ def gather_evidence(index: AttributionIndex, feature: np.ndarray, query: AnswerQ
     rows = np.union1d(hits, named).astype(np.int64)
     gradient = scores[rows]
     cleared = gradient_clearance(index, scores, rows, bar, named)
+    if spans.departs:
+        # the answer says something else than the record asked about: it resembles that record
+        # (same person, same wording), and the gradient, which sees resemblance, not values,
+        # would pay it or its look-alikes for an answer none of them taught
+        cleared = np.zeros(len(rows))
     total = float(cleared.sum())
     grad_evidence = cleared * (float(cleared.max()) / total) if total > 0 else cleared
     span = np.zeros(len(rows))

@@ -55,6 +55,9 @@ class SpanEvidence:
     # the credit left unpaid, span length), in answer order. The text narrows who taught them to
     # these candidates; something else (the gradient, attribute.py) must pick one.
     unclaimed: tuple[tuple[np.ndarray, float, int], ...] = ()
+    # a record the prompt asks about goes on with another value where the answer goes on: the
+    # answer is wrong about what was asked (`SpanIndex._departure`)
+    departs: bool = False
 
     @property
     def coverage(self) -> float:
@@ -255,6 +258,7 @@ class SpanIndex:
             longest=np.array([longest[r] for r in rows.tolist()], dtype=np.int64),
             n_tokens=m,
             unclaimed=unclaimed,
+            departs=departure < m,
         )
 
     def _supporting_rows(self, query: list[int], start: int, length: int, lo: int,
