@@ -214,8 +214,7 @@ class SpanIndex:
         # where the answer departs from the record the prompt asks about, and those records
         departure, asked = m, np.zeros(0, np.int64)
         if context and any(o >= 0 for o in owner):
-            naming = self._naming_pairs(context, max_examples)
-            asked = self._asked_rows(naming, max_examples)
+            asked = self._asked_rows([int(t) for t in context], max_examples)
             departure = self._departure(query, matches, weights, asked, min_len)
         for t in range(m):
             start = owner[t]
@@ -281,14 +280,29 @@ class SpanIndex:
         agreeing = np.unique(owners[~diverging])
         return rows[np.isin(rows, agreeing)]
 
-    def _asked_rows(self, naming: dict, max_examples: int) -> np.ndarray:
-        """The records the prompt asks about: those holding its most specific naming pair, when
-        that pair is rare (a person's name), else none."""
-        if not naming or min(naming.values()) > max_examples:
-            return np.zeros(0, np.int64)
-        fewest = min(naming.values())
-        units = sorted(p for p, n in naming.items() if n == fewest)
-        return np.unique(self._holders(units, self.n_rows)[1])
+    def _asked_rows(self, context: list[int], max_examples: int) -> np.ndarray:
+        """The records the prompt asks about: those holding the most specific stretch of the
+        prompt the Datanet has (found in the fewest rows, at most `max_examples`; the longest
+        among those), of `naming_min_chars` visible characters at least; none if no stretch is
+        that rare.
+
+        A stretch, not a token pair: a tokenizer that cuts "Lomi Karatu" into "Lo", "mi", " ",
+        "K", "ar", "a", "tu" leaves no pair long enough to name anyone (`_naming_pairs`), while
+        the stretch " Lomi Karatu" sits in that person's records only.
+        """
+        best: tuple[int, int] | None = None  # (rows, -characters) of the most specific stretch
+        found = np.zeros(0, np.int64)
+        for start, (length, lo, hi) in enumerate(self.longest_matches(context)):
+            if length == 0 or hi - lo > max_examples * _CROWDED:
+                continue
+            chars = self._chars(context[start:start + length])
+            if chars < self.naming_min_chars:
+                continue
+            rows = self.rows_of(lo, hi)
+            key = (len(rows), -chars)
+            if len(rows) <= max_examples and (best is None or key < best):
+                best, found = key, rows
+        return found
 
     def _departure(self, query: list[int], matches: list[tuple[int, int, int]],
                    weights: list[float], asked: np.ndarray, min_len: int) -> int:
