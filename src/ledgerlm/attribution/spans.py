@@ -281,28 +281,26 @@ class SpanIndex:
         return rows[np.isin(rows, agreeing)]
 
     def _asked_rows(self, context: list[int], max_examples: int) -> np.ndarray:
-        """The records the prompt asks about: those holding the most specific stretch of the
-        prompt the Datanet has (found in the fewest rows, at most `max_examples`; the longest
-        among those), of `naming_min_chars` visible characters at least; none if no stretch is
-        that rare.
+        """The records the prompt asks about: every row holding a rare stretch of the prompt (in
+        at most `max_examples` rows, of `naming_min_chars` visible characters at least).
 
-        A stretch, not a token pair: a tokenizer that cuts "Lomi Karatu" into "Lo", "mi", " ",
+        Stretches, not token pairs: a tokenizer that cuts "Lomi Karatu" into "Lo", "mi", " ",
         "K", "ar", "a", "tu" leaves no pair long enough to name anyone (`_naming_pairs`), while
-        the stretch " Lomi Karatu" sits in that person's records only.
+        the stretch " Lomi Karatu" sits in that person's records only. All of them, not the
+        rarest: "Which town does Zivel Garpelost come from?" shares " does Zivel Garpelost" with
+        one record ("How does Zivel Garpelost earn a living?") by the chance of a shared word,
+        and the record that gives the town is another of the person's records.
         """
-        best: tuple[int, int] | None = None  # (rows, -characters) of the most specific stretch
-        found = np.zeros(0, np.int64)
+        found: set[int] = set()
         for start, (length, lo, hi) in enumerate(self.longest_matches(context)):
             if length == 0 or hi - lo > max_examples * _CROWDED:
                 continue
-            chars = self._chars(context[start:start + length])
-            if chars < self.naming_min_chars:
+            if self._chars(context[start:start + length]) < self.naming_min_chars:
                 continue
             rows = self.rows_of(lo, hi)
-            key = (len(rows), -chars)
-            if len(rows) <= max_examples and (best is None or key < best):
-                best, found = key, rows
-        return found
+            if len(rows) <= max_examples:
+                found.update(rows.tolist())
+        return np.array(sorted(found), dtype=np.int64)
 
     def _departure(self, query: list[int], matches: list[tuple[int, int, int]],
                    weights: list[float], asked: np.ndarray, min_len: int) -> int:
