@@ -495,7 +495,8 @@ def datanet_lds(config: EvalConfig, base, tokenizer, records: list[dict], querie
         losses.append(np.mean(runs, axis=0))
     masks_arr, losses_arr = np.stack(masks), np.stack(losses)
     # not a method: the records each query names as responsible, scored 1 (the planted facts'
-    # ground truth); how far it falls short of 1 is what retraining noise leaves measurable
+    # ground truth): what one record per answer explains of the retrains, beside retraining noise;
+    # a method that also credits what the answer draws on (the person's other records) can pass it
     if all(hasattr(q, "records") for q in queries):
         truth = np.zeros((len(queries), len(rows)))
         for i, q in enumerate(queries):
@@ -705,9 +706,8 @@ def run_attribution_eval(config: EvalConfig = EvalConfig(), *, say: Say = lambda
         tokenizer = load_tokenizer(base)
 
         say("tuning split: LDS of each score mode")
-        tuning_lds = (split_lds(config, base, tokenizer, "tuning", work, say) if config.tuning_lds
-                      else split_lds(replace(config, lds_subsets=0), base, tokenizer, "tuning",
-                                     work, say))
+        tuning_lds = split_lds(config if config.tuning_lds else replace(config, lds_subsets=0),
+                               base, tokenizer, "tuning", work, say)
         by_mode = {m: tuning_lds["methods"].get(f"grad:{m}", {"mean": float("nan")})["mean"]
                    for m in PAYING_MODES}
         chosen = max(PAYING_MODES, key=lambda m: (np.nan_to_num(by_mode[m], nan=-1.0), m == "cosine"))
