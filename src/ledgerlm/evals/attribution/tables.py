@@ -80,11 +80,13 @@ def report_tables(report: EvalReport) -> list[ResultTable]:
                    ["K-FAC-whitened, grad:cosine (final adapter)",
                     f"{report.tuning['kfac_lds']:.3f}", "yes" if report.tuning["chosen_kfac"] else ""]]
         tables.append(k)
-    rows = ResultTable("Tuning split — contributor precision@1 of the paid attribution by "
-                       "min_span_rows (the higher is used)", ["min_span_rows", "precision@1",
-                                                              "chosen"])
+    rows = ResultTable("Tuning split — what the paid attribution pays, and its contributor precision@1, by "
+                       "min_span_rows (the most net pay is used)",
+                       ["min_span_rows", "mean bps right less wrong", "precision@1", "chosen"])
+    net = report.tuning.get("net_bps_by_min_span_rows", {})
     for choice, value in report.tuning["contributor_p1_by_min_span_rows"].items():
-        rows.rows.append([str(choice), f"{value:.2f}",
+        rows.rows.append([str(choice), f"{net[choice]:.0f}" if choice in net else "",
+                          f"{value:.2f}",
                           "yes" if choice == report.tuning["chosen_min_span_rows"] else ""])
     tables.append(rows)
     if "contributor_p1_by_ranking" in report.tuning:
