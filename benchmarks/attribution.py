@@ -77,8 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(args.threads)
     config = replace(EvalConfig(), model=args.model, entities=args.entities, epochs=args.epochs,
-                     lds_subsets=args.lds_subsets,
-                     lds_seeds=args.lds_seeds,
+                     lds_subsets=args.lds_subsets, lds_seeds=args.lds_seeds,
                      tuning_lds=not args.no_tuning_lds, dim=args.dim, seed=args.seed,
                      kfac={"tuning": None, "on": True, "off": False}[args.kfac],
                      scale_sizes=tuple(int(n) for n in args.scale.split(",") if n),

@@ -111,7 +111,7 @@ def test_a_small_run_reports_test_split_figures(tmp_path):
                      work_dir=str(tmp_path))
     report = run_attribution_eval(config)
     assert report.test["lds"]["seeds"] == 2
-    # the planted facts' own answer is a row of the table: what retraining noise leaves measurable
+    # the planted facts' own answer is a row of the table, beside the methods
     assert -1.0 <= report.test["lds"]["methods"][GROUND_TRUTH]["mean"] <= 1.0
     assert 0.0 <= report.test["null_false_payout_rate"] <= 1.0
     assert report.tuning["chosen_score_mode"] in report.tuning["lds_by_mode"]

@@ -270,12 +270,11 @@ def gather_evidence(index: AttributionIndex, feature: np.ndarray, query: AnswerQ
     named = np.union1d(spans.rows, np.array(sorted(picked), dtype=np.int64))
     rows = np.union1d(hits, named).astype(np.int64)
     gradient = scores[rows]
-    cleared = gradient_clearance(index, scores, rows, bar, named)
-    if spans.departs:
-        # the answer says something else than the record asked about: it resembles that record
-        # (same person, same wording), and the gradient, which sees resemblance, not values,
-        # would pay it or its look-alikes for an answer none of them taught
-        cleared = np.zeros(len(rows))
+    # An answer that says something else than the record asked about resembles that record (same
+    # person, same wording): the gradient, which sees resemblance, not values, would pay it or
+    # its look-alikes for an answer none of them taught.
+    cleared = (np.zeros(len(rows)) if spans.departs
+               else gradient_clearance(index, scores, rows, bar, named))
     total = float(cleared.sum())
     grad_evidence = cleared * (float(cleared.max()) / total) if total > 0 else cleared
     span = np.zeros(len(rows))

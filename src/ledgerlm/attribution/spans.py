@@ -270,15 +270,26 @@ class SpanIndex:
         goes on with punctuation, does not contradict.
         """
         rows = self.rows_of(lo, hi)
+        found = self._continuations(query, start, length, lo, hi)
+        if found is None:
+            return rows
+        owners, diverging = found
+        return rows[np.isin(rows, np.unique(owners[~diverging]))]
+
+    def _continuations(self, query: list[int], start: int, length: int, lo: int, hi: int
+                       ) -> tuple[np.ndarray, np.ndarray] | None:
+        """(row of each occurrence, whether it goes on with another word than the answer) for the
+        span at suffix-array range [lo, hi); None when the answer does not go on with a word there
+        (or the index cannot tell words)."""
         end = start + length
         if self.word_tokens is None or end >= len(query) or not self._is_word(query[end]):
-            return rows
+            return None
         positions = self.suffix_array[lo:hi]
         following = self.tokens[positions + length]
         owners = np.searchsorted(self.offsets, positions, side="right") - 1
-        diverging = np.array([self._is_word(int(t)) and int(t) != query[end] for t in following])
-        agreeing = np.unique(owners[~diverging])
-        return rows[np.isin(rows, agreeing)]
+        diverging = np.array([self._is_word(int(t)) and int(t) != query[end] for t in following],
+                             dtype=bool)
+        return owners, diverging
 
     def _asked_rows(self, context: list[int], max_examples: int) -> np.ndarray:
         """The records the prompt asks about: every row holding a rare stretch of the prompt (in
@@ -315,20 +326,14 @@ class SpanIndex:
         teach this answer (`explain`, rule 6). A span of restatement alone ("Mibax Rilfenve",
         then "works as" in their trade record) is not a departure: it shows a topic, not a value.
         """
-        if len(asked) == 0 or self.word_tokens is None:
+        if len(asked) == 0:
             return len(query)
-        asked_rows = set(asked.tolist())
         for start, (length, lo, hi) in enumerate(matches):
-            end = start + length
-            if (length < min_len or end >= len(query) or not self._is_word(query[end])
-                    or hi - lo > _GATHER or max(weights[start:end]) < 1.0):
+            if length < min_len or hi - lo > _GATHER or max(weights[start:start + length]) < 1.0:
                 continue
-            positions = self.suffix_array[lo:hi]
-            owners = np.searchsorted(self.offsets, positions, side="right") - 1
-            following = self.tokens[positions + length]
-            for row, token in zip(owners.tolist(), following.tolist()):
-                if row in asked_rows and self._is_word(int(token)) and int(token) != query[end]:
-                    return end
+            found = self._continuations(query, start, length, lo, hi)
+            if found is not None and np.isin(found[0][found[1]], asked).any():
+                return start + length
         return len(query)
 
     def _is_word(self, token: int) -> bool:
