@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-tuning-lds", action="store_true",
                         help="skip the tuning split's LDS retrains (score mode, feature source "
                              "and K-FAC keep their defaults); the test split's LDS is still measured")
+    parser.add_argument("--no-lds-variants", action="store_true",
+                        help="leave the K-FAC/EK-FAC, per-token and checkpoint-ensemble scores "
+                             "out of the LDS (their exact-gradient factors need the most memory)")
     parser.add_argument("--dim", type=int, default=EvalConfig.dim)
     parser.add_argument("--scale", default=",".join(map(str, EvalConfig.scale_sizes)),
                         help="index sizes for the search timing, comma-separated")
@@ -78,7 +81,8 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     config = replace(EvalConfig(), model=args.model, entities=args.entities, epochs=args.epochs,
                      lds_subsets=args.lds_subsets, lds_seeds=args.lds_seeds,
-                     tuning_lds=not args.no_tuning_lds, dim=args.dim, seed=args.seed,
+                     tuning_lds=not args.no_tuning_lds, lds_variants=not args.no_lds_variants,
+                     dim=args.dim, seed=args.seed,
                      kfac={"tuning": None, "on": True, "off": False}[args.kfac],
                      scale_sizes=tuple(int(n) for n in args.scale.split(",") if n),
                      models_dir=str(args.models_dir) if args.models_dir else None)

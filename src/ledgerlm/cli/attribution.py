@@ -107,6 +107,7 @@ def eval_attribution(
     epochs: int = typer.Option(15, help="Fine-tuning epochs."),
     lds_subsets: int = typer.Option(12, help="Retrainings on random halves for the LDS, per split (0 to skip)."),
     lds_seeds: int = typer.Option(1, help="Models trained per LDS subset (other seeds), their answer losses averaged."),
+    lds_variants: bool = typer.Option(True, "--lds-variants/--no-lds-variants", help="Score the K-FAC/EK-FAC, per-token and checkpoint-ensemble variants in the LDS (the most memory)."),
     out: Path = typer.Option(Path("attribution-eval.json"), help="Where to write every figure as JSON."),
 ):
     """Attribution quality on the test split (settings chosen on the tuning split): fact tracing
@@ -125,7 +126,7 @@ def eval_attribution(
 
     s = session(ctx)
     config = replace(EvalConfig(), model=model, entities=entities, epochs=epochs,
-                     lds_subsets=lds_subsets, lds_seeds=lds_seeds)
+                     lds_subsets=lds_subsets, lds_seeds=lds_seeds, lds_variants=lds_variants)
     with console.status("evaluating attribution…") as status:
         report = run_attribution_eval(config, say=lambda m: status.update(m))
     data = asdict(report)

@@ -17,6 +17,7 @@ templates, other names): never the evaluation records.
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import shutil
@@ -107,6 +108,10 @@ class EvalConfig:
     # False skips the tuning split's retrains (a model too slow to retrain twice): the score mode,
     # feature source and K-FAC keep their defaults, and only the test split's LDS is measured
     tuning_lds: bool = True
+    # False leaves the variants.py scores (K-FAC/EK-FAC on exact gradients, per-token losses,
+    # checkpoint ensembles) out of the LDS: on SmolLM2 their exact-gradient factors outgrew
+    # 24 GiB beside the retrains. The projected index and the exact-gradient references stay.
+    lds_variants: bool = True
     scale_sizes: tuple[int, ...] = (1_000, 10_000, 100_000)
     feature_source: str | None = None  # one of FEATURE_SOURCES; None: chosen on the tuning split
     kfac: bool | None = None  # K-FAC-whitened index projection; None: chosen on the tuning split
@@ -457,7 +462,8 @@ def datanet_lds(config: EvalConfig, base, tokenizer, records: list[dict], querie
     for source, variant in source_variants(t, config).items():
         for mode in PAYING_MODES:
             methods[f"grad:{mode} ({source})"] = variant_scores(t, variant, queries, signals, mode)
-    methods.update(gradient_variants(t, config, [(q.prompt, q.answer) for q in queries]))
+    if config.lds_variants:
+        methods.update(gradient_variants(t, config, [(q.prompt, q.answer) for q in queries]))
     if kfac:
         twin = replace(t, index=build_index(
             (t.model, t.tokenizer), records, train_indices=rows, dim=config.dim,
@@ -468,9 +474,13 @@ def datanet_lds(config: EvalConfig, base, tokenizer, records: list[dict], querie
             for name, value in s.scores.items():
                 methods.setdefault(f"{name} (K-FAC index)", []).append(value)
         methods = {k: np.stack(v) if isinstance(v, list) else v for k, v in methods.items()}
+        del twin
     methods["bm25"] = bm25_scores([records[r] for r in rows],
                                   [f"{q.prompt} {q.answer}" for q in queries])
     methods["random"] = np.random.default_rng(config.seed).random((len(queries), len(rows)))
+    # the full model and its exact gradients are not needed by the retrains: free them first
+    del t, trained, signals
+    gc.collect()
     rng = np.random.default_rng(config.seed)
     examples = [replace(answer_example(tokenizer, q.prompt, q.answer), index=i)
                 for i, q in enumerate(queries)]
@@ -746,10 +756,7 @@ def run_attribution_eval(config: EvalConfig = EvalConfig(), *, say: Say = lambda
         t = _fine_tune(config, base, tokenizer, data.records, work / "test-model", calibration,
                        source, kfac)
         test, _methods, embedding_name = tracing_and_payment(config, t, data, chosen, say)
-        say("test split: LDS of every method")
-        test["lds"] = split_lds(config, base, tokenizer, "test", work, say, source, kfac)
         test["null_false_payout_rate"] = test["payment"]["null"]["null_false_payout_rate"]
-        variants = variant_choice(tuning_lds, test["lds"])
         test["dataset"] = {
             "records": len(data.records), "indexed": len(t.index),
             "queries": {k: sum(q.kind == k for q in data.queries) for k in QUERY_KINDS},
@@ -768,8 +775,14 @@ def run_attribution_eval(config: EvalConfig = EvalConfig(), *, say: Say = lambda
             "feature_dim": t.index.config.dim,
             "full_gradient_dim": int(t.exact_rows.shape[1]),
             "per_answer": test.pop("latency"),
-            "scale": search_scaling(config.scale_sizes, config.dim, seed=config.seed),
         }
+        # the test model and its exact gradients are done with: the LDS retrains need the memory
+        del t, _methods
+        gc.collect()
+        say("test split: LDS of every method")
+        test["lds"] = split_lds(config, base, tokenizer, "test", work, say, source, kfac)
+        variants = variant_choice(tuning_lds, test["lds"])
+        cost["scale"] = search_scaling(config.scale_sizes, config.dim, seed=config.seed)
         return EvalReport(
             config=asdict(config),
             tuning={"lds": tuning_lds, "lds_by_mode": by_mode, "chosen_score_mode": chosen,
