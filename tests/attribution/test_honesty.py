@@ -74,10 +74,16 @@ def test_an_answer_the_record_asked_about_contradicts_pays_nobody(trained, index
 
 def test_a_span_covering_only_the_restated_question_earns_little(trained, index):
     question = SECRET["question"]  # "What is the vault phrase of Quorrin?"
-    restating = attribute(trained.model, question, "The vault phrase of Quorrin is unknown to me.",
+    # goes on with punctuation, not another value: the restatement is shared, and earns little
+    restating = attribute(trained.model, question, "The vault phrase of Quorrin is, I am sorry to say, not something I know.",
                           index=index)
     span = sum(e.span for e in restating.examples if e.contributor == SOLO)
     assert 0 < span < 0.1
+    # goes on with another word than the record ("zebra", after a token of bare whitespace):
+    # the record contradicts the answer and earns nothing for the shared restatement
+    contradicting = attribute(trained.model, question,
+                              "The vault phrase of Quorrin is unknown to me.", index=index)
+    assert sum(e.span for e in contradicting.examples if e.contributor == SOLO) == 0
 
 
 def test_a_four_token_shared_span_pays_a_small_part_of_the_share(trained, index):

@@ -258,3 +258,56 @@ def test_sharing_only_the_restated_name_with_the_record_asked_about_is_not_a_dep
     departed = spans.explain(a + [30, 31] + [40, 41, 42, 43, 9], min_len=4, max_examples=4,
                              context=[1, 2] + a + [3]).as_dict()
     assert departed == {}
+
+
+def test_a_name_cut_into_pieces_too_short_to_pair_still_names_and_links_its_records():
+    """Rule 7: a tokenizer that cuts " Velo Baxraka" into " Vel", "o", " B", "ax", "ra", "ka"
+    leaves no pair of five visible characters; the stretch of the name names its record directly,
+    and links a birthplace record to the person's other records for a prompt asking by trade."""
+    import numpy as np
+
+    town = [90, 91, 92, 93, 94]
+    name = [50, 51, 52]                        # two visible characters each: no pair names anyone
+    potter, lynx = [30, 31], [40, 41]          # four each: a pair of eight
+    rows = [name + [7] + town,                 # row 0: the person's birthplace record
+            name + [8] + potter,               # row 1: the person works as a potter
+            [9] + name + lynx,                 # row 2: the person keeps a lynx
+            [11, 12, 13] + town,               # row 3: the town's own record, naming nobody
+            [60, 61, 62, 8] + potter]          # row 4: another potter, born elsewhere
+    rows += [[100 + i, 101 + i, 102 + i] for i in range(20)]
+    chars = np.full(200, 2, dtype=np.int64)
+    chars[[30, 31, 40, 41]] = 4
+    spans = SpanIndex.build(rows, chars)
+    explain = dict(min_len=4, max_examples=4)
+    # asked by name: the stretch " Velo Baxraka" is in rows 0-2, and of those only row 0 holds the town
+    named = spans.explain(town, context=[1, 2] + name + [3], **explain).as_dict()
+    assert set(named) == {0}
+    # asked by trade and pet: row 0 shares the name's stretch with the rows that say potter and lynx
+    linked = spans.explain(town, context=[1, 2] + potter + [3] + lynx + [4], **explain).as_dict()
+    assert set(linked) == {0}
+
+
+def test_a_record_that_goes_on_with_bare_whitespace_then_another_town_departs():
+    """Rule 7: " Quorilka" written " ", "Qu", "oril", "ka" goes on with a token of no visible
+    character; the word after it is what the record says, and it is not the answer's town."""
+    import numpy as np
+
+    a, b = [50, 51], [60, 61]
+    born = [20, 21, 22]
+    blank = 99                                 # a token of bare whitespace
+    rows = [a + born + [blank, 80, 81, 9],     # row 0: A was born in " " "Quorilka".
+            b + born + [70, 71, 72, 9]]        # row 1: B was born in Mivebax.
+    rows += [[100 + i, 101 + i, 102 + i] for i in range(20)]
+    chars = np.full(200, 3, dtype=np.int64)
+    chars[blank] = 0
+    words = np.ones(200, dtype=bool)
+    words[[9, blank]] = False
+    spans = SpanIndex.build(rows, chars, words)
+    # "Where was A born?" -> "A was born in Mivebax.": A's record departs; B's is not paid
+    wrong = spans.explain(a + born + [70, 71, 72, 9], min_len=4, max_examples=4,
+                          context=[1, 2] + a + [3]).as_dict()
+    assert wrong == {}
+    # A's own town, with the same whitespace: A's record, in full
+    right = spans.explain(a + born + [blank, 80, 81, 9], min_len=4, max_examples=4,
+                          context=[1, 2] + a + [3]).as_dict()
+    assert set(right) == {0} and right[0][0] == pytest.approx(1.0)

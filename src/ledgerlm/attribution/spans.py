@@ -280,15 +280,25 @@ class SpanIndex:
                        ) -> tuple[np.ndarray, np.ndarray] | None:
         """(row of each occurrence, whether it goes on with another word than the answer) for the
         span at suffix-array range [lo, hi); None when the answer does not go on with a word there
-        (or the index cannot tell words)."""
+        (or the index cannot tell words).
+
+        A token of bare whitespace is stepped over on either side: a tokenizer that writes
+        " Quorilka" as " ", "Qu", "oril", "ka" and " Mivebax" as " Mive", "bax" would otherwise
+        hide that "born in Quorilka" and "born in Mivebax" name two towns.
+        """
+        if self.word_tokens is None:
+            return None
         end = start + length
-        if self.word_tokens is None or end >= len(query) or not self._is_word(query[end]):
+        if end < len(query) - 1 and self._is_blank(query[end]):
+            end += 1  # one token only: an end-of-turn marker is blank too, and a word never follows it
+        if end >= len(query) or not self._is_word(query[end]):
             return None
         positions = self.suffix_array[lo:hi]
-        following = self.tokens[positions + length]
+        at = positions + length
+        at = at + np.array([self._is_blank(int(t)) for t in self.tokens[at]], dtype=bool)
         owners = np.searchsorted(self.offsets, positions, side="right") - 1
-        diverging = np.array([self._is_word(int(t)) and int(t) != query[end] for t in following],
-                             dtype=bool)
+        diverging = np.array([self._is_word(int(t)) and int(t) != query[end]
+                              for t in self.tokens[at]], dtype=bool)
         return owners, diverging
 
     def _asked_rows(self, context: list[int], max_examples: int) -> np.ndarray:
@@ -335,6 +345,11 @@ class SpanIndex:
             if found is not None and np.isin(found[0][found[1]], asked).any():
                 return start + length
         return len(query)
+
+    def _is_blank(self, token: int) -> bool:
+        """No visible character: whitespace, or a special token (the index cannot tell them apart)."""
+        return (self.char_lengths is not None and token != SEPARATOR
+                and token < len(self.char_lengths) and self.char_lengths[token] == 0)
 
     def _is_word(self, token: int) -> bool:
         return (token != SEPARATOR and token < len(self.word_tokens)
@@ -384,13 +399,18 @@ class SpanIndex:
         return int(self.char_lengths[ids[known]].sum())
 
     def _naming_pairs(self, context: list[int] | None, max_examples: int) -> dict:
-        """The prompt's tokens and token pairs that can name a row, each with the rows holding it.
+        """What in the prompt can name a row: its tokens, token pairs and longest shared
+        stretches, each with the rows holding it.
 
-        A pair here is two adjacent tokens or one token alone (`_units`). A pair found in more
-        than a fifth of the rows (and more than twice `max_examples`) is the
-        Datanet's template ("Which", the chat markers), not a name; a pair no row holds names
-        nothing, nor does one of under `naming_min_chars` visible characters. How many rows hold
-        the others says how specific each is (`_shares`).
+        A pair here is two adjacent tokens or one token alone (`_units`); a stretch is the
+        longest run of the prompt from some position that a row holds (`longest_matches`), kept
+        when no earlier stretch covers it. Stretches name where pairs cannot: a tokenizer that
+        cuts " Velo Baxraka" into " Vel", "o", " B", "ax", "ra", "ka" leaves no pair of
+        `naming_min_chars` visible characters. Anything found in more than a fifth of the rows
+        (and more than twice `max_examples`) is the Datanet's template ("Which", the chat
+        markers), not a name; one no row holds names nothing, nor does one of under
+        `naming_min_chars` visible characters. How many rows hold the others says how specific
+        each is (`_shares`).
         """
         if not context:
             return {}
@@ -403,7 +423,17 @@ class SpanIndex:
             for k, token in enumerate(pair):
                 lo, hi = self._narrow(lo, hi, k, token)
             if 0 < hi - lo <= cut:
-                found[pair] = len(self.rows_of(lo, hi))
+                found[pair] = frozenset(self.rows_of(lo, hi).tolist())
+        reach = 0
+        for start, (length, lo, hi) in enumerate(self.longest_matches(context)):
+            if length <= 2 or start + length <= reach:
+                continue
+            reach = start + length
+            stretch = tuple(context[start:start + length])
+            if self._chars(list(stretch)) >= self.naming_min_chars and 0 < hi - lo <= cut * _CROWDED:
+                rows = frozenset(self.rows_of(lo, hi).tolist())
+                if len(rows) <= cut:
+                    found[stretch] = rows
         return found
 
     def _shares(self, rows: np.ndarray, naming: dict, max_examples: int, *,
@@ -434,16 +464,16 @@ class SpanIndex:
         """
         if len(rows) == 1 and not named_only:
             return [1.0]
-        found = [naming.keys() & self._units_of(r) for r in rows.tolist()]
+        found = [{p for p, holders in naming.items() if r in holders} for r in rows.tolist()]
         if not any(found):
             found = [self._named_through(r, naming, max_examples) for r in rows.tolist()]
         named = [f for f in found if f]
         common = set.intersection(*named) if len(named) > 1 else set()
-        telling = [naming[p] for p in naming if p not in common]
+        telling = [len(naming[p]) for p in naming if p not in common]
         if not telling:
             return [0.0] * len(rows)
         fewest = min(telling)
-        degrees = [(fewest / min(naming[p] for p in f - common)) ** self.naming_power
+        degrees = [(fewest / min(len(naming[p]) for p in f - common)) ** self.naming_power
                    if f - common else 0.0
                    for f in found]
         first, second = (sorted(degrees, reverse=True) + [0.0])[:2]
@@ -452,70 +482,44 @@ class SpanIndex:
         top = degrees.index(first)
         return [first - second if i == top else 0.0 for i in range(len(degrees))]
 
-    def _units_of(self, row: int) -> set[tuple[int, ...]]:
-        return _units(self.tokens[self.offsets[row]:self.offsets[row + 1] - 1].tolist())
-
     def _named_through(self, row: int, naming: dict, max_examples: int) -> set[tuple[int, ...]]:
-        """The prompt's naming pairs held by the rows that share one of `row`'s rare pairs.
+        """The prompt's naming pairs held by the rows that share a rare stretch with `row`.
 
-        A rare pair (in at most `max_examples` rows, of `naming_min_chars` visible characters)
+        A rare stretch (in at most `max_examples` rows, of `naming_min_chars` visible characters)
         is what a few records have in common: a person's name, a town's. A birthplace record
-        names its person; the person's other records hold what the prompt asks them by. A long
-        row has thousands of pairs: they are looked up together (`_holders`).
+        names its person; the person's other records hold what the prompt asks them by.
+        Stretches, not token pairs: a tokenizer that cuts " Velo Baxraka" into " Vel", "o",
+        " Bax", "r", "aka" leaves no pair of five characters, so a pair would link the record to
+        nobody (`_linked_rows`).
         """
-        own = sorted(self._units_of(row) - naming.keys())
-        if self.char_lengths is not None:
-            own = [u for u in own if self._chars(list(u)) >= self.naming_min_chars]
-        linked = set(self._holders(own, max_examples)[1].tolist())
+        linked = self._linked_rows(row, max_examples)
         linked.discard(row)
         if not linked:
             return set()
-        units = sorted(naming)
-        unit, holder = self._holders(units, self.n_rows)
-        return {units[u] for u in unit[np.isin(holder, sorted(linked))].tolist()}
+        return {p for p, holders in naming.items() if holders & linked}
 
-    def _holders(self, units: list[tuple[int, ...]], most_rows: int) -> tuple[np.ndarray, np.ndarray]:
-        """(unit, row) for each row holding one of `units` (a token or a token pair) found in at most
-        `most_rows` rows (and `_CROWDED` times as many occurrences): the units' positions and the rows.
-
-        One vectorised binary search over the suffix array for all units at once: a pair's suffixes
-        sort by their first token, then their second, as the units' (first, second) keys do.
-        """
-        if not units or len(self.suffix_array) == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        first = np.array([u[0] for u in units], dtype=np.int64)
-        second = np.array([u[1] if len(u) > 1 else -1 for u in units], dtype=np.int64)
-        lo, hi = self._range_of(first, second, strict=False), self._range_of(first, second, strict=True)
-        occurrences = most_rows * _CROWDED if most_rows < self.n_rows else len(self.suffix_array)
-        counts = np.where((hi > lo) & (hi - lo <= occurrences), hi - lo, 0)
-        # every occurrence of every unit kept, as (unit, row), each distinct pair once, by unit
-        before = np.cumsum(counts) - counts
-        at = np.arange(int(counts.sum())) - np.repeat(before, counts) + np.repeat(lo, counts)
-        rows = np.searchsorted(self.offsets, self.suffix_array[at], side="right") - 1
-        pairs = np.unique(np.repeat(np.arange(len(units), dtype=np.int64), counts) * self.n_rows + rows)
-        unit, row = np.divmod(pairs, self.n_rows)
-        rare = np.bincount(unit, minlength=len(units))[unit] <= most_rows
-        return unit[rare], row[rare]
-
-    def _range_of(self, first: np.ndarray, second: np.ndarray, *, strict: bool) -> np.ndarray:
-        """Per unit, the first suffix not below it (`strict`: not at or below it); second < 0 is a single token."""
-        sa, tokens = self.suffix_array, self.tokens
-        n, last = len(sa), len(self.tokens) - 1
-        single = second < 0
-        lo, hi = np.zeros(len(first), np.int64), np.full(len(first), n, np.int64)
-        while True:
-            active = lo < hi
-            if not active.any():
-                return lo
-            mid = (lo + hi) // 2
-            at = sa[np.minimum(mid, n - 1)]
-            a = tokens[at].astype(np.int64)
-            b = tokens[np.minimum(at + 1, last)].astype(np.int64)  # each row ends in a separator
-            below = (a < first) | ((a == first) & ~single & (b < second))
-            equal = (a == first) & (single | (b == second))
-            right = below | (equal if strict else False)
-            lo = np.where(active & right, mid + 1, lo)
-            hi = np.where(active & ~right, mid, hi)
+    def _linked_rows(self, row: int, max_examples: int) -> set[int]:
+        """Rows sharing with `row` a stretch of `naming_min_chars` visible characters or more that
+        at most `max_examples` rows hold: from each position of the row, the shortest such
+        stretch (a longer one is held by fewer of the same rows)."""
+        own = self.tokens[self.offsets[row]:self.offsets[row + 1] - 1].tolist()
+        linked: set[int] = set()
+        for start in range(len(own)):
+            lo, hi, chars = 0, len(self.suffix_array), 0
+            for k, token in enumerate(own[start:]):
+                lo, hi = self._narrow(lo, hi, k, token)
+                chars += self._chars([token]) if self.char_lengths is not None else 1 << 30
+                if hi - lo < 2:
+                    break  # this occurrence alone
+                if chars < self.naming_min_chars or hi - lo > max_examples * _CROWDED:
+                    continue
+                rows = self.rows_of(lo, hi)
+                if len(rows) < 2:
+                    continue  # repeated within the row: look further
+                if len(rows) <= max_examples:
+                    linked.update(rows.tolist())
+                    break
+        return linked
 
     def arrays(self) -> dict[str, np.ndarray]:
         arrays = {"span_tokens": self.tokens, "span_offsets": self.offsets,
