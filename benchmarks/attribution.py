@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--kfac", choices=("tuning", "on", "off"), default="tuning",
                         help="K-FAC-whitened index projection: chosen on the tuning split "
                              "(default), or forced")
+    parser.add_argument("--per-token", choices=("tuning", "on", "off"), default="tuning",
+                        help="score answers by their tokens' unit gradients: chosen on the tuning "
+                             "split (default), or forced")
     parser.add_argument("--seed", type=int, default=EvalConfig.seed)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1 keeps timings stable on a shared machine)")
@@ -84,6 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
                      tuning_lds=not args.no_tuning_lds, lds_variants=not args.no_lds_variants,
                      dim=args.dim, seed=args.seed,
                      kfac={"tuning": None, "on": True, "off": False}[args.kfac],
+                     per_token_query={"tuning": None, "on": True, "off": False}[args.per_token],
                      scale_sizes=tuple(int(n) for n in args.scale.split(",") if n),
                      models_dir=str(args.models_dir) if args.models_dir else None)
     started = time.perf_counter()

@@ -72,6 +72,10 @@ class NodeConfig:
     # backward (and the null answers' at calibration) stops at the last K blocks, so the build costs little more
     # than a forward pass; cheaper, measured but not chosen (benchmarks/results/attribution_build_cost*.md)
     attribution_last_blocks: int = 0
+    # score each answer by the weighted mean of its tokens' unit gradients (a backward pass per answer token, and
+    # per null answer token at calibration) instead of the gradient of its mean loss: ranks better where one
+    # token's loss would dominate, at several times the cost (README, "Per-token answers")
+    attribution_per_token: bool = False
     # training jobs one developer may have queued or running at once: the node trains one job at a time for
     # everyone, so one key must not be able to queue ahead of all others
     training_jobs_per_developer: int = 2
@@ -222,6 +226,9 @@ class Home:
                      "chain_index_seconds", "attribution_feature_epochs", "attribution_last_blocks"):
             if not isinstance(getattr(config, name), int) or getattr(config, name) < 0:
                 raise ConfigError(f"{self.config_path}: {name} must be a non-negative integer", field=name)
+        for name in ("serving_attribution", "attribution_per_token"):
+            if not isinstance(getattr(config, name), bool):
+                raise ConfigError(f"{self.config_path}: {name} must be true or false", field=name)
         if config.blobs:
             from ledgerlm.store import BlobError, S3Location
 

@@ -161,16 +161,18 @@ def set_torch_threads(configured: int) -> int:
     return threads
 
 
-def _attribution_observer(feature_epochs: int, last_blocks: int = 0):
+def _attribution_observer(feature_epochs: int, last_blocks: int = 0, per_token: bool = False):
     """Builds the index after training, its rows from the node's feature source (collect.py); a pass
-    over the final adapter differentiates the last `last_blocks` blocks only (0: every block)."""
+    over the final adapter differentiates the last `last_blocks` blocks only (0: every block);
+    `per_token` scores answers by their tokens' unit gradients."""
 
     def observe(config, base):
         from ledgerlm.attribution import TrainingFeatures, template_head
         from ledgerlm.factory import load_tokenizer
 
         return TrainingFeatures(config.epochs, last_epochs=min(feature_epochs, config.epochs),
-                                last_blocks=last_blocks, head=template_head(load_tokenizer(base)))
+                                last_blocks=last_blocks, head=template_head(load_tokenizer(base)),
+                                per_token_query=per_token)
 
     return observe
 
@@ -401,7 +403,8 @@ class Node:
         from ledgerlm.factory.jobs import ModelFactory
 
         observe = _attribution_observer(self.config.attribution_feature_epochs,
-                                        self.config.attribution_last_blocks)
+                                        self.config.attribution_last_blocks,
+                                        self.config.attribution_per_token)
         factory = ModelFactory(self.db, self.home.models, self.datanets, domain=self.domain,
                                register_model=_register_model(self), observe_training=observe,
                                pay_access=self._pay_access,

@@ -41,3 +41,19 @@ def test_feature_source_settings_round_trip_and_refuse_negatives(tmp_path, name)
     with pytest.raises(ConfigError) as err:
         home.load_config()
     assert err.value.field == name
+
+
+def test_per_token_answers_are_off_by_default_and_reach_the_index_the_node_builds(tmp_path, tiny):
+    base = SimpleNamespace(path=str(tiny))
+    training = SimpleNamespace(epochs=2)
+    assert _attribution_observer(0)(training, base).per_token_query is False
+    observer = _attribution_observer(0, 0, True)(training, base)
+    assert observer.per_token_query and observer.restricted(0).per_token_query
+    home = Home(tmp_path / "home")
+    home.save_config(NodeConfig(attribution_per_token=True))
+    assert home.load_config().attribution_per_token is True
+    home.config_path.write_text(home.config_path.read_text().replace(
+        "attribution_per_token = true", "attribution_per_token = 1"))
+    with pytest.raises(ConfigError) as err:
+        home.load_config()
+    assert err.value.field == "attribution_per_token"

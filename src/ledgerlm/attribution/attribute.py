@@ -370,7 +370,8 @@ def attribute(
                                field="index")
     index.projector.check_model(model)
     query = prepare_answer(tokenizer, prompt, answer, index.calibration.settings.restated_weight)
-    feature = answer_feature(model, index.projector, query.example, query.weights[0])
+    feature = answer_feature(model, index.projector, query.example, query.weights[0],
+                             per_token=index.config.per_token_query)
     evidence = gather_evidence(index, feature, query, settings)
     return result_from_evidence(index, evidence, settings)
 

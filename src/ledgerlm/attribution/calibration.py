@@ -57,6 +57,7 @@ from ledgerlm.attribution.features import (
     example_features,
     prompt_token_ids,
     span_readings,
+    token_mean_features,
 )
 from ledgerlm.attribution.null_queries import NULL_QUERIES
 from ledgerlm.attribution.restatement import content_weights
@@ -250,8 +251,14 @@ def null_features(index, model, tokenizer, nulls: NullAnswers, graded: list[int]
     chosen = [nulls.examples[i] for i in graded]
     width = max(len(e.input_ids) for e in chosen)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    features = example_features(model, chosen, index.projector, max_len=width, pad_id=pad,
-                                batch_size=batch_size, token_weights=nulls.weights, heads=heads)
+    if index.config.per_token_query:
+        features = token_mean_features(model, chosen, index.projector, nulls.weights,
+                                       max_len=width, pad_id=pad, batch_size=batch_size,
+                                       heads=heads)
+    else:
+        features = example_features(model, chosen, index.projector, max_len=width, pad_id=pad,
+                                    batch_size=batch_size, token_weights=nulls.weights,
+                                    heads=heads)
     return np.stack([features[e.index] for e in chosen])
 
 

@@ -47,9 +47,11 @@ class TrainingFeatures:
     """
 
     def __init__(self, epochs: int, *, last_epochs: int = 1, dim: int = DEFAULT_DIM,
-                 seed: int = 0, head: tuple[int, ...] = (), last_blocks: int = 0):
+                 seed: int = 0, head: tuple[int, ...] = (), last_blocks: int = 0,
+                 per_token_query: bool = False):
         self.first_epoch = max(0, epochs - last_epochs)
         self.last_blocks = last_blocks
+        self.per_token_query = per_token_query  # the index it builds (index.IndexConfig)
         self.dim = dim
         self.seed = seed
         self.head = tuple(head)  # the tokenizer's `template_head`, which features leave out
@@ -92,7 +94,7 @@ class TrainingFeatures:
     def restricted(self, epochs: int) -> TrainingFeatures:
         """The same collection keeping only its last `epochs` epochs (0: none, a separate pass)."""
         view = TrainingFeatures(0, dim=self.dim, seed=self.seed, head=self.head,
-                                last_blocks=self.last_blocks)
+                                last_blocks=self.last_blocks, per_token_query=self.per_token_query)
         view.projector = self.projector
         kept = sorted(self.by_epoch)[-epochs:] if epochs else []
         view.by_epoch = {e: self.by_epoch[e] for e in kept}
@@ -124,7 +126,8 @@ class TrainingFeatures:
 
             loaded = (training.model, load_tokenizer(base))
         index = build_index(model_dir, records, base=base, dim=self.dim, seed=self.seed,
-                            features=self, loaded=loaded, last_blocks=self.last_blocks)
+                            features=self, loaded=loaded, last_blocks=self.last_blocks,
+                            per_token_query=self.per_token_query)
         return {"indexed_examples": len(index.examples),
                 "from_training": index.config.rows_from_training,
                 "seconds": round(time.perf_counter() - started, 3)}

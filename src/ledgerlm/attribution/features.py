@@ -58,7 +58,7 @@ import weakref
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -548,8 +548,10 @@ def span_readings(tokenizer, prompt: str | list[dict], answer: str, example) -> 
 
 
 def answer_feature(model, projector: LoraProjector, example,
-                   weights: list[float] | None = None) -> np.ndarray:
-    """Projected gradient of the (weighted) mean loss of the answer's tokens, (dim,) float64.
+                   weights: list[float] | None = None, *, per_token: bool = False) -> np.ndarray:
+    """Projected gradient of the (weighted) mean loss of the answer's tokens, (dim,) float64;
+    with `per_token`, the weighted mean of each answer token's unit gradient instead
+    (`token_mean_features`).
 
     When the model is on CUDA and one of its operations has no deterministic CUDA kernel, the
     pass runs on a CPU copy of the model instead (kept for the next answer): a feature that
@@ -559,6 +561,10 @@ def answer_feature(model, projector: LoraProjector, example,
     weights = list(weights) if weights is not None else [1.0] * n
 
     def feature(on):
+        if per_token:
+            return token_mean_features(on, [example], projector, {example.index: weights},
+                                       max_len=len(example.input_ids), pad_id=0,
+                                       deterministic=True)[example.index]
         return example_features(on, [example], projector, max_len=len(example.input_ids),
                                 pad_id=0, batch_size=1, token_weights={example.index: weights},
                                 deterministic=True)[example.index]
@@ -569,6 +575,42 @@ def answer_feature(model, projector: LoraProjector, example,
         if _device_of(model).type == "cpu" or not is_nondeterministic_error(exc):
             raise
         return feature(_cpu_copy(model))
+
+
+def token_mean_features(model, examples: list, projector: LoraProjector,
+                        token_weights: dict[int, list[float]], *, max_len: int, pad_id: int,
+                        batch_size: int = 8, deterministic: bool = False,
+                        heads: dict | None = None) -> dict[int, np.ndarray]:
+    """Example index -> the weighted mean of its answer tokens' unit projected gradients.
+
+    The gradient of an answer's mean loss is dominated by its tokens of largest loss gradient
+    (the ones the model is least sure of); normalising each token's gradient first lets every
+    token count as its weight says. Cosine against a training row then equals the weighted
+    mean of the tokens' own cosines with it, the per-token scoring of Kronfluence and of Grosse
+    et al. (2023). Each example runs once per answer token, with only that token labelled, in
+    passes of about `batch_size` copies (`example_features`).
+    """
+    copies, owner = [], []
+    for example in examples:
+        positions = [p for p, label in enumerate(example.labels) if label != IGNORE]
+        for pos in positions:
+            labels = [label if p == pos else IGNORE for p, label in enumerate(example.labels)]
+            copies.append(replace(example, index=len(copies), labels=labels))
+            owner.append(example.index)
+    found = example_features(model, copies, projector, max_len=max_len, pad_id=pad_id,
+                             batch_size=batch_size, deterministic=deterministic, heads=heads)
+    out: dict[int, np.ndarray] = {}
+    seen: dict[int, int] = {}
+    for j, example in enumerate(owner):
+        k = seen.get(example, 0)
+        seen[example] = k + 1
+        row = np.asarray(found[j], dtype=np.float64)
+        norm = float(np.linalg.norm(row))
+        unit = row / norm if norm > 0 else row
+        out[example] = out.get(example, 0.0) + token_weights[example][k] * unit
+    for example in out:
+        out[example] = out[example] / (float(sum(token_weights[example])) or 1.0)
+    return out
 
 
 _cpu_copies: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

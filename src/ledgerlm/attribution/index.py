@@ -107,6 +107,9 @@ class IndexConfig:
     build_seconds: float = 0.0
     rows_from_training: int = 0  # rows whose features were collected during training
     kfac: bool = False  # the projection is whitened by the rows' K-FAC factors (kfac.py)
+    # an answer's feature is the weighted mean of its tokens' unit gradients, not the gradient of
+    # its mean loss (features.token_mean_features): a pass per answer token
+    per_token_query: bool = False
 
 
 @dataclass
@@ -371,6 +374,7 @@ def build_index(
     loaded: tuple | None = None,
     last_blocks: int = 0,
     kfac: bool = False,
+    per_token_query: bool = False,
 ) -> AttributionIndex:
     """Index the examples a model was trained on, for attribution of its answers.
 
@@ -387,7 +391,8 @@ def build_index(
     blocks (features.py), when the rows come from a pass here. `kfac` whitens the projection by
     the K-FAC factors of the trained rows (kfac.py; `damping` damps them too): one more pass,
     and every row then takes a pass of its own, since features collected in training were
-    projected without it.
+    projected without it. `per_token_query` scores answers (and calibrates the bars) by the
+    weighted mean of their tokens' unit gradients (features.token_mean_features).
     """
     _check_mode(score_mode)
     started = time.perf_counter()
@@ -460,6 +465,7 @@ def build_index(
         dim=projector.dim, seed=seed, damping=damping, max_len=max_len, score_mode=score_mode,
         adapter_sha256=adapter_sha, data_sha256=data_sha, n_records=len(records),
         rows_from_training=sum(e.record in collected for e in examples), kfac=kfac,
+        per_token_query=per_token_query,
     )
     index = AttributionIndex(examples, features, preconditioner, projector, spans, config,
                              tokenizer=tokenizer)

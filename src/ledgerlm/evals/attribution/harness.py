@@ -70,6 +70,7 @@ from ledgerlm.evals.attribution.metrics import lds, rank_metrics
 from ledgerlm.evals.attribution.nulls import unrelated_queries
 from ledgerlm.evals.attribution.variants import (
     KFAC,
+    TOKEN_MEAN,
     lora_state,
     variant_context,
     variant_row_scores,
@@ -115,6 +116,9 @@ class EvalConfig:
     scale_sizes: tuple[int, ...] = (1_000, 10_000, 100_000)
     feature_source: str | None = None  # one of FEATURE_SOURCES; None: chosen on the tuning split
     kfac: bool | None = None  # K-FAC-whitened index projection; None: chosen on the tuning split
+    # answers scored by their tokens' unit gradients (index.per_token_query); None: chosen on the
+    # tuning split, where the per-token variant's LDS must beat the chosen projection's
+    per_token_query: bool | None = None
     models_dir: str | None = None
     work_dir: str | None = None
 
@@ -254,7 +258,8 @@ class Trained:
 
 def _fine_tune(config: EvalConfig, base, tokenizer, records: list[dict], out: Path,
                calibration: CalibrationSettings = CalibrationSettings(),
-               source: str = DEFAULT_SOURCE, kfac: bool = False) -> Trained:
+               source: str = DEFAULT_SOURCE, kfac: bool = False,
+               per_token: bool = False) -> Trained:
     from ledgerlm.factory import train
 
     # Every epoch is collected so that checkpoint ensembles (variants.py) can use any of them.
@@ -274,7 +279,8 @@ def _fine_tune(config: EvalConfig, base, tokenizer, records: list[dict], out: Pa
                         calibration=calibration, features=chosen,
                         loaded=(trained.model, tokenizer),
                         # K-FAC was measured on every block's weights (variants.KFAC)
-                        last_blocks=0 if kfac else spec.last_blocks, kfac=kfac)
+                        last_blocks=0 if kfac else spec.last_blocks, kfac=kfac,
+                        per_token_query=per_token)
     index.tokenizer = tokenizer
     rows = [e.record for e in index.examples]
     t0 = time.perf_counter()
@@ -329,7 +335,8 @@ def variant_scores(t: Trained, variant: AttributionIndex, queries: list, signals
             prepared = prepare_answer(t.tokenizer, q.prompt, q.answer,
                                       t.index.calibration.settings.restated_weight)
             feature = answer_feature(t.model, variant.projector, prepared.example,
-                                     prepared.weights[0])
+                                     prepared.weights[0],
+                                     per_token=t.index.config.per_token_query)
         out.append(variant.gradient_scores(feature, mode))
     return np.stack(out)
 
@@ -356,7 +363,8 @@ def query_signals(t: Trained, prompt: str, answer: str, *, exact: bool = True) -
     t0 = time.perf_counter()
     prepared = prepare_answer(t.tokenizer, prompt, answer,
                               index.calibration.settings.restated_weight)
-    feature = answer_feature(t.model, index.projector, prepared.example, prepared.weights[0])
+    feature = answer_feature(t.model, index.projector, prepared.example, prepared.weights[0],
+                             per_token=index.config.per_token_query)
     t1 = time.perf_counter()
     scores = {f"grad:{m}": index.gradient_scores(feature, m) for m in SCORE_MODES}
     paid = {}
@@ -432,30 +440,32 @@ def gradient_variants(t: Trained, config: EvalConfig, queries: list[tuple[str, s
 
 
 def split_lds(config: EvalConfig, base, tokenizer, split: str, work: Path, say: Say,
-              source: str | None = None, kfac: bool = False) -> dict:
+              source: str | None = None, kfac: bool = False, per_token: bool = False) -> dict:
     """LDS of every method on a small Datanet of `split`: retrains on random halves."""
     if config.lds_subsets < 2:
         return {"methods": {}, "subsets": config.lds_subsets, "queries": 0, "records": 0}
     data = make_fact_tracing_set(split, config.lds_entities, config.seed + 1)
     queries = [q for q in data.queries if q.kind in ("short", "paraphrase", "indirect")]
     return datanet_lds(config, base, tokenizer, data.records, queries[: config.lds_queries],
-                       work, split, say, source, kfac=kfac)
+                       work, split, say, source, kfac=kfac, per_token=per_token)
 
 
 def datanet_lds(config: EvalConfig, base, tokenizer, records: list[dict], queries: list,
                 work: Path, label: str, say: Say, source: str | None = None,
-                trained: Trained | None = None, kfac: bool = False) -> dict:
+                trained: Trained | None = None, kfac: bool = False,
+                per_token: bool = False) -> dict:
     """LDS of every method on `records`: the full model's scores against retrains on random
     halves, over `queries` (anything with `prompt` and `answer`). `trained`: the full model
     when the caller already fine-tuned it. With `kfac`, the paid methods are also scored on the
-    same model's index built with a K-FAC-whitened projection ("(K-FAC index)")."""
+    same model's index built with a K-FAC-whitened projection ("(K-FAC index)"). `per_token`:
+    the full model's index scores answers by their tokens' unit gradients."""
     import torch
 
     from ledgerlm.attribution.features import answer_example
     from ledgerlm.factory import collate, example_losses, pack_examples, train
 
     t = trained or _fine_tune(config, base, tokenizer, records, work / f"lds-{label}-full",
-                              source=source or DEFAULT_SOURCE)
+                              source=source or DEFAULT_SOURCE, per_token=per_token)
     rows = [e.record for e in t.index.examples]
     signals = [query_signals(t, q.prompt, q.answer) for q in queries]
     methods = {name: np.stack([s.scores[name] for s in signals]) for name in signals[0].scores}
@@ -538,13 +548,13 @@ SPAN_ROW_CHOICES = (2, 4, 8)
 
 
 def tune_span_rows(config: EvalConfig, base, tokenizer, mode: str, source: str, work: Path,
-                   say: Say, kfac: bool = False) -> dict:
+                   say: Say, kfac: bool = False, per_token: bool = False) -> dict:
     """What the paid attribution pays the right contributor less what it pays wrong ones, and its
     contributor precision@1, for each `min_span_rows` on the tuning split; the most net pay wins."""
     data = make_fact_tracing_set("tuning", config.entities, config.seed)
     say(f"tuning split: fine-tuning on {len(data.records)} records")
     t = _fine_tune(config, base, tokenizer, data.records, work / "tuning-model", source=source,
-                   kfac=kfac)
+                   kfac=kfac, per_token=per_token)
     rows = [e.record for e in t.index.examples]
     owners = [e.contributor for e in t.index.examples]
     p1, by_ranking, net = {}, {}, {}
@@ -747,14 +757,24 @@ def run_attribution_eval(config: EvalConfig = EvalConfig(), *, say: Say = lambda
         if kfac:
             chosen = "cosine"
         say(f"K-FAC-whitened index on the tuning split: {kfac}")
-        span_rows = tune_span_rows(config, base, tokenizer, chosen, source, work, say, kfac)
+        # Per-token answers were scored with cosine on the final adapter's plain projection: used
+        # when that beats what was chosen so far.
+        token_lds = tuning_lds["methods"].get(TOKEN_MEAN, {"mean": float("nan")})["mean"]
+        so_far = kfac_lds if kfac else by_source[source]
+        per_token = (config.per_token_query if config.per_token_query is not None
+                     else bool(np.nan_to_num(token_lds, nan=-1.0) > np.nan_to_num(so_far, nan=-1.0)))
+        if per_token and config.per_token_query is None:
+            chosen, source, kfac = "cosine", DEFAULT_SOURCE, False
+        say(f"per-token answer features on the tuning split: {per_token}")
+        span_rows = tune_span_rows(config, base, tokenizer, chosen, source, work, say, kfac,
+                                   per_token)
         calibration = replace(CalibrationSettings(),
                               min_span_rows=span_rows["chosen_min_span_rows"])
 
         data = make_fact_tracing_set("test", config.entities, config.seed)
         say(f"test split: fine-tuning {base.name} on {len(data.records)} records")
         t = _fine_tune(config, base, tokenizer, data.records, work / "test-model", calibration,
-                       source, kfac)
+                       source, kfac, per_token)
         test, _methods, embedding_name = tracing_and_payment(config, t, data, chosen, say)
         test["null_false_payout_rate"] = test["payment"]["null"]["null_false_payout_rate"]
         test["dataset"] = {
@@ -780,7 +800,8 @@ def run_attribution_eval(config: EvalConfig = EvalConfig(), *, say: Say = lambda
         del t, _methods
         gc.collect()
         say("test split: LDS of every method")
-        test["lds"] = split_lds(config, base, tokenizer, "test", work, say, source, kfac)
+        test["lds"] = split_lds(config, base, tokenizer, "test", work, say, source, kfac,
+                                per_token)
         variants = variant_choice(tuning_lds, test["lds"])
         cost["scale"] = search_scaling(config.scale_sizes, config.dim, seed=config.seed)
         return EvalReport(
@@ -788,6 +809,8 @@ def run_attribution_eval(config: EvalConfig = EvalConfig(), *, say: Say = lambda
             tuning={"lds": tuning_lds, "lds_by_mode": by_mode, "chosen_score_mode": chosen,
                     "lds_by_source": by_source, "chosen_feature_source": source, **span_rows,
                     "kfac_lds": kfac_lds, "chosen_kfac": kfac, "plain_choice": plain_choice,
+                    "per_token_lds": token_lds, "per_token_against_lds": so_far,
+                    "chosen_per_token": per_token,
                     "gradient_variants": variants},
             test=test, cost=cost, embedding_model=embedding_name,
             seconds=time.perf_counter() - started,

@@ -80,6 +80,18 @@ def report_tables(report: EvalReport) -> list[ResultTable]:
                    ["K-FAC-whitened, grad:cosine (final adapter)",
                     f"{report.tuning['kfac_lds']:.3f}", "yes" if report.tuning["chosen_kfac"] else ""]]
         tables.append(k)
+    if "per_token_lds" in report.tuning:
+        chosen = report.tuning["chosen_per_token"]
+        before = "K-FAC-whitened" if "kfac_lds" in report.tuning and report.tuning["per_token_against_lds"] \
+            == report.tuning["kfac_lds"] else "plain"
+        t = ResultTable("Tuning split — LDS of answers scored by their mean loss's gradient (what was "
+                        "chosen above) and by their tokens' unit gradients (the higher is used)",
+                        ["answer feature", "LDS", "chosen"])
+        t.rows += [[f"mean loss, {before} projection", f"{report.tuning['per_token_against_lds']:.3f}",
+                    "" if chosen else "yes"],
+                   ["per-token (grad:cosine, final adapter)", f"{report.tuning['per_token_lds']:.3f}",
+                    "yes" if chosen else ""]]
+        tables.append(t)
     rows = ResultTable("Tuning split — what the paid attribution pays, and its contributor precision@1, by "
                        "min_span_rows (the most net pay is used)",
                        ["min_span_rows", "mean bps right less wrong", "precision@1", "chosen"])
