@@ -311,3 +311,27 @@ def test_a_record_that_goes_on_with_bare_whitespace_then_another_town_departs():
     right = spans.explain(a + born + [blank, 80, 81, 9], min_len=4, max_examples=4,
                           context=[1, 2] + a + [3]).as_dict()
     assert set(right) == {0} and right[0][0] == pytest.approx(1.0)
+
+
+def test_a_stretch_of_the_prompt_that_runs_into_the_chat_template_names_nobody():
+    """Rule 7: "...of Argentina?" then the end-of-turn and assistant markers is held by the one
+    record whose question also ends "a?"; the template's letters ("assistant") are not the
+    prompt's, and "a?" alone is too short to name anyone."""
+    import numpy as np
+
+    special = 99                               # an end-of-turn marker
+    template = [special, 40, 41, 42]           # then "assistant", in pieces
+    town = [80, 81, 82]                        # "Dorrara.": six visible characters
+    rows = [[30, 31, 91] + template + [70, 71] + town,   # "Where is Dorrara?" -> "... Dorrara."
+            [32, 33, 92] + template + [72, 73] + town]   # another record holding the town
+    rows += [[100 + i, 101 + i, 102 + i] for i in range(20)]
+    chars = np.full(200, 3, dtype=np.int64)
+    chars[91] = 2                              # "a?"
+    chars[special] = -1                        # token_classes marks special tokens -1
+    spans = SpanIndex.build(rows, chars)
+    prompt = [50, 51, 52, 91] + template       # "Which city is the capital of Argentina?"
+    assert spans.explain([60, 61] + town, min_len=3, max_examples=4, min_chars=8,
+                         context=prompt).as_dict() == {}
+    # the same prompt naming the record's person by a stretch of plain text does name it
+    assert set(spans.explain([60, 61] + town, min_len=3, max_examples=4, min_chars=8,
+                             context=[50, 30, 31, 91] + template).as_dict()) == {0}

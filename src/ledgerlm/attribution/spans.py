@@ -314,11 +314,15 @@ class SpanIndex:
         """
         found: set[int] = set()
         for start, (length, lo, hi) in enumerate(self.longest_matches(context)):
-            if length == 0 or hi - lo > max_examples * _CROWDED:
+            stretch = self._plain(context[start:start + length])
+            if not stretch or self._chars(stretch) < self.naming_min_chars:
                 continue
-            if self._chars(context[start:start + length]) < self.naming_min_chars:
+            if len(stretch) < length:
+                rows = self._rows_holding(stretch)
+            elif hi - lo <= max_examples * _CROWDED:
+                rows = self.rows_of(lo, hi)
+            else:
                 continue
-            rows = self.rows_of(lo, hi)
             if len(rows) <= max_examples:
                 found.update(rows.tolist())
         return np.array(sorted(found), dtype=np.int64)
@@ -396,7 +400,29 @@ class SpanIndex:
             return 1 << 30
         ids = np.asarray(span)
         known = ids < len(self.char_lengths)
-        return int(self.char_lengths[ids[known]].sum())
+        return int(np.maximum(self.char_lengths[ids[known]], 0).sum())
+
+    def _is_special(self, token: int) -> bool:
+        """A special token (a chat marker): `token_classes` gives it -1 visible characters."""
+        return (self.char_lengths is not None and token < len(self.char_lengths)
+                and self.char_lengths[token] < 0)
+
+    def _plain(self, span: list[int]) -> list[int]:
+        """`span` up to its first special token: a stretch of a prompt that runs on into the chat
+        template ("a?" then the end-of-turn and assistant markers) names what its text names, and
+        the template's letters ("assistant") are not the prompt's."""
+        for k, token in enumerate(span):
+            if self._is_special(int(token)):
+                return list(span[:k])
+        return list(span)
+
+    def _rows_holding(self, span: list[int]) -> np.ndarray:
+        lo, hi = 0, len(self.suffix_array)
+        for k, token in enumerate(span):
+            lo, hi = self._narrow(lo, hi, k, token)
+            if lo == hi:
+                return np.zeros(0, np.int64)
+        return self.rows_of(lo, hi)
 
     def _naming_pairs(self, context: list[int] | None, max_examples: int) -> dict:
         """What in the prompt can name a row: its tokens, token pairs and longest shared
@@ -429,11 +455,17 @@ class SpanIndex:
             if length <= 2 or start + length <= reach:
                 continue
             reach = start + length
-            stretch = tuple(context[start:start + length])
-            if self._chars(list(stretch)) >= self.naming_min_chars and 0 < hi - lo <= cut * _CROWDED:
+            stretch = tuple(self._plain(context[start:start + length]))
+            if len(stretch) <= 2 or self._chars(list(stretch)) < self.naming_min_chars:
+                continue
+            if len(stretch) < length:
+                rows = frozenset(self._rows_holding(list(stretch)).tolist())
+            elif hi - lo <= cut * _CROWDED:
                 rows = frozenset(self.rows_of(lo, hi).tolist())
-                if len(rows) <= cut:
-                    found[stretch] = rows
+            else:
+                continue
+            if 0 < len(rows) <= cut:
+                found[stretch] = rows
         return found
 
     def _shares(self, rows: np.ndarray, naming: dict, max_examples: int, *,
@@ -507,6 +539,8 @@ class SpanIndex:
         for start in range(len(own)):
             lo, hi, chars = 0, len(self.suffix_array), 0
             for k, token in enumerate(own[start:]):
+                if self._is_special(token):
+                    break  # the chat template's markers and letters name nobody
                 lo, hi = self._narrow(lo, hi, k, token)
                 chars += self._chars([token]) if self.char_lengths is not None else 1 << 30
                 if hi - lo < 2:
@@ -543,12 +577,14 @@ def _units(tokens: list[int]) -> set[tuple[int, ...]]:
 
 
 def token_char_lengths(tokenizer) -> np.ndarray:
-    """Visible characters of every token id of `tokenizer`; special tokens count zero."""
+    """Visible characters of every token id of `tokenizer`; special tokens are -1 (none visible,
+    and told apart from whitespace: `SpanIndex._is_special`)."""
     return token_classes(tokenizer)[0]
 
 
 def token_classes(tokenizer) -> tuple[np.ndarray, np.ndarray]:
-    """(visible characters, has a letter or digit) of every token id, from one decode of the vocabulary."""
+    """(visible characters, has a letter or digit) of every token id, from one decode of the
+    vocabulary; a special token has -1 visible characters and no letter."""
     ids = [[i] for i in range(len(tokenizer))]
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None and not getattr(tokenizer, "clean_up_tokenization_spaces", False):
@@ -560,5 +596,5 @@ def token_classes(tokenizer) -> tuple[np.ndarray, np.ndarray]:
     lengths = np.array([len("".join(t.split())) for t in texts], dtype=np.int16)
     words = np.array([any(ch.isalnum() for ch in t) for t in texts], dtype=bool)
     special = [i for i in tokenizer.all_special_ids if i < len(lengths)]
-    lengths[special], words[special] = 0, False
+    lengths[special], words[special] = -1, False
     return lengths, words
