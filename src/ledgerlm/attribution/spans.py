@@ -86,6 +86,7 @@ class SpanIndex:
         self.suffix_array = suffix_array
         self.char_lengths = char_lengths  # visible characters of each token id; None: unknown
         self.word_tokens = word_tokens    # whether each token id has letters or digits
+        self._links: dict[tuple[int, int], frozenset[int]] = {}  # `_linked_rows`, per row
 
     @classmethod
     def build(cls, rows: list[list[int]], char_lengths: np.ndarray | None = None,
@@ -290,7 +291,7 @@ class SpanIndex:
             return None
         end = start + length
         if end < len(query) - 1 and self._is_blank(query[end]):
-            end += 1  # one token only: an end-of-turn marker is blank too, and a word never follows it
+            end += 1  # one token only: where an end-of-turn marker counts blank, a word never follows it
         if end >= len(query) or not self._is_word(query[end]):
             return None
         positions = self.suffix_array[lo:hi]
@@ -351,7 +352,8 @@ class SpanIndex:
         return len(query)
 
     def _is_blank(self, token: int) -> bool:
-        """No visible character: whitespace, or a special token (the index cannot tell them apart)."""
+        """No visible character and not a special token: whitespace (an index built before special
+        tokens were marked -1 counts them blank too)."""
         return (self.char_lengths is not None and token != SEPARATOR
                 and token < len(self.char_lengths) and self.char_lengths[token] == 0)
 
@@ -533,7 +535,11 @@ class SpanIndex:
     def _linked_rows(self, row: int, max_examples: int) -> set[int]:
         """Rows sharing with `row` a stretch of `naming_min_chars` visible characters or more that
         at most `max_examples` rows hold: from each position of the row, the shortest such
-        stretch (a longer one is held by fewer of the same rows)."""
+        stretch (a longer one is held by fewer of the same rows). Kept per row: the index does not
+        change, and one answer asks about the same rows for several spans."""
+        key = (row, max_examples)
+        if key in self._links:
+            return set(self._links[key])
         own = self.tokens[self.offsets[row]:self.offsets[row + 1] - 1].tolist()
         linked: set[int] = set()
         for start in range(len(own)):
@@ -553,6 +559,7 @@ class SpanIndex:
                 if len(rows) <= max_examples:
                     linked.update(rows.tolist())
                     break
+        self._links[key] = frozenset(linked)
         return linked
 
     def arrays(self) -> dict[str, np.ndarray]:
