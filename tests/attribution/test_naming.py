@@ -335,3 +335,27 @@ def test_a_stretch_of_the_prompt_that_runs_into_the_chat_template_names_nobody()
     # the same prompt naming the record's person by a stretch of plain text does name it
     assert set(spans.explain([60, 61] + town, min_len=3, max_examples=4, min_chars=8,
                              context=[50, 30, 31, 91] + template).as_dict()) == {0}
+
+
+def test_a_chance_scrap_of_letters_is_not_paid_through_a_link_to_common_words_of_the_prompt():
+    """Rule 7: "Oslo is the capital of Norway." shares only "y." with three docstrings; one of them
+    shares its module's name with a docstring holding " is the", a pair rare in a small Datanet.
+    A span of fewer characters than a name is paid only where the prompt names its row outright."""
+    import numpy as np
+
+    scrap = [80, 81]                           # "y.": two visible characters
+    rows = [[10, 11, 12] + scrap,              # row 0: "collections.OrderedDict ... dictionary."
+            [10, 11, 14, 40],                  # row 1: same module, holds " is the"
+            [20, 21, 22] + scrap,              # rows 2, 3: other modules, also ending "y."
+            [30, 31, 32] + scrap]
+    rows += [[100 + i, 101 + i, 102 + i] for i in range(20)]
+    chars = np.full(200, 3, dtype=np.int64)
+    chars[[80, 81]] = 1
+    chars[40] = 5
+    spans = SpanIndex.build(rows, chars)
+    explain = dict(min_len=2, max_examples=4, min_chars=8)
+    prompt = [50, 40, 51]                      # "Which city is the capital of Norway?"
+    assert spans.explain([60, 40, 61] + scrap, context=prompt, **explain).as_dict() == {}
+    # a prompt naming row 0's own material outright still pays it
+    assert set(spans.explain([60, 40, 61] + scrap, context=[50, 10, 11, 12],
+                             **explain).as_dict()) == {0}

@@ -80,7 +80,9 @@ _QUANTUM = 10**6  # evidence units per 1.0 when evidence becomes integers for th
 # the records it is about, by stretches of any number of tokens as well as by pairs (a tokenizer
 # that cuts " Velo Baxraka" into pieces of four letters or fewer left him unnamed and unlinked),
 # never across a special token (the chat template's markers and letters name nobody), and steps
-# over a token of bare whitespace when it reads how a record goes on after a span.
+# over a token of bare whitespace when it reads how a record goes on after a span; a span of fewer
+# visible characters than a name ("y.") is paid only to a record the prompt names outright, not
+# through a link.
 # A receipt that names none predates the numbering (rule 1 or earlier).
 RULE = 7
 

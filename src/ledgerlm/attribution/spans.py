@@ -194,6 +194,7 @@ class SpanIndex:
         owner: list[int] = [-1] * m  # start of the chosen span per token
         reach = 0
         few_chars: set[int] = set()  # starts of spans under min_chars: paid only where named
+        scraps: set[int] = set()  # of those, under a name's characters: named outright only
         for start, (length, lo, hi) in enumerate(matches):
             if length < min_len or start + length <= reach:
                 continue  # too short, or inside the previous span (not maximal)
@@ -201,6 +202,8 @@ class SpanIndex:
                 if not context:
                     continue
                 few_chars.add(start)
+                if self._chars(query[start:start + length]) < self.naming_min_chars:
+                    scraps.add(start)
             reach = start + length
             # a span under min_chars takes only tokens no span over it covers
             key = (start not in few_chars, length, -(hi - lo))
@@ -237,7 +240,8 @@ class SpanIndex:
                 if naming is None and (len(rows) > 1 or start in few_chars):
                     naming = self._naming_pairs(context, max_examples)
                 shares_cache[start] = self._shares(rows, naming or {}, max_examples,
-                                                   named_only=start in few_chars)
+                                                   named_only=start in few_chars,
+                                                   through=start not in scraps)
             if common and not any(share > 0 for share in shares_cache[start]):
                 continue
             strength = min(1.0, (length - min_len + 1) / max(1, min_len))
@@ -471,7 +475,7 @@ class SpanIndex:
         return found
 
     def _shares(self, rows: np.ndarray, naming: dict, max_examples: int, *,
-                named_only: bool = False) -> list[float]:
+                named_only: bool = False, through: bool = True) -> list[float]:
         """How one token's unit of credit splits between the rows that contain its span.
 
         Only as far as the prompt names one of them; the rest is nobody's (the answer's share of
@@ -494,12 +498,14 @@ class SpanIndex:
         potter and lynx, and the same rule weighs that naming.
 
         `named_only`: a lone row too is paid only as far as the prompt names it (a span of a few
-        characters, `explain`).
+        characters, `explain`). `through=False`: only as far as the prompt names it outright (a
+        span of fewer characters than a name has: a chance "y." in one row, which a link would
+        pay to that row when a module-mate of it holds common words of the prompt, " is the").
         """
         if len(rows) == 1 and not named_only:
             return [1.0]
         found = [{p for p, holders in naming.items() if r in holders} for r in rows.tolist()]
-        if not any(found):
+        if not any(found) and through:
             found = [self._named_through(r, naming, max_examples) for r in rows.tolist()]
         named = [f for f in found if f]
         common = set.intersection(*named) if len(named) > 1 else set()
