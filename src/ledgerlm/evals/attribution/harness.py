@@ -113,6 +113,9 @@ class EvalConfig:
     # checkpoint ensembles) out of the LDS: on SmolLM2 their exact-gradient factors outgrew
     # 24 GiB beside the retrains. The projected index and the exact-gradient references stay.
     lds_variants: bool = True
+    # extra projection widths scored in the LDS ("grad:cosine (dim N)"), beside the index's `dim`:
+    # how much of the exact LoRA gradients' LDS a wider projection keeps
+    lds_dims: tuple[int, ...] = ()
     scale_sizes: tuple[int, ...] = (1_000, 10_000, 100_000)
     feature_source: str | None = None  # one of FEATURE_SOURCES; None: chosen on the tuning split
     kfac: bool | None = None  # K-FAC-whitened index projection; None: chosen on the tuning split
@@ -325,6 +328,23 @@ def source_variants(t: Trained, config: EvalConfig) -> dict[str, AttributionInde
     return variants
 
 
+def projected_scores(t: Trained, config: EvalConfig, queries: list, dim: int) -> np.ndarray:
+    """(queries, rows) cosines of the final adapter's gradients projected to `dim` numbers (the
+    index's projection at another width; the template head left out as the index does)."""
+    rows = [e.record for e in t.index.examples]
+    projector = LoraProjector.for_model(t.model, dim, config.seed, t.index.projector.head)
+    found = example_features(t.model, record_examples(t.records, rows, t.tokenizer, config.max_len),
+                             projector, max_len=config.max_len, pad_id=t.tokenizer.pad_token_id or 0)
+    features = np.stack([found[r] for r in rows])
+    weight = t.index.calibration.settings.restated_weight
+    out = []
+    for q in queries:
+        prepared = prepare_answer(t.tokenizer, q.prompt, q.answer, weight)
+        out.append(cosine_rows(features, answer_feature(t.model, projector, prepared.example,
+                                                        prepared.weights[0])))
+    return np.stack(out)
+
+
 def variant_scores(t: Trained, variant: AttributionIndex, queries: list, signals: list,
                    mode: str) -> np.ndarray:
     """(queries, rows) scores of a `source_variants` index, with query features of its projector."""
@@ -474,6 +494,8 @@ def datanet_lds(config: EvalConfig, base, tokenizer, records: list[dict], querie
             methods[f"grad:{mode} ({source})"] = variant_scores(t, variant, queries, signals, mode)
     if config.lds_variants:
         methods.update(gradient_variants(t, config, [(q.prompt, q.answer) for q in queries]))
+    for dim in config.lds_dims:
+        methods[f"grad:cosine (dim {dim})"] = projected_scores(t, config, queries, dim)
     if kfac:
         twin = replace(t, index=build_index(
             (t.model, t.tokenizer), records, train_indices=rows, dim=config.dim,
