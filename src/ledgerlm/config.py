@@ -76,6 +76,10 @@ class NodeConfig:
     # per null answer token at calibration) instead of the gradient of its mean loss: ranks better where one
     # token's loss would dominate, at several times the cost (README, "Per-token answers")
     attribution_per_token: bool = False
+    # numbers each gradient feature is projected to: on SmolLM2 the projected gradients' LDS was 0.86 of the exact
+    # LoRA gradients' at 2,048, 0.88 at 4,096 and 1.00 at 8,192 (benchmarks/results/attribution_projection_width-
+    # smollm2.md), while the index's size and every search grow with it
+    attribution_dim: int = 2048
     # training jobs one developer may have queued or running at once: the node trains one job at a time for
     # everyone, so one key must not be able to queue ahead of all others
     training_jobs_per_developer: int = 2
@@ -216,7 +220,7 @@ class Home:
                      "chain_confirmations", "chain_fee_bump_seconds", "chain_index_batch_blocks",
                      "serving_device_adapters", "serving_host_adapters", "serving_default_max_tokens",
                      "serving_requests_per_minute", "serving_max_concurrent", "serving_claim_lease_seconds",
-                     "serving_max_lora_rank", "training_jobs_per_developer"):
+                     "serving_max_lora_rank", "training_jobs_per_developer", "attribution_dim"):
             if not isinstance(getattr(config, name), int) or getattr(config, name) <= 0:
                 raise ConfigError(f"{self.config_path}: {name} must be a positive integer", field=name)
         if not isinstance(config.torch_threads, int) or config.torch_threads < 0:

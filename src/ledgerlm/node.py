@@ -161,10 +161,11 @@ def set_torch_threads(configured: int) -> int:
     return threads
 
 
-def _attribution_observer(feature_epochs: int, last_blocks: int = 0, per_token: bool = False):
+def _attribution_observer(feature_epochs: int, last_blocks: int = 0, per_token: bool = False,
+                          dim: int = 2048):
     """Builds the index after training, its rows from the node's feature source (collect.py); a pass
     over the final adapter differentiates the last `last_blocks` blocks only (0: every block);
-    `per_token` scores answers by their tokens' unit gradients."""
+    `per_token` scores answers by their tokens' unit gradients; `dim` is the projection's width."""
 
     def observe(config, base):
         from ledgerlm.attribution import TrainingFeatures, template_head
@@ -172,7 +173,7 @@ def _attribution_observer(feature_epochs: int, last_blocks: int = 0, per_token: 
 
         return TrainingFeatures(config.epochs, last_epochs=min(feature_epochs, config.epochs),
                                 last_blocks=last_blocks, head=template_head(load_tokenizer(base)),
-                                per_token_query=per_token)
+                                per_token_query=per_token, dim=dim)
 
     return observe
 
@@ -404,7 +405,8 @@ class Node:
 
         observe = _attribution_observer(self.config.attribution_feature_epochs,
                                         self.config.attribution_last_blocks,
-                                        self.config.attribution_per_token)
+                                        self.config.attribution_per_token,
+                                        self.config.attribution_dim)
         factory = ModelFactory(self.db, self.home.models, self.datanets, domain=self.domain,
                                register_model=_register_model(self), observe_training=observe,
                                pay_access=self._pay_access,
