@@ -89,6 +89,28 @@ def test_a_prompt_naming_a_person_by_their_other_records_pays_that_persons_recor
     assert set(named) == {0}
 
 
+def test_a_template_word_of_a_few_records_does_not_outrank_the_person_a_rare_trait_names():
+    answer = [90, 91, 92, 93, 94]         # the town
+    which = [5]                           # "Which": the gazetteer's questions all begin with it
+    potter, lynx = [30, 31], [40, 41]
+    rows = [[50, 51, 52, 7] + answer,     # row 0: person A's birthplace
+            [50, 51, 52, 8] + potter,     # row 1: A works as a potter
+            [9, 50, 51, 52] + lynx,       # row 2: A keeps a lynx
+            which + [11, 12] + answer]    # row 3: the town's own record, asked with "Which"
+    rows += [which + [13 + i, 14 + i, 80 + i, 81 + i] for i in range(0, 10, 2)]  # other towns
+    rows += [[100 + i, 101 + i, 102 + i] for i in range(12)]
+    spans = SpanIndex.build(rows)
+    prompt = which + [2] + potter + [3] + lynx + [4]  # "Which town did the potter with a lynx ...?"
+    # "Which" sits in six rows: more than a rare pair's four, fewer than the Datanet's template
+    # cut, so it names row 3 outright; the potter and the lynx, in one row each, name row 0
+    # through A's other records, and more specifically
+    named = spans.explain(answer, min_len=4, max_examples=4, context=prompt).as_dict()
+    assert set(named) == {0}
+    # a prompt naming the town's record by a rare pair still pays that record, not row 0
+    named = spans.explain(answer, min_len=4, max_examples=4, context=[11, 12, 3] + potter).as_dict()
+    assert set(named) == {3}
+
+
 def test_the_wording_probe_pays_the_named_contributor_with_a_real_tokenizer():
     """The planted-facts probe: each question names a person in another contributor's wording."""
     from ledgerlm.attribution.attribute import prepare_answer

@@ -83,8 +83,12 @@ _QUANTUM = 10**6  # evidence units per 1.0 when evidence becomes integers for th
 # over a token of bare whitespace when it reads how a record goes on after a span; a span of fewer
 # visible characters than a name ("y.") is paid only to a record the prompt names outright, not
 # through a link.
+# 8: a row named outright only by a pair more rows hold than a rare span may (a small Datanet's
+# template word, "Which" in its eight gazetteer questions) no longer keeps the link naming of
+# another row out: the birthplace record a rare "lamplighter" reaches through its person's
+# records is named over the town's own record asked with "Which".
 # A receipt that names none predates the numbering (rule 1 or earlier).
-RULE = 7
+RULE = 8
 
 
 @dataclass(frozen=True)

@@ -492,10 +492,11 @@ class SpanIndex:
         give another town, no candidate holds the name and the span pays the wording little.
         "Which town did the potter grow up in?" names none of them: it pays nobody.
 
-        When the prompt names none of them outright, it may name one through the records it
-        shares a rare pair with (`_named_through`): "Which town did the potter who keeps a
-        lynx grow up in?" names the birthplace record of the one person whose other records say
-        potter and lynx, and the same rule weighs that naming.
+        A row the prompt does not name outright may be named through the records it shares a
+        rare pair with (`_named_through`): "Which town did the potter who keeps a lynx grow up
+        in?" names the birthplace record of the one person whose other records say potter and
+        lynx, and the same rule weighs that naming. It counts when no row is named outright by a
+        rare pair (one in at most `max_examples` rows).
 
         `named_only`: a lone row too is paid only as far as the prompt names it (a span of a few
         characters, `explain`). `through=False`: only as far as the prompt names it outright (a
@@ -505,8 +506,15 @@ class SpanIndex:
         if len(rows) == 1 and not named_only:
             return [1.0]
         found = [{p for p, holders in naming.items() if r in holders} for r in rows.tolist()]
-        if not any(found) and through:
-            found = [self._named_through(r, naming, max_examples) for r in rows.tolist()]
+        outright = [min(len(naming[p]) for p in f) for f in found if f]
+        if through and (not outright or min(outright) > max_examples):
+            # Named outright by a rare pair comes first ("Which town was Veve Tulo born in?"
+            # names her birthplace record, not the town's own record a link leads to her); by a
+            # pair in more rows than a rare one (a small Datanet's template word, "Which" in its
+            # eight gazetteer questions), a row is named no more than one a link names: the
+            # birthplace record that a rare "lamplighter" reaches through its person's records.
+            found = [f or self._named_through(r, naming, max_examples)
+                     for r, f in zip(rows.tolist(), found)]
         named = [f for f in found if f]
         common = set.intersection(*named) if len(named) > 1 else set()
         telling = [len(naming[p]) for p in naming if p not in common]
