@@ -54,7 +54,7 @@ class CountedSpanIndex(SpanIndex):
         cut = max(2 * max_examples, self.n_rows // 5)
         return {p: 1 for p in set(pairwise(context)) if self.count(list(p)) <= cut}
 
-    def _shares(self, rows, naming, max_examples, *, named_only=False):
+    def _shares(self, rows, naming, max_examples, *, named_only=False, through=True):
         if len(rows) == 1:
             return [1.0]
         if not naming:
