@@ -50,3 +50,22 @@ def test_an_unrelated_prompt_pays_nobody_and_earns_no_candidate_evidence(trained
         assert result.unattributed, (answer, result.contributors)
         assert not any(e.candidate for e in result.examples)
 
+
+
+def test_a_receipt_lists_rows_holding_the_answers_rare_span_before_gradient_only_rows(index):
+    from ledgerlm.attribution.attribute import AttributionSettings, Evidence, result_from_evidence
+
+    alice, bob = rows_of(index, ALICE)[0], rows_of(index, BOB)[0]
+    rows = np.array(sorted([alice, bob]))
+    zeros = np.zeros(2)
+    gradient = np.where(rows == bob, 0.9, 0.2)  # the gradient prefers Bob's row
+    holds = rows == alice                       # Alice's row holds a rare span of the answer
+    evidence = Evidence(rows, gradient, zeros, zeros, np.zeros(2, dtype=np.int64), zeros, 0.0,
+                        0.5, 4, 6, zeros, holds)
+    result = result_from_evidence(index, evidence, AttributionSettings())
+    # nobody is paid (no evidence), and the text's candidate is listed first
+    assert result.unattributed and result.evidence_bps == 0
+    assert [e.row for e in result.examples] == [alice, bob]
+    # without the span, the gradient's order
+    plain = replace(evidence, holds_span=np.zeros(2, dtype=bool))
+    assert [e.row for e in result_from_evidence(index, plain, AttributionSettings()).examples] == [bob, alice]

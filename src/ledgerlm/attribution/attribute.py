@@ -87,8 +87,11 @@ _QUANTUM = 10**6  # evidence units per 1.0 when evidence becomes integers for th
 # template word, "Which" in its eight gazetteer questions) no longer keeps the link naming of
 # another row out: the birthplace record a rare "lamplighter" reaches through its person's
 # records is named over the town's own record asked with "Which".
+# 9: rows a receipt lists without evidence come in the order rows holding a rare span that
+# supports the answer (which the prompt did not name over the others), then the gradient's; no
+# payment changes.
 # A receipt that names none predates the numbering (rule 1 or earlier).
-RULE = 8
+RULE = 9
 
 
 @dataclass(frozen=True)
@@ -232,6 +235,7 @@ class Evidence:
     span_min_tokens: int
     answer_tokens: int
     candidate: np.ndarray | None = None
+    holds_span: np.ndarray | None = None  # the row holds a rare span supporting the answer
 
 
 @dataclass(frozen=True)
@@ -278,13 +282,17 @@ def gather_evidence(index: AttributionIndex, feature: np.ndarray, query: AnswerQ
     coverage = min(1.0, spans.coverage)
     explained = min(1.0, coverage + sum(c for c, _ in picked.values()))
     named = np.union1d(spans.rows, np.array(sorted(picked), dtype=np.int64))
-    rows = np.union1d(hits, named).astype(np.int64)
+    holding = span_candidates(index, query)
+    considered = np.union1d(hits, named).astype(np.int64)
+    rows = np.union1d(considered, holding).astype(np.int64)
     gradient = scores[rows]
     # An answer that says something else than the record asked about resembles that record (same
     # person, same wording): the gradient, which sees resemblance, not values, would pay it or
     # its look-alikes for an answer none of them taught.
     cleared = (np.zeros(len(rows)) if spans.departs
                else gradient_clearance(index, scores, rows, bar, named))
+    # rows only listed for the span they hold earn no gradient evidence they would not have
+    cleared = np.where(np.isin(rows, considered), cleared, 0.0)
     total = float(cleared.sum())
     grad_evidence = cleared * (float(cleared.max()) / total) if total > 0 else cleared
     span = np.zeros(len(rows))
@@ -297,7 +305,19 @@ def gather_evidence(index: AttributionIndex, feature: np.ndarray, query: AnswerQ
         candidate[position[r]] = c  # `longest` stays token-level: verification compares it exactly
     combined = span + candidate + (1.0 - explained) * grad_evidence
     return Evidence(rows, gradient, grad_evidence, span, longest, combined, coverage, bar,
-                    calibration.span_min_tokens, len(query.readings[0]), candidate)
+                    calibration.span_min_tokens, len(query.readings[0]), candidate,
+                    np.isin(rows, holding))
+
+
+def span_candidates(index: AttributionIndex, query: AnswerQuery) -> np.ndarray:
+    """Rows holding a long, rare span of the answer that supports it, in either reading, named by
+    the prompt or not: what the text says the answer could be about, paid or not."""
+    cal = index.calibration
+    found = [index.spans.candidate_rows(ids, min_len=cal.span_min_tokens,
+                                        max_examples=cal.span_max_rows,
+                                        min_chars=cal.settings.min_span_chars)
+             for ids in query.readings]
+    return np.unique(np.concatenate(found)).astype(np.int64)
 
 
 def resolve_candidates(index: AttributionIndex, scores: np.ndarray,
@@ -386,8 +406,14 @@ def attribute(
 def result_from_evidence(index: AttributionIndex, evidence: Evidence,
                          settings: AttributionSettings) -> AttributionResult:
     units = [evidence_units(c) for c in evidence.combined]
-    order = sorted(range(len(evidence.rows)),  # equal evidence: the stronger gradient first
-                   key=lambda i: (-units[i], -evidence.gradient[i], evidence.rows[i]))
+    holds = (evidence.holds_span if evidence.holds_span is not None
+             else np.zeros(len(evidence.rows), dtype=bool))
+    # Equal evidence (none, mostly): a row holding a rare span of the answer before one the
+    # gradient alone finds (the text says what the answer could be about, which a resemblance
+    # of gradients does not), then the stronger gradient first.
+    order = sorted(range(len(evidence.rows)),
+                   key=lambda i: (-units[i], -bool(holds[i]), -evidence.gradient[i],
+                                  evidence.rows[i]))
     listed = []
     for i in order[:settings.top_k]:
         e = index.example(int(evidence.rows[i]))

@@ -36,6 +36,7 @@ from ledgerlm.attribution.attribute import (
     greedy_answer,
     prepare_answer,
     result_from_evidence,
+    span_candidates,
 )
 from ledgerlm.attribution.calibration import PAYING_MODES, CalibrationSettings, calibrate
 from ledgerlm.attribution.collect import FEATURE_EPOCHS, FEATURE_LAST_BLOCKS, TrainingFeatures
@@ -394,13 +395,17 @@ def query_signals(t: Trained, prompt: str, answer: str, *, exact: bool = True) -
         paid[mode] = result_from_evidence(index, evidence, settings)
         combined = np.zeros(len(index))
         combined[evidence.rows] = evidence.combined
-        scores[f"combined:{mode}"] = _with_gradient_order(combined, scores[f"grad:{mode}"])
+        # what the receipt lists: rows with evidence, then rows holding a rare span of the
+        # answer, each group in gradient order (attribution rule 9)
+        scores[f"combined:{mode}"] = _candidates_first(
+            combined, scores[f"grad:{mode}"], span_candidates(index, prepared))
         # The same evidence, and the gradient's positive influence for what evidence leaves
         # unexplained: a datamodel-style score (LDS sums it over kept rows), not a ranking.
         scores[f"combined:{mode} + gradient"] = combined + (1.0 - min(1.0, combined.sum())) * \
             np.clip(scores[f"grad:{mode}"], 0.0, None)
-        scores[f"combined:{mode} {CANDIDATES}"] = _candidates_first(
-            combined, scores[f"grad:{mode}"], span_candidates(index, prepared))
+        # the order receipts listed before rule 9
+        scores[f"combined:{mode} {GRADIENT_ONLY}"] = _with_gradient_order(
+            combined, scores[f"grad:{mode}"])
         if mode == PAYING_MODES[0]:
             span = np.zeros(len(index))
             span[evidence.rows] = evidence.span
@@ -415,18 +420,8 @@ def query_signals(t: Trained, prompt: str, answer: str, *, exact: bool = True) -
     return QuerySignals(scores, paid, t1 - t0, t2 - t0, feature)
 
 
-# The ranking that puts rows an ambiguous rare span could be about before gradient-only rows.
-CANDIDATES = "(span candidates, then gradient)"
-
-
-def span_candidates(index: AttributionIndex, prepared) -> np.ndarray:
-    """Rows holding a long, rare span of the answer in either reading, named by the prompt or not."""
-    cal = index.calibration
-    found = [index.spans.candidate_rows(ids, min_len=cal.span_min_tokens,
-                                        max_examples=cal.span_max_rows,
-                                        min_chars=cal.settings.min_span_chars)
-             for ids in prepared.readings]
-    return np.unique(np.concatenate(found)).astype(np.int64)
+# The order receipts listed rows without evidence in before attribution rule 9: the gradient's.
+GRADIENT_ONLY = "(evidence, then gradient only)"
 
 
 def _candidates_first(combined: np.ndarray, gradient: np.ndarray, candidates: np.ndarray
@@ -590,13 +585,13 @@ def tune_span_rows(config: EvalConfig, base, tokenizer, mode: str, source: str, 
         paid = _payment([f.paid[mode] for f in found], data.queries)
         net[choice] = paid["mean_bps_right"] - paid["mean_bps_wrong"]
         by_ranking[choice] = {}
-        for ranking, name in (("evidence, then gradient", f"combined:{mode}"),
-                              (f"evidence, then {CANDIDATES[1:-1]}", f"combined:{mode} {CANDIDATES}")):
+        for ranking, name in (("evidence, then span candidates, then gradient", f"combined:{mode}"),
+                              ("evidence, then gradient", f"combined:{mode} {GRADIENT_ONLY}")):
             scores = np.stack([s[name] for s in signals])
             by_ranking[choice][ranking] = {
                 kind: rank_metrics(scores[idx], [data.queries[i] for i in idx], rows,
                                    owners).contributor_p1 for kind, idx in kinds.items()}
-        p1[choice] = by_ranking[choice]["evidence, then gradient"]["all"]
+        p1[choice] = by_ranking[choice]["evidence, then span candidates, then gradient"]["all"]
     # by what it pays: precision@1 counts a row paid 1 bps first as right as one paid in full
     # (on SmolLM2's tuning split 8 rows ranked one more question right than 4 while paying the
     # indirect questions' right records almost nothing); ties: precision@1, the stricter bar
