@@ -162,7 +162,7 @@ def set_torch_threads(configured: int) -> int:
 
 
 def _attribution_observer(feature_epochs: int, last_blocks: int = 0, per_token: bool = False,
-                          dim: int = 2048):
+                          dim: int = NodeConfig.attribution_dim):
     """Builds the index after training, its rows from the node's feature source (collect.py); a pass
     over the final adapter differentiates the last `last_blocks` blocks only (0: every block);
     `per_token` scores answers by their tokens' unit gradients; `dim` is the projection's width."""

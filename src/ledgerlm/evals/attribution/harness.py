@@ -36,7 +36,6 @@ from ledgerlm.attribution.attribute import (
     greedy_answer,
     prepare_answer,
     result_from_evidence,
-    span_candidates,
 )
 from ledgerlm.attribution.calibration import PAYING_MODES, CalibrationSettings, calibrate
 from ledgerlm.attribution.collect import FEATURE_EPOCHS, FEATURE_LAST_BLOCKS, TrainingFeatures
@@ -318,10 +317,7 @@ def source_variants(t: Trained, config: EvalConfig) -> dict[str, AttributionInde
             if spec.last_blocks != projector.last_blocks:
                 projector = LoraProjector.for_model(t.model, config.dim, config.seed, projector.head,
                                                     spec.last_blocks)
-            final = example_features(t.model, record_examples(
-                t.records, rows, t.tokenizer, config.max_len), projector,
-                max_len=config.max_len, pad_id=t.tokenizer.pad_token_id or 0)
-            features = np.stack([final[r] for r in rows]).astype(np.float32)
+            features = final_features(t, config, projector).astype(np.float32)
         variants[name] = replace(t.index, features=features, norms={}, projector=projector,
                                  config=replace(t.index.config,
                                                 build_seconds=time.process_time() - cpu),
@@ -329,14 +325,19 @@ def source_variants(t: Trained, config: EvalConfig) -> dict[str, AttributionInde
     return variants
 
 
+def final_features(t: Trained, config: EvalConfig, projector: LoraProjector) -> np.ndarray:
+    """(rows, projector.dim) features of the index's rows from a pass over the final adapter."""
+    rows = [e.record for e in t.index.examples]
+    found = example_features(t.model, record_examples(t.records, rows, t.tokenizer, config.max_len),
+                             projector, max_len=config.max_len, pad_id=t.tokenizer.pad_token_id or 0)
+    return np.stack([found[r] for r in rows])
+
+
 def projected_scores(t: Trained, config: EvalConfig, queries: list, dim: int) -> np.ndarray:
     """(queries, rows) cosines of the final adapter's gradients projected to `dim` numbers (the
     index's projection at another width; the template head left out as the index does)."""
-    rows = [e.record for e in t.index.examples]
     projector = LoraProjector.for_model(t.model, dim, config.seed, t.index.projector.head)
-    found = example_features(t.model, record_examples(t.records, rows, t.tokenizer, config.max_len),
-                             projector, max_len=config.max_len, pad_id=t.tokenizer.pad_token_id or 0)
-    features = np.stack([found[r] for r in rows])
+    features = final_features(t, config, projector)
     weight = t.index.calibration.settings.restated_weight
     out = []
     for q in queries:
@@ -398,7 +399,7 @@ def query_signals(t: Trained, prompt: str, answer: str, *, exact: bool = True) -
         # what the receipt lists: rows with evidence, then rows holding a rare span of the
         # answer, each group in gradient order (attribution rule 9)
         scores[f"combined:{mode}"] = _candidates_first(
-            combined, scores[f"grad:{mode}"], span_candidates(index, prepared))
+            combined, scores[f"grad:{mode}"], evidence.rows[evidence.holds_span])
         # The same evidence, and the gradient's positive influence for what evidence leaves
         # unexplained: a datamodel-style score (LDS sums it over kept rows), not a ranking.
         scores[f"combined:{mode} + gradient"] = combined + (1.0 - min(1.0, combined.sum())) * \
