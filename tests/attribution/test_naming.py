@@ -381,3 +381,83 @@ def test_a_chance_scrap_of_letters_is_not_paid_through_a_link_to_common_words_of
     # a prompt naming row 0's own material outright still pays it
     assert set(spans.explain([60, 40, 61] + scrap, context=[50, 10, 11, 12],
                              **explain).as_dict()) == {0}
+
+
+def test_an_answer_giving_the_one_asked_another_records_value_in_other_words_pays_neither():
+    """Rule 10: "Which town does A come from?" -> "A comes from <B's town>.": no record of A holds
+    the town; B's record does, and where it reads "is" + town B, A's record reads "is" + town A.
+    The answer gave A someone else's town in words of its own: B's record did not teach it."""
+    import numpy as np
+
+    a, b = [50, 51], [60, 61]
+    hometown, is_ = [20, 21], [22]             # "The hometown of", "is"
+    town_a, town_b = [70, 71, 72], [80, 81, 82]
+    comes_from = [40, 41]                      # words no record holds
+    rows = [hometown + a + is_ + town_a + [9],  # row 0: The hometown of A is town A.
+            a + [30, 31] + [33, 34],            # row 1: A works as a potter.
+            hometown + b + is_ + town_b + [9],  # row 2: The hometown of B is town B.
+            [35, 36, 37] + town_b + [9],        # row 3: the river flows past town B.
+            b + [30, 31] + [38, 39]]            # row 4: B works as a tanner.
+    # four more people's hometowns: "The hometown of" is the Datanet's wording, which links nobody
+    rows += [hometown + [150 + i, 151 + i] + is_ + [160 + i, 161 + i, 9] for i in range(0, 8, 2)]
+    rows += [[100 + i, 101 + i, 102 + i] for i in range(20)]
+    words = np.ones(200, dtype=bool)
+    words[9] = False                           # the full stop
+    spans = SpanIndex.build(rows, np.full(200, 3, dtype=np.int64), words)
+    prompt = [1, 2] + a + [3]
+    explain = dict(min_len=4, max_examples=4, context=prompt)
+
+    borrowed = spans.explain(a + comes_from + town_b + [9], **explain)
+    assert borrowed.as_dict() == {} and borrowed.unclaimed == () and borrowed.borrows
+    # the same words with A's own town pay A's record, and borrow nothing
+    right = spans.explain(a + comes_from + town_a + [9], **explain)
+    assert set(right.as_dict()) == {0} and not right.departs
+    # asked about B, town B is B's: rows 2 and 3 hold it, and the prompt names row 2
+    assert set(spans.explain(b + comes_from + town_b + [9], min_len=4, max_examples=4,
+                             context=[1, 2] + b + [3]).as_dict()) == {2}
+    # a prompt naming nobody borrows from nobody: the shared town stays a candidate span
+    unnamed = spans.explain(a + comes_from + town_b + [9], min_len=4, max_examples=4)
+    assert not unnamed.departs and unnamed.unclaimed
+
+
+def test_a_value_that_only_a_records_question_shares_with_the_answer_is_not_borrowed():
+    """Rule 10 reads values in a record's answer: "Where is town B?" shares "is" + town B with the
+    answer, and "Where" goes on otherwise in A's question; that is asking, not another value."""
+    import numpy as np
+
+    start, end, user, assistant = 1, 2, 3, 4   # chat markers: special tokens
+    a, town_a, town_b = [50, 51], [70, 71, 72], [80, 81, 82]
+    where, was, born, is_ = 5, 6, 7, 22
+
+    def chat(question, answer):
+        return [start, user] + question + [end, start, assistant] + answer + [end]
+
+    rows = [chat([where, was] + a + [born], a + [was, born] + town_a + [9]),
+            chat([where, is_] + town_b, [35, 36] + town_b + [9])]
+    rows += [[100 + i, 101 + i, 102 + i] for i in range(20)]
+    chars = np.full(200, 3, dtype=np.int64)
+    chars[[start, end]] = -1                   # special tokens
+    words = np.ones(200, dtype=bool)
+    words[[start, end, 9]] = False
+    spans = SpanIndex.build(rows, chars, words)
+    # "The town A grew up in is town A." with A's own town
+    found = spans.explain([60] + a + [61, 62] + [is_] + town_a + [9, end], min_len=4,
+                          max_examples=4, context=[start, user, where, was] + a + [born, end])
+    assert not found.borrows and set(found.as_dict()) == {0}
+
+
+def test_a_reading_that_hides_a_borrowed_value_does_not_undo_it():
+    """"Shagartal." read at the turn's start has a first word no record has, so that reading finds
+    no borrowing where the spaced one does; the receipt goes by the one that sees it."""
+    import numpy as np
+
+    from ledgerlm.attribution.attribute import chosen_reading
+    from ledgerlm.attribution.spans import SpanEvidence
+
+    def evidence(credit, borrows=False):
+        return SpanEvidence(np.array([3]), np.array([credit]), np.array([4]), 5,
+                            departs=borrows, borrows=borrows)
+
+    served, spaced = evidence(0.4), evidence(0.0, borrows=True)
+    assert chosen_reading([served, spaced]) is spaced
+    assert chosen_reading([served, evidence(0.2)]) is served

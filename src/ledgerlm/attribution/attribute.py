@@ -63,6 +63,7 @@ from ledgerlm.attribution.features import (
 )
 from ledgerlm.attribution.index import AttributionIndex, ScoreMode, top_rows
 from ledgerlm.attribution.restatement import content_weights
+from ledgerlm.attribution.spans import SpanEvidence
 from ledgerlm.money import BPS, split_by_weight
 
 _QUANTUM = 10**6  # evidence units per 1.0 when evidence becomes integers for the split
@@ -90,8 +91,13 @@ _QUANTUM = 10**6  # evidence units per 1.0 when evidence becomes integers for th
 # 9: rows a receipt lists without evidence come in the order rows holding a rare span that
 # supports the answer (which the prompt did not name over the others), then the gradient's; no
 # payment changes.
+# 10: an answer that gives what the prompt asks about a value only records about something else
+# hold, where a record asked about gives another value in the same place ("Talsha Garpelzi comes
+# from Shagartal." where her record reads "... is Crizidun." and Shagartal is someone else's), pays
+# from there on only the records asked about, and earns no gradient evidence: rule 6 for a mix-up
+# worded otherwise than the asked record.
 # A receipt that names none predates the numbering (rule 1 or earlier).
-RULE = 9
+RULE = 10
 
 
 @dataclass(frozen=True)
@@ -276,8 +282,7 @@ def gather_evidence(index: AttributionIndex, feature: np.ndarray, query: AnswerQ
                                  max_examples=calibration.span_max_rows, context=query.context,
                                  min_chars=calibration.settings.min_span_chars, weights=w)
              for ids, w in zip(query.readings, query.weights)]
-    # max keeps the first reading on a tie; shared spans' unpaid credit breaks one
-    spans = max(found, key=lambda e: (e.coverage, sum(c for _, c, _ in e.unclaimed)))
+    spans = chosen_reading(found)
     picked = resolve_candidates(index, scores, spans.unclaimed, calibration.candidate(mode))
     coverage = min(1.0, spans.coverage)
     explained = min(1.0, coverage + sum(c for c, _ in picked.values()))
@@ -307,6 +312,16 @@ def gather_evidence(index: AttributionIndex, feature: np.ndarray, query: AnswerQ
     return Evidence(rows, gradient, grad_evidence, span, longest, combined, coverage, bar,
                     calibration.span_min_tokens, len(query.readings[0]), candidate,
                     np.isin(rows, holding))
+
+
+def chosen_reading(found: list[SpanEvidence]) -> SpanEvidence:
+    """The span evidence of the reading that explains the most of the answer; of the readings in
+    which the answer borrows another record's value, when one does (`SpanIndex._borrowed`): a
+    tokenization that hides the mix-up ("Shagartal." read at the turn's start, where no record
+    has its first word) does not undo it."""
+    borrowing = [e for e in found if e.borrows]
+    # max keeps the first reading on a tie; shared spans' unpaid credit breaks one
+    return max(borrowing or found, key=lambda e: (e.coverage, sum(c for _, c, _ in e.unclaimed)))
 
 
 def span_candidates(index: AttributionIndex, query: AnswerQuery) -> np.ndarray:

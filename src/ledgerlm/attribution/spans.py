@@ -26,7 +26,10 @@ row whose text goes on with a different word where the answer goes on (same subj
 another value) is not credited for that span: it contradicts the answer (`_supporting_rows`).
 When that row is one the prompt asks about, the answer is wrong about what was asked, and what it
 says from there on earns nothing but in the rows asked about (`_departure`): a person given
-another person's town does not pay the record that gives that town to someone else.
+another person's town does not pay the record that gives that town to someone else. An answer
+that words the mix-up otherwise ("Talsha Garpelzi comes from Shagartal." against her record's
+"... is Crizidun.") is caught where a record the prompt does not ask about holds the value and,
+read up to it, aligns with a record asked about that goes on with another value (`_borrowed`).
 """
 
 from __future__ import annotations
@@ -58,6 +61,9 @@ class SpanEvidence:
     # a record the prompt asks about goes on with another value where the answer goes on: the
     # answer is wrong about what was asked (`SpanIndex._departure`)
     departs: bool = False
+    # of which: the answer gives what was asked a value only records about something else hold,
+    # where a record asked about gives another (`SpanIndex._borrowed`)
+    borrows: bool = False
 
     @property
     def coverage(self) -> float:
@@ -87,6 +93,7 @@ class SpanIndex:
         self.char_lengths = char_lengths  # visible characters of each token id; None: unknown
         self.word_tokens = word_tokens    # whether each token id has letters or digits
         self._links: dict[tuple[int, int], frozenset[int]] = {}  # `_linked_rows`, per row
+        self._turns: dict[int, int] = {}  # `_last_turn`, per row
 
     @classmethod
     def build(cls, rows: list[list[int]], char_lengths: np.ndarray | None = None,
@@ -216,10 +223,13 @@ class SpanIndex:
         rows_cache: dict[int, np.ndarray] = {}
         shares_cache: dict[int, list[float]] = {}
         # where the answer departs from the record the prompt asks about, and those records
-        departure, asked = m, np.zeros(0, np.int64)
+        departure, borrowed, asked = m, m, np.zeros(0, np.int64)
         if context and any(o >= 0 for o in owner):
             asked = self._asked_rows([int(t) for t in context], max_examples)
             departure = self._departure(query, matches, weights, asked, min_len)
+            starts = sorted({o for o in owner if o >= 0} - few_chars)
+            borrowed = self._borrowed(query, matches, starts, weights, asked, max_examples)
+            departure = min(departure, borrowed)
         for t in range(m):
             start = owner[t]
             if start < 0:
@@ -263,6 +273,7 @@ class SpanIndex:
             n_tokens=m,
             unclaimed=unclaimed,
             departs=departure < m,
+            borrows=borrowed < m,
         )
 
     def _supporting_rows(self, query: list[int], start: int, length: int, lo: int,
@@ -354,6 +365,99 @@ class SpanIndex:
             if found is not None and np.isin(found[0][found[1]], asked).any():
                 return start + length
         return len(query)
+
+    def _borrowed(self, query: list[int], matches: list[tuple[int, int, int]], starts: list[int],
+                  weights: list[float], asked: np.ndarray, max_examples: int) -> int:
+        """The first answer position where the answer takes a value from a record the prompt does
+        not ask about, in the place where a record it asks about gives another value; len(query)
+        if it never does.
+
+        "Give the town Talsha Garpelzi grew up in." -> "Talsha Garpelzi comes from Shagartal.":
+        no record of Talsha Garpelzi says "Shagartal"; "The hometown of Taltal Talgarnu is
+        Shagartal." does, and where it reads " is" + "Shagartal", Talsha Garpelzi's record reads
+        " is" + "Crizidun". The answer gives the one asked about someone else's town, in words
+        other than the asked record's, so `_departure` does not see it. A holder of the value is
+        aligned with the asked records by the longest stretch before the value that both hold, and
+        only that alignment counts: a record that merely holds a common word before something else
+        ("works in a mill") is not read as giving another value. A holder linked to the asked
+        records (`_linked_rows`: the birthplace record an indirect question reaches through its
+        person's trade) counts only on an alignment of a name's length (`naming_min_chars`
+        visible characters, two tokens or more): " was born in Sen" + "love" against
+        " was born in Sen" + "tuka", where the two towns' shared first syllable made the link.
+        """
+        if len(asked) == 0 or self.word_tokens is None:
+            return len(query)
+        asked_set = set(asked.tolist())
+        follows: dict | None = None  # the asked records' answers, read once a span needs them
+        linked: set[int] | None = None
+        for start in starts:
+            length, lo, hi = matches[start]
+            if hi - lo > max_examples * _CROWDED or max(weights[start:start + length]) < 1.0:
+                continue
+            holders = set(self.rows_of(lo, hi).tolist())
+            if holders & asked_set:
+                continue
+            if linked is None:
+                linked = set().union(*(self._linked_rows(r, max_examples) for r in asked_set))
+                follows = self._follows(sorted(asked_set))
+            strong_only = bool(holders & linked)
+            for j in range(length):
+                token = query[start + j]
+                if weights[start + j] < 1.0 or not self._is_word(token):
+                    continue
+                for pos in self.suffix_array[lo:hi]:
+                    found = self._gives_another(int(pos) + j, token, follows)
+                    if found and (not strong_only
+                                  or (found[0] >= 2 and found[1] >= self.naming_min_chars)):
+                        return start + j
+        return len(query)
+
+    def _gives_another(self, at: int, token: int, follows: dict[tuple[int, ...], set[int]],
+                       reach: int = 8) -> tuple[int, int] | None:
+        """(tokens, visible characters) of the longest stretch ending just before position `at`
+        (where a holder gives `token`) that an asked record also holds (`follows`: what each
+        stretch of their answers is followed by), when one of them goes on there with another
+        word; None when none does, or none holds a word of that stretch."""
+        row = int(np.searchsorted(self.offsets, at, side="right") - 1)
+        first = self._last_turn(row)
+        for k in range(min(reach, at - first), 0, -1):
+            stretch = tuple(self.tokens[at - k:at].tolist())
+            if stretch not in follows:
+                continue  # no asked record holds this much of the holder's words: fewer, then
+            if any(self._is_special(t) for t in stretch) or not any(self._is_word(t) for t in stretch):
+                return None
+            if any(self._is_word(t) and t != token for t in follows[stretch]):
+                return k, self._chars(list(stretch))
+            return None
+        return None
+
+    def _follows(self, rows: list[int], reach: int = 8) -> dict[tuple[int, ...], set[int]]:
+        """Every stretch of up to `reach` tokens of the rows' last turns -> the tokens that follow
+        it there (a token of bare whitespace stepped over)."""
+        follows: dict[tuple[int, ...], set[int]] = {}
+        for r in rows:
+            text = self.tokens[self._last_turn(r):int(self.offsets[r + 1])].tolist()
+            for end in range(1, len(text)):
+                after = text[end]
+                if self._is_blank(after) and end + 1 < len(text):
+                    after = text[end + 1]
+                for k in range(1, min(reach, end) + 1):
+                    follows.setdefault(tuple(text[end - k:end]), set()).add(after)
+        return follows
+
+    def _last_turn(self, row: int) -> int:
+        """Where the row's last turn begins (after the last special token that words follow: a
+        chat record's answer), or where the row begins when it has none. A value is given in the
+        answer; its question's words ("Where is Kabaxril?" against "Where was Dorquo born?") are
+        the asking, not another value."""
+        if row not in self._turns:
+            first, end = int(self.offsets[row]), int(self.offsets[row + 1]) - 1
+            start = first
+            for p in range(first, end - 1):
+                if self._is_special(int(self.tokens[p])) and self._is_word(int(self.tokens[p + 1])):
+                    start = p + 1
+            self._turns[row] = start
+        return self._turns[row]
 
     def _is_blank(self, token: int) -> bool:
         """No visible character and not a special token: whitespace (an index built before special
