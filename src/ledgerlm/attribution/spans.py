@@ -86,18 +86,22 @@ class SpanIndex:
     naming_min_chars = 5
 
     def __init__(self, tokens: np.ndarray, offsets: np.ndarray, suffix_array: np.ndarray,
-                 char_lengths: np.ndarray | None = None, word_tokens: np.ndarray | None = None):
+                 char_lengths: np.ndarray | None = None, word_tokens: np.ndarray | None = None,
+                 spaced_tokens: np.ndarray | None = None):
         self.tokens = tokens
         self.offsets = offsets
         self.suffix_array = suffix_array
         self.char_lengths = char_lengths  # visible characters of each token id; None: unknown
         self.word_tokens = word_tokens    # whether each token id has letters or digits
-        self._links: dict[tuple[int, int], frozenset[int]] = {}  # `_linked_rows`, per row
+        # whether each token id's text begins with whitespace (begins a word); None: unknown
+        self.spaced_tokens = spaced_tokens
+        self._links: dict[tuple[int, int, bool], frozenset[int]] = {}  # `_linked_rows`, per row
         self._turns: dict[int, int] = {}  # `_last_turn`, per row
 
     @classmethod
     def build(cls, rows: list[list[int]], char_lengths: np.ndarray | None = None,
-              word_tokens: np.ndarray | None = None) -> SpanIndex:
+              word_tokens: np.ndarray | None = None,
+              spaced_tokens: np.ndarray | None = None) -> SpanIndex:
         from pydivsufsort import divsufsort
 
         lengths = np.array([len(r) + 1 for r in rows], dtype=np.int64)
@@ -107,8 +111,10 @@ class SpanIndex:
         for start, row in zip(offsets[:-1], rows):
             tokens[start:start + len(row)] = row
         if len(tokens) == 0:
-            return cls(tokens, offsets, np.zeros(0, dtype=np.int64), char_lengths, word_tokens)
-        return cls(tokens, offsets, divsufsort(tokens).astype(np.int64), char_lengths, word_tokens)
+            return cls(tokens, offsets, np.zeros(0, dtype=np.int64), char_lengths, word_tokens,
+                       spaced_tokens)
+        return cls(tokens, offsets, divsufsort(tokens).astype(np.int64), char_lengths, word_tokens,
+                   spaced_tokens)
 
     @property
     def n_rows(self) -> int:
@@ -398,7 +404,9 @@ class SpanIndex:
             if holders & asked_set:
                 continue
             if linked is None:
-                linked = set().union(*(self._linked_rows(r, max_examples) for r in asked_set))
+                # whole words: "The hometown of Tal" links Taltal's record to Talsha's by chance
+                linked = set().union(*(self._linked_rows(r, max_examples, whole_words=True)
+                                       for r in asked_set))
                 follows = self._follows(sorted(asked_set))
             strong_only = bool(holders & linked)
             for j in range(length):
@@ -650,17 +658,22 @@ class SpanIndex:
             return set()
         return {p for p, holders in naming.items() if holders & linked}
 
-    def _linked_rows(self, row: int, max_examples: int) -> set[int]:
+    def _linked_rows(self, row: int, max_examples: int, whole_words: bool = False) -> set[int]:
         """Rows sharing with `row` a stretch of `naming_min_chars` visible characters or more that
         at most `max_examples` rows hold: from each position of the row, the shortest such
         stretch (a longer one is held by fewer of the same rows). Kept per row: the index does not
-        change, and one answer asks about the same rows for several spans."""
-        key = (row, max_examples)
+        change, and one answer asks about the same rows for several spans. `whole_words` (when the
+        index knows which tokens begin a word): stretches begin and end at word boundaries, so
+        that names sharing a first syllable ("Talsha", "Taltal") do not link their records."""
+        whole_words = whole_words and self.spaced_tokens is not None
+        key = (row, max_examples, whole_words)
         if key in self._links:
             return set(self._links[key])
         own = self.tokens[self.offsets[row]:self.offsets[row + 1] - 1].tolist()
         linked: set[int] = set()
         for start in range(len(own)):
+            if whole_words and self._inside_word(own, start):
+                continue
             lo, hi, chars = 0, len(self.suffix_array), 0
             for k, token in enumerate(own[start:]):
                 if self._is_special(token):
@@ -674,11 +687,19 @@ class SpanIndex:
                 rows = self.rows_of(lo, hi)
                 if len(rows) < 2:
                     continue  # repeated within the row: look further
+                if whole_words and start + k + 1 < len(own) and self._inside_word(own, start + k + 1):
+                    continue  # ends inside a word ("The hometown of Tal|sha"): to its end
                 if len(rows) <= max_examples:
                     linked.update(rows.tolist())
                     break
         self._links[key] = frozenset(linked)
         return linked
+
+    def _inside_word(self, tokens: list[int], at: int) -> bool:
+        """Whether tokens[at] goes on with the word of tokens[at - 1] (no space between them)."""
+        token = tokens[at]
+        return (at > 0 and self._is_word(token) and self._is_word(tokens[at - 1])
+                and token < len(self.spaced_tokens) and not self.spaced_tokens[token])
 
     def arrays(self) -> dict[str, np.ndarray]:
         arrays = {"span_tokens": self.tokens, "span_offsets": self.offsets,
@@ -687,13 +708,15 @@ class SpanIndex:
             arrays["span_char_lengths"] = self.char_lengths
         if self.word_tokens is not None:
             arrays["span_word_tokens"] = self.word_tokens
+        if self.spaced_tokens is not None:
+            arrays["span_spaced_tokens"] = self.spaced_tokens
         return arrays
 
     @classmethod
     def from_arrays(cls, arrays) -> SpanIndex:
         return cls(np.asarray(arrays["span_tokens"]), np.asarray(arrays["span_offsets"]),
                    np.asarray(arrays["span_suffix_array"]), arrays.get("span_char_lengths"),
-                   arrays.get("span_word_tokens"))
+                   arrays.get("span_word_tokens"), arrays.get("span_spaced_tokens"))
 
 
 def _units(tokens: list[int]) -> set[tuple[int, ...]]:
@@ -707,9 +730,9 @@ def token_char_lengths(tokenizer) -> np.ndarray:
     return token_classes(tokenizer)[0]
 
 
-def token_classes(tokenizer) -> tuple[np.ndarray, np.ndarray]:
-    """(visible characters, has a letter or digit) of every token id, from one decode of the
-    vocabulary; a special token has -1 visible characters and no letter."""
+def token_classes(tokenizer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(visible characters, has a letter or digit, begins with whitespace) of every token id, from
+    one decode of the vocabulary; a special token has -1 visible characters and no letter."""
     ids = [[i] for i in range(len(tokenizer))]
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None and not getattr(tokenizer, "clean_up_tokenization_spaces", False):
@@ -720,6 +743,7 @@ def token_classes(tokenizer) -> tuple[np.ndarray, np.ndarray]:
         texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
     lengths = np.array([len("".join(t.split())) for t in texts], dtype=np.int16)
     words = np.array([any(ch.isalnum() for ch in t) for t in texts], dtype=bool)
+    spaced = np.array([t[:1].isspace() for t in texts], dtype=bool)
     special = [i for i in tokenizer.all_special_ids if i < len(lengths)]
     lengths[special], words[special] = -1, False
-    return lengths, words
+    return lengths, words, spaced
