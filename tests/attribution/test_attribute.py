@@ -53,6 +53,9 @@ def test_saved_index_and_warm_attributor_reproduce_the_in_memory_result(trained,
     expected = attribute(trained.model, SECRET["question"], SECRET["answer"], index=index)
     loaded = AttributionIndex.load(trained.model_dir)
     assert (loaded.features == index.features).all()
+    # which tokens begin a word travels with the span index (rule 10 reads links by whole words)
+    assert (loaded.spans.spaced_tokens == index.spans.spaced_tokens).all()
+    assert loaded.spans.spaced_tokens.any() and not loaded.spans.spaced_tokens.all()
     attributor = load_attributor(trained.model_dir, model=trained.model,
                                  tokenizer=trained.tokenizer)
     assert attributor.attribute(SECRET["question"], SECRET["answer"]) == expected

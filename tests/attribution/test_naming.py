@@ -461,3 +461,34 @@ def test_a_reading_that_hides_a_borrowed_value_does_not_undo_it():
     served, spaced = evidence(0.4), evidence(0.0, borrows=True)
     assert chosen_reading([served, spaced]) is spaced
     assert chosen_reading([served, evidence(0.2)]) is served
+
+
+def test_names_sharing_a_first_syllable_do_not_link_records_and_hide_a_borrowed_town():
+    """Rule 10 reads links by whole words: "The hometown of Tal" opens both Talsha's and Taltal's
+    records, a rare stretch that ends inside a name; it does not make Taltal's record one the
+    prompt reaches, so giving Talsha his town is still a borrowed value."""
+    import numpy as np
+
+    hometown, is_ = [20, 21], [22]
+    talsha, garpelzi = [30, 31], [32, 33]      # " Tal" "sha", " Gar" "pelzi"
+    taltal, talgarnu = [30, 34], [35, 36]      # " Tal" "tal", " Talg" "arnu"
+    crizidun, shagartal = [40, 41, 44], [42, 43, 45]
+    rows = [hometown + talsha + garpelzi + is_ + crizidun + [9],   # row 0: Talsha's hometown
+            talsha + garpelzi + [60, 61, 62],                      # row 1: Talsha's trade
+            hometown + taltal + talgarnu + is_ + shagartal + [9],  # row 2: Taltal's hometown
+            [70, 71, 72] + shagartal + [9]]                        # row 3: the river of Shagartal
+    rows += [hometown + [150 + i, 151 + i] + is_ + [160 + i, 161 + i, 9] for i in range(0, 8, 2)]
+    rows += [[100 + i, 101 + i, 102 + i] for i in range(20)]
+    chars = np.full(200, 3, dtype=np.int64)
+    words = np.ones(200, dtype=bool)
+    words[9] = False
+    spaced = np.ones(200, dtype=bool)
+    spaced[[31, 33, 34, 36, 41, 43, 44, 45, 9]] = False  # a word's later pieces, the full stop
+    answer = talsha + garpelzi + [50, 51] + shagartal + [9]  # "Talsha Garpelzi comes from Shagartal."
+    explain = dict(min_len=4, max_examples=4, context=[1, 2] + talsha + garpelzi + [3],
+                   weights=[0.2] * 4 + [1.0] * 6)  # the name restates the prompt
+
+    found = SpanIndex.build(rows, chars, words, spaced).explain(answer, **explain)
+    assert found.borrows and found.as_dict() == {}
+    # an index that cannot tell where words begin links the two by the shared syllable
+    assert not SpanIndex.build(rows, chars, words).explain(answer, **explain).borrows
