@@ -95,7 +95,8 @@ _QUANTUM = 10**6  # evidence units per 1.0 when evidence becomes integers for th
 # hold, where a record asked about gives another value in the same place ("Talsha Garpelzi comes
 # from Shagartal." where her record reads "... is Crizidun." and Shagartal is someone else's), pays
 # from there on only the records asked about, and earns no gradient evidence: rule 6 for a mix-up
-# worded otherwise than the asked record.
+# worded otherwise than the asked record (links between records read by whole words there, so
+# "Talsha" and "Taltal" sharing "Tal" do not link theirs).
 # A receipt that names none predates the numbering (rule 1 or earlier).
 RULE = 10
 
