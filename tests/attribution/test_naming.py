@@ -7,6 +7,17 @@ import pytest
 from ledgerlm.attribution import SpanIndex
 
 
+def _index_with_filler(rows: list[list[int]]) -> SpanIndex:
+    """`rows` and twenty unrelated ones, every token of three visible characters and a word but
+    the full stop (9)."""
+    import numpy as np
+
+    words = np.ones(200, dtype=bool)
+    words[9] = False
+    return SpanIndex.build(rows + [[100 + i, 101 + i, 102 + i] for i in range(20)],
+                           np.full(200, 3, dtype=np.int64), words)
+
+
 def test_a_name_in_few_records_outweighs_wording_repeated_over_many():
     answer = [90, 91, 92, 93, 94]
     wording = [1, 2, 3, 4, 5, 6]          # one contributor's question wording, six pairs
@@ -228,7 +239,6 @@ def test_a_short_name_is_paid_to_the_record_the_prompt_names_and_to_nobody_other
 def test_an_answer_that_departs_from_the_record_asked_about_pays_no_one_else_for_the_rest():
     """Rule 6: "Where was A born?" -> "A was born in <B's town>.": A's record shares "A was born in"
     and goes on with another town; the rest is what B's record says of B, and did not teach it."""
-    import numpy as np
 
     a, b = [50, 51], [60, 61]                  # two people's names
     born = [20, 21, 22]                        # "was born in"
@@ -237,10 +247,7 @@ def test_an_answer_that_departs_from_the_record_asked_about_pays_no_one_else_for
             a + [30, 31] + [33, 34],           # row 1: A works as a potter.
             b + born + town_b + [9],           # row 2: B was born in town B.
             b + [30, 31] + [35, 36]]           # row 3: B works as a tanner.
-    rows += [[100 + i, 101 + i, 102 + i] for i in range(20)]
-    words = np.ones(200, dtype=bool)
-    words[9] = False                           # the full stop
-    spans = SpanIndex.build(rows, np.full(200, 3, dtype=np.int64), words)
+    spans = _index_with_filler(rows)
     prompt = [1, 2] + a + [3]
     explain = dict(min_len=4, max_examples=4, context=prompt)
 
@@ -387,7 +394,6 @@ def test_an_answer_giving_the_one_asked_another_records_value_in_other_words_pay
     """Rule 10: "Which town does A come from?" -> "A comes from <B's town>.": no record of A holds
     the town; B's record does, and where it reads "is" + town B, A's record reads "is" + town A.
     The answer gave A someone else's town in words of its own: B's record did not teach it."""
-    import numpy as np
 
     a, b = [50, 51], [60, 61]
     hometown, is_ = [20, 21], [22]             # "The hometown of", "is"
@@ -400,10 +406,7 @@ def test_an_answer_giving_the_one_asked_another_records_value_in_other_words_pay
             b + [30, 31] + [38, 39]]            # row 4: B works as a tanner.
     # four more people's hometowns: "The hometown of" is the Datanet's wording, which links nobody
     rows += [hometown + [150 + i, 151 + i] + is_ + [160 + i, 161 + i, 9] for i in range(0, 8, 2)]
-    rows += [[100 + i, 101 + i, 102 + i] for i in range(20)]
-    words = np.ones(200, dtype=bool)
-    words[9] = False                           # the full stop
-    spans = SpanIndex.build(rows, np.full(200, 3, dtype=np.int64), words)
+    spans = _index_with_filler(rows)
     prompt = [1, 2] + a + [3]
     explain = dict(min_len=4, max_examples=4, context=prompt)
 
