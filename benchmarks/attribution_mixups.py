@@ -33,6 +33,7 @@ import os
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,23 +137,18 @@ def measure(tokenizer, split: str, seeds: int) -> dict:
             for (w, which, rule), (n, r, w_, u, pw, d) in totals.items()}
 
 
-class rule_in_force:
+@contextmanager
+def rule_in_force(rule: str):
     """Rule 9 is rule 10 without `SpanIndex._borrowed` (and its choice of reading)."""
+    from ledgerlm.attribution.spans import SpanIndex
 
-    def __init__(self, rule: str):
-        self.rule = rule
-
-    def __enter__(self):
-        from ledgerlm.attribution.spans import SpanIndex
-
-        self.saved = SpanIndex._borrowed
-        if self.rule == "rule 9":
-            SpanIndex._borrowed = lambda _self, query, *_a, **_k: len(query)
-
-    def __exit__(self, *exc):
-        from ledgerlm.attribution.spans import SpanIndex
-
-        SpanIndex._borrowed = self.saved
+    saved = SpanIndex._borrowed
+    if rule == "rule 9":
+        SpanIndex._borrowed = lambda _self, query, *_a, **_k: len(query)
+    try:
+        yield
+    finally:
+        SpanIndex._borrowed = saved
 
 
 def main(argv: list[str] | None = None) -> dict:
