@@ -279,16 +279,19 @@ def gather_evidence(index: AttributionIndex, feature: np.ndarray, query: AnswerQ
     bar = calibration.bar(mode)
     scores = rounded(index.gradient_scores(feature, mode))
     hits = top_rows(scores, settings.top_k)
+    # one longest-match pass per reading serves both the paid evidence and the listed candidates
+    matches = [index.spans.longest_matches(ids) for ids in query.readings]
     found = [index.spans.explain(ids, min_len=calibration.span_min_tokens,
                                  max_examples=calibration.span_max_rows, context=query.context,
-                                 min_chars=calibration.settings.min_span_chars, weights=w)
-             for ids, w in zip(query.readings, query.weights)]
+                                 min_chars=calibration.settings.min_span_chars, weights=w,
+                                 matches=m)
+             for ids, w, m in zip(query.readings, query.weights, matches)]
     spans = chosen_reading(found)
     picked = resolve_candidates(index, scores, spans.unclaimed, calibration.candidate(mode))
     coverage = min(1.0, spans.coverage)
     explained = min(1.0, coverage + sum(c for c, _ in picked.values()))
     named = np.union1d(spans.rows, np.array(sorted(picked), dtype=np.int64))
-    holding = span_candidates(index, query)
+    holding = span_candidates(index, query, matches)
     considered = np.union1d(hits, named).astype(np.int64)
     rows = np.union1d(considered, holding).astype(np.int64)
     gradient = scores[rows]
@@ -325,14 +328,17 @@ def chosen_reading(found: list[SpanEvidence]) -> SpanEvidence:
     return max(borrowing or found, key=lambda e: (e.coverage, sum(c for _, c, _ in e.unclaimed)))
 
 
-def span_candidates(index: AttributionIndex, query: AnswerQuery) -> np.ndarray:
+def span_candidates(index: AttributionIndex, query: AnswerQuery,
+                    matches: list | None = None) -> np.ndarray:
     """Rows holding a long, rare span of the answer that supports it, in either reading, named by
-    the prompt or not: what the text says the answer could be about, paid or not."""
+    the prompt or not: what the text says the answer could be about, paid or not. `matches`: each
+    reading's `longest_matches`, when the caller has them."""
     cal = index.calibration
+    matches = matches or [None] * len(query.readings)
     found = [index.spans.candidate_rows(ids, min_len=cal.span_min_tokens,
                                         max_examples=cal.span_max_rows,
-                                        min_chars=cal.settings.min_span_chars)
-             for ids in query.readings]
+                                        min_chars=cal.settings.min_span_chars, matches=m)
+             for ids, m in zip(query.readings, matches)]
     return np.unique(np.concatenate(found)).astype(np.int64)
 
 

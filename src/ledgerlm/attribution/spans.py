@@ -173,7 +173,8 @@ class SpanIndex:
 
     def explain(self, query: list[int], *, min_len: int = 4, max_examples: int = 64,
                 context: list[int] | None = None, min_chars: int = 0,
-                weights: list[float] | None = None) -> SpanEvidence:
+                weights: list[float] | None = None,
+                matches: list[tuple[int, int, int]] | None = None) -> SpanEvidence:
         """Credit each row with the share of `query` that its long, rare spans explain.
 
         A token's credit is its weight (`weights`, default 1: see restatement.py) times the
@@ -191,7 +192,8 @@ class SpanIndex:
         ("Ramimi.") answering "Name the birthplace of Mimi Rara" is recall when it sits in Mimi
         Rara's record, and chance finds a few letters in some row but not in the one the prompt
         asks about. Such a span must be rare (a few letters in more than `max_examples` rows pay
-        nobody), and leaves no candidates either.
+        nobody), and leaves no candidates either. `matches`: `longest_matches(query)`, when the
+        caller has them.
         """
         query = [int(t) for t in query]
         weights = [1.0] * len(query) if weights is None else [float(w) for w in weights]
@@ -201,7 +203,7 @@ class SpanIndex:
         total_weight = sum(weights)
         if m == 0 or len(self.suffix_array) == 0 or total_weight <= 0:
             return empty
-        matches = self.longest_matches(query)
+        matches = matches if matches is not None else self.longest_matches(query)
         # Every token takes the longest span covering it; among equally long ones, the rarest.
         best: list[tuple[bool, int, int] | None] = [None] * m  # (enough chars, length, -occurrences)
         owner: list[int] = [-1] * m  # start of the chosen span per token
@@ -409,25 +411,29 @@ class SpanIndex:
                                        for r in asked_set))
                 follows = self._follows(sorted(asked_set))
             strong_only = bool(holders & linked)
+            # each occurrence and where its row's last turn begins, looked up once for every j
+            places = [(int(pos), self._last_turn(int(row))) for pos, row in zip(
+                self.suffix_array[lo:hi],
+                np.searchsorted(self.offsets, self.suffix_array[lo:hi], side="right") - 1)]
             for j in range(length):
                 token = query[start + j]
                 if weights[start + j] < 1.0 or not self._is_word(token):
                     continue
-                for pos in self.suffix_array[lo:hi]:
-                    found = self._gives_another(int(pos) + j, token, follows)
+                for pos, first in places:
+                    found = self._gives_another(pos + j, first, token, follows)
                     if found and (not strong_only
                                   or (found[0] >= 2 and found[1] >= self.naming_min_chars)):
                         return start + j
         return len(query)
 
-    def _gives_another(self, at: int, token: int, follows: dict[tuple[int, ...], set[int]],
+    def _gives_another(self, at: int, first: int, token: int,
+                       follows: dict[tuple[int, ...], set[int]],
                        reach: int = 8) -> tuple[int, int] | None:
         """(tokens, visible characters) of the longest stretch ending just before position `at`
         (where a holder gives `token`) that an asked record also holds (`follows`: what each
         stretch of their answers is followed by), when one of them goes on there with another
-        word; None when none does, or none holds a word of that stretch."""
-        row = int(np.searchsorted(self.offsets, at, side="right") - 1)
-        first = self._last_turn(row)
+        word; None when none does, or none holds a word of that stretch. `first`: where the
+        holder's last turn begins (no stretch reaches back over it)."""
         for k in range(min(reach, at - first), 0, -1):
             stretch = tuple(self.tokens[at - k:at].tolist())
             if stretch not in follows:
@@ -478,17 +484,19 @@ class SpanIndex:
                 and bool(self.word_tokens[token]))
 
     def candidate_rows(self, query: list[int], *, min_len: int, max_examples: int,
-                       min_chars: int = 0) -> np.ndarray:
+                       min_chars: int = 0,
+                       matches: list[tuple[int, int, int]] | None = None) -> np.ndarray:
         """Rows holding a long, rare span of `query` that supports it, named by the prompt or not.
 
         `explain` pays a span several rows share only as far as the prompt names one of them;
         these are all the rows such a span could be about (the text narrows the candidates, it
-        does not pick one).
+        does not pick one). `matches`: `longest_matches(query)`, when the caller has them.
         """
         query = [int(t) for t in query]
         found: set[int] = set()
         reach = 0
-        for start, (length, lo, hi) in enumerate(self.longest_matches(query)):
+        for start, (length, lo, hi) in enumerate(matches if matches is not None
+                                                 else self.longest_matches(query)):
             if length < min_len or start + length <= reach or hi - lo > max_examples * _CROWDED:
                 continue
             if min_chars and self._chars(query[start:start + length]) < min_chars:
