@@ -31,6 +31,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from report import write_result  # noqa: E402  (benchmarks/ is the script's directory)
 from rich.console import Console  # noqa: E402
 
+from ledgerlm.attribution.features import DEFAULT_DIM  # noqa: E402
 from ledgerlm.evals.attribution.facts import make_fact_tracing_set  # noqa: E402
 from ledgerlm.evals.attribution.scale import index_build_cost  # noqa: E402
 from ledgerlm.evals.table import ResultTable  # noqa: E402
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model", choices=("tiny", "smollm2"), default="smollm2")
     parser.add_argument("--entities", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--dim", type=int, default=2048)
+    parser.add_argument("--dim", type=int, default=DEFAULT_DIM)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split", choices=("test", "tuning"), default="test",
                         help="the planted-facts split trained on and queried")

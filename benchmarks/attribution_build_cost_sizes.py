@@ -2,13 +2,15 @@
 
 Run:  python benchmarks/attribution_build_cost_sizes.py [--model smollm2|tiny] [--records 6,12,35]
                                                        [--epochs 10] [--split tuning|test]
-                                                       [--models-dir DIR]
+                                                       [--models-dir DIR] [--dim 8192]
+                                                       [--baseline-dim 2048]
 
 Per size, trains a LoRA adapter (factory defaults, 10 epochs) on the first N records of the
 split's planted-facts Datanet and times the node's index build (a pass over the final adapter,
 calibration included) with the calibration rule — how many null answers take a gradient pass
-follows the tokens training ran — and, in the same run on the same model, with the old fixed 32
-(the baseline). Then the build's parts alone, and what bars from fewer null answers do: false
+follows the tokens training ran — and, in the same run on the same model, with the old fixed 32,
+and with the wide side of every LoRA weight projected by a dense Gaussian matrix instead of a
+count sketch, at the same width and at `--baseline-dim` (the index's projection before). Then the build's parts alone, and what bars from fewer null answers do: false
 payouts of the evaluation's 40 unrelated prompts and what the split's questions are paid (grad
 mode cosine, the node's default). Prints the tables and writes
 benchmarks/results/attribution_build_cost_sizes.json and .md.
@@ -32,7 +34,8 @@ from attribution_build_cost import base_model  # noqa: E402  (benchmarks/ is the
 from report import write_result  # noqa: E402
 from rich.console import Console  # noqa: E402
 
-from ledgerlm.evals.attribution.build_cost import build_cost_at_size  # noqa: E402
+from ledgerlm.attribution.features import DEFAULT_DIM  # noqa: E402
+from ledgerlm.evals.attribution.build_cost import OLD_DIM, build_cost_at_size  # noqa: E402
 from ledgerlm.evals.attribution.facts import make_fact_tracing_set  # noqa: E402
 from ledgerlm.evals.table import ResultTable  # noqa: E402
 
@@ -47,7 +50,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--entities", type=int, default=6,
                         help="entities of the planted-facts set the records are taken from")
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--dim", type=int, default=2048)
+    parser.add_argument("--dim", type=int, default=DEFAULT_DIM, help="the index's width")
+    parser.add_argument("--baseline-dim", type=int, default=OLD_DIM,
+                        help="width of the Gaussian-projected baseline build")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split", choices=("test", "tuning"), default="tuning")
     parser.add_argument("--threads", type=int, default=1,
@@ -63,6 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
+    dim = args.dim
     facts = make_fact_tracing_set(args.split, args.entities, args.seed)
     sizes = [int(n) for n in args.records.split(",") if n.strip()]
     too_many = [n for n in sizes if not 0 < n <= len(facts.records)]
@@ -77,18 +83,26 @@ def main(argv: list[str] | None = None) -> dict:
             records = facts.records[:n]
             queries = [q for q in facts.queries if all(r < n for r in q.records)]
             console.log(f"{base.name}: {n} records, {args.epochs} epochs, {len(queries)} questions")
-            by_size.append(build_cost_at_size(base, records, queries, config, work, dim=args.dim,
-                                              seed=args.seed))
+            by_size.append(build_cost_at_size(base, records, queries, config, work, dim=dim,
+                                              seed=args.seed, baseline_dim=args.baseline_dim))
     cost = ResultTable(
         f"Node index build (pass over the final adapter, calibration included) against training: "
-        f"{base.name}, {args.epochs} epochs, {args.split} split, CPU s (faster of two builds)",
+        f"{base.name}, {args.epochs} epochs, {args.split} split, CPU s (faster of two builds); "
+        f"the node's build is {dim} wide with count-sketched wide sides",
         ["records", "training tokens", "training", "build, 32 null answers (old)", "old / training",
-         "null answers (rule)", "build (rule)", "build / training"])
+         "null answers (rule)", "build (rule)", "build / training",
+         f"Gaussian wide sides, {dim} wide / training",
+         f"Gaussian wide sides, {args.baseline_dim} wide (before) / training"])
     for s in by_size:
-        cost.add_row(s["records"], s["tokens_seen"], f"{s['train_cpu_seconds']:.1f}",
+        train_cpu = s["train_cpu_seconds"]
+        cost.add_row(s["records"], s["tokens_seen"], f"{train_cpu:.1f}",
                      f"{s['old_build_cpu_seconds']:.1f}", f"{s['old_build_over_train']:.2f}",
                      s["gradient_null_answers"], f"{s['build_cpu_seconds']:.1f}",
-                     f"{s['build_over_train']:.2f}")
+                     f"{s['build_over_train']:.2f}",
+                     f"{s['gaussian_build_cpu_seconds']:.1f} / {train_cpu:.1f} = "
+                     f"{s['gaussian_build_cpu_seconds'] / train_cpu:.2f}",
+                     f"{s['gaussian_baseline_build_cpu_seconds']:.1f} / {train_cpu:.1f} = "
+                     f"{s['gaussian_baseline_build_cpu_seconds'] / train_cpu:.2f}")
     parts = ResultTable(
         "The build's parts, each timed alone (CPU s; model load is not part of a node's build, "
         "which uses the model training left in memory)",

@@ -1,14 +1,16 @@
 """How much of the exact LoRA gradients' linear datamodeling score the index's projection keeps, by projection width.
 
 Run:  python benchmarks/attribution_projection_width.py [--model tiny|smollm2] [--models-dir DIR]
-                                                      [--dims 1024,4096,8192] [--lds-subsets 16]
+                                                      [--dims 2048] [--lds-subsets 16]
+                                                      [--no-gaussian]
 
 Fine-tunes the model on the attribution evaluation's LDS Datanet of the test split (8 people,
 44 records), retrains it on `--lds-subsets` random halves, and scores 24 questions' losses against
 the full model's attribution scores: the exact LoRA gradients of the same adapter (template head
 left out, as the index leaves it out; and every position), the index's projection at its width
-(`--dim`, 2,048 by default) and at each of `--dims`, and, as references, BM25, span matching and
-the paid attribution. The K-FAC / per-token / checkpoint-ensemble variants are left out (their
+(`--dim`, the index's default) and at each of `--dims`, each with the count sketch the index uses
+and, as the baseline, with dense Gaussian matrices (the projection before), timing the pass that
+projects the training rows; and, as references, BM25, span matching and the paid attribution. The K-FAC / per-token / checkpoint-ensemble variants are left out (their
 exact-gradient factors need the most memory); `benchmarks/attribution.py` scores them. Prints the
 table and writes benchmarks/results/attribution_projection_width.json and .md.
 """
@@ -43,9 +45,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model", choices=("tiny", "smollm2"), default="tiny")
     parser.add_argument("--models-dir", type=Path, default=None)
     parser.add_argument("--dim", type=int, default=EvalConfig.dim, help="the index's width")
-    parser.add_argument("--dims", default="1024,4096,8192",
+    parser.add_argument("--dims", default="2048",
                         help="other projection widths, comma-separated")
     parser.add_argument("--lds-subsets", type=int, default=16)
+    parser.add_argument("--no-gaussian", action="store_true",
+                        help="leave out the Gaussian-matrix projections (the baseline)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=EvalConfig.seed)
     parser.add_argument("--out", type=Path, default=None,
@@ -64,6 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
     config = replace(EvalConfig(), model=args.model, epochs=args.epochs, dim=args.dim,
                      lds_subsets=args.lds_subsets, lds_variants=False,
                      lds_dims=tuple(d for d in dims if d != args.dim), seed=args.seed,
+                     lds_gaussian=not args.no_gaussian,
                      models_dir=str(args.models_dir) if args.models_dir else None)
     started = time.perf_counter()
     say = console.log
@@ -72,25 +77,35 @@ def main(argv: list[str] | None = None) -> dict:
         result = split_lds(config, base, load_tokenizer(base), "test", Path(work), say)
     methods = result["methods"]
     exact = methods[EXACT]["mean"]
-    rows = [(f"grad:cosine, projected to {args.dim} (the index's width)",
-             "grad:cosine (final adapter)")]
-    rows += [(f"grad:cosine, projected to {d}", f"grad:cosine (dim {d})") for d in config.lds_dims]
-    rows += [(f"{EXACT} — the reference", EXACT), ("exact grad cosine (every position)", "exact grad cosine"),
-             ("span", "span"), ("combined:cosine (what is paid)", "combined:cosine"),
-             ("combined:cosine + gradient", "combined:cosine + gradient"), ("bm25", "bm25"),
-             ("responsible records (ground truth)", "responsible records (ground truth)"),
-             ("random", "random")]
+    seconds = result.get("rows_pass_cpu_seconds", {})
+    widths = sorted({args.dim, *config.lds_dims})
     table = ResultTable(
         f"Test split, {args.model} — LDS over {result['subsets']} retrains on random halves of "
         f"{result['records']} records, {result['queries']} queries; projected features against the "
-        "exact LoRA gradients of the same adapter", ["scores", "LDS", "± s.e.", "LDS / exact LDS"])
-    for label, name in rows:
+        "exact LoRA gradients of the same adapter, and the CPU seconds of the pass that projects "
+        "the training rows", ["scores", "LDS", "± s.e.", "LDS / exact LDS", "rows' pass CPU s"])
+    rows = []
+    for d in widths:
+        index = " (the index's width)" if d == args.dim else ""
+        name = f"grad:cosine (dim {d})" if f"grad:cosine (dim {d})" in methods else (
+            "grad:cosine (final adapter)")
+        rows.append((f"grad:cosine, {d} wide, count sketch{index}", name, f"{d} count"))
+        rows.append((f"grad:cosine, {d} wide, Gaussian matrices", f"grad:cosine (dim {d}, Gaussian)",
+                     f"{d} gaussian"))
+    rows += [(f"{EXACT} — the reference", EXACT, None),
+             ("exact grad cosine (every position)", "exact grad cosine", None),
+             ("span", "span", None), ("combined:cosine (what is paid)", "combined:cosine", None),
+             ("combined:cosine + gradient", "combined:cosine + gradient", None), ("bm25", "bm25", None),
+             ("responsible records (ground truth)", "responsible records (ground truth)", None),
+             ("random", "random", None)]
+    for label, name, timed in rows:
         if name not in methods:
             continue
         value = methods[name]
         ratio = value["mean"] / exact if name.startswith("grad:") and exact > 0 else None
         table.rows.append([label, f"{value['mean']:.3f}", f"{value['sem']:.3f}",
-                           f"{ratio:.2f}" if ratio is not None else ""])
+                           f"{ratio:.2f}" if ratio is not None else "",
+                           f"{seconds[timed]:.1f}" if timed in seconds else ""])
     table.print()
     payload = {"config": {"model": args.model, "dim": args.dim, "dims": list(config.lds_dims),
                           "epochs": args.epochs, "lds_subsets": args.lds_subsets, "seed": args.seed},

@@ -80,7 +80,7 @@ class NodeConfig:
     # LoRA gradients' at 2,048, 0.88 at 4,096 and 1.00 at 8,192 (benchmarks/results/attribution_projection_width-
     # smollm2.md), and the tiny model's contributor precision@1 0.94, 0.98 and 0.99; the index's size, every search
     # and the build grow with it (SmolLM2's build 0.20x the training at 2,048, 0.34x at 8,192)
-    attribution_dim: int = 2048
+    attribution_dim: int = 8192
     # training jobs one developer may have queued or running at once: the node trains one job at a time for
     # everyone, so one key must not be able to queue ahead of all others
     training_jobs_per_developer: int = 2

@@ -52,6 +52,64 @@ def test_same_seed_draws_the_same_projection(trained):
     assert any((one.weights[k] != other.weights[k]).any() for k in one.weights)
 
 
+def test_a_count_sketch_projects_with_its_matrix_and_keeps_the_geometry_like_gaussian_matrices(
+        trained):
+    """The wide sides' count sketch is a linear map with one signed entry per coordinate, and
+    at the same width keeps the rows' inner products at least about as well as the dense
+    Gaussian matrices indexes were built with before."""
+    import torch
+
+    from ledgerlm.attribution.features import COUNT, GAUSSIAN
+
+    sketch = LoraProjector.for_model(trained.model, dim=512, seed=2, wide=COUNT)
+    hashed = [key.split("|")[:2] for key in sketch.weights if key.endswith("|hashed")]
+    assert len(hashed) == len(sketch.matrices)  # every weight's wide side
+    for name, side in hashed:
+        matrix = sketch.dense(name, side)
+        assert (np.abs(matrix).sum(axis=0) == 1).all()  # every coordinate lands in one bucket
+        values = torch.randn(5, matrix.shape[1], dtype=torch.float64)
+        assert np.allclose(sketch.project(name, side, values).numpy(), values.numpy() @ matrix.T)
+
+    examples = record_examples(trained.records, list(range(12)), trained.tokenizer, 64)
+    exact = LoraProjector.for_model(trained.model, dim=10**8)
+    full = example_features(trained.model, examples, exact, max_len=64, pad_id=0)
+    a = np.stack([full[i] for i in sorted(full)])
+    truth = a @ a.T
+
+    def gram_error(wide):
+        errors = []
+        for seed in range(3):
+            projector = LoraProjector.for_model(trained.model, dim=512, seed=seed, wide=wide)
+            found = example_features(trained.model, examples, projector, max_len=64, pad_id=0)
+            b = np.stack([found[i] for i in sorted(found)])
+            errors.append(np.linalg.norm(b @ b.T - truth) / np.linalg.norm(truth))
+        return float(np.mean(errors))
+
+    count, gaussian = gram_error(COUNT), gram_error(GAUSSIAN)
+    assert count < 0.5 and count <= 1.2 * gaussian
+
+
+def test_the_low_rank_preconditioner_is_the_damped_inverse_covariance():
+    """With fewer rows than dimensions the index keeps the rows and an n x n inverse, not a
+    dim x dim matrix, and applies exactly (Phi^T Phi / n + lambda I)^-1."""
+    from ledgerlm.attribution.index import Preconditioner, damped_inverse_covariance
+
+    rng = np.random.default_rng(0)
+    for n, dim in ((20, 300), (400, 64)):
+        phi = rng.standard_normal((n, dim)).astype(np.float32)
+        found = damped_inverse_covariance(phi, 0.1)
+        assert (found.dense is None) == (n < dim)
+        p64 = phi.astype(np.float64)
+        lam = 0.1 * np.einsum("ij,ij->", p64, p64) / n / dim
+        expected = np.linalg.inv(p64.T @ p64 / n + lam * np.eye(dim))
+        q = rng.standard_normal((3, dim))
+        assert np.allclose(found.apply(q), q @ expected.T, rtol=1e-5, atol=1e-8 * np.abs(expected).max())
+        saved = found.arrays(phi)
+        assert "preconditioner_basis" not in saved  # the index's rows are not saved twice
+        again = Preconditioner.from_arrays(saved, phi)
+        assert np.array_equal(again.apply(q), found.apply(q))
+
+
 def test_index_refuses_records_the_model_was_not_trained_on(trained):
     changed = [dict(r) for r in trained.records]
     changed[0]["answer"] = "Crate 0 is purple."

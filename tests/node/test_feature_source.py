@@ -62,11 +62,11 @@ def test_per_token_answers_are_off_by_default_and_reach_the_index_the_node_build
 def test_the_projection_width_reaches_the_collector_and_must_be_positive(tmp_path, tiny):
     base = SimpleNamespace(path=str(tiny))
     training = SimpleNamespace(epochs=2)
-    assert _attribution_observer(0)(training, base).dim == NodeConfig().attribution_dim == 2048
-    assert _attribution_observer(0, 0, False, 8192)(training, base).dim == 8192
+    assert _attribution_observer(0)(training, base).dim == NodeConfig().attribution_dim == 8192
+    assert _attribution_observer(0, 0, False, 2048)(training, base).dim == 2048
     home = Home(tmp_path / "home")
-    home.save_config(NodeConfig(attribution_dim=8192))
-    assert home.load_config().attribution_dim == 8192
+    home.save_config(NodeConfig(attribution_dim=2048))
+    assert home.load_config().attribution_dim == 2048
     home.save_config(NodeConfig(attribution_dim=0))
     with pytest.raises(ConfigError) as err:
         home.load_config()

@@ -16,17 +16,26 @@ layouts:
   exact   when all LoRA weights together fit in `dim` numbers, every gradient is kept as it is
           and the blocks are concatenated: the feature *is* the per-example LoRA gradient.
   sketch  otherwise every weight is sketched into the *whole* feature: its rank side (r) is kept
-          exactly and its wide side is projected by a fixed Gaussian matrix to dim // r, and the
-          sketches of all weights are added. The result is one Johnson-Lindenstrauss projection
-          of the whole LoRA gradient to `dim` numbers (the cross terms between weights have
-          independent projections, so they vanish in expectation). Concatenating per-weight
-          blocks instead leaves each of SmolLM2's 420 LoRA weights a 1 x 2 Kronecker block at
-          dim 1,024 — a product of two scalar Gaussians, so heavy-tailed that the signal is lost.
+          exactly and its wide side is projected to dim // r by a count sketch (every coordinate
+          added, with a random sign, into one random bucket), and the sketches of all weights are
+          added. The result is one Johnson-Lindenstrauss projection of the whole LoRA gradient to
+          `dim` numbers (the cross terms between weights have independent projections, so they
+          vanish in expectation). Concatenating per-weight blocks instead leaves each of
+          SmolLM2's 420 LoRA weights a 1 x 2 Kronecker block at dim 1,024 — a product of two
+          scalar Gaussians, so heavy-tailed that the signal is lost.
 
-The Gaussian matrices are drawn from a generator seeded by (seed, parameter name), scaled by
-1/sqrt(k) so projected inner products are unbiased, and stored with the index, so query features
-are projected with exactly the matrices the index was built with. Accumulation is in float64:
-a feature is a sum over many tokens, and anyone recomputing a receipt must get the same numbers.
+Why a count sketch. A dense Gaussian matrix costs k x d multiply-adds per token and weight; at
+SmolLM2's width of 8,192 that is about a forward pass more per token, and the matrices (680 MB)
+had to be stored with the index. A count sketch costs d additions and stores d signed slots, and
+its inner-product variance is never above the Gaussian's (it lacks the sum_i x_i^2 y_i^2 term);
+on SmolLM2's exact LoRA gradients it kept the rows' cosines as well at 2,048 and better at 8,192
+(benchmarks/attribution_projection_width.py). Gaussian wide sides (`wide="gaussian"`) remain
+for comparison, and indexes built with them still load.
+
+The sketches are drawn from a generator seeded by (seed, parameter name) and stored with the
+index, so query features are projected with exactly the sketch the index was built with.
+Accumulation is in float64: a feature is a sum over many tokens, and anyone recomputing a
+receipt must get the same numbers.
 
 Examples in a packed block never attend to each other (position ids restart), and the loss is a
 sum of per-example losses, so grouping tokens by the example they belong to yields every
@@ -87,6 +96,13 @@ if TYPE_CHECKING:
     from ledgerlm.factory import PackedBatch
 
 EXACT, SKETCH = "exact", "sketch"
+COUNT, GAUSSIAN = "count", "gaussian"
+WIDE_SKETCHES = (COUNT, GAUSSIAN)
+HASHED = "|hashed"  # key suffix of a side projected by a count sketch
+# Numbers per feature. On SmolLM2 the projected gradients keep all of the exact LoRA gradients'
+# LDS at 8,192 and 0.86 of it at 2,048 (README, attribution_projection_width); the count sketch
+# makes the wide projection cost about what 2,048 did with Gaussian matrices.
+DEFAULT_DIM = 8192
 
 
 @dataclass(frozen=True)
@@ -120,13 +136,19 @@ class LoraProjector:
         self._torch: dict[tuple, torch.Tensor | None] = {}
 
     @classmethod
-    def for_model(cls, model, dim: int = 2048, seed: int = 0,
-                  head: tuple[int, ...] = (), last_blocks: int = 0) -> LoraProjector:
+    def for_model(cls, model, dim: int = DEFAULT_DIM, seed: int = 0,
+                  head: tuple[int, ...] = (), last_blocks: int = 0,
+                  wide: str = COUNT) -> LoraProjector:
         """The exact layout when the adapter fits in `dim` numbers, else a `dim`-wide sketch.
 
         `head` is the chat template's head (`template_head(tokenizer)`); () sums every position.
         `last_blocks` > 0 features only the LoRA weights of that many last transformer blocks.
+        `wide` is how a sketch projects each weight's wide side: a count sketch (the default) or
+        a dense Gaussian matrix (what indexes were built with before; kept as a baseline).
         """
+        if wide not in WIDE_SKETCHES:
+            raise AttributionError(f"wide must be one of {', '.join(WIDE_SKETCHES)}, not {wide!r}",
+                                   field="wide")
         if last_blocks < 0:
             raise AttributionError(f"last_blocks must be 0 (every block) or more, not {last_blocks}",
                                    field="last_blocks")
@@ -148,7 +170,7 @@ class LoraProjector:
         matrices, weights = [], {}
         for name, rows, cols in shapes:
             wide_in = rows <= cols  # lora_A (r x d_in): the input side is wide; lora_B the output
-            rank, wide = (rows, cols) if wide_in else (cols, rows)
+            rank, size = (rows, cols) if wide_in else (cols, rows)
             k_rank = min(rank, dim)
             k_wide = max(1, dim // k_rank)
             k_out, k_in = (k_rank, k_wide) if wide_in else (k_wide, k_rank)
@@ -157,7 +179,11 @@ class LoraProjector:
             # The wide side is always drawn at random, even when k_wide >= its size: the sketches
             # of different weights share coordinates, and only independent random matrices make
             # their cross terms vanish.
-            weights[f"{name}|{wide_side}"] = _gaussian(seed, name, wide_side, k_wide, wide)
+            if wide == COUNT:
+                weights[f"{name}|{wide_side}{HASHED}"] = _count_sketch(seed, name, wide_side,
+                                                                       k_wide, size)
+            else:
+                weights[f"{name}|{wide_side}"] = _gaussian(seed, name, wide_side, k_wide, size)
             if k_rank < rank:
                 weights[f"{name}|{rank_side}"] = _gaussian(seed, name, rank_side, k_rank, rank)
         return cls(matrices, weights, dim, SKETCH, head, last_blocks)
@@ -188,13 +214,49 @@ class LoraProjector:
         """values (..., size) -> (..., k) in the values' dtype; identity when that side is kept exactly."""
         key = (name, side, values.device, values.dtype)
         if key not in self._torch:
-            import torch
-
-            w = self.weights.get(f"{name}|{side}")
-            # The matrices are stored as float32; a float64 pass projects with them upcast (exact).
-            self._torch[key] = None if w is None else torch.from_numpy(w).to(values.device, values.dtype)
+            self._torch[key] = self._side(name, side, values.device, values.dtype)
         w = self._torch[key]
-        return values if w is None else values @ w.T
+        if w is None:
+            return values
+        if isinstance(w, tuple):  # count sketch: gather, sign, add the slots of each bucket
+            source, signs, k = w
+            padded = _pad_front(values)
+            gathered = padded.index_select(-1, source) * signs
+            return gathered.view(*values.shape[:-1], -1, k).sum(-2)
+        return values @ w.T
+
+    def _side(self, name: str, side: str, device, dtype):
+        import torch
+
+        w = self.weights.get(f"{name}|{side}")
+        if w is not None:
+            # The matrices are stored as float32; a float64 pass projects with them upcast (exact).
+            return torch.from_numpy(w).to(device, dtype)
+        hashed = self.weights.get(f"{name}|{side}{HASHED}")
+        if hashed is None:
+            return None
+        k = self._k(name, side)
+        slots = torch.from_numpy(hashed.astype(np.int64))
+        return slots.abs().to(device), slots.sign().to(device, dtype), k
+
+    def _k(self, name: str, side: str) -> int:
+        m = next(m for m in self.matrices if m.name == name)
+        return m.k_in if side == "in" else m.k_out
+
+    def dense(self, name: str, side: str) -> np.ndarray | None:
+        """The (k, size) matrix a side is projected with, float64; None when kept exactly."""
+        w = self.weights.get(f"{name}|{side}")
+        if w is not None:
+            return w.astype(np.float64)
+        hashed = self.weights.get(f"{name}|{side}{HASHED}")
+        if hashed is None:
+            return None
+        m = next(m for m in self.matrices if m.name == name)
+        size, k = (m.cols, m.k_in) if side == "in" else (m.rows, m.k_out)
+        out = np.zeros((k, size))
+        slot = np.flatnonzero(hashed)
+        out[slot % k, np.abs(hashed[slot]) - 1] = np.sign(hashed[slot])
+        return out
 
 
 def featured_linears(model, last_blocks: int = 0) -> list[tuple[str, object]]:
@@ -215,6 +277,30 @@ def featured_linears(model, last_blocks: int = 0) -> list[tuple[str, object]]:
 def block_number(name: str) -> int | None:
     """The transformer block a parameter belongs to: the first number in its dotted path."""
     return next((int(part) for part in name.split(".") if part.isdigit()), None)
+
+
+def _count_sketch(seed: int, name: str, side: str, k: int, size: int) -> np.ndarray:
+    """A count sketch of `size` coordinates into `k` buckets, as (m * k,) signed slots.
+
+    Coordinate i lands in one random slot of m = ceil(size / k) rows of k buckets, with a random
+    sign; slot j holds +-(i + 1), or 0 when empty, and its bucket is j mod k. Projecting adds each
+    bucket's signed coordinates: size additions per token instead of the k x size a Gaussian
+    matrix costs, and an inner product's variance is at most the Gaussian's (Charikar et al.,
+    2002; Weinberger et al., 2009: it lacks the Gaussian's sum_i x_i^2 y_i^2 term).
+    """
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode()), 0 if side == "out" else 1, 2])
+    rows = -(-size // k)
+    slots = np.zeros(rows * k, dtype=np.int32)
+    signs = rng.integers(0, 2, size, dtype=np.int32) * 2 - 1
+    slots[rng.permutation(rows * k)[:size]] = signs * np.arange(1, size + 1, dtype=np.int32)
+    return slots
+
+
+def _pad_front(values):
+    """`values` with one zero column in front: slot 0 of a count sketch gathers it."""
+    import torch
+
+    return torch.nn.functional.pad(values, (1, 0))
 
 
 def _gaussian(seed: int, name: str, side: str, k: int, size: int) -> np.ndarray:

@@ -19,7 +19,7 @@ identities; first-come keeps the total credit of a piece of content the same how
 was submitted.
 
 Search. The embedded default is a flat float32 matrix, multiplied with the query in float64 chunks
-(about 100k x 2048 multiply-adds per query, tens of milliseconds on a laptop CPU); FAISS or a
+(about 100k x 8192 multiply-adds per query, tens of milliseconds on a laptop CPU); FAISS or a
 sharded index can replace `gradient_scores` at larger scale.
 
 Calibration. Right after the features, the shipped null answers are attributed against the new
@@ -53,6 +53,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -61,6 +62,8 @@ import numpy as np
 from ledgerlm.attribution.calibration import Calibration, CalibrationSettings, calibrate
 from ledgerlm.attribution.errors import AttributionError, IndexNotFoundError
 from ledgerlm.attribution.features import (
+    COUNT,
+    DEFAULT_DIM,
     LoraProjector,
     example_features,
     record_examples,
@@ -75,7 +78,6 @@ META_FILE = "meta.json"
 SCORE_MODES = ("dot", "cosine", "trak", "trak_cosine")
 ScoreMode = Literal["dot", "cosine", "trak", "trak_cosine"]
 DEFAULT_MODE: ScoreMode = "cosine"
-DEFAULT_DIM = 2048
 FORMAT = 2
 _CHUNK = 8192  # rows per float64 block when scoring
 
@@ -118,7 +120,7 @@ class AttributionIndex:
 
     examples: list[IndexedExample]
     features: np.ndarray
-    preconditioner: np.ndarray
+    preconditioner: Preconditioner
     projector: LoraProjector
     spans: SpanIndex
     config: IndexConfig
@@ -138,9 +140,7 @@ class AttributionIndex:
         q = np.asarray(feature, dtype=np.float64)
         if not mode.startswith("trak"):
             return q
-        if "preconditioner64" not in self.norms:  # dim x dim: converted once, not per query
-            self.norms["preconditioner64"] = self.preconditioner.astype(np.float64)
-        return q @ self.norms["preconditioner64"].T
+        return self.preconditioner.apply(q)
 
     def gradient_scores(self, feature: np.ndarray, mode: ScoreMode | None = None) -> np.ndarray:
         """Score of every row against an answer's feature, in float64.
@@ -193,7 +193,7 @@ class AttributionIndex:
             self.row_inverse_norms(mode)
         arrays = {
             "features": self.features,
-            "preconditioner": self.preconditioner,
+            **self.preconditioner.arrays(self.features),
             **{f"norm_{k}": v for k, v in self.norms.items() if k in ("plain", "trak")},
             **{f"proj|{k}": v for k, v in self.projector.weights.items()},
             **self.spans.arrays(),
@@ -235,7 +235,7 @@ class AttributionIndex:
         return cls(
             examples=[_example_from_meta(e) for e in meta["examples"]],
             features=arrays["features"],
-            preconditioner=arrays["preconditioner"],
+            preconditioner=Preconditioner.from_arrays(arrays, arrays["features"]),
             projector=LoraProjector.from_meta(meta["projections"], weights),
             spans=SpanIndex.from_arrays(arrays),
             config=IndexConfig(**meta["config"]),
@@ -263,37 +263,86 @@ def _check_mode(mode: str) -> str:
     return mode
 
 
-def _inverse_norms(features: np.ndarray, preconditioner: np.ndarray | None) -> np.ndarray:
+def _inverse_norms(features: np.ndarray, preconditioner: Preconditioner | None) -> np.ndarray:
     """1 / |phi_i| (or 1 / |phi_i|_H^-1) of every row, float64; 0 for a zero row."""
     squared = np.empty(len(features), dtype=np.float64)
-    h = None if preconditioner is None else preconditioner.astype(np.float64)
     for start in range(0, len(features), _CHUNK):
         chunk = features[start:start + _CHUNK].astype(np.float64)
-        squared[start:start + _CHUNK] = np.einsum("ij,ij->i", chunk if h is None else chunk @ h,
-                                                  chunk)
+        seen = chunk if preconditioner is None else preconditioner.apply(chunk)
+        squared[start:start + _CHUNK] = np.einsum("ij,ij->i", seen, chunk)
     norms = np.sqrt(np.maximum(squared, 0.0))
     return np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 0.0)
 
 
-def damped_inverse_covariance(features: np.ndarray, damping: float) -> np.ndarray:
+@dataclass(frozen=True)
+class Preconditioner:
+    """H^-1 = (Phi^T Phi / n + lambda I)^-1, kept in whichever form takes fewer numbers.
+
+    Dense: the dim x dim matrix. Low rank: with fewer rows than dimensions, the Woodbury identity
+    H^-1 = (I - Phi^T (n lambda I + Phi Phi^T)^-1 Phi) / lambda needs only the n rows it was fitted
+    on and one n x n inverse, so a wide projection does not cost a dim x dim matrix (268 MB at
+    dim 8,192) while there are few rows; applying it costs two products with the rows.
+    """
+
+    dense: np.ndarray | None = None  # (dim, dim) float32
+    basis: np.ndarray | None = None  # (n, dim) float32: the rows it was fitted on
+    inner: np.ndarray | None = None  # (n, n) float64: (n lambda I + Phi Phi^T)^-1
+    lam: float = 1.0
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.dense, self.basis, self.inner) if a is not None)
+
+    def apply(self, q: np.ndarray) -> np.ndarray:
+        """H^-1 q for every row of a (queries, dim) float64 stack."""
+        if self.dense is not None:
+            return q @ self._float64.T
+        basis = self._float64
+        return (q - ((q @ basis.T) @ self.inner) @ basis) / self.lam
+
+    @cached_property
+    def _float64(self) -> np.ndarray:  # converted once, not per query
+        return (self.dense if self.dense is not None else self.basis).astype(np.float64)
+
+    def arrays(self, features: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """What is saved; a basis that is `features` itself is not saved twice."""
+        if self.dense is not None:
+            return {"preconditioner": self.dense}
+        basis = {"preconditioner_basis": self.basis} if self.basis is not features else {}
+        return {**basis, "preconditioner_inner": self.inner,
+                "preconditioner_lambda": np.array(self.lam)}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray],
+                    features: np.ndarray | None = None) -> Preconditioner:
+        if "preconditioner" in arrays:
+            return cls(dense=arrays["preconditioner"])
+        basis = arrays.get("preconditioner_basis", features)
+        return cls(basis=basis, inner=arrays["preconditioner_inner"],
+                   lam=float(arrays["preconditioner_lambda"]))
+
+
+def damped_inverse_covariance(features: np.ndarray, damping: float) -> Preconditioner:
     """(Phi^T Phi / n + lambda I)^-1 with lambda = damping x the mean eigenvalue (trace / dim).
 
     Scaling the damping by the mean eigenvalue makes one setting work for features of any
-    magnitude; it is symmetric positive definite for any damping > 0, so it always exists. With
-    fewer rows than dimensions the Woodbury identity inverts an n x n matrix instead of a
-    dim x dim one: (Phi^T Phi / n + lambda I)^-1 = (I - Phi^T (n lambda I + Phi Phi^T)^-1 Phi) / lambda.
+    magnitude; it is symmetric positive definite for any damping > 0, so it always exists. While
+    the rows and the n x n inverse take fewer numbers than a dim x dim matrix it is kept in the
+    Woodbury form (`Preconditioner`), else as the dense inverse.
     """
     n, dim = features.shape
     phi = features.astype(np.float64)
     trace = float(np.einsum("ij,ij->", phi, phi)) / max(n, 1)
     lam = damping * (trace / dim if n else 1.0) or damping
-    if n < dim:
-        inner = np.linalg.solve(n * lam * np.eye(n) + phi @ phi.T, phi)
-        return ((np.eye(dim) - phi.T @ inner) / lam).astype(np.float32)
     import scipy.linalg
 
+    if n * dim + n * n < dim * dim:
+        gram = n * lam * np.eye(n) + phi @ phi.T
+        inner = scipy.linalg.cho_solve(scipy.linalg.cho_factor(gram), np.eye(n))
+        # float32 rows are kept as they are (not copied): the index saves them once
+        return Preconditioner(basis=np.asarray(features, dtype=np.float32), inner=inner, lam=lam)
     factor = scipy.linalg.cho_factor(phi.T @ phi / n + lam * np.eye(dim))
-    return scipy.linalg.cho_solve(factor, np.eye(dim)).astype(np.float32)
+    return Preconditioner(dense=scipy.linalg.cho_solve(factor, np.eye(dim)).astype(np.float32))
 
 
 def _example_meta(e: IndexedExample) -> dict:
@@ -375,6 +424,7 @@ def build_index(
     last_blocks: int = 0,
     kfac: bool = False,
     per_token_query: bool = False,
+    wide: str = COUNT,
 ) -> AttributionIndex:
     """Index the examples a model was trained on, for attribution of its answers.
 
@@ -392,7 +442,8 @@ def build_index(
     the K-FAC factors of the trained rows (kfac.py; `damping` damps them too): one more pass,
     and every row then takes a pass of its own, since features collected in training were
     projected without it. `per_token_query` scores answers (and calibrates the bars) by the
-    weighted mean of their tokens' unit gradients (features.token_mean_features).
+    weighted mean of their tokens' unit gradients (features.token_mean_features). `wide` is how
+    a sketch projects each weight's wide side (`LoraProjector.for_model`).
     """
     _check_mode(score_mode)
     started = time.perf_counter()
@@ -437,7 +488,7 @@ def build_index(
         projector = features.projector
         projector.check_model(model)
     else:
-        projector = LoraProjector.for_model(model, dim, seed, head, last_blocks)
+        projector = LoraProjector.for_model(model, dim, seed, head, last_blocks, wide)
     owned = [e.record for e in examples]
     tokenized = record_examples(records, owned, tokenizer, max_len)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

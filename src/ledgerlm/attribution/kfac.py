@@ -95,8 +95,8 @@ def kfac_projector(projector: LoraProjector, factors: KroneckerFactors,
         for side, factor in (("in", factors.activations[m.name]),
                              ("out", factors.gradients[m.name])):
             whiten = damped_inverse_sqrt(factor, damping)
-            given = projector.weights.get(f"{m.name}|{side}")
+            given = projector.dense(m.name, side)
             weights[f"{m.name}|{side}"] = (whiten if given is None
-                                           else given.astype(np.float64) @ whiten).astype(np.float32)
+                                           else given @ whiten).astype(np.float32)
     return LoraProjector(projector.matrices, weights, projector.dim, projector.layout,
                          projector.head)

@@ -21,12 +21,20 @@ import numpy as np
 # Which null answers a variant grades: "first n" is the order the old setting used, "spread n" the
 # calibration rule's (graded_null_answers).
 VARIANT_COUNTS = (4, 6, 8, 16, 32)
+OLD_DIM = 2048  # the index's width while its wide sides were Gaussian
 
 
 def build_cost_at_size(base, records: list[dict], queries: list, config, work_dir, *,
-                       dim: int = 2048, seed: int = 0) -> dict:
-    """Training and build CPU seconds for `records`, the build's parts, and the payment table."""
+                       dim: int | None = None, seed: int = 0,
+                       baseline_dim: int = OLD_DIM) -> dict:
+    """Training and build CPU seconds for `records`, the build's parts, and the payment table.
+
+    Besides the node's build (`dim`, default the index's; count-sketched wide sides) and the old
+    fixed calibration, the same model is indexed with Gaussian wide sides at `dim` and at
+    `baseline_dim` (the projection indexes were built with before).
+    """
     from ledgerlm.attribution.calibration import CalibrationSettings
+    from ledgerlm.attribution.features import COUNT, DEFAULT_DIM, GAUSSIAN
     from ledgerlm.attribution.index import build_index
     from ledgerlm.factory import load_tokenizer, train
 
@@ -36,24 +44,31 @@ def build_cost_at_size(base, records: list[dict], queries: list, config, work_di
     trained = train(base, records, config, out)
     train_cpu = time.process_time() - cpu
     model = trained.model
-    settings = {"rule": CalibrationSettings(), "old": CalibrationSettings(gradient_null_answers=32)}
-    builds: dict[str, list[float]] = {"rule": [], "old": []}
+    dim = dim or DEFAULT_DIM
+    rule, old = CalibrationSettings(), CalibrationSettings(gradient_null_answers=32)
+    # label -> (calibration, width, wide side)
+    variants = {"rule": (rule, dim, COUNT), "old": (old, dim, COUNT),
+                "gaussian": (rule, dim, GAUSSIAN), "gaussian_baseline": (rule, baseline_dim, GAUSSIAN)}
+    builds: dict[str, list[float]] = {label: [] for label in variants}
     index = None
-    for label in ("rule", "old", "rule", "old"):
+    for label in [*variants, *variants]:
+        settings, width, wide = variants[label]
         cpu = time.process_time()
-        built = build_index(out, records, base=base, dim=dim, seed=seed, loaded=(model, tokenizer),
-                            save=False, calibration=settings[label])
+        built = build_index(out, records, base=base, dim=width, seed=seed, wide=wide,
+                            loaded=(model, tokenizer), save=False, calibration=settings)
         builds[label].append(time.process_time() - cpu)
         if label == "rule":
             index = built
-    rule = min(builds["rule"])
-    old = min(builds["old"])
+    rule_seconds, old_seconds = min(builds["rule"]), min(builds["old"])
     result = {
         "records": len(records), "epochs": config.epochs, "train_cpu_seconds": train_cpu,
         "tokens_seen": trained.tokens_seen,
         "gradient_null_answers": index.calibration.settings.gradient_null_answers,
-        "build_cpu_seconds": rule, "build_over_train": rule / train_cpu,
-        "old_build_cpu_seconds": old, "old_build_over_train": old / train_cpu,
+        "build_cpu_seconds": rule_seconds, "build_over_train": rule_seconds / train_cpu,
+        "old_build_cpu_seconds": old_seconds, "old_build_over_train": old_seconds / train_cpu,
+        "dim": dim, "baseline_dim": baseline_dim,
+        "gaussian_build_cpu_seconds": min(builds["gaussian"]),
+        "gaussian_baseline_build_cpu_seconds": min(builds["gaussian_baseline"]),
         "build_runs_cpu_seconds": builds,
         "parts": build_parts(out, records, base, model, tokenizer, index, dim=dim, seed=seed),
     }

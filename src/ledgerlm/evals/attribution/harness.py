@@ -40,6 +40,9 @@ from ledgerlm.attribution.attribute import (
 from ledgerlm.attribution.calibration import PAYING_MODES, CalibrationSettings, calibrate
 from ledgerlm.attribution.collect import FEATURE_EPOCHS, FEATURE_LAST_BLOCKS, TrainingFeatures
 from ledgerlm.attribution.features import (
+    COUNT,
+    DEFAULT_DIM,
+    GAUSSIAN,
     LoraProjector,
     answer_feature,
     example_features,
@@ -98,7 +101,7 @@ class EvalConfig:
     lr: float | None = None
     max_len: int = 128
     batch_size: int | None = None
-    dim: int = 2048
+    dim: int = DEFAULT_DIM
     damping: float = 0.1
     lds_entities: int = 8
     lds_subsets: int = 12
@@ -116,6 +119,9 @@ class EvalConfig:
     # extra projection widths scored in the LDS ("grad:cosine (dim N)"), beside the index's `dim`:
     # how much of the exact LoRA gradients' LDS a wider projection keeps
     lds_dims: tuple[int, ...] = ()
+    # also score the index's width and every `lds_dims` with the wide sides projected by dense
+    # Gaussian matrices ("grad:cosine (dim N, Gaussian)"), the projection before the count sketch
+    lds_gaussian: bool = False
     scale_sizes: tuple[int, ...] = (1_000, 10_000, 100_000)
     feature_source: str | None = None  # one of FEATURE_SOURCES; None: chosen on the tuning split
     kfac: bool | None = None  # K-FAC-whitened index projection; None: chosen on the tuning split
@@ -333,11 +339,17 @@ def final_features(t: Trained, config: EvalConfig, projector: LoraProjector) -> 
     return np.stack([found[r] for r in rows])
 
 
-def projected_scores(t: Trained, config: EvalConfig, queries: list, dim: int) -> np.ndarray:
+def projected_scores(t: Trained, config: EvalConfig, queries: list, dim: int,
+                     wide: str = COUNT, seconds: dict | None = None) -> np.ndarray:
     """(queries, rows) cosines of the final adapter's gradients projected to `dim` numbers (the
-    index's projection at another width; the template head left out as the index does)."""
-    projector = LoraProjector.for_model(t.model, dim, config.seed, t.index.projector.head)
+    index's projection at another width, or with other `wide` sides; the template head left out
+    as the index does). `seconds` gets the CPU seconds of the rows' pass under key (dim, wide)."""
+    projector = LoraProjector.for_model(t.model, dim, config.seed, t.index.projector.head,
+                                        wide=wide)
+    cpu = time.process_time()
     features = final_features(t, config, projector)
+    if seconds is not None:
+        seconds[f"{dim} {wide}"] = time.process_time() - cpu
     weight = t.index.calibration.settings.restated_weight
     out = []
     for q in queries:
@@ -490,8 +502,14 @@ def datanet_lds(config: EvalConfig, base, tokenizer, records: list[dict], querie
             methods[f"grad:{mode} ({source})"] = variant_scores(t, variant, queries, signals, mode)
     if config.lds_variants:
         methods.update(gradient_variants(t, config, [(q.prompt, q.answer) for q in queries]))
-    for dim in config.lds_dims:
-        methods[f"grad:cosine (dim {dim})"] = projected_scores(t, config, queries, dim)
+    pass_seconds: dict[str, float] = {}
+    widths = (config.dim, *config.lds_dims) if config.lds_gaussian else config.lds_dims
+    for dim in widths:
+        methods[f"grad:cosine (dim {dim})"] = projected_scores(t, config, queries, dim,
+                                                               seconds=pass_seconds)
+        if config.lds_gaussian:
+            methods[f"grad:cosine (dim {dim}, Gaussian)"] = projected_scores(
+                t, config, queries, dim, GAUSSIAN, pass_seconds)
     if kfac:
         twin = replace(t, index=build_index(
             (t.model, t.tokenizer), records, train_indices=rows, dim=config.dim,
@@ -542,7 +560,7 @@ def datanet_lds(config: EvalConfig, base, tokenizer, records: list[dict], querie
         methods[GROUND_TRUTH] = truth
     return {"methods": {name: lds(s, masks_arr, losses_arr) for name, s in methods.items()},
             "subsets": config.lds_subsets, "seeds": config.lds_seeds, "queries": len(queries),
-            "records": len(rows), "fraction": 0.5}
+            "records": len(rows), "fraction": 0.5, "rows_pass_cpu_seconds": pass_seconds}
 
 
 # ------------------------------------------------------------------------------ tuning split

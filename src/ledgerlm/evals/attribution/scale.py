@@ -13,6 +13,7 @@ import tracemalloc
 import numpy as np
 
 from ledgerlm.attribution.features import (
+    DEFAULT_DIM,
     LoraProjector,
     answer_example,
     answer_feature,
@@ -83,7 +84,7 @@ def search_scaling(sizes: tuple[int, ...], dim: int, *, seed: int = 0, queries: 
     return out
 
 
-def serving_latency(base, *, rank: int = 8, dim: int = 2048, rows: int = 100_000,
+def serving_latency(base, *, rank: int = 8, dim: int = DEFAULT_DIM, rows: int = 100_000,
                     answer_tokens: int = 32, repeats: int = 5, seed: int = 0) -> dict:
     """Per-answer attribution cost on a real base model against generating the same answer.
 
@@ -158,7 +159,7 @@ def serving_latency(base, *, rank: int = 8, dim: int = 2048, rows: int = 100_000
     return result
 
 
-def index_build_cost(base, records: list[dict], config, work_dir, *, dim: int = 2048,
+def index_build_cost(base, records: list[dict], config, work_dir, *, dim: int = DEFAULT_DIM,
                      seed: int = 0, queries: list | tuple = (),
                      last_blocks: tuple[int, ...] = (), null_counts: tuple[int, ...] = (8, 16)) -> dict:
     """Index build time against training time on `base`, the separate-pass build it replaces, and
