@@ -76,10 +76,10 @@ class NodeConfig:
     # per null answer token at calibration) instead of the gradient of its mean loss: ranks better where one
     # token's loss would dominate, at several times the cost (README, "Per-token answers")
     attribution_per_token: bool = False
-    # numbers each gradient feature is projected to: on SmolLM2 the projected gradients' LDS was 0.86 of the exact
-    # LoRA gradients' at 2,048, 0.88 at 4,096 and 1.00 at 8,192 (benchmarks/results/attribution_projection_width-
-    # smollm2.md), and the tiny model's contributor precision@1 0.94, 0.98 and 0.99; the index's size, every search
-    # and the build grow with it (SmolLM2's build 0.20x the training at 2,048, 0.34x at 8,192)
+    # numbers each gradient feature is projected to: on SmolLM2 the count-sketched gradients' LDS was 0.98 of the
+    # exact LoRA gradients' at 8,192, where Gaussian matrices at 2,048 kept 0.86 (benchmarks/results/
+    # attribution_projection_width-smollm2.md) for about the same build time; the index's rows (32 KiB each at
+    # 8,192) and every search grow with it, so a node with hundreds of thousands of rows may set less
     attribution_dim: int = 8192
     # training jobs one developer may have queued or running at once: the node trains one job at a time for
     # everyone, so one key must not be able to queue ahead of all others
