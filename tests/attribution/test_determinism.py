@@ -185,3 +185,26 @@ def test_cuda_twice_and_cpu_give_the_same_split(trained, attributor):
     features = [answer_feature(m, attributor.index.projector, query.example, query.weights[0])
                 for m in (on_cuda.model, on_cuda.model)]
     assert features[0].tobytes() == features[1].tobytes()  # CUDA reruns: bit for bit
+
+
+def test_one_answers_scores_do_not_depend_on_the_block_of_rows_they_are_computed_in(monkeypatch):
+    """An answer's scores are computed a few cached rows at a time; at the fixed precision every
+    bar and ranking uses they are those of one block over every row."""
+    from ledgerlm.attribution import index as index_module
+    from ledgerlm.attribution.calibration import rounded
+    from ledgerlm.attribution.index import AttributionIndex, IndexConfig, damped_inverse_covariance
+
+    rng = np.random.default_rng(0)
+    features = rng.standard_normal((301, 512)).astype(np.float32)
+    index = AttributionIndex([], features, damped_inverse_covariance(features, 0.1), None, None,
+                             IndexConfig(dim=512, seed=0, damping=0.1, max_len=0))
+    query = rng.standard_normal(512)
+    scores = {}
+    for rows in (1, 7, 32, 1000):  # blocks of 1, 7, 32 and all 301 rows
+        monkeypatch.setattr(index_module, "_CACHED", 512 * rows)
+        scores[rows] = {mode: index.gradient_scores(query, mode) for mode in ("cosine", "trak_cosine")}
+    for mode in ("cosine", "trak_cosine"):
+        whole = scores[1000][mode]
+        for found in scores.values():
+            assert np.abs(found[mode] - whole).max() < 1e-12
+            assert np.array_equal(rounded(found[mode]), rounded(whole))

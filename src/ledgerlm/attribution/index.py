@@ -79,7 +79,8 @@ SCORE_MODES = ("dot", "cosine", "trak", "trak_cosine")
 ScoreMode = Literal["dot", "cosine", "trak", "trak_cosine"]
 DEFAULT_MODE: ScoreMode = "cosine"
 FORMAT = 2
-_CHUNK = 8192  # rows per float64 block when scoring
+_CHUNK = 8192  # rows per float64 block when scoring a stack of answers
+_CACHED = 1 << 18  # numbers per float64 block when scoring one answer (2 MiB)
 
 
 @dataclass(frozen=True)
@@ -154,9 +155,14 @@ class AttributionIndex:
         q = feature[None] if single else feature
         v = self.query_vector(q, mode)
         scores = np.empty((len(q), len(self.features)), dtype=np.float64)
-        for start in range(0, len(self.features), _CHUNK):
-            chunk = self.features[start:start + _CHUNK].astype(np.float64)
-            scores[:, start:start + _CHUNK] = v @ chunk.T
+        # One answer: blocks of rows small enough to stay in cache while converted and multiplied
+        # (2.5-4x faster at 8,192 numbers a row); a stack of them: large blocks, which a matrix
+        # product uses better. How BLAS groups rows (by block, or by thread) moves a score by an
+        # ulp or so, far below the fixed precision every ranked score is rounded to.
+        step = _CHUNK if len(q) > 1 else max(1, _CACHED // self.features.shape[1])
+        for start in range(0, len(self.features), step):
+            chunk = self.features[start:start + step].astype(np.float64)
+            scores[:, start:start + step] = v @ chunk.T
         if mode.endswith("cosine"):
             q_norm = np.sqrt(np.maximum(np.einsum("ij,ij->i", q, v), 0.0))
             scores = (scores * self.row_inverse_norms(mode)[None]
