@@ -240,8 +240,12 @@ class LoraProjector:
         return slots.abs().to(device), slots.sign().to(device, dtype), k
 
     def _k(self, name: str, side: str) -> int:
+        return self._shape(name, side)[0]
+
+    def _shape(self, name: str, side: str) -> tuple[int, int]:
+        """(k, size) of one side's projection."""
         m = next(m for m in self.matrices if m.name == name)
-        return m.k_in if side == "in" else m.k_out
+        return (m.k_in, m.cols) if side == "in" else (m.k_out, m.rows)
 
     def dense(self, name: str, side: str) -> np.ndarray | None:
         """The (k, size) matrix a side is projected with, float64; None when kept exactly."""
@@ -251,8 +255,7 @@ class LoraProjector:
         hashed = self.weights.get(f"{name}|{side}{HASHED}")
         if hashed is None:
             return None
-        m = next(m for m in self.matrices if m.name == name)
-        size, k = (m.cols, m.k_in) if side == "in" else (m.rows, m.k_out)
+        k, size = self._shape(name, side)
         out = np.zeros((k, size))
         slot = np.flatnonzero(hashed)
         out[slot % k, np.abs(hashed[slot]) - 1] = np.sign(hashed[slot])

@@ -343,7 +343,7 @@ def projected_scores(t: Trained, config: EvalConfig, queries: list, dim: int,
                      wide: str = COUNT, seconds: dict | None = None) -> np.ndarray:
     """(queries, rows) cosines of the final adapter's gradients projected to `dim` numbers (the
     index's projection at another width, or with other `wide` sides; the template head left out
-    as the index does). `seconds` gets the CPU seconds of the rows' pass under key (dim, wide)."""
+    as the index does). `seconds` gets the CPU seconds of the rows' pass, keyed "<dim> <wide>"."""
     projector = LoraProjector.for_model(t.model, dim, config.seed, t.index.projector.head,
                                         wide=wide)
     cpu = time.process_time()
