@@ -10,8 +10,8 @@ split's planted-facts Datanet and times the node's index build (a pass over the 
 calibration included) with the calibration rule — how many null answers take a gradient pass
 follows the tokens training ran — and, in the same run on the same model, with the old fixed 32,
 and with the wide side of every LoRA weight projected by a dense Gaussian matrix instead of a
-count sketch, at the same width and at `--baseline-dim` (the index's projection before). Then the build's parts alone, and what bars from fewer null answers do: false
-payouts of the evaluation's 40 unrelated prompts and what the split's questions are paid (grad
+count sketch, at the same width and at `--baseline-dim` (the index's projection before). Then
+the build's parts alone, and what bars from fewer null answers do: false payouts of the evaluation's 40 unrelated prompts and what the split's questions are paid (grad
 mode cosine, the node's default). Prints the tables and writes
 benchmarks/results/attribution_build_cost_sizes.json and .md.
 """
@@ -68,7 +68,6 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    dim = args.dim
     facts = make_fact_tracing_set(args.split, args.entities, args.seed)
     sizes = [int(n) for n in args.records.split(",") if n.strip()]
     too_many = [n for n in sizes if not 0 < n <= len(facts.records)]
@@ -83,15 +82,15 @@ def main(argv: list[str] | None = None) -> dict:
             records = facts.records[:n]
             queries = [q for q in facts.queries if all(r < n for r in q.records)]
             console.log(f"{base.name}: {n} records, {args.epochs} epochs, {len(queries)} questions")
-            by_size.append(build_cost_at_size(base, records, queries, config, work, dim=dim,
+            by_size.append(build_cost_at_size(base, records, queries, config, work, dim=args.dim,
                                               seed=args.seed, baseline_dim=args.baseline_dim))
     cost = ResultTable(
         f"Node index build (pass over the final adapter, calibration included) against training: "
         f"{base.name}, {args.epochs} epochs, {args.split} split, CPU s (faster of two builds); "
-        f"the node's build is {dim} wide with count-sketched wide sides",
+        f"the node's build is {args.dim} wide with count-sketched wide sides",
         ["records", "training tokens", "training", "build, 32 null answers (old)", "old / training",
          "null answers (rule)", "build (rule)", "build / training",
-         f"Gaussian wide sides, {dim} wide / training",
+         f"Gaussian wide sides, {args.dim} wide / training",
          f"Gaussian wide sides, {args.baseline_dim} wide (before) / training"])
     for s in by_size:
         train_cpu = s["train_cpu_seconds"]

@@ -10,9 +10,10 @@ the full model's attribution scores: the exact LoRA gradients of the same adapte
 left out, as the index leaves it out; and every position), the index's projection at its width
 (`--dim`, the index's default) and at each of `--dims`, each with the count sketch the index uses
 and, as the baseline, with dense Gaussian matrices (the projection before), timing the pass that
-projects the training rows; and, as references, BM25, span matching and the paid attribution. The K-FAC / per-token / checkpoint-ensemble variants are left out (their
-exact-gradient factors need the most memory); `benchmarks/attribution.py` scores them. Prints the
-table and writes benchmarks/results/attribution_projection_width.json and .md.
+projects the training rows; and, as references, BM25, span matching and the paid attribution.
+The K-FAC / per-token / checkpoint-ensemble variants are left out (their exact-gradient factors
+need the most memory); `benchmarks/attribution.py` scores them. Prints the table and writes
+benchmarks/results/attribution_projection_width.json and .md.
 """
 
 from __future__ import annotations

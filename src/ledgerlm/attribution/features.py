@@ -133,7 +133,8 @@ class LoraProjector:
         self.layout = layout
         self.dim = dim if dim is not None else sum(m.dim for m in matrices)
         self.head = tuple(head)  # template tokens a feature leaves out (module docstring)
-        self._torch: dict[tuple, torch.Tensor | None] = {}
+        # per (name, side, device, dtype): a matrix, a count sketch's (sources, signs, k), or None
+        self._torch: dict[tuple, object] = {}
 
     @classmethod
     def for_model(cls, model, dim: int = DEFAULT_DIM, seed: int = 0,
@@ -219,9 +220,11 @@ class LoraProjector:
         if w is None:
             return values
         if isinstance(w, tuple):  # count sketch: gather, sign, add the slots of each bucket
+            import torch
+
             source, signs, k = w
-            padded = _pad_front(values)
-            gathered = padded.index_select(-1, source) * signs
+            # slot 0 gathers a zero column in front: an empty slot adds nothing
+            gathered = torch.nn.functional.pad(values, (1, 0)).index_select(-1, source) * signs
             return gathered.view(*values.shape[:-1], -1, k).sum(-2)
         return values @ w.T
 
@@ -235,12 +238,9 @@ class LoraProjector:
         hashed = self.weights.get(f"{name}|{side}{HASHED}")
         if hashed is None:
             return None
-        k = self._k(name, side)
+        k = self._shape(name, side)[0]
         slots = torch.from_numpy(hashed.astype(np.int64))
         return slots.abs().to(device), slots.sign().to(device, dtype), k
-
-    def _k(self, name: str, side: str) -> int:
-        return self._shape(name, side)[0]
 
     def _shape(self, name: str, side: str) -> tuple[int, int]:
         """(k, size) of one side's projection."""
@@ -297,13 +297,6 @@ def _count_sketch(seed: int, name: str, side: str, k: int, size: int) -> np.ndar
     signs = rng.integers(0, 2, size, dtype=np.int32) * 2 - 1
     slots[rng.permutation(rows * k)[:size]] = signs * np.arange(1, size + 1, dtype=np.int32)
     return slots
-
-
-def _pad_front(values):
-    """`values` with one zero column in front: slot 0 of a count sketch gathers it."""
-    import torch
-
-    return torch.nn.functional.pad(values, (1, 0))
 
 
 def _gaussian(seed: int, name: str, side: str, k: int, size: int) -> np.ndarray:

@@ -503,6 +503,8 @@ def datanet_lds(config: EvalConfig, base, tokenizer, records: list[dict], querie
     if config.lds_variants:
         methods.update(gradient_variants(t, config, [(q.prompt, q.answer) for q in queries]))
     pass_seconds: dict[str, float] = {}
+    # beside the Gaussian baseline the index's own width runs again: the same features as the
+    # index's, but from a pass timed alone like the baseline's
     widths = (config.dim, *config.lds_dims) if config.lds_gaussian else config.lds_dims
     for dim in widths:
         methods[f"grad:cosine (dim {dim})"] = projected_scores(t, config, queries, dim,
