@@ -1,6 +1,7 @@
 """What computing an answer's attribution pass in float64 buys and costs, against float32 (the baseline).
 
 Run:  python benchmarks/attribution_precision.py [--model smollm2|tiny] [--models-dir DIR] [--answers 6]
+                                                [--rows 48] [--dim 8192]
 
 For each precision: CPU seconds per answer's gradient pass (one torch thread), how far the answer's
 feature and its cosine scores against indexed rows move between 1 and 2 torch threads (the order of
@@ -21,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from report import ResultTable, write_result  # noqa: E402
 
+from ledgerlm.attribution.features import DEFAULT_DIM  # noqa: E402
 from ledgerlm.evals.attribution.facts import make_fact_tracing_set  # noqa: E402
 
 
@@ -51,6 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--models-dir", type=Path, default=None)
     parser.add_argument("--answers", type=int, default=6)
     parser.add_argument("--rows", type=int, default=48)
+    parser.add_argument("--dim", type=int, default=DEFAULT_DIM, help="the projection's width")
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -76,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
         tokenizer = load_tokenizer(base)
         torch.set_num_threads(1)
         single = adapted(base, torch.float32)
-        projector = LoraProjector.for_model(single, dim=2048, head=template_head(tokenizer))
+        projector = LoraProjector.for_model(single, dim=args.dim, head=template_head(tokenizer))
         examples = record_examples(records, list(range(len(records))), tokenizer, 256)
         rows = example_features(single, examples, projector, max_len=256,
                                 pad_id=tokenizer.pad_token_id or 0)
@@ -117,7 +120,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     base_cpu = runs["float32 (baseline)"]["cpu_seconds_per_answer"]
     table = ResultTable(
-        f"attribution_precision ({args.model}, {len(queries)} answers x {len(records)} rows)",
+        f"attribution_precision ({args.model}, {len(queries)} answers x {len(records)} rows, "
+        f"{projector.dim} wide)",
         ["answer pass", "CPU s / answer (1 thread)", "vs baseline", "1 vs 2 threads: features identical",
          "feature drift (rel.)", "score drift", "rounded scores differing"])
     for label, r in runs.items():
@@ -125,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
                       "yes" if r["features_bit_identical"] else "no", f"{r['feature_relative_drift']:.1e}",
                       f"{r['score_drift']:.1e}", f"{r['rounded_scores_differing']} of {r['scores']}")
     table.print()
-    payload = {"model": args.model, "answers": len(queries), "rows": len(records),
+    payload = {"model": args.model, "answers": len(queries), "rows": len(records), "dim": projector.dim,
                "score_drift_float64_vs_float32": drift_between,
                "runs": {k: {n: v for n, v in r.items() if n != "features"} for k, r in runs.items()}}
     write_result("attribution_precision", payload, [table], notes=[

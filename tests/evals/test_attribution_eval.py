@@ -17,7 +17,7 @@ from ledgerlm.evals.attribution.facts import (
     vocabulary,
 )
 from ledgerlm.evals.attribution.harness import GROUND_TRUTH, EvalConfig, pretraining_corpus
-from ledgerlm.evals.attribution.metrics import lds, rank_metrics
+from ledgerlm.evals.attribution.metrics import lds, rank_metrics, retraining_noise
 from ledgerlm.evals.attribution.nulls import unrelated_queries
 
 
@@ -100,6 +100,22 @@ def test_lds_is_one_for_a_true_datamodel_and_minus_one_for_its_opposite():
     losses = -(masks @ influence.T)                     # more helpful rows kept: lower loss
     assert lds(influence, masks, losses)["mean"] == pytest.approx(1.0)
     assert lds(-influence, masks, losses)["mean"] == pytest.approx(-1.0)
+
+
+def test_the_noise_ceiling_is_what_the_true_expected_loss_reaches_against_noisy_retrains():
+    # expected loss per subset, and three seeds that each add noise of the same size
+    rng = np.random.default_rng(0)
+    subsets, seeds, queries = 400, 3, 6
+    truth = rng.standard_normal((subsets, 1, queries))
+    runs = truth + rng.standard_normal((subsets, seeds, queries))
+    noise = retraining_noise(runs)
+    # the perfect predictor's LDS against the seed-averaged losses LDS is measured on
+    perfect = lds(-truth[:, 0].T, np.eye(subsets), runs.mean(axis=1))["mean"]
+    assert noise["seed_agreement"]["mean"] == pytest.approx(0.5, abs=0.05)
+    assert noise["ceiling"]["mean"] == pytest.approx(perfect, abs=0.03)
+    assert retraining_noise(np.repeat(truth, 2, axis=1))["ceiling"]["mean"] == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        retraining_noise(runs[:, :1])
 
 
 @pytest.mark.slow

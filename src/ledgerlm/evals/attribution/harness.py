@@ -69,7 +69,7 @@ from ledgerlm.evals.attribution.facts import (
     TracingQuery,
     make_fact_tracing_set,
 )
-from ledgerlm.evals.attribution.metrics import lds, rank_metrics
+from ledgerlm.evals.attribution.metrics import lds, rank_metrics, retraining_noise
 from ledgerlm.evals.attribution.nulls import unrelated_queries
 from ledgerlm.evals.attribution.variants import (
     KFAC,
@@ -533,7 +533,7 @@ def datanet_lds(config: EvalConfig, base, tokenizer, records: list[dict], querie
     examples = [replace(answer_example(tokenizer, q.prompt, q.answer), index=i)
                 for i, q in enumerate(queries)]
     batch = collate(pack_examples(examples, max(len(e.input_ids) for e in examples), 0))
-    masks, losses = [], []
+    masks, losses, by_seed = [], [], []
     for j in range(config.lds_subsets):
         keep = np.zeros(len(rows), dtype=bool)
         keep[rng.choice(len(rows), len(rows) // 2, replace=False)] = True
@@ -551,6 +551,7 @@ def datanet_lds(config: EvalConfig, base, tokenizer, records: list[dict], querie
             del sub
         masks.append(keep)
         losses.append(np.mean(runs, axis=0))
+        by_seed.append(runs)
     masks_arr, losses_arr = np.stack(masks), np.stack(losses)
     # not a method: the records each query names as responsible, scored 1 (the planted facts'
     # ground truth): what one record per answer explains of the retrains, beside retraining noise;
@@ -560,9 +561,13 @@ def datanet_lds(config: EvalConfig, base, tokenizer, records: list[dict], querie
         for i, q in enumerate(queries):
             truth[i, np.isin(rows, q.records)] = 1.0
         methods[GROUND_TRUTH] = truth
-    return {"methods": {name: lds(s, masks_arr, losses_arr) for name, s in methods.items()},
-            "subsets": config.lds_subsets, "seeds": config.lds_seeds, "queries": len(queries),
-            "records": len(rows), "fraction": 0.5, "rows_pass_cpu_seconds": pass_seconds}
+    result = {"methods": {name: lds(s, masks_arr, losses_arr) for name, s in methods.items()},
+              "subsets": config.lds_subsets, "seeds": config.lds_seeds, "queries": len(queries),
+              "records": len(rows), "fraction": 0.5, "rows_pass_cpu_seconds": pass_seconds}
+    if config.lds_seeds > 1 and config.lds_subsets > 2:
+        # what retraining noise alone leaves of any method's LDS on these retrains
+        result["noise"] = retraining_noise(np.stack(by_seed))
+    return result
 
 
 # ------------------------------------------------------------------------------ tuning split

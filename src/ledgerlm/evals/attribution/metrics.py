@@ -59,3 +59,40 @@ def lds(scores: np.ndarray, masks: np.ndarray, losses: np.ndarray) -> dict:
     rhos = np.array(rhos)
     sem = float(rhos.std(ddof=1) / np.sqrt(len(rhos))) if len(rhos) > 1 else 0.0
     return {"mean": float(rhos.mean()), "sem": sem}
+
+
+def retraining_noise(runs: np.ndarray) -> dict:
+    """How far retraining noise alone caps LDS, from `runs` (subsets, seeds, queries): the answer
+    losses of every seed's retrain on every subset.
+
+    Two retrains on the same subset that differ only in seed (data order, LoRA init) disagree, so
+    even the true expected loss of each subset would not correlate perfectly with the seed-averaged
+    losses LDS is measured against. `seed_agreement` is the mean over queries of Spearman between
+    two seeds' losses across subsets (the reliability of one retrain, averaged over seed pairs);
+    `ceiling` is, per query, the square root of the Spearman-Brown reliability of the k-seed mean,
+    k r / (1 + (k - 1) r): the correlation a perfect predictor of the expected loss would reach in
+    expectation (classical test theory; a negative reliability counts as 0). Any method's LDS,
+    additive or not, sits below it up to sampling error. Needs two seeds or more.
+    """
+    from itertools import combinations
+
+    from scipy.stats import spearmanr
+
+    runs = np.asarray(runs, dtype=np.float64)
+    _, seeds, queries = runs.shape
+    if seeds < 2:
+        raise ValueError("retraining noise needs losses from two seeds or more")
+    agreement, ceiling = [], []
+    for qi in range(queries):
+        pairs = [spearmanr(runs[:, a, qi], runs[:, b, qi]).statistic
+                 for a, b in combinations(range(seeds), 2)]
+        r = float(np.mean(np.nan_to_num(pairs, nan=0.0)))
+        agreement.append(r)
+        ceiling.append(float(np.sqrt(seeds * r / (1 + (seeds - 1) * r))) if r > 0 else 0.0)
+
+    def summary(values: list[float]) -> dict:
+        v = np.array(values)
+        return {"mean": float(v.mean()),
+                "sem": float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0}
+
+    return {"seeds": seeds, "seed_agreement": summary(agreement), "ceiling": summary(ceiling)}

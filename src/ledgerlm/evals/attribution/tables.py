@@ -172,6 +172,13 @@ def _lds_table(split: str, result: dict) -> ResultTable:
                     ["method", "LDS (Spearman)", "± s.e."])
     for name, value in sorted(result["methods"].items(), key=lambda kv: -kv[1]["mean"]):
         t.rows.append([name, f"{value['mean']:.3f}", f"{value['sem']:.3f}"])
+    noise = result.get("noise")
+    if noise:
+        # not methods: what retraining noise leaves of any method's LDS (metrics.retraining_noise)
+        for label, key in ((f"ceiling from retraining noise ({noise['seeds']} seeds averaged)",
+                            "ceiling"),
+                           ("one retrain's losses against another seed's", "seed_agreement")):
+            t.rows.append([label, f"{noise[key]['mean']:.3f}", f"{noise[key]['sem']:.3f}"])
     return t
 
 
