@@ -17,7 +17,7 @@ from ledgerlm.evals.attribution.facts import (
     vocabulary,
 )
 from ledgerlm.evals.attribution.harness import GROUND_TRUTH, EvalConfig, pretraining_corpus
-from ledgerlm.evals.attribution.metrics import lds, rank_metrics, retraining_noise
+from ledgerlm.evals.attribution.metrics import beats, lds, rank_metrics, retraining_noise
 from ledgerlm.evals.attribution.nulls import unrelated_queries
 
 
@@ -100,6 +100,24 @@ def test_lds_is_one_for_a_true_datamodel_and_minus_one_for_its_opposite():
     losses = -(masks @ influence.T)                     # more helpful rows kept: lower loss
     assert lds(influence, masks, losses)["mean"] == pytest.approx(1.0)
     assert lds(-influence, masks, losses)["mean"] == pytest.approx(-1.0)
+
+
+def test_a_setting_replaces_the_default_only_when_it_wins_by_more_than_the_noise():
+    rng = np.random.default_rng(1)
+    default = rng.uniform(-0.2, 0.6, 24)
+
+    def result(per_query):
+        return {"mean": float(np.mean(per_query)), "per_query": list(per_query)}
+
+    # a higher mean that is noise: half the queries better, half worse
+    noisy = default + np.where(np.arange(24) % 2 == 0, 0.25, -0.2)
+    assert np.mean(noisy) > np.mean(default)
+    assert not beats(result(noisy), result(default))
+    # a consistent gain on every query
+    assert beats(result(default + rng.uniform(0.02, 0.08, 24)), result(default))
+    # nothing to compare against: the default stays
+    assert not beats(result(default + 1), None)
+    assert not beats({"mean": 1.0}, result(default))
 
 
 def test_the_noise_ceiling_is_what_the_true_expected_loss_reaches_against_noisy_retrains():

@@ -5,7 +5,9 @@ For each split a tiny Llama (or SmolLM2) is fine-tuned on that split's planted-f
 scores every training record for every query: random, BM25, MiniLM, the exact LoRA gradients of
 the same adapter (TracIn dot and cosine), the projected index in each score mode, span matching,
 and the combined attribution that is paid by. On the tuning split only the linear datamodeling
-score (LDS) of each score mode is computed, and the mode with the higher LDS is chosen, then the
+score (LDS) of each setting is computed (score mode, feature source, K-FAC, per-token answers),
+and a setting other than the node's default is chosen only when its LDS beats the default's by
+two standard errors of their paired per-query difference (metrics.beats), then the
 smallest row count a span may occur in and still count as rare (`min_span_rows`) by contributor
 precision@1 of the paid attribution; on the test split we report fact tracing (precision@1, MRR), what would be paid (to the right
 contributor, to wrong ones, to the data pool), the false-payout rate on unrelated prompts
@@ -69,7 +71,7 @@ from ledgerlm.evals.attribution.facts import (
     TracingQuery,
     make_fact_tracing_set,
 )
-from ledgerlm.evals.attribution.metrics import lds, rank_metrics, retraining_noise
+from ledgerlm.evals.attribution.metrics import beats, lds, rank_metrics, retraining_noise
 from ledgerlm.evals.attribution.nulls import unrelated_queries
 from ledgerlm.evals.attribution.variants import (
     KFAC,
@@ -779,33 +781,37 @@ def run_attribution_eval(config: EvalConfig = EvalConfig(), *, say: Say = lambda
         say("tuning split: LDS of each score mode")
         tuning_lds = split_lds(config if config.tuning_lds else replace(config, lds_subsets=0),
                                base, tokenizer, "tuning", work, say)
-        by_mode = {m: tuning_lds["methods"].get(f"grad:{m}", {"mean": float("nan")})["mean"]
-                   for m in PAYING_MODES}
-        chosen = max(PAYING_MODES, key=lambda m: (np.nan_to_num(by_mode[m], nan=-1.0), m == "cosine"))
+        # Every choice below keeps the node's default unless another setting beats it on the
+        # tuning split's LDS by more than the comparison's noise (metrics.beats).
+        lds_of = tuning_lds["methods"]
+        mean_of = {name: value["mean"] for name, value in lds_of.items()}
+        by_mode = {m: mean_of.get(f"grad:{m}", float("nan")) for m in PAYING_MODES}
+        challengers = [m for m in PAYING_MODES
+                       if m != "cosine" and beats(lds_of.get(f"grad:{m}"), lds_of.get("grad:cosine"))]
+        chosen = max(challengers, key=lambda m: by_mode[m]) if challengers else "cosine"
         say(f"chosen score mode on the tuning split: {chosen}")
-        by_source = {src: tuning_lds["methods"].get(f"grad:{chosen} ({src})",
-                                                    {"mean": float("nan")})["mean"]
+        by_source = {src: mean_of.get(f"grad:{chosen} ({src})", float("nan"))
                      for src in FEATURE_SOURCES}
-        source = config.feature_source or max(
-            FEATURE_SOURCES, key=lambda src: (np.nan_to_num(by_source[src], nan=-1.0),
-                                              src == DEFAULT_SOURCE))
+        challengers = [src for src in FEATURE_SOURCES if src != DEFAULT_SOURCE and beats(
+            lds_of.get(f"grad:{chosen} ({src})"), lds_of.get(f"grad:{chosen} ({DEFAULT_SOURCE})"))]
+        source = config.feature_source or (max(challengers, key=lambda src: by_source[src])
+                                           if challengers else DEFAULT_SOURCE)
         say(f"feature source on the tuning split: {source}")
         # K-FAC's whitened projection is scored with cosine on the final adapter's features; it
         # is used when it beats the chosen mode and source on the tuning split.
-        kfac_lds = tuning_lds["methods"].get(KFAC, {"mean": float("nan")})["mean"]
-        kfac = (config.kfac if config.kfac is not None
-                else bool(np.nan_to_num(kfac_lds, nan=-1.0) > np.nan_to_num(by_source[source],
-                                                                              nan=-1.0)))
         plain_choice = f"grad:{chosen} ({source})"
+        kfac_lds = mean_of.get(KFAC, float("nan"))
+        kfac = (config.kfac if config.kfac is not None
+                else beats(lds_of.get(KFAC), lds_of.get(plain_choice)))
         if kfac:
             chosen = "cosine"
         say(f"K-FAC-whitened index on the tuning split: {kfac}")
         # Per-token answers were scored with cosine on the final adapter's plain projection: used
         # when that beats what was chosen so far.
-        token_lds = tuning_lds["methods"].get(TOKEN_MEAN, {"mean": float("nan")})["mean"]
+        token_lds = mean_of.get(TOKEN_MEAN, float("nan"))
         so_far = kfac_lds if kfac else by_source[source]
         per_token = (config.per_token_query if config.per_token_query is not None
-                     else bool(np.nan_to_num(token_lds, nan=-1.0) > np.nan_to_num(so_far, nan=-1.0)))
+                     else beats(lds_of.get(TOKEN_MEAN), lds_of.get(KFAC if kfac else plain_choice)))
         if per_token and config.per_token_query is None:
             chosen, source, kfac = "cosine", DEFAULT_SOURCE, False
         say(f"per-token answer features on the tuning split: {per_token}")

@@ -58,7 +58,33 @@ def lds(scores: np.ndarray, masks: np.ndarray, losses: np.ndarray) -> dict:
         rhos.append(0.0 if np.isnan(rho) else float(rho))
     rhos = np.array(rhos)
     sem = float(rhos.std(ddof=1) / np.sqrt(len(rhos))) if len(rhos) > 1 else 0.0
-    return {"mean": float(rhos.mean()), "sem": sem}
+    return {"mean": float(rhos.mean()), "sem": sem, "per_query": [round(r, 6) for r in rhos]}
+
+
+def beats(challenger: dict | None, default: dict | None, z: float = 2.0) -> bool:
+    """Whether `challenger`'s LDS beats `default`'s on the same queries by more than `z` standard
+    errors of their paired per-query difference (`lds` results; a missing one never beats).
+
+    Which setting an evaluation uses is chosen on its tuning split's LDS, whose s.e. is about 0.04
+    against differences between settings of the same size: taking the higher point estimate made
+    the choice (and precision@1, which it moves) flip between runs of the same code. A setting
+    other than the default has to be better by more than the noise of the comparison.
+    """
+    paired = paired_difference(challenger, default)
+    if paired is None:
+        return False
+    mean, sem = paired
+    return mean > z * sem if sem > 0 else mean > 0
+
+
+def paired_difference(a: dict | None, b: dict | None) -> tuple[float, float] | None:
+    """Mean and standard error over queries of LDS `a` less LDS `b` (`lds` results on the same
+    queries); None when either lacks per-query values or they differ in length."""
+    x, y = (a or {}).get("per_query"), (b or {}).get("per_query")
+    if x is None or y is None or len(x) != len(y) or len(x) < 2:
+        return None
+    diff = np.asarray(x, dtype=np.float64) - np.asarray(y, dtype=np.float64)
+    return float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(len(diff)))
 
 
 def retraining_noise(runs: np.ndarray) -> dict:

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from ledgerlm.evals.attribution.facts import QUERY_KINDS
-from ledgerlm.evals.attribution.harness import EXACT_HEAD, EvalReport
+from ledgerlm.evals.attribution.harness import DEFAULT_SOURCE, EXACT_HEAD, EvalReport
+from ledgerlm.evals.attribution.metrics import paired_difference
+from ledgerlm.evals.attribution.variants import KFAC, TOKEN_MEAN
 from ledgerlm.evals.table import ResultTable
+
+# how the tuning split chooses a setting (metrics.beats)
+USED = "another setting than the default only when it beats it by 2 s.e. of the paired difference"
 
 
 def report_tables(report: EvalReport) -> list[ResultTable]:
@@ -57,39 +62,54 @@ def report_tables(report: EvalReport) -> list[ResultTable]:
                            f"{value['test_sem']:.3f}", "yes" if name == variants["chosen"] else ""])
         tables.append(v)
     tables.append(_projection_table(test))
-    tuning = ResultTable("Tuning split — LDS of each paying score mode (the higher is used)",
-                         ["score mode", "LDS", "chosen"])
+    lds_of = report.tuning.get("lds", {}).get("methods", {})
+
+    def against(name: str, default: str) -> str:
+        # the paired difference metrics.beats compares with two standard errors
+        if name == default:
+            return "default"
+        paired = paired_difference(lds_of.get(name), lds_of.get(default))
+        return "" if paired is None else f"{paired[0]:+.3f} ± {paired[1]:.3f}"
+
+    tuning = ResultTable(f"Tuning split — LDS of each paying score mode ({USED})",
+                         ["score mode", "LDS", "less the default's (paired, ± s.e.)", "chosen"])
     for m, value in report.tuning["lds_by_mode"].items():
-        tuning.rows.append([m, f"{value:.3f}", "yes" if m == mode else ""])
+        tuning.rows.append([m, f"{value:.3f}", against(f"grad:{m}", "grad:cosine"),
+                            "yes" if m == mode else ""])
     tables.append(tuning)
     if "lds_by_source" in report.tuning:
         source = ResultTable(f"Tuning split — LDS of grad:{mode} by where the training features "
-                             "come from (the higher is used)", ["feature source", "LDS", "chosen"])
+                             f"come from ({USED})",
+                             ["feature source", "LDS", "less the default's (paired, ± s.e.)", "chosen"])
         for name, value in report.tuning["lds_by_source"].items():
             source.rows.append([name, f"{value:.3f}",
+                                against(f"grad:{mode} ({name})", f"grad:{mode} ({DEFAULT_SOURCE})"),
                                 "yes" if name == report.tuning["chosen_feature_source"] else ""])
         tables.append(source)
     if "kfac_lds" in report.tuning:
         src = report.tuning["chosen_feature_source"]
+        plain = report.tuning["plain_choice"]
         k = ResultTable("Tuning split — LDS of the plain projection (chosen mode and source) and "
-                        "of the K-FAC-whitened one (the higher is used)",
-                        ["index projection", "LDS", "chosen"])
-        k.rows += [[f"plain, {report.tuning['plain_choice']}",
-                    f"{report.tuning['lds_by_source'].get(src, float('nan')):.3f}",
+                        f"of the K-FAC-whitened one ({USED})",
+                        ["index projection", "LDS", "less the default's (paired, ± s.e.)", "chosen"])
+        k.rows += [[f"plain, {plain}",
+                    f"{report.tuning['lds_by_source'].get(src, float('nan')):.3f}", "default",
                     "" if report.tuning["chosen_kfac"] else "yes"],
                    ["K-FAC-whitened, grad:cosine (final adapter)",
-                    f"{report.tuning['kfac_lds']:.3f}", "yes" if report.tuning["chosen_kfac"] else ""]]
+                    f"{report.tuning['kfac_lds']:.3f}", against(KFAC, plain),
+                    "yes" if report.tuning["chosen_kfac"] else ""]]
         tables.append(k)
     if "per_token_lds" in report.tuning:
         chosen = report.tuning["chosen_per_token"]
-        before = "K-FAC-whitened" if "kfac_lds" in report.tuning and report.tuning["per_token_against_lds"] \
-            == report.tuning["kfac_lds"] else "plain"
+        kfac = report.tuning.get("chosen_kfac", False)
+        before = "K-FAC-whitened" if kfac else "plain"
         t = ResultTable("Tuning split — LDS of answers scored by their mean loss's gradient (what was "
-                        "chosen above) and by their tokens' unit gradients (the higher is used)",
-                        ["answer feature", "LDS", "chosen"])
+                        f"chosen above) and by their tokens' unit gradients ({USED})",
+                        ["answer feature", "LDS", "less the default's (paired, ± s.e.)", "chosen"])
         t.rows += [[f"mean loss, {before} projection", f"{report.tuning['per_token_against_lds']:.3f}",
-                    "" if chosen else "yes"],
+                    "default", "" if chosen else "yes"],
                    ["per-token (grad:cosine, final adapter)", f"{report.tuning['per_token_lds']:.3f}",
+                    against(TOKEN_MEAN, KFAC if kfac else report.tuning.get("plain_choice", "")),
                     "yes" if chosen else ""]]
         tables.append(t)
     rows = ResultTable("Tuning split — what the paid attribution pays, and its contributor precision@1, by "
