@@ -152,4 +152,9 @@ def test_a_small_run_reports_test_split_figures(tmp_path):
     assert {"bm25", "exact grad cosine", "grad:cosine", "span"} <= set(report.test["lds"]["methods"])
     own = report.test["payment"]["own_answers"]  # what serving would pay for the model's own answers
     assert own["queries"] == len(own["examples"]) + own["empty"] == 12 and 0.0 <= own["names_the_town"] <= 1.0
+    # and for its own answers to the unrelated prompts, which the outside world asks too
+    own_null = report.test["payment"]["own_null"]
+    assert own_null["queries"] == len(unrelated_queries())
+    assert report.test["own_null_false_payout_rate"] == own_null["null_false_payout_rate"]
+    assert 0.0 <= report.test["lds"]["noise"]["ceiling"]["mean"] <= 1.0
     assert report_tables(report)

@@ -679,6 +679,7 @@ def tracing_and_payment(config: EvalConfig, t: Trained, data: FactTracingSet, mo
     payment = what_is_paid(t, data, mode, [s.paid[mode] for s in signals])
     say("attributing the model's own answers")
     payment["own_answers"] = own_answers(t, data, mode)
+    payment["own_null"] = own_null_answers(t, mode)
     latency = {"feature_ms": 1e3 * float(np.median([s.seconds_feature for s in signals])),
                "attribution_ms": 1e3 * float(np.median([s.seconds_attribution for s in signals]))}
     return {"tracing": tracing, "payment": payment, "latency": latency}, methods, embedding_name
@@ -739,6 +740,27 @@ def own_answers(t: Trained, data: FactTracingSet, mode: str, max_new_tokens: int
                         "right_contributor": q.contributor}
                        for q, a, r, paid in found]
     return out
+
+
+def own_null_answers(t: Trained, mode: str, max_new_tokens: int = 48) -> dict:
+    """What the model's own greedy answers to the unrelated prompts are paid, as serving would pay
+    them: a model fine-tuned on a Datanet may answer "What is 12 plus 30?" in its records' style,
+    or wrongly, and such answers are not the shipped null answers the bars were calibrated on."""
+    found, empty = [], 0
+    for prompt, _answer in unrelated_queries():
+        answer = greedy_answer(t.model, t.tokenizer, prompt, max_new_tokens)
+        if not answer.strip():
+            empty += 1
+            continue
+        found.append((prompt, answer, query_signals(t, prompt, answer, exact=False).paid[mode]))
+    return {"queries": len(found) + empty, "empty": empty,
+            "null_false_payout_rate": float(np.mean([p.evidence_bps > 0 for *_, p in found]))
+            if found else 0.0,
+            "mean_evidence_bps": float(np.mean([p.evidence_bps for *_, p in found]))
+            if found else 0.0,
+            "examples": [{"prompt": prompt, "answer": answer, "evidence_bps": paid.evidence_bps,
+                          "contributors": {c.contributor: c.bps for c in paid.contributors}}
+                         for prompt, answer, paid in found]}
 
 
 def _planted_town(data: FactTracingSet, q: TracingQuery) -> str:
@@ -826,6 +848,7 @@ def run_attribution_eval(config: EvalConfig = EvalConfig(), *, say: Say = lambda
                        source, kfac, per_token)
         test, _methods, embedding_name = tracing_and_payment(config, t, data, chosen, say)
         test["null_false_payout_rate"] = test["payment"]["null"]["null_false_payout_rate"]
+        test["own_null_false_payout_rate"] = test["payment"]["own_null"]["null_false_payout_rate"]
         test["dataset"] = {
             "records": len(data.records), "indexed": len(t.index),
             "queries": {k: sum(q.kind == k for q in data.queries) for k in QUERY_KINDS},

@@ -41,6 +41,16 @@ def report_tables(report: EvalReport) -> list[ResultTable]:
         [f"null_false_payout_rate ({null['queries']} unrelated prompts)",
          f"{null['null_false_payout_rate']:.3f}"],
         ["mean evidence bps on unrelated prompts", f"{null['mean_evidence_bps']:.0f}"],
+    ]
+    own = test["payment"].get("own_null")
+    if own:
+        honesty.rows += [
+            [f"false payout rate of the model's own answers to them ({own['queries']}, "
+             f"{own['empty']} empty)", f"{own['null_false_payout_rate']:.3f}"],
+            ["mean evidence bps on the model's own answers to them",
+             f"{own['mean_evidence_bps']:.0f}"],
+        ]
+    honesty.rows += [
         [f"bps to the record a contradicted answer contradicts ({contra['queries']})",
          f"{contra['bps_to_contradicted_record']:.0f}"],
         ["bps to the same record when the answer agrees (paraphrase)",
@@ -50,6 +60,13 @@ def report_tables(report: EvalReport) -> list[ResultTable]:
          f"{contra['mean_evidence_bps']:.0f}"],
     ]
     tables.append(honesty)
+    paid_own = [e for e in (own or {}).get("examples", []) if e["evidence_bps"] > 0]
+    if paid_own:
+        t = ResultTable("Test split — the model's own answers to unrelated prompts that paid anyone",
+                        ["prompt", "answer", "evidence bps"])
+        t.rows += [[e["prompt"], e["answer"].replace("|", "/").replace("\n", " "),
+                    str(e["evidence_bps"])] for e in paid_own]
+        tables.append(t)
     tables.append(_lds_table("Test split", test["lds"]))
     variants = report.tuning.get("gradient_variants", {})
     if variants.get("methods"):
