@@ -16,7 +16,12 @@ from ledgerlm.evals.attribution.facts import (
     templates,
     vocabulary,
 )
-from ledgerlm.evals.attribution.harness import GROUND_TRUTH, EvalConfig, pretraining_corpus
+from ledgerlm.evals.attribution.harness import (
+    GROUND_TRUTH,
+    EvalConfig,
+    borrowed_from_datanet,
+    pretraining_corpus,
+)
 from ledgerlm.evals.attribution.metrics import beats, lds, rank_metrics, retraining_noise
 from ledgerlm.evals.attribution.nulls import unrelated_queries
 
@@ -100,6 +105,16 @@ def test_lds_is_one_for_a_true_datamodel_and_minus_one_for_its_opposite():
     losses = -(masks @ influence.T)                     # more helpful rows kept: lower loss
     assert lds(influence, masks, losses)["mean"] == pytest.approx(1.0)
     assert lds(-influence, masks, losses)["mean"] == pytest.approx(-1.0)
+
+
+def test_an_answer_borrows_from_the_datanet_only_what_it_invented():
+    data = make_fact_tracing_set("test", 8, 0)
+    town, person = data.towns[0], data.people[0]
+    assert borrowed_from_datanet(data, f"The capital of Ireland is {town}.") == [town]
+    assert borrowed_from_datanet(data, "THE SEA LOOKS TALL AND DAMP !!") == ["!!"]
+    assert borrowed_from_datanet(data, f"{person.split()[1].upper()} wrote it.") == [person.split()[1]]
+    # ordinary words the records also use are not the Datanet's own
+    assert borrowed_from_datanet(data, "A baby cat is a hare, and the river is wide.") == []
 
 
 def test_a_setting_replaces_the_default_only_when_it_wins_by_more_than_the_noise():

@@ -679,7 +679,7 @@ def tracing_and_payment(config: EvalConfig, t: Trained, data: FactTracingSet, mo
     payment = what_is_paid(t, data, mode, [s.paid[mode] for s in signals])
     say("attributing the model's own answers")
     payment["own_answers"] = own_answers(t, data, mode)
-    payment["own_null"] = own_null_answers(t, mode)
+    payment["own_null"] = own_null_answers(t, data, mode)
     latency = {"feature_ms": 1e3 * float(np.median([s.seconds_feature for s in signals])),
                "attribution_ms": 1e3 * float(np.median([s.seconds_attribution for s in signals]))}
     return {"tracing": tracing, "payment": payment, "latency": latency}, methods, embedding_name
@@ -742,25 +742,46 @@ def own_answers(t: Trained, data: FactTracingSet, mode: str, max_new_tokens: int
     return out
 
 
-def own_null_answers(t: Trained, mode: str, max_new_tokens: int = 48) -> dict:
+def own_null_answers(t: Trained, data: FactTracingSet, mode: str, max_new_tokens: int = 48) -> dict:
     """What the model's own greedy answers to the unrelated prompts are paid, as serving would pay
     them: a model fine-tuned on a Datanet may answer "What is 12 plus 30?" in its records' style,
-    or wrongly, and such answers are not the shipped null answers the bars were calibrated on."""
+    or wrongly, and such answers are not the shipped null answers the bars were calibrated on.
+
+    An answer that repeats what only the Datanet holds (an invented town or name, the stylist's
+    " !!") was shaped by it, and paying for it is attribution doing its job; the rate that counts
+    as false payouts is over the answers that borrow nothing (both are reported).
+    """
     found, empty = [], 0
     for prompt, _answer in unrelated_queries():
         answer = greedy_answer(t.model, t.tokenizer, prompt, max_new_tokens)
         if not answer.strip():
             empty += 1
             continue
-        found.append((prompt, answer, query_signals(t, prompt, answer, exact=False).paid[mode]))
-    return {"queries": len(found) + empty, "empty": empty,
-            "null_false_payout_rate": float(np.mean([p.evidence_bps > 0 for *_, p in found]))
-            if found else 0.0,
+        found.append((prompt, answer, borrowed_from_datanet(data, answer),
+                      query_signals(t, prompt, answer, exact=False).paid[mode]))
+
+    def rate(rows) -> float:
+        return float(np.mean([p.evidence_bps > 0 for *_, p in rows])) if rows else 0.0
+
+    clean = [row for row in found if not row[2]]
+    return {"queries": len(found) + empty, "empty": empty, "borrowing": len(found) - len(clean),
+            "null_false_payout_rate": rate(clean),
+            "payout_rate_all_answers": rate(found),
+            "payout_rate_borrowing": rate([row for row in found if row[2]]),
             "mean_evidence_bps": float(np.mean([p.evidence_bps for *_, p in found]))
             if found else 0.0,
-            "examples": [{"prompt": prompt, "answer": answer, "evidence_bps": paid.evidence_bps,
+            "examples": [{"prompt": prompt, "answer": answer, "borrows": borrows,
+                          "evidence_bps": paid.evidence_bps,
                           "contributors": {c.contributor: c.bps for c in paid.contributors}}
-                         for prompt, answer, paid in found]}
+                         for prompt, answer, borrows, paid in found]}
+
+
+def borrowed_from_datanet(data: FactTracingSet, answer: str) -> list[str]:
+    """What only the Datanet holds that `answer` repeats: its invented towns and name parts, and
+    the stylist's " !!"."""
+    words = {*data.towns, *(part for person in data.people for part in person.split())}
+    found = sorted(w for w in words if re.search(rf"\b{re.escape(w)}\b", answer, re.IGNORECASE))
+    return found + (["!!"] if "!!" in answer else [])
 
 
 def _planted_town(data: FactTracingSet, q: TracingQuery) -> str:

@@ -44,9 +44,13 @@ def report_tables(report: EvalReport) -> list[ResultTable]:
     ]
     own = test["payment"].get("own_null")
     if own:
+        borrowing = own.get("borrowing", 0)
+        clean = own["queries"] - own["empty"] - borrowing
         honesty.rows += [
-            [f"false payout rate of the model's own answers to them ({own['queries']}, "
-             f"{own['empty']} empty)", f"{own['null_false_payout_rate']:.3f}"],
+            [f"false payout rate of the model's own answers to them that borrow nothing from the "
+             f"Datanet ({clean}; {own['empty']} empty)", f"{own['null_false_payout_rate']:.3f}"],
+            [f"payout rate of its answers that repeat an invented town or name or the stylist's "
+             f"!! ({borrowing})", f"{own.get('payout_rate_borrowing', 0.0):.3f}"],
             ["mean evidence bps on the model's own answers to them",
              f"{own['mean_evidence_bps']:.0f}"],
         ]
@@ -63,9 +67,10 @@ def report_tables(report: EvalReport) -> list[ResultTable]:
     paid_own = [e for e in (own or {}).get("examples", []) if e["evidence_bps"] > 0]
     if paid_own:
         t = ResultTable("Test split — the model's own answers to unrelated prompts that paid anyone",
-                        ["prompt", "answer", "evidence bps"])
+                        ["prompt", "answer", "repeats from the Datanet", "evidence bps"])
         t.rows += [[e["prompt"], e["answer"].replace("|", "/").replace("\n", " "),
-                    str(e["evidence_bps"])] for e in paid_own]
+                    ", ".join(e.get("borrows", [])) or "nothing", str(e["evidence_bps"])]
+                   for e in paid_own]
         tables.append(t)
     tables.append(_lds_table("Test split", test["lds"]))
     variants = report.tuning.get("gradient_variants", {})
