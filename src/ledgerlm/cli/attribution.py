@@ -138,4 +138,5 @@ def eval_attribution(
         console.print(f"wrote {out}")
 
     s.emit({"out": str(out), "null_false_payout_rate": report.test["null_false_payout_rate"],
+            "own_null_false_payout_rate": report.test["own_null_false_payout_rate"],
             "chosen_score_mode": report.tuning["chosen_score_mode"]}, render)
