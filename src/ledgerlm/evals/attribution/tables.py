@@ -68,7 +68,7 @@ def report_tables(report: EvalReport) -> list[ResultTable]:
     if paid_own:
         t = ResultTable("Test split — the model's own answers to unrelated prompts that paid anyone",
                         ["prompt", "answer", "repeats from the Datanet", "evidence bps"])
-        t.rows += [[e["prompt"], e["answer"].replace("|", "/").replace("\n", " "),
+        t.rows += [[e["prompt"], e["answer"].replace("\n", " "),  # markdown() escapes pipes
                     ", ".join(e.get("borrows", [])) or "nothing", str(e["evidence_bps"])]
                    for e in paid_own]
         tables.append(t)
