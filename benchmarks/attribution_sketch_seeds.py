@@ -26,20 +26,19 @@ from report import ResultTable, write_result  # noqa: E402
 
 
 def project(features, exact, projector):
-    """`features` in `exact`'s identity layout, projected as `projector` projects gradients."""
+    """`features` in `exact`'s identity layout, projected by `projector` as an index projects a
+    gradient: each LoRA weight's output side, then its input side, summed at its offset."""
     import numpy as np
+    import torch
 
     out = np.zeros((len(features), projector.dim))
     by_name = {m.name: m for m in projector.matrices}
     for m in exact.matrices:
-        block = features[:, m.offset:m.offset + m.dim].reshape(len(features), m.rows, m.cols)
-        side_out, side_in = projector.dense(m.name, "out"), projector.dense(m.name, "in")
-        if side_out is not None:
-            block = np.einsum("kr,nrc->nkc", side_out, block)
-        if side_in is not None:
-            block = np.einsum("nrc,kc->nrk", block, side_in)
+        block = torch.from_numpy(features[:, m.offset:m.offset + m.dim]).view(-1, m.rows, m.cols)
+        block = projector.project(m.name, "out", block.transpose(1, 2)).transpose(1, 2)
+        block = projector.project(m.name, "in", block.contiguous())
         target = by_name[m.name]
-        out[:, target.offset:target.offset + target.dim] += block.reshape(len(features), -1)
+        out[:, target.offset:target.offset + target.dim] += block.reshape(len(features), -1).numpy()
     return out
 
 

@@ -71,7 +71,13 @@ from ledgerlm.evals.attribution.facts import (
     TracingQuery,
     make_fact_tracing_set,
 )
-from ledgerlm.evals.attribution.metrics import beats, lds, rank_metrics, retraining_noise
+from ledgerlm.evals.attribution.metrics import (
+    beats,
+    choose,
+    lds,
+    rank_metrics,
+    retraining_noise,
+)
 from ledgerlm.evals.attribution.nulls import unrelated_queries
 from ledgerlm.evals.attribution.variants import (
     KFAC,
@@ -829,16 +835,12 @@ def run_attribution_eval(config: EvalConfig = EvalConfig(), *, say: Say = lambda
         lds_of = tuning_lds["methods"]
         mean_of = {name: value["mean"] for name, value in lds_of.items()}
         by_mode = {m: mean_of.get(f"grad:{m}", float("nan")) for m in PAYING_MODES}
-        challengers = [m for m in PAYING_MODES
-                       if m != "cosine" and beats(lds_of.get(f"grad:{m}"), lds_of.get("grad:cosine"))]
-        chosen = max(challengers, key=lambda m: by_mode[m]) if challengers else "cosine"
+        chosen = choose("cosine", PAYING_MODES, lds_of, lambda m: f"grad:{m}")
         say(f"chosen score mode on the tuning split: {chosen}")
         by_source = {src: mean_of.get(f"grad:{chosen} ({src})", float("nan"))
                      for src in FEATURE_SOURCES}
-        challengers = [src for src in FEATURE_SOURCES if src != DEFAULT_SOURCE and beats(
-            lds_of.get(f"grad:{chosen} ({src})"), lds_of.get(f"grad:{chosen} ({DEFAULT_SOURCE})"))]
-        source = config.feature_source or (max(challengers, key=lambda src: by_source[src])
-                                           if challengers else DEFAULT_SOURCE)
+        source = config.feature_source or choose(DEFAULT_SOURCE, FEATURE_SOURCES, lds_of,
+                                                 lambda src: f"grad:{chosen} ({src})")
         say(f"feature source on the tuning split: {source}")
         # K-FAC's whitened projection is scored with cosine on the final adapter's features; it
         # is used when it beats the chosen mode and source on the tuning split.

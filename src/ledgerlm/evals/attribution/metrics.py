@@ -56,9 +56,14 @@ def lds(scores: np.ndarray, masks: np.ndarray, losses: np.ndarray) -> dict:
     for qi in range(scores.shape[0]):
         rho = spearmanr(predicted[:, qi], -losses[:, qi]).statistic
         rhos.append(0.0 if np.isnan(rho) else float(rho))
-    rhos = np.array(rhos)
-    sem = float(rhos.std(ddof=1) / np.sqrt(len(rhos))) if len(rhos) > 1 else 0.0
-    return {"mean": float(rhos.mean()), "sem": sem, "per_query": [round(r, 6) for r in rhos]}
+    return {**_mean_sem(rhos), "per_query": [round(r, 6) for r in rhos]}
+
+
+def _mean_sem(values) -> dict:
+    """Mean and standard error of the mean (0 for a single value)."""
+    v = np.asarray(values, dtype=np.float64)
+    return {"mean": float(v.mean()),
+            "sem": float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0}
 
 
 def beats(challenger: dict | None, default: dict | None, z: float = 2.0) -> bool:
@@ -77,14 +82,22 @@ def beats(challenger: dict | None, default: dict | None, z: float = 2.0) -> bool
     return mean > z * sem if sem > 0 else mean > 0
 
 
+def choose(default: str, options, lds_of: dict, name=lambda option: option) -> str:
+    """The option whose LDS (`lds_of[name(option)]`) is highest among those that beat the
+    default's (`beats`); the default when none does."""
+    winners = [o for o in options
+               if o != default and beats(lds_of.get(name(o)), lds_of.get(name(default)))]
+    return max(winners, key=lambda o: lds_of[name(o)]["mean"]) if winners else default
+
+
 def paired_difference(a: dict | None, b: dict | None) -> tuple[float, float] | None:
     """Mean and standard error over queries of LDS `a` less LDS `b` (`lds` results on the same
     queries); None when either lacks per-query values or they differ in length."""
     x, y = (a or {}).get("per_query"), (b or {}).get("per_query")
     if x is None or y is None or len(x) != len(y) or len(x) < 2:
         return None
-    diff = np.asarray(x, dtype=np.float64) - np.asarray(y, dtype=np.float64)
-    return float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(len(diff)))
+    diff = _mean_sem(np.asarray(x, dtype=np.float64) - np.asarray(y, dtype=np.float64))
+    return diff["mean"], diff["sem"]
 
 
 def retraining_noise(runs: np.ndarray) -> dict:
@@ -115,10 +128,4 @@ def retraining_noise(runs: np.ndarray) -> dict:
         r = float(np.mean(np.nan_to_num(pairs, nan=0.0)))
         agreement.append(r)
         ceiling.append(float(np.sqrt(seeds * r / (1 + (seeds - 1) * r))) if r > 0 else 0.0)
-
-    def summary(values: list[float]) -> dict:
-        v = np.array(values)
-        return {"mean": float(v.mean()),
-                "sem": float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0}
-
-    return {"seeds": seeds, "seed_agreement": summary(agreement), "ceiling": summary(ceiling)}
+    return {"seeds": seeds, "seed_agreement": _mean_sem(agreement), "ceiling": _mean_sem(ceiling)}
