@@ -245,3 +245,25 @@ def test_the_gradient_bar_from_few_null_answers_sits_above_them_and_widens_when_
     with pytest.raises(AttributionError) as err:
         CalibrationSettings(gradient_null_answers=2)
     assert err.value.field == "gradient_null_answers"
+
+
+def test_a_gradient_match_nothing_in_the_text_ties_to_a_record_pays_nobody(trained, index):
+    """Rule 11: an unrelated answer whose gradient matched the secret record's exactly still pays
+    nobody when no span of it is in any record and the prompt asks about no record (a
+    resemblance alone cannot tell what the Datanet taught from what the base model knew); asked
+    about Quorrin, the same match is gradient evidence for his record."""
+    from ledgerlm.attribution.attribute import AttributionSettings, gather_evidence, prepare_answer
+
+    row = next(i for i, e in enumerate(index.examples) if e.contributor == SOLO)
+    feature = index.features[row].astype(np.float64)  # scores 1.0 against the secret record
+    weight = index.calibration.settings.restated_weight
+
+    def evidence(prompt: str, answer: str):
+        found = gather_evidence(index, feature, prepare_answer(trained.tokenizer, prompt, answer,
+                                                               weight), AttributionSettings())
+        return dict(zip(found.rows.tolist(), found.combined.tolist()))
+
+    untied = evidence("How many wheels does a bicycle have?", "A bicycle has two wheels.")
+    assert sum(untied.values()) == 0
+    asked = evidence("Tell me about Quorrin.", "Nobody knows.")
+    assert asked.get(row, 0.0) > 0 and max(asked, key=asked.get) == row

@@ -495,3 +495,53 @@ def test_names_sharing_a_first_syllable_do_not_link_records_and_hide_a_borrowed_
     assert found.borrows and found.as_dict() == {}
     # an index that cannot tell where words begin links the two by the shared syllable
     assert not SpanIndex.build(rows, chars, words).explain(answer, **explain).borrows
+
+
+def test_a_name_s_last_piece_shared_with_another_name_does_not_make_the_prompt_ask_about_it():
+    """Rule 10 reads names as whole words: "When was Nothfu founded?" shares "u founded?" with
+    "In what year was Roundru founded?" by the chance of a last letter, and an answer giving
+    Nothfu Roundru's year must not pay Roundru's record for it."""
+    import numpy as np
+
+    tail = 52                                  # "u": a piece that goes on with the word before it
+    a, b = [50, tail], [60, tail]              # "Nothf" "u", "Roundr" "u"
+    founded, was_founded_in = [20, 9], [21, 22]
+    rows = [[3] + a + founded + a + was_founded_in + [70, 71, 9],   # row 0: Nothfu, 1909
+            [3] + b + founded + b + was_founded_in + [80, 81, 9]]   # row 1: Roundru, 1828
+    rows += [[3, 130 + i] + founded for i in range(5)]         # "founded?" is common wording
+    rows += [[100 + i, 101 + i, 102 + i] for i in range(20)]
+    words = np.ones(200, dtype=bool)
+    words[9] = False
+    spaced = np.ones(200, dtype=bool)
+    spaced[tail] = False
+    chars = np.full(200, 3, dtype=np.int64)
+    chars[tail] = 1
+    spans = SpanIndex.build(rows, chars, words, spaced)
+    explain = dict(min_len=4, max_examples=4, context=[4] + a + founded)
+    # Nothfu's own year: Nothfu's record
+    assert set(spans.explain(a + was_founded_in + [70, 71, 9], **explain).as_dict()) == {0}
+    # Nothfu given Roundru's year: Nothfu's record says otherwise, and Roundru's is not asked about
+    assert spans.explain(a + was_founded_in + [80, 81, 9], **explain).as_dict() == {}
+    # read by tokens, not words, "u founded?" would have asked about Roundru too, and paid him
+    by_tokens = SpanIndex.build(rows, chars, words)
+    assert set(by_tokens.explain(a + was_founded_in + [80, 81, 9], **explain).as_dict()) == {1}
+
+
+def test_a_few_letters_are_not_paid_to_a_record_the_prompt_names_only_by_a_phrase_of_the_datanet():
+    """Rule 11: "Which city is the capital of Norway?" -> "... is Oslo.": " Oslo." is too short to
+    be recall by itself, and " city is", held by every city record, names a kind of record, not
+    the one that says Oslo; asked by that record's own name, the same letters are recall."""
+    import numpy as np
+
+    oslo = 70
+    rows = [[3, 40, 41, 100 + i, 9, 100 + i, 42, 43, 150 + i, 9] for i in range(20)]
+    rows[0][-2] = oslo                         # row 0: "In which city is X based? X is in Oslo."
+    rows += [[200 + i, 201 + i, 202 + i] for i in range(80)]  # " city is" in a fifth of the rows
+    chars = np.full(300, 3, dtype=np.int64)
+    chars[9], chars[oslo] = 1, 4               # " Oslo." : five visible characters
+    chars[100:120] = 6                         # the records' names
+    spans = SpanIndex.build(rows, chars)
+    explain = dict(min_len=2, max_examples=4, min_chars=8)
+    answer = [7, 8, oslo, 9]
+    assert spans.explain(answer, context=[1, 40, 41, 5, 6, 9], **explain).as_dict() == {}
+    assert set(spans.explain(answer, context=[1, 100, 9], **explain).as_dict()) == {0}

@@ -17,7 +17,8 @@ index's calibrated bar (calibration.py):
                      contributor earns g = (s - max(b, r)) / (1 - b) in [0, 1]: nothing at the
                      bar or when two contributors score alike, all of it at a perfect, unrivalled
                      match; when spans name contributors, only their rows may earn it
-                     (`gradient_clearance`). The answer's gradient evidence is the largest g,
+                     (`gradient_clearance`), and an answer the text ties to no record (no
+                     span of it in any record, no record the prompt asks about) earns none. The answer's gradient evidence is the largest g,
                      shared among the rows that earned some in proportion to their g, and it
                      explains only what spans left unexplained.
   candidate evidence a rare span several rows share that the prompt does not pin on one of them
@@ -97,8 +98,13 @@ _QUANTUM = 10**6  # evidence units per 1.0 when evidence becomes integers for th
 # from there on only the records asked about, and earns no gradient evidence: rule 6 for a mix-up
 # worded otherwise than the asked record (links between records read by whole words there, so
 # "Talsha" and "Taltal" sharing "Tal" do not link theirs).
+# 11: an answer nothing in the text ties to the Datanet (no span of it in any record, no record the
+# prompt asks about) earns no gradient evidence: the model's own "The capital of Peru is Lima."
+# resembled a record "... is based in Lima." and was paid for what the base model knew. The
+# records a prompt asks about are read by whole words ("When was Nothfu founded?" no longer asks
+# about "Roundru" through the "u founded?" both prompts hold).
 # A receipt that names none predates the numbering (rule 1 or earlier).
-RULE = 10
+RULE = 11
 
 
 @dataclass(frozen=True)
@@ -297,8 +303,14 @@ def gather_evidence(index: AttributionIndex, feature: np.ndarray, query: AnswerQ
     gradient = scores[rows]
     # An answer that says something else than the record asked about resembles that record (same
     # person, same wording): the gradient, which sees resemblance, not values, would pay it or
-    # its look-alikes for an answer none of them taught.
-    cleared = (np.zeros(len(rows)) if spans.departs
+    # its look-alikes for an answer none of them taught. An answer that nothing in the text ties
+    # to the Datanet (no span of it in any record, no record the prompt asks about) is paid no
+    # gradient evidence either: a resemblance alone cannot tell what the Datanet taught from
+    # what the base model already knew ("The capital of Peru is Lima." resembles "Brilpouth is
+    # based in Lima.", and no record taught it).
+    untied = (len(named) == 0 and len(holding) == 0
+              and len(index.spans.asked_rows(query.context, calibration.span_max_rows)) == 0)
+    cleared = (np.zeros(len(rows)) if spans.departs or untied
                else gradient_clearance(index, scores, rows, bar, named))
     # rows only listed for the span they hold earn no gradient evidence they would not have
     cleared = np.where(np.isin(rows, considered), cleared, 0.0)

@@ -325,6 +325,12 @@ class SpanIndex:
                               for t in self.tokens[at]], dtype=bool)
         return owners, diverging
 
+    def asked_rows(self, context: list[int], max_examples: int) -> np.ndarray:
+        """The rows the prompt (`context`, its tokens) asks about (`_asked_rows`); none when empty."""
+        if len(context) == 0 or len(self.suffix_array) == 0:
+            return np.zeros(0, np.int64)
+        return self._asked_rows([int(t) for t in context], max_examples)
+
     def _asked_rows(self, context: list[int], max_examples: int) -> np.ndarray:
         """The records the prompt asks about: every row holding a rare stretch of the prompt (in
         at most `max_examples` rows, of `naming_min_chars` visible characters at least).
@@ -334,11 +340,19 @@ class SpanIndex:
         the stretch " Lomi Karatu" sits in that person's records only. All of them, not the
         rarest: "Which town does Zivel Garpelost come from?" shares " does Zivel Garpelost" with
         one record ("How does Zivel Garpelost earn a living?") by the chance of a shared word,
-        and the record that gives the town is another of the person's records.
+        and the record that gives the town is another of the person's records. Whole words
+        when the index knows which tokens begin one: a stretch that begins or ends inside a word
+        joins the tail of one name to the head of another by chance ("When was Nothfu founded?"
+        shares "u founded?" with "In what year was Roundru founded?").
         """
         found: set[int] = set()
+        whole_words = self.spaced_tokens is not None
         for start, (length, lo, hi) in enumerate(self.longest_matches(context)):
+            if whole_words and self._inside_word(context, start):
+                continue  # "u founded?" of "Nothfu founded?" is in "Roundru founded?" by chance
             stretch = self._plain(context[start:start + length])
+            if whole_words:
+                stretch = self._to_word_end(context, start, stretch)
             if not stretch or self._chars(stretch) < self.naming_min_chars:
                 continue
             if len(stretch) < length:
@@ -619,12 +633,20 @@ class SpanIndex:
         rare pair (one in at most `max_examples` rows).
 
         `named_only`: a lone row too is paid only as far as the prompt names it (a span of a few
-        characters, `explain`). `through=False`: only as far as the prompt names it outright (a
+        characters, `explain`), and only by pairs that are not phrases of the Datanet (in at most
+        `_CROWDED` x `max_examples` rows). `through=False`: only as far as the prompt names it outright (a
         span of fewer characters than a name has: a chance "y." in one row, which a link would
         pay to that row when a module-mate of it holds common words of the prompt, " is the").
         """
         if len(rows) == 1 and not named_only:
             return [1.0]
+        if named_only:
+            # A few characters are chance unless the prompt names their row by what few rows
+            # hold: "Which city is the capital of Norway?" shares " city is" with every city
+            # record of a Datanet, a phrase of the Datanet (in more rows than `_CROWDED` times a
+            # rare span's) that names a kind of record, not the one that holds " Oslo."
+            naming = {p: holders for p, holders in naming.items()
+                      if len(holders) <= max_examples * _CROWDED}
         found = [{p for p, holders in naming.items() if r in holders} for r in rows.tolist()]
         outright = [min(len(naming[p]) for p in f) for f in found if f]
         if through and (not outright or min(outright) > max_examples):
@@ -702,6 +724,13 @@ class SpanIndex:
                     break
         self._links[key] = frozenset(linked)
         return linked
+
+    def _to_word_end(self, tokens: list[int], start: int, stretch: list[int]) -> list[int]:
+        """`stretch` (= tokens[start:start + len(stretch)]) cut back to its last whole word."""
+        end = start + len(stretch)
+        while end > start and end < len(tokens) and self._inside_word(tokens, end):
+            end -= 1
+        return stretch[:end - start]
 
     def _inside_word(self, tokens: list[int], at: int) -> bool:
         """Whether tokens[at] goes on with the word of tokens[at - 1] (no space between them)."""
