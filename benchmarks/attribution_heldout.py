@@ -28,6 +28,10 @@ Reported beside BM25 over question and answer:
 - with `--lds-subsets` > 0, LDS over retrains on random halves (same training settings), on
   `--lds-queries` queries with reference answers.
 
+The tiny model (the default, a quick run of the whole path) does not learn these facts: its
+base was pre-trained on facts about people, and it names none of the planted values. The figures
+to read are SmolLM2's (`--model smollm2`).
+
 Prints tables and writes benchmarks/results/attribution_heldout.json and .md (`--out`).
 """
 

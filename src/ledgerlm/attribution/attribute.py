@@ -18,9 +18,10 @@ index's calibrated bar (calibration.py):
                      bar or when two contributors score alike, all of it at a perfect, unrivalled
                      match; when spans name contributors, only their rows may earn it
                      (`gradient_clearance`), and an answer the text ties to no record (no
-                     span of it in any record, no record the prompt asks about) earns none. The answer's gradient evidence is the largest g,
-                     shared among the rows that earned some in proportion to their g, and it
-                     explains only what spans left unexplained.
+                     span of it in any record, no record the prompt asks about) earns none.
+                     The answer's gradient evidence is the largest g, shared among the rows
+                     that earned some in proportion to their g, and it explains only what
+                     spans left unexplained.
   candidate evidence a rare span several rows share that the prompt does not pin on one of them
                      narrows who taught it to those rows; the gradient picks among them. The row
                      with the best score earns the span's unpaid credit times
@@ -102,7 +103,9 @@ _QUANTUM = 10**6  # evidence units per 1.0 when evidence becomes integers for th
 # prompt asks about) earns no gradient evidence: the model's own "The capital of Peru is Lima."
 # resembled a record "... is based in Lima." and was paid for what the base model knew. The
 # records a prompt asks about are read by whole words ("When was Nothfu founded?" no longer asks
-# about "Roundru" through the "u founded?" both prompts hold).
+# about "Roundru" through the "u founded?" both prompts hold), and a span of fewer visible
+# characters than the bar is not paid to a record the prompt names only by a phrase of the
+# Datanet (" city is" of every city record no longer names the one that holds " Oslo.").
 # A receipt that names none predates the numbering (rule 1 or earlier).
 RULE = 11
 

@@ -634,9 +634,10 @@ class SpanIndex:
 
         `named_only`: a lone row too is paid only as far as the prompt names it (a span of a few
         characters, `explain`), and only by pairs that are not phrases of the Datanet (in at most
-        `_CROWDED` x `max_examples` rows). `through=False`: only as far as the prompt names it outright (a
-        span of fewer characters than a name has: a chance "y." in one row, which a link would
-        pay to that row when a module-mate of it holds common words of the prompt, " is the").
+        `_CROWDED` x `max_examples` rows). `through=False`: only as far as the prompt names it
+        outright (a span of fewer characters than a name has: a chance "y." in one row, which a
+        link would pay to that row when a module-mate of it holds common words of the prompt,
+        " is the").
         """
         if len(rows) == 1 and not named_only:
             return [1.0]
