@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
         _base_model,
         _payment,
         _train_config,
+        bps_to_records,
         query_signals,
     )
     from ledgerlm.evals.attribution.metrics import lds, rank_metrics
@@ -228,12 +229,6 @@ def main(argv: list[str] | None = None) -> dict:
 
         say("contradicted answers and unrelated prompts")
         against = [signals(q.prompt, q.answer).paid[mode] for q in contradicted]
-        to_record = [sum(c.bps for c in r.contributions
-                         if c.contribution_id == records[q.records[0]]["_contribution_id"])
-                     for r, q in zip(against, contradicted)]
-        supported = [sum(c.bps for c in s.paid[mode].contributions
-                         if c.contribution_id == records[q.records[0]]["_contribution_id"])
-                     for s, q in zip(reference, queries)]
         fixed = unrelated_queries()
         nulls = [signals(p, a).paid[mode] for p, a in fixed]
         own_nulls = []
@@ -246,8 +241,10 @@ def main(argv: list[str] | None = None) -> dict:
         clean = [p for _pr, _a, b, p in own_nulls if not b]
         honesty = {
             "contradicted": {"queries": len(contradicted),
-                             "bps_to_contradicted_record": float(np.mean(to_record)),
-                             "bps_to_record_when_supported": float(np.mean(supported)),
+                             "bps_to_contradicted_record": bps_to_records(against, contradicted,
+                                                                          records),
+                             "bps_to_record_when_supported": bps_to_records(
+                                 [s.paid[mode] for s in reference], queries, records),
                              "mean_evidence_bps": float(np.mean([r.evidence_bps for r in against])),
                              "paid": [{"answer": q.answer, "contradicted_record": q.records[0],
                                        **_receipt(r)}

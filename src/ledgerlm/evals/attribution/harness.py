@@ -707,19 +707,23 @@ def what_is_paid(t: Trained, data: FactTracingSet, mode: str,
                     for q in data.contradicted]
     supported = [r for r, q in zip(paid, data.queries) if q.kind == "paraphrase"]
 
-    def to_record(results, queries) -> float:
-        ids = [{data.records[r]["_contribution_id"] for r in q.records} for q in queries]
-        return float(np.mean([sum(c.bps for c in res.contributions if c.contribution_id in want)
-                              for res, want in zip(results, ids)]))
-
     payment["contradicted"] = {
         "queries": len(contradicted),
-        "bps_to_contradicted_record": to_record(contradicted, data.contradicted),
-        "bps_to_record_when_supported": to_record(
-            supported, [q for q in data.queries if q.kind == "paraphrase"]),
+        "bps_to_contradicted_record": bps_to_records(contradicted, data.contradicted,
+                                                     data.records),
+        "bps_to_record_when_supported": bps_to_records(
+            supported, [q for q in data.queries if q.kind == "paraphrase"], data.records),
         "mean_evidence_bps": float(np.mean([r.evidence_bps for r in contradicted])),
     }
     return payment
+
+
+def bps_to_records(results: list[AttributionResult], queries: list[TracingQuery],
+                   records: list[dict]) -> float:
+    """Mean bps each result pays the records its query names (`TracingQuery.records`)."""
+    ids = [{records[r]["_contribution_id"] for r in q.records} for q in queries]
+    return float(np.mean([sum(c.bps for c in res.contributions if c.contribution_id in want)
+                          for res, want in zip(results, ids)]))
 
 
 def own_answers(t: Trained, data: FactTracingSet, mode: str, max_new_tokens: int = 32) -> dict:
