@@ -28,6 +28,11 @@ Reported beside BM25 over question and answer:
 - with `--lds-subsets` > 0, LDS over retrains on random halves (same training settings), on
   `--lds-queries` queries with reference answers.
 
+Beside the receipts' gradient features (8,192 count-sketched numbers), the exact LoRA gradients
+of the same adapter (every LoRA weight unprojected, the template head left out as the index
+leaves it out) rank the reference answers and enter the LDS table: the goal is that the
+projected gradient keeps at least 90% of their LDS. `--no-exact` leaves them out.
+
 The tiny model (the default, a quick run of the whole path) does not learn these facts: its
 base was pre-trained on facts about people, and it names none of the planted values. The figures
 to read are SmolLM2's (`--model smollm2`).
@@ -113,6 +118,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--lds-subsets", type=int, default=0)
     parser.add_argument("--lds-queries", type=int, default=24)
     parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--no-exact", action="store_true",
+                        help="leave out the exact LoRA gradients (about 2 GB for SmolLM2's rows)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=None,
                         help="keep the fine-tuned model and index here (default: a temporary folder)")
@@ -123,11 +130,17 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from ledgerlm.attribution import load_attributor
-    from ledgerlm.attribution.attribute import greedy_answer, load_model
-    from ledgerlm.attribution.features import answer_example
+    from ledgerlm.attribution.attribute import greedy_answer, load_model, prepare_answer
+    from ledgerlm.attribution.features import answer_example, answer_feature
     from ledgerlm.config import NodeConfig
-    from ledgerlm.evals.attribution.baselines import bm25_scores
+    from ledgerlm.evals.attribution.baselines import (
+        bm25_scores,
+        cosine_rows,
+        exact_projector,
+        exact_row_gradients,
+    )
     from ledgerlm.evals.attribution.harness import (
+        EXACT_HEAD,
         EvalConfig,
         _base_model,
         _payment,
@@ -188,6 +201,27 @@ def main(argv: list[str] | None = None) -> dict:
         def signals(prompt: str, answer: str):
             return query_signals(t, prompt, answer, exact=False)
 
+        exact_scores = None
+        if not args.no_exact:
+            say(f"exact LoRA gradients of the {len(rows)} records and the reference answers")
+            t0 = time.perf_counter()
+            exact = exact_projector(t.model, t.index.projector.head)
+            # float32 rows, a few records at a time: SmolLM2's rank-16 adapter has about 5M weights
+            exact_rows = np.concatenate([
+                exact_row_gradients(t.model, tokenizer, records, rows[i:i + 8], exact,
+                                    max_len=settings.max_len).astype(np.float32)
+                for i in range(0, len(rows), 8)])
+            restated = t.index.calibration.settings.restated_weight
+
+            def exact_cosines(prompt: str, answer: str) -> np.ndarray:
+                prepared = prepare_answer(tokenizer, prompt, answer, restated)
+                gradient = answer_feature(t.model, exact, prepared.example, prepared.weights[0])
+                return cosine_rows(exact_rows, gradient.astype(np.float32))
+
+            exact_scores = np.stack([exact_cosines(q.prompt, q.answer) for q in queries])
+            del exact_rows
+            seconds["exact_gradients"] = time.perf_counter() - t0
+
         t0 = time.perf_counter()
         say(f"attributing {len(queries)} reference answers")
         reference = [signals(q.prompt, q.answer) for q in queries]
@@ -195,7 +229,8 @@ def main(argv: list[str] | None = None) -> dict:
         methods = {"bm25": bm25_scores([records[r] for r in rows], texts),
                    "random": np.random.default_rng(args.seed).random((len(queries), len(rows))),
                    **{name: np.stack([s.scores[name] for s in reference])
-                      for name in (f"combined:{mode}", "span", f"grad:{mode}")}}
+                      for name in (f"combined:{mode}", "span", f"grad:{mode}")},
+                   **({EXACT_HEAD: exact_scores} if exact_scores is not None else {})}
         tracing = {name: rank_metrics(s, queries, rows, row_owners).__dict__
                    for name, s in methods.items()}
         reference_paid = _payment([s.paid[mode] for s in reference], queries)

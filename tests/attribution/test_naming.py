@@ -545,3 +545,40 @@ def test_a_few_letters_are_not_paid_to_a_record_the_prompt_names_only_by_a_phras
     answer = [7, 8, oslo, 9]
     assert spans.explain(answer, context=[1, 40, 41, 5, 6, 9], **explain).as_dict() == {}
     assert set(spans.explain(answer, context=[1, 100, 9], **explain).as_dict()) == {0}
+
+
+def test_a_four_letter_name_read_as_a_whole_word_says_whom_the_prompt_asks_about():
+    """Rule 12: "Which animal does Noza use as its mascot?" -> "The mascot of Noza is a gecko."
+    (Brisgik's mascot): " Noza" has four letters, under what a stretch read by tokens needs to
+    name a record, so Noza's record was not asked about, the mix-up went unseen, and " is a
+    gecko." paid Brisgik's record. Read as a whole word, four letters are enough; three ("the")
+    are not."""
+    import numpy as np
+
+    noza, brisgik, otter, gecko = 50, 60, 70, 80
+    template = [10, 11, 12]                    # "The mascot of"
+    rows = [template + [noza, 13, 14, otter, 9],       # row 0: Noza's mascot is an otter
+            template + [brisgik, 13, 14, gecko, 9]]    # row 1: Brisgik's is a gecko
+    rows += [template + [100 + i, 13, 14, 120 + i, 9] for i in range(6)]
+    rows += [[150 + i, 151 + i, 152 + i] for i in range(20)]
+    words = np.ones(200, dtype=bool)
+    words[[9, 17]] = False                     # "." and "?"
+    spaced = np.ones(200, dtype=bool)
+    spaced[[9, 17]] = False
+    chars = np.full(200, 3, dtype=np.int64)
+    chars[[9, 17]] = 1
+    chars[noza], chars[brisgik] = 4, 7
+    explain = dict(min_len=4, max_examples=4)
+    asked = [4, 15, 18, noza, 19, 20, 21, 11, 17]  # "Which animal does Noza use as its mascot?"
+    spans = SpanIndex.build(rows, chars, words, spaced)
+    assert set(spans.asked_rows(asked, 4).tolist()) == {0}
+    mixed_up = spans.explain(template + [noza, 13, 14, gecko, 9], context=asked, **explain)
+    assert mixed_up.departs and 1 not in mixed_up.as_dict()
+    assert 0 in spans.explain(template + [noza, 13, 14, otter, 9], context=asked, **explain).as_dict()
+    # read by tokens, four characters could be a scrap of any word: the mix-up paid Brisgik
+    by_tokens = SpanIndex.build(rows, chars, words)
+    assert 1 in by_tokens.explain(template + [noza, 13, 14, gecko, 9], context=asked,
+                                  **explain).as_dict()
+    # three letters, whole word or not, ask about nobody
+    chars[noza] = 3
+    assert len(SpanIndex.build(rows, chars, words, spaced).asked_rows(asked, 4)) == 0

@@ -106,8 +106,11 @@ _QUANTUM = 10**6  # evidence units per 1.0 when evidence becomes integers for th
 # about "Roundru" through the "u founded?" both prompts hold), and a span of fewer visible
 # characters than the bar is not paid to a record the prompt names only by a phrase of the
 # Datanet (" city is" of every city record no longer names the one that holds " Oslo.").
+# 12: a stretch of the prompt read by whole words names the records that hold it from four visible
+# characters, not five ("Which animal does Noza use as its mascot?" asks about Noza's record, so
+# "The mascot of Noza is a gecko." no longer pays Brisgik's "... is a gecko.").
 # A receipt that names none predates the numbering (rule 1 or earlier).
-RULE = 11
+RULE = 12
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,10 @@ class SpanIndex:
     # A prompt pair with fewer visible characters ("th", "a.") is a scrap of some word, found in a
     # row or two by chance: it would pass for the prompt's rarest material and drown its name.
     naming_min_chars = 5
+    # A stretch read by whole words cannot be a scrap of a word, so a shorter one may say whom a
+    # prompt asks about ("What is Noza's mascot?"); 4 keeps out "the", "was" and "and", which a
+    # small Datanet may hold in few enough rows to count as rare (`_asked_rows`).
+    word_naming_min_chars = 4
 
     def __init__(self, tokens: np.ndarray, offsets: np.ndarray, suffix_array: np.ndarray,
                  char_lengths: np.ndarray | None = None, word_tokens: np.ndarray | None = None,
@@ -347,13 +351,14 @@ class SpanIndex:
         """
         found: set[int] = set()
         whole_words = self.spaced_tokens is not None
+        floor = self.word_naming_min_chars if whole_words else self.naming_min_chars
         for start, (length, lo, hi) in enumerate(self.longest_matches(context)):
             if whole_words and self._inside_word(context, start):
                 continue  # "u founded?" of "Nothfu founded?" is in "Roundru founded?" by chance
             stretch = self._plain(context[start:start + length])
             if whole_words:
                 stretch = self._to_word_end(context, start, stretch)
-            if not stretch or self._chars(stretch) < self.naming_min_chars:
+            if not stretch or self._chars(stretch) < floor:
                 continue
             if len(stretch) < length:
                 rows = self._rows_holding(stretch)
