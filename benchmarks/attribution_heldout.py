@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="leave out the exact LoRA gradients (about 2 GB for SmolLM2's rows)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=None,
-                        help="keep the fine-tuned model and index here (default: a temporary folder)")
+                        help="keep the fine-tuned model and index here, and with --lds-subsets the "
+                             "retrains' masks and losses (lds.npz; default: a temporary folder)")
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON path (default benchmarks/results/attribution_heldout.json)")
     args = parser.parse_args(argv)
@@ -328,6 +329,10 @@ def main(argv: list[str] | None = None) -> dict:
                 masks.append(keep)
                 del sub
             seconds["lds_retrains"] = time.perf_counter() - t0
+            if args.work:  # what any other score can be measured against without retraining
+                np.savez(work / "lds.npz", queries=np.array(chosen), masks=np.stack(masks),
+                         losses=np.stack(losses), rows=np.array(rows),
+                         **{f"scores:{name}": s for name, s in scores.items()})
             lds_result = {"subsets": args.lds_subsets, "queries": len(chosen),
                           "methods": {name: lds(s, np.stack(masks), np.stack(losses))
                                       for name, s in scores.items()}}
