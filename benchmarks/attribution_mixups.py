@@ -10,12 +10,15 @@ people, `--seeds` seeds per split), each question is answered in several wording
 person's own town and once with the next person's, and the answer's tokens are matched against
 the Datanet's span index as a receipt matches them (`SpanIndex.explain`, both readings, the span
 bar at its floor of 4 tokens, which calibration never lowers). No model runs: this is the text evidence alone, before any
-gradient. Two rules attribute the same answers in the same run:
+gradient. Two rules attribute the same answers in the same run, rule 9 and the node's current
+one (rule 10 or later, named by its number in the tables):
 
   rule 9   what receipts did before: a mix-up departs only where the record asked about shares
            the answer's words up to the value (`SpanIndex._departure`);
   rule 10  also where a record the prompt does not ask about holds the value and aligns, read up
-           to it, with a record asked about that gives another value (`SpanIndex._borrowed`).
+           to it, with a record asked about that gives another value (`SpanIndex._borrowed`);
+           later rules change which records a prompt asks about (rule 11 reads it by whole words,
+           rule 12 lets a whole word of four letters name a record).
 
 Figures per wording, as fractions of the answer's span credit (the receipt pays credit x the
 contributor share): credit to the right contributor, to wrong ones, shared-span credit left for
@@ -43,6 +46,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from report import ResultTable, write_result  # noqa: E402  (benchmarks/ is the script's directory)
 
+from ledgerlm.attribution.attribute import RULE  # noqa: E402
+
 WORDINGS = {
     "the record's own wording": None,
     '"<person> comes from <town>."': "{p} comes from {t}.",
@@ -51,7 +56,7 @@ WORDINGS = {
     '"<town>."': "{t}.",
     "indirect question, its answer's wording": None,
 }
-RULES = ("rule 9", "rule 10")
+RULES = ("rule 9", f"rule {RULE}")
 
 
 def tokenizer_for(name: str, models_dir: Path | None, work: Path):
@@ -139,7 +144,7 @@ def measure(tokenizer, split: str, seeds: int) -> dict:
 
 @contextmanager
 def rule_in_force(rule: str):
-    """Rule 9 is rule 10 without `SpanIndex._borrowed` (and its choice of reading)."""
+    """Rule 9 is the current rule without `SpanIndex._borrowed` (and its choice of reading)."""
     from ledgerlm.attribution.spans import SpanIndex
 
     saved = SpanIndex._borrowed
