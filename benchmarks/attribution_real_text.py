@@ -18,8 +18,10 @@ feature source the evaluation compares (a pass over the final adapter, the same 
 backward cut to the last block, the last epoch's or last three epochs' training passes), and
 `exact grad cosine` with the unprojected LoRA gradients of the final adapter; the CPU seconds
 each source's features cost are reported beside them. The feature sources are first compared by
-LDS on as many modules of the split's tuning side (the settings side), where the node's default
-is chosen. Prints tables and writes
+LDS on as many modules of the split's tuning side (the settings side): another source than the
+node's default is chosen there only when it beats the default by two standard errors of their
+paired difference (`metrics.choose`, as the planted-facts evaluation chooses). Prints tables and
+writes
 benchmarks/results/attribution_real_text.json and .md.
 """
 
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
         source_variants,
         variant_scores,
     )
-    from ledgerlm.evals.attribution.metrics import rank_metrics
+    from ledgerlm.evals.attribution.metrics import choose, paired_difference, rank_metrics
     from ledgerlm.evals.attribution.nulls import unrelated_queries
     from ledgerlm.factory import load_tokenizer
 
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
         tuning_lds = datanet_lds(config, base, tokenizer, tuning_records, tuning_queries, work,
                                  "real-text-tuning", say)
         by_source = {src: tuning_lds["methods"][f"grad:cosine ({src})"] for src in FEATURE_SOURCES}
-        chosen = max(FEATURE_SOURCES, key=lambda src: (by_source[src]["mean"], src == DEFAULT_SOURCE))
+        chosen = choose(DEFAULT_SOURCE, FEATURE_SOURCES, by_source)
         say(f"fine-tuning on {len(records)} docstring records from "
             f"{len({r['_contributor'] for r in records})} modules")
         t = _fine_tune(config, base, tokenizer, records, work / "real-text", source=DEFAULT_SOURCE)
@@ -184,12 +186,15 @@ def main(argv: list[str] | None = None) -> dict:
                                    f"{source_cpu[source]:.1f}" if source else ""])
     tuning_table = ResultTable(
         f"Tuning side — LDS of grad:cosine by feature source ({len(tuning_records)} records of "
-        "other modules; the node's default is marked)", ["feature source", "LDS", "± s.e.",
-                                                         "highest", "node default"])
+        "other modules; another source than the node's default only when it beats it by 2 s.e. of "
+        "the paired difference)", ["feature source", "LDS", "± s.e.",
+                                   "less the default's (paired, ± s.e.)", "chosen"])
     for src, value in by_source.items():
+        paired = paired_difference(value, by_source[DEFAULT_SOURCE])
         tuning_table.rows.append([src, f"{value['mean']:.3f}", f"{value['sem']:.3f}",
-                                  "yes" if src == chosen else "",
-                                  "yes" if src == DEFAULT_SOURCE else ""])
+                                  "default" if src == DEFAULT_SOURCE else
+                                  f"{paired[0]:+.3f} ± {paired[1]:.3f}" if paired else "",
+                                  "yes" if src == chosen else ""])
     paid_table = ResultTable("Real text — what is paid (combined:cosine)", ["what", "value"])
     paid_table.rows += [
         ["top paid contributor is the right one", f"{figures['paid']['top_paid_is_right']:.2f}"],
