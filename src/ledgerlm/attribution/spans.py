@@ -85,8 +85,8 @@ class SpanIndex:
     # row or two by chance: it would pass for the prompt's rarest material and drown its name.
     naming_min_chars = 5
     # A stretch read by whole words cannot be a scrap of a word, so a shorter one may say whom a
-    # prompt asks about ("What is Noza's mascot?"); 4 keeps out "the", "was" and "and", which a
-    # small Datanet may hold in few enough rows to count as rare (`_asked_rows`).
+    # prompt asks about ("Which animal does Noza use as its mascot?"); 4 keeps out "the", "was"
+    # and "and", which a small Datanet may hold in few enough rows to count as rare (`_asked_rows`).
     word_naming_min_chars = 4
 
     def __init__(self, tokens: np.ndarray, offsets: np.ndarray, suffix_array: np.ndarray,
@@ -337,7 +337,8 @@ class SpanIndex:
 
     def _asked_rows(self, context: list[int], max_examples: int) -> np.ndarray:
         """The records the prompt asks about: every row holding a rare stretch of the prompt (in
-        at most `max_examples` rows, of `naming_min_chars` visible characters at least).
+        at most `max_examples` rows, of `naming_min_chars` visible characters at least, or
+        `word_naming_min_chars` when it is read by whole words).
 
         Stretches, not token pairs: a tokenizer that cuts "Lomi Karatu" into "Lo", "mi", " ",
         "K", "ar", "a", "tu" leaves no pair long enough to name anyone (`_naming_pairs`), while
