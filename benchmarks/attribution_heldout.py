@@ -93,6 +93,19 @@ def heldout_datanet(contributors: int, facts_each: int, seed: int = 0):
     return records, queries, contradicted, facts
 
 
+def answer_cosines(model, tokenizer, projector, features: np.ndarray, prompt: str, answer: str,
+                   restated_weight: float) -> np.ndarray:
+    """Cosine of every row of `features` with the answer's gradient projected by `projector`,
+    computed as receipts compute it (content weights, template head left out)."""
+    from ledgerlm.attribution.attribute import prepare_answer
+    from ledgerlm.attribution.features import answer_feature
+    from ledgerlm.evals.attribution.baselines import cosine_rows
+
+    prepared = prepare_answer(tokenizer, prompt, answer, restated_weight)
+    gradient = answer_feature(model, projector, prepared.example, prepared.weights[0])
+    return cosine_rows(features, gradient.astype(features.dtype))
+
+
 def names_value(answer: str, value: str) -> bool:
     return re.search(rf"\b{re.escape(value)}\b", answer, re.IGNORECASE) is not None
 
@@ -131,15 +144,10 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from ledgerlm.attribution import load_attributor
-    from ledgerlm.attribution.attribute import greedy_answer, load_model, prepare_answer
-    from ledgerlm.attribution.features import answer_example, answer_feature
+    from ledgerlm.attribution.attribute import greedy_answer, load_model
+    from ledgerlm.attribution.features import answer_example
     from ledgerlm.config import NodeConfig
-    from ledgerlm.evals.attribution.baselines import (
-        bm25_scores,
-        cosine_rows,
-        exact_projector,
-        exact_row_gradients,
-    )
+    from ledgerlm.evals.attribution.baselines import bm25_scores, exact_projector, exact_row_gradients
     from ledgerlm.evals.attribution.harness import (
         EXACT_HEAD,
         EvalConfig,
@@ -213,13 +221,8 @@ def main(argv: list[str] | None = None) -> dict:
                                     max_len=settings.max_len).astype(np.float32)
                 for i in range(0, len(rows), 8)])
             restated = t.index.calibration.settings.restated_weight
-
-            def exact_cosines(prompt: str, answer: str) -> np.ndarray:
-                prepared = prepare_answer(tokenizer, prompt, answer, restated)
-                gradient = answer_feature(t.model, exact, prepared.example, prepared.weights[0])
-                return cosine_rows(exact_rows, gradient.astype(np.float32))
-
-            exact_scores = np.stack([exact_cosines(q.prompt, q.answer) for q in queries])
+            exact_scores = np.stack([answer_cosines(t.model, tokenizer, exact, exact_rows, q.prompt,
+                                                    q.answer, restated) for q in queries])
             del exact_rows
             seconds["exact_gradients"] = time.perf_counter() - t0
 

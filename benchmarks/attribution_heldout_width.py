@@ -33,12 +33,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
-from attribution_heldout import heldout_datanet  # noqa: E402
+from attribution_heldout import answer_cosines, heldout_datanet  # noqa: E402
 from report import write_result  # noqa: E402
 
 from ledgerlm.evals.table import ResultTable  # noqa: E402
-
-EXACT = "exact grad cosine (head left out)"
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -70,15 +68,9 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from ledgerlm.attribution import load_attributor
-    from ledgerlm.attribution.attribute import prepare_answer
-    from ledgerlm.attribution.features import (
-        LoraProjector,
-        answer_feature,
-        example_features,
-        record_examples,
-    )
-    from ledgerlm.evals.attribution.baselines import cosine_rows
-    from ledgerlm.evals.attribution.harness import EvalConfig, _base_model
+    from ledgerlm.attribution.features import LoraProjector
+    from ledgerlm.evals.attribution.baselines import exact_row_gradients
+    from ledgerlm.evals.attribution.harness import EXACT_HEAD, EvalConfig, _base_model
     from ledgerlm.evals.attribution.metrics import lds, rank_metrics
     from ledgerlm.factory import TrainConfig, load_tokenizer
 
@@ -98,7 +90,6 @@ def main(argv: list[str] | None = None) -> dict:
     owners = [e.contributor for e in index.examples]
     restated = index.calibration.settings.restated_weight
     max_len = TrainConfig().max_len
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     def summary(scores: np.ndarray, cpu: float | None = None) -> dict:
         found = lds(scores, masks, losses)
@@ -107,21 +98,17 @@ def main(argv: list[str] | None = None) -> dict:
                 "contributor_p1": ranks.contributor_p1, "record_p1": ranks.record_p1,
                 "records_cpu_seconds": cpu}
 
-    results = {"exact": summary(data[f"scores:{EXACT}"]),
+    results = {"exact": summary(data[f"scores:{EXACT_HEAD}"]),
                "node index (8192:0)": summary(data["scores:grad:cosine"])}
     for dim, seed in variants:
         cpu = time.process_time()
         projector = LoraProjector.for_model(model, dim, seed, index.projector.head)
-        found = example_features(model, record_examples(records, rows, tokenizer, max_len),
-                                 projector, max_len=max_len, pad_id=pad)
-        features = np.stack([found[r] for r in rows])
+        # the records' gradients through this projector (exact_row_gradients takes any projector)
+        features = exact_row_gradients(model, tokenizer, records, rows, projector, max_len=max_len)
         cpu = time.process_time() - cpu
-        scores = []
-        for q in asked:
-            prepared = prepare_answer(tokenizer, q.prompt, q.answer, restated)
-            scores.append(cosine_rows(features, answer_feature(model, projector, prepared.example,
-                                                               prepared.weights[0])))
-        results[f"{dim}:{seed}"] = summary(np.stack(scores), cpu)
+        scores = np.stack([answer_cosines(model, tokenizer, projector, features, q.prompt, q.answer,
+                                          restated) for q in asked])
+        results[f"{dim}:{seed}"] = summary(scores, cpu)
         print(f"{dim}:{seed}: LDS {results[f'{dim}:{seed}']['lds']:.3f}", flush=True)
 
     exact = np.array(results["exact"]["per_query"])
