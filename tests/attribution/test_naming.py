@@ -582,3 +582,39 @@ def test_a_four_letter_name_read_as_a_whole_word_says_whom_the_prompt_asks_about
     # three letters, whole word or not, ask about nobody
     chars[noza] = 3
     assert len(SpanIndex.build(rows, chars, words, spaced).asked_rows(asked, 4)) == 0
+
+
+def test_a_possessive_does_not_hide_the_name_it_follows():
+    """"What is Noza's mascot?" -> "The mascot of Noza is a gecko." (Brisgik's mascot): the
+    tokenizer reads "'s" as a token of its own, which went on with " Noza" as one word, so read
+    by whole words the prompt held no name, the mix-up went unseen and Brisgik's record was paid.
+    A clitic begins its own word (`token_classes`): the prompt asks about Noza's record, and the
+    mix-up pays Brisgik nothing."""
+    from ledgerlm.attribution.spans import token_classes
+    from ledgerlm.factory.tinymodel import tiny_tokenizer
+
+    names = ["Noza", "Brisgik", "Talvo", "Merrin", "Quazel", "Dobrik", "Yevra", "Lunast"]
+    beasts = ["an otter", "a gecko", "a heron", "a lynx", "a marten", "a newt", "a crane", "a vole"]
+    texts = [f"The mascot of {n} is {b}." for n, b in zip(names, beasts)]
+    texts += [f"Filler record number {i} says nothing about mascots." for i in range(20)]
+    prompt, mixed_up = "What is Noza's mascot?", "The mascot of Noza is a gecko."
+    tokenizer = tiny_tokenizer(texts + [prompt, mixed_up])
+
+    def ids(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    assert tokenizer.convert_ids_to_tokens(ids(prompt)).count("'s") == 1  # its own token
+    chars, words, spaced = token_classes(tokenizer)
+    rows = [ids(t) for t in texts]
+    explain = dict(min_len=4, max_examples=4, min_chars=8)
+    spans = SpanIndex.build(rows, chars, words, spaced)
+    assert set(spans.asked_rows(ids(prompt), 4).tolist()) == {0}
+    found = spans.explain(ids(mixed_up), context=ids(prompt), **explain)
+    assert found.departs and 1 not in found.as_dict()
+    assert 0 in spans.explain(ids(texts[0]), context=ids(prompt), **explain).as_dict()
+    # a possessive read as part of the word before it: no name, and Brisgik was paid
+    glued = spaced.copy()
+    glued[tokenizer.convert_tokens_to_ids("'s")] = False
+    before = SpanIndex.build(rows, chars, words, glued)
+    assert len(before.asked_rows(ids(prompt), 4)) == 0
+    assert 1 in before.explain(ids(mixed_up), context=ids(prompt), **explain).as_dict()
