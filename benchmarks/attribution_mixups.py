@@ -10,7 +10,7 @@ people, `--seeds` seeds per split), each question is answered in several wording
 person's own town and once with the next person's, and the answer's tokens are matched against
 the Datanet's span index as a receipt matches them (`SpanIndex.explain`, both readings, the span
 bar at its floor of 4 tokens, which calibration never lowers). No model runs: this is the text evidence alone, before any
-gradient. Two rules attribute the same answers in the same run, rule 9 and the node's current
+gradient. Rules attribute the same answers in the same run, rule 9 and the node's current
 one (rule 10 or later, named by its number in the tables):
 
   rule 9   what receipts did before: a mix-up departs only where the record asked about shares
@@ -19,6 +19,10 @@ one (rule 10 or later, named by its number in the tables):
            to it, with a record asked about that gives another value (`SpanIndex._borrowed`);
            later rules change which records a prompt asks about (rule 11 reads it by whole words,
            rule 12 lets a whole word of four letters name a record).
+
+A third column is the current rule on an index built before a clitic began a word of its own
+(`spans.token_classes`): "'s" went on with the name before it, so a possessive question ("What
+is <person>'s home town?") named nobody when read by whole words.
 
 Figures per wording, as fractions of the answer's span credit (the receipt pays credit x the
 contributor share): credit to the right contributor, to wrong ones, shared-span credit left for
@@ -55,8 +59,12 @@ WORDINGS = {
     '"<person> grew up in <town>."': "{p} grew up in {t}.",
     '"<town>."': "{t}.",
     "indirect question, its answer's wording": None,
+    # a possessive question (its own prompt): "'s" is a token of its own in both tokenizers
+    '"What is <person>\'s home town?" -> "<person> comes from <town>."':
+        ("What is {p}'s home town?", "{p} comes from {t}."),
 }
-RULES = ("rule 9", f"rule {RULE}")
+GLUED = f"rule {RULE}, \"'s\" glued to the name"
+RULES = ("rule 9", GLUED, f"rule {RULE}")
 
 
 def tokenizer_for(name: str, models_dir: Path | None, work: Path):
@@ -79,7 +87,9 @@ def answers(data, person: str, town: str, other: str):
     indirect = next(q for q in data.queries if q.kind == "indirect" and q.records == para.records)
     for wording, phrase in WORDINGS.items():
         for which, t in (("own town", town), ("another's town", other)):
-            if phrase is not None:
+            if isinstance(phrase, tuple):
+                yield wording, which, phrase[0].format(p=person), phrase[1].format(p=person, t=t)
+            elif phrase is not None:
                 yield wording, which, para.prompt, phrase.format(p=person, t=t)
             elif wording.startswith("indirect"):
                 yield wording, which, indirect.prompt, indirect.answer.replace(town, t)
@@ -103,10 +113,17 @@ def attribute_spans(spans, tokenizer, prompt: str, answer: str, rule: str):
 
 
 def measure(tokenizer, split: str, seeds: int) -> dict:
+    import numpy as np
+
     from ledgerlm.attribution.features import record_examples
     from ledgerlm.attribution.spans import SpanIndex, token_classes
     from ledgerlm.evals.attribution.facts import make_fact_tracing_set
 
+    chars, words, spaced = token_classes(tokenizer)
+    # what indexes built before a clitic began a word of its own hold: "'s" went on with the word
+    # before it, as any token without a space first does
+    texts = tokenizer.batch_decode([[i] for i in range(len(spaced))], skip_special_tokens=True)
+    spaced_before = np.array([t[:1].isspace() for t in texts], dtype=bool)
     totals: dict = {}
     for seed in range(seeds):
         for people in (8, 24):
@@ -115,8 +132,9 @@ def measure(tokenizer, split: str, seeds: int) -> dict:
             tokens: dict[int, list[int]] = {}
             for piece in record_examples(records, list(range(len(records))), tokenizer, 256):
                 tokens.setdefault(piece.index, []).extend(piece.input_ids)
-            spans = SpanIndex.build([tokens[i] for i in range(len(records))],
-                                    *token_classes(tokenizer))
+            rows = [tokens[i] for i in range(len(records))]
+            spans = SpanIndex.build(rows, chars, words, spaced)
+            glued = SpanIndex.build(rows, chars, words, spaced_before)
             for i, (person, town) in enumerate(zip(data.people, data.towns)):
                 other = data.towns[(i + 1) % people]
                 right_owner = next(q.contributor for q in data.queries
@@ -124,7 +142,8 @@ def measure(tokenizer, split: str, seeds: int) -> dict:
                 for wording, which, prompt, answer in answers(data, person, town, other):
                     for rule in RULES:
                         with rule_in_force(rule):
-                            e = attribute_spans(spans, tokenizer, prompt, answer, rule)
+                            e = attribute_spans(glued if rule == GLUED else spans, tokenizer,
+                                                prompt, answer, rule)
                         credit = dict(zip(e.rows.tolist(), e.credit.tolist()))
                         right = sum(c for r, c in credit.items()
                                     if records[r]["_contributor"] == right_owner)
