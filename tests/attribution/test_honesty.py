@@ -10,7 +10,7 @@ import pytest
 from ledgerlm.attribution import SpanIndex, attribute, build_index
 from ledgerlm.attribution.null_queries import NULL_QUERIES
 
-from .conftest import SECRET, SOLO, attributed, fine_tuned
+from .conftest import SECRET, SOLO, attributed, datanet_records, fine_tuned
 
 # Prompts no record taught and none of the shipped null queries asks (those set the bars).
 UNRELATED = (
@@ -267,3 +267,51 @@ def test_a_gradient_match_nothing_in_the_text_ties_to_a_record_pays_nobody(train
     assert sum(untied.values()) == 0
     asked = evidence("Tell me about Quorrin.", "Nobody knows.")
     assert asked.get(row, 0.0) > 0 and max(asked, key=asked.get) == row
+
+
+def test_null_answers_a_contributor_uploads_neither_raise_the_bars_nor_pay(
+    tiny_base, train_config, tmp_path, monkeypatch
+):
+    """Rule 13: the null answers ship with the project, so anyone can upload them. Records stating
+    them are left out of the bars' measure and paid nothing: before, they raised the span bar past
+    what the Datanet's own answers reach, and no one was paid."""
+    from ledgerlm.attribution.calibration import calibrate
+
+    hostile = "0x" + "ee" * 20
+    uploaded = [NULL_QUERIES[i] for i in (0, 8, 28, 48)]  # short enough for max_len 64
+    records = datanet_records() + [
+        attributed({"question": q, "answer": a}, 100 + k, hostile) for k, (q, a) in enumerate(uploaded)]
+    poisoned = fine_tuned(tiny_base, records, train_config, tmp_path / "poisoned")
+    index = build_index((poisoned.model, poisoned.tokenizer), records, dim=256, max_len=64)
+    calibration = index.calibration
+    hostile_rows = [e.row for e in index.examples if e.contributor == hostile]
+    assert calibration.generic_rows().tolist() == sorted(hostile_rows)
+    assert {tuple(v) for v in calibration.null_stated.values()} == {(r,) for r in hostile_rows}
+    assert calibration.span_min_tokens <= 12
+    secret = attribute(poisoned.model, SECRET["question"], SECRET["answer"], index=index)
+    assert paid(secret, {SOLO}) > 9_000
+    for question, answer in uploaded:  # the hostile records' own answers pay them nothing
+        result = attribute(poisoned.model, question, answer, index=index)
+        assert paid(result, {hostile}) == 0 and result.evidence_bps == 0
+    # the same index measured as before: the uploaded answers set the span bar, and the Datanet's
+    # own verbatim answer no longer clears it
+    monkeypatch.setattr(SpanIndex, "rows_stating", lambda _self, _query: np.zeros(0, np.int64))
+    before = calibrate(index, poisoned.model, poisoned.tokenizer, calibration.settings)
+    assert before.span_min_tokens > secret.examples[0].longest_span >= 10
+
+
+def test_a_null_answer_that_many_records_hold_is_a_common_phrase_they_are_not_unpaid_for(trained):
+    """A greeting that opens every reply is a common phrase of the Datanet, not a stated null
+    answer: only as many records as a rare span may be in count as stating it (rule 13)."""
+    question, greeting = NULL_QUERIES[16]
+    assert greeting == "Hello! How can I help you today?"
+
+    def stated_with(replies: int) -> dict:
+        records = trained.records + [
+            attributed({"question": f"Where is parcel {k}?", "answer": f"{greeting} Parcel {k} is on its way."},
+                       200 + k, "0x" + "f5" * 20) for k in range(replies)]
+        index = build_index((trained.model, trained.tokenizer), records, dim=256, max_len=64)
+        return {int(i): rows for i, rows in index.calibration.null_stated.items()}
+
+    assert 16 in stated_with(2)
+    assert 16 not in stated_with(8)

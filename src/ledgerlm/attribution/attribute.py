@@ -109,8 +109,11 @@ _QUANTUM = 10**6  # evidence units per 1.0 when evidence becomes integers for th
 # 12: a stretch of the prompt read by whole words names the records that hold it from four visible
 # characters, not five ("Which animal does Noza use as its mascot?" asks about Noza's record, so
 # "The mascot of Noza is a gecko." no longer pays Brisgik's "... is a gecko.").
+# 13: a record that states one of the shipped null answers (calibration.py) is paid no evidence,
+# and the bars are measured without it: four contributed null answers had raised every bar of a
+# tiny model's index past what any answer reaches, so that no contributor was paid.
 # A receipt that names none predates the numbering (rule 1 or earlier).
-RULE = 12
+RULE = 13
 
 
 @dataclass(frozen=True)
@@ -299,13 +302,22 @@ def gather_evidence(index: AttributionIndex, feature: np.ndarray, query: AnswerQ
                                  matches=m)
              for ids, w, m in zip(query.readings, query.weights, matches)]
     spans = chosen_reading(found)
-    picked = resolve_candidates(index, scores, spans.unclaimed, calibration.candidate(mode))
+    # A row that states a shipped null answer holds general knowledge, not what this Datanet
+    # teaches; the bars were measured without it (calibration.py), so no evidence pays it (rule
+    # 13). Its text still explains the answer: what it covers is paid to no one else either.
+    generic = calibration.generic_rows()
+    unpaid = set(generic.tolist())
+    picked = {r: v for r, v in resolve_candidates(index, scores, spans.unclaimed,
+                                                  calibration.candidate(mode)).items()
+              if r not in unpaid}
     coverage = min(1.0, spans.coverage)
     explained = min(1.0, coverage + sum(c for c, _ in picked.values()))
-    named = np.union1d(spans.rows, np.array(sorted(picked), dtype=np.int64))
+    named = np.union1d(spans.rows[~np.isin(spans.rows, generic)],
+                       np.array(sorted(picked), dtype=np.int64))
     holding = span_candidates(index, query, matches)
     considered = np.union1d(hits, named).astype(np.int64)
-    rows = np.union1d(considered, holding).astype(np.int64)
+    # (a row that states a null answer is listed with the span it holds, paid nothing)
+    rows = np.union1d(np.union1d(considered, holding), spans.rows).astype(np.int64)
     gradient = scores[rows]
     # An answer that says something else than the record asked about resembles that record (same
     # person, same wording): the gradient, which sees resemblance, not values, would pay it or
@@ -314,12 +326,12 @@ def gather_evidence(index: AttributionIndex, feature: np.ndarray, query: AnswerQ
     # gradient evidence either: a resemblance alone cannot tell what the Datanet taught from
     # what the base model already knew ("The capital of Peru is Lima." resembles "Brilpouth is
     # based in Lima.", and no record taught it).
-    untied = (len(named) == 0 and len(holding) == 0
+    untied = (len(named) == 0 and not np.isin(holding, generic, invert=True).any()
               and len(index.spans.asked_rows(query.context, calibration.span_max_rows)) == 0)
     cleared = (np.zeros(len(rows)) if spans.departs or untied
                else gradient_clearance(index, scores, rows, bar, named))
     # rows only listed for the span they hold earn no gradient evidence they would not have
-    cleared = np.where(np.isin(rows, considered), cleared, 0.0)
+    cleared = np.where(np.isin(rows, considered) & ~np.isin(rows, generic), cleared, 0.0)
     total = float(cleared.sum())
     grad_evidence = cleared * (float(cleared.max()) / total) if total > 0 else cleared
     span = np.zeros(len(rows))
@@ -327,7 +339,7 @@ def gather_evidence(index: AttributionIndex, feature: np.ndarray, query: AnswerQ
     longest = np.zeros(len(rows), dtype=np.int64)
     position = {r: i for i, r in enumerate(rows.tolist())}
     for r, c, n in zip(spans.rows.tolist(), spans.credit.tolist(), spans.longest.tolist()):
-        span[position[r]], longest[position[r]] = c, n
+        span[position[r]], longest[position[r]] = (0.0 if r in unpaid else c), n
     for r, (c, _n) in picked.items():
         candidate[position[r]] = c  # `longest` stays token-level: verification compares it exactly
     combined = span + candidate + (1.0 - explained) * grad_evidence

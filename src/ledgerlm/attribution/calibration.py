@@ -39,6 +39,18 @@ against every row. An unrelated answer's score at a given row clears it with pro
 false_payout_rate / span_max_rows, so at any of at most span_max_rows candidates with about
 false_payout_rate.
 
+A record that states a null answer is general knowledge, not what this Datanet teaches. The
+null answers ship with the project, so anyone can contribute them: four records holding four of
+them word for word raised a tiny model's span bar from 4 tokens to 33 and its gradient bar above
+1, and no answer of that Datanet was paid any more (benchmarks/attribution_null_poisoning.py).
+So the rows that state a null answer (`SpanIndex.rows_stating`: a row holding all its words, up
+to its last one) are left out of every null answer's measure — spans found only in them, and
+their gradient scores — and, since the bars then say nothing about them, they are paid no
+evidence (attribute.py, rule 13). A null answer that more rows hold than a rare span may be in
+is a common phrase of this Datanet (a greeting that opens every reply), which no rare span
+measures: its rows stay. Which rows state which null answer is published with the bars
+(`null_stated`). A row that only paraphrases a null answer is not left out.
+
 "Rare" is relative to the index too: a span that occurs in more than `rare_fraction` of the rows
 (and more than `min_span_rows`, so that a small Datanet may state a name in a few records) is a
 common phrase of this Datanet, not recall of one contribution. `min_span_rows` is chosen on the
@@ -122,6 +134,9 @@ class Calibration:
     # score mode -> bar a span candidate's score must clear; absent in indexes calibrated before
     # candidates could earn, whose receipts then stay what they were
     candidate_bar: dict[str, float] = field(default_factory=dict)
+    # null answer (its position in the shipped list) -> the rows that state it, which that
+    # answer was measured without (module docstring)
+    null_stated: dict[str, list[int]] = field(default_factory=dict)
 
     def bar(self, mode: str) -> float:
         if mode not in self.gradient_bar:
@@ -135,13 +150,20 @@ class Calibration:
         self.bar(mode)
         return self.candidate_bar.get(mode, 1.0)
 
+    def generic_rows(self) -> np.ndarray:
+        """The rows that state a shipped null answer: left out of the bars' measure, and paid
+        no evidence (module docstring)."""
+        return np.array(sorted({r for rows in self.null_stated.values() for r in rows}),
+                        dtype=np.int64)
+
     def to_dict(self) -> dict:
         return {"settings": vars(self.settings).copy(), "gradient_bar": dict(self.gradient_bar),
                 "span_min_tokens": self.span_min_tokens, "span_max_rows": self.span_max_rows,
                 "null_queries": self.null_queries,
                 "null_gradient_max": {k: list(v) for k, v in self.null_gradient_max.items()},
                 "null_longest_span": list(self.null_longest_span),
-                "candidate_bar": dict(self.candidate_bar)}
+                "candidate_bar": dict(self.candidate_bar),
+                "null_stated": {k: list(v) for k, v in self.null_stated.items()}}
 
     @classmethod
     def from_dict(cls, data: dict) -> Calibration:
@@ -150,7 +172,8 @@ class Calibration:
                    int(data.get("null_queries", 0)),
                    {k: list(v) for k, v in data.get("null_gradient_max", {}).items()},
                    list(data.get("null_longest_span", [])),
-                   dict(data.get("candidate_bar", {})))
+                   dict(data.get("candidate_bar", {})),
+                   {k: list(v) for k, v in data.get("null_stated", {}).items()})
 
 
 def rounded(scores: np.ndarray) -> np.ndarray:
@@ -211,12 +234,18 @@ def graded_null_answers(count: int, available: int) -> list[int]:
 
 @dataclass(frozen=True)
 class NullAnswers:
-    """The null answers tokenized for an index: examples, content weights, longest rare spans."""
+    """The null answers tokenized for an index: examples, content weights, longest rare spans,
+    and the rows that state each answer (measured without them: module docstring)."""
 
     examples: list
     weights: dict[int, list[float]]
     longest: list[int]
     max_rows: int
+    stated: dict[int, tuple[int, ...]] = field(default_factory=dict)
+
+    def generic_rows(self) -> list[int]:
+        """The rows that state any null answer."""
+        return sorted({r for rows in self.stated.values() for r in rows})
 
     def answer_tokens(self, head: int) -> float:
         """Mean tokens of an answer's pass after the template head (what its gradient pass runs)."""
@@ -227,17 +256,25 @@ def null_answers(index, tokenizer, settings: CalibrationSettings,
                  queries: tuple[tuple[str, str], ...] = NULL_QUERIES) -> NullAnswers:
     """Tokenize every null answer as a user's answer would be and find its longest rare span."""
     max_rows = span_max_rows(len(index), settings)
-    examples, weights, longest = [], {}, []
+    examples, weights, readings, stated = [], {}, [], {}
     for i, (prompt, answer) in enumerate(queries):
         example = replace(answer_example(tokenizer, prompt, answer), index=i)
-        readings = span_readings(tokenizer, prompt, answer, example)
+        readings.append(span_readings(tokenizer, prompt, answer, example))
         context = prompt_token_ids(example)
-        weights[i] = content_weights(tokenizer, context, readings[0], settings.restated_weight)
+        weights[i] = content_weights(tokenizer, context, readings[-1][0], settings.restated_weight)
         examples.append(example)
-        longest.append(max(index.spans.longest_rare_span(ids, max_examples=max_rows,
-                                                         min_chars=settings.min_span_chars)
-                           for ids in readings))
-    return NullAnswers(examples, weights, longest, max_rows)
+        rows = sorted({int(r) for ids in readings[-1] for r in index.spans.rows_stating(ids)})
+        # held by more rows than a rare span may be, it is a common phrase of this Datanet
+        # ("Hello! How can I help you today?" opening every reply), which no rare span measures
+        if 0 < len(rows) <= max_rows:
+            stated[i] = tuple(rows)
+    generic = frozenset(r for rows in stated.values() for r in rows)
+    longest = [max(index.spans.longest_rare_span(ids, max_examples=max_rows,
+                                                 min_chars=settings.min_span_chars,
+                                                 besides=generic)
+                   for ids in answer_readings)
+               for answer_readings in readings]
+    return NullAnswers(examples, weights, longest, max_rows, stated)
 
 
 def null_features(index, model, tokenizer, nulls: NullAnswers, graded: list[int],
@@ -286,17 +323,21 @@ def calibrate(index, model, tokenizer, settings: CalibrationSettings = Calibrati
 def bars_from_null_features(index, settings: CalibrationSettings, features: np.ndarray,
                             nulls: NullAnswers) -> Calibration:
     """The calibration of `index` from the graded null answers' `features` and every null
-    answer's longest rare span."""
+    answer's longest rare span, measured without the rows that state a null answer (module
+    docstring)."""
     q = 1 - settings.false_payout_rate
     null_max, bars, candidates = {}, {}, {}
     for mode in PAYING_MODES:
         scores = rounded(index.gradient_scores(features, mode))
-        best = [float(v) for v in scores.max(axis=1)]
+        kept = np.ones(scores.shape, dtype=bool)
+        kept[:, nulls.generic_rows()] = False
+        best = [float(row[keep].max()) if keep.any() else 0.0 for row, keep in zip(scores, kept)]
         null_max[mode] = best
         bars[mode] = gradient_bar(best, q)
         # a candidate named by the text never needs more than a row the gradient alone would pay
-        candidates[mode] = min(bars[mode], candidate_bar(scores, settings.false_payout_rate,
-                                                         nulls.max_rows))
+        candidates[mode] = min(bars[mode], candidate_bar(
+            scores[kept] if kept.any() else np.zeros(1), settings.false_payout_rate, nulls.max_rows))
     span_bar = int(np.quantile(nulls.longest, q, method="higher")) + 1
     return Calibration(settings, bars, max(settings.min_span, span_bar), nulls.max_rows,
-                       len(nulls.examples), null_max, list(nulls.longest), candidates)
+                       len(nulls.examples), null_max, list(nulls.longest), candidates,
+                       {str(i): list(rows) for i, rows in sorted(nulls.stated.items())})

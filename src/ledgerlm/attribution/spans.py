@@ -528,19 +528,49 @@ class SpanIndex:
                 found.update(rows.tolist())
         return np.array(sorted(found), dtype=np.int64)
 
-    def longest_rare_span(self, query: list[int], *, max_examples: int, min_chars: int = 0) -> int:
-        """Length of the longest span of `query` found in 1..max_examples rows (calibration)."""
+    def longest_rare_span(self, query: list[int], *, max_examples: int, min_chars: int = 0,
+                          besides: frozenset[int] = frozenset()) -> int:
+        """Length of the longest span of `query` found in 1..max_examples rows (calibration).
+
+        With `besides`, a span counts only where some other row holds it too: the longest span
+        `query` shares with the rows outside `besides` that is rare in the whole index.
+        """
         query = [int(t) for t in query]
         best = 0
         for start, (length, lo, hi) in enumerate(self.longest_matches(query)):
-            if length <= best or hi - lo > max_examples * _CROWDED:
-                continue
-            if len(self.rows_of(lo, hi)) > max_examples:
-                continue
-            if min_chars and self._chars(query[start:start + length]) < min_chars:
-                continue
-            best = length
+            while length > best:
+                if hi - lo > max_examples * _CROWDED:
+                    break  # a shorter span occurs at least as often
+                rows = self.rows_of(lo, hi)
+                if len(rows) > max_examples:
+                    break
+                if min_chars and self._chars(query[start:start + length]) < min_chars:
+                    break  # a shorter span has no more characters
+                if not besides or not set(rows.tolist()) <= besides:
+                    best = length
+                    break
+                length -= 1  # held only by rows left out: try the shorter span from here
+                lo, hi = self._range(query[start:start + length])
         return best
+
+    def rows_stating(self, query: list[int]) -> np.ndarray:
+        """The rows that hold all of `query`'s words: its tokens up to the last one with a letter
+        or digit (a row that says "..., of course." after them still states them)."""
+        query = [int(t) for t in query]
+        end = len(query)
+        if self.word_tokens is not None:
+            while end and not self._is_word(query[end - 1]):
+                end -= 1
+        return self._rows_holding(query[:end]) if end else np.zeros(0, np.int64)
+
+    def _range(self, span: list[int]) -> tuple[int, int]:
+        """The suffix-array range of `span`'s occurrences (empty when it has none)."""
+        lo, hi = 0, len(self.suffix_array)
+        for k, token in enumerate(span):
+            lo, hi = self._narrow(lo, hi, k, token)
+            if lo == hi:
+                break
+        return lo, hi
 
     def _chars(self, span: list[int]) -> int:
         if self.char_lengths is None:
@@ -564,12 +594,8 @@ class SpanIndex:
         return list(span)
 
     def _rows_holding(self, span: list[int]) -> np.ndarray:
-        lo, hi = 0, len(self.suffix_array)
-        for k, token in enumerate(span):
-            lo, hi = self._narrow(lo, hi, k, token)
-            if lo == hi:
-                return np.zeros(0, np.int64)
-        return self.rows_of(lo, hi)
+        lo, hi = self._range(span)
+        return self.rows_of(lo, hi) if hi > lo else np.zeros(0, np.int64)
 
     def _naming_pairs(self, context: list[int] | None, max_examples: int) -> dict:
         """What in the prompt can name a row: its tokens, token pairs and longest shared

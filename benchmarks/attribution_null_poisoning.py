@@ -1,0 +1,160 @@
+"""What a contributor who uploads the shipped null answers does to everyone else's attribution, before and after rule 13.
+
+Run:  python benchmarks/attribution_null_poisoning.py [--hostile 0,4,16] [--epochs 10] [--out FILE]
+
+The null answers that calibrate an index's payment bars ship with the project
+(ledgerlm.attribution.null_queries), so anyone can contribute them. For each `--hostile` count N,
+the evaluation's tiny model is fine-tuned on the planted-facts test split (as
+`benchmarks/attribution.py` does) plus N records from one more contributor, each a null answer
+word for word with its question (spread over the list), and indexed by the node's build. The same
+index is then attributed twice:
+
+  rule 12     the calibration before (every null answer measured against every row) and no row
+              left unpaid: the baseline, recalibrated on the same model;
+  rule 13     the node's: the rows that state a null answer are left out of the bars' measure and
+              are paid no evidence (calibration.py, attribute.py).
+
+Reported per count and rule: the gradient bar (cosine) and the span bar; what the split's 84
+questions' reference answers pay the right contributor, wrong ones and the data pool; the share
+of the evaluation's 40 unrelated prompts that pay anyone (`null_false_payout_rate`); and what the
+hostile contributor is paid for the null answers it uploaded, asked their own questions. Prints
+the table and writes benchmarks/results/attribution_null_poisoning.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from report import ResultTable, write_result  # noqa: E402
+
+HOSTILE = "0x" + "ee" * 20
+
+
+@contextmanager
+def before_rule_13():
+    """Calibrate as before rule 13: no row counts as stating a null answer."""
+    import numpy as np
+
+    from ledgerlm.attribution.spans import SpanIndex
+
+    saved = SpanIndex.rows_stating
+    SpanIndex.rows_stating = lambda _self, _query: np.zeros(0, np.int64)
+    try:
+        yield
+    finally:
+        SpanIndex.rows_stating = saved
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--hostile", default="0,4,16",
+                        help="comma-separated counts of null answers the hostile contributor uploads")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON path (default benchmarks/results/attribution_null_poisoning.json)")
+    args = parser.parse_args(argv)
+    try:
+        counts = [int(n) for n in args.hostile.split(",") if n.strip()]
+        if not counts or min(counts) < 0:
+            raise ValueError
+    except ValueError:
+        parser.error("--hostile: counts of 0 or more, such as 0,4,16")
+
+    import numpy as np
+    import torch
+
+    from ledgerlm.attribution.attribute import RULE
+    from ledgerlm.attribution.calibration import calibrate
+    from ledgerlm.attribution.index import record_content_hash
+    from ledgerlm.attribution.null_queries import NULL_QUERIES
+    from ledgerlm.evals.attribution.facts import make_fact_tracing_set
+    from ledgerlm.evals.attribution.harness import (
+        EvalConfig,
+        _base_model,
+        _fine_tune,
+        _payment,
+        query_signals,
+    )
+    from ledgerlm.evals.attribution.nulls import unrelated_queries
+    from ledgerlm.factory import load_tokenizer
+
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    config = EvalConfig(epochs=args.epochs)
+    data = make_fact_tracing_set("test", config.entities, config.seed)
+    mode = "cosine"
+    results = []
+    with tempfile.TemporaryDirectory(prefix="ledgerlm-null-poisoning-") as work:
+        base = _base_model(config, Path(work), print)
+        tokenizer = load_tokenizer(base)
+        for count in counts:
+            uploaded = [NULL_QUERIES[i * len(NULL_QUERIES) // count] for i in range(count)]
+            hostile = [{"question": q, "answer": a} for q, a in uploaded]
+            records = list(data.records) + [
+                {**r, "_contribution_id": 100_000 + k, "_contributor": HOSTILE,
+                 "_content_hash": record_content_hash(r)} for k, r in enumerate(hostile)]
+            print(f"fine-tuning with {count} null answers uploaded", flush=True)
+            t = _fine_tune(config, base, tokenizer, records, Path(work) / f"model-{count}")
+            node = t.index.calibration
+            with before_rule_13():
+                old = calibrate(t.index, t.model, tokenizer, node.settings,
+                                training_tokens=node.settings.training_tokens)
+            for rule, calibration in ((f"rule {RULE - 1}", old), (f"rule {RULE}", node)):
+                t.index.calibration = calibration
+                paid = [query_signals(t, q.prompt, q.answer, exact=False).paid[mode]
+                        for q in data.queries]
+                nulls = [query_signals(t, p, a, exact=False).paid[mode]
+                         for p, a in unrelated_queries()]
+                farmed = [query_signals(t, q, a, exact=False).paid[mode] for q, a in uploaded]
+                results.append({
+                    "hostile": count, "rule": rule,
+                    "gradient_bar": calibration.gradient_bar[mode],
+                    "span_bar": calibration.span_min_tokens,
+                    "rows_stating_null_answers": len(calibration.generic_rows()),
+                    "payment": _payment(paid, data.queries),
+                    "null_false_payout_rate": float(np.mean([r.evidence_bps > 0 for r in nulls])),
+                    "hostile_bps_on_its_uploads": float(np.mean([
+                        sum(c.bps for c in r.contributors if c.contributor == HOSTILE)
+                        for r in farmed])) if farmed else 0.0})
+                r = results[-1]
+                print(f"{count} uploaded, {rule}: bars {r['gradient_bar']:.3f} / "
+                      f"{r['span_bar']} tokens, right {r['payment']['mean_bps_right']:.0f} bps",
+                      flush=True)
+            t.index.calibration = node
+    table = ResultTable(
+        f"A contributor uploads null answers word for word: the tiny model's test split "
+        f"({len(data.queries)} questions), {args.epochs} epochs, grad mode {mode}",
+        ["null answers uploaded", "rule", "gradient bar", "span bar (tokens)",
+         "rows left out", "bps right", "bps wrong", "bps pool", "top paid is right",
+         "null_false_payout_rate", "hostile's bps on its uploads"])
+    for r in results:
+        p = r["payment"]
+        table.add_row(str(r["hostile"]), r["rule"], f"{r['gradient_bar']:.4f}", str(r["span_bar"]),
+                      str(r["rows_stating_null_answers"]), f"{p['mean_bps_right']:.0f}",
+                      f"{p['mean_bps_wrong']:.0f}", f"{p['mean_bps_pool']:.0f}",
+                      f"{p['top_paid_is_right']:.2f}", f"{r['null_false_payout_rate']:.3f}",
+                      "" if not r["hostile"] else f"{r['hostile_bps_on_its_uploads']:.0f}")
+    table.print()
+    payload = {"epochs": args.epochs, "counts": counts, "results": results,
+               "seconds": time.perf_counter() - started}
+    write_result("attribution_null_poisoning", payload, [table], json_path=args.out, notes=[
+        "one torch thread; the hostile contributor's records are null answers with their "
+        "questions, spread over the shipped list; rule 12 is the same index recalibrated as "
+        "before rule 13 (no row counts as stating a null answer)",
+        f"total {payload['seconds']:.0f} s"])
+    return payload
+
+
+if __name__ == "__main__":
+    main()
