@@ -1,10 +1,12 @@
 """What a contributor who uploads the shipped null answers does to everyone else's attribution, before and after rule 13.
 
-Run:  python benchmarks/attribution_null_poisoning.py [--hostile 0,4,16] [--epochs 10] [--out FILE]
+Run:  python benchmarks/attribution_null_poisoning.py [--hostile 0,4,16] [--epochs 10]
+                                                     [--model tiny|smollm2 --models-dir DIR]
+                                                     [--entities N] [--out FILE]
 
 The null answers that calibrate an index's payment bars ship with the project
 (ledgerlm.attribution.null_queries), so anyone can contribute them. For each `--hostile` count N,
-the evaluation's tiny model is fine-tuned on the planted-facts test split (as
+the evaluation's tiny model (or SmolLM2-135M) is fine-tuned on the planted-facts test split (as
 `benchmarks/attribution.py` does) plus N records from one more contributor, each a null answer
 word for word with its question (spread over the list), and indexed by the node's build. The same
 index is then attributed twice:
@@ -14,11 +16,13 @@ index is then attributed twice:
   rule 13     the node's: the rows that state a null answer are left out of the bars' measure and
               are paid no evidence (calibration.py, attribute.py).
 
-Reported per count and rule: the gradient bar (cosine) and the span bar; what the split's 84
-questions' reference answers pay the right contributor, wrong ones and the data pool; the share
-of the evaluation's 40 unrelated prompts that pay anyone (`null_false_payout_rate`); and what the
+Reported per count and rule: the gradient bar (cosine) and the span bar; what the reference
+answers to the split's questions (84 by default) pay the right contributor, wrong ones and the
+data pool; the share of the evaluation's 40 unrelated prompts that pay anyone
+(`null_false_payout_rate`); and what the
 hostile contributor is paid for the null answers it uploaded, asked their own questions. Prints
-the table and writes benchmarks/results/attribution_null_poisoning.json and .md.
+the table and writes benchmarks/results/attribution_null_poisoning.json and .md
+(attribution_null_poisoning-smollm2.* for SmolLM2).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,8 +66,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--hostile", default="0,4,16",
                         help="comma-separated counts of null answers the hostile contributor uploads")
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--model", choices=("tiny", "smollm2"), default="tiny")
+    parser.add_argument("--entities", type=int, default=None,
+                        help="people in the test split (default the evaluation's)")
+    parser.add_argument("--models-dir", default=None, help="where SmolLM2 is (ledgerlm models pull)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="JSON path (default benchmarks/results/attribution_null_poisoning.json)")
+                        help="JSON path (default benchmarks/results/attribution_null_poisoning.json, "
+                             "-smollm2.json for SmolLM2)")
     args = parser.parse_args(argv)
     try:
         counts = [int(n) for n in args.hostile.split(",") if n.strip()]
@@ -91,7 +101,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(1)
     started = time.perf_counter()
-    config = EvalConfig(epochs=args.epochs)
+    config = EvalConfig(model=args.model, models_dir=args.models_dir, epochs=args.epochs)
+    if args.entities:
+        config = replace(config, entities=args.entities)
     data = make_fact_tracing_set("test", config.entities, config.seed)
     mode = "cosine"
     results = []
@@ -133,7 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
                       flush=True)
             t.index.calibration = node
     table = ResultTable(
-        f"A contributor uploads null answers word for word: the tiny model's test split "
+        f"A contributor uploads null answers word for word: {args.model}, test split "
         f"({len(data.queries)} questions), {args.epochs} epochs, grad mode {mode}",
         ["null answers uploaded", "rule", "gradient bar", "span bar (tokens)",
          "rows left out", "bps right", "bps wrong", "bps pool", "top paid is right",
@@ -146,9 +158,10 @@ def main(argv: list[str] | None = None) -> dict:
                       f"{p['top_paid_is_right']:.2f}", f"{r['null_false_payout_rate']:.3f}",
                       "" if not r["hostile"] else f"{r['hostile_bps_on_its_uploads']:.0f}")
     table.print()
-    payload = {"epochs": args.epochs, "counts": counts, "results": results,
+    payload = {"model": args.model, "epochs": args.epochs, "counts": counts, "results": results,
                "seconds": time.perf_counter() - started}
-    write_result("attribution_null_poisoning", payload, [table], json_path=args.out, notes=[
+    name = "attribution_null_poisoning" + ("" if args.model == "tiny" else f"-{args.model}")
+    write_result(name, payload, [table], json_path=args.out, notes=[
         "one torch thread; the hostile contributor's records are null answers with their "
         "questions, spread over the shipped list; rule 12 is the same index recalibrated as "
         "before rule 13 (no row counts as stating a null answer)",
