@@ -44,6 +44,26 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from report import ResultTable, write_result  # noqa: E402
 
 HOSTILE = "0x" + "ee" * 20
+# `--paraphrased`: the uploads say what these null answers say in other words (positions in the
+# shipped list; the spread of 4 and of 16 uploads takes these)
+PARAPHRASES = {
+    0: "Adding two and two gives you four.",
+    4: "Nine is the square root of 81.",
+    8: "Paris is the capital city of France.",
+    12: "No ocean is larger than the Pacific.",
+    16: "Hi there! What can I do for you today?",
+    20: "The chicken crossed the road to reach the other side.",
+    24: "To grow, a plant needs water, light and air.",
+    28: "Oxygen is the gas we breathe in.",
+    32: "A quiet song of rain falls on the roof at night.",
+    36: "Blue, green and red are colours.",
+    40: "In English, gracias is thank you.",
+    44: "Big and large mean the same.",
+    48: "After Monday comes Tuesday.",
+    52: "To make tea, pour boiling water over a tea bag and wait.",
+    56: "Computers are machines that process information.",
+    60: "The Mona Lisa was painted by Leonardo da Vinci.",
+}
 
 
 @contextmanager
@@ -66,6 +86,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--hostile", default="0,4,16",
                         help="comma-separated counts of null answers the hostile contributor uploads")
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--paraphrased", action="store_true",
+                        help="the uploads paraphrase the null answers instead of copying them "
+                             "(counts of 4 and 16)")
     parser.add_argument("--model", choices=("tiny", "smollm2"), default="tiny")
     parser.add_argument("--entities", type=int, default=None,
                         help="people in the test split (default the evaluation's)")
@@ -80,6 +103,8 @@ def main(argv: list[str] | None = None) -> dict:
             raise ValueError
     except ValueError:
         parser.error("--hostile: counts of 0 or more, such as 0,4,16")
+    if args.paraphrased and any(n not in (0, 4, 16) for n in counts):
+        parser.error("--paraphrased: counts of 0, 4 or 16 (the paraphrases written)")
 
     import numpy as np
     import torch
@@ -111,8 +136,10 @@ def main(argv: list[str] | None = None) -> dict:
         base = _base_model(config, Path(work), print)
         tokenizer = load_tokenizer(base)
         for count in counts:
-            uploaded = [NULL_QUERIES[i * len(NULL_QUERIES) // count] for i in range(count)]
-            hostile = [{"question": q, "answer": a} for q, a in uploaded]
+            positions = [i * len(NULL_QUERIES) // count for i in range(count)]
+            uploaded = [NULL_QUERIES[i] for i in positions]
+            hostile = [{"question": q, "answer": PARAPHRASES[i] if args.paraphrased else a}
+                       for i, (q, a) in zip(positions, uploaded)]
             records = list(data.records) + [
                 {**r, "_contribution_id": 100_000 + k, "_contributor": HOSTILE,
                  "_content_hash": record_content_hash(r)} for k, r in enumerate(hostile)]
@@ -145,7 +172,8 @@ def main(argv: list[str] | None = None) -> dict:
                       flush=True)
             t.index.calibration = node
     table = ResultTable(
-        f"A contributor uploads null answers word for word: {args.model}, test split "
+        f"A contributor uploads null answers {'paraphrased' if args.paraphrased else 'word for word'}"
+        f": {args.model}, test split "
         f"({len(data.queries)} questions), {args.epochs} epochs, grad mode {mode}",
         ["null answers uploaded", "rule", "gradient bar", "span bar (tokens)",
          "rows left out", "bps right", "bps wrong", "bps pool", "top paid is right",
@@ -158,9 +186,10 @@ def main(argv: list[str] | None = None) -> dict:
                       f"{p['top_paid_is_right']:.2f}", f"{r['null_false_payout_rate']:.3f}",
                       "" if not r["hostile"] else f"{r['hostile_bps_on_its_uploads']:.0f}")
     table.print()
-    payload = {"model": args.model, "epochs": args.epochs, "counts": counts, "results": results,
+    payload = {"model": args.model, "paraphrased": args.paraphrased, "epochs": args.epochs, "counts": counts, "results": results,
                "seconds": time.perf_counter() - started}
-    name = "attribution_null_poisoning" + ("" if args.model == "tiny" else f"-{args.model}")
+    name = ("attribution_null_poisoning" + ("" if args.model == "tiny" else f"-{args.model}")
+            + ("-paraphrased" if args.paraphrased else ""))
     write_result(name, payload, [table], json_path=args.out, notes=[
         "one torch thread; the hostile contributor's records are null answers with their "
         "questions, spread over the shipped list; rule 12 is the same index recalibrated as "
