@@ -50,11 +50,6 @@ NODE_WIDTH, NODE_SEED = 8192, 0
 KEEP = 0.9  # the issue's goal: at least this share of the exact gradients' LDS
 
 
-def unit_rows(features: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(features, axis=1, keepdims=True)
-    return features / np.where(norms > 0, norms, 1.0)
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", type=Path, required=True,
@@ -99,6 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
     from ledgerlm.evals.attribution.baselines import exact_projector, exact_row_gradients
     from ledgerlm.evals.attribution.harness import EXACT_HEAD, EvalConfig, _base_model
     from ledgerlm.evals.attribution.metrics import lds, rank_metrics
+    from ledgerlm.evals.attribution.variants import unit_rows
     from ledgerlm.factory import TrainConfig, load_tokenizer
 
     torch.set_num_threads(1)

@@ -32,9 +32,9 @@ import os
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from unittest.mock import patch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -64,21 +64,6 @@ PARAPHRASES = {
     56: "Computers are machines that process information.",
     60: "The Mona Lisa was painted by Leonardo da Vinci.",
 }
-
-
-@contextmanager
-def before_rule_13():
-    """Calibrate as before rule 13: no row counts as stating a null answer."""
-    import numpy as np
-
-    from ledgerlm.attribution.spans import SpanIndex
-
-    saved = SpanIndex.rows_stating
-    SpanIndex.rows_stating = lambda _self, _query: np.zeros(0, np.int64)
-    try:
-        yield
-    finally:
-        SpanIndex.rows_stating = saved
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -113,6 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
     from ledgerlm.attribution.calibration import calibrate
     from ledgerlm.attribution.index import record_content_hash
     from ledgerlm.attribution.null_queries import NULL_QUERIES
+    from ledgerlm.attribution.spans import SpanIndex
     from ledgerlm.evals.attribution.facts import make_fact_tracing_set
     from ledgerlm.evals.attribution.harness import (
         EvalConfig,
@@ -146,7 +132,9 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"fine-tuning with {count} null answers uploaded", flush=True)
             t = _fine_tune(config, base, tokenizer, records, Path(work) / f"model-{count}")
             node = t.index.calibration
-            with before_rule_13():
+            # as before rule 13: no row counts as stating a null answer
+            with patch.object(SpanIndex, "rows_stating",
+                              lambda _self, _query: np.zeros(0, np.int64)):
                 old = calibrate(t.index, t.model, tokenizer, node.settings,
                                 training_tokens=node.settings.training_tokens)
             for rule, calibration in ((f"rule {RULE - 1}", old), (f"rule {RULE}", node)):

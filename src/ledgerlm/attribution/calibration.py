@@ -153,8 +153,7 @@ class Calibration:
     def generic_rows(self) -> np.ndarray:
         """The rows that state a shipped null answer: left out of the bars' measure, and paid
         no evidence (module docstring)."""
-        return np.array(sorted({r for rows in self.null_stated.values() for r in rows}),
-                        dtype=np.int64)
+        return stating_rows(self.null_stated)
 
     def to_dict(self) -> dict:
         return {"settings": vars(self.settings).copy(), "gradient_bar": dict(self.gradient_bar),
@@ -174,6 +173,11 @@ class Calibration:
                    list(data.get("null_longest_span", [])),
                    dict(data.get("candidate_bar", {})),
                    {k: list(v) for k, v in data.get("null_stated", {}).items()})
+
+
+def stating_rows(stated: dict) -> np.ndarray:
+    """Every row of `stated` (null answer -> the rows that state it), sorted."""
+    return np.array(sorted({int(r) for rows in stated.values() for r in rows}), dtype=np.int64)
 
 
 def rounded(scores: np.ndarray) -> np.ndarray:
@@ -243,10 +247,6 @@ class NullAnswers:
     max_rows: int
     stated: dict[int, tuple[int, ...]] = field(default_factory=dict)
 
-    def generic_rows(self) -> list[int]:
-        """The rows that state any null answer."""
-        return sorted({r for rows in self.stated.values() for r in rows})
-
     def answer_tokens(self, head: int) -> float:
         """Mean tokens of an answer's pass after the template head (what its gradient pass runs)."""
         return float(np.mean([len(e.input_ids) - head for e in self.examples]))
@@ -268,7 +268,7 @@ def null_answers(index, tokenizer, settings: CalibrationSettings,
         # ("Hello! How can I help you today?" opening every reply), which no rare span measures
         if 0 < len(rows) <= max_rows:
             stated[i] = tuple(rows)
-    generic = frozenset(r for rows in stated.values() for r in rows)
+    generic = frozenset(stating_rows(stated).tolist())
     longest = [max(index.spans.longest_rare_span(ids, max_examples=max_rows,
                                                  min_chars=settings.min_span_chars,
                                                  besides=generic)
@@ -330,7 +330,7 @@ def bars_from_null_features(index, settings: CalibrationSettings, features: np.n
     for mode in PAYING_MODES:
         scores = rounded(index.gradient_scores(features, mode))
         kept = np.ones(scores.shape, dtype=bool)
-        kept[:, nulls.generic_rows()] = False
+        kept[:, stating_rows(nulls.stated)] = False
         best = [float(row[keep].max()) if keep.any() else 0.0 for row, keep in zip(scores, kept)]
         null_max[mode] = best
         bars[mode] = gradient_bar(best, q)

@@ -127,11 +127,7 @@ class SpanIndex:
 
     def count(self, span: list[int]) -> int:
         """How many times `span` occurs in the indexed tokens."""
-        lo, hi = 0, len(self.suffix_array)
-        for k, token in enumerate(span):
-            lo, hi = self._narrow(lo, hi, k, token)
-            if lo == hi:
-                return 0
+        lo, hi = self._range(span)
         return hi - lo
 
     def _narrow(self, lo: int, hi: int, k: int, token: int) -> tuple[int, int]:
