@@ -25,3 +25,18 @@ def test_facts_are_dealt_evenly_and_each_query_names_its_record_and_owner():
 def test_a_value_is_named_as_a_whole_word_only():
     assert names_value("Kramal plays the flute.", "flute")
     assert not names_value("Kramal plays the flute.", "lute")
+
+
+def test_more_halves_continue_the_held_out_runs_stream():
+    import numpy as np
+    from attribution_heldout_retrains import half_masks
+
+    rng = np.random.default_rng(0)  # the held-out run's own loop (attribution_heldout.py)
+    first = []
+    for _ in range(3):
+        keep = np.zeros(96, dtype=bool)
+        keep[rng.choice(96, 48, replace=False)] = True
+        first.append(keep)
+    more = half_masks(0, 96, 5)
+    assert np.array_equal(more[:3], np.stack(first))
+    assert (more.sum(axis=1) == 48).all() and len({m.tobytes() for m in more}) == 5
