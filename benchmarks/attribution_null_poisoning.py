@@ -1,4 +1,4 @@
-"""What a contributor who uploads the shipped null answers does to everyone else's attribution, before and after rule 13.
+"""What a contributor who uploads the shipped null answers, word for word or paraphrased, does to everyone else's attribution, before and after rules 13 and 14.
 
 Run:  python benchmarks/attribution_null_poisoning.py [--hostile 0,4,16] [--epochs 10]
                                                      [--model tiny|smollm2 --models-dir DIR]
@@ -9,12 +9,17 @@ The null answers that calibrate an index's payment bars ship with the project
 the evaluation's tiny model (or SmolLM2-135M) is fine-tuned on the planted-facts test split (as
 `benchmarks/attribution.py` does) plus N records from one more contributor, each a null answer
 word for word with its question (spread over the list), and indexed by the node's build. The same
-index is then attributed twice:
+index is then attributed three times:
 
   rule 12     the calibration before (every null answer measured against every row) and no row
               left unpaid: the baseline, recalibrated on the same model;
-  rule 13     the node's: the rows that state a null answer are left out of the bars' measure and
-              are paid no evidence (calibration.py, attribute.py).
+  rule 13     the rows that state a null answer are left out of the bars' measure and are paid no
+              evidence (calibration.py, attribute.py), recalibrated on the same model;
+  rule 14     the node's: so are the rows of a contributor that alone raises the span bar which
+              hold a null answer's rare span as long as the bar the other rows set.
+
+With `--paraphrased` the uploads say the null answers in other words (PARAPHRASES), which rule 13
+does not catch.
 
 Reported per count and rule: the gradient bar (cosine) and the span bar; what the reference
 answers to the split's questions (84 by default) pay the right contributor, wrong ones and the
@@ -33,6 +38,7 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from unittest.mock import patch
 
@@ -94,6 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
     import numpy as np
     import torch
 
+    from ledgerlm.attribution import calibration as calibration_rules
     from ledgerlm.attribution.attribute import RULE
     from ledgerlm.attribution.calibration import calibrate
     from ledgerlm.attribution.index import record_content_hash
@@ -132,12 +139,18 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"fine-tuning with {count} null answers uploaded", flush=True)
             t = _fine_tune(config, base, tokenizer, records, Path(work) / f"model-{count}")
             node = t.index.calibration
-            # as before rule 13: no row counts as stating a null answer
-            with patch.object(SpanIndex, "rows_stating",
-                              lambda _self, _query: np.zeros(0, np.int64)):
-                old = calibrate(t.index, t.model, tokenizer, node.settings,
-                                training_tokens=node.settings.training_tokens)
-            for rule, calibration in ((f"rule {RULE - 1}", old), (f"rule {RULE}", node)):
+            recalibrated = partial(calibrate, t.index, t.model, tokenizer, node.settings,
+                                   training_tokens=node.settings.training_tokens)
+            # as before rule 14: no row counts as paraphrasing a null answer
+            with patch.object(calibration_rules, "_paraphrasing_rows",
+                              lambda _i, _r, _s, _m, stated, longest: (stated, longest)):
+                before_14 = recalibrated()
+                # as before rule 13: no row counts as stating a null answer either
+                with patch.object(SpanIndex, "rows_stating",
+                                  lambda _self, _query: np.zeros(0, np.int64)):
+                    before_13 = recalibrated()
+            for rule, calibration in (("rule 12", before_13), ("rule 13", before_14),
+                                      (f"rule {RULE}", node)):
                 t.index.calibration = calibration
                 paid = [query_signals(t, q.prompt, q.answer, exact=False).paid[mode]
                         for q in data.queries]
@@ -180,8 +193,9 @@ def main(argv: list[str] | None = None) -> dict:
             + ("-paraphrased" if args.paraphrased else ""))
     write_result(name, payload, [table], json_path=args.out, notes=[
         "one torch thread; the hostile contributor's records are null answers with their "
-        "questions, spread over the shipped list; rule 12 is the same index recalibrated as "
-        "before rule 13 (no row counts as stating a null answer)",
+        "questions, spread over the shipped list" + (", paraphrased" if args.paraphrased else "")
+        + "; rules 12 and 13 are the same index recalibrated as before rule 13 (no row counts as "
+        "stating a null answer) and before rule 14 (no row counts as paraphrasing one)",
         f"total {payload['seconds']:.0f} s"])
     return payload
 

@@ -275,6 +275,7 @@ def test_null_answers_a_contributor_uploads_neither_raise_the_bars_nor_pay(
     """Rule 13: the null answers ship with the project, so anyone can upload them. Records stating
     them are left out of the bars' measure and paid nothing: before, they raised the span bar past
     what the Datanet's own answers reach, and no one was paid."""
+    from ledgerlm.attribution import calibration as calibration_rules
     from ledgerlm.attribution.calibration import calibrate
 
     hostile = "0x" + "ee" * 20
@@ -293,11 +294,87 @@ def test_null_answers_a_contributor_uploads_neither_raise_the_bars_nor_pay(
     for question, answer in uploaded:  # the hostile records' own answers pay them nothing
         result = attribute(poisoned.model, question, answer, index=index)
         assert paid(result, {hostile}) == 0 and result.evidence_bps == 0
-    # the same index measured as before: the uploaded answers set the span bar, and the Datanet's
-    # own verbatim answer no longer clears it
+    # the same index measured as before rules 13 and 14 (which alone would also leave out these
+    # rows: one contributor raises the bar): the uploaded answers set the span bar, and the
+    # Datanet's own verbatim answer no longer clears it
     monkeypatch.setattr(SpanIndex, "rows_stating", lambda _self, _query: np.zeros(0, np.int64))
+    monkeypatch.setattr(calibration_rules, "_paraphrasing_rows",
+                        lambda _i, _r, _s, _m, stated, longest: (stated, longest))
     before = calibrate(index, poisoned.model, poisoned.tokenizer, calibration.settings)
     assert before.span_min_tokens > secret.examples[0].longest_span >= 10
+
+
+def test_rows_with_a_rare_span_are_those_whose_longest_rare_span_reaches_the_length():
+    rows = [[1, 2, 3, 4, 5, 6], [9, 2, 3, 4, 8], [7, 3, 4, 5, 6], [3, 4, 10], [3, 4, 11], [3, 4, 12]]
+    spans = SpanIndex.build(rows)
+    query = [2, 3, 4, 5, 6, 0]
+    for length in range(1, 6):
+        found = spans.rows_with_rare_span(query, min_len=length, max_examples=2)
+        alone = [r for r in range(len(rows))
+                 if spans.longest_rare_span(query, max_examples=2,
+                                            besides=frozenset(set(range(len(rows))) - {r})) >= length]
+        assert found.tolist() == alone
+    assert spans.rows_with_rare_span(query, min_len=3, max_examples=2).tolist() == [0, 1, 2]
+    assert spans.rows_with_rare_span(query, min_len=5, max_examples=2).tolist() == [0]
+
+
+def test_only_a_contributor_that_alone_raises_the_span_bar_has_rows_left_out():
+    """Rule 14 on a span index alone: X's row holds 7 tokens of the first null answer and is left
+    out; A and B each hold 6 of the second, so leaving either out keeps the bar, and theirs stay."""
+    from types import SimpleNamespace
+
+    from ledgerlm.attribution.calibration import (
+        CalibrationSettings,
+        _longest_spans,
+        _paraphrasing_rows,
+        span_bar,
+    )
+
+    first, second = list(range(50, 58)), list(range(60, 68))
+    rows = [[1, *second[:6], 2], [3, 4, 5, 6], [7, *second[:6], 8], [9, *first[:7], 10]]
+    index = SimpleNamespace(spans=SpanIndex.build(rows), examples=[
+        SimpleNamespace(contributor=c) for c in ("A", "A", "B", "X")])
+    settings = CalibrationSettings()
+    readings = [[first], [second]]
+    longest = _longest_spans(index, readings, settings, 4, [])
+    assert longest == [7, 6] and span_bar(longest, settings) == 8
+    stated, longest = _paraphrasing_rows(index, readings, settings, 4, {}, longest)
+    assert stated == {0: (3,)}
+    assert longest == [0, 6] and span_bar(longest, settings) == 7
+
+
+def test_null_answers_one_contributor_paraphrases_neither_raise_the_span_bar_nor_pay(
+    tiny_base, train_config, tmp_path, monkeypatch
+):
+    """Rule 14: a contributor whose records alone raise the span bar, by saying null answers in
+    other words, has those records left out of the bars' measure and paid nothing; before, they set
+    the bar above the Datanet's own answers."""
+    from ledgerlm.attribution import calibration as calibration_rules
+
+    hostile = "0x" + "ee" * 20
+    uploaded = [(NULL_QUERIES[20][0], "The chicken crossed the road to reach the other side."),
+                (NULL_QUERIES[60][0], "The Mona Lisa was painted by Leonardo da Vinci.")]
+    records = datanet_records() + [
+        attributed({"question": q, "answer": a}, 100 + k, hostile) for k, (q, a) in enumerate(uploaded)]
+    poisoned = fine_tuned(tiny_base, records, train_config, tmp_path / "poisoned")
+    index = build_index((poisoned.model, poisoned.tokenizer), records, dim=256, max_len=64)
+    calibration = index.calibration
+    hostile_rows = sorted(e.row for e in index.examples if e.contributor == hostile)
+    assert calibration.generic_rows().tolist() == hostile_rows
+    assert {int(i) for i in calibration.null_stated} == {20, 60}
+    secret = attribute(poisoned.model, SECRET["question"], SECRET["answer"], index=index)
+    assert paid(secret, {SOLO}) > 9_000
+    for question, answer in uploaded:
+        result = attribute(poisoned.model, question, answer, index=index)
+        assert paid(result, {hostile}) == 0
+    # measured as before rule 14, the paraphrases set a span bar the Datanet's answer cannot clear
+    monkeypatch.setattr(calibration_rules, "_paraphrasing_rows",
+                        lambda _i, _r, _s, _m, stated, longest: (stated, longest))
+    before = calibration_rules.calibrate(index, poisoned.model, poisoned.tokenizer,
+                                         calibration.settings)
+    assert not before.null_stated
+    assert before.span_min_tokens > calibration.span_min_tokens
+    assert before.span_min_tokens > secret.examples[0].longest_span
 
 
 def test_a_null_answer_that_many_records_hold_is_a_common_phrase_they_are_not_unpaid_for(trained):

@@ -112,8 +112,13 @@ _QUANTUM = 10**6  # evidence units per 1.0 when evidence becomes integers for th
 # 13: a record that states one of the shipped null answers (calibration.py) is paid no evidence,
 # and the bars are measured without it: four contributed null answers had raised every bar of a
 # tiny model's index past what any answer reaches, so that no contributor was paid.
+# 14: a contributor whose records alone raise the span bar (measured without them, it is lower)
+# has those of them that hold a null answer's rare span as long as that lower bar counted as
+# stating it (rule 13), again while one contributor alone raises it: four records saying null
+# answers in other words had raised a tiny model's span bar from 4 tokens to 16, and the
+# Datanet's answers were paid 30 bps where they had been paid 5,720.
 # A receipt that names none predates the numbering (rule 1 or earlier).
-RULE = 13
+RULE = 14
 
 
 @dataclass(frozen=True)

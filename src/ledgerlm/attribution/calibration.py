@@ -49,7 +49,21 @@ their gradient scores — and, since the bars then say nothing about them, they 
 evidence (attribute.py, rule 13). A null answer that more rows hold than a rare span may be in
 is a common phrase of this Datanet (a greeting that opens every reply), which no rare span
 measures: its rows stay. Which rows state which null answer is published with the bars
-(`null_stated`). A row that only paraphrases a null answer is not left out.
+(`null_stated`).
+
+A row that says a null answer in other words escapes that test, and raises the span bar just the
+same: four such records from one contributor took a tiny model's span bar from 4 tokens to 16,
+and the Datanet's answers were paid 30 bps instead of 5,720 (rule 13 left them all in). So when
+one contributor's rows alone raise the span bar — measured without them, it is lower — those of
+its rows that hold a null answer's rare span at least as long as that lower bar count as stating
+it (`_paraphrasing_rows`), and the test repeats while one contributor alone raises the bar. Spans
+that set the bar in the rows of two contributors or more are left as they are: wording the
+Datanet shares with general text is what the bar is for, and a Datanet whose bar sits at
+`min_span` (every one the project measures without hostile uploads) is not touched. The rows
+left in are measured by the bar they set, as in any Datanet, and the left-out ones earn nothing;
+since the null answers that chose which rows to leave out also set the bar, an unrelated answer
+may clear it somewhat more often than `false_payout_rate`. Several identities whose paraphrases
+reach exactly the same length would still raise the bar.
 
 "Rare" is relative to the index too: a span that occurs in more than `rare_fraction` of the rows
 (and more than `min_span_rows`, so that a small Datanet may state a name in a few records) is a
@@ -268,13 +282,64 @@ def null_answers(index, tokenizer, settings: CalibrationSettings,
         # ("Hello! How can I help you today?" opening every reply), which no rare span measures
         if 0 < len(rows) <= max_rows:
             stated[i] = tuple(rows)
-    generic = frozenset(stating_rows(stated).tolist())
-    longest = [max(index.spans.longest_rare_span(ids, max_examples=max_rows,
-                                                 min_chars=settings.min_span_chars,
-                                                 besides=generic)
-                   for ids in answer_readings)
-               for answer_readings in readings]
+    longest = _longest_spans(index, readings, settings, max_rows, stating_rows(stated))
+    stated, longest = _paraphrasing_rows(index, readings, settings, max_rows, stated, longest)
     return NullAnswers(examples, weights, longest, max_rows, stated)
+
+
+def _longest_spans(index, readings: list, settings: CalibrationSettings, max_rows: int,
+                   left_out) -> list[int]:
+    """Each null answer's longest rare span in the rows outside `left_out`."""
+    besides = frozenset(int(r) for r in left_out)
+    return [max(index.spans.longest_rare_span(ids, max_examples=max_rows,
+                                              min_chars=settings.min_span_chars, besides=besides)
+                for ids in answer_readings)
+            for answer_readings in readings]
+
+
+def span_bar(longest: list[int], settings: CalibrationSettings) -> int:
+    """The span bar above the null answers' longest rare spans (module docstring)."""
+    q = 1 - settings.false_payout_rate
+    return max(settings.min_span, int(np.quantile(longest, q, method="higher")) + 1)
+
+
+def _paraphrasing_rows(index, readings: list, settings: CalibrationSettings, max_rows: int,
+                       stated: dict, longest: list[int]) -> tuple[dict, list[int]]:
+    """`stated` with the rows of a contributor that alone raises the span bar which hold a null
+    answer's rare span as long as the bar the other rows set, and the longest spans without them
+    (module docstring). Repeated while one contributor alone raises the bar."""
+    owners = np.array([e.contributor for e in index.examples])
+    stated = dict(stated)
+    bar = span_bar(longest, settings)
+    while bar > settings.min_span:
+        generic = stating_rows(stated)
+        # who holds the spans that set the bar
+        setting = {int(r) for answer_readings in readings for ids in answer_readings
+                   for r in index.spans.rows_with_rare_span(
+                       ids, min_len=bar - 1, max_examples=max_rows,
+                       min_chars=settings.min_span_chars)} - set(generic.tolist())
+        lowest = None
+        for contributor in sorted({str(owners[r]) for r in setting}):
+            theirs = np.flatnonzero(owners == contributor)
+            without = _longest_spans(index, readings, settings, max_rows,
+                                     np.union1d(generic, theirs))
+            lower = span_bar(without, settings)
+            if lower < bar and (lowest is None or lower < lowest[0]):
+                lowest = (lower, contributor, theirs)
+        if lowest is None:
+            break  # the spans that set the bar are in the rows of two contributors or more
+        lower, _contributor, theirs = lowest
+        for i, answer_readings in enumerate(readings):
+            rows = {int(r) for ids in answer_readings
+                    for r in index.spans.rows_with_rare_span(
+                        ids, min_len=lower, max_examples=max_rows,
+                        min_chars=settings.min_span_chars)}
+            rows &= set(theirs.tolist())
+            if rows:
+                stated[i] = tuple(sorted(set(stated.get(i, ())) | rows))
+        longest = _longest_spans(index, readings, settings, max_rows, stating_rows(stated))
+        bar = span_bar(longest, settings)
+    return stated, longest
 
 
 def null_features(index, model, tokenizer, nulls: NullAnswers, graded: list[int],
@@ -337,7 +402,6 @@ def bars_from_null_features(index, settings: CalibrationSettings, features: np.n
         # a candidate named by the text never needs more than a row the gradient alone would pay
         candidates[mode] = min(bars[mode], candidate_bar(
             scores[kept] if kept.any() else np.zeros(1), settings.false_payout_rate, nulls.max_rows))
-    span_bar = int(np.quantile(nulls.longest, q, method="higher")) + 1
-    return Calibration(settings, bars, max(settings.min_span, span_bar), nulls.max_rows,
+    return Calibration(settings, bars, span_bar(nulls.longest, settings), nulls.max_rows,
                        len(nulls.examples), null_max, list(nulls.longest), candidates,
                        {str(i): list(rows) for i, rows in sorted(nulls.stated.items())})

@@ -549,6 +549,29 @@ class SpanIndex:
                 lo, hi = self._range(query[start:start + length])
         return best
 
+    def rows_with_rare_span(self, query: list[int], *, min_len: int, max_examples: int,
+                            min_chars: int = 0) -> np.ndarray:
+        """The rows holding a span of `query` at least `min_len` tokens (and `min_chars`
+        characters) long that is found in 1..max_examples rows: those for which
+        `longest_rare_span` of `query` reaches `min_len` (calibration)."""
+        query = [int(t) for t in query]
+        found: set[int] = set()
+        for start, (length, _lo, _hi) in enumerate(self.longest_matches(query)):
+            # from one start, every row holding a longer span holds the shorter one too: the
+            # shortest span from here that is rare and long enough names all of them
+            for end in range(start + min_len, start + length + 1):
+                span = query[start:end]
+                if min_chars and self._chars(span) < min_chars:
+                    continue
+                lo, hi = self._range(span)
+                if hi - lo > max_examples * _CROWDED:
+                    continue
+                rows = self.rows_of(lo, hi)
+                if len(rows) <= max_examples:
+                    found.update(rows.tolist())
+                    break
+        return np.array(sorted(found), dtype=np.int64)
+
     def rows_stating(self, query: list[int]) -> np.ndarray:
         """The rows that hold all of `query`'s words: its tokens up to the last one with a letter
         or digit (a row that says "..., of course." after them still states them)."""
