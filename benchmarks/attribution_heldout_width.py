@@ -16,8 +16,9 @@ node's index is the count sketch at 8,192 drawn from seed 0; its draw is checked
 held-out run's own scores.
 
 The baseline is the exact gradients' LDS, from the same file; the issue's goal is that the
-projected gradient keeps at least 90% of it. One draw's LDS moves with the draw (12 retrains
-per query leave a Spearman over 12 halves, which small changes of the scores reorder), so the
+projected gradient keeps at least 90% of it. One draw's LDS moves with the draw (a query's LDS
+is a Spearman correlation over the halves, which small changes of the scores reorder: over the
+held-out run's 12 halves by tenths; `attribution_heldout_retrains.py` adds more to W), so the
 table reports every draw and, per width, their mean, range and how many keep 90%, with the
 paired per-query difference from the exact gradients and the mean error of the projected
 cosines.
