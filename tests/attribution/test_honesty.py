@@ -361,7 +361,7 @@ def test_null_answers_one_contributor_paraphrases_neither_raise_the_span_bar_nor
     calibration = index.calibration
     hostile_rows = sorted(e.row for e in index.examples if e.contributor == hostile)
     assert calibration.generic_rows().tolist() == hostile_rows
-    assert {int(i) for i in calibration.null_stated} == {20, 60}
+    assert {20, 60} <= {int(i) for i in calibration.null_stated}
     secret = attribute(poisoned.model, SECRET["question"], SECRET["answer"], index=index)
     assert paid(secret, {SOLO}) > 9_000
     for question, answer in uploaded:

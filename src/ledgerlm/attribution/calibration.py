@@ -55,11 +55,12 @@ A row that says a null answer in other words escapes that test, and raises the s
 same: four such records from one contributor took a tiny model's span bar from 4 tokens to 16,
 and the Datanet's answers were paid 30 bps instead of 5,720 (rule 13 left them all in). So when
 one contributor's rows alone raise the span bar — measured without them, it is lower — those of
-its rows that hold a null answer's rare span at least as long as that lower bar count as stating
-it (`_paraphrasing_rows`), and the test repeats while one contributor alone raises the bar. Spans
-that set the bar in the rows of two contributors or more are left as they are: wording the
-Datanet shares with general text is what the bar is for, and a Datanet whose bar sits at
-`min_span` (every one the project measures without hostile uploads) is not touched. The rows
+its rows that hold a null answer's rare span at least as long as that lower bar (of any number of
+characters) count as stating it (`_paraphrasing_rows`), and the test repeats while one
+contributor alone raises the bar. Spans that set the bar in the rows of two contributors or more
+are left as they are: wording the Datanet shares with general text is what the bar is for, and a
+Datanet whose bar sits at `min_span` (every one the project measures without hostile uploads) is
+not touched (rule 14). The rows
 left in are measured by the bar they set, as in any Datanet, and the left-out ones earn nothing;
 since the null answers that chose which rows to leave out also set the bar, an unrelated answer
 may clear it somewhat more often than `false_payout_rate`. Several identities whose paraphrases
@@ -330,13 +331,18 @@ def _paraphrasing_rows(index, readings: list, settings: CalibrationSettings, max
             break  # the spans that set the bar are in the rows of two contributors or more
         lower, _contributor, theirs = lowest
         for i, answer_readings in enumerate(readings):
+            # of any number of characters: the floor on characters spares an honest row a short
+            # chance match, and this contributor's rows raised the bar ("Adding two and two gives
+            # you four." holds " four.<|im_end|>\n" of "Two plus two is four.", which a prompt
+            # asking its question would pay)
             rows = {int(r) for ids in answer_readings
                     for r in index.spans.rows_with_rare_span(
-                        ids, min_len=lower, max_examples=max_rows,
-                        min_chars=settings.min_span_chars)}
+                        ids, min_len=lower, max_examples=max_rows)}
             rows &= set(theirs.tolist())
             if rows:
                 stated[i] = tuple(sorted(set(stated.get(i, ())) | rows))
+        if len(stating_rows(stated)) == len(generic):
+            break  # nothing more left out (cannot happen while they lower the bar; never loop)
         longest = _longest_spans(index, readings, settings, max_rows, stating_rows(stated))
         bar = span_bar(longest, settings)
     return stated, longest
