@@ -45,7 +45,6 @@ from rich.console import Console  # noqa: E402
 from ledgerlm.evals.table import ResultTable  # noqa: E402
 
 console = Console(width=160)
-EXACT = "exact grad cosine (head left out)"
 
 
 def half_masks(seed: int, rows: int, halves: int) -> np.ndarray:
@@ -86,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from ledgerlm.attribution.features import answer_example
-    from ledgerlm.evals.attribution.harness import EvalConfig, _base_model, _train_config
+    from ledgerlm.evals.attribution.harness import EXACT_HEAD, EvalConfig, _base_model, _train_config
     from ledgerlm.evals.attribution.metrics import lds, paired_difference
     from ledgerlm.factory import TrainConfig, collate, example_losses, load_tokenizer, pack_examples, train
 
@@ -168,12 +167,12 @@ def main(argv: list[str] | None = None) -> dict:
         f"{args.halves} ({len(chosen)} queries); paired difference from the exact LoRA gradients",
         ["method", f"LDS, {done} halves", f"LDS, {args.halves} halves", "less exact's, paired",
          "share of exact's"])
-    exact_all = results[EXACT]["all"]
+    exact_all = results[EXACT_HEAD]["all"]
     for name, r in sorted(results.items(), key=lambda kv: -kv[1]["all"]["mean"]):
         d = paired_difference(r["all"], exact_all)
         table.add_row(name, f"{r['first']['mean']:.3f} ± {r['first']['sem']:.3f}",
                       f"{r['all']['mean']:.3f} ± {r['all']['sem']:.3f}",
-                      "" if name == EXACT else f"{d[0]:+.3f} ± {d[1]:.3f}",
+                      "" if name == EXACT_HEAD else f"{d[0]:+.3f} ± {d[1]:.3f}",
                       f"{r['all']['mean'] / exact_all['mean']:.2f}")
     table.print()
     seconds = time.perf_counter() - started
