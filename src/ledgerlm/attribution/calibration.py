@@ -149,7 +149,8 @@ class Calibration:
     # score mode -> bar a span candidate's score must clear; absent in indexes calibrated before
     # candidates could earn, whose receipts then stay what they were
     candidate_bar: dict[str, float] = field(default_factory=dict)
-    # null answer (its position in the shipped list) -> the rows that state it, which that
+    # null answer (its position in the shipped list) -> the rows that state it (rule 13) or say
+    # it in other words for a contributor that alone raised the span bar (rule 14), which that
     # answer was measured without (module docstring)
     null_stated: dict[str, list[int]] = field(default_factory=dict)
 
@@ -166,8 +167,8 @@ class Calibration:
         return self.candidate_bar.get(mode, 1.0)
 
     def generic_rows(self) -> np.ndarray:
-        """The rows that state a shipped null answer: left out of the bars' measure, and paid
-        no evidence (module docstring)."""
+        """The rows that state a shipped null answer (or paraphrase one: rule 14): left out of the
+        bars' measure, and paid no evidence (module docstring)."""
         return stating_rows(self.null_stated)
 
     def to_dict(self) -> dict:
