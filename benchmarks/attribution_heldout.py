@@ -93,6 +93,51 @@ def heldout_datanet(contributors: int, facts_each: int, seed: int = 0):
     return records, queries, contradicted, facts
 
 
+def train_settings(config, lr: float | None = None):
+    """The training settings of the held-out run and of every retrain on its halves: ModelFactory's
+    defaults for SmolLM2 (what `ledgerlm factory train` runs); the tiny model needs a higher rate
+    to learn in as many epochs. `config` is the run's EvalConfig."""
+    from ledgerlm.evals.attribution.harness import _train_config
+    from ledgerlm.factory import TrainConfig
+
+    settings = (replace(TrainConfig(), epochs=config.epochs, eval_split=0.0, seed=config.seed)
+                if config.model == "smollm2" else
+                replace(_train_config(config), rank=16, alpha=32.0, lr=3e-3))
+    return replace(settings, lr=lr) if lr else settings
+
+
+def half_masks(seed: int, rows: int, halves: int) -> np.ndarray:
+    """The LDS retrains' halves, in order: `halves` draws of rows // 2 rows from one stream."""
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((halves, rows), dtype=bool)
+    for j in range(halves):
+        masks[j, rng.choice(rows, rows // 2, replace=False)] = True
+    return masks
+
+
+def lds_batch(tokenizer, queries: list, chosen):
+    """One packed batch of the LDS queries' reference answers (`chosen` positions in `queries`)."""
+    from ledgerlm.attribution.features import answer_example
+    from ledgerlm.factory import collate, pack_examples
+
+    examples = [replace(answer_example(tokenizer, queries[i].prompt, queries[i].answer), index=k)
+                for k, i in enumerate(chosen)]
+    return collate(pack_examples(examples, max(len(e.input_ids) for e in examples), 0))
+
+
+def retrain_losses(base, records: list[dict], rows, keep: np.ndarray, settings, out: Path,
+                   batch) -> np.ndarray:
+    """Train on the rows `keep` marks and return each LDS query's answer loss, in query order."""
+    import torch
+
+    from ledgerlm.factory import example_losses, train
+
+    model = train(base, [records[r] for r, k in zip(rows, keep) if k], settings, out).model
+    with torch.no_grad():
+        ids, per_example = example_losses(model, batch)
+    return per_example.numpy()[np.argsort(ids.numpy())]
+
+
 def answer_cosines(model, tokenizer, projector, features: np.ndarray, prompt: str, answer: str,
                    restated_weight: float) -> np.ndarray:
     """Cosine of every row of `features` with the answer's gradient projected by `projector`,
@@ -145,7 +190,6 @@ def main(argv: list[str] | None = None) -> dict:
 
     from ledgerlm.attribution import load_attributor
     from ledgerlm.attribution.attribute import greedy_answer, load_model
-    from ledgerlm.attribution.features import answer_example
     from ledgerlm.config import NodeConfig
     from ledgerlm.evals.attribution.baselines import bm25_scores, exact_projector, exact_row_gradients
     from ledgerlm.evals.attribution.harness import (
@@ -153,13 +197,12 @@ def main(argv: list[str] | None = None) -> dict:
         EvalConfig,
         _base_model,
         _payment,
-        _train_config,
         bps_to_records,
         query_signals,
     )
     from ledgerlm.evals.attribution.metrics import lds, rank_metrics
     from ledgerlm.evals.attribution.nulls import unrelated_queries
-    from ledgerlm.factory import TrainConfig, collate, example_losses, load_tokenizer, pack_examples, train
+    from ledgerlm.factory import load_tokenizer, train
     from ledgerlm.node import _attribution_observer
 
     torch.set_num_threads(1)
@@ -169,13 +212,7 @@ def main(argv: list[str] | None = None) -> dict:
     entity_names = {f.entity for f in facts}
     config = EvalConfig(model=args.model, models_dir=args.models_dir, epochs=args.epochs,
                         seed=args.seed)
-    # ModelFactory's defaults for SmolLM2 (what `ledgerlm factory train` runs); the tiny model
-    # needs a higher rate to learn in as many epochs
-    settings = (replace(TrainConfig(), epochs=args.epochs, eval_split=0.0, seed=args.seed)
-                if args.model == "smollm2" else
-                replace(_train_config(config), rank=16, alpha=32.0, lr=3e-3))
-    if args.lr:
-        settings = replace(settings, lr=args.lr)
+    settings = train_settings(config, args.lr)
     seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="ledgerlm-attr-heldout-") as temporary:
         work = args.work or Path(temporary)
@@ -314,23 +351,13 @@ def main(argv: list[str] | None = None) -> dict:
                 truth[k, np.isin(rows, queries[i].records)] = 1.0
             scores["responsible records (ground truth)"] = truth
             del attributor, t, served
-            examples = [replace(answer_example(tokenizer, queries[i].prompt, queries[i].answer),
-                                index=k) for k, i in enumerate(chosen)]
-            batch = collate(pack_examples(examples, max(len(e.input_ids) for e in examples), 0))
-            rng = np.random.default_rng(args.seed)
-            masks, losses = [], []
+            batch = lds_batch(tokenizer, queries, chosen)
+            masks, losses = list(half_masks(args.seed, len(rows), args.lds_subsets)), []
             t0 = time.perf_counter()
-            for j in range(args.lds_subsets):
-                keep = np.zeros(len(rows), dtype=bool)
-                keep[rng.choice(len(rows), len(rows) // 2, replace=False)] = True
+            for j, keep in enumerate(masks):
                 say(f"  LDS retrain {j + 1}/{args.lds_subsets} on {int(keep.sum())} records")
-                sub = train(base, [records[r] for r, k in zip(rows, keep) if k], settings,
-                            work / f"lds-{j}").model
-                with torch.no_grad():
-                    ids, per_example = example_losses(sub, batch)
-                losses.append(per_example.numpy()[np.argsort(ids.numpy())])
-                masks.append(keep)
-                del sub
+                losses.append(retrain_losses(base, records, rows, keep, settings,
+                                             work / f"lds-{j}", batch))
             seconds["lds_retrains"] = time.perf_counter() - t0
             if args.work:  # what any other score can be measured against without retraining
                 np.savez(work / "lds.npz", queries=np.array(chosen), masks=np.stack(masks),

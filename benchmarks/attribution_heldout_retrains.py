@@ -28,7 +28,6 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,22 +37,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
-from attribution_heldout import heldout_datanet  # noqa: E402
+from attribution_heldout import (  # noqa: E402
+    half_masks,
+    heldout_datanet,
+    lds_batch,
+    retrain_losses,
+    train_settings,
+)
 from report import write_result  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 from ledgerlm.evals.table import ResultTable  # noqa: E402
 
 console = Console(width=160)
-
-
-def half_masks(seed: int, rows: int, halves: int) -> np.ndarray:
-    """The held-out run's halves, in its order: `halves` draws of rows // 2 rows from one stream."""
-    rng = np.random.default_rng(seed)
-    masks = np.zeros((halves, rows), dtype=bool)
-    for j in range(halves):
-        masks[j, rng.choice(rows, rows // 2, replace=False)] = True
-    return masks
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -84,10 +80,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    from ledgerlm.attribution.features import answer_example
-    from ledgerlm.evals.attribution.harness import EXACT_HEAD, EvalConfig, _base_model, _train_config
+    from ledgerlm.evals.attribution.harness import EXACT_HEAD, EvalConfig, _base_model
     from ledgerlm.evals.attribution.metrics import lds, paired_difference
-    from ledgerlm.factory import TrainConfig, collate, example_losses, load_tokenizer, pack_examples, train
+    from ledgerlm.factory import load_tokenizer
 
     torch.set_num_threads(1)
     started = time.perf_counter()
@@ -109,23 +104,15 @@ def main(argv: list[str] | None = None) -> dict:
                                                               args.seed)
     config = EvalConfig(model=args.model, models_dir=args.models_dir, epochs=args.epochs,
                         seed=args.seed)
-    # the held-out run's training settings (attribution_heldout.py)
-    settings = (replace(TrainConfig(), epochs=args.epochs, eval_split=0.0, seed=args.seed)
-                if args.model == "smollm2" else
-                replace(_train_config(config), rank=16, alpha=32.0, lr=3e-3))
+    settings = train_settings(config)  # the held-out run's
     base = _base_model(config, args.work, console.log)
-    tokenizer = load_tokenizer(base)
-    examples = [replace(answer_example(tokenizer, queries[i].prompt, queries[i].answer), index=k)
-                for k, i in enumerate(chosen)]
-    batch = collate(pack_examples(examples, max(len(e.input_ids) for e in examples), 0))
+    batch = lds_batch(load_tokenizer(base), queries, chosen)
 
     def retrain(j: int) -> np.ndarray:
         out = args.work / "halves" / f"model-{j}"
-        model = train(base, [records[r] for r, k in zip(rows, masks[j]) if k], settings, out).model
-        with torch.no_grad():
-            ids, per_example = example_losses(model, batch)
+        losses = retrain_losses(base, records, rows, masks[j], settings, out, batch)
         shutil.rmtree(out, ignore_errors=True)  # the losses are what is kept
-        return per_example.numpy()[np.argsort(ids.numpy())]
+        return losses
 
     halves_dir = args.work / "halves"
     halves_dir.mkdir(exist_ok=True)

@@ -41,7 +41,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
-from attribution_heldout import heldout_datanet  # noqa: E402
+from attribution_heldout import heldout_datanet, train_settings  # noqa: E402
 from attribution_sketch_seeds import project  # noqa: E402
 from report import write_result  # noqa: E402
 
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
     from ledgerlm.evals.attribution.harness import EXACT_HEAD, EvalConfig, _base_model
     from ledgerlm.evals.attribution.metrics import lds, rank_metrics
     from ledgerlm.evals.attribution.variants import unit_rows
-    from ledgerlm.factory import TrainConfig, load_tokenizer
+    from ledgerlm.factory import load_tokenizer
 
     torch.set_num_threads(1)
     started = time.perf_counter()
@@ -106,8 +106,8 @@ def main(argv: list[str] | None = None) -> dict:
     chosen, masks, losses = data["queries"], data["masks"], data["losses"]
     rows = data["rows"].tolist()
     asked = [queries[i] for i in chosen]
-    base = _base_model(EvalConfig(model=args.model, models_dir=args.models_dir), args.work,
-                       lambda *_: None)
+    config = EvalConfig(model=args.model, models_dir=args.models_dir, seed=args.seed)
+    base = _base_model(config, args.work, lambda *_: None)
     tokenizer = load_tokenizer(base)
     attributor = load_attributor(args.work / "model", base=base)
     model, index = attributor.model, attributor.index
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.process_time()
     row_exact = np.concatenate([
         exact_row_gradients(model, tokenizer, records, rows[i:i + 8], exact,
-                            max_len=TrainConfig().max_len).astype(np.float32)
+                            max_len=train_settings(config).max_len).astype(np.float32)
         for i in range(0, len(rows), 8)])
     query_exact = np.stack([
         answer_feature(model, exact, prepared.example, prepared.weights[0]).astype(np.float32)

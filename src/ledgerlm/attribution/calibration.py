@@ -60,11 +60,11 @@ characters) count as stating it (`_paraphrasing_rows`), and the test repeats whi
 contributor alone raises the bar. Spans that set the bar in the rows of two contributors or more
 are left as they are: wording the Datanet shares with general text is what the bar is for, and a
 Datanet whose bar sits at `min_span` (every one the project measures without hostile uploads) is
-not touched (rule 14). The rows
-left in are measured by the bar they set, as in any Datanet, and the left-out ones earn nothing;
-since the null answers that chose which rows to leave out also set the bar, an unrelated answer
-may clear it somewhat more often than `false_payout_rate`. Several identities whose paraphrases
-reach exactly the same length would still raise the bar.
+not touched (rule 14). The rows left in are measured by the bar they set, as in any Datanet,
+and the left-out ones earn nothing; since the null answers that chose which rows to leave out
+also set the bar, an unrelated answer may clear it somewhat more often than
+`false_payout_rate`. Several identities whose paraphrases reach exactly the same length would
+still raise the bar.
 
 "Rare" is relative to the index too: a span that occurs in more than `rare_fraction` of the rows
 (and more than `min_span_rows`, so that a small Datanet may state a name in a few records) is a
