@@ -1,4 +1,4 @@
-"""What a contributor who uploads the shipped null answers, word for word or paraphrased, does to everyone else's attribution, before and after rules 13 and 14.
+"""What a contributor who uploads the shipped null answers, word for word or paraphrased, does to everyone else's attribution, before and after rules 13, 14 and 15.
 
 Run:  python benchmarks/attribution_null_poisoning.py [--hostile 0,4,16] [--epochs 10]
                                                      [--model tiny|smollm2 --models-dir DIR]
@@ -15,11 +15,14 @@ index is then attributed three times:
               left unpaid: the baseline, recalibrated on the same model;
   rule 13     the rows that state a null answer are left out of the bars' measure and are paid no
               evidence (calibration.py, attribute.py), recalibrated on the same model;
-  rule 14     the node's: so are the rows of a contributor that alone raises the span bar which
-              hold a null answer's rare span as long as the bar the other rows set.
+  rule 14     so are the rows of a contributor that alone raises the span bar which hold a null
+              answer's rare span as long as the bar the other rows set;
+  rule 15     the node's: so are those of several contributors that each alone hold a span
+              setting the bar, left out together.
 
 With `--paraphrased` the uploads say the null answers in other words (PARAPHRASES), which rule 13
-does not catch.
+does not catch; with `--identities K` they come from K contributors in turn, which rule 14 does
+not catch when two of them hold equally long spans.
 
 Reported per count and rule: the gradient bar (cosine) and the span bar; what the reference
 answers to the split's questions (84 by default) pay the right contributor, wrong ones and the
@@ -50,6 +53,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from report import ResultTable, write_result  # noqa: E402
 
 HOSTILE = "0x" + "ee" * 20
+
+
+def hostile_identity(k: int) -> str:
+    """The address of the k-th identity the uploads are spread over (0: HOSTILE)."""
+    return HOSTILE if k == 0 else "0x" + "ee" * 19 + f"{k:02x}"
 # `--paraphrased`: the uploads say what these null answers say in other words (positions in the
 # shipped list; the spread of 4 and of 16 uploads takes these)
 PARAPHRASES = {
@@ -72,6 +80,14 @@ PARAPHRASES = {
 }
 
 
+def one_at_a_time(sole_holders):
+    """`calibration._sole_holders` as rule 14 had it: two contributors or more are left in."""
+    def holders(*args):
+        found = sole_holders(*args)
+        return found if len(found) == 1 else set()
+    return holders
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hostile", default="0,4,16",
@@ -80,6 +96,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--paraphrased", action="store_true",
                         help="the uploads paraphrase the null answers instead of copying them "
                              "(counts of 4 and 16)")
+    parser.add_argument("--identities", type=int, default=1,
+                        help="how many contributor identities the uploads are spread over, in turn "
+                             "(default 1: one hostile contributor)")
     parser.add_argument("--model", choices=("tiny", "smollm2"), default="tiny")
     parser.add_argument("--entities", type=int, default=None,
                         help="people in the test split (default the evaluation's)")
@@ -94,6 +113,8 @@ def main(argv: list[str] | None = None) -> dict:
             raise ValueError
     except ValueError:
         parser.error("--hostile: counts of 0 or more, such as 0,4,16")
+    if args.identities < 1:
+        parser.error("--identities: 1 or more")
     if args.paraphrased and any(n not in (0, 4, 16) for n in counts):
         parser.error("--paraphrased: counts of 0, 4 or 16 (the paraphrases written)")
 
@@ -125,6 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
     data = make_fact_tracing_set("test", config.entities, config.seed)
     mode = "cosine"
     results = []
+    identities = {hostile_identity(k) for k in range(args.identities)}
     with tempfile.TemporaryDirectory(prefix="ledgerlm-null-poisoning-") as work:
         base = _base_model(config, Path(work), print)
         tokenizer = load_tokenizer(base)
@@ -134,13 +156,18 @@ def main(argv: list[str] | None = None) -> dict:
             hostile = [{"question": q, "answer": PARAPHRASES[i] if args.paraphrased else a}
                        for i, (q, a) in zip(positions, uploaded)]
             records = list(data.records) + [
-                {**r, "_contribution_id": 100_000 + k, "_contributor": HOSTILE,
+                {**r, "_contribution_id": 100_000 + k,
+                 "_contributor": hostile_identity(k % args.identities),
                  "_content_hash": record_content_hash(r)} for k, r in enumerate(hostile)]
             print(f"fine-tuning with {count} null answers uploaded", flush=True)
             t = _fine_tune(config, base, tokenizer, records, Path(work) / f"model-{count}")
             node = t.index.calibration
             recalibrated = partial(calibrate, t.index, t.model, tokenizer, node.settings,
                                    training_tokens=node.settings.training_tokens)
+            # as before rule 15: only one contributor at a time may be left out
+            with patch.object(calibration_rules, "_sole_holders",
+                              one_at_a_time(calibration_rules._sole_holders)):
+                before_15 = recalibrated()
             # as before rule 14: no row counts as paraphrasing a null answer
             with patch.object(calibration_rules, "_paraphrasing_rows",
                               lambda _i, _r, _s, _m, stated, longest: (stated, longest)):
@@ -150,7 +177,7 @@ def main(argv: list[str] | None = None) -> dict:
                                   lambda _self, _query: np.zeros(0, np.int64)):
                     before_13 = recalibrated()
             for rule, calibration in (("rule 12", before_13), ("rule 13", before_14),
-                                      (f"rule {RULE}", node)):
+                                      ("rule 14", before_15), (f"rule {RULE}", node)):
                 t.index.calibration = calibration
                 paid = [query_signals(t, q.prompt, q.answer, exact=False).paid[mode]
                         for q in data.queries]
@@ -165,7 +192,7 @@ def main(argv: list[str] | None = None) -> dict:
                     "payment": _payment(paid, data.queries),
                     "null_false_payout_rate": float(np.mean([r.evidence_bps > 0 for r in nulls])),
                     "hostile_bps_on_its_uploads": float(np.mean([
-                        sum(c.bps for c in r.contributors if c.contributor == HOSTILE)
+                        sum(c.bps for c in r.contributors if c.contributor in identities)
                         for r in farmed])) if farmed else 0.0})
                 r = results[-1]
                 print(f"{count} uploaded, {rule}: bars {r['gradient_bar']:.3f} / "
@@ -173,7 +200,8 @@ def main(argv: list[str] | None = None) -> dict:
                       flush=True)
             t.index.calibration = node
     table = ResultTable(
-        f"A contributor uploads null answers {'paraphrased' if args.paraphrased else 'word for word'}"
+        f"{'A contributor uploads' if args.identities == 1 else f'{args.identities} identities upload'}"
+        f" null answers {'paraphrased' if args.paraphrased else 'word for word'}"
         f": {args.model}, test split "
         f"({len(data.queries)} questions), {args.epochs} epochs, grad mode {mode}",
         ["null answers uploaded", "rule", "gradient bar", "span bar (tokens)",
@@ -187,15 +215,19 @@ def main(argv: list[str] | None = None) -> dict:
                       f"{p['top_paid_is_right']:.2f}", f"{r['null_false_payout_rate']:.3f}",
                       "" if not r["hostile"] else f"{r['hostile_bps_on_its_uploads']:.0f}")
     table.print()
-    payload = {"model": args.model, "paraphrased": args.paraphrased, "epochs": args.epochs, "counts": counts, "results": results,
+    payload = {"model": args.model, "paraphrased": args.paraphrased,
+               "identities": args.identities, "epochs": args.epochs, "counts": counts, "results": results,
                "seconds": time.perf_counter() - started}
     name = ("attribution_null_poisoning" + ("" if args.model == "tiny" else f"-{args.model}")
-            + ("-paraphrased" if args.paraphrased else ""))
+            + ("-paraphrased" if args.paraphrased else "")
+            + ("" if args.identities == 1 else f"-{args.identities}-identities"))
     write_result(name, payload, [table], json_path=args.out, notes=[
         "one torch thread; the hostile contributor's records are null answers with their "
         "questions, spread over the shipped list" + (", paraphrased" if args.paraphrased else "")
-        + "; rules 12 and 13 are the same index recalibrated as before rule 13 (no row counts as "
-        "stating a null answer) and before rule 14 (no row counts as paraphrasing one)",
+        + ("" if args.identities == 1 else f", from {args.identities} identities in turn")
+        + "; rules 12, 13 and 14 are the same index recalibrated as before rule 13 (no row counts "
+        "as stating a null answer), before rule 14 (no row counts as paraphrasing one) and before "
+        "rule 15 (one contributor at a time may be left out)",
         f"total {payload['seconds']:.0f} s"])
     return payload
 

@@ -343,6 +343,33 @@ def test_only_a_contributor_that_alone_raises_the_span_bar_has_rows_left_out():
     assert longest == [0, 6] and span_bar(longest, settings) == 7
 
 
+def test_identities_that_each_alone_hold_a_span_setting_the_bar_have_rows_left_out():
+    """Rule 15: X and Y each hold 7 tokens of another null answer, so leaving either out keeps the
+    bar (rule 14 left both in); leaving both out lowers it, and theirs are left out. A and B share
+    6 tokens of a third, which stays."""
+    from types import SimpleNamespace
+
+    from ledgerlm.attribution.calibration import (
+        CalibrationSettings,
+        _longest_spans,
+        _paraphrasing_rows,
+        span_bar,
+    )
+
+    first, second, third = list(range(50, 58)), list(range(60, 68)), list(range(70, 78))
+    rows = [[1, *third[:6], 2], [3, 4, 5, 6], [7, *third[:6], 8], [9, *first[:7], 10],
+            [11, *second[:7], 12]]
+    index = SimpleNamespace(spans=SpanIndex.build(rows), examples=[
+        SimpleNamespace(contributor=c) for c in ("A", "A", "B", "X", "Y")])
+    settings = CalibrationSettings()
+    readings = [[first], [second], [third]]
+    longest = _longest_spans(index, readings, settings, 4, [])
+    assert longest == [7, 7, 6] and span_bar(longest, settings) == 8
+    stated, longest = _paraphrasing_rows(index, readings, settings, 4, {}, longest)
+    assert stated == {0: (3,), 1: (4,)}
+    assert longest == [0, 0, 6] and span_bar(longest, settings) == 7
+
+
 def test_null_answers_one_contributor_paraphrases_neither_raise_the_span_bar_nor_pay(
     tiny_base, train_config, tmp_path, monkeypatch
 ):

@@ -117,8 +117,12 @@ _QUANTUM = 10**6  # evidence units per 1.0 when evidence becomes integers for th
 # stating it (rule 13), again while one contributor alone raises it: four records saying null
 # answers in other words had raised a tiny model's span bar from 4 tokens to 16, and the
 # Datanet's answers were paid 30 bps where they had been paid 5,720.
+# 15: so do the records of several contributors that each alone hold a null answer's span setting
+# the span bar, left out together: sixteen paraphrased null answers split between two identities
+# kept a tiny model's span bar at 16 tokens under rule 14, since leaving either out left the
+# other's span (the Datanet's answers were paid 30 bps; 5,711 from one identity).
 # A receipt that names none predates the numbering (rule 1 or earlier).
-RULE = 14
+RULE = 15
 
 
 @dataclass(frozen=True)

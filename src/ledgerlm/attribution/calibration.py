@@ -60,11 +60,19 @@ characters) count as stating it (`_paraphrasing_rows`), and the test repeats whi
 contributor alone raises the bar. Spans that set the bar in the rows of two contributors or more
 are left as they are: wording the Datanet shares with general text is what the bar is for, and a
 Datanet whose bar sits at `min_span` (every one the project measures without hostile uploads) is
-not touched (rule 14). The rows left in are measured by the bar they set, as in any Datanet,
-and the left-out ones earn nothing; since the null answers that chose which rows to leave out
-also set the bar, an unrelated answer may clear it somewhat more often than
-`false_payout_rate`. Several identities whose paraphrases reach exactly the same length would
-still raise the bar.
+not touched (rule 14). One contributor may be several identities: sixteen paraphrases split
+between two, the longest of each as long as the other's, kept the tiny model's span bar at 16
+tokens, since leaving either identity out left the other's span. So the contributors that each
+alone hold a span setting the bar (one per null answer whose span sets it, `_sole_holders`) are
+left out together: if the bar measured without all of them is lower, their rows are treated as
+one contributor's above (rule 15). The rows left in are measured by the bar they set, as in any
+Datanet, and the left-out ones earn nothing; since the null answers that chose which rows to
+leave out also set the bar, an unrelated answer may clear it somewhat more often than
+`false_payout_rate`. An honest contributor whose record happens to hold such a span beside a
+hostile one is left out with it for that record, where before every contributor's answers had
+to clear the raised bar. Identities that upload the same paraphrase (a span in two
+contributors' rows) would still raise the bar; the Datanet's near-duplicate gate stands in their
+way first.
 
 "Rare" is relative to the index too: a span that occurs in more than `rare_fraction` of the rows
 (and more than `min_span_rows`, so that a small Datanet may state a name in a few records) is a
@@ -150,8 +158,8 @@ class Calibration:
     # candidates could earn, whose receipts then stay what they were
     candidate_bar: dict[str, float] = field(default_factory=dict)
     # null answer (its position in the shipped list) -> the rows that state it (rule 13) or say
-    # it in other words for a contributor that alone raised the span bar (rule 14), which that
-    # answer was measured without (module docstring)
+    # it in other words for contributors that alone raised the span bar (rules 14 and 15), which
+    # that answer was measured without (module docstring)
     null_stated: dict[str, list[int]] = field(default_factory=dict)
 
     def bar(self, mode: str) -> float:
@@ -167,7 +175,7 @@ class Calibration:
         return self.candidate_bar.get(mode, 1.0)
 
     def generic_rows(self) -> np.ndarray:
-        """The rows that state a shipped null answer (or paraphrase one: rule 14): left out of the
+        """The rows that state a shipped null answer (or paraphrase one: rules 14, 15): left out of the
         bars' measure, and paid no evidence (module docstring)."""
         return stating_rows(self.null_stated)
 
@@ -307,35 +315,28 @@ def span_bar(longest: list[int], settings: CalibrationSettings) -> int:
 
 def _paraphrasing_rows(index, readings: list, settings: CalibrationSettings, max_rows: int,
                        stated: dict, longest: list[int]) -> tuple[dict, list[int]]:
-    """`stated` with the rows of a contributor that alone raises the span bar which hold a null
-    answer's rare span as long as the bar the other rows set, and the longest spans without them
-    (module docstring). Repeated while one contributor alone raises the bar."""
+    """`stated` with the rows of the contributors that each alone hold a span setting the span
+    bar which hold a null answer's rare span as long as the bar the other rows set, and the
+    longest spans without them (module docstring). Repeated while such contributors raise it."""
     owners = np.array([e.contributor for e in index.examples])
     stated = dict(stated)
     bar = span_bar(longest, settings)
     while bar > settings.min_span:
         generic = stating_rows(stated)
-        # who holds the spans that set the bar
-        setting = {int(r) for answer_readings in readings for ids in answer_readings
-                   for r in index.spans.rows_with_rare_span(
-                       ids, min_len=bar - 1, max_examples=max_rows,
-                       min_chars=settings.min_span_chars)} - set(generic.tolist())
-        lowest = None
-        for contributor in sorted({str(owners[r]) for r in setting}):
-            theirs = np.flatnonzero(owners == contributor)
-            without = _longest_spans(index, readings, settings, max_rows,
-                                     np.union1d(generic, theirs))
-            lower = span_bar(without, settings)
-            if lower < bar and (lowest is None or lower < lowest[0]):
-                lowest = (lower, contributor, theirs)
-        if lowest is None:
-            break  # the spans that set the bar are in the rows of two contributors or more
-        lower, _contributor, theirs = lowest
+        holders = _sole_holders(index, readings, settings, max_rows, longest, bar, owners,
+                                set(generic.tolist()))
+        if not holders:
+            break  # a span that sets the bar is in the rows of two contributors or more
+        theirs = np.flatnonzero(np.isin(owners, sorted(holders)))
+        without = _longest_spans(index, readings, settings, max_rows, np.union1d(generic, theirs))
+        lower = span_bar(without, settings)
+        if lower >= bar:
+            break
         for i, answer_readings in enumerate(readings):
             # of any number of characters: the floor on characters spares an honest row a short
-            # chance match, and this contributor's rows raised the bar ("Adding two and two gives
-            # you four." holds " four.<|im_end|>\n" of "Two plus two is four.", which a prompt
-            # asking its question would pay)
+            # chance match, and these contributors' rows raised the bar ("Adding two and two
+            # gives you four." holds " four.<|im_end|>\n" of "Two plus two is four.", which a
+            # prompt asking its question would pay)
             rows = {int(r) for ids in answer_readings
                     for r in index.spans.rows_with_rare_span(
                         ids, min_len=lower, max_examples=max_rows)}
@@ -347,6 +348,29 @@ def _paraphrasing_rows(index, readings: list, settings: CalibrationSettings, max
         longest = _longest_spans(index, readings, settings, max_rows, stating_rows(stated))
         bar = span_bar(longest, settings)
     return stated, longest
+
+
+def _sole_holders(index, readings: list, settings: CalibrationSettings, max_rows: int,
+                  longest: list[int], bar: int, owners: np.ndarray, left_out: set[int]
+                  ) -> set[str]:
+    """The contributors whose rows alone hold the span of a null answer that sets the span bar,
+    one contributor per such answer; empty when any such span is in two contributors' rows.
+
+    Several contributors may each hold one (rule 15): identities that split the uploads between
+    them, each with a paraphrase as long as the other's, raised the bar just as one did."""
+    holders: set[str] = set()
+    for answer_readings, length in zip(readings, longest):
+        if length < bar - 1:
+            continue
+        rows = {int(r) for ids in answer_readings
+                for r in index.spans.rows_with_rare_span(
+                    ids, min_len=bar - 1, max_examples=max_rows,
+                    min_chars=settings.min_span_chars)} - left_out
+        who = {str(owners[r]) for r in rows}
+        if len(who) != 1:
+            return set()
+        holders |= who
+    return holders
 
 
 def null_features(index, model, tokenizer, nulls: NullAnswers, graded: list[int],
