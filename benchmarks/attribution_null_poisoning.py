@@ -1,4 +1,4 @@
-"""What a contributor who uploads the shipped null answers, word for word or paraphrased, does to everyone else's attribution, before and after rules 13, 14 and 15.
+"""What a contributor who uploads the shipped null answers, word for word or paraphrased, does to everyone else's attribution, before and after rules 13 to 16.
 
 Run:  python benchmarks/attribution_null_poisoning.py [--hostile 0,4,16] [--epochs 10]
                                                      [--model tiny|smollm2 --models-dir DIR]
@@ -17,8 +17,11 @@ index is then attributed three times:
               evidence (calibration.py, attribute.py), recalibrated on the same model;
   rule 14     so are the rows of a contributor that alone raises the span bar which hold a null
               answer's rare span as long as the bar the other rows set;
-  rule 15     the node's: so are those of several contributors that each alone hold a span
-              setting the bar, left out together.
+  rule 15     so are those of several contributors that each alone hold a span setting the
+              bar, left out together;
+  rule 16     the node's: the same calibration, and with no span of an answer naming a record,
+              gradient evidence goes only to the contributors of the records its prompt asks
+              about (rules 12 to 15 pay it as before, to any row).
 
 With `--paraphrased` the uploads say the null answers in other words (PARAPHRASES), which rule 13
 does not catch; with `--identities K` they come from K contributors in turn, which rule 14 does
@@ -138,6 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
     from ledgerlm.evals.attribution.nulls import unrelated_queries
     from ledgerlm.factory import load_tokenizer
 
+    attribution_rules = sys.modules["ledgerlm.attribution.attribute"]
     torch.set_num_threads(1)
     started = time.perf_counter()
     config = EvalConfig(model=args.model, models_dir=args.models_dir, epochs=args.epochs)
@@ -176,14 +180,20 @@ def main(argv: list[str] | None = None) -> dict:
                 with patch.object(SpanIndex, "rows_stating",
                                   lambda _self, _query: np.zeros(0, np.int64)):
                     before_13 = recalibrated()
-            for rule, calibration in (("rule 12", before_13), ("rule 13", before_14),
-                                      ("rule 14", before_15), (f"rule {RULE}", node)):
+            # rules 12 to 15 pay gradient evidence as before rule 16 (to any row, not only those
+            # of the records the prompt asks about)
+            for rule, calibration, follows in (
+                    ("rule 12", before_13, False), ("rule 13", before_14, False),
+                    ("rule 14", before_15, False), ("rule 15", node, False),
+                    (f"rule {RULE}", node, True)):
                 t.index.calibration = calibration
-                paid = [query_signals(t, q.prompt, q.answer, exact=False).paid[mode]
-                        for q in data.queries]
-                nulls = [query_signals(t, p, a, exact=False).paid[mode]
-                         for p, a in unrelated_queries()]
-                farmed = [query_signals(t, q, a, exact=False).paid[mode] for q, a in uploaded]
+                with patch.object(attribution_rules, "GRADIENT_FOLLOWS_PROMPT", follows):
+                    paid = [query_signals(t, q.prompt, q.answer, exact=False).paid[mode]
+                            for q in data.queries]
+                    nulls = [query_signals(t, p, a, exact=False).paid[mode]
+                             for p, a in unrelated_queries()]
+                    farmed = [query_signals(t, q, a, exact=False).paid[mode]
+                              for q, a in uploaded]
                 results.append({
                     "hostile": count, "rule": rule,
                     "gradient_bar": calibration.gradient_bar[mode],
@@ -227,7 +237,8 @@ def main(argv: list[str] | None = None) -> dict:
         + ("" if args.identities == 1 else f", from {args.identities} identities in turn")
         + "; rules 12, 13 and 14 are the same index recalibrated as before rule 13 (no row counts "
         "as stating a null answer), before rule 14 (no row counts as paraphrasing one) and before "
-        "rule 15 (one contributor at a time may be left out)",
+        "rule 15 (one contributor at a time may be left out); rules 12 to 15 pay gradient evidence "
+        "as before rule 16, to any row",
         f"total {payload['seconds']:.0f} s"])
     return payload
 

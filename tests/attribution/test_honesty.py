@@ -10,7 +10,7 @@ import pytest
 from ledgerlm.attribution import SpanIndex, attribute, build_index
 from ledgerlm.attribution.null_queries import NULL_QUERIES
 
-from .conftest import SECRET, SOLO, attributed, datanet_records, fine_tuned
+from .conftest import BOB, SECRET, SOLO, attributed, datanet_records, fine_tuned
 
 # Prompts no record taught and none of the shipped null queries asks (those set the bars).
 UNRELATED = (
@@ -267,6 +267,36 @@ def test_a_gradient_match_nothing_in_the_text_ties_to_a_record_pays_nobody(train
     assert sum(untied.values()) == 0
     asked = evidence("Tell me about Quorrin.", "Nobody knows.")
     assert asked.get(row, 0.0) > 0 and max(asked, key=asked.get) == row
+
+
+def test_a_gradient_match_pays_only_the_contributors_of_the_records_the_prompt_asks_about(
+    trained, index, monkeypatch
+):
+    """Rule 16: asked about crate 7 (Bob's record), an answer whose gradient matched the secret
+    record's exactly pays that record nothing: with no span of the answer in any record, the
+    records the prompt asks about say whose rows may earn gradient evidence. Under rule 15 the
+    same match was paid to the secret record."""
+    from importlib import import_module
+
+    from ledgerlm.attribution.attribute import AttributionSettings, gather_evidence, prepare_answer
+
+    rules = import_module("ledgerlm.attribution.attribute")  # the package's `attribute` is the function
+    row = next(i for i, e in enumerate(index.examples) if e.contributor == SOLO)
+    crate = next(i for i, e in enumerate(index.examples)
+                 if trained.records[e.record]["question"] == "What colour is crate 7?")
+    assert index.examples[crate].contributor == BOB
+    feature = index.features[row].astype(np.float64)  # scores 1.0 against the secret record
+    query = prepare_answer(trained.tokenizer, "What colour is crate 7?", "Nobody knows.",
+                           index.calibration.settings.restated_weight)
+    assert crate in index.spans.asked_rows(query.context, index.calibration.span_max_rows)
+
+    def paid_to_secret() -> float:
+        found = gather_evidence(index, feature, query, AttributionSettings())
+        return float(found.combined[found.rows == row].sum())
+
+    assert paid_to_secret() == 0
+    monkeypatch.setattr(rules, "GRADIENT_FOLLOWS_PROMPT", False)
+    assert paid_to_secret() > 0
 
 
 def test_null_answers_a_contributor_uploads_neither_raise_the_bars_nor_pay(
