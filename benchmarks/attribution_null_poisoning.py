@@ -19,9 +19,9 @@ index is then attributed three times:
               answer's rare span as long as the bar the other rows set;
   rule 15     so are those of several contributors that each alone hold a span setting the
               bar, left out together;
-  rule 16     the node's: the same calibration, and with no span of an answer naming a record,
-              gradient evidence goes only to the contributors of the records its prompt asks
-              about (rules 12 to 15 pay it as before, to any row).
+  rule 16     the node's: the same calibration, and the uploaders' records left in tie no answer
+              to the Datanet, so an answer tied only through them earns no gradient evidence
+              (rules 12 to 15 tie answers as before).
 
 With `--paraphrased` the uploads say the null answers in other words (PARAPHRASES), which rule 13
 does not catch; with `--identities K` they come from K contributors in turn, which rule 14 does
@@ -180,14 +180,14 @@ def main(argv: list[str] | None = None) -> dict:
                 with patch.object(SpanIndex, "rows_stating",
                                   lambda _self, _query: np.zeros(0, np.int64)):
                     before_13 = recalibrated()
-            # rules 12 to 15 pay gradient evidence as before rule 16 (to any row, not only those
-            # of the records the prompt asks about)
+            # rules 12 to 15 tie answers to the Datanet as before rule 16 (through any record
+            # not left out, the uploaders' other records too)
             for rule, calibration, follows in (
                     ("rule 12", before_13, False), ("rule 13", before_14, False),
                     ("rule 14", before_15, False), ("rule 15", node, False),
                     (f"rule {RULE}", node, True)):
                 t.index.calibration = calibration
-                with patch.object(attribution_rules, "GRADIENT_FOLLOWS_PROMPT", follows):
+                with patch.object(attribution_rules, "GENERIC_OWNERS_UNTIE", follows):
                     paid = [query_signals(t, q.prompt, q.answer, exact=False).paid[mode]
                             for q in data.queries]
                     nulls = [query_signals(t, p, a, exact=False).paid[mode]

@@ -269,13 +269,13 @@ def test_a_gradient_match_nothing_in_the_text_ties_to_a_record_pays_nobody(train
     assert asked.get(row, 0.0) > 0 and max(asked, key=asked.get) == row
 
 
-def test_a_gradient_match_pays_only_the_contributors_of_the_records_the_prompt_asks_about(
+def test_records_of_a_contributor_that_uploaded_null_answers_tie_no_answer_to_the_datanet(
     trained, index, monkeypatch
 ):
-    """Rule 16: asked about crate 7 (Bob's record), an answer whose gradient matched the secret
-    record's exactly pays that record nothing: with no span of the answer in any record, the
-    records the prompt asks about say whose rows may earn gradient evidence. Under rule 15 the
-    same match was paid to the secret record."""
+    """Rule 16: asked about crate 7, an answer whose gradient matched the secret record's exactly
+    is gradient evidence for it (rule 11: the prompt ties the answer to the Datanet); once another
+    of Bob's records counts as stating a null answer, his crate record ties nothing, and the same
+    match pays nobody. Rule 15 still paid it."""
     from importlib import import_module
 
     from ledgerlm.attribution.attribute import AttributionSettings, gather_evidence, prepare_answer
@@ -284,19 +284,33 @@ def test_a_gradient_match_pays_only_the_contributors_of_the_records_the_prompt_a
     row = next(i for i, e in enumerate(index.examples) if e.contributor == SOLO)
     crate = next(i for i, e in enumerate(index.examples)
                  if trained.records[e.record]["question"] == "What colour is crate 7?")
-    assert index.examples[crate].contributor == BOB
+    uploaded = next(i for i, e in enumerate(index.examples)
+                    if e.contributor == BOB and i != crate)
     feature = index.features[row].astype(np.float64)  # scores 1.0 against the secret record
     query = prepare_answer(trained.tokenizer, "What colour is crate 7?", "Nobody knows.",
                            index.calibration.settings.restated_weight)
-    assert crate in index.spans.asked_rows(query.context, index.calibration.span_max_rows)
+    assert index.spans.asked_rows(query.context, index.calibration.span_max_rows).tolist() == [crate]
 
-    def paid_to_secret() -> float:
-        found = gather_evidence(index, feature, query, AttributionSettings())
+    def paid_to_secret(calibration) -> float:
+        found = gather_evidence(replace_calibration(index, calibration), feature, query,
+                                AttributionSettings())
         return float(found.combined[found.rows == row].sum())
 
-    assert paid_to_secret() == 0
-    monkeypatch.setattr(rules, "GRADIENT_FOLLOWS_PROMPT", False)
-    assert paid_to_secret() > 0
+    clean = index.calibration
+    assert paid_to_secret(clean) > 0
+    stating = replace(clean, null_stated={"0": [uploaded]})
+    assert paid_to_secret(stating) == 0
+    monkeypatch.setattr(rules, "GENERIC_OWNERS_UNTIE", False)
+    assert paid_to_secret(stating) > 0
+
+
+def replace_calibration(index, calibration):
+    """`index` with another calibration (a shallow copy: features and spans are shared)."""
+    from copy import copy
+
+    other = copy(index)
+    other.calibration = calibration
+    return other
 
 
 def test_null_answers_a_contributor_uploads_neither_raise_the_bars_nor_pay(

@@ -17,10 +17,9 @@ index's calibrated bar (calibration.py):
                      contributor earns g = (s - max(b, r)) / (1 - b) in [0, 1]: nothing at the
                      bar or when two contributors score alike, all of it at a perfect, unrivalled
                      match; when spans name contributors, only their rows may earn it
-                     (`gradient_clearance`); when none do, only the rows of the contributors of
-                     the records the prompt asks about may; and an answer the text ties to no
-                     record (no span of it in any record, no record the prompt asks about)
-                     earns none.
+                     (`gradient_clearance`), and an answer the text ties to no record (no
+                     span of it in any record, no record the prompt asks about, none of a
+                     contributor that uploaded null answers) earns none.
                      The answer's gradient evidence is the largest g, shared among the rows
                      that earned some in proportion to their g, and it explains only what
                      spans left unexplained.
@@ -70,7 +69,7 @@ from ledgerlm.attribution.restatement import content_weights
 from ledgerlm.attribution.spans import SpanEvidence
 from ledgerlm.money import BPS, split_by_weight
 
-GRADIENT_FOLLOWS_PROMPT = True  # rule 16; False gives rule 15's gradient evidence, to measure the change
+GENERIC_OWNERS_UNTIE = True  # rule 16; False gives rule 15's gradient evidence, to measure the change
 _QUANTUM = 10**6  # evidence units per 1.0 when evidence becomes integers for the split
 
 # The rule every receipt names, so a recomputation knows which one it checks: 1 split a span several
@@ -124,11 +123,11 @@ _QUANTUM = 10**6  # evidence units per 1.0 when evidence becomes integers for th
 # the span bar, left out together: sixteen paraphrased null answers split between two identities
 # kept a tiny model's span bar at 16 tokens under rule 14, since leaving either out left the
 # other's span (the Datanet's answers were paid 30 bps; 5,711 from one identity).
-# 16: with no span of the answer naming a record, only the contributors of the records the prompt
-# asks about may earn gradient evidence: two identities' paraphrased null answers, of which rule
-# 15 left five in, made "Which city is the capital of Egypt?" ask about "What is the capital of
-# France?", and the gradient then paid an honest record that "Cairo is the capital of Egypt."
-# resembled (SmolLM2, 2 of 40 unrelated prompts paid).
+# 16: the records of a contributor that rules 13 to 15 left records out of tie no answer to the
+# Datanet (rule 11): two identities' paraphrased null answers, of which rule 15 left five in, made
+# "Which city is the capital of Egypt?" ask about "What is the capital of France?", and the
+# gradient then paid an honest record that "Cairo is the capital of Egypt." resembled (SmolLM2,
+# 2 of 40 unrelated prompts paid).
 # A receipt that names none predates the numbering (rule 1 or earlier).
 RULE = 16
 
@@ -343,21 +342,20 @@ def gather_evidence(index: AttributionIndex, feature: np.ndarray, query: AnswerQ
     # gradient evidence either: a resemblance alone cannot tell what the Datanet taught from
     # what the base model already knew ("The capital of Peru is Lima." resembles "Brilpouth is
     # based in Lima.", and no record taught it).
-    asked = (np.zeros(0, np.int64) if len(named)
-             else index.spans.asked_rows(query.context, calibration.span_max_rows))
-    untied = (len(named) == 0 and not np.isin(holding, generic, invert=True).any()
-              and len(asked) == 0)
-    # What the text names decides whose rows may earn gradient evidence: the rows its spans name,
-    # or else the records the prompt asks about (rule 16). A prompt about something else ("Which
-    # city is the capital of Egypt?", which shares "is the capital of" with one uploaded record's
-    # question) no longer lets the gradient pay an unrelated record the answer resembles, and a
-    # prompt that asks only about records paid nothing (rules 13 to 15) leaves no one to pay.
-    earners = named
-    if not len(named) and len(asked) and GRADIENT_FOLLOWS_PROMPT:
-        earners = asked[~np.isin(asked, generic)]
-        untied = untied or not len(earners)
+    # The records of a contributor that uploaded null answers (rules 13 to 15 left some of its
+    # records out) tie no answer to the Datanet (rule 16): its other records say general
+    # knowledge too, which the bars were not measured against, and a question it uploaded ("What
+    # is the capital of France?") made "Which city is the capital of Egypt?" ask about it, after
+    # which the gradient paid an honest record that "Cairo is the capital of Egypt." resembled.
+    if GENERIC_OWNERS_UNTIE:
+        ties = ~np.isin(index.owner_codes(), index.owner_codes()[generic])
+        untied = (len(named) == 0 and not ties[holding].any() and not ties[
+            index.spans.asked_rows(query.context, calibration.span_max_rows)].any())
+    else:
+        untied = (len(named) == 0 and not np.isin(holding, generic, invert=True).any()
+                  and len(index.spans.asked_rows(query.context, calibration.span_max_rows)) == 0)
     cleared = (np.zeros(len(rows)) if spans.departs or untied
-               else gradient_clearance(index, scores, rows, bar, earners))
+               else gradient_clearance(index, scores, rows, bar, named))
     # rows only listed for the span they hold earn no gradient evidence they would not have
     cleared = np.where(np.isin(rows, considered) & ~np.isin(rows, generic), cleared, 0.0)
     total = float(cleared.sum())
