@@ -70,9 +70,10 @@ Datanet, and the left-out ones earn nothing; since the null answers that chose w
 leave out also set the bar, an unrelated answer may clear it somewhat more often than
 `false_payout_rate`. An honest contributor whose record happens to hold such a span beside a
 hostile one is left out with it for that record, where before every contributor's answers had
-to clear the raised bar. Identities that upload the same paraphrase (a span in two
-contributors' rows) would still raise the bar; the Datanet's near-duplicate gate stands in their
-way first.
+to clear the raised bar. Identities that upload the same text are one row (the index keeps
+content once, owned by its earliest contribution), and a near copy meets the Datanet's
+near-duplicate gate; different paraphrases from two identities that share the null answer's
+longest span put that span in two contributors' rows, and would still raise the bar.
 
 "Rare" is relative to the index too: a span that occurs in more than `rare_fraction` of the rows
 (and more than `min_span_rows`, so that a small Datanet may state a name in a few records) is a
