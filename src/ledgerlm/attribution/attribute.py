@@ -348,9 +348,13 @@ def gather_evidence(index: AttributionIndex, feature: np.ndarray, query: AnswerQ
     # is the capital of France?") made "Which city is the capital of Egypt?" ask about it, after
     # which the gradient paid an honest record that "Cairo is the capital of Egypt." resembled.
     if GENERIC_OWNERS_UNTIE:
-        ties = ~np.isin(index.owner_codes(), index.owner_codes()[generic])
-        untied = (len(named) == 0 and not ties[holding].any() and not ties[
-            index.spans.asked_rows(query.context, calibration.span_max_rows)].any())
+        owners = index.owner_codes()
+
+        def ties(found: np.ndarray) -> bool:  # only the few rows found, not the whole index
+            return bool(np.isin(owners[found], owners[generic], invert=True).any())
+
+        untied = (len(named) == 0 and not ties(holding) and not ties(
+            index.spans.asked_rows(query.context, calibration.span_max_rows)))
     else:
         untied = (len(named) == 0 and not np.isin(holding, generic, invert=True).any()
                   and len(index.spans.asked_rows(query.context, calibration.span_max_rows)) == 0)
