@@ -41,6 +41,14 @@ def test_a_body_nested_past_the_parsers_stack_is_refused_and_the_node_lives(http
     assert http.get("/node/info").status_code == 200
 
 
+def test_a_second_content_type_header_does_not_let_a_deep_body_past_the_guard(http):
+    # the route parses by the first Content-Type; a trailing form type once made the guard skip the body, and
+    # 200,000 levels sent that way ended the process
+    for types in (("application/json", "multipart/form-data"), ("application/x-www-form-urlencoded", "text/plain")):
+        headers = [("content-type", t) for t in types]
+        assert_refused(http.post("/v1/chat/completions", content=nested(1000), headers=headers), "nests")
+
+
 def test_half_a_surrogate_pair_is_refused_where_it_once_reached_the_database(http):
     lone = b'{"consumer":"0x' + b"11" * 20 + b'","cap":1,"nonce":1,"deadline":1,"signature":"0x\\ud800"}'
     assert_refused(http.post("/economy/caps", content=lone, headers=JSON), "surrogate")

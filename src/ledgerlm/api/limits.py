@@ -96,8 +96,11 @@ class BodyLimit:
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length")
         too_big = declared is not None and declared.isdigit() and int(declared) > self.max_bytes
-        content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-        chunks: list[bytes] | None = None if content_type in FORM_TYPES else []
+        # Every Content-Type header counts: the framework reads the first, so a form type in a later one must not
+        # exempt a JSON body from the shape check.
+        content_types = [v.split(b";")[0].strip().lower() for k, v in scope["headers"] if k.lower() == b"content-type"]
+        is_form = bool(content_types) and all(t in FORM_TYPES for t in content_types)
+        chunks: list[bytes] | None = None if is_form else []
         seen = 0
         read_by: float | None = None  # when the whole body must have arrived, counted from the first read
         body_done = False
