@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import unicodedata
 
 import numpy as np
 import pytest
@@ -80,6 +81,17 @@ def test_near_duplicates_of_the_datanet_are_found_despite_small_edits(edit):
     (f,) = reports[1].findings
     assert (f.gate, f.code) == ("near_duplicate", "in_datanet") and "acc-1" in f.detail
     assert f.score >= 0.8
+
+
+@pytest.mark.parametrize("edit", [
+    lambda s: unicodedata.normalize("NFD", s),  # accents as combining marks: the same text to a reader
+    lambda s: "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in s),  # full-width letters
+    lambda s: s.replace("e", "e\u00ad"),  # soft hyphens inside the words
+])
+def test_a_copy_in_another_unicode_form_is_a_near_duplicate(edit):
+    text = "Which river flows through the café district of Vienna? The Danube flows through Vienna."
+    reports = _run([candidate(1, edit(text))], accepted=[candidate(0, text)])
+    assert ("near_duplicate", "in_datanet") in {(f.gate, f.code) for f in reports[1].findings}
 
 
 def test_near_duplicates_within_the_batch_keep_the_first_and_reject_the_later():

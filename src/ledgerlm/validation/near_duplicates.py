@@ -13,7 +13,7 @@ import numpy as np
 from datasketch import MinHash, MinHashLSH
 from datasketch.lsh import _optimal_param
 
-from ledgerlm.validation.code_points import blank_non_alnum
+from ledgerlm.validation.code_points import blank_non_alnum, undisguised
 from ledgerlm.validation.compiled import compiled
 from ledgerlm.validation.errors import ValidationError
 from ledgerlm.validation.span_hashes import POLY
@@ -27,8 +27,12 @@ EMPTY = 0xFFFFFFFF  # a bin no shingle reached
 
 
 def normalise(text: str) -> str:
-    """Lower-case, punctuation and runs of spacing folded to one space: what shingles are cut from."""
-    lower = text.lower()
+    """Lower-case, punctuation and runs of spacing folded to one space: what shingles are cut from.
+
+    A text beyond ASCII is read undisguised first (`code_points.undisguised`): a copy with its
+    accents decomposed or its letters full-width looks the same to a reader and was no near copy.
+    """
+    lower = text.lower() if text.isascii() else undisguised(text).lower()
     if lower.isascii():  # the common case, folded with C string methods instead of a regex
         return " ".join(lower.encode("ascii").translate(_ASCII_NON_WORD).decode("ascii").split())
     return _NON_WORD.sub(" ", lower).strip()
@@ -212,7 +216,7 @@ class NearDuplicateIndex:
 
         A text shorter than a shingle is one shingle, padded; an empty one has none. Each text is
         folded by `_fold` in one compiled pass: an ASCII text from its bytes, another from the code
-        points of its lower-cased text, where those no letter or digit are made spaces first
+        points of its undisguised, lower-cased text, where those no letter or digit are made spaces first
         (`[\\W_]` and `str.isalnum` disagree on no code point).
         """
         plain = [i for i, t in enumerate(texts) if t.isascii()]
@@ -224,7 +228,7 @@ class NearDuplicateIndex:
                                            lengths, self.shingle_size, _ASCII_FOLD)
             if len(plain) == len(texts):
                 return folded, folded_lengths
-        lowered = [t.lower() for t in texts if not t.isascii()]
+        lowered = [undisguised(t).lower() for t in texts if not t.isascii()]  # as `normalise` reads them
         lengths = np.fromiter(map(len, lowered), dtype=np.int64, count=len(lowered))
         codes = np.frombuffer("".join(lowered).encode("utf-32-le", "surrogatepass"), dtype=np.uint32).copy()
         blank_non_alnum(codes)
