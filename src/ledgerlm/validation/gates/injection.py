@@ -82,13 +82,16 @@ def _plain(text: str) -> bool:
     return text.isascii() or not any(ch in text for ch in FOLDING)
 
 
-_ZERO_WIDTH = re.compile(r"(?<=[A-Za-z0-9])[\u200b\u200c\u200d\u2060\u180e\ufeff](?=[A-Za-z0-9])")
+# Hangul fillers draw as a blank yet are letters to a regex: between Latin words they hid an instruction
+# from every pattern ("Ignore\u3164all\u3164previous..."), and no Hangul text puts one beside a Latin letter
+_ZERO_WIDTH = re.compile(r"(?<=[A-Za-z0-9])[\u200b\u200c\u200d\u2060\u180e\ufeff\u115f\u1160\u3164\uffa0]"
+                         r"(?=[A-Za-z0-9])")
 _ZERO_WIDTH_ANY = re.compile(r"[\u200b\u2060\u180e]|(?<=.)\ufeff")
 _BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
 _TAGS = re.compile(r"[\U000e0000-\U000e007f]")
 _BIDI_CHARS = frozenset(map(chr, [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]))
-_ZERO_WIDTH_CHARS = frozenset("\u200b\u200c\u200d\u2060\u180e\ufeff")
-# tag characters, bidirectional controls and zero-width characters, as code point ranges
+_ZERO_WIDTH_CHARS = frozenset("\u200b\u200c\u200d\u2060\u180e\ufeff\u115f\u1160\u3164\uffa0")
+# tag characters, bidirectional controls and zero-width characters (Hangul fillers too), as code point ranges
 _HIDDEN_RANGES = ((0xE0000, 0xE007F), *((ord(c), ord(c)) for c in sorted(_BIDI_CHARS | _ZERO_WIDTH_CHARS)))
 _MARKER_TOKEN = re.compile(r"<\|[A-Za-z_]{1,24}\|>|\[\[[A-Z_]{3,}\]\]|\{\{[A-Z_]{3,}\}\}")
 _NON_ASCII_WORD = re.compile(r"\w*[^\x00-\x7f]\w*", re.UNICODE)
@@ -165,7 +168,7 @@ def _hidden_findings(text: str) -> list[tuple[str, float, str]]:
     n_zw = 0 if beyond.isdisjoint(_ZERO_WIDTH_CHARS) else len(
         {m.start() for m in _ZERO_WIDTH.finditer(text)} | {m.start() for m in _ZERO_WIDTH_ANY.finditer(text)})
     if n_zw:
-        out.append(("hidden_unicode", 0.8, f"{n_zw} zero-width character(s) inside words"))
+        out.append(("hidden_unicode", 0.8, f"{n_zw} zero-width or blank filler character(s) inside words"))
     mixed = []
     # a word mixes scripts only if some character of the text is Cyrillic or Greek
     words = _NON_ASCII_WORD.findall(text) if any(_script(ch) in ("CYRILLIC", "GREEK") for ch in beyond) else ()
