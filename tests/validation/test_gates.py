@@ -232,6 +232,15 @@ def test_junk_answer_in_a_qa_record_spoils_the_record():
     assert report.findings[0].gate == "junk" and "'answer'" in report.findings[0].detail
 
 
+@pytest.mark.parametrize("invisible", ["\u3164\u3164\u3164", "\u00ad\u00ad", "\u2060\ufe0f\u00ad", " \u3164 \u200c "])
+def test_text_a_reader_cannot_see_is_empty(invisible):
+    # default-ignorable characters draw as nothing (or a blank): such a field or record holds no content
+    question = "What is the capital of France, and which river runs through it?"
+    reports = _run([candidate(1, invisible), candidate(2, record={"question": question, "answer": invisible})])
+    assert ("junk", "empty") in {(f.gate, f.code) for f in reports[1].findings}
+    assert ("junk", "empty") in {(f.gate, f.code) for f in reports[2].findings}
+
+
 def test_a_label_alone_is_not_content():
     rec = {"text": "   ", "label": "sports"}
     report = _run([candidate(1, record=rec, label_field="label")])[1]

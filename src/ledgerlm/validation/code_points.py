@@ -85,6 +85,11 @@ def disguised(text: str) -> bool:
     return bool((described(points)[0] & DISGUISE).any())
 
 
+def without_ignorables(text: str) -> str:
+    """The text without its default-ignorable characters, which draw as nothing (or, Hangul fillers, a blank)."""
+    return text if text.isascii() else _IGNORABLE.sub("", text)
+
+
 def undisguised(text: str) -> str:
     """The text as a reader takes it in: default-ignorable characters removed, compatibility forms
     (full-width letters and digits, mathematical letters, ligatures, a no-break space) folded by

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ledgerlm.validation.code_points import without_ignorables
 from ledgerlm.validation.gates.text_counts import CONTROL_OTHER, count_texts
 from ledgerlm.validation.letter_bigrams import mean_surprisal_bits
 from ledgerlm.validation.policy import JunkRule
@@ -40,7 +41,8 @@ def _strength(value: float, threshold: float, worst: float) -> float:
 
 def junk_findings(text: str, rule: JunkRule) -> list[tuple[str, float, str]]:
     """(code, score, detail) for each junk signal the text trips; empty for ordinary text."""
-    stripped = text.strip()
+    # soft hyphens, zero-width characters and Hangul fillers show nothing: a text of them has no content
+    stripped = without_ignorables(text).strip()
     if not stripped:
         return [("empty", 1.0, "no visible content")]
     if len(stripped) < rule.min_chars:
@@ -174,6 +176,11 @@ def junk_findings_many(texts: Sequence[str], rule: JunkRule) -> list[list[tuple[
         if group:
             for i, found in zip(group, _counted_junk([texts[i] for i in group], rule)):
                 out[i] = found
+    # the compiled counts take a Hangul filler for a letter and a soft hyphen for a character: a text of
+    # characters that show nothing is judged alone
+    for i in wide:
+        if len(without_ignorables(texts[i]).strip()) < max(rule.min_chars, 1):
+            out[i] = None
     return [junk_findings(text, rule) if found is None else found for text, found in zip(texts, out)]
 
 
