@@ -430,6 +430,10 @@ DISGUISED_PERSONAL_DATA = [
     "Write to john.smith@example\u200d.com today.",
     "Write to john.smith\u00ad@example.com today.",
     "Write to " + _fullwidth("john.smith@example.com") + " today.",
+    # hyphens and dashes a reader takes for "-" between the groups of a number
+    *(f"Call me on 415{ch}555{ch}0132 tonight." for ch in ("\u2010", "\u2011", "\u2012", "\u2013", "\u2212")),
+    "SSN 123\u201045\u20106789 on file.",
+    "My card number is 4111\u20111111\u20111111\u20111111 thanks.",
 ]
 
 

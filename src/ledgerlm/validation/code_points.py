@@ -16,6 +16,9 @@ IGNORABLE_RANGES = ((0xAD, 0xAD), (0x34F, 0x34F), (0x61C, 0x61C), (0x115F, 0x116
                     (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3),
                     (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF))
 _IGNORABLE = re.compile("[" + "".join(f"{chr(a)}-{chr(b)}" for a, b in IGNORABLE_RANGES) + "]")
+# hyphens and dashes a reader takes for "-" between the groups of a number, which NFKC leaves as they are:
+# "415\u2011555\u20110132" hid a phone number (the em dash, wider and common in prose, is left out)
+_HYPHENS = {c: "-" for c in map(ord, "\u2010\u2011\u2012\u2013\u2212")}
 # the only characters beyond ASCII that IGNORECASE matches to an ASCII letter or that str.lower()
 # turns into one (dotted and dotless i, long s, Kelvin sign), checked over every code point: a
 # text without them folds as ASCII
@@ -71,7 +74,7 @@ def blank_non_alnum(codes: np.ndarray) -> None:
 def _disguises(c: int, ch: str) -> bool:
     if c < 128:
         return False
-    if ch.isdecimal() or any(a <= c <= b for a, b in IGNORABLE_RANGES):
+    if ch.isdecimal() or c in _HYPHENS or any(a <= c <= b for a, b in IGNORABLE_RANGES):
         return True
     folded = unicodedata.normalize("NFKC", ch)
     return folded != ch and any(x.isascii() for x in folded)
@@ -93,13 +96,13 @@ def without_ignorables(text: str) -> str:
 def undisguised(text: str) -> str:
     """The text as a reader takes it in: default-ignorable characters removed, compatibility forms
     (full-width letters and digits, mathematical letters, ligatures, a no-break space) folded by
-    NFKC, and decimal digits of every script written as ASCII digits.
+    NFKC, hyphens and en dashes written as "-", and decimal digits of every script written as ASCII digits.
 
     What the gates look for in it that the text as written hides (an instruction in full-width
     letters, an e-mail address split by a zero-width joiner, a card number in Arabic-Indic
     digits) is a finding too.
     """
-    plain = unicodedata.normalize("NFKC", _IGNORABLE.sub("", text))
+    plain = unicodedata.normalize("NFKC", _IGNORABLE.sub("", text)).translate(_HYPHENS)
     if plain.isascii():
         return plain
     return "".join(str(unicodedata.decimal(ch)) if ch.isdecimal() and not ch.isascii() else ch for ch in plain)
