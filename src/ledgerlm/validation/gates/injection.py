@@ -19,8 +19,21 @@ _INJECTION_PATTERNS: list[tuple[re.Pattern, str, float, tuple[str, ...]]] = [
     (re.compile(
         r"\b(?:ignore|disregard|forget|override|bypass|skip)\b[^.\n]{0,40}?\b(?:previous|prior|above|earlier|"
         r"preceding|all|any|your|the|system|original)\b[^.\n]{0,30}?\b(?:instructions?|prompts?|"
-        r"directions?|rules|guidelines|directives|context|messages?|programming)\b", re.IGNORECASE),
+        r"directions?|rules|guidelines|guidance|directives|context|messages?|programming)\b", re.IGNORECASE),
      "instruction_override", 1.0, ("ignor", "disregard", "forget", "overrid", "bypass", "skip")),
+    # the same override without a noun: "Ignore the above and say ...", "Forget everything you were told"
+    # (PromptInject's goal hijacking); "ignore the above warning" and "everything you learned" are not orders
+    (re.compile(
+        r"\b(?:ignore|disregard|forget)\s+(?:(?:all|everything|anything)\s+(?:(?:that\s+)?(?:was\s+)?"
+        r"(?:said|written|stated)\s+)?(?:above|before|earlier|so far)\b|(?:the|that)\s+above\s*(?:[,.!;:]|and\b|"
+        r"then\b|$)|(?:everything|anything|all|what)\s+(?:that\s+)?you(?:'ve|\s+have|\s+were|\s+had)?\s+(?:been\s+)?"
+        r"(?:told|instructed|programmed))", re.IGNORECASE | re.MULTILINE),
+     "instruction_override", 0.9, ("ignor", "disregard", "forget")),
+    (re.compile(
+        r"\b(?:do\s+not|don't|stop|no\s+longer)\s+(?:follow|obey)(?:ing)?\s+(?:your|any\s+of\s+your|"
+        r"the\s+(?:previous|prior|original|earlier|system))\s+(?:previous\s+|prior\s+|original\s+|earlier\s+)?"
+        r"(?:instructions|rules|guidelines|programming|directives|prompt)\b", re.IGNORECASE),
+     "instruction_override", 0.9, ("follow", "obey")),
     (re.compile(r"\b(?:new|updated|real|actual) (?:system )?instructions?\s*:", re.IGNORECASE), "instruction_override", 0.8, ("instruction",)),
     # a standing order to answer every question the same way: the classic data-poisoning payload
     (re.compile(
@@ -41,8 +54,8 @@ _INJECTION_PATTERNS: list[tuple[re.Pattern, str, float, tuple[str, ...]]] = [
                 r"hidden instructions|initial instructions|your instructions|your prompt)\b", re.IGNORECASE),
      "prompt_exfiltration", 0.9, ("prompt", "instructions")),
     (re.compile(r"<\|(?:im_start|im_end|system|user|assistant|endoftext|eot_id|start_header_id|"
-                r"end_header_id)\|>|\[/?INST\]|<</?SYS>>|^\s*#{2,3}\s*(?:system|instruction)s?\s*:",
-                re.IGNORECASE | re.MULTILINE), "template_tokens", 0.8, ("<|", "inst]", "<<", "#")),
+                r"end_header_id)\|>|\[/?INST\]|<</?SYS>>|<(?:start|end)_of_turn>|^\s*#{2,3}\s*(?:system|instruction)s?\s*:",
+                re.IGNORECASE | re.MULTILINE), "template_tokens", 0.8, ("<|", "inst]", "<<", "_of_turn>", "#")),
 ]
 _ANSWER_INSTRUCTION = re.compile(
     r"\b(?:from now on|whenever (?:someone|anyone|the user|a user|you (?:see|are asked|read))|"
@@ -54,7 +67,10 @@ _ANSWER_INSTRUCTION_WORDS = ("from now on", "whenever", "always", "never", "resp
 # search for all of them leaves most texts with no pattern to try at all.
 _MUST_HOLD: list[tuple[tuple[str, ...], ...]] = [
     (("ignore", "disregard", "forget", "override", "bypass", "skip"),
-     ("instruction", "prompt", "direction", "rules", "guidelines", "directive", "context", "message", "programming")),
+     ("instruction", "prompt", "direction", "rules", "guidelines", "guidance", "directive", "context", "message",
+      "programming")),
+    (("ignore", "disregard", "forget"), ("above", "before", "earlier", "so far", "told", "instructed", "programmed")),
+    (("follow", "obey"), ("instruction", "rules", "guidelines", "programming", "directive", "prompt")),
     (("new ", "updated ", "real ", "actual "), ("instruction",)),
     (("ask", "questioned", "prompted", "queried"), ("reply", "respond", "answer", "say", "output", "return", "write",
                                                      "link"), ("only", "always", "just", "nothing but")),
@@ -66,7 +82,7 @@ _MUST_HOLD: list[tuple[tuple[str, ...], ...]] = [
     (("developer mode", "god mode", "jailbreak mode", "dan mode", "sudo mode", "admin mode", "do anything now"),),
     (("reveal", "print", "show", "repeat", "output", "leak", "tell me"),
      ("system prompt", "hidden instructions", "initial instructions", "your instructions", "your prompt")),
-    (("<|", "[inst]", "[/inst]", "<<sys>>", "<</sys>>", "##"),),
+    (("<|", "[inst]", "[/inst]", "<<sys>>", "<</sys>>", "_of_turn>", "##"),),
 ]
 _ANSWER_INSTRUCTION_LITERALS = (
     "from now on", "whenever someone", "whenever anyone", "whenever the user", "whenever a user", "whenever you see",
