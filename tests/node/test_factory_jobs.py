@@ -152,6 +152,36 @@ def test_attribution_needs_a_signature_or_the_operator(trained, client, bob):
     assert other.status_code == 401 and "requestHash" in other.json()["error"]["message"]
 
 
+def test_attribution_refuses_text_past_the_models_context_before_any_compute(trained, client, bob):
+    """Any key may sign a RequestAttribution, so its work must be bounded: a prompt or answer past the model's
+    context (1,024 tokens here) once ran a gradient pass over all of it (13,000 tokens: 24 s, quadratic), holding
+    the lock receipts are attributed under. It is refused naming the field, and the nonce stays unused."""
+    from ledgerlm.api.attribution import AttributeRequest
+    from ledgerlm.client import NodeClient
+
+    anonymous = NodeClient(client.http.__class__(app=client.http.app, base_url=str(client.http.base_url)))
+    short = "What colour is the reef?"
+    cases = [("prompt", {"prompt": short + " " + short * 200, "answer": "The reef is copper."}),
+             ("prompt", {"prompt": "x" * 2_000_000, "answer": "The reef is copper."}),  # refused untokenized
+             ("answer", {"prompt": short, "answer": "The reef is copper. " * 300}),
+             ("max_new_tokens", {"prompt": short + " " + short * 100, "answer": None, "max_new_tokens": 1024}),
+             ("prompt", {"prompt": [{"role": "user", "content": {"text": short}}], "answer": "copper"}),
+             ("prompt", {"prompt": [{"content": short}], "answer": "copper"})]
+    for field, fields in cases:
+        body = {"model": "colours-tiny", "max_new_tokens": 64, **fields}
+        action = client._sign(bob, "RequestAttribution",
+                              {"model": "colours-tiny", "requestHash": AttributeRequest(**body).request_hash()})
+        refused = anonymous.http.post("/attribution", json={**body, "action": action})
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["field"] == field, refused.text
+        operator = client.http.post("/attribution", json=body)
+        assert operator.status_code == 400 and operator.json()["error"]["field"] == field, operator.text
+    body = {"model": "colours-tiny", "prompt": short, "answer": "The reef is copper.", "max_new_tokens": 64}
+    action = client._sign(bob, "RequestAttribution",
+                          {"model": "colours-tiny", "requestHash": AttributeRequest(**body).request_hash()})
+    assert anonymous.http.post("/attribution", json={**body, "action": action}).status_code == 200
+
+
 def test_settings_a_job_could_never_run_with_are_refused_before_it_is_queued(client, alice, carol, tmp_path,
                                                                             monkeypatch):
     """Wrong types, settings past their bounds, modules the base model lacks, more processes than the host has:

@@ -9,12 +9,15 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from ledgerlm.api.deps import get_node, is_operator
-from ledgerlm.errors import AuthError, NotFoundError
+from ledgerlm.errors import AuthError, LedgerError, NotFoundError
 from ledgerlm.identity import SignedAction, verify_action
 from ledgerlm.node import Node
 from ledgerlm.serving.receipts import public_attribution
 
 router = APIRouter(tags=["attribution"])
+
+# The turns training reads (serving renders a developer turn as a system one before it reaches a receipt).
+ROLES = ("system", "user", "assistant")
 
 
 class AttributeRequest(BaseModel):
@@ -54,8 +57,10 @@ def attribute(body: AttributeRequest, node: Node = Depends(get_node), operator: 
         records_shown = node.factory.datanets.may_read(record.datanet, signer)
         if not records_shown and node.factory.shown_to(record, signer) is None:
             raise NotFoundError(f"no fine-tuned model {body.model!r}", field="model")
-        node.accept_action(body.action, "RequestAttribution", {"model": body.model, "requestHash": body.request_hash()})
     attributor, lock = node.attributor(body.model)
+    check_fits(body, attributor)  # before the nonce is spent: a refused request may be sent again, fixed
+    if not operator:
+        node.accept_action(body.action, "RequestAttribution", {"model": body.model, "requestHash": body.request_hash()})
     with lock:  # attribution toggles the adapter's gradients: one request per model at a time
         answer = body.answer
         generated = answer is None
@@ -65,3 +70,44 @@ def attribute(body: AttributeRequest, node: Node = Depends(get_node), operator: 
     found = result.to_dict()
     return {"model": body.model, "prompt": body.prompt, "answer": answer, "generated": generated,
             **(found if records_shown else public_attribution(found))}
+
+
+def check_fits(body: AttributeRequest, attributor) -> None:
+    """Refuse what the model's context cannot hold before any compute: any key may sign a RequestAttribution, and
+    a gradient pass over a text costs the square of its length (a 4 MiB prompt would hold the model for hours)."""
+    messages = chat_messages(body.prompt)
+    context = int(getattr(attributor.model.config, "max_position_embeddings", 2048))
+    longest = max(len(t) for t in attributor.tokenizer.get_vocab())
+    # no token covers more characters than the vocabulary's longest: more text than that is too long untokenized
+    for field, chars in (("prompt", sum(len(m["content"]) for m in messages)), ("answer", len(body.answer or ""))):
+        if chars > context * longest:
+            raise LedgerError(f"the {field} is {chars} characters; model {body.model!r} reads at most {context} "
+                              f"tokens, which hold at most {context * longest} characters", field=field)
+    prompt = len(attributor.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                          return_dict=False))
+    if len(messages) >= context or prompt >= context:
+        raise LedgerError(f"the prompt is {max(prompt, len(messages))} tokens; model {body.model!r} reads at most "
+                          f"{context} (prompt and answer together)", field="prompt")
+    if body.answer is None:
+        if prompt + body.max_new_tokens > context:
+            raise LedgerError(f"the prompt is {prompt} tokens, so at most {context - prompt} new tokens fit model "
+                              f"{body.model!r}'s context of {context}, not {body.max_new_tokens}",
+                              field="max_new_tokens")
+        return
+    answer = len(attributor.tokenizer(body.answer, add_special_tokens=False)["input_ids"])
+    if prompt + answer >= context:  # the end-of-turn marker follows the answer
+        raise LedgerError(f"the prompt is {prompt} tokens and the answer {answer}; model {body.model!r} reads at "
+                          f"most {context} (prompt and answer together)", field="answer")
+
+
+def chat_messages(prompt: str | list[dict]) -> list[dict]:
+    """The prompt as the chat turns attribution renders, each a role training reads with text content."""
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    if not prompt:
+        raise LedgerError("the prompt holds no messages", field="prompt")
+    for i, message in enumerate(prompt):
+        if message.get("role") not in ROLES or not isinstance(message.get("content"), str):
+            raise LedgerError(f"prompt message {i} must have a role ({', '.join(ROLES)}) and text content, not "
+                              f"{str(message)[:200]}", field="prompt")
+    return prompt
