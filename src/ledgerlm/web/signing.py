@@ -23,6 +23,7 @@ router = APIRouter()
 DERIVED = {"CreateDatanet": {"name", "specHash"}, "Contribute": {"manifestHash"}, "CreateApiKey": {"capNonce", "capDeadline"},
            "TrainModel": {"modelId", "datanet", "version", "configHash"}}
 JS_SAFE_INTEGER = 2**53 - 1
+UINT256_DIGITS = len(str(2**256 - 1))
 API_KEY_DAYS = 30
 
 
@@ -116,7 +117,7 @@ def prepare(body: TypedDataRequest, request: Request) -> dict:
                           f"unknown {unknown or 'none'}", field=(missing or unknown)[0])
     kinds = dict(ACTIONS[body.action])
     for name in names:  # a page sends big integers as decimal strings, which JSON numbers cannot hold
-        if kinds[name].startswith("uint") and isinstance(fields[name], str) and fields[name].isdigit():
+        if kinds[name].startswith("uint") and isinstance(fields[name], str) and _decimal(fields[name]):
             fields[name] = int(fields[name])
     for name in names:  # what the node would refuse once signed is refused before the wallet is asked
         try:
@@ -127,6 +128,12 @@ def prepare(body: TypedDataRequest, request: Request) -> dict:
     # json, not orjson: a uint256 past 64 bits stays one exact integer in the text the page posts back
     return {"action": body.action, "typed": wallet_json(typed_data(body.action, message, node.domain)),
             "message": json.dumps(message, separators=(",", ":")), **extra}
+
+
+def _decimal(text: str) -> bool:
+    """ASCII digits a uint256 can hold (78 at most): int() reads other Unicode digits too, and refuses more than
+    4,300 digits with an error that was no refusal naming the field; anything else is left to `check_field`."""
+    return text.isascii() and text.isdigit() and len(text) <= UINT256_DIGITS
 
 
 class ReadRequestBody(BaseModel):
