@@ -730,3 +730,20 @@ def test_a_csv_cell_past_the_cell_limit_is_named_as_such(tmp_path):
     assert parse_error(records, path, "csv") == (
         "wide.csv line 2: a cell holds more than the CSV cell limit of 131072 characters; send such records as"
         " JSON Lines")
+
+
+@pytest.mark.parametrize("row", [b",,,", b"a,,,", b'"x\n",,,'])
+def test_a_csv_row_past_the_record_limit_is_refused_before_it_becomes_cells(tmp_path, row):
+    # 9 MB of commas was 9 million cells (8 bytes each) before the row's width was checked, and a row
+    # of nothing but commas was skipped as empty after it had taken that memory
+    path = tmp_path / "commas.csv"
+    path.write_bytes(b"question,answer\nq,a\n" + row * 3_000_000 + b"\n")
+    tracemalloc.start()
+    try:
+        message = parse_error(lambda: list(iter_records(path, path.name, "csv", max_record_bytes=1_000_000)))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert message == ("commas.csv row 2 (line 3): the record is larger than the limit of 1000000 bytes for one record"
+                       " (split it into smaller records)")
+    assert peak < 16_000_000  # what a row within the limit of 1 MB can take as cells, not what the file holds

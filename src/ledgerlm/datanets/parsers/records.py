@@ -285,17 +285,58 @@ def _json_record(stream: JsonStream, value: JsonValue, location: str):
     return record
 
 
+class _RowTooLong(Exception):
+    """A CSV row whose lines pass the record limit, raised before csv splits it into cells."""
+
+
+class _BoundedRows:
+    """The lines of a CSV as csv.reader pulls them, refused once one row's lines pass `limit` characters.
+
+    Written as JSON a record takes at least a byte per character of its row (a comma becomes at least
+    `"key":"",`), so a longer row is over the record limit; csv made a 30 MB row of commas 30 million
+    cells, 350 MB of memory, before any check could see it. The reader calls `row_done` after each row.
+    """
+
+    def __init__(self, text, limit: int):
+        self.text, self.limit, self.used, self.lines = text, limit, 0, 0
+        self.row_line = 1  # the line the row being read starts on
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        line = self.text.readline(self.limit - self.used + 1)
+        if not line:
+            raise StopIteration
+        self.used += len(line)
+        self.lines += 1
+        if self.used > self.limit:
+            raise _RowTooLong
+        return line
+
+    def row_done(self) -> None:
+        self.used, self.row_line = 0, self.lines + 1
+
+
 def _iter_csv(path: Path, name: str, validator, max_bytes: int) -> Iterator[ParsedRecord]:
     coercer = CsvCoercer(validator) if validator is not None else None
     with open(path, encoding="utf-8-sig", newline="") as text:
-        reader = csv.reader(text, strict=True)
+        lines = _BoundedRows(text, max_bytes + 2)  # room for a CRLF after a record of exactly max_bytes
+        reader = csv.reader(lines, strict=True)
+        rowno = None  # rows are numbered once the header is read
         try:
-            header = next((row for row in reader if row), None)
+            header = None
+            for row in reader:
+                lines.row_done()
+                if row:
+                    header = row
+                    break
             if header is None:
                 raise ParseError(f"{name}: file is empty (a CSV needs a header row)")
             header = _csv_header(f"{name} line {reader.line_num}", header)
             rowno = 0
             for cells in reader:
+                lines.row_done()
                 if not any(cell.strip() for cell in cells):
                     continue  # blank lines and all-empty rows (",,,") carry no data
                 rowno += 1
@@ -315,6 +356,9 @@ def _iter_csv(path: Path, name: str, validator, max_bytes: int) -> Iterator[Pars
                 yield _hashed(record, f"{name} row {rowno}", None, where, max_bytes)
         except UnicodeDecodeError:
             raise ParseError(_locate_bad_utf8(path, name)) from None
+        except _RowTooLong:
+            where = f"{name} line {lines.row_line}" if rowno is None else f"{name} row {rowno + 1} (line {lines.row_line})"
+            raise ParseError(f"{where}: {_too_large(max_bytes)}") from None
         except csv.Error as exc:
             if "field larger than field limit" in str(exc):
                 raise ParseError(f"{name} line {reader.line_num}: a cell holds more than the CSV cell limit of"
