@@ -18,6 +18,7 @@ ANY_DATANET = "*"
 # Read requests carry no nonce (reads change nothing), so a short life is what bounds a leaked one.
 MAX_READ_TTL = 300
 DEFAULT_READ_TTL = 120
+MAX_EXPIRY_DIGITS = 20  # a unix time in seconds has 10 digits for centuries yet
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,9 @@ def verify_read_request(value: str, domain: SigningDomain, *, now: int | None = 
     reader, datanet, expiry_text, signature = parts
     if not is_address(reader):
         raise AuthError(f"{READ_HEADER}: reader {reader!r} is not an address", field=field)
-    if not expiry_text.isdigit():
-        raise AuthError(f"{READ_HEADER}: expiry {expiry_text!r} is not a unix time", field=field)
+    # ASCII digits of a plausible length: int() reads other Unicode digits, and refuses past 4,300 digits
+    if not (expiry_text.isascii() and expiry_text.isdigit()) or len(expiry_text) > MAX_EXPIRY_DIGITS:
+        raise AuthError(f"{READ_HEADER}: expiry {expiry_text[:40]!r} is not a unix time", field=field)
     expiry = int(expiry_text)
     now = int(time.time()) if now is None else now
     if expiry < now:
