@@ -34,6 +34,9 @@ def test_pages_render_and_errors_read_as_sentences(http, client, alice, tmp_path
     assert '{"error"' not in page.text and "Traceback" not in page.text
     page = http.get("/web/validation?address=not-an-address")
     assert page.status_code == 400 and "is not an Ethereum address" in page.text
+    for q in ("9" * 5000, "\u00b2"):  # digits int() cannot read were once a 500 from the ledger's search box
+        page = http.get("/web/ledger", params={"q": q}, follow_redirects=True)
+        assert page.status_code == 400 and "Traceback" not in page.text, page.text[:300]
     # The JSON API keeps answering JSON at the same time.
     assert http.get("/datanets/missing").json()["error"]["field"] == "datanet"
 

@@ -15,6 +15,7 @@ router = APIRouter()
 
 RECENT_BLOCKS = 20
 ADDRESS_SCAN_BLOCKS = 200  # how far back an address page looks for its transactions
+BLOCK_DIGITS = 19  # a block number the database and the chain hold (below 2**63)
 TX_HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
 
 
@@ -30,7 +31,7 @@ def _names(node) -> dict[str, str]:
 def ledger_home(request: Request, q: str = ""):
     q = q.strip()
     if q:
-        if q.isdigit():
+        if q.isascii() and q.isdigit() and len(q) <= BLOCK_DIGITS:  # other text is an address or a hash
             return RedirectResponse(f"/web/ledger/blocks/{int(q)}", status_code=303)
         if TX_HASH.match(q):
             return RedirectResponse(f"/web/ledger/tx/{q}", status_code=303)
