@@ -747,3 +747,14 @@ def test_a_csv_row_past_the_record_limit_is_refused_before_it_becomes_cells(tmp_
     assert message == ("commas.csv row 2 (line 3): the record is larger than the limit of 1000000 bytes for one record"
                        " (split it into smaller records)")
     assert peak < 16_000_000  # what a row within the limit of 1 MB can take as cells, not what the file holds
+
+
+def test_blank_json_lines_are_skipped_without_parsing_them(tmp_path, monkeypatch):
+    # each blank line raised and caught a parse error: 20 MB of newlines held the node for 44 s
+    path = tmp_path / "blank.jsonl"
+    path.write_bytes(b"\n\r\n" * 1000 + b'{"question": "q", "answer": "a"}\n' + b"\n" * 1000)
+    calls = []
+    real = orjson.loads
+    monkeypatch.setattr(orjson, "loads", lambda data: calls.append(data) or real(data))
+    assert [r.location for r in records(path)] == ["blank.jsonl line 2001"]
+    assert len(calls) == 1
