@@ -258,11 +258,15 @@ def test_a_private_datanet_is_scored_only_by_members_and_its_data_needs_their_si
     anonymous = http.get(f"/validation/queue/{member.address}").json()
     assert anonymous and all(i["payload"] is None and "withheld" in i for i in anonymous)
     assert "harbour" not in http.get(f"/validation/queue/{member.address}").text
+    # the file name and the gates' findings (which quote masked emails, card digits, edited words) are the
+    # records' too: once shown to anyone asking
+    assert all(i["source"] is None and i["flags"] == [] for i in anonymous)
+    assert "v.jsonl" not in http.get(f"/web/validation?address={member.address}").text
     forged = {READ_HEADER: sign_read_request(stranger, node.domain)}
     assert all(i["payload"] is None for i in http.get(f"/validation/queue/{member.address}", headers=forged).json())
     signed = {READ_HEADER: sign_read_request(member, node.domain)}
     mine = http.get(f"/validation/queue/{member.address}", headers=signed).json()
-    assert len(mine) == 2 and all("harbour" in i["payload"] for i in mine)
+    assert len(mine) == 2 and all("harbour" in i["payload"] and "v.jsonl" in i["source"] for i in mine)
     # the round itself names the private Datanet, its contributions and validators: the same readers only
     round_id = opened["id"]
     assert http.get(f"/validation/rounds/{round_id}").status_code == 401

@@ -67,8 +67,8 @@ def queue(address: str, node: Node = Depends(get_node), grant: ReadGrant | None 
                 node.datanets.require_access(item["datanet"], reader)
             except LedgerError:
                 allowed = False
-        if not allowed:
-            item["payload"] = None
+        if not allowed:  # the file's name and the gates' findings (masked emails, card digits) are its data too
+            item.update(payload=None, source=None, flags=[])
             item["withheld"] = f"private Datanet: sign a read request as {address} to see it"
     return items
 

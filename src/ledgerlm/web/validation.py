@@ -72,8 +72,9 @@ def validation_home(request: Request, address: str = ""):
     queue, reputation, chart = None, None, None
     if address:
         address = _address(address)
-        queue = [{**item, "payload": _text(item["payload"]) if _may_read(request, node, item, address) else None}
-                 for item in node.validation.queue(address)]
+        # as the API shows it: a private Datanet's file names and gate findings only with its data
+        queue = [{**item, "payload": _text(item["payload"])} if _may_read(request, node, item, address) else
+                 {**item, "payload": None, "source": None, "flags": []} for item in node.validation.queue(address)]
         reputation = {"contributor": node.validation.reputation(address, "contributor"),
                       "validator": node.validation.reputation(address, "validator")}
         chart = reputation_chart({role: node.validation.reputation_history(address, role)
