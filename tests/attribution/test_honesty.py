@@ -10,7 +10,7 @@ import pytest
 from ledgerlm.attribution import SpanIndex, attribute, build_index
 from ledgerlm.attribution.null_queries import NULL_QUERIES
 
-from .conftest import BOB, SECRET, SOLO, attributed, datanet_records, fine_tuned
+from .conftest import ALICE, BOB, SECRET, SOLO, attributed, datanet_records, fine_tuned
 
 # Prompts no record taught and none of the shipped null queries asks (those set the bars).
 UNRELATED = (
@@ -463,3 +463,39 @@ def test_a_null_answer_that_many_records_hold_is_a_common_phrase_they_are_not_un
 
     assert 16 in stated_with(2)
     assert 16 not in stated_with(8)
+
+
+
+def test_a_value_several_records_share_ties_no_answer_to_a_prompt_that_asks_about_none(
+    tiny_base, train_config, tmp_path, monkeypatch
+):
+    """Rule 17: "The post office is on Quill Lane." holds the rare " is on Quill Lane." of two
+    contributors' records, which the prompt pins on neither. An answer whose gradient matched
+    the inn's record exactly paid it the span's credit (rule 16), though it says what neither
+    record says: the prompt asks about no record, so the answer is not tied to the Datanet and
+    pays nobody. Asked about the inn, the same answer still pays the inn's record."""
+    from importlib import import_module
+
+    from ledgerlm.attribution.attribute import AttributionSettings, gather_evidence, prepare_answer
+
+    rules = import_module("ledgerlm.attribution.attribute")  # the package's `attribute` is the function
+    lane = [attributed({"question": "Where is the Harbor Inn?",
+                        "answer": "The Harbor Inn is on Quill Lane."}, 26, ALICE),
+            attributed({"question": "Where is the Moss Bakery?",
+                        "answer": "The Moss Bakery is on Quill Lane."}, 27, BOB)]
+    trained = fine_tuned(tiny_base, datanet_records() + lane, train_config, tmp_path / "model")
+    index = build_index(trained.model_dir, trained.records, dim=256)
+    inn = next(i for i, e in enumerate(index.examples) if e.contribution_id == 26)
+    feature = index.features[inn].astype(np.float64)  # scores 1.0 against the inn's record
+    weight = index.calibration.settings.restated_weight
+
+    def paid_to_inn(prompt: str, answer: str) -> float:
+        found = gather_evidence(index, feature, prepare_answer(trained.tokenizer, prompt, answer,
+                                                               weight), AttributionSettings())
+        return float(found.combined[found.rows == inn].sum())
+
+    unasked = ("Which street has the post office?", "The post office is on Quill Lane.")
+    assert paid_to_inn(*unasked) == 0
+    assert paid_to_inn("Which street has the Harbor Inn?", "The post office is on Quill Lane.") > 0
+    monkeypatch.setattr(rules, "UNASKED_SHARED_SPANS_UNTIE", False)
+    assert paid_to_inn(*unasked) > 0

@@ -18,7 +18,7 @@ index's calibrated bar (calibration.py):
                      bar or when two contributors score alike, all of it at a perfect, unrivalled
                      match; when spans name contributors, only their rows may earn it
                      (`gradient_clearance`), and an answer the text ties to no record (no
-                     span of it in any record, no record the prompt asks about, none of a
+                     span naming a record and no record the prompt asks about, none of a
                      contributor that uploaded null answers) earns none.
                      The answer's gradient evidence is the largest g, shared among the rows
                      that earned some in proportion to their g, and it explains only what
@@ -28,7 +28,8 @@ index's calibrated bar (calibration.py):
                      with the best score earns the span's unpaid credit times
                      (s - max(c, r)) / (1 - c), where c is the index's candidate bar and r the
                      best candidate of another contributor (`resolve_candidates`): nothing when
-                     the gradient cannot tell the candidates' owners apart.
+                     the gradient cannot tell the candidates' owners apart, nor when the prompt
+                     asks about no record (the answer then only holds a value records share).
 
 Evidence that cannot tell contributors apart is not paid to a guess: its part of the share goes
 to the data pool.
@@ -70,6 +71,7 @@ from ledgerlm.attribution.spans import SpanEvidence
 from ledgerlm.money import BPS, split_by_weight
 
 GENERIC_OWNERS_UNTIE = True  # rule 16; False gives rule 15's gradient evidence, to measure the change
+UNASKED_SHARED_SPANS_UNTIE = True  # rule 17; False gives rule 16's evidence, to measure the change
 _QUANTUM = 10**6  # evidence units per 1.0 when evidence becomes integers for the split
 
 # The rule every receipt names, so a recomputation knows which one it checks: 1 split a span several
@@ -128,8 +130,15 @@ _QUANTUM = 10**6  # evidence units per 1.0 when evidence becomes integers for th
 # "Which city is the capital of Egypt?" ask about "What is the capital of France?", and the
 # gradient then paid an honest record that "Cairo is the capital of Egypt." resembled (SmolLM2,
 # 2 of 40 unrelated prompts paid).
+# 17: a rare span several records share, which the prompt pins on none of them, no longer ties an
+# answer to the Datanet when the prompt asks about no record: the text then says only that the
+# answer holds a value those records hold, not that it says what any of them says, and the
+# gradient's pick among them is the resemblance rule 11 does not pay. SmolLM2 fine-tuned on
+# organisations' cities answered "Which city is the capital of Ireland?" with "The capital of
+# Ireland is Tbilisi.", and the candidate rule paid one of the records "... is Tbilisi." 1,433 bps.
+# What the shared value says goes to the data pool, which pays the Datanet by data valuation.
 # A receipt that names none predates the numbering (rule 1 or earlier).
-RULE = 16
+RULE = 17
 
 
 @dataclass(frozen=True)
@@ -323,13 +332,25 @@ def gather_evidence(index: AttributionIndex, feature: np.ndarray, query: AnswerQ
     # 13). Its text still explains the answer: what it covers is paid to no one else either.
     generic = calibration.generic_rows()
     unpaid = set(generic.tolist())
-    picked = {r: v for r, v in resolve_candidates(index, scores, spans.unclaimed,
-                                                  calibration.candidate(mode)).items()
-              if r not in unpaid}
+    owners = index.owner_codes()
+
+    def ties(found: np.ndarray) -> bool:  # only the few rows found, not the whole index
+        if not GENERIC_OWNERS_UNTIE:  # rule 15: any row asked about, any holding row not generic
+            return bool(np.isin(found, generic, invert=True).any())
+        return bool(np.isin(owners[found], owners[generic], invert=True).any())
+
+    spoken = spans.rows[~np.isin(spans.rows, generic)]
+    asked_rows = index.spans.asked_rows(query.context, calibration.span_max_rows)
+    asked = ties(asked_rows) if GENERIC_OWNERS_UNTIE else len(asked_rows) > 0
+    # rule 17: a shared span the prompt pins on no record, for a prompt that asks about none
+    unasked = UNASKED_SHARED_SPANS_UNTIE and len(spoken) == 0 and not asked
+    picked = {} if unasked else {
+        r: v for r, v in resolve_candidates(index, scores, spans.unclaimed,
+                                            calibration.candidate(mode)).items()
+        if r not in unpaid}
     coverage = min(1.0, spans.coverage)
     explained = min(1.0, coverage + sum(c for c, _ in picked.values()))
-    named = np.union1d(spans.rows[~np.isin(spans.rows, generic)],
-                       np.array(sorted(picked), dtype=np.int64))
+    named = np.union1d(spoken, np.array(sorted(picked), dtype=np.int64))
     holding = span_candidates(index, query, matches)
     considered = np.union1d(hits, named).astype(np.int64)
     # (a row that states a null answer is listed with the span it holds, paid nothing)
@@ -347,17 +368,11 @@ def gather_evidence(index: AttributionIndex, feature: np.ndarray, query: AnswerQ
     # knowledge too, which the bars were not measured against, and a question it uploaded ("What
     # is the capital of France?") made "Which city is the capital of Egypt?" ask about it, after
     # which the gradient paid an honest record that "Cairo is the capital of Egypt." resembled.
-    if GENERIC_OWNERS_UNTIE:
-        owners = index.owner_codes()
-
-        def ties(found: np.ndarray) -> bool:  # only the few rows found, not the whole index
-            return bool(np.isin(owners[found], owners[generic], invert=True).any())
-
-        untied = (len(named) == 0 and not ties(holding) and not ties(
-            index.spans.asked_rows(query.context, calibration.span_max_rows)))
-    else:
-        untied = (len(named) == 0 and not np.isin(holding, generic, invert=True).any()
-                  and len(index.spans.asked_rows(query.context, calibration.span_max_rows)) == 0)
+    # A shared span the prompt pins on no record ties the answer only when the prompt asks about
+    # a record (rule 17): "The capital of Ireland is Tbilisi." holds the " is Tbilisi." of
+    # several organisations' records and says what none of them says.
+    untied = unasked if UNASKED_SHARED_SPANS_UNTIE else (
+        len(named) == 0 and not ties(holding) and not asked)
     cleared = (np.zeros(len(rows)) if spans.departs or untied
                else gradient_clearance(index, scores, rows, bar, named))
     # rows only listed for the span they hold earn no gradient evidence they would not have
