@@ -7,6 +7,10 @@ import time
 
 from ledgerlm.serving.errors import RateLimitError
 
+# Buckets kept before idle ones are swept: keyless calls are limited per client address, and an
+# address seen once must not hold memory for good (an IPv6 client has addresses to spare).
+SWEEP_AT = 4096
+
 
 class KeyLimits:
     def __init__(self, *, requests_per_minute: int, max_concurrent: int):
@@ -16,6 +20,7 @@ class KeyLimits:
         self._buckets: dict[str, tuple[float, float]] = {}  # key → (tokens, last refill time)
         self._running: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._sweep_at = SWEEP_AT
 
     def acquire(self, key: str, who: str = "this key") -> None:
         """Admit one call on `key` (`who` names it in the refusal), or raise 429 naming the limit it hit."""
@@ -32,7 +37,23 @@ class KeyLimits:
                                      f"{wait:.1f}s" + ("" if who == "this key" else f" ({who})"), field="authorization")
             self._buckets[key] = (tokens - 1.0, now)
             self._running[key] = self._running.get(key, 0) + 1
+            if len(self._buckets) >= self._sweep_at:
+                self._sweep(now)
 
     def release(self, key: str) -> None:
         with self._lock:
             self._running[key] -= 1
+            if not self._running[key]:
+                del self._running[key]
+
+    def __len__(self) -> int:
+        """Keys whose bucket is kept."""
+        return len(self._buckets)
+
+    def _sweep(self, now: float) -> None:
+        """Forget the buckets that have refilled with no call running: a full bucket is what an unseen key gets.
+        The next sweep waits until the kept buckets double, so sweeping costs O(1) per call."""
+        refill = self.burst / self.rate
+        for key in [k for k, (_, last) in self._buckets.items() if now - last >= refill and k not in self._running]:
+            del self._buckets[key]
+        self._sweep_at = max(SWEEP_AT, 2 * len(self._buckets))
