@@ -339,11 +339,13 @@ def gather_evidence(index: AttributionIndex, feature: np.ndarray, query: AnswerQ
             return bool(np.isin(found, generic, invert=True).any())
         return bool(np.isin(owners[found], owners[generic], invert=True).any())
 
+    def asked() -> bool:  # read only when no span names a record
+        found = index.spans.asked_rows(query.context, calibration.span_max_rows)
+        return ties(found) if GENERIC_OWNERS_UNTIE else len(found) > 0
+
     spoken = spans.rows[~np.isin(spans.rows, generic)]
-    asked_rows = index.spans.asked_rows(query.context, calibration.span_max_rows)
-    asked = ties(asked_rows) if GENERIC_OWNERS_UNTIE else len(asked_rows) > 0
     # rule 17: a shared span the prompt pins on no record, for a prompt that asks about none
-    unasked = UNASKED_SHARED_SPANS_UNTIE and len(spoken) == 0 and not asked
+    unasked = UNASKED_SHARED_SPANS_UNTIE and len(spoken) == 0 and not asked()
     picked = {} if unasked else {
         r: v for r, v in resolve_candidates(index, scores, spans.unclaimed,
                                             calibration.candidate(mode)).items()
@@ -372,7 +374,7 @@ def gather_evidence(index: AttributionIndex, feature: np.ndarray, query: AnswerQ
     # a record (rule 17): "The capital of Ireland is Tbilisi." holds the " is Tbilisi." of
     # several organisations' records and says what none of them says.
     untied = unasked if UNASKED_SHARED_SPANS_UNTIE else (
-        len(named) == 0 and not ties(holding) and not asked)
+        len(named) == 0 and not ties(holding) and not asked())
     cleared = (np.zeros(len(rows)) if spans.departs or untied
                else gradient_clearance(index, scores, rows, bar, named))
     # rows only listed for the span they hold earn no gradient evidence they would not have
