@@ -231,3 +231,20 @@ def test_one_developer_may_not_queue_ahead_of_everyone(client, alice, carol, tmp
     client.factory.control(carol, queued[0]["id"], "cancel")
     train(carol, "carol-again")  # a job that ended (here: cancelled) frees its place
     assert "carol-spam" not in {j["model_id"] for j in client.factory.jobs()}
+
+
+def test_job_event_streams_open_at_once_are_capped_and_the_job_stays_readable(trained, client, monkeypatch):
+    """Each event stream polls the database while its job runs and needs no signature to open: past the
+    node's cap a stream is refused with 429 naming the job, and the job itself still reads."""
+    from ledgerlm.api import factory as routes
+
+    job_id = client.http.get("/factory/jobs").json()[0]["id"]
+    events = f"/factory/jobs/{job_id}/events"
+    finished = client.http.get(events)
+    assert finished.status_code == 200 and '"state": "done"' in finished.text
+    assert routes.EVENT_STREAMS["open"] == 0  # a stream that ended no longer counts
+    monkeypatch.setattr(routes, "MAX_EVENT_STREAMS", 0)
+    refused = client.http.get(events)
+    assert refused.status_code == 429 and "event streams are open" in refused.text
+    assert refused.json()["error"]["field"] == "job_id"
+    assert client.http.get(f"/factory/jobs/{job_id}").json()["state"] == "done"

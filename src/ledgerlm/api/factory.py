@@ -15,8 +15,15 @@ from ledgerlm.api.deps import get_node, is_operator, read_grant, reader_of, requ
 from ledgerlm.factory.jobs import TrainRequest
 from ledgerlm.identity import ReadGrant, SignedAction
 from ledgerlm.node import Node
+from ledgerlm.serving.errors import RateLimitError
 
 router = APIRouter(tags=["factory"])
+
+# Job event streams open at once, on this node: each polls the database twice a second while its job
+# runs, and a job's readers need sign nothing to open one, so a reader holding thousands would load
+# the database for everyone.
+MAX_EVENT_STREAMS = 64
+EVENT_STREAMS = {"open": 0}  # one event loop serves them all: no lock
 
 
 class PullRequest(BaseModel):
@@ -166,16 +173,24 @@ def control(job_id: int, body: ActionBody, node: Node = Depends(get_node)) -> di
 async def events(job_id: int, node: Node = Depends(get_node), grant: ReadGrant | None = Depends(read_grant)):
     """Server-sent events: the job's state and progress whenever they change, until it ends."""
     _readable_job(node, job_id, grant)
+    if EVENT_STREAMS["open"] >= MAX_EVENT_STREAMS:
+        raise RateLimitError(f"{MAX_EVENT_STREAMS} job event streams are open, the most this node serves at once; "
+                             f"read GET /factory/jobs/{job_id} instead, or retry when one ends", field="job_id")
 
     async def stream():
-        last = None
-        while True:
-            current = node.factory.job(job_id).model_dump()
-            if current != last:
-                yield f"data: {json.dumps(current)}\n\n"
-                last = current
-            if current["state"] in ("stopped", "failed", "done"):
-                return
-            await asyncio.sleep(0.5)
+        # counted from its first step: a stream the client left before it began never runs its `finally`
+        EVENT_STREAMS["open"] += 1
+        try:
+            last = None
+            while True:
+                current = node.factory.job(job_id).model_dump()
+                if current != last:
+                    yield f"data: {json.dumps(current)}\n\n"
+                    last = current
+                if current["state"] in ("stopped", "failed", "done"):
+                    return
+                await asyncio.sleep(0.5)
+        finally:
+            EVENT_STREAMS["open"] -= 1
 
     return StreamingResponse(stream(), media_type="text/event-stream")
