@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import weakref
 
 import orjson
 from fastapi import APIRouter, Depends
@@ -13,13 +12,13 @@ from ledgerlm.api.deps import get_node, is_operator
 from ledgerlm.errors import AuthError, LedgerError, NotFoundError
 from ledgerlm.identity import SignedAction, verify_action
 from ledgerlm.node import Node
+from ledgerlm.serving.context import check_text_fits
 from ledgerlm.serving.receipts import public_attribution
 
 router = APIRouter(tags=["attribution"])
 
 # The turns training reads (serving renders a developer turn as a system one before it reaches a receipt).
 ROLES = ("system", "user", "assistant")
-_LONGEST: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> its longest token's characters
 
 
 class AttributeRequest(BaseModel):
@@ -79,34 +78,25 @@ def check_fits(body: AttributeRequest, attributor) -> None:
     a gradient pass over a text costs the square of its length (a 4 MiB prompt would hold the model for hours)."""
     messages = chat_messages(body.prompt)
     context = int(getattr(attributor.model.config, "max_position_embeddings", 2048))
-    longest = longest_token(attributor.tokenizer)
-    # no token covers more characters than the vocabulary's longest: more text than that is too long untokenized
-    for field, chars in (("prompt", sum(len(m["content"]) for m in messages)), ("answer", len(body.answer or ""))):
-        if chars > context * longest:
-            raise LedgerError(f"the {field} is {chars} characters; model {body.model!r} reads at most {context} "
-                              f"tokens, which hold at most {context * longest} characters", field=field)
-    prompt = len(attributor.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                                          return_dict=False))
-    if len(messages) >= context or prompt >= context:
-        raise LedgerError(f"the prompt is {max(prompt, len(messages))} tokens; model {body.model!r} reads at most "
-                          f"{context} (prompt and answer together)", field="prompt")
+    tokenizer = attributor.tokenizer
+    check_text_fits(tokenizer, context, [m["content"] for m in messages], "prompt", messages=True)
+    if body.answer is not None:
+        check_text_fits(tokenizer, context, [body.answer], "answer", what="answer")
+    prompt = len(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                               return_dict=False))
+    if prompt >= context:
+        raise LedgerError(f"the prompt is {prompt} tokens; model {body.model!r} reads at most {context} (prompt "
+                          "and answer together)", field="prompt")
     if body.answer is None:
         if prompt + body.max_new_tokens > context:
             raise LedgerError(f"the prompt is {prompt} tokens, so at most {context - prompt} new tokens fit model "
                               f"{body.model!r}'s context of {context}, not {body.max_new_tokens}",
                               field="max_new_tokens")
         return
-    answer = len(attributor.tokenizer(body.answer, add_special_tokens=False)["input_ids"])
+    answer = len(tokenizer(body.answer, add_special_tokens=False)["input_ids"])
     if prompt + answer >= context:  # the end-of-turn marker follows the answer
         raise LedgerError(f"the prompt is {prompt} tokens and the answer {answer}; model {body.model!r} reads at "
                           f"most {context} (prompt and answer together)", field="answer")
-
-
-def longest_token(tokenizer) -> int:
-    """Characters of the vocabulary's longest token, read once per tokenizer (30 ms for SmolLM2's, on every request)."""
-    if tokenizer not in _LONGEST:
-        _LONGEST[tokenizer] = max(len(t) for t in tokenizer.get_vocab())
-    return _LONGEST[tokenizer]
 
 
 def chat_messages(prompt: str | list[dict]) -> list[dict]:

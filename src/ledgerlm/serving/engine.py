@@ -23,6 +23,7 @@ from torch.nn import functional as F
 
 from ledgerlm.errors import LedgerError
 from ledgerlm.serving.adapters import AdapterCache, AdapterRef
+from ledgerlm.serving.context import check_text_fits
 from ledgerlm.serving.detokenize import TextStream
 from ledgerlm.serving.errors import ServingError
 from ledgerlm.serving.lora import install
@@ -140,20 +141,8 @@ class PromptTokens:
         return list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
     def check_prompt_text(self, texts: list[str], field: str) -> None:
-        """Refuse text that cannot fit the context before tokenizing it (megabytes take seconds of CPU): no
-        token covers more characters than the vocabulary's longest entry, so more than context times that
-        many characters are more tokens than the context holds."""
-        longest = getattr(self, "_longest_token_chars", None)
-        if longest is None:
-            longest = self._longest_token_chars = max(len(t) for t in self.tokenizer.get_vocab())
-        if field == "messages" and len(texts) >= self.context:  # each message brings at least its role marker
-            raise ServingError(f"the prompt has {len(texts)} messages; this model's context is {self.context} tokens, "
-                               "and every message takes at least one", field=field)
-        chars = sum(len(t) for t in texts)
-        if chars > self.context * longest:
-            raise ServingError(
-                f"the prompt is {chars} characters; this model's context is {self.context} tokens, which hold at "
-                f"most {self.context * longest} characters ({longest} per token at best)", field=field)
+        """Refuse text that cannot fit the context before tokenizing it (`context.check_text_fits`)."""
+        check_text_fits(self.tokenizer, self.context, texts, field, messages=field == "messages")
 
     def check_prompt(self, prompt_ids: list[int]) -> None:
         if not prompt_ids:
