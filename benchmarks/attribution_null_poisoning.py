@@ -9,7 +9,7 @@ The null answers that calibrate an index's payment bars ship with the project
 the evaluation's tiny model (or SmolLM2-135M) is fine-tuned on the planted-facts test split (as
 `benchmarks/attribution.py` does) plus N records from one more contributor, each a null answer
 word for word with its question (spread over the list), and indexed by the node's build. The same
-index is then attributed three times:
+index is then attributed once per rule:
 
   rule 12     the calibration before (every null answer measured against every row) and no row
               left unpaid: the baseline, recalibrated on the same model;
@@ -19,9 +19,11 @@ index is then attributed three times:
               answer's rare span as long as the bar the other rows set;
   rule 15     so are those of several contributors that each alone hold a span setting the
               bar, left out together;
-  rule 16     the node's: the same calibration, and the uploaders' records left in tie no answer
-              to the Datanet, so an answer tied only through them earns no gradient evidence
-              (rules 12 to 15 tie answers as before).
+  rule 16 on  the node's row, labelled with its current rule: the same calibration, and the
+              uploaders' records left in tie no answer to the Datanet, so an answer tied only
+              through them earns no gradient evidence (rules 12 to 15 tie answers as before; rule
+              17, a shared value tying no answer to a prompt that asks about no record, applies to
+              every row).
 
 With `--paraphrased` the uploads say the null answers in other words (PARAPHRASES), which rule 13
 does not catch; with `--identities K` they come from K contributors in turn, which rule 14 does
