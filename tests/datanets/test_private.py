@@ -172,3 +172,26 @@ def test_a_model_of_a_private_datanet_is_private_until_published_and_quotes_reco
             assert refused.status_code in (401, 403) and "secret" not in refused.text, route
     assert [j["model_id"] for j in http.get("/factory/jobs", headers=member).json()] == ["vault"]
     assert http.get(f"/factory/jobs/{job['id']}", headers=member).status_code == 200
+
+
+def test_a_stranger_asking_for_a_private_model_makes_the_node_hash_nothing(client, http, secret, alice, carol,
+                                                                           tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    from ledgerlm.factory import basemodels, lineage, tiny_random_model
+
+    client.factory.register_base("tiny", str(tiny_random_model(tmp_path / "tiny", ["secret text"])))
+    job = client.factory.train(alice, {"model_id": "vault", "datanet": "secret", "version": 1, "base": "tiny",
+                                       "config": {"epochs": 1, "max_steps": 1, "batch_size": 2, "max_len": 64}})
+    assert http.app.state.node.factory.wait(job["id"], timeout=300).state == "done"
+    hashed = []  # every adapter or base-weight hash the node computes, the real one run
+    for module, name in ((lineage, "adapter_sha256"), (basemodels, "files_sha256")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _real=real, _name=name, **k: hashed.append(_name) or _real(*a, **k))
+    stranger = {READ_HEADER: sign_read_request(carol, node_domain(http))}
+    for headers in ({}, stranger):
+        for route in ("/models/vault", "/web/models/vault"):
+            refused = http.get(route, headers=headers)
+            assert refused.status_code in (401, 403) and hashed == [], (route, headers)
+    member = {READ_HEADER: sign_read_request(alice, node_domain(http))}
+    assert http.get("/models/vault", headers=member).json()["lineage_ok"] is True
+    assert set(hashed) == {"adapter_sha256", "files_sha256"}  # the owner's request does verify the files

@@ -105,11 +105,7 @@ def show_model(model_id: str, verify: bool = True, node: Node = Depends(get_node
                grant: ReadGrant | None = Depends(read_grant), operator: bool = Depends(is_operator)) -> dict:
     """A fine-tuned model's lineage, metrics, fee split in force (and announced), and (with verify) whether
     its files still match."""
-    record = node.factory.model(model_id, verify=verify)
-    shown = node.factory.shown_to(record, reader_of(grant, record.datanet))
-    if shown is None:
-        node.datanets.require_reader(record.datanet, reader_of(grant, record.datanet))
-    return _with_fees(node, [shown], operator)[0]
+    return _with_fees(node, [node.factory.model_for(model_id, grant, verify=verify)], operator)[0]
 
 
 @router.post("/models/{model_id}/publish")

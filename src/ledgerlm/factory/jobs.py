@@ -23,7 +23,7 @@ from ledgerlm.errors import AuthError, ConflictError, NotFoundError
 from ledgerlm.factory.basemodels import get_model, verify_model
 from ledgerlm.factory.errors import FactoryError
 from ledgerlm.factory.train import TrainConfig
-from ledgerlm.identity import SignedAction, SigningDomain, verify_action
+from ledgerlm.identity import ReadGrant, SignedAction, SigningDomain, verify_action
 from ledgerlm.store import Database
 from ledgerlm.store.actions import record_action
 from ledgerlm.store.schema import models, signed_actions, training_jobs
@@ -454,13 +454,35 @@ class ModelFactory:
             raise NotFoundError(f"no fine-tuned model {model_id!r}", field="model")
         record = ModelRecord(**dict(row))
         if verify:
-            from ledgerlm.factory.lineage import verify_lineage
-
-            problems = verify_lineage(Path(record.path))
-            base_ok = verify_model(get_model(self.models_dir, record.base_model))
-            record.lineage_problems = [str(p) for p in problems] + ([] if base_ok else ["base model weights changed"])
-            record.lineage_ok = not record.lineage_problems
+            self._verify_files(record)
         return record
+
+    def _verify_files(self, record: ModelRecord) -> None:
+        """Hash the adapter and base weights against the lineage card; sets `lineage_ok` and `lineage_problems`."""
+        from ledgerlm.factory.lineage import verify_lineage
+
+        problems = verify_lineage(Path(record.path))
+        base_ok = verify_model(get_model(self.models_dir, record.base_model))
+        record.lineage_problems = [str(p) for p in problems] + ([] if base_ok else ["base model weights changed"])
+        record.lineage_ok = not record.lineage_problems
+
+    def model_for(self, model_id: str, grant: ReadGrant | None, *, verify: bool = False) -> ModelRecord:
+        """The model as the signer of `grant` (None: unsigned) may see it (`shown_to`); refused, without naming
+        its Datanet, to one who may not see it at all.
+
+        The files are hashed (`verify`) only once the reader passed: hashing reads every weight file, so one
+        refused would otherwise make the node do that work, and learn from its timing, for a model it may
+        not see."""
+        record = self.model(model_id)
+        reader = grant.reader if grant is not None and grant.covers(record.datanet) else None
+        shown = self.shown_to(record, reader)
+        if shown is None:
+            self.datanets.require_reader(record.datanet, reader)
+            # a member removed between the two reads: refused all the same
+            raise AuthError(f"model {model_id!r} belongs to a private Datanet", field="model", status=403)
+        if verify:
+            self._verify_files(shown)
+        return shown
 
     def shown_to(self, record: ModelRecord, reader: str | None) -> ModelRecord | None:
         """The record as `reader` (None: unsigned) may see it; None when it may not see it at all.

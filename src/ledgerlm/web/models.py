@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 
 from ledgerlm.errors import LedgerError
 from ledgerlm.factory import list_models, read_training
-from ledgerlm.web.access import page_reader
+from ledgerlm.web.access import page_grant, page_reader
 from ledgerlm.web.render import page
 
 router = APIRouter()
@@ -38,10 +38,7 @@ def model_list(request: Request):
 @router.get("/web/models/{model_id}")
 def model_detail(request: Request, model_id: str):
     node = request.app.state.node
-    found = node.factory.model(model_id, verify=True)
-    record = node.factory.shown_to(found, page_reader(request, found.datanet))
-    if record is None:
-        node.datanets.require_reader(found.datanet, page_reader(request, found.datanet))
+    record = node.factory.model_for(model_id, page_grant(request), verify=True)
     version = node.datanets.version(record.datanet, record.version)
     try:  # a private Datanet's contributions are listed only to its owner and members
         node.datanets.require_access(record.datanet, page_reader(request, record.datanet))
