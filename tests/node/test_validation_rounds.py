@@ -332,3 +332,44 @@ def test_a_slash_refused_on_chain_is_a_clear_error_and_the_slashes_before_it_sta
     assert node.reconcile()["slashes"] == 1
     assert client.validation.round(opened["id"])["tally"]["slashed"][1]["taken"] == "0"
     assert staking.stake_of(first, StakeRole.VALIDATOR) == 290 * UNIT
+
+
+def test_a_strangers_view_of_a_validators_queue_names_nothing_of_a_private_datanet(
+        client, alice, bob, setup, tmp_path):
+    from ledgerlm.client import NodeClient
+    from ledgerlm.identity import READ_HEADER, sign_read_request
+
+    validators, node, clock = setup
+    member, stranger = validators[0], validators[1]
+    client.create_datanet(DatanetSpec(name="vault", schema=QA_SCHEMA, visibility="private"), alice)
+    client.add_member("vault", bob.address, alice)
+    client.add_member("vault", member.address, alice)
+    NodeClient(client.http, reader=bob).contribute("vault", [write_jsonl(tmp_path / "v.jsonl", CLEAN[:3])], bob)
+    opened = client.validation.open_round(alice, "vault")
+    ids = sorted(int(c) for c in opened["assignments"])
+
+    http = client.http
+    del http.headers["Authorization"]  # nobody presents the operator's credential
+    forged = {READ_HEADER: sign_read_request(stranger, node.domain)}
+    for headers in ({}, forged):
+        response = http.get(f"/validation/queue/{member.address}", headers=headers)
+        # not the Datanet's name, not its contribution ids, not how many of them the validator scores:
+        # only that a round of a private Datanet waits for this validator, and until when
+        assert "vault" not in response.text
+        (only,) = response.json()
+        assert only["round_id"] == opened["id"] and only["contribution_id"] is None and only["datanet"] is None
+        assert only["commit_deadline"] == opened["commit_deadline"] and member.address in only["withheld"]
+        # the round it points to, asked for by id, does not name the Datanet either
+        refused = http.get(f"/validation/rounds/{opened['id']}", headers=headers)
+        assert refused.status_code in (401, 403) and "vault" not in refused.text
+        page = http.get(f"/web/validation?address={member.address}", headers=headers).text
+        assert "vault" not in page and f"/web/contributions/{ids[0]}\"" not in page
+
+    signed = {READ_HEADER: sign_read_request(member, node.domain)}
+    mine = http.get(f"/validation/queue/{member.address}", headers=signed).json()
+    assert [i["contribution_id"] for i in mine] == ids and all("harbour" in str(i["payload"]) for i in mine)
+    # removed from the Datanet mid-round, the validator still sees what it must vote on, not the data
+    client.remove_member("vault", member.address, alice)
+    kept = http.get(f"/validation/queue/{member.address}", headers=signed).json()
+    assert [(i["contribution_id"], i["datanet"]) for i in kept] == [(c, "vault") for c in ids]
+    assert all(i["payload"] is None and i["source"] is None and i["flags"] == [] and i["withheld"] for i in kept)

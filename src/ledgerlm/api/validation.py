@@ -6,7 +6,6 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
 from ledgerlm.api.deps import address_in, get_node, is_operator, read_grant, reader_of
-from ledgerlm.errors import LedgerError
 from ledgerlm.identity import ReadGrant, SignedAction
 from ledgerlm.node import Node
 
@@ -52,25 +51,11 @@ def queue(address: str, node: Node = Depends(get_node), grant: ReadGrant | None 
           operator: bool = Depends(is_operator)) -> list[dict]:
     """What a validator has to score in open rounds, with the data and any gate flags.
 
-    Data from a private Datanet is shown only to the validator itself, through a signed read
-    request (X-Ledgerlm-Read), while it may read that Datanet; anyone else sees it withheld.
+    A private Datanet's data is shown only to the validator itself, through a signed read request
+    (X-Ledgerlm-Read), while it may read that Datanet; its name and contribution ids only to the
+    validator and the Datanet's readers (`ValidationRounds.queue`).
     """
-    address = address_in(address)
-    items = node.validation.queue(address)
-    for item in items:
-        if not item["private"] or operator:
-            continue
-        reader = reader_of(grant, item["datanet"])
-        allowed = reader is not None and reader.lower() == address.lower()
-        if allowed:
-            try:
-                node.datanets.require_access(item["datanet"], reader)
-            except LedgerError:
-                allowed = False
-        if not allowed:  # the file's name and the gates' findings (masked emails, card digits) are its data too
-            item.update(payload=None, source=None, flags=[])
-            item["withheld"] = f"private Datanet: sign a read request as {address} to see it"
-    return items
+    return node.validation.queue(address_in(address), grant, everything=operator)
 
 
 @router.get("/validation/rounds/{round_id}")

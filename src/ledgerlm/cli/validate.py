@@ -80,7 +80,8 @@ def queue(ctx: typer.Context, as_key: str = typer.Option(..., "--as", help="Vali
     def render(items):
         table = Table("round", "id", "phase", "source", "data", "flags")
         for i in items:
-            table.add_row(str(i["round_id"]), str(i["contribution_id"]), i["phase"], i["source"],
+            table.add_row(str(i["round_id"]), "—" if i["contribution_id"] is None else str(i["contribution_id"]),
+                          i["phase"], i["source"],
                           (i["payload"] or i.get("withheld") or "")[:70], ", ".join(f["gate"] for f in i["flags"]))
         console.print(table)
 

@@ -16,7 +16,7 @@ from sqlalchemy import and_, insert, select, update
 from ledgerlm.chain import StakeRole
 from ledgerlm.datanets import DOCUMENTS, Datanets
 from ledgerlm.errors import AuthError, ConflictError, NotFoundError
-from ledgerlm.identity import SignedAction, SigningDomain, verify_action
+from ledgerlm.identity import ReadGrant, SignedAction, SigningDomain, verify_action
 from ledgerlm.store import Database
 from ledgerlm.store.actions import record_action
 from ledgerlm.store.schema import (
@@ -338,7 +338,8 @@ class ValidationRounds:
         """A private Datanet's round names its contributions and validators: only its readers, and the
         validators the round was assigned to, may see it (raises for anyone else)."""
         try:
-            self.datanets.require_access(view.datanet, reader)
+            # asked for by id: a stranger is not told which Datanet the round is of
+            self.datanets.require_access(view.datanet, reader, named=False)
         except AuthError:
             # a validator may follow its round even after it lost read access to the data
             if reader is None or reader.lower() not in {v.lower() for v in view.stakes}:
@@ -353,8 +354,16 @@ class ValidationRounds:
             ids = conn.execute(query).scalars().all()
         return [self.round(i) for i in ids]
 
-    def queue(self, validator: str) -> list[dict]:
-        """Open rounds where `validator` has contributions to score, with the data to read."""
+    def queue(self, validator: str, grant: ReadGrant | None = None, *, everything: bool = False) -> list[dict]:
+        """Open rounds where `validator` has contributions to score, with the data to read, as the signer of
+        `grant` (None: unsigned) may see them; `everything`: as the node's operator sees them.
+
+        Of a private Datanet, the data (payload, the file's name, the gates' findings, which quote masked
+        emails and card digits) goes only to the validator itself while it may read the Datanet. Its name and
+        contribution ids go to the validator, which votes on them even after it lost access, and to the
+        Datanet's readers, who see them on the round anyway. Anyone else learns what the Datanet listing
+        and a refused round tell a stranger: that a round of some private Datanet waits for this validator,
+        and until when; one entry per round, so not even how many of its contributions are assigned."""
         now = self.now()
         with self.db.connect() as conn:
             rows = conn.execute(
@@ -369,11 +378,40 @@ class ValidationRounds:
                 .where(and_(round_assignments.c.validator == validator, validation_rounds.c.state == "open"))
                 .order_by(round_assignments.c.round_id, contributions.c.id)
             ).all()
-        return [{"round_id": r.round_id, "contribution_id": r.id, "datanet": r.datanet,
-                 "private": r.visibility == "private", "source": r.source, "payload": r.payload,
-                 "flags": r.findings or [], "phase": "commit" if now <= r.commit_deadline else
-                 "reveal" if now <= r.reveal_deadline else "closed",
-                 "commit_deadline": r.commit_deadline, "reveal_deadline": r.reveal_deadline} for r in rows]
+        readable: dict[str, bool] = {}
+        items: list[dict] = []
+        placeheld: set[int] = set()
+        for r in rows:
+            item = {"round_id": r.round_id, "contribution_id": r.id, "datanet": r.datanet,
+                    "private": r.visibility == "private", "source": r.source, "payload": r.payload,
+                    "flags": r.findings or [], "phase": "commit" if now <= r.commit_deadline else
+                    "reveal" if now <= r.reveal_deadline else "closed",
+                    "commit_deadline": r.commit_deadline, "reveal_deadline": r.reveal_deadline}
+            if not item["private"] or everything:
+                items.append(item)
+                continue
+            reader = grant.reader if grant is not None and grant.covers(r.datanet) else None
+            itself = reader is not None and reader.lower() == validator.lower()
+            if r.datanet not in readable:
+                readable[r.datanet] = self.datanets.may_read(r.datanet, reader)
+            may_read = readable[r.datanet]
+            if itself and may_read:
+                items.append(item)
+                continue
+            item.update(payload=None, source=None, flags=[])
+            if itself:
+                item["withheld"] = (f"{validator} may no longer read Datanet {r.datanet!r}: its data is withheld;"
+                                    " the assignment stays yours to vote on")
+            elif may_read:
+                item["withheld"] = f"the data goes to the validator only: sign a read request as {validator}"
+            elif r.round_id in placeheld:
+                continue
+            else:
+                placeheld.add(r.round_id)
+                item.update(contribution_id=None, datanet=None,
+                            withheld=f"private Datanet: sign a read request as {validator} to see it")
+            items.append(item)
+        return items
 
     def commit(self, round_id: int, signed: SignedAction) -> RoundView:
         validator = verify_action(signed, expected="CommitVotes", domain=self.domain)

@@ -6,7 +6,7 @@ from eth_utils import is_address, to_checksum_address
 from fastapi import APIRouter, Request
 
 from ledgerlm.errors import LedgerError
-from ledgerlm.web.access import page_reader
+from ledgerlm.web.access import page_grant, page_reader
 from ledgerlm.web.render import page
 
 router = APIRouter()
@@ -40,20 +40,6 @@ def _address(value: str) -> str:
     return to_checksum_address(value)
 
 
-def _may_read(request: Request, node, item: dict, address: str) -> bool:
-    """A private Datanet's data is shown only to the validator itself, signed in, while it may read it."""
-    if not item["private"]:
-        return True
-    reader = page_reader(request, item["datanet"])
-    if reader is None or reader.lower() != address.lower():
-        return False
-    try:
-        node.datanets.require_access(item["datanet"], reader)
-    except LedgerError:
-        return False
-    return True
-
-
 def _may_see(request: Request, node, r) -> bool:
     try:
         node.validation.require_round_reader(r, page_reader(request, r.datanet))
@@ -72,9 +58,9 @@ def validation_home(request: Request, address: str = ""):
     queue, reputation, chart = None, None, None
     if address:
         address = _address(address)
-        # as the API shows it: a private Datanet's file names and gate findings only with its data
-        queue = [{**item, "payload": _text(item["payload"])} if _may_read(request, node, item, address) else
-                 {**item, "payload": None, "source": None, "flags": []} for item in node.validation.queue(address)]
+        # as the API shows it: what of a private Datanet the page's signed reader may see
+        queue = [{**item, "payload": _text(item["payload"])}
+                 for item in node.validation.queue(address, page_grant(request))]
         reputation = {"contributor": node.validation.reputation(address, "contributor"),
                       "validator": node.validation.reputation(address, "validator")}
         chart = reputation_chart({role: node.validation.reputation_history(address, role)
