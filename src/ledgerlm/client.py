@@ -12,6 +12,9 @@ import httpx
 import orjson
 
 from ledgerlm.datanets import (
+    MAX_CONTRIBUTIONS_PAGE,
+    MAX_PAYLOAD_PAGE,
+    NEXT_OFFSET_HEADER,
     Contribution,
     Datanet,
     DatanetSpec,
@@ -52,6 +55,13 @@ class NodeClient:
 
     def _request(self, method: str, path: str, *, reader: LocalAccount | None = None, **kwargs) -> Any:
         """`reader` signs this request's read instead of the client's own (`self.reader`)."""
+        response = self._response(method, path, reader=reader, **kwargs)
+        if response.headers.get("content-type", "").startswith("application/json"):
+            return response.json()
+        return response
+
+    def _response(self, method: str, path: str, *, reader: LocalAccount | None = None, **kwargs) -> httpx.Response:
+        """The node's answer, its headers included; an error answer raised as the error it names."""
         reader = reader or self.reader
         if reader is not None and method == "GET" and path != "/node/info":
             from ledgerlm.identity import READ_HEADER, sign_read_request
@@ -71,8 +81,6 @@ class NodeClient:
                                   status=response.status_code) from None
             kind = _BY_STATUS.get(response.status_code, LedgerError)
             raise kind(error.get("message", "request failed"), field=error.get("field"), status=response.status_code)
-        if response.headers.get("content-type", "").startswith("application/json"):
-            return response.json()
         return response
 
     def sign_spending_cap(self, account: LocalAccount, cap: int, *, days: int = 30) -> dict:
@@ -199,10 +207,20 @@ class NodeClient:
         self, name: str, *, state: str | None = None, limit: int = 100, offset: int = 0,
         payload: bool = False, events: bool = False,
     ) -> list[Contribution]:
-        params: dict[str, Any] = {"limit": limit, "offset": offset, "payload": payload, "events": events}
-        if state:
-            params["state"] = state
-        return [Contribution.model_validate(c) for c in self._request("GET", f"/datanets/{name}/contributions", params=params)]
+        """Up to `limit` contributions from `offset` on, read a page at a time: the node answers at most
+        MAX_CONTRIBUTIONS_PAGE (MAX_PAYLOAD_PAGE with `payload`) a page, and says where the next one starts."""
+        found: list[Contribution] = []
+        next_offset: int | None = offset
+        while next_offset is not None and len(found) < limit:
+            page = min(limit - len(found), MAX_PAYLOAD_PAGE if payload else MAX_CONTRIBUTIONS_PAGE)
+            params: dict[str, Any] = {"limit": page, "offset": next_offset, "payload": payload, "events": events}
+            if state:
+                params["state"] = state
+            response = self._response("GET", f"/datanets/{name}/contributions", params=params)
+            found += [Contribution.model_validate(c) for c in response.json()]
+            following = response.headers.get(NEXT_OFFSET_HEADER)
+            next_offset = int(following) if following is not None else None
+        return found
 
     def contribution(self, contribution_id: int) -> Contribution:
         return Contribution.model_validate(self._request("GET", f"/contributions/{contribution_id}"))

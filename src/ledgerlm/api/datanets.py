@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 from starlette.background import BackgroundTask
@@ -13,6 +13,7 @@ from starlette.background import BackgroundTask
 from ledgerlm.api.deps import get_node, read_grant, reader_of
 from ledgerlm.api.multipart import FORM_OVERHEAD_BYTES, in_upload_thread, receive_upload
 from ledgerlm.datanets import (
+    NEXT_OFFSET_HEADER,
     Contribution,
     Datanet,
     DatanetError,
@@ -114,18 +115,24 @@ async def contribute(name: str, request: Request, node: Node = Depends(get_node)
 @router.get("/datanets/{name}/contributions", response_model=list[Contribution])
 def list_contributions(
     name: str,
+    response: Response,
     state: str | None = None,
-    limit: int = Query(100, ge=1, le=10_000),
-    offset: int = Query(0, ge=0),
+    limit: int = 100,  # bounded by the room: a 400 naming limit, with the maximum
+    offset: int = 0,
     payload: bool = False,
     events: bool = False,
     node: Node = Depends(get_node),
     grant: ReadGrant | None = Depends(read_grant),
 ):
+    """One page of contributions (at most 1,000, or 100 with `payload`, whose data stop at 8 MiB a page);
+    the X-Ledgerlm-Next-Offset header says where the next page starts while more follow."""
     node.datanets.require_access(name, reader_of(grant, name))
-    return node.datanets.contributions(
+    page = node.datanets.contribution_page(
         name, state=state, limit=limit, offset=offset, with_payload=payload, with_events=events
     )
+    if page.next_offset is not None:
+        response.headers[NEXT_OFFSET_HEADER] = str(page.next_offset)
+    return page.contributions
 
 
 @router.get("/contributions/{contribution_id}", response_model=Contribution)

@@ -10,7 +10,9 @@ _LAZY = {
     "EXPORT_FORMATS": ("export", "FORMATS"),
     "IncomingFile": ("ingest", "IncomingFile"),
     **{name: ("schemas", name) for name in (
-        "DOCUMENTS", "LABEL_FIELD_ANNOTATION", "MAX_REVIEW_BATCH", "AccessDenied", "Contribution", "Datanet", "DatanetError",
+        "DOCUMENTS", "LABEL_FIELD_ANNOTATION", "MAX_CONTRIBUTIONS_PAGE", "MAX_PAYLOAD_PAGE", "MAX_REVIEW_BATCH",
+        "NEXT_OFFSET_HEADER", "PAGE_PAYLOAD_BYTES", "AccessDenied", "Contribution", "ContributionPage", "Datanet",
+        "DatanetError",
         "DatanetSpec", "DatanetVersion", "DuplicateContribution", "FileEntry", "ReviewBatch", "UnknownDatanet",
         "UploadReceipt", "manifest_hash")},
     "ChainAnchor": ("service", "ChainAnchor"), "Datanets": ("service", "Datanets"),

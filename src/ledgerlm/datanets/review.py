@@ -6,9 +6,19 @@ import time
 from typing import Any
 
 import orjson
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
-from ledgerlm.datanets.schemas import DOCUMENTS, MAX_REVIEW_BATCH, Contribution, DatanetError, ReviewBatch
+from ledgerlm.datanets.schemas import (
+    DOCUMENTS,
+    MAX_CONTRIBUTIONS_PAGE,
+    MAX_PAYLOAD_PAGE,
+    MAX_REVIEW_BATCH,
+    PAGE_PAYLOAD_BYTES,
+    Contribution,
+    ContributionPage,
+    DatanetError,
+    ReviewBatch,
+)
 from ledgerlm.errors import AuthError, ConflictError, NotFoundError
 from ledgerlm.identity import SignedAction
 from ledgerlm.store.schema import contribution_events, contributions, datanets
@@ -36,31 +46,66 @@ class Review:
         self, name: str, *, state: str | None = None, limit: int = 100, offset: int = 0,
         with_payload: bool = False, with_events: bool = False,
     ) -> list[Contribution]:
+        """One page of the Datanet's contributions in id order (`contribution_page`)."""
+        return self.contribution_page(name, state=state, limit=limit, offset=offset, with_payload=with_payload,
+                                      with_events=with_events).contributions
+
+    def contribution_page(
+        self, name: str, *, state: str | None = None, limit: int = 100, offset: int = 0,
+        with_payload: bool = False, with_events: bool = False,
+    ) -> ContributionPage:
+        """Up to `limit` contributions from `offset` on, in id order, and where the next page starts.
+
+        A page holds at most MAX_CONTRIBUTIONS_PAGE rows, MAX_PAYLOAD_PAGE with their data; the data stop
+        at PAGE_PAYLOAD_BYTES (the first row always comes, whatever its size, so every row can be read)."""
         if state is not None and state not in ("pending", "accepted", "rejected", "withdrawn"):
             raise DatanetError(
                 f"unknown state {state!r}: use pending, accepted, rejected or withdrawn", field="state"
             )
-        if limit < 1 or limit > 10_000:
-            raise DatanetError("limit must be between 1 and 10000", field="limit")
+        most = MAX_PAYLOAD_PAGE if with_payload else MAX_CONTRIBUTIONS_PAGE
+        if not 1 <= limit <= most:
+            raise DatanetError(
+                f"limit must be between 1 and {most}{' with payload=true' if with_payload else ''}, not {limit}: "
+                f"read the rest a page at a time with offset", field="limit")
+        if offset < 0:
+            raise DatanetError(f"offset must be 0 or more, not {offset}", field="offset")
+        columns = [c for c in contributions.c if with_payload or c.name != "payload"]
         with self.db.connect() as conn:
             row = self._row(conn, name)
-            query = (
-                select(contributions, datanets.c.name.label("datanet"), datanets.c.kind)
-                .join(datanets, datanets.c.id == contributions.c.datanet_id)
-                .where(contributions.c.datanet_id == row["id"])
-            )
+            where = [contributions.c.datanet_id == row["id"]]
             if state:
-                query = query.where(contributions.c.state == state)
-            rows = conn.execute(query.order_by(contributions.c.id).limit(limit).offset(offset)).mappings().all()
+                where.append(contributions.c.state == state)
+            # Ids and sizes first, one row past the page to tell whether more follow; the data are read
+            # only for the rows that fit the budget, so a page of large documents is never held whole.
+            sized = conn.execute(
+                select(contributions.c.id, func.coalesce(func.length(contributions.c.payload), 0))
+                .where(*where).order_by(contributions.c.id).limit(limit + 1).offset(offset)
+            ).all()
+            more = len(sized) > limit
+            ids, spent = [], 0
+            for cid, size in sized[:limit]:
+                if with_payload and ids and spent + size > PAGE_PAYLOAD_BYTES:
+                    more = True
+                    break
+                ids.append(cid)
+                spent += size
+            rows = conn.execute(
+                select(*columns, datanets.c.name.label("datanet"), datanets.c.kind)
+                .join(datanets, datanets.c.id == contributions.c.datanet_id)
+                .where(contributions.c.id.in_(ids)).order_by(contributions.c.id)
+            ).mappings().all() if ids else []
             events: dict[int, list] = {}
             if with_events and rows:
                 for e in conn.execute(
                     select(contribution_events)
-                    .where(contribution_events.c.contribution_id.in_([r["id"] for r in rows]))
+                    .where(contribution_events.c.contribution_id.in_(ids))
                     .order_by(contribution_events.c.id)
                 ).mappings():
                     events.setdefault(e["contribution_id"], []).append(dict(e))
-        return [_contribution(r, with_payload, events.get(r["id"], [])) for r in rows]
+        return ContributionPage(
+            contributions=[_contribution(r, with_payload, events.get(r["id"], [])) for r in rows],
+            next_offset=offset + len(rows) if more else None,
+        )
 
     def set_state(
         self, conn, contribution_id: int, state: str, *, reason: str | None, actor: str | None,

@@ -123,6 +123,21 @@ class Contribution(BaseModel):
 # One signature may cover this many contributions; larger reviews are split by the client.
 MAX_REVIEW_BATCH = 10_000
 
+# One page of a Datanet's contributions is built in memory: at most this many rows, fewer with their data (a
+# document's may be as large as an upload), and the data of one page stops at a budget as the page is read.
+MAX_CONTRIBUTIONS_PAGE = 1_000
+MAX_PAYLOAD_PAGE = 100
+PAGE_PAYLOAD_BYTES = 8 * 1024 * 1024  # counted as the database's length() of the text: a character is 1-4 bytes
+# Where the next page starts, sent while more rows follow; a short page may end at the budget, not the list.
+NEXT_OFFSET_HEADER = "X-Ledgerlm-Next-Offset"
+
+
+class ContributionPage(BaseModel):
+    """One page of a Datanet's contributions; `next_offset` is where the next starts, None after the last."""
+
+    contributions: list[Contribution]
+    next_offset: int | None = None
+
 
 class ReviewBatch(BaseModel):
     """The outcome of one signed review of many contributions: all moved to `state`, or none."""
