@@ -346,8 +346,10 @@ class ValidationActions:
         action = self.node._sign(account, "OpenRound", {"datanet": name})
         return self.node._request("POST", f"/datanets/{name}/rounds", json={"action": action})
 
-    def queue(self, address: str) -> list[dict]:
-        return self.node._request("GET", f"/validation/queue/{address}")
+    def queue(self, address: str, reader: LocalAccount | None = None) -> list[dict]:
+        """`address`'s assignments; a private Datanet's data shows only when `reader` (signing the
+        read) is that validator and may still read the Datanet."""
+        return self.node._request("GET", f"/validation/queue/{address}", reader=reader)
 
     def round(self, round_id: int) -> dict:
         return self.node._request("GET", f"/validation/rounds/{round_id}")

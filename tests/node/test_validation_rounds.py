@@ -368,6 +368,9 @@ def test_a_strangers_view_of_a_validators_queue_names_nothing_of_a_private_datan
     signed = {READ_HEADER: sign_read_request(member, node.domain)}
     mine = http.get(f"/validation/queue/{member.address}", headers=signed).json()
     assert [i["contribution_id"] for i in mine] == ids and all("harbour" in str(i["payload"]) for i in mine)
+    # the client (an agent's wallet reads its tasks through it) signs as the validator when asked
+    assert client.validation.queue(member.address, reader=member) == mine
+    assert client.validation.queue(member.address)[0]["contribution_id"] is None
     # removed from the Datanet mid-round, the validator still sees what it must vote on, not the data
     client.remove_member("vault", member.address, alice)
     kept = http.get(f"/validation/queue/{member.address}", headers=signed).json()

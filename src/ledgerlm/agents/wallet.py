@@ -123,7 +123,8 @@ class AgentWallet:
     def validation_tasks(self) -> dict:
         """Contributions the agent is assigned to score, with their data and gate findings."""
         return self._act("validate", {"step": "queue"}, lambda policy, entry: {
-            "tasks": self.node.validation.queue(self.account.address)})
+            # signed as the agent itself: a private Datanet's data is shown to its validator only
+            "tasks": self.node.validation.queue(self.account.address, reader=self.account)})
 
     def commit_votes(self, round_id: int, scores: dict[int, int]) -> dict:
         """Commit a salted hash of the scores (0-100); the scores and salt stay here until the reveal."""
