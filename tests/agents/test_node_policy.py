@@ -149,3 +149,53 @@ def test_a_compute_job_is_an_action_the_policy_must_allow(world):
         assert buy()["amount"] == str(price)
     finally:
         client.providers.withdraw(provider, offer["id"])
+
+
+def test_a_payment_counts_what_calls_in_flight_hold(world):
+    """A call admitted and still running holds its worst case against the agent's budget and the consumer's cap; a
+    compute job bought meanwhile must not spend that room a second time (it once did: the payment checks read only
+    what was already spent, so an agent with a long call running could buy a job worth its whole budget)."""
+    from eth_account import Account
+
+    client, node = world.client, world.node
+    provider, price = Account.from_key(b"\x0c" * 32), 10**13
+    client.chain.faucet(provider.address, eth_wei=UNIT, tokens=UNIT)
+    client.chain.stake(provider, "provider", UNIT)
+    offer = client.providers.offer(provider, kind="serve", hardware="cpu", base_model="tiny", price=price)
+    spec = {"prompts": ["hi"], "max_new_tokens": 4}
+    try:
+        world.create("in-flight", actions=["call_model", "buy_compute"])
+        agent = world.account("in-flight")
+        key = node.serving.keys.authenticate(f"Bearer {world.registry.api_key('in-flight', agent)}")
+        budget = world.registry.get("in-flight").policy.budget
+
+        def buy():
+            return client.providers.submit(agent, kind="serve", spec=spec, amount=price, offer_id=offer["id"])
+
+        held = node.serving.budget.reserve(key, budget - price + 1, "a long call")  # what a running call holds
+        try:
+            refused = _refused(buy)
+        finally:
+            node.serving.budget.release(held)
+        assert (refused.status, refused.field) == (403, "budget") and "budget" in refused.message
+        assert client.providers.jobs(requester=agent.address) == []
+        assert client.agents.standing(agent.address)["spent"] == "0"
+
+        # a consumer with no policy: the cap they signed is what a running call holds room under
+        consumer = Account.from_key(b"\x0d" * 32)
+        client.chain.faucet(consumer.address, eth_wei=UNIT, tokens=UNIT)
+        node.contracts.escrow.deposit(consumer, UNIT)
+        cap = 10 * price
+        plain, _ = client.serving.create_key(consumer, cap)
+        held = node.serving.budget.reserve(node.serving.keys.authenticate(f"Bearer {plain}"), cap - price + 1,
+                                           "a long call")
+        try:
+            refused = _refused(lambda: client.providers.submit(consumer, kind="serve", spec=spec, amount=price,
+                                                               offer_id=offer["id"]))
+        finally:
+            node.serving.budget.release(held)
+        assert (refused.status, refused.field) == (402, "payment") and "in flight" in refused.message
+        assert client.providers.submit(consumer, kind="serve", spec=spec, amount=price, offer_id=offer["id"])[
+            "amount"] == str(price)  # released: the same payment goes through
+    finally:
+        client.providers.withdraw(provider, offer["id"])

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ledgerlm.agents.errors import AgentError, PolicyRefusal
 from ledgerlm.agents.policy import AgentPolicy, policy_from_message
-from ledgerlm.economy import current_epoch, spent_by
+from ledgerlm.economy import current_epoch, held_by, spent_by
 from ledgerlm.errors import AuthError, NotFoundError
 from ledgerlm.identity import SignedAction, SigningDomain, verify_action
 from ledgerlm.store import Database
@@ -156,8 +156,9 @@ class AgentPolicies:
     def check_payment(self, payer: str, amount: int, tool: str, datanet: str | None = None) -> None:
         """Before an agent's key pays from escrow for access to a Datanet (`read_datanet`) or a compute job
         (`buy_compute`): the kill switch, the actions and Datanets its policy allows, and the budget against what
-        it already spent on calls, access and jobs (money leaving its escrow either way)."""
-        found = self._spending(payer)
+        it already spent on calls, access and jobs (money leaving its escrow either way) and what its calls still
+        running hold, so a payment cannot take budget a call was admitted under."""
+        found = self._spending(payer, held=True)
         if found is None:
             return
         row, policy, spent = found
@@ -167,14 +168,16 @@ class AgentPolicies:
                 policy.check_datanet(datanet)
             policy.check_spend(spent, amount)
 
-    def _spending(self, agent: str):
-        """(row, policy, spent in the budget's scope) for an agent with a policy; None for any other key."""
+    def _spending(self, agent: str, *, held: bool = False):
+        """(row, policy, spent in the budget's scope) for an agent with a policy; None for any other key. `held`
+        adds what its calls in flight hold (a call's own check is handed that figure by the budget instead)."""
         with self.db.connect() as conn:
             row = self._row(conn, _address(agent))
             if row is None:
                 return None
             policy = _policy(row)
-            return row, policy, self._spent(conn, row["agent"], policy)
+            spent = self._spent(conn, row["agent"], policy)
+            return row, policy, spent + (held_by(conn, row["agent"], int(time.time())) if held else 0)
 
     # ---------------------------------------------------------------- plumbing
 

@@ -19,7 +19,7 @@ from ledgerlm.economy.arrears import arrears_owed
 from ledgerlm.economy.consumers import lock_consumer
 from ledgerlm.economy.epochs import open_epoch
 from ledgerlm.economy.errors import EconomyError
-from ledgerlm.economy.spending import add_spent
+from ledgerlm.economy.spending import add_spent, held_by
 from ledgerlm.identity import SignedAction, SigningDomain, verify_action
 from ledgerlm.store import Database
 from ledgerlm.store.actions import record_action
@@ -150,7 +150,9 @@ class AccessPayments:
             owed = sum(int(f) for f in conn.execute(select(receipts.c.fee).where(and_(
                 receipts.c.consumer == payer, receipts.c.settled_epoch.is_(None),
                 receipts.c.epoch <= epoch))).scalars()) + arrears_owed(conn, payer)
-            problem = self._cannot_pay(payer, price, owed)
+            # calls admitted and still running hold their worst case under the same cap: their receipts come next
+            held = held_by(conn, payer, int(time.time()))
+            problem = self._cannot_pay(payer, price, owed, held)
             if problem:
                 raise PaymentRequired(f"cannot take {price} for {what} from {payer}'s escrow: {problem}",
                                       field="payment")
@@ -188,16 +190,17 @@ class AccessPayments:
             access_payments.c.version == version, access_payments.c.purpose == purpose,
             access_payments.c.state.in_(("pending", "paid")))).limit(1)).first() is not None
 
-    def _cannot_pay(self, developer: str, price: int, owed: int) -> str | None:
+    def _cannot_pay(self, developer: str, price: int, owed: int, held: int = 0) -> str | None:
         allowance = self.contracts.escrow.spending_cap(developer, self.node_account.address)
         if allowance.cap == 0:
             return "no spending cap for this node (sign one that covers the price)"
-        if allowance.left < owed + price:
-            return (f"the spending cap {allowance.cap} has {max(0, allowance.left - owed)} left in this period"
-                    + (f" after {owed} owed for calls not settled yet" if owed else ""))
+        if allowance.left < owed + held + price:
+            return (f"the spending cap {allowance.cap} has {max(0, allowance.left - owed - held)} left in this period"
+                    + (f" after {owed} owed for calls not settled yet" if owed else "")
+                    + (f" and {held} held by calls in flight" if held else ""))
         balance = self.contracts.escrow.balance_of(developer)
-        if balance < price:
-            return f"escrow holds {balance}"
+        if balance < owed + held + price:
+            return f"escrow holds {balance}" + (f", of which {owed + held} is owed or held by calls" if owed + held else "")
         return None
 
     def attach_job(self, payment_id: int, job_id: int) -> None:

@@ -1,5 +1,6 @@
 """What each account spent on calls and paid access, per settlement epoch and ever, as running totals kept in
-the transaction that records each spend, so a budget check reads one row whatever the history."""
+the transaction that records each spend, so a budget check reads one row whatever the history; and what its calls
+still running hold."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from sqlalchemy import and_, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from ledgerlm.store.schema import account_spending
+from ledgerlm.store.schema import account_spending, spend_holds
 
 EVER = 0  # the epoch key of an account's total over every epoch
 
@@ -26,6 +27,13 @@ def spent_by(conn: Connection, account: str, epoch: int | None = None) -> int:
     amount = conn.execute(select(account_spending.c.amount).where(_row(account, EVER if epoch is None else epoch))
                           ).scalar()
     return 0 if amount is None else int(amount)
+
+
+def held_by(conn: Connection, account: str, now: int) -> int:
+    """What `account`'s calls admitted and still running hold (each its worst case until its receipt is written):
+    room under a cap or a budget that a payment made meanwhile must leave to them."""
+    return sum(int(a) for a in conn.execute(select(spend_holds.c.amount).where(and_(
+        spend_holds.c.consumer == account, spend_holds.c.expires_at > now))).scalars())
 
 
 def _row(account: str, epoch: int):

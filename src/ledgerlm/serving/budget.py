@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import and_, delete, insert, select
 
-from ledgerlm.economy import arrears_owed, lock_consumer, open_epoch
+from ledgerlm.economy import arrears_owed, held_by, lock_consumer, open_epoch
 from ledgerlm.serving.errors import ApiKeyError, PaymentRequiredError
 from ledgerlm.serving.keys import ApiKey
 from ledgerlm.store import Database
@@ -56,8 +56,7 @@ class Budget:
         # paid access to private Datanets is debited from the same cap; once on chain it is in `spent`
         access = sum(int(a) for a in conn.execute(select(access_payments.c.amount).where(and_(
             access_payments.c.developer == consumer, access_payments.c.state == "pending"))).scalars())
-        reserved = sum(int(a) for a in conn.execute(select(spend_holds.c.amount).where(and_(
-            spend_holds.c.consumer == consumer, spend_holds.c.expires_at > now))).scalars())
+        reserved = held_by(conn, consumer, now)
         if self.escrow is not None:  # the cap in force: the consumer may have lowered or revoked it on chain
             allowance = self.escrow.spending_cap(consumer, self.settler)
             balance = self.escrow.balance_of(consumer)
