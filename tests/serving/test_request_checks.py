@@ -59,3 +59,31 @@ def test_a_key_is_read_whatever_the_case_of_its_scheme(http, scheme):
     response = http.get("/apikeys/me", headers={"Authorization": f"{scheme} sk-lgr-not-registered"})
     assert "unknown API key" in response.json()["error"]["message"]
     assert node.serving.keys.authenticate(None) is None and node.serving.keys.authenticate("Basic abc") is None
+
+
+@pytest.mark.parametrize("extra, field, words", [
+    ({"tools": [{"type": "function", "function": {"name": "lookup", "parameters": {}}}]}, "tools", "no tools"),
+    ({"functions": [{"name": "lookup", "parameters": {}}]}, "functions", "no tools"),
+    ({"tool_choice": "required"}, "tool_choice", "no tools"),
+    ({"tool_choice": {"type": "function", "function": {"name": "lookup"}}}, "tool_choice", "no tools"),
+    ({"function_call": {"name": "lookup"}}, "function_call", "no tools"),
+    ({"logit_bias": {"50256": -100}}, "logit_bias", "not supported"),
+    ({"response_format": {"type": "json_object"}}, "response_format", "only \"text\""),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "response_format", "only"),
+])
+def test_a_constraint_the_node_cannot_honour_is_refused_not_ignored(http, extra, field, words):
+    # once accepted and dropped: the caller paid for a plain-text answer that disregarded its tools or format
+    for path, body in (("/v1/chat/completions", {"messages": [{"role": "user", "content": "Which?"}]}),
+                       ("/v1/completions", {"prompt": "Which?"})):
+        response = http.post(path, json={"model": "facts-a", **body, "max_tokens": 4, **extra})
+        assert response.status_code == 422, response.text
+        error = response.json()["error"]
+        assert error["field"] == field and words in error["message"], error
+
+
+@pytest.mark.parametrize("extra", [{"tools": []}, {"tool_choice": "none"}, {"tool_choice": "auto"}, {"logit_bias": {}},
+                                   {"response_format": {"type": "text"}}, {"presence_penalty": 0.5, "user": "u1"}])
+def test_what_asks_for_nothing_the_node_lacks_still_passes_validation(http, extra):
+    response = http.post("/v1/chat/completions", json={
+        "model": "facts-a", "messages": [{"role": "user", "content": "Which?"}], "max_tokens": 4, **extra})
+    assert response.status_code != 422, response.text  # this home serves no model: the refusal is about that

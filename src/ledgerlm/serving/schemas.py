@@ -1,5 +1,7 @@
 """OpenAI-compatible request bodies for /v1/chat/completions and /v1/completions (fields we do not
-act on, such as penalties or `user`, are accepted and ignored, as other compatible servers do)."""
+act on, such as penalties or `user`, are accepted and ignored, as other compatible servers do; fields that
+would change what a right answer is, such as tools or a JSON response format, are refused rather than
+ignored, so nobody pays for an answer that disregarded them)."""
 
 from __future__ import annotations
 
@@ -38,11 +40,49 @@ class _Sampling(BaseModel):
     seed: int | None = None
     max_tokens: int | None = Field(default=None, ge=1)
 
+    # Constraints on the answer this node cannot honour: refused, never silently dropped.
+    tools: list[Any] | None = None
+    functions: list[Any] | None = None
+    tool_choice: Any = None
+    function_call: Any = None
+    logit_bias: dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+
     @field_validator("n")
     @classmethod
     def _one_choice(cls, value: int) -> int:
         if value != 1:
             raise ValueError("only n=1 is supported")
+        return value
+
+    @field_validator("tools", "functions")
+    @classmethod
+    def _no_tools(cls, value):
+        if value:
+            raise ValueError("tool and function calling are not supported (this node runs no tools); send the "
+                             "request without tools")
+        return value
+
+    @field_validator("tool_choice", "function_call")
+    @classmethod
+    def _no_tool_choice(cls, value):
+        if value not in (None, "none", "auto"):
+            raise ValueError("tool and function calling are not supported (this node runs no tools); leave it "
+                             "out or send \"none\"")
+        return value
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _no_logit_bias(cls, value):
+        if value:
+            raise ValueError("logit_bias is not supported; leave it out")
+        return value
+
+    @field_validator("response_format")
+    @classmethod
+    def _text_only(cls, value):
+        if value and value.get("type", "text") != "text":
+            raise ValueError(f"response_format {value.get('type')!r} is not supported; only \"text\"")
         return value
 
     def stops(self) -> tuple[str, ...]:
