@@ -17,7 +17,15 @@ from ledgerlm.validation.gates.personal_data import personal_data_findings_many
 from ledgerlm.validation.gates.text_batch import TextBatch
 from ledgerlm.validation.policy import PERSONAL_DATA_KINDS, GatePolicy
 
-from .test_gates import CLEAN
+from .test_gates import (
+    BARE_PHONES,
+    CLEAN,
+    NOT_EMAILS_OR_PHONES,
+    NOT_INJECTIONS,
+    OVERRIDES_IN_OTHER_LANGUAGES,
+    SPELLED_OUT_EMAILS,
+    SYSTEM_LINES,
+)
 
 EDGES = [
     "", " ", "   \n\t ", "\x0b\x1c x \x1f", "x", "ab", "\x00", "a\x00b", "control\x00chars\x07 in\x1b the\x08 middle",
@@ -122,6 +130,27 @@ def test_texts_beyond_ascii_get_what_the_per_text_checks_find():
     assert injection_findings_many(texts, answers, rule) == expected
     codes = Counter(code for found in expected for code, _, _ in found)
     assert min(codes[c] for c in ("hidden_unicode", "homoglyph", "trigger_token")) >= 20, codes
+
+
+def test_spelled_out_addresses_bare_phones_system_lines_and_other_languages_are_found_in_a_batch_as_one_by_one():
+    forms = (SPELLED_OUT_EMAILS + BARE_PHONES + NOT_EMAILS_OR_PHONES + SYSTEM_LINES + OVERRIDES_IN_OTHER_LANGUAGES
+             + NOT_INJECTIONS)
+    # each form as written, in capitals and in lower case, alone and among other words (a batch of
+    # more than `FEW` texts takes the compiled passes)
+    rng = random.Random(5)
+    words = " ".join(CLEAN).split()
+    texts = [f for form in forms for f in (form, form.upper(), form.lower())]
+    texts += [" ".join(rng.sample(words, 6)) + " " + rng.choice(forms) + " " + " ".join(rng.sample(words, 4))
+              for _ in range(200)]
+    kinds = frozenset(PERSONAL_DATA_KINDS)
+    expected = [personal_data_findings(t, kinds) for t in texts]
+    assert personal_data_findings_many(texts, kinds) == expected
+    assert sum(1 for found in expected if found) >= 100  # the texts exercise the gate
+    rule = GatePolicy().injection
+    expected = [injection_findings(t, "", rule) for t in texts]
+    assert injection_findings_many(texts, [""] * len(texts), rule) == expected
+    codes = Counter(code for found in expected for code, _, _ in found)
+    assert codes["role_prefix"] >= 10 and codes["instruction_override"] >= 40, codes
 
 
 def test_a_batch_finds_exactly_the_texts_that_hold_each_needle():

@@ -13,6 +13,84 @@ from ledgerlm.validation.gates.candidate import FEW, with_undisguised
 from ledgerlm.validation.gates.text_batch import TextBatch
 from ledgerlm.validation.policy import InjectionRule
 
+# what a line speaking as the system says to the model: "you", the model named, or an order only
+# a model is given ("must", "output", "do not" read as often in a system's description)
+_ROLE_ADDRESS = ("you", "your", "yourself", "assistant", "model", "ai", "llm", "chatbot", "ignore", "disregard",
+                 "forget", "override", "reveal", "obey", "comply", "respond", "reply", "answer", "pretend", "always",
+                 "never", "instructions", "from now on")
+
+
+def _override(verbs: str, nouns: str, earlier: str) -> str:
+    """"ignore the previous instructions" in one language: an order to drop instructions given
+    before, with the noun before or after the word that says which (all, earlier, yours)."""
+    return (rf"\b(?:{verbs})\b[^.\n]{{0,40}}?(?:\b(?:{earlier})\b[^.\n]{{0,25}}?\b(?:{nouns})\b|"
+            rf"\b(?:{nouns})\b[^.\n]{{0,25}}?\b(?:{earlier})\b)")
+
+
+# The override in other languages written in Latin letters, each (verbs in the imperative or
+# infinitive, nouns, words for "earlier", "all" or "your"), and the ASCII literals of its verbs,
+# nouns and those words that the batch search looks for (the last keep English orders, whose
+# "ignore" and "instructions" are French too, from running this pattern as well). A verb's third
+# person ("der Parser ignoriert") describes, it does not order, and is left out where it differs
+# from the imperative; where it
+# does not (Spanish, French, Portuguese and Italian "ignora", "ignore"), the nouns are instructions
+# only, since "(il) ignore toutes les règles" is ordinary prose.
+_FOREIGN_OVERRIDE_WORDS = [
+    (_override(r"ignora|ignore|ignorad|ignoren|ignorar|olvida|olvide|olvidad|olviden|olvidar|omite|omita|"
+               r"descarta|descarte|haz caso omiso (?:de|a)",
+               r"instrucciones|instrucci[oó]n|indicaciones|directrices",
+               r"anteriores|anterior|previas|previa|precedentes|de arriba|todas|tus|sus"),  # Spanish
+     ("ignor", "olvid", "omit", "descart", "omiso"), ("instruc", "indicac", "directric"),
+     ("anterior", "previa", "precedente", "arriba", "todas", "tus", "sus")),
+    (_override(r"ignore|ignorez|ignorer|oublie|oubliez|oublier|ne tiens pas compte|ne tenez pas compte",
+               r"instructions?|consignes?|directives?",
+               r"pr[eé]c[eé]dentes?|ant[eé]rieures?|ci-dessus|initiales?|toutes|tes|vos"),  # French
+     ("ignor", "oubli", "compte"), ("instruction", "consigne", "directive"),
+     ("dente", "rieure", "dessus", "initiale", "toutes", "tes", "vos")),
+    (_override(r"ignoriere|ignorier|ignorieren|vergiss|vergesst|vergessen|missachte|missachten",
+               r"Anweisungen|Anweisung|Instruktionen|Befehle|Regeln|Vorgaben|Anordnungen",
+               r"vorherigen|vorigen|bisherigen|fr[uü]heren|fruheren|obigen|vorangegangenen|vorangehenden|"
+               r"urspr[uü]nglichen|alle|deine|Ihre"),  # German
+     ("ignorier", "vergiss", "vergesst", "vergessen", "missacht"),
+     ("anweisung", "instruktion", "befehle", "regeln", "vorgaben", "anordnung"),
+     ("vorherig", "vorig", "bisherig", "heren", "obigen", "vorangegangen", "vorangehend", "ngliche", "alle", "deine",
+      "ihre")),
+    (_override(r"ignore|ignora|ignorem|ignorar|esque[cç]a|esque[cç]am|esquecer|desconsidere|desconsidera|despreze",
+               r"instru[cç][oõ]es|instru[cç][aã]o|orienta[cç][oõ]es|diretrizes",
+               r"anteriores|anterior|pr[eé]vias|acima|precedentes|todas|suas|tuas"),  # Portuguese
+     ("ignor", "esque", "desconsider", "desprez"), ("instru", "orienta", "diretrizes"),
+     ("anterior", "vias", "acima", "precedente", "todas", "suas", "tuas")),
+    (_override(r"ignora|ignorate|ignori|ignorare|dimentica|dimenticate|dimentichi|dimenticare|trascura|tralascia",
+               r"istruzioni|istruzione|indicazioni|direttive",
+               r"precedenti|sopra|anteriori|di prima|tutte|tue|sue"),  # Italian
+     ("ignor", "dimentic", "trascura", "tralascia"), ("istruzion", "indicazioni", "direttive"),
+     ("precedent", "sopra", "anteriori", "di prima", "tutte", "tue", "sue")),
+]
+# one pattern for them all: each pattern is a column of the batch's table, and a column costs
+# every text of every batch, while these orders are rare
+_FOREIGN_OVERRIDE = "|".join(pattern for pattern, *_ in _FOREIGN_OVERRIDE_WORDS)
+_FOREIGN_LITERALS = [tuple(dict.fromkeys(w for language in _FOREIGN_OVERRIDE_WORDS for w in language[part]))
+                     for part in (1, 2, 3)]
+# The override in scripts the batch's ASCII search cannot see (Russian, Chinese, Japanese), and the
+# words (lower case) one of which it cannot match without; a text holding a Cyrillic or CJK
+# character is searched for those words one by one
+_SCRIPT_OVERRIDE = re.compile(
+    r"(?:\b(?:игнорируй(?:те)?|проигнорируй(?:те)?|игнорировать|забудь(?:те)?|забыть|не обращай(?:те)? внимания на|"
+    r"пренебреги|отбрось(?:те)?)\s+(?:вс[её]\s+)?(?:предыдущ\w*|прежн\w*|предшествующ\w*|вышеуказанн\w*|"
+    r"вышеприведенн\w*|вышеприведённ\w*|ранее\s+данн\w*|свои|твои|ваши|все)\s+(?:инструкци\w*|указани\w*|"
+    r"правил\w*|команд\w*|директив\w*)"  # Russian
+    r"|(?:忽略|无视|無視|忽视|忽視|不要理会|不要理會|不理会|不理會|忘记|忘記|忘掉|抛开|拋開|跳过|跳過)(?:掉)?[^。\n]{0,12}?"
+    r"(?:之前|以前|先前|上面|上述|前面|此前|原来|原來|原先|最初|所有|全部|一切|你的)[^。\n]{0,8}?"
+    r"(?:指令|指示|说明|說明|提示|规则|規則|命令|设定|設定|要求)"  # Chinese
+    r"|(?:以前|前|上記|これまで|先ほど|すべて|全て)の[^。\n]{0,8}?(?:指示|命令|指令|ルール|プロンプト)[^。\n]{0,6}?"
+    r"(?:無視|忘れ))",  # Japanese
+    re.IGNORECASE)
+_SCRIPT_OVERRIDE_WORDS = ("игнор", "забуд", "забыть", "не обращай", "пренебреги", "отброс", "忽略", "无视", "無視",
+                          "忽视", "忽視", "理会", "理會", "忘记", "忘記", "忘掉", "抛开", "拋開", "跳过", "跳過", "忘れ")
+# code points one of which a text holds if it holds one of those words: Cyrillic letters have the
+# GREEK_CYRILLIC flag; hiragana, katakana and the CJK ideographs are these ranges
+_CJK_RANGES = ((0x3040, 0x30FF), (0x4E00, 0x9FFF))
+
 # each pattern with the literal words (lower case) one of which it cannot match without,
 # so most texts skip most patterns after a cheap substring test
 _INJECTION_PATTERNS: list[tuple[re.Pattern, str, float, tuple[str, ...]]] = [
@@ -56,6 +134,13 @@ _INJECTION_PATTERNS: list[tuple[re.Pattern, str, float, tuple[str, ...]]] = [
     (re.compile(r"<\|(?:im_start|im_end|system|user|assistant|endoftext|eot_id|start_header_id|"
                 r"end_header_id)\|>|\[/?INST\]|<</?SYS>>|<(?:start|end)_of_turn>|^\s*#{2,3}\s*(?:system|instruction)s?\s*:",
                 re.IGNORECASE | re.MULTILINE), "template_tokens", 0.8, ("<|", "inst]", "<<", "_of_turn>", "#")),
+    # a line that speaks as the system, "SYSTEM: you must ...", "[system] Disregard ...": the label
+    # alone is also a heading or a field ("System: Linux"), so the line must also address the model
+    (re.compile(
+        rf"^[ \t>*\-]*(?:[\[<{{(] ?system ?[\]>}})]|system(?: (?:prompt|message|instructions?|note|override))?[*_]{{0,2}} ?:)"
+        rf"[^\n]*?\b(?:{'|'.join(_ROLE_ADDRESS)})\b", re.IGNORECASE | re.MULTILINE),
+     "role_prefix", 0.8, ("system",)),
+    (re.compile(_FOREIGN_OVERRIDE, re.IGNORECASE), "instruction_override", 0.9, _FOREIGN_LITERALS[0]),
 ]
 _ANSWER_INSTRUCTION = re.compile(
     r"\b(?:from now on|whenever (?:someone|anyone|the user|a user|you (?:see|are asked|read))|"
@@ -83,6 +168,11 @@ _MUST_HOLD: list[tuple[tuple[str, ...], ...]] = [
     (("reveal", "print", "show", "repeat", "output", "leak", "tell me"),
      ("system prompt", "hidden instructions", "initial instructions", "your instructions", "your prompt")),
     (("<|", "[inst]", "[/inst]", "<<sys>>", "<</sys>>", "_of_turn>", "##"),),
+    # the label as written (the words a line then says to the model are too common to look for batch-wide)
+    (("system:", "system :", "system prompt", "system message", "system instruction", "system note",
+      "system override", "system*", "system_", "system]", "system ]", "system>", "system >", "system}", "system }",
+      "system)", "system )"),),
+    tuple(_FOREIGN_LITERALS),
 ]
 _ANSWER_INSTRUCTION_LITERALS = (
     "from now on", "whenever someone", "whenever anyone", "whenever the user", "whenever a user", "whenever you see",
@@ -149,6 +239,10 @@ def _findings(text: str, answer_text: str, rule: InjectionRule,
         m = pattern.search(text) if may else None
         if m:
             out.append((code, score, f"{code.replace('_', ' ')}: {m.group()[:80]!r}"))
+    may = any(word in lower for word in _SCRIPT_OVERRIDE_WORDS) if possible is None else "script" in possible
+    m = _SCRIPT_OVERRIDE.search(text) if may else None
+    if m and not any(code == "instruction_override" for code, _, _ in out):
+        out.append(("instruction_override", 0.9, f"instruction override: {m.group()[:80]!r}"))
     instructs = any(word in lower for word in _ANSWER_INSTRUCTION_WORDS) if possible is None else True
     may = possible is None or "answer_instruction" in possible
     m = _ANSWER_INSTRUCTION.search(answer_text) if answer_text and instructs and may else None
@@ -224,7 +318,8 @@ def _findings_many(texts: Sequence[str], answers: Sequence[str], rule: Injection
 
     The literals every search needs (`_MUST_HOLD`, the answer instructions, markers and trigger
     tokens) are looked for in the whole batch in compiled passes; a text runs only the
-    searches whose literals it holds, and most run none; a text beyond ASCII is looked at for
+    searches whose literals it holds, and most run none; a text holding a Cyrillic or CJK character
+    is looked at for the words `_SCRIPT_OVERRIDE` needs one by one; a text beyond ASCII is looked at for
     hidden characters only when it holds a character those searches need
     (`holding_beyond_ascii`); a text with a character that folds to an ASCII letter takes the
     per-text path.
@@ -258,8 +353,12 @@ def _findings_many(texts: Sequence[str], answers: Sequence[str], rule: Injection
         answer_instruction[asked] = literal.any(axis=1)[: len(asked)]
     # an answer with a character that folds to ASCII is searched as it always was
     answer_instruction |= instructs & answered & ~answer_plain
-    table = np.column_stack([*possible, answer_instruction, text_instruction, trigger & bool(tokens)])
-    names = [*range(len(_MUST_HOLD)), "answer_instruction", "text_instruction", "trigger"]
+    script = np.zeros(len(texts), dtype=bool)
+    for i in np.flatnonzero(raw.holding_beyond_ascii(GREEK_CYRILLIC, _CJK_RANGES)).tolist():
+        lower = texts[i].lower()
+        script[i] = any(word in lower for word in _SCRIPT_OVERRIDE_WORDS)
+    table = np.column_stack([*possible, answer_instruction, text_instruction, trigger & bool(tokens), script])
+    names = [*range(len(_MUST_HOLD)), "answer_instruction", "text_instruction", "trigger", "script"]
     folds = raw.holding_beyond_ascii(FOLDS_TO_ASCII)
     # what `_hidden_findings` looks for: without one of these a text beyond ASCII has nothing hidden
     hidden = raw.holding_beyond_ascii(GREEK_CYRILLIC, _HIDDEN_RANGES)

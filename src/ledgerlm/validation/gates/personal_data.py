@@ -65,11 +65,71 @@ def _mask(s: str, keep: int = 2) -> str:
 # trying a match at every position. Each matches exactly what its plain form would, e.g.
 # _CARD is (?<![\d\-])(?:\d[ \-]?){12,18}\d(?![\d\-]) and _SSN (?<![\d\-])(?!000|666|9\d\d)\d{3}-...
 _EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}\b")
+# An address written so that a harvester's pattern misses it: "jane (at) example (dot) com",
+# "jane[at]example[dot]org", "jane at example dot com", "jane@example(dot)com". A bracketed at or
+# dot is never prose; a bare " at " is, so it needs a spelled-out dot after it, and a bare " dot "
+# a common top-level domain after a word that can be a domain (`_email_obfuscated`).
+# "jane at example.com" is not looked for: "available at pypi.org" reads the same.
+_AT_BRACKETED = r"\s*(?:[(\[{<] ?(?i:at) ?[)\]}>]|[(\[{<]@[)\]}>])\s*"
+_DOT_BRACKETED = r"\s*(?:[(\[{<] ?(?i:dot) ?[)\]}>]|[(\[{<]\.[)\]}>])\s*"
+_DOT_ANY = rf"{_DOT_BRACKETED}|\s+(?i:dot)\s+|\."
+_EMAIL_OBFUSCATED = re.compile(
+    rf"[A-Za-z0-9](?<![\w.+\-][A-Za-z0-9])[A-Za-z0-9._%+\-]{{0,63}}(?P<at>{_AT_BRACKETED}|\s+(?i:at)\s+|@)"
+    rf"(?P<domain>[A-Za-z0-9\-]{{1,63}})(?:(?:{_DOT_ANY})[A-Za-z0-9\-]{{1,63}}){{0,3}}"
+    rf"(?P<dot>{_DOT_ANY})(?P<tld>[A-Za-z]{{2,24}})(?![\w\-])")
+_COMMON_TLDS = frozenset(
+    "com org net edu gov mil int info biz io co ai app dev me tv us uk ca au nz ie de fr es it nl be ch at se no "
+    "dk fi pl pt br mx ar cl ru ua cn jp kr in sg hk tw za eu email online site tech xyz".split())
+# words a domain name is not, in prose that happens to say "at ... dot com"
+_NOT_DOMAINS = frozenset("the a an this that these those his her its our their my your one each every no some "
+                         "any".split())
+# literals (lower case) one of which an obfuscated address cannot be written without: a bracketed
+# at, or a spelled-out dot (the only dot a bare " at " or an "@" is looked for with); each begins
+# with three characters prose seldom holds, which the batch search files needles under
+_OBFUSCATION_WORDS = ("(at", "( at", "[at", "[ at", "{at", "{ at", "<at", "< at", "(@)", "[@]", "{@}", "<@>",
+                      "dot", "(.)", "[.]", "{.}", "<.>")
+
+
+def _email_obfuscated(m: re.Match) -> bool:
+    """Whether an `_EMAIL_OBFUSCATED` match is an address, not a plain one or prose.
+
+    A plain address is `_EMAIL`'s; after a bare " at " the last dot must be spelled out; a last
+    dot spelled as a bare " dot " must end in a common top-level domain after a word that can be a domain.
+    """
+    at, dot = m.group("at").strip().lower(), m.group("dot").strip().lower()
+    if dot == ".":
+        return at not in ("at", "@")
+    if dot == "dot":
+        return m.group("tld").lower() in _COMMON_TLDS and m.group("domain").lower() not in _NOT_DOMAINS
+    return True
+
+
 _PHONE_INTL = re.compile(r"\+(?<![\w+]\+)\d{1,3}(?:[ .\-]?\(?\d{1,5}\)?){2,6}(?!\w)")
 _PHONE_NANP = re.compile(r"[(\d](?<![\w+][(\d])(?:(?<=\()\d{3}\)[ ]?|(?<=\d)\d{2}[\-. ])\d{3}[\-. ]\d{4}(?!\w|-\d)")
 _PHONE_CONTEXT = re.compile(
     r"\b(?:phone|tel|telephone|mobile|cell|call|whatsapp|fax)\b\W{0,4}(?:no\.?|number|#)?\W{0,4}"
     r"(\+?[\d][\d ().\-]{7,20}\d)", re.IGNORECASE)
+# ten or eleven digits in one run, with nothing to say they are a phone number but the words
+# around them (`_PHONE_CUE`) and the North American or trunk-0 shape (`_PHONE_BARE_SHAPE`): a bare
+# run is far more often an order, account or record number, so neither alone is enough
+_PHONE_BARE = re.compile(r"\d(?<![\w+.\-/=$#\u20ac\u00a3\u00a5]\d)\d{9,10}(?![\w\-/]|[.,]\d)")
+# NANP: area code and exchange start 2-9 (a Unix time, 1.0e9 to 2.0e9, starts with 1 and fails),
+# an optional leading country code 1; or a national number after a trunk 0 (06 12 34 56 78, 07700 900123)
+_PHONE_BARE_SHAPE = re.compile(r"1?[2-9]\d\d[2-9]\d{6}|0[1-9]\d{8,9}")
+# words that introduce a phone number, within a clause before it; "number" only as someone's
+_PHONE_CUE = re.compile(
+    r"\b(?:phone|telephone|tel|mobile|cell|cellphone|call|called|calling|ring|dial|whatsapp|sms|fax|"
+    r"text(?:ing)?\s+(?:me|us|him|her|them)|reach(?:ed)?\s+(?:me|us|him|her|them)|contact(?:\s+(?:me|us))?|"
+    r"(?:my|our|his|her|their)\s+(?:number|digits)|telefon\w*|tel[eé]fono|handy|celular)\b", re.IGNORECASE)
+# or one that names it right after: "4155550123 is my cell", "4155550123 (mobile)"
+_PHONE_CUE_AFTER = re.compile(r"\W{0,3}(?:is\s+)?(?:(?:my|our|his|her|their)\s+)?"
+                              r"(?:phone|cell|mobile|number|tel|whatsapp)\b", re.IGNORECASE)
+# an amount or a measure, not a number to dial
+_PHONE_UNIT = re.compile(r"\s?(?:%|(?:bytes?|[kmgt]i?b|[mnu]?s|seconds|usd|eur|dollars|euros|times|rows|records|"
+                         r"items)\b)", re.IGNORECASE)
+# 2**31 - 1, 2**32 and their kin are the limits a program calls and returns, never a number to dial
+_MACHINE_LIMITS = frozenset(str(2**k + d) for k in range(30, 37) for d in (-1, 0))
+_CLAUSE_END = re.compile(r"[.!?;]\s|\n")
 _CARD = re.compile(r"\d(?<![\d\-]\d)[ \-]?(?:\d[ \-]?){11,17}\d(?![\d\-])")
 # a card as people write it: 4-4-4-4(-3), or American Express's 4-6-5, with spaces or dashes
 _CARD_GROUPS = re.compile(r"^\d{4}([ \-])\d{4}\1\d{4}\1\d{4}(?:\1\d{1,3})?$|^\d{4}([ \-])\d{6}\2\d{5}$")
@@ -126,6 +186,11 @@ def _findings(text: str, kinds: Collection[str], possible: Container[str] | None
     if "email" in kinds and "@" in text:
         for m in _EMAIL.finditer(text):
             out.append(("email", 1.0, f"email address {_mask(m.group())} at offset {m.start()}"))
+    if "email" in kinds and may("email_obfuscated") and any(w in lower for w in _OBFUSCATION_WORDS):
+        for m in _EMAIL_OBFUSCATED.finditer(text):
+            if _email_obfuscated(m):
+                out.append(("email", 0.9, f"email address written to escape filters {_mask(m.group())} "
+                                          f"at offset {m.start()}"))
     if "private_key_block" in kinds and "PRIVATE KEY" in text:
         for m in _PRIVATE_KEY_BLOCK.finditer(text):
             out.append(("private_key_block", 1.0, f"PEM private key block at offset {m.start()}"))
@@ -171,12 +236,14 @@ def _findings(text: str, kinds: Collection[str], possible: Container[str] | None
     if "phone" in kinds:
         seen: list[tuple[int, int]] = list(card_spans)
         for pattern, search in ((_PHONE_INTL, "phone_intl"), (_PHONE_NANP, "phone_nanp"),
-                                (_PHONE_CONTEXT, "phone_context")):
+                                (_PHONE_CONTEXT, "phone_context"), (_PHONE_BARE, "phone_bare")):
             for m in (pattern.finditer(text) if may(search) else ()):
                 span = m.span(m.lastindex or 0)
                 number = m.group(m.lastindex or 0)
                 n_digits = sum(ch.isdigit() for ch in number)
                 if not 9 <= n_digits <= 15 or any(s < span[1] and span[0] < e for s, e in seen):
+                    continue
+                if pattern is _PHONE_BARE and not _bare_phone(text, m):
                     continue
                 seen.append(span)
                 tail = re.sub(r"\D", "", number)[-2:]
@@ -184,11 +251,25 @@ def _findings(text: str, kinds: Collection[str], possible: Container[str] | None
     return out
 
 
+def _bare_phone(text: str, m: re.Match) -> bool:
+    """Whether a `_PHONE_BARE` digit run is a phone number: dialable in shape, not an amount, and
+    introduced as a phone number in its clause or named as one right after it."""
+    if (not _PHONE_BARE_SHAPE.fullmatch(m.group()) or m.group() in _MACHINE_LIMITS
+            or _PHONE_UNIT.match(text, m.end())):
+        return False
+    # searched in place, not in a slice, so a word the window cuts ("micro|phone") is no cue
+    start = max(0, m.start() - 48)
+    for end in _CLAUSE_END.finditer(text, start, m.start()):
+        start = end.end()
+    return bool(_PHONE_CUE.search(text, start, m.start()) or _PHONE_CUE_AFTER.match(text, m.end()))
+
+
 # the literals (lower case) of the words `_SECRET_ASSIGN` names, and `_PHONE_CONTEXT`'s words
 _SECRET_NAMES = ("apikey", "api_key", "api-key", "secret", "accesskey", "access_key", "access-key", "token",
                  "passwd", "password", "privatekey", "private_key", "private-key")
 _PHONE_WORDS = ("phone", "tel", "mobile", "cell", "call", "whatsapp", "fax")
-_SEARCHES = ("token", "secret", "hex", "card", "iban", "ssn", "phone_intl", "phone_nanp", "phone_context")
+_SEARCHES = ("token", "secret", "hex", "card", "iban", "ssn", "phone_intl", "phone_nanp", "phone_context",
+             "phone_bare", "email_obfuscated")
 
 
 def personal_data_findings_many(texts: Sequence[str], kinds: Collection[str],
@@ -216,7 +297,8 @@ def _findings_many(texts: Sequence[str], kinds: Collection[str],
 
     Compiled passes over the batch find the literals and number shapes each pattern needs
     (a card's 13 digits in one run, 64 hex digits, an IBAN's two capitals and two digits, an
-    SSN's 3-2-4 digits, a phone's 3-4 digit tail or + before a digit); a text runs only the
+    SSN's 3-2-4 digits, a phone's 3-4 digit tail, + before a digit or ten digits in one run, a
+    bracketed at or a spelled-out dot); a text runs only the
     searches it could match, and most run none. The rare text with a digit past ASCII or a
     character that folds to an ASCII letter is cleared by its `@`, key words and digit count and
     otherwise takes the per-text path.
@@ -224,7 +306,7 @@ def _findings_many(texts: Sequence[str], kinds: Collection[str],
     `batch`: the texts already laid end to end, when another gate made them."""
     raw = batch or TextBatch(texts)
     literal = ("@", "PRIVATE KEY", *_AWS_PREFIXES)
-    folded = _TOKEN_WORDS + _SECRET_WORDS + _SECRET_NAMES + _PHONE_WORDS
+    folded = _TOKEN_WORDS + _SECRET_WORDS + _SECRET_NAMES + _PHONE_WORDS + _OBFUSCATION_WORDS
     held = raw.holding(literal + folded + (":", "="), [False] * len(literal) + [True] * len(folded) + [False] * 2)
     shapes = _number_shapes(raw._bytes, raw._byte_starts, raw._byte_lengths)
     digits = shapes[:, 0]
@@ -233,11 +315,14 @@ def _findings_many(texts: Sequence[str], kinds: Collection[str],
     token = held[:, n_literal : n_literal + n_token].any(axis=1)
     names = n_literal + n_token + n_secret
     secret = held[:, names : names + n_names].any(axis=1) & held[:, -2:].any(axis=1)
-    phone_context = held[:, names + n_names : -2].any(axis=1)
+    cues = names + n_names + len(_PHONE_WORDS)
+    phone_context = held[:, names + n_names : cues].any(axis=1)
+    obfuscated = held[:, cues:-2].any(axis=1)
     numbered = digits >= 9  # no card, IBAN, phone or identity number has fewer digits
     table = np.column_stack([token, secret, (digits >= 8) & (shapes[:, 2] >= 64), numbered & (shapes[:, 1] >= 13),
                              numbered & (shapes[:, 3] > 0), numbered & (shapes[:, 4] > 0),
-                             numbered & (shapes[:, 5] > 0), numbered & (shapes[:, 6] > 0), numbered & phone_context])
+                             numbered & (shapes[:, 5] > 0), numbered & (shapes[:, 6] > 0), numbered & phone_context,
+                             numbered & (shapes[:, 1] >= 10), obfuscated])
     # a text with a digit past ASCII (which \\d matches) or a character that folds to an ASCII
     # letter is not what the byte passes saw; any other text is, whatever else it holds
     unseen = raw.holding_beyond_ascii(DIGIT | FOLDS_TO_ASCII)
@@ -245,7 +330,8 @@ def _findings_many(texts: Sequence[str], kinds: Collection[str],
     for text, row, literal_found, other in zip(texts, table.tolist(), found.tolist(), unseen.tolist()):
         if other:
             lower = text.lower()
-            suspect = literal_found or any(w in lower for w in _TOKEN_WORDS + _SECRET_WORDS) or digits[len(out)] >= 8
+            suspect = (literal_found or any(w in lower for w in _TOKEN_WORDS + _SECRET_WORDS + _OBFUSCATION_WORDS)
+                       or digits[len(out)] >= 8)
             out.append(_findings(text, kinds) if suspect else [])
         elif literal_found or True in row:
             out.append(_findings(text, kinds, {n for n, ok in zip(_SEARCHES, row) if ok}))
