@@ -415,6 +415,13 @@ class Node:
         return factory
 
     @cached_property
+    def cap_relays(self):
+        """How many consumers' spending caps this node still relays (it pays their gas)."""
+        from ledgerlm.economy.earnings import CapRelays
+
+        return CapRelays()
+
+    @cached_property
     def serving(self):
         """The OpenAI-compatible engine with keys, budgets and receipts (the base model loads on first call)."""
         from ledgerlm.factory.basemodels import get_model
@@ -439,7 +446,8 @@ class Node:
             attribution=c.serving_attribution, claim_lease_seconds=c.serving_claim_lease_seconds,
         )
         escrow = self.contracts.escrow if self.on_chain else None
-        keys = ApiKeys(self.db, domain=self.domain, settler=self.account.address, escrow=escrow, relayer=self.account)
+        keys = ApiKeys(self.db, domain=self.domain, settler=self.account.address, escrow=escrow, relayer=self.account,
+                       relays=self.cap_relays)
         log = ReceiptLog(self.db, self.account, domain=self.domain)
 
         def load_engine(base_name: str):

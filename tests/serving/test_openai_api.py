@@ -88,10 +88,13 @@ def test_openai_client_streams_and_not_with_signed_receipts(server, world, node_
 def test_an_unaffordable_call_gets_402_before_any_compute_and_costs_nothing(server, world, node_client):
     from eth_account import Account
 
-    thrifty = Account.from_key(b"\x09" * 32)  # a cap of 0.000001 LGR and nothing in escrow
+    thrifty = Account.from_key(b"\x09" * 32)  # a cap of 0.000001 LGR over 1 base unit in escrow
+    node_client.chain.faucet(thrifty.address, eth_wei=10**17, tokens=1)
+    node_client.chain.send(thrifty, "LedgerToken", "approve", [node_client.info()["contracts"]["PaymentEscrow"], 1])
+    node_client.chain.send(thrifty, "PaymentEscrow", "deposit", [1])
     key, record = node_client.serving.create_key(thrifty, 10**12)
     before = node_client.serving.budget(key)
-    assert before["cap"] == str(10**12) and before["remaining"] == "0"
+    assert before["cap"] == str(10**12) and before["remaining"] == "1"
     count = len(node_client.serving.receipts(account=thrifty.address, limit=1000))
     client = openai.OpenAI(base_url=f"{server}/v1", api_key=key, max_retries=0)
     with pytest.raises(openai.APIStatusError) as refused:

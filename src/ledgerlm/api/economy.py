@@ -35,7 +35,7 @@ def submit_cap(body: SpendingCapRequest, node: Node = Depends(get_node)) -> dict
     period; the node relays it to the escrow, where it replaces any cap with a lower nonce."""
     return record_spending_cap(node.db, node.contracts.escrow, node.account, consumer=body.consumer,
                                settler=node.account.address, cap=body.cap, nonce=body.nonce,
-                               deadline=body.deadline, signature=body.signature)
+                               deadline=body.deadline, signature=body.signature, relays=node.cap_relays)
 
 
 @router.get("/caps/{consumer}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 from eth_utils import is_address, to_checksum_address
@@ -15,9 +16,44 @@ from ledgerlm.identity import recover_signer
 from ledgerlm.store import Database
 from ledgerlm.store.schema import epoch_payouts, epochs, spending_caps
 
+# The node pays the gas of every cap it relays, and a cap is signed by its consumer alone: anyone
+# can sign caps for fresh addresses, or churn nonces on one, to spend the node's gas. So the node
+# relays a cap only over an escrow that holds something (a cap over an empty one debits nothing), and per consumer
+# CAP_RELAY_BURST at once, then one per CAP_RELAY_SECONDS (a client raising its cap before each of
+# a few payments stays well inside); the escrow takes a signed cap from any sender, so a consumer in
+# a hurry submits it there.
+CAP_RELAY_BURST = 10
+CAP_RELAY_SECONDS = 60
+
+
+class CapRelays:
+    """How many caps a node still relays per consumer now: CAP_RELAY_BURST at once, one more per
+    CAP_RELAY_SECONDS (one per node: each pays its own gas)."""
+
+    def __init__(self):
+        self._left: dict[str, tuple[float, float]] = {}  # consumer -> (relays left, when counted)
+        self._lock = threading.Lock()
+
+    def take(self, consumer: str) -> None:
+        """Count one relay for `consumer`, or refuse it (429) while its relays are spent."""
+        now = time.monotonic()
+        with self._lock:
+            left, then = self._left.get(consumer, (float(CAP_RELAY_BURST), now))
+            left = min(float(CAP_RELAY_BURST), left + (now - then) / CAP_RELAY_SECONDS)
+            if left < 1.0:
+                wait = int((1.0 - left) * CAP_RELAY_SECONDS) + 1
+                raise EconomyError(f"this node has relayed {CAP_RELAY_BURST} spending caps of {consumer} lately, the "
+                                   f"most it relays at once; wait {wait} s, or submit the signed cap to the escrow "
+                                   "yourself (it takes one from any sender)", field="consumer", status=429)
+            self._left[consumer] = (left - 1.0, now)
+            if len(self._left) > 4096:  # forget the consumers whose relays have all come back
+                full = CAP_RELAY_BURST * CAP_RELAY_SECONDS
+                for key in [k for k, (_, t) in self._left.items() if now - t >= full]:
+                    del self._left[key]
+
 
 def record_spending_cap(db: Database, escrow, relayer, *, consumer: str, settler: str, cap: int, nonce: int,
-                        deadline: int, signature: str) -> dict:
+                        deadline: int, signature: str, relays: CapRelays | None = None) -> dict:
     """Check a consumer's signed standing SpendingCap, relay it to the escrow (where it replaces any older one for
     this settler, and from where the close and serving read the cap in force) and record it."""
     from ledgerlm.chain import ChainError, SignedSpendingCap
@@ -43,6 +79,12 @@ def record_spending_cap(db: Database, escrow, relayer, *, consumer: str, settler
                            f"{held.nonce}; a new one needs a higher nonce", field="nonce", status=409)
     if int(deadline) <= escrow.chain.head().timestamp:
         raise EconomyError(f"the spending cap's deadline {deadline} has passed", field="deadline")
+    if escrow.balance_of(consumer) == 0:
+        raise EconomyError(f"the escrow holds nothing of {consumer}: deposit first (a cap over an empty escrow lets "
+                           "this node debit nothing, and this node pays the gas of relaying it)", field="consumer",
+                           status=402)
+    if relays is not None:
+        relays.take(consumer)
     try:
         tx = escrow.set_spending_caps_with_sig(relayer, [SignedSpendingCap(
             consumer, settler, int(cap), int(nonce), int(deadline), raw)]).tx_hash

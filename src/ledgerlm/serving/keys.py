@@ -63,8 +63,9 @@ class ApiKey(BaseModel):
 class ApiKeys:
     """Creates, authenticates, lists and revokes consumer keys."""
 
-    def __init__(self, db: Database, *, domain: SigningDomain, settler: str, escrow=None, relayer=None):
+    def __init__(self, db: Database, *, domain: SigningDomain, settler: str, escrow=None, relayer=None, relays=None):
         self.db = db
+        self.relays = relays  # economy.earnings.CapRelays: how many caps the node still relays per consumer
         self.domain = domain
         self.settler = to_checksum_address(settler)
         self.relayer = relayer  # the node's account: sends consumers' signed caps to the escrow
@@ -95,7 +96,7 @@ class ApiKeys:
                               f"cap {cap}, nonce {cap_nonce}, deadline {cap_deadline}", field="cap_signature")
         # The cap lands on chain first; a crash before the key is stored leaves only a valid cap behind.
         record_spending_cap(self.db, self.escrow, self.relayer, consumer=consumer, settler=self.settler, cap=cap,
-                            nonce=cap_nonce, deadline=cap_deadline, signature=cap_signature)
+                            nonce=cap_nonce, deadline=cap_deadline, signature=cap_signature, relays=self.relays)
         now = int(time.time())
         with self.db.begin() as conn:
             epoch = open_epoch(conn)
