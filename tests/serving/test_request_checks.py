@@ -87,3 +87,13 @@ def test_what_asks_for_nothing_the_node_lacks_still_passes_validation(http, extr
     response = http.post("/v1/chat/completions", json={
         "model": "facts-a", "messages": [{"role": "user", "content": "Which?"}], "max_tokens": 4, **extra})
     assert response.status_code != 422, response.text  # this home serves no model: the refusal is about that
+
+
+def test_more_chat_turns_than_any_context_holds_are_refused_naming_messages(http):
+    from ledgerlm.serving.schemas import MAX_MESSAGES
+
+    turns = [{"role": "user", "content": ""}] * (MAX_MESSAGES + 1)
+    response = http.post("/v1/chat/completions", json={"model": "facts-a", "messages": turns, "max_tokens": 4})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["field"] == "messages" and str(MAX_MESSAGES) in error["message"], error

@@ -91,8 +91,13 @@ class _Sampling(BaseModel):
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
 
 
+# Every turn takes tokens of the chat template, so no context holds more turns than this; the bound
+# stops a body of a hundred thousand empty turns while it is read, not after each is validated.
+MAX_MESSAGES = 8192
+
+
 class ChatCompletionRequest(_Sampling):
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     max_completion_tokens: int | None = Field(default=None, ge=1)
 
     def plain_messages(self) -> list[dict]:
