@@ -23,7 +23,6 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,15 +57,15 @@ def one_seed(args, seed: int, work: Path, say) -> dict:
     import numpy as np
 
     from ledgerlm.evals.attribution.baselines import bm25_scores
-    from ledgerlm.evals.attribution.facts import QUERY_KINDS, make_fact_tracing_set
+    from ledgerlm.evals.attribution.facts import make_fact_tracing_set
     from ledgerlm.evals.attribution.harness import (
         EvalConfig,
         _base_model,
         _fine_tune,
         query_signals,
+        tracing_by_kind,
         what_is_paid,
     )
-    from ledgerlm.evals.attribution.metrics import rank_metrics
     from ledgerlm.factory import load_tokenizer
 
     config = EvalConfig(model=args.model, models_dir=args.models_dir, entities=args.entities,
@@ -84,12 +83,7 @@ def one_seed(args, seed: int, work: Path, say) -> dict:
     signals = [query_signals(t, q.prompt, q.answer, exact=False) for q in data.queries]
     scores = {name: np.stack([s.scores[name] for s in signals]) for name in METHODS if name != "bm25"}
     scores["bm25"] = bm25_scores(indexed, [f"{q.prompt} {q.answer}" for q in data.queries])
-    tracing = {}
-    for kind in ("all",) + QUERY_KINDS:
-        chosen = [i for i, q in enumerate(data.queries) if kind in ("all", q.kind)]
-        qs = [data.queries[i] for i in chosen]
-        tracing[kind] = {name: asdict(rank_metrics(s[chosen], qs, rows_records, rows_contributors))
-                         for name, s in scores.items()}
+    tracing = tracing_by_kind(scores, data.queries, rows_records, rows_contributors)
     payment = what_is_paid(t, data, MODE, [s.paid[MODE] for s in signals])
     return {"seed": seed, "records": len(data.records), "questions": len(data.queries),
             "tracing": tracing, "payment": payment, "seconds": time.perf_counter() - started}

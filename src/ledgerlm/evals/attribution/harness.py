@@ -676,12 +676,7 @@ def tracing_and_payment(config: EvalConfig, t: Trained, data: FactTracingSet, mo
         **gradient_variants(t, config, [(q.prompt, q.answer) for q in data.queries],
                             ensembles=False),
     }
-    tracing = {}
-    for kind in ("all",) + QUERY_KINDS:
-        chosen = [i for i, q in enumerate(data.queries) if kind in ("all", q.kind)]
-        qs = [data.queries[i] for i in chosen]
-        tracing[kind] = {name: asdict(rank_metrics(s[chosen], qs, rows_records, rows_contributors))
-                         for name, s in methods.items()}
+    tracing = tracing_by_kind(methods, data.queries, rows_records, rows_contributors)
     payment = what_is_paid(t, data, mode, [s.paid[mode] for s in signals])
     say("attributing the model's own answers")
     payment["own_answers"] = own_answers(t, data, mode)
@@ -689,6 +684,19 @@ def tracing_and_payment(config: EvalConfig, t: Trained, data: FactTracingSet, mo
     latency = {"feature_ms": 1e3 * float(np.median([s.seconds_feature for s in signals])),
                "attribution_ms": 1e3 * float(np.median([s.seconds_attribution for s in signals]))}
     return {"tracing": tracing, "payment": payment, "latency": latency}, methods, embedding_name
+
+
+def tracing_by_kind(methods: dict[str, np.ndarray], queries: list[TracingQuery], rows_records: list[int],
+                    rows_contributors: list[str]) -> dict:
+    """Per query kind (and "all"), each method's precision@1 and MRR of the responsible record and
+    contributor, from its (queries, rows) scores."""
+    tracing = {}
+    for kind in ("all",) + QUERY_KINDS:
+        chosen = [i for i, q in enumerate(queries) if kind in ("all", q.kind)]
+        qs = [queries[i] for i in chosen]
+        tracing[kind] = {name: asdict(rank_metrics(s[chosen], qs, rows_records, rows_contributors))
+                         for name, s in methods.items()}
+    return tracing
 
 
 def what_is_paid(t: Trained, data: FactTracingSet, mode: str,
