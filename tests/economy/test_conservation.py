@@ -18,6 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from ledgerlm.chain import StakeRole
 from ledgerlm.config import Home
 from ledgerlm.economy.earnings import earnings, record_spending_cap
+from ledgerlm.economy.errors import EconomyError
 from ledgerlm.node import Node
 from tests.chain.conftest import anvil_url  # noqa: F401 - the fixture that starts the session's anvil node
 from tests.economy.helpers import key, write_receipt
@@ -114,8 +115,17 @@ class Economy(RuleBasedStateMachine):
         settler = self.node.account.address
         nonce = self.c.escrow.spending_cap(who.address, settler).nonce + 1
         signed = self.c.escrow.sign_spending_cap(who, settler, cap, nonce, deadline)
-        record_spending_cap(self.node.db, self.c.escrow, self.node.account, consumer=who.address, settler=settler,
-                            cap=cap, nonce=nonce, deadline=deadline, signature="0x" + signed.signature.hex())
+
+        def relay():
+            record_spending_cap(self.node.db, self.c.escrow, self.node.account, consumer=who.address,
+                                settler=settler, cap=cap, nonce=nonce, deadline=deadline,
+                                signature="0x" + signed.signature.hex())
+
+        if self.c.escrow.balance_of(who.address) == 0:  # the node pays no gas for a cap that debits nothing
+            with pytest.raises(EconomyError, match="deposit first"):
+                relay()
+            return
+        relay()
         self.consumers[who.address].cap = cap
 
     @rule(who=st.sampled_from(CONSUMERS), fee=st.one_of(st.integers(1, 3 * UNIT), st.integers(1, 99)))
