@@ -237,19 +237,24 @@ def test_a_slash_that_fails_half_way_is_finished_once_and_never_repeated(client,
     assert staking.outcome(3) == node.validation.round(3).tally["evidence_hash"]
 
 
+def _private_round(client, alice, bob, member, tmp_path, rows) -> dict:
+    """alice's private Datanet `vault` with bob's `rows` and `member` a member, and the round she opens on it."""
+    from ledgerlm.client import NodeClient
+
+    client.create_datanet(DatanetSpec(name="vault", schema=QA_SCHEMA, visibility="private"), alice)
+    client.add_member("vault", bob.address, alice)
+    client.add_member("vault", member.address, alice)
+    NodeClient(client.http, reader=bob).contribute("vault", [write_jsonl(tmp_path / "v.jsonl", rows)], bob)
+    return client.validation.open_round(alice, "vault")
+
+
 def test_a_private_datanet_is_scored_only_by_members_and_its_data_needs_their_signature(
         client, alice, bob, setup, tmp_path):
-    from ledgerlm.client import NodeClient
     from ledgerlm.identity import READ_HEADER, sign_read_request
 
     validators, node, clock = setup
     member, stranger = validators[0], validators[1]
-    client.create_datanet(DatanetSpec(name="vault", schema=QA_SCHEMA, visibility="private"), alice)
-    client.add_member("vault", bob.address, alice)
-    client.add_member("vault", member.address, alice)
-    NodeClient(client.http, reader=bob).contribute("vault", [write_jsonl(tmp_path / "v.jsonl", CLEAN[:2])], bob)
-
-    opened = client.validation.open_round(alice, "vault")
+    opened = _private_round(client, alice, bob, member, tmp_path, CLEAN[:2])
     assigned = {v for vs in opened["assignments"].values() for v in vs}
     assert assigned == {member.address}, "only the owner and members may score (and so read) private data"
 
@@ -336,16 +341,11 @@ def test_a_slash_refused_on_chain_is_a_clear_error_and_the_slashes_before_it_sta
 
 def test_a_strangers_view_of_a_validators_queue_names_nothing_of_a_private_datanet(
         client, alice, bob, setup, tmp_path):
-    from ledgerlm.client import NodeClient
     from ledgerlm.identity import READ_HEADER, sign_read_request
 
     validators, node, clock = setup
     member, stranger = validators[0], validators[1]
-    client.create_datanet(DatanetSpec(name="vault", schema=QA_SCHEMA, visibility="private"), alice)
-    client.add_member("vault", bob.address, alice)
-    client.add_member("vault", member.address, alice)
-    NodeClient(client.http, reader=bob).contribute("vault", [write_jsonl(tmp_path / "v.jsonl", CLEAN[:3])], bob)
-    opened = client.validation.open_round(alice, "vault")
+    opened = _private_round(client, alice, bob, member, tmp_path, CLEAN[:3])
     ids = sorted(int(c) for c in opened["assignments"])
 
     http = client.http
