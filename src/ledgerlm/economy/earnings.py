@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 from eth_utils import is_address, to_checksum_address
 from hexbytes import HexBytes
 from sqlalchemy import and_, delete, insert, select
 
+from ledgerlm.buckets import TokenBuckets
 from ledgerlm.chain import CAP_LIMIT, DEADLINE_LIMIT
 from ledgerlm.economy.consumers import lock_consumer
 from ledgerlm.economy.errors import EconomyError
@@ -31,25 +31,15 @@ class CapRelays:
     CAP_RELAY_SECONDS (one per node: each pays its own gas)."""
 
     def __init__(self):
-        self._left: dict[str, tuple[float, float]] = {}  # consumer -> (relays left, when counted)
-        self._lock = threading.Lock()
+        self._relays = TokenBuckets(burst=CAP_RELAY_BURST, per_second=1 / CAP_RELAY_SECONDS)
 
     def take(self, consumer: str) -> None:
         """Count one relay for `consumer`, or refuse it (429) while its relays are spent."""
-        now = time.monotonic()
-        with self._lock:
-            left, then = self._left.get(consumer, (float(CAP_RELAY_BURST), now))
-            left = min(float(CAP_RELAY_BURST), left + (now - then) / CAP_RELAY_SECONDS)
-            if left < 1.0:
-                wait = int((1.0 - left) * CAP_RELAY_SECONDS) + 1
-                raise EconomyError(f"this node has relayed {CAP_RELAY_BURST} spending caps of {consumer} lately, the "
-                                   f"most it relays at once; wait {wait} s, or submit the signed cap to the escrow "
-                                   "yourself (it takes one from any sender)", field="consumer", status=429)
-            self._left[consumer] = (left - 1.0, now)
-            if len(self._left) > 4096:  # forget the consumers whose relays have all come back
-                full = CAP_RELAY_BURST * CAP_RELAY_SECONDS
-                for key in [k for k, (_, t) in self._left.items() if now - t >= full]:
-                    del self._left[key]
+        wait = self._relays.take(consumer)
+        if wait > 0:
+            raise EconomyError(f"this node has relayed {CAP_RELAY_BURST} spending caps of {consumer} lately, the "
+                               f"most it relays at once; wait {int(wait) + 1} s, or submit the signed cap to the "
+                               "escrow yourself (it takes one from any sender)", field="consumer", status=429)
 
 
 def record_spending_cap(db: Database, escrow, relayer, *, consumer: str, settler: str, cap: int, nonce: int,

@@ -1,0 +1,40 @@
+"""Token buckets per key: a burst at once, then a steady rate, with keys forgotten once their bucket is full again."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+# Buckets kept before full ones are swept: a key seen once (a client address, a fresh consumer) must
+# not hold memory for good, and the sweep waits until the kept buckets double, so it costs O(1) a take.
+SWEEP_AT = 4096
+
+
+class TokenBuckets:
+    def __init__(self, *, burst: int, per_second: float):
+        self.burst = float(max(1, burst))
+        self.per_second = per_second
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, when counted)
+        self._lock = threading.Lock()
+        self._sweep_at = SWEEP_AT
+
+    def take(self, key: str) -> float:
+        """Take one token of `key`'s bucket and return 0.0, or take nothing and return the seconds until
+        one is there."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, then = self._buckets.get(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - then) * self.per_second)
+            if tokens < 1.0:
+                return (1.0 - tokens) / self.per_second
+            self._buckets[key] = (tokens - 1.0, now)
+            if len(self._buckets) >= self._sweep_at:
+                refill = self.burst / self.per_second  # a full bucket is what an unseen key gets
+                for k in [k for k, (_, t) in self._buckets.items() if now - t >= refill]:
+                    del self._buckets[k]
+                self._sweep_at = max(SWEEP_AT, 2 * len(self._buckets))
+            return 0.0
+
+    def __len__(self) -> int:
+        """Keys whose bucket is kept."""
+        return len(self._buckets)
