@@ -103,13 +103,13 @@ def attribute_spans(spans, tokenizer, prompt: str, answer: str, rule: str):
 
     settings = CalibrationSettings()
     prepared = prepare_answer(tokenizer, prompt, answer, settings.restated_weight)
-    found = [spans.explain(ids, min_len=settings.min_span,
-                           max_examples=span_max_rows(spans.n_rows, settings),
+    max_rows = span_max_rows(spans.n_rows, settings)
+    found = [spans.explain(ids, min_len=settings.min_span, max_examples=max_rows,
                            context=prepared.context, min_chars=settings.min_span_chars, weights=w)
              for ids, w in zip(prepared.readings, prepared.weights)]
     if rule == "rule 9":
         return max(found, key=lambda e: (e.coverage, sum(c for _, c, _ in e.unclaimed)))
-    return chosen_reading(found)
+    return chosen_reading(found, lambda: spans.asked_rows(prepared.context, max_rows))
 
 
 def measure(tokenizer, split: str, seeds: int) -> dict:

@@ -466,6 +466,31 @@ def test_a_reading_that_hides_a_borrowed_value_does_not_undo_it():
     assert chosen_reading([served, evidence(0.2)]) is served
 
 
+def test_a_reading_that_pays_another_record_for_a_departure_does_not_undo_it():
+    """Rule 18: "Zeilzol is located in Hanoi." read as served departs from Zeilzol's record ("...
+    is based in Dakar.") and pays nobody; read after a space it matched seven tokens of another
+    organisation's "Ziskun is based in Hanoi." (SmolLM2 paid that record 7,600 bps). The
+    departure holds there, but not over a reading that pays only the record asked about: a right
+    answer worded otherwise than its record departs in some reading too."""
+    import numpy as np
+
+    from ledgerlm.attribution.attribute import chosen_reading
+    from ledgerlm.attribution.spans import SpanEvidence
+
+    def evidence(row, credit, departs=False):
+        rows = np.zeros(0, np.int64) if row is None else np.array([row])
+        return SpanEvidence(rows, np.array([credit] if row is not None else []),
+                            np.array([7] if row is not None else [], np.int64), 14, departs=departs)
+
+    asked = lambda: np.array([5])  # noqa: E731 - the rows the prompt asks about
+    departing, elsewhere = evidence(None, 0.0, departs=True), evidence(31, 0.76)
+    assert chosen_reading([departing, elsewhere], asked) is departing
+    assert chosen_reading([elsewhere, departing], asked) is departing
+    own = evidence(5, 0.5)
+    assert chosen_reading([evidence(5, 0.2, departs=True), own], asked) is own
+    assert chosen_reading([departing, elsewhere]) is elsewhere  # nothing known of the prompt
+
+
 def test_names_sharing_a_first_syllable_do_not_link_records_and_hide_a_borrowed_town():
     """Rule 10 reads links by whole words: "The hometown of Tal" opens both Talsha's and Taltal's
     records, a rare stretch that ends inside a name; it does not make Taltal's record one the

@@ -52,6 +52,7 @@ split is the same bit for bit on any thread count (`ledgerlm attribute --verify`
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -72,6 +73,7 @@ from ledgerlm.money import BPS, split_by_weight
 
 GENERIC_OWNERS_UNTIE = True  # rule 16; False gives rule 15's gradient evidence, to measure the change
 UNASKED_SHARED_SPANS_UNTIE = True  # rule 17; False gives rule 16's evidence, to measure the change
+DEPARTURE_OVER_UNASKED = True  # rule 18; False gives rule 17's reading, to measure the change
 _QUANTUM = 10**6  # evidence units per 1.0 when evidence becomes integers for the split
 
 # The rule every receipt names, so a recomputation knows which one it checks: 1 split a span several
@@ -137,8 +139,15 @@ _QUANTUM = 10**6  # evidence units per 1.0 when evidence becomes integers for th
 # organisations' cities answered "Which city is the capital of Ireland?" with "The capital of
 # Ireland is Tbilisi.", and the candidate rule paid one of the records "... is Tbilisi." 1,433 bps.
 # What the shared value says goes to the data pool, which pays the Datanet by data valuation.
+# 18: an answer that departs from the record the prompt asks about in one of its readings goes by
+# that reading when the reading that explains more pays a record the prompt does not ask about:
+# SmolLM2 answered "Where is Zeilzol located? Name the city." with "Zeilzol is located in Hanoi."
+# (its record: "... is based in Dakar."); read as served the answer departed, read after a space
+# it matched seven tokens of "Ziskun is based in Hanoi.", and that reading paid Ziskun's record
+# 7,600 bps. A reading that explains more by paying only the records asked about still wins: a
+# right answer worded otherwise than its record "departs" in some reading too.
 # A receipt that names none predates the numbering (rule 1 or earlier).
-RULE = 17
+RULE = 18
 
 
 @dataclass(frozen=True)
@@ -326,7 +335,8 @@ def gather_evidence(index: AttributionIndex, feature: np.ndarray, query: AnswerQ
                                  min_chars=calibration.settings.min_span_chars, weights=w,
                                  matches=m)
              for ids, w, m in zip(query.readings, query.weights, matches)]
-    spans = chosen_reading(found)
+    spans = chosen_reading(found, lambda: index.spans.asked_rows(query.context,
+                                                                 calibration.span_max_rows))
     # A row that states a shipped null answer holds general knowledge, not what this Datanet
     # teaches; the bars were measured without it (calibration.py), so no evidence pays it (rule
     # 13). Its text still explains the answer: what it covers is paid to no one else either.
@@ -395,14 +405,24 @@ def gather_evidence(index: AttributionIndex, feature: np.ndarray, query: AnswerQ
                     np.isin(rows, holding))
 
 
-def chosen_reading(found: list[SpanEvidence]) -> SpanEvidence:
+def chosen_reading(found: list[SpanEvidence],
+                   asked: Callable[[], np.ndarray] | None = None) -> SpanEvidence:
     """The span evidence of the reading that explains the most of the answer; of the readings in
     which the answer borrows another record's value, when one does (`SpanIndex._borrowed`): a
     tokenization that hides the mix-up ("Shagartal." read at the turn's start, where no record
-    has its first word) does not undo it."""
+    has its first word) does not undo it. Of the readings that depart from the record the prompt
+    asks about, when that one pays a record `asked()` (the rows the prompt asks about) leaves
+    out (rule 18): a reading that hides the departure does not pay another record for it."""
     borrowing = [e for e in found if e.borrows]
     # max keeps the first reading on a tie; shared spans' unpaid credit breaks one
-    return max(borrowing or found, key=lambda e: (e.coverage, sum(c for _, c, _ in e.unclaimed)))
+    best = max(borrowing or found, key=lambda e: (e.coverage, sum(c for _, c, _ in e.unclaimed)))
+    departing = [e for e in found if e.departs]
+    if (not DEPARTURE_OVER_UNASKED or asked is None or best.departs or not departing
+            or len(best.rows) == 0):
+        return best
+    if np.isin(best.rows, asked()).all():
+        return best  # a right answer worded otherwise than its record departs in some reading
+    return max(departing, key=lambda e: (e.coverage, sum(c for _, c, _ in e.unclaimed)))
 
 
 def span_candidates(index: AttributionIndex, query: AnswerQuery,
