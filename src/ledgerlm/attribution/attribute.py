@@ -413,16 +413,18 @@ def chosen_reading(found: list[SpanEvidence],
     has its first word) does not undo it. Of the readings that depart from the record the prompt
     asks about, when that one pays a record `asked()` (the rows the prompt asks about) leaves
     out (rule 18): a reading that hides the departure does not pay another record for it."""
-    borrowing = [e for e in found if e.borrows]
-    # max keeps the first reading on a tie; shared spans' unpaid credit breaks one
-    best = max(borrowing or found, key=lambda e: (e.coverage, sum(c for _, c, _ in e.unclaimed)))
+    def explained(e: SpanEvidence) -> tuple[float, float]:
+        # max keeps the first reading on a tie; shared spans' unpaid credit breaks one
+        return e.coverage, sum(c for _, c, _ in e.unclaimed)
+
+    best = max([e for e in found if e.borrows] or found, key=explained)
     departing = [e for e in found if e.departs]
     if (not DEPARTURE_OVER_UNASKED or asked is None or best.departs or not departing
             or len(best.rows) == 0):
         return best
     if np.isin(best.rows, asked()).all():
         return best  # a right answer worded otherwise than its record departs in some reading
-    return max(departing, key=lambda e: (e.coverage, sum(c for _, c, _ in e.unclaimed)))
+    return max(departing, key=explained)
 
 
 def span_candidates(index: AttributionIndex, query: AnswerQuery,
