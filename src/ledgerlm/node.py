@@ -33,6 +33,9 @@ from ledgerlm.store import BlobStaging, Database, open_blob_store
 NODE_GENESIS_WEI = 10**9 * 10**18
 FAUCET_GENESIS_WEI = 10**9 * 10**18
 ADMIN_GENESIS_WEI = 10**3 * 10**18
+# Client-signed transactions relayed at once (`Node.relay_slots`): well under the API's worker
+# threads (40), so relays waiting on a slow chain leave the other routes workers to run on.
+RELAYS_AT_ONCE = 8
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -420,6 +423,18 @@ class Node:
         from ledgerlm.economy.earnings import CapRelays
 
         return CapRelays()
+
+    @cached_property
+    def relay_slots(self):
+        """Transactions clients signed that this node may wait on at once (`POST /chain/transactions`).
+
+        Each relay holds a worker until its transaction is mined, up to the chain's receipt timeout:
+        a transaction priced under what the chain takes is accepted and never mined, and a few dozen
+        of them would hold every worker the API has.
+        """
+        import threading
+
+        return threading.BoundedSemaphore(RELAYS_AT_ONCE)
 
     @cached_property
     def serving(self):

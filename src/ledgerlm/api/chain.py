@@ -15,7 +15,7 @@ from ledgerlm.api.deps import address_in, get_node, require_operator
 from ledgerlm.chain import StakeRole
 from ledgerlm.config import EMBEDDED
 from ledgerlm.errors import LedgerError
-from ledgerlm.node import Node
+from ledgerlm.node import RELAYS_AT_ONCE, Node
 
 router = APIRouter(prefix="/chain", tags=["chain"])
 log = logging.getLogger("ledgerlm.chain")
@@ -169,7 +169,14 @@ def send(body: RawTransaction, node: Node = Depends(get_node)) -> dict:
         raw = bytes.fromhex(body.raw.removeprefix("0x"))
     except ValueError as exc:
         raise LedgerError("raw must be a hex-encoded signed transaction", field="raw") from exc
-    return tx_json(node.chain.send_raw(raw))
+    if not node.relay_slots.acquire(blocking=False):
+        raise LedgerError(f"the node is already waiting on {RELAYS_AT_ONCE} relayed transactions to be "
+                          "mined; try again shortly, or send it to the chain's RPC yourself",
+                          field="raw", status=503)
+    try:
+        return tx_json(node.chain.send_raw(raw))
+    finally:
+        node.relay_slots.release()
 
 
 @router.post("/faucet")
