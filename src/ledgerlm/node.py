@@ -35,7 +35,7 @@ FAUCET_GENESIS_WEI = 10**9 * 10**18
 ADMIN_GENESIS_WEI = 10**3 * 10**18
 # Client-signed transactions relayed at once (`Node.relay_slots`): well under the API's worker
 # threads (40), so relays waiting on a slow chain leave the other routes workers to run on.
-RELAYS_AT_ONCE = 8
+RELAYS_AT_ONCE = 16
 
 
 def _write_private(path: Path, text: str) -> None:
