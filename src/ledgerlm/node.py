@@ -34,8 +34,10 @@ NODE_GENESIS_WEI = 10**9 * 10**18
 FAUCET_GENESIS_WEI = 10**9 * 10**18
 ADMIN_GENESIS_WEI = 10**3 * 10**18
 # Client-signed transactions relayed at once (`Node.relay_slots`): well under the API's worker
-# threads (40), so relays waiting on a slow chain leave the other routes workers to run on.
+# threads (40), so relays waiting on a slow chain leave the other routes workers to run on; and of
+# one sender, a few, so one client's transactions that never mine leave other clients slots.
 RELAYS_AT_ONCE = 16
+RELAYS_PER_SENDER = 4
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -426,15 +428,10 @@ class Node:
 
     @cached_property
     def relay_slots(self):
-        """Transactions clients signed that this node may wait on at once (`POST /chain/transactions`).
+        """Transactions clients signed that this node waits on at once (`POST /chain/transactions`)."""
+        from ledgerlm.chain.relay_slots import RelaySlots
 
-        Each relay holds a worker until its transaction is mined, up to the chain's receipt timeout:
-        a transaction priced under what the chain takes is accepted and never mined, and a few dozen
-        of them would hold every worker the API has.
-        """
-        import threading
-
-        return threading.BoundedSemaphore(RELAYS_AT_ONCE)
+        return RelaySlots(total=RELAYS_AT_ONCE, per_sender=RELAYS_PER_SENDER)
 
     @cached_property
     def serving(self):

@@ -1,28 +1,62 @@
-"""A node waits on only so many client-signed transactions at once; past that it says to retry."""
+"""A node waits on only so many client-signed transactions at once, in all and per sender; past that it says to retry."""
 
-from ledgerlm.node import RELAYS_AT_ONCE
+from eth_account import Account
+
+from ledgerlm.node import RELAYS_AT_ONCE, RELAYS_PER_SENDER
 
 UNIT = 10**18
 
 
-def test_a_relay_past_the_nodes_slots_is_refused_and_goes_through_once_one_frees(http, client, alice):
-    client.chain.faucet(alice.address, eth_wei=UNIT)
-    quote = http.post("/chain/estimate", json={"from": alice.address, "to": alice.address, "value": 1}).json()
-    raw = alice.sign_transaction({"to": alice.address, "value": 1, "gas": quote["gas"], "nonce": quote["nonce"],
-                                  "chainId": quote["chain_id"], **quote["fees"]}).raw_transaction
+def _signed(http, account) -> str:
+    quote = http.post("/chain/estimate", json={"from": account.address, "to": account.address, "value": 1}).json()
+    raw = account.sign_transaction({"to": account.address, "value": 1, "gas": quote["gas"], "nonce": quote["nonce"],
+                                    "chainId": quote["chain_id"], **quote["fees"]}).raw_transaction
+    return "0x" + bytes(raw).hex()
+
+
+def _nonce(http, account) -> int:
+    return http.post("/chain/estimate", json={"from": account.address, "to": account.address, "value": 1}).json()["nonce"]
+
+
+def test_a_senders_relays_past_its_slots_are_refused_while_other_senders_go_through(http, client, alice, bob):
+    for account in (alice, bob):
+        client.chain.faucet(account.address, eth_wei=UNIT)
     slots = http.app.state.node.relay_slots
-    held = [slots.acquire(blocking=False) for _ in range(RELAYS_AT_ONCE)]  # relays waiting on a slow chain
-    assert all(held) and not slots.acquire(blocking=False)
+    waiting = [slots.hold(alice.address) for _ in range(RELAYS_PER_SENDER)]  # alice's transactions that never mine
+    for hold in waiting:
+        hold.__enter__()
 
-    refused = http.post("/chain/transactions", json={"raw": "0x" + bytes(raw).hex()})
+    refused = http.post("/chain/transactions", json={"raw": _signed(http, alice)})
     assert refused.status_code == 503, refused.text
-    assert refused.json()["error"]["field"] == "raw" and "try again" in refused.json()["error"]["message"]
-    assert http.post("/chain/estimate", json={"from": alice.address, "to": alice.address,
-                                              "value": 1}).json()["nonce"] == quote["nonce"]  # nothing sent
-
-    slots.release()
-    mined = http.post("/chain/transactions", json={"raw": "0x" + bytes(raw).hex()})
+    assert refused.json()["error"]["field"] == "raw" and alice.address in refused.json()["error"]["message"]
+    assert _nonce(http, alice) == 0  # nothing was sent
+    mined = http.post("/chain/transactions", json={"raw": _signed(http, bob)})
     assert mined.status_code == 200 and mined.json()["status"] == 1, mined.text
-    assert slots.acquire(blocking=False) and not slots.acquire(blocking=False)  # the relay gave its slot back
-    for _ in range(RELAYS_AT_ONCE):
-        slots.release()
+
+    waiting[0].__exit__(None, None, None)
+    mined = http.post("/chain/transactions", json={"raw": _signed(http, alice)})
+    assert mined.status_code == 200 and mined.json()["status"] == 1, mined.text
+    assert slots.waiting() == RELAYS_PER_SENDER - 1  # each relay gave its slot back
+    for hold in waiting[1:]:
+        hold.__exit__(None, None, None)
+
+
+def test_relays_past_the_nodes_slots_are_refused_whoever_sends_them(http, client, alice):
+    client.chain.faucet(alice.address, eth_wei=UNIT)
+    slots = http.app.state.node.relay_slots
+    senders = [Account.create() for _ in range(RELAYS_AT_ONCE)]
+    waiting = [slots.hold(s.address) for s in senders]
+    for hold in waiting:
+        hold.__enter__()
+    refused = http.post("/chain/transactions", json={"raw": _signed(http, alice)})
+    assert refused.status_code == 503 and "try again" in refused.json()["error"]["message"], refused.text
+    assert _nonce(http, alice) == 0
+    for hold in waiting:
+        hold.__exit__(None, None, None)
+    assert http.post("/chain/transactions", json={"raw": _signed(http, alice)}).json()["status"] == 1
+
+
+def test_bytes_that_are_no_signed_transaction_are_refused_naming_raw(http):
+    for raw in ("0x0102", "0x", "0x" + "00" * 200):
+        refused = http.post("/chain/transactions", json={"raw": raw})
+        assert refused.status_code == 400 and refused.json()["error"]["field"] == "raw", refused.text

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
+from eth_account import Account
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
@@ -15,7 +16,7 @@ from ledgerlm.api.deps import address_in, get_node, require_operator
 from ledgerlm.chain import StakeRole
 from ledgerlm.config import EMBEDDED
 from ledgerlm.errors import LedgerError
-from ledgerlm.node import RELAYS_AT_ONCE, Node
+from ledgerlm.node import Node
 
 router = APIRouter(prefix="/chain", tags=["chain"])
 log = logging.getLogger("ledgerlm.chain")
@@ -169,14 +170,12 @@ def send(body: RawTransaction, node: Node = Depends(get_node)) -> dict:
         raw = bytes.fromhex(body.raw.removeprefix("0x"))
     except ValueError as exc:
         raise LedgerError("raw must be a hex-encoded signed transaction", field="raw") from exc
-    if not node.relay_slots.acquire(blocking=False):
-        raise LedgerError(f"the node is already waiting on {RELAYS_AT_ONCE} relayed transactions to be "
-                          "mined; try again shortly, or send it to the chain's RPC yourself",
-                          field="raw", status=503)
     try:
+        sender = Account.recover_transaction(raw)
+    except Exception as exc:  # eth-account raises several types for bytes that are no signed transaction
+        raise LedgerError("raw is not a signed transaction this node can read", field="raw") from exc
+    with node.relay_slots.hold(sender):
         return tx_json(node.chain.send_raw(raw))
-    finally:
-        node.relay_slots.release()
 
 
 @router.post("/faucet")
