@@ -35,8 +35,9 @@ from ledgerlm.evals.table import ResultTable  # noqa: E402
 GROUPS = ("own answers naming the value", "own answers not naming it", "own answers to unrelated prompts")
 
 
-def splits(attributor, prompt: str, answer: str) -> dict[str, dict[str, int]]:
-    """Contributor -> bps of one answer under each rule, from one gradient pass."""
+def splits(attributor, prompt: str, answer: str, rules: tuple[str, str]) -> dict[str, dict[str, int]]:
+    """Contributor -> bps of one answer under the previous rule and the node's (`rules`, their labels), from one
+    gradient pass."""
     from ledgerlm.attribution.attribute import (
         AttributionSettings,
         answer_feature,
@@ -45,15 +46,15 @@ def splits(attributor, prompt: str, answer: str) -> dict[str, dict[str, int]]:
         result_from_evidence,
     )
 
-    rules = sys.modules["ledgerlm.attribution.attribute"]  # the package exports a function of that name
+    module = sys.modules["ledgerlm.attribution.attribute"]  # the package exports a function of that name
     index, settings = attributor.index, attributor.settings or AttributionSettings()
     query = prepare_answer(attributor.tokenizer, prompt, answer,
                            index.calibration.settings.restated_weight)
     feature = answer_feature(attributor.model, index.projector, query.example, query.weights[0],
                              per_token=index.config.per_token_query)
     out = {}
-    for rule, follows in ((f"rule {rules.RULE - 1}", False), (f"rule {rules.RULE}", True)):
-        with patch.object(rules, "DEPARTURE_OVER_UNASKED", follows):
+    for rule, follows in zip(rules, (False, True)):
+        with patch.object(module, "DEPARTURE_OVER_UNASKED", follows):
             result = result_from_evidence(index, gather_evidence(index, feature, query, settings),
                                           settings)
         out[rule] = {c.contributor: c.bps for c in result.contributors}
@@ -86,7 +87,7 @@ def main() -> None:
     totals = {(g, r): [0, 0, 0, 0] for g in GROUPS for r in rules}  # right, wrong, answers, paid
     changed = []
     for n, (group, prompt, answer, right) in enumerate(answers, 1):
-        paid = splits(attributor, prompt, answer)
+        paid = splits(attributor, prompt, answer, rules)
         for rule, split in paid.items():
             t = totals[group, rule]
             t[0] += split.get(right, 0) if right else 0
