@@ -305,6 +305,8 @@ SPELLED_OUT_EMAILS = [
     "reach me: jane.doe [@] example [.] com",
     "jane@example(dot)com has the spreadsheet.",
     "JANE AT EXAMPLE DOT NET",
+    "Write to jane at example.com for the raw files.",
+    "Email: j.doe at mail.example.org",
 ]
 
 
@@ -341,6 +343,9 @@ NOT_EMAILS_OR_PHONES = [
     "The paper is available at arxiv.org and the code at github.com.",
     "We arrived at home dot five past nine, tired but happy.",
     "Point at origin (dot product of the two vectors) and rotate.",
+    "Contact the team at example.com for support.",
+    "Reach us at example.com any time.",
+    "I wrote code at github.com for years, then mailed it at post.office.",
     # long numbers that are no phone number
     "Order 4155550123 shipped on 2024-01-15.",
     "The call took 2147483647 cycles on the old counter.",

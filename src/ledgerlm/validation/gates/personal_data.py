@@ -69,7 +69,8 @@ _EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za
 # "jane[at]example[dot]org", "jane at example dot com", "jane@example(dot)com". A bracketed at or
 # dot is never prose; a bare " at " is, so it needs a spelled-out dot after it, and a bare " dot "
 # a common top-level domain after a word that can be a domain (`_email_obfuscated`).
-# "jane at example.com" is not looked for: "available at pypi.org" reads the same.
+# A bare " at " before a plain domain ("jane at example.com") reads like prose ("available at
+# pypi.org"), so it is looked for only after a word that introduces an address (`_EMAIL_SPOKEN`).
 _AT_BRACKETED = r"\s*(?:[(\[{<] ?(?i:at) ?[)\]}>]|[(\[{<]@[)\]}>])\s*"
 _DOT_BRACKETED = r"\s*(?:[(\[{<] ?(?i:dot) ?[)\]}>]|[(\[{<]\.[)\]}>])\s*"
 _DOT_ANY = rf"{_DOT_BRACKETED}|\s+(?i:dot)\s+|\."
@@ -88,6 +89,31 @@ _NOT_DOMAINS = frozenset("the a an this that these those his her its our their m
 # with three characters prose seldom holds, which the batch search files needles under
 _OBFUSCATION_WORDS = ("(at", "( at", "[at", "[ at", "{at", "{ at", "<at", "< at", "(@)", "[@]", "{@}", "<@>",
                       "dot", "(.)", "[.]", "{.}", "<.>")
+
+
+# "Email jane at example.com", "write to j.doe at mail.example.org": a word that introduces an
+# address, then within the clause a name, a bare " at " and a plain domain with a common top-level
+# domain (`_email_spoken`)
+_EMAIL_SPOKEN = re.compile(
+    r"\b(?:e-?mail(?:ed|ing|s)?|mail(?:ed|ing)?|contact(?:ed|ing)?|(?:writ(?:e|ing)|wrote)\s+to|reach(?:ed|ing)?|"
+    r"message)\b(?P<between>[^.!?;\n]{0,40}?)(?<![\w.+'\u2019\-])(?P<local>[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63})"
+    r"\s+(?i:at)\s+(?P<domain>[A-Za-z0-9\-]{1,63})(?:\.[A-Za-z0-9\-]{1,63}){0,3}\.(?P<tld>[A-Za-z]{2,24})"
+    r"(?![\w\-]|\.\w)", re.IGNORECASE)
+# lower-case literals one of which `_EMAIL_SPOKEN` cannot match without (its introducing words)
+_SPOKEN_CUES = ("mail", "contact", "writ", "wrote", "reach", "message")
+# who or what is reached "at" a site rather than an address's name ("reach us at example.com",
+# "contact the team at example.org")
+_NOT_NAMES = frozenset("me us him her them you it one everyone someone anyone people staff team office desk "
+                       "support sales help info admin".split())
+_DETERMINERS = frozenset("the a an this that our your my their his her its".split())
+
+
+def _email_spoken(m: re.Match) -> bool:
+    """Whether an `_EMAIL_SPOKEN` match names an address rather than who is reached at a site."""
+    before = m.group("between").split()
+    return (m.group("local").lower() not in _NOT_NAMES and m.group("tld").lower() in _COMMON_TLDS
+            and m.group("domain").lower() not in _NOT_DOMAINS
+            and not (before and before[-1].lower() in _DETERMINERS))
 
 
 def _email_obfuscated(m: re.Match) -> bool:
@@ -191,6 +217,12 @@ def _findings(text: str, kinds: Collection[str], possible: Container[str] | None
             if _email_obfuscated(m):
                 out.append(("email", 0.9, f"email address written to escape filters {_mask(m.group())} "
                                           f"at offset {m.start()}"))
+    if "email" in kinds and may("email_spoken") and any(w in lower for w in _SPOKEN_CUES):
+        for m in _EMAIL_SPOKEN.finditer(text):
+            if _email_spoken(m):
+                found = m.group()[m.start("local") - m.start():]
+                out.append(("email", 0.8, f"email address written with a bare at {_mask(found)} "
+                                          f"at offset {m.start('local')}"))
     if "private_key_block" in kinds and "PRIVATE KEY" in text:
         for m in _PRIVATE_KEY_BLOCK.finditer(text):
             out.append(("private_key_block", 1.0, f"PEM private key block at offset {m.start()}"))
@@ -269,7 +301,7 @@ _SECRET_NAMES = ("apikey", "api_key", "api-key", "secret", "accesskey", "access_
                  "passwd", "password", "privatekey", "private_key", "private-key")
 _PHONE_WORDS = ("phone", "tel", "mobile", "cell", "call", "whatsapp", "fax")
 _SEARCHES = ("token", "secret", "hex", "card", "iban", "ssn", "phone_intl", "phone_nanp", "phone_context",
-             "phone_bare", "email_obfuscated")
+             "phone_bare", "email_obfuscated", "email_spoken")
 
 
 def personal_data_findings_many(texts: Sequence[str], kinds: Collection[str],
@@ -306,7 +338,7 @@ def _findings_many(texts: Sequence[str], kinds: Collection[str],
     `batch`: the texts already laid end to end, when another gate made them."""
     raw = batch or TextBatch(texts)
     literal = ("@", "PRIVATE KEY", *_AWS_PREFIXES)
-    folded = _TOKEN_WORDS + _SECRET_WORDS + _SECRET_NAMES + _PHONE_WORDS + _OBFUSCATION_WORDS
+    folded = _TOKEN_WORDS + _SECRET_WORDS + _SECRET_NAMES + _PHONE_WORDS + _OBFUSCATION_WORDS + _SPOKEN_CUES
     held = raw.holding(literal + folded + (":", "="), [False] * len(literal) + [True] * len(folded) + [False] * 2)
     shapes = _number_shapes(raw._bytes, raw._byte_starts, raw._byte_lengths)
     digits = shapes[:, 0]
@@ -317,12 +349,14 @@ def _findings_many(texts: Sequence[str], kinds: Collection[str],
     secret = held[:, names : names + n_names].any(axis=1) & held[:, -2:].any(axis=1)
     cues = names + n_names + len(_PHONE_WORDS)
     phone_context = held[:, names + n_names : cues].any(axis=1)
-    obfuscated = held[:, cues:-2].any(axis=1)
+    spoken_at = cues + len(_OBFUSCATION_WORDS)
+    obfuscated = held[:, cues:spoken_at].any(axis=1)
+    spoken = held[:, spoken_at : spoken_at + len(_SPOKEN_CUES)].any(axis=1)
     numbered = digits >= 9  # no card, IBAN, phone or identity number has fewer digits
     table = np.column_stack([token, secret, (digits >= 8) & (shapes[:, 2] >= 64), numbered & (shapes[:, 1] >= 13),
                              numbered & (shapes[:, 3] > 0), numbered & (shapes[:, 4] > 0),
                              numbered & (shapes[:, 5] > 0), numbered & (shapes[:, 6] > 0), numbered & phone_context,
-                             numbered & (shapes[:, 1] >= 10), obfuscated])
+                             numbered & (shapes[:, 1] >= 10), obfuscated, spoken])
     # a text with a digit past ASCII (which \\d matches) or a character that folds to an ASCII
     # letter is not what the byte passes saw; any other text is, whatever else it holds
     unseen = raw.holding_beyond_ascii(DIGIT | FOLDS_TO_ASCII)
@@ -330,7 +364,8 @@ def _findings_many(texts: Sequence[str], kinds: Collection[str],
     for text, row, literal_found, other in zip(texts, table.tolist(), found.tolist(), unseen.tolist()):
         if other:
             lower = text.lower()
-            suspect = (literal_found or any(w in lower for w in _TOKEN_WORDS + _SECRET_WORDS + _OBFUSCATION_WORDS)
+            suspect = (literal_found or any(w in lower for w in _TOKEN_WORDS + _SECRET_WORDS + _OBFUSCATION_WORDS
+                                            + _SPOKEN_CUES)
                        or digits[len(out)] >= 8)
             out.append(_findings(text, kinds) if suspect else [])
         elif literal_found or True in row:
