@@ -151,6 +151,30 @@ def test_the_noise_ceiling_is_what_the_true_expected_loss_reaches_against_noisy_
         retraining_noise(runs[:, :1])
 
 
+def test_a_report_without_tuning_lds_names_the_defaults_kept_instead_of_printing_nan():
+    import json
+    import math
+    from pathlib import Path
+
+    from ledgerlm.evals.attribution import report_tables
+    from ledgerlm.evals.attribution.harness import EvalReport
+
+    saved = json.loads((Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+                        / "attribution.json").read_text())
+    report = EvalReport(**{k: saved[k] for k in EvalReport.__dataclass_fields__})
+    # what a run with tuning_lds off records: no tuning LDS anywhere
+    report.config["tuning_lds"] = False
+    report.tuning["lds_by_mode"] = dict.fromkeys(report.tuning["lds_by_mode"], math.nan)
+    report.tuning["kfac_lds"] = report.tuning["per_token_lds"] = math.nan
+    for value in report.tuning.get("gradient_variants", {}).get("methods", {}).values():
+        value["tuning"] = math.nan
+    tables = report_tables(report)
+    cells = [str(cell) for t in tables for row in t.rows for cell in row]
+    assert "nan" not in cells
+    kept = next(t for t in tables if "LDS not measured" in t.title)
+    assert ["score mode", report.tuning["chosen_score_mode"]] in kept.rows
+
+
 @pytest.mark.slow
 def test_a_small_run_reports_test_split_figures(tmp_path):
     from ledgerlm.evals.attribution import report_tables, run_attribution_eval

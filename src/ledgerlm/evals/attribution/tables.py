@@ -74,13 +74,15 @@ def report_tables(report: EvalReport) -> list[ResultTable]:
         tables.append(t)
     tables.append(_lds_table("Test split", test["lds"]))
     variants = report.tuning.get("gradient_variants", {})
+    measured = report.config.get("tuning_lds", True)
     if variants.get("methods"):
         v = ResultTable("Gradient variants — LDS chosen on the tuning split, reported on the test "
                         "split (K-FAC / EK-FAC, per-token answer losses, checkpoint ensembles, unit "
                         "rows; exact rows are references)",
                         ["method", "tuning LDS", "test LDS", "± s.e.", "chosen on tuning"])
         for name, value in sorted(variants["methods"].items(), key=lambda kv: -kv[1]["tuning"]):
-            v.rows.append([name, f"{value['tuning']:.3f}", f"{value['test']:.3f}",
+            tuned = f"{value['tuning']:.3f}" if measured else "not measured"
+            v.rows.append([name, tuned, f"{value['test']:.3f}",
                            f"{value['test_sem']:.3f}", "yes" if name == variants["chosen"] else ""])
         tables.append(v)
     tables.append(_projection_table(test))
@@ -93,47 +95,57 @@ def report_tables(report: EvalReport) -> list[ResultTable]:
         paired = paired_difference(lds_of.get(name), lds_of.get(default))
         return "" if paired is None else f"{paired[0]:+.3f} ± {paired[1]:.3f}"
 
-    tuning = ResultTable(f"Tuning split — LDS of each paying score mode ({USED})",
-                         ["score mode", "LDS", "less the default's (paired, ± s.e.)", "chosen"])
-    for m, value in report.tuning["lds_by_mode"].items():
-        tuning.rows.append([m, f"{value:.3f}", against(f"grad:{m}", "grad:cosine"),
-                            "yes" if m == mode else ""])
-    tables.append(tuning)
-    if "lds_by_source" in report.tuning:
-        source = ResultTable(f"Tuning split — LDS of grad:{mode} by where the training features "
-                             f"come from ({USED})",
-                             ["feature source", "LDS", "less the default's (paired, ± s.e.)", "chosen"])
-        for name, value in report.tuning["lds_by_source"].items():
-            source.rows.append([name, f"{value:.3f}",
-                                against(f"grad:{mode} ({name})", f"grad:{mode} ({DEFAULT_SOURCE})"),
-                                "yes" if name == report.tuning["chosen_feature_source"] else ""])
-        tables.append(source)
-    if "kfac_lds" in report.tuning:
-        src = report.tuning["chosen_feature_source"]
-        plain = report.tuning["plain_choice"]
-        k = ResultTable("Tuning split — LDS of the plain projection (chosen mode and source) and "
-                        f"of the K-FAC-whitened one ({USED})",
-                        ["index projection", "LDS", "less the default's (paired, ± s.e.)", "chosen"])
-        k.rows += [[f"plain, {plain}",
-                    f"{report.tuning['lds_by_source'].get(src, float('nan')):.3f}", "default",
-                    "" if report.tuning["chosen_kfac"] else "yes"],
-                   ["K-FAC-whitened, grad:cosine (final adapter)",
-                    f"{report.tuning['kfac_lds']:.3f}", against(KFAC, plain),
-                    "yes" if report.tuning["chosen_kfac"] else ""]]
-        tables.append(k)
-    if "per_token_lds" in report.tuning:
-        chosen = report.tuning["chosen_per_token"]
-        kfac = report.tuning.get("chosen_kfac", False)
-        before = "K-FAC-whitened" if kfac else "plain"
-        t = ResultTable("Tuning split — LDS of answers scored by their mean loss's gradient (what was "
-                        f"chosen above) and by their tokens' unit gradients ({USED})",
-                        ["answer feature", "LDS", "less the default's (paired, ± s.e.)", "chosen"])
-        t.rows += [[f"mean loss, {before} projection", f"{report.tuning['per_token_against_lds']:.3f}",
-                    "default", "" if chosen else "yes"],
-                   ["per-token (grad:cosine, final adapter)", f"{report.tuning['per_token_lds']:.3f}",
-                    against(TOKEN_MEAN, KFAC if kfac else report.tuning.get("plain_choice", "")),
-                    "yes" if chosen else ""]]
-        tables.append(t)
+    if measured:
+        tuning = ResultTable(f"Tuning split — LDS of each paying score mode ({USED})",
+                             ["score mode", "LDS", "less the default's (paired, ± s.e.)", "chosen"])
+        for m, value in report.tuning["lds_by_mode"].items():
+            tuning.rows.append([m, f"{value:.3f}", against(f"grad:{m}", "grad:cosine"),
+                                "yes" if m == mode else ""])
+        tables.append(tuning)
+        if "lds_by_source" in report.tuning:
+            source = ResultTable(f"Tuning split — LDS of grad:{mode} by where the training features "
+                                 f"come from ({USED})",
+                                 ["feature source", "LDS", "less the default's (paired, ± s.e.)", "chosen"])
+            for name, value in report.tuning["lds_by_source"].items():
+                source.rows.append([name, f"{value:.3f}",
+                                    against(f"grad:{mode} ({name})", f"grad:{mode} ({DEFAULT_SOURCE})"),
+                                    "yes" if name == report.tuning["chosen_feature_source"] else ""])
+            tables.append(source)
+        if "kfac_lds" in report.tuning:
+            src = report.tuning["chosen_feature_source"]
+            plain = report.tuning["plain_choice"]
+            k = ResultTable("Tuning split — LDS of the plain projection (chosen mode and source) and "
+                            f"of the K-FAC-whitened one ({USED})",
+                            ["index projection", "LDS", "less the default's (paired, ± s.e.)", "chosen"])
+            k.rows += [[f"plain, {plain}",
+                        f"{report.tuning['lds_by_source'].get(src, float('nan')):.3f}", "default",
+                        "" if report.tuning["chosen_kfac"] else "yes"],
+                       ["K-FAC-whitened, grad:cosine (final adapter)",
+                        f"{report.tuning['kfac_lds']:.3f}", against(KFAC, plain),
+                        "yes" if report.tuning["chosen_kfac"] else ""]]
+            tables.append(k)
+        if "per_token_lds" in report.tuning:
+            chosen = report.tuning["chosen_per_token"]
+            kfac = report.tuning.get("chosen_kfac", False)
+            before = "K-FAC-whitened" if kfac else "plain"
+            t = ResultTable("Tuning split — LDS of answers scored by their mean loss's gradient (what was "
+                            f"chosen above) and by their tokens' unit gradients ({USED})",
+                            ["answer feature", "LDS", "less the default's (paired, ± s.e.)", "chosen"])
+            t.rows += [[f"mean loss, {before} projection", f"{report.tuning['per_token_against_lds']:.3f}",
+                        "default", "" if chosen else "yes"],
+                       ["per-token (grad:cosine, final adapter)", f"{report.tuning['per_token_lds']:.3f}",
+                        against(TOKEN_MEAN, KFAC if kfac else report.tuning.get("plain_choice", "")),
+                        "yes" if chosen else ""]]
+            tables.append(t)
+    else:
+        skipped = ResultTable("Tuning split — LDS not measured (tuning_lds off): the score mode, "
+                              "feature source, K-FAC and per-token settings keep their defaults",
+                              ["setting", "used"])
+        skipped.rows += [["score mode", mode],
+                         ["feature source", report.tuning["chosen_feature_source"]],
+                         ["K-FAC-whitened index", "yes" if report.tuning["chosen_kfac"] else "no"],
+                         ["per-token answers", "yes" if report.tuning["chosen_per_token"] else "no"]]
+        tables.append(skipped)
     rows = ResultTable("Tuning split — what the paid attribution pays, and its contributor precision@1, by "
                        "min_span_rows (the most net pay is used)",
                        ["min_span_rows", "mean bps right less wrong", "precision@1", "chosen"])
