@@ -20,9 +20,12 @@ from ledgerlm.validation.policy import PERSONAL_DATA_KINDS, GatePolicy
 from .test_gates import (
     BARE_PHONES,
     CLEAN,
+    HIDDEN_BY_CONTROLS_AND_LINE_BREAKS,
     NOT_EMAILS_OR_PHONES,
     NOT_INJECTIONS,
+    NOT_PERSONAL_DATA,
     OVERRIDES_IN_OTHER_LANGUAGES,
+    PERSONAL_DATA_IN_OTHER_FORMS,
     SPELLED_OUT_EMAILS,
     SYSTEM_LINES,
 )
@@ -134,7 +137,8 @@ def test_texts_beyond_ascii_get_what_the_per_text_checks_find():
 
 def test_spelled_out_addresses_bare_phones_system_lines_and_other_languages_are_found_in_a_batch_as_one_by_one():
     forms = (SPELLED_OUT_EMAILS + BARE_PHONES + NOT_EMAILS_OR_PHONES + SYSTEM_LINES + OVERRIDES_IN_OTHER_LANGUAGES
-             + NOT_INJECTIONS)
+             + NOT_INJECTIONS + NOT_PERSONAL_DATA + [t for t, _ in PERSONAL_DATA_IN_OTHER_FORMS]
+             + [t for t, _ in HIDDEN_BY_CONTROLS_AND_LINE_BREAKS])
     # each form as written, in capitals and in lower case, alone and among other words (a batch of
     # more than `FEW` texts takes the compiled passes)
     rng = random.Random(5)
@@ -282,7 +286,7 @@ _PLAIN_PATTERNS = {
     "_SSN": r"(?<![\d\-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d\-])",
     "_PHONE_INTL": r"(?<![\w+])\+\d{1,3}(?:[ .\-]?\(?\d{1,5}\)?){2,6}(?!\w)",
     "_PHONE_NANP": r"(?<![\w+])(?:\(\d{3}\)[ ]?|\d{3}[\-. ])\d{3}[\-. ]\d{4}(?!\w|-\d)",
-    "_IBAN": r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b",
+    "_IBAN": r"\b[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]{4}){2,7}(?: ?[A-Za-z0-9]{1,4})?\b",
     "_HEX64": r"(?<![0-9A-Za-z])(?:0x)?[0-9a-fA-F]{64}(?![0-9A-Za-z])",
 }
 

@@ -16,6 +16,14 @@ IGNORABLE_RANGES = ((0xAD, 0xAD), (0x34F, 0x34F), (0x61C, 0x61C), (0x115F, 0x116
                     (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3),
                     (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF))
 _IGNORABLE = re.compile("[" + "".join(f"{chr(a)}-{chr(b)}" for a, b in IGNORABLE_RANGES) + "]")
+# control characters other than tab, line feed and carriage return (C0, DEL and C1): a reader sees
+# nothing or a box, so one splits a word as well ("instruc\x00tions"); an ASCII text can hold them
+CONTROL_RANGES = ((0x00, 0x08), (0x0B, 0x0C), (0x0E, 0x1F), (0x7F, 0x9F))
+_CONTROLS = re.compile("[" + "".join(f"\\x{a:02x}-\\x{b:02x}" for a, b in CONTROL_RANGES) + "]")
+# what ends a line for a reader but not for a pattern's "^" or "[^\n]": a lone carriage return, a
+# vertical tab, a form feed, NEL and the line and paragraph separators ("Nice.\rSYSTEM: you must")
+_LINE_BREAKS = re.compile("\r(?!\n)|[\x0b\x0c\x85\u2028\u2029]")
+_ASCII_HIDING = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)")
 # hyphens and dashes a reader takes for "-" between the groups of a number, which NFKC leaves as they are:
 # "415\u2011555\u20110132" hid a phone number (the em dash, wider and common in prose, is left out)
 _HYPHENS = {c: "-" for c in map(ord, "\u2010\u2011\u2012\u2013\u2212")}
@@ -74,6 +82,8 @@ def blank_non_alnum(codes: np.ndarray) -> None:
 def _disguises(c: int, ch: str) -> bool:
     if c < 128:
         return False
+    if c <= 0x9F or c in (0x2028, 0x2029):  # C1 controls, line and paragraph separators
+        return True
     if ch.isdecimal() or c in _HYPHENS or any(a <= c <= b for a, b in IGNORABLE_RANGES):
         return True
     folded = unicodedata.normalize("NFKC", ch)
@@ -81,7 +91,10 @@ def _disguises(c: int, ch: str) -> bool:
 
 
 def disguised(text: str) -> bool:
-    """Whether the text holds a character with the `DISGUISE` flag: the texts `undisguised` is for."""
+    """Whether the text holds a control character (`CONTROL_RANGES`), a lone carriage return or a
+    character with the `DISGUISE` flag: the texts `undisguised` is for."""
+    if _ASCII_HIDING.search(text) is not None:
+        return True
     if text.isascii():
         return False
     points = np.fromiter({ord(ch) for ch in text if not ch.isascii()}, dtype=np.int64)
@@ -94,7 +107,8 @@ def without_ignorables(text: str) -> str:
 
 
 def undisguised(text: str) -> str:
-    """The text as a reader takes it in: default-ignorable characters removed, compatibility forms
+    """The text as a reader takes it in: every line break written as a line feed, default-ignorable
+    and control characters removed, compatibility forms
     (full-width letters and digits, mathematical letters, ligatures, a no-break space) folded by
     NFKC, hyphens and en dashes written as "-", and decimal digits of every script written as ASCII digits.
 
@@ -102,7 +116,7 @@ def undisguised(text: str) -> str:
     letters, an e-mail address split by a zero-width joiner, a card number in Arabic-Indic
     digits) is a finding too.
     """
-    plain = unicodedata.normalize("NFKC", _IGNORABLE.sub("", text)).translate(_HYPHENS)
+    plain = unicodedata.normalize("NFKC", _IGNORABLE.sub("", _CONTROLS.sub("", _LINE_BREAKS.sub("\n", text)))).translate(_HYPHENS)
     if plain.isascii():
         return plain
     return "".join(str(unicodedata.decimal(ch)) if ch.isdecimal() and not ch.isascii() else ch for ch in plain)

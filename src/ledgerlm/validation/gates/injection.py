@@ -142,6 +142,19 @@ _INJECTION_PATTERNS: list[tuple[re.Pattern, str, float, tuple[str, ...]]] = [
      "role_prefix", 0.8, ("system",)),
     (re.compile(_FOREIGN_OVERRIDE, re.IGNORECASE), "instruction_override", 0.9, _FOREIGN_LITERALS[0]),
 ]
+
+
+def _across_lines(pattern: re.Pattern) -> re.Pattern:
+    """The pattern with each gap that stops at a line break (`[^.\n]`, `[^。\n]`) let across one
+    line break, not a blank line: "Ignore all previous\ninstructions." is one order."""
+    source = pattern.pattern
+    for gap, stop in (("[^.\\n]", "."), ("[^。\\n]", "。")):
+        source = source.replace(gap, f"(?:[^{stop}\\n]|\\n(?![ \\t]*\\n))")
+    return re.compile(source, pattern.flags)
+
+
+_SCRIPT_OVERRIDE = _across_lines(_SCRIPT_OVERRIDE)
+_INJECTION_PATTERNS = [(_across_lines(pattern), *rest) for pattern, *rest in _INJECTION_PATTERNS]
 _ANSWER_INSTRUCTION = re.compile(
     r"\b(?:from now on|whenever (?:someone|anyone|the user|a user|you (?:see|are asked|read))|"
     r"always (?:respond|answer|reply|recommend|mention)|never (?:mention|reveal|tell|say)|"
@@ -301,7 +314,7 @@ def injection_findings_many(texts: Sequence[str], answers: Sequence[str], rule: 
     `batch`: the texts already laid end to end, when another gate made them."""
     raw = batch or TextBatch(texts)
     out = _findings_many(texts, answers, rule, raw)
-    disguised = np.flatnonzero(raw.holding_beyond_ascii(DISGUISE)).tolist()
+    disguised = np.flatnonzero(raw.holding_beyond_ascii(DISGUISE) | raw.holding_ascii_controls()).tolist()
     if disguised:
         texts_, answers_ = [undisguised(texts[i]) for i in disguised], [undisguised(answers[i]) for i in disguised]
         # a batch's passes cost more than a few texts' own searches

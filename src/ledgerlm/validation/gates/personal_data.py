@@ -64,7 +64,8 @@ def _mask(s: str, keep: int = 2) -> str:
 # character class lets the regex engine skip ahead to the next such character instead of
 # trying a match at every position. Each matches exactly what its plain form would, e.g.
 # _CARD is (?<![\d\-])(?:\d[ \-]?){12,18}\d(?![\d\-]) and _SSN (?<![\d\-])(?!000|666|9\d\d)\d{3}-...
-_EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}\b")
+# the name and domain may hold letters of any script ("josé@", "info@müller-bau.de", "Ивана@mail.ru")
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.%+-]{1,64}@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,24}\b")
 # An address written so that a harvester's pattern misses it: "jane (at) example (dot) com",
 # "jane[at]example[dot]org", "jane at example dot com", "jane@example(dot)com". A bracketed at or
 # dot is never prose; a bare " at " is, so it needs a spelled-out dot after it, and a bare " dot "
@@ -162,7 +163,17 @@ _CARD_GROUPS = re.compile(r"^\d{4}([ \-])\d{4}\1\d{4}\1\d{4}(?:\1\d{1,3})?$|^\d{
 _CARD_CONTEXT = re.compile(r"\b(?:card|visa|mastercard|master card|amex|american express|discover|maestro|"
                            r"credit|debit|cc|pan)\b\W{0,12}(?:number|no\.?|#)?\W{0,4}$", re.IGNORECASE)
 _CARD_PREFIX = re.compile(r"^(?:4|5[1-5]|2[2-7]|3[47]|3[0689]|6(?:011|4[4-9]|5|2))")
-_IBAN = re.compile(r"[A-Z](?<!\w[A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
+# an IBAN is printed in capitals, yet a lower-case one ("de89 3704 ...") is the same account: one not
+# in capitals must also hold twelve digits, check digits included, as every account number does
+# (NL's, the fewest, has ten), so that lower-case prose with a
+# digit or two ("mp34 file name here") is not taken for one
+_IBAN = re.compile(r"[A-Za-z](?<!\w[A-Za-z])[A-Za-z]\d{2}(?: ?[A-Za-z0-9]{4}){2,7}(?: ?[A-Za-z0-9]{1,4})?\b")
+# "123 45 6789" only after a word that names it: nine digits in 3-2-4 groups are also other numbers
+_SSN_SPACED = re.compile(r"\b(?:ssn|social security(?: number| no\.?)?|ss#)\W{0,4}(?:(?:is|was|number|no\.?|#)\W{0,4}){0,2}(\d{3} \d{2} \d{4})(?![\d\-])",
+                         re.IGNORECASE)
+_SSN_WORDS = ("ssn", "social security", "ss#")
+# a card number grouped by dots, 4.4.4.4: counted only when the Luhn check passes
+_CARD_DOTTED = re.compile(r"\d(?<![\d.]\d)\d{3}\.\d{4}\.\d{4}\.\d{4}(?!\d|\.\d)")
 _SSN = re.compile(r"\d(?<![\d\-]\d)\d\d-(?<!000-)(?<!666-)(?<!9\d\d-)(?!00)\d{2}-(?!0000)\d{4}(?![\d\-])")
 _PRIVATE_KEY_BLOCK = re.compile(r"-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?-----")
 _HEX64 = re.compile(r"[0-9a-fA-F](?<![0-9A-Za-z][0-9a-fA-F])(?:(?<=0)x[0-9a-fA-F]{64}|[0-9a-fA-F]{63})(?![0-9A-Za-z])")
@@ -174,9 +185,13 @@ _TOKEN_FORMATS = re.compile(
     r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{50,}|xox[abposr]-[A-Za-z0-9\-]{10,}"
     r"|sk-(?:proj-|ant-)?[A-Za-z0-9_\-]{20,}|[sr]k_(?:live|test)_[A-Za-z0-9]{16,}"
     r"|AIza[0-9A-Za-z_\-]{35}|glpat-[A-Za-z0-9_\-]{20})")
+# the name may end an environment variable's ("AWS_SECRET_ACCESS_KEY", "GITHUB_TOKEN", "DB_PASSWORD"):
+# after such a prefix the value must hold a letter, so "max_token = 4096000000000" is a number
 _SECRET_ASSIGN = re.compile(
-    r"\b(?:api[_\-]?key|apikey|secret(?:[_\-]?key)?|access[_\-]?key|auth[_\-]?token|token|"
-    r"passw(?:or)?d|private[_\-]?key)\b[\"']?\s*[:=]\s*[\"']?([^\s\"',;]{12,})", re.IGNORECASE)
+    r"(?<![A-Za-z0-9])(?P<prefixed>(?<=[_\-]))?(?:api[_\-]?key|apikey|secret(?:[_\-](?:access[_\-]?)?key)?|"
+    r"access[_\-]?key|auth[_\-]?token|token|passw(?:or)?d|private[_\-]?key)\b[\"']?\s*[:=]\s*[\"']?"
+    r"([^\s\"',;]{12,})", re.IGNORECASE)
+_LETTER = re.compile(r"[A-Za-z]")
 
 
 _NO_DIGITS = str.maketrans("", "", "0123456789")
@@ -233,7 +248,9 @@ def _findings(text: str, kinds: Collection[str], possible: Container[str] | None
         for m in (_TOKEN_FORMATS.finditer(text) if may("token") and any(w in lower for w in _TOKEN_WORDS) else ()):
             out.append(("api_key", 1.0, f"API token {_mask(m.group(), 4)} at offset {m.start()}"))
         for m in (_SECRET_ASSIGN.finditer(text) if may("secret") and any(w in lower for w in _SECRET_WORDS) else ()):
-            value = m.group(1)
+            value = m.group(2)
+            if m.group("prefixed") is not None and not _LETTER.search(value):
+                continue
             if _entropy(value) >= 3.0 and not _TOKEN_FORMATS.search(value):
                 out.append(("api_key", 0.9, f"secret assigned in text: {_mask(value)}"))
     if "hex_private_key" in kinds and n_digits >= 8 and len(text) >= 64 and may("hex"):
@@ -258,13 +275,25 @@ def _findings(text: str, kinds: Collection[str], possible: Container[str] | None
                 card_spans.append(m.span())
                 out.append(("credit_card", 0.8, f"likely payment card number ending {digits[-4:]} "
                                                 "(written as a card but fails the Luhn check)"))
+    if "credit_card" in kinds and may("card") and "." in text:
+        for m in _CARD_DOTTED.finditer(text):
+            digits = m.group().replace(".", "")
+            if _CARD_PREFIX.match(digits) and luhn_valid(digits):
+                card_spans.append(m.span())
+                out.append(("credit_card", 1.0, f"payment card number ending {digits[-4:]} (Luhn valid)"))
     if "iban" in kinds and may("iban"):
         for m in _IBAN.finditer(text):
-            if iban_valid(m.group()):
+            number = m.group()
+            if not number.isupper() and sum(ch.isdigit() for ch in number) < 12:
+                continue
+            if iban_valid(number):
                 out.append(("iban", 1.0, f"IBAN {_mask(m.group(), 4)} (mod-97 valid)"))
     if "national_id" in kinds and "-" in text and may("ssn"):
         for m in _SSN.finditer(text):
             out.append(("national_id", 0.8, f"US social security number pattern ending {m.group()[-4:]}"))
+    if "national_id" in kinds and may("ssn") and any(w in lower for w in _SSN_WORDS):
+        for m in _SSN_SPACED.finditer(text):
+            out.append(("national_id", 0.8, f"US social security number ending {m.group(1)[-4:]}"))
     if "phone" in kinds:
         seen: list[tuple[int, int]] = list(card_spans)
         for pattern, search in ((_PHONE_INTL, "phone_intl"), (_PHONE_NANP, "phone_nanp"),
@@ -313,7 +342,7 @@ def personal_data_findings_many(texts: Sequence[str], kinds: Collection[str],
     `batch`: the texts already laid end to end, when another gate made them."""
     raw = batch or TextBatch(texts)
     out = _findings_many(texts, kinds, raw)
-    hiding = np.flatnonzero(raw.holding_beyond_ascii(DISGUISE)).tolist()
+    hiding = np.flatnonzero(raw.holding_beyond_ascii(DISGUISE) | raw.holding_ascii_controls()).tolist()
     if hiding:
         plain = [undisguised(texts[i]) for i in hiding]
         # a batch's passes cost more than a few texts' own searches
@@ -387,8 +416,8 @@ def _number_shapes(data, starts, lengths):
     def digit(c):
         return 48 <= c <= 57
 
-    def upper(c):
-        return 65 <= c <= 90
+    def letter(c):
+        return 65 <= c <= 90 or 97 <= c <= 122
 
     for d in range(len(starts)):
         s, e = starts[d], starts[d] + lengths[d]
@@ -408,11 +437,11 @@ def _number_shapes(data, starts, lengths):
                     if ((sep == 45 or sep == 46 or sep == 32) and digit(data[k + 4]) and digit(data[k + 5])
                             and digit(data[k + 6]) and digit(data[k + 7])):
                         tail += 1
-                    if (k + 10 < e and sep == 45 and digit(data[k + 4]) and digit(data[k + 5])
-                            and data[k + 6] == 45 and digit(data[k + 7]) and digit(data[k + 8])
+                    if (k + 10 < e and (sep == 45 or sep == 32) and digit(data[k + 4]) and digit(data[k + 5])
+                            and data[k + 6] == sep and digit(data[k + 7]) and digit(data[k + 8])
                             and digit(data[k + 9]) and digit(data[k + 10])):
                         ssn += 1
-            elif c == 32 or c == 45:
+            elif c == 32 or c == 45 or c == 46:
                 gap += 1
             else:
                 chain = gap = 0
@@ -421,7 +450,7 @@ def _number_shapes(data, starts, lengths):
                 best_hex = max(best_hex, hex_run)
             else:
                 hex_run = 0
-            if upper(c) and k + 3 < e and upper(data[k + 1]) and digit(data[k + 2]) and digit(data[k + 3]):
+            if letter(c) and k + 3 < e and letter(data[k + 1]) and digit(data[k + 2]) and digit(data[k + 3]):
                 iban += 1
             if c == 43 and k + 1 < e and digit(data[k + 1]):
                 plus += 1

@@ -82,6 +82,20 @@ class TextBatch:
         """Whether each text holds a character beyond ASCII."""
         return np.fromiter((not t.isascii() for t in self.texts), dtype=bool, count=len(self))
 
+    def holding_ascii_controls(self) -> np.ndarray:
+        """Whether each text holds an ASCII control character other than tab, line feed and
+        carriage return (`code_points.CONTROL_RANGES`; those past ASCII carry `DISGUISE`) or a
+        carriage return without a line feed after it."""
+        # in UTF-8 these bytes stand only for themselves, never inside another character's bytes
+        data = self._bytes
+        lone_cr = (data == 13) & (np.r_[data[1:], 0] != 10)
+        control = ((data < 32) & (data != 9) & (data != 10) & (data != 13) & (data != 0)) | (data == 127) | lone_cr
+        out = np.zeros(len(self), dtype=bool)
+        out[np.searchsorted(self._byte_starts, np.flatnonzero(control), side="right") - 1] = True
+        if self.joined.count(SEPARATOR) > len(self) - 1:  # a NUL inside a text, not between two
+            out |= np.fromiter((SEPARATOR in t for t in self.texts), dtype=bool, count=len(self))
+        return out
+
     def holding_beyond_ascii(self, flags: int, ranges: Sequence[tuple[int, int]] = ()) -> np.ndarray:
         """Whether each text holds a code point past ASCII with any of `flags` (`code_points.described`)
         or within one of the inclusive `ranges`."""
