@@ -700,7 +700,10 @@ class Node:
 
     def is_operator(self, token: str | None) -> bool:
         """True when `token` is this home's operator credential (compared in constant time)."""
-        return token is not None and hmac.compare_digest(token, read_operator_token(self.home))
+        # compared as bytes: a header's text may hold characters past ASCII, which compare_digest
+        # refuses in a str (a bearer token "\xe9" is simply not the credential)
+        return token is not None and hmac.compare_digest(token.encode("utf-8", "surrogatepass"),
+                                                         read_operator_token(self.home).encode())
 
     @classmethod
     def start(cls, home: Home) -> Node:

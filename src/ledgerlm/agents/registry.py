@@ -19,7 +19,7 @@ from ledgerlm.errors import ConflictError, NotFoundError
 from ledgerlm.identity.keys import create_keystore
 from ledgerlm.serving.keys import KEY_PREFIX
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,57}$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,57}\Z")
 
 
 class AgentRecord(BaseModel):

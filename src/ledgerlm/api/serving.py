@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
@@ -78,7 +80,8 @@ def records_shown(node: Node, grant: ReadGrant | None, receipt: Receipt, seen: d
 
 
 @router.get("/receipts")
-def list_receipts(account: str | None = None, model: str | None = None, state: str | None = None,
+def list_receipts(account: str | None = None, model: str | None = None,
+                  state: Literal["attributing", "final"] | None = None,
                   limit: int = Query(100, ge=1, le=MAX_LISTED), before: str | None = None,
                   node: Node = Depends(get_node), grant: ReadGrant | None = Depends(read_grant)) -> list[dict]:
     """Receipts, newest first, at most `limit` (up to 1,000); `account` matches the consumer or anyone the receipt

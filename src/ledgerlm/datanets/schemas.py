@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from typing import Any, Literal
 
@@ -12,7 +13,7 @@ from pydantic import BaseModel, Field, field_validator
 from ledgerlm.errors import ConflictError, LedgerError, NotFoundError
 from ledgerlm.money import BPS
 
-NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}[a-z0-9]$")
+NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}[a-z0-9]\Z")
 STATES = ("pending", "accepted", "rejected", "withdrawn")
 DOCUMENTS = "documents"
 # the JSON Schema annotation with which an owner names the field that holds a record's label
@@ -43,6 +44,29 @@ class AccessDenied(DatanetError):
     status = 403
 
 
+# what a signed hash can hold: orjson, which the hashes are made with, writes integers of 64 bits
+_JSON_INT_MIN, _JSON_INT_MAX = -(2**63), 2**64 - 1
+
+
+def json_numbers_hashable(value: Any) -> Any:
+    """`value` (parsed JSON) when every integer in it fits in 64 bits, else a ValueError saying so;
+    every non-finite float is refused too (JSON has none, yet Python's parser reads NaN)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, int) and not isinstance(item, bool):
+            if not _JSON_INT_MIN <= item <= _JSON_INT_MAX:
+                raise ValueError(f"holds the integer {str(item)[:24]}{'...' if len(str(item)) > 24 else ''}, "
+                                 "outside the 64-bit range; write it as a string")
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"holds {item}, which is not a finite number")
+    return value
+
+
 class DatanetSpec(BaseModel):
     """What a Datanet owner declares at creation; its hash is what the owner signs."""
 
@@ -66,6 +90,11 @@ class DatanetSpec(BaseModel):
                 "starting and ending with a letter or digit"
             )
         return value
+
+    @field_validator("schema_")
+    @classmethod
+    def _schema(cls, value):
+        return json_numbers_hashable(value)
 
     @field_validator("tags")
     @classmethod
@@ -151,7 +180,7 @@ class ReviewBatch(BaseModel):
 class FileEntry(BaseModel):
     name: str
     sha256: str
-    size: int
+    size: int = Field(ge=0, le=2**63 - 1)
 
 
 class UploadReceipt(BaseModel):

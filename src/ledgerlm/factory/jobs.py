@@ -19,6 +19,7 @@ from sqlalchemy import func, insert, select, update
 
 from ledgerlm.config import NodeConfig
 from ledgerlm.datanets import Datanets
+from ledgerlm.datanets.schemas import json_numbers_hashable
 from ledgerlm.errors import AuthError, ConflictError, NotFoundError
 from ledgerlm.factory.basemodels import get_model, verify_model
 from ledgerlm.factory.errors import FactoryError
@@ -28,7 +29,7 @@ from ledgerlm.store import Database
 from ledgerlm.store.actions import record_action
 from ledgerlm.store.schema import models, signed_actions, training_jobs
 
-MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}[a-z0-9]$")
+MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}[a-z0-9]\Z")
 TERMINAL = ("stopped", "failed", "done")
 LEASE_SECONDS = 30  # a running job whose node stopped renewing it for this long was orphaned by a crash
 ORPHANED = ("interrupted: the node training it stopped renewing its lease (it crashed or was shut down); "
@@ -51,6 +52,11 @@ class TrainRequest(BaseModel):
     version: int = Field(ge=1)
     base: str = "smollm2-135m"
     config: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("config")
+    @classmethod
+    def _config(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return json_numbers_hashable(value)
 
     @field_validator("model_id")
     @classmethod

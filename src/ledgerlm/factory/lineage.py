@@ -22,7 +22,7 @@ from ledgerlm.factory.errors import FactoryError, ModelNotFoundError
 
 LINEAGE_FILE = "lineage.json"
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
-_HEX = re.compile(r"^(0x)?[0-9a-fA-F]+$")
+_HEX = re.compile(r"^(0x)?[0-9a-fA-F]+\Z")
 
 
 @dataclass(frozen=True)

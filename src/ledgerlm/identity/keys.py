@@ -13,7 +13,7 @@ from eth_account.signers.local import LocalAccount
 
 from ledgerlm.errors import ConflictError, LedgerError, NotFoundError
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 DEFAULT_KDF_ITERATIONS = 2**18  # scrypt n: about a second per unlock, as geth uses
 
 

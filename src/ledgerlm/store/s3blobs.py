@@ -15,7 +15,7 @@ from ledgerlm.store.blobs import CHUNK, ORPHAN_GRACE_SECONDS, BlobError, BlobSta
 # One PUT makes an object visible whole or not at all (S3 has no partial objects); S3 refuses a single
 # PUT above 5 GiB, so a blob that large would need a multipart upload, which this store does not do.
 MAX_SINGLE_PUT = 5 * 1024**3
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
 _HEX_ETAG = re.compile(r'^"?([0-9a-f]{32})"?$')
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -217,6 +218,8 @@ def _check_value(path: str, f, value: Any):
         if isinstance(value, bool) or not isinstance(value, numeric):
             kind = "a number" if isinstance(default, float) else "an integer"
             raise GatePolicyError(f"{path} must be {kind}, got {value!r}", field=path)
+        if not math.isfinite(value):
+            raise GatePolicyError(f"{path} must be a finite number, got {value!r}", field=path)
         lo, hi = f.metadata.get("min"), f.metadata.get("max")
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             raise GatePolicyError(f"{path} must be between {lo} and {hi}, got {value!r}", field=path)

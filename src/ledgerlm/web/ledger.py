@@ -16,7 +16,7 @@ router = APIRouter()
 RECENT_BLOCKS = 20
 ADDRESS_SCAN_BLOCKS = 200  # how far back an address page looks for its transactions
 BLOCK_DIGITS = 19  # a block number the database and the chain hold (below 2**63)
-TX_HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
+TX_HASH = re.compile(r"^0x[0-9a-fA-F]{64}\Z")
 
 
 def _names(node) -> dict[str, str]:

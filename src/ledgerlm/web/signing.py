@@ -85,7 +85,11 @@ def prepare(body: TypedDataRequest, request: Request) -> dict:
     elif body.action == "Contribute":
         if not body.manifest:
             raise LedgerError("choose at least one file to upload", field="files")
-        fields["manifestHash"] = manifest_hash([FileEntry(name=n, sha256=s, size=z) for n, s, z in body.manifest])
+        try:
+            files = [FileEntry(name=n, sha256=s, size=z) for n, s, z in body.manifest]
+        except ValidationError as exc:
+            raise _first_error(exc, "manifest") from None
+        fields["manifestHash"] = manifest_hash(files)
     elif body.action == "TrainModel":
         from ledgerlm.factory.jobs import TrainRequest
 
@@ -100,7 +104,11 @@ def prepare(body: TypedDataRequest, request: Request) -> dict:
     elif body.action == "CreateApiKey":
         terms = node.serving.keys.terms()
         try:
-            cap = int(fields.get("cap", 0))
+            # a whole number only: int(5.5) or int(True) would sign a cap the user did not write
+            raw = fields.get("cap", 0)
+            if isinstance(raw, bool) or isinstance(raw, float) or (isinstance(raw, str) and not raw.strip().isdigit()):
+                raise ValueError(raw)
+            cap = int(raw)
         except (TypeError, ValueError):
             raise LedgerError(f"cap must be a whole number of base units, got {fields.get('cap')!r}", field="cap") from None
         if not 0 < cap < CAP_LIMIT:  # the escrow stores a cap in 96 bits
