@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 
 from ledgerlm import __version__
 from ledgerlm.api.headers import SecurityHeaders, secured
-from ledgerlm.api.limits import BodyLimit, BodyTooSlow, MalformedBody, RequestTooLarge
+from ledgerlm.api.limits import BodyLimit, BodyTooSlow, CloseUnreadBody, MalformedBody, RequestTooLarge
 from ledgerlm.errors import LedgerError
 from ledgerlm.web import is_page, mount_dashboard, render_error
 
@@ -49,6 +49,7 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
     )
     app.add_middleware(BodyLimit)
     app.add_middleware(SecurityHeaders, exempt=(app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url))
+    app.add_middleware(CloseUnreadBody)  # outermost: it sees every refusal, the body limit's and the routes'
 
     @app.exception_handler(LedgerError)
     async def ledger_error(request: Request, exc: LedgerError):

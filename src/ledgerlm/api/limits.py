@@ -82,6 +82,38 @@ def _lone_surrogate(body: bytes) -> str | None:
     return None
 
 
+class CloseUnreadBody:
+    """Answers a refusal sent before the request body's last byte with `Connection: close`: otherwise the
+    server reads (and throws away) the rest of the body to keep the connection, so a client that declared
+    20 GiB, or streams without end, had the node reading after it had been refused."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length", b"0")
+        unread = headers.get(b"transfer-encoding") is not None or (declared.isdigit() and int(declared) > 0)
+
+        async def watched():
+            nonlocal unread
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                unread = False
+            return message
+
+        async def closing(message):
+            if message["type"] == "http.response.start" and unread:
+                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
+                message = {**message, "headers": [*kept, (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, watched, closing)
+
+
 class BodyLimit:
     """Refuses a body over `max_bytes` by its Content-Length, stops one sent without it once it passes, and
     checks a JSON body's shape (`json_body_problem`) once its last byte arrives, before the route parses it."""
