@@ -35,6 +35,10 @@ class NodeConfig:
     chain_index_finality: str = ""
     max_upload_bytes: int = 50 * 1024 * 1024
     max_upload_files: int = 1000  # files one upload may hold; the next one is refused before it is written
+    # Datanets the node registers on chain (and pays the gas of) per hour: in all, and for one owner; a signer
+    # needs no ETH to create one, so these bound what fresh keys can make the node spend
+    datanets_per_hour: int = 60
+    datanets_per_owner_per_hour: int = 10
     storage_quota_bytes: int = 1024 * 1024 * 1024  # what one account may store across uploads
     max_signature_ttl_seconds: int = 24 * 3600  # how far ahead a signed action's deadline may lie
     host: str = "127.0.0.1"
@@ -216,7 +220,8 @@ class Home:
             config = NodeConfig(**values, extra=extra)
         except TypeError as exc:
             raise ConfigError(f"{self.config_path}: {exc}", field="config") from exc
-        for name in ("chain_id", "max_upload_bytes", "max_upload_files", "storage_quota_bytes", "max_signature_ttl_seconds", "port", "round_commit_seconds", "round_reveal_seconds",
+        for name in ("chain_id", "max_upload_bytes", "max_upload_files", "datanets_per_hour",
+                     "datanets_per_owner_per_hour", "storage_quota_bytes", "max_signature_ttl_seconds", "port", "round_commit_seconds", "round_reveal_seconds",
                      "validators_per_contribution", "settle_chunk_size", "serving_max_batch",
                      "chain_confirmations", "chain_fee_bump_seconds", "chain_index_batch_blocks",
                      "serving_device_adapters", "serving_host_adapters", "serving_default_max_tokens",

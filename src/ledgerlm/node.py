@@ -292,7 +292,8 @@ class Node:
         datanets = Datanets(
             db, blobs, domain=_signing_domain(home, config), node_account=account,
             max_upload_bytes=config.max_upload_bytes, storage_quota_bytes=config.storage_quota_bytes,
-            max_upload_files=config.max_upload_files,
+            max_upload_files=config.max_upload_files, datanets_per_hour=config.datanets_per_hour,
+            datanets_per_owner_per_hour=config.datanets_per_owner_per_hour,
         )
         blobs.collect_orphans(datanets.referenced_blobs())
         node = cls(home, config, db, blobs, account, datanets)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 from starlette.background import BackgroundTask
@@ -29,6 +29,9 @@ from ledgerlm.node import Node
 router = APIRouter(tags=["datanets"])
 
 
+MAX_LISTED = 1000  # Datanets one listing returns at most; the next page starts at `offset`
+
+
 class CreateDatanetRequest(BaseModel):
     spec: DatanetSpec
     action: SignedAction
@@ -45,10 +48,12 @@ def create_datanet(body: CreateDatanetRequest, node: Node = Depends(get_node)):
 
 
 @router.get("/datanets", response_model=list[Datanet])
-def list_datanets(node: Node = Depends(get_node), grant: ReadGrant | None = Depends(read_grant)):
-    """Public Datanets, and the private ones the signed reader (X-Ledgerlm-Read) belongs to."""
-    found = node.datanets.list(grant.reader if grant else None)
-    return [d for d in found if d.visibility != "private" or grant.covers(d.name)]
+def list_datanets(offset: int = Query(0, ge=0), limit: int = Query(MAX_LISTED, ge=1, le=MAX_LISTED),
+                  node: Node = Depends(get_node), grant: ReadGrant | None = Depends(read_grant)):
+    """Public Datanets, and the private ones the signed reader (X-Ledgerlm-Read) belongs to, in creation order:
+    at most `limit` (up to 1,000) from `offset` on."""
+    return node.datanets.list(grant.reader if grant else None, offset=offset, limit=limit,
+                              shows_private=grant.covers if grant else (lambda _name: False))
 
 
 @router.get("/datanets/{name}", response_model=Datanet)

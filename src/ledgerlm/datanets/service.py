@@ -10,6 +10,7 @@ import jsonschema
 from eth_account.signers.local import LocalAccount
 from sqlalchemy import func, insert, select, update
 
+from ledgerlm.buckets import TokenBuckets
 from ledgerlm.datanets.access import Access
 from ledgerlm.datanets.ingest import Ingest
 from ledgerlm.datanets.record_schema import compile_record_schema
@@ -53,6 +54,8 @@ class Datanets(Access, Ingest, Review, Versions):
         storage_quota_bytes: int = 1024 * 1024 * 1024,
         max_upload_files: int = 1000,
         anchor: ChainAnchor | None = None,
+        datanets_per_hour: int = 60,
+        datanets_per_owner_per_hour: int = 10,
     ):
         self.db = db
         self.blobs = blobs
@@ -62,6 +65,10 @@ class Datanets(Access, Ingest, Review, Versions):
         self.storage_quota_bytes = storage_quota_bytes
         self.max_upload_files = max_upload_files
         self.anchor = anchor
+        # the node pays the gas of every Datanet it registers (NodeConfig.datanets_per_hour)
+        self._registrations = TokenBuckets(burst=datanets_per_hour, per_second=datanets_per_hour / 3600)
+        self._registrations_of = TokenBuckets(burst=datanets_per_owner_per_hour,
+                                              per_second=datanets_per_owner_per_hour / 3600)
         # called with (signer, action, Datanet) before a signed action takes effect; may refuse it
         self.actor_guard: Callable[[str, str, str | None], None] | None = None
         self._validators: dict[int, Callable[[dict], Any]] = {}
@@ -86,6 +93,8 @@ class Datanets(Access, Ingest, Review, Versions):
         if spec.kind != DOCUMENTS:
             schema = spec.schema_
             _check_schema(schema)
+        if self.anchor is not None:
+            self._take_registration(owner)
         now = int(time.time())
         with self.db.begin() as conn:
             if conn.execute(select(datanets.c.id).where(datanets.c.name == spec.name)).first():
@@ -112,6 +121,20 @@ class Datanets(Access, Ingest, Review, Versions):
             self.anchor_datanet(datanet)
             datanet = self.get(spec.name)
         return datanet
+
+    def _take_registration(self, owner: str) -> None:
+        """Count one on-chain registration for `owner`, or refuse it (429) while the owner's or the node's are
+        spent; nothing is stored and the signed action stays unused, so it may be sent again later."""
+        wait = self._registrations_of.take(owner.lower())
+        if wait > 0:
+            raise DatanetError(f"{owner} has created {int(self._registrations_of.burst)} Datanets within the hour, "
+                               f"the most this node registers for one owner; try again in {int(wait) + 1} s",
+                               field="owner", status=429)
+        wait = self._registrations.take("*")
+        if wait > 0:
+            raise DatanetError(f"this node has registered {int(self._registrations.burst)} Datanets within the "
+                               f"hour, the most it pays the gas of; try again in {int(wait) + 1} s",
+                               field="name", status=429)
 
     def anchor_datanet(self, datanet: Datanet) -> None:
         tx = self.anchor.register_datanet(datanet)
@@ -150,10 +173,17 @@ class Datanets(Access, Ingest, Review, Versions):
             manifests = conn.execute(select(versions.c.manifest_blob)).scalars()
             return set(files) | set(manifests)
 
-    def list(self, reader: str | None = None) -> list[Datanet]:
-        """Every public Datanet, and the private ones `reader` owns or is a member of."""
+    def list(self, reader: str | None = None, *, shows_private: Callable[[str], bool] | None = None,
+             offset: int = 0, limit: int | None = None) -> list[Datanet]:
+        """Every public Datanet, and the private ones `reader` owns or is a member of (and, given
+        `shows_private`, that it says yes to), in creation order: `limit` of them from `offset` on."""
         with self.db.connect() as conn:
             names = self.readable_names(conn, reader)
+            if shows_private is not None:
+                private = set(conn.execute(select(datanets.c.name).where(datanets.c.visibility == "private"))
+                              .scalars())
+                names = [n for n in names if n not in private or shows_private(n)]
+        names = names[offset:] if limit is None else names[offset : offset + limit]
         return [self.get(n) for n in names]
 
     def all(self) -> list[Datanet]:

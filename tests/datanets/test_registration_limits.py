@@ -1,0 +1,64 @@
+"""The node pays the gas of every Datanet it registers on chain, and a signer needs no ETH to ask: so many
+registrations an hour in all and per owner (`datanets_per_hour`, `datanets_per_owner_per_hour`), refused with
+a 429 that stores nothing; and listings come in pages."""
+
+from __future__ import annotations
+
+import pytest
+from eth_account import Account
+from fastapi.testclient import TestClient
+
+from ledgerlm.api import create_app
+from ledgerlm.client import NodeClient
+from ledgerlm.config import ConfigError, NodeConfig
+from ledgerlm.datanets import DatanetSpec
+from ledgerlm.errors import LedgerError
+from ledgerlm.node import Node
+
+from .conftest import QA_SCHEMA
+
+
+@pytest.fixture
+def limited(home):
+    config = home.load_config()
+    config.datanets_per_hour, config.datanets_per_owner_per_hour = 3, 2
+    home.save_config(config)
+    with TestClient(create_app(lambda: Node.open(home)), base_url="http://ledgerlm.test") as http:
+        yield NodeClient(http, operator_token=home.operator_token_path.read_text().strip())
+
+
+def create(client, name, account):
+    return client.create_datanet(DatanetSpec(name=name, schema=QA_SCHEMA), account)
+
+
+def test_fresh_keys_cannot_make_the_node_register_datanets_without_end(limited):
+    owners = [Account.create() for _ in range(3)]  # fresh keys, no ETH, no tokens
+    create(limited, "a1", owners[0])
+    create(limited, "a2", owners[0])
+    with pytest.raises(LedgerError) as refused:
+        create(limited, "a3", owners[0])
+    assert refused.value.status == 429 and refused.value.field == "owner"
+    create(limited, "b1", owners[1])  # another owner still may: the node's third of the hour
+    with pytest.raises(LedgerError) as refused:
+        create(limited, "c1", owners[2])
+    assert refused.value.status == 429 and refused.value.field == "name"
+    assert [d.name for d in limited.datanets()] == ["a1", "a2", "b1"]  # the refused ones are nowhere
+
+
+def test_datanets_are_listed_in_pages_in_creation_order(client, alice, http):
+    for name in ("p1", "p2", "p3"):
+        create(client, name, alice)
+    page = http.get("/datanets", params={"offset": 1, "limit": 1}).json()
+    assert [d["name"] for d in page] == ["p2"]
+    assert http.get("/datanets", params={"limit": 0}).status_code in (400, 422)
+    assert http.get("/datanets", params={"limit": 1001}).status_code in (400, 422)
+
+
+def test_the_registration_limits_are_positive_node_settings(home):
+    assert NodeConfig().datanets_per_hour == 60 and NodeConfig().datanets_per_owner_per_hour == 10
+    config = home.load_config()
+    config.datanets_per_owner_per_hour = 0
+    home.save_config(config)
+    with pytest.raises(ConfigError) as refused:
+        home.load_config()
+    assert refused.value.field == "datanets_per_owner_per_hour"
