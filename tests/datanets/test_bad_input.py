@@ -74,6 +74,9 @@ GOOD = b'{"question": "q", "answer": "a"}\n'
         ("array.jsonl", b"[1, 2]\n", ["array.jsonl", "line 1"]),
         ("table.csv", b"question,answer\nq,a,extra\n", ["table.csv"]),
         ("image.png", b"\x89PNG\r\n\x1a\n0000", ["image.png"]),
+        # what an export writes beside every record may not come with it
+        ("reserved.jsonl", GOOD + b'{"question": "q2", "answer": "a", "_contributor": "0xdead"}\n',
+         ["reserved.jsonl", "line 2", "_contributor", "reserved"]),
     ],
 )
 def test_bad_files_are_refused_whole(http, home, qa, bob, name, body, words):
@@ -273,3 +276,15 @@ def test_replay_rejected_after_restart(home, qa, bob):
     with node.db.connect() as conn:
         assert conn.execute(select(func.count()).select_from(signed_actions)).scalar() == 2  # create + 1 upload
     node.close()
+
+
+def test_a_refusal_quotes_at_most_the_start_of_what_it_refused():
+    from ledgerlm.datanets.parsers.formats import ParseError
+    from ledgerlm.datanets.parsers.schema_errors import MAX_REASON_CHARS, validate_record
+    from ledgerlm.datanets.record_schema import compile_record_schema
+
+    validator = compile_record_schema({"type": "object", "properties": {"q": {"type": "string"}},
+                                       "additionalProperties": False})
+    with pytest.raises(ParseError) as refused:
+        validate_record(validator, {"q": "x", "k" * 8_000_000: 1}, "big.jsonl line 1")
+    assert len(str(refused.value)) < MAX_REASON_CHARS + 200 and "more characters" in str(refused.value)

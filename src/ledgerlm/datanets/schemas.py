@@ -18,6 +18,8 @@ STATES = ("pending", "accepted", "rejected", "withdrawn")
 DOCUMENTS = "documents"
 # the JSON Schema annotation with which an owner names the field that holds a record's label
 LABEL_FIELD_ANNOTATION = "x-label-field"
+# what an export adds to every record (versions.iter_version): a record may not bring its own
+EXPORT_FIELDS = ("_contribution_id", "_contributor", "_content_hash")
 
 
 class DatanetError(LedgerError):

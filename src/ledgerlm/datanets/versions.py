@@ -10,7 +10,7 @@ import orjson
 from sqlalchemy import and_, insert, select, update
 
 from ledgerlm.chain.merkle import StandardMerkleTree
-from ledgerlm.datanets.schemas import DOCUMENTS, DatanetError, DatanetVersion
+from ledgerlm.datanets.schemas import DOCUMENTS, EXPORT_FIELDS, DatanetError, DatanetVersion
 from ledgerlm.errors import AuthError, ConflictError, NotFoundError
 from ledgerlm.identity import SignedAction
 from ledgerlm.store.schema import contributions, datanets, version_members, versions
@@ -142,7 +142,7 @@ class Versions:
             for r in result:
                 if r.payload is None:
                     continue  # withdrawn since publication: its data is gone for good
-                meta = {"_contribution_id": r.id, "_contributor": r.contributor, "_content_hash": r.content_hash}
+                meta = dict(zip(EXPORT_FIELDS, (r.id, r.contributor, r.content_hash), strict=True))
                 if row["kind"] == DOCUMENTS:
                     yield {"text": r.payload, "source": r.source, **meta}
                 else:

@@ -155,7 +155,7 @@ class ValidationRounds:
         """
         policy = self.policy(name)
         columns = (contributions.c.id, contributions.c.contributor, contributions.c.content_hash,
-                   contributions.c.payload)
+                   contributions.c.payload, contributions.c.source)
         with self.db.connect() as conn:
             row = self._datanet(conn, name)
             in_datanet = contributions.c.datanet_id == row["id"]
@@ -176,8 +176,9 @@ class ValidationRounds:
         labels = label_field(row["schema"])
 
         def candidate(r) -> Candidate:
-            record = None if documents else orjson.loads(r.payload)
-            return Candidate(r.id, r.contributor, r.content_hash, r.payload, record, labels)
+            if documents:  # the file name is exported beside the text (`source`), so it is read too
+                return Candidate(r.id, r.contributor, r.content_hash, r.payload, None, labels, name=r.source)
+            return Candidate(r.id, r.contributor, r.content_hash, r.payload, orjson.loads(r.payload), labels)
 
         # Each payload is parsed once: the same candidates feed the gates and the valuation.
         batch = {r.id: candidate(r) for r in fresh}

@@ -18,6 +18,7 @@ from ledgerlm.datanets.parsers.formats import BOM, DOCUMENT_FORMATS, LABEL, Pars
 from ledgerlm.datanets.parsers.json_keys import check_unique_keys, repeated_key, repeated_key_reason
 from ledgerlm.datanets.parsers.json_stream import JsonStream, JsonValue
 from ledgerlm.datanets.parsers.schema_errors import CsvCoercer, validate_record
+from ledgerlm.datanets.schemas import EXPORT_FIELDS
 
 # orjson turns integers beyond 64 bits into floats without a word; a run of 19+ digits is the
 # only way such a number can appear, so only those lines pay for a range check. Counting digits
@@ -94,6 +95,10 @@ def _hashed(record: dict, location: str, validator, where: str | None = None,
     # it is written out; one that only its escapes take over is refused by its written size.
     if max_bytes is not None and _json_bytes_at_least(record) > max_bytes:
         raise ParseError(f"{where or location}: {_too_large(max_bytes)}")
+    reserved = [k for k in EXPORT_FIELDS if k in record]
+    if reserved:
+        raise ParseError(f"{where or location}: field '{reserved[0]}' is reserved: an export writes who contributed "
+                         "the record and its hash there, so a record may not set it")
     if validator is not None:
         validate_record(validator, record, where or location)
     try:

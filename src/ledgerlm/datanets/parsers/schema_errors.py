@@ -130,17 +130,27 @@ def validate_record(validator, record: dict, where: str) -> None:
         raise_violation(exc, where)
 
 
+# a validator's message quotes what it refused (an extra key of 8 MB, 200,000 of them): the error keeps its start
+MAX_REASON_CHARS = 500
+
+
+def _short(reason: str) -> str:
+    if len(reason) <= MAX_REASON_CHARS:
+        return reason
+    return f"{reason[:MAX_REASON_CHARS]}... ({len(reason) - MAX_REASON_CHARS} more characters)"
+
+
 def raise_violation(exc: Exception, where: str):
     """Re-raise a validator's exception as ParseError naming where and which field; others as is."""
     if isinstance(exc, fastjsonschema.JsonSchemaValueException):
-        raise ParseError(f"{where}: {_fastjsonschema_reason(exc)}") from exc
+        raise ParseError(f"{where}: {_short(_fastjsonschema_reason(exc))}") from exc
     validation_error = _jsonschema_error_type()
     if validation_error is not None and isinstance(exc, validation_error):
-        raise ParseError(f"{where}: {_jsonschema_reason(exc)}") from exc
+        raise ParseError(f"{where}: {_short(_jsonschema_reason(exc))}") from exc
     if isinstance(exc, LedgerError):
-        raise ParseError(f"{where}: {exc.message}") from exc
+        raise ParseError(f"{where}: {_short(exc.message)}") from exc
     if isinstance(exc, ValueError):
-        raise ParseError(f"{where}: {exc}") from exc
+        raise ParseError(f"{where}: {_short(str(exc))}") from exc
     raise exc
 
 

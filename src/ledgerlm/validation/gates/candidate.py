@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -23,7 +24,9 @@ class Candidate:
     """One pending contribution as the gates see it.
 
     `text` is the record's canonical text or the document's text; when `record` is given the
-    gates read its field values instead, so JSON punctuation never looks like junk.
+    gates read its field values instead, so JSON punctuation never looks like junk, and each key
+    that is no plain field name (`_PLAIN_KEY`: a schema that allows extra fields lets a key carry
+    an address or an order, exported as it was written). A document's file `name` is read with it.
     """
 
     contribution_id: int
@@ -38,14 +41,17 @@ class Candidate:
     # the gates read it); which field plays which part is worked out once per set of field
     # names, and the attributes are set in one update of a frozen instance's dict
     def __init__(self, contribution_id: int, contributor: str, content_hash: str, text: str,
-                 record: dict | None = None, label_field: str | None = None) -> None:
+                 record: dict | None = None, label_field: str | None = None, name: str | None = None) -> None:
         if record is None:
-            texts = {"_label": None, "_scan_text": text, "_feature_text": text, "_answer_text": "",
-                     "_question_text": "", "_answer_parts": ()}
+            texts = {"_label": None, "_scan_text": text if not name else f"{name}\n{text}", "_feature_text": text,
+                     "_answer_text": "", "_question_text": "", "_answer_parts": ()}
         else:
             values = [value if type(value) is str else flatten(value) for value in record.values()]
             parts = _parts(tuple(record), label_field)
             scan = "\n".join(values)
+            unusual = unusual_keys(record)
+            if unusual:
+                scan = "\n".join([scan, *unusual])
             label = record.get(label_field) if parts.labelled else None
             texts = {"_label": None if label is None else str(label), "_scan_text": scan,
                      "_feature_text": scan if parts.feature is None else parts.feature(values),
@@ -126,6 +132,23 @@ def label_field(schema: dict | str | None) -> str | None:
         return named
     properties = schema.get("properties")
     return "label" if isinstance(properties, dict) and "label" in properties else None
+
+
+# a key a schema names: a word or two joined by "_" or "-"; any other key is read like a value
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,63}\Z")
+
+
+def unusual_keys(value: Any) -> list[str]:
+    """The keys in `value` (parsed JSON, nested ones too) that are no plain field name."""
+    found, stack = [], [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            found += [k for k in item if not _PLAIN_KEY.match(k)]
+            stack.extend(v for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            stack.extend(v for v in item if isinstance(v, dict | list))
+    return found
 
 
 def flatten(value: Any) -> str:
