@@ -46,4 +46,6 @@ def gateway(
     url = f"http://{host}:{port}"
     s.emit({"url": url, "nodes": list(nodes)}, lambda r: console.print(
         f"[green]ledgerlm gateway[/] on {r['url']} in front of {', '.join(r['nodes'])}  (status: /gateway/status)"))
-    uvicorn.run(create_gateway_app(settings), host=host, port=port, log_level="warning")
+    from ledgerlm.http_protocol import HeaderDeadline
+
+    uvicorn.run(create_gateway_app(settings), host=host, port=port, log_level="warning", http=HeaderDeadline)

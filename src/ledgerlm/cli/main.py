@@ -94,7 +94,10 @@ def serve(
     record = record_running(s.home, f"http://{host}:{port}")
     try:
         console.print(f"[green]ledgerlm node[/] on http://{host}:{port}  (dashboard: /, API docs: /docs)")
-        uvicorn.run(create_app(lambda: _open_serving(s.home)), host=host, port=port, log_level="info")
+        from ledgerlm.http_protocol import HeaderDeadline
+
+        uvicorn.run(create_app(lambda: _open_serving(s.home)), host=host, port=port, log_level="info",
+                    http=HeaderDeadline)
     finally:
         record.unlink(missing_ok=True)
 
