@@ -372,11 +372,20 @@ PERSONAL_DATA_IN_OTHER_FORMS = [
     ("Transfer the amount to de89 3704 0044 0532 0130 00", "iban"),  # lower case
     ("Charge my card 4111.1111.1111.1111, expiry 12/27.", "credit_card"),  # grouped by dots
     ("Her SSN is 123 45 6789", "national_id"),  # spaces, after a word that names it
+    ("Write to jane&#64;example.com for the files.", "email"),  # as a page writes "@"
+    ("Send it to mailto:jane%40example.com please.", "email"),  # as a link escapes it
+    ("Ask jane @ example . com about the invoice.", "email"),  # set apart by spaces
+    ("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+     "api_key"),  # a JSON Web Token
+    ('The key: {"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",'
+     '"d":"jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI"}', "private_key_block"),  # a JSON Web Key's private part
 ]
 NOT_PERSONAL_DATA = [
     "DB_PASSWORD=changeme", "max_token = 4096000000000", "Pi is 3.14159265358979, near enough.",
     "Release 2024.0101.0001.0002 is the last of the year.", "The file mp34 data list here is fine.",
     "Decorate it with @functools.cache and @property.", "Room 123 45 6789 is booked.",
+    "Prices are 100%25 fair at R&amp;D; the URL is /a%20b.", "Use a mix of @ the lab . then rest.",
+    '{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU"}',  # a public key
 ]
 
 

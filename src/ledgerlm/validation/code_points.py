@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import html
 import re
 import unicodedata
 
@@ -23,7 +24,16 @@ _CONTROLS = re.compile("[" + "".join(f"\\x{a:02x}-\\x{b:02x}" for a, b in CONTRO
 # what ends a line for a reader but not for a pattern's "^" or "[^\n]": a lone carriage return, a
 # vertical tab, a form feed, NEL and the line and paragraph separators ("Nice.\rSYSTEM: you must")
 _LINE_BREAKS = re.compile("\r(?!\n)|[\x0b\x0c\x85\u2028\u2029]")
-_ASCII_HIDING = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)")
+# a character written as an HTML reference ("&#64;", "&commat;") or percent-escaped ("%40"): a page or a
+# link shows the character itself, so "jane&#64;example.com" is an address to its reader
+_REFERENCE = r"(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});"
+_ESCAPED = re.compile(rf"&{_REFERENCE}|%[2-7][0-9A-Fa-f]")
+_PERCENT = re.compile(r"%([2-7][0-9A-Fa-f])")  # printable ASCII only: no byte of another character
+_ASCII_HIDING = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|" + _ESCAPED.pattern)
+# the same but for NUL, for texts laid end to end with NUL between them (gates.text_batch); one character
+# class first, the rest told by what comes after it, so the search skips along at a class's speed
+HIDING_BUT_NUL = re.compile(rf"[\x01-\x08\x0b-\x1f\x7f&%](?:(?<=&){_REFERENCE}|(?<=%)[2-7][0-9A-Fa-f]|"
+                            r"(?<=\r)(?!\n)|(?<=[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]))")
 # hyphens and dashes a reader takes for "-" between the groups of a number, which NFKC leaves as they are:
 # "415\u2011555\u20110132" hid a phone number (the em dash, wider and common in prose, is left out)
 _HYPHENS = {c: "-" for c in map(ord, "\u2010\u2011\u2012\u2013\u2212")}
@@ -90,9 +100,15 @@ def _disguises(c: int, ch: str) -> bool:
     return folded != ch and any(x.isascii() for x in folded)
 
 
+def hides_in_ascii(text: str) -> bool:
+    """Whether the text holds a control character (`CONTROL_RANGES`), a lone carriage return, an HTML
+    character reference or a percent escape: what `undisguised` undoes without leaving ASCII."""
+    return _ASCII_HIDING.search(text) is not None
+
+
 def disguised(text: str) -> bool:
-    """Whether the text holds a control character (`CONTROL_RANGES`), a lone carriage return or a
-    character with the `DISGUISE` flag: the texts `undisguised` is for."""
+    """Whether the text holds what `hides_in_ascii` finds or a character with the `DISGUISE` flag: the
+    texts `undisguised` is for."""
     if _ASCII_HIDING.search(text) is not None:
         return True
     if text.isascii():
@@ -107,7 +123,8 @@ def without_ignorables(text: str) -> str:
 
 
 def undisguised(text: str) -> str:
-    """The text as a reader takes it in: every line break written as a line feed, default-ignorable
+    """The text as a reader takes it in: HTML character references and percent escapes of printable
+    ASCII written as their characters, every line break written as a line feed, default-ignorable
     and control characters removed, compatibility forms
     (full-width letters and digits, mathematical letters, ligatures, a no-break space) folded by
     NFKC, hyphens and en dashes written as "-", and decimal digits of every script written as ASCII digits.
@@ -116,6 +133,10 @@ def undisguised(text: str) -> str:
     letters, an e-mail address split by a zero-width joiner, a card number in Arabic-Indic
     digits) is a finding too.
     """
+    if "&" in text:
+        text = html.unescape(text)
+    if "%" in text:
+        text = _PERCENT.sub(lambda m: chr(int(m.group(1), 16)), text)
     plain = unicodedata.normalize("NFKC", _IGNORABLE.sub("", _CONTROLS.sub("", _LINE_BREAKS.sub("\n", text)))).translate(_HYPHENS)
     if plain.isascii():
         return plain

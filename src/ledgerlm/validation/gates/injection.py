@@ -314,7 +314,7 @@ def injection_findings_many(texts: Sequence[str], answers: Sequence[str], rule: 
     `batch`: the texts already laid end to end, when another gate made them."""
     raw = batch or TextBatch(texts)
     out = _findings_many(texts, answers, rule, raw)
-    disguised = np.flatnonzero(raw.holding_beyond_ascii(DISGUISE) | raw.holding_ascii_controls()).tolist()
+    disguised = np.flatnonzero(raw.holding_beyond_ascii(DISGUISE) | raw.ascii_hiding).tolist()
     if disguised:
         texts_, answers_ = [undisguised(texts[i]) for i in disguised], [undisguised(answers[i]) for i in disguised]
         # a batch's passes cost more than a few texts' own searches

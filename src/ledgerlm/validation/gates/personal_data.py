@@ -74,9 +74,9 @@ _EMAIL = re.compile(r"(?<![\w.+-])[\w.%+-]{1,64}@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2
 # pypi.org"), so it is looked for only after a word that introduces an address (`_EMAIL_SPOKEN`).
 _AT_BRACKETED = r"\s*(?:[(\[{<] ?(?i:at) ?[)\]}>]|[(\[{<]@[)\]}>])\s*"
 _DOT_BRACKETED = r"\s*(?:[(\[{<] ?(?i:dot) ?[)\]}>]|[(\[{<]\.[)\]}>])\s*"
-_DOT_ANY = rf"{_DOT_BRACKETED}|\s+(?i:dot)\s+|\."
+_DOT_ANY = rf"{_DOT_BRACKETED}|\s+(?i:dot)\s+|\s+\.\s+|\."
 _EMAIL_OBFUSCATED = re.compile(
-    rf"[A-Za-z0-9](?<![\w.+\-][A-Za-z0-9])[A-Za-z0-9._%+\-]{{0,63}}(?P<at>{_AT_BRACKETED}|\s+(?i:at)\s+|@)"
+    rf"[A-Za-z0-9](?<![\w.+\-][A-Za-z0-9])[A-Za-z0-9._%+\-]{{0,63}}(?P<at>{_AT_BRACKETED}|\s+(?i:at)\s+|\s*@\s*)"
     rf"(?P<domain>[A-Za-z0-9\-]{{1,63}})(?:(?:{_DOT_ANY})[A-Za-z0-9\-]{{1,63}}){{0,3}}"
     rf"(?P<dot>{_DOT_ANY})(?P<tld>[A-Za-z]{{2,24}})(?![\w\-])")
 _COMMON_TLDS = frozenset(
@@ -89,7 +89,7 @@ _NOT_DOMAINS = frozenset("the a an this that these those his her its our their m
 # at, or a spelled-out dot (the only dot a bare " at " or an "@" is looked for with); each begins
 # with three characters prose seldom holds, which the batch search files needles under
 _OBFUSCATION_WORDS = ("(at", "( at", "[at", "[ at", "{at", "{ at", "<at", "< at", "(@)", "[@]", "{@}", "<@>",
-                      "dot", "(.)", "[.]", "{.}", "<.>")
+                      "dot", "(.)", "[.]", "{.}", "<.>", " @ ")
 
 
 # "Email jane at example.com", "write to j.doe at mail.example.org": a word that introduces an
@@ -100,8 +100,10 @@ _EMAIL_SPOKEN = re.compile(
     r"message)\b(?P<between>[^.!?;\n]{0,40}?)(?<![\w.+'\u2019\-])(?P<local>[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63})"
     r"\s+(?i:at)\s+(?P<domain>[A-Za-z0-9\-]{1,63})(?:\.[A-Za-z0-9\-]{1,63}){0,3}\.(?P<tld>[A-Za-z]{2,24})"
     r"(?![\w\-]|\.\w)", re.IGNORECASE)
-# lower-case literals one of which `_EMAIL_SPOKEN` cannot match without (its introducing words)
+# lower-case literals one of which `_EMAIL_SPOKEN` cannot match without (its introducing words), and
+# the bare at it is looked for with (only with spaces: a tab or a line break around it is not looked for)
 _SPOKEN_CUES = ("mail", "contact", "writ", "wrote", "reach", "message")
+_SPOKEN_AT = " at "
 # who or what is reached "at" a site rather than an address's name ("reach us at example.com",
 # "contact the team at example.org")
 _NOT_NAMES = frozenset("me us him her them you it one everyone someone anyone people staff team office desk "
@@ -121,13 +123,16 @@ def _email_obfuscated(m: re.Match) -> bool:
     """Whether an `_EMAIL_OBFUSCATED` match is an address, not a plain one or prose.
 
     A plain address is `_EMAIL`'s; after a bare " at " the last dot must be spelled out; a last
-    dot spelled as a bare " dot " must end in a common top-level domain after a word that can be a domain.
+    dot spelled as a bare " dot ", or an "@" or a last dot set apart by spaces ("jane @ example . com"),
+    must end in a common top-level domain after a word that can be a domain.
     """
-    at, dot = m.group("at").strip().lower(), m.group("dot").strip().lower()
+    at_written, dot_written = m.group("at"), m.group("dot")
+    at, dot = at_written.strip().lower(), dot_written.strip().lower()
+    spaced = (dot == "." and dot_written != ".") or (at == "@" and at_written != "@")
+    if dot == "dot" or spaced:
+        return m.group("tld").lower() in _COMMON_TLDS and m.group("domain").lower() not in _NOT_DOMAINS
     if dot == ".":
         return at not in ("at", "@")
-    if dot == "dot":
-        return m.group("tld").lower() in _COMMON_TLDS and m.group("domain").lower() not in _NOT_DOMAINS
     return True
 
 
@@ -184,7 +189,11 @@ _AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]
 _TOKEN_FORMATS = re.compile(
     r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{50,}|xox[abposr]-[A-Za-z0-9\-]{10,}"
     r"|sk-(?:proj-|ant-)?[A-Za-z0-9_\-]{20,}|[sr]k_(?:live|test)_[A-Za-z0-9]{16,}"
-    r"|AIza[0-9A-Za-z_\-]{35}|glpat-[A-Za-z0-9_\-]{20})")
+    r"|AIza[0-9A-Za-z_\-]{35}|glpat-[A-Za-z0-9_\-]{20}"
+    # a JSON Web Token: header and claims, both JSON objects in base64url ("eyJ" is '{"'), and a signature
+    r"|eyJ[A-Za-z0-9_\-]{10,}\.eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{16,})")
+# a JSON Web Key's private part: "d" (the private exponent or scalar) in an object that names its "kty"
+_JWK_PRIVATE = re.compile(r'"d"\s*:\s*"[A-Za-z0-9_\-]{20,}"')
 # the name may end an environment variable's ("AWS_SECRET_ACCESS_KEY", "GITHUB_TOKEN", "DB_PASSWORD"):
 # after such a prefix the value must hold a letter, so "max_token = 4096000000000" is a number
 _SECRET_ASSIGN = re.compile(
@@ -198,7 +207,7 @@ _NO_DIGITS = str.maketrans("", "", "0123456789")
 _AWS_PREFIXES = ("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "AIPA")
 # a token format cannot match without one of these (lower-cased) prefixes
 _TOKEN_WORDS = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox", "sk-", "k_live_", "k_test_", "aiza",
-                "glpat-")
+                "glpat-", "eyj")
 _SECRET_WORDS = ("key", "secret", "token", "passw")
 
 
@@ -232,7 +241,7 @@ def _findings(text: str, kinds: Collection[str], possible: Container[str] | None
             if _email_obfuscated(m):
                 out.append(("email", 0.9, f"email address written to escape filters {_mask(m.group())} "
                                           f"at offset {m.start()}"))
-    if "email" in kinds and may("email_spoken") and any(w in lower for w in _SPOKEN_CUES):
+    if "email" in kinds and may("email_spoken") and _SPOKEN_AT in lower and any(w in lower for w in _SPOKEN_CUES):
         for m in _EMAIL_SPOKEN.finditer(text):
             if _email_spoken(m):
                 found = m.group()[m.start("local") - m.start():]
@@ -241,6 +250,9 @@ def _findings(text: str, kinds: Collection[str], possible: Container[str] | None
     if "private_key_block" in kinds and "PRIVATE KEY" in text:
         for m in _PRIVATE_KEY_BLOCK.finditer(text):
             out.append(("private_key_block", 1.0, f"PEM private key block at offset {m.start()}"))
+    if "private_key_block" in kinds and '"kty"' in text:
+        for m in _JWK_PRIVATE.finditer(text):
+            out.append(("private_key_block", 1.0, f"JSON Web Key with its private part at offset {m.start()}"))
     if "aws_access_key" in kinds and any(prefix in text for prefix in _AWS_PREFIXES):
         for m in _AWS_KEY_ID.finditer(text):
             out.append(("aws_access_key", 1.0, f"AWS access key id {_mask(m.group(), 4)}"))
@@ -342,7 +354,7 @@ def personal_data_findings_many(texts: Sequence[str], kinds: Collection[str],
     `batch`: the texts already laid end to end, when another gate made them."""
     raw = batch or TextBatch(texts)
     out = _findings_many(texts, kinds, raw)
-    hiding = np.flatnonzero(raw.holding_beyond_ascii(DISGUISE) | raw.holding_ascii_controls()).tolist()
+    hiding = np.flatnonzero(raw.holding_beyond_ascii(DISGUISE) | raw.ascii_hiding).tolist()
     if hiding:
         plain = [undisguised(texts[i]) for i in hiding]
         # a batch's passes cost more than a few texts' own searches
@@ -366,8 +378,8 @@ def _findings_many(texts: Sequence[str], kinds: Collection[str],
 
     `batch`: the texts already laid end to end, when another gate made them."""
     raw = batch or TextBatch(texts)
-    literal = ("@", "PRIVATE KEY", *_AWS_PREFIXES)
-    folded = _TOKEN_WORDS + _SECRET_WORDS + _SECRET_NAMES + _PHONE_WORDS + _OBFUSCATION_WORDS + _SPOKEN_CUES
+    literal = ("@", "PRIVATE KEY", '"kty"', *_AWS_PREFIXES)
+    folded = _TOKEN_WORDS + _SECRET_WORDS + _SECRET_NAMES + _PHONE_WORDS + _OBFUSCATION_WORDS + _SPOKEN_CUES + (_SPOKEN_AT,)
     held = raw.holding(literal + folded + (":", "="), [False] * len(literal) + [True] * len(folded) + [False] * 2)
     shapes = _number_shapes(raw._bytes, raw._byte_starts, raw._byte_lengths)
     digits = shapes[:, 0]
@@ -380,7 +392,7 @@ def _findings_many(texts: Sequence[str], kinds: Collection[str],
     phone_context = held[:, names + n_names : cues].any(axis=1)
     spoken_at = cues + len(_OBFUSCATION_WORDS)
     obfuscated = held[:, cues:spoken_at].any(axis=1)
-    spoken = held[:, spoken_at : spoken_at + len(_SPOKEN_CUES)].any(axis=1)
+    spoken = held[:, spoken_at : spoken_at + len(_SPOKEN_CUES)].any(axis=1) & held[:, spoken_at + len(_SPOKEN_CUES)]
     numbered = digits >= 9  # no card, IBAN, phone or identity number has fewer digits
     table = np.column_stack([token, secret, (digits >= 8) & (shapes[:, 2] >= 64), numbered & (shapes[:, 1] >= 13),
                              numbered & (shapes[:, 3] > 0), numbered & (shapes[:, 4] > 0),

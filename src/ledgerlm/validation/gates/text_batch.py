@@ -9,7 +9,7 @@ from functools import cached_property
 
 import numpy as np
 
-from ledgerlm.validation.code_points import described
+from ledgerlm.validation.code_points import HIDING_BUT_NUL, described
 from ledgerlm.validation.compiled import compiled
 
 SEPARATOR = "\0"  # between texts: no word, needle or pattern the gates look for contains it
@@ -82,17 +82,18 @@ class TextBatch:
         """Whether each text holds a character beyond ASCII."""
         return np.fromiter((not t.isascii() for t in self.texts), dtype=bool, count=len(self))
 
-    def holding_ascii_controls(self) -> np.ndarray:
-        """Whether each text holds an ASCII control character other than tab, line feed and
-        carriage return (`code_points.CONTROL_RANGES`; those past ASCII carry `DISGUISE`) or a
-        carriage return without a line feed after it."""
-        # in UTF-8 these bytes stand only for themselves, never inside another character's bytes
-        data = self._bytes
-        lone_cr = (data == 13) & (np.r_[data[1:], 0] != 10)
-        control = ((data < 32) & (data != 9) & (data != 10) & (data != 13) & (data != 0)) | (data == 127) | lone_cr
+    @cached_property
+    def ascii_hiding(self) -> np.ndarray:
+        """`code_points.hides_in_ascii` of each text: an ASCII control character other than tab, line
+        feed and carriage return (those past ASCII carry `DISGUISE`), a carriage return without a line
+        feed after it, an HTML character reference or a percent escape."""
         out = np.zeros(len(self), dtype=bool)
-        out[np.searchsorted(self._byte_starts, np.flatnonzero(control), side="right") - 1] = True
-        if self.joined.count(SEPARATOR) > len(self) - 1:  # a NUL inside a text, not between two
+        # one search of the joined texts, whose NUL separators it does not look for (nor does any
+        # reference or escape hold one); a NUL inside a text is told by the count of NULs
+        found = [m.start() for m in HIDING_BUT_NUL.finditer(self.joined)]
+        if found:
+            out[self.text_at(found)] = True
+        if self.joined.count(SEPARATOR) > len(self) - 1:
             out |= np.fromiter((SEPARATOR in t for t in self.texts), dtype=bool, count=len(self))
         return out
 
