@@ -65,6 +65,16 @@ _FOREIGN_OVERRIDE_WORDS = [
                r"precedenti|sopra|anteriori|di prima|tutte|tue|sue"),  # Italian
      ("ignor", "dimentic", "trascura", "tralascia"), ("istruzion", "indicazioni", "direttive"),
      ("precedent", "sopra", "anteriori", "di prima", "tutte", "tue", "sue")),
+    (_override(r"negeer|negeren|vergeet|vergeten",
+               r"instructies|instructie|aanwijzingen|opdrachten|regels",
+               r"vorige|eerdere|voorgaande|bovenstaande|alle|je|jouw|uw"),  # Dutch ("hij negeert" describes)
+     ("negeer", "vergeet", "vergeten"), ("instructie", "aanwijzing", "opdracht", "regels"),
+     ("vorige", "eerdere", "voorgaande", "bovenstaande", "alle", "je", "uw")),
+    (_override(r"zignoruj(?:cie)?|ignoruj(?:cie)?|zapomnij(?:cie)?(?: o)?|pomi[nń](?:cie)?",
+               r"instrukcj\w*|polece\w*|wytyczn\w*|zasad\w*",
+               r"poprzedni\w*|wcze[sś]niejsz\w*|powy[zż]sz\w*|wszystki\w*|swoje|twoje"),  # Polish
+     ("ignoruj", "zapomnij", "pomi"), ("instrukcj", "polece", "wytyczn", "zasad"),
+     ("poprzedni", "wcze", "powy", "wszystki", "swoje", "twoje")),
 ]
 # one pattern for them all: each pattern is a column of the batch's table, and a column costs
 # every text of every batch, while these orders are rare
