@@ -52,30 +52,45 @@ def seeds_of(text: str) -> list[int]:
     return out
 
 
+def fine_tuned(args, seed: int, work: Path, say, split: str = "test"):
+    """Seed `seed`'s draw of `split` (and of the tiny base model), fine-tuned with the node's defaults:
+    (the planted-facts set, the trained model and its index)."""
+    from ledgerlm.evals.attribution.facts import make_fact_tracing_set
+    from ledgerlm.evals.attribution.harness import EvalConfig, _base_model, _fine_tune
+    from ledgerlm.factory import load_tokenizer
+
+    config = EvalConfig(model=args.model, models_dir=args.models_dir, entities=args.entities,
+                        epochs=args.epochs, seed=seed)
+    base = _base_model(config, work, say)
+    data = make_fact_tracing_set(split, config.entities, seed)
+    say(f"seed {seed}: fine-tuning on {len(data.records)} records")
+    return data, _fine_tune(config, base, load_tokenizer(base), data.records, work / "model")
+
+
+def over_seeds(seeds: list[int], one) -> list[dict]:
+    """`one(seed, work, say)` for each seed, each in a work folder of its own, with a progress bar."""
+    from rich.progress import Progress
+
+    runs = []
+    with Progress() as progress, tempfile.TemporaryDirectory(prefix="ledgerlm-eval-seeds-") as tmp:
+        task = progress.add_task("evaluation seeds", total=len(seeds))
+        for seed in seeds:
+            work = Path(tmp) / f"seed-{seed}"
+            work.mkdir()
+            runs.append(one(seed, work, progress.console.print))
+            progress.advance(task)
+    return runs
+
+
 def one_seed(args, seed: int, work: Path, say) -> dict:
     """Fine-tune on seed `seed`'s test split with the node's defaults and measure it."""
     import numpy as np
 
     from ledgerlm.evals.attribution.baselines import bm25_scores
-    from ledgerlm.evals.attribution.facts import make_fact_tracing_set
-    from ledgerlm.evals.attribution.harness import (
-        EvalConfig,
-        _base_model,
-        _fine_tune,
-        query_signals,
-        tracing_by_kind,
-        what_is_paid,
-    )
-    from ledgerlm.factory import load_tokenizer
+    from ledgerlm.evals.attribution.harness import query_signals, tracing_by_kind, what_is_paid
 
-    config = EvalConfig(model=args.model, models_dir=args.models_dir, entities=args.entities,
-                        epochs=args.epochs, seed=seed)
     started = time.perf_counter()
-    base = _base_model(config, work, say)
-    tokenizer = load_tokenizer(base)
-    data = make_fact_tracing_set("test", config.entities, seed)
-    say(f"seed {seed}: fine-tuning on {len(data.records)} records")
-    t = _fine_tune(config, base, tokenizer, data.records, work / "model")
+    data, t = fine_tuned(args, seed, work, say)
     rows_records = [e.record for e in t.index.examples]
     rows_contributors = [e.contributor for e in t.index.examples]
     indexed = [data.records[r] for r in rows_records]
@@ -155,19 +170,11 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     import torch
-    from rich.progress import Progress
 
     torch.set_num_threads(1)
     started = time.perf_counter()
     seeds = seeds_of(args.seeds)
-    runs = []
-    with Progress() as progress, tempfile.TemporaryDirectory(prefix="ledgerlm-eval-seeds-") as tmp:
-        task = progress.add_task("evaluation seeds", total=len(seeds))
-        for seed in seeds:
-            work = Path(tmp) / f"seed-{seed}"
-            work.mkdir()
-            runs.append(one_seed(args, seed, work, progress.console.print))
-            progress.advance(task)
+    runs = over_seeds(seeds, lambda seed, work, say: one_seed(args, seed, work, say))
     shown = tables(runs, args.model)
     for table in shown:
         table.print()
