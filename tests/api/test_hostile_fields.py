@@ -73,3 +73,11 @@ def test_a_gate_threshold_that_is_no_finite_number_is_refused(value):
     with pytest.raises(GatePolicyError) as refused:
         GatePolicy.from_dict({"gates": {"near_duplicate": {"threshold": value}}})
     assert refused.value.field == "gates.near_duplicate.threshold"
+
+
+@pytest.mark.parametrize("path", ["/datanets", "/datanets/qa/contributions"])
+def test_a_declared_length_of_thousands_of_digits_is_too_large_not_a_server_fault(http, path):
+    headers = {"content-length": "9" * 5000, "content-type": "application/json"}
+    if path.endswith("contributions"):
+        headers["content-type"] = "multipart/form-data; boundary=x"
+    assert http.post(path, content=b"{}", headers=headers).status_code == 413

@@ -96,7 +96,8 @@ class CloseUnreadBody:
             return
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length", b"0")
-        unread = headers.get(b"transfer-encoding") is not None or (declared.isdigit() and int(declared) > 0)
+        # read as digits, not converted: a length of thousands of digits is past what int() reads
+        unread = headers.get(b"transfer-encoding") is not None or (declared.isdigit() and declared.strip(b"0") != b"")
 
         async def watched():
             nonlocal unread
@@ -127,7 +128,9 @@ class BodyLimit:
             return
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length")
-        too_big = declared is not None and declared.isdigit() and int(declared) > self.max_bytes
+        # a length of thousands of digits is past what int() reads, and past any limit
+        too_big = declared is not None and declared.isdigit() and (
+            len(declared.lstrip(b"0")) > 20 or int(declared) > self.max_bytes)
         # Every Content-Type header counts: the framework reads the first, so a form type in a later one must not
         # exempt a JSON body from the shape check.
         content_types = [v.split(b";")[0].strip().lower() for k, v in scope["headers"] if k.lower() == b"content-type"]

@@ -134,12 +134,15 @@ async def receive_upload(request: Request, upload: UploadInProgress, *, max_body
     if content_type != b"multipart/form-data" or not boundary:
         raise DatanetError("an upload is a multipart/form-data request", field="content-type")
     declared_length = request.headers.get("content-length")
-    length = int(declared_length) if declared_length and declared_length.isdigit() else None
-    if length is not None and length > max_body:
+    digits = declared_length.lstrip("0") if declared_length and declared_length.isdigit() else None
+    # a length of thousands of digits is past what int() reads, and past any limit
+    if digits is not None and (len(digits) > 20 or int(digits or "0") > max_body):
+        shown = digits if len(digits) <= 20 else f"{len(digits)} digits of"
         raise BlobTooLarge(
-            f"the request declares {length} bytes; an upload may hold at most {max_body} (nothing was read)",
+            f"the request declares {shown} bytes; an upload may hold at most {max_body} (nothing was read)",
             field="files",
         )
+    length = None if digits is None else int(digits or "0")
     if max_files is not None:
         upload.max_files = max_files
     parts = _Parts(upload)

@@ -109,7 +109,7 @@ def hides_in_ascii(text: str) -> bool:
 def disguised(text: str) -> bool:
     """Whether the text holds what `hides_in_ascii` finds or a character with the `DISGUISE` flag: the
     texts `undisguised` is for."""
-    if _ASCII_HIDING.search(text) is not None:
+    if hides_in_ascii(text):
         return True
     if text.isascii():
         return False
