@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from typing import Any, Literal
 
@@ -51,8 +50,8 @@ _JSON_INT_MIN, _JSON_INT_MAX = -(2**63), 2**64 - 1
 
 
 def json_numbers_hashable(value: Any) -> Any:
-    """`value` (parsed JSON) when every integer in it fits in 64 bits, else a ValueError saying so;
-    every non-finite float is refused too (JSON has none, yet Python's parser reads NaN)."""
+    """`value` (parsed JSON) when every integer in it fits in 64 bits, else a ValueError saying so (a
+    NaN is left to the checks that know the field: orjson hashes it as null)."""
     stack = [value]
     while stack:
         item = stack.pop()
@@ -64,8 +63,6 @@ def json_numbers_hashable(value: Any) -> Any:
             if not _JSON_INT_MIN <= item <= _JSON_INT_MAX:
                 raise ValueError(f"holds the integer {str(item)[:24]}{'...' if len(str(item)) > 24 else ''}, "
                                  "outside the 64-bit range; write it as a string")
-        elif isinstance(item, float) and not math.isfinite(item):
-            raise ValueError(f"holds {item}, which is not a finite number")
     return value
 
 
