@@ -486,3 +486,14 @@ def test_what_hidden_or_look_alike_characters_disguise_is_found_once_they_are_un
              "\u0627\u0644\u0639\u0631\u0628\u064a\u0629 \u0661\u0662"]
     assert injection_findings_many(plain, [""] * 3, rule) == [[], [], []]
     assert personal_data_findings_many(plain, kinds) == [[], [], []]
+
+
+def test_the_batch_finds_the_texts_to_undisguise_exactly_as_each_text_is_asked():
+    from ledgerlm.validation.code_points import hides_in_ascii
+
+    rng = random.Random(11)
+    alphabet = "&%#;xX0123456789aAfFgZ \r\n\t\x00\x01\x1f\x7f.é"
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))) for _ in range(5000)]
+    texts += ["&#1234567;", "&#12345678;", "&#x10FFFF;", "&#x1234567;", "&amp;", "&a;", "&" + "a" * 32 + ";",
+              "&" + "a" * 33 + ";", "%40", "%80", "%1F", "a\r", "a\r\nb", "\x00", "R&D; 100%", "%7e"]
+    assert TextBatch(texts).ascii_hiding.tolist() == [hides_in_ascii(t) for t in texts]

@@ -30,10 +30,6 @@ _REFERENCE = r"(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});"
 _ESCAPED = re.compile(rf"&{_REFERENCE}|%[2-7][0-9A-Fa-f]")
 _PERCENT = re.compile(r"%([2-7][0-9A-Fa-f])")  # printable ASCII only: no byte of another character
 _ASCII_HIDING = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|" + _ESCAPED.pattern)
-# the same but for NUL, for texts laid end to end with NUL between them (gates.text_batch); one character
-# class first, the rest told by what comes after it, so the search skips along at a class's speed
-HIDING_BUT_NUL = re.compile(rf"[\x01-\x08\x0b-\x1f\x7f&%](?:(?<=&){_REFERENCE}|(?<=%)[2-7][0-9A-Fa-f]|"
-                            r"(?<=\r)(?!\n)|(?<=[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]))")
 # hyphens and dashes a reader takes for "-" between the groups of a number, which NFKC leaves as they are:
 # "415\u2011555\u20110132" hid a phone number (the em dash, wider and common in prose, is left out)
 _HYPHENS = {c: "-" for c in map(ord, "\u2010\u2011\u2012\u2013\u2212")}

@@ -49,7 +49,9 @@ class Candidate:
             values = [value if type(value) is str else flatten(value) for value in record.values()]
             parts = _parts(tuple(record), label_field)
             scan = "\n".join(values)
-            unusual = unusual_keys(record)
+            unusual = _unusual_names(tuple(record))  # the same few field names record after record
+            if any(type(value) is not str for value in record.values()):
+                unusual = [*unusual, *unusual_keys([v for v in record.values() if type(v) is not str])]
             if unusual:
                 scan = "\n".join([scan, *unusual])
             label = record.get(label_field) if parts.labelled else None
@@ -136,6 +138,11 @@ def label_field(schema: dict | str | None) -> str | None:
 
 # a key a schema names: a word or two joined by "_" or "-"; any other key is read like a value
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,63}\Z")
+
+
+@functools.lru_cache(maxsize=256)
+def _unusual_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(k for k in names if not _PLAIN_KEY.match(k))
 
 
 def unusual_keys(value: Any) -> list[str]:

@@ -9,7 +9,7 @@ from functools import cached_property
 
 import numpy as np
 
-from ledgerlm.validation.code_points import HIDING_BUT_NUL, described
+from ledgerlm.validation.code_points import described
 from ledgerlm.validation.compiled import compiled
 
 SEPARATOR = "\0"  # between texts: no word, needle or pattern the gates look for contains it
@@ -87,15 +87,7 @@ class TextBatch:
         """`code_points.hides_in_ascii` of each text: an ASCII control character other than tab, line
         feed and carriage return (those past ASCII carry `DISGUISE`), a carriage return without a line
         feed after it, an HTML character reference or a percent escape."""
-        out = np.zeros(len(self), dtype=bool)
-        # one search of the joined texts, whose NUL separators it does not look for (nor does any
-        # reference or escape hold one); a NUL inside a text is told by the count of NULs
-        found = [m.start() for m in HIDING_BUT_NUL.finditer(self.joined)]
-        if found:
-            out[self.text_at(found)] = True
-        if self.joined.count(SEPARATOR) > len(self) - 1:
-            out |= np.fromiter((SEPARATOR in t for t in self.texts), dtype=bool, count=len(self))
-        return out
+        return _hiding(self._bytes, self._byte_starts, self._byte_lengths)
 
     def holding_beyond_ascii(self, flags: int, ranges: Sequence[tuple[int, int]] = ()) -> np.ndarray:
         """Whether each text holds a code point past ASCII with any of `flags` (`code_points.described`)
@@ -195,4 +187,58 @@ def _holding(data, starts, lengths, codes, offsets, sizes, folds, buckets, filed
             if (three[key >> 6] >> np.uint64(key & 63)) & np.uint64(1) and k > s + 1:
                 compare(out, d, 2, key, k - 2, e)
             c2, c1 = c1, c
+    return out
+
+
+@compiled
+def _hiding(data, starts, lengths):
+    """`TextBatch.ascii_hiding`, one pass over the batch's bytes: each text's bytes are read until one
+    is a control character (NUL among them: the texts are cut by their lengths, not by the NUL
+    between them), a lone carriage return, or the "&" or "%" that starts what `code_points._ESCAPED`
+    matches (a reference's digits, hex digits or name run as far as they go, then ";")."""
+
+    def digit(c):
+        return 48 <= c <= 57
+
+    def hex_digit(c):
+        return 48 <= c <= 57 or 65 <= c <= 70 or 97 <= c <= 102
+
+    def letter(c):
+        return 65 <= c <= 90 or 97 <= c <= 122
+
+    out = np.zeros(len(starts), dtype=np.bool_)
+    for d in range(len(starts)):
+        s, e = starts[d], starts[d] + lengths[d]
+        for k in range(s, e):
+            c = data[k]
+            if c < 32 or c == 127:
+                if c != 9 and c != 10 and (c != 13 or k + 1 == e or data[k + 1] != 10):
+                    out[d] = True
+                    break
+            elif c == 37:  # "%" and two hex digits, the first 2-7: printable ASCII
+                if k + 2 < e and 50 <= data[k + 1] <= 55 and hex_digit(data[k + 2]):
+                    out[d] = True
+                    break
+            elif c == 38 and k + 1 < e:  # "&"
+                j = k + 1
+                if data[j] == 35:  # "#"
+                    j += 1
+                    hexadecimal = j < e and (data[j] == 120 or data[j] == 88)
+                    if hexadecimal:
+                        j += 1
+                    run = j
+                    while j < e and (hex_digit(data[j]) if hexadecimal else digit(data[j])):
+                        j += 1
+                    most = 6 if hexadecimal else 7
+                    if 1 <= j - run <= most and j < e and data[j] == 59:
+                        out[d] = True
+                        break
+                elif letter(data[j]):
+                    j += 1
+                    run = j
+                    while j < e and (letter(data[j]) or digit(data[j])):
+                        j += 1
+                    if 1 <= j - run <= 31 and j < e and data[j] == 59:
+                        out[d] = True
+                        break
     return out
