@@ -46,12 +46,11 @@ class Candidate:
             texts = {"_label": None, "_scan_text": text if not name else f"{name}\n{text}", "_feature_text": text,
                      "_answer_text": "", "_question_text": "", "_answer_parts": ()}
         else:
-            values = [value if type(value) is str else flatten(value) for value in record.values()]
+            nested: list = []  # the values that are no text, whose keys are read too
+            values = [value if type(value) is str else _flattened(value, nested) for value in record.values()]
             parts = _parts(tuple(record), label_field)
             scan = "\n".join(values)
-            unusual = _unusual_names(tuple(record))  # the same few field names record after record
-            if any(type(value) is not str for value in record.values()):
-                unusual = [*unusual, *unusual_keys([v for v in record.values() if type(v) is not str])]
+            unusual = [*parts.unusual, *unusual_keys(nested)] if nested else parts.unusual
             if unusual:
                 scan = "\n".join([scan, *unusual])
             label = record.get(label_field) if parts.labelled else None
@@ -93,6 +92,7 @@ class _Parts(NamedTuple):
     answer: Callable
     question: Callable
     answer_parts: Callable
+    unusual: tuple[str, ...]  # the names that are no plain field name (`_PLAIN_KEY`)
 
 
 @functools.lru_cache(maxsize=256)
@@ -107,7 +107,8 @@ def _parts(names: tuple, label_field: str | None) -> _Parts:
                   _joined([i for i, name in enumerate(lowered) if name in QUESTION_FIELDS]),
                   (lambda texts: ()) if not answer else
                   (lambda texts: ((answer_names[0], texts[answer[0]]),)) if pick is None else
-                  (lambda texts: tuple(zip(answer_names, pick(texts)))))
+                  (lambda texts: tuple(zip(answer_names, pick(texts)))),
+                  tuple(k for k in names if not (type(k) is str and _PLAIN_KEY.match(k))))
 
 
 def _joined(fields: list[int]) -> Callable:
@@ -140,11 +141,6 @@ def label_field(schema: dict | str | None) -> str | None:
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,63}\Z")
 
 
-@functools.lru_cache(maxsize=256)
-def _unusual_names(names: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(k for k in names if not _PLAIN_KEY.match(k))
-
-
 def unusual_keys(value: Any) -> list[str]:
     """The keys in `value` (parsed JSON, nested ones too) that are no plain field name."""
     found, stack = [], [value]
@@ -156,6 +152,11 @@ def unusual_keys(value: Any) -> list[str]:
         elif isinstance(item, list):
             stack.extend(v for v in item if isinstance(v, dict | list))
     return found
+
+
+def _flattened(value: Any, into: list) -> str:
+    into.append(value)
+    return flatten(value)
 
 
 def flatten(value: Any) -> str:
