@@ -10,6 +10,7 @@ from ledgerlm.api import create_app
 from ledgerlm.api.limits import MAX_JSON_DEPTH, json_body_problem
 from ledgerlm.config import Home
 from ledgerlm.node import Node
+from tests.loops import run_apart
 
 JSON = {"content-type": "application/json"}
 
@@ -146,8 +147,8 @@ def test_a_body_that_trickles_in_is_cut_off_at_the_deadline():
     scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
     guarded = BodyLimit(route, body_seconds=0.3)
     with pytest.raises(BodyTooSlow, match="within 0.3 s"):
-        asyncio.run(guarded(scope, trickle, None))
-    asyncio.run(guarded(scope, whole, None))  # a body that arrives in time passes
+        run_apart(guarded(scope, trickle, None))
+    run_apart(guarded(scope, whole, None))  # a body that arrives in time passes
 
 
 def test_what_the_framework_refuses_reads_like_every_other_refusal(http):

@@ -10,6 +10,7 @@ from ledgerlm.api import create_app
 from ledgerlm.config import ConfigError, NodeConfig
 from ledgerlm.datanets import UploadInProgress
 from ledgerlm.node import Node
+from tests.loops import run_apart
 
 from .test_bad_input import assert_error, stored
 from .test_upload_limits import _form, post, staged_files
@@ -106,9 +107,9 @@ def test_the_parts_are_staged_off_the_event_loop(capped_node, home, bob):
              "headers": [(b"content-type", content_type.encode())]}
     upload = UploadInProgress(datanets, "qa")
     try:
-        asyncio.run(receive_upload(Request(scope, receive), upload, max_body=10**9, max_files=3))
+        _, loop_thread = run_apart(receive_upload(Request(scope, receive), upload, max_body=10**9, max_files=3))
         assert [name for name, _ in upload.staged] == ["f0.jsonl", "f1.jsonl", "f2.jsonl"]
-        assert len(threads) == 3 and threading.get_ident() not in threads
+        assert len(threads) == 3 and loop_thread not in threads
     finally:
         upload.abort()
     assert staged_files(home) == []
@@ -131,7 +132,7 @@ def test_a_client_that_goes_away_mid_upload_is_a_refusal_and_leaves_nothing_stag
              "headers": [(b"content-type", content_type.encode())]}
     upload = UploadInProgress(capped_node.app.state.node.datanets, "qa")
     with pytest.raises(LedgerError, match="went away") as refused:
-        asyncio.run(receive_upload(Request(scope, receive), upload, max_body=10**9))
+        run_apart(receive_upload(Request(scope, receive), upload, max_body=10**9))
     assert refused.value.field == "body" and refused.value.status == 400
     assert staged_files(home) == []
 
@@ -182,7 +183,7 @@ def test_an_upload_cancelled_while_a_worker_stages_its_chunk_leaves_nothing_stag
             await task
         await asyncio.sleep(1.0)  # long enough for a worker left running to stage the rest of its chunk
 
-    asyncio.run(cancel_mid_chunk())
+    run_apart(cancel_mid_chunk())
     assert staged_files(home) == []
 
 

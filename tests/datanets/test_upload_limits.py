@@ -12,6 +12,7 @@ from ledgerlm.api.multipart import READ_BUFFER
 from ledgerlm.datanets import FileEntry, manifest_hash
 from ledgerlm.identity import sign_action
 from ledgerlm.node import Node
+from tests.loops import run_apart
 
 from .test_bad_input import GOOD, assert_error, node_domain, stored
 
@@ -127,7 +128,6 @@ def test_without_a_manifest_files_together_stop_at_the_quota_left(small_node, ho
 
 def _receive_counted(small_node, messages: list[bytes], max_body: int):
     """`receive_upload` of a body sent as `messages` without a length; the error or None, and how many it read."""
-    import asyncio
 
     from starlette.requests import Request
 
@@ -148,7 +148,7 @@ def _receive_counted(small_node, messages: list[bytes], max_body: int):
              "headers": [(b"content-type", content_type.encode())]}
     upload = UploadInProgress(small_node.app.state.node.datanets, "qa")
     try:
-        asyncio.run(receive_upload(Request(scope, receive), upload, max_body=max_body))
+        run_apart(receive_upload(Request(scope, receive), upload, max_body=max_body))
         error = None
     except LedgerError as exc:
         error = exc
@@ -267,7 +267,7 @@ def test_an_upload_that_stops_sending_is_dropped_and_leaves_nothing(small_node, 
              "headers": [(b"content-type", content_type.encode())]}
     upload = UploadInProgress(small_node.app.state.node.datanets, "qa")
     with pytest.raises(LedgerError) as refused:
-        asyncio.run(receive_upload(Request(scope, receive), upload, max_body=10**9, idle_seconds=0.2))
+        run_apart(receive_upload(Request(scope, receive), upload, max_body=10**9, idle_seconds=0.2))
     assert (refused.value.status, refused.value.field) == (408, "body")
     assert "no byte of the upload arrived for 0.2 s" in refused.value.message
     assert len(staged_while_waiting) == 1 and staged_files(home) == []
