@@ -82,6 +82,19 @@ def _lone_surrogate(body: bytes) -> str | None:
     return None
 
 
+# a Content-Length longer than this many digits is past any limit, and past what int() reads (4,300 digits)
+LENGTH_DIGITS = 20
+
+
+def declared_length(value: bytes | str | None) -> int | None:
+    """A Content-Length header's bytes, or None when there is none or it is no number; one of more than
+    `LENGTH_DIGITS` digits reads as 10**LENGTH_DIGITS, which every limit refuses."""
+    if value is None or not value.isdigit():
+        return None
+    digits = value.lstrip(b"0" if isinstance(value, bytes) else "0")
+    return 10**LENGTH_DIGITS if len(digits) > LENGTH_DIGITS else int(digits or 0)
+
+
 class CloseUnreadBody:
     """Answers a refusal sent before the request body's last byte with `Connection: close`: otherwise the
     server reads (and throws away) the rest of the body to keep the connection, so a client that declared
@@ -95,9 +108,7 @@ class CloseUnreadBody:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        declared = headers.get(b"content-length", b"0")
-        # read as digits, not converted: a length of thousands of digits is past what int() reads
-        unread = headers.get(b"transfer-encoding") is not None or (declared.isdigit() and declared.strip(b"0") != b"")
+        unread = headers.get(b"transfer-encoding") is not None or bool(declared_length(headers.get(b"content-length")))
 
         async def watched():
             nonlocal unread
@@ -127,10 +138,8 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        declared = headers.get(b"content-length")
-        # a length of thousands of digits is past what int() reads, and past any limit
-        too_big = declared is not None and declared.isdigit() and (
-            len(declared.lstrip(b"0")) > 20 or int(declared) > self.max_bytes)
+        declared = declared_length(headers.get(b"content-length"))
+        too_big = declared is not None and declared > self.max_bytes
         # Every Content-Type header counts: the framework reads the first, so a form type in a later one must not
         # exempt a JSON body from the shape check.
         content_types = [v.split(b";")[0].strip().lower() for k, v in scope["headers"] if k.lower() == b"content-type"]

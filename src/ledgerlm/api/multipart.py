@@ -20,6 +20,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect
 
+from ledgerlm.api.limits import LENGTH_DIGITS, declared_length
 from ledgerlm.datanets import DatanetError, UploadInProgress
 from ledgerlm.datanets.upload import MAX_FIELD_BYTES
 from ledgerlm.store import BlobTooLarge
@@ -133,16 +134,13 @@ async def receive_upload(request: Request, upload: UploadInProgress, *, max_body
     boundary = options.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
         raise DatanetError("an upload is a multipart/form-data request", field="content-type")
-    declared_length = request.headers.get("content-length")
-    digits = declared_length.lstrip("0") if declared_length and declared_length.isdigit() else None
-    # a length of thousands of digits is past what int() reads, and past any limit
-    if digits is not None and (len(digits) > 20 or int(digits or "0") > max_body):
-        shown = digits if len(digits) <= 20 else f"{len(digits)} digits of"
+    length = declared_length(request.headers.get("content-length"))
+    if length is not None and length > max_body:
+        shown = length if length < 10**LENGTH_DIGITS else f"more than {LENGTH_DIGITS} digits of"
         raise BlobTooLarge(
             f"the request declares {shown} bytes; an upload may hold at most {max_body} (nothing was read)",
             field="files",
         )
-    length = None if digits is None else int(digits or "0")
     if max_files is not None:
         upload.max_files = max_files
     parts = _Parts(upload)

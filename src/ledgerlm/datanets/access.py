@@ -4,6 +4,7 @@ pay the owner's price (if any) to train on or export a version."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from eth_utils import to_checksum_address
 from sqlalchemy import and_, delete, insert, select, update
@@ -194,10 +195,13 @@ class Access:
                 access_prices.c.datanet_id == row["id"], access_prices.c.version.in_((0, version))))).all())
         return int(prices.get(version, prices.get(0, "0")))
 
-    def readable_names(self, conn, address: str | None) -> list[str]:
-        """Names of the Datanets `address` may see, in creation order."""
+    def readable_names(self, conn, address: str | None,
+                       shows_private: Callable[[str], bool] | None = None) -> list[str]:
+        """Names of the Datanets `address` may see (of the private ones, only those `shows_private`
+        says yes to, when given), in creation order."""
         names = []
         for row in conn.execute(select(datanets).order_by(datanets.c.id)).mappings():
-            if self._may_use(conn, row, address):
+            if (self._may_use(conn, row, address) and (shows_private is None or row["visibility"] != "private"
+                                                        or shows_private(row["name"]))):
                 names.append(row["name"])
         return names

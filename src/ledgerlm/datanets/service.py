@@ -178,11 +178,7 @@ class Datanets(Access, Ingest, Review, Versions):
         """Every public Datanet, and the private ones `reader` owns or is a member of (and, given
         `shows_private`, that it says yes to), in creation order: `limit` of them from `offset` on."""
         with self.db.connect() as conn:
-            names = self.readable_names(conn, reader)
-            if shows_private is not None:
-                private = set(conn.execute(select(datanets.c.name).where(datanets.c.visibility == "private"))
-                              .scalars())
-                names = [n for n in names if n not in private or shows_private(n)]
+            names = self.readable_names(conn, reader, shows_private)
         names = names[offset:] if limit is None else names[offset : offset + limit]
         return [self.get(n) for n in names]
 

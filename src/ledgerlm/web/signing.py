@@ -106,7 +106,7 @@ def prepare(body: TypedDataRequest, request: Request) -> dict:
         try:
             # a whole number only: int(5.5) or int(True) would sign a cap the user did not write
             raw = fields.get("cap", 0)
-            if isinstance(raw, bool) or isinstance(raw, float) or (isinstance(raw, str) and not raw.strip().isdigit()):
+            if isinstance(raw, bool | float) or (isinstance(raw, str) and not raw.strip().isdigit()):
                 raise ValueError(raw)
             cap = int(raw)
         except (TypeError, ValueError):
