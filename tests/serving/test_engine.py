@@ -106,6 +106,16 @@ def test_seeded_sampling_repeats_and_different_seeds_differ(engine, adapters):
     assert any(engine.generate(ids, adapters[0], params(s)).token_ids != first for s in (8, 9, 10))
 
 
+def test_a_vanishing_temperature_samples_the_best_token_instead_of_failing(engine):
+    # 1e-40 once overflowed the scaled logits to inf and the softmax to NaN: the sampler raised and the
+    # whole batch's calls failed with it
+    ids = prompt_ids(engine, PROMPTS[1])
+    greedy = engine.generate(ids, None, SamplingParams(max_tokens=8, temperature=0.0)).token_ids
+    for temperature in (1e-40, 5e-324):
+        answer = engine.generate(ids, None, SamplingParams(max_tokens=8, temperature=temperature, seed=1))
+        assert answer.finish_reason != "error" and answer.token_ids == greedy
+
+
 def test_max_tokens_and_stop_strings_end_the_answer(engine):
     ids = prompt_ids(engine, PROMPTS[1])
     full = engine.generate(ids, None, SamplingParams(max_tokens=12, temperature=0.0))

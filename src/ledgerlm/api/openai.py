@@ -12,7 +12,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from ledgerlm.api.deps import get_node
 from ledgerlm.node import Node
-from ledgerlm.serving import CallEvent, ServingError
+from ledgerlm.serving import CallEvent, Receipt, ServingError
+from ledgerlm.serving.receipts import receipt_datanet, shown
 from ledgerlm.serving.schemas import ChatCompletionRequest, CompletionRequest
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -67,6 +68,15 @@ async def _serve(node: Node, request: Request, body, *, chat: bool, **inputs):
         deliver=deliver, temperature=body.temperature, top_p=body.top_p, seed=body.seed, stop=body.stops(),
         idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
         client=request.client.host if request.client else None, **inputs)
+    reader = call.key.consumer if call.key else None
+
+    def receipt_shown(receipt: Receipt) -> dict:
+        # the caller is the receipt's consumer, not necessarily a member of the model's private Datanet: which
+        # of its records the answer was attributed to is shown as on `GET /receipts/{id}` (an idempotent
+        # repeat answers after attribution has run)
+        datanet = receipt_datanet(receipt)
+        return shown(receipt, records_shown=datanet is None or node.datanets.may_read(datanet, reader))
+
     shape = _Shape(call.id, body.model, call.created, chat)
     headers = {RECEIPT_HEADER: call.id}
     if call.replayed:
@@ -78,7 +88,8 @@ async def _serve(node: Node, request: Request, body, *, chat: bool, **inputs):
             if event.kind == "error":
                 raise event.error
             if event.kind == "done":
-                return JSONResponse(shape.whole("".join(text), event), headers=headers)
+                receipt = await run_in_threadpool(receipt_shown, event.receipt)
+                return JSONResponse(shape.whole("".join(text), event, receipt), headers=headers)
             text.append(event.text)
     first = await events.get()
     if first.kind == "error":  # failed before the first token: a plain HTTP error
@@ -94,7 +105,7 @@ async def _serve(node: Node, request: Request, body, *, chat: bool, **inputs):
                     finished = True
                     return
                 if event.kind == "done":
-                    yield shape.sse(shape.last(event))
+                    yield shape.sse(shape.last(event, await run_in_threadpool(receipt_shown, event.receipt)))
                     yield "data: [DONE]\n\n"
                     finished = True
                     return
@@ -123,14 +134,14 @@ class _Shape:
         return {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
                 "total_tokens": r.prompt_tokens + r.completion_tokens}
 
-    def whole(self, text: str, event: CallEvent) -> dict:
+    def whole(self, text: str, event: CallEvent, receipt: dict) -> dict:
         if self.chat:
             choice = {"index": 0, "message": {"role": "assistant", "content": text},
                       "finish_reason": event.finish_reason, "logprobs": None}
         else:
             choice = {"index": 0, "text": text, "finish_reason": event.finish_reason, "logprobs": None}
         return self._envelope("chat.completion" if self.chat else "text_completion", choice,
-                              usage=self._usage(event), x_ledgerlm_receipt=event.receipt.model_dump())
+                              usage=self._usage(event), x_ledgerlm_receipt=receipt)
 
     def chunk(self, text: str, *, role: bool = False, finish_reason: str | None = None) -> dict:
         if self.chat:
@@ -140,9 +151,9 @@ class _Shape:
         return self._envelope("text_completion", {"index": 0, "text": text, "finish_reason": finish_reason,
                                                   "logprobs": None})
 
-    def last(self, event: CallEvent) -> dict:
+    def last(self, event: CallEvent, receipt: dict) -> dict:
         return {**self.chunk("", finish_reason=event.finish_reason), "usage": self._usage(event),
-                "x_ledgerlm_receipt": event.receipt.model_dump()}
+                "x_ledgerlm_receipt": receipt}
 
     @staticmethod
     def sse(data: dict) -> str:

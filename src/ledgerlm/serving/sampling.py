@@ -58,7 +58,10 @@ def next_token(logits, params: SamplingParams, generator) -> int:
 
     if params.greedy:
         return int(torch.argmax(logits))
-    probs = torch.softmax(logits.float().cpu() / params.temperature, dim=-1)
+    # In float64 from the best logit down: the best token's scaled logit is 0 at any temperature, so a
+    # tiny one (1e-40, which overflowed float32 to inf and the softmax to NaN) samples the best token.
+    logits = logits.double().cpu()
+    probs = torch.softmax((logits - logits.max()) / params.temperature, dim=-1)
     if params.top_p < 1.0:
         sorted_probs, order = torch.sort(probs, descending=True)
         # keep the smallest prefix whose mass reaches top_p (always at least the top token)
