@@ -97,13 +97,14 @@ def budget(
     ctx: typer.Context,
     api_key: str = typer.Option(..., "--key", envvar="LEDGERLM_API_KEY", help="The sk-lgr- key [env LEDGERLM_API_KEY]."),
 ):
-    """What a key may still spend: cap per period, settled this period, escrow balance, unsettled fees, remaining."""
+    """What a key may still spend: cap per period, settled this period, escrow balance, being withdrawn, unsettled fees, remaining."""
     s = session(ctx)
     standing = s.client().serving.budget(api_key)
     s.emit(standing, lambda b: console.print(
         f"key {b['key']['prefix']}… of {b['consumer']}, open epoch {b['epoch']}\n"
         f"  cap {format_amount(int(b['cap']))} per period  settled this period {format_amount(int(b['spent']))}  "
-        f"escrow {format_amount(int(b['escrow_balance']))}  unsettled {format_amount(int(b['unsettled']))}\n"
+        f"escrow {format_amount(int(b['escrow_balance']))}  being withdrawn {format_amount(int(b['withdrawing']))}  "
+        f"unsettled {format_amount(int(b['unsettled']))}\n"
         f"  [bold]remaining {format_amount(int(b['remaining']))} LGR[/]"))
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import Table, and_, insert, select, update
 from sqlalchemy.engine import Connection
 
 from ledgerlm.chain import ChainError, Debit, epoch_id
-from ledgerlm.economy.arrears import arrears_owed
+from ledgerlm.economy.arrears import owed_by
 from ledgerlm.economy.consumers import lock_consumer
 from ledgerlm.economy.epochs import open_epoch
 from ledgerlm.economy.errors import EconomyError
@@ -23,7 +23,7 @@ from ledgerlm.economy.spending import add_spent, held_by
 from ledgerlm.identity import SignedAction, SigningDomain, verify_action
 from ledgerlm.store import Database
 from ledgerlm.store.actions import record_action
-from ledgerlm.store.schema import access_payments, compute_jobs, receipts
+from ledgerlm.store.schema import access_payments, compute_jobs
 
 # Held exclusively by an epoch close and shared by payments in flight, across every node on one database.
 CLOSE_LOCK = "epoch-close"
@@ -147,9 +147,7 @@ class AccessPayments:
                 self.spend_guard(payer, price, rows.tool, datanet)
             epoch = open_epoch(conn)
             # calls not settled yet are charged under the same cap at the next close: they come first
-            owed = sum(int(f) for f in conn.execute(select(receipts.c.fee).where(and_(
-                receipts.c.consumer == payer, receipts.c.settled_epoch.is_(None),
-                receipts.c.epoch <= epoch))).scalars()) + arrears_owed(conn, payer)
+            owed = owed_by(conn, payer)
             # calls admitted and still running hold their worst case under the same cap: their receipts come next
             held = held_by(conn, payer, int(time.time()))
             problem = self._cannot_pay(payer, price, owed, held)
@@ -198,7 +196,8 @@ class AccessPayments:
             return (f"the spending cap {allowance.cap} has {max(0, allowance.left - owed - held)} left in this period"
                     + (f" after {owed} owed for calls not settled yet" if owed else "")
                     + (f" and {held} held by calls in flight" if held else ""))
-        balance = self.contracts.escrow.balance_of(developer)
+        escrow = self.contracts.escrow
+        balance = escrow.balance_of(developer) - escrow.pending_withdrawal(developer).amount  # leaving: not payable
         if balance < owed + held + price:
             return f"escrow holds {balance}" + (f", of which {owed + held} is owed or held by calls" if owed + held else "")
         return None

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
-from ledgerlm.store.schema import arrears, receipts
+from ledgerlm.store.schema import arrears, epoch_chunks, epoch_debits, receipts
 
 
 def _as_receipts(conn: Connection, where) -> list[dict]:
@@ -48,6 +48,18 @@ def carry_forward(conn: Connection, epoch: int, paid: list[Mapping]) -> int:
     if rows:
         conn.execute(insert(arrears), rows)
     return sum(int(r["amount"]) for r in rows)
+
+
+def owed_by(conn: Connection, consumer: str) -> int:
+    """What `consumer` owes that no escrow debit has taken yet, and their cap and balance must still cover: fees
+    of receipts no close has planned, debits a close planned that are not on chain yet (the plan marks its
+    receipts settled before its chunks land), and arrears."""
+    unsettled = sum(int(f) for f in conn.execute(select(receipts.c.fee).where(and_(
+        receipts.c.consumer == consumer, receipts.c.settled_epoch.is_(None)))).scalars())
+    planned = sum(int(a) for a in conn.execute(select(epoch_debits.c.amount).join(epoch_chunks, and_(
+        epoch_chunks.c.epoch == epoch_debits.c.epoch, epoch_chunks.c.chunk == epoch_debits.c.chunk)).where(and_(
+            epoch_debits.c.consumer == consumer, epoch_chunks.c.state == "planned"))).scalars())
+    return unsettled + planned + arrears_owed(conn, consumer)
 
 
 def arrears_owed(conn: Connection, consumer: str) -> int:

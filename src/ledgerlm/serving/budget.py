@@ -2,8 +2,9 @@
 
 The authority is the standing spending cap the consumer gave this node, as the escrow holds it
 (`apikey create` signs one; the consumer may lower or revoke it on chain, and that counts at once).
-Remaining = the smaller of (what the cap has left in its period − fees not settled yet − access
-payments not on chain yet) and (the escrow balance − fees not settled yet). Each admitted call
+Remaining = the smaller of (what the cap has left in its period − fees not debited yet − access
+payments not on chain yet) and (the escrow balance − a withdrawal asked for − fees not debited yet); fees
+not debited yet include a planned close's debits until they land on chain. Each admitted call
 reserves its worst case (prompt tokens + max_tokens at the model's price) until its receipt is
 written, so concurrent calls on one account can never spend more than either bound.
 """
@@ -18,11 +19,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import and_, delete, insert, select
 
-from ledgerlm.economy import arrears_owed, held_by, lock_consumer, open_epoch
+from ledgerlm.economy import held_by, lock_consumer, open_epoch, owed_by
 from ledgerlm.serving.errors import ApiKeyError, PaymentRequiredError
 from ledgerlm.serving.keys import ApiKey
 from ledgerlm.store import Database
-from ledgerlm.store.schema import access_payments, receipts, spend_holds
+from ledgerlm.store.schema import access_payments, spend_holds
 from ledgerlm.units import format_amount
 
 # A hold a crashed node never released stops counting after this long; no call runs anywhere near it.
@@ -50,9 +51,8 @@ class Budget:
 
     def _standing(self, conn, consumer: str, now: int) -> dict:
         epoch = open_epoch(conn)
-        unsettled = sum(int(f) for f in conn.execute(select(receipts.c.fee).where(
-            (receipts.c.consumer == consumer) & receipts.c.settled_epoch.is_(None))).scalars())
-        unsettled += arrears_owed(conn, consumer)  # what a close could not charge is still owed under the same cap
+        # fees not debited yet, those of a planned close among them, and what a close could not charge
+        unsettled = owed_by(conn, consumer)
         # paid access to private Datanets is debited from the same cap; once on chain it is in `spent`
         access = sum(int(a) for a in conn.execute(select(access_payments.c.amount).where(and_(
             access_payments.c.developer == consumer, access_payments.c.state == "pending"))).scalars())
@@ -60,12 +60,15 @@ class Budget:
         if self.escrow is not None:  # the cap in force: the consumer may have lowered or revoked it on chain
             allowance = self.escrow.spending_cap(consumer, self.settler)
             balance = self.escrow.balance_of(consumer)
+            # a withdrawal the consumer asked for leaves the escrow once its delay ends, whatever was spent meanwhile
+            withdrawing = self.escrow.pending_withdrawal(consumer).amount
             cap, spent, ends_at = allowance.cap, allowance.spent, allowance.period_ends_at
         else:
-            cap = spent = balance = ends_at = 0
-        left = max(0, min(cap - spent - unsettled - access, balance - unsettled) - reserved)
+            cap = spent = balance = withdrawing = ends_at = 0
+        left = max(0, min(cap - spent - unsettled - access, balance - withdrawing - unsettled) - reserved)
         return {"consumer": consumer, "epoch": epoch, "cap": str(cap), "period_ends_at": ends_at,
-                "spent": str(spent), "access": str(access), "escrow_balance": str(balance), "unsettled": str(unsettled),
+                "spent": str(spent), "access": str(access), "escrow_balance": str(balance),
+                "withdrawing": str(withdrawing), "unsettled": str(unsettled),
                 "reserved": str(reserved), "remaining": str(left)}
 
     def reserve(self, key: ApiKey | None, cost: int, what: str,
@@ -99,7 +102,10 @@ class Budget:
                     f"payment required: {what} may cost up to {format_amount(cost)} LGR, and only "
                     f"{format_amount(left)} LGR is left (cap {format_amount(int(s['cap']))} per period, "
                     f"{format_amount(int(s['spent']))} settled this period, escrow balance "
-                    f"{format_amount(int(s['escrow_balance']))}, {format_amount(int(s['unsettled']))} unsettled, "
+                    f"{format_amount(int(s['escrow_balance']))}"
+                    + (f" of which {format_amount(int(s['withdrawing']))} is being withdrawn"
+                       if int(s["withdrawing"]) else "")
+                    + f", {format_amount(int(s['unsettled']))} unsettled, "
                     f"{format_amount(int(s['reserved']))} held by calls in flight)", field="max_tokens")
             hold = uuid.uuid4().hex
             conn.execute(delete(spend_holds).where(and_(spend_holds.c.consumer == key.consumer,
