@@ -39,6 +39,11 @@ class NodeConfig:
     # needs no ETH to create one, so these bound what fresh keys can make the node spend
     datanets_per_hour: int = 60
     datanets_per_owner_per_hour: int = 10
+    # versions whose root the node anchors on chain per hour: in all, and for one owner (the same reason)
+    versions_per_hour: int = 120
+    versions_per_owner_per_hour: int = 30
+    # consumers' spending caps the node relays to the escrow (and pays the gas of) per hour, in all
+    cap_relays_per_hour: int = 600
     storage_quota_bytes: int = 1024 * 1024 * 1024  # what one account may store across uploads
     max_signature_ttl_seconds: int = 24 * 3600  # how far ahead a signed action's deadline may lie
     host: str = "127.0.0.1"
@@ -221,7 +226,9 @@ class Home:
         except TypeError as exc:
             raise ConfigError(f"{self.config_path}: {exc}", field="config") from exc
         for name in ("chain_id", "max_upload_bytes", "max_upload_files", "datanets_per_hour",
-                     "datanets_per_owner_per_hour", "storage_quota_bytes", "max_signature_ttl_seconds", "port", "round_commit_seconds", "round_reveal_seconds",
+                     "datanets_per_owner_per_hour", "versions_per_hour", "versions_per_owner_per_hour",
+                     "cap_relays_per_hour",
+                     "storage_quota_bytes", "max_signature_ttl_seconds", "port", "round_commit_seconds", "round_reveal_seconds",
                      "validators_per_contribution", "settle_chunk_size", "serving_max_batch",
                      "chain_confirmations", "chain_fee_bump_seconds", "chain_index_batch_blocks",
                      "serving_device_adapters", "serving_host_adapters", "serving_default_max_tokens",

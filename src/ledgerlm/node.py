@@ -294,6 +294,7 @@ class Node:
             max_upload_bytes=config.max_upload_bytes, storage_quota_bytes=config.storage_quota_bytes,
             max_upload_files=config.max_upload_files, datanets_per_hour=config.datanets_per_hour,
             datanets_per_owner_per_hour=config.datanets_per_owner_per_hour,
+            versions_per_hour=config.versions_per_hour, versions_per_owner_per_hour=config.versions_per_owner_per_hour,
         )
         blobs.collect_orphans(datanets.referenced_blobs())
         node = cls(home, config, db, blobs, account, datanets)
@@ -425,7 +426,7 @@ class Node:
         """How many consumers' spending caps this node still relays (it pays their gas)."""
         from ledgerlm.economy.earnings import CapRelays
 
-        return CapRelays()
+        return CapRelays(per_hour=self.config.cap_relays_per_hour)
 
     @cached_property
     def relay_slots(self):

@@ -1,6 +1,7 @@
-"""The node pays the gas of every Datanet it registers on chain, and a signer needs no ETH to ask: so many
-registrations an hour in all and per owner (`datanets_per_hour`, `datanets_per_owner_per_hour`), refused with
-a 429 that stores nothing; and listings come in pages."""
+"""The node pays the gas of every Datanet it registers and every version root it anchors on chain, and a signer
+needs no ETH to ask: so many of each an hour in all and per owner (`datanets_per_hour`,
+`datanets_per_owner_per_hour`, `versions_per_hour`, `versions_per_owner_per_hour`), refused with a 429 that
+stores nothing; and listings come in pages."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from ledgerlm.datanets import DatanetSpec
 from ledgerlm.errors import LedgerError
 from ledgerlm.node import Node
 
-from .conftest import QA_SCHEMA
+from .conftest import QA_SCHEMA, publish_qa, write_jsonl
 
 
 @pytest.fixture
@@ -43,6 +44,33 @@ def test_fresh_keys_cannot_make_the_node_register_datanets_without_end(limited):
         create(limited, "c1", owners[2])
     assert refused.value.status == 429 and refused.value.field == "name"
     assert [d.name for d in limited.datanets()] == ["a1", "a2", "b1"]  # the refused ones are nowhere
+
+
+def test_fresh_keys_cannot_make_the_node_anchor_versions_without_end(home, tmp_path):
+    config = home.load_config()
+    config.versions_per_hour, config.versions_per_owner_per_hour = 3, 2
+    home.save_config(config)
+    owner, other = Account.create(), Account.create()  # fresh keys, no ETH
+    with TestClient(create_app(lambda: Node.open(home)), base_url="http://ledgerlm.test") as http:
+        client = NodeClient(http)
+
+        def one_more(name, account, i):  # one new accepted record, then a version of it
+            client.contribute(name, [write_jsonl(tmp_path / f"{name}-{i}.jsonl",
+                                                 [{"question": f"q{i}?", "answer": f"a{i}."}])], account)
+            for c in client.contributions(name, state="pending"):
+                client.review(c.id, account, accept=True)
+            return client.publish(name, account)
+
+        publish_qa(client, tmp_path, owner, [(owner, [{"question": "q?", "answer": "a."}])], name="mine")
+        one_more("mine", owner, 1)
+        with pytest.raises(LedgerError) as refused:
+            one_more("mine", owner, 2)
+        assert refused.value.status == 429 and refused.value.field == "owner"
+        assert [v.number for v in client.datanet("mine").versions] == [1, 2]  # the refused one is nowhere
+        publish_qa(client, tmp_path, other, [(other, [{"question": "q?", "answer": "a."}])], name="theirs")
+        with pytest.raises(LedgerError) as refused:
+            one_more("theirs", other, 1)  # the node's fourth of the hour
+        assert refused.value.status == 429 and refused.value.field == "datanet"
 
 
 def test_datanets_are_listed_in_pages_in_creation_order(client, alice, http):

@@ -1,4 +1,5 @@
-"""The node pays the gas of the spending caps it relays: it relays none over an empty escrow and only a few per consumer at once."""
+"""The node pays the gas of the spending caps it relays: it relays none over an empty escrow, only a few per consumer
+at once, and so many an hour in all."""
 
 from __future__ import annotations
 
@@ -33,3 +34,14 @@ def test_a_funded_consumer_gets_a_few_caps_relayed_at_once_then_waits(client, ca
         client.sign_spending_cap(carol, UNIT)
     assert refused.value.status == 429 and refused.value.field == "consumer"
     assert client.spending_cap(carol.address)["cap"] == str(CAP_RELAY_BURST * UNIT)  # the last relayed stands
+
+
+def test_the_node_relays_so_many_caps_an_hour_in_all():
+    from ledgerlm.economy.earnings import CapRelays
+
+    relays = CapRelays(per_hour=3)  # dust deposits make any number of fresh addresses consumers
+    for consumer in ("0xa", "0xb", "0xc"):
+        relays.take(consumer)
+    with pytest.raises(LedgerError, match="within the hour") as refused:
+        relays.take("0xd")
+    assert refused.value.status == 429 and refused.value.field == "cap"

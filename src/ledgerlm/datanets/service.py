@@ -56,6 +56,8 @@ class Datanets(Access, Ingest, Review, Versions):
         anchor: ChainAnchor | None = None,
         datanets_per_hour: int = 60,
         datanets_per_owner_per_hour: int = 10,
+        versions_per_hour: int = 120,
+        versions_per_owner_per_hour: int = 30,
     ):
         self.db = db
         self.blobs = blobs
@@ -65,10 +67,10 @@ class Datanets(Access, Ingest, Review, Versions):
         self.storage_quota_bytes = storage_quota_bytes
         self.max_upload_files = max_upload_files
         self.anchor = anchor
-        # the node pays the gas of every Datanet it registers (NodeConfig.datanets_per_hour)
-        self._registrations = TokenBuckets(burst=datanets_per_hour, per_second=datanets_per_hour / 3600)
-        self._registrations_of = TokenBuckets(burst=datanets_per_owner_per_hour,
-                                              per_second=datanets_per_owner_per_hour / 3600)
+        # the node pays the gas of every Datanet it registers and every version root it anchors
+        # (NodeConfig.datanets_per_hour, versions_per_hour): per owner, then in all
+        self._registrations = (_hourly(datanets_per_owner_per_hour), _hourly(datanets_per_hour))
+        self._anchored_versions = (_hourly(versions_per_owner_per_hour), _hourly(versions_per_hour))
         # called with (signer, action, Datanet) before a signed action takes effect; may refuse it
         self.actor_guard: Callable[[str, str, str | None], None] | None = None
         self._validators: dict[int, Callable[[dict], Any]] = {}
@@ -94,7 +96,7 @@ class Datanets(Access, Ingest, Review, Versions):
             schema = spec.schema_
             _check_schema(schema)
         if self.anchor is not None:
-            self._take_registration(owner)
+            self._take_anchoring(self._registrations, owner, "created {} Datanets", field="name")
         now = int(time.time())
         with self.db.begin() as conn:
             if conn.execute(select(datanets.c.id).where(datanets.c.name == spec.name)).first():
@@ -122,19 +124,21 @@ class Datanets(Access, Ingest, Review, Versions):
             datanet = self.get(spec.name)
         return datanet
 
-    def _take_registration(self, owner: str) -> None:
-        """Count one on-chain registration for `owner`, or refuse it (429) while the owner's or the node's are
-        spent; nothing is stored and the signed action stays unused, so it may be sent again later."""
-        wait = self._registrations_of.take(owner.lower())
+    def _take_anchoring(self, buckets: tuple[TokenBuckets, TokenBuckets], owner: str, done: str, *,
+                        field: str) -> None:
+        """Count one on-chain write the node pays for on behalf of `owner` (`done`: what they did, "{}" the
+        count), or refuse it (429) while the owner's or the node's hour is spent; nothing is stored and the
+        signed action stays unused, so it may be sent again later."""
+        of_owner, of_node = buckets
+        wait = of_owner.take(owner.lower())
         if wait > 0:
-            raise DatanetError(f"{owner} has created {int(self._registrations_of.burst)} Datanets within the hour, "
-                               f"the most this node registers for one owner; try again in {int(wait) + 1} s",
-                               field="owner", status=429)
-        wait = self._registrations.take("*")
+            raise DatanetError(f"{owner} has {done.format(int(of_owner.burst))} within the hour, the most this node "
+                               f"anchors for one owner; try again in {int(wait) + 1} s", field="owner", status=429)
+        wait = of_node.take("*")
         if wait > 0:
-            raise DatanetError(f"this node has registered {int(self._registrations.burst)} Datanets within the "
+            raise DatanetError(f"this node has anchored its {int(of_node.burst)} writes of that kind within the "
                                f"hour, the most it pays the gas of; try again in {int(wait) + 1} s",
-                               field="name", status=429)
+                               field=field, status=429)
 
     def anchor_datanet(self, datanet: Datanet) -> None:
         tx = self.anchor.register_datanet(datanet)
@@ -205,3 +209,7 @@ def _check_schema(schema: Any) -> None:
         raise DatanetError(f'"{LABEL_FIELD_ANNOTATION}" must name one of the schema\'s properties, got {label!r}',
                            field=f"schema.{LABEL_FIELD_ANNOTATION}")
     compile_record_schema(schema)
+
+
+def _hourly(per_hour: int) -> TokenBuckets:
+    return TokenBuckets(burst=per_hour, per_second=per_hour / 3600)

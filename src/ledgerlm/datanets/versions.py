@@ -59,6 +59,8 @@ class Versions:
                     field="datanet",
                 )
             number = (previous.number if previous else 0) + 1
+            if self.anchor is not None:  # its root goes on chain at the node's expense
+                self._take_anchoring(self._anchored_versions, owner, "published {} versions", field="datanet")
             manifest = {
                 "datanet": name,
                 "version": number,

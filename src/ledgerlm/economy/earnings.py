@@ -21,25 +21,32 @@ from ledgerlm.store.schema import epoch_payouts, epochs, spending_caps
 # relays a cap only over an escrow that holds something (a cap over an empty one debits nothing), and per consumer
 # CAP_RELAY_BURST at once, then one per CAP_RELAY_SECONDS (a client raising its cap before each of
 # a few payments stays well inside); the escrow takes a signed cap from any sender, so a consumer in
-# a hurry submits it there.
+# a hurry submits it there. A dust deposit makes any fresh address a consumer, so the node also relays
+# at most `cap_relays_per_hour` caps in all (NodeConfig).
 CAP_RELAY_BURST = 10
 CAP_RELAY_SECONDS = 60
 
 
 class CapRelays:
-    """How many caps a node still relays per consumer now: CAP_RELAY_BURST at once, one more per
-    CAP_RELAY_SECONDS (one per node: each pays its own gas)."""
+    """How many caps a node still relays now: per consumer CAP_RELAY_BURST at once, one more per
+    CAP_RELAY_SECONDS, and `per_hour` in all (one per node: each pays its own gas)."""
 
-    def __init__(self):
+    def __init__(self, per_hour: int = 600):
         self._relays = TokenBuckets(burst=CAP_RELAY_BURST, per_second=1 / CAP_RELAY_SECONDS)
+        self._all = TokenBuckets(burst=per_hour, per_second=per_hour / 3600)
 
     def take(self, consumer: str) -> None:
-        """Count one relay for `consumer`, or refuse it (429) while its relays are spent."""
+        """Count one relay for `consumer`, or refuse it (429) while its relays or the node's are spent."""
         wait = self._relays.take(consumer)
         if wait > 0:
             raise EconomyError(f"this node has relayed {CAP_RELAY_BURST} spending caps of {consumer} lately, the "
                                f"most it relays at once; wait {int(wait) + 1} s, or submit the signed cap to the "
                                "escrow yourself (it takes one from any sender)", field="consumer", status=429)
+        wait = self._all.take("*")
+        if wait > 0:
+            raise EconomyError(f"this node has relayed {int(self._all.burst)} spending caps within the hour, the most "
+                               f"it pays the gas of; wait {int(wait) + 1} s, or submit the signed cap to the escrow "
+                               "yourself (it takes one from any sender)", field="cap", status=429)
 
 
 def record_spending_cap(db: Database, escrow, relayer, *, consumer: str, settler: str, cap: int, nonce: int,
