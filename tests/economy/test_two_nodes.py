@@ -10,6 +10,7 @@ import pytest
 
 from ledgerlm.chain import ChainError, Debit
 from ledgerlm.config import Home
+from ledgerlm.economy import show_epoch
 from ledgerlm.economy.close import published_files
 from ledgerlm.economy.earnings import earnings
 from ledgerlm.economy.verify import verify_epoch
@@ -71,3 +72,69 @@ def test_two_nodes_close_their_epoch_1_on_one_distributor_without_colliding(two_
     with pytest.raises(ChainError) as posted:
         c.distributor.post_root(a.account, int(second["chain_epoch"]), first["root"], UNIT)
     assert settled.value.error_name == posted.value.error_name == "ForeignEpoch"
+
+
+class Crash(Exception):
+    pass
+
+
+def _crash_after_plan(number: int, step: str) -> None:
+    if step == "plan":
+        raise Crash
+
+
+def _tallied_round(node, name: str, validator) -> None:
+    """A validation round of this epoch on `node`, tallied, that `validator` earned reward weight in."""
+    import time
+
+    from sqlalchemy import insert
+
+    from ledgerlm.datanets import DatanetSpec
+    from ledgerlm.identity import sign_action
+    from ledgerlm.store.schema import validation_rounds
+
+    owner = key("owner")
+    spec = DatanetSpec(name=name, schema={"type": "object"})
+    datanet = node.datanets.create(spec, sign_action(owner, "CreateDatanet", {"name": name, "specHash": spec.spec_hash()},
+                                                     domain=node.domain))
+    with node.db.begin() as conn:
+        conn.execute(insert(validation_rounds).values(
+            datanet_id=datanet.id, seed="0x" + "00" * 32, commit_deadline=0, reveal_deadline=0, rules={}, stakes={},
+            state="tallied", created_at=int(time.time()),
+            tally={"validators": {validator.address: {"reward_weight": 1}}}))
+
+
+def test_a_close_finished_after_another_node_released_the_shared_reward_pool_pays_what_is_left(two_nodes, home):
+    from ledgerlm.chain import StakeRole
+
+    a, b = two_nodes
+    c = a.contracts
+    admin = unlock_keystore(home.admin_key_path, os.environ[ADMIN_PASSPHRASE_ENV], "admin")
+    c.staking.grant_role(admin, "SLASHER_ROLE", b.account.address)
+    c.registry.grant_role(admin, "REGISTRAR_ROLE", b.account.address)
+    val_a, val_b, bad, alice = key("val-a"), key("val-b"), key("bad"), key("alice")
+    _tallied_round(a, "dn-a", val_a)
+    _tallied_round(b, "dn-b", val_b)
+    a.chain.send_eth(a.faucet_account, bad.address, 10**18)  # 10 LGR of slashed stake in the shared pool
+    c.token.transfer(a.faucet_account, bad.address, 100 * UNIT)
+    c.staking.stake(bad, StakeRole.VALIDATOR, 100 * UNIT)
+    a._slash(1, "0x" + "11" * 32, bad.address, int(StakeRole.VALIDATOR), 10 * UNIT)
+    a.chain.advance_time(c.staking.slash_dispute_seconds() + 1)
+    fund_consumer(a, alice, 10 * UNIT, 10 * UNIT)
+    write_receipt(a, alice.address, 3 * UNIT, DEV.address)
+
+    a.economy.after_step = _crash_after_plan  # a plans the whole pool for its validators, then dies
+    with pytest.raises(Crash):
+        a.economy.close()
+    a.economy.after_step = None
+    assert int(a.economy.summary(1)["rewards"]) == 10 * UNIT
+    assert b.economy.close()["state"] == "published"  # b's close releases the whole pool meanwhile
+    assert c.staking.reward_pool() == 0
+
+    summary = a.economy.finish()
+    assert summary["state"] == "published"  # not stuck on InsufficientRewardPool
+    shown = show_epoch(a.db, 1)
+    assert shown["rewards"] == "0" and shown["rewards_planned"] == str(10 * UNIT)
+    funding = c.distributor.epoch(int(summary["chain_epoch"]))
+    assert funding.total == 3 * UNIT and verify_epoch(*published_files(a.db, 1, c).values(), funding) == []
+    assert val_a.address not in {p["account"] for p in published_files(a.db, 1, c)["payouts"]["payouts"]}

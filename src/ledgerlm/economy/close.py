@@ -307,33 +307,48 @@ class EpochCloser:
                 epoch_debits.c.epoch == number, epoch_debits.c.chunk == chunk))).scalars()]
             conn.execute(update(epoch_chunks).where(and_(epoch_chunks.c.epoch == number, epoch_chunks.c.chunk == chunk))
                          .values(total=str(sum(amounts))))
-            charged = sum(int(a) for a in conn.execute(select(epoch_debits.c.amount).where(and_(
-                epoch_debits.c.epoch == number, epoch_debits.c.chunk.is_not(None)))).scalars())
-            rows = conn.execute(select(receipts).where(receipts.c.settled_epoch == number)
-                                .order_by(receipts.c.created_at, receipts.c.id)).mappings().all()
-            paid = charged_receipts([*rows, *charged_arrears(conn, number)],
-                                    {c: int(v["charged"]) for c, v in cut.items()})
-            # what was not debited stays owed by the consumer, line by line to the payees, for a later close
-            carry_forward(conn, number, paid)
-            block = int(details["closing_block"])
-            access = details.get("access_payments") or []
-            jobs = settled_jobs(conn, number)
-            ledger, pools, compute, rewards = self._payouts(
-                conn, number, paid, access, jobs, int(details["rewards"]), load_assets(conn, issued_by=block), block,
-                basis=details.get("split_basis"))
-            self._check_conservation(number, ledger, charged, rewards, access, jobs)
-            root = self._write_payouts(conn, number, ledger)
-            details.update(charged=str(charged), pools=pools.published(), compute_jobs=compute, short=cut,
-                           shortfall=str(sum(int(v["owed"]) - int(v["charged"]) for v in cut.values())))
-            conn.execute(update(epochs).where(epochs.c.number == number).values(
-                root=root, total=str(ledger.total), details=details,
-                state=row["state"] if root is not None else "unpaid"))
+            details.update(short=cut, shortfall=str(sum(int(v["owed"]) - int(v["charged"]) for v in cut.values())))
+            self._replan(conn, number, row["state"], details)
+
+    def _replan(self, conn: Connection, number: int, state: str, details: dict) -> None:
+        """Write the epoch's payouts again from what its debits now charge (`details["short"]`: the consumers cut
+        short) and the slashed stake it now pays (`details["rewards"]`), each pool split by the plan's basis."""
+        cut = details.get("short") or {}
+        charged = sum(int(a) for a in conn.execute(select(epoch_debits.c.amount).where(and_(
+            epoch_debits.c.epoch == number, epoch_debits.c.chunk.is_not(None)))).scalars())
+        rows = conn.execute(select(receipts).where(receipts.c.settled_epoch == number)
+                            .order_by(receipts.c.created_at, receipts.c.id)).mappings().all()
+        paid = charged_receipts([*rows, *charged_arrears(conn, number)], {c: int(v["charged"]) for c, v in cut.items()})
+        # what was not debited stays owed by the consumer, line by line to the payees, for a later close
+        carry_forward(conn, number, paid)
+        block = int(details["closing_block"])
+        access = details.get("access_payments") or []
+        jobs = settled_jobs(conn, number)
+        ledger, pools, compute, rewards = self._payouts(
+            conn, number, paid, access, jobs, int(details["rewards"]), load_assets(conn, issued_by=block), block,
+            basis=details.get("split_basis"))
+        self._check_conservation(number, ledger, charged, rewards, access, jobs)
+        root = self._write_payouts(conn, number, ledger)
+        details.update(charged=str(charged), pools=pools.published(), compute_jobs=compute, rewards=str(rewards))
+        conn.execute(update(epochs).where(epochs.c.number == number).values(
+            root=root, total=str(ledger.total), details=details, state=state if root is not None else "unpaid"))
 
     def _release(self, number: int) -> None:
         rewards = int(self._row(number)["details"]["rewards"])
         staking = self.contracts.staking
         chain_epoch = self.chain_epoch(number)
-        if rewards and not staking.rewards_released(chain_epoch):
+        if not rewards or staking.rewards_released(chain_epoch):
+            return
+        pool = staking.reward_pool()
+        if pool < rewards:
+            # Nodes settling to one deployment share the pool: another node's close released part of it after this
+            # epoch was planned. Its validators are paid what the pool still holds, re-split as the plan split it.
+            with self.db.begin() as conn:
+                row = conn.execute(select(epochs).where(epochs.c.number == number)).mappings().first()
+                details = {**(row["details"] or {}), "rewards": str(pool), "rewards_planned": str(rewards)}
+                self._replan(conn, number, row["state"], details)
+            rewards = int(self._row(number)["details"]["rewards"])
+        if rewards:
             staking.release_rewards(self.node_account, chain_epoch, rewards)
 
     def _post(self, number: int) -> None:
