@@ -376,3 +376,15 @@ def test_a_strangers_view_of_a_validators_queue_names_nothing_of_a_private_datan
     kept = http.get(f"/validation/queue/{member.address}", headers=signed).json()
     assert [(i["contribution_id"], i["datanet"]) for i in kept] == [(c, "vault") for c in ids]
     assert all(i["payload"] is None and i["source"] is None and i["flags"] == [] and i["withheld"] for i in kept)
+
+
+def test_a_validator_is_never_assigned_their_own_contribution(client, alice, bob, setup, tmp_path):
+    validators, node, clock = setup
+    mine = validators[0]  # a staked validator contributes too
+    client.contribute("ferries", [write_jsonl(tmp_path / "own.jsonl", CLEAN[:3])], mine)
+    client.contribute("ferries", [write_jsonl(tmp_path / "bob.jsonl", CLEAN[3:5])], bob)
+    own = {c.id for c in client.contributions("ferries") if c.contributor == mine.address}
+    opened = client.validation.open_round(alice, "ferries")
+    assignments = {int(c): vs for c, vs in opened["assignments"].items()}
+    assert own and all(mine.address not in assignments[c] and len(assignments[c]) == 2 for c in own)
+    assert all(mine.address in vs for c, vs in assignments.items() if c not in own)  # three validators, k = 3

@@ -248,3 +248,12 @@ def test_assignment_gives_each_contribution_k_validators():
     a = cs.assign_validators([1, 2, 3], {v: 10 for v in V}, 3, seed=b"block")
     assert all(len(vs) == 3 and len(set(vs)) == 3 for vs in a.values())
     assert a == cs.assign_validators([1, 2, 3], {v: 10 for v in V}, 3, seed=b"block")
+
+
+def test_nobody_is_assigned_their_own_contribution():
+    stakes = {v: 10 for v in V[:3]}
+    own = {cid: V[cid % 3] for cid in range(30)}
+    a = cs.assign_validators(list(own), stakes, 3, seed=b"block", contributors={c: v.upper() for c, v in own.items()})
+    assert all(own[cid] not in vs and len(vs) == 2 for cid, vs in a.items())
+    alone = cs.assign_validators([7], {V[0]: 10}, 3, seed=b"block", contributors={7: V[0]})
+    assert alone == {7: ()}  # the only staker contributed it: nobody validates it

@@ -71,11 +71,19 @@ def sample_validators(validators_with_stake: Mapping[str, int] | Sequence[tuple[
 
 
 def assign_validators(contribution_ids: Sequence[int], stakes: Mapping[str, int], k: int,
-                      seed: bytes | str | int) -> dict[int, tuple[str, ...]]:
-    """Per contribution, k validators sampled by stake with seed keccak256(abi.encode(seed, id))."""
+                      seed: bytes | str | int,
+                      contributors: Mapping[int, str] | None = None) -> dict[int, tuple[str, ...]]:
+    """Per contribution, k validators (or as many as there are) sampled by stake with seed
+    keccak256(abi.encode(seed, id)), never its own contributor (`contributors`: id -> address): nobody scores
+    their own data, nor earns agreement for it."""
     seed32 = _seed_bytes(seed)
-    return {cid: tuple(sample_validators(stakes, k, keccak(abi_encode(["bytes32", "uint256"], [seed32, cid]))))
-            for cid in contribution_ids}
+    contributors = contributors or {}
+    out = {}
+    for cid in contribution_ids:
+        own = str(contributors.get(cid, "")).lower()
+        eligible = {a: s for a, s in stakes.items() if a.lower() != own} if own else stakes
+        out[cid] = tuple(sample_validators(eligible, k, keccak(abi_encode(["bytes32", "uint256"], [seed32, cid]))))
+    return out
 
 
 # --------------------------------------------------------------------------- commit–reveal

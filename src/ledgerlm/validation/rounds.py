@@ -268,12 +268,13 @@ class ValidationRounds:
             busy = select(round_assignments.c.contribution_id).join(
                 validation_rounds, validation_rounds.c.id == round_assignments.c.round_id
             ).where(validation_rounds.c.state == "open")
-            queue = conn.execute(
-                select(contributions.c.id).where(and_(
+            contributor_of = dict(conn.execute(
+                select(contributions.c.id, contributions.c.contributor).where(and_(
                     contributions.c.datanet_id == row["id"], contributions.c.state == "pending",
                     contributions.c.id.not_in(busy),
                 )).order_by(contributions.c.id)
-            ).scalars().all()
+            ).all())
+            queue = list(contributor_of)
             if not queue:
                 raise ValidationError(f"{name!r} has no pending contributions left after the gates "
                                       f"({gated['reject']} rejected by gates)", field="datanet", status=409)
@@ -286,7 +287,8 @@ class ValidationRounds:
             )).inserted_primary_key[0]
             # The seed mixes a chain value the node cannot choose with the round id.
             seed = "0x" + keccak(bytes.fromhex(self.seed_source().removeprefix("0x")) + round_id.to_bytes(32, "big")).hex()
-            assignments = assign_validators(queue, stakes, min(s.validators_per_contribution, len(stakes)), seed)
+            assignments = assign_validators(queue, stakes, min(s.validators_per_contribution, len(stakes)), seed,
+                                            contributors=contributor_of)
             conn.execute(update(validation_rounds).where(validation_rounds.c.id == round_id).values(seed=seed))
             conn.execute(insert(round_assignments), [
                 {"round_id": round_id, "contribution_id": cid, "validator": v}
