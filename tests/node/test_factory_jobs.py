@@ -248,3 +248,31 @@ def test_job_event_streams_open_at_once_are_capped_and_the_job_stays_readable(tr
     assert refused.status_code == 429 and "event streams are open" in refused.text
     assert refused.json()["error"]["field"] == "job_id"
     assert client.http.get(f"/factory/jobs/{job_id}").json()["state"] == "done"
+
+
+def test_a_developer_removed_from_a_private_datanet_while_queued_trains_nothing_on_it(client, alice, carol, tmp_path,
+                                                                                      monkeypatch):
+    from sqlalchemy import update
+
+    from ledgerlm.factory import tiny_random_model
+    from ledgerlm.factory.jobs import ModelFactory
+    from ledgerlm.store.schema import datanets
+
+    start_worker = ModelFactory._start_worker
+    monkeypatch.setattr(ModelFactory, "_start_worker", lambda self: None)  # the job waits in the queue
+    tiny = tiny_random_model(tmp_path / "tiny", [f"{r['question']} {r['answer']}" for r in FACTS])
+    client.factory.register_base("tiny", str(tiny))
+    publish_qa(client, tmp_path, alice, [(alice, FACTS)])
+    node = client.http.app.state.node
+    with node.db.begin() as conn:  # made private once published (publish_qa reads its contributions unsigned)
+        conn.execute(update(datanets).where(datanets.c.name == "colours").values(visibility="private"))
+    client.add_member("colours", carol.address, alice)
+    job = client.factory.train(carol, {"model_id": "carol-secret", "datanet": "colours", "version": 1,
+                                       "base": "tiny", "config": {"epochs": 1, "max_len": 64}})
+    client.remove_member("colours", carol.address, alice)
+
+    monkeypatch.setattr(ModelFactory, "_start_worker", start_worker)
+    node.factory._start_worker()
+    done = node.factory.wait(job["id"], timeout=120)
+    assert done.state == "failed" and "private" in done.error, done.error
+    assert not (node.factory.models_dir / "trained" / "carol-secret").exists()

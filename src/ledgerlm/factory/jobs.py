@@ -256,6 +256,8 @@ class ModelFactory:
         if developer != job.developer:
             raise AuthError(f"only the developer ({job.developer}) may control job {job_id}", field="developer", status=403)
         command = signed.message["command"]
+        if command == "resume":  # a job resumes only while its developer may still train on the data
+            self.datanets.require_access(job.datanet, developer, "train on")
         with self.db.begin() as conn:
             self._record_action(conn, signed, developer)
             if command == "cancel":
@@ -384,6 +386,9 @@ class ModelFactory:
         try:
             request = TrainRequest(model_id=job.model_id, datanet=job.datanet, version=job.version,
                                    base=job.base_model, config=job.config)
+            # checked again when the data is read: the owner may have removed the developer from a private
+            # Datanet while the job waited in the queue
+            self.datanets.require_access(job.datanet, job.developer, "train on")
             base = get_model(self.models_dir, job.base_model)
             version = self.datanets.version(job.datanet, job.version)
             records = list(self.datanets.iter_version(job.datanet, job.version))
