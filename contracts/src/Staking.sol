@@ -17,8 +17,10 @@ import {EpochDistributor} from "./EpochDistributor.sol";
 ///         (round, account, role), at most `slashCapBps` of the bond per round and at most `slashCapBps` of the
 ///         bond per slash window, however many rounds are recorded. A slash is first held for
 ///         `slashDisputeSeconds`, during which the admin may revoke it and give the stake back; only then can anyone
-///         settle it into the validators' reward pool, which is paid out only into an EpochDistributor epoch.
-///         Slashed stake never leaves to any key.
+///         settle it into the validators' reward pool, which is paid out only into an EpochDistributor epoch, at
+///         most `rewardReleaseLimit` per release window. The hot key that releases it also posts the root naming
+///         who is paid, so that limit is what a stolen key could take of the pool in a window before the admin
+///         revokes its REWARDS_ROLE.
 /// @dev Slashing reaches pending (cooling-down) stake too, so unstaking cannot dodge a slash that is
 ///      decided within the cooldown. Round ids are the slasher's to choose, so the per-round cap alone would let a
 ///      stolen slasher key drain a bond round by round; the window cap bounds that: a staker who sees an unjust
@@ -104,6 +106,18 @@ contract Staking is AccessControl, ReentrancyGuard, Pausable {
     /// @notice Settled slashed stake not yet paid out to validators: all {releaseRewards} may spend.
     uint256 public rewardPool;
 
+    /// @notice Length of a release window: {releaseRewards} pays out at most `rewardReleaseLimit` per window.
+    uint64 public constant RELEASE_WINDOW_SECONDS = 1 days;
+
+    /// @notice Most of the reward pool REWARDS_ROLE (the node's hot key) may release per release window. The key
+    ///         also posts the root that says who is paid, so this bounds what a stolen key could take of the
+    ///         validators' pool before the admin revokes its role; the admin sets it ({setRewardReleaseLimit}).
+    uint256 public rewardReleaseLimit;
+
+    /// @notice When the current release window began, and what was released within it.
+    uint64 public releaseWindowStart;
+    uint256 public releasedInWindow;
+
     /// @notice Slashed stake held until its slash matures, revocable meanwhile (not part of `rewardPool`).
     uint256 public slashesHeld;
 
@@ -149,6 +163,7 @@ contract Staking is AccessControl, ReentrancyGuard, Pausable {
         uint256 indexed slashId, address indexed account, uint8 indexed role, uint256 roundId, uint256 amount
     );
     event RewardsReleased(uint256 indexed epoch, uint256 amount, uint256 poolLeft);
+    event RewardReleaseLimitSet(uint256 limit);
 
     error ZeroAddress();
     error ZeroAmount();
@@ -170,6 +185,7 @@ contract Staking is AccessControl, ReentrancyGuard, Pausable {
     error SlashNotMatured(uint256 slashId, uint64 maturesAt);
     error RewardsAlreadyReleased(uint256 epoch);
     error InsufficientRewardPool(uint256 pool, uint256 amount);
+    error ReleaseAboveLimit(uint256 left, uint256 amount, uint64 windowEndsAt);
     error ForeignEpoch(uint256 epoch, address caller);
 
     /// @param token_ The staked token.
@@ -179,13 +195,15 @@ contract Staking is AccessControl, ReentrancyGuard, Pausable {
     /// @param slashCapBps_ Most of a bond one round, and one slash window, may slash, in basis points (1..10000).
     /// @param slashDisputeSeconds_ Seconds a slash stays held and revocable before it may be settled (at least
     ///        `MIN_SLASH_DISPUTE_SECONDS`).
+    /// @param rewardReleaseLimit_ Most of the reward pool REWARDS_ROLE may release per release window.
     constructor(
         IERC20 token_,
         EpochDistributor distributor_,
         address admin,
         uint64 cooldownSeconds_,
         uint256 slashCapBps_,
-        uint64 slashDisputeSeconds_
+        uint64 slashDisputeSeconds_,
+        uint256 rewardReleaseLimit_
     ) {
         if (address(token_) == address(0) || address(distributor_) == address(0) || admin == address(0)) {
             revert ZeroAddress();
@@ -198,6 +216,7 @@ contract Staking is AccessControl, ReentrancyGuard, Pausable {
         slashCapBps = slashCapBps_;
         slashWindowSeconds = cooldownSeconds_ > MIN_SLASH_WINDOW_SECONDS ? cooldownSeconds_ : MIN_SLASH_WINDOW_SECONDS;
         slashDisputeSeconds = slashDisputeSeconds_;
+        rewardReleaseLimit = rewardReleaseLimit_;
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
     }
 
@@ -361,17 +380,39 @@ contract Staking is AccessControl, ReentrancyGuard, Pausable {
     ///         still open to revocation can never be paid out.
     /// @param epoch An epoch id of the caller's own ({EpochDistributor-epochNode} is the caller) whose root is not
     ///        posted yet.
-    /// @param amount Amount in base units (non-zero, at most the pool).
+    /// @param amount Amount in base units (non-zero, at most the pool and what the release window has left).
     function releaseRewards(uint256 epoch, uint256 amount) external nonReentrant onlyRole(REWARDS_ROLE) {
         if (amount == 0) revert ZeroAmount();
         if (distributor.epochNode(epoch) != msg.sender) revert ForeignEpoch(epoch, msg.sender);
         if (rewardsReleased[epoch]) revert RewardsAlreadyReleased(epoch);
         if (amount > rewardPool) revert InsufficientRewardPool(rewardPool, amount);
+        if (block.timestamp >= uint256(releaseWindowStart) + RELEASE_WINDOW_SECONDS) {
+            releaseWindowStart = uint64(block.timestamp);
+            releasedInWindow = 0;
+        }
+        uint256 left = rewardReleaseLimit > releasedInWindow ? rewardReleaseLimit - releasedInWindow : 0;
+        if (amount > left) revert ReleaseAboveLimit(left, amount, releaseWindowStart + RELEASE_WINDOW_SECONDS);
+        releasedInWindow += amount;
         rewardsReleased[epoch] = true;
         rewardPool -= amount;
         token.forceApprove(address(distributor), amount);
         distributor.fund(epoch, amount);
         emit RewardsReleased(epoch, amount, rewardPool);
+    }
+
+    /// @notice What {releaseRewards} may pay out now: the pool, within what the release window has left.
+    function releasable() external view returns (uint256) {
+        uint256 used =
+            block.timestamp >= uint256(releaseWindowStart) + RELEASE_WINDOW_SECONDS ? 0 : releasedInWindow;
+        uint256 left = rewardReleaseLimit > used ? rewardReleaseLimit - used : 0;
+        return left < rewardPool ? left : rewardPool;
+    }
+
+    /// @notice Set the most of the reward pool REWARDS_ROLE may release per release window (the admin only).
+    /// @param limit Amount in base units; 0 stops releases.
+    function setRewardReleaseLimit(uint256 limit) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        rewardReleaseLimit = limit;
+        emit RewardReleaseLimitSet(limit);
     }
 
     /// @notice Whether `account` was already slashed under `role` for round `roundId`.

@@ -72,7 +72,7 @@ def test_every_artifact_deploys_and_answers_on_the_embedded_evm():
     token = deploy("LedgerToken", treasury, 10**27)
     registry = deploy("Registry", admin)
     distributor = deploy("EpochDistributor", token.address, admin, treasury, 3600)
-    staking = deploy("Staking", token.address, distributor.address, admin, 3600, 1000, 86_400)
+    staking = deploy("Staking", token.address, distributor.address, admin, 3600, 1000, 86_400, 10**22)
     escrow = deploy("PaymentEscrow", token.address, distributor.address, admin, 600, 86_400)
 
     assert token.functions.symbol().call() == "LGR"
@@ -81,6 +81,7 @@ def test_every_artifact_deploys_and_answers_on_the_embedded_evm():
     assert registry.functions.TOTAL_BPS().call() == 10_000
     assert staking.functions.slashCapBps().call() == 1000
     assert staking.functions.slashDisputeSeconds().call() == 86_400
+    assert staking.functions.rewardReleaseLimit().call() == 10**22
     assert staking.functions.distributor().call() == distributor.address
     assert distributor.functions.token().call() == token.address
     assert distributor.functions.treasury().call() == treasury

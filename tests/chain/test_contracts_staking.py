@@ -283,6 +283,34 @@ def test_the_reward_pool_leaves_only_into_a_distributor_epoch_once(world):
         {"epoch": epoch, "amount": TOKEN, "poolLeft": pool - TOKEN}]
 
 
+def test_the_hot_key_releases_at_most_the_admins_limit_of_the_pool_per_day(world):
+    """The key that releases the pool also posts the root naming who is paid: a stolen one takes at most the
+    day's limit, which only the admin sets."""
+    staking = world.contracts.staking
+    staker = world.actor(100 * TOKEN)
+    staking.stake(staker, VALIDATOR, 100 * TOKEN)
+    slash_id = staking.slash_count()
+    staking.slash(world.node, recorded_round(world), staker.address, VALIDATOR, 10 * TOKEN)
+    world.chain.advance_time(staking.slash_dispute_seconds())
+    staking.settle_slash(world.node, slash_id)
+    pool = staking.reward_pool()
+    with unauthorised(world.node.address, "DEFAULT_ADMIN_ROLE"):
+        staking.set_reward_release_limit(world.node, pool)
+    staking.set_reward_release_limit(world.admin, 3 * TOKEN)
+    assert staking.reward_release_limit() == 3 * TOKEN and staking.releasable() == 3 * TOKEN
+
+    staking.release_rewards(world.node, world.fresh_epoch(), 2 * TOKEN)
+    assert staking.releasable() == TOKEN
+    with reverts("ReleaseAboveLimit", left=TOKEN, amount=2 * TOKEN):
+        staking.release_rewards(world.node, world.fresh_epoch(), 2 * TOKEN)
+    staking.release_rewards(world.node, world.fresh_epoch(), TOKEN)
+    assert staking.releasable() == 0
+    world.chain.advance_time(24 * 3600)  # the next day's window
+    assert staking.releasable() == 3 * TOKEN
+    staking.release_rewards(world.node, world.fresh_epoch(), 3 * TOKEN)
+    assert staking.reward_pool() == pool - 6 * TOKEN
+
+
 def test_a_slash_of_pending_stake_leaves_only_the_rest_to_withdraw(world):
     staking = world.contracts.staking
     staker = cooling(world, VALIDATOR, 10 * TOKEN, 10 * TOKEN)
@@ -362,15 +390,15 @@ def test_staking_refuses_zero_addresses_a_bad_cap_and_a_short_dispute_time_at_de
             "distributor": world.contracts.distributor.address}
     with reverts("ZeroAddress"):
         world.chain.deploy("Staking", *({**args, zero: ZERO}[k] for k in ("token", "distributor", "admin")),
-                           COOLDOWN, 1000, 3600, sender=world.admin)
+                           COOLDOWN, 1000, 3600, 10**24, sender=world.admin)
     for cap in (0, 10_001):
         with reverts("InvalidSlashCap", slashCapBps=cap):
             world.chain.deploy("Staking", args["token"], args["distributor"], args["admin"], COOLDOWN, cap, 3600,
-                               sender=world.admin)
+                               10**24, sender=world.admin)
     for dispute in (0, 3599):  # a slash the admin has no time to look at could be paid out at once
         with reverts("InvalidSlashDispute", slashDisputeSeconds=dispute):
             world.chain.deploy("Staking", args["token"], args["distributor"], args["admin"], COOLDOWN, 1000, dispute,
-                               sender=world.admin)
+                               10**24, sender=world.admin)
 
 
 def test_made_up_outcomes_take_at_most_one_cap_per_window_and_nothing_reaches_the_node(world):

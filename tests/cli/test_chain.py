@@ -86,3 +86,13 @@ def test_a_held_slash_shows_on_the_balance_and_only_the_admin_key_revokes_it(cli
     cli("chain", "revoke-slash", str(held[0]["slash_id"]))  # the home's admin keystore
     after = cli.json("balance", "alice")
     assert after["stake"]["validator"] == 200 * UNIT and after["held_slashes"] == []
+
+
+def test_only_the_admin_key_sets_how_much_of_the_reward_pool_the_node_may_release_a_day(cli):
+    shown = cli.json("chain", "release-limit")
+    assert shown["limit_per_day"] == str(10_000 * UNIT) and shown["pool"] == "0"
+    cli("keys", "new", "mallory")
+    cli.fails("chain", "release-limit", "5", "--as", "mallory", match="AccessControl")
+    cli("chain", "release-limit", "5")  # the home's admin keystore
+    assert cli.json("chain", "release-limit")["limit_per_day"] == str(5 * UNIT)
+    assert "5 LGR of the reward pool per day" in cli("chain", "release-limit").stdout

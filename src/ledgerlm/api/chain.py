@@ -88,6 +88,10 @@ def chain_info(node: Node = Depends(get_node)) -> dict:
         info["contracts"] = node.deployment.addresses
         info["deployment_block"] = node.deployment.block
         info["token_supply"] = node.contracts.token.total_supply()
+        staking = node.contracts.staking
+        # the validators' reward pool, and what the node may release of it now (the admin's daily limit)
+        info["reward_pool"] = {"pool": str(staking.reward_pool()), "releasable": str(staking.releasable()),
+                               "limit_per_day": str(staking.reward_release_limit())}
         info["index"] = node.indexer.status().to_dict()
     return info
 

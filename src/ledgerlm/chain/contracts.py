@@ -536,6 +536,18 @@ class StakingClient(_Client):
         """Settled slashed stake not yet released into an epoch."""
         return int(self._call("rewardPool"))
 
+    def releasable(self) -> int:
+        """What `release_rewards` may pay out now: the pool, within what the day's release limit has left."""
+        return int(self._call("releasable"))
+
+    def reward_release_limit(self) -> int:
+        """The most of the pool the node may release per day."""
+        return int(self._call("rewardReleaseLimit"))
+
+    def set_reward_release_limit(self, sender: LocalAccount, limit: int) -> TxResult:
+        """Set the most of the pool the node may release per day (the admin key only)."""
+        return self._send(sender, "setRewardReleaseLimit", int(limit))
+
     def held_slashes_of(self, account: str, *, from_block: int = 0, most: int = 100) -> list[HeldSlash]:
         """The newest `most` slashes of `account`'s bonds that are still held (revocable until they mature, or
         matured and not yet settled), from the Slashed logs since `from_block`."""

@@ -31,6 +31,9 @@ DEFAULT_SLASH_CAP_BPS = 1_000
 # How long a slash stays held, revocable by the admin key, before it may join the validators' reward pool: time for
 # the operator to see a slash the node should not have made.
 DEFAULT_SLASH_DISPUTE_SECONDS = 3 * 24 * 3600
+# The most of the validators' reward pool the node's hot key may release per day: it also posts the root naming who
+# is paid, so this is what a stolen key could take of the pool in a day before the admin revokes its role.
+DEFAULT_REWARD_RELEASE_PER_DAY = 10_000 * 10**18
 
 
 def role_id(name: str) -> bytes:
@@ -121,6 +124,7 @@ def deploy_all(
     claim_window: int = DEFAULT_CLAIM_WINDOW_SECONDS,
     slash_cap_bps: int = DEFAULT_SLASH_CAP_BPS,
     slash_dispute: int = DEFAULT_SLASH_DISPUTE_SECONDS,
+    reward_release_per_day: int = DEFAULT_REWARD_RELEASE_PER_DAY,
 ) -> Deployment:
     """Deploy the five settlement contracts and the revenue share factory with `admin` and grant the node only its operating roles.
 
@@ -129,7 +133,8 @@ def deploy_all(
     record validation outcomes and slash within them, settle within consumers' signed caps and post
     payout roots; it cannot mint (nobody can), fund an epoch except from escrow or the slashed-stake
     pool, or move anyone's stake to itself. A slash is held for `slash_dispute` seconds, during which
-    `admin` may revoke it, before it can reach the pool.
+    `admin` may revoke it, before it can reach the pool; the node releases at most `reward_release_per_day` of the
+    pool a day (the admin may change it).
     """
     node_address = to_checksum_address(node)
     treasury = to_checksum_address(treasury)
@@ -142,7 +147,7 @@ def deploy_all(
     distributor = chain.deploy("EpochDistributor", token, admin.address, treasury, int(claim_window),
                                sender=admin)
     staking = chain.deploy("Staking", token, distributor, admin.address, int(cooldown),
-                           int(slash_cap_bps), int(slash_dispute), sender=admin)
+                           int(slash_cap_bps), int(slash_dispute), int(reward_release_per_day), sender=admin)
     escrow = chain.deploy("PaymentEscrow", token, distributor, admin.address, int(withdraw_delay),
                           int(cap_period), sender=admin)
     share_factory = chain.deploy("RevenueShareFactory", registry, admin.address, sender=admin)
@@ -172,7 +177,7 @@ def deploy_all(
         node=node_address,
         settings={"cooldown": int(cooldown), "withdraw_delay": int(withdraw_delay), "cap_period": int(cap_period),
                   "claim_window": int(claim_window), "slash_cap_bps": int(slash_cap_bps),
-                  "slash_dispute": int(slash_dispute),
+                  "slash_dispute": int(slash_dispute), "reward_release_per_day": int(reward_release_per_day),
                   "supply": int(supply)},
         treasury=treasury,
     )

@@ -158,6 +158,34 @@ def revoke_slash(
     s.emit(tx, lambda t: console.print(f"[green]revoked[/] slash {slash_id} (tx {t['tx_hash']})"))
 
 
+@app.command("release-limit")
+def release_limit(
+    ctx: typer.Context,
+    amount: str = typer.Argument("", help="LGR the node may release per day; leave out to show the limit in force."),
+    as_key: str = typer.Option("", "--as", help="The admin key, by name [default: the home's admin keystore, "
+                                                "unlocked with LEDGERLM_ADMIN_PASSPHRASE]. The node's key cannot "
+                                                "set it."),
+):
+    """Admin: the most of the validators' reward pool the node's hot key may release per day (it also posts the
+    root that names who is paid, so this bounds what a stolen key could take); without AMOUNT, show it."""
+    s = session(ctx)
+    client = s.client()
+    if not amount:
+        pool = client.chain.info()["reward_pool"]
+        s.emit(pool, lambda r: console.print(
+            f"the node may release {format_amount(int(r['limit_per_day']))} LGR of the reward pool per day; "
+            f"the pool holds {format_amount(int(r['pool']))}, of which {format_amount(int(r['releasable']))} "
+            "may be released now"))
+        return
+    from ledgerlm.identity.node_keys import ADMIN_PASSPHRASE_ENV, node_passphrase, unlock_keystore
+
+    limit = parse_amount(amount, field="amount")
+    admin = (s.unlock(as_key) if as_key else
+             unlock_keystore(s.home.admin_key_path, node_passphrase(ADMIN_PASSPHRASE_ENV, "admin"), "admin"))
+    tx = client.chain.send(admin, "Staking", "setRewardReleaseLimit", [limit])
+    s.emit(tx, lambda t: console.print(f"[green]set[/] the daily release limit to {amount} LGR (tx {t['tx_hash']})"))
+
+
 @app.command()
 def faucet(
     ctx: typer.Context,

@@ -122,8 +122,9 @@ class EpochCloser:
         recovered = [d for d in debts if d["consumer"] in debits]
         charged = sum(debits.values())
         with self.db.connect() as conn:
+            # the pool within the day's release limit: what the release can pay out
             ledger, pools, compute, rewards = self._payouts(conn, number, [*paid, *recovered], access, jobs,
-                                                            c.staking.reward_pool(), assets, head.number)
+                                                            c.staking.releasable(), assets, head.number)
         self._check_conservation(number, ledger, charged, rewards, access, jobs)
         if ledger.total == 0:
             return None
@@ -339,10 +340,11 @@ class EpochCloser:
         chain_epoch = self.chain_epoch(number)
         if not rewards or staking.rewards_released(chain_epoch):
             return
-        pool = staking.reward_pool()
+        pool = staking.releasable()
         if pool < rewards:
-            # Nodes settling to one deployment share the pool: another node's close released part of it after this
-            # epoch was planned. Its validators are paid what the pool still holds, re-split as the plan split it.
+            # Nodes settling to one deployment share the pool (and its daily release limit): another node's close
+            # released part of it after this epoch was planned. Its validators are paid what can still be released,
+            # re-split as the plan split it.
             with self.db.begin() as conn:
                 row = conn.execute(select(epochs).where(epochs.c.number == number)).mappings().first()
                 details = {**(row["details"] or {}), "rewards": str(pool), "rewards_planned": str(rewards)}
