@@ -136,3 +136,20 @@ def test_an_epochs_published_receipts_leave_a_private_datanets_records_out(clien
     assert http.get("/economy/epochs/1/receipts").json() == files["receipts"]
     funding = node.contracts.distributor.epoch(node.economy.chain_epoch(1))
     assert verify_epoch(files["payouts"], files["receipts"], funding) == []  # anyone still checks the epoch
+
+    # the payout file: a private Datanet's pools by their amount only, its name out of the sources, to strangers
+    shown = http.get("/economy/epochs/1/payouts").json()
+    secret_pools = [p for p in shown["pools"] if p.get("datanet") == "secret" and p["kind"] in ("data_pool",
+                                                                                                  "validators")]
+    assert secret_pools and all(p["withheld"] and p["split"] == {} for p in secret_pools)
+    assert all("secret" not in p["sources"]["datanets"] for p in shown["payouts"])
+    assert {p["account"]: p["amount"] for p in shown["payouts"]} == \
+        {p["account"]: p["amount"] for p in files["payouts"]["payouts"]}  # every leaf, to claim and to check
+    assert verify_epoch(shown, files["receipts"], funding) == []
+    tampered = {**shown, "payouts": [{**p, "amount": str(int(p["amount"]) + 1)} if i == 0 else p
+                                     for i, p in enumerate(shown["payouts"])]}
+    assert verify_epoch(tampered, files["receipts"], funding)  # the withheld pools' sum still binds the leaves
+    assert http.get("/economy/epochs/1/payouts", headers=_read(node, OWNER)).json() == files["payouts"]
+    for account in {a for p in files["payouts"]["pools"] if p.get("datanet") == "secret" for a in p["split"]}:
+        earned = http.get(f"/economy/earnings/{account}").json()
+        assert all("secret" not in e["sources"]["datanets"] for e in earned["epochs"])

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from ledgerlm.api.cadence import start_every
-from ledgerlm.api.deps import address_in, get_node, require_operator
+from ledgerlm.api.deps import address_in, get_node, read_grant, reader_of, require_operator
 from ledgerlm.economy import list_epochs, published_files, record_spending_cap, show_epoch
 from ledgerlm.economy.earnings import earnings, relay_claim
-from ledgerlm.identity import SignedAction
+from ledgerlm.identity import ReadGrant, SignedAction
 from ledgerlm.node import Node
 
 log = logging.getLogger("ledgerlm.economy")
@@ -68,9 +68,15 @@ def epoch(number: int, node: Node = Depends(get_node)) -> dict:
 
 
 @router.get("/epochs/{number}/payouts")
-def payout_file(number: int, node: Node = Depends(get_node)) -> dict:
-    """The published payout file: accounts, amounts, proofs, sources, pools."""
-    return published_files(node.db, number, node.contracts)["payouts"]
+def payout_file(number: int, node: Node = Depends(get_node), grant: ReadGrant | None = Depends(read_grant)) -> dict:
+    """The published payout file: accounts, amounts, proofs, sources, pools. A private Datanet's data and
+    validator pools show their amount only, and its name is left out of the sources, unless the reader's signed
+    read (X-Ledgerlm-Read) names its owner or a member."""
+    from ledgerlm.economy.disclosure import datanets_named, hidden_from, payout_file_for
+
+    payouts = published_files(node.db, number, node.contracts)["payouts"]
+    hidden = hidden_from(datanets_named(payouts), lambda d: node.datanets.may_read(d, reader_of(grant, d)))
+    return payout_file_for(payouts, hidden)
 
 
 @router.get("/epochs/{number}/receipts")
@@ -88,9 +94,15 @@ def chain_record(number: int, node: Node = Depends(get_node)) -> dict | None:
 
 
 @router.get("/earnings/{address}")
-def account_earnings(address: str, node: Node = Depends(get_node)) -> dict:
-    """Per epoch and per source: what the account earned, and whether it has claimed it."""
-    return earnings(node.db, node.contracts.distributor, address_in(address))
+def account_earnings(address: str, node: Node = Depends(get_node),
+                     grant: ReadGrant | None = Depends(read_grant)) -> dict:
+    """Per epoch and per source: what the account earned, and whether it has claimed it; a private Datanet is
+    named among the sources only to a reader who may read it."""
+    from ledgerlm.economy.disclosure import earnings_datanets, earnings_for, hidden_from
+
+    owed = earnings(node.db, node.contracts.distributor, address_in(address))
+    return earnings_for(owed, hidden_from(earnings_datanets(owed),
+                                          lambda d: node.datanets.may_read(d, reader_of(grant, d))))
 
 
 class ClaimRequest(BaseModel):

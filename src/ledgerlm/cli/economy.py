@@ -135,10 +135,13 @@ def verify(
                                    int(record["funded_at"]), int(record["posted_at"]), bool(record["swept"]))
         holders = node_holdings(client, shared)
     problems = verify_epoch(payout_file, receipt_file, funding, holders)
+    withheld = sorted({p["datanet"] for p in payout_file["pools"] if p.get("withheld")})
     result = {"epoch": number, "ok": not problems, "root": payout_file["root"], "problems": problems,
-              "holders_unchecked": unchecked}
+              "holders_unchecked": unchecked, "pools_withheld": withheld}
     note = (f"\n  holders of {', '.join(unchecked)} not checked: private Datanets; pass --as a member's key"
             if unchecked else "")
+    note += (f"\n  the pools of {', '.join(withheld)} checked by their sum only: private Datanets; pass --as a "
+             "member's key" if withheld else "")
     s.emit(result, lambda r: console.print(
         (f"[green]epoch {number} verified[/]: root {r['root']} matches the receipts, the payout file and the chain"
          if r["ok"] else f"[red]epoch {number} does not verify[/]\n  " + "\n  ".join(r["problems"])) + note))
@@ -203,10 +206,12 @@ def claim(
                   for c in r["claimed"]) or "nothing left to claim"))
 
 
-def earnings(ctx: typer.Context, who: str = typer.Argument(..., help="Address or key name.")):
+def earnings(ctx: typer.Context, who: str = typer.Argument(..., help="Address or key name."),
+             as_key: str | None = typer.Option(None, "--as", help="Key of an owner or member of private Datanets, "
+                                               "which are named among the sources only to them.")):
     """What an account earned, per epoch and per source, and what it has not claimed yet."""
     s = session(ctx)
-    result = s.client()._request("GET", f"/economy/earnings/{resolve_address(s, who)}")
+    result = s.reading_client(as_key)._request("GET", f"/economy/earnings/{resolve_address(s, who)}")
 
     def render(r):
         table = Table("epoch", "LGR", "claimed", "roles", "datanets", "models", "rounds", "receipts")

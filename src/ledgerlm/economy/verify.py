@@ -84,10 +84,16 @@ def verify_epoch(payout_file: dict, receipt_file: dict, funding=None,
     for job in payout_file.get("compute_jobs", []):  # a job pays its provider, or its requester back
         credit(job["account"], int(job["amount"]))
     pool_out: dict[tuple[str, str], int] = {}
+    withheld = 0  # pools shown by their amount only (a private Datanet's, to a reader who may not read it)
     for pool in payout_file["pools"]:
         if pool["kind"] == "redirected":
             credit(pool["account"], -int(pool["amount"]))
             pool_in[("data_pool", pool["datanet"])] = pool_in.get(("data_pool", pool["datanet"]), 0) + int(pool["amount"])
+            continue
+        if pool.get("withheld"):
+            withheld += int(pool["amount"])
+            key = (pool["kind"], pool["datanet"])
+            pool_out[key] = pool_out.get(key, 0) + int(pool["amount"])
             continue
         split = {a: int(v) for a, v in pool["split"].items()}
         if sum(split.values()) != int(pool["amount"]):
@@ -120,10 +126,17 @@ def verify_epoch(payout_file: dict, receipt_file: dict, funding=None,
             problems.append(f"{key[0]} pool of {key[1]}: receipts put in {pool_in.get(key, 0)}, the file pays out "
                             f"{pool_out.get(key, 0)}")
     listed = {p["account"]: int(p["amount"]) for p in payout_file["payouts"]}
+    above = 0  # what leaves pay beyond what the shown receipts and pools owe: the withheld pools' members
     for account in sorted(set(expected) | set(listed)):
-        if expected.get(account, 0) != listed.get(account, 0):
+        beyond = listed.get(account, 0) - expected.get(account, 0)
+        if beyond > 0 and withheld:
+            above += beyond
+        elif beyond:
             problems.append(f"{account}: the receipts and pools owe {expected.get(account, 0)}, "
                             f"the payout file says {listed.get(account, 0)}")
+    if above != withheld:
+        problems.append(f"the leaves pay {above} beyond what the shown receipts and pools owe, but the withheld "
+                        f"pools hold {withheld}")
     total = sum(listed.values())
     if str(total) != str(payout_file["total"]):
         problems.append(f"payout file total {payout_file['total']} but its leaves sum to {total}")

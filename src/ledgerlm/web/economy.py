@@ -5,8 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from ledgerlm.economy import list_epochs, published_files
+from ledgerlm.economy.disclosure import datanets_named, earnings_datanets, earnings_for, hidden_from, payout_file_for
 from ledgerlm.economy.earnings import earnings
 from ledgerlm.errors import LedgerError
+from ledgerlm.web.access import page_reader
 from ledgerlm.web.render import page
 from ledgerlm.web.validation import _address
 
@@ -65,6 +67,10 @@ def epoch_detail(request: Request, number: int):
     files, funding = None, None
     if found[0]["root"]:
         files = published_files(node.db, number, node.contracts if node.on_chain else None)
+        # a private Datanet's pools by their amount only, unless the page's signed read names a member
+        hidden = hidden_from(datanets_named(files["payouts"]),
+                             lambda d: node.datanets.may_read(d, page_reader(request, d)))
+        files = {**files, "payouts": payout_file_for(files["payouts"], hidden)}
     if node.on_chain:
         funding = node.contracts.distributor.epoch(node.economy.chain_epoch(number))
     return page(request, "epoch.html", e=found[0], files=files, funding=funding)
@@ -84,5 +90,7 @@ def earnings_page(request: Request, address: str):
     if not node.on_chain:
         raise LedgerError("this node has no contracts deployed, so nobody has earnings yet", field="chain", status=409)
     owed = earnings(node.db, node.contracts.distributor, address)
+    owed = earnings_for(owed, hidden_from(earnings_datanets(owed),
+                                          lambda d: node.datanets.may_read(d, page_reader(request, d))))
     return page(request, "earnings.html", address=address, owed=owed, chart=earnings_chart(owed["epochs"]),
                 sources=by_source(owed["epochs"]))

@@ -1,0 +1,51 @@
+"""What an epoch's payout file and an account's earnings show to a reader who may not read some private Datanets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+# Pools split among the people of one Datanet: its contributors by data valuation, its validators by agreement.
+# For a private Datanet the split names its members and how their data was valued, which only they may read.
+_MEMBERS_POOLS = ("data_pool", "validators")
+
+
+def datanets_named(payout_file: dict) -> set[str]:
+    """Every Datanet the payout file names in a pool or a payout's sources."""
+    named = {p["datanet"] for p in payout_file.get("pools", []) if p.get("datanet")}
+    for payout in payout_file.get("payouts", []):
+        named.update((payout.get("sources") or {}).get("datanets", []))
+    return named
+
+
+def hidden_from(names: set[str], may_read: Callable[[str], bool]) -> set[str]:
+    """Those of `names` the reader may not read (`may_read`: `Access.may_read` for that reader)."""
+    return {name for name in names if not may_read(name)}
+
+
+def payout_file_for(payout_file: dict, hidden: set[str]) -> dict:
+    """The payout file with each pool of a Datanet in `hidden` shown by its amount only (`withheld`: its split
+    names that Datanet's members) and that Datanet left out of every payout's sources. Every leaf and amount stays,
+    so the root and the totals still check (`verify_epoch` checks the withheld pools' sum)."""
+    if not hidden:
+        return payout_file
+    pools = [{**p, "split": {}, "withheld": True} if p["kind"] in _MEMBERS_POOLS and p.get("datanet") in hidden else p
+             for p in payout_file.get("pools", [])]
+    payouts = [{**p, "sources": _sources_for(p.get("sources"), hidden)} for p in payout_file.get("payouts", [])]
+    return {**payout_file, "pools": pools, "payouts": payouts}
+
+
+def earnings_for(owed: dict, hidden: set[str]) -> dict:
+    """An account's earnings (`economy.earnings.earnings`) without the Datanets in `hidden` in their sources."""
+    if not hidden:
+        return owed
+    return {**owed, "epochs": [{**e, "sources": _sources_for(e.get("sources"), hidden)} for e in owed["epochs"]]}
+
+
+def earnings_datanets(owed: dict) -> set[str]:
+    return {d for e in owed["epochs"] for d in (e.get("sources") or {}).get("datanets", [])}
+
+
+def _sources_for(sources: dict | None, hidden: set[str]) -> dict | None:
+    if not sources or not hidden.intersection(sources.get("datanets", [])):
+        return sources
+    return {**sources, "datanets": [d for d in sources["datanets"] if d not in hidden]}
