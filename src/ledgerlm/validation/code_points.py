@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import html
 import re
@@ -29,6 +31,10 @@ _LINE_BREAKS = re.compile("\r(?!\n)|[\x0b\x0c\x85\u2028\u2029]")
 _REFERENCE = r"(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});"
 _ESCAPED = re.compile(rf"&{_REFERENCE}|%[2-7][0-9A-Fa-f]")
 _PERCENT = re.compile(r"%([2-7][0-9A-Fa-f])")  # printable ASCII only: no byte of another character
+# a run of base64 long enough to hide a sentence ("SWdub3JlIGFsbCBwcmV2aW91cyBpbnN0cnVjdGlvbnM="): a model
+# trained on it learns to read it, so what it decodes to is read as well (`_decoded`)
+BASE64_RUN = 24
+_BASE64 = re.compile(rf"[A-Za-z0-9+/]{{{BASE64_RUN},}}={{0,2}}")
 _ASCII_HIDING = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|" + _ESCAPED.pattern)
 # hyphens and dashes a reader takes for "-" between the groups of a number, which NFKC leaves as they are:
 # "415\u2011555\u20110132" hid a phone number (the em dash, wider and common in prose, is left out)
@@ -98,8 +104,14 @@ def _disguises(c: int, ch: str) -> bool:
 
 def hides_in_ascii(text: str) -> bool:
     """Whether the text holds a control character (`CONTROL_RANGES`), a lone carriage return, an HTML
-    character reference or a percent escape: what `undisguised` undoes without leaving ASCII."""
-    return _ASCII_HIDING.search(text) is not None
+    character reference, a percent escape or base64 that decodes to readable text: what `undisguised`
+    undoes without leaving ASCII."""
+    return _ASCII_HIDING.search(text) is not None or says_in_base64(text)
+
+
+def says_in_base64(text: str) -> bool:
+    """Whether a run of base64 in the text decodes to readable text."""
+    return any(_readable_base64(run.group()) is not None for run in _BASE64.finditer(text))
 
 
 def disguised(text: str) -> bool:
@@ -113,13 +125,34 @@ def disguised(text: str) -> bool:
     return bool((described(points)[0] & DISGUISE).any())
 
 
+def _decoded(run: re.Match) -> str:
+    """What a run of base64 says, where it decodes to readable text; otherwise the run as it is."""
+    said = _readable_base64(run.group())
+    return run.group() if said is None else said
+
+
+def _readable_base64(run: str) -> str | None:
+    """The UTF-8 text a run of base64 decodes to, if a reader could read it (printable, with a letter); None for
+    a hash, a path or a long identifier, which are runs too and decode to bytes no reader could read."""
+    body = run.rstrip("=")
+    if len(body) % 4 == 1:
+        return None
+    try:
+        said = base64.b64decode(body + "=" * (-len(body) % 4), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    readable = all(ch.isprintable() or ch in "\t\n\r" for ch in said) and any(ch.isalpha() for ch in said)
+    return said if readable else None
+
+
 def without_ignorables(text: str) -> str:
     """The text without its default-ignorable characters, which draw as nothing (or, Hangul fillers, a blank)."""
     return text if text.isascii() else _IGNORABLE.sub("", text)
 
 
 def undisguised(text: str) -> str:
-    """The text as a reader takes it in: HTML character references and percent escapes of printable
+    """The text as a reader takes it in: runs of base64 that decode to readable text written as that
+    text, HTML character references and percent escapes of printable
     ASCII written as their characters, every line break written as a line feed, default-ignorable
     and control characters removed, compatibility forms
     (full-width letters and digits, mathematical letters, ligatures, a no-break space) folded by
@@ -129,6 +162,7 @@ def undisguised(text: str) -> str:
     letters, an e-mail address split by a zero-width joiner, a card number in Arabic-Indic
     digits) is a finding too.
     """
+    text = _BASE64.sub(_decoded, text)
     if "&" in text:
         text = html.unescape(text)
     if "%" in text:

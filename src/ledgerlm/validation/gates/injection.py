@@ -8,7 +8,15 @@ from collections.abc import Container, Sequence
 
 import numpy as np
 
-from ledgerlm.validation.code_points import DISGUISE, FOLDING, FOLDS_TO_ASCII, GREEK_CYRILLIC, disguised, undisguised
+from ledgerlm.validation.code_points import (
+    DISGUISE,
+    FOLDING,
+    FOLDS_TO_ASCII,
+    GREEK_CYRILLIC,
+    described,
+    disguised,
+    undisguised,
+)
 from ledgerlm.validation.gates.candidate import FEW, with_undisguised
 from ledgerlm.validation.gates.text_batch import TextBatch
 from ledgerlm.validation.policy import InjectionRule
@@ -81,9 +89,10 @@ _FOREIGN_OVERRIDE_WORDS = [
 _FOREIGN_OVERRIDE = "|".join(pattern for pattern, *_ in _FOREIGN_OVERRIDE_WORDS)
 _FOREIGN_LITERALS = [tuple(dict.fromkeys(w for language in _FOREIGN_OVERRIDE_WORDS for w in language[part]))
                      for part in (1, 2, 3)]
-# The override in scripts the batch's ASCII search cannot see (Russian, Chinese, Japanese), and the
-# words (lower case) one of which it cannot match without; a text holding a Cyrillic or CJK
-# character is searched for those words one by one
+# The override in scripts the batch's ASCII search cannot see (Russian, Chinese, Japanese, Korean, and
+# Turkish, whose words of it hold letters beyond ASCII), and the words (lower case) one of which it
+# cannot match without; a text holding a Cyrillic, CJK, Hangul or Turkish letter is searched for
+# those words one by one
 _SCRIPT_OVERRIDE = re.compile(
     r"(?:\b(?:игнорируй(?:те)?|проигнорируй(?:те)?|игнорировать|забудь(?:те)?|забыть|не обращай(?:те)? внимания на|"
     r"пренебреги|отбрось(?:те)?)\s+(?:вс[её]\s+)?(?:предыдущ\w*|прежн\w*|предшествующ\w*|вышеуказанн\w*|"
@@ -93,13 +102,21 @@ _SCRIPT_OVERRIDE = re.compile(
     r"(?:之前|以前|先前|上面|上述|前面|此前|原来|原來|原先|最初|所有|全部|一切|你的)[^。\n]{0,8}?"
     r"(?:指令|指示|说明|說明|提示|规则|規則|命令|设定|設定|要求)"  # Chinese
     r"|(?:以前|前|上記|これまで|先ほど|すべて|全て)の[^。\n]{0,8}?(?:指示|命令|指令|ルール|プロンプト)[^。\n]{0,6}?"
-    r"(?:無視|忘れ))",  # Japanese
+    r"(?:無視|忘れ)"  # Japanese
+    r"|(?:이전|앞의|앞에서|위의|위에|기존|지금까지|모든|원래)[^.\n]{0,12}?(?:지시|지침|명령|규칙|프롬프트|설정)"
+    r"[^.\n]{0,10}?(?:무시|잊어|잊고|잊으)"  # Korean
+    r"|\b(?:[öo]nceki|yukar[ıi]daki|t[üu]m|b[üu]t[üu]n|eski|verilen)\s+(?:\w+\s+){0,2}?"
+    r"(?:tal[ıi]mat\w*|komut\w*|kural\w*|y[öo]nerge\w*)\s+(?:\w+\s+)?"
+    r"(?:g[öo]rmezden\s+gel\w*|yok\s+say\w*|unut\w*|dikkate\s+alma\w*|bo[şs]\s+ver\w*|[öo]nemseme\w*))",  # Turkish
     re.IGNORECASE)
 _SCRIPT_OVERRIDE_WORDS = ("игнор", "забуд", "забыть", "не обращай", "пренебреги", "отброс", "忽略", "无视", "無視",
-                          "忽视", "忽視", "理会", "理會", "忘记", "忘記", "忘掉", "抛开", "拋開", "跳过", "跳過", "忘れ")
+                          "忽视", "忽視", "理会", "理會", "忘记", "忘記", "忘掉", "抛开", "拋開", "跳过", "跳過", "忘れ",
+                          "무시", "잊", "rmezden", "yok say", "unut", "dikkate alma", "boş ver", "bos ver", "nemseme")
 # code points one of which a text holds if it holds one of those words: Cyrillic letters have the
-# GREEK_CYRILLIC flag; hiragana, katakana and the CJK ideographs are these ranges
-_CJK_RANGES = ((0x3040, 0x30FF), (0x4E00, 0x9FFF))
+# GREEK_CYRILLIC flag; hiragana, katakana, the CJK ideographs and Hangul syllables are these ranges,
+# and a Turkish order holds one of ç, ö, ü, ğ, ı, ş in either case (an ASCII-only one is not read)
+_SCRIPT_RANGES = ((0x3040, 0x30FF), (0x4E00, 0x9FFF), (0xAC00, 0xD7A3),
+                  *((ord(c), ord(c)) for c in "çöüğışÇÖÜĞİŞ"))
 
 # each pattern with the literal words (lower case) one of which it cannot match without,
 # so most texts skip most patterns after a cheap substring test
@@ -262,7 +279,7 @@ def _findings(text: str, answer_text: str, rule: InjectionRule,
         m = pattern.search(text) if may else None
         if m:
             out.append((code, score, f"{code.replace('_', ' ')}: {m.group()[:80]!r}"))
-    may = any(word in lower for word in _SCRIPT_OVERRIDE_WORDS) if possible is None else "script" in possible
+    may = _script_may(text, lower) if possible is None else "script" in possible
     m = _SCRIPT_OVERRIDE.search(text) if may else None
     if m and not any(code == "instruction_override" for code, _, _ in out):
         out.append(("instruction_override", 0.9, f"instruction override: {m.group()[:80]!r}"))
@@ -285,6 +302,18 @@ def _findings(text: str, answer_text: str, rule: InjectionRule,
     if m and not any(code == "template_tokens" for code, _, _ in out):
         out.append(("trigger_token", 0.7, f"special marker token {m.group()!r}"))
     return out if text.isascii() else out + _hidden_findings(text)
+
+
+def _script_may(text: str, lower: str) -> bool:
+    """Whether `_SCRIPT_OVERRIDE` can match: the text holds a letter of its scripts (as the batch's
+    `holding_beyond_ascii` reads them) and one of its words."""
+    if text.isascii():
+        return False
+    points = np.fromiter({ord(ch) for ch in text if not ch.isascii()}, dtype=np.int64)
+    held = (described(points)[0] & GREEK_CYRILLIC) != 0
+    for a, b in _SCRIPT_RANGES:
+        held |= (points >= a) & (points <= b)
+    return bool(held.any()) and any(word in lower for word in _SCRIPT_OVERRIDE_WORDS)
 
 
 def _hidden_findings(text: str) -> list[tuple[str, float, str]]:
@@ -377,7 +406,7 @@ def _findings_many(texts: Sequence[str], answers: Sequence[str], rule: Injection
     # an answer with a character that folds to ASCII is searched as it always was
     answer_instruction |= instructs & answered & ~answer_plain
     script = np.zeros(len(texts), dtype=bool)
-    for i in np.flatnonzero(raw.holding_beyond_ascii(GREEK_CYRILLIC, _CJK_RANGES)).tolist():
+    for i in np.flatnonzero(raw.holding_beyond_ascii(GREEK_CYRILLIC, _SCRIPT_RANGES)).tolist():
         lower = texts[i].lower()
         script[i] = any(word in lower for word in _SCRIPT_OVERRIDE_WORDS)
     table = np.column_stack([*possible, answer_instruction, text_instruction, trigger & bool(tokens), script])

@@ -9,7 +9,7 @@ from functools import cached_property
 
 import numpy as np
 
-from ledgerlm.validation.code_points import described
+from ledgerlm.validation.code_points import BASE64_RUN, described, says_in_base64
 from ledgerlm.validation.compiled import compiled
 
 SEPARATOR = "\0"  # between texts: no word, needle or pattern the gates look for contains it
@@ -86,8 +86,13 @@ class TextBatch:
     def ascii_hiding(self) -> np.ndarray:
         """`code_points.hides_in_ascii` of each text: an ASCII control character other than tab, line
         feed and carriage return (those past ASCII carry `DISGUISE`), a carriage return without a line
-        feed after it, an HTML character reference or a percent escape."""
-        return _hiding(self._bytes, self._byte_starts, self._byte_lengths)
+        feed after it, an HTML character reference, a percent escape or base64 that decodes to readable text
+        (the few texts with a long enough run of base64 letters are decoded one by one)."""
+        found = _hiding(self._bytes, self._byte_starts, self._byte_lengths, BASE64_RUN)
+        hiding = found == 1
+        for i in np.flatnonzero(found == 2).tolist():
+            hiding[i] = says_in_base64(self.texts[i])
+        return hiding
 
     def holding_beyond_ascii(self, flags: int, ranges: Sequence[tuple[int, int]] = ()) -> np.ndarray:
         """Whether each text holds a code point past ASCII with any of `flags` (`code_points.described`)
@@ -191,11 +196,12 @@ def _holding(data, starts, lengths, codes, offsets, sizes, folds, buckets, filed
 
 
 @compiled
-def _hiding(data, starts, lengths):
+def _hiding(data, starts, lengths, base64_run):
     """`TextBatch.ascii_hiding`, one pass over the batch's bytes: each text's bytes are read until one
     is a control character (NUL among them: the texts are cut by their lengths, not by the NUL
-    between them), a lone carriage return, or the "&" or "%" that starts what `code_points._ESCAPED`
-    matches (a reference's digits, hex digits or name run as far as they go, then ";")."""
+    between them), a lone carriage return, the "&" or "%" that starts what `code_points._ESCAPED`
+    matches (a reference's digits, hex digits or name run as far as they go, then ";"): 1. Otherwise 2 where a
+    run of base64 letters reached `base64_run`, else 0."""
 
     def digit(c):
         return 48 <= c <= 57
@@ -206,18 +212,26 @@ def _hiding(data, starts, lengths):
     def letter(c):
         return 65 <= c <= 90 or 97 <= c <= 122
 
-    out = np.zeros(len(starts), dtype=np.bool_)
+    out = np.zeros(len(starts), dtype=np.int8)
     for d in range(len(starts)):
         s, e = starts[d], starts[d] + lengths[d]
+        streak = 0
+        long_run = False
         for k in range(s, e):
             c = data[k]
+            if letter(c) or digit(c) or c == 43 or c == 47:  # base64's "+" and "/"
+                streak += 1
+                if streak == base64_run:
+                    long_run = True
+                continue
+            streak = 0
             if c < 32 or c == 127:
                 if c != 9 and c != 10 and (c != 13 or k + 1 == e or data[k + 1] != 10):
-                    out[d] = True
+                    out[d] = 1
                     break
             elif c == 37:  # "%" and two hex digits, the first 2-7: printable ASCII
                 if k + 2 < e and 50 <= data[k + 1] <= 55 and hex_digit(data[k + 2]):
-                    out[d] = True
+                    out[d] = 1
                     break
             elif c == 38 and k + 1 < e:  # "&"
                 j = k + 1
@@ -231,7 +245,7 @@ def _hiding(data, starts, lengths):
                         j += 1
                     most = 6 if hexadecimal else 7
                     if 1 <= j - run <= most and j < e and data[j] == 59:
-                        out[d] = True
+                        out[d] = 1
                         break
                 elif letter(data[j]):
                     j += 1
@@ -239,6 +253,8 @@ def _hiding(data, starts, lengths):
                     while j < e and (letter(data[j]) or digit(data[j])):
                         j += 1
                     if 1 <= j - run <= 31 and j < e and data[j] == 59:
-                        out[d] = True
+                        out[d] = 1
                         break
+        if out[d] == 0 and long_run:
+            out[d] = 2
     return out
