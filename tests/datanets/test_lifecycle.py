@@ -89,6 +89,23 @@ def test_withdrawn_data_leaves_future_versions(client, qa, alice, bob, carol, tm
     assert len((tmp_path / "v1.jsonl").read_bytes().splitlines()) == 2  # forgotten in old exports too
 
 
+def test_the_uploaded_file_leaves_the_node_once_every_record_it_held_is_withdrawn(client, qa, bob, tmp_path):
+    from sqlalchemy import select
+
+    from ledgerlm.store.schema import contributions
+
+    client.contribute("qa", [write_jsonl(tmp_path / "b.jsonl", _records(2, "b"))], bob)
+    node = client.http.app.state.node
+    ids = [c.id for c in client.contributions("qa")]
+    with node.db.connect() as conn:
+        [blob] = set(conn.execute(select(contributions.c.blob).where(contributions.c.id.in_(ids))).scalars())
+    client.withdraw(ids[0], bob)
+    assert node.blobs.path(blob).exists()  # the other record it holds stays
+    client.withdraw(ids[1], bob)
+    assert not node.blobs.path(blob).exists()  # nothing of the file is left to read
+    assert blob not in node.datanets.referenced_blobs()
+
+
 def test_only_owner_reviews_and_publishes(client, qa, alice, bob, tmp_path):
     client.contribute("qa", [write_jsonl(tmp_path / "b.jsonl", _records(1))], bob)
     cid = client.contributions("qa")[0].id

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 import orjson
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import and_, func, insert, select, update
 
 from ledgerlm.datanets.schemas import (
     DOCUMENTS,
@@ -221,6 +221,13 @@ class Review:
                 conn, contribution_id, "withdrawn", reason="withdrawn by contributor", actor=contributor,
                 action_id=action_id, allowed_from=("pending", "accepted", "rejected"),
             )
+            blob = conn.execute(select(contributions.c.blob).where(contributions.c.id == contribution_id)).scalar()
+            kept = conn.execute(select(contributions.c.id).where(and_(
+                contributions.c.blob == blob, contributions.c.state != "withdrawn")).limit(1)).first()
+        if kept is None:
+            # The uploaded file leaves too once every record it held is withdrawn (its hash stays in the rows); a
+            # crash before this removal leaves it to the next start's orphan collection (`referenced_blobs`).
+            self.blobs.remove(blob)
         return self.contribution(contribution_id, with_payload=False)
 
 

@@ -171,9 +171,10 @@ class Datanets(Access, Ingest, Review, Versions):
         )
 
     def referenced_blobs(self) -> set[str]:
-        """Every blob a row points to: uploaded files and version manifests."""
+        """Every blob a row points to: uploaded files holding a record not withdrawn, and version manifests."""
         with self.db.connect() as conn:
-            files = conn.execute(select(contributions.c.blob).distinct()).scalars()
+            files = conn.execute(select(contributions.c.blob).where(contributions.c.state != "withdrawn")
+                                 .distinct()).scalars()
             manifests = conn.execute(select(versions.c.manifest_blob)).scalars()
             return set(files) | set(manifests)
 
