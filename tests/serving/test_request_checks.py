@@ -97,3 +97,31 @@ def test_more_chat_turns_than_any_context_holds_are_refused_naming_messages(http
     assert response.status_code == 422, response.text
     error = response.json()["error"]
     assert error["field"] == "messages" and str(MAX_MESSAGES) in error["message"], error
+
+
+@pytest.mark.parametrize("path, body, field", [
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Which?"}], "stop": 5}, "stop"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": 5}]}, "content"),
+    ("/v1/completions", {"prompt": [1, 2, 3]}, "prompt"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Which?"}], "max_tokens": True}, "max_tokens"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Which?"}], "max_tokens": "5"}, "max_tokens"),
+    ("/v1/completions", {"prompt": "Which?", "suffix": " the end."}, "suffix"),
+    ("/v1/completions", {"prompt": "Which?", "best_of": 3}, "best_of"),
+])
+def test_a_bad_field_is_named_itself_not_the_type_it_failed_as(http, path, body, field):
+    response = http.post(path, json={"model": "facts-a", **body})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["field"] == field, response.json()
+
+
+@pytest.mark.parametrize("part", [{"type": "text", "text": None}, {"type": "text", "text": {"a": 1}}])
+def test_a_text_part_that_is_not_text_is_refused(http, part):
+    response = http.post("/v1/chat/completions", json={
+        "model": "facts-a", "messages": [{"role": "user", "content": [part]}], "max_tokens": 4})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["field"] == "messages" and "must be a string" in response.json()["error"]["message"]
+
+
+def test_a_body_that_is_not_an_object_names_the_body(http):
+    response = http.post("/v1/chat/completions", content=b"[1, 2]", headers={"content-type": "application/json"})
+    assert response.status_code == 422 and response.json()["error"]["field"] == "body", response.text

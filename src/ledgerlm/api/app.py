@@ -63,7 +63,7 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
     async def invalid_request(request: Request, exc: RequestValidationError):
         first = exc.errors()[0]
         location = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body",))
-        field = str(first["loc"][-1]) if first.get("loc") else None
+        field = _field_of(first.get("loc", ()))
         message = f"{location or 'request'}: {first.get('msg', 'invalid')}"
         if is_page(request):
             return render_error(request, 422, message, field)
@@ -155,3 +155,20 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
     app.include_router(providers.router)
     mount_dashboard(app)
     return app
+
+
+# what pydantic appends to a location for the member of a union it tried ("stop": 5 fails as "str" and as
+# "list[str]"): a type, not a field
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "bytes", "list", "dict", "none", "tuple", "set"})
+_PLACES = frozenset({"body", "query", "path", "header", "cookie"})
+
+
+def _field_of(loc) -> str | None:
+    """The field a validation error names: the last name in its location that is neither a list index nor a
+    union member's type; the body itself when there is none (a body that is not a JSON object)."""
+    if not loc:
+        return None
+    for part in reversed(loc):
+        if isinstance(part, str) and part not in _PLACES and part not in _TYPE_TAGS and "[" not in part:
+            return part
+    return str(loc[0]) if loc[0] in _PLACES else None

@@ -144,13 +144,14 @@ class PromptTokens:
         """Refuse text that cannot fit the context before tokenizing it (`context.check_text_fits`)."""
         check_text_fits(self.tokenizer, self.context, texts, field, messages=field == "messages")
 
-    def check_prompt(self, prompt_ids: list[int]) -> None:
+    def check_prompt(self, prompt_ids: list[int], field: str = "messages") -> None:
+        """Refuse an empty prompt, or one that leaves no room in the context; `field` names it (chat: `messages`)."""
         if not prompt_ids:
-            raise ServingError("the prompt is empty", field="prompt")
+            raise ServingError("the prompt is empty", field=field)
         if len(prompt_ids) >= self.context:
             raise ServingError(
                 f"the prompt is {len(prompt_ids)} tokens; this model's context is {self.context} tokens "
-                f"(prompt and completion together)", field="messages")
+                f"(prompt and completion together)", field=field)
 
 
 class Engine(PromptTokens):

@@ -23,7 +23,10 @@ class ChatMessage(BaseModel):
             for part in self.content:
                 if part.get("type") != "text":
                     raise ValueError(f"content parts of type {part.get('type')!r} are not supported; send text")
-                parts.append(str(part.get("text", "")))
+                text = part.get("text", "")
+                if not isinstance(text, str):
+                    raise ValueError(f"a text part's text must be a string, got {type(text).__name__}")
+                parts.append(text)
             return "".join(parts)
         return self.content or ""
 
@@ -34,11 +37,12 @@ class _Sampling(BaseModel):
     model: str
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    n: int = 1
+    # strict: `true` or "5" is not a count (pydantic would read them as 1 and 5)
+    n: int = Field(default=1, strict=True)
     stream: bool = False
     stop: str | list[str] | None = None
-    seed: int | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
+    seed: int | None = Field(default=None, strict=True)
+    max_tokens: int | None = Field(default=None, ge=1, strict=True)
 
     # Constraints on the answer this node cannot honour: refused, never silently dropped.
     tools: list[Any] | None = None
@@ -98,7 +102,7 @@ MAX_MESSAGES = 8192
 
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1, strict=True)
 
     def plain_messages(self) -> list[dict]:
         """The conversation as the engine renders it and attribution reads it; one attribution could not read (it
@@ -117,6 +121,22 @@ class CompletionRequest(_Sampling):
     prompt: str | list[str]
     echo: bool = False
     logprobs: int | None = None
+    suffix: str | None = None
+    best_of: int | None = None
+
+    @field_validator("suffix")
+    @classmethod
+    def _no_suffix(cls, value):
+        if value:
+            raise ValueError("suffix (text after the completion) is not supported; leave it out")
+        return value
+
+    @field_validator("best_of")
+    @classmethod
+    def _one_of_one(cls, value):
+        if value not in (None, 1):
+            raise ValueError("only best_of=1 is supported")
+        return value
 
     @field_validator("prompt")
     @classmethod

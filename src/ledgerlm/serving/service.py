@@ -144,10 +144,11 @@ class Serving:
                 return self._replay(claim, served, key, request, deliver)
         try:
             engine = self.engine
+            field = "messages" if messages is not None else "prompt"
             engine.check_prompt_text([m["content"] for m in messages] if messages is not None else [prompt or ""],
-                                     "messages" if messages is not None else "prompt")
+                                     field)
             ids = engine.chat_ids(messages) if messages is not None else engine.prompt_ids(prompt or "")
-            engine.check_prompt(ids)
+            engine.check_prompt(ids, field)
             room = engine.context - len(ids)
             wanted = max_tokens or (self.settings.default_max_tokens if messages is not None else 16)
             params = SamplingParams(max_tokens=min(wanted, room),
