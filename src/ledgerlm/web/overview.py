@@ -17,5 +17,7 @@ def overview(node) -> dict:
         head = node.chain.head()
     except LedgerError:  # a remote chain that is down: the page still shows what the node holds
         head = None
+    # the models anyone may see: an unpublished model of a private Datanet is not even counted
+    models = [m for m in (node.factory.shown_to(r, None) for r in node.factory.list()) if m is not None]
     return {"datanets": datanets[:5], "datanet_count": len(datanets), "contribution_counts": counts,
-            "models": node.factory.list(), "epochs": list_epochs(node.db)[-3:], "head": head, "info": node.info()}
+            "models": models, "epochs": list_epochs(node.db)[-3:], "head": head, "info": node.info()}
