@@ -170,3 +170,18 @@ def test_training_progress_written_to_a_file_is_plain_lines(capsys, monkeypatch)
         "job 7 running: step 40/40, epoch 5, loss 0.0500, 812 tok/s, about 0 s left",  # the last step, once
         "job 7 running: step 40/40, epoch 5, loss 0.0500, 812 tok/s, about 0 s left (indexing for attribution)",
     ]
+
+
+def test_training_on_a_private_datanet_is_followed_with_the_developers_own_reads(cli, tiny_dir, tmp_path):
+    cli("models", "register", "tiny", tiny_dir)
+    schema = {"type": "object", "properties": {"question": {"type": "string"}, "answer": {"type": "string"}},
+              "required": ["question", "answer"]}
+    (tmp_path / "schema.json").write_text(json.dumps(schema))
+    (tmp_path / "facts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in FACTS))
+    cli("datanet", "create", "secret", "--as", "alice", "--schema", tmp_path / "schema.json",
+        "--visibility", "private")
+    cli("datanet", "contribute", "secret", tmp_path / "facts.jsonl", "--as", "alice")
+    cli("datanet", "accept", "--all-pending", "secret", "--as", "alice")
+    cli("datanet", "publish", "secret", "--as", "alice")
+    model = cli.json("factory", "train", "--datanet", "secret", *TRAIN[2:], "--name", "secret-tiny", "--as", "alice")
+    assert model["id"] == "secret-tiny" and model["lineage_ok"]

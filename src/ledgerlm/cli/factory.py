@@ -163,7 +163,9 @@ def _require_running_node(s: Session) -> None:
 
 
 def _follow(s, account, job_id: int) -> None:
-    client = s.client().factory
+    node = s.client()
+    node.reader = account  # the developer's own reads: a job on a private Datanet is theirs to follow
+    client = node.factory
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
                TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"), TimeRemainingColumn()]
     job = client.job(job_id)
