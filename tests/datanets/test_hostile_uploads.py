@@ -61,6 +61,14 @@ def test_an_ordinary_docx_still_reads(client, docs, bob, tmp_path):
     assert client.contribution(receipt.first_contribution_id).payload.startswith("first paragraph")
 
 
+def test_a_file_name_with_a_quote_uploads_as_signed(client, qa, bob, tmp_path):
+    from .conftest import write_jsonl
+
+    path = write_jsonl(tmp_path / 'the "best" facts.jsonl', [{"question": "q?", "answer": "a."}])
+    receipt = client.contribute("qa", [path], bob)  # sent as %22 in the form, as browsers and httpx write it
+    assert client.contribution(receipt.first_contribution_id).source.startswith('the "best" facts.jsonl')
+
+
 def test_duplicate_keys_are_refused_with_the_line(http, home, qa, bob):
     body = GOOD + b'{"question": "q2", "answer": "a", "answer": "b"}\n'
     before = stored(home)
