@@ -68,6 +68,7 @@ def _cases(home: Path, never: Path) -> list[tuple[list[str], str, dict]]:
         (["unstake", "5", "--as", "alice"], "InsufficientStake(available=0, requested=5000000000000000000)", {}),
         (["withdraw", "--as", "alice"], "NothingToWithdraw()", {}),
         (["chain", "revoke-slash", "99", "--as", "alice"], "neededRole=DEFAULT_ADMIN_ROLE", {}),
+        (["chain", "release-limit", "5", "--as", "alice"], "neededRole=DEFAULT_ADMIN_ROLE", {}),
         (["transfer", NOT_CHECKSUMMED, "1", "--as", "alice"], "ERC20InsufficientBalance(sender=0x", {}),
         (["validate", "policy", "missing"], "no Datanet named 'missing'", {}),
         (["validate", "open", "missing", "--as", "alice"], "no Datanet named 'missing'", {}),

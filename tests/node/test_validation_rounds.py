@@ -388,3 +388,21 @@ def test_a_validator_is_never_assigned_their_own_contribution(client, alice, bob
     assignments = {int(c): vs for c, vs in opened["assignments"].items()}
     assert own and all(mine.address not in assignments[c] and len(assignments[c]) == 2 for c in own)
     assert all(mine.address in vs for c, vs in assignments.items() if c not in own)  # three validators, k = 3
+
+
+def test_a_round_whose_only_validator_is_the_contributor_is_refused_and_stores_no_round(client, alice, bob, tmp_path):
+    client.chain.faucet(bob.address, eth_wei=UNIT, tokens=20 * UNIT)
+    client.chain.stake(bob, "validator", 10 * UNIT)  # the only staked validator contributes everything
+    client.create_datanet(DatanetSpec(name="ferries", schema=QA_SCHEMA), alice)
+    client.contribute("ferries", [write_jsonl(tmp_path / "f.jsonl", CLEAN[:2])], bob)
+    with pytest.raises(LedgerError, match="nobody scores their own data") as refused:
+        client.validation.open_round(alice, "ferries")
+    assert refused.value.status == 409 and refused.value.field == "validators"
+    from sqlalchemy import func, select
+
+    from ledgerlm.store.schema import round_assignments, validation_rounds
+
+    with client.http.app.state.node.db.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(validation_rounds)).scalar() == 0
+        assert conn.execute(select(func.count()).select_from(round_assignments)).scalar() == 0
+    assert [c.state for c in client.contributions("ferries")] == ["pending", "pending"]

@@ -19,7 +19,7 @@ import pytest
 from eth_account import Account
 from sqlalchemy import delete, func, insert, select
 
-from ledgerlm.chain import SpendingAllowance
+from ledgerlm.chain import PendingAmount, SpendingAllowance
 from ledgerlm.datanets import DatanetSpec, FileEntry, IncomingFile, manifest_hash
 from ledgerlm.economy import open_epoch
 from ledgerlm.errors import LedgerError
@@ -144,6 +144,9 @@ class FixedEscrow:
 
     def balance_of(self, consumer: str) -> int:
         return self.balance
+
+    def pending_withdrawal(self, consumer: str) -> PendingAmount:
+        return PendingAmount(0, 0)
 
 
 def _consumer_key(node, consumer: str, cap: int) -> ApiKey:

@@ -9,6 +9,7 @@ import time
 
 import httpx
 import pytest
+from eth_account import Account
 from eth_account.messages import _hash_eip191_message, encode_typed_data
 from eth_utils import keccak
 
@@ -115,17 +116,26 @@ def test_upload_a_file_see_it_gated_voted_on_published_and_verify_the_root(tab, 
     page.get_by_role("button", name="Sign and upload").click()
     page.wait_for_selector("#contributions tbody tr >> nth=1")
     assert last_signed(web_world, "Contribute")["message"]["datanet"] == "uploads"
+    # another contributor's record, for the wallet to validate: nobody scores their own
+    other = Account.from_key(b"\x0c" * 32)
+    api.contribute("uploads", [write_jsonl(tmp_path / "other.jsonl", [
+        {"question": "Which bridge is the oldest?", "answer": "The stone bridge is the oldest."}])], other)
 
     # The owner runs the gates, which reject the record with an e-mail address, and opens a round.
+    page = tab.open("/web/datanets/uploads")
     page.get_by_role("button", name="Run gates and open a validator round").click()
     page.wait_for_function("() => document.querySelector('#contributions') &&"
                            " document.querySelector('#contributions').innerText.includes('round')")
     rows = page.locator("#contributions tbody tr")
-    assert "personal_data/email" in rows.nth(1).inner_text() and "rejected" in rows.nth(1).inner_text()
-    assert "pending" in rows.nth(0).inner_text()
-    round_id = int(re.search(r"round (\d+)", rows.nth(0).inner_text()).group(1))
+    emailed = rows.filter(has_text="batch.jsonl line 2").inner_text()
+    assert "personal_data/email" in emailed and "rejected" in emailed
+    own = rows.filter(has_text="batch.jsonl line 1").inner_text()
+    assert "pending" in own and "round" not in own  # the wallet's own record waits for a validator not its own
+    theirs = rows.filter(has_text="other.jsonl").inner_text()
+    assert "pending" in theirs
+    round_id = int(re.search(r"round (\d+)", theirs).group(1))
 
-    # The wallet is also the only staked validator: it commits a score, then reveals it, then tallies.
+    # The wallet is the only other staked validator: it commits a score, then reveals it, then tallies.
     validation = web_world.app.state.node.validation
     view = validation.round(round_id)
     try:
@@ -149,8 +159,8 @@ def test_upload_a_file_see_it_gated_voted_on_published_and_verify_the_root(tab, 
         validation.clock = time.time
 
     page = tab.open("/web/datanets/uploads")
-    first = page.locator("#contributions tbody tr").nth(0).inner_text()
-    assert "accepted" in first and "consensus 90" in first
+    theirs = page.locator("#contributions tbody tr").filter(has_text="other.jsonl").inner_text()
+    assert "accepted" in theirs and "consensus 90" in theirs
     page.get_by_role("button", name="Publish a version").click()
     verify = page.get_by_role("button", name="Verify this root")
     verify.wait_for()

@@ -289,11 +289,14 @@ class ValidationRounds:
             seed = "0x" + keccak(bytes.fromhex(self.seed_source().removeprefix("0x")) + round_id.to_bytes(32, "big")).hex()
             assignments = assign_validators(queue, stakes, min(s.validators_per_contribution, len(stakes)), seed,
                                             contributors=contributor_of)
+            rows = [{"round_id": round_id, "contribution_id": cid, "validator": v}
+                    for cid, validators in assignments.items() for v in validators]
+            if not rows:  # a contribution whose contributor is its only staked validator waits for another one
+                raise ValidationError("no pending contribution has a staked validator other than its own "
+                                      "contributor: nobody scores their own data, so another validator must stake "
+                                      "first (`ledgerlm stake`)", field="validators", status=409)
             conn.execute(update(validation_rounds).where(validation_rounds.c.id == round_id).values(seed=seed))
-            conn.execute(insert(round_assignments), [
-                {"round_id": round_id, "contribution_id": cid, "validator": v}
-                for cid, validators in assignments.items() for v in validators
-            ])
+            conn.execute(insert(round_assignments), rows)
         view = self.round(round_id)
         view.gated = gated
         return view
