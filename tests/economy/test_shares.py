@@ -280,6 +280,20 @@ def test_a_private_datanets_shares_are_read_only_by_its_owner_and_members(client
     assert [a["asset"] for a in member.shares.list()] == ["vault"]
     assert owner.shares.holders("datanet:vault")["supply"] == issued["supply"]
 
+    # Nor does the epoch's public payout file: the shares pool of the private Datanet by its amount only.
+    node = client.http.app.state.node
+    fund_consumer(node, key("consumer"), 100 * UNIT, 100 * UNIT)
+    write_receipt(node, key("consumer").address, 10 * UNIT, key("developer").address, datanet="vault")
+    number = node.economy.close()["epoch"]
+    shown = client.http.get(f"/economy/epochs/{number}/payouts").json()
+    vault = [p for p in shown["pools"] if p.get("datanet") == "vault"]
+    assert vault and all(p["withheld"] and p["split"] == {} for p in vault) and bob.address not in str(shown["pools"])
+    whole = owner._request("GET", f"/economy/epochs/{number}/payouts")
+    assert bob.address in str(whole["pools"])
+    funding = node.contracts.distributor.epoch(node.economy.chain_epoch(number))
+    receipts = published_files(node.db, number, node.contracts)["receipts"]
+    assert verify_epoch(shown, receipts, funding) == [] and verify_epoch(whole, receipts, funding) == []
+
 
 def test_an_infinite_valuation_score_is_no_weight(client, world, bob, carol):
     from ledgerlm.economy.pools import valuation_weights

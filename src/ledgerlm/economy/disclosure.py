@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-# Pools split among the people of one Datanet: its contributors by data valuation, its validators by agreement.
-# For a private Datanet the split names its members and how their data was valued, which only they may read.
-_MEMBERS_POOLS = ("data_pool", "validators")
-
 
 def datanets_named(payout_file: dict) -> set[str]:
     """Every Datanet the payout file names in a pool or a payout's sources."""
@@ -23,13 +19,14 @@ def hidden_from(names: set[str], may_read: Callable[[str], bool]) -> set[str]:
 
 
 def payout_file_for(payout_file: dict, hidden: set[str]) -> dict:
-    """The payout file with each pool of a Datanet in `hidden` shown by its amount only (`withheld`: its split
-    names that Datanet's members) and that Datanet left out of every payout's sources. Every leaf and amount stays,
-    so the root and the totals still check (`verify_epoch` checks the withheld pools' sum)."""
+    """The payout file with each pool of a Datanet in `hidden` shown by its amount only (`withheld`): its data,
+    validator and shares pools without their split, which names the Datanet's members, holders and how their data
+    was valued, and a contributor's share redirected to its data pool without the contributor. That Datanet is
+    left out of every payout's sources. Every leaf and amount stays, so the root and the totals still check
+    (`verify_epoch` checks what is withheld by its sum)."""
     if not hidden:
         return payout_file
-    pools = [{**p, "split": {}, "withheld": True} if p["kind"] in _MEMBERS_POOLS and p.get("datanet") in hidden else p
-             for p in payout_file.get("pools", [])]
+    pools = [_withheld(p) if p.get("datanet") in hidden else p for p in payout_file.get("pools", [])]
     payouts = [{**p, "sources": _sources_for(p.get("sources"), hidden)} for p in payout_file.get("payouts", [])]
     return {**payout_file, "pools": pools, "payouts": payouts}
 
@@ -43,6 +40,12 @@ def earnings_for(owed: dict, hidden: set[str]) -> dict:
 
 def earnings_datanets(owed: dict) -> set[str]:
     return {d for e in owed["epochs"] for d in (e.get("sources") or {}).get("datanets", [])}
+
+
+def _withheld(pool: dict) -> dict:
+    if pool["kind"] == "redirected":
+        return {k: v for k, v in pool.items() if k not in ("account", "receipt")} | {"withheld": True}
+    return {**pool, "split": {}, "withheld": True}
 
 
 def _sources_for(sources: dict | None, hidden: set[str]) -> dict | None:
