@@ -296,7 +296,7 @@ class Node:
             datanets_per_owner_per_hour=config.datanets_per_owner_per_hour,
             versions_per_hour=config.versions_per_hour, versions_per_owner_per_hour=config.versions_per_owner_per_hour,
         )
-        blobs.collect_orphans(datanets.referenced_blobs())
+        blobs.collect_orphans(datanets.referenced_blobs() | _kept_checkpoints(db))
         node = cls(home, config, db, blobs, account, datanets)
         datanets.actor_guard = lambda *action: node.agent_policies.check(*action)  # agents load on first use
         if home.deployment_path.exists():
@@ -625,7 +625,8 @@ class Node:
                              payments=self.access if self.on_chain else None, stake_of=stake_of,
                              slash=slash if self.on_chain else None,
                              slashable=slashable if self.on_chain else None,
-                             slash_cap_bps=self.contracts.staking.slash_cap_bps if self.on_chain else None)
+                             slash_cap_bps=self.contracts.staking.slash_cap_bps if self.on_chain else None,
+                             pick_secret=keccak(bytes(self.account.key) + b"ledgerlm spot-check picks"))
 
     def _pay_access(self, payment, **licence) -> dict:
         if not self.on_chain:
@@ -858,3 +859,15 @@ class Node:
             closer()
         self.closers.clear()
         self.db.close()
+
+
+def _kept_checkpoints(db: Database) -> set[str]:
+    """The checkpoints of reported training jobs: the spot-check's evidence, kept in the blob store for good."""
+    from sqlalchemy import and_, select
+
+    from ledgerlm.store.schema import compute_jobs
+
+    with db.connect() as conn:
+        results = conn.execute(select(compute_jobs.c.result).where(and_(
+            compute_jobs.c.kind == "train", compute_jobs.c.result.is_not(None)))).scalars()
+        return {sha for result in results for sha in (result or {}).get("checkpoints", [])}

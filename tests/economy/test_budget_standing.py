@@ -56,3 +56,26 @@ def test_a_withdrawal_asked_for_is_not_spendable(node):
     with pytest.raises(PaymentRequiredError, match="being withdrawn"):
         budget.reserve(account, 5 * UNIT, "a call")
     budget.release(budget.reserve(account, 4 * UNIT, "a call"))
+
+
+def test_a_compute_jobs_payment_on_its_way_to_the_chain_is_not_spendable(node):
+    from sqlalchemy import insert
+
+    from ledgerlm.store.schema import compute_jobs, compute_offers, signed_actions
+
+    alice = key("alice")
+    fund_consumer(node, alice, 10 * UNIT, 100 * UNIT)
+    budget, account = Budget(node.db, node.account.address, node.contracts.escrow), SimpleNamespace(consumer=alice.address)
+    with node.db.begin() as conn:  # a job accepted and paid for, its escrow debit not landed yet
+        action = conn.execute(insert(signed_actions).values(
+            action="AcceptOffer", signer=alice.address, nonce="1", deadline=0, chain_id=1337, message={},
+            signature="0x", created_at=0)).inserted_primary_key[0]
+        offer = conn.execute(insert(compute_offers).values(
+            provider=DEV.address, kind="serve", hardware="cpu", price=str(6 * UNIT), base_model="tiny", state="open",
+            action_id=action, created_at=0)).inserted_primary_key[0]
+        conn.execute(insert(compute_jobs).values(
+            offer_id=offer, provider=DEV.address, requester=alice.address, kind="serve", spec={}, spec_hash="0x",
+            amount=str(6 * UNIT), epoch=1, payment_state="pending", state="accepted", action_id=action,
+            created_at=0))
+    standing = budget.remaining(account)
+    assert standing["access"] == str(6 * UNIT) and standing["remaining"] == str(4 * UNIT)

@@ -4,6 +4,9 @@ slashes (once, capped, for an outcome recorded on chain) a provider caught retur
 
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 
 from ledgerlm.chain import StakeRole
@@ -105,6 +108,14 @@ def test_honest_job_is_paid_and_tampered_adapter_is_slashed_once_and_refunded(cl
     assert _bob_balance(node, bob) == STAKE
     for sha in result["checkpoints"]:  # the delivered adapter and its history are kept, content-addressed
         assert node.blobs.exists(sha)
+    # and a start's collection of orphan blobs keeps them once they are old: they are the spot-check's evidence
+    from ledgerlm.node import _kept_checkpoints
+
+    old = time.time() - 24 * 3600
+    for sha in result["checkpoints"]:
+        os.utime(node.blobs.path(sha), (old, old))
+    node.blobs.collect_orphans(node.datanets.referenced_blobs() | _kept_checkpoints(node.db))
+    assert all(node.blobs.exists(sha) for sha in result["checkpoints"])
     # the requester's data and the result are theirs and the provider's; others see the verdict and its hash
     seen = _read_as(client, f"/providers/jobs/{honest['id']}")
     assert seen["spec"] is None and seen["result"] is None and seen["spot_check"]["passed"] is True
@@ -278,8 +289,17 @@ def test_result_with_unknown_keys_or_non_finite_numbers_is_refused(client, marke
         refused = report(job["id"], bad)
         assert refused.status_code == 400 and refused.json()["error"]["field"] == "result", refused.text
     encoded = {sha: __import__("base64").b64encode(data).decode() for sha, data in files.items()}
-    for bad in ({**trained, "losses": [float("nan")] * SPEC["steps"]}, {**trained, "extra": [float("-inf")]}):
+    for bad in ({**trained, "losses": [float("nan")] * SPEC["steps"]}, {**trained, "extra": [float("-inf")]},
+                {**trained, "losses": [2**70] * SPEC["steps"]}):  # past 64 bits: could not be hashed as evidence
         refused = report(train["id"], bad, encoded)
         assert refused.status_code == 400 and refused.json()["error"]["field"] == "result", refused.text
     assert node.providers.job(job["id"]).state == "accepted" and node.providers.job(train["id"]).state == "accepted"
     assert client.providers.report(bob, job["id"], answers, {})["state"] == "verified"
+
+
+def test_every_report_of_a_job_is_checked_at_the_same_pick(market):
+    """A report refused part-way cannot draw another step to be checked: the pick is the job's, not the report's."""
+    node, _ = market
+    picks = {node.providers._pick(7, 12) for _ in range(5)}
+    assert len(picks) == 1 and 0 <= picks.pop() < 12
+    assert len({node.providers._pick(job, 1000) for job in range(50)}) > 25  # and it differs from job to job

@@ -6,10 +6,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -51,6 +52,10 @@ class ComputeMarket:
     # bond's slash window is spent); None off chain, where no offer can be backed.
     slashable: Callable[[str], int] | None = None
     slash_cap_bps: Callable[[], int] | None = None  # Staking's per-round cap, to say how much stake a price needs
+    # Keys the step (or prompt) a job's spot-check recomputes: one pick per job, whatever is reported and however
+    # often, so a report refused or failed part-way cannot draw another one; secret, so none can be foreseen (the
+    # node derives it from its key, so a restart keeps it).
+    pick_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
 
     # ------------------------------------------------------------------ offers
 
@@ -248,10 +253,10 @@ class ComputeMarket:
         if job.kind == "train":
             check_training_result(spec, result)
             checkpoints = self._store_checkpoints(result["checkpoints"], files)
-            check = spot_check_training(base, spec, result, checkpoints.__getitem__, 1 + secrets.randbelow(spec.steps))
+            check = spot_check_training(base, spec, result, checkpoints.__getitem__, 1 + self._pick(job_id, spec.steps))
         else:
             check_serving_result(spec, result)
-            check = spot_check_serving(base, spec, result, secrets.randbelow(len(spec.prompts)))
+            check = spot_check_serving(base, spec, result, self._pick(job_id, len(spec.prompts)))
         # Under the closer's lock: a close either pays this job by its verdict or refunded it before we got here.
         with self.payments.paying():
             self._require_open(self.job(job_id))
@@ -266,6 +271,11 @@ class ComputeMarket:
         if not check.passed:
             self.execute_slash(job_id)
         return self.job(job_id)
+
+    def _pick(self, job_id: int, choices: int) -> int:
+        """The job's spot-check pick in [0, choices): the same for every report of the job (`pick_secret`)."""
+        digest = hmac.new(self.pick_secret, f"spot-check:{job_id}".encode(), hashlib.sha256).digest()
+        return int.from_bytes(digest, "big") % choices
 
     def _require_open(self, job: Job) -> None:
         if job.payment_state != "paid":

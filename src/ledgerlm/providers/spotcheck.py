@@ -35,6 +35,10 @@ def _require_shape(result: dict, keys: set[str], what: str) -> None:
         if isinstance(value, float) and not math.isfinite(value):
             raise ProviderError(f"the result holds a non-finite number ({value}); report finite numbers only",
                                 field="result")
+        # a wider integer cannot be hashed as JSON: the check would fail after its pick, drawing again on a resend
+        if isinstance(value, int) and not -2**63 <= value < 2**63:
+            raise ProviderError(f"the result holds an integer outside 64 bits ({value}); report losses as numbers "
+                                "and token ids as the tokenizer's", field="result")
         if isinstance(value, dict):
             stack.extend(value.values())
         elif isinstance(value, list):

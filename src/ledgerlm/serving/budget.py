@@ -2,9 +2,9 @@
 
 The authority is the standing spending cap the consumer gave this node, as the escrow holds it
 (`apikey create` signs one; the consumer may lower or revoke it on chain, and that counts at once).
-Remaining = the smaller of (what the cap has left in its period − fees not debited yet − access
-payments not on chain yet) and (the escrow balance − a withdrawal asked for − fees not debited yet); fees
-not debited yet include a planned close's debits until they land on chain. Each admitted call
+Remaining = the smaller of (what the cap has left in its period − fees not debited yet − access and compute
+payments not on chain yet) and (the escrow balance − a withdrawal asked for − fees not debited yet − those
+payments); fees not debited yet include a planned close's debits until they land on chain. Each admitted call
 reserves its worst case (prompt tokens + max_tokens at the model's price) until its receipt is
 written, so concurrent calls on one account can never spend more than either bound.
 """
@@ -23,7 +23,7 @@ from ledgerlm.economy import held_by, lock_consumer, open_epoch, owed_by
 from ledgerlm.serving.errors import ApiKeyError, PaymentRequiredError
 from ledgerlm.serving.keys import ApiKey
 from ledgerlm.store import Database
-from ledgerlm.store.schema import access_payments, spend_holds
+from ledgerlm.store.schema import access_payments, compute_jobs, spend_holds
 from ledgerlm.units import format_amount
 
 # A hold a crashed node never released stops counting after this long; no call runs anywhere near it.
@@ -53,9 +53,12 @@ class Budget:
         epoch = open_epoch(conn)
         # fees not debited yet, those of a planned close among them, and what a close could not charge
         unsettled = owed_by(conn, consumer)
-        # paid access to private Datanets is debited from the same cap; once on chain it is in `spent`
+        # paid access to private Datanets and paid compute jobs are debited from the same cap and escrow at once;
+        # on chain they are in `spent` and out of the balance, and until then they are counted here
         access = sum(int(a) for a in conn.execute(select(access_payments.c.amount).where(and_(
             access_payments.c.developer == consumer, access_payments.c.state == "pending"))).scalars())
+        access += sum(int(a) for a in conn.execute(select(compute_jobs.c.amount).where(and_(
+            compute_jobs.c.requester == consumer, compute_jobs.c.payment_state == "pending"))).scalars())
         reserved = held_by(conn, consumer, now)
         if self.escrow is not None:  # the cap in force: the consumer may have lowered or revoked it on chain
             allowance = self.escrow.spending_cap(consumer, self.settler)
@@ -65,7 +68,7 @@ class Budget:
             cap, spent, ends_at = allowance.cap, allowance.spent, allowance.period_ends_at
         else:
             cap = spent = balance = withdrawing = ends_at = 0
-        left = max(0, min(cap - spent - unsettled - access, balance - withdrawing - unsettled) - reserved)
+        left = max(0, min(cap - spent - unsettled - access, balance - withdrawing - unsettled - access) - reserved)
         return {"consumer": consumer, "epoch": epoch, "cap": str(cap), "period_ends_at": ends_at,
                 "spent": str(spent), "access": str(access), "escrow_balance": str(balance),
                 "withdrawing": str(withdrawing), "unsettled": str(unsettled),
