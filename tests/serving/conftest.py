@@ -174,9 +174,11 @@ def ask(url: str, key: str, model: str, idempotency: str | None = None, **extra)
                       timeout=120)
 
 
-def tiny_node(name: str, answers: dict[str, int], warm: tuple[str, ...] = ()):
-    """A stand-in serving node on loopback: its status says what it has warm, and each model gets the status
-    `answers` names (200 for an answer); `hits` counts the completions it received."""
+def tiny_node(name: str, answers: dict[str, int], warm: tuple[str, ...] = (), chain_id: int = 1,
+              status: dict | None = None):
+    """A stand-in serving node on loopback: its status says what it has warm (or is `status` as given), it signs
+    for chain `chain_id`, and each model gets the status `answers` names (200 for an answer); `hits` counts the
+    completions it received."""
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse
 
@@ -184,8 +186,10 @@ def tiny_node(name: str, answers: dict[str, int], warm: tuple[str, ...] = ()):
     app.state.hits = []
 
     @app.get("/serving/status")
-    def status():
-        return {"signing_domain": {"name": "ledgerlm", "chainId": 1}, "instance": name, "base_model": "tiny",
+    def node_status():
+        if status is not None:
+            return status
+        return {"signing_domain": {"name": "ledgerlm", "chainId": chain_id}, "instance": name, "base_model": "tiny",
                 "engine_loaded": True, "warm": {"device": list(warm), "host": []}, "in_flight": 0}
 
     @app.post("/v1/chat/completions")

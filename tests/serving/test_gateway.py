@@ -231,3 +231,43 @@ def test_a_node_answering_5xx_fails_over_and_a_4xx_is_the_clients():
     assert nodes[ailing_url]["failures"] == 2 and nodes[ailing_url]["routed"] == 2
     assert nodes[healthy_url]["failures"] == 0 and nodes[healthy_url]["routed"] == 2
     assert status["failovers"] == 2
+
+
+def test_a_node_whose_status_is_malformed_is_left_out_and_the_others_are_still_checked():
+    odd = tiny_node("odd", {}, status={"signing_domain": {"name": "ledgerlm", "chainId": 1}, "in_flight": "n/a",
+                                       "warm": ["x"]})
+    healthy = tiny_node("healthy", {})
+    with served(None, app=odd) as odd_url, served(None, app=healthy) as healthy_url:
+        settings = GatewaySettings((odd_url, healthy_url), health_interval=0.3)
+        with served(None, app=create_gateway_app(settings)) as gateway:  # it starts all the same
+            first = {n["url"]: n for n in httpx.get(f"{gateway}/gateway/status", timeout=10).json()["nodes"]}
+            time.sleep(1.0)
+            later = {n["url"]: n for n in httpx.get(f"{gateway}/gateway/status", timeout=10).json()["nodes"]}
+            assert ask(gateway, "key", "m").headers["X-Ledgerlm-Node"] == healthy_url
+    assert not later[odd_url]["up"] and "status check failed" in later[odd_url]["error"]
+    assert later[healthy_url]["up"] and later[healthy_url]["checked_at"] > first[healthy_url]["checked_at"]
+
+
+def test_a_node_of_another_deployment_never_gets_a_call_or_a_key():
+    # the stray node has the model warm and the real ones refuse it: the call fails rather than go astray
+    stray = tiny_node("stray", {}, warm=("m",), chain_id=99)
+    real = [tiny_node(f"real-{i}", {"m": 503}) for i in range(2)]
+    with served(None, app=stray) as stray_url, served(None, app=real[0]) as a, served(None, app=real[1]) as b:
+        settings = GatewaySettings((stray_url, a, b), health_interval=60)
+        with served(None, app=create_gateway_app(settings)) as gateway:
+            response = ask(gateway, "sk-lgr-secret", "m")
+            status = httpx.get(f"{gateway}/gateway/status", timeout=10).json()
+    assert response.status_code == 503 and stray.state.hits == []  # the deployment most nodes sign for
+    assert "another deployment" in {n["url"]: n for n in status["nodes"]}[stray_url]["error"]
+
+
+def test_a_header_no_node_could_read_is_refused_and_leaves_no_call_counted():
+    healthy = tiny_node("healthy", {})
+    with served(None, app=healthy) as healthy_url:
+        with served(None, app=create_gateway_app(GatewaySettings((healthy_url,), health_interval=60))) as gateway:
+            for _ in range(3):
+                response = httpx.post(f"{gateway}/v1/chat/completions", json={"model": "m", "messages": []},
+                                      headers={"Idempotency-Key": "caf\xe9".encode("latin-1")}, timeout=30)
+                assert response.status_code == 400 and response.json()["error"]["field"] == "idempotency-key"
+            [node] = httpx.get(f"{gateway}/gateway/status", timeout=10).json()["nodes"]
+    assert node["in_flight"] == 0 and healthy.state.hits == []

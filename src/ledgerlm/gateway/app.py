@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
+from collections import Counter
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -27,6 +29,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ledgerlm import __version__
 from ledgerlm.api.limits import BodyLimit, BodyTooSlow, MalformedBody, RequestTooLarge
 from ledgerlm.gateway.routing import RoutingTable, ServingNode
+
+log = logging.getLogger("ledgerlm.gateway")
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 NODE_HEADER = "X-Ledgerlm-Node"
@@ -92,42 +96,64 @@ class Gateway:
     # ------------------------------------------------------------------ health
 
     async def check_all(self) -> None:
-        await asyncio.gather(*(self.check(node) for node in self.table.nodes))
+        nodes = list(self.table.nodes)
+        statuses = await asyncio.gather(*(self._status(node) for node in nodes))
+        if self.signing_domain is None:
+            # the deployment is the one most nodes sign for (ties: the first listed), not whichever answered first:
+            # a stray node of another deployment must not take the gateway over
+            domains = [status.signing_domain for status in statuses if status is not None]
+            if domains:
+                counts = Counter(json.dumps(d, sort_keys=True) for d in domains)
+                best = max(counts.values())
+                self.signing_domain = next(d for d in domains if counts[json.dumps(d, sort_keys=True)] == best)
+        for node, status in zip(nodes, statuses):
+            if status is not None:
+                self._apply(node, status)
 
     async def check(self, node: ServingNode) -> None:
+        status = await self._status(node)
+        if status is not None:
+            if self.signing_domain is None:
+                self.signing_domain = status.signing_domain
+            self._apply(node, status)
+
+    async def _status(self, node: ServingNode) -> NodeStatus | None:
+        """The node's status, or None (and the node marked as missing it) when it cannot be read: an answer of
+        the wrong shape counts as a failed check of that node alone."""
         try:
             response = await self.client.get(f"{node.url}/serving/status",
                                              timeout=max(2.0, min(5.0, self.settings.health_interval)))
             response.raise_for_status()
-            status = response.json()
+            return NodeStatus.read(response.json())
         except Exception as exc:
             node.checked_at = time.time()
             node.misses += 1
             # a refused connection is a node that is gone; a slow answer on a busy host must repeat to count
-            if isinstance(exc, httpx.ConnectError) or node.misses >= 2:
+            if isinstance(exc, (httpx.ConnectError, ValueError, TypeError)) or node.misses >= 2:
                 node.up, node.error = False, f"status check failed: {type(exc).__name__}: {exc}"
-            return
+            return None
+
+    def _apply(self, node: ServingNode, status: NodeStatus) -> None:
         node.checked_at, node.misses = time.time(), 0
         held = node.held_until > node.checked_at  # its status answers, but its calls failed: wait out the back-off
-        domain = status.get("signing_domain")
-        if self.signing_domain is None:
-            self.signing_domain = domain
-        if domain != self.signing_domain:
-            # receipts and keys of another deployment would not be recognised here
-            node.up, node.error = False, f"signs for another deployment ({domain}), not {self.signing_domain}"
+        if status.signing_domain != self.signing_domain:
+            # receipts and keys of another deployment would not be recognised here: never routed to
+            node.up, node.foreign = False, True
+            node.error = f"signs for another deployment ({status.signing_domain}), not {self.signing_domain}"
             return
-        warm = status.get("warm") or {}
-        node.instance, node.base_model = status.get("instance"), status.get("base_model")
-        node.engine_loaded = bool(status.get("engine_loaded"))
-        node.device, node.host = tuple(warm.get("device", ())), tuple(warm.get("host", ()))
-        node.node_in_flight = int(status.get("in_flight", 0))
+        node.foreign = False
+        node.instance, node.base_model, node.engine_loaded = status.instance, status.base_model, status.engine_loaded
+        node.device, node.host, node.node_in_flight = status.device, status.host, status.in_flight
         if not held:
             node.up, node.error = True, None
 
     async def watch(self) -> None:
         while True:
             await asyncio.sleep(self.settings.health_interval)
-            await self.check_all()
+            try:
+                await self.check_all()
+            except Exception:  # the next round checks again: a watcher that died would check nothing ever again
+                log.exception("gateway health check")
 
     def failed(self, node: ServingNode, reason: str, *, gone: bool) -> None:
         """A call on `node` failed; `gone`: it refused or went silent, so it is down until its status answers."""
@@ -171,6 +197,9 @@ class Gateway:
         key = request.headers.get(IDEMPOTENCY_HEADER) or "gw-" + uuid.uuid4().hex
         headers = {k: v for k, v in request.headers.items() if k.lower() in REQUEST_HEADERS}
         headers[IDEMPOTENCY_HEADER] = key
+        for name, value in headers.items():  # what no node could read is refused here, not lost as a 500
+            if not value.isascii():
+                return _error(400, f"the {name} header must be ASCII", name.lower())
         self.requests += 1
         deadline = time.monotonic() + self.settings.failover_wait
         refused: list[str] = []
@@ -195,6 +224,9 @@ class Gateway:
                     refused.append(f"{node.url}: no answer ({type(exc).__name__})")
                     silent = True
                     break
+                except BaseException:  # whatever else ends the send, the node's count of open calls stays true
+                    node.in_flight -= 1
+                    raise
                 retry_after = upstream.headers.get("retry-after")
                 if upstream.status_code == 409 and silent and retry_after and retry_after.isdigit():
                     # the silent node's claim on the key: wait for its answer, or for its lease to lapse
@@ -303,3 +335,37 @@ def create_gateway_app(settings: GatewaySettings) -> FastAPI:
         return gateway.status()
 
     return app
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """What the gateway reads of a node's `GET /serving/status`, checked for shape."""
+
+    signing_domain: dict | None
+    instance: str | None
+    base_model: str | None
+    engine_loaded: bool
+    device: tuple[str, ...]
+    host: tuple[str, ...]
+    in_flight: int
+
+    @classmethod
+    def read(cls, status) -> NodeStatus:
+        """The status, or ValueError/TypeError when it is not the shape a node answers with."""
+        if not isinstance(status, dict):
+            raise ValueError("the status is not a JSON object")
+        warm = status.get("warm") or {}
+        if not isinstance(warm, dict):
+            raise ValueError("warm is not an object")
+        device, host = warm.get("device", ()), warm.get("host", ())
+        if not all(isinstance(x, list | tuple) and all(isinstance(m, str) for m in x) for x in (device, host)):
+            raise ValueError("warm.device and warm.host must be lists of model ids")
+        in_flight = status.get("in_flight", 0)
+        if not isinstance(in_flight, int) or isinstance(in_flight, bool) or in_flight < 0:
+            raise ValueError(f"in_flight must be a count, got {in_flight!r}")
+        domain = status.get("signing_domain")
+        instance, base = status.get("instance"), status.get("base_model")
+        if not (domain is None or isinstance(domain, dict)) or not all(
+                v is None or isinstance(v, str) for v in (instance, base)):
+            raise ValueError("signing_domain, instance or base_model has the wrong type")
+        return cls(domain, instance, base, bool(status.get("engine_loaded")), tuple(device), tuple(host), in_flight)

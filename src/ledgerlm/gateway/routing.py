@@ -31,6 +31,7 @@ class ServingNode:
     routed: int = 0
     failures: int = 0
     failed_in_a_row: int = 0  # forwarded calls that failed since the node last answered one
+    foreign: bool = False  # it signs for another deployment: never routed to
     held_until: float = 0.0  # a node taken out for failing stays down until a status check after this time
     holds: int = 0  # times taken out since it last answered; each hold is twice as long as the one before
 
@@ -61,10 +62,12 @@ class RoutingTable:
 
     def order(self, model: str) -> list[ServingNode]:
         """Nodes to try, best first: warm ones by warmth then load, cold ones by the model's hash order,
-        and nodes believed down last (the belief may be stale; trying them costs one refused connection)."""
+        and nodes believed down last (the belief may be stale; trying them costs one refused connection); never a
+        node that signs for another deployment, which would take the caller's key and answer under its own."""
         up = [n for n in self.nodes if n.up]
         warm = sorted((n for n in up if n.warmth(model) < 2),
                       key=lambda n: (n.warmth(model), n.in_flight, -rendezvous_weight(n.url, model)))
         cold = sorted((n for n in up if n.warmth(model) == 2), key=lambda n: -rendezvous_weight(n.url, model))
-        down = sorted((n for n in self.nodes if not n.up), key=lambda n: -rendezvous_weight(n.url, model))
+        down = sorted((n for n in self.nodes if not n.up and not n.foreign),
+                      key=lambda n: -rendezvous_weight(n.url, model))
         return warm + cold + down
