@@ -51,6 +51,22 @@ def test_every_changed_share_and_total_is_reported(tmp_path):
     assert not check.verified and check.differences == found
 
 
+def test_a_receipt_listing_a_row_or_a_contributor_twice_or_bps_that_do_not_add_up_does_not_verify(tmp_path):
+    row = {"row": 1, "record": 0, "contribution_id": 3, "contributor": "0xaa", "gradient": 0.5, "span": 0.0,
+           "longest_span": 0, "combined": 0.5}
+    honest = {**RESULT, "examples": [row]}
+    assert differences(honest, honest) == []
+    forged_row = {**honest, "examples": [row, {**row, "contributor": "0xdead"}]}  # the last one read would win
+    doubled = {**honest, "contributors": [*RESULT["contributors"], {"contributor": "0xbb", "bps": 12000}]}
+    short = {**honest, "pool_bps": 2000}
+    for receipt, words in ((forged_row, "examples 1 listed twice"), (doubled, "contributors 0xbb listed twice"),
+                           (short, "evidence_bps + pool_bps")):
+        path = tmp_path / "r.json"
+        path.write_text(json.dumps({"model": "m", "prompt": "q?", "answer": "a.", **receipt}))
+        check = verify_receipt(read_receipt(path), lambda m, p, a: honest)
+        assert not check.verified and any(words in line for line in check.mismatches), check.mismatches
+
+
 def test_a_receipt_made_under_another_rule_says_so_before_its_shares(tmp_path):
     from ledgerlm.attribution.attribute import RULE
 

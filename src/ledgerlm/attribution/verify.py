@@ -110,9 +110,10 @@ def compare(expected: dict, actual: dict) -> list[Difference]:
     then differ by at most what such scores can move them (`_bps_bound`), and only then do those
     differences count as rounding.
     """
-    found = [Difference(name, expected.get(name), actual.get(name), False)
-             for name in EXACT if (name in expected or name in actual)
-             and expected.get(name) != actual.get(name)]
+    found = [*_malformed(expected, "receipt"), *_malformed(actual, "recomputed")]
+    found += [Difference(name, expected.get(name), actual.get(name), False)
+              for name in EXACT if (name in expected or name in actual)
+              and expected.get(name) != actual.get(name)]
     # Another rule splits the same evidence differently: say so first, since every bps below follows from it.
     rule, recomputed_rule = expected.get("rule", 1), actual.get("rule", 1)
     if rule != recomputed_rule:
@@ -163,6 +164,30 @@ def compare(expected: dict, actual: dict) -> list[Difference]:
             if a != b:
                 found.append(Difference(f"{level} {'/'.join(map(str, who))} bps", a, b,
                                         _close(a or 0, b or 0, bound)))
+    return found
+
+
+def _malformed(result: dict, side: str) -> list[Difference]:
+    """What no attribution can hold, whatever it recomputes to: a row, contribution or contributor listed twice (the
+    comparison reads one entry per key, so a second one would pass unread), or shares that do not add up: the
+    contributions' and the contributors' bps each sum to `evidence_bps`, and that plus `pool_bps` is 10,000."""
+    found = []
+    for level, key in (("examples", ("row",)), ("contributions", ("contribution_id", "contributor")),
+                       ("contributors", ("contributor",))):
+        seen: set[tuple] = set()
+        for entry in result.get(level, []):
+            who = tuple(entry.get(k) for k in key)
+            if who in seen:
+                found.append(Difference(f"{side}: {level} {'/'.join(map(str, who))} listed twice", 1, 2, False))
+            seen.add(who)
+    if "evidence_bps" in result:
+        evidence = result.get("evidence_bps")
+        for level in ("contributions", "contributors"):
+            total = sum(int(c.get("bps", 0)) for c in result.get(level, []))
+            if level in result and total != evidence:
+                found.append(Difference(f"{side}: {level} bps sum", evidence, total, False))
+        if "pool_bps" in result and evidence + result["pool_bps"] != BPS:
+            found.append(Difference(f"{side}: evidence_bps + pool_bps", BPS, evidence + result["pool_bps"], False))
     return found
 
 
