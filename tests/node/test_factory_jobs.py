@@ -276,3 +276,30 @@ def test_a_developer_removed_from_a_private_datanet_while_queued_trains_nothing_
     done = node.factory.wait(job["id"], timeout=120)
     assert done.state == "failed" and "private" in done.error, done.error
     assert not (node.factory.models_dir / "trained" / "carol-secret").exists()
+
+
+def test_a_model_id_may_not_be_a_base_models_name_nor_the_reverse(client, alice, carol, tmp_path, monkeypatch):
+    from ledgerlm.factory import tiny_random_model
+    from ledgerlm.factory.jobs import ModelFactory
+
+    monkeypatch.setattr(ModelFactory, "_start_worker", lambda self: None)
+    tiny = tiny_random_model(tmp_path / "tiny", [f"{r['question']} {r['answer']}" for r in FACTS])
+    client.factory.register_base("tiny", str(tiny))
+    publish_qa(client, tmp_path, alice, [(alice, FACTS)])
+    with pytest.raises(LedgerError, match="base model's name") as refused:  # calls for "tiny" are the base's
+        client.factory.train(carol, {"model_id": "tiny", "datanet": "colours", "version": 1, "base": "tiny",
+                                     "config": {"epochs": 1, "max_len": 64}})
+    assert refused.value.status == 409 and refused.value.field == "model_id"
+    client.factory.train(carol, {"model_id": "colours-x", "datanet": "colours", "version": 1, "base": "tiny",
+                                 "config": {"epochs": 1, "max_len": 64}})
+    node = client.http.app.state.node
+    from sqlalchemy import insert
+
+    from ledgerlm.store.schema import models
+    with node.db.begin() as conn:  # as a finished job leaves it
+        conn.execute(insert(models).values(id="colours-x", developer=carol.address, base_model="tiny",
+                                           datanet="colours", version=1, version_root="0x" + "11" * 32, card={},
+                                           metrics={}, path="/nonexistent", created_at=0))
+    with pytest.raises(LedgerError, match="fine-tuned model's id") as refused:
+        client.factory.register_base("colours-x", str(tiny))
+    assert refused.value.status == 409 and refused.value.field == "name"

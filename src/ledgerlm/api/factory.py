@@ -78,8 +78,11 @@ def pull(body: PullRequest, node: Node = Depends(get_node)) -> dict:
 @router.post("/models/base", status_code=201, dependencies=[Depends(require_operator)])
 def register_base(body: RegisterBase, node: Node = Depends(get_node)) -> dict:
     """Register a local Hugging Face causal-LM directory as a base model; operator only (it reads server files)."""
+    from ledgerlm.errors import ConflictError
     from ledgerlm.factory.basemodels import register_local
 
+    if any(r.id == body.name for r in node.factory.list()):  # calls name a model by its id, base or fine-tuned
+        raise ConflictError(f"{body.name!r} is already a fine-tuned model's id", field="name")
     return _base_json(register_local(node.home.models, body.name, Path(body.path)), operator=True)
 
 

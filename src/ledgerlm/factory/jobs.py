@@ -21,7 +21,7 @@ from ledgerlm.config import NodeConfig
 from ledgerlm.datanets import Datanets
 from ledgerlm.datanets.schemas import json_numbers_hashable
 from ledgerlm.errors import AuthError, ConflictError, NotFoundError
-from ledgerlm.factory.basemodels import get_model, verify_model
+from ledgerlm.factory.basemodels import get_model, list_models, verify_model
 from ledgerlm.factory.errors import FactoryError
 from ledgerlm.factory.train import TrainConfig
 from ledgerlm.identity import ReadGrant, SignedAction, SigningDomain, verify_action
@@ -209,6 +209,9 @@ class ModelFactory:
                     (training_jobs.c.model_id == request.model_id) & (training_jobs.c.state != "failed"))).first()
             if taken:
                 raise ConflictError(f"model id {request.model_id!r} is already taken", field="model_id")
+            if request.model_id in {m.name for m in list_models(self.models_dir)}:  # callers ask for models by id
+                raise ConflictError(f"model id {request.model_id!r} is a base model's name: a call for it would be "
+                                    "served by the base model", field="model_id")
             self._check_quota(conn, developer)
             if conn.execute(select(signed_actions.c.id).where(
                     (signed_actions.c.signer == developer) & (signed_actions.c.nonce == str(m["nonce"])))).first():
