@@ -328,19 +328,27 @@ class Node:
         )
 
     def attributor(self, model_id: str):
-        """A warm attributor per fine-tuned model (model, tokenizer and index loaded once), with
-        the lock that serialises requests on it."""
+        """A warm attributor per fine-tuned model (model, tokenizer and index loaded once), with the lock that
+        serialises requests on it. Each holds its own copy of the base model in float64, so at most
+        `config.attributors_warm` stay loaded, the least recently used leaving first; one model loads once however
+        many first requests arrive together."""
         import threading
+        from collections import OrderedDict
 
         from ledgerlm.attribution import load_attributor
         from ledgerlm.factory.basemodels import get_model
 
-        cache = self.__dict__.setdefault("_attributors", {})
-        if model_id not in cache:
-            record = self.factory.model(model_id)
-            attributor = load_attributor(Path(record.path), base=get_model(self.home.models, record.base_model))
-            cache[model_id] = (attributor, threading.Lock())
-        return cache[model_id]
+        cache = self.__dict__.setdefault("_attributors", OrderedDict())
+        loading = self.__dict__.setdefault("_attributors_loading", threading.Lock())
+        with loading:
+            if model_id not in cache:
+                record = self.factory.model(model_id)
+                attributor = load_attributor(Path(record.path), base=get_model(self.home.models, record.base_model))
+                cache[model_id] = (attributor, threading.Lock())
+                while len(cache) > max(1, self.config.attributors_warm):
+                    cache.popitem(last=False)
+            cache.move_to_end(model_id)
+            return cache[model_id]
 
     def _attribute(self, model_id: str, prompt, answer: str):
         attributor, lock = self.attributor(model_id)
