@@ -95,6 +95,8 @@ class NodeConfig:
     # training jobs one developer may have queued or running at once: the node trains one job at a time for
     # everyone, so one key must not be able to queue ahead of all others
     training_jobs_per_developer: int = 2
+    # and all developers together: keys are free, so a queue bounded per key alone is not bounded
+    training_jobs_queued: int = 16
     serving_engine: str = "builtin"  # builtin | vllm | auto (vLLM where it imports and CUDA is present)
     serving_max_lora_rank: int = 64  # vLLM reserves LoRA memory for adapters up to this rank
     serving_claim_lease_seconds: int = 30  # an idempotency claim whose node stopped renewing it lapses after this
@@ -235,7 +237,8 @@ class Home:
                      "chain_confirmations", "chain_fee_bump_seconds", "chain_index_batch_blocks",
                      "serving_device_adapters", "serving_host_adapters", "serving_default_max_tokens",
                      "serving_requests_per_minute", "serving_max_concurrent", "serving_claim_lease_seconds",
-                     "serving_max_lora_rank", "training_jobs_per_developer", "attribution_dim"):
+                     "serving_max_lora_rank", "training_jobs_per_developer", "training_jobs_queued",
+                     "attribution_dim"):
             if not isinstance(getattr(config, name), int) or getattr(config, name) <= 0:
                 raise ConfigError(f"{self.config_path}: {name} must be a positive integer", field=name)
         if not isinstance(config.torch_threads, int) or config.torch_threads < 0:

@@ -425,7 +425,8 @@ class Node:
         factory = ModelFactory(self.db, self.home.models, self.datanets, domain=self.domain,
                                register_model=_register_model(self), observe_training=observe,
                                pay_access=self._pay_access,
-                               jobs_per_developer=self.config.training_jobs_per_developer)
+                               jobs_per_developer=self.config.training_jobs_per_developer,
+                               jobs_queued=self.config.training_jobs_queued)
         self.closers.append(factory.close)
         return factory
 

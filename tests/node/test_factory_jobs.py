@@ -303,3 +303,27 @@ def test_a_model_id_may_not_be_a_base_models_name_nor_the_reverse(client, alice,
     with pytest.raises(LedgerError, match="fine-tuned model's id") as refused:
         client.factory.register_base("colours-x", str(tiny))
     assert refused.value.status == 409 and refused.value.field == "name"
+
+
+def test_fresh_keys_cannot_queue_training_without_end(client, alice, tmp_path, monkeypatch):
+    from eth_account import Account
+
+    from ledgerlm.factory import tiny_random_model
+    from ledgerlm.factory.jobs import ModelFactory
+
+    monkeypatch.setattr(ModelFactory, "_start_worker", lambda self: None)  # the jobs stay queued
+    tiny = tiny_random_model(tmp_path / "tiny", [f"{r['question']} {r['answer']}" for r in FACTS])
+    client.factory.register_base("tiny", str(tiny))
+    publish_qa(client, tmp_path, alice, [(alice, FACTS)])
+    client.http.app.state.node.factory.jobs_queued = 3
+    keys = [Account.create() for _ in range(4)]  # each under its own per-developer bound
+
+    def train(account, model_id):
+        return client.factory.train(account, {"model_id": model_id, "datanet": "colours", "version": 1,
+                                              "base": "tiny", "config": {"epochs": 1, "max_len": 64}})
+
+    for i, account in enumerate(keys[:3]):
+        train(account, f"sybil-{i}")
+    with pytest.raises(LedgerError, match="the most it queues") as refused:
+        train(keys[3], "sybil-3")
+    assert refused.value.status == 429 and refused.value.field == "request"

@@ -145,7 +145,8 @@ class ModelFactory:
     def __init__(self, db: Database, models_dir: Path, datanets: Datanets, *, domain: SigningDomain,
                  register_model: Callable[[ModelRecord, dict, int], str] | None = None,
                  observe_training: Callable[[Any, Any], Any] | None = None,
-                 pay_access: Callable[..., dict] | None = None, jobs_per_developer: int = JOBS_PER_DEVELOPER):
+                 pay_access: Callable[..., dict] | None = None, jobs_per_developer: int = JOBS_PER_DEVELOPER,
+                 jobs_queued: int = NodeConfig.training_jobs_queued):
         self.db = db
         self.models_dir = Path(models_dir)
         self.datanets = datanets
@@ -158,6 +159,7 @@ class ModelFactory:
         # Paid access to private Datanets settles through the economy, which the node wires in here.
         self.pay_access = pay_access
         self.jobs_per_developer = jobs_per_developer
+        self.jobs_queued = jobs_queued
         self.instance = uuid.uuid4().hex
         self._wake = threading.Event()
         self._worker: threading.Thread | None = None
@@ -237,6 +239,11 @@ class ModelFactory:
             raise FactoryError(f"{developer} already has {active} training job(s) queued or running, the most one "
                                f"developer may have at once on this node; wait for one to finish or cancel one",
                                field="developer", status=429)
+        everyone = conn.execute(select(func.count()).select_from(training_jobs).where(
+            training_jobs.c.state.in_(ACTIVE))).scalar()
+        if everyone >= self.jobs_queued:
+            raise FactoryError(f"this node has {everyone} training jobs queued or running, the most it queues; try "
+                               "again when one has finished", field="request", status=429)
 
     def _pay(self, request: TrainRequest, developer: str, payment: SignedAction | None) -> dict | None:
         """Take the owner's price for a private Datanet version before the job exists: no licence, no job. A
