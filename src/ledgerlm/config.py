@@ -44,6 +44,8 @@ class NodeConfig:
     versions_per_owner_per_hour: int = 30
     # consumers' spending caps the node relays to the escrow (and pays the gas of) per hour, in all
     cap_relays_per_hour: int = 600
+    # paid compute jobs accepted per hour in all (a tenth of it per requester): each debit's gas is the node's
+    compute_jobs_per_hour: int = 120
     # fine-tuned models whose attributor (a float64 copy of the base model, its index) stays loaded at once
     attributors_warm: int = 4
     storage_quota_bytes: int = 1024 * 1024 * 1024  # what one account may store across uploads
@@ -231,7 +233,7 @@ class Home:
             raise ConfigError(f"{self.config_path}: {exc}", field="config") from exc
         for name in ("chain_id", "max_upload_bytes", "max_upload_files", "datanets_per_hour",
                      "datanets_per_owner_per_hour", "versions_per_hour", "versions_per_owner_per_hour",
-                     "cap_relays_per_hour", "attributors_warm",
+                     "cap_relays_per_hour", "attributors_warm", "compute_jobs_per_hour",
                      "storage_quota_bytes", "max_signature_ttl_seconds", "port", "round_commit_seconds", "round_reveal_seconds",
                      "validators_per_contribution", "settle_chunk_size", "serving_max_batch",
                      "chain_confirmations", "chain_fee_bump_seconds", "chain_index_batch_blocks",

@@ -635,7 +635,8 @@ class Node:
                              slash=slash if self.on_chain else None,
                              slashable=slashable if self.on_chain else None,
                              slash_cap_bps=self.contracts.staking.slash_cap_bps if self.on_chain else None,
-                             pick_secret=keccak(bytes(self.account.key) + b"ledgerlm spot-check picks"))
+                             pick_secret=keccak(bytes(self.account.key) + b"ledgerlm spot-check picks"),
+                             jobs_per_hour=self.config.compute_jobs_per_hour)
 
     def _pay_access(self, payment, **licence) -> dict:
         if not self.on_chain:

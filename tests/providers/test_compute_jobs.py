@@ -303,3 +303,20 @@ def test_every_report_of_a_job_is_checked_at_the_same_pick(market):
     picks = {node.providers._pick(7, 12) for _ in range(5)}
     assert len(picks) == 1 and 0 <= picks.pop() < 12
     assert len({node.providers._pick(job, 1000) for job in range(50)}) > 25  # and it differs from job to job
+
+
+def test_jobs_accepted_per_hour_are_bounded_per_requester_and_in_all(client, market, alice, bob, carol):
+    """Each job's debit is a transaction whose gas the node pays, however small the price."""
+    node, _ = market
+    client.providers.offer(bob, kind="serve", hardware="cpu", base_model="tiny", price=1)
+    fund_consumer(node, carol, deposit=UNIT, cap=UNIT)
+    node.providers.__dict__.update(jobs_per_hour=30)
+    node.providers.__post_init__()  # 30 an hour in all, 3 per requester
+    serve = {"prompts": ["hi"], "max_new_tokens": 1}
+    for _ in range(3):
+        client.providers.submit(alice, kind="serve", spec=serve, amount=1)
+    with pytest.raises(LedgerError, match="within the hour") as refused:
+        client.providers.submit(alice, kind="serve", spec=serve, amount=1)
+    assert refused.value.status == 429 and refused.value.field == "requester"
+    assert len(client.providers.jobs(requester=alice.address)) == 3  # the refused one stored nothing
+    client.providers.submit(carol, kind="serve", spec=serve, amount=1)  # another requester still may

@@ -18,6 +18,7 @@ from eth_utils import keccak, to_checksum_address
 from pydantic import ValidationError
 from sqlalchemy import and_, insert, select, update
 
+from ledgerlm.buckets import TokenBuckets
 from ledgerlm.errors import AuthError, ConflictError, NotFoundError
 from ledgerlm.factory.digest import canonical_json_sha256
 from ledgerlm.identity import SignedAction, SigningDomain, verify_action
@@ -56,6 +57,14 @@ class ComputeMarket:
     # often, so a report refused or failed part-way cannot draw another one; secret, so none can be foreseen (the
     # node derives it from its key, so a restart keeps it).
     pick_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    # Each job's price is debited at once in a transaction whose gas the node pays, however small the price: jobs
+    # accepted per hour in all (NodeConfig.compute_jobs_per_hour), and a tenth of that per requester.
+    jobs_per_hour: int = 120
+
+    def __post_init__(self):
+        self._accepted = TokenBuckets(burst=self.jobs_per_hour, per_second=self.jobs_per_hour / 3600)
+        per_requester = max(1, self.jobs_per_hour // 10)
+        self._accepted_of = TokenBuckets(burst=per_requester, per_second=per_requester / 3600)
 
     # ------------------------------------------------------------------ offers
 
@@ -183,6 +192,7 @@ class ComputeMarket:
         self._require_stake(offer.provider, price, outstanding=self._outstanding(offer.provider))
         if self.payments is None:
             raise ConflictError("this node has no chain to take payments on", field="chain")
+        self._take_payment_slot(requester)
 
         def record(conn, epoch: int, action_id: int) -> int:
             return conn.execute(insert(compute_jobs).values(
@@ -195,6 +205,19 @@ class ComputeMarket:
             job_id, _, _ = self.payments.debit_locked(
                 signed, requester, price, what=f"a {kind} job on offer {offer.id}", record=record, rows=_job_rows())
         return self.job(job_id)
+
+    def _take_payment_slot(self, requester: str) -> None:
+        """Count one paid job for `requester`, or refuse it (429, nothing stored) while theirs or the node's hour is
+        spent."""
+        wait = self._accepted_of.take(requester.lower())
+        if wait > 0:
+            raise ProviderError(f"{requester} has had {int(self._accepted_of.burst)} jobs accepted within the hour, the "
+                                f"most this node debits for one requester; try again in {int(wait) + 1} s",
+                                field="requester", status=429)
+        wait = self._accepted.take("*")
+        if wait > 0:
+            raise ProviderError(f"this node has accepted {int(self._accepted.burst)} jobs within the hour, the most it "
+                                f"pays the gas of; try again in {int(wait) + 1} s", field="offerId", status=429)
 
     def _match(self, offer_id: int, kind: str, amount: int) -> Offer:
         if offer_id:
