@@ -102,6 +102,9 @@ class NodeConfig:
     serving_engine: str = "builtin"  # builtin | vllm | auto (vLLM where it imports and CUDA is present)
     serving_max_lora_rank: int = 64  # vLLM reserves LoRA memory for adapters up to this rank
     serving_claim_lease_seconds: int = 30  # an idempotency claim whose node stopped renewing it lapses after this
+    # comma-separated addresses of gateways in front of this node: for their requests the caller is the address
+    # their X-Forwarded-For names, so calls without a key keep per-caller limits and idempotency scopes
+    trusted_proxies: str = ""
     extra: dict = field(default_factory=dict)
 
     def to_toml(self) -> str:

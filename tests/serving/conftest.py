@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from eth_account import Account
+from fastapi import Request
 from fastapi.testclient import TestClient
 
 from ledgerlm.api import create_app
@@ -192,9 +193,12 @@ def tiny_node(name: str, answers: dict[str, int], warm: tuple[str, ...] = (), ch
         return {"signing_domain": {"name": "ledgerlm", "chainId": chain_id}, "instance": name, "base_model": "tiny",
                 "engine_loaded": True, "warm": {"device": list(warm), "host": []}, "in_flight": 0}
 
+    app.state.forwarded_for = []
+
     @app.post("/v1/chat/completions")
-    async def complete(body: dict):
+    async def complete(body: dict, request: Request):
         app.state.hits.append(body["model"])
+        app.state.forwarded_for.append(request.headers.get("x-forwarded-for"))
         code = answers.get(body["model"], 200)
         if code == 200:
             return {"id": f"{name}-answer", "choices": [{"message": {"role": "assistant", "content": name}}]}

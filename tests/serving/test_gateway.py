@@ -271,3 +271,27 @@ def test_a_header_no_node_could_read_is_refused_and_leaves_no_call_counted():
                 assert response.status_code == 400 and response.json()["error"]["field"] == "idempotency-key"
             [node] = httpx.get(f"{gateway}/gateway/status", timeout=10).json()["nodes"]
     assert node["in_flight"] == 0 and healthy.state.hits == []
+
+
+def test_the_gateway_names_the_caller_and_a_node_trusts_that_only_from_its_gateways():
+    from types import SimpleNamespace
+
+    from starlette.requests import Request
+
+    from ledgerlm.api.deps import caller_address
+
+    healthy = tiny_node("healthy", {})
+    with served(None, app=healthy) as healthy_url:
+        with served(None, app=create_gateway_app(GatewaySettings((healthy_url,), health_interval=60))) as gateway:
+            ask(gateway, "key", "m")
+    assert healthy.state.forwarded_for == ["127.0.0.1"]
+
+    def caller(host, forwarded, trusted):
+        request = Request({"type": "http", "client": (host, 5000),
+                           "headers": [(b"x-forwarded-for", forwarded.encode())] if forwarded else []})
+        return caller_address(request, SimpleNamespace(config=SimpleNamespace(trusted_proxies=trusted)))
+
+    assert caller("10.0.0.5", "1.2.3.4", "") == "10.0.0.5"  # a gateway the node does not trust is the caller
+    assert caller("10.0.0.5", "1.2.3.4", "10.0.0.5") == "1.2.3.4"
+    assert caller("10.0.0.5", "6.6.6.6, 1.2.3.4", "10.0.0.5, 10.0.0.6") == "1.2.3.4"  # the gateway's own entry
+    assert caller("9.9.9.9", "1.2.3.4", "10.0.0.5") == "9.9.9.9"  # anyone else's header is not read

@@ -51,3 +51,17 @@ def address_in(value: str | None, field: str = "address") -> str | None:
     if not is_address(value):
         raise LedgerError(f"{field} {value!r} is not an Ethereum address", field=field)
     return to_checksum_address(value)
+
+
+def caller_address(request: Request, node: Node) -> str | None:
+    """The address a call comes from: the connection's, or, when that is a gateway this node trusts
+    (`trusted_proxies`), the last address in X-Forwarded-For that is not one of them."""
+    host = request.client.host if request.client else None
+    proxies = {p.strip() for p in node.config.trusted_proxies.split(",") if p.strip()}
+    if host not in proxies:
+        return host
+    forwarded = [p.strip() for p in request.headers.get("x-forwarded-for", "").split(",") if p.strip()]
+    for address in reversed(forwarded):
+        if address not in proxies:
+            return address
+    return host

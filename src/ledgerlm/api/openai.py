@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from ledgerlm.api.deps import get_node
+from ledgerlm.api.deps import caller_address, get_node
 from ledgerlm.node import Node
 from ledgerlm.serving import CallEvent, Receipt, ServingError
 from ledgerlm.serving.receipts import receipt_datanet, shown
@@ -67,7 +67,7 @@ async def _serve(node: Node, request: Request, body, *, chat: bool, **inputs):
         node.serving.start, model=body.model, authorization=request.headers.get("authorization"),
         deliver=deliver, temperature=body.temperature, top_p=body.top_p, seed=body.seed, stop=body.stops(),
         idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
-        client=request.client.host if request.client else None, **inputs)
+        client=caller_address(request, node), **inputs)
     reader = call.key.consumer if call.key else None
 
     def receipt_shown(receipt: Receipt) -> dict:

@@ -197,6 +197,8 @@ class Gateway:
         key = request.headers.get(IDEMPOTENCY_HEADER) or "gw-" + uuid.uuid4().hex
         headers = {k: v for k, v in request.headers.items() if k.lower() in REQUEST_HEADERS}
         headers[IDEMPOTENCY_HEADER] = key
+        if request.client:  # the caller, for a node that trusts this gateway (its `trusted_proxies`)
+            headers["X-Forwarded-For"] = request.client.host
         for name, value in headers.items():  # what no node could read is refused here, not lost as a 500
             if not value.isascii():
                 return _error(400, f"the {name} header must be ASCII", name.lower())
