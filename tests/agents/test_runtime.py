@@ -61,3 +61,17 @@ def test_a_model_driven_run_pays_for_each_decision_and_stops_on_a_reply_that_is_
     decided = [e for e in wallet.audit.entries() if e.tool == "call_model"]
     assert len(decided) == 1 and decided[0].ok and "Tools:" in decided[0].args["prompt"]
     assert result.spent == decided[0].cost > 0
+
+
+def test_a_run_uploads_only_files_inside_the_folder_it_was_given(world, tmp_path):
+    """A driver's arguments may come from a model's answer, which a prompt injection can write."""
+    wallet = _wallet(world, "uploader")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "facts.jsonl").write_text('{"question": "q", "answer": "a"}\n')
+    (tmp_path / "private-notes.txt").write_text("not for the Datanet")
+    steal = [ToolCall("contribute", {"datanet": "colours", "paths": [p]})
+             for p in ("../private-notes.txt", str(tmp_path / "private-notes.txt"), "missing.jsonl")]
+    unconfined = run_task(wallet, "t", ScriptedDriver(steal[:1]))
+    assert unconfined.steps[0].field == "paths" and "names no folder" in unconfined.steps[0].error
+    confined = run_task(wallet, "t", ScriptedDriver(steal), max_steps=3, files=tmp_path / "mine")
+    assert [(s.ok, s.field) for s in confined.steps] == [(False, "paths")] * 3

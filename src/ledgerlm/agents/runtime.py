@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from ledgerlm.agents.errors import AgentError, PolicyRefusal
@@ -105,8 +106,10 @@ class ServedModelDriver:
                          f"{reply['answer'][:200]!r}", field="driver")
 
 
-def run_task(wallet, task: str, driver: Driver, *, max_steps: int = 8, max_spend: int | None = None) -> RunResult:
-    """Run until the driver finishes, a step limit, or a refusal no later step can cure."""
+def run_task(wallet, task: str, driver: Driver, *, max_steps: int = 8, max_spend: int | None = None,
+             files: Path | None = None) -> RunResult:
+    """Run until the driver finishes, a step limit, or a refusal no later step can cure; `contribute` may upload
+    only files inside the folder `files` (`tools.call_tool`)."""
     if max_steps < 1:
         raise AgentError("max_steps must be at least 1", field="max_steps")
     policy = wallet.policy()
@@ -126,8 +129,8 @@ def run_task(wallet, task: str, driver: Driver, *, max_steps: int = 8, max_spend
                 stopped, answer = "finished", decision.answer
                 break
             try:
-                steps.append(Step(decision.tool, decision.args, True, result=call_tool(wallet, decision.tool,
-                                                                                        decision.args)))
+                steps.append(Step(decision.tool, decision.args, True,
+                                  result=call_tool(wallet, decision.tool, decision.args, files=files)))
             except LedgerError as exc:
                 steps.append(Step(decision.tool, decision.args, False, error=exc.message, field=exc.field))
                 if isinstance(exc, PolicyRefusal) and exc.field in FINAL_REFUSALS:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ledgerlm.agents.errors import AgentError
@@ -31,8 +32,10 @@ SPECS = {s.name: s for s in (
 )}
 
 
-def call_tool(wallet, name: str, args: dict[str, Any]) -> dict:
-    """Run one tool on the wallet with JSON arguments, refusing unknown tools and arguments by name."""
+def call_tool(wallet, name: str, args: dict[str, Any], *, files: Path | None = None) -> dict:
+    """Run one tool on the wallet with JSON arguments, refusing unknown tools and arguments by name. `contribute`
+    reads local files: only those inside the folder `files` (none without it), since the arguments come from
+    whatever drives the agent — a served model's answer included, which a prompt injection can write."""
     spec = SPECS.get(name)
     if spec is None:
         raise AgentError(f"unknown tool {name!r}; tools: {', '.join(SPECS)}", field="tool")
@@ -40,9 +43,24 @@ def call_tool(wallet, name: str, args: dict[str, Any]) -> dict:
     if unknown:
         raise AgentError(f"tool {name!r} takes no argument {', '.join(unknown)}; it takes: "
                          f"{', '.join(spec.params) or 'nothing'}", field="args")
+    if name == "contribute":
+        _require_inside(files, args.get("paths"))
     if name == "commit_votes":
         args = {**args, "scores": {int(k): int(v) for k, v in dict(args.get("scores") or {}).items()}}
     try:
         return getattr(wallet, name)(**args)
     except TypeError as exc:  # a missing argument
         raise AgentError(f"tool {name!r}: {exc}", field="args") from None
+
+
+def _require_inside(files: Path | None, paths) -> None:
+    if files is None:
+        raise AgentError("contribute reads local files, and this run names no folder it may read them from "
+                         "(`agent run --files DIR`)", field="paths")
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        raise AgentError("paths must be a list of file names", field="paths")
+    root = Path(files).resolve()
+    for path in paths:
+        resolved = (root / path).resolve()
+        if not resolved.is_relative_to(root) or not resolved.is_file():
+            raise AgentError(f"{path!r} is not a file inside the run's folder {root}", field="paths")

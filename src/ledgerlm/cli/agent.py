@@ -234,6 +234,9 @@ def run(
     model: str | None = typer.Option(None, "--model", help="The served model that drives the agent."),
     script: Path | None = typer.Option(None, "--script", help="Drive it with a JSON list of "
                                                               "{\"tool\", \"args\"} steps instead of a model."),
+    files: Path | None = typer.Option(None, "--files", help="The folder `contribute` may upload files from "
+                                                            "(paths relative to it); without it the run uploads "
+                                                            "nothing."),
 ):
     """Run a tool-using loop as the agent, signed with its own key, within its policy and these limits."""
     from ledgerlm.agents import AgentWallet, ScriptedDriver, ServedModelDriver, run_task
@@ -250,7 +253,7 @@ def run(
     else:
         driver = ServedModelDriver(wallet, model)
     result = run_task(wallet, task, driver, max_steps=max_steps,
-                      max_spend=parse_amount(max_spend, field="max_spend") if max_spend else None)
+                      max_spend=parse_amount(max_spend, field="max_spend") if max_spend else None, files=files)
 
     def render(r):
         for i, step in enumerate(r["steps"], 1):
