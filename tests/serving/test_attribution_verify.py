@@ -59,7 +59,10 @@ def test_a_served_receipt_verifies_and_an_edited_one_names_the_field(world, tmp_
     assert result.exit_code == 1
     outcome = json.loads(result.stdout)
     assert not outcome["verified"] and not outcome["identical"]
-    assert [line.split(":")[0] for line in outcome["mismatches"]] == ["evidence_bps", "pool_bps"]
+    named = [line.split(":")[0] for line in outcome["mismatches"]]
+    assert named[-2:] == ["evidence_bps", "pool_bps"]
+    # and the edited receipt no longer adds up: its contributors' bps sum to the old evidence_bps
+    assert any(line.startswith("receipt: contributors bps sum") for line in outcome["mismatches"])
     text = verify(home, path)
     assert text.exit_code == 1 and "differs" in text.stdout and "evidence_bps: receipt" in text.stdout
 

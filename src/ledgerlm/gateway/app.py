@@ -110,13 +110,6 @@ class Gateway:
             if status is not None:
                 self._apply(node, status)
 
-    async def check(self, node: ServingNode) -> None:
-        status = await self._status(node)
-        if status is not None:
-            if self.signing_domain is None:
-                self.signing_domain = status.signing_domain
-            self._apply(node, status)
-
     async def _status(self, node: ServingNode) -> NodeStatus | None:
         """The node's status, or None (and the node marked as missing it) when it cannot be read: an answer of
         the wrong shape counts as a failed check of that node alone."""

@@ -117,6 +117,15 @@ class ChatCompletionRequest(_Sampling):
         return plain
 
 
+# What /v1/completions offers that this node cannot do: each field, what of it passes, and why the rest is refused.
+_COMPLETION_ONLY = {
+    "echo": (lambda v: not v, "echo is not supported"),
+    "logprobs": (lambda v: v is None, "logprobs are not supported"),
+    "suffix": (lambda v: not v, "suffix (text after the completion) is not supported; leave it out"),
+    "best_of": (lambda v: v in (None, 1), "only best_of=1 is supported"),
+}
+
+
 class CompletionRequest(_Sampling):
     prompt: str | list[str]
     echo: bool = False
@@ -124,18 +133,12 @@ class CompletionRequest(_Sampling):
     suffix: str | None = None
     best_of: int | None = None
 
-    @field_validator("suffix")
+    @field_validator(*_COMPLETION_ONLY)
     @classmethod
-    def _no_suffix(cls, value):
-        if value:
-            raise ValueError("suffix (text after the completion) is not supported; leave it out")
-        return value
-
-    @field_validator("best_of")
-    @classmethod
-    def _one_of_one(cls, value):
-        if value not in (None, 1):
-            raise ValueError("only best_of=1 is supported")
+    def _supported(cls, value, info):
+        allowed, message = _COMPLETION_ONLY[info.field_name]
+        if not allowed(value):
+            raise ValueError(message)
         return value
 
     @field_validator("prompt")
@@ -145,18 +148,4 @@ class CompletionRequest(_Sampling):
             if len(value) != 1:
                 raise ValueError("send exactly one prompt per request")
             return value[0]
-        return value
-
-    @field_validator("echo")
-    @classmethod
-    def _no_echo(cls, value: bool) -> bool:
-        if value:
-            raise ValueError("echo is not supported")
-        return value
-
-    @field_validator("logprobs")
-    @classmethod
-    def _no_logprobs(cls, value):
-        if value is not None:
-            raise ValueError("logprobs are not supported")
         return value
