@@ -299,6 +299,7 @@ class Node:
         blobs.collect_orphans(datanets.referenced_blobs() | _kept_checkpoints(db))
         node = cls(home, config, db, blobs, account, datanets)
         datanets.actor_guard = lambda *action: node.agent_policies.check(*action)  # agents load on first use
+        datanets.blob_kept = lambda sha: sha in _kept_checkpoints(db)
         if home.deployment_path.exists():
             datanets.anchor = RegistryAnchor(node)
         return node

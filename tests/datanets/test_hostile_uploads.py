@@ -67,6 +67,9 @@ def test_a_file_name_with_a_quote_uploads_as_signed(client, qa, bob, tmp_path):
     path = write_jsonl(tmp_path / 'the "best" facts.jsonl', [{"question": "q?", "answer": "a."}])
     receipt = client.contribute("qa", [path], bob)  # sent as %22 in the form, as browsers and httpx write it
     assert client.contribution(receipt.first_contribution_id).source.startswith('the "best" facts.jsonl')
+    literal = write_jsonl(tmp_path / "up 100%22.jsonl", [{"question": "p?", "answer": "b."}])  # a "%" is sent as is
+    receipt = client.contribute("qa", [literal], bob)
+    assert client.contribution(receipt.first_contribution_id).source.startswith("up 100%22.jsonl")
 
 
 def test_duplicate_keys_are_refused_with_the_line(http, home, qa, bob):

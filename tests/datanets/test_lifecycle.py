@@ -180,3 +180,20 @@ def test_published_root_matches_openzeppelin(client, qa, alice, bob, carol, tmp_
     out = subprocess.run(["node", str(contracts / "merkle.mjs")], input=json.dumps(request), capture_output=True,
                          text=True, check=True, cwd=contracts)
     assert json.loads(out.stdout)["root"] == version.root == client.datanet("qa").versions[0].root
+
+
+def test_withdrawing_a_file_whose_bytes_are_a_versions_manifest_keeps_the_manifest(client, qa, alice, bob, tmp_path):
+    import orjson
+
+    from ledgerlm.datanets import DatanetSpec
+
+    client.contribute("qa", [write_jsonl(tmp_path / "b.jsonl", _records(1, "b"))], bob)
+    for c in client.contributions("qa"):
+        client.review(c.id, alice, accept=True)
+    client.publish("qa", alice)
+    manifest = client.manifest("qa", 1)
+    client.create_datanet(DatanetSpec(name="notes", schema="documents"), alice)
+    (tmp_path / "m.txt").write_bytes(orjson.dumps(manifest))  # anyone can read a public manifest
+    receipt = client.contribute("notes", [tmp_path / "m.txt"], bob)
+    client.withdraw(receipt.first_contribution_id, bob)
+    assert client.manifest("qa", 1) == manifest  # blobs are named by content: the manifest's bytes stay

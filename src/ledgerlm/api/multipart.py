@@ -97,9 +97,7 @@ class _Parts:
         if self.is_file:
             if self.field_name != "files":
                 raise DatanetError(f"files go in the 'files' field, not {self.field_name!r}", field="files")
-            # a form writes a quote in a file name as %22 (the HTML form-data encoding, as httpx and browsers send
-            # it); the signed manifest names the file as it is on disk
-            self.upload.begin_file(filename.decode("utf-8", "replace").replace("%22", '"'))
+            self.upload.begin_file(filename.decode("utf-8", "replace"))
 
     def part_data(self, data: bytes, start: int, end: int) -> None:
         if self.is_file:

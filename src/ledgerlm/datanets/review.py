@@ -21,7 +21,7 @@ from ledgerlm.datanets.schemas import (
 )
 from ledgerlm.errors import AuthError, ConflictError, NotFoundError
 from ledgerlm.identity import SignedAction
-from ledgerlm.store.schema import contribution_events, contributions, datanets
+from ledgerlm.store.schema import contribution_events, contributions, datanets, versions
 
 
 class Review:
@@ -224,7 +224,10 @@ class Review:
             blob = conn.execute(select(contributions.c.blob).where(contributions.c.id == contribution_id)).scalar()
             kept = conn.execute(select(contributions.c.id).where(and_(
                 contributions.c.blob == blob, contributions.c.state != "withdrawn")).limit(1)).first()
-        if kept is None:
+            # blobs are named by their content: the same bytes may be a version's manifest or a compute job's
+            # checkpoint, which anyone can upload as a file and withdraw
+            kept = kept or conn.execute(select(versions.c.id).where(versions.c.manifest_blob == blob)).first()
+        if kept is None and not (self.blob_kept is not None and self.blob_kept(blob)):
             # The uploaded file leaves too once every record it held is withdrawn (its hash stays in the rows); a
             # crash before this removal leaves it to the next start's orphan collection (`referenced_blobs`).
             self.blobs.remove(blob)

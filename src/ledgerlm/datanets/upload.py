@@ -115,6 +115,10 @@ class UploadInProgress:
                 raise AuthError(f"{file_name} is not in the signed manifest (it lists {len(self.entries)} files)",
                                 field="manifestHash")
             declared = self.entries[index]
+            if declared.name != file_name and declared.name == file_name.replace("%22", '"'):
+                # a form writes a quote in a file name as %22 (HTML's form-data encoding, as httpx and browsers send
+                # it) and a "%" as it is: the signed name says which was meant
+                file_name = declared.name
             if declared.name != file_name:
                 raise AuthError(f"file {index + 1} is {file_name!r} but the signed manifest lists {declared.name!r}",
                                 field="manifestHash")
