@@ -75,3 +75,30 @@ def test_a_run_uploads_only_files_inside_the_folder_it_was_given(world, tmp_path
     assert unconfined.steps[0].field == "paths" and "names no folder" in unconfined.steps[0].error
     confined = run_task(wallet, "t", ScriptedDriver(steal), max_steps=3, files=tmp_path / "mine")
     assert [(s.ok, s.field) for s in confined.steps] == [(False, "paths")] * 3
+
+
+def test_a_confined_upload_reads_the_file_inside_the_folder_not_one_of_the_same_name_elsewhere(tmp_path,
+                                                                                            monkeypatch):
+    from ledgerlm.agents.tools import call_tool
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "facts.txt").write_text("inside")
+    (tmp_path / "facts.txt").write_text("outside")
+    monkeypatch.chdir(tmp_path)  # a path relative to the working folder would name the outside file
+    (tmp_path / "mine" / "link.txt").symlink_to(tmp_path / "facts.txt")
+    sent = []
+
+    class Wallet:
+        def contribute(self, datanet, paths):
+            sent.append([open(p).read() for p in paths])
+            return {}
+
+    call_tool(Wallet(), "contribute", {"datanet": "d", "paths": ["facts.txt"]}, files=tmp_path / "mine")
+    assert sent == [["inside"]]
+    import pytest
+
+    from ledgerlm.agents.errors import AgentError
+
+    with pytest.raises(AgentError) as refused:  # a link out of the folder is outside it
+        call_tool(Wallet(), "contribute", {"datanet": "d", "paths": ["link.txt"]}, files=tmp_path / "mine")
+    assert refused.value.field == "paths"

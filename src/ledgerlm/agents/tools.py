@@ -43,8 +43,8 @@ def call_tool(wallet, name: str, args: dict[str, Any], *, files: Path | None = N
     if unknown:
         raise AgentError(f"tool {name!r} takes no argument {', '.join(unknown)}; it takes: "
                          f"{', '.join(spec.params) or 'nothing'}", field="args")
-    if name == "contribute":
-        _require_inside(files, args.get("paths"))
+    if name == "contribute":  # the files read are those checked: inside the folder, named from it
+        args = {**args, "paths": _inside(files, args.get("paths"))}
     if name == "commit_votes":
         args = {**args, "scores": {int(k): int(v) for k, v in dict(args.get("scores") or {}).items()}}
     try:
@@ -53,14 +53,18 @@ def call_tool(wallet, name: str, args: dict[str, Any], *, files: Path | None = N
         raise AgentError(f"tool {name!r}: {exc}", field="args") from None
 
 
-def _require_inside(files: Path | None, paths) -> None:
+def _inside(files: Path | None, paths) -> list[str]:
+    """The paths, each resolved inside the folder `files`, or AgentError naming `paths`."""
     if files is None:
         raise AgentError("contribute reads local files, and this run names no folder it may read them from "
                          "(`agent run --files DIR`)", field="paths")
     if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
         raise AgentError("paths must be a list of file names", field="paths")
     root = Path(files).resolve()
+    inside = []
     for path in paths:
-        resolved = (root / path).resolve()
+        resolved = (root / path).resolve()  # symbolic links followed: where the bytes really are
         if not resolved.is_relative_to(root) or not resolved.is_file():
             raise AgentError(f"{path!r} is not a file inside the run's folder {root}", field="paths")
+        inside.append(str(resolved))
+    return inside
