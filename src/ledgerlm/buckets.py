@@ -35,6 +35,13 @@ class TokenBuckets:
                 self._sweep_at = max(SWEEP_AT, 2 * len(self._buckets))
             return 0.0
 
+    def give_back(self, key: str) -> None:
+        """Return a token taken for an action that then did not happen."""
+        with self._lock:
+            if key in self._buckets:
+                tokens, then = self._buckets[key]
+                self._buckets[key] = (min(self.burst, tokens + 1.0), then)
+
     def __len__(self) -> int:
         """Keys whose bucket is kept."""
         return len(self._buckets)

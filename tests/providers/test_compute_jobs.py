@@ -8,6 +8,7 @@ import os
 import time
 
 import pytest
+from eth_account import Account
 
 from ledgerlm.chain import StakeRole
 from ledgerlm.economy.close import published_files
@@ -320,3 +321,8 @@ def test_jobs_accepted_per_hour_are_bounded_per_requester_and_in_all(client, mar
     assert refused.value.status == 429 and refused.value.field == "requester"
     assert len(client.providers.jobs(requester=alice.address)) == 3  # the refused one stored nothing
     client.providers.submit(carol, kind="serve", spec=serve, amount=1)  # another requester still may
+    for i in range(30):  # keys with nothing in escrow are refused before any gas, and use up no slot
+        with pytest.raises(LedgerError) as unpaid:
+            client.providers.submit(Account.from_key(bytes([0x60 + i]) * 32), kind="serve", spec=serve, amount=1)
+        assert unpaid.value.status == 402
+    client.providers.submit(carol, kind="serve", spec=serve, amount=1)

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from sqlalchemy import and_, insert, select, update
 
 from ledgerlm.buckets import TokenBuckets
+from ledgerlm.economy.access import PaymentRequired
 from ledgerlm.errors import AuthError, ConflictError, NotFoundError
 from ledgerlm.factory.digest import canonical_json_sha256
 from ledgerlm.identity import SignedAction, SigningDomain, verify_action
@@ -201,9 +202,15 @@ class ComputeMarket:
                 state="accepted", action_id=action_id, created_at=int(time.time()),
             )).inserted_primary_key[0]
 
-        with self.payments.paying():
-            job_id, _, _ = self.payments.debit_locked(
-                signed, requester, price, what=f"a {kind} job on offer {offer.id}", record=record, rows=_job_rows())
+        try:
+            with self.payments.paying():
+                job_id, _, _ = self.payments.debit_locked(
+                    signed, requester, price, what=f"a {kind} job on offer {offer.id}", record=record,
+                    rows=_job_rows())
+        except PaymentRequired:  # refused before any gas was spent (an empty escrow, a cap too low): no slot used
+            self._accepted_of.give_back(requester.lower())
+            self._accepted.give_back("*")
+            raise
         return self.job(job_id)
 
     def _take_payment_slot(self, requester: str) -> None:
