@@ -138,3 +138,28 @@ def test_a_close_finished_after_another_node_released_the_shared_reward_pool_pay
     funding = c.distributor.epoch(int(summary["chain_epoch"]))
     assert funding.total == 3 * UNIT and verify_epoch(*published_files(a.db, 1, c).values(), funding) == []
     assert val_a.address not in {p["account"] for p in published_files(a.db, 1, c)["payouts"]["payouts"]}
+
+
+def test_an_epoch_that_paid_validators_only_ends_unpaid_when_another_node_released_the_pool_first(two_nodes, home):
+    from ledgerlm.chain import StakeRole
+
+    a, b = two_nodes
+    c = a.contracts
+    admin = unlock_keystore(home.admin_key_path, os.environ[ADMIN_PASSPHRASE_ENV], "admin")
+    c.registry.grant_role(admin, "REGISTRAR_ROLE", b.account.address)
+    _tallied_round(a, "dn-a", key("val-a"))
+    _tallied_round(b, "dn-b", key("val-b"))
+    bad = key("bad")
+    a.chain.send_eth(a.faucet_account, bad.address, 10**18)
+    c.token.transfer(a.faucet_account, bad.address, 100 * UNIT)
+    c.staking.stake(bad, StakeRole.VALIDATOR, 100 * UNIT)
+    a._slash(1, "0x" + "11" * 32, bad.address, int(StakeRole.VALIDATOR), 10 * UNIT)
+    a.chain.advance_time(c.staking.slash_dispute_seconds() + 1)
+
+    a.economy.after_step = _crash_after_plan  # no fees: a's epoch pays its validators the pool, and dies
+    with pytest.raises(Crash):
+        a.economy.close()
+    a.economy.after_step = None
+    assert b.economy.close()["state"] == "published"
+    summary = a.economy.finish()
+    assert summary["state"] == "unpaid" and summary["root"] is None  # nothing left to pay: no root posted
