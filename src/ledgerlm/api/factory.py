@@ -72,18 +72,26 @@ def pull(body: PullRequest, node: Node = Depends(get_node)) -> dict:
     if body.name != SMOLLM2_NAME:
         raise FactoryError(f"only {SMOLLM2_NAME} can be pulled; register any local HF model directory instead",
                            field="name")
+    _require_free_name(node, body.name)
     return _base_json(pull_smollm2(node.home.models), operator=True)
 
 
 @router.post("/models/base", status_code=201, dependencies=[Depends(require_operator)])
 def register_base(body: RegisterBase, node: Node = Depends(get_node)) -> dict:
     """Register a local Hugging Face causal-LM directory as a base model; operator only (it reads server files)."""
-    from ledgerlm.errors import ConflictError
     from ledgerlm.factory.basemodels import register_local
 
-    if any(r.id == body.name for r in node.factory.list()):  # calls name a model by its id, base or fine-tuned
-        raise ConflictError(f"{body.name!r} is already a fine-tuned model's id", field="name")
+    _require_free_name(node, body.name)
     return _base_json(register_local(node.home.models, body.name, Path(body.path)), operator=True)
+
+
+def _require_free_name(node: Node, name: str) -> None:
+    """Calls name a model by its id, base or fine-tuned: a base model may not take a fine-tuned model's id, nor
+    that of a job that will make one."""
+    from ledgerlm.errors import ConflictError
+
+    if node.factory.model_id_taken(name):
+        raise ConflictError(f"{name!r} is already a fine-tuned model's id (or a training job's)", field="name")
 
 
 def _with_fees(node: Node, records: list, operator: bool) -> list[dict]:

@@ -206,10 +206,7 @@ class ModelFactory:
             raise FactoryError(f"{request.datanet} version {request.version} is empty", field="version")
         now = int(time.time())
         with self.db.begin() as conn:
-            taken = conn.execute(select(models.c.id).where(models.c.id == request.model_id)).first() or \
-                conn.execute(select(training_jobs.c.id).where(
-                    (training_jobs.c.model_id == request.model_id) & (training_jobs.c.state != "failed"))).first()
-            if taken:
+            if self._id_taken(conn, request.model_id):
                 raise ConflictError(f"model id {request.model_id!r} is already taken", field="model_id")
             if request.model_id in {m.name for m in list_models(self.models_dir)}:  # callers ask for models by id
                 raise ConflictError(f"model id {request.model_id!r} is a base model's name: a call for it would be "
@@ -230,6 +227,17 @@ class ModelFactory:
             )).inserted_primary_key[0]
         self._start_worker()
         return self.job(job_id)
+
+    def model_id_taken(self, model_id: str) -> bool:
+        """Whether a fine-tuned model, or a job that has not failed, has the id."""
+        with self.db.connect() as conn:
+            return self._id_taken(conn, model_id)
+
+    @staticmethod
+    def _id_taken(conn, model_id: str) -> bool:
+        return bool(conn.execute(select(models.c.id).where(models.c.id == model_id)).first() or conn.execute(
+            select(training_jobs.c.id).where((training_jobs.c.model_id == model_id)
+                                             & (training_jobs.c.state != "failed"))).first())
 
     def _check_quota(self, conn, developer: str) -> None:
         """Refuse a job beyond the developer's share of the single worker (queued or running jobs at once)."""
