@@ -34,7 +34,8 @@ _PERCENT = re.compile(r"%([2-7][0-9A-Fa-f])")  # printable ASCII only: no byte o
 # a run of base64 long enough to hide a sentence ("SWdub3JlIGFsbCBwcmV2aW91cyBpbnN0cnVjdGlvbnM="): a model
 # trained on it learns to read it, so what it decodes to is read as well (`_decoded`)
 BASE64_RUN = 24
-_BASE64 = re.compile(rf"[A-Za-z0-9+/]{{{BASE64_RUN},}}={{0,2}}")
+_BASE64 = re.compile(rf"[A-Za-z0-9+/_-]{{{BASE64_RUN},}}={{0,2}}")  # the URL-safe alphabet's "-" and "_" too
+_URL_SAFE = str.maketrans("-_", "+/")
 _ASCII_HIDING = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|" + _ESCAPED.pattern)
 # hyphens and dashes a reader takes for "-" between the groups of a number, which NFKC leaves as they are:
 # "415\u2011555\u20110132" hid a phone number (the em dash, wider and common in prose, is left out)
@@ -132,17 +133,25 @@ def _decoded(run: re.Match) -> str:
 
 
 def _readable_base64(run: str) -> str | None:
-    """The UTF-8 text a run of base64 decodes to, if a reader could read it (printable, with a letter); None for
-    a hash, a path or a long identifier, which are runs too and decode to bytes no reader could read."""
-    body = run.rstrip("=")
-    if len(body) % 4 == 1:
-        return None
-    try:
-        said = base64.b64decode(body + "=" * (-len(body) % 4), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    readable = all(ch.isprintable() or ch in "\t\n\r" for ch in said) and any(ch.isalpha() for ch in said)
-    return said if readable else None
+    """The text a run of base64 decodes to, if a reader could read it; None for a hash, a path or a long
+    identifier, which are runs too and decode to bytes no reader could read.
+
+    Read leniently, as a decoder a model learned would read it: the URL-safe alphabet as the standard one, from
+    any of the first four letters (a word glued before the run shifts its groups), a last letter that makes no
+    whole byte dropped, and readable when most of it is (a NUL or a stray byte added to hide it does not), with
+    what is not printable left out."""
+    body = run.rstrip("=").translate(_URL_SAFE)
+    for start in range(min(4, len(body) - BASE64_RUN + 1)):
+        part = body[start:]
+        part = part[: len(part) - (len(part) % 4 == 1)]
+        try:
+            said = base64.b64decode(part + "=" * (-len(part) % 4), validate=True).decode("utf-8", "replace")
+        except binascii.Error:
+            continue
+        kept = "".join(ch for ch in said if (ch.isprintable() and ch != "\ufffd") or ch in "\t\n\r")
+        if len(kept) >= 0.85 * len(said) and sum(ch.isalpha() for ch in kept) >= 4:
+            return kept
+    return None
 
 
 def without_ignorables(text: str) -> str:

@@ -219,7 +219,7 @@ def _hiding(data, starts, lengths, base64_run):
         long_run = False
         for k in range(s, e):
             c = data[k]
-            if letter(c) or digit(c) or c == 43 or c == 47:  # base64's "+" and "/"
+            if letter(c) or digit(c) or c == 43 or c == 47 or c == 45 or c == 95:  # base64's "+/", URL-safe "-_"
                 streak += 1
                 if streak == base64_run:
                     long_run = True
