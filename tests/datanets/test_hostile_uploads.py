@@ -5,6 +5,7 @@ import os
 import time
 import zipfile
 
+import orjson
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -70,6 +71,15 @@ def test_a_file_name_with_a_quote_uploads_as_signed(client, qa, bob, tmp_path):
     literal = write_jsonl(tmp_path / "up 100%22.jsonl", [{"question": "p?", "answer": "b."}])  # a "%" is sent as is
     receipt = client.contribute("qa", [literal], bob)
     assert client.contribution(receipt.first_contribution_id).source.startswith("up 100%22.jsonl")
+    both = write_jsonl(tmp_path / 'say "hi" 100%22.jsonl', [{"question": "s?", "answer": "c."}])
+    receipt = client.contribute("qa", [both], bob)
+    assert client.contribution(receipt.first_contribution_id).source.startswith('say "hi" 100%22.jsonl')
+
+
+def test_a_quoted_file_name_uploads_without_a_manifest_field_too(http, qa, bob):
+    body = orjson.dumps({"question": "q?", "answer": "a."}) + b"\n"
+    response, _ = upload(http, "qa", bob, [('the "best".jsonl', body)])  # signed over the name with its quotes
+    assert response.status_code == 201, response.text
 
 
 def test_duplicate_keys_are_refused_with_the_line(http, home, qa, bob):

@@ -256,10 +256,16 @@ class Ingest:
                     raise DatanetError(f"{file_name} is empty (0 bytes)", field="files")
             entries = [FileEntry(name=n, sha256=b.sha256, size=b.size) for n, b in staged]
             if manifest_hash(entries) != signed.message["manifestHash"]:
-                raise AuthError(
-                    "the signature does not cover these files (manifestHash differs from the uploaded bytes)",
-                    field="manifestHash",
-                )
+                # a form writes a quote in a file name as %22 (HTML's form-data encoding, as httpx and browsers
+                # send it): the signature may cover the names with their quotes
+                quoted = [FileEntry(name=e.name.replace("%22", '"'), sha256=e.sha256, size=e.size) for e in entries]
+                if manifest_hash(quoted) != signed.message["manifestHash"]:
+                    raise AuthError(
+                        "the signature does not cover these files (manifestHash differs from the uploaded bytes)",
+                        field="manifestHash",
+                    )
+                entries = quoted
+                staged = [(e.name, b) for e, (_, b) in zip(quoted, staged)]
             return self._store_upload(row, signed, contributor, staged, entries, skip_duplicates)
         finally:
             self.discard_staged(staged)

@@ -115,7 +115,7 @@ class UploadInProgress:
                 raise AuthError(f"{file_name} is not in the signed manifest (it lists {len(self.entries)} files)",
                                 field="manifestHash")
             declared = self.entries[index]
-            if declared.name != file_name and declared.name == file_name.replace("%22", '"'):
+            if declared.name != file_name and declared.name.replace('"', "%22") == file_name:
                 # a form writes a quote in a file name as %22 (HTML's form-data encoding, as httpx and browsers send
                 # it) and a "%" as it is: the signed name says which was meant
                 file_name = declared.name
