@@ -326,3 +326,22 @@ def test_jobs_accepted_per_hour_are_bounded_per_requester_and_in_all(client, mar
             client.providers.submit(Account.from_key(bytes([0x60 + i]) * 32), kind="serve", spec=serve, amount=1)
         assert unpaid.value.status == 402
     client.providers.submit(carol, kind="serve", spec=serve, amount=1)
+
+
+def test_only_a_refusal_before_any_transaction_gives_a_jobs_slot_back(market):
+    from ledgerlm.economy.access import CannotPay, PaymentRequired
+
+    assert issubclass(CannotPay, PaymentRequired) and CannotPay.status == 402
+    node, _ = market
+    node.providers.__dict__.update(jobs_per_hour=10)
+    node.providers.__post_init__()  # 10 an hour in all, 1 per requester
+    node.providers._take_payment_slot("0xaa")
+    with pytest.raises(LedgerError, match="within the hour"):
+        node.providers._take_payment_slot("0xaa")
+    for i in range(9):
+        node.providers._take_payment_slot(f"0x{i:02x}")
+    with pytest.raises(LedgerError, match="this node has accepted") as full:
+        node.providers._take_payment_slot("0xbb")
+    assert full.value.field == "offerId"
+    node.providers._accepted.give_back("*")  # a slot of the node's frees: 0xbb's own was given back, so it gets in
+    node.providers._take_payment_slot("0xbb")

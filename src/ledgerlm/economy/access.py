@@ -42,6 +42,10 @@ class PaymentRequired(EconomyError):
     status = 402
 
 
+class CannotPay(PaymentRequired):
+    """Refused before any transaction was sent: the payer's cap or escrow cannot cover the price."""
+
+
 @dataclass(frozen=True)
 class DebitRows:
     """Where one kind of immediate escrow payment keeps its rows: table, payment state, payer and transaction
@@ -152,7 +156,7 @@ class AccessPayments:
             held = held_by(conn, payer, int(time.time()))
             problem = self._cannot_pay(payer, price, owed, held)
             if problem:
-                raise PaymentRequired(f"cannot take {price} for {what} from {payer}'s escrow: {problem}",
+                raise CannotPay(f"cannot take {price} for {what} from {payer}'s escrow: {problem}",
                                       field="payment")
             action_id = record_action(conn, signed, payer, chain_id=self.domain.chain_id)
             row_id = record(conn, epoch, action_id)

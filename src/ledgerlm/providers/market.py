@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from sqlalchemy import and_, insert, select, update
 
 from ledgerlm.buckets import TokenBuckets
-from ledgerlm.economy.access import PaymentRequired
+from ledgerlm.economy.access import CannotPay
 from ledgerlm.errors import AuthError, ConflictError, NotFoundError
 from ledgerlm.factory.digest import canonical_json_sha256
 from ledgerlm.identity import SignedAction, SigningDomain, verify_action
@@ -207,7 +207,7 @@ class ComputeMarket:
                 job_id, _, _ = self.payments.debit_locked(
                     signed, requester, price, what=f"a {kind} job on offer {offer.id}", record=record,
                     rows=_job_rows())
-        except PaymentRequired:  # refused before any gas was spent (an empty escrow, a cap too low): no slot used
+        except CannotPay:  # refused before any transaction (an empty escrow, a cap too low): no gas, no slot used
             self._accepted_of.give_back(requester.lower())
             self._accepted.give_back("*")
             raise
@@ -223,6 +223,7 @@ class ComputeMarket:
                                 field="requester", status=429)
         wait = self._accepted.take("*")
         if wait > 0:
+            self._accepted_of.give_back(requester.lower())  # the node's hour is spent, not the requester's
             raise ProviderError(f"this node has accepted {int(self._accepted.burst)} jobs within the hour, the most it "
                                 f"pays the gas of; try again in {int(wait) + 1} s", field="offerId", status=429)
 
