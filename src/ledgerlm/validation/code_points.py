@@ -145,9 +145,11 @@ def _readable_base64(run: str) -> str | None:
         part = body[start:]
         part = part[: len(part) - (len(part) % 4 == 1)]
         try:
-            said = base64.b64decode(part + "=" * (-len(part) % 4), validate=True).decode("utf-8", "replace")
+            raw = base64.b64decode(part + "=" * (-len(part) % 4), validate=True)
         except binascii.Error:
             continue
+        # NULs left out: text encoded as UTF-16 (as PowerShell's -EncodedCommand) or padded with them is read too
+        said = raw.replace(b"\x00", b"").decode("utf-8", "replace")
         kept = "".join(ch for ch in said if (ch.isprintable() and ch != "\ufffd") or ch in "\t\n\r")
         if len(kept) >= 0.85 * len(said) and sum(ch.isalpha() for ch in kept) >= 4:
             return kept
@@ -157,6 +159,15 @@ def _readable_base64(run: str) -> str | None:
 def without_ignorables(text: str) -> str:
     """The text without its default-ignorable characters, which draw as nothing (or, Hangul fillers, a blank)."""
     return text if text.isascii() else _IGNORABLE.sub("", text)
+
+
+def _cleaned(text: str) -> str:
+    if "&" in text:
+        text = html.unescape(text)
+    if "%" in text:
+        text = _PERCENT.sub(lambda m: chr(int(m.group(1), 16)), text)
+    return unicodedata.normalize("NFKC", _IGNORABLE.sub("", _CONTROLS.sub("", _LINE_BREAKS.sub("\n", text)))
+                                 ).translate(_HYPHENS)
 
 
 def undisguised(text: str) -> str:
@@ -171,12 +182,12 @@ def undisguised(text: str) -> str:
     letters, an e-mail address split by a zero-width joiner, a card number in Arabic-Indic
     digits) is a finding too.
     """
-    text = _BASE64.sub(_decoded, text)
-    if "&" in text:
-        text = html.unescape(text)
-    if "%" in text:
-        text = _PERCENT.sub(lambda m: chr(int(m.group(1), 16)), text)
-    plain = unicodedata.normalize("NFKC", _IGNORABLE.sub("", _CONTROLS.sub("", _LINE_BREAKS.sub("\n", text)))).translate(_HYPHENS)
+    plain = _cleaned(text)
+    # base64 last, on the cleaned text: a soft hyphen, a control character or a full-width letter inside a run
+    # would otherwise hide it; what it decodes to is cleaned in turn
+    decoded = _BASE64.sub(_decoded, plain)
+    if decoded != plain:
+        plain = _cleaned(decoded)
     if plain.isascii():
         return plain
     return "".join(str(unicodedata.decimal(ch)) if ch.isdecimal() and not ch.isascii() else ch for ch in plain)
