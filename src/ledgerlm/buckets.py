@@ -45,3 +45,35 @@ class TokenBuckets:
     def __len__(self) -> int:
         """Keys whose bucket is kept."""
         return len(self._buckets)
+
+
+def hourly(per_hour: int) -> TokenBuckets:
+    """Buckets of `per_hour` tokens, refilled over an hour."""
+    return TokenBuckets(burst=per_hour, per_second=per_hour / 3600)
+
+
+class KeyedLimit:
+    """One bucket per key and one for every key together: what the node does for others and pays for (gas), so
+    fresh keys, which cost nothing, cannot make it pay without end."""
+
+    ALL = "*"
+
+    def __init__(self, each: TokenBuckets, together: TokenBuckets):
+        self.each, self.together = each, together
+
+    def take(self, key: str) -> tuple[str, float] | None:
+        """Take a token for `key` from both: None, or (which is spent, "each" or "together", and the seconds until
+        it is not) with nothing taken."""
+        wait = self.each.take(key)
+        if wait > 0:
+            return "each", wait
+        wait = self.together.take(self.ALL)
+        if wait > 0:
+            self.each.give_back(key)  # the hour spent is everyone's, not this key's
+            return "together", wait
+        return None
+
+    def give_back(self, key: str) -> None:
+        """Return both tokens of an action that then did not happen."""
+        self.each.give_back(key)
+        self.together.give_back(self.ALL)

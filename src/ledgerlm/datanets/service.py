@@ -10,7 +10,7 @@ import jsonschema
 from eth_account.signers.local import LocalAccount
 from sqlalchemy import func, insert, select, update
 
-from ledgerlm.buckets import TokenBuckets
+from ledgerlm.buckets import KeyedLimit, hourly
 from ledgerlm.datanets.access import Access
 from ledgerlm.datanets.ingest import Ingest
 from ledgerlm.datanets.record_schema import compile_record_schema
@@ -69,8 +69,8 @@ class Datanets(Access, Ingest, Review, Versions):
         self.anchor = anchor
         # the node pays the gas of every Datanet it registers and every version root it anchors
         # (NodeConfig.datanets_per_hour, versions_per_hour): per owner, then in all
-        self._registrations = (_hourly(datanets_per_owner_per_hour), _hourly(datanets_per_hour))
-        self._anchored_versions = (_hourly(versions_per_owner_per_hour), _hourly(versions_per_hour))
+        self._registrations = KeyedLimit(hourly(datanets_per_owner_per_hour), hourly(datanets_per_hour))
+        self._anchored_versions = KeyedLimit(hourly(versions_per_owner_per_hour), hourly(versions_per_hour))
         # called with (signer, action, Datanet) before a signed action takes effect; may refuse it
         self.actor_guard: Callable[[str, str, str | None], None] | None = None
         # whether another room keeps a blob (a compute job's checkpoint): a withdrawal must not delete it
@@ -126,21 +126,20 @@ class Datanets(Access, Ingest, Review, Versions):
             datanet = self.get(spec.name)
         return datanet
 
-    def _take_anchoring(self, buckets: tuple[TokenBuckets, TokenBuckets], owner: str, done: str, *,
-                        field: str) -> None:
+    def _take_anchoring(self, limit: KeyedLimit, owner: str, done: str, *, field: str) -> None:
         """Count one on-chain write the node pays for on behalf of `owner` (`done`: what they did, "{}" the
         count), or refuse it (429) while the owner's or the node's hour is spent; nothing is stored and the
         signed action stays unused, so it may be sent again later."""
-        of_owner, of_node = buckets
-        wait = of_owner.take(owner.lower())
-        if wait > 0:
-            raise DatanetError(f"{owner} has {done.format(int(of_owner.burst))} within the hour, the most this node "
+        refused = limit.take(owner.lower())
+        if refused is None:
+            return
+        spent, wait = refused
+        if spent == "each":
+            raise DatanetError(f"{owner} has {done.format(int(limit.each.burst))} within the hour, the most this node "
                                f"anchors for one owner; try again in {int(wait) + 1} s", field="owner", status=429)
-        wait = of_node.take("*")
-        if wait > 0:
-            raise DatanetError(f"this node has anchored its {int(of_node.burst)} writes of that kind within the "
-                               f"hour, the most it pays the gas of; try again in {int(wait) + 1} s",
-                               field=field, status=429)
+        raise DatanetError(f"this node has anchored its {int(limit.together.burst)} writes of that kind within the "
+                           f"hour, the most it pays the gas of; try again in {int(wait) + 1} s", field=field,
+                           status=429)
 
     def anchor_datanet(self, datanet: Datanet) -> None:
         tx = self.anchor.register_datanet(datanet)
@@ -212,7 +211,3 @@ def _check_schema(schema: Any) -> None:
         raise DatanetError(f'"{LABEL_FIELD_ANNOTATION}" must name one of the schema\'s properties, got {label!r}',
                            field=f"schema.{LABEL_FIELD_ANNOTATION}")
     compile_record_schema(schema)
-
-
-def _hourly(per_hour: int) -> TokenBuckets:
-    return TokenBuckets(burst=per_hour, per_second=per_hour / 3600)

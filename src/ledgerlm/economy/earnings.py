@@ -8,7 +8,7 @@ from eth_utils import is_address, to_checksum_address
 from hexbytes import HexBytes
 from sqlalchemy import and_, delete, insert, select
 
-from ledgerlm.buckets import TokenBuckets
+from ledgerlm.buckets import KeyedLimit, TokenBuckets, hourly
 from ledgerlm.chain import CAP_LIMIT, DEADLINE_LIMIT
 from ledgerlm.economy.consumers import lock_consumer
 from ledgerlm.economy.errors import EconomyError
@@ -32,21 +32,22 @@ class CapRelays:
     CAP_RELAY_SECONDS, and `per_hour` in all (one per node: each pays its own gas)."""
 
     def __init__(self, per_hour: int = 600):
-        self._relays = TokenBuckets(burst=CAP_RELAY_BURST, per_second=1 / CAP_RELAY_SECONDS)
-        self._all = TokenBuckets(burst=per_hour, per_second=per_hour / 3600)
+        self._limit = KeyedLimit(TokenBuckets(burst=CAP_RELAY_BURST, per_second=1 / CAP_RELAY_SECONDS),
+                                 hourly(per_hour))
 
     def take(self, consumer: str) -> None:
         """Count one relay for `consumer`, or refuse it (429) while its relays or the node's are spent."""
-        wait = self._relays.take(consumer)
-        if wait > 0:
+        refused = self._limit.take(consumer)
+        if refused is None:
+            return
+        spent, wait = refused
+        if spent == "each":
             raise EconomyError(f"this node has relayed {CAP_RELAY_BURST} spending caps of {consumer} lately, the "
                                f"most it relays at once; wait {int(wait) + 1} s, or submit the signed cap to the "
                                "escrow yourself (it takes one from any sender)", field="consumer", status=429)
-        wait = self._all.take("*")
-        if wait > 0:
-            raise EconomyError(f"this node has relayed {int(self._all.burst)} spending caps within the hour, the most "
-                               f"it pays the gas of; wait {int(wait) + 1} s, or submit the signed cap to the escrow "
-                               "yourself (it takes one from any sender)", field="cap", status=429)
+        raise EconomyError(f"this node has relayed {int(self._limit.together.burst)} spending caps within the hour, "
+                           f"the most it pays the gas of; wait {int(wait) + 1} s, or submit the signed cap to the "
+                           "escrow yourself (it takes one from any sender)", field="cap", status=429)
 
 
 def record_spending_cap(db: Database, escrow, relayer, *, consumer: str, settler: str, cap: int, nonce: int,

@@ -18,7 +18,7 @@ from eth_utils import keccak, to_checksum_address
 from pydantic import ValidationError
 from sqlalchemy import and_, insert, select, update
 
-from ledgerlm.buckets import TokenBuckets
+from ledgerlm.buckets import KeyedLimit, hourly
 from ledgerlm.economy.access import CannotPay
 from ledgerlm.errors import AuthError, ConflictError, NotFoundError
 from ledgerlm.factory.digest import canonical_json_sha256
@@ -63,9 +63,7 @@ class ComputeMarket:
     jobs_per_hour: int = 120
 
     def __post_init__(self):
-        self._accepted = TokenBuckets(burst=self.jobs_per_hour, per_second=self.jobs_per_hour / 3600)
-        per_requester = max(1, self.jobs_per_hour // 10)
-        self._accepted_of = TokenBuckets(burst=per_requester, per_second=per_requester / 3600)
+        self._accepted = KeyedLimit(hourly(max(1, self.jobs_per_hour // 10)), hourly(self.jobs_per_hour))
 
     # ------------------------------------------------------------------ offers
 
@@ -208,24 +206,23 @@ class ComputeMarket:
                     signed, requester, price, what=f"a {kind} job on offer {offer.id}", record=record,
                     rows=_job_rows())
         except CannotPay:  # refused before any transaction (an empty escrow, a cap too low): no gas, no slot used
-            self._accepted_of.give_back(requester.lower())
-            self._accepted.give_back("*")
+            self._accepted.give_back(requester.lower())
             raise
         return self.job(job_id)
 
     def _take_payment_slot(self, requester: str) -> None:
         """Count one paid job for `requester`, or refuse it (429, nothing stored) while theirs or the node's hour is
         spent."""
-        wait = self._accepted_of.take(requester.lower())
-        if wait > 0:
-            raise ProviderError(f"{requester} has had {int(self._accepted_of.burst)} jobs accepted within the hour, the "
-                                f"most this node debits for one requester; try again in {int(wait) + 1} s",
+        refused = self._accepted.take(requester.lower())
+        if refused is None:
+            return
+        spent, wait = refused
+        if spent == "each":
+            raise ProviderError(f"{requester} has had {int(self._accepted.each.burst)} jobs accepted within the hour, "
+                                f"the most this node debits for one requester; try again in {int(wait) + 1} s",
                                 field="requester", status=429)
-        wait = self._accepted.take("*")
-        if wait > 0:
-            self._accepted_of.give_back(requester.lower())  # the node's hour is spent, not the requester's
-            raise ProviderError(f"this node has accepted {int(self._accepted.burst)} jobs within the hour, the most it "
-                                f"pays the gas of; try again in {int(wait) + 1} s", field="offerId", status=429)
+        raise ProviderError(f"this node has accepted {int(self._accepted.together.burst)} jobs within the hour, the "
+                            f"most it pays the gas of; try again in {int(wait) + 1} s", field="offerId", status=429)
 
     def _match(self, offer_id: int, kind: str, amount: int) -> Offer:
         if offer_id:
