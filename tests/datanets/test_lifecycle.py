@@ -197,3 +197,26 @@ def test_withdrawing_a_file_whose_bytes_are_a_versions_manifest_keeps_the_manife
     receipt = client.contribute("notes", [tmp_path / "m.txt"], bob)
     client.withdraw(receipt.first_contribution_id, bob)
     assert client.manifest("qa", 1) == manifest  # blobs are named by content: the manifest's bytes stay
+
+
+def test_a_withdrawn_records_text_is_nowhere_in_the_database_file(client, qa, bob, tmp_path):
+    from pathlib import Path
+
+    from sqlalchemy import text
+
+    marker = "Zyxwvut quorbel frandinax"
+    records = [{"question": "Which secret?", "answer": f"{marker} is the secret."}, *_records(1, "b")]
+    client.contribute("qa", [write_jsonl(tmp_path / "b.jsonl", records)], bob)
+    node = client.http.app.state.node
+    secret = next(c.id for c in client.contributions("qa") if marker in str(client.contribution(c.id).payload))
+
+    def stored() -> bytes:
+        with node.db.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            path = Path(conn.execute(text("PRAGMA database_list")).all()[0][2])
+        return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+
+    assert marker.encode() in stored()
+    client.withdraw(secret, bob)
+    # the freed bytes of the row are overwritten, not left in the file for anyone who copies it
+    assert marker.encode() not in stored()

@@ -162,6 +162,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # A withdrawn record's payload is set to NULL (the right to be forgotten); without this the freed
+    # bytes stay in the file until SQLite happens to reuse them. Some builds default it on, some off.
+    cursor.execute("PRAGMA secure_delete=ON")
     # Content hashes arrive in random order, so index inserts touch random pages: keep them cached.
     cursor.execute("PRAGMA cache_size=-65536")
     cursor.close()
