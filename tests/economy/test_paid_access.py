@@ -244,3 +244,40 @@ def test_another_nodes_close_waits_for_a_payment_in_flight_then_pays_it(client, 
     assert licence["amount"] == str(PRICE) and int(seen["summary"]["total"]) == PRICE
     files = published_files(node.db, 1, c)
     assert verify_epoch(*files.values(), c.distributor.epoch(node.economy.chain_epoch(1))) == []
+
+
+def test_a_payment_the_chain_mines_late_is_taken_once_and_closed_with_its_epoch(client, private, carol):
+    """A slow chain: the escrow payment is sent but not mined within the node's wait. It stays pending rather than
+    failed: asking again charges nothing more, the close waits for it instead of planning without it (its root
+    could then never be posted), and once it is mined the licence is held and the close pays it out."""
+    node = private
+    c = node.contracts
+    client.chain.faucet(carol.address, eth_wei=UNIT, tokens=10 * UNIT)
+    client.chain.send(carol, "LedgerToken", "approve", [c.escrow.address, 10 * UNIT])
+    client.chain.send(carol, "PaymentEscrow", "deposit", [10 * UNIT])
+    client.ensure_spending_cap(carol, 10 * UNIT)
+    tester = node.chain.w3.provider.ethereum_tester
+    timeout = node.chain.receipt_timeout
+    tester.disable_auto_mine_transactions()
+    node.chain.receipt_timeout = 0.5
+    try:
+        with pytest.raises(LedgerError, match="not mined yet") as slow:
+            client.buy_export_licence("vault", 1, carol, 5 * UNIT)
+        assert slow.value.status == 504 and slow.value.field == "payment"
+        with pytest.raises(LedgerError, match="paying now") as again:
+            client.buy_export_licence("vault", 1, carol, 5 * UNIT)
+        assert again.value.status == 409
+        with pytest.raises(LedgerError, match="not mined yet") as waits:
+            node.economy.close()
+        assert waits.value.status == 409
+    finally:
+        tester.enable_auto_mine_transactions()
+        node.chain.receipt_timeout = timeout
+    tester.mine_blocks(1)  # the payment lands after all
+
+    assert client.buy_export_licence("vault", 1, carol, 5 * UNIT)["amount"] == str(PRICE)  # held: no second debit
+    assert c.escrow.balance_of(carol.address) == 10 * UNIT - PRICE
+    summary = node.economy.close()
+    assert int(summary["total"]) == PRICE and summary["state"] == "published"
+    files = published_files(node.db, 1, c)
+    assert verify_epoch(*files.values(), c.distributor.epoch(node.economy.chain_epoch(1))) == []

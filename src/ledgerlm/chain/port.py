@@ -463,6 +463,14 @@ class Chain:
     def nonce(self, address: str) -> int:
         return int(self.w3.eth.get_transaction_count(to_checksum_address(address)))
 
+    def in_flight(self, address: str) -> bool:
+        """Whether `address` has transactions sent but not mined: with none, every transaction it sent before
+        this call has been mined (or dropped) and can be looked up."""
+        address = to_checksum_address(address)
+        with self.nonces.hold(address) as ticket:  # sends this process (or this machine's others) just made count
+            sent = ticket.next(lambda: self.w3.eth.get_transaction_count(address, "pending"))
+        return sent > int(self.w3.eth.get_transaction_count(address, "latest"))
+
     def block_number(self) -> int:
         return int(self.w3.eth.block_number)
 

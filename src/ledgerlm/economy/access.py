@@ -46,6 +46,12 @@ class CannotPay(PaymentRequired):
     """Refused before any transaction was sent: the payer's cap or escrow cannot cover the price."""
 
 
+class PaymentPending(EconomyError):
+    """The payment's transaction was sent but is not mined yet: it stays pending, and lands at most once."""
+
+    status = 504
+
+
 @dataclass(frozen=True)
 class DebitRows:
     """Where one kind of immediate escrow payment keeps its rows: table, payment state, payer and transaction
@@ -96,7 +102,7 @@ class AccessPayments:
         purpose): paying once lets them train on (or export) that version again without paying again."""
         if purpose not in PURPOSES:
             raise EconomyError(f"purpose must be one of {', '.join(PURPOSES)}, not {purpose!r}", field="purpose")
-        held = self.licence(payer, datanet, version, purpose)
+        held = self.licence(payer, datanet, version, purpose) or self._landed(payer, datanet, version, purpose)
         if held is not None:
             return held
         if signed is None:
@@ -166,8 +172,17 @@ class AccessPayments:
             tx = escrow.settle(self.node_account, epoch_id(self.node_account.address, epoch), rows.chunk_base + row_id,
                                [debit]).tx_hash
         except ChainError as exc:
-            _fail(self.db, rows, row_id)
-            raise PaymentRequired(f"the escrow refused the payment: {exc}", field="payment") from exc
+            # A slow chain answers "sent but not mined" (504) for a transaction that may land later: failing its
+            # row would let the payer pay again, and the close plan without a payment the epoch then holds on chain.
+            outcome = resolve_payment(self.db, rows, row_id, escrow, self.node_account.address, tx=exc.tx_hash)
+            if outcome == "failed":
+                raise PaymentRequired(f"the escrow refused the payment: {exc}", field="payment") from exc
+            if outcome == "pending":
+                raise PaymentPending(
+                    f"the payment for {what} was sent{f' in {exc.tx_hash}' if exc.tx_hash else ''} but is not mined "
+                    "yet; it stays pending and is taken at most once: ask again once it is mined",
+                    field="payment") from exc
+            return row_id, epoch, exc.tx_hash
         with self.db.begin() as conn:
             conn.execute(update(rows.table).where(rows.table.c.id == row_id).values({rows.state: "paid", rows.tx: tx}))
         return row_id, epoch, tx
@@ -183,6 +198,18 @@ class AccessPayments:
             return None
         return {"payment": row["id"], "datanet": datanet, "version": version, "developer": payer,
                 "purpose": purpose, "amount": row["amount"], "epoch": row["epoch"], "tx": row["tx"]}
+
+    def _landed(self, payer: str, datanet: str, version: int, purpose: str) -> dict | None:
+        """The licence of a payment left pending by a slow chain, once its transaction has landed."""
+        with self.db.connect() as conn:
+            row_id = conn.execute(select(access_payments.c.id).where(and_(
+                access_payments.c.developer == payer, access_payments.c.datanet == datanet,
+                access_payments.c.version == version, access_payments.c.purpose == purpose,
+                access_payments.c.state == "pending")).limit(1)).scalar()
+        if row_id is None:
+            return None
+        resolve_payment(self.db, ACCESS_ROWS, row_id, self.contracts.escrow, self.node_account.address)
+        return self.licence(payer, datanet, version, purpose)
 
     @staticmethod
     def _taken(conn, developer: str, datanet: str, version: int, purpose: str) -> bool:
@@ -221,19 +248,48 @@ class AccessPayments:
             return [dict(r) for r in conn.execute(query).mappings()]
 
 
-def resolve_pending(db: Database, escrow, settler: str) -> None:
-    """A payment (for access or a compute job) a crash left pending is paid if its chunk landed on chain (in the
-    epoch of `settler`, the node that debited it), else failed."""
+def resolve_pending(db: Database, escrow, settler: str) -> list[tuple[str, int, int]]:
+    """Resolve every payment (for access or a compute job) a crash or a slow chain left pending
+    (`resolve_payment`); returns (table, row, epoch) of those whose transaction may still land."""
+    waiting = []
     for rows in (ACCESS_ROWS, JOB_ROWS):
         with db.connect() as conn:
             pending = conn.execute(select(rows.table.c.id, rows.table.c.epoch)
                                    .where(rows.column(rows.state) == "pending")).all()
         for row_id, epoch in pending:
-            if not escrow.is_chunk_settled(epoch_id(settler, epoch), rows.chunk_base + row_id):
-                _fail(db, rows, row_id)
-                continue
-            with db.begin() as conn:
-                conn.execute(update(rows.table).where(rows.table.c.id == row_id).values({rows.state: "paid"}))
+            if resolve_payment(db, rows, row_id, escrow, settler) == "pending":
+                waiting.append((rows.table.name, row_id, epoch))
+    return waiting
+
+
+def resolve_payment(db: Database, rows: DebitRows, row_id: int, escrow, settler: str, *,
+                    tx: str | None = None) -> str:
+    """A pending payment's outcome on chain: "paid" once its chunk landed (in the epoch of `settler`, the node that
+    debited it), "failed" once it no longer can, else "pending" (its transaction may still be mined).
+
+    Nothing of the settler's in flight means every transaction it sent before has been mined or dropped, so a chunk
+    still unsettled after that never landed. (A dropped transaction that someone else broadcasts again later is
+    not covered; an epoch whose root is posted refuses it on chain.)
+    """
+    with db.connect() as conn:
+        epoch = conn.execute(select(rows.table.c.epoch).where(and_(
+            rows.table.c.id == row_id, rows.column(rows.state) == "pending"))).scalar()
+    if epoch is None:
+        return "done"  # resolved meanwhile
+    chunk = epoch_id(settler, epoch), rows.chunk_base + row_id
+    if not escrow.is_chunk_settled(*chunk):
+        if escrow.chain.in_flight(settler):
+            if tx is not None:
+                with db.begin() as conn:
+                    conn.execute(update(rows.table).where(rows.table.c.id == row_id).values({rows.tx: tx}))
+            return "pending"
+        if not escrow.is_chunk_settled(*chunk):  # mined between the two reads
+            _fail(db, rows, row_id)
+            return "failed"
+    with db.begin() as conn:
+        conn.execute(update(rows.table).where(and_(rows.table.c.id == row_id, rows.column(rows.state) == "pending"))
+                     .values({rows.state: "paid", **({rows.tx: tx} if tx else {})}))
+    return "paid"
 
 
 def _fail(db: Database, rows: DebitRows, row_id: int) -> None:

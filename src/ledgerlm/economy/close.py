@@ -94,7 +94,7 @@ class EpochCloser:
             # restarted after answering, or a new adapter's attribution is slow) would otherwise be settled by the
             # next close, under another distributor id, and the epoch would close without all its receipts.
             self.finish_receipts()
-        resolve_pending(self.db, c.escrow, self.node_account.address)
+        waiting = resolve_pending(self.db, c.escrow, self.node_account.address)
         # Slashes are held on chain, revocable by the admin key, until they mature; those that have are moved into
         # the reward pool now (anyone may), so the plan below pays validators what the pool may release.
         c.staking.settle_matured_slashes(self.node_account)
@@ -104,6 +104,11 @@ class EpochCloser:
         # write lock late, which SQLite refuses at once once another writer has committed meanwhile.
         with self.db.begin() as conn:
             number = open_epoch(conn)
+        late = [f"{table} {row}" for table, row, epoch in waiting if epoch == number]
+        if late:
+            # A plan without it could never post its root once it lands (the epoch would hold more than the plan).
+            raise EconomyError(f"{', '.join(late)}: a payment into this epoch was sent but is not mined yet; the close "
+                               "waits for it: close again once it is", field="epoch", status=409)
         with self.db.connect() as conn:
             access = settled_access(conn, number)
             jobs = settled_jobs(conn, number)
