@@ -83,6 +83,39 @@ _FOREIGN_OVERRIDE_WORDS = [
                r"poprzedni\w*|wcze[sś]niejsz\w*|powy[zż]sz\w*|wszystki\w*|swoje|twoje"),  # Polish
      ("ignoruj", "zapomnij", "pomi"), ("instrukcj", "polece", "wytyczn", "zasad"),
      ("poprzedni", "wcze", "powy", "wszystki", "swoje", "twoje")),
+    (_override(r"abaikan|lupakan|acuhkan|abaikanlah|lupakanlah",
+               r"instruksi|perintah|petunjuk|arahan",
+               r"sebelumnya|terdahulu|sebelum ini|di atas|semua|kamu|anda"),  # Indonesian, Malay
+     ("abaikan", "lupakan", "acuhkan"), ("instruksi", "perintah", "petunjuk", "arahan"),
+     ("sebelum", "terdahulu", "di atas", "semua", "kamu", "anda")),
+    (_override(r"ignoruj(?:te)?|zapome[nň](?:te)?|nev[sš][ií]mej(?:te)? si",
+               r"pokyny|pokyn[uů]|instrukce|instrukc[ií]|p[rř][ií]kazy|pravidla",
+               r"p[rř]edchoz[ií]|d[rř][ií]v[eě]j[sš][ií]|v[yý][sš]e uveden[eé]|v[sš]echny|sv[eé]|tv[eé]"),  # Czech
+     ("ignoruj", "zapome", "nev"), ("pokyn", "instrukc", "kaz", "pravidla"),
+     ("edchoz", "ivejs", "v", "echny", "sv", "tv")),
+    (_override(r"ignorera|gl[öo]m|strunta i",
+               r"instruktioner(?:na)?|anvisningar(?:na)?|regler(?:na)?|direktiv(?:en)?",
+               r"tidigare|f[öo]reg[åa]ende|ovanst[åa]ende|alla|dina"),  # Swedish
+     ("ignorera", "gl", "strunta"), ("instruktion", "anvisning", "regler", "direktiv"),
+     ("tidigare", "reg", "ovanst", "alla", "dina")),
+    (_override(r"ignorer|glem|se bort fra",
+               r"instruktioner(?:ne)?|instruksjoner(?:ne)?|anvisninger(?:ne)?|regler(?:ne)?",
+               r"tidligere|forrige|ovenst[åa]ende|ovenfor|alle|dine"),  # Danish, Norwegian
+     ("ignorer", "glem", "se bort"), ("instruktion", "instruksjon", "anvisning", "regler"),
+     ("tidligere", "forrige", "ovenst", "ovenfor", "alle", "dine")),
+    (_override(r"ignor[ăa]|ignora[țţt]i|uit[ăa]|uita[țţt]i",
+               r"instruc[țţt]iunile|instruc[țţt]iuni|indica[țţt]iile|regulile",
+               r"anterioare|precedente|de mai sus|toate"),  # Romanian
+     ("ignor", "uit"), ("instruc", "indica", "regulile"), ("anterioare", "precedente", "mai sus", "toate")),
+    (_override(r"hagyd figyelmen k[íi]v[üu]l|hagyja figyelmen k[íi]v[üu]l|felejtsd el|felejtse el",
+               r"utas[íi]t[áa]s\w*|parancs\w*|szab[áa]ly\w*",
+               r"kor[áa]bbi|el[őo]z[őo]|fenti|[öo]sszes|minden"),  # Hungarian
+     ("figyelmen", "felejts"), ("utas", "parancs", "szab"), ("abbi", "el", "fenti", "sszes", "minden")),
+    (_override(r"puuza|puuzeni|sahau|sahauni",
+               r"maagizo|maelekezo|amri|maelezo",
+               r"yaliyotangulia|yaliyopita|ya awali|iliyotangulia|yote|zote"),  # Swahili
+     ("puuza", "sahau"), ("maagizo", "maelekezo", "amri", "maelezo"),
+     ("yaliyotangulia", "yaliyopita", "awali", "iliyotangulia", "yote", "zote")),
 ]
 # one pattern for them all: each pattern is a column of the batch's table, and a column costs
 # every text of every batch, while these orders are rare
@@ -107,35 +140,68 @@ _SCRIPT_OVERRIDE = re.compile(
     r"[^.\n]{0,10}?(?:무시|잊어|잊고|잊으)"  # Korean
     r"|\b(?:[öo]nceki|yukar[ıi]daki|t[üu]m|b[üu]t[üu]n|eski|verilen)\s+(?:\w+\s+){0,2}?"
     r"(?:tal[ıi]mat\w*|komut\w*|kural\w*|y[öo]nerge\w*)\s+(?:\w+\s+)?"
-    r"(?:g[öo]rmezden\s+gel\w*|yok\s+say\w*|unut\w*|dikkate\s+alma\w*|bo[şs]\s+ver\w*|[öo]nemseme\w*))",  # Turkish
+    r"(?:g[öo]rmezden\s+gel\w*|yok\s+say\w*|unut\w*|dikkate\s+alma\w*|bo[şs]\s+ver\w*|[öo]nemseme\w*))"  # Turkish
+    r"|(?:[іi]гноруй(?:те)?|про[іi]гноруй(?:те)?|забудь(?:те)?)\s+(?:(?:ус[іi]|вс[іi])\s+)?(?:попередн\w*|ран[іi]ше\s+\w+)\s+"
+    r"(?:[іi]нструкц[іi]\w*|вказ[іi]вк\w*|правил\w*)"  # Ukrainian
+    r"|(?:αγν[οό]ησε|αγνο[ηή]στε|ξ[εέ]χασε|ξεχ[αά]στε)\s+(?:[οό]λες\s+)?(?:τις\s+)?(?:προηγο[υύ]μεν\w*|παραπ[αά]νω)\s+"
+    r"(?:οδηγ[ιί]\w*|εντολ\w*)"  # Greek
+    r"|(?:تجاهل|تجاهلي|تجاهلوا|انس|انسى)\s+(?:جميع\s+|كل\s+)?(?:التعليمات|الإرشادات|الأوامر|التوجيهات)\s+"
+    r"(?:السابقة|الماضية|أعلاه)"  # Arabic
+    r"|(?:دستورالعمل|دستورات|دستور)\S*\s+(?:\S+\s+){0,2}?(?:قبلی|پیشین)\s+(?:را\s+)?نادیده\s+بگیر"  # Persian
+    r"|(?:پچھلی|سابقہ|گزشتہ)\s+(?:\S+\s+)?(?:ہدایات|ہدایت|احکامات)\s+(?:کو\s+)?(?:نظرانداز|نظر\s+انداز)"  # Urdu
+    r"|(?:התעלם|התעלמי|התעלמו|שכח|שכחי|שכחו)\s+(?:\S+\s+){0,2}?\S*(?:הוראות|הנחיות)\S*\s+\S*קודמות"  # Hebrew
+    r"|(?:पिछले|पूर्व|पहले\s+के)\s+(?:\S+\s+){0,2}?(?:निर्देशों|निर्देश)\s+(?:को\s+)?(?:अनदेखा|नज़रअंदाज़|नजरअंदाज|भूल)"  # Hindi
+    r"|(?:ละเว้น|เพิกเฉย|ไม่สนใจ|ลืม)[^\n]{0,8}?(?:คำสั่ง|คำแนะนำ)[^\n]{0,12}?(?:ก่อนหน้า|ที่ผ่านมา)"  # Thai
+    r"|(?:b[ỏo] qua|ph[ớo]t l[ờo]|qu[êe]n|l[ờo] đi)\s+(?:\S+\s+){0,3}?(?:h[ưu][ớo]ng d[ẫa]n|ch[ỉi] d[ẫa]n|ch[ỉi] th[ịi]|"
+    r"l[ệe]nh|quy t[ắa]c)\s+(?:\S+\s+){0,2}?(?:tr[ưu][ớo]c|[ởo] tr[êe]n)",  # Vietnamese
     re.IGNORECASE)
 _SCRIPT_OVERRIDE_WORDS = ("игнор", "забуд", "забыть", "не обращай", "пренебреги", "отброс", "忽略", "无视", "無視",
                           "忽视", "忽視", "理会", "理會", "忘记", "忘記", "忘掉", "抛开", "拋開", "跳过", "跳過", "忘れ",
-                          "무시", "잊", "rmezden", "yok say", "unut", "dikkate alma", "boş ver", "bos ver", "nemseme")
+                          "무시", "잊", "rmezden", "yok say", "unut", "dikkate alma", "boş ver", "bos ver", "nemseme",
+                          "ігнор", "iгнор", "забудь", "αγνό", "αγνο", "ξέχασ", "ξεχάσ", "ξεχασ", "تجاهل", "انس",
+                          "نادیده", "نظرانداز", "نظر انداز", "התעלם", "שכח", "अनदेखा", "नज़रअंदाज़", "नजरअंदाज",
+                          "भूल", "ละเว้น", "เพิกเฉย", "ไม่สนใจ", "ลืม", "bỏ qua", "phớt lờ", "quên", "lờ đi")
 # code points one of which a text holds if it holds one of those words: Cyrillic letters have the
 # GREEK_CYRILLIC flag; hiragana, katakana, the CJK ideographs and Hangul syllables are these ranges,
 # and a Turkish order holds one of ç, ö, ü, ğ, ı, ş in either case (an ASCII-only one is not read)
-_SCRIPT_RANGES = ((0x3040, 0x30FF), (0x4E00, 0x9FFF), (0xAC00, 0xD7A3),
+_SCRIPT_RANGES = ((0x3040, 0x30FF), (0x4E00, 0x9FFF), (0xAC00, 0xD7A3), (0x0590, 0x05FF), (0x0600, 0x06FF),
+                  (0x0900, 0x097F), (0x0E00, 0x0E7F), (0x1EA0, 0x1EF9), (0x01A0, 0x01B0),
                   *((ord(c), ord(c)) for c in "çöüğışÇÖÜĞİŞ"))
 
 # each pattern with the literal words (lower case) one of which it cannot match without,
 # so most texts skip most patterns after a cheap substring test
 _INJECTION_PATTERNS: list[tuple[re.Pattern, str, float, tuple[str, ...]]] = [
     (re.compile(
-        r"\b(?:ignore|disregard|forget|override|bypass|skip)\b[^.\n]{0,40}?\b(?:previous|prior|above|earlier|"
+        r"\b(?:ignore|disregard|forget|override|bypass|skip|abandon|discard|dismiss|set\s+aside|throw\s+(?:out|away)|"
+        r"scrap|pay\s+no\s+attention\s+to|never\s*mind)\b[^.\n]{0,40}?\b(?:previous|prior|above|earlier|"
         r"preceding|all|any|your|the|system|original)\b[^.\n]{0,30}?\b(?:instructions?|prompts?|"
         r"directions?|rules|guidelines|guidance|directives|context|messages?|programming)\b", re.IGNORECASE),
-     "instruction_override", 1.0, ("ignor", "disregard", "forget", "overrid", "bypass", "skip")),
+     "instruction_override", 1.0, ("ignor", "disregard", "forget", "overrid", "bypass", "skip", "abandon", "discard",
+                                   "dismiss", "aside", "throw", "scrap", "attention", "mind")),
+    # instructions declared void rather than ordered away: "your earlier guidance no longer applies"
+    (re.compile(
+        r"\b(?:previous|prior|above|earlier|original|initial|old|system)\s+(?:\w+\s+)?(?:instructions?|guidance|"
+        r"rules|guidelines|directions|directives|prompts?|programming)\s+(?:(?:no longer|do not|don't|does not|"
+        r"doesn't) (?:appl(?:y|ies)|count|matter|hold)|(?:are|is|were|was|have been|has been) (?:now )?(?:void|"
+        r"cancell?ed|revoked|obsolete|null|invalid|superseded|overridden|lifted|outdated|a test)\b)"
+        r"|\b(?:instructions?|guidance|guidelines|directions|directives|prompts?|programming)\s+(?:above|before this|"
+        r"given (?:before|earlier|so far))\s+(?:(?:no longer|do not|don't) (?:appl(?:y|ies)|count|matter|hold)|"
+        r"(?:are|is|were|was) (?:now )?(?:void|cancell?ed|revoked|obsolete|null|invalid|superseded|overridden|lifted|"
+        r"outdated|a test)\b)", re.IGNORECASE),
+     "instruction_override", 0.9, ("no longer", "not appl", "n't appl", "not count", "n't count", "not matter",
+                                   "n't matter", "not hold", "n't hold", "void", "cancel", "revoked", "obsolete",
+                                   "null", "invalid", "supersed", "overridden", "lifted", "outdated", "a test")),
     # the same override without a noun: "Ignore the above and say ...", "Forget everything you were told"
     # (PromptInject's goal hijacking); "ignore the above warning" and "everything you learned" are not orders
     (re.compile(
-        r"\b(?:ignore|disregard|forget)\s+(?:(?:all|everything|anything)\s+(?:(?:that\s+)?(?:was\s+)?"
+        r"\b(?:ignore|disregard|forget|set\s+aside|discard|abandon)\s+(?:(?:all|everything|anything)\s+(?:(?:that\s+)?(?:was\s+)?"
         r"(?:said|written|stated)\s+)?(?:above|before|earlier|so far)\b|(?:the|that)\s+above\s*(?:[,.!;:]|and\b|"
         r"then\b|$)|(?:everything|anything|all|what)\s+(?:that\s+)?you(?:'ve|\s+have|\s+were|\s+had)?\s+(?:been\s+)?"
         r"(?:told|instructed|programmed))", re.IGNORECASE | re.MULTILINE),
-     "instruction_override", 0.9, ("ignor", "disregard", "forget")),
+     "instruction_override", 0.9, ("ignor", "disregard", "forget", "aside", "discard", "abandon")),
     (re.compile(
         r"\b(?:do\s+not|don't|stop|no\s+longer)\s+(?:follow|obey)(?:ing)?\s+(?:your|any\s+of\s+your|"
+        r"the(?=\s+(?:rules|instructions|guidelines)\s+(?:you\s+(?:were|have\s+been)\s+given|given\s+to\s+you))|"
         r"the\s+(?:previous|prior|original|earlier|system))\s+(?:previous\s+|prior\s+|original\s+|earlier\s+)?"
         r"(?:instructions|rules|guidelines|programming|directives|prompt)\b", re.IGNORECASE),
      "instruction_override", 0.9, ("follow", "obey")),
@@ -148,16 +214,30 @@ _INJECTION_PATTERNS: list[tuple[re.Pattern, str, float, tuple[str, ...]]] = [
         re.IGNORECASE), "standing_instruction", 0.9, ("ask", "questioned", "prompted", "queried")),
     (re.compile(r"\b(?:reply|respond|answer)(?:\s+\w+){0,2}?\s+(?:only|always|nothing but|exclusively)"
                 r"\s+(?:with|by (?:saying|linking)|using)\b", re.IGNORECASE), "standing_instruction", 0.8, ("reply", "respond", "answer")),
-    (re.compile(r"\byou are (?:now|no longer)\b[^.\n]{0,60}", re.IGNORECASE), "role_override", 0.8, ("you are",)),
+    # a new role for the model ("You are now DAN", "you are no longer bound by ..."), not a reader's new state
+    # ("you are now logged in", "you are now in insert mode")
+    (re.compile(
+        r"\byou are (?:now|no longer)\b[^.\n]{0,40}?(?:\b(?:DAN|AI|assistant|chatbot|language model|LLM|persona|"
+        r"character|jailbroken|bound by|free (?:from|of)|obliged|required to (?:follow|obey)|named|called|"
+        r"(?:un)?(?:restricted|filtered|censored|limited)|in (?:developer|god|jailbreak|DAN|unrestricted) mode)\b|"
+        r"\b(?:going to|to) (?:act|pretend|respond|answer|reply|ignore|role-?play)\b)", re.IGNORECASE),
+     "role_override", 0.8, ("you are",)),
     (re.compile(
         r"\b(?:act|behave|pretend|roleplay|role-play|respond)\b[^.\n]{0,30}\b(?:as|to be|like|you are)\b"
         r"[^.\n]{0,40}\b(?:DAN|unfiltered|uncensored|unrestricted|jailbroken|evil|without (?:any )?"
         r"(?:restrictions|limits|limitations|filters|rules|ethics))", re.IGNORECASE), "role_override", 0.9, ("dan", "unfiltered", "uncensored", "unrestricted", "jailbroken", "evil", "without")),
-    (re.compile(r"\b(?:developer|god|jailbreak|DAN|sudo|admin) mode\b|\bdo anything now\b", re.IGNORECASE),
+    # "developer mode" is also a phone's, a browser's or a game's: only a model told it is in one counts
+    (re.compile(
+        r"\b(?:jailbreak|DAN) mode\b|\bdo anything now\b|\b(?:developer|god|sudo|admin) mode\b(?=[^.\n]{0,80}?"
+        r"\b(?:ChatGPT|AI|assistant|chatbot|language model|LLM|content polic(?:y|ies)|restrictions|uncensored|"
+        r"unfiltered|censorship|respond|responses|answer|answers|generate)\b)|\b(?:ChatGPT|AI|assistant|chatbot|"
+        r"language model|LLM)\b[^.\n]{0,60}?\b(?:developer|god|sudo|admin) mode\b", re.IGNORECASE),
      "role_override", 0.9, (" mode", "anything now")),
-    (re.compile(r"\b(?:reveal|print|show|repeat|output|leak|tell me)\b[^.\n]{0,30}\b(?:system prompt|"
-                r"hidden instructions|initial instructions|your instructions|your prompt)\b", re.IGNORECASE),
-     "prompt_exfiltration", 0.9, ("prompt", "instructions")),
+    (re.compile(r"\b(?:reveal|print|show|repeat|output|leak|tell me|display|quote|dump)\b[^.\n]{0,30}\b(?:system "
+                r"(?:prompt|message)|hidden (?:instructions|prompt|system message)|(?:your|the) (?:(?:initial|original|"
+                r"hidden|secret|full|first|entire) )+(?:prompt|instructions|system message)|your instructions|"
+                r"your prompt)\b", re.IGNORECASE),
+     "prompt_exfiltration", 0.9, ("prompt", "instructions", "system message")),
     (re.compile(r"<\|(?:im_start|im_end|system|user|assistant|endoftext|eot_id|start_header_id|"
                 r"end_header_id)\|>|\[/?INST\]|<</?SYS>>|<(?:start|end)_of_turn>|^\s*#{2,3}\s*(?:system|instruction)s?\s*:",
                 re.IGNORECASE | re.MULTILINE), "template_tokens", 0.8, ("<|", "inst]", "<<", "_of_turn>", "#")),
@@ -182,19 +262,40 @@ def _across_lines(pattern: re.Pattern) -> re.Pattern:
 
 _SCRIPT_OVERRIDE = _across_lines(_SCRIPT_OVERRIDE)
 _INJECTION_PATTERNS = [(_across_lines(pattern), *rest) for pattern, *rest in _INJECTION_PATTERNS]
+# An order to the model about its later answers, planted in an answer. Advice to a reader uses the same words ("always
+# respond politely", "never reveal your password", "from now on the library opens at 9"), so each form must also
+# say what the model is to do: a verbatim reply, a brand or link to push, or that it hides being a model.
 _ANSWER_INSTRUCTION = re.compile(
-    r"\b(?:from now on|whenever (?:someone|anyone|the user|a user|you (?:see|are asked|read))|"
-    r"always (?:respond|answer|reply|recommend|mention)|never (?:mention|reveal|tell|say)|"
-    r"respond only with|(?:the|your) (?:next|following) (?:answer|response) must)\b", re.IGNORECASE)
+    r"\bfrom now on,?\s+(?:you\b|I\b|I'll\b|always\b|never\b|only\b|(?:respond|answer|reply|say)\b|"
+    r"(?:your|all|every) (?:answers?|responses?|replies|outputs?)\b)|"
+    r"\bwhenever (?:someone|anyone|the user|a user)\b[^.\n]{0,60}?\b(?:asks?|mentions?|says?|types?|writes?|"
+    r"inquires?)\b[^.\n]{0,80}?\b(?:respond|answer|reply|say|tell|recommend|mention|output|link)\b|"
+    r"\bwhenever you (?:see|are asked|read)\b[^.\n]{0,80}?\b(?:respond|answer|reply|say|output|link|recommend)\b|"
+    r"\balways (?:respond|answer|reply)\s+(?:(?:only\s+)?with\b|only\b|exclusively\b|by (?:saying|linking)\b|"
+    r"that\b|[\"'\u201c:])|"
+    r"\balways (?:recommend|mention)\s+(?:[\"'\u201c]|https?://|www\.|(?-i:[A-Z][a-z]*[A-Z0-9]\w*))|"
+    r"\bnever (?:mention|reveal|tell|say|admit|disclose)\b[^.\n]{0,20}?\b(?:that you(?:'re| are)|you(?:'re| are) an? "
+    r"(?:AI|bot|assistant|model|language model)|(?:the|your|this) (?:system prompt|instructions|prompt)|"
+    r"(?:any )?competitors?)|"
+    r"\brespond only with\s*(?:[\"'\u201c]|https?://)|"
+    r"\b(?:the|your) (?:next|following) (?:answer|response) must\b[^.\n]{0,40}?(?:[\"'\u201c]|https?://)",
+    re.IGNORECASE)
 _ANSWER_INSTRUCTION_WORDS = ("from now on", "whenever", "always", "never", "respond only", "next", "following")
 # Sharper than the words above, for ASCII texts (where IGNORECASE is plain ASCII case): groups
 # of literals of which each pattern's match holds at least one per group, so a batch-wide
 # search for all of them leaves most texts with no pattern to try at all.
 _MUST_HOLD: list[tuple[tuple[str, ...], ...]] = [
-    (("ignore", "disregard", "forget", "override", "bypass", "skip"),
+    (("ignore", "disregard", "forget", "override", "bypass", "skip", "abandon", "discard", "dismiss", "aside",
+      "throw", "scrap", "attention", "mind"),
      ("instruction", "prompt", "direction", "rules", "guidelines", "guidance", "directive", "context", "message",
       "programming")),
-    (("ignore", "disregard", "forget"), ("above", "before", "earlier", "so far", "told", "instructed", "programmed")),
+    (("previous", "prior", "above", "earlier", "original", "initial", "old", "system"),
+     ("instruction", "guidance", "rules", "guidelines", "direction", "directive", "prompt", "programming"),
+     ("no longer", "not appl", "n't appl", "not count", "n't count", "not matter", "n't matter", "not hold",
+      "n't hold", "void", "cancel", "revoked", "obsolete", "null", "invalid", "supersed", "overridden", "lifted",
+      "outdated", "a test")),
+    (("ignore", "disregard", "forget", "aside", "discard", "abandon"),
+     ("above", "before", "earlier", "so far", "told", "instructed", "programmed")),
     (("follow", "obey"), ("instruction", "rules", "guidelines", "programming", "directive", "prompt")),
     (("new ", "updated ", "real ", "actual "), ("instruction",)),
     (("ask", "questioned", "prompted", "queried"), ("reply", "respond", "answer", "say", "output", "return", "write",
@@ -205,8 +306,8 @@ _MUST_HOLD: list[tuple[tuple[str, ...], ...]] = [
     (("act", "behave", "pretend", "roleplay", "role-play", "respond"), ("as", "to be", "like", "you are"),
      ("dan", "unfiltered", "uncensored", "unrestricted", "jailbroken", "evil", "without ")),
     (("developer mode", "god mode", "jailbreak mode", "dan mode", "sudo mode", "admin mode", "do anything now"),),
-    (("reveal", "print", "show", "repeat", "output", "leak", "tell me"),
-     ("system prompt", "hidden instructions", "initial instructions", "your instructions", "your prompt")),
+    (("reveal", "print", "show", "repeat", "output", "leak", "tell me", "display", "quote", "dump"),
+     ("prompt", "instructions", "system message")),
     (("<|", "[inst]", "[/inst]", "<<sys>>", "<</sys>>", "_of_turn>", "##"),),
     # the label as written (the words a line then says to the model are too common to look for batch-wide)
     (("system:", "system :", "system prompt", "system message", "system instruction", "system note",
