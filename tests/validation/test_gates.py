@@ -473,6 +473,49 @@ def test_luhn_and_iban_checks():
     assert iban_valid("GB82 WEST 1234 5698 7654 32") and not iban_valid("GB82 WEST 1234 5698 7654 33")
 
 
+@pytest.mark.parametrize("text", [
+    "Call me on 07700 900123 after six.",
+    "Ring Dave on 020 7946 0958 tomorrow.",
+    "Telefon: 0171 1234567",
+    "Mi número de teléfono es 612 345 678.",
+    "Appelez-moi au 06 12 34 56 78.",
+    "You can call Priya on 98765 43210 any time.",
+    "Bel me op 06-12345678.",
+    "電話番号は090-1234-5678です。",
+    "Позвоните мне: 8 (916) 123-45-67",
+    "call me 0049 171 1234567",
+])
+def test_phone_numbers_in_national_formats_are_caught(text):
+    report = _run([candidate(1, text)])[1]
+    assert "phone" in {f.code for f in report.findings}, text
+
+
+@pytest.mark.parametrize("text", [
+    "You can reach Maria Lopez at maria.lopez(at)gmail(dot)com for details.",
+    "Authorization: Bearer abcdef0123456789ABCDEF0123456789abcd",
+    "postgres://app:pa55w0rdXYZ@10.0.0.5/app",
+    "My password is Sunshine2024! don't tell anyone",
+    "db_pass = 'hunter2hunter2Xy!'",
+])
+def test_addresses_and_secrets_written_other_ways_are_caught(text):
+    assert _run([candidate(1, text)])[1].decision == "reject", text
+
+
+@pytest.mark.parametrize("text", [
+    "docker pull nginx@sha256:ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb",
+    "sha256sum output: 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824  hello.txt",
+    "Verify the download: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 is the SHA-256 of the tarball.",
+    "The SHA-256 of the release tarball is a4d451ec23463726f72c43d64c710968f6b602cd653b4de8adee1b556240a829",
+    "password = getpass.getpass()",
+    "token = jwt.encode(payload, key)",
+    "api_key: <YOUR_API_KEY_HERE>",
+    "Authorization: Bearer $TOKEN",
+])
+def test_digests_and_code_that_only_name_a_secret_pass(text):
+    report = _run([candidate(1, text)])[1]
+    assert report.decision == "pass", (text, [f.detail for f in report.findings])
+
+
 def test_owner_can_limit_personal_data_kinds():
     policy = GatePolicy.from_dict({"gates": {"personal_data": {"kinds": ["credit_card"]}}})
     text = "Mail maria.lopez@example.org"

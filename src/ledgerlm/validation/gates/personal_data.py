@@ -9,7 +9,14 @@ from collections.abc import Collection, Container, Sequence
 
 import numpy as np
 
-from ledgerlm.validation.code_points import DIGIT, DISGUISE, FOLDS_TO_ASCII, disguised, undisguised
+from ledgerlm.validation.code_points import (
+    DIGIT,
+    DISGUISE,
+    FOLDS_TO_ASCII,
+    GREEK_CYRILLIC,
+    disguised,
+    undisguised,
+)
 from ledgerlm.validation.compiled import compiled
 from ledgerlm.validation.gates.candidate import FEW, with_undisguised
 from ledgerlm.validation.gates.text_batch import TextBatch
@@ -138,9 +145,15 @@ def _email_obfuscated(m: re.Match) -> bool:
 
 _PHONE_INTL = re.compile(r"\+(?<![\w+]\+)\d{1,3}(?:[ .\-]?\(?\d{1,5}\)?){2,6}(?!\w)")
 _PHONE_NANP = re.compile(r"[(\d](?<![\w+][(\d])(?:(?<=\()\d{3}\)[ ]?|(?<=\d)\d{2}[\-. ])\d{3}[\-. ]\d{4}(?!\w|-\d)")
+# A word that asks to be phoned, in several languages, then a few words that lead to the number ("call me on",
+# "reach Priya at", "Appelez-moi au", "Telefon:", "電話番号は"), then the number as people group it nationally
 _PHONE_CONTEXT = re.compile(
-    r"\b(?:phone|tel|telephone|mobile|cell|call|whatsapp|fax)\b\W{0,4}(?:no\.?|number|#)?\W{0,4}"
-    r"(\+?[\d][\d ().\-]{7,20}\d)", re.IGNORECASE)
+    r"(?:\b(?:phone|tel|telephone|mobile|cell|cellphone|call|ring|dial|whatsapp|fax|sms|text|reach|contact|"
+    r"telefon\w*|tel[eé]fono|telefone|t[eé]l[eé]phone|handy|portable|celular|n[uú]mero|appelez|appelle|"
+    r"ll[aá]ma(?:me|nos)?|ruf|bel|позвони\w*|звони\w*|телефон\w*)\b|電話(?:番号)?|电话(?:号码)?|전화(?:번호)?)"
+    r"(?:[^\S\n]*(?:\b(?:me|us|him|her|them|on|at|au|al|op|an|unter|is|es|est|ist|mon|ma|mi|my|our|his|their|the|"
+    r"number|no\.?|nr\.?|de|di|du|moi|mich|uns|мне|нам|es)\b|(?-i:[A-Z][a-z]+)|[:#\-\u2013\uff1a]|は)){0,4}"
+    r"[^\S\n]*(\+?\(?[\d][\d ().\-]{7,20}\d)", re.IGNORECASE)
 # ten or eleven digits in one run, with nothing to say they are a phone number but the words
 # around them (`_PHONE_CUE`) and the North American or trunk-0 shape (`_PHONE_BARE_SHAPE`): a bare
 # run is far more often an order, account or record number, so neither alone is enough
@@ -183,8 +196,14 @@ _SSN = re.compile(r"\d(?<![\d\-]\d)\d\d-(?<!000-)(?<!666-)(?<!9\d\d-)(?!00)\d{2}
 _PRIVATE_KEY_BLOCK = re.compile(r"-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?-----")
 _HEX64 = re.compile(r"[0-9a-fA-F](?<![0-9A-Za-z][0-9a-fA-F])(?:(?<=0)x[0-9a-fA-F]{64}|[0-9a-fA-F]{63})(?![0-9A-Za-z])")
 _HASH_CONTEXT = re.compile(
-    r"(?:hash|tx|txid|transaction|block|root|digest|sha|commit|checksum|merkle|cid)\W{0,12}$",
-    re.IGNORECASE)
+    r"(?:hash|tx|txid|transaction|block|root|digest|sha(?:-?(?:1|224|256|384|512|3))?|commit|checksum|merkle|cid|"
+    r"md5|blake2[bs]?|keccak(?:256)?|fingerprint|sum|integrity)(?:\W{0,12}|\W[^\n]{0,40}?(?:\b(?:is|was|are|reads)|"
+    r"[:=])\W{0,4})$", re.IGNORECASE)
+# or named one right after it: "<hex> is the SHA-256 of the tarball", "<hex> (SHA-256)"
+_HASH_AFTER = re.compile(r"\W{0,4}(?:(?:is|was)\s+)?(?:(?:the|its|a|an)\s+)?(?:sha-?\d*|md5|blake2\w*|keccak\w*|"
+                         r"hash|digest|checksum|commit|fingerprint)\b", re.IGNORECASE)
+# what sha256sum and its kin print: the digest, one or two spaces (a star for binary mode), the file name
+_HASH_LISTING = re.compile(r"(?: \*| {1,2})[\w./\-]+(?:\s|$)")
 _AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b")
 _TOKEN_FORMATS = re.compile(
     r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{50,}|xox[abposr]-[A-Za-z0-9\-]{10,}"
@@ -198,8 +217,21 @@ _JWK_PRIVATE = re.compile(r'"d"\s*:\s*"[A-Za-z0-9_\-]{20,}"')
 # after such a prefix the value must hold a letter, so "max_token = 4096000000000" is a number
 _SECRET_ASSIGN = re.compile(
     r"(?<![A-Za-z0-9])(?P<prefixed>(?<=[_\-]))?(?:api[_\-]?key|apikey|secret(?:[_\-](?:access[_\-]?)?key)?|"
-    r"access[_\-]?key|auth[_\-]?token|token|passw(?:or)?d|private[_\-]?key)\b[\"']?\s*[:=]\s*[\"']?"
+    r"access[_\-]?key|auth[_\-]?token|token|passw(?:or)?d|pass|pwd|private[_\-]?key)\b[\"']?\s*[:=]\s*[\"']?"
     r"([^\s\"',;]{12,})", re.IGNORECASE)
+# what a program or a template assigns instead of a secret: a call, an attribute, a variable or a placeholder
+_NOT_A_SECRET = re.compile(r"[()]|^[<${%]|^(?:os\.|process\.env|env\b|self\.|config\.|settings\.)|your|replace|"
+                           r"change.?me|x{4}|\*{3}|\.{3}", re.IGNORECASE)
+# a secret said rather than assigned: "my password is Sunshine2024!"
+_SECRET_SAID = re.compile(r"\b(?:password|passcode|passphrase|pass phrase|pin code)\s+(?:is|was)\s*:?\s*[\"'\u201c]?"
+                          r"(?P<value>[^\s\"'\u201d]{6,64})", re.IGNORECASE)
+_SECRET_SAID_WORDS = ("password is", "password was", "passcode is", "passcode was", "passphrase is",
+                      "passphrase was", "pass phrase is", "pin code is")
+# credentials inside a URL: scheme://user:password@host
+_URL_CREDENTIALS = re.compile(r"\b[a-z][a-z0-9+.\-]{1,20}://[^\s:/@]{1,64}:(?P<value>[^\s:/@]{4,128})@[\w\-.\[\]]+",
+                              re.IGNORECASE)
+# an HTTP bearer credential ("Authorization: Bearer abc...")
+_BEARER = re.compile(r"\bbearer\s+(?P<value>[A-Za-z0-9._~+/\-]{20,}=*)", re.IGNORECASE)
 _LETTER = re.compile(r"[A-Za-z]")
 
 
@@ -207,8 +239,8 @@ _NO_DIGITS = str.maketrans("", "", "0123456789")
 _AWS_PREFIXES = ("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "AIPA")
 # a token format cannot match without one of these (lower-cased) prefixes
 _TOKEN_WORDS = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox", "sk-", "k_live_", "k_test_", "aiza",
-                "glpat-", "eyj")
-_SECRET_WORDS = ("key", "secret", "token", "passw")
+                "glpat-", "eyj", "bearer")
+_SECRET_WORDS = ("key", "secret", "token", "passw", "pass", "pwd")
 
 
 def personal_data_findings(text: str, kinds: Collection[str],
@@ -237,10 +269,16 @@ def _findings(text: str, kinds: Collection[str], possible: Container[str] | None
         for m in _EMAIL.finditer(text):
             out.append(("email", 1.0, f"email address {_mask(m.group())} at offset {m.start()}"))
     if "email" in kinds and may("email_obfuscated") and any(w in lower for w in _OBFUSCATION_WORDS):
-        for m in _EMAIL_OBFUSCATED.finditer(text):
-            if _email_obfuscated(m):
-                out.append(("email", 0.9, f"email address written to escape filters {_mask(m.group())} "
-                                          f"at offset {m.start()}"))
+        at = 0
+        while (m := _EMAIL_OBFUSCATED.search(text, at)) is not None:
+            if not _email_obfuscated(m):
+                # prose shaped like one ("Maria Lopez at maria.lopez(at)gmail(dot)com" first reads "Lopez at
+                # maria.lopez") may hide the address that follows it: look again from the next word
+                at = m.start() + 1
+                continue
+            at = m.end()
+            out.append(("email", 0.9, f"email address written to escape filters {_mask(m.group())} "
+                                      f"at offset {m.start()}"))
     if "email" in kinds and may("email_spoken") and _SPOKEN_AT in lower and any(w in lower for w in _SPOKEN_CUES):
         for m in _EMAIL_SPOKEN.finditer(text):
             if _email_spoken(m):
@@ -263,12 +301,32 @@ def _findings(text: str, kinds: Collection[str], possible: Container[str] | None
             value = m.group(2)
             if m.group("prefixed") is not None and not _LETTER.search(value):
                 continue
-            if _entropy(value) >= 3.0 and not _TOKEN_FORMATS.search(value):
+            if _entropy(value) >= 3.0 and not _TOKEN_FORMATS.search(value) and not _NOT_A_SECRET.search(value):
                 out.append(("api_key", 0.9, f"secret assigned in text: {_mask(value)}"))
+        if may("secret_said") and any(w in lower for w in _SECRET_SAID_WORDS):
+            for m in _SECRET_SAID.finditer(text):
+                value = m.group("value").rstrip(".,;:!?)")
+                # a word alone ("my password is secret") tells nothing; one with a digit or a symbol does
+                if (len(value) >= 6 and re.search(r"[\d\W_]", value) and _LETTER.search(value)
+                        and not _NOT_A_SECRET.search(value)):
+                    out.append(("api_key", 0.8, f"password stated in text: {_mask(value)}"))
+        if "://" in text and "@" in text:
+            for m in _URL_CREDENTIALS.finditer(text):
+                value = m.group("value")
+                if not _NOT_A_SECRET.search(value) and value.lower() not in ("password", "pass", "secret"):
+                    out.append(("api_key", 0.9, f"password inside a URL: {_mask(value)}"))
+        if may("token") and "bearer" in lower:
+            for m in _BEARER.finditer(text):
+                value = m.group("value")
+                if (re.search(r"\d", value) and _LETTER.search(value) and _entropy(value) >= 3.0
+                        and not _NOT_A_SECRET.search(value) and not _TOKEN_FORMATS.search(value)):
+                    out.append(("api_key", 0.9, f"bearer credential {_mask(value, 4)} at offset {m.start()}"))
     if "hex_private_key" in kinds and n_digits >= 8 and len(text) >= 64 and may("hex"):
         for m in _HEX64.finditer(text):
-            before = text[max(0, m.start() - 40) : m.start()]
-            if _HASH_CONTEXT.search(before):
+            before = text[max(0, m.start() - 60) : m.start()]
+            line_start = not before or before.endswith("\n")
+            if (_HASH_CONTEXT.search(before) or _HASH_AFTER.match(text, m.end())
+                    or (line_start and _HASH_LISTING.match(text, m.end()))):
                 continue  # transaction and content hashes are public, not secrets
             out.append(("hex_private_key", 0.9,
                         f"64-hex-digit value {_mask(m.group(), 4)} that is not labelled as a hash"))
@@ -339,10 +397,12 @@ def _bare_phone(text: str, m: re.Match) -> bool:
 
 # the literals (lower case) of the words `_SECRET_ASSIGN` names, and `_PHONE_CONTEXT`'s words
 _SECRET_NAMES = ("apikey", "api_key", "api-key", "secret", "accesskey", "access_key", "access-key", "token",
-                 "passwd", "password", "privatekey", "private_key", "private-key")
-_PHONE_WORDS = ("phone", "tel", "mobile", "cell", "call", "whatsapp", "fax")
+                 "passwd", "password", "privatekey", "private_key", "private-key", "pass", "pwd")
+_PHONE_WORDS = ("phone", "tel", "mobile", "cell", "call", "whatsapp", "fax", "ring", "dial", "sms", "text", "reach",
+                "contact", "handy", "portable", "celular", "numero", "mero", "appel", "llam", "ruf", "bel")
+_CJK = ((0x3040, 0x30FF), (0x4E00, 0x9FFF), (0xAC00, 0xD7A3))
 _SEARCHES = ("token", "secret", "hex", "card", "iban", "ssn", "phone_intl", "phone_nanp", "phone_context",
-             "phone_bare", "email_obfuscated", "email_spoken")
+             "phone_bare", "email_obfuscated", "email_spoken", "secret_said")
 
 
 def personal_data_findings_many(texts: Sequence[str], kinds: Collection[str],
@@ -379,7 +439,8 @@ def _findings_many(texts: Sequence[str], kinds: Collection[str],
     `batch`: the texts already laid end to end, when another gate made them."""
     raw = batch or TextBatch(texts)
     literal = ("@", "PRIVATE KEY", '"kty"', *_AWS_PREFIXES)
-    folded = _TOKEN_WORDS + _SECRET_WORDS + _SECRET_NAMES + _PHONE_WORDS + _OBFUSCATION_WORDS + _SPOKEN_CUES + (_SPOKEN_AT,)
+    folded = (_TOKEN_WORDS + _SECRET_WORDS + _SECRET_NAMES + _PHONE_WORDS + _OBFUSCATION_WORDS + _SPOKEN_CUES
+              + (_SPOKEN_AT,) + _SECRET_SAID_WORDS)
     held = raw.holding(literal + folded + (":", "="), [False] * len(literal) + [True] * len(folded) + [False] * 2)
     shapes = _number_shapes(raw._bytes, raw._byte_starts, raw._byte_lengths)
     digits = shapes[:, 0]
@@ -389,15 +450,18 @@ def _findings_many(texts: Sequence[str], kinds: Collection[str],
     names = n_literal + n_token + n_secret
     secret = held[:, names : names + n_names].any(axis=1) & held[:, -2:].any(axis=1)
     cues = names + n_names + len(_PHONE_WORDS)
-    phone_context = held[:, names + n_names : cues].any(axis=1)
+    # the phone words past ASCII (Cyrillic, Japanese, Chinese, Korean) are looked for per text, in the few that hold them
+    phone_context = held[:, names + n_names : cues].any(axis=1) | raw.holding_beyond_ascii(GREEK_CYRILLIC, _CJK)
     spoken_at = cues + len(_OBFUSCATION_WORDS)
     obfuscated = held[:, cues:spoken_at].any(axis=1)
     spoken = held[:, spoken_at : spoken_at + len(_SPOKEN_CUES)].any(axis=1) & held[:, spoken_at + len(_SPOKEN_CUES)]
+    said_at = spoken_at + len(_SPOKEN_CUES) + 1
+    said = held[:, said_at : said_at + len(_SECRET_SAID_WORDS)].any(axis=1)
     numbered = digits >= 9  # no card, IBAN, phone or identity number has fewer digits
     table = np.column_stack([token, secret, (digits >= 8) & (shapes[:, 2] >= 64), numbered & (shapes[:, 1] >= 13),
                              numbered & (shapes[:, 3] > 0), numbered & (shapes[:, 4] > 0),
                              numbered & (shapes[:, 5] > 0), numbered & (shapes[:, 6] > 0), numbered & phone_context,
-                             numbered & (shapes[:, 1] >= 10), obfuscated, spoken])
+                             numbered & (shapes[:, 1] >= 10), obfuscated, spoken, said])
     # a text with a digit past ASCII (which \\d matches) or a character that folds to an ASCII
     # letter is not what the byte passes saw; any other text is, whatever else it holds
     unseen = raw.holding_beyond_ascii(DIGIT | FOLDS_TO_ASCII)
@@ -406,7 +470,7 @@ def _findings_many(texts: Sequence[str], kinds: Collection[str],
         if other:
             lower = text.lower()
             suspect = (literal_found or any(w in lower for w in _TOKEN_WORDS + _SECRET_WORDS + _OBFUSCATION_WORDS
-                                            + _SPOKEN_CUES)
+                                            + _SPOKEN_CUES + _SECRET_SAID_WORDS)
                        or digits[len(out)] >= 8)
             out.append(_findings(text, kinds) if suspect else [])
         elif literal_found or True in row:
