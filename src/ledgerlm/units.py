@@ -8,20 +8,40 @@ from ledgerlm.errors import LedgerError
 
 DECIMALS = 18
 UNIT = 10**DECIMALS
+# every amount ends up in a uint256 on chain
+MAX_BASE_UNITS = 2**256 - 1
 
 
 def parse_amount(text: str, *, field: str = "amount", decimals: int = DECIMALS) -> int:
-    """"1.5" -> 1500000000000000000; refuses negatives, NaN and more than `decimals` places."""
+    """"1.5" -> 1500000000000000000; refuses negatives, NaN, more than `decimals` places and more than a uint256.
+
+    Exact for any number of digits: Decimal arithmetic would round to its context's 28 significant digits, and
+    ten billion tokens with 18 decimals already have 29.
+    """
     try:
         value = Decimal(str(text).strip().replace("_", ""))
     except InvalidOperation:
         raise LedgerError(f"{field} {text!r} is not a number", field=field) from None
     if not value.is_finite() or value < 0:
         raise LedgerError(f"{field} must be a non-negative number, got {text!r}", field=field)
-    scaled = value.scaleb(decimals)
-    if scaled != scaled.to_integral_value():
-        raise LedgerError(f"{field} {text!r} has more than {decimals} decimal places", field=field)
-    return int(scaled)
+    _, digits, exponent = value.as_tuple()
+    number = int("".join(map(str, digits)) or "0")
+    if number == 0:
+        return 0
+    shift = int(exponent) + decimals
+    if len(str(number)) + shift > len(str(MAX_BASE_UNITS)):  # checked before any power of ten is made
+        raise LedgerError(f"{field} {text!r} is too large: an amount on chain is at most 2**256 - 1 base units",
+                          field=field)
+    if shift < 0:
+        if -shift > len(str(number)) or number % 10**-shift:
+            raise LedgerError(f"{field} {text!r} has more than {decimals} decimal places", field=field)
+        base_units = number // 10**-shift
+    else:
+        base_units = number * 10**shift
+    if base_units > MAX_BASE_UNITS:
+        raise LedgerError(f"{field} {text!r} is too large: an amount on chain is at most 2**256 - 1 base units",
+                          field=field)
+    return base_units
 
 
 def format_amount(base_units: int, *, decimals: int = DECIMALS) -> str:
