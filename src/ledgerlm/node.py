@@ -214,6 +214,10 @@ class Node:
         The hot key is unlocked with LEDGERLM_NODE_PASSPHRASE, the admin key (created and used
         only here and by `chain deploy`) with LEDGERLM_ADMIN_PASSPHRASE; a terminal is prompted.
         """
+        if chain_id is not None and not 0 < chain_id < 2**53 and not home.exists():
+            # refused before anything is written: a home with a bad chain id could not be opened or made again
+            raise ConfigError(f"chain_id must be a positive integer below 2**53 (wallets' limit), not {chain_id}",
+                              field="chain_id")
         if chain != EMBEDDED and not home.exists():
             # Check the node before writing anything: a mistyped URL should fail here, not at the
             # first signed action, and signatures must name the chain's real id.

@@ -82,6 +82,27 @@ def test_init_without_a_passphrase_says_which_to_set_and_writes_nothing(bare, tm
     assert not (tmp_path / "home").exists()  # nothing half-made for the next init to trip over
 
 
+@pytest.mark.parametrize("chain_id", ["0", "-5"])
+def test_init_with_a_bad_chain_id_writes_nothing_and_init_then_works(bare, tmp_path, chain_id):
+    result = bare("--json", "init", f"--chain-id={chain_id}", ok=False)
+    assert result.exit_code == 1 and json.loads(result.stdout)["error"]["field"] == "chain_id"
+    assert not (tmp_path / "home").exists()
+    assert json.loads(bare("--json", "init").stdout)["chain_id"] == 1337
+
+
+@pytest.mark.parametrize("args,field", [
+    (["datanet", "contribution", "abc"], "contribution_id"),
+    (["receipts", "list", "--limit", "0"], "limit"),
+    (["datanet", "create"], "name"),
+    (["nosuchcommand"], None),
+])
+def test_usage_errors_are_json_with_json(bare, args, field):
+    result = bare(*args, "--json", ok=False)
+    assert result.exit_code == 2
+    error = json.loads(result.stdout)["error"]
+    assert error["field"] == field and error["message"]
+
+
 def test_global_options_after_the_command_move_before_it():
     from ledgerlm.cli.session import global_options_first
 

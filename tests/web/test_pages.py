@@ -215,3 +215,11 @@ def test_a_read_signed_for_one_private_datanet_lists_only_that_one(http, client,
         assert "/web/datanets/vault-a" in listed and "vault-b" not in listed
     finally:
         http.cookies.clear()
+
+
+def test_event_arguments_show_as_a_contract_reads_them():
+    from ledgerlm.web.render import environment
+
+    evm = environment.filters["evm"]
+    assert evm(bytes.fromhex("19f702")) == "0x19f702"  # a bytes32 id, not Python's b'\x19\xf7\x02'
+    assert evm([b"\x01", 5]) == "[0x01, 5]" and evm(7) == "7"

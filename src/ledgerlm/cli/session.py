@@ -266,8 +266,20 @@ class LedgerGroup(TyperGroup):
             report(ctx.obj, exc)
             ctx.exit(1)
         except Exception as exc:
+            if _is_usage_error(exc) and ctx.params.get("as_json"):
+                # a usage error (a missing or mistyped argument, an unknown command) as the JSON every other error is
+                # with --json, which the root read before the command failed; the exit code stays click's
+                name = getattr(getattr(exc, "param", None), "name", None) or getattr(exc, "option_name", None)
+                error = LedgerError(exc.format_message(), field=name, status=400)
+                sys.stdout.write(orjson.dumps({"error": error.to_dict()}).decode() + "\n")
+                ctx.exit(exc.exit_code)
             # Usage errors and exits belong to the CLI framework; LEDGERLM_DEBUG shows tracebacks.
             if type(exc).__module__.startswith(("typer", "click")) or os.environ.get("LEDGERLM_DEBUG"):
                 raise
             report(ctx.obj, LedgerError(f"unexpected {type(exc).__name__}: {exc} (set LEDGERLM_DEBUG=1 for the traceback)"))
             ctx.exit(2)
+
+
+def _is_usage_error(exc: Exception) -> bool:
+    """A click usage error, from click itself or from the copy of click typer carries."""
+    return any(cls.__name__ == "ClickException" for cls in type(exc).__mro__)

@@ -61,6 +61,15 @@ def _pretty(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
 
 
+def _evm(value: Any) -> str:
+    """An event argument as a contract reads it: bytes (bytes32 ids, hashes) as 0x-hex, lists item by item."""
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_evm(v) for v in value) + "]"
+    return str(value)
+
+
 def _bps(value: Any) -> str:
     try:
         return f"{int(value) / 100:.2f} %"
@@ -71,7 +80,7 @@ def _bps(value: Any) -> str:
 environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]),
                           undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 environment.filters.update(amount=_amount, when=_when, short=_short, address=_address_link, tx=_tx_link,
-                           pretty=_pretty, bps=_bps)
+                           pretty=_pretty, bps=_bps, evm=_evm)
 environment.globals.update(nav=NAV, ledgerlm_version=__version__)
 
 
