@@ -10,6 +10,7 @@ import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 
 import {EpochDistributor} from "./EpochDistributor.sol";
 
@@ -26,7 +27,8 @@ import {EpochDistributor} from "./EpochDistributor.sol";
 ///      or a lowering or revocation sent on chain, has landed. A change binds every debit not yet settled;
 ///      a lowering after CAP_GRACE_SECONDS, during which the cap it replaced still holds, so a close planned
 ///      just before it lands instead of reverting (a stolen settler key gains nothing from the grace: it
-///      could have debited up to the old cap before the change anyway). Spending is tracked per (consumer, settler) and per period of chain time, not per epoch
+///      could have debited up to the old cap before the change anyway, and the grace ends with the cap period
+///      the change landed in, so it never opens a fresh period under the old cap). Spending is tracked per (consumer, settler) and per period of chain time, not per epoch
 ///      number: a settler picks its own epoch numbers, so a cap per epoch would let a stolen settler key
 ///      drain a balance by settling made-up epochs; per period it takes at most one cap per period until
 ///      the consumer revokes (the allowance shape of Safe's AllowanceModule).
@@ -330,8 +332,10 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
     function capInForce(address consumer, address settler) external view returns (uint256 cap, uint256 graceEndsAt) {
         CapChange memory h = _capChanges[consumer][settler];
         cap = _allowances[consumer][settler].cap;
-        uint256 endsAt = uint256(h.loweredAt) + CAP_GRACE_SECONDS;
-        if (h.loweredAt != 0 && block.timestamp < endsAt && h.previousCap > cap) return (h.previousCap, endsAt);
+        if (_graceRuns(h) && h.previousCap > cap) {
+            uint256 periodEnds = (uint256(h.loweredAt) / capPeriodSeconds + 1) * capPeriodSeconds;
+            return (h.previousCap, Math.min(uint256(h.loweredAt) + CAP_GRACE_SECONDS, periodEnds));
+        }
         return (cap, 0);
     }
 
@@ -379,7 +383,7 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
         uint96 current = _allowances[consumer][settler].cap;
         if (cap < current) {
             // a second lowering within the grace keeps the highest cap the grace still honours
-            bool inGrace = block.timestamp < uint256(h.loweredAt) + CAP_GRACE_SECONDS;
+            bool inGrace = _graceRuns(h);
             h.previousCap = inGrace && h.previousCap > current ? h.previousCap : current;
             h.loweredAt = uint64(block.timestamp);
         }
@@ -391,7 +395,15 @@ contract PaymentEscrow is AccessControl, ReentrancyGuard, EIP712 {
     /// @dev Whether a cap lowered moments ago still lets the settler reach `spentAfter`.
     function _withinGrace(address consumer, uint256 spentAfter) private view returns (bool) {
         CapChange memory h = _capChanges[consumer][msg.sender];
-        return block.timestamp < uint256(h.loweredAt) + CAP_GRACE_SECONDS && spentAfter <= h.previousCap;
+        return _graceRuns(h) && spentAfter <= h.previousCap;
+    }
+
+    /// @dev The grace runs for CAP_GRACE_SECONDS after a lowering, and only within the cap period it landed in:
+    ///      in the next period the spent count starts again, and the old cap would be a whole fresh cap for a
+    ///      settler the consumer had just revoked.
+    function _graceRuns(CapChange memory h) private view returns (bool) {
+        return h.loweredAt != 0 && block.timestamp < uint256(h.loweredAt) + CAP_GRACE_SECONDS
+            && uint256(h.loweredAt) / capPeriodSeconds == block.timestamp / capPeriodSeconds;
     }
 
     function _period() private view returns (uint32) {

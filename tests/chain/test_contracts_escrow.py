@@ -409,6 +409,26 @@ def test_a_lowered_cap_binds_after_a_grace_that_lets_a_close_planned_before_it_l
     assert escrow.balance_of(consumer.address) == 10 * TOKEN - 3 * TOKEN - TOKEN // 2
 
 
+def test_a_revocation_just_before_a_new_period_gives_no_fresh_cap_in_it(world):
+    """The grace ends with the cap period the lowering landed in: past the boundary the spent count starts again,
+    and the old cap would be a whole new cap for a settler (say a stolen node key) the consumer just revoked."""
+    escrow = world.contracts.escrow
+    consumer = consumer_with_deposit(world, 100 * TOKEN)
+    node = world.node.address
+    escrow.set_spending_cap(consumer, node, 10 * TOKEN, 1)
+    period = escrow.cap_period_seconds()
+    world.chain.advance_time(period - world.now() % period - 300)  # five minutes before the next period
+    escrow.settle(world.node, world.fresh_epoch(), 0, [debit(consumer, 10 * TOKEN)])  # this period's whole cap
+    escrow.set_spending_cap(consumer, node, 0, 2)  # revoked
+    cap, ends = escrow.cap_in_force(consumer.address, node)
+    assert cap == 10 * TOKEN and ends == (world.now() // period + 1) * period  # the grace stops at the boundary
+    world.chain.advance_time(360)  # the next period, within fifteen minutes of the revocation
+    assert escrow.cap_in_force(consumer.address, node) == (0, 0)
+    with reverts("CapExceeded", spentAfter=10 * TOKEN, cap=0):
+        escrow.settle(world.node, world.fresh_epoch(), 0, [debit(consumer, 10 * TOKEN)])
+    assert escrow.balance_of(consumer.address) == 90 * TOKEN
+
+
 def test_a_cap_must_fit_in_96_bits(world):
     escrow = world.contracts.escrow
     consumer = world.actor()
