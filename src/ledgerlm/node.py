@@ -98,7 +98,15 @@ class RegistryAnchor(ChainAnchor):
     def register_datanet(self, datanet: Datanet) -> str:
         registry = self.node.contracts.registry
         datanet_id = datanet_chain_id(datanet.name)
-        if registry.datanet_exists(datanet_id):  # anchored before a crash lost the tx hash
+        if registry.datanet_exists(datanet_id):  # anchored before a crash lost the tx hash, or by someone else
+            record = registry.get_datanet(datanet_id)
+            if (record.owner.lower(), _hex32(record.metadata_hash)) != (datanet.owner.lower(),
+                                                                        _hex32(datanet.spec_hash)):
+                # another registrar (a second node on these contracts, or a stolen key) took the name first: adopting
+                # its record would anchor its owner and spec as this Datanet's
+                raise LedgerError(f"Datanet {datanet.name!r} is registered on chain with another owner or spec "
+                                  f"({record.owner}, {record.metadata_hash}); this node's is not anchored",
+                                  field="name", status=409)
             return self._find("DatanetRegistered", datanet_id)
         return registry.register_datanet(
             self.node.account, datanet_id, datanet.owner, datanet.name, datanet.spec_hash, datanet.licence
@@ -110,6 +118,12 @@ class RegistryAnchor(ChainAnchor):
         if not registry.datanet_exists(datanet_id):
             self.register_datanet(datanet)
         if registry.latest_version(datanet_id) >= version.number:
+            on_chain = registry.get_version(datanet_id, version.number)
+            if (_hex32(on_chain.root), _hex32(on_chain.manifest_hash)) != (_hex32(version.root),
+                                                                           _hex32(version.manifest_hash)):
+                raise LedgerError(f"{datanet.name} version {version.number} is on chain with another root "
+                                  f"({on_chain.root}); this node's version is not anchored", field="root",
+                                  status=409)
             return self._find("VersionPublished", datanet_id, version.number)
         return registry.publish_version(
             self.node.account, datanet_id, version.number, version.root, version.contribution_count,
@@ -124,6 +138,12 @@ class RegistryAnchor(ChainAnchor):
             ):
                 return "0x" + bytes(log["transactionHash"]).hex()
         raise LedgerError(f"{event} for {datanet_id.hex()} is on chain but its log was not found", status=500)
+
+
+def _hex32(value) -> str:
+    """A 32-byte value as lower-case hex with 0x, however it was written."""
+    text = value.hex() if isinstance(value, (bytes, bytearray)) else str(value)
+    return "0x" + text.lower().removeprefix("0x").rjust(64, "0")
 
 
 def _register_model(node: Node):

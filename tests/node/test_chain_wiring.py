@@ -47,6 +47,37 @@ def test_datanet_and_version_are_anchored_in_the_registry(home, client, alice, b
 NOTHING = {"datanets": 0, "versions": 0, "slashes": 0, "shares": 0, "epoch_close": 0, "attribution": 0}
 
 
+def test_a_name_or_version_another_registrar_took_on_chain_is_not_adopted(home, client, alice, bob, tmp_path):
+    """A second node on these contracts (or a stolen key) registered the name, or published the version number,
+    first: the node refuses to anchor its own as if that record were its, rather than report an owner and root the
+    chain does not hold."""
+    from eth_account import Account
+
+    from ledgerlm.identity.node_keys import unlock_keystore
+
+    node = client.http.app.state.node
+    registry = node.contracts.registry
+    admin = unlock_keystore(home.admin_key_path, os.environ["LEDGERLM_ADMIN_PASSPHRASE"], "admin")
+    other = Account.from_key(b"\x42" * 32)
+    node.chain.send_eth(admin, other.address, UNIT)
+    registry.grant_role(admin, "REGISTRAR_ROLE", other.address)
+    registry.register_datanet(other, keccak(text="taken"), other.address, "taken", b"\x11" * 32, "other")
+    with pytest.raises(LedgerError, match="registered on chain with another owner") as refused:
+        client.create_datanet(DatanetSpec(name="taken", schema=QA_SCHEMA), alice)
+    assert refused.value.status == 409 and refused.value.field == "name"
+    assert registry.get_datanet(keccak(text="taken")).owner == other.address
+
+    _publish_one(client, alice, bob, tmp_path)  # qa version 1, anchored by this node
+    registry.publish_version(other, keccak(text="qa"), 2, b"\xee" * 32, 999, b"\x22" * 32)
+    client.contribute("qa", [write_jsonl(tmp_path / "more.jsonl", [{"question": "r?", "answer": "b"}])], bob)
+    for c in client.contributions("qa", state="pending"):
+        client.review(c.id, alice, accept=True)
+    with pytest.raises(LedgerError, match="on chain with another root") as refused:
+        client.publish("qa", alice)
+    assert refused.value.status == 409 and refused.value.field == "root"
+    assert client.datanet("qa").versions[-1].chain_tx is None  # not reported as anchored
+
+
 def test_start_anchors_what_a_crash_left_behind_once(home, alice, bob, tmp_path):
     node = Node.open(home)
     node.datanets.anchor = None  # as if the process died right after the database commit
