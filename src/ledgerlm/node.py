@@ -10,7 +10,7 @@ from functools import cached_property
 from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak
+from eth_utils import keccak, to_checksum_address
 
 from ledgerlm import __version__
 from ledgerlm.config import EMBEDDED, ConfigError, Home, NodeConfig
@@ -138,6 +138,13 @@ class RegistryAnchor(ChainAnchor):
             ):
                 return "0x" + bytes(log["transactionHash"]).hex()
         raise LedgerError(f"{event} for {datanet_id.hex()} is on chain but its log was not found", status=500)
+
+
+def outcome_id(node: str, local_id: int) -> int:
+    """The Staking outcome id of this node's round or spot-check `local_id`: keccak of the node's address and the id,
+    so nodes sharing the contracts, each numbering rounds 1, 2, 3, ..., never record or slash under each other's."""
+    return int.from_bytes(keccak(bytes.fromhex(to_checksum_address(node)[2:]) + int(local_id).to_bytes(32, "big")),
+                          "big")
 
 
 def _hex32(value) -> str:
@@ -416,8 +423,15 @@ class Node:
         from ledgerlm.chain import ChainError
 
         staking = self.contracts.staking
-        if staking.outcome(round_id) is None:
+        round_id = outcome_id(self.account.address, round_id)
+        recorded = staking.outcome(round_id)
+        if recorded is None:
             staking.record_outcome(self.account, round_id, evidence)
+        elif recorded.lower() != evidence.lower():
+            # another slasher (a node of another deployment on these contracts, or a stolen key) recorded this id
+            # first: slashing under its evidence would publish a verdict this node did not reach
+            raise ChainError(f"outcome {round_id} is on chain with other evidence ({recorded}); nothing was slashed",
+                             field="slash", status=409)
         if staking.is_slashed(round_id, account, role):
             for log in staking.contract.events["Slashed"]().get_logs(
                     from_block=self.deployment.block, argument_filters={"roundId": round_id}):

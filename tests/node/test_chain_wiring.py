@@ -215,3 +215,37 @@ def test_cli_goes_through_the_running_server(home, tmp_path, monkeypatch):
         server.send_signal(signal.SIGINT)
         server.wait(timeout=20)
     assert not list(home.running_dir.glob("*.json"))
+
+
+def test_a_round_another_slasher_numbered_the_same_is_not_taken_for_this_nodes(home, client, carol):
+    """Two nodes on one Staking contract both number their validation rounds 1, 2, 3, ...: each records and slashes
+    under an outcome id of its own, and an outcome someone else recorded under this node's id is refused, never
+    adopted as this node's verdict."""
+    from eth_account import Account
+
+    from ledgerlm.chain import StakeRole
+    from ledgerlm.identity.node_keys import unlock_keystore
+    from ledgerlm.node import outcome_id
+
+    node = client.http.app.state.node
+    staking = node.contracts.staking
+    admin = unlock_keystore(home.admin_key_path, os.environ["LEDGERLM_ADMIN_PASSPHRASE"], "admin")
+    other = Account.from_key(b"\x43" * 32)  # another node's key on the same contracts
+    node.chain.send_eth(admin, other.address, UNIT)
+    staking.grant_role(admin, "SLASHER_ROLE", other.address)
+    client.chain.faucet(carol.address, eth_wei=UNIT, tokens=100 * UNIT)
+    client.chain.send(carol, "LedgerToken", "approve", [staking.address, 100 * UNIT])
+    client.chain.send(carol, "Staking", "stake", [0, 100 * UNIT])
+    staking.record_outcome(other, 1, b"\xbb" * 32)  # the other node's own round 1
+    staking.slash(other, 1, carol.address, StakeRole.VALIDATOR, 1)
+
+    allowed = staking.slashable(carol.address, StakeRole.VALIDATOR)  # the bond's window, less the other's slash
+    tx, taken = node._slash(1, "0x" + "aa" * 32, carol.address, StakeRole.VALIDATOR, 10 * UNIT)
+    assert tx and taken == min(10 * UNIT, allowed) > 1  # this node's round 1 is its own, not the other's 1 wei
+    assert staking.outcome(outcome_id(node.account.address, 1)) == "0x" + "aa" * 32
+
+    mine = outcome_id(node.account.address, 2)
+    staking.record_outcome(other, mine, b"\xcc" * 32)  # someone records under this node's next id first
+    with pytest.raises(ChainError, match="other evidence") as refused:
+        node._slash(2, "0x" + "dd" * 32, carol.address, StakeRole.VALIDATOR, UNIT)
+    assert refused.value.status == 409

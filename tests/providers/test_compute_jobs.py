@@ -14,6 +14,7 @@ from ledgerlm.chain import StakeRole
 from ledgerlm.economy.close import published_files
 from ledgerlm.economy.verify import verify_epoch
 from ledgerlm.errors import LedgerError
+from ledgerlm.node import outcome_id
 from ledgerlm.providers import SPOT_CHECK_ROUND_BASE, run_job
 from ledgerlm.providers.training import checkpoint_bytes, read_checkpoint
 
@@ -138,7 +139,7 @@ def test_honest_job_is_paid_and_tampered_adapter_is_slashed_once_and_refunded(cl
     slashed = client.providers.job(cheat["id"])
     assert slashed["slash_amount"] == str(cap) and slashed["slash_tx"]
     staking = node.contracts.staking
-    outcome = SPOT_CHECK_ROUND_BASE + cheat["id"]
+    outcome = outcome_id(node.account.address, SPOT_CHECK_ROUND_BASE + cheat["id"])
     assert staking.outcome(outcome) is not None  # slashed only for an outcome recorded on chain with its evidence
     assert staking.is_slashed(outcome, bob.address, StakeRole.PROVIDER)
     assert _bob_balance(node, bob) == STAKE - cap
@@ -191,7 +192,8 @@ def test_perturbed_loss_wrong_answers_refusals_and_expiry(client, market, alice,
     made_up = {"answers": [{"tokens": [t + 1 for t in answers["answers"][0]["tokens"]], "text": "made up"}]}
     reported = client.providers.report(dave, cheat["id"], made_up, {})
     assert reported["state"] == "rejected" and reported["spot_check"]["first_difference"] == 0
-    assert node.contracts.staking.outcome(SPOT_CHECK_ROUND_BASE + cheat["id"]) is not None
+    assert node.contracts.staking.outcome(outcome_id(node.account.address, SPOT_CHECK_ROUND_BASE + cheat["id"])) \
+        is not None
     assert reported["slash_amount"] == str(cap) and _bob_balance(node, dave) == STAKE - cap
     erin = _staked_provider(client, 5)  # dave's window is spent too: erin backs the training jobs from here on
     trains = client.providers.offer(erin, kind="train", hardware="cpu", base_model="tiny", price=PRICE)
