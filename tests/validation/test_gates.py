@@ -224,6 +224,39 @@ def test_junk_is_rejected_with_a_named_reason(text, code):
     assert ("junk", code) in {(f.gate, f.code) for f in report.findings}
 
 
+@pytest.mark.parametrize("text", [
+    "Lorem ipsum dolor sit amet, consectetur adipiscing elit.",
+    "Duis aute nostrud sit labore dolor consequat sed aliqua exercitation do.",
+    "TODO", "TBD", "asdf", "xxxxxxxx", "...", "your answer here", "test test test",
+])
+def test_placeholders_and_lorem_ipsum_are_junk(text):
+    for record in ({"text": text}, {"question": "What is the boiling point of water at sea level?", "answer": text}):
+        report = _run([candidate(1, record=record)])[1]
+        assert ("junk", "placeholder") in {(f.gate, f.code) for f in report.findings}, (text, record)
+
+
+@pytest.mark.parametrize("answer", [
+    'df.loc[df["a"] > 0, ["b", "c"]]', "a[i][j] = b[j][i];", r"^\d{3}-\d{2}-\d{4}$", '<a href="/x">y</a>',
+    '{"id": 17, "tags": ["a", "b"], "ok": true}', "[[1, 0], [0, 1]] @ [[2], [3]]", "x <<= 2; y >>= 1; z ^= x | y;",
+    "None", "N/A", "Gallia est omnis divisa in partes tres, quarum unam incolunt Belgae.",
+])
+def test_short_code_and_plain_answers_are_not_junk(answer):
+    record = {"question": "What does this evaluate to, and how would you write it in Python?", "answer": answer}
+    report = _run([candidate(1, record=record)])[1]
+    assert report.decision == "pass", (answer, [f.detail for f in report.findings])
+
+
+@pytest.mark.parametrize("text", [
+    "ฉันชอบ\u200bอ่าน\u200bหนังสือ\u200bในวันหยุด",  # Thai marks where a line may break
+    "ខ្ញុំ\u200bចូលចិត្ត\u200bអាន\u200bសៀវភៅ",  # Khmer
+    "Go \U0001f3f4\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f England!",  # a region's flag
+    "המשתמש כתב \u202bשלום עולם\u202c בטופס, והמערכת שמרה את ההודעה כפי שנכתבה.",  # Hebrew with an embedding
+])
+def test_invisible_characters_a_script_or_emoji_needs_are_not_hidden_text(text):
+    report = _run([candidate(1, text)])[1]
+    assert "hidden_unicode" not in {f.code for f in report.findings}, [f.detail for f in report.findings]
+
+
 def test_junk_answer_in_a_qa_record_spoils_the_record():
     rec = {"question": "What is the boiling point of water at sea level, and why does it drop on "
                        "a high mountain where the air pressure is lower than at the coast?",

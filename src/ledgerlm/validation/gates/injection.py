@@ -333,7 +333,14 @@ def _plain(text: str) -> bool:
 # from every pattern ("Ignore\u3164all\u3164previous..."), and no Hangul text puts one beside a Latin letter
 _ZERO_WIDTH = re.compile(r"(?<=[A-Za-z0-9])[\u200b\u200c\u200d\u2060\u180e\ufeff\u115f\u1160\u3164\uffa0]"
                          r"(?=[A-Za-z0-9])")
-_ZERO_WIDTH_ANY = re.compile(r"[\u200b\u2060\u180e]|(?<=.)\ufeff")
+# Thai, Lao, Tibetan, Myanmar and Khmer write no spaces between words, and a zero-width space is how their text marks
+# where a line may break; so is it in Japanese and Chinese text set for the web. Only one that stands elsewhere hides.
+_UNSPACED = "\u0e00-\u0eff\u0f00-\u0fff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u4e00-\u9fff"
+_ZERO_WIDTH_ANY = re.compile(rf"(?<![{_UNSPACED}])\u200b|\u200b(?![{_UNSPACED}])|\u2060|(?<![\u1800-\u18af])\u180e|"
+                             r"(?<=.)\ufeff")
+# an emoji flag of a region (England, Scotland, Wales): a black flag, tag letters naming the region, a cancel tag
+_FLAG_TAGS = re.compile("\U0001f3f4[\U000e0020-\U000e007e]{1,12}\U000e007f")
+_RTL_LETTER = re.compile(r"[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufeff]")
 _BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
 _TAGS = re.compile(r"[\U000e0000-\U000e007f]")
 _BIDI_CHARS = frozenset(map(chr, [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]))
@@ -422,9 +429,11 @@ def _hidden_findings(text: str) -> list[tuple[str, float, str]]:
     out: list[tuple[str, float, str]] = []
     # the text's distinct characters beyond ASCII (a handful) say which searches can find anything
     beyond = {ch for ch in set(text) if not ch.isascii()}
-    if any(0xE0000 <= ord(ch) <= 0xE007F for ch in beyond) and _TAGS.search(text):
+    if any(0xE0000 <= ord(ch) <= 0xE007F for ch in beyond) and _TAGS.search(_FLAG_TAGS.sub("", text)):
         out.append(("hidden_unicode", 1.0, "Unicode tag characters (invisible ASCII smuggling)"))
     n_bidi = len(_BIDI.findall(text)) if not beyond.isdisjoint(_BIDI_CHARS) else 0
+    if n_bidi and len(_RTL_LETTER.findall(text)) >= max(8, 0.2 * sum(ch.isalpha() for ch in text)):
+        n_bidi = 0  # Hebrew, Arabic or Persian text mixed with Latin is what these controls are for
     if n_bidi:
         out.append(("hidden_unicode", 0.9, (f"{n_bidi} bidirectional control character(s) that "
                                             "can reorder what a reader sees (Trojan Source)")))

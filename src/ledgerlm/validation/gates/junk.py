@@ -32,6 +32,39 @@ _VOWELS = "aeiouy"
 _PROSE_VOWELS = 0.33  # uniformly random letters are ~23% vowels, prose ~38%
 
 
+# What a form or an editor leaves where content was to go: the whole text (or answer) is one of these
+_PLACEHOLDERS = frozenset({
+    "todo", "tbd", "tba", "fixme", "asdf", "asdfgh", "asdfghjkl", "qwerty", "placeholder", "lorem ipsum",
+    "test test", "test test test", "foo bar", "foo bar baz", "sample text", "sample text here", "text here",
+    "your text here", "answer here", "your answer here", "insert answer here", "insert text here", "blah blah",
+    "blah blah blah", "[answer]", "<answer>", "[text]", "<text>", "...", "\u2026", "???", "tk",
+})
+_PLACEHOLDER_SHAPE = re.compile(r"x{3,}|\.{3,}|\?{3,}|-{3,}", re.IGNORECASE)
+# Lorem ipsum's own words: the filler text layouts carry, never Latin prose itself, which shares with it only
+# short words (et, in, ut, est, non) that are left out here
+_LOREM = frozenset(
+    "lorem ipsum dolor amet consectetur adipiscing elit eiusmod tempor incididunt labore dolore magna aliqua minim "
+    "veniam nostrud exercitation ullamco laboris nisi aliquip commodo consequat duis aute irure reprehenderit "
+    "voluptate velit esse cillum fugiat nulla pariatur excepteur sint occaecat cupidatat proident sunt culpa "
+    "officia deserunt mollit anim laborum".split())
+_LOREM_HINTS = ("ipsum", "dolor", "amet", "consectetur", "adipiscing", "eiusmod", "incididunt", "nostrud")
+
+
+def _placeholder(text: str) -> list[tuple[str, float, str]]:
+    """A text that is only a placeholder ("TODO", "your answer here") or lorem ipsum filler."""
+    lower = text.lower()
+    bare = lower.strip().strip("\"'`*_ ").strip()
+    if len(bare) <= 40 and (bare in _PLACEHOLDERS or bare.rstrip(".!") in _PLACEHOLDERS
+                            or _PLACEHOLDER_SHAPE.fullmatch(bare)):
+        return [("placeholder", 0.9, f"only a placeholder: {bare[:20]!r}")]
+    if any(hint in lower for hint in _LOREM_HINTS):
+        words = _WORD.findall(lower)
+        filler = sum(word in _LOREM for word in words)
+        if len(words) >= 2 and filler >= max(2, 0.4 * len(words)):
+            return [("placeholder", 0.9, f"lorem ipsum filler: {filler} of {len(words)} words")]
+    return []
+
+
 def _strength(value: float, threshold: float, worst: float) -> float:
     """0.5 at the threshold, rising linearly to 1.0 at `worst`."""
     if worst == threshold:
@@ -60,7 +93,7 @@ def junk_findings(text: str, rule: JunkRule) -> list[tuple[str, float, str]]:
 
     non_space = len(stripped) - stripped.count(" ") - stripped.count("\n") - stripped.count("\t")
     alnum = sum(1 for c in stripped if c.isalnum()) if non_space < 64 else _alnum_count(stripped)
-    out += _few_alnum(alnum, non_space, rule)
+    out += _few_alnum(alnum, non_space, rule, text)
 
     lower = text.lower()
     out += _letter_findings(text, lower, rule)
@@ -72,7 +105,7 @@ def junk_findings(text: str, rule: JunkRule) -> list[tuple[str, float, str]]:
     varied = _varied(len(words), len(set(words)), max(map(len, words), default=0), alnum, non_space)
     if not varied and not found:
         out += _compressible(raw, rule)
-    return out
+    return out or _placeholder(text)
 
 
 def _garbage(bad: int, n: int, rule: JunkRule) -> list[tuple[str, float, str]]:
@@ -83,8 +116,31 @@ def _garbage(bad: int, n: int, rule: JunkRule) -> list[tuple[str, float, str]]:
              f"{bad} of {n} characters are replacement, control or mojibake characters")]
 
 
-def _few_alnum(alnum: int, non_space: int, rule: JunkRule) -> list[tuple[str, float, str]]:
+_CODE_TOKEN = re.compile(r"[A-Za-z_$][A-Za-z0-9_]*|\d+")
+_CLOSING = {")": "(", "]": "[", "}": "{"}
+
+
+def _code_shaped(text: str) -> bool:
+    """Whether a symbol-heavy text reads as code ("df.loc[df['a'] > 0]", "a[i][j] = b[j][i];", a regex, a JSON
+    object): its brackets nest, its quotes pair, and it names at least two identifiers or numbers. Keyboard mash
+    and symbol runs do not; the few-letters test is for those."""
+    if len(text) > 2000:
+        return False
+    stack: list[str] = []
+    for ch in text:
+        if ch in "([{":
+            stack.append(ch)
+        elif ch in _CLOSING and (not stack or stack.pop() != _CLOSING[ch]):
+            return False
+    if stack or text.count('"') % 2 or text.count("`") % 2:
+        return False
+    return len(_CODE_TOKEN.findall(text)) >= 2
+
+
+def _few_alnum(alnum: int, non_space: int, rule: JunkRule, text: str = "") -> list[tuple[str, float, str]]:
     if not (non_space >= 12 and alnum / non_space < rule.min_alnum_ratio):
+        return []
+    if text and _code_shaped(text):
         return []
     return [("gibberish", _strength(1 - alnum / non_space, 1 - rule.min_alnum_ratio, 1.0),
              f"only {alnum / non_space:.0%} of characters are letters or digits")]
@@ -181,7 +237,8 @@ def junk_findings_many(texts: Sequence[str], rule: JunkRule) -> list[list[tuple[
     for i in wide:
         if len(without_ignorables(texts[i]).strip()) < max(rule.min_chars, 1):
             out[i] = None
-    return [junk_findings(text, rule) if found is None else found for text, found in zip(texts, out)]
+    return [junk_findings(text, rule) if found is None else found or _placeholder(text)
+            for text, found in zip(texts, out)]
 
 
 def _counted_junk(texts: list[str], rule: JunkRule) -> list[list[tuple[str, float, str]] | None]:
@@ -221,7 +278,7 @@ def _counted_junk(texts: list[str], rule: JunkRule) -> list[list[tuple[str, floa
         text = texts[i]
         nw = int(n_words[i])
         found = (_garbage(int(bad[i]), int(lengths[i]), rule)
-                 + _few_alnum(int(alnum[i]), int(non_space[i]), rule))
+                 + _few_alnum(int(alnum[i]), int(non_space[i]), rule, text))
         if letter_test[i]:
             found += _letter_findings(text, text.lower(), rule)
         repeated = _repeated_trigrams(nw, int(distinct_trigrams[i]), rule)
