@@ -549,6 +549,30 @@ def test_digests_and_code_that_only_name_a_secret_pass(text):
     assert report.decision == "pass", (text, [f.detail for f in report.findings])
 
 
+@pytest.mark.parametrize("text", [
+    "NI number QQ 12 34 56 C", "National Insurance: AB123456C", "DNI 12345678Z, nacido el 03/04/1985",
+    "Steuer-ID: 12 345 678 901", "PAN: ABCDE1234F", "SIN 046 454 286", "passport number 533380006",
+    "Codice fiscale RSSMRA85T10A562S", "NIR 1 85 05 78 006 084 36", "social security number 123456789",
+    "Mi DNI es 12345678Z.",  # unnamed by any English word: its check letter is right
+    "CPF 529.982.247-25", "Ref 529.982.247-25 on file",  # the CPF's check digits hold without its name
+])
+def test_identity_numbers_of_other_countries_are_caught(text):
+    report = _run([candidate(1, text)])[1]
+    assert "national_id" in {f.code for f in report.findings}, text
+
+
+@pytest.mark.parametrize("text", [
+    "Order 12345678A shipped on 2024-03-01 with 3 items.",  # a DNI's shape whose letter is wrong
+    "Ref 529.982.247-26 on file",  # a CPF's shape whose check digits are wrong
+    "Release 2024.01.15 fixed issue 12345 and 67890.",
+    "The tax rate is 19 percent from 2025 onward.",
+    "Version 3.11.7 of Python was released in December 2023.",
+])
+def test_numbers_near_those_shapes_are_not_identity_numbers(text):
+    report = _run([candidate(1, text)])[1]
+    assert "national_id" not in {f.code for f in report.findings}, (text, [f.detail for f in report.findings])
+
+
 def test_owner_can_limit_personal_data_kinds():
     policy = GatePolicy.from_dict({"gates": {"personal_data": {"kinds": ["credit_card"]}}})
     text = "Mail maria.lopez@example.org"

@@ -235,6 +235,89 @@ _BEARER = re.compile(r"\bbearer\s+(?P<value>[A-Za-z0-9._~+/\-]{20,}=*)", re.IGNO
 _LETTER = re.compile(r"[A-Za-z]")
 
 
+# Identity numbers of other countries. Named by a word before them ("Aadhaar:", "passport number", "NI number") a
+# number of their shape is one; unnamed, only shapes too particular to be anything else, or that carry their own
+# check: Spain's DNI letter (mod 23), Brazil's CPF digits, India's Aadhaar (Verhoeff), the UK's National Insurance
+# number and Italy's codice fiscale
+_ID_NAMED = re.compile(
+    r"(?:\b(?:national insurance(?: number| no\.?)?|NI (?:number|no\.?)|aadhaa?r(?: number| no\.?)?|"
+    r"social insurance(?: number| no\.?)?|passport(?: number| no\.?| #)?|codice fiscale|"
+    r"num[eé]ro de s[eé]curit[eé] sociale|steuer-?id|steueridentifikationsnummer|tax (?:id|number)|"
+    r"national id(?:entity)?(?: number| card| no\.?)?|identity (?:number|card)(?: number| no\.?)?|"
+    r"social security(?: number| no\.?)?|"
+    r"personalausweis(?:nummer)?|documento de identidad|(?-i:SSN|NINO|DNI|NIE|PAN|SIN|NIR|CPF|TIN|NIF|CURP|RUT))\b)"
+    r"[\s:#.\-]{0,6}(?:(?:is|was|number|no\.?|nr\.?)\s*[:#]?\s*)?"
+    r"(?P<value>[A-Za-z0-9](?:[A-Za-z0-9]|[ .\-](?=[A-Za-z0-9])){4,24})", re.IGNORECASE)
+_ID_WORDS = ("insurance", "ni number", "ni no", "aadha", "passport", "fiscale", "sociale", "steuer", "tax id",
+             "tax number", "national id", "identity number", "identity card", "social security", "ssn", "personalausweis",
+             "identidad", "nino", "dni", "nie", "pan", "sin", "nir", "cpf", "tin", "nif", "curp", "rut")
+_DNI = re.compile(r"\b(?P<x>[XYZ]-?)?(?P<n>\d{7,8})-?(?P<l>[A-HJ-NP-TV-Z])\b")
+_CPF = re.compile(r"\b\d{3}\.\d{3}\.\d{3}-\d{2}\b")
+_AADHAAR = re.compile(r"\b[2-9]\d{3}[ \-]\d{4}[ \-]\d{4}\b")
+_NINO = re.compile(r"\b(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b")
+_CODICE_FISCALE = re.compile(r"\b[A-Z]{6}\d{2}[A-EHLMPR-T]\d{2}[A-Z]\d{3}[A-Z]\b")
+def _verhoeff_valid(digits: str) -> bool:
+    """The Verhoeff check India's Aadhaar numbers carry (dihedral group D5)."""
+    d = [[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 2, 3, 4, 0, 6, 7, 8, 9, 5], [2, 3, 4, 0, 1, 7, 8, 9, 5, 6],
+         [3, 4, 0, 1, 2, 8, 9, 5, 6, 7], [4, 0, 1, 2, 3, 9, 5, 6, 7, 8], [5, 9, 8, 7, 6, 0, 4, 3, 2, 1],
+         [6, 5, 9, 8, 7, 1, 0, 4, 3, 2], [7, 6, 5, 9, 8, 2, 1, 0, 4, 3], [8, 7, 6, 5, 9, 3, 2, 1, 0, 4],
+         [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]]
+    p = [[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 5, 7, 6, 2, 8, 3, 0, 9, 4], [5, 8, 0, 3, 7, 9, 6, 1, 4, 2],
+         [8, 9, 1, 6, 0, 4, 3, 5, 2, 7], [9, 4, 5, 3, 1, 2, 6, 8, 7, 0], [4, 2, 8, 6, 5, 7, 3, 9, 0, 1],
+         [2, 7, 9, 3, 8, 0, 6, 4, 1, 5], [7, 0, 4, 6, 9, 1, 3, 2, 5, 8]]
+    check = 0
+    for i, ch in enumerate(reversed(digits)):
+        check = d[check][p[i % 8][int(ch)]]
+    return check == 0
+
+
+def _cpf_valid(digits: str) -> bool:
+    """Brazil's CPF: two check digits, each a weighted sum mod 11."""
+    if len(set(digits)) == 1:
+        return False
+    for n in (9, 10):
+        total = sum(int(digits[i]) * (n + 1 - i) for i in range(n))
+        if (total * 10 % 11) % 10 != int(digits[n]):
+            return False
+    return True
+
+
+def _identity_numbers(text: str, lower: str) -> list[tuple[str, float, str]]:
+    """Identity numbers beyond the US SSN: named ones of any shape, unnamed ones by shape and check."""
+    out = []
+    taken: list[tuple[int, int]] = []
+    if any(w in lower for w in _ID_WORDS):
+        for m in _ID_NAMED.finditer(text):
+            value = m.group("value")
+            if sum(ch.isdigit() for ch in value) >= 4:
+                taken.append(m.span("value"))
+                out.append(("national_id", 0.8, f"identity number named as one, ending {value[-2:]}"))
+    for m in _DNI.finditer(text):
+        n = m.group("n")
+        x = m.group("x")
+        if x:
+            if len(n) != 7:
+                continue
+            n = str("XYZ".index(x[0])) + n
+        elif len(n) != 8:
+            continue
+        if "TRWAGMYFPDXBNJZSQVHLCKE"[int(n) % 23] == m.group("l"):
+            taken.append(m.span())
+            out.append(("national_id", 0.9, f"Spanish DNI/NIE ending {m.group('l')} (check letter valid)"))
+    for pattern, check, name in ((_CPF, _cpf_valid, "Brazilian CPF"), (_AADHAAR, _verhoeff_valid, "Aadhaar number"),
+                                 (_NINO, None, "UK National Insurance number"),
+                                 (_CODICE_FISCALE, None, "Italian codice fiscale")):
+        for m in pattern.finditer(text):
+            if any(s < m.end() and m.start() < e for s, e in taken):
+                continue
+            digits = re.sub(r"\D", "", m.group())
+            if check is not None and not check(digits):
+                continue
+            taken.append(m.span())
+            out.append(("national_id", 0.9, f"{name} ending {m.group()[-2:]}"))
+    return out
+
+
 _NO_DIGITS = str.maketrans("", "", "0123456789")
 _AWS_PREFIXES = ("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "AIPA")
 # a token format cannot match without one of these (lower-cased) prefixes
@@ -330,7 +413,9 @@ def _findings(text: str, kinds: Collection[str], possible: Container[str] | None
                 continue  # transaction and content hashes are public, not secrets
             out.append(("hex_private_key", 0.9,
                         f"64-hex-digit value {_mask(m.group(), 4)} that is not labelled as a hash"))
-    if n_digits < 9:  # no card, IBAN, phone or identity number has fewer digits
+    if "national_id" in kinds and n_digits >= 4 and may("ids"):
+        out += _identity_numbers(text, lower)
+    if n_digits < 9:  # no card, IBAN, phone or SSN has fewer digits
         return out
     card_spans = []
     if "credit_card" in kinds and may("card"):
@@ -402,7 +487,7 @@ _PHONE_WORDS = ("phone", "tel", "mobile", "cell", "call", "whatsapp", "fax", "ri
                 "contact", "handy", "portable", "celular", "numero", "mero", "appel", "llam", "ruf", "bel")
 _CJK = ((0x3040, 0x30FF), (0x4E00, 0x9FFF), (0xAC00, 0xD7A3))
 _SEARCHES = ("token", "secret", "hex", "card", "iban", "ssn", "phone_intl", "phone_nanp", "phone_context",
-             "phone_bare", "email_obfuscated", "email_spoken", "secret_said")
+             "phone_bare", "email_obfuscated", "email_spoken", "secret_said", "ids")
 
 
 def personal_data_findings_many(texts: Sequence[str], kinds: Collection[str],
@@ -440,7 +525,7 @@ def _findings_many(texts: Sequence[str], kinds: Collection[str],
     raw = batch or TextBatch(texts)
     literal = ("@", "PRIVATE KEY", '"kty"', *_AWS_PREFIXES)
     folded = (_TOKEN_WORDS + _SECRET_WORDS + _SECRET_NAMES + _PHONE_WORDS + _OBFUSCATION_WORDS + _SPOKEN_CUES
-              + (_SPOKEN_AT,) + _SECRET_SAID_WORDS)
+              + (_SPOKEN_AT,) + _SECRET_SAID_WORDS + _ID_WORDS)
     held = raw.holding(literal + folded + (":", "="), [False] * len(literal) + [True] * len(folded) + [False] * 2)
     shapes = _number_shapes(raw._bytes, raw._byte_starts, raw._byte_lengths)
     digits = shapes[:, 0]
@@ -457,11 +542,14 @@ def _findings_many(texts: Sequence[str], kinds: Collection[str],
     spoken = held[:, spoken_at : spoken_at + len(_SPOKEN_CUES)].any(axis=1) & held[:, spoken_at + len(_SPOKEN_CUES)]
     said_at = spoken_at + len(_SPOKEN_CUES) + 1
     said = held[:, said_at : said_at + len(_SECRET_SAID_WORDS)].any(axis=1)
+    ids_at = said_at + len(_SECRET_SAID_WORDS)
+    named_id = held[:, ids_at : ids_at + len(_ID_WORDS)].any(axis=1)
     numbered = digits >= 9  # no card, IBAN, phone or identity number has fewer digits
     table = np.column_stack([token, secret, (digits >= 8) & (shapes[:, 2] >= 64), numbered & (shapes[:, 1] >= 13),
                              numbered & (shapes[:, 3] > 0), numbered & (shapes[:, 4] > 0),
                              numbered & (shapes[:, 5] > 0), numbered & (shapes[:, 6] > 0), numbered & phone_context,
-                             numbered & (shapes[:, 1] >= 10), obfuscated, spoken, said])
+                             numbered & (shapes[:, 1] >= 10), obfuscated, spoken, said,
+                             (digits >= 4) & (named_id | (digits >= 6))])
     # a text with a digit past ASCII (which \\d matches) or a character that folds to an ASCII
     # letter is not what the byte passes saw; any other text is, whatever else it holds
     unseen = raw.holding_beyond_ascii(DIGIT | FOLDS_TO_ASCII)
