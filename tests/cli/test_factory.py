@@ -185,3 +185,9 @@ def test_training_on_a_private_datanet_is_followed_with_the_developers_own_reads
     cli("datanet", "publish", "secret", "--as", "alice")
     model = cli.json("factory", "train", "--datanet", "secret", *TRAIN[2:], "--name", "secret-tiny", "--as", "alice")
     assert model["id"] == "secret-tiny" and model["lineage_ok"]
+    # its developer reads the private job and model back with --as; without it, they are not shown
+    job = cli.json("factory", "jobs", "--as", "alice")[-1]
+    assert job["model_id"] == "secret-tiny" and cli.json("factory", "job", job["id"], "--as", "alice")["state"] == "done"
+    assert "secret-tiny" in [m["id"] for m in cli.json("models", "list", "--as", "alice")["fine_tuned"]]
+    assert cli.json("models", "show", "secret-tiny", "--as", "alice")["lineage_ok"]
+    assert "secret-tiny" not in [m["id"] for m in cli.json("models", "list")["fine_tuned"]]

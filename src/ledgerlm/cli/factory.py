@@ -36,10 +36,10 @@ def register(ctx: typer.Context, name: str, path: Path = typer.Argument(..., hel
 
 
 @models_app.command("list")
-def list_models(ctx: typer.Context):
+def list_models(ctx: typer.Context, as_key: str | None = typer.Option(None, "--as", help="Read as this key (signed read request): private Datanets' models and jobs are shown to their developer and to the Datanet's owner and members.")):
     """Base models and fine-tuned models on this node."""
     s = session(ctx)
-    client = s.client().factory
+    client = s.reading_client(as_key).factory
     data = {"base": client.base_models(), "fine_tuned": client.models()}
 
     def render(d):
@@ -65,10 +65,10 @@ def list_models(ctx: typer.Context):
 
 
 @models_app.command()
-def show(ctx: typer.Context, model_id: str):
+def show(ctx: typer.Context, model_id: str, as_key: str | None = typer.Option(None, "--as", help="Read as this key (signed read request): private Datanets' models and jobs are shown to their developer and to the Datanet's owner and members.")):
     """A fine-tuned model's lineage and metrics; recomputes its hashes from the files."""
     s = session(ctx)
-    model = s.client().factory.model(model_id, verify=True)
+    model = s.reading_client(as_key).factory.model(model_id, verify=True)
 
     def render(m):
         card = m["card"]
@@ -248,7 +248,7 @@ def _percent(value) -> str:
 
 
 @app.command()
-def jobs(ctx: typer.Context):
+def jobs(ctx: typer.Context, as_key: str | None = typer.Option(None, "--as", help="Read as this key (signed read request): private Datanets' models and jobs are shown to their developer and to the Datanet's owner and members.")):
     """Training jobs on this node."""
     s = session(ctx)
 
@@ -261,14 +261,14 @@ def jobs(ctx: typer.Context):
                           f"{p['loss']:.4f}" if p.get("loss") is not None else "-", (j["error"] or "")[:60])
         console.print(table)
 
-    s.emit(s.client().factory.jobs(), render)
+    s.emit(s.reading_client(as_key).factory.jobs(), render)
 
 
 @app.command()
-def job(ctx: typer.Context, job_id: int):
+def job(ctx: typer.Context, job_id: int, as_key: str | None = typer.Option(None, "--as", help="Read as this key (signed read request): private Datanets' models and jobs are shown to their developer and to the Datanet's owner and members.")):
     """One training job with its latest progress."""
     s = session(ctx)
-    s.emit(s.client().factory.job(job_id), lambda j: console.print_json(data=j))
+    s.emit(s.reading_client(as_key).factory.job(job_id), lambda j: console.print_json(data=j))
 
 
 @app.command()
