@@ -239,7 +239,7 @@ def unstake(
     ctx: typer.Context,
     amount: str = typer.Argument(..., help="LGR to unstake."),
     role: str = typer.Option("validator", help=ROLE_HELP),
-    as_key: str = typer.Option(..., "--as"),
+    as_key: str = typer.Option(..., "--as", help="Key that unstakes (signs the request)."),
 ):
     """Request to unstake; the amount can be withdrawn after the cooldown."""
     s = session(ctx)
@@ -250,7 +250,7 @@ def unstake(
 def withdraw(
     ctx: typer.Context,
     role: str = typer.Option("validator", help=ROLE_HELP),
-    as_key: str = typer.Option(..., "--as"),
+    as_key: str = typer.Option(..., "--as", help="Key whose unstaked LGR is withdrawn (signs the transaction)."),
 ):
     """Withdraw unstaked LGR whose cooldown has passed."""
     s = session(ctx)
@@ -262,7 +262,7 @@ def transfer(
     ctx: typer.Context,
     to: str = typer.Argument(..., help="Address or key name."),
     amount: str = typer.Argument(..., help="LGR to send."),
-    as_key: str = typer.Option(..., "--as"),
+    as_key: str = typer.Option(..., "--as", help="Key that sends the LGR (signs the transfer)."),
 ):
     """Send LGR to another account."""
     s = session(ctx)

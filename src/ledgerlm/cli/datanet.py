@@ -173,7 +173,7 @@ def contribution(ctx: typer.Context, contribution_id: int, as_key: str | None = 
 
 
 @app.command()
-def withdraw(ctx: typer.Context, contribution_id: int, as_key: str = typer.Option(..., "--as")):
+def withdraw(ctx: typer.Context, contribution_id: int, as_key: str = typer.Option(..., "--as", help="The contributor's key (only they may withdraw their contribution).")):
     """Withdraw your contribution: its data is deleted and leaves every future version."""
     s = session(ctx)
     c = s.client().withdraw(contribution_id, s.unlock(as_key))
@@ -308,7 +308,8 @@ def export(
 
 
 @app.command()
-def manifest(ctx: typer.Context, name: str, version: int = typer.Option(..., "--version"), as_key: str | None = typer.Option(None, "--as", help=READ_AS_HELP)):
+def manifest(ctx: typer.Context, name: str, version: int = typer.Option(..., "--version", help="Version number."),
+             as_key: str | None = typer.Option(None, "--as", help=READ_AS_HELP)):
     """Print a version's manifest: its leaves (id, content hash, contributor) and root."""
     s = session(ctx)
     s.emit(s.reading_client(as_key).manifest(name, version))

@@ -272,7 +272,7 @@ def job(ctx: typer.Context, job_id: int, as_key: str | None = typer.Option(None,
 
 
 @app.command()
-def cancel(ctx: typer.Context, job_id: int, as_key: str = typer.Option(..., "--as")):
+def cancel(ctx: typer.Context, job_id: int, as_key: str = typer.Option(..., "--as", help="The job's developer key (signs the ControlJob).")):
     """Stop a job at its next step; a resumable checkpoint is kept."""
     s = session(ctx)
     s.emit(s.client().factory.control(s.unlock(as_key), job_id, "cancel"),
@@ -280,8 +280,8 @@ def cancel(ctx: typer.Context, job_id: int, as_key: str = typer.Option(..., "--a
 
 
 @app.command()
-def resume(ctx: typer.Context, job_id: int, as_key: str = typer.Option(..., "--as"),
-           detach: bool = typer.Option(False, "--detach")):
+def resume(ctx: typer.Context, job_id: int, as_key: str = typer.Option(..., "--as", help="The job's developer key (signs the ControlJob)."),
+           detach: bool = typer.Option(False, "--detach", help="Return once queued (needs a running node).")):
     """Resume a stopped job from its last checkpoint."""
     s = session(ctx)
     if detach:

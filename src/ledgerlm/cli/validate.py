@@ -92,7 +92,7 @@ def queue(ctx: typer.Context, as_key: str = typer.Option(..., "--as", help="Vali
 def commit(
     ctx: typer.Context,
     round_id: int,
-    as_key: str = typer.Option(..., "--as"),
+    as_key: str = typer.Option(..., "--as", help="The validator's key (signs the commitment)."),
     votes: str | None = typer.Option(None, help="Scores 0..100: ID=SCORE,ID=SCORE"),
     votes_file: Path | None = typer.Option(None, help='JSON {"ID": SCORE}.'),
 ):
@@ -110,7 +110,7 @@ def commit(
 
 
 @app.command()
-def reveal(ctx: typer.Context, round_id: int, as_key: str = typer.Option(..., "--as")):
+def reveal(ctx: typer.Context, round_id: int, as_key: str = typer.Option(..., "--as", help="The validator's key (signs the reveal).")):
     """Reveal the scores and salt you committed."""
     s = session(ctx)
     account = s.unlock(as_key)
@@ -124,7 +124,7 @@ def reveal(ctx: typer.Context, round_id: int, as_key: str = typer.Option(..., "-
 
 
 @app.command()
-def tally(ctx: typer.Context, round_id: int, as_key: str = typer.Option(..., "--as")):
+def tally(ctx: typer.Context, round_id: int, as_key: str = typer.Option(..., "--as", help="Any key: signs the TallyRound (anyone may tally once the reveal ends).")):
     """Close a round after its reveal deadline: decisions, reputation, slashing."""
     s = session(ctx)
     r = s.client().validation.tally(s.unlock(as_key), round_id)
