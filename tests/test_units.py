@@ -34,3 +34,12 @@ def test_absurd_exponents_are_refused_at_once():
     for text in ("1e999999999", "1e-999999999"):
         with pytest.raises(LedgerError):
             parse_amount(text)
+
+
+def test_amounts_that_must_move_something_refuse_zero():
+    from ledgerlm.units import parse_positive_amount
+
+    assert parse_positive_amount("0.5") == UNIT // 2
+    with pytest.raises(LedgerError, match="more than 0") as refused:
+        parse_positive_amount("0", field="amount")
+    assert refused.value.field == "amount"

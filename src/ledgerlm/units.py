@@ -44,6 +44,14 @@ def parse_amount(text: str, *, field: str = "amount", decimals: int = DECIMALS) 
     return base_units
 
 
+def parse_positive_amount(text: str, *, field: str = "amount", decimals: int = DECIMALS) -> int:
+    """`parse_amount`, refusing zero: staking, depositing or sending nothing only spends gas."""
+    base_units = parse_amount(text, field=field, decimals=decimals)
+    if base_units == 0:
+        raise LedgerError(f"{field} must be more than 0", field=field)
+    return base_units
+
+
 def format_amount(base_units: int, *, decimals: int = DECIMALS) -> str:
     sign = "-" if base_units < 0 else ""
     whole, frac = divmod(abs(int(base_units)), 10**decimals)

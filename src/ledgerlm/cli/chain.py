@@ -11,7 +11,7 @@ from rich.table import Table
 from ledgerlm.cli.session import Session, console, session
 from ledgerlm.errors import LedgerError
 from ledgerlm.times import format_time
-from ledgerlm.units import format_amount, parse_amount
+from ledgerlm.units import format_amount, parse_amount, parse_positive_amount
 
 app = typer.Typer(help="The EVM chain: status, deployment, event index, development faucet.", no_args_is_help=True)
 
@@ -231,7 +231,7 @@ def stake(
 ):
     """Stake LGR for a role (approves the Staking contract, then stakes)."""
     s = session(ctx)
-    txs = s.client().chain.stake(s.unlock(as_key), role, parse_amount(amount))
+    txs = s.client().chain.stake(s.unlock(as_key), role, parse_positive_amount(amount))
     s.emit(txs, lambda t: console.print(f"[green]staked[/] {amount} LGR as {role} (tx {t[-1]['tx_hash']})"))
 
 
@@ -243,7 +243,7 @@ def unstake(
 ):
     """Request to unstake; the amount can be withdrawn after the cooldown."""
     s = session(ctx)
-    tx = s.client().chain.request_unstake(s.unlock(as_key), role, parse_amount(amount))
+    tx = s.client().chain.request_unstake(s.unlock(as_key), role, parse_positive_amount(amount))
     s.emit(tx, lambda t: console.print(f"unstake of {amount} LGR requested (tx {t['tx_hash']})"))
 
 
@@ -266,7 +266,7 @@ def transfer(
 ):
     """Send LGR to another account."""
     s = session(ctx)
-    tx = s.client().chain.transfer(s.unlock(as_key), resolve_address(s, to), parse_amount(amount))
+    tx = s.client().chain.transfer(s.unlock(as_key), resolve_address(s, to), parse_positive_amount(amount))
     s.emit(tx, lambda t: console.print(f"sent {amount} LGR (tx {t['tx_hash']})"))
 
 

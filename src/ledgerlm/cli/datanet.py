@@ -136,7 +136,7 @@ def contributions(
     ctx: typer.Context,
     name: str,
     state: str | None = typer.Option(None, help="pending, accepted, rejected or withdrawn."),
-    limit: int = typer.Option(50, help="How many to list."),
+    limit: int = typer.Option(50, min=1, help="How many to list."),
     offset: int = typer.Option(0, help="Skip this many."),
     payload: bool = typer.Option(False, "--payload", help="Include the data itself."),
     as_key: str | None = typer.Option(None, "--as", help=READ_AS_HELP),

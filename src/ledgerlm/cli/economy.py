@@ -234,12 +234,12 @@ def deposit(
     as_key: str = typer.Option(..., "--as", help="The consumer's key (approves, then deposits)."),
 ):
     """Deposit LGR into the PaymentEscrow, from which epoch closes settle your calls."""
-    from ledgerlm.units import parse_amount
+    from ledgerlm.units import parse_positive_amount
 
     s = session(ctx)
     consumer = s.unlock(as_key)
     client = s.client()
-    wei = parse_amount(amount, field="amount")
+    wei = parse_positive_amount(amount, field="amount")
     escrow = client.chain.info()["contracts"]["PaymentEscrow"]
     client.chain.send(consumer, "LedgerToken", "approve", [escrow, wei])
     tx = client.chain.send(consumer, "PaymentEscrow", "deposit", [wei])
