@@ -126,6 +126,18 @@ def test_template_like_but_distinct_records_are_not_near_duplicates(a, b):
     assert _run([candidate(2, a.upper())], accepted=[candidate(1, a)], policy=policy)[2].decision == "reject"
 
 
+@pytest.mark.parametrize("a,b", [
+    ("This medication is safe to take during pregnancy according to the latest clinical guidelines.",
+     "This medication is not safe to take during pregnancy according to the latest clinical guidelines."),
+    ("Aspirin is recommended for children under sixteen with a viral infection such as the flu.",
+     "Aspirin is never recommended for children under sixteen with a viral infection such as the flu."),
+    ("The HashMap class in Java isn't thread-safe and must not be shared between threads without a lock.",
+     "The HashMap class in Java is thread-safe and must not be shared between threads without a lock."),
+])
+def test_a_negated_statement_is_a_correction_not_a_copy(a, b):
+    assert _run([candidate(2, b)], accepted=[candidate(1, a)])[2].decision == "pass"
+
+
 def test_the_clean_copy_survives_when_the_defaced_copy_came_first():
     defaced = [BASE.upper(), BASE.replace("sunlight", "snulight").replace(",", ""),
                BASE.lower().replace(".", "")]

@@ -70,6 +70,11 @@ def _is_typo(a: str, b: str) -> bool:
     return inside and longer[i + 1 :] == shorter[i:] and not longer[i].isdigit()
 
 
+# words that turn a statement into its opposite, as `normalise` leaves them ("isn't" is "isn t")
+_NEGATIONS = frozenset("not no never t nor neither nobody nothing none without cannot nicht kein keine nie pas ne "
+                       "jamais non nunca nada não nao niet geen nooit не нет 不 没 沒 無".split())
+
+
 def substantive_difference(a: str, b: str, max_inserted_words: int = 5,
                            normalised: Mapping[str, str] | None = None) -> str | None:
     """Why two similar texts are different records (a substituted word, many added words), or None for a copy.
@@ -85,6 +90,11 @@ def substantive_difference(a: str, b: str, max_inserted_words: int = 5,
         if tag == "equal":
             continue
         if tag in ("insert", "delete"):
+            added = wa[i1:i2] + wb[j1:j2]
+            negation = next((w for w in added if w in _NEGATIONS), None)
+            if negation is not None:
+                # "is safe" and "is not safe" share every other word and say the opposite: a correction, not a copy
+                return f"{negation!r} {'added' if tag == 'insert' else 'removed'}: it says the opposite"
             inserted += (i2 - i1) + (j2 - j1)
             continue
         old, new = wa[i1:i2], wb[j1:j2]
