@@ -100,6 +100,33 @@ def test_gates_then_consensus_with_an_outlier(client, alice, bob, setup, tmp_pat
     assert all(c.state in ("accepted", "rejected") and c.reason for c in client.contributions("ferries"))
 
 
+def test_a_crash_right_after_the_tally_keeps_its_reputations_and_slashes(client, alice, bob, setup, tmp_path,
+                                                                           monkeypatch):
+    """The decisions, the reputations they move and what the slash plan is made from are one write: a node that
+    stopped before planning the slashes plans them at its next start from the round's own record, so the rejected
+    contributions still cost their contributor's bond."""
+    validators, node, clock = setup
+    client.contribute("ferries", [write_jsonl(tmp_path / "a.jsonl", CLEAN[:4])], bob)
+    ids = [c.id for c in client.contributions("ferries")]
+    reject_all = lambda cid: 0  # noqa: E731
+
+    def crash(*_args, **_kwargs):
+        raise RuntimeError("the node stopped here")
+
+    monkeypatch.setattr(node.validation, "_plan_slashes", crash)
+    with pytest.raises(Exception, match="stopped here|500"):
+        _round(client, alice, validators, clock, [reject_all] * 3)
+    monkeypatch.undo()
+    assert sorted(c.id for c in client.contributions("ferries", state="rejected")) == ids
+    history = client.validation.reputation(bob.address)["history"]["contributor"]
+    assert len(history) == len(ids)  # the round's outcomes were kept with its decisions
+    assert all(client.validation.reputation(v.address)["history"]["validator"] for v in validators)
+    bond = client.chain.account(bob.address)["stake"]["contributor_bond"]
+    assert node.validation.execute_slashes() == 1  # the next start plans and carries out the slash
+    assert client.chain.account(bob.address)["stake"]["contributor_bond"] < bond == 10 * UNIT
+    assert node.validation.execute_slashes() == 0  # once
+
+
 def test_commit_reveal_rules(client, alice, bob, setup, tmp_path):
     validators, node, clock = setup
     client.contribute("ferries", [write_jsonl(tmp_path / "a.jsonl", CLEAN[:2])], bob)

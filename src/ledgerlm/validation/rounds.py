@@ -12,6 +12,7 @@ import orjson
 from eth_utils import keccak
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, insert, select, update
+from sqlalchemy.engine import Connection
 
 from ledgerlm.chain import StakeRole
 from ledgerlm.datanets import DOCUMENTS, Datanets
@@ -493,10 +494,14 @@ class ValidationRounds:
                 )
                 contributor_outcomes.append((cid, state.contributor, outcome.decision, outcome.consensus))
             summary = _tally_json(result)
+            # what the slash plan is made from, kept with the decisions: a crash before the plan is recorded
+            # leaves the next start to plan it from these (`execute_slashes`), not from nothing
+            summary["contributor_outcomes"] = [list(o) for o in contributor_outcomes]
             conn.execute(update(validation_rounds).where(validation_rounds.c.id == round_id)
                          .values(state="tallied", tally=summary))
-        self._validator_outcomes(round_id, result)
-        self._contributor_outcomes(round_id, contributor_outcomes)
+            # reputation moves in the same transaction as the decisions it follows: all of it or none
+            self._validator_outcomes(round_id, result, conn)
+            self._contributor_outcomes(round_id, contributor_outcomes, conn)
         self._plan_slashes(round_id, contributor_outcomes)
         self.execute_slashes(round_id)
         return self.round(round_id)
@@ -519,29 +524,38 @@ class ValidationRounds:
             ).all()
         return [{"round_id": r.round_id, "bps": r.bps, "at": r.at} for r in reversed(rows)]
 
-    def _bump(self, address: str, role: str, outcome_bps: int, round_id: int | None) -> None:
+    def _bump(self, address: str, role: str, outcome_bps: int, round_id: int | None,
+              conn: Connection | None = None) -> None:
+        """Move one reputation by one outcome, in `conn`'s transaction when given (else in one of its own)."""
+        if conn is None:
+            with self.db.begin() as own:
+                self._bump(address, role, outcome_bps, round_id, own)
+            return
         now = self.now()
-        with self.db.begin() as conn:
-            # Read and written under one lock: two nodes tallying rounds of the same validator both count.
-            self.db.lock(conn, f"reputation:{address}:{role}")
-            bps = conn.execute(select(reputation.c.bps).where(and_(reputation.c.address == address,
-                                                                   reputation.c.role == role))).scalar()
-            new = update_reputation(NEUTRAL_BPS if bps is None else bps, outcome_bps)
-            if conn.execute(update(reputation).where(and_(reputation.c.address == address, reputation.c.role == role))
-                            .values(bps=new, updated_at=now)).rowcount == 0:
-                conn.execute(insert(reputation).values(address=address, role=role, bps=new, updated_at=now))
-            conn.execute(insert(reputation_history).values(address=address, role=role, round_id=round_id,
-                                                           bps=new, at=now))
+        # Read and written under one lock: two nodes tallying rounds of the same validator both count.
+        self.db.lock(conn, f"reputation:{address}:{role}")
+        bps = conn.execute(select(reputation.c.bps).where(and_(reputation.c.address == address,
+                                                               reputation.c.role == role))).scalar()
+        new = update_reputation(NEUTRAL_BPS if bps is None else bps, outcome_bps)
+        if conn.execute(update(reputation).where(and_(reputation.c.address == address, reputation.c.role == role))
+                        .values(bps=new, updated_at=now)).rowcount == 0:
+            conn.execute(insert(reputation).values(address=address, role=role, bps=new, updated_at=now))
+        conn.execute(insert(reputation_history).values(address=address, role=role, round_id=round_id,
+                                                       bps=new, at=now))
 
-    def _validator_outcomes(self, round_id: int, result: RoundTally) -> None:
-        for v, outcome in result.validators.items():
+    def _validator_outcomes(self, round_id: int, result: RoundTally, conn: Connection | None = None) -> None:
+        # in address order: two nodes tallying rounds that share validators take their locks in the same order
+        for v, outcome in sorted(result.validators.items()):
             if outcome.assigned:
-                self._bump(v, "validator", validator_outcome_bps(outcome), round_id)
+                self._bump(v, "validator", validator_outcome_bps(outcome), round_id, conn)
 
-    def _contributor_outcomes(self, round_id: int | None,
-                              outcomes: list[tuple[int, str, str, int | None]]) -> None:
+    def _contributor_outcomes(self, round_id: int | None, outcomes: list[tuple[int, str, str, int | None]],
+                              conn: Connection | None = None) -> None:
+        if conn is not None:
+            for contributor in sorted({o[1] for o in outcomes}):
+                self.db.lock(conn, f"reputation:{contributor}:contributor")
         for _cid, contributor, decision, consensus in outcomes:
-            self._bump(contributor, "contributor", contributor_outcome_bps(decision, consensus), round_id)
+            self._bump(contributor, "contributor", contributor_outcome_bps(decision, consensus), round_id, conn)
 
     def _plan_slashes(self, round_id: int, contributor_outcomes: list[tuple[int, str, str, int | None]]) -> None:
         """Decide the round's slashes and record them, with the evidence hash, before any chain write.
@@ -636,7 +650,8 @@ class ValidationRounds:
         done = 0
         for row in rows:
             if row.tally is not None and "slashed" not in row.tally:
-                self._plan_slashes(row.id, [])
+                outcomes = [tuple(o) for o in row.tally.get("contributor_outcomes", [])]
+                self._plan_slashes(row.id, outcomes)
                 with self.db.connect() as conn:
                     row = conn.execute(query.where(validation_rounds.c.id == row.id)).first()
             summary = dict(row.tally or {})
