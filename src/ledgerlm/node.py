@@ -165,12 +165,26 @@ def _register_model(node: Node):
         model_id = keccak(text=record.id)
         card = record.card
         metrics_hash = hashlib.sha256(orjson.dumps(record.metrics, option=orjson.OPT_SORT_KEYS)).digest()
-        tx = registry.register_model(
-            node.account, model_id, record.developer, record.base_model, "0x" + card["base_sha256"],
-            "0x" + card["adapter_sha256"], [record.version_root], "0x" + card["config_sha256"], metrics_hash,
-        ).tx_hash
-        registry.set_fee_policy(node.account, model_id, FeePolicy(**policy))
-        registry.set_price(node.account, model_id, price_per_1k)
+        if registry.model_exists(model_id):
+            # registered before a crash lost the rest of the publish, or by someone else: adopted only when it is
+            # this model (developer and adapter), else a retry would revert forever or publish another's record
+            on_chain = registry.get_model(model_id)
+            if (on_chain.developer.lower(), _hex32(on_chain.adapter_hash)) != (
+                    record.developer.lower(), _hex32(card["adapter_sha256"])):
+                raise LedgerError(f"model {record.id!r} is registered on chain with another developer or adapter "
+                                  f"({on_chain.developer}, {on_chain.adapter_hash})", field="model", status=409)
+            tx = next(("0x" + bytes(log["transactionHash"]).hex() for log in
+                       registry.contract.events["ModelRegistered"]().get_logs(
+                           from_block=node.deployment.block, argument_filters={"modelId": model_id})), None)
+        else:
+            tx = registry.register_model(
+                node.account, model_id, record.developer, record.base_model, "0x" + card["base_sha256"],
+                "0x" + card["adapter_sha256"], [record.version_root], "0x" + card["config_sha256"], metrics_hash,
+            ).tx_hash
+        if registry.fee_policy(model_id) != FeePolicy(**policy):
+            registry.set_fee_policy(node.account, model_id, FeePolicy(**policy))
+        if registry.price_per_1k(model_id) != price_per_1k:
+            registry.set_price(node.account, model_id, price_per_1k)
         return tx
 
     return register

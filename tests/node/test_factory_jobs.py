@@ -85,6 +85,27 @@ def test_train_verify_publish_tamper(trained, client, carol, bob):
     assert not shown["lineage_ok"] and shown["lineage_problems"]
 
 
+def test_a_publish_the_node_stopped_half_way_is_finished_by_publishing_again(trained, client, carol, monkeypatch):
+    """The model was registered on chain, then the node stopped before the fee policy, the price and its own
+    record: publishing again adopts that registration (it is this model's: same developer and adapter) and
+    finishes the rest, instead of reverting with ModelAlreadyRegistered for good."""
+    node = client.http.app.state.node
+    registry = node.contracts.registry
+
+    def stopped(*_args, **_kwargs):
+        raise LedgerError("the node stopped here", status=500)
+
+    monkeypatch.setattr(registry, "set_fee_policy", stopped)
+    with pytest.raises(LedgerError, match="stopped here"):
+        client.factory.publish(carol, "colours-tiny")
+    monkeypatch.undo()
+    assert registry.model_exists(keccak(text="colours-tiny")) and not client.factory.model("colours-tiny")["chain_tx"]
+    published = client.factory.publish(carol, "colours-tiny", price_per_1k=7)
+    assert published["chain_tx"] and registry.price_per_1k(keccak(text="colours-tiny")) == 7
+    policy = registry.fee_policy(keccak(text="colours-tiny"))
+    assert (policy.node_bps, policy.developer_bps, policy.contributors_bps, policy.validators_bps) == (500, 4000, 4500, 1000)
+
+
 def test_bad_requests(client, alice, carol, tmp_path):
     with pytest.raises(LedgerError, match="no base model named 'tiny'"):
         client.factory.train(carol, {"model_id": "m-1", "datanet": "missing", "version": 1, "base": "tiny",
