@@ -224,3 +224,30 @@ def test_a_close_on_a_fresh_node_is_not_refused_by_a_write_committed_during_its_
     assert summary["state"] == "empty"
     with node.db.connect() as conn:
         assert conn.exec_driver_sql("SELECT number, state FROM epochs").all() == [(1, "open")]
+
+
+def test_a_chunk_that_landed_before_a_crash_keeps_its_transaction_in_the_record(home):
+    """The settle landed on chain, then the node stopped before writing it down: the rerun finds the chunk settled
+    and records the transaction that settled it (from the escrow's log) rather than none."""
+    from ledgerlm.store.schema import epoch_chunks
+
+    node = Node.open(home)
+    try:
+        _world(node)
+        escrow = node.contracts.escrow
+        real_settle, landed = escrow.settle, []
+
+        def settle_then_stop(*args, **kwargs):
+            landed.append(real_settle(*args, **kwargs).tx_hash)
+            raise RuntimeError("the node stopped here")
+
+        escrow.settle = settle_then_stop
+        with pytest.raises(RuntimeError, match="stopped here"):
+            node.economy.close()
+        escrow.settle = real_settle
+        assert node.economy.close()["state"] == "published"
+        with node.db.connect() as conn:
+            recorded = conn.execute(select(epoch_chunks.c.tx).where(epoch_chunks.c.epoch == 1)).scalars().all()
+        assert recorded == landed and landed[0]
+    finally:
+        node.close()

@@ -259,10 +259,12 @@ class EpochCloser:
                                   .order_by(epoch_chunks.c.chunk)).all()
         for chunk in chunks:
             tx = None
-            if not escrow.is_chunk_settled(chain_epoch, chunk.chunk):  # a crash may have landed it already
+            if not escrow.is_chunk_settled(chain_epoch, chunk.chunk):
                 debits = self._debitable(number, chunk.chunk)
                 if debits:  # a chunk whose every debit fell short to nothing sends nothing
                     tx = escrow.settle(self.node_account, chain_epoch, chunk.chunk, debits).tx_hash
+            else:  # a crash landed it before its transaction was recorded: the chain's log has it
+                tx = _settled_in(escrow, chain_epoch, chunk.chunk, self.contracts.deployment.block)
             with self.db.begin() as conn:
                 conn.execute(update(epoch_chunks).where(and_(epoch_chunks.c.epoch == number,
                                                              epoch_chunks.c.chunk == chunk.chunk))
@@ -402,6 +404,15 @@ class EpochCloser:
                 "shortfall": details.get("shortfall", "0"), "short": details.get("short", {}),
                 "chain_epoch": details.get("chain_epoch"),
                 "files": str(self.epochs_dir / str(number))}
+
+
+def _settled_in(escrow, chain_epoch: int, chunk: int, since: int) -> str | None:
+    """The transaction that settled `chunk` of `chain_epoch`, read from the escrow's ChunkSettled log."""
+    for log in escrow.contract.events["ChunkSettled"]().get_logs(from_block=since,
+                                                                 argument_filters={"epoch": chain_epoch}):
+        if int(log["args"]["chunk"]) == chunk:
+            return "0x" + bytes(log["transactionHash"]).hex()
+    return None
 
 
 def published_files(db: Database, number: int, contracts=None) -> dict[str, dict]:
