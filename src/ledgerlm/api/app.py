@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 
@@ -20,6 +22,7 @@ from ledgerlm.web import is_page, mount_dashboard, render_error
 
 # What FastAPI answers for a body its JSON parser raised on (other than a syntax error, which it names).
 UNPARSED_BODY = "There was an error parsing the body"
+log = logging.getLogger("ledgerlm.api")
 BUSY_RETRY_AFTER_SECONDS = 5  # a write refused after the 30 s busy timeout: the other writer may be done soon
 
 
@@ -109,6 +112,8 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
     async def database_busy(request: Request, exc: OperationalError):
         # SQLite has one writer at a time: a write that waited out the busy timeout behind another (a large
         # upload stores its records in one transaction) is worth retrying, not a server fault.
+        if "disk is full" in str(exc.orig):
+            return await disk_full(request, exc)
         if "database is locked" not in str(exc.orig):
             return await unexpected(request, exc)
         message = "the node's database is busy with another write (such as a large upload); try again shortly"
@@ -116,6 +121,21 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
             return render_error(request, 503, message)
         return JSONResponse(status_code=503, headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
                             content={"error": {"type": "DatabaseBusy", "message": message, "field": None}})
+
+    async def disk_full(request: Request, exc: Exception):
+        # Nothing was stored (the write failed whole); the operator must free space, and the caller may retry then.
+        message = "the node's disk is full: nothing was stored; try again once its operator has freed space"
+        log.error("disk full while serving %s %s: %s", request.method, request.url.path, exc)
+        if is_page(request):
+            return render_error(request, 507, message)
+        return JSONResponse(status_code=507, content={"error": {"type": "DiskFull", "message": message,
+                                                                "field": None}})
+
+    @app.exception_handler(OSError)
+    async def os_error(request: Request, exc: OSError):
+        if exc.errno != errno.ENOSPC:
+            raise exc  # a server fault: `unexpected` answers it, and the server log keeps its trace
+        return await disk_full(request, exc)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
