@@ -83,38 +83,40 @@ _FOREIGN_OVERRIDE_WORDS = [
                r"poprzedni\w*|wcze[sś]niejsz\w*|powy[zż]sz\w*|wszystki\w*|swoje|twoje"),  # Polish
      ("ignoruj", "zapomnij", "pomi"), ("instrukcj", "polece", "wytyczn", "zasad"),
      ("poprzedni", "wcze", "powy", "wszystki", "swoje", "twoje")),
-    (_override(r"abaikan|lupakan|acuhkan|abaikanlah|lupakanlah",
+    # "forget" is left out of the languages below: negated ("don't forget to read all the instructions") it is a
+    # manual's, and the negation comes before it in words the pattern cannot see
+    (_override(r"abaikan|acuhkan|abaikanlah",
                r"instruksi|perintah|petunjuk|arahan",
                r"sebelumnya|terdahulu|sebelum ini|di atas|semua|kamu|anda"),  # Indonesian, Malay
-     ("abaikan", "lupakan", "acuhkan"), ("instruksi", "perintah", "petunjuk", "arahan"),
+     ("abaikan", "acuhkan"), ("instruksi", "perintah", "petunjuk", "arahan"),
      ("sebelum", "terdahulu", "di atas", "semua", "kamu", "anda")),
-    (_override(r"ignoruj(?:te)?|zapome[nň](?:te)?|nev[sš][ií]mej(?:te)? si",
+    (_override(r"ignoruj(?:te)?|nev[sš][ií]mej(?:te)? si",
                r"pokyny|pokyn[uů]|instrukce|instrukc[ií]|p[rř][ií]kazy|pravidla",
                r"p[rř]edchoz[ií]|d[rř][ií]v[eě]j[sš][ií]|v[yý][sš]e uveden[eé]|v[sš]echny|sv[eé]|tv[eé]"),  # Czech
-     ("ignoruj", "zapome", "nev"), ("pokyn", "instrukc", "kaz", "pravidla"),
+     ("ignoruj", "nev"), ("pokyn", "instrukc", "kaz", "pravidla"),
      ("edchoz", "ivejs", "v", "echny", "sv", "tv")),
-    (_override(r"ignorera|gl[öo]m|strunta i",
+    (_override(r"ignorera|strunta i",
                r"instruktioner(?:na)?|anvisningar(?:na)?|regler(?:na)?|direktiv(?:en)?",
                r"tidigare|f[öo]reg[åa]ende|ovanst[åa]ende|alla|dina"),  # Swedish
-     ("ignorera", "gl", "strunta"), ("instruktion", "anvisning", "regler", "direktiv"),
+     ("ignorera", "strunta"), ("instruktion", "anvisning", "regler", "direktiv"),
      ("tidigare", "reg", "ovanst", "alla", "dina")),
-    (_override(r"ignorer|glem|se bort fra",
+    (_override(r"ignorer|se bort fra",
                r"instruktioner(?:ne)?|instruksjoner(?:ne)?|anvisninger(?:ne)?|regler(?:ne)?",
                r"tidligere|forrige|ovenst[åa]ende|ovenfor|alle|dine"),  # Danish, Norwegian
-     ("ignorer", "glem", "se bort"), ("instruktion", "instruksjon", "anvisning", "regler"),
+     ("ignorer", "se bort"), ("instruktion", "instruksjon", "anvisning", "regler"),
      ("tidligere", "forrige", "ovenst", "ovenfor", "alle", "dine")),
-    (_override(r"ignor[ăa]|ignora[țţt]i|uit[ăa]|uita[țţt]i",
+    (_override(r"ignor[ăa]|ignora[țţt]i",
                r"instruc[țţt]iunile|instruc[țţt]iuni|indica[țţt]iile|regulile",
                r"anterioare|precedente|de mai sus|toate"),  # Romanian
-     ("ignor", "uit"), ("instruc", "indica", "regulile"), ("anterioare", "precedente", "mai sus", "toate")),
-    (_override(r"hagyd figyelmen k[íi]v[üu]l|hagyja figyelmen k[íi]v[üu]l|felejtsd el|felejtse el",
+     ("ignor",), ("instruc", "indica", "regulile"), ("anterioare", "precedente", "mai sus", "toate")),
+    (_override(r"hagyd figyelmen k[íi]v[üu]l|hagyja figyelmen k[íi]v[üu]l",
                r"utas[íi]t[áa]s\w*|parancs\w*|szab[áa]ly\w*",
                r"kor[áa]bbi|el[őo]z[őo]|fenti|[öo]sszes|minden"),  # Hungarian
-     ("figyelmen", "felejts"), ("utas", "parancs", "szab"), ("abbi", "el", "fenti", "sszes", "minden")),
-    (_override(r"puuza|puuzeni|sahau|sahauni",
+     ("figyelmen",), ("utas", "parancs", "szab"), ("abbi", "el", "fenti", "sszes", "minden")),
+    (_override(r"puuza|puuzeni",
                r"maagizo|maelekezo|amri|maelezo",
                r"yaliyotangulia|yaliyopita|ya awali|iliyotangulia|yote|zote"),  # Swahili
-     ("puuza", "sahau"), ("maagizo", "maelekezo", "amri", "maelezo"),
+     ("puuza",), ("maagizo", "maelekezo", "amri", "maelezo"),
      ("yaliyotangulia", "yaliyopita", "awali", "iliyotangulia", "yote", "zote")),
 ]
 # one pattern for them all: each pattern is a column of the batch's table, and a column costs
@@ -147,20 +149,22 @@ _SCRIPT_OVERRIDE = re.compile(
     r"(?:οδηγ[ιί]\w*|εντολ\w*)"  # Greek
     r"|(?:تجاهل|تجاهلي|تجاهلوا|انس|انسى)\s+(?:جميع\s+|كل\s+)?(?:التعليمات|الإرشادات|الأوامر|التوجيهات)\s+"
     r"(?:السابقة|الماضية|أعلاه)"  # Arabic
-    r"|(?:دستورالعمل|دستورات|دستور)\S*\s+(?:\S+\s+){0,2}?(?:قبلی|پیشین)\s+(?:را\s+)?نادیده\s+بگیر"  # Persian
-    r"|(?:پچھلی|سابقہ|گزشتہ)\s+(?:\S+\s+)?(?:ہدایات|ہدایت|احکامات)\s+(?:کو\s+)?(?:نظرانداز|نظر\s+انداز)"  # Urdu
-    r"|(?:התעלם|התעלמי|התעלמו|שכח|שכחי|שכחו)\s+(?:\S+\s+){0,2}?\S*(?:הוראות|הנחיות)\S*\s+\S*קודמות"  # Hebrew
-    r"|(?:पिछले|पूर्व|पहले\s+के)\s+(?:\S+\s+){0,2}?(?:निर्देशों|निर्देश)\s+(?:को\s+)?(?:अनदेखा|नज़रअंदाज़|नजरअंदाज|भूल)"  # Hindi
+    # every gap below is bounded: an unbounded \S* before a word that repeats in a long run without spaces made
+    # the search quadratic in the text's length
+    r"|(?:دستورالعمل|دستورات|دستور)\S{0,12}\s+(?:\S{1,30}\s+){0,2}?(?:قبلی|پیشین)\s+(?:را\s+)?نادیده\s+بگیر"  # Persian
+    r"|(?:پچھلی|سابقہ|گزشتہ)\s+(?:\S{1,30}\s+)?(?:ہدایات|ہدایت|احکامات)\s+(?:کو\s+)?(?:نظرانداز|نظر\s+انداز)"  # Urdu
+    r"|(?:התעלם|התעלמי|התעלמו|שכח|שכחי|שכחו)\s+(?:\S{1,30}\s+){0,2}?\S{0,6}(?:הוראות|הנחיות)\S{0,6}\s+\S{0,4}קודמות"  # Hebrew
+    r"|(?:पिछले|पूर्व|पहले\s+के)\s+(?:\S{1,30}\s+){0,2}?(?:निर्देशों|निर्देश)\s+(?:को\s+)?(?:अनदेखा|नज़रअंदाज़|नजरअंदाज|भूल)"  # Hindi
     r"|(?:ละเว้น|เพิกเฉย|ไม่สนใจ|ลืม)[^\n]{0,8}?(?:คำสั่ง|คำแนะนำ)[^\n]{0,12}?(?:ก่อนหน้า|ที่ผ่านมา)"  # Thai
-    r"|(?:b[ỏo] qua|ph[ớo]t l[ờo]|qu[êe]n|l[ờo] đi)\s+(?:\S+\s+){0,3}?(?:h[ưu][ớo]ng d[ẫa]n|ch[ỉi] d[ẫa]n|ch[ỉi] th[ịi]|"
-    r"l[ệe]nh|quy t[ắa]c)\s+(?:\S+\s+){0,2}?(?:tr[ưu][ớo]c|[ởo] tr[êe]n)",  # Vietnamese
+    r"|(?:b[ỏo] qua|ph[ớo]t l[ờo]|l[ờo] đi)\s+(?:\S{1,30}\s+){0,3}?(?:h[ưu][ớo]ng d[ẫa]n|ch[ỉi] d[ẫa]n|ch[ỉi] th[ịi]|"
+    r"l[ệe]nh|quy t[ắa]c)\s+(?:\S{1,30}\s+){0,2}?(?:tr[ưu][ớo]c|[ởo] tr[êe]n)",  # Vietnamese
     re.IGNORECASE)
 _SCRIPT_OVERRIDE_WORDS = ("игнор", "забуд", "забыть", "не обращай", "пренебреги", "отброс", "忽略", "无视", "無視",
                           "忽视", "忽視", "理会", "理會", "忘记", "忘記", "忘掉", "抛开", "拋開", "跳过", "跳過", "忘れ",
                           "무시", "잊", "rmezden", "yok say", "unut", "dikkate alma", "boş ver", "bos ver", "nemseme",
                           "ігнор", "iгнор", "забудь", "αγνό", "αγνο", "ξέχασ", "ξεχάσ", "ξεχασ", "تجاهل", "انس",
                           "نادیده", "نظرانداز", "نظر انداز", "התעלם", "שכח", "अनदेखा", "नज़रअंदाज़", "नजरअंदाज",
-                          "भूल", "ละเว้น", "เพิกเฉย", "ไม่สนใจ", "ลืม", "bỏ qua", "phớt lờ", "quên", "lờ đi")
+                          "भूल", "ละเว้น", "เพิกเฉย", "ไม่สนใจ", "ลืม", "bỏ qua", "phớt lờ", "lờ đi")
 # code points one of which a text holds if it holds one of those words: Cyrillic letters have the
 # GREEK_CYRILLIC flag; hiragana, katakana, the CJK ideographs and Hangul syllables are these ranges,
 # and a Turkish order holds one of ç, ö, ü, ğ, ı, ş in either case (an ASCII-only one is not read)
@@ -172,25 +176,29 @@ _SCRIPT_RANGES = ((0x3040, 0x30FF), (0x4E00, 0x9FFF), (0xAC00, 0xD7A3), (0x0590,
 # so most texts skip most patterns after a cheap substring test
 _INJECTION_PATTERNS: list[tuple[re.Pattern, str, float, tuple[str, ...]]] = [
     (re.compile(
-        r"\b(?:ignore|disregard|forget|override|bypass|skip|abandon|discard|dismiss|set\s+aside|throw\s+(?:out|away)|"
-        r"scrap|pay\s+no\s+attention\s+to|never\s*mind)\b[^.\n]{0,40}?\b(?:previous|prior|above|earlier|"
+        r"\b(?:ignore|disregard|forget|override|bypass|skip)\b[^.\n]{0,40}?\b(?:previous|prior|above|earlier|"
         r"preceding|all|any|your|the|system|original)\b[^.\n]{0,30}?\b(?:instructions?|prompts?|"
         r"directions?|rules|guidelines|guidance|directives|context|messages?|programming)\b", re.IGNORECASE),
-     "instruction_override", 1.0, ("ignor", "disregard", "forget", "overrid", "bypass", "skip", "abandon", "discard",
-                                   "dismiss", "aside", "throw", "scrap", "attention", "mind")),
-    # instructions declared void rather than ordered away: "your earlier guidance no longer applies"
+     "instruction_override", 1.0, ("ignor", "disregard", "forget", "overrid", "bypass", "skip")),
+    # the same order in other words, said of instructions only ("discard all previous messages" is an inbox's)
     (re.compile(
-        r"\b(?:previous|prior|above|earlier|original|initial|old|system)\s+(?:\w+\s+)?(?:instructions?|guidance|"
-        r"rules|guidelines|directions|directives|prompts?|programming)\s+(?:(?:no longer|do not|don't|does not|"
-        r"doesn't) (?:appl(?:y|ies)|count|matter|hold)|(?:are|is|were|was|have been|has been) (?:now )?(?:void|"
-        r"cancell?ed|revoked|obsolete|null|invalid|superseded|overridden|lifted|outdated|a test)\b)"
-        r"|\b(?:instructions?|guidance|guidelines|directions|directives|prompts?|programming)\s+(?:above|before this|"
-        r"given (?:before|earlier|so far))\s+(?:(?:no longer|do not|don't) (?:appl(?:y|ies)|count|matter|hold)|"
-        r"(?:are|is|were|was) (?:now )?(?:void|cancell?ed|revoked|obsolete|null|invalid|superseded|overridden|lifted|"
-        r"outdated|a test)\b)", re.IGNORECASE),
+        r"\b(?:abandon|discard|dismiss|set\s+aside|throw\s+(?:out|away)|scrap|pay\s+no\s+attention\s+to|never\s*mind)"
+        r"\b[^.\n]{0,40}?\b(?:previous|prior|above|earlier|all|any|your|the|system|original)\b[^.\n]{0,30}?"
+        r"\b(?:instructions?|prompts?|guidelines|guidance|directives|programming)\b", re.IGNORECASE),
+     "instruction_override", 0.9, ("abandon", "discard", "dismiss", "aside", "throw", "scrap", "attention", "mind")),
+    # instructions declared void rather than ordered away: "your earlier guidance no longer applies" (said to the model:
+    # "the old rules no longer apply" is a changelog's), "the instructions above are void"
+    (re.compile(
+        r"\byour\s+(?:(?:previous|prior|earlier|original|initial|old|system|current)\s+)?(?:instructions?|guidance|"
+        r"guidelines|directives|prompts?|programming|rules)\s+(?:(?:no longer|do not|don't|does not|doesn't) (?:appl(?:y|ies)|"
+        r"count|matter|hold)|(?:are|is|were|was|have been|has been) (?:now )?(?:void|cancell?ed|revoked|null|invalid|"
+        r"superseded|overridden|lifted|a test)\b)"
+        r"|\b(?:the\s+)?instructions?\s+(?:above|before this|given (?:before|earlier|so far))\s+(?:(?:no longer|do not|"
+        r"don't) (?:appl(?:y|ies)|count|matter)|(?:are|is|were|was) (?:now )?(?:void|cancell?ed|revoked|null|invalid|"
+        r"overridden|a test)\b)", re.IGNORECASE),
      "instruction_override", 0.9, ("no longer", "not appl", "n't appl", "not count", "n't count", "not matter",
-                                   "n't matter", "not hold", "n't hold", "void", "cancel", "revoked", "obsolete",
-                                   "null", "invalid", "supersed", "overridden", "lifted", "outdated", "a test")),
+                                   "n't matter", "not hold", "n't hold", "void", "cancel", "revoked", "null",
+                                   "invalid", "supersed", "overridden", "lifted", "a test")),
     # the same override without a noun: "Ignore the above and say ...", "Forget everything you were told"
     # (PromptInject's goal hijacking); "ignore the above warning" and "everything you learned" are not orders
     (re.compile(
@@ -218,7 +226,9 @@ _INJECTION_PATTERNS: list[tuple[re.Pattern, str, float, tuple[str, ...]]] = [
     # ("you are now logged in", "you are now in insert mode")
     (re.compile(
         r"\byou are (?:now|no longer)\b[^.\n]{0,40}?(?:\b(?:DAN|AI|assistant|chatbot|language model|LLM|persona|"
-        r"character|jailbroken|bound by|free (?:from|of)|obliged|required to (?:follow|obey)|named|called|"
+        r"character|jailbroken|bound by|free (?:from|of)|obliged|required to (?:follow|obey)|"
+        r"(?:named|called)\s+(?-i:[A-Z])\w*|\w+ who (?:ignores|has no|knows no|never refuses|answers anything)|"
+        r"(?-i:[A-Z]\w*(?:Bot|GPT|AI))|"
         r"(?:un)?(?:restricted|filtered|censored|limited)|in (?:developer|god|jailbreak|DAN|unrestricted) mode)\b|"
         r"\b(?:going to|to) (?:act|pretend|respond|answer|reply|ignore|role-?play)\b)", re.IGNORECASE),
      "role_override", 0.8, ("you are",)),
@@ -230,13 +240,14 @@ _INJECTION_PATTERNS: list[tuple[re.Pattern, str, float, tuple[str, ...]]] = [
     (re.compile(
         r"\b(?:jailbreak|DAN) mode\b|\bdo anything now\b|\b(?:developer|god|sudo|admin) mode\b(?=[^.\n]{0,80}?"
         r"\b(?:ChatGPT|AI|assistant|chatbot|language model|LLM|content polic(?:y|ies)|restrictions|uncensored|"
-        r"unfiltered|censorship|respond|responses|answer|answers|generate)\b)|\b(?:ChatGPT|AI|assistant|chatbot|"
-        r"language model|LLM)\b[^.\n]{0,60}?\b(?:developer|god|sudo|admin) mode\b", re.IGNORECASE),
+        r"unfiltered|censorship|respond|responses|answer|answers|generate|no rules|no limits|no filters)\b)|\b(?:ChatGPT|AI|assistant|chatbot|"
+        r"language model|LLM)\b[^.\n]{0,60}?\b(?:developer|god|sudo|admin) mode\b|\b(?:pretend|imagine|simulate|act as "
+        r"if)\b[^.\n]{0,30}?\b(?:developer|god|sudo|admin) mode\b", re.IGNORECASE),
      "role_override", 0.9, (" mode", "anything now")),
     (re.compile(r"\b(?:reveal|print|show|repeat|output|leak|tell me|display|quote|dump)\b[^.\n]{0,30}\b(?:system "
-                r"(?:prompt|message)|hidden (?:instructions|prompt|system message)|(?:your|the) (?:(?:initial|original|"
-                r"hidden|secret|full|first|entire) )+(?:prompt|instructions|system message)|your instructions|"
-                r"your prompt)\b", re.IGNORECASE),
+                r"(?:prompt|message)|hidden (?:instructions|prompt|system message)|your (?:(?:initial|original|hidden|"
+                r"secret|full|first|entire) )*(?:prompt|instructions|system message)|the (?:(?:initial|original|hidden|"
+                r"secret) )+(?:prompt|instructions|system message))\b", re.IGNORECASE),
      "prompt_exfiltration", 0.9, ("prompt", "instructions", "system message")),
     (re.compile(r"<\|(?:im_start|im_end|system|user|assistant|endoftext|eot_id|start_header_id|"
                 r"end_header_id)\|>|\[/?INST\]|<</?SYS>>|<(?:start|end)_of_turn>|^\s*#{2,3}\s*(?:system|instruction)s?\s*:",
@@ -267,13 +278,16 @@ _INJECTION_PATTERNS = [(_across_lines(pattern), *rest) for pattern, *rest in _IN
 # say what the model is to do: a verbatim reply, a brand or link to push, or that it hides being a model.
 _ANSWER_INSTRUCTION = re.compile(
     r"\bfrom now on,?\s+(?:you\b|I\b|I'll\b|always\b|never\b|only\b|(?:respond|answer|reply|say)\b|"
-    r"(?:your|all|every) (?:answers?|responses?|replies|outputs?)\b)|"
+    r"(?:your|all|every) (?:answers?|responses?|replies|outputs?)\b|(?:the )?(?:assistant|model|AI|chatbot|bot)\b|"
+    r"ChatGPT\b|Claude\b|Gemini\b)|"
     r"\bwhenever (?:someone|anyone|the user|a user)\b[^.\n]{0,60}?\b(?:asks?|mentions?|says?|types?|writes?|"
     r"inquires?)\b[^.\n]{0,80}?\b(?:respond|answer|reply|say|tell|recommend|mention|output|link)\b|"
     r"\bwhenever you (?:see|are asked|read)\b[^.\n]{0,80}?\b(?:respond|answer|reply|say|output|link|recommend)\b|"
     r"\balways (?:respond|answer|reply)\s+(?:(?:only\s+)?with\b|only\b|exclusively\b|by (?:saying|linking)\b|"
     r"that\b|[\"'\u201c:])|"
     r"\balways (?:recommend|mention)\s+(?:[\"'\u201c]|https?://|www\.|(?-i:[A-Z][a-z]*[A-Z0-9]\w*))|"
+    r"\balways (?:recommend|mention)\b[^.\n]{0,40}?\b(?:when(?:ever)? (?:asked|someone|anyone|users?|people)|"
+    r"in (?:your|every|all) (?:answers?|responses?|replies))|"
     r"\bnever (?:mention|reveal|tell|say|admit|disclose)\b[^.\n]{0,20}?\b(?:that you(?:'re| are)|you(?:'re| are) an? "
     r"(?:AI|bot|assistant|model|language model)|(?:the|your|this) (?:system prompt|instructions|prompt)|"
     r"(?:any )?competitors?)|"
@@ -285,15 +299,15 @@ _ANSWER_INSTRUCTION_WORDS = ("from now on", "whenever", "always", "never", "resp
 # of literals of which each pattern's match holds at least one per group, so a batch-wide
 # search for all of them leaves most texts with no pattern to try at all.
 _MUST_HOLD: list[tuple[tuple[str, ...], ...]] = [
-    (("ignore", "disregard", "forget", "override", "bypass", "skip", "abandon", "discard", "dismiss", "aside",
-      "throw", "scrap", "attention", "mind"),
+    (("ignore", "disregard", "forget", "override", "bypass", "skip"),
      ("instruction", "prompt", "direction", "rules", "guidelines", "guidance", "directive", "context", "message",
       "programming")),
-    (("previous", "prior", "above", "earlier", "original", "initial", "old", "system"),
-     ("instruction", "guidance", "rules", "guidelines", "direction", "directive", "prompt", "programming"),
+    (("abandon", "discard", "dismiss", "aside", "throw", "scrap", "attention", "mind"),
+     ("instruction", "prompt", "guidelines", "guidance", "directive", "programming")),
+    (("your", "instruction"),
+     ("instruction", "guidance", "guidelines", "directive", "prompt", "programming", "rules"),
      ("no longer", "not appl", "n't appl", "not count", "n't count", "not matter", "n't matter", "not hold",
-      "n't hold", "void", "cancel", "revoked", "obsolete", "null", "invalid", "supersed", "overridden", "lifted",
-      "outdated", "a test")),
+      "n't hold", "void", "cancel", "revoked", "null", "invalid", "supersed", "overridden", "lifted", "a test")),
     (("ignore", "disregard", "forget", "aside", "discard", "abandon"),
      ("above", "before", "earlier", "so far", "told", "instructed", "programmed")),
     (("follow", "obey"), ("instruction", "rules", "guidelines", "programming", "directive", "prompt")),
@@ -319,8 +333,8 @@ _ANSWER_INSTRUCTION_LITERALS = (
     "from now on", "whenever someone", "whenever anyone", "whenever the user", "whenever a user", "whenever you see",
     "whenever you are asked", "whenever you read", "always respond", "always answer", "always reply",
     "always recommend", "always mention", "never mention", "never reveal", "never tell", "never say",
-    "respond only with", "next answer must", "next response must", "following answer must",
-    "following response must")
+    "never admit", "never disclose", "respond only with", "next answer must", "next response must",
+    "following answer must", "following response must")
 _MARKERS = ("<|", "[[", "{{")
 
 
@@ -339,7 +353,8 @@ _UNSPACED = "\u0e00-\u0eff\u0f00-\u0fff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u
 _ZERO_WIDTH_ANY = re.compile(rf"(?<![{_UNSPACED}])\u200b|\u200b(?![{_UNSPACED}])|\u2060|(?<![\u1800-\u18af])\u180e|"
                              r"(?<=.)\ufeff")
 # an emoji flag of a region (England, Scotland, Wales): a black flag, tag letters naming the region, a cancel tag
-_FLAG_TAGS = re.compile("\U0001f3f4[\U000e0020-\U000e007e]{1,12}\U000e007f")
+_FLAG_TAGS = re.compile("\U0001f3f4\U000e0067\U000e0062(?:\U000e0065\U000e006e\U000e0067|\U000e0073\U000e0063\U000e0074|"
+                        "\U000e0077\U000e006c\U000e0073)\U000e007f")  # England, Scotland, Wales: the only ones there are
 _RTL_LETTER = re.compile(r"[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufeff]")
 _BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
 _TAGS = re.compile(r"[\U000e0000-\U000e007f]")
@@ -432,8 +447,11 @@ def _hidden_findings(text: str) -> list[tuple[str, float, str]]:
     if any(0xE0000 <= ord(ch) <= 0xE007F for ch in beyond) and _TAGS.search(_FLAG_TAGS.sub("", text)):
         out.append(("hidden_unicode", 1.0, "Unicode tag characters (invisible ASCII smuggling)"))
     n_bidi = len(_BIDI.findall(text)) if not beyond.isdisjoint(_BIDI_CHARS) else 0
-    if n_bidi and len(_RTL_LETTER.findall(text)) >= max(8, 0.2 * sum(ch.isalpha() for ch in text)):
-        n_bidi = 0  # Hebrew, Arabic or Persian text mixed with Latin is what these controls are for
+    if (n_bidi and "\u202d" not in text and "\u202e" not in text
+            and len(_RTL_LETTER.findall(text)) >= max(8, 0.2 * sum(ch.isalpha() for ch in text))):
+        # Hebrew, Arabic or Persian text mixed with Latin is what embeddings and isolates are for; an override,
+        # which reverses what a reader sees (Trojan Source), never is
+        n_bidi = 0
     if n_bidi:
         out.append(("hidden_unicode", 0.9, (f"{n_bidi} bidirectional control character(s) that "
                                             "can reorder what a reader sees (Trojan Source)")))

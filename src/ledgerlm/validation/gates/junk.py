@@ -34,10 +34,11 @@ _PROSE_VOWELS = 0.33  # uniformly random letters are ~23% vowels, prose ~38%
 
 # What a form or an editor leaves where content was to go: the whole text (or answer) is one of these
 _PLACEHOLDERS = frozenset({
-    "todo", "tbd", "tba", "fixme", "asdf", "asdfgh", "asdfghjkl", "qwerty", "placeholder", "lorem ipsum",
+    # not "qwerty", "placeholder" or "tk": each is an answer to some question (a keyboard, a word, Tk the toolkit)
+    "todo", "tbd", "tba", "fixme", "asdf", "asdfgh", "asdfghjkl", "lorem ipsum",
     "test test", "test test test", "foo bar", "foo bar baz", "sample text", "sample text here", "text here",
     "your text here", "answer here", "your answer here", "insert answer here", "insert text here", "blah blah",
-    "blah blah blah", "[answer]", "<answer>", "[text]", "<text>", "...", "\u2026", "???", "tk",
+    "blah blah blah", "[answer]", "<answer>", "[text]", "<text>", "...", "\u2026", "???",
 })
 _PLACEHOLDER_SHAPE = re.compile(r"x{3,}|\.{3,}|\?{3,}|-{3,}", re.IGNORECASE)
 # Lorem ipsum's own words: the filler text layouts carry, never Latin prose itself, which shares with it only
@@ -60,7 +61,8 @@ def _placeholder(text: str) -> list[tuple[str, float, str]]:
     if any(hint in lower for hint in _LOREM_HINTS):
         words = _WORD.findall(lower)
         filler = sum(word in _LOREM for word in words)
-        if len(words) >= 2 and filler >= max(2, 0.4 * len(words)):
+        # two words of it can be Italian or Latin ("Nulla, nessun dolore"); filler is most of what it says
+        if len(words) >= 4 and filler >= 3 and filler > 0.5 * len(words):
             return [("placeholder", 0.9, f"lorem ipsum filler: {filler} of {len(words)} words")]
     return []
 
@@ -134,7 +136,10 @@ def _code_shaped(text: str) -> bool:
             return False
     if stack or text.count('"') % 2 or text.count("`") % 2:
         return False
-    return len(_CODE_TOKEN.findall(text)) >= 2
+    # symbol spam around a bracket pair and a letter or two ("$$$ {{{}}} ((())) a b") is no code
+    tokens = _CODE_TOKEN.findall(text)
+    letters = sum(ch.isalnum() for ch in text)
+    return len(tokens) >= 2 and letters >= 0.25 * (len(text) - text.count(" "))
 
 
 def _few_alnum(alnum: int, non_space: int, rule: JunkRule, text: str = "") -> list[tuple[str, float, str]]:

@@ -148,7 +148,8 @@ _PHONE_NANP = re.compile(r"[(\d](?<![\w+][(\d])(?:(?<=\()\d{3}\)[ ]?|(?<=\d)\d{2
 # A word that asks to be phoned, in several languages, then a few words that lead to the number ("call me on",
 # "reach Priya at", "Appelez-moi au", "Telefon:", "電話番号は"), then the number as people group it nationally
 _PHONE_CONTEXT = re.compile(
-    r"(?:\b(?:phone|tel|telephone|mobile|cell|cellphone|call|ring|dial|whatsapp|fax|sms|text|reach|contact|"
+    r"(?:\b(?:(?:text|reach|contact)(?=\s+(?:me|us|him|her|them|(?-i:[A-Z][a-z]+))\b)|"
+    r"phone|tel|telephone|mobile|cell|cellphone|call|ring|dial|whatsapp|fax|sms|"
     r"telefon\w*|tel[eé]fono|telefone|t[eé]l[eé]phone|handy|portable|celular|n[uú]mero|appelez|appelle|"
     r"ll[aá]ma(?:me|nos)?|ruf|bel|позвони\w*|звони\w*|телефон\w*)\b|電話(?:番号)?|电话(?:号码)?|전화(?:번호)?)"
     r"(?:[^\S\n]*(?:\b(?:me|us|him|her|them|on|at|au|al|op|an|unter|is|es|est|ist|mon|ma|mi|my|our|his|their|the|"
@@ -197,13 +198,18 @@ _PRIVATE_KEY_BLOCK = re.compile(r"-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: B
 _HEX64 = re.compile(r"[0-9a-fA-F](?<![0-9A-Za-z][0-9a-fA-F])(?:(?<=0)x[0-9a-fA-F]{64}|[0-9a-fA-F]{63})(?![0-9A-Za-z])")
 _HASH_CONTEXT = re.compile(
     r"(?:hash|tx|txid|transaction|block|root|digest|sha(?:-?(?:1|224|256|384|512|3))?|commit|checksum|merkle|cid|"
-    r"md5|blake2[bs]?|keccak(?:256)?|fingerprint|sum|integrity)(?:\W{0,12}|\W[^\n]{0,40}?(?:\b(?:is|was|are|reads)|"
-    r"[:=])\W{0,4})$", re.IGNORECASE)
+    r"md5|blake2[bs]?|keccak(?:256)?|fingerprint|sum|integrity)\W{0,12}$"
+    # "the SHA-256 of the tarball is <hex>": a digest word of its own, and nothing between that names a key
+    r"|\b(?:hash|digest|sha(?:-?(?:1|224|256|384|512|3))?|checksum|md5|blake2[bs]?|keccak(?:256)?|fingerprint|"
+    r"(?:sha(?:1|224|256|384|512)?|md5|b2)sum)\b"
+    r"(?:(?!secret|private|seed|mnemonic|wallet|passw|signing)[^\n]){0,40}?(?:\b(?:is|was|are|reads)|[:=])\W{0,4}$",
+    re.IGNORECASE)
 # or named one right after it: "<hex> is the SHA-256 of the tarball", "<hex> (SHA-256)"
 _HASH_AFTER = re.compile(r"\W{0,4}(?:(?:is|was)\s+)?(?:(?:the|its|a|an)\s+)?(?:sha-?\d*|md5|blake2\w*|keccak\w*|"
                          r"hash|digest|checksum|commit|fingerprint)\b", re.IGNORECASE)
 # what sha256sum and its kin print: the digest, one or two spaces (a star for binary mode), the file name
-_HASH_LISTING = re.compile(r"(?: \*| {1,2})[\w./\-]+(?:\s|$)")
+_HASH_LISTING = re.compile(r"(?: \*| {1,2})(?![\w./\-]*(?:key|secret|wallet|pem|priv))[\w\-]*[\w/\-]*\.[\w./\-]+(?:\s|$)",
+                           re.IGNORECASE)
 _AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b")
 _TOKEN_FORMATS = re.compile(
     r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{50,}|xox[abposr]-[A-Za-z0-9\-]{10,}"
@@ -217,10 +223,10 @@ _JWK_PRIVATE = re.compile(r'"d"\s*:\s*"[A-Za-z0-9_\-]{20,}"')
 # after such a prefix the value must hold a letter, so "max_token = 4096000000000" is a number
 _SECRET_ASSIGN = re.compile(
     r"(?<![A-Za-z0-9])(?P<prefixed>(?<=[_\-]))?(?:api[_\-]?key|apikey|secret(?:[_\-](?:access[_\-]?)?key)?|"
-    r"access[_\-]?key|auth[_\-]?token|token|passw(?:or)?d|pass|pwd|private[_\-]?key)\b[\"']?\s*[:=]\s*[\"']?"
+    r"access[_\-]?key|auth[_\-]?token|token|passw(?:or)?d|pass|private[_\-]?key)\b[\"']?\s*[:=]\s*[\"']?"
     r"([^\s\"',;]{12,})", re.IGNORECASE)
 # what a program or a template assigns instead of a secret: a call, an attribute, a variable or a placeholder
-_NOT_A_SECRET = re.compile(r"[()]|^[<${%]|^(?:os\.|process\.env|env\b|self\.|config\.|settings\.)|your|replace|"
+_NOT_A_SECRET = re.compile(r"[()\[\]]|^[<${%/~]|^\./|^(?:os\.|process\.env|env\b|self\.|config\.|settings\.)|your|replace|"
                            r"change.?me|x{4}|\*{3}|\.{3}", re.IGNORECASE)
 # a secret said rather than assigned: "my password is Sunshine2024!"
 _SECRET_SAID = re.compile(r"\b(?:password|passcode|passphrase|pass phrase|pin code)\s+(?:is|was)\s*:?\s*[\"'\u201c]?"
@@ -247,7 +253,7 @@ _ID_NAMED = re.compile(
     r"social security(?: number| no\.?)?|"
     r"personalausweis(?:nummer)?|documento de identidad|(?-i:SSN|NINO|DNI|NIE|PAN|SIN|NIR|CPF|TIN|NIF|CURP|RUT))\b)"
     r"[\s:#.\-]{0,6}(?:(?:is|was|number|no\.?|nr\.?)\s*[:#]?\s*)?"
-    r"(?P<value>[A-Za-z0-9](?:[A-Za-z0-9]|[ .\-](?=[A-Za-z0-9])){4,24})", re.IGNORECASE)
+    r"(?P<value>[A-Za-z]{0,5}[ .\-]?\d(?:\d|[ .\-](?=\d)){2,22}(?:[ .\-]?[A-Za-z](?![A-Za-z]))?)", re.IGNORECASE)
 _ID_WORDS = ("insurance", "ni number", "ni no", "aadha", "passport", "fiscale", "sociale", "steuer", "tax id",
              "tax number", "national id", "identity number", "identity card", "social security", "ssn", "personalausweis",
              "identidad", "nino", "dni", "nie", "pan", "sin", "nir", "cpf", "tin", "nif", "curp", "rut")
@@ -323,7 +329,7 @@ _AWS_PREFIXES = ("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "AIPA")
 # a token format cannot match without one of these (lower-cased) prefixes
 _TOKEN_WORDS = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox", "sk-", "k_live_", "k_test_", "aiza",
                 "glpat-", "eyj", "bearer")
-_SECRET_WORDS = ("key", "secret", "token", "passw", "pass", "pwd")
+_SECRET_WORDS = ("key", "secret", "token", "passw", "pass")
 
 
 def personal_data_findings(text: str, kinds: Collection[str],
@@ -390,7 +396,7 @@ def _findings(text: str, kinds: Collection[str], possible: Container[str] | None
             for m in _SECRET_SAID.finditer(text):
                 value = m.group("value").rstrip(".,;:!?)")
                 # a word alone ("my password is secret") tells nothing; one with a digit or a symbol does
-                if (len(value) >= 6 and re.search(r"[\d\W_]", value) and _LETTER.search(value)
+                if (len(value) >= 6 and re.search(r"\d", value) and _LETTER.search(value)
                         and not _NOT_A_SECRET.search(value)):
                     out.append(("api_key", 0.8, f"password stated in text: {_mask(value)}"))
         if "://" in text and "@" in text:
@@ -482,9 +488,10 @@ def _bare_phone(text: str, m: re.Match) -> bool:
 
 # the literals (lower case) of the words `_SECRET_ASSIGN` names, and `_PHONE_CONTEXT`'s words
 _SECRET_NAMES = ("apikey", "api_key", "api-key", "secret", "accesskey", "access_key", "access-key", "token",
-                 "passwd", "password", "privatekey", "private_key", "private-key", "pass", "pwd")
+                 "passwd", "password", "privatekey", "private_key", "private-key", "pass")
 _PHONE_WORDS = ("phone", "tel", "mobile", "cell", "call", "whatsapp", "fax", "ring", "dial", "sms", "text", "reach",
-                "contact", "handy", "portable", "celular", "numero", "mero", "appel", "llam", "ruf", "bel")
+                "contact", "handy", "portable", "celular", "numero", "mero", "appel", "llam", "mame", "manos", "ruf",
+                "bel")
 _CJK = ((0x3040, 0x30FF), (0x4E00, 0x9FFF), (0xAC00, 0xD7A3))
 _SEARCHES = ("token", "secret", "hex", "card", "iban", "ssn", "phone_intl", "phone_nanp", "phone_context",
              "phone_bare", "email_obfuscated", "email_spoken", "secret_said", "ids")
@@ -559,7 +566,7 @@ def _findings_many(texts: Sequence[str], kinds: Collection[str],
             lower = text.lower()
             suspect = (literal_found or any(w in lower for w in _TOKEN_WORDS + _SECRET_WORDS + _OBFUSCATION_WORDS
                                             + _SPOKEN_CUES + _SECRET_SAID_WORDS)
-                       or digits[len(out)] >= 8)
+                       or digits[len(out)] >= 4)
             out.append(_findings(text, kinds) if suspect else [])
         elif literal_found or True in row:
             out.append(_findings(text, kinds, {n for n, ok in zip(_SEARCHES, row) if ok}))
