@@ -43,3 +43,9 @@ def test_amounts_that_must_move_something_refuse_zero():
     with pytest.raises(LedgerError, match="more than 0") as refused:
         parse_positive_amount("0", field="amount")
     assert refused.value.field == "amount"
+
+
+def test_thousands_of_digits_are_read_or_refused_cleanly():
+    assert parse_amount("1." + "0" * 5000) == UNIT
+    with pytest.raises(LedgerError, match="more digits"):
+        parse_amount("1." + "1" * 5000)

@@ -437,7 +437,10 @@ class Node:
         from ledgerlm.chain import ChainError
 
         staking = self.contracts.staking
-        round_id = outcome_id(self.account.address, round_id)
+        # a slash begun before outcome ids carried their node finishes under the bare id it recorded
+        legacy = staking.outcome(round_id)
+        round_id = round_id if legacy is not None and legacy.lower() == evidence.lower() else \
+            outcome_id(self.account.address, round_id)
         recorded = staking.outcome(round_id)
         if recorded is None:
             staking.record_outcome(self.account, round_id, evidence)

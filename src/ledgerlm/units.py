@@ -24,22 +24,31 @@ def parse_amount(text: str, *, field: str = "amount", decimals: int = DECIMALS) 
         raise LedgerError(f"{field} {text!r} is not a number", field=field) from None
     if not value.is_finite() or value < 0:
         raise LedgerError(f"{field} must be a non-negative number, got {text!r}", field=field)
+    shown = repr(text) if len(str(text)) <= 40 else repr(str(text)[:40]) + "..."
     _, digits, exponent = value.as_tuple()
-    number = int("".join(map(str, digits)) or "0")
-    if number == 0:
+    digits, exponent = list(digits), int(exponent)
+    while digits and digits[-1] == 0:  # "1.000...0": trailing zeros say nothing, however many there are
+        digits.pop()
+        exponent += 1
+    while digits and digits[0] == 0:
+        digits.pop(0)
+    if not digits:
         return 0
-    shift = int(exponent) + decimals
+    shift = exponent + decimals
+    if len(digits) > len(str(MAX_BASE_UNITS)) + decimals:  # more digits than any amount holds: too large or too fine
+        raise LedgerError(f"{field} {shown} has more digits than any amount on chain", field=field)
+    number = int("".join(map(str, digits)))
     if len(str(number)) + shift > len(str(MAX_BASE_UNITS)):  # checked before any power of ten is made
-        raise LedgerError(f"{field} {text!r} is too large: an amount on chain is at most 2**256 - 1 base units",
+        raise LedgerError(f"{field} {shown} is too large: an amount on chain is at most 2**256 - 1 base units",
                           field=field)
     if shift < 0:
         if -shift > len(str(number)) or number % 10**-shift:
-            raise LedgerError(f"{field} {text!r} has more than {decimals} decimal places", field=field)
+            raise LedgerError(f"{field} {shown} has more than {decimals} decimal places", field=field)
         base_units = number // 10**-shift
     else:
         base_units = number * 10**shift
     if base_units > MAX_BASE_UNITS:
-        raise LedgerError(f"{field} {text!r} is too large: an amount on chain is at most 2**256 - 1 base units",
+        raise LedgerError(f"{field} {shown} is too large: an amount on chain is at most 2**256 - 1 base units",
                           field=field)
     return base_units
 

@@ -281,3 +281,31 @@ def test_a_payment_the_chain_mines_late_is_taken_once_and_closed_with_its_epoch(
     assert int(summary["total"]) == PRICE and summary["state"] == "published"
     files = published_files(node.db, 1, c)
     assert verify_epoch(*files.values(), c.distributor.epoch(node.economy.chain_epoch(1))) == []
+
+
+def test_a_payment_refused_before_it_was_sent_fails_at_once_even_while_other_transactions_wait(
+        client, private, carol, monkeypatch):
+    """Only "sent but not mined" leaves a payment pending: one the chain refused before sending (a revert found
+    while estimating gas) fails with 402 and frees its room under the cap, whatever else the node has in flight."""
+    from ledgerlm.chain import ChainError
+    from ledgerlm.store.schema import access_payments
+
+    node = private
+    c = node.contracts
+    client.chain.faucet(carol.address, eth_wei=UNIT, tokens=10 * UNIT)
+    client.chain.send(carol, "LedgerToken", "approve", [c.escrow.address, 10 * UNIT])
+    client.chain.send(carol, "PaymentEscrow", "deposit", [10 * UNIT])
+    client.ensure_spending_cap(carol, 10 * UNIT)
+
+    def refused(*_args, **_kwargs):
+        raise ChainError("PaymentEscrow.settle reverted: CapExceeded(...)", reason="CapExceeded")
+
+    monkeypatch.setattr(node.chain, "in_flight", lambda _address: True)
+    monkeypatch.setattr(c.escrow, "settle", refused)
+    with pytest.raises(LedgerError, match="refused the payment") as failed:
+        client.buy_export_licence("vault", 1, carol, 5 * UNIT)
+    assert failed.value.status == 402
+    with node.db.connect() as conn:
+        assert conn.execute(select(access_payments.c.state)).scalars().all() == ["failed"]
+    monkeypatch.undo()
+    assert client.buy_export_licence("vault", 1, carol, 5 * UNIT)["amount"] == str(PRICE)  # nothing left in the way

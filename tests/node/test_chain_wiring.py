@@ -249,3 +249,21 @@ def test_a_round_another_slasher_numbered_the_same_is_not_taken_for_this_nodes(h
     with pytest.raises(ChainError, match="other evidence") as refused:
         node._slash(2, "0x" + "dd" * 32, carol.address, StakeRole.VALIDATOR, UNIT)
     assert refused.value.status == 409
+
+
+def test_a_slash_begun_under_a_bare_round_id_finishes_under_it(home, client, carol):
+    """A slash whose outcome an earlier version of the node recorded under the bare round id (before ids carried
+    the node) finishes under that id: recording it again under the new one would slash the same stake twice."""
+    from ledgerlm.chain import StakeRole
+
+    node = client.http.app.state.node
+    staking = node.contracts.staking
+    client.chain.faucet(carol.address, eth_wei=UNIT, tokens=100 * UNIT)
+    client.chain.send(carol, "LedgerToken", "approve", [staking.address, 100 * UNIT])
+    client.chain.send(carol, "Staking", "stake", [0, 100 * UNIT])
+    evidence = "0x" + "ab" * 32
+    staking.record_outcome(node.account, 7, bytes.fromhex("ab" * 32))  # what the earlier version recorded
+    tx, taken = node._slash(7, evidence, carol.address, StakeRole.VALIDATOR, UNIT)
+    assert tx and taken == UNIT and staking.is_slashed(7, carol.address, StakeRole.VALIDATOR)
+    assert node._slash(7, evidence, carol.address, StakeRole.VALIDATOR, UNIT)[1] == UNIT  # found, not taken again
+    assert staking.stake_of(carol.address, StakeRole.VALIDATOR) == 99 * UNIT

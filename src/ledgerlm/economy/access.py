@@ -172,19 +172,24 @@ class AccessPayments:
             tx = escrow.settle(self.node_account, epoch_id(self.node_account.address, epoch), rows.chunk_base + row_id,
                                [debit]).tx_hash
         except ChainError as exc:
+            if not (exc.status == 504 and exc.tx_hash):  # refused before sending, or mined and reverted
+                _fail(self.db, rows, row_id)
+                raise PaymentRequired(f"the escrow refused the payment: {exc}", field="payment") from exc
             # A slow chain answers "sent but not mined" (504) for a transaction that may land later: failing its
             # row would let the payer pay again, and the close plan without a payment the epoch then holds on chain.
             outcome = resolve_payment(self.db, rows, row_id, escrow, self.node_account.address, tx=exc.tx_hash)
             if outcome == "failed":
                 raise PaymentRequired(f"the escrow refused the payment: {exc}", field="payment") from exc
             if outcome == "pending":
-                raise PaymentPending(
-                    f"the payment for {what} was sent{f' in {exc.tx_hash}' if exc.tx_hash else ''} but is not mined "
-                    "yet; it stays pending and is taken at most once: ask again once it is mined",
-                    field="payment") from exc
+                ask = ("ask for the licence again once it is mined" if rows is ACCESS_ROWS else
+                       f"job {row_id} is paid once it is mined: look it up rather than accept the offer again")
+                raise PaymentPending(f"the payment for {what} (#{row_id}) was sent in {exc.tx_hash} but is not mined "
+                                     f"yet; it stays pending and is taken at most once: {ask}", field="payment") from exc
             return row_id, epoch, exc.tx_hash
         with self.db.begin() as conn:
-            conn.execute(update(rows.table).where(rows.table.c.id == row_id).values({rows.state: "paid", rows.tx: tx}))
+            # only a row still pending: nothing resolves it but this sender meanwhile (`_landed` never fails one)
+            conn.execute(update(rows.table).where(and_(rows.table.c.id == row_id, rows.column(rows.state) == "pending"))
+                         .values({rows.state: "paid", rows.tx: tx}))
         return row_id, epoch, tx
 
     def licence(self, payer: str, datanet: str, version: int, purpose: str) -> dict | None:
@@ -208,7 +213,8 @@ class AccessPayments:
                 access_payments.c.state == "pending")).limit(1)).scalar()
         if row_id is None:
             return None
-        resolve_payment(self.db, ACCESS_ROWS, row_id, self.contracts.escrow, self.node_account.address)
+        # never failed from here: the row may be another request's whose transaction is not sent yet
+        resolve_payment(self.db, ACCESS_ROWS, row_id, self.contracts.escrow, self.node_account.address, may_fail=False)
         return self.licence(payer, datanet, version, purpose)
 
     @staticmethod
@@ -263,9 +269,11 @@ def resolve_pending(db: Database, escrow, settler: str) -> list[tuple[str, int, 
 
 
 def resolve_payment(db: Database, rows: DebitRows, row_id: int, escrow, settler: str, *,
-                    tx: str | None = None) -> str:
+                    tx: str | None = None, may_fail: bool = True) -> str:
     """A pending payment's outcome on chain: "paid" once its chunk landed (in the epoch of `settler`, the node that
-    debited it), "failed" once it no longer can, else "pending" (its transaction may still be mined).
+    debited it), "failed" once it no longer can (unless not `may_fail`: only the sender, or a close that holds off
+    every payment, knows no transaction is about to be sent), else "pending" (its transaction may still be mined);
+    a row resolved meanwhile answers its state.
 
     Nothing of the settler's in flight means every transaction it sent before has been mined or dropped, so a chunk
     still unsettled after that never landed. (A dropped transaction that someone else broadcasts again later is
@@ -274,11 +282,12 @@ def resolve_payment(db: Database, rows: DebitRows, row_id: int, escrow, settler:
     with db.connect() as conn:
         epoch = conn.execute(select(rows.table.c.epoch).where(and_(
             rows.table.c.id == row_id, rows.column(rows.state) == "pending"))).scalar()
-    if epoch is None:
-        return "done"  # resolved meanwhile
+    if epoch is None:  # resolved meanwhile
+        with db.connect() as conn:
+            return str(conn.execute(select(rows.column(rows.state)).where(rows.table.c.id == row_id)).scalar())
     chunk = epoch_id(settler, epoch), rows.chunk_base + row_id
     if not escrow.is_chunk_settled(*chunk):
-        if escrow.chain.in_flight(settler):
+        if not may_fail or escrow.chain.in_flight(settler):
             if tx is not None:
                 with db.begin() as conn:
                     conn.execute(update(rows.table).where(rows.table.c.id == row_id).values({rows.tx: tx}))
