@@ -16,6 +16,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 # Uploads stream under their own quota-sized limit (ledgerlm.api.multipart.receive_upload).
 OWN_LIMIT = re.compile(r"^/datanets/[^/]+/contributions$")
+# A compute provider's training report carries every checkpoint of the job (base64 in JSON): even a rank-1 adapter
+# of SmolLM2 over one step is past the general limit. It is signed by a staked provider for a paid job.
+MAX_REPORT_BYTES = 64 * 1024 * 1024
+LARGER_LIMITS = ((re.compile(r"^/providers/jobs/[0-9]+/report$"), MAX_REPORT_BYTES),)
 # A client that sends a body slower than this (under 70 KB/s for the largest) holds a connection and a
 # task for nothing; the clock starts when the route first reads.
 BODY_SECONDS = 60
@@ -40,8 +44,8 @@ def too_large_message(limit: int = MAX_REQUEST_BYTES) -> str:
 
 
 class RequestTooLarge(HTTPException):
-    def __init__(self) -> None:
-        super().__init__(status_code=413, detail=too_large_message())
+    def __init__(self, limit: int = MAX_REQUEST_BYTES) -> None:
+        super().__init__(status_code=413, detail=too_large_message(limit))
 
 
 class MalformedBody(HTTPException):
@@ -138,8 +142,10 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
+        limit = next((most for path, most in LARGER_LIMITS
+                      if scope["method"] == "POST" and path.match(scope["path"])), self.max_bytes)
         declared = declared_length(headers.get(b"content-length"))
-        too_big = declared is not None and declared > self.max_bytes
+        too_big = declared is not None and declared > limit
         # Every Content-Type header counts: the framework reads the first, so a form type in a later one must not
         # exempt a JSON body from the shape check.
         content_types = [v.split(b";")[0].strip().lower() for k, v in scope["headers"] if k.lower() == b"content-type"]
@@ -152,7 +158,7 @@ class BodyLimit:
         async def limited():
             nonlocal seen, read_by, body_done
             if too_big:
-                raise RequestTooLarge()
+                raise RequestTooLarge(limit)
             if body_done:  # later reads wait for the client to leave, for as long as an answer streams
                 return await receive()
             if read_by is None:
@@ -165,8 +171,8 @@ class BodyLimit:
             if message["type"] == "http.request":
                 body = message.get("body", b"")
                 seen += len(body)
-                if seen > self.max_bytes:
-                    raise RequestTooLarge()
+                if seen > limit:
+                    raise RequestTooLarge(limit)
                 if chunks is not None:
                     chunks.append(body)
                     if not message.get("more_body", False):
