@@ -57,6 +57,7 @@ def test_a_round_from_policy_to_reputation(cli_for, tmp_path, monkeypatch):
     assert "Which harbour" in cli("validate", "queue", "--as", "carol").stdout
 
     cli.fails("validate", "commit", rid, "--votes", "one=ninety", "--as", "bob", match="votes must look like")
+    cli.fails("validate", "commit", rid, "--votes", "1=90,99=85", "--as", "bob", match="99 are not assigned")
     committed = cli("validate", "commit", rid, "--votes", "1=90,2=85,3=10", "--as", "bob").stdout
     assert ISO_IN.search(committed), committed  # "reveal after <ISO 8601> (in 9 min 58 s)"
     cli("validate", "commit", rid, "--votes", "1=80,2=95,3=5", "--as", "carol")

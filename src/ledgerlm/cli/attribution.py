@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ledgerlm.cli.session import console, session
+from ledgerlm.cli.session import console, session, shortened
 from ledgerlm.errors import LedgerError
 
 eval_app = typer.Typer(help="Measure the system against ground truth.", no_args_is_help=True)
@@ -55,7 +55,7 @@ def attribute(
         table = Table("contribution", "contributor", "gradient score", "gradient evidence", "span evidence",
                       "longest span (tokens)", "combined")
         for e in r["examples"]:
-            table.add_row(str(e["contribution_id"]), e["contributor"][:12] + "…", f"{e['gradient']:.4f}",
+            table.add_row(str(e["contribution_id"]), shortened(e["contributor"], 12), f"{e['gradient']:.4f}",
                           f"{e['gradient_evidence']:.3f}", f"{e['span']:.3f}", str(e["longest_span"]),
                           f"{e['combined']:.3f}")
         console.print(table)

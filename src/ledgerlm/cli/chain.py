@@ -231,7 +231,13 @@ def stake(
 ):
     """Stake LGR for a role (approves the Staking contract, then stakes)."""
     s = session(ctx)
-    txs = s.client().chain.stake(s.unlock(as_key), role, parse_positive_amount(amount))
+    staker, wei = s.unlock(as_key), parse_positive_amount(amount)
+    held = int(s.client().chain.account(staker.address).get("tokens", 0))
+    if held < wei:  # said here in LGR, before the chain's ERC20InsufficientBalance in base units
+        raise LedgerError(f"{staker.address} holds {format_amount(held)} LGR, less than the {amount} LGR to stake: "
+                          f"send it LGR first (on a development chain: ledgerlm chain faucet {staker.address})",
+                          field="amount")
+    txs = s.client().chain.stake(staker, role, wei)
     s.emit(txs, lambda t: console.print(f"[green]staked[/] {amount} LGR as {role} (tx {t[-1]['tx_hash']})"))
 
 

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ledgerlm.cli.chain import resolve_address
-from ledgerlm.cli.session import console, counted, session
+from ledgerlm.cli.session import console, counted, session, shortened
 from ledgerlm.datanets import MAX_REVIEW_BATCH, DatanetError, DatanetSpec
 from ledgerlm.errors import LedgerError
 from ledgerlm.times import format_time
@@ -76,8 +76,8 @@ def list_datanets(ctx: typer.Context, as_key: str | None = typer.Option(None, "-
     def render(items):
         table = Table("name", "kind", "owner", "pending", "accepted", "rejected", "versions", "latest root")
         for d in items:
-            latest = d.versions[-1].root[:18] + "…" if d.versions else "-"
-            table.add_row(d.name, d.kind, d.owner[:10] + "…", str(d.counts["pending"]), str(d.counts["accepted"]),
+            latest = shortened(d.versions[-1].root, 18) if d.versions else "-"
+            table.add_row(d.name, d.kind, shortened(d.owner, 10), str(d.counts["pending"]), str(d.counts["accepted"]),
                           str(d.counts["rejected"]), str(len(d.versions)), latest)
         console.print(table)
 
@@ -127,7 +127,7 @@ def contribute(
         f"[green]stored {r.contribution_count} contribution(s)[/] in {r.datanet} "
         f"(ids {r.first_contribution_id}–{r.first_contribution_id + r.contribution_count - 1}, upload {r.upload_id})"
         + (f", skipped {r.skipped_duplicates} duplicate(s)" if r.skipped_duplicates else "")
-        + f"\n  receipt signed by node {r.node}: {r.node_signature[:20]}…"
+        + f"\n  receipt signed by node {r.node}: {shortened(r.node_signature, 20)}"
     ))
 
 
@@ -148,7 +148,7 @@ def contributions(
     def render(items):
         table = Table("id", "state", "contributor", "source", "reason", "evidence")
         for c in items:
-            table.add_row(str(c.id), c.state, c.contributor[:10] + "…", c.source, c.reason or "", _evidence(c))
+            table.add_row(str(c.id), c.state, shortened(c.contributor, 10), c.source, c.reason or "", _evidence(c))
         console.print(table)
 
     s.emit(items, render)
@@ -161,7 +161,7 @@ def _evidence(c) -> str:
         return "; ".join(f"{f['gate']}/{f['code']}" for f in details["findings"])
     if details.get("votes"):
         return f"consensus {details['consensus']}; votes " + ", ".join(
-            f"{v[:8]}…={s}" for v, s in details["votes"].items())
+            f"{shortened(v, 8)}={s}" for v, s in details["votes"].items())
     return ""
 
 

@@ -240,6 +240,11 @@ def deposit(
     consumer = s.unlock(as_key)
     client = s.client()
     wei = parse_positive_amount(amount, field="amount")
+    held = int(client.chain.account(consumer.address).get("tokens", 0))
+    if held < wei:  # said here in LGR, before the chain's ERC20InsufficientBalance in base units
+        raise LedgerError(f"{consumer.address} holds {format_amount(held)} LGR, less than the {amount} LGR to deposit: "
+                          f"send it LGR first (on a development chain: ledgerlm chain faucet {consumer.address})",
+                          field="amount")
     escrow = client.chain.info()["contracts"]["PaymentEscrow"]
     client.chain.send(consumer, "LedgerToken", "approve", [escrow, wei])
     tx = client.chain.send(consumer, "PaymentEscrow", "deposit", [wei])

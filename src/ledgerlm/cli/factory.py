@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ledgerlm.cli.session import Session, console, running_node_url, session
+from ledgerlm.cli.session import Session, console, running_node_url, session, shortened
 from ledgerlm.errors import LedgerError
 from ledgerlm.times import duration
 from ledgerlm.units import format_amount, parse_amount
@@ -48,7 +48,7 @@ def list_models(ctx: typer.Context, as_key: str | None = typer.Option(None, "--a
             return
         table = Table("base model", "parameters", "sha256", "source")
         for m in d["base"]:
-            table.add_row(m["name"], f"{m['n_params']:,}", m["sha256"][:16] + "…", m["source"])
+            table.add_row(m["name"], f"{m['n_params']:,}", shortened(m["sha256"], 16), m["source"])
         console.print(table)
         if not d["fine_tuned"]:
             console.print("no fine-tuned models yet: `ledgerlm factory train --datanet NAME --version N --as KEY`")

@@ -68,13 +68,20 @@ def list_keys(
 ):
     """API keys by id: prefix of their hash, consumer, epoch, cap and whether revoked."""
     s = session(ctx)
-    keys = s.client().serving.keys(resolve_address(s, consumer) if consumer else None)
+    client = s.client()
+    keys = client.serving.keys(resolve_address(s, consumer) if consumer else None)
+    # the cap a key was made with may since have been lowered, raised or revoked on chain (`apikey cap`)
+    standing = {c: client.spending_cap(c)["cap"] for c in {k["consumer"] for k in keys}}
+    for k in keys:
+        k["cap_on_chain"] = standing[k["consumer"]]
 
     def render(rows):
-        table = Table("id", "hash prefix", "consumer", "epoch", "cap (LGR)", "cap until", "revoked")
+        table = Table("id", "hash prefix", "consumer", "epoch", "cap signed (LGR)", "cap on chain (LGR)", "cap until",
+                      "revoked")
         for k in rows:
             table.add_row(str(k["id"]), k["prefix"], k["consumer"], str(k["epoch"]), format_amount(int(k["cap"])),
-                          when(k["deadline"]), when(k["revoked_at"]) if k["revoked_at"] else "")
+                          format_amount(int(k["cap_on_chain"])), when(k["deadline"]),
+                          when(k["revoked_at"]) if k["revoked_at"] else "")
         console.print(table)
 
     s.emit(keys, render)

@@ -51,6 +51,12 @@ console = Output()
 err_console = Output(stderr=True)
 
 
+def shortened(value: str, keep: int) -> str:
+    """A hash or address cut to `keep` characters in a terminal's table, whole when piped for grep and copying."""
+    value = str(value)
+    return value[:keep] + "…" if console.is_terminal and len(value) > keep + 1 else value
+
+
 @dataclass
 class Session:
     home: Home
@@ -256,6 +262,10 @@ class LedgerGroup(TyperGroup):
             self.rich_markup_mode = None
         try:
             return super().main(global_options_first(list(sys.argv[1:] if args is None else args)), *rest, **kwargs)
+        except BrokenPipeError:
+            # the reader went away (`ledgerlm --help | head -3`): nothing more to say, and nowhere to say it
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
         finally:
             self.rich_markup_mode = markup
 
@@ -266,6 +276,8 @@ class LedgerGroup(TyperGroup):
             report(ctx.obj, exc)
             ctx.exit(1)
         except Exception as exc:
+            if isinstance(exc, BrokenPipeError):
+                raise
             if _is_usage_error(exc) and ctx.params.get("as_json"):
                 # a usage error (a missing or mistyped argument, an unknown command) as the JSON every other error is
                 # with --json, which the root read before the command failed; the exit code stays click's
@@ -276,6 +288,13 @@ class LedgerGroup(TyperGroup):
             # Usage errors and exits belong to the CLI framework; LEDGERLM_DEBUG shows tracebacks.
             if type(exc).__module__.startswith(("typer", "click")) or os.environ.get("LEDGERLM_DEBUG"):
                 raise
+            if type(exc).__name__ == "ValidationError" and hasattr(exc, "errors"):
+                # a request checked on this side before it is sent (pydantic): its first problem, in one line
+                first = exc.errors()[0]
+                name = ".".join(str(part) for part in first.get("loc", ())) or None
+                reason = str(first.get("msg", exc)).removeprefix("Value error, ")
+                report(ctx.obj, LedgerError(reason, field=name))
+                ctx.exit(1)
             report(ctx.obj, LedgerError(f"unexpected {type(exc).__name__}: {exc} (set LEDGERLM_DEBUG=1 for the traceback)"))
             ctx.exit(2)
 

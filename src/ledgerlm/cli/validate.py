@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ledgerlm.cli.session import Session, console, counted, session
+from ledgerlm.cli.session import Session, console, counted, session, shortened
 from ledgerlm.errors import LedgerError
 from ledgerlm.times import format_time
 
@@ -100,6 +100,14 @@ def commit(
     s = session(ctx)
     account = s.unlock(as_key)
     scores = _parse_votes(votes, votes_file)
+    s.reading_client(as_key).validation.round(round_id)  # an unknown round is named as such, before any vote is weighed
+    assigned = {int(i["contribution_id"]) for i in s.client().validation.queue(account.address, reader=account)
+                if int(i["round_id"]) == round_id and i.get("contribution_id") is not None}
+    stray = sorted(set(scores) - assigned)
+    if stray:  # a score the round never asked for is ignored at the reveal, and the real assignment goes unscored
+        raise LedgerError(f"contribution(s) {', '.join(map(str, stray))} are not assigned to {account.address} in round "
+                          f"{round_id}; yours: {', '.join(map(str, sorted(assigned))) or 'none open'} "
+                          f"(`ledgerlm validate queue --as KEY`)", field="votes")
     r, salt = s.client().validation.commit(account, round_id, scores)
     path = _secrets(s, round_id, account.address)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -147,7 +155,7 @@ def _render_round(r: dict) -> None:
     if r["tally"]:
         table = Table("contribution", "decision", "consensus", "votes")
         for cid, o in r["tally"]["contributions"].items():
-            table.add_row(cid, o["decision"], str(o["consensus"]), ", ".join(f"{v[:8]}…={s}" for v, s in o["votes"].items()))
+            table.add_row(cid, o["decision"], str(o["consensus"]), ", ".join(f"{shortened(v, 8)}={s}" for v, s in o["votes"].items()))
         console.print(table)
         table = Table("validator", "stake", "assigned", "revealed", "clipped", "agreement")
         for v, o in r["tally"]["validators"].items():
