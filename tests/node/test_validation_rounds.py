@@ -436,3 +436,16 @@ def test_a_round_whose_only_validator_is_the_contributor_is_refused_and_stores_n
         assert conn.execute(select(func.count()).select_from(validation_rounds)).scalar() == 0
         assert conn.execute(select(func.count()).select_from(round_assignments)).scalar() == 0
     assert [c.state for c in client.contributions("ferries")] == ["pending", "pending"]
+
+
+def test_the_owner_cannot_decide_a_contribution_its_validators_are_scoring(client, alice, bob, setup, tmp_path):
+    validators, node, clock = setup
+    client.contribute("ferries", [write_jsonl(tmp_path / "a.jsonl", CLEAN[:2])], bob)
+    opened = client.validation.open_round(alice, "ferries")
+    scored = int(next(iter(opened["assignments"])))
+    with pytest.raises(LedgerError, match="being scored in open validation round") as refused:
+        client.review(scored, alice, accept=True)
+    assert refused.value.status == 409
+    with pytest.raises(LedgerError, match="being scored"):
+        client.review_many("ferries", [scored], alice, accept=False)
+    assert client.contribution(scored).state == "pending"  # left to the round's tally

@@ -147,6 +147,7 @@ class Review:
                     f"only the owner of Datanet {target['datanet']!r} ({target['owner']}) may review it",
                     field="owner", status=403,
                 )
+            _not_in_an_open_round(conn, [contribution_id])
             action_id = self._record_action(conn, signed, owner, int(time.time()))
             accept = signed.message["accept"]
             self.set_state(
@@ -189,6 +190,7 @@ class Review:
             if settled:
                 raise ConflictError(f"{_some(settled)} no longer pending ({settled[0]} is "
                                     f"{found[settled[0]]}); nothing was changed", field="contributionIds")
+            _not_in_an_open_round(conn, ids)
             action_id = self._record_action(conn, signed, owner, int(time.time()))
             for cid in ids:
                 self.set_state(conn, cid, state, reason=reason, actor=owner, action_id=action_id,
@@ -232,6 +234,22 @@ class Review:
             # crash before this removal leaves it to the next start's orphan collection (`referenced_blobs`).
             self.blobs.remove(blob)
         return self.contribution(contribution_id, with_payload=False)
+
+
+def _not_in_an_open_round(conn, ids: list[int]) -> None:
+    """Refuse the owner's review of contributions validators are scoring now: the round's tally decides them, and
+    an owner's decision meanwhile would leave validators scoring what is already settled."""
+    from ledgerlm.store.schema import round_assignments, validation_rounds
+
+    scored = conn.execute(
+        select(round_assignments.c.contribution_id, round_assignments.c.round_id).distinct()
+        .join(validation_rounds, validation_rounds.c.id == round_assignments.c.round_id)
+        .where(round_assignments.c.contribution_id.in_(ids), validation_rounds.c.state == "open")
+        .order_by(round_assignments.c.contribution_id)).all()
+    if scored:
+        raise ConflictError(f"{_some([r.contribution_id for r in scored])} being scored in open validation round "
+                            f"{scored[0].round_id}: its validators decide once it is tallied; nothing was changed",
+                            field="contributionIds" if len(ids) > 1 else "id")
 
 
 def _some(ids: list[int], shown: int = 10) -> str:
