@@ -64,6 +64,7 @@ def _cases(home: Path, never: Path) -> list[tuple[list[str], str, dict]]:
          "cannot reach an EVM node at http://127.0.0.1:9", {}),
         (["chain", "faucet", "nobody"], f"no key named 'nobody' in {home}/keys", {}),
         (["balance", "nobody"], f"no key named 'nobody' in {home}/keys", {}),
+        (["balance", "0x123"], "'0x123' is not an Ethereum address", {}),
         (["stake", "1", "--as", "alice"], "ledgerlm chain faucet 0x", {}),
         (["unstake", "5", "--as", "alice"], "InsufficientStake(available=0, requested=5000000000000000000)", {}),
         (["withdraw", "--as", "alice"], "NothingToWithdraw()", {}),

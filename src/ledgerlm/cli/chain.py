@@ -24,6 +24,9 @@ def resolve_address(s: Session, who: str) -> str:
 
     if is_address(who):
         return to_checksum_address(who)  # web3 refuses lower-case addresses; people paste them anyway
+    if who.lower().startswith("0x") and not (s.keyring().directory / f"{who}.json").exists():
+        raise LedgerError(f"{who!r} is not an Ethereum address (0x and 40 hex digits) nor a key of this home",
+                          field="address")
     return s.keyring().show(who).address
 
 
