@@ -154,7 +154,7 @@ def test_training_progress_written_to_a_file_is_plain_lines(capsys, monkeypatch)
 
     def step(n, stage=None, at=0.0):
         clock[0] = at
-        progress = {"step": n, "total_steps": 40, "epoch": 1 + n // 10, "loss": 2.0 / n, "tokens_per_s": 812.4,
+        progress = {"step": n, "total_steps": 40, "epoch": n // 10, "loss": 2.0 / n, "tokens_per_s": 812.4,  # 0-based
                     "eta_s": (40 - n) * 3.0, **({"stage": stage} if stage else {})}
         log.show({"state": "running", "progress": progress})
 

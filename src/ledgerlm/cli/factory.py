@@ -213,7 +213,7 @@ class _ProgressLog:
         self.last, self.last_step, self.shown_at = key, step, time.monotonic()
         line = f"job {self.job_id} {job['state']}"
         if step is not None:
-            line += (f": step {step}/{p['total_steps']}, epoch {p.get('epoch', '-')}, loss {p['loss']:.4f}, "
+            line += (f": step {step}/{p['total_steps']}, epoch {p['epoch'] + 1 if isinstance(p.get('epoch'), int) else '-'}, loss {p['loss']:.4f}, "
                      f"{p['tokens_per_s']:.0f} tok/s, about {duration(p.get('eta_s') or 0)} left")
         if p.get("stage"):
             line += f" ({p['stage']})"

@@ -452,7 +452,8 @@ class ModelFactory:
                 version=job.version, version_root=version.root, card=card, metrics=metrics,
                 path=str(out_dir), job_id=job.id, fee_policy=None, chain_tx=None, created_at=int(time.time()),
             ))
-        self._set(job.id, state="done")
+        finished = {k: v for k, v in (self.job(job.id).progress or {}).items() if k != "stage"}  # nothing runs now
+        self._set(job.id, state="done", progress=finished)
 
     def _licence(self, job_id: int) -> dict | None:
         with self.db.connect() as conn:
