@@ -57,6 +57,14 @@ def _train(client, who, pay=None, model_id="vault-tiny"):
                                                  "eval_split": 0.25, "rank": 2}}, pay=pay)
 
 
+def _deposited(client, contracts, who) -> None:
+    """`who` holds 10 LGR in escrow and gives the node a standing cap of all of it."""
+    client.chain.faucet(who.address, eth_wei=UNIT, tokens=10 * UNIT)
+    client.chain.send(who, "LedgerToken", "approve", [contracts.escrow.address, 10 * UNIT])
+    client.chain.send(who, "PaymentEscrow", "deposit", [10 * UNIT])
+    client.ensure_spending_cap(who, 10 * UNIT)
+
+
 def _jobs(node) -> int:
     with node.db.connect() as conn:
         return len(conn.execute(select(training_jobs.c.id)).all())
@@ -252,10 +260,7 @@ def test_a_payment_the_chain_mines_late_is_taken_once_and_closed_with_its_epoch(
     could then never be posted), and once it is mined the licence is held and the close pays it out."""
     node = private
     c = node.contracts
-    client.chain.faucet(carol.address, eth_wei=UNIT, tokens=10 * UNIT)
-    client.chain.send(carol, "LedgerToken", "approve", [c.escrow.address, 10 * UNIT])
-    client.chain.send(carol, "PaymentEscrow", "deposit", [10 * UNIT])
-    client.ensure_spending_cap(carol, 10 * UNIT)
+    _deposited(client, c, carol)
     tester = node.chain.w3.provider.ethereum_tester
     timeout = node.chain.receipt_timeout
     tester.disable_auto_mine_transactions()
@@ -292,10 +297,7 @@ def test_a_payment_refused_before_it_was_sent_fails_at_once_even_while_other_tra
 
     node = private
     c = node.contracts
-    client.chain.faucet(carol.address, eth_wei=UNIT, tokens=10 * UNIT)
-    client.chain.send(carol, "LedgerToken", "approve", [c.escrow.address, 10 * UNIT])
-    client.chain.send(carol, "PaymentEscrow", "deposit", [10 * UNIT])
-    client.ensure_spending_cap(carol, 10 * UNIT)
+    _deposited(client, c, carol)
 
     def refused(*_args, **_kwargs):
         raise ChainError("PaymentEscrow.settle reverted: CapExceeded(...)", reason="CapExceeded")

@@ -99,14 +99,18 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
                 "type": "HTTPError", "message": str(exc.detail), "field": None}})
         return await http_exception_handler(request, exc)
 
+    def refusal(request: Request, status: int, kind: str, message: str, headers: dict | None = None):
+        """An error the node names itself: a page for a browser, the JSON error for everyone else."""
+        if is_page(request):
+            return render_error(request, status, message)
+        return JSONResponse(status_code=status, headers=headers,
+                            content={"error": {"type": kind, "message": message, "field": None}})
+
     @app.exception_handler(OverflowError)
     async def number_too_large(request: Request, exc: OverflowError):
         # An id or amount past what SQLite stores can name nothing the node holds.
-        message = f"a number in the request is larger than the node stores (at most {2**63 - 1})"
-        if is_page(request):
-            return render_error(request, 400, message)
-        return JSONResponse(status_code=400, content={"error": {"type": "ValidationError", "message": message,
-                                                                "field": None}})
+        return refusal(request, 400, "ValidationError",
+                       f"a number in the request is larger than the node stores (at most {2**63 - 1})")
 
     @app.exception_handler(OperationalError)
     async def database_busy(request: Request, exc: OperationalError):
@@ -116,20 +120,15 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
             return await disk_full(request, exc)
         if "database is locked" not in str(exc.orig):
             return await unexpected(request, exc)
-        message = "the node's database is busy with another write (such as a large upload); try again shortly"
-        if is_page(request):
-            return render_error(request, 503, message)
-        return JSONResponse(status_code=503, headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
-                            content={"error": {"type": "DatabaseBusy", "message": message, "field": None}})
+        return refusal(request, 503, "DatabaseBusy",
+                       "the node's database is busy with another write (such as a large upload); try again shortly",
+                       {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)})
 
     async def disk_full(request: Request, exc: Exception):
         # Nothing was stored (the write failed whole); the operator must free space, and the caller may retry then.
-        message = "the node's disk is full: nothing was stored; try again once its operator has freed space"
         log.error("disk full while serving %s %s: %s", request.method, request.url.path, exc)
-        if is_page(request):
-            return render_error(request, 507, message)
-        return JSONResponse(status_code=507, content={"error": {"type": "DiskFull", "message": message,
-                                                                "field": None}})
+        return refusal(request, 507, "DiskFull",
+                       "the node's disk is full: nothing was stored; try again once its operator has freed space")
 
     @app.exception_handler(OSError)
     async def os_error(request: Request, exc: OSError):
