@@ -316,7 +316,7 @@ def publish(
     price_per_1k = parse_amount(price, field="price")
     model = s.client().factory.publish(s.unlock(as_key), model_id, policy, price_per_1k)
     s.emit(model, lambda m: console.print(
-        f"[green]published {m['id']}[/] on chain (tx {m['chain_tx']}), fee policy {m['fee_policy']}, "
+        f"[green]published {m['id']}[/] on chain (tx {m['chain_tx']}), fee policy {_split(m['fee_policy'])}, "
         f"price {format_amount(int(m['price_per_1k'] or 0))} LGR per 1k tokens"))
 
 
@@ -346,4 +346,4 @@ def fee_policy_command(
     s = session(ctx)
     change = s.client().factory.change_fee_policy(s.unlock(as_key), model_id, _fee_policy(fee_policy))
     s.emit(change, lambda c: console.print(
-        f"[green]{c['model']}[/]: fee policy {c['fee_policy']} from epoch {c['from_epoch']}"))
+        f"[green]{c['model']}[/]: fee policy {_split(c['fee_policy'])} from epoch {c['from_epoch']}"))
