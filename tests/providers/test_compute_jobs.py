@@ -347,3 +347,40 @@ def test_only_a_refusal_before_any_transaction_gives_a_jobs_slot_back(market):
     assert full.value.field == "offerId"
     node.providers._accepted.give_back("*")  # a slot of the node's frees: 0xbb's own was given back, so it gets in
     node.providers._take_payment_slot("0xbb")
+
+
+def test_a_job_whose_payment_the_chain_mined_late_is_paid_and_reported(client, market, alice, bob):
+    """The escrow payment was sent but not mined within the node's wait (504): once it lands, reading the job shows
+    it paid, and its provider reports it as any other; no epoch close has to promote it first (the close would refund
+    it as unreported)."""
+    node, _offer = market
+    tester = node.chain.w3.provider.ethereum_tester
+    timeout = node.chain.receipt_timeout
+    tester.disable_auto_mine_transactions()
+    node.chain.receipt_timeout = 0.5
+    try:
+        with pytest.raises(LedgerError, match="not mined yet") as slow:
+            client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE)
+        assert slow.value.status == 504 and "look it up" in str(slow.value)
+    finally:
+        tester.enable_auto_mine_transactions()
+        node.chain.receipt_timeout = timeout
+    tester.mine_blocks(1)
+    job = client.providers.jobs(requester=alice.address)[-1]
+    assert client.providers.job(job["id"])["payment_state"] == "paid"
+    result, files = run_job(_base(node), "train", SPEC)
+    assert client.providers.report(bob, job["id"], result, files)["state"] == "verified"
+
+
+def test_the_report_of_an_open_job_may_be_larger_than_other_bodies(client, market, alice):
+    import json
+
+    node, _offer = market
+    job = client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE)
+    body = json.dumps({"action": {}, "result": {}, "files": {"x": "A" * (6 * 1024 * 1024)}})
+    answer = client.http.post(f"/providers/jobs/{job['id']}/report", content=body,
+                              headers={"content-type": "application/json"})
+    assert answer.status_code not in (413, 500), answer.text  # read whole, then refused for what it says
+    huge = client.http.post(f"/providers/jobs/{job['id']}/report", content=b"{}",
+                            headers={"content-type": "application/json", "content-length": str(33 * 1024 * 1024)})
+    assert huge.status_code == 413 and str(32 * 1024 * 1024) in huge.text

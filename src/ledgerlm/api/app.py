@@ -116,7 +116,7 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
     async def database_busy(request: Request, exc: OperationalError):
         # SQLite has one writer at a time: a write that waited out the busy timeout behind another (a large
         # upload stores its records in one transaction) is worth retrying, not a server fault.
-        if "disk is full" in str(exc.orig):
+        if "disk is full" in str(exc.orig) or getattr(exc.orig, "sqlstate", None) == "53100":  # SQLite, PostgreSQL
             return await disk_full(request, exc)
         if "database is locked" not in str(exc.orig):
             return await unexpected(request, exc)

@@ -17,9 +17,10 @@ MAX_REQUEST_BYTES = 4 * 1024 * 1024
 # Uploads stream under their own quota-sized limit (ledgerlm.api.multipart.receive_upload).
 OWN_LIMIT = re.compile(r"^/datanets/[^/]+/contributions$")
 # A compute provider's training report carries every checkpoint of the job (base64 in JSON): even a rank-1 adapter
-# of SmolLM2 over one step is past the general limit. It is signed by a staked provider for a paid job.
-MAX_REPORT_BYTES = 64 * 1024 * 1024
-LARGER_LIMITS = ((re.compile(r"^/providers/jobs/[0-9]+/report$"), MAX_REPORT_BYTES),)
+# of SmolLM2 over one step is past the general limit. The larger limit holds only for a job open for its report
+# (paid, not reported yet), and for one such body at a time: anyone may send one before its signature is read.
+MAX_REPORT_BYTES = 32 * 1024 * 1024
+REPORT_PATH = re.compile(r"^/providers/jobs/([0-9]{1,18})/report$")
 # A client that sends a body slower than this (under 70 KB/s for the largest) holds a connection and a
 # task for nothing; the clock starts when the route first reads.
 BODY_SECONDS = 60
@@ -130,20 +131,50 @@ class CloseUnreadBody:
         await self.app(scope, watched, closing)
 
 
+def _open_for_report(scope: Scope, job_id: int) -> bool:
+    """Whether compute job `job_id` waits for its provider's report (paid, not reported): only then may its report
+    be larger than any other body."""
+    app = scope.get("app")
+    node = getattr(getattr(app, "state", None), "node", None)
+    if node is None:
+        return False
+    try:
+        job = node.providers.job(job_id)
+    except Exception:  # noqa: BLE001 - an unknown job, or a node without providers: the general limit
+        return False
+    return job.state == "accepted" and job.payment_state == "paid"
+
+
 class BodyLimit:
     """Refuses a body over `max_bytes` by its Content-Length, stops one sent without it once it passes, and
     checks a JSON body's shape (`json_body_problem`) once its last byte arrives, before the route parses it."""
 
     def __init__(self, app: ASGIApp, max_bytes: int = MAX_REQUEST_BYTES, body_seconds: float = BODY_SECONDS) -> None:
         self.app, self.max_bytes, self.body_seconds = app, max_bytes, body_seconds
+        self._large = asyncio.Lock()  # one report body past the general limit is read at a time
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or (scope["method"] == "POST" and OWN_LIMIT.match(scope["path"])):
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        limit = next((most for path, most in LARGER_LIMITS
-                      if scope["method"] == "POST" and path.match(scope["path"])), self.max_bytes)
+        limit = self.max_bytes
+        report = REPORT_PATH.match(scope["path"]) if scope["method"] == "POST" else None
+        if report is not None and await asyncio.to_thread(_open_for_report, scope, int(report.group(1))):
+            if self._large.locked():
+                from starlette.responses import JSONResponse
+
+                busy = JSONResponse(status_code=503, headers={"Retry-After": "5"}, content={"error": {
+                    "type": "Busy", "message": "another job's report is being read; send it again shortly",
+                    "field": None}})
+                await busy(scope, receive, send)
+                return
+            async with self._large:
+                await self._limited(scope, receive, send, MAX_REPORT_BYTES, headers)
+            return
+        await self._limited(scope, receive, send, limit, headers)
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send, limit: int, headers: dict) -> None:
         declared = declared_length(headers.get(b"content-length"))
         too_big = declared is not None and declared > limit
         # Every Content-Type header counts: the framework reads the first, so a form type in a later one must not
@@ -176,8 +207,11 @@ class BodyLimit:
                 if chunks is not None:
                     chunks.append(body)
                     if not message.get("more_body", False):
-                        problem = json_body_problem(b"".join(chunks))
+                        whole = b"".join(chunks)
                         chunks.clear()
+                        # a large body's scan runs beside the event loop, which other requests keep using
+                        problem = (await asyncio.to_thread(json_body_problem, whole) if len(whole) > self.max_bytes
+                                   else json_body_problem(whole))
                         if problem:
                             raise MalformedBody(problem)
             return message

@@ -147,6 +147,7 @@ class Review:
                     f"only the owner of Datanet {target['datanet']!r} ({target['owner']}) may review it",
                     field="owner", status=403,
                 )
+            self._row(conn, target["datanet"], lock=True)  # the lock a round's opening takes: never both at once
             _not_in_an_open_round(conn, [contribution_id])
             action_id = self._record_action(conn, signed, owner, int(time.time()))
             accept = signed.message["accept"]
@@ -174,7 +175,7 @@ class Review:
         state = "accepted" if accept else "rejected"
         reason = signed.message["reason"] or ("accepted by owner" if accept else "rejected by owner")
         with self.db.begin() as conn:
-            row = self._row(conn, name)
+            row = self._row(conn, name, lock=True)  # the lock a round's opening takes: never both at once
             if row["owner"] != owner:
                 raise AuthError(f"only the owner of Datanet {name!r} ({row['owner']}) may review it",
                                 field="owner", status=403)

@@ -217,6 +217,11 @@ class AccessPayments:
         resolve_payment(self.db, ACCESS_ROWS, row_id, self.contracts.escrow, self.node_account.address, may_fail=False)
         return self.licence(payer, datanet, version, purpose)
 
+    def job_landed(self, job_id: int) -> bool:
+        """Whether a compute job's payment left pending by a slow chain has landed (and is now marked paid)."""
+        return resolve_payment(self.db, JOB_ROWS, job_id, self.contracts.escrow, self.node_account.address,
+                               may_fail=False) == "paid"
+
     @staticmethod
     def _taken(conn, developer: str, datanet: str, version: int, purpose: str) -> bool:
         """A payment for this licence by this developer, paid or with its chain debit under way."""

@@ -256,6 +256,8 @@ class ComputeMarket:
                 .where(compute_jobs.c.id == job_id)).mappings().first()
         if row is None:
             raise NotFoundError(f"no compute job {job_id}", field="job_id")
+        if row["payment_state"] == "pending" and self.payments is not None and self.payments.job_landed(job_id):
+            return self.job(job_id)  # its payment, sent on a slow chain, has landed since
         return _job(row)
 
     # ------------------------------------------------------------------ reports and spot-checks
