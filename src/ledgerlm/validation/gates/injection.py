@@ -94,7 +94,8 @@ _FOREIGN_OVERRIDE_WORDS = [
                r"pokyny|pokyn[uů]|instrukce|instrukc[ií]|p[rř][ií]kazy|pravidla",
                r"p[rř]edchoz[ií]|d[rř][ií]v[eě]j[sš][ií]|v[yý][sš]e uveden[eé]|v[sš]echny|sv[eé]|tv[eé]"),  # Czech
      ("ignoruj", "nev"), ("pokyn", "instrukc", "kaz", "pravidla"),
-     ("edchoz", "ivejs", "v", "echny", "sv", "tv")),
+     # an ASCII text can only spell these without accents (one with them takes the per-text search)
+     ("edchoz", "ivejs", "vyse", "echny", "sve", "tve")),
     (_override(r"ignorera|strunta i",
                r"instruktioner(?:na)?|anvisningar(?:na)?|regler(?:na)?|direktiv(?:en)?",
                r"tidigare|f[öo]reg[åa]ende|ovanst[åa]ende|alla|dina"),  # Swedish
@@ -112,7 +113,7 @@ _FOREIGN_OVERRIDE_WORDS = [
     (_override(r"hagyd figyelmen k[íi]v[üu]l|hagyja figyelmen k[íi]v[üu]l",
                r"utas[íi]t[áa]s\w*|parancs\w*|szab[áa]ly\w*",
                r"kor[áa]bbi|el[őo]z[őo]|fenti|[öo]sszes|minden"),  # Hungarian
-     ("figyelmen",), ("utas", "parancs", "szab"), ("abbi", "el", "fenti", "sszes", "minden")),
+     ("figyelmen",), ("utas", "parancs", "szab"), ("abbi", "elozo", "fenti", "sszes", "minden")),
     (_override(r"puuza|puuzeni",
                r"maagizo|maelekezo|amri|maelezo",
                r"yaliyotangulia|yaliyopita|ya awali|iliyotangulia|yote|zote"),  # Swahili

@@ -254,14 +254,22 @@ _ID_NAMED = re.compile(
     r"personalausweis(?:nummer)?|documento de identidad|(?-i:SSN|NINO|DNI|NIE|PAN|SIN|NIR|CPF|TIN|NIF|CURP|RUT))\b)"
     r"[\s:#.\-]{0,6}(?:(?:is|was|number|no\.?|nr\.?)\s*[:#]?\s*)?"
     r"(?P<value>[A-Za-z]{0,5}[ .\-]?\d(?:\d|[ .\-](?=\d)){2,22}(?:[ .\-]?[A-Za-z](?![A-Za-z]))?)", re.IGNORECASE)
+# the names before a number (lower case), and the acronyms, which count only as written (upper case): "pan", "sin"
+# and "tin" are inside too many words
 _ID_WORDS = ("insurance", "ni number", "ni no", "aadha", "passport", "fiscale", "sociale", "steuer", "tax id",
-             "tax number", "national id", "identity number", "identity card", "social security", "ssn", "personalausweis",
-             "identidad", "nino", "dni", "nie", "pan", "sin", "nir", "cpf", "tin", "nif", "curp", "rut")
-_DNI = re.compile(r"\b(?P<x>[XYZ]-?)?(?P<n>\d{7,8})-?(?P<l>[A-HJ-NP-TV-Z])\b")
-_CPF = re.compile(r"\b\d{3}\.\d{3}\.\d{3}-\d{2}\b")
-_AADHAAR = re.compile(r"\b[2-9]\d{3}[ \-]\d{4}[ \-]\d{4}\b")
-_NINO = re.compile(r"\b(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b")
-_CODICE_FISCALE = re.compile(r"\b[A-Z]{6}\d{2}[A-EHLMPR-T]\d{2}[A-Z]\d{3}[A-Z]\b")
+             "tax number", "national id", "identity number", "identity card", "social security", "personalausweis",
+             "identidad")
+_ID_ACRONYMS = ("SSN", "NINO", "DNI", "NIE", "PAN", "SIN", "NIR", "CPF", "TIN", "NIF", "CURP", "RUT")
+# the unnamed shapes, in one search: Spain's DNI/NIE, Brazil's CPF, India's Aadhaar, the UK's NI number, Italy's
+# codice fiscale; each but the last holds six digits or more in one run that single spaces, dashes or dots split
+_UNNAMED_ID = re.compile(
+    r"\b(?:(?P<dni>(?P<x>[XYZ]-?)?(?P<n>\d{7,8})-?(?P<l>[A-HJ-NP-TV-Z]))"
+    r"|(?P<cpf>\d{3}\.\d{3}\.\d{3}-\d{2})"
+    r"|(?P<aadhaar>[2-9]\d{3}[ \-]\d{4}[ \-]\d{4})"
+    r"|(?P<nino>(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D])"
+    r"|(?P<cf>[A-Z]{6}\d{2}[A-EHLMPR-T]\d{2}[A-Z]\d{3}[A-Z]))\b")
+
+
 def _verhoeff_valid(digits: str) -> bool:
     """The Verhoeff check India's Aadhaar numbers carry (dihedral group D5)."""
     d = [[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 2, 3, 4, 0, 6, 7, 8, 9, 5], [2, 3, 4, 0, 1, 7, 8, 9, 5, 6],
@@ -292,35 +300,32 @@ def _identity_numbers(text: str, lower: str) -> list[tuple[str, float, str]]:
     """Identity numbers beyond the US SSN: named ones of any shape, unnamed ones by shape and check."""
     out = []
     taken: list[tuple[int, int]] = []
-    if any(w in lower for w in _ID_WORDS):
+    if any(w in lower for w in _ID_WORDS) or any(w in text for w in _ID_ACRONYMS):
         for m in _ID_NAMED.finditer(text):
             value = m.group("value")
             if sum(ch.isdigit() for ch in value) >= 4:
                 taken.append(m.span("value"))
                 out.append(("national_id", 0.8, f"identity number named as one, ending {value[-2:]}"))
-    for m in _DNI.finditer(text):
-        n = m.group("n")
-        x = m.group("x")
-        if x:
-            if len(n) != 7:
-                continue
-            n = str("XYZ".index(x[0])) + n
-        elif len(n) != 8:
+    for m in _UNNAMED_ID.finditer(text):
+        if any(s < m.end() and m.start() < e for s, e in taken):
             continue
-        if "TRWAGMYFPDXBNJZSQVHLCKE"[int(n) % 23] == m.group("l"):
-            taken.append(m.span())
-            out.append(("national_id", 0.9, f"Spanish DNI/NIE ending {m.group('l')} (check letter valid)"))
-    for pattern, check, name in ((_CPF, _cpf_valid, "Brazilian CPF"), (_AADHAAR, _verhoeff_valid, "Aadhaar number"),
-                                 (_NINO, None, "UK National Insurance number"),
-                                 (_CODICE_FISCALE, None, "Italian codice fiscale")):
-        for m in pattern.finditer(text):
-            if any(s < m.end() and m.start() < e for s, e in taken):
+        kind = m.lastgroup if m.lastgroup in ("cpf", "aadhaar", "nino", "cf") else "dni"
+        if kind == "dni":
+            n, x = m.group("n"), m.group("x")
+            if x:
+                n = str("XYZ".index(x[0])) + n if len(n) == 7 else ""
+            if len(n) != 8 or "TRWAGMYFPDXBNJZSQVHLCKE"[int(n) % 23] != m.group("l"):
                 continue
+            found = f"Spanish DNI/NIE ending {m.group('l')} (check letter valid)"
+        else:
             digits = re.sub(r"\D", "", m.group())
-            if check is not None and not check(digits):
+            if (kind == "cpf" and not _cpf_valid(digits)) or (kind == "aadhaar" and not _verhoeff_valid(digits)):
                 continue
-            taken.append(m.span())
-            out.append(("national_id", 0.9, f"{name} ending {m.group()[-2:]}"))
+            name = {"cpf": "Brazilian CPF", "aadhaar": "Aadhaar number", "nino": "UK National Insurance number",
+                    "cf": "Italian codice fiscale"}[kind]
+            found = f"{name} ending {m.group()[-2:]}"
+        taken.append(m.span())
+        out.append(("national_id", 0.9, found))
     return out
 
 
@@ -489,9 +494,11 @@ def _bare_phone(text: str, m: re.Match) -> bool:
 # the literals (lower case) of the words `_SECRET_ASSIGN` names, and `_PHONE_CONTEXT`'s words
 _SECRET_NAMES = ("apikey", "api_key", "api-key", "secret", "accesskey", "access_key", "access-key", "token",
                  "passwd", "password", "privatekey", "private_key", "private-key", "pass")
-_PHONE_WORDS = ("phone", "tel", "mobile", "cell", "call", "whatsapp", "fax", "ring", "dial", "sms", "text", "reach",
-                "contact", "handy", "portable", "celular", "numero", "mero", "appel", "llam", "mame", "manos", "ruf",
-                "bel")
+# "ring", "bel" and "text" stand only as words a phone number follows: alone they are inside "string", "label" and
+# every docstring
+_PHONE_WORDS = ("phone", "tel", "mobile", "cell", "call", "whatsapp", "fax", "ring ", "dial", "sms", "text me",
+                "text us", "text him", "text her", "reach", "contact", "handy", "portable", "celular", "numero",
+                "mero", "appel", "llam", "mame", "manos", "ruf", "bel me", "bel ons")
 _CJK = ((0x3040, 0x30FF), (0x4E00, 0x9FFF), (0xAC00, 0xD7A3))
 _SEARCHES = ("token", "secret", "hex", "card", "iban", "ssn", "phone_intl", "phone_nanp", "phone_context",
              "phone_bare", "email_obfuscated", "email_spoken", "secret_said", "ids")
@@ -530,7 +537,7 @@ def _findings_many(texts: Sequence[str], kinds: Collection[str],
 
     `batch`: the texts already laid end to end, when another gate made them."""
     raw = batch or TextBatch(texts)
-    literal = ("@", "PRIVATE KEY", '"kty"', *_AWS_PREFIXES)
+    literal = ("@", "PRIVATE KEY", '"kty"', *_AWS_PREFIXES, *_ID_ACRONYMS)
     folded = (_TOKEN_WORDS + _SECRET_WORDS + _SECRET_NAMES + _PHONE_WORDS + _OBFUSCATION_WORDS + _SPOKEN_CUES
               + (_SPOKEN_AT,) + _SECRET_SAID_WORDS + _ID_WORDS)
     held = raw.holding(literal + folded + (":", "="), [False] * len(literal) + [True] * len(folded) + [False] * 2)
@@ -550,13 +557,14 @@ def _findings_many(texts: Sequence[str], kinds: Collection[str],
     said_at = spoken_at + len(_SPOKEN_CUES) + 1
     said = held[:, said_at : said_at + len(_SECRET_SAID_WORDS)].any(axis=1)
     ids_at = said_at + len(_SECRET_SAID_WORDS)
-    named_id = held[:, ids_at : ids_at + len(_ID_WORDS)].any(axis=1)
+    acronyms = n_literal - len(_ID_ACRONYMS)
+    named_id = held[:, ids_at : ids_at + len(_ID_WORDS)].any(axis=1) | held[:, acronyms:n_literal].any(axis=1)
     numbered = digits >= 9  # no card, IBAN, phone or identity number has fewer digits
     table = np.column_stack([token, secret, (digits >= 8) & (shapes[:, 2] >= 64), numbered & (shapes[:, 1] >= 13),
                              numbered & (shapes[:, 3] > 0), numbered & (shapes[:, 4] > 0),
                              numbered & (shapes[:, 5] > 0), numbered & (shapes[:, 6] > 0), numbered & phone_context,
                              numbered & (shapes[:, 1] >= 10), obfuscated, spoken, said,
-                             (digits >= 4) & (named_id | (digits >= 6))])
+                             ((digits >= 4) & named_id) | (shapes[:, 1] >= 6)])
     # a text with a digit past ASCII (which \\d matches) or a character that folds to an ASCII
     # letter is not what the byte passes saw; any other text is, whatever else it holds
     unseen = raw.holding_beyond_ascii(DIGIT | FOLDS_TO_ASCII)
