@@ -1048,6 +1048,7 @@ def test_the_batch_search_and_the_text_search_agree(text):
     "Never mind my previous message, I found the file.", "Please discard all previous messages in this thread.",
     "The old rules no longer apply after the 2024 reform.", "Press F1 to display the full instructions.",
     "Social Security was created in 1935.", "My passport expires in March 2027.",
+    "The tropical railway explored the passport in 2023.",
     "Remember: the password is case-sensitive.", "PWD=/home/alice/projects/webapp",
     "second_pass = normalized_tokens[offset:]", "The population could reach 1 400 000 000 by 2050.",
     "Nulla, nessun dolore.", "Glöm inte att läsa alla instruktioner innan du börjar.",

@@ -253,7 +253,7 @@ _ID_NAMED = re.compile(
     r"social security(?: number| no\.?)?|"
     r"personalausweis(?:nummer)?|documento de identidad|(?-i:SSN|NINO|DNI|NIE|PAN|SIN|NIR|CPF|TIN|NIF|CURP|RUT))\b)"
     r"[\s:#.\-]{0,6}(?:(?:is|was|number|no\.?|nr\.?)\s*[:#]?\s*)?"
-    r"(?P<value>[A-Za-z]{0,5}[ .\-]?\d(?:\d|[ .\-](?=\d)){2,22}(?:[ .\-]?[A-Za-z](?![A-Za-z]))?)", re.IGNORECASE)
+    r"(?P<value>(?-i:[A-Z]{0,5})[ .\-]?\d(?:\d|[ .\-](?=\d)){2,22}(?:[ .\-]?[A-Za-z](?![A-Za-z]))?)", re.IGNORECASE)
 # the names before a number (lower case), and the acronyms, which count only as written (upper case): "pan", "sin"
 # and "tin" are inside too many words
 _ID_WORDS = ("insurance", "ni number", "ni no", "aadha", "passport", "fiscale", "sociale", "steuer", "tax id",
@@ -303,7 +303,9 @@ def _identity_numbers(text: str, lower: str) -> list[tuple[str, float, str]]:
     if any(w in lower for w in _ID_WORDS) or any(w in text for w in _ID_ACRONYMS):
         for m in _ID_NAMED.finditer(text):
             value = m.group("value")
-            if sum(ch.isdigit() for ch in value) >= 4:
+            digits = sum(ch.isdigit() for ch in value)
+            # a number alone needs six digits ("passport renewed in 2023" names a year); after letters, four (PAN)
+            if digits >= 6 or (value[0].isalpha() and digits >= 4):
                 taken.append(m.span("value"))
                 out.append(("national_id", 0.8, f"identity number named as one, ending {value[-2:]}"))
     for m in _UNNAMED_ID.finditer(text):
