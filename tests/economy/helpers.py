@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from contextlib import contextmanager
 
 from eth_account import Account
 from eth_utils import keccak
@@ -14,6 +15,22 @@ from ledgerlm.economy.earnings import record_spending_cap
 from ledgerlm.store.schema import receipts
 
 SHARES = FeeShares(500, 4000, 4500, 1000)
+
+
+@contextmanager
+def slow_chain(node, wait: float = 0.5):
+    """The embedded chain stops mining while inside, and the node waits only `wait` seconds for a receipt: a
+    transaction sent meanwhile is "sent but not mined" (504). Leaving mines it."""
+    tester = node.chain.w3.provider.ethereum_tester
+    timeout = node.chain.receipt_timeout
+    tester.disable_auto_mine_transactions()
+    node.chain.receipt_timeout = wait
+    try:
+        yield tester
+    finally:
+        tester.enable_auto_mine_transactions()
+        node.chain.receipt_timeout = timeout
+    tester.mine_blocks(1)
 
 
 def key(label: str):

@@ -20,6 +20,7 @@ from ledgerlm.money import split_by_weight
 from ledgerlm.store.schema import training_jobs
 
 from ..datanets.conftest import QA_SCHEMA, write_jsonl
+from .helpers import slow_chain
 
 pytest.importorskip("torch")
 
@@ -261,11 +262,7 @@ def test_a_payment_the_chain_mines_late_is_taken_once_and_closed_with_its_epoch(
     node = private
     c = node.contracts
     _deposited(client, c, carol)
-    tester = node.chain.w3.provider.ethereum_tester
-    timeout = node.chain.receipt_timeout
-    tester.disable_auto_mine_transactions()
-    node.chain.receipt_timeout = 0.5
-    try:
+    with slow_chain(node):  # leaving it, the payment lands after all
         with pytest.raises(LedgerError, match="not mined yet") as slow:
             client.buy_export_licence("vault", 1, carol, 5 * UNIT)
         assert slow.value.status == 504 and slow.value.field == "payment"
@@ -275,10 +272,6 @@ def test_a_payment_the_chain_mines_late_is_taken_once_and_closed_with_its_epoch(
         with pytest.raises(LedgerError, match="not mined yet") as waits:
             node.economy.close()
         assert waits.value.status == 409
-    finally:
-        tester.enable_auto_mine_transactions()
-        node.chain.receipt_timeout = timeout
-    tester.mine_blocks(1)  # the payment lands after all
 
     assert client.buy_export_licence("vault", 1, carol, 5 * UNIT)["amount"] == str(PRICE)  # held: no second debit
     assert c.escrow.balance_of(carol.address) == 10 * UNIT - PRICE

@@ -18,7 +18,7 @@ from ledgerlm.node import outcome_id
 from ledgerlm.providers import SPOT_CHECK_ROUND_BASE, run_job
 from ledgerlm.providers.training import checkpoint_bytes, read_checkpoint
 
-from ..economy.helpers import fund_consumer
+from ..economy.helpers import fund_consumer, slow_chain
 
 pytest.importorskip("torch")
 
@@ -354,18 +354,10 @@ def test_a_job_whose_payment_the_chain_mined_late_is_paid_and_reported(client, m
     it paid, and its provider reports it as any other; no epoch close has to promote it first (the close would refund
     it as unreported)."""
     node, _offer = market
-    tester = node.chain.w3.provider.ethereum_tester
-    timeout = node.chain.receipt_timeout
-    tester.disable_auto_mine_transactions()
-    node.chain.receipt_timeout = 0.5
-    try:
+    with slow_chain(node):  # leaving it, the payment lands
         with pytest.raises(LedgerError, match="not mined yet") as slow:
             client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE)
         assert slow.value.status == 504 and "look it up" in str(slow.value)
-    finally:
-        tester.enable_auto_mine_transactions()
-        node.chain.receipt_timeout = timeout
-    tester.mine_blocks(1)
     job = client.providers.jobs(requester=alice.address)[-1]
     assert client.providers.job(job["id"])["payment_state"] == "paid"
     result, files = run_job(_base(node), "train", SPEC)
