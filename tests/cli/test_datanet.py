@@ -23,6 +23,7 @@ def test_story_with_json_output(cli, tmp_path):
     rejected = cli.json("datanet", "contributions", "facts", "--state", "rejected")
     assert rejected[0]["reason"] == "wrong" and rejected[0]["events"][-1]["state"] == "rejected"
     cli.fails("datanet", "contributions", "facts", "--state", "lost", match="unknown state 'lost'")
+    assert "answer 4" in cli("datanet", "contributions", "facts", "--state", "rejected", "--payload").stdout
 
     cli.fails("datanet", "withdraw", "6", "--as", "alice", match="only the contributor")
     cli("datanet", "withdraw", "6", "--as", "bob")

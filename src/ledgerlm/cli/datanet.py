@@ -146,9 +146,13 @@ def contributions(
     items = s.reading_client(as_key).contributions(name, state=state, limit=limit, offset=offset, payload=payload, events=True)
 
     def render(items):
-        table = Table("id", "state", "contributor", "source", "reason", "evidence")
+        columns = ["id", "state", "contributor", "source", "reason", "evidence"] + (["data"] if payload else [])
+        table = Table(*columns)
         for c in items:
-            table.add_row(str(c.id), c.state, shortened(c.contributor, 10), c.source, c.reason or "", _evidence(c))
+            data = [] if not payload else [c.payload if isinstance(c.payload, str) or c.payload is None
+                                           else json.dumps(c.payload, ensure_ascii=False)]
+            table.add_row(str(c.id), c.state, shortened(c.contributor, 10), c.source, c.reason or "", _evidence(c),
+                          *[(d or "")[:200] + ("…" if d and len(d) > 200 else "") for d in data])
         console.print(table)
 
     s.emit(items, render)
