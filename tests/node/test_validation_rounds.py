@@ -81,6 +81,7 @@ def test_gates_then_consensus_with_an_outlier(client, alice, bob, setup, tmp_pat
 
     assert sorted(c.id for c in client.contributions("ferries", state="accepted")) == good
     assert bad in rejected
+    assert rejected[bad].events[-1]["actor"] is None  # decided by the validators, not by who sent the tally
     votes = rejected[bad].events[-1]["details"]["votes"]
     assert votes[validators[2].address] == 100 and rejected[bad].events[-1]["details"]["consensus"] == 10
     outcome = closed["tally"]["validators"]

@@ -490,7 +490,8 @@ class ValidationRounds:
                     conn, cid, "accepted" if accept else "rejected",
                     reason=f"validators: consensus {outcome.consensus} "
                            f"{'>=' if accept else '<'} threshold {rnd.rules.accept_threshold}",
-                    actor=caller, action_id=action_id, details=details, allowed_from=("pending",),
+                    # the validators decided, not whoever sent the tally (its signed action stays linked)
+                    actor=None, action_id=action_id, details=details, allowed_from=("pending",),
                 )
                 contributor_outcomes.append((cid, state.contributor, outcome.decision, outcome.consensus))
             summary = _tally_json(result)
