@@ -13,6 +13,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 
 from ledgerlm import __version__
+from ledgerlm.chain.contracts import as_bytes32
 from ledgerlm.config import EMBEDDED, ConfigError, Home, NodeConfig
 from ledgerlm.datanets import ChainAnchor, Datanet, Datanets, DatanetVersion
 from ledgerlm.errors import AuthError, ConflictError, LedgerError
@@ -100,8 +101,8 @@ class RegistryAnchor(ChainAnchor):
         datanet_id = datanet_chain_id(datanet.name)
         if registry.datanet_exists(datanet_id):  # anchored before a crash lost the tx hash, or by someone else
             record = registry.get_datanet(datanet_id)
-            if (record.owner.lower(), _hex32(record.metadata_hash)) != (datanet.owner.lower(),
-                                                                        _hex32(datanet.spec_hash)):
+            if (record.owner.lower() != datanet.owner.lower()
+                    or as_bytes32(record.metadata_hash, "hash") != as_bytes32(datanet.spec_hash, "hash")):
                 # another registrar (a second node on these contracts, or a stolen key) took the name first: adopting
                 # its record would anchor its owner and spec as this Datanet's
                 raise LedgerError(f"Datanet {datanet.name!r} is registered on chain with another owner or spec "
@@ -119,8 +120,8 @@ class RegistryAnchor(ChainAnchor):
             self.register_datanet(datanet)
         if registry.latest_version(datanet_id) >= version.number:
             on_chain = registry.get_version(datanet_id, version.number)
-            if (_hex32(on_chain.root), _hex32(on_chain.manifest_hash)) != (_hex32(version.root),
-                                                                           _hex32(version.manifest_hash)):
+            if (as_bytes32(on_chain.root, "hash") != as_bytes32(version.root, "hash")
+                    or as_bytes32(on_chain.manifest_hash, "hash") != as_bytes32(version.manifest_hash, "hash")):
                 raise LedgerError(f"{datanet.name} version {version.number} is on chain with another root "
                                   f"({on_chain.root}); this node's version is not anchored", field="root",
                                   status=409)
@@ -131,13 +132,11 @@ class RegistryAnchor(ChainAnchor):
         ).tx_hash
 
     def _find(self, event: str, datanet_id: bytes, number: int | None = None) -> str:
-        contract = self.node.contracts.registry.contract
-        for log in contract.events[event]().get_logs(from_block=self.node.deployment.block):
-            if bytes(log["args"]["datanetId"]) == datanet_id and (
-                number is None or int(log["args"]["version"]) == number
-            ):
-                return "0x" + bytes(log["transactionHash"]).hex()
-        raise LedgerError(f"{event} for {datanet_id.hex()} is on chain but its log was not found", status=500)
+        match = {"datanetId": datanet_id} | ({} if number is None else {"version": number})
+        tx = self.node.chain.event_tx(self.node.contracts.registry.contract, event, self.node.deployment.block, **match)
+        if tx is None:
+            raise LedgerError(f"{event} for {datanet_id.hex()} is on chain but its log was not found", status=500)
+        return tx
 
 
 def outcome_id(node: str, local_id: int) -> int:
@@ -145,12 +144,6 @@ def outcome_id(node: str, local_id: int) -> int:
     so nodes sharing the contracts, each numbering rounds 1, 2, 3, ..., never record or slash under each other's."""
     return int.from_bytes(keccak(bytes.fromhex(to_checksum_address(node)[2:]) + int(local_id).to_bytes(32, "big")),
                           "big")
-
-
-def _hex32(value) -> str:
-    """A 32-byte value as lower-case hex with 0x, however it was written."""
-    text = value.hex() if isinstance(value, (bytes, bytearray)) else str(value)
-    return "0x" + text.lower().removeprefix("0x").rjust(64, "0")
 
 
 def _register_model(node: Node):
@@ -169,13 +162,11 @@ def _register_model(node: Node):
             # registered before a crash lost the rest of the publish, or by someone else: adopted only when it is
             # this model (developer and adapter), else a retry would revert forever or publish another's record
             on_chain = registry.get_model(model_id)
-            if (on_chain.developer.lower(), _hex32(on_chain.adapter_hash)) != (
-                    record.developer.lower(), _hex32(card["adapter_sha256"])):
+            if (on_chain.developer.lower() != record.developer.lower()
+                    or as_bytes32(on_chain.adapter_hash, "hash") != as_bytes32(card["adapter_sha256"], "hash")):
                 raise LedgerError(f"model {record.id!r} is registered on chain with another developer or adapter "
                                   f"({on_chain.developer}, {on_chain.adapter_hash})", field="model", status=409)
-            tx = next(("0x" + bytes(log["transactionHash"]).hex() for log in
-                       registry.contract.events["ModelRegistered"]().get_logs(
-                           from_block=node.deployment.block, argument_filters={"modelId": model_id})), None)
+            tx = node.chain.event_tx(registry.contract, "ModelRegistered", node.deployment.block, modelId=model_id)
         else:
             tx = registry.register_model(
                 node.account, model_id, record.developer, record.base_model, "0x" + card["base_sha256"],

@@ -158,7 +158,6 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        limit = self.max_bytes
         report = REPORT_PATH.match(scope["path"]) if scope["method"] == "POST" else None
         if report is not None and await asyncio.to_thread(_open_for_report, scope, int(report.group(1))):
             if self._large.locked():
@@ -172,7 +171,7 @@ class BodyLimit:
             async with self._large:
                 await self._limited(scope, receive, send, MAX_REPORT_BYTES, headers)
             return
-        await self._limited(scope, receive, send, limit, headers)
+        await self._limited(scope, receive, send, self.max_bytes, headers)
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send, limit: int, headers: dict) -> None:
         declared = declared_length(headers.get(b"content-length"))

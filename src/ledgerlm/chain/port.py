@@ -543,6 +543,14 @@ class Chain:
         found = contract.events[name]().get_logs(from_block=from_block, to_block=to_block)
         return [dict(e["args"]) for e in found]
 
+    def event_tx(self, contract: Contract, name: str, from_block: int = 0, **match: Any) -> str | None:
+        """The hash of the first transaction whose `name` event from `contract` carries the arguments `match`
+        (the record of a write whose own answer a crash lost), or None."""
+        for log in contract.events[name]().get_logs(from_block=from_block, argument_filters=match):
+            if all(log["args"][k] == v for k, v in match.items()):
+                return "0x" + bytes(log["transactionHash"]).hex()
+        return None
+
     # -- time and lifecycle ------------------------------------------------------------------
 
     def advance_time(self, seconds: int) -> ChainHead:

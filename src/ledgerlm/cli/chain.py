@@ -30,6 +30,16 @@ def resolve_address(s: Session, who: str) -> str:
     return s.keyring().show(who).address
 
 
+def require_tokens(client, account, wei: int, amount: str, doing: str) -> None:
+    """Refuse, in LGR and naming the amount, what `account` cannot pay for `doing` (before the chain's
+    ERC20InsufficientBalance in base units)."""
+    held = int(client.chain.account(account.address).get("tokens", 0))
+    if held < wei:
+        raise LedgerError(f"{account.address} holds {format_amount(held)} LGR, less than the {amount} LGR to {doing}: "
+                          f"send it LGR first (on a development chain: ledgerlm chain faucet {account.address})",
+                          field="amount")
+
+
 def render_index(i: dict) -> None:
     indexed = "nothing yet" if i["indexed_block"] is None else f"block {i['indexed_block']}"
     console.print(f"  indexed {indexed} of {i['chain_head']} (lag {i['lag']} blocks, final at {i['finality']}), "
@@ -235,11 +245,7 @@ def stake(
     """Stake LGR for a role (approves the Staking contract, then stakes)."""
     s = session(ctx)
     staker, wei = s.unlock(as_key), parse_positive_amount(amount)
-    held = int(s.client().chain.account(staker.address).get("tokens", 0))
-    if held < wei:  # said here in LGR, before the chain's ERC20InsufficientBalance in base units
-        raise LedgerError(f"{staker.address} holds {format_amount(held)} LGR, less than the {amount} LGR to stake: "
-                          f"send it LGR first (on a development chain: ledgerlm chain faucet {staker.address})",
-                          field="amount")
+    require_tokens(s.client(), staker, wei, amount, "stake")
     txs = s.client().chain.stake(staker, role, wei)
     s.emit(txs, lambda t: console.print(f"[green]staked[/] {amount} LGR as {role} (tx {t[-1]['tx_hash']})"))
 

@@ -234,17 +234,14 @@ def deposit(
     as_key: str = typer.Option(..., "--as", help="The consumer's key (approves, then deposits)."),
 ):
     """Deposit LGR into the PaymentEscrow, from which epoch closes settle your calls."""
+    from ledgerlm.cli.chain import require_tokens
     from ledgerlm.units import parse_positive_amount
 
     s = session(ctx)
     consumer = s.unlock(as_key)
     client = s.client()
     wei = parse_positive_amount(amount, field="amount")
-    held = int(client.chain.account(consumer.address).get("tokens", 0))
-    if held < wei:  # said here in LGR, before the chain's ERC20InsufficientBalance in base units
-        raise LedgerError(f"{consumer.address} holds {format_amount(held)} LGR, less than the {amount} LGR to deposit: "
-                          f"send it LGR first (on a development chain: ledgerlm chain faucet {consumer.address})",
-                          field="amount")
+    require_tokens(client, consumer, wei, amount, "deposit")
     escrow = client.chain.info()["contracts"]["PaymentEscrow"]
     client.chain.send(consumer, "LedgerToken", "approve", [escrow, wei])
     tx = client.chain.send(consumer, "PaymentEscrow", "deposit", [wei])

@@ -98,17 +98,18 @@ def commit(
 ):
     """Commit a hash of your scores; the scores and salt are kept locally for the reveal."""
     s = session(ctx)
-    account = s.unlock(as_key)
     scores = _parse_votes(votes, votes_file)
-    s.reading_client(as_key).validation.round(round_id)  # an unknown round is named as such, before any vote is weighed
-    assigned = {int(i["contribution_id"]) for i in s.client().validation.queue(account.address, reader=account)
+    client = s.reading_client(as_key)  # the key unlocked once: it signs the reads below and the commitment
+    account = client.reader
+    client.validation.round(round_id)  # an unknown round is named as such, before any vote is weighed
+    assigned = {int(i["contribution_id"]) for i in client.validation.queue(account.address)
                 if int(i["round_id"]) == round_id and i.get("contribution_id") is not None}
     stray = sorted(set(scores) - assigned)
     if stray:  # a score the round never asked for is ignored at the reveal, and the real assignment goes unscored
         raise LedgerError(f"contribution(s) {', '.join(map(str, stray))} are not assigned to {account.address} in round "
                           f"{round_id}; yours: {', '.join(map(str, sorted(assigned))) or 'none open'} "
                           f"(`ledgerlm validate queue --as KEY`)", field="votes")
-    r, salt = s.client().validation.commit(account, round_id, scores)
+    r, salt = client.validation.commit(account, round_id, scores)
     path = _secrets(s, round_id, account.address)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

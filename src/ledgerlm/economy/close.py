@@ -264,7 +264,8 @@ class EpochCloser:
                 if debits:  # a chunk whose every debit fell short to nothing sends nothing
                     tx = escrow.settle(self.node_account, chain_epoch, chunk.chunk, debits).tx_hash
             else:  # a crash landed it before its transaction was recorded: the chain's log has it
-                tx = _settled_in(escrow, chain_epoch, chunk.chunk, self.contracts.deployment.block)
+                tx = self.contracts.chain.event_tx(escrow.contract, "ChunkSettled", self.contracts.deployment.block,
+                                                   epoch=chain_epoch, chunk=chunk.chunk)
             with self.db.begin() as conn:
                 conn.execute(update(epoch_chunks).where(and_(epoch_chunks.c.epoch == number,
                                                              epoch_chunks.c.chunk == chunk.chunk))
@@ -404,15 +405,6 @@ class EpochCloser:
                 "shortfall": details.get("shortfall", "0"), "short": details.get("short", {}),
                 "chain_epoch": details.get("chain_epoch"),
                 "files": str(self.epochs_dir / str(number))}
-
-
-def _settled_in(escrow, chain_epoch: int, chunk: int, since: int) -> str | None:
-    """The transaction that settled `chunk` of `chain_epoch`, read from the escrow's ChunkSettled log."""
-    for log in escrow.contract.events["ChunkSettled"]().get_logs(from_block=since,
-                                                                 argument_filters={"epoch": chain_epoch}):
-        if int(log["args"]["chunk"]) == chunk:
-            return "0x" + bytes(log["transactionHash"]).hex()
-    return None
 
 
 def published_files(db: Database, number: int, contracts=None) -> dict[str, dict]:
