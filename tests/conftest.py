@@ -53,7 +53,7 @@ def home(tmp_path, database_url, request) -> Home:  # noqa: F811 - the fixture i
 @pytest.fixture
 def http(home):
     # A loopback client address, as for a local CLI; the faucet answers only on loopback.
-    with TestClient(create_app(lambda: Node.open(home)), base_url="http://ledgerlm.test",
+    with TestClient(create_app(lambda: Node.open(home)), base_url="http://localhost",
                     client=("127.0.0.1", 50000)) as c:
         yield c
 

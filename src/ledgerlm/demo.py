@@ -72,7 +72,7 @@ def run_quick_demo(home: Path, say: Callable[[str], None] = print) -> DemoResult
     config.torch_threads = 1
     home.save_config(config)
     who = {name: _account(name) for name in ROLES}
-    with TestClient(create_app(lambda: Node.open(home)), base_url="http://ledgerlm.demo",
+    with TestClient(create_app(lambda: Node.open(home)), base_url="http://localhost",
                     client=("127.0.0.1", 50000)) as http:
         client = NodeClient(http, operator_token=home.operator_token_path.read_text().strip())
         node = http.app.state.node
@@ -122,7 +122,7 @@ def run_quick_demo(home: Path, say: Callable[[str], None] = print) -> DemoResult
         client.chain.send(consumer, "LedgerToken", "approve", [escrow, 20 * UNIT])
         client.chain.send(consumer, "PaymentEscrow", "deposit", [20 * UNIT])
         key, _ = client.serving.create_key(consumer, CAP)
-        ai = openai.OpenAI(base_url="http://ledgerlm.demo/v1", api_key=key, http_client=http, max_retries=0)
+        ai = openai.OpenAI(base_url="http://localhost/v1", api_key=key, http_client=http, max_retries=0)
         ids = []
         for question in QUESTIONS:
             answer = ai.chat.completions.create(model="colours-tiny", messages=[{"role": "user", "content": question}],

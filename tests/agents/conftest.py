@@ -62,7 +62,7 @@ def world(tmp_path_factory):
     config.validators_per_contribution, config.round_commit_seconds, config.round_reveal_seconds = 1, 1, 1
     home.save_config(config)
     owner = Account.from_key(b"\x0a" * 32)
-    with TestClient(create_app(lambda: Node.open(home)), base_url="http://ledgerlm.test",
+    with TestClient(create_app(lambda: Node.open(home)), base_url="http://localhost",
                     client=("127.0.0.1", 50000)) as http:
         client = NodeClient(http, operator_token=home.operator_token_path.read_text().strip())
         client.factory.register_base("tiny", str(tiny_random_model(root / "tiny", ["The reef is copper."])))

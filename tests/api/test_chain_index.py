@@ -15,7 +15,7 @@ def test_serve_keeps_the_index_at_the_head_when_told_to(home):
     config.chain_index_seconds = 1
     home.save_config(config)
 
-    with TestClient(create_app(lambda: Node.open(home)), base_url="http://ledgerlm.test",
+    with TestClient(create_app(lambda: Node.open(home)), base_url="http://localhost",
                     client=("127.0.0.1", 50000)) as http:
         deadline = time.monotonic() + 30
         while True:

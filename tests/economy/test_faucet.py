@@ -34,3 +34,21 @@ def test_the_faucet_refuses_a_client_that_is_not_on_loopback(home, bob):
             remote.chain.faucet(bob.address, eth_wei=UNIT, tokens=UNIT)
         assert refused.value.status == 403
         assert remote.chain.account(bob.address)["tokens"] == 0
+
+
+@pytest.mark.parametrize("host", ["evil.example:8547", "localhost.evil.example", "127.0.0.1.nip.io:8547", None])
+def test_the_faucet_refuses_a_loopback_socket_addressed_by_another_name(home, bob, host):
+    """A page whose own name was made to resolve to 127.0.0.1 (DNS rebinding) reaches the loopback
+    socket, but its browser still sends that name as Host: nothing leaves the treasury."""
+    with TestClient(create_app(lambda: Node.open(home)), base_url="http://localhost",
+                    client=("127.0.0.1", 50000)) as http:
+        headers = {"host": host} if host else {"host": ""}
+        refused = http.post("/chain/faucet", json={"address": bob.address, "eth_wei": UNIT, "tokens": UNIT},
+                            headers=headers)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["field"] == "host"
+        assert NodeClient(http).chain.account(bob.address)["tokens"] == 0
+        for name in ("localhost:8547", "127.0.0.1:8547", "[::1]:8547", "LOCALHOST"):
+            granted = http.post("/chain/faucet", json={"address": bob.address, "tokens": UNIT}, headers={"host": name})
+            assert granted.status_code == 200, (name, granted.text)
+        assert NodeClient(http).chain.account(bob.address)["tokens"] == 4 * UNIT

@@ -58,7 +58,7 @@ def world(tmp_path_factory):
     home.save_config(config)
     consumer = Account.from_key(b"\x15" * 32)
     developer, owner, first, second = (Account.from_key(bytes([i]) * 32) for i in (16, 17, 18, 19))
-    with TestClient(create_app(lambda: Node.open(home)), base_url="http://ledgerlm.test",
+    with TestClient(create_app(lambda: Node.open(home)), base_url="http://localhost",
                     client=("127.0.0.1", 50000)) as http:  # the faucet answers only on loopback
         client = NodeClient(http, operator_token=home.operator_token_path.read_text().strip())
         tiny = tiny_random_model(root / "tiny", [f"{r['question']} {r['answer']}" for r in FACTS])

@@ -120,7 +120,8 @@ def test_stake_is_signed_by_the_staker_and_relayed(client, bob):
 
 
 def test_state_survives_restart(home, alice, bob, tmp_path):
-    with TestClient(create_app(lambda: Node.open(home)), client=("127.0.0.1", 50000)) as http:
+    with TestClient(create_app(lambda: Node.open(home)), base_url="http://localhost",
+                    client=("127.0.0.1", 50000)) as http:
         client = NodeClient(http)
         version = _publish_one(client, alice, bob, tmp_path)
         client.chain.faucet(bob.address, eth_wei=UNIT, tokens=7 * UNIT)

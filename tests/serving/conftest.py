@@ -59,7 +59,7 @@ def world(tmp_path_factory) -> World:
     home.save_config(config)
     consumer = Account.from_key(b"\x05" * 32)
     developer, owner, contributor = (Account.from_key(bytes([i]) * 32) for i in (6, 7, 8))
-    with TestClient(create_app(lambda: Node.open(home)), base_url="http://ledgerlm.test",
+    with TestClient(create_app(lambda: Node.open(home)), base_url="http://localhost",
                     client=("127.0.0.1", 50000)) as http:  # the faucet answers only on loopback
         client = NodeClient(http, operator_token=home.operator_token_path.read_text().strip())
         tiny = tiny_random_model(root / "tiny", [f"{r['question']} {r['answer']}" for r in FACTS])

@@ -25,7 +25,7 @@ def verify(home, path, *flags: str):
 def test_a_served_receipt_verifies_and_an_edited_one_names_the_field(world, tmp_path):
     home = copy_home(world, tmp_path)
     messages = [{"role": "user", "content": "What colour is the crab?"}]
-    with TestClient(create_app(lambda: Node.open(home)), base_url="http://ledgerlm.test",
+    with TestClient(create_app(lambda: Node.open(home)), base_url="http://localhost",
                     client=("127.0.0.1", 50000)) as http:
         response = http.post("/v1/chat/completions", headers={"Authorization": f"Bearer {world.key}"},
                              json={"model": "facts-a", "messages": messages, "max_tokens": 12,

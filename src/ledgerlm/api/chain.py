@@ -184,8 +184,9 @@ def send(body: RawTransaction, node: Node = Depends(get_node)) -> dict:
 
 @router.post("/faucet")
 def faucet(body: FaucetRequest, request: Request, node: Node = Depends(get_node)) -> dict:
-    """Embedded development chain only, loopback clients only: ETH for gas and LGR from the treasury
-    account, up to a per-address limit."""
+    """Embedded development chain only, loopback clients addressing it by a loopback name only: ETH for
+    gas and LGR from the treasury account, up to a per-address limit."""
     grant = node.faucet.grant(address_in(body.address), eth_wei=body.eth_wei, tokens=body.tokens,
-                              client_host=request.client.host if request.client else None)
+                              client_host=request.client.host if request.client else None,
+                              host_header=request.headers.get("host"))
     return asdict(grant)

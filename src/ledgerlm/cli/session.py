@@ -84,7 +84,7 @@ class Session:
             self.home.require()
             app = create_app(lambda: Node.open(self.home))
             # In-process calls come from this machine: a loopback client address, as on a socket.
-            http = TestClient(app, base_url="http://ledgerlm.local", client=("127.0.0.1", 50000))
+            http = TestClient(app, base_url="http://localhost", client=("127.0.0.1", 50000))
             http.__enter__()
             self._closers.append(lambda: http.__exit__(None, None, None))
             self._client = NodeClient(http, operator_token=self.operator_token())

@@ -34,6 +34,20 @@ def is_loopback(host: str | None) -> bool:
         return host == "localhost"
 
 
+def is_loopback_name(host_header: str | None) -> bool:
+    """Whether a request's Host header names this machine's loopback (`localhost`, `127.0.0.1:8547`,
+    `[::1]:8547`): a page a browser loaded from another name that now resolves to 127.0.0.1 (DNS
+    rebinding) reaches a loopback socket too, but still sends its own name."""
+    if not host_header:
+        return False
+    name = host_header.strip().lower()
+    if name.startswith("["):
+        name = name[1:].partition("]")[0]
+    elif name.count(":") == 1:
+        name = name.partition(":")[0]
+    return is_loopback(name)
+
+
 class Faucet:
     """Transfers from the treasury account (never a mint); refused anywhere but the embedded chain."""
 
@@ -47,13 +61,18 @@ class Faucet:
         self.max_eth_wei = max_eth_wei
         self.max_tokens = max_tokens
 
-    def grant(self, address: str, *, eth_wei: int, tokens: int, client_host: str | None) -> FaucetGrant:
+    def grant(self, address: str, *, eth_wei: int, tokens: int, client_host: str | None,
+              host_header: str | None) -> FaucetGrant:
         if not self.embedded or self.account is None:
             raise EconomyError("the faucet exists only on the embedded development chain; on an RPC chain "
                                "fund accounts from the treasury with `ledgerlm transfer`", field="chain", status=403)
         if not is_loopback(client_host):
             raise EconomyError(f"the faucet answers only on loopback, not to {client_host}", field="client",
                                status=403)
+        if not is_loopback_name(host_header):
+            raise EconomyError(f"the faucet answers only to requests addressed to localhost, 127.0.0.1 or [::1], "
+                               f"not to Host {host_header!r}: a web page that made its own name point here must "
+                               "not spend the treasury", field="host", status=403)
         address = to_checksum_address(address)
         with self.db.begin() as conn:
             self.db.lock(conn, f"faucet:{address}")  # the row may not exist yet: nothing to lock for update
