@@ -75,6 +75,7 @@ def test_a_round_from_policy_to_reputation(cli_for, tmp_path, monkeypatch):
     assert decisions == {1: "accept", 2: "accept", 3: "reject"}
     shown = cli("validate", "round", "show", rid).stdout
     assert "closed" in shown or "tallied" in shown
+    assert "accept at a score of 60+" in shown and "{" not in shown  # the rules in words, not a dict
     cli.fails("validate", "round", "show", rid + 1, match=f"no validator round {rid + 1}")
 
     bob = cli.json("validate", "reputation", "bob")

@@ -167,9 +167,12 @@ def show(ctx: typer.Context, receipt_id: str = typer.Argument(..., help="The rec
             console.print(f"  trained on {root['datanet']} v{root['version']} root {root['root']}")
         request = r.get("request") or {}
         if "completion" in request:
-            asked = request.get("messages") or request.get("prompt")
-            console.print(f"  asked: {asked}")
-            console.print(f"  answered: {request['completion']}")
+            if request.get("messages"):
+                for message in request["messages"]:
+                    console.print(f"  asked ({message.get('role', '?')}): {message.get('content', '')}", markup=False)
+            else:
+                console.print(f"  asked: {request.get('prompt')}", markup=False)
+            console.print(f"  answered: {request['completion']}", markup=False)
         ok = lambda v: "[green]yes[/]" if v else "[red]NO[/]"  # noqa: E731
         console.print(f"  split sums to fee {ok(checks['split_sums_to_fee'])}   split recomputed "
                       f"{ok(checks['split_recomputed'])}   body matches {ok(checks['body_matches'])}"

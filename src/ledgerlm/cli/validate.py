@@ -12,6 +12,7 @@ from rich.table import Table
 from ledgerlm.cli.session import Session, console, counted, session, shortened
 from ledgerlm.errors import LedgerError
 from ledgerlm.times import format_time
+from ledgerlm.units import format_amount
 
 app = typer.Typer(help="Validation: automatic gates and staked validator rounds.", no_args_is_help=True)
 round_app = typer.Typer(help="Inspect validator rounds.", no_args_is_help=True)
@@ -149,7 +150,10 @@ def show(ctx: typer.Context, round_id: int,
 
 
 def _render_round(r: dict) -> None:
-    console.print(f"[bold]round {r['id']}[/] on {r['datanet']}: {r['state']}  rules {r['rules']}")
+    rules = r["rules"]
+    console.print(f"[bold]round {r['id']}[/] on {r['datanet']}: {r['state']}  accept at a score of "
+                  f"{rules['accept_threshold']}+, votes clipped beyond {rules['clip_distance']} of the consensus, "
+                  f"quorum {rules['quorum_bps'] / 100:g}% of the assigned stake")
     if r["state"] == "open":
         console.print(f"  commit until {format_time(r['commit_deadline'])}, reveal until {format_time(r['reveal_deadline'])}")
     console.print(f"  committed {len(r['committed'])}, revealed {len(r['revealed'])} of {len(r['stakes'])} validators")
@@ -158,12 +162,12 @@ def _render_round(r: dict) -> None:
         for cid, o in r["tally"]["contributions"].items():
             table.add_row(cid, o["decision"], str(o["consensus"]), ", ".join(f"{shortened(v, 8)}={s}" for v, s in o["votes"].items()))
         console.print(table)
-        table = Table("validator", "stake", "assigned", "revealed", "clipped", "agreement")
+        table = Table("validator", "stake (LGR)", "assigned", "revealed", "clipped", "agreement")
         for v, o in r["tally"]["validators"].items():
-            table.add_row(v, o["stake"], str(o["assigned"]), str(o["revealed"]), str(o["clipped"]), str(o["agreement_points"]))
+            table.add_row(v, format_amount(int(o["stake"])), str(o["assigned"]), str(o["revealed"]), str(o["clipped"]), str(o["agreement_points"]))
         console.print(table)
         for sl in r["tally"].get("slashed", []):
-            console.print(f"  [red]slashed[/] {sl['account']} {sl['amount']}: {sl['reason']}")
+            console.print(f"  [red]slashed[/] {sl['account']} {format_amount(int(sl['amount']))} LGR: {sl['reason']}")
 
 
 @app.command()
