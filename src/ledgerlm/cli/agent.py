@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from ledgerlm.cli.session import Session, console, new_passphrase, session
+from ledgerlm.cli.session import Session, Table, console, new_passphrase, session
 from ledgerlm.errors import LedgerError
 from ledgerlm.times import format_time as when
 from ledgerlm.units import format_amount, parse_amount

@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from ledgerlm.cli.session import console, session, shortened
+from ledgerlm.cli.session import Table, console, session, shortened
 from ledgerlm.errors import LedgerError
 
 eval_app = typer.Typer(help="Measure the system against ground truth.", no_args_is_help=True)

@@ -6,9 +6,8 @@ import time
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
-from ledgerlm.cli.session import Session, console, session
+from ledgerlm.cli.session import Session, Table, console, session
 from ledgerlm.errors import LedgerError
 from ledgerlm.times import format_time
 from ledgerlm.units import format_amount, parse_amount, parse_positive_amount

@@ -6,10 +6,9 @@ import json
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from ledgerlm.cli.chain import resolve_address
-from ledgerlm.cli.session import console, counted, session, shortened
+from ledgerlm.cli.session import Table, console, counted, session, shortened
 from ledgerlm.datanets import MAX_REVIEW_BATCH, DatanetError, DatanetSpec
 from ledgerlm.errors import LedgerError
 from ledgerlm.times import format_time

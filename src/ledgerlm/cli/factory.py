@@ -7,9 +7,8 @@ from pathlib import Path
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
-from ledgerlm.cli.session import Session, console, running_node_url, session, shortened
+from ledgerlm.cli.session import Session, Table, console, running_node_url, session, shortened
 from ledgerlm.errors import LedgerError
 from ledgerlm.times import duration
 from ledgerlm.units import format_amount, parse_amount

@@ -5,9 +5,8 @@ from __future__ import annotations
 import sys
 
 import typer
-from rich.table import Table
 
-from ledgerlm.cli.session import console, new_passphrase, session
+from ledgerlm.cli.session import Table, console, new_passphrase, session
 from ledgerlm.errors import LedgerError
 
 app = typer.Typer(help="Manage signing keys (encrypted keystore v3 files in the home).", no_args_is_help=True)

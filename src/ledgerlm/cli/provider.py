@@ -7,9 +7,8 @@ from pathlib import Path
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn
-from rich.table import Table
 
-from ledgerlm.cli.session import console, session
+from ledgerlm.cli.session import Table, console, session
 from ledgerlm.errors import LedgerError
 from ledgerlm.units import format_amount, parse_amount
 

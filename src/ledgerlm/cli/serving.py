@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
 from ledgerlm.cli.chain import resolve_address
-from ledgerlm.cli.session import console, session
+from ledgerlm.cli.session import Table, console, session
 from ledgerlm.errors import LedgerError
 from ledgerlm.times import format_time as when
 from ledgerlm.units import format_amount, parse_amount

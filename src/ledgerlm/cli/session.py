@@ -15,6 +15,7 @@ import orjson
 import typer
 from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
+from rich.table import Table as RichTable
 from typer.core import TyperGroup
 
 from ledgerlm.config import Home
@@ -49,6 +50,14 @@ class Output(Console):
 
 console = Output()
 err_console = Output(stderr=True)
+
+
+class Table(RichTable):
+    """A rich table whose cells fold onto more lines in a narrow terminal instead of ending in "…": an
+    address or hash cut short cannot be copied or checked."""
+
+    def add_column(self, header="", *args, overflow="fold", **kwargs) -> None:
+        super().add_column(header, *args, overflow=overflow, **kwargs)
 
 
 def shortened(value: str, keep: int) -> str:

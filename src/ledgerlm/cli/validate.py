@@ -7,9 +7,8 @@ import os
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from ledgerlm.cli.session import Session, console, counted, session, shortened
+from ledgerlm.cli.session import Session, Table, console, counted, session, shortened
 from ledgerlm.errors import LedgerError
 from ledgerlm.times import format_time
 from ledgerlm.units import format_amount
