@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from ledgerlm.api.cadence import start_every
 from ledgerlm.api.deps import address_in, get_node, require_operator
-from ledgerlm.chain import StakeRole
+from ledgerlm.chain import ChainError, StakeRole
 from ledgerlm.config import EMBEDDED
 from ledgerlm.errors import LedgerError
 from ledgerlm.node import Node
@@ -22,6 +22,13 @@ router = APIRouter(prefix="/chain", tags=["chain"])
 log = logging.getLogger("ledgerlm.chain")
 
 ROLES = {r.name.lower(): r for r in StakeRole}
+
+# An estimate is EVM work anyone may ask for without paying gas, so it is bounded: the calls clients make
+# (stakes, deposits, claims with their Merkle proofs, share transfers) use well under a million gas.
+ESTIMATE_MAX_GAS = 5_000_000
+# Precompiles sit at the lowest addresses (0x01-0x11 today; the range is kept for later forks); some run
+# for seconds of pure Python per call on the embedded chain (a bn128 pairing takes ~0.3 s per pair).
+PRECOMPILE_RANGE = 0x10000
 
 
 class TxRequest(BaseModel):
@@ -159,10 +166,21 @@ def account(address: str, node: Node = Depends(get_node)) -> dict:
 
 @router.post("/estimate")
 def estimate(body: TxRequest, node: Node = Depends(get_node)) -> dict:
-    """Gas for a transaction before the client signs it; a revert answers 400 with its reason."""
+    """Gas for a transaction before the client signs it; a revert answers 400 with its reason. Calls to the
+    chain's precompiles are refused, and an estimate runs at most ESTIMATE_MAX_GAS (free EVM work)."""
     request = {"from": address_in(body.sender, "from"), "to": address_in(body.to, "to"),
                "data": body.data, "value": body.value}
-    return {"gas": node.chain.estimate(request), "fees": node.chain.fee_fields(),
+    if int(request["to"], 16) < PRECOMPILE_RANGE:
+        raise LedgerError(f"to: {request['to']} is a precompile or reserved address; the node estimates calls to "
+                          "contracts and transfers to accounts", field="to")
+    try:
+        gas = node.chain.estimate(request, max_gas=ESTIMATE_MAX_GAS)
+    except ChainError as exc:
+        if "out of gas" not in (exc.reason or "").lower():
+            raise
+        raise LedgerError(f"data: the call needs more than {ESTIMATE_MAX_GAS:,} gas, the most this node estimates "
+                          f"(or it never ends): {exc.reason}", field="data") from exc
+    return {"gas": gas, "fees": node.chain.fee_fields(),
             "nonce": node.chain.w3.eth.get_transaction_count(request["from"], "pending"),
             "chain_id": node.chain.chain_id}
 

@@ -13,6 +13,7 @@ import os
 import sqlite3
 import threading
 import time
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -112,12 +113,20 @@ class SQLiteKeyValueStore(BaseDB):
         self._conn.close()
 
 
+# The most gas an estimate may run, when its caller set one (the request's `gas`, as eth_estimateGas
+# takes it on an RPC node): eth-tester replaces that field before the estimator sees the transaction.
+_ESTIMATE_CAP: ContextVar[int | None] = ContextVar("estimate_cap", default=None)
+
+
 def _estimate_gas(state, transaction) -> int:
     """Gas for `transaction` in about three EVM runs instead of py-evm's ~13-step binary search.
 
-    Run once with the whole block to learn what execution uses, then confirm a limit just above
-    it; subcalls keep back 1/64 of the remaining gas at each depth, hence the 64/63 margin.
+    Run once with the whole block (or the caller's cap) to learn what execution uses, then confirm
+    a limit just above it; subcalls keep back 1/64 of the remaining gas at each depth, hence the
+    64/63 margin.
     """
+    cap = _ESTIMATE_CAP.get()
+    limit = state.gas_limit if cap is None else min(state.gas_limit, cap)
 
     def attempt(gas: int):
         snapshot = state.snapshot()
@@ -129,10 +138,10 @@ def _estimate_gas(state, transaction) -> int:
     intrinsic = transaction.intrinsic_gas
     if not attempt(intrinsic).is_error:
         return intrinsic
-    full = attempt(state.gas_limit)
+    full = attempt(limit)
     if full.is_error:
         raise full.error
-    guess = min(state.gas_limit, (intrinsic + full.get_gas_used()) * 64 // 63 + 2_300)
+    guess = min(limit, (intrinsic + full.get_gas_used()) * 64 // 63 + 2_300)
     if not attempt(guess).is_error:
         return guess
     return binary_gas_search(state, transaction, tolerance=1_000)
@@ -265,6 +274,7 @@ class PersistentPyEVMBackend(PyEVMBackend):
     # decode to their names. Reads also run fee-free, as on a node: a caller needs no balance
     # to look at state or to estimate.
     def estimate_gas(self, transaction, block_number="latest"):
+        cap = _ESTIMATE_CAP.set(transaction.get("gas"))
         try:
             return super().estimate_gas(_fee_free(transaction), block_number)
         except Exception as exc:
@@ -272,6 +282,8 @@ class PersistentPyEVMBackend(PyEVMBackend):
             if revert is not None:
                 raise RevertSignal(revert) from exc
             raise
+        finally:
+            _ESTIMATE_CAP.reset(cap)
 
     def call(self, transaction, block_number="latest"):
         request = _fee_free(transaction)

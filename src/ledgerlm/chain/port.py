@@ -225,8 +225,11 @@ class Chain:
         """Fee fields a client should put in a transaction it signs for this chain."""
         return self._fee_fields(self.w3.eth.get_block("latest"))
 
-    def estimate(self, request: dict, target: str = "transaction") -> int:
-        """Gas for `request` with headroom; a revert raises ChainError before anything is signed."""
+    def estimate(self, request: dict, target: str = "transaction", max_gas: int | None = None) -> int:
+        """Gas for `request` with headroom; a revert raises ChainError before anything is signed.
+        `max_gas` bounds the EVM work the estimate itself may do (a call needing more fails)."""
+        if max_gas is not None:
+            request = {**request, "gas": int(max_gas)}
         try:
             estimate = self.w3.eth.estimate_gas(request)
         except Exception as exc:  # every backend raises its own revert type
