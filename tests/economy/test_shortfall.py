@@ -11,9 +11,11 @@ from ledgerlm.chain import cap_nonce
 from ledgerlm.economy import list_epochs, receipt_settlement, show_epoch
 from ledgerlm.economy.close import published_files
 from ledgerlm.economy.earnings import earnings
+from ledgerlm.economy.errors import EconomyError
 from ledgerlm.economy.verify import verify_epoch
+from ledgerlm.errors import LedgerError
 from ledgerlm.store.schema import contributions, epoch_debits, receipts
-from tests.economy.helpers import fund_consumer, key, write_receipt
+from tests.economy.helpers import fund_consumer, key, slow_chain, write_receipt
 
 from ..datanets.conftest import publish_qa
 
@@ -122,6 +124,27 @@ def test_a_lowering_within_its_grace_still_debits_the_planned_amount(node):
 
     assert summary["shortfall"] == "0" and summary["short"] == {}
     assert c.escrow.balance_of(alice.address) == 10 * UNIT - UNIT - UNIT // 3
+
+
+def test_a_close_resumed_while_its_chunk_may_still_land_waits_instead_of_cutting_and_sending_it_again(node):
+    """A settlement sent and not mined may still land: cut to a cap lowered since and sent again, both could
+    land (the first for the whole plan), leaving the distributor funded above every root the node can post."""
+    alice, bob = _planned_then_crashed(node)
+    with slow_chain(node):
+        with pytest.raises(LedgerError) as sent:
+            node.economy.finish()
+        assert sent.value.status == 504  # sent, not mined
+        nonce = node.chain.w3.eth.get_transaction_count(node.account.address, "pending")
+        with pytest.raises(EconomyError) as waits:
+            node.economy.finish()
+        assert (waits.value.status, waits.value.field) == (503, "epoch") and "not mined yet" in str(waits.value)
+        assert node.chain.w3.eth.get_transaction_count(node.account.address, "pending") == nonce  # nothing sent
+
+    summary, _, funding = _resume(node)  # it landed on leaving: the close records it and completes
+
+    assert summary["state"] == "published" and summary["shortfall"] == "0"
+    assert funding.total == int(summary["total"]) == UNIT + UNIT // 3 + 2 * UNIT + 7
+    assert node.contracts.escrow.balance_of(alice.address) == 10 * UNIT - UNIT - UNIT // 3
 
 
 def test_a_re_plan_splits_each_pool_by_the_weights_its_plan_used(client, tmp_path, alice, bob, carol):

@@ -259,7 +259,16 @@ class EpochCloser:
                                   .order_by(epoch_chunks.c.chunk)).all()
         for chunk in chunks:
             tx = None
-            if not escrow.is_chunk_settled(chain_epoch, chunk.chunk):
+            settled = escrow.is_chunk_settled(chain_epoch, chunk.chunk)
+            if not settled:
+                if self.contracts.chain.in_flight(self.node_account.address):
+                    # This chunk's own settlement may be among them (sent before a timeout or crash): cut to a cap
+                    # lowered since and sent again, both could land, and the first would fund more than the plan.
+                    raise EconomyError(f"epoch {number}: chunk {chunk.chunk} is not settled and transactions this "
+                                       "node sent are not mined yet; the close resumes once they are", field="epoch",
+                                       status=503)
+                settled = escrow.is_chunk_settled(chain_epoch, chunk.chunk)  # mined between the two reads
+            if not settled:
                 debits = self._debitable(number, chunk.chunk)
                 if debits:  # a chunk whose every debit fell short to nothing sends nothing
                     tx = escrow.settle(self.node_account, chain_epoch, chunk.chunk, debits).tx_hash
