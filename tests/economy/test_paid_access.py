@@ -281,6 +281,28 @@ def test_a_payment_the_chain_mines_late_is_taken_once_and_closed_with_its_epoch(
     assert verify_epoch(*files.values(), c.distributor.epoch(node.economy.chain_epoch(1))) == []
 
 
+def test_a_payment_not_mined_yet_takes_its_room_under_the_cap_from_the_next_payment(client, private, carol):
+    """Until it lands, a pending payment is in neither the cap's `spent` nor out of the escrow on chain; a second
+    payment the cap has no room for beside it is refused (before, it was admitted and the cap over-committed)."""
+    node = private
+    c = node.contracts
+    client.chain.faucet(carol.address, eth_wei=UNIT, tokens=10 * UNIT)
+    client.chain.send(carol, "LedgerToken", "approve", [c.escrow.address, 10 * UNIT])
+    client.chain.send(carol, "PaymentEscrow", "deposit", [10 * UNIT])
+    client.ensure_spending_cap(carol, PRICE + PRICE // 2)  # room for one payment, not two
+    with slow_chain(node):
+        with pytest.raises(LedgerError, match="not mined yet") as slow:
+            client.buy_export_licence("vault", 1, carol, PRICE)
+        assert slow.value.status == 504
+        with pytest.raises(LedgerError, match=f"{PRICE} paid in transactions not mined yet") as refused:
+            _train(client, carol, pay=PRICE)
+        assert refused.value.status == 402 and refused.value.field == "payment"
+        assert _jobs(node) == 0
+
+    assert client.buy_export_licence("vault", 1, carol, PRICE)["amount"] == str(PRICE)  # landed, taken once
+    assert c.escrow.spending_cap(carol.address, node.account.address).spent == PRICE
+
+
 def test_a_payment_refused_before_it_was_sent_fails_at_once_even_while_other_transactions_wait(
         client, private, carol, monkeypatch):
     """Only "sent but not mined" leaves a payment pending: one the chain refused before sending (a revert found

@@ -10,7 +10,7 @@ from ledgerlm.economy.consumers import lock_consumer
 from ledgerlm.economy.epochs import current_epoch, list_epochs, open_epoch, show_epoch
 from ledgerlm.economy.errors import EconomyError
 from ledgerlm.economy.fees import ROLES, FeeShares, Payout, price_fee, split_fee
-from ledgerlm.economy.spending import add_spent, held_by, spent_by
+from ledgerlm.economy.spending import add_spent, held_by, paying_by, spent_by
 from ledgerlm.lazy import lazy_names
 
 _LAZY = {
@@ -29,7 +29,7 @@ __all__ = [  # noqa: F822 - the settlement names resolve through __getattr__
     "PAYOUT_TYPES", "ROLES", "EconomyError", "EpochCloser", "Faucet", "FeeShares", "Payout",
     "add_spent", "arrears_owed", "change_fee_policy", "current_epoch", "fee_policy_views", "fee_shares_in_force",
     "held_by", "is_loopback",
-    "list_epochs", "lock_consumer", "open_epoch", "owed_by", "payout_tree", "price_fee", "published_files",
+    "list_epochs", "lock_consumer", "open_epoch", "owed_by", "paying_by", "payout_tree", "price_fee", "published_files",
     "receipt_settlement", "record_spending_cap", "show_epoch", "spent_by", "split_fee", "verify_epoch",
 ]
 

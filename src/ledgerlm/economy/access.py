@@ -19,7 +19,7 @@ from ledgerlm.economy.arrears import owed_by
 from ledgerlm.economy.consumers import lock_consumer
 from ledgerlm.economy.epochs import open_epoch
 from ledgerlm.economy.errors import EconomyError
-from ledgerlm.economy.spending import add_spent, held_by
+from ledgerlm.economy.spending import add_spent, held_by, paying_by
 from ledgerlm.identity import SignedAction, SigningDomain, verify_action
 from ledgerlm.store import Database
 from ledgerlm.store.actions import record_action
@@ -160,7 +160,9 @@ class AccessPayments:
             owed = owed_by(conn, payer)
             # calls admitted and still running hold their worst case under the same cap: their receipts come next
             held = held_by(conn, payer, int(time.time()))
-            problem = self._cannot_pay(payer, price, owed, held)
+            # payments sent and not mined yet take from the same cap and escrow once they land
+            paying = paying_by(conn, payer)
+            problem = self._cannot_pay(payer, price, owed, held, paying)
             if problem:
                 raise CannotPay(f"cannot take {price} for {what} from {payer}'s escrow: {problem}",
                                       field="payment")
@@ -230,18 +232,21 @@ class AccessPayments:
             access_payments.c.version == version, access_payments.c.purpose == purpose,
             access_payments.c.state.in_(("pending", "paid")))).limit(1)).first() is not None
 
-    def _cannot_pay(self, developer: str, price: int, owed: int, held: int = 0) -> str | None:
+    def _cannot_pay(self, developer: str, price: int, owed: int, held: int = 0, paying: int = 0) -> str | None:
         allowance = self.contracts.escrow.spending_cap(developer, self.node_account.address)
         if allowance.cap == 0:
             return "no spending cap for this node (sign one that covers the price)"
-        if allowance.left < owed + held + price:
-            return (f"the spending cap {allowance.cap} has {max(0, allowance.left - owed - held)} left in this period"
+        taken = owed + held + paying
+        if allowance.left < taken + price:
+            return (f"the spending cap {allowance.cap} has {max(0, allowance.left - taken)} left in this period"
                     + (f" after {owed} owed for calls not settled yet" if owed else "")
-                    + (f" and {held} held by calls in flight" if held else ""))
+                    + (f", {held} held by calls in flight" if held else "")
+                    + (f", {paying} paid in transactions not mined yet" if paying else ""))
         escrow = self.contracts.escrow
         balance = escrow.balance_of(developer) - escrow.pending_withdrawal(developer).amount  # leaving: not payable
-        if balance < owed + held + price:
-            return f"escrow holds {balance}" + (f", of which {owed + held} is owed or held by calls" if owed + held else "")
+        if balance < taken + price:
+            return f"escrow holds {balance}" + (f", of which {taken} is owed, held by calls or paid in transactions "
+                                                "not mined yet" if taken else "")
         return None
 
     def attach_job(self, payment_id: int, job_id: int) -> None:

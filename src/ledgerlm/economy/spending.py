@@ -8,7 +8,7 @@ from sqlalchemy import and_, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from ledgerlm.store.schema import account_spending, spend_holds
+from ledgerlm.store.schema import access_payments, account_spending, compute_jobs, spend_holds
 
 EVER = 0  # the epoch key of an account's total over every epoch
 
@@ -34,6 +34,16 @@ def held_by(conn: Connection, account: str, now: int) -> int:
     room under a cap or a budget that a payment made meanwhile must leave to them."""
     return sum(int(a) for a in conn.execute(select(spend_holds.c.amount).where(and_(
         spend_holds.c.consumer == account, spend_holds.c.expires_at > now))).scalars())
+
+
+def paying_by(conn: Connection, account: str) -> int:
+    """What `account`'s payments for access and compute jobs sent but not mined yet will take from its cap and
+    escrow: on chain they are in neither `spent` nor out of the balance until they land."""
+    access = conn.execute(select(access_payments.c.amount).where(and_(
+        access_payments.c.developer == account, access_payments.c.state == "pending"))).scalars()
+    jobs = conn.execute(select(compute_jobs.c.amount).where(and_(
+        compute_jobs.c.requester == account, compute_jobs.c.payment_state == "pending"))).scalars()
+    return sum(int(a) for a in access) + sum(int(a) for a in jobs)
 
 
 def _row(account: str, epoch: int):

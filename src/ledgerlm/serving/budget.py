@@ -17,13 +17,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import and_, delete, insert, select
+from sqlalchemy import and_, delete, insert
 
-from ledgerlm.economy import held_by, lock_consumer, open_epoch, owed_by
+from ledgerlm.economy import held_by, lock_consumer, open_epoch, owed_by, paying_by
 from ledgerlm.serving.errors import ApiKeyError, PaymentRequiredError
 from ledgerlm.serving.keys import ApiKey
 from ledgerlm.store import Database
-from ledgerlm.store.schema import access_payments, compute_jobs, spend_holds
+from ledgerlm.store.schema import spend_holds
 from ledgerlm.units import format_amount
 
 # A hold a crashed node never released stops counting after this long; no call runs anywhere near it.
@@ -55,10 +55,7 @@ class Budget:
         unsettled = owed_by(conn, consumer)
         # paid access to private Datanets and paid compute jobs are debited from the same cap and escrow at once;
         # on chain they are in `spent` and out of the balance, and until then they are counted here
-        access = sum(int(a) for a in conn.execute(select(access_payments.c.amount).where(and_(
-            access_payments.c.developer == consumer, access_payments.c.state == "pending"))).scalars())
-        access += sum(int(a) for a in conn.execute(select(compute_jobs.c.amount).where(and_(
-            compute_jobs.c.requester == consumer, compute_jobs.c.payment_state == "pending"))).scalars())
+        access = paying_by(conn, consumer)
         reserved = held_by(conn, consumer, now)
         if self.escrow is not None:  # the cap in force: the consumer may have lowered or revoked it on chain
             allowance = self.escrow.spending_cap(consumer, self.settler)
