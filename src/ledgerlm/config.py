@@ -42,6 +42,10 @@ class NodeConfig:
     # versions whose root the node anchors on chain per hour: in all, and for one owner (the same reason)
     versions_per_hour: int = 120
     versions_per_owner_per_hour: int = 30
+    # new agents whose policy the node stores per hour, in all and for one owner: a policy needs only two
+    # signatures from keys that cost nothing, so these bound what fresh keys can make the node store
+    agents_per_hour: int = 120
+    agents_per_owner_per_hour: int = 30
     # consumers' spending caps the node relays to the escrow (and pays the gas of) per hour, in all
     cap_relays_per_hour: int = 600
     # paid compute jobs accepted per hour in all (a tenth of it per requester): each debit's gas is the node's
@@ -236,7 +240,7 @@ class Home:
             raise ConfigError(f"{self.config_path}: {exc}", field="config") from exc
         for name in ("chain_id", "max_upload_bytes", "max_upload_files", "datanets_per_hour",
                      "datanets_per_owner_per_hour", "versions_per_hour", "versions_per_owner_per_hour",
-                     "cap_relays_per_hour", "attributors_warm", "compute_jobs_per_hour",
+                     "agents_per_hour", "agents_per_owner_per_hour", "cap_relays_per_hour", "attributors_warm", "compute_jobs_per_hour",
                      "storage_quota_bytes", "max_signature_ttl_seconds", "port", "round_commit_seconds", "round_reveal_seconds",
                      "validators_per_contribution", "settle_chunk_size", "serving_max_batch",
                      "chain_confirmations", "chain_fee_bump_seconds", "chain_index_batch_blocks",

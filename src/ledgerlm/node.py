@@ -345,7 +345,8 @@ class Node:
         """The policy each agent's owner signed; checked before an agent spends, contributes or votes."""
         from ledgerlm.agents import AgentPolicies
 
-        return AgentPolicies(self.db, domain=lambda: self.domain)
+        return AgentPolicies(self.db, domain=lambda: self.domain, agents_per_hour=self.config.agents_per_hour,
+                             agents_per_owner_per_hour=self.config.agents_per_owner_per_hour)
 
     @cached_property
     def validation(self):

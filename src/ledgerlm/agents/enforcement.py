@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ledgerlm.agents.errors import AgentError, PolicyRefusal
 from ledgerlm.agents.policy import AgentPolicy, policy_from_message
+from ledgerlm.buckets import KeyedLimit, hourly
 from ledgerlm.economy import current_epoch, held_by, spent_by
 from ledgerlm.errors import AuthError, NotFoundError
 from ledgerlm.identity import SignedAction, SigningDomain, verify_action
@@ -41,9 +42,12 @@ class AgentStanding(BaseModel):
 class AgentPolicies:
     """Registers owner-signed policies and refuses an agent's action its policy forbids, naming the rule."""
 
-    def __init__(self, db: Database, *, domain: Callable[[], SigningDomain]):
+    def __init__(self, db: Database, *, domain: Callable[[], SigningDomain], agents_per_hour: int = 120,
+                 agents_per_owner_per_hour: int = 30):
         self.db = db
         self.domain = domain  # read at each call: deploying the contracts changes it
+        # new agents stored per hour, per owner and in all (NodeConfig.agents_per_hour): fresh keys cost nothing
+        self._new_agents = KeyedLimit(hourly(agents_per_owner_per_hour), hourly(agents_per_hour))
 
     # ---------------------------------------------------------------- owner's signed changes
 
@@ -64,13 +68,31 @@ class AgentPolicies:
                 if bound != agent or to_checksum_address(binding.message["owner"]) != owner:
                     raise AuthError(f"the BindAgent signature must be agent {agent}'s, naming owner {owner}",
                                     field="binding")
-                row = self._bind(conn, agent, owner, policy, signed, binding, now)
+                self._take_new_agent(owner)
+                try:
+                    row = self._bind(conn, agent, owner, policy, signed, binding, now)
+                except BaseException:
+                    self._new_agents.give_back(owner.lower())
+                    raise
             if row is not None:
                 self._require_owner(row, owner)
                 action_id = record_action(conn, signed, owner, chain_id=self.domain().chain_id, now=now)
                 conn.execute(update(agent_policies).where(agent_policies.c.agent == agent).values(
                     policy=_stored(policy), paused=policy.paused, action_id=action_id, updated_at=now))
         return self.standing(agent)
+
+    def _take_new_agent(self, owner: str) -> None:
+        """Count one new agent of `owner`, or refuse it (429) while the owner's or the node's hour is spent."""
+        refused = self._new_agents.take(owner.lower())
+        if refused is None:
+            return
+        spent, wait = refused
+        if spent == "each":
+            raise AgentError(f"{owner} has registered {int(self._new_agents.each.burst)} agents within the hour, the "
+                             f"most this node stores for one owner; try again in {int(wait) + 1} s", field="owner",
+                             status=429)
+        raise AgentError(f"this node has registered its {int(self._new_agents.together.burst)} new agents of the hour; "
+                         f"try again in {int(wait) + 1} s", field="agent", status=429)
 
     def _bind(self, conn, agent: str, owner: str, policy: AgentPolicy, signed: SignedAction,
               binding: SignedAction, now: int):
@@ -119,12 +141,13 @@ class AgentPolicies:
             return AgentStanding(agent=agent, owner=row["owner"], policy=policy, epoch=current_epoch(conn),
                                  spent=self._spent(conn, agent, policy), updated_at=row["updated_at"])
 
-    def list(self, owner: str | None = None) -> list[AgentStanding]:
+    def list(self, owner: str | None = None, *, offset: int = 0, limit: int = 1000) -> list[AgentStanding]:
+        """Agents by address (one owner's, or all): at most `limit` from `offset` on."""
         with self.db.connect() as conn:
             query = select(agent_policies.c.agent).order_by(agent_policies.c.agent)
             if owner:
                 query = query.where(agent_policies.c.owner == _address(owner))
-            agents = list(conn.execute(query).scalars())
+            agents = list(conn.execute(query.offset(offset).limit(limit)).scalars())
         return [self.standing(a) for a in agents]
 
     # ---------------------------------------------------------------- the checks the rooms call
@@ -232,7 +255,8 @@ def _stored(policy: AgentPolicy) -> dict:
 
 
 def _policy(row) -> AgentPolicy:
+    # checked when it was signed and stored: a policy stored before a limit was added still reads
     data = dict(row["policy"])
-    return AgentPolicy(**{**data, "budget": int(data["budget"]), "paused": bool(row["paused"]),
-                          "max_price_per_1k": None if data.get("max_price_per_1k") is None
-                          else int(data["max_price_per_1k"])})
+    return AgentPolicy.model_construct(**{**data, "budget": int(data["budget"]), "paused": bool(row["paused"]),
+                                          "max_price_per_1k": None if data.get("max_price_per_1k") is None
+                                          else int(data["max_price_per_1k"])})

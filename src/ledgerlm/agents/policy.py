@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StringConstraints, ValidationError, field_validator
 
 from ledgerlm.agents.errors import AgentError, PolicyRefusal
 from ledgerlm.units import format_amount
@@ -14,6 +16,11 @@ TOOLS = ("search", "call_model", "read_datanet", "contribute", "validate", "bala
 # The rules a refusal names (its `field`), on the client and on the node alike.
 RULES = ("paused", "actions", "allow_models", "max_price", "allow_datanets", "budget")
 
+# A policy names at most this many models and as many Datanets, each by a name of at most 128 characters: the
+# node stores every policy signed by keys that cost nothing (model ids and Datanet names are far shorter).
+MAX_ALLOWED = 256
+AllowedName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
 # Tokens a chat template adds around the messages, on top of the prompt's own bytes (see worst_case_cost).
 TEMPLATE_TOKENS = 64
 
@@ -23,10 +30,12 @@ class AgentPolicy(BaseModel):
 
     budget: int = Field(gt=0, description="most the agent spends on calls (in total, or per epoch)")
     per_epoch: bool = False
-    allow_models: list[str] = Field(default_factory=list, description="empty: any model")
-    allow_datanets: list[str] = Field(default_factory=list, description="empty: any Datanet")
+    allow_models: list[AllowedName] = Field(default_factory=list, max_length=MAX_ALLOWED,
+                                            description="empty: any model")
+    allow_datanets: list[AllowedName] = Field(default_factory=list, max_length=MAX_ALLOWED,
+                                              description="empty: any Datanet")
     max_price_per_1k: int | None = Field(default=None, ge=0, description="the dearest model price it may pay")
-    actions: list[str] = Field(default_factory=lambda: list(TOOLS))
+    actions: list[str] = Field(default_factory=lambda: list(TOOLS), max_length=2 * len(TOOLS))
     paused: bool = False
 
     @field_validator("actions")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
 from ledgerlm.api.deps import get_node
@@ -21,10 +21,15 @@ class PauseBody(BaseModel):
     action: SignedAction  # the owner's PauseAgent (paused: true to pause, false to resume)
 
 
+MAX_LISTED = 1000  # agents one listing returns at most; the next page starts at `offset`
+
+
 @router.get("")
-def list_agents(owner: str | None = None, node: Node = Depends(get_node)) -> list[dict]:
-    """Every agent with a policy on this node (or one owner's), with what each spent under it."""
-    return [s.to_dict() for s in node.agent_policies.list(owner)]
+def list_agents(owner: str | None = None, offset: int = Query(0, ge=0),
+                limit: int = Query(MAX_LISTED, ge=1, le=MAX_LISTED), node: Node = Depends(get_node)) -> list[dict]:
+    """The agents with a policy on this node (or one owner's), by address, with what each spent under it: at most
+    `limit` (up to 1,000) from `offset` on."""
+    return [s.to_dict() for s in node.agent_policies.list(owner, offset=offset, limit=limit)]
 
 
 @router.get("/{address}")
