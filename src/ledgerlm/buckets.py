@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 # Buckets kept before full ones are swept: a key seen once (a client address, a fresh consumer) must
 # not hold memory for good, and the sweep waits until the kept buckets double, so it costs O(1) a take.
@@ -72,6 +73,15 @@ class KeyedLimit:
             self.each.give_back(key)  # the hour spent is everyone's, not this key's
             return "together", wait
         return None
+
+    def take_or_refuse(self, key: str, refusal: Callable[[str, int, int], Exception]) -> None:
+        """Take a token for `key`, or raise `refusal(spent, burst, seconds)` with nothing taken: which is spent
+        ("each" or "together"), that bucket's size, and the whole seconds until it is not."""
+        refused = self.take(key)
+        if refused is None:
+            return
+        spent, wait = refused
+        raise refusal(spent, int((self.each if spent == "each" else self.together).burst), int(wait) + 1)
 
     def give_back(self, key: str) -> None:
         """Return both tokens of an action that then did not happen."""

@@ -83,16 +83,14 @@ class AgentPolicies:
 
     def _take_new_agent(self, owner: str) -> None:
         """Count one new agent of `owner`, or refuse it (429) while the owner's or the node's hour is spent."""
-        refused = self._new_agents.take(owner.lower())
-        if refused is None:
-            return
-        spent, wait = refused
-        if spent == "each":
-            raise AgentError(f"{owner} has registered {int(self._new_agents.each.burst)} agents within the hour, the "
-                             f"most this node stores for one owner; try again in {int(wait) + 1} s", field="owner",
-                             status=429)
-        raise AgentError(f"this node has registered its {int(self._new_agents.together.burst)} new agents of the hour; "
-                         f"try again in {int(wait) + 1} s", field="agent", status=429)
+        def refusal(spent: str, most: int, wait: int) -> AgentError:
+            if spent == "each":
+                return AgentError(f"{owner} has registered {most} agents within the hour, the most this node stores "
+                                  f"for one owner; try again in {wait} s", field="owner", status=429)
+            return AgentError(f"this node has registered its {most} new agents of the hour; try again in {wait} s",
+                              field="agent", status=429)
+
+        self._new_agents.take_or_refuse(owner.lower(), refusal)
 
     def _bind(self, conn, agent: str, owner: str, policy: AgentPolicy, signed: SignedAction,
               binding: SignedAction, now: int):

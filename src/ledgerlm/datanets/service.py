@@ -130,16 +130,14 @@ class Datanets(Access, Ingest, Review, Versions):
         """Count one on-chain write the node pays for on behalf of `owner` (`done`: what they did, "{}" the
         count), or refuse it (429) while the owner's or the node's hour is spent; nothing is stored and the
         signed action stays unused, so it may be sent again later."""
-        refused = limit.take(owner.lower())
-        if refused is None:
-            return
-        spent, wait = refused
-        if spent == "each":
-            raise DatanetError(f"{owner} has {done.format(int(limit.each.burst))} within the hour, the most this node "
-                               f"anchors for one owner; try again in {int(wait) + 1} s", field="owner", status=429)
-        raise DatanetError(f"this node has anchored its {int(limit.together.burst)} writes of that kind within the "
-                           f"hour, the most it pays the gas of; try again in {int(wait) + 1} s", field=field,
-                           status=429)
+        def refusal(spent: str, most: int, wait: int) -> DatanetError:
+            if spent == "each":
+                return DatanetError(f"{owner} has {done.format(most)} within the hour, the most this node anchors for "
+                                    f"one owner; try again in {wait} s", field="owner", status=429)
+            return DatanetError(f"this node has anchored its {most} writes of that kind within the hour, the most it "
+                                f"pays the gas of; try again in {wait} s", field=field, status=429)
+
+        limit.take_or_refuse(owner.lower(), refusal)
 
     def anchor_datanet(self, datanet: Datanet) -> None:
         tx = self.anchor.register_datanet(datanet)

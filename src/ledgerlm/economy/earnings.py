@@ -37,17 +37,15 @@ class CapRelays:
 
     def take(self, consumer: str) -> None:
         """Count one relay for `consumer`, or refuse it (429) while its relays or the node's are spent."""
-        refused = self._limit.take(consumer)
-        if refused is None:
-            return
-        spent, wait = refused
-        if spent == "each":
-            raise EconomyError(f"this node has relayed {CAP_RELAY_BURST} spending caps of {consumer} lately, the "
-                               f"most it relays at once; wait {int(wait) + 1} s, or submit the signed cap to the "
-                               "escrow yourself (it takes one from any sender)", field="consumer", status=429)
-        raise EconomyError(f"this node has relayed {int(self._limit.together.burst)} spending caps within the hour, "
-                           f"the most it pays the gas of; wait {int(wait) + 1} s, or submit the signed cap to the "
-                           "escrow yourself (it takes one from any sender)", field="cap", status=429)
+        def refusal(spent: str, most: int, wait: int) -> EconomyError:
+            yourself = "or submit the signed cap to the escrow yourself (it takes one from any sender)"
+            if spent == "each":
+                return EconomyError(f"this node has relayed {most} spending caps of {consumer} lately, the most it "
+                                    f"relays at once; wait {wait} s, {yourself}", field="consumer", status=429)
+            return EconomyError(f"this node has relayed {most} spending caps within the hour, the most it pays the "
+                                f"gas of; wait {wait} s, {yourself}", field="cap", status=429)
+
+        self._limit.take_or_refuse(consumer, refusal)
 
 
 def record_spending_cap(db: Database, escrow, relayer, *, consumer: str, settler: str, cap: int, nonce: int,

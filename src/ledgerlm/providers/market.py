@@ -213,16 +213,14 @@ class ComputeMarket:
     def _take_payment_slot(self, requester: str) -> None:
         """Count one paid job for `requester`, or refuse it (429, nothing stored) while theirs or the node's hour is
         spent."""
-        refused = self._accepted.take(requester.lower())
-        if refused is None:
-            return
-        spent, wait = refused
-        if spent == "each":
-            raise ProviderError(f"{requester} has had {int(self._accepted.each.burst)} jobs accepted within the hour, "
-                                f"the most this node debits for one requester; try again in {int(wait) + 1} s",
-                                field="requester", status=429)
-        raise ProviderError(f"this node has accepted {int(self._accepted.together.burst)} jobs within the hour, the "
-                            f"most it pays the gas of; try again in {int(wait) + 1} s", field="offerId", status=429)
+        def refusal(spent: str, most: int, wait: int) -> ProviderError:
+            if spent == "each":
+                return ProviderError(f"{requester} has had {most} jobs accepted within the hour, the most this node "
+                                     f"debits for one requester; try again in {wait} s", field="requester", status=429)
+            return ProviderError(f"this node has accepted {most} jobs within the hour, the most it pays the gas of; "
+                                 f"try again in {wait} s", field="offerId", status=429)
+
+        self._accepted.take_or_refuse(requester.lower(), refusal)
 
     def _match(self, offer_id: int, kind: str, amount: int) -> Offer:
         if offer_id:
