@@ -141,3 +141,24 @@ def test_a_client_that_leaves_mid_stream_pays_only_for_tokens_generated(server, 
     assert 1 <= receipt["completion_tokens"] < 900
     assert int(receipt["fee"]) == price_fee(receipt["prompt_tokens"], receipt["completion_tokens"], BASE_PRICE)
     assert shown["checks"]["split_sums_to_fee"] and shown["checks"]["signature_valid"]
+
+
+def test_a_client_that_gives_up_on_a_whole_answer_pays_only_for_tokens_generated(server, world, node_client):
+    """Not streamed: the node notices the client has gone and stops, as for a stream left mid-way."""
+    before = {r["id"] for r in node_client.serving.receipts(account=world.consumer.address, limit=1000)}
+    body = {"model": "tiny", "prompt": "four five six", "max_tokens": 900, "temperature": 0}
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(f"{server}/v1/completions", json=body, timeout=0.3,
+                   headers={"Authorization": f"Bearer {world.key}"})
+    deadline = time.monotonic() + 60
+    while True:
+        new = [r for r in node_client.serving.receipts(account=world.consumer.address, limit=1000)
+               if r["id"] not in before]
+        if new:
+            break
+        assert time.monotonic() < deadline, "no receipt for the abandoned call"
+        time.sleep(0.1)
+    receipt = new[0]
+    assert 1 <= receipt["completion_tokens"] < 900
+    assert int(receipt["fee"]) == price_fee(receipt["prompt_tokens"], receipt["completion_tokens"], BASE_PRICE)
+

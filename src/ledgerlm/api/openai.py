@@ -22,6 +22,7 @@ RECEIPT_HEADER = "X-Ledgerlm-Receipt"
 # A repeat of a call (same key, same request) answers with the first call's answer and receipt.
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
+DISCONNECT_POLL_SECONDS = 0.1  # how soon a whole answer whose client left stops being generated
 
 
 @router.get("/models")
@@ -82,15 +83,19 @@ async def _serve(node: Node, request: Request, body, *, chat: bool, **inputs):
     if call.replayed:
         headers[REPLAYED_HEADER] = "true"
     if not body.stream:
-        text = []
-        while True:
-            event = await events.get()
-            if event.kind == "error":
-                raise event.error
-            if event.kind == "done":
-                receipt = await run_in_threadpool(receipt_shown, event.receipt)
-                return JSONResponse(shape.whole("".join(text), event, receipt), headers=headers)
-            text.append(event.text)
+        watcher = asyncio.create_task(_cancel_when_gone(request, call))
+        try:
+            text = []
+            while True:
+                event = await events.get()
+                if event.kind == "error":
+                    raise event.error
+                if event.kind == "done":
+                    receipt = await run_in_threadpool(receipt_shown, event.receipt)
+                    return JSONResponse(shape.whole("".join(text), event, receipt), headers=headers)
+                text.append(event.text)
+        finally:
+            watcher.cancel()
     first = await events.get()
     if first.kind == "error":  # failed before the first token: a plain HTTP error
         raise first.error
@@ -116,6 +121,14 @@ async def _serve(node: Node, request: Request, body, *, chat: bool, **inputs):
                 call.cancel()
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+
+async def _cancel_when_gone(request: Request, call) -> None:
+    """Stop a whole (not streamed) answer once its client has gone: it pays only for what was generated, as a
+    stream left mid-way does, instead of for every token of an answer nobody will read."""
+    while not await request.is_disconnected():
+        await asyncio.sleep(DISCONNECT_POLL_SECONDS)
+    call.cancel()
 
 
 class _Shape:

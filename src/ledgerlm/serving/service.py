@@ -176,7 +176,7 @@ class Serving:
                 def guard(reserved: int) -> None:
                     self.spend_guard(key.consumer, model, served.price_per_1k, cost, reserved)
             reservation = self.budget.reserve(key, cost, what, guard)
-        except LedgerError:
+        except BaseException:  # a refusal, or a database error the API answers 503: the slot is free either way
             if limit_key:
                 self.limits.release(limit_key)
             raise
@@ -186,7 +186,7 @@ class Serving:
             self.in_flight += 1
         try:
             call.generation = engine.submit(ids, served.adapter, params, sink=lambda e: self._on_event(call, e))
-        except LedgerError:
+        except BaseException:
             self._release(call)
             raise
         return call
@@ -257,9 +257,11 @@ class Serving:
     def _release(self, call: Call) -> None:
         with self._counting:
             self.in_flight -= 1
-        self.budget.release(call.reservation)
-        if call.limit_key is not None:
-            self.limits.release(call.limit_key)
+        try:
+            self.budget.release(call.reservation)  # a hold left by a database error expires with its lease
+        finally:
+            if call.limit_key is not None:
+                self.limits.release(call.limit_key)
 
     def status(self) -> dict:
         """What a gateway routes by: the resident base model, the adapters warm in each tier, calls running."""
