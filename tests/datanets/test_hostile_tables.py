@@ -46,10 +46,47 @@ def test_parquet_cells_python_cannot_read_name_the_row_and_column(tmp_path):
         "map.parquet": (pa.table({"question": ["a"], "m": pa.array([[("k", 1), ("k", 2)]],
                                                                     pa.map_(pa.string(), pa.int64()))}),
                         "map.parquet row 1: field 'm': a map holds the same key twice"),
+        "listkeys.parquet": (pa.table({"question": ["a"], "m": pa.array([[([1], 2)]],
+                                                                         pa.map_(pa.list_(pa.int64()), pa.int64()))}),
+                             "listkeys.parquet row 1: field 'm': a map keyed by lists or structs has no JSON form"),
+        "nankeys.parquet": (pa.table({"question": ["a"], "m": pa.array([[(float("nan"), "v1"), (float("nan"), "v2")]],
+                                                                        pa.map_(pa.float64(), pa.string()))}),
+                            "nankeys.parquet row 1: field 'm': a map key nan has no JSON form"),
+        "bytekeys.parquet": (pa.table({"question": ["a"], "m": pa.array([[(b"\xff", "v")]],
+                                                                         pa.map_(pa.binary(), pa.string()))}),
+                             "bytekeys.parquet row 1: field 'm': a map key b'\\xff' has no JSON form"),
+        "textkeys.parquet": (pa.table({"question": ["a"], "m": pa.array([[(1, "v1")]], pa.map_(pa.int64(), pa.string())),
+                                       "n": pa.array([[(1.0, "v")]], pa.map_(pa.float64(), pa.string()))}),
+                             None),
     }
     for name, (table, expected) in cases.items():
+        if expected is None:  # number keys read as their text
+            (parsed,) = iter_records(write_table(tmp_path / name, table), name, "parquet")
+            assert parsed.record["m"] == {"1": "v1"} and parsed.record["n"] == {"1.0": "v"}
+            continue
         message = parse_error(write_table(tmp_path / name, table))
         assert message.startswith(expected), message
+
+
+def test_a_parquet_dictionary_repeated_in_every_row_is_refused_before_it_is_expanded(tmp_path):
+    """A dictionary page counts once in the footer however many rows repeat it: 450 bytes of Parquet repeating one
+    256 KiB string in 4,096 rows (1 GiB of text) took 2-3 GB of memory before the size check saw it."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "dictionary.parquet"
+    rows = 4096
+    pq.write_table(pa.table({"question": pa.array(["x" * 256 * 1024] * rows), "answer": pa.array(["a"] * rows)}),
+                   path, store_schema=False, compression="zstd", row_group_size=rows)
+    assert path.stat().st_size < 2000
+    # peak memory of a process of its own (VmHWM: ru_maxrss would carry over this test process's, through exec)
+    script = ("from ledgerlm.datanets.parsers import ParseError, iter_records\n"
+              f"try:\n    list(iter_records({str(path)!r}, 'dictionary.parquet', 'parquet'))\n"
+              "except ParseError as exc:\n    print(exc.message)\n"
+              "print([int(l.split()[1]) // 1024 for l in open('/proc/self/status') if l.startswith('VmHWM')][0])\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert "expands past the limit" in out[0], out
+    assert int(out[1]) < 400, f"peak {out[1]} MB"  # the interpreter and its imports take about 100 MB of it
 
 
 # --- repeated names ----------------------------------------------------------------------------------------------

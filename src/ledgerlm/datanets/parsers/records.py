@@ -407,6 +407,14 @@ def _iter_parquet(path: Path, name: str, validator, max_bytes: int) -> Iterator[
 
     try:
         parquet = pq.ParquetFile(path)
+        dictionary_columns = _dictionary_columns(parquet.metadata)
+        if dictionary_columns:
+            # Read back as dictionaries, not expanded: a footer counts a dictionary page once however many rows
+            # repeat it (450 bytes of Parquet repeating one 500 KiB string in 4,096 rows declared 0.5 MB, and
+            # expanded to 3 GB of memory before the size check could see it); `_decoded_bytes` counts the
+            # expansion, and the rows become Python objects a bounded slice at a time.
+            parquet.close()
+            parquet = pq.ParquetFile(path, read_dictionary=dictionary_columns)
         meta = parquet.metadata
         group_sizes = [(sum(meta.row_group(g).column(c).total_uncompressed_size for c in range(meta.num_columns)),
                         meta.row_group(g).num_rows) for g in range(meta.num_row_groups)]
@@ -451,7 +459,7 @@ def _iter_parquet(path: Path, name: str, validator, max_bytes: int) -> Iterator[
                     rows = part.to_pylist(maps_as_pydicts="strict")
                 except (pa.ArrowException, OSError) as exc:
                     raise ParseError(f"{name} row {rowno + 1}: corrupt Parquet data ({exc})") from None
-                except (ValueError, OverflowError, KeyError) as exc:  # UnicodeDecodeError is a ValueError
+                except _UNREADABLE as exc:
                     raise _unreadable_cell(part, name, rowno + 1, exc) from None
                 for row in rows:
                     rowno += 1
@@ -466,6 +474,18 @@ def _iter_parquet(path: Path, name: str, validator, max_bytes: int) -> Iterator[
                     yield _hashed(record, location, validator, max_bytes=max_bytes)
     if rowno == 0:
         raise ParseError(f"{name}: no records (the table has no rows)")
+
+
+def _dictionary_columns(meta) -> list[str]:
+    """The paths of the text and bytes columns some row group of the file stores with a dictionary page."""
+    found = []
+    for c in range(meta.num_columns):
+        column = meta.row_group(0).column(c) if meta.num_row_groups else None
+        if column is None or column.physical_type != "BYTE_ARRAY":
+            continue
+        if any(meta.row_group(g).column(c).has_dictionary_page for g in range(meta.num_row_groups)):
+            found.append(column.path_in_schema)
+    return found
 
 
 def _repeated_name(schema) -> tuple[str, str] | None:
@@ -529,9 +549,14 @@ def _first_row_over(batch, max_bytes: int) -> int | None:
     return pc.index(over, True).as_py() if pc.any(over).as_py() else None
 
 
+# What Arrow raises for a cell it stores but Python cannot hold: text that is not UTF-8 (a ValueError), a date
+# past the year 9999, a map that repeats a key, or a map keyed by lists or structs (unhashable in Python)
+_UNREADABLE = (ValueError, OverflowError, KeyError, TypeError)
+
+
 def _unreadable_cell(part, name: str, first_row: int, exc: Exception) -> ParseError:
     """The error for rows Arrow stores but Python cannot hold, naming the row and column of the first bad cell."""
-    problem = (ValueError, OverflowError, KeyError)
+    problem = _UNREADABLE
     for column_name, column in zip(part.schema.names, part.columns, strict=True):
         try:
             column.to_pylist(maps_as_pydicts="strict")
@@ -550,6 +575,10 @@ def _unreadable_cell(part, name: str, first_row: int, exc: Exception) -> ParseEr
 
 
 def _unreadable_reason(exc: Exception, kind) -> str:
+    import pyarrow as pa
+
+    if kind is not None and pa.types.is_dictionary(kind):  # how it was stored, not how it is read back
+        kind = kind.value_type
     if isinstance(exc, UnicodeDecodeError):
         return (f"a {kind} value is not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {exc.start} of"
                 " the value); write the column as UTF-8 text")
@@ -559,6 +588,8 @@ def _unreadable_reason(exc: Exception, kind) -> str:
         return f"a {kind} value is out of the range that can be read ({exc}); store it as a string or an integer"
     if isinstance(exc, KeyError):  # maps_as_pydicts="strict" refuses a map that repeats a key
         return "a map holds the same key twice; each key of a record may appear only once"
+    if isinstance(exc, TypeError):
+        return "a map keyed by lists or structs has no JSON form; its keys must be text or numbers"
     return f"a {kind} value cannot be read ({exc})"
 
 
@@ -595,6 +626,21 @@ def _decoded_bytes(array) -> int:
     return array.nbytes
 
 
+def _json_object(value: dict, location: str, field: str) -> dict:
+    """A Parquet map as a JSON object: its keys become text, and a key whose text is not its own (bytes, NaN) or
+    that another key's text repeats (1 and "1") is refused rather than silently merged or written as a repr."""
+    out = {}
+    for key, item in value.items():
+        if isinstance(key, (bytes, bytearray, memoryview)) or (isinstance(key, float) and not math.isfinite(key)):
+            raise ParseError(f"{location}: field '{field}': a map key {key!r} has no JSON form; use text keys")
+        text = key if isinstance(key, str) else key.isoformat() if hasattr(key, "isoformat") else str(key)
+        if text in out:
+            raise ParseError(f"{location}: field '{field}': the map keys repeat {text!r} once written as text; each "
+                             "key of a record may appear only once")
+        out[text] = _json_value(item, location, f"{field}.{text}")
+    return out
+
+
 def _json_value(value, location: str, field: str):
     """A Parquet cell as a JSON value: dates as ISO 8601 strings, NaN as null, bytes refused."""
     kind = type(value)
@@ -607,7 +653,7 @@ def _json_value(value, location: str, field: str):
             raise ParseError(f"{location}: field '{field}': infinity has no JSON form")
         return value
     if kind is dict:
-        return {str(k): _json_value(v, location, f"{field}.{k}") for k, v in value.items()}
+        return _json_object(value, location, field)
     if kind is list or kind is tuple:
         return [_json_value(v, location, f"{field}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
