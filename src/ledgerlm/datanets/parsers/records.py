@@ -456,7 +456,7 @@ def _iter_parquet(path: Path, name: str, validator, max_bytes: int) -> Iterator[
                     raise ParseError(f"{name} row {rowno + oversized - start + 1}: {_too_large(max_bytes)}")
                 part = batch.slice(start, step)
                 try:
-                    rows = part.to_pylist(maps_as_pydicts="strict")
+                    rows = _dense(part).to_pylist(maps_as_pydicts="strict")
                 except (pa.ArrowException, OSError) as exc:
                     raise ParseError(f"{name} row {rowno + 1}: corrupt Parquet data ({exc})") from None
                 except _UNREADABLE as exc:
@@ -474,6 +474,17 @@ def _iter_parquet(path: Path, name: str, validator, max_bytes: int) -> Iterator[
                     yield _hashed(record, location, validator, max_bytes=max_bytes)
     if rowno == 0:
         raise ParseError(f"{name}: no records (the table has no rows)")
+
+
+def _dense(part):
+    """A slice (already bounded by its expanded size) with its top-level dictionary columns decoded: Python reads
+    plain text columns about half again as fast as dictionary ones."""
+    import pyarrow as pa
+
+    if not any(pa.types.is_dictionary(column.type) for column in part.columns):
+        return part
+    return pa.RecordBatch.from_arrays([column.dictionary_decode() if pa.types.is_dictionary(column.type) else column
+                                       for column in part.columns], names=part.schema.names)
 
 
 def _dictionary_columns(meta) -> list[str]:
