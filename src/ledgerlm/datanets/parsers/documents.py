@@ -37,6 +37,9 @@ class DocumentLimits:
     archive_bytes: int = 128 * 1024 * 1024  # every part of a DOCX, images included
     directory_bytes: int = 1024 * 1024  # a DOCX's zip directory: a few hundred parts take tens of KB
     xml_depth: int = 256
+    # elements in a DOCX's document.xml: python-docx holds each as objects, and 25 KB of zip inflating to 16 MiB
+    # of empty paragraphs took 660 MB and 20 s; a several-hundred-page document with tables has about 100,000
+    xml_elements: int = 500_000
     pages: int = 5000
     seconds: float = 20.0
 
@@ -249,17 +252,22 @@ def _table_lines(table) -> list[str]:
 
 
 def _check_xml(archive: zipfile.ZipFile, member: str, name: str, limits: DocumentLimits, deadline: float) -> None:
-    """Stream one XML part once: refuse a DOCTYPE (entity tricks), nesting past the depth limit, slowness."""
+    """Stream one XML part once: refuse a DOCTYPE (entity tricks), nesting past the depth limit, more elements than
+    the element limit, slowness."""
     from xml.parsers import expat
 
     parser = expat.ParserCreate()
-    depth = 0
+    depth = elements = 0
 
     def start(_tag, _attrs):
-        nonlocal depth
+        nonlocal depth, elements
         depth += 1
+        elements += 1
         if depth > limits.xml_depth:
             raise ParseError(f"{name}: {member} nests elements deeper than {limits.xml_depth} levels")
+        if elements > limits.xml_elements:
+            raise ParseError(f"{name}: {member} holds more than {limits.xml_elements} XML elements (split the "
+                             "document into smaller files)")
 
     def end(_tag):
         nonlocal depth
