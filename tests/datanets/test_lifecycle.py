@@ -106,6 +106,38 @@ def test_the_uploaded_file_leaves_the_node_once_every_record_it_held_is_withdraw
     assert blob not in node.datanets.referenced_blobs()
 
 
+def test_a_withdrawal_never_removes_the_file_of_an_upload_of_the_same_bytes_racing_it(client, qa, bob, tmp_path):
+    """The same bytes uploaded again while the last record of their first upload is withdrawn: whichever commits
+    first, the new upload's rows keep a file to read."""
+    import threading
+    import time
+
+    from sqlalchemy import select
+
+    from ledgerlm.store.schema import contributions
+
+    path = write_jsonl(tmp_path / "b.jsonl", _records(1, "b"))
+    client.contribute("qa", [path], bob)
+    node = client.http.app.state.node
+    first = client.contributions("qa")[0].id
+    racing: dict = {}
+
+    def upload_meanwhile(_sha: str) -> bool:  # called just before the withdrawal removes the file
+        racing["thread"] = threading.Thread(target=lambda: racing.setdefault("receipt", client.contribute(
+            "qa", [path], bob)))
+        racing["thread"].start()
+        time.sleep(1.0)  # the upload goes as far as it can meanwhile
+        return False
+
+    node.datanets.blob_kept = upload_meanwhile
+    client.withdraw(first, bob)
+    racing["thread"].join(timeout=60)
+    assert racing["receipt"].contribution_count == 1
+    with node.db.connect() as conn:
+        blobs = set(conn.execute(select(contributions.c.blob).where(contributions.c.state != "withdrawn")).scalars())
+    assert len(blobs) == 1 and all(node.blobs.path(blob).exists() for blob in blobs)
+
+
 def test_only_owner_reviews_and_publishes(client, qa, alice, bob, tmp_path):
     client.contribute("qa", [write_jsonl(tmp_path / "b.jsonl", _records(1))], bob)
     cid = client.contributions("qa")[0].id

@@ -401,8 +401,10 @@ class Ingest:
                     )
                 )
                 # Blobs become visible before the rows that name them commit: a crash in between
-                # leaves an unreferenced blob (harmless), never a row without its blob.
+                # leaves an unreferenced blob (harmless), never a row without its blob. The blob's lock keeps a
+                # withdrawal of the same bytes from removing it between the two (Review._remove_if_unused).
                 for _, blob in staged:
+                    self.db.lock(conn, f"blob:{blob.sha256}")
                     if self.blobs.commit(blob):
                         created_blobs.append(blob.sha256)
         except BaseException:

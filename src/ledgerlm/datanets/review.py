@@ -225,16 +225,23 @@ class Review:
                 action_id=action_id, allowed_from=("pending", "accepted", "rejected"),
             )
             blob = conn.execute(select(contributions.c.blob).where(contributions.c.id == contribution_id)).scalar()
+        self._remove_if_unused(blob)
+        return self.contribution(contribution_id, with_payload=False)
+
+    def _remove_if_unused(self, blob: str) -> None:
+        """The uploaded file leaves too once every record it held is withdrawn (its hash stays in the rows); a crash
+        before this removal leaves it to the next start's orphan collection (`referenced_blobs`)."""
+        with self.db.begin() as conn:
+            # An upload of the same bytes commits its blob under this lock, in the transaction that writes its
+            # rows: it either sees the blob gone (and makes it again) or its rows are seen here.
+            self.db.lock(conn, f"blob:{blob}")
             kept = conn.execute(select(contributions.c.id).where(and_(
                 contributions.c.blob == blob, contributions.c.state != "withdrawn")).limit(1)).first()
             # blobs are named by their content: the same bytes may be a version's manifest or a compute job's
             # checkpoint, which anyone can upload as a file and withdraw
             kept = kept or conn.execute(select(versions.c.id).where(versions.c.manifest_blob == blob)).first()
-        if kept is None and not (self.blob_kept is not None and self.blob_kept(blob)):
-            # The uploaded file leaves too once every record it held is withdrawn (its hash stays in the rows); a
-            # crash before this removal leaves it to the next start's orphan collection (`referenced_blobs`).
-            self.blobs.remove(blob)
-        return self.contribution(contribution_id, with_payload=False)
+            if kept is None and not (self.blob_kept is not None and self.blob_kept(blob)):
+                self.blobs.remove(blob)
 
 
 def _not_in_an_open_round(conn, ids: list[int]) -> None:
