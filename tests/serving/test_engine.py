@@ -232,3 +232,18 @@ def test_a_prompt_too_long_for_any_tokenization_is_refused_before_tokenizing(eng
     assert refused.value.field == "messages"
     with pytest.raises(ServingError, match=f"{engine.context} messages; this model's context is"):
         engine.check_prompt_text([""] * engine.context, "messages")  # empty messages still cost their template
+
+
+def test_a_chat_template_that_refuses_the_conversation_is_a_400_naming_messages(engine, monkeypatch):
+    """Some models' templates refuse turns that do not alternate (they call raise_exception): the caller is told
+    why, naming `messages`, rather than answered with a bare 500."""
+    from ledgerlm.serving import ServingError
+
+    alternating = ("{% for m in messages %}{% if (m['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+                   "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
+                   "{% endif %}{{ m['role'] + ': ' + m['content'] }}{% endfor %}")
+    monkeypatch.setattr(engine.tokenizer, "chat_template", alternating)
+    assert engine.chat_ids([{"role": "user", "content": "hi"}])
+    with pytest.raises(ServingError, match="roles must alternate") as refused:
+        engine.chat_ids([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}])
+    assert refused.value.field == "messages" and refused.value.status == 400

@@ -133,8 +133,13 @@ class PromptTokens:
     engine sees the same tokens and receipts count the same prompt. Needs `tokenizer` and `context`."""
 
     def chat_ids(self, messages: list[dict]) -> list[int]:
-        ids = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True,
-                                                 return_dict=False)
+        from jinja2 import TemplateError
+
+        try:
+            ids = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True,
+                                                     return_dict=False)
+        except TemplateError as exc:  # a model's own template may refuse a conversation (turns that do not alternate)
+            raise ServingError(f"this model's chat template refuses these messages: {exc}", field="messages") from None
         return list(ids)
 
     def prompt_ids(self, prompt: str) -> list[int]:
