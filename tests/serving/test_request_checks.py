@@ -81,8 +81,18 @@ def test_a_constraint_the_node_cannot_honour_is_refused_not_ignored(http, extra,
         assert error["field"] == field and words in error["message"], error
 
 
+@pytest.mark.parametrize("extra, field", [({"logprobs": True}, "logprobs"), ({"top_logprobs": 2}, "top_logprobs")])
+def test_chat_logprobs_are_refused_not_answered_null(http, extra, field):
+    response = http.post("/v1/chat/completions", json={
+        "model": "facts-a", "messages": [{"role": "user", "content": "Which?"}], "max_tokens": 4, **extra})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["field"] == field and "logprobs are not supported" in error["message"], error
+
+
 @pytest.mark.parametrize("extra", [{"tools": []}, {"tool_choice": "none"}, {"tool_choice": "auto"}, {"logit_bias": {}},
-                                   {"response_format": {"type": "text"}}, {"presence_penalty": 0.5, "user": "u1"}])
+                                   {"response_format": {"type": "text"}}, {"presence_penalty": 0.5, "user": "u1"},
+                                   {"logprobs": False, "top_logprobs": 0}])
 def test_what_asks_for_nothing_the_node_lacks_still_passes_validation(http, extra):
     response = http.post("/v1/chat/completions", json={
         "model": "facts-a", "messages": [{"role": "user", "content": "Which?"}], "max_tokens": 4, **extra})

@@ -103,6 +103,15 @@ MAX_MESSAGES = 8192
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     max_completion_tokens: int | None = Field(default=None, ge=1, strict=True)
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+
+    @field_validator("logprobs", "top_logprobs")
+    @classmethod
+    def _no_logprobs(cls, value):
+        if value:  # asked for and answered `null`, a client reading `choices[0].logprobs.content` breaks
+            raise ValueError("logprobs are not supported; leave them out")
+        return value
 
     def plain_messages(self) -> list[dict]:
         """The conversation as the engine renders it and attribution reads it; one attribution could not read (it
