@@ -247,3 +247,16 @@ def test_a_chat_template_that_refuses_the_conversation_is_a_400_naming_messages(
     with pytest.raises(ServingError, match="roles must alternate") as refused:
         engine.chat_ids([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}])
     assert refused.value.field == "messages" and refused.value.status == 400
+
+
+@pytest.mark.parametrize("text, stop", [("好的。用户：你好", "用户："), ("Sure. Réponse: oui", "Réponse:"),
+                                        ("a 😀😀 b", "😀😀"), ("Sure. Answer: yes", "Answer:")])
+def test_a_stop_string_of_multi_byte_characters_never_leaks_its_start(engine, text, stop):
+    """Driven token by token as the engine drives it: a byte-level tokenizer splits "：" or "é" over tokens, and
+    the half-made character must not release the stop string's start held back before it."""
+    from ledgerlm.serving.detokenize import TextStream
+
+    stream = TextStream(engine.tokenizer, (stop,))
+    sent = [stream.push(token) for token in engine.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if not stream.stopped]
+    assert stream.stopped and "".join(sent) + stream.flush() == text[:text.find(stop)]

@@ -24,11 +24,12 @@ class TextStream:
             self.text, self.stopped = text[:min(hits)], True
             return self.flush()
         self.text = text
-        hold = max((n for s in self.stop for n in range(min(len(s) - 1, len(text)), 0, -1) if text.endswith(s[:n])),
+        # An incomplete UTF-8 sequence at the end decodes as U+FFFD: held until the next token completes it, and
+        # what precedes it may still begin a stop string ("用户" before the half-made "：" of "用户：").
+        whole = text.rstrip("\ufffd")
+        hold = max((n for s in self.stop for n in range(min(len(s) - 1, len(whole)), 0, -1) if whole.endswith(s[:n])),
                    default=0)
-        if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for the next token
-            hold = max(hold, 1)
-        return self._send(len(text) - hold)
+        return self._send(len(whole) - hold)
 
     def flush(self) -> str:
         """Everything not yet sent (at the end of the answer)."""
