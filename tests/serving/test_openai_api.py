@@ -162,3 +162,26 @@ def test_a_client_that_gives_up_on_a_whole_answer_pays_only_for_tokens_generated
     assert 1 <= receipt["completion_tokens"] < 900
     assert int(receipt["fee"]) == price_fee(receipt["prompt_tokens"], receipt["completion_tokens"], BASE_PRICE)
 
+
+
+def test_a_retry_after_a_dropped_stream_runs_again_instead_of_replaying_the_cut_off_answer(server, world):
+    """The first call is charged for what it made; its Idempotency-Key is not bound to that cut-off answer."""
+    body = {"model": "tiny", "prompt": "seven eight nine", "max_tokens": 900, "temperature": 0, "stream": True}
+    headers = {"Authorization": f"Bearer {world.key}", "Idempotency-Key": "dropped-then-retried"}
+    with httpx.stream("POST", f"{server}/v1/completions", json=body, timeout=60, headers=headers) as response:
+        assert response.status_code == 200
+        first = response.headers["x-ledgerlm-receipt"]
+        lines = response.iter_lines()
+        for _ in range(4):
+            next(lines)
+    deadline = time.monotonic() + 60
+    while True:  # the retry a client sends once its connection dropped
+        retried = httpx.post(f"{server}/v1/completions", json={**body, "stream": False}, timeout=120, headers=headers)
+        if retried.status_code != 409:  # the first call may still be ending
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert retried.status_code == 200 and "idempotent-replayed" not in retried.headers, retried.text
+    assert retried.headers["x-ledgerlm-receipt"] != first
+    assert retried.json()["choices"][0]["finish_reason"] == "length"
+    assert retried.json()["usage"]["completion_tokens"] > 4

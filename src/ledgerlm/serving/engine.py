@@ -27,7 +27,7 @@ from ledgerlm.serving.context import check_text_fits
 from ledgerlm.serving.detokenize import TextStream
 from ledgerlm.serving.errors import ServingError
 from ledgerlm.serving.lora import install
-from ledgerlm.serving.sampling import SamplingParams, new_generator, next_token
+from ledgerlm.serving.sampling import CANCELLED, SamplingParams, new_generator, next_token
 
 
 @dataclass(frozen=True)
@@ -264,7 +264,7 @@ class Engine(PromptTokens):
         while self._waiting and len(admitted) < room:
             generation = self._waiting.popleft()
             if generation.cancelled:
-                generation.emit(GenerationEvent("done", finish_reason="cancelled"))
+                generation.emit(GenerationEvent("done", finish_reason=CANCELLED))
             elif not self.adapters.can_acquire(generation.adapter):
                 skipped.append(generation)  # its adapter needs a slot that running rows still pin: later
             else:
@@ -307,7 +307,7 @@ class Engine(PromptTokens):
         batch = self._batch
         for row in batch.rows:
             if row.generation.cancelled:
-                self._finish(row, "cancelled")
+                self._finish(row, CANCELLED)
         self._drop_finished()
         if not batch.rows:
             return

@@ -10,6 +10,8 @@ from ledgerlm.serving.errors import ServingError
 MAX_STOP_CHARS = 256
 # What torch.Generator.manual_seed takes.
 SEED_RANGE = (-(2**63), 2**64 - 1)
+# The finish reason of a call stopped because its client left (beside OpenAI's "stop" and "length").
+CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from ledgerlm.serving.errors import ServingError
 from ledgerlm.serving.keys import ApiKey, ApiKeys
 from ledgerlm.serving.limits import KeyLimits
 from ledgerlm.serving.receipts import AttributionWorker, Completed, Receipt, ReceiptLog
-from ledgerlm.serving.sampling import SamplingParams
+from ledgerlm.serving.sampling import CANCELLED, SamplingParams
 from ledgerlm.units import format_amount
 
 if TYPE_CHECKING:  # the engine imports torch; keys and receipts must not need it
@@ -232,8 +232,10 @@ class Serving:
                 outcome = CallEvent("error", error=event.error)
             else:
                 attributing = self.settings.attribution and call.model.adapter is not None
-                bind = (lambda conn, receipt_id: self.claims.attach(conn, call.claim, receipt_id)) \
-                    if call.claim is not None else None
+                # A call its client left (cancelled) is charged for what it made but not bound to its key: the
+                # retry a dropped connection brings runs again rather than replaying the cut-off answer.
+                kept = call.claim is not None and event.finish_reason != CANCELLED
+                bind = (lambda conn, receipt_id: self.claims.attach(conn, call.claim, receipt_id)) if kept else None
                 receipt = self.receipts.write(Completed(
                     call.id, call.key.consumer if call.key else None, call.model, call.prompt_tokens,
                     event.completion_tokens,
@@ -250,8 +252,9 @@ class Serving:
         finally:
             # before the client hears the end: its next call must find the budget and the slot free
             self._release(call)
-            if call.claim is not None:  # a call that wrote no receipt gives its key back for a retry
-                self.claims.finished(call.claim, failed=outcome is None or outcome.kind == "error")
+            if call.claim is not None:  # a call that wrote no receipt, or was left, gives its key back for a retry
+                self.claims.finished(call.claim, failed=outcome is None or outcome.kind == "error"
+                                     or outcome.finish_reason == CANCELLED)
         call.deliver(outcome)
 
     def _release(self, call: Call) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from ledgerlm.serving.catalog import AdapterRef
 from ledgerlm.serving.engine import Generation, GenerationEvent, PromptTokens
 from ledgerlm.serving.errors import ServingError
-from ledgerlm.serving.sampling import SamplingParams
+from ledgerlm.serving.sampling import CANCELLED, SamplingParams
 
 ENGINES = ("builtin", "vllm", "auto")
 
@@ -168,7 +168,7 @@ class VllmEngine(PromptTokens):
                 if generation.cancelled:
                     self.engine.abort_request([request_id])
                     del self._running[request_id]
-                    generation.emit(GenerationEvent("done", finish_reason="cancelled",
+                    generation.emit(GenerationEvent("done", finish_reason=CANCELLED,
                                                     completion_tokens=len(generation.token_ids)))
             try:
                 outputs = self.engine.step()
