@@ -67,6 +67,12 @@ def test_openai_client_streams_and_not_with_signed_receipts(server, world, node_
     assert last.usage.completion_tokens == stream_receipt["completion_tokens"]
     check(stream_receipt, world, node_client)
 
+    with_usage = list(client.chat.completions.create(model="facts-a", messages=QUESTION, max_tokens=12,
+                                                     temperature=0, stream=True,
+                                                     stream_options={"include_usage": True}))
+    assert with_usage[-1].choices == [] and with_usage[-1].usage.completion_tokens == last.usage.completion_tokens
+    assert with_usage[-2].choices[0].finish_reason == last.choices[0].finish_reason  # then OpenAI's usage chunk
+
     text = client.completions.create(model="facts-b", prompt="The reef is", max_tokens=6, temperature=0)
     check(text.model_extra["x_ledgerlm_receipt"], world, node_client)
     assert text.usage.completion_tokens <= 6

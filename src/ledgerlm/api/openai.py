@@ -111,6 +111,8 @@ async def _serve(node: Node, request: Request, body, *, chat: bool, **inputs):
                     return
                 if event.kind == "done":
                     yield shape.sse(shape.last(event, await run_in_threadpool(receipt_shown, event.receipt)))
+                    if body.usage_chunk():
+                        yield shape.sse(shape.usage_only(event))
                     yield "data: [DONE]\n\n"
                     finished = True
                     return
@@ -167,6 +169,11 @@ class _Shape:
     def last(self, event: CallEvent, receipt: dict) -> dict:
         return {**self.chunk("", finish_reason=event.finish_reason), "usage": self._usage(event),
                 "x_ledgerlm_receipt": receipt}
+
+    def usage_only(self, event: CallEvent) -> dict:
+        """The chunk `stream_options: {"include_usage": true}` asks for: no choices, the whole call's usage."""
+        return {**self._envelope("chat.completion.chunk" if self.chat else "text_completion", {}), "choices": [],
+                "usage": self._usage(event)}
 
     @staticmethod
     def sse(data: dict) -> str:

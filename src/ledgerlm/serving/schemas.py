@@ -40,6 +40,7 @@ class _Sampling(BaseModel):
     # strict: `true` or "5" is not a count (pydantic would read them as 1 and 5)
     n: int = Field(default=1, strict=True)
     stream: bool = False
+    stream_options: dict[str, Any] | None = None  # {"include_usage": true}: a last chunk with the usage alone
     stop: str | list[str] | None = None
     seed: int | None = Field(default=None, strict=True)
     max_tokens: int | None = Field(default=None, ge=1, strict=True)
@@ -88,6 +89,10 @@ class _Sampling(BaseModel):
         if value and value.get("type", "text") != "text":
             raise ValueError(f"response_format {value.get('type')!r} is not supported; only \"text\"")
         return value
+
+    def usage_chunk(self) -> bool:
+        """Whether a stream ends with OpenAI's usage-only chunk (`choices: []`) after the finishing one."""
+        return bool(self.stream and self.stream_options and self.stream_options.get("include_usage"))
 
     def stops(self) -> tuple[str, ...]:
         if self.stop is None:
