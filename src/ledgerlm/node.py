@@ -360,7 +360,9 @@ class Node:
         )
         return ValidationRounds(
             self.db, self.datanets, domain=self.domain,
-            validator_stakes=lambda: self.stakes(StakeRole.VALIDATOR), contributor_bonds=self._bonds,
+            validator_stakes=lambda: self.stakes(StakeRole.VALIDATOR),
+            validator_bonds=lambda: self.stakes(StakeRole.VALIDATOR, leaving=True),
+            contributor_bonds=lambda addresses: self.at_risk(addresses, StakeRole.CONTRIBUTOR_BOND),
             slash=self._slash if self.on_chain else None, seed_source=lambda: self.chain.head().hash,
             settings=settings, actor_guard=self.agent_policies.check,
         )
@@ -402,8 +404,9 @@ class Node:
 
         return AttributionWorker(ReceiptLog(self.db, self.account, domain=self.domain), self._attribute).finish_pending()
 
-    def stakes(self, role: int) -> dict[str, int]:
-        """Current stake of every address that ever staked in `role` (from Staked events)."""
+    def stakes(self, role: int, *, leaving: bool = False) -> dict[str, int]:
+        """Current stake of every address that ever staked in `role` (from Staked events); with `leaving`, the
+        stake cooling down to leave counts too, as a slash reaches it (`at_risk`)."""
         if not self.on_chain:
             return {}
         staking = self.contracts.staking
@@ -412,14 +415,17 @@ class Node:
             for log in staking.contract.events["Staked"]().get_logs(from_block=self.deployment.block)
             if int(log["args"]["role"]) == role
         }
+        if leaving:
+            return self.at_risk(sorted(stakers), role)
         return {a: staking.stake_of(a, role) for a in sorted(stakers)}
 
-    def _bonds(self, addresses: list[str]) -> dict[str, int]:
-        from ledgerlm.chain import StakeRole
-
+    def at_risk(self, addresses: list[str], role: int) -> dict[str, int]:
+        """What a slash may be sized on per address: active stake and stake requested out but still cooling down
+        (Staking slashes both, so asking to unstake before a verdict does not dodge it)."""
         if not self.on_chain:
             return {}
-        return {a: self.contracts.staking.stake_of(a, StakeRole.CONTRIBUTOR_BOND) for a in addresses}
+        staking = self.contracts.staking
+        return {a: staking.stake_of(a, role) + staking.pending_of(a, role).amount for a in addresses}
 
     def _slash(self, round_id: int, evidence: str, account: str, role: int, amount: int) -> tuple[str, int]:
         """Slash for a validation round or a failed compute spot-check: record its outcome on chain first, then

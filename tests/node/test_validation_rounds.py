@@ -4,6 +4,7 @@ outliers are slashed on chain, and every decision is explained."""
 
 import pytest
 
+from ledgerlm.chain import StakeRole
 from ledgerlm.datanets import DatanetSpec
 from ledgerlm.errors import LedgerError
 
@@ -178,6 +179,39 @@ def test_persistent_outlier_is_slashed_on_chain(client, alice, bob, setup, tmp_p
     assert client.chain.account(validators[0].address)["stake"]["validator"] == 300 * UNIT
 
 
+def test_asking_to_unstake_before_the_tally_does_not_dodge_a_slash(client, alice, bob, setup, tmp_path):
+    """Stake cooling down to leave is slashed too (Staking reaches pending stake): a persistent outlier that asks
+    to unstake everything before its third round is tallied, and a contributor that unstakes its bond before its
+    data is rejected, are slashed as if they had stayed. Before, both slashes were sized on the active stake: 0."""
+    validators, node, clock = setup
+    honest = lambda cid: 90  # noqa: E731
+    outlier = lambda cid: 0  # noqa: E731
+    for r in range(2):
+        client.contribute("ferries", [write_jsonl(tmp_path / f"r{r}.jsonl", [CLEAN[r]])], bob)
+        _round(client, alice, validators, clock, [honest, honest, outlier])
+    client.contribute("ferries", [write_jsonl(tmp_path / "r2.jsonl", [CLEAN[2]])], bob)
+    opened = client.validation.open_round(alice, "ferries")
+    votes = {v.address: {int(c): (outlier if v == validators[2] else honest)(int(c))
+                         for c, vs in opened["assignments"].items() if v.address in vs} for v in validators}
+    salts = {v.address: client.validation.commit(v, opened["id"], votes[v.address])[1] for v in validators}
+    clock.now = opened["commit_deadline"] + 1
+    for v in validators:
+        client.validation.reveal(v, opened["id"], votes[v.address], salts[v.address])
+    client.chain.request_unstake(validators[2], "validator", 100 * UNIT)  # everything, before the tally
+    clock.now = opened["reveal_deadline"] + 1
+    closed = client.validation.tally(alice, opened["id"])
+    assert [(s["account"], s["amount"]) for s in closed["tally"]["slashed"]] == [(validators[2].address,
+                                                                                 str(10 * UNIT))]
+    assert node.contracts.staking.pending_of(validators[2].address, StakeRole.VALIDATOR).amount == 90 * UNIT
+
+    client.chain.request_unstake(bob, "contributor_bond", 10 * UNIT)
+    client.contribute("ferries", [write_jsonl(tmp_path / "r3.jsonl", [CLEAN[3]])], bob)
+    _, closed = _round(client, alice, validators[:2], clock, [lambda cid: 0] * 2)  # the third has left
+    bond = [s for s in closed["tally"]["slashed"] if s["account"] == bob.address]
+    assert len(bond) == 1 and int(bond[0]["amount"]) > 0
+    assert node.contracts.staking.pending_of(bob.address, StakeRole.CONTRIBUTOR_BOND).amount < 10 * UNIT
+
+
 def test_gate_policy_is_the_owners(client, alice, bob, setup):
     with pytest.raises(LedgerError, match="only the owner"):
         client.validation.set_policy(bob, "ferries", {"gates": {"junk": "flag"}})
@@ -338,7 +372,7 @@ def test_a_slash_refused_on_chain_is_a_clear_error_and_the_slashes_before_it_sta
         client, alice, bob, setup, tmp_path, monkeypatch):
     from sqlalchemy import select, update
 
-    from ledgerlm.chain import ChainError, StakeRole
+    from ledgerlm.chain import ChainError
     from ledgerlm.store.schema import validation_rounds
 
     validators, node, clock = setup

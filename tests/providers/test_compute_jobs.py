@@ -376,3 +376,19 @@ def test_the_report_of_an_open_job_may_be_larger_than_other_bodies(client, marke
     huge = client.http.post(f"/providers/jobs/{job['id']}/report", content=b"{}",
                             headers={"content-type": "application/json", "content-length": str(33 * 1024 * 1024)})
     assert huge.status_code == 413 and str(32 * 1024 * 1024) in huge.text
+
+
+def test_a_provider_that_asks_to_unstake_before_its_report_is_checked_is_slashed_all_the_same(
+        client, market, alice, bob):
+    """Staking slashes stake cooling down to leave: the slash is sized on what it may take now, not on the active
+    stake (0 once everything was asked out), which let a cheat risk nothing."""
+    node, offer = market
+    job = client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE, offer_id=offer["id"])
+    client.chain.request_unstake(bob, "provider", STAKE)
+    assert node.contracts.staking.stake_of(bob.address, StakeRole.PROVIDER) == 0
+    result, files = run_job(_base(node), "train", job["spec"])
+    result["losses"][-1] += 1e-3
+    reported = client.providers.report(bob, job["id"], result, files)
+    cap = STAKE * node.contracts.staking.slash_cap_bps() // 10_000
+    assert reported["state"] == "rejected" and reported["slash_amount"] == str(cap) and reported["slash_tx"]
+    assert node.contracts.staking.pending_of(bob.address, StakeRole.PROVIDER).amount == STAKE - cap

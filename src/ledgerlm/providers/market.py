@@ -342,7 +342,10 @@ class ComputeMarket:
         if job.state != "rejected" or job.slash_tx is not None or self.slash is None:
             return None
         evidence = job.spot_check["evidence_hash"]
-        tx, taken = self.slash(SPOT_CHECK_ROUND_BASE + job_id, evidence, job.provider, self.stake_of(job.provider))
+        # as much as one slash may take now: Staking.slashable counts stake cooling down to leave, so a provider that
+        # asked to unstake before its report was checked is slashed all the same
+        at_most = self.slashable(job.provider) if self.slashable is not None else self.stake_of(job.provider)
+        tx, taken = self.slash(SPOT_CHECK_ROUND_BASE + job_id, evidence, job.provider, at_most)
         with self.db.begin() as conn:
             conn.execute(update(compute_jobs).where(compute_jobs.c.id == job_id).values(
                 slash_tx=tx, slash_amount=str(taken)))

@@ -97,6 +97,7 @@ class ValidationRounds:
         domain: SigningDomain,
         validator_stakes: Callable[[], Mapping[str, int]],
         contributor_bonds: Callable[[list[str]], Mapping[str, int]] = lambda addresses: {},
+        validator_bonds: Callable[[], Mapping[str, int]] | None = None,
         slash: Callable[[int, str, str, int, int], tuple[str, int]] | None = None,
         settings: RoundSettings | None = None,
         clock: Callable[[], float] = time.time,
@@ -106,7 +107,10 @@ class ValidationRounds:
         self.db = db
         self.datanets = datanets_
         self.domain = domain
-        self.validator_stakes = validator_stakes
+        self.validator_stakes = validator_stakes  # who may be assigned: stake still active
+        # what a slash is sized on: active stake and stake cooling down to leave, which the contract slashes too,
+        # so that asking to unstake before a tally does not dodge it (default: the active stake)
+        self.validator_bonds = validator_bonds or validator_stakes
         self.contributor_bonds = contributor_bonds
         self.slash = slash
         self.settings = settings or RoundSettings()
@@ -631,7 +635,7 @@ class ValidationRounds:
             for s in (r.tally or {}).get("slashed", []):
                 if s.get("role", int(StakeRole.VALIDATOR)) == int(StakeRole.VALIDATOR):
                     last_slashed[s["account"]] = r.id
-        stakes = dict(self.validator_stakes())
+        stakes = dict(self.validator_bonds())
         return [{"account": s.account, "role": int(StakeRole.VALIDATOR), "amount": str(s.amount),
                  "reason": s.reason, "tx": None}
                 for s in slashing_decisions(history, stakes, SlashPolicy(), last_slashed)]
