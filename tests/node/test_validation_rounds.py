@@ -212,6 +212,36 @@ def test_asking_to_unstake_before_the_tally_does_not_dodge_a_slash(client, alice
     assert node.contracts.staking.pending_of(bob.address, StakeRole.CONTRIBUTOR_BOND).amount < 10 * UNIT
 
 
+def test_rounds_tallied_out_of_order_never_slash_the_same_misconduct_twice(client, alice, bob, setup, tmp_path):
+    """Rounds 3 and 4 open at once; round 4 is tallied first and slashes the outlier for rounds 1, 2 and 4.
+    Round 3's tally, even after the slash window, must not slash rounds 1 and 2 again."""
+    validators, node, clock = setup
+    honest = lambda cid: 90  # noqa: E731
+    outlier = lambda cid: 0  # noqa: E731
+    for r in range(2):
+        client.contribute("ferries", [write_jsonl(tmp_path / f"r{r}.jsonl", [CLEAN[r]])], bob)
+        _round(client, alice, validators, clock, [honest, honest, outlier])
+    opened = []
+    for r in (2, 3):
+        client.contribute("ferries", [write_jsonl(tmp_path / f"r{r}.jsonl", [CLEAN[r]])], bob)
+        opened.append(client.validation.open_round(alice, "ferries"))
+    salts = {}
+    for o in opened:
+        for v, score in zip(validators, (honest, honest, outlier), strict=True):
+            votes = {int(c): score(int(c)) for c, vs in o["assignments"].items() if v.address in vs}
+            salts[(o["id"], v.address)] = (votes, client.validation.commit(v, o["id"], votes)[1])
+    clock.now = max(o["commit_deadline"] for o in opened) + 1
+    for o in opened:
+        for v in validators:
+            client.validation.reveal(v, o["id"], *salts[(o["id"], v.address)])
+    clock.now = max(o["reveal_deadline"] for o in opened) + 1
+    later = client.validation.tally(alice, opened[1]["id"])
+    node.chain.advance_time(node.contracts.staking.contract.functions.slashWindowSeconds().call() + 10)
+    earlier = client.validation.tally(alice, opened[0]["id"])
+    slashed = [s["account"] for s in later["tally"]["slashed"] + earlier["tally"]["slashed"]]
+    assert slashed == [validators[2].address]
+
+
 def test_gate_policy_is_the_owners(client, alice, bob, setup):
     with pytest.raises(LedgerError, match="only the owner"):
         client.validation.set_policy(bob, "ferries", {"gates": {"junk": "flag"}})

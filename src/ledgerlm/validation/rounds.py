@@ -626,10 +626,11 @@ class ValidationRounds:
     def _validator_slashes(self, round_id: int) -> list[dict]:
         with self.db.connect() as conn:
             tallied = conn.execute(select(validation_rounds.c.id, validation_rounds.c.tally)
-                                   .where(and_(validation_rounds.c.state == "tallied",
-                                               validation_rounds.c.id <= round_id))
+                                   .where(validation_rounds.c.state == "tallied")
                                    .order_by(validation_rounds.c.id)).all()
-        history = [_tally_from_json(r.id, r.tally) for r in tallied if r.tally]
+        history = [_tally_from_json(r.id, r.tally) for r in tallied if r.tally and r.id <= round_id]
+        # A later round tallied first may have slashed for rounds up to it, these among them: every slash counts,
+        # or misconduct already punished there would be punished again here.
         last_slashed: dict[str, int] = {}
         for r in tallied:
             for s in (r.tally or {}).get("slashed", []):
