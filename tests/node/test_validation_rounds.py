@@ -251,6 +251,31 @@ def test_gate_policy_is_the_owners(client, alice, bob, setup):
     assert client.validation.policy("ferries") == policy
 
 
+def test_gates_the_owner_tightened_after_an_upload_reject_it_without_costing_its_contributor(
+        client, alice, bob, carol, setup, tmp_path):
+    """The owner's gates are the owner's, but a policy set after an upload judges data its contributor could not
+    have shaped to it: those rejections stand, and cost neither bond nor reputation. Data uploaded after the
+    policy was set is judged, and costs, as ever."""
+    validators, node, clock = setup
+    client.chain.faucet(carol.address, eth_wei=UNIT, tokens=10 * UNIT)
+    client.chain.stake(carol, "contributor_bond", 10 * UNIT)
+    client.contribute("ferries", [write_jsonl(tmp_path / "bob.jsonl", CLEAN[:3])], bob)
+    client.validation.set_policy(alice, "ferries", {"gates": {"junk": {"min_chars": 10000}}})
+    client.contribute("ferries", [write_jsonl(tmp_path / "carol.jsonl", CLEAN[3:5])], carol)
+    with pytest.raises(LedgerError):
+        client.validation.open_round(alice, "ferries")  # every record was rejected: nothing left to score
+    assert {c.state for c in client.contributions("ferries")} == {"rejected"}
+    client.validation.set_policy(alice, "ferries", {"gates": {}})
+    client.contribute("ferries", [write_jsonl(tmp_path / "alice.jsonl", [CLEAN[5]])], alice)
+    _, closed = _round(client, alice, validators, clock, [lambda cid: 90] * 3)
+
+    slashed = {s["account"] for s in closed["tally"]["slashed"]}
+    assert bob.address not in slashed and carol.address in slashed
+    assert client.chain.account(bob.address)["stake"]["contributor_bond"] == 10 * UNIT
+    assert client.validation.reputation(bob.address)["contributor_bps"] == 5000
+    assert client.validation.reputation(carol.address)["contributor_bps"] < 5000
+
+
 TOPICS = {
     "sports": "match goal striker league coach referee stadium season penalty trophy".split(),
     "cooking": "recipe oven garlic sauce dough simmer basil butter skillet pastry".split(),

@@ -205,6 +205,8 @@ gate_reports = Table(
     Column("findings", JSON, nullable=False),
     Column("value", JSON, nullable=True),  # data valuation score, when computed
     Column("created_at", BigInteger, nullable=False),
+    # uploaded before the owner set the gate policy that judged it: a rejection costs no bond or reputation
+    Column("predates_policy", Boolean, nullable=False, server_default=false()),
 )
 
 # A staked validator round over one Datanet's pending contributions: commit, reveal, tally.

@@ -29,6 +29,8 @@ from ledgerlm.store.schema import (
     reputation_history,
     round_assignments,
     round_votes,
+    signed_actions,
+    uploads,
     validation_rounds,
 )
 from ledgerlm.times import format_time
@@ -199,11 +201,15 @@ class ValidationRounds:
             done = set(conn.execute(select(gate_reports.c.contribution_id).where(
                 gate_reports.c.contribution_id.in_(list(reports)))).scalars())
             reports = {cid: report for cid, report in reports.items() if cid not in done}
+            # A rejection by gates the owner set after the upload is the owner's choice, not the contributor's
+            # fault: it stands, and costs neither reputation nor bond (`_gate_rejections`).
+            predating = self._predating_policy(conn, name, [c for c, r in reports.items() if r.decision == "reject"])
             for cid, report in reports.items():
                 counts[report.decision] += 1
                 conn.execute(insert(gate_reports).values(
                     contribution_id=cid, decision=report.decision,
                     findings=[f.to_dict() for f in report.findings], value=None, created_at=now,
+                    predates_policy=cid in predating,
                 ))
                 if report.decision == "reject":
                     self.datanets.set_state(
@@ -211,7 +217,7 @@ class ValidationRounds:
                         details=report.to_dict(), allowed_from=("pending",),
                     )
                     rejected.append((cid, batch[cid].contributor))
-        self._contributor_outcomes(None, [(c, a, "reject", None) for c, a in rejected])
+        self._contributor_outcomes(None, [(c, a, "reject", None) for c, a in rejected if c not in predating])
         gone = {cid for cid, _ in rejected}
         counts["valuation"] = self._value([c for cid, c in batch.items() if cid not in gone], reference, now)
         return counts
@@ -586,9 +592,26 @@ class ValidationRounds:
                 return
             conn.execute(update(validation_rounds).where(validation_rounds.c.id == round_id).values(tally=summary))
 
+    def _predating_policy(self, conn, name: str, ids: list[int]) -> set[int]:
+        """Those of contributions `ids` uploaded before the gate policy in force now was set: judged by rules their
+        contributor could not have met. Uploads and policies are ordered by their signed actions' ids, one
+        sequence for every node sharing the database."""
+        if not ids:
+            return set()
+        changes = [a.id for a in conn.execute(select(signed_actions.c.id, signed_actions.c.message)
+                                              .where(signed_actions.c.action == "SetGatePolicy"))
+                   if (a.message or {}).get("datanet") == name]
+        if not changes:
+            return set()
+        uploaded = conn.execute(select(contributions.c.id, uploads.c.action_id)
+                                .join(uploads, uploads.c.id == contributions.c.upload_id)
+                                .where(contributions.c.id.in_(ids))).all()
+        return {cid for cid, action in uploaded if action < max(changes)}
+
     def _gate_rejections(self, round_id: int) -> list[tuple[int, str]]:
         """Contributions the gates rejected when this round (or an earlier one that planned no slash
-        for them) opened: their bonds answer to this round's recorded outcome."""
+        for them) opened: their bonds answer to this round's recorded outcome, unless the owner set the gate
+        policy that rejected them after they were uploaded (`predates_policy`)."""
         with self.db.connect() as conn:
             rnd = conn.execute(select(validation_rounds.c.datanet_id, validation_rounds.c.created_at)
                                .where(validation_rounds.c.id == round_id)).first()
@@ -596,7 +619,7 @@ class ValidationRounds:
                 select(contributions.c.id, contributions.c.contributor)
                 .join(gate_reports, gate_reports.c.contribution_id == contributions.c.id)
                 .where(and_(contributions.c.datanet_id == rnd.datanet_id, gate_reports.c.decision == "reject",
-                            gate_reports.c.created_at <= rnd.created_at))
+                            gate_reports.c.created_at <= rnd.created_at, gate_reports.c.predates_policy.is_(False)))
             ).all()
             earlier = conn.execute(select(validation_rounds.c.tally).where(and_(
                 validation_rounds.c.datanet_id == rnd.datanet_id, validation_rounds.c.id != round_id,
