@@ -276,6 +276,25 @@ def test_gates_the_owner_tightened_after_an_upload_reject_it_without_costing_its
     assert client.validation.reputation(carol.address)["contributor_bps"] < 5000
 
 
+def test_a_tidier_copy_of_a_pending_record_never_takes_its_place(client, alice, bob, carol, setup, tmp_path):
+    """A public Datanet's pending records are readable: carol uploads a tidier copy of bob's record before any
+    round. The earlier upload stays and the copy is rejected (before, the better-presented copy won, bob's
+    original was rejected as its duplicate and his bond slashed)."""
+    validators, node, clock = setup
+    client.chain.faucet(carol.address, eth_wei=UNIT, tokens=10 * UNIT)
+    client.chain.stake(carol, "contributor_bond", 10 * UNIT)
+    original = {"question": "which harbour does ferry 7 serve",
+                "answer": "ferry 7 serves the west harbour, near the old fish market and the customs house"}
+    tidy = {"question": "Which harbour does ferry 7 serve?",
+            "answer": "Ferry 7 serves the west harbour, near the old fish market and the customs house."}
+    client.contribute("ferries", [write_jsonl(tmp_path / "bob.jsonl", [original])], bob)
+    client.contribute("ferries", [write_jsonl(tmp_path / "carol.jsonl", [tidy])], carol)
+    _, closed = _round(client, alice, validators, clock, [lambda cid: 90] * 3)
+    states = {c.contributor: c.state for c in client.contributions("ferries")}
+    assert states == {bob.address: "accepted", carol.address: "rejected"}
+    assert {s["account"] for s in closed["tally"]["slashed"]} == {carol.address}
+
+
 TOPICS = {
     "sports": "match goal striker league coach referee stadium season penalty trophy".split(),
     "cooking": "recipe oven garlic sauce dough simmer basil butter skillet pastry".split(),

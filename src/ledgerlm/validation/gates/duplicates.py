@@ -442,12 +442,30 @@ def find_duplicates(
                 edges.setdefault(cj, {})[ci] = sim
     if not edges:
         return found
-    # within each group of copies the best-presented copy another gate accepts stays; the rest
-    # name a kept copy they were confirmed against
+    # within each group of copies the earliest contributor's best-presented copy another gate accepts
+    # stays; the rest name a kept copy they were confirmed against. Between contributors the earlier
+    # upload wins: a pending record is readable, so a tidier copy uploaded after it must not take its
+    # place (and get its author's bond slashed); a contributor's own copies are ranked by presentation.
     # words counted across the copies only: a typo is the copy's own word, the original's word
     # is the other copy's, and letter-pair surprisal tells which of the two is the slip
     vocabulary = Counter(w for cid in edges for w in normalised[texts[cid]].split())
-    members = sorted(edges, key=lambda cid: (cid in excluded, presentation_flaws(texts[cid], vocabulary), cid))
+    author = {c.contribution_id: c.contributor for c in todo}
+    first_of: dict[tuple[int, str], int] = {}  # (group of copies, contributor) -> their earliest copy in it
+    group_of: dict[int, int] = {}
+    for start in sorted(edges):
+        if start in group_of:
+            continue
+        stack = [start]
+        group_of[start] = start
+        while stack:
+            for other in edges[stack.pop()]:
+                if other not in group_of:
+                    group_of[other] = start
+                    stack.append(other)
+    for cid in sorted(edges):
+        first_of.setdefault((group_of[cid], author.get(cid, "")), cid)
+    members = sorted(edges, key=lambda cid: (cid in excluded, first_of[(group_of[cid], author.get(cid, ""))],
+                                             presentation_flaws(texts[cid], vocabulary), cid))
     survivors: list[int] = []
     for cid in members:
         confirmed = [(sim, other) for other, sim in edges[cid].items() if other in survivors]
