@@ -425,7 +425,11 @@ class ModelFactory:
                 processes=processes,
             )
         except Exception as exc:  # a failed job reports why; the node keeps serving
-            self._set(job.id, state="failed", error=f"{type(exc).__name__}: {exc}")
+            # the error is shown to anyone who may read the job: paths inside the node's models folder are named
+            # from there (the operator's log keeps the whole traceback)
+            reason = f"{type(exc).__name__}: {exc}".replace(str(self.models_dir.resolve()), "<models>") \
+                .replace(str(self.models_dir), "<models>")
+            self._set(job.id, state="failed", error=reason)
             traceback.print_exc()
             return
         if result.card is None:

@@ -64,9 +64,9 @@ def adapter_sha256(model_dir: Path) -> str:
     """sha256 over the files PEFT loads: the adapter weights and adapter_config.json."""
     paths = [Path(model_dir) / name for name in ADAPTER_FILES]
     missing = [p.name for p in paths if not p.is_file()]
-    if missing:
+    if missing:  # named by its directory's name, not its path: the message may reach anyone reading the model
         raise ModelNotFoundError(
-            f"{model_dir} is not a trained model: {', '.join(missing)} missing", field="model_dir"
+            f"{Path(model_dir).name!r} is not a trained model: {', '.join(missing)} missing", field="model"
         )
     return files_sha256(paths)
 
@@ -114,7 +114,7 @@ def write_lineage(model_dir: Path, card: ModelCard) -> Path:
 def read_lineage(model_dir: Path) -> ModelCard:
     path = Path(model_dir) / LINEAGE_FILE
     if not path.is_file():
-        raise ModelNotFoundError(f"{model_dir} has no {LINEAGE_FILE}", field="model_dir")
+        raise ModelNotFoundError(f"{Path(model_dir).name!r} has no {LINEAGE_FILE}", field="model")
     return ModelCard.from_dict(json.loads(path.read_text()))
 
 
