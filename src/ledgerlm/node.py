@@ -109,8 +109,11 @@ class RegistryAnchor(ChainAnchor):
                                   f"({record.owner}, {record.metadata_hash}); this node's is not anchored",
                                   field="name", status=409)
             return self._find("DatanetRegistered", datanet_id)
+        # A private Datanet is anchored without its name: the id is keccak(name), so whoever knows the name can
+        # check it, but nobody can list private Datanets by reading the chain (the node's own explorer included).
+        shown = datanet.name if datanet.visibility == "public" else ""
         return registry.register_datanet(
-            self.node.account, datanet_id, datanet.owner, datanet.name, datanet.spec_hash, datanet.licence
+            self.node.account, datanet_id, datanet.owner, shown, datanet.spec_hash, datanet.licence
         ).tx_hash
 
     def publish_version(self, datanet: Datanet, version: DatanetVersion) -> str:

@@ -15,6 +15,7 @@ from ledgerlm.store.schema import models
 def test_at_most_the_configured_attributors_stay_loaded_and_each_loads_once(home, monkeypatch):
     import ledgerlm.attribution as attribution
     import ledgerlm.factory.basemodels as basemodels
+    import ledgerlm.factory.jobs  # noqa: F401 - imported now, it binds the real get_model, not the stand-in below
 
     config = home.load_config()
     config.attributors_warm = 2

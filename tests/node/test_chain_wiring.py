@@ -44,6 +44,20 @@ def test_datanet_and_version_are_anchored_in_the_registry(home, client, alice, b
     assert node.contracts.registry.get_datanet(keccak(text="qa")).owner == alice.address
 
 
+def test_a_private_datanet_is_anchored_without_its_name(client, http, alice):
+    """Anyone may read the chain (and the node's explorer shows every event): a private Datanet's name stays
+    off it, while its id, keccak(name), still lets whoever knows the name check the anchor."""
+    client.create_datanet(DatanetSpec(name="hidden-plans", schema=QA_SCHEMA, visibility="private"), alice)
+    client.create_datanet(DatanetSpec(name="open-plans", schema=QA_SCHEMA), alice)
+    registry = http.app.state.node.contracts.registry
+    hidden = registry.get_datanet(keccak(text="hidden-plans"))
+    assert hidden.owner == alice.address and hidden.name == ""
+    assert registry.get_datanet(keccak(text="open-plans")).name == "open-plans"
+    tx = NodeClient(client.http, reader=alice).datanet("hidden-plans").chain_tx
+    shown = http.get(f"/web/ledger/tx/{tx}")
+    assert shown.status_code == 200 and "DatanetRegistered" in shown.text and "hidden-plans" not in shown.text
+
+
 NOTHING = {"datanets": 0, "versions": 0, "slashes": 0, "shares": 0, "epoch_close": 0, "attribution": 0}
 
 
