@@ -44,8 +44,9 @@ def setup(client, alice, bob, tmp_path):
     return validators, node, clock
 
 
-def _round(client, alice, validators, clock, scores, *, tamper=None):
-    """Open a round, commit `scores[i](cid)` for validator i, reveal, tally; returns the tally."""
+def _round(client, alice, validators, clock, scores, *, before_tally=None):
+    """Open a round, commit `scores[i](cid)` for validator i, reveal, (call `before_tally`), tally; returns the
+    opened round and the tally."""
     opened = client.validation.open_round(alice, "ferries")
     rid = opened["id"]
     salts = {}
@@ -57,8 +58,20 @@ def _round(client, alice, validators, clock, scores, *, tamper=None):
     clock.now = opened["commit_deadline"] + 1
     for v in validators:
         client.validation.reveal(v, rid, votes[v.address], salts[v.address])
+    if before_tally is not None:
+        before_tally()
     clock.now = opened["reveal_deadline"] + 1
     return opened, client.validation.tally(alice, rid)
+
+
+def _outlier_rounds(client, alice, bob, validators, clock, tmp_path, rounds: int) -> list[dict]:
+    """`rounds` rounds of one record of bob's each, the third validator scoring against the other two."""
+    honest, outlier = (lambda cid: 90), (lambda cid: 0)
+    tallies = []
+    for r in range(rounds):
+        client.contribute("ferries", [write_jsonl(tmp_path / f"r{r}.jsonl", [CLEAN[r]])], bob)
+        tallies.append(_round(client, alice, validators, clock, [honest, honest, outlier])[1])
+    return tallies
 
 
 def test_gates_then_consensus_with_an_outlier(client, alice, bob, setup, tmp_path):
@@ -164,14 +177,9 @@ def test_commit_reveal_rules(client, alice, bob, setup, tmp_path):
 
 def test_persistent_outlier_is_slashed_on_chain(client, alice, bob, setup, tmp_path):
     validators, node, clock = setup
-    honest = lambda cid: 90  # noqa: E731
-    outlier = lambda cid: 0  # noqa: E731
     before = client.chain.account(validators[2].address)["stake"]["validator"]
-    slashed = []
-    for r in range(3):
-        client.contribute("ferries", [write_jsonl(tmp_path / f"r{r}.jsonl", [CLEAN[r]])], bob)
-        _, closed = _round(client, alice, validators, clock, [honest, honest, outlier])
-        slashed += closed["tally"]["slashed"]
+    slashed = [s for t in _outlier_rounds(client, alice, bob, validators, clock, tmp_path, 3)
+               for s in t["tally"]["slashed"]]
     assert [s["account"] for s in slashed] == [validators[2].address]
     after = client.chain.account(validators[2].address)["stake"]["validator"]
     assert after == before - before // 10  # 10% of stake, held for its dispute time, then the validators' pool
@@ -184,22 +192,10 @@ def test_asking_to_unstake_before_the_tally_does_not_dodge_a_slash(client, alice
     to unstake everything before its third round is tallied, and a contributor that unstakes its bond before its
     data is rejected, are slashed as if they had stayed. Before, both slashes were sized on the active stake: 0."""
     validators, node, clock = setup
-    honest = lambda cid: 90  # noqa: E731
-    outlier = lambda cid: 0  # noqa: E731
-    for r in range(2):
-        client.contribute("ferries", [write_jsonl(tmp_path / f"r{r}.jsonl", [CLEAN[r]])], bob)
-        _round(client, alice, validators, clock, [honest, honest, outlier])
+    _outlier_rounds(client, alice, bob, validators, clock, tmp_path, 2)
     client.contribute("ferries", [write_jsonl(tmp_path / "r2.jsonl", [CLEAN[2]])], bob)
-    opened = client.validation.open_round(alice, "ferries")
-    votes = {v.address: {int(c): (outlier if v == validators[2] else honest)(int(c))
-                         for c, vs in opened["assignments"].items() if v.address in vs} for v in validators}
-    salts = {v.address: client.validation.commit(v, opened["id"], votes[v.address])[1] for v in validators}
-    clock.now = opened["commit_deadline"] + 1
-    for v in validators:
-        client.validation.reveal(v, opened["id"], votes[v.address], salts[v.address])
-    client.chain.request_unstake(validators[2], "validator", 100 * UNIT)  # everything, before the tally
-    clock.now = opened["reveal_deadline"] + 1
-    closed = client.validation.tally(alice, opened["id"])
+    _, closed = _round(client, alice, validators, clock, [lambda cid: 90, lambda cid: 90, lambda cid: 0],
+                       before_tally=lambda: client.chain.request_unstake(validators[2], "validator", 100 * UNIT))
     assert [(s["account"], s["amount"]) for s in closed["tally"]["slashed"]] == [(validators[2].address,
                                                                                  str(10 * UNIT))]
     assert node.contracts.staking.pending_of(validators[2].address, StakeRole.VALIDATOR).amount == 90 * UNIT
@@ -218,9 +214,7 @@ def test_rounds_tallied_out_of_order_never_slash_the_same_misconduct_twice(clien
     validators, node, clock = setup
     honest = lambda cid: 90  # noqa: E731
     outlier = lambda cid: 0  # noqa: E731
-    for r in range(2):
-        client.contribute("ferries", [write_jsonl(tmp_path / f"r{r}.jsonl", [CLEAN[r]])], bob)
-        _round(client, alice, validators, clock, [honest, honest, outlier])
+    _outlier_rounds(client, alice, bob, validators, clock, tmp_path, 2)
     opened = []
     for r in (2, 3):
         client.contribute("ferries", [write_jsonl(tmp_path / f"r{r}.jsonl", [CLEAN[r]])], bob)

@@ -126,15 +126,19 @@ def test_unknown_model_long_prompt_and_missing_key_say_why(server, world):
         unknown.chat.completions.create(model="facts-a", messages=QUESTION)
 
 
-def test_a_client_that_leaves_mid_stream_pays_only_for_tokens_generated(server, world, node_client):
-    body = {"model": "tiny", "prompt": "one two three", "max_tokens": 900, "temperature": 0, "stream": True}
-    with httpx.stream("POST", f"{server}/v1/completions", json=body, timeout=60,
-                      headers={"Authorization": f"Bearer {world.key}"}) as response:
+def _leave_stream(server, body: dict, headers: dict) -> str:
+    """Stream `body`, read four lines and leave; the call's receipt id."""
+    with httpx.stream("POST", f"{server}/v1/completions", json=body, timeout=60, headers=headers) as response:
         assert response.status_code == 200
-        receipt_id = response.headers["x-ledgerlm-receipt"]
         lines = response.iter_lines()
         for _ in range(4):
             next(lines)
+        return response.headers["x-ledgerlm-receipt"]
+
+
+def test_a_client_that_leaves_mid_stream_pays_only_for_tokens_generated(server, world, node_client):
+    body = {"model": "tiny", "prompt": "one two three", "max_tokens": 900, "temperature": 0, "stream": True}
+    receipt_id = _leave_stream(server, body, {"Authorization": f"Bearer {world.key}"})
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -174,12 +178,7 @@ def test_a_retry_after_a_dropped_stream_runs_again_instead_of_replaying_the_cut_
     """The first call is charged for what it made; its Idempotency-Key is not bound to that cut-off answer."""
     body = {"model": "tiny", "prompt": "seven eight nine", "max_tokens": 900, "temperature": 0, "stream": True}
     headers = {"Authorization": f"Bearer {world.key}", "Idempotency-Key": "dropped-then-retried"}
-    with httpx.stream("POST", f"{server}/v1/completions", json=body, timeout=60, headers=headers) as response:
-        assert response.status_code == 200
-        first = response.headers["x-ledgerlm-receipt"]
-        lines = response.iter_lines()
-        for _ in range(4):
-            next(lines)
+    first = _leave_stream(server, body, headers)
     deadline = time.monotonic() + 60
     while True:  # the retry a client sends once its connection dropped
         retried = httpx.post(f"{server}/v1/completions", json={**body, "stream": False}, timeout=120, headers=headers)
