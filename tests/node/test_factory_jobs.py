@@ -340,3 +340,58 @@ def test_fresh_keys_cannot_queue_training_without_end(client, alice, tmp_path, m
     with pytest.raises(LedgerError, match="the most it queues") as refused:
         train(keys[3], "sybil-3")
     assert refused.value.status == 429 and refused.value.field == "request"
+
+
+def test_a_failed_jobs_files_are_cleared_so_a_later_job_of_its_id_starts_afresh(client, alice, carol, tmp_path,
+                                                                                  monkeypatch):
+    """A job that fails after writing checkpoints (out of memory in its evaluation, say) frees its id: the next job
+    of that id, whoever sends it, must not resume the failed run's checkpoints or take over its adapter."""
+    import ledgerlm.factory.finetune as finetune
+    from ledgerlm.factory import tiny_random_model
+
+    tiny = tiny_random_model(tmp_path / "tiny", [f"{r['question']} {r['answer']}" for r in FACTS])
+    client.factory.register_base("tiny", str(tiny))
+    publish_qa(client, tmp_path, alice, [(alice, FACTS)])
+    node = client.http.app.state.node
+    real = finetune.fine_tune
+
+    def fails_after_writing(base, records, config, out_dir, **kwargs):
+        (out_dir / "checkpoints" / "step-00000002").mkdir(parents=True)  # what a run leaves before it dies
+        raise MemoryError("out of memory in the evaluation")
+
+    monkeypatch.setattr(finetune, "fine_tune", fails_after_writing)
+    request = {"model_id": "reused", "datanet": "colours", "version": 1, "base": "tiny",
+               "config": {"epochs": 1, "max_len": 64, "eval_split": 0.0}}
+    failed = node.factory.wait(client.factory.train(carol, request)["id"], timeout=120)
+    assert failed.state == "failed" and "MemoryError" in failed.error
+    assert not (node.factory.models_dir / "trained" / "reused").exists()
+
+    monkeypatch.setattr(finetune, "fine_tune", real)
+    again = node.factory.wait(client.factory.train(alice, request)["id"], timeout=300)
+    assert again.state == "done", again.error
+
+
+def test_two_requests_for_one_model_id_cannot_both_be_queued_while_the_first_pays(client, alice, carol, tmp_path,
+                                                                                   monkeypatch):
+    from ledgerlm.factory import tiny_random_model
+    from ledgerlm.factory.jobs import ModelFactory
+
+    monkeypatch.setattr(ModelFactory, "_start_worker", lambda self: None)
+    tiny = tiny_random_model(tmp_path / "tiny", [f"{r['question']} {r['answer']}" for r in FACTS])
+    client.factory.register_base("tiny", str(tiny))
+    publish_qa(client, tmp_path, alice, [(alice, FACTS)])
+    node = client.http.app.state.node
+    request = {"model_id": "contested", "datanet": "colours", "version": 1, "base": "tiny",
+               "config": {"epochs": 1, "max_len": 64}}
+    pay = ModelFactory._pay
+
+    def slow_payment(self, *args):  # the other request lands while this one pays
+        monkeypatch.setattr(ModelFactory, "_pay", pay)
+        client.factory.train(alice, request)
+        return pay(self, *args)
+
+    monkeypatch.setattr(ModelFactory, "_pay", slow_payment)
+    with pytest.raises(LedgerError, match="already taken") as refused:
+        client.factory.train(carol, request)
+    assert refused.value.status == 409 and refused.value.field == "model_id"
+    assert [j.model_id for j in node.factory.jobs()] == ["contested"]

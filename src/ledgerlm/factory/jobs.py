@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import threading
 import time
 import traceback
@@ -218,6 +219,11 @@ class ModelFactory:
                                 field="nonce")
         licence = self._pay(request, developer, payment)
         with self.db.begin() as conn:
+            # again, under the id's lock: another request for the id may have landed while this one paid (a paid
+            # licence stays the developer's, so refusing now costs nothing twice)
+            self.db.lock(conn, f"model-id:{request.model_id}")
+            if self._id_taken(conn, request.model_id):
+                raise ConflictError(f"model id {request.model_id!r} is already taken", field="model_id")
             self._check_quota(conn, developer)  # again: another request of the developer may have landed meanwhile
             action_id = self._record_action(conn, signed, developer)
             job_id = conn.execute(insert(training_jobs).values(
@@ -390,9 +396,6 @@ class ModelFactory:
             conn.execute(update(training_jobs).where(training_jobs.c.id == job_id).values(**values))
 
     def _train(self, job: Job) -> None:
-        from ledgerlm.factory.finetune import fine_tune
-        from ledgerlm.factory.train import has_checkpoint
-
         out_dir = self.models_dir / "trained" / job.model_id
         last_write = [0.0]
 
@@ -402,36 +405,36 @@ class ModelFactory:
                 self._set(job.id, progress={k: v for k, v in asdict(p).items()})
 
         try:
-            request = TrainRequest(model_id=job.model_id, datanet=job.datanet, version=job.version,
-                                   base=job.base_model, config=job.config)
-            # checked again when the data is read: the owner may have removed the developer from a private
-            # Datanet while the job waited in the queue
-            self.datanets.require_access(job.datanet, job.developer, "train on")
-            base = get_model(self.models_dir, job.base_model)
-            version = self.datanets.version(job.datanet, job.version)
-            records = list(self.datanets.iter_version(job.datanet, job.version))
-            config = request.train_config()
-            observer = self.observe_training(config, base) if self.observe_training else None
-            processes = request.processes()
-            # per-example features are collected in one process; several build the index in a pass after
-            collect = observer is not None and processes == 1
-            result = fine_tune(
-                base, records, config, out_dir, model_id=job.model_id,
-                datanet_roots=[version.root], progress=progress,
-                resume=has_checkpoint(out_dir),
-                should_stop=self._cancel_check(job.id),
-                on_batch_end=observer.on_batch_end if collect else None,
-                capture_batch=observer.capture_batch if collect else None,
-                processes=processes,
-            )
+            self._run_training(job, out_dir, progress)
         except Exception as exc:  # a failed job reports why; the node keeps serving
-            # the error is shown to anyone who may read the job: paths inside the node's models folder are named
-            # from there (the operator's log keeps the whole traceback)
-            reason = f"{type(exc).__name__}: {exc}".replace(str(self.models_dir.resolve()), "<models>") \
-                .replace(str(self.models_dir), "<models>")
-            self._set(job.id, state="failed", error=reason)
-            traceback.print_exc()
-            return
+            self._fail(job, exc, out_dir)
+
+    def _run_training(self, job: Job, out_dir: Path, progress) -> None:
+        from ledgerlm.factory.finetune import fine_tune
+        from ledgerlm.factory.train import has_checkpoint
+
+        request = TrainRequest(model_id=job.model_id, datanet=job.datanet, version=job.version,
+                               base=job.base_model, config=job.config)
+        # checked again when the data is read: the owner may have removed the developer from a private
+        # Datanet while the job waited in the queue
+        self.datanets.require_access(job.datanet, job.developer, "train on")
+        base = get_model(self.models_dir, job.base_model)
+        version = self.datanets.version(job.datanet, job.version)
+        records = list(self.datanets.iter_version(job.datanet, job.version))
+        config = request.train_config()
+        observer = self.observe_training(config, base) if self.observe_training else None
+        processes = request.processes()
+        # per-example features are collected in one process; several build the index in a pass after
+        collect = observer is not None and processes == 1
+        result = fine_tune(
+            base, records, config, out_dir, model_id=job.model_id,
+            datanet_roots=[version.root], progress=progress,
+            resume=has_checkpoint(out_dir),
+            should_stop=self._cancel_check(job.id),
+            on_batch_end=observer.on_batch_end if collect else None,
+            capture_batch=observer.capture_batch if collect else None,
+            processes=processes,
+        )
         if result.card is None:
             self._set(job.id, state="stopped", owner=None, lease_until=None,
                       error="cancelled; a checkpoint was kept, resume to continue")
@@ -458,6 +461,20 @@ class ModelFactory:
             ))
         finished = {k: v for k, v in (self.job(job.id).progress or {}).items() if k != "stage"}  # nothing runs now
         self._set(job.id, state="done", progress=finished)
+
+    def _fail(self, job: Job, exc: Exception, out_dir: Path) -> None:
+        """Mark the job failed with why, and clear what it wrote: a failed job's id is free again, and a later job
+        of that id must start afresh rather than resume this one's checkpoints (or take over its adapter)."""
+        traceback.print_exc()
+        # the error is shown to anyone who may read the job: paths inside the node's models folder are named
+        # from there (the operator's log keeps the whole traceback)
+        reason = f"{type(exc).__name__}: {exc}".replace(str(self.models_dir.resolve()), "<models>") \
+            .replace(str(self.models_dir), "<models>")
+        with self.db.connect() as conn:
+            published = conn.execute(select(models.c.id).where(models.c.id == job.model_id)).first()
+        if published is None:  # never another job's finished model, whatever went wrong
+            shutil.rmtree(out_dir, ignore_errors=True)
+        self._set(job.id, state="failed", error=reason)
 
     def _licence(self, job_id: int) -> dict | None:
         with self.db.connect() as conn:
