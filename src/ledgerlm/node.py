@@ -753,17 +753,27 @@ class Node:
         """The EIP-712 domain of this deployment (the rooms hold the same value)."""
         return self.datanets.domain
 
-    def accept_action(self, signed, expected: str, fields: dict) -> str:
-        """Verify and record a signed action whose effect is compute, not stored state; returns the signer."""
-        import time
-
+    def check_action(self, signed, expected: str, fields: dict) -> str:
+        """Verify a signed action for compute before any of it runs: its signature, the request fields it must
+        cover, and a nonce not used yet (nothing is recorded: `accept_action` does that); returns the signer."""
         from ledgerlm.identity import verify_action
-        from ledgerlm.store.actions import record_action
+        from ledgerlm.store.actions import refuse_used_nonce
 
         signer = verify_action(signed, expected=expected, domain=self.domain)
         for name, value in fields.items():
             if signed.message[name] != value:
                 raise AuthError(f"the signed {expected} does not cover this request ({name} differs)", field=name)
+        with self.db.connect() as conn:
+            refuse_used_nonce(conn, signed, signer)
+        return signer
+
+    def accept_action(self, signed, expected: str, fields: dict) -> str:
+        """Verify and record a signed action whose effect is compute, not stored state; returns the signer."""
+        import time
+
+        from ledgerlm.store.actions import record_action
+
+        signer = self.check_action(signed, expected, fields)
         with self.db.begin() as conn:
             record_action(conn, signed, signer, chain_id=self.domain.chain_id, now=int(time.time()))
         return signer

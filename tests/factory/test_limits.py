@@ -45,6 +45,7 @@ def test_the_bounds_leave_room_for_real_runs():
     {"target_modules": [1]}, {"eval_split": [1]}, {"max_steps": "3"}, {"max_steps": 3.0},
     {"weight_decay": "a"}, {"warmup": {}}, {"rank": 4.0}, {"epochs": True}, {"method": ["lora"]},
     {"scheduler": None}, {"seed": "0"}, {"max_grad_norm": "1"}, {"lr": float("nan")},
+    {"target_modules": ["q_proj"] * 100_000}, {"target_modules": ["q_proj", "q_proj"]}, {"target_modules": ["x" * 200]},
 ])
 def test_a_wrongly_typed_setting_is_refused_by_name(setting):
     name = next(iter(setting))

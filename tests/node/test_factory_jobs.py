@@ -167,10 +167,17 @@ def test_attribution_needs_a_signature_or_the_operator(trained, client, bob):
     signed = anonymous.http.post("/attribution", json={**body, "action": action})
     assert signed.status_code == 200, signed.text
     assert [c["contributor"] for c in signed.json()["contributors"]] == [bob.address]
-    replayed = anonymous.http.post("/attribution", json={**body, "action": action})
-    assert replayed.status_code == 401 and "already used" in replayed.json()["error"]["message"]
-    other = anonymous.http.post("/attribution", json={**body, "answer": "The reef is blue.", "action": action})
-    assert other.status_code == 401 and "requestHash" in other.json()["error"]["message"]
+    node = client.http.app.state.node
+    loads, attributor = [], node.attributor
+    node.attributor = lambda model: loads.append(model) or attributor(model)
+    try:  # a signature the node will not accept loads no model for it
+        replayed = anonymous.http.post("/attribution", json={**body, "action": action})
+        assert replayed.status_code == 401 and "already used" in replayed.json()["error"]["message"]
+        other = anonymous.http.post("/attribution", json={**body, "answer": "The reef is blue.", "action": action})
+        assert other.status_code == 401 and "requestHash" in other.json()["error"]["message"]
+        assert loads == []
+    finally:
+        node.attributor = attributor
 
 
 def test_attribution_refuses_text_past_the_models_context_before_any_compute(trained, client, bob):
@@ -187,7 +194,8 @@ def test_attribution_refuses_text_past_the_models_context_before_any_compute(tra
              ("answer", {"prompt": short, "answer": "The reef is copper. " * 300}),
              ("max_new_tokens", {"prompt": short + " " + short * 100, "answer": None, "max_new_tokens": 1024}),
              ("prompt", {"prompt": [{"role": "user", "content": {"text": short}}], "answer": "copper"}),
-             ("prompt", {"prompt": [{"content": short}], "answer": "copper"})]
+             ("prompt", {"prompt": [{"content": short}], "answer": "copper"}),
+             ("prompt", {"prompt": [{"role": "assistant", "content": short}], "answer": "copper"})]
     for field, fields in cases:
         body = {"model": "colours-tiny", "max_new_tokens": 64, **fields}
         action = client._sign(bob, "RequestAttribution",

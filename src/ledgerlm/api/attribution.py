@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from ledgerlm.api.deps import get_node, is_operator
 from ledgerlm.errors import AuthError, LedgerError, NotFoundError
-from ledgerlm.identity import SignedAction, verify_action
+from ledgerlm.identity import SignedAction
 from ledgerlm.node import Node
 from ledgerlm.serving.context import check_text_fits
 from ledgerlm.serving.receipts import public_attribution
@@ -54,7 +54,9 @@ def attribute(body: AttributeRequest, node: Node = Depends(get_node), operator: 
             )
         # A model of a private Datanet is attributed for others only once published, and then without the
         # examples and contributions that name or fingerprint the Datanet's records (as its public receipts).
-        signer = verify_action(body.action, expected="RequestAttribution", domain=node.domain)
+        # The signature must cover this request, with a fresh nonce, before the model is loaded for it.
+        signer = node.check_action(body.action, "RequestAttribution",
+                                   {"model": body.model, "requestHash": body.request_hash()})
         records_shown = node.factory.datanets.may_read(record.datanet, signer)
         if not records_shown and node.factory.shown_to(record, signer) is None:
             raise NotFoundError(f"no fine-tuned model {body.model!r}", field="model")
@@ -109,4 +111,7 @@ def chat_messages(prompt: str | list[dict]) -> list[dict]:
         if message.get("role") not in ROLES or not isinstance(message.get("content"), str):
             raise LedgerError(f"prompt message {i} must have a role ({', '.join(ROLES)}) and text content, not "
                               f"{str(message)[:200]}", field="prompt")
+    if prompt[0]["role"] == "assistant":  # training cuts a conversation before each assistant turn: nothing is left
+        raise LedgerError("the conversation must not open with an assistant message: start it with a system or "
+                          "user message", field="prompt")
     return prompt

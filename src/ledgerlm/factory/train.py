@@ -99,6 +99,9 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+MAX_TARGET_MODULES = 64  # module names one config may list (a model has a handful of projection kinds)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Every setting that changes the trained adapter; its hash goes into the lineage.
@@ -180,9 +183,15 @@ class TrainConfig:
             modules = self.target_modules
             if not isinstance(modules, (list, tuple)) or not all(isinstance(m, str) and m for m in modules):
                 raise TrainConfigError(f"target_modules must be a list of module names (or null for every "
-                                       f"projection), not {modules!r}", field="target_modules")
+                                       f"projection), not {str(modules)[:200]}", field="target_modules")
             if not modules:
                 raise TrainConfigError("target_modules must name at least one module", field="target_modules")
+            # stored with the job and shown in every listing of jobs: a model has a handful of projection kinds
+            if len(modules) > MAX_TARGET_MODULES or any(len(m) > 128 for m in modules):
+                raise TrainConfigError(f"target_modules names at most {MAX_TARGET_MODULES} modules of at most 128 "
+                                       f"characters each, not {len(modules)}", field="target_modules")
+            if len(set(modules)) != len(modules):
+                raise TrainConfigError("target_modules names a module twice; name each once", field="target_modules")
 
     def to_dict(self) -> dict:
         data = asdict(self)
