@@ -272,11 +272,16 @@ def test_job_event_streams_open_at_once_are_capped_and_the_job_stays_readable(tr
     finished = client.http.get(events)
     assert finished.status_code == 200 and '"state": "done"' in finished.text
     assert routes.EVENT_STREAMS["open"] == 0  # a stream that ended no longer counts
+    assert routes.STREAMS_BY_CLIENT == {}
     monkeypatch.setattr(routes, "MAX_EVENT_STREAMS", 0)
     refused = client.http.get(events)
     assert refused.status_code == 429 and "event streams are open" in refused.text
     assert refused.json()["error"]["field"] == "job_id"
     assert client.http.get(f"/factory/jobs/{job_id}").json()["state"] == "done"
+    monkeypatch.setattr(routes, "MAX_EVENT_STREAMS", 64)  # one client holding its share of streams
+    monkeypatch.setitem(routes.STREAMS_BY_CLIENT, "127.0.0.1", routes.MAX_EVENT_STREAMS_PER_CLIENT)
+    refused = client.http.get(events)
+    assert refused.status_code == 429 and "the most one client may hold" in refused.text
 
 
 def test_a_developer_removed_from_a_private_datanet_while_queued_trains_nothing_on_it(client, alice, carol, tmp_path,

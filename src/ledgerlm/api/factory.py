@@ -7,11 +7,12 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from ledgerlm.api.deps import get_node, is_operator, read_grant, reader_of, require_operator
+from ledgerlm.api.deps import caller_address, get_node, is_operator, read_grant, reader_of, require_operator
 from ledgerlm.factory.jobs import TrainRequest
 from ledgerlm.identity import ReadGrant, SignedAction
 from ledgerlm.node import Node
@@ -23,7 +24,9 @@ router = APIRouter(tags=["factory"])
 # runs, and a job's readers need sign nothing to open one, so a reader holding thousands would load
 # the database for everyone.
 MAX_EVENT_STREAMS = 64
+MAX_EVENT_STREAMS_PER_CLIENT = 4  # so that one reader cannot hold them all
 EVENT_STREAMS = {"open": 0}  # one event loop serves them all: no lock
+STREAMS_BY_CLIENT: dict[str, int] = {}
 
 
 class PullRequest(BaseModel):
@@ -177,20 +180,28 @@ def control(job_id: int, body: ActionBody, node: Node = Depends(get_node)) -> di
 
 
 @router.get("/factory/jobs/{job_id}/events")
-async def events(job_id: int, node: Node = Depends(get_node), grant: ReadGrant | None = Depends(read_grant)):
+async def events(job_id: int, request: Request, node: Node = Depends(get_node),
+                 grant: ReadGrant | None = Depends(read_grant)):
     """Server-sent events: the job's state and progress whenever they change, until it ends."""
-    _readable_job(node, job_id, grant)
+    await run_in_threadpool(_readable_job, node, job_id, grant)
+    client = caller_address(request, node) or "unknown"
     if EVENT_STREAMS["open"] >= MAX_EVENT_STREAMS:
         raise RateLimitError(f"{MAX_EVENT_STREAMS} job event streams are open, the most this node serves at once; "
                              f"read GET /factory/jobs/{job_id} instead, or retry when one ends", field="job_id")
+    if STREAMS_BY_CLIENT.get(client, 0) >= MAX_EVENT_STREAMS_PER_CLIENT:
+        raise RateLimitError(f"{client} has {MAX_EVENT_STREAMS_PER_CLIENT} job event streams open, the most one "
+                             f"client may hold; read GET /factory/jobs/{job_id} instead, or close one",
+                             field="job_id")
 
     async def stream():
         # counted from its first step: a stream the client left before it began never runs its `finally`
         EVENT_STREAMS["open"] += 1
+        STREAMS_BY_CLIENT[client] = STREAMS_BY_CLIENT.get(client, 0) + 1
         try:
             last = None
             while True:
-                current = node.factory.job(job_id).model_dump()
+                # read off the event loop, which every other request of the node shares
+                current = (await run_in_threadpool(node.factory.job, job_id)).model_dump()
                 if current != last:
                     yield f"data: {json.dumps(current)}\n\n"
                     last = current
@@ -199,5 +210,8 @@ async def events(job_id: int, node: Node = Depends(get_node), grant: ReadGrant |
                 await asyncio.sleep(0.5)
         finally:
             EVENT_STREAMS["open"] -= 1
+            STREAMS_BY_CLIENT[client] -= 1
+            if not STREAMS_BY_CLIENT[client]:
+                del STREAMS_BY_CLIENT[client]
 
     return StreamingResponse(stream(), media_type="text/event-stream")
