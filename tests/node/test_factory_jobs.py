@@ -311,6 +311,19 @@ def test_a_developer_removed_from_a_private_datanet_while_queued_trains_nothing_
     assert done.state == "failed" and "private" in done.error, done.error
     assert not (node.factory.models_dir / "trained" / "carol-secret").exists()
 
+    # the job's events read as the job does: the dashboard's signed-read cookie (an EventSource sends no header)
+    from ledgerlm.identity import sign_read_request
+    from ledgerlm.web.access import READ_COOKIE
+
+    events = f"/factory/jobs/{job['id']}/events"
+    assert client.http.get(events, headers={"Authorization": ""}).status_code in (401, 403)
+    client.http.cookies.set(READ_COOKIE, sign_read_request(alice, client.domain))
+    try:
+        shown = client.http.get(events, headers={"Authorization": ""})
+        assert shown.status_code == 200 and '"state": "failed"' in shown.text
+    finally:
+        client.http.cookies.clear()
+
 
 def test_a_model_id_may_not_be_a_base_models_name_nor_the_reverse(client, alice, carol, tmp_path, monkeypatch):
     from ledgerlm.factory import tiny_random_model

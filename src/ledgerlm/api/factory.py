@@ -182,8 +182,11 @@ def control(job_id: int, body: ActionBody, node: Node = Depends(get_node)) -> di
 @router.get("/factory/jobs/{job_id}/events")
 async def events(job_id: int, request: Request, node: Node = Depends(get_node),
                  grant: ReadGrant | None = Depends(read_grant)):
-    """Server-sent events: the job's state and progress whenever they change, until it ends."""
-    await run_in_threadpool(_readable_job, node, job_id, grant)
+    """Server-sent events: the job's state and progress whenever they change, until it ends. A browser's
+    EventSource sends no headers: the dashboard's signed-read cookie stands for X-Ledgerlm-Read here."""
+    from ledgerlm.web.access import page_grant
+
+    await run_in_threadpool(_readable_job, node, job_id, grant or page_grant(request))
     client = caller_address(request, node) or "unknown"
     if EVENT_STREAMS["open"] >= MAX_EVENT_STREAMS:
         raise RateLimitError(f"{MAX_EVENT_STREAMS} job event streams are open, the most this node serves at once; "
