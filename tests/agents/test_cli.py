@@ -47,6 +47,19 @@ def test_create_funds_the_agent_from_its_owner_and_pause_shows_everywhere(cli):
     assert enforced["allow_models"] == [] and enforced["max_price_per_1k"] is None and enforced["per_epoch"] is True
     cli.fails("agent", "policy", "scout", "--actions", "steal", match="unknown actions steal")
 
+    # paused elsewhere (this home's copy still says running): a budget change keeps the node's pause
+    from ledgerlm.agents import AgentRegistry
+
+    cli("agent", "pause", "scout")
+    homes_copy = AgentRegistry(cli.home.root / "agents")
+    stale = homes_copy.get("scout")
+    stale.policy.paused, stale.policy.allow_models = False, ["m1"]
+    homes_copy.save(stale)
+    cli("agent", "policy", "scout", "--budget", "3")
+    enforced = cli.json("agent", "show", "scout")["node_policy"]["policy"]
+    assert enforced["paused"] is True and enforced["allow_models"] == [] and enforced["budget"] == str(3 * UNIT)
+    cli("agent", "resume", "scout")
+
     trail = cli.json("agent", "audit", "scout")
     assert [e["tool"] for e in trail] == ["fund_gas", "fund_tokens", "escrow_deposit", "stake", "register_policy",
                                           "spending_cap"]

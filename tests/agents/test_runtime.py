@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ledgerlm.agents import AgentWallet, Finish, ScriptedDriver, ServedModelDriver, ToolCall, run_task
 
 
@@ -95,10 +97,41 @@ def test_a_confined_upload_reads_the_file_inside_the_folder_not_one_of_the_same_
 
     call_tool(Wallet(), "contribute", {"datanet": "d", "paths": ["facts.txt"]}, files=tmp_path / "mine")
     assert sent == [["inside"]]
-    import pytest
-
     from ledgerlm.agents.errors import AgentError
 
     with pytest.raises(AgentError) as refused:  # a link out of the folder is outside it
         call_tool(Wallet(), "contribute", {"datanet": "d", "paths": ["link.txt"]}, files=tmp_path / "mine")
     assert refused.value.field == "paths"
+
+
+@pytest.mark.parametrize("tool, args, field", [
+    ("read_datanet", {"datanet": "allowed", "version": "1/../../../forbidden/versions/1"}, "version"),
+    ("reveal_votes", {"round_id": "1/../7"}, "round_id"),
+    ("call_model", {"model": "tiny", "prompt": "hi", "max_tokens": "lots"}, "max_tokens"),
+    ("call_model", {"model": "tiny", "prompt": 5, "max_tokens": 4}, "prompt"),
+    ("call_model", {"model": "tiny", "prompt": "hi", "max_tokens": True}, "max_tokens"),
+    ("commit_votes", {"round_id": 1, "scores": {"x": 5}}, "scores"),
+])
+def test_a_tool_argument_of_the_wrong_json_type_is_refused_by_name_before_the_wallet_runs(tool, args, field):
+    """A served model's answer (which a prompt injection can write) chooses the arguments: a "number" that is a
+    path reached another Datanet's URL past the allow list, and a wrong type ended the whole run."""
+    from ledgerlm.agents.errors import AgentError
+    from ledgerlm.agents.tools import call_tool
+
+    class Wallet:
+        def __getattr__(self, name):
+            raise AssertionError(f"the wallet's {name} ran")
+
+    with pytest.raises(AgentError) as refused:
+        call_tool(Wallet(), tool, args)
+    assert refused.value.field == field
+
+
+def test_the_audit_log_is_readable_by_its_owner_only(tmp_path):
+    """It keeps every tool's arguments and results: prompts, answers, and validation tasks (private data)."""
+    from ledgerlm.agents import AuditLog
+    from ledgerlm.agents.audit import AuditEntry
+
+    log = AuditLog(tmp_path / "agents" / "a1.audit.jsonl")
+    log.append(AuditEntry.model_validate({"at": 1, "agent": "a1", "tool": "balance", "args": {}, "ok": True}))
+    assert (log.path.stat().st_mode & 0o777) == 0o600 and len(log.entries()) == 1

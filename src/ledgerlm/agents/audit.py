@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -33,7 +34,9 @@ class AuditLog:
 
     def append(self, entry: AuditEntry) -> AuditEntry:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as out:
+        # readable by the owner only: it keeps prompts, answers and validation tasks (a private Datanet's data)
+        descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(descriptor, "a") as out:
             out.write(entry.model_dump_json() + "\n")
         return entry
 

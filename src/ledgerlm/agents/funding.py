@@ -14,7 +14,7 @@ from ledgerlm.agents.errors import AgentError
 from ledgerlm.agents.policy import AgentPolicy, policy_message
 from ledgerlm.agents.registry import AgentRecord, AgentRegistry, new_api_key
 from ledgerlm.client import NodeClient
-from ledgerlm.errors import NotFoundError
+from ledgerlm.errors import LedgerError, NotFoundError
 from ledgerlm.identity import Keyring
 
 GAS_WEI = 10**17  # what the owner sends for the agent's own transactions (deposit, stake, votes)
@@ -124,6 +124,20 @@ def _deposit(node: NodeClient, agent: LocalAccount, amount: int) -> list[dict]:
             node.chain.send(agent, "PaymentEscrow", "deposit", [amount])]
 
 
+def enforced_policy(node: NodeClient, address: str) -> dict | None:
+    """The policy the node enforces for the agent at `address` (amounts as integers); None if it has none."""
+    try:
+        policy = dict(node.agents.standing(address)["policy"])
+    except LedgerError as exc:
+        if exc.status != 404:
+            raise
+        return None
+    policy["budget"] = int(policy["budget"])
+    if policy.get("max_price_per_1k") is not None:
+        policy["max_price_per_1k"] = int(policy["max_price_per_1k"])
+    return policy
+
+
 def change_policy(node: NodeClient, registry: AgentRegistry, name: str, owner: LocalAccount, *,
                   policy: AgentPolicy | None = None, paused: bool | None = None) -> AgentRecord:
     """The owner replaces the agent's policy, or pauses or resumes it; the node's copy (which it enforces) first,
@@ -132,6 +146,11 @@ def change_policy(node: NodeClient, registry: AgentRegistry, name: str, owner: L
     if owner.address != record.owner:
         raise AgentError(f"key {owner.address} is not agent {name!r}'s owner ({record.owner})", field="owner")
     if policy is not None:
+        # A new policy keeps the pause the node enforces now: a pause made elsewhere (another home, the SDK, the
+        # API) is lifted only by a resume, never by changing a budget from this home's older copy.
+        enforced = enforced_policy(node, record.address)
+        if enforced is not None:
+            policy = policy.model_copy(update={"paused": enforced["paused"]})
         node.agents.set_policy(owner, record.address, policy_message(policy))
         record.policy = policy
     if paused is not None:

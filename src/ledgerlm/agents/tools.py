@@ -43,14 +43,30 @@ def call_tool(wallet, name: str, args: dict[str, Any], *, files: Path | None = N
     if unknown:
         raise AgentError(f"tool {name!r} takes no argument {', '.join(unknown)}; it takes: "
                          f"{', '.join(spec.params) or 'nothing'}", field="args")
+    for arg, value in args.items():  # a number that is a path ("1/../../other") reaches no URL
+        if not _JSON_TYPES[spec.params[arg]](value):
+            raise AgentError(f"tool {name!r}: {arg} must be a JSON {spec.params[arg]}, not {str(value)[:100]!r}",
+                             field=arg)
     if name == "contribute":  # the files read are those checked: inside the folder, named from it
         args = {**args, "paths": _inside(files, args.get("paths"))}
     if name == "commit_votes":
-        args = {**args, "scores": {int(k): int(v) for k, v in dict(args.get("scores") or {}).items()}}
+        try:
+            args = {**args, "scores": {int(k): int(v) for k, v in dict(args.get("scores") or {}).items()}}
+        except (TypeError, ValueError):
+            raise AgentError(f"tool {name!r}: scores must map contribution ids to whole numbers 0-100",
+                             field="scores") from None
     try:
         return getattr(wallet, name)(**args)
     except TypeError as exc:  # a missing argument
         raise AgentError(f"tool {name!r}: {exc}", field="args") from None
+
+
+_JSON_TYPES = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "array": lambda v: isinstance(v, list),
+    "object": lambda v: isinstance(v, dict),
+}
 
 
 def _inside(files: Path | None, paths) -> list[str]:

@@ -174,10 +174,12 @@ def policy(
     """Change the agent's policy, signed by its owner; the node enforces it from the agent's next action. Its
     escrow and the cap it signed stay as they are."""
     from ledgerlm.agents import TOOLS, change_policy, make_policy, parse_names
+    from ledgerlm.agents.funding import enforced_policy
 
     s = session(ctx)
     record = registry(s).get(name)
-    fields = record.policy.model_dump()
+    # options left out stay as the node enforces them (a change made from another home or the SDK included)
+    fields = enforced_policy(s.client(), record.address) or record.policy.model_dump()
     if budget is not None:
         fields["budget"] = parse_amount(budget, field="budget")
     if per_epoch is not None:
