@@ -48,4 +48,7 @@ def gateway(
         f"[green]ledgerlm gateway[/] on {r['url']} in front of {', '.join(r['nodes'])}  (status: /gateway/status)"))
     from ledgerlm.http_protocol import HeaderDeadline
 
-    uvicorn.run(create_gateway_app(settings), host=host, port=port, log_level="warning", http=HeaderDeadline)
+    # proxy_headers off: uvicorn would otherwise take X-Forwarded-For from any loopback client as the caller's
+    # address, and the gateway passes the address it sees to the nodes (their per-caller limits and scopes)
+    uvicorn.run(create_gateway_app(settings), host=host, port=port, log_level="warning", http=HeaderDeadline,
+                proxy_headers=False)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 import uuid
 from collections import Counter
@@ -38,6 +39,12 @@ NODE_HEADER = "X-Ledgerlm-Node"
 REQUEST_HEADERS = ("authorization", "content-type", "accept", "x-ledgerlm-read")
 RESPONSE_HEADERS = ("content-type", "x-ledgerlm-receipt", "idempotent-replayed", "retry-after")
 RETRYABLE_STATUS = (500, 502, 503, 504)
+MAX_STATUS_BYTES = 1024 * 1024  # a node's status answer, read whole
+MAX_ANSWER_BYTES = 16 * 1024 * 1024  # a whole (not streamed) completion a node sends back, once decoded
+
+
+class UnreadableAnswer(Exception):
+    """A node's answer could not be passed on: larger than the gateway reads, or not decodable."""
 
 
 @dataclass(frozen=True)
@@ -63,11 +70,26 @@ def _error(status: int, message: str, field: str | None = None, **headers) -> JS
                                                                "field": field}}, headers=headers or None)
 
 
-def _node_error(response: httpx.Response) -> str:
+async def _read_capped(response: httpx.Response, limit: int) -> bytes:
+    """The body of `response`, decoded, refused past `limit` bytes as it arrives (a small compressed answer can
+    decode to hundreds of megabytes)."""
+    parts, size = [], 0
     try:
-        return response.json()["error"]["message"]
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > limit:
+                raise UnreadableAnswer(f"the answer is larger than {limit} bytes")
+            parts.append(chunk)
+    except httpx.DecodingError as exc:
+        raise UnreadableAnswer(f"the answer cannot be decoded ({exc})") from None
+    return b"".join(parts)
+
+
+def _node_error(response: httpx.Response, body: bytes) -> str:
+    try:
+        return json.loads(body)["error"]["message"]
     except Exception:
-        return response.text[:200] or response.reason_phrase
+        return body[:200].decode("utf-8", "replace") or response.reason_phrase
 
 
 class Gateway:
@@ -98,14 +120,17 @@ class Gateway:
     async def check_all(self) -> None:
         nodes = list(self.table.nodes)
         statuses = await asyncio.gather(*(self._status(node) for node in nodes))
-        if self.signing_domain is None:
-            # the deployment is the one most nodes sign for (ties: the first listed), not whichever answered first:
-            # a stray node of another deployment must not take the gateway over
-            domains = [status.signing_domain for status in statuses if status is not None]
-            if domains:
-                counts = Counter(json.dumps(d, sort_keys=True) for d in domains)
-                best = max(counts.values())
-                self.signing_domain = next(d for d in domains if counts[json.dumps(d, sort_keys=True)] == best)
+        for node, status in zip(nodes, statuses):
+            if status is not None:
+                node.signing_domain = status.signing_domain
+        # The deployment is the one most nodes sign for, counting each node's last known domain (ties: the first
+        # listed), decided again every round: a stray node of another deployment that answered before the others
+        # came up must not keep the gateway, nor take it while they are briefly down.
+        known = [node.signing_domain for node in nodes if node.signing_domain is not None]
+        if known:
+            counts = Counter(json.dumps(d, sort_keys=True) for d in known)
+            best = max(counts.values())
+            self.signing_domain = next(d for d in known if counts[json.dumps(d, sort_keys=True)] == best)
         for node, status in zip(nodes, statuses):
             if status is not None:
                 self._apply(node, status)
@@ -113,11 +138,12 @@ class Gateway:
     async def _status(self, node: ServingNode) -> NodeStatus | None:
         """The node's status, or None (and the node marked as missing it) when it cannot be read: an answer of
         the wrong shape counts as a failed check of that node alone."""
+        limit = max(2.0, min(5.0, self.settings.health_interval))
         try:
-            response = await self.client.get(f"{node.url}/serving/status",
-                                             timeout=max(2.0, min(5.0, self.settings.health_interval)))
-            response.raise_for_status()
-            return NodeStatus.read(response.json())
+            # a deadline for the whole check: httpx's timeout is per read, and a node sending a byte a second would
+            # hold every later round of checks (and the gateway's start) forever
+            body = await asyncio.wait_for(self._status_body(node, limit), timeout=limit)
+            return NodeStatus.read(json.loads(body))
         except Exception as exc:
             node.checked_at = time.time()
             node.misses += 1
@@ -125,6 +151,11 @@ class Gateway:
             if isinstance(exc, (httpx.ConnectError, ValueError, TypeError)) or node.misses >= 2:
                 node.up, node.error = False, f"status check failed: {type(exc).__name__}: {exc}"
             return None
+
+    async def _status_body(self, node: ServingNode, limit: float) -> bytes:
+        async with self.client.stream("GET", f"{node.url}/serving/status", timeout=limit) as response:
+            response.raise_for_status()
+            return await _read_capped(response, MAX_STATUS_BYTES)
 
     def _apply(self, node: ServingNode, status: NodeStatus) -> None:
         node.checked_at, node.misses = time.time(), 0
@@ -205,15 +236,17 @@ class Gateway:
             while True:
                 node.in_flight += 1
                 try:
-                    upstream = await self.client.send(
+                    # the answer's head within read_timeout in all: httpx's timeout is per read, and a node sending
+                    # its head a byte at a time would never count as silent
+                    upstream = await asyncio.wait_for(self.client.send(
                         self.client.build_request("POST", node.url + path, content=body, headers=headers),
-                        stream=True)
+                        stream=True), timeout=self.settings.read_timeout)
                 except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                     node.in_flight -= 1
                     self.failed(node, f"connection failed: {type(exc).__name__}", gone=True)
                     refused.append(f"{node.url}: connection failed")
                     break
-                except httpx.TransportError as exc:
+                except (TimeoutError, httpx.TransportError) as exc:
                     node.in_flight -= 1
                     self.failed(node, f"no answer: {type(exc).__name__}", gone=True)
                     refused.append(f"{node.url}: no answer ({type(exc).__name__})")
@@ -222,8 +255,8 @@ class Gateway:
                 except BaseException:  # whatever else ends the send, the node's count of open calls stays true
                     node.in_flight -= 1
                     raise
-                retry_after = upstream.headers.get("retry-after")
-                if upstream.status_code == 409 and silent and retry_after and retry_after.isdigit():
+                retry_after = upstream.headers.get("retry-after") or ""
+                if upstream.status_code == 409 and silent and re.fullmatch(r"[0-9]{1,6}", retry_after):
                     # the silent node's claim on the key: wait for its answer, or for its lease to lapse
                     wait = min(float(retry_after) + 0.5, deadline - time.monotonic())
                     if wait > 0:
@@ -232,10 +265,16 @@ class Gateway:
                         await asyncio.sleep(wait)
                         continue
                 if upstream.status_code in RETRYABLE_STATUS:
-                    await upstream.aread()
-                    await upstream.aclose()
-                    node.in_flight -= 1
-                    reason = f"{upstream.status_code} {_node_error(upstream)}"
+                    detail = b""
+                    try:
+                        detail = await asyncio.wait_for(_read_capped(upstream, MAX_STATUS_BYTES),
+                                                        timeout=self.settings.connect_timeout)
+                    except (TimeoutError, UnreadableAnswer, httpx.TransportError):
+                        pass  # the status says enough
+                    finally:
+                        await upstream.aclose()
+                        node.in_flight -= 1
+                    reason = f"{upstream.status_code} {_node_error(upstream, detail)}"
                     self.failed(node, reason, gone=False)
                     refused.append(f"{node.url}: {reason}")
                     break
@@ -246,12 +285,17 @@ class Gateway:
                     return StreamingResponse(self._passthrough(upstream, node), status_code=upstream.status_code,
                                              headers=out)
                 try:
-                    content = await upstream.aread()
-                except httpx.TransportError as exc:  # lost before the whole answer came: the key replays it
+                    content = await asyncio.wait_for(_read_capped(upstream, MAX_ANSWER_BYTES),
+                                                     timeout=self.settings.read_timeout)
+                except (TimeoutError, httpx.TransportError) as exc:  # lost mid-answer: the key replays it
                     self.failed(node, f"answer cut off: {type(exc).__name__}", gone=True)
                     refused.append(f"{node.url}: answer cut off")
                     silent = True
                     break
+                except UnreadableAnswer as exc:  # charged on the node: a retry under the key would replay it
+                    self.failed(node, str(exc), gone=False)
+                    return _error(502, f"the serving node {node.url} sent an answer the gateway cannot pass on: "
+                                  f"{exc}", "model", **{IDEMPOTENCY_HEADER: key})
                 finally:
                     await upstream.aclose()
                     node.in_flight -= 1
@@ -277,13 +321,18 @@ class Gateway:
         """A read (the model list) from the first node that answers."""
         for node in self.table.order(""):
             try:
-                upstream = await self.client.get(node.url + path)
-            except httpx.TransportError as exc:
-                self.failed(node, f"connection failed: {type(exc).__name__}", gone=True)
+                status, out, content = await asyncio.wait_for(self._read(node.url + path),
+                                                              timeout=self.settings.read_timeout)
+            except (TimeoutError, httpx.TransportError, UnreadableAnswer) as exc:
+                self.failed(node, f"no readable answer: {type(exc).__name__}", gone=True)
                 continue
-            out = {k: v for k, v in upstream.headers.items() if k.lower() in RESPONSE_HEADERS}
-            return Response(upstream.content, status_code=upstream.status_code, headers={**out, NODE_HEADER: node.url})
+            return Response(content, status_code=status, headers={**out, NODE_HEADER: node.url})
         return _error(503, "no serving node answered", None)
+
+    async def _read(self, url: str) -> tuple[int, dict, bytes]:
+        async with self.client.stream("GET", url) as upstream:
+            out = {k: v for k, v in upstream.headers.items() if k.lower() in RESPONSE_HEADERS}
+            return upstream.status_code, out, await _read_capped(upstream, MAX_ANSWER_BYTES)
 
     def status(self) -> dict:
         return {"ledgerlm": __version__, "signing_domain": self.signing_domain, "requests": self.requests,

@@ -1,0 +1,96 @@
+"""The gateway against nodes that answer wrongly: a stray deployment up first, a status or answer sent a byte at a
+time, an answer that decodes to hundreds of megabytes. It keeps routing to the deployment most nodes sign for and
+never waits or buffers without bound."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+
+import httpx
+from fastapi.testclient import TestClient
+
+from ledgerlm.gateway import app as gateway_app
+from ledgerlm.gateway.app import Gateway, GatewaySettings, create_gateway_app
+
+NODES = ("http://stray", "http://a", "http://b", "http://c")
+
+
+def status(chain_id: int) -> dict:
+    return {"signing_domain": {"name": "ledgerlm", "chainId": chain_id}, "instance": "i", "base_model": "tiny",
+            "engine_loaded": True, "warm": {"device": [], "host": []}, "in_flight": 0}
+
+
+def test_a_stray_node_up_first_does_not_keep_the_gateway_once_the_others_answer():
+    up = {"http://stray"}
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        origin = f"{request.url.scheme}://{request.url.host}"
+        if origin not in up:
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(200, json=status(99 if origin == "http://stray" else 1))
+
+    async def run():
+        gateway = Gateway(GatewaySettings(nodes=NODES))
+        gateway.client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+        await gateway.check_all()
+        first = gateway.signing_domain["chainId"]
+        up.update(NODES)
+        await gateway.check_all()
+        chosen = gateway.signing_domain["chainId"]
+        up.difference_update({"http://a", "http://b", "http://c"})  # the deployment's nodes briefly down
+        await gateway.check_all()
+        await gateway.client.aclose()
+        return first, chosen, gateway.signing_domain["chainId"], [n.foreign for n in gateway.table.nodes]
+
+    first, chosen, later, foreign = asyncio.run(run())
+    assert (first, chosen, later) == (99, 1, 1) and foreign[0] is True
+
+
+def test_a_status_sent_a_byte_at_a_time_fails_its_check_within_the_deadline():
+    async def handler(request: httpx.Request) -> httpx.Response:
+        async def trickle():
+            for _ in range(600):
+                await asyncio.sleep(0.05)
+                yield b" "
+
+        if request.url.host == "slow":
+            return httpx.Response(200, content=trickle())
+        return httpx.Response(200, json=status(1))
+
+    async def run():
+        gateway = Gateway(GatewaySettings(nodes=("http://slow", "http://good"), health_interval=0.5))
+        gateway.client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await gateway.check_all()
+        took = loop.time() - started
+        await gateway.client.aclose()
+        return took, [n.checked_at is not None for n in gateway.table.nodes]
+
+    took, checked = asyncio.run(run())
+    assert took < 5 and checked == [True, True]
+
+
+def test_an_answer_that_decodes_past_the_bound_is_refused_not_buffered(monkeypatch):
+    monkeypatch.setattr(gateway_app, "MAX_ANSWER_BYTES", 1024 * 1024)
+    bomb = gzip.compress(b"{" + b" " * (8 * 1024 * 1024) + b"}")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/serving/status":
+            return httpx.Response(200, json=status(1))
+        return httpx.Response(200, content=bomb, headers={"content-encoding": "gzip",
+                                                          "content-type": "application/json"})
+
+    app = create_gateway_app(GatewaySettings(nodes=("http://node",)))
+    real = httpx.AsyncClient
+
+    def mocked(*args, **kwargs):
+        kwargs["transport"] = httpx.MockTransport(handler)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gateway_app.httpx, "AsyncClient", mocked)
+    with TestClient(app) as http:
+        answered = http.post("/v1/chat/completions", json={"model": "m", "messages": []})
+    assert answered.status_code == 502 and "larger than" in json.loads(answered.text)["error"]["message"]
