@@ -319,7 +319,10 @@ def _fail(db: Database, rows: DebitRows, row_id: int) -> None:
                            ).mappings().first()
         if row is None:
             return
-        conn.execute(update(table).where(table.c.id == row_id).values({rows.state: "failed", **dict(rows.failed)}))
+        # only while still pending: two nodes failing the same payment at once give its amount back once
+        if not conn.execute(update(table).where(and_(table.c.id == row_id, rows.column(rows.state) == "pending"))
+                            .values({rows.state: "failed", **dict(rows.failed)})).rowcount:
+            return
         add_spent(conn, row[rows.payer], row["epoch"], -int(row["amount"]))
 
 
