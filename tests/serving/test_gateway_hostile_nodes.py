@@ -94,3 +94,46 @@ def test_an_answer_that_decodes_past_the_bound_is_refused_not_buffered(monkeypat
     with TestClient(app) as http:
         answered = http.post("/v1/chat/completions", json={"model": "m", "messages": []})
     assert answered.status_code == 502 and "larger than" in json.loads(answered.text)["error"]["message"]
+
+
+def test_a_whole_answer_whose_receipt_another_key_signed_is_refused(monkeypatch):
+    """The client's receipt must be this deployment's, signed by the node that answered: a node whose status lied
+    about its key (or changed it between checks) answers 502, not 200 with a receipt nobody here signed."""
+    from eth_account import Account
+    from eth_account.messages import encode_typed_data
+
+    from ledgerlm.identity import SigningDomain
+    from ledgerlm.identity.actions import typed_data
+
+    domain = SigningDomain.from_dict(status(1)["signing_domain"])
+    impostor, claimed = Account.create(), Account.create()
+    body = {"node": impostor.address, "receiptId": "lgr-1", "epoch": 1, "consumer": impostor.address,
+            "modelId": "m", "adapterHash": "0x" + "00" * 32, "promptTokens": 1, "completionTokens": 1,
+            "pricePer1k": 0, "fee": 0, "feePolicyHash": "0x" + "00" * 32, "payoutsHash": "0x" + "00" * 32,
+            "datanetRootsHash": "0x" + "00" * 32, "attributionHash": "0x" + "00" * 32,
+            "requestHash": "0x" + "00" * 32, "state": "final", "createdAt": 1}
+    signature = impostor.sign_message(encode_typed_data(full_message=typed_data("InferenceReceipt", body, domain)))
+    receipt = {"id": "lgr-1", "epoch": 1, "consumer": impostor.address, "model_id": "m", "adapter_sha256": None,
+               "prompt_tokens": 1, "completion_tokens": 1, "price_per_1k": "0", "fee": "0",
+               "fee_policy": {"node_bps": 10000, "developer_bps": 0, "contributors_bps": 0, "validators_bps": 0},
+               "payouts": [], "datanet_roots": [], "attribution": None, "state": "final", "body": body,
+               "signature": "0x" + bytes(signature.signature).hex().removeprefix("0x"), "created_at": 1,
+               "finalized_at": 1,
+               "request": {"split": {"node": impostor.address, "developer": impostor.address, "datanet": None}}}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/serving/status":
+            return httpx.Response(200, json={**status(1), "node_address": claimed.address})
+        return httpx.Response(200, json={"id": "lgr-1", "x_ledgerlm_receipt": receipt})
+
+    app = create_gateway_app(GatewaySettings(nodes=("http://node",)))
+    real = httpx.AsyncClient
+
+    def mocked(*args, **kwargs):
+        kwargs["transport"] = httpx.MockTransport(handler)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gateway_app.httpx, "AsyncClient", mocked)
+    with TestClient(app) as http:
+        answered = http.post("/v1/chat/completions", json={"model": "m", "messages": []})
+    assert answered.status_code == 502 and claimed.address in answered.json()["error"]["message"], answered.text

@@ -168,6 +168,7 @@ class Gateway:
         node.foreign = False
         node.instance, node.base_model, node.engine_loaded = status.instance, status.base_model, status.engine_loaded
         node.device, node.host, node.node_in_flight = status.device, status.host, status.in_flight
+        node.address = status.node_address
         if not held:
             node.up, node.error = True, None
 
@@ -299,9 +300,38 @@ class Gateway:
                 finally:
                     await upstream.aclose()
                     node.in_flight -= 1
+                problem = self._receipt_problem(node, content) if upstream.status_code == 200 else None
+                if problem:  # charged on the node: a retry under the key would replay the same receipt
+                    self.failed(node, problem, gone=False)
+                    return _error(502, f"the serving node {node.url} answered with a receipt the gateway cannot "
+                                  f"vouch for: {problem}", "model", **{IDEMPOTENCY_HEADER: key})
                 return Response(content, status_code=upstream.status_code, headers=out)
         return _error(503, "no serving node could take the request: " + "; ".join(refused), "model",
                       **{IDEMPOTENCY_HEADER: key})
+
+    def _receipt_problem(self, node: ServingNode, content: bytes) -> str | None:
+        """Why a whole answer's receipt is not this deployment's, signed by this node; None when it is (or the
+        answer carries none). A node whose status lied, or that changed keys between checks, is caught here."""
+        from ledgerlm.identity import SigningDomain
+        from ledgerlm.serving.receipts import Receipt, verify_receipt
+
+        try:
+            receipt = json.loads(content).get("x_ledgerlm_receipt")
+        except (ValueError, AttributeError):
+            return None
+        if not receipt or self.signing_domain is None:
+            return None
+        try:
+            checks = verify_receipt(Receipt(**receipt), domain=SigningDomain.from_dict(self.signing_domain))
+        except Exception as exc:  # a receipt of the wrong shape
+            return f"the receipt cannot be read ({type(exc).__name__})"
+        if not checks["signature_valid"]:
+            return "its signature is not valid for this deployment"
+        if node.address and checks["signer"].lower() != node.address.lower():
+            return f"it is signed by {checks['signer']}, not by the node's key {node.address}"
+        if not checks["split_sums_to_fee"]:
+            return "its split does not sum to its fee"
+        return None
 
     async def _passthrough(self, upstream: httpx.Response, node: ServingNode):
         """The node's event stream as it comes; a node lost mid-stream ends it with an error event, not a retry."""
@@ -392,6 +422,7 @@ class NodeStatus:
     device: tuple[str, ...]
     host: tuple[str, ...]
     in_flight: int
+    node_address: str | None = None  # the key the node signs receipts with
 
     @classmethod
     def read(cls, status) -> NodeStatus:
@@ -412,4 +443,8 @@ class NodeStatus:
         if not (domain is None or isinstance(domain, dict)) or not all(
                 v is None or isinstance(v, str) for v in (instance, base)):
             raise ValueError("signing_domain, instance or base_model has the wrong type")
-        return cls(domain, instance, base, bool(status.get("engine_loaded")), tuple(device), tuple(host), in_flight)
+        address = status.get("node_address")
+        if not (address is None or isinstance(address, str)):
+            raise ValueError("node_address has the wrong type")
+        return cls(domain, instance, base, bool(status.get("engine_loaded")), tuple(device), tuple(host), in_flight,
+                   address)

@@ -27,6 +27,7 @@ class ServingNode:
     host: tuple[str, ...] = ()  # adapters read into host memory
     node_in_flight: int = 0  # calls running on the node, as it last said
     signing_domain: dict | None = None
+    address: str | None = None  # the key it signs receipts with, as its status says
     in_flight: int = 0  # requests this gateway has open on it now
     routed: int = 0
     failures: int = 0
