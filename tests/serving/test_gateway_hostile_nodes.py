@@ -17,6 +17,19 @@ from ledgerlm.gateway.app import Gateway, GatewaySettings, create_gateway_app
 NODES = ("http://stray", "http://a", "http://b", "http://c")
 
 
+def _ask_through_a_gateway(handler, monkeypatch) -> httpx.Response:
+    """One chat call through a gateway whose one node is `handler` (an httpx mock transport's handler)."""
+    real = httpx.AsyncClient
+
+    def mocked(*args, **kwargs):
+        kwargs["transport"] = httpx.MockTransport(handler)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gateway_app.httpx, "AsyncClient", mocked)
+    with TestClient(create_gateway_app(GatewaySettings(nodes=("http://node",)))) as http:
+        return http.post("/v1/chat/completions", json={"model": "m", "messages": []})
+
+
 def status(chain_id: int) -> dict:
     return {"signing_domain": {"name": "ledgerlm", "chainId": chain_id}, "instance": "i", "base_model": "tiny",
             "engine_loaded": True, "warm": {"device": [], "host": []}, "in_flight": 0}
@@ -83,16 +96,7 @@ def test_an_answer_that_decodes_past_the_bound_is_refused_not_buffered(monkeypat
         return httpx.Response(200, content=bomb, headers={"content-encoding": "gzip",
                                                           "content-type": "application/json"})
 
-    app = create_gateway_app(GatewaySettings(nodes=("http://node",)))
-    real = httpx.AsyncClient
-
-    def mocked(*args, **kwargs):
-        kwargs["transport"] = httpx.MockTransport(handler)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(gateway_app.httpx, "AsyncClient", mocked)
-    with TestClient(app) as http:
-        answered = http.post("/v1/chat/completions", json={"model": "m", "messages": []})
+    answered = _ask_through_a_gateway(handler, monkeypatch)
     assert answered.status_code == 502 and "larger than" in json.loads(answered.text)["error"]["message"]
 
 
@@ -126,14 +130,5 @@ def test_a_whole_answer_whose_receipt_another_key_signed_is_refused(monkeypatch)
             return httpx.Response(200, json={**status(1), "node_address": claimed.address})
         return httpx.Response(200, json={"id": "lgr-1", "x_ledgerlm_receipt": receipt})
 
-    app = create_gateway_app(GatewaySettings(nodes=("http://node",)))
-    real = httpx.AsyncClient
-
-    def mocked(*args, **kwargs):
-        kwargs["transport"] = httpx.MockTransport(handler)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(gateway_app.httpx, "AsyncClient", mocked)
-    with TestClient(app) as http:
-        answered = http.post("/v1/chat/completions", json={"model": "m", "messages": []})
+    answered = _ask_through_a_gateway(handler, monkeypatch)
     assert answered.status_code == 502 and claimed.address in answered.json()["error"]["message"], answered.text
