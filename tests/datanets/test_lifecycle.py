@@ -236,10 +236,12 @@ def test_a_withdrawn_records_text_is_nowhere_in_the_database_file(client, qa, bo
 
     from sqlalchemy import text
 
+    node = client.http.app.state.node
+    if node.db.postgres:  # PostgreSQL's files are the server's: its VACUUM, not this node, reclaims them
+        pytest.skip("secure_delete is SQLite's")
     marker = "Zyxwvut quorbel frandinax"
     records = [{"question": "Which secret?", "answer": f"{marker} is the secret."}, *_records(1, "b")]
     client.contribute("qa", [write_jsonl(tmp_path / "b.jsonl", records)], bob)
-    node = client.http.app.state.node
     secret = next(c.id for c in client.contributions("qa") if marker in str(client.contribution(c.id).payload))
 
     def stored() -> bytes:
