@@ -142,7 +142,10 @@ class Gateway:
         try:
             # a deadline for the whole check: httpx's timeout is per read, and a node sending a byte a second would
             # hold every later round of checks (and the gateway's start) forever
-            body = await asyncio.wait_for(self._status_body(node, limit), timeout=limit)
+            code, _, body = await asyncio.wait_for(
+                self._read(f"{node.url}/serving/status", MAX_STATUS_BYTES, timeout=limit), timeout=limit)
+            if code != 200:
+                raise httpx.HTTPError(f"status check answered {code}")
             return NodeStatus.read(json.loads(body))
         except Exception as exc:
             node.checked_at = time.time()
@@ -151,11 +154,6 @@ class Gateway:
             if isinstance(exc, (httpx.ConnectError, ValueError, TypeError)) or node.misses >= 2:
                 node.up, node.error = False, f"status check failed: {type(exc).__name__}: {exc}"
             return None
-
-    async def _status_body(self, node: ServingNode, limit: float) -> bytes:
-        async with self.client.stream("GET", f"{node.url}/serving/status", timeout=limit) as response:
-            response.raise_for_status()
-            return await _read_capped(response, MAX_STATUS_BYTES)
 
     def _apply(self, node: ServingNode, status: NodeStatus) -> None:
         node.checked_at, node.misses = time.time(), 0
@@ -351,7 +349,7 @@ class Gateway:
         """A read (the model list) from the first node that answers."""
         for node in self.table.order(""):
             try:
-                status, out, content = await asyncio.wait_for(self._read(node.url + path),
+                status, out, content = await asyncio.wait_for(self._read(node.url + path, MAX_ANSWER_BYTES),
                                                               timeout=self.settings.read_timeout)
             except (TimeoutError, httpx.TransportError, UnreadableAnswer) as exc:
                 self.failed(node, f"no readable answer: {type(exc).__name__}", gone=True)
@@ -359,10 +357,11 @@ class Gateway:
             return Response(content, status_code=status, headers={**out, NODE_HEADER: node.url})
         return _error(503, "no serving node answered", None)
 
-    async def _read(self, url: str) -> tuple[int, dict, bytes]:
-        async with self.client.stream("GET", url) as upstream:
+    async def _read(self, url: str, limit: int, **options) -> tuple[int, dict, bytes]:
+        """GET `url`: its status, the headers passed on to clients, and its body read under `limit` bytes."""
+        async with self.client.stream("GET", url, **options) as upstream:
             out = {k: v for k, v in upstream.headers.items() if k.lower() in RESPONSE_HEADERS}
-            return upstream.status_code, out, await _read_capped(upstream, MAX_ANSWER_BYTES)
+            return upstream.status_code, out, await _read_capped(upstream, limit)
 
     def status(self) -> dict:
         return {"ledgerlm": __version__, "signing_domain": self.signing_domain, "requests": self.requests,

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
+from jinja2 import TemplateError
 from torch.nn import functional as F
 
 from ledgerlm.errors import LedgerError
@@ -133,8 +134,6 @@ class PromptTokens:
     engine sees the same tokens and receipts count the same prompt. Needs `tokenizer` and `context`."""
 
     def chat_ids(self, messages: list[dict]) -> list[int]:
-        from jinja2 import TemplateError
-
         try:
             ids = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True,
                                                      return_dict=False)
