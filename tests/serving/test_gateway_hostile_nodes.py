@@ -17,7 +17,7 @@ from ledgerlm.gateway.app import Gateway, GatewaySettings, create_gateway_app
 NODES = ("http://stray", "http://a", "http://b", "http://c")
 
 
-def _ask_through_a_gateway(handler, monkeypatch) -> httpx.Response:
+def _ask_through_a_gateway(handler, monkeypatch, **body) -> httpx.Response:
     """One chat call through a gateway whose one node is `handler` (an httpx mock transport's handler)."""
     real = httpx.AsyncClient
 
@@ -27,7 +27,7 @@ def _ask_through_a_gateway(handler, monkeypatch) -> httpx.Response:
 
     monkeypatch.setattr(gateway_app.httpx, "AsyncClient", mocked)
     with TestClient(create_gateway_app(GatewaySettings(nodes=("http://node",)))) as http:
-        return http.post("/v1/chat/completions", json={"model": "m", "messages": []})
+        return http.post("/v1/chat/completions", json={"model": "m", "messages": [], **body})
 
 
 def status(chain_id: int) -> dict:
@@ -100,9 +100,8 @@ def test_an_answer_that_decodes_past_the_bound_is_refused_not_buffered(monkeypat
     assert answered.status_code == 502 and "larger than" in json.loads(answered.text)["error"]["message"]
 
 
-def test_a_whole_answer_whose_receipt_another_key_signed_is_refused(monkeypatch):
-    """The client's receipt must be this deployment's, signed by the node that answered: a node whose status lied
-    about its key (or changed it between checks) answers 502, not 200 with a receipt nobody here signed."""
+def _impostor_receipt() -> tuple[dict, str]:
+    """A receipt signed by a fresh key, and another key a node's status may claim to sign with."""
     from eth_account import Account
     from eth_account.messages import encode_typed_data
 
@@ -124,11 +123,52 @@ def test_a_whole_answer_whose_receipt_another_key_signed_is_refused(monkeypatch)
                "signature": "0x" + bytes(signature.signature).hex().removeprefix("0x"), "created_at": 1,
                "finalized_at": 1,
                "request": {"split": {"node": impostor.address, "developer": impostor.address, "datanet": None}}}
+    return receipt, claimed.address
+
+
+def test_a_whole_answer_whose_receipt_another_key_signed_is_refused(monkeypatch):
+    """The client's receipt must be this deployment's, signed by the node that answered: a node whose status lied
+    about its key (or changed it between checks) answers 502, not 200 with a receipt nobody here signed."""
+    receipt, claimed = _impostor_receipt()
 
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/serving/status":
-            return httpx.Response(200, json={**status(1), "node_address": claimed.address})
+            return httpx.Response(200, json={**status(1), "node_address": claimed})
         return httpx.Response(200, json={"id": "lgr-1", "x_ledgerlm_receipt": receipt})
 
     answered = _ask_through_a_gateway(handler, monkeypatch)
-    assert answered.status_code == 502 and claimed.address in answered.json()["error"]["message"], answered.text
+    assert answered.status_code == 502 and claimed in answered.json()["error"]["message"], answered.text
+
+
+class _Dribble(httpx.AsyncByteStream):
+    def __init__(self, data: bytes, size: int = 7):
+        self.data, self.size = data, size
+
+    async def __aiter__(self):
+        for start in range(0, len(self.data), self.size):
+            yield self.data[start:start + self.size]
+
+
+def test_a_streamed_receipt_another_key_signed_ends_the_stream_with_an_error(monkeypatch):
+    """The stream's text passes through as it comes, but the last event's receipt is checked as a whole answer's:
+    the client gets an error event in its place, never a receipt nobody here signed (CRLF-separated events
+    included)."""
+    receipt, claimed = _impostor_receipt()
+    chunk = {"id": "lgr-1", "choices": [{"index": 0, "delta": {"content": "Hel"}}]}
+    last = {"id": "lgr-1", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+            "x_ledgerlm_receipt": receipt}
+    stream = f"data: {json.dumps(chunk)}\r\n\r\ndata: {json.dumps(last)}\r\n\r\ndata: [DONE]\r\n\r\n".encode()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/serving/status":
+            return httpx.Response(200, json={**status(1), "node_address": claimed})
+        # sent a few bytes at a time, so events and CRLFs are split across chunks
+        return httpx.Response(200, stream=_Dribble(stream), headers={"content-type": "text/event-stream"})
+
+    answered = _ask_through_a_gateway(handler, monkeypatch, stream=True)
+    events = [json.loads(line[6:]) for line in answered.text.split("\n") if line.startswith("data: {")]
+    assert answered.status_code == 200
+    assert events[0]["choices"][0]["delta"]["content"] == "Hel"
+    assert "x_ledgerlm_receipt" not in answered.text and "[DONE]" not in answered.text
+    assert claimed in events[-1]["error"]["message"]
+

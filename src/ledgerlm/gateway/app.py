@@ -7,7 +7,8 @@ out of rotation: it comes back only at a status check that succeeds once a back-
 the back-off doubles each time it fails again before answering a call. When a node goes silent after taking the request, the
 same `Idempotency-Key` (the client's, or one the gateway makes) goes with the retry, so the nodes'
 shared claims replay the first answer instead of charging twice. Once a streamed answer has
-started, it is never retried: a node lost mid-stream ends the stream with an error event.
+started, it is never retried: a node lost mid-stream ends the stream with an error event, and so does a
+receipt event the gateway cannot vouch for (checked like a whole answer's).
 """
 
 from __future__ import annotations
@@ -68,6 +69,15 @@ class GatewaySettings:
 def _error(status: int, message: str, field: str | None = None, **headers) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": {"type": "GatewayError", "message": message,
                                                                "field": field}}, headers=headers or None)
+
+
+def _lf_lines(data: bytes) -> bytes:
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+
+def _error_event(message: str) -> bytes:
+    """A stream's last event when the gateway ends it: an OpenAI-shaped error."""
+    return f"data: {json.dumps({'error': {'type': 'GatewayError', 'field': 'model', 'message': message}})}\n\n".encode()
 
 
 async def _read_capped(response: httpx.Response, limit: int) -> bytes:
@@ -332,18 +342,54 @@ class Gateway:
         return None
 
     async def _passthrough(self, upstream: httpx.Response, node: ServingNode):
-        """The node's event stream as it comes; a node lost mid-stream ends it with an error event, not a retry."""
+        """The node's event stream, passed on an event at a time as each completes; the event that carries the
+        receipt is checked as a whole answer's is, and a receipt the gateway cannot vouch for ends the stream with
+        an error event instead. A node lost mid-stream ends it with an error event too, never a retry."""
+        pending, held = bytearray(), b""
         try:
-            async for chunk in upstream.aiter_raw():
-                yield chunk
-        except httpx.TransportError as exc:
+            async for chunk in upstream.aiter_bytes():
+                # SSE ends a line at CR, LF or CRLF: one form, so no event (the receipt's) slips past unsplit;
+                # a CR at the end may be the first half of a CRLF the next chunk completes
+                chunk = held + chunk
+                held = b"\r" if chunk.endswith(b"\r") else b""
+                searched = max(0, len(pending) - 1)  # only the new bytes (and the one before) can end an event
+                pending += _lf_lines(chunk[:len(chunk) - len(held)])
+                if b"\n\n" in pending[searched:]:
+                    *events, rest = bytes(pending).split(b"\n\n")
+                    pending = bytearray(rest)
+                    for event in events:
+                        problem = self._event_problem(node, event)
+                        if problem:
+                            yield _error_event(problem)
+                            return
+                        yield event + b"\n\n"
+                if len(pending) > MAX_ANSWER_BYTES:
+                    self.failed(node, "a stream event larger than the gateway reads", gone=False)
+                    yield _error_event(f"the serving node {node.url} sent a stream event larger than "
+                                       f"{MAX_ANSWER_BYTES} bytes")
+                    return
+            pending = bytes(pending + _lf_lines(held)).strip(b"\n")
+            if pending:  # the last event, unterminated
+                problem = self._event_problem(node, pending)
+                yield _error_event(problem) if problem else pending + b"\n\n"
+        except (httpx.TransportError, httpx.DecodingError) as exc:
             self.failed(node, f"stream cut off: {type(exc).__name__}", gone=True)
-            error = {"type": "GatewayError", "field": "model",
-                     "message": f"the serving node {node.url} was lost mid-answer; what was generated is charged"}
-            yield f"\n\ndata: {json.dumps({'error': error})}\n\n".encode()
+            yield _error_event(f"the serving node {node.url} was lost mid-answer; what was generated is charged")
         finally:
             await upstream.aclose()
             node.in_flight -= 1
+
+    def _event_problem(self, node: ServingNode, event: bytes) -> str | None:
+        """Why one stream event's receipt cannot be passed on (the node is counted as failed); None when it
+        carries none or a good one."""
+        data = b"\n".join(line[5:].removeprefix(b" ") for line in event.split(b"\n") if line.startswith(b"data:"))
+        if b"x_ledgerlm_receipt" not in data:
+            return None
+        problem = self._receipt_problem(node, data)
+        if problem is None:
+            return None
+        self.failed(node, problem, gone=False)
+        return f"the serving node {node.url} answered with a receipt the gateway cannot vouch for: {problem}"
 
     async def get(self, path: str) -> Response:
         """A read (the model list) from the first node that answers."""
