@@ -85,6 +85,8 @@ def test_close_verify_earnings_and_claim_from_the_command_line(cli, tmp_path):
     swept = json.loads(cli("--json", "epoch", "sweep", "1").stdout)
     # both payees claimed, so the sweep closes the epoch with nothing left in it
     assert swept["treasury"] == treasury and int(swept["amount"]) == 0
+    unposted = cli("epoch", "sweep", "2", code=1)  # still open here: its payees could never claim
+    assert "is open on this node" in unposted.stderr and "--force" in unposted.stderr
 
 
 def test_every_economy_command_has_help(cli):

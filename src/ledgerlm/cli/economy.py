@@ -154,8 +154,14 @@ def sweep(
     number: int = typer.Argument(..., help="Epoch number."),
     key: str | None = typer.Option(None, "--key", help="Keyring key holding SWEEPER_ROLE [default: the home's "
                                                       "admin key, unlocked with LEDGERLM_ADMIN_PASSPHRASE]."),
+    force: bool = typer.Option(False, "--force", help="Sweep an epoch this node has not posted yet: its payees "
+                                                      "can then never claim, and the node gives the epoch up."),
 ):
-    """After the claim window, send what an epoch left unclaimed to the treasury (admin only)."""
+    """After the claim window, send what an epoch left unclaimed to the treasury (admin only).
+
+    An epoch the node has not posted (still open, or a close that has not finished) is refused unless --force:
+    the contract lets it be swept a claim window after its first funding, so that a node that never finishes
+    cannot strand funds, but its payees then never get them."""
     from ledgerlm.identity.node_keys import ADMIN_PASSPHRASE_ENV, node_passphrase, unlock_keystore
 
     s = session(ctx)
@@ -164,6 +170,10 @@ def sweep(
     else:
         admin = unlock_keystore(s.home.admin_key_path, node_passphrase(ADMIN_PASSPHRASE_ENV, "admin"), "admin")
     client = s.client()
+    state = client._request("GET", f"/economy/epochs/{number}")["state"]
+    if state not in ("posted", "published", "swept") and not force:
+        raise LedgerError(f"epoch {number} is {state} on this node: its root is not posted, so sweeping it would "
+                          "leave its payees nothing to claim (pass --force to give it up)", field="epoch", status=409)
     # the distributor's record names the epoch's id there: this node's address above its number
     record = client._request("GET", f"/economy/epochs/{number}/chain")
     if record is None:

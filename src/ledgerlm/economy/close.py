@@ -58,6 +58,8 @@ class EpochCloser:
 
     def _close(self, *, plan: bool) -> dict:
         unfinished = self._unfinished()
+        if unfinished is not None and self._swept(unfinished):
+            return self._given_up(unfinished)
         number = unfinished if unfinished is not None or not plan else self._plan()
         if number is None:
             return {"state": "empty", "message": "nothing to settle: the open epoch stays open"}
@@ -79,6 +81,26 @@ class EpochCloser:
     def _step(self, number: int, step: str) -> None:
         if self.after_step is not None:
             self.after_step(number, step)
+
+    def _swept(self, number: int) -> bool:
+        funding = self.contracts.distributor.epoch(self.chain_epoch(number))
+        return funding is not None and funding.swept
+
+    def _given_up(self, number: int) -> dict:
+        """An epoch the admin swept before this node finished it: what it held went to the treasury, and no root
+        can be posted or funded under its id any more. It is marked `swept`, an end state, so the closes after it
+        go on. Receipts it had not charged yet (it was still open) are left for the next epoch to charge."""
+        with self.db.begin() as conn:
+            row = conn.execute(select(epochs.c.state, epochs.c.details).where(epochs.c.number == number)
+                               .with_for_update()).mappings().first()
+            details = {**(row["details"] or {}), "swept_from": row["state"],
+                       "chain_epoch": str(self.chain_epoch(number))}
+            conn.execute(update(epochs).where(epochs.c.number == number).values(state="swept", details=details))
+        summary = self.summary(number)
+        before = "closed" if details["swept_from"] == "open" else "posted"
+        summary["message"] = (f"epoch {number} was swept to the treasury before it was {before}: its payouts cannot "
+                              "be claimed; close again to go on with the next epoch")
+        return summary
 
     def _unfinished(self) -> int | None:
         with self.db.connect() as conn:
@@ -104,6 +126,10 @@ class EpochCloser:
         # write lock late, which SQLite refuses at once once another writer has committed meanwhile.
         with self.db.begin() as conn:
             number = open_epoch(conn)
+        if self._swept(number):  # access payments funded it, and it was swept before it was ever closed
+            self._given_up(number)
+            with self.db.begin() as conn:
+                number = open_epoch(conn)
         late = [f"{table} {row}" for table, row, epoch in waiting if epoch == number]
         if late:
             # A plan without it could never post its root once it lands (the epoch would hold more than the plan).

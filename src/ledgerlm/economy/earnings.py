@@ -106,12 +106,17 @@ def earnings(db: Database, distributor, address: str) -> dict:
                             .where(epoch_payouts.c.account == address).order_by(epoch_payouts.c.epoch)).mappings().all()
     out = []
     for r in rows:
-        claimable = r["state"] in ("posted", "published")
+        state = r["state"]
+        claimable = state in ("posted", "published")
         # the distributor's id of the epoch, to claim with: the node's address above its number
         chain_epoch = int((r["details"] or {}).get("chain_epoch") or r["epoch"])
-        out.append({"epoch": r["epoch"], "chain_epoch": str(chain_epoch), "amount": r["amount"], "state": r["state"],
-                    "claimable": claimable, "claimed": claimable and distributor.is_claimed(chain_epoch, address),
-                    "proof": r["proof"], "sources": r["sources"]})
+        claimed = claimable and distributor.is_claimed(chain_epoch, address)
+        if claimable and not claimed:
+            funding = distributor.epoch(chain_epoch)
+            if funding is not None and funding.swept:  # the claim window passed: what was left went to the treasury
+                state, claimable = "swept", False
+        out.append({"epoch": r["epoch"], "chain_epoch": str(chain_epoch), "amount": r["amount"], "state": state,
+                    "claimable": claimable, "claimed": claimed, "proof": r["proof"], "sources": r["sources"]})
     return {"address": address, "total": str(sum(int(e["amount"]) for e in out)),
             "unclaimed": str(sum(int(e["amount"]) for e in out if e["claimable"] and not e["claimed"])),
             "epochs": out}
@@ -126,6 +131,9 @@ def relay_claim(db: Database, distributor, relayer, address: str, epoch: int) ->
     entry = next((e for e in owed["epochs"] if e["epoch"] == epoch), None)
     if entry is None:
         raise EconomyError(f"{owed['address']} has no payout in epoch {epoch}", field="epoch", status=404)
+    if entry["state"] == "swept":
+        raise EconomyError(f"epoch {epoch} was swept to the treasury: its claim window has passed", field="epoch",
+                           status=409)
     if not entry["claimable"]:
         raise EconomyError(f"epoch {epoch} is {entry['state']}: its payout root is not on chain yet", field="epoch",
                            status=409)
