@@ -116,6 +116,18 @@ def test_bad_requests(client, alice, carol, tmp_path):
         client.factory.train(carol, {"model_id": "m-3", "datanet": "x", "version": 1, "config": {"rnak": 4}})
 
 
+def test_a_training_signature_covers_the_base_model(client, carol):
+    """A signed request (one refused for now, say) cannot be queued again on another base under its signer."""
+    from ledgerlm.factory.jobs import TrainRequest
+
+    request = TrainRequest(model_id="m-4", datanet="colours", version=1, base="tiny", config={"rank": 4})
+    action = client._sign(carol, "TrainModel", {"modelId": "m-4", "datanet": "colours", "version": 1,
+                                                "configHash": request.config_hash()})
+    other = request.model_copy(update={"base": "smollm2-135m"})
+    answered = client.http.post("/factory/jobs", json={"request": other.model_dump(), "action": action})
+    assert answered.status_code == 401 and answered.json()["error"]["field"] == "configHash"
+
+
 def test_attribution_through_the_api(trained, client, bob, carol, tmp_path):
     """Training also indexed the examples: an answer copied from the Datanet pays its contributor."""
     _, model = trained

@@ -90,7 +90,10 @@ class TrainRequest(BaseModel):
         return processes
 
     def config_hash(self) -> str:
-        return "0x" + hashlib.sha256(orjson.dumps(self.config, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        """What a TrainModel signature's configHash covers: the base model trained and every setting, so a signed
+        request cannot be queued again on another base under the developer's name."""
+        signed = {"base": self.base, "config": self.config}
+        return "0x" + hashlib.sha256(orjson.dumps(signed, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 class Job(BaseModel):
