@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from ledgerlm.api import create_app
 from ledgerlm.cli import app
+from ledgerlm.cli.session import record_running
 from ledgerlm.config import Home
 from ledgerlm.node import Node
 
@@ -87,9 +88,12 @@ def served(home: Home):
     while not server.started:
         assert thread.is_alive() and time.time() < deadline, "the node did not start"
         time.sleep(0.05)
+    url = f"http://127.0.0.1:{port}"
+    record = record_running(home, url)  # as `ledgerlm serve` does: the home's own node, sent its operator token
     try:
-        yield f"http://127.0.0.1:{port}", api
+        yield url, api
     finally:
+        record.unlink(missing_ok=True)
         server.should_exit = True
         thread.join(timeout=30)
 

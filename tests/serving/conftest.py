@@ -144,9 +144,14 @@ def served(home: Home, app=None):
     while not uv.started:
         assert time.monotonic() < deadline, "the server did not start"
         time.sleep(0.05)
+    from ledgerlm.cli.session import record_running
+
+    url = f"http://127.0.0.1:{port}"
+    record = record_running(home, url)  # as `ledgerlm serve` does: the CLI sends this home's operator token to it
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
+        record.unlink(missing_ok=True)
         uv.should_exit = True
         thread.join(timeout=30)
 

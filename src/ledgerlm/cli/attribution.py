@@ -27,8 +27,8 @@ def attribute(
              "fetched from the node; exit status 1 on a mismatch, 0 when identical or different only within "
              "rounding tolerance."),
     as_key: str | None = typer.Option(
-        None, "--as", help="Key that signs the request [default: the home's operator credential]; with "
-                           "--verify ID, the receipt's consumer."
+        None, "--as", help="Key that signs the request [default: the home's operator credential, sent only to "
+                           "this home's own node]; with --verify ID, the receipt's consumer."
     ),
 ):
     """Which contributions shaped this answer: top examples, the evidence-backed share (bps) per
@@ -69,12 +69,14 @@ def attribute(
 def _verify(s, given: str, as_key: str | None) -> None:
     from ledgerlm.attribution.verify import read_receipt, receipt_from, verify_receipt
 
+    account = s.unlock(as_key) if as_key else None
     if Path(given).exists() or not as_key:
         receipt = read_receipt(Path(given))
     else:  # a receipt id: the consumer's own copy, with the prompt and answer, from the node
-        shown = s.client().serving.receipt(given, s.unlock(as_key))
+        shown = s.client().serving.receipt(given, account)
         receipt = receipt_from(shown, f"receipt {given}")
-    check = verify_receipt(receipt, lambda m, p, a: s.client().attribute(m, p, a))
+    # recomputed on the node under the key's signature (or the operator's credential, on the home's own node)
+    check = verify_receipt(receipt, lambda m, p, a: s.client().attribute(m, p, a, 64, account))
     outcome = {"verified": check.verified, "identical": check.identical, "model": check.model,
                "differences": check.differences, "mismatches": check.mismatches,
                "evidence_bps": check.recomputed["evidence_bps"], "pool_bps": check.recomputed["pool_bps"],

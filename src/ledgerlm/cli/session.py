@@ -23,6 +23,8 @@ from ledgerlm.errors import LedgerError
 
 # Wide enough that no hash, address or error line is ever folded, and tables take their natural width.
 PIPE_WIDTH = 100_000
+# the operator credential of a node this home does not run (operating it from afar); the home's own is never sent there
+OPERATOR_TOKEN_ENV = "LEDGERLM_OPERATOR_TOKEN"
 
 
 class Output(Console):
@@ -83,7 +85,7 @@ class Session:
 
         url = self.node_url or running_node_url(self.home)
         if url:
-            self._client = NodeClient.connect(url, operator_token=self.operator_token())
+            self._client = NodeClient.connect(url, operator_token=self.operator_token(url))
         else:
             from fastapi.testclient import TestClient
 
@@ -107,8 +109,15 @@ class Session:
             client.reader = self.unlock(as_key)
         return client
 
-    def operator_token(self) -> str | None:
-        """The home's operator credential, sent with every request so operator routes work."""
+    def operator_token(self, url: str | None = None) -> str | None:
+        """The operator credential sent with every request to `url` (None: in-process) so operator routes work:
+        LEDGERLM_OPERATOR_TOKEN where set, else the home's own — but that only to a node this home runs, never to
+        another `--node URL`, whose operator could use it on this home's node."""
+        given = os.environ.get(OPERATOR_TOKEN_ENV, "").strip()
+        if given:
+            return given
+        if url is not None and not any(_same_node(url, node["url"]) for node in running_nodes(self.home)):
+            return None
         path = self.home.operator_token_path
         if path.exists():
             return path.read_text().strip()
@@ -205,6 +214,22 @@ def _alive(pid: int) -> bool:
     except (OSError, OverflowError):
         return False
     return True
+
+
+def _same_node(url: str, served: str) -> bool:
+    """Whether `url` reaches the node served at `served`: same scheme and port, and the same host or both this
+    machine's (a node bound to every address answers on loopback too)."""
+    from urllib.parse import urlsplit
+
+    local = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"}
+    try:
+        a, b = urlsplit(url.strip()), urlsplit(served.strip())
+        ports = (a.port or (443 if a.scheme == "https" else 80), b.port or (443 if b.scheme == "https" else 80))
+    except ValueError:
+        return False
+    hosts = ((a.hostname or "").lower(), (b.hostname or "").lower())
+    same_host = hosts[0] == hosts[1] or (hosts[0] in local and hosts[1] in local)
+    return a.scheme == b.scheme and ports[0] == ports[1] and same_host
 
 
 def running_node_url(home: Home) -> str | None:
