@@ -5,6 +5,7 @@ outliers are slashed on chain, and every decision is explained."""
 import pytest
 
 from ledgerlm.chain import StakeRole
+from ledgerlm.client import NodeClient
 from ledgerlm.datanets import DatanetSpec
 from ledgerlm.errors import LedgerError
 
@@ -552,3 +553,13 @@ def test_the_owner_cannot_decide_a_contribution_its_validators_are_scoring(clien
     with pytest.raises(LedgerError, match="being scored"):
         client.review_many("ferries", [scored], alice, accept=False)
     assert client.contribution(scored).state == "pending"  # left to the round's tally
+
+
+def test_a_stranger_may_tally_a_private_round_but_learns_only_that_it_is_tallied(client, alice, bob, carol, setup,
+                                                                              tmp_path):
+    validators, node, clock = setup
+    opened = _private_round(client, alice, bob, validators[0], tmp_path, CLEAN[:2])
+    del client.http.headers["Authorization"]  # nobody presents the operator's credential from here on
+    clock.now = opened["reveal_deadline"] + 1
+    view = NodeClient(client.http).validation.tally(carol, opened["id"])  # carol: no member, no validator
+    assert view == {"id": opened["id"], "state": "tallied"}

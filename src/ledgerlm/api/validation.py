@@ -6,6 +6,8 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
 from ledgerlm.api.deps import address_in, get_node, is_operator, read_grant, reader_of
+from ledgerlm.datanets.schemas import AccessDenied
+from ledgerlm.errors import AuthError
 from ledgerlm.identity import ReadGrant, SignedAction
 from ledgerlm.node import Node
 
@@ -81,9 +83,17 @@ def reveal(round_id: int, body: RevealBody, node: Node = Depends(get_node)) -> d
 
 
 @router.post("/validation/rounds/{round_id}/tally")
-def tally(round_id: int, body: ActionBody, node: Node = Depends(get_node)) -> dict:
-    """Close the round after its reveal deadline: consensus, decisions, reputation, slashing."""
-    return node.validation.tally(round_id, body.action).model_dump()
+def tally(round_id: int, body: ActionBody, node: Node = Depends(get_node),
+          operator: bool = Depends(is_operator)) -> dict:
+    """Close the round after its reveal deadline: consensus, decisions, reputation, slashing. Anyone may; a
+    private Datanet's round is shown only to those who may read it (others learn that it is tallied)."""
+    view = node.validation.tally(round_id, body.action)
+    if not operator:
+        try:
+            node.validation.require_round_reader(view, str(body.action.message.get("caller") or ""))
+        except (AuthError, AccessDenied):
+            return {"id": view.id, "state": view.state}
+    return view.model_dump()
 
 
 @router.get("/reputation/{address}")
