@@ -195,3 +195,20 @@ def test_a_stranger_asking_for_a_private_model_makes_the_node_hash_nothing(clien
     member = {READ_HEADER: sign_read_request(alice, node_domain(http))}
     assert http.get("/models/vault", headers=member).json()["lineage_ok"] is True
     assert set(hashed) == {"adapter_sha256", "files_sha256"}  # the owner's request does verify the files
+
+
+def test_a_members_read_is_never_kept_by_a_cache_in_front_of_the_node(http, secret, alice):
+    header = {READ_HEADER: sign_read_request(alice, node_domain(http))}
+    for route in ("/datanets/secret/versions/1/export?format=jsonl", "/contributions/1?payload=true"):
+        response = http.get(route, headers=header)
+        assert response.status_code == 200
+        assert response.headers["cache-control"] == "no-store"
+        assert "X-Ledgerlm-Read" in response.headers["vary"]
+
+
+def test_a_strangers_review_or_withdraw_by_id_names_neither_the_datanet_nor_anyone(http, secret, alice, carol):
+    stranger = NodeClient(http)
+    for act in (lambda: stranger.review(1, carol, accept=False), lambda: stranger.withdraw(1, carol)):
+        with pytest.raises(AuthError) as refused:
+            act()
+        assert "secret" not in refused.value.message and alice.address not in refused.value.message

@@ -143,10 +143,9 @@ class Review:
         with self.db.begin() as conn:
             target = self.contribution_owner(conn, contribution_id)
             if target["owner"] != owner:
-                raise AuthError(
-                    f"only the owner of Datanet {target['datanet']!r} ({target['owner']}) may review it",
-                    field="owner", status=403,
-                )
+                # asked for by id: a stranger is not told whose it is, nor which Datanet (it may be private)
+                raise AuthError(f"only the owner of contribution {contribution_id}'s Datanet may review it",
+                                field="owner", status=403)
             self._row(conn, target["datanet"], lock=True)  # the lock a round's opening takes: never both at once
             _not_in_an_open_round(conn, [contribution_id])
             action_id = self._record_action(conn, signed, owner, int(time.time()))
@@ -215,10 +214,8 @@ class Review:
         with self.db.begin() as conn:
             target = self.contribution_owner(conn, contribution_id)
             if target["contributor"] != contributor:
-                raise AuthError(
-                    f"only the contributor ({target['contributor']}) may withdraw contribution {contribution_id}",
-                    field="contributor", status=403,
-                )
+                raise AuthError(f"only its contributor may withdraw contribution {contribution_id}",
+                                field="contributor", status=403)
             action_id = self._record_action(conn, signed, contributor, int(time.time()))
             self.set_state(
                 conn, contribution_id, "withdrawn", reason="withdrawn by contributor", actor=contributor,
