@@ -212,3 +212,24 @@ def test_a_strangers_review_or_withdraw_by_id_names_neither_the_datanet_nor_anyo
         with pytest.raises(AuthError) as refused:
             act()
         assert "secret" not in refused.value.message and alice.address not in refused.value.message
+
+
+def test_a_removed_member_may_not_publish_the_model_it_trained_on_the_private_data(client, secret, alice, bob,
+                                                                                   tmp_path):
+    pytest.importorskip("torch")
+    from ledgerlm.factory import tiny_random_model
+
+    client.factory.register_base("tiny", str(tiny_random_model(tmp_path / "tiny", ["secret text"])))
+    client.add_member("secret", bob.address, alice)
+    job = client.factory.train(bob, {"model_id": "learned", "datanet": "secret", "version": 1, "base": "tiny",
+                                     "config": {"epochs": 1, "max_steps": 1, "batch_size": 2, "max_len": 32,
+                                                "eval_split": 0.0, "rank": 2}})
+    done = client.http.app.state.node.factory.wait(job["id"], timeout=300)
+    assert done.state == "done", done.error
+    adapter = client.factory.model("learned", verify=False, reader=bob)["card"]["adapter_sha256"]
+    client.remove_member("secret", bob.address, alice)
+    action = client._sign(bob, "PublishModel", {  # what bob signed while a member, sent now
+        "modelId": "learned", "adapterHash": "0x" + adapter, "nodeBps": 1000, "developerBps": 2000,
+        "contributorsBps": 6000, "validatorsBps": 1000, "pricePer1k": 0})
+    refused = client.http.post("/models/learned/publish", json={"action": action})
+    assert refused.status_code == 403 and "may not publish a model of" in refused.json()["error"]["message"]

@@ -561,6 +561,9 @@ class ModelFactory:
             raise AuthError("the signature is for another model", field="modelId")
         if developer != record.developer:
             raise AuthError(f"only the developer ({record.developer}) may publish {model_id}", field="developer", status=403)
+        # publishing opens the model to every caller: a developer no longer allowed to read a private Datanet (a
+        # removed member) may not do that with what it learned from the data
+        self.datanets.require_access(record.datanet, developer, "publish a model of")
         if not record.lineage_ok:
             raise FactoryError(f"lineage of {model_id} does not verify: {'; '.join(record.lineage_problems)}", field="model")
         if m["adapterHash"] != "0x" + record.card["adapter_sha256"]:
