@@ -17,6 +17,8 @@ def test_init_writes_a_private_operator_token(home):
     assert token.startswith(OPERATOR_TOKEN_PREFIX) and not token.startswith("sk-lgr-")
     assert len(token) > len(OPERATOR_TOKEN_PREFIX) + 32
     assert stat.S_IMODE(os.stat(home.operator_token_path).st_mode) == 0o600
+    # the database beside it holds private Datanets' records: the home is its user's alone
+    assert stat.S_IMODE(os.stat(home.root).st_mode) == 0o700
 
 
 @pytest.mark.parametrize(
