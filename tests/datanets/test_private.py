@@ -29,6 +29,21 @@ def secret(client, alice, tmp_path):
     client.reader = None
 
 
+def _served(http, consumer, model: str, prompt, completion: str) -> None:
+    """A receipt of `model` answering `consumer` `completion` to `prompt`, as serving writes one."""
+    import time
+
+    from ledgerlm.store.schema import receipts
+
+    node, now = http.app.state.node, int(time.time())
+    with node.db.begin() as conn:
+        conn.execute(receipts.insert().values(
+            id=f"r-{now}-{model}", epoch=1, consumer=consumer.address, model_id=model, adapter_sha256=None,
+            prompt_tokens=3, completion_tokens=3, price_per_1k="0", fee="0", fee_policy={}, payouts=[],
+            datanet_roots=[], attribution=None, state="final", body={}, signature=None, created_at=now,
+            finalized_at=now, request={"prompt": prompt, "completion": completion, "finish_reason": "stop"}))
+
+
 def as_reader(http, account):
     return NodeClient(http, reader=account)
 
@@ -154,7 +169,9 @@ def test_a_model_of_a_private_datanet_is_private_until_published_and_quotes_reco
         attribute(anonymous, "vault", "secret 0?", "answer 0", account=carol)
     assert hidden.value.status == 404 and "secret" not in hidden.value.message
     client.factory.publish(alice, "vault")
-    # published, a stranger's attribution says what the split paid, not which records
+    # published, a stranger's attribution of an answer the model gave them says what the split paid, not which
+    # records (an answer of their own choosing is refused: the next test)
+    _served(http, carol, "vault", "secret 0?", "answer 0")
     paid = attribute(anonymous, "vault", "secret 0?", "answer 0", account=carol)
     assert "examples" not in paid and "contributions" not in paid and "evidence_bps" in paid
     assert "examples" in paid["withheld"] and "secret" not in str(paid).replace("secret 0?", "")
@@ -233,3 +250,30 @@ def test_a_removed_member_may_not_publish_the_model_it_trained_on_the_private_da
         "contributorsBps": 6000, "validatorsBps": 1000, "pricePer1k": 0})
     refused = client.http.post("/models/learned/publish", json={"action": action})
     assert refused.status_code == 403 and "may not publish a model of" in refused.json()["error"]["message"]
+
+
+def test_a_stranger_cannot_test_guessed_sentences_against_a_private_datanets_model(client, http, secret, alice,
+                                                                                   carol, tmp_path):
+    """A published model of a private Datanet is attributed for anyone, but only on the model's own answers: an
+    answer of the caller's choosing, matched word for word against the records, would say whether a guess is
+    in them."""
+    pytest.importorskip("torch")
+    from ledgerlm.factory import tiny_random_model
+
+    client.factory.register_base("tiny", str(tiny_random_model(tmp_path / "tiny", [str(r) for r in RECORDS])))
+    job = client.factory.train(alice, {"model_id": "kept", "datanet": "secret", "version": 1, "base": "tiny",
+                                       "config": {"epochs": 1, "max_steps": 1, "batch_size": 2, "max_len": 32,
+                                                  "eval_split": 0.0, "rank": 2}})
+    assert http.app.state.node.factory.wait(job["id"], timeout=300).state == "done"
+    client.reader = alice
+    client.factory.publish(alice, "kept")
+    client.reader = None
+    stranger = NodeClient(TestClient(http.app, base_url=str(http.base_url)))  # no operator credential
+    with pytest.raises(AuthError, match="private Datanet you may not read") as refused:
+        attribute(stranger, "kept", "secret 0?", "answer 0", account=carol)
+    assert refused.value.field == "answer" and refused.value.status == 403
+    _served(http, carol, "kept", "secret 0?", "answer 1")  # what the model told carol on a call of hers
+    assert attribute(stranger, "kept", "secret 0?", "answer 1", account=carol)["answer"] == "answer 1"
+    with pytest.raises(AuthError, match="private Datanet you may not read"):  # another prompt, same answer
+        attribute(stranger, "kept", "secret 1?", "answer 1", account=carol)
+    assert attribute(client, "kept", "secret 0?", "answer 0", account=alice)["answer"] == "answer 0"  # a reader
