@@ -52,3 +52,15 @@ def test_the_faucet_refuses_a_loopback_socket_addressed_by_another_name(home, bo
             granted = http.post("/chain/faucet", json={"address": bob.address, "tokens": UNIT}, headers={"host": name})
             assert granted.status_code == 200, (name, granted.text)
         assert NodeClient(http).chain.account(bob.address)["tokens"] == 4 * UNIT
+
+
+@pytest.mark.parametrize("header", ["X-Forwarded-For", "Forwarded", "X-Real-IP"])
+def test_the_faucet_refuses_a_request_a_proxy_on_this_machine_relayed(home, bob, header):
+    """A reverse proxy on the node's machine connects from loopback and may send Host: 127.0.0.1: every remote
+    caller behind it would pass as local; a request naming a hop it came through is refused."""
+    with TestClient(create_app(lambda: Node.open(home)), base_url="http://127.0.0.1:8547",
+                    client=("127.0.0.1", 50000)) as http:
+        refused = http.post("/chain/faucet", json={"address": bob.address, "tokens": UNIT},
+                            headers={header: "203.0.113.9"})
+        assert refused.status_code == 403 and refused.json()["error"]["field"] == "client", refused.text
+        assert NodeClient(http).chain.account(bob.address)["tokens"] == 0

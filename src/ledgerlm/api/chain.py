@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from ledgerlm.api.cadence import start_every
-from ledgerlm.api.deps import address_in, get_node, require_operator
+from ledgerlm.api.deps import address_in, caller_address, get_node, require_operator
 from ledgerlm.chain import ChainError, StakeRole
 from ledgerlm.config import EMBEDDED
 from ledgerlm.errors import LedgerError
@@ -204,7 +204,8 @@ def send(body: RawTransaction, node: Node = Depends(get_node)) -> dict:
 def faucet(body: FaucetRequest, request: Request, node: Node = Depends(get_node)) -> dict:
     """Embedded development chain only, loopback clients addressing it by a loopback name only: ETH for
     gas and LGR from the treasury account, up to a per-address limit."""
+    relayed = any(name in request.headers for name in ("x-forwarded-for", "forwarded", "x-real-ip"))
     grant = node.faucet.grant(address_in(body.address), eth_wei=body.eth_wei, tokens=body.tokens,
-                              client_host=request.client.host if request.client else None,
-                              host_header=request.headers.get("host"))
+                              client_host=caller_address(request, node), host_header=request.headers.get("host"),
+                              relayed=relayed)
     return asdict(grant)

@@ -62,10 +62,16 @@ class Faucet:
         self.max_tokens = max_tokens
 
     def grant(self, address: str, *, eth_wei: int, tokens: int, client_host: str | None,
-              host_header: str | None) -> FaucetGrant:
+              host_header: str | None, relayed: bool = False) -> FaucetGrant:
+        """`client_host` is the caller as the node knows it (through its trusted proxies); `relayed`: the request
+        names a hop it came through (a reverse proxy on this machine makes every remote caller look local)."""
         if not self.embedded or self.account is None:
             raise EconomyError("the faucet exists only on the embedded development chain; on an RPC chain "
                                "fund accounts from the treasury with `ledgerlm transfer`", field="chain", status=403)
+        if relayed:
+            raise EconomyError("the faucet does not answer requests relayed by a proxy (X-Forwarded-For, "
+                               "Forwarded or X-Real-IP): only a caller on this machine itself", field="client",
+                               status=403)
         if not is_loopback(client_host):
             raise EconomyError(f"the faucet answers only on loopback, not to {client_host}", field="client",
                                status=403)
