@@ -138,3 +138,10 @@ def test_a_redirected_log_gets_no_progress_bars_from_the_model_libraries(tmp_pat
         out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "none")], stdout=subprocess.PIPE,
                              stderr=err, env=env, text=True, timeout=120).stdout
     assert out.strip().splitlines()[-1] == "1"
+
+
+def test_a_key_is_never_written_with_an_empty_passphrase(bare, monkeypatch):
+    bare("init")
+    monkeypatch.setenv("LEDGERLM_PASSPHRASE", "")
+    result = bare("--json", "keys", "new", "alice", ok=False)
+    assert result.exit_code == 1 and json.loads(result.stdout)["error"]["field"] == "passphrase"

@@ -19,6 +19,9 @@ DEFAULT_KDF_ITERATIONS = 2**18  # scrypt n: about a second per unlock, as geth u
 
 def create_keystore(path: Path, passphrase: str, *, private_key: bytes | None = None) -> str:
     """Write a new (or the given) key as an encrypted keystore with mode 0600; return its address."""
+    if not passphrase:  # an empty one encrypts nothing: anyone who reads the file holds the key
+        raise KeyringError("a key's passphrase may not be empty (LEDGERLM_PASSPHRASE is set but empty?)",
+                           field="passphrase")
     account = Account.from_key(private_key) if private_key else Account.create()
     iterations = int(os.environ.get("LEDGERLM_KDF_ITERATIONS", DEFAULT_KDF_ITERATIONS))
     keystore = Account.encrypt(account.key, passphrase, kdf="scrypt", iterations=iterations)
