@@ -250,9 +250,35 @@ def test_an_issue_cut_off_before_the_chain_is_finished_by_issuing_again(client, 
     with pytest.raises(LedgerError, match="not on chain yet"):
         client.shares.holders("qa")
     monkeypatch.undo()
+    with pytest.raises(LedgerError, match="begun with supply") as other_terms:  # finished on the terms first signed
+        client.shares.issue(alice, "datanet", "qa", supply=SUPPLY // 2)
+    assert other_terms.value.status == 409 and other_terms.value.field == "supply"
     issued = client.shares.issue(alice, "datanet", "qa", supply=SUPPLY)
     assert world.contracts.share_token(issued["token"]).total_supply() == SUPPLY
     assert [a.ref for a in world.shares.all()] == ["datanet:qa"]
+
+
+def test_shares_value_the_latest_version_and_a_supply_that_leaves_a_holder_out_is_refused(
+        client, world, alice, bob, tmp_path):
+    client.contribute("qa", [write_jsonl(tmp_path / "more.jsonl", [{"question": "q4", "answer": "a4"}])], bob)
+    client.review_many("qa", [c.id for c in client.contributions("qa", state="pending")], alice, accept=True)
+    client.publish("qa", alice)  # version 2
+    with pytest.raises(LedgerError, match="latest version of qa, 2, not 1") as stale:
+        client.shares.issue(alice, "datanet", "qa", supply=SUPPLY, version=1)  # would leave bob's new data out
+    assert stale.value.field == "version"
+    with pytest.raises(LedgerError, match="too small to give each") as tiny:
+        client.shares.issue(alice, "datanet", "qa", supply=1)  # once went whole to the largest contributor
+    assert tiny.value.field == "supply"
+    assert world.shares.all() == []  # nothing recorded for either
+
+
+def test_a_token_another_issuer_made_for_the_asset_is_refused_before_anything_is_recorded(client, world, alice,
+                                                                                         monkeypatch):
+    # what a squatting issuer left on chain
+    monkeypatch.setattr(world.contracts.share_factory, "share_of", lambda kind, asset_id: "0x" + "11" * 20)
+    with pytest.raises(LedgerError, match="did not issue") as refused:
+        client.shares.issue(alice, "datanet", "qa", supply=SUPPLY)
+    assert refused.value.status == 409 and world.shares.all() == []
 
 
 def test_a_private_datanets_shares_are_read_only_by_its_owner_and_members(client, alice, bob, carol, tmp_path):

@@ -23,8 +23,8 @@ def issue(
                                                            "signs)."),
     as_key: str = typer.Option(..., "--as", help="The Datanet owner's or the model developer's key."),
     supply: str = typer.Option("1000000", help="Whole shares to create, fixed forever (18 decimals)."),
-    version: int = typer.Option(0, help="Datanet version whose data valuation sets the allocation (0: the "
-                                        "latest)."),
+    version: int = typer.Option(0, min=0, help="Datanet version whose data valuation sets the allocation: 0 or "
+                                               "the latest's number (an older one is refused)."),
 ):
     """Issue an asset's revenue shares once: a model's go to its developer, a Datanet's to its contributors by
     the value of their accepted data plus the owner's share its policy names (`datanet create --owner-share`,

@@ -79,10 +79,20 @@ def allocation(conn: Connection, kind: str, asset: str, version: int | None, own
     if kind == "model":
         return {owner: supply}
     owner_part = supply * owner_bps // BPS
-    split = split_by_weight(supply - owner_part, valuation_weights(conn, asset, version)) if supply > owner_part else {}
+    weights = valuation_weights(conn, asset, version)
+    split = split_by_weight(supply - owner_part, weights) if supply > owner_part else {}
     if owner_part:
         split[owner] = split.get(owner, 0) + owner_part
-    return {to_checksum_address(a): v for a, v in split.items() if v > 0}
+    given = {to_checksum_address(a): v for a, v in split.items() if v > 0}
+    # a supply so small that rounding gives someone the policy or their data entitles nothing would hand their
+    # part to the largest holders (a supply of 1 went whole to the largest contributor)
+    due = {to_checksum_address(a) for a, w in weights.items() if w > 0} | ({to_checksum_address(owner)}
+                                                                           if owner_bps else set())
+    left_out = sorted(due - set(given))
+    if left_out:
+        raise EconomyError(f"a supply of {supply} base units is too small to give each of the {len(due)} holders "
+                           f"its part ({left_out[0]} would get none): issue more", field="supply")
+    return given
 
 
 def shares_issued(db: Database, kind: str, asset: str) -> bool:
@@ -190,30 +200,47 @@ class Shares:
             raise EconomyError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}", field="kind")
         if not 0 < supply <= MAX_SUPPLY:
             raise EconomyError(f"supply must be a positive integer below 2^208, not {supply}", field="supply")
-        with self.db.connect() as conn:
+        if not 0 <= int(m["version"]) < 2**63:
+            raise EconomyError(f"version must be 0 (the latest) or a version number, not {m['version']}",
+                               field="version")
+        asset_id = asset_chain_id(kind, asset)
+        name, symbol = f"ledgerlm {kind} {asset}", _symbol(kind, asset)
+        with self.db.begin() as conn:
+            self.db.lock(conn, f"shares:{kind}:{asset}")  # two issues of one asset at once: the later one sees the first
             version, policy_bps = self._check_asset(conn, kind, asset, owner, int(m["version"]))
             if owner_bps != policy_bps:  # the owner signs the allocation the policy gives them, nothing else
                 raise EconomyError(
                     f"ownerBps must be {policy_bps}, the owner share the {kind}'s policy names, not {owner_bps}"
                     + (" (set it with `ledgerlm datanet owner-share`)" if kind == "datanet" else ""),
                     field="ownerBps")
-            existing = conn.execute(select(share_assets.c.id, share_assets.c.token).where(
-                (share_assets.c.kind == kind) & (share_assets.c.asset == asset))).first()
-            if existing is not None and existing.token is None:
-                return self._anchor(existing.id)  # a crash came between the record and the chain: finish it
-            if existing is not None:
+            existing = conn.execute(select(share_assets).where(
+                (share_assets.c.kind == kind) & (share_assets.c.asset == asset))).mappings().first()
+            if existing is not None and existing["token"] is None:
+                # a crash came between the record and the chain: finish it, on the terms first signed only
+                for field, first, now in (("supply", existing["supply"], str(supply)),
+                                          ("version", existing["version"], version),
+                                          ("ownerBps", existing["owner_bps"], owner_bps)):
+                    if first != now:
+                        raise ConflictError(f"{kind} {asset!r}'s issue was begun with {field} {first}: sign the "
+                                            f"same terms to finish it, not {now}", field=field)
+                row_id = existing["id"]
+            elif existing is not None:
                 raise ConflictError(f"{kind} {asset!r} already has shares; they are issued once", field="asset")
-            split = allocation(conn, kind, asset, version, owner, supply, owner_bps)
-        tree = payout_tree(sorted(split.items()))
-        leaves = [{"account": v[0], "amount": str(v[1]), "proof": tree.proof(i)} for i, v in enumerate(tree.values)]
-        asset_id = asset_chain_id(kind, asset)
-        name, symbol = f"ledgerlm {kind} {asset}", _symbol(kind, asset)
-        with self.db.begin() as conn:
-            action_id = record_action(conn, signed, owner, chain_id=self.domain.chain_id)
-            row_id = conn.execute(insert(share_assets).values(
-                kind=kind, asset=asset, asset_id=asset_id, version=version, token=None, name=name, symbol=symbol,
-                supply=str(supply), owner=owner, owner_bps=owner_bps, allocation_root=tree.root, allocation=leaves,
-                action_id=action_id, tx=None, block=None, created_at=int(time.time()))).inserted_primary_key[0]
+            else:
+                if self.contracts.share_factory.share_of(KINDS.index(kind), asset_id) is not None:
+                    # issued on chain by another key of the factory's issuers: nothing of this node's to anchor
+                    raise ConflictError(f"{kind} {asset!r} already has a share token on chain that this node did "
+                                        "not issue; they are issued once", field="asset")
+                split = allocation(conn, kind, asset, version, owner, supply, owner_bps)
+                tree = payout_tree(sorted(split.items()))
+                leaves = [{"account": v[0], "amount": str(v[1]), "proof": tree.proof(i)}
+                          for i, v in enumerate(tree.values)]
+                action_id = record_action(conn, signed, owner, chain_id=self.domain.chain_id)
+                row_id = conn.execute(insert(share_assets).values(
+                    kind=kind, asset=asset, asset_id=asset_id, version=version, token=None, name=name,
+                    symbol=symbol, supply=str(supply), owner=owner, owner_bps=owner_bps, allocation_root=tree.root,
+                    allocation=leaves, action_id=action_id, tx=None, block=None,
+                    created_at=int(time.time()))).inserted_primary_key[0]
         return self._anchor(row_id)
 
     def _check_asset(self, conn: Connection, kind: str, asset: str, signer: str,
@@ -237,12 +264,15 @@ class Shares:
         if row.owner != signer:
             raise AuthError(f"only the owner of {asset} ({row.owner}) may issue its shares", field="owner", status=403)
         query = select(versions.c.number, versions.c.chain_tx).where(versions.c.datanet_id == row.id)
-        if version:
-            query = query.where(versions.c.number == version)
         found = conn.execute(query.order_by(versions.c.number.desc()).limit(1)).first()
         if found is None:
-            raise EconomyError(f"Datanet {asset} has no version {version or ''}".rstrip() +
-                               ": publish one, so the allocation values its data", field="version", status=409)
+            raise EconomyError(f"Datanet {asset} has no version: publish one, so the allocation values its data",
+                               field="version", status=409)
+        if version and version != found.number:
+            # an older version would leave out everyone who contributed since (and the owner share they were
+            # promised a limit on): shares value the Datanet as it stands
+            raise EconomyError(f"shares value the latest version of {asset}, {found.number}, not {version} "
+                               "(0 names the latest)", field="version", status=409)
         if not row.chain_tx or not found.chain_tx:
             raise EconomyError(f"Datanet {asset} version {found.number} is not anchored on chain yet",
                                field="version", status=409)
@@ -262,18 +292,25 @@ class Shares:
             token = factory.share_of(kind, asset.asset_id)
         client = self.contracts.share_token(token)
         if client.allocation_root() != asset.allocation_root:
-            raise EconomyError(f"the token at {token} carries another allocation root", field="asset", status=500)
+            raise EconomyError(f"the token at {token} carries another allocation root", field="asset", status=409)
         with self.db.begin() as conn:
             conn.execute(update(share_assets).where(share_assets.c.id == row_id)
                          .values(token=token, tx=tx, block=client.issued_block()))
         return self.asset(asset.ref)
 
     def reconcile(self) -> int:
-        """Anchor shares whose chain write a crash interrupted; returns how many."""
+        """Anchor shares whose chain write a crash interrupted; returns how many. One that cannot be anchored does
+        not keep the others waiting: the first such error is raised once every other one was tried."""
         with self.db.connect() as conn:
             ids = list(conn.execute(select(share_assets.c.id).where(share_assets.c.token.is_(None))).scalars())
+        failed = None
         for row_id in ids:
-            self._anchor(row_id)
+            try:
+                self._anchor(row_id)
+            except EconomyError as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed
         return len(ids)
 
     # ------------------------------------------------------------------ reads
