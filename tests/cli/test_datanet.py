@@ -25,7 +25,7 @@ def test_story_with_json_output(cli, tmp_path):
     cli.fails("datanet", "contributions", "facts", "--state", "lost", match="unknown state 'lost'")
     assert "answer 4" in cli("datanet", "contributions", "facts", "--state", "rejected", "--payload").stdout
 
-    cli.fails("datanet", "withdraw", "6", "--as", "alice", match="only the contributor")
+    cli.fails("datanet", "withdraw", "6", "--as", "alice", match="only its contributor")
     cli("datanet", "withdraw", "6", "--as", "bob")
     assert cli.json("datanet", "contribution", "6")["state"] == "withdrawn"
     cli.fails("datanet", "accept", "--all-pending", "facts", "--as", "alice", match="no pending contributions")

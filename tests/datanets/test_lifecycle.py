@@ -74,7 +74,7 @@ def test_withdrawn_data_leaves_future_versions(client, qa, alice, bob, carol, tm
         client.review(i, alice, accept=True)
     v1 = client.publish("qa", alice)
 
-    with pytest.raises(AuthError, match="only the contributor"):
+    with pytest.raises(AuthError, match="only its contributor"):
         client.withdraw(ids[0], carol)
     client.withdraw(ids[0], bob)
     assert client.contribution(ids[0]).payload is None  # the data itself is gone

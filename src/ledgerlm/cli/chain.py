@@ -155,7 +155,8 @@ def index(
 @app.command("revoke-slash")
 def revoke_slash(
     ctx: typer.Context,
-    slash_id: int = typer.Argument(..., help="The held slash (`balance ACCOUNT` lists an account's)."),
+    slash_id: int = typer.Argument(..., min=0, max=2**256 - 1,
+                                   help="The held slash (`balance ACCOUNT` lists an account's)."),
     as_key: str = typer.Option("", "--as", help="The admin key, by name [default: the home's admin keystore, "
                                                 "unlocked with LEDGERLM_ADMIN_PASSPHRASE]. The node's key cannot "
                                                 "revoke."),

@@ -108,8 +108,10 @@ def submit(
     s = session(ctx)
     try:
         body = json.loads(spec.read_text())
-    except json.JSONDecodeError as exc:
-        raise LedgerError(f"{spec}: not JSON ({exc})", field="spec") from exc
+    except OSError as exc:
+        raise LedgerError(f"{spec}: {exc}", field="spec") from None
+    except ValueError as exc:  # not UTF-8 (UnicodeDecodeError) or not JSON
+        raise LedgerError(f"{spec}: not JSON ({exc})", field="spec") from None
     job = s.client().providers.submit(s.unlock(as_key), kind=kind, spec=body,
                                       amount=parse_amount(pay, field="pay"), offer_id=offer_id, sign_cap=True)
     s.emit(job, lambda j: console.print(

@@ -21,7 +21,7 @@ def create(
     as_key: str = typer.Option(..., "--as", help="The consumer's key: it signs the escrow spending cap."),
     cap: str | None = typer.Option(None, "--cap", help="Most LGR this node may debit per cap period (a day by "
                                                        "default) [default: the consumer's escrow balance]."),
-    days: int = typer.Option(30, help="Days the node has to relay the signed cap to the escrow."),
+    days: int = typer.Option(30, min=1, max=3650, help="Days the node has to relay the signed cap to the escrow."),
 ):
     """Make an `sk-lgr-` API key under a standing spending cap you sign for this node (it replaces your earlier
     cap for the node, on chain); the key is shown once."""

@@ -50,7 +50,7 @@ def policy(
         raise LedgerError("setting a policy needs --as OWNER_KEY", field="as")
     try:
         body = json.loads(file.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # unreadable, not UTF-8 (UnicodeDecodeError) or not JSON
         raise LedgerError(f"{file}: {exc}", field="file") from None
     s.emit(s.client().validation.set_policy(s.unlock(as_key), name, body), lambda p: console.print_json(data=p))
 

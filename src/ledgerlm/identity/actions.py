@@ -207,6 +207,12 @@ def sign_action(
 ) -> SignedAction:
     """Fill in actor, nonce and deadline, then sign: the client side of every action."""
     message = action_message(action, account.address, fields, ttl=ttl, nonce=nonce, deadline=deadline)
+    for name, kind in ACTIONS[action]:  # a value the type cannot hold (an id of 81 digits, -1) is the caller's error
+        if name in message:
+            try:
+                check_field(action, name, kind, message[name])
+            except AuthError as exc:
+                raise LedgerError(exc.message, field=exc.field) from None
     signed = account.sign_message(encode_typed_data(full_message=typed_data(action, message, domain)))
     return SignedAction(action=action, message=message, signature="0x" + signed.signature.hex().removeprefix("0x"))
 
