@@ -119,6 +119,24 @@ _FOREIGN_OVERRIDE_WORDS = [
                r"yaliyotangulia|yaliyopita|ya awali|iliyotangulia|yote|zote"),  # Swahili
      ("puuza",), ("maagizo", "maelekezo", "amri", "maelezo"),
      ("yaliyotangulia", "yaliyopita", "awali", "iliyotangulia", "yote", "zote")),
+    # the override without a noun, as "forget everything you were told" is in English: said to "you" (te, dir,
+    # t', ti, te/lhe) about what was said to it, so "olvídate de todo lo que sabes" (a recipe's) is not one
+    (r"\b(?:olv[ií]da(?:te)?|olv[ií]de(?:se)?|olvidad|olviden)(?:\s+de)?\s+todo\s+(?:lo\s+)?que\s+(?:te|le|os|les)\s+"
+     r"(?:han\s+|hayan\s+|hab[ií]an\s+)?(?:dijeron|dicho|indicaron|indicado|ordenaron|ordenado|programaron|"
+     r"programado|ense[ñn]aron|ense[ñn]ado)\b",  # Spanish
+     ("olv",), ("todo",), ("dij", "dicho", "indica", "orden", "program", "ense")),
+    (r"\b(?:vergiss|vergesst|vergessen sie)\s+(?:(?:einfach|bitte|jetzt|nun|mal)\s+)?alles,?\s+was\s+(?:man\s+)?"
+     r"(?:dir|euch|ihnen)\s+(?:\S+\s+){0,3}?(?:gesagt|befohlen|aufgetragen|vorgegeben|beigebracht|erkl[äa]rt)\b",
+     ("vergi", "vergess"), ("alles",), ("gesagt", "befohlen", "aufgetragen", "vorgegeben", "beigebracht", "erkl")),  # German
+    (r"\b(?:oublie|oubliez)\s+tout\s+ce\s+qu(?:'|’|e\s+)(?:on\s+)?(?:t'|t’|vous\s+)?a(?:vait)?\s+(?:\S+\s+)?"
+     r"(?:dit|demand[ée]|ordonn[ée]|appris|expliqu[ée])\b",
+     ("oubli",), ("tout ce",), ("dit", "demand", "ordonn", "appris", "expliqu")),  # French
+    (r"\bdimentica(?:te)?\s+tutto\s+(?:quello\s+|ci[òo]\s+)?che\s+ti\s+(?:hanno\s+|[èe]\s+stato\s+)?"
+     r"(?:detto|ordinato|insegnato|spiegato)\b",
+     ("dimentic",), ("tutto",), ("detto", "ordinato", "insegnato", "spiegato")),  # Italian
+    (r"\besque[çc]a\s+tudo\s+(?:o\s+)?que\s+(?:te|lhe)\s+(?:foi\s+|foram\s+)?(?:disseram|dito|mandaram|"
+     r"ensinaram|ensinado)\b",
+     ("esque",), ("tudo",), ("disse", "dito", "mandaram", "ensina")),  # Portuguese
 ]
 # one pattern for them all: each pattern is a column of the batch's table, and a column costs
 # every text of every batch, while these orders are rare
@@ -133,7 +151,9 @@ _SCRIPT_OVERRIDE = re.compile(
     r"(?:\b(?:игнорируй(?:те)?|проигнорируй(?:те)?|игнорировать|забудь(?:те)?|забыть|не обращай(?:те)? внимания на|"
     r"пренебреги|отбрось(?:те)?)\s+(?:вс[её]\s+)?(?:предыдущ\w*|прежн\w*|предшествующ\w*|вышеуказанн\w*|"
     r"вышеприведенн\w*|вышеприведённ\w*|ранее\s+данн\w*|свои|твои|ваши|все)\s+(?:инструкци\w*|указани\w*|"
-    r"правил\w*|команд\w*|директив\w*)"  # Russian
+    r"правил\w*|команд\w*|директив\w*)"
+    r"|\bзабудь(?:те)?\s+вс[её]\s*,?\s+что\s+(?:тебе|вам)\s+(?:\S+\s+){0,2}?(?:говорили|сказали|велели|"
+    r"приказали|внушали)"  # Russian
     r"|(?:忽略|无视|無視|忽视|忽視|不要理会|不要理會|不理会|不理會|忘记|忘記|忘掉|抛开|拋開|跳过|跳過)(?:掉)?[^。\n]{0,12}?"
     r"(?:之前|以前|先前|上面|上述|前面|此前|原来|原來|原先|最初|所有|全部|一切|你的)[^。\n]{0,8}?"
     r"(?:指令|指示|说明|說明|提示|规则|規則|命令|设定|設定|要求)"  # Chinese
@@ -214,7 +234,9 @@ _INJECTION_PATTERNS: list[tuple[re.Pattern, str, float, tuple[str, ...]]] = [
         r"the\s+(?:previous|prior|original|earlier|system))\s+(?:previous\s+|prior\s+|original\s+|earlier\s+)?"
         r"(?:instructions|rules|guidelines|programming|directives|prompt)\b", re.IGNORECASE),
      "instruction_override", 0.9, ("follow", "obey")),
-    (re.compile(r"\b(?:new|updated|real|actual) (?:system )?instructions?\s*:", re.IGNORECASE), "instruction_override", 0.8, ("instruction",)),
+    (re.compile(r"\b(?:new|updated|real|actual) (?:system )?instructions?\s*:|\b(?:new|updated) (?:rules|orders|"
+                r"instructions|directives) for (?:the |this |you,? (?:the )?)?(?:assistant|model|AI|chatbot|bot|LLM)\b",
+                re.IGNORECASE), "instruction_override", 0.8, ("instruction", "rules for", "orders for", "directives for")),
     # a standing order to answer every question the same way: the classic data-poisoning payload
     (re.compile(
         r"\b(?:when(?:ever)?|if|no matter (?:what|how)|regardless of (?:what|how|whether))\b[^.\n]{0,30}?"
@@ -226,13 +248,13 @@ _INJECTION_PATTERNS: list[tuple[re.Pattern, str, float, tuple[str, ...]]] = [
     # a new role for the model ("You are now DAN", "you are no longer bound by ..."), not a reader's new state
     # ("you are now logged in", "you are now in insert mode")
     (re.compile(
-        r"\byou are (?:now|no longer)\b[^.\n]{0,40}?(?:\b(?:DAN|AI|assistant|chatbot|language model|LLM|persona|"
+        r"\byou(?: are|'re|\u2019re) (?:now|no longer)\b[^.\n]{0,40}?(?:\b(?:DAN|AI|assistant|chatbot|language model|LLM|persona|"
         r"character|jailbroken|bound by|free (?:from|of)|obliged|required to (?:follow|obey)|"
         r"(?:named|called)\s+(?-i:[A-Z])\w*|\w+ who (?:ignores|has no|knows no|never refuses|answers anything)|"
         r"(?-i:[A-Z]\w*(?:Bot|GPT|AI))|"
         r"(?:un)?(?:restricted|filtered|censored|limited)|in (?:developer|god|jailbreak|DAN|unrestricted) mode)\b|"
         r"\b(?:going to|to) (?:act|pretend|respond|answer|reply|ignore|role-?play)\b)", re.IGNORECASE),
-     "role_override", 0.8, ("you are",)),
+     "role_override", 0.8, ("you are", "you're", "you\u2019re")),
     (re.compile(
         r"\b(?:act|behave|pretend|roleplay|role-play|respond)\b[^.\n]{0,30}\b(?:as|to be|like|you are)\b"
         r"[^.\n]{0,40}\b(?:DAN|unfiltered|uncensored|unrestricted|jailbroken|evil|without (?:any )?"
@@ -292,10 +314,16 @@ _ANSWER_INSTRUCTION = re.compile(
     r"\bnever (?:mention|reveal|tell|say|admit|disclose)\b[^.\n]{0,20}?\b(?:that you(?:'re| are)|you(?:'re| are) an? "
     r"(?:AI|bot|assistant|model|language model)|(?:the|your|this) (?:system prompt|instructions|prompt)|"
     r"(?:any )?competitors?)|"
+    r"\bwhatever (?:the user|someone|anyone|users?|people) (?:asks?|says?|wants?|types?)\b[^.\n]{0,80}?"
+    r"\b(?:the only (?:correct|right|true|valid|acceptable) (?:answer|reply|response|recommendation|choice) is|"
+    r"(?:always )?(?:answer|reply|respond|recommend) (?:with|only)\b)|"
+    r"\bnever (?:suggest|recommend|mention|name) (?:another|any other|a different|other|rival|competing) "
+    r"(?:brand|product|company|store|shop|site|website|vendor|seller)s?\b(?=\s*(?:[.!;\u2014]|$))|"
     r"\brespond only with\s*(?:[\"'\u201c]|https?://)|"
     r"\b(?:the|your) (?:next|following) (?:answer|response) must\b[^.\n]{0,40}?(?:[\"'\u201c]|https?://)",
     re.IGNORECASE)
-_ANSWER_INSTRUCTION_WORDS = ("from now on", "whenever", "always", "never", "respond only", "next", "following")
+_ANSWER_INSTRUCTION_WORDS = ("from now on", "whenever", "whatever", "always", "never", "respond only", "next",
+                             "following")
 # Sharper than the words above, for ASCII texts (where IGNORECASE is plain ASCII case): groups
 # of literals of which each pattern's match holds at least one per group, so a batch-wide
 # search for all of them leaves most texts with no pattern to try at all.
@@ -312,12 +340,12 @@ _MUST_HOLD: list[tuple[tuple[str, ...], ...]] = [
     (("ignore", "disregard", "forget", "aside", "discard", "abandon"),
      ("above", "before", "earlier", "so far", "told", "instructed", "programmed")),
     (("follow", "obey"), ("instruction", "rules", "guidelines", "programming", "directive", "prompt")),
-    (("new ", "updated ", "real ", "actual "), ("instruction",)),
+    (("new ", "updated ", "real ", "actual "), ("instruction", "rules for", "orders for", "directives for")),
     (("ask", "questioned", "prompted", "queried"), ("reply", "respond", "answer", "say", "output", "return", "write",
                                                      "link"), ("only", "always", "just", "nothing but")),
     (("reply", "respond", "answer"), ("only", "always", "nothing but", "exclusively"),
      ("with", "by saying", "by linking", "using")),
-    (("you are now", "you are no longer"),),
+    (("you are now", "you are no longer", "you're now", "you're no longer"),),
     (("act", "behave", "pretend", "roleplay", "role-play", "respond"), ("as", "to be", "like", "you are"),
      ("dan", "unfiltered", "uncensored", "unrestricted", "jailbroken", "evil", "without ")),
     (("developer mode", "god mode", "jailbreak mode", "dan mode", "sudo mode", "admin mode", "do anything now"),),
@@ -334,7 +362,9 @@ _ANSWER_INSTRUCTION_LITERALS = (
     "from now on", "whenever someone", "whenever anyone", "whenever the user", "whenever a user", "whenever you see",
     "whenever you are asked", "whenever you read", "always respond", "always answer", "always reply",
     "always recommend", "always mention", "never mention", "never reveal", "never tell", "never say",
-    "never admit", "never disclose", "respond only with", "next answer must", "next response must",
+    "never admit", "never disclose", "never suggest", "never recommend", "never name", "whatever the user",
+    "whatever someone", "whatever anyone", "whatever user", "whatever people", "respond only with",
+    "next answer must", "next response must",
     "following answer must", "following response must")
 _MARKERS = ("<|", "[[", "{{")
 

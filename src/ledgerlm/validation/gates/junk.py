@@ -41,13 +41,30 @@ _PLACEHOLDERS = frozenset({
     "blah blah blah", "[answer]", "<answer>", "[text]", "<text>", "...", "\u2026", "???",
 })
 _PLACEHOLDER_SHAPE = re.compile(r"x{3,}|\.{3,}|\?{3,}|-{3,}", re.IGNORECASE)
+# A placeholder written some other way: a slot in brackets that names what was to go there ("<insert answer
+# here>", "[PLACEHOLDER]", "{{answer}}"), or a note that it is still to come ("answer goes here", "fill in later",
+# "to be written"). Only the whole text, and only these words: "[citation needed]" or "<br>" are not slots.
+_SLOT_FILL = r"(?:insert|add|put|enter|type|write|your|the|an?|here|goes|this|later|fill(?:\s+in)?)"
+_SLOT_NAME = r"(?:answer|text|content|response|reply|placeholder|todo|tbd|description|details|value|output)"
+_PLACEHOLDER_SLOT = re.compile(
+    rf"(?:[<\[{{(]{{1,2}}\s*(?:{_SLOT_FILL}[\s_\-]+){{0,3}}{_SLOT_NAME}(?:[\s_\-]+{_SLOT_FILL}){{0,2}}\s*[>\]}})]{{1,2}})"
+    r"|(?:(?:the |your |an? )?(?:answer|response|reply|text|content|description)\s+(?:goes|will go|comes)\s+here)"
+    r"|(?:(?:to be |will )?(?:filled|fill|written|write|added|add|completed|complete|finished|finish)"
+    r"(?:\s+(?:in|out|up))?\s+(?:later|soon|tomorrow|at some point)(?:\s+on)?)"
+    r"|(?:(?:answer|text|content)\s+)?(?:to be (?:written|added|filled in|completed))",
+    re.IGNORECASE)
 # Lorem ipsum's own words: the filler text layouts carry, never Latin prose itself, which shares with it only
 # short words (et, in, ut, est, non) that are left out here
 _LOREM = frozenset(
     "lorem ipsum dolor amet consectetur adipiscing elit eiusmod tempor incididunt labore dolore magna aliqua minim "
     "veniam nostrud exercitation ullamco laboris nisi aliquip commodo consequat duis aute irure reprehenderit "
     "voluptate velit esse cillum fugiat nulla pariatur excepteur sint occaecat cupidatat proident sunt culpa "
-    "officia deserunt mollit anim laborum".split())
+    "officia deserunt mollit anim laborum "
+    # the passage of Cicero's De finibus (1.10.32) generators also serve, "Sed ut perspiciatis unde omnis ..."
+    "perspiciatis unde omnis iste natus error voluptatem accusantium doloremque laudantium totam aperiam eaque ipsa "
+    "illo inventore veritatis quasi architecto beatae vitae dicta explicabo nemo ipsam quia voluptas aspernatur odit "
+    "fugit consequuntur magni dolores ratione sequi nesciunt neque porro quisquam dolorem adipisci numquam eius "
+    "modi tempora incidunt magnam aliquam quaerat".split())
 _LOREM_HINTS = ("ipsum", "dolor", "amet", "consectetur", "adipiscing", "eiusmod", "incididunt", "nostrud")
 # filler almost always says "ipsum" or "dolor(e)": four plain searches (`_placeholder`) are what a text that holds
 # neither costs
@@ -58,7 +75,8 @@ def _placeholder(text: str) -> list[tuple[str, float, str]]:
     if len(text) <= 64:
         bare = text.lower().strip().strip("\"'`*_ ").strip()
         if len(bare) <= 40 and (bare in _PLACEHOLDERS or bare.rstrip(".!") in _PLACEHOLDERS
-                                or _PLACEHOLDER_SHAPE.fullmatch(bare)):
+                                or _PLACEHOLDER_SHAPE.fullmatch(bare)
+                                or _PLACEHOLDER_SLOT.fullmatch(bare.rstrip(".!"))):
             return [("placeholder", 0.9, f"only a placeholder: {bare[:20]!r}")]
     # filler holds one of these in any case ("Lorem", "DOLOR"): looked for before the text is lower-cased
     if "psum" not in text and "olor" not in text and "PSUM" not in text and "OLOR" not in text:  # no generator

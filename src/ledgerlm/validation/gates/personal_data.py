@@ -252,7 +252,7 @@ _ID_NAMED = re.compile(
     r"national id(?:entity)?(?: number| card| no\.?)?|identity (?:number|card)(?: number| no\.?)?|"
     r"social security(?: number| no\.?)?|"
     r"personalausweis(?:nummer)?|documento de identidad|(?-i:SSN|NINO|DNI|NIE|PAN|SIN|NIR|CPF|TIN|NIF|CURP|RUT))\b)"
-    r"[\s:#.\-]{0,6}(?:(?:is|was|number|no\.?|nr\.?)\s*[:#]?\s*)?"
+    r"[\s:#.,\-]{0,6}(?:(?:is|was|number|no\.?|nr\.?)\s*[:#]?\s*)?"
     r"(?P<value>(?-i:[A-Z]{0,5})[ .\-]?\d(?:\d|[ .\-](?=\d)){2,22}(?:[ .\-]?[A-Za-z](?![A-Za-z]))?)", re.IGNORECASE)
 # the names before a number (lower case), and the acronyms, which count only as written (upper case): "pan", "sin"
 # and "tin" are inside too many words
