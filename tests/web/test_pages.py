@@ -181,6 +181,7 @@ def test_an_id_past_what_the_node_stores_is_a_readable_400(http):
     for path in (f"/contributions/{huge}", f"/factory/jobs/{huge}", f"/validation/rounds/{huge}"):
         answer = http.get(path)
         assert answer.status_code == 400 and "larger than the node stores" in answer.json()["error"]["message"], path
+        assert answer.json()["error"]["field"] in ("contribution_id", "job_id", "round_id"), answer.json()
 
 
 def test_typed_data_refuses_what_the_node_would_refuse_once_signed(http, alice):

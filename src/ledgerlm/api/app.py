@@ -26,6 +26,11 @@ log = logging.getLogger("ledgerlm.api")
 BUSY_RETRY_AFTER_SECONDS = 5  # a write refused after the 30 s busy timeout: the other writer may be done soon
 
 
+def _past(text: str, largest: int) -> bool:
+    digits = text.strip().lstrip("+-")
+    return digits.isascii() and digits.isdigit() and (len(digits) > 19 or int(digits) > largest)
+
+
 def create_app(open_node: Callable[[], object]) -> FastAPI:
     """`open_node` is called once at startup; the node is closed at shutdown."""
 
@@ -99,18 +104,24 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
                 "type": "HTTPError", "message": str(exc.detail), "field": None}})
         return await http_exception_handler(request, exc)
 
-    def refusal(request: Request, status: int, kind: str, message: str, headers: dict | None = None):
+    def refusal(request: Request, status: int, kind: str, message: str, headers: dict | None = None,
+                field: str | None = None):
         """An error the node names itself: a page for a browser, the JSON error for everyone else."""
         if is_page(request):
             return render_error(request, status, message)
         return JSONResponse(status_code=status, headers=headers,
-                            content={"error": {"type": kind, "message": message, "field": None}})
+                            content={"error": {"type": kind, "message": message, "field": field}})
 
     @app.exception_handler(OverflowError)
     async def number_too_large(request: Request, exc: OverflowError):
-        # An id or amount past what SQLite stores can name nothing the node holds.
+        # An id or amount past what SQLite stores can name nothing the node holds; the path or query parameter
+        # that holds it is named where one does (a signed message's is named by the message's own checks)
+        largest = 2**63 - 1
+        params = {**request.path_params, **request.query_params}
+        field = next((name for name, value in params.items() if _past(str(value), largest)), None)
         return refusal(request, 400, "ValidationError",
-                       f"a number in the request is larger than the node stores (at most {2**63 - 1})")
+                       f"{field or 'a number in the request'} is larger than the node stores (at most {largest})",
+                       field=field)
 
     @app.exception_handler(OperationalError)
     async def database_busy(request: Request, exc: OperationalError):
