@@ -802,6 +802,7 @@ class Node:
         from sqlalchemy import func, select
 
         from ledgerlm.store.schema import (
+            access_payments,
             compute_jobs,
             datanets,
             epochs,
@@ -827,6 +828,9 @@ class Node:
                 "shares": count(select(share_assets.c.id).where(share_assets.c.token.is_(None))),
                 "epoch_close": count(select(epochs.c.number).where(
                     epochs.c.state.in_(("planned", "settled", "posted")))),
+                # an access or compute-job payment whose escrow transaction a crash may have cut off
+                "payments": count(select(access_payments.c.id).where(access_payments.c.state == "pending"))
+                + count(select(compute_jobs.c.id).where(compute_jobs.c.payment_state == "pending")),
                 "attribution": count(select(receipts.c.id).where(receipts.c.state == "attributing")),
             }
 
@@ -886,8 +890,15 @@ class Node:
             except Exception as exc:  # e.g. an RPC node that is down: the rest still runs, this part next time
                 errors.append(f"{part}: {type(exc).__name__}: {exc}")
 
-        chain_parts = ("datanets", "versions", "slashes", "shares", "epoch_close")
+        chain_parts = ("datanets", "versions", "slashes", "shares", "epoch_close", "payments")
         if self.on_chain and any(pending[p] for p in chain_parts):
+            if pending["payments"]:
+                # nothing of this node's is in flight at start, so a payment whose chunk never landed has failed
+                # (its payer may ask again) and one that landed is paid; a payer's retry otherwise waited on a close
+                from ledgerlm.economy.access import resolve_pending
+
+                run("payments", lambda: pending["payments"] - len(resolve_pending(
+                    self.db, self.contracts.escrow, self.account.address)))
             if pending["slashes"]:
                 run("slashes", lambda: self.validation.execute_slashes() + self.providers.execute_slashes())
             if pending["shares"] and "RevenueShareFactory" in self.deployment.addresses:

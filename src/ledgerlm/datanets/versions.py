@@ -50,48 +50,65 @@ class Versions:
                 raise DatanetError(f"Datanet {name!r} has no accepted contributions to publish", field="datanet")
             tree = StandardMerkleTree.of([["0x" + m.content_hash, m.contributor] for m in members], LEAF_TYPES)
             previous = conn.execute(
-                select(versions.c.number, versions.c.root)
+                select(versions.c.number, versions.c.root, versions.c.chain_tx)
                 .where(versions.c.datanet_id == row["id"]).order_by(versions.c.number.desc()).limit(1)
             ).first()
+            unanchored = None
             if previous is not None and previous.root == tree.root:
-                raise ConflictError(
-                    f"nothing changed since version {previous.number} of {name!r} (same root {tree.root})",
-                    field="datanet",
+                if previous.chain_tx is not None or self.anchor is None:
+                    raise ConflictError(
+                        f"nothing changed since version {previous.number} of {name!r} (same root {tree.root})",
+                        field="datanet",
+                    )
+                unanchored = previous.number  # its anchoring failed (the chain was away): publishing again finishes it
+            if unanchored is None:
+                number = (previous.number if previous else 0) + 1
+                if self.anchor is not None:  # its root goes on chain at the node's expense
+                    self._take_anchoring(self._anchored_versions, owner, "published {} versions", field="datanet")
+                manifest = {
+                    "datanet": name,
+                    "version": number,
+                    "root": tree.root,
+                    "leaf_types": LEAF_TYPES,
+                    "contributions": [[m.id, "0x" + m.content_hash, m.contributor] for m in members],
+                }
+                manifest_bytes = orjson.dumps(manifest)
+                manifest_blob = self.blobs.put_bytes(manifest_bytes)
+                action_id = self._record_action(conn, signed, owner, now)
+                version_id = conn.execute(
+                    insert(versions).values(
+                        datanet_id=row["id"],
+                        number=number,
+                        root=tree.root,
+                        contribution_count=len(members),
+                        contributor_count=len({m.contributor for m in members}),
+                        manifest_blob=manifest_blob,
+                        manifest_hash="0x" + manifest_blob,
+                        action_id=action_id,
+                        created_at=now,
+                    )
+                ).inserted_primary_key[0]
+                conn.execute(
+                    insert(version_members), [dict(version_id=version_id, contribution_id=m.id) for m in members]
                 )
-            number = (previous.number if previous else 0) + 1
-            if self.anchor is not None:  # its root goes on chain at the node's expense
-                self._take_anchoring(self._anchored_versions, owner, "published {} versions", field="datanet")
-            manifest = {
-                "datanet": name,
-                "version": number,
-                "root": tree.root,
-                "leaf_types": LEAF_TYPES,
-                "contributions": [[m.id, "0x" + m.content_hash, m.contributor] for m in members],
-            }
-            manifest_bytes = orjson.dumps(manifest)
-            manifest_blob = self.blobs.put_bytes(manifest_bytes)
-            action_id = self._record_action(conn, signed, owner, now)
-            version_id = conn.execute(
-                insert(versions).values(
-                    datanet_id=row["id"],
-                    number=number,
-                    root=tree.root,
-                    contribution_count=len(members),
-                    contributor_count=len({m.contributor for m in members}),
-                    manifest_blob=manifest_blob,
-                    manifest_hash="0x" + manifest_blob,
-                    action_id=action_id,
-                    created_at=now,
-                )
-            ).inserted_primary_key[0]
-            conn.execute(
-                insert(version_members), [dict(version_id=version_id, contribution_id=m.id) for m in members]
-            )
+        if unanchored is not None:
+            self._anchor_pending(name)
+            return self.version(name, unanchored)
         version = self.version(name, number)
         if self.anchor is not None:
-            self.anchor_version(name, number)
+            self._anchor_pending(name)
             version = self.version(name, number)
         return version
+
+    def _anchor_pending(self, name: str) -> None:
+        """Anchor the Datanet and each of its versions the chain does not hold yet, in order: the Registry takes
+        versions one after another, so one whose anchoring failed would refuse every later one."""
+        datanet = self.get(name)
+        if datanet.chain_tx is None:
+            self.anchor_datanet(datanet)
+        for version in sorted(datanet.versions, key=lambda v: v.number):
+            if version.chain_tx is None:
+                self.anchor_version(name, version.number)
 
     def anchor_version(self, name: str, number: int) -> DatanetVersion:
         datanet = self.get(name)
