@@ -616,10 +616,10 @@ class ProviderActions:
         return self.node._request("GET", "/providers/offers", params=params or None)
 
     def submit(self, account: LocalAccount, *, kind: str, spec: dict, amount: int, offer_id: int = 0,
-               sign_cap: bool = False) -> dict:
-        """Accept an offer (0: the cheapest that fits `amount`) for one job; its price is debited from escrow
-        under the standing spending cap the account gives this node (`sign_cap`: raise it to leave `amount` if it
-        has less left)."""
+               base_model: str = "", sign_cap: bool = False) -> dict:
+        """Accept an offer (0: the cheapest that fits `amount`, on `base_model` when given: "" takes any) for one
+        job; its price is debited from escrow under the standing spending cap the account gives this node
+        (`sign_cap`: raise it to leave `amount` if it has less left)."""
         from ledgerlm.factory.digest import canonical_json_sha256
         from ledgerlm.providers import parse_spec
 
@@ -627,7 +627,8 @@ class ProviderActions:
         if sign_cap:
             self.node.ensure_spending_cap(account, int(amount))
         action = self.node._sign(account, "AcceptOffer", {"offerId": int(offer_id), "amount": int(amount),
-                                                          "specHash": "0x" + canonical_json_sha256(spec)})
+                                                          "specHash": "0x" + canonical_json_sha256(spec),
+                                                          "baseModel": base_model})
         return self.node._request("POST", "/providers/jobs", json={"action": action, "kind": kind, "spec": spec})
 
     def jobs(self, *, provider: str | None = None, requester: str | None = None) -> list[dict]:

@@ -131,7 +131,8 @@ def _cases(home: Path, never: Path) -> list[tuple[list[str], str, dict]]:
         (["provider", "run", "99", "--as", "alice"], "no compute job 99", {}),
         (["provider", "withdraw", "99", "--as", "alice"], "no compute offer 99", {}),
         (["apikey", "cap", "--as", "nobody", "--cap", "1"], f"no key named 'nobody' in {home}/keys", {}),
-        (["provider", "submit", str(home / "config.toml"), "--kind", "train", "--pay", "1", "--as", "alice"],
+        (["provider", "submit", str(home / "config.toml"), "--kind", "train", "--pay", "1", "--base-model", "tiny",
+          "--as", "alice"],
          "config.toml: not JSON", {}),
     ]
     before_init = f"run `ledgerlm init --home {never}` first"

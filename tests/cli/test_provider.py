@@ -26,7 +26,10 @@ def test_offer_submit_run(cli, tmp_path):
     assert [o["id"] for o in cli.json("provider", "list", "--kind", "train")] == [offer["id"]]
     cli("deposit", "5", "--as", "alice")
     (tmp_path / "job.json").write_text(json.dumps({"texts": TEXTS, "steps": 2, "rank": 2, "max_len": 32}))
-    job = cli.json("provider", "submit", tmp_path / "job.json", "--kind", "train", "--pay", "3", "--as", "alice")
+    cli.fails("provider", "submit", tmp_path / "job.json", "--kind", "train", "--pay", "3", "--as", "alice",
+              match="--base-model")  # matched on price alone, an offer on another model could take it
+    job = cli.json("provider", "submit", tmp_path / "job.json", "--kind", "train", "--pay", "3", "--base-model",
+                   "tiny", "--as", "alice")
     assert job["offer_id"] == offer["id"] and job["amount"] == str(2 * 10**18) and job["payment_state"] == "paid"
     done = cli.json("provider", "run", str(job["id"]), "--as", "bob")
     assert done["state"] == "verified" and done["spot_check"]["passed"] is True

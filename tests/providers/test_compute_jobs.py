@@ -392,3 +392,54 @@ def test_a_provider_that_asks_to_unstake_before_its_report_is_checked_is_slashed
     cap = STAKE * node.contracts.staking.slash_cap_bps() // 10_000
     assert reported["state"] == "rejected" and reported["slash_amount"] == str(cap) and reported["slash_tx"]
     assert node.contracts.staking.pending_of(bob.address, StakeRole.PROVIDER).amount == STAKE - cap
+
+
+def test_a_report_with_a_used_nonce_is_refused_before_its_spot_check_runs(client, market, alice, bob, monkeypatch):
+    """Refused after the check had run, such reports could be sent without end, and how long each took would tell
+    which prompt or step the check picks."""
+    from ledgerlm.factory.digest import canonical_json_sha256
+    from ledgerlm.identity import sign_action
+    from ledgerlm.providers import market as market_module
+    from ledgerlm.store.actions import record_action
+
+    node, _ = market
+    client.providers.offer(bob, kind="serve", hardware="cpu", base_model="tiny", price=UNIT)
+    job = client.providers.submit(alice, kind="serve", spec={"prompts": ["hi"], "max_new_tokens": 4}, amount=UNIT)
+    answers, _ = run_job(_base(node), "serve", job["spec"])
+    checked = []
+    monkeypatch.setattr(market_module, "spot_check_serving", lambda *a, **k: checked.append(1))
+    first = sign_action(bob, "ReportJob", {"jobId": job["id"], "resultHash": "0x" + canonical_json_sha256(answers)},
+                        domain=node.domain)
+    with node.db.begin() as conn:  # the nonce recorded, as a report refused after its check once left it
+        record_action(conn, first, bob.address, chain_id=node.domain.chain_id)
+    replayed = client.http.post(f"/providers/jobs/{job['id']}/report",
+                                json={"action": first.model_dump(), "result": answers, "files": {}})
+    assert replayed.status_code == 401 and replayed.json()["error"]["field"] == "nonce"
+    assert checked == [] and node.providers.job(job["id"]).state == "accepted"
+
+
+def test_a_served_answer_whose_text_is_not_its_tokens_fails_the_check(client, market, alice, bob):
+    node, _ = market
+    client.providers.offer(bob, kind="serve", hardware="cpu", base_model="tiny", price=UNIT)
+    job = client.providers.submit(alice, kind="serve", spec={"prompts": ["hi", "ho"], "max_new_tokens": 4},
+                                  amount=UNIT)
+    answers, _ = run_job(_base(node), "serve", job["spec"])
+    forged = {"answers": [{**a, "text": "Wire 5 ETH to 0xdead to confirm your ticket"} for a in answers["answers"]]}
+    reported = client.providers.report(bob, job["id"], forged, {})
+    assert reported["state"] == "rejected"
+    assert node.providers.job(job["id"]).spot_check["texts_not_their_tokens"] == [0, 1]
+
+
+def test_a_job_matched_on_price_goes_only_to_an_offer_on_the_base_model_signed(client, market, alice, bob, carol):
+    """An offer on another model one base unit cheaper would otherwise take every job matched on price."""
+    node, _ = market
+    client.providers.offer(bob, kind="serve", hardware="cpu", base_model="tiny", price=UNIT)
+    client.factory.register_base("junk", str(_base(node).path))  # another model this node can run
+    cheap = client.providers.offer(_staked_provider(client, 0x71), kind="serve", hardware="cpu", base_model="junk",
+                                   price=UNIT - 1)
+    spec = {"prompts": ["hi"], "max_new_tokens": 2}
+    job = client.providers.submit(alice, kind="serve", spec=spec, amount=UNIT, base_model="tiny")
+    assert job["provider"] == bob.address and job["base_model"] == "tiny"
+    with pytest.raises(LedgerError, match="runs junk, not tiny") as refused:
+        client.providers.submit(alice, kind="serve", spec=spec, amount=UNIT, offer_id=cheap["id"], base_model="tiny")
+    assert refused.value.field == "baseModel"

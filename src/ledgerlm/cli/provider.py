@@ -99,13 +99,19 @@ def submit(
     kind: str = typer.Option(..., "--kind", help=KIND_HELP),
     pay: str = typer.Option(..., "--pay", help="Most LGR to pay for the job (signs a spending cap of that much for "
                                                "the open epoch)."),
-    offer_id: int = typer.Option(0, "--offer", help="The offer to take [default: the cheapest that fits --pay]."),
+    offer_id: int = typer.Option(0, "--offer", min=0, help="The offer to take [default: the cheapest that fits --pay, "
+                                                           "on --base-model]."),
+    base_model: str = typer.Option("", "--base-model", help="The base model the job must run on: needed without "
+                                                            "--offer (an offer on another model may be cheaper)."),
     as_key: str = typer.Option(..., "--as", help="The requester's key; it pays from its escrow (`ledgerlm "
                                                  "deposit`)."),
 ):
     """Accept an offer for one job (signed AcceptOffer); its price is taken from escrow at once and paid to the
     provider at the epoch close if the job passes its spot-check (refunded otherwise)."""
     s = session(ctx)
+    if not offer_id and not base_model:
+        raise LedgerError("name the base model the job must run on (--base-model), or the offer to take (--offer)",
+                          field="base_model")
     try:
         body = json.loads(spec.read_text())
     except OSError as exc:
@@ -113,7 +119,8 @@ def submit(
     except ValueError as exc:  # not UTF-8 (UnicodeDecodeError) or not JSON
         raise LedgerError(f"{spec}: not JSON ({exc})", field="spec") from None
     job = s.client().providers.submit(s.unlock(as_key), kind=kind, spec=body,
-                                      amount=parse_amount(pay, field="pay"), offer_id=offer_id, sign_cap=True)
+                                      amount=parse_amount(pay, field="pay"), offer_id=offer_id,
+                                      base_model=base_model, sign_cap=True)
     s.emit(job, lambda j: console.print(
         f"[green]job {j['id']}[/] on offer {j['offer_id']} ({j['provider']}): paid "
         f"{format_amount(int(j['amount']))} LGR into epoch {j['epoch']} (tx {j['payment_tx']})"))

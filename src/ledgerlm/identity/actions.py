@@ -131,7 +131,7 @@ ACTIONS: dict[str, list[tuple[str, str]]] = {
                      ("price", "uint256"), ("nonce", "uint256"), ("deadline", "uint256")],
     "WithdrawOffer": [("provider", "address"), ("offerId", "uint256"), ("nonce", "uint256"), ("deadline", "uint256")],
     "AcceptOffer": [("requester", "address"), ("offerId", "uint256"), ("specHash", "bytes32"), ("amount", "uint256"),
-                    ("nonce", "uint256"), ("deadline", "uint256")],
+                    ("baseModel", "string"), ("nonce", "uint256"), ("deadline", "uint256")],
     "ReportJob": [("provider", "address"), ("jobId", "uint256"), ("resultHash", "bytes32"), ("nonce", "uint256"),
                   ("deadline", "uint256")],
     # signed by the node, not by users: its receipt for one completion (hashes cover the stored JSON)

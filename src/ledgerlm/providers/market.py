@@ -32,7 +32,7 @@ from ledgerlm.providers.spotcheck import (
     spot_check_training,
 )
 from ledgerlm.store import BlobStaging, Database
-from ledgerlm.store.actions import record_action
+from ledgerlm.store.actions import record_action, refuse_used_nonce
 from ledgerlm.store.schema import compute_jobs, compute_offers
 
 # Staking outcome ids of spot-checks: job id above this, so they never meet a validation round's id.
@@ -157,9 +157,10 @@ class ComputeMarket:
     def _outstanding(self, provider: str) -> int:
         """What the provider's jobs still awaiting a report are paid: all of them may yet fail their spot-checks."""
         with self.db.connect() as conn:
+            # a payment still pending may yet land (its transaction mined late): it counts until it has failed
             prices = conn.execute(select(compute_jobs.c.amount).where(and_(
                 compute_jobs.c.provider == provider, compute_jobs.c.state == "accepted",
-                compute_jobs.c.payment_state == "paid"))).scalars().all()
+                compute_jobs.c.payment_state.in_(("paid", "pending"))))).scalars().all()
         return sum(int(p) for p in prices)
 
     def _backed(self, offer: Offer) -> bool:
@@ -181,7 +182,7 @@ class ComputeMarket:
         if m["specHash"].lower() != spec_hash:
             raise AuthError("the signed AcceptOffer is for another job spec (specHash differs)", field="specHash")
         amount = int(m["amount"])
-        offer = self._match(int(m["offerId"]), kind, amount)
+        offer = self._match(int(m["offerId"]), kind, amount, str(m["baseModel"]))
         if offer.provider == requester:
             raise ProviderError("a provider cannot take its own offer", field="offerId")
         price = int(offer.price)
@@ -202,6 +203,8 @@ class ComputeMarket:
 
         try:
             with self.payments.paying():
+                # again under the payments' lock: accepts checked at once would each see the others' jobs missing
+                self._require_stake(offer.provider, price, outstanding=self._outstanding(offer.provider))
                 job_id, _, _ = self.payments.debit_locked(
                     signed, requester, price, what=f"a {kind} job on offer {offer.id}", record=record,
                     rows=_job_rows())
@@ -222,19 +225,25 @@ class ComputeMarket:
 
         self._accepted.take_or_refuse(requester.lower(), refusal)
 
-    def _match(self, offer_id: int, kind: str, amount: int) -> Offer:
+    def _match(self, offer_id: int, kind: str, amount: int, base_model: str = "") -> Offer:
+        """The offer a job goes to; `base_model` (signed; "" for any) is the model the requester wants it run on:
+        an offer on another model, one base unit cheaper, would otherwise take every matched job."""
         if offer_id:
             offer = self.offer_by_id(offer_id)
             if offer.state != "open":
                 raise ConflictError(f"offer {offer_id} is {offer.state}", field="offerId")
             if offer.kind != kind:
                 raise ProviderError(f"offer {offer_id} is for {offer.kind} jobs, not {kind}", field="kind")
+            if base_model and offer.base_model != base_model:
+                raise ProviderError(f"offer {offer_id} runs {offer.base_model}, not {base_model}", field="baseModel")
             return offer
         # The cheapest offer whose provider's stake still backs it: an under-backed one would win on price alone.
         for offer in self.offers(kind=kind):
-            if int(offer.price) <= amount and self._backed(offer):
+            if (not base_model or offer.base_model == base_model) and int(offer.price) <= amount \
+                    and self._backed(offer):
                 return offer
-        raise NotFoundError(f"no open {kind} offer costs at most {amount} from a provider whose stake backs it "
+        on = f" on {base_model}" if base_model else ""
+        raise NotFoundError(f"no open {kind} offer{on} costs at most {amount} from a provider whose stake backs it "
                             "(one failed spot-check must cost it at least the price)", field="offerId")
 
     def jobs(self, *, provider: str | None = None, requester: str | None = None) -> list[Job]:
@@ -275,6 +284,10 @@ class ComputeMarket:
         result_hash = "0x" + canonical_json_sha256(result)
         if signed.message["resultHash"].lower() != result_hash:
             raise AuthError("the signed ReportJob is for another result (resultHash differs)", field="resultHash")
+        # a report refused after its spot-check ran (a nonce used before) would be free to send again and again,
+        # and how long each took would tell which step or prompt the check picks: refused before any work
+        with self.db.connect() as conn:
+            refuse_used_nonce(conn, signed, provider)
         self._require_open(job)
         spec = parse_spec(job.kind, job.spec)
         base = get_model(self.models_dir, job.base_model)
@@ -331,7 +344,7 @@ class ComputeMarket:
                 raise ProviderError(f"checkpoint {sha} is not base64", field="files") from exc
             if hashlib.sha256(data).hexdigest() != sha:
                 raise ProviderError(f"checkpoint {sha} does not hash to its name", field="files")
-            weights[sha] = read_checkpoint(data)
+            weights[sha] = read_checkpoint(data, field="files")
             self.blobs.put_bytes(data)
         return weights
 

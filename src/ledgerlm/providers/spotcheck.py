@@ -99,13 +99,19 @@ def spot_check_serving(base: BaseModel, spec: ServingSpec, result: dict, pick: i
     """Regenerate answer `pick` (0-based) greedily; the tokens must match exactly."""
     from ledgerlm.providers.inference import GreedyAnswerer
 
-    expected = GreedyAnswerer(base, spec).answer(pick)
+    answerer = GreedyAnswerer(base, spec)
+    expected = answerer.answer(pick)
     reported = result["answers"][pick]["tokens"]
-    passed = expected == reported
+    # every answer's text, where given, must be its own tokens decoded: the requester reads the text, and one
+    # checked by its tokens alone could say anything
+    forged = [i for i, a in enumerate(result["answers"]) if "text" in a
+              and a["text"] != answerer.tokenizer.decode(a["tokens"], skip_special_tokens=True)]
+    passed = expected == reported and not forged
     first = next((i for i, (a, b) in enumerate(zip(expected, reported)) if a != b),
                  None if len(expected) == len(reported) else min(len(expected), len(reported)))
     return SpotCheck(passed, {"kind": "serve", "prompt": pick, "reported_tokens": reported,
-                              "recomputed_tokens": expected, "first_difference": first, "passed": passed})
+                              "recomputed_tokens": expected, "first_difference": first,
+                              "texts_not_their_tokens": forged, "passed": passed})
 
 
 def _finite(value):

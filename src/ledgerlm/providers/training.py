@@ -79,13 +79,14 @@ def checkpoint_bytes(state: dict) -> bytes:
     return save({n: t.contiguous() for n, t in sorted(state.items())})
 
 
-def read_checkpoint(data: bytes) -> dict:
+def read_checkpoint(data: bytes, field: str = "result") -> dict:
+    """A checkpoint's weights; `field` names where a file that is none came from (the report's uploaded files)."""
     from safetensors.torch import load
 
     try:
         return load(data)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the provider's fault
-        raise ProviderError(f"a checkpoint is not a safetensors file: {exc}", field="result") from exc
+        raise ProviderError(f"a checkpoint is not a safetensors file: {exc}", field=field) from exc
 
 
 def run_training(base: BaseModel, spec: TrainingSpec, progress=None) -> tuple[dict, dict[str, bytes]]:
