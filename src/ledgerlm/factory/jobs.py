@@ -456,14 +456,17 @@ class ModelFactory:
             except Exception as exc:  # the model is still usable; attribution reports it missing
                 metrics["attribution"] = {"error": f"{type(exc).__name__}: {exc}"}
                 traceback.print_exc()
+        finished = {k: v for k, v in (self.job(job.id).progress or {}).items() if k != "stage"}  # nothing runs now
+        # the model and its job's end in one transaction: a crash between left a model whose job, resumed,
+        # trained again and then failed on the model's id
         with self.db.begin() as conn:
             conn.execute(insert(models).values(
                 id=job.model_id, developer=job.developer, base_model=job.base_model, datanet=job.datanet,
                 version=job.version, version_root=version.root, card=card, metrics=metrics,
                 path=str(out_dir), job_id=job.id, fee_policy=None, chain_tx=None, created_at=int(time.time()),
             ))
-        finished = {k: v for k, v in (self.job(job.id).progress or {}).items() if k != "stage"}  # nothing runs now
-        self._set(job.id, state="done", progress=finished)
+            conn.execute(update(training_jobs).where(training_jobs.c.id == job.id).values(
+                state="done", progress=finished, updated_at=int(time.time())))
 
     def _fail(self, job: Job, exc: Exception, out_dir: Path) -> None:
         """Mark the job failed with why, and clear what it wrote: a failed job's id is free again, and a later job

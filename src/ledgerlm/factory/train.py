@@ -382,6 +382,9 @@ def train(
     if resume and checkpoint is None:
         raise FactoryError(f"there is no checkpoint to resume in {out_dir / CHECKPOINTS}",
                            field="resume")
+    if not resume and (out_dir / CHECKPOINTS).exists() and checkpoint is None and not has_checkpoint(out_dir):
+        # only a checkpoint being written when the run was cut off (no complete one): nothing to resume or keep
+        shutil.rmtree(out_dir / CHECKPOINTS)
     if not resume and (out_dir / CHECKPOINTS).exists():
         raise FactoryError(
             f"{out_dir} already holds a training run; resume it or choose another output directory",
