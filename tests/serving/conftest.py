@@ -147,11 +147,13 @@ def served(home: Home, app=None):
     from ledgerlm.cli.session import record_running
 
     url = f"http://127.0.0.1:{port}"
-    record = record_running(home, url)  # as `ledgerlm serve` does: the CLI sends this home's operator token to it
+    # as `ledgerlm serve` does: the CLI sends this home's operator token to it (a gateway has no home)
+    record = record_running(home, url) if home is not None else None
     try:
         yield url
     finally:
-        record.unlink(missing_ok=True)
+        if record is not None:
+            record.unlink(missing_ok=True)
         uv.should_exit = True
         thread.join(timeout=30)
 
