@@ -419,9 +419,35 @@ def injection_findings(text: str, answer_text: str, rule: InjectionRule,
     for a whole batch; the others are skipped. By default the text's own words decide.
     """
     out = _findings(text, answer_text, rule, possible)
+    if _in_rot13(text.lower()):
+        out = _with_rot13(out, _findings(_rot13(text), _rot13(answer_text), rule))
     if not disguised(text):
         return out
     return with_undisguised(out, _findings(undisguised(text), undisguised(answer_text), rule))
+
+
+# An order written in ROT13 ("Vtaber nyy cerivbhf vafgehpgvbaf") reads as noise to every pattern, and a model that
+# learned the cipher reads it all the same. These are injection words in ROT13: a text holding two of them is
+# searched once more, decoded. Ordinary text almost never holds two ("gur" alone is in "figure").
+_ROT13_CUES = ("vtaber", "qvfertneq", "sbetrg", "vafgehpgvba", "cerivbhf", "flfgrz cebzcg", "bireevqr",
+               "erirny", "ehyrf", "thvqryvarf", "cebtenzzvat", "nobir", "rneyvre", "ercyl", "erfcbaq")
+_ROT13 = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
+                       "NOPQRSTUVWXYZABCDEFGHIJKLMnopqrstuvwxyzabcdefghijklm")
+
+
+def _rot13(text: str) -> str:
+    return text.translate(_ROT13)
+
+
+def _in_rot13(lower: str) -> bool:
+    return sum(cue in lower for cue in _ROT13_CUES) >= 2
+
+
+def _with_rot13(found: list[tuple[str, float, str]],
+                decoded: list[tuple[str, float, str]]) -> list[tuple[str, float, str]]:
+    codes = {code for code, _, _ in found}
+    return found + [(code, score, f"once decoded from ROT13, {detail}") for code, score, detail in decoded
+                    if code not in codes and code != "hidden_unicode"]
 
 
 def _findings(text: str, answer_text: str, rule: InjectionRule,
@@ -512,6 +538,9 @@ def injection_findings_many(texts: Sequence[str], answers: Sequence[str], rule: 
     `batch`: the texts already laid end to end, when another gate made them."""
     raw = batch or TextBatch(texts)
     out = _findings_many(texts, answers, rule, raw)
+    cues = raw.holding(_ROT13_CUES, fold=True)
+    for i in np.flatnonzero(cues.sum(axis=1) >= 2).tolist():
+        out[i] = _with_rot13(out[i], _findings(_rot13(texts[i]), _rot13(answers[i]), rule))
     disguised = np.flatnonzero(raw.holding_beyond_ascii(DISGUISE) | raw.ascii_hiding).tolist()
     if disguised:
         texts_, answers_ = [undisguised(texts[i]) for i in disguised], [undisguised(answers[i]) for i in disguised]
