@@ -285,7 +285,8 @@ def test_trigger_tokens_are_found_where_a_plain_lookbehind_finds_them(tokens):
 _PLAIN_PATTERNS = {
     "_CARD": r"(?<![\d\-])(?:\d[ \-]?){12,18}\d(?![\d\-])",
     "_SSN": r"(?<![\d\-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d\-])",
-    "_PHONE_INTL": r"(?<![\w+])\+\d{1,3}(?:[ .\-]?\(?\d{1,5}\)?){2,6}(?!\w)",
+    # each group's digits taken whole: "+898" is no longer read as three groups, and a long run is not re-split
+    "_PHONE_INTL": r"(?<![\w+])\+\d{1,3}(?:[ .\-]?\(?\d{1,5}+\)?){2,6}(?!\w)",
     "_PHONE_NANP": r"(?<![\w+])(?:\(\d{3}\)[ ]?|\d{3}[\-. ])\d{3}[\-. ]\d{4}(?!\w|-\d)",
     "_IBAN": r"\b[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]{4}){2,7}(?: ?[A-Za-z0-9]{1,4})?\b",
     "_HEX64": r"(?<![0-9A-Za-z])(?:0x)?[0-9a-fA-F]{64}(?![0-9A-Za-z])",

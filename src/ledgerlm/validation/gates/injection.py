@@ -273,7 +273,7 @@ _INJECTION_PATTERNS: list[tuple[re.Pattern, str, float, tuple[str, ...]]] = [
                 r"secret) )+(?:prompt|instructions|system message))\b", re.IGNORECASE),
      "prompt_exfiltration", 0.9, ("prompt", "instructions", "system message")),
     (re.compile(r"<\|(?:im_start|im_end|system|user|assistant|endoftext|eot_id|start_header_id|"
-                r"end_header_id)\|>|\[/?INST\]|<</?SYS>>|<(?:start|end)_of_turn>|^\s*#{2,3}\s*(?:system|instruction)s?\s*:",
+                r"end_header_id)\|>|\[/?INST\]|<</?SYS>>|<(?:start|end)_of_turn>|^[ \t]*#{2,3}[ \t]*(?:system|instruction)s?[ \t]*:",
                 re.IGNORECASE | re.MULTILINE), "template_tokens", 0.8, ("<|", "inst]", "<<", "_of_turn>", "#")),
     # a line that speaks as the system, "SYSTEM: you must ...", "[system] Disregard ...": the label
     # alone is also a heading or a field ("System: Linux"), so the line must also address the model
@@ -394,7 +394,9 @@ _ZERO_WIDTH_CHARS = frozenset("\u200b\u200c\u200d\u2060\u180e\ufeff\u115f\u1160\
 # tag characters, bidirectional controls and zero-width characters (Hangul fillers too), as code point ranges
 _HIDDEN_RANGES = ((0xE0000, 0xE007F), *((ord(c), ord(c)) for c in sorted(_BIDI_CHARS | _ZERO_WIDTH_CHARS)))
 _MARKER_TOKEN = re.compile(r"<\|[A-Za-z_]{1,24}\|>|\[\[[A-Z_]{3,}\]\]|\{\{[A-Z_]{3,}\}\}")
-_NON_ASCII_WORD = re.compile(r"\w*[^\x00-\x7f]\w*", re.UNICODE)
+# runs of word characters and characters beyond ASCII, taken whole (`\w*[^\x00-\x7f]\w*` rescanned a long ASCII
+# word from each of its letters: quadratic); those that hold no character beyond ASCII are left out where used
+_NON_ASCII_WORD = re.compile(r"(?:\w|[^\x00-\x7f])++", re.UNICODE)
 
 
 def _script(ch: str) -> str | None:
@@ -518,7 +520,8 @@ def _hidden_findings(text: str) -> list[tuple[str, float, str]]:
         out.append(("hidden_unicode", 0.8, f"{n_zw} zero-width or blank filler character(s) inside words"))
     mixed = []
     # a word mixes scripts only if some character of the text is Cyrillic or Greek
-    words = _NON_ASCII_WORD.findall(text) if any(_script(ch) in ("CYRILLIC", "GREEK") for ch in beyond) else ()
+    words = [w for w in _NON_ASCII_WORD.findall(text) if not w.isascii()] \
+        if any(_script(ch) in ("CYRILLIC", "GREEK") for ch in beyond) else ()
     for word in words:
         scripts = {s for s in map(_script, word) if s}
         if "LATIN" in scripts and scripts & {"CYRILLIC", "GREEK"}:

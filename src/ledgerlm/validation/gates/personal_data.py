@@ -143,7 +143,8 @@ def _email_obfuscated(m: re.Match) -> bool:
     return True
 
 
-_PHONE_INTL = re.compile(r"\+(?<![\w+]\+)\d{1,3}(?:[ .\-]?\(?\d{1,5}\)?){2,6}(?!\w)")
+# each group's digits taken whole (possessive): a run of digits is never split again and again among the groups
+_PHONE_INTL = re.compile(r"\+(?<![\w+]\+)\d{1,3}(?:[ .\-]?\(?\d{1,5}+\)?){2,6}(?!\w)")
 _PHONE_NANP = re.compile(r"[(\d](?<![\w+][(\d])(?:(?<=\()\d{3}\)[ ]?|(?<=\d)\d{2}[\-. ])\d{3}[\-. ]\d{4}(?!\w|-\d)")
 # A word that asks to be phoned, in several languages, then a few words that lead to the number ("call me on",
 # "reach Priya at", "Appelez-moi au", "Telefon:", "電話番号は"), then the number as people group it nationally
@@ -208,7 +209,8 @@ _HASH_CONTEXT = re.compile(
 _HASH_AFTER = re.compile(r"\W{0,4}(?:(?:is|was)\s+)?(?:(?:the|its|a|an)\s+)?(?:sha-?\d*|md5|blake2\w*|keccak\w*|"
                          r"hash|digest|checksum|commit|fingerprint)\b", re.IGNORECASE)
 # what sha256sum and its kin print: the digest, one or two spaces (a star for binary mode), the file name
-_HASH_LISTING = re.compile(r"(?: \*| {1,2})(?![\w./\-]*(?:key|secret|wallet|pem|priv))[\w\-]*[\w/\-]*\.[\w./\-]+(?:\s|$)",
+# (possessive runs: two overlapping ones before a dot that never came backtracked quadratically)
+_HASH_LISTING = re.compile(r"(?: \*| {1,2})(?![\w./\-]*+(?:key|secret|wallet|pem|priv))[\w/\-]*+\.[\w./\-]++(?:\s|$)",
                            re.IGNORECASE)
 _AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b")
 _TOKEN_FORMATS = re.compile(

@@ -1,0 +1,39 @@
+"""Texts built to make a pattern backtrack cost time in proportion to their length: each of these took tens of
+seconds at 100 KB (the JSON body check, the template-token, mixed-script, hash-listing and phone patterns), and a
+long match holds the interpreter's lock, stalling the whole node. The bound is generous: linear work takes well
+under a tenth of a second here."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from ledgerlm.api.limits import json_body_problem
+from ledgerlm.validation.gates.injection import injection_findings_many
+from ledgerlm.validation.gates.personal_data import personal_data_findings_many
+from ledgerlm.validation.policy import GatePolicy
+
+SIZE = 100_000
+HOSTILE = {
+    "template_newlines": "## notes\n" + "\n" * SIZE,
+    "mixed_script_word": "a" * (SIZE - 3) + " я",
+    "hash_listing": "0123456789abcdef" * 4 + " " + "1" * (SIZE - 65),
+    "phone_groups": (" +" + "1" * 24 + "a") * (SIZE // 27),
+}
+
+
+def test_an_unclosed_json_string_of_escaped_quotes_is_read_in_one_pass():
+    started = time.process_time()
+    json_body_problem(b'{"model":"m","prompt":"' + b'\\"' * (SIZE // 2))
+    assert time.process_time() - started < 5
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_a_text_built_to_backtrack_is_gated_in_time_linear_in_its_length(name):
+    policy = GatePolicy()
+    text = HOSTILE[name]
+    started = time.process_time()
+    injection_findings_many([text], [""], policy.injection)
+    personal_data_findings_many([text], set(policy.personal_data.kinds))
+    assert time.process_time() - started < 5, name
