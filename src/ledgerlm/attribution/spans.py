@@ -44,6 +44,7 @@ SEPARATOR = np.iinfo(np.int32).max
 # the prompt names; up to it, a span in more rows than a rare one pays the row the prompt names.
 _CROWDED = 4
 _GATHER = 2048  # ranges up to this many suffixes are narrowed with one vectorised gather
+_SKIP_AHEAD = 16  # a match carried on from the position before is found by one search from this length
 
 
 @dataclass(frozen=True)
@@ -157,8 +158,17 @@ class SpanIndex:
         """
         out = []
         n = len(self.suffix_array)
+        ids = np.asarray(query, dtype=self.tokens.dtype)
+        k = 0
         for i in range(len(query)):
-            lo, hi, k = 0, n, 0
+            # The span found at i, less its first token, occurs too: the match at i is at least k - 1 long. A long
+            # one is found whole by binary search instead of token by token, which made an answer that copies a
+            # long record cost the square of its length (the result is the same: the range of that span).
+            if k - 1 >= _SKIP_AHEAD:
+                k -= 1
+                lo, hi = self._span_bound(ids[i:i + k], strict=False), self._span_bound(ids[i:i + k], strict=True)
+            else:
+                lo, hi, k = 0, n, 0
             while i + k < len(query):
                 new_lo, new_hi = self._narrow(lo, hi, k, query[i + k])
                 if new_lo == new_hi:
@@ -166,6 +176,26 @@ class SpanIndex:
                 lo, hi, k = new_lo, new_hi, k + 1
             out.append((k, lo, hi) if k else (0, 0, 0))
         return out
+
+    def _span_bound(self, span: np.ndarray, *, strict: bool) -> int:
+        """The first suffix-array position whose suffix begins at or after `span` (`strict`: after every suffix
+        that begins with it), comparing whole slices. Every row ends with SEPARATOR, the largest token, so a
+        suffix differs from a span of ordinary tokens before it runs out."""
+        tokens, sa, m = self.tokens, self.suffix_array, len(span)
+        lo, hi = 0, len(sa)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            segment = tokens[sa[mid]:sa[mid] + m]
+            differ = np.flatnonzero(segment != span[:len(segment)])
+            if differ.size:
+                before = segment[differ[0]] < span[differ[0]]
+            else:
+                before = strict or len(segment) < m
+            if before:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
 
     def rows_of(self, lo: int, hi: int) -> np.ndarray:
         """The distinct rows whose tokens contain the occurrences at suffix-array range [lo, hi)."""
