@@ -326,10 +326,17 @@ class LedgerGroup(TyperGroup):
         except Exception as exc:
             if isinstance(exc, BrokenPipeError):
                 raise
+            option = getattr(exc, "option_name", None)
+            number = type(exc).__name__ == "NoSuchOption" and bool(option) and \
+                option.lstrip("-").replace(".", "", 1).isdigit()
+            if number:
+                # "-1" where a number goes is read as an option: say what it is, not that no such option exists
+                exc.message = (f"{option} is read as an option: a negative number is not a valid value here "
+                               f"(write `-- {option}` after the options to pass it as it is)")
             if _is_usage_error(exc) and ctx.params.get("as_json"):
                 # a usage error (a missing or mistyped argument, an unknown command) as the JSON every other error is
                 # with --json, which the root read before the command failed; the exit code stays click's
-                name = getattr(getattr(exc, "param", None), "name", None) or getattr(exc, "option_name", None)
+                name = getattr(getattr(exc, "param", None), "name", None) or (None if number else option)
                 error = LedgerError(exc.format_message(), field=name, status=400)
                 sys.stdout.write(orjson.dumps({"error": error.to_dict()}).decode() + "\n")
                 ctx.exit(exc.exit_code)
