@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import httpx
 import orjson
@@ -32,6 +34,9 @@ if TYPE_CHECKING:  # signing modules load only when something is signed: reads s
     from ledgerlm.identity import SigningDomain
 
 _BY_STATUS = {401: AuthError, 403: AuthError, 404: NotFoundError, 409: ConflictError}
+
+
+_DATANET_PATH = re.compile(r"/datanets/([^/?#]+)")
 
 
 class NodeClient:
@@ -67,7 +72,11 @@ class NodeClient:
             from ledgerlm.identity import READ_HEADER, sign_read_request
 
             headers = dict(kwargs.pop("headers", None) or {})
-            headers[READ_HEADER] = sign_read_request(reader, self.domain)
+            # a read of one Datanet's routes is granted for that Datanet alone: a grant the node (or whoever holds
+            # it for its two minutes) could use on other routes would read every private Datanet of the reader
+            named = _DATANET_PATH.match(path)
+            headers[READ_HEADER] = sign_read_request(reader, self.domain,
+                                                     **({"datanet": unquote(named.group(1))} if named else {}))
             kwargs["headers"] = headers
         try:
             response = self.http.request(method, path, **kwargs)

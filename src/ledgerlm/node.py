@@ -289,11 +289,11 @@ class Node:
                             if new_node_key or (deploy and not home.faucet_key_path.exists()) else None)
         admin_passphrase = (node_passphrase(ADMIN_PASSPHRASE_ENV, "admin", new=not home.admin_key_path.exists())
                             if deploy else None)
-        if not home.root.exists():
-            # the home holds the database (private Datanets' records, prompts) and keys: no other local user reads it
-            home.root.mkdir(parents=True)
-            os.chmod(home.root, 0o700)
         if not home.exists():
+            # the home holds the database (private Datanets' records, prompts) and keys: no other local user reads it
+            # (also when the folder was made first, by `keys new` or by hand)
+            home.root.mkdir(parents=True, exist_ok=True)
+            os.chmod(home.root, 0o700)
             home.save_config(NodeConfig(chain=chain, chain_id=1337 if chain_id is None else chain_id,
                                         database_url=database_url, blobs=blobs, s3_endpoint_url=s3_endpoint_url))
         for directory in (home.blobs, home.keys, home.models):

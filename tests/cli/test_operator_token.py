@@ -27,6 +27,7 @@ def test_the_home_token_goes_in_process_and_to_its_own_node_only(home, monkeypat
     assert s.operator_token("http://127.0.0.1:9999") is None
     monkeypatch.setenv(OPERATOR_TOKEN_ENV, "lgr-operator-given")
     assert s.operator_token("http://node.example.org:8547") == "lgr-operator-given"
+    assert s.operator_token() == token and s.operator_token("http://127.0.0.1:8547") == token  # the home's own
 
 
 def test_no_served_node_no_token_for_any_url(home, monkeypatch):

@@ -277,3 +277,19 @@ def test_a_stranger_cannot_test_guessed_sentences_against_a_private_datanets_mod
     with pytest.raises(AuthError, match="private Datanet you may not read"):  # another prompt, same answer
         attribute(stranger, "kept", "secret 1?", "answer 1", account=carol)
     assert attribute(client, "kept", "secret 0?", "answer 0", account=alice)["answer"] == "answer 0"  # a reader
+
+
+def test_a_read_of_one_datanet_is_granted_for_that_datanet_alone(http, secret, client, alice):
+    """Whoever receives a reader's grant (a node the reader was pointed at, for its two minutes) can use it only on
+    the Datanet the reader was reading."""
+    client.create_datanet(DatanetSpec(name="other", schema=QA_SCHEMA, visibility="private"), alice)
+    sent = []
+    http.event_hooks["request"].append(lambda request: sent.append(request.headers.get(READ_HEADER)))
+    try:
+        as_reader(http, alice).datanet("secret")
+    finally:
+        http.event_hooks["request"].pop()
+    grant = sent[-1]
+    assert grant.split(":")[1] == "secret"
+    assert http.get("/datanets/secret", headers={READ_HEADER: grant}).status_code == 200
+    assert http.get("/datanets/other", headers={READ_HEADER: grant}).status_code in (401, 403)

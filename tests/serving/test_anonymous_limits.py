@@ -36,6 +36,8 @@ def test_calls_without_a_key_are_rate_limited_per_client_address(free_node):
         assert refused.status_code == 429, refused.text
         error = refused.json()["error"]
         assert "203.0.113.7" in error["message"] and "2 requests per minute" in error["message"]
+        # as OpenAI's: clients that retry read how long to wait, and where the error's field is
+        assert 1 <= int(refused.headers["retry-after"]) <= 30 and error["param"] == error["field"]
         assert other.post("/v1/chat/completions", json=body).status_code == 200  # another address is not held up
 
 

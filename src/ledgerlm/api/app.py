@@ -26,6 +26,15 @@ log = logging.getLogger("ledgerlm.api")
 BUSY_RETRY_AFTER_SECONDS = 5  # a write refused after the 30 s busy timeout: the other writer may be done soon
 
 
+def _openai_route(request: Request) -> bool:
+    return request.url.path.startswith("/v1/")
+
+
+def _openai_shaped(request: Request, error: dict) -> dict:
+    """An error of the OpenAI-compatible routes also names its field as `param`, where OpenAI's clients read it."""
+    return {**error, "param": error.get("field")} if _openai_route(request) else error
+
+
 def _past(text: str, largest: int) -> bool:
     digits = text.strip().lstrip("+-")
     return digits.isascii() and digits.isdigit() and (len(digits) > 19 or int(digits) > largest)
@@ -64,7 +73,7 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
         if is_page(request):
             return render_error(request, exc.status, exc.message, exc.field)
         retry_after = getattr(exc, "retry_after", None)
-        return JSONResponse(status_code=exc.status, content={"error": exc.to_dict()},
+        return JSONResponse(status_code=exc.status, content={"error": _openai_shaped(request, exc.to_dict())},
                             headers={"Retry-After": str(retry_after)} if retry_after is not None else None)
 
     @app.exception_handler(RequestValidationError)
@@ -75,9 +84,11 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
         message = f"{location or 'request'}: {first.get('msg', 'invalid')}"
         if is_page(request):
             return render_error(request, 422, message, field)
+        # OpenAI answers an invalid request 400, which its clients raise as BadRequestError
         return JSONResponse(
-            status_code=422,
-            content={"error": {"type": "ValidationError", "message": message, "field": field}},
+            status_code=400 if _openai_route(request) else 422,
+            content={"error": _openai_shaped(request, {"type": "ValidationError", "message": message,
+                                                       "field": field})},
         )
 
     @app.exception_handler(HTTPException)

@@ -111,13 +111,11 @@ class Session:
 
     def operator_token(self, url: str | None = None) -> str | None:
         """The operator credential sent with every request to `url` (None: in-process) so operator routes work:
-        LEDGERLM_OPERATOR_TOKEN where set, else the home's own — but that only to a node this home runs, never to
-        another `--node URL`, whose operator could use it on this home's node."""
-        given = os.environ.get(OPERATOR_TOKEN_ENV, "").strip()
-        if given:
-            return given
-        if url is not None and not any(_same_node(url, node["url"]) for node in running_nodes(self.home)):
-            return None
+        the home's own to a node this home runs (and in-process), never to another `--node URL`, whose operator
+        could use it on this home's node; to another node, LEDGERLM_OPERATOR_TOKEN where set."""
+        own = url is None or any(_same_node(url, node["url"]) for node in running_nodes(self.home))
+        if not own:
+            return os.environ.get(OPERATOR_TOKEN_ENV, "").strip() or None
         path = self.home.operator_token_path
         if path.exists():
             return path.read_text().strip()

@@ -86,8 +86,8 @@ def allocation(conn: Connection, kind: str, asset: str, version: int | None, own
     given = {to_checksum_address(a): v for a, v in split.items() if v > 0}
     # a supply so small that rounding gives someone the policy or their data entitles nothing would hand their
     # part to the largest holders (a supply of 1 went whole to the largest contributor)
-    due = {to_checksum_address(a) for a, w in weights.items() if w > 0} | ({to_checksum_address(owner)}
-                                                                           if owner_bps else set())
+    due = ({to_checksum_address(a) for a, w in weights.items() if w > 0} if owner_part < supply else set()) | \
+        ({to_checksum_address(owner)} if owner_bps else set())
     left_out = sorted(due - set(given))
     if left_out:
         raise EconomyError(f"a supply of {supply} base units is too small to give each of the {len(due)} holders "

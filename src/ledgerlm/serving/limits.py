@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
 from ledgerlm.buckets import TokenBuckets
@@ -23,12 +24,17 @@ class KeyLimits:
         """Admit one call on `key` (`who` names it in the refusal), or raise 429 naming the limit it hit."""
         with self._lock:
             if self._running.get(key, 0) >= self.max_concurrent:
-                raise RateLimitError(f"{who} already has {self.max_concurrent} calls running, the most allowed "
-                                     "at once; wait for one to finish", field="authorization")
+                refused = RateLimitError(f"{who} already has {self.max_concurrent} calls running, the most allowed "
+                                         "at once; wait for one to finish", field="authorization")
+                refused.retry_after = 1  # an OpenAI client retries after Retry-After: a call ends soon enough
+                raise refused
             wait = self.rate.take(key)
             if wait > 0:
-                raise RateLimitError(f"rate limit of {self.burst} requests per minute reached; retry in "
-                                     f"{wait:.1f}s" + ("" if who == "this key" else f" ({who})"), field="authorization")
+                refused = RateLimitError(f"rate limit of {self.burst} requests per minute reached; retry in "
+                                         f"{wait:.1f}s" + ("" if who == "this key" else f" ({who})"),
+                                         field="authorization")
+                refused.retry_after = max(1, math.ceil(wait))  # whole seconds, as the header takes them
+                raise refused
             self._running[key] = self._running.get(key, 0) + 1
 
     def release(self, key: str) -> None:

@@ -209,8 +209,9 @@ _HASH_CONTEXT = re.compile(
 _HASH_AFTER = re.compile(r"\W{0,4}(?:(?:is|was)\s+)?(?:(?:the|its|a|an)\s+)?(?:sha-?\d*|md5|blake2\w*|keccak\w*|"
                          r"hash|digest|checksum|commit|fingerprint)\b", re.IGNORECASE)
 # what sha256sum and its kin print: the digest, one or two spaces (a star for binary mode), the file name
-# (possessive runs: two overlapping ones before a dot that never came backtracked quadratically)
-_HASH_LISTING = re.compile(r"(?: \*| {1,2})(?![\w./\-]*+(?:key|secret|wallet|pem|priv))[\w/\-]*+\.[\w./\-]++(?:\s|$)",
+# (possessive runs where they consume: two overlapping ones before a dot that never came backtracked quadratically;
+# the lookahead must backtrack, to find "key" inside the name)
+_HASH_LISTING = re.compile(r"(?: \*| {1,2})(?![\w./\-]*(?:key|secret|wallet|pem|priv))[\w/\-]*+\.[\w./\-]++(?:\s|$)",
                            re.IGNORECASE)
 _AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b")
 _TOKEN_FORMATS = re.compile(
