@@ -334,3 +334,12 @@ def test_an_infinite_valuation_score_is_no_weight(client, world, bob, carol):
     with node.db.connect() as conn:
         weights = valuation_weights(conn, "qa", 1)
     assert all(0 < w < 10**12 for w in weights.values()) and carol.address in weights
+
+
+def test_an_owner_share_of_the_whole_supply_gives_the_owner_all_of_it(client, alice, bob, tmp_path):
+    client.create_datanet(DatanetSpec(name="mine", schema=QA_SCHEMA, owner_share_bps=10_000), alice)
+    client.contribute("mine", [write_jsonl(tmp_path / "b.jsonl", [{"question": "q", "answer": "a"}])], bob)
+    client.review_many("mine", [c.id for c in client.contributions("mine", state="pending")], alice, accept=True)
+    client.publish("mine", alice)
+    issued = client.shares.issue(alice, "datanet", "mine", supply=SUPPLY)
+    assert {x["account"]: int(x["amount"]) for x in issued["allocation"]} == {alice.address: SUPPLY}

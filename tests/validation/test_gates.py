@@ -310,6 +310,7 @@ def test_a_label_alone_is_not_content():
     ("Use my passport, number 533380006, for the booking.", "national_id"),
     ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----", "private_key_block"),
     ("wallet key 4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318", "hex_private_key"),
+    ("4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318  wallet.key", "hex_private_key"),
     ("export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE", "aws_access_key"),
     ("token ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789", "api_key"),
     ("config: api_key = 'h7Gk2LmQ9xZp4RtV8wNc'", "api_key"),
