@@ -136,3 +136,10 @@ def test_a_text_part_that_is_not_text_is_refused(http, part):
 def test_a_body_that_is_not_an_object_names_the_body(http):
     response = http.post("/v1/chat/completions", content=b"[1, 2]", headers={"content-type": "application/json"})
     assert response.status_code == 400 and response.json()["error"]["field"] == "body", response.text
+
+
+def test_stream_options_without_a_stream_are_refused_as_openai_refuses_them(http):
+    response = http.post("/v1/chat/completions", json={
+        "model": "facts-a", "messages": [{"role": "user", "content": "Which?"}], "max_tokens": 4,
+        "stream_options": {"include_usage": True}})
+    assert response.status_code == 400 and response.json()["error"]["param"] == "stream_options", response.text

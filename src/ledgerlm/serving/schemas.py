@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 
 class ChatMessage(BaseModel):
@@ -88,6 +88,13 @@ class _Sampling(BaseModel):
     def _text_only(cls, value):
         if value and value.get("type", "text") != "text":
             raise ValueError(f"response_format {value.get('type')!r} is not supported; only \"text\"")
+        return value
+
+    @field_validator("stream_options")
+    @classmethod
+    def _only_when_streaming(cls, value, info: ValidationInfo):
+        if value is not None and not info.data.get("stream"):  # as OpenAI answers it: nothing would read them
+            raise ValueError("stream_options is only allowed with stream: true")
         return value
 
     def usage_chunk(self) -> bool:
