@@ -208,7 +208,8 @@ class ComputeMarket:
                 job_id, _, _ = self.payments.debit_locked(
                     signed, requester, price, what=f"a {kind} job on offer {offer.id}", record=record,
                     rows=_job_rows())
-        except CannotPay:  # refused before any transaction (an empty escrow, a cap too low): no gas, no slot used
+        except (CannotPay, ConflictError):  # refused before any transaction (an empty escrow, a cap too low, a stake
+            # another accept used meanwhile): no gas, no slot used
             self._accepted.give_back(requester.lower())
             raise
         return self.job(job_id)
