@@ -142,6 +142,23 @@ def list_receipts(
     s.emit(rows, render)
 
 
+def _attribution_line(receipt: dict) -> str:
+    """What the receipt's attribution says, in words: who the evidence pays, and the data pool's part."""
+    found = receipt.get("attribution")
+    if receipt["state"] == "attributing":
+        return "attribution: still running; the split is final once it has"
+    if not found:
+        return "attribution: none (nothing was said, or the model has no Datanet)"
+    if found.get("error"):
+        return f"attribution: {found['error']}"
+    evidence = int(found.get("evidence_bps", 0))
+    paid = ", ".join(f"{who} {bps} bps" for who, bps in sorted((found.get("contributor_bps") or {}).items(),
+                                                                key=lambda kv: -int(kv[1])))
+    line = (f"attribution: evidence covers {evidence} of the contributor share's 10000 bps"
+            + (f" ({paid})" if paid else "") + f"; {10_000 - evidence} bps to the Datanet's data pool")
+    return line + (" (the record-level part is withheld: a private Datanet)" if "withheld" in found else "")
+
+
 @receipts_app.command("show")
 def show(ctx: typer.Context, receipt_id: str = typer.Argument(..., help="The receipt id (the response's id)."),
          as_key: str | None = typer.Option(
@@ -164,6 +181,7 @@ def show(ctx: typer.Context, receipt_id: str = typer.Argument(..., help="The rec
         console.print(table)
         for root in r["datanet_roots"]:
             console.print(f"  trained on {root['datanet']} v{root['version']} root {root['root']}")
+        console.print("  " + _attribution_line(r), markup=False)
         request = r.get("request") or {}
         if "completion" in request:
             if request.get("messages"):

@@ -283,13 +283,14 @@ def global_options_first(args: list[str]) -> list[str]:
     return args[:start] + moved + rest
 
 
-def _literal_help(command, seen: set | None = None) -> None:
-    """Help texts say `[default: 1337]` as text: rich markup would take the brackets for a style and drop them."""
+def _literal_help(command, seen: set | None = None, *, own: bool = True) -> None:
+    """Help texts say `[default: 1337]` as text: rich markup would take the brackets for a style and drop them.
+    `own`: escape the command's own options too (not when its help is printed as plain text)."""
     seen = set() if seen is None else seen
     if id(command) in seen:
         return
     seen.add(id(command))
-    for param in getattr(command, "params", []):
+    for param in getattr(command, "params", []) if own else ():
         if getattr(param, "help", None) and "[" in param.help and "\\[" not in param.help:
             param.help = escape(param.help)
     for sub in getattr(command, "commands", {}).values():
@@ -300,7 +301,7 @@ class LedgerGroup(TyperGroup):
     """The root command group: any LedgerError from any command exits 1 with its message."""
 
     def main(self, args=None, *rest, **kwargs):
-        _literal_help(self)
+        _literal_help(self, own=sys.stderr.isatty())  # the root's own help is plain text off a terminal (below)
         # Usage errors drawn in a rich box fold at the box's width; written to a file or a pipe they
         # print the way click does, with "Error: ..." on one unbroken line.
         markup = self.rich_markup_mode
