@@ -190,7 +190,7 @@ class UploadReceipt(BaseModel):
     contributor: str
     manifest_hash: str
     files: list[FileEntry]
-    contribution_ids: list[int] = Field(default_factory=list)
+    # the upload's contributions are first_contribution_id .. first_contribution_id + contribution_count - 1
     first_contribution_id: int
     contribution_count: int
     skipped_duplicates: int = 0
