@@ -163,7 +163,10 @@ def _render_round(r: dict) -> None:
         console.print(table)
         table = Table("validator", "stake (LGR)", "assigned", "revealed", "clipped", "agreement")
         for v, o in r["tally"]["validators"].items():
-            table.add_row(v, format_amount(int(o["stake"])), str(o["assigned"]), str(o["revealed"]), str(o["clipped"]), str(o["agreement_points"]))
+            # agreement_points sums each assigned contribution's agreement in bps: their mean, as a percentage
+            agreement = int(o["agreement_points"]) // int(o["assigned"]) if int(o["assigned"]) else 0
+            table.add_row(v, format_amount(int(o["stake"])), str(o["assigned"]), "yes" if o["revealed"] else "no",
+                          str(o["clipped"]), f"{agreement / 100:g}%")
         console.print(table)
         for sl in r["tally"].get("slashed", []):
             console.print(f"  [red]slashed[/] {sl['account']} {format_amount(int(sl['amount']))} LGR: {sl['reason']}")
