@@ -75,7 +75,7 @@ def list_keys(
         k["cap_on_chain"] = standing[k["consumer"]]
 
     def render(rows):
-        table = Table("id", "hash prefix", "consumer", "epoch", "cap signed (LGR)", "cap on chain (LGR)", "cap until",
+        table = Table("id", "hash prefix", "consumer", "epoch", "cap signed (LGR)", "cap on chain (LGR)", "relay signed cap by",
                       "revoked")
         for k in rows:
             table.add_row(str(k["id"]), k["prefix"], k["consumer"], str(k["epoch"]), format_amount(int(k["cap"])),
