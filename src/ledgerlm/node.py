@@ -801,6 +801,7 @@ class Node:
         """What a crash or an outage left unfinished, counted from the database alone (no chain call)."""
         from sqlalchemy import func, select
 
+        from ledgerlm.economy.policy import pending_announcements
         from ledgerlm.store.schema import (
             access_payments,
             compute_jobs,
@@ -831,6 +832,8 @@ class Node:
                 # an access or compute-job payment whose escrow transaction a crash may have cut off
                 "payments": count(select(access_payments.c.id).where(access_payments.c.state == "pending"))
                 + count(select(compute_jobs.c.id).where(compute_jobs.c.payment_state == "pending")),
+                # fee policy changes for a later epoch: each is checked against the registry's announcement
+                "fee_policies": len(pending_announcements(conn)),
                 "attribution": count(select(receipts.c.id).where(receipts.c.state == "attributing")),
             }
 
@@ -890,8 +893,10 @@ class Node:
             except Exception as exc:  # e.g. an RPC node that is down: the rest still runs, this part next time
                 errors.append(f"{part}: {type(exc).__name__}: {exc}")
 
-        chain_parts = ("datanets", "versions", "slashes", "shares", "epoch_close", "payments")
+        chain_parts = ("datanets", "versions", "slashes", "shares", "epoch_close", "payments", "fee_policies")
         if self.on_chain and any(pending[p] for p in chain_parts):
+            if pending["fee_policies"]:
+                run("fee_policies", self._announce_fee_policies)
             if pending["payments"]:
                 # nothing of this node's is in flight at start, so a payment whose chunk never landed has failed
                 # (its payer may ask again) and one that landed is paid; a payer's retry otherwise waited on a close
@@ -912,6 +917,22 @@ class Node:
         if errors:
             done["errors"] = errors
         return done
+
+    def _announce_fee_policies(self) -> int:
+        """Announce on the registry each fee policy change for a later epoch that it does not price as the
+        database does (a node stopped between committing a change and announcing it); returns how many."""
+        from ledgerlm.chain import FeePolicy
+        from ledgerlm.economy.policy import pending_announcements
+
+        with self.db.connect() as conn:
+            pending = pending_announcements(conn)
+        registry, announced = self.contracts.registry, 0
+        for model_id, from_epoch, shares in pending:
+            wanted = FeePolicy(**shares.to_dict())
+            if registry.fee_policy_at(keccak(text=model_id), from_epoch) != wanted:
+                registry.schedule_fee_policy(self.account, keccak(text=model_id), wanted, from_epoch)
+                announced += 1
+        return announced
 
     def _anchor_unanchored(self) -> dict[str, int]:
         done = {"datanets": 0, "versions": 0}

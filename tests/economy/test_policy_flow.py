@@ -17,6 +17,7 @@ from ledgerlm.client import NodeClient
 from ledgerlm.config import Home
 from ledgerlm.economy import FeeShares
 from ledgerlm.economy.earnings import earnings
+from ledgerlm.errors import LedgerError
 from ledgerlm.node import Node
 
 from ..datanets.conftest import publish_qa
@@ -203,3 +204,29 @@ def _model_key(model_id: str) -> bytes:
 
     return keccak(text=model_id)
 
+
+
+def test_a_fee_policy_change_the_chain_missed_is_announced_again_and_a_refused_one_is_taken_back(world,
+                                                                                                monkeypatch):
+    from ledgerlm.chain import ChainError, FeePolicy
+
+    client, node = world.client, world.node
+    registry, key = node.contracts.registry, _model_key("facts")
+    change = client.factory.change_fee_policy(world.developer, "facts", PUBLISHED.to_dict())
+    # what a node that stopped between committing the change and announcing it leaves: the registry prices that
+    # epoch otherwise than the database
+    registry.schedule_fee_policy(node.account, key, FeePolicy(**CHANGED.to_dict()), change["from_epoch"])
+    assert node.reconcile()["fee_policies"] == 1  # as `ledgerlm serve` runs it at start
+    assert registry.fee_policy_at(key, change["from_epoch"]) == FeePolicy(**PUBLISHED.to_dict())
+    assert node.reconcile()["fee_policies"] == 0
+
+    def refused(*args, **kwargs):
+        raise ChainError("Registry.scheduleFeePolicy reverted", status=400)
+
+    monkeypatch.setattr(registry, "schedule_fee_policy", refused)
+    with pytest.raises(LedgerError, match="reverted"):
+        client.factory.change_fee_policy(world.developer, "facts", CHANGED.to_dict())
+    monkeypatch.undo()
+    # the change of this epoch before it stands again, in the database as on chain
+    listed = next(m for m in client.factory.models() if m["id"] == "facts")
+    assert listed["fee_policy_announced"] == {"fee_policy": PUBLISHED.to_dict(), "from_epoch": change["from_epoch"]}

@@ -58,7 +58,7 @@ def test_a_private_datanet_is_anchored_without_its_name(client, http, alice):
     assert shown.status_code == 200 and "DatanetRegistered" in shown.text and "hidden-plans" not in shown.text
 
 
-NOTHING = {"datanets": 0, "versions": 0, "slashes": 0, "shares": 0, "epoch_close": 0, "payments": 0,
+NOTHING = {"datanets": 0, "versions": 0, "slashes": 0, "shares": 0, "epoch_close": 0, "payments": 0, "fee_policies": 0,
            "attribution": 0}
 
 

@@ -54,8 +54,13 @@ def fee_policy_views(db: Database, published: dict[str, FeeShares | None]) -> di
 def change_fee_policy(db: Database, model, signed: SignedAction, *, domain: SigningDomain,
                       announce: Callable[[FeeShares, int], None] | None = None) -> dict:
     """Schedule the developer's signed SetFeePolicy for `model` (a factory ModelRecord) from the epoch after
-    the open one; `announce(shares, from_epoch)` also posts it to the chain's registry, in the same transaction. Returns the
-    change: model, policy and the first epoch it prices."""
+    the open one; `announce(shares, from_epoch)` then posts it to the chain's registry. Returns the change:
+    model, policy and the first epoch it prices.
+
+    The change is committed before it is announced: a chain write that fails takes it back out, and a node
+    that stopped between the two announces it when it starts again (`pending_announcements`). Announced inside
+    the open transaction instead, a node that stopped after the chain took it had the chain pricing the new
+    split and its own database the old one."""
     developer = verify_action(signed, expected="SetFeePolicy", domain=domain)
     m = signed.message
     if m["modelId"] != model.id:
@@ -70,12 +75,30 @@ def change_fee_policy(db: Database, model, signed: SignedAction, *, domain: Sign
     with db.begin() as conn:
         action_id = record_action(conn, signed, developer, chain_id=domain.chain_id)
         from_epoch = open_epoch(conn) + 1
+        same_epoch = and_(fee_policy_changes.c.model_id == model.id, fee_policy_changes.c.from_epoch == from_epoch)
+        replaced = conn.execute(select(fee_policy_changes).where(same_epoch)).mappings().first()
         # a second change in the same epoch replaces the first: both would start at the same epoch
-        conn.execute(delete(fee_policy_changes).where(and_(fee_policy_changes.c.model_id == model.id,
-                                                           fee_policy_changes.c.from_epoch == from_epoch)))
+        conn.execute(delete(fee_policy_changes).where(same_epoch))
         conn.execute(insert(fee_policy_changes).values(model_id=model.id, from_epoch=from_epoch,
                                                        policy=shares.to_dict(), action_id=action_id,
                                                        created_at=int(time.time())))
-        if announce is not None:  # a failed chain write rolls the change back
+    if announce is not None:
+        try:
             announce(shares, from_epoch)
+        except Exception:
+            with db.begin() as conn:  # the chain refused it: the change of this epoch before it stands again
+                conn.execute(delete(fee_policy_changes).where(same_epoch))
+                if replaced is not None:
+                    conn.execute(insert(fee_policy_changes).values(**dict(replaced)))
+            raise
     return {"model": model.id, "fee_policy": shares.to_dict(), "from_epoch": from_epoch}
+
+
+def pending_announcements(conn: Connection) -> list[tuple[str, int, FeeShares]]:
+    """Changes that price a later epoch than the open one: (model, from_epoch, split), which the chain's registry
+    must announce as well."""
+    epoch = current_epoch(conn)
+    return [(r.model_id, int(r.from_epoch), FeeShares.from_dict(r.policy)) for r in conn.execute(
+        select(fee_policy_changes.c.model_id, fee_policy_changes.c.from_epoch, fee_policy_changes.c.policy)
+        .where(fee_policy_changes.c.from_epoch > epoch).order_by(fee_policy_changes.c.model_id,
+                                                                   fee_policy_changes.c.from_epoch))]
