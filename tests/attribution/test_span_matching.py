@@ -1,6 +1,7 @@
 """Span matching finds, from each position of an answer, the longest span the training text holds and where it
-occurs; a long match carried on from the position before is found by one search. The result is the same as
-narrowing token by token, which made an answer copying a long record cost the square of its length."""
+occurs; a long match carried on from the position before is found by one search (of whole slices: still more
+than linear, 4,000 tokens in well under a second). The result is the same as narrowing token by token, which made
+an answer copying a long record cost the square of its length in Python steps (4,000 tokens: about 40 s)."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def test_matches_are_those_of_narrowing_token_by_token(monkeypatch, skip_ahead):
             assert index.longest_matches(query) == _token_by_token(index, query)
 
 
-def test_an_answer_copying_a_long_record_is_matched_in_time_linear_in_its_length():
+def test_an_answer_copying_a_long_record_is_matched_in_a_fraction_of_the_time_token_by_token_took():
     rng = random.Random(0)
     record = [rng.randrange(5000) for _ in range(4000)]
     index = SpanIndex.build([[rng.randrange(5000) for _ in range(50)] for _ in range(2000)] + [record])

@@ -96,14 +96,15 @@ def test_init_with_a_bad_chain_id_writes_nothing_and_init_then_works(bare, tmp_p
     (["datanet", "create"], "name"),
     (["nosuchcommand"], None),
     (["datanet", "contribution", "-1"], None),  # a negative number, read as an option
+    (["datanet", "contribution", "-25"], None),
 ])
 def test_usage_errors_are_json_with_json(bare, args, field):
     result = bare(*args, "--json", ok=False)
     assert result.exit_code == 2
     error = json.loads(result.stdout)["error"]
     assert error["field"] == field and error["message"]
-    if args[-1] == "-1":
-        assert "negative number" in error["message"] and "No such option" not in error["message"]
+    if args[-1].startswith("-"):
+        assert "negative number" in error["message"] and f"-- {args[-1]}`" in error["message"]
 
 
 def test_global_options_after_the_command_move_before_it():

@@ -23,9 +23,10 @@ HOSTILE = {
 }
 
 
-def test_an_unclosed_json_string_of_escaped_quotes_is_read_in_one_pass():
+@pytest.mark.parametrize("end", [b"", b"\\"])
+def test_an_unclosed_json_string_of_escaped_quotes_is_read_in_one_pass(end):
     started = time.process_time()
-    json_body_problem(b'{"model":"m","prompt":"' + b'\\"' * (SIZE // 2))
+    json_body_problem(b'{"model":"m","prompt":"' + b'\\"' * (SIZE // 2) + end)
     assert time.process_time() - started < 5
 
 
@@ -52,3 +53,10 @@ def test_two_long_near_copies_made_mostly_of_one_word_are_compared_in_time():
     started = time.process_time()
     assert substantive_difference(" ".join(words), " ".join(copy)) is None  # still a copy
     assert time.process_time() - started < 5
+
+
+@pytest.mark.parametrize("text", ["Moscow\u2009\u2014\u2009\u041c\u043e\u0441\u043a\u0432\u0430",
+                                  "Athens\xa0\u2014\xa0\u0391\u03b8\u03ae\u03bd\u03b1"])
+def test_words_of_two_scripts_set_apart_by_a_thin_space_are_no_homoglyph(text):
+    found = injection_findings_many([text], [""], GatePolicy().injection)[0]
+    assert "homoglyph" not in {code for code, _, _ in found}, found

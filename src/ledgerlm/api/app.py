@@ -96,23 +96,24 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
         if isinstance(exc, RequestTooLarge):
             if request.headers.get("hx-request"):
                 return render_error(request, 413, exc.detail, "body")
-            return JSONResponse(status_code=413, content={"error": {"type": "RequestTooLarge", "message": exc.detail,
-                                                                    "field": "body"}})
+            return JSONResponse(status_code=413, content={"error": _openai_shaped(request, {
+                "type": "RequestTooLarge", "message": exc.detail, "field": "body"})})
         if isinstance(exc, (MalformedBody, BodyTooSlow)) or (exc.status_code == 400 and exc.detail == UNPARSED_BODY):
             message = exc.detail if exc.detail != UNPARSED_BODY else (
                 "the request body could not be read as JSON (send UTF-8 JSON text)")
             if is_page(request):
                 return render_error(request, exc.status_code, message, "body")
             kind = "BodyTooSlow" if isinstance(exc, BodyTooSlow) else "MalformedBody"
-            return JSONResponse(status_code=exc.status_code, content={"error": {
-                "type": kind, "message": message, "field": "body"}})
+            status = 400 if _openai_route(request) and exc.status_code == 422 else exc.status_code
+            return JSONResponse(status_code=status, content={"error": _openai_shaped(request, {
+                "type": kind, "message": message, "field": "body"})})
         if is_page(request):
             return render_error(request, exc.status_code, "there is no page here" if exc.status_code == 404
                                 else str(exc.detail))
         if exc.status_code < 500:  # what the framework refuses (an unknown route, a form field too long) reads
             # like every other refusal
-            return JSONResponse(status_code=exc.status_code, headers=exc.headers, content={"error": {
-                "type": "HTTPError", "message": str(exc.detail), "field": None}})
+            return JSONResponse(status_code=exc.status_code, headers=exc.headers, content={"error": _openai_shaped(
+                request, {"type": "HTTPError", "message": str(exc.detail), "field": None})})
         return await http_exception_handler(request, exc)
 
     def refusal(request: Request, status: int, kind: str, message: str, headers: dict | None = None,

@@ -35,7 +35,7 @@ FORM_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded")
 
 # a string to its closing quote, or to the body's end when it never closes: possessive, so an unclosed string full
 # of escaped quotes is one pass, not a fresh scan to the end from each of them (quadratic: 100 KB took 28 s)
-_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+(?:"|\Z)', re.S)
+_STRING = re.compile(rb'"(?:[^"\\]++|\\.?)*+(?:"|\Z)', re.S)  # (a lone backslash at the very end too)
 _LONG_NUMBER = re.compile(rb"[0-9]{%d,}" % (MAX_NUMBER_DIGITS + 1))
 # An escaped backslash, or an escape of a whole surrogate pair: what may be taken out before looking for a half.
 _BACKSLASH_OR_PAIR = re.compile(rb"\\\\|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}")

@@ -308,7 +308,8 @@ class LedgerGroup(TyperGroup):
         if not sys.stderr.isatty():
             self.rich_markup_mode = None
         try:
-            return super().main(global_options_first(list(sys.argv[1:] if args is None else args)), *rest, **kwargs)
+            self.given = global_options_first(list(sys.argv[1:] if args is None else args))
+            return super().main(self.given, *rest, **kwargs)
         except BrokenPipeError:
             # the reader went away (`ledgerlm --help | head -3`): nothing more to say, and nowhere to say it
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -329,9 +330,11 @@ class LedgerGroup(TyperGroup):
             number = type(exc).__name__ == "NoSuchOption" and bool(option) and \
                 option.lstrip("-").replace(".", "", 1).isdigit()
             if number:
-                # "-1" where a number goes is read as an option: say what it is, not that no such option exists
-                exc.message = (f"{option} is read as an option: a negative number is not a valid value here "
-                               f"(write `-- {option}` after the options to pass it as it is)")
+                # "-1" where a number goes is read as an option: say what it is, not that no such option exists;
+                # click names only its first digit ("-2" of "-25"): the whole word is in what was typed
+                typed = next((a for a in getattr(self, "given", ()) if a.startswith(option) and _numeric(a)), option)
+                exc.message = (f"{typed} is read as an option: a negative number is not a valid value here "
+                               f"(write `-- {typed}` after the options to pass it as it is)")
             if _is_usage_error(exc) and ctx.params.get("as_json"):
                 # a usage error (a missing or mistyped argument, an unknown command) as the JSON every other error is
                 # with --json, which the root read before the command failed; the exit code stays click's
@@ -351,6 +354,14 @@ class LedgerGroup(TyperGroup):
                 ctx.exit(1)
             report(ctx.obj, LedgerError(f"unexpected {type(exc).__name__}: {exc} (set LEDGERLM_DEBUG=1 for the traceback)"))
             ctx.exit(2)
+
+
+def _numeric(word: str) -> bool:
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_usage_error(exc: Exception) -> bool:

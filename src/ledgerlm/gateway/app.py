@@ -68,7 +68,8 @@ class GatewaySettings:
 
 def _error(status: int, message: str, field: str | None = None, **headers) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": {"type": "GatewayError", "message": message,
-                                                               "field": field}}, headers=headers or None)
+                                                               "field": field, "param": field}},
+                        headers=headers or None)
 
 
 def _lf_lines(data: bytes) -> bytes:
@@ -77,7 +78,8 @@ def _lf_lines(data: bytes) -> bytes:
 
 def _error_event(message: str) -> bytes:
     """A stream's last event when the gateway ends it: an OpenAI-shaped error."""
-    return f"data: {json.dumps({'error': {'type': 'GatewayError', 'field': 'model', 'message': message}})}\n\n".encode()
+    error = {"type": "GatewayError", "field": "model", "param": "model", "message": message}
+    return f"data: {json.dumps({'error': error})}\n\n".encode()
 
 
 async def _read_capped(response: httpx.Response, limit: int) -> bytes:
@@ -225,7 +227,7 @@ class Gateway:
             if not isinstance(model, str):
                 raise TypeError
         except Exception:
-            return _error(422, "the body must be a JSON object with a string `model`", "model")
+            return _error(400, "the body must be a JSON object with a string `model`", "model")  # as OpenAI answers
         stream = bool(payload.get("stream"))
         key = request.headers.get(IDEMPOTENCY_HEADER) or "gw-" + uuid.uuid4().hex
         headers = {k: v for k, v in request.headers.items() if k.lower() in REQUEST_HEADERS}

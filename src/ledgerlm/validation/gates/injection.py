@@ -396,7 +396,7 @@ _HIDDEN_RANGES = ((0xE0000, 0xE007F), *((ord(c), ord(c)) for c in sorted(_BIDI_C
 _MARKER_TOKEN = re.compile(r"<\|[A-Za-z_]{1,24}\|>|\[\[[A-Z_]{3,}\]\]|\{\{[A-Z_]{3,}\}\}")
 # runs of word characters and characters beyond ASCII, taken whole (`\w*[^\x00-\x7f]\w*` rescanned a long ASCII
 # word from each of its letters: quadratic); those that hold no character beyond ASCII are left out where used
-_NON_ASCII_WORD = re.compile(r"(?:\w|[^\x00-\x7f])++", re.UNICODE)
+_NON_ASCII_WORD = re.compile(r"(?:\w|[^\x00-\x7f\s])++", re.UNICODE)  # no space, however thin, joins words
 
 
 def _script(ch: str) -> str | None:
