@@ -29,12 +29,18 @@ def _admin(node, home):
     return admin
 
 
+def _a_paid_call(node):
+    """alice funded, and one call of hers to pay for: the key that pays."""
+    alice = key("alice")
+    fund_consumer(node, alice, 10 * UNIT, 5 * UNIT)
+    write_receipt(node, alice.address, UNIT, DEV.address)
+    return alice
+
+
 def test_an_epoch_swept_before_it_was_posted_is_given_up_and_the_next_close_settles(home):
     node = Node.open(home)
     try:
-        alice = key("alice")
-        fund_consumer(node, alice, 10 * UNIT, 5 * UNIT)
-        write_receipt(node, alice.address, UNIT, DEV.address)
+        alice = _a_paid_call(node)
 
         def crash(number, step):
             if step == "settle":
@@ -67,9 +73,7 @@ def test_an_epoch_swept_before_it_was_posted_is_given_up_and_the_next_close_sett
 def test_a_payout_swept_after_its_claim_window_is_not_offered_as_claimable(home):
     node = Node.open(home)
     try:
-        alice = key("alice")
-        fund_consumer(node, alice, 10 * UNIT, 5 * UNIT)
-        write_receipt(node, alice.address, UNIT, DEV.address)
+        _a_paid_call(node)
         assert node.economy.close()["state"] == "published"
         c = node.contracts
         node.chain.advance_time(c.distributor.claim_window_seconds() + 1)
