@@ -151,11 +151,14 @@ class SpanIndex:
                 hi = mid
         return lo
 
-    def longest_matches(self, query: list[int]) -> list[tuple[int, int, int]]:
+    def longest_matches(self, query: list[int], *, skip_ahead: int = 0) -> list[tuple[int, int, int]]:
         """For each query position, (length, lo, hi) of the longest span starting there that occurs.
 
-        [lo, hi) is the suffix-array range of that span's occurrences.
+        [lo, hi) is the suffix-array range of that span's occurrences. `skip_ahead` (default `_SKIP_AHEAD`): the
+        length from which a match carried on from the position before is found by one search; past the query's
+        length, every match is narrowed token by token (the same result, as the tests and benchmark compare).
         """
+        skip_ahead = skip_ahead or _SKIP_AHEAD
         out = []
         n = len(self.suffix_array)
         ids = np.asarray(query, dtype=self.tokens.dtype)
@@ -164,7 +167,7 @@ class SpanIndex:
             # The span found at i, less its first token, occurs too: the match at i is at least k - 1 long. A long
             # one is found whole by binary search instead of token by token, which made an answer that copies a
             # long record cost the square of its length (the result is the same: the range of that span).
-            if k - 1 >= _SKIP_AHEAD:
+            if k - 1 >= skip_ahead:
                 k -= 1
                 lo, hi = self._span_bound(ids[i:i + k], strict=False), self._span_bound(ids[i:i + k], strict=True)
             else:
