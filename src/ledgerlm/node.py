@@ -632,15 +632,24 @@ class Node:
 
     def change_fee_policy(self, model_id: str, signed) -> dict:
         """A developer's signed SetFeePolicy: prices calls from the next epoch and is announced on the registry."""
-        from ledgerlm.chain import FeePolicy
         from ledgerlm.economy import change_fee_policy
 
         def announce(shares, from_epoch: int) -> None:
-            self.contracts.registry.schedule_fee_policy(self.account, keccak(text=model_id),
-                                                        FeePolicy(**shares.to_dict()), from_epoch)
+            self._announce_fee_policy(model_id, shares, from_epoch)
 
         return change_fee_policy(self.db, self.factory.model(model_id), signed, domain=self.domain,
                                  announce=announce if self.on_chain else None)
+
+    def _announce_fee_policy(self, model_id: str, shares, from_epoch: int, *, unless_announced: bool = False) -> bool:
+        """Schedule `shares` for `model_id` from `from_epoch` on the registry (`unless_announced`: only if it prices
+        that epoch otherwise); returns whether a transaction was sent."""
+        from ledgerlm.chain import FeePolicy
+
+        registry, wanted = self.contracts.registry, FeePolicy(**shares.to_dict())
+        if unless_announced and registry.fee_policy_at(keccak(text=model_id), from_epoch) == wanted:
+            return False
+        registry.schedule_fee_policy(self.account, keccak(text=model_id), wanted, from_epoch)
+        return True
 
     def fee_policies(self, records) -> dict[str, dict]:
         """Per fine-tuned model: the fee split pricing calls now, and a change announced for a later epoch."""
@@ -921,18 +930,12 @@ class Node:
     def _announce_fee_policies(self) -> int:
         """Announce on the registry each fee policy change for a later epoch that it does not price as the
         database does (a node stopped between committing a change and announcing it); returns how many."""
-        from ledgerlm.chain import FeePolicy
         from ledgerlm.economy.policy import pending_announcements
 
         with self.db.connect() as conn:
             pending = pending_announcements(conn)
-        registry, announced = self.contracts.registry, 0
-        for model_id, from_epoch, shares in pending:
-            wanted = FeePolicy(**shares.to_dict())
-            if registry.fee_policy_at(keccak(text=model_id), from_epoch) != wanted:
-                registry.schedule_fee_policy(self.account, keccak(text=model_id), wanted, from_epoch)
-                announced += 1
-        return announced
+        return sum(self._announce_fee_policy(model_id, shares, from_epoch, unless_announced=True)
+                   for model_id, from_epoch, shares in pending)
 
     def _anchor_unanchored(self) -> dict[str, int]:
         done = {"datanets": 0, "versions": 0}

@@ -60,7 +60,8 @@ def attribute(body: AttributeRequest, node: Node = Depends(get_node), operator: 
         records_shown = node.factory.datanets.may_read(record.datanet, signer)
         if not records_shown and node.factory.shown_to(record, signer) is None:
             raise NotFoundError(f"no fine-tuned model {body.model!r}", field="model")
-        if not records_shown and body.answer is not None and not _served_to(node, signer, body):
+        if not records_shown and body.answer is not None and not node.serving.receipts.answered(
+                signer, body.model, body.prompt, body.answer):
             # an answer of one's own choosing, matched word for word against records one may not read, would
             # tell whether a guessed sentence is in them; the model's own answers (generated here, or served to
             # the signer, as when a consumer verifies a receipt) tell only what the model says anyway
@@ -80,27 +81,6 @@ def attribute(body: AttributeRequest, node: Node = Depends(get_node), operator: 
     found = result.to_dict()
     return {"model": body.model, "prompt": body.prompt, "answer": answer, "generated": generated,
             **(found if records_shown else public_attribution(found))}
-
-
-RECEIPTS_SEARCHED = 1000  # a consumer's newest receipts of the model looked through for the answer given
-
-
-def _served_to(node: Node, signer: str, body: AttributeRequest) -> bool:
-    """Whether the model answered `signer` exactly this (prompt, answer) on a call of theirs."""
-    from sqlalchemy import select
-
-    from ledgerlm.store.schema import receipts
-
-    with node.db.connect() as conn:
-        rows = conn.execute(select(receipts.c.request).where(
-            receipts.c.consumer == signer, receipts.c.model_id == body.model)
-            .order_by(receipts.c.created_at.desc()).limit(RECEIPTS_SEARCHED)).scalars()
-        for request in rows:
-            request = request or {}
-            if (request.get("completion") == body.answer
-                    and (request.get("messages") or request.get("prompt")) == body.prompt):
-                return True
-    return False
 
 
 def check_fits(body: AttributeRequest, attributor) -> None:

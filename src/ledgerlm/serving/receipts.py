@@ -185,6 +185,18 @@ class ReceiptLog:
             raise ReceiptError(f"no receipt {receipt_id!r}", field="receipt", status=404)
         return Receipt(**row)
 
+    def answered(self, consumer: str, model_id: str, prompt, completion: str, *, newest: int = 1000) -> bool:
+        """Whether the model answered `consumer` exactly `completion` to `prompt` on one of their `newest` calls."""
+        with self.db.connect() as conn:
+            for request in conn.execute(select(receipts.c.request).where(
+                    receipts.c.consumer == consumer, receipts.c.model_id == model_id)
+                    .order_by(receipts.c.created_at.desc()).limit(newest)).scalars():
+                request = request or {}
+                if request.get("completion") == completion and \
+                        (request.get("messages") or request.get("prompt")) == prompt:
+                    return True
+        return False
+
     def consumer_copy(self, receipt_id: str, grant: ReadGrant | None) -> Receipt:
         """The receipt with the prompt and answer it was made for, for its consumer alone: `grant` is the read
         request they signed (None: none was sent), for every Datanet ("*"): one signed to read a single Datanet
