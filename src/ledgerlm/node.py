@@ -940,13 +940,9 @@ class Node:
     def _anchor_unanchored(self) -> dict[str, int]:
         done = {"datanets": 0, "versions": 0}
         for datanet in self.datanets.all():
-            if datanet.chain_tx is None:
-                self.datanets.anchor_datanet(datanet)
-                done["datanets"] += 1
-            for version in datanet.versions:
-                if version.chain_tx is None:
-                    self.datanets.anchor_version(datanet.name, version.number)
-                    done["versions"] += 1
+            if datanet.chain_tx is None or any(v.chain_tx is None for v in datanet.versions):
+                for part, count in self.datanets.anchor_pending(datanet.name).items():
+                    done[part] += count
         return done
 
     def info(self) -> dict:

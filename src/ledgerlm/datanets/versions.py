@@ -92,23 +92,28 @@ class Versions:
                     insert(version_members), [dict(version_id=version_id, contribution_id=m.id) for m in members]
                 )
         if unanchored is not None:
-            self._anchor_pending(name)
+            self.anchor_pending(name)
             return self.version(name, unanchored)
         version = self.version(name, number)
         if self.anchor is not None:
-            self._anchor_pending(name)
+            self.anchor_pending(name)
             version = self.version(name, number)
         return version
 
-    def _anchor_pending(self, name: str) -> None:
+    def anchor_pending(self, name: str) -> dict[str, int]:
         """Anchor the Datanet and each of its versions the chain does not hold yet, in order: the Registry takes
-        versions one after another, so one whose anchoring failed would refuse every later one."""
+        versions one after another, so one whose anchoring failed would refuse every later one. Returns how many
+        of each it anchored."""
         datanet = self.get(name)
+        done = {"datanets": 0, "versions": 0}
         if datanet.chain_tx is None:
             self.anchor_datanet(datanet)
+            done["datanets"] += 1
         for version in sorted(datanet.versions, key=lambda v: v.number):
             if version.chain_tx is None:
                 self.anchor_version(name, version.number)
+                done["versions"] += 1
+        return done
 
     def anchor_version(self, name: str, number: int) -> DatanetVersion:
         datanet = self.get(name)
