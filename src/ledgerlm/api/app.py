@@ -122,7 +122,8 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
         if is_page(request):
             return render_error(request, status, message)
         return JSONResponse(status_code=status, headers=headers,
-                            content={"error": {"type": kind, "message": message, "field": field}})
+                            content={"error": _openai_shaped(request, {"type": kind, "message": message,
+                                                                       "field": field})})
 
     @app.exception_handler(OverflowError)
     async def number_too_large(request: Request, exc: OverflowError):

@@ -189,7 +189,6 @@ class ComputeMarket:
         if amount < price:
             raise ProviderError(f"offer {offer.id} costs {price} per job; the signature covers only {amount}",
                                 field="amount", status=402)
-        self._require_stake(offer.provider, price, outstanding=self._outstanding(offer.provider))
         if self.payments is None:
             raise ConflictError("this node has no chain to take payments on", field="chain")
         self._take_payment_slot(requester)
@@ -203,7 +202,7 @@ class ComputeMarket:
 
         try:
             with self.payments.paying():
-                # again under the payments' lock: accepts checked at once would each see the others' jobs missing
+                # under the payments' lock: accepts checked at once would each see the others' jobs missing
                 self._require_stake(offer.provider, price, outstanding=self._outstanding(offer.provider))
                 job_id, _, _ = self.payments.debit_locked(
                     signed, requester, price, what=f"a {kind} job on offer {offer.id}", record=record,
