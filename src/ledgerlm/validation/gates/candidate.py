@@ -208,13 +208,12 @@ class GateReport:
 FEW = 64
 
 
-def with_undisguised(found: list[tuple[str, float, str]],
-                     more: list[tuple[str, float, str]]) -> list[tuple[str, float, str]]:
-    """A text's findings, and those of its undisguised text (`code_points.undisguised`) whose code
-    the text as written did not already give."""
+def with_undisguised(found: list[tuple[str, float, str]], more: list[tuple[str, float, str]],
+                     how: str = "once hidden and look-alike characters are undone") -> list[tuple[str, float, str]]:
+    """A text's findings, and those of its undisguised text (`code_points.undisguised`, or another reading `how`
+    names) whose code the text as written did not already give."""
     codes = {code for code, _, _ in found}
-    return found + [(code, score, f"once hidden and look-alike characters are undone, {detail}")
-                    for code, score, detail in more if code not in codes]
+    return found + [(code, score, f"{how}, {detail}") for code, score, detail in more if code not in codes]
 
 
 def decide(findings: Iterable[Finding]) -> str:

@@ -447,9 +447,8 @@ def _in_rot13(lower: str) -> bool:
 
 def _with_rot13(found: list[tuple[str, float, str]],
                 decoded: list[tuple[str, float, str]]) -> list[tuple[str, float, str]]:
-    codes = {code for code, _, _ in found}
-    return found + [(code, score, f"once decoded from ROT13, {detail}") for code, score, detail in decoded
-                    if code not in codes and code != "hidden_unicode"]
+    # ROT13 moves no character beyond ASCII: what hides is the text as written's finding alone
+    return with_undisguised(found, [f for f in decoded if f[0] != "hidden_unicode"], how="once decoded from ROT13")
 
 
 def _findings(text: str, answer_text: str, rule: InjectionRule,
