@@ -80,21 +80,22 @@ _NEGATIONS = frozenset("not no never t nor neither nobody nothing none without c
 MAX_DIFF_PAIRS = 10**8
 
 
-def _bag_difference(wa: list[str], wb: list[str], max_inserted_words: int) -> str | None:
-    """`substantive_difference` read from the words' counts alone, in linear time."""
-    a, b = Counter(wa), Counter(wb)
-    added, removed = b - a, a - b
-    negation = next((w for w in (*added, *removed) if w in _NEGATIONS), None)
-    if negation is not None:
-        return f"{negation!r} {'added' if negation in added else 'removed'}: it says the opposite"
-    changed = sum(added.values()) + sum(removed.values())
+def _negated(words, added: bool) -> str | None:
+    """"is safe" and "is not safe" share every other word and say the opposite: a correction, not a copy."""
+    negation = next((w for w in words if w in _NEGATIONS), None)
+    return None if negation is None else f"{negation!r} {'added' if added else 'removed'}: it says the opposite"
+
+
+def _too_many_added(changed: int, wa: list[str], wb: list[str], max_inserted_words: int) -> str | None:
     allowed = max(max_inserted_words, round(0.1 * min(len(wa), len(wb))))
     return f"{changed} words added or removed" if changed > allowed else None
 
 
-def _diff_work(wa: list[str], wb: list[str]) -> int:
-    counts = Counter(wb)
-    return sum(n * counts[w] for w, n in Counter(wa).items())
+def _bag_difference(wa: list[str], wb: list[str], a: Counter, b: Counter, max_inserted_words: int) -> str | None:
+    """`substantive_difference` read from the words' counts `a` and `b` alone, in linear time."""
+    added, removed = b - a, a - b
+    return (_negated(added, True) or _negated(removed, False)
+            or _too_many_added(sum(added.values()) + sum(removed.values()), wa, wb, max_inserted_words))
 
 
 def substantive_difference(a: str, b: str, max_inserted_words: int = 5,
@@ -107,21 +108,20 @@ def substantive_difference(a: str, b: str, max_inserted_words: int = 5,
     if na == nb:  # a copy that differs only in case, punctuation or spacing: nothing to diff
         return None
     wa, wb = na.split(), nb.split()
-    if _diff_work(wa, wb) > MAX_DIFF_PAIRS:
+    a, b = Counter(wa), Counter(wb)
+    if sum(n * b[w] for w, n in a.items()) > MAX_DIFF_PAIRS:
         # the longest-match search visits every pair of equal words (at each level of its recursion): two long
         # records made mostly of one word would hold the gate for minutes. Their words as multisets say enough:
         # a negation added or removed, or more words changed than a copy's edits
-        return _bag_difference(wa, wb, max_inserted_words)
+        return _bag_difference(wa, wb, a, b, max_inserted_words)
     inserted = 0
     for tag, i1, i2, j1, j2 in _opcodes(na, nb):
         if tag == "equal":
             continue
         if tag in ("insert", "delete"):
-            added = wa[i1:i2] + wb[j1:j2]
-            negation = next((w for w in added if w in _NEGATIONS), None)
-            if negation is not None:
-                # "is safe" and "is not safe" share every other word and say the opposite: a correction, not a copy
-                return f"{negation!r} {'added' if tag == 'insert' else 'removed'}: it says the opposite"
+            negated = _negated(wa[i1:i2] + wb[j1:j2], tag == "insert")
+            if negated:
+                return negated
             inserted += (i2 - i1) + (j2 - j1)
             continue
         old, new = wa[i1:i2], wb[j1:j2]
@@ -131,10 +131,7 @@ def substantive_difference(a: str, b: str, max_inserted_words: int = 5,
         if _is_typo("".join(old), "".join(new)):
             continue
         return f"{' '.join(old)[:40]!r} became {' '.join(new)[:40]!r}"
-    allowed = max(max_inserted_words, round(0.1 * min(len(wa), len(wb))))
-    if inserted > allowed:
-        return f"{inserted} words added or removed"
-    return None
+    return _too_many_added(inserted, wa, wb, max_inserted_words)
 
 
 def _opcodes(na: str, nb: str) -> list[tuple[str, int, int, int, int]]:
