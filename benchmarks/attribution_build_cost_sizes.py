@@ -1,4 +1,4 @@
-"""Benchmark of the attribution index's build cost against training at several Datanet sizes, with the old fixed calibration as the baseline.
+"""Benchmark of the attribution index's build cost against training at several Datanet sizes, with the calibration rule before as the baseline.
 
 Run:  python benchmarks/attribution_build_cost_sizes.py [--model smollm2|tiny] [--records 6,12,35]
                                                        [--epochs 10] [--split tuning|test]
@@ -8,7 +8,8 @@ Run:  python benchmarks/attribution_build_cost_sizes.py [--model smollm2|tiny] [
 Per size, trains a LoRA adapter (factory defaults, 10 epochs) on the first N records of the
 split's planted-facts Datanet and times the node's index build (a pass over the final adapter,
 calibration included) with the calibration rule — how many null answers take a gradient pass
-follows the tokens training ran — and, in the same run on the same model, with the old fixed 32,
+follows the tokens training ran, none below the floor of 40 — and, in the same run on the same
+model, with the rule before (the floor's 40 where the rule now grades none),
 and with the wide side of every LoRA weight projected by a dense Gaussian matrix instead of a
 count sketch, at the same width and at `--baseline-dim` (the index's projection before). Then
 the build's parts alone, and what bars from fewer null answers do: false payouts of the evaluation's 40 unrelated prompts and what the split's questions are paid (grad
@@ -35,7 +36,7 @@ from report import write_result  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 from ledgerlm.attribution.features import DEFAULT_DIM  # noqa: E402
-from ledgerlm.evals.attribution.build_cost import OLD_DIM, build_cost_at_size  # noqa: E402
+from ledgerlm.evals.attribution.build_cost import NONE, OLD_DIM, build_cost_at_size  # noqa: E402
 from ledgerlm.evals.attribution.facts import make_fact_tracing_set  # noqa: E402
 from ledgerlm.evals.table import ResultTable  # noqa: E402
 
@@ -88,14 +89,14 @@ def main(argv: list[str] | None = None) -> dict:
         f"Node index build (pass over the final adapter, calibration included) against training: "
         f"{base.name}, {args.epochs} epochs, {args.split} split, CPU s (faster of two builds); "
         f"the node's build is {args.dim} wide with count-sketched wide sides",
-        ["records", "training tokens", "training", "build, 32 null answers (old)", "old / training",
+        ["records", "training tokens", "training", "build before (floor of 40)", "before / training",
          "null answers (rule)", "build (rule)", "build / training",
          f"Gaussian wide sides, {args.dim} wide / training",
          f"Gaussian wide sides, {args.baseline_dim} wide (before) / training"])
     for s in by_size:
         train_cpu = s["train_cpu_seconds"]
         cost.add_row(s["records"], s["tokens_seen"], f"{train_cpu:.1f}",
-                     f"{s['old_build_cpu_seconds']:.1f}", f"{s['old_build_over_train']:.2f}",
+                     f"{s['before_build_cpu_seconds']:.1f}", f"{s['before_build_over_train']:.2f}",
                      s["gradient_null_answers"], f"{s['build_cpu_seconds']:.1f}",
                      f"{s['build_over_train']:.2f}",
                      f"{s['gaussian_build_cpu_seconds']:.1f} / {train_cpu:.1f} = "
@@ -121,7 +122,8 @@ def main(argv: list[str] | None = None) -> dict:
          "bps pool"])
     for s in by_size:
         for label, v in s["payment"].items():
-            chosen = " (rule)" if label == f"spread {s['gradient_null_answers']}" else ""
+            count = s["gradient_null_answers"]
+            chosen = " (rule)" if label == (f"spread {count}" if count else NONE) else ""
             g = v["gradient_false_payout_rate"]
             paid.add_row(s["records"], label + chosen, f"{v['gradient_bar']['cosine']:.4f}",
                          f"{v['gradient_bar']['trak_cosine']:.4f}",

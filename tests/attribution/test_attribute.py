@@ -67,7 +67,8 @@ def test_saved_index_and_warm_attributor_reproduce_the_in_memory_result(trained,
 def test_rebuilding_the_index_gives_the_same_scores(trained, index):
     from ledgerlm.attribution import build_index
 
-    rebuilt = build_index(trained.model_dir, trained.records, dim=256, save=False)
+    rebuilt = build_index(trained.model_dir, trained.records, dim=256, save=False,
+                          calibration=index.calibration.settings)
     assert (rebuilt.features == index.features).all()
     question, answer = "What colour is crate 11?", "Crate 11 is black."
     assert attribute(trained.model, question, answer, index=rebuilt) == \

@@ -10,7 +10,7 @@ import pytest
 from ledgerlm.attribution import SpanIndex, attribute, build_index
 from ledgerlm.attribution.null_queries import NULL_QUERIES
 
-from .conftest import ALICE, BOB, SECRET, SOLO, attributed, datanet_records, fine_tuned
+from .conftest import ALICE, BOB, GRADED, SECRET, SOLO, attributed, datanet_records, fine_tuned
 
 # Prompts no record taught and none of the shipped null queries asks (those set the bars).
 UNRELATED = (
@@ -484,7 +484,7 @@ def test_a_value_several_records_share_ties_no_answer_to_a_prompt_that_asks_abou
             attributed({"question": "Where is the Moss Bakery?",
                         "answer": "The Moss Bakery is on Quill Lane."}, 27, BOB)]
     trained = fine_tuned(tiny_base, datanet_records() + lane, train_config, tmp_path / "model")
-    index = build_index(trained.model_dir, trained.records, dim=256)
+    index = build_index(trained.model_dir, trained.records, dim=256, calibration=GRADED)
     inn = next(i for i, e in enumerate(index.examples) if e.contribution_id == 26)
     feature = index.features[inn].astype(np.float64)  # scores 1.0 against the inn's record
     weight = index.calibration.settings.restated_weight

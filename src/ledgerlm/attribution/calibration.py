@@ -15,10 +15,17 @@ Cost. Span matching a null answer costs no model pass, so every null answer sets
 A gradient score costs a forward and a backward pass, and unlike the rows' pass it does not shrink
 with the Datanet, so how many null answers take one follows the work training did
 (`null_answer_count`): about `null_token_share` of the tokens training ran (`tokens_seen`), never
-fewer than `min_gradient_null_answers` nor more than `max_gradient_null_answers` (40 and 64 of
-64). The graded answers are spread evenly over the shipped list (`graded_null_answers`), which is
-grouped by kind (arithmetic, geography, ...). The count used and the training tokens it was
-chosen from are stored in the published settings.
+more than `max_gradient_null_answers` (64 of 64). The graded answers are spread evenly over the
+shipped list (`graded_null_answers`), which is grouped by kind (arithmetic, geography, ...). The
+count used and the training tokens it was chosen from are stored in the published settings.
+Fewer than `min_gradient_null_answers` (40) cannot bound the tail (below), so a training too
+small to afford them takes no gradient pass at all: the index's gradient and candidate bars are
+1, which no score clears, and its answers are paid on span evidence only; what the gradient
+alone would have named goes to the data pool. A fixed 40 passes cost about as much as the whole
+training of a 6-record Datanet (benchmarks/results/attribution_build_cost_sizes.md); with the
+share of 5%, the gradient is calibrated from about 18,000 training tokens on (40 null answers
+of about 23 tokens each on SmolLM2: 35 short records trained 10 epochs), which the evaluation's
+planted-facts Datanets reach.
 The floor is high because an answer's best score is heavy-tailed: a few null answers score far
 above the rest ("9 times 7 is 63." at 0.31 where the median is 0.08, on the planted-facts test
 model), and a bar that missed them leaves unrelated answers in the style of a Datanet's records
@@ -239,7 +246,8 @@ def null_answer_count(settings: CalibrationSettings, training_tokens: int,
                       answer_tokens: float, available: int = len(NULL_QUERIES)) -> int:
     """How many null answers take a gradient pass after a training that ran `training_tokens`
     tokens: those whose `answer_tokens` each (after the template head) make up about
-    `null_token_share` of them, within the settings' floor and cap (module docstring).
+    `null_token_share` of them, up to the settings' cap; 0 (the gradient is not calibrated and
+    pays nothing) when that is fewer than the settings' floor (module docstring).
 
     A count set in the settings is kept; an unknown training size (0) takes the cap.
     """
@@ -249,8 +257,9 @@ def null_answer_count(settings: CalibrationSettings, training_tokens: int,
         wanted = settings.max_gradient_null_answers
     else:
         wanted = int(settings.null_token_share * training_tokens / max(answer_tokens, 1.0))
-        wanted = min(settings.max_gradient_null_answers,
-                     max(settings.min_gradient_null_answers, wanted))
+        if wanted < settings.min_gradient_null_answers:
+            return 0
+        wanted = min(settings.max_gradient_null_answers, wanted)
     return min(wanted, available)
 
 
@@ -412,19 +421,22 @@ def calibrate(index, model, tokenizer, settings: CalibrationSettings = Calibrati
                               nulls.answer_tokens(len(index.projector.head)), len(queries))
     settings = replace(settings, gradient_null_answers=count,
                        training_tokens=max(0, int(training_tokens)))
+    if not count:
+        return bars_from_null_features(index, settings, None, nulls)
     graded = graded_null_answers(count, len(queries))
     features = null_features(index, model, tokenizer, nulls, graded, batch_size, heads)
     return bars_from_null_features(index, settings, features, nulls)
 
 
-def bars_from_null_features(index, settings: CalibrationSettings, features: np.ndarray,
+def bars_from_null_features(index, settings: CalibrationSettings, features: np.ndarray | None,
                             nulls: NullAnswers) -> Calibration:
     """The calibration of `index` from the graded null answers' `features` and every null
     answer's longest rare span, measured without the rows that state a null answer (module
-    docstring)."""
+    docstring). Without features (a training too small to afford the floor's gradient passes)
+    the gradient and candidate bars are 1: no score clears them."""
     q = 1 - settings.false_payout_rate
     null_max, bars, candidates = {}, {}, {}
-    for mode in PAYING_MODES:
+    for mode in PAYING_MODES if features is not None else ():
         scores = rounded(index.gradient_scores(features, mode))
         kept = np.ones(scores.shape, dtype=bool)
         kept[:, stating_rows(nulls.stated)] = False
@@ -434,6 +446,9 @@ def bars_from_null_features(index, settings: CalibrationSettings, features: np.n
         # a candidate named by the text never needs more than a row the gradient alone would pay
         candidates[mode] = min(bars[mode], candidate_bar(
             scores[kept] if kept.any() else np.zeros(1), settings.false_payout_rate, nulls.max_rows))
+    if features is None:
+        bars = candidates = {mode: 1.0 for mode in PAYING_MODES}
+        null_max = {mode: [] for mode in PAYING_MODES}
     return Calibration(settings, bars, span_bar(nulls.longest, settings), nulls.max_rows,
                        len(nulls.examples), null_max, list(nulls.longest), candidates,
                        {str(i): list(rows) for i, rows in sorted(nulls.stated.items())})

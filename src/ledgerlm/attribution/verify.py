@@ -197,9 +197,12 @@ def _evidence_slack(score_gap: float, bar: float) -> float:
     A row's clearance (s - max(bar, rival)) / (1 - bar) moves by at most 2 gap / (1 - bar) (its
     score and its rival's both move); its share of the gradient evidence, c_i x max(c) / sum(c),
     by at most three times that. A span candidate's evidence has the same form under the
-    candidate bar, which sits below the gradient bar.
+    candidate bar, which sits below the gradient bar. An index whose bar is 1 (its gradient not
+    calibrated) pays no score-based evidence, so scores move none.
     """
-    return 3 * 2 * score_gap / max(1e-9, 1.0 - bar)
+    if bar >= 1.0:
+        return 0.0
+    return 3 * 2 * score_gap / (1.0 - bar)
 
 
 def _bps_bound(slack: float, earning_rows: int) -> int:

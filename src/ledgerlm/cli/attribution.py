@@ -48,9 +48,11 @@ def attribute(
         console.print(f"evidence covers {r['evidence_bps']} bps of the contributor share (paid to "
                       f"contributors); {r['pool_bps']} bps go to the Datanet's data pool")
         if r["unattributed"]:
+            gradient = (f"gradient score {r['gradient_bar']:.4f}" if r["gradient_bar"] < 1 else
+                        "the gradient pays nothing on this index: its training was too small to "
+                        "calibrate it")
             console.print("[yellow]unattributed[/]: no training example cleared the calibrated bars "
-                          f"(gradient score {r['gradient_bar']:.4f}, spans of "
-                          f"{r['span_min_tokens']} tokens)")
+                          f"({gradient}; spans of {r['span_min_tokens']} tokens)")
         table = Table("contribution", "contributor", "gradient score", "gradient evidence", "span evidence",
                       "longest span (tokens)", "combined")
         for e in r["examples"]:

@@ -2,7 +2,8 @@
 
 One training per size (the first `n` records of a planted-facts split); on the trained model the
 node's build (a pass over the final adapter, calibration included) is timed with the calibration
-rule (`calibration.null_answer_count`) and with the old fixed 32 null answers, interleaved and
+rule (`calibration.null_answer_count`: none below its floor of 40) and with the rule before
+(the floor's 40 below it), interleaved and
 twice each, the faster of each pair kept. Then the parts of the build are timed alone, and every
 null answer's feature is computed once so that the bars from any subset of them can be compared:
 gradient-only false payouts of the evaluation's 40 unrelated prompts, and what full attribution
@@ -21,6 +22,7 @@ import numpy as np
 # Which null answers a variant grades: "first n" is the order the old setting used, "spread n" the
 # calibration rule's (graded_null_answers).
 VARIANT_COUNTS = (4, 6, 8, 16, 32)
+NONE = "none: spans only"
 OLD_DIM = 2048  # the index's width while its wide sides were Gaussian
 
 
@@ -29,8 +31,8 @@ def build_cost_at_size(base, records: list[dict], queries: list, config, work_di
                        baseline_dim: int = OLD_DIM) -> dict:
     """Training and build CPU seconds for `records`, the build's parts, and the payment table.
 
-    Besides the node's build (`dim`, default the index's; count-sketched wide sides) and the old
-    fixed calibration, the same model is indexed with Gaussian wide sides at `dim` and at
+    Besides the node's build (`dim`, default the index's; count-sketched wide sides) and the rule
+    before (the floor's 40 null answers where the rule now grades none), the same model is indexed with Gaussian wide sides at `dim` and at
     `baseline_dim` (the projection indexes were built with before).
     """
     from ledgerlm.attribution.calibration import CalibrationSettings
@@ -45,27 +47,33 @@ def build_cost_at_size(base, records: list[dict], queries: list, config, work_di
     train_cpu = time.process_time() - cpu
     model = trained.model
     dim = dim or DEFAULT_DIM
-    rule, old = CalibrationSettings(), CalibrationSettings(gradient_null_answers=32)
-    # label -> (calibration, width, wide side)
-    variants = {"rule": (rule, dim, COUNT), "old": (old, dim, COUNT),
+    rule = CalibrationSettings()
+    # label -> (calibration, width, wide side); "before" is the rule as it was before a training
+    # too small for the floor went without a gradient pass (the floor's 40 instead of none),
+    # known once the rule's build has counted
+    variants = {"rule": (rule, dim, COUNT), "before": (rule, dim, COUNT),
                 "gaussian": (rule, dim, GAUSSIAN), "gaussian_baseline": (rule, baseline_dim, GAUSSIAN)}
     builds: dict[str, list[float]] = {label: [] for label in variants}
     index = None
     for label in [*variants, *variants]:
         settings, width, wide = variants[label]
+        if label == "before":
+            counted = index.calibration.settings.gradient_null_answers
+            settings = CalibrationSettings(gradient_null_answers=counted or rule.min_gradient_null_answers)
         cpu = time.process_time()
         built = build_index(out, records, base=base, dim=width, seed=seed, wide=wide,
                             loaded=(model, tokenizer), save=False, calibration=settings)
         builds[label].append(time.process_time() - cpu)
         if label == "rule":
             index = built
-    rule_seconds, old_seconds = min(builds["rule"]), min(builds["old"])
+    rule_seconds, before_seconds = min(builds["rule"]), min(builds["before"])
     result = {
         "records": len(records), "epochs": config.epochs, "train_cpu_seconds": train_cpu,
         "tokens_seen": trained.tokens_seen,
         "gradient_null_answers": index.calibration.settings.gradient_null_answers,
         "build_cpu_seconds": rule_seconds, "build_over_train": rule_seconds / train_cpu,
-        "old_build_cpu_seconds": old_seconds, "old_build_over_train": old_seconds / train_cpu,
+        "before_build_cpu_seconds": before_seconds,
+        "before_build_over_train": before_seconds / train_cpu,
         "dim": dim, "baseline_dim": baseline_dim,
         "gaussian_build_cpu_seconds": min(builds["gaussian"]),
         "gaussian_baseline_build_cpu_seconds": min(builds["gaussian_baseline"]),
@@ -132,6 +140,7 @@ def payment_by_null_answers(index, model, tokenizer, queries: list) -> dict:
     variants |= {f"spread {n}": graded_null_answers(n, total) for n in VARIANT_COUNTS}
     variants["first 8"] = list(range(8))
     variants[f"all {total}"] = list(range(total))
+    variants[NONE] = []  # the rule below its floor: no gradient pass, spans only
 
     def prepared(prompt, answer):
         query = prepare_answer(tokenizer, prompt, answer, base_settings.restated_weight)
@@ -147,7 +156,8 @@ def payment_by_null_answers(index, model, tokenizer, queries: list) -> dict:
     try:
         for label, chosen in variants.items():
             settings = replace(base_settings, gradient_null_answers=len(chosen))
-            index.calibration = bars_from_null_features(index, settings, every[chosen], nulls)
+            index.calibration = bars_from_null_features(index, settings,
+                                                        every[chosen] if chosen else None, nulls)
             bars = index.calibration.gradient_bar
 
             def paid(query, feature):
