@@ -88,6 +88,11 @@ def test_register_train_publish_attribute(cli, tiny_dir, tmp_path):
     assert answer["answer"] == "The reef is copper." and not answer["generated"]
     bob = cli.address("bob")
     assert {c["contributor"] for c in answer["contributors"]} <= {bob}
+    # a training this small leaves the gradient uncalibrated: an unrelated answer is unattributed,
+    # and the text says why the gradient paid nothing
+    unrelated = cli("attribute", "--model", "colours-tiny", "--prompt", "What is 3 plus 5?",
+                    "--answer", "3 plus 5 is 8.").stdout
+    assert "unattributed" in unrelated and "too small to calibrate" in " ".join(unrelated.split())
     cli.fails("attribute", "--model", "nope", "--prompt", "hi", match="no fine-tuned model 'nope'")
 
 
