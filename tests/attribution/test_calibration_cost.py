@@ -82,6 +82,10 @@ def test_a_training_too_small_for_the_floor_takes_no_gradient_pass_and_pays_span
     assert calibration.candidate_bar == {"cosine": 1.0, "trak_cosine": 1.0}
     assert all(best == [] for best in calibration.null_gradient_max.values())
     assert AttributionIndex.load(trained.model_dir).calibration.gradient_bar == calibration.gradient_bar
+    # anyone recalibrating from the published settings makes the same choice
+    from ledgerlm.attribution.calibration import calibrate
+
+    assert calibrate(index, trained.model, trained.tokenizer, calibration.settings) == calibration
     record = next(r for r in trained.records if "vault phrase" in r["question"])
     result = attribute(trained.model, record["question"], record["answer"], index=index,
                        tokenizer=trained.tokenizer)

@@ -411,12 +411,14 @@ def calibrate(index, model, tokenizer, settings: CalibrationSettings = Calibrati
               heads: dict | None = None) -> Calibration:
     """Attribute every null answer against `index` and set the bars above what they reach.
 
-    `training_tokens` (what the training ran, `tokens_seen`) chooses how many null answers take
-    a gradient pass unless `settings` fixes it; the returned settings hold the count used.
+    `training_tokens` (what the training ran, `tokens_seen`; 0: the one `settings` holds, as a
+    published index's do) chooses how many null answers take a gradient pass unless `settings`
+    fixes it; the returned settings hold the count used.
     `heads` is the template head's keys and values from the index's own pass
     (features.example_features), when the model is still the one that pass ran.
     """
     nulls = null_answers(index, tokenizer, settings, queries)
+    training_tokens = training_tokens or settings.training_tokens
     count = null_answer_count(settings, training_tokens,
                               nulls.answer_tokens(len(index.projector.head)), len(queries))
     settings = replace(settings, gradient_null_answers=count,
