@@ -316,7 +316,8 @@ def test_an_index_build_runs_the_template_head_once_outside_autograd(trained):
     examples = [replace(answer_example(trained.tokenizer, p, a), index=i)
                 for i, (p, a) in enumerate(pairs)]
     [batch] = feature_batches(examples, head, 64, 0, 8)
-    with capture_features(trained.model, projector, batch) as cap, torch.enable_grad():
+    # an index build's products (precise=False), as example_features runs them below
+    with capture_features(trained.model, projector, batch, precise=False) as cap, torch.enable_grad():
         params = [p for n, p in trained.model.named_parameters()
                   if "lora_" in n and p.requires_grad]
         backward_to_lora(token_losses(trained.model, batch).sum(), params)  # head in the graph
@@ -381,3 +382,15 @@ def test_calibration_batches_the_null_answers_as_if_each_were_attributed_alone(t
         best = [float(v) for v in rounded(index.gradient_scores(alone, mode)).max(axis=1)]
         assert best == batched.null_gradient_max[mode]
         assert gradient_bar(best, 1 - settings.false_payout_rate) == batched.gradient_bar[mode]
+
+
+def test_an_index_builds_products_in_working_precision_within_a_millionth_of_float64(trained):
+    """Rows and null answers take their per-weight products in the model's float32 (about half the
+    hooks' time); an answer's pass keeps float64. Both give the same features to 1e-6."""
+    projector = LoraProjector.for_model(trained.model, dim=512, seed=3)
+    examples = record_examples(trained.records, list(range(6)), trained.tokenizer, 64)
+    fast = example_features(trained.model, examples, projector, max_len=64, pad_id=0)
+    precise = example_features(trained.model, examples, projector, max_len=64, pad_id=0,
+                               deterministic=True)
+    for i, row in precise.items():
+        assert np.allclose(fast[i], row, rtol=1e-5, atol=1e-6 * float(np.abs(row).max()))
