@@ -23,9 +23,9 @@ small to afford them takes no gradient pass at all: the index's gradient and can
 1, which no score clears, and its answers are paid on span evidence only; what the gradient
 alone would have named goes to the data pool. A fixed 40 passes cost about as much as the whole
 training of a 6-record Datanet (benchmarks/results/attribution_build_cost_sizes.md); with the
-share of 5%, the gradient is calibrated from about 18,000 training tokens on (40 null answers
-of about 23 tokens each on SmolLM2: 35 short records trained 10 epochs), which the evaluation's
-planted-facts Datanets reach.
+share of 5%, the gradient is calibrated from about 18,600 training tokens on (40 null answers
+of about 23 tokens each on SmolLM2: 44 short records trained 10 epochs reach it, 35 fall just
+short), which the evaluation's planted-facts Datanets reach.
 The floor is high because an answer's best score is heavy-tailed: a few null answers score far
 above the rest ("9 times 7 is 63." at 0.31 where the median is 0.08, on the planted-facts test
 model), and a bar that missed them leaves unrelated answers in the style of a Datanet's records
