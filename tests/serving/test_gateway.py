@@ -240,9 +240,16 @@ def test_a_node_whose_status_is_malformed_is_left_out_and_the_others_are_still_c
     with served(None, app=odd) as odd_url, served(None, app=healthy) as healthy_url:
         settings = GatewaySettings((odd_url, healthy_url), health_interval=0.3)
         with served(None, app=create_gateway_app(settings)) as gateway:  # it starts all the same
-            first = {n["url"]: n for n in httpx.get(f"{gateway}/gateway/status", timeout=10).json()["nodes"]}
-            time.sleep(1.0)
-            later = {n["url"]: n for n in httpx.get(f"{gateway}/gateway/status", timeout=10).json()["nodes"]}
+            def status() -> dict:
+                return {n["url"]: n for n in httpx.get(f"{gateway}/gateway/status", timeout=10).json()["nodes"]}
+
+            first = status()
+            # checked again after the odd node's failed check: waited for, not slept on (a busy
+            # machine can hold the health loop past any fixed pause)
+            deadline = time.monotonic() + 30
+            while (later := status())[healthy_url]["checked_at"] <= first[healthy_url]["checked_at"]:
+                assert time.monotonic() < deadline, "the gateway never checked the healthy node again"
+                time.sleep(0.1)
             assert ask(gateway, "key", "m").headers["X-Ledgerlm-Node"] == healthy_url
     assert not later[odd_url]["up"] and "status check failed" in later[odd_url]["error"]
     assert later[healthy_url]["up"] and later[healthy_url]["checked_at"] > first[healthy_url]["checked_at"]
