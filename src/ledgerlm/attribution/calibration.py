@@ -437,7 +437,10 @@ def bars_from_null_features(index, settings: CalibrationSettings, features: np.n
     docstring). Without features (a training too small to afford the floor's gradient passes)
     the gradient and candidate bars are 1: no score clears them."""
     q = 1 - settings.false_payout_rate
-    null_max, bars, candidates = {}, {}, {}
+    # uncalibrated: no null answer was scored, and no score clears a bar of 1
+    null_max = {mode: [] for mode in PAYING_MODES}
+    bars = {mode: 1.0 for mode in PAYING_MODES}
+    candidates = dict(bars)
     for mode in PAYING_MODES if features is not None else ():
         scores = rounded(index.gradient_scores(features, mode))
         kept = np.ones(scores.shape, dtype=bool)
@@ -448,9 +451,6 @@ def bars_from_null_features(index, settings: CalibrationSettings, features: np.n
         # a candidate named by the text never needs more than a row the gradient alone would pay
         candidates[mode] = min(bars[mode], candidate_bar(
             scores[kept] if kept.any() else np.zeros(1), settings.false_payout_rate, nulls.max_rows))
-    if features is None:
-        bars = candidates = {mode: 1.0 for mode in PAYING_MODES}
-        null_max = {mode: [] for mode in PAYING_MODES}
     return Calibration(settings, bars, span_bar(nulls.longest, settings), nulls.max_rows,
                        len(nulls.examples), null_max, list(nulls.longest), candidates,
                        {str(i): list(rows) for i, rows in sorted(nulls.stated.items())})

@@ -389,10 +389,12 @@ def projected_gradients(model, projector: LoraProjector, batch: PackedBatch,
             # only shared by two rows or more): template head, which no feature counts.
             return
         started, cpu = time.perf_counter(), time.process_time()
-        if x.device not in moved:
-            moved[x.device] = (None if whole_rows else positions.flatten().to(x.device),
-                               valid.to(x.device, torch.float64)[:, :, None])
-        at, keep = moved[x.device]
+        # products in float64 when precise, else in the values' working precision
+        dtype = torch.float64 if precise or x.dtype == torch.float64 else torch.float32
+        if (x.device, dtype) not in moved:
+            moved[x.device, dtype] = (None if whole_rows else positions.flatten().to(x.device),
+                                      valid.to(x.device, dtype)[:, :, None])
+        at, keep = moved[x.device, dtype]
         # Only the examples' tokens are gathered and projected, a row per run (padding included,
         # pointing at the run's first token); the zero weight on padding's output gradient
         # keeps it out of every sum. When every row is one run from its first token (the rows
@@ -402,11 +404,9 @@ def projected_gradients(model, projector: LoraProjector, batch: PackedBatch,
         xs, gs = x.reshape(-1, x.shape[-1]), grad.reshape(-1, grad.shape[-1])
         if at is not None:
             xs, gs = xs.index_select(0, at), gs.index_select(0, at)
-        xs = projector.project(param, "in", _working(xs)).view(runs, width, -1)
-        gs = projector.project(param, "out", _working(gs)).view(runs, width, -1)
-        if precise:
-            xs, gs = xs.double(), gs.double()
-        gs = torch.mul(gs, keep if gs.dtype == keep.dtype else keep.to(gs.dtype))
+        xs = projector.project(param, "in", _working(xs)).view(runs, width, -1).to(dtype)
+        gs = torch.mul(projector.project(param, "out", _working(gs)).view(runs, width, -1).to(dtype),
+                       keep)
         # sum_t g_t x_t^T per run: (runs, k_out, T) @ (runs, T, k_in); summed over weights in
         # float64 either way
         parts = torch.bmm(gs.transpose(1, 2), xs).reshape(runs, -1).cpu().double()
