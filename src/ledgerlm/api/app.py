@@ -72,7 +72,7 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
     async def ledger_error(request: Request, exc: LedgerError):
         if is_page(request):
             return render_error(request, exc.status, exc.message, exc.field)
-        retry_after = getattr(exc, "retry_after", None)
+        retry_after = exc.retry_after
         return JSONResponse(status_code=exc.status, content={"error": _openai_shaped(request, exc.to_dict())},
                             headers={"Retry-After": str(retry_after)} if retry_after is not None else None)
 

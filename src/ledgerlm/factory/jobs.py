@@ -10,6 +10,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
@@ -393,9 +394,10 @@ class ModelFactory:
 
         return should_stop
 
-    def _set(self, job_id: int, **values) -> None:
+    def _set(self, job_id: int, *, conn=None, **values) -> None:
+        """Update the job's row, in `conn`'s transaction when given, else in one of its own."""
         values["updated_at"] = int(time.time())
-        with self.db.begin() as conn:
+        with (nullcontext(conn) if conn is not None else self.db.begin()) as conn:
             conn.execute(update(training_jobs).where(training_jobs.c.id == job_id).values(**values))
 
     def _train(self, job: Job) -> None:
@@ -465,8 +467,7 @@ class ModelFactory:
                 version=job.version, version_root=version.root, card=card, metrics=metrics,
                 path=str(out_dir), job_id=job.id, fee_policy=None, chain_tx=None, created_at=int(time.time()),
             ))
-            conn.execute(update(training_jobs).where(training_jobs.c.id == job.id).values(
-                state="done", progress=finished, updated_at=int(time.time())))
+            self._set(job.id, conn=conn, state="done", progress=finished)
 
     def _fail(self, job: Job, exc: Exception, out_dir: Path) -> None:
         """Mark the job failed with why, and clear what it wrote: a failed job's id is free again, and a later job

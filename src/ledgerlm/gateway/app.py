@@ -385,9 +385,9 @@ class Gateway:
         """Why one stream event's receipt cannot be passed on (the node is counted as failed); None when it
         carries none or a good one."""
         data = b"\n".join(line[5:].removeprefix(b" ") for line in event.split(b"\n") if line.startswith(b"data:"))
-        # the key may be written with escapes ("x_ledgerlm\u005freceipt"), which a client's JSON reader undoes:
-        # only an event with neither the key nor an escape is passed on unread
-        if b"x_ledgerlm_receipt" not in data and b"\\" not in data:
+        # the key may be written with escapes ("x_ledgerlm\u005freceipt"), which a client's JSON reader undoes;
+        # only \u can spell a letter or "_", so only an event with neither the key nor a \u is passed on unread
+        if b"x_ledgerlm_receipt" not in data and b"\\u" not in data:
             return None
         problem = self._receipt_problem(node, data)
         if problem is None:

@@ -32,6 +32,10 @@ class GreedyAnswerer:
                                       pad_token_id=self.tokenizer.pad_token_id)
         return [int(t) for t in out[0, ids.shape[1]:]]
 
+    def text(self, tokens: list[int]) -> str:
+        """An answer's text: its tokens decoded (what a spot-check holds a reported text to)."""
+        return self.tokenizer.decode(tokens, skip_special_tokens=True)
+
 
 def run_serving(base: BaseModel, spec: ServingSpec, progress=None) -> dict:
     """Do the whole job: the token ids and text of each prompt's answer."""
@@ -39,7 +43,7 @@ def run_serving(base: BaseModel, spec: ServingSpec, progress=None) -> dict:
     answers = []
     for i in range(len(spec.prompts)):
         tokens = answerer.answer(i)
-        answers.append({"tokens": tokens, "text": answerer.tokenizer.decode(tokens, skip_special_tokens=True)})
+        answers.append({"tokens": tokens, "text": answerer.text(tokens)})
         if progress is not None:
             progress(i + 1, len(spec.prompts))
     return {"answers": answers}

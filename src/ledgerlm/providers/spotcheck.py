@@ -105,7 +105,7 @@ def spot_check_serving(base: BaseModel, spec: ServingSpec, result: dict, pick: i
     # every answer's text, where given, must be its own tokens decoded: the requester reads the text, and one
     # checked by its tokens alone could say anything
     forged = [i for i, a in enumerate(result["answers"]) if "text" in a
-              and a["text"] != answerer.tokenizer.decode(a["tokens"], skip_special_tokens=True)]
+              and a["text"] != answerer.text(a["tokens"])]
     passed = expected == reported and not forged
     first = next((i for i, (a, b) in enumerate(zip(expected, reported)) if a != b),
                  None if len(expected) == len(reported) else min(len(expected), len(reported)))

@@ -38,8 +38,7 @@ class IdempotencyConflict(ServingError):
     status = 409
 
     def __init__(self, message: str, *, retry_after: int | None = None, status: int | None = None):
-        super().__init__(message, field="idempotency_key", status=status)
-        self.retry_after = retry_after
+        super().__init__(message, field="idempotency_key", status=status, retry_after=retry_after)
 
 
 @dataclass(frozen=True)

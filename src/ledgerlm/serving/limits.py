@@ -24,17 +24,15 @@ class KeyLimits:
         """Admit one call on `key` (`who` names it in the refusal), or raise 429 naming the limit it hit."""
         with self._lock:
             if self._running.get(key, 0) >= self.max_concurrent:
-                refused = RateLimitError(f"{who} already has {self.max_concurrent} calls running, the most allowed "
-                                         "at once; wait for one to finish", field="authorization")
-                refused.retry_after = 1  # an OpenAI client retries after Retry-After: a call ends soon enough
-                raise refused
+                # an OpenAI client retries after Retry-After: a call ends soon enough
+                raise RateLimitError(f"{who} already has {self.max_concurrent} calls running, the most allowed "
+                                     "at once; wait for one to finish", field="authorization", retry_after=1)
             wait = self.rate.take(key)
             if wait > 0:
-                refused = RateLimitError(f"rate limit of {self.burst} requests per minute reached; retry in "
-                                         f"{wait:.1f}s" + ("" if who == "this key" else f" ({who})"),
-                                         field="authorization")
-                refused.retry_after = max(1, math.ceil(wait))  # whole seconds, as the header takes them
-                raise refused
+                raise RateLimitError(f"rate limit of {self.burst} requests per minute reached; retry in "
+                                     f"{wait:.1f}s" + ("" if who == "this key" else f" ({who})"),
+                                     field="authorization",
+                                     retry_after=max(1, math.ceil(wait)))  # whole seconds, as the header takes them
             self._running[key] = self._running.get(key, 0) + 1
 
     def release(self, key: str) -> None:
