@@ -36,11 +36,11 @@ OLD_PHONE = re.compile(r"\+(?<![\w+]\+)\d{1,3}(?:[ .\-]?\(?\d{1,5}\)?){2,6}(?!\w
 
 def _new_patterns():
     from ledgerlm.api.limits import _STRING
-    from ledgerlm.validation.gates.injection import _INJECTION_PATTERNS, _NON_ASCII_WORD
+    from ledgerlm.validation.gates.injection import _INJECTION_PATTERNS, _non_ascii_words
     from ledgerlm.validation.gates.personal_data import _HASH_LISTING, _PHONE_INTL
 
     template = next(p for p, code, *_ in _INJECTION_PATTERNS if code == "template_tokens")
-    return {"string": _STRING, "template": template, "mixed": _NON_ASCII_WORD, "hash": _HASH_LISTING,
+    return {"string": _STRING, "template": template, "mixed": _non_ascii_words, "hash": _HASH_LISTING,
             "phone": _PHONE_INTL}
 
 
@@ -77,15 +77,12 @@ def _cases():
     def mixed_old(text):
         return OLD_MIXED.findall(text)
 
-    def mixed_new(text):
-        return [w for w in new["mixed"].findall(text) if not w.isascii()]
-
     return {
         "JSON body: unclosed string of escaped quotes": (
             lambda n: b'{"prompt":"' + b'\\"' * (n // 2), body_check(OLD_STRING), body_check(new["string"])),
         "injection: '##' then blank lines": (
             lambda n: "## notes\n" + "\n" * n, lambda t: OLD_TEMPLATE.search(t), lambda t: new["template"].search(t)),
-        "injection: mixed-script words": (lambda n: "a" * (n - 3) + " \u044f", mixed_old, mixed_new),
+        "injection: mixed-script words": (lambda n: "a" * (n - 3) + " \u044f", mixed_old, new["mixed"]),
         "personal data: hash listing": (
             lambda n: "0123456789abcdef" * 4 + " " + "1" * (n - 65),
             lambda t: OLD_HASH.search(t, 64), lambda t: new["hash"].search(t, 64)),

@@ -391,6 +391,8 @@ def null_features(index, model, tokenizer, nulls: NullAnswers, graded: list[int]
     tokens: the template head once, then one row per answer (features.feature_batches); `heads`
     holds the head's keys and values when an earlier pass over the same weights ran it.
     """
+    if not graded:  # a training too small to afford the floor's passes (module docstring)
+        return np.zeros((0, index.projector.dim))
     chosen = [nulls.examples[i] for i in graded]
     width = max(len(e.input_ids) for e in chosen)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -423,25 +425,23 @@ def calibrate(index, model, tokenizer, settings: CalibrationSettings = Calibrati
                               nulls.answer_tokens(len(index.projector.head)), len(queries))
     settings = replace(settings, gradient_null_answers=count,
                        training_tokens=max(0, int(training_tokens)))
-    if not count:
-        return bars_from_null_features(index, settings, None, nulls)
     graded = graded_null_answers(count, len(queries))
     features = null_features(index, model, tokenizer, nulls, graded, batch_size, heads)
     return bars_from_null_features(index, settings, features, nulls)
 
 
-def bars_from_null_features(index, settings: CalibrationSettings, features: np.ndarray | None,
+def bars_from_null_features(index, settings: CalibrationSettings, features: np.ndarray,
                             nulls: NullAnswers) -> Calibration:
     """The calibration of `index` from the graded null answers' `features` and every null
     answer's longest rare span, measured without the rows that state a null answer (module
-    docstring). Without features (a training too small to afford the floor's gradient passes)
+    docstring). Without a feature (a training too small to afford the floor's gradient passes)
     the gradient and candidate bars are 1: no score clears them."""
     q = 1 - settings.false_payout_rate
     # uncalibrated: no null answer was scored, and no score clears a bar of 1
     null_max = {mode: [] for mode in PAYING_MODES}
     bars = {mode: 1.0 for mode in PAYING_MODES}
     candidates = dict(bars)
-    for mode in PAYING_MODES if features is not None else ():
+    for mode in PAYING_MODES if len(features) else ():
         scores = rounded(index.gradient_scores(features, mode))
         kept = np.ones(scores.shape, dtype=bool)
         kept[:, stating_rows(nulls.stated)] = False

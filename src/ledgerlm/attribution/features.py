@@ -238,12 +238,8 @@ class LoraProjector:
         if hashed is None:
             return None
         k = self._shape(name, side)[0]
-        slots = torch.from_numpy(hashed.astype(np.int64))
-        filled = torch.nonzero(slots).flatten()
-        coordinate = slots[filled].abs() - 1  # every coordinate has exactly one slot
-        order = torch.argsort(coordinate)
-        bucket, signs = (filled % k)[order], slots[filled].sign()[order]
-        return bucket.to(device), signs.to(device, dtype), k
+        bucket, signs = _sketch_buckets(hashed, k)
+        return torch.from_numpy(bucket).to(device), torch.from_numpy(signs).to(device, dtype), k
 
     def _shape(self, name: str, side: str) -> tuple[int, int]:
         """(k, size) of one side's projection."""
@@ -260,8 +256,8 @@ class LoraProjector:
             return None
         k, size = self._shape(name, side)
         out = np.zeros((k, size))
-        slot = np.flatnonzero(hashed)
-        out[slot % k, np.abs(hashed[slot]) - 1] = np.sign(hashed[slot])
+        bucket, signs = _sketch_buckets(hashed, k)
+        out[bucket, np.arange(size)] = signs
         return out
 
 
@@ -300,6 +296,15 @@ def _count_sketch(seed: int, name: str, side: str, k: int, size: int) -> np.ndar
     signs = rng.integers(0, 2, size, dtype=np.int32) * 2 - 1
     slots[rng.permutation(rows * k)[:size]] = signs * np.arange(1, size + 1, dtype=np.int32)
     return slots
+
+
+def _sketch_buckets(slots: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each coordinate's bucket and sign in a `_count_sketch` of `k` buckets (int64, per coordinate)."""
+    slot = np.flatnonzero(slots)
+    coordinate = np.abs(slots[slot]).astype(np.int64) - 1  # every coordinate has exactly one slot
+    bucket, signs = np.empty(len(slot), dtype=np.int64), np.empty(len(slot), dtype=np.int64)
+    bucket[coordinate], signs[coordinate] = slot % k, np.sign(slots[slot])
+    return bucket, signs
 
 
 def _gaussian(seed: int, name: str, side: str, k: int, size: int) -> np.ndarray:

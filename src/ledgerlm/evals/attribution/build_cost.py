@@ -156,8 +156,7 @@ def payment_by_null_answers(index, model, tokenizer, queries: list) -> dict:
     try:
         for label, chosen in variants.items():
             settings = replace(base_settings, gradient_null_answers=len(chosen))
-            index.calibration = bars_from_null_features(index, settings,
-                                                        every[chosen] if chosen else None, nulls)
+            index.calibration = bars_from_null_features(index, settings, every[chosen], nulls)
             bars = index.calibration.gradient_bar
 
             def paid(query, feature):

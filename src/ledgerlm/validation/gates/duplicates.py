@@ -108,12 +108,14 @@ def substantive_difference(a: str, b: str, max_inserted_words: int = 5,
     if na == nb:  # a copy that differs only in case, punctuation or spacing: nothing to diff
         return None
     wa, wb = na.split(), nb.split()
-    a, b = Counter(wa), Counter(wb)
-    if sum(n * b[w] for w, n in a.items()) > MAX_DIFF_PAIRS:
-        # the longest-match search visits every pair of equal words (at each level of its recursion): two long
-        # records made mostly of one word would hold the gate for minutes. Their words as multisets say enough:
-        # a negation added or removed, or more words changed than a copy's edits
-        return _bag_difference(wa, wb, a, b, max_inserted_words)
+    # the longest-match search visits every pair of equal words (at each level of its recursion): two long
+    # records made mostly of one word would hold the gate for minutes. Their words as multisets say enough:
+    # a negation added or removed, or more words changed than a copy's edits. The equal pairs are at most
+    # len(wa) x len(wb), so most pairs never count them.
+    if len(wa) * len(wb) > MAX_DIFF_PAIRS:
+        a, b = Counter(wa), Counter(wb)
+        if sum(n * b[w] for w, n in a.items()) > MAX_DIFF_PAIRS:
+            return _bag_difference(wa, wb, a, b, max_inserted_words)
     inserted = 0
     for tag, i1, i2, j1, j2 in _opcodes(na, nb):
         if tag == "equal":

@@ -399,6 +399,11 @@ _MARKER_TOKEN = re.compile(r"<\|[A-Za-z_]{1,24}\|>|\[\[[A-Z_]{3,}\]\]|\{\{[A-Z_]
 _NON_ASCII_WORD = re.compile(r"(?:\w|[^\x00-\x7f\s])++", re.UNICODE)  # no space, however thin, joins words
 
 
+def _non_ascii_words(text: str) -> list[str]:
+    """The words of `text` with a character beyond ASCII."""
+    return [w for w in _NON_ASCII_WORD.findall(text) if not w.isascii()]
+
+
 def _script(ch: str) -> str | None:
     if ch.isascii():
         return "LATIN" if ch.isalpha() else None
@@ -519,8 +524,7 @@ def _hidden_findings(text: str) -> list[tuple[str, float, str]]:
         out.append(("hidden_unicode", 0.8, f"{n_zw} zero-width or blank filler character(s) inside words"))
     mixed = []
     # a word mixes scripts only if some character of the text is Cyrillic or Greek
-    words = [w for w in _NON_ASCII_WORD.findall(text) if not w.isascii()] \
-        if any(_script(ch) in ("CYRILLIC", "GREEK") for ch in beyond) else ()
+    words = _non_ascii_words(text) if any(_script(ch) in ("CYRILLIC", "GREEK") for ch in beyond) else ()
     for word in words:
         scripts = {s for s in map(_script, word) if s}
         if "LATIN" in scripts and scripts & {"CYRILLIC", "GREEK"}:
@@ -539,10 +543,7 @@ def injection_findings_many(texts: Sequence[str], answers: Sequence[str], rule: 
 
     `batch`: the texts already laid end to end, when another gate made them."""
     raw = batch or TextBatch(texts)
-    out = _findings_many(texts, answers, rule, raw)
-    cues = raw.holding(_ROT13_CUES, fold=True)
-    for i in np.flatnonzero(cues.sum(axis=1) >= 2).tolist():
-        out[i] = _with_rot13(out[i], _findings(_rot13(texts[i]), _rot13(answers[i]), rule))
+    out = _findings_many(texts, answers, rule, raw, rot13=True)
     disguised = np.flatnonzero(raw.holding_beyond_ascii(DISGUISE) | raw.ascii_hiding).tolist()
     if disguised:
         texts_, answers_ = [undisguised(texts[i]) for i in disguised], [undisguised(answers[i]) for i in disguised]
@@ -555,7 +556,8 @@ def injection_findings_many(texts: Sequence[str], answers: Sequence[str], rule: 
 
 
 def _findings_many(texts: Sequence[str], answers: Sequence[str], rule: InjectionRule,
-                   batch: TextBatch | None = None) -> list[list[tuple[str, float, str]]]:
+                   batch: TextBatch | None = None, *, rot13: bool = False
+                   ) -> list[list[tuple[str, float, str]]]:
     """`_findings` of every (text, answer) pair, the same findings.
 
     The literals every search needs (`_MUST_HOLD`, the answer instructions, markers and trigger
@@ -566,10 +568,12 @@ def _findings_many(texts: Sequence[str], answers: Sequence[str], rule: Injection
     (`holding_beyond_ascii`); a text with a character that folds to an ASCII letter takes the
     per-text path.
 
-    `batch`: the texts already laid end to end, when another gate made them."""
+    `batch`: the texts already laid end to end, when another gate made them. With `rot13`, a text
+    holding two ROT13 cues (looked for in the same pass) is searched once more, decoded."""
     raw = batch or TextBatch(texts)
     folded = sorted({w for groups in _MUST_HOLD for group in groups for w in group}
-                    | set(_ANSWER_INSTRUCTION_WORDS) | set(_ANSWER_INSTRUCTION_LITERALS))
+                    | set(_ANSWER_INSTRUCTION_WORDS) | set(_ANSWER_INSTRUCTION_LITERALS)
+                    | (set(_ROT13_CUES) if rot13 else set()))
     tokens = tuple(rule.trigger_tokens)
     searchable = all(t.isascii() and t and "\0" not in t for t in tokens)
     exact = _MARKERS + (tokens if searchable else ())
@@ -613,6 +617,9 @@ def _findings_many(texts: Sequence[str], answers: Sequence[str], rule: Injection
             out.append(_findings(text, answer, rule, {n for n, ok in zip(names, row) if ok}))
         else:
             out.append(_hidden_findings(text) if hides else [])
+    if rot13:
+        for i in np.flatnonzero(held[:, [column[c] for c in _ROT13_CUES]].sum(axis=1) >= 2).tolist():
+            out[i] = _with_rot13(out[i], _findings(_rot13(texts[i]), _rot13(answers[i]), rule))
     return out
 
 
