@@ -810,9 +810,9 @@ class Node:
         """What a crash or an outage left unfinished, counted from the database alone (no chain call)."""
         from sqlalchemy import func, select
 
+        from ledgerlm.economy.access import PAYMENT_ROWS, pending_payments
         from ledgerlm.economy.policy import pending_announcements
         from ledgerlm.store.schema import (
-            access_payments,
             compute_jobs,
             datanets,
             epochs,
@@ -839,8 +839,7 @@ class Node:
                 "epoch_close": count(select(epochs.c.number).where(
                     epochs.c.state.in_(("planned", "settled", "posted")))),
                 # an access or compute-job payment whose escrow transaction a crash may have cut off
-                "payments": count(select(access_payments.c.id).where(access_payments.c.state == "pending"))
-                + count(select(compute_jobs.c.id).where(compute_jobs.c.payment_state == "pending")),
+                "payments": sum(count(pending_payments(rows)) for rows in PAYMENT_ROWS),
                 # fee policy changes for a later epoch: each is checked against the registry's announcement
                 "fee_policies": len(pending_announcements(conn)),
                 "attribution": count(select(receipts.c.id).where(receipts.c.state == "attributing")),

@@ -30,9 +30,11 @@ def _openai_route(request: Request) -> bool:
     return request.url.path.startswith("/v1/")
 
 
-def _openai_shaped(request: Request, error: dict) -> dict:
-    """An error of the OpenAI-compatible routes also names its field as `param`, where OpenAI's clients read it."""
-    return {**error, "param": error.get("field")} if _openai_route(request) else error
+def _error_response(request: Request, status: int, error: dict, headers: dict | None = None) -> JSONResponse:
+    """The JSON error answer; on the OpenAI-compatible routes it also names its field as `param`, where OpenAI's
+    clients read it."""
+    shaped = {**error, "param": error.get("field")} if _openai_route(request) else error
+    return JSONResponse(status_code=status, headers=headers, content={"error": shaped})
 
 
 def _past(text: str, largest: int) -> bool:
@@ -72,9 +74,8 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
     async def ledger_error(request: Request, exc: LedgerError):
         if is_page(request):
             return render_error(request, exc.status, exc.message, exc.field)
-        retry_after = exc.retry_after
-        return JSONResponse(status_code=exc.status, content={"error": _openai_shaped(request, exc.to_dict())},
-                            headers={"Retry-After": str(retry_after)} if retry_after is not None else None)
+        return _error_response(request, exc.status, exc.to_dict(),
+                               {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):
@@ -85,19 +86,15 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
         if is_page(request):
             return render_error(request, 422, message, field)
         # OpenAI answers an invalid request 400, which its clients raise as BadRequestError
-        return JSONResponse(
-            status_code=400 if _openai_route(request) else 422,
-            content={"error": _openai_shaped(request, {"type": "ValidationError", "message": message,
-                                                       "field": field})},
-        )
+        return _error_response(request, 400 if _openai_route(request) else 422,
+                               {"type": "ValidationError", "message": message, "field": field})
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
         if isinstance(exc, RequestTooLarge):
             if request.headers.get("hx-request"):
                 return render_error(request, 413, exc.detail, "body")
-            return JSONResponse(status_code=413, content={"error": _openai_shaped(request, {
-                "type": "RequestTooLarge", "message": exc.detail, "field": "body"})})
+            return _error_response(request, 413, {"type": "RequestTooLarge", "message": exc.detail, "field": "body"})
         if isinstance(exc, (MalformedBody, BodyTooSlow)) or (exc.status_code == 400 and exc.detail == UNPARSED_BODY):
             message = exc.detail if exc.detail != UNPARSED_BODY else (
                 "the request body could not be read as JSON (send UTF-8 JSON text)")
@@ -105,15 +102,14 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
                 return render_error(request, exc.status_code, message, "body")
             kind = "BodyTooSlow" if isinstance(exc, BodyTooSlow) else "MalformedBody"
             status = 400 if _openai_route(request) and exc.status_code == 422 else exc.status_code
-            return JSONResponse(status_code=status, content={"error": _openai_shaped(request, {
-                "type": kind, "message": message, "field": "body"})})
+            return _error_response(request, status, {"type": kind, "message": message, "field": "body"})
         if is_page(request):
             return render_error(request, exc.status_code, "there is no page here" if exc.status_code == 404
                                 else str(exc.detail))
         if exc.status_code < 500:  # what the framework refuses (an unknown route, a form field too long) reads
             # like every other refusal
-            return JSONResponse(status_code=exc.status_code, headers=exc.headers, content={"error": _openai_shaped(
-                request, {"type": "HTTPError", "message": str(exc.detail), "field": None})})
+            return _error_response(request, exc.status_code,
+                                   {"type": "HTTPError", "message": str(exc.detail), "field": None}, exc.headers)
         return await http_exception_handler(request, exc)
 
     def refusal(request: Request, status: int, kind: str, message: str, headers: dict | None = None,
@@ -121,9 +117,7 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
         """An error the node names itself: a page for a browser, the JSON error for everyone else."""
         if is_page(request):
             return render_error(request, status, message)
-        return JSONResponse(status_code=status, headers=headers,
-                            content={"error": _openai_shaped(request, {"type": kind, "message": message,
-                                                                       "field": field})})
+        return _error_response(request, status, {"type": kind, "message": message, "field": field}, headers)
 
     @app.exception_handler(OverflowError)
     async def number_too_large(request: Request, exc: OverflowError):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
-import time
 from pathlib import Path
 
 import typer
@@ -95,26 +93,25 @@ def serve(
         console.print(f"serving engine: {serving_engine_kind(config.serving_engine)}")
     from ledgerlm.http_protocol import HeaderDeadline
 
-    server = uvicorn.Server(uvicorn.Config(create_app(lambda: _open_serving(s.home)), host=host, port=port,
+    class RecordedServer(uvicorn.Server):
+        """Records itself for CLI calls on this home once its port listens: written before, a call made right
+        after `ledgerlm serve &` was refused a connection."""
+
+        record = None
+
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                self.record = record_running(s.home, f"http://{host}:{port}")
+
+    server = RecordedServer(uvicorn.Config(create_app(lambda: _open_serving(s.home)), host=host, port=port,
                                            log_level="info", http=HeaderDeadline))
-    records = []
-
-    def record_once_listening() -> None:
-        # CLI calls on this home go to the node its record names: written before the port listens, a call made
-        # right after `ledgerlm serve &` was refused a connection
-        while not server.started and not server.should_exit:
-            time.sleep(0.05)
-        if server.started:
-            records.append(record_running(s.home, f"http://{host}:{port}"))
-
-    threading.Thread(target=record_once_listening, daemon=True, name="ledgerlm-record").start()
     try:
         console.print(f"[green]ledgerlm node[/] on http://{host}:{port}  (dashboard: /, API docs: /docs)")
         server.run()
     finally:
-        server.should_exit = True
-        for record in records:
-            record.unlink(missing_ok=True)
+        if server.record is not None:
+            server.record.unlink(missing_ok=True)
 
 
 def _open_serving(home: Home):

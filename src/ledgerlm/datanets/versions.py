@@ -53,15 +53,14 @@ class Versions:
                 select(versions.c.number, versions.c.root, versions.c.chain_tx)
                 .where(versions.c.datanet_id == row["id"]).order_by(versions.c.number.desc()).limit(1)
             ).first()
-            unanchored = None
             if previous is not None and previous.root == tree.root:
                 if previous.chain_tx is not None or self.anchor is None:
                     raise ConflictError(
                         f"nothing changed since version {previous.number} of {name!r} (same root {tree.root})",
                         field="datanet",
                     )
-                unanchored = previous.number  # its anchoring failed (the chain was away): publishing again finishes it
-            if unanchored is None:
+                number = previous.number  # its anchoring failed (the chain was away): publishing again finishes it
+            else:
                 number = (previous.number if previous else 0) + 1
                 if self.anchor is not None:  # its root goes on chain at the node's expense
                     self._take_anchoring(self._anchored_versions, owner, "published {} versions", field="datanet")
@@ -91,14 +90,9 @@ class Versions:
                 conn.execute(
                     insert(version_members), [dict(version_id=version_id, contribution_id=m.id) for m in members]
                 )
-        if unanchored is not None:
-            self.anchor_pending(name)
-            return self.version(name, unanchored)
-        version = self.version(name, number)
         if self.anchor is not None:
             self.anchor_pending(name)
-            version = self.version(name, number)
-        return version
+        return self.version(name, number)
 
     def anchor_pending(self, name: str) -> dict[str, int]:
         """Anchor the Datanet and each of its versions the chain does not hold yet, in order: the Registry takes

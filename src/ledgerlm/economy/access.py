@@ -264,14 +264,21 @@ class AccessPayments:
             return [dict(r) for r in conn.execute(query).mappings()]
 
 
+PAYMENT_ROWS = (ACCESS_ROWS, JOB_ROWS)
+
+
+def pending_payments(rows: DebitRows):
+    """The query of `rows`' payments still pending: (id, epoch)."""
+    return select(rows.table.c.id, rows.table.c.epoch).where(rows.column(rows.state) == "pending")
+
+
 def resolve_pending(db: Database, escrow, settler: str) -> list[tuple[str, int, int]]:
     """Resolve every payment (for access or a compute job) a crash or a slow chain left pending
     (`resolve_payment`); returns (table, row, epoch) of those whose transaction may still land."""
     waiting = []
-    for rows in (ACCESS_ROWS, JOB_ROWS):
+    for rows in PAYMENT_ROWS:
         with db.connect() as conn:
-            pending = conn.execute(select(rows.table.c.id, rows.table.c.epoch)
-                                   .where(rows.column(rows.state) == "pending")).all()
+            pending = conn.execute(pending_payments(rows)).all()
         for row_id, epoch in pending:
             if resolve_payment(db, rows, row_id, escrow, settler) == "pending":
                 waiting.append((rows.table.name, row_id, epoch))
