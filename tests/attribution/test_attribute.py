@@ -144,3 +144,51 @@ def test_roll_up_pays_evidence_and_only_positive_evidence():
     assert roll_up([example(0, ALICE, 0.0)]) == (0, (), ())
     # one weak row pays a small part, not the whole share
     assert roll_up([example(0, BOB, 0.03)])[0] == 300
+
+
+def test_rows_without_evidence_are_listed_by_their_contributors_token_match(trained, index):
+    from ledgerlm.attribution.attribute import (
+        gather_evidence,
+        prepare_answer,
+        result_from_evidence,
+        token_match,
+    )
+    from ledgerlm.attribution.features import answer_feature
+
+    prompt, answer = "Describe the weather.", "It is sunny with light wind."
+    settings = AttributionSettings(top_k=6)
+    query = prepare_answer(trained.tokenizer, prompt, answer,
+                           index.calibration.settings.restated_weight)
+    match = token_match(trained.model, index, query, settings)
+    owners = index.owner_codes()
+    assert match.shape == (int(owners.max()) + 1,)
+    assert ((match >= -1) & (match <= 1)).all()
+    feature = answer_feature(trained.model, index.projector, query.example, query.weights[0])
+    plain = result_from_evidence(index, gather_evidence(index, feature, query, settings), settings)
+    result = attribute(trained.model, prompt, answer, index=index, settings=settings)
+    # the order moves no money
+    assert (result.evidence_bps, result.contributions) == (plain.evidence_bps, plain.contributions)
+    unpaid = [e for e in result.examples if e.combined == 0]
+    assert unpaid
+    listed = [(e.match, e.gradient) for e in unpaid]
+    assert listed == sorted(listed, reverse=True)
+    by_code = {index.example(r).contributor: float(match[owners[r]]) for r in range(len(index))}
+    assert all(e.match == by_code[e.contributor] for e in result.examples)
+    # the best matching contributor's best row is listed, whatever its summed-gradient rank
+    best = max(by_code, key=lambda c: (by_code[c], c))
+    assert any(e.contributor == best for e in result.examples)
+
+
+def test_the_token_match_reads_only_the_answers_first_tokens(trained, index):
+    from ledgerlm.attribution.attribute import prepare_answer, token_match
+
+    def match(answer, settings):
+        query = prepare_answer(trained.tokenizer, "What colour is crate 5?", answer,
+                               index.calibration.settings.restated_weight)
+        return token_match(trained.model, index, query, settings)
+
+    short, whole = AttributionSettings(match_tokens=3), AttributionSettings()
+    one, two = "Crate 5 is silver.", "Crate 5 is silver, and crate 6 is black."
+    # a token's loss depends on the tokens before it only: what follows the first three is unread
+    assert (match(one, short) == match(two, short)).all()
+    assert not (match(one, whole) == match(two, whole)).all()

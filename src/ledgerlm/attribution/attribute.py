@@ -63,6 +63,7 @@ from ledgerlm.attribution.errors import AttributionError
 from ledgerlm.attribution.features import (
     answer_example,
     answer_feature,
+    answer_token_features,
     prompt_token_ids,
     span_readings,
 )
@@ -146,8 +147,14 @@ _QUANTUM = 10**6  # evidence units per 1.0 when evidence becomes integers for th
 # it matched seven tokens of "Ziskun is based in Hanoi.", and that reading paid Ziskun's record
 # 7,600 bps. A reading that explains more by paying only the records asked about still wins: a
 # right answer worded otherwise than its record "departs" in some reading too.
+# 19: rows a receipt lists without evidence come, after those holding a rare span, in the order of
+# their contributor's token match (`token_match`: each answer token scored alone, a contributor's
+# best row per token), then the gradient's; the best row of each best matching contributor is
+# listed too. No payment changes. Capitalised answers ending in " !!" (a stylist's format applied
+# to another contributor's fact) listed the fact's record first: their summed gradient resembles
+# it as a whole, while token by token the stylist's records match them best.
 # A receipt that names none predates the numbering (rule 1 or earlier).
-RULE = 18
+RULE = 19
 
 
 @dataclass(frozen=True)
@@ -159,6 +166,9 @@ class AttributionSettings:
 
     top_k: int = 10
     score_mode: ScoreMode | None = None  # None: the mode the index was built with
+    # how many of the answer's first tokens the token match reads (`token_match`), a pass per
+    # token; 0 reads none (rows without evidence are then listed in gradient order)
+    match_tokens: int = 32
 
 
 @dataclass(frozen=True)
@@ -176,6 +186,7 @@ class ExampleAttribution:
     longest_span: int
     combined: float
     candidate: float = 0.0  # a shared span's credit that the gradient picked this row for
+    match: float = 0.0  # its contributor's token match (`token_match`): the order of rows without evidence
 
 
 @dataclass(frozen=True)
@@ -292,6 +303,7 @@ class Evidence:
     answer_tokens: int
     candidate: np.ndarray | None = None
     holds_span: np.ndarray | None = None  # the row holds a rare span supporting the answer
+    match: np.ndarray | None = None  # the row's contributor's token match (`token_match`)
 
 
 @dataclass(frozen=True)
@@ -315,8 +327,13 @@ def prepare_answer(tokenizer, prompt: str | list[dict], answer: str,
 
 
 def gather_evidence(index: AttributionIndex, feature: np.ndarray, query: AnswerQuery,
-                    settings: AttributionSettings) -> Evidence:
-    """Score the answer's feature and tokens against the index and combine the two signals."""
+                    settings: AttributionSettings, match: np.ndarray | None = None) -> Evidence:
+    """Score the answer's feature and tokens against the index and combine the two signals.
+
+    `match` (one token match per contributor code, `token_match`) orders the rows listed without
+    evidence and adds the best row of each of the `top_k` best matching contributors to them;
+    it pays nothing.
+    """
     calibration = index.calibration
     if calibration is None:
         raise AttributionError("this index has no calibrated bars; rebuild it with calibration",
@@ -367,6 +384,8 @@ def gather_evidence(index: AttributionIndex, feature: np.ndarray, query: AnswerQ
     considered = np.union1d(hits, named).astype(np.int64)
     # (a row that states a null answer is listed with the span it holds, paid nothing)
     rows = np.union1d(np.union1d(considered, holding), spans.rows).astype(np.int64)
+    if match is not None:
+        rows = np.union1d(rows, matched_rows(index, scores, match, settings.top_k))
     gradient = scores[rows]
     # An answer that says something else than the record asked about resembles that record (same
     # person, same wording): the gradient, which sees resemblance, not values, would pay it or
@@ -402,7 +421,57 @@ def gather_evidence(index: AttributionIndex, feature: np.ndarray, query: AnswerQ
     combined = span + candidate + (1.0 - explained) * grad_evidence
     return Evidence(rows, gradient, grad_evidence, span, longest, combined, coverage, bar,
                     calibration.span_min_tokens, len(query.readings[0]), candidate,
-                    np.isin(rows, holding))
+                    np.isin(rows, holding), None if match is None else match[owners[rows]])
+
+
+def token_match(model, index: AttributionIndex, query: AnswerQuery,
+                settings: AttributionSettings) -> np.ndarray:
+    """How well each contributor's records match the answer token by token, one score per
+    contributor code (`index.owner_codes`), rounded like every score.
+
+    Each of the answer's first `match_tokens` tokens is scored alone (the gradient of its loss)
+    against every row, and a contributor takes its best row's score for that token; its match
+    is the mean over tokens, weighed by the tokens' content weights. Rows of one contributor
+    may thus explain different tokens: a stylist whose records teach capitals and " !!" across
+    many sentences matches a capitalised answer token by token, where the answer's summed
+    gradient, which the person's own record resembles more as a whole, ranks that record first.
+    This is the late interaction of ColBERT (Khattab and Zaharia, 2020) over per-token
+    gradients (Grosse et al., 2023). It orders the rows a receipt lists without evidence; it pays
+    nothing.
+    """
+    mode = settings.score_mode or index.config.score_mode
+    if settings.match_tokens <= 0:  # the node reads no token alone: rows go in gradient order
+        return np.zeros(int(index.owner_codes().max()) + 1)
+    grads = answer_token_features(model, index.projector, query.example, settings.match_tokens)
+    return match_scores(index, grads, query.weights[0], mode)
+
+
+def match_scores(index: AttributionIndex, grads: np.ndarray, weights: list[float],
+                 mode: ScoreMode) -> np.ndarray:
+    """`token_match` from the answer's (tokens, dim) token gradients and their content weights."""
+    scores = index.gradient_scores(grads, mode)  # (tokens, rows)
+    owners = index.owner_codes()
+    best = np.full((len(scores), int(owners.max()) + 1), -np.inf)
+    for token, row_scores in enumerate(scores):
+        np.maximum.at(best[token], owners, row_scores)
+    weights = weights[:len(scores)]
+    total = np.zeros(best.shape[1])
+    for weight, token_best in zip(weights, best):
+        total += weight * token_best  # token by token: the same sum on any thread count
+    return rounded(total / (float(sum(weights)) or 1.0))
+
+
+def matched_rows(index: AttributionIndex, scores: np.ndarray, match: np.ndarray,
+                 top_k: int) -> np.ndarray:
+    """The best row (by the answer's gradient score) of each of the `top_k` contributors that
+    match the answer best, ties broken by contributor code."""
+    owners = index.owner_codes()
+    chosen = np.lexsort((np.arange(len(match)), -match))[:top_k]
+    picked = []
+    for code in chosen.tolist():
+        own = np.flatnonzero(owners == code)
+        picked.append(int(own[np.lexsort((own, -scores[own]))[0]]))
+    return np.array(sorted(picked), dtype=np.int64)
 
 
 def chosen_reading(found: list[SpanEvidence],
@@ -520,7 +589,8 @@ def attribute(
     query = prepare_answer(tokenizer, prompt, answer, index.calibration.settings.restated_weight)
     feature = answer_feature(model, index.projector, query.example, query.weights[0],
                              per_token=index.config.per_token_query)
-    evidence = gather_evidence(index, feature, query, settings)
+    evidence = gather_evidence(index, feature, query, settings,
+                               token_match(model, index, query, settings))
     return result_from_evidence(index, evidence, settings)
 
 
@@ -529,11 +599,14 @@ def result_from_evidence(index: AttributionIndex, evidence: Evidence,
     units = [evidence_units(c) for c in evidence.combined]
     holds = (evidence.holds_span if evidence.holds_span is not None
              else np.zeros(len(evidence.rows), dtype=bool))
+    match = (evidence.match if evidence.match is not None
+             else np.zeros(len(evidence.rows)))
     # Equal evidence (none, mostly): a row holding a rare span of the answer before one the
     # gradient alone finds (the text says what the answer could be about, which a resemblance
-    # of gradients does not), then the stronger gradient first.
+    # of gradients does not), then the rows of the contributor that matches the answer token by
+    # token best (rule 19), then the stronger gradient first.
     order = sorted(range(len(evidence.rows)),
-                   key=lambda i: (-units[i], -bool(holds[i]), -evidence.gradient[i],
+                   key=lambda i: (-units[i], -bool(holds[i]), -match[i], -evidence.gradient[i],
                                   evidence.rows[i]))
     listed = []
     for i in order[:settings.top_k]:
@@ -547,6 +620,7 @@ def result_from_evidence(index: AttributionIndex, evidence: Evidence,
             combined=units[i] / _QUANTUM,
             candidate=(round(float(evidence.candidate[i]), 6) if evidence.candidate is not None
                        else 0.0),
+            match=float(match[i]),
         ))
     evidence_bps, contributions, contributors = roll_up(listed)
     return AttributionResult(

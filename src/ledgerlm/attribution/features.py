@@ -680,6 +680,38 @@ def answer_feature(model, projector: LoraProjector, example,
         return feature(_cpu_copy(model))
 
 
+def token_features(model, examples: list, projector: LoraProjector, *, max_len: int,
+                   pad_id: int, batch_size: int = 8, deterministic: bool = False,
+                   heads: dict | None = None, limit: int | None = None) -> dict[int, np.ndarray]:
+    """Example index -> (answer tokens, dim) float64: the projected gradient of each answer
+    token's loss alone (of its first `limit` answer tokens, when given).
+
+    Each example runs once per token, with only that token labelled and cut after it, in passes
+    of about `batch_size` copies (`example_features`).
+    """
+    copies, owner = [], []
+    for example in examples:
+        positions = [p for p, label in enumerate(example.labels) if label != IGNORE]
+        for pos in positions[:limit]:
+            # a causal model's loss at `pos` reads no later token: the copy ends there
+            labels = [label if p == pos else IGNORE for p, label in enumerate(example.labels[:pos + 1])]
+            copies.append(replace(example, index=len(copies), input_ids=example.input_ids[:pos + 1],
+                                  labels=labels))
+            owner.append(example.index)
+    found = example_features(model, copies, projector, max_len=max_len, pad_id=pad_id,
+                             batch_size=batch_size, deterministic=deterministic, heads=heads)
+    rows: dict[int, list[np.ndarray]] = {}
+    for j, example in enumerate(owner):
+        rows.setdefault(example, []).append(np.asarray(found[j], dtype=np.float64))
+    return {example: np.stack(found_rows) for example, found_rows in rows.items()}
+
+
+def unit_rows(rows: np.ndarray) -> np.ndarray:
+    """Each row divided by its norm (a zero row stays zero)."""
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return rows / np.where(norms > 0, norms, 1.0)
+
+
 def token_mean_features(model, examples: list, projector: LoraProjector,
                         token_weights: dict[int, list[float]], *, max_len: int, pad_id: int,
                         batch_size: int = 8, deterministic: bool = False,
@@ -690,30 +722,33 @@ def token_mean_features(model, examples: list, projector: LoraProjector,
     (the ones the model is least sure of); normalising each token's gradient first lets every
     token count as its weight says. Cosine against a training row then equals the weighted
     mean of the tokens' own cosines with it, the per-token scoring of Kronfluence and of Grosse
-    et al. (2023). Each example runs once per answer token, with only that token labelled, in
-    passes of about `batch_size` copies (`example_features`).
+    et al. (2023). `token_features` gives each token's gradient.
     """
-    copies, owner = [], []
-    for example in examples:
-        positions = [p for p, label in enumerate(example.labels) if label != IGNORE]
-        for pos in positions:
-            labels = [label if p == pos else IGNORE for p, label in enumerate(example.labels)]
-            copies.append(replace(example, index=len(copies), labels=labels))
-            owner.append(example.index)
-    found = example_features(model, copies, projector, max_len=max_len, pad_id=pad_id,
-                             batch_size=batch_size, deterministic=deterministic, heads=heads)
+    found = token_features(model, examples, projector, max_len=max_len, pad_id=pad_id,
+                           batch_size=batch_size, deterministic=deterministic, heads=heads)
     out: dict[int, np.ndarray] = {}
-    seen: dict[int, int] = {}
-    for j, example in enumerate(owner):
-        k = seen.get(example, 0)
-        seen[example] = k + 1
-        row = np.asarray(found[j], dtype=np.float64)
-        norm = float(np.linalg.norm(row))
-        unit = row / norm if norm > 0 else row
-        out[example] = out.get(example, 0.0) + token_weights[example][k] * unit
-    for example in out:
-        out[example] = out[example] / (float(sum(token_weights[example])) or 1.0)
+    for example, rows in found.items():
+        total = np.zeros(rows.shape[1], dtype=np.float64)
+        for weight, unit in zip(token_weights[example], unit_rows(rows)):
+            total += weight * unit  # token by token: the same sum on any thread count
+        out[example] = total / (float(sum(token_weights[example])) or 1.0)
     return out
+
+
+def answer_token_features(model, projector: LoraProjector, example, limit: int) -> np.ndarray:
+    """(tokens, dim) float64: the projected gradient of each of the answer's first `limit`
+    tokens' loss alone, computed as deterministically as `answer_feature` (the same CPU copy
+    when a CUDA operation has no deterministic kernel)."""
+    def feature(on):
+        return token_features(on, [example], projector, max_len=len(example.input_ids),
+                              pad_id=0, deterministic=True, limit=limit)[example.index]
+
+    try:
+        return feature(model)
+    except RuntimeError as exc:
+        if _device_of(model).type == "cpu" or not is_nondeterministic_error(exc):
+            raise
+        return feature(_cpu_copy(model))
 
 
 _cpu_copies: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

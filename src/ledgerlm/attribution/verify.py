@@ -131,6 +131,11 @@ def compare(expected: dict, actual: dict) -> list[Difference]:
             found.append(Difference(f"examples row {row} gradient", w.get("gradient"),
                                     g.get("gradient"), delta <= SCORE_TOLERANCE))
             gap = max(gap, delta)
+        # the token match orders rows listed without evidence and moves no money
+        moved = abs(float(w.get("match", 0.0)) - float(g.get("match", 0.0)))
+        if moved:
+            found.append(Difference(f"examples row {row} match", w.get("match"), g.get("match"),
+                                    moved <= SCORE_TOLERANCE))
     # Rounding can explain the rest only when scores alone differ, and each by little.
     tolerable = gap > 0 and all(d.within_rounding for d in found)
     earning = {e["row"] for e in [*want.values(), *got.values()]

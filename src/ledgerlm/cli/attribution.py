@@ -53,12 +53,12 @@ def attribute(
                         "calibrate it")
             console.print("[yellow]unattributed[/]: no training example cleared the calibrated bars "
                           f"({gradient}; spans of {r['span_min_tokens']} tokens)")
-        table = Table("contribution", "contributor", "gradient score", "gradient evidence", "span evidence",
-                      "longest span (tokens)", "combined")
+        table = Table("contribution", "contributor", "gradient score", "token match", "gradient evidence",
+                      "span evidence", "longest span (tokens)", "combined")
         for e in r["examples"]:
             table.add_row(str(e["contribution_id"]), shortened(e["contributor"], 12), f"{e['gradient']:.4f}",
-                          f"{e['gradient_evidence']:.3f}", f"{e['span']:.3f}", str(e["longest_span"]),
-                          f"{e['combined']:.3f}")
+                          f"{e.get('match', 0.0):.4f}", f"{e['gradient_evidence']:.3f}", f"{e['span']:.3f}",
+                          str(e["longest_span"]), f"{e['combined']:.3f}")
         console.print(table)
         table = Table("contributor", "share (bps)")
         for c in r["contributors"]:

@@ -36,6 +36,7 @@ from ledgerlm.attribution.attribute import (
     AttributionSettings,
     gather_evidence,
     greedy_answer,
+    match_scores,
     prepare_answer,
     result_from_evidence,
 )
@@ -47,6 +48,7 @@ from ledgerlm.attribution.features import (
     GAUSSIAN,
     LoraProjector,
     answer_feature,
+    answer_token_features,
     example_features,
     record_examples,
     template_head,
@@ -395,6 +397,7 @@ class QuerySignals:
     seconds_feature: float
     seconds_attribution: float
     feature: np.ndarray | None = None
+    seconds_match: float = 0.0  # the answer's token gradients (attribution rule 19's order)
 
 
 EXACT_HEAD = "exact grad cosine (head left out)"
@@ -408,18 +411,25 @@ def query_signals(t: Trained, prompt: str, answer: str, *, exact: bool = True) -
     feature = answer_feature(t.model, index.projector, prepared.example, prepared.weights[0],
                              per_token=index.config.per_token_query)
     t1 = time.perf_counter()
+    # each answer token's gradient, for the token match that orders rows without evidence
+    grads = answer_token_features(t.model, index.projector, prepared.example,
+                                  AttributionSettings().match_tokens)
+    t_match = time.perf_counter()
     scores = {f"grad:{m}": index.gradient_scores(feature, m) for m in SCORE_MODES}
     paid = {}
     for mode in PAYING_MODES:
         settings = AttributionSettings(score_mode=mode)
-        evidence = gather_evidence(index, feature, prepared, settings)
+        match = match_scores(index, grads, prepared.weights[0], mode)
+        evidence = gather_evidence(index, feature, prepared, settings, match)
         paid[mode] = result_from_evidence(index, evidence, settings)
         combined = np.zeros(len(index))
         combined[evidence.rows] = evidence.combined
         # what the receipt lists: rows with evidence, then rows holding a rare span of the
-        # answer, each group in gradient order (attribution rule 9)
+        # answer (attribution rule 9), then by their contributor's token match (rule 19), each
+        # group in gradient order
         scores[f"combined:{mode}"] = _candidates_first(
-            combined, scores[f"grad:{mode}"], evidence.rows[evidence.holds_span])
+            combined, scores[f"grad:{mode}"], evidence.rows[evidence.holds_span],
+            match[index.owner_codes()])
         # The same evidence, and the gradient's positive influence for what evidence leaves
         # unexplained: a datamodel-style score (LDS sums it over kept rows), not a ranking.
         scores[f"combined:{mode} + gradient"] = combined + (1.0 - min(1.0, combined.sum())) * \
@@ -438,18 +448,19 @@ def query_signals(t: Trained, prompt: str, answer: str, *, exact: bool = True) -
         scores["exact grad cosine"] = cosine_rows(t.exact_rows, q)
         q = answer_feature(t.model, t.exact_head, prepared.example, prepared.weights[0])
         scores[EXACT_HEAD] = cosine_rows(t.exact_head_rows, q)
-    return QuerySignals(scores, paid, t1 - t0, t2 - t0, feature)
+    return QuerySignals(scores, paid, t1 - t0, t2 - t0, feature, t_match - t1)
 
 
 # The order receipts listed rows without evidence in before attribution rule 9: the gradient's.
 GRADIENT_ONLY = "(evidence, then gradient only)"
 
 
-def _candidates_first(combined: np.ndarray, gradient: np.ndarray, candidates: np.ndarray
-                      ) -> np.ndarray:
-    """Rows with evidence first; then rows an ambiguous rare span could be about; each group in
-    gradient order."""
-    ranked = _with_gradient_order(combined, gradient)
+def _candidates_first(combined: np.ndarray, gradient: np.ndarray, candidates: np.ndarray,
+                      match: np.ndarray | None = None) -> np.ndarray:
+    """Rows with evidence first; then rows an ambiguous rare span could be about; each group by
+    `match` (their contributor's token match), then in gradient order."""
+    order = gradient if match is None else np.lexsort((gradient, match)).argsort(kind="stable")
+    ranked = _with_gradient_order(combined, order.astype(np.float64))
     boost = np.zeros(len(gradient))
     boost[candidates] = 5e2
     return np.where(combined > 0, ranked, ranked + boost)
@@ -682,7 +693,8 @@ def tracing_and_payment(config: EvalConfig, t: Trained, data: FactTracingSet, mo
     payment["own_answers"] = own_answers(t, data, mode)
     payment["own_null"] = own_null_answers(t, data, mode)
     latency = {"feature_ms": 1e3 * float(np.median([s.seconds_feature for s in signals])),
-               "attribution_ms": 1e3 * float(np.median([s.seconds_attribution for s in signals]))}
+               "attribution_ms": 1e3 * float(np.median([s.seconds_attribution for s in signals])),
+               "match_ms": 1e3 * float(np.median([s.seconds_match for s in signals]))}
     return {"tracing": tracing, "payment": payment, "latency": latency}, methods, embedding_name
 
 

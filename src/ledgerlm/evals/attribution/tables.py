@@ -196,6 +196,8 @@ def report_tables(report: EvalReport) -> list[ResultTable]:
          f"{cost['feature_dim']} ({cost['full_gradient_dim']})"],
         ["per answer: gradient feature (ms)", f"{cost['per_answer']['feature_ms']:.1f}"],
         ["per answer: attribution total (ms)", f"{cost['per_answer']['attribution_ms']:.1f}"],
+        ["per answer: of which the token match's gradients (ms)",
+         f"{cost['per_answer'].get('match_ms', 0.0):.1f}"],
     ]
     tables.append(c)
     scale = ResultTable("Search at scale (synthetic rows, cosine, top-10)",
