@@ -672,6 +672,12 @@ def answer_feature(model, projector: LoraProjector, example,
                                 pad_id=0, batch_size=1, token_weights={example.index: weights},
                                 deterministic=True)[example.index]
 
+    return _reproducibly(feature, model)
+
+
+def _reproducibly(feature: Callable, model):
+    """`feature(model)`, or `feature` of the model's CPU copy when a CUDA operation it runs has no
+    deterministic kernel."""
     try:
         return feature(model)
     except RuntimeError as exc:
@@ -743,12 +749,7 @@ def answer_token_features(model, projector: LoraProjector, example, limit: int) 
         return token_features(on, [example], projector, max_len=len(example.input_ids),
                               pad_id=0, deterministic=True, limit=limit)[example.index]
 
-    try:
-        return feature(model)
-    except RuntimeError as exc:
-        if _device_of(model).type == "cpu" or not is_nondeterministic_error(exc):
-            raise
-        return feature(_cpu_copy(model))
+    return _reproducibly(feature, model)
 
 
 _cpu_copies: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
