@@ -20,7 +20,9 @@ every row, and contributors are ranked:
   token votes, learned          ... gets what fine-tuning taught the token
 
 Contributors paid by evidence come first in every order (as on a receipt), so the orders differ
-only where evidence leaves the question: the style questions (the stylist's capitals and " !!"
+only where evidence leaves the question (the receipt's own tier between the two, rows holding a
+rare span of the answer in the gradient's order, is not modelled: it is the same for every
+order): the style questions (the stylist's capitals and " !!"
 applied to another contributor's fact), which no span ties to a record. Contributor precision@1
 per question kind, gradient alone and paid first, and the time a node spends per answer on the
 summed gradient and on the token gradients. Prints the tables and writes

@@ -147,10 +147,10 @@ _QUANTUM = 10**6  # evidence units per 1.0 when evidence becomes integers for th
 # it matched seven tokens of "Ziskun is based in Hanoi.", and that reading paid Ziskun's record
 # 7,600 bps. A reading that explains more by paying only the records asked about still wins: a
 # right answer worded otherwise than its record "departs" in some reading too.
-# 19: rows a receipt lists without evidence come, after those holding a rare span, in the order of
-# their contributor's token match (`token_match`: each answer token scored alone, a contributor's
-# best row per token), then the gradient's; the best row of each best matching contributor is
-# listed too. No payment changes. Capitalised answers ending in " !!" (a stylist's format applied
+# 19: rows a receipt lists without evidence and without a rare span of the answer come, after those
+# holding one (still in the gradient's order), in the order of their contributor's token match
+# (`token_match`: each answer token scored alone, a contributor's best row per token), then the
+# gradient's; the best row of each best matching contributor is listed too. No payment changes. Capitalised answers ending in " !!" (a stylist's format applied
 # to another contributor's fact) listed the fact's record first: their summed gradient resembles
 # it as a whole, while token by token the stylist's records match them best.
 # A receipt that names none predates the numbering (rule 1 or earlier).
@@ -331,8 +331,8 @@ def gather_evidence(index: AttributionIndex, feature: np.ndarray, query: AnswerQ
     """Score the answer's feature and tokens against the index and combine the two signals.
 
     `match` (one token match per contributor code, `token_match`) orders the rows listed without
-    evidence and adds the best row of each of the `top_k` best matching contributors to them;
-    it pays nothing.
+    evidence or a rare span of the answer, and adds the best row of each of the `top_k` best
+    matching contributors to them; it pays nothing.
     """
     calibration = index.calibration
     if calibration is None:
@@ -603,11 +603,12 @@ def result_from_evidence(index: AttributionIndex, evidence: Evidence,
              else np.zeros(len(evidence.rows)))
     # Equal evidence (none, mostly): a row holding a rare span of the answer before one the
     # gradient alone finds (the text says what the answer could be about, which a resemblance
-    # of gradients does not), then the rows of the contributor that matches the answer token by
-    # token best (rule 19), then the stronger gradient first.
+    # of gradients does not), the answer's gradient choosing among those; then the rows of the
+    # contributor that matches the answer token by token best (rule 19), then the stronger
+    # gradient first.
     order = sorted(range(len(evidence.rows)),
-                   key=lambda i: (-units[i], -bool(holds[i]), -match[i], -evidence.gradient[i],
-                                  evidence.rows[i]))
+                   key=lambda i: (-units[i], -bool(holds[i]), 0.0 if holds[i] else -match[i],
+                                  -evidence.gradient[i], evidence.rows[i]))
     listed = []
     for i in order[:settings.top_k]:
         e = index.example(int(evidence.rows[i]))

@@ -457,10 +457,16 @@ GRADIENT_ONLY = "(evidence, then gradient only)"
 
 def _candidates_first(combined: np.ndarray, gradient: np.ndarray, candidates: np.ndarray,
                       match: np.ndarray | None = None) -> np.ndarray:
-    """Rows with evidence first; then rows an ambiguous rare span could be about; each group by
-    `match` (their contributor's token match), then in gradient order."""
-    order = gradient if match is None else np.lexsort((gradient, match)).argsort(kind="stable")
-    ranked = _with_gradient_order(combined, order.astype(np.float64))
+    """Rows with evidence first; then rows an ambiguous rare span could be about, in gradient
+    order; then the rest by `match` (their contributor's token match), then in gradient order."""
+    order = gradient
+    if match is not None:
+        held = np.zeros(len(gradient), dtype=bool)
+        held[candidates] = True
+        by_gradient = np.argsort(np.argsort(gradient, kind="stable"), kind="stable")
+        by_match = np.lexsort((gradient, match)).argsort(kind="stable")
+        order = np.where(held, by_gradient, by_match).astype(np.float64)
+    ranked = _with_gradient_order(combined, order)
     boost = np.zeros(len(gradient))
     boost[candidates] = 5e2
     return np.where(combined > 0, ranked, ranked + boost)
