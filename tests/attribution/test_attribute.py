@@ -192,3 +192,21 @@ def test_the_token_match_reads_only_the_answers_first_tokens(trained, index):
     # a token's loss depends on the tokens before it only: what follows the first three is unread
     assert (match(one, short) == match(two, short)).all()
     assert not (match(one, whole) == match(two, whole)).all()
+
+
+def test_no_token_match_lists_rows_as_the_gradient_orders_them(trained, index):
+    from ledgerlm.attribution.attribute import (
+        gather_evidence,
+        prepare_answer,
+        result_from_evidence,
+    )
+    from ledgerlm.attribution.features import answer_feature
+
+    prompt, answer = "Describe the weather.", "It is sunny with light wind."
+    off = AttributionSettings(top_k=6, match_tokens=0)
+    query = prepare_answer(trained.tokenizer, prompt, answer,
+                           index.calibration.settings.restated_weight)
+    feature = answer_feature(trained.model, index.projector, query.example, query.weights[0])
+    plain = result_from_evidence(index, gather_evidence(index, feature, query, off), off)
+    assert attribute(trained.model, prompt, answer, index=index, settings=off) == plain
+    assert all(e.match == 0.0 for e in plain.examples)

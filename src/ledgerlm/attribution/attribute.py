@@ -425,9 +425,10 @@ def gather_evidence(index: AttributionIndex, feature: np.ndarray, query: AnswerQ
 
 
 def token_match(model, index: AttributionIndex, query: AnswerQuery,
-                settings: AttributionSettings) -> np.ndarray:
+                settings: AttributionSettings) -> np.ndarray | None:
     """How well each contributor's records match the answer token by token, one score per
-    contributor code (`index.owner_codes`), rounded like every score.
+    contributor code (`index.owner_codes`), rounded like every score; None when the settings
+    read no token (`match_tokens` 0: rows are listed as at rule 18).
 
     Each of the answer's first `match_tokens` tokens is scored alone (the gradient of its loss)
     against every row, and a contributor takes its best row's score for that token; its match
@@ -440,8 +441,8 @@ def token_match(model, index: AttributionIndex, query: AnswerQuery,
     nothing.
     """
     mode = settings.score_mode or index.config.score_mode
-    if settings.match_tokens <= 0:  # the node reads no token alone: rows go in gradient order
-        return np.zeros(int(index.owner_codes().max()) + 1)
+    if settings.match_tokens <= 0:
+        return None
     grads = answer_token_features(model, index.projector, query.example, settings.match_tokens)
     return match_scores(index, grads, query.weights[0], mode)
 
