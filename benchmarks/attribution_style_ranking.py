@@ -65,6 +65,17 @@ def rank_of(truth: str, scores: dict, paid: dict) -> int:
                    if c != truth)
 
 
+def style_per_seed(title: str, orders, seeds: list[int], found: list[dict]) -> ResultTable:
+    """The style questions' contributor precision@1 per seed and order, contributors paid by
+    evidence first (each question's "then" ranks)."""
+    table = ResultTable(title, ["order", *[f"seed {s}" for s in seeds]])
+    for order in orders:
+        table.add_row(order, *[
+            f"{np.mean([f['then'][order] == 1 for f in found if f['seed'] == s and f['kind'] == 'style']):.2f}"
+            for s in seeds])
+    return table
+
+
 def run_seed(base, tokenizer, config, seed: int, entities: int, work: Path) -> list[dict]:
     from ledgerlm.attribution.attribute import (
         AttributionSettings,
@@ -145,13 +156,8 @@ def main(argv: list[str] | None = None) -> dict:
                 cells.append(f"{p1:.2f} / {mrr:.2f}")
             table.add_row(order, *cells)
         tables.append(table)
-    per_seed = ResultTable("Style questions' contributor precision@1 per seed, paid first, then "
-                           "the order", ["order", *[f"seed {s}" for s in seeds]])
-    for order in ORDERS:
-        per_seed.add_row(order, *[
-            f"{np.mean([f['then'][order] == 1 for f in found if f['seed'] == s and f['kind'] == 'style']):.2f}"
-            for s in seeds])
-    tables.append(per_seed)
+    tables.append(style_per_seed("Style questions' contributor precision@1 per seed, paid first, "
+                                 "then the order", ORDERS, seeds, found))
     for t in tables:
         t.print()
     payload = {"seeds": seeds, "entities": args.entities, "epochs": args.epochs,

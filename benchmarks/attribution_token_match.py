@@ -45,20 +45,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
-from report import write_result  # noqa: E402  (benchmarks/ is the script's directory)
+from attribution_eval_seeds import seeds_of  # noqa: E402  (benchmarks/ is the script's directory)
+from attribution_style_ranking import style_per_seed  # noqa: E402
+from report import write_result  # noqa: E402
 
 from ledgerlm.evals.table import ResultTable  # noqa: E402
 
 ORDERS = ("gradient (rule 18, baseline)", "token match (rule 19)", "token match, learned",
           "token match, both", "token votes", "token votes, learned")
 KINDS = ("all", "paraphrase", "short", "indirect", "style")
-
-
-def seeds_of(text: str) -> list[int]:
-    if "-" in text:
-        first, last = text.split("-")
-        return list(range(int(first), int(last) + 1))
-    return [int(s) for s in text.split(",") if s.strip()]
 
 
 def fine_tuned(base, tokenizer, config, seed: int, entities: int, work: Path):
@@ -213,13 +208,8 @@ def main(argv: list[str] | None = None) -> dict:
                 cells.append(f"{np.mean(hits):.2f}")
             table.add_row(order, *cells)
         tables.append(table)
-    per_seed = ResultTable("Style questions' contributor precision@1 per seed, paid first",
-                           ["order", *[f"seed {s}" for s in seeds]])
-    for order in ORDERS:
-        per_seed.add_row(order, *[
-            f"{np.mean([f['then'][order] == 1 for f in found if f['seed'] == s and f['kind'] == 'style']):.2f}"
-            for s in seeds])
-    tables.append(per_seed)
+    tables.append(style_per_seed("Style questions' contributor precision@1 per seed, paid first",
+                                 ORDERS, seeds, found))
     cost = ResultTable("Per answer on this machine (float64 model, one thread; median)",
                        ["pass", "seconds", "answer tokens"])
     cost.add_row("the answer's summed gradient (every receipt)",
