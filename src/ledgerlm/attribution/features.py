@@ -713,8 +713,8 @@ def token_features(model, examples: list, projector: LoraProjector, *, max_len: 
 
 
 def unit_rows(rows: np.ndarray) -> np.ndarray:
-    """Each row divided by its norm (a zero row stays zero)."""
-    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    """Each row (along the last axis) divided by its norm (a zero row stays zero)."""
+    norms = np.linalg.norm(rows, axis=-1, keepdims=True)
     return rows / np.where(norms > 0, norms, 1.0)
 
 

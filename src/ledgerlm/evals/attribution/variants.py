@@ -38,6 +38,7 @@ from ledgerlm.attribution.features import (
     answer_feature,
     example_features,
     record_examples,
+    unit_rows,
 )
 from ledgerlm.attribution.kfac import KroneckerFactors, kfac_projector, kronecker_factors
 
@@ -87,11 +88,6 @@ def token_features(model, projector: LoraProjector, example) -> np.ndarray:
     found = example_features(model, copies, projector, max_len=len(example.input_ids), pad_id=0,
                              batch_size=len(copies))
     return np.stack([found[j] for j in range(len(copies))])
-
-
-def unit_rows(rows: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(rows, axis=-1, keepdims=True)
-    return np.where(norms > 0, rows / np.where(norms > 0, norms, 1.0), 0.0)
 
 
 def per_token_scores(rows: np.ndarray, tokens: np.ndarray, weights: list[float]
