@@ -41,7 +41,6 @@ from ledgerlm.evals.table import ResultTable  # noqa: E402
 
 MODE = "cosine"
 PAID = f"combined:{MODE}"
-NOISE = "whole Datanet, another training seed"
 
 
 def answer_logps(model, tokenizer, questions) -> list[float]:
