@@ -51,20 +51,12 @@ KINDS = ("all", "paraphrase", "short", "indirect", "style")
 def token_gain(model, example) -> list[float]:
     """max(0, log p_adapter - log p_base) of each answer token, scaled so the largest is 1."""
     import numpy as np
-    import torch
 
-    ids = torch.tensor([example.input_ids])
-    labels = torch.tensor(example.input_ids[1:])
-    scored = torch.tensor([label != -100 for label in example.labels[1:]])
+    from ledgerlm.attribution.features import answer_token_logprobs
 
-    def logprobs():
-        with torch.no_grad():
-            logits = model(input_ids=ids).logits[0, :-1].double().log_softmax(-1)
-        return logits.gather(1, labels[:, None])[:, 0][scored].numpy()
-
-    tuned = logprobs()
+    tuned = answer_token_logprobs(model, example)
     with model.disable_adapter():
-        before = logprobs()
+        before = answer_token_logprobs(model, example)
     gain = np.clip(tuned - before, 0.0, None)
     top = float(gain.max())
     return [float(g) / top if top > 0 else 1.0 for g in gain]

@@ -45,20 +45,11 @@ PAID = f"combined:{MODE}"
 
 def answer_logps(model, tokenizer, questions) -> list[float]:
     """Sum of the answer tokens' log-probabilities under `model`, per (prompt, answer)."""
-    import torch
-
-    from ledgerlm.attribution.features import answer_example
+    from ledgerlm.attribution.features import answer_example, answer_token_logprobs
 
     model.eval()
-    device = next(model.parameters()).device
-    out = []
-    with torch.no_grad():
-        for prompt, answer in questions:
-            ex = answer_example(tokenizer, prompt, answer)
-            ids = torch.tensor([ex.input_ids], device=device)
-            logp = torch.log_softmax(model(input_ids=ids).logits[0].double(), -1)
-            out.append(sum(float(logp[p - 1, t]) for p, t in enumerate(ex.labels) if t != -100))
-    return out
+    return [float(answer_token_logprobs(model, answer_example(tokenizer, prompt, answer)).sum())
+            for prompt, answer in questions]
 
 
 def retrained_logps(config, base, tokenizer, records, questions, out: Path, say) -> list[float]:

@@ -77,18 +77,12 @@ def fine_tuned(base, tokenizer, config, seed: int, entities: int, work: Path):
 
 def learned(model, example) -> np.ndarray:
     """What fine-tuning taught each answer token: max(0, log p_adapter - log p_base)."""
-    import torch
+    from ledgerlm.attribution.features import answer_token_logprobs
 
-    from ledgerlm.attribution.features import IGNORE
-
-    ids = torch.tensor([example.input_ids])
-    with torch.no_grad():
-        tuned = torch.log_softmax(model(input_ids=ids).logits[0].double(), -1)
-        with model.disable_adapter():
-            plain = torch.log_softmax(model(input_ids=ids).logits[0].double(), -1)
-    positions = [p for p, label in enumerate(example.labels) if label != IGNORE]
-    return np.array([max(0.0, float(tuned[p - 1, example.input_ids[p]] - plain[p - 1, example.input_ids[p]]))
-                     for p in positions])
+    tuned = answer_token_logprobs(model, example)
+    with model.disable_adapter():
+        plain = answer_token_logprobs(model, example)
+    return np.clip(tuned - plain, 0.0, None)
 
 
 def orders(index, feature, grads, weights, gains, mode) -> dict[str, np.ndarray]:

@@ -150,9 +150,10 @@ _QUANTUM = 10**6  # evidence units per 1.0 when evidence becomes integers for th
 # 19: rows a receipt lists without evidence and without a rare span of the answer come, after those
 # holding one (still in the gradient's order), in the order of their contributor's token match
 # (`token_match`: each answer token scored alone, a contributor's best row per token), then the
-# gradient's; the best row of each best matching contributor is listed too. No payment changes. Capitalised answers ending in " !!" (a stylist's format applied
-# to another contributor's fact) listed the fact's record first: their summed gradient resembles
-# it as a whole, while token by token the stylist's records match them best.
+# gradient's; the best row of each best matching contributor is listed too. No payment changes.
+# Capitalised answers ending in " !!" (a stylist's format applied to another contributor's fact)
+# listed the fact's record first: their summed gradient resembles it as a whole, while token by
+# token the stylist's records match them best.
 # A receipt that names none predates the numbering (rule 1 or earlier).
 RULE = 19
 

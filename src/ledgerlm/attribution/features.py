@@ -629,6 +629,18 @@ def answer_token_ids(example) -> list[int]:
     return [t for t, label in zip(example.input_ids, example.labels) if label != -100]
 
 
+def answer_token_logprobs(model, example) -> np.ndarray:
+    """(answer tokens,) float64: the log-probability `model` gives each scored token of an
+    `answer_example`, after the tokens before it (what training's loss reads)."""
+    import torch
+
+    ids = torch.tensor([example.input_ids], device=_device_of(model))
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=ids).logits[0].double(), -1).cpu()
+    return np.array([float(logp[p - 1, example.input_ids[p]])
+                     for p, label in enumerate(example.labels) if label != -100])
+
+
 def prompt_token_ids(example) -> list[int]:
     """The prompt's tokens (everything before the answer) of an `answer_example`."""
     first = next((i for i, label in enumerate(example.labels) if label != -100),
