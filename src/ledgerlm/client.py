@@ -189,7 +189,15 @@ class NodeClient:
         return Datanet.model_validate(self._request("POST", "/datanets", json=body))
 
     def datanets(self) -> list[Datanet]:
-        return [Datanet.model_validate(d) for d in self._request("GET", "/datanets")]
+        """Every Datanet this reader may see, read a page at a time (the node says where the next starts)."""
+        found: list[Datanet] = []
+        offset: int | None = 0
+        while offset is not None:
+            response = self._response("GET", "/datanets", params={"offset": offset})
+            found += [Datanet.model_validate(d) for d in response.json()]
+            following = response.headers.get(NEXT_OFFSET_HEADER)
+            offset = int(following) if following is not None else None
+        return found
 
     def datanet(self, name: str) -> Datanet:
         return Datanet.model_validate(self._request("GET", f"/datanets/{name}"))

@@ -18,7 +18,7 @@ def test_a_full_disk_is_named(client, monkeypatch, failure):
     def full(*_args, **_kwargs):
         raise failure
 
-    monkeypatch.setattr(node.datanets, "list", full)
+    monkeypatch.setattr(node.datanets, "page", full)  # what the listing route and the pages read through
     answer = client.http.get("/datanets")
     assert answer.status_code == 507
     assert "disk is full" in answer.json()["error"]["message"]

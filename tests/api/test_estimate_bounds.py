@@ -44,3 +44,10 @@ def test_an_estimate_runs_at_most_its_gas_bound(http, client, alice):
     refused = http.post("/chain/estimate", json={"from": alice.address, "to": large})
     assert refused.status_code == 400, refused.text
     assert refused.json()["error"]["field"] == "data" and "5,000,000 gas" in refused.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(("extra", "field"), [({"value": -1}, "value"), ({"value": 2**256}, "value"),
+                                              ({"data": "zz"}, "data"), ({"data": "0x123"}, "data")])
+def test_an_estimate_s_value_and_data_are_checked_naming_the_field(http, alice, extra, field):
+    refused = http.post("/chain/estimate", json={"from": alice.address, "to": alice.address, **extra})
+    assert refused.status_code == 422 and refused.json()["error"]["field"] == field, refused.text

@@ -46,6 +46,20 @@ def test_fresh_keys_cannot_make_the_node_register_datanets_without_end(limited):
     assert [d.name for d in limited.datanets()] == ["a1", "a2", "b1"]  # the refused ones are nowhere
 
 
+def test_refused_creations_spend_nobody_s_hour(limited):
+    """A name already taken, or a replayed signature, stores nothing and so costs no slot: otherwise throwaway keys
+    asking for a taken name would spend the node's hour of registrations for everyone."""
+    owner = Account.create()
+    create(limited, "taken", owner)
+    for _ in range(3):
+        with pytest.raises(LedgerError) as refused:
+            create(limited, "taken", Account.create())
+        assert refused.value.status == 409 and refused.value.field == "name"
+    create(limited, "mine", Account.create())
+    create(limited, "also-mine", Account.create())  # the node's third of the hour is still there
+    assert [d.name for d in limited.datanets()] == ["taken", "mine", "also-mine"]
+
+
 def test_fresh_keys_cannot_make_the_node_anchor_versions_without_end(home, tmp_path):
     config = home.load_config()
     config.versions_per_hour, config.versions_per_owner_per_hour = 3, 2
@@ -80,6 +94,43 @@ def test_datanets_are_listed_in_pages_in_creation_order(client, alice, http):
     assert [d["name"] for d in page] == ["p2"]
     assert http.get("/datanets", params={"limit": 0}).status_code in (400, 422)
     assert http.get("/datanets", params={"limit": 1001}).status_code in (400, 422)
+
+
+def test_a_listing_page_ends_at_its_byte_budget_and_the_client_reads_every_page(client, alice, http, monkeypatch):
+    from ledgerlm.api import datanets as routes
+
+    for i in range(5):
+        client.create_datanet(DatanetSpec(name=f"d{i}", description="x" * 4000, schema=QA_SCHEMA), alice)
+    monkeypatch.setattr(routes, "LISTING_BYTES", 9000)  # two long descriptions a page
+    first = http.get("/datanets")
+    assert [d["name"] for d in first.json()] == ["d0", "d1"]
+    assert first.headers["x-ledgerlm-next-offset"] == "2"
+    last = http.get("/datanets", params={"offset": 4})
+    assert [d["name"] for d in last.json()] == ["d4"] and "x-ledgerlm-next-offset" not in last.headers
+    assert [d.name for d in client.datanets()] == [f"d{i}" for i in range(5)]
+
+
+@pytest.mark.parametrize(("field", "value", "says"), [
+    ("description", "x" * 4097, "at most 4,096 characters"),
+    ("licence", "L" * 129, "1-128 printable characters"),
+    ("licence", "", "1-128 printable characters"),
+    ("licence", "MIT\nrest", "1-128 printable characters"),
+])
+def test_a_spec_s_text_fields_are_bounded(http, alice, field, value, says):
+    """Every listing carries the description and the licence goes on chain at the node's expense: a spec past
+    either bound is refused, naming the field, before anything is stored."""
+    spec = {"name": "bounded", "schema": QA_SCHEMA, field: value}
+    answer = http.post("/datanets", json={"spec": spec, "action": {}})
+    assert answer.status_code == 422
+    error = answer.json()["error"]
+    assert error["field"] == field and says in error["message"]
+    assert http.get("/datanets/bounded").status_code == 404
+
+
+def test_a_schema_is_bounded(http):
+    schema = {**QA_SCHEMA, "description": "y" * (65 * 1024)}
+    answer = http.post("/datanets", json={"spec": {"name": "big-schema", "schema": schema}, "action": {}})
+    assert answer.status_code == 422 and answer.json()["error"]["field"] == "schema"
 
 
 def test_the_registration_limits_are_positive_node_settings(home):

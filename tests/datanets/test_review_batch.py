@@ -81,3 +81,9 @@ def test_empty_and_repeated_ids_are_refused(client, qa, alice, bob, tmp_path):
         client.review_many("qa", [], alice, accept=True)
     with pytest.raises(Exception, match="more than once"):
         client.review_many("qa", [ids[0], ids[0]], alice, accept=True)
+
+
+def test_an_id_past_any_contribution_s_is_refused_naming_the_field(client, qa, alice):
+    with pytest.raises(Exception, match="past any contribution") as refused:
+        client.review_many("qa", [2**63], alice, accept=True)
+    assert refused.value.field == "contributionIds"

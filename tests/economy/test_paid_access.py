@@ -326,3 +326,17 @@ def test_a_payment_refused_before_it_was_sent_fails_at_once_even_while_other_tra
         assert conn.execute(select(access_payments.c.state)).scalars().all() == ["failed"]
     monkeypatch.undo()
     assert client.buy_export_licence("vault", 1, carol, 5 * UNIT)["amount"] == str(PRICE)  # nothing left in the way
+
+
+def test_a_price_s_version_is_checked_for_the_owner_only_and_named_when_out_of_range(client, private, alice, carol):
+    """Which versions a private Datanet has is for those who may read it: anyone else's signed price is refused as
+    not the owner's, whatever version it names."""
+    with pytest.raises(LedgerError) as stranger:
+        client.set_access_price("vault", 5, carol, version=99)
+    assert stranger.value.status == 403 and stranger.value.field == "owner"
+    with pytest.raises(LedgerError) as unknown:
+        client.set_access_price("vault", 5, alice, version=99)
+    assert unknown.value.status == 404
+    with pytest.raises(LedgerError) as past:
+        client.set_access_price("vault", 5, alice, version=2**63)
+    assert past.value.status == 400 and past.value.field == "version"

@@ -401,9 +401,9 @@ def test_a_private_datanet_is_scored_only_by_members_and_its_data_needs_their_si
     # records' too: once shown to anyone asking
     assert all(i["source"] is None and i["flags"] == [] for i in anonymous)
     assert "v.jsonl" not in http.get(f"/web/validation?address={member.address}").text
-    forged = {READ_HEADER: sign_read_request(stranger, node.domain)}
+    forged = {READ_HEADER: sign_read_request(stranger, node.domain, node=node.account.address)}
     assert all(i["payload"] is None for i in http.get(f"/validation/queue/{member.address}", headers=forged).json())
-    signed = {READ_HEADER: sign_read_request(member, node.domain)}
+    signed = {READ_HEADER: sign_read_request(member, node.domain, node=node.account.address)}
     mine = http.get(f"/validation/queue/{member.address}", headers=signed).json()
     assert len(mine) == 2 and all("harbour" in i["payload"] and "v.jsonl" in i["source"] for i in mine)
     # the round itself names the private Datanet, its contributions and validators: the same readers only
@@ -411,13 +411,13 @@ def test_a_private_datanet_is_scored_only_by_members_and_its_data_needs_their_si
     assert http.get(f"/validation/rounds/{round_id}").status_code == 401
     assert http.get(f"/validation/rounds/{round_id}", headers=forged).status_code == 403
     assert http.get(f"/validation/rounds/{round_id}", headers=signed).json()["datanet"] == "vault"
-    owner = {READ_HEADER: sign_read_request(alice, node.domain)}
+    owner = {READ_HEADER: sign_read_request(alice, node.domain, node=node.account.address)}
     assert http.get(f"/validation/rounds/{round_id}", headers=owner).json()["id"] == round_id
     # the dashboard shows the round page and the rounds list to the same readers
     assert http.get(f"/web/validation/rounds/{round_id}").status_code == 401
     assert f"/web/validation/rounds/{round_id}\"" not in http.get("/web/validation").text
     from ledgerlm.web.access import READ_COOKIE
-    http.cookies.set(READ_COOKIE, sign_read_request(member, node.domain))
+    http.cookies.set(READ_COOKIE, sign_read_request(member, node.domain, node=node.account.address))
     try:
         assert http.get(f"/web/validation/rounds/{round_id}").status_code == 200
         assert f"/web/validation/rounds/{round_id}\"" in http.get("/web/validation").text
@@ -435,6 +435,20 @@ def test_a_round_refused_for_want_of_staked_validators_changes_nothing(client, a
     assert refused.value.status == 409
     # the gates did not run: every contribution still waits, junk and personal data included
     assert [c.state for c in client.contributions("ferries")] == ["pending"] * (len(CLEAN) + 2)
+
+
+def test_a_replayed_open_round_is_refused_before_the_gates_run(client, alice, bob, setup, tmp_path):
+    """The gates reject for good, value and move reputation: a used OpenRound that anyone replays must not run
+    them on what was uploaded since."""
+    validators, node, clock = setup
+    client.contribute("ferries", [write_jsonl(tmp_path / "a.jsonl", CLEAN[:2])], bob)
+    used = client._sign(alice, "OpenRound", {"datanet": "ferries"})
+    assert client.http.post("/datanets/ferries/rounds", json={"action": used}).status_code == 201
+    client.contribute("ferries", [write_jsonl(tmp_path / "junk.jsonl", [JUNK])], bob)
+    replayed = client.http.post("/datanets/ferries/rounds", json={"action": used})
+    assert replayed.status_code == 401 and replayed.json()["error"]["field"] == "nonce"
+    junk = [c for c in client.contributions("ferries") if c.id > 2]
+    assert [c.state for c in junk] == ["pending"]  # the gates did not run on the junk sent since
 
 
 def test_a_slash_refused_on_chain_is_a_clear_error_and_the_slashes_before_it_stay_written(
@@ -484,7 +498,7 @@ def test_a_strangers_view_of_a_validators_queue_names_nothing_of_a_private_datan
 
     http = client.http
     del http.headers["Authorization"]  # nobody presents the operator's credential
-    forged = {READ_HEADER: sign_read_request(stranger, node.domain)}
+    forged = {READ_HEADER: sign_read_request(stranger, node.domain, node=node.account.address)}
     for headers in ({}, forged):
         response = http.get(f"/validation/queue/{member.address}", headers=headers)
         # not the Datanet's name, not its contribution ids, not how many of them the validator scores:
@@ -499,7 +513,7 @@ def test_a_strangers_view_of_a_validators_queue_names_nothing_of_a_private_datan
         page = http.get(f"/web/validation?address={member.address}", headers=headers).text
         assert "vault" not in page and f"/web/contributions/{ids[0]}\"" not in page
 
-    signed = {READ_HEADER: sign_read_request(member, node.domain)}
+    signed = {READ_HEADER: sign_read_request(member, node.domain, node=node.account.address)}
     mine = http.get(f"/validation/queue/{member.address}", headers=signed).json()
     assert [i["contribution_id"] for i in mine] == ids and all("harbour" in str(i["payload"]) for i in mine)
     # the client (an agent's wallet reads its tasks through it) signs as the validator when asked
@@ -563,3 +577,39 @@ def test_a_stranger_may_tally_a_private_round_but_learns_only_that_it_is_tallied
     clock.now = opened["reveal_deadline"] + 1
     view = NodeClient(client.http).validation.tally(carol, opened["id"])  # carol: no member, no validator
     assert view == {"id": opened["id"], "state": "tallied"}
+
+
+def test_a_strangers_agent_learns_nothing_of_a_private_round_from_its_refused_commit(client, alice, bob, tmp_path):
+    from eth_account import Account
+
+    from ledgerlm.identity import READ_HEADER
+
+    member = Account.from_key(b"\x41" * 32)
+    client.chain.faucet(member.address, eth_wei=UNIT, tokens=300 * UNIT)
+    client.chain.stake(member, "validator", 300 * UNIT)
+    client.chain.faucet(bob.address, eth_wei=UNIT, tokens=10 * UNIT)
+    client.chain.stake(bob, "contributor_bond", 10 * UNIT)
+    client.create_datanet(DatanetSpec(name="vault", schema=QA_SCHEMA, visibility="private"), alice)
+    client.add_member("vault", bob.address, alice)
+    client.add_member("vault", member.address, alice)
+    NodeClient(client.http, reader=bob).contribute("vault", [write_jsonl(tmp_path / "v.jsonl", CLEAN[:2])], bob)
+    round_id = client.validation.open_round(alice, "vault")["id"]
+
+    http = client.http
+    del http.headers["Authorization"]  # from here on: no operator credential
+    stranger_owner, stranger_agent = Account.from_key(b"\x66" * 32), Account.from_key(b"\x67" * 32)
+    stranger = NodeClient(http)
+    # a stranger sees nothing of the round that names the Datanet (round ids are sequential)
+    refused = http.get(f"/validation/rounds/{round_id}",
+                       headers={READ_HEADER: stranger.read_header(stranger_agent)})
+    assert refused.status_code == 403 and "vault" not in refused.text
+
+    # an agent of the stranger's own, whose policy allows validating a decoy Datanet only
+    stranger.agents.set_policy(stranger_owner, stranger_agent.address, {
+        "budget": 1, "perEpoch": False, "allowModels": [], "allowDatanets": ["decoy"], "priceCapped": False,
+        "maxPricePer1k": 0, "actions": ["validate"], "paused": False}, bind=stranger_agent)
+    action = stranger._sign(stranger_agent, "CommitVotes", {"roundId": round_id, "commit": "0x" + "00" * 32})
+    leaked = http.post(f"/validation/rounds/{round_id}/commit", json={"action": action})
+    # the round's own refusal comes first (not assigned), not the policy's, which would name the Datanet
+    assert leaked.status_code in (400, 403, 409) and "vault" not in leaked.text
+    assert leaked.json()["error"]["field"] == "validator"

@@ -65,11 +65,11 @@ def _bob_balance(node, who) -> int:
 
 def _read_as(client, path, reader=None):
     """GET without the operator credential, signed by `reader` when given."""
-    from ledgerlm.identity import READ_HEADER, sign_read_request
+    from ledgerlm.identity import READ_HEADER
 
     headers = {"Authorization": ""}
     if reader is not None:
-        headers[READ_HEADER] = sign_read_request(reader, client.domain)
+        headers[READ_HEADER] = client.read_header(reader)
     return client.http.get(path, headers=headers).json()
 
 
@@ -328,6 +328,28 @@ def test_jobs_accepted_per_hour_are_bounded_per_requester_and_in_all(client, mar
             client.providers.submit(Account.from_key(bytes([0x60 + i]) * 32), kind="serve", spec=serve, amount=1)
         assert unpaid.value.status == 402
     client.providers.submit(carol, kind="serve", spec=serve, amount=1)
+
+
+def test_a_replayed_acceptance_spends_none_of_its_requester_s_jobs(client, market, alice, bob):
+    """Anyone holding a used AcceptOffer may send it again: each replay is refused without taking one of the
+    requester's jobs of the hour, or the node's."""
+    from ledgerlm.factory.digest import canonical_json_sha256
+    from ledgerlm.providers import parse_spec
+
+    node, _ = market
+    client.providers.offer(bob, kind="serve", hardware="cpu", base_model="tiny", price=1)
+    node.providers.__dict__.update(jobs_per_hour=20)
+    node.providers.__post_init__()  # 20 an hour in all, 2 per requester
+    spec = parse_spec("serve", {"prompts": ["hi"], "max_new_tokens": 1}).model_dump()
+    action = client._sign(alice, "AcceptOffer", {"offerId": 0, "amount": 1, "baseModel": "",
+                                                 "specHash": "0x" + canonical_json_sha256(spec)})
+    body = {"action": action, "kind": "serve", "spec": spec}
+    assert client.http.post("/providers/jobs", json=body).status_code in (200, 201)
+    for _ in range(25):
+        replayed = client.http.post("/providers/jobs", json=body)
+        assert replayed.status_code == 401 and replayed.json()["error"]["field"] == "nonce"
+    client.providers.submit(alice, kind="serve", spec={"prompts": ["hi"], "max_new_tokens": 1}, amount=1)
+    assert len(client.providers.jobs(requester=alice.address)) == 2
 
 
 def test_only_a_refusal_before_any_transaction_gives_a_jobs_slot_back(market):

@@ -16,7 +16,14 @@ from starlette.exceptions import HTTPException
 
 from ledgerlm import __version__
 from ledgerlm.api.headers import SecurityHeaders, secured
-from ledgerlm.api.limits import BodyLimit, BodyTooSlow, CloseUnreadBody, MalformedBody, RequestTooLarge
+from ledgerlm.api.limits import (
+    BodyLimit,
+    BodyTooSlow,
+    CloseUnreadBody,
+    MalformedBody,
+    ReportBusy,
+    RequestTooLarge,
+)
 from ledgerlm.errors import LedgerError
 from ledgerlm.web import is_page, mount_dashboard, render_error
 
@@ -95,6 +102,8 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
             if request.headers.get("hx-request"):
                 return render_error(request, 413, exc.detail, "body")
             return _error_response(request, 413, {"type": "RequestTooLarge", "message": exc.detail, "field": "body"})
+        if isinstance(exc, ReportBusy):
+            return _error_response(request, 503, {"type": "Busy", "message": exc.detail, "field": None}, exc.headers)
         if isinstance(exc, (MalformedBody, BodyTooSlow)) or (exc.status_code == 400 and exc.detail == UNPARSED_BODY):
             message = exc.detail if exc.detail != UNPARSED_BODY else (
                 "the request body could not be read as JSON (send UTF-8 JSON text)")

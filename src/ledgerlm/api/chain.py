@@ -33,8 +33,9 @@ PRECOMPILE_RANGE = 0x10000
 
 class TxRequest(BaseModel):
     to: str
-    data: str = "0x"
-    value: int = 0
+    # calldata as 0x-hex: a refusal names the field rather than failing inside the chain's encoder
+    data: str = Field("0x", pattern=r"^0x([0-9a-fA-F]{2})*$", max_length=2 + 2 * 128 * 1024)
+    value: int = Field(0, ge=0, lt=2**256)
     sender: str = Field(alias="from")
 
     model_config = {"populate_by_name": True}

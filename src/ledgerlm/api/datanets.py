@@ -30,6 +30,7 @@ router = APIRouter(tags=["datanets"])
 
 
 MAX_LISTED = 1000  # Datanets one listing returns at most; the next page starts at `offset`
+LISTING_BYTES = 4 * 1024 * 1024  # a listing page ends once its Datanets' JSON passes this
 
 
 class CreateDatanetRequest(BaseModel):
@@ -48,12 +49,18 @@ def create_datanet(body: CreateDatanetRequest, node: Node = Depends(get_node)):
 
 
 @router.get("/datanets", response_model=list[Datanet])
-def list_datanets(offset: int = Query(0, ge=0), limit: int = Query(MAX_LISTED, ge=1, le=MAX_LISTED),
+def list_datanets(response: Response, offset: int = Query(0, ge=0),
+                  limit: int = Query(MAX_LISTED, ge=1, le=MAX_LISTED),
                   node: Node = Depends(get_node), grant: ReadGrant | None = Depends(read_grant)):
     """Public Datanets, and the private ones the signed reader (X-Ledgerlm-Read) belongs to, in creation order:
-    at most `limit` (up to 1,000) from `offset` on."""
-    return node.datanets.list(grant.reader if grant else None, offset=offset, limit=limit,
-                              shows_private=grant.covers if grant else (lambda _name: False))
+    at most `limit` (up to 1,000) from `offset` on, and fewer once the page's JSON passes 4 MiB; while more
+    follow, X-Ledgerlm-Next-Offset says where the next page starts."""
+    found, following = node.datanets.page(grant.reader if grant else None, offset=offset, limit=limit,
+                                          shows_private=grant.covers if grant else (lambda _name: False),
+                                          budget_bytes=LISTING_BYTES)
+    if following is not None:
+        response.headers[NEXT_OFFSET_HEADER] = str(following)
+    return found
 
 
 @router.get("/datanets/{name}", response_model=Datanet)

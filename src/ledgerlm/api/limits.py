@@ -18,9 +18,15 @@ MAX_REQUEST_BYTES = 4 * 1024 * 1024
 OWN_LIMIT = re.compile(r"^/datanets/[^/]+/contributions$")
 # A compute provider's training report carries every checkpoint of the job (base64 in JSON): even a rank-1 adapter
 # of SmolLM2 over one step is past the general limit. The larger limit holds only for a job open for its report
-# (paid, not reported yet), and for one such body at a time: anyone may send one before its signature is read.
+# (paid, not reported yet). Anyone may send one before its signature is read, so a body past the general limit
+# takes a reading slot, one per job and `REPORT_READERS` in all (the memory they hold), and keeps it only while it
+# arrives at `REPORT_BYTES_PER_SECOND` or faster: a body that trickles in would otherwise hold the slot for
+# nothing, and with it every report of the job, or of every job.
 MAX_REPORT_BYTES = 32 * 1024 * 1024
 REPORT_PATH = re.compile(r"^/providers/jobs/([0-9]{1,18})/report$")
+REPORT_READERS = 4
+REPORT_BYTES_PER_SECOND = 512 * 1024  # the largest report within BODY_SECONDS arrives faster than this anyway
+REPORT_RATE_GRACE_SECONDS = 2.0
 # A client that sends a body slower than this (under 70 KB/s for the largest) holds a connection and a
 # task for nothing; the clock starts when the route first reads.
 BODY_SECONDS = 60
@@ -59,8 +65,15 @@ class MalformedBody(HTTPException):
 
 
 class BodyTooSlow(HTTPException):
-    def __init__(self, seconds: float) -> None:
-        super().__init__(status_code=408, detail=f"the request body did not arrive within {seconds:g} s")
+    def __init__(self, seconds: float, detail: str | None = None) -> None:
+        super().__init__(status_code=408, detail=detail or f"the request body did not arrive within {seconds:g} s")
+
+
+class ReportBusy(HTTPException):
+    """A report past the general limit while its job's (or every) reading slot is taken."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(status_code=503, detail=detail, headers={"Retry-After": "5"})
 
 
 def json_body_problem(body: bytes) -> str | None:
@@ -151,9 +164,10 @@ class BodyLimit:
     """Refuses a body over `max_bytes` by its Content-Length, stops one sent without it once it passes, and
     checks a JSON body's shape (`json_body_problem`) once its last byte arrives, before the route parses it."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_REQUEST_BYTES, body_seconds: float = BODY_SECONDS) -> None:
-        self.app, self.max_bytes, self.body_seconds = app, max_bytes, body_seconds
-        self._large = asyncio.Lock()  # one report body past the general limit is read at a time
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_REQUEST_BYTES, body_seconds: float = BODY_SECONDS,
+                 report_rate: float = REPORT_BYTES_PER_SECOND) -> None:
+        self.app, self.max_bytes, self.body_seconds, self.report_rate = app, max_bytes, body_seconds, report_rate
+        self._reading: set[int] = set()  # the jobs whose report body is being read past the general limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or (scope["method"] == "POST" and OWN_LIMIT.match(scope["path"])):
@@ -162,20 +176,29 @@ class BodyLimit:
         headers = dict(scope["headers"])
         report = REPORT_PATH.match(scope["path"]) if scope["method"] == "POST" else None
         if report is not None and await asyncio.to_thread(_open_for_report, scope, int(report.group(1))):
-            if self._large.locked():
-                from starlette.responses import JSONResponse
-
-                busy = JSONResponse(status_code=503, headers={"Retry-After": "5"}, content={"error": {
-                    "type": "Busy", "message": "another job's report is being read; send it again shortly",
-                    "field": None}})
-                await busy(scope, receive, send)
-                return
-            async with self._large:
-                await self._limited(scope, receive, send, MAX_REPORT_BYTES, headers)
+            await self._limited(scope, receive, send, MAX_REPORT_BYTES, headers, job=int(report.group(1)))
             return
         await self._limited(scope, receive, send, self.max_bytes, headers)
 
-    async def _limited(self, scope: Scope, receive: Receive, send: Send, limit: int, headers: dict) -> None:
+    def _take_slot(self, job: int) -> None:
+        """Start reading `job`'s report past the general limit, or refuse it (503) while its slot or every one is
+        taken; runs on the event loop, so the check and the take are one step."""
+        if job in self._reading:
+            raise ReportBusy(f"another body for job {job}'s report is being read; send it again shortly")
+        if len(self._reading) >= REPORT_READERS:
+            raise ReportBusy(f"{REPORT_READERS} large reports are being read; send it again shortly")
+        self._reading.add(job)
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send, limit: int, headers: dict,
+                       job: int | None = None) -> None:
+        held: list[int] = []  # the slot this request took, if any: only that one is given back
+        try:
+            await self._read_limited(scope, receive, send, limit, headers, job, held)
+        finally:
+            self._reading.difference_update(held)
+
+    async def _read_limited(self, scope: Scope, receive: Receive, send: Send, limit: int, headers: dict,
+                            job: int | None, held: list[int]) -> None:
         declared = declared_length(headers.get(b"content-length"))
         too_big = declared is not None and declared > limit
         # Every Content-Type header counts: the framework reads the first, so a form type in a later one must not
@@ -185,19 +208,30 @@ class BodyLimit:
         chunks: list[bytes] | None = None if is_form else []
         seen = 0
         read_by: float | None = None  # when the whole body must have arrived, counted from the first read
+        large_since: float | None = None  # when a report passed the general limit (and took its job's slot)
         body_done = False
 
+        def rate_deadline() -> float:
+            """When a large report's next bytes must have come for it to keep its slot."""
+            assert large_since is not None
+            return large_since + REPORT_RATE_GRACE_SECONDS + (seen - self.max_bytes) / self.report_rate
+
         async def limited():
-            nonlocal seen, read_by, body_done
+            nonlocal seen, read_by, body_done, large_since
             if too_big:
                 raise RequestTooLarge(limit)
             if body_done:  # later reads wait for the client to leave, for as long as an answer streams
                 return await receive()
             if read_by is None:
                 read_by = time.monotonic() + self.body_seconds
+            until = read_by if large_since is None else min(read_by, rate_deadline())
             try:
-                message = await asyncio.wait_for(receive(), max(0.0, read_by - time.monotonic()))
+                message = await asyncio.wait_for(receive(), max(0.0, until - time.monotonic()))
             except TimeoutError:
+                if until < read_by:
+                    raise BodyTooSlow(self.body_seconds, f"the report arrived slower than "
+                                      f"{self.report_rate // 1024:g} KiB/s past the first {self.max_bytes} bytes; "
+                                      "a large report keeps its reading slot only while it arrives") from None
                 raise BodyTooSlow(self.body_seconds) from None
             body_done = message["type"] != "http.request" or not message.get("more_body", False)
             if message["type"] == "http.request":
@@ -205,6 +239,10 @@ class BodyLimit:
                 seen += len(body)
                 if seen > limit:
                     raise RequestTooLarge(limit)
+                if job is not None and large_since is None and seen > self.max_bytes:
+                    self._take_slot(job)
+                    held.append(job)
+                    large_since = time.monotonic()
                 if chunks is not None:
                     chunks.append(body)
                     if not message.get("more_body", False):

@@ -140,11 +140,15 @@ class Access:
         owner = self._signed_for(name, signed, "SetAccessPrice")
         m = signed.message
         version, price = int(m["version"]), int(m["price"])
-        if version:
-            self.version(name, version)  # an unknown version is refused, not priced
+        if version >= 2**63:
+            raise DatanetError(f"version must be 0 (every version) or a version number, not {version}",
+                               field="version")
         now = int(time.time())
         with self.db.begin() as conn:
             row = self._owned_row(conn, name, owner, "price it")
+            if version:
+                # looked up only for the owner: to anyone else, which versions exist is none of their business
+                self.version(name, version)  # an unknown version is refused, not priced
             if row["visibility"] != PRIVATE:
                 raise DatanetError(f"Datanet {name!r} is public: anyone may train on it, so it has no price",
                                    field="datanet")

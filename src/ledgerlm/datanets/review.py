@@ -170,6 +170,9 @@ class Review:
                                "per signature", field="contributionIds")
         if len(set(ids)) != len(ids):
             raise DatanetError("contributionIds lists a contribution more than once", field="contributionIds")
+        if any(i >= 2**63 for i in ids):
+            raise DatanetError("contributionIds lists an id past any contribution's (at most 2^63 - 1)",
+                               field="contributionIds")
         accept = signed.message["accept"]
         state = "accepted" if accept else "rejected"
         reason = signed.message["reason"] or ("accepted by owner" if accept else "rejected by owner")

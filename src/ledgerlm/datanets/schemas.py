@@ -66,6 +66,12 @@ def json_numbers_hashable(value: Any) -> Any:
     return value
 
 
+# What a Datanet's spec may hold: every listing of Datanets carries it, and the licence goes on chain.
+MAX_DESCRIPTION_CHARS = 4_096
+MAX_LICENCE_CHARS = 128
+MAX_SCHEMA_BYTES = 64 * 1024
+
+
 class DatanetSpec(BaseModel):
     """What a Datanet owner declares at creation; its hash is what the owner signs."""
 
@@ -90,10 +96,29 @@ class DatanetSpec(BaseModel):
             )
         return value
 
+    @field_validator("description")
+    @classmethod
+    def _description(cls, value: str) -> str:
+        if len(value) > MAX_DESCRIPTION_CHARS:
+            raise ValueError(f"must be at most {MAX_DESCRIPTION_CHARS:,} characters, not {len(value):,}")
+        return value
+
+    @field_validator("licence")
+    @classmethod
+    def _licence(cls, value: str) -> str:
+        # the licence is written on chain at the node's expense: a short name or SPDX expression
+        if not 1 <= len(value) <= MAX_LICENCE_CHARS or not value.isprintable():
+            raise ValueError(f"must be 1-{MAX_LICENCE_CHARS} printable characters (an SPDX identifier or "
+                             "a licence's short name)")
+        return value
+
     @field_validator("schema_")
     @classmethod
     def _schema(cls, value):
-        return json_numbers_hashable(value)
+        value = json_numbers_hashable(value)
+        if value != DOCUMENTS and len(orjson.dumps(value)) > MAX_SCHEMA_BYTES:
+            raise ValueError(f"must be at most {MAX_SCHEMA_BYTES // 1024} KiB of JSON")
+        return value
 
     @field_validator("tags")
     @classmethod

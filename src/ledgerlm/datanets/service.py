@@ -97,13 +97,15 @@ class Datanets(Access, Ingest, Review, Versions):
         if spec.kind != DOCUMENTS:
             schema = spec.schema_
             _check_schema(schema)
-        if self.anchor is not None:
-            self._take_anchoring(self._registrations, owner, "created {} Datanets", field="name")
         now = int(time.time())
         with self.db.begin() as conn:
             if conn.execute(select(datanets.c.id).where(datanets.c.name == spec.name)).first():
                 raise ConflictError(f"a Datanet named {spec.name!r} already exists", field="name")
             action_id = self._record_action(conn, signed, owner, now)
+            if self.anchor is not None:
+                # counted only once the name is free and the signature unused, and inside the transaction, so
+                # the refusal stores nothing: requests that store nothing cost nobody's hour of gas
+                self._take_anchoring(self._registrations, owner, "created {} Datanets", field="name")
             conn.execute(
                 insert(datanets).values(
                     name=spec.name,
@@ -181,10 +183,27 @@ class Datanets(Access, Ingest, Review, Versions):
              offset: int = 0, limit: int | None = None) -> list[Datanet]:
         """Every public Datanet, and the private ones `reader` owns or is a member of (and, given
         `shows_private`, that it says yes to), in creation order: `limit` of them from `offset` on."""
+        return self.page(reader, shows_private=shows_private, offset=offset, limit=limit)[0]
+
+    def page(self, reader: str | None = None, *, shows_private: Callable[[str], bool] | None = None,
+             offset: int = 0, limit: int | None = None,
+             budget_bytes: int | None = None) -> tuple[list[Datanet], int | None]:
+        """`list`, and where the next page starts (None after the last): a page also ends once its Datanets'
+        JSON passes `budget_bytes`, so one answer stays bounded however long the descriptions and schemas are."""
         with self.db.connect() as conn:
             names = self.readable_names(conn, reader, shows_private)
-        names = names[offset:] if limit is None else names[offset : offset + limit]
-        return [self.get(n) for n in names]
+        end = len(names) if limit is None else min(len(names), offset + limit)
+        found: list[Datanet] = []
+        size = 0
+        for name in names[offset:end]:
+            datanet = self.get(name)
+            found.append(datanet)
+            if budget_bytes is not None:
+                size += len(datanet.model_dump_json(by_alias=True))
+                if size >= budget_bytes:
+                    break
+        following = offset + len(found)
+        return found, (following if following < len(names) else None)
 
     def all(self) -> list[Datanet]:
         """Every Datanet, private ones included: for the node's own upkeep, never for a reader."""

@@ -62,7 +62,8 @@ class Versions:
                 number = previous.number  # its anchoring failed (the chain was away): publishing again finishes it
             else:
                 number = (previous.number if previous else 0) + 1
-                if self.anchor is not None:  # its root goes on chain at the node's expense
+                action_id = self._record_action(conn, signed, owner, now)
+                if self.anchor is not None:  # its root goes on chain at the node's expense; a replay costs no slot
                     self._take_anchoring(self._anchored_versions, owner, "published {} versions", field="datanet")
                 manifest = {
                     "datanet": name,
@@ -73,7 +74,6 @@ class Versions:
                 }
                 manifest_bytes = orjson.dumps(manifest)
                 manifest_blob = self.blobs.put_bytes(manifest_bytes)
-                action_id = self._record_action(conn, signed, owner, now)
                 version_id = conn.execute(
                     insert(versions).values(
                         datanet_id=row["id"],

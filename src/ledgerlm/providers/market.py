@@ -19,8 +19,8 @@ from pydantic import ValidationError
 from sqlalchemy import and_, insert, select, update
 
 from ledgerlm.buckets import KeyedLimit, hourly
-from ledgerlm.economy.access import CannotPay
-from ledgerlm.errors import AuthError, ConflictError, NotFoundError
+from ledgerlm.economy.access import CannotPay, PaymentPending, PaymentRequired
+from ledgerlm.errors import AuthError, ConflictError, LedgerError, NotFoundError
 from ledgerlm.factory.digest import canonical_json_sha256
 from ledgerlm.identity import SignedAction, SigningDomain, verify_action
 from ledgerlm.providers.errors import ProviderError
@@ -191,6 +191,8 @@ class ComputeMarket:
                                 field="amount", status=402)
         if self.payments is None:
             raise ConflictError("this node has no chain to take payments on", field="chain")
+        with self.db.connect() as conn:
+            refuse_used_nonce(conn, signed, requester)  # a replayed acceptance costs its requester no slot
         self._take_payment_slot(requester)
 
         def record(conn, epoch: int, action_id: int) -> int:
@@ -207,8 +209,13 @@ class ComputeMarket:
                 job_id, _, _ = self.payments.debit_locked(
                     signed, requester, price, what=f"a {kind} job on offer {offer.id}", record=record,
                     rows=_job_rows())
-        except (CannotPay, ConflictError):  # refused before any transaction (an empty escrow, a cap too low, a stake
-            # another accept used meanwhile): no gas, no slot used
+        except CannotPay:  # refused before any transaction (an empty escrow, a cap too low): no gas, no slot used
+            self._accepted.give_back(requester.lower())
+            raise
+        except (PaymentRequired, PaymentPending):  # the chain was asked: its gas counts
+            raise
+        except LedgerError:  # refused before any transaction (a stake another accept used meanwhile, a nonce used
+            # meanwhile, the agent's policy): no gas, no slot used
             self._accepted.give_back(requester.lower())
             raise
         return self.job(job_id)

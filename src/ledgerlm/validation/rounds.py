@@ -19,7 +19,7 @@ from ledgerlm.datanets import DOCUMENTS, Datanets
 from ledgerlm.errors import AuthError, ConflictError, NotFoundError
 from ledgerlm.identity import ReadGrant, SignedAction, SigningDomain, verify_action
 from ledgerlm.store import Database
-from ledgerlm.store.actions import record_action
+from ledgerlm.store.actions import record_action, refuse_used_nonce
 from ledgerlm.store.schema import (
     contributions,
     datanet_members,
@@ -255,6 +255,9 @@ class ValidationRounds:
             row = self._datanet(conn, name)
         if row["owner"] != owner:
             raise AuthError(f"only the owner of {name!r} may open a validator round", field="owner", status=403)
+        with self.db.connect() as conn:
+            # a replayed signature is turned away before the gates run: they reject, value and move reputation
+            refuse_used_nonce(conn, signed, owner)
         stakes = {a: s for a, s in self.validator_stakes().items() if s > 0}
         if row["visibility"] == "private":
             # Validators read what they score: a private Datanet is scored only by its owner and members.
@@ -436,11 +439,13 @@ class ValidationRounds:
             raise AuthError("the signature is for another round", field="roundId")
         with self.db.begin() as conn:
             row, rnd = self._load(conn, round_id, lock=True)
+            # the round's own checks come first: the policy's refusal names the Datanet, which only the round's
+            # validators may learn
+            commit = check_commit(rnd, validator, signed.message["commit"], self.now())
             if self.actor_guard is not None:
                 # only the commit casts a vote: the reveal of a vote cast before a pause still goes through,
                 # so a kill switch never costs the agent the stake that backs its earlier votes
                 self.actor_guard(validator, "validate", self._datanet_name(conn, row["datanet_id"]))
-            commit = check_commit(rnd, validator, signed.message["commit"], self.now())
             self._record(conn, signed, validator)
             existing = conn.execute(select(round_votes.c.validator).where(and_(
                 round_votes.c.round_id == round_id, round_votes.c.validator == validator))).first()
