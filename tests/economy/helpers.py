@@ -7,11 +7,14 @@ import uuid
 from contextlib import contextmanager
 
 from eth_account import Account
+from eth_account.messages import encode_typed_data
 from eth_utils import keccak
 
 from ledgerlm.chain import cap_nonce
 from ledgerlm.economy import FeeShares, add_spent, open_epoch, split_fee
 from ledgerlm.economy.earnings import record_spending_cap
+from ledgerlm.identity import typed_data
+from ledgerlm.serving.receipts import receipt_message
 from ledgerlm.store.schema import receipts
 
 SHARES = FeeShares(500, 4000, 4500, 1000)
@@ -68,9 +71,18 @@ def write_receipt(node, consumer: str, fee: int, developer: str, *, datanet: str
     with node.db.begin() as conn:
         epoch = open_epoch(conn)
         add_spent(conn, consumer, epoch, fee)
-        conn.execute(receipts.insert().values(
-            id=rid, epoch=epoch, consumer=consumer, model_id="m1", adapter_sha256=None, prompt_tokens=10,
-            completion_tokens=10, price_per_1k="1", fee=str(fee), fee_policy=SHARES.to_dict(),
-            payouts=[p.to_dict() for p in payouts], datanet_roots=[], attribution=attribution, state="final", body={},
-            signature=None, created_at=now, finalized_at=now))
+        row = dict(id=rid, epoch=epoch, consumer=consumer, model_id="m1", adapter_sha256=None, prompt_tokens=10,
+                   completion_tokens=10, price_per_1k="1", fee=str(fee), fee_policy=SHARES.to_dict(),
+                   payouts=[p.to_dict() for p in payouts], datanet_roots=[], attribution=attribution, state="final",
+                   request=None, created_at=now, finalized_at=now)
+        row["body"], row["signature"] = sign_receipt(node, row)
+        conn.execute(receipts.insert().values(**row))
     return rid
+
+
+def sign_receipt(node, row: dict) -> tuple[dict, str]:
+    """The signed body and the node's signature of a receipt row, as serving signs them."""
+    body = receipt_message(row, node.account.address)
+    signed = node.account.sign_message(encode_typed_data(full_message=typed_data("InferenceReceipt", body,
+                                                                                 node.domain)))
+    return body, "0x" + signed.signature.hex().removeprefix("0x")

@@ -60,7 +60,7 @@ def test_close_verify_earnings_and_claim_from_the_command_line(cli, tmp_path):
     assert (shown["state"], shown["shortfall"], shown["short"]) == ("published", "0", {})
     assert [(d["state"], d["amount"], d["owed"]) for d in shown["debits"]] == [("planned", str(3 * UNIT), str(3 * UNIT))]
     assert [e["state"] for e in listed] == ["published", "open"]
-    assert verified["ok"] and verified["problems"] == []
+    assert verified["ok"] and verified["problems"] == [] and verified["receipts_unchecked"] == []
     assert owed["epochs"][0]["amount"] == str(3 * UNIT * 4000 // 10_000)
     assert owed["epochs"][0]["sources"]["models"] == ["m1"]
     assert claimed["claimed"][0]["amount"] == owed["epochs"][0]["amount"]
@@ -73,6 +73,13 @@ def test_close_verify_earnings_and_claim_from_the_command_line(cli, tmp_path):
     (tmp_path / "tampered.json").write_text(json.dumps(payouts))
     refused = cli("--json", "epoch", "verify", "1", "--payouts", str(tmp_path / "tampered.json"), code=1)
     assert not json.loads(refused.stdout)["ok"]
+    # a receipts file as published before receipts carried their signature still verifies, saying so
+    receipts = json.loads((tmp_path / "home" / "epochs" / "1" / "receipts.json").read_text())
+    for receipt in receipts["receipts"]:
+        del receipt["body"], receipt["signature"]
+    (tmp_path / "unsigned.json").write_text(json.dumps(receipts))
+    unsigned = cli("epoch", "verify", "1", "--receipts", str(tmp_path / "unsigned.json"))
+    assert "epoch 1 verified" in unsigned.stdout and "1 receipt(s) unsigned, not checked" in unsigned.stdout
 
     early = cli("epoch", "sweep", "1", code=1)  # the claim window (90 days) is still open
     assert "ClaimWindowOpen" in early.stderr

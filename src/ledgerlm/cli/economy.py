@@ -97,10 +97,10 @@ def verify(
                                       "share allocations only they may read; without it their holders are left "
                                       "unchecked (and named)."),
 ):
-    """Recompute the payouts and root from the published receipts and payout file and check the chain,
-    including each shares pool's split against its token's holders at the closing block."""
-    from ledgerlm.economy import verify_epoch
-    from ledgerlm.economy.verify import chain_holdings, node_holdings
+    """Check each receipt against the node's signature and each cut receipt against the split it was signed with,
+    recompute the payouts and root from the published receipts and payout file and check the chain, including each
+    shares pool's split against its token's holders at the closing block."""
+    from ledgerlm.economy.verify import audit_epoch, chain_holdings, node_holdings
 
     s = session(ctx)
     client = s.reading_client(as_key)
@@ -133,14 +133,24 @@ def verify(
             funding = EpochFunding(number, record["root"], int(record["total"]), int(record["claimed"]),
                                    int(record["funded_at"]), int(record["posted_at"]), bool(record["swept"]))
         holders = node_holdings(client, shared)
-    problems = verify_epoch(payout_file, receipt_file, funding, holders)
+    earlier = {}  # the receipts files of the epochs whose cuts this one's arrears charge
+    for since in sorted({int(r["arrears_from"]) for r in receipt_file["receipts"] if "arrears_from" in r}):
+        beside = receipts.parent.parent / str(since) / "receipts.json" if receipts else None
+        try:
+            earlier[since] = _published(beside, "receipts") if beside and beside.exists() else client._request(
+                "GET", f"/economy/epochs/{since}/receipts")
+        except LedgerError:  # not to be had: the audit names those arrears unchecked
+            continue
+    audit = audit_epoch(payout_file, receipt_file, funding, holders, earlier)
+    problems = audit.problems
     withheld = sorted({p["datanet"] for p in payout_file["pools"] if p.get("withheld")})
     result = {"epoch": number, "ok": not problems, "root": payout_file["root"], "problems": problems,
-              "holders_unchecked": unchecked, "pools_withheld": withheld}
+              "holders_unchecked": unchecked, "pools_withheld": withheld, "receipts_unchecked": audit.unchecked}
     note = (f"\n  holders of {', '.join(unchecked)} not checked: private Datanets; pass --as a member's key"
             if unchecked else "")
     note += (f"\n  the pools of {', '.join(withheld)} checked by their sum only: private Datanets; pass --as a "
              "member's key" if withheld else "")
+    note += "".join(f"\n  {line}" for line in audit.unchecked)
     s.emit(result, lambda r: console.print(
         (f"[green]epoch {number} verified[/]: root {r['root']} matches the receipts, the payout file and the chain"
          if r["ok"] else f"[red]epoch {number} does not verify[/]\n  " + "\n  ".join(r["problems"])) + note))

@@ -459,6 +459,15 @@ def published_files(db: Database, number: int, contracts=None) -> dict[str, dict
         from ledgerlm.serving.receipts import published_receipts
 
         paid = published_receipts(conn, paid)  # published for anyone: a private Datanet's records left out
+        # Each receipt's signed body and the node's signature (an arrear: its receipt's), so anyone can check that
+        # the payouts published are the ones the node signed when it answered the call.
+        ids = sorted({r["id"] for r in paid})
+        signed = {}
+        for start in range(0, len(ids), 500):
+            signed.update({i: (body, signature) for i, body, signature in conn.execute(
+                select(receipts.c.id, receipts.c.body, receipts.c.signature)
+                .where(receipts.c.id.in_(ids[start:start + 500])))})
+        paid = [{**r, "body": signed[r["id"]][0], "signature": signed[r["id"]][1]} for r in paid]
     details = row["details"] or {}
     payout_file = {
         "epoch": number, "root": row["root"], "total": row["total"], "charged": details.get("charged"),
@@ -477,4 +486,7 @@ def published_files(db: Database, number: int, contracts=None) -> dict[str, dict
     }
     short = {c: int(v["charged"]) for c, v in (details.get("short") or {}).items()}
     receipt_file = {"epoch": number, "receipts": charged_receipts(paid, short)}
+    if contracts is not None:  # the EIP-712 domain the receipts are signed in: this chain and its Registry
+        receipt_file["signing_domain"] = {"chain_id": contracts.chain.chain_id,
+                                          "verifying_contract": contracts.registry.address}
     return {"payouts": payout_file, "receipts": receipt_file}

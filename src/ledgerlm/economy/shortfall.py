@@ -61,12 +61,20 @@ def charged_receipts(receipts: list[Mapping], charged: Mapping[str, int]) -> lis
         r = dict(r)
         if r["id"] in cut:
             lines = r["payouts"] or []
-            weights = {i: int(p["amount"]) for i, p in enumerate(lines)}
-            parts = split_by_weight(cut[r["id"]], weights) if cut[r["id"]] and any(weights.values()) else {}
             r["signed_payouts"] = lines
             r["charged"] = str(cut[r["id"]])
-            r["payouts"] = [{**p, "amount": str(parts[i])} for i, p in enumerate(lines) if parts.get(i)]
-            r["owed_payouts"] = [{**p, "amount": str(int(p["amount"]) - parts.get(i, 0))} for i, p in enumerate(lines)
-                                 if int(p["amount"]) - parts.get(i, 0)]
+            r["payouts"], r["owed_payouts"] = cut_payouts(lines, cut[r["id"]])
         out.append(r)
     return out
+
+
+def cut_payouts(lines: list[Mapping], charged: int) -> tuple[list[dict], list[dict]]:
+    """A receipt's payout lines when only `charged` of their total is paid: the lines paid now (`charged` split in
+    the lines' proportions, largest remainder) and the lines still owed (each less what it is paid now). The close
+    cuts with it and `epoch verify` recomputes with it, so the two can never split differently."""
+    weights = {i: int(p["amount"]) for i, p in enumerate(lines)}
+    parts = split_by_weight(charged, weights) if charged and any(weights.values()) else {}
+    paid = [{**p, "amount": str(parts[i])} for i, p in enumerate(lines) if parts.get(i)]
+    owed = [{**p, "amount": str(int(p["amount"]) - parts.get(i, 0))} for i, p in enumerate(lines)
+            if int(p["amount"]) - parts.get(i, 0)]
+    return paid, owed

@@ -1,9 +1,12 @@
-"""`epoch verify`: recompute an epoch's payouts and root from its published receipts and payout file,
-and check them against the chain — anyone can run it."""
+"""`epoch verify`: check an epoch's published receipts against the node's signatures, recompute its payouts and
+root from them and its payout file, and check those against the chain — anyone can run it."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ledgerlm.economy.payouts import payout_tree
+from ledgerlm.economy.receipt_audit import audit_receipts
 from ledgerlm.money import split_by_weight
 
 
@@ -47,11 +50,49 @@ def node_holdings(client, pools: list[dict]) -> dict[str, dict[str, int]]:
     return found
 
 
+@dataclass(frozen=True)
+class EpochAudit:
+    """What `epoch verify` found: `problems` (empty: the epoch checks out) and, in words, what the published files
+    gave no way to check (older files carry no receipt signatures), which is not a failure."""
+
+    problems: list[str]
+    unchecked: list[str]
+
+
 def verify_epoch(payout_file: dict, receipt_file: dict, funding=None,
-                 holders: dict[str, dict[str, int]] | None = None) -> list[str]:
-    """Every disagreement found (empty: the epoch checks out). `funding` is the distributor's record;
-    `holders` (`chain_holdings`) the share holders read from the chain, to check the split of each shares
-    pool they name."""
+                 holders: dict[str, dict[str, int]] | None = None,
+                 earlier: dict[int, dict] | None = None) -> list[str]:
+    """Every disagreement `audit_epoch` finds (empty: the epoch checks out)."""
+    return audit_epoch(payout_file, receipt_file, funding, holders, earlier).problems
+
+
+def audit_epoch(payout_file: dict, receipt_file: dict, funding=None,
+                holders: dict[str, dict[str, int]] | None = None,
+                earlier: dict[int, dict] | None = None) -> EpochAudit:
+    """Check an epoch's published files against each other, the receipts' signatures and the chain. `funding` is
+    the distributor's record; `holders` (`chain_holdings`) the share holders read from the chain, to check the split
+    of each shares pool they name; `earlier` the receipts files of the epochs this one's arrears were cut in, by
+    number, to check each arrear against what its cut left owed."""
+    receipts = audit_receipts(payout_file, receipt_file, earlier)
+    problems = list(receipts.problems)
+    unchecked = []
+    if receipts.unsigned:
+        shown = ", ".join(receipts.unsigned[:5]) + (", ..." if len(receipts.unsigned) > 5 else "")
+        unchecked.append(f"{len(receipts.unsigned)} receipt(s) unsigned, not checked against the node's signature "
+                         f"(the file carries no signature or signing domain for them): {shown}")
+    if receipts.signer_unbound:
+        unchecked.append("the payout file's chain_epoch names no node (a close that predates node ids): each "
+                         "receipt's signature is checked against the node its body names")
+    for since, ids in sorted(receipts.arrears_unchecked.items()):
+        unchecked.append(f"{len(ids)} arrear(s) of epoch {since} not checked against what that epoch left owed: "
+                         f"its receipts file was not given")
+    problems.extend(_ledger_problems(payout_file, receipt_file, funding, holders))
+    return EpochAudit(problems, unchecked)
+
+
+def _ledger_problems(payout_file: dict, receipt_file: dict, funding,
+                     holders: dict[str, dict[str, int]] | None) -> list[str]:
+    # The payouts and root recomputed from the receipts and pools, against the payout file and the chain.
     problems: list[str] = []
     expected: dict[str, int] = {}
 
