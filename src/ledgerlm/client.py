@@ -606,8 +606,10 @@ class AgentActions:
         action = self.node._sign(owner, "PauseAgent", {"agent": agent, "paused": bool(paused)})
         return self.node._request("POST", f"/agents/{agent}/pause", json={"action": action})
 
-    def standing(self, agent: str) -> dict:
-        return self.node._request("GET", f"/agents/{agent}")
+    def standing(self, agent: str, reader: LocalAccount | None = None) -> dict:
+        """The agent's standing; the private Datanets its policy allows are named to `reader` (signing the read)
+        when it is the agent, its owner, or may read them."""
+        return self.node._request("GET", f"/agents/{agent}", reader=reader)
 
     def list(self, owner: str | None = None) -> list[dict]:
         return self.node._request("GET", "/agents", params={"owner": owner} if owner else None)

@@ -40,7 +40,15 @@ def test_every_rule_refuses_at_the_node_with_the_wallet_bypassed(world, tmp_path
     for name in ("node-ok", "node-other"):
         client.create_datanet(DatanetSpec(name=name, schema=QA_SCHEMA), owner)
     client.contribute("node-other", _records(tmp_path, "pending"), owner)
-    opened = client.validation.open_round(owner, "node-other")
+    # every staked validator scores it, the agent included: a vote is judged by the policy only once the round's
+    # own rules (assignment first) let it through, as the policy's refusal names the Datanet
+    settings = world.node.validation.settings
+    world.node.validation.settings = settings.model_copy(update={"validators_per_contribution": 50})
+    try:
+        opened = client.validation.open_round(owner, "node-other")
+    finally:
+        world.node.validation.settings = settings
+    assert agent.address in str(opened["assignments"])
 
     def chat(max_tokens: int = 4) -> dict:  # straight to the node with the agent's own key: no wallet check
         return client._request("POST", "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"}, json={
@@ -199,3 +207,28 @@ def test_a_payment_counts_what_calls_in_flight_hold(world):
             "amount"] == str(price)  # released: the same payment goes through
     finally:
         client.providers.withdraw(provider, offer["id"])
+
+
+def test_a_policy_names_a_private_datanet_only_to_those_who_may_read_it(world):
+    """Agent policies are public: one that allows a private Datanet must not tell strangers its name, while the
+    agent's own wallet and its owner still read (and keep) the policy whole."""
+    from eth_account import Account
+
+    from ledgerlm.agents import AgentWallet
+    from ledgerlm.agents.funding import enforced_policy
+    from ledgerlm.client import NodeClient
+
+    client = world.client
+    client.create_datanet(DatanetSpec(name="hidden-vault", schema=QA_SCHEMA, visibility="private"), world.owner)
+    world.create("keeper", allow_datanets=["hidden-vault"], actions=["contribute"])
+    agent = world.account("keeper")
+    stranger = NodeClient(client.http, reader=Account.create())
+    shown = stranger.agents.standing(agent.address)
+    assert shown["policy"]["allow_datanets"] == ["(private)"]
+    assert "hidden-vault" not in str(client.http.get("/agents").json())
+    assert enforced_policy(client, agent.address, reader=world.owner)["allow_datanets"] == ["hidden-vault"]
+    wallet = AgentWallet(client, world.registry, "keeper", agent)
+    assert wallet.policy().allow_datanets == ["hidden-vault"]
+    world.set_policy("keeper", budget=2 * 10**15)  # a change read back as the owner keeps the name
+    assert enforced_policy(client, agent.address, reader=agent)["allow_datanets"] == ["hidden-vault"]
+

@@ -324,12 +324,11 @@ def test_a_developer_removed_from_a_private_datanet_while_queued_trains_nothing_
     assert not (node.factory.models_dir / "trained" / "carol-secret").exists()
 
     # the job's events read as the job does: the dashboard's signed-read cookie (an EventSource sends no header)
-    from ledgerlm.identity import sign_read_request
     from ledgerlm.web.access import READ_COOKIE
 
     events = f"/factory/jobs/{job['id']}/events"
     assert client.http.get(events, headers={"Authorization": ""}).status_code in (401, 403)
-    client.http.cookies.set(READ_COOKIE, sign_read_request(alice, client.domain))
+    client.http.cookies.set(READ_COOKIE, client.read_header(alice))
     try:
         shown = client.http.get(events, headers={"Authorization": ""})
         assert shown.status_code == 200 and '"state": "failed"' in shown.text
@@ -433,3 +432,27 @@ def test_two_requests_for_one_model_id_cannot_both_be_queued_while_the_first_pay
         client.factory.train(carol, request)
     assert refused.value.status == 409 and refused.value.field == "model_id"
     assert [j.model_id for j in node.factory.jobs()] == ["contested"]
+
+
+def test_attributions_past_the_node_s_slots_are_refused_with_their_nonce_unspent(trained, client, bob, monkeypatch):
+    """Each attribution holds a worker thread that every synchronous route shares while it runs or waits for its
+    model: past the node's slots a signed request is answered 429 at once, and may be sent again."""
+    from ledgerlm.api import attribution as route
+    from ledgerlm.api.attribution import AttributeRequest
+    from ledgerlm.client import NodeClient
+
+    anonymous = NodeClient(client.http.__class__(app=client.http.app, base_url=str(client.http.base_url)))
+    body = {"model": "colours-tiny", "prompt": FACTS[0]["question"], "answer": FACTS[0]["answer"],
+            "max_new_tokens": 64}
+    action = anonymous._sign(bob, "RequestAttribution",
+                             {"model": "colours-tiny", "requestHash": AttributeRequest(**body).request_hash()})
+    node = client.http.app.state.node
+    monkeypatch.setattr(route, "ATTRIBUTIONS_AT_ONCE", 1)
+    node.__dict__.pop("_attribution_slots", None)
+    with route.admitted(node):  # one attribution running: the only slot
+        busy = anonymous.http.post("/attribution", json={**body, "action": action})
+    assert busy.status_code == 429 and busy.json()["error"]["field"] == "model"
+    assert busy.headers["retry-after"] == str(route.ATTRIBUTION_RETRY_SECONDS)
+    again = anonymous.http.post("/attribution", json={**body, "action": action})  # the same signature, later
+    assert again.status_code == 200, again.text
+    node.__dict__.pop("_attribution_slots", None)

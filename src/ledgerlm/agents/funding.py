@@ -124,10 +124,11 @@ def _deposit(node: NodeClient, agent: LocalAccount, amount: int) -> list[dict]:
             node.chain.send(agent, "PaymentEscrow", "deposit", [amount])]
 
 
-def enforced_policy(node: NodeClient, address: str) -> dict | None:
-    """The policy the node enforces for the agent at `address` (amounts as integers); None if it has none."""
+def enforced_policy(node: NodeClient, address: str, reader: LocalAccount | None = None) -> dict | None:
+    """The policy the node enforces for the agent at `address` (amounts as integers); None if it has none.
+    `reader` (the owner or the agent) signs the read, so the private Datanets it allows are named."""
     try:
-        policy = dict(node.agents.standing(address)["policy"])
+        policy = dict(node.agents.standing(address, reader=reader)["policy"])
     except LedgerError as exc:
         if exc.status != 404:
             raise
@@ -148,7 +149,7 @@ def change_policy(node: NodeClient, registry: AgentRegistry, name: str, owner: L
     if policy is not None:
         # A new policy keeps the pause the node enforces now: a pause made elsewhere (another home, the SDK, the
         # API) is lifted only by a resume, never by changing a budget from this home's older copy.
-        enforced = enforced_policy(node, record.address)
+        enforced = enforced_policy(node, record.address, reader=owner)
         if enforced is not None:
             policy = policy.model_copy(update={"paused": enforced["paused"]})
         node.agents.set_policy(owner, record.address, policy_message(policy))

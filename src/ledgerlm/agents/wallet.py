@@ -161,7 +161,9 @@ class AgentWallet:
         """The policy in force: the node's copy (what it enforces, pause included), read for every action so a
         pause takes effect on the very next one; the local record only for an agent the node has no policy for."""
         try:
-            return AgentPolicy.model_validate(self.node.agents.standing(self.account.address)["policy"])
+            # read as the agent: a private Datanet the policy allows is named only to the agent, its owner and readers
+            standing = self.node.agents.standing(self.account.address, reader=self.account)
+            return AgentPolicy.model_validate(standing["policy"])
         except NotFoundError:
             return self.registry.get(self.record.name).policy
 

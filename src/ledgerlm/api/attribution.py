@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import orjson
 from fastapi import APIRouter, Depends
@@ -19,6 +22,25 @@ router = APIRouter(tags=["attribution"])
 
 # The turns training reads (serving renders a developer turn as a system one before it reaches a receipt).
 ROLES = ("system", "user", "assistant")
+# Attribution requests admitted at once, running or waiting for their model: each holds one of the worker threads
+# every synchronous route shares (40), and a request waits for the one before it on the same model, so a flood of
+# signed requests from throwaway keys would otherwise stall the whole API. Past it: 429, nonce unspent.
+ATTRIBUTIONS_AT_ONCE = 8
+ATTRIBUTION_RETRY_SECONDS = 5
+
+
+@contextmanager
+def admitted(node: Node) -> Iterator[None]:
+    """Hold one of the node's attribution slots for the request, or refuse it (429) while all are taken."""
+    slots = node.__dict__.setdefault("_attribution_slots", threading.BoundedSemaphore(ATTRIBUTIONS_AT_ONCE))
+    if not slots.acquire(blocking=False):
+        raise LedgerError(f"{ATTRIBUTIONS_AT_ONCE} attributions are running or waiting on this node; send it again "
+                          "shortly (the signature's nonce was not spent)", field="model", status=429,
+                          retry_after=ATTRIBUTION_RETRY_SECONDS)
+    try:
+        yield
+    finally:
+        slots.release()
 
 
 class AttributeRequest(BaseModel):
@@ -68,6 +90,11 @@ def attribute(body: AttributeRequest, node: Node = Depends(get_node), operator: 
             raise AuthError(f"model {body.model!r} is trained on a private Datanet you may not read: give no answer "
                             "(the model's own is attributed), or the prompt and answer of a receipt of yours",
                             field="answer", status=403)
+    with admitted(node):
+        return _attributed(body, node, operator, records_shown)
+
+
+def _attributed(body: AttributeRequest, node: Node, operator: bool, records_shown: bool) -> dict:
     attributor, lock = node.attributor(body.model)
     check_fits(body, attributor)  # before the nonce is spent: a refused request may be sent again, fixed
     if not operator:

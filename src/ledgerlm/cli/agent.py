@@ -178,8 +178,10 @@ def policy(
 
     s = session(ctx)
     record = registry(s).get(name)
-    # options left out stay as the node enforces them (a change made from another home or the SDK included)
-    fields = enforced_policy(s.client(), record.address) or record.policy.model_dump()
+    owner_key = _owner_key(s, record, owner)
+    # options left out stay as the node enforces them (a change made from another home or the SDK included); read
+    # as the owner, to whom the node names the private Datanets the policy allows
+    fields = enforced_policy(s.client(), record.address, reader=owner_key) or record.policy.model_dump()
     if budget is not None:
         fields["budget"] = parse_amount(budget, field="budget")
     if per_epoch is not None:
@@ -192,7 +194,7 @@ def policy(
         fields["max_price_per_1k"] = None if max_price == "none" else parse_amount(max_price, field="max_price")
     if actions is not None:
         fields["actions"] = list(TOOLS) if actions == "all" else parse_names(actions)
-    record = change_policy(s.client(), registry(s), name, _owner_key(s, record, owner), policy=make_policy(**fields))
+    record = change_policy(s.client(), registry(s), name, owner_key, policy=make_policy(**fields))
     s.emit(public(record), lambda r: console.print(f"agent {r['name']}: policy changed; the node enforces it from "
                                                    "its next action"))
 
