@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # signing modules load only when something is signed: reads s
     from eth_account.signers.local import LocalAccount
 
     from ledgerlm.identity import SigningDomain
+    from ledgerlm.identity.known_nodes import KnownNodes
 
 _BY_STATUS = {401: AuthError, 403: AuthError, 404: NotFoundError, 409: ConflictError}
 
@@ -40,18 +41,29 @@ _DATANET_PATH = re.compile(r"/datanets/([^/?#]+)")
 
 
 class NodeClient:
-    """Wraps any httpx.Client: a real server (`NodeClient.connect(url)`) or the in-process app."""
+    """Wraps any httpx.Client: a real server (`NodeClient.connect(url)`) or the in-process app.
 
-    def __init__(self, http: httpx.Client, *, operator_token: str | None = None, reader: LocalAccount | None = None):
+    Every read request it signs names the node's key as GET /node/info reports it, so no other node accepts it.
+    `known_nodes` (the CLI passes its home's) also pins each node URL to the key and domain it first reported: a
+    read request is then refused for a URL that changed, or that claims a key this home knows at another URL.
+    Without it (an SDK client built on its own) nothing is pinned, and a hostile node may still claim another
+    node's key and collect read requests that node accepts.
+    """
+
+    def __init__(self, http: httpx.Client, *, operator_token: str | None = None, reader: LocalAccount | None = None,
+                 known_nodes: KnownNodes | None = None):
         self.http = http
         self._info: dict | None = None
         self.reader = reader  # signs a short-lived read request on every GET (private Datanets)
+        self.known_nodes = known_nodes
         if operator_token:
             self.http.headers["Authorization"] = f"Bearer {operator_token}"
 
     @classmethod
-    def connect(cls, url: str, *, timeout: float = 600.0, operator_token: str | None = None) -> NodeClient:
-        return cls(httpx.Client(base_url=url.rstrip("/"), timeout=timeout), operator_token=operator_token)
+    def connect(cls, url: str, *, timeout: float = 600.0, operator_token: str | None = None,
+                known_nodes: KnownNodes | None = None) -> NodeClient:
+        return cls(httpx.Client(base_url=url.rstrip("/"), timeout=timeout), operator_token=operator_token,
+                   known_nodes=known_nodes)
 
     def close(self) -> None:
         self.http.close()
@@ -69,14 +81,13 @@ class NodeClient:
         """The node's answer, its headers included; an error answer raised as the error it names."""
         reader = reader or self.reader
         if reader is not None and method == "GET" and path != "/node/info":
-            from ledgerlm.identity import READ_HEADER, sign_read_request
+            from ledgerlm.identity import READ_HEADER
 
             headers = dict(kwargs.pop("headers", None) or {})
             # a read of one Datanet's routes is granted for that Datanet alone: a grant the node (or whoever holds
             # it for its two minutes) could use on other routes would read every private Datanet of the reader
             named = _DATANET_PATH.match(path)
-            headers[READ_HEADER] = sign_read_request(reader, self.domain,
-                                                     **({"datanet": unquote(named.group(1))} if named else {}))
+            headers[READ_HEADER] = self.read_header(reader, **({"datanet": unquote(named.group(1))} if named else {}))
             kwargs["headers"] = headers
         try:
             response = self.http.request(method, path, **kwargs)
@@ -175,6 +186,19 @@ class NodeClient:
         from ledgerlm.identity import SigningDomain
 
         return SigningDomain.from_dict(self.info()["signing_domain"])
+
+    def read_header(self, account: LocalAccount, *, datanet: str = "*") -> str:
+        """An X-Ledgerlm-Read value signed by `account` for this node alone (its key, as /node/info reports it),
+        once the known nodes, where kept, agree that this URL is that node."""
+        from ledgerlm.identity import sign_read_request
+
+        info = self.info()
+        if not isinstance(info.get("node_address"), str) or not isinstance(info.get("signing_domain"), dict):
+            raise AuthError(f"the node at {self.http.base_url} names no node_address and signing_domain in"
+                            " /node/info; a read request is signed for one node's key", field="node")
+        if self.known_nodes is not None:
+            self.known_nodes.check(str(self.http.base_url), info["node_address"], info["signing_domain"])
+        return sign_read_request(account, self.domain, node=info["node_address"], datanet=datanet)
 
     def _sign(self, account: LocalAccount, action: str, fields: dict) -> dict:
         from ledgerlm.identity import sign_action
@@ -532,10 +556,10 @@ class ServingActions:
         if consumer is None:
             shown = self.node._request("GET", f"/receipts/{receipt_id}")
         else:
-            from ledgerlm.identity import READ_HEADER, sign_read_request
+            from ledgerlm.identity import READ_HEADER
 
             shown = self.node._request("GET", f"/receipts/{receipt_id}/full",
-                                       headers={READ_HEADER: sign_read_request(consumer, self.node.domain)})
+                                       headers={READ_HEADER: self.node.read_header(consumer)})
         local = verify_receipt(Receipt(**shown["receipt"]), domain=self.node.domain)
         local["signed_by_this_node"] = local["signer"] == self.node.info()["node_address"]
         return {**shown, "checks": local}
@@ -552,10 +576,10 @@ class SharesActions:
         """Sign IssueShares with the owner share the Datanet's policy names (read as `account`; 0 for a model)."""
         owner_bps = 0
         if kind == "datanet":
-            from ledgerlm.identity import READ_HEADER, sign_read_request
+            from ledgerlm.identity import READ_HEADER
 
             shown = self.node._request("GET", f"/datanets/{asset}", headers={
-                READ_HEADER: sign_read_request(account, self.node.domain)})
+                READ_HEADER: self.node.read_header(account, datanet=asset)})
             owner_bps = int(shown["owner_share_bps"])
         action = self.node._sign(account, "IssueShares", {"kind": kind, "asset": asset, "version": version,
                                                           "supply": int(supply), "ownerBps": owner_bps})

@@ -186,6 +186,11 @@ class Home:
         return self.root / "node_key"
 
     @property
+    def known_nodes_path(self) -> Path:
+        """The key and signing domain each node URL reported when first read from (`ledgerlm node known`)."""
+        return self.root / "known_nodes.json"
+
+    @property
     def operator_token_path(self) -> Path:
         """The node operator's credential (mode 0600), sent as `Authorization: Bearer <token>`."""
         return self.root / "operator_token"

@@ -17,6 +17,15 @@ from .test_bad_input import node_domain
 RECORDS = [{"question": f"secret {i}?", "answer": f"answer {i}"} for i in range(3)]
 
 
+def node_address(http) -> str:
+    return http.get("/node/info").json()["node_address"]
+
+
+def signed_read(http, account, **kwargs) -> str:
+    """A read request for the node `http` talks to."""
+    return sign_read_request(account, node_domain(http), node=node_address(http), **kwargs)
+
+
 @pytest.fixture
 def secret(client, alice, tmp_path):
     """A private Datanet owned by alice, with one published version of her own records."""
@@ -70,7 +79,7 @@ def test_anonymous_readers_see_nothing(http, secret):
 
 
 def test_a_signed_stranger_is_refused(http, secret, carol):
-    header = {READ_HEADER: sign_read_request(carol, node_domain(http))}
+    header = {READ_HEADER: signed_read(http, carol)}
     assert http.get("/datanets", headers=header).json() == []
     for route in READ_ROUTES:
         response = http.get(route, headers=header)
@@ -109,22 +118,30 @@ def test_only_the_owner_changes_members(http, secret, alice, bob, carol):
 
 
 def test_forged_expired_and_foreign_read_requests_are_refused(http, home, secret, alice, carol, tmp_path):
-    domain = node_domain(http)
-    forged = sign_read_request(carol, domain).replace(carol.address, alice.address)
+    domain, node = node_domain(http), node_address(http)
+    forged = sign_read_request(carol, domain, node=node).replace(carol.address, alice.address)
     assert "does not match reader" in http.get("/datanets/secret", headers={READ_HEADER: forged}).text
-    expired = sign_read_request(alice, domain, ttl=-10)
+    expired = sign_read_request(alice, domain, node=node, ttl=-10)
     assert "expired" in http.get("/datanets/secret", headers={READ_HEADER: expired}).text
-    too_long = sign_read_request(alice, domain, ttl=3600)
+    too_long = sign_read_request(alice, domain, node=node, ttl=3600)
     assert "at most 300 s" in http.get("/datanets/secret", headers={READ_HEADER: too_long}).text
     other_home = Home(tmp_path / "other")
     Node.init(other_home).close()
     with TestClient(create_app(lambda: Node.open(other_home))) as other:
-        foreign = sign_read_request(alice, node_domain(other))
-    response = http.get("/datanets/secret", headers={READ_HEADER: foreign})
+        other_domain, other_node = node_domain(other), node_address(other)
+    # another deployment's domain, this node's key: the signature recovers someone else
+    response = http.get("/datanets/secret", headers={READ_HEADER: sign_read_request(alice, other_domain, node=node)})
     assert response.status_code == 401 and "does not match reader" in response.text
-    narrow = sign_read_request(alice, domain, datanet="qa")  # scoped to another Datanet
+    # a grant signed for another node (its key), this deployment's domain: refused before its signature is read
+    response = http.get("/datanets/secret", headers={READ_HEADER: sign_read_request(alice, domain, node=other_node)})
+    assert response.status_code == 401 and response.json()["error"]["field"] == "x-ledgerlm-read"
+    assert other_node in response.text and node in response.text
+    old_shape = ":".join(sign_read_request(alice, domain, node=node).split(":")[i] for i in (0, 2, 3, 4))
+    response = http.get("/datanets/secret", headers={READ_HEADER: old_shape})  # a grant that names no node
+    assert response.status_code == 401 and "reader:node:datanet:expiry:signature" in response.text
+    narrow = sign_read_request(alice, domain, node=node, datanet="qa")  # scoped to another Datanet
     assert http.get("/datanets/secret", headers={READ_HEADER: narrow}).status_code == 401
-    good = {READ_HEADER: sign_read_request(alice, domain)}
+    good = {READ_HEADER: sign_read_request(alice, domain, node=node)}
     # A read request carries no nonce: the same header serves several reads until it expires.
     assert [http.get("/datanets/secret", headers=good).status_code for _ in range(2)] == [200, 200]
 
@@ -153,9 +170,8 @@ def test_a_model_of_a_private_datanet_is_private_until_published_and_quotes_reco
     job = client.factory.train(alice, {"model_id": "vault", "datanet": "secret", "version": 1, "base": "tiny",
                                        "config": {"epochs": 1, "max_steps": 1, "batch_size": 2, "max_len": 64}})
     assert http.app.state.node.factory.wait(job["id"], timeout=300).state == "done"
-    domain = node_domain(http)
-    member = {READ_HEADER: sign_read_request(alice, domain)}
-    stranger = {READ_HEADER: sign_read_request(carol, domain)}
+    member = {READ_HEADER: signed_read(http, alice)}
+    stranger = {READ_HEADER: signed_read(http, carol)}
     shown = http.get("/models/vault", headers=member).json()
     assert shown["metrics"]["trained_sample"]["samples"] and "secret 0" in str(shown)
     # unpublished, the model is as private as its Datanet
@@ -204,18 +220,18 @@ def test_a_stranger_asking_for_a_private_model_makes_the_node_hash_nothing(clien
     for module, name in ((lineage, "adapter_sha256"), (basemodels, "files_sha256")):
         real = getattr(module, name)
         monkeypatch.setattr(module, name, lambda *a, _real=real, _name=name, **k: hashed.append(_name) or _real(*a, **k))
-    stranger = {READ_HEADER: sign_read_request(carol, node_domain(http))}
+    stranger = {READ_HEADER: signed_read(http, carol)}
     for headers in ({}, stranger):
         for route in ("/models/vault", "/web/models/vault"):
             refused = http.get(route, headers=headers)
             assert refused.status_code in (401, 403) and hashed == [], (route, headers)
-    member = {READ_HEADER: sign_read_request(alice, node_domain(http))}
+    member = {READ_HEADER: signed_read(http, alice)}
     assert http.get("/models/vault", headers=member).json()["lineage_ok"] is True
     assert set(hashed) == {"adapter_sha256", "files_sha256"}  # the owner's request does verify the files
 
 
 def test_a_members_read_is_never_kept_by_a_cache_in_front_of_the_node(http, secret, alice):
-    header = {READ_HEADER: sign_read_request(alice, node_domain(http))}
+    header = {READ_HEADER: signed_read(http, alice)}
     for route in ("/datanets/secret/versions/1/export?format=jsonl", "/contributions/1?payload=true"):
         response = http.get(route, headers=header)
         assert response.status_code == 200
@@ -290,6 +306,6 @@ def test_a_read_of_one_datanet_is_granted_for_that_datanet_alone(http, secret, c
     finally:
         http.event_hooks["request"].pop()
     grant = sent[-1]
-    assert grant.split(":")[1] == "secret"
+    assert grant.split(":")[1:3] == [node_address(http), "secret"]
     assert http.get("/datanets/secret", headers={READ_HEADER: grant}).status_code == 200
     assert http.get("/datanets/other", headers={READ_HEADER: grant}).status_code in (401, 403)

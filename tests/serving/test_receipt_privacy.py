@@ -59,7 +59,7 @@ def _attributed(node, model_datanet: str) -> str:
 
 
 def _read(node, account, datanet: str = "*") -> dict:
-    return {READ_HEADER: sign_read_request(account, node.domain, datanet=datanet)}
+    return {READ_HEADER: sign_read_request(account, node.domain, node=node.account.address, datanet=datanet)}
 
 
 def test_a_private_datanets_records_are_shown_to_its_owner_and_members_only(client, http):

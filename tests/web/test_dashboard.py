@@ -180,7 +180,8 @@ def test_private_datanets_appear_after_the_wallet_signs_a_read(tab, web_world, a
     page.locator("#datanet-rows").get_by_role("link", name="hidden-notes").click()
     page.wait_for_url("**/web/datanets/hidden-notes")
     assert "private" in page.locator(".facts").inner_text()
-    assert last_signed(web_world, "ReadRequest")["message"]["datanet"] == "*"
+    signed = last_signed(web_world, "ReadRequest")["message"]
+    assert signed["datanet"] == "*" and signed["node"] == api.info()["node_address"]  # good at this node alone
     tab.open("/web/datanets").get_by_role("button", name="Stop").click()
     page.get_by_role("button", name="Show my private Datanets").wait_for()
 

@@ -85,22 +85,38 @@ def test_a_relayed_claim_is_refused_in_words_when_nothing_is_owed(http, client, 
 
 
 def test_a_private_datanet_shows_only_to_a_signed_reader(http, client, alice, bob):
-    from ledgerlm.identity import sign_read_request
     from ledgerlm.web.access import READ_COOKIE
 
     client.create_datanet(DatanetSpec(name="secret", schema=QA_SCHEMA, visibility="private"), alice)
     assert "secret" not in http.get("/web/datanets").text.split("<main")[1]
     page = http.get("/web/datanets/secret")
     assert page.status_code == 401 and "is private" in page.text
-    http.cookies.set(READ_COOKIE, sign_read_request(alice, client.domain))
+    http.cookies.set(READ_COOKIE, client.read_header(alice))
     try:
         assert "/web/datanets/secret" in http.get("/web/datanets").text
         assert http.get("/web/datanets/secret").status_code == 200
-        http.cookies.set(READ_COOKIE, sign_read_request(bob, client.domain))  # a stranger's read proves nothing
+        http.cookies.set(READ_COOKIE, client.read_header(bob))  # a stranger's read proves nothing
         assert http.get("/web/datanets/secret").status_code == 403
     finally:
         http.cookies.clear()
 
+
+def test_the_wallets_read_request_names_this_node_and_opens_its_private_pages(http, client, alice):
+    """/web/read-request prepares what the page's wallet signs: a ReadRequest bound to this node's key."""
+    from ledgerlm.web.access import READ_COOKIE
+
+    client.create_datanet(DatanetSpec(name="secret", schema=QA_SCHEMA, visibility="private"), alice)
+    prepared = http.post("/web/read-request", json={"signer": alice.address}).json()
+    typed = json.loads(prepared["typed"])
+    node = http.get("/node/info").json()["node_address"]
+    assert typed["primaryType"] == "ReadRequest" and typed["message"]["node"] == node
+    assert prepared["prefix"].split(":")[:3] == [alice.address, node, "*"]
+    signature = alice.sign_message(encode_typed_data(full_message=typed)).signature.hex().removeprefix("0x")
+    http.cookies.set(READ_COOKIE, f"{prepared['prefix']}:0x{signature}")  # as ledgerlm.js writes it
+    try:
+        assert http.get("/web/datanets/secret").status_code == 200
+    finally:
+        http.cookies.clear()
 
 def test_reputation_chart_draws_each_role_from_neutral():
     chart = reputation_chart({"validator": [{"round_id": 1, "bps": 6000, "at": 1}, {"round_id": 2, "bps": 10000,
@@ -205,12 +221,11 @@ def test_typed_data_refuses_what_the_node_would_refuse_once_signed(http, alice):
 
 
 def test_a_read_signed_for_one_private_datanet_lists_only_that_one(http, client, alice):
-    from ledgerlm.identity import sign_read_request
     from ledgerlm.web.access import READ_COOKIE
 
     for name in ("vault-a", "vault-b"):
         client.create_datanet(DatanetSpec(name=name, schema=QA_SCHEMA, visibility="private"), alice)
-    http.cookies.set(READ_COOKIE, sign_read_request(alice, client.domain, datanet="vault-a"))
+    http.cookies.set(READ_COOKIE, client.read_header(alice, datanet="vault-a"))
     try:
         listed = http.get("/web/datanets").text.split("<main")[1]
         assert "/web/datanets/vault-a" in listed and "vault-b" not in listed

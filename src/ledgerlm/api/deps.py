@@ -36,7 +36,7 @@ def require_operator(request: Request, node: Node = Depends(get_node)) -> None:
 def read_grant(request: Request, node: Node = Depends(get_node)) -> ReadGrant | None:
     """The signed read request in the X-Ledgerlm-Read header, verified for this node; None without one."""
     value = request.headers.get(READ_HEADER)
-    return verify_read_request(value, node.domain) if value else None
+    return verify_read_request(value, node.domain, node=node.account.address) if value else None
 
 
 def reader_of(grant: ReadGrant | None, datanet: str) -> str | None:

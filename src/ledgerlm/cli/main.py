@@ -155,6 +155,7 @@ def _register_rooms() -> None:
         factory,
         gateway,
         keys,
+        node,
         provider,
         serving,
         shares,
@@ -162,6 +163,7 @@ def _register_rooms() -> None:
     )
 
     app.add_typer(keys.app, name="keys")
+    app.add_typer(node.app, name="node")
     app.add_typer(datanet.app, name="datanet")
     app.add_typer(chain.app, name="chain")
     app.add_typer(economy.epoch_app, name="epoch")

@@ -85,7 +85,8 @@ class Session:
 
         url = self.node_url or running_node_url(self.home)
         if url:
-            self._client = NodeClient.connect(url, operator_token=self.operator_token(url))
+            self._client = NodeClient.connect(url, operator_token=self.operator_token(url),
+                                              known_nodes=self.known_nodes())
         else:
             from fastapi.testclient import TestClient
 
@@ -108,6 +109,12 @@ class Session:
         if as_key:
             client.reader = self.unlock(as_key)
         return client
+
+    def known_nodes(self):
+        """This home's pins of node URLs to the key and domain each reported (the nodes it serves follow theirs)."""
+        from ledgerlm.identity.known_nodes import KnownNodes
+
+        return KnownNodes(self.home.known_nodes_path, own_urls=[n["url"] for n in running_nodes(self.home)])
 
     def operator_token(self, url: str | None = None) -> str | None:
         """The operator credential sent with every request to `url` (None: in-process) so operator routes work:

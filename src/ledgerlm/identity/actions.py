@@ -63,8 +63,8 @@ ACTIONS: dict[str, list[tuple[str, str]]] = {
                   ("nonce", "uint256"), ("deadline", "uint256")],
     "RemoveMember": [("owner", "address"), ("datanet", "string"), ("member", "address"),
                      ("nonce", "uint256"), ("deadline", "uint256")],
-    # a short-lived read credential, sent in a header and never recorded ("*": any Datanet)
-    "ReadRequest": [("reader", "address"), ("datanet", "string"), ("expiry", "uint256")],
+    # a short-lived read credential for one node (its key), sent in a header and never recorded ("*": any Datanet)
+    "ReadRequest": [("reader", "address"), ("node", "address"), ("datanet", "string"), ("expiry", "uint256")],
     "PublishVersion": [
         ("owner", "address"),
         ("datanet", "string"),

@@ -9,7 +9,7 @@ from fastapi import Request
 from ledgerlm.errors import LedgerError
 from ledgerlm.identity import ReadGrant, verify_read_request
 
-# The cookie holds the same `reader:datanet:expiry:signature` value as the API's X-Ledgerlm-Read header:
+# The cookie holds the same `reader:node:datanet:expiry:signature` value as the API's X-Ledgerlm-Read header:
 # reads only, never an action, and it expires within the node's read-request limit.
 READ_COOKIE = "ledgerlm_read"
 
@@ -20,7 +20,8 @@ def page_grant(request: Request) -> ReadGrant | None:
     if not value:
         return None
     try:
-        return verify_read_request(value, request.app.state.node.domain)
+        node = request.app.state.node
+        return verify_read_request(value, node.domain, node=node.account.address)
     except LedgerError:
         return None
 

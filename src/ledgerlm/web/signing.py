@@ -151,8 +151,9 @@ class ReadRequestBody(BaseModel):
 @router.post("/web/read-request")
 def prepare_read(body: ReadRequestBody, request: Request) -> dict:
     """A ReadRequest for every Datanet, as the CLI's `--as` signs one: the typed data for the wallet and the
-    header value it completes (`reader:*:expiry`, then `:signature`)."""
+    header value it completes (`reader:node:*:expiry`, then `:signature`), bound to this node's key."""
     if not is_address(body.signer):
         raise AuthError(f"signer {body.signer!r} is not an address; connect a wallet", field="signer")
-    typed, prefix = read_request(body.signer, request.app.state.node.domain)
+    node = request.app.state.node
+    typed, prefix = read_request(body.signer, node.domain, node=node.account.address)
     return {"typed": wallet_json(typed), "prefix": prefix}
