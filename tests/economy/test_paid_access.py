@@ -340,3 +340,27 @@ def test_a_price_s_version_is_checked_for_the_owner_only_and_named_when_out_of_r
     with pytest.raises(LedgerError) as past:
         client.set_access_price("vault", 5, alice, version=2**63)
     assert past.value.status == 400 and past.value.field == "version"
+
+
+def test_who_paid_for_access_to_a_private_datanet_is_shown_only_to_its_readers(client, private, alice, carol):
+    """An epoch's records are public; a member's paid access to a private Datanet is the members' business: to
+    anyone else it shows by Datanet and amount only, and the payout file shown so still verifies."""
+    node = private
+    c = node.contracts
+    client.chain.faucet(carol.address, eth_wei=UNIT, tokens=10 * UNIT)
+    client.chain.send(carol, "LedgerToken", "approve", [c.escrow.address, 10 * UNIT])
+    client.chain.send(carol, "PaymentEscrow", "deposit", [10 * UNIT])
+    client.buy_export_licence("vault", 1, carol, 5 * UNIT)
+    node.economy.close()
+    stranger = NodeClient(client.http.__class__(app=client.http.app, base_url=str(client.http.base_url)))
+    for route in ("/economy/epochs", "/economy/epochs/1", "/economy/epochs/1/payouts"):
+        shown = stranger.http.get(route)
+        assert shown.status_code == 200 and carol.address not in shown.text and '"export"' not in shown.text, route
+    payouts = stranger.http.get("/economy/epochs/1/payouts").json()
+    assert payouts["access_payments"] == [{"datanet": "vault", "amount": str(PRICE), "withheld": True}]
+    receipts = stranger.http.get("/economy/epochs/1/receipts").json()
+    assert verify_epoch(payouts, receipts, c.distributor.epoch(node.economy.chain_epoch(1))) == []
+    member = _as(client, alice)._request("GET", "/economy/epochs/1")
+    assert [p["purpose"] for p in member["access_payments"]] == ["export"]
+    page = stranger.http.get("/web/economy/epochs/1").text
+    assert carol.address not in page

@@ -54,17 +54,26 @@ def close_epoch(node: Node = Depends(get_node)) -> dict:
     return node.economy.close()
 
 
+def _disclosed(record: dict, node: Node, grant: ReadGrant | None) -> dict:
+    """An epoch's record as the reader may see it: paid access to a private Datanet it may not read by amount."""
+    from ledgerlm.economy.disclosure import access_payments_for, datanets_named, hidden_from
+
+    hidden = hidden_from(datanets_named(record), lambda d: node.datanets.may_read(d, reader_of(grant, d)))
+    return access_payments_for(record, hidden)
+
+
 @router.get("/epochs")
-def epochs(node: Node = Depends(get_node)) -> list[dict]:
-    """Every epoch: state, root, total and the close's counts (the pools are in the payout file)."""
-    return list_epochs(node.db)
+def epochs(node: Node = Depends(get_node), grant: ReadGrant | None = Depends(read_grant)) -> list[dict]:
+    """Every epoch: state, root, total and the close's counts (the pools are in the payout file); a paid access to
+    a private Datanet names its payer, version and purpose only to those who may read that Datanet."""
+    return [_disclosed(e, node, grant) for e in list_epochs(node.db)]
 
 
 @router.get("/epochs/{number}")
-def epoch(number: int, node: Node = Depends(get_node)) -> dict:
+def epoch(number: int, node: Node = Depends(get_node), grant: ReadGrant | None = Depends(read_grant)) -> dict:
     """One epoch with its debits and any shortfall: what consumers owed but the cap in force did not let the
-    close debit (that part of their fees was not paid out)."""
-    return show_epoch(node.db, number)
+    close debit (that part of their fees was not paid out). Paid access shown as in the listing."""
+    return _disclosed(show_epoch(node.db, number), node, grant)
 
 
 @router.get("/epochs/{number}/payouts")

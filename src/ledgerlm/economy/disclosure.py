@@ -6,11 +6,25 @@ from collections.abc import Callable
 
 
 def datanets_named(payout_file: dict) -> set[str]:
-    """Every Datanet the payout file names in a pool or a payout's sources."""
+    """Every Datanet the payout file (or an epoch's record) names in a pool, a payout's sources or a paid access."""
     named = {p["datanet"] for p in payout_file.get("pools", []) if p.get("datanet")}
     for payout in payout_file.get("payouts", []):
         named.update((payout.get("sources") or {}).get("datanets", []))
+    named.update(p["datanet"] for p in payout_file.get("access_payments", []) if p.get("datanet"))
     return named
+
+
+def access_payments_for(record: dict, hidden: set[str]) -> dict:
+    """An epoch's record or payout file with each paid access to a Datanet in `hidden` shown by its Datanet and
+    amount only: who paid, for which version and to train or export, is the members' business. The amount and
+    the Datanet stay, as its (withheld) data pool shows them, so the totals still check."""
+    payments = record.get("access_payments")
+    if not payments or not hidden:
+        return record
+    kept = ("datanet", "amount")
+    return {**record, "access_payments": [
+        {**{k: p[k] for k in kept if k in p}, "withheld": True} if p.get("datanet") in hidden else p
+        for p in payments]}
 
 
 def hidden_from(names: set[str], may_read: Callable[[str], bool]) -> set[str]:
@@ -22,13 +36,13 @@ def payout_file_for(payout_file: dict, hidden: set[str]) -> dict:
     """The payout file with each pool of a Datanet in `hidden` shown by its amount only (`withheld`): its data,
     validator and shares pools without their split, which names the Datanet's members, holders and how their data
     was valued, and a contributor's share redirected to its data pool without the contributor. That Datanet is
-    left out of every payout's sources. Every leaf and amount stays, so the root and the totals still check
+    left out of every payout's sources, and its paid accesses name no payer (`access_payments_for`). Every leaf and amount stays, so the root and the totals still check
     (`verify_epoch` checks what is withheld by its sum)."""
     if not hidden:
         return payout_file
     pools = [_withheld(p) if p.get("datanet") in hidden else p for p in payout_file.get("pools", [])]
     payouts = [{**p, "sources": _sources_for(p.get("sources"), hidden)} for p in payout_file.get("payouts", [])]
-    return {**payout_file, "pools": pools, "payouts": payouts}
+    return access_payments_for({**payout_file, "pools": pools, "payouts": payouts}, hidden)
 
 
 def earnings_for(owed: dict, hidden: set[str]) -> dict:

@@ -5,7 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from ledgerlm.economy import list_epochs, published_files
-from ledgerlm.economy.disclosure import datanets_named, earnings_datanets, earnings_for, hidden_from, payout_file_for
+from ledgerlm.economy.disclosure import (
+    access_payments_for,
+    datanets_named,
+    earnings_datanets,
+    earnings_for,
+    hidden_from,
+    payout_file_for,
+)
 from ledgerlm.economy.earnings import earnings
 from ledgerlm.errors import LedgerError
 from ledgerlm.web.access import page_reader
@@ -54,14 +61,20 @@ def by_source(epochs: list[dict]) -> dict[str, dict[str, int]]:
 @router.get("/web/economy")
 def economy_home(request: Request):
     node = request.app.state.node
-    epochs = list_epochs(node.db)
+    epochs = [_disclosed(request, node, e) for e in list_epochs(node.db)]
     return page(request, "economy.html", epochs=list(reversed(epochs)))
+
+
+def _disclosed(request: Request, node, record: dict) -> dict:
+    """An epoch's record with paid access to a private Datanet the page's reader may not read by amount only."""
+    hidden = hidden_from(datanets_named(record), lambda d: node.datanets.may_read(d, page_reader(request, d)))
+    return access_payments_for(record, hidden)
 
 
 @router.get("/web/economy/epochs/{number}")
 def epoch_detail(request: Request, number: int):
     node = request.app.state.node
-    found = [e for e in list_epochs(node.db) if e["epoch"] == number]
+    found = [_disclosed(request, node, e) for e in list_epochs(node.db) if e["epoch"] == number]
     if not found:
         raise LedgerError(f"there is no epoch {number}", field="epoch", status=404)
     files, funding = None, None
