@@ -2,6 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {Checkpoints} from "@openzeppelin/contracts/utils/structs/Checkpoints.sol";
 
 /// @title Registry
 /// @notice On-chain record of Datanets, their published versions (Merkle roots over accepted
@@ -9,6 +10,8 @@ import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 /// @dev The node relays actions that users signed off-chain, so writes are gated by REGISTRAR_ROLE;
 ///      a model's developer may also set that model's fee policy directly.
 contract Registry is AccessControl {
+    using Checkpoints for Checkpoints.Trace160;
+
     /// @notice Role held by nodes that relay signed user actions.
     bytes32 public constant REGISTRAR_ROLE = keccak256("REGISTRAR_ROLE");
 
@@ -49,12 +52,6 @@ contract Registry is AccessControl {
         uint16 validatorsBps;
     }
 
-    /// @dev A fee policy announced ahead of the epoch from which it prices calls.
-    struct ScheduledFeePolicy {
-        FeePolicy policy;
-        uint64 fromEpoch;
-    }
-
     /// @dev Where a version root was first published; version 0 means "never published".
     struct RootPublication {
         bytes32 datanetId;
@@ -65,14 +62,15 @@ contract Registry is AccessControl {
     mapping(bytes32 datanetId => mapping(uint64 version => DatanetVersion)) private _versions;
     mapping(bytes32 modelId => Model) private _models;
 
-    /// @notice Fee policy of a model; all four shares are zero until one is set. While a change is scheduled
-    ///         (`scheduledFeePolicy`), this is the split in force before the change's epoch: read
+    /// @notice Fee policy a model was published with (`setFeePolicy`); all four shares are zero until one is set.
+    ///         It prices the epochs before the first change announced with `scheduleFeePolicy`: read
     ///         `feePolicyAt` for the split of a given settlement epoch.
     mapping(bytes32 modelId => FeePolicy) public feePolicy;
 
-    /// @notice The latest change announced with `scheduleFeePolicy` and the settlement epoch it prices calls
-    ///         from; `fromEpoch` is zero when none was announced.
-    mapping(bytes32 modelId => ScheduledFeePolicy) public scheduledFeePolicy;
+    /// @dev Every change announced with `scheduleFeePolicy`, keyed by the settlement epoch it prices from (in
+    ///      ascending order), the four shares packed into the value (`_packFeePolicy`). Each change keeps its own
+    ///      entry, so announcing one never moves another's epoch and each epoch keeps the split announced for it.
+    mapping(bytes32 modelId => Checkpoints.Trace160) private _feePolicyChanges;
 
     /// @notice Price of calling a model, in base units of the payment token per 1,000 tokens (prompt and
     ///         completion together); zero until set, which serves the model for free.
@@ -125,6 +123,7 @@ contract Registry is AccessControl {
     error NotRegistrarOrDeveloper(bytes32 modelId, address caller);
     error FeeSharesMustSumTo10000(uint256 sum);
     error FeePolicyEpochBeforeScheduled(bytes32 modelId, uint64 scheduled, uint64 given);
+    error FeePolicyChangeScheduled(bytes32 modelId);
     error ZeroEpoch();
 
     /// @param admin Receives DEFAULT_ADMIN_ROLE (grants REGISTRAR_ROLE to nodes).
@@ -230,8 +229,10 @@ contract Registry is AccessControl {
         );
     }
 
-    /// @notice Sets how a model's fees are split. Callable by a registrar or the model's developer.
-    ///         The four shares are basis points and must sum to exactly 10_000.
+    /// @notice Sets how a model's fees are split, before any change is scheduled (`FeePolicyChangeScheduled`
+    ///         after: the split of the epochs before the first change is then on record and is not rewritten).
+    ///         Callable by a registrar or the model's developer. The four shares are basis points and must sum
+    ///         to exactly 10_000.
     /// @param modelId A registered model.
     /// @param nodeBps Share of the serving node operator.
     /// @param developerBps Share of the model developer.
@@ -245,16 +246,18 @@ contract Registry is AccessControl {
         uint16 validatorsBps
     ) external {
         _checkFeePolicy(modelId, nodeBps, developerBps, contributorsBps, validatorsBps);
+        if (_feePolicyChanges[modelId].length() != 0) revert FeePolicyChangeScheduled(modelId);
         feePolicy[modelId] = FeePolicy(nodeBps, developerBps, contributorsBps, validatorsBps);
         emit FeePolicySet(modelId, nodeBps, developerBps, contributorsBps, validatorsBps);
     }
 
     /// @notice Announces a change of a model's fee split that prices calls from settlement epoch `fromEpoch`
     ///         on; calls of earlier epochs keep the split in force before it. Callable by a registrar or the
-    ///         model's developer. A change announced for a later epoch than the one scheduled means the
-    ///         scheduled one is in force by then: it becomes `feePolicy`. One for the same epoch replaces it.
+    ///         model's developer. Changes are kept in epoch order: one for a later epoch than the last announced
+    ///         is added after it (and the last one keeps pricing the epochs before it), one for the same epoch
+    ///         replaces it, one for an earlier epoch is refused.
     /// @param modelId A registered model.
-    /// @param fromEpoch The first settlement epoch the new split prices; not before the one scheduled.
+    /// @param fromEpoch The first settlement epoch the new split prices; not before the last one announced.
     function scheduleFeePolicy(
         bytes32 modelId,
         uint16 nodeBps,
@@ -265,24 +268,39 @@ contract Registry is AccessControl {
     ) external {
         _checkFeePolicy(modelId, nodeBps, developerBps, contributorsBps, validatorsBps);
         if (fromEpoch == 0) revert ZeroEpoch();
-        ScheduledFeePolicy storage scheduled = scheduledFeePolicy[modelId];
-        if (scheduled.fromEpoch != 0) {
-            if (fromEpoch < scheduled.fromEpoch) {
-                revert FeePolicyEpochBeforeScheduled(modelId, scheduled.fromEpoch, fromEpoch);
-            }
-            if (fromEpoch > scheduled.fromEpoch) feePolicy[modelId] = scheduled.policy;
-        }
-        scheduled.policy = FeePolicy(nodeBps, developerBps, contributorsBps, validatorsBps);
-        scheduled.fromEpoch = fromEpoch;
+        Checkpoints.Trace160 storage changes = _feePolicyChanges[modelId];
+        (bool announced, uint96 latest,) = changes.latestCheckpoint();
+        // fromEpoch < 2**64, so `latest`, an earlier fromEpoch, fits 64 bits
+        if (announced && fromEpoch < latest) revert FeePolicyEpochBeforeScheduled(modelId, uint64(latest), fromEpoch);
+        changes.push(fromEpoch, _packFeePolicy(nodeBps, developerBps, contributorsBps, validatorsBps));
         emit FeePolicyScheduled(modelId, nodeBps, developerBps, contributorsBps, validatorsBps, fromEpoch);
     }
 
-    /// @notice The split that prices a model's calls in settlement `epoch` (an epoch from the one before the
-    ///         latest announcement on): the scheduled change from its epoch, else `feePolicy`.
+    /// @notice The split that prices a model's calls in settlement `epoch`: the latest change announced from
+    ///         that epoch or before, else `feePolicy`.
     function feePolicyAt(bytes32 modelId, uint64 epoch) external view returns (FeePolicy memory) {
-        ScheduledFeePolicy storage scheduled = scheduledFeePolicy[modelId];
-        if (scheduled.fromEpoch != 0 && epoch >= scheduled.fromEpoch) return scheduled.policy;
-        return feePolicy[modelId];
+        uint160 packed = _feePolicyChanges[modelId].upperLookupRecent(epoch);
+        // a packed split is never zero: its shares sum to TOTAL_BPS
+        return packed == 0 ? feePolicy[modelId] : _unpackFeePolicy(packed);
+    }
+
+    /// @notice The change announced last and the settlement epoch it prices calls from; `fromEpoch` is zero
+    ///         when none was announced.
+    function scheduledFeePolicy(bytes32 modelId) external view returns (FeePolicy memory policy, uint64 fromEpoch) {
+        (bool announced, uint96 latest, uint160 packed) = _feePolicyChanges[modelId].latestCheckpoint();
+        if (announced) (policy, fromEpoch) = (_unpackFeePolicy(packed), uint64(latest));
+    }
+
+    function _packFeePolicy(uint16 nodeBps, uint16 developerBps, uint16 contributorsBps, uint16 validatorsBps)
+        private
+        pure
+        returns (uint160)
+    {
+        return uint160(nodeBps) << 48 | uint160(developerBps) << 32 | uint160(contributorsBps) << 16 | validatorsBps;
+    }
+
+    function _unpackFeePolicy(uint160 packed) private pure returns (FeePolicy memory) {
+        return FeePolicy(uint16(packed >> 48), uint16(packed >> 32), uint16(packed >> 16), uint16(packed));
     }
 
     function _checkFeePolicy(

@@ -572,18 +572,31 @@ class SharesActions:
     def __init__(self, node: NodeClient):
         self.node = node
 
-    def issue(self, account: LocalAccount, kind: str, asset: str, *, supply: int, version: int = 0) -> dict:
-        """Sign IssueShares with the owner share the Datanet's policy names (read as `account`; 0 for a model)."""
-        owner_bps = 0
-        if kind == "datanet":
+    def preview(self, kind: str, asset: str, *, supply: int, version: int = 0,
+                account: LocalAccount | None = None) -> dict:
+        """The allocation an issue of `supply` base units would make, its root and the factory's signing domain
+        (a private Datanet's read as `account`, its owner or a member)."""
+        headers = {}
+        if kind == "datanet" and account is not None:
             from ledgerlm.identity import READ_HEADER
 
-            shown = self.node._request("GET", f"/datanets/{asset}", headers={
-                READ_HEADER: self.node.read_header(account, datanet=asset)})
-            owner_bps = int(shown["owner_share_bps"])
-        action = self.node._sign(account, "IssueShares", {"kind": kind, "asset": asset, "version": version,
-                                                          "supply": int(supply), "ownerBps": owner_bps})
-        return self.node._request("POST", "/shares", json={"action": action})
+            headers[READ_HEADER] = self.node.read_header(account, datanet=asset)
+        return self.node._request("GET", f"/shares/allocation/{kind}/{asset}", headers=headers,
+                                  params={"supply": str(int(supply)), "version": version})
+
+    def issue(self, account: LocalAccount, kind: str, asset: str, *, supply: int, version: int = 0) -> dict:
+        """Preview the allocation, check that its leaves make up the supply under the root the node names, then
+        sign that root twice: IssueShares for the node and the factory's ShareIssue for the chain."""
+        from ledgerlm.chain.shares import AssetKind, sign_share_issue
+
+        shown = self.preview(kind, asset, supply=supply, version=version, account=account)
+        root = _checked_allocation(shown, int(supply))
+        action = self.node._sign(account, "IssueShares", {
+            "kind": kind, "asset": asset, "version": version, "supply": int(supply),
+            "ownerBps": int(shown["owner_bps"]), "allocationRoot": root})
+        signature = sign_share_issue(account, shown["share_issue_domain"], AssetKind[kind.upper()], shown["asset_id"],
+                                     int(supply), root, action["message"]["deadline"])
+        return self.node._request("POST", "/shares", json={"action": action, "share_issue_signature": signature})
 
     def list(self) -> list[dict]:
         return self.node._request("GET", "/shares")
@@ -776,6 +789,25 @@ def _role(role: str) -> int:
     if role not in names:
         raise LedgerError(f"unknown stake role {role!r}: use {', '.join(names)}", field="role")
     return names[role]
+
+
+def _checked_allocation(preview: dict, supply: int) -> str:
+    """The root of an allocation the node previewed, once its leaves give out exactly `supply` (a model's all to
+    its developer, a Datanet's owner at least the share its policy names) and hash to that root: what the owner
+    signs is then the allocation shown, not only a root the node names."""
+    from ledgerlm.chain.merkle import StandardMerkleTree
+
+    leaves = [[x["account"], int(x["amount"])] for x in preview["allocation"]]
+    given = {account: amount for account, amount in leaves}
+    owed = supply if preview["kind"] == "model" else supply * int(preview["owner_bps"]) // 10_000
+    if sum(given.values()) != supply or len(given) != len(leaves) or given.get(preview["owner"], 0) < owed:
+        raise LedgerError(f"the node's allocation of {preview['kind']} {preview['asset']} does not give out the supply "
+                          f"{supply} with {preview['owner']}'s part: nothing was signed", field="allocation")
+    root = StandardMerkleTree.of(leaves, ["address", "uint256"]).root
+    if root != preview["allocation_root"].lower():
+        raise LedgerError(f"the node's allocation root {preview['allocation_root']} is not the root of the leaves it "
+                          "shows: nothing was signed", field="allocationRoot")
+    return root
 
 
 def _sha256(path: Path) -> str:

@@ -1,7 +1,8 @@
 """Chain fixtures: funded local keys, the embedded chain, and an anvil node started per session.
 
-`fixtures/Probe.json` is a small test-only contract compiled from `fixtures/Probe.sol`
-(rebuild with `python tests/chain/fixtures/build_probe.py`).
+`fixtures/Probe.json` is a small test-only contract compiled from `fixtures/Probe.sol`, and
+`fixtures/SigningWallet.json` an ERC-1271 contract wallet from `fixtures/SigningWallet.sol`
+(rebuild with `python tests/chain/fixtures/build_probe.py Probe SigningWallet`).
 """
 
 from __future__ import annotations

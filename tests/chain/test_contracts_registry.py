@@ -292,6 +292,32 @@ def test_a_scheduled_fee_policy_prices_only_from_its_epoch(world):
         registry.schedule_fee_policy(developer, model, again, 4)
     with reverts("NotRegistrarOrDeveloper", caller=stranger.address):
         registry.schedule_fee_policy(stranger, model, again, 9)
-    registry.schedule_fee_policy(developer, model, again, 7)  # announced in epoch 6 or later: 5's split is in force
-    assert registry.fee_policy(model) == changed
+    registry.schedule_fee_policy(developer, model, again, 7)
+    assert registry.fee_policy(model) == DEFAULT_POLICY  # the published split, which priced epochs before 5
     assert registry.fee_policy_at(model, 6) == changed and registry.fee_policy_at(model, 7) == again
+
+
+def test_announcing_a_later_change_leaves_every_earlier_epoch_its_split(world):
+    """A change announced for epoch 10 while epoch 5 is open, then another for epoch 20: epochs 5 to 9 keep the
+    split in force before either (the second announcement once put the first in force at once), 10 to 19 price
+    with the first, and from 20 on with the second."""
+    registry = world.contracts.registry
+    developer = world.actor()
+    model = register_model(world, developer.address, [])
+    registry.set_fee_policy(world.node, model, DEFAULT_POLICY)
+    first, second, replaced = FeePolicy(9000, 0, 500, 500), FeePolicy(100, 100, 9700, 100), FeePolicy(0, 0, 0, 10_000)
+
+    registry.schedule_fee_policy(world.node, model, first, 10)
+    registry.schedule_fee_policy(developer, model, replaced, 20)
+    registry.schedule_fee_policy(world.node, model, second, 20)  # the same epoch: replaces what was announced for it
+
+    in_force = {epoch: registry.fee_policy_at(model, epoch) for epoch in (1, 5, 9, 10, 19, 20, 2**64 - 1)}
+    assert in_force == {1: DEFAULT_POLICY, 5: DEFAULT_POLICY, 9: DEFAULT_POLICY, 10: first, 19: first,
+                        20: second, 2**64 - 1: second}
+    assert registry.scheduled_fee_policy(model) == (second, 20)
+    with reverts("FeePolicyEpochBeforeScheduled", scheduled=20, given=15):
+        registry.schedule_fee_policy(world.node, model, replaced, 15)
+    # the published split priced epochs 1 to 9 and stays on record: it is no longer set, only changed from an epoch
+    with reverts("FeePolicyChangeScheduled"):
+        registry.set_fee_policy(developer, model, replaced)
+    assert registry.fee_policy_at(model, 9) == DEFAULT_POLICY

@@ -24,7 +24,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 DRIVER = Path(__file__).resolve().parent / "pipe_driver.py"
 NOT_CHECKSUMMED = "0x" + "ab" * 20
 # Commands with nothing to refuse: listing the keys or agents of a home that has none prints an empty table.
-NO_ERROR_PATH = {"keys list", "agent list", "shares list"}
+NO_ERROR_PATH = {"keys list", "agent list", "shares list", "node known"}
 
 
 def _long_dir(base: Path) -> Path:
@@ -119,10 +119,13 @@ def _cases(home: Path, never: Path) -> list[tuple[list[str], str, dict]]:
         (["datanet", "price", "docs", "5", "--as", "alice"], "Datanet 'docs' is public", {}),
         (["datanet", "owner-share", "docs", "20000", "--as", "alice"], "ownerBps must be in [0, 10000]", {}),
         (["shares", "issue", "--datanet", "docs", "--as", "alice"], "Datanet docs has no version", {}),
+        (["shares", "preview", "--datanet", "docs"], "Datanet docs has no version", {}),
         *((["shares", verb, "nothing", *extra], "no shares issued for 'nothing'", {})
           for verb, extra in (("show", []), ("holders", []), ("claim", ["--as", "alice"]),
                               ("transfer", ["alice", "1", "--as", "alice"]))),
         (["gateway", "--node", "notaurl"], "--node 'notaurl' is not an http(s) URL", {}),
+        (["node", "forget", "http://nowhere.test:1"], "this home has no pin for http://nowhere.test:1", {}),
+        (["node", "trust", "http://127.0.0.1:9"], "cannot reach the node at http://127.0.0.1:9", {}),
         (["gateway", "--node", "http://127.0.0.1:9", "--down-after", "0"], "--down-after must be at least 1", {}),
         (["provider", "offer", "--kind", "bogus", "--price", "1", "--base-model", "tiny", "--hardware", "cpu",
           "--as", "alice"], "kind must be one of train, serve, not 'bogus'", {}),

@@ -1,4 +1,4 @@
-"""`ledgerlm shares issue|list|show|holders|claim|transfer` and `datanet price`: a Datanet's shares from issue to a
+"""`ledgerlm shares preview|issue|list|show|holders|claim|transfer` and `datanet price`: a Datanet's shares from issue to a
 transfer, through the command line with --json."""
 
 import json
@@ -24,7 +24,10 @@ def test_issue_show_holders_claim_transfer(cli, tmp_path):
     cli.fails("shares", "issue", "--datanet", "facts", "--model", "m", "--as", "alice", match="exactly one")
     cli.fails("shares", "issue", "--datanet", "facts", "--as", "bob", match="only the owner")
 
+    preview = cli.json("shares", "preview", "--datanet", "facts", "--supply", "1000")
+    assert {x["account"] for x in preview["allocation"]} == {cli.address("alice"), cli.address("bob")}
     issued = cli.json("shares", "issue", "--datanet", "facts", "--as", "alice", "--supply", "1000")
+    assert issued["allocation_root"] == preview["allocation_root"]  # what alice signed is what she was shown
     cli.fails("datanet", "owner-share", "facts", "0", "--as", "alice", match="already issued")
     assert issued["ref"] == "datanet:facts" and issued["supply"] == str(1000 * UNIT)
     assert [x["ref"] for x in cli.json("shares", "list")] == ["datanet:facts"]

@@ -54,10 +54,13 @@ def test_datanet_shares_follow_valuation_plus_owner_share_and_the_drop_verifies(
     assert raised.value.status == 409 and raised.value.field == "ownerBps"
     assert client.set_owner_share("qa", 1000, alice) == {"datanet": "qa", "owner_share_bps": 1000}
     assert client.datanet("qa").owner_share_bps == 1000
+    root = client.shares.preview("datanet", "qa", supply=SUPPLY)["allocation_root"]
     mismatch = client._sign(alice, "IssueShares", {"kind": "datanet", "asset": "qa", "version": 0,
-                                                   "supply": SUPPLY, "ownerBps": 5000})
+                                                   "supply": SUPPLY, "ownerBps": 5000, "allocationRoot": root})
     with pytest.raises(LedgerError, match="ownerBps must be 1000, the owner share the datanet's policy names"):
-        client._request("POST", "/shares", json={"action": mismatch})
+        client._request("POST", "/shares", json={"action": mismatch, "share_issue_signature": "0x"})
+    with pytest.raises(LedgerError, match="only the owner"):  # bob signs the allocation the node shows him
+        client.shares.issue(bob, "datanet", "qa", supply=SUPPLY)
     issued = client.shares.issue(alice, "datanet", "qa", supply=SUPPLY)
     with pytest.raises(LedgerError, match="already issued its shares") as fixed:
         client.set_owner_share("qa", 0, alice)
@@ -75,8 +78,6 @@ def test_datanet_shares_follow_valuation_plus_owner_share_and_the_drop_verifies(
     assert token.symbol() == "D-QA" and token.decimals() == 18
     with pytest.raises(LedgerError, match="already has shares"):
         client.shares.issue(alice, "datanet", "qa", supply=SUPPLY)
-    with pytest.raises(LedgerError, match="only the owner"):
-        client.shares.issue(bob, "datanet", "qa", supply=SUPPLY)
 
     client.chain.faucet(bob.address, eth_wei=UNIT)
     client.shares.claim(bob, "qa")

@@ -8,6 +8,7 @@ from eth_utils import keccak
 from sqlalchemy import insert
 
 from ledgerlm.chain import deploy_all
+from ledgerlm.chain.shares import AssetKind, sign_share_issue
 from ledgerlm.config import Home
 from ledgerlm.economy.earnings import earnings
 from ledgerlm.identity import sign_action
@@ -42,9 +43,13 @@ def test_a_sale_mid_epoch_moves_the_payout_on_anvil(anvil_url, tmp_path):  # noq
             conn.execute(insert(models).values(
                 id="m1", developer=dev.address, base_model="tiny", datanet="-", version=1, version_root="0x",
                 card={}, metrics={}, path="/nowhere", job_id=None, fee_policy=None, chain_tx="0x01", created_at=0))
+        preview = node.shares.preview("model", "m1", 100 * UNIT)
         signed = sign_action(dev, "IssueShares", {"kind": "model", "asset": "m1", "version": 0, "supply": 100 * UNIT,
-                                                  "ownerBps": 0}, domain=node.domain)
-        asset = node.shares.issue(signed)
+                                                  "ownerBps": 0, "allocationRoot": preview.allocation_root},
+                             domain=node.domain)
+        consent = sign_share_issue(dev, preview.share_issue_domain, AssetKind.MODEL, preview.asset_id, 100 * UNIT,
+                                   preview.allocation_root, signed.message["deadline"])
+        asset = node.shares.issue(signed, consent)
         token = c.share_token(asset.token)
         leaf = asset.allocation[0]
         token.claim_allocation(dev, dev.address, int(leaf["amount"]), leaf["proof"])

@@ -206,13 +206,16 @@ def test_typed_data_refuses_what_the_node_would_refuse_once_signed(http, alice):
 
     refused = prepare("AddMember", {"datanet": ["qa"], "member": 5})
     assert refused.status_code == 400 and refused.json()["error"]["field"] == "datanet"
-    refused = prepare("IssueShares", {"kind": "datanet", "asset": "qa", "version": "1e9", "supply": 1, "ownerBps": 0})
+    root = "0x" + "11" * 32
+    refused = prepare("IssueShares", {"kind": "datanet", "asset": "qa", "version": "1e9", "supply": 1, "ownerBps": 0,
+                                      "allocationRoot": root})
     assert refused.status_code == 400 and refused.json()["error"]["field"] == "version"
     # A cap the escrow's packed debits cannot hold is refused before anyone signs it.
     refused = prepare("CreateApiKey", {"keyHash": "0x" + "00" * 32, "cap": str(2**200)})
     assert refused.status_code == 400 and refused.json()["error"]["field"] == "cap"
     # A uint256 past 64 bits is kept exact in the message the page posts back.
-    answer = prepare("IssueShares", {"kind": "datanet", "asset": "qa", "version": 0, "supply": str(2**200), "ownerBps": 0})
+    answer = prepare("IssueShares", {"kind": "datanet", "asset": "qa", "version": 0, "supply": str(2**200), "ownerBps": 0,
+                                     "allocationRoot": root})
     assert answer.status_code == 200 and json.loads(answer.json()["message"])["supply"] == 2**200
     # Digit text that int() refuses (past 4,300 digits, or a superscript) was once a 500, not a named field.
     for text in ("9" * 5000, "\u00b2", "\u0661\u0662"):

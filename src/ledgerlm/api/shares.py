@@ -1,4 +1,5 @@
-"""Revenue share routes: issue (signed by the asset's owner), the assets, their holders and earnings per share."""
+"""Revenue share routes: the allocation an issue would make, issue (signed by the asset's owner), the assets, their
+holders and earnings per share."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ router = APIRouter(prefix="/shares", tags=["shares"])
 
 class IssueBody(BaseModel):
     action: SignedAction
+    share_issue_signature: str  # the owner's RevenueShareFactory ShareIssue signature over the same terms
 
 
 def _readable(node: Node, ref: str, grant: ReadGrant | None):
@@ -30,10 +32,22 @@ def _show(node: Node, asset) -> dict:
     return {**asset.to_dict(), "earnings": node.shares.earnings(asset.ref)}
 
 
+@router.get("/allocation/{kind}/{asset}")
+def allocation(kind: str, asset: str, supply: int = Query(..., gt=0), version: int = Query(default=0, ge=0),
+               node: Node = Depends(get_node), grant: ReadGrant | None = Depends(read_grant)) -> dict:
+    """The allocation an issue of `supply` base units would make (leaves with proofs), its root and the factory's
+    EIP-712 domain: what the owner checks and signs, in IssueShares and in the factory's ShareIssue. A private
+    Datanet's names its contributors, so only its owner and members (signed read request) see it."""
+    if kind == "datanet":
+        node.datanets.require_access(asset, reader_of(grant, asset))
+    return node.shares.preview(kind, asset, supply, version).to_dict()
+
+
 @router.post("", status_code=201)
 def issue(body: IssueBody, node: Node = Depends(get_node)) -> dict:
-    """Issue an asset's shares (signed IssueShares by the Datanet's owner or the model's developer), once."""
-    return _show(node, node.shares.issue(body.action))
+    """Issue an asset's shares once, on the allocation root its owner signed: a signed IssueShares by the
+    Datanet's owner or the model's developer, and their ShareIssue signature over the same terms for the chain."""
+    return _show(node, node.shares.issue(body.action, body.share_issue_signature))
 
 
 @router.get("")

@@ -425,7 +425,8 @@ class RegistryClient(_Client):
                            _hex(metrics_hash), int(registered_at))
 
     def fee_policy(self, model_id: Bytes32) -> FeePolicy:
-        """The model's fee policy; all zeros until one is set."""
+        """The fee policy the model was published with (`set_fee_policy`); all zeros until one is set. It prices
+        the epochs before the first scheduled change: `fee_policy_at` gives the split of any epoch."""
         return FeePolicy(*(int(v) for v in self._call("feePolicy",
                                                       as_bytes32(model_id, "model_id"))))
 
@@ -436,10 +437,10 @@ class RegistryClient(_Client):
 
     def scheduled_fee_policy(self, model_id: Bytes32) -> tuple[FeePolicy, int] | None:
         """The latest announced change and the epoch it prices from; None when none was announced."""
-        *shares, from_epoch = self._call("scheduledFeePolicy", as_bytes32(model_id, "model_id"))
+        shares, from_epoch = self._call("scheduledFeePolicy", as_bytes32(model_id, "model_id"))
         if int(from_epoch) == 0:
             return None
-        return FeePolicy(*(int(v) for v in (shares[0] if len(shares) == 1 else shares))), int(from_epoch)
+        return FeePolicy(*(int(v) for v in shares)), int(from_epoch)
 
     def price_per_1k(self, model_id: Bytes32) -> int:
         """Base units per 1,000 tokens the model's calls cost; 0 until set."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
@@ -17,6 +18,11 @@ ZERO_ADDRESS = "0x" + "00" * 20
 BALANCES_PER_CALL = 400
 TRANSFER_TOPIC = keccak(text="Transfer(address,address,uint256)")
 CLAIMED_TOPIC = keccak(text="AllocationClaimed(address,uint256)")
+# What an asset's owner signs for RevenueShareFactory.issue (its SHARE_ISSUE_TYPEHASH): who gets what, until when.
+SHARE_ISSUE_TYPES = {"ShareIssue": [
+    {"name": "kind", "type": "uint8"}, {"name": "assetId", "type": "bytes32"}, {"name": "supply", "type": "uint256"},
+    {"name": "allocationRoot", "type": "bytes32"}, {"name": "deadline", "type": "uint256"},
+]}
 
 
 class AssetKind(IntEnum):
@@ -24,6 +30,30 @@ class AssetKind(IntEnum):
 
     DATANET = 0
     MODEL = 1
+
+
+def share_issue_typed_data(domain: dict[str, Any], kind: AssetKind | int, asset_id: Bytes32, supply: int,
+                           allocation_root: Bytes32, deadline: int) -> dict[str, Any]:
+    """The full EIP-712 `ShareIssue` an asset's owner signs in the factory's `domain` (its `eip712Domain`): the
+    owner's consent to these terms, without which the factory creates no token for the asset."""
+    return {
+        "types": {"EIP712Domain": [
+            {"name": "name", "type": "string"}, {"name": "version", "type": "string"},
+            {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"},
+        ], **SHARE_ISSUE_TYPES},
+        "primaryType": "ShareIssue",
+        "domain": dict(domain),
+        "message": {"kind": int(AssetKind(kind)), "assetId": "0x" + as_bytes32(asset_id, "asset_id").hex(),
+                    "supply": int(supply), "allocationRoot": "0x" + as_bytes32(allocation_root, "allocation_root").hex(),
+                    "deadline": int(deadline)},
+    }
+
+
+def sign_share_issue(owner: LocalAccount, domain: dict[str, Any], kind: AssetKind | int, asset_id: Bytes32,
+                     supply: int, allocation_root: Bytes32, deadline: int) -> str:
+    """Sign, locally, the owner's `ShareIssue` for these terms; returns the 65-byte signature as 0x-hex."""
+    typed = share_issue_typed_data(domain, kind, asset_id, supply, allocation_root, deadline)
+    return "0x" + bytes(owner.sign_typed_data(full_message=typed).signature).hex()
 
 
 @dataclass(frozen=True)
@@ -51,9 +81,29 @@ class ShareFactoryClient(_Client):
     artifact_name = "RevenueShareFactory"
 
     def issue(self, sender: LocalAccount, kind: AssetKind | int, asset_id: Bytes32, name: str, symbol: str,
-              supply: int, allocation_root: Bytes32) -> TxResult:
+              supply: int, allocation_root: Bytes32, deadline: int, signature: str | bytes) -> TxResult:
+        """Relay the asset owner's signed `ShareIssue` (`sign_share_issue`); `sender` needs ISSUER_ROLE."""
+        raw = bytes.fromhex(signature.removeprefix("0x")) if isinstance(signature, str) else bytes(signature)
         return self._send(sender, "issue", int(AssetKind(kind)), as_bytes32(asset_id, "asset_id"), name, symbol,
-                          int(supply), as_bytes32(allocation_root, "allocation_root"))
+                          int(supply), as_bytes32(allocation_root, "allocation_root"), int(deadline), raw)
+
+    def asset_owner(self, kind: AssetKind | int, asset_id: Bytes32) -> str:
+        """Who must sign the asset's issue: the Registry's owner of the Datanet or developer of the model."""
+        return to_checksum_address(self._call("assetOwner", int(AssetKind(kind)), as_bytes32(asset_id, "asset_id")))
+
+    def share_issue_typed_data(self, kind: AssetKind | int, asset_id: Bytes32, supply: int,
+                               allocation_root: Bytes32, deadline: int) -> dict[str, Any]:
+        return share_issue_typed_data(self.eip712_domain, kind, asset_id, supply, allocation_root, deadline)
+
+    def sign_share_issue(self, owner: LocalAccount, kind: AssetKind | int, asset_id: Bytes32, supply: int,
+                         allocation_root: Bytes32, deadline: int) -> str:
+        return sign_share_issue(owner, self.eip712_domain, kind, asset_id, supply, allocation_root, deadline)
+
+    def share_issue_digest(self, kind: AssetKind | int, asset_id: Bytes32, supply: int, allocation_root: Bytes32,
+                           deadline: int) -> str:
+        return "0x" + bytes(self._call("shareIssueDigest", int(AssetKind(kind)), as_bytes32(asset_id, "asset_id"),
+                                       int(supply), as_bytes32(allocation_root, "allocation_root"),
+                                       int(deadline))).hex()
 
     def share_of(self, kind: AssetKind | int, asset_id: Bytes32) -> str | None:
         """The asset's share token, or None before shares are issued."""

@@ -1,4 +1,4 @@
-"""`ledgerlm shares`: revenue shares in Datanets and models — issue, show, holders, claim, transfer."""
+"""`ledgerlm shares`: revenue shares in Datanets and models — preview, issue, show, holders, claim, transfer."""
 
 from __future__ import annotations
 
@@ -15,24 +15,66 @@ app = typer.Typer(help="Revenue shares: one ERC-20 per Datanet or model whose ho
 ASSET_HELP = "datanet:NAME, model:ID, a bare name or id, or the token address."
 
 
+DATANET_OPTION = typer.Option(None, "--datanet", help="Shares in this Datanet (its owner signs the issue).")
+MODEL_OPTION = typer.Option(None, "--model", help="Shares in this published model (its developer signs the issue).")
+SUPPLY_OPTION = typer.Option("1000000", help="Whole shares to create, fixed forever (18 decimals).")
+VERSION_OPTION = typer.Option(0, min=0, help="Datanet version whose data valuation sets the allocation: 0 or the "
+                                             "latest's number (an older one is refused).")
+
+
+def _asset(datanet: str | None, model: str | None) -> tuple[str, str]:
+    if (datanet is None) == (model is None):
+        raise LedgerError("give exactly one of --datanet NAME or --model ID", field="asset")
+    return ("datanet", datanet) if datanet else ("model", model)
+
+
+@app.command()
+def preview(
+    ctx: typer.Context,
+    datanet: str | None = DATANET_OPTION,
+    model: str | None = MODEL_OPTION,
+    supply: str = SUPPLY_OPTION,
+    version: int = VERSION_OPTION,
+    as_key: str | None = typer.Option(None, "--as", help="Read a private Datanet's allocation as this key (its "
+                                                         "owner or a member)."),
+):
+    """Show the allocation an issue would make and the Merkle root its owner signs, without signing anything."""
+    s = session(ctx)
+    kind, asset = _asset(datanet, model)
+    result = s.client().shares.preview(kind, asset, supply=parse_amount(supply, field="supply"), version=version,
+                                       account=s.unlock(as_key) if as_key else None)
+
+    def render(r):
+        supply = int(r["supply"])
+        console.print(f"{r['kind']} {r['asset']}: {format_amount(supply)} shares"
+                      + (f" valued at version {r['version']}" if r["version"] else "")
+                      + f", owner {r['owner']} ({r['owner_bps'] / 100:.2f}% owner share)")
+        table = Table("account", "shares", "share")
+        for leaf in sorted(r["allocation"], key=lambda x: (-int(x["amount"]), x["account"])):
+            table.add_row(leaf["account"], format_amount(int(leaf["amount"])),
+                          f"{int(leaf['amount']) * 10_000 // supply / 100:.2f}%")
+        console.print(table)
+        console.print(f"allocation root {r['allocation_root']}")
+
+    s.emit(result, render)
+
+
 @app.command()
 def issue(
     ctx: typer.Context,
-    datanet: str | None = typer.Option(None, "--datanet", help="Issue shares in this Datanet (its owner signs)."),
-    model: str | None = typer.Option(None, "--model", help="Issue shares in this published model (its developer "
-                                                           "signs)."),
+    datanet: str | None = DATANET_OPTION,
+    model: str | None = MODEL_OPTION,
     as_key: str = typer.Option(..., "--as", help="The Datanet owner's or the model developer's key."),
-    supply: str = typer.Option("1000000", help="Whole shares to create, fixed forever (18 decimals)."),
-    version: int = typer.Option(0, min=0, help="Datanet version whose data valuation sets the allocation: 0 or "
-                                               "the latest's number (an older one is refused)."),
+    supply: str = SUPPLY_OPTION,
+    version: int = VERSION_OPTION,
 ):
     """Issue an asset's revenue shares once: a model's go to its developer, a Datanet's to its contributors by
     the value of their accepted data plus the owner's share its policy names (`datanet create --owner-share`,
-    `datanet owner-share`), as a Merkle drop anyone can verify and claim."""
-    if (datanet is None) == (model is None):
-        raise LedgerError("give exactly one of --datanet NAME or --model ID", field="asset")
+    `datanet owner-share`), as a Merkle drop anyone can verify and claim. The key checks the allocation the node
+    previews (`shares preview`) and signs its root twice: for the node, and for the RevenueShareFactory, which
+    creates the token only on that signature."""
     s = session(ctx)
-    kind, asset = ("datanet", datanet) if datanet else ("model", model)
+    kind, asset = _asset(datanet, model)
     result = s.client().shares.issue(s.unlock(as_key), kind, asset, supply=parse_amount(supply, field="supply"),
                                      version=version)
     s.emit(result, lambda r: console.print(

@@ -17,7 +17,7 @@ from ledgerlm.economy.errors import EconomyError
 from ledgerlm.economy.payouts import Ledger, payout_tree
 from ledgerlm.economy.pools import valuation_weights
 from ledgerlm.errors import AuthError, ConflictError, NotFoundError
-from ledgerlm.identity import SignedAction, SigningDomain, verify_action
+from ledgerlm.identity import SignedAction, SigningDomain, recover_signer, verify_action
 from ledgerlm.money import BPS, split_by_weight
 from ledgerlm.store import Database
 from ledgerlm.store.actions import record_action
@@ -67,6 +67,28 @@ class ShareAsset:
         return out
 
 
+@dataclass(frozen=True)
+class AllocationPreview:
+    """What an asset's owner checks and signs before its shares exist: the allocation the node computes for the
+    terms, its Merkle root, and the factory's EIP-712 domain the on-chain ShareIssue is signed in."""
+
+    kind: str
+    asset: str
+    asset_id: str
+    version: int | None
+    supply: int
+    owner: str
+    owner_bps: int
+    allocation_root: str
+    allocation: list[dict]  # {"account", "amount", "proof"}, amounts as decimal strings
+    share_issue_domain: dict
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["supply"] = str(self.supply)
+        return out
+
+
 def asset_chain_id(kind: str, asset: str) -> str:
     """The asset's Registry id: keccak256 of the Datanet's name or of the model's id."""
     return "0x" + keccak(text=asset).hex()
@@ -93,6 +115,39 @@ def allocation(conn: Connection, kind: str, asset: str, version: int | None, own
         raise EconomyError(f"a supply of {supply} base units is too small to give each of the {len(due)} holders "
                            f"its part ({left_out[0]} would get none): issue more", field="supply")
     return given
+
+
+def _check_terms(kind: str, supply: int, version: int) -> None:
+    if kind not in KINDS:
+        raise EconomyError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}", field="kind")
+    if not 0 < supply <= MAX_SUPPLY:
+        raise EconomyError(f"supply must be a positive integer below 2^208, not {supply}", field="supply")
+    if not 0 <= version < 2**63:
+        raise EconomyError(f"version must be 0 (the latest) or a version number, not {version}", field="version")
+
+
+def _allocation_tree(conn: Connection, kind: str, asset: str, version: int | None, owner: str, supply: int,
+                     owner_bps: int) -> tuple[str, list[dict]]:
+    """The allocation's Merkle root and its leaves, each with its proof."""
+    tree = payout_tree(sorted(allocation(conn, kind, asset, version, owner, supply, owner_bps).items()))
+    return tree.root, [{"account": v[0], "amount": str(v[1]), "proof": tree.proof(i)} for i, v in enumerate(tree.values)]
+
+
+def _begun(conn: Connection, kind: str, asset: str, supply: int, version: int | None, owner_bps: int):
+    """The asset's share record not yet on chain (None when there is none), once these terms are the ones it was
+    begun with; an asset whose shares exist is refused."""
+    existing = conn.execute(select(share_assets).where(
+        (share_assets.c.kind == kind) & (share_assets.c.asset == asset))).mappings().first()
+    if existing is None:
+        return None
+    if existing["token"] is not None:
+        raise ConflictError(f"{kind} {asset!r} already has shares; they are issued once", field="asset")
+    for field, first, now in (("supply", existing["supply"], str(supply)), ("version", existing["version"], version),
+                              ("ownerBps", existing["owner_bps"], owner_bps)):
+        if first != now:
+            raise ConflictError(f"{kind} {asset!r}'s issue was begun with {field} {first}: sign the same terms to "
+                                f"finish it, not {now}", field=field)
+    return existing
 
 
 def shares_issued(db: Database, kind: str, asset: str) -> bool:
@@ -191,78 +246,108 @@ class Shares:
 
     # ------------------------------------------------------------------ issue
 
-    def issue(self, signed: SignedAction) -> ShareAsset:
-        """Create the asset's share token for the signed supply and allocation (owner or developer only)."""
-        owner = verify_action(signed, expected="IssueShares", domain=self.domain)
+    def preview(self, kind: str, asset: str, supply: int, version: int = 0) -> AllocationPreview:
+        """The allocation an issue of `supply` shares makes and its Merkle root, which the owner checks and signs
+        (`issue` refuses any other root). An issue a crash cut off shows the allocation it was begun with: only the
+        same terms finish it."""
+        _check_terms(kind, supply, version)
+        asset_id = asset_chain_id(kind, asset)
+        with self.db.connect() as conn:
+            owner, version, owner_bps = self._check_asset(conn, kind, asset, version)
+            existing = _begun(conn, kind, asset, supply, version, owner_bps)
+            if existing is not None:
+                root, leaves = existing["allocation_root"], existing["allocation"]
+            else:
+                self._refuse_foreign_token(kind, asset, asset_id)
+                root, leaves = _allocation_tree(conn, kind, asset, version, owner, supply, owner_bps)
+        return AllocationPreview(kind, asset, asset_id, version, supply, owner, owner_bps, root, leaves,
+                                 self.contracts.share_factory.eip712_domain)
+
+    def issue(self, signed: SignedAction, share_issue_signature: str) -> ShareAsset:
+        """Create the asset's share token on the allocation its owner (or developer) signed. The signed
+        IssueShares names the allocation root, which must be the one the node computes for its terms; the
+        ShareIssue signed beside it carries the same kind, asset, supply, root and deadline to the factory, which
+        creates no token without it."""
+        signer = verify_action(signed, expected="IssueShares", domain=self.domain)
         m = signed.message
         kind, asset, supply, owner_bps = m["kind"], m["asset"], int(m["supply"]), int(m["ownerBps"])
-        if kind not in KINDS:
-            raise EconomyError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}", field="kind")
-        if not 0 < supply <= MAX_SUPPLY:
-            raise EconomyError(f"supply must be a positive integer below 2^208, not {supply}", field="supply")
-        if not 0 <= int(m["version"]) < 2**63:
-            raise EconomyError(f"version must be 0 (the latest) or a version number, not {m['version']}",
-                               field="version")
+        signed_root, deadline = m["allocationRoot"].lower(), int(m["deadline"])
+        _check_terms(kind, supply, int(m["version"]))
         asset_id = asset_chain_id(kind, asset)
         name, symbol = f"ledgerlm {kind} {asset}", _symbol(kind, asset)
         with self.db.begin() as conn:
             self.db.lock(conn, f"shares:{kind}:{asset}")  # two issues of one asset at once: the later one sees the first
-            version, policy_bps = self._check_asset(conn, kind, asset, owner, int(m["version"]))
+            owner, version, policy_bps = self._check_asset(conn, kind, asset, int(m["version"]))
+            if signer != owner:
+                role = "developer" if kind == "model" else "owner"
+                raise AuthError(f"only the {role} of {asset} ({owner}) may issue its shares", field="owner", status=403)
             if owner_bps != policy_bps:  # the owner signs the allocation the policy gives them, nothing else
                 raise EconomyError(
                     f"ownerBps must be {policy_bps}, the owner share the {kind}'s policy names, not {owner_bps}"
                     + (" (set it with `ledgerlm datanet owner-share`)" if kind == "datanet" else ""),
                     field="ownerBps")
-            existing = conn.execute(select(share_assets).where(
-                (share_assets.c.kind == kind) & (share_assets.c.asset == asset))).mappings().first()
-            if existing is not None and existing["token"] is None:
-                # a crash came between the record and the chain: finish it, on the terms first signed only
-                for field, first, now in (("supply", existing["supply"], str(supply)),
-                                          ("version", existing["version"], version),
-                                          ("ownerBps", existing["owner_bps"], owner_bps)):
-                    if first != now:
-                        raise ConflictError(f"{kind} {asset!r}'s issue was begun with {field} {first}: sign the "
-                                            f"same terms to finish it, not {now}", field=field)
-                row_id = existing["id"]
-            elif existing is not None:
-                raise ConflictError(f"{kind} {asset!r} already has shares; they are issued once", field="asset")
+            existing = _begun(conn, kind, asset, supply, version, owner_bps)
+            if existing is not None:
+                # a crash (or an expired signature) came between the record and the chain: the owner signs the
+                # terms first signed again, and the fresh signatures finish it
+                root = existing["allocation_root"]
             else:
-                if self.contracts.share_factory.share_of(KINDS.index(kind), asset_id) is not None:
-                    # issued on chain by another key of the factory's issuers: nothing of this node's to anchor
-                    raise ConflictError(f"{kind} {asset!r} already has a share token on chain that this node did "
-                                        "not issue; they are issued once", field="asset")
-                split = allocation(conn, kind, asset, version, owner, supply, owner_bps)
-                tree = payout_tree(sorted(split.items()))
-                leaves = [{"account": v[0], "amount": str(v[1]), "proof": tree.proof(i)}
-                          for i, v in enumerate(tree.values)]
-                action_id = record_action(conn, signed, owner, chain_id=self.domain.chain_id)
+                self._refuse_foreign_token(kind, asset, asset_id)
+                root, leaves = _allocation_tree(conn, kind, asset, version, owner, supply, owner_bps)
+            if signed_root != root:
+                raise ConflictError(f"the signed allocation root {signed_root} is not the one the node computes for "
+                                    f"these terms, {root}: preview the allocation again (its data or owner share "
+                                    "may have changed) and sign that", field="allocationRoot")
+            self._check_share_issue(owner, kind, asset_id, supply, root, deadline, share_issue_signature)
+            action_id = record_action(conn, signed, owner, chain_id=self.domain.chain_id)
+            signature = {"action_id": action_id, "issue_signature": share_issue_signature, "issue_deadline": deadline}
+            if existing is not None:
+                row_id = existing["id"]
+                conn.execute(update(share_assets).where(share_assets.c.id == row_id).values(**signature))
+            else:
                 row_id = conn.execute(insert(share_assets).values(
                     kind=kind, asset=asset, asset_id=asset_id, version=version, token=None, name=name,
-                    symbol=symbol, supply=str(supply), owner=owner, owner_bps=owner_bps, allocation_root=tree.root,
-                    allocation=leaves, action_id=action_id, tx=None, block=None,
-                    created_at=int(time.time()))).inserted_primary_key[0]
+                    symbol=symbol, supply=str(supply), owner=owner, owner_bps=owner_bps, allocation_root=root,
+                    allocation=leaves, tx=None, block=None, created_at=int(time.time()),
+                    **signature)).inserted_primary_key[0]
         return self._anchor(row_id)
 
-    def _check_asset(self, conn: Connection, kind: str, asset: str, signer: str,
-                     version: int) -> tuple[int | None, int]:
-        """The version the allocation values (None for a model) and the owner share the asset's policy names."""
+    def _check_share_issue(self, owner: str, kind: str, asset_id: str, supply: int, root: str, deadline: int,
+                           signature: str) -> None:
+        """Refuse, before anything is recorded, a ShareIssue the factory would refuse: one not signed by `owner`
+        over exactly these terms, or an asset whose owner in the Registry is someone else."""
+        factory = self.contracts.share_factory
+        typed = factory.share_issue_typed_data(KINDS.index(kind), asset_id, supply, root, deadline)
+        signer = recover_signer(typed, signature, what="ShareIssue", field="share_issue_signature")
+        if signer != owner:
+            raise AuthError(f"the ShareIssue signature is not {owner}'s over the kind, asset, supply, allocation root "
+                            "and deadline of the IssueShares it came with", field="share_issue_signature")
+        on_chain = factory.asset_owner(KINDS.index(kind), asset_id)
+        if on_chain != owner:
+            raise ConflictError(f"the Registry names {on_chain} as the {kind}'s owner, not {owner}: the factory "
+                                "creates its shares only on that account's signature", field="owner")
+
+    def _refuse_foreign_token(self, kind: str, asset: str, asset_id: str) -> None:
+        if self.contracts.share_factory.share_of(KINDS.index(kind), asset_id) is not None:
+            # its owner signed an issue that another of the factory's issuers relayed: nothing of this node's
+            raise ConflictError(f"{kind} {asset!r} already has a share token on chain that this node did not "
+                                "issue; they are issued once", field="asset")
+
+    def _check_asset(self, conn: Connection, kind: str, asset: str, version: int) -> tuple[str, int | None, int]:
+        """Who issues the asset's shares (a Datanet's owner, a model's developer), the version the allocation
+        values (None for a model) and the owner share the asset's policy names."""
         if kind == "model":
             row = conn.execute(select(models.c.developer, models.c.chain_tx).where(models.c.id == asset)).first()
             if row is None:
                 raise NotFoundError(f"no fine-tuned model {asset!r}", field="asset")
-            if row.developer != signer:
-                raise AuthError(f"only the developer of {asset} ({row.developer}) may issue its shares",
-                                field="owner", status=403)
             if not row.chain_tx:
                 raise EconomyError(f"model {asset} is not published on chain yet: `ledgerlm model publish` first",
                                    field="asset", status=409)
-            return None, 0
+            return row.developer, None, 0
         row = conn.execute(select(datanets.c.id, datanets.c.owner, datanets.c.chain_tx, datanets.c.owner_share_bps)
                            .where(datanets.c.name == asset)).first()
         if row is None:
             raise NotFoundError(f"no Datanet {asset!r}", field="asset")
-        if row.owner != signer:
-            raise AuthError(f"only the owner of {asset} ({row.owner}) may issue its shares", field="owner", status=403)
         query = select(versions.c.number, versions.c.chain_tx).where(versions.c.datanet_id == row.id)
         found = conn.execute(query.order_by(versions.c.number.desc()).limit(1)).first()
         if found is None:
@@ -276,19 +361,25 @@ class Shares:
         if not row.chain_tx or not found.chain_tx:
             raise EconomyError(f"Datanet {asset} version {found.number} is not anchored on chain yet",
                                field="version", status=409)
-        return int(found.number), int(row.owner_share_bps)
+        return row.owner, int(found.number), int(row.owner_share_bps)
 
     def _anchor(self, row_id: int) -> ShareAsset:
-        """Create the token on chain (or find the one a crash left behind) and record where it lives."""
+        """Create the token on chain with the owner's signature (or find the one a crash left behind) and record
+        where it lives."""
         with self.db.connect() as conn:
-            asset = _asset(conn.execute(select(share_assets).where(share_assets.c.id == row_id)).mappings().one())
+            row = conn.execute(select(share_assets).where(share_assets.c.id == row_id)).mappings().one()
+        asset = _asset(row)
         factory = self.contracts.share_factory
         kind = KINDS.index(asset.kind)
         tx = None
         token = factory.share_of(kind, asset.asset_id)
         if token is None:
+            if row["issue_signature"] is None or row["issue_deadline"] < int(time.time()):
+                raise EconomyError(f"{asset.ref}'s issue waits for its owner's signature (the one given has expired): "
+                                   "sign `ledgerlm shares issue` again with the same terms to finish it",
+                                   field="deadline", status=409)
             tx = factory.issue(self.node_account, kind, asset.asset_id, asset.name, asset.symbol, asset.supply,
-                               asset.allocation_root).tx_hash
+                               asset.allocation_root, row["issue_deadline"], row["issue_signature"]).tx_hash
             token = factory.share_of(kind, asset.asset_id)
         client = self.contracts.share_token(token)
         if client.allocation_root() != asset.allocation_root:

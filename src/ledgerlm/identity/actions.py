@@ -104,9 +104,12 @@ ACTIONS: dict[str, list[tuple[str, str]]] = {
     "CreateApiKey": [("consumer", "address"), ("keyHash", "bytes32"), ("cap", "uint256"), ("capNonce", "uint256"),
                      ("capDeadline", "uint256"), ("nonce", "uint256"), ("deadline", "uint256")],
     "RevokeApiKey": [("consumer", "address"), ("keyId", "uint256"), ("nonce", "uint256"), ("deadline", "uint256")],
-    # revenue shares: the Datanet's owner or the model's developer issues them once (version 0: the latest)
+    # revenue shares: the Datanet's owner or the model's developer issues them once (version 0: the latest), on the
+    # allocation root the node previewed for these terms; the factory's ShareIssue, signed beside it, carries the
+    # same kind, asset, supply, root and deadline to the chain
     "IssueShares": [("owner", "address"), ("kind", "string"), ("asset", "string"), ("version", "uint256"),
-                    ("supply", "uint256"), ("ownerBps", "uint256"), ("nonce", "uint256"), ("deadline", "uint256")],
+                    ("supply", "uint256"), ("ownerBps", "uint256"), ("allocationRoot", "bytes32"),
+                    ("nonce", "uint256"), ("deadline", "uint256")],
     # paid access to a private Datanet: the owner's price per version (0: every version), and a developer's
     # payment of at most `amount` from escrow for a licence to "train" on (modelId: the model) or "export"
     # (modelId empty) one version

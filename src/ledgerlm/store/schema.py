@@ -476,6 +476,9 @@ share_assets = Table(
     Column("allocation_root", String(66), nullable=False),
     Column("allocation", JSON, nullable=False),
     Column("action_id", Integer, ForeignKey("signed_actions.id"), nullable=False),
+    # the owner's ShareIssue signature the factory checks, and its deadline, kept until the token is created
+    Column("issue_signature", Text, nullable=True),
+    Column("issue_deadline", BigInteger, nullable=True),
     Column("tx", String(66), nullable=True),
     Column("block", BigInteger, nullable=True),
     Column("created_at", BigInteger, nullable=False),
