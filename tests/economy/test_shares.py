@@ -344,3 +344,57 @@ def test_an_owner_share_of_the_whole_supply_gives_the_owner_all_of_it(client, al
     client.publish("mine", alice)
     issued = client.shares.issue(alice, "datanet", "mine", supply=SUPPLY)
     assert {x["account"]: int(x["amount"]) for x in issued["allocation"]} == {alice.address: SUPPLY}
+
+
+def test_a_private_datanet_s_share_token_does_not_publish_its_name(client, alice, bob, tmp_path):
+    """A private Datanet is on chain only as the hash of its name: its share token, which anyone can read off a
+    public chain, is named after that hash, not the name."""
+    from ledgerlm.client import NodeClient
+    from ledgerlm.datanets import DatanetSpec
+
+    from ..datanets.conftest import QA_SCHEMA, write_jsonl
+
+    client.create_datanet(DatanetSpec(name="vault", schema=QA_SCHEMA, visibility="private", owner_share_bps=1000),
+                          alice)
+    client.add_member("vault", bob.address, alice)
+    client.contribute("vault", [write_jsonl(tmp_path / "b.jsonl", [{"question": "q", "answer": "a"}])], bob)
+    owner = NodeClient(client.http, reader=alice)
+    client.review_many("vault", [c.id for c in owner.contributions("vault")], alice, accept=True)
+    client.publish("vault", alice)
+    client.set_owner_share("vault", 1000, alice)
+    client.shares.issue(alice, "datanet", "vault", supply=10**24)
+    node = client.http.app.state.node
+    del client.http.headers["Authorization"]
+    assert client.http.get("/shares/datanet:vault").status_code == 401  # the API withholds it ...
+
+    # and a plain chain reader (what anyone has on a public chain) does not read it off the token either
+    chain = node.contracts.chain
+    w3 = chain.w3
+    factory = node.contracts.share_factory
+    logs = factory.contract.events["SharesIssued"]().get_logs(from_block=0)
+    token = logs[-1]["args"]["token"]
+    erc20 = w3.eth.contract(address=token, abi=[
+        {"name": "name", "type": "function", "inputs": [], "outputs": [{"type": "string"}], "stateMutability": "view"},
+        {"name": "symbol", "type": "function", "inputs": [], "outputs": [{"type": "string"}], "stateMutability": "view"}])
+    name, symbol = erc20.functions.name().call(), erc20.functions.symbol().call()
+    tx = w3.eth.get_transaction(logs[-1]["transactionHash"])
+    assert "vault" not in name.lower() and "VAULT" not in symbol and b"vault" not in bytes(tx["input"]).lower()
+    assert name.startswith("ledgerlm datanet 0x") and symbol.startswith("D-")
+
+
+def test_a_long_asset_name_still_gets_a_share_token(client, alice, bob, tmp_path):
+    """The token's permit domain takes a name of at most 31 bytes: a longer one is cut, not refused on chain."""
+    from ledgerlm.datanets import DatanetSpec
+    from ledgerlm.economy.shares import TOKEN_NAME_BYTES
+
+    from ..datanets.conftest import QA_SCHEMA, write_jsonl
+
+    name = "harbour-facts-of-the-north-coast"
+    client.create_datanet(DatanetSpec(name=name, schema=QA_SCHEMA), alice)
+    client.contribute(name, [write_jsonl(tmp_path / "b.jsonl", [{"question": "q", "answer": "a"}])], bob)
+    client.review_many(name, [c.id for c in client.contributions(name)], alice, accept=True)
+    client.publish(name, alice)
+    issued = client.shares.issue(alice, "datanet", name, supply=10**24)
+    token = client.http.app.state.node.contracts.share_token(issued["token"])
+    shown = token.contract.functions.name().call()
+    assert len(shown.encode()) <= TOKEN_NAME_BYTES and shown.startswith("ledgerlm datanet harbour")

@@ -274,9 +274,9 @@ class Shares:
         signed_root, deadline = m["allocationRoot"].lower(), int(m["deadline"])
         _check_terms(kind, supply, int(m["version"]))
         asset_id = asset_chain_id(kind, asset)
-        name, symbol = f"ledgerlm {kind} {asset}", _symbol(kind, asset)
         with self.db.begin() as conn:
             self.db.lock(conn, f"shares:{kind}:{asset}")  # two issues of one asset at once: the later one sees the first
+            name, symbol = _token_names(conn, kind, asset, asset_id)
             owner, version, policy_bps = self._check_asset(conn, kind, asset, int(m["version"]))
             if signer != owner:
                 role = "developer" if kind == "model" else "owner"
@@ -463,6 +463,27 @@ class Shares:
                                 "per_share": str(amount * UNIT // asset.supply)})
         return {"asset": asset.ref, "supply": str(asset.supply), "total": str(sum(int(e["revenue"]) for e in out)),
                 "epochs": out}
+
+
+def _token_names(conn: Connection, kind: str, asset: str, asset_id: str) -> tuple[str, str]:
+    """The share token's name and symbol: the asset's name, or for a private Datanet (which appears on chain only
+    as the hash of its name) the start of its chain id, so a public token does not publish the name."""
+    if kind == "datanet" and conn.execute(select(datanets.c.visibility).where(datanets.c.name == asset)).scalar() \
+            == "private":
+        return f"ledgerlm datanet {asset_id[:10]}", "D-" + asset_id[2:10].upper()
+    return _short(f"ledgerlm {kind} {asset}"), _symbol(kind, asset)
+
+
+# The token's EIP-2612 domain keeps its name in one word, so the token refuses a name of 32 bytes or more.
+TOKEN_NAME_BYTES = 31
+
+
+def _short(name: str) -> str:
+    """`name` cut to what a share token takes, marked "..." where cut."""
+    if len(name.encode()) <= TOKEN_NAME_BYTES:
+        return name
+    cut = name.encode()[:TOKEN_NAME_BYTES - 3].decode(errors="ignore")
+    return cut + "..."
 
 
 def _symbol(kind: str, asset: str) -> str:
