@@ -758,3 +758,59 @@ def test_blank_json_lines_are_skipped_without_parsing_them(tmp_path, monkeypatch
     monkeypatch.setattr(orjson, "loads", lambda data: calls.append(data) or real(data))
     assert [r.location for r in records(path)] == ["blank.jsonl line 2001"]
     assert len(calls) == 1
+
+
+def _pdf_mapping_a_to(unicode_hex: str, text: bytes = b"AAAA") -> bytes:
+    """A one-page PDF whose font maps the character code of "A" to the UTF-16 `unicode_hex` (its ToUnicode map)."""
+    cmap = (b"/CIDInit /ProcSet findresource begin 12 dict begin begincmap /CMapName /X def "
+            b"1 begincodespacerange <00> <FF> endcodespacerange 1 beginbfchar <41> <" + unicode_hex.encode()
+            + b"> endbfchar endcmap CMapName currentdict /CMap defineresource pop end end")
+    content = b"BT /F1 24 Tf 72 700 Td (" + text + b") Tj ET"
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> "
+        b"/Contents 5 0 R >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /ToUnicode 6 0 R >>",
+        b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
+        b"<< /Length %d >>\nstream\n" % len(cmap) + cmap + b"\nendstream",
+    ]
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    for offset in offsets:
+        out += b"%010d 00000 n \n" % offset
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+@pytest.mark.parametrize(("mapped", "says"), [("D800", "surrogate pair (U+D800)"), ("0000", "NUL character")])
+def test_a_pdf_whose_text_no_text_store_holds_is_refused_naming_the_file(tmp_path, mapped, says):
+    """A font's character map may decode to half a surrogate pair (no UTF-8 holds it: the upload answered 500) or
+    to NUL (PostgreSQL's text refuses it)."""
+    path = tmp_path / "paper.pdf"
+    path.write_bytes(_pdf_mapping_a_to(mapped))
+    with pytest.raises(ParseError, match=f"paper.pdf: its text holds .*{says.split('(')[0].strip()}") as refused:
+        extract_document(path, "paper.pdf", "pdf")
+    assert says.split(" (")[-1].rstrip(")") in str(refused.value)
+    path.write_bytes(_pdf_mapping_a_to("0042"))  # a PDF whose text is plain letters still reads
+    assert extract_document(path, "paper.pdf", "pdf").text.strip() == "BBBB"
+
+
+def test_a_record_with_more_fields_than_an_export_has_columns_is_refused(tmp_path):
+    from ledgerlm.datanets.parsers.records import MAX_RECORD_FIELDS
+
+    path = tmp_path / "wide.jsonl"
+    wide = {f"field_{i}": i for i in range(MAX_RECORD_FIELDS + 1)}
+    nested = {"outer": {f"f{i}": [{"x": 1}] for i in range(MAX_RECORD_FIELDS // 2 + 1)}}
+    path.write_bytes(orjson.dumps({"a": 1}) + b"\n" + orjson.dumps(wide) + b"\n" + orjson.dumps(nested) + b"\n")
+    found = iter_records(path, "wide.jsonl", "jsonl")
+    assert next(found).record == {"a": 1}
+    with pytest.raises(ParseError, match="wide.jsonl line 2: the record has more than 4,096 fields"):
+        next(found)
+    path.write_bytes(orjson.dumps(nested) + b"\n")
+    with pytest.raises(ParseError, match="line 1: the record has more than 4,096 fields"):
+        list(iter_records(path, "wide.jsonl", "jsonl"))

@@ -13,6 +13,8 @@ from ledgerlm.datanets.schemas import DatanetError, DatanetVersion
 
 FORMATS = ("jsonl", "parquet", "hf")
 BATCH = 5000
+# Fields (`a.b` inside objects) a version may have in all to be exported as Parquet: one column each.
+MAX_PARQUET_COLUMNS = 4096
 
 
 def write_export(rows: Iterator[dict], fmt: str, out: Path, *, version: DatanetVersion) -> dict:
@@ -77,9 +79,13 @@ def _parquet(rows: Iterable[dict], path: Path) -> int:
     # field take several types, which JSONL keeps and a Parquet column cannot: Arrow refuses those records, and
     # the refusal names the field rather than answering 500.
     tables = []
+    columns: set[str] = set()
     for batch in _batches(rows):
+        for record in batch:
+            _count_columns(record, columns)
         try:
-            tables.append(pa.Table.from_pylist(batch))
+            # the columns are every field of the batch: `from_pylist` takes the first record's and drops the rest
+            tables.append(pa.Table.from_struct_array(pa.array(batch)))
         except (pa.ArrowException, OverflowError) as exc:
             raise _no_parquet_type(_mixed_field(batch), exc) from None
     if not tables:
@@ -95,6 +101,21 @@ def _parquet(rows: Iterable[dict], path: Path) -> int:
                            " every record)", field="format")
     pq.write_table(table, path)
     return table.num_rows
+
+
+def _count_columns(value: dict, columns: set[str], prefix: str = "") -> None:
+    """Add the Parquet columns `value` needs (a field inside objects is `a.b`) to `columns`, refusing a version
+    that needs more than MAX_PARQUET_COLUMNS before Arrow builds them (a record of a million fields took 5 GiB)."""
+    for key, item in value.items():
+        path = prefix + key
+        if path not in columns:
+            columns.add(path)
+            if len(columns) > MAX_PARQUET_COLUMNS:
+                raise DatanetError(f"the version's records have more than {MAX_PARQUET_COLUMNS:,} distinct fields, "
+                                   "more columns than the Parquet export writes; the JSONL export takes every "
+                                   "record", field="format")
+        if type(item) is dict:
+            _count_columns(item, columns, path + ".")
 
 
 def _no_parquet_type(field: str | None, exc: Exception) -> DatanetError:

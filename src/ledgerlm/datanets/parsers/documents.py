@@ -73,10 +73,26 @@ def extract_document(path: Path, name: str, fmt: str, limits: DocumentLimits = D
     else:
         raise ParseError(f"{name}: unknown format '{fmt}'")
     text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if fmt in ("pdf", "docx"):
+        _check_extracted(text, name)
     if not text.strip():
         hint = " (a scanned PDF needs OCR first)" if fmt == "pdf" else ""
         raise ParseError(f"{name}: no extractable text{hint}")
     return ParsedDocument(text=text, media_type=_MEDIA_TYPE[fmt], pages=pages)
+
+
+def _check_extracted(text: str, name: str) -> None:
+    """Refuse text a PDF or DOCX decoded to that no text store holds: a NUL (PostgreSQL's text refuses it) or half of
+    a UTF-16 surrogate pair (a font's character map may name U+D800, which no UTF-8 encodes)."""
+    if "\x00" in text:
+        raise ParseError(f"{name}: its text holds a NUL character at character {text.index(chr(0)):,}, so it is "
+                         "not text; export it again or upload its text as a .txt file")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as bad:
+        raise ParseError(f"{name}: its text holds half of a UTF-16 surrogate pair (U+{ord(text[bad.start]):04X}) at "
+                         f"character {bad.start:,}, which is no character; export it again or upload its text as a "
+                         ".txt file") from None
 
 
 def _read_text(path: Path, name: str, limits: DocumentLimits) -> str:

@@ -31,6 +31,10 @@ _PARQUET_BATCH_ROWS = 4096
 # One record of a JSON Lines or JSON file is read whole before it is parsed, so its size is bounded while it
 # is read; parsed, a record takes several times its bytes.
 MAX_RECORD_BYTES = 16 * 1024 * 1024
+# Fields of one record, those inside its objects included: each is a column of the version's Parquet export, and a
+# 12 MB record of a million fields took that export 5 GiB. A field takes at least 4 bytes of JSON ('"":0,' less
+# one), so only a record of more than 4 bytes a field is counted.
+MAX_RECORD_FIELDS = 4096
 # Parquet is compressed: a 1.3 KB file of repeated text expands to 200 MiB of records (zstd), so the
 # expanded size is bounded, from the footer before anything is inflated and again as batches arrive.
 PARQUET_EXPANDED_BYTES = 512 * 1024 * 1024
@@ -107,7 +111,17 @@ def _hashed(record: dict, location: str, validator, where: str | None = None,
         raise ParseError(f"{where or location}: {_unserialisable(exc)}") from None
     if max_bytes is not None and len(canonical) > max_bytes:
         raise ParseError(f"{where or location}: {_too_large(max_bytes)}")
+    if len(canonical) > 4 * MAX_RECORD_FIELDS and _fields(record) > MAX_RECORD_FIELDS:
+        raise ParseError(f"{where or location}: the record has more than {MAX_RECORD_FIELDS:,} fields (those inside "
+                         "its objects included); each is a column of the version's Parquet export")
     return ParsedRecord(record, canonical, hashlib.sha256(canonical).hexdigest(), location)
+
+
+def _fields(value) -> int:
+    """How many fields `value` has, those of the objects inside it (in lists too) included."""
+    if type(value) is dict:
+        return len(value) + sum(_fields(item) for item in value.values() if type(item) in (dict, list))
+    return sum(_fields(item) for item in value if type(item) in (dict, list))
 
 
 def _json_bytes_at_least(value) -> int:
