@@ -53,3 +53,18 @@ def test_an_idempotency_key_without_an_api_key_belongs_to_the_callers_address(fr
         assert mine.status_code == 200 and "idempotent-replayed" not in mine.headers
         again = first.post("/v1/chat/completions", json=body, headers=headers)
         assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
+
+
+def test_numbers_past_64_bits_with_an_idempotency_key_are_answered_not_a_server_fault(free_node):
+    """The claim of an Idempotency-Key hashes the request: a count or seed past 64 bits once made that a 500,
+    which a gateway (that sends a key with every call) took for a failing node, and took each node out in turn."""
+    app = create_app(lambda: Node.open(free_node))
+    with TestClient(app, client=("203.0.113.30", 40000)) as http:
+        body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "temperature": 0}
+        huge = http.post("/v1/chat/completions", json={**body, "max_tokens": 2**70},
+                         headers={"Idempotency-Key": "big-1"})
+        assert huge.status_code == 200, huge.text  # as without a key: cut to the room the context leaves
+        for seed in (2**64, -(2**63) - 1):
+            refused = http.post("/v1/chat/completions", json={**body, "max_tokens": 1, "seed": seed},
+                                headers={"Idempotency-Key": f"seed-{seed}"})
+            assert refused.status_code == 400 and refused.json()["error"]["param"] == "seed", refused.text

@@ -302,3 +302,50 @@ def test_the_gateway_names_the_caller_and_a_node_trusts_that_only_from_its_gatew
     assert caller("10.0.0.5", "1.2.3.4", "10.0.0.5") == "1.2.3.4"
     assert caller("10.0.0.5", "6.6.6.6, 1.2.3.4", "10.0.0.5, 10.0.0.6") == "1.2.3.4"  # the gateway's own entry
     assert caller("9.9.9.9", "1.2.3.4", "10.0.0.5") == "9.9.9.9"  # anyone else's header is not read
+
+
+def _receipts_for_prompt(db: Database, prompt: str) -> list[dict]:
+    with db.connect() as conn:
+        return [dict(r) for r in conn.execute(select(receipts)).mappings() if (r["request"] or {}).get("prompt") == prompt]
+
+
+def test_a_caller_who_leaves_the_gateway_pays_only_for_what_its_call_made(world, tmp_path):
+    """The gateway waits on the node for a whole answer; once its caller has gone it closes that connection, so
+    the node stops the call as it does for a caller of its own. A call still queued when its caller left is not
+    charged at all, through the gateway or not, a stream included."""
+    import threading
+
+    (home,) = homes_sharing_one_database(world, tmp_path, ("queued",), serving_max_batch=1)
+    headers = {"Authorization": f"Bearer {world.key}"}
+    with served(home) as node_url:
+        settings = GatewaySettings((node_url,), health_interval=60)
+        with served(None, app=create_gateway_app(settings)) as gateway:
+            db = Database.at(home.database_path)
+            left = {"model": "tiny", "prompt": "left while it ran", "max_tokens": 900, "temperature": 0}
+            with pytest.raises(httpx.TimeoutException):
+                httpx.post(f"{gateway}/v1/completions", json=left, headers=headers, timeout=0.5)
+            deadline = time.monotonic() + 60
+            while not (found := _receipts_for_prompt(db, left["prompt"])):
+                assert time.monotonic() < deadline, "no receipt for the call its caller left"
+                time.sleep(0.1)
+            assert 1 <= found[0]["completion_tokens"] < 900 and found[0]["request"]["finish_reason"] == "cancelled"
+            for target, stream in ((gateway, False), (node_url, True)):
+                running = threading.Event()
+
+                def busy():  # holds the node's one row: the next call waits in the queue
+                    with httpx.stream("POST", f"{node_url}/v1/completions", headers=headers, timeout=300, json={
+                            "model": "tiny", "prompt": "busy", "max_tokens": 1000, "temperature": 0,
+                            "stream": True}) as answer:
+                        for _ in answer.iter_lines():
+                            running.set()
+
+                blocker = threading.Thread(target=busy)
+                blocker.start()
+                assert running.wait(60)
+                queued = {"model": "tiny", "prompt": f"left in the queue {target}", "max_tokens": 50,
+                          "temperature": 0, "stream": stream}
+                with pytest.raises(httpx.TimeoutException):
+                    httpx.post(f"{target}/v1/completions", json=queued, headers=headers, timeout=0.3)
+                blocker.join()
+                time.sleep(0.5)
+                assert _receipts_for_prompt(db, queued["prompt"]) == []  # nothing ran, nothing charged

@@ -78,7 +78,7 @@ def test_a_receipt_left_attributing_by_a_crash_is_finished_at_the_next_start(wor
         assert receipt.state == "final" and receipt.finalized_at is not None
         assert receipt.attribution is not None and "evidence_bps" in receipt.attribution
         checks = node.serving.receipts.verify(receipt)
-        assert all(checks[k] for k in ("split_sums_to_fee", "split_recomputed", "body_matches",
+        assert all(checks[k] for k in ("fee_recomputed", "split_sums_to_fee", "split_recomputed", "body_matches",
                                        "signature_valid", "signed_by_this_node"))
         assert receipt.fee == written.fee and receipt.payouts != [] and receipt.signature != written.signature
     finally:
@@ -104,6 +104,10 @@ def test_a_tampered_receipt_does_not_verify(world, tmp_path):
         assert not checks["split_recomputed"] and not checks["body_matches"]
         forged = receipt.model_copy(update={"body": {**receipt.body, "fee": int(receipt.fee) // 2}})
         assert not node.serving.receipts.verify(forged)["signed_by_this_node"]
+        assert node.serving.receipts.verify(receipt)["fee_recomputed"]
+        # a fee its tokens and price do not make fails even when the node signs it and splits it to the unit
+        inflated = receipt.model_copy(update={"fee": str(int(receipt.fee) * 2)})
+        assert not node.serving.receipts.verify(inflated)["fee_recomputed"]
     finally:
         node.close()
 

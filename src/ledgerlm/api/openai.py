@@ -96,7 +96,11 @@ async def _serve(node: Node, request: Request, body, *, chat: bool, **inputs):
                 text.append(event.text)
         finally:
             watcher.cancel()
-    first = await events.get()
+    watcher = asyncio.create_task(_cancel_when_gone(request, call))  # a caller may leave before the first token
+    try:
+        first = await events.get()
+    finally:
+        watcher.cancel()
     if first.kind == "error":  # failed before the first token: a plain HTTP error
         raise first.error
 

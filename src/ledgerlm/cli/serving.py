@@ -191,7 +191,8 @@ def show(ctx: typer.Context, receipt_id: str = typer.Argument(..., help="The rec
                 console.print(f"  asked: {request.get('prompt')}", markup=False)
             console.print(f"  answered: {request['completion']}", markup=False)
         ok = lambda v: "[green]yes[/]" if v else "[red]NO[/]"  # noqa: E731
-        console.print(f"  split sums to fee {ok(checks['split_sums_to_fee'])}   split recomputed "
+        console.print(f"  fee is tokens x price {ok(checks['fee_recomputed'])}   "
+                      f"split sums to fee {ok(checks['split_sums_to_fee'])}   split recomputed "
                       f"{ok(checks['split_recomputed'])}   body matches {ok(checks['body_matches'])}"
                       + ("   (prompt and answer included)" if checks["request_checked"] else ""))
         console.print(f"  signature valid {ok(checks['signature_valid'])} (signer {checks['signer']}), "

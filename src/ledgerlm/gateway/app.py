@@ -42,6 +42,30 @@ RESPONSE_HEADERS = ("content-type", "x-ledgerlm-receipt", "idempotent-replayed",
 RETRYABLE_STATUS = (500, 502, 503, 504)
 MAX_STATUS_BYTES = 1024 * 1024  # a node's status answer, read whole
 MAX_ANSWER_BYTES = 16 * 1024 * 1024  # a whole (not streamed) completion a node sends back, once decoded
+# How often a wait on a node looks whether its caller has left: the node stops a call whose connection closes.
+DISCONNECT_POLL_SECONDS = 0.1
+
+
+class ClientGone(Exception):
+    """The caller left while the gateway waited on a node."""
+
+
+async def _until_gone(request: Request, awaitable):
+    """`awaitable`'s result, or ClientGone once the caller has left, the wait cancelled: the gateway's connection
+    to the node then closes, and the node stops the call and charges only what it generated, as it does for a
+    caller of its own who leaves."""
+    task = asyncio.ensure_future(awaitable)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_SECONDS)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                raise ClientGone
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 class UnreadableAnswer(Exception):
@@ -238,6 +262,13 @@ class Gateway:
             if not value.isascii():
                 return _error(400, f"the {name} header must be ASCII", name.lower())
         self.requests += 1
+        try:
+            return await self._forward(request, path, model, body, headers, key, stream)
+        except ClientGone:  # nobody reads this answer; the node was told by its connection closing
+            return Response(status_code=499)
+
+    async def _forward(self, request: Request, path: str, model: str, body: bytes, headers: dict, key: str,
+                       stream: bool) -> Response:
         deadline = time.monotonic() + self.settings.failover_wait
         refused: list[str] = []
         silent = False  # a node took the request and went quiet: it may hold the key's claim
@@ -249,9 +280,9 @@ class Gateway:
                 try:
                     # the answer's head within read_timeout in all: httpx's timeout is per read, and a node sending
                     # its head a byte at a time would never count as silent
-                    upstream = await asyncio.wait_for(self.client.send(
+                    upstream = await _until_gone(request, asyncio.wait_for(self.client.send(
                         self.client.build_request("POST", node.url + path, content=body, headers=headers),
-                        stream=True), timeout=self.settings.read_timeout)
+                        stream=True), timeout=self.settings.read_timeout))
                 except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                     node.in_flight -= 1
                     self.failed(node, f"connection failed: {type(exc).__name__}", gone=True)
@@ -296,8 +327,8 @@ class Gateway:
                     return StreamingResponse(self._passthrough(upstream, node), status_code=upstream.status_code,
                                              headers=out)
                 try:
-                    content = await asyncio.wait_for(_read_capped(upstream, MAX_ANSWER_BYTES),
-                                                     timeout=self.settings.read_timeout)
+                    content = await _until_gone(request, asyncio.wait_for(
+                        _read_capped(upstream, MAX_ANSWER_BYTES), timeout=self.settings.read_timeout))
                 except (TimeoutError, httpx.TransportError) as exc:  # lost mid-answer: the key replays it
                     self.failed(node, f"answer cut off: {type(exc).__name__}", gone=True)
                     refused.append(f"{node.url}: answer cut off")

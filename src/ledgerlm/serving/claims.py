@@ -59,7 +59,12 @@ def check_key(key: str | None) -> str | None:
 
 
 def _sha256(value) -> str:
-    return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    try:
+        return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    except TypeError:  # an integer past 64 bits, which orjson does not write: the standard library does
+        import json
+
+        return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 class IdempotencyClaims:

@@ -40,6 +40,7 @@ class GenerationEvent:
     finish_reason: str | None = None  # stop | length | cancelled | error
     completion_tokens: int = 0
     error: LedgerError | None = None
+    ran: bool = True  # False: ended before the prompt was processed (cancelled in the queue), so nothing to charge
 
 
 @dataclass
@@ -263,7 +264,7 @@ class Engine(PromptTokens):
         while self._waiting and len(admitted) < room:
             generation = self._waiting.popleft()
             if generation.cancelled:
-                generation.emit(GenerationEvent("done", finish_reason=CANCELLED))
+                generation.emit(GenerationEvent("done", finish_reason=CANCELLED, ran=False))
             elif not self.adapters.can_acquire(generation.adapter):
                 skipped.append(generation)  # its adapter needs a slot that running rows still pin: later
             else:

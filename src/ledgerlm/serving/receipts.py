@@ -340,8 +340,8 @@ def receipt_message(row: dict, node: str) -> dict:
 
 
 def verify_receipt(receipt: Receipt, *, domain: SigningDomain) -> dict:
-    """Check a receipt without trusting the node: the split sums to the fee and is recomputed from the
-    receipt's own inputs, the signed body matches the stored fields, and who signed it.
+    """Check a receipt without trusting the node: the fee is its tokens at its price, the split sums to the fee
+    and is recomputed from the receipt's own inputs, the signed body matches the stored fields, and who signed it.
 
     The request hash is checked only when the receipt carries its prompt and answer (its consumer's copy).
     """
@@ -362,6 +362,9 @@ def verify_receipt(receipt: Receipt, *, domain: SigningDomain) -> dict:
     except AuthError:  # a mangled signature verifies as nobody
         signer = None
     return {
+        # the fee is the tokens at the signed price, rounded up: a node cannot sign a fee its counts do not make
+        "fee_recomputed": int(receipt.fee) == price_fee(receipt.prompt_tokens, receipt.completion_tokens,
+                                                        int(receipt.price_per_1k)),
         "split_sums_to_fee": sum(p.amount for p in payouts) == int(receipt.fee),
         "split_recomputed": recomputed == payouts,
         "body_matches": all(expected[k] == receipt.body.get(k) for k in fields),

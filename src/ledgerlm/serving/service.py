@@ -130,6 +130,10 @@ class Serving:
         repeat gets the first call's answer and receipt back (`Call.replayed`), nothing is charged again.
         A call without a key (a free model) counts against the limits of its `client` address instead."""
         idempotency_key = check_key(idempotency_key)
+        # the sampling numbers are checked before anything is claimed or looked up, so a refusal names its field
+        SamplingParams(max_tokens=1 if max_tokens is None else min(max_tokens, 2**31),
+                       temperature=1.0 if temperature is None else temperature,
+                       top_p=1.0 if top_p is None else top_p, seed=seed, stop=stop)
         key = self.keys.authenticate(authorization)
         served = self.catalog.get(model)
         request = {"messages": messages} if messages is not None else {"prompt": prompt}
@@ -230,6 +234,9 @@ class Serving:
         try:
             if event.error is not None:  # the node failed the call: no receipt, no charge
                 outcome = CallEvent("error", error=event.error)
+            elif not event.ran:  # its client left while it waited in the queue: the node did nothing to charge for
+                outcome = CallEvent("error", error=ServingError(
+                    "the call's client left before it ran: nothing was charged", field="model", status=499))
             else:
                 attributing = self.settings.attribution and call.model.adapter is not None
                 # A call its client left (cancelled) is charged for what it made but not bound to its key: the
