@@ -332,7 +332,7 @@ def test_a_caller_who_leaves_the_gateway_pays_only_for_what_its_call_made(world,
             for target, stream in ((gateway, False), (node_url, True)):
                 running = threading.Event()
 
-                def busy():  # holds the node's one row: the next call waits in the queue
+                def busy(running=running):  # holds the node's one row: the next call waits in the queue
                     with httpx.stream("POST", f"{node_url}/v1/completions", headers=headers, timeout=300, json={
                             "model": "tiny", "prompt": "busy", "max_tokens": 1000, "temperature": 0,
                             "stream": True}) as answer:
