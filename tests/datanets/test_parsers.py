@@ -692,6 +692,12 @@ def _form_bomb(path, draws: int, operators: int):
                b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
                b"<< /Type /XObject /Subtype /Form /BBox [0 0 612 792] /Resources << " + font
                + b" >> /Length %d /Filter /FlateDecode >>\nstream\n" % len(form) + form + b"\nendstream"]
+    path.write_bytes(_pdf_of(objects))
+    return path
+
+
+def _pdf_of(objects: list[bytes]) -> bytes:
+    """A PDF file of `objects` (numbered from 1, the first the catalog) with its cross-reference table."""
     out, offsets = bytearray(b"%PDF-1.4\n"), []
     for number, body in enumerate(objects, 1):
         offsets.append(len(out))
@@ -700,8 +706,7 @@ def _form_bomb(path, draws: int, operators: int):
     out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
     out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
     out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    path.write_bytes(bytes(out))
-    return path
+    return bytes(out)
 
 
 def test_a_page_that_draws_a_form_over_and_over_is_stopped_at_the_time_limit(tmp_path):
@@ -775,16 +780,7 @@ def _pdf_mapping_a_to(unicode_hex: str, text: bytes = b"AAAA") -> bytes:
         b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
         b"<< /Length %d >>\nstream\n" % len(cmap) + cmap + b"\nendstream",
     ]
-    out, offsets = bytearray(b"%PDF-1.4\n"), []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    for offset in offsets:
-        out += b"%010d 00000 n \n" % offset
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+    return _pdf_of(objects)
 
 
 @pytest.mark.parametrize(("mapped", "says"), [("D800", "surrogate pair (U+D800)"), ("0000", "NUL character")])

@@ -86,3 +86,21 @@ def sign_receipt(node, row: dict) -> tuple[dict, str]:
     signed = node.account.sign_message(encode_typed_data(full_message=typed_data("InferenceReceipt", body,
                                                                                  node.domain)))
     return body, "0x" + signed.signature.hex().removeprefix("0x")
+
+
+class Crash(Exception):
+    """The node's death at a step of the close."""
+
+
+def plan_and_crash(node) -> None:
+    """The close is planned, then the node dies before settling."""
+    import pytest
+
+    def crash_after_plan(number: int, step: str) -> None:
+        if step == "plan":
+            raise Crash
+
+    node.economy.after_step = crash_after_plan
+    with pytest.raises(Crash):
+        node.economy.close()
+    node.economy.after_step = None

@@ -285,14 +285,8 @@ def test_a_token_another_issuer_made_for_the_asset_is_refused_before_anything_is
 def test_a_private_datanets_shares_are_read_only_by_its_owner_and_members(client, alice, bob, carol, tmp_path):
     from ledgerlm.client import NodeClient
 
-    client.create_datanet(DatanetSpec(name="vault", schema=QA_SCHEMA, visibility="private", owner_share_bps=1000), alice)
-    client.add_member("vault", bob.address, alice)
-    client.contribute("vault", [write_jsonl(tmp_path / "b.jsonl", [{"question": "q", "answer": "a"}])], bob)
+    issued = _issued_private_vault(client, alice, bob, tmp_path)
     owner = NodeClient(client.http, reader=alice)
-    client.review_many("vault", [c.id for c in owner.contributions("vault")], alice, accept=True)
-    client.publish("vault", alice)
-    client.set_owner_share("vault", 1000, alice)
-    issued = client.shares.issue(alice, "datanet", "vault", supply=SUPPLY)
 
     # Anonymous and outside readers learn nothing: not the asset, nor its allocation (the contributors).
     assert [a["asset"] for a in client.http.get("/shares").json()] == []
@@ -349,20 +343,7 @@ def test_an_owner_share_of_the_whole_supply_gives_the_owner_all_of_it(client, al
 def test_a_private_datanet_s_share_token_does_not_publish_its_name(client, alice, bob, tmp_path):
     """A private Datanet is on chain only as the hash of its name: its share token, which anyone can read off a
     public chain, is named after that hash, not the name."""
-    from ledgerlm.client import NodeClient
-    from ledgerlm.datanets import DatanetSpec
-
-    from ..datanets.conftest import QA_SCHEMA, write_jsonl
-
-    client.create_datanet(DatanetSpec(name="vault", schema=QA_SCHEMA, visibility="private", owner_share_bps=1000),
-                          alice)
-    client.add_member("vault", bob.address, alice)
-    client.contribute("vault", [write_jsonl(tmp_path / "b.jsonl", [{"question": "q", "answer": "a"}])], bob)
-    owner = NodeClient(client.http, reader=alice)
-    client.review_many("vault", [c.id for c in owner.contributions("vault")], alice, accept=True)
-    client.publish("vault", alice)
-    client.set_owner_share("vault", 1000, alice)
-    client.shares.issue(alice, "datanet", "vault", supply=10**24)
+    _issued_private_vault(client, alice, bob, tmp_path)
     node = client.http.app.state.node
     del client.http.headers["Authorization"]
     assert client.http.get("/shares/datanet:vault").status_code == 401  # the API withholds it ...
@@ -398,3 +379,18 @@ def test_a_long_asset_name_still_gets_a_share_token(client, alice, bob, tmp_path
     token = client.http.app.state.node.contracts.share_token(issued["token"])
     shown = token.contract.functions.name().call()
     assert len(shown.encode()) <= TOKEN_NAME_BYTES and shown.startswith("ledgerlm datanet harbour")
+
+
+def _issued_private_vault(client, alice, bob, tmp_path) -> dict:
+    """alice's private Datanet `vault` (10% owner share) of one record of bob's, a member, with its shares issued."""
+    from ledgerlm.client import NodeClient
+
+    client.create_datanet(DatanetSpec(name="vault", schema=QA_SCHEMA, visibility="private", owner_share_bps=1000),
+                          alice)
+    client.add_member("vault", bob.address, alice)
+    client.contribute("vault", [write_jsonl(tmp_path / "b.jsonl", [{"question": "q", "answer": "a"}])], bob)
+    owner = NodeClient(client.http, reader=alice)
+    client.review_many("vault", [c.id for c in owner.contributions("vault")], alice, accept=True)
+    client.publish("vault", alice)
+    client.set_owner_share("vault", 1000, alice)
+    return client.shares.issue(alice, "datanet", "vault", supply=SUPPLY)

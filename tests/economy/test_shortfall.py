@@ -15,7 +15,7 @@ from ledgerlm.economy.errors import EconomyError
 from ledgerlm.economy.verify import verify_epoch
 from ledgerlm.errors import LedgerError
 from ledgerlm.store.schema import contributions, epoch_debits, receipts
-from tests.economy.helpers import fund_consumer, key, slow_chain, write_receipt
+from tests.economy.helpers import fund_consumer, key, plan_and_crash, slow_chain, write_receipt
 
 from ..datanets.conftest import publish_qa
 
@@ -24,21 +24,6 @@ DEV = key("developer")
 GRACE = 15 * 60
 
 
-class Crash(Exception):
-    pass
-
-
-def _crash_after_plan(number: int, step: str) -> None:
-    if step == "plan":
-        raise Crash
-
-
-def _plan_and_crash(node) -> None:
-    """The close is planned, then the node dies before settling."""
-    node.economy.after_step = _crash_after_plan
-    with pytest.raises(Crash):
-        node.economy.close()
-    node.economy.after_step = None
 
 
 def _planned_then_crashed(node):
@@ -48,7 +33,7 @@ def _planned_then_crashed(node):
     fund_consumer(node, bob, 10 * UNIT, 5 * UNIT)
     for who, fee in ((alice, UNIT), (alice, UNIT // 3), (bob, 2 * UNIT + 7)):
         write_receipt(node, who.address, fee, DEV.address)
-    _plan_and_crash(node)
+    plan_and_crash(node)
     return alice, bob
 
 
@@ -157,7 +142,7 @@ def test_a_re_plan_splits_each_pool_by_the_weights_its_plan_used(client, tmp_pat
     fund_consumer(node, other, 10 * UNIT, 5 * UNIT)
     write_receipt(node, payer.address, 3 * UNIT + 1, DEV.address, datanet="colours")
     write_receipt(node, other.address, UNIT, DEV.address, datanet="colours")
-    _plan_and_crash(node)
+    plan_and_crash(node)
     planned = {p["kind"]: p for p in published_files(node.db, 1, node.contracts)["payouts"]["pools"]}["data_pool"]
     with node.db.begin() as conn:  # bob's data leaves after the plan: the plan already counted it
         conn.execute(update(contributions).where(contributions.c.contributor == bob.address).values(state="withdrawn"))

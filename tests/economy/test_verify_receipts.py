@@ -17,20 +17,11 @@ from ledgerlm.economy.payouts import payout_tree
 from ledgerlm.economy.verify import audit_epoch, verify_epoch
 from ledgerlm.identity import SigningDomain, typed_data
 from ledgerlm.serving.receipts import json_hash
-from tests.economy.helpers import fund_consumer, key, write_receipt
+from tests.economy.helpers import fund_consumer, key, plan_and_crash, write_receipt
 
 UNIT = 10**18
 DEV = key("developer")
 GRACE = 15 * 60
-
-
-class Crash(Exception):
-    pass
-
-
-def _crash_after_plan(number: int, step: str) -> None:
-    if step == "plan":
-        raise Crash
 
 
 @pytest.fixture
@@ -42,10 +33,7 @@ def cut_epochs(node):
     fund_consumer(node, bob, 10 * UNIT, 5 * UNIT)
     for who, fee in ((alice, UNIT), (alice, UNIT // 3), (bob, 2 * UNIT + 7)):
         write_receipt(node, who.address, fee, DEV.address)
-    node.economy.after_step = _crash_after_plan
-    with pytest.raises(Crash):
-        node.economy.close()
-    node.economy.after_step = None
+    plan_and_crash(node)  # cut below: alice lowers her cap after the plan
     c = node.contracts
     c.escrow.set_spending_cap(alice, node.account.address, UNIT // 2 + 1, cap_nonce())
     node.chain.advance_time(GRACE + 60)
