@@ -67,3 +67,47 @@ def test_fees_slashed_stake_and_the_data_pool_reach_the_right_people(client, ali
     assert all(c.token.balance_of(a) == before[a] + owed[a] for a in owed)
     assert c.distributor.epoch(node.economy.chain_epoch(1)).unclaimed == 0
     assert verify_epoch(*published_files(node.db, 1, c).values(), c.distributor.epoch(node.economy.chain_epoch(1))) == []
+
+
+def test_a_private_datanet_scored_by_its_owner_s_own_key_takes_none_of_the_slashed_stake(  # noqa: F811
+        client, alice, bob, setup, tmp_path):
+    """Slashed stake is the validators' of rounds whose validators were drawn from everyone staked: a private
+    Datanet's owner chooses who scores its rounds, and sixty trivial records scored by a key of the owner's took
+    most of it."""
+    from eth_account import Account
+
+    from ledgerlm.datanets import DatanetSpec
+
+    from ..datanets.conftest import QA_SCHEMA
+
+    validators, node, clock = setup
+    honest, outlier = (lambda cid: 90), (lambda cid: 0)
+    for r in range(3):  # the third round slashes the persistent outlier
+        client.contribute("ferries", [write_jsonl(tmp_path / f"r{r}.jsonl", [CLEAN[r]])], bob)
+        _round(client, alice, validators, clock, [honest, honest, outlier])
+    owner, own_key = Account.from_key(b"\x70" * 32), Account.from_key(b"\x71" * 32)
+    client.chain.faucet(own_key.address, eth_wei=UNIT, tokens=100 * UNIT)
+    client.chain.stake(own_key, "validator", 100 * UNIT)
+    client.create_datanet(DatanetSpec(name="own-rounds", schema=QA_SCHEMA, visibility="private"), owner)
+    client.add_member("own-rounds", own_key.address, owner)
+    records = [{"question": f"What is {i} plus {i + 7}?", "answer": f"{i} plus {i + 7} is {2 * i + 7}."}
+               for i in range(60)]
+    client.contribute("own-rounds", [write_jsonl(tmp_path / "own.jsonl", records)], owner)
+    opened = client.validation.open_round(owner, "own-rounds")
+    assert set(opened["stakes"]) == {own_key.address}
+    mine = {int(c): 100 for c in opened["assignments"]}
+    _, salt = client.validation.commit(own_key, opened["id"], mine)
+    clock.now = opened["commit_deadline"] + 1
+    client.validation.reveal(own_key, opened["id"], mine, salt)
+    clock.now = opened["reveal_deadline"] + 1
+    client.validation.tally(owner, opened["id"])
+
+    node.chain.advance_time(node.contracts.staking.slash_dispute_seconds())
+    summary = node.economy.close()
+    slashed = 10 * UNIT
+    assert int(summary["total"]) == slashed
+    owed = {a: int(e["epochs"][0]["amount"]) if e["epochs"] else 0
+            for a, e in ((a, earnings(node.db, node.contracts.distributor, a))
+                         for a in (own_key.address, *(v.address for v in validators)))}
+    assert owed[own_key.address] == 0
+    assert owed[validators[0].address] + owed[validators[1].address] == slashed

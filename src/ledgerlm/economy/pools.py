@@ -133,14 +133,17 @@ class PoolPayer:
 
     # ------------------------------------------------------------------ validators
 
-    def _rounds(self, datanet: str | None) -> list:
-        """This epoch's tallied rounds (of one Datanet, or all); for a Datanet without any this epoch,
-        every round it ever had, so the validators who built its data keep earning from it."""
+    def _rounds(self, datanet: str | None, *, public_only: bool = False) -> list:
+        """This epoch's tallied rounds (of one Datanet, or all; `public_only`: of public Datanets); for a
+        Datanet without any this epoch, every round it ever had, so the validators who built its data keep
+        earning from it."""
         query = (select(validation_rounds.c.id, validation_rounds.c.tally, validation_rounds.c.rewarded_epoch)
                  .join(datanets, datanets.c.id == validation_rounds.c.datanet_id)
                  .where(validation_rounds.c.state == "tallied"))
         if datanet is not None:
             query = query.where(datanets.c.name == datanet)
+        if public_only:
+            query = query.where(datanets.c.visibility == "public")
         rows = self.conn.execute(query.order_by(validation_rounds.c.id)).all()
         fresh = [r for r in rows if r.rewarded_epoch is None]
         return fresh if fresh or datanet is None else rows
@@ -170,9 +173,14 @@ class PoolPayer:
         return rounds, weights
 
     def pay_slashed_stake(self, ledger: Ledger, pool: int) -> int:
-        """Slashed stake goes to the validators of this epoch's rounds; returns how much was paid (0 when
-        no round this epoch earned any weight: the pool waits on chain for the next epoch)."""
-        rounds = [] if self.fixed is not None else [r for r in self._rounds(None) if r.rewarded_epoch is None]
+        """Slashed stake goes to the validators of this epoch's rounds on public Datanets; returns how much was
+        paid (0 when no round this epoch earned any weight: the pool waits on chain for the next epoch).
+
+        A private Datanet's rounds are scored only by its owner and the members the owner chose: an owner
+        could score a round of many trivial records with a key of its own and take most of what others'
+        slashes brought. Those rounds earn from their own Datanet's validator pool, not from this one."""
+        rounds = [] if self.fixed is not None else [r for r in self._rounds(None, public_only=True)
+                                                    if r.rewarded_epoch is None]
         ids, weights = self._basis("slashed_stake", lambda: ([r.id for r in rounds], self._validator_weights(rounds)))
         if not pool or not weights:
             return 0
