@@ -209,6 +209,25 @@ def test_asking_to_unstake_before_the_tally_does_not_dodge_a_slash(client, alice
     assert node.contracts.staking.pending_of(bob.address, StakeRole.CONTRIBUTOR_BOND).amount < 10 * UNIT
 
 
+def test_withdrawing_a_contribution_once_the_reveals_go_against_it_still_costs_its_bond(client, alice, bob, setup,
+                                                                                       tmp_path):
+    """The contribution stays withdrawn, but the rejection counts as it would have: its contributor's reputation
+    and bond, or withdrawing before the tally would dodge both and the data could be sent again for another try."""
+    validators, node, clock = setup
+    client.contribute("ferries", [write_jsonl(tmp_path / "w.jsonl", CLEAN[:4])], bob)
+    mine = [c.id for c in client.contributions("ferries", state="pending")]
+
+    def withdraw_all():
+        for cid in mine:
+            client.withdraw(cid, bob)
+
+    _, closed = _round(client, alice, validators, clock, [lambda cid: 0] * 3, before_tally=withdraw_all)
+    assert [c.state for c in client.contributions("ferries")] == ["withdrawn"] * 4
+    bond = [s for s in closed["tally"]["slashed"] if s["account"] == bob.address]
+    assert len(bond) == 1 and int(bond[0]["amount"]) > 0
+    assert node.validation.reputation(bob.address, "contributor") < 5000
+
+
 def test_rounds_tallied_out_of_order_never_slash_the_same_misconduct_twice(client, alice, bob, setup, tmp_path):
     """Rounds 3 and 4 open at once; round 4 is tallied first and slashes the outlier for rounds 1, 2 and 4.
     Round 3's tally, even after the slash window, must not slash rounds 1 and 2 again."""

@@ -498,8 +498,14 @@ class ValidationRounds:
                                      .where(contributions.c.id == cid)).first()
                 details = {"round": round_id, "consensus": outcome.consensus, "votes": dict(outcome.votes),
                            "revealed_stake": str(outcome.revealed_stake)}
-                if outcome.decision == "undecided" or state.state != "pending":
-                    continue  # undecided stays pending for the next round; withdrawn stays withdrawn
+                if outcome.decision == "undecided":
+                    continue  # stays pending for the next round
+                if state.state != "pending":
+                    # withdrawn while the round ran, it stays withdrawn; a rejection still costs its contributor
+                    # the bond and reputation it would have, or withdrawing once the reveals go against it dodges both
+                    if state.state == "withdrawn" and outcome.decision == "reject":
+                        contributor_outcomes.append((cid, state.contributor, outcome.decision, outcome.consensus))
+                    continue
                 accept = outcome.decision == "accept"
                 self.datanets.set_state(
                     conn, cid, "accepted" if accept else "rejected",
