@@ -137,7 +137,22 @@ def test_missing_reveal_earns_nothing_and_below_quorum_stays_undecided():
     alone = _committed(_round(), {V[0]: {1: 80, 2: 20}})
     t2 = cs.tally(alone)  # one third of the stake revealed; quorum is one half
     assert {o.decision for o in t2.contributions.values()} == {"undecided"}
-    assert all(o.assigned == 0 for o in t2.validators.values())
+    # the one who revealed is not scored on what stayed undecided; the two who did not are, as absent
+    assert t2.validators[V[0]].assigned == 0
+    assert all(t2.validators[v].assigned == 2 and not t2.validators[v].revealed for v in V[1:3])
+
+
+def test_withholding_reveals_to_keep_junk_below_quorum_is_slashed_as_absence():
+    """A validator holding most of the assigned stake who sees the honest reveals go against the junk and keeps
+    its own back leaves every contribution undecided, round after round: that counts as absence."""
+    stakes = {V[0]: 100 * TOKEN, V[1]: 100 * TOKEN, V[2]: 400 * TOKEN}
+    history = []
+    for round_id in range(1, 4):
+        rnd = replace(_round(stakes=stakes), round_id=round_id)
+        history.append(cs.tally(_committed(rnd, {V[0]: {1: 0, 2: 0}, V[1]: {1: 5, 2: 5}})))
+    assert all(o.decision == "undecided" for t in history for o in t.contributions.values())
+    slashed = cs.slashing_decisions(history, stakes)
+    assert [s.account for s in slashed] == [V[2]] and slashed[0].amount == 40 * TOKEN
 
 
 def test_tally_ignores_a_reveal_that_does_not_match_its_commit():

@@ -298,8 +298,9 @@ def tally(rnd: Round) -> RoundTally:
     `undecided` (for the next round) and nobody is scored on it. A decided contribution is
     accepted when its stake-weighted median score is >= accept_threshold. A vote further than
     clip_distance from the consensus is clipped: it earns nothing for that contribution.
-    Validators who were assigned but did not reveal are scored on every decided contribution
-    they were assigned, with zero agreement.
+    Validators who were assigned but did not reveal are scored on every contribution they were
+    assigned, with zero agreement: on an undecided one too, since their missing reveal is what left
+    it undecided (those who revealed are not scored on it).
     """
     rules = rnd.rules
     valid: dict[str, Mapping[int, int]] = {}
@@ -319,6 +320,11 @@ def tally(rnd: Round) -> RoundTally:
         revealed_stake = sum(rnd.stakes.get(v, 0) for v in votes)
         if assigned_stake == 0 or revealed_stake * BPS < rules.quorum_bps * assigned_stake:
             outcomes[cid] = ContributionOutcome(cid, "undecided", None, revealed_stake, assigned_stake, votes)
+            for v in validators:
+                if v not in valid:
+                    # absent where it decides: a reveal withheld to keep a contribution below quorum (and the
+                    # junk pending for another try) counts against its validator as any missing reveal does
+                    assigned[v] = assigned.get(v, 0) + 1
             continue
         consensus = stake_weighted_median([(s, rnd.stakes.get(v, 0)) for v, s in votes.items()])
         decision = "accept" if consensus >= rules.accept_threshold else "reject"
