@@ -211,3 +211,38 @@ def test_a_shared_prompt_prefix_runs_once_only_for_lora_on_cpu():
     assert shares_prefix(TrainConfig(), torch.device("cpu"))
     assert not shares_prefix(TrainConfig(), torch.device("cuda"))
     assert not shares_prefix(TrainConfig(method="qlora"), torch.device("cpu"))
+
+
+def test_a_job_without_max_steps_may_not_run_past_the_step_bound(tiny_base, tmp_path, monkeypatch):
+    """Without max_steps the data sets a job's length: one long text cut into max_len pieces made a job of
+    millions of steps on the worker every developer shares. Past the bound it is refused naming max_steps."""
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("ledgerlm.factory.train"), "MAX_STEPS", 50)
+    texts = [{"text": " ".join(f"word{i}" for i in range(400))}]
+    with pytest.raises(TrainConfigError, match="steps; a job runs at most 50") as err:
+        train(tiny_base, texts, TrainConfig(epochs=10, batch_size=1, max_len=16, eval_split=0.0), tmp_path / "m")
+    assert err.value.field == "max_steps"
+    result = train(tiny_base, texts, TrainConfig(epochs=10, batch_size=1, max_len=16, eval_split=0.0, max_steps=3),
+                   tmp_path / "m2")
+    assert result.steps == 3  # with max_steps the developer bounds it
+
+
+def test_an_evaluation_prompt_is_cut_to_the_training_length(tiny_base, tokenizer):
+    """A record's question is as long as its uploader made it: generated answers read its last max_len tokens."""
+    from transformers import AutoModelForCausalLM
+
+    from ledgerlm.factory.evaluate import generate_answers
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_base.path)
+    widths, generate = [], model.generate
+
+    def watched(**inputs):
+        widths.append(inputs["input_ids"].shape[1])
+        return generate(**inputs)
+
+    model.generate = watched
+    records = [{"question": "word " * 3000 + "What colour is the reef?", "answer": "copper"},
+               {"question": "What colour is the gull?", "answer": "grey"}]
+    found = generate_answers(model, tokenizer, records, [0, 1], max_new_tokens=4, max_prompt_tokens=32)
+    assert widths == [32] and len(found) == 2

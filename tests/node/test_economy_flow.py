@@ -69,8 +69,8 @@ def test_fees_slashed_stake_and_the_data_pool_reach_the_right_people(client, ali
     assert verify_epoch(*published_files(node.db, 1, c).values(), c.distributor.epoch(node.economy.chain_epoch(1))) == []
 
 
-def test_a_private_datanet_scored_by_its_owner_s_own_key_takes_none_of_the_slashed_stake(  # noqa: F811
-        client, alice, bob, setup, tmp_path):
+def test_a_private_datanet_scored_by_its_owner_s_own_key_takes_none_of_the_slashed_stake(
+        client, alice, bob, setup, tmp_path):  # noqa: F811
     """Slashed stake is the validators' of rounds whose validators were drawn from everyone staked: a private
     Datanet's owner chooses who scores its rounds, and sixty trivial records scored by a key of the owner's took
     most of it."""

@@ -272,6 +272,11 @@ def test_one_developer_may_not_queue_ahead_of_everyone(client, alice, carol, tmp
     client.factory.control(carol, queued[0]["id"], "cancel")
     train(carol, "carol-again")  # a job that ended (here: cancelled) frees its place
     assert "carol-spam" not in {j["model_id"] for j in client.factory.jobs()}
+    # stopping jobs and resuming them is no way past the limit: a resumed job counts as a new one
+    with pytest.raises(LedgerError, match="queued or running") as err:
+        client.factory.control(carol, queued[0]["id"], "resume")
+    assert err.value.status == 429 and err.value.field == "developer"
+    assert client.factory.job(queued[0]["id"])["state"] == "stopped"
 
 
 def test_job_event_streams_open_at_once_are_capped_and_the_job_stays_readable(trained, client, monkeypatch):

@@ -51,7 +51,7 @@ class TrainRequest(BaseModel):
 
     model_id: str
     datanet: str
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=2**63 - 1)
     base: str = "smollm2-135m"
     config: dict[str, Any] = Field(default_factory=dict)
 
@@ -302,6 +302,8 @@ class ModelFactory:
             elif command == "resume":
                 if job.state != "stopped":
                     raise ConflictError(f"only a stopped job can resume; job {job_id} is {job.state}", field="jobId")
+                # queued again, it counts as a new one would: stopping and resuming is no way past the queue's limits
+                self._check_quota(conn, developer)
                 if not conn.execute(update(training_jobs).where((training_jobs.c.id == job_id)
                                                                 & (training_jobs.c.state == "stopped"))
                                     .values(state="queued", error=None, cancel_requested=False,

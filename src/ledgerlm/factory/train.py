@@ -407,6 +407,13 @@ def train(
     total_steps = steps_per_epoch * config.epochs
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
+    elif total_steps > MAX_STEPS:
+        # without max_steps the version sets the job's length: one long text record cut into max_len pieces
+        # made a job of millions of steps on the one worker every developer shares
+        raise TrainConfigError(f"{len(data.train_examples):,} training examples for {config.epochs} epochs in "
+                               f"batches of {config.batch_size * config.grad_accum} make {total_steps:,} steps; a job "
+                               f"runs at most {MAX_STEPS:,}: set max_steps, or fewer epochs, a larger batch or max_len",
+                               field="max_steps")
     every = checkpoint_every or max(1, total_steps // 10)
 
     step, history, tokens_seen, seconds = 0, [], 0, 0.0
