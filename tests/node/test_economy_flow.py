@@ -111,3 +111,26 @@ def test_a_private_datanet_scored_by_its_owner_s_own_key_takes_none_of_the_slash
                          for a in (own_key.address, *(v.address for v in validators)))}
     assert owed[own_key.address] == 0
     assert owed[validators[0].address] + owed[validators[1].address] == slashed
+
+
+def test_stake_withdrawn_before_the_close_earns_nothing_from_the_rounds_it_opened_with(
+        client, alice, bob, setup, tmp_path):  # noqa: F811
+    """A round pays by stake × agreement, the stake the one it was opened with, but never more than what is still
+    at risk at the close: stake withdrawn meanwhile (and perhaps staked again by another key) earns nothing."""
+    validators, node, clock = setup
+    honest = lambda cid: 90  # noqa: E731
+    for r in range(2):
+        client.contribute("ferries", [write_jsonl(tmp_path / f"r{r}.jsonl", [CLEAN[r]])], bob)
+        _round(client, alice, validators, clock, [honest, honest, honest])
+    leaving = validators[1]
+    client.chain.request_unstake(leaving, "validator", 200 * UNIT)
+    node.chain.advance_time(node.contracts.staking.cooldown_seconds() + 1)
+    client.chain.withdraw_stake(leaving, "validator")
+    consumer = key("consumer")
+    fund_consumer(node, consumer, 100 * UNIT, 50 * UNIT)
+    write_receipt(node, consumer.address, 10 * UNIT, DEV.address, datanet="ferries")
+    node.economy.close()
+    owed = {v.address: int(e["epochs"][0]["amount"]) if e["epochs"] else 0
+            for v, e in ((v, earnings(node.db, node.contracts.distributor, v.address)) for v in validators)}
+    assert owed[leaving.address] == 0
+    assert owed[validators[0].address] > 0 and owed[validators[2].address] > 0

@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
-from ledgerlm.chain import Debit, epoch_id
+from ledgerlm.chain import Debit, StakeRole, epoch_id
 from ledgerlm.economy.access import CLOSE_LOCK, resolve_pending, settled_access
 from ledgerlm.economy.arrears import carry_forward, charged_arrears, owed_arrears, settle_arrears
 from ledgerlm.economy.compute import expire_unreported, pay_jobs, settled_jobs
@@ -211,7 +211,13 @@ class EpochCloser:
         (a plan's), each pool is split by the rounds and weights that plan used. Returns (ledger, pools, the compute
         jobs paid, the slashed stake paid)."""
         ledger = Ledger()
-        pools = PoolPayer(conn, number, shares=frozenset(assets), basis=basis)
+        staking = self.contracts.staking
+
+        def at_risk(account: str) -> int:
+            return (staking.stake_of(account, StakeRole.VALIDATOR)
+                    + staking.pending_of(account, StakeRole.VALIDATOR).amount)
+
+        pools = PoolPayer(conn, number, shares=frozenset(assets), basis=basis, stake_at_risk=at_risk)
         for r in paid:
             pools.add_receipt(ledger, r)
         for payment in access:

@@ -58,9 +58,14 @@ class PoolPayer:
     """Collects one epoch's receipts into direct credits and per-Datanet pools, then pays the pools."""
 
     def __init__(self, conn: Connection, epoch: int, shares: frozenset[tuple[str, str]] = frozenset(),
-                 basis: dict[str, dict] | None = None):
+                 basis: dict[str, dict] | None = None, stake_at_risk: Callable[[str], int] | None = None):
         self.conn = conn
         self.epoch = epoch
+        # A validator's stake still at risk now (staked, or cooling down to leave, in the validator role): a round
+        # pays by the stake it was opened with, and stake since withdrawn, or handed to another key that staked it
+        # again, would otherwise earn twice for one stake. None: rounds pay by their opening stake alone.
+        self.stake_at_risk = stake_at_risk
+        self._at_risk: dict[str, int] = {}
         # How each pool is split (its rounds and weights), written down at the plan: a re-plan after a consumer's
         # debit fell short gives it back, so the same pools, smaller, split the same way whatever rounds, reputations
         # and valuations did since.
@@ -153,6 +158,12 @@ class PoolPayer:
         for r in rounds:
             for validator, outcome in ((r.tally or {}).get("validators") or {}).items():
                 weight = int(outcome.get("reward_weight", 0))
+                stake = int(outcome.get("stake", 0))
+                if weight and stake and self.stake_at_risk is not None:
+                    if validator not in self._at_risk:
+                        self._at_risk[validator] = self.stake_at_risk(validator)
+                    # stake × agreement, the stake no more than what is still at risk (exact: weight is a multiple)
+                    weight = weight * min(stake, self._at_risk[validator]) // stake
                 if weight:
                     weights[validator] = weights.get(validator, 0) + weight
         for validator in list(weights):
