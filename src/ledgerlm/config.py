@@ -103,6 +103,10 @@ class NodeConfig:
     training_jobs_per_developer: int = 2
     # and all developers together: keys are free, so a queue bounded per key alone is not bounded
     training_jobs_queued: int = 16
+    # jobs submitted per hour, per developer and in all: a job cancelled at once leaves the queue, so the queue's
+    # bounds alone let a key submit and cancel without end
+    training_jobs_per_developer_per_hour: int = 12
+    training_jobs_per_hour: int = 120
     serving_engine: str = "builtin"  # builtin | vllm | auto (vLLM where it imports and CUDA is present)
     serving_max_lora_rank: int = 64  # vLLM reserves LoRA memory for adapters up to this rank
     serving_claim_lease_seconds: int = 30  # an idempotency claim whose node stopped renewing it lapses after this
@@ -252,6 +256,7 @@ class Home:
                      "serving_device_adapters", "serving_host_adapters", "serving_default_max_tokens",
                      "serving_requests_per_minute", "serving_max_concurrent", "serving_claim_lease_seconds",
                      "serving_max_lora_rank", "training_jobs_per_developer", "training_jobs_queued",
+                     "training_jobs_per_developer_per_hour", "training_jobs_per_hour",
                      "attribution_dim"):
             if not isinstance(getattr(config, name), int) or getattr(config, name) <= 0:
                 raise ConfigError(f"{self.config_path}: {name} must be a positive integer", field=name)

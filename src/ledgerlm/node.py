@@ -486,7 +486,9 @@ class Node:
                                register_model=_register_model(self), observe_training=observe,
                                pay_access=self._pay_access,
                                jobs_per_developer=self.config.training_jobs_per_developer,
-                               jobs_queued=self.config.training_jobs_queued)
+                               jobs_queued=self.config.training_jobs_queued,
+                               jobs_per_developer_per_hour=self.config.training_jobs_per_developer_per_hour,
+                               jobs_per_hour=self.config.training_jobs_per_hour)
         self.closers.append(factory.close)
         return factory
 

@@ -279,6 +279,36 @@ def test_one_developer_may_not_queue_ahead_of_everyone(client, alice, carol, tmp
     assert client.factory.job(queued[0]["id"])["state"] == "stopped"
 
 
+def test_submitting_and_cancelling_without_end_is_bounded_by_the_hour(client, alice, carol, tmp_path, monkeypatch):
+    """A job cancelled at once leaves the queue, so the queue's bounds alone let a free key submit and cancel
+    without end, each job a row listed for good and a model id taken for good."""
+    from ledgerlm.factory import tiny_random_model
+    from ledgerlm.factory.jobs import ModelFactory
+
+    monkeypatch.setattr(ModelFactory, "_start_worker", lambda self: None)  # the jobs stay queued
+    from ledgerlm.buckets import KeyedLimit, hourly
+
+    # the node's `training_jobs_per_developer_per_hour` set to 3
+    client.http.app.state.node.factory._submissions = KeyedLimit(hourly(3), hourly(100))
+    tiny = tiny_random_model(tmp_path / "tiny", [f"{r['question']} {r['answer']}" for r in FACTS])
+    client.factory.register_base("tiny", str(tiny))
+    publish_qa(client, tmp_path, alice, [(alice, FACTS)])
+
+    def train(account, model_id):
+        return client.factory.train(account, {"model_id": model_id, "datanet": "colours", "version": 1,
+                                              "base": "tiny", "config": {"epochs": 1, "max_len": 64}})
+
+    for i in range(3):
+        client.factory.control(carol, train(carol, f"churn-{i}")["id"], "cancel")
+    with pytest.raises(LedgerError, match="within the hour") as err:
+        train(carol, "churn-3")
+    assert err.value.status == 429 and err.value.field == "developer"
+    with pytest.raises(LedgerError, match="already taken"):
+        train(alice, "churn-0")  # a refusal before the job exists spends none of the hour
+    train(alice, "alice-one")  # another developer still may
+    assert {j["model_id"] for j in client.factory.jobs()} == {"churn-0", "churn-1", "churn-2", "alice-one"}
+
+
 def test_job_event_streams_open_at_once_are_capped_and_the_job_stays_readable(trained, client, monkeypatch):
     """Each event stream polls the database while its job runs and needs no signature to open: past the
     node's cap a stream is refused with 429 naming the job, and the job itself still reads."""

@@ -19,6 +19,7 @@ import orjson
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import func, insert, select, update
 
+from ledgerlm.buckets import KeyedLimit, hourly
 from ledgerlm.config import NodeConfig
 from ledgerlm.datanets import Datanets
 from ledgerlm.datanets.schemas import json_numbers_hashable
@@ -151,7 +152,9 @@ class ModelFactory:
                  register_model: Callable[[ModelRecord, dict, int], str] | None = None,
                  observe_training: Callable[[Any, Any], Any] | None = None,
                  pay_access: Callable[..., dict] | None = None, jobs_per_developer: int = JOBS_PER_DEVELOPER,
-                 jobs_queued: int = NodeConfig.training_jobs_queued):
+                 jobs_queued: int = NodeConfig.training_jobs_queued,
+                 jobs_per_developer_per_hour: int = NodeConfig.training_jobs_per_developer_per_hour,
+                 jobs_per_hour: int = NodeConfig.training_jobs_per_hour):
         self.db = db
         self.models_dir = Path(models_dir)
         self.datanets = datanets
@@ -165,6 +168,10 @@ class ModelFactory:
         self.pay_access = pay_access
         self.jobs_per_developer = jobs_per_developer
         self.jobs_queued = jobs_queued
+        # Jobs submitted per hour, per developer and in all: a job cancelled at once frees its place in the queue,
+        # and without these a free key could submit and cancel without end, each job a row listed for good and a
+        # model id taken for good.
+        self._submissions = KeyedLimit(hourly(jobs_per_developer_per_hour), hourly(jobs_per_hour))
         self.instance = uuid.uuid4().hex
         self._wake = threading.Event()
         self._worker: threading.Thread | None = None
@@ -221,20 +228,25 @@ class ModelFactory:
                     (signed_actions.c.signer == developer) & (signed_actions.c.nonce == str(m["nonce"])))).first():
                 raise AuthError(f"nonce {m['nonce']} was already used by {developer}: replayed TrainModel rejected",
                                 field="nonce")
-        licence = self._pay(request, developer, payment)
-        with self.db.begin() as conn:
-            # again, under the id's lock: another request for the id may have landed while this one paid (a paid
-            # licence stays the developer's, so refusing now costs nothing twice)
-            self.db.lock(conn, f"model-id:{request.model_id}")
-            if self._id_taken(conn, request.model_id):
-                raise ConflictError(f"model id {request.model_id!r} is already taken", field="model_id")
-            self._check_quota(conn, developer)  # again: another request of the developer may have landed meanwhile
-            action_id = self._record_action(conn, signed, developer)
-            job_id = conn.execute(insert(training_jobs).values(
-                model_id=request.model_id, developer=developer, datanet=request.datanet,
-                version=request.version, base_model=request.base, config=request.config, state="queued",
-                progress=None, error=None, action_id=action_id, created_at=now, updated_at=now, licence=licence,
-            )).inserted_primary_key[0]
+            self._take_submission(developer)  # last: a request refused before it spends none of the hour
+        try:
+            licence = self._pay(request, developer, payment)
+            with self.db.begin() as conn:
+                # again, under the id's lock: another request for the id may have landed while this one paid (a paid
+                # licence stays the developer's, so refusing now costs nothing twice)
+                self.db.lock(conn, f"model-id:{request.model_id}")
+                if self._id_taken(conn, request.model_id):
+                    raise ConflictError(f"model id {request.model_id!r} is already taken", field="model_id")
+                self._check_quota(conn, developer)  # again: another request of the developer may have landed
+                action_id = self._record_action(conn, signed, developer)
+                job_id = conn.execute(insert(training_jobs).values(
+                    model_id=request.model_id, developer=developer, datanet=request.datanet,
+                    version=request.version, base_model=request.base, config=request.config, state="queued",
+                    progress=None, error=None, action_id=action_id, created_at=now, updated_at=now, licence=licence,
+                )).inserted_primary_key[0]
+        except BaseException:
+            self._submissions.give_back(developer.lower())  # no job: the hour is not spent
+            raise
         self._start_worker()
         return self.job(job_id)
 
@@ -248,6 +260,18 @@ class ModelFactory:
         return bool(conn.execute(select(models.c.id).where(models.c.id == model_id)).first() or conn.execute(
             select(training_jobs.c.id).where((training_jobs.c.model_id == model_id)
                                              & (training_jobs.c.state != "failed"))).first())
+
+    def _take_submission(self, developer: str) -> None:
+        """Count one job submitted by `developer` this hour, or refuse it (429) while theirs or the node's is spent."""
+        def refusal(spent: str, most: int, wait: int) -> FactoryError:
+            if spent == "each":
+                return FactoryError(f"{developer} has submitted {most} training jobs within the hour, the most this "
+                                    f"node takes from one developer; try again in {wait} s", field="developer",
+                                    status=429)
+            return FactoryError(f"this node has taken {most} training jobs within the hour, the most it takes; try "
+                                f"again in {wait} s", field="request", status=429)
+
+        self._submissions.take_or_refuse(developer.lower(), refusal)
 
     def _check_quota(self, conn, developer: str) -> None:
         """Refuse a job beyond the developer's share of the single worker (queued or running jobs at once)."""
