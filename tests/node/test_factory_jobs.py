@@ -251,11 +251,13 @@ def test_settings_a_job_could_never_run_with_are_refused_before_it_is_queued(cli
     assert client.factory.jobs() == []
 
 
-def test_one_developer_may_not_queue_ahead_of_everyone(client, alice, carol, tmp_path, monkeypatch):
+def _queue_only(client, alice, tmp_path, monkeypatch):
+    """alice's `colours` Datanet on a tiny base, with no worker taking jobs (they stay queued); returns
+    train(account, model_id), which submits a one-epoch job."""
     from ledgerlm.factory import tiny_random_model
-    from ledgerlm.factory.jobs import JOBS_PER_DEVELOPER, ModelFactory
+    from ledgerlm.factory.jobs import ModelFactory
 
-    monkeypatch.setattr(ModelFactory, "_start_worker", lambda self: None)  # the jobs stay queued
+    monkeypatch.setattr(ModelFactory, "_start_worker", lambda self: None)
     tiny = tiny_random_model(tmp_path / "tiny", [f"{r['question']} {r['answer']}" for r in FACTS])
     client.factory.register_base("tiny", str(tiny))
     publish_qa(client, tmp_path, alice, [(alice, FACTS)])
@@ -264,6 +266,13 @@ def test_one_developer_may_not_queue_ahead_of_everyone(client, alice, carol, tmp
         return client.factory.train(account, {"model_id": model_id, "datanet": "colours", "version": 1,
                                               "base": "tiny", "config": {"epochs": 1, "max_len": 64}})
 
+    return train
+
+
+def test_one_developer_may_not_queue_ahead_of_everyone(client, alice, carol, tmp_path, monkeypatch):
+    from ledgerlm.factory.jobs import JOBS_PER_DEVELOPER
+
+    train = _queue_only(client, alice, tmp_path, monkeypatch)
     queued = [train(carol, f"carol-{i}") for i in range(JOBS_PER_DEVELOPER)]
     with pytest.raises(LedgerError, match="queued or running") as err:
         train(carol, "carol-spam")
@@ -282,22 +291,11 @@ def test_one_developer_may_not_queue_ahead_of_everyone(client, alice, carol, tmp
 def test_submitting_and_cancelling_without_end_is_bounded_by_the_hour(client, alice, carol, tmp_path, monkeypatch):
     """A job cancelled at once leaves the queue, so the queue's bounds alone let a free key submit and cancel
     without end, each job a row listed for good and a model id taken for good."""
-    from ledgerlm.factory import tiny_random_model
-    from ledgerlm.factory.jobs import ModelFactory
-
-    monkeypatch.setattr(ModelFactory, "_start_worker", lambda self: None)  # the jobs stay queued
     from ledgerlm.buckets import KeyedLimit, hourly
 
+    train = _queue_only(client, alice, tmp_path, monkeypatch)
     # the node's `training_jobs_per_developer_per_hour` set to 3
     client.http.app.state.node.factory._submissions = KeyedLimit(hourly(3), hourly(100))
-    tiny = tiny_random_model(tmp_path / "tiny", [f"{r['question']} {r['answer']}" for r in FACTS])
-    client.factory.register_base("tiny", str(tiny))
-    publish_qa(client, tmp_path, alice, [(alice, FACTS)])
-
-    def train(account, model_id):
-        return client.factory.train(account, {"model_id": model_id, "datanet": "colours", "version": 1,
-                                              "base": "tiny", "config": {"epochs": 1, "max_len": 64}})
-
     for i in range(3):
         client.factory.control(carol, train(carol, f"churn-{i}")["id"], "cancel")
     with pytest.raises(LedgerError, match="within the hour") as err:
