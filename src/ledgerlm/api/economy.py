@@ -56,10 +56,9 @@ def close_epoch(node: Node = Depends(get_node)) -> dict:
 
 def _disclosed(record: dict, node: Node, grant: ReadGrant | None) -> dict:
     """An epoch's record as the reader may see it: paid access to a private Datanet it may not read by amount."""
-    from ledgerlm.economy.disclosure import access_payments_for, datanets_named, hidden_from
+    from ledgerlm.economy.disclosure import epoch_record_for
 
-    hidden = hidden_from(datanets_named(record), lambda d: node.datanets.may_read(d, reader_of(grant, d)))
-    return access_payments_for(record, hidden)
+    return epoch_record_for(record, lambda d: node.datanets.may_read(d, reader_of(grant, d)))
 
 
 @router.get("/epochs")

@@ -14,6 +14,12 @@ def datanets_named(payout_file: dict) -> set[str]:
     return named
 
 
+def epoch_record_for(record: dict, may_read: Callable[[str], bool]) -> dict:
+    """An epoch's record (or payout file) with the paid accesses to private Datanets the reader may not read
+    (`may_read`: `Access.may_read` for that reader) by Datanet and amount only."""
+    return access_payments_for(record, hidden_from(datanets_named(record), may_read))
+
+
 def access_payments_for(record: dict, hidden: set[str]) -> dict:
     """An epoch's record or payout file with each paid access to a Datanet in `hidden` shown by its Datanet and
     amount only: who paid, for which version and to train or export, is the members' business. The amount and

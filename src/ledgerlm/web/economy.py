@@ -6,10 +6,10 @@ from fastapi import APIRouter, Request
 
 from ledgerlm.economy import list_epochs, published_files
 from ledgerlm.economy.disclosure import (
-    access_payments_for,
     datanets_named,
     earnings_datanets,
     earnings_for,
+    epoch_record_for,
     hidden_from,
     payout_file_for,
 )
@@ -67,8 +67,7 @@ def economy_home(request: Request):
 
 def _disclosed(request: Request, node, record: dict) -> dict:
     """An epoch's record with paid access to a private Datanet the page's reader may not read by amount only."""
-    hidden = hidden_from(datanets_named(record), lambda d: node.datanets.may_read(d, page_reader(request, d)))
-    return access_payments_for(record, hidden)
+    return epoch_record_for(record, lambda d: node.datanets.may_read(d, page_reader(request, d)))
 
 
 @router.get("/web/economy/epochs/{number}")
