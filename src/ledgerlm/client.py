@@ -462,8 +462,21 @@ class FactoryActions:
                 "purpose": "train"})
         return self.node._request("POST", "/factory/jobs", json=body)
 
-    def jobs(self) -> list[dict]:
-        return self.node._request("GET", "/factory/jobs")
+    def jobs(self, limit: int | None = None) -> list[dict]:
+        """Training jobs, newest first: at most `limit` (every one when None), read a page at a time."""
+        from ledgerlm.factory.jobs import MAX_JOBS_LISTED, NEXT_BEFORE_HEADER
+
+        found: list[dict] = []
+        before: str | None = None
+        while limit is None or len(found) < limit:
+            page = MAX_JOBS_LISTED if limit is None else min(MAX_JOBS_LISTED, limit - len(found))
+            params = {"limit": page} if before is None else {"limit": page, "before": before}
+            response = self.node._response("GET", "/factory/jobs", params=params)
+            found += response.json()
+            before = response.headers.get(NEXT_BEFORE_HEADER)
+            if before is None:
+                break
+        return found
 
     def job(self, job_id: int) -> dict:
         return self.node._request("GET", f"/factory/jobs/{job_id}")

@@ -305,6 +305,14 @@ def test_submitting_and_cancelling_without_end_is_bounded_by_the_hour(client, al
         train(alice, "churn-0")  # a refusal before the job exists spends none of the hour
     train(alice, "alice-one")  # another developer still may
     assert {j["model_id"] for j in client.factory.jobs()} == {"churn-0", "churn-1", "churn-2", "alice-one"}
+    # the listing is paged, newest first: the node's history of jobs is not one answer
+    assert [j["model_id"] for j in client.factory.jobs(limit=2)] == ["alice-one", "churn-2"]
+    first = client.http.get("/factory/jobs", params={"limit": 3})
+    assert [j["model_id"] for j in first.json()] == ["alice-one", "churn-2", "churn-1"]
+    rest = client.http.get("/factory/jobs", params={"limit": 3, "before": first.headers["X-Ledgerlm-Next-Before"]})
+    assert [j["model_id"] for j in rest.json()] == ["churn-0"] and "X-Ledgerlm-Next-Before" not in rest.headers
+    too_many = client.http.get("/factory/jobs", params={"limit": 1001})
+    assert too_many.status_code == 422 and "limit" in too_many.text
 
 
 def test_job_event_streams_open_at_once_are_capped_and_the_job_stays_readable(trained, client, monkeypatch):

@@ -7,13 +7,13 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from ledgerlm.api.deps import caller_address, get_node, is_operator, read_grant, reader_of, require_operator
-from ledgerlm.factory.jobs import TrainRequest
+from ledgerlm.factory.jobs import MAX_JOBS_LISTED, NEXT_BEFORE_HEADER, TrainRequest
 from ledgerlm.identity import ReadGrant, SignedAction
 from ledgerlm.node import Node
 from ledgerlm.serving.errors import RateLimitError
@@ -24,6 +24,7 @@ router = APIRouter(tags=["factory"])
 # runs, and a job's readers need sign nothing to open one, so a reader holding thousands would load
 # the database for everyone.
 MAX_EVENT_STREAMS = 64
+
 MAX_EVENT_STREAMS_PER_CLIENT = 4  # so that one reader cannot hold them all
 EVENT_STREAMS = {"open": 0}  # one event loop serves them all: no lock
 STREAMS_BY_CLIENT: dict[str, int] = {}
@@ -156,10 +157,29 @@ def submit(body: TrainBody, node: Node = Depends(get_node)) -> dict:
 
 
 @router.get("/factory/jobs")
-def jobs(node: Node = Depends(get_node), grant: ReadGrant | None = Depends(read_grant)) -> list[dict]:
-    """Training jobs on the Datanets the reader may read (a private one's jobs to its owner and members)."""
-    return [j.model_dump() for j in node.factory.jobs()
-            if node.datanets.may_read(j.datanet, reader_of(grant, j.datanet))]
+def jobs(response: Response, limit: int = Query(100, ge=1, le=MAX_JOBS_LISTED),
+         before: int | None = Query(None, ge=1), node: Node = Depends(get_node),
+         grant: ReadGrant | None = Depends(read_grant)) -> list[dict]:
+    """Training jobs on the Datanets the reader may read (a private one's jobs to its owner and members), newest
+    first: at most `limit` (up to 1,000) with ids below `before`; X-Ledgerlm-Next-Before says where the next page
+    starts while more may follow."""
+    readable: dict[str, bool] = {}
+    shown: list[dict] = []
+    # Rows the reader may not see are skipped, but only so many are read for one page: a page can come back
+    # short (even empty) with the header set, and the next one goes on from there.
+    rows = node.factory.jobs(before=before, limit=limit * 4)
+    for j in rows:
+        if j.datanet not in readable:
+            readable[j.datanet] = node.datanets.may_read(j.datanet, reader_of(grant, j.datanet))
+        if readable[j.datanet]:
+            shown.append(j.model_dump())
+        if len(shown) == limit:
+            if j is not rows[-1] or len(rows) == limit * 4:
+                response.headers[NEXT_BEFORE_HEADER] = str(j.id)
+            return shown
+    if len(rows) == limit * 4:
+        response.headers[NEXT_BEFORE_HEADER] = str(rows[-1].id)
+    return shown
 
 
 def _readable_job(node: Node, job_id: int, grant: ReadGrant | None):

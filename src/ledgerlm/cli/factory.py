@@ -247,8 +247,9 @@ def _percent(value) -> str:
 
 
 @app.command()
-def jobs(ctx: typer.Context, as_key: str | None = typer.Option(None, "--as", help="Read as this key (signed read request): private Datanets' models and jobs are shown to their developer and to the Datanet's owner and members.")):
-    """Training jobs on this node."""
+def jobs(ctx: typer.Context, as_key: str | None = typer.Option(None, "--as", help="Read as this key (signed read request): private Datanets' models and jobs are shown to their developer and to the Datanet's owner and members."),
+         limit: int = typer.Option(100, "--limit", min=1, help="Show at most this many, newest first.")):
+    """Training jobs on this node, newest first."""
     s = session(ctx)
 
     def render(items):
@@ -260,7 +261,7 @@ def jobs(ctx: typer.Context, as_key: str | None = typer.Option(None, "--as", hel
                           f"{p['loss']:.4f}" if p.get("loss") is not None else "-", (j["error"] or "")[:60])
         console.print(table)
 
-    s.emit(s.reading_client(as_key).factory.jobs(), render)
+    s.emit(s.reading_client(as_key).factory.jobs(limit=limit), render)
 
 
 @app.command()

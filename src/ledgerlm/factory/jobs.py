@@ -34,6 +34,8 @@ from ledgerlm.store.schema import models, signed_actions, training_jobs
 
 MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}[a-z0-9]\Z")
 TERMINAL = ("stopped", "failed", "done")
+MAX_JOBS_LISTED = 1000  # jobs one listing page returns at most; the next starts below X-Ledgerlm-Next-Before
+NEXT_BEFORE_HEADER = "X-Ledgerlm-Next-Before"
 LEASE_SECONDS = 30  # a running job whose node stopped renewing it for this long was orphaned by a crash
 ORPHANED = ("interrupted: the node training it stopped renewing its lease (it crashed or was shut down); "
             "resume it")
@@ -347,11 +349,17 @@ class ModelFactory:
             raise NotFoundError(f"no training job {job_id}", field="job")
         return Job(**{k: row[k] for k in Job.model_fields})
 
-    def jobs(self) -> list[Job]:
-        """Every job, newest first, after stopping those whose node died."""
+    def jobs(self, *, before: int | None = None, limit: int | None = None) -> list[Job]:
+        """Jobs newest first (those with an id below `before`, at most `limit`), after stopping those whose
+        node died."""
         self.stop_orphans()
+        query = select(training_jobs).order_by(training_jobs.c.id.desc())
+        if before is not None:
+            query = query.where(training_jobs.c.id < before)
+        if limit is not None:
+            query = query.limit(limit)
         with self.db.connect() as conn:
-            rows = conn.execute(select(training_jobs).order_by(training_jobs.c.id.desc())).mappings().all()
+            rows = conn.execute(query).mappings().all()
         return [Job(**{k: r[k] for k in Job.model_fields}) for r in rows]
 
     # ------------------------------------------------------------------ the worker

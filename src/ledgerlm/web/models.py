@@ -28,7 +28,9 @@ def _history(path: str) -> list[dict]:
 def model_list(request: Request):
     node = request.app.state.node
     versions = [(d.name, v.number) for d in node.datanets.list(None) for v in d.versions]
-    jobs = [j for j in reversed(node.factory.jobs()) if node.datanets.may_read(j.datanet, page_reader(request, j.datanet))]
+    # the newest jobs the reader may see (a page, not the node's whole history), oldest of them first
+    jobs = [j for j in node.factory.jobs(limit=400)
+            if node.datanets.may_read(j.datanet, page_reader(request, j.datanet))][:100][::-1]
     shown = (node.factory.shown_to(m, page_reader(request, m.datanet)) for m in node.factory.list())
     models = [m for m in shown if m is not None]
     return page(request, "models.html", models=models, jobs=jobs,
