@@ -173,3 +173,24 @@ def test_files_published_before_receipts_carried_signatures_verify_and_say_what_
     receipt = next(r for r in old["receipts"] if "charged" in r)
     _move(receipt, "payouts", DEV.address, node.account.address)
     assert any(f"receipt {receipt['id']}: pays developer" in p for p in verify_epoch(payouts, old, funding))
+
+
+def test_a_receipt_listed_twice_and_debits_moved_between_consumers_are_reported(node, cut_epochs):
+    """Each receipt passes its own checks, so only the file as a whole can show one settled twice, or a consumer
+    debited for another's calls."""
+    alice, bob, epochs = cut_epochs
+    payouts, receipts, funding = epochs[1]
+    twice = copy.deepcopy(receipts)
+    receipt = next(r for r in twice["receipts"] if r["consumer"] == bob.address)
+    twice["receipts"].append(copy.deepcopy(receipt))
+
+    assert f"receipt {receipt['id']}: listed more than once" in verify_epoch(payouts, twice, funding)
+
+    swapped = copy.deepcopy(payouts)
+    debits = {d["consumer"]: d for d in swapped["debits"]}
+    debits[alice.address]["amount"], debits[bob.address]["amount"] = (debits[bob.address]["amount"],
+                                                                        debits[alice.address]["amount"])
+    problems = verify_epoch(swapped, receipts, funding)
+
+    assert len(problems) == 2 and all(", but the receipts charge " in p for p in problems)
+    assert {p.split(":")[0] for p in problems} == {alice.address.lower(), bob.address.lower()}

@@ -99,6 +99,29 @@ def _ledger_problems(payout_file: dict, receipt_file: dict, funding,
     def credit(account: str, amount: int) -> None:
         expected[account] = expected.get(account, 0) + amount
 
+    # Each receipt is settled once: a second copy would charge its consumer and pay its payees twice.
+    seen: set[str] = set()
+    for r in receipt_file["receipts"]:
+        if r["id"] in seen:
+            problems.append(f"receipt {r['id']}: listed more than once")
+        seen.add(r["id"])
+    # Each consumer is debited exactly what their receipts (and arrears) charge, and the debits make up `charged`.
+    due_by: dict[str, int] = {}
+    for r in receipt_file["receipts"]:
+        if r.get("consumer"):
+            consumer = r["consumer"].lower()
+            due_by[consumer] = due_by.get(consumer, 0) + int(r.get("charged", r["fee"]))
+    debited: dict[str, int] = {}
+    for d in payout_file.get("debits", []):
+        if d["state"] != "unpaid":  # what a consumer could not pay is owed, and its receipts are not listed
+            debited[d["consumer"].lower()] = debited.get(d["consumer"].lower(), 0) + int(d["amount"])
+    if "debits" in payout_file:
+        for consumer in sorted(set(due_by) | set(debited)):
+            if due_by.get(consumer, 0) != debited.get(consumer, 0):
+                problems.append(f"{consumer}: debited {debited.get(consumer, 0)}, but the receipts charge "
+                                f"{due_by.get(consumer, 0)}")
+        if payout_file.get("charged") is not None and sum(debited.values()) != int(payout_file["charged"]):
+            problems.append(f"the debits sum to {sum(debited.values())}, not charged {payout_file['charged']}")
     pool_in: dict[tuple[str, str], int] = {}
     # Assets with revenue shares: a model's developer share and a Datanet's data pool go to their holders.
     shared = {pool["asset"] for pool in payout_file["pools"] if pool["kind"] == "shares"}
