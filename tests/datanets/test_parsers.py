@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import time
 import tracemalloc
 import zipfile
 from decimal import Decimal
@@ -552,6 +553,69 @@ def test_a_docx_of_countless_empty_parts_is_refused_from_its_end_record(tmp_path
     message = parse_error(extract_document, many, "many.docx", "docx")  # read whole before, however many parts
     assert message.startswith("many.docx: the DOCX's zip directory is ") and "the limit is 1048576" in message
     assert extract_document(source, "plain.docx", "docx").text == "hello"
+
+
+_W = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+_RELS_NS = "http://schemas.openxmlformats.org/package/2006/relationships"
+_OFFICE = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+
+
+def _package(path, main: str, parts: dict[str, bytes | str], styles: bool = False):
+    """A DOCX whose relationships name `main` as its document part, holding `parts` as they are."""
+    overrides = f'<Override PartName="/{main}" ContentType="application/vnd.openxmlformats-officedocument.' \
+                'wordprocessingml.document.main+xml"/>'
+    if styles:
+        overrides += ('<Override PartName="/word/styles.xml" ContentType="application/vnd.openxmlformats-'
+                      'officedocument.wordprocessingml.styles+xml"/>')
+    types = ('<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" '
+             'ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" '
+             f'ContentType="application/xml"/>{overrides}</Types>')
+    rels = f'<Relationships xmlns="{_RELS_NS}"><Relationship Id="rId1" Type="{_OFFICE}/officeDocument" ' \
+           f'Target="{main}"/></Relationships>'
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", types)
+        archive.writestr("_rels/.rels", rels)
+        if styles:
+            archive.writestr("word/_rels/document.xml.rels", f'<Relationships xmlns="{_RELS_NS}"><Relationship '
+                             f'Id="rId1" Type="{_OFFICE}/styles" Target="styles.xml"/></Relationships>')
+        for name, data in parts.items():
+            archive.writestr(name, data)
+    return path
+
+
+def test_a_docx_is_held_to_its_limits_in_every_xml_part_whatever_it_is_named(tmp_path):
+    """The limits read only word/document.xml, but python-docx parses the part the relationships name, and the
+    styles too: a main part named word/body.bin (word/document.xml a decoy) or a styles part of millions of
+    elements passed, a 150 KB file of the first taking 2.2 GiB."""
+    from ledgerlm.datanets.parsers import documents
+
+    limits = documents.DocumentLimits(xml_elements=20_000)
+    body = f"<w:document {_W}><w:body>" + "<w:p/>" * 30_000 + "</w:body></w:document>"
+    decoy = f"<w:document {_W}><w:body><w:p><w:r><w:t>decoy</w:t></w:r></w:p></w:body></w:document>"
+    renamed = _package(tmp_path / "renamed.docx", "word/body.bin",
+                       {"word/document.xml": decoy, "word/body.bin": body})
+    assert parse_error(extract_document, renamed, "renamed.docx", "docx", limits) == (
+        "renamed.docx: word/body.bin holds more than 20000 XML elements (split the document into smaller files)")
+    hello = f"<w:document {_W}><w:body><w:p><w:r><w:t>hello</w:t></w:r></w:p></w:body></w:document>"
+    styled = _package(tmp_path / "styled.docx", "word/document.xml",
+                      {"word/document.xml": hello,
+                       "word/styles.xml": f"<w:styles {_W}>" + "<a/>" * 30_000 + "</w:styles>"}, styles=True)
+    assert parse_error(extract_document, styled, "styled.docx", "docx", limits).startswith(
+        "styled.docx: word/styles.xml holds more than 20000 XML elements")
+    small = documents.DocumentLimits(expanded_bytes=100_000)
+    assert "bytes of XML; the limit is 100000" in parse_error(extract_document, renamed, "renamed.docx", "docx", small)
+
+
+def test_a_docx_table_cell_claiming_countless_columns_is_read_once(tmp_path):
+    """python-docx lists a cell once per grid column its gridSpan claims: a 900-byte file claiming 10**7 columns
+    a row took a CPU second a row, past the clock."""
+    row = ('<w:tr><w:tc><w:tcPr><w:gridSpan w:val="100000000"/></w:tcPr><w:p><w:r><w:t>cell</w:t></w:r></w:p>'
+           '</w:tc><w:tc><w:p><w:r><w:t>next</w:t></w:r></w:p></w:tc></w:tr>')
+    body = f"<w:document {_W}><w:body><w:tbl><w:tblGrid><w:gridCol/></w:tblGrid>{row * 50}</w:tbl></w:body></w:document>"
+    wide = _package(tmp_path / "wide.docx", "word/document.xml", {"word/document.xml": body})
+    started = time.process_time()
+    assert extract_document(wide, "wide.docx", "docx").text == "\n".join(["cell\tnext"] * 50)
+    assert time.process_time() - started < 5  # it took 50 CPU seconds
 
 
 def test_password_protected_pdf_is_refused_but_owner_only_lock_is_read(tmp_path):

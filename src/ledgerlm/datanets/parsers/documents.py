@@ -205,14 +205,20 @@ def _docx_text(path: Path, name: str, limits: DocumentLimits, deadline: float) -
     expanded = sum(member.file_size for member in members)
     if expanded > limits.archive_bytes:
         raise ParseError(f"{name}: the DOCX expands to {expanded} bytes; the limit is {limits.archive_bytes}")
-    xml = sum(m.file_size for m in members if m.filename.endswith((".xml", ".rels")))
+    # python-docx parses every part the relationships reach by its content type, not its name: a main document
+    # named word/body.bin (with word/document.xml a decoy) escaped both the XML size and the element limit
+    with zipfile.ZipFile(path) as archive:
+        xml_members = [m for m in members if not m.is_dir() and _looks_like_xml(archive, m)]
+    xml = sum(m.file_size for m in xml_members)
     if xml > limits.expanded_bytes:
         raise ParseError(
             f"{name}: the DOCX expands to {xml} bytes of XML; the limit is {limits.expanded_bytes}"
             " (split the document)"
         )
+    elements = [0]  # one element budget over every XML part: styles.xml is parsed whole at open too
     with zipfile.ZipFile(path) as archive:
-        _check_xml(archive, "word/document.xml", name, limits, deadline)
+        for member in xml_members:
+            _check_xml(archive, member.filename, name, limits, deadline, elements)
 
     import docx
     from docx.table import Table
@@ -225,7 +231,7 @@ def _docx_text(path: Path, name: str, limits: DocumentLimits, deadline: float) -
             if count % 256 == 0:
                 _out_of_time(name, limits, deadline)
             if isinstance(block, Table):
-                blocks.extend(_table_lines(block))
+                blocks.extend(_table_lines(block, name, limits, deadline))
             else:
                 blocks.append(block.text)
     except ParseError:
@@ -233,6 +239,16 @@ def _docx_text(path: Path, name: str, limits: DocumentLimits, deadline: float) -
     except Exception as exc:  # noqa: BLE001 - see above
         raise ParseError(f"{name}: unreadable DOCX ({type(exc).__name__}: {exc})") from None
     return "\n".join(blocks)
+
+
+def _looks_like_xml(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> bool:
+    """Whether a part starts as XML does (after an optional BOM and blanks), whatever its name."""
+    try:
+        with archive.open(member) as part:
+            head = part.read(64)
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError):
+        return False
+    return head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"<")
 
 
 def _zip_directory_bytes(path: Path) -> int:
@@ -254,34 +270,37 @@ def _zip_directory_bytes(path: Path) -> int:
     return directory
 
 
-def _table_lines(table) -> list[str]:
+def _table_lines(table, name: str, limits: DocumentLimits, deadline: float) -> list[str]:
+    """One line per row, one text per w:tc: row.cells repeats a cell once per grid column its w:gridSpan claims
+    (a 900-byte file claiming 10**7 columns a row took a second a row, past the clock), so the row's w:tc elements
+    are read directly; a vertically merged continuation (vMerge="continue") holds no text of its own."""
+    from docx.table import _Cell
+
     lines = []
-    for row in table.rows:
-        cells, seen = [], set()
-        for cell in row.cells:
-            # A merged cell appears once per grid column it spans; its text counts once.
-            if id(cell._tc) not in seen:
-                seen.add(id(cell._tc))
-                cells.append(cell.text)
-        lines.append("\t".join(cells))
+    for count, tr in enumerate(table._tbl.tr_lst):
+        if count % 64 == 0:
+            _out_of_time(name, limits, deadline)
+        lines.append("\t".join(_Cell(tc, table).text for tc in tr.tc_lst if tc.vMerge != "continue"))
     return lines
 
 
-def _check_xml(archive: zipfile.ZipFile, member: str, name: str, limits: DocumentLimits, deadline: float) -> None:
+def _check_xml(archive: zipfile.ZipFile, member: str, name: str, limits: DocumentLimits, deadline: float,
+               counted: list[int] | None = None) -> None:
     """Stream one XML part once: refuse a DOCTYPE (entity tricks), nesting past the depth limit, more elements than
     the element limit, slowness."""
     from xml.parsers import expat
 
     parser = expat.ParserCreate()
-    depth = elements = 0
+    counted = [0] if counted is None else counted
+    depth = 0
 
     def start(_tag, _attrs):
-        nonlocal depth, elements
+        nonlocal depth
         depth += 1
-        elements += 1
+        counted[0] += 1
         if depth > limits.xml_depth:
             raise ParseError(f"{name}: {member} nests elements deeper than {limits.xml_depth} levels")
-        if elements > limits.xml_elements:
+        if counted[0] > limits.xml_elements:
             raise ParseError(f"{name}: {member} holds more than {limits.xml_elements} XML elements (split the "
                              "document into smaller files)")
 
