@@ -13,7 +13,7 @@ from ledgerlm.datanets import DatanetSpec
 from ledgerlm.errors import AuthError, LedgerError
 
 from ..datanets.conftest import QA_SCHEMA
-from .conftest import PRICE
+from .conftest import BUDGET, PRICE
 
 UNIT = 10**18
 
@@ -232,3 +232,40 @@ def test_a_policy_names_a_private_datanet_only_to_those_who_may_read_it(world):
     world.set_policy("keeper", budget=2 * 10**15)  # a change read back as the owner keeps the name
     assert enforced_policy(client, agent.address, reader=agent)["allow_datanets"] == ["hidden-vault"]
 
+
+
+def test_a_pause_made_while_an_upload_streams_in_refuses_that_upload(world, tmp_path, monkeypatch):
+    """The policy was read once, when the signed action arrived, and an upload may trickle in for hours: one the
+    owner paused the agent during was stored all the same."""
+    from ledgerlm.datanets.ingest import Ingest
+    from ledgerlm.identity import SignedAction
+
+    client, owner = world.client, world.owner
+    record = world.create("trickling", allow_datanets=["trickled"])
+    client.create_datanet(DatanetSpec(name="trickled", schema=QA_SCHEMA), owner)
+    original = Ingest._spool_items
+
+    def paused_meanwhile(self, *args, **kwargs):  # the body has arrived; the owner pressed the switch while it did
+        world.node.agent_policies.set_paused(record.address, SignedAction(**client._sign(
+            owner, "PauseAgent", {"agent": record.address, "paused": True})))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Ingest, "_spool_items", paused_meanwhile)
+    refused = _refused(lambda: client.contribute("trickled", _records(tmp_path, "late", 3), world.account("trickling")))
+    assert (refused.status, refused.field) == (403, "paused")
+    assert client.contributions("trickled") == []
+
+
+def test_a_policy_change_signed_before_a_pause_does_not_lift_it(world):
+    """Only PauseAgent moves the kill switch: a SetAgentPolicy carries a `paused` bit too, and one signed before
+    the pause and delivered after it (or a budget change racing the switch) used to resume the agent."""
+    client, owner = world.client, world.owner
+    record = world.create("switched")
+    policy = world.registry.get("switched").policy
+    early = client._sign(owner, "SetAgentPolicy", {"agent": record.address,  # paused: False
+                                                   **policy_message(policy.model_copy(update={"budget": 2 * BUDGET}))})
+    assert early["message"]["paused"] is False
+    world.pause("switched")
+    client._request("PUT", f"/agents/{record.address}/policy", json={"action": early})
+    standing = client.agents.standing(record.address)
+    assert standing["policy"]["paused"] is True and int(standing["policy"]["budget"]) == 2 * BUDGET

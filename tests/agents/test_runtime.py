@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 
 from ledgerlm.agents import AgentWallet, Finish, ScriptedDriver, ServedModelDriver, ToolCall, run_task
+from ledgerlm.agents.policy import worst_case_cost
+
+from .conftest import PRICE
 
 
 def _wallet(world, name: str, **policy) -> AgentWallet:
@@ -135,3 +138,25 @@ def test_the_audit_log_is_readable_by_its_owner_only(tmp_path):
     log = AuditLog(tmp_path / "agents" / "a1.audit.jsonl")
     log.append(AuditEntry.model_validate({"at": 1, "agent": "a1", "tool": "balance", "args": {}, "ok": True}))
     assert (log.path.stat().st_mode & 0o777) == 0o600 and len(log.entries()) == 1
+
+
+def test_a_runs_spend_limit_holds_when_an_epoch_closes_mid_run(world):
+    """A per-epoch budget's spend resets when an epoch closes: the run's limit, measured as that total's change,
+    let a run that had spent in the epoch before it spend 1.7 times its limit."""
+    wallet = _wallet(world, "across-epochs", per_epoch=True, budget=10**16)
+    ask = ToolCall("call_model", {"model": "tiny", "prompt": "hi", "max_tokens": 4})
+    earlier = run_task(wallet, "t", ScriptedDriver([ask] * 4))
+    fee = earlier.spent // 4
+    assert earlier.stopped != "refused" and fee > 0
+
+    class CloseAfterFirst:
+        def decide(self, task, history):
+            if len(history) == 1:
+                world.node.economy.close()  # the node settles the epoch while the agent runs
+            return ask if len(history) < 8 else Finish("unreachable")
+
+    before = _fees(world, wallet.account.address)
+    limit = worst_case_cost("hi", 4, PRICE) + fee  # room for two calls, each checked at its worst case
+    result = run_task(wallet, "t", CloseAfterFirst(), max_spend=limit)
+    assert result.stopped == "refused" and result.steps[-1].field == "max_spend" and len(result.steps) == 3
+    assert result.spent == _fees(world, wallet.account.address) - before <= limit

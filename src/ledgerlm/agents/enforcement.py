@@ -77,8 +77,10 @@ class AgentPolicies:
             if row is not None:
                 self._require_owner(row, owner)
                 action_id = record_action(conn, signed, owner, chain_id=self.domain().chain_id, now=now)
+                # a change of policy never lifts (nor sets) a pause: only PauseAgent does, so a change signed
+                # before a kill switch and delivered after it cannot undo it
                 conn.execute(update(agent_policies).where(agent_policies.c.agent == agent).values(
-                    policy=_stored(policy), paused=policy.paused, action_id=action_id, updated_at=now))
+                    policy=_stored(policy), action_id=action_id, updated_at=now))
         return self.standing(agent)
 
     def _take_new_agent(self, owner: str) -> None:

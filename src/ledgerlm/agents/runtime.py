@@ -112,9 +112,9 @@ def run_task(wallet, task: str, driver: Driver, *, max_steps: int = 8, max_spend
     only files inside the folder `files` (`tools.call_tool`)."""
     if max_steps < 1:
         raise AgentError("max_steps must be at least 1", field="max_steps")
-    policy = wallet.policy()
-    spent_before = wallet.spent(policy)
-    wallet.spend_limit = None if max_spend is None else spent_before + int(max_spend)
+    # what this run spends is the sum of its own receipts: a per-epoch total resets when an epoch closes mid-run
+    wallet.run_spent = 0
+    wallet.spend_limit = None if max_spend is None else int(max_spend)
     steps: list[Step] = []
     stopped, answer = "max_steps", None
     try:
@@ -138,4 +138,4 @@ def run_task(wallet, task: str, driver: Driver, *, max_steps: int = 8, max_spend
                     break
     finally:
         wallet.spend_limit = None
-    return RunResult(wallet.record.name, task, steps, stopped, answer, wallet.spent(policy) - spent_before)
+    return RunResult(wallet.record.name, task, steps, stopped, answer, wallet.run_spent)

@@ -34,7 +34,8 @@ class AgentWallet:
         self.account = account
         self._api_key: str | None = None
         self.audit = AuditLog(registry.audit_path(name))
-        self.spend_limit: int | None = None  # a run's own ceiling on total spend, set by the runtime
+        self.spend_limit: int | None = None  # a run's own ceiling on what it spends, set by the runtime
+        self.run_spent = 0  # fees of this run's calls, summed from their receipts (not a per-epoch total's change)
         self._commits: dict[int, tuple[dict[int, int], bytes]] = {}  # round -> (scores, salt) until revealed
 
     @classmethod
@@ -61,7 +62,7 @@ class AgentWallet:
             policy.check_model(model, price)
             spent, worst = self.spent(policy), worst_case_cost(prompt, max_tokens, price)
             policy.check_spend(spent, worst)
-            if self.spend_limit is not None and spent + worst > self.spend_limit:
+            if self.spend_limit is not None and self.run_spent + worst > self.spend_limit:
                 raise PolicyRefusal(f"this call may cost up to {format_amount(worst)} LGR, past the run's spend "
                                     f"limit", field="max_spend")
             answer = self.node._request("POST", "/v1/chat/completions", headers=self._bearer(), json={
@@ -69,6 +70,7 @@ class AgentWallet:
                 "temperature": 0})
             receipt = self.node.serving.receipt(answer["id"])["receipt"]
             entry.receipt_id, entry.cost = answer["id"], int(receipt["fee"])
+            self.run_spent += entry.cost
             return {"model": model, "answer": answer["choices"][0]["message"]["content"],
                     "receipt_id": answer["id"], "fee": receipt["fee"]}
 

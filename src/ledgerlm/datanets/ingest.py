@@ -335,6 +335,9 @@ class Ingest:
             with self.db.begin() as conn:
                 # Inside the write transaction: two uploads racing for the last of a quota cannot both pass.
                 self.db.lock(conn, f"quota:{contributor}")
+                if self.actor_guard is not None:  # again at store time: a pause or policy change made while the
+                    # body streamed in (an upload may trickle for hours) applies to this upload too
+                    self.actor_guard(contributor, "contribute", row["name"])
                 used = self._check_quota(conn, contributor, file_bytes)
                 self._check_payload(contributor, used, payload_bytes)
                 action_id = self._record_action(conn, signed, contributor, now)
