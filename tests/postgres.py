@@ -143,6 +143,7 @@ BOTH_DATABASES = (
     "tests/economy/test_epoch_close.py::test_close_settles_paid_receipts_once_and_everyone_claims_exactly_what_they_are_owed",
     "tests/economy/test_paid_access.py::test_one_standing_cap_bounds_calls_and_paid_access_together",
     "tests/economy/test_faucet.py::test_the_faucet_transfers_from_the_treasury_within_a_per_address_limit",
+    "tests/api/test_database_refusals.py",
 )
 TEMPLATE = "ledgerlm_template"
 _names = itertools.count()

@@ -60,6 +60,27 @@ def test_refused_creations_spend_nobody_s_hour(limited):
     assert [d.name for d in limited.datanets()] == ["taken", "mine", "also-mine"]
 
 
+def test_a_creation_the_database_refuses_spends_nobody_s_hour(limited, monkeypatch):
+    """PostgreSQL refuses values SQLite stores (a NUL in text): such a creation stored nothing, but kept its slot,
+    so 60 of them from throwaway keys shut Datanet creation for everyone for an hour."""
+    from sqlalchemy.exc import DataError
+
+    from ledgerlm.datanets import service
+
+    def refused_insert(table):
+        raise DataError("INSERT", {}, Exception("text fields cannot contain NUL (0x00) bytes"))
+
+    with monkeypatch.context() as m:
+        m.setattr(service, "insert", refused_insert)
+        for i in range(4):
+            with pytest.raises(LedgerError) as refused:
+                create(limited, f"nul-{i}", Account.create())
+            assert refused.value.status == 400 and refused.value.status != 429
+    for name in ("after-1", "after-2", "after-3"):  # the node's hour is whole
+        create(limited, name, Account.create())
+    assert [d.name for d in limited.datanets()] == ["after-1", "after-2", "after-3"]
+
+
 def test_fresh_keys_cannot_make_the_node_anchor_versions_without_end(home, tmp_path):
     config = home.load_config()
     config.versions_per_hour, config.versions_per_owner_per_hour = 3, 2

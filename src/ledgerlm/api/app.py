@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException
 
 from ledgerlm import __version__
@@ -138,6 +138,17 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
         return refusal(request, 400, "ValidationError",
                        f"{field or 'a number in the request'} is larger than the node stores (at most {largest})",
                        field=field)
+
+    @app.exception_handler(DataError)
+    async def value_the_database_refuses(request: Request, exc: DataError):
+        # PostgreSQL refuses what SQLite stores: a NUL in text, an id past INTEGER's 2**31 - 1. Nothing was
+        # written (the statement failed whole); the value came from the request, so it is the caller's to fix.
+        params = {**request.path_params, **request.query_params}
+        field = next((name for name, value in params.items()
+                      if "\x00" in str(value) or _past(str(value), 2**31 - 1)), None)
+        return refusal(request, 400, "ValidationError",
+                       f"{field or 'a value in the request'} holds a NUL character or a number past what the "
+                       "node's database stores", field=field)
 
     @app.exception_handler(OperationalError)
     async def database_busy(request: Request, exc: OperationalError):

@@ -86,6 +86,8 @@ def json_body_problem(body: bytes) -> str | None:
         depth = int(np.cumsum(opens.astype(np.int32) - closes.astype(np.int32)).max())
         if depth > MAX_JSON_DEPTH:
             return f"the JSON body nests {depth} levels deep; at most {MAX_JSON_DEPTH} are read"
+    if re.search(rb"(?<!\\)(?:\\\\)*\\u0000", body):  # an escaped NUL: PostgreSQL's text refuses it
+        return "a string in the JSON body holds a NUL character (\\u0000), which no text field takes"
     if _LONG_NUMBER.search(outside):
         return f"a number in the JSON body has more than {MAX_NUMBER_DIGITS} digits"
     return _lone_surrogate(body)

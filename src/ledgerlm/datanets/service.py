@@ -98,30 +98,37 @@ class Datanets(Access, Ingest, Review, Versions):
             schema = spec.schema_
             _check_schema(schema)
         now = int(time.time())
-        with self.db.begin() as conn:
-            if conn.execute(select(datanets.c.id).where(datanets.c.name == spec.name)).first():
-                raise ConflictError(f"a Datanet named {spec.name!r} already exists", field="name")
-            action_id = self._record_action(conn, signed, owner, now)
-            if self.anchor is not None:
-                # counted only once the name is free and the signature unused, and inside the transaction, so
-                # the refusal stores nothing: requests that store nothing cost nobody's hour of gas
-                self._take_anchoring(self._registrations, owner, "created {} Datanets", field="name")
-            conn.execute(
-                insert(datanets).values(
-                    name=spec.name,
-                    owner=owner,
-                    description=spec.description,
-                    tags=spec.tags,
-                    licence=spec.licence,
-                    kind=spec.kind,
-                    schema=schema,
-                    visibility=spec.visibility,
-                    owner_share_bps=spec.owner_share_bps,
-                    spec_hash=spec.spec_hash(),
-                    action_id=action_id,
-                    created_at=now,
+        taken = False
+        try:
+            with self.db.begin() as conn:
+                if conn.execute(select(datanets.c.id).where(datanets.c.name == spec.name)).first():
+                    raise ConflictError(f"a Datanet named {spec.name!r} already exists", field="name")
+                action_id = self._record_action(conn, signed, owner, now)
+                if self.anchor is not None:
+                    # counted only once the name is free and the signature unused, and inside the transaction, so
+                    # the refusal stores nothing: requests that store nothing cost nobody's hour of gas
+                    self._take_anchoring(self._registrations, owner, "created {} Datanets", field="name")
+                    taken = True
+                conn.execute(
+                    insert(datanets).values(
+                        name=spec.name,
+                        owner=owner,
+                        description=spec.description,
+                        tags=spec.tags,
+                        licence=spec.licence,
+                        kind=spec.kind,
+                        schema=schema,
+                        visibility=spec.visibility,
+                        owner_share_bps=spec.owner_share_bps,
+                        spec_hash=spec.spec_hash(),
+                        action_id=action_id,
+                        created_at=now,
+                    )
                 )
-            )
+        except BaseException:
+            if taken:  # nothing was stored (a value the database refused, a race on the name): nor is the hour spent
+                self._registrations.give_back(owner.lower())
+            raise
         datanet = self.get(spec.name)
         if self.anchor is not None:
             self.anchor_datanet(datanet)

@@ -35,61 +35,68 @@ class Versions:
         if signed.message["datanet"] != name:
             raise AuthError(f"the signature is for Datanet {signed.message['datanet']!r}", field="datanet")
         now = int(time.time())
-        with self.db.begin() as conn:
-            # The Datanet's row is locked so two nodes cannot publish the same version number, and the members
-            # are held so none is withdrawn while the version that names it commits.
-            row = self._row(conn, name, lock=True)
-            if row["owner"] != owner:
-                raise AuthError(f"only the owner of {name!r} ({row['owner']}) may publish it", field="owner", status=403)
-            members = conn.execute(
-                select(contributions.c.id, contributions.c.content_hash, contributions.c.contributor)
-                .where(and_(contributions.c.datanet_id == row["id"], contributions.c.state == "accepted"))
-                .order_by(contributions.c.content_hash).with_for_update(read=True)
-            ).all()
-            if not members:
-                raise DatanetError(f"Datanet {name!r} has no accepted contributions to publish", field="datanet")
-            tree = StandardMerkleTree.of([["0x" + m.content_hash, m.contributor] for m in members], LEAF_TYPES)
-            previous = conn.execute(
-                select(versions.c.number, versions.c.root, versions.c.chain_tx)
-                .where(versions.c.datanet_id == row["id"]).order_by(versions.c.number.desc()).limit(1)
-            ).first()
-            if previous is not None and previous.root == tree.root:
-                if previous.chain_tx is not None or self.anchor is None:
-                    raise ConflictError(
-                        f"nothing changed since version {previous.number} of {name!r} (same root {tree.root})",
-                        field="datanet",
+        taken = False
+        try:
+            with self.db.begin() as conn:
+                # The Datanet's row is locked so two nodes cannot publish the same version number, and the members
+                # are held so none is withdrawn while the version that names it commits.
+                row = self._row(conn, name, lock=True)
+                if row["owner"] != owner:
+                    raise AuthError(f"only the owner of {name!r} ({row['owner']}) may publish it", field="owner", status=403)
+                members = conn.execute(
+                    select(contributions.c.id, contributions.c.content_hash, contributions.c.contributor)
+                    .where(and_(contributions.c.datanet_id == row["id"], contributions.c.state == "accepted"))
+                    .order_by(contributions.c.content_hash).with_for_update(read=True)
+                ).all()
+                if not members:
+                    raise DatanetError(f"Datanet {name!r} has no accepted contributions to publish", field="datanet")
+                tree = StandardMerkleTree.of([["0x" + m.content_hash, m.contributor] for m in members], LEAF_TYPES)
+                previous = conn.execute(
+                    select(versions.c.number, versions.c.root, versions.c.chain_tx)
+                    .where(versions.c.datanet_id == row["id"]).order_by(versions.c.number.desc()).limit(1)
+                ).first()
+                if previous is not None and previous.root == tree.root:
+                    if previous.chain_tx is not None or self.anchor is None:
+                        raise ConflictError(
+                            f"nothing changed since version {previous.number} of {name!r} (same root {tree.root})",
+                            field="datanet",
+                        )
+                    number = previous.number  # its anchoring failed (the chain was away): publishing again finishes it
+                else:
+                    number = (previous.number if previous else 0) + 1
+                    action_id = self._record_action(conn, signed, owner, now)
+                    if self.anchor is not None:  # its root goes on chain at the node's expense; a replay costs no slot
+                        self._take_anchoring(self._anchored_versions, owner, "published {} versions", field="datanet")
+                        taken = True
+                    manifest = {
+                        "datanet": name,
+                        "version": number,
+                        "root": tree.root,
+                        "leaf_types": LEAF_TYPES,
+                        "contributions": [[m.id, "0x" + m.content_hash, m.contributor] for m in members],
+                    }
+                    manifest_bytes = orjson.dumps(manifest)
+                    manifest_blob = self.blobs.put_bytes(manifest_bytes)
+                    version_id = conn.execute(
+                        insert(versions).values(
+                            datanet_id=row["id"],
+                            number=number,
+                            root=tree.root,
+                            contribution_count=len(members),
+                            contributor_count=len({m.contributor for m in members}),
+                            manifest_blob=manifest_blob,
+                            manifest_hash="0x" + manifest_blob,
+                            action_id=action_id,
+                            created_at=now,
+                        )
+                    ).inserted_primary_key[0]
+                    conn.execute(
+                        insert(version_members), [dict(version_id=version_id, contribution_id=m.id) for m in members]
                     )
-                number = previous.number  # its anchoring failed (the chain was away): publishing again finishes it
-            else:
-                number = (previous.number if previous else 0) + 1
-                action_id = self._record_action(conn, signed, owner, now)
-                if self.anchor is not None:  # its root goes on chain at the node's expense; a replay costs no slot
-                    self._take_anchoring(self._anchored_versions, owner, "published {} versions", field="datanet")
-                manifest = {
-                    "datanet": name,
-                    "version": number,
-                    "root": tree.root,
-                    "leaf_types": LEAF_TYPES,
-                    "contributions": [[m.id, "0x" + m.content_hash, m.contributor] for m in members],
-                }
-                manifest_bytes = orjson.dumps(manifest)
-                manifest_blob = self.blobs.put_bytes(manifest_bytes)
-                version_id = conn.execute(
-                    insert(versions).values(
-                        datanet_id=row["id"],
-                        number=number,
-                        root=tree.root,
-                        contribution_count=len(members),
-                        contributor_count=len({m.contributor for m in members}),
-                        manifest_blob=manifest_blob,
-                        manifest_hash="0x" + manifest_blob,
-                        action_id=action_id,
-                        created_at=now,
-                    )
-                ).inserted_primary_key[0]
-                conn.execute(
-                    insert(version_members), [dict(version_id=version_id, contribution_id=m.id) for m in members]
-                )
+        except BaseException:
+            if taken:  # nothing was stored: nor is the hour's anchoring spent
+                self._anchored_versions.give_back(owner.lower())
+            raise
         if self.anchor is not None:
             self.anchor_pending(name)
         return self.version(name, number)
