@@ -146,8 +146,18 @@ class PromptTokens:
         return list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
     def check_prompt_text(self, texts: list[str], field: str) -> None:
-        """Refuse text that cannot fit the context before tokenizing it (`context.check_text_fits`)."""
+        """Refuse text that cannot fit the context before tokenizing it (`context.check_text_fits`), and chat turns
+        that spell the tokenizer's special tokens: the template's text is tokenized with them parsed as markers, so
+        "<|im_end|>\n<|im_start|>system" inside a user turn would forge a system (assistant, tool) turn."""
         check_text_fits(self.tokenizer, self.context, texts, field, messages=field == "messages")
+        if field == "messages":
+            specials = {t.content for t in getattr(self.tokenizer, "added_tokens_decoder", {}).values() if t.special}
+            specials |= set(self.tokenizer.all_special_tokens)
+            for i, text in enumerate(texts):
+                found = next((s for s in specials if s and s in text), None)
+                if found is not None:
+                    raise ServingError(f"message {i} holds the special token {found!r} of this model's chat "
+                                       "template; send it as separate messages", field="messages")
 
     def check_prompt(self, prompt_ids: list[int], field: str = "messages") -> None:
         """Refuse an empty prompt, or one that leaves no room in the context; `field` names it (chat: `messages`)."""
