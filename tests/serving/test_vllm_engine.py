@@ -87,3 +87,66 @@ def test_vllm_answers_like_the_builtin_engine(world, tmp_path):
             assert "facts-a" in status["warm"]["device"]
     for model in ("tiny", "facts-a"):
         assert answers["vllm", model] == answers["builtin", model], json.dumps(answers, default=str)
+
+
+class _WaitingEngine:
+    """Stands in for vLLM's LLMEngine where none is installed: it takes requests and never schedules them, as
+    vLLM leaves a request waiting while its batch is full; `answer` makes it answer one token for each."""
+
+    def __init__(self, answer: bool):
+        self.answer, self.requests, self.aborted = answer, [], []
+
+    def add_request(self, request_id, prompt, params, lora_request=None):
+        self.requests.append(request_id)
+
+    def abort_request(self, ids):
+        self.aborted += ids
+        self.requests = [r for r in self.requests if r not in ids]
+
+    def step(self):
+        from types import SimpleNamespace
+
+        if not self.answer:
+            return []
+        return [SimpleNamespace(request_id=r, finished=False, outputs=[SimpleNamespace(
+            token_ids=[7], text="x", finish_reason=None)]) for r in self.requests]
+
+
+@pytest.mark.parametrize("answer", [False, True])
+def test_a_call_left_before_vllm_scheduled_it_is_charged_nothing(answer):
+    """The built-in engine charges nothing for a call whose caller left while it was queued; vLLM's worker
+    reported every cancelled call as run, so its prompt was charged though vLLM never read it."""
+    import queue
+    import threading
+    import time
+
+    from ledgerlm.serving.engine import Generation
+    from ledgerlm.serving.sampling import SamplingParams
+    from ledgerlm.serving.vllm_engine import VllmEngine
+
+    engine = VllmEngine.__new__(VllmEngine)  # the worker loop alone, over the stand-in
+    engine.engine, engine._lora_ids, engine._running = _WaitingEngine(answer), {}, {}
+    engine._incoming, engine._wake, engine._closing = queue.SimpleQueue(), threading.Event(), False
+    engine._sampling = lambda params: params
+    worker = threading.Thread(target=engine._run, daemon=True)
+    worker.start()
+    try:
+        left_in_our_queue = Generation([1, 2, 3], None, SamplingParams(max_tokens=4))
+        left_in_our_queue.cancel()
+        waiting = Generation([1, 2, 3], None, SamplingParams(max_tokens=4))
+        for generation in (left_in_our_queue, waiting):
+            engine._incoming.put(generation)
+        engine._wake.set()
+        deadline = time.monotonic() + 10
+        while not engine.engine.requests and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # a few steps with the request in vLLM's hands
+        waiting.cancel()
+        done = [e for e in waiting.events(timeout=10) if e.kind == "done"]
+        first = [e for e in left_in_our_queue.events(timeout=10) if e.kind == "done"]
+    finally:
+        engine._closing = True
+        worker.join(timeout=10)
+    assert first[0].ran is False and first[0].finish_reason == "cancelled"
+    assert done[0].finish_reason == "cancelled" and done[0].ran is answer
+    assert engine.engine.aborted and len(engine.engine.aborted) == 1

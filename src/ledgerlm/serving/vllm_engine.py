@@ -95,7 +95,8 @@ class VllmEngine(PromptTokens):
         self.context = int(self.engine.model_config.max_model_len)
         self._lora_ids: dict[str, int] = {}
         self._incoming: queue.SimpleQueue = queue.SimpleQueue()
-        self._running: dict[str, tuple] = {}  # vLLM request id -> (Generation, text sent so far)
+        # vLLM request id -> (Generation, text sent so far, whether a step has answered for it yet)
+        self._running: dict[str, tuple] = {}
         self._wake = threading.Event()
         self._closing = False
         self._worker = threading.Thread(target=self._run, name="ledgerlm-vllm", daemon=True)
@@ -150,6 +151,9 @@ class VllmEngine(PromptTokens):
                     generation = self._incoming.get_nowait()
                 except queue.Empty:
                     break
+                if generation.cancelled:  # its caller left while it waited: nothing ran, nothing to charge
+                    generation.emit(GenerationEvent("done", finish_reason=CANCELLED, ran=False))
+                    continue
                 request_id = f"lgr-{next(_request_ids)}"
                 try:
                     self.engine.add_request(request_id, {"prompt_token_ids": generation.prompt_ids},
@@ -159,23 +163,25 @@ class VllmEngine(PromptTokens):
                     generation.emit(GenerationEvent("done", finish_reason="error", error=ServingError(
                         f"vLLM refused the request: {type(exc).__name__}: {exc}", field="model", status=503)))
                     continue
-                self._running[request_id] = (generation, 0)
+                self._running[request_id] = (generation, 0, False)
             if not self._running:
                 self._wake.wait(0.05)
                 self._wake.clear()
                 continue
-            for request_id, (generation, _) in list(self._running.items()):
+            for request_id, (generation, _, answered) in list(self._running.items()):
                 if generation.cancelled:
                     self.engine.abort_request([request_id])
                     del self._running[request_id]
+                    # vLLM answers for a request only once it has scheduled it: one never answered for was still
+                    # waiting in vLLM's queue, its prompt unread, and is charged nothing (as the built-in engine)
                     generation.emit(GenerationEvent("done", finish_reason=CANCELLED,
-                                                    completion_tokens=len(generation.token_ids)))
+                                                    completion_tokens=len(generation.token_ids), ran=answered))
             try:
                 outputs = self.engine.step()
             except Exception as exc:
                 traceback.print_exc()
                 error = ServingError(f"generation failed: {type(exc).__name__}: {exc}", field="model", status=500)
-                for generation, _ in self._running.values():
+                for generation, *_ in self._running.values():
                     generation.emit(GenerationEvent("done", finish_reason="error",
                                                     completion_tokens=len(generation.token_ids), error=error))
                 self._running.clear()
@@ -184,14 +190,14 @@ class VllmEngine(PromptTokens):
                 entry = self._running.get(output.request_id)
                 if entry is None:
                     continue
-                generation, sent = entry
+                generation, sent, _ = entry
                 completion = output.outputs[0]
                 generation.token_ids = list(completion.token_ids)
                 if completion.text[sent:]:
                     if generation.first_token_at is None:
                         generation.first_token_at = time.perf_counter()
                     generation.emit(GenerationEvent("text", completion.text[sent:]))
-                self._running[output.request_id] = (generation, len(completion.text))
+                self._running[output.request_id] = (generation, len(completion.text), True)
                 if output.finished:
                     del self._running[output.request_id]
                     generation.finished_at = time.perf_counter()
@@ -199,5 +205,5 @@ class VllmEngine(PromptTokens):
                     generation.emit(GenerationEvent("done", finish_reason=reason,
                                                     completion_tokens=len(completion.token_ids)))
         error = ServingError("the engine shut down", field="model", status=503)
-        for generation, _ in self._running.values():
+        for generation, *_ in self._running.values():
             generation.emit(GenerationEvent("done", finish_reason="error", error=error))
