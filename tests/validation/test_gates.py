@@ -88,9 +88,17 @@ def test_near_duplicates_of_the_datanet_are_found_despite_small_edits(edit):
     lambda s: unicodedata.normalize("NFD", s),  # accents as combining marks: the same text to a reader
     lambda s: "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in s),  # full-width letters
     lambda s: s.replace("e", "e\u00ad"),  # soft hyphens inside the words
+    # look-alike letters of other scripts, which NFKC leaves alone: Armenian, Latin-script variants, and whole
+    # words spelled in Cyrillic (no word mixing scripts for the injection gate to see) passed every gate
+    lambda s: s.translate(str.maketrans("ouhn", "\u0585\u057d\u0570\u0578")),
+    lambda s: s.translate(str.maketrans("agi", "\u0251\u0261\u0131")),
+    lambda s: " ".join(w.translate(str.maketrans("aeopcyx", "аеорсух")) if set(w) <= set("aeopcyx") else w
+                       for w in s.split(" ")),
 ])
 def test_a_copy_in_another_unicode_form_is_a_near_duplicate(edit):
-    text = "Which river flows through the café district of Vienna? The Danube flows through Vienna."
+    text = "Which river flows through the café district of Vienna? The Danube flows through Vienna, a copy " \
+           "of the pace of a papacy."
+    assert edit(text) != text
     reports = _run([candidate(1, edit(text))], accepted=[candidate(0, text)])
     assert ("near_duplicate", "in_datanet") in {(f.gate, f.code) for f in reports[1].findings}
 

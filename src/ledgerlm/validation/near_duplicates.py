@@ -24,6 +24,16 @@ _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 _ASCII_NON_WORD = bytes(c if chr(c).isalnum() else 32 for c in range(128)) + bytes(range(128, 256))
 _SCHEME = "affine32"  # how datasketch stores the uint32 values; the values themselves are one-permutation
 EMPTY = 0xFFFFFFFF  # a bin no shingle reached
+# Letters of other scripts (and Latin-script variants) that a reader takes for a Latin letter, NFKC leaves alone:
+# "Armenian o" or "ɑ" for "a" in every word made a copy no near copy. A subset of Unicode TR39's confusables
+# (the prototype skeleton would be the full answer); lower case only, as `normalise` lower-cases first.
+_CONFUSABLE = str.maketrans({
+    **dict(zip("аеорсухіјѕһԁԛԝӏ", "aeopcyxijshdqwl")),  # Cyrillic
+    **dict(zip("αορνικυ", "aopvik" + "u")),  # Greek
+    **dict(zip("օսհոցզ", "ouhngq")),  # Armenian
+    **dict(zip("ɑɡıȷɩʏɪ", "agijiyi")),  # Latin letters drawn as others
+    **dict(zip("\uab7a\uabaa\uabaf\uab70\uab7c\uab8b\uab72", "acceht" + "a")),  # Cherokee small letters
+})
 
 
 def normalise(text: str) -> str:
@@ -32,7 +42,7 @@ def normalise(text: str) -> str:
     A text beyond ASCII is read undisguised first (`code_points.undisguised`): a copy with its
     accents decomposed or its letters full-width looks the same to a reader and was no near copy.
     """
-    lower = text.lower() if text.isascii() else undisguised(text).lower()
+    lower = text.lower() if text.isascii() else undisguised(text).lower().translate(_CONFUSABLE)
     if lower.isascii():  # the common case, folded with C string methods instead of a regex
         return " ".join(lower.encode("ascii").translate(_ASCII_NON_WORD).decode("ascii").split())
     return _NON_WORD.sub(" ", lower).strip()
@@ -228,7 +238,7 @@ class NearDuplicateIndex:
                                            lengths, self.shingle_size, _ASCII_FOLD)
             if len(plain) == len(texts):
                 return folded, folded_lengths
-        lowered = [undisguised(t).lower() for t in texts if not t.isascii()]  # as `normalise` reads them
+        lowered = [undisguised(t).lower().translate(_CONFUSABLE) for t in texts if not t.isascii()]  # as `normalise`
         lengths = np.fromiter(map(len, lowered), dtype=np.int64, count=len(lowered))
         codes = np.frombuffer("".join(lowered).encode("utf-32-le", "surrogatepass"), dtype=np.uint32).copy()
         blank_non_alnum(codes)
