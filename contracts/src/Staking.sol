@@ -187,6 +187,7 @@ contract Staking is AccessControl, ReentrancyGuard, Pausable {
     error InsufficientRewardPool(uint256 pool, uint256 amount);
     error ReleaseAboveLimit(uint256 left, uint256 amount, uint64 windowEndsAt);
     error ForeignEpoch(uint256 epoch, address caller);
+    error ForeignOutcome(uint256 roundId, address caller);
 
     /// @param token_ The staked token.
     /// @param distributor_ Where the reward pool is paid out (grant this contract its FUNDER_ROLE).
@@ -286,6 +287,7 @@ contract Staking is AccessControl, ReentrancyGuard, Pausable {
     /// @param roundId The validation round.
     /// @param evidenceHash Hash of the round's published evidence (non-zero).
     function recordOutcome(uint256 roundId, bytes32 evidenceHash) external onlyRole(SLASHER_ROLE) {
+        if (outcomeNode(roundId) != msg.sender) revert ForeignOutcome(roundId, msg.sender);
         if (evidenceHash == bytes32(0)) revert ZeroEvidence();
         if (outcomes[roundId] != bytes32(0)) revert OutcomeAlreadyRecorded(roundId);
         outcomes[roundId] = evidenceHash;
@@ -310,6 +312,7 @@ contract Staking is AccessControl, ReentrancyGuard, Pausable {
         if (amount == 0) revert ZeroAmount();
         bytes32 evidence = outcomes[roundId];
         if (evidence == bytes32(0)) revert UnknownOutcome(roundId);
+        if (outcomeNode(roundId) != msg.sender) revert ForeignOutcome(roundId, msg.sender);
         if (_slashed[roundId][account][role]) revert AlreadySlashed(roundId, account, role);
         Position storage p = _positions[account][role];
         uint256 cap = (p.active + p.pending) * slashCapBps / BPS;
@@ -413,6 +416,14 @@ contract Staking is AccessControl, ReentrancyGuard, Pausable {
     function setRewardReleaseLimit(uint256 limit) external onlyRole(DEFAULT_ADMIN_ROLE) {
         rewardReleaseLimit = limit;
         emit RewardReleaseLimitSet(limit);
+    }
+
+    /// @notice The node an outcome id belongs to (`uint256(uint160(node)) << 64 | localId`, laid out as epoch ids
+    ///         are): the only account that may record it and slash under it, so nodes sharing these contracts
+    ///         neither use nor pre-empt each other's rounds. Zero for ids below 2**64, which no node holds.
+    /// @param roundId Outcome id.
+    function outcomeNode(uint256 roundId) public pure returns (address) {
+        return roundId >> 224 == 0 ? address(uint160(roundId >> 64)) : address(0);
     }
 
     /// @notice Whether `account` was already slashed under `role` for round `roundId`.

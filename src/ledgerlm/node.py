@@ -13,7 +13,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 
 from ledgerlm import __version__
-from ledgerlm.chain.contracts import as_bytes32
+from ledgerlm.chain.contracts import as_bytes32, epoch_id
 from ledgerlm.config import EMBEDDED, ConfigError, Home, NodeConfig
 from ledgerlm.datanets import ChainAnchor, Datanet, Datanets, DatanetVersion
 from ledgerlm.errors import AuthError, ConflictError, LedgerError
@@ -143,8 +143,15 @@ class RegistryAnchor(ChainAnchor):
 
 
 def outcome_id(node: str, local_id: int) -> int:
-    """The Staking outcome id of this node's round or spot-check `local_id`: keccak of the node's address and the id,
-    so nodes sharing the contracts, each numbering rounds 1, 2, 3, ..., never record or slash under each other's."""
+    """The Staking outcome id of this node's round or spot-check `local_id`: the node's address above the id's 64
+    bits, as epoch ids are laid out; the contract reads the node back (`Staking.outcomeNode`) and lets no one else
+    record or slash under it, so nodes sharing the contracts, each numbering rounds 1, 2, 3, ..., never record,
+    slash under or pre-empt each other's."""
+    return epoch_id(node, int(local_id))
+
+
+def _keccak_outcome_id(node: str, local_id: int) -> int:
+    """The outcome id nodes used before Staking bound ids to their node (`Node._slash` finishes slashes begun so)."""
     return int.from_bytes(keccak(bytes.fromhex(to_checksum_address(node)[2:]) + int(local_id).to_bytes(32, "big")),
                           "big")
 
@@ -441,10 +448,12 @@ class Node:
         from ledgerlm.chain import ChainError
 
         staking = self.contracts.staking
-        # a slash begun before outcome ids carried their node finishes under the bare id it recorded
-        legacy = staking.outcome(round_id)
-        round_id = round_id if legacy is not None and legacy.lower() == evidence.lower() else \
-            outcome_id(self.account.address, round_id)
+        # A slash begun on a deployment whose Staking predates node-bound ids finishes under the id it recorded
+        # then: the bare round id, or keccak(node, round id). Recording it again under today's id would slash the
+        # same stake twice. On today's Staking neither can be recorded, and both read as nothing.
+        legacy = (round_id, _keccak_outcome_id(self.account.address, round_id))
+        round_id = next((i for i in legacy if (staking.outcome(i) or "").lower() == evidence.lower()),
+                        outcome_id(self.account.address, round_id))
         recorded = staking.outcome(round_id)
         if recorded is None:
             staking.record_outcome(self.account, round_id, evidence)

@@ -258,6 +258,28 @@ def test_only_the_slasher_role_can_record_or_slash(world):
     assert staking.stake_of(staker.address, VALIDATOR) == 3 * TOKEN
 
 
+def test_a_slasher_records_and_slashes_only_under_its_own_outcome_ids(world):
+    """Two nodes share these contracts, each with SLASHER_ROLE: one recording the other's next id with its published
+    evidence and slashing 1 wei under it used up that round for the stake it meant to slash."""
+    staking = world.contracts.staking
+    other = world.actor()
+    staking.grant_role(world.admin, "SLASHER_ROLE", other.address)
+    staker = world.actor(20 * TOKEN)
+    staking.stake(staker, VALIDATOR, 20 * TOKEN)
+    mine, recorded = world.fresh_epoch(), recorded_round(world)
+
+    with reverts("ForeignOutcome", roundId=mine, caller=other.address):
+        staking.record_outcome(other, mine, EVIDENCE)
+    with reverts("ForeignOutcome", roundId=recorded, caller=other.address):
+        staking.slash(other, recorded, staker.address, VALIDATOR, 1)
+    theirs = world.fresh_epoch(other)
+    staking.record_outcome(other, theirs, EVIDENCE)
+    staking.slash(other, theirs, staker.address, VALIDATOR, 1)
+
+    assert staking.outcome_node(mine) == world.node.address and staking.outcome_node(theirs) == other.address
+    assert staking.outcome(mine) is None and not staking.is_slashed(recorded, staker.address, VALIDATOR)
+
+
 def test_the_reward_pool_leaves_only_into_a_distributor_epoch_once(world):
     staking, distributor = world.contracts.staking, world.contracts.distributor
     staker = world.actor(10 * TOKEN)

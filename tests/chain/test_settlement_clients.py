@@ -81,14 +81,15 @@ def test_stake_cooldown_withdraw_and_a_recorded_slash_into_the_reward_pool(chain
                                                                           treasury):
     contracts.token.transfer(treasury, other.address, 100 * TOKEN)
     contracts.staking.stake(other, StakeRole.VALIDATOR, 60 * TOKEN)
-    contracts.staking.record_outcome(node, 7, b"\x01" * 32)
-    contracts.staking.slash(node, 7, other.address, StakeRole.VALIDATOR, 6 * TOKEN)
+    round_id = epoch_id(node.address, 7)  # an outcome id carries its node, as an epoch id does
+    contracts.staking.record_outcome(node, round_id, b"\x01" * 32)
+    contracts.staking.slash(node, round_id, other.address, StakeRole.VALIDATOR, 6 * TOKEN)
     contracts.staking.request_unstake(other, StakeRole.VALIDATOR, 20 * TOKEN)
 
     with pytest.raises(ChainError) as too_soon:
         contracts.staking.withdraw(other, StakeRole.VALIDATOR)
     with pytest.raises(ChainError) as not_slasher:
-        contracts.staking.slash(other, 7, other.address, StakeRole.VALIDATOR, 1)
+        contracts.staking.slash(other, round_id, other.address, StakeRole.VALIDATOR, 1)
     chain.advance_time(3600)
     contracts.staking.withdraw(other, StakeRole.VALIDATOR)
 

@@ -235,8 +235,9 @@ def test_cli_goes_through_the_running_server(home, tmp_path, monkeypatch):
 
 def test_a_round_another_slasher_numbered_the_same_is_not_taken_for_this_nodes(home, client, carol):
     """Two nodes on one Staking contract both number their validation rounds 1, 2, 3, ...: each records and slashes
-    under an outcome id of its own, and an outcome someone else recorded under this node's id is refused, never
-    adopted as this node's verdict."""
+    under an outcome id of its own, which carries its address, and the contract refuses anyone else either under
+    it. Before, another node (or its stolen key) could record this node's next id with its published evidence and
+    slash 1 wei under it: this node took that slash for its own, and its 10 LGR verdict could never be taken."""
     from eth_account import Account
 
     from ledgerlm.chain import StakeRole
@@ -252,8 +253,9 @@ def test_a_round_another_slasher_numbered_the_same_is_not_taken_for_this_nodes(h
     client.chain.faucet(carol.address, eth_wei=UNIT, tokens=100 * UNIT)
     client.chain.send(carol, "LedgerToken", "approve", [staking.address, 100 * UNIT])
     client.chain.send(carol, "Staking", "stake", [0, 100 * UNIT])
-    staking.record_outcome(other, 1, b"\xbb" * 32)  # the other node's own round 1
-    staking.slash(other, 1, carol.address, StakeRole.VALIDATOR, 1)
+    theirs = outcome_id(other.address, 1)  # the other node's own round 1
+    staking.record_outcome(other, theirs, b"\xbb" * 32)
+    staking.slash(other, theirs, carol.address, StakeRole.VALIDATOR, 1)
 
     allowed = staking.slashable(carol.address, StakeRole.VALIDATOR)  # the bond's window, less the other's slash
     tx, taken = node._slash(1, "0x" + "aa" * 32, carol.address, StakeRole.VALIDATOR, 10 * UNIT)
@@ -261,25 +263,55 @@ def test_a_round_another_slasher_numbered_the_same_is_not_taken_for_this_nodes(h
     assert staking.outcome(outcome_id(node.account.address, 1)) == "0x" + "aa" * 32
 
     mine = outcome_id(node.account.address, 2)
-    staking.record_outcome(other, mine, b"\xcc" * 32)  # someone records under this node's next id first
-    with pytest.raises(ChainError, match="other evidence") as refused:
-        node._slash(2, "0x" + "dd" * 32, carol.address, StakeRole.VALIDATOR, UNIT)
-    assert refused.value.status == 409
+    for attempt in (lambda: staking.record_outcome(other, mine, bytes.fromhex("dd" * 32)),
+                    lambda: staking.slash(other, outcome_id(node.account.address, 1), carol.address,
+                                          StakeRole.VALIDATOR, 1)):
+        with pytest.raises(ChainError) as refused:
+            attempt()
+        assert refused.value.error_name == "ForeignOutcome"
+    node._slash(2, "0x" + "dd" * 32, carol.address, StakeRole.VALIDATOR, UNIT)  # the bond's window is spent
+    assert staking.outcome(mine) == "0x" + "dd" * 32  # but its outcome is this node's to record
 
 
-def test_a_slash_begun_under_a_bare_round_id_finishes_under_it(home, client, carol):
-    """A slash whose outcome an earlier version of the node recorded under the bare round id (before ids carried
-    the node) finishes under that id: recording it again under the new one would slash the same stake twice."""
+def _unbound_staking(home, node):
+    """This node's contracts with Staking swapped for one deployed as it was compiled before outcome ids carried
+    their node: what a deployment made then holds."""
+    import json
+    from pathlib import Path
+
+    from ledgerlm.chain.abi import Artifact
+    from ledgerlm.chain.contracts import StakingClient
+    from ledgerlm.identity.node_keys import unlock_keystore
+
+    artifact = Artifact.from_json(json.loads((Path(__file__).parent / "fixtures" / "staking_unbound_outcomes.json")
+                                             .read_text()))
+    admin = unlock_keystore(home.admin_key_path, os.environ["LEDGERLM_ADMIN_PASSPHRASE"], "admin")
+    current = node.contracts.staking
+    settings = [current._call(name) for name in ("cooldownSeconds", "slashCapBps", "slashDisputeSeconds",
+                                                 "rewardReleaseLimit")]
+    address = node.chain.deploy(artifact, node.contracts.token.address, node.contracts.distributor.address,
+                                admin.address, *settings, sender=admin)
+    staking = StakingClient(node.chain, address, node.contracts.token)
+    staking.grant_role(admin, "SLASHER_ROLE", node.account.address)
+    node.contracts.staking = staking
+    return staking
+
+
+@pytest.mark.parametrize("scheme", ["bare", "keccak"])
+def test_a_slash_begun_under_an_earlier_outcome_id_finishes_under_it(home, client, carol, scheme):
+    """A slash whose outcome an earlier version of the node recorded under the bare round id, or under keccak(node,
+    round id), finishes under that id: recording it again under today's would slash the same stake twice."""
     from ledgerlm.chain import StakeRole
+    from ledgerlm.node import _keccak_outcome_id
 
     node = client.http.app.state.node
-    staking = node.contracts.staking
+    staking = _unbound_staking(home, node)
     client.chain.faucet(carol.address, eth_wei=UNIT, tokens=100 * UNIT)
-    client.chain.send(carol, "LedgerToken", "approve", [staking.address, 100 * UNIT])
-    client.chain.send(carol, "Staking", "stake", [0, 100 * UNIT])
+    staking.stake(carol, StakeRole.VALIDATOR, 100 * UNIT)
     evidence = "0x" + "ab" * 32
-    staking.record_outcome(node.account, 7, bytes.fromhex("ab" * 32))  # what the earlier version recorded
+    earlier = 7 if scheme == "bare" else _keccak_outcome_id(node.account.address, 7)
+    staking.record_outcome(node.account, earlier, bytes.fromhex("ab" * 32))  # what the earlier version recorded
     tx, taken = node._slash(7, evidence, carol.address, StakeRole.VALIDATOR, UNIT)
-    assert tx and taken == UNIT and staking.is_slashed(7, carol.address, StakeRole.VALIDATOR)
+    assert tx and taken == UNIT and staking.is_slashed(earlier, carol.address, StakeRole.VALIDATOR)
     assert node._slash(7, evidence, carol.address, StakeRole.VALIDATOR, UNIT)[1] == UNIT  # found, not taken again
     assert staking.stake_of(carol.address, StakeRole.VALIDATOR) == 99 * UNIT

@@ -524,6 +524,10 @@ class StakingClient(_Client):
         """Pay `amount` of the reward pool into `epoch` of the distributor (once per epoch)."""
         return self._send(sender, "releaseRewards", int(epoch), int(amount))
 
+    def outcome_node(self, round_id: int) -> str:
+        """The node an outcome id belongs to: the only slasher that may record it or slash under it."""
+        return to_checksum_address(self._call("outcomeNode", int(round_id)))
+
     def outcome(self, round_id: int) -> str | None:
         """The evidence hash recorded for a round, or None."""
         raw = self._call("outcomes", int(round_id))

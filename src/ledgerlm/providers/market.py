@@ -35,8 +35,9 @@ from ledgerlm.store import BlobStaging, Database
 from ledgerlm.store.actions import record_action, refuse_used_nonce
 from ledgerlm.store.schema import compute_jobs, compute_offers
 
-# Staking outcome ids of spot-checks: job id above this, so they never meet a validation round's id.
-SPOT_CHECK_ROUND_BASE = 2**128
+# Staking outcome ids of spot-checks: job id above this, so they never meet a validation round's id (and below
+# 2**64 with it, the room an outcome id leaves for a node's own ids)
+SPOT_CHECK_ROUND_BASE = 2**63
 SPECS = {"train": TrainingSpec, "serve": ServingSpec}
 
 
