@@ -334,6 +334,9 @@ class NodeClient:
         """Write one version to `out`; `hf` is built locally from the node's Parquet."""
         out = Path(out)
         wire = "parquet" if fmt == "hf" else fmt
+        from ledgerlm.datanets.export import check_export_path
+
+        check_export_path(out, fmt)  # before the request: a licence or a download is not spent on a path refused after
         response = self._request("GET", f"/datanets/{name}/versions/{number}/export", params={"format": wire})
         out.parent.mkdir(parents=True, exist_ok=True)
         if fmt != "hf":

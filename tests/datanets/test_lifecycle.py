@@ -1,13 +1,14 @@
 """A Datanet from creation to an exported version, through the real app."""
 
 import hashlib
+from pathlib import Path
 
 import orjson
 import pyarrow.parquet as pq
 import pytest
 
 from ledgerlm.chain.merkle import StandardMerkleTree
-from ledgerlm.datanets import DatanetSpec
+from ledgerlm.datanets import DatanetError, DatanetSpec
 from ledgerlm.errors import AuthError, LedgerError
 
 from .conftest import write_jsonl
@@ -64,6 +65,21 @@ def test_hf_export_loads_with_datasets(client, qa, alice, bob, tmp_path):
     assert sorted(loaded["question"]) == ["q0?", "q1?", "q2?"]
     client.export("qa", 1, "jsonl", tmp_path / "v1.jsonl")
     assert datasets.load_dataset("json", data_files=str(tmp_path / "v1.jsonl"))["train"].num_rows == 3
+
+    # an export replaces an earlier export of its own, never a folder of anything else
+    client.export("qa", 1, "hf", tmp_path / "hf")
+    assert sorted(datasets.load_from_disk(str(tmp_path / "hf"))["question"]) == ["q0?", "q1?", "q2?"]
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "thesis.tex").write_text("years of work")
+    for fmt, out, words in (("hf", project, "holds other files"), ("jsonl", project, "is a folder"),
+                            ("hf", tmp_path / "v1.jsonl", "is a file"), ("jsonl", Path("."), "names no file")):
+        with pytest.raises(DatanetError, match=words) as refused:
+            client.export("qa", 1, fmt, out)
+        assert refused.value.field == "out"
+    assert (project / "thesis.tex").read_text() == "years of work" and [p.name for p in project.iterdir()] == [
+        "thesis.tex"]
+    assert not list(tmp_path.glob("*.partial"))
 
 
 def test_withdrawn_data_leaves_future_versions(client, qa, alice, bob, carol, tmp_path):

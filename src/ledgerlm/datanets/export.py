@@ -22,6 +22,7 @@ def write_export(rows: Iterator[dict], fmt: str, out: Path, *, version: DatanetV
     if fmt not in FORMATS:
         raise DatanetError(f"unknown export format {fmt!r}: use {', '.join(FORMATS)}", field="format")
     out = Path(out)
+    check_export_path(out, fmt)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
     if tmp.exists():
@@ -37,8 +38,8 @@ def write_export(rows: Iterator[dict], fmt: str, out: Path, *, version: DatanetV
         if tmp.exists():  # a refused or interrupted export leaves nothing behind, not even the partial file
             shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
         raise
-    if out.exists():
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    if out.is_dir() and not out.is_symlink():
+        shutil.rmtree(out)  # an earlier export of this format (checked above), never any other folder
     os.replace(tmp, out)
     return {
         "datanet": version.datanet,
@@ -49,6 +50,26 @@ def write_export(rows: Iterator[dict], fmt: str, out: Path, *, version: DatanetV
         "rows": count,
         "withdrawn_since_publication": version.contribution_count - count,
     }
+
+
+HF_FILES = {"dataset_info.json", "state.json"}
+
+
+def check_export_path(out: Path, fmt: str) -> None:
+    """Refuse an `out` the export would destroy or cannot take: a folder for a file format, a file or a folder that
+    is not an earlier export for `hf` (a folder's files would all be deleted), or a path without a name (`.`)."""
+    if not out.name or out.name in (".", ".."):
+        raise DatanetError(f"--out {out} names no file or folder to write", field="out")
+    if fmt == "hf" and (out.is_symlink() or (out.exists() and not out.is_dir())):
+        raise DatanetError(f"--out {out} is a file: an hf export is a folder, so give a new path", field="out")
+    if not out.is_dir() or out.is_symlink():
+        return
+    if fmt != "hf":
+        raise DatanetError(f"--out {out} is a folder: give a file path for a {fmt} export", field="out")
+    names = {p.name for p in out.iterdir()}
+    if not (HF_FILES <= names and all(n in HF_FILES or n.endswith(".arrow") for n in names)):
+        raise DatanetError(f"--out {out} is a folder that holds other files: an hf export replaces the whole "
+                           "folder, so give a new path", field="out")
 
 
 def _jsonl(rows: Iterable[dict], path: Path) -> int:
