@@ -955,7 +955,10 @@ class Node:
                     done[part] += count
         return done
 
-    def info(self) -> dict:
+    def info(self, *, operator: bool = True) -> dict:
+        """Version, chain, limits and contracts; for anyone but the operator (`operator=False`) without where the
+        home and a local blob store lie on the server's disk, and with a chain URL's path, query and userinfo
+        hidden: a hosted endpoint carries its API key there."""
         info = {
             "ledgerlm": __version__,
             "home": str(self.home.root),
@@ -973,6 +976,14 @@ class Node:
         }
         if self.on_chain:
             info["contracts"] = self.deployment.addresses
+        if not operator:
+            from ledgerlm.chain.rpc import public_url
+
+            info.pop("home")
+            if info["chain"] != EMBEDDED:
+                info["chain"] = public_url(info["chain"])
+            if "://" not in info["blobs"]:  # a path on the server, where an object store's URL is public
+                info["blobs"] = "local"
         return info
 
     def close(self) -> None:

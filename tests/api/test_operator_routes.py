@@ -47,3 +47,20 @@ def test_operator_gets_past_the_check(http, home, tmp_path):
     assert merged.status_code == 404, merged.text
     assert http.get("/models/base").status_code == 200  # reading the list stays open
 
+
+
+def test_a_hosted_chain_endpoints_credential_is_shown_to_the_operator_only(http, home):
+    """Hosted JSON-RPC endpoints carry their key in the URL (user:pass@, Infura's /v3/KEY, Alchemy's /v2/KEY): the
+    node served it whole to anyone on /node/info, /chain/info and its dashboard's home page."""
+    from ledgerlm.chain.rpc import public_url
+
+    url = "https://rpcuser:RPC-PASSWORD@eth.example.net:8545/v2/ALCHEMY-KEY-123?token=QUERY-SECRET"
+    http.app.state.node.config.chain = url  # the node reads its chain elsewhere; this is what it shows
+    secrets = ("RPC-PASSWORD", "rpcuser", "ALCHEMY-KEY-123", "QUERY-SECRET")
+    for path in ("/node/info", "/chain/info", "/"):  # the chain route, unable to reach it, names it as safely
+        shown = http.get(path).text
+        assert not any(secret in shown for secret in secrets), path
+        assert "https://eth.example.net:8545/***" in shown, path
+    assert http.get("/node/info", headers=operator_header(home)).json()["chain"] == url
+    assert public_url("http://127.0.0.1:8545") == "http://127.0.0.1:8545"
+    assert public_url("http://[::1]:8545/") == "http://[::1]:8545"

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from ledgerlm.api.cadence import start_every
-from ledgerlm.api.deps import address_in, caller_address, get_node, require_operator
+from ledgerlm.api.deps import address_in, caller_address, get_node, is_operator, require_operator
 from ledgerlm.chain import ChainError, StakeRole
 from ledgerlm.config import EMBEDDED
 from ledgerlm.errors import LedgerError
@@ -78,12 +78,15 @@ def _plain(value: Any) -> Any:
 
 
 @router.get("/info")
-def chain_info(node: Node = Depends(get_node)) -> dict:
-    """Backend, chain id, head block, contract addresses, the node's address and fees."""
+def chain_info(node: Node = Depends(get_node), operator: bool = Depends(is_operator)) -> dict:
+    """Backend, chain id, head block, contract addresses, the node's address and fees (the RPC URL whole, with
+    the credential a hosted endpoint carries in it, to the operator only)."""
+    from ledgerlm.chain.rpc import public_url
+
     head = node.chain.head()
     info: dict[str, Any] = {
         "kind": node.chain.kind,
-        "url": node.config.chain,
+        "url": node.config.chain if operator or node.config.chain == EMBEDDED else public_url(node.config.chain),
         "chain_id": node.chain.chain_id,
         "head": {"number": head.number, "hash": head.hash, "timestamp": head.timestamp},
         "node_address": node.account.address,

@@ -12,9 +12,4 @@ router = APIRouter(prefix="/node", tags=["node"])
 def info(node: Node = Depends(get_node), operator: bool = Depends(is_operator)) -> dict:
     """Version, chain id (for signing), the node's address and upload limit; where its home and a local
     blob store lie on the server's disk only for the operator."""
-    found = node.info()
-    if not operator:
-        found.pop("home")
-        if "://" not in found["blobs"]:  # a path on the server, where an object store's URL is public
-            found["blobs"] = "local"
-    return found
+    return node.info(operator=operator)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 from web3 import Web3
@@ -10,6 +11,32 @@ from web3.exceptions import Web3Exception
 
 from ledgerlm.chain.errors import ChainError
 from ledgerlm.chain.port import Chain
+
+
+def public_url(url: str) -> str:
+    """An endpoint as anyone may see it: scheme, host and port. Hosted endpoints carry their credential in the
+    userinfo, the path (Infura's /v3/KEY, Alchemy's /v2/KEY) or the query, so those are never shown."""
+    try:
+        parts = urlsplit(str(url))
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<the configured chain URL>"
+    host = f"[{host}]" if ":" in host else host
+    hidden = "/***" if parts.username or parts.password or parts.path.strip("/") or parts.query else ""
+    return f"{parts.scheme}://{host}{port}{hidden}"
+
+
+def _scrubbed(text: str, url: str) -> str:
+    """An error's text with every part of `url` that may hold a credential replaced."""
+    try:
+        parts = urlsplit(str(url))
+        secrets = [str(url), parts.path, parts.query, parts.password or "", parts.username or ""]
+    except ValueError:
+        secrets = [str(url)]
+    for secret in sorted((s for s in secrets if s and s != "/"), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def open_rpc(
@@ -38,7 +65,7 @@ def open_rpc(
     except (Web3Exception, OSError, ValueError) as exc:
         session.close()
         raise ChainError(
-            f"cannot reach an EVM node at {url} ({type(exc).__name__}: {exc}); "
+            f"cannot reach an EVM node at {public_url(url)} ({type(exc).__name__}: {_scrubbed(str(exc), url)}); "
             "check that the node runs and the URL (scheme, host, port) is right",
             field="chain_url",
             status=503,
@@ -46,7 +73,7 @@ def open_rpc(
     if expected_chain_id is not None and chain_id != expected_chain_id:
         session.close()
         raise ChainError(
-            f"the node at {url} serves chain id {chain_id}, but {expected_chain_id} was "
+            f"the node at {public_url(url)} serves chain id {chain_id}, but {expected_chain_id} was "
             "expected; point --chain-url at the right network or update the configured chain id",
             field="chain_id",
         )
@@ -57,11 +84,11 @@ def open_rpc(
             w3.provider.make_request("evm_increaseTime", [seconds])
             response = w3.provider.make_request("evm_mine", [])
         except (Web3Exception, OSError) as exc:
-            raise ChainError(f"the node at {url} cannot move its clock: {exc}",
+            raise ChainError(f"the node at {public_url(url)} cannot move its clock: {_scrubbed(str(exc), url)}",
                              status=501) from exc
         if isinstance(response, dict) and response.get("error"):
             raise ChainError(
-                f"the node at {url} cannot move its clock: {response['error']}", status=501
+                f"the node at {public_url(url)} cannot move its clock: {response['error']}", status=501
             )
 
     try:

@@ -20,4 +20,4 @@ def overview(node) -> dict:
     # the models anyone may see: an unpublished model of a private Datanet is not even counted
     models = [m for m in (node.factory.shown_to(r, None) for r in node.factory.list()) if m is not None]
     return {"datanets": datanets[:5], "datanet_count": len(datanets), "contribution_counts": counts,
-            "models": models, "epochs": list_epochs(node.db)[-3:], "head": head, "info": node.info()}
+            "models": models, "epochs": list_epochs(node.db)[-3:], "head": head, "info": node.info(operator=False)}
