@@ -71,11 +71,13 @@ def test_index_catches_up_and_status_shows_its_head_and_lag(cli):
 
 
 def test_a_held_slash_shows_on_the_balance_and_only_the_admin_key_revokes_it(cli):
+    from ledgerlm.node import outcome_id
+
     cli("chain", "faucet", "alice", "--tokens", "500")
     cli("stake", "200", "--as", "alice")
     with cli.node() as node:
         staking, alice = node.contracts.staking, cli.address("alice")
-        round_id = 7_000_001
+        round_id = outcome_id(node.account.address, 7_000_001)
         staking.record_outcome(node.account, round_id, b"\x0e" * 32)
         staking.slash(node.account, round_id, alice, 0, 20 * UNIT)
     held = cli.json("balance", "alice")["held_slashes"]
