@@ -243,10 +243,30 @@ class Home:
         known = {f.name for f in fields(NodeConfig)} - {"extra"}
         values = {k: v for k, v in raw.items() if k in known}
         extra = {k: v for k, v in raw.items() if k not in known}
+        if extra:  # a mistyped key would leave its setting at the default without a word
+            import difflib
+
+            name = sorted(extra)[0]
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            raise ConfigError(f"{self.config_path}: unknown setting {name!r}"
+                              + (f" (did you mean {close[0]!r}?)" if close else ""), field=name)
         try:
             config = NodeConfig(**values, extra=extra)
         except TypeError as exc:
             raise ConfigError(f"{self.config_path}: {exc}", field="config") from exc
+        for name in ("chain", "chain_index_finality", "host", "database_url", "blobs", "s3_endpoint_url", "s3_region",
+                     "serving_base_model", "serving_base_price", "serving_engine", "trusted_proxies"):
+            if not isinstance(getattr(config, name), str):
+                raise ConfigError(f"{self.config_path}: {name} must be a string (in quotes)"
+                                  + ("; list several addresses in one, comma-separated" if name == "trusted_proxies"
+                                     else ""), field=name)
+        for f in fields(NodeConfig):  # true is an int to Python: `port = true` would listen on port 1
+            if f.type in ("int", int) and isinstance(getattr(config, f.name), bool):
+                raise ConfigError(f"{self.config_path}: {f.name} must be an integer, not true or false", field=f.name)
+        if not config.host:
+            raise ConfigError(f"{self.config_path}: host must name an interface, e.g. 127.0.0.1", field="host")
+        if not 0 < config.port < 65536:
+            raise ConfigError(f"{self.config_path}: port must be between 1 and 65535", field="port")
         for name in ("chain_id", "max_upload_bytes", "max_upload_files", "datanets_per_hour",
                      "datanets_per_owner_per_hour", "versions_per_hour", "versions_per_owner_per_hour",
                      "agents_per_hour", "agents_per_owner_per_hour", "cap_relays_per_hour", "attributors_warm", "compute_jobs_per_hour",
@@ -283,7 +303,7 @@ class Home:
         if config.chain_index_finality not in ("", "safe", "finalized"):
             raise ConfigError(f"{self.config_path}: chain_index_finality must be \"\", \"safe\" or \"finalized\"",
                               field="chain_index_finality")
-        if not str(config.serving_base_price).isdigit():
+        if not (config.serving_base_price.isascii() and config.serving_base_price.isdigit()):  # '²'.isdigit()
             raise ConfigError(f"{self.config_path}: serving_base_price must be a whole number of base units",
                               field="serving_base_price")
         return config

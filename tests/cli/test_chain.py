@@ -98,3 +98,14 @@ def test_only_the_admin_key_sets_how_much_of_the_reward_pool_the_node_may_releas
     cli("chain", "release-limit", "5")  # the home's admin keystore
     assert cli.json("chain", "release-limit")["limit_per_day"] == str(5 * UNIT)
     assert "5 LGR of the reward pool per day" in cli("chain", "release-limit").stdout
+
+
+def test_a_node_bound_to_a_wildcard_or_ipv6_address_is_recorded_at_a_url_the_cli_reaches():
+    """`serve --host ::` recorded http://:::8547, which no URL parser takes: every CLI call on the home then failed
+    while the node ran, `--node` included."""
+    from ledgerlm.cli.main import _local_url
+
+    assert _local_url("::", 8547) == "http://[::1]:8547"
+    assert _local_url("0.0.0.0", 8547) == "http://127.0.0.1:8547"
+    assert _local_url("fe80::1", 8547) == "http://[fe80::1]:8547"
+    assert _local_url("10.0.0.5", 8547) == "http://10.0.0.5:8547"

@@ -124,6 +124,7 @@ def _cases(home: Path, never: Path) -> list[tuple[list[str], str, dict]]:
           for verb, extra in (("show", []), ("holders", []), ("claim", ["--as", "alice"]),
                               ("transfer", ["alice", "1", "--as", "alice"]))),
         (["gateway", "--node", "notaurl"], "--node 'notaurl' is not an http(s) URL", {}),
+        (["serve", "--port", "99999"], "port must be between 1 and 65535, not 99999", {}),
         (["node", "forget", "http://nowhere.test:1"], "this home has no pin for http://nowhere.test:1", {}),
         (["node", "trust", "http://127.0.0.1:9"], "cannot reach the node at http://127.0.0.1:9", {}),
         (["gateway", "--node", "http://127.0.0.1:9", "--down-after", "0"], "--down-after must be at least 1", {}),

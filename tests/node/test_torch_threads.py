@@ -36,3 +36,23 @@ def test_torch_threads_round_trips_through_config_and_refuses_negatives(tmp_path
     with pytest.raises(ConfigError) as err:
         home.load_config()
     assert err.value.field == "torch_threads"
+
+
+@pytest.mark.parametrize("line, field, words", [
+    ('storage_quota_byte = 1024', "storage_quota_byte", "did you mean 'storage_quota_bytes'"),
+    ('trusted_proxies = ["10.0.0.1", "10.0.0.2"]', "trusted_proxies", "comma-separated"),
+    ('serving_base_price = "²"', "serving_base_price", "whole number"),
+    ('port = 70000', "port", "between 1 and 65535"),
+    ('port = true', "port", "not true or false"),
+    ('host = 5', "host", "must be a string"),
+])
+def test_a_config_value_that_would_break_the_node_later_is_refused_when_read(home, line, field, words):
+    """Each of these loaded without a word, then broke every chat call (a list of proxies, a superscript price),
+    the server's start after its start-up work (a port past 65535), or silently kept a default (a typo)."""
+    text = home.config_path.read_text()
+    key = line.split(" = ")[0]
+    kept = [row for row in text.splitlines() if not row.startswith(f"{key} =")]
+    home.config_path.write_text("\n".join([line, *kept]) + "\n")
+    with pytest.raises(ConfigError, match=words) as refused:
+        home.load_config()
+    assert refused.value.field == field

@@ -10,6 +10,7 @@ import typer
 
 from ledgerlm.cli.session import LedgerGroup, Session, console, record_running, session
 from ledgerlm.config import EMBEDDED, Home
+from ledgerlm.errors import LedgerError
 
 app = typer.Typer(
     cls=LedgerGroup,
@@ -87,6 +88,8 @@ def serve(
     config = s.home.load_config()
     host = host or config.host
     port = port or config.port
+    if not 0 < port < 65536:
+        raise LedgerError(f"port must be between 1 and 65535, not {port}", field="port")
     if config.serving_engine != "builtin":  # a host that cannot run vLLM says so now, not at the first call
         from ledgerlm.serving.vllm_engine import serving_engine_kind
 
@@ -102,7 +105,7 @@ def serve(
         async def startup(self, sockets=None) -> None:
             await super().startup(sockets)
             if self.started:
-                self.record = record_running(s.home, f"http://{host}:{port}")
+                self.record = record_running(s.home, _local_url(host, port))
 
     server = RecordedServer(uvicorn.Config(create_app(lambda: _open_serving(s.home)), host=host, port=port,
                                            log_level="info", http=HeaderDeadline))
@@ -112,6 +115,13 @@ def serve(
     finally:
         if server.record is not None:
             server.record.unlink(missing_ok=True)
+
+
+def _local_url(host: str, port: int) -> str:
+    """The URL CLI calls on this machine reach a node bound to `host` at: a wildcard bind (0.0.0.0, ::) by
+    loopback, and an IPv6 address in brackets (http://:::8547 is no URL)."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _open_serving(home: Home):
