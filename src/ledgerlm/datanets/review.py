@@ -21,7 +21,7 @@ from ledgerlm.datanets.schemas import (
 )
 from ledgerlm.errors import AuthError, ConflictError, NotFoundError
 from ledgerlm.identity import SignedAction
-from ledgerlm.store.schema import contribution_events, contributions, datanets, versions
+from ledgerlm.store.schema import contribution_events, contributions, datanets, gate_reports, versions
 
 
 class Review:
@@ -127,6 +127,8 @@ class Review:
         values: dict[str, Any] = dict(state=state, reason=reason, updated_at=now)
         if state == "withdrawn":
             values["payload"] = None  # the right to be forgotten: the data leaves, its hash stays
+            values["source"] = "withdrawn"  # the file's name may say whose data it was
+            _forget_quotes(conn, contribution_id)
         conn.execute(update(contributions).where(contributions.c.id == contribution_id).values(**values))
         conn.execute(
             insert(contribution_events).values(
@@ -276,3 +278,25 @@ def _contribution(row, with_payload: bool, events: list[dict]) -> Contribution:
         content_hash=row["content_hash"], source=row["source"], state=row["state"], reason=row["reason"],
         created_at=row["created_at"], updated_at=row["updated_at"], payload=payload, events=events,
     )
+
+
+def _unquoted(findings: list | None) -> list:
+    """Gate findings without what their `detail` quoted of the record (up to 80 characters, card and ID tails)."""
+    return [{**f, "detail": "(quote removed: withdrawn)"} for f in findings or []]
+
+
+def _forget_quotes(conn, contribution_id: int) -> None:
+    """A withdrawn contribution keeps what its gates decided (gate, code, severity, score), not their quotes."""
+    conn.execute(update(gate_reports).where(gate_reports.c.contribution_id == contribution_id)
+                 .values(findings=_unquoted(conn.execute(select(gate_reports.c.findings).where(
+                     gate_reports.c.contribution_id == contribution_id)).scalar())))
+    for e in conn.execute(select(contribution_events.c.id, contribution_events.c.reason, contribution_events.c.details)
+                          .where(contribution_events.c.contribution_id == contribution_id)).all():
+        findings = (e.details or {}).get("findings")
+        if not findings:
+            continue
+        reason = e.reason
+        if reason and reason.startswith("gates: "):
+            reason = "gates: " + "; ".join(f"{f.get('gate')}/{f.get('code')}" for f in findings)
+        conn.execute(update(contribution_events).where(contribution_events.c.id == e.id)
+                     .values(reason=reason, details={**e.details, "findings": _unquoted(findings)}))
