@@ -242,3 +242,32 @@ def test_event_arguments_show_as_a_contract_reads_them():
     evm = environment.filters["evm"]
     assert evm(bytes.fromhex("19f702")) == "0x19f702"  # a bytes32 id, not Python's b'\x19\xf7\x02'
     assert evm([b"\x01", 5]) == "[0x01, 5]" and evm(7) == "7"
+
+
+def test_a_datanets_page_checks_only_its_newest_versions_against_the_chain(http, client, alice, tmp_path,
+                                                                          monkeypatch):
+    """Each anonymous view asked the Registry once for every version ever published (30 an hour allowed): the page
+    lists, and checks, the newest ones only."""
+    from ledgerlm.chain.contracts import RegistryClient
+    from ledgerlm.web import datanets as pages
+
+    client.create_datanet(DatanetSpec(name="many", schema=QA_SCHEMA), alice)
+    for i in range(3):
+        client.contribute("many", [write_jsonl(tmp_path / f"{i}.jsonl", [{"question": f"q{i}?", "answer": "a."}])],
+                          alice)
+        for c in client.contributions("many", state="pending"):
+            client.review(c.id, alice, accept=True)
+        client.publish("many", alice)
+    asked = []
+    real = RegistryClient.get_version
+    monkeypatch.setattr(RegistryClient, "get_version", lambda self, *a: asked.append(a) or real(self, *a))
+    monkeypatch.setattr(pages, "VERSIONS_SHOWN", 2)
+    page = http.get("/web/datanets/many").text
+    assert len(asked) == 2 and "The newest 2 of 3 versions" in page
+    assert page.index(">v3 <") < page.index(">v2 <") and ">v1 <" not in page
+
+
+def test_pages_keep_no_copy_in_the_tabs_storage_for_back_to_show_after_sign_out(http):
+    # htmx saves pages in sessionStorage for Back; a private listing stayed there after the read grant expired
+    config = json.loads(http.get("/").text.split('name="htmx-config" content=\'')[1].split("'")[0])
+    assert config["historyCacheSize"] == 0 and config["refreshOnHistoryMiss"] is True

@@ -13,6 +13,7 @@ router = APIRouter()
 
 STATES = ("pending", "accepted", "rejected", "withdrawn")
 PAGE_SIZE = 50
+VERSIONS_SHOWN = 20  # the newest versions a Datanet's page lists and checks against the chain (a call each)
 
 
 def _matches(datanet, query: str) -> bool:
@@ -57,14 +58,14 @@ def gate_findings(contribution) -> list[dict]:
     return found
 
 
-def _chain_roots(node, datanet) -> dict[int, str | None]:
-    """Each version's root as the Registry holds it, so the page can show both sides."""
+def _chain_roots(node, datanet, shown) -> dict[int, str | None]:
+    """Each shown version's root as the Registry holds it, so the page can show both sides."""
     if not node.on_chain:
         return {}
     from ledgerlm.node import datanet_chain_id
 
     roots: dict[int, str | None] = {}
-    for v in datanet.versions:
+    for v in shown:
         try:
             roots[v.number] = node.contracts.registry.get_version(datanet_chain_id(datanet.name), v.number).root
         except LedgerError:
@@ -80,9 +81,10 @@ def datanet_detail(request: Request, name: str, state: str | None = None, offset
     contributions = node.datanets.contributions(name, state=state, limit=PAGE_SIZE, offset=offset,
                                                 with_payload=False, with_events=True)
     rounds = node.validation.rounds(name, limit=20)
-    return page(request, "datanet.html", datanet=datanet, contributions=contributions, state=state, states=STATES,
+    shown = datanet.versions[::-1][:VERSIONS_SHOWN]  # newest first, a bounded number of chain calls per view
+    return page(request, "datanet.html", datanet=datanet, versions=shown, contributions=contributions, state=state, states=STATES,
                 offset=offset, page_size=PAGE_SIZE, findings={c.id: gate_findings(c) for c in contributions},
-                outcomes=round_outcomes(rounds), rounds=rounds, chain_roots=_chain_roots(node, datanet),
+                outcomes=round_outcomes(rounds), rounds=rounds, chain_roots=_chain_roots(node, datanet, shown),
                 documents=datanet.kind == DOCUMENTS, policy=node.validation.policy(name).to_dict())
 
 
