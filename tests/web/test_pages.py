@@ -271,3 +271,21 @@ def test_pages_keep_no_copy_in_the_tabs_storage_for_back_to_show_after_sign_out(
     # htmx saves pages in sessionStorage for Back; a private listing stayed there after the read grant expired
     config = json.loads(http.get("/").text.split('name="htmx-config" content=\'')[1].split("'")[0])
     assert config["historyCacheSize"] == 0 and config["refreshOnHistoryMiss"] is True
+
+
+def test_datanets_are_listed_a_page_at_a_time_and_the_home_page_names_the_newest(http, client, alice, monkeypatch):
+    """Each view loaded every Datanet (three queries and its schema each): 1,440 a day from fresh keys made the
+    list page 6 MB. The home page's "Newest Datanets" named the oldest five."""
+    from ledgerlm.web import datanets as pages
+
+    for name in ("first-one", "second-one", "third-one"):
+        client.create_datanet(DatanetSpec(name=name, schema=QA_SCHEMA, description=f"{name} facts"), alice)
+    monkeypatch.setattr(pages, "PAGE_SIZE", 2)
+    listed = http.get("/web/datanets").text
+    assert "first-one" in listed and "second-one" in listed and "third-one" not in listed
+    assert "Datanets 1–2 of 3" in listed and "offset=2" in listed
+    rest = http.get("/web/datanets", params={"offset": 2}).text
+    assert "third-one" in rest and "first-one" not in rest.split("<main")[1]
+    assert "third-one" in http.get("/web/datanets", params={"q": "third facts"}).text
+    home = http.get("/").text.split("Newest Datanets")[1]
+    assert home.index("third-one") < home.index("second-one") < home.index("first-one")

@@ -200,11 +200,22 @@ class Access:
         return int(prices.get(version, prices.get(0, "0")))
 
     def readable_names(self, conn, address: str | None,
-                       shows_private: Callable[[str], bool] | None = None) -> list[str]:
+                       shows_private: Callable[[str], bool] | None = None, *, query: str = "") -> list[str]:
         """Names of the Datanets `address` may see (of the private ones, only those `shows_private`
-        says yes to, when given), in creation order."""
+        says yes to, when given), in creation order; with `query`, only those whose name, description, tags or
+        licence hold every one of its words."""
+        words = query.lower().split()
+        # the columns these checks read, not each Datanet's schema (up to 64 KiB) for every listing
+        columns = [datanets.c.id, datanets.c.name, datanets.c.owner, datanets.c.visibility]
+        if words:
+            columns += [datanets.c.description, datanets.c.tags, datanets.c.licence]
         names = []
-        for row in conn.execute(select(datanets).order_by(datanets.c.id)).mappings():
+        for row in conn.execute(select(*columns).order_by(datanets.c.id)).mappings():
+            if words:
+                text = " ".join([row["name"], row["description"] or "", " ".join(row["tags"] or []),
+                                 row["licence"] or ""]).lower()
+                if not all(w in text for w in words):
+                    continue
             if (self._may_use(conn, row, address) and (shows_private is None or row["visibility"] != "private"
                                                         or shows_private(row["name"]))):
                 names.append(row["name"])

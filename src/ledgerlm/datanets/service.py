@@ -212,6 +212,21 @@ class Datanets(Access, Ingest, Review, Versions):
         following = offset + len(found)
         return found, (following if following < len(names) else None)
 
+    def listed_names(self, reader: str | None = None, *, shows_private: Callable[[str], bool] | None = None,
+                     query: str = "") -> list[str]:
+        """The names `list` would give (matching every word of `query` in a name, description, tag or licence), in
+        creation order, read without loading each Datanet."""
+        with self.db.connect() as conn:
+            return self.readable_names(conn, reader, shows_private, query=query)
+
+    def public_contribution_counts(self) -> dict[str, int]:
+        """Contributions per state over every public Datanet, counted in one query."""
+        with self.db.connect() as conn:
+            rows = conn.execute(
+                select(contributions.c.state, func.count()).join(datanets, datanets.c.id == contributions.c.datanet_id)
+                .where(datanets.c.visibility != "private").group_by(contributions.c.state)).all()
+        return {state: int(n) for state, n in rows}
+
     def all(self) -> list[Datanet]:
         """Every Datanet, private ones included: for the node's own upkeep, never for a reader."""
         with self.db.connect() as conn:

@@ -16,20 +16,17 @@ PAGE_SIZE = 50
 VERSIONS_SHOWN = 20  # the newest versions a Datanet's page lists and checks against the chain (a call each)
 
 
-def _matches(datanet, query: str) -> bool:
-    words = query.lower().split()
-    text = " ".join([datanet.name, datanet.description, " ".join(datanet.tags), datanet.licence]).lower()
-    return all(w in text for w in words)
-
-
 @router.get("/web/datanets")
-def datanet_list(request: Request, q: str = ""):
+def datanet_list(request: Request, q: str = "", offset: int = Query(0, ge=0)):
     node = request.app.state.node
     reader = page_reader(request)
-    # a read signed for one Datanet shows that private one, not every other the reader belongs to
-    found = [d for d in node.datanets.list(reader) if _matches(d, q)
-             and (d.visibility != "private" or page_reader(request, d.name) is not None)]
-    return page(request, "datanets.html", datanets=found, q=q, reader=reader)
+    # a read signed for one Datanet shows that private one, not every other the reader belongs to; the matching
+    # names are read light, and only one page of Datanets is loaded
+    names = node.datanets.listed_names(reader, query=q,
+                                       shows_private=lambda name: page_reader(request, name) is not None)
+    found = [node.datanets.get(name) for name in names[offset:offset + PAGE_SIZE]]
+    return page(request, "datanets.html", datanets=found, q=q, reader=reader, offset=offset, page_size=PAGE_SIZE,
+                total=len(names))
 
 
 @router.get("/web/datanets/new")

@@ -7,11 +7,10 @@ from ledgerlm.errors import LedgerError
 
 
 def overview(node) -> dict:
-    datanets = node.datanets.list(None)
-    counts: dict[str, int] = {}
-    for d in datanets:
-        for state, n in d.counts.items():
-            counts[state] = counts.get(state, 0) + n
+    # the public Datanets' names and a count per state, not every Datanet loaded on each view of the page
+    names = node.datanets.listed_names(None)
+    newest = [node.datanets.get(name) for name in names[::-1][:5]]
+    counts = node.datanets.public_contribution_counts()
     head = None
     try:
         head = node.chain.head()
@@ -19,5 +18,5 @@ def overview(node) -> dict:
         head = None
     # the models anyone may see: an unpublished model of a private Datanet is not even counted
     models = [m for m in (node.factory.shown_to(r, None) for r in node.factory.list()) if m is not None]
-    return {"datanets": datanets[:5], "datanet_count": len(datanets), "contribution_counts": counts,
+    return {"datanets": newest, "datanet_count": len(names), "contribution_counts": counts,
             "models": models, "epochs": list_epochs(node.db)[-3:], "head": head, "info": node.info(operator=False)}
