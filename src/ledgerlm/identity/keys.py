@@ -15,6 +15,19 @@ from ledgerlm.errors import ConflictError, LedgerError, NotFoundError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 DEFAULT_KDF_ITERATIONS = 2**18  # scrypt n: about a second per unlock, as geth uses
+MIN_KDF_ITERATIONS = 2**10  # the least LEDGERLM_KDF_ITERATIONS may set (fast test suites use it)
+
+
+def kdf_iterations() -> int:
+    """scrypt's cost for new keystores: the default, or LEDGERLM_KDF_ITERATIONS (a power of two, at least
+    MIN_KDF_ITERATIONS: lower makes a stolen keystore's passphrase cheap to guess; test suites use the minimum)."""
+    raw = os.environ.get("LEDGERLM_KDF_ITERATIONS", "").strip()
+    if not raw:
+        return DEFAULT_KDF_ITERATIONS
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < MIN_KDF_ITERATIONS or int(raw) & (int(raw) - 1):
+        raise KeyringError(f"LEDGERLM_KDF_ITERATIONS must be a power of two of at least {MIN_KDF_ITERATIONS} "
+                           f"(default {DEFAULT_KDF_ITERATIONS}), not {raw[:40]!r}", field="LEDGERLM_KDF_ITERATIONS")
+    return int(raw)
 
 
 def create_keystore(path: Path, passphrase: str, *, private_key: bytes | None = None) -> str:
@@ -23,7 +36,7 @@ def create_keystore(path: Path, passphrase: str, *, private_key: bytes | None = 
         raise KeyringError("a key's passphrase may not be empty (LEDGERLM_PASSPHRASE is set but empty?)",
                            field="passphrase")
     account = Account.from_key(private_key) if private_key else Account.create()
-    iterations = int(os.environ.get("LEDGERLM_KDF_ITERATIONS", DEFAULT_KDF_ITERATIONS))
+    iterations = kdf_iterations()
     keystore = Account.encrypt(account.key, passphrase, kdf="scrypt", iterations=iterations)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
