@@ -276,6 +276,16 @@ class Node:
         if database_url and home.exists() and home.load_config().database_url != database_url:
             raise ConfigError(f"{home.root} already has its database (database_url in its config.toml); "
                               "init does not move it", field="database_url")
+        if home.exists():  # init again changes nothing: a setting given that differs is refused, not ignored
+            config = home.load_config()
+            asked = {"chain_url": (chain, config.chain, chain != EMBEDDED),
+                     "chain_id": (chain_id, config.chain_id, chain_id is not None),
+                     "blobs": (blobs, config.blobs, bool(blobs)),
+                     "s3_endpoint_url": (s3_endpoint_url, config.s3_endpoint_url, bool(s3_endpoint_url))}
+            for field, (given, kept, was_given) in asked.items():
+                if was_given and given != kept:
+                    raise ConfigError(f"{home.root} already exists with another {field} in its config.toml; init "
+                                      "does not change it (edit config.toml, or init a new home)", field=field)
         if database_url and not home.exists():
             db = Database(database_url)  # an unreachable or mistyped URL fails before the home is written
             try:

@@ -48,6 +48,18 @@ def test_init_keys_and_info(bare, tmp_path):
     assert "no base models yet: `ledgerlm models pull`" in bare("models", "list").stdout  # not an empty table
 
 
+def test_init_again_refuses_a_setting_it_would_ignore(bare, tmp_path):
+    """A second init changes nothing, and exited 0 for a --chain-url, --chain-id or --blobs it then ignored."""
+    bare("init")
+    config = (tmp_path / "home" / "config.toml").read_text()
+    for args, field in ((["--chain-id", "5"], "chain_id"), (["--blobs", "s3://bucket/x"], "blobs"),
+                        (["--chain-url", "http://127.0.0.1:9"], "chain_url")):
+        result = bare("--json", "init", *args, ok=False)
+        assert result.exit_code == 1 and json.loads(result.stdout or result.stderr)["error"]["field"] == field
+    assert (tmp_path / "home" / "config.toml").read_text() == config
+    bare("init", "--chain-id", "1337")  # the same setting again is no change
+
+
 def test_import_a_private_key(bare, monkeypatch):
     bare("init")
     monkeypatch.setenv("LEDGERLM_PRIVATE_KEY", "0x" + "01" * 32)
