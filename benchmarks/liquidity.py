@@ -77,9 +77,11 @@ class Market:
         self.c.registry.register_datanet(self.node, asset_id, self.treasury.address, name, b"\x01" * 32, "CC0")
         tree = payout_tree(sorted(allocation.items()))
         deadline = self.chain.head().timestamp + 3600
-        consent = self.c.share_factory.sign_share_issue(self.treasury, 0, asset_id, SUPPLY, tree.root, deadline)
-        gas = self.c.share_factory.issue(self.node, 0, asset_id, f"ledgerlm datanet {name}", name.upper()[:11],
-                                         SUPPLY, tree.root, deadline, consent).gas_used
+        token_name, symbol = f"ledgerlm datanet {name}", name.upper()[:11]
+        consent = self.c.share_factory.sign_share_issue(self.treasury, 0, asset_id, SUPPLY, tree.root, deadline,
+                                                        name=token_name, symbol=symbol)
+        gas = self.c.share_factory.issue(self.node, 0, asset_id, token_name, symbol, SUPPLY, tree.root, deadline,
+                                         consent).gas_used
         token = self.c.share_factory.share_of(0, asset_id)
         leaves = [{"account": v[0], "amount": str(v[1]), "proof": tree.proof(i)} for i, v in enumerate(tree.values)]
         with self.db.begin() as conn:

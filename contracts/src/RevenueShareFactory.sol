@@ -28,9 +28,12 @@ contract RevenueShareFactory is AccessControl, EIP712 {
     /// @notice Role allowed to relay owners' signed issues.
     bytes32 public constant ISSUER_ROLE = keccak256("ISSUER_ROLE");
 
-    /// @notice EIP-712 type the asset's owner signs: the terms that decide who gets what.
-    bytes32 public constant SHARE_ISSUE_TYPEHASH =
-        keccak256("ShareIssue(uint8 kind,bytes32 assetId,uint256 supply,bytes32 allocationRoot,uint256 deadline)");
+    /// @notice EIP-712 type the asset's owner signs: the terms that decide who gets what, and the token's name and
+    ///         symbol, which its issuer could otherwise choose (another token's, or a private Datanet's own name).
+    bytes32 public constant SHARE_ISSUE_TYPEHASH = keccak256(
+        "ShareIssue(uint8 kind,bytes32 assetId,string name,string symbol,uint256 supply,bytes32 allocationRoot,"
+        "uint256 deadline)"
+    );
 
     uint8 public constant DATANET = 0;
     uint8 public constant MODEL = 1;
@@ -80,7 +83,8 @@ contract RevenueShareFactory is AccessControl, EIP712 {
         onlyRole(ISSUER_ROLE)
         returns (address token)
     {
-        address owner = _consentingOwner(kind, assetId, supply, allocationRoot, deadline, signature);
+        bytes32 digest = shareIssueDigest(kind, assetId, name, symbol, supply, allocationRoot, deadline);
+        address owner = _consentingOwner(kind, assetId, deadline, digest, signature);
         token = _create(kind, assetId, name, symbol, supply, allocationRoot, owner);
     }
 
@@ -98,16 +102,13 @@ contract RevenueShareFactory is AccessControl, EIP712 {
         return registry.getModel(assetId).developer;
     }
 
-    /// @notice The EIP-712 digest of `ShareIssue(kind, assetId, supply, allocationRoot, deadline)` in this
-    ///         factory's domain (name "ledgerlm-shares", version "1", this chain, this contract).
-    function shareIssueDigest(uint8 kind, bytes32 assetId, uint256 supply, bytes32 allocationRoot, uint256 deadline)
-        public
-        view
-        returns (bytes32)
+    /// @notice The EIP-712 digest of `ShareIssue(kind, assetId, name, symbol, supply, allocationRoot, deadline)` in
+    ///         this factory's domain (name "ledgerlm-shares", version "1", this chain, this contract).
+    function shareIssueDigest(uint8 kind, bytes32 assetId, string calldata name, string calldata symbol,
+        uint256 supply, bytes32 allocationRoot, uint256 deadline) public view returns (bytes32)
     {
-        return _hashTypedDataV4(
-            keccak256(abi.encode(SHARE_ISSUE_TYPEHASH, kind, assetId, supply, allocationRoot, deadline))
-        );
+        return _hashTypedDataV4(keccak256(abi.encode(SHARE_ISSUE_TYPEHASH, kind, assetId, keccak256(bytes(name)),
+            keccak256(bytes(symbol)), supply, allocationRoot, deadline)));
     }
 
     /// @notice The EIP-712 domain separator (name "ledgerlm-shares", version "1").
@@ -115,15 +116,15 @@ contract RevenueShareFactory is AccessControl, EIP712 {
         return _domainSeparatorV4();
     }
 
-    /// @dev The asset's owner, once the asset is known, has no shares yet and the owner signed these terms.
-    function _consentingOwner(uint8 kind, bytes32 assetId, uint256 supply, bytes32 allocationRoot, uint256 deadline,
+    /// @dev The asset's owner, once the asset is known, has no shares yet and the owner signed these terms
+    ///      (`digest`, see `shareIssueDigest`).
+    function _consentingOwner(uint8 kind, bytes32 assetId, uint256 deadline, bytes32 digest,
         bytes calldata signature) private view returns (address owner)
     {
         owner = assetOwner(kind, assetId);
         address existing = shareOf[kind][assetId];
         if (existing != address(0)) revert AlreadyIssued(kind, assetId, existing);
         if (block.timestamp > deadline) revert ShareIssueExpired(deadline);
-        bytes32 digest = shareIssueDigest(kind, assetId, supply, allocationRoot, deadline);
         if (!SignatureChecker.isValidSignatureNowCalldata(owner, digest, signature)) {
             revert InvalidShareIssueSignature(owner);
         }

@@ -611,7 +611,8 @@ class SharesActions:
             "kind": kind, "asset": asset, "version": version, "supply": int(supply),
             "ownerBps": int(shown["owner_bps"]), "allocationRoot": root})
         signature = sign_share_issue(account, shown["share_issue_domain"], AssetKind[kind.upper()], shown["asset_id"],
-                                     int(supply), root, action["message"]["deadline"])
+                                     int(supply), root, action["message"]["deadline"], name=shown["name"],
+                                     symbol=shown["symbol"])
         return self.node._request("POST", "/shares", json={"action": action, "share_issue_signature": signature})
 
     def list(self) -> list[dict]:
@@ -823,6 +824,12 @@ def _checked_allocation(preview: dict, supply: int) -> str:
     if root != preview["allocation_root"].lower():
         raise LedgerError(f"the node's allocation root {preview['allocation_root']} is not the root of the leaves it "
                           "shows: nothing was signed", field="allocationRoot")
+    # the token's name and symbol are signed too: a node may not name the asset's one token after another token
+    letter = "D" if preview["kind"] == "datanet" else "M"
+    if not (str(preview.get("name", "")).startswith(f"ledgerlm {preview['kind']} ")
+            and str(preview.get("symbol", "")).startswith(f"{letter}-")):
+        raise LedgerError(f"the node names the share token {preview.get('name')!r} ({preview.get('symbol')!r}), not "
+                          f"'ledgerlm {preview['kind']} ...' ({letter}-...): nothing was signed", field="name")
     return root
 
 

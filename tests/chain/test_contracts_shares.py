@@ -53,7 +53,7 @@ def test_the_owners_signature_over_the_terms_issues_the_shares(world):
     deadline = world.now() + 600
     assert factory.asset_owner(AssetKind.DATANET, datanet) == owner.address
 
-    signature = factory.sign_share_issue(owner, AssetKind.DATANET, datanet, SUPPLY, root, deadline)
+    signature = factory.sign_share_issue(owner, AssetKind.DATANET, datanet, SUPPLY, root, deadline, name="ledgerlm datanet qa", symbol="D-QA")
     issued = factory.issue(world.node, AssetKind.DATANET, datanet, "ledgerlm datanet qa", "D-QA", SUPPLY, root,
                            deadline, signature)
 
@@ -64,8 +64,8 @@ def test_the_owners_signature_over_the_terms_issues_the_shares(world):
         "allocationRoot": bytes.fromhex(root[2:]), "owner": owner.address}]
     # what a wallet is shown to sign hashes to the digest the contract checks
     message = encode_typed_data(full_message=factory.share_issue_typed_data(AssetKind.DATANET, datanet, SUPPLY, root,
-                                                                            deadline))
-    assert factory.share_issue_digest(AssetKind.DATANET, datanet, SUPPLY, root, deadline) == \
+                                                                            deadline, name="ledgerlm datanet qa", symbol="D-QA"))
+    assert factory.share_issue_digest(AssetKind.DATANET, datanet, SUPPLY, root, deadline, name="ledgerlm datanet qa", symbol="D-QA") == \
         "0x" + keccak(b"\x19" + message.version + message.header + message.body).hex()
 
 
@@ -85,19 +85,23 @@ def test_the_issuer_key_alone_cannot_issue_nor_block_the_owners_issue(world):
     with reverts("InvalidShareIssueSignature", owner=owner.address):
         relay(to_node, b"")
     with reverts("InvalidShareIssueSignature", owner=owner.address):  # the hot key signing for itself
-        relay(to_node, factory.sign_share_issue(world.node, AssetKind.DATANET, datanet, SUPPLY, to_node, deadline))
+        relay(to_node, factory.sign_share_issue(world.node, AssetKind.DATANET, datanet, SUPPLY, to_node, deadline,
+                                                name="ledgerlm datanet qa", symbol="D-QA"))
     with reverts("InvalidShareIssueSignature", owner=owner.address):  # the owner's consent, moved to another root
-        relay(to_node, factory.sign_share_issue(owner, AssetKind.DATANET, datanet, SUPPLY, owners, deadline))
+        relay(to_node, factory.sign_share_issue(owner, AssetKind.DATANET, datanet, SUPPLY, owners, deadline, name="ledgerlm datanet qa", symbol="D-QA"))
     with reverts("InvalidShareIssueSignature", owner=owner.address):  # ... or to another supply
-        relay(owners, factory.sign_share_issue(owner, AssetKind.DATANET, datanet, SUPPLY, owners, deadline),
+        relay(owners, factory.sign_share_issue(owner, AssetKind.DATANET, datanet, SUPPLY, owners, deadline, name="ledgerlm datanet qa", symbol="D-QA"),
               supply=2 * SUPPLY)
     other = datanet_of(world, owner.address)
     with reverts("InvalidShareIssueSignature", owner=owner.address):  # ... or to another asset of the same owner
         factory.issue(world.node, AssetKind.DATANET, other, "x", "X", SUPPLY, owners, deadline,
-                      factory.sign_share_issue(owner, AssetKind.DATANET, datanet, SUPPLY, owners, deadline))
+                      factory.sign_share_issue(owner, AssetKind.DATANET, datanet, SUPPLY, owners, deadline, name="ledgerlm datanet qa", symbol="D-QA"))
     assert factory.share_of(AssetKind.DATANET, datanet) is None
 
-    relay(owners, factory.sign_share_issue(owner, AssetKind.DATANET, datanet, SUPPLY, owners, deadline))
+    with reverts("InvalidShareIssueSignature", owner=owner.address):  # ... or to another token's name
+        factory.issue(world.node, AssetKind.DATANET, datanet, "Tether USD", "USDT", SUPPLY, owners, deadline,
+                      factory.sign_share_issue(owner, AssetKind.DATANET, datanet, SUPPLY, owners, deadline, name="ledgerlm datanet qa", symbol="D-QA"))
+    relay(owners, factory.sign_share_issue(owner, AssetKind.DATANET, datanet, SUPPLY, owners, deadline, name="ledgerlm datanet qa", symbol="D-QA"))
     token = world.contracts.share_token(factory.share_of(AssetKind.DATANET, datanet))
     assert token.allocation_root() == owners
 
@@ -108,7 +112,7 @@ def test_a_consent_signed_for_another_factory_or_chain_does_not_issue(world):
     root, deadline = drop((owner.address, SUPPLY)), world.now() + 600
     for changed in ({"verifyingContract": world.contracts.registry.address}, {"chainId": world.chain.chain_id + 1}):
         elsewhere = sign_share_issue(owner, {**factory.eip712_domain, **changed}, AssetKind.DATANET, datanet,
-                                     SUPPLY, root, deadline)
+                                     SUPPLY, root, deadline, name="n", symbol="S")
         with reverts("InvalidShareIssueSignature", owner=owner.address):
             factory.issue(world.node, AssetKind.DATANET, datanet, "n", "S", SUPPLY, root, deadline, elsewhere)
 
@@ -119,10 +123,10 @@ def test_a_models_shares_need_its_developers_signature(world):
     root, deadline = drop((developer.address, SUPPLY)), world.now() + 600
     assert factory.asset_owner(AssetKind.MODEL, model) == developer.address
     # the owner of the Datanet it was trained on is not the model's owner
-    by_node = factory.sign_share_issue(world.node, AssetKind.MODEL, model, SUPPLY, root, deadline)
+    by_node = factory.sign_share_issue(world.node, AssetKind.MODEL, model, SUPPLY, root, deadline, name="ledgerlm model m", symbol="M-M")
     with reverts("InvalidShareIssueSignature", owner=developer.address):
         factory.issue(world.node, AssetKind.MODEL, model, "ledgerlm model m", "M-M", SUPPLY, root, deadline, by_node)
-    signature = factory.sign_share_issue(developer, AssetKind.MODEL, model, SUPPLY, root, deadline)
+    signature = factory.sign_share_issue(developer, AssetKind.MODEL, model, SUPPLY, root, deadline, name="ledgerlm model m", symbol="M-M")
     factory.issue(world.node, AssetKind.MODEL, model, "ledgerlm model m", "M-M", SUPPLY, root, deadline, signature)
     token = factory.share_of(AssetKind.MODEL, model)
     with reverts("AlreadyIssued", token=token):  # once per asset, even on the same signature
@@ -134,11 +138,11 @@ def test_an_expired_consent_an_unknown_asset_and_a_stranger_are_refused(world):
     datanet = datanet_of(world, owner.address)
     root = drop((owner.address, SUPPLY))
     past = world.now() - 1
-    expired = factory.sign_share_issue(owner, AssetKind.DATANET, datanet, SUPPLY, root, past)
+    expired = factory.sign_share_issue(owner, AssetKind.DATANET, datanet, SUPPLY, root, past, name="n", symbol="S")
     with reverts("ShareIssueExpired", deadline=past):
         factory.issue(world.node, AssetKind.DATANET, datanet, "n", "S", SUPPLY, root, past, expired)
     deadline = world.now() + 600
-    signature = factory.sign_share_issue(owner, AssetKind.DATANET, datanet, SUPPLY, root, deadline)
+    signature = factory.sign_share_issue(owner, AssetKind.DATANET, datanet, SUPPLY, root, deadline, name="n", symbol="S")
     with unauthorised(stranger.address, "ISSUER_ROLE"):
         factory.issue(stranger, AssetKind.DATANET, datanet, "n", "S", SUPPLY, root, deadline, signature)
     unknown = world.fresh_id("unregistered")
@@ -154,7 +158,7 @@ def test_a_contract_wallet_owner_consents_through_erc1271(world):
     wallet = world.chain.deploy(wallet_artifact, key.address, sender=key)
     datanet = datanet_of(world, wallet)
     root, deadline = drop((wallet, SUPPLY)), world.now() + 600
-    digest = bytes.fromhex(factory.share_issue_digest(AssetKind.DATANET, datanet, SUPPLY, root, deadline)[2:])
+    digest = bytes.fromhex(factory.share_issue_digest(AssetKind.DATANET, datanet, SUPPLY, root, deadline, name="n", symbol="S")[2:])
 
     not_the_wallets = bytes(Account.unsafe_sign_hash(digest, stranger.key).signature)
     with reverts("InvalidShareIssueSignature", owner=wallet):

@@ -53,7 +53,8 @@ def test_plain_web3_reads_balances_and_claims_with_an_openzeppelin_proof(anvil_u
     reference = _openzeppelin_tree(allocation)
     assert reference["root"] == payout_tree(allocation).root  # our drop is OpenZeppelin's drop
     deadline = chain.head().timestamp + 600
-    consent = contracts.share_factory.sign_share_issue(admin, 0, datanet_id, 1000 * ETHER, reference["root"], deadline)
+    consent = contracts.share_factory.sign_share_issue(admin, 0, datanet_id, 1000 * ETHER, reference["root"], deadline,
+                                                       name="ledgerlm datanet anvil", symbol="D-ANVIL")
     contracts.share_factory.issue(node, 0, datanet_id, "ledgerlm datanet anvil", "D-ANVIL", 1000 * ETHER,
                                   reference["root"], deadline, consent)  # admin owns the Datanet: it consents
     address = contracts.share_factory.share_of(0, datanet_id)

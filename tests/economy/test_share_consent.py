@@ -34,7 +34,8 @@ def _signed(client, account, preview: dict, *, root: str | None = None, supply: 
     deadline = action["message"]["deadline"] if chain_deadline is None else chain_deadline
     signature = sign_share_issue(chain_signer or account, preview["share_issue_domain"],
                                  AssetKind[preview["kind"].upper()], preview["asset_id"],
-                                 supply if chain_supply is None else chain_supply, chain_root or root, deadline)
+                                 supply if chain_supply is None else chain_supply, chain_root or root, deadline,
+                                 name=preview["name"], symbol=preview["symbol"])
     return {"action": action, "share_issue_signature": signature}
 
 
@@ -45,7 +46,8 @@ def test_the_nodes_key_alone_cannot_create_an_assets_shares_nor_block_its_owner(
     factory, hot = node.contracts.share_factory, node.account
     to_hot_key = payout_tree([(hot.address, SUPPLY)]).root
     deadline = int(time.time()) + 600
-    for signature in (b"", factory.sign_share_issue(hot, AssetKind.DATANET, QA, SUPPLY, to_hot_key, deadline)):
+    for signature in (b"", factory.sign_share_issue(hot, AssetKind.DATANET, QA, SUPPLY, to_hot_key, deadline,
+                                                                  name="ledgerlm datanet qa", symbol="D-QA")):
         with pytest.raises(ChainError) as refused:
             factory.issue(hot, AssetKind.DATANET, QA, "ledgerlm datanet qa", "D-QA", SUPPLY, to_hot_key, deadline,
                           signature)
@@ -134,3 +136,25 @@ def test_a_node_stopped_before_the_chain_finishes_on_the_stored_consent_or_asks_
     issued = client.shares.issue(alice, "datanet", "qa", supply=SUPPLY)  # the same terms, signed again
     assert factory.share_of(AssetKind.DATANET, QA) == issued["token"]
     assert sorted(a.ref for a in node.shares.all() if a.token) == ["datanet:qa", "model:m1"]
+
+
+def test_the_owner_signs_the_tokens_name_and_refuses_one_named_after_another(client, world, alice,  # noqa: F811
+                                                                              monkeypatch):
+    """The owner's ShareIssue did not cover the token's name and symbol: the node relaying it could name the asset's
+    one token "Tether USD" (USDT), or after a private Datanet's real name, for good. Now the owner signs the name
+    the preview shows, and the client signs none that is not the asset's own."""
+    shown = client.shares.preview("datanet", "qa", supply=SUPPLY)
+    assert (shown["name"], shown["symbol"]) == ("ledgerlm datanet qa", "D-QA")
+    forged = {**shown, "name": "Tether USD", "symbol": "USDT"}
+    monkeypatch.setattr(type(client.shares), "preview", lambda self, *a, **k: forged)
+    with pytest.raises(LedgerError, match="Tether USD") as refused:
+        client.shares.issue(alice, "datanet", "qa", supply=SUPPLY)
+    assert refused.value.field == "name"
+    monkeypatch.undo()
+
+    body = _signed(client, alice, forged)  # alice's consent to a token of another name: the node refuses it
+    response = client.http.post("/shares", json=body)
+    assert response.status_code == 401 and response.json()["error"]["field"] == "share_issue_signature"
+    issued = client.shares.issue(alice, "datanet", "qa", supply=SUPPLY)
+    token = world.contracts.share_token(issued["token"])
+    assert token.contract.functions.name().call() == "ledgerlm datanet qa"

@@ -48,7 +48,8 @@ def test_a_sale_mid_epoch_moves_the_payout_on_anvil(anvil_url, tmp_path):  # noq
                                                   "ownerBps": 0, "allocationRoot": preview.allocation_root},
                              domain=node.domain)
         consent = sign_share_issue(dev, preview.share_issue_domain, AssetKind.MODEL, preview.asset_id, 100 * UNIT,
-                                   preview.allocation_root, signed.message["deadline"])
+                                   preview.allocation_root, signed.message["deadline"], name=preview.name,
+                                   symbol=preview.symbol)
         asset = node.shares.issue(signed, consent)
         token = c.share_token(asset.token)
         leaf = asset.allocation[0]

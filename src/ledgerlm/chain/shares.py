@@ -18,9 +18,11 @@ ZERO_ADDRESS = "0x" + "00" * 20
 BALANCES_PER_CALL = 400
 TRANSFER_TOPIC = keccak(text="Transfer(address,address,uint256)")
 CLAIMED_TOPIC = keccak(text="AllocationClaimed(address,uint256)")
-# What an asset's owner signs for RevenueShareFactory.issue (its SHARE_ISSUE_TYPEHASH): who gets what, until when.
+# What an asset's owner signs for RevenueShareFactory.issue (its SHARE_ISSUE_TYPEHASH): the token's name and
+# symbol, who gets what, until when.
 SHARE_ISSUE_TYPES = {"ShareIssue": [
-    {"name": "kind", "type": "uint8"}, {"name": "assetId", "type": "bytes32"}, {"name": "supply", "type": "uint256"},
+    {"name": "kind", "type": "uint8"}, {"name": "assetId", "type": "bytes32"}, {"name": "name", "type": "string"},
+    {"name": "symbol", "type": "string"}, {"name": "supply", "type": "uint256"},
     {"name": "allocationRoot", "type": "bytes32"}, {"name": "deadline", "type": "uint256"},
 ]}
 
@@ -33,7 +35,7 @@ class AssetKind(IntEnum):
 
 
 def share_issue_typed_data(domain: dict[str, Any], kind: AssetKind | int, asset_id: Bytes32, supply: int,
-                           allocation_root: Bytes32, deadline: int) -> dict[str, Any]:
+                           allocation_root: Bytes32, deadline: int, *, name: str, symbol: str) -> dict[str, Any]:
     """The full EIP-712 `ShareIssue` an asset's owner signs in the factory's `domain` (its `eip712Domain`): the
     owner's consent to these terms, without which the factory creates no token for the asset."""
     return {
@@ -44,15 +46,16 @@ def share_issue_typed_data(domain: dict[str, Any], kind: AssetKind | int, asset_
         "primaryType": "ShareIssue",
         "domain": dict(domain),
         "message": {"kind": int(AssetKind(kind)), "assetId": "0x" + as_bytes32(asset_id, "asset_id").hex(),
-                    "supply": int(supply), "allocationRoot": "0x" + as_bytes32(allocation_root, "allocation_root").hex(),
+                    "name": str(name), "symbol": str(symbol), "supply": int(supply), "allocationRoot": "0x" + as_bytes32(allocation_root, "allocation_root").hex(),
                     "deadline": int(deadline)},
     }
 
 
 def sign_share_issue(owner: LocalAccount, domain: dict[str, Any], kind: AssetKind | int, asset_id: Bytes32,
-                     supply: int, allocation_root: Bytes32, deadline: int) -> str:
+                     supply: int, allocation_root: Bytes32, deadline: int, *, name: str, symbol: str) -> str:
     """Sign, locally, the owner's `ShareIssue` for these terms; returns the 65-byte signature as 0x-hex."""
-    typed = share_issue_typed_data(domain, kind, asset_id, supply, allocation_root, deadline)
+    typed = share_issue_typed_data(domain, kind, asset_id, supply, allocation_root, deadline, name=name,
+                                   symbol=symbol)
     return "0x" + bytes(owner.sign_typed_data(full_message=typed).signature).hex()
 
 
@@ -92,17 +95,19 @@ class ShareFactoryClient(_Client):
         return to_checksum_address(self._call("assetOwner", int(AssetKind(kind)), as_bytes32(asset_id, "asset_id")))
 
     def share_issue_typed_data(self, kind: AssetKind | int, asset_id: Bytes32, supply: int,
-                               allocation_root: Bytes32, deadline: int) -> dict[str, Any]:
-        return share_issue_typed_data(self.eip712_domain, kind, asset_id, supply, allocation_root, deadline)
+                               allocation_root: Bytes32, deadline: int, *, name: str, symbol: str) -> dict[str, Any]:
+        return share_issue_typed_data(self.eip712_domain, kind, asset_id, supply, allocation_root, deadline,
+                                      name=name, symbol=symbol)
 
     def sign_share_issue(self, owner: LocalAccount, kind: AssetKind | int, asset_id: Bytes32, supply: int,
-                         allocation_root: Bytes32, deadline: int) -> str:
-        return sign_share_issue(owner, self.eip712_domain, kind, asset_id, supply, allocation_root, deadline)
+                         allocation_root: Bytes32, deadline: int, *, name: str, symbol: str) -> str:
+        return sign_share_issue(owner, self.eip712_domain, kind, asset_id, supply, allocation_root, deadline,
+                                name=name, symbol=symbol)
 
     def share_issue_digest(self, kind: AssetKind | int, asset_id: Bytes32, supply: int, allocation_root: Bytes32,
-                           deadline: int) -> str:
+                           deadline: int, *, name: str, symbol: str) -> str:
         return "0x" + bytes(self._call("shareIssueDigest", int(AssetKind(kind)), as_bytes32(asset_id, "asset_id"),
-                                       int(supply), as_bytes32(allocation_root, "allocation_root"),
+                                       name, symbol, int(supply), as_bytes32(allocation_root, "allocation_root"),
                                        int(deadline))).hex()
 
     def share_of(self, kind: AssetKind | int, asset_id: Bytes32) -> str | None:

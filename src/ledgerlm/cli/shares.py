@@ -54,7 +54,7 @@ def preview(
             table.add_row(leaf["account"], format_amount(int(leaf["amount"])),
                           f"{int(leaf['amount']) * 10_000 // supply / 100:.2f}%")
         console.print(table)
-        console.print(f"allocation root {r['allocation_root']}")
+        console.print(f"allocation root {r['allocation_root']}; token {r['name']!r} ({r['symbol']})")
 
     s.emit(result, render)
 

@@ -82,6 +82,8 @@ class AllocationPreview:
     allocation_root: str
     allocation: list[dict]  # {"account", "amount", "proof"}, amounts as decimal strings
     share_issue_domain: dict
+    name: str = ""  # the token's name and symbol, which the owner's ShareIssue signs too
+    symbol: str = ""
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -257,11 +259,13 @@ class Shares:
             existing = _begun(conn, kind, asset, supply, version, owner_bps)
             if existing is not None:
                 root, leaves = existing["allocation_root"], existing["allocation"]
+                name, symbol = existing["name"], existing["symbol"]
             else:
                 self._refuse_foreign_token(kind, asset, asset_id)
                 root, leaves = _allocation_tree(conn, kind, asset, version, owner, supply, owner_bps)
+                name, symbol = _token_names(conn, kind, asset, asset_id)
         return AllocationPreview(kind, asset, asset_id, version, supply, owner, owner_bps, root, leaves,
-                                 self.contracts.share_factory.eip712_domain)
+                                 self.contracts.share_factory.eip712_domain, name, symbol)
 
     def issue(self, signed: SignedAction, share_issue_signature: str) -> ShareAsset:
         """Create the asset's share token on the allocation its owner (or developer) signed. The signed
@@ -290,7 +294,7 @@ class Shares:
             if existing is not None:
                 # a crash (or an expired signature) came between the record and the chain: the owner signs the
                 # terms first signed again, and the fresh signatures finish it
-                root = existing["allocation_root"]
+                root, name, symbol = existing["allocation_root"], existing["name"], existing["symbol"]
             else:
                 self._refuse_foreign_token(kind, asset, asset_id)
                 root, leaves = _allocation_tree(conn, kind, asset, version, owner, supply, owner_bps)
@@ -298,7 +302,8 @@ class Shares:
                 raise ConflictError(f"the signed allocation root {signed_root} is not the one the node computes for "
                                     f"these terms, {root}: preview the allocation again (its data or owner share "
                                     "may have changed) and sign that", field="allocationRoot")
-            self._check_share_issue(owner, kind, asset_id, supply, root, deadline, share_issue_signature)
+            self._check_share_issue(owner, kind, asset_id, supply, root, deadline, share_issue_signature,
+                                    name=name, symbol=symbol)
             action_id = record_action(conn, signed, owner, chain_id=self.domain.chain_id)
             signature = {"action_id": action_id, "issue_signature": share_issue_signature, "issue_deadline": deadline}
             if existing is not None:
@@ -313,15 +318,18 @@ class Shares:
         return self._anchor(row_id)
 
     def _check_share_issue(self, owner: str, kind: str, asset_id: str, supply: int, root: str, deadline: int,
-                           signature: str) -> None:
+                           signature: str, *, name: str, symbol: str) -> None:
         """Refuse, before anything is recorded, a ShareIssue the factory would refuse: one not signed by `owner`
-        over exactly these terms, or an asset whose owner in the Registry is someone else."""
+        over exactly these terms (and the token name and symbol the preview showed), or an asset whose owner in the
+        Registry is someone else."""
         factory = self.contracts.share_factory
-        typed = factory.share_issue_typed_data(KINDS.index(kind), asset_id, supply, root, deadline)
+        typed = factory.share_issue_typed_data(KINDS.index(kind), asset_id, supply, root, deadline, name=name,
+                                               symbol=symbol)
         signer = recover_signer(typed, signature, what="ShareIssue", field="share_issue_signature")
         if signer != owner:
-            raise AuthError(f"the ShareIssue signature is not {owner}'s over the kind, asset, supply, allocation root "
-                            "and deadline of the IssueShares it came with", field="share_issue_signature")
+            raise AuthError(f"the ShareIssue signature is not {owner}'s over the kind, asset, token name "
+                            f"({name!r}) and symbol ({symbol!r}), supply, allocation root and deadline of the "
+                            "IssueShares it came with (preview the issue again)", field="share_issue_signature")
         on_chain = factory.asset_owner(KINDS.index(kind), asset_id)
         if on_chain != owner:
             raise ConflictError(f"the Registry names {on_chain} as the {kind}'s owner, not {owner}: the factory "
