@@ -125,6 +125,12 @@ contract Registry is AccessControl {
     error FeePolicyEpochBeforeScheduled(bytes32 modelId, uint64 scheduled, uint64 given);
     error FeePolicyChangeScheduled(bytes32 modelId);
     error ZeroEpoch();
+    error FeePolicyAlreadySet(bytes32 modelId);
+    error FeePolicyEpochTooFar(bytes32 modelId, uint64 fromEpoch, uint64 notAfter);
+
+    /// @notice How far past the last announced change (or epoch 1) a change may be scheduled, so nobody can push the
+    ///         last announced epoch to 2**64-1 and freeze a model's policy.
+    uint64 public constant MAX_SCHEDULE_AHEAD = 1_000_000;
 
     /// @param admin Receives DEFAULT_ADMIN_ROLE (grants REGISTRAR_ROLE to nodes).
     constructor(address admin) {
@@ -247,6 +253,11 @@ contract Registry is AccessControl {
     ) external {
         _checkFeePolicy(modelId, nodeBps, developerBps, contributorsBps, validatorsBps);
         if (_feePolicyChanges[modelId].length() != 0) revert FeePolicyChangeScheduled(modelId);
+        // the published split prices every epoch before the first change: set once, never rewritten
+        FeePolicy storage current = feePolicy[modelId];
+        if (uint256(current.nodeBps) + current.developerBps + current.contributorsBps + current.validatorsBps != 0) {
+            revert FeePolicyAlreadySet(modelId);
+        }
         feePolicy[modelId] = FeePolicy(nodeBps, developerBps, contributorsBps, validatorsBps);
         emit FeePolicySet(modelId, nodeBps, developerBps, contributorsBps, validatorsBps);
     }
@@ -272,6 +283,10 @@ contract Registry is AccessControl {
         (bool announced, uint96 latest,) = changes.latestCheckpoint();
         // fromEpoch < 2**64, so `latest`, an earlier fromEpoch, fits 64 bits
         if (announced && fromEpoch < latest) revert FeePolicyEpochBeforeScheduled(modelId, uint64(latest), fromEpoch);
+        uint64 floor = announced ? uint64(latest) : 1;
+        if (fromEpoch > floor + MAX_SCHEDULE_AHEAD) {
+            revert FeePolicyEpochTooFar(modelId, fromEpoch, floor + MAX_SCHEDULE_AHEAD);
+        }
         changes.push(fromEpoch, _packFeePolicy(nodeBps, developerBps, contributorsBps, validatorsBps));
         emit FeePolicyScheduled(modelId, nodeBps, developerBps, contributorsBps, validatorsBps, fromEpoch);
     }

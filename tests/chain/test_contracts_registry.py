@@ -206,9 +206,15 @@ def test_the_developer_or_a_registrar_sets_a_fee_policy_summing_to_10000(world):
 
     by_developer = registry.set_fee_policy(developer, model, DEFAULT_POLICY)
     assert registry.fee_policy(model) == DEFAULT_POLICY
-    registry.set_fee_policy(world.node, model, FeePolicy(0, 0, 10_000, 0))
+    registry.set_fee_policy(world.node, register_model(world, developer.address, []), FeePolicy(0, 0, 10_000, 0))
+    # the published split prices every epoch before its first change: set once, never rewritten (by anyone)
+    for sender in (world.node, developer):
+        with reverts("FeePolicyAlreadySet", modelId=model):
+            registry.set_fee_policy(sender, model, FeePolicy(10_000, 0, 0, 0))
+    with reverts("FeePolicyEpochTooFar", modelId=model, fromEpoch=2**64 - 1):  # nor frozen by a change far ahead
+        registry.schedule_fee_policy(world.node, model, FeePolicy(10_000, 0, 0, 0), 2**64 - 1)
 
-    assert registry.fee_policy(model) == FeePolicy(0, 0, 10_000, 0)
+    assert registry.fee_policy(model) == DEFAULT_POLICY
     assert by_developer.events(registry.contract, "FeePolicySet") == [{
         "modelId": model, "nodeBps": 500, "developerBps": 4000, "contributorsBps": 4500,
         "validatorsBps": 1000}]
