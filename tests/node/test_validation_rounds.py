@@ -114,6 +114,11 @@ def test_gates_then_consensus_with_an_outlier(client, alice, bob, setup, tmp_pat
     assert client.chain.account(bob.address)["stake"]["contributor_bond"] == 10 * UNIT - UNIT
     # No contribution is lost: everything ended accepted or rejected with reasons.
     assert all(c.state in ("accepted", "rejected") and c.reason for c in client.contributions("ferries"))
+    # the dashboard reads the one round that scored a contribution, not every round of the Datanet (each whole)
+    node.validation.rounds = lambda *a, **k: pytest.fail("every round of the Datanet read for one contribution")
+    page = client.http.get(f"/web/contributions/{bad}").text
+    assert f'/web/validation/rounds/{opened["id"]}">' in page and "Consensus score 10" in page
+    del node.validation.rounds
 
 
 def test_a_crash_right_after_the_tally_keeps_its_reputations_and_slashes(client, alice, bob, setup, tmp_path,

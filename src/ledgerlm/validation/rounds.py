@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from eth_utils import keccak
 from pydantic import BaseModel, Field
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from ledgerlm.chain import StakeRole
@@ -364,6 +364,17 @@ class ValidationRounds:
             # a validator may follow its round even after it lost read access to the data
             if reader is None or reader.lower() not in {v.lower() for v in view.stakes}:
                 raise
+
+    def latest_rounds_of(self, contribution_ids: list[int]) -> list[RoundView]:
+        """The newest round each of these contributions was assigned in (each round once), read alone rather than
+        among every round of its Datanet."""
+        if not contribution_ids:
+            return []
+        with self.db.connect() as conn:
+            ids = conn.execute(select(func.max(round_assignments.c.round_id))
+                               .where(round_assignments.c.contribution_id.in_(list(contribution_ids)))
+                               .group_by(round_assignments.c.contribution_id)).scalars().all()
+        return [self.round(i) for i in sorted(set(ids))]
 
     def rounds(self, datanet: str | None = None, limit: int = 100) -> list[RoundView]:
         """Validator rounds, newest first; only those of `datanet` when given."""

@@ -81,7 +81,7 @@ def datanet_detail(request: Request, name: str, state: str | None = None, offset
     shown = datanet.versions[::-1][:VERSIONS_SHOWN]  # newest first, a bounded number of chain calls per view
     return page(request, "datanet.html", datanet=datanet, versions=shown, contributions=contributions, state=state, states=STATES,
                 offset=offset, page_size=PAGE_SIZE, findings={c.id: gate_findings(c) for c in contributions},
-                outcomes=round_outcomes(rounds), rounds=rounds, chain_roots=_chain_roots(node, datanet, shown),
+                outcomes=round_outcomes(node.validation.latest_rounds_of([c.id for c in contributions])), rounds=rounds, chain_roots=_chain_roots(node, datanet, shown),
                 documents=datanet.kind == DOCUMENTS, policy=node.validation.policy(name).to_dict())
 
 
@@ -91,5 +91,6 @@ def contribution_detail(request: Request, contribution_id: int):
     brief = node.datanets.contribution(contribution_id, with_payload=False)
     node.datanets.require_access(brief.datanet, page_reader(request, brief.datanet), named=False)
     contribution = node.datanets.contribution(contribution_id)
-    outcome = round_outcomes(node.validation.rounds(contribution.datanet, limit=100)).get(contribution_id)
+    # the round that last scored it, not every round of the Datanet (each read whole) to find it among them
+    outcome = round_outcomes(node.validation.latest_rounds_of([contribution_id])).get(contribution_id)
     return page(request, "contribution.html", c=contribution, findings=gate_findings(contribution), outcome=outcome)
