@@ -358,6 +358,8 @@ class Node:
         blobs.collect_orphans(datanets.referenced_blobs() | _kept_checkpoints(db))
         node = cls(home, config, db, blobs, account, datanets)
         datanets.actor_guard = lambda *action: node.agent_policies.check(*action)  # agents load on first use
+        # a withdrawn record leaves the models' evaluation samples that quote it
+        datanets.after_withdrawal = lambda cid, name: node.factory.forget_contribution(cid, name)
         datanets.blob_kept = lambda sha: sha in _kept_checkpoints(db)
         if home.deployment_path.exists():
             datanets.anchor = RegistryAnchor(node)

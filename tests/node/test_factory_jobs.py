@@ -2,6 +2,7 @@
 model's lineage verifies, and publishing registers it on chain with its fee policy."""
 
 import json
+from pathlib import Path
 
 import pytest
 from eth_utils import keccak
@@ -497,3 +498,31 @@ def test_attributions_past_the_node_s_slots_are_refused_with_their_nonce_unspent
     again = anonymous.http.post("/attribution", json={**body, "action": action})  # the same signature, later
     assert again.status_code == 200, again.text
     node.__dict__.pop("_attribution_slots", None)
+
+
+def test_a_record_the_trainer_cannot_read_is_skipped_and_a_withdrawn_one_leaves_the_models_samples(
+        client, alice, bob, carol, tmp_path):
+    """One accepted record of blanks failed every job on its version, naming no contribution; and a withdrawn
+    record stayed quoted word for word in the evaluation samples of every model trained on it."""
+    from ledgerlm.factory import tiny_random_model
+
+    tiny = tiny_random_model(tmp_path / "tiny", [f"{r['question']} {r['answer']}" for r in FACTS])
+    client.factory.register_base("tiny", str(tiny))
+    publish_qa(client, tmp_path, alice, [(bob, FACTS), (carol, [{"question": "Anything?", "answer": " "}])])
+    blank = next(c.id for c in client.contributions("colours") if c.contributor == carol.address)
+    job = client.factory.train(carol, {"model_id": "skips-one", "datanet": "colours", "version": 1, "base": "tiny",
+                                       "config": {"epochs": 1, "max_len": 64, "eval_split": 0.5}})
+    done = client.http.app.state.node.factory.wait(job["id"], timeout=300)
+    assert done.state == "done", done.error
+    model = client.factory.model("skips-one")
+    assert [s["contribution"] for s in model["metrics"]["skipped_records"]] == [blank]
+
+    sampled = [s["after"] for s in model["metrics"]["eval"]["samples"]]
+    assert sampled and all(s["contribution"] for s in sampled)
+    gone = sampled[0]
+    client.withdraw(gone["contribution"], bob)
+    shown = client.http.get("/models/skips-one").text
+    assert gone["question"] not in shown
+    path = Path(client.http.app.state.node.factory.model_for("skips-one", None).path)
+    assert gone["question"] not in (path / "lineage.json").read_text()
+    assert len(client.factory.model("skips-one")["metrics"]["eval"]["samples"]) == len(sampled) - 1

@@ -228,7 +228,10 @@ class Review:
             )
             blob = conn.execute(select(contributions.c.blob).where(contributions.c.id == contribution_id)).scalar()
         self._remove_if_unused(blob)
-        return self.contribution(contribution_id, with_payload=False)
+        withdrawn = self.contribution(contribution_id, with_payload=False)
+        if self.after_withdrawal is not None:
+            self.after_withdrawal(contribution_id, withdrawn.datanet)
+        return withdrawn
 
     def _remove_if_unused(self, blob: str) -> None:
         """The uploaded file leaves too once every record it held is withdrawn (its hash stays in the rows); a crash

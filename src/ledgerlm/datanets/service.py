@@ -73,6 +73,8 @@ class Datanets(Access, Ingest, Review, Versions):
         self._anchored_versions = KeyedLimit(hourly(versions_per_owner_per_hour), hourly(versions_per_hour))
         # called with (signer, action, Datanet) before a signed action takes effect; may refuse it
         self.actor_guard: Callable[[str, str, str | None], None] | None = None
+        # told (contribution id, Datanet) once a withdrawal is stored: copies of its record elsewhere go too
+        self.after_withdrawal: Callable[[int, str], None] | None = None
         # whether another room keeps a blob (a compute job's checkpoint): a withdrawal must not delete it
         self.blob_kept: Callable[[str], bool] | None = None
         self._validators: dict[int, Callable[[dict], Any]] = {}

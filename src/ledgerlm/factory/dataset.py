@@ -178,6 +178,23 @@ def record_messages(record: dict, index: int = 0) -> list[dict[str, str]] | None
             {"role": "assistant", "content": _text(record, "completion", index)}]
 
 
+def usable_records(records: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(records an example can be made of, what was skipped and why): one contributor's record of a shape or
+    content the trainer cannot read (an answer of blanks, a chat turn of another role) leaves the run, named by
+    its contribution, instead of failing every job on the version."""
+    kept, skipped = [], []
+    for i, record in enumerate(records):
+        try:
+            if record_messages(record, i) is None:
+                _text(record, "text", i)
+        except DatasetError as exc:
+            skipped.append({"contribution": record.get("_contribution_id") if isinstance(record, dict) else None,
+                            "reason": exc.message})
+        else:
+            kept.append(record)
+    return kept, skipped
+
+
 def reference_pair(record: dict, index: int = 0) -> tuple[list[dict[str, str]], str] | None:
     """(prompt messages, reference answer) for scoring generations; None for plain text."""
     messages = record_messages(record, index)

@@ -25,6 +25,15 @@ from ledgerlm.factory.dataset import (
 from ledgerlm.factory.loading import load_adapted_model, load_tokenizer, pick_device
 from ledgerlm.factory.loss import token_losses
 
+# A sample quotes at most this much of a record (question, reference) or of an answer: a model's report is stored
+# twice (metrics and card), sent whole in every listing of models, and read by every call's catalog look-up,
+# while a record may hold 16 MB.
+SAMPLE_CHARS = 1_000
+
+
+def _quoted(text: str) -> str:
+    return text if len(text) <= SAMPLE_CHARS else text[:SAMPLE_CHARS] + "…"
+
 
 @dataclass(frozen=True)
 class Generation:
@@ -36,6 +45,7 @@ class Generation:
     answer: str
     exact: bool
     f1: float
+    contribution: int | None = None  # the record's contribution: withdrawing it takes the sample out of reports
 
 
 @dataclass(frozen=True)
@@ -151,8 +161,9 @@ def generate_answers(
             width = inputs["input_ids"].shape[1]
             for (index, (messages, reference)), ids in zip(chunk, generated, strict=True):
                 answer = tokenizer.decode(ids[width:], skip_special_tokens=True).strip()
-                out.append(Generation(index, messages[-1]["content"], reference, answer,
-                                      exact_match(answer, reference), token_f1(answer, reference)))
+                contribution = records[index].get("_contribution_id") if isinstance(records[index], dict) else None
+                out.append(Generation(index, _quoted(messages[-1]["content"]), _quoted(reference), _quoted(answer),
+                                      exact_match(answer, reference), token_f1(answer, reference), contribution))
     finally:
         tokenizer.padding_side, tokenizer.truncation_side = side, cut_side
     return out

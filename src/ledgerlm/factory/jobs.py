@@ -459,7 +459,9 @@ class ModelFactory:
         self.datanets.require_access(job.datanet, job.developer, "train on")
         base = get_model(self.models_dir, job.base_model)
         version = self.datanets.version(job.datanet, job.version)
-        records = list(self.datanets.iter_version(job.datanet, job.version))
+        from ledgerlm.factory.dataset import usable_records
+
+        records, skipped = usable_records(list(self.datanets.iter_version(job.datanet, job.version)))
         config = request.train_config()
         observer = self.observe_training(config, base) if self.observe_training else None
         processes = request.processes()
@@ -485,6 +487,8 @@ class ModelFactory:
             write_lineage(out_dir, replace(result.card, licence=licence))
         card = {**result.card.to_dict(), "licence": licence or {}}
         metrics = dict(card.get("metrics", {}))
+        if skipped:  # the developer sees which contributions could not be trained on
+            metrics["skipped_records"] = skipped[:100]
         if observer is not None:
             self._set(job.id, progress={**(self.job(job.id).progress or {}), "stage": "indexing for attribution"})
             try:
@@ -584,6 +588,40 @@ class ModelFactory:
         if self.datanets.may_read(record.datanet, reader):
             return record
         return record.without_record_texts() if record.chain_tx else None
+
+    def forget_contribution(self, contribution_id: int, datanet: str) -> int:
+        """Take the evaluation samples quoting a withdrawn contribution out of the reports of the models trained on
+        its Datanet (metrics, card and lineage.json): withdrawal deletes the record's text from the node. Returns
+        how many models changed. A published model's metrics hash on chain stays that of the report it had."""
+        from ledgerlm.factory.lineage import ModelCard, write_lineage
+
+        def scrub(metrics: dict) -> tuple[dict, bool]:
+            out, hit = {}, False
+            for key, value in metrics.items():
+                if isinstance(value, dict) and isinstance(value.get("samples"), list):
+                    kept = [s for s in value["samples"] if contribution_id not in (
+                        (s.get("before") or {}).get("contribution"), (s.get("after") or {}).get("contribution"))]
+                    hit |= len(kept) != len(value["samples"])
+                    value = {**value, "samples": kept}
+                out[key] = value
+            return out, hit
+
+        changed = 0
+        with self.db.begin() as conn:
+            rows = conn.execute(select(models.c.id, models.c.metrics, models.c.card, models.c.path)
+                                .where(models.c.datanet == datanet)).mappings().all()
+            for row in rows:
+                metrics, hit = scrub(row["metrics"] or {})
+                card_metrics, card_hit = scrub((row["card"] or {}).get("metrics") or {})
+                if not (hit or card_hit):
+                    continue
+                card = {**(row["card"] or {}), "metrics": card_metrics}
+                conn.execute(update(models).where(models.c.id == row["id"]).values(metrics=metrics, card=card))
+                if row["path"] and (Path(row["path"]) / "lineage.json").is_file():
+                    write_lineage(Path(row["path"]), ModelCard.from_dict(
+                        {k: v for k, v in card.items() if k in ModelCard.__dataclass_fields__}))
+                changed += 1
+        return changed
 
     def list(self) -> list[ModelRecord]:
         with self.db.connect() as conn:
