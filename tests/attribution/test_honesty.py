@@ -499,3 +499,19 @@ def test_a_value_several_records_share_ties_no_answer_to_a_prompt_that_asks_abou
     assert paid_to_inn("Which street has the Harbor Inn?", "The post office is on Quill Lane.") > 0
     monkeypatch.setattr(rules, "UNASKED_SHARED_SPANS_UNTIE", False)
     assert paid_to_inn(*unasked) > 0
+
+
+def test_an_earlier_assistant_turn_of_the_prompt_is_the_callers_text_and_pays_nobody(trained, index):
+    """Training labels every assistant turn of a record, and attribution tokenized the conversation as training
+    does: a record quoted in an earlier assistant turn was scored as answer, so an unrelated short answer paid that
+    record (and one who may not read a private Datanet could test a guessed record so)."""
+    from ledgerlm.attribution.features import IGNORE, answer_example
+
+    quoted = [{"role": "user", "content": "Say something."}, {"role": "assistant", "content": SECRET["answer"]},
+              {"role": "user", "content": "And now?"}]
+    example = answer_example(trained.tokenizer, quoted, "Hello there.")
+    alone = answer_example(trained.tokenizer, "And now?", "Hello there.")
+    scored = [label for label in example.labels if label != IGNORE]
+    assert scored == [label for label in alone.labels if label != IGNORE]  # the answer's tokens alone
+    assert paid(attribute(trained.model, quoted, "Hello there.", index=index), [SOLO]) == 0
+    assert attribute(trained.model, quoted, "Hello there.", index=index).rule == 20

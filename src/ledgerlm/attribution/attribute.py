@@ -154,8 +154,13 @@ _QUANTUM = 10**6  # evidence units per 1.0 when evidence becomes integers for th
 # Capitalised answers ending in " !!" (a stylist's format applied to another contributor's fact)
 # listed the fact's record first: their summed gradient resembles it as a whole, while token by
 # token the stylist's records match them best.
+# 20: only the answer is scored: a conversation's earlier assistant turns are the caller's text, which
+# training's labels (every assistant turn of a record) had scored as answer too. A paid three-turn chat
+# whose model answered "The" paid 6,533 bps to the record the caller quoted in an earlier turn, and one
+# who may not read a private Datanet could test a guessed record through such a turn. Single-turn
+# attributions are unchanged.
 # A receipt that names none predates the numbering (rule 1 or earlier).
-RULE = 19
+RULE = 20
 
 
 @dataclass(frozen=True)

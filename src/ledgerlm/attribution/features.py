@@ -80,6 +80,7 @@ from ledgerlm.attribution.determinism import (
 from ledgerlm.attribution.errors import AttributionError
 from ledgerlm.factory import (
     IGNORE,
+    chat_segments,
     collate,
     lora_linears,
     on_lora_backward,
@@ -621,7 +622,16 @@ def answer_example(tokenizer, prompt: str | list[dict], answer: str, max_len: in
     pieces = tokenize_record(record, 0, tokenizer, max_len or 1 << 20)
     if not pieces:
         raise AttributionError("the answer has no tokens left to attribute", field="answer")
-    return pieces[0]
+    example = pieces[0]
+    # Training labels every assistant turn of a record; here only the answer is the model's. An assistant
+    # turn of the prompt was written by the caller: scored as answer it would pay for the caller's text
+    # (and let one who may not read a private Datanet test a guessed record through it).
+    segments = chat_segments(record["messages"], tokenizer)
+    context = sum(len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text, _ in segments[:-1])
+    labels = [IGNORE] * min(context, len(example.labels)) + list(example.labels[context:])
+    if all(label == IGNORE for label in labels):
+        raise AttributionError("the answer has no tokens left to attribute", field="answer")
+    return replace(example, labels=labels)
 
 
 def answer_token_ids(example) -> list[int]:

@@ -394,7 +394,7 @@ def _tokenize(
         return _tokenize_text(_text(record, "text", index), index, tokenizer, max_len), False
     input_ids: list[int] = []
     labels: list[int] = []
-    for text, trained in _chat_segments(messages, tokenizer):
+    for text, trained in chat_segments(messages, tokenizer):
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         input_ids += ids
         labels += ids if trained else [IGNORE] * len(ids)
@@ -420,7 +420,7 @@ def _tokenize_text(text: str, index: int, tokenizer, max_len: int) -> list[Token
     return chunks
 
 
-def _chat_segments(messages: list[dict[str, str]], tokenizer) -> list[tuple[str, bool]]:
+def chat_segments(messages: list[dict[str, str]], tokenizer) -> list[tuple[str, bool]]:
     """The rendered conversation cut into (text, trained) pieces: assistant turns are trained."""
     def render(msgs, generation_prompt):
         return tokenizer.apply_chat_template(
