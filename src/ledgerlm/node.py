@@ -407,8 +407,16 @@ class Node:
         loading = self.__dict__.setdefault("_attributors_loading", threading.Lock())
         with loading:
             if model_id not in cache:
+                from ledgerlm.attribution.errors import IndexNotFoundError
+                from ledgerlm.errors import NotFoundError
+
                 record = self.factory.model(model_id)
-                attributor = load_attributor(Path(record.path), base=get_model(self.home.models, record.base_model))
+                try:
+                    attributor = load_attributor(Path(record.path),
+                                                 base=get_model(self.home.models, record.base_model))
+                except IndexNotFoundError:  # its message names the model's folder, which is the operator's
+                    raise NotFoundError(f"model {model_id!r} has no attribution index (its indexing failed; "
+                                        "the node's log says why)", field="model") from None
                 cache[model_id] = (attributor, threading.Lock())
                 while len(cache) > max(1, self.config.attributors_warm):
                     cache.popitem(last=False)

@@ -191,6 +191,27 @@ def test_attribution_needs_a_signature_or_the_operator(trained, client, bob):
         assert loads == []
     finally:
         node.attributor = attributor
+    blank = {**body, "answer": "  "}
+    action = anonymous._sign(bob, "RequestAttribution",
+                             {"model": "colours-tiny", "requestHash": AttributeRequest(**blank).request_hash()})
+    refused = anonymous.http.post("/attribution", json={**blank, "action": action})
+    assert refused.status_code == 400 and refused.json()["error"]["field"] == "answer"
+    with node.db.connect() as conn:  # refused before its nonce was spent
+        from sqlalchemy import select
+
+        from ledgerlm.store.schema import signed_actions
+        assert conn.execute(select(signed_actions.c.id).where(
+            signed_actions.c.nonce == action["message"]["nonce"])).first() is None
+    # a model whose index is gone is named, not its folder on the node (the receipts that failed so are public)
+    from ledgerlm.attribution.index import INDEX_DIR
+
+    path = Path(node.factory.model_for("colours-tiny", None).path)
+    (path / INDEX_DIR).rename(path / "index-moved")
+    node.__dict__.pop("_attributors", None)
+    action = anonymous._sign(bob, "RequestAttribution",
+                             {"model": "colours-tiny", "requestHash": AttributeRequest(**body).request_hash()})
+    missing = anonymous.http.post("/attribution", json={**body, "action": action})
+    assert missing.status_code == 404 and "has no attribution index" in missing.text and str(path) not in missing.text
 
 
 def test_attribution_refuses_text_past_the_models_context_before_any_compute(trained, client, bob):

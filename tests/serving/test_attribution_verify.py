@@ -66,6 +66,15 @@ def test_a_served_receipt_verifies_and_an_edited_one_names_the_field(world, tmp_
     text = verify(home, path)
     assert text.exit_code == 1 and "differs" in text.stdout and "evidence_bps: receipt" in text.stdout
 
+    # what the receipt pays by (contributor_bps) is held to the attribution verified: a node paying someone else
+    # than the contributors it names, on an attribution that recomputes exactly, is caught
+    paying = json.loads(json.dumps({"receipt": shown}))
+    attribution = paying["receipt"]["attribution"]
+    attribution["contributor_bps"] = {"0x" + "ee" * 20: max(1, attribution["evidence_bps"])}
+    path.write_text(json.dumps(paying))
+    outcome = json.loads(verify(home, path, "--json").stdout)
+    assert not outcome["verified"] and any("contributor_bps" in line for line in outcome["mismatches"])
+
 
 def test_a_consumer_fetches_their_own_receipt_from_a_served_node_and_verifies_it(world, tmp_path, monkeypatch):
     """The consumer of a call fetches their full receipt (prompt and answer) from the node over HTTP with a signed

@@ -118,6 +118,8 @@ def check_fits(body: AttributeRequest, attributor) -> None:
     tokenizer = attributor.tokenizer
     check_text_fits(tokenizer, context, [m["content"] for m in messages], "prompt", messages=True)
     if body.answer is not None:
+        if not body.answer.strip():  # refused here, before the nonce is spent, not by attribute after it
+            raise LedgerError("answer must be non-empty text to be attributed", field="answer")
         check_text_fits(tokenizer, context, [body.answer], "answer", what="answer")
     prompt = len(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
                                                return_dict=False))

@@ -193,6 +193,12 @@ def _malformed(result: dict, side: str) -> list[Difference]:
                 found.append(Difference(f"{side}: {level} bps sum", evidence, total, False))
         if "pool_bps" in result and evidence + result["pool_bps"] != BPS:
             found.append(Difference(f"{side}: evidence_bps + pool_bps", BPS, evidence + result["pool_bps"], False))
+    # a serving receipt pays by `contributor_bps`: it must be the contributors' shares this comparison checks
+    if "contributor_bps" in result:
+        listed = {c.get("contributor"): int(c.get("bps", 0)) for c in result.get("contributors", [])}
+        paid = {a: int(b) for a, b in (result.get("contributor_bps") or {}).items() if int(b) > 0}
+        if paid != {a: b for a, b in listed.items() if b > 0}:
+            found.append(Difference(f"{side}: contributor_bps (what the payouts pay)", listed, paid, False))
     return found
 
 

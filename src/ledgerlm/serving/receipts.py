@@ -361,7 +361,12 @@ def verify_receipt(receipt: Receipt, *, domain: SigningDomain) -> dict:
                                 what="the receipt's")
     except AuthError:  # a mangled signature verifies as nobody
         signer = None
+    paid = {a: int(b) for a, b in (attribution.get("contributor_bps") or {}).items()}
+    listed = {c.get("contributor"): int(c.get("bps", 0)) for c in attribution.get("contributors", [])}
     return {
+        # the paid map is the attribution's own: its contributors' bps (when shown), summing to evidence_bps
+        "attribution_pays_its_contributors": sum(paid.values()) == int(attribution.get("evidence_bps", 0) or 0)
+        and (not whole or not attribution or paid == listed),
         # the fee is the tokens at the signed price, rounded up: a node cannot sign a fee its counts do not make
         "fee_recomputed": int(receipt.fee) == price_fee(receipt.prompt_tokens, receipt.completion_tokens,
                                                         int(receipt.price_per_1k)),
@@ -446,7 +451,9 @@ class AttributionWorker:
             try:
                 result = self.attribute(receipt.model_id, prompt, answer)
             except LedgerError as exc:  # no index, or an answer attribution cannot read: pay the data pool
-                result = {"error": exc.message}
+                # the receipt is public: a fixed reason (an index's error names the model's folder on this node)
+                log.warning("attribution of receipt %s refused: %s", receipt_id, exc.message)
+                result = {"error": ATTRIBUTION_FAILED}
             except Exception:  # a receipt that can never finish would never be settled: finish it, log why
                 # the receipt is public: what broke (and the text it broke on) stays in the operator's log
                 log.exception("attribution of receipt %s failed", receipt_id)
