@@ -18,7 +18,8 @@ def test_a_full_disk_is_named(client, monkeypatch, failure):
     def full(*_args, **_kwargs):
         raise failure
 
-    monkeypatch.setattr(node.datanets, "page", full)  # what the listing route and the pages read through
+    monkeypatch.setattr(node.datanets, "page", full)  # what the listing route reads through
+    monkeypatch.setattr(node.datanets, "listed_names", full)  # and the dashboard's list page
     answer = client.http.get("/datanets")
     assert answer.status_code == 507
     assert "disk is full" in answer.json()["error"]["message"]
