@@ -465,3 +465,57 @@ def test_a_job_matched_on_price_goes_only_to_an_offer_on_the_base_model_signed(c
     with pytest.raises(LedgerError, match="runs junk, not tiny") as refused:
         client.providers.submit(alice, kind="serve", spec=spec, amount=UNIT, offer_id=cheap["id"], base_model="tiny")
     assert refused.value.field == "baseModel"
+
+
+def test_a_token_id_the_model_cannot_decode_is_refused_before_the_picked_answer_is_regenerated(
+        client, market, alice, bob, monkeypatch):
+    """A report holding token id -1 failed only after the node regenerated the answer it picked, as a 400 naming no
+    field that spent no nonce: probed again and again, the time each took showed which prompt was picked, and the
+    provider answered that one alone and was paid."""
+    from ledgerlm.providers.inference import GreedyAnswerer
+
+    node, _ = market
+    client.providers.offer(bob, kind="serve", hardware="cpu", base_model="tiny", price=UNIT)
+    job = client.providers.submit(alice, kind="serve", spec={"prompts": ["hi", "ho"], "max_new_tokens": 4},
+                                  amount=UNIT)
+    regenerated = []
+    real = GreedyAnswerer.answer
+    monkeypatch.setattr(GreedyAnswerer, "answer", lambda self, i: regenerated.append(i) or real(self, i))
+    for probe in ([-1], [2**40]):
+        with pytest.raises(LedgerError) as refused:
+            client.providers.report(bob, job["id"], {"answers": [{"tokens": probe, "text": "x"}] * 2}, {})
+        assert refused.value.field == "result" and refused.value.status == 400
+    assert regenerated == [] and node.providers.job(job["id"]).state == "accepted"
+
+
+def test_the_base_model_an_open_offer_names_cannot_be_replaced_under_it(client, market, tmp_path):
+    """Offers and jobs name their model by name: other weights registered under it failed every honest report's
+    spot-check and slashed its provider."""
+    from ledgerlm.factory import tiny_random_model
+
+    other = tiny_random_model(tmp_path / "other", ["Something else entirely."])
+    with pytest.raises(LedgerError, match="named by open compute offers") as refused:
+        client.factory.register_base("tiny", str(other))
+    assert refused.value.status == 409 and refused.value.field == "name"
+
+
+def test_a_training_text_with_nothing_to_predict_is_refused_when_the_job_is_submitted(client, market, alice, bob):
+    """A text of one token leaves a step nothing to predict: its honest loss is NaN, which no report may carry, so
+    the provider did the work and was refunded away and slashed, at the requester's choice and no cost."""
+    spec = {**SPEC, "texts": ["a"] * 4}
+    with pytest.raises(LedgerError, match="needs at least two") as refused:
+        client.providers.submit(alice, kind="train", spec=spec, amount=PRICE)
+    assert refused.value.field == "texts"
+
+
+def test_one_stake_backs_a_bounded_number_of_open_offers(client, market, bob):
+    """An offer at one base unit needed ten units of stake and nothing bounded how many: each is listed and
+    matched with chain reads, so a dust stake could slow every automatic match without end."""
+    from ledgerlm.providers.market import MAX_OPEN_OFFERS
+
+    open_now = len([o for o in client.providers.offers() if o["provider"] == bob.address])
+    for _ in range(MAX_OPEN_OFFERS - open_now):
+        client.providers.offer(bob, kind="serve", hardware="cpu", base_model="tiny", price=UNIT)
+    with pytest.raises(LedgerError, match="open offers") as refused:
+        client.providers.offer(bob, kind="serve", hardware="cpu", base_model="tiny", price=UNIT)
+    assert refused.value.status == 409 and refused.value.field == "provider"

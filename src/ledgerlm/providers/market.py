@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 from eth_utils import keccak, to_checksum_address
 from pydantic import ValidationError
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, func, insert, select, update
 
 from ledgerlm.buckets import KeyedLimit, hourly
 from ledgerlm.economy.access import CannotPay, PaymentPending, PaymentRequired
@@ -39,6 +39,8 @@ from ledgerlm.store.schema import compute_jobs, compute_offers
 # 2**64 with it, the room an outcome id leaves for a node's own ids)
 SPOT_CHECK_ROUND_BASE = 2**63
 SPECS = {"train": TrainingSpec, "serve": ServingSpec}
+# Open offers one provider may hold at once (each is listed, and matched, with chain reads of its stake)
+MAX_OPEN_OFFERS = 16
 
 
 @dataclass
@@ -84,6 +86,14 @@ class ComputeMarket:
         self._require_stake(provider, int(m["price"]))
         now = int(time.time())
         with self.db.begin() as conn:
+            # every open offer is listed and matched with chain reads of its provider's stake: one dust stake may
+            # not back an unbounded number of them
+            self.db.lock(conn, f"offers:{provider}")
+            open_now = conn.execute(select(func.count()).select_from(compute_offers).where(and_(
+                compute_offers.c.provider == provider, compute_offers.c.state == "open"))).scalar()
+            if open_now >= MAX_OPEN_OFFERS:
+                raise ConflictError(f"{provider} has {open_now} open offers, the most this node lists for one "
+                                    "provider; withdraw one first", field="provider")
             action_id = record_action(conn, signed, provider, chain_id=self.domain.chain_id, now=now)
             offer_id = conn.execute(insert(compute_offers).values(
                 provider=provider, kind=m["kind"], hardware=m["hardware"], price=str(int(m["price"])),
@@ -186,6 +196,8 @@ class ComputeMarket:
         offer = self._match(int(m["offerId"]), kind, amount, str(m["baseModel"]))
         if offer.provider == requester:
             raise ProviderError("a provider cannot take its own offer", field="offerId")
+        if kind == "train":
+            self._require_labels(offer.base_model, parsed)
         price = int(offer.price)
         if amount < price:
             raise ProviderError(f"offer {offer.id} costs {price} per job; the signature covers only {amount}",
@@ -221,6 +233,20 @@ class ComputeMarket:
             raise
         return self.job(job_id)
 
+    def _require_labels(self, base_model: str, spec: TrainingSpec) -> None:
+        """Refuse a training spec with a text of fewer than two tokens (within max_len): a batch of such texts has
+        no token to predict, so its honest loss is NaN, which no report may carry and no spot-check can match; the
+        provider would do the work and be refunded away or slashed."""
+        from ledgerlm.factory.basemodels import get_model
+        from ledgerlm.factory.loading import load_tokenizer
+
+        tokenizer = load_tokenizer(get_model(self.models_dir, base_model))
+        for i, text in enumerate(spec.texts):
+            ids = tokenizer(text, truncation=True, max_length=spec.max_len)["input_ids"]
+            if len(ids) < 2:
+                raise ProviderError(f"spec.texts.{i} is {len(ids)} token of {base_model}'s tokenizer: each text "
+                                    "needs at least two, so every step has a token to predict", field="texts")
+
     def _take_payment_slot(self, requester: str) -> None:
         """Count one paid job for `requester`, or refuse it (429, nothing stored) while theirs or the node's hour is
         spent."""
@@ -246,10 +272,15 @@ class ComputeMarket:
                 raise ProviderError(f"offer {offer_id} runs {offer.base_model}, not {base_model}", field="baseModel")
             return offer
         # The cheapest offer whose provider's stake still backs it: an under-backed one would win on price alone.
+        # One provider's backing is read once: what it can lose and what it has outstanding are the same for all
+        # its offers, and the cheapest of them it can back is the only one of its offers to try.
+        tried: set[str] = set()
         for offer in self.offers(kind=kind):
             if (not base_model or offer.base_model == base_model) and int(offer.price) <= amount \
-                    and self._backed(offer):
-                return offer
+                    and offer.provider not in tried:
+                tried.add(offer.provider)
+                if self._backed(offer):
+                    return offer
         on = f" on {base_model}" if base_model else ""
         raise NotFoundError(f"no open {kind} offer{on} costs at most {amount} from a provider whose stake backs it "
                             "(one failed spot-check must cost it at least the price)", field="offerId")
@@ -281,7 +312,7 @@ class ComputeMarket:
         """The provider's signed ReportJob with the job's result (and, for training, every checkpoint as base64
         by its sha256). The node spot-checks it at once: passed, the job pays the provider at its epoch's close;
         failed, the requester is refunded and the provider slashed once, for the outcome recorded on chain."""
-        from ledgerlm.factory.basemodels import get_model
+        from ledgerlm.factory.basemodels import get_model, verify_model
 
         job = self.job(job_id)
         provider = verify_action(signed, expected="ReportJob", domain=self.domain)
@@ -299,6 +330,9 @@ class ComputeMarket:
         self._require_open(job)
         spec = parse_spec(job.kind, job.spec)
         base = get_model(self.models_dir, job.base_model)
+        if not verify_model(base):  # its files changed on disk: a check on them would slash honest work
+            raise ConflictError(f"base model {job.base_model!r} no longer hashes to what was registered; the "
+                                "operator must restore it before this job can be checked", field="base_model")
         if job.kind == "train":
             check_training_result(spec, result)
             checkpoints = self._store_checkpoints(result["checkpoints"], files)

@@ -64,7 +64,7 @@ def check_serving_result(spec: ServingSpec, result: dict) -> None:
     if not isinstance(answers, list) or len(answers) != len(spec.prompts) or not all(
             isinstance(a, dict) and isinstance(a.get("tokens"), list)
             and set(a) <= {"tokens", "text"} and isinstance(a.get("text", ""), str)
-            and all(isinstance(t, int) and not isinstance(t, bool) for t in a["tokens"])
+            and all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < 2**31 for t in a["tokens"])
             and len(a["tokens"]) <= spec.max_new_tokens for a in answers):
         raise ProviderError(f"result.answers must hold one answer (its token ids, at most {spec.max_new_tokens}, "
                             f"and optionally its text) per prompt ({len(spec.prompts)})", field="result")
@@ -100,12 +100,18 @@ def spot_check_serving(base: BaseModel, spec: ServingSpec, result: dict, pick: i
     from ledgerlm.providers.inference import GreedyAnswerer
 
     answerer = GreedyAnswerer(base, spec)
+    # every answer's text, where given, must be its own tokens decoded: the requester reads the text, and one
+    # checked by its tokens alone could say anything. Checked before the picked answer is regenerated: a report
+    # refused after the regeneration would spend no nonce and record nothing, so its timing could be probed for the
+    # pick again and again
+    try:
+        forged = [i for i, a in enumerate(result["answers"]) if "text" in a
+                  and a["text"] != answerer.text(a["tokens"])]
+    except (OverflowError, ValueError, IndexError, TypeError) as exc:
+        raise ProviderError(f"result.answers holds a token id the model's tokenizer cannot decode: {exc}",
+                            field="result") from exc
     expected = answerer.answer(pick)
     reported = result["answers"][pick]["tokens"]
-    # every answer's text, where given, must be its own tokens decoded: the requester reads the text, and one
-    # checked by its tokens alone could say anything
-    forged = [i for i, a in enumerate(result["answers"]) if "text" in a
-              and a["text"] != answerer.text(a["tokens"])]
     passed = expected == reported and not forged
     first = next((i for i, (a, b) in enumerate(zip(expected, reported)) if a != b),
                  None if len(expected) == len(reported) else min(len(expected), len(reported)))
