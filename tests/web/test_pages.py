@@ -155,7 +155,8 @@ def _receipt_with_completion(node, contributor: str, completion: str) -> str:
     return rid
 
 
-def test_playground_marks_spans_only_for_the_answer_the_receipt_paid_for(http, client, alice, tmp_path):
+def test_playground_marks_spans_of_the_receipts_own_sources_whatever_answer_is_posted(http, client, alice,
+                                                                                        tmp_path):
     client.create_datanet(DatanetSpec(name="qa", schema=QA_SCHEMA), alice)
     client.contribute("qa", [write_jsonl(tmp_path / "a.jsonl", [{"question": "What colour is the reef?",
                                                                    "answer": "The reef is copper."}])], alice)
@@ -164,9 +165,13 @@ def test_playground_marks_spans_only_for_the_answer_the_receipt_paid_for(http, c
     paid = http.post("/web/playground/attribution", data={"receipt_id": rid, "answer": answer})
     assert paid.status_code == 200, paid.text
     assert '<mark title="matches contribution 1"' in paid.text
-    # Any other text is shown back unmarked: the form is no word matcher over the node's data for anyone.
+    # Any text posted is matched against this receipt's own public sources alone (no word matcher over the node's
+    # data): marking only the answer it paid for told anyone with the receipt id whether a guess was the consumer's
+    # private answer.
     other = http.post("/web/playground/attribution", data={"receipt_id": rid, "answer": "the reef is copper <b>"})
-    assert other.status_code == 200 and "<mark" not in other.text and "&lt;b&gt;" in other.text
+    assert other.status_code == 200 and "<mark" in other.text and "&lt;b&gt;" in other.text
+    unrelated = http.post("/web/playground/attribution", data={"receipt_id": rid, "answer": "gulls fly south <b>"})
+    assert unrelated.status_code == 200 and "<mark" not in unrelated.text
 
 
 def test_request_bodies_stop_at_the_limit_while_read(http, client, alice):

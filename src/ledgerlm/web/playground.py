@@ -88,10 +88,10 @@ def attribution_fragment(request: Request, receipt_id: str = Form(...), answer: 
     attribution = shown["attribution"] or {}
     shares = list(attribution.get("contributions") or [])
     sources = {}
-    # Spans are matched only for the answer this receipt paid for: any other text posted here is shown
-    # unmarked, so the form is no free word-matching service over the node's Datanets.
-    paid_for = answer == (receipt.request or {}).get("completion")
-    for share in shares[:SHOWN_SOURCES] if paid_for else ():
+    # Spans are matched against this receipt's own (public) sources only, whatever answer is posted: marking
+    # only the answer it paid for told anyone with the receipt id whether a guess was the consumer's private
+    # answer. At most SHOWN_SOURCES records of one receipt, MAX_COMPARED_CHARS each: no word-matching service.
+    for share in shares[:SHOWN_SOURCES]:
         try:
             contribution = node.datanets.contribution(int(share["contribution_id"]))
             node.datanets.require_access(contribution.datanet, None)
