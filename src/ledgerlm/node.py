@@ -997,7 +997,7 @@ class Node:
         if self.on_chain:
             info["contracts"] = self.deployment.addresses
         if not operator:
-            from ledgerlm.chain.rpc import public_url
+            from ledgerlm.chain.endpoints import public_url
 
             info.pop("home")
             if info["chain"] != EMBEDDED:

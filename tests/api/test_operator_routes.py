@@ -52,7 +52,7 @@ def test_operator_gets_past_the_check(http, home, tmp_path):
 def test_a_hosted_chain_endpoints_credential_is_shown_to_the_operator_only(http, home):
     """Hosted JSON-RPC endpoints carry their key in the URL (user:pass@, Infura's /v3/KEY, Alchemy's /v2/KEY): the
     node served it whole to anyone on /node/info, /chain/info and its dashboard's home page."""
-    from ledgerlm.chain.rpc import public_url
+    from ledgerlm.chain.endpoints import public_url
 
     url = "https://rpcuser:RPC-PASSWORD@eth.example.net:8545/v2/ALCHEMY-KEY-123?token=QUERY-SECRET"
     http.app.state.node.config.chain = url  # the node reads its chain elsewhere; this is what it shows

@@ -81,7 +81,7 @@ def _plain(value: Any) -> Any:
 def chain_info(node: Node = Depends(get_node), operator: bool = Depends(is_operator)) -> dict:
     """Backend, chain id, head block, contract addresses, the node's address and fees (the RPC URL whole, with
     the credential a hosted endpoint carries in it, to the operator only)."""
-    from ledgerlm.chain.rpc import public_url
+    from ledgerlm.chain.endpoints import public_url
 
     head = node.chain.head()
     info: dict[str, Any] = {

@@ -12,6 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Self
 
+import requests
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 from hexbytes import HexBytes
@@ -34,6 +35,7 @@ from ledgerlm.chain.abi import (
     load_artifact,
     revert_data_of,
 )
+from ledgerlm.chain.endpoints import scrub_urls
 from ledgerlm.chain.errors import ChainError
 from ledgerlm.chain.nonces import NonceBook, NonceTicket
 from ledgerlm.units import format_amount
@@ -602,6 +604,9 @@ class Chain:
                 f"{target}: {sender} has {format_amount(int(no_gas['balance']))} ETH but the gas costs up to "
                 f"{format_amount(int(no_gas['gas']))} ETH; send it ETH first (on the embedded chain: "
                 f"`ledgerlm chain faucet {sender}`)", reason=reason, field="gas")
+        if isinstance(exc, (requests.RequestException, OSError)):  # the endpoint, not the caller: try again later
+            return ChainError(f"{target}: the chain's endpoint did not answer ({reason})", reason=reason,
+                              field="chain", status=503)
         return ChainError(f"{target} was rejected by the chain: {reason}", reason=reason)
 
 
@@ -648,6 +653,12 @@ def _says(exc: BaseException, phrases: tuple[str, ...]) -> bool:
 
 
 def _message_of(exc: BaseException) -> str:
+    """The error's own words, with any URL in them cut to scheme, host and port (`scrub_urls`): a hosted endpoint's
+    key rides in its URL, which an HTTP client's error repeats, and chain errors reach callers."""
+    return scrub_urls(_raw_message_of(exc))
+
+
+def _raw_message_of(exc: BaseException) -> str:
     if isinstance(exc, Web3RPCError) and isinstance(exc.rpc_response, dict):
         error = exc.rpc_response.get("error")
         if isinstance(error, dict) and error.get("message"):

@@ -9,22 +9,9 @@ import requests
 from web3 import Web3
 from web3.exceptions import Web3Exception
 
+from ledgerlm.chain.endpoints import public_url, scrub_urls
 from ledgerlm.chain.errors import ChainError
 from ledgerlm.chain.port import Chain
-
-
-def public_url(url: str) -> str:
-    """An endpoint as anyone may see it: scheme, host and port. Hosted endpoints carry their credential in the
-    userinfo, the path (Infura's /v3/KEY, Alchemy's /v2/KEY) or the query, so those are never shown."""
-    try:
-        parts = urlsplit(str(url))
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "<the configured chain URL>"
-    host = f"[{host}]" if ":" in host else host
-    hidden = "/***" if parts.username or parts.password or parts.path.strip("/") or parts.query else ""
-    return f"{parts.scheme}://{host}{port}{hidden}"
 
 
 def _scrubbed(text: str, url: str) -> str:
@@ -36,7 +23,7 @@ def _scrubbed(text: str, url: str) -> str:
         secrets = [str(url)]
     for secret in sorted((s for s in secrets if s and s != "/"), key=len, reverse=True):
         text = text.replace(secret, "***")
-    return text
+    return scrub_urls(text)
 
 
 def open_rpc(
