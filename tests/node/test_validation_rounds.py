@@ -637,3 +637,25 @@ def test_a_strangers_agent_learns_nothing_of_a_private_round_from_its_refused_co
     # the round's own refusal comes first (not assigned), not the policy's, which would name the Datanet
     assert leaked.status_code in (400, 403, 409) and "vault" not in leaked.text
     assert leaked.json()["error"]["field"] == "validator"
+
+
+def test_rounds_a_private_datanets_owner_scores_lower_reputations_but_never_raise_them(client, alice, bob, setup,
+                                                                                       tmp_path):
+    """The owner of a private Datanet picks who scores it, its own keys among them: one-record rounds a key scored
+    alone counted as perfect rounds, raising its validator reputation (its share of every public pool) and a second
+    key's contributor reputation, and pushing its bad public rounds out of the slash window."""
+    validators, node, clock = setup
+    member = validators[2]
+    before = {"validator": client.validation.reputation(member.address)["validator_bps"],
+              "contributor": client.validation.reputation(bob.address)["contributor_bps"]}
+    opened = _private_round(client, alice, bob, member, tmp_path, CLEAN[:2])
+    rid = opened["id"]
+    votes = {int(c): 90 for c in opened["assignments"]}
+    _, salt = client.validation.commit(member, rid, votes)
+    clock.now = opened["commit_deadline"] + 1
+    client.validation.reveal(member, rid, votes, salt)
+    clock.now = opened["reveal_deadline"] + 1
+    tallied = client.validation.tally(alice, rid)
+    assert {c["decision"] for c in tallied["tally"]["contributions"].values()} == {"accept"}
+    assert client.validation.reputation(member.address)["validator_bps"] == before["validator"]
+    assert client.validation.reputation(bob.address)["contributor_bps"] == before["contributor"]

@@ -532,9 +532,14 @@ class ValidationRounds:
             summary["contributor_outcomes"] = [list(o) for o in contributor_outcomes]
             conn.execute(update(validation_rounds).where(validation_rounds.c.id == round_id)
                          .values(state="tallied", tally=summary))
-            # reputation moves in the same transaction as the decisions it follows: all of it or none
-            self._validator_outcomes(round_id, result, conn)
-            self._contributor_outcomes(round_id, contributor_outcomes, conn)
+            # reputation moves in the same transaction as the decisions it follows: all of it or none. A private
+            # Datanet's owner picks who scores it (its own keys among them): its rounds may lower a reputation,
+            # never raise it, or an owner could wash a record earned elsewhere with rounds it scores itself.
+            private = conn.execute(select(datanets.c.visibility).where(
+                datanets.c.id == row["datanet_id"])).scalar() == "private"
+            self._validator_outcomes(round_id, result, conn, only_losses=private)
+            self._contributor_outcomes(round_id, [o for o in contributor_outcomes if not private or o[2] == "reject"],
+                                       conn)
         self._plan_slashes(round_id, contributor_outcomes)
         self.execute_slashes(round_id)
         return self.round(round_id)
@@ -576,10 +581,13 @@ class ValidationRounds:
         conn.execute(insert(reputation_history).values(address=address, role=role, round_id=round_id,
                                                        bps=new, at=now))
 
-    def _validator_outcomes(self, round_id: int, result: RoundTally, conn: Connection | None = None) -> None:
+    def _validator_outcomes(self, round_id: int, result: RoundTally, conn: Connection | None = None,
+                            only_losses: bool = False) -> None:
         # in address order: two nodes tallying rounds that share validators take their locks in the same order
         for v, outcome in sorted(result.validators.items()):
             if outcome.assigned:
+                if only_losses and validator_outcome_bps(outcome) >= self.reputation(v, "validator"):
+                    continue
                 self._bump(v, "validator", validator_outcome_bps(outcome), round_id, conn)
 
     def _contributor_outcomes(self, round_id: int | None, outcomes: list[tuple[int, str, str, int | None]],
@@ -670,10 +678,23 @@ class ValidationRounds:
 
     def _validator_slashes(self, round_id: int) -> list[dict]:
         with self.db.connect() as conn:
-            tallied = conn.execute(select(validation_rounds.c.id, validation_rounds.c.tally)
+            tallied = conn.execute(select(validation_rounds.c.id, validation_rounds.c.tally, datanets.c.visibility)
+                                   .join(datanets, datanets.c.id == validation_rounds.c.datanet_id)
                                    .where(validation_rounds.c.state == "tallied")
                                    .order_by(validation_rounds.c.id)).all()
-        history = [_tally_from_json(r.id, r.tally) for r in tallied if r.tally and r.id <= round_id]
+        policy = SlashPolicy()
+        history = []
+        for r in tallied:
+            if not r.tally or r.id > round_id:
+                continue
+            t = _tally_from_json(r.id, r.tally)
+            if r.visibility == "private":
+                # a round its owner chose the validators of counts against them, never for them: good private
+                # rounds would push bad public ones out of the slash window
+                t = RoundTally(t.round_id, {}, {v: o for v, o in t.validators.items()
+                                                if (not o.revealed and policy.no_reveal_is_bad)
+                                                or (o.revealed and o.clipped_bps >= policy.bad_round_clipped_bps)})
+            history.append(t)
         # A later round tallied first may have slashed for rounds up to it, these among them: every slash counts,
         # or misconduct already punished there would be punished again here.
         last_slashed: dict[str, int] = {}
@@ -684,7 +705,7 @@ class ValidationRounds:
         stakes = dict(self.validator_bonds())
         return [{"account": s.account, "role": int(StakeRole.VALIDATOR), "amount": str(s.amount),
                  "reason": s.reason, "tx": None}
-                for s in slashing_decisions(history, stakes, SlashPolicy(), last_slashed)]
+                for s in slashing_decisions(history, stakes, policy, last_slashed)]
 
     def execute_slashes(self, round_id: int | None = None) -> int:
         """Carry out recorded slashes that have no transaction yet (all rounds, or one); returns how many.
