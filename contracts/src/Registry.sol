@@ -235,10 +235,10 @@ contract Registry is AccessControl {
         );
     }
 
-    /// @notice Sets how a model's fees are split, before any change is scheduled (`FeePolicyChangeScheduled`
-    ///         after: the split of the epochs before the first change is then on record and is not rewritten).
-    ///         Callable by a registrar or the model's developer. The four shares are basis points and must sum
-    ///         to exactly 10_000.
+    /// @notice Sets the split a model was published with, once (`FeePolicyAlreadySet`) and before any change is
+    ///         scheduled (`FeePolicyChangeScheduled`): it prices every epoch before the first change and is never
+    ///         rewritten. Callable by a registrar (the publishing node); changes go through `scheduleFeePolicy`,
+    ///         which the developer may call too. The four shares are basis points and must sum to exactly 10_000.
     /// @param modelId A registered model.
     /// @param nodeBps Share of the serving node operator.
     /// @param developerBps Share of the model developer.
@@ -252,6 +252,9 @@ contract Registry is AccessControl {
         uint16 validatorsBps
     ) external {
         _checkFeePolicy(modelId, nodeBps, developerBps, contributorsBps, validatorsBps);
+        // the split the model was published with, which the node's receipts charge: set once, by a registrar (the
+        // node, at publish), so a developer cannot take the one setting first with a split of their own
+        _checkRole(REGISTRAR_ROLE);
         if (_feePolicyChanges[modelId].length() != 0) revert FeePolicyChangeScheduled(modelId);
         // the published split prices every epoch before the first change: set once, never rewritten
         FeePolicy storage current = feePolicy[modelId];

@@ -199,18 +199,20 @@ def test_a_model_is_refused_when_lineage_or_identity_is_wrong(world):
     assert registry.get_model(model).datanet_version_roots == (_hex(known),)
 
 
-def test_the_developer_or_a_registrar_sets_a_fee_policy_summing_to_10000(world):
+def test_a_registrar_sets_a_published_fee_policy_summing_to_10000_once(world):
     registry = world.contracts.registry
     developer = world.actor()
     model = register_model(world, developer.address, [])
 
-    by_developer = registry.set_fee_policy(developer, model, DEFAULT_POLICY)
+    # the developer may not take the one setting first: the node's publish would then find it set for good
+    with unauthorised(developer.address, "REGISTRAR_ROLE"):
+        registry.set_fee_policy(developer, model, FeePolicy(0, 10_000, 0, 0))
+    by_developer = registry.set_fee_policy(world.node, model, DEFAULT_POLICY)
     assert registry.fee_policy(model) == DEFAULT_POLICY
     registry.set_fee_policy(world.node, register_model(world, developer.address, []), FeePolicy(0, 0, 10_000, 0))
-    # the published split prices every epoch before its first change: set once, never rewritten (by anyone)
-    for sender in (world.node, developer):
-        with reverts("FeePolicyAlreadySet", modelId=model):
-            registry.set_fee_policy(sender, model, FeePolicy(10_000, 0, 0, 0))
+    # the published split prices every epoch before its first change: set once, never rewritten
+    with reverts("FeePolicyAlreadySet", modelId=model):
+        registry.set_fee_policy(world.node, model, FeePolicy(10_000, 0, 0, 0))
     with reverts("FeePolicyEpochTooFar", modelId=model, fromEpoch=2**64 - 1):  # nor frozen by a change far ahead
         registry.schedule_fee_policy(world.node, model, FeePolicy(10_000, 0, 0, 0), 2**64 - 1)
 
@@ -253,12 +255,12 @@ def test_fee_shares_that_do_not_sum_to_10000_are_refused(world, policy, total):
     model = register_model(world, developer.address, [])
 
     with reverts("FeeSharesMustSumTo10000", sum=total):
-        registry.set_fee_policy(developer, model, policy)
+        registry.set_fee_policy(world.node, model, policy)
 
     assert registry.fee_policy(model) == FeePolicy(0, 0, 0, 0)
 
 
-def test_only_the_developer_or_a_registrar_sets_a_known_models_policy(world):
+def test_only_a_registrar_sets_a_known_models_published_policy(world):
     registry = world.contracts.registry
     developer, stranger = world.actor(), world.actor()
     model = register_model(world, developer.address, [])
@@ -325,5 +327,5 @@ def test_announcing_a_later_change_leaves_every_earlier_epoch_its_split(world):
         registry.schedule_fee_policy(world.node, model, replaced, 15)
     # the published split priced epochs 1 to 9 and stays on record: it is no longer set, only changed from an epoch
     with reverts("FeePolicyChangeScheduled"):
-        registry.set_fee_policy(developer, model, replaced)
+        registry.set_fee_policy(world.node, model, replaced)
     assert registry.fee_policy_at(model, 9) == DEFAULT_POLICY

@@ -127,7 +127,7 @@ def test_registry_records_datanet_versions_models_and_fee_policy(contracts, node
     contracts.registry.register_model(node, model, other.address, "SmolLM2-135M-Instruct",
                                       keccak(text="base"), keccak(text="adapter"), [root],
                                       keccak(text="config"), keccak(text="metrics"))
-    contracts.registry.set_fee_policy(other, model, FeePolicy(500, 4000, 4500, 1000))
+    contracts.registry.set_fee_policy(node, model, FeePolicy(500, 4000, 4500, 1000))
 
     with pytest.raises(ChainError) as skipped:
         contracts.registry.publish_version(node, datanet, 3, root, 1, keccak(text="m"))
