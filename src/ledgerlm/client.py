@@ -607,6 +607,9 @@ class SharesActions:
 
         shown = self.preview(kind, asset, supply=supply, version=version, account=account)
         root = _checked_allocation(shown, int(supply))
+        private = kind == "datanet" and self.node._request(
+            "GET", f"/datanets/{asset}", reader=account)["visibility"] == "private"
+        _checked_token_names(shown, private)
         action = self.node._sign(account, "IssueShares", {
             "kind": kind, "asset": asset, "version": version, "supply": int(supply),
             "ownerBps": int(shown["owner_bps"]), "allocationRoot": root})
@@ -824,13 +827,20 @@ def _checked_allocation(preview: dict, supply: int) -> str:
     if root != preview["allocation_root"].lower():
         raise LedgerError(f"the node's allocation root {preview['allocation_root']} is not the root of the leaves it "
                           "shows: nothing was signed", field="allocationRoot")
-    # the token's name and symbol are signed too: a node may not name the asset's one token after another token
-    letter = "D" if preview["kind"] == "datanet" else "M"
-    if not (str(preview.get("name", "")).startswith(f"ledgerlm {preview['kind']} ")
-            and str(preview.get("symbol", "")).startswith(f"{letter}-")):
-        raise LedgerError(f"the node names the share token {preview.get('name')!r} ({preview.get('symbol')!r}), not "
-                          f"'ledgerlm {preview['kind']} ...' ({letter}-...): nothing was signed", field="name")
     return root
+
+
+def _checked_token_names(preview: dict, private: bool) -> None:
+    """The token's name and symbol are signed too: they must be the ones the asset's kind, name and visibility give
+    (`share_token_names`), so a node may name the asset's one token neither after another token nor, for a private
+    Datanet, after its name, which the chain otherwise holds only hashed."""
+    from ledgerlm.economy.shares import asset_chain_id, share_token_names
+
+    expected = share_token_names(preview["kind"], preview["asset"], asset_chain_id(preview["kind"], preview["asset"]),
+                                 private=private)
+    if (preview.get("name"), preview.get("symbol")) != expected:
+        raise LedgerError(f"the node names the share token {preview.get('name')!r} ({preview.get('symbol')!r}), not "
+                          f"{expected[0]!r} ({expected[1]!r}): nothing was signed", field="name")
 
 
 def _sha256(path: Path) -> str:

@@ -145,12 +145,14 @@ def test_the_owner_signs_the_tokens_name_and_refuses_one_named_after_another(cli
     the preview shows, and the client signs none that is not the asset's own."""
     shown = client.shares.preview("datanet", "qa", supply=SUPPLY)
     assert (shown["name"], shown["symbol"]) == ("ledgerlm datanet qa", "D-QA")
+    for name, symbol in (("Tether USD", "USDT"), ("ledgerlm datanet qa", "D-USDT"), ("ledgerlm datanet vault", "D-QA")):
+        forged = {**shown, "name": name, "symbol": symbol}
+        monkeypatch.setattr(type(client.shares), "preview", lambda self, *a, forged=forged, **k: forged)
+        with pytest.raises(LedgerError, match="nothing was signed") as refused:
+            client.shares.issue(alice, "datanet", "qa", supply=SUPPLY)
+        assert refused.value.field == "name"
+        monkeypatch.undo()
     forged = {**shown, "name": "Tether USD", "symbol": "USDT"}
-    monkeypatch.setattr(type(client.shares), "preview", lambda self, *a, **k: forged)
-    with pytest.raises(LedgerError, match="Tether USD") as refused:
-        client.shares.issue(alice, "datanet", "qa", supply=SUPPLY)
-    assert refused.value.field == "name"
-    monkeypatch.undo()
 
     body = _signed(client, alice, forged)  # alice's consent to a token of another name: the node refuses it
     response = client.http.post("/shares", json=body)
@@ -158,3 +160,18 @@ def test_the_owner_signs_the_tokens_name_and_refuses_one_named_after_another(cli
     issued = client.shares.issue(alice, "datanet", "qa", supply=SUPPLY)
     token = world.contracts.share_token(issued["token"])
     assert token.contract.functions.name().call() == "ledgerlm datanet qa"
+
+
+def test_a_factory_deployed_before_names_were_signed_is_named_before_anything_is_signed(client, world,  # noqa: F811
+                                                                                        monkeypatch):
+    """Such a factory refuses every ShareIssue signed today: the owner is told to redeploy instead of signing twice
+    for an issue that reverts."""
+    from eth_utils import keccak
+
+    factory = world.contracts.share_factory
+    old = keccak(text="ShareIssue(uint8 kind,bytes32 assetId,uint256 supply,bytes32 allocationRoot,uint256 deadline)")
+    real = factory._call
+    monkeypatch.setattr(factory, "_call", lambda name, *a: old if name == "SHARE_ISSUE_TYPEHASH" else real(name, *a))
+    with pytest.raises(LedgerError, match="redeploy the contracts") as refused:
+        client.shares.preview("datanet", "qa", supply=SUPPLY)
+    assert refused.value.status == 409 and refused.value.field == "share_factory"

@@ -11,6 +11,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 
 from ledgerlm.chain.contracts import Bytes32, TokenClient, _Client, as_bytes32
+from ledgerlm.chain.errors import ChainError
 from ledgerlm.chain.port import TxResult
 
 ZERO_ADDRESS = "0x" + "00" * 20
@@ -93,6 +94,15 @@ class ShareFactoryClient(_Client):
     def asset_owner(self, kind: AssetKind | int, asset_id: Bytes32) -> str:
         """Who must sign the asset's issue: the Registry's owner of the Datanet or developer of the model."""
         return to_checksum_address(self._call("assetOwner", int(AssetKind(kind)), as_bytes32(asset_id, "asset_id")))
+
+    def require_named_share_issue(self) -> None:
+        """Refuse a factory deployed before its ShareIssue covered the token's name and symbol: it would refuse
+        every signature made today, and on it the issuer chose the token's name alone."""
+        fields = ",".join(f"{f['type']} {f['name']}" for f in SHARE_ISSUE_TYPES["ShareIssue"])
+        if bytes(self._call("SHARE_ISSUE_TYPEHASH")) != keccak(text=f"ShareIssue({fields})"):
+            raise ChainError("this deployment's RevenueShareFactory predates share issues that sign the token's name "
+                             "and symbol: redeploy the contracts (`ledgerlm chain deploy`) to issue shares",
+                             field="share_factory", status=409)
 
     def share_issue_typed_data(self, kind: AssetKind | int, asset_id: Bytes32, supply: int,
                                allocation_root: Bytes32, deadline: int, *, name: str, symbol: str) -> dict[str, Any]:

@@ -253,6 +253,7 @@ class Shares:
         (`issue` refuses any other root). An issue a crash cut off shows the allocation it was begun with: only the
         same terms finish it."""
         _check_terms(kind, supply, version)
+        self.contracts.share_factory.require_named_share_issue()
         asset_id = asset_chain_id(kind, asset)
         with self.db.connect() as conn:
             owner, version, owner_bps = self._check_asset(conn, kind, asset, version)
@@ -474,10 +475,16 @@ class Shares:
 
 
 def _token_names(conn: Connection, kind: str, asset: str, asset_id: str) -> tuple[str, str]:
+    private = kind == "datanet" and conn.execute(
+        select(datanets.c.visibility).where(datanets.c.name == asset)).scalar() == "private"
+    return share_token_names(kind, asset, asset_id, private=private)
+
+
+def share_token_names(kind: str, asset: str, asset_id: str, *, private: bool) -> tuple[str, str]:
     """The share token's name and symbol: the asset's name, or for a private Datanet (which appears on chain only
-    as the hash of its name) the start of its chain id, so a public token does not publish the name."""
-    if kind == "datanet" and conn.execute(select(datanets.c.visibility).where(datanets.c.name == asset)).scalar() \
-            == "private":
+    as the hash of its name) the start of its chain id, so a public token does not publish the name. The owner's
+    client recomputes them before it signs."""
+    if kind == "datanet" and private:
         return f"ledgerlm datanet {asset_id[:10]}", "D-" + asset_id[2:10].upper()
     return _short(f"ledgerlm {kind} {asset}"), _symbol(kind, asset)
 
