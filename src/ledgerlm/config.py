@@ -254,6 +254,9 @@ class Home:
             config = NodeConfig(**values, extra=extra)
         except TypeError as exc:
             raise ConfigError(f"{self.config_path}: {exc}", field="config") from exc
+        if isinstance(config.serving_base_price, int) and not isinstance(config.serving_base_price, bool) \
+                and config.serving_base_price >= 0:  # written unquoted, as earlier versions read it too
+            config.serving_base_price = str(config.serving_base_price)
         for name in ("chain", "chain_index_finality", "host", "database_url", "blobs", "s3_endpoint_url", "s3_region",
                      "serving_base_model", "serving_base_price", "serving_engine", "trusted_proxies"):
             if not isinstance(getattr(config, name), str):

@@ -278,7 +278,7 @@ class Node:
                               "init does not move it", field="database_url")
         if home.exists():  # init again changes nothing: a setting given that differs is refused, not ignored
             config = home.load_config()
-            asked = {"chain_url": (chain, config.chain, chain != EMBEDDED),
+            asked = {"chain": (chain, config.chain, chain != EMBEDDED),
                      "chain_id": (chain_id, config.chain_id, chain_id is not None),
                      "blobs": (blobs, config.blobs, bool(blobs)),
                      "s3_endpoint_url": (s3_endpoint_url, config.s3_endpoint_url, bool(s3_endpoint_url))}

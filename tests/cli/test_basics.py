@@ -53,7 +53,7 @@ def test_init_again_refuses_a_setting_it_would_ignore(bare, tmp_path):
     bare("init")
     config = (tmp_path / "home" / "config.toml").read_text()
     for args, field in ((["--chain-id", "5"], "chain_id"), (["--blobs", "s3://bucket/x"], "blobs"),
-                        (["--chain-url", "http://127.0.0.1:9"], "chain_url")):
+                        (["--chain-url", "http://127.0.0.1:9"], "chain")):
         result = bare("--json", "init", *args, ok=False)
         assert result.exit_code == 1 and json.loads(result.stdout or result.stderr)["error"]["field"] == field
     assert (tmp_path / "home" / "config.toml").read_text() == config

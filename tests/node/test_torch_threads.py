@@ -56,3 +56,9 @@ def test_a_config_value_that_would_break_the_node_later_is_refused_when_read(hom
     with pytest.raises(ConfigError, match=words) as refused:
         home.load_config()
     assert refused.value.field == field
+
+
+def test_a_price_written_unquoted_as_earlier_versions_read_it_still_loads(home):
+    text = [row for row in home.config_path.read_text().splitlines() if not row.startswith("serving_base_price =")]
+    home.config_path.write_text("\n".join(["serving_base_price = 1000", *text]) + "\n")
+    assert home.load_config().serving_base_price == "1000"

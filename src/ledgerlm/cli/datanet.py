@@ -301,6 +301,9 @@ def export(
     out = out or Path(f"{name}-v{version}" + ("" if fmt == "hf" else f".{fmt}"))
     licence = None
     client = s.reading_client(as_key)
+    from ledgerlm.datanets.export import check_export_path
+
+    check_export_path(Path(out), fmt)  # before a licence is bought: a refused path must cost nothing
     if pay is not None:
         if client.reader is None:
             raise DatanetError("--pay needs --as KEY: the key whose escrow pays", field="as")

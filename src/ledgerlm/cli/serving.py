@@ -193,7 +193,9 @@ def show(ctx: typer.Context, receipt_id: str = typer.Argument(..., help="The rec
         ok = lambda v: "[green]yes[/]" if v else "[red]NO[/]"  # noqa: E731
         console.print(f"  fee is tokens x price {ok(checks['fee_recomputed'])}   "
                       f"split sums to fee {ok(checks['split_sums_to_fee'])}   split recomputed "
-                      f"{ok(checks['split_recomputed'])}   body matches {ok(checks['body_matches'])}"
+                      f"{ok(checks['split_recomputed'])}   pays its attribution's contributors "
+                      f"{ok(checks.get('attribution_pays_its_contributors', True))}   body matches "
+                      f"{ok(checks['body_matches'])}"
                       + ("   (prompt and answer included)" if checks["request_checked"] else ""))
         console.print(f"  signature valid {ok(checks['signature_valid'])} (signer {checks['signer']}), "
                       f"signed by this node {ok(checks['signed_by_this_node'])}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -22,6 +23,8 @@ from ledgerlm.datanets.schemas import (
 from ledgerlm.errors import AuthError, ConflictError, NotFoundError
 from ledgerlm.identity import SignedAction
 from ledgerlm.store.schema import contribution_events, contributions, datanets, gate_reports, versions
+
+log = logging.getLogger(__name__)
 
 
 class Review:
@@ -230,7 +233,10 @@ class Review:
         self._remove_if_unused(blob)
         withdrawn = self.contribution(contribution_id, with_payload=False)
         if self.after_withdrawal is not None:
-            self.after_withdrawal(contribution_id, withdrawn.datanet)
+            try:
+                self.after_withdrawal(contribution_id, withdrawn.datanet)
+            except Exception:  # the withdrawal is stored: it is answered as such, and the operator's log says what
+                log.exception("copies of withdrawn contribution %s were not all removed", contribution_id)
         return withdrawn
 
     def _remove_if_unused(self, blob: str) -> None:

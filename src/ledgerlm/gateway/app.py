@@ -372,6 +372,8 @@ class Gateway:
             return f"it is signed by {checks['signer']}, not by the node's key {node.address}"
         if not checks["split_sums_to_fee"]:
             return "its split does not sum to its fee"
+        if not checks.get("attribution_pays_its_contributors", True):
+            return "it pays contributors its attribution does not name"
         return None
 
     async def _passthrough(self, upstream: httpx.Response, node: ServingNode):
