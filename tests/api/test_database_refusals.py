@@ -31,3 +31,25 @@ def test_an_escaped_nul_in_a_json_body_is_refused_before_any_route(http, databas
     assert json_body_problem(b'{"reason": "a backslash and u0000: \\\\u0000"}') is None  # text, not a NUL
     response = http.post("/attribution", json={"model": "a\x00b", "prompt": "p", "answer": "a"})
     assert response.status_code == 422 and response.json()["error"]["field"] == "body"
+
+
+def test_serving_reads_a_published_model_without_its_reports(http, database_url):
+    """A chat call's model look-up reads one row's serving columns and its adapter hash, not every model's reports
+    (on both databases: the hash is read out of the card's JSON by the database)."""
+    from sqlalchemy import insert
+
+    from ledgerlm.store.schema import models
+
+    node = http.app.state.node
+    row = dict(developer="0x" + "11" * 20, base_model="tiny", datanet="d", version=1, version_root="0x" + "22" * 32,
+               card={"adapter_sha256": "ab" * 32, "metrics": {"eval": {"samples": ["x" * 1000]}}},
+               metrics={"eval": {"samples": ["x" * 1000]}}, path="/nowhere", job_id=None,
+               fee_policy={"node_bps": 500, "developer_bps": 4000, "contributors_bps": 4500, "validators_bps": 1000},
+               created_at=1, price_per_1k="7")
+    with node.db.begin() as conn:
+        conn.execute(insert(models), [{**row, "id": "served-one", "chain_tx": "0x01"},
+                                      {**row, "id": "not-published", "chain_tx": None}])
+    (found,) = node.factory.published(base="tiny", model_id="served-one")
+    assert found.card == {"adapter_sha256": "ab" * 32} and found.metrics == {} and found.price_per_1k == "7"
+    assert [m.id for m in node.factory.published()] == ["served-one"]
+    assert node.factory.published_bases() == ["tiny"]

@@ -628,6 +628,28 @@ class ModelFactory:
             rows = conn.execute(select(models).order_by(models.c.created_at)).mappings().all()
         return [ModelRecord(**dict(r)) for r in rows]
 
+    def published(self, *, base: str | None = None, model_id: str | None = None) -> list[ModelRecord]:
+        """Published models (on `base`, or the one `model_id`) as serving reads them, every call: without their
+        evaluation reports, and with only the adapter's hash of their card, so a call's look-up does not read every
+        model's reports."""
+        adapter = models.c.card["adapter_sha256"].as_string().label("adapter_sha256")
+        columns = [c for c in models.c if c.name not in ("card", "metrics")]
+        query = select(*columns, adapter).where(models.c.chain_tx.is_not(None)).order_by(models.c.created_at)
+        if base is not None:
+            query = query.where(models.c.base_model == base)
+        if model_id is not None:
+            query = query.where(models.c.id == model_id)
+        with self.db.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [ModelRecord(**{k: v for k, v in r.items() if k != "adapter_sha256"},
+                            card={"adapter_sha256": r["adapter_sha256"]}, metrics={}) for r in rows]
+
+    def published_bases(self) -> list[str]:
+        """The base model of each published model (one entry per model), read alone."""
+        with self.db.connect() as conn:
+            return list(conn.execute(select(models.c.base_model).where(models.c.chain_tx.is_not(None))
+                                     .order_by(models.c.created_at)).scalars())
+
     def publish(self, model_id: str, signed: SignedAction) -> ModelRecord:
         """Register the model, its lineage, its fee policy and its price on chain (the developer signs)."""
         developer = verify_action(signed, expected="PublishModel", domain=self.domain)

@@ -76,18 +76,17 @@ class Catalog:
     def base_name(self) -> str:
         from ledgerlm.factory import list_models
 
-        published = [m.base_model for m in self.factory.list() if m.chain_tx]
-        return pick_base(self.configured_base, [b.name for b in list_models(self.models_dir)], published)
+        return pick_base(self.configured_base, [b.name for b in list_models(self.models_dir)],
+                         self.factory.published_bases())
 
-    def list(self) -> list[ServedModel]:
+    def list(self, model_id: str | None = None) -> list[ServedModel]:
+        """The base model and the models published on it (with `model_id`, the base and that one model only)."""
         from ledgerlm.factory import get_model
 
         base = get_model(self.models_dir, self.base_name())
         served = [ServedModel(base.name, base.name, None, None, None, self.base_price_per_1k, BASE_FEE_SHARES,
                               None, (), int(Path(base.path).stat().st_mtime))]
-        for record in self.factory.list():
-            if not record.chain_tx or record.base_model != base.name:
-                continue
+        for record in self.factory.published(base=base.name, model_id=model_id):
             served.append(ServedModel(
                 id=record.id, base_model=record.base_model,
                 adapter=AdapterRef(record.id, Path(record.path)), adapter_sha256=record.card["adapter_sha256"],
@@ -105,9 +104,10 @@ class Catalog:
         return [m.to_openai(fees[m.id]) for m in served]
 
     def get(self, name: str) -> ServedModel:
-        served = self.list()
-        for model in served:
+        # one model's row, not every model's, on every call: the whole list is read only to name them in a refusal
+        for model in self.list(model_id=name):
             if model.id == name:
                 return model
+        served = self.list()
         raise ModelNotServedError(
             f"model {name!r} is not served here; available: {', '.join(m.id for m in served)}", field="model")
