@@ -60,6 +60,12 @@ def test_issue_show_holders_claim_transfer(cli, tmp_path):
               match="costs 5000000000000000000 base units to export")
     cli("chain", "faucet", "carol", "--eth", "1", "--tokens", "20")
     cli("deposit", "20", "--as", "carol")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "notes.txt").write_text("mine")  # a folder for a file format is refused before any licence is bought
+    cli.fails("datanet", "export", "vault", "--version", "1", "--as", "carol", "--out", project, "--pay", "6",
+              match="is a folder")
+    assert int(cli.json("balance", "carol")["escrow"]) == 20 * UNIT
     licences = [cli.json("datanet", "export", "vault", "--version", "1", "--as", "carol", "--out",
                          tmp_path / "v.jsonl", "--pay", "6")["licence"] for _ in range(2)]
     assert licences[0] == licences[1] and licences[0]["amount"] == str(5 * UNIT)  # paid once

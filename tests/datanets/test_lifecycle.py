@@ -292,3 +292,17 @@ def test_a_withdrawn_contribution_keeps_no_quote_of_its_record_nor_its_file_name
     events = client.contribution(cid).events
     gates = {(f["gate"], f["code"]) for e in events for f in (e.get("details") or {}).get("findings", [])}
     assert ("personal_data", "credit_card") in gates  # what the gates decided stays, not what they quoted
+
+
+def test_a_withdrawal_is_answered_as_stored_when_removing_its_copies_fails(client, qa, bob, tmp_path, monkeypatch,
+                                                                           caplog):
+    node = client.http.app.state.node
+
+    def broken(*_args):
+        raise OSError("the model's folder is read-only")
+
+    monkeypatch.setattr(node.factory, "forget_contribution", broken)
+    client.contribute("qa", [write_jsonl(tmp_path / "b.jsonl", _records(1, "b"))], bob)
+    (cid,) = [c.id for c in client.contributions("qa")]
+    assert client.withdraw(cid, bob).state == "withdrawn"  # stored, and said so
+    assert "copies of withdrawn contribution" in caplog.text

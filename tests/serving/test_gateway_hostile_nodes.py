@@ -172,3 +172,18 @@ def test_a_streamed_receipt_another_key_signed_ends_the_stream_with_an_error(mon
     assert "x_ledgerlm_receipt" not in answered.text and "[DONE]" not in answered.text
     assert claimed in events[-1]["error"]["message"]
 
+
+
+def test_a_receipt_paying_contributors_its_attribution_does_not_name_is_refused(monkeypatch):
+    """A node could sign a receipt whose attribution names nobody and still pay an address of its choosing."""
+    receipt, _ = _impostor_receipt()
+    signer = receipt["body"]["node"]
+    receipt["attribution"] = {"evidence_bps": 0, "pool_bps": 10_000, "contributor_bps": {"0x" + "ee" * 20: 1}}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/serving/status":
+            return httpx.Response(200, json={**status(1), "node_address": signer})
+        return httpx.Response(200, json={"id": "lgr-1", "x_ledgerlm_receipt": receipt})
+
+    answered = _ask_through_a_gateway(handler, monkeypatch)
+    assert answered.status_code == 502 and "attribution does not name" in answered.json()["error"]["message"]
