@@ -86,28 +86,8 @@ def register_base(body: RegisterBase, node: Node = Depends(get_node)) -> dict:
     from ledgerlm.factory.basemodels import register_local
 
     _require_free_name(node, body.name)
-    _require_unused_by_compute(node, body.name)
+    node.providers.require_base_model_unused(body.name)
     return _base_json(register_local(node.home.models, body.name, Path(body.path)), operator=True)
-
-
-def _require_unused_by_compute(node: Node, name: str) -> None:
-    """A base model that open compute offers or unreported jobs name is what their spot-checks re-execute: other
-    weights under its name would fail every honest report and slash its provider."""
-    from sqlalchemy import and_, select
-
-    from ledgerlm.errors import ConflictError
-    from ledgerlm.store.schema import compute_jobs, compute_offers
-
-    with node.db.connect() as conn:
-        used = conn.execute(select(compute_offers.c.id).where(and_(
-            compute_offers.c.base_model == name,
-            (compute_offers.c.state == "open") | compute_offers.c.id.in_(
-                select(compute_jobs.c.offer_id).where(compute_jobs.c.state == "accepted"))))
-            .limit(1)).first()
-    if used is not None:
-        raise ConflictError(f"base model {name!r} is named by open compute offers or jobs awaiting their report "
-                            "(their spot-checks re-execute on it); register the new weights under another name",
-                            field="name")
 
 
 def _require_free_name(node: Node, name: str) -> None:

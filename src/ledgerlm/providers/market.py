@@ -233,6 +233,20 @@ class ComputeMarket:
             raise
         return self.job(job_id)
 
+    def require_base_model_unused(self, name: str) -> None:
+        """Refuse to let other weights take the name of a base model that open offers or jobs awaiting their report
+        name: their spot-checks re-execute on it, and other weights would fail every honest report."""
+        with self.db.connect() as conn:
+            used = conn.execute(select(compute_offers.c.id).where(and_(
+                compute_offers.c.base_model == name,
+                (compute_offers.c.state == "open") | compute_offers.c.id.in_(
+                    select(compute_jobs.c.offer_id).where(compute_jobs.c.state == "accepted"))))
+                .limit(1)).first()
+        if used is not None:
+            raise ConflictError(f"base model {name!r} is named by open compute offers or jobs awaiting their report "
+                                "(their spot-checks re-execute on it); register the new weights under another name",
+                                field="name")
+
     def _require_labels(self, base_model: str, spec: TrainingSpec) -> None:
         """Refuse a training spec with a text of fewer than two tokens (within max_len): a batch of such texts has
         no token to predict, so its honest loss is NaN, which no report may carry and no spot-check can match; the

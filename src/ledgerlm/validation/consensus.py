@@ -381,6 +381,11 @@ class SlashPolicy:
     no_reveal_is_bad: bool = True
     slash_bps: int = 1_000
 
+    def is_bad(self, outcome) -> bool:
+        """Whether a validator's outcome in one round counts against it: absent, or too much of it clipped."""
+        return (not outcome.revealed and self.no_reveal_is_bad) or (
+            outcome.revealed and outcome.clipped_bps >= self.bad_round_clipped_bps)
+
 
 @dataclass(frozen=True)
 class Slash:
@@ -408,9 +413,7 @@ def slashing_decisions(history: Sequence[RoundTally], stakes: Mapping[str, int],
             if seen.get(v, 0) >= policy.window:
                 continue
             seen[v] = seen.get(v, 0) + 1
-            is_bad = (not o.revealed and policy.no_reveal_is_bad) or (
-                o.revealed and o.clipped_bps >= policy.bad_round_clipped_bps)
-            if is_bad:
+            if policy.is_bad(o):
                 bad.setdefault(v, []).append(t.round_id)
     out = []
     for v in sorted(bad):

@@ -691,9 +691,7 @@ class ValidationRounds:
             if r.visibility == "private":
                 # a round its owner chose the validators of counts against them, never for them: good private
                 # rounds would push bad public ones out of the slash window
-                t = RoundTally(t.round_id, {}, {v: o for v, o in t.validators.items()
-                                                if (not o.revealed and policy.no_reveal_is_bad)
-                                                or (o.revealed and o.clipped_bps >= policy.bad_round_clipped_bps)})
+                t = RoundTally(t.round_id, {}, {v: o for v, o in t.validators.items() if policy.is_bad(o)})
             history.append(t)
         # A later round tallied first may have slashed for rounds up to it, these among them: every slash counts,
         # or misconduct already punished there would be punished again here.

@@ -241,12 +241,18 @@ def _docx_text(path: Path, name: str, limits: DocumentLimits, deadline: float) -
     return "\n".join(blocks)
 
 
+_READABLE_COMPRESSION = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
+
+
 def _looks_like_xml(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> bool:
-    """Whether a part starts as XML does (after an optional BOM and blanks), whatever its name."""
+    """Whether a part starts as XML does (after an optional BOM and blanks), whatever its name; a part zipfile cannot
+    read (another compression method, encrypted, damaged) is none, and the DOCX reader refuses it on its own."""
+    if member.compress_type not in _READABLE_COMPRESSION or member.flag_bits & 0x1:  # bit 0: encrypted
+        return False
     try:
         with archive.open(member) as part:
             head = part.read(64)
-    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError):
+    except (zipfile.BadZipFile, OSError, EOFError):
         return False
     return head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"<")
 
