@@ -14,7 +14,7 @@ from eth_account.messages import encode_typed_data
 from ledgerlm.chain import cap_nonce
 from ledgerlm.economy.close import published_files
 from ledgerlm.economy.payouts import payout_tree
-from ledgerlm.economy.verify import audit_epoch, verify_epoch
+from ledgerlm.economy.verify import EpochAudit, audit_epoch, verify_epoch
 from ledgerlm.identity import SigningDomain, typed_data
 from ledgerlm.serving.receipts import json_hash
 from tests.economy.helpers import fund_consumer, key, plan_and_crash, write_receipt
@@ -194,3 +194,39 @@ def test_a_receipt_listed_twice_and_debits_moved_between_consumers_are_reported(
 
     assert len(problems) == 2 and all(", but the receipts charge " in p for p in problems)
     assert {p.split(":")[0] for p in problems} == {alice.address.lower(), bob.address.lower()}
+
+
+def test_a_receipt_an_earlier_epoch_settled_and_the_next_settles_again_is_reported_from_both_files(node):
+    """A node that settles a receipt in two epochs publishes two files that each verify on their own (the second
+    epoch's debits, payouts, root and funding all agree with it): only the earlier epoch's file shows the receipt
+    was settled already, so `epoch verify` reads it, and without it names the receipt unchecked."""
+    from sqlalchemy import update
+
+    from ledgerlm.economy.receipt_audit import earlier_epochs
+    from ledgerlm.store.schema import receipts as receipt_rows
+
+    bob = key("bob")
+    fund_consumer(node, bob, 10 * UNIT, 5 * UNIT)
+    twice = write_receipt(node, bob.address, UNIT, DEV.address)
+    assert node.economy.close()["epoch"] == 1
+    c = node.contracts
+    first = published_files(node.db, 1, c)  # as a verifier kept it when epoch 1 was published
+    with node.db.begin() as conn:  # the dishonest node settles the same call again
+        conn.execute(update(receipt_rows).where(receipt_rows.c.id == twice).values(settled_epoch=None))
+    write_receipt(node, bob.address, UNIT // 4, DEV.address)
+    assert node.economy.close()["epoch"] == 2
+    second = published_files(node.db, 2, c)
+    payouts2, receipts2 = second["payouts"], second["receipts"]
+    funding2 = c.distributor.epoch(node.economy.chain_epoch(2))
+    assert twice in {r["id"] for r in receipts2["receipts"]}
+    assert earlier_epochs(receipts2) == [1]
+
+    alone = audit_epoch(payouts2, receipts2, funding2)
+    assert alone.problems == []
+    assert alone.unchecked == [f"1 receipt(s) not checked against every earlier epoch that may have settled them "
+                               f"already (epochs 1: their receipts files were not given): {twice}"]
+
+    problems = verify_epoch(payouts2, receipts2, funding2, earlier={1: first["receipts"]})
+    assert problems == [f"receipt {twice}: it was already settled by epoch 1"]
+    assert audit_epoch(first["payouts"], first["receipts"],
+                       c.distributor.epoch(node.economy.chain_epoch(1))) == EpochAudit([], [])

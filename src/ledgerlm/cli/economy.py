@@ -100,6 +100,7 @@ def verify(
     """Check each receipt against the node's signature and each cut receipt against the split it was signed with,
     recompute the payouts and root from the published receipts and payout file and check the chain, including each
     shares pool's split against its token's holders at the closing block."""
+    from ledgerlm.economy.receipt_audit import earlier_epochs
     from ledgerlm.economy.verify import audit_epoch, chain_holdings, node_holdings
 
     s = session(ctx)
@@ -133,13 +134,13 @@ def verify(
             funding = EpochFunding(number, record["root"], int(record["total"]), int(record["claimed"]),
                                    int(record["funded_at"]), int(record["posted_at"]), bool(record["swept"]))
         holders = node_holdings(client, shared)
-    earlier = {}  # the receipts files of the epochs whose cuts this one's arrears charge
-    for since in sorted({int(r["arrears_from"]) for r in receipt_file["receipts"] if "arrears_from" in r}):
+    earlier = {}  # the receipts files of the epochs that cut this one's arrears or may have settled its receipts
+    for since in earlier_epochs(receipt_file):
         beside = receipts.parent.parent / str(since) / "receipts.json" if receipts else None
         try:
             earlier[since] = _published(beside, "receipts") if beside and beside.exists() else client._request(
                 "GET", f"/economy/epochs/{since}/receipts")
-        except LedgerError:  # not to be had: the audit names those arrears unchecked
+        except LedgerError:  # not to be had: the audit names what it left unchecked
             continue
     audit = audit_epoch(payout_file, receipt_file, funding, holders, earlier)
     problems = audit.problems

@@ -1,5 +1,6 @@
 """What an epoch's published receipts prove on their own: each cut receipt's payouts against the split it was
-signed with, each receipt against the node's signature, and each arrear against what its cutting epoch left owed."""
+signed with, each receipt against the node's signature, each arrear against what its cutting epoch left owed, and
+each receipt against the earlier epochs that may have settled it already."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ from ledgerlm.errors import LedgerError
 from ledgerlm.money import SplitError
 
 Payee = tuple[str, str | None, str | None]  # a payout line's role, account and Datanet
+# How many earlier epochs' receipts files `epoch verify` reads to find a receipt some of them settled already: a
+# receipt is settled in the epoch it was signed in but for one still attributing at its close, so the window is
+# nearly always empty; past it receipts are named unchecked, not failed.
+MAX_EPOCHS_LOOKED_BACK = 64
 
 
 @dataclass
@@ -23,6 +28,9 @@ class ReceiptAudit:
     unsigned: list[str] = field(default_factory=list)  # receipt ids published without the node's signature
     # arrears (receipt ids) whose cutting epoch's receipts file was not given, by that epoch
     arrears_unchecked: dict[int, list[str]] = field(default_factory=dict)
+    # receipt ids not checked against every earlier epoch that may have settled them, and those epochs
+    settlement_unchecked: list[str] = field(default_factory=list)
+    epochs_not_given: set[int] = field(default_factory=set)
     signer_unbound: bool = False  # no node address in the payout file: signatures checked against each body's node
 
 
@@ -126,11 +134,67 @@ def arrear_problems(r: Mapping, cutting: Mapping) -> list[str]:
             for payee, got, want in _differences(_by_payee(lines), _by_payee(cut["owed_payouts"]))]
 
 
+def _first_unsettled(r: Mapping, epoch: int) -> int:
+    """The first epoch that must not have settled receipt `r` already: the one it was signed in (an arrear: the one
+    after the epoch that cut it, which settled it in part)."""
+    if "arrears_from" in r:
+        return int(r["arrears_from"]) + 1
+    if r.get("body") and r.get("signature"):
+        try:
+            return int(r["body"].get("epoch", epoch))
+        except (TypeError, ValueError):  # a mangled body: its signature check reports it
+            return epoch
+    return epoch  # an unsigned receipt of an older file names no epoch of its own
+
+
+def _window(r: Mapping, epoch: int) -> range:
+    return range(max(_first_unsettled(r, epoch), epoch - MAX_EPOCHS_LOOKED_BACK, 1), epoch)
+
+
+def earlier_epochs(receipt_file: Mapping) -> list[int]:
+    """The earlier epochs whose receipts files `audit_receipts` checks this one's against: each arrear's cutting
+    epoch, and each that may have settled one of its receipts already (at most `MAX_EPOCHS_LOOKED_BACK` back)."""
+    if receipt_file.get("epoch") is None:
+        return []
+    epoch = int(receipt_file["epoch"])
+    wanted: set[int] = set()
+    for r in receipt_file["receipts"]:
+        if "arrears_from" in r:
+            wanted.add(int(r["arrears_from"]))
+        wanted.update(_window(r, epoch))
+    return sorted(e for e in wanted if e < epoch)
+
+
+def _settled_again(receipt_file: Mapping, earlier: Mapping[int, Mapping], audit: ReceiptAudit) -> None:
+    """A receipt (an arrear: what one epoch's cut left owed) is settled once. Each epoch's file passes on its own
+    with a receipt another epoch settled too, its consumer charged and its payees paid twice: only the files
+    together show it."""
+    epoch = int(receipt_file["epoch"])
+    settled: dict[tuple[str, int | None], int] = {}
+    for number, other in earlier.items():
+        if int(number) < epoch:
+            for r in other.get("receipts", []):
+                since = r.get("arrears_from")
+                settled.setdefault((r["id"], None if since is None else int(since)), int(number))
+    for r in receipt_file["receipts"]:
+        since = r.get("arrears_from")
+        before = settled.get((r["id"], None if since is None else int(since)))
+        if before is not None:
+            what = f"its arrears of epoch {since} were" if since is not None else "it was"
+            audit.problems.append(f"receipt {r['id']}: {what} already settled by epoch {before}")
+        window = _window(r, epoch)
+        missing = {e for e in window if e not in earlier}
+        if missing or window.start > _first_unsettled(r, epoch):
+            audit.settlement_unchecked.append(r["id"])
+            audit.epochs_not_given |= missing
+
+
 def audit_receipts(payout_file: Mapping, receipt_file: Mapping,
                    earlier: Mapping[int, Mapping] | None = None) -> ReceiptAudit:
     """Check every receipt of the file (`earlier`: the receipts files of the epochs its arrears were cut in, by
-    epoch number). Receipts without a signature, as files published before receipts carried theirs, are listed
-    `unsigned` and not checked against one."""
+    epoch number, and those that may have settled its receipts already: `earlier_epochs`). Receipts without a
+    signature, as files published before receipts carried theirs, are listed `unsigned` and not checked against
+    one."""
     from ledgerlm.identity import SigningDomain
 
     audit = ReceiptAudit()
@@ -152,4 +216,6 @@ def audit_receipts(payout_file: Mapping, receipt_file: Mapping,
                 audit.problems.extend(arrear_problems(r, earlier[since]))
             else:
                 audit.arrears_unchecked.setdefault(since, []).append(r["id"])
+    if epoch is not None:
+        _settled_again(receipt_file, earlier or {}, audit)
     return audit

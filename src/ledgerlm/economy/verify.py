@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ledgerlm.economy.payouts import payout_tree
-from ledgerlm.economy.receipt_audit import audit_receipts
+from ledgerlm.economy.receipt_audit import MAX_EPOCHS_LOOKED_BACK, audit_receipts
 from ledgerlm.money import split_by_weight
 
 
@@ -83,6 +83,13 @@ def audit_epoch(payout_file: dict, receipt_file: dict, funding=None,
     if receipts.signer_unbound:
         unchecked.append("the payout file's chain_epoch names no node (a close that predates node ids): each "
                          "receipt's signature is checked against the node its body names")
+    if receipts.settlement_unchecked:
+        ids = receipts.settlement_unchecked
+        gone = sorted(receipts.epochs_not_given)
+        epochs = (f"epochs {', '.join(map(str, gone[:5]))}{', ...' if len(gone) > 5 else ''}: their receipts files "
+                  "were not given" if gone else f"epochs more than {MAX_EPOCHS_LOOKED_BACK} back")
+        unchecked.append(f"{len(ids)} receipt(s) not checked against every earlier epoch that may have settled "
+                         f"them already ({epochs}): {', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''}")
     for since, ids in sorted(receipts.arrears_unchecked.items()):
         unchecked.append(f"{len(ids)} arrear(s) of epoch {since} not checked against what that epoch left owed: "
                          f"its receipts file was not given")
