@@ -26,9 +26,22 @@ DEAD_STATES = ("rejected", "withdrawn")
 VALUE_SCALE = 10**9  # valuation scores are floats; integer weights keep the split exact
 
 
+def _record_weight(value) -> int:
+    """One accepted record's weight in VALUE_SCALE units: its value relative to its batch's mean; as the average
+    record (1) when never valued (its batch was a lone record before there was data to value it against, or
+    valuation failed); a value stored before values were relative counts as it is."""
+    if not isinstance(value, dict) or value.get("value") is None:
+        return VALUE_SCALE
+    score = value.get("relative", value.get("value"))
+    if isinstance(score, (int, float)) and 0 < score < math.inf:  # an infinite score would stop the close
+        return int(score * VALUE_SCALE)
+    return 0
+
+
 def valuation_weights(conn: Connection, datanet: str, version: int | None = None) -> dict[str, int]:
-    """Contributors of the Datanet's accepted data (of one version, when given), by data valuation; by
-    accepted count when nothing was valued; the owner when nothing is accepted."""
+    """Contributors of the Datanet's accepted data (of one version, when given), by data valuation: each record
+    by its value relative to its batch's (`relative_values`), a record never valued as an average one; by
+    accepted count when every record was valued at nothing; the owner when nothing is accepted."""
     query = (select(contributions.c.contributor, gate_reports.c.value)
              .join(datanets, datanets.c.id == contributions.c.datanet_id)
              .outerjoin(gate_reports, gate_reports.c.contribution_id == contributions.c.id)
@@ -43,11 +56,9 @@ def valuation_weights(conn: Connection, datanet: str, version: int | None = None
     counted: dict[str, int] = {}
     for contributor, value in conn.execute(query).all():
         counted[contributor] = counted.get(contributor, 0) + 1
-        score = (value or {}).get("value") if isinstance(value, dict) else None
-        if isinstance(score, (int, float)) and 0 < score < math.inf:  # an infinite score would stop the close
-            valued[contributor] = valued.get(contributor, 0) + int(score * VALUE_SCALE)
+        valued[contributor] = valued.get(contributor, 0) + _record_weight(value)
     if any(valued.values()):
-        return valued
+        return {c: w for c, w in valued.items() if w}
     if counted:
         return counted
     owner = conn.execute(select(datanets.c.owner).where(datanets.c.name == datanet)).scalar()

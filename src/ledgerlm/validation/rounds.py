@@ -224,11 +224,12 @@ class ValidationRounds:
 
     def _value(self, batch: list[Candidate], accepted: list[Candidate], now: int) -> dict | None:
         """Measured usefulness of what passed the gates: KNN-Shapley against the accepted data when
-        there is enough of it, else Data-OOB within the batch; stored per contribution."""
+        there is enough of it, else Data-OOB within the batch (a lone record then goes unvalued); stored per
+        contribution with its value `relative` to the batch's mean."""
         from ledgerlm.validation.errors import ValuationError
-        from ledgerlm.validation.valuation import value_contributions
+        from ledgerlm.validation.valuation import relative_values, value_contributions
 
-        if len(batch) < 2:
+        if not batch or (len(batch) < 2 and len(accepted) < 5):
             return None
         try:
             if len(accepted) >= 5:
@@ -237,10 +238,11 @@ class ValidationRounds:
                 report = value_contributions(batch, method="data_oob", k=min(5, len(batch) - 1))
         except (ValuationError, ValueError) as exc:
             return {"error": str(exc)}
+        relative = relative_values(report.values)
         with self.db.begin() as conn:
             for cid, value in report.values.items():
-                conn.execute(update(gate_reports).where(gate_reports.c.contribution_id == cid)
-                             .values(value={"method": report.method, "value": value}))
+                conn.execute(update(gate_reports).where(gate_reports.c.contribution_id == cid).values(
+                    value={"method": report.method, "value": value, "relative": relative[cid]}))
         summary = report.to_dict()
         summary.pop("values")
         return summary

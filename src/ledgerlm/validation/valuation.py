@@ -11,8 +11,9 @@ Sources:
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -176,6 +177,18 @@ def roll_up(values: dict[int, float], contributors: dict[int, str]) -> dict[str,
         groups[contributors[cid]].append(value)
     return {a: ContributorValue(a, float(sum(v)), float(sum(v) / len(v)), len(v))
             for a, v in sorted(groups.items())}
+
+
+def relative_values(values: Mapping[int, float]) -> dict[int, float]:
+    """Each record's value over its batch's mean (a value at or below zero, or not finite, counts as zero).
+
+    Raw values of different batches do not compare: KNN-Shapley's values of a batch sum to one accuracy, so a
+    record's is about 1/size of its batch, while Data-OOB's are accuracies each. Over its batch's mean a record
+    of any batch weighs 1 when it is as useful as its batch's average, and a record never valued can weigh
+    that too. A batch with nothing useful weighs 0 throughout."""
+    kept = {cid: float(v) if math.isfinite(float(v)) and float(v) > 0 else 0.0 for cid, v in values.items()}
+    mean = sum(kept.values()) / len(kept) if kept else 0.0
+    return {cid: round(v / mean, 6) if mean > 0 else 0.0 for cid, v in kept.items()}
 
 
 def value_contributions(
