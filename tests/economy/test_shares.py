@@ -394,3 +394,11 @@ def _issued_private_vault(client, alice, bob, tmp_path) -> dict:
     client.publish("vault", alice)
     client.set_owner_share("vault", 1000, alice)
     return client.shares.issue(alice, "datanet", "vault", supply=SUPPLY)
+
+
+def test_an_owner_who_also_contributed_gets_both_parts_however_their_address_is_spelt(client, world, alice, bob):
+    from ledgerlm.economy.shares import allocation
+
+    with world.db.connect() as conn:
+        split = allocation(conn, "datanet", "qa", 1, bob.address.lower(), SUPPLY, 2500)
+    assert sum(split.values()) == SUPPLY and split[bob.address] > SUPPLY // 4

@@ -107,7 +107,10 @@ def allocation(conn: Connection, kind: str, asset: str, version: int | None, own
     split = split_by_weight(supply - owner_part, weights) if supply > owner_part else {}
     if owner_part:
         split[owner] = split.get(owner, 0) + owner_part
-    given = {to_checksum_address(a): v for a, v in split.items() if v > 0}
+    given: dict[str, int] = {}
+    for account, amount in split.items():  # one holder spelt in two cases is one holder, not a dropped part
+        if amount > 0:
+            given[to_checksum_address(account)] = given.get(to_checksum_address(account), 0) + amount
     # a supply so small that rounding gives someone the policy or their data entitles nothing would hand their
     # part to the largest holders (a supply of 1 went whole to the largest contributor)
     due = ({to_checksum_address(a) for a, w in weights.items() if w > 0} if owner_part < supply else set()) | \
