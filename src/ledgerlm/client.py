@@ -440,8 +440,22 @@ class FactoryActions:
     def register_base(self, name: str, path: str) -> dict:
         return self.node._request("POST", "/models/base", json={"name": name, "path": path})
 
-    def models(self) -> list[dict]:
-        return self.node._request("GET", "/models")
+    def models(self, limit: int | None = None) -> list[dict]:
+        """Fine-tuned models the client may see, oldest first: at most `limit` (every one when None), read a page
+        at a time."""
+        from ledgerlm.factory.jobs import MAX_MODELS_LISTED, NEXT_AFTER_HEADER
+
+        found: list[dict] = []
+        after: str | None = None
+        while limit is None or len(found) < limit:
+            page = MAX_MODELS_LISTED if limit is None else min(MAX_MODELS_LISTED, limit - len(found))
+            params = {"limit": page} if after is None else {"limit": page, "after": after}
+            response = self.node._response("GET", "/models", params=params)
+            found += response.json()
+            after = response.headers.get(NEXT_AFTER_HEADER)
+            if after is None:
+                break
+        return found
 
     def model(self, model_id: str, *, verify: bool = True, reader: LocalAccount | None = None) -> dict:
         """A model; one of a private Datanet, unpublished, only for a `reader` (or the client's) allowed to read it."""

@@ -13,7 +13,13 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from ledgerlm.api.deps import caller_address, get_node, is_operator, read_grant, reader_of, require_operator
-from ledgerlm.factory.jobs import MAX_JOBS_LISTED, NEXT_BEFORE_HEADER, TrainRequest
+from ledgerlm.factory.jobs import (
+    MAX_JOBS_LISTED,
+    MAX_MODELS_LISTED,
+    NEXT_AFTER_HEADER,
+    NEXT_BEFORE_HEADER,
+    TrainRequest,
+)
 from ledgerlm.identity import ReadGrant, SignedAction
 from ledgerlm.node import Node
 from ledgerlm.serving.errors import RateLimitError
@@ -108,12 +114,16 @@ def _with_fees(node: Node, records: list, operator: bool) -> list[dict]:
 
 
 @router.get("/models")
-def fine_tuned(node: Node = Depends(get_node), grant: ReadGrant | None = Depends(read_grant),
-               operator: bool = Depends(is_operator)) -> list[dict]:
-    """Fine-tuned models the reader may see (`ModelFactory.shown_to`), each with the fee split in force and
-    any change announced for a later epoch."""
-    shown = (node.factory.shown_to(r, reader_of(grant, r.datanet)) for r in node.factory.list())
-    return _with_fees(node, [r for r in shown if r is not None], operator)
+def fine_tuned(response: Response, limit: int = Query(100, ge=1, le=MAX_MODELS_LISTED),
+               after: str | None = Query(None, min_length=1, max_length=200), node: Node = Depends(get_node),
+               grant: ReadGrant | None = Depends(read_grant), operator: bool = Depends(is_operator)) -> list[dict]:
+    """Fine-tuned models the reader may see (`ModelFactory.shown_to`), oldest first, each with the fee split in
+    force and any change announced for a later epoch: at most `limit` (up to 500) after the model `after`;
+    X-Ledgerlm-Next-After names the model the next page starts after while more follow."""
+    shown, next_after = node.factory.page(lambda datanet: reader_of(grant, datanet), after=after, limit=limit)
+    if next_after is not None:
+        response.headers[NEXT_AFTER_HEADER] = next_after
+    return _with_fees(node, shown, operator)
 
 
 @router.get("/models/{model_id}")

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 from pydantic import BaseModel, Field, field_validator
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 
 from ledgerlm.buckets import KeyedLimit, hourly
 from ledgerlm.config import NodeConfig
@@ -36,6 +36,8 @@ MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}[a-z0-9]\Z")
 TERMINAL = ("stopped", "failed", "done")
 MAX_JOBS_LISTED = 1000  # jobs one listing page returns at most; the next starts below X-Ledgerlm-Next-Before
 NEXT_BEFORE_HEADER = "X-Ledgerlm-Next-Before"
+MAX_MODELS_LISTED = 500  # models one listing page returns at most; the next starts after X-Ledgerlm-Next-After
+NEXT_AFTER_HEADER = "X-Ledgerlm-Next-After"
 LEASE_SECONDS = 30  # a running job whose node stopped renewing it for this long was orphaned by a crash
 ORPHANED = ("interrupted: the node training it stopped renewing its lease (it crashed or was shut down); "
             "resume it")
@@ -625,8 +627,41 @@ class ModelFactory:
 
     def list(self) -> list[ModelRecord]:
         with self.db.connect() as conn:
-            rows = conn.execute(select(models).order_by(models.c.created_at)).mappings().all()
+            rows = conn.execute(select(models).order_by(models.c.created_at, models.c.id)).mappings().all()
         return [ModelRecord(**dict(r)) for r in rows]
+
+    def page(self, reader: Callable[[str], str | None], *, after: str | None = None,
+             limit: int = 100) -> tuple[list[ModelRecord], str | None]:
+        """A page of the models a reader may see (`shown_to`; `reader(datanet)` is who reads that Datanet), oldest
+        first: at most `limit`, after model `after` (one they may see); and the model to list the next page after
+        (None: there is no more). Which models exist is read without their reports, and the cursor is always a
+        model the reader was shown, so a page never names a model they may not see."""
+        light = select(models.c.id, models.c.datanet, models.c.chain_tx, models.c.created_at)
+        readable: dict[str, bool] = {}
+
+        def visible(row) -> bool:
+            if row.datanet not in readable:
+                readable[row.datanet] = self.datanets.may_read(row.datanet, reader(row.datanet))
+            return readable[row.datanet] or row.chain_tx is not None
+
+        with self.db.connect() as conn:
+            query = light.order_by(models.c.created_at, models.c.id)
+            if after is not None:
+                start = conn.execute(light.where(models.c.id == after)).first()
+                if start is None or not visible(start):
+                    raise NotFoundError(f"no model {after!r} to list after", field="after")
+                query = query.where(or_(models.c.created_at > start.created_at,
+                                        and_(models.c.created_at == start.created_at, models.c.id > after)))
+            ids: list[str] = []
+            for row in conn.execute(query):
+                if visible(row):
+                    ids.append(row.id)
+                    if len(ids) > limit:
+                        break
+            rows = conn.execute(select(models).where(models.c.id.in_(ids[:limit]))
+                                .order_by(models.c.created_at, models.c.id)).mappings().all() if ids else []
+        shown = [self.shown_to(ModelRecord(**dict(r)), reader(r["datanet"])) for r in rows]
+        return [m for m in shown if m is not None], (ids[limit - 1] if len(ids) > limit else None)
 
     def published(self, *, base: str | None = None, model_id: str | None = None) -> list[ModelRecord]:
         """Published models (on `base`, or the one `model_id`) as serving reads them, every call: without their
