@@ -58,3 +58,31 @@ def test_a_receipt_left_attributing_by_a_restart_settles_in_its_own_epoch(home):
         assert [e["epoch"] for e in list_epochs(node.db) if e["root"]] == [1]
     finally:
         node.close()
+
+
+def test_a_call_answered_while_the_close_is_planned_settles_in_the_epoch_it_was_signed_for(node):
+    """The plan reads the epoch's receipts, then writes it in a transaction of its own: a call answered between the
+    two was signed for the epoch being closed and would be settled by the next one, under another distributor id.
+    The close plans again with it."""
+    alice = key("alice")
+    fund_consumer(node, alice, 10 * UNIT, 5 * UNIT)
+    write_receipt(node, alice.address, UNIT // 4, DEV.address)
+    reads = []
+    cannot_charge = node.economy._cannot_charge
+
+    def answered_meanwhile(consumer, amount, now):
+        reads.append(amount)
+        if len(reads) == 1:  # the first plan has read the receipts: a call lands in the open epoch
+            write_receipt(node, alice.address, UNIT // 8, DEV.address)
+        return cannot_charge(consumer, amount, now)
+
+    node.economy._cannot_charge = answered_meanwhile
+    summary = node.economy.close()
+
+    assert summary["epoch"] == 1 and reads == [UNIT // 4, UNIT // 4 + UNIT // 8]
+    assert int(summary["charged"]) == UNIT // 4 + UNIT // 8
+    with node.db.connect() as conn:
+        assert set(conn.execute(select(receipts.c.epoch, receipts.c.settled_epoch)).all()) == {(1, 1)}
+    files = published_files(node.db, 1, node.contracts)
+    assert verify_epoch(files["payouts"], files["receipts"],
+                        node.contracts.distributor.epoch(node.economy.chain_epoch(1))) == []

@@ -24,11 +24,24 @@ from ledgerlm.economy.pools import PoolPayer
 from ledgerlm.economy.shares import ShareAsset, load_assets, pay_holders
 from ledgerlm.economy.shortfall import charged_receipts, debitable
 from ledgerlm.store import Database
-from ledgerlm.store.schema import epoch_chunks, epoch_debits, epoch_payouts, epochs, receipts
+from ledgerlm.store.schema import (
+    access_payments,
+    compute_jobs,
+    epoch_chunks,
+    epoch_debits,
+    epoch_payouts,
+    epochs,
+    receipts,
+)
 
 # A withdrawal that becomes available within this much of the close may leave before the settlement lands.
 SETTLE_MARGIN_SECONDS = 600
 STEPS = ("plan", "settle", "rewards", "post", "publish")
+PLAN_ATTEMPTS = 5  # plans made before a close under a steady stream of calls gives up (409: close again)
+
+
+class _LandedMeanwhile(Exception):
+    """A call or payment landed in the epoch after its plan was read: plan it again."""
 
 
 @dataclass
@@ -60,7 +73,7 @@ class EpochCloser:
         unfinished = self._unfinished()
         if unfinished is not None and self._swept(unfinished):
             return self._given_up(unfinished)
-        number = unfinished if unfinished is not None or not plan else self._plan()
+        number = unfinished if unfinished is not None or not plan else self._plan_settling()
         if number is None:
             return {"state": "empty", "message": "nothing to settle: the open epoch stays open"}
         self._step(number, "plan")
@@ -109,6 +122,27 @@ class EpochCloser:
 
     # ------------------------------------------------------------------ plan (one transaction)
 
+    def _plan_settling(self) -> int | None:
+        """Plan the open epoch, again while calls or payments keep landing in it during the plan."""
+        for _ in range(PLAN_ATTEMPTS):
+            try:
+                return self._plan()
+            except _LandedMeanwhile:
+                continue
+        raise EconomyError(f"calls kept landing in the epoch while {PLAN_ATTEMPTS} plans of its close were made; "
+                           "close again", field="epoch", status=409)
+
+    def _in_epoch(self, conn: Connection, number: int) -> set[tuple[str, str]]:
+        """What the plan of epoch `number` must settle or knowingly leave: its receipts not settled yet (of any
+        state), and the access payments and compute jobs paid into it."""
+        found = {("receipt", i) for i in conn.execute(select(receipts.c.id).where(and_(
+            receipts.c.settled_epoch.is_(None), receipts.c.epoch <= number))).scalars()}
+        found |= {("access", str(i)) for i in conn.execute(select(access_payments.c.id).where(and_(
+            access_payments.c.epoch == number, access_payments.c.state == "paid"))).scalars()}
+        found |= {("job", str(i)) for i in conn.execute(select(compute_jobs.c.id).where(and_(
+            compute_jobs.c.epoch == number, compute_jobs.c.payment_state == "paid"))).scalars()}
+        return found
+
     def _plan(self) -> int | None:
         c = self.contracts
         if self.finish_receipts is not None and self._attributing():
@@ -136,6 +170,7 @@ class EpochCloser:
             raise EconomyError(f"{', '.join(late)}: a payment into this epoch was sent but is not mined yet; the close "
                                "waits for it: close again once it is", field="epoch", status=409)
         with self.db.connect() as conn:
+            seen = self._in_epoch(conn, number)
             access = settled_access(conn, number)
             jobs = settled_jobs(conn, number)
             assets = load_assets(conn, issued_by=head.number)
@@ -168,6 +203,12 @@ class EpochCloser:
             if open_epoch(conn) != number:
                 raise EconomyError("another close planned this epoch meanwhile; run it again", field="epoch",
                                    status=409)
+            # A call answered (or a payment made) while the plan was read would otherwise be left to the next
+            # close: its receipt signed for this epoch but settled by another, under another distributor id.
+            # Writers into the epoch hold its row shared until they commit; once it is ours, none is left.
+            conn.execute(select(epochs.c.number).where(epochs.c.number == number).with_for_update())
+            if self._in_epoch(conn, number) - seen:
+                raise _LandedMeanwhile
             for i, members in enumerate(chunks):
                 conn.execute(insert(epoch_chunks).values(epoch=number, chunk=i, state="planned", tx=None,
                                                          total=str(sum(debits[m] for m in members))))
