@@ -659,3 +659,62 @@ def test_rounds_a_private_datanets_owner_scores_lower_reputations_but_never_rais
     assert {c["decision"] for c in tallied["tally"]["contributions"].values()} == {"accept"}
     assert client.validation.reputation(member.address)["validator_bps"] == before["validator"]
     assert client.validation.reputation(bob.address)["contributor_bps"] == before["contributor"]
+
+
+def test_two_rounds_tallied_at_once_take_a_gate_rejected_records_bond_once(client, alice, bob, setup, tmp_path):
+    """Each slash plan is made from the other rounds' recorded plans: two tallies planning at once each saw none,
+    and both slashed bob's bond for the same junk record."""
+    import threading
+
+    from ledgerlm.identity import SignedAction
+
+    validators, node, clock = setup
+    client.contribute("ferries", [write_jsonl(tmp_path / "a.jsonl", CLEAN[:2] + [JUNK])], bob)
+    first = client.validation.open_round(alice, "ferries")
+    client.contribute("ferries", [write_jsonl(tmp_path / "b.jsonl", CLEAN[2:4])], bob)
+    second = client.validation.open_round(alice, "ferries")
+    assert first["gated"]["reject"] == 1
+    junk = next(c.id for c in client.contributions("ferries", state="rejected"))
+    salts, votes = {}, {}
+    for opened in (first, second):
+        for v in validators:
+            mine = {int(c): 90 for c, vs in opened["assignments"].items() if v.address in vs}
+            votes[opened["id"], v.address] = mine
+            _, salts[opened["id"], v.address] = client.validation.commit(v, opened["id"], mine)
+    clock.now = max(first["commit_deadline"], second["commit_deadline"]) + 1
+    for opened in (first, second):
+        for v in validators:
+            client.validation.reveal(v, opened["id"], votes[opened["id"], v.address], salts[opened["id"], v.address])
+    clock.now = max(first["reveal_deadline"], second["reveal_deadline"]) + 1
+
+    # both planners are held inside their plan until the other arrives, or for a second when it cannot
+    meet = threading.Barrier(2, timeout=1)
+    gate_rejections = node.validation._gate_rejections
+
+    def held(round_id):
+        try:
+            meet.wait()
+        except threading.BrokenBarrierError:
+            pass
+        return gate_rejections(round_id)
+
+    node.validation._gate_rejections = held
+    actions = {r["id"]: SignedAction(**client._sign(alice, "TallyRound", {"roundId": r["id"]}))
+               for r in (first, second)}
+    errors = []
+
+    def tally(round_id):
+        try:
+            node.validation.tally(round_id, actions[round_id])
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=tally, args=(rid,)) for rid in actions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    slashed = [s for rid in actions for s in node.validation.round(rid).tally["slashed"]
+               if junk in s.get("contributions", [])]
+    assert len(slashed) == 1

@@ -606,22 +606,21 @@ class ValidationRounds:
         A recorded plan is never decided again, and the chain slashes each (round, account, role) at
         most once, so a crash or a failed slash followed by a rerun cannot slash the same round twice.
         """
-        with self.db.connect() as conn:
-            summary = conn.execute(select(validation_rounds.c.tally)
-                                   .where(validation_rounds.c.id == round_id)).scalar()
-        if summary is None or "slashed" in summary:
-            return
-        rejected = [(cid, c) for cid, c, d, _ in contributor_outcomes if d == "reject"]
-        planned = (self._contributor_bond_slashes(rejected + self._gate_rejections(round_id))
-                   + self._validator_slashes(round_id))
-        summary = dict(summary)
-        summary["slashed"] = planned
-        summary["evidence_hash"] = evidence_hash(round_id, summary)
         with self.db.begin() as conn:
-            current = conn.execute(select(validation_rounds.c.tally).where(validation_rounds.c.id == round_id)
+            # One plan at a time, node-wide and across nodes: each is made from the others' recorded plans (read
+            # committed, in connections of their own), so two rounds tallied at once would each slash a bond for
+            # the same gate-rejected record, or a validator for the same misconduct.
+            self.db.lock(conn, "slash-plans")
+            summary = conn.execute(select(validation_rounds.c.tally).where(validation_rounds.c.id == round_id)
                                    .with_for_update()).scalar()
-            if "slashed" in (current or {}):  # another node planned it meanwhile: its plan stands
+            if summary is None or "slashed" in summary:  # another node planned it meanwhile: its plan stands
                 return
+            rejected = [(cid, c) for cid, c, d, _ in contributor_outcomes if d == "reject"]
+            planned = (self._contributor_bond_slashes(rejected + self._gate_rejections(round_id))
+                       + self._validator_slashes(round_id))
+            summary = dict(summary)
+            summary["slashed"] = planned
+            summary["evidence_hash"] = evidence_hash(round_id, summary)
             conn.execute(update(validation_rounds).where(validation_rounds.c.id == round_id).values(tally=summary))
 
     def _predating_policy(self, conn, name: str, ids: list[int]) -> set[int]:
