@@ -916,8 +916,8 @@ class Node:
 
     def reconcile(self, *, attribution: bool = False) -> dict:
         """Finish what a crash or an outage interrupted: anchor Datanets, versions and share tokens, carry out
-        recorded slashes, finish an epoch close, and (with `attribution`) queue receipts still awaiting their
-        attribution. Idempotent; with nothing pending it reads the database only. Returns how many of each it
+        recorded slashes, finish an epoch close, (with `attribution`) queue receipts still awaiting their
+        attribution, and take withdrawn records' quotes out of model reports. Idempotent; with nothing pending it reads the database only. Returns how many of each it
         finished, and under "errors" the parts that failed (left for the next run)."""
         pending = self.pending_work()
         done = dict.fromkeys(pending, 0)
@@ -953,6 +953,8 @@ class Node:
                 run("epoch_close", lambda: int(self.economy.finish().get("state") == "published"))
         if attribution and pending["attribution"]:
             run("attribution", self.serving.attribution.resume)
+        # a node that died between storing a withdrawal and taking its record's quotes out of model reports
+        run("withdrawn_samples", self.factory.forget_all_withdrawn)
         if errors:
             done["errors"] = errors
         return done

@@ -59,7 +59,7 @@ def test_a_private_datanet_is_anchored_without_its_name(client, http, alice):
 
 
 NOTHING = {"datanets": 0, "versions": 0, "slashes": 0, "shares": 0, "epoch_close": 0, "payments": 0, "fee_policies": 0,
-           "attribution": 0}
+           "attribution": 0, "withdrawn_samples": 0}
 
 
 def test_a_name_or_version_another_registrar_took_on_chain_is_not_adopted(home, client, alice, bob, tmp_path):

@@ -547,3 +547,55 @@ def test_a_record_the_trainer_cannot_read_is_skipped_and_a_withdrawn_one_leaves_
     path = Path(client.http.app.state.node.factory.model_for("skips-one", None).path)
     assert gone["question"] not in (path / "lineage.json").read_text()
     assert len(client.factory.model("skips-one")["metrics"]["eval"]["samples"]) == len(sampled) - 1
+
+
+def test_a_record_withdrawn_while_its_model_trained_or_before_a_crash_leaves_the_models_samples(
+        client, alice, bob, tmp_path):
+    """A node that died between storing a withdrawal and cleaning the reports left the record quoted for good; its
+    next start takes the quotes out. A job reads its records at its start: those withdrawn while it trained found
+    no model to clean and stayed quoted in the finished model's report."""
+    from sqlalchemy import update
+
+    from ledgerlm.factory import tiny_random_model
+    from ledgerlm.identity import SignedAction
+    from ledgerlm.store.schema import contributions
+
+    node = client.http.app.state.node
+    tiny = tiny_random_model(tmp_path / "tiny", [f"{r['question']} {r['answer']}" for r in FACTS])
+    client.factory.register_base("tiny", str(tiny))
+    publish_qa(client, tmp_path, alice, [(bob, FACTS)])
+    config = {"epochs": 1, "max_len": 64, "eval_split": 0.5}
+
+    def quoted(model_id):
+        return {s["after"]["contribution"] for s in client.factory.model(model_id)["metrics"]["eval"]["samples"]}
+
+    job = client.factory.train(bob, {"model_id": "first", "datanet": "colours", "version": 1, "base": "tiny",
+                                     "config": config})
+    assert node.factory.wait(job["id"], timeout=300).state == "done"
+    crashed = sorted(quoted("first"))[0]
+    with node.db.begin() as conn:  # the withdrawal is stored; the node dies before the reports are cleaned
+        conn.execute(update(contributions).where(contributions.c.id == crashed).values(state="withdrawn"))
+    assert crashed in quoted("first")
+    assert node.reconcile()["withdrawn_samples"] == 1
+    assert quoted("first") and crashed not in quoted("first")
+    assert node.reconcile()["withdrawn_samples"] == 0
+
+    # every other record is withdrawn once the next job has trained, before it stores its model
+    rest = [c.id for c in client.contributions("colours") if c.id != crashed]
+    withdrawals = [SignedAction(**client._sign(bob, "WithdrawContribution", {"contributionId": cid})) for cid in rest]
+    licence = node.factory._licence
+
+    def withdrawn_as_training_ends(job_id):
+        for cid, signed in zip(rest, withdrawals):
+            node.datanets.withdraw(cid, signed)
+        return licence(job_id)
+
+    node.factory._licence = withdrawn_as_training_ends
+    job = client.factory.train(bob, {"model_id": "raced", "datanet": "colours", "version": 1, "base": "tiny",
+                                     "config": config})
+    done = node.factory.wait(job["id"], timeout=300)
+    node.factory._licence = licence
+    assert done.state == "done", done.error
+    assert quoted("raced") == set()
+    lineage = (Path(node.factory.model_for("raced", None).path) / "lineage.json").read_text()
+    assert not any(r["question"] in lineage for r in FACTS)

@@ -508,6 +508,8 @@ class ModelFactory:
                 path=str(out_dir), job_id=job.id, fee_policy=None, chain_tx=None, created_at=int(time.time()),
             ))
             self._set(job.id, conn=conn, state="done", progress=finished)
+        # a record withdrawn while the job trained was read at its start, and no model was there to clean then
+        self.forget_withdrawn(job.datanet, model_id=job.model_id)
 
     def _fail(self, job: Job, exc: Exception, out_dir: Path) -> None:
         """Mark the job failed with why, and clear what it wrote: a failed job's id is free again, and a later job
@@ -595,14 +597,21 @@ class ModelFactory:
         """Take the evaluation samples quoting a withdrawn contribution out of the reports of the models trained on
         its Datanet (metrics, card and lineage.json): withdrawal deletes the record's text from the node. Returns
         how many models changed. A published model's metrics hash on chain stays that of the report it had."""
-        from ledgerlm.factory.lineage import ModelCard, write_lineage
+        return self.forget_withdrawn(datanet)
 
-        def scrub(metrics: dict) -> tuple[dict, bool]:
+    def forget_withdrawn(self, datanet: str, model_id: str | None = None) -> int:
+        """Take the samples quoting any withdrawn contribution of `datanet` out of its models' reports (or model
+        `model_id`'s); returns how many models changed. Run after each withdrawal, after a job stores its model
+        (a record withdrawn while it trained), and at start (a node that died between a withdrawal and this)."""
+        from ledgerlm.factory.lineage import ModelCard, write_lineage
+        from ledgerlm.store.schema import contributions, datanets
+
+        def scrub(metrics: dict, gone: set[int]) -> tuple[dict, bool]:
             out, hit = {}, False
             for key, value in metrics.items():
                 if isinstance(value, dict) and isinstance(value.get("samples"), list):
-                    kept = [s for s in value["samples"] if contribution_id not in (
-                        (s.get("before") or {}).get("contribution"), (s.get("after") or {}).get("contribution"))]
+                    kept = [s for s in value["samples"] if not gone.intersection((
+                        (s.get("before") or {}).get("contribution"), (s.get("after") or {}).get("contribution")))]
                     hit |= len(kept) != len(value["samples"])
                     value = {**value, "samples": kept}
                 out[key] = value
@@ -610,11 +619,19 @@ class ModelFactory:
 
         changed = 0
         with self.db.begin() as conn:
-            rows = conn.execute(select(models.c.id, models.c.metrics, models.c.card, models.c.path)
-                                .where(models.c.datanet == datanet)).mappings().all()
-            for row in rows:
-                metrics, hit = scrub(row["metrics"] or {})
-                card_metrics, card_hit = scrub((row["card"] or {}).get("metrics") or {})
+            gone = set(conn.execute(select(contributions.c.id).join(datanets, datanets.c.id ==
+                                                                    contributions.c.datanet_id)
+                                    .where(and_(datanets.c.name == datanet, contributions.c.state == "withdrawn")))
+                       .scalars())
+            if not gone:
+                return 0
+            query = select(models.c.id, models.c.metrics, models.c.card, models.c.path).where(
+                models.c.datanet == datanet)
+            if model_id is not None:
+                query = query.where(models.c.id == model_id)
+            for row in conn.execute(query).mappings().all():
+                metrics, hit = scrub(row["metrics"] or {}, gone)
+                card_metrics, card_hit = scrub((row["card"] or {}).get("metrics") or {}, gone)
                 if not (hit or card_hit):
                     continue
                 card = {**(row["card"] or {}), "metrics": card_metrics}
@@ -624,6 +641,17 @@ class ModelFactory:
                         {k: v for k, v in card.items() if k in ModelCard.__dataclass_fields__}))
                 changed += 1
         return changed
+
+    def forget_all_withdrawn(self) -> int:
+        """`forget_withdrawn` for every Datanet with a model and a withdrawn contribution (at start)."""
+        from ledgerlm.store.schema import contributions, datanets
+
+        with self.db.connect() as conn:
+            names = list(conn.execute(select(datanets.c.name).distinct()
+                                      .join(contributions, contributions.c.datanet_id == datanets.c.id)
+                                      .join(models, models.c.datanet == datanets.c.name)
+                                      .where(contributions.c.state == "withdrawn")).scalars())
+        return sum(self.forget_withdrawn(name) for name in names)
 
     def list(self) -> list[ModelRecord]:
         with self.db.connect() as conn:
