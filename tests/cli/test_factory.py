@@ -75,13 +75,13 @@ def test_register_train_publish_attribute(cli, tiny_dir, tmp_path):
 
     cli.fails("factory", "publish", "colours-tiny", "--as", "carol", "--fee-policy", "1,2,3",
               match="four integers")
-    cli.fails("factory", "publish", "colours-tiny", "--as", "bob", match="only the developer")
+    cli.fails("factory", "publish", "colours-tiny", "--as", "bob", match="only its developer")
     text = cli("factory", "publish", "colours-tiny", "--as", "carol").stdout
     published = cli.json("models", "show", "colours-tiny")
     assert published["chain_tx"] and published["chain_tx"] in text
     change = cli.json("factory", "fee-policy", "colours-tiny", "2500,2000,4500,1000", "--as", "carol")
     assert change["fee_policy"]["developer_bps"] == 2000 and change["from_epoch"] == 2  # epoch 1 is open
-    cli.fails("factory", "fee-policy", "colours-tiny", "2500,2000,4500,1000", "--as", "bob", match="only the developer")
+    cli.fails("factory", "fee-policy", "colours-tiny", "2500,2000,4500,1000", "--as", "bob", match="only its developer")
 
     answer = cli.json("attribute", "--model", "colours-tiny", "--prompt", "What colour is the reef?",
                       "--answer", "The reef is copper.")
@@ -116,7 +116,7 @@ def test_cancel_and_resume_a_detached_job(cli, tiny_dir, tmp_path):
     long_run[long_run.index("--epochs") + 1] = "100"  # the most allowed, one example a step: so cancel always
     long_run[long_run.index("--batch-size") + 1] = "1"  # lands while it runs
     queued = cli.json("factory", "train", *long_run, "--name", "later", "--as", "carol", "--detach")
-    cli.fails("factory", "cancel", queued["id"], "--as", "bob", match="only the developer")
+    cli.fails("factory", "cancel", queued["id"], "--as", "bob", match="only its developer")
     cancelled = cli.json("factory", "cancel", queued["id"], "--as", "carol")
     assert cancelled["state"] in ("stopped", "running")  # a running job stops at its next step
     with cli.node() as node:

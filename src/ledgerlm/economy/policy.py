@@ -66,8 +66,8 @@ def change_fee_policy(db: Database, model, signed: SignedAction, *, domain: Sign
     if m["modelId"] != model.id:
         raise AuthError("the signature is for another model", field="modelId")
     if developer != model.developer:
-        raise AuthError(f"only the developer ({model.developer}) may change the fee policy of {model.id}",
-                        field="developer", status=403)
+        raise AuthError(f"only its developer may change the fee policy of {model.id}", field="developer",
+                        status=403)
     if not model.chain_tx:
         raise EconomyError(f"{model.id} is not published: its first fee policy is set by publishing it",
                            field="model", status=409)

@@ -310,7 +310,8 @@ class ModelFactory:
         if signed.message["jobId"] != job_id:
             raise AuthError("the signature is for another job", field="jobId")
         if developer != job.developer:
-            raise AuthError(f"only the developer ({job.developer}) may control job {job_id}", field="developer", status=403)
+            # naming nobody: job ids run in order, and a private Datanet's job names a member its list hides
+            raise AuthError(f"only its developer may control job {job_id}", field="developer", status=403)
         command = signed.message["command"]
         if command == "resume":  # a job resumes only while its developer may still train on the data
             self.datanets.require_access(job.datanet, developer, "train on")
@@ -716,12 +717,14 @@ class ModelFactory:
     def publish(self, model_id: str, signed: SignedAction) -> ModelRecord:
         """Register the model, its lineage, its fee policy and its price on chain (the developer signs)."""
         developer = verify_action(signed, expected="PublishModel", domain=self.domain)
-        record = self.model(model_id, verify=True)
         m = signed.message
         if m["modelId"] != model_id:
             raise AuthError("the signature is for another model", field="modelId")
-        if developer != record.developer:
-            raise AuthError(f"only the developer ({record.developer}) may publish {model_id}", field="developer", status=403)
+        # the developer is checked before the files are hashed, and a refusal names nobody: a model of a private
+        # Datanet names a member its members list hides from strangers
+        if developer != self.model(model_id, verify=False).developer:
+            raise AuthError(f"only its developer may publish {model_id}", field="developer", status=403)
+        record = self.model(model_id, verify=True)
         # publishing opens the model to every caller: a developer no longer allowed to read a private Datanet (a
         # removed member) may not do that with what it learned from the data
         self.datanets.require_access(record.datanet, developer, "publish a model of")
