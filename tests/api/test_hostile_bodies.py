@@ -44,6 +44,19 @@ def test_a_body_nested_past_the_parsers_stack_is_refused_and_the_node_lives(http
     assert http.get("/node/info").status_code == 200
 
 
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le", "utf-16"])
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/datanets"])
+def test_a_json_body_in_utf16_or_utf32_is_refused_before_the_guard_misreads_it(http, path, encoding):
+    # the parser decodes UTF-16 and UTF-32 by itself, but the guard reads bytes: an escaped quote in UTF-16 hid
+    # every bracket after it, and 100,000 levels ended the process. Text in those encodings is refused whole.
+    text = '["\\"", ' + "[" * 100_000 + "]" * 100_000 + "]"
+    assert_refused(http.post(path, content=text.encode(encoding), headers=JSON), "not UTF-8")
+    chat = '{"model": "m", "messages": [{"role": "user", "content": "\\ud800"}]}'
+    assert_refused(http.post(path, content=chat.encode(encoding), headers=JSON), "not UTF-8")
+    assert http.get("/node/info").status_code == 200
+    assert json_body_problem('{"a": "é"}'.encode("utf-8-sig")) is None  # UTF-8 with a byte-order mark is UTF-8
+
+
 def test_a_second_content_type_header_does_not_let_a_deep_body_past_the_guard(http):
     # the route parses by the first Content-Type; a trailing form type once made the guard skip the body, and
     # 200,000 levels sent that way ended the process

@@ -5,6 +5,7 @@ parsed."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 
@@ -77,7 +78,13 @@ class ReportBusy(HTTPException):
 
 
 def json_body_problem(body: bytes) -> str | None:
-    """Why `body` must not reach a JSON parser (too deeply nested, a number too long, a lone surrogate), or None."""
+    """Why `body` must not reach a JSON parser (not UTF-8, too deeply nested, a number too long, a lone surrogate),
+    or None."""
+    # The checks below read UTF-8 bytes, but the parser decodes UTF-16 and UTF-32 by itself: in UTF-16 an escaped
+    # quote looks like a string's end to them, so a body nested past the C stack went through and ended the process.
+    encoding = json.detect_encoding(body) if body else "utf-8"
+    if encoding not in ("utf-8", "utf-8-sig"):
+        return f"the JSON body is not UTF-8 (it reads as {encoding.upper()}); send UTF-8 JSON"
     outside = _STRING.sub(b'""', body)  # brackets and digits inside strings are text, not structure
     chars = np.frombuffer(outside, dtype=np.uint8)
     if chars.size:
