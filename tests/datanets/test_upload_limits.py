@@ -271,3 +271,57 @@ def test_an_upload_that_stops_sending_is_dropped_and_leaves_nothing(small_node, 
     assert (refused.value.status, refused.value.field) == (408, "body")
     assert "no byte of the upload arrived for 0.2 s" in refused.value.message
     assert len(staged_while_waiting) == 1 and staged_files(home) == []
+
+
+def _trickled(small_node, bob, body_upto, **limits):
+    """An upload whose client sends the body up to `body_upto` at once, then a byte every 0.05 s."""
+    import asyncio
+
+    from starlette.requests import Request
+
+    from ledgerlm.api.multipart import receive_upload
+    from ledgerlm.datanets import UploadInProgress
+    from ledgerlm.errors import LedgerError
+
+    body, content_type = _form(small_node, bob, [("a.jsonl", GOOD)])
+    cut = body_upto(body)
+    messages = [{"type": "http.request", "body": body[:cut], "more_body": True}]
+    rest = list(body[cut:])
+
+    async def receive():
+        if messages:
+            return messages.pop(0)
+        await asyncio.sleep(0.05)
+        return {"type": "http.request", "body": bytes([rest.pop(0)]) if rest else b"", "more_body": bool(rest)}
+
+    scope = {"type": "http", "method": "POST", "path": "/datanets/qa/contributions",
+             "headers": [(b"content-type", content_type.encode())]}
+    upload = UploadInProgress(small_node.app.state.node.datanets, "qa")
+    with pytest.raises(LedgerError) as refused:
+        run_apart(receive_upload(Request(scope, receive), upload, max_body=10**9, **limits))
+    return refused.value
+
+
+def test_an_upload_trickled_before_its_signed_fields_is_cut_off_at_their_deadline(small_node, home, bob):
+    """Each byte came within the idle limit, so a connection sending the action a byte a minute was held for
+    good before anything said who sent it; a few hundred took every file descriptor."""
+    refused = _trickled(small_node, bob, lambda body: 10, fields_seconds=0.5)
+    assert (refused.status, refused.field) == (408, "body")
+    assert "the signed action and manifest did not arrive within 0.5 s" in refused.message
+    assert staged_files(home) == []
+
+
+def test_a_signed_upload_trickled_under_the_least_rate_is_cut_off(small_node, home, bob):
+    refused = _trickled(small_node, bob, lambda body: body.index(GOOD) + 5, min_rate=10_000, rate_grace=0.3)
+    assert (refused.status, refused.field) == (408, "body")
+    assert "bytes/s, under the 10000 it must keep after 0.3 s" in refused.message
+    assert staged_files(home) == []
+
+
+def test_a_multipart_boundary_past_what_the_parser_reads_is_named(small_node, bob):
+    http = small_node
+    body, _ = _form(http, bob, [("a.jsonl", GOOD)])
+    response = http.post("/datanets/qa/contributions", content=body,
+                         headers={"content-type": "multipart/form-data; boundary=" + "b" * 300})
+    assert response.status_code == 400 and response.json()["error"]["field"] == "content-type"
+    assert "boundary is 300 bytes" in response.json()["error"]["message"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import weakref
 
 import anyio
@@ -33,6 +34,13 @@ READ_BUFFER = 64 * 1024
 # An upload may take as long as its size needs, but one that sends nothing for this long holds a connection,
 # a task and a staged file for nothing (a stalled client was kept for good).
 IDLE_SECONDS = 60
+# Before its signed action and manifest have arrived an upload is anyone's: one trickled a byte a minute held a
+# connection for good, and a few hundred took every file descriptor. They must arrive within this...
+FIELDS_SECONDS = 30
+# ...and after a minute the upload must have come in at this average rate at least (32 kbit/s).
+MIN_BYTES_PER_SECOND = 4096
+RATE_GRACE_SECONDS = 60
+MAX_BOUNDARY_BYTES = 70  # RFC 2046; the parser refuses more than 256 with an error of its own
 # Threads that uploads' blocking work may hold at once (parsing chunks, staging files, the final
 # parse and insert). The server's shared pool has 40: as many slow uploads would leave every
 # synchronous route waiting; past this count an upload's next chunk waits for a thread instead.
@@ -119,7 +127,9 @@ class _Parts:
 
 
 async def receive_upload(request: Request, upload: UploadInProgress, *, max_body: int,
-                         max_files: int | None = None, idle_seconds: float = IDLE_SECONDS) -> None:
+                         max_files: int | None = None, idle_seconds: float = IDLE_SECONDS,
+                         fields_seconds: float = FIELDS_SECONDS, min_rate: float = MIN_BYTES_PER_SECOND,
+                         rate_grace: float = RATE_GRACE_SECONDS) -> None:
     """Feed the request body to `upload` chunk by chunk; refuse early on the declared sizes.
 
     The bytes are counted as they arrive, so a body without a Content-Length (chunked) stops at
@@ -134,6 +144,9 @@ async def receive_upload(request: Request, upload: UploadInProgress, *, max_body
     boundary = options.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
         raise DatanetError("an upload is a multipart/form-data request", field="content-type")
+    if len(boundary) > MAX_BOUNDARY_BYTES:
+        raise DatanetError(f"the multipart boundary is {len(boundary)} bytes; at most {MAX_BOUNDARY_BYTES} are read",
+                           field="content-type")
     length = declared_length(request.headers.get("content-length"))
     if length is not None and length > max_body:
         shown = length if length < 10**LENGTH_DIGITS else f"more than {LENGTH_DIGITS} digits of"
@@ -179,12 +192,25 @@ async def receive_upload(request: Request, upload: UploadInProgress, *, max_body
 
     try:
         stream = request.stream()
+        started = time.monotonic()
         while not parts.ended:  # what a client sends after the closing boundary is no part of the form
+            elapsed = time.monotonic() - started
+            signed = upload.declared_bytes is not None
+            if not signed and elapsed >= fields_seconds:
+                raise DatanetError(f"the signed action and manifest did not arrive within {fields_seconds:g} s of "
+                                   "the upload's start; nothing was stored", field="body", status=408)
+            if elapsed > rate_grace and received < min_rate * elapsed:
+                raise DatanetError(f"the upload came in at {received / elapsed:.0f} bytes/s, under the "
+                                   f"{min_rate:g} it must keep after {rate_grace:g} s; nothing was stored",
+                                   field="body", status=408)
+            wait = idle_seconds if signed else min(idle_seconds, fields_seconds - elapsed)
             try:
-                chunk = await asyncio.wait_for(anext(stream), idle_seconds)
+                chunk = await asyncio.wait_for(anext(stream), wait)
             except StopAsyncIteration:
                 break
             except TimeoutError:
+                if wait < idle_seconds:
+                    continue  # the deadline for the signed fields, named above
                 raise DatanetError(f"no byte of the upload arrived for {idle_seconds:g} s; nothing was stored",
                                    field="body", status=408) from None
             except ClientDisconnect:  # a refusal like any other, not a server fault with a trace in the log
