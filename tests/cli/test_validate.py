@@ -60,13 +60,31 @@ def test_a_round_from_policy_to_reputation(cli_for, tmp_path, monkeypatch):
     cli.fails("validate", "commit", rid, "--votes", "1=90,99=85", "--as", "bob", match="99 are not assigned")
     committed = cli("validate", "commit", rid, "--votes", "1=90,2=85,3=10", "--as", "bob").stdout
     assert ISO_IN.search(committed), committed  # "reveal after <ISO 8601> (in 9 min 58 s)"
-    cli("validate", "commit", rid, "--votes", "1=80,2=95,3=5", "--as", "carol")
+    # The CLI dies once the node has taken a commit, before it renames the kept votes into place: carol's first
+    # commit, and bob's second (his first one's votes stay kept beside it). Each is still revealed.
+    import os
+
+    real_replace = os.replace
+
+    def killed_once_sent(src, dst):
+        if str(src).endswith(".sending.json"):
+            raise SystemExit(137)
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", killed_once_sent)
+    cli("validate", "commit", rid, "--votes", "1=80,2=95,3=5", "--as", "carol", ok=False)
+    cli("validate", "commit", rid, "--votes", "1=91,2=84,3=11", "--as", "bob", ok=False)
+    monkeypatch.setattr(os, "replace", real_replace)
+    kept = sorted(p.name for p in (cli.home.root / "validator").iterdir())
+    assert len(kept) == 3 and sum(name.endswith(".sending.json") for name in kept) == 2
     error = cli.fails("validate", "reveal", rid, "--as", "bob", match="opens after")
     assert ISO_IN.search(error), error
 
     clock.move_past(opened["commit_deadline"])
     cli("validate", "reveal", rid, "--as", "bob")
     cli("validate", "reveal", rid, "--as", "carol")
+    revealed = cli.json("validate", "round", "show", rid)
+    assert len(revealed["revealed"]) == 2
     cli.fails("validate", "tally", rid, "--as", "alice", match="can be tallied after")
 
     clock.move_past(opened["reveal_deadline"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from pathlib import Path
 
 import typer
@@ -21,6 +22,22 @@ app.add_typer(round_app, name="round")
 def _secrets(s: Session, round_id: int, address: str) -> Path:
     """Votes and salt stay on the validator's machine between commit and reveal."""
     return s.home.root / "validator" / f"round-{round_id}-{address}.json"
+
+
+def _pending(path: Path) -> Path:
+    return path.with_name(path.stem + ".sending.json")
+
+
+def _write_secret(path: Path, secret: dict) -> None:
+    """Write the votes and salt whole or not at all (a temporary file renamed over it), readable by the owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(secret, out)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temporary, path)
 
 
 def _parse_votes(votes: str | None, votes_file: Path | None) -> dict[int, int]:
@@ -109,12 +126,15 @@ def commit(
         raise LedgerError(f"contribution(s) {', '.join(map(str, stray))} are not assigned to {account.address} in round "
                           f"{round_id}; yours: {', '.join(map(str, sorted(assigned))) or 'none open'} "
                           f"(`ledgerlm validate queue --as KEY`)", field="votes")
-    r, salt = client.validation.commit(account, round_id, scores)
+    salt = secrets.token_bytes(32)
     path = _secrets(s, round_id, account.address)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump({"votes": scores, "salt": salt.hex()}, out)
+    pending = _pending(path)
+    # Kept before the commit is sent: a commit the node took whose salt was lost (the CLI killed, the disk full)
+    # could never be revealed, and the validator counted as absent. It becomes the round's secret once the node
+    # answers; until then the one committed earlier, if any, stays (`reveal` tries both).
+    _write_secret(pending, {"votes": scores, "salt": salt.hex()})
+    r, _ = client.validation.commit(account, round_id, scores, salt)
+    os.replace(pending, path)
     s.emit(r, lambda r: console.print(f"committed {len(scores)} score(s) to round {round_id}; reveal after {format_time(r['commit_deadline'])}"))
 
 
@@ -124,11 +144,25 @@ def reveal(ctx: typer.Context, round_id: int, as_key: str = typer.Option(..., "-
     s = session(ctx)
     account = s.unlock(as_key)
     path = _secrets(s, round_id, account.address)
-    if not path.exists():
+    # the secret of the last commit the node answered, then one sent but never answered (it may have landed)
+    kept = [p for p in (path, _pending(path)) if p.exists()]
+    if not kept:
         raise LedgerError(f"no committed votes for round {round_id} in {path.parent}", field="round")
-    saved = json.loads(path.read_text())
-    r = s.client().validation.reveal(account, round_id, {int(k): v for k, v in saved["votes"].items()},
-                                     bytes.fromhex(saved["salt"]))
+    for i, candidate in enumerate(kept):
+        try:
+            saved = json.loads(candidate.read_text())
+            votes, salt = {int(k): v for k, v in saved["votes"].items()}, bytes.fromhex(saved["salt"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            if i + 1 < len(kept):
+                continue
+            raise LedgerError(f"the votes kept for round {round_id} in {candidate} cannot be read", field="round") from None
+        try:
+            r = s.client().validation.reveal(account, round_id, votes, salt)
+            break
+        except LedgerError as exc:
+            if exc.field == "reveal" and i + 1 < len(kept):  # not the votes committed: the next kept
+                continue
+            raise
     s.emit(r, lambda r: console.print(f"revealed in round {round_id} ({len(r['revealed'])} of {len(r['committed'])} revealed)"))
 
 
