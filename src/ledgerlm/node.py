@@ -182,7 +182,15 @@ def _register_model(node: Node):
                 node.account, model_id, record.developer, record.base_model, "0x" + card["base_sha256"],
                 "0x" + card["adapter_sha256"], [record.version_root], "0x" + card["config_sha256"], metrics_hash,
             ).tx_hash
-        if registry.fee_policy(model_id) != FeePolicy(**policy):
+        on_chain = registry.fee_policy(model_id)
+        if on_chain != FeePolicy(**policy):
+            if on_chain.total:  # set once, by a publish a crash cut short: the chain keeps that split
+                split = ",".join(map(str, (on_chain.node_bps, on_chain.developer_bps, on_chain.contributors_bps,
+                                           on_chain.validators_bps)))
+                raise LedgerError(f"model {record.id!r} was registered on chain with the fee split {split} "
+                                  "(node, developer, contributors, validators) by an earlier publish that did not "
+                                  "finish: publish it with that split, then change it with `factory fee-policy`",
+                                  field="fee_policy", status=409)
             registry.set_fee_policy(node.account, model_id, FeePolicy(**policy))
         if registry.price_per_1k(model_id) != price_per_1k:
             registry.set_price(node.account, model_id, price_per_1k)

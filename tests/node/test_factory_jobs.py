@@ -108,6 +108,27 @@ def test_a_publish_the_node_stopped_half_way_is_finished_by_publishing_again(tra
     assert (policy.node_bps, policy.developer_bps, policy.contributors_bps, policy.validators_bps) == (500, 4000, 4500, 1000)
 
 
+def test_publishing_again_with_another_split_than_the_chain_kept_is_named(trained, client, carol, monkeypatch):
+    """The split was set on chain, then the node stopped before the price and its own record; the chain sets a
+    model's split once, so a retry with another split reverted with a raw contract error."""
+    node = client.http.app.state.node
+    registry = node.contracts.registry
+
+    def stopped(*_args, **_kwargs):
+        raise LedgerError("the node stopped here", status=500)
+
+    monkeypatch.setattr(registry, "set_price", stopped)
+    with pytest.raises(LedgerError, match="stopped here"):
+        client.factory.publish(carol, "colours-tiny", price_per_1k=7)
+    monkeypatch.undo()
+    other = {"node_bps": 1000, "developer_bps": 3500, "contributors_bps": 4500, "validators_bps": 1000}
+    with pytest.raises(LedgerError) as refused:
+        client.factory.publish(carol, "colours-tiny", other, price_per_1k=7)
+    assert (refused.value.status, refused.value.field) == (409, "fee_policy")
+    assert "registered on chain with the fee split 500,4000,4500,1000" in refused.value.message
+    assert client.factory.publish(carol, "colours-tiny", price_per_1k=7)["chain_tx"]
+
+
 def test_bad_requests(client, alice, carol, tmp_path):
     with pytest.raises(LedgerError, match="no base model named 'tiny'"):
         client.factory.train(carol, {"model_id": "m-1", "datanet": "missing", "version": 1, "base": "tiny",
