@@ -116,3 +116,23 @@ def test_an_open_epoch_that_payments_funded_and_the_admin_swept_is_given_up_at_t
             assert conn.execute(select(receipts.c.settled_epoch).where(receipts.c.id == held)).scalar() == number + 1
     finally:
         node.close()
+
+
+def test_a_claim_that_lands_second_of_two_sent_at_once_is_told_it_was_claimed(home, monkeypatch):
+    """Both read the payout as unclaimed; the chain refuses the second, which was answered with the raw contract
+    revert (400) instead of the 409 any later claim gets."""
+    import ledgerlm.economy.earnings as earnings_module
+
+    node = Node.open(home)
+    try:
+        _a_paid_call(node)
+        assert node.economy.close()["state"] == "published"
+        c = node.contracts
+        unclaimed = earnings(node.db, c.distributor, DEV.address)
+        assert int(relay_claim(node.db, c.distributor, node.account, DEV.address, 1)["amount"]) > 0
+        monkeypatch.setattr(earnings_module, "earnings", lambda *_args: unclaimed)  # read before the first landed
+        with pytest.raises(EconomyError, match="has already claimed epoch 1") as refused:
+            relay_claim(node.db, c.distributor, node.account, DEV.address, 1)
+        assert (refused.value.status, refused.value.field) == (409, "epoch")
+    finally:
+        node.close()

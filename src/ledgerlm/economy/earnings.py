@@ -12,6 +12,7 @@ from ledgerlm.buckets import KeyedLimit, TokenBuckets, hourly
 from ledgerlm.chain import CAP_LIMIT, DEADLINE_LIMIT
 from ledgerlm.economy.consumers import lock_consumer
 from ledgerlm.economy.errors import EconomyError
+from ledgerlm.errors import LedgerError
 from ledgerlm.identity import recover_signer
 from ledgerlm.store import Database
 from ledgerlm.store.schema import epoch_payouts, epochs, spending_caps
@@ -139,5 +140,13 @@ def relay_claim(db: Database, distributor, relayer, address: str, epoch: int) ->
                            status=409)
     if entry["claimed"]:
         raise EconomyError(f"{owed['address']} has already claimed epoch {epoch}", field="epoch", status=409)
-    tx = distributor.claim(relayer, int(entry["chain_epoch"]), owed["address"], int(entry["amount"]), entry["proof"])
+    try:
+        tx = distributor.claim(relayer, int(entry["chain_epoch"]), owed["address"], int(entry["amount"]),
+                               entry["proof"])
+    except LedgerError as exc:
+        if "AlreadyClaimed" not in exc.message:
+            raise
+        # a claim sent at the same time landed first: the same answer as a claim sent after it
+        raise EconomyError(f"{owed['address']} has already claimed epoch {epoch}", field="epoch",
+                           status=409) from None
     return {"account": owed["address"], "epoch": epoch, "amount": entry["amount"], "tx_hash": tx.tx_hash}
