@@ -175,3 +175,23 @@ def test_a_factory_deployed_before_names_were_signed_is_named_before_anything_is
     with pytest.raises(LedgerError, match="redeploy the contracts") as refused:
         client.shares.preview("datanet", "qa", supply=SUPPLY)
     assert refused.value.status == 409 and refused.value.field == "share_factory"
+
+
+def test_a_token_the_chain_issued_before_the_node_stopped_is_adopted_with_its_transaction(
+        client, world, alice, monkeypatch):  # noqa: F811
+    node = world
+    factory = node.contracts.share_factory
+    issue = factory.issue
+    sent = []
+
+    def issued_then_stopped(*args, **kwargs):
+        sent.append(issue(*args, **kwargs).tx_hash)
+        raise ChainError("the node stopped here", status=503)
+
+    monkeypatch.setattr(factory, "issue", issued_then_stopped)
+    with pytest.raises(LedgerError, match="stopped here"):
+        client.shares.issue(alice, "datanet", "qa", supply=SUPPLY)
+    monkeypatch.undo()
+    assert node.shares.reconcile() == 1
+    adopted = node.shares.asset("datanet:qa")
+    assert adopted.token == factory.share_of(AssetKind.DATANET, QA) and adopted.tx == sent[0]

@@ -396,6 +396,8 @@ class Shares:
         client = self.contracts.share_token(token)
         if client.allocation_root() != asset.allocation_root:
             raise EconomyError(f"the token at {token} carries another allocation root", field="asset", status=409)
+        if tx is None:  # issued before a crash lost the answer: the transaction is read from its event
+            tx = factory.chain.event_tx(factory.contract, "SharesIssued", client.issued_block(), token=token)
         with self.db.begin() as conn:
             conn.execute(update(share_assets).where(share_assets.c.id == row_id)
                          .values(token=token, tx=tx, block=client.issued_block()))
