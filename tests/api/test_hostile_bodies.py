@@ -181,3 +181,11 @@ def test_the_node_info_shows_server_paths_to_the_operator_only(http):
     token = (http.app.state.node.home.root / "operator_token").read_text().strip()
     private = http.get("/node/info", headers={"Authorization": f"Bearer {token}"}).json()
     assert private["home"] == str(http.app.state.node.home.root) and private["blobs"] != "local"
+
+
+def test_a_body_that_is_not_json_says_why_and_where(http):
+    response = http.post("/datanets", content=b'{"spec": ', headers=JSON)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["field"] == "body" and error["message"].startswith("the request body is not valid JSON: ")
+    assert "at character" in error["message"], error

@@ -90,6 +90,11 @@ def create_app(open_node: Callable[[], object]) -> FastAPI:
         location = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body",))
         field = _field_of(first.get("loc", ()))
         message = f"{location or 'request'}: {first.get('msg', 'invalid')}"
+        if first.get("type") == "json_invalid":  # FastAPI names only the position: "5: JSON decode error"
+            loc = first.get("loc", ())
+            at = f" at character {loc[1]}" if len(loc) > 1 and isinstance(loc[1], int) else ""
+            reason = (first.get("ctx") or {}).get("error") or "not JSON"
+            message, field = f"the request body is not valid JSON: {reason}{at}", "body"
         if is_page(request):
             return render_error(request, 422, message, field)
         # OpenAI answers an invalid request 400, which its clients raise as BadRequestError
