@@ -519,3 +519,37 @@ def test_one_stake_backs_a_bounded_number_of_open_offers(client, market, bob):
     with pytest.raises(LedgerError, match="open offers") as refused:
         client.providers.offer(bob, kind="serve", hardware="cpu", base_model="tiny", price=UNIT)
     assert refused.value.status == 409 and refused.value.field == "provider"
+
+
+def test_a_jobs_starting_weights_follow_from_its_seed_whatever_other_threads_draw(market):
+    """Spot-checks drew the adapter's starting weights from torch's process-wide generator: two at once (or one
+    beside training) took each other's numbers, and honest reports failed their start check and were slashed."""
+    import threading
+
+    import torch
+
+    from ledgerlm.providers.schemas import TrainingSpec
+    from ledgerlm.providers.training import TrainingRun
+
+    node, _ = market
+    spec = TrainingSpec(**SPEC)
+    alone = TrainingRun(_base(node), spec).state()
+    stop = threading.Event()
+
+    def disturb():  # another thread seeding and drawing from the process-wide generator throughout
+        while not stop.is_set():
+            torch.manual_seed(7)
+            torch.rand(1000)
+
+    neighbour = threading.Thread(target=disturb)
+    neighbour.start()
+    try:
+        beside = [TrainingRun(_base(node), spec).state() for _ in range(2)]
+    finally:
+        stop.set()
+        neighbour.join()
+    for state in beside:
+        assert sorted(state) == sorted(alone)
+        assert all(torch.equal(state[name], alone[name]) for name in alone)
+        assert all(t.dtype == torch.float64 for t in state.values())
+    assert any(".lora_A." in name and bool(alone[name].abs().sum()) for name in alone)

@@ -4,6 +4,7 @@ drawn from (seed, step), so a verifier can re-execute any one step from the chec
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 
 from ledgerlm.factory import BaseModel
@@ -24,13 +25,25 @@ class TrainingRun:
 
         self.spec = spec
         self.tokenizer = load_tokenizer(base)
-        model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float64)
+        # Loaded in the default float32 and then widened (the same values): loading straight in float64 switches
+        # torch's process-wide default dtype while it runs, and a check or a call in another thread then mixed
+        # float64 into its float32 work.
+        model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float32).to(torch.float64)
         available = linear_module_names(model)
         targets = [n for n in PROJECTION_NAMES if n in available] or available
-        torch.manual_seed(spec.seed)  # the adapter's initial weights follow from the seed alone
         lora = LoraConfig(r=spec.rank, lora_alpha=2 * spec.rank, lora_dropout=0.0, target_modules=targets,
                           bias="none", task_type="CAUSAL_LM")
         self.model = get_peft_model(model, lora)
+        # The adapter's initial weights follow from the seed alone, drawn from a generator of their own (PEFT's
+        # initialisation, A Kaiming-uniform and B zero): drawn from the process-wide one, two spot-checks at once,
+        # or one beside training or serving, took each other's numbers and failed honest work.
+        generator = torch.Generator().manual_seed(spec.seed)
+        with torch.no_grad():
+            for name, param in sorted(self.model.named_parameters()):
+                if ".lora_A." in name:
+                    torch.nn.init.kaiming_uniform_(param, a=math.sqrt(5), generator=generator)
+                elif ".lora_B." in name:
+                    param.zero_()
         self.model.train()
         self.params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
 
