@@ -187,3 +187,110 @@ def test_a_receipt_paying_contributors_its_attribution_does_not_name_is_refused(
 
     answered = _ask_through_a_gateway(handler, monkeypatch)
     assert answered.status_code == 502 and "attribution does not name" in answered.json()["error"]["message"]
+
+
+def _signed_by_the_node(receipt_fields: dict | None = None) -> tuple[dict, str]:
+    """A receipt a node's key really signed, as serving writes one (its fields, then `receipt_fields` changed
+    after signing), and that key."""
+    from eth_account import Account
+    from eth_account.messages import encode_typed_data
+
+    from ledgerlm.economy import split_fee
+    from ledgerlm.identity import SigningDomain
+    from ledgerlm.identity.actions import typed_data
+    from ledgerlm.serving.receipts import FeeShares, receipt_message
+
+    node = Account.create()
+    shares = FeeShares(node_bps=10_000, developer_bps=0, contributors_bps=0, validators_bps=0)
+    parties = {"node": node.address, "developer": node.address, "datanet": None}
+    row = {"id": "lgr-1", "epoch": 1, "consumer": node.address, "model_id": "m", "adapter_sha256": None,
+           "prompt_tokens": 1, "completion_tokens": 1, "price_per_1k": "0", "fee": "0",
+           "fee_policy": shares.to_dict(), "payouts": [p.to_dict() for p in split_fee(0, shares, **parties)],
+           "datanet_roots": [], "attribution": None, "state": "final", "created_at": 1, "finalized_at": 1,
+           "request": {"split": parties}}
+    body = receipt_message(row, node.address)
+    domain = SigningDomain.from_dict(status(1)["signing_domain"])
+    signature = node.sign_message(encode_typed_data(full_message=typed_data("InferenceReceipt", body, domain)))
+    receipt = {**row, "body": body, "signature": "0x" + bytes(signature.signature).hex().removeprefix("0x")}
+    receipt.update(receipt_fields or {})
+    return receipt, node.address
+
+
+def _node(answer, *, address=True, signer=None, code=200, content_type="application/json"):
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/serving/status":
+            return httpx.Response(200, json={**status(1), **({"node_address": signer} if address else {})})
+        body = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
+        return httpx.Response(code, content=body, headers={"content-type": content_type})
+    return handler
+
+
+def test_answers_that_went_around_the_receipt_check_are_refused(monkeypatch):
+    """A dishonest node's receipt passed unchecked when the answer was a 201, held a byte that is not UTF-8 (a
+    lenient client still reads it), came from a node whose status named no key, was for another model than the
+    one asked for, or showed fields other than those signed."""
+    forged, claimed = _impostor_receipt()
+    real, signer = _signed_by_the_node()
+    other_model, _ = _signed_by_the_node({"model_id": "another"})
+    shown_otherwise, _ = _signed_by_the_node({"prompt_tokens": 999})
+    cases = {
+        "a 201": _node({"id": "lgr-1", "x_ledgerlm_receipt": forged}, signer=claimed, code=201),
+        "not UTF-8": _node(json.dumps({"id": "lgr-1\udcff", "x_ledgerlm_receipt": forged}).encode()
+                           .replace(b"\\udcff", b"\xff"), signer=claimed),
+        "no key named": _node({"id": "lgr-1", "x_ledgerlm_receipt": forged}, address=False),
+        "another model": _node({"id": "lgr-1", "x_ledgerlm_receipt": other_model}, signer=signer),
+        "fields not signed": _node({"id": "lgr-1", "x_ledgerlm_receipt": shown_otherwise}, signer=signer),
+    }
+    for case, handler in cases.items():
+        answered = _ask_through_a_gateway(handler, monkeypatch)
+        monkeypatch.undo()  # the next case's node in place of this one's
+        assert answered.status_code == 502, (case, answered.text)
+        assert "cannot vouch for" in answered.json()["error"]["message"], case
+    honest = _ask_through_a_gateway(_node({"id": "lgr-1", "x_ledgerlm_receipt": real}, signer=signer), monkeypatch)
+    assert honest.status_code == 200, honest.text
+
+
+def test_a_node_answer_nested_past_the_parsers_stack_is_refused_and_the_gateway_lives(monkeypatch):
+    """Once eth_account is imported the recursion limit is 100,000, and parsing a node's answer nested that deep
+    ended the gateway's process (every caller's and every node's)."""
+    import eth_account  # noqa: F401 - what raises the recursion limit, as the first receipt check does
+
+    real, signer = _signed_by_the_node()
+    deep = b'{"id": "lgr-1", "x_ledgerlm_receipt": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    answered = _ask_through_a_gateway(_node(deep, signer=signer), monkeypatch)
+    assert answered.status_code == 502 and "nests" in answered.json()["error"]["message"]
+    error = _node_error_of(b'{"error": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    assert error.startswith('{"error"')
+
+
+def _node_error_of(body: bytes) -> str:
+    return gateway_app._node_error(httpx.Response(503), body)
+
+
+def test_a_node_whose_every_receipt_fails_is_taken_out_of_rotation(monkeypatch):
+    """Each answer counted as answered before its receipt was checked, so the failures never ran in a row and a
+    node forging every receipt kept taking the calls of its warm model."""
+    forged, claimed = _impostor_receipt()
+    calls = {"http://bad": 0, "http://good": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        origin = f"{request.url.scheme}://{request.url.host}"
+        if request.url.path == "/serving/status":
+            return httpx.Response(200, json={**status(1), "node_address": claimed})
+        calls[origin] += 1
+        if origin == "http://bad":
+            return httpx.Response(200, json={"id": "lgr-1", "x_ledgerlm_receipt": forged})
+        return httpx.Response(200, json={"id": "lgr-2"})
+
+    real = httpx.AsyncClient
+
+    def mocked(*args, **kwargs):
+        kwargs["transport"] = httpx.MockTransport(handler)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gateway_app.httpx, "AsyncClient", mocked)
+    settings = GatewaySettings(nodes=("http://bad", "http://good"), down_after=3, health_interval=3600)
+    with TestClient(create_gateway_app(settings)) as http:
+        codes = [http.post("/v1/chat/completions", json={"model": "m", "messages": []}).status_code
+                 for _ in range(10)]
+    assert calls["http://bad"] <= 3 and codes.count(200) >= 7, (calls, codes)

@@ -86,6 +86,23 @@ def json_body_problem(body: bytes) -> str | None:
     if encoding not in ("utf-8", "utf-8-sig"):
         return f"the JSON body is not UTF-8 (it reads as {encoding.upper()}); send UTF-8 JSON"
     outside = _STRING.sub(b'""', body)  # brackets and digits inside strings are text, not structure
+    problem = _depth_problem(outside)
+    if problem:
+        return problem
+    if re.search(rb"(?<!\\)(?:\\\\)*\\u0000", body):  # an escaped NUL: PostgreSQL's text refuses it
+        return "a string in the JSON body holds a NUL character (\\u0000), which no text field takes"
+    if _LONG_NUMBER.search(outside):
+        return f"a number in the JSON body has more than {MAX_NUMBER_DIGITS} digits"
+    return _lone_surrogate(body)
+
+
+def json_depth_problem(body: bytes) -> str | None:
+    """Why a UTF-8 JSON document must not reach the parser for its nesting alone, or None (for JSON the node reads
+    from elsewhere: another node's answer)."""
+    return _depth_problem(_STRING.sub(b'""', body))
+
+
+def _depth_problem(outside: bytes) -> str | None:
     chars = np.frombuffer(outside, dtype=np.uint8)
     if chars.size:
         opens = (chars == ord("[")) | (chars == ord("{"))
@@ -93,11 +110,7 @@ def json_body_problem(body: bytes) -> str | None:
         depth = int(np.cumsum(opens.astype(np.int32) - closes.astype(np.int32)).max())
         if depth > MAX_JSON_DEPTH:
             return f"the JSON body nests {depth} levels deep; at most {MAX_JSON_DEPTH} are read"
-    if re.search(rb"(?<!\\)(?:\\\\)*\\u0000", body):  # an escaped NUL: PostgreSQL's text refuses it
-        return "a string in the JSON body holds a NUL character (\\u0000), which no text field takes"
-    if _LONG_NUMBER.search(outside):
-        return f"a number in the JSON body has more than {MAX_NUMBER_DIGITS} digits"
-    return _lone_surrogate(body)
+    return None
 
 
 def _lone_surrogate(body: bytes) -> str | None:

@@ -29,10 +29,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from ledgerlm import __version__
-from ledgerlm.api.limits import BodyLimit, BodyTooSlow, MalformedBody, RequestTooLarge
+from ledgerlm.api.limits import BodyLimit, BodyTooSlow, MalformedBody, RequestTooLarge, json_depth_problem
 from ledgerlm.gateway.routing import RoutingTable, ServingNode
 
 log = logging.getLogger("ledgerlm.gateway")
+# A whole answer larger than this is parsed and its receipt checked in a worker thread: a 16 MiB answer parsed on
+# the event loop held every other call (and the health checks) for seconds.
+LOOP_PARSE_BYTES = 256 * 1024
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 NODE_HEADER = "X-Ledgerlm-Node"
@@ -121,9 +124,21 @@ async def _read_capped(response: httpx.Response, limit: int) -> bytes:
     return b"".join(parts)
 
 
+def _node_json(body: bytes):
+    """A node's JSON, refused (ValueError) before the parser sees it when it is not UTF-8 or nests too deep
+    (`json_depth_problem`): once eth_account is imported, py_ecc has raised the recursion limit to 100,000, and a
+    document nested that deep overflows the C stack and ends the gateway's process. Not UTF-8 is refused too: a
+    client reading with replacement characters would still find a receipt the gateway could not read."""
+    body.decode("utf-8")  # UnicodeDecodeError is a ValueError
+    problem = json_depth_problem(body)
+    if problem:
+        raise ValueError(problem)
+    return json.loads(body)
+
+
 def _node_error(response: httpx.Response, body: bytes) -> str:
     try:
-        return json.loads(body)["error"]["message"]
+        return _node_json(body)["error"]["message"]
     except Exception:
         return body[:200].decode("utf-8", "replace") or response.reason_phrase
 
@@ -182,7 +197,7 @@ class Gateway:
                 self._read(f"{node.url}/serving/status", MAX_STATUS_BYTES, timeout=limit), timeout=limit)
             if code != 200:
                 raise httpx.HTTPError(f"status check answered {code}")
-            return NodeStatus.read(json.loads(body))
+            return NodeStatus.read(_node_json(body))
         except Exception as exc:
             node.checked_at = time.time()
             node.misses += 1
@@ -320,12 +335,11 @@ class Gateway:
                     self.failed(node, reason, gone=False)
                     refused.append(f"{node.url}: {reason}")
                     break
-                self.answered(node)
                 out = {k: v for k, v in upstream.headers.items() if k.lower() in RESPONSE_HEADERS}
                 out.update({NODE_HEADER: node.url, IDEMPOTENCY_HEADER: key})
-                if stream and upstream.headers.get("content-type", "").startswith("text/event-stream"):
-                    return StreamingResponse(self._passthrough(upstream, node), status_code=upstream.status_code,
-                                             headers=out)
+                if stream and upstream.headers.get("content-type", "").lower().startswith("text/event-stream"):
+                    return StreamingResponse(self._passthrough(upstream, node, model),
+                                             status_code=upstream.status_code, headers=out)
                 try:
                     content = await _until_gone(request, asyncio.wait_for(
                         _read_capped(upstream, MAX_ANSWER_BYTES), timeout=self.settings.read_timeout))
@@ -341,7 +355,12 @@ class Gateway:
                 finally:
                     await upstream.aclose()
                     node.in_flight -= 1
-                problem = self._receipt_problem(node, content) if upstream.status_code == 200 else None
+                problem = None
+                if 200 <= upstream.status_code < 300:  # a large answer is read off the event loop: other calls go on
+                    problem = (await asyncio.to_thread(self._receipt_problem, node, content, model)
+                               if len(content) > LOOP_PARSE_BYTES else self._receipt_problem(node, content, model))
+                if problem is None:
+                    self.answered(node)  # only an answer the gateway passes on forgives earlier failures
                 if problem:  # charged on the node: a retry under the key would replay the same receipt
                     self.failed(node, problem, gone=False)
                     return _error(502, f"the serving node {node.url} answered with a receipt the gateway cannot "
@@ -350,18 +369,23 @@ class Gateway:
         return _error(503, "no serving node could take the request: " + "; ".join(refused), "model",
                       **{IDEMPOTENCY_HEADER: key})
 
-    def _receipt_problem(self, node: ServingNode, content: bytes) -> str | None:
+    def _receipt_problem(self, node: ServingNode, content: bytes, model: str | None = None) -> str | None:
         """Why a whole answer's receipt is not this deployment's, signed by this node; None when it is (or the
         answer carries none). A node whose status lied, or that changed keys between checks, is caught here."""
         from ledgerlm.identity import SigningDomain
         from ledgerlm.serving.receipts import Receipt, verify_receipt
 
         try:
-            receipt = json.loads(content).get("x_ledgerlm_receipt")
-        except (ValueError, AttributeError):
+            answer = _node_json(content)
+        except ValueError as exc:  # a client's lenient reader (UTF-8 with replacement) might still find a receipt
+            return f"the answer is not JSON the gateway can check ({exc})"
+        receipt = answer.get("x_ledgerlm_receipt") if isinstance(answer, dict) else None
+        if receipt is None:
             return None
-        if not receipt or self.signing_domain is None:
-            return None
+        if self.signing_domain is None:
+            return "no deployment is known yet to check its receipt against"
+        if not node.address:
+            return "the node's status names no key to check its receipt's signer against"
         try:
             checks = verify_receipt(Receipt(**receipt), domain=SigningDomain.from_dict(self.signing_domain))
         except Exception as exc:  # a receipt of the wrong shape
@@ -374,9 +398,16 @@ class Gateway:
             return "its split does not sum to its fee"
         if not checks.get("attribution_pays_its_contributors", True):
             return "it pays contributors its attribution does not name"
+        for check, why in (("body_matches", "its fields differ from what was signed"),
+                           ("fee_recomputed", "its fee is not its tokens at its price"),
+                           ("split_recomputed", "its payouts are not its fee policy's split")):
+            if not checks[check]:
+                return why
+        if model is not None and receipt.get("model_id") != model:
+            return f"it is for model {receipt.get('model_id')!r}, not {model!r}"
         return None
 
-    async def _passthrough(self, upstream: httpx.Response, node: ServingNode):
+    async def _passthrough(self, upstream: httpx.Response, node: ServingNode, model: str | None = None):
         """The node's event stream, passed on an event at a time as each completes; the event that carries the
         receipt is checked as a whole answer's is, and a receipt the gateway cannot vouch for ends the stream with
         an error event instead. A node lost mid-stream ends it with an error event too, never a retry."""
@@ -393,7 +424,7 @@ class Gateway:
                     *events, rest = bytes(pending).split(b"\n\n")
                     pending = bytearray(rest)
                     for event in events:
-                        problem = self._event_problem(node, event)
+                        problem = self._event_problem(node, event, model)
                         if problem:
                             yield _error_event(problem)
                             return
@@ -405,8 +436,11 @@ class Gateway:
                     return
             pending = bytes(pending + _lf_lines(held)).strip(b"\n")
             if pending:  # the last event, unterminated
-                problem = self._event_problem(node, pending)
+                problem = self._event_problem(node, pending, model)
                 yield _error_event(problem) if problem else pending + b"\n\n"
+                if problem:
+                    return
+            self.answered(node)  # a whole stream passed on: earlier failures are forgiven
         except (httpx.TransportError, httpx.DecodingError) as exc:
             self.failed(node, f"stream cut off: {type(exc).__name__}", gone=True)
             yield _error_event(f"the serving node {node.url} was lost mid-answer; what was generated is charged")
@@ -414,7 +448,7 @@ class Gateway:
             await upstream.aclose()
             node.in_flight -= 1
 
-    def _event_problem(self, node: ServingNode, event: bytes) -> str | None:
+    def _event_problem(self, node: ServingNode, event: bytes, model: str | None = None) -> str | None:
         """Why one stream event's receipt cannot be passed on (the node is counted as failed); None when it
         carries none or a good one."""
         data = b"\n".join(line[5:].removeprefix(b" ") for line in event.split(b"\n") if line.startswith(b"data:"))
@@ -422,7 +456,7 @@ class Gateway:
         # only \u can spell a letter or "_", so only an event with neither the key nor a \u is passed on unread
         if b"x_ledgerlm_receipt" not in data and b"\\u" not in data:
             return None
-        problem = self._receipt_problem(node, data)
+        problem = self._receipt_problem(node, data, model)
         if problem is None:
             return None
         self.failed(node, problem, gone=False)
