@@ -199,6 +199,19 @@ def _register_model(node: Node):
     return register
 
 
+def _resolve_model_stack() -> None:
+    """Resolve the model libraries' lazily loaded names once, before requests come: transformers resolves them on
+    first use, and not safely from several threads at once (requests loading a tokenizer together on a fresh node
+    got ImportError: cannot import name 'AutoTokenizer')."""
+    try:
+        import peft  # noqa: F401 - its import resolves the transformers names it uses too
+        import transformers
+    except ImportError:  # a node without the model stack serves the rest
+        return
+    for name in ("AutoTokenizer", "AutoModelForCausalLM", "AutoConfig", "PreTrainedTokenizerBase"):
+        getattr(transformers, name, None)
+
+
 def set_torch_threads(configured: int) -> int:
     """Fix this process's torch CPU thread count from the config (0: half the cores); returns it.
 
@@ -843,6 +856,7 @@ class Node:
         is retried at the next start rather than keeping the node from serving."""
         node = cls.open(home)
         node.started = node.reconcile(attribution=True)
+        _resolve_model_stack()
         return node
 
     def pending_work(self) -> dict[str, int]:

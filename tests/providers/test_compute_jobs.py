@@ -553,3 +553,28 @@ def test_a_jobs_starting_weights_follow_from_its_seed_whatever_other_threads_dra
         assert all(torch.equal(state[name], alone[name]) for name in alone)
         assert all(t.dtype == torch.float64 for t in state.values())
     assert any(".lora_A." in name and bool(alone[name].abs().sum()) for name in alone)
+
+
+def test_an_offer_withdrawn_while_a_job_on_it_is_accepted_takes_no_job(client, market, alice, bob):
+    """The offer was read open before the payment's transaction: a withdrawal answered meanwhile still let the job
+    land on it, and its requester was charged for work the provider had stopped offering."""
+    from ledgerlm.identity import SignedAction
+
+    node, offer = market
+    withdrawal = SignedAction(**client._sign(bob, "WithdrawOffer", {"offerId": int(offer["id"])}))
+    take_slot = node.providers._take_payment_slot
+
+    def withdrawn_meanwhile(requester):
+        take_slot(requester)
+        node.providers.withdraw(int(offer["id"]), withdrawal)
+
+    node.providers._take_payment_slot = withdrawn_meanwhile
+    before = node.contracts.escrow.balance_of(alice.address)
+    with pytest.raises(LedgerError) as refused:
+        client.providers.submit(alice, kind="train", spec=SPEC, amount=PRICE, offer_id=int(offer["id"]))
+    node.providers._take_payment_slot = take_slot
+    assert (refused.value.status, refused.value.field) == (409, "offerId")
+    assert "withdrawn meanwhile" in refused.value.message
+    assert node.contracts.escrow.balance_of(alice.address) == before
+    assert _read_as(client, "/providers/jobs") == [] or all(
+        j["offer_id"] != int(offer["id"]) for j in _read_as(client, "/providers/jobs"))

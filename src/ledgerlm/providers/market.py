@@ -165,13 +165,15 @@ class ComputeMarket:
                 "the provider role, with its slash window not spent", field="stake")
         return stake
 
-    def _outstanding(self, provider: str) -> int:
+    def _outstanding(self, provider: str, conn=None) -> int:
         """What the provider's jobs still awaiting a report are paid: all of them may yet fail their spot-checks."""
-        with self.db.connect() as conn:
-            # a payment still pending may yet land (its transaction mined late): it counts until it has failed
-            prices = conn.execute(select(compute_jobs.c.amount).where(and_(
-                compute_jobs.c.provider == provider, compute_jobs.c.state == "accepted",
-                compute_jobs.c.payment_state.in_(("paid", "pending"))))).scalars().all()
+        if conn is None:
+            with self.db.connect() as own:
+                return self._outstanding(provider, own)
+        # a payment still pending may yet land (its transaction mined late): it counts until it has failed
+        prices = conn.execute(select(compute_jobs.c.amount).where(and_(
+            compute_jobs.c.provider == provider, compute_jobs.c.state == "accepted",
+            compute_jobs.c.payment_state.in_(("paid", "pending"))))).scalars().all()
         return sum(int(p) for p in prices)
 
     def _backed(self, offer: Offer) -> bool:
@@ -209,6 +211,15 @@ class ComputeMarket:
         self._take_payment_slot(requester)
 
         def record(conn, epoch: int, action_id: int) -> int:
+            # In the transaction that stores the job, before anything is sent: the offer is still open (a withdrawal
+            # answered meanwhile takes no job after it), and the provider's stake backs this job beside every other
+            # it has open, read under a lock each node's accepts take (the payments' own lock is one process's).
+            self.db.lock(conn, f"provider-stake:{offer.provider}")
+            state = conn.execute(select(compute_offers.c.state).where(compute_offers.c.id == offer.id)
+                                 .with_for_update()).scalar()
+            if state != "open":
+                raise ConflictError(f"offer {offer.id} was {state} meanwhile; it takes no new jobs", field="offerId")
+            self._require_stake(offer.provider, price, outstanding=self._outstanding(offer.provider, conn))
             return conn.execute(insert(compute_jobs).values(
                 offer_id=offer.id, provider=offer.provider, requester=requester, kind=kind, spec=parsed.model_dump(),
                 spec_hash=spec_hash, amount=str(price), epoch=epoch, payment_state="pending", payment_tx=None,
