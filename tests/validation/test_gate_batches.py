@@ -431,6 +431,25 @@ def test_candidate_pairs_are_every_pair_of_rows_sharing_a_band_key():
         assert candidate_pairs(a, b).tolist() == across
 
 
+def test_a_bucket_of_templated_rows_is_compared_near_by_near_not_pair_by_pair():
+    """20,000 records of one template (a number changed) shared every band: 125 million candidate pairs, 60 GiB,
+    and every round of the Datanet failed. Past MAX_BUCKET_PAIRWISE rows a bucket pairs each row with its
+    BUCKET_WINDOW nearest in band-key order only, where rows agreeing on most bands sit together."""
+    from ledgerlm.validation.gates.duplicates import BUCKET_WINDOW, candidate_pairs
+
+    rng = np.random.default_rng(5)
+    n, width = 3000, 8
+    keys = np.zeros((n, width), dtype=np.uint64)  # one band every row shares, the rest nearly all their own
+    keys[:, 1:] = rng.integers(1, 2**40, size=(n, width - 1)).astype(np.uint64)
+    keys[2999, 1:6] = keys[7, 1:6]  # a near-copy of row 7, far from it in the order they came in
+    within = candidate_pairs(keys)
+    assert len(within) <= n * BUCKET_WINDOW  # not n(n-1)/2 = 4,498,500
+    assert [7, 2999] in within.tolist()
+    kept = keys[:100].copy()
+    across = candidate_pairs(keys[2900:], kept)
+    assert len(across) <= 100 * 2 * BUCKET_WINDOW and [99, 7] in across.tolist()
+
+
 def test_no_code_point_is_a_letter_or_digit_to_one_of_isalnum_and_the_word_pattern_but_not_the_other():
     import re
     import sys
@@ -504,3 +523,19 @@ def test_the_batch_finds_the_texts_to_undisguise_exactly_as_each_text_is_asked()
     said = [base64.b64encode(f"note {i}: the museum opens at nine".encode()).decode() for i in range(20)]
     texts += [f"see {b}" for b in said] + [f"{b[:-4]}&amp;{b[-4:]}" for b in said] + [b[:23] for b in said]
     assert TextBatch(texts).ascii_hiding.tolist() == [hides_in_ascii(t) for t in texts]
+
+
+def test_an_upload_of_templated_records_is_gated_and_its_one_copy_found():
+    import hashlib
+    import json
+
+    from ledgerlm.validation.gates import Candidate, run_gates
+
+    rows = [{"question": f"What is item number {i} of the reef survey?",
+             "answer": f"Item {i} is a coral colony of the northern reef, surveyed in spring."} for i in range(1200)]
+    rows.append({**rows[5], "answer": rows[5]["answer"].replace(".", "!")})  # a copy, far from its original
+    candidates = [Candidate(i + 1, f"0x{i % 7:040x}", "0x" + hashlib.sha256(json.dumps(r).encode()).hexdigest(),
+                            json.dumps(r), r) for i, r in enumerate(rows)]
+    reports = run_gates(candidates, GatePolicy())
+    copies = sorted(cid for cid, report in reports.items() if report.decision == "reject")
+    assert copies == [len(rows)]

@@ -340,19 +340,34 @@ class KeptRecords:
     texts: dict[Hashable, str]  # key -> text, for the word diff; a key without text counts as a copy
 
 
+# An LSH bucket holding more rows than this is not compared pair by pair: templated records (one sentence with a
+# number changed) all share their bands, and 20,000 of them in one upload made 125 million pairs (60 GiB) and stopped
+# every round of the Datanet. In such a bucket each row meets the BUCKET_WINDOW rows nearest it in the order of the
+# rows' band keys, where rows that agree on most bands (near-duplicates) sit together.
+MAX_BUCKET_PAIRWISE = 64
+BUCKET_WINDOW = 16
+
+
 def candidate_pairs(keys: np.ndarray, other: np.ndarray | None = None) -> np.ndarray:
-    """(i, j) rows that share an LSH band key: within `keys` (i < j), or between `keys` and `other`; sorted, each once."""
+    """(i, j) rows that share an LSH band key: within `keys` (i < j), or between `keys` and `other`; sorted, each
+    once. In a bucket past `MAX_BUCKET_PAIRWISE` rows, only each row's `BUCKET_WINDOW` nearest (see there)."""
     n = len(keys)
     every = keys if other is None else np.concatenate([keys, other])
     flat = np.ascontiguousarray(every).ravel()
-    return _shared_key_pairs(flat, np.argsort(flat), every.shape[1], n, other is not None)
+    rank = np.empty(len(every), dtype=np.int64)
+    if len(every):
+        rank[np.lexsort(every.T[::-1])] = np.arange(len(every))
+    return _shared_key_pairs(flat, np.argsort(flat), every.shape[1], n, other is not None, rank,
+                             MAX_BUCKET_PAIRWISE, BUCKET_WINDOW)
 
 
 @compiled
-def _shared_key_pairs(flat, order, width, n, across):
+def _shared_key_pairs(flat, order, width, n, across, rank, most, window):
     """Every pair of rows (row = `width` consecutive keys of `flat`) that share a key, as sorted
     unique (i, j), i < j; with `across`, only pairs of a row below `n` and one from `n` on, the
-    second numbered from `n`. `order` sorts `flat`."""
+    second numbered from `n`. `order` sorts `flat`. A bucket of more than `most` rows pairs each row with the
+    `window` rows on either side of it in `rank` order only (with `across`: the `window` nearest of the other
+    side, looked for among at most 4 x `window` rows each way)."""
     n_rows = len(flat) // width if width else 0
     members = np.empty(len(flat), dtype=np.int64)
     codes = np.empty(0, dtype=np.int64)
@@ -372,14 +387,40 @@ def _shared_key_pairs(flat, order, width, n, across):
                     members[size] = order[t] // width
                     size += 1
                 group = np.unique(members[:size])
-                for x in range(len(group)):
-                    for y in range(x + 1, len(group)):
-                        i, j = group[x], group[y]
-                        if across and not (i < n <= j):
+                if len(group) <= most:
+                    for x in range(len(group)):
+                        for y in range(x + 1, len(group)):
+                            i, j = group[x], group[y]
+                            if across and not (i < n <= j):
+                                continue
+                            if sweep:
+                                codes[found] = i * n_rows + (j - n if across else j)
+                            found += 1
+                else:
+                    near = group[np.argsort(rank[group])]
+                    for x in range(len(near)):
+                        if across and near[x] >= n:
                             continue
-                        if sweep:
-                            codes[found] = i * n_rows + (j - n if across else j)
-                        found += 1
+                        for direction in (1, -1):
+                            if direction == -1 and not across:
+                                break  # within one side each pair is met from its lower position
+                            taken = 0
+                            y = x + direction
+                            looked = 0
+                            while 0 <= y < len(near) and taken < window and looked < 4 * window:
+                                looked += 1
+                                other = near[y]
+                                y += direction
+                                if across:
+                                    if other < n:
+                                        continue
+                                    i, j = near[x], other
+                                else:
+                                    i, j = min(near[x], other), max(near[x], other)
+                                taken += 1
+                                if sweep:
+                                    codes[found] = i * n_rows + (j - n if across else j)
+                                found += 1
             start = stop
     codes = np.unique(codes)
     out = np.empty((len(codes), 2), dtype=np.int64)
