@@ -129,6 +129,32 @@ def test_publishing_again_with_another_split_than_the_chain_kept_is_named(traine
     assert client.factory.publish(carol, "colours-tiny", price_per_1k=7)["chain_tx"]
 
 
+def test_a_base_model_name_keeps_its_weights_and_a_model_on_other_weights_does_not_verify(trained, client,
+                                                                                         tmp_path):
+    """Registering other weights under the name a model was trained on replaced them silently, and the model still
+    showed "lineage verified" (and was served, and charged for, on the new base)."""
+    import json as json_module
+
+    from ledgerlm.factory import tiny_random_model
+    from ledgerlm.factory.basemodels import CATALOGUE_FILE, describe_model_dir
+
+    node = client.http.app.state.node
+    other = tiny_random_model(tmp_path / "other", ["Some other text entirely, for other weights."])
+    with pytest.raises(LedgerError) as refused:
+        client.factory.register_base("tiny", str(other))
+    assert (refused.value.status, refused.value.field) == (409, "name")
+    assert client.factory.model("colours-tiny")["lineage_ok"]
+    client.factory.register_base("tiny", str(tmp_path / "tiny"))  # the same weights again: allowed
+
+    # a catalogue written before the refusal: the name now holds other weights
+    catalogue = node.home.models / CATALOGUE_FILE
+    entries = json_module.loads(catalogue.read_text())
+    entries["tiny"] = {**entries["tiny"], **describe_model_dir(other, "tiny", "local").to_dict()}
+    catalogue.write_text(json_module.dumps(entries))
+    shown = client.factory.model("colours-tiny")
+    assert not shown["lineage_ok"] and any("other weights" in p for p in shown["lineage_problems"])
+
+
 def test_bad_requests(client, alice, carol, tmp_path):
     with pytest.raises(LedgerError, match="no base model named 'tiny'"):
         client.factory.train(carol, {"model_id": "m-1", "datanet": "missing", "version": 1, "base": "tiny",

@@ -89,6 +89,12 @@ def register_local(models_dir: Path, name: str, path: Path) -> BaseModel:
     """Add a local Hugging Face causal-LM directory to the catalogue under `name`."""
     _check_name(name)
     model = describe_model_dir(path, name, source=f"local:{Path(path).expanduser().resolve()}")
+    known = _read_catalogue(Path(models_dir)).get(name)
+    if known is not None and known.get("sha256") != model.sha256:
+        # models trained on the name were trained on its weights: others under it would be served (and charged
+        # for) under their lineage; the same weights moved elsewhere may be registered again
+        raise FactoryError(f"base model {name!r} is registered with other weights (sha256 {known.get('sha256')}); "
+                           "register these under another name", field="name", status=409)
     _write_entry(Path(models_dir), model)
     return model
 

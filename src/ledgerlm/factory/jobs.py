@@ -562,9 +562,14 @@ class ModelFactory:
         """Hash the adapter and base weights against the lineage card; sets `lineage_ok` and `lineage_problems`."""
         from ledgerlm.factory.lineage import verify_lineage
 
-        problems = verify_lineage(Path(record.path))
-        base_ok = verify_model(get_model(self.models_dir, record.base_model))
-        record.lineage_problems = [str(p) for p in problems] + ([] if base_ok else ["base model weights changed"])
+        problems = [str(p) for p in verify_lineage(Path(record.path))]
+        base = get_model(self.models_dir, record.base_model)
+        if not verify_model(base):
+            problems.append("base model weights changed")
+        elif record.card.get("base_sha256") and base.sha256 != record.card["base_sha256"]:
+            problems.append(f"base model {base.name!r} is other weights (sha256 {base.sha256}) than the model was "
+                            f"trained on ({record.card['base_sha256']})")
+        record.lineage_problems = problems
         record.lineage_ok = not record.lineage_problems
 
     def model_for(self, model_id: str, grant: ReadGrant | None, *, verify: bool = False) -> ModelRecord:
