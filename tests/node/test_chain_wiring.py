@@ -127,10 +127,17 @@ def test_stake_is_signed_by_the_staker_and_relayed(client, bob):
     assert account["tokens"] == 40 * UNIT
     assert account["stake"]["validator"] == 50 * UNIT
     assert account["unstaking"]["validator"]["amount"] == 10 * UNIT
-    with pytest.raises(LedgerError, match="CooldownNotElapsed"):
+    with pytest.raises(LedgerError, match="CooldownNotElapsed") as cooling:
         chain.withdraw_stake(bob, "validator")
-    with pytest.raises(LedgerError, match="ERC20InsufficientAllowance"):
+    # the contract's error in words, naming the field: a time in ISO 8601 with the time left, amounts in LGR
+    assert cooling.value.field == "role" and "may be withdrawn from 20" in cooling.value.message
+    assert " (in " in cooling.value.message
+    with pytest.raises(LedgerError, match="ERC20InsufficientAllowance") as short:
         chain.send(bob, "Staking", "stake", [0, 1000 * UNIT])
+    assert short.value.field == "amount" and "less than the 1,000 LGR asked for" in short.value.message
+    with pytest.raises(LedgerError, match="ERC20InsufficientBalance") as poor:
+        chain.transfer(bob, bob.address, 10**6 * UNIT)
+    assert poor.value.field == "amount" and "holds 40 LGR, less than the 1,000,000 LGR asked for" in poor.value.message
     assert chain.account(bob.address)["stake"]["validator"] == 50 * UNIT
 
 

@@ -38,6 +38,7 @@ from ledgerlm.chain.abi import (
 from ledgerlm.chain.endpoints import scrub_urls
 from ledgerlm.chain.errors import ChainError
 from ledgerlm.chain.nonces import NonceBook, NonceTicket
+from ledgerlm.chain.reverts import explain as explain_revert
 from ledgerlm.units import format_amount
 
 # Fee headroom over the node's current base fee: two doublings of the base fee still get mined,
@@ -591,6 +592,11 @@ class Chain:
         data = revert_data_of(exc)
         if data is not None:
             reason, name, args = self.abi_book.decode_revert(data)
+            explained = explain_revert(name, args)
+            if explained is not None:  # the field it concerns and why, in words, before the revert itself
+                field, words = explained
+                return ChainError(f"{words} ({target} reverted: {reason})", reason=reason, error_name=name,
+                                  error_args=args, data="0x" + data.hex(), field=field)
             return ChainError(f"{target} reverted: {reason}", reason=reason, error_name=name,
                               error_args=args, data="0x" + data.hex())
         reason = _message_of(exc)
