@@ -161,3 +161,14 @@ def test_a_key_is_never_written_with_an_empty_passphrase(bare, monkeypatch):
     monkeypatch.setenv("LEDGERLM_PASSPHRASE", "")
     result = bare("--json", "keys", "new", "alice", ok=False)
     assert result.exit_code == 1 and json.loads(result.stdout)["error"]["field"] == "passphrase"
+
+
+def test_serve_on_a_port_in_use_says_so_before_loading_the_node(cli):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        error = cli.fails("serve", "--host", "127.0.0.1", "--port", port, match=f"port {port} on 127.0.0.1 is in use")
+    assert "Traceback" not in error

@@ -57,7 +57,7 @@ def test_issue_show_holders_claim_transfer(cli, tmp_path):
     cli("datanet", "price", "vault", "5", "--as", "alice")
     cli.json("shares", "issue", "--datanet", "vault", "--as", "alice", "--supply", "10")
     cli.fails("datanet", "export", "vault", "--version", "1", "--as", "carol", "--out", tmp_path / "v.jsonl",
-              match="costs 5000000000000000000 base units to export")
+              match="costs 5 LGR \\(5000000000000000000 base units\\) to export")
     cli("chain", "faucet", "carol", "--eth", "1", "--tokens", "20")
     cli("deposit", "20", "--as", "carol")
     project = tmp_path / "project"

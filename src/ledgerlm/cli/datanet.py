@@ -186,8 +186,8 @@ def withdraw(ctx: typer.Context, contribution_id: int, as_key: str = typer.Optio
 def _review(ctx: typer.Context, ids: list[str], all_pending: str | None, as_key: str, accept: bool, reason: str):
     s = session(ctx)
     if bool(ids) == bool(all_pending):
-        raise DatanetError("give contribution ids (e.g. 7 or 3-40,45) or --all-pending DATANET, not both",
-                           field="ids")
+        raise DatanetError("give contribution ids (e.g. 7 or 3-40,45) or --all-pending DATANET"
+                           + (", not both" if ids else ""), field="ids")
     client = s.reading_client(as_key)  # the owner may have to read a private Datanet's pending ids
     if all_pending:
         wanted, name = _pending_ids(client, all_pending), all_pending

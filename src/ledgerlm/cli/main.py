@@ -90,6 +90,7 @@ def serve(
     port = port or config.port
     if not 0 < port < 65536:
         raise LedgerError(f"port must be between 1 and 65535, not {port}", field="port")
+    _require_free_port(host, port)
     if config.serving_engine != "builtin":  # a host that cannot run vLLM says so now, not at the first call
         from ledgerlm.serving.vllm_engine import serving_engine_kind
 
@@ -115,6 +116,28 @@ def serve(
     finally:
         if server.record is not None:
             server.record.unlink(missing_ok=True)
+
+
+def _require_free_port(host: str, port: int) -> None:
+    """Refuse a port another process listens on before the node loads (which takes a while), with the one-line
+    error every refusal has, rather than uvicorn's after it."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise LedgerError(f"host {host!r} cannot be bound: {exc.strerror}", field="host") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise LedgerError(f"port {port} on {host} is in use by another process (another `ledgerlm serve`?); "
+                                  "stop it or pass --port", field="port") from None
+            raise LedgerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", field="port") from None
 
 
 def _local_url(host: str, port: int) -> str:

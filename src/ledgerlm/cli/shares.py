@@ -48,7 +48,8 @@ def preview(
         supply = int(r["supply"])
         console.print(f"{r['kind']} {r['asset']}: {format_amount(supply)} shares"
                       + (f" valued at version {r['version']}" if r["version"] else "")
-                      + f", owner {r['owner']} ({r['owner_bps'] / 100:.2f}% owner share)")
+                      + (f", owner {r['owner']} ({r['owner_bps'] / 100:.2f}% owner share)" if r["kind"] == "datanet"
+                         else f", developer {r['owner']} (all of them)"))
         table = Table("account", "shares", "share")
         for leaf in sorted(r["allocation"], key=lambda x: (-int(x["amount"]), x["account"])):
             table.add_row(leaf["account"], format_amount(int(leaf["amount"])),

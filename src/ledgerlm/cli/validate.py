@@ -24,6 +24,12 @@ def _secrets(s: Session, round_id: int, address: str) -> Path:
     return s.home.root / "validator" / f"round-{round_id}-{address}.json"
 
 
+def _assigned(r: dict) -> set[str]:
+    """The validators a round assigned something to score (its stake snapshot also holds stakers it could not
+    assign, such as a contributor with only their own records in it)."""
+    return {v for validators in r["assignments"].values() for v in validators}
+
+
 def _pending(path: Path) -> Path:
     return path.with_name(path.stem + ".sending.json")
 
@@ -41,14 +47,24 @@ def _write_secret(path: Path, secret: dict) -> None:
 
 
 def _parse_votes(votes: str | None, votes_file: Path | None) -> dict[int, int]:
-    try:
-        if votes_file is not None:
+    shape = "votes must look like 12=80,13=20 (contribution=score 0..100)"
+    if votes_file is not None:
+        try:
             raw = json.loads(votes_file.read_text())
             return {int(k): int(v) for k, v in raw.items()}
-        if votes:
-            return {int(k): int(v) for k, v in (pair.split("=") for pair in votes.split(","))}
-    except (ValueError, OSError, json.JSONDecodeError) as exc:
-        raise LedgerError(f"votes must look like 12=80,13=20 (contribution=score 0..100): {exc}", field="votes") from None
+        except OSError as exc:
+            raise LedgerError(f"{votes_file} cannot be read: {exc.strerror or exc}", field="votes_file") from None
+        except (ValueError, AttributeError, TypeError):
+            raise LedgerError(f"{votes_file} must hold a JSON object {{\"ID\": SCORE}}: {shape}",
+                              field="votes_file") from None
+    if votes:
+        out = {}
+        for pair in votes.split(","):
+            key, _, value = pair.partition("=")
+            if not (key.strip().isdigit() and value.strip().lstrip("-").isdigit()):
+                raise LedgerError(f"{shape}; {pair!r} is not ID=SCORE", field="votes")
+            out[int(key)] = int(value)
+        return out
     raise LedgerError("give --votes ID=SCORE,... or --votes-file FILE", field="votes")
 
 
@@ -80,7 +96,7 @@ def open_round(ctx: typer.Context, name: str, as_key: str = typer.Option(..., "-
     s.emit(r, lambda r: console.print(
         f"[green]round {r['id']}[/] on {r['datanet']}: gates passed {r['gated'].get('pass', 0)}, flagged "
         f"{r['gated'].get('flag', 0)}, rejected {r['gated'].get('reject', 0)}; {counted(len(r['assignments']), 'contribution')} "
-        f"to {counted(len(r['stakes']), 'validator')}; commit until {format_time(r['commit_deadline'])}, reveal until {format_time(r['reveal_deadline'])}"))
+        f"to {counted(len(_assigned(r)), 'validator')}; commit until {format_time(r['commit_deadline'])}, reveal until {format_time(r['reveal_deadline'])}"))
 
 
 @app.command()
@@ -189,7 +205,8 @@ def _render_round(r: dict) -> None:
                   f"quorum {rules['quorum_bps'] / 100:g}% of the assigned stake")
     if r["state"] == "open":
         console.print(f"  commit until {format_time(r['commit_deadline'])}, reveal until {format_time(r['reveal_deadline'])}")
-    console.print(f"  committed {len(r['committed'])}, revealed {len(r['revealed'])} of {len(r['stakes'])} validators")
+    console.print(f"  committed {len(r['committed'])}, revealed {len(r['revealed'])} of {len(_assigned(r))} "
+                  "validators")
     if r["tally"]:
         table = Table("contribution", "decision", "consensus", "votes")
         for cid, o in r["tally"]["contributions"].items():

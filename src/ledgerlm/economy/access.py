@@ -24,6 +24,7 @@ from ledgerlm.identity import SignedAction, SigningDomain, verify_action
 from ledgerlm.store import Database
 from ledgerlm.store.actions import record_action
 from ledgerlm.store.schema import access_payments, compute_jobs
+from ledgerlm.units import format_amount
 
 # Held exclusively by an epoch close and shared by payments in flight, across every node on one database.
 CLOSE_LOCK = "epoch-close"
@@ -107,7 +108,8 @@ class AccessPayments:
             return held
         if signed is None:
             raise PaymentRequired(
-                f"{datanet} version {version} costs {price} base units to {PURPOSES[purpose]}: sign a PayAccess for "
+                f"{datanet} version {version} costs {format_amount(price)} LGR ({price} base units) to "
+                f"{PURPOSES[purpose]}: sign a PayAccess for "
                 f"it ({_HOW[purpose]}) and a spending cap for this node that covers it", field="payment")
         developer = verify_action(signed, expected="PayAccess", domain=self.domain)
         if developer != payer:
@@ -119,8 +121,8 @@ class AccessPayments:
             if m[name] != value:
                 raise EconomyError(f"the signed PayAccess is for {name} {m[name]!r}, not {value!r}", field=name)
         if int(m["amount"]) < price:
-            raise PaymentRequired(f"{datanet} version {version} costs {price}; the payment signs for only "
-                                  f"{m['amount']}", field="amount")
+            raise PaymentRequired(f"{datanet} version {version} costs {format_amount(price)} LGR; the payment "
+                                  f"signs for only {format_amount(int(m['amount']))} LGR", field="amount")
         with self.paying():
             held = self.licence(payer, datanet, version, purpose)  # a payment that finished while we waited
             if held is not None:
