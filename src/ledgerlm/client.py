@@ -445,15 +445,20 @@ class FactoryActions:
         at a time."""
         from ledgerlm.factory.jobs import MAX_MODELS_LISTED, NEXT_AFTER_HEADER
 
+        return self._pages("/models", limit, MAX_MODELS_LISTED, "after", NEXT_AFTER_HEADER)
+
+    def _pages(self, path: str, limit: int | None, most: int, cursor: str, header: str) -> list[dict]:
+        """A listing read a page of at most `most` at a time, each starting where the last one's `header` says
+        (`cursor` is the query parameter that takes it), until `limit` (None: until no header comes)."""
         found: list[dict] = []
-        after: str | None = None
+        where: str | None = None
         while limit is None or len(found) < limit:
-            page = MAX_MODELS_LISTED if limit is None else min(MAX_MODELS_LISTED, limit - len(found))
-            params = {"limit": page} if after is None else {"limit": page, "after": after}
-            response = self.node._response("GET", "/models", params=params)
+            page = most if limit is None else min(most, limit - len(found))
+            params = {"limit": page} if where is None else {"limit": page, cursor: where}
+            response = self.node._response("GET", path, params=params)
             found += response.json()
-            after = response.headers.get(NEXT_AFTER_HEADER)
-            if after is None:
+            where = response.headers.get(header)
+            if where is None:
                 break
         return found
 
@@ -483,17 +488,7 @@ class FactoryActions:
         """Training jobs, newest first: at most `limit` (every one when None), read a page at a time."""
         from ledgerlm.factory.jobs import MAX_JOBS_LISTED, NEXT_BEFORE_HEADER
 
-        found: list[dict] = []
-        before: str | None = None
-        while limit is None or len(found) < limit:
-            page = MAX_JOBS_LISTED if limit is None else min(MAX_JOBS_LISTED, limit - len(found))
-            params = {"limit": page} if before is None else {"limit": page, "before": before}
-            response = self.node._response("GET", "/factory/jobs", params=params)
-            found += response.json()
-            before = response.headers.get(NEXT_BEFORE_HEADER)
-            if before is None:
-                break
-        return found
+        return self._pages("/factory/jobs", limit, MAX_JOBS_LISTED, "before", NEXT_BEFORE_HEADER)
 
     def job(self, job_id: int) -> dict:
         return self.node._request("GET", f"/factory/jobs/{job_id}")

@@ -87,20 +87,25 @@ def test_train_verify_publish_tamper(trained, client, carol, bob):
     assert not shown["lineage_ok"] and shown["lineage_problems"]
 
 
-def test_a_publish_the_node_stopped_half_way_is_finished_by_publishing_again(trained, client, carol, monkeypatch):
-    """The model was registered on chain, then the node stopped before the fee policy, the price and its own
-    record: publishing again adopts that registration (it is this model's: same developer and adapter) and
-    finishes the rest, instead of reverting with ModelAlreadyRegistered for good."""
-    node = client.http.app.state.node
-    registry = node.contracts.registry
+def _publish_stopped_at(step: str, client, developer, monkeypatch, **publish):
+    """Publish colours-tiny with the node stopping at the registry's `step`; returns the registry."""
+    registry = client.http.app.state.node.contracts.registry
 
     def stopped(*_args, **_kwargs):
         raise LedgerError("the node stopped here", status=500)
 
-    monkeypatch.setattr(registry, "set_fee_policy", stopped)
+    monkeypatch.setattr(registry, step, stopped)
     with pytest.raises(LedgerError, match="stopped here"):
-        client.factory.publish(carol, "colours-tiny")
+        client.factory.publish(developer, "colours-tiny", **publish)
     monkeypatch.undo()
+    return registry
+
+
+def test_a_publish_the_node_stopped_half_way_is_finished_by_publishing_again(trained, client, carol, monkeypatch):
+    """The model was registered on chain, then the node stopped before the fee policy, the price and its own
+    record: publishing again adopts that registration (it is this model's: same developer and adapter) and
+    finishes the rest, instead of reverting with ModelAlreadyRegistered for good."""
+    registry = _publish_stopped_at("set_fee_policy", client, carol, monkeypatch)
     assert registry.model_exists(keccak(text="colours-tiny")) and not client.factory.model("colours-tiny")["chain_tx"]
     published = client.factory.publish(carol, "colours-tiny", price_per_1k=7)
     assert published["chain_tx"] and registry.price_per_1k(keccak(text="colours-tiny")) == 7
@@ -111,16 +116,7 @@ def test_a_publish_the_node_stopped_half_way_is_finished_by_publishing_again(tra
 def test_publishing_again_with_another_split_than_the_chain_kept_is_named(trained, client, carol, monkeypatch):
     """The split was set on chain, then the node stopped before the price and its own record; the chain sets a
     model's split once, so a retry with another split reverted with a raw contract error."""
-    node = client.http.app.state.node
-    registry = node.contracts.registry
-
-    def stopped(*_args, **_kwargs):
-        raise LedgerError("the node stopped here", status=500)
-
-    monkeypatch.setattr(registry, "set_price", stopped)
-    with pytest.raises(LedgerError, match="stopped here"):
-        client.factory.publish(carol, "colours-tiny", price_per_1k=7)
-    monkeypatch.undo()
+    _publish_stopped_at("set_price", client, carol, monkeypatch, price_per_1k=7)
     other = {"node_bps": 1000, "developer_bps": 3500, "contributors_bps": 4500, "validators_bps": 1000}
     with pytest.raises(LedgerError) as refused:
         client.factory.publish(carol, "colours-tiny", other, price_per_1k=7)
