@@ -114,9 +114,9 @@ def _result(base: BaseModel, out_dir: Path, config: TrainConfig, device: str | N
     if not done["stopped"]:
         from peft import PeftModel
 
-        from ledgerlm.factory.loading import load_base_model, pick_device
+        from ledgerlm.factory.loading import from_pretrained, load_base_model, pick_device
 
-        model = PeftModel.from_pretrained(load_base_model(base, pick_device(device)), str(out_dir)).eval()
+        model = from_pretrained(PeftModel, load_base_model(base, pick_device(device)), str(out_dir)).eval()
     return TrainResult(
         out_dir=out_dir, config=check_training_setup(base, config), data_sha256=done["data_sha256"],
         steps=done["steps"], total_steps=done["total_steps"], stopped=done["stopped"],

@@ -179,6 +179,7 @@ class ModelFactory:
         self.instance = uuid.uuid4().hex
         self._wake = threading.Event()
         self._worker: threading.Thread | None = None
+        self._worker_lock = threading.Lock()
         self._heartbeat: threading.Thread | None = None
         self._wake_lease = threading.Event()
         self._closing = False
@@ -369,9 +370,12 @@ class ModelFactory:
 
     def _start_worker(self) -> None:
         self._wake.set()
-        if self._worker is None or not self._worker.is_alive():
-            self._worker = threading.Thread(target=self._run, name="ledgerlm-training", daemon=True)
-            self._worker.start()
+        # checked and started under a lock: two submits ending together each started a worker, and two jobs
+        # trained at once in one process (their model loads at once broke every later one)
+        with self._worker_lock:
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._run, name="ledgerlm-training", daemon=True)
+                self._worker.start()
 
     def _next_job(self) -> Job | None:
         """The oldest queued job, claimed for this worker: moved to running only if it is still queued, so the

@@ -7,10 +7,24 @@ which needs CUDA.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from ledgerlm.factory.basemodels import BaseModel
 from ledgerlm.factory.errors import TrainConfigError
+
+
+# transformers patches process-wide functions while it loads a model (PreTrainedModel.tie_weights, torch.nn.init's
+# functions, the default dtype) and puts them back afterwards: two loads at once put back each other's patches, and
+# every later load of a model with tied embeddings (SmolLM2's) left its head on the meta device, so every training
+# job of the node failed. Every model load in the node takes this lock.
+MODEL_LOADS = threading.RLock()
+
+
+def from_pretrained(cls, *args, **kwargs):
+    """`cls.from_pretrained(...)` under `MODEL_LOADS`."""
+    with MODEL_LOADS:
+        return cls.from_pretrained(*args, **kwargs)
 
 
 def pick_device(device: str | None = None):
@@ -59,10 +73,10 @@ def load_base_model(base: BaseModel, device, *, quantize_4bit: bool = False, dty
             bnb_4bit_compute_dtype=torch.bfloat16,
         )
         index = device.index if device.index is not None else torch.cuda.current_device()
-        return AutoModelForCausalLM.from_pretrained(
-            base.path, quantization_config=quant, dtype=torch.bfloat16, device_map={"": index}
+        return from_pretrained(
+            AutoModelForCausalLM, base.path, quantization_config=quant, dtype=torch.bfloat16, device_map={"": index}
         )
-    model = AutoModelForCausalLM.from_pretrained(base.path, dtype=dtype or base_dtype(device))
+    model = from_pretrained(AutoModelForCausalLM, base.path, dtype=dtype or base_dtype(device))
     return model.to(device)
 
 
@@ -73,9 +87,8 @@ def load_adapted_model(base: BaseModel, adapter_dir: Path, device=None, *, train
     from peft import PeftModel
 
     device = pick_device(device) if not hasattr(device, "type") else device
-    model = PeftModel.from_pretrained(
-        load_base_model(base, device, dtype=dtype), str(adapter_dir), is_trainable=trainable
-    )
+    model = from_pretrained(PeftModel, load_base_model(base, device, dtype=dtype), str(adapter_dir),
+                            is_trainable=trainable)
     return model.train() if trainable else model.eval()
 
 

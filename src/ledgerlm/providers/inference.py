@@ -13,11 +13,13 @@ class GreedyAnswerer:
         import torch
         from transformers import AutoModelForCausalLM
 
-        from ledgerlm.factory.loading import load_tokenizer
+        from ledgerlm.factory.loading import from_pretrained, load_tokenizer
 
         self.spec = spec
         self.tokenizer = load_tokenizer(base)
-        self.model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float64).eval()
+        # loaded in the default float32, then widened (the same values): loading in float64 switches torch's
+        # process-wide default dtype while it runs, under every other thread's work
+        self.model = from_pretrained(AutoModelForCausalLM, base.path, dtype=torch.float32).to(torch.float64).eval()
 
     def answer(self, index: int) -> list[int]:
         import torch

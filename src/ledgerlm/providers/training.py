@@ -20,7 +20,7 @@ class TrainingRun:
         from peft import LoraConfig, get_peft_model
         from transformers import AutoModelForCausalLM
 
-        from ledgerlm.factory.loading import load_tokenizer
+        from ledgerlm.factory.loading import from_pretrained, load_tokenizer
         from ledgerlm.factory.train import PROJECTION_NAMES, linear_module_names
 
         self.spec = spec
@@ -28,7 +28,7 @@ class TrainingRun:
         # Loaded in the default float32 and then widened (the same values): loading straight in float64 switches
         # torch's process-wide default dtype while it runs, and a check or a call in another thread then mixed
         # float64 into its float32 work.
-        model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float32).to(torch.float64)
+        model = from_pretrained(AutoModelForCausalLM, base.path, dtype=torch.float32).to(torch.float64)
         available = linear_module_names(model)
         targets = [n for n in PROJECTION_NAMES if n in available] or available
         lora = LoraConfig(r=spec.rank, lora_alpha=2 * spec.rank, lora_dropout=0.0, target_modules=targets,

