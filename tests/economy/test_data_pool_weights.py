@@ -59,3 +59,25 @@ def test_a_lone_unvalued_record_shares_the_data_pool_as_an_average_record(client
 ])
 def test_relative_values_compare_batches_valued_on_different_scales(values, expected):
     assert relative_values(values) == expected
+
+
+def test_values_stored_before_they_were_relative_are_made_relative_within_their_gate_run(client, alice, bob, carol,
+                                                                                          tmp_path):
+    """A node's older reports hold raw values only: KNN-Shapley's (about 1/size of their batch) beside Data-OOB's
+    accuracies would leave the first batch's contributors a sliver of the pool after the upgrade."""
+    from sqlalchemy import update
+
+    node = client.http.app.state.node
+    client.create_datanet(DatanetSpec(name="colours", schema=QA_SCHEMA), alice)
+    client.contribute("colours", [write_jsonl(tmp_path / "bob.jsonl", _rows(FACTS[:2]))], bob)
+    client.contribute("colours", [write_jsonl(tmp_path / "carol.jsonl", _rows(FACTS[2:4]))], carol)
+    node.validation.run_gates("colours")
+    client.review_many("colours", [c.id for c in client.contributions("colours", state="pending")], alice,
+                       accept=True)
+    with node.db.begin() as conn:
+        for c in client.contributions("colours"):
+            older = (0.01, 1) if c.contributor == bob.address else (0.5, 2)  # (raw value, its gate run's time)
+            conn.execute(update(gate_reports).where(gate_reports.c.contribution_id == c.id)
+                         .values(value={"method": "legacy", "value": older[0]}, created_at=older[1]))
+    with node.db.connect() as conn:
+        assert valuation_weights(conn, "colours") == {bob.address: 2 * VALUE_SCALE, carol.address: 2 * VALUE_SCALE}

@@ -86,3 +86,29 @@ def test_a_call_answered_while_the_close_is_planned_settles_in_the_epoch_it_was_
     files = published_files(node.db, 1, node.contracts)
     assert verify_epoch(files["payouts"], files["receipts"],
                         node.contracts.distributor.epoch(node.economy.chain_epoch(1))) == []
+
+
+def test_a_close_under_calls_that_never_stop_ends_and_the_next_close_settles_the_late_ones(node):
+    """Each plan met a call that landed while it was made; the close still ends, on the last plan, and the calls
+    of that plan's window go to the next close (verified there)."""
+    alice = key("alice")
+    fund_consumer(node, alice, 10 * UNIT, 5 * UNIT)
+    write_receipt(node, alice.address, UNIT // 4, DEV.address)
+    cannot_charge = node.economy._cannot_charge
+
+    def always_a_call_meanwhile(consumer, amount, now):
+        write_receipt(node, alice.address, UNIT // 100, DEV.address)
+        return cannot_charge(consumer, amount, now)
+
+    node.economy._cannot_charge = always_a_call_meanwhile
+    first = node.economy.close()
+    node.economy._cannot_charge = cannot_charge
+    assert first["epoch"] == 1 and first["state"] == "published"
+    second = node.economy.close()
+    assert second["epoch"] == 2 and second["state"] == "published"
+    with node.db.connect() as conn:
+        assert conn.execute(select(receipts.c.id).where(receipts.c.settled_epoch.is_(None))).first() is None
+    earlier = {1: published_files(node.db, 1, node.contracts)["receipts"]}
+    files = published_files(node.db, 2, node.contracts)
+    assert verify_epoch(files["payouts"], files["receipts"],
+                        node.contracts.distributor.epoch(node.economy.chain_epoch(2)), earlier=earlier) == []

@@ -193,8 +193,9 @@ async def receive_upload(request: Request, upload: UploadInProgress, *, max_body
     try:
         stream = request.stream()
         started = time.monotonic()
+        busy = 0.0  # the node's own time (waiting for an upload thread, parsing, staging): not the client's
         while not parts.ended:  # what a client sends after the closing boundary is no part of the form
-            elapsed = time.monotonic() - started
+            elapsed = time.monotonic() - started - busy
             signed = upload.declared_bytes is not None
             if not signed and elapsed >= fields_seconds:
                 raise DatanetError(f"the signed action and manifest did not arrive within {fields_seconds:g} s of "
@@ -217,7 +218,9 @@ async def receive_upload(request: Request, upload: UploadInProgress, *, max_body
                 raise DatanetError("the client went away before the upload ended; nothing was stored",
                                    field="body") from None
             if chunk:
+                working = time.monotonic()
                 await in_upload_thread(feed, chunk)
+                busy += time.monotonic() - working
             if not checked_length and length is not None and upload.declared_bytes is not None:
                 checked_length = True
                 if length > upload.declared_bytes + FORM_OVERHEAD_BYTES:

@@ -233,6 +233,9 @@ class Chain:
         `max_gas` bounds the EVM work the estimate itself may do (a call needing more fails)."""
         if max_gas is not None:
             request = {**request, "gas": int(max_gas)}
+        if target == "transaction" and self.abi_book.contract_name(request.get("to")):
+            # a client's own transaction to a contract this chain knows: its errors name the contract
+            target = f"{self.abi_book.contract_name(request.get('to'))} transaction"
         try:
             estimate = self.w3.eth.estimate_gas(request)
         except Exception as exc:  # every backend raises its own revert type
@@ -592,7 +595,7 @@ class Chain:
         data = revert_data_of(exc)
         if data is not None:
             reason, name, args = self.abi_book.decode_revert(data)
-            explained = explain_revert(name, args)
+            explained = explain_revert(name, args, target)
             if explained is not None:  # the field it concerns and why, in words, before the revert itself
                 field, words = explained
                 return ChainError(f"{words} ({target} reverted: {reason})", reason=reason, error_name=name,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -60,10 +61,10 @@ def _parse_votes(votes: str | None, votes_file: Path | None) -> dict[int, int]:
     if votes:
         out = {}
         for pair in votes.split(","):
-            key, _, value = pair.partition("=")
-            if not (key.strip().isdigit() and value.strip().lstrip("-").isdigit()):
+            found = re.fullmatch(r"\s*([0-9]+)\s*=\s*(-?[0-9]+)\s*", pair)
+            if found is None:
                 raise LedgerError(f"{shape}; {pair!r} is not ID=SCORE", field="votes")
-            out[int(key)] = int(value)
+            out[int(found[1])] = int(found[2])
         return out
     raise LedgerError("give --votes ID=SCORE,... or --votes-file FILE", field="votes")
 

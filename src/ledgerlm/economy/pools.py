@@ -26,23 +26,36 @@ DEAD_STATES = ("rejected", "withdrawn")
 VALUE_SCALE = 10**9  # valuation scores are floats; integer weights keep the split exact
 
 
-def _record_weight(value) -> int:
-    """One accepted record's weight in VALUE_SCALE units: its value relative to its batch's mean; as the average
+def _record_weights(rows: list) -> list[int]:
+    """Each accepted record's weight in VALUE_SCALE units: its value relative to its batch's mean; as the average
     record (1) when never valued (its batch was a lone record before there was data to value it against, or
-    valuation failed); a value stored before values were relative counts as it is."""
-    if not isinstance(value, dict) or value.get("value") is None:
-        return VALUE_SCALE
-    score = value.get("relative", value.get("value"))
-    if isinstance(score, (int, float)) and 0 < score < math.inf:  # an infinite score would stop the close
-        return int(score * VALUE_SCALE)
-    return 0
+    valuation failed). A value stored before values were relative is made relative within its batch, the reports
+    one gate run wrote (they share its time)."""
+    from ledgerlm.validation.valuation import relative_values
+
+    legacy: dict[int, dict[int, float]] = {}  # gate run time -> {row: raw value}
+    for i, (_, value, at) in enumerate(rows):
+        if isinstance(value, dict) and value.get("value") is not None and "relative" not in value:
+            score = value["value"]
+            legacy.setdefault(int(at or 0), {})[i] = float(score) if isinstance(score, (int, float)) else 0.0
+    made = {i: v for batch in legacy.values() for i, v in relative_values(batch).items()}
+    weights = []
+    for i, (_, value, _) in enumerate(rows):
+        if not isinstance(value, dict) or value.get("value") is None:
+            weights.append(VALUE_SCALE)
+            continue
+        score = made[i] if i in made else value.get("relative")
+        # an infinite or unreadable score would stop the close
+        ok = isinstance(score, (int, float)) and 0 < score < math.inf
+        weights.append(int(score * VALUE_SCALE) if ok else 0)
+    return weights
 
 
 def valuation_weights(conn: Connection, datanet: str, version: int | None = None) -> dict[str, int]:
     """Contributors of the Datanet's accepted data (of one version, when given), by data valuation: each record
     by its value relative to its batch's (`relative_values`), a record never valued as an average one; by
     accepted count when every record was valued at nothing; the owner when nothing is accepted."""
-    query = (select(contributions.c.contributor, gate_reports.c.value)
+    query = (select(contributions.c.contributor, gate_reports.c.value, gate_reports.c.created_at)
              .join(datanets, datanets.c.id == contributions.c.datanet_id)
              .outerjoin(gate_reports, gate_reports.c.contribution_id == contributions.c.id)
              .where(datanets.c.name == datanet))
@@ -52,11 +65,12 @@ def valuation_weights(conn: Connection, datanet: str, version: int | None = None
         query = query.join(version_members, version_members.c.contribution_id == contributions.c.id).join(
             versions, versions.c.id == version_members.c.version_id).where(and_(
                 versions.c.number == version, contributions.c.state.notin_(DEAD_STATES)))
+    rows = conn.execute(query).all()
     valued: dict[str, int] = {}
     counted: dict[str, int] = {}
-    for contributor, value in conn.execute(query).all():
+    for (contributor, _, _), weight in zip(rows, _record_weights(rows)):
         counted[contributor] = counted.get(contributor, 0) + 1
-        valued[contributor] = valued.get(contributor, 0) + _record_weight(value)
+        valued[contributor] = valued.get(contributor, 0) + weight
     if any(valued.values()):
         return {c: w for c, w in valued.items() if w}
     if counted:

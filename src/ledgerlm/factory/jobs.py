@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import shutil
 import threading
@@ -31,6 +32,8 @@ from ledgerlm.identity import ReadGrant, SignedAction, SigningDomain, verify_act
 from ledgerlm.store import Database
 from ledgerlm.store.actions import record_action
 from ledgerlm.store.schema import models, signed_actions, training_jobs
+
+log = logging.getLogger("ledgerlm.factory")
 
 MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}[a-z0-9]\Z")
 TERMINAL = ("stopped", "failed", "done")
@@ -513,8 +516,12 @@ class ModelFactory:
                 path=str(out_dir), job_id=job.id, fee_policy=None, chain_tx=None, created_at=int(time.time()),
             ))
             self._set(job.id, conn=conn, state="done", progress=finished)
-        # a record withdrawn while the job trained was read at its start, and no model was there to clean then
-        self.forget_withdrawn(job.datanet, model_id=job.model_id)
+        # a record withdrawn while the job trained was read at its start, and no model was there to clean then;
+        # the job is done whatever happens here (the next start cleans what this could not)
+        try:
+            self.forget_withdrawn(job.datanet, model_id=job.model_id)
+        except Exception:  # noqa: BLE001 - logged; a failure must not mark a stored model's job failed
+            log.exception("withdrawn records' quotes were not taken out of model %s", job.model_id)
 
     def _fail(self, job: Job, exc: Exception, out_dir: Path) -> None:
         """Mark the job failed with why, and clear what it wrote: a failed job's id is free again, and a later job

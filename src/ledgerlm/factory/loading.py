@@ -13,7 +13,6 @@ from pathlib import Path
 from ledgerlm.factory.basemodels import BaseModel
 from ledgerlm.factory.errors import TrainConfigError
 
-
 # transformers patches process-wide functions while it loads a model (PreTrainedModel.tie_weights, torch.nn.init's
 # functions, the default dtype) and puts them back afterwards: two loads at once put back each other's patches, and
 # every later load of a model with tied embeddings (SmolLM2's) left its head on the meta device, so every training

@@ -162,6 +162,7 @@ class EvalReport:
 def _base_model(config: EvalConfig, work: Path, say: Say):
     """SmolLM2, or a tiny Llama whose tokenizer and pre-training see only facts about other people."""
     from ledgerlm.factory import pull_smollm2, register_local, tiny_random_model
+    from ledgerlm.factory.basemodels import describe_model_dir
 
     if config.model == "smollm2":
         return pull_smollm2(Path(config.models_dir or Path.home() / ".ledgerlm" / "models"))
@@ -170,7 +171,10 @@ def _base_model(config: EvalConfig, work: Path, say: Say):
                              hidden_size=128, layers=2, heads=4, vocab_size=768, seed=config.seed)
     say(f"pre-training the tiny base on {len(corpus)} records about other people")
     _pretrain(path, corpus, config)
-    return register_local(work / "models", "tiny-eval", path)
+    # named by its weights: a rerun in the same folder with other settings pre-trains other weights, which the
+    # catalogue refuses under a name it holds
+    digest = describe_model_dir(path, "tiny-eval", "local").sha256[:12]
+    return register_local(work / "models", f"tiny-eval-{digest}", path)
 
 
 def pretraining_corpus(config: EvalConfig) -> list[dict]:
