@@ -434,8 +434,9 @@ def test_candidate_pairs_are_every_pair_of_rows_sharing_a_band_key():
 def test_a_bucket_of_templated_rows_is_compared_near_by_near_not_pair_by_pair():
     """20,000 records of one template (a number changed) shared every band: 125 million candidate pairs, 60 GiB,
     and every round of the Datanet failed. Past MAX_BUCKET_PAIRWISE rows a bucket pairs each row with its
-    BUCKET_WINDOW nearest in band-key order only, where rows agreeing on most bands sit together."""
-    from ledgerlm.validation.gates.duplicates import BUCKET_WINDOW, candidate_pairs
+    BUCKET_WINDOW nearest in each of BUCKET_ORDERS band-key orders only, where rows agreeing on most bands sit
+    together."""
+    from ledgerlm.validation.gates.duplicates import BUCKET_ORDERS, BUCKET_WINDOW, candidate_pairs
 
     rng = np.random.default_rng(5)
     n, width = 3000, 8
@@ -443,11 +444,35 @@ def test_a_bucket_of_templated_rows_is_compared_near_by_near_not_pair_by_pair():
     keys[:, 1:] = rng.integers(1, 2**40, size=(n, width - 1)).astype(np.uint64)
     keys[2999, 1:6] = keys[7, 1:6]  # a near-copy of row 7, far from it in the order they came in
     within = candidate_pairs(keys)
-    assert len(within) <= n * BUCKET_WINDOW  # not n(n-1)/2 = 4,498,500
+    assert len(within) <= n * BUCKET_WINDOW * BUCKET_ORDERS  # not n(n-1)/2 = 4,498,500
     assert [7, 2999] in within.tolist()
     kept = keys[:100].copy()
     across = candidate_pairs(keys[2900:], kept)
-    assert len(across) <= 100 * 2 * BUCKET_WINDOW and [99, 7] in across.tolist()
+    assert len(across) <= 100 * 2 * BUCKET_WINDOW * BUCKET_ORDERS and [99, 7] in across.tolist()
+
+
+def test_a_copy_differing_from_its_original_in_the_leading_band_is_still_met_in_a_padded_bucket():
+    """A copy sharing all bands but the first with its original, every shared band's bucket padded with 300 rows
+    that share only that band: ordered by the first band alone the two sat apart, and the copy passed."""
+    from ledgerlm.validation.gates.duplicates import candidate_pairs
+
+    found = []
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        original = rng.integers(1, 2**62, 8).astype(np.uint64)
+        copy = original.copy()
+        copy[0] = rng.integers(1, 2**62)
+        rows = [copy]
+        for band in range(1, 8):
+            for _ in range(300):
+                filler = rng.integers(1, 2**62, 8).astype(np.uint64)
+                filler[band] = original[band]
+                rows.append(filler)
+        upload = np.array(rows, dtype=np.uint64)
+        across = {tuple(p) for p in candidate_pairs(upload, original[None, :]).tolist()}
+        within = {tuple(p) for p in candidate_pairs(np.vstack([original[None, :], upload])).tolist()}
+        found.append((0, 0) in across and (0, 1) in within)
+    assert all(found), found
 
 
 def test_no_code_point_is_a_letter_or_digit_to_one_of_isalnum_and_the_word_pattern_but_not_the_other():

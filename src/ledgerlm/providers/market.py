@@ -144,17 +144,18 @@ class ComputeMarket:
                      base_model=row["base_model"], price=row["price"], state=row["state"],
                      stake=str(self.stake_of(row["provider"])), created_at=row["created_at"])
 
-    def _require_stake(self, provider: str, price: int, *, outstanding: int = 0) -> int:
+    def _require_stake(self, provider: str, price: int, *, outstanding: int = 0,
+                       read: tuple[int, int] | None = None) -> int:
         """Refuse a provider whose failed spot-check would cost it less than it is paid: one slash of its bond, as
         the contract allows it now, must take at least `price` plus the prices of its jobs still awaiting a report.
         Slashes of one bond share a window capped at a share of the bond, so jobs open at once share one slash; a
-        bond whose window is spent can lose nothing more until it ends, and takes no job until then."""
-        stake = self.stake_of(provider)
+        bond whose window is spent can lose nothing more until it ends, and takes no job until then. `read`: the
+        (stake, slashable) read from the chain beforehand (else read here)."""
+        stake, slashable = read if read is not None else self._stake_read(provider)
         if stake <= 0:
             raise ConflictError(f"{provider} has no stake under the provider role: stake LGR first "
                                 "(`ledgerlm stake AMOUNT --role provider`), so cheating has a cost", field="provider")
         at_risk = price + outstanding
-        slashable = self.slashable(provider) if self.slashable is not None else 0
         if slashable < at_risk:
             cap_bps = self.slash_cap_bps() if self.slash_cap_bps is not None else 0
             needed = f"a stake of at least {-(-at_risk * 10_000 // cap_bps)}" if cap_bps else "more stake"
@@ -164,6 +165,10 @@ class ComputeMarket:
                 f"one slash of its provider stake ({stake}) can take only {slashable} now: it needs {needed} under "
                 "the provider role, with its slash window not spent", field="stake")
         return stake
+
+    def _stake_read(self, provider: str) -> tuple[int, int]:
+        """The provider's stake and what one slash of it can take now, from the chain."""
+        return self.stake_of(provider), (self.slashable(provider) if self.slashable is not None else 0)
 
     def _outstanding(self, provider: str, conn=None) -> int:
         """What the provider's jobs still awaiting a report are paid: all of them may yet fail their spot-checks."""
@@ -219,7 +224,8 @@ class ComputeMarket:
                                  .with_for_update()).scalar()
             if state != "open":
                 raise ConflictError(f"offer {offer.id} was {state} meanwhile; it takes no new jobs", field="offerId")
-            self._require_stake(offer.provider, price, outstanding=self._outstanding(offer.provider, conn))
+            self._require_stake(offer.provider, price, outstanding=self._outstanding(offer.provider, conn),
+                                read=stake_read)
             return conn.execute(insert(compute_jobs).values(
                 offer_id=offer.id, provider=offer.provider, requester=requester, kind=kind, spec=parsed.model_dump(),
                 spec_hash=spec_hash, amount=str(price), epoch=epoch, payment_state="pending", payment_tx=None,
@@ -228,8 +234,11 @@ class ComputeMarket:
 
         try:
             with self.payments.paying():
-                # under the payments' lock: accepts checked at once would each see the others' jobs missing
-                self._require_stake(offer.provider, price, outstanding=self._outstanding(offer.provider))
+                # the chain read before the payment's transaction (which holds the whole database on SQLite);
+                # the jobs it must back are read again inside it, under the provider's lock
+                stake_read = self._stake_read(offer.provider)
+                self._require_stake(offer.provider, price, outstanding=self._outstanding(offer.provider),
+                                    read=stake_read)
                 job_id, _, _ = self.payments.debit_locked(
                     signed, requester, price, what=f"a {kind} job on offer {offer.id}", record=record,
                     rows=_job_rows())

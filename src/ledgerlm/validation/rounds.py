@@ -606,6 +606,11 @@ class ValidationRounds:
         A recorded plan is never decided again, and the chain slashes each (round, account, role) at
         most once, so a crash or a failed slash followed by a rerun cannot slash the same round twice.
         """
+        rejected = [(cid, c) for cid, c, d, _ in contributor_outcomes if d == "reject"]
+        # The chain is read first, for everyone the plan may name: the lock below holds the whole database on
+        # SQLite, and calls and uploads would wait behind chain reads.
+        bonds = self.contributor_bonds(sorted({c for _, c in rejected + self._gate_rejections(round_id)}))
+        stakes = dict(self.validator_bonds())
         with self.db.begin() as conn:
             # One plan at a time, node-wide and across nodes: each is made from the others' recorded plans (read
             # committed, in connections of their own), so two rounds tallied at once would each slash a bond for
@@ -615,9 +620,8 @@ class ValidationRounds:
                                    .with_for_update()).scalar()
             if summary is None or "slashed" in summary:  # another node planned it meanwhile: its plan stands
                 return
-            rejected = [(cid, c) for cid, c, d, _ in contributor_outcomes if d == "reject"]
-            planned = (self._contributor_bond_slashes(rejected + self._gate_rejections(round_id))
-                       + self._validator_slashes(round_id))
+            planned = (self._contributor_bond_slashes(rejected + self._gate_rejections(round_id), bonds)
+                       + self._validator_slashes(round_id, stakes))
             summary = dict(summary)
             summary["slashed"] = planned
             summary["evidence_hash"] = evidence_hash(round_id, summary)
@@ -658,14 +662,17 @@ class ValidationRounds:
         answered = {cid for t in earlier for s in (t or {}).get("slashed", []) for cid in s.get("contributions", [])}
         return [(r.id, r.contributor) for r in rows if r.id not in answered]
 
-    def _contributor_bond_slashes(self, rejected: list[tuple[int, str]]) -> list[dict]:
-        """Rejected contributions cost part of their contributor's bond (more with a poor reputation)."""
+    def _contributor_bond_slashes(self, rejected: list[tuple[int, str]],
+                                  bonds: dict[str, int] | None = None) -> list[dict]:
+        """Rejected contributions cost part of their contributor's bond (more with a poor reputation); `bonds`:
+        the contributors' bonds read beforehand (else read here)."""
         if not rejected:
             return []
         by_contributor: dict[str, list[int]] = {}
         for cid, contributor in rejected:
             by_contributor.setdefault(contributor, []).append(cid)
-        bonds = self.contributor_bonds(sorted(by_contributor))
+        if bonds is None:
+            bonds = self.contributor_bonds(sorted(by_contributor))
         planned = []
         for contributor, cids in sorted(by_contributor.items()):
             bond = required_bond(self.settings.bond_per_contribution, self.reputation(contributor, "contributor"))
@@ -677,7 +684,7 @@ class ValidationRounds:
                                 "tx": None})
         return planned
 
-    def _validator_slashes(self, round_id: int) -> list[dict]:
+    def _validator_slashes(self, round_id: int, stakes: dict[str, int] | None = None) -> list[dict]:
         with self.db.connect() as conn:
             tallied = conn.execute(select(validation_rounds.c.id, validation_rounds.c.tally, datanets.c.visibility)
                                    .join(datanets, datanets.c.id == validation_rounds.c.datanet_id)
@@ -701,7 +708,7 @@ class ValidationRounds:
             for s in (r.tally or {}).get("slashed", []):
                 if s.get("role", int(StakeRole.VALIDATOR)) == int(StakeRole.VALIDATOR):
                     last_slashed[s["account"]] = r.id
-        stakes = dict(self.validator_bonds())
+        stakes = dict(self.validator_bonds()) if stakes is None else stakes
         return [{"account": s.account, "role": int(StakeRole.VALIDATOR), "amount": str(s.amount),
                  "reason": s.reason, "tx": None}
                 for s in slashing_decisions(history, stakes, policy, last_slashed)]

@@ -342,22 +342,31 @@ class KeptRecords:
 
 # An LSH bucket holding more rows than this is not compared pair by pair: templated records (one sentence with a
 # number changed) all share their bands, and 20,000 of them in one upload made 125 million pairs (60 GiB) and stopped
-# every round of the Datanet. In such a bucket each row meets the BUCKET_WINDOW rows nearest it in the order of the
-# rows' band keys, where rows that agree on most bands (near-duplicates) sit together.
+# every round of the Datanet. In such a bucket each row meets the BUCKET_WINDOW rows nearest it in each of
+# BUCKET_ORDERS orders of the rows' band keys (each led by another band), where rows that agree on most bands
+# (near-duplicates) sit together: a copy that differs from its original in one leading band is still met in the
+# others' orders. The bound is on purpose: an uploader who pads a bucket can hide a copy that differs from its
+# original in every leading band, which the owner's review and the validators still see.
 MAX_BUCKET_PAIRWISE = 64
-BUCKET_WINDOW = 16
+BUCKET_WINDOW = 8
+BUCKET_ORDERS = 4
 
 
 def candidate_pairs(keys: np.ndarray, other: np.ndarray | None = None) -> np.ndarray:
     """(i, j) rows that share an LSH band key: within `keys` (i < j), or between `keys` and `other`; sorted, each
-    once. In a bucket past `MAX_BUCKET_PAIRWISE` rows, only each row's `BUCKET_WINDOW` nearest (see there)."""
+    once. In a bucket past `MAX_BUCKET_PAIRWISE` rows, only each row's nearest (see there)."""
     n = len(keys)
     every = keys if other is None else np.concatenate([keys, other])
     flat = np.ascontiguousarray(every).ravel()
-    rank = np.empty(len(every), dtype=np.int64)
-    if len(every):
-        rank[np.lexsort(every.T[::-1])] = np.arange(len(every))
-    return _shared_key_pairs(flat, np.argsort(flat), every.shape[1], n, other is not None, rank,
+    width = every.shape[1] if every.ndim == 2 else 1
+    orders = min(BUCKET_ORDERS, width)
+    rank = np.empty((orders, len(every)), dtype=np.int64)
+    for k in range(orders):  # order k: the band keys compared from band k * width // orders on, round the row
+        lead = k * width // orders
+        columns = [*range(lead, width), *range(lead)]
+        if len(every):
+            rank[k, np.lexsort(every[:, columns].T[::-1])] = np.arange(len(every))
+    return _shared_key_pairs(flat, np.argsort(flat), width, n, other is not None, rank,
                              MAX_BUCKET_PAIRWISE, BUCKET_WINDOW)
 
 
@@ -366,8 +375,8 @@ def _shared_key_pairs(flat, order, width, n, across, rank, most, window):
     """Every pair of rows (row = `width` consecutive keys of `flat`) that share a key, as sorted
     unique (i, j), i < j; with `across`, only pairs of a row below `n` and one from `n` on, the
     second numbered from `n`. `order` sorts `flat`. A bucket of more than `most` rows pairs each row with the
-    `window` rows on either side of it in `rank` order only (with `across`: the `window` nearest of the other
-    side, looked for among at most 4 x `window` rows each way)."""
+    `window` rows on either side of it in each of `rank`'s orders only (with `across`: the `window` nearest of
+    the other side, looked for among at most 4 x `window` rows each way)."""
     n_rows = len(flat) // width if width else 0
     members = np.empty(len(flat), dtype=np.int64)
     codes = np.empty(0, dtype=np.int64)
@@ -397,30 +406,31 @@ def _shared_key_pairs(flat, order, width, n, across, rank, most, window):
                                 codes[found] = i * n_rows + (j - n if across else j)
                             found += 1
                 else:
-                    near = group[np.argsort(rank[group])]
-                    for x in range(len(near)):
-                        if across and near[x] >= n:
-                            continue
-                        for direction in (1, -1):
-                            if direction == -1 and not across:
-                                break  # within one side each pair is met from its lower position
-                            taken = 0
-                            y = x + direction
-                            looked = 0
-                            while 0 <= y < len(near) and taken < window and looked < 4 * window:
-                                looked += 1
-                                other = near[y]
-                                y += direction
-                                if across:
-                                    if other < n:
-                                        continue
-                                    i, j = near[x], other
-                                else:
-                                    i, j = min(near[x], other), max(near[x], other)
-                                taken += 1
-                                if sweep:
-                                    codes[found] = i * n_rows + (j - n if across else j)
-                                found += 1
+                    for k in range(rank.shape[0]):
+                        near = group[np.argsort(rank[k][group])]
+                        for x in range(len(near)):
+                            if across and near[x] >= n:
+                                continue
+                            for direction in (1, -1):
+                                if direction == -1 and not across:
+                                    break  # within one side each pair is met from its lower position
+                                taken = 0
+                                y = x + direction
+                                looked = 0
+                                while 0 <= y < len(near) and taken < window and looked < 4 * window:
+                                    looked += 1
+                                    other = near[y]
+                                    y += direction
+                                    if across:
+                                        if other < n:
+                                            continue
+                                        i, j = near[x], other
+                                    else:
+                                        i, j = min(near[x], other), max(near[x], other)
+                                    taken += 1
+                                    if sweep:
+                                        codes[found] = i * n_rows + (j - n if across else j)
+                                    found += 1
             start = stop
     codes = np.unique(codes)
     out = np.empty((len(codes), 2), dtype=np.int64)
