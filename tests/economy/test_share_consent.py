@@ -195,3 +195,22 @@ def test_a_token_the_chain_issued_before_the_node_stopped_is_adopted_with_its_tr
     assert node.shares.reconcile() == 1
     adopted = node.shares.asset("datanet:qa")
     assert adopted.token == factory.share_of(AssetKind.DATANET, QA) and adopted.tx == sent[0]
+
+
+def test_an_issue_another_request_landed_first_is_adopted_not_answered_with_the_revert(
+        client, world, alice, monkeypatch):  # noqa: F811
+    """Two issues of one asset at once (on one node or two): the second found no token yet, sent its own, and its
+    owner got the factory's AlreadyIssued revert as a 400 though the shares existed."""
+    node = world
+    factory = node.contracts.share_factory
+    issue = factory.issue
+    landed = []
+
+    def another_landed_first(*args, **kwargs):
+        landed.append(issue(*args, **kwargs).tx_hash)  # the other request's, mined first
+        return issue(*args, **kwargs)  # this one's: AlreadyIssued
+
+    monkeypatch.setattr(factory, "issue", another_landed_first)
+    issued = client.shares.issue(alice, "datanet", "qa", supply=SUPPLY)
+    assert issued["token"] == factory.share_of(AssetKind.DATANET, QA)
+    assert node.shares.asset("datanet:qa").tx == landed[0]

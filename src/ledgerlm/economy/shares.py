@@ -12,6 +12,7 @@ from eth_utils import keccak, to_checksum_address
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 
+from ledgerlm.chain.errors import ChainError
 from ledgerlm.chain.shares import share_events
 from ledgerlm.economy.errors import EconomyError
 from ledgerlm.economy.payouts import Ledger, payout_tree
@@ -390,8 +391,14 @@ class Shares:
                 raise EconomyError(f"{asset.ref}'s issue waits for its owner's signature (the one given has expired): "
                                    "sign `ledgerlm shares issue` again with the same terms to finish it",
                                    field="deadline", status=409)
-            tx = factory.issue(self.node_account, kind, asset.asset_id, asset.name, asset.symbol, asset.supply,
-                               asset.allocation_root, row["issue_deadline"], row["issue_signature"]).tx_hash
+            try:
+                tx = factory.issue(self.node_account, kind, asset.asset_id, asset.name, asset.symbol, asset.supply,
+                                   asset.allocation_root, row["issue_deadline"], row["issue_signature"]).tx_hash
+            except ChainError as exc:
+                if exc.error_name != "AlreadyIssued":
+                    raise
+                # the same issue sent at once (by this node or another on the database) landed first: it is adopted
+                # below like one a crash left, if it is this allocation's
             token = factory.share_of(kind, asset.asset_id)
         client = self.contracts.share_token(token)
         if client.allocation_root() != asset.allocation_root:
