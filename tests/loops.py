@@ -1,4 +1,5 @@
-"""Running a coroutine to its end from a test, whatever event loop the test process already runs."""
+"""Running a coroutine to its end from a test, whatever event loop the test process already runs, and work on
+several threads at once."""
 
 from __future__ import annotations
 
@@ -24,3 +25,22 @@ def run_apart(coro):
     if "error" in out:
         raise out["error"]
     return out["result"], out["thread"]
+
+
+def at_once(work, calls) -> list[BaseException]:
+    """`work(*args)` for each `args` of `calls`, each on a thread of its own, all started before any is joined;
+    what they raised (empty: none did)."""
+    errors: list[BaseException] = []
+
+    def run(args):
+        try:
+            work(*args)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller to assert on
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(args,)) for args in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors

@@ -319,3 +319,17 @@ class Home:
 
 
 __all__ = ["Home", "NodeConfig", "ConfigError", "EMBEDDED", "asdict"]
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a secret file whole or not at all (a temporary file, synced, renamed over it), readable by its owner
+    only: a crash mid-write leaves the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)

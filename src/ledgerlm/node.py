@@ -14,7 +14,7 @@ from eth_utils import keccak, to_checksum_address
 
 from ledgerlm import __version__
 from ledgerlm.chain.contracts import as_bytes32, epoch_id
-from ledgerlm.config import EMBEDDED, ConfigError, Home, NodeConfig
+from ledgerlm.config import EMBEDDED, ConfigError, Home, NodeConfig, write_private
 from ledgerlm.datanets import ChainAnchor, Datanet, Datanets, DatanetVersion
 from ledgerlm.errors import AuthError, ConflictError, LedgerError
 from ledgerlm.heap import keep_freed_memory
@@ -41,14 +41,6 @@ RELAYS_AT_ONCE = 16
 RELAYS_PER_SENDER = 4
 
 
-def _write_private(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    os.replace(tmp, path)
-
-
 def _node_key(home: Home) -> LocalAccount:
     """Unlock the hot key, first encrypting a plain-hex key an older home kept."""
     passphrase = node_passphrase(NODE_PASSPHRASE_ENV, "node")
@@ -72,7 +64,7 @@ def new_operator_token() -> str:
 def read_operator_token(home: Home) -> str:
     """The operator credential `ledgerlm init` wrote; a home created before it gets one now."""
     if not home.operator_token_path.exists():
-        _write_private(home.operator_token_path, new_operator_token() + "\n")
+        write_private(home.operator_token_path, new_operator_token() + "\n")
     return home.operator_token_path.read_text().strip()
 
 
@@ -337,7 +329,7 @@ class Node:
         for directory in (home.blobs, home.keys, home.models):
             directory.mkdir(parents=True, exist_ok=True)
         if not home.operator_token_path.exists():
-            _write_private(home.operator_token_path, new_operator_token() + "\n")
+            write_private(home.operator_token_path, new_operator_token() + "\n")
         if new_node_key:
             create_keystore(home.node_key_path, node_passphrase_)
         admin = None
@@ -380,7 +372,7 @@ class Node:
         node = cls(home, config, db, blobs, account, datanets)
         datanets.actor_guard = lambda *action: node.agent_policies.check(*action)  # agents load on first use
         # a withdrawn record leaves the models' evaluation samples that quote it
-        datanets.after_withdrawal = lambda cid, name: node.factory.forget_contribution(cid, name)
+        datanets.after_withdrawal = lambda _cid, name: node.factory.forget_withdrawn(name)
         datanets.blob_kept = lambda sha: sha in _kept_checkpoints(db)
         if home.deployment_path.exists():
             datanets.anchor = RegistryAnchor(node)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
+from tests.loops import at_once
 
 from ledgerlm.chain import ChainError
 
@@ -101,21 +100,12 @@ def test_a_deadline_passes_once_the_chain_clock_moves(chain, payer, probe_artifa
 def test_concurrent_writes_from_one_sender_all_land(chain, payer, other):
     before = chain.eth_balance(other.address)
     nonce = chain.nonce(payer.address)
-    failures = []
 
     def send_three():
-        try:
-            for _ in range(3):
-                chain.send_eth(payer, other.address, 1)
-        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
-            failures.append(exc)
+        for _ in range(3):
+            chain.send_eth(payer, other.address, 1)
 
-    threads = [threading.Thread(target=send_three) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
+    failures = at_once(send_three, [()] * 4)
     assert failures == []
     assert chain.nonce(payer.address) == nonce + 12
     assert chain.eth_balance(other.address) == before + 12

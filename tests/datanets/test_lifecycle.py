@@ -301,7 +301,7 @@ def test_a_withdrawal_is_answered_as_stored_when_removing_its_copies_fails(clien
     def broken(*_args):
         raise OSError("the model's folder is read-only")
 
-    monkeypatch.setattr(node.factory, "forget_contribution", broken)
+    monkeypatch.setattr(node.factory, "forget_withdrawn", broken)
     client.contribute("qa", [write_jsonl(tmp_path / "b.jsonl", _records(1, "b"))], bob)
     (cid,) = [c.id for c in client.contributions("qa")]
     assert client.withdraw(cid, bob).state == "withdrawn"  # stored, and said so

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from tests.loops import at_once
 
 pytest.importorskip("torch")
 
@@ -14,19 +15,8 @@ pytest.importorskip("torch")
 def test_loads_at_once_take_turns_and_a_load_after_them_is_whole(tiny_base):
     from ledgerlm.factory.loading import load_base_model, pick_device
 
-    loaded, errors = [], []
-
-    def load():
-        try:
-            loaded.append(load_base_model(tiny_base, pick_device("cpu")))
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=load) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    loaded = []
+    errors = at_once(lambda: loaded.append(load_base_model(tiny_base, pick_device("cpu"))), [()] * 3)
     after = load_base_model(tiny_base, pick_device("cpu"))
     assert errors == [] and len(loaded) == 3
     for model in [*loaded, after]:
@@ -48,11 +38,7 @@ def test_from_pretrained_callers_never_overlap():
             time.sleep(0.02)
             cls.inside -= 1
 
-    threads = [threading.Thread(target=from_pretrained, args=(Probe,)) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    assert at_once(from_pretrained, [(Probe,)] * 6) == []
     assert Probe.most == 1
 
 
@@ -68,11 +54,7 @@ def test_submits_ending_together_start_one_training_worker(tmp_path):
         release.wait(5)
 
     factory._run = run
-    callers = [threading.Thread(target=factory._start_worker) for _ in range(8)]
-    for t in callers:
-        t.start()
-    for t in callers:
-        t.join()
+    assert at_once(factory._start_worker, [()] * 8) == []
     release.set()
     factory._worker.join(5)
     assert len(started) == 1

@@ -667,6 +667,7 @@ def test_two_rounds_tallied_at_once_take_a_gate_rejected_records_bond_once(clien
     import threading
 
     from ledgerlm.identity import SignedAction
+    from tests.loops import at_once
 
     validators, node, clock = setup
     client.contribute("ferries", [write_jsonl(tmp_path / "a.jsonl", CLEAN[:2] + [JUNK])], bob)
@@ -701,19 +702,7 @@ def test_two_rounds_tallied_at_once_take_a_gate_rejected_records_bond_once(clien
     node.validation._gate_rejections = held
     actions = {r["id"]: SignedAction(**client._sign(alice, "TallyRound", {"roundId": r["id"]}))
                for r in (first, second)}
-    errors = []
-
-    def tally(round_id):
-        try:
-            node.validation.tally(round_id, actions[round_id])
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=tally, args=(rid,)) for rid in actions]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = at_once(node.validation.tally, list(actions.items()))
     assert errors == []
     slashed = [s for rid in actions for s in node.validation.round(rid).tally["slashed"]
                if junk in s.get("contributions", [])]

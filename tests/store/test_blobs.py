@@ -3,11 +3,11 @@ re-puts, no half-written blob under its name, orphans swept only when old."""
 
 import hashlib
 import io
-import threading
 
 import pytest
 
 from ledgerlm.store import BlobError, BlobStore, BlobTooLarge, S3BlobStore, S3Location, open_blob_store, s3_client
+from tests.loops import at_once
 
 
 @pytest.fixture(params=["directory", "s3"])
@@ -40,19 +40,8 @@ def test_putting_the_same_bytes_again_keeps_one_copy(store):
 def test_concurrent_puts_of_one_blob_both_succeed(store):
     data = b"uploaded by two nodes at once" * 1000
     staged = [store.stage(io.BytesIO(data)) for _ in range(2)]
-    created, errors = [], []
-
-    def put(blob):
-        try:
-            created.append(store.commit(blob))
-        except Exception as exc:  # noqa: BLE001 - the test reports it below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=put, args=(b,)) for b in staged]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    created = []
+    errors = at_once(lambda blob: created.append(store.commit(blob)), [(b,) for b in staged])
     assert not errors
     assert sorted(created) == [False, True]
     assert store.read_bytes(staged[0].sha256) == data

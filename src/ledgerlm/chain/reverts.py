@@ -6,16 +6,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ledgerlm.times import format_time
+from ledgerlm.units import format_amount
+
 
 def _amount(value: Any, unit: str) -> str:
-    from ledgerlm.units import format_amount
-
     return f"{format_amount(int(value))} {unit}"
 
 
 def _when(value: Any) -> str:
-    from ledgerlm.times import format_time
-
     return format_time(int(value))
 
 

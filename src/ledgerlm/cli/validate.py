@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 from ledgerlm.cli.session import Session, Table, console, counted, session, shortened
+from ledgerlm.config import write_private
 from ledgerlm.errors import LedgerError
 from ledgerlm.times import format_time
 from ledgerlm.units import format_amount
@@ -33,18 +34,6 @@ def _assigned(r: dict) -> set[str]:
 
 def _pending(path: Path) -> Path:
     return path.with_name(path.stem + ".sending.json")
-
-
-def _write_secret(path: Path, secret: dict) -> None:
-    """Write the votes and salt whole or not at all (a temporary file renamed over it), readable by the owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(secret, out)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temporary, path)
 
 
 def _parse_votes(votes: str | None, votes_file: Path | None) -> dict[int, int]:
@@ -149,7 +138,7 @@ def commit(
     # Kept before the commit is sent: a commit the node took whose salt was lost (the CLI killed, the disk full)
     # could never be revealed, and the validator counted as absent. It becomes the round's secret once the node
     # answers; until then the one committed earlier, if any, stays (`reveal` tries both).
-    _write_secret(pending, {"votes": scores, "salt": salt.hex()})
+    write_private(pending, json.dumps({"votes": scores, "salt": salt.hex()}))
     r, _ = client.validation.commit(account, round_id, scores, salt)
     os.replace(pending, path)
     s.emit(r, lambda r: console.print(f"committed {len(scores)} score(s) to round {round_id}; reveal after {format_time(r['commit_deadline'])}"))

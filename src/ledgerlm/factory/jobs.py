@@ -610,16 +610,12 @@ class ModelFactory:
             return record
         return record.without_record_texts() if record.chain_tx else None
 
-    def forget_contribution(self, contribution_id: int, datanet: str) -> int:
-        """Take the evaluation samples quoting a withdrawn contribution out of the reports of the models trained on
-        its Datanet (metrics, card and lineage.json): withdrawal deletes the record's text from the node. Returns
-        how many models changed. A published model's metrics hash on chain stays that of the report it had."""
-        return self.forget_withdrawn(datanet)
-
     def forget_withdrawn(self, datanet: str, model_id: str | None = None) -> int:
-        """Take the samples quoting any withdrawn contribution of `datanet` out of its models' reports (or model
-        `model_id`'s); returns how many models changed. Run after each withdrawal, after a job stores its model
-        (a record withdrawn while it trained), and at start (a node that died between a withdrawal and this)."""
+        """Take the samples quoting any withdrawn contribution of `datanet` out of its models' reports (metrics,
+        card and lineage.json; or model `model_id`'s): withdrawal deletes the record's text from the node. Returns
+        how many models changed. Run after each withdrawal, after a job stores its model (a record withdrawn while
+        it trained), and at start (a node that died between a withdrawal and this). A published model's metrics
+        hash on chain stays that of the report it had."""
         from ledgerlm.factory.lineage import ModelCard, write_lineage
         from ledgerlm.store.schema import contributions, datanets
 

@@ -129,11 +129,11 @@ def _node_json(body: bytes):
     (`json_depth_problem`): once eth_account is imported, py_ecc has raised the recursion limit to 100,000, and a
     document nested that deep overflows the C stack and ends the gateway's process. Not UTF-8 is refused too: a
     client reading with replacement characters would still find a receipt the gateway could not read."""
-    body.decode("utf-8")  # UnicodeDecodeError is a ValueError
+    text = body.decode("utf-8")  # UnicodeDecodeError is a ValueError
     problem = json_depth_problem(body)
     if problem:
         raise ValueError(problem)
-    return json.loads(body)
+    return json.loads(text)
 
 
 def _node_error(response: httpx.Response, body: bytes) -> str:
