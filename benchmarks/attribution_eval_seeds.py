@@ -83,14 +83,14 @@ def over_seeds(seeds: list[int], one) -> list[dict]:
 
 
 def one_seed(args, seed: int, work: Path, say) -> dict:
-    """Fine-tune on seed `seed`'s test split with the node's defaults and measure it."""
+    """Fine-tune on seed `seed`'s draw of the split with the node's defaults and measure it."""
     import numpy as np
 
     from ledgerlm.evals.attribution.baselines import bm25_scores
     from ledgerlm.evals.attribution.harness import query_signals, tracing_by_kind, what_is_paid
 
     started = time.perf_counter()
-    data, t = fine_tuned(args, seed, work, say)
+    data, t = fine_tuned(args, seed, work, say, args.split)
     rows_records = [e.record for e in t.index.examples]
     rows_contributors = [e.contributor for e in t.index.examples]
     indexed = [data.records[r] for r in rows_records]
@@ -101,7 +101,36 @@ def one_seed(args, seed: int, work: Path, say) -> dict:
     tracing = tracing_by_kind(scores, data.queries, rows_records, rows_contributors)
     payment = what_is_paid(t, data, MODE, [s.paid[MODE] for s in signals])
     return {"seed": seed, "records": len(data.records), "questions": len(data.queries),
-            "tracing": tracing, "payment": payment, "seconds": time.perf_counter() - started}
+            "tracing": tracing, "payment": payment, "style": style_figures(data, scores, signals,
+                                                                        rows_records,
+                                                                        rows_contributors),
+            "tops": [{"kind": q.kind, "answer": q.answer,
+                      "receipt": data.roles[rows_contributors[int(np.argmax(scores[PAID][i]))]]}
+                     for i, q in enumerate(data.queries)],
+            "seconds": time.perf_counter() - started}
+
+
+def style_figures(data, scores, signals, rows_records, rows_contributors) -> dict:
+    """The style answers apart: the receipts' contributor precision@1 against the stylist alone
+    (the label before both teachers were named), and what they pay each teacher."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from ledgerlm.evals.attribution.metrics import rank_metrics
+
+    style = [i for i, q in enumerate(data.queries) if q.kind == "style"]
+    alone = rank_metrics(scores[PAID][style], [replace(data.queries[i], also=()) for i in style],
+                         rows_records, rows_contributors)
+
+    def bps(i, who):
+        return sum(c.bps for c in signals[i].paid[MODE].contributors if c.contributor in who)
+
+    stylist = [{data.queries[i].contributor} for i in style]
+    fact = [set(data.queries[i].also) for i in style]
+    return {"questions": len(style), "stylist_alone_p1": alone.contributor_p1,
+            "mean_bps_stylist": float(np.mean([bps(i, w) for i, w in zip(style, stylist)])),
+            "mean_bps_fact_contributor": float(np.mean([bps(i, w) for i, w in zip(style, fact)]))}
 
 
 def mean_sem(values) -> tuple[float, float]:
@@ -111,21 +140,24 @@ def mean_sem(values) -> tuple[float, float]:
     return float(v.mean()), (float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0)
 
 
-def tables(runs: list[dict], model: str) -> list[ResultTable]:
+def tables(runs: list[dict], model: str, split: str = "test") -> list[ResultTable]:
     def p1(run, kind, method, level="contributor"):
         return run["tracing"][kind][method][f"{level}_p1"]
 
     n = runs[0]["questions"]
     ranking = ResultTable(
-        f"Test split, {model}, node defaults, per evaluation seed — precision@1 of the receipts' "
+        f"{split.capitalize()} split, {model}, node defaults, per evaluation seed — precision@1 of the receipts' "
         f"ranking against BM25 on the same {n} questions (contributor / record)",
-        ["seed", "paid ranking: all", "paid ranking: style", "BM25: all", "BM25: style",
-         "span: all", "gradient alone: all", "never below BM25"])
+        ["seed", "paid ranking: all", "paid ranking: style", "style, the stylist alone",
+         "BM25: all", "BM25: style", "span: all", "gradient alone: all", "never below BM25"])
     cells = [(PAID, "all"), (PAID, "style"), ("bm25", "all"), ("bm25", "style"), ("span", "all"),
              (f"grad:{MODE}", "all")]
+    def cells_of(run) -> list[str]:
+        shown = [f"{p1(run, k, m):.2f} / {p1(run, k, m, 'record'):.2f}" for m, k in cells]
+        return shown[:2] + [f"{run['style']['stylist_alone_p1']:.2f}"] + shown[2:]
+
     for run in runs:
-        ranking.add_row(str(run["seed"]),
-                        *(f"{p1(run, k, m):.2f} / {p1(run, k, m, 'record'):.2f}" for m, k in cells),
+        ranking.add_row(str(run["seed"]), *cells_of(run),
                         "yes" if p1(run, "all", PAID) >= p1(run, "all", "bm25") else "no")
 
     def over_seeds(method, kind):
@@ -133,11 +165,14 @@ def tables(runs: list[dict], model: str) -> list[ResultTable]:
         return f"{c[0]:.2f} ± {c[1]:.2f} / {mean_sem([p1(r, kind, method, 'record') for r in runs])[0]:.2f}"
 
     kept = sum(p1(r, "all", PAID) >= p1(r, "all", "bm25") for r in runs)
-    ranking.add_row(f"mean of {len(runs)}", *(over_seeds(m, k) for m, k in cells),
-                    f"{kept} of {len(runs)}")
-    ranking.add_row("lowest", *(f"{min(p1(r, k, m) for r in runs):.2f}" for m, k in cells), "")
+    alone = [r["style"]["stylist_alone_p1"] for r in runs]
+    means = [over_seeds(m, k) for m, k in cells]
+    ranking.add_row(f"mean of {len(runs)}", *means[:2],
+                    "{:.2f} ± {:.2f}".format(*mean_sem(alone)), *means[2:], f"{kept} of {len(runs)}")
+    lowest = [f"{min(p1(r, k, m) for r in runs):.2f}" for m, k in cells]
+    ranking.add_row("lowest", *lowest[:2], f"{min(alone):.2f}", *lowest[2:], "")
     paid = ResultTable(
-        f"Test split, {model} — what is paid per evaluation seed (mean bps of the contributor share)",
+        f"{split.capitalize()} split, {model} — what is paid per evaluation seed (mean bps of the contributor share)",
         ["seed", "right", "wrong", "data pool", "top paid is right", "null_false_payout_rate",
          "bps to a contradicted record"])
     for run in runs:
@@ -156,7 +191,15 @@ def tables(runs: list[dict], model: str) -> list[ResultTable]:
                  f"{avg('null_false_payout_rate', 'null')[0]:.3f} (max "
                  f"{max(r['payment']['null']['null_false_payout_rate'] for r in runs):.3f})",
                  f"{avg('bps_to_contradicted_record', 'contradicted')[0]:.0f}")
-    return [ranking, paid]
+    style = ResultTable(
+        f"{split.capitalize()} split, {model} — style answers (the stylist's capitals and \" !!\" on another "
+        "contributor's fact): mean bps of the contributor share paid to each teacher",
+        ["seed", "questions", "to the fact's contributor", "to the stylist"])
+    for run in runs:
+        st = run["style"]
+        style.add_row(str(run["seed"]), str(st["questions"]), f"{st['mean_bps_fact_contributor']:.0f}",
+                      f"{st['mean_bps_stylist']:.0f}")
+    return [ranking, paid, style]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -166,24 +209,35 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--models-dir", default=None, help="where SmolLM2 is pulled (--model smollm2)")
     parser.add_argument("--entities", type=int, default=24, help="people per split")
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--split", choices=("tuning", "test"), default="test",
+                        help="the split to draw (report on test; check a rule on tuning first)")
+    parser.add_argument("--rule", type=int, choices=(20, 21), default=21,
+                        help="20: read answers only as served (before attribution rule 21), to measure it")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default: benchmarks/results)")
     args = parser.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(1)
+    if args.rule == 20:
+        from ledgerlm.attribution import casing
+
+        casing.READ_IN_DATANET_CASE = False
     started = time.perf_counter()
     seeds = seeds_of(args.seeds)
     runs = over_seeds(seeds, lambda seed, work, say: one_seed(args, seed, work, say))
-    shown = tables(runs, args.model)
+    shown = tables(runs, args.model, args.split)
     for table in shown:
         table.print()
-    payload = {"model": args.model, "entities": args.entities, "epochs": args.epochs,
+    payload = {"model": args.model, "split": args.split, "rule": args.rule, "entities": args.entities, "epochs": args.epochs,
                "seeds": seeds, "runs": runs, "seconds": time.perf_counter() - started}
-    write_result("attribution_eval_seeds" + ("" if args.model == "tiny" else f"-{args.model}"),
+    write_result("attribution_eval_seeds" + ("" if args.model == "tiny" else f"-{args.model}")
+                 + ("" if args.split == "test" else f"-{args.split}")
+                 + ("" if args.rule == 21 else f"-rule{args.rule}"),
                  payload, shown, json_path=args.out, notes=[
-                     f"one torch thread; total {payload['seconds']:.0f} s",
-                     "each seed draws the test split, the base model (tiny), the LoRA "
+                     f"one torch thread; total {payload['seconds']:.0f} s; attribution rule {args.rule}"
+                     + (" (answers read only as served)" if args.rule == 20 else ""),
+                     f"each seed draws the {args.split} split, the base model (tiny), the LoRA "
                      "initialisation and the projection; every setting is the node's default"])
     return payload
 

@@ -514,4 +514,4 @@ def test_an_earlier_assistant_turn_of_the_prompt_is_the_callers_text_and_pays_no
     scored = [label for label in example.labels if label != IGNORE]
     assert scored == [label for label in alone.labels if label != IGNORE]  # the answer's tokens alone
     assert paid(attribute(trained.model, quoted, "Hello there.", index=index), [SOLO]) == 0
-    assert attribute(trained.model, quoted, "Hello there.", index=index).rule == 20
+    assert attribute(trained.model, quoted, "Hello there.", index=index).rule >= 20

@@ -35,3 +35,30 @@ def test_retraining_decides_only_beyond_the_noise():
     assert decisive(q)
     assert not decisive({**q, "noise": 12.0})
     assert not decisive({"drops": {"facts-3": 14.3, "facts-1": 12.1}, "noise": 7.4})
+
+
+def test_later_receipts_are_scored_against_the_kept_verdicts_of_the_same_draws():
+    from attribution_loco_receipts import compare, tables
+
+    from ledgerlm.evals.attribution.facts import make_fact_tracing_set
+
+    data = make_fact_tracing_set("test", 4, 0)
+    style = next(q for q in data.queries if q.kind == "style")
+    fact = next(q for q in data.queries if q.kind == "short")
+    fact_owner = data.roles[style.also[0]]
+    verdicts = [{"kind": "style", "answer": style.answer, "label": "stylist", "retraining": fact_owner,
+                 "receipt": "stylist", "drops": {fact_owner: 30.0, "stylist": 5.0}, "noise": 3.0},
+                {"kind": "short", "answer": fact.answer, "label": data.roles[fact.contributor],
+                 "retraining": data.roles[fact.contributor], "receipt": data.roles[fact.contributor],
+                 "drops": {data.roles[fact.contributor]: 20.0, "stylist": 1.0}, "noise": 2.0}]
+    loco = {"model": "smollm2", "split": "test", "entities": 4, "date": "d",
+            "runs": [{"seed": 0, "questions": verdicts}]}
+    receipts = {"model": "smollm2", "split": "test", "rule": 21,
+                "runs": [{"seed": 0, "tops": [{"answer": style.answer, "receipt": fact_owner},
+                                              {"answer": fact.answer, "receipt": "gazetteer"}]}]}
+    rows = {r["kind"]: r for r in compare(receipts, loco)}
+    assert rows["style"]["teachers"] == ["stylist", fact_owner]
+    assert rows["style"]["receipt"] == rows["style"]["retraining"] != rows["style"]["kept_receipt"]
+    summary = {row[0]: row for row in tables(list(rows.values()))[0].rows}
+    assert summary["style"][2:6] == ["1 of 1", "0 of 1", "0 of 1", "1 of 1"]
+    assert summary["short"][2] == "0 of 1" and summary["all"][6] == "0 of 2"

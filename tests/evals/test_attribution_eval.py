@@ -45,8 +45,16 @@ def test_tuning_and_test_splits_share_no_entity_template_or_vocabulary():
 def test_queries_name_the_records_and_contributors_responsible():
     data = make_fact_tracing_set("test", 6)
     for q in data.queries:
-        assert q.records and all(data.records[r]["_contributor"] == q.contributor or
-                                 q.kind == "style" for r in q.records)
+        assert q.records and all(data.records[r]["_contributor"] in q.responsible
+                                 for r in q.records)
+        if q.kind == "style":
+            # the stylist taught the format and another contributor the fact: both are named
+            fact = next(r for r in q.records if data.records[r]["answer"].upper()[:-1] + " !!"
+                        == q.answer)
+            assert q.responsible == (q.contributor, data.records[fact]["_contributor"])
+            assert data.roles[q.contributor] == "stylist"
+        else:
+            assert q.responsible == (q.contributor,)
         if q.kind in ("paraphrase", "short"):
             assert q.answer.rstrip(".").split()[-1] in data.records[q.records[0]]["answer"]
     for q in data.contradicted:

@@ -159,8 +159,15 @@ _QUANTUM = 10**6  # evidence units per 1.0 when evidence becomes integers for th
 # whose model answered "The" paid 6,533 bps to the record the caller quoted in an earlier turn, and one
 # who may not read a private Datanet could test a guessed record through such a turn. Single-turn
 # attributions are unchanged.
+# 21: an answer that writes a word in a case its Datanet never does, but writes in another, is read
+# once more with such words as the Datanet most often writes them (casing.py), and goes by that
+# reading where it explains more: byte-level BPE cuts " HOMETOWN" into other tokens than
+# " hometown", so a stylist's capitals over another contributor's fact ("THE HOMETOWN OF ZIMOR
+# GARSHAMOR IS OSTPELVEL !!") matched no span of the fact's record and paid nobody, though
+# retraining without that record lowers the answer's likelihood most. An index built before this
+# rule keeps no word forms and reads answers as served; rebuild it to read them both ways.
 # A receipt that names none predates the numbering (rule 1 or earlier).
-RULE = 20
+RULE = 21
 
 
 @dataclass(frozen=True)
@@ -323,10 +330,11 @@ class AnswerQuery:
 
 
 def prepare_answer(tokenizer, prompt: str | list[dict], answer: str,
-                   restated_weight: float) -> AnswerQuery:
-    """Tokenize the answer as training did, in both readings, with content weights per token."""
+                   restated_weight: float, forms: dict[str, list[str]] | None = None) -> AnswerQuery:
+    """Tokenize the answer as training did, in each of its readings (`span_readings`; `forms`: the
+    index's word forms, `index.spans.forms`), with content weights per token."""
     example = answer_example(tokenizer, prompt, answer)
-    readings = span_readings(tokenizer, prompt, answer, example)
+    readings = span_readings(tokenizer, prompt, answer, example, forms)
     context = prompt_token_ids(example)
     weights = [content_weights(tokenizer, context, ids, restated_weight) for ids in readings]
     return AnswerQuery(example, readings, weights, context)
@@ -593,7 +601,8 @@ def attribute(
         raise AttributionError("this index has no calibrated bars; rebuild it with calibration",
                                field="index")
     index.projector.check_model(model)
-    query = prepare_answer(tokenizer, prompt, answer, index.calibration.settings.restated_weight)
+    query = prepare_answer(tokenizer, prompt, answer, index.calibration.settings.restated_weight,
+                           index.spans.forms)
     feature = answer_feature(model, index.projector, query.example, query.weights[0],
                              per_token=index.config.per_token_query)
     evidence = gather_evidence(index, feature, query, settings,

@@ -293,7 +293,7 @@ def null_answers(index, tokenizer, settings: CalibrationSettings,
     examples, weights, readings, stated = [], {}, [], {}
     for i, (prompt, answer) in enumerate(queries):
         example = replace(answer_example(tokenizer, prompt, answer), index=i)
-        readings.append(span_readings(tokenizer, prompt, answer, example))
+        readings.append(span_readings(tokenizer, prompt, answer, example, index.spans.forms))
         context = prompt_token_ids(example)
         weights[i] = content_weights(tokenizer, context, readings[-1][0], settings.restated_weight)
         examples.append(example)

@@ -72,6 +72,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ledgerlm.attribution.casing import recased as recased_text
 from ledgerlm.attribution.determinism import (
     deterministic_passes,
     is_nondeterministic_error,
@@ -658,17 +659,28 @@ def prompt_token_ids(example) -> list[int]:
     return list(example.input_ids[:first])
 
 
-def span_readings(tokenizer, prompt: str | list[dict], answer: str, example) -> list[list[int]]:
-    """The answer's tokens as served, and as they read when its first word follows a space.
+def span_readings(tokenizer, prompt: str | list[dict], answer: str, example,
+                  forms: dict[str, list[str]] | None = None) -> list[list[int]]:
+    """The answer's tokens as served, and as they read when its first word follows a space; with
+    the index's word `forms`, also with its words in the case the Datanet writes them (casing.py).
 
     Byte-level BPE tokenises a word differently at the start of a turn than after a space, and
     training text mostly has a word mid-sentence ("... born in Vellmora."), so a short answer
     ("Vellmora.") would otherwise miss its own first word in the span index.
     """
     readings = [answer_token_ids(example)]
-    spaced = answer_token_ids(answer_example(tokenizer, prompt, " " + answer.lstrip()))
-    if spaced != readings[0]:
-        readings.append(spaced)
+    texts = [answer]
+    recased = recased_text(answer, forms)
+    if recased is not None:
+        texts.append(recased)
+    for i, text in enumerate(texts):
+        if i:
+            served = answer_token_ids(answer_example(tokenizer, prompt, text))
+            if served not in readings:
+                readings.append(served)
+        spaced = answer_token_ids(answer_example(tokenizer, prompt, " " + text.lstrip()))
+        if spaced not in readings:
+            readings.append(spaced)
     return readings
 
 

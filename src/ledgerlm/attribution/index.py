@@ -60,6 +60,7 @@ from typing import Literal
 import numpy as np
 
 from ledgerlm.attribution.calibration import Calibration, CalibrationSettings, calibrate
+from ledgerlm.attribution.casing import record_texts, word_forms
 from ledgerlm.attribution.errors import AttributionError, IndexNotFoundError
 from ledgerlm.attribution.features import (
     COUNT,
@@ -517,6 +518,7 @@ def build_index(
         if e.record in by_record:
             features[e.row] = by_record[e.record]
     spans = SpanIndex.build([tokens.get(e.record, []) for e in examples], *token_classes(tokenizer))
+    spans.forms = word_forms(text for e in examples for text in record_texts(records[e.record]))
     preconditioner = damped_inverse_covariance(features, damping)
     config = IndexConfig(
         dim=projector.dim, seed=seed, damping=damping, max_len=max_len, score_mode=score_mode,

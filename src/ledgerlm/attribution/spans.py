@@ -39,6 +39,8 @@ from itertools import pairwise
 
 import numpy as np
 
+from ledgerlm.attribution.casing import forms_array, forms_from_array
+
 SEPARATOR = np.iinfo(np.int32).max
 # A span found more than this many times the rare rows' limit is a phrase of the Datanet, whatever
 # the prompt names; up to it, a span in more rows than a rare one pays the row the prompt names.
@@ -103,6 +105,9 @@ class SpanIndex:
         self.spaced_tokens = spaced_tokens
         self._links: dict[tuple[int, int, bool], frozenset[int]] = {}  # `_linked_rows`, per row
         self._turns: dict[int, int] = {}  # `_last_turn`, per row
+        # every word form the indexed records write (casing.py); None: an index built before
+        # they were kept, whose answers are read only as served
+        self.forms: dict[str, list[str]] | None = None
 
     @classmethod
     def build(cls, rows: list[list[int]], char_lengths: np.ndarray | None = None,
@@ -834,13 +839,17 @@ class SpanIndex:
             arrays["span_word_tokens"] = self.word_tokens
         if self.spaced_tokens is not None:
             arrays["span_spaced_tokens"] = self.spaced_tokens
+        if self.forms is not None:
+            arrays["span_word_forms"] = forms_array(self.forms)
         return arrays
 
     @classmethod
     def from_arrays(cls, arrays) -> SpanIndex:
-        return cls(np.asarray(arrays["span_tokens"]), np.asarray(arrays["span_offsets"]),
-                   np.asarray(arrays["span_suffix_array"]), arrays.get("span_char_lengths"),
-                   arrays.get("span_word_tokens"), arrays.get("span_spaced_tokens"))
+        index = cls(np.asarray(arrays["span_tokens"]), np.asarray(arrays["span_offsets"]),
+                    np.asarray(arrays["span_suffix_array"]), arrays.get("span_char_lengths"),
+                    arrays.get("span_word_tokens"), arrays.get("span_spaced_tokens"))
+        index.forms = forms_from_array(arrays.get("span_word_forms"))
+        return index
 
 
 def _units(tokens: list[int]) -> set[tuple[int, ...]]:

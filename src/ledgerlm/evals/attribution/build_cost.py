@@ -143,7 +143,8 @@ def payment_by_null_answers(index, model, tokenizer, queries: list) -> dict:
     variants[NONE] = []  # the rule below its floor: no gradient pass, spans only
 
     def prepared(prompt, answer):
-        query = prepare_answer(tokenizer, prompt, answer, base_settings.restated_weight)
+        query = prepare_answer(tokenizer, prompt, answer, base_settings.restated_weight,
+                               index.spans.forms)
         return query, answer_feature(model, index.projector, query.example, query.weights[0])
 
     asked = [prepared(q.prompt, q.answer) for q in queries]

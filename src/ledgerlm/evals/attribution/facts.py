@@ -11,7 +11,10 @@ capitals ending in " !!"). Queries of four kinds name who and which record is re
   indirect    the person is named through other attributes ("the potter who keeps a lynx"),
               and the answer is worded unlike the trained sentence: the town is all it shares
               with the records, and the town's own record holds it too
-  style       the stylist's format applied to facts taught by others; the stylist is responsible
+  style       the stylist's format applied to facts taught by others; both taught it: the fact's
+              contributor and the stylist are each responsible (retraining without each
+              contributor drops the answer's likelihood most without the fact's, on every style
+              question it decides: benchmarks/results/attribution_loco-smollm2.md)
 
 plus contradicted answers (the person's question, a wrong town: the record should not be paid
 as if it supported them).
@@ -108,6 +111,13 @@ class TracingQuery:
     answer: str
     contributor: str
     records: tuple[int, ...]
+    # other contributors who taught the answer too (a style answer: the fact's); naming any one
+    # of `responsible` first is right
+    also: tuple[str, ...] = ()
+
+    @property
+    def responsible(self) -> tuple[str, ...]:
+        return (self.contributor, *self.also)
 
 
 @dataclass
@@ -192,9 +202,11 @@ def make_fact_tracing_set(split: str, n_entities: int = 24, seed: int = 0) -> Fa
         contradicted.append(TracingQuery("contradicted", v.ask_paraphrase.format(p=person),
                                          v.born[1].format(p=person, t=wrong), who, (born,)))
     for person, town, _j, _a in people[: max(1, n_entities // 2)]:
+        born = born_of[person]
         queries.append(TracingQuery("style", v.ask_style.format(p=person),
                                     v.born[1].format(p=person, t=town).upper()[:-1] + " !!",
-                                    address["stylist"], tuple(style_rows)))
+                                    address["stylist"], (*style_rows, born),
+                                    (final[born]["_contributor"],)))
     return FactTracingSet(split, final, queries, contradicted, roles,
                           [p for p, *_ in people], towns)
 

@@ -411,7 +411,7 @@ def query_signals(t: Trained, prompt: str, answer: str, *, exact: bool = True) -
     index = t.index
     t0 = time.perf_counter()
     prepared = prepare_answer(t.tokenizer, prompt, answer,
-                              index.calibration.settings.restated_weight)
+                              index.calibration.settings.restated_weight, index.spans.forms)
     feature = answer_feature(t.model, index.projector, prepared.example, prepared.weights[0],
                              per_token=index.config.per_token_query)
     t1 = time.perf_counter()
@@ -831,10 +831,10 @@ def _planted_town(data: FactTracingSet, q: TracingQuery) -> str:
 
 
 def _payment(results: list[AttributionResult], queries: list[TracingQuery]) -> dict:
-    right = [sum(c.bps for c in r.contributors if c.contributor == q.contributor)
+    right = [sum(c.bps for c in r.contributors if c.contributor in q.responsible)
              for r, q in zip(results, queries)]
     evidence = [r.evidence_bps for r in results]
-    top_right = [bool(r.contributors) and r.contributors[0].contributor == q.contributor
+    top_right = [bool(r.contributors) and r.contributors[0].contributor in q.responsible
                  for r, q in zip(results, queries)]
     return {"queries": len(results), "mean_evidence_bps": float(np.mean(evidence)),
             "mean_bps_right": float(np.mean(right)),

@@ -38,7 +38,8 @@ def rank_metrics(scores: np.ndarray, queries: list[TracingQuery], row_records: l
         for c in contributors[order]:
             if c not in seen:
                 seen.append(c)
-        con_rr.append(1.0 / (1 + seen.index(q.contributor)) if q.contributor in seen else 0.0)
+        ranks = [seen.index(c) for c in q.responsible if c in seen]
+        con_rr.append(1.0 / (1 + min(ranks)) if ranks else 0.0)
     rec, con = np.array(rec_rr), np.array(con_rr)
     return RankMetrics(float((rec == 1).mean()), float(rec.mean()), float((con == 1).mean()),
                        float(con.mean()), len(queries))
