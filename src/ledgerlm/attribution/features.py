@@ -669,18 +669,14 @@ def span_readings(tokenizer, prompt: str | list[dict], answer: str, example,
     ("Vellmora.") would otherwise miss its own first word in the span index.
     """
     readings = [answer_token_ids(example)]
-    texts = [answer]
+    texts = [" " + answer.lstrip()]
     recased = recased_text(answer, forms)
     if recased is not None:
-        texts.append(recased)
-    for i, text in enumerate(texts):
-        if i:
-            served = answer_token_ids(answer_example(tokenizer, prompt, text))
-            if served not in readings:
-                readings.append(served)
-        spaced = answer_token_ids(answer_example(tokenizer, prompt, " " + text.lstrip()))
-        if spaced not in readings:
-            readings.append(spaced)
+        texts += [recased, " " + recased.lstrip()]
+    for text in texts:
+        ids = answer_token_ids(answer_example(tokenizer, prompt, text))
+        if ids not in readings:
+            readings.append(ids)
     return readings
 
 
